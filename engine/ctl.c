@@ -1,0 +1,585 @@
+/*
+ * ctl.c — the control tree `.txdir/` (SPEC §5) and the logs it shows.
+ *
+ *   .txdir/               reachable by name, not listed in the root (unless
+ *                         -o showctl), like ZFS's .zfs
+ *     commits/ID          one commit: time, pid, transaction, changes with
+ *                         checksums (JSON); the directory lists newest first
+ *     events              one JSON object per line
+ *     manifests/ temp/    multi-step operations in flight (none yet)
+ *     stats               Prometheus text
+ *     status.json         struct txd_status as JSON (mountctl status)
+ *
+ * Every control file is direct_io with zero entry/attr timeouts, and its
+ * content is rendered at open (a consistent snapshot for the reader). st_size
+ * is the length of a fresh rendering.
+ *
+ * The commit log is a ring of compact fixed-size entries (no file per commit:
+ * 1 M commits must not mean 1 M files), filled at commit and at replay.
+ * Paths are rendered when read, from the entry's inode and the current
+ * namespace; a removed entry keeps its name. Entries older than the retention
+ * (-o retain=, default 1 h) are not shown.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "fs.h"
+#include "os.h"
+
+enum ctl_kind {
+	CTL_NONE,
+	CTL_ROOT,
+	CTL_COMMITS,
+	CTL_COMMIT,
+	CTL_EVENTS,
+	CTL_MANIFESTS,
+	CTL_STATS,
+	CTL_STATUS,
+	CTL_TEMP,
+};
+
+struct ctl_entry {
+	const char *name;
+	enum ctl_kind kind;
+	bool dir;
+};
+
+/* .txdir's children, in readdir order. */
+static const struct ctl_entry ctl_root[] = {
+	{"commits", CTL_COMMITS, true},  {"events", CTL_EVENTS, false},
+	{"manifests", CTL_MANIFESTS, true}, {"stats", CTL_STATS, false},
+	{"status.json", CTL_STATUS, false}, {"temp", CTL_TEMP, true},
+};
+#define NROOT (sizeof(ctl_root) / sizeof(ctl_root[0]))
+
+struct ctl_file {
+	char *buf;
+	size_t len;
+};
+
+/* ---- text buffers --------------------------------------------------------------- */
+struct sbuf {
+	char *p;
+	size_t len, cap;
+};
+
+static void sb_printf(struct sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct sbuf *s, const char *fmt, ...)
+{
+	va_list ap;
+	for (;;) {
+		va_start(ap, fmt);
+		int n = vsnprintf(s->p ? s->p + s->len : NULL, s->p ? s->cap - s->len : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if (s->p && s->len + (size_t)n < s->cap) {
+			s->len += (size_t)n;
+			return;
+		}
+		size_t cap = s->cap ? s->cap * 2 : 4096;
+		while (cap < s->len + (size_t)n + 1)
+			cap *= 2;
+		char *p = realloc(s->p, cap);
+		if (!p)
+			return;
+		s->p = p;
+		s->cap = cap;
+	}
+}
+
+static void rfc3339(uint64_t ns, char *buf, size_t cap)
+{
+	time_t t = (time_t)(ns / 1000000000ull);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, cap - n, ".%03uZ", (unsigned)(ns / 1000000 % 1000));
+}
+
+/* ---- events ------------------------------------------------------------------------ */
+#define EVENTS_MAX 4096
+
+struct event_log {
+	char *line[EVENTS_MAX];
+	uint64_t next;
+};
+
+void fs_event(struct txd_fs *fs, const char *type, const char *fmt, ...)
+{
+	char fields[512] = "", when[40];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(fields, sizeof(fields), fmt, ap);
+	va_end(ap);
+	rfc3339(fs_now_ns(), when, sizeof(when));
+	char *line;
+	if (asprintf(&line, "{\"time\":\"%s\",\"type\":\"%s\"%s%s}\n", when, type,
+		     fields[0] ? "," : "", fields) < 0)
+		return;
+	syslog(LOG_INFO, "txdir: %s", line);
+	struct event_log *ev = fs->events;
+	if (!ev) {
+		free(line);
+		return;
+	}
+	free(ev->line[ev->next % EVENTS_MAX]);
+	ev->line[ev->next++ % EVENTS_MAX] = line;
+}
+
+/* ---- commit log -------------------------------------------------------------------- */
+#define CLOG_MAX 16384
+#define CLOG_CHG 4
+
+struct centry {
+	uint64_t id, time_ns, txn;
+	uint32_t pid, total;
+	uint8_t n;
+	struct {
+		uint8_t kind; /* 'c' content, 'a' attributes, '+' entry, '-' removed, 'x' xattr */
+		uint64_t ino; /* the file; for '-' the directory */
+		uint64_t digest;
+		char name[32];
+	} chg[CLOG_CHG];
+};
+
+struct commit_log {
+	struct centry *ring;
+	uint64_t next; /* entries ever added */
+};
+
+int clog_open(struct txd_fs *fs)
+{
+	fs->clog = calloc(1, sizeof(*fs->clog));
+	fs->events = calloc(1, sizeof(*fs->events));
+	if (!fs->clog || !fs->events || !(fs->clog->ring = calloc(CLOG_MAX, sizeof(struct centry))))
+		return -ENOMEM;
+	return 0;
+}
+
+void clog_close(struct txd_fs *fs)
+{
+	if (fs->clog)
+		free(fs->clog->ring);
+	free(fs->clog);
+	if (fs->events)
+		for (int k = 0; k < EVENTS_MAX; k++)
+			free(fs->events->line[k]);
+	free(fs->events);
+	fs->clog = NULL;
+	fs->events = NULL;
+}
+
+static void centry_note(struct txd_fs *fs, struct centry *e, const struct rec_opv *op)
+{
+	uint8_t kind;
+	uint64_t ino;
+	const char *name = NULL;
+	size_t nl = 0;
+	switch (op->op) {
+	case OP_CONTENT:
+		kind = 'c';
+		ino = op->u.content.ino;
+		break;
+	case OP_INODE:
+		if (S_ISDIR(op->u.inode.mode))
+			return; /* parent mtime/nlink upkeep: not a change of its own */
+		kind = 'a';
+		ino = op->u.inode.ino;
+		break;
+	case OP_DENT_SET:
+		kind = '+';
+		ino = op->u.dent.ino;
+		break;
+	case OP_DENT_DEL:
+		kind = '-';
+		ino = op->u.dent.parent;
+		name = op->u.dent.name;
+		nl = op->u.dent.name_len;
+		break;
+	case OP_XATTR_SET:
+	case OP_XATTR_DEL:
+		kind = 'x';
+		ino = op->u.xattr.ino;
+		break;
+	default:
+		return;
+	}
+	for (int k = 0; k < e->n; k++)
+		if (e->chg[k].ino == ino && (kind != '-' || e->chg[k].kind == '-'))
+			return; /* one line per file */
+	e->total++;
+	if (e->n == CLOG_CHG)
+		return;
+	int k = e->n++;
+	e->chg[k].kind = kind;
+	e->chg[k].ino = ino;
+	struct inode *in = ns_inode(&fs->ns, ino);
+	e->chg[k].digest = in && S_ISREG(in->head->mode) ? digest_final(in->head->dsum, in->head->size) : 0;
+	if (nl >= sizeof(e->chg[k].name))
+		nl = sizeof(e->chg[k].name) - 1;
+	memcpy(e->chg[k].name, name ? name : "", nl);
+	e->chg[k].name[nl] = 0;
+}
+
+void clog_add(struct txd_fs *fs, uint64_t id, const struct rec_hdr *hdr, const void *payload)
+{
+	struct commit_log *cl = fs->clog;
+	struct centry *e = &cl->ring[cl->next++ % CLOG_MAX];
+	memset(e, 0, sizeof(*e));
+	e->id = id;
+	e->time_ns = hdr->time_ns;
+	e->pid = hdr->pid;
+	e->txn = hdr->txn;
+	struct rec_iter it;
+	struct rec_opv op;
+	rec_iter_init(&it, payload, hdr);
+	while (rec_next(&it, &op))
+		centry_note(fs, e, &op);
+}
+
+static bool retained(struct txd_fs *fs, const struct centry *e)
+{
+	uint64_t retain = (fs->opts.retain_s ? fs->opts.retain_s : 3600) * 1000000000ull;
+	return e->id && e->time_ns + retain >= fs_now_ns();
+}
+
+static const struct centry *clog_find(struct txd_fs *fs, uint64_t id)
+{
+	struct commit_log *cl = fs->clog;
+	uint64_t first = cl->next > CLOG_MAX ? cl->next - CLOG_MAX : 0;
+	/* ids increase with position: binary search the ring */
+	uint64_t lo = first, hi = cl->next;
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		const struct centry *e = &cl->ring[mid % CLOG_MAX];
+		if (e->id == id)
+			return retained(fs, e) ? e : NULL;
+		if (e->id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static void render_commit(struct txd_fs *fs, const struct centry *e, struct sbuf *s)
+{
+	char when[40], path[4096];
+	rfc3339(e->time_ns, when, sizeof(when));
+	sb_printf(s, "{\"id\":%" PRIu64 ",\"time\":\"%s\",\"pid\":%u,\"txn\":%" PRIu64 ",\"changes\":[",
+		  e->id, when, e->pid, e->txn);
+	for (int k = 0; k < e->n; k++) {
+		struct inode *in = ns_inode(&fs->ns, e->chg[k].ino);
+		if (in)
+			ns_path(&fs->ns, in, path, sizeof(path));
+		else
+			snprintf(path, sizeof(path), "(removed)");
+		const char *op = e->chg[k].kind == 'c' ? "content" : e->chg[k].kind == 'a' ? "attributes"
+				: e->chg[k].kind == '+' ? "linked" : e->chg[k].kind == '-' ? "removed" : "xattr";
+		cJSON *p = cJSON_CreateString(path);
+		char *pj = p ? cJSON_PrintUnformatted(p) : NULL;
+		sb_printf(s, "%s{\"op\":\"%s\",\"path\":%s", k ? "," : "", op, pj ? pj : "\"?\"");
+		free(pj);
+		cJSON_Delete(p);
+		if (e->chg[k].kind == '-') {
+			cJSON *nm = cJSON_CreateString(e->chg[k].name);
+			char *nj = nm ? cJSON_PrintUnformatted(nm) : NULL;
+			sb_printf(s, ",\"name\":%s", nj ? nj : "\"?\"");
+			free(nj);
+			cJSON_Delete(nm);
+		}
+		if (e->chg[k].digest)
+			sb_printf(s, ",\"checksum\":\"xxh64:%016" PRIx64 "\"", e->chg[k].digest);
+		sb_printf(s, "}");
+	}
+	sb_printf(s, "],\"changes_total\":%u}\n", e->total);
+}
+
+/* ---- renderers ---------------------------------------------------------------------- */
+static void render_status(struct txd_fs *fs, struct sbuf *s)
+{
+	struct txd_status st;
+	fs_status_locked(fs, &st);
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return;
+	cJSON_AddStringToObject(o, "store", st.store);
+	cJSON_AddStringToObject(o, "durability", txd_durability_name(st.durability));
+	cJSON_AddNumberToObject(o, "commits", (double)st.commits);
+	cJSON_AddNumberToObject(o, "last_commit_id", (double)st.last_commit_id);
+	cJSON_AddNumberToObject(o, "lsn", (double)st.lsn);
+	cJSON_AddNumberToObject(o, "durable_lsn", (double)st.durable_lsn);
+	cJSON_AddNumberToObject(o, "wal_bytes", (double)st.wal_bytes);
+	cJSON_AddNumberToObject(o, "wal_syncs", (double)st.wal_syncs);
+	cJSON_AddNumberToObject(o, "wal_synced_records", (double)st.wal_synced_records);
+	cJSON_AddNumberToObject(o, "versions_retained", (double)st.versions_retained);
+	cJSON_AddNumberToObject(o, "open_handles", (double)st.open_handles);
+	cJSON_AddNumberToObject(o, "inodes", (double)st.inodes);
+	cJSON_AddNumberToObject(o, "nodes", (double)st.nodes);
+	cJSON_AddNumberToObject(o, "oldest_snapshot_age_s", st.oldest_snapshot_age_s);
+	cJSON_AddNumberToObject(o, "checksum_errors", (double)st.checksum_errors);
+	cJSON_AddNumberToObject(o, "conflicts", (double)st.conflicts);
+	cJSON_AddBoolToObject(o, "failed", st.failed);
+	char *txt = cJSON_Print(o);
+	if (txt)
+		sb_printf(s, "%s\n", txt);
+	free(txt);
+	cJSON_Delete(o);
+}
+
+static void metric(struct sbuf *s, const char *name, const char *type, const char *help,
+		   double v)
+{
+	sb_printf(s, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+static void render_stats(struct txd_fs *fs, struct sbuf *s)
+{
+	struct txd_status st;
+	fs_status_locked(fs, &st);
+	metric(s, "txdir_commits_total", "counter", "Commits applied since start (incl. replay).",
+	       (double)st.commits);
+	metric(s, "txdir_commit_conflicts_total", "counter", "Transaction commits refused.",
+	       (double)st.conflicts);
+	sb_printf(s, "# HELP txdir_group_commit_batch_size Records made durable per WAL fsync.\n"
+		     "# TYPE txdir_group_commit_batch_size summary\n"
+		     "txdir_group_commit_batch_size_sum %" PRIu64 "\n"
+		     "txdir_group_commit_batch_size_count %" PRIu64 "\n",
+		  st.wal_synced_records, st.wal_syncs);
+	sb_printf(s, "# HELP txdir_op_duration_seconds Time spent in engine operations.\n"
+		     "# TYPE txdir_op_duration_seconds summary\n"
+		     "txdir_op_duration_seconds_sum{op=\"commit\"} %.9f\n"
+		     "txdir_op_duration_seconds_count{op=\"commit\"} %" PRIu64 "\n",
+		  (double)fs->commit_ns_sum / 1e9, fs->commit_count);
+	metric(s, "txdir_wal_bytes", "gauge", "Bytes in WAL segments on disk.", (double)st.wal_bytes);
+	metric(s, "txdir_wal_syncs_total", "counter", "WAL fsyncs.", (double)st.wal_syncs);
+	metric(s, "txdir_oldest_snapshot_age_seconds", "gauge",
+	       "Age of the oldest open snapshot reader.", st.oldest_snapshot_age_s);
+	metric(s, "txdir_versions_retained", "gauge", "File versions kept in memory.",
+	       (double)st.versions_retained);
+	metric(s, "txdir_open_handles", "gauge", "Open file and directory handles.",
+	       (double)st.open_handles);
+	metric(s, "txdir_inodes", "gauge", "Inodes in the namespace.", (double)st.inodes);
+	metric(s, "txdir_leases_held", "gauge", "Leases currently held.", 0);
+	metric(s, "txdir_checksum_errors_total", "counter", "Chunks that failed verification.",
+	       (double)st.checksum_errors);
+	metric(s, "txdir_failed", "gauge", "1 when the store refuses changes after an I/O error.",
+	       st.failed);
+}
+
+static void render_events(struct txd_fs *fs, struct sbuf *s)
+{
+	struct event_log *ev = fs->events;
+	uint64_t first = ev->next > EVENTS_MAX ? ev->next - EVENTS_MAX : 0;
+	for (uint64_t k = first; k < ev->next; k++)
+		sb_printf(s, "%s", ev->line[k % EVENTS_MAX]);
+}
+
+static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
+{
+	switch (n->ctl) {
+	case CTL_STATS:
+		render_stats(fs, s);
+		return 0;
+	case CTL_STATUS:
+		render_status(fs, s);
+		return 0;
+	case CTL_EVENTS:
+		render_events(fs, s);
+		return 0;
+	case CTL_COMMIT: {
+		const struct centry *e = clog_find(fs, n->ctl_key);
+		if (!e)
+			return -ENOENT;
+		render_commit(fs, e, s);
+		return 0;
+	}
+	default:
+		return -EISDIR;
+	}
+}
+
+/* ---- nodes -------------------------------------------------------------------------- */
+static bool kind_is_dir(enum ctl_kind k)
+{
+	return k == CTL_ROOT || k == CTL_COMMITS || k == CTL_MANIFESTS || k == CTL_TEMP;
+}
+
+int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->ino = (1ull << 62) | ((uint64_t)n->ctl << 48) | (n->ctl_key & 0xffffffffffffull);
+	uint64_t t = fs->ns.ninodes ? fs_now_ns() : 0;
+	a->atime = a->mtime = a->ctime =
+		(struct timespec){.tv_sec = (time_t)(t / 1000000000ull), .tv_nsec = (long)(t % 1000000000ull)};
+	if (kind_is_dir(n->ctl)) {
+		a->mode = S_IFDIR | 0555;
+		a->nlink = 2;
+		a->size = 4096;
+		return 0;
+	}
+	a->mode = S_IFREG | 0444;
+	a->nlink = 1;
+	struct sbuf s = {0};
+	int err = render(fs, n, &s);
+	a->size = s.len;
+	free(s.p);
+	return err;
+}
+
+static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct txd_entry *e)
+{
+	struct node *n = fs_node_new(fs, NULL);
+	if (!n)
+		return -ENOMEM;
+	n->ctl = kind;
+	n->ctl_key = key;
+	memset(e, 0, sizeof(*e));
+	int err = ctl_getattr(fs, n, &e->attr);
+	if (err) {
+		fs_node_put(fs, n);
+		return err;
+	}
+	e->node = n->id;
+	e->generation = 1;
+	e->cacheable = false;
+	n->nlookup++;
+	return 0;
+}
+
+int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct txd_entry *e)
+{
+	if (!parent->ctl)
+		return strcmp(name, CTL_DIRNAME) == 0 ? ctl_node(fs, CTL_ROOT, 0, e) : -ENOENT;
+	if (parent->ctl == CTL_ROOT) {
+		for (size_t k = 0; k < NROOT; k++)
+			if (strcmp(name, ctl_root[k].name) == 0)
+				return ctl_node(fs, ctl_root[k].kind, 0, e);
+		return -ENOENT;
+	}
+	if (parent->ctl == CTL_COMMITS) {
+		char *end;
+		uint64_t id = strtoull(name, &end, 10);
+		if (*end || !clog_find(fs, id))
+			return -ENOENT;
+		return ctl_node(fs, CTL_COMMIT, id, e);
+	}
+	return kind_is_dir(parent->ctl) ? -ENOENT : -ENOTDIR;
+}
+
+/* Emit a child; readdirplus entries carry a lookup reference. */
+static int ctl_emit(struct txd_fs *fs, const char *name, enum ctl_kind kind, uint64_t key,
+		    bool plus, uint64_t next, txd_fill_fn fill, void *arg)
+{
+	struct txd_entry e;
+	if (ctl_node(fs, kind, key, &e))
+		return 0; /* vanished meanwhile (retention): skip it */
+	struct node *n = fs_node(fs, e.node);
+	int full = fill(arg, name, &e, next);
+	if (full || !plus) {
+		n->nlookup--;
+		fs_node_put(fs, n);
+	}
+	return full;
+}
+
+static int readdir_commits(struct txd_fs *fs, uint64_t off, bool plus, txd_fill_fn fill,
+			   void *arg)
+{
+	struct commit_log *cl = fs->clog;
+	uint64_t first = cl->next > CLOG_MAX ? cl->next - CLOG_MAX : 0;
+	/* newest first: offset 3 + k is the k-th newest */
+	for (uint64_t k = off < 3 ? 0 : off - 2; k < cl->next - first; k++) {
+		const struct centry *e = &cl->ring[(cl->next - 1 - k) % CLOG_MAX];
+		if (!retained(fs, e))
+			break;
+		char name[24];
+		snprintf(name, sizeof(name), "%" PRIu64, e->id);
+		if (ctl_emit(fs, name, CTL_COMMIT, e->id, plus, k + 3, fill, arg))
+			break;
+	}
+	return 0;
+}
+
+int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_fill_fn fill,
+		void *arg)
+{
+	if (off < 1 && ctl_emit(fs, ".", n->ctl, n->ctl_key, false, 1, fill, arg))
+		return 0;
+	if (off < 2 && ctl_emit(fs, "..", CTL_ROOT, 0, false, 2, fill, arg))
+		return 0;
+	if (n->ctl == CTL_ROOT) {
+		for (uint64_t k = off < 3 ? 0 : off - 2; k < NROOT; k++)
+			if (ctl_emit(fs, ctl_root[k].name, ctl_root[k].kind, 0, plus, k + 3, fill, arg))
+				break;
+		return 0;
+	}
+	if (n->ctl == CTL_COMMITS)
+		return readdir_commits(fs, off, plus, fill, arg);
+	return 0; /* manifests/, temp/: nothing in flight yet */
+}
+
+int ctl_open(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
+	     struct txd_open_out *out)
+{
+	if (kind_is_dir(n->ctl))
+		return -EISDIR;
+	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
+		return -EACCES;
+	struct ctl_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	struct sbuf s = {0};
+	int err = render(fs, n, &s);
+	if (err) {
+		free(s.p);
+		free(f);
+		return err;
+	}
+	f->buf = s.p;
+	f->len = s.len;
+	h->ctl = f;
+	out->direct_io = true;
+	return 0;
+}
+
+ssize_t ctl_read(struct txd_fs *fs, struct handle *h, void *buf, size_t size, uint64_t off)
+{
+	(void)fs;
+	struct ctl_file *f = h->ctl;
+	if (!f || off >= f->len)
+		return 0;
+	size_t n = f->len - off < size ? f->len - off : size;
+	memcpy(buf, f->buf + off, n);
+	return (ssize_t)n;
+}
+
+ssize_t ctl_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
+		  uint64_t off)
+{
+	(void)fs;
+	(void)h;
+	(void)buf;
+	(void)size;
+	(void)off;
+	return -EACCES;
+}
+
+void ctl_release(struct txd_fs *fs, struct handle *h)
+{
+	(void)fs;
+	if (h->ctl)
+		free(h->ctl->buf);
+	free(h->ctl);
+	h->ctl = NULL;
+}

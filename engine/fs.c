@@ -1,0 +1,529 @@
+/*
+ * fs.c — opening and recovering a store, the commit pipeline, node ids,
+ * notifications, durability and status (design in fs.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "os.h"
+
+uint64_t fs_now_ns(void)
+{
+	return txd_os->now_realtime_ns();
+}
+
+/* ---- node ids ---------------------------------------------------------------- */
+static uint64_t node_hash(uint64_t id, uint64_t size)
+{
+	return (id * 0x9e3779b97f4a7c15ull) >> 20 & (size - 1);
+}
+
+struct node *fs_node(struct txd_fs *fs, uint64_t id)
+{
+	struct node *n = fs->nodes[node_hash(id, fs->nodes_size)];
+	while (n && n->id != id)
+		n = n->hnext;
+	return n;
+}
+
+static int nodes_grow(struct txd_fs *fs)
+{
+	uint64_t nsize = fs->nodes_size * 2;
+	struct node **nt = calloc(nsize, sizeof(*nt));
+	if (!nt)
+		return -ENOMEM;
+	for (uint64_t k = 0; k < fs->nodes_size; k++) {
+		struct node *n = fs->nodes[k];
+		while (n) {
+			struct node *next = n->hnext;
+			uint64_t h = node_hash(n->id, nsize);
+			n->hnext = nt[h];
+			nt[h] = n;
+			n = next;
+		}
+	}
+	free(fs->nodes);
+	fs->nodes = nt;
+	fs->nodes_size = nsize;
+	return 0;
+}
+
+/* A new node (nlookup 0) for inode in (NULL: a control node). */
+struct node *fs_node_new(struct txd_fs *fs, struct inode *in)
+{
+	if (fs->nnodes + 1 > fs->nodes_size && nodes_grow(fs))
+		return NULL;
+	struct node *n = calloc(1, sizeof(*n));
+	if (!n)
+		return NULL;
+	n->id = fs->next_node++;
+	n->in = in;
+	if (in)
+		in->pins++;
+	uint64_t h = node_hash(n->id, fs->nodes_size);
+	n->hnext = fs->nodes[h];
+	fs->nodes[h] = n;
+	fs->nnodes++;
+	return n;
+}
+
+/* The node lookups return for in, created on demand. */
+struct node *fs_live_node(struct txd_fs *fs, struct inode *in)
+{
+	if (in->live)
+		return in->live;
+	struct node *n = fs_node_new(fs, in);
+	if (n)
+		in->live = n;
+	return n;
+}
+
+void fs_inode_unpin(struct txd_fs *fs, struct inode *in)
+{
+	if (--in->pins > 0)
+		return;
+	if (in->freed || (in->head->nlink == 0 && in->ino != NS_ROOT_INO))
+		ns_inode_drop(&fs->ns, in);
+}
+
+/* Free n once the kernel and every handle are done with it. */
+void fs_node_put(struct txd_fs *fs, struct node *n)
+{
+	if (n->nlookup || n->nopen || n->id == TXD_ROOT_NODE)
+		return;
+	struct node **pp = &fs->nodes[node_hash(n->id, fs->nodes_size)];
+	while (*pp != n)
+		pp = &(*pp)->hnext;
+	*pp = n->hnext;
+	fs->nnodes--;
+	struct inode *in = n->in;
+	if (in) {
+		if (in->live == n)
+			in->live = NULL;
+		if (n->frozen)
+			ns_iver_unpin(&fs->ns, in, n->frozen);
+		fs_inode_unpin(fs, in);
+	}
+	free(n);
+}
+
+struct timespec fs_now_ts(void)
+{
+	uint64_t ns = fs_now_ns();
+	return (struct timespec){.tv_sec = (time_t)(ns / 1000000000ull),
+				 .tv_nsec = (long)(ns % 1000000000ull)};
+}
+
+void fs_inode_rec(const struct inode *in, struct rec_inode *r)
+{
+	const struct iver *v = in->head;
+	memset(r, 0, sizeof(*r));
+	r->ino = in->ino;
+	r->mode = v->mode;
+	r->uid = v->uid;
+	r->gid = v->gid;
+	r->nlink = v->nlink;
+	r->rdev = v->rdev;
+	r->atime = v->atime;
+	r->mtime = v->mtime;
+	r->ctime = v->ctime;
+	r->parent = in->dir ? in->parent : 0;
+}
+
+/* ---- attributes ----------------------------------------------------------------- */
+static int walk_len(void *arg, uint64_t idx, struct chunk *c)
+{
+	(void)idx;
+	*(uint64_t *)arg += chunk_len(c);
+	return 0;
+}
+
+void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a)
+{
+	(void)fs;
+	struct inode *in = n->in;
+	const struct iver *v = n->frozen ? n->frozen : in->head;
+	memset(a, 0, sizeof(*a));
+	a->ino = in->ino;
+	a->mode = v->mode;
+	a->nlink = v->nlink;
+	a->uid = v->uid;
+	a->gid = v->gid;
+	a->rdev = v->rdev;
+	a->size = v->size;
+	a->atime = v->atime;
+	a->mtime = v->mtime;
+	a->ctime = v->ctime;
+	if (S_ISREG(v->mode)) {
+		uint64_t stored = 0;
+		cmap_walk(v->map, 0, walk_len, &stored);
+		a->blocks = (stored + 511) / 512;
+		struct wfile *wf = in->wf;
+		if (!n->frozen && wf) {
+			a->size = atomic_load(&wf->size);
+			if (a->blocks * 512 < a->size)
+				a->blocks = (a->size + 511) / 512; /* uncommitted: estimate */
+			if (wf->times_set)
+				a->mtime = wf->mtime;
+		}
+	} else if (S_ISDIR(v->mode)) {
+		a->size = 4096;
+		a->blocks = 8;
+	}
+}
+
+void fs_entry(struct txd_fs *fs, struct node *n, struct txd_entry *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->node = n->id;
+	e->generation = 1;
+	e->cacheable = true;
+	fs_attr(fs, n, &e->attr);
+	n->nlookup++;
+}
+
+/* ---- notifications -------------------------------------------------------------- */
+void fs_queue_inval(struct txd_fs *fs, uint64_t parent_node, const char *name)
+{
+	if (!fs->notify.inval_entry)
+		return;
+	size_t len = strlen(name);
+	struct notice *nt = malloc(sizeof(*nt) + len + 1);
+	if (!nt)
+		return; /* best effort: the kernel revalidates on its timeout */
+	nt->parent = parent_node;
+	nt->node = 0;
+	memcpy(nt->name, name, len + 1);
+	nt->next = fs->notices;
+	fs->notices = nt;
+}
+
+/* Deliver queued notices; call without fs->lock. */
+void fs_notify_flush(struct txd_fs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct notice *nt = fs->notices;
+	fs->notices = NULL;
+	pthread_mutex_unlock(&fs->lock);
+	while (nt) {
+		struct notice *next = nt->next;
+		fs->notify.inval_entry(fs->notify.arg, nt->parent, nt->name);
+		free(nt);
+		nt = next;
+	}
+}
+
+void txd_set_notify(struct txd_fs *fs, const struct txd_notify *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	fs->notify = *n;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* ---- the commit pipeline (fs.h steps 3-4) --------------------------------------- */
+int fs_commit(struct txd_fs *fs, struct rec_buf *b, struct wal_pos *posp)
+{
+	if (fs->failed || wal_failed(fs->wal))
+		return -EIO;
+	uint64_t t0 = txd_os->now_monotonic_ns();
+	int n = rec_iov_count(b);
+	struct iovec stack[8], *iov = stack;
+	if (n > 8 && !(iov = malloc(sizeof(*iov) * n)))
+		return -ENOMEM;
+	int err = rec_finish(b, iov);
+	if (err < 0)
+		goto out;
+	struct wal_pos pos;
+	err = wal_append(fs->wal, WAL_REC_COMMIT, iov, n, &pos);
+	if (err) {
+		fs->failed = true;
+		fs_event(fs, "store_failed", "\"reason\":\"commit did not reach the log: %s\"",
+			 txd_strerror(err));
+		err = -EIO;
+		goto out;
+	}
+	uint32_t len = (uint32_t)(b->len + b->data_len);
+	err = ns_apply(&fs->ns, b->ops, len, pos.seg, pos.payload_off, pos.lsn);
+	if (err) {
+		/* the log has it, memory does not: only a reopen can reconcile */
+		fs->failed = true;
+		syslog(LOG_ERR, "txdir: applying commit %llu failed: %s",
+		       (unsigned long long)pos.lsn, txd_strerror(err));
+		err = -EIO;
+		goto out;
+	}
+	fs->commits++;
+	fs->commit_count++;
+	fs->commit_ns_sum += txd_os->now_monotonic_ns() - t0;
+	struct rec_hdr hdr;
+	if (!rec_validate(b->ops, len, &hdr))
+		clog_add(fs, pos.lsn, &hdr, b->ops);
+	if (posp)
+		*posp = pos;
+out:
+	if (iov != stack)
+		free(iov);
+	return err;
+}
+
+/* ---- durability -------------------------------------------------------------------- */
+uint64_t txd_current_lsn(struct txd_fs *fs)
+{
+	return wal_last_lsn(fs->wal);
+}
+
+bool txd_commit_needs_wait(struct txd_fs *fs)
+{
+	return fs->opts.durability == TXD_DUR_FULL;
+}
+
+int txd_durable_async(struct txd_fs *fs, uint64_t lsn, void (*cb)(void *arg, int err),
+		      void *arg)
+{
+	if (fs->opts.durability == TXD_DUR_NONE) {
+		cb(arg, 0);
+		return 0;
+	}
+	return wal_sync_async(fs->wal, lsn, cb, arg);
+}
+
+int txd_sync_wait(struct txd_fs *fs)
+{
+	if (fs->opts.durability == TXD_DUR_NONE)
+		return 0;
+	return wal_sync(fs->wal, wal_last_lsn(fs->wal));
+}
+
+/* ---- open and recovery ------------------------------------------------------------- */
+static int replay_one(void *arg, const struct wal_pos *pos, uint16_t type, const void *payload,
+		      uint32_t len)
+{
+	struct txd_fs *fs = arg;
+	if (type != WAL_REC_COMMIT)
+		return -TXD_EFORMAT;
+	struct rec_hdr hdr;
+	int err = ns_apply(&fs->ns, payload, len, pos->seg, pos->payload_off, pos->lsn);
+	if (err)
+		return err;
+	fs->commits++;
+	if (!rec_validate(payload, len, &hdr))
+		clog_add(fs, pos->lsn, &hdr, payload);
+	return 0;
+}
+
+/* Inodes with no names left (open-unlinked at the crash) are dropped. */
+struct orphans {
+	struct inode **v;
+	size_t n, cap;
+};
+
+static int collect_orphan(void *arg, struct inode *in)
+{
+	struct orphans *o = arg;
+	if (in->head->nlink || in->ino == NS_ROOT_INO)
+		return 0;
+	if (o->n == o->cap) {
+		size_t cap = o->cap ? o->cap * 2 : 16;
+		struct inode **v = realloc(o->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		o->v = v;
+		o->cap = cap;
+	}
+	o->v[o->n++] = in;
+	return 0;
+}
+
+static int drop_orphans(struct txd_fs *fs)
+{
+	struct orphans o = {0};
+	int err = ns_walk(&fs->ns, collect_orphan, &o);
+	for (size_t k = 0; !err && k < o.n; k++)
+		ns_inode_drop(&fs->ns, o.v[k]);
+	free(o.v);
+	return err;
+}
+
+static int make_root(struct txd_fs *fs)
+{
+	struct timespec now = fs_now_ts();
+	struct rec_inode r = {.ino = NS_ROOT_INO, .mode = S_IFDIR | 0755, .uid = geteuid(),
+			      .gid = getegid(), .nlink = 2, .atime = now, .mtime = now,
+			      .ctime = now, .parent = NS_ROOT_INO};
+	struct rec_buf b;
+	rec_init(&b, 0, fs_now_ns(), (uint32_t)getpid());
+	rec_inode(&b, &r);
+	int err = fs_commit(fs, &b, NULL);
+	rec_release(&b);
+	return err ? err : txd_sync_wait(fs);
+}
+
+static int fs_recover(struct txd_fs *fs)
+{
+	int err = ckpt_load(fs, &fs->ckpt_lsn);
+	if (err)
+		return err;
+	if ((err = wal_replay(fs->wal, fs->ckpt_lsn, replay_one, fs)))
+		return err;
+	if ((err = drop_orphans(fs)))
+		return err;
+	fs_event(fs, "recovered",
+		 "\"checkpoint_lsn\":%llu,\"last_lsn\":%llu,\"commits_replayed\":%llu",
+		 (unsigned long long)fs->ckpt_lsn, (unsigned long long)wal_last_lsn(fs->wal),
+		 (unsigned long long)fs->commits);
+	if (!ns_inode(&fs->ns, NS_ROOT_INO))
+		return make_root(fs);
+	return 0;
+}
+
+int txd_store_init(const char *dir)
+{
+	return store_init(dir);
+}
+
+static int fs_start(struct txd_fs *fs)
+{
+	struct wal_opts wo = {
+		.sync_interval_ms = fs->opts.durability == TXD_DUR_NONE
+					    ? 0
+					    : (fs->opts.commit_interval_ms ? fs->opts.commit_interval_ms
+									    : 1000),
+	};
+	int err = chunkstore_open(fs->store.obj_dir, fs->store.wal_dir, &fs->cs);
+	if (!err)
+		err = wal_open(fs->store.wal_dir, &wo, &fs->wal);
+	if (!err)
+		err = clog_open(fs);
+	if (!err)
+		err = fs_recover(fs);
+	if (err)
+		return err;
+	struct node *root = fs_node_new(fs, ns_inode(&fs->ns, NS_ROOT_INO));
+	if (!root)
+		return -ENOMEM;
+	root->in->live = root;
+	return 0;
+}
+
+static void fs_free(struct txd_fs *fs)
+{
+	for (uint64_t k = 0; fs->nodes && k < fs->nodes_size; k++) {
+		struct node *n = fs->nodes[k];
+		while (n) {
+			struct node *next = n->hnext;
+			free(n);
+			n = next;
+		}
+	}
+	free(fs->nodes);
+	clog_close(fs);
+	if (fs->wal)
+		wal_close(fs->wal);
+	ns_destroy(&fs->ns);
+	if (fs->cs)
+		chunkstore_close(fs->cs);
+	store_close(&fs->store);
+	pthread_mutex_destroy(&fs->lock);
+	free(fs);
+}
+
+int txd_fs_open(const char *dir, const struct txd_opts *opts, struct txd_fs **out,
+		pid_t *holder_pid)
+{
+	struct txd_fs *fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return -ENOMEM;
+	pthread_mutex_init(&fs->lock, NULL);
+	if (opts)
+		fs->opts = *opts;
+	fs->next_node = TXD_ROOT_NODE;
+	fs->snapshots.snap_next = fs->snapshots.snap_prev = &fs->snapshots;
+	fs->nodes_size = 1024;
+	fs->start_ns = txd_os->now_monotonic_ns();
+	int err = -ENOMEM;
+	fs->nodes = calloc(fs->nodes_size, sizeof(*fs->nodes));
+	if (!fs->nodes || ns_init(&fs->ns))
+		goto out_free;
+	if ((err = store_open(dir, &fs->store, holder_pid)))
+		goto out_free;
+	if ((err = fs_start(fs)))
+		goto out_free;
+	*out = fs;
+	return 0;
+out_free:
+	fs_free(fs);
+	return err;
+}
+
+void txd_fs_close(struct txd_fs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (!fs->failed && !wal_failed(fs->wal)) {
+		int err = ckpt_write(fs);
+		if (err)
+			syslog(LOG_WARNING, "txdir: checkpoint at close failed: %s",
+			       txd_strerror(err));
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (fs->opts.durability != TXD_DUR_NONE)
+		wal_sync(fs->wal, wal_last_lsn(fs->wal));
+	fs_free(fs);
+}
+
+/* ---- status ------------------------------------------------------------------------- */
+static int count_versions(void *arg, struct inode *in)
+{
+	for (struct iver *v = in->head; v; v = v->older)
+		++*(uint64_t *)arg;
+	return 0;
+}
+
+void fs_status_locked(struct txd_fs *fs, struct txd_status *st)
+{
+	struct wal_stats ws;
+	memset(st, 0, sizeof(*st));
+	wal_get_stats(fs->wal, &ws);
+	st->store = fs->store.dir;
+	st->durability = fs->opts.durability;
+	st->commits = fs->commits;
+	st->last_commit_id = wal_last_lsn(fs->wal);
+	st->lsn = st->last_commit_id;
+	st->durable_lsn = wal_durable_lsn(fs->wal);
+	st->wal_bytes = ws.disk_bytes;
+	st->wal_syncs = ws.syncs;
+	st->wal_synced_records = ws.synced_records;
+	ns_walk(&fs->ns, count_versions, &st->versions_retained);
+	st->open_handles = fs->nhandles;
+	if (fs->snapshots.snap_prev != &fs->snapshots)
+		st->oldest_snapshot_age_s =
+			(double)(txd_os->now_monotonic_ns() - fs->snapshots.snap_prev->opened_ns) / 1e9;
+	st->inodes = fs->ns.ninodes;
+	st->nodes = fs->nnodes;
+	st->checksum_errors = chunkstore_checksum_errors(fs->cs);
+	st->conflicts = fs->conflicts;
+	st->failed = fs->failed || wal_failed(fs->wal);
+}
+
+void txd_get_status(struct txd_fs *fs, struct txd_status *st)
+{
+	pthread_mutex_lock(&fs->lock);
+	fs_status_locked(fs, st);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+int txd_statfs(struct txd_fs *fs, struct statvfs *out)
+{
+	if (statvfs(fs->store.dir, out))
+		return -errno;
+	out->f_namemax = TXD_NAME_MAX;
+	pthread_mutex_lock(&fs->lock);
+	out->f_files = out->f_ffree + fs->ns.ninodes;
+	pthread_mutex_unlock(&fs->lock);
+	return 0;
+}

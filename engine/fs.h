@@ -1,0 +1,174 @@
+/*
+ * fs.h — internals of struct txd_fs shared by fs*.c and ctl.c (not public).
+ *
+ * Objects.
+ *   node    a FUSE node id. Refers to one inode (data tree) or to a control
+ *           tree object (ctl != 0). A data node is either *live* (follows the
+ *           inode's latest committed version and its working copy) or
+ *           *frozen* (pins the version its readers opened; never changes).
+ *           inode->live is the node that lookups return.
+ *   wfile   the working copy of a file, shared by every handle opened while
+ *           the file has a writer (SPEC §3 "sharing like ext4"). Exists from
+ *           the first writable open until the last sharing handle closes.
+ *   handle  an open file or directory (the FUSE fh). A read-only open while
+ *           the file has no wfile pins the head version (snapshot reader);
+ *           any other open shares the wfile.
+ *
+ * Commit pipeline (the durability order, STYLE rule 7):
+ *   1. validate under fs->lock; encode the commit (rec.h)
+ *   2. chunks too large to inline go to a pack; chunkstore_sync() makes them
+ *      durable *before* the WAL record that names them is appended
+ *      (skipped in durability=none)
+ *   3. wal_append: the commit point; the record reaches the kernel before the
+ *      call returns (W6), so a crash of txdirfs never loses it
+ *   4. ns_apply of the same bytes: memory = log
+ *   5. durability: full → the caller waits for wal_sync(lsn);
+ *      fsync/fdatasync/txn commit → the caller waits for wal_sync(lsn), which
+ *      also covers every earlier commit; others are synced by the WAL thread
+ *      within commit_interval; none → never.
+ *   A failure in 2 or 3 makes the store failed (sticky -EIO for changes).
+ *
+ * Invariants.
+ *  F1 A node id's content and size change only through writes to that node
+ *     (the kernel's page cache belongs to it). A node with snapshot readers
+ *     is frozen before any writer may open the file.
+ *  F2 Memory equals checkpoint + replayed log after every commit (4).
+ *  F3 A frozen node and a snapshot handle hold a pin on their version; the
+ *     version is freed when the last pin goes (ns.h N2).
+ *
+ * Lock order: wfile->lock → fs->lock. Never take a wfile lock while holding
+ * fs->lock. Callbacks to the kernel layer (notify) are queued under fs->lock
+ * and delivered after it is released.
+ */
+#ifndef TXD_FS_H
+#define TXD_FS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "chunk.h"
+#include "ns.h"
+#include "rec.h"
+#include "store.h"
+#include "txdir.h"
+#include "wal.h"
+
+struct ctl_file;
+
+struct node {
+	uint64_t id;
+	struct node *hnext;
+	struct inode *in;    /* data node: pinned inode; NULL for control nodes */
+	struct iver *frozen; /* pinned version once frozen */
+	uint64_t nlookup;
+	uint32_t nopen, nsnap;
+	uint32_t ctl;        /* control tree object kind (ctl.c), 0 = data */
+	uint64_t ctl_key;    /* e.g. a commit id */
+};
+
+struct wfile {
+	pthread_mutex_t lock;
+	struct wcopy *wc;
+	uint32_t nhandles, nwriters;
+	_Atomic uint64_t size; /* wcopy size, readable without the lock */
+	bool times_set;
+	struct timespec mtime;
+};
+
+#define HANDLE_MAGIC 0x74786668u
+
+struct handle {
+	uint32_t magic;
+	int flags;
+	bool writable, is_dir;
+	struct node *node;
+	struct inode *in;
+	struct iver *snap;     /* snapshot reader */
+	struct wfile *wf;      /* sharing the working copy */
+	struct ctl_file *ctl;  /* control file contents */
+	uint64_t opened_ns;    /* snapshot readers: for the oldest-snapshot age */
+	struct handle *snap_next, *snap_prev;
+};
+
+struct notice {
+	struct notice *next;
+	uint64_t parent, node;
+	char name[];
+};
+
+struct commit_log;
+
+struct txd_fs {
+	pthread_mutex_t lock;
+	struct store store;
+	struct txd_opts opts;
+	struct ns ns;
+	struct wal *wal;
+	struct chunkstore *cs;
+	struct node **nodes;
+	uint64_t nodes_size, nnodes, next_node;
+	uint64_t nhandles, commits, conflicts;
+	bool failed;
+	struct txd_notify notify;
+	struct notice *notices;
+	struct commit_log *clog;
+	struct handle snapshots; /* list head of snapshot handles */
+	struct event_log *events;
+	uint64_t commit_ns_sum, commit_count; /* txdir_op_duration_seconds{op="commit"} */
+	uint64_t ckpt_lsn;
+	uint64_t start_ns;
+};
+
+/* fs.c */
+/* Append and apply one commit (steps 3-4); pos (optional) gets where it went. */
+int fs_commit(struct txd_fs *fs, struct rec_buf *b, struct wal_pos *pos);
+void fs_notify_flush(struct txd_fs *fs);
+void fs_queue_inval(struct txd_fs *fs, uint64_t parent_node, const char *name);
+struct node *fs_node(struct txd_fs *fs, uint64_t id);
+struct node *fs_node_new(struct txd_fs *fs, struct inode *in);
+void fs_node_put(struct txd_fs *fs, struct node *n);
+struct node *fs_live_node(struct txd_fs *fs, struct inode *in);
+void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a);
+void fs_entry(struct txd_fs *fs, struct node *n, struct txd_entry *e);
+void fs_inode_unpin(struct txd_fs *fs, struct inode *in);
+uint64_t fs_now_ns(void);
+void fs_status_locked(struct txd_fs *fs, struct txd_status *st);
+struct timespec fs_now_ts(void);
+/* Attributes of in's head as an OP_INODE body, for a commit to modify. */
+void fs_inode_rec(const struct inode *in, struct rec_inode *r);
+
+/* fsfile.c */
+int fs_commit_content(struct txd_fs *fs, struct inode *in, struct wfile *wf, pid_t pid,
+		      uint64_t *lsn);
+/* Take / drop a share of in's working copy (created on first use). fs->lock. */
+struct wfile *fs_wf_get(struct txd_fs *fs, struct inode *in);
+void fs_wf_put(struct txd_fs *fs, struct inode *in);
+
+/* ckpt.c: write a checkpoint of the whole namespace at the current LSN and
+ * drop what it makes unnecessary (older checkpoints, WAL segments with no
+ * live chunks). Caller holds fs->lock. */
+int ckpt_write(struct txd_fs *fs);
+/* Load the newest valid checkpoint into fs->ns; *lsn = its LSN (0: none). */
+int ckpt_load(struct txd_fs *fs, uint64_t *lsn);
+
+/* ctl.c: the .txdir control tree. */
+#define CTL_DIRNAME ".txdir"
+int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct txd_entry *e);
+int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a);
+int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_fill_fn fill,
+		void *arg);
+int ctl_open(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
+	     struct txd_open_out *out);
+ssize_t ctl_read(struct txd_fs *fs, struct handle *h, void *buf, size_t size, uint64_t off);
+ssize_t ctl_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
+		  uint64_t off);
+void ctl_release(struct txd_fs *fs, struct handle *h);
+/* Events (.txdir/events, one JSON object per line; also syslog). */
+void fs_event(struct txd_fs *fs, const char *type, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Commit log (rendered as .txdir/commits/ID). */
+int clog_open(struct txd_fs *fs);
+void clog_close(struct txd_fs *fs);
+void clog_add(struct txd_fs *fs, uint64_t id, const struct rec_hdr *hdr, const void *payload);
+
+#endif

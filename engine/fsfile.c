@@ -1,0 +1,427 @@
+/*
+ * fsfile.c — open files: snapshot readers, the shared working copy, and the
+ * content commit at FLUSH / FSYNC (SPEC §3).
+ *
+ * Who reads what:
+ *   - a read-only open while the file has no working copy pins the head
+ *     version: it reads that version for its whole life (snapshot reader);
+ *   - every other open shares the working copy (struct wfile), as on ext4.
+ * A writer arriving at a node that has snapshot readers freezes that node on
+ * their version and gets -ESTALE, so the kernel looks the name up again and
+ * opens a fresh node id (fs.h F1): the readers' page cache is never touched.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+
+#include "fs.h"
+#include "os.h"
+
+/* Content beyond this much inline data goes to a pack before the record. */
+#define INLINE_MAX (4u << 20)
+
+int fs_create_entry(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent,
+		    const char *name, mode_t mode, struct txd_entry *out);
+
+/* ---- working copies ---------------------------------------------------------- */
+struct wfile *fs_wf_get(struct txd_fs *fs, struct inode *in)
+{
+	struct wfile *wf = in->wf;
+	if (wf) {
+		wf->nhandles++;
+		return wf;
+	}
+	wf = calloc(1, sizeof(*wf));
+	if (!wf)
+		return NULL;
+	const struct iver *v = in->head;
+	if (wcopy_new(fs->cs, cmap_ref(v->map), v->size, v->dsum, &wf->wc)) {
+		free(wf);
+		return NULL;
+	}
+	pthread_mutex_init(&wf->lock, NULL);
+	atomic_store(&wf->size, v->size);
+	wf->nhandles = 1;
+	in->wf = wf;
+	in->pins++;
+	return wf;
+}
+
+void fs_wf_put(struct txd_fs *fs, struct inode *in)
+{
+	struct wfile *wf = in->wf;
+	if (--wf->nhandles > 0)
+		return;
+	in->wf = NULL;
+	wcopy_free(wf->wc);
+	pthread_mutex_destroy(&wf->lock);
+	free(wf);
+	fs_inode_unpin(fs, in);
+}
+
+/* Large commits: move inline chunks into a pack (step 2 of fs.h). */
+static int spill_inline(struct txd_fs *fs, struct wcopy_prep *p)
+{
+	for (uint32_t k = 0; k < p->nchg; k++) {
+		struct wcopy_change *c = &p->chg[k];
+		if (!c->data || !c->len)
+			continue;
+		int err = chunkstore_append(fs->cs, c->data, c->len, &c->loc);
+		if (err)
+			return err;
+		c->data = NULL;
+	}
+	p->has_spilled = true;
+	p->inline_bytes = 0;
+	return 0;
+}
+
+/* Give inline chunks the WAL location the record put them at. */
+static void place_inline(struct wcopy_prep *p, const struct wal_pos *pos, uint64_t data_off)
+{
+	uint64_t at = 0;
+	for (uint32_t k = 0; k < p->nchg; k++) {
+		struct wcopy_change *c = &p->chg[k];
+		if (!c->data || !c->len)
+			continue;
+		c->loc.file = CHUNK_FILE_WAL | pos->seg;
+		c->loc.off = pos->payload_off + data_off + at;
+		c->loc.len = c->len;
+		c->loc.csum = c->csum;
+		at += c->len;
+	}
+}
+
+static int content_record(struct txd_fs *fs, struct inode *in, struct wfile *wf,
+			  struct wcopy_prep *p, pid_t pid, struct wal_pos *pos)
+{
+	struct rec_buf b;
+	struct rec_inode r;
+	rec_init(&b, 0, fs_now_ns(), (uint32_t)pid);
+	rec_content(&b, in->ino, p->size, p->truncated, p->trunc_chunks, p->chg, p->nchg);
+	fs_inode_rec(in, &r);
+	r.mtime = wf->times_set ? wf->mtime : fs_now_ts();
+	r.ctime = fs_now_ts();
+	rec_inode(&b, &r);
+	int err = fs_commit(fs, &b, pos);
+	if (!err)
+		place_inline(p, pos, b.len);
+	rec_release(&b);
+	return err;
+}
+
+int fs_commit_content(struct txd_fs *fs, struct inode *in, struct wfile *wf, pid_t pid,
+		      uint64_t *lsn)
+{
+	pthread_mutex_lock(&wf->lock);
+	int err = 0;
+	struct wal_pos pos = {.lsn = wal_last_lsn(fs->wal)};
+	if (!wcopy_dirty(wf->wc) && !wf->times_set)
+		goto out_unlock;
+	struct wcopy_prep p;
+	if ((err = wcopy_prepare(wf->wc, &p)))
+		goto out_unlock;
+	if (p.inline_bytes > INLINE_MAX)
+		err = spill_inline(fs, &p);
+	if (!err && p.has_spilled && fs->opts.durability != TXD_DUR_NONE)
+		err = chunkstore_sync(fs->cs); /* packs before the record naming them */
+	if (!err) {
+		pthread_mutex_lock(&fs->lock);
+		err = content_record(fs, in, wf, &p, pid, &pos);
+		pthread_mutex_unlock(&fs->lock);
+	}
+	if (err) {
+		wcopy_abandon(wf->wc, &p);
+		goto out_unlock;
+	}
+	struct cmap *map;
+	uint64_t dsum;
+	if (!(err = wcopy_commit(wf->wc, &p, &map, &dsum)))
+		cmap_unref(map); /* the namespace built its own from the record */
+	wf->times_set = false;
+out_unlock:
+	pthread_mutex_unlock(&wf->lock);
+	if (lsn)
+		*lsn = pos.lsn;
+	return err;
+}
+
+/* ---- open / create ---------------------------------------------------------------- */
+static bool open_writable(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+/* Freeze n on its version: its snapshot readers keep it, lookups get a new
+ * node id from now on (F1). */
+static void freeze_node(struct txd_fs *fs, struct node *n)
+{
+	struct inode *in = n->in;
+	n->frozen = in->head;
+	ns_iver_pin(n->frozen);
+	if (in->live == n)
+		in->live = NULL;
+	/* cached dentries of the name would still show the frozen node: drop
+	 * the one we know; others answer ESTALE on open and are looked up */
+	struct inode *parent = in->name ? ns_inode(&fs->ns, in->name_parent) : NULL;
+	if (parent && parent->live)
+		fs_queue_inval(fs, ((struct node *)parent->live)->id, in->name->name);
+}
+
+static void snap_link(struct txd_fs *fs, struct handle *h)
+{
+	h->opened_ns = txd_os->now_monotonic_ns();
+	h->snap_next = fs->snapshots.snap_next;
+	h->snap_prev = &fs->snapshots;
+	fs->snapshots.snap_next->snap_prev = h;
+	fs->snapshots.snap_next = h;
+}
+
+static void snap_unlink(struct handle *h)
+{
+	h->snap_prev->snap_next = h->snap_next;
+	h->snap_next->snap_prev = h->snap_prev;
+}
+
+static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h)
+{
+	struct inode *in = n->in;
+	h->magic = HANDLE_MAGIC;
+	h->flags = flags;
+	h->node = n;
+	h->in = in;
+	h->writable = open_writable(flags);
+	if (h->writable || in->wf) {
+		if (!(h->wf = fs_wf_get(fs, in)))
+			return -ENOMEM;
+		if (h->writable)
+			h->wf->nwriters++;
+	} else {
+		h->snap = in->head;
+		ns_iver_pin(h->snap);
+		n->nsnap++;
+		snap_link(fs, h);
+	}
+	n->nopen++;
+	fs->nhandles++;
+	return 0;
+}
+
+static int open_node(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
+		     struct txd_open_out *out)
+{
+	if (n->frozen)
+		return -ESTALE; /* a newer node id holds this name: look it up again */
+	struct inode *in = n->in;
+	if (in->dir)
+		return open_writable(flags) ? -EISDIR : -EINVAL;
+	if (!S_ISREG(in->head->mode))
+		return -ENXIO;
+	if (open_writable(flags) && !in->wf && n->nsnap > 0) {
+		freeze_node(fs, n);
+		return -ESTALE;
+	}
+	int err = attach(fs, n, flags, h);
+	if (err)
+		return err;
+	out->fh = (uint64_t)(uintptr_t)h;
+	out->keep_cache = true; /* a node id's cache is only changed by its own writes */
+	return 0;
+}
+
+static int trunc_on_open(struct handle *h)
+{
+	if (!(h->flags & O_TRUNC) || !h->wf)
+		return 0;
+	pthread_mutex_lock(&h->wf->lock);
+	int err = wcopy_truncate(h->wf->wc, 0);
+	if (!err)
+		atomic_store(&h->wf->size, 0);
+	pthread_mutex_unlock(&h->wf->lock);
+	return err;
+}
+
+int txd_open(struct txd_fs *fs, uint64_t node, int flags, struct txd_open_out *out)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	int err = -ESTALE;
+	if (n && n->ctl) {
+		h->magic = HANDLE_MAGIC;
+		h->node = n;
+		h->flags = flags;
+		err = ctl_open(fs, n, flags, h, out);
+		if (!err) {
+			n->nopen++;
+			fs->nhandles++;
+			out->fh = (uint64_t)(uintptr_t)h;
+		}
+	} else if (n) {
+		err = open_node(fs, n, flags, h, out);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	fs_notify_flush(fs);
+	if (!err)
+		err = trunc_on_open(h);
+	if (err && !out->fh)
+		free(h);
+	else if (err)
+		txd_release(fs, out->fh);
+	return err;
+}
+
+int txd_create(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	       mode_t mode, int flags, struct txd_entry *entry, struct txd_open_out *out)
+{
+	int err = fs_create_entry(fs, c, parent, name, mode, entry);
+	if (err)
+		return err;
+	err = txd_open(fs, entry->node, flags & ~O_TRUNC, out);
+	if (err)
+		txd_forget(fs, entry->node, 1);
+	return err;
+}
+
+/* ---- read / write ---------------------------------------------------------------- */
+static struct handle *file_handle(uint64_t fh)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fh;
+	return h && h->magic == HANDLE_MAGIC && !h->is_dir ? h : NULL;
+}
+
+ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_t off)
+{
+	struct handle *h = file_handle(fh);
+	if (!h)
+		return -EBADF;
+	if (h->ctl || h->node->ctl)
+		return ctl_read(fs, h, buf, size, off);
+	if ((h->flags & O_ACCMODE) == O_WRONLY)
+		return -EBADF;
+	if (h->snap)
+		return cmap_read(fs->cs, h->snap->map, h->snap->size, buf, size, off);
+	pthread_mutex_lock(&h->wf->lock);
+	ssize_t n = wcopy_read(h->wf->wc, buf, size, off);
+	pthread_mutex_unlock(&h->wf->lock);
+	return n;
+}
+
+ssize_t txd_write(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size, uint64_t off)
+{
+	struct handle *h = file_handle(fh);
+	if (!h)
+		return -EBADF;
+	if (h->ctl || h->node->ctl)
+		return ctl_write(fs, h, buf, size, off);
+	if (!h->wf)
+		return -EBADF;
+	if (fs->failed)
+		return -EIO;
+	if (off + size < off || off + size > (1ull << 44))
+		return -EFBIG;
+	pthread_mutex_lock(&h->wf->lock);
+	ssize_t n = wcopy_write(h->wf->wc, buf, size, off);
+	atomic_store(&h->wf->size, wcopy_size(h->wf->wc));
+	pthread_mutex_unlock(&h->wf->lock);
+	return n;
+}
+
+/* ---- flush / fsync / release ------------------------------------------------------- */
+int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t *lsn_out)
+{
+	struct handle *h = file_handle(fh);
+	if (!h)
+		return -EBADF;
+	if (h->ctl || h->node->ctl || !h->writable) {
+		if (lsn_out)
+			*lsn_out = wal_last_lsn(fs->wal);
+		return 0;
+	}
+	return fs_commit_content(fs, h->in, h->wf, c ? c->pid : 0, lsn_out);
+}
+
+int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
+		      uint64_t *lsn_out)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fh;
+	if (h && h->magic == HANDLE_MAGIC && !h->is_dir && h->writable && h->wf)
+		return fs_commit_content(fs, h->in, h->wf, c ? c->pid : 0, lsn_out);
+	/* a directory, or nothing pending: make every earlier commit durable */
+	*lsn_out = wal_last_lsn(fs->wal);
+	return 0;
+}
+
+int txd_release(struct txd_fs *fs, uint64_t fh)
+{
+	struct handle *h = file_handle(fh);
+	if (!h)
+		return -EBADF;
+	int err = 0;
+	if (h->node->ctl) {
+		ctl_release(fs, h);
+	} else if (h->writable && h->wf && h->wf->nwriters == 1) {
+		/* backstop: RELEASE is asynchronous and its errors are lost */
+		err = fs_commit_content(fs, h->in, h->wf, 0, NULL);
+		if (err)
+			syslog(LOG_ERR, "txdir: commit at release of inode %llu failed: %s",
+			       (unsigned long long)h->in->ino, txd_strerror(err));
+	}
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = h->node;
+	if (h->snap) {
+		ns_iver_unpin(&fs->ns, h->in, h->snap);
+		n->nsnap--;
+		snap_unlink(h);
+	}
+	if (h->wf) {
+		if (h->writable)
+			h->wf->nwriters--;
+		fs_wf_put(fs, h->in);
+	}
+	n->nopen--;
+	fs->nhandles--;
+	fs_node_put(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+	h->magic = 0;
+	free(h);
+	return err;
+}
+
+int txd_fallocate(struct txd_fs *fs, uint64_t fh, int mode, uint64_t off, uint64_t len)
+{
+	struct handle *h = file_handle(fh);
+	if (!h || !h->wf || !h->writable)
+		return -EBADF;
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
+		return -EOPNOTSUPP;
+	if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
+		return -EINVAL;
+	if (off + len < off || off + len > (1ull << 44))
+		return -EFBIG;
+	(void)fs;
+	pthread_mutex_lock(&h->wf->lock);
+	int err = 0;
+	uint64_t size = wcopy_size(h->wf->wc);
+	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+		uint64_t end = off + len;
+		if (end > size)
+			end = size;
+		if (end > off)
+			err = wcopy_zero(h->wf->wc, off, end - off);
+	}
+	/* Space is not reserved (content is copy-on-write): growing the size
+	 * is what fallocate without KEEP_SIZE visibly does. */
+	if (!err && !(mode & FALLOC_FL_KEEP_SIZE) && off + len > size)
+		err = wcopy_truncate(h->wf->wc, off + len);
+	atomic_store(&h->wf->size, wcopy_size(h->wf->wc));
+	pthread_mutex_unlock(&h->wf->lock);
+	return err;
+}

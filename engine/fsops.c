@@ -1,0 +1,910 @@
+/*
+ * fsops.c — namespace operations of txdir.h: lookup, create, link, unlink,
+ * rename, attributes, directories and xattrs. Each change is validated under
+ * fs->lock, encoded as one commit and applied by fs_commit (fs.h).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "os.h"
+
+#define XATTR_VALUE_MAX 65536
+#define XATTR_PREFIX "user."
+#define TXD_XATTR_PREFIX "user.txdir."
+
+/* ---- helpers ------------------------------------------------------------------ */
+static int check_name(const char *name)
+{
+	size_t len = strlen(name);
+	if (len == 0)
+		return -ENOENT;
+	if (len > TXD_NAME_MAX)
+		return -ENAMETOOLONG;
+	if (strchr(name, '/'))
+		return -EINVAL;
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return -EEXIST;
+	return 0;
+}
+
+/* The data directory behind node id (fs->lock held). */
+static int dir_node(struct txd_fs *fs, uint64_t id, struct node **out)
+{
+	struct node *n = fs_node(fs, id);
+	if (!n)
+		return -ESTALE;
+	if (n->ctl)
+		return -EPERM; /* the control tree has its own rules (ctl.c) */
+	if (!n->in->dir)
+		return -ENOTDIR;
+	if (n->in->head->nlink == 0)
+		return -ENOENT; /* removed directory */
+	*out = n;
+	return 0;
+}
+
+static struct inode *child(struct txd_fs *fs, struct inode *dir, const char *name)
+{
+	struct dent *e = ns_dir_find(dir->dir, name, strlen(name));
+	return e ? ns_inode(&fs->ns, e->ino) : NULL;
+}
+
+/* Parent directory attributes after an entry change (N4: nlink delta). */
+static void touch_dir(struct rec_buf *b, struct inode *dir, int nlink_delta, struct timespec now)
+{
+	struct rec_inode r;
+	fs_inode_rec(dir, &r);
+	r.nlink = (uint32_t)((int)r.nlink + nlink_delta);
+	r.mtime = r.ctime = now;
+	rec_inode(b, &r);
+}
+
+static void set_nlink(struct rec_buf *b, struct inode *in, int delta, struct timespec now)
+{
+	struct rec_inode r;
+	fs_inode_rec(in, &r);
+	r.nlink = (uint32_t)((int)r.nlink + delta);
+	r.ctime = now;
+	rec_inode(b, &r);
+}
+
+static void rec_begin(struct rec_buf *b, const struct txd_cred *c)
+{
+	rec_init(b, 0, fs_now_ns(), c ? (uint32_t)c->pid : 0);
+}
+
+/* Commit b, then (outside the lock) wait for durability in mode full. */
+static int commit_unlock(struct txd_fs *fs, struct rec_buf *b)
+{
+	struct wal_pos pos = {0};
+	int err = fs_commit(fs, b, &pos);
+	pthread_mutex_unlock(&fs->lock);
+	rec_release(b);
+	fs_notify_flush(fs);
+	if (!err && fs->opts.durability == TXD_DUR_FULL)
+		err = wal_sync(fs->wal, pos.lsn);
+	return err;
+}
+
+/* ---- lookup / forget / getattr ----------------------------------------------- */
+int txd_lookup(struct txd_fs *fs, uint64_t parent, const char *name, struct txd_entry *out)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = fs_node(fs, parent);
+	int err = -ESTALE;
+	if (!p)
+		goto out;
+	if (p->ctl || (parent == TXD_ROOT_NODE && strcmp(name, CTL_DIRNAME) == 0)) {
+		err = ctl_lookup(fs, p, name, out);
+		goto out;
+	}
+	if ((err = dir_node(fs, parent, &p)))
+		goto out;
+	if (strlen(name) > TXD_NAME_MAX) {
+		err = -ENAMETOOLONG;
+		goto out;
+	}
+	struct inode *in = child(fs, p->in, name);
+	err = -ENOENT;
+	if (!in)
+		goto out;
+	struct node *n = fs_live_node(fs, in);
+	err = -ENOMEM;
+	if (!n)
+		goto out;
+	fs_entry(fs, n, out);
+	err = 0;
+out:
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+void txd_forget(struct txd_fs *fs, uint64_t node, uint64_t nlookup)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	if (n) {
+		n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
+		fs_node_put(fs, n);
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+int txd_getattr(struct txd_fs *fs, uint64_t node, struct txd_attr *out)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	int err = -ESTALE;
+	if (n && n->ctl)
+		err = ctl_getattr(fs, n, out);
+	else if (n) {
+		fs_attr(fs, n, out);
+		err = 0;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+/* ---- creating ------------------------------------------------------------------- */
+struct mk {
+	mode_t mode;
+	dev_t rdev;
+	const char *target;
+};
+
+static int make_entry(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent,
+		      const char *name, const struct mk *mk, struct txd_entry *out)
+{
+	int err = check_name(name);
+	if (err)
+		return err;
+	pthread_mutex_lock(&fs->lock);
+	struct node *p;
+	if ((err = dir_node(fs, parent, &p)))
+		goto out_unlock;
+	if (child(fs, p->in, name)) {
+		err = -EEXIST;
+		goto out_unlock;
+	}
+	struct timespec now = fs_now_ts();
+	const struct iver *pv = p->in->head;
+	bool isdir = S_ISDIR(mk->mode);
+	struct rec_inode r = {
+		.ino = ns_alloc_ino(&fs->ns),
+		.mode = mk->mode,
+		.uid = c->uid,
+		.gid = (pv->mode & S_ISGID) ? pv->gid : c->gid,
+		.nlink = isdir ? 2 : 1,
+		.rdev = mk->rdev,
+		.atime = now, .mtime = now, .ctime = now,
+		.parent = isdir ? p->in->ino : 0,
+		.target = mk->target,
+		.target_len = mk->target ? (uint32_t)strlen(mk->target) : 0,
+	};
+	if (isdir && (pv->mode & S_ISGID))
+		r.mode |= S_ISGID;
+	struct rec_buf b;
+	rec_begin(&b, c);
+	rec_inode(&b, &r);
+	rec_dent_set(&b, p->in->ino, name, r.ino, 0);
+	touch_dir(&b, p->in, isdir ? 1 : 0, now);
+	if ((err = fs_commit(fs, &b, NULL))) {
+		rec_release(&b);
+		goto out_unlock;
+	}
+	rec_release(&b);
+	struct node *n = fs_live_node(fs, ns_inode(&fs->ns, r.ino));
+	if (!n) {
+		err = -ENOMEM;
+		goto out_unlock;
+	}
+	fs_entry(fs, n, out);
+out_unlock:
+	pthread_mutex_unlock(&fs->lock);
+	if (!err && fs->opts.durability == TXD_DUR_FULL)
+		err = wal_sync(fs->wal, wal_last_lsn(fs->wal));
+	return err;
+}
+
+static mode_t apply_umask(const struct txd_cred *c, mode_t mode)
+{
+	return mode & ~(c->umask & 0777);
+}
+
+int txd_mknod(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	      mode_t mode, dev_t rdev, struct txd_entry *out)
+{
+	if (!S_ISREG(mode) && !S_ISCHR(mode) && !S_ISBLK(mode) && !S_ISFIFO(mode) &&
+	    !S_ISSOCK(mode))
+		return -EINVAL;
+	struct mk mk = {.mode = (mode & S_IFMT) | apply_umask(c, mode & 07777), .rdev = rdev};
+	return make_entry(fs, c, parent, name, &mk, out);
+}
+
+int txd_mkdir(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	      mode_t mode, struct txd_entry *out)
+{
+	struct mk mk = {.mode = S_IFDIR | apply_umask(c, mode & 07777)};
+	return make_entry(fs, c, parent, name, &mk, out);
+}
+
+int txd_symlink(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+		const char *target, struct txd_entry *out)
+{
+	size_t len = strlen(target);
+	if (len == 0)
+		return -ENOENT;
+	if (len >= 4096)
+		return -ENAMETOOLONG;
+	struct mk mk = {.mode = S_IFLNK | 0777, .target = target};
+	return make_entry(fs, c, parent, name, &mk, out);
+}
+
+/* Used by txd_create (fsfile.c): make the file and return its node. */
+int fs_create_entry(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent,
+		    const char *name, mode_t mode, struct txd_entry *out)
+{
+	struct mk mk = {.mode = S_IFREG | apply_umask(c, mode & 07777)};
+	return make_entry(fs, c, parent, name, &mk, out);
+}
+
+int txd_link(struct txd_fs *fs, uint64_t node, uint64_t newparent, const char *newname,
+	     struct txd_entry *out)
+{
+	int err = check_name(newname);
+	if (err)
+		return err;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node), *p;
+	if (!n) {
+		err = -ESTALE;
+		goto out_unlock;
+	}
+	if (n->ctl) {
+		err = -EXDEV;
+		goto out_unlock;
+	}
+	if ((err = dir_node(fs, newparent, &p)))
+		goto out_unlock;
+	struct inode *in = n->in;
+	if (in->dir) {
+		err = -EPERM;
+		goto out_unlock;
+	}
+	if (in->head->nlink == 0) {
+		err = -ENOENT;
+		goto out_unlock;
+	}
+	if (in->head->nlink >= 65000) {
+		err = -EMLINK;
+		goto out_unlock;
+	}
+	if (child(fs, p->in, newname)) {
+		err = -EEXIST;
+		goto out_unlock;
+	}
+	struct timespec now = fs_now_ts();
+	struct rec_buf b;
+	rec_begin(&b, NULL);
+	set_nlink(&b, in, 1, now);
+	rec_dent_set(&b, p->in->ino, newname, in->ino, 0);
+	touch_dir(&b, p->in, 0, now);
+	if (!(err = fs_commit(fs, &b, NULL)))
+		fs_entry(fs, fs_live_node(fs, in) ? fs_live_node(fs, in) : n, out);
+	rec_release(&b);
+out_unlock:
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+/* ---- removing --------------------------------------------------------------- */
+static int remove_entry(struct txd_fs *fs, uint64_t parent, const char *name, bool want_dir)
+{
+	if (strcmp(name, ".") == 0)
+		return -EINVAL;
+	if (strcmp(name, "..") == 0)
+		return -ENOTEMPTY;
+	pthread_mutex_lock(&fs->lock);
+	struct node *p;
+	int err = dir_node(fs, parent, &p);
+	if (err)
+		goto out_unlock;
+	struct inode *in = child(fs, p->in, name);
+	if (!in) {
+		err = parent == TXD_ROOT_NODE && strcmp(name, CTL_DIRNAME) == 0 ? -EPERM : -ENOENT;
+		goto out_unlock;
+	}
+	if (want_dir && !in->dir) {
+		err = -ENOTDIR;
+		goto out_unlock;
+	}
+	if (!want_dir && in->dir) {
+		err = -EISDIR;
+		goto out_unlock;
+	}
+	if (want_dir && in->dir->count) {
+		err = -ENOTEMPTY;
+		goto out_unlock;
+	}
+	struct timespec now = fs_now_ts();
+	struct rec_buf b;
+	rec_begin(&b, NULL);
+	rec_dent_del(&b, p->in->ino, name);
+	set_nlink(&b, in, want_dir ? -(int)in->head->nlink : -1, now);
+	touch_dir(&b, p->in, want_dir ? -1 : 0, now);
+	err = commit_unlock(fs, &b);
+	if (!err) {
+		pthread_mutex_lock(&fs->lock);
+		if (in->pins == 0 && in->head->nlink == 0)
+			ns_inode_drop(&fs->ns, in);
+		pthread_mutex_unlock(&fs->lock);
+	}
+	return err;
+out_unlock:
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+int txd_unlink(struct txd_fs *fs, uint64_t parent, const char *name)
+{
+	return remove_entry(fs, parent, name, false);
+}
+
+int txd_rmdir(struct txd_fs *fs, uint64_t parent, const char *name)
+{
+	return remove_entry(fs, parent, name, true);
+}
+
+/* ---- rename ------------------------------------------------------------------ */
+/* Is dir `a` equal to or below directory `b`? (loop check) */
+static bool is_below(struct txd_fs *fs, struct inode *a, struct inode *b)
+{
+	for (int depth = 0; a && depth < 100000; depth++) {
+		if (a == b)
+			return true;
+		if (a->ino == NS_ROOT_INO)
+			return false;
+		a = ns_inode(&fs->ns, a->parent);
+	}
+	return false;
+}
+
+struct rn {
+	struct inode *sp, *dp, *src, *dst;
+	const char *sname, *dname;
+	unsigned int flags;
+};
+
+static int rename_check(struct txd_fs *fs, const struct rn *r)
+{
+	if (r->flags & RENAME_EXCHANGE) {
+		if (!r->dst)
+			return -ENOENT;
+		if (r->src->dir && is_below(fs, r->dp, r->src))
+			return -EINVAL;
+		if (r->dst->dir && is_below(fs, r->sp, r->dst))
+			return -EINVAL;
+		return 0;
+	}
+	if (r->dst && (r->flags & RENAME_NOREPLACE))
+		return -EEXIST;
+	if (r->src->dir && is_below(fs, r->dp, r->src))
+		return -EINVAL;
+	if (!r->dst)
+		return 0;
+	if (r->src->dir && !r->dst->dir)
+		return -ENOTDIR;
+	if (!r->src->dir && r->dst->dir)
+		return -EISDIR;
+	if (r->dst->dir && r->dst->dir->count)
+		return -ENOTEMPTY;
+	return 0;
+}
+
+/* Encode a rename (plain or exchange) as one commit. */
+static void rename_encode(struct rec_buf *b, const struct rn *r, struct timespec now)
+{
+	bool cross = r->sp != r->dp;
+	int sp_delta = 0, dp_delta = 0;
+	struct rec_inode ri;
+	if (r->flags & RENAME_EXCHANGE) {
+		rec_dent_set(b, r->sp->ino, r->sname, r->dst->ino, 0);
+		rec_dent_set(b, r->dp->ino, r->dname, r->src->ino, 0);
+		if (cross && r->src->dir) {
+			sp_delta--;
+			dp_delta++;
+		}
+		if (cross && r->dst->dir) {
+			dp_delta--;
+			sp_delta++;
+		}
+		fs_inode_rec(r->dst, &ri);
+		ri.ctime = now;
+		if (r->dst->dir)
+			ri.parent = r->sp->ino;
+		rec_inode(b, &ri);
+	} else {
+		rec_dent_del(b, r->sp->ino, r->sname);
+		rec_dent_set(b, r->dp->ino, r->dname, r->src->ino, 0);
+		if (r->src->dir && cross) {
+			sp_delta--;
+			dp_delta++;
+		}
+		if (r->dst) {
+			set_nlink(b, r->dst, r->dst->dir ? -(int)r->dst->head->nlink : -1, now);
+			if (r->dst->dir)
+				dp_delta--;
+		}
+	}
+	fs_inode_rec(r->src, &ri);
+	ri.ctime = now;
+	if (r->src->dir)
+		ri.parent = r->dp->ino;
+	rec_inode(b, &ri);
+	touch_dir(b, r->sp, sp_delta + (cross ? 0 : dp_delta), now);
+	if (cross)
+		touch_dir(b, r->dp, dp_delta, now);
+}
+
+int txd_rename(struct txd_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
+	       const char *newname, unsigned int flags)
+{
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) ||
+	    (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE))
+		return -EINVAL;
+	int err = check_name(newname);
+	if (err)
+		return err == -EEXIST ? -EBUSY : err;
+	pthread_mutex_lock(&fs->lock);
+	struct node *p, *np;
+	if ((err = dir_node(fs, parent, &p)) || (err = dir_node(fs, newparent, &np))) {
+		if (err == -EPERM)
+			err = -EXDEV;
+		goto out_unlock;
+	}
+	struct rn r = {.sp = p->in, .dp = np->in, .sname = name, .dname = newname,
+		       .flags = flags};
+	r.src = child(fs, p->in, name);
+	r.dst = child(fs, np->in, newname);
+	if (!r.src) {
+		err = -ENOENT;
+		goto out_unlock;
+	}
+	if ((err = rename_check(fs, &r)))
+		goto out_unlock;
+	if (r.src == r.dst) {
+		err = 0; /* POSIX: same file, nothing to do */
+		goto out_unlock;
+	}
+	struct rec_buf b;
+	rec_begin(&b, NULL);
+	rename_encode(&b, &r, fs_now_ts());
+	struct inode *gone = r.dst && !(flags & RENAME_EXCHANGE) ? r.dst : NULL;
+	err = commit_unlock(fs, &b);
+	if (!err && gone) {
+		pthread_mutex_lock(&fs->lock);
+		if (gone->pins == 0 && gone->head->nlink == 0)
+			ns_inode_drop(&fs->ns, gone);
+		pthread_mutex_unlock(&fs->lock);
+	}
+	return err;
+out_unlock:
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+ssize_t txd_readlink(struct txd_fs *fs, uint64_t node, char *buf, size_t size)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	ssize_t ret = -ESTALE;
+	if (n && !n->ctl) {
+		const struct iver *v = n->frozen ? n->frozen : n->in->head;
+		if (!S_ISLNK(v->mode) || !v->target) {
+			ret = -EINVAL;
+		} else {
+			size_t len = strlen(v->target);
+			memcpy(buf, v->target, len < size ? len : size);
+			ret = (ssize_t)len;
+		}
+	} else if (n) {
+		ret = -EINVAL;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
+/* ---- setattr -------------------------------------------------------------------- */
+static int setattr_meta(struct txd_fs *fs, struct node *n, const struct txd_setattr *sa)
+{
+	struct inode *in = n->in;
+	struct rec_inode r;
+	struct timespec now = fs_now_ts();
+	fs_inode_rec(in, &r);
+	if (sa->valid & TXD_SET_MODE)
+		r.mode = (r.mode & S_IFMT) | (sa->mode & 07777);
+	if (sa->valid & TXD_SET_UID)
+		r.uid = sa->uid;
+	if (sa->valid & TXD_SET_GID)
+		r.gid = sa->gid;
+	if ((sa->valid & (TXD_SET_UID | TXD_SET_GID)) && !S_ISDIR(r.mode) &&
+	    !(sa->valid & TXD_SET_MODE))
+		r.mode &= ~(S_ISUID | ((r.mode & S_IXGRP) ? S_ISGID : 0)); /* as chown(2) */
+	if (sa->valid & TXD_SET_ATIME)
+		r.atime = sa->atime;
+	if (sa->valid & TXD_SET_ATIME_NOW)
+		r.atime = now;
+	if (sa->valid & TXD_SET_MTIME)
+		r.mtime = sa->mtime;
+	if (sa->valid & TXD_SET_MTIME_NOW)
+		r.mtime = now;
+	r.ctime = (sa->valid & TXD_SET_CTIME) ? sa->ctime : now;
+	struct rec_buf b;
+	rec_begin(&b, NULL);
+	rec_inode(&b, &r);
+	int err = fs_commit(fs, &b, NULL);
+	rec_release(&b);
+	return err;
+}
+
+/* Size change: joins the handle's working copy (committed at its flush) or,
+ * without a writable handle, is a content commit of its own. */
+static int setattr_size(struct txd_fs *fs, struct node *n, uint64_t size, struct handle *h,
+			const struct txd_cred *c)
+{
+	struct inode *in = n->in;
+	if (in->dir)
+		return -EISDIR;
+	if (!S_ISREG(in->head->mode))
+		return -EINVAL;
+	bool own = !(h && h->wf);
+	struct wfile *wf = own ? fs_wf_get(fs, in) : h->wf;
+	if (!wf)
+		return -ENOMEM;
+	pthread_mutex_unlock(&fs->lock);
+	pthread_mutex_lock(&wf->lock);
+	int err = wcopy_truncate(wf->wc, size);
+	if (!err)
+		atomic_store(&wf->size, wcopy_size(wf->wc));
+	pthread_mutex_unlock(&wf->lock);
+	if (!err && own)
+		err = fs_commit_content(fs, in, wf, c ? c->pid : 0, NULL);
+	pthread_mutex_lock(&fs->lock);
+	if (own)
+		fs_wf_put(fs, in);
+	return err;
+}
+
+static int setattr_times_pending(struct node *n, const struct txd_setattr *sa, struct handle *h)
+{
+	/* With the writeback cache the kernel sends mtime with the data: keep it
+	 * for the content commit instead of committing it alone. */
+	struct wfile *wf = h && h->wf ? h->wf : n->in->wf;
+	if (!wf || !(sa->valid & TXD_SET_MTIME) ||
+	    (sa->valid & ~(TXD_SET_MTIME | TXD_SET_CTIME | TXD_SET_ATIME)))
+		return 0;
+	pthread_mutex_lock(&wf->lock);
+	bool dirty = wcopy_dirty(wf->wc);
+	if (dirty) {
+		wf->mtime = sa->mtime;
+		wf->times_set = true;
+	}
+	pthread_mutex_unlock(&wf->lock);
+	return dirty;
+}
+
+int txd_setattr(struct txd_fs *fs, uint64_t node, const struct txd_setattr *sa, uint64_t fh,
+		struct txd_attr *out)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fh;
+	if (h && h->magic != HANDLE_MAGIC)
+		h = NULL;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	int err = -ESTALE;
+	if (!n)
+		goto out_unlock;
+	err = -EPERM;
+	if (n->ctl)
+		goto out_unlock;
+	struct txd_setattr rest = *sa;
+	err = 0;
+	if (sa->valid & TXD_SET_SIZE) {
+		err = setattr_size(fs, n, sa->size, h, NULL);
+		rest.valid &= ~TXD_SET_SIZE;
+	}
+	if (!err && rest.valid && !setattr_times_pending(n, &rest, h))
+		err = setattr_meta(fs, n, &rest);
+	if (!err && out)
+		fs_attr(fs, n, out);
+out_unlock:
+	pthread_mutex_unlock(&fs->lock);
+	fs_notify_flush(fs);
+	return err;
+}
+
+/* ---- directories ------------------------------------------------------------- */
+#define CTL_COOKIE (UINT64_MAX - 1)
+
+int txd_opendir(struct txd_fs *fs, uint64_t node, uint64_t *dh)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	int err = -ESTALE;
+	if (!n)
+		goto out;
+	err = -ENOTDIR;
+	if (!n->ctl && !n->in->dir)
+		goto out;
+	struct handle *h = calloc(1, sizeof(*h));
+	err = -ENOMEM;
+	if (!h)
+		goto out;
+	h->magic = HANDLE_MAGIC;
+	h->is_dir = true;
+	h->node = n;
+	h->in = n->in;
+	n->nopen++;
+	fs->nhandles++;
+	*dh = (uint64_t)(uintptr_t)h;
+	err = 0;
+out:
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+/* Emit one entry; for readdirplus take a lookup reference and give it back
+ * when the reply buffer is full. Returns non-zero to stop. */
+static int emit(struct txd_fs *fs, struct node *n, const char *name, bool plus, bool counted,
+		uint64_t next, txd_fill_fn fill, void *arg)
+{
+	struct txd_entry e;
+	if (counted) {
+		fs_entry(fs, n, &e);
+	} else {
+		memset(&e, 0, sizeof(e));
+		e.node = n->id;
+		e.cacheable = true;
+		fs_attr(fs, n, &e.attr);
+	}
+	(void)plus;
+	if (fill(arg, name, &e, next) == 0)
+		return 0;
+	if (counted) {
+		n->nlookup--;
+		fs_node_put(fs, n);
+	}
+	return 1;
+}
+
+static int readdir_data(struct txd_fs *fs, struct node *n, uint64_t off, bool plus,
+			txd_fill_fn fill, void *arg)
+{
+	struct inode *dir = n->in;
+	struct node *pn;
+	if (off < 1 && emit(fs, n, ".", plus, false, 1, fill, arg))
+		return 0;
+	if (off < 2) {
+		struct inode *pi = ns_inode(&fs->ns, dir->parent);
+		pn = pi ? fs_live_node(fs, pi) : n;
+		if (emit(fs, pn ? pn : n, "..", plus, false, 2, fill, arg))
+			return 0;
+	}
+	for (struct dent *e = ns_dir_next(dir->dir, off < 2 ? 2 : off); e;
+	     e = ns_dir_next(dir->dir, e->cookie)) {
+		if (e->cookie >= CTL_COOKIE)
+			break;
+		struct inode *in = ns_inode(&fs->ns, e->ino);
+		struct node *cn = in ? fs_live_node(fs, in) : NULL;
+		if (!cn)
+			continue;
+		if (emit(fs, cn, e->name, plus, plus, e->cookie, fill, arg))
+			return 0;
+	}
+	if (n->id == TXD_ROOT_NODE && fs->opts.show_ctl && off < CTL_COOKIE) {
+		struct txd_entry e;
+		if (ctl_lookup(fs, n, CTL_DIRNAME, &e) == 0) {
+			struct node *cn = fs_node(fs, e.node);
+			if (fill(arg, CTL_DIRNAME, &e, CTL_COOKIE) != 0 || !plus) {
+				cn->nlookup--;
+				fs_node_put(fs, cn);
+			}
+		}
+	}
+	return 0;
+}
+
+int txd_readdir(struct txd_fs *fs, uint64_t dh, uint64_t off, bool plus, txd_fill_fn fill,
+		void *arg)
+{
+	struct handle *h = (struct handle *)(uintptr_t)dh;
+	if (!h || h->magic != HANDLE_MAGIC || !h->is_dir)
+		return -EBADF;
+	pthread_mutex_lock(&fs->lock);
+	int err;
+	if (h->node->ctl)
+		err = ctl_readdir(fs, h->node, off, plus, fill, arg);
+	else
+		err = readdir_data(fs, h->node, off, plus, fill, arg);
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+int txd_releasedir(struct txd_fs *fs, uint64_t dh)
+{
+	struct handle *h = (struct handle *)(uintptr_t)dh;
+	if (!h || h->magic != HANDLE_MAGIC || !h->is_dir)
+		return -EBADF;
+	pthread_mutex_lock(&fs->lock);
+	h->node->nopen--;
+	fs->nhandles--;
+	fs_node_put(fs, h->node);
+	pthread_mutex_unlock(&fs->lock);
+	h->magic = 0;
+	free(h);
+	return 0;
+}
+
+/* ---- extended attributes -------------------------------------------------------- */
+/* Read-only metadata xattrs (SPEC §3): formatted into buf; -ENODATA if name
+ * is not one of them. */
+static int meta_xattr(struct txd_fs *fs, struct node *n, const char *name, char *buf,
+		      size_t cap)
+{
+	(void)fs;
+	const struct iver *v = n->frozen ? n->frozen : n->in->head;
+	if (strcmp(name, TXD_XATTR_PREFIX "version") == 0)
+		return snprintf(buf, cap, "%" PRIu64, v->vno);
+	if (strcmp(name, TXD_XATTR_PREFIX "commit") == 0)
+		return snprintf(buf, cap, "%" PRIu64, v->commit);
+	if (strcmp(name, TXD_XATTR_PREFIX "checksum") == 0) {
+		if (!S_ISREG(v->mode))
+			return -ENODATA;
+		return snprintf(buf, cap, "xxh64:%016" PRIx64, digest_final(v->dsum, v->size));
+	}
+	return -ENODATA;
+}
+
+static ssize_t copy_out(void *buf, size_t size, const void *val, size_t len)
+{
+	if (size == 0)
+		return (ssize_t)len;
+	if (size < len)
+		return -ERANGE;
+	memcpy(buf, val, len);
+	return (ssize_t)len;
+}
+
+ssize_t txd_getxattr(struct txd_fs *fs, uint64_t node, const char *name, void *buf, size_t size)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	ssize_t ret = -ESTALE;
+	if (!n)
+		goto out;
+	ret = -ENODATA;
+	if (n->ctl)
+		goto out;
+	char meta[64];
+	int len = meta_xattr(fs, n, name, meta, sizeof(meta));
+	if (len >= 0) {
+		ret = copy_out(buf, size, meta, (size_t)len);
+		goto out;
+	}
+	const struct iver *v = n->frozen ? n->frozen : n->in->head;
+	uint32_t vlen;
+	const uint8_t *val = xattrs_get(v->xa, name, &vlen);
+	if (val)
+		ret = copy_out(buf, size, val, vlen);
+out:
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
+ssize_t txd_listxattr(struct txd_fs *fs, uint64_t node, char *buf, size_t size)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	ssize_t ret = -ESTALE;
+	if (!n)
+		goto out;
+	ret = 0;
+	if (n->ctl)
+		goto out;
+	/* user.txdir.* are readable by name but never listed, so cp -a,
+	 * rsync -X and tar --xattrs do not try to copy them. */
+	const struct iver *v = n->frozen ? n->frozen : n->in->head;
+	const struct xattrs *xa = v->xa;
+	size_t need = 0;
+	for (uint32_t p = 0; xa && p < xa->len;) {
+		uint16_t nl;
+		uint32_t vl;
+		memcpy(&nl, xa->data + p, 2);
+		memcpy(&vl, xa->data + p + 2, 4);
+		if (size && need + nl + 1 > size) {
+			ret = -ERANGE;
+			goto out;
+		}
+		if (size) {
+			memcpy(buf + need, xa->data + p + 6, nl);
+			buf[need + nl] = 0;
+		}
+		need += nl + 1u;
+		p += 6 + nl + vl;
+	}
+	ret = (ssize_t)need;
+out:
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
+static int xattr_check(struct node *n, const char *name)
+{
+	if (n->ctl)
+		return -EPERM;
+	if (strncmp(name, TXD_XATTR_PREFIX, strlen(TXD_XATTR_PREFIX)) == 0)
+		return -EPERM;
+	if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0)
+		return -EOPNOTSUPP;
+	if (strlen(name) > 255 || strlen(name) == strlen(XATTR_PREFIX))
+		return strlen(name) > 255 ? -ERANGE : -EINVAL;
+	const struct iver *v = n->in->head;
+	if (!S_ISREG(v->mode) && !S_ISDIR(v->mode))
+		return -EPERM; /* as ext4: user.* only on files and directories */
+	return 0;
+}
+
+static int xattr_change(struct txd_fs *fs, uint64_t node, const char *name, const void *value,
+			size_t size, int flags, bool del)
+{
+	if (!del && size > XATTR_VALUE_MAX)
+		return -E2BIG;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	int err = -ESTALE;
+	if (!n || (err = xattr_check(n, name)))
+		goto out_unlock;
+	uint32_t vlen;
+	bool exists = xattrs_get(n->in->head->xa, name, &vlen) != NULL;
+	if ((del || (flags & XATTR_REPLACE)) && !exists) {
+		err = -ENODATA;
+		goto out_unlock;
+	}
+	if ((flags & XATTR_CREATE) && exists) {
+		err = -EEXIST;
+		goto out_unlock;
+	}
+	struct rec_buf b;
+	struct rec_inode r;
+	rec_begin(&b, NULL);
+	if (del)
+		rec_xattr_del(&b, n->in->ino, name);
+	else
+		rec_xattr_set(&b, n->in->ino, name, value, (uint32_t)size);
+	fs_inode_rec(n->in, &r);
+	r.ctime = fs_now_ts();
+	rec_inode(&b, &r);
+	return commit_unlock(fs, &b);
+out_unlock:
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+int txd_setxattr(struct txd_fs *fs, uint64_t node, const char *name, const void *value,
+		 size_t size, int flags)
+{
+	return xattr_change(fs, node, name, value, size, flags, false);
+}
+
+int txd_removexattr(struct txd_fs *fs, uint64_t node, const char *name)
+{
+	return xattr_change(fs, node, name, NULL, 0, 0, true);
+}

@@ -1,0 +1,644 @@
+/*
+ * ns.c — in-memory namespace and the one function that changes it, ns_apply.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#include "ns.h"
+#include "txdir.h"
+
+/* ---- inode table ---------------------------------------------------------- */
+static uint64_t ino_hash(uint64_t ino, uint64_t size)
+{
+	return (ino * 0x9e3779b97f4a7c15ull) >> 17 & (size - 1);
+}
+
+int ns_init(struct ns *ns)
+{
+	memset(ns, 0, sizeof(*ns));
+	ns->tabsize = 1024;
+	ns->tab = calloc(ns->tabsize, sizeof(*ns->tab));
+	ns->next_ino = NS_ROOT_INO + 1;
+	return ns->tab ? 0 : -ENOMEM;
+}
+
+struct inode *ns_inode(struct ns *ns, uint64_t ino)
+{
+	struct inode *in = ns->tab[ino_hash(ino, ns->tabsize)];
+	while (in && in->ino != ino)
+		in = in->hnext;
+	return in;
+}
+
+uint64_t ns_alloc_ino(struct ns *ns)
+{
+	return ns->next_ino++;
+}
+
+static int ns_grow(struct ns *ns)
+{
+	uint64_t nsize = ns->tabsize * 2;
+	struct inode **nt = calloc(nsize, sizeof(*nt));
+	if (!nt)
+		return -ENOMEM;
+	for (uint64_t k = 0; k < ns->tabsize; k++) {
+		struct inode *in = ns->tab[k];
+		while (in) {
+			struct inode *next = in->hnext;
+			uint64_t h = ino_hash(in->ino, nsize);
+			in->hnext = nt[h];
+			nt[h] = in;
+			in = next;
+		}
+	}
+	free(ns->tab);
+	ns->tab = nt;
+	ns->tabsize = nsize;
+	return 0;
+}
+
+static struct inode *ns_inode_new(struct ns *ns, uint64_t ino)
+{
+	if (ns->ninodes + 1 > ns->tabsize && ns_grow(ns))
+		return NULL;
+	struct inode *in = calloc(1, sizeof(*in));
+	if (!in)
+		return NULL;
+	in->ino = ino;
+	uint64_t h = ino_hash(ino, ns->tabsize);
+	in->hnext = ns->tab[h];
+	ns->tab[h] = in;
+	ns->ninodes++;
+	if (ino >= ns->next_ino)
+		ns->next_ino = ino + 1;
+	return in;
+}
+
+static void ns_unhash(struct ns *ns, struct inode *in)
+{
+	struct inode **pp = &ns->tab[ino_hash(in->ino, ns->tabsize)];
+	while (*pp && *pp != in)
+		pp = &(*pp)->hnext;
+	if (*pp) {
+		*pp = in->hnext;
+		ns->ninodes--;
+	}
+}
+
+/* ---- versions -------------------------------------------------------------- */
+static void iver_free(struct ns *ns, struct iver *v)
+{
+	cmap_unref(v->map);
+	free(v->target);
+	free(v->xa);
+	free(v);
+	ns->nversions--;
+}
+
+static struct xattrs *xattrs_dup(const struct xattrs *xa)
+{
+	if (!xa)
+		return NULL;
+	struct xattrs *n = malloc(sizeof(*n) + xa->len);
+	if (n)
+		memcpy(n, xa, sizeof(*n) + xa->len);
+	return n;
+}
+
+/* Free every older version nobody pins (N2). */
+static void iver_prune(struct ns *ns, struct inode *in)
+{
+	struct iver **pp = &in->head->older;
+	while (*pp) {
+		struct iver *v = *pp;
+		if (v->refs == 1) {
+			*pp = v->older;
+			iver_free(ns, v);
+		} else {
+			pp = &v->older;
+		}
+	}
+}
+
+/* The version a commit may write into (N1). */
+static struct iver *iver_for_write(struct ns *ns, struct inode *in, uint64_t commit)
+{
+	struct iver *h = in->head;
+	if (h && h->refs == 1 && h->commit > ns->newest_snapshot) {
+		if (h->commit != commit) {
+			h->commit = commit;
+			h->vno++;
+		}
+		return h;
+	}
+	struct iver *v = calloc(1, sizeof(*v));
+	if (!v)
+		return NULL;
+	if (h) {
+		*v = *h;
+		if (h->commit != commit)
+			v->vno++;
+		v->map = cmap_ref(h->map);
+		v->target = h->target ? strdup(h->target) : NULL;
+		v->xa = xattrs_dup(h->xa);
+		if ((h->target && !v->target) || (h->xa && !v->xa)) {
+			free(v->target);
+			free(v->xa);
+			cmap_unref(v->map);
+			free(v);
+			return NULL;
+		}
+	}
+	v->refs = 1;
+	if (!h)
+		v->vno = 1;
+	v->commit = commit;
+	v->older = h;
+	in->head = v;
+	ns->nversions++;
+	iver_prune(ns, in);
+	return v;
+}
+
+void ns_iver_pin(struct iver *v)
+{
+	v->refs++;
+}
+
+void ns_iver_unpin(struct ns *ns, struct inode *in, struct iver *v)
+{
+	if (--v->refs == 0) {
+		/* detached version (inode already dropped) */
+		iver_free(ns, v);
+		return;
+	}
+	if (in->head && v != in->head && v->refs == 1)
+		iver_prune(ns, in);
+}
+
+/* ---- directories ----------------------------------------------------------- */
+static uint32_t name_hash(const char *name, size_t len)
+{
+	return (uint32_t)XXH64(name, len, 0x7478646972ull);
+}
+
+static struct dir *dir_new(void)
+{
+	struct dir *d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	d->tabsize = 8;
+	d->tab = calloc(d->tabsize, sizeof(*d->tab));
+	d->next_cookie = 3; /* 1 and 2 are "." and ".." */
+	if (!d->tab) {
+		free(d);
+		return NULL;
+	}
+	return d;
+}
+
+static void dir_free(struct dir *d)
+{
+	if (!d)
+		return;
+	for (uint32_t k = 0; k < d->norder; k++)
+		free(d->order[k]);
+	free(d->order);
+	free(d->tab);
+	free(d);
+}
+
+struct dent *ns_dir_find(const struct dir *d, const char *name, size_t len)
+{
+	struct dent *e = d->tab[name_hash(name, len) & (d->tabsize - 1)];
+	while (e && !(e->len == len && memcmp(e->name, name, len) == 0))
+		e = e->hnext;
+	return e;
+}
+
+static int dir_rehash(struct dir *d)
+{
+	uint32_t nsize = d->tabsize * 2;
+	struct dent **nt = calloc(nsize, sizeof(*nt));
+	if (!nt)
+		return -ENOMEM;
+	for (uint32_t k = 0; k < d->tabsize; k++) {
+		struct dent *e = d->tab[k];
+		while (e) {
+			struct dent *next = e->hnext;
+			uint32_t h = name_hash(e->name, e->len) & (nsize - 1);
+			e->hnext = nt[h];
+			nt[h] = e;
+			e = next;
+		}
+	}
+	free(d->tab);
+	d->tab = nt;
+	d->tabsize = nsize;
+	return 0;
+}
+
+/* Squeeze removed slots out of the cookie order once they are half of it. */
+static void dir_compact(struct dir *d)
+{
+	uint32_t w = 0;
+	for (uint32_t r = 0; r < d->norder; r++)
+		if (d->order[r])
+			d->order[w++] = d->order[r];
+	d->norder = w;
+}
+
+static int dir_append(struct dir *d, struct dent *e)
+{
+	if (d->norder == d->caporder) {
+		if (d->count < d->norder / 2) {
+			dir_compact(d);
+		} else {
+			uint32_t cap = d->caporder ? d->caporder * 2 : 8;
+			struct dent **o = realloc(d->order, cap * sizeof(*o));
+			if (!o)
+				return -ENOMEM;
+			d->order = o;
+			d->caporder = cap;
+		}
+	}
+	d->order[d->norder++] = e;
+	return 0;
+}
+
+/* Binary search of the slot holding cookie c (order is sorted by cookie). */
+static int64_t dir_slot(const struct dir *d, uint64_t c, bool exact)
+{
+	uint32_t lo = 0, hi = d->norder;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		/* NULL slots: scan right for a live neighbour to compare */
+		uint32_t m = mid;
+		while (m < hi && !d->order[m])
+			m++;
+		if (m == hi) {
+			hi = mid;
+			continue;
+		}
+		if (d->order[m]->cookie == c)
+			return exact ? m : m + 1;
+		if (d->order[m]->cookie < c)
+			lo = m + 1;
+		else
+			hi = mid;
+	}
+	return exact ? -1 : (int64_t)lo;
+}
+
+struct dent *ns_dir_next(const struct dir *d, uint64_t after)
+{
+	for (int64_t k = dir_slot(d, after, false); k < d->norder; k++)
+		if (d->order[k] && d->order[k]->cookie > after)
+			return d->order[k];
+	return NULL;
+}
+
+static int dir_set(struct dir *d, const char *name, size_t len, uint64_t ino, uint64_t cookie)
+{
+	struct dent *e = ns_dir_find(d, name, len);
+	if (e) {
+		e->ino = ino;
+		return 0;
+	}
+	if (d->count + 1 > d->tabsize && dir_rehash(d))
+		return -ENOMEM;
+	e = malloc(sizeof(*e) + len + 1);
+	if (!e)
+		return -ENOMEM;
+	e->ino = ino;
+	e->len = (uint16_t)len;
+	memcpy(e->name, name, len);
+	e->name[len] = 0;
+	if (cookie) {
+		e->cookie = cookie;
+		if (cookie >= d->next_cookie)
+			d->next_cookie = cookie + 1;
+	} else {
+		e->cookie = d->next_cookie++;
+	}
+	if (d->norder && d->order[d->norder - 1] && d->order[d->norder - 1]->cookie > e->cookie) {
+		free(e); /* cookies must arrive in order (N3) */
+		return -TXD_ECORRUPT;
+	}
+	if (dir_append(d, e)) {
+		free(e);
+		return -ENOMEM;
+	}
+	uint32_t h = name_hash(name, len) & (d->tabsize - 1);
+	e->hnext = d->tab[h];
+	d->tab[h] = e;
+	d->count++;
+	return 0;
+}
+
+static int dir_del(struct dir *d, const char *name, size_t len)
+{
+	struct dent **pp = &d->tab[name_hash(name, len) & (d->tabsize - 1)];
+	while (*pp && !((*pp)->len == len && memcmp((*pp)->name, name, len) == 0))
+		pp = &(*pp)->hnext;
+	struct dent *e = *pp;
+	if (!e)
+		return -TXD_ECORRUPT;
+	*pp = e->hnext;
+	int64_t slot = dir_slot(d, e->cookie, true);
+	if (slot >= 0)
+		d->order[slot] = NULL;
+	d->count--;
+	free(e);
+	return 0;
+}
+
+/* ---- xattr blobs ------------------------------------------------------------- */
+static uint16_t g16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static uint32_t g32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+/* Offset of the entry for name, or -1. */
+static int64_t xattrs_find(const struct xattrs *xa, const char *name, size_t nl)
+{
+	if (!xa)
+		return -1;
+	for (uint32_t p = 0; p < xa->len;) {
+		uint16_t l = g16(xa->data + p);
+		uint32_t vl = g32(xa->data + p + 2);
+		if (l == nl && memcmp(xa->data + p + 6, name, nl) == 0)
+			return p;
+		p += 6 + l + vl;
+	}
+	return -1;
+}
+
+const uint8_t *xattrs_get(const struct xattrs *xa, const char *name, uint32_t *len)
+{
+	int64_t p = xattrs_find(xa, name, strlen(name));
+	if (p < 0)
+		return NULL;
+	uint16_t l = g16(xa->data + p);
+	*len = g32(xa->data + p + 2);
+	return xa->data + p + 6 + l;
+}
+
+static int xattrs_update(struct xattrs **xap, const char *name, size_t nl, const void *val,
+			 uint32_t vl, bool del)
+{
+	struct xattrs *xa = *xap;
+	uint32_t old_len = xa ? xa->len : 0;
+	int64_t at = xattrs_find(xa, name, nl);
+	uint32_t cut = 0;
+	if (at >= 0)
+		cut = 6 + g16(xa->data + at) + g32(xa->data + at + 2);
+	uint32_t add = del ? 0 : 6 + (uint32_t)nl + vl;
+	struct xattrs *n = malloc(sizeof(*n) + old_len - cut + add);
+	if (!n)
+		return -ENOMEM;
+	n->len = 0;
+	if (xa) {
+		uint32_t a = at >= 0 ? (uint32_t)at : old_len;
+		memcpy(n->data, xa->data, a);
+		memcpy(n->data + a, xa->data + a + cut, old_len - a - cut);
+		n->len = old_len - cut;
+	}
+	if (!del) {
+		uint8_t *p = n->data + n->len;
+		uint16_t l16 = (uint16_t)nl;
+		memcpy(p, &l16, 2);
+		memcpy(p + 2, &vl, 4);
+		memcpy(p + 6, name, nl);
+		memcpy(p + 6 + nl, val, vl);
+		n->len += add;
+	}
+	free(xa);
+	*xap = n->len ? n : (free(n), NULL);
+	return 0;
+}
+
+/* ---- apply ------------------------------------------------------------------ */
+static int apply_inode(struct ns *ns, const struct rec_inode *r, uint64_t commit)
+{
+	struct inode *in = ns_inode(ns, r->ino);
+	bool fresh = !in;
+	if (fresh && !(in = ns_inode_new(ns, r->ino)))
+		return -ENOMEM;
+	struct iver *v = iver_for_write(ns, in, commit);
+	if (!v)
+		return -ENOMEM;
+	if (fresh && S_ISDIR(r->mode) && !(in->dir = dir_new()))
+		return -ENOMEM;
+	if (fresh && r->target_len) {
+		v->target = strndup(r->target, r->target_len);
+		if (!v->target)
+			return -ENOMEM;
+		v->size = r->target_len;
+	}
+	if (!fresh && (S_IFMT & (v->mode ^ r->mode)))
+		return -TXD_ECORRUPT; /* a file never changes type */
+	v->mode = r->mode;
+	v->uid = r->uid;
+	v->gid = r->gid;
+	v->nlink = r->nlink;
+	v->rdev = r->rdev;
+	v->atime = r->atime;
+	v->mtime = r->mtime;
+	v->ctime = r->ctime;
+	in->parent = r->parent;
+	return 0;
+}
+
+static int apply_dent(struct ns *ns, const struct rec_opv *op)
+{
+	const struct rec_dent *r = &op->u.dent;
+	struct inode *p = ns_inode(ns, r->parent);
+	if (!p || !p->dir)
+		return -TXD_ECORRUPT;
+	struct dent *old = ns_dir_find(p->dir, r->name, r->name_len);
+	if (old) {
+		struct inode *was = ns_inode(ns, old->ino);
+		if (was && was->name == old)
+			was->name = NULL;
+	}
+	if (op->op == OP_DENT_DEL)
+		return dir_del(p->dir, r->name, r->name_len);
+	struct inode *in = ns_inode(ns, r->ino);
+	if (!in)
+		return -TXD_ECORRUPT;
+	int err = dir_set(p->dir, r->name, r->name_len, r->ino, r->cookie);
+	if (!err) {
+		in->name = ns_dir_find(p->dir, r->name, r->name_len);
+		in->name_parent = r->parent;
+	}
+	return err;
+}
+
+void ns_path(struct ns *ns, const struct inode *in, char *buf, size_t cap)
+{
+	/* collect names leaf-first, then write them root-first */
+	const char *parts[64];
+	int n = 0;
+	while (in && in->ino != NS_ROOT_INO && n < 64) {
+		parts[n++] = in->name ? in->name->name : "?";
+		in = in->name ? ns_inode(ns, in->name_parent) : NULL;
+	}
+	size_t at = 0;
+	buf[0] = 0;
+	if (n == 0 && cap > 1) {
+		buf[0] = '/';
+		buf[1] = 0;
+	}
+	while (n-- > 0 && at + 1 < cap) {
+		int w = snprintf(buf + at, cap - at, "/%s", parts[n]);
+		if (w < 0)
+			break;
+		at += (size_t)w;
+	}
+}
+
+static int apply_content(struct ns *ns, const struct rec_content *r, uint32_t seg,
+			 uint64_t data_base, uint64_t commit)
+{
+	struct inode *in = ns_inode(ns, r->ino);
+	if (!in || !S_ISREG(in->head->mode))
+		return -TXD_ECORRUPT;
+	struct wcopy_change stack[16], *chg = stack;
+	if (r->nchg > 16 && !(chg = malloc(sizeof(*chg) * r->nchg)))
+		return -ENOMEM;
+	for (uint32_t k = 0; k < r->nchg; k++)
+		rec_content_chg(r, k, seg, data_base, &chg[k]);
+	int err = -ENOMEM;
+	struct iver *v = iver_for_write(ns, in, commit);
+	if (v) {
+		err = cmap_apply_changes(&v->map, &v->dsum, r->truncated, r->trunc_chunks, chg,
+					 r->nchg);
+		v->size = r->size;
+	}
+	if (chg != stack)
+		free(chg);
+	return err;
+}
+
+static int apply_xattr(struct ns *ns, const struct rec_opv *op, uint64_t commit)
+{
+	const struct rec_xattr *r = &op->u.xattr;
+	struct inode *in = ns_inode(ns, r->ino);
+	if (!in)
+		return -TXD_ECORRUPT;
+	struct iver *v = iver_for_write(ns, in, commit);
+	if (!v)
+		return -ENOMEM;
+	return xattrs_update(&v->xa, r->name, r->name_len, r->value, r->value_len,
+			     op->op == OP_XATTR_DEL);
+}
+
+static void inode_free(struct ns *ns, struct inode *in)
+{
+	struct iver *v = in->head;
+	while (v) {
+		struct iver *older = v->older;
+		if (--v->refs == 0)
+			iver_free(ns, v);
+		/* a pinned version survives, detached; its last unpin frees it */
+		v = older;
+	}
+	dir_free(in->dir);
+	free(in);
+}
+
+void ns_inode_drop(struct ns *ns, struct inode *in)
+{
+	ns_unhash(ns, in);
+	inode_free(ns, in);
+}
+
+static int apply_free(struct ns *ns, uint64_t ino)
+{
+	struct inode *in = ns_inode(ns, ino);
+	if (!in)
+		return -TXD_ECORRUPT;
+	if (in->pins) {
+		/* still referenced by a node or handle: fs.c drops it later */
+		ns_unhash(ns, in);
+		in->freed = true;
+		return 0;
+	}
+	ns_inode_drop(ns, in);
+	return 0;
+}
+
+int ns_apply(struct ns *ns, const void *payload, uint32_t len, uint32_t seg,
+	     uint64_t payload_off, uint64_t commit)
+{
+	struct rec_hdr hdr;
+	int err = rec_validate(payload, len, &hdr);
+	if (err)
+		return err;
+	struct rec_iter it;
+	struct rec_opv op;
+	rec_iter_init(&it, payload, &hdr);
+	while (!err && rec_next(&it, &op)) {
+		switch (op.op) {
+		case OP_INODE:
+			err = apply_inode(ns, &op.u.inode, commit);
+			break;
+		case OP_DENT_SET:
+		case OP_DENT_DEL:
+			err = apply_dent(ns, &op);
+			break;
+		case OP_CONTENT:
+			err = apply_content(ns, &op.u.content, seg, payload_off + hdr.data_off,
+					    commit);
+			break;
+		case OP_XATTR_SET:
+		case OP_XATTR_DEL:
+			err = apply_xattr(ns, &op, commit);
+			break;
+		case OP_FREE:
+			err = apply_free(ns, op.u.ino);
+			break;
+		case OP_VERSION: {
+			struct inode *in = ns_inode(ns, op.u.version.ino);
+			if (!in) {
+				err = -TXD_ECORRUPT;
+				break;
+			}
+			in->head->commit = op.u.version.commit;
+			in->head->vno = op.u.version.vno;
+			break;
+		}
+		default:
+			err = -TXD_ECORRUPT;
+		}
+	}
+	return err;
+}
+
+int ns_walk(struct ns *ns, int (*cb)(void *arg, struct inode *in), void *arg)
+{
+	for (uint64_t k = 0; k < ns->tabsize; k++)
+		for (struct inode *in = ns->tab[k]; in; in = in->hnext) {
+			int err = cb(arg, in);
+			if (err)
+				return err;
+		}
+	return 0;
+}
+
+void ns_destroy(struct ns *ns)
+{
+	for (uint64_t k = 0; k < ns->tabsize; k++) {
+		struct inode *in = ns->tab[k];
+		while (in) {
+			struct inode *next = in->hnext;
+			inode_free(ns, in);
+			in = next;
+		}
+	}
+	free(ns->tab);
+	memset(ns, 0, sizeof(*ns));
+}

@@ -1,0 +1,127 @@
+/*
+ * ns.h — the in-memory namespace: inodes, their committed versions, and
+ * directories. It changes only by applying commit records (rec.h), live or
+ * replayed, so memory always equals "checkpoint + log".
+ *
+ * Versions (MVCC). Each inode has a chain of versions, newest first. A
+ * version holds everything a reader of that inode can see: attributes, size,
+ * chunk map, digest, symlink target, xattrs. Readers pin a version
+ * (ns_iver_pin) and keep reading it however the inode changes later.
+ *
+ * Invariants.
+ *  N1 A pinned version is never modified. A commit modifies the head in
+ *     place only when nobody but the chain holds it (refs == 1) and no
+ *     snapshot newer than its commit exists; otherwise it pushes a copy.
+ *  N2 Unpinned versions other than the head are freed at once (there are no
+ *     snapshot readers of older versions beyond pins yet; transactions will
+ *     register snapshots and extend the rule).
+ *  N3 Directory cookies are assigned in apply order from the directory's
+ *     next_cookie (or taken from the record), so replay assigns the same
+ *     cookies as the live commit did; an entry keeps its cookie for its life.
+ *  N4 A directory's nlink is 2 + its subdirectories, kept by the committer.
+ *
+ * Locking: none inside. The owner (fs.c) serialises every call with its
+ * namespace mutex.
+ */
+#ifndef TXD_NS_H
+#define TXD_NS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "chunk.h"
+#include "rec.h"
+
+#define NS_ROOT_INO 1
+
+struct xattrs {
+	uint32_t len; /* bytes of data: (u16 name_len, u32 value_len, name, value)* */
+	uint8_t data[];
+};
+
+struct iver {
+	struct iver *older;
+	uint32_t refs; /* 1 for the chain + pins */
+	uint64_t commit, vno;
+	uint32_t mode, uid, gid, nlink;
+	uint64_t rdev, size, dsum;
+	struct timespec atime, mtime, ctime;
+	struct cmap *map;
+	char *target;
+	struct xattrs *xa;
+};
+
+struct dent {
+	struct dent *hnext;
+	uint64_t ino, cookie;
+	uint16_t len;
+	char name[];
+};
+
+struct dir {
+	struct dent **tab;   /* hash by name */
+	uint32_t tabsize, count;
+	struct dent **order; /* by cookie; NULL slots are removed entries */
+	uint32_t norder, caporder;
+	uint64_t next_cookie;
+};
+
+struct inode {
+	uint64_t ino;
+	struct inode *hnext;
+	struct iver *head;
+	struct dir *dir;      /* directories */
+	uint64_t parent;      /* directories: ".." */
+	uint64_t name_parent; /* one of its names: (name_parent, name), for */
+	struct dent *name;    /* commit paths and kernel invalidations; NULL */
+	                      /* when it has none */
+	uint32_t pins;        /* nodes and handles referring to it (fs.c) */
+	void *live;           /* fs.c: current live node for this inode */
+	void *wf;             /* fs.c: shared working copy while open */
+	bool freed;           /* OP_FREE applied while pinned */
+};
+
+struct ns {
+	struct inode **tab;
+	uint64_t tabsize, ninodes, nversions;
+	uint64_t next_ino;
+	uint64_t newest_snapshot; /* N1 */
+};
+
+int ns_init(struct ns *ns);
+void ns_destroy(struct ns *ns);
+
+struct inode *ns_inode(struct ns *ns, uint64_t ino);
+uint64_t ns_alloc_ino(struct ns *ns);
+
+/* Apply a validated-or-not commit payload (see rec.h). The record's inline
+ * chunks live in WAL segment seg at file offset payload_off. ops_len is the
+ * size of the readable prefix; len the full payload length. -TXD_ECORRUPT if
+ * the record is malformed or does not fit the namespace (nothing applied
+ * when malformed; R1). */
+int ns_apply(struct ns *ns, const void *payload, uint32_t len, uint32_t seg,
+	     uint64_t payload_off, uint64_t commit);
+
+/* Directory lookups. */
+struct dent *ns_dir_find(const struct dir *d, const char *name, size_t len);
+/* First entry with cookie > after, or NULL. */
+struct dent *ns_dir_next(const struct dir *d, uint64_t after);
+
+void ns_iver_pin(struct iver *v);
+void ns_iver_unpin(struct ns *ns, struct inode *in, struct iver *v);
+
+/* Drop an inode whose nlink is 0 and that nobody pins (after recovery or the
+ * last close). */
+void ns_inode_drop(struct ns *ns, struct inode *in);
+
+/* Xattr blob lookup: returns value pointer and length, or NULL. */
+const uint8_t *xattrs_get(const struct xattrs *xa, const char *name, uint32_t *len);
+
+/* A path of in for humans ("/a/b"), into buf; "?" parts where unknown. */
+void ns_path(struct ns *ns, const struct inode *in, char *buf, size_t cap);
+
+/* Visit every inode (checkpoints, stats); stop on non-zero. */
+int ns_walk(struct ns *ns, int (*cb)(void *arg, struct inode *in), void *arg);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * os.h — every system call and clock read the engine makes.
+ *
+ * Layering rule: no engine module calls open/pread/pwrite/fsync/rename/...
+ * or clock_gettime directly; they call txd_os->fn(...). Tests swap the table
+ * (txd_os_set) to count calls, fail the Nth write or fsync, tear a write at a
+ * byte offset, simulate a power cut (drop writes that were never fsynced), or
+ * move the clock. The real table is txd_os_real.
+ *
+ * Conventions: every function returns 0 (or a byte count / fd) on success and
+ * a negative errno on failure; errno itself is never the channel. Short
+ * reads/writes are retried by the wrappers below (os_pread_full /
+ * os_pwrite_full), not by callers.
+ */
+#ifndef TXD_OS_H
+#define TXD_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct txd_os_ops {
+	int (*open)(const char *path, int flags, mode_t mode);    /* fd or -errno */
+	int (*close)(int fd);
+	ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);  /* bytes or -errno */
+	ssize_t (*pwrite)(int fd, const void *buf, size_t n, off_t off);
+	int (*fsync)(int fd);
+	int (*fdatasync)(int fd);
+	int (*ftruncate)(int fd, off_t len);
+	int (*fstat_size)(int fd, uint64_t *size);
+	int (*rename)(const char *from, const char *to);
+	int (*unlink)(const char *path);
+	int (*mkdir)(const char *path, mode_t mode);
+	int (*flock)(int fd, int op);
+	/* Calls cb(name, arg) for every entry of dir except "." and "..";
+	 * a non-zero return from cb stops the walk and is returned. */
+	int (*listdir)(const char *dir, int (*cb)(const char *name, void *arg), void *arg);
+	uint64_t (*now_realtime_ns)(void);   /* CLOCK_REALTIME */
+	uint64_t (*now_monotonic_ns)(void);  /* CLOCK_MONOTONIC */
+};
+
+extern const struct txd_os_ops txd_os_real;
+extern const struct txd_os_ops *txd_os;
+
+/* Install a table (NULL restores txd_os_real). Not thread-safe against
+ * concurrent engine calls: swap only while no store is open. */
+void txd_os_set(const struct txd_os_ops *ops);
+
+/* Loop over short transfers; -EIO if the file ends early on read. */
+int os_pread_full(int fd, void *buf, size_t n, off_t off);
+int os_pwrite_full(int fd, const void *buf, size_t n, off_t off);
+
+/* fsync the directory at path (after creating or renaming entries in it). */
+int os_fsync_dir(const char *path);
+
+/* Write a whole small file durably: tmp + fsync + rename + fsync dir. */
+int os_write_file_durable(const char *dir, const char *name, const void *buf, size_t n);
+
+/* Read a whole small file into a malloc'd NUL-terminated buffer. */
+int os_read_file(const char *path, char **out, size_t *len);
+
+#endif

@@ -1,0 +1,187 @@
+/*
+ * store.c — creating, locking and checking a store directory (store.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "os.h"
+#include "store.h"
+#include "txdir.h"
+
+/* Every directory of the seed layout, parents before children. */
+static const char *const layout[] = {
+	"objects",
+	"coordination",
+	"coordination/state",
+	"coordination/consensus",
+	"coordination/consensus/proposals",
+	"coordination/consensus/votes",
+	"coordination/consensus/decisions",
+	"coordination/dtc",
+	"coordination/dtc/transactions",
+	"coordination/dtc/wal",
+	"coordination/dtc/checkpoints",
+	"coordination/dtc/participant_inbox",
+	"coordination/leases",
+	"coordination/leases/active",
+	"coordination/leases/cleanup_queue",
+	"coordination/leases/completed",
+	"coordination/recovery",
+	"coordination/recovery/journals",
+	"coordination/recovery/checkpoints",
+	"coordination/recovery/dead_processes",
+	"coordination/manifests",
+	"coordination/temp",
+	"coordination/commits",
+};
+
+static char *path_join(const char *a, const char *b)
+{
+	char *p;
+	return asprintf(&p, "%s/%s", a, b) < 0 ? NULL : p;
+}
+
+/* Names an interrupted init may have left (S2). */
+static int only_layout(const char *name, void *arg)
+{
+	(void)arg;
+	static const char *const ok[] = {"objects", "coordination", "LOCK", "FORMAT.tmp"};
+	for (size_t k = 0; k < sizeof(ok) / sizeof(ok[0]); k++)
+		if (strcmp(name, ok[k]) == 0)
+			return 0;
+	return 1;
+}
+
+static int exists(const char *path)
+{
+	int fd = txd_os->open(path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return fd == -ENOENT ? 0 : fd;
+	txd_os->close(fd);
+	return 1;
+}
+
+static int mkdir_synced(const char *base, const char *rel)
+{
+	char *p = path_join(base, rel);
+	if (!p)
+		return -ENOMEM;
+	int err = txd_os->mkdir(p, 0755);
+	if (err == -EEXIST)
+		err = 0;
+	char *parent = strrchr(p, '/');
+	if (!err && parent) {
+		*parent = 0;
+		err = os_fsync_dir(p); /* S1: the new entry is durable */
+	}
+	free(p);
+	return err;
+}
+
+int store_init(const char *dir)
+{
+	int err = txd_os->mkdir(dir, 0755);
+	if (err && err != -EEXIST)
+		return err;
+	char *fmt = path_join(dir, "FORMAT");
+	if (!fmt)
+		return -ENOMEM;
+	err = exists(fmt);
+	free(fmt);
+	if (err)
+		return err < 0 ? err : -EEXIST;
+	err = txd_os->listdir(dir, only_layout, NULL);
+	if (err)
+		return err < 0 ? err : -TXD_ENOTSTORE;
+	for (size_t k = 0; k < sizeof(layout) / sizeof(layout[0]); k++)
+		if ((err = mkdir_synced(dir, layout[k])))
+			return err;
+	return os_write_file_durable(dir, "FORMAT", STORE_FORMAT, strlen(STORE_FORMAT));
+}
+
+static int check_format(const char *dir)
+{
+	char *path = path_join(dir, "FORMAT"), *buf = NULL;
+	size_t len;
+	if (!path)
+		return -ENOMEM;
+	int err = os_read_file(path, &buf, &len);
+	free(path);
+	if (err == -ENOENT)
+		return -TXD_ENOTSTORE;
+	if (!err && strcmp(buf, STORE_FORMAT) != 0)
+		err = -TXD_EFORMAT;
+	free(buf);
+	return err;
+}
+
+/* Take LOCK; on contention read the holder's pid from it (S3). */
+static int take_lock(struct store *st, pid_t *holder)
+{
+	char *path = path_join(st->dir, "LOCK");
+	if (!path)
+		return -ENOMEM;
+	int fd = txd_os->open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	free(path);
+	if (fd < 0)
+		return fd;
+	int err = txd_os->flock(fd, LOCK_EX | LOCK_NB);
+	if (err) {
+		char buf[32] = {0};
+		if (holder && txd_os->pread(fd, buf, sizeof(buf) - 1, 0) > 0)
+			*holder = (pid_t)atol(buf);
+		txd_os->close(fd);
+		return err == -EWOULDBLOCK ? -TXD_ELOCKED : err;
+	}
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if ((err = txd_os->ftruncate(fd, 0)) || (err = os_pwrite_full(fd, buf, n, 0))) {
+		txd_os->close(fd);
+		return err;
+	}
+	st->lock_fd = fd;
+	return 0;
+}
+
+int store_open(const char *dir, struct store *st, pid_t *holder)
+{
+	memset(st, 0, sizeof(*st));
+	st->lock_fd = -1;
+	int err = check_format(dir);
+	if (err)
+		return err;
+	st->dir = strdup(dir);
+	st->wal_dir = path_join(dir, "coordination/dtc/wal");
+	st->obj_dir = path_join(dir, "objects");
+	st->ckpt_dir = path_join(dir, "coordination/dtc/checkpoints");
+	st->coord_dir = path_join(dir, "coordination");
+	if (!st->dir || !st->wal_dir || !st->obj_dir || !st->ckpt_dir || !st->coord_dir) {
+		err = -ENOMEM;
+		goto out_free;
+	}
+	if ((err = take_lock(st, holder)))
+		goto out_free;
+	return 0;
+out_free:
+	store_close(st);
+	return err;
+}
+
+void store_close(struct store *st)
+{
+	if (st->lock_fd >= 0)
+		txd_os->close(st->lock_fd); /* releases the flock */
+	free(st->dir);
+	free(st->wal_dir);
+	free(st->obj_dir);
+	free(st->ckpt_dir);
+	free(st->coord_dir);
+	memset(st, 0, sizeof(*st));
+	st->lock_fd = -1;
+}

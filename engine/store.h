@@ -1,0 +1,37 @@
+/*
+ * store.h — the store directory: layout, FORMAT, and the LOCK that makes one
+ * server its only writer.
+ *
+ * Layout (SPEC §7), created by store_init:
+ *   FORMAT                 "txdir-store 1\n" — written last, durably: a
+ *                          directory without it is not (yet) a store
+ *   LOCK                   flock(LOCK_EX) by the open server; holds its pid
+ *   objects/               pack files (chunk.h)
+ *   coordination/...       the seed layout; dtc/wal holds the WAL segments,
+ *                          dtc/checkpoints the checkpoints
+ *
+ * Invariants.
+ *  S1 Every directory is fsynced after entries are created in it.
+ *  S2 An interrupted init leaves a directory that a second init completes
+ *     (only layout names, no FORMAT); anything else non-empty is refused.
+ *  S3 A second opener fails with -TXD_ELOCKED and learns the holder's pid;
+ *     nothing of the store is touched before the lock is held.
+ */
+#ifndef TXD_STORE_H
+#define TXD_STORE_H
+
+#include <sys/types.h>
+
+#define STORE_FORMAT "txdir-store 1\n"
+
+struct store {
+	char *dir;
+	char *wal_dir, *obj_dir, *ckpt_dir, *coord_dir;
+	int lock_fd;
+};
+
+int store_init(const char *dir);
+int store_open(const char *dir, struct store *st, pid_t *holder);
+void store_close(struct store *st);
+
+#endif

@@ -1,0 +1,260 @@
+/*
+ * txdir.h — libtxdir, the transactional directory engine. The only header
+ * fusefs/ and mountctl/ include.
+ *
+ * A store (txd_store_init/txd_fs_open) holds a tree of files. Every metadata operation
+ * is one commit; file content is committed by txd_flush/txd_fsync (FUSE FLUSH
+ * and FSYNC, i.e. every close(2) of a descriptor that wrote, and fsync). After
+ * a crash, opening the store gives exactly the state as of some commit, with
+ * no later commit present without every earlier one.
+ *
+ * The API is shaped for libfuse's low-level operations: objects are named by
+ * *node ids* (TXD_ROOT_NODE is the root). A node id names one inode *and one
+ * version of its content and size as the kernel sees them*: the kernel's page
+ * cache and cached size belong to a node id, so the engine never changes a
+ * node id's bytes except through that node's own writes. When a file that has
+ * open snapshot readers is first opened for writing, txd_open returns
+ * -ESTALE and its names move to a fresh node id (the old one stays frozen for
+ * its readers); the engine then reports the names to invalidate through the
+ * notify callback. The FUSE layer answers ESTALE to OPEN, which makes the VFS
+ * look the name up again.
+ *
+ * Lookup counts: every call that returns a struct txd_entry (lookup, create,
+ * mknod, mkdir, symlink, link, readdir with plus=true) adds one lookup
+ * reference to entry.node; txd_forget drops them (FUSE FORGET semantics).
+ *
+ * Return convention: 0 or a non-negative count on success, a negative errno
+ * on failure, or a negative TXD_E* code (see txd_strerror). Once a commit has
+ * failed to reach the log (I/O error), the store is read-only: every change
+ * returns -EIO until it is reopened (recovery), and reads keep working.
+ *
+ * Threading: every call is safe from any number of threads. No call blocks on
+ * a durability wait except txd_sync_wait and txd_fs_close; FUSE workers use the
+ * *_async forms. Callbacks (notify, durability) are invoked with no engine
+ * lock held.
+ */
+#ifndef TXDIR_H
+#define TXDIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define TXD_ROOT_NODE 1
+#define TXD_NAME_MAX 255
+
+/* Engine error codes, returned negated. */
+enum {
+	TXD_EBASE = 2000,
+	TXD_ECORRUPT = TXD_EBASE, /* a checksummed record or chunk is damaged */
+	TXD_EFORMAT,              /* FORMAT missing or unknown version */
+	TXD_ELOCKED,              /* another server holds the store's LOCK */
+	TXD_ENOTSTORE,            /* directory is not a store (init: not empty) */
+	TXD_EFAILED,              /* store failed earlier (sticky), reopen it */
+	TXD_ELAST
+};
+/* Static string for any code (engine's or errno). */
+const char *txd_strerror(int err);
+
+enum txd_durability {
+	TXD_DUR_FSYNC = 0, /* fsync/fdatasync, txn commit durable; rest within interval */
+	TXD_DUR_FULL,      /* every commit durable before it returns */
+	TXD_DUR_NONE,      /* never flush: prefix guarantee only for a server crash */
+};
+
+struct txd_opts {
+	enum txd_durability durability;
+	uint32_t commit_interval_ms; /* 0 = default 1000 */
+	uint32_t retain_s;           /* record retention; 0 = default 3600 */
+	uint32_t max_snapshot_age_s; /* 0 = unbounded */
+	bool show_ctl;               /* list .txdir in the root's readdir */
+};
+
+struct txd_fs;
+
+/* Create an empty store in dir (created if missing). -TXD_ENOTSTORE if dir
+ * exists and is neither empty nor a store; -EEXIST if it already is one.
+ * (Store-level calls are txd_store_init / txd_fs_open / txd_fs_close;
+ * txd_open is the FUSE OPEN of a file.) */
+int txd_store_init(const char *dir);
+
+/* Open (recovering as needed). -TXD_ELOCKED if another process holds it:
+ * *holder_pid (optional) gets its pid. */
+int txd_fs_open(const char *dir, const struct txd_opts *opts, struct txd_fs **out,
+		pid_t *holder_pid);
+
+/* Sync, write a checkpoint, release the lock, free everything. */
+void txd_fs_close(struct txd_fs *fs);
+
+/* ---- notifications to the kernel layer ---------------------------------
+ * inval_entry(arg, parent_node, name): the dentry (parent_node, name) must be
+ * dropped by the kernel (fuse_lowlevel_notify_inval_entry). Called with no
+ * engine lock held, possibly from inside another txd_* call: the callee must
+ * only queue the work, never call back into the kernel synchronously. */
+struct txd_notify {
+	void (*inval_entry)(void *arg, uint64_t parent_node, const char *name);
+	void (*inval_inode)(void *arg, uint64_t node);
+	void *arg;
+};
+void txd_set_notify(struct txd_fs *fs, const struct txd_notify *n);
+
+/* ---- attributes --------------------------------------------------------- */
+struct txd_attr {
+	uint64_t ino; /* stable for the file's life, independent of node id */
+	uint32_t mode, nlink, uid, gid;
+	uint64_t rdev, size, blocks; /* blocks in 512-byte units */
+	struct timespec atime, mtime, ctime;
+};
+
+struct txd_entry {
+	uint64_t node;
+	uint64_t generation;
+	struct txd_attr attr;
+	bool cacheable; /* false: zero entry/attr timeouts (control tree) */
+};
+
+/* Who is asking: owner of new objects; pid for commit records and leases. */
+struct txd_cred {
+	uint32_t uid, gid;
+	pid_t pid;
+	mode_t umask;
+};
+
+enum {
+	TXD_SET_MODE = 1 << 0,
+	TXD_SET_UID = 1 << 1,
+	TXD_SET_GID = 1 << 2,
+	TXD_SET_SIZE = 1 << 3,
+	TXD_SET_ATIME = 1 << 4,
+	TXD_SET_MTIME = 1 << 5,
+	TXD_SET_ATIME_NOW = 1 << 6,
+	TXD_SET_MTIME_NOW = 1 << 7,
+	TXD_SET_CTIME = 1 << 8,
+};
+struct txd_setattr {
+	uint32_t valid; /* TXD_SET_* */
+	uint32_t mode, uid, gid;
+	uint64_t size;
+	struct timespec atime, mtime, ctime;
+};
+
+/* ---- namespace ----------------------------------------------------------- */
+int txd_lookup(struct txd_fs *fs, uint64_t parent, const char *name, struct txd_entry *out);
+void txd_forget(struct txd_fs *fs, uint64_t node, uint64_t nlookup);
+int txd_getattr(struct txd_fs *fs, uint64_t node, struct txd_attr *out);
+/* fh: the handle the change comes through (0 if none). A size change
+ * through a writable handle joins that handle's working copy and is committed
+ * with its content (SPEC §3: `cmd > file` never commits an empty file);
+ * otherwise it is its own commit. */
+int txd_setattr(struct txd_fs *fs, uint64_t node, const struct txd_setattr *sa, uint64_t fh,
+		struct txd_attr *out);
+int txd_mknod(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	      mode_t mode, dev_t rdev, struct txd_entry *out);
+int txd_mkdir(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	      mode_t mode, struct txd_entry *out);
+int txd_symlink(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+		const char *target, struct txd_entry *out);
+int txd_link(struct txd_fs *fs, uint64_t node, uint64_t newparent, const char *newname,
+	     struct txd_entry *out);
+int txd_unlink(struct txd_fs *fs, uint64_t parent, const char *name);
+int txd_rmdir(struct txd_fs *fs, uint64_t parent, const char *name);
+/* flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE (from <linux/fs.h>). */
+int txd_rename(struct txd_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
+	       const char *newname, unsigned int flags);
+/* Returns the target length (no NUL), copying at most size bytes. */
+ssize_t txd_readlink(struct txd_fs *fs, uint64_t node, char *buf, size_t size);
+
+/* ---- directories --------------------------------------------------------
+ * Offsets are stable cookies: an entry keeps its offset for its life, so a
+ * readdir interleaved with creates and unlinks never repeats or skips a
+ * surviving entry. "." and ".." are returned first (offsets 1 and 2). */
+int txd_opendir(struct txd_fs *fs, uint64_t node, uint64_t *dh);
+/* fill returns non-zero when the reply buffer is full: the entry was NOT
+ * taken, and readdir stops. With plus=true, entry is a full txd_entry with a
+ * lookup reference taken for it (except "." and ".."); on a refused fill the
+ * engine drops that reference itself. */
+typedef int (*txd_fill_fn)(void *arg, const char *name, const struct txd_entry *entry,
+			   uint64_t next_off);
+int txd_readdir(struct txd_fs *fs, uint64_t dh, uint64_t off, bool plus, txd_fill_fn fill,
+		void *arg);
+int txd_releasedir(struct txd_fs *fs, uint64_t dh);
+
+/* ---- files -------------------------------------------------------------- */
+struct txd_open_out {
+	uint64_t fh;
+	bool direct_io;  /* control files: bypass the page cache */
+	bool keep_cache; /* page cache of this node id is still valid */
+	bool nonseekable;
+};
+/* flags: open(2) flags as given by FUSE (O_ACCMODE, O_TRUNC, O_APPEND...).
+ * -ESTALE: node was replaced, look the name up again (see top comment). */
+int txd_open(struct txd_fs *fs, uint64_t node, int flags, struct txd_open_out *out);
+int txd_create(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	       mode_t mode, int flags, struct txd_entry *entry, struct txd_open_out *out);
+ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_t off);
+ssize_t txd_write(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size, uint64_t off);
+/* Commit the handle's file if it has uncommitted changes (FLUSH). The commit
+ * is in the log when this returns; *lsn_out (optional) is its LSN, or the
+ * current LSN when nothing was pending. In durability=full the caller must
+ * then wait for txd_durable_async(lsn) before replying. */
+int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t *lsn_out);
+/* FSYNC of a file or directory handle: commit (as flush) and return the LSN
+ * that must be durable; the caller then waits with txd_durable_async. */
+int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
+		      uint64_t *lsn_out);
+int txd_release(struct txd_fs *fs, uint64_t fh);
+int txd_fallocate(struct txd_fs *fs, uint64_t fh, int mode, uint64_t off, uint64_t len);
+/* Whether the current durability mode requires waiting after this commit. */
+bool txd_commit_needs_wait(struct txd_fs *fs);
+
+/* ---- durability --------------------------------------------------------- */
+uint64_t txd_current_lsn(struct txd_fs *fs);
+/* cb(arg, err) once every commit up to lsn is on stable storage (runs on the
+ * engine's sync thread, or at once on this thread if already durable).
+ * In durability=none it completes at once. */
+int txd_durable_async(struct txd_fs *fs, uint64_t lsn, void (*cb)(void *arg, int err),
+		      void *arg);
+int txd_sync_wait(struct txd_fs *fs); /* blocking: everything so far durable */
+
+/* ---- extended attributes (user.* and the read-only user.txdir.*) --------- */
+int txd_setxattr(struct txd_fs *fs, uint64_t node, const char *name, const void *value,
+		 size_t size, int flags);
+ssize_t txd_getxattr(struct txd_fs *fs, uint64_t node, const char *name, void *buf, size_t size);
+ssize_t txd_listxattr(struct txd_fs *fs, uint64_t node, char *buf, size_t size);
+int txd_removexattr(struct txd_fs *fs, uint64_t node, const char *name);
+
+int txd_statfs(struct txd_fs *fs, struct statvfs *out);
+
+/* ---- status -------------------------------------------------------------- */
+struct txd_status {
+	const char *store;
+	enum txd_durability durability;
+	uint64_t commits, last_commit_id, lsn, durable_lsn;
+	uint64_t wal_bytes, wal_syncs, wal_synced_records;
+	uint64_t versions_retained, open_handles, inodes, nodes;
+	double oldest_snapshot_age_s;
+	uint64_t checksum_errors, conflicts;
+	bool failed;
+};
+void txd_get_status(struct txd_fs *fs, struct txd_status *st);
+const char *txd_durability_name(enum txd_durability d);
+
+/* ---- added for fusefs (optional: fusefs links them weakly) ---------------
+ * txd_node_cacheable: whether the kernel may cache node's attributes (the
+ * value txd_entry.cacheable had when node was returned). getattr/setattr
+ * replies carry no txd_entry, and control-tree nodes need a zero attr
+ * timeout; without this, fusefs uses timeout 0 for every getattr.
+ * txd_set_caller: the credentials of the FUSE request being served, kept in
+ * thread-local storage for the calls whose signature has no txd_cred
+ * (rmdir/unlink/rename/setattr/open/read/write/setxattr of control files:
+ * lease release by owner/same uid/root, TTL renew EPERM for non-owners,
+ * votes). fusefs calls it on the worker thread right before those calls;
+ * the pointer is not kept (copy it). */
+bool txd_node_cacheable(struct txd_fs *fs, uint64_t node);
+void txd_set_caller(const struct txd_cred *c);
+
+#endif

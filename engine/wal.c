@@ -1,0 +1,1104 @@
+/*
+ * wal.c — the write-ahead log (format and invariants W1–W6 in wal.h).
+ *
+ * State of a struct wal and the function that moves it:
+ *
+ *   OPENED  --wal_replay-->  APPENDING  --wal_close-->  closed
+ *      |                        |
+ *      +--(write/fsync error)---+-->  FAILED (sticky: -EIO for append/sync)
+ *
+ * In OPENED there is no append segment (fd == -1). wal_replay reads every
+ * segment, fdatasyncs the last one (what replay read from the page cache must
+ * be on disk before a newer segment's prev_end_lsn vouches for it), then
+ * creates a fresh segment (seg_create: tmp file + header + fsync + rename +
+ * fsync dir, so a named segment always has a complete header — W4).
+ *
+ * Group commit (W5). One sync thread does every fdatasync. wal_sync raises
+ * want_lsn and waits on durable_cv; the thread snapshots last_lsn, drops the
+ * lock, fdatasyncs, and then declares everything up to the snapshot durable:
+ * every record appended before the snapshot has already been pwritten to the
+ * same descriptor (W6), so one fdatasync covers the whole batch. Rotation
+ * fsyncs the old segment itself under the lock; if the sync thread is inside
+ * fdatasync on that descriptor at the time, the close is deferred (zombies)
+ * so the descriptor number cannot be reused under it.
+ *
+ * Lock order: w->lock is a leaf; callbacks (wal_sync_async) run on the sync
+ * thread with it released.
+ */
+#define XXH_STATIC_LINKING_ONLY
+#include "wal.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "os.h"
+#include "txdir.h"
+
+#define SEG_MAGIC 0x47534c4157445854ull /* "TXDWALSG" little-endian */
+#define REC_MAGIC 0x52575854u           /* "TXWR" little-endian */
+#define SEG_VERSION 1
+#define DEFAULT_SEG_SIZE (64ull << 20)
+#define REPLAY_BLOCK (4u << 20)
+#define ABUF_KEEP (8u << 20) /* append buffer kept between appends */
+
+struct seginfo {
+	uint32_t seg;
+	uint64_t size;
+};
+
+struct async_wait {
+	uint64_t lsn;
+	void (*cb)(void *arg, int err);
+	void *arg;
+};
+
+struct wal {
+	char *dir;
+	uint64_t seg_size;
+	uint64_t interval_ns;
+
+	pthread_mutex_t lock;
+	pthread_cond_t durable_cv; /* durable_lsn advanced, or failed */
+	pthread_cond_t work_cv;    /* something for the sync thread */
+	pthread_t thread;
+	bool stopping, syncing, failed, replayed;
+
+	/* Append state (lock). fd == -1 until wal_replay made a segment. */
+	int fd;
+	uint32_t seg;
+	uint64_t seg_off;
+	uint64_t salt;
+	uint64_t last_lsn, durable_lsn, want_lsn;
+	uint64_t dirty_since_ns; /* monotonic time of the oldest unsynced record */
+
+	struct seginfo *segs; /* on disk, oldest first; the last is current */
+	uint32_t nsegs, capsegs;
+	int *zombies;
+	uint32_t nzombies, capzombies;
+	struct async_wait *waits;
+	uint32_t nwaits, capwaits;
+	uint8_t *abuf;
+	size_t abuf_cap;
+
+	uint64_t st_records, st_bytes, st_syncs, st_synced_records;
+};
+
+/* ---- little helpers ---------------------------------------------------- */
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+	v = htole16(v);
+	memcpy(p, &v, 2);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, 4);
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, 8);
+}
+
+static uint16_t get_le16(const uint8_t *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, 2);
+	return le16toh(v);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return le32toh(v);
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return le64toh(v);
+}
+
+static uint64_t rec_total(uint32_t len)
+{
+	return ((uint64_t)WAL_REC_HDR_SIZE + len + 7) & ~7ull;
+}
+
+/* The condvars run on CLOCK_MONOTONIC; a test's fake clock (txd_os) cannot
+ * move them, so timeouts read the real clock on purpose. */
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t random_salt(void)
+{
+	uint64_t s = 0;
+
+	if (getrandom(&s, sizeof(s), 0) != sizeof(s))
+		s = txd_os->now_realtime_ns() ^ ((uint64_t)getpid() << 32);
+	return s;
+}
+
+static void seg_path(const struct wal *w, uint32_t seg, const char *suffix, char *buf,
+		     size_t n)
+{
+	snprintf(buf, n, "%s/seg-%08u%s", w->dir, seg, suffix);
+}
+
+static uint64_t rec_checksum(const uint8_t *hdr, const void *payload, uint32_t len,
+			     uint64_t salt)
+{
+	XXH64_state_t st;
+
+	XXH64_reset(&st, salt);
+	XXH64_update(&st, hdr, 24);
+	XXH64_update(&st, payload, len);
+	return XXH64_digest(&st);
+}
+
+static int grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
+{
+	uint32_t ncap;
+	void *p;
+
+	if (need <= *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 8;
+	while (ncap < need)
+		ncap *= 2;
+	p = realloc(*arr, (size_t)ncap * elem);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = ncap;
+	return 0;
+}
+
+/* Lock held. Wakes everyone who must learn about the failure. */
+static void set_failed(struct wal *w)
+{
+	w->failed = true;
+	pthread_cond_broadcast(&w->durable_cv);
+	pthread_cond_signal(&w->work_cv);
+}
+
+/* Lock held. */
+static void advance_durable(struct wal *w, uint64_t lsn)
+{
+	if (lsn <= w->durable_lsn)
+		return;
+	w->st_synced_records += lsn - w->durable_lsn;
+	w->st_syncs++;
+	w->durable_lsn = lsn;
+	pthread_cond_broadcast(&w->durable_cv);
+}
+
+/* ---- segment files ----------------------------------------------------- */
+
+struct seg_hdr {
+	uint32_t seg;
+	uint64_t first_lsn, prev_end_lsn, salt;
+};
+
+static void seg_hdr_encode(const struct seg_hdr *h, uint8_t *b)
+{
+	memset(b, 0, WAL_SEG_HDR_SIZE);
+	put_le64(b + 0, SEG_MAGIC);
+	put_le32(b + 8, SEG_VERSION);
+	put_le32(b + 12, h->seg);
+	put_le64(b + 16, h->first_lsn);
+	put_le64(b + 24, h->prev_end_lsn);
+	put_le64(b + 32, h->salt);
+	put_le64(b + 56, XXH64(b, 56, 0));
+}
+
+static bool seg_hdr_decode(const uint8_t *b, uint32_t seg, struct seg_hdr *h)
+{
+	if (get_le64(b) != SEG_MAGIC || get_le32(b + 8) != SEG_VERSION ||
+	    get_le64(b + 56) != XXH64(b, 56, 0) || get_le32(b + 12) != seg)
+		return false;
+	h->seg = seg;
+	h->first_lsn = get_le64(b + 16);
+	h->prev_end_lsn = get_le64(b + 24);
+	h->salt = get_le64(b + 32);
+	return h->first_lsn == h->prev_end_lsn + 1;
+}
+
+static int seginfo_add(struct wal *w, uint32_t seg, uint64_t size)
+{
+	int r = grow((void **)&w->segs, &w->capsegs, w->nsegs + 1, sizeof(*w->segs));
+
+	if (r)
+		return r;
+	w->segs[w->nsegs].seg = seg;
+	w->segs[w->nsegs].size = size;
+	w->nsegs++;
+	return 0;
+}
+
+/*
+ * Create segment seg durably (W4): the header goes to a temporary name,
+ * is fsynced, renamed into place and the directory fsynced, so a segment that
+ * has a name has a complete header. Returns the open descriptor.
+ */
+static int seg_create(struct wal *w, const struct seg_hdr *h, int *fd_out)
+{
+	char tmp[4096], dst[4096];
+	uint8_t b[WAL_SEG_HDR_SIZE];
+	int fd, r;
+
+	seg_path(w, h->seg, ".tmp", tmp, sizeof(tmp));
+	seg_path(w, h->seg, "", dst, sizeof(dst));
+	seg_hdr_encode(h, b);
+	fd = txd_os->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return fd;
+	r = os_pwrite_full(fd, b, sizeof(b), 0);
+	if (!r)
+		r = txd_os->fsync(fd);
+	if (!r)
+		r = txd_os->rename(tmp, dst);
+	if (r)
+		goto out_fail;
+	r = os_fsync_dir(w->dir);
+	if (r)
+		goto out_fail;
+	*fd_out = fd;
+	return 0;
+
+out_fail:
+	txd_os->close(fd);
+	txd_os->unlink(tmp);
+	return r;
+}
+
+/* Lock held. Make a new segment the append target. */
+static int seg_start(struct wal *w, uint32_t seg)
+{
+	struct seg_hdr h = {
+		.seg = seg,
+		.first_lsn = w->last_lsn + 1,
+		.prev_end_lsn = w->last_lsn,
+		.salt = random_salt(),
+	};
+	int fd, r;
+
+	r = grow((void **)&w->segs, &w->capsegs, w->nsegs + 1, sizeof(*w->segs));
+	if (r)
+		return r;
+	r = seg_create(w, &h, &fd);
+	if (r)
+		return r;
+	w->fd = fd;
+	w->seg = seg;
+	w->seg_off = WAL_SEG_HDR_SIZE;
+	w->salt = h.salt;
+	return seginfo_add(w, seg, WAL_SEG_HDR_SIZE);
+}
+
+/* Lock held. Close a descriptor the sync thread may be fdatasyncing. */
+static void retire_fd(struct wal *w, int fd)
+{
+	if (!w->syncing || grow((void **)&w->zombies, &w->capzombies, w->nzombies + 1,
+				sizeof(int))) {
+		/* No sync in flight, or no memory to defer: a sync in flight
+		 * on this fd at worst gets EBADF, which fails the log safely. */
+		txd_os->close(fd);
+		return;
+	}
+	w->zombies[w->nzombies++] = fd;
+}
+
+/* Lock held. W4: the old segment is fsynced before the switch, which also
+ * makes every record in it durable. */
+static int rotate(struct wal *w)
+{
+	int oldfd = w->fd, r;
+
+	r = txd_os->fsync(oldfd);
+	if (r)
+		return r;
+	advance_durable(w, w->last_lsn);
+	r = seg_start(w, w->seg + 1);
+	if (r)
+		return r;
+	retire_fd(w, oldfd);
+	pthread_cond_signal(&w->work_cv); /* async waiters may be satisfied */
+	return 0;
+}
+
+/* ---- the sync thread ------------------------------------------------------ */
+
+/* Lock held; released while callbacks run. */
+static void deliver_waits(struct wal *w)
+{
+	struct async_wait *ready;
+	uint32_t i, n = 0, keep = 0;
+	int err = w->failed ? -EIO : 0;
+
+	if (!w->nwaits)
+		return;
+	ready = malloc(sizeof(*ready) * w->nwaits);
+	if (!ready)
+		return; /* retried on the next wake-up */
+	for (i = 0; i < w->nwaits; i++) {
+		if (w->failed || w->waits[i].lsn <= w->durable_lsn)
+			ready[n++] = w->waits[i];
+		else
+			w->waits[keep++] = w->waits[i];
+	}
+	w->nwaits = keep;
+	if (n) {
+		pthread_mutex_unlock(&w->lock);
+		for (i = 0; i < n; i++)
+			ready[i].cb(ready[i].arg, err);
+		pthread_mutex_lock(&w->lock);
+	}
+	free(ready);
+}
+
+static bool sync_needed(const struct wal *w, uint64_t now)
+{
+	if (w->failed || w->fd < 0 || w->last_lsn <= w->durable_lsn)
+		return false;
+	if (w->want_lsn > w->durable_lsn || w->nwaits)
+		return true;
+	return w->interval_ns && now >= w->dirty_since_ns + w->interval_ns;
+}
+
+/* Lock held; released during the fdatasync so appends continue (they form
+ * the next batch). */
+static void sync_once(struct wal *w)
+{
+	uint64_t target = w->last_lsn;
+	int fd = w->fd, r;
+	uint32_t i;
+
+	w->syncing = true;
+	pthread_mutex_unlock(&w->lock);
+	r = txd_os->fdatasync(fd);
+	pthread_mutex_lock(&w->lock);
+	w->syncing = false;
+	for (i = 0; i < w->nzombies; i++)
+		txd_os->close(w->zombies[i]);
+	w->nzombies = 0;
+	if (r) {
+		set_failed(w);
+		return;
+	}
+	advance_durable(w, target);
+	if (w->last_lsn > w->durable_lsn)
+		w->dirty_since_ns = mono_ns();
+}
+
+static void wait_for_work(struct wal *w)
+{
+	struct timespec ts;
+	uint64_t due;
+
+	if (!w->interval_ns || w->failed || w->last_lsn <= w->durable_lsn) {
+		pthread_cond_wait(&w->work_cv, &w->lock);
+		return;
+	}
+	due = w->dirty_since_ns + w->interval_ns;
+	ts.tv_sec = (time_t)(due / 1000000000u);
+	ts.tv_nsec = (long)(due % 1000000000u);
+	pthread_cond_timedwait(&w->work_cv, &w->lock, &ts);
+}
+
+static void *sync_main(void *arg)
+{
+	struct wal *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		deliver_waits(w);
+		if (sync_needed(w, mono_ns())) {
+			sync_once(w);
+			continue;
+		}
+		if (w->stopping)
+			break;
+		wait_for_work(w);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* ---- open / close ------------------------------------------------------------ */
+
+static int parse_seg_name(const char *name, uint32_t *seg)
+{
+	char *end;
+	unsigned long v;
+
+	if (strncmp(name, "seg-", 4) || strlen(name) != 12)
+		return -1;
+	v = strtoul(name + 4, &end, 10);
+	if (*end || v > UINT32_MAX)
+		return -1;
+	*seg = (uint32_t)v;
+	return 0;
+}
+
+static int list_cb(const char *name, void *arg)
+{
+	struct wal *w = arg;
+	uint32_t seg;
+
+	if (parse_seg_name(name, &seg))
+		return 0;
+	return seginfo_add(w, seg, 0);
+}
+
+static int cmp_seginfo(const void *a, const void *b)
+{
+	const struct seginfo *x = a, *y = b;
+
+	return x->seg < y->seg ? -1 : x->seg > y->seg;
+}
+
+static int scan_segments(struct wal *w)
+{
+	int r;
+
+	w->nsegs = 0;
+	r = txd_os->listdir(w->dir, list_cb, w);
+	if (r)
+		return r;
+	qsort(w->segs, w->nsegs, sizeof(*w->segs), cmp_seginfo);
+	return 0;
+}
+
+static int init_sync(struct wal *w)
+{
+	pthread_condattr_t ca;
+	int r;
+
+	r = pthread_mutex_init(&w->lock, NULL);
+	if (r)
+		return -r;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->durable_cv, NULL);
+	pthread_cond_init(&w->work_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	r = pthread_create(&w->thread, NULL, sync_main, w);
+	if (r) {
+		pthread_cond_destroy(&w->durable_cv);
+		pthread_cond_destroy(&w->work_cv);
+		pthread_mutex_destroy(&w->lock);
+		return -r;
+	}
+	return 0;
+}
+
+int wal_open(const char *dir, const struct wal_opts *opts, struct wal **out)
+{
+	struct wal *w;
+	int r;
+
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->fd = -1;
+	w->dir = strdup(dir);
+	if (!w->dir) {
+		r = -ENOMEM;
+		goto out_free;
+	}
+	w->seg_size = opts && opts->seg_size ? opts->seg_size : DEFAULT_SEG_SIZE;
+	w->interval_ns = opts ? (uint64_t)opts->sync_interval_ms * 1000000u : 0;
+	r = txd_os->mkdir(dir, 0755);
+	if (r && r != -EEXIST)
+		goto out_free;
+	r = scan_segments(w);
+	if (r)
+		goto out_free;
+	r = init_sync(w);
+	if (r)
+		goto out_free;
+	*out = w;
+	return 0;
+
+out_free:
+	free(w->segs);
+	free(w->dir);
+	free(w);
+	return r;
+}
+
+void wal_close(struct wal *w)
+{
+	uint32_t i;
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stopping = true;
+	if (w->interval_ns)
+		w->want_lsn = w->last_lsn; /* the final sync */
+	pthread_cond_signal(&w->work_cv);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+
+	/* Waiters left now can never be satisfied (durability none, or the
+	 * sync failed): tell them. */
+	pthread_mutex_lock(&w->lock);
+	w->failed = w->failed || w->nwaits;
+	deliver_waits(w);
+	pthread_mutex_unlock(&w->lock);
+	if (w->fd >= 0)
+		txd_os->close(w->fd);
+	for (i = 0; i < w->nzombies; i++)
+		txd_os->close(w->zombies[i]);
+	pthread_cond_destroy(&w->durable_cv);
+	pthread_cond_destroy(&w->work_cv);
+	pthread_mutex_destroy(&w->lock);
+	free(w->zombies);
+	free(w->waits);
+	free(w->segs);
+	free(w->abuf);
+	free(w->dir);
+	free(w);
+}
+
+/* ---- replay ---------------------------------------------------------------------- */
+
+/* Sequential reader over one segment: large reads into a sliding window, so
+ * replay costs one syscall per REPLAY_BLOCK, not one per record. */
+struct seg_reader {
+	int fd;
+	uint64_t fsize;
+	uint8_t *buf;
+	size_t cap;
+	uint64_t buf_off; /* file offset of buf[0] */
+	size_t len;       /* valid bytes in buf */
+};
+
+/* Point *p at n bytes at file offset off. 1 if they are not all in the
+ * file (a torn tail), negative errno on I/O error. */
+static int reader_get(struct seg_reader *r, uint64_t off, size_t n, const uint8_t **p)
+{
+	size_t keep = 0, want;
+	int rc;
+
+	if (off + n > r->fsize)
+		return 1;
+	if (off >= r->buf_off && off + n <= r->buf_off + r->len) {
+		*p = r->buf + (off - r->buf_off);
+		return 0;
+	}
+	if (off >= r->buf_off && off < r->buf_off + r->len) {
+		keep = r->buf_off + r->len - off;
+		memmove(r->buf, r->buf + (off - r->buf_off), keep);
+	}
+	want = n > REPLAY_BLOCK ? n : REPLAY_BLOCK;
+	if (want > r->fsize - off)
+		want = r->fsize - off;
+	if (want > r->cap) {
+		uint8_t *nb = realloc(r->buf, want);
+
+		if (!nb)
+			return -ENOMEM;
+		r->buf = nb;
+		r->cap = want;
+	}
+	r->buf_off = off;
+	r->len = keep;
+	rc = os_pread_full(r->fd, r->buf + keep, want - keep, (off_t)(off + keep));
+	if (rc)
+		return rc;
+	r->len = want;
+	*p = r->buf;
+	return 0;
+}
+
+struct replay_ctx {
+	struct wal *w;
+	uint64_t after_lsn;
+	wal_replay_fn fn;
+	void *arg;
+	uint64_t last;    /* last valid lsn seen */
+	struct seg_hdr *hdrs;
+	int fn_ret;       /* fn's non-zero return, which stops the replay */
+};
+
+/* 0 = a valid record was delivered, 1 = the record at off is not valid
+ * (the segment's log ends here), 2 = fn asked to stop (c->fn_ret),
+ * < 0 = I/O error. */
+static int replay_record(struct replay_ctx *c, struct seg_reader *rd, const struct seg_hdr *h,
+			 uint64_t off, uint64_t *next)
+{
+	const uint8_t *p;
+	struct wal_pos pos;
+	uint32_t len;
+	int r;
+
+	r = reader_get(rd, off, WAL_REC_HDR_SIZE, &p);
+	if (r)
+		return r;
+	len = get_le32(p + 4);
+	if (get_le32(p) != REC_MAGIC || len > WAL_MAX_RECORD || get_le64(p + 8) != c->last + 1)
+		return 1;
+	r = reader_get(rd, off, (size_t)rec_total(len), &p);
+	if (r)
+		return r;
+	if (rec_checksum(p, p + WAL_REC_HDR_SIZE, len, h->salt) != get_le64(p + 24))
+		return 1;
+	c->last++;
+	*next = off + rec_total(len);
+	if (c->last <= c->after_lsn)
+		return 0;
+	pos.lsn = c->last;
+	pos.seg = h->seg;
+	pos.payload_off = off + WAL_REC_HDR_SIZE;
+	c->fn_ret = c->fn(c->arg, &pos, get_le16(p + 16), p + WAL_REC_HDR_SIZE, len);
+	return c->fn_ret ? 2 : 0;
+}
+
+/*
+ * Replay the records of segment i. limit is the prev_end_lsn of the next
+ * segment (W3: records up to it must all be valid), or UINT64_MAX for the
+ * last segment (W2: the first invalid record ends the log).
+ */
+static int replay_segment(struct replay_ctx *c, uint32_t i, uint64_t limit, int fd,
+			  uint64_t fsize)
+{
+	struct seg_reader rd = { .fd = fd, .fsize = fsize };
+	const struct seg_hdr *h = &c->hdrs[i];
+	uint64_t off = WAL_SEG_HDR_SIZE;
+	int r = 0;
+
+	while (c->last < limit) {
+		r = replay_record(c, &rd, h, off, &off);
+		if (r)
+			break;
+	}
+	if (r == 1)
+		r = limit == UINT64_MAX ? 0 : -TXD_ECORRUPT;
+	else if (r == 2)
+		r = c->fn_ret;
+	free(rd.buf);
+	return r;
+}
+
+static int open_seg_read(struct wal *w, uint32_t seg, int *fd, uint64_t *size)
+{
+	char path[4096];
+	int r;
+
+	seg_path(w, seg, "", path, sizeof(path));
+	*fd = txd_os->open(path, O_RDONLY, 0);
+	if (*fd < 0)
+		return *fd;
+	r = txd_os->fstat_size(*fd, size);
+	if (r)
+		txd_os->close(*fd);
+	return r;
+}
+
+static int read_header(struct wal *w, uint32_t i, struct seg_hdr *h)
+{
+	uint8_t b[WAL_SEG_HDR_SIZE];
+	uint64_t size;
+	int fd, r;
+
+	r = open_seg_read(w, w->segs[i].seg, &fd, &size);
+	if (r)
+		return r;
+	w->segs[i].size = size;
+	r = size < WAL_SEG_HDR_SIZE ? -TXD_ECORRUPT : os_pread_full(fd, b, sizeof(b), 0);
+	if (!r && !seg_hdr_decode(b, w->segs[i].seg, h))
+		r = -TXD_ECORRUPT;
+	txd_os->close(fd);
+	return r;
+}
+
+/* Segment chain checks that need only headers: numbers consecutive, each
+ * segment's first_lsn continuing the previous one's end, and no hole
+ * between the checkpoint (after_lsn) and the log. */
+static int check_chain(struct replay_ctx *c, uint32_t n)
+{
+	uint32_t i;
+
+	if (n && c->hdrs[0].first_lsn > c->after_lsn + 1)
+		return -TXD_ECORRUPT;
+	for (i = 1; i < n; i++)
+		if (c->hdrs[i].seg != c->hdrs[i - 1].seg + 1 ||
+		    c->hdrs[i].prev_end_lsn < c->hdrs[i - 1].prev_end_lsn)
+			return -TXD_ECORRUPT;
+	return 0;
+}
+
+static int replay_all(struct replay_ctx *c)
+{
+	struct wal *w = c->w;
+	uint32_t i, n = w->nsegs;
+	uint64_t size;
+	int fd, r;
+
+	for (i = 0; i < n; i++) {
+		r = read_header(w, i, &c->hdrs[i]);
+		if (r)
+			return r;
+	}
+	r = check_chain(c, n);
+	if (r)
+		return r;
+	if (n)
+		c->last = c->hdrs[0].prev_end_lsn;
+	for (i = 0; i < n; i++) {
+		uint64_t limit = i + 1 < n ? c->hdrs[i + 1].prev_end_lsn : UINT64_MAX;
+
+		if (c->hdrs[i].first_lsn != c->last + 1)
+			return -TXD_ECORRUPT;
+		r = open_seg_read(w, w->segs[i].seg, &fd, &size);
+		if (r)
+			return r;
+		r = replay_segment(c, i, limit, fd, size);
+		/* W2: what replay read of the last segment must be on disk
+		 * before a newer segment's prev_end_lsn vouches for it. */
+		if (!r && i + 1 == n)
+			r = txd_os->fdatasync(fd);
+		txd_os->close(fd);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static int unlink_tmp_cb(const char *name, void *arg)
+{
+	struct wal *w = arg;
+	char path[4096];
+	size_t l = strlen(name);
+
+	if (!strncmp(name, "seg-", 4) && l > 4 && !strcmp(name + l - 4, ".tmp")) {
+		snprintf(path, sizeof(path), "%s/%s", w->dir, name);
+		txd_os->unlink(path);
+	}
+	return 0;
+}
+
+int wal_replay(struct wal *w, uint64_t after_lsn, wal_replay_fn fn, void *arg)
+{
+	struct replay_ctx c = { .w = w, .after_lsn = after_lsn, .fn = fn, .arg = arg,
+				.last = after_lsn };
+	uint32_t next_seg;
+	int r;
+
+	if (w->replayed)
+		return -EINVAL;
+	c.hdrs = calloc(w->nsegs + 1, sizeof(*c.hdrs));
+	if (!c.hdrs)
+		return -ENOMEM;
+	r = replay_all(&c);
+	if (r)
+		goto out_free;
+	if (c.last < after_lsn) {
+		r = -TXD_ECORRUPT; /* the checkpoint is ahead of the log */
+		goto out_free;
+	}
+	txd_os->listdir(w->dir, unlink_tmp_cb, w);
+	next_seg = w->nsegs ? w->segs[w->nsegs - 1].seg + 1 : 1;
+	pthread_mutex_lock(&w->lock);
+	w->last_lsn = w->durable_lsn = w->want_lsn = c.last;
+	r = seg_start(w, next_seg);
+	if (r)
+		set_failed(w);
+	else
+		w->replayed = true;
+	pthread_mutex_unlock(&w->lock);
+out_free:
+	free(c.hdrs);
+	return r;
+}
+
+/* ---- append / sync -------------------------------------------------------------------- */
+
+static size_t iov_total(const struct iovec *iov, int iovcnt)
+{
+	size_t n = 0;
+	int i;
+
+	for (i = 0; i < iovcnt; i++)
+		n += iov[i].iov_len;
+	return n;
+}
+
+/* Lock held. */
+static int abuf_reserve(struct wal *w, size_t n)
+{
+	uint8_t *p;
+
+	if (n <= w->abuf_cap)
+		return 0;
+	p = realloc(w->abuf, n);
+	if (!p)
+		return -ENOMEM;
+	w->abuf = p;
+	w->abuf_cap = n;
+	return 0;
+}
+
+/* Lock held. Header + payload + zero padding, checksummed with the
+ * segment's salt, into w->abuf. */
+static void build_record(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt,
+			 uint32_t len, uint64_t lsn)
+{
+	uint8_t *b = w->abuf, *p = b + WAL_REC_HDR_SIZE;
+	uint64_t total = rec_total(len);
+	int i;
+
+	memset(b, 0, WAL_REC_HDR_SIZE);
+	put_le32(b, REC_MAGIC);
+	put_le32(b + 4, len);
+	put_le64(b + 8, lsn);
+	put_le16(b + 16, type);
+	for (i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len)
+			memcpy(p, iov[i].iov_base, iov[i].iov_len);
+		p += iov[i].iov_len;
+	}
+	memset(p, 0, (size_t)(total - WAL_REC_HDR_SIZE - len));
+	put_le64(b + 24, rec_checksum(b, b + WAL_REC_HDR_SIZE, len, w->salt));
+}
+
+/* Lock held. */
+static int append_locked(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt,
+			 uint32_t len, struct wal_pos *pos)
+{
+	uint64_t total = rec_total(len);
+	int r;
+
+	if (w->seg_off > WAL_SEG_HDR_SIZE && w->seg_off + total > w->seg_size) {
+		r = rotate(w);
+		if (r)
+			goto out_fail;
+	}
+	r = abuf_reserve(w, (size_t)total);
+	if (r)
+		return r; /* nothing written: not a log failure */
+	build_record(w, type, iov, iovcnt, len, w->last_lsn + 1);
+	r = os_pwrite_full(w->fd, w->abuf, (size_t)total, (off_t)w->seg_off);
+	if (r)
+		goto out_fail;
+	if (w->last_lsn == w->durable_lsn) {
+		w->dirty_since_ns = mono_ns();
+		if (w->interval_ns)
+			pthread_cond_signal(&w->work_cv); /* start the interval timer */
+	}
+	w->last_lsn++;
+	if (pos) {
+		pos->lsn = w->last_lsn;
+		pos->seg = w->seg;
+		pos->payload_off = w->seg_off + WAL_REC_HDR_SIZE;
+	}
+	w->seg_off += total;
+	w->segs[w->nsegs - 1].size = w->seg_off;
+	w->st_records++;
+	w->st_bytes += total;
+	return 0;
+
+out_fail:
+	set_failed(w);
+	return -EIO;
+}
+
+int wal_append(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt,
+	       struct wal_pos *pos)
+{
+	size_t len = iov_total(iov, iovcnt);
+	int r;
+
+	if (len > WAL_MAX_RECORD)
+		return -EFBIG;
+	pthread_mutex_lock(&w->lock);
+	if (w->failed)
+		r = -EIO;
+	else if (!w->replayed)
+		r = -EINVAL;
+	else
+		r = append_locked(w, type, iov, iovcnt, (uint32_t)len, pos);
+	if (w->abuf_cap > ABUF_KEEP) {
+		free(w->abuf);
+		w->abuf = NULL;
+		w->abuf_cap = 0;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+uint64_t wal_last_lsn(struct wal *w)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&w->lock);
+	v = w->last_lsn;
+	pthread_mutex_unlock(&w->lock);
+	return v;
+}
+
+uint64_t wal_durable_lsn(struct wal *w)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&w->lock);
+	v = w->durable_lsn;
+	pthread_mutex_unlock(&w->lock);
+	return v;
+}
+
+int wal_sync(struct wal *w, uint64_t lsn)
+{
+	int r;
+
+	pthread_mutex_lock(&w->lock);
+	if (lsn > w->last_lsn)
+		lsn = w->last_lsn;
+	while (!w->failed && w->durable_lsn < lsn) {
+		if (w->want_lsn < lsn) {
+			w->want_lsn = lsn;
+			pthread_cond_signal(&w->work_cv);
+		}
+		pthread_cond_wait(&w->durable_cv, &w->lock);
+	}
+	r = w->failed ? -EIO : 0;
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+int wal_sync_async(struct wal *w, uint64_t lsn, void (*cb)(void *arg, int err), void *arg)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&w->lock);
+	if (lsn > w->last_lsn)
+		lsn = w->last_lsn;
+	if (w->failed) {
+		r = -EIO;
+		goto out_unlock;
+	}
+	if (lsn <= w->durable_lsn) {
+		pthread_mutex_unlock(&w->lock);
+		cb(arg, 0);
+		return 0;
+	}
+	r = grow((void **)&w->waits, &w->capwaits, w->nwaits + 1, sizeof(*w->waits));
+	if (r)
+		goto out_unlock;
+	w->waits[w->nwaits++] = (struct async_wait){ .lsn = lsn, .cb = cb, .arg = arg };
+	pthread_cond_signal(&w->work_cv);
+out_unlock:
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+bool wal_failed(struct wal *w)
+{
+	bool f;
+
+	pthread_mutex_lock(&w->lock);
+	f = w->failed;
+	pthread_mutex_unlock(&w->lock);
+	return f;
+}
+
+/* ---- segment bookkeeping ------------------------------------------------------------ */
+
+uint32_t wal_current_seg(struct wal *w)
+{
+	uint32_t s;
+
+	pthread_mutex_lock(&w->lock);
+	s = w->seg;
+	pthread_mutex_unlock(&w->lock);
+	return s;
+}
+
+int wal_drop_segment(struct wal *w, uint32_t seg)
+{
+	char path[4096];
+	uint32_t i;
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&w->lock);
+	if (!w->replayed || seg >= w->seg) {
+		r = -EINVAL;
+		goto out_unlock;
+	}
+	for (i = 0; i < w->nsegs; i++) {
+		if (w->segs[i].seg != seg)
+			continue;
+		memmove(&w->segs[i], &w->segs[i + 1], (w->nsegs - i - 1) * sizeof(*w->segs));
+		w->nsegs--;
+		r = 0;
+		break;
+	}
+out_unlock:
+	pthread_mutex_unlock(&w->lock);
+	if (r)
+		return r;
+	/* Outside the lock: a directory fsync must not stall appends. */
+	seg_path(w, seg, "", path, sizeof(path));
+	r = txd_os->unlink(path);
+	if (!r)
+		r = os_fsync_dir(w->dir);
+	return r;
+}
+
+int wal_list_segments(struct wal *w, uint32_t **segs, uint32_t *n)
+{
+	uint32_t i;
+	int r = 0;
+
+	pthread_mutex_lock(&w->lock);
+	*n = w->nsegs;
+	*segs = malloc(sizeof(**segs) * (w->nsegs ? w->nsegs : 1));
+	if (!*segs) {
+		r = -ENOMEM;
+		goto out_unlock;
+	}
+	for (i = 0; i < w->nsegs; i++)
+		(*segs)[i] = w->segs[i].seg;
+out_unlock:
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+void wal_get_stats(struct wal *w, struct wal_stats *st)
+{
+	uint32_t i;
+
+	pthread_mutex_lock(&w->lock);
+	st->records = w->st_records;
+	st->bytes = w->st_bytes;
+	st->syncs = w->st_syncs;
+	st->synced_records = w->st_synced_records;
+	st->disk_bytes = 0;
+	for (i = 0; i < w->nsegs; i++)
+		st->disk_bytes += w->segs[i].size;
+	pthread_mutex_unlock(&w->lock);
+}

@@ -1,0 +1,134 @@
+/*
+ * wal.h — the write-ahead log: the one commit point of a store.
+ *
+ * Everything durable in txdir is a WAL record or is named by one. A record is
+ * committed when it is completely in the log; nothing else is ever trusted
+ * over the log.
+ *
+ * On-disk format. The log is a sequence of segment files in the WAL
+ * directory, named "seg-%08u" (segment numbers increase by one, never reused).
+ * All integers little-endian.
+ *
+ *   segment header (64 bytes, at offset 0)
+ *     0  u64 magic        "TXDWALSG"
+ *     8  u32 version      1
+ *    12  u32 seg          this segment's number
+ *    16  u64 first_lsn    LSN of the first record in this segment
+ *    24  u64 prev_end_lsn LSN of the last valid record of the previous
+ *                         segment, as found when this one was opened
+ *    32  u64 salt         random; mixed into every record checksum
+ *    40  u8[16] reserved  zero
+ *    56  u64 checksum     xxh64 of bytes 0..55
+ *
+ *   record (32-byte header + payload, 8-byte aligned: padding is zero)
+ *     0  u32 magic        "TXWR"
+ *     4  u32 len          payload bytes
+ *     8  u64 lsn          strictly consecutive: previous lsn + 1
+ *    16  u16 type         WAL_REC_* (owner modules define them)
+ *    18  u16 flags        0
+ *    20  u32 reserved     0
+ *    24  u64 checksum     xxh64(header bytes 0..23 || payload, seed = salt)
+ *
+ * Invariants.
+ *  W1 LSNs are consecutive across the whole log; replay rejects a record whose
+ *     lsn is not previous + 1 (stale bytes are never mistaken for records).
+ *  W2 A torn or garbage tail ends the log: replay of the last segment stops at
+ *     the first record that fails magic, length, lsn or checksum. It is not an
+ *     error. The bytes after it are never overwritten: after every open,
+ *     appends go to a fresh segment whose prev_end_lsn fixes where the older
+ *     segment ended, so replay is the same every time.
+ *  W3 A bad record in a segment that is not the last, before its
+ *     prev_end_lsn, is corruption: wal_replay returns -TXD_ECORRUPT and
+ *     changes nothing on disk.
+ *  W4 A new segment's file and directory entry are fsynced before any record
+ *     is appended to it, and the previous segment is fsynced before the switch.
+ *  W5 wal_sync(lsn) returns only after every record <= lsn is on stable
+ *     storage. Concurrent callers share one fdatasync (group commit): a
+ *     caller that arrives while a sync is running waits for it, then the next
+ *     sync covers everything appended meanwhile.
+ *  W6 Appends are serialised by the WAL's own mutex and reach the kernel
+ *     (pwrite) before wal_append returns, so a process crash never loses an
+ *     appended record; only a power cut can lose records after the last sync.
+ *
+ * Lock order: callers may hold their own locks while calling wal_append (it
+ * only takes w->lock briefly). wal_sync blocks: never call it from a FUSE
+ * worker; use wal_sync_async, whose callback runs on the WAL's sync thread
+ * with no WAL lock held.
+ */
+#ifndef TXD_WAL_H
+#define TXD_WAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct wal;
+
+#define WAL_SEG_HDR_SIZE 64
+#define WAL_REC_HDR_SIZE 32
+#define WAL_MAX_RECORD (256u << 20) /* payload limit per record */
+
+struct wal_opts {
+	uint64_t seg_size;          /* rotate after this many bytes; 0 = 64 MiB */
+	uint32_t sync_interval_ms;  /* background sync of appended records every
+	                               so often; 0 = never (durability=none) */
+};
+
+/* Where a record's payload landed, so callers can name byte ranges inside
+ * it (inline chunk data) as (seg, payload_off + k). */
+struct wal_pos {
+	uint64_t lsn;
+	uint32_t seg;
+	uint64_t payload_off;  /* file offset of the payload in segment seg */
+};
+
+typedef int (*wal_replay_fn)(void *arg, const struct wal_pos *pos, uint16_t type,
+			     const void *payload, uint32_t len);
+
+/* Open (creating if empty) the log in dir. Does not replay. */
+int wal_open(const char *dir, const struct wal_opts *opts, struct wal **out);
+
+/* Replay every valid record with lsn > after_lsn, in order, then start a
+ * fresh segment for appends (W2). Must be called exactly once, before any
+ * append. after_lsn = 0 replays everything. A non-zero return of fn stops the
+ * replay and is returned. -TXD_ECORRUPT per W3. If the log's first record is
+ * after after_lsn + 1 (a hole), -TXD_ECORRUPT. */
+int wal_replay(struct wal *w, uint64_t after_lsn, wal_replay_fn fn, void *arg);
+
+/* Append one record (payload = the iovecs concatenated). Fills pos. */
+int wal_append(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt,
+	       struct wal_pos *pos);
+
+/* Highest LSN appended / known durable. */
+uint64_t wal_last_lsn(struct wal *w);
+uint64_t wal_durable_lsn(struct wal *w);
+
+/* Group commit (W5). Blocking. */
+int wal_sync(struct wal *w, uint64_t lsn);
+
+/* Non-blocking: cb(arg, err) runs on the sync thread once lsn is durable
+ * (or immediately, on the caller's thread, if it already is). */
+int wal_sync_async(struct wal *w, uint64_t lsn, void (*cb)(void *arg, int err), void *arg);
+
+/* Segment bookkeeping for checkpoints. */
+uint32_t wal_current_seg(struct wal *w);
+/* Delete segment seg (must be older than the current one). Never deletes the
+ * current segment; fsyncs the directory. */
+int wal_drop_segment(struct wal *w, uint32_t seg);
+/* Segments present on disk, oldest first; *n set. Caller frees *segs. */
+int wal_list_segments(struct wal *w, uint32_t **segs, uint32_t *n);
+
+struct wal_stats {
+	uint64_t records, bytes, syncs, synced_records; /* records/sync = batch */
+	uint64_t disk_bytes;                            /* sum of segment sizes */
+};
+void wal_get_stats(struct wal *w, struct wal_stats *st);
+
+/* Stop the sync thread (after a final sync unless durability none), close. */
+void wal_close(struct wal *w);
+
+/* After a failed write or fsync the log is unusable: every later append and
+ * sync returns -EIO (sticky; STYLE rule 6). */
+bool wal_failed(struct wal *w);
+
+#endif
