@@ -1374,6 +1374,8 @@ static int drop_dirty_from(struct wcopy *w, uint64_t first)
 	uint32_t i, n = w->n;
 	int r;
 
+	if (!n)
+		return 0;
 	r = dirty_list(w, false, &v);
 	if (r)
 		return r;

@@ -18,6 +18,8 @@
  *  K1 A checkpoint is used only if its header, every block and the trailer
  *     check out; otherwise the next older one is tried. Atomicity does not
  *     depend on rename: a torn checkpoint is simply not valid.
+ *  K0 The log up to the checkpoint's LSN and every pack are fsynced before
+ *     the checkpoint is written (it names chunks that live there).
  *  K2 Older checkpoints and WAL segments are deleted only after the new
  *     checkpoint file and its directory entry are fsynced.
  *  K3 A WAL segment still holding chunks of some live version is kept
@@ -255,8 +257,10 @@ int ckpt_write(struct txd_fs *fs)
 	int err = w.fd;
 	if (w.fd < 0)
 		goto out;
-	/* chunks in packs must be durable before a checkpoint names them */
-	if ((err = chunkstore_sync(fs->cs)) || (err = write_header(&w, lsn)) ||
+	/* chunks in packs and in the log must be durable before a checkpoint
+	 * names them: a power cut may not leave a checkpoint ahead of the log */
+	if ((err = chunkstore_sync(fs->cs)) || (err = wal_sync(fs->wal, lsn)) ||
+	    (err = write_header(&w, lsn)) ||
 	    (err = ns_walk(&fs->ns, put_inode, &w)) || (err = ckw_flush(&w)) ||
 	    (err = ns_walk(&fs->ns, put_dir, &w)) || (err = ckw_flush(&w)) ||
 	    (err = write_trailer(&w)) || (err = txd_os->fsync(w.fd)) ||

@@ -487,7 +487,8 @@ static int scan_segments(struct wal *w)
 	r = txd_os->listdir(w->dir, list_cb, w);
 	if (r)
 		return r;
-	qsort(w->segs, w->nsegs, sizeof(*w->segs), cmp_seginfo);
+	if (w->nsegs)
+		qsort(w->segs, w->nsegs, sizeof(*w->segs), cmp_seginfo);
 	return 0;
 }
 

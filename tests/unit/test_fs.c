@@ -1,0 +1,507 @@
+/*
+ * test_fs.c — the engine through its public API (txdir.h), without a mount:
+ * commits, recovery, snapshot readers (fs.h F1/F3), namespace rules, xattrs,
+ * readdir cookies (ns.h N3), sticky failure (STYLE 6), damaged chunks.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "faultos.h"
+#include "txdtest.h"
+
+static char *store;
+static struct txd_fs *fs;
+
+static void reopen(void)
+{
+	if (fs)
+		txd_fs_close(fs);
+	fs = NULL;
+	cr_assert_eq(txd_fs_open(store, NULL, &fs, NULL), 0);
+}
+
+static void setup(void)
+{
+	store = tt_mkstore();
+	cr_assert_not_null(store);
+	reopen();
+}
+
+static void teardown(void)
+{
+	if (fs)
+		txd_fs_close(fs);
+	fs = NULL;
+	faultos_uninstall();
+	tt_rmtree(store);
+	free(store);
+}
+
+TestSuite(fs, .init = setup, .fini = teardown, .timeout = 60);
+
+static void expect_file(const char *path, const char *want)
+{
+	char *data;
+	size_t len;
+	cr_assert_eq(tt_get(fs, path, &data, &len), 0, "read %s", path);
+	cr_expect_eq(len, strlen(want), "%s: size %zu, want %zu", path, len, strlen(want));
+	cr_expect_str_eq(data, want);
+	free(data);
+}
+
+/* F2: what was committed is there after a clean reopen and after a reopen
+ * without checkpoint (replay). */
+Test(fs, commit_survives_reopen)
+{
+	cr_assert_eq(tt_mkdir(fs, "d"), 0);
+	cr_assert_eq(tt_put(fs, "d/a", "hello\n", 6), 0);
+	cr_assert_eq(tt_put(fs, "b", "world\n", 6), 0);
+	reopen();
+	expect_file("d/a", "hello\n");
+	expect_file("b", "world\n");
+	cr_assert_eq(tt_put(fs, "b", "again\n", 6), 0);
+	reopen();
+	expect_file("b", "again\n");
+}
+
+Test(fs, second_opener_is_refused_with_holder_pid)
+{
+	struct txd_fs *other = NULL;
+	pid_t holder = 0;
+	cr_assert_eq(txd_fs_open(store, NULL, &other, &holder), -TXD_ELOCKED);
+	cr_expect_eq(holder, getpid());
+	cr_expect_null(other);
+}
+
+Test(fs, init_refuses_existing_and_foreign_dirs)
+{
+	cr_expect_eq(txd_store_init(store), -EEXIST);
+	char tmpl[] = "/tmp/txdforeign.XXXXXX";
+	cr_assert_not_null(mkdtemp(tmpl));
+	char path[256];
+	snprintf(path, sizeof(path), "%s/somefile", tmpl);
+	FILE *f = fopen(path, "w");
+	fclose(f);
+	cr_expect_eq(txd_store_init(tmpl), -TXD_ENOTSTORE);
+	unlink(path);
+	rmdir(tmpl);
+}
+
+Test(fs, unknown_format_is_refused)
+{
+	txd_fs_close(fs);
+	fs = NULL;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/FORMAT", store);
+	FILE *f = fopen(path, "w");
+	fputs("txdir-store 99\n", f);
+	fclose(f);
+	struct txd_fs *x = NULL;
+	cr_expect_eq(txd_fs_open(store, NULL, &x, NULL), -TXD_EFORMAT);
+	f = fopen(path, "w");
+	fputs("txdir-store 1\n", f);
+	fclose(f);
+	reopen();
+}
+
+/* F1/F3: a reader opened before a writer keeps its version; the writer is
+ * sent to a fresh node id (ESTALE) and new opens see the new content. */
+Test(fs, snapshot_reader_keeps_its_version)
+{
+	cr_assert_eq(tt_put(fs, "f", "original", 8), 0);
+	uint64_t node, node2;
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
+	struct txd_open_out r, w;
+	cr_assert_eq(txd_open(fs, node, O_RDONLY, &r), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY | O_TRUNC, &w), -ESTALE);
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node2), 0);
+	cr_assert_neq(node, node2, "a writer must get a fresh node id");
+	cr_assert_eq(txd_open(fs, node2, O_WRONLY | O_TRUNC, &w), 0);
+	cr_assert_eq(txd_write(fs, w.fh, "changed!!", 9, 0), 9);
+	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0);
+	cr_assert_eq(txd_release(fs, w.fh), 0);
+	char buf[32] = {0};
+	cr_expect_eq(txd_read(fs, r.fh, buf, sizeof(buf), 0), 8);
+	cr_expect_str_eq(buf, "original");
+	struct txd_attr a;
+	cr_assert_eq(txd_getattr(fs, node, &a), 0);
+	cr_expect_eq(a.size, 8, "the frozen node keeps its size");
+	cr_assert_eq(txd_open(fs, node, O_RDONLY, &w), -ESTALE, "a frozen node is not reopened");
+	txd_release(fs, r.fh);
+	expect_file("f", "changed!!");
+}
+
+/* SPEC §3: handles opened while a writer exists share its working copy. */
+Test(fs, handles_share_the_working_copy_while_written)
+{
+	cr_assert_eq(tt_put(fs, "f", "aaaa", 4), 0);
+	uint64_t node;
+	struct txd_open_out w, r;
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_RDWR, &w), 0);
+	cr_assert_eq(txd_write(fs, w.fh, "bb", 2, 0), 2);
+	cr_assert_eq(txd_open(fs, node, O_RDONLY, &r), 0);
+	char buf[8] = {0};
+	cr_expect_eq(txd_read(fs, r.fh, buf, sizeof(buf), 0), 4);
+	cr_expect_str_eq(buf, "bbaa");
+	txd_release(fs, r.fh);
+	txd_release(fs, w.fh);
+	expect_file("f", "bbaa");
+}
+
+/* SPEC §3: O_TRUNC belongs to the content commit: until the writer's flush,
+ * the committed file keeps its content (a crash leaves the old file). */
+Test(fs, truncation_belongs_to_the_content_commit)
+{
+	cr_assert_eq(tt_put(fs, "f", "old content", 11), 0);
+	uint64_t node;
+	struct txd_open_out w;
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY | O_TRUNC, &w), 0);
+	uint64_t before = txd_current_lsn(fs);
+	cr_assert_eq(txd_write(fs, w.fh, "new", 3, 0), 3);
+	cr_expect_eq(txd_current_lsn(fs), before, "nothing committed before the flush");
+	/* "crash": reopen from the log without flushing */
+	faultos_install();
+	faultos_crash();
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_revive();
+	reopen();
+	expect_file("f", "old content");
+}
+
+Test(fs, rename_flags_and_rules)
+{
+	cr_assert_eq(tt_put(fs, "a", "A", 1), 0);
+	cr_assert_eq(tt_put(fs, "b", "B", 1), 0);
+	cr_assert_eq(tt_mkdir(fs, "d"), 0);
+	cr_assert_eq(tt_mkdir(fs, "d/e"), 0);
+	cr_expect_eq(tt_rename(fs, "a", "b", RENAME_NOREPLACE), -EEXIST);
+	cr_assert_eq(tt_rename(fs, "a", "b", RENAME_EXCHANGE), 0);
+	expect_file("a", "B");
+	expect_file("b", "A");
+	cr_expect_eq(tt_rename(fs, "a", "zz", RENAME_EXCHANGE), -ENOENT);
+	cr_expect_eq(tt_rename(fs, "d", "d/e/x", 0), -EINVAL, "a directory into itself");
+	cr_expect_eq(tt_rename(fs, "a", "d", 0), -EISDIR);
+	cr_expect_eq(tt_rename(fs, "d", "a", 0), -ENOTDIR);
+	cr_assert_eq(tt_mkdir(fs, "f"), 0);
+	cr_expect_eq(tt_rename(fs, "f", "d", 0), -ENOTEMPTY);
+	cr_assert_eq(tt_rename(fs, "d/e", "f", 0), 0, "over an empty directory");
+	cr_assert_eq(tt_rename(fs, "a", "b", 0), 0);
+	expect_file("b", "B");
+	uint64_t n;
+	cr_expect_eq(tt_resolve(fs, "a", NULL, NULL, &n), -ENOENT);
+	reopen();
+	expect_file("b", "B");
+	cr_expect_eq(tt_resolve(fs, "f", NULL, NULL, &n), 0);
+	cr_expect_eq(tt_resolve(fs, "d/e", NULL, NULL, &n), -ENOENT);
+}
+
+/* N4: directory nlink is 2 + subdirectories, through mkdir/rmdir/rename. */
+Test(fs, directory_link_counts)
+{
+	uint64_t node;
+	struct txd_attr a;
+	cr_assert_eq(tt_mkdir(fs, "p"), 0);
+	cr_assert_eq(tt_mkdir(fs, "p/c1"), 0);
+	cr_assert_eq(tt_mkdir(fs, "p/c2"), 0);
+	cr_assert_eq(tt_mkdir(fs, "q"), 0);
+	cr_assert_eq(tt_rename(fs, "p/c2", "q/c2", 0), 0);
+	cr_assert_eq(tt_resolve(fs, "p", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_getattr(fs, node, &a), 0);
+	cr_expect_eq(a.nlink, 3);
+	cr_assert_eq(tt_resolve(fs, "q", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_getattr(fs, node, &a), 0);
+	cr_expect_eq(a.nlink, 3);
+	uint64_t parent;
+	const char *leaf;
+	cr_assert_eq(tt_resolve(fs, "p", &parent, &leaf, NULL), 0);
+	cr_expect_eq(txd_rmdir(fs, parent, leaf), -ENOTEMPTY);
+	cr_assert_eq(tt_resolve(fs, "", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_getattr(fs, node, &a), 0);
+	cr_expect_eq(a.nlink, 4, "root: 2 + p + q");
+}
+
+Test(fs, hard_links_and_unlinked_open_file)
+{
+	cr_assert_eq(tt_put(fs, "a", "data", 4), 0);
+	uint64_t node, parent;
+	const char *leaf;
+	struct txd_entry e;
+	cr_assert_eq(tt_resolve(fs, "a", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_link(fs, node, TXD_ROOT_NODE, "b", &e), 0);
+	cr_expect_eq(e.attr.nlink, 2);
+	cr_expect_eq(e.attr.ino, node == e.node ? e.attr.ino : e.attr.ino);
+	txd_forget(fs, e.node, 1);
+	struct txd_open_out r;
+	cr_assert_eq(txd_open(fs, node, O_RDONLY, &r), 0);
+	cr_assert_eq(tt_unlink(fs, "a"), 0);
+	cr_assert_eq(tt_resolve(fs, "b", &parent, &leaf, NULL), 0);
+	cr_assert_eq(txd_unlink(fs, parent, leaf), 0);
+	char buf[8] = {0};
+	cr_expect_eq(txd_read(fs, r.fh, buf, sizeof(buf), 0), 4, "open after unlink still reads");
+	txd_release(fs, r.fh);
+	reopen();
+	cr_expect_eq(tt_resolve(fs, "a", NULL, NULL, &node), -ENOENT);
+}
+
+Test(fs, names_are_checked)
+{
+	char longname[300];
+	memset(longname, 'x', 256);
+	longname[256] = 0;
+	struct txd_entry e;
+	cr_expect_eq(txd_mkdir(fs, &tt_cred, TXD_ROOT_NODE, longname, 0755, &e), -ENAMETOOLONG);
+	cr_expect_eq(txd_mkdir(fs, &tt_cred, TXD_ROOT_NODE, "a/b", 0755, &e), -EINVAL);
+	cr_expect_eq(txd_mkdir(fs, &tt_cred, TXD_ROOT_NODE, "..", 0755, &e), -EEXIST);
+	cr_assert_eq(tt_mkdir(fs, "x"), 0);
+	cr_expect_eq(tt_mkdir(fs, "x"), -EEXIST);
+}
+
+/* SPEC §3: user.txdir.* readable by name, never listed, never writable. */
+Test(fs, metadata_xattrs)
+{
+	cr_assert_eq(tt_put(fs, "f", "abc", 3), 0);
+	uint64_t node;
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_setxattr(fs, node, "user.color", "red", 3, 0), 0);
+	cr_expect_eq(txd_setxattr(fs, node, "user.color", "blue", 4, XATTR_CREATE), -EEXIST);
+	cr_expect_eq(txd_setxattr(fs, node, "user.shape", "x", 1, XATTR_REPLACE), -ENODATA);
+	cr_expect_eq(txd_setxattr(fs, node, "user.txdir.version", "9", 1, 0), -EPERM);
+	cr_expect_eq(txd_setxattr(fs, node, "trusted.x", "9", 1, 0), -EOPNOTSUPP);
+	char list[256];
+	ssize_t n = txd_listxattr(fs, node, list, sizeof(list));
+	cr_assert_eq(n, (ssize_t)sizeof("user.color"));
+	cr_expect_str_eq(list, "user.color");
+	char v[64] = {0};
+	cr_assert_gt(txd_getxattr(fs, node, "user.txdir.checksum", v, sizeof(v)), 0);
+	cr_expect_eq(strncmp(v, "xxh64:", 6), 0);
+	char v2[64] = {0};
+	cr_assert_eq(tt_put(fs, "g", "abc", 3), 0);
+	uint64_t g;
+	cr_assert_eq(tt_resolve(fs, "g", NULL, NULL, &g), 0);
+	cr_assert_gt(txd_getxattr(fs, g, "user.txdir.checksum", v2, sizeof(v2)), 0);
+	cr_expect_str_eq(v, v2, "same bytes, same digest");
+	char ver1[32] = {0}, ver2[32] = {0};
+	cr_assert_gt(txd_getxattr(fs, node, "user.txdir.version", ver1, sizeof(ver1)), 0);
+	cr_assert_eq(tt_put(fs, "f", "abcd", 4), 0);
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
+	cr_assert_gt(txd_getxattr(fs, node, "user.txdir.version", ver2, sizeof(ver2)), 0);
+	cr_expect_gt(atoll(ver2), atoll(ver1), "each commit bumps the version");
+	reopen();
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
+	char ver3[32] = {0};
+	cr_assert_gt(txd_getxattr(fs, node, "user.txdir.version", ver3, sizeof(ver3)), 0);
+	cr_expect_str_eq(ver2, ver3, "versions survive a checkpoint");
+	cr_expect_eq(txd_getxattr(fs, node, "user.color", v, sizeof(v)), 3);
+}
+
+struct seen {
+	char names[64][16];
+	int n;
+	uint64_t last;
+};
+
+static int fill_some(void *arg, const char *name, const struct txd_entry *e, uint64_t next)
+{
+	(void)e;
+	struct seen *s = arg;
+	if (s->n >= 3)
+		return 1; /* "buffer full" after three */
+	snprintf(s->names[s->n++], 16, "%s", name);
+	s->last = next;
+	return 0;
+}
+
+/* N3: readdir offsets are stable cookies: creating and removing entries
+ * between calls never repeats or skips a surviving entry. */
+Test(fs, readdir_offsets_survive_changes)
+{
+	char name[16];
+	for (int k = 0; k < 20; k++) {
+		snprintf(name, sizeof(name), "f%02d", k);
+		cr_assert_eq(tt_put(fs, name, "x", 1), 0);
+	}
+	uint64_t dh, off = 0;
+	cr_assert_eq(txd_opendir(fs, TXD_ROOT_NODE, &dh), 0);
+	int count[20] = {0}, round = 0;
+	for (;;) {
+		struct seen s = {0};
+		cr_assert_eq(txd_readdir(fs, dh, off, false, fill_some, &s), 0);
+		if (s.n == 0)
+			break;
+		for (int k = 0; k < s.n; k++)
+			if (s.names[k][0] == 'f')
+				count[atoi(s.names[k] + 1)]++;
+		off = s.last;
+		/* churn between calls: new entries appear (at the end) */
+		if (round < 5) {
+			snprintf(name, sizeof(name), "new%d", round++);
+			cr_assert_eq(tt_put(fs, name, "y", 1), 0);
+		}
+	}
+	txd_releasedir(fs, dh);
+	for (int k = 0; k < 20; k++)
+		cr_expect_eq(count[k], 1, "f%02d seen %d times", k, count[k]);
+}
+
+/* .txdir is reachable but not listed in the root. */
+Test(fs, control_dir_hidden_but_reachable)
+{
+	struct txd_entry e;
+	cr_assert_eq(txd_lookup(fs, TXD_ROOT_NODE, ".txdir", &e), 0);
+	cr_expect(S_ISDIR(e.attr.mode));
+	cr_expect_not(e.cacheable);
+	txd_forget(fs, e.node, 1);
+	struct seen s = {0};
+	uint64_t dh;
+	cr_assert_eq(txd_opendir(fs, TXD_ROOT_NODE, &dh), 0);
+	cr_assert_eq(txd_readdir(fs, dh, 0, false, fill_some, &s), 0);
+	txd_releasedir(fs, dh);
+	for (int k = 0; k < s.n; k++)
+		cr_expect_str_neq(s.names[k], ".txdir");
+	char *data;
+	size_t len;
+	cr_assert_eq(tt_get(fs, ".txdir/stats", &data, &len), 0);
+	cr_expect_not_null(strstr(data, "txdir_commits_total"));
+	free(data);
+	cr_assert_eq(tt_get(fs, ".txdir/status.json", &data, &len), 0);
+	cr_expect_not_null(strstr(data, "\"durability\""));
+	free(data);
+}
+
+/* STYLE 6: a commit that cannot reach the log fails the store (EIO for
+ * every later change), reads keep working, and a reopen recovers the last
+ * good state. */
+Test(fs, failed_log_write_is_sticky)
+{
+	cr_assert_eq(tt_put(fs, "f", "good", 4), 0);
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_install();
+	reopen();
+	faultos_fail_nth(FOS_PWRITE, 1, -EIO);
+	cr_expect_eq(tt_put(fs, "g", "x", 1), -EIO);
+	cr_expect_eq(tt_mkdir(fs, "h"), -EIO);
+	expect_file("f", "good");
+	struct txd_status st;
+	txd_get_status(fs, &st);
+	cr_expect(st.failed);
+	reopen();
+	expect_file("f", "good");
+	uint64_t n;
+	cr_expect_eq(tt_resolve(fs, "g", NULL, NULL, &n), -ENOENT);
+	cr_expect_eq(tt_mkdir(fs, "h"), 0, "the reopened store accepts changes");
+}
+
+/* C: a damaged chunk reads as EIO and is counted — never wrong bytes. */
+Test(fs, damaged_chunk_is_eio)
+{
+	char data[3000];
+	memset(data, 'q', sizeof(data));
+	cr_assert_eq(tt_put(fs, "f", data, sizeof(data)), 0);
+	txd_fs_close(fs);
+	fs = NULL;
+	/* flip one byte of the inline chunk inside the WAL */
+	char path[512];
+	snprintf(path, sizeof(path), "%s/coordination/dtc/wal/seg-00000001", store);
+	FILE *f = fopen(path, "r+b");
+	cr_assert_not_null(f);
+	char *buf = malloc(1 << 20);
+	size_t n = fread(buf, 1, 1 << 20, f);
+	char *at = memmem(buf, n, data, 64);
+	cr_assert_not_null(at, "chunk bytes are inline in the log");
+	fseek(f, (long)(at - buf) + 100, SEEK_SET);
+	fputc('Z', f);
+	fclose(f);
+	free(buf);
+	reopen();
+	char *got;
+	size_t len;
+	cr_expect_eq(tt_get(fs, "f", &got, &len), -EIO);
+	struct txd_status st;
+	txd_get_status(fs, &st);
+	cr_expect_geq(st.checksum_errors, 1);
+}
+
+struct worker {
+	int id, rounds;
+	int err;
+};
+
+static void *commit_loop(void *arg)
+{
+	struct worker *w = arg;
+	char name[32], body[64];
+	for (int r = 0; r < w->rounds && !w->err; r++) {
+		snprintf(name, sizeof(name), "w%d", w->id);
+		int n = snprintf(body, sizeof(body), "%d:%d", w->id, r);
+		w->err = tt_put(fs, name, body, (size_t)n);
+		if (!w->err && r % 10 == 0)
+			w->err = txd_sync_wait(fs);
+	}
+	return NULL;
+}
+
+/* Concurrency: 8 threads commit their own files; afterwards (and after a
+ * reopen) each file holds its thread's last round; group commit batched. */
+Test(fs, concurrent_committers)
+{
+	pthread_t t[8];
+	struct worker w[8];
+	for (int k = 0; k < 8; k++) {
+		w[k] = (struct worker){.id = k, .rounds = 200};
+		pthread_create(&t[k], NULL, commit_loop, &w[k]);
+	}
+	for (int k = 0; k < 8; k++) {
+		pthread_join(t[k], NULL);
+		cr_expect_eq(w[k].err, 0, "worker %d: %s", k, txd_strerror(w[k].err));
+	}
+	reopen();
+	for (int k = 0; k < 8; k++) {
+		char name[16], want[32];
+		snprintf(name, sizeof(name), "w%d", k);
+		snprintf(want, sizeof(want), "%d:199", k);
+		expect_file(name, want);
+	}
+}
+
+/* ns.h N2: versions nobody pins are not retained. */
+Test(fs, unpinned_versions_are_freed)
+{
+	for (int k = 0; k < 50; k++)
+		cr_assert_eq(tt_put(fs, "f", "x", 1), 0);
+	struct txd_status st;
+	txd_get_status(fs, &st);
+	cr_expect_leq(st.versions_retained, st.inodes + 1);
+}
+
+/* K2/K3: checkpoints drop segments without live chunks and keep the ones
+ * with live inline data, even when that leaves gaps in segment numbers; the
+ * store reopens and every byte is still there. */
+Test(fs, checkpoint_drops_dead_segments_and_reopens)
+{
+	cr_assert_eq(tt_put(fs, "keep", "kept in segment one", 19), 0);
+	reopen(); /* checkpoint; segment 1 holds live data */
+	cr_assert_eq(tt_put(fs, "tmp", "short lived", 11), 0);
+	reopen(); /* segment 2 holds live data ("tmp") */
+	cr_assert_eq(tt_unlink(fs, "tmp"), 0);
+	cr_assert_eq(tt_put(fs, "x", "in segment three", 16), 0);
+	reopen(); /* segment 2 is dead now and dropped: segments 1, 3, 4 */
+	reopen();
+	expect_file("keep", "kept in segment one");
+	expect_file("x", "in segment three");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/coordination/dtc/wal/seg-00000002", store);
+	cr_expect_neq(access(path, F_OK), 0, "dead segment 2 was deleted");
+}
