@@ -373,7 +373,8 @@ int ckpt_load(struct txd_fs *fs, uint64_t *lsn)
 	int err = txd_os->listdir(fs->store.ckpt_dir, list_ckpt, &l);
 	if (err)
 		goto out;
-	qsort(l.lsn, l.n, sizeof(*l.lsn), cmp_desc);
+	if (l.n)
+		qsort(l.lsn, l.n, sizeof(*l.lsn), cmp_desc);
 	for (size_t k = 0; k < l.n; k++) {
 		char *path = ckpt_path(fs, l.lsn[k]), *buf = NULL;
 		size_t len;

@@ -31,6 +31,7 @@
 #include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fs.h"
 #include "os.h"
@@ -314,6 +315,7 @@ static void render_status(struct txd_fs *fs, struct sbuf *s)
 	if (!o)
 		return;
 	cJSON_AddStringToObject(o, "store", st.store);
+	cJSON_AddNumberToObject(o, "pid", (double)getpid());
 	cJSON_AddStringToObject(o, "durability", txd_durability_name(st.durability));
 	cJSON_AddNumberToObject(o, "commits", (double)st.commits);
 	cJSON_AddNumberToObject(o, "last_commit_id", (double)st.last_commit_id);

@@ -136,6 +136,29 @@ void fs_inode_rec(const struct inode *in, struct rec_inode *r)
 	r->parent = in->dir ? in->parent : 0;
 }
 
+bool txd_node_cacheable(struct txd_fs *fs, uint64_t node)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	bool ok = n && !n->ctl;
+	pthread_mutex_unlock(&fs->lock);
+	return ok;
+}
+
+static __thread struct txd_cred caller;
+static __thread bool caller_set;
+
+void txd_set_caller(const struct txd_cred *c)
+{
+	caller = *c;
+	caller_set = true;
+}
+
+pid_t fs_caller_pid(void)
+{
+	return caller_set ? caller.pid : 0;
+}
+
 /* ---- attributes ----------------------------------------------------------------- */
 static int walk_len(void *arg, uint64_t idx, struct chunk *c)
 {

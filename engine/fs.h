@@ -132,6 +132,8 @@ void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a);
 void fs_entry(struct txd_fs *fs, struct node *n, struct txd_entry *e);
 void fs_inode_unpin(struct txd_fs *fs, struct inode *in);
 uint64_t fs_now_ns(void);
+/* pid of the request being served on this thread (txd_set_caller), or 0 */
+pid_t fs_caller_pid(void);
 void fs_status_locked(struct txd_fs *fs, struct txd_status *st);
 struct timespec fs_now_ts(void);
 /* Attributes of in's head as an OP_INODE body, for a commit to modify. */

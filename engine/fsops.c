@@ -78,19 +78,17 @@ static void set_nlink(struct rec_buf *b, struct inode *in, int delta, struct tim
 
 static void rec_begin(struct rec_buf *b, const struct txd_cred *c)
 {
-	rec_init(b, 0, fs_now_ns(), c ? (uint32_t)c->pid : 0);
+	rec_init(b, 0, fs_now_ns(), (uint32_t)(c ? c->pid : fs_caller_pid()));
 }
 
-/* Commit b, then (outside the lock) wait for durability in mode full. */
+/* Commit b and drop the lock. Durability waits are the caller's (txdir.h:
+ * txd_commit_needs_wait), so no engine call blocks a FUSE worker. */
 static int commit_unlock(struct txd_fs *fs, struct rec_buf *b)
 {
-	struct wal_pos pos = {0};
-	int err = fs_commit(fs, b, &pos);
+	int err = fs_commit(fs, b, NULL);
 	pthread_mutex_unlock(&fs->lock);
 	rec_release(b);
 	fs_notify_flush(fs);
-	if (!err && fs->opts.durability == TXD_DUR_FULL)
-		err = wal_sync(fs->wal, pos.lsn);
 	return err;
 }
 
@@ -209,8 +207,6 @@ static int make_entry(struct txd_fs *fs, const struct txd_cred *c, uint64_t pare
 	fs_entry(fs, n, out);
 out_unlock:
 	pthread_mutex_unlock(&fs->lock);
-	if (!err && fs->opts.durability == TXD_DUR_FULL)
-		err = wal_sync(fs->wal, wal_last_lsn(fs->wal));
 	return err;
 }
 

@@ -412,7 +412,8 @@ static int xattrs_update(struct xattrs **xap, const char *name, size_t nl, const
 		memcpy(p, &l16, 2);
 		memcpy(p + 2, &vl, 4);
 		memcpy(p + 6, name, nl);
-		memcpy(p + 6 + nl, val, vl);
+		if (vl)
+			memcpy(p + 6 + nl, val, vl);
 		n->len += add;
 	}
 	free(xa);

@@ -208,7 +208,10 @@ int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
 		      uint64_t *lsn_out);
 int txd_release(struct txd_fs *fs, uint64_t fh);
 int txd_fallocate(struct txd_fs *fs, uint64_t fh, int mode, uint64_t off, uint64_t len);
-/* Whether the current durability mode requires waiting after this commit. */
+/* Whether the durability mode (full) requires the caller to wait, after
+ * every successful change (metadata operations, flush, setattr...), for
+ * txd_durable_async(fs, txd_current_lsn(fs), ...) before reporting success.
+ * The engine never waits itself, so no call blocks a FUSE worker. */
 bool txd_commit_needs_wait(struct txd_fs *fs);
 
 /* ---- durability --------------------------------------------------------- */
@@ -243,7 +246,7 @@ struct txd_status {
 void txd_get_status(struct txd_fs *fs, struct txd_status *st);
 const char *txd_durability_name(enum txd_durability d);
 
-/* ---- added for fusefs (optional: fusefs links them weakly) ---------------
+/* ---- caching and callers --------------------------------------------------
  * txd_node_cacheable: whether the kernel may cache node's attributes (the
  * value txd_entry.cacheable had when node was returned). getattr/setattr
  * replies carry no txd_entry, and control-tree nodes need a zero attr

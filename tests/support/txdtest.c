@@ -118,20 +118,31 @@ int tt_get(struct txd_fs *fs, const char *path, char **data, size_t *len)
 {
 	uint64_t node;
 	struct txd_open_out oo;
-	struct txd_attr a;
 	int err = tt_resolve(fs, path, NULL, NULL, &node);
-	if (err || (err = txd_getattr(fs, node, &a)) || (err = txd_open(fs, node, O_RDONLY, &oo)))
+	if (err || (err = txd_open(fs, node, O_RDONLY, &oo)))
 		return err;
-	char *buf = malloc(a.size + 1);
-	ssize_t n = buf ? txd_read(fs, oo.fh, buf, a.size, 0) : -ENOMEM;
-	txd_release(fs, oo.fh);
-	if (n < 0) {
-		free(buf);
-		return (int)n;
+	size_t cap = 4096, have = 0;
+	char *buf = malloc(cap + 1);
+	for (;;) {
+		if (have == cap) {
+			cap *= 2;
+			buf = realloc(buf, cap + 1);
+		}
+		ssize_t n = txd_read(fs, oo.fh, buf + have, cap - have, have);
+		if (n <= 0) {
+			err = (int)n;
+			break;
+		}
+		have += (size_t)n;
 	}
-	buf[n] = 0;
+	txd_release(fs, oo.fh);
+	if (err) {
+		free(buf);
+		return err;
+	}
+	buf[have] = 0;
 	*data = buf;
-	*len = (size_t)n;
+	*len = have;
 	return 0;
 }
 

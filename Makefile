@@ -1,0 +1,194 @@
+# txdir — build, test and install.
+#
+#   make            build everything that has sources (into build/)
+#   make check      deps + build + unit, mount and CLI tests, then the same
+#                   unit and mount tests against an ASan/UBSan build
+#   make asan       only the sanitizer pass (build-asan/)
+#   make demo       deps + build + tests/demo.sh
+#   make bench      build + tests/bench/run.sh
+#   make install    PREFIX=/usr/local, DESTDIR honoured
+#
+# Products are built from whatever sources exist, so a directory that is
+# still empty builds nothing; any compile or link error fails the build.
+# Each tests/unit/test_X.c, tests/mount/X.c and tests/bench/X.c is one
+# program; shared test code lives in tests/support/*.c (linked into unit
+# and mount tests).
+#
+# BUILD selects the output tree, SAN=1 adds the sanitizers: `make asan` is
+# `make BUILD=build-asan SAN=1` plus running the tests.
+
+BUILD ?= build
+PREFIX ?= /usr/local
+CC ?= cc
+CFLAGS ?= -O2 -g
+PKG_CONFIG ?= pkg-config
+
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	-fno-omit-frame-pointer
+ifeq ($(SAN),1)
+EXTRA_FLAGS := $(SAN_FLAGS)
+endif
+
+# Always on, whatever CFLAGS the caller gives.
+REQ_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iengine \
+	-MMD -MP $(EXTRA_FLAGS)
+ALL_CFLAGS = $(CFLAGS) $(REQ_CFLAGS)
+ALL_LDFLAGS = $(LDFLAGS) -pthread $(EXTRA_FLAGS)
+LIBS := -lxxhash -lcjson -lpthread
+TEST_CFLAGS := -Itests/support
+# Lazily expanded: pkg-config runs only when a FUSE object is built, which
+# is after `make deps` has installed libfuse3-dev.
+FUSE_CFLAGS = $(shell $(PKG_CONFIG) --cflags fuse3)
+FUSE_LIBS = $(shell $(PKG_CONFIG) --libs fuse3)
+
+ENGINE_SRC := $(wildcard engine/*.c)
+FUSEFS_SRC := $(wildcard fusefs/*.c)
+MOUNTCTL_SRC := $(wildcard mountctl/*.c)
+SUPPORT_SRC := $(wildcard tests/support/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+MOUNT_SRC := $(wildcard tests/mount/*.c)
+BENCH_SRC := $(wildcard tests/bench/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+ENGINE_OBJ := $(call obj,$(ENGINE_SRC))
+FUSEFS_OBJ := $(call obj,$(FUSEFS_SRC))
+MOUNTCTL_OBJ := $(call obj,$(MOUNTCTL_SRC))
+SUPPORT_OBJ := $(call obj,$(SUPPORT_SRC))
+
+LIBA := $(BUILD)/libtxdir.a
+LIBSO := $(BUILD)/libtxdir.so
+TXDIRFS := $(if $(FUSEFS_SRC),$(BUILD)/txdirfs)
+MOUNTCTL := $(if $(MOUNTCTL_SRC),$(BUILD)/mountctl)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
+MOUNT_BIN := $(patsubst tests/mount/%.c,$(BUILD)/tests/mount/%,$(MOUNT_SRC))
+BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRC))
+
+PROGRAMS := $(TXDIRFS) $(MOUNTCTL) $(UNIT_BIN) $(MOUNT_BIN) $(BENCH_BIN)
+LIBRARIES := $(if $(ENGINE_SRC),$(LIBA) $(LIBSO))
+
+DEPS_PKGS := build-essential pkg-config libfuse3-dev fuse3 libcjson-dev \
+	libcriterion-dev libattr1-dev attr libxxhash-dev sqlite3 rsync hyperfine \
+	fio valgrind util-linux git
+
+MAN_PAGES := $(wildcard mountctl/man/*.[1-8])
+
+.PHONY: all deps check asan asan-build bench demo install uninstall clean
+.DEFAULT_GOAL := all
+
+all: $(LIBRARIES) $(PROGRAMS)
+
+# ---- compiling ------------------------------------------------------------
+# Engine objects are position independent: the same objects make the .a and
+# the .so.
+$(BUILD)/obj/engine/%.o: engine/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+
+$(BUILD)/obj/fusefs/%.o: fusefs/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(FUSE_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/mountctl/%.o: mountctl/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -c $< -o $@
+
+# ---- linking --------------------------------------------------------------
+$(LIBA): $(ENGINE_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(LIBSO): $(ENGINE_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,libtxdir.so -o $@ $^ $(LIBS)
+
+$(BUILD)/txdirfs: $(FUSEFS_OBJ) $(LIBA)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(FUSEFS_OBJ) $(LIBA) $(FUSE_LIBS) $(LIBS)
+
+$(BUILD)/mountctl: $(MOUNTCTL_OBJ) $(LIBA)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(MOUNTCTL_OBJ) $(LIBA) $(LIBS)
+
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(SUPPORT_OBJ) $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(SUPPORT_OBJ) $(LIBA) -lcriterion $(LIBS)
+
+$(BUILD)/tests/mount/%: $(BUILD)/obj/tests/mount/%.o $(SUPPORT_OBJ) $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(SUPPORT_OBJ) $(LIBA) -lcriterion -lattr $(LIBS)
+
+$(BUILD)/tests/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBA) $(LIBS)
+
+# Keep objects: they are the incremental build.
+.SECONDARY:
+
+-include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/tests/*/*.d)
+
+# ---- dependencies -----------------------------------------------------------
+# No apt call at all when every package is installed.
+deps:
+	@missing=""; \
+	installed=" $$(dpkg-query -W -f='$${Package}=$${Status}\n' $(DEPS_PKGS) 2>/dev/null \
+		| sed -n 's/=install ok installed$$//p' | tr '\n' ' ')"; \
+	for p in $(DEPS_PKGS); do \
+		case "$$installed" in *" $$p "*) ;; *) missing="$$missing $$p";; esac; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+		echo "deps: installing$$missing"; \
+		$$sudo apt-get update && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y \
+			--no-install-recommends $$missing; \
+	fi
+
+# ---- tests --------------------------------------------------------------------
+# The normal pass (unit, mount, CLI tests) and the sanitizer pass (unit and
+# mount tests against an ASan txdirfs) are aggregated into one final
+# "N passed, N failed" line by tests/check.sh.
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory asan-build
+	timeout 1200 bash tests/check.sh full:$(BUILD) asan:build-asan
+
+asan: deps
+	@$(MAKE) --no-print-directory asan-build
+	timeout 900 bash tests/check.sh asan:build-asan
+
+asan-build:
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all
+
+bench: all
+	timeout 1800 bash tests/bench/run.sh $(BUILD)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	timeout 120 bash tests/demo.sh
+
+# ---- install ------------------------------------------------------------------
+# txdirfs goes to bin/ so mount.fuse3 finds it on PATH: an fstab line
+# "STORE MNT fuse.txdirfs defaults 0 0" then works.
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
+		$(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/man/man7 $(DESTDIR)$(PREFIX)/share/man/man8
+	$(if $(TXDIRFS),install -m 755 $(TXDIRFS) $(DESTDIR)$(PREFIX)/bin/txdirfs)
+	$(if $(MOUNTCTL),install -m 755 $(MOUNTCTL) $(DESTDIR)$(PREFIX)/bin/mountctl)
+	$(if $(LIBRARIES),install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/libtxdir.a)
+	$(if $(LIBRARIES),install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libtxdir.so)
+	install -m 644 engine/txdir.h $(DESTDIR)$(PREFIX)/include/txdir.h
+	$(foreach m,$(MAN_PAGES),install -m 644 $(m) \
+		$(DESTDIR)$(PREFIX)/share/man/man$(subst .,,$(suffix $(m)))/$(notdir $(m));)
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/txdirfs $(DESTDIR)$(PREFIX)/bin/mountctl \
+		$(DESTDIR)$(PREFIX)/lib/libtxdir.a $(DESTDIR)$(PREFIX)/lib/libtxdir.so \
+		$(DESTDIR)$(PREFIX)/include/txdir.h \
+		$(foreach m,$(MAN_PAGES),$(DESTDIR)$(PREFIX)/share/man/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,410 @@
+/*
+ * main.c — txdirfs(8): parse options, open the engine, mount, serve.
+ *
+ *   txdirfs STORE MNT [-f] [-d] [-s] [-o opt,...]
+ *
+ * txdirfs options (everything else goes to libfuse and the kernel:
+ * allow_other, default_permissions, ro, max_threads, writeback_cache=no...):
+ *   durability=fsync|full|none  (default fsync; SPEC §3)
+ *   commit_interval=N[ms|s]     background durability interval; a bare
+ *                               number is milliseconds (default 1000ms)
+ *   retain=SECONDS              record retention (default 3600)
+ *   max_snapshot_age=SECONDS    bound on old versions kept for readers
+ *   showctl                     list .txdir in the root directory
+ *
+ * Works from /etc/fstab (`STORE MNT fuse.txdirfs defaults 0 0`): mount.fuse3
+ * runs `txdirfs STORE MNT -o opts`.
+ *
+ * Start-up without -f: we fork *before* opening the engine (its threads do not
+ * survive a fork) and the parent waits on a pipe for the child's verdict, so
+ * errors (a locked store, a failed mount) still reach the terminal and the
+ * exit status of mount(8)/mountctl; once mounted, the child detaches, logs
+ * to syslog and the parent exits 0. This replaces fuse_daemonize(), which
+ * forks too late for the engine and always exits 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "txdirfs.h"
+
+/* Workers may sit in engine calls that wait (a control-file read such as a
+ * lease's `released`), so allow more than libfuse's default of 10. */
+#define TXDIRFS_MAX_THREADS  64
+#define TXDIRFS_IDLE_THREADS 8
+
+struct txdirfs txdirfs;
+
+/* ---- logging ---------------------------------------------------------------- */
+
+static bool log_syslog;
+
+void tx_log_to_syslog(void)
+{
+	openlog("txdirfs", LOG_PID, LOG_DAEMON);
+	log_syslog = true;
+}
+
+static void vlog(int level, const char *fmt, va_list ap)
+{
+	if (log_syslog) {
+		vsyslog(level, fmt, ap);
+		return;
+	}
+	fputs("txdirfs: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void tx_log(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(level, fmt, ap);
+	va_end(ap);
+}
+
+/* libfuse's messages end in '\n' already. */
+static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	if (log_syslog)
+		vsyslog((int)level, fmt, ap);
+	else
+		vfprintf(stderr, fmt, ap);
+}
+
+/* ---- options ---------------------------------------------------------------- */
+
+struct cli {
+	char *store;
+	char *durability;
+	char *commit_interval;
+	unsigned int retain_s;
+	unsigned int max_snapshot_age_s;
+	int show_ctl;
+	bool has_fsname;
+};
+
+enum { KEY_FSNAME = 1 };
+
+/* clang-format off */
+#define CLI_OPT(t, f) { t, offsetof(struct cli, f), 1 }
+static const struct fuse_opt cli_spec[] = {
+	CLI_OPT("durability=%s", durability),
+	CLI_OPT("commit_interval=%s", commit_interval),
+	CLI_OPT("retain=%u", retain_s),
+	CLI_OPT("max_snapshot_age=%u", max_snapshot_age_s),
+	CLI_OPT("showctl", show_ctl),
+	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
+	/* fstab words that mean nothing to the server */
+	FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("noauto", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_END
+};
+/* clang-format on */
+
+/* The first non-option is STORE; the second (MNT) stays for libfuse. */
+static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct cli *c = data;
+
+	(void)outargs;
+	if (key == KEY_FSNAME)
+		c->has_fsname = true;
+	if (key == FUSE_OPT_KEY_NONOPT && !c->store) {
+		c->store = strdup(arg);
+		return c->store ? 0 : -1;
+	}
+	return 1;
+}
+
+/* /proc/mounts shows the store as the source ("fsname=STORE", with ',' and
+ * '\\' escaped for the option parser) unless the user chose a name. */
+static int add_fsname(struct fuse_args *args, const char *store)
+{
+	char *opt = malloc(strlen("-ofsname=") + 2 * strlen(store) + 1), *p;
+	int rc;
+
+	if (!opt)
+		return -1;
+	p = stpcpy(opt, "-ofsname=");
+	for (; *store; store++) {
+		if (*store == ',' || *store == '\\')
+			*p++ = '\\';
+		*p++ = *store;
+	}
+	*p = '\0';
+	rc = fuse_opt_add_arg(args, opt);
+	free(opt);
+	return rc;
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s STORE MOUNTPOINT [options]\n\n"
+	       "txdirfs options:\n"
+	       "    -o durability=fsync|full|none  when commits reach stable storage\n"
+	       "    -o commit_interval=N[ms|s]     background flush interval (bare N: ms)\n"
+	       "    -o retain=SECONDS              keep decided records this long\n"
+	       "    -o max_snapshot_age=SECONDS    bound old versions kept for readers\n"
+	       "    -o showctl                     list .txdir in the root directory\n"
+	       "    (txdirfs runs at least %d worker threads whatever max_threads says)\n\n",
+	       prog, TXDIRFS_MAX_THREADS);
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
+}
+
+static int parse_durability(const char *s, enum txd_durability *out)
+{
+	static const struct {
+		const char *name;
+		enum txd_durability d;
+	} modes[] = {{"fsync", TXD_DUR_FSYNC}, {"full", TXD_DUR_FULL}, {"none", TXD_DUR_NONE}};
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		if (!strcmp(s, modes[i].name)) {
+			*out = modes[i].d;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* "250", "250ms", "2s", "1.5s" → milliseconds (1 .. UINT32_MAX). */
+static int parse_interval_ms(const char *s, uint32_t *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v <= 0)
+		return -EINVAL;
+	if (!strcmp(end, "s"))
+		v *= 1000;
+	else if (*end && strcmp(end, "ms"))
+		return -EINVAL;
+	if (v < 1 || v > UINT32_MAX)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int engine_opts(const struct cli *c, struct txd_opts *o)
+{
+	*o = (struct txd_opts){
+		.retain_s = c->retain_s,
+		.max_snapshot_age_s = c->max_snapshot_age_s,
+		.show_ctl = c->show_ctl,
+	};
+	if (c->durability && parse_durability(c->durability, &o->durability)) {
+		tx_log(LOG_ERR, "bad durability=%s (fsync, full or none)", c->durability);
+		return -1;
+	}
+	if (c->commit_interval && parse_interval_ms(c->commit_interval, &o->commit_interval_ms)) {
+		tx_log(LOG_ERR, "bad commit_interval=%s (e.g. 500ms, 2s)", c->commit_interval);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- daemon start-up -------------------------------------------------------- */
+
+static int ready_fd = -1;
+
+/* Fork; the parent exits with the status the child reports via
+ * daemon_ready() (1 if the child dies first). */
+static int daemon_start(void)
+{
+	int fds[2];
+	char status = 1;
+	pid_t pid;
+
+	if (pipe(fds)) {
+		tx_log(LOG_ERR, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		tx_log(LOG_ERR, "fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid > 0) {
+		close(fds[1]);
+		if (read(fds[0], &status, 1) != 1)
+			status = 1;
+		_exit(status);
+	}
+	close(fds[0]);
+	ready_fd = fds[1];
+	if (setsid() < 0)
+		tx_log(LOG_WARNING, "setsid: %s", strerror(errno));
+	return 0;
+}
+
+static void detach_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+
+	if (fd < 0)
+		return;
+	dup2(fd, STDIN_FILENO);
+	dup2(fd, STDOUT_FILENO);
+	dup2(fd, STDERR_FILENO);
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
+/* status 0: mounted, detach and let the parent exit 0. */
+static void daemon_ready(int status)
+{
+	char st = (char)status;
+
+	if (ready_fd < 0)
+		return;
+	if (status == 0) {
+		if (chdir("/"))
+			tx_log(LOG_WARNING, "chdir /: %s", strerror(errno));
+		tx_log_to_syslog();
+		detach_stdio();
+	}
+	if (write(ready_fd, &st, 1) != 1)
+		tx_log(LOG_WARNING, "start-up pipe: %s", strerror(errno));
+	close(ready_fd);
+	ready_fd = -1;
+}
+
+/* ---- engine and session ----------------------------------------------------- */
+
+static int open_engine(const char *store, const struct txd_opts *o)
+{
+	pid_t holder = 0;
+	int rc = txd_fs_open(store, o, &txdirfs.fs, &holder);
+
+	if (rc == -TXD_ELOCKED && holder > 0)
+		tx_log(LOG_ERR, "%s: store is in use by another txdirfs (pid %d)", store,
+		       (int)holder);
+	else if (rc < 0)
+		tx_log(LOG_ERR, "%s: %s", store, txd_strerror(rc));
+	return rc;
+}
+
+static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *fo)
+{
+	struct fuse_loop_config *cfg;
+	int rc;
+
+	if (fo->singlethread)
+		return fuse_session_loop(se);
+	cfg = fuse_loop_cfg_create();
+	if (!cfg)
+		return -ENOMEM;
+	fuse_loop_cfg_set_clone_fd(cfg, (unsigned int)fo->clone_fd);
+	fuse_loop_cfg_set_idle_threads(cfg, fo->max_idle_threads != UINT_MAX
+						    ? fo->max_idle_threads
+						    : TXDIRFS_IDLE_THREADS);
+	fuse_loop_cfg_set_max_threads(
+		cfg, fo->max_threads > TXDIRFS_MAX_THREADS ? fo->max_threads : TXDIRFS_MAX_THREADS);
+	rc = fuse_session_loop_mt(se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return rc;
+}
+
+/* Mount and serve until unmounted or signalled. Returns the exit status. */
+static int run(struct fuse_args *args, const struct fuse_cmdline_opts *fo,
+	       struct fuse_conn_info_opts *conn_opts)
+{
+	struct fuse_session *se;
+	int status = 1;
+
+	se = fuse_session_new(args, &txdirfs_ops, sizeof(txdirfs_ops), conn_opts);
+	if (!se)
+		return 1;
+	txdirfs.se = se;
+	if (fuse_set_signal_handlers(se))
+		goto out_destroy;
+	if (tx_notifier_start(txdirfs.fs))
+		goto out_signals;
+	if (fuse_session_mount(se, fo->mountpoint))
+		goto out_notifier;
+	tx_notifier_attach(se);
+	daemon_ready(0);
+	/* > 0: ended by that signal (SIGTERM from systemd is a clean stop) */
+	status = serve(se, fo) < 0 ? 1 : 0;
+	/* Let pending durability callbacks send their replies first. */
+	txd_sync_wait(txdirfs.fs);
+	fuse_session_unmount(se);
+out_notifier:
+	tx_notifier_stop();
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_destroy:
+	fuse_session_destroy(se);
+	txdirfs.se = NULL;
+	return status;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts fo = {0};
+	struct fuse_conn_info_opts *conn_opts = NULL;
+	struct cli cli = {0};
+	struct txd_opts o;
+	char store[PATH_MAX];
+	int status = 1;
+
+	fuse_set_log_func(fuse_log_to_ours);
+	if (fuse_opt_parse(&args, &cli, cli_spec, cli_proc))
+		goto out;
+	conn_opts = fuse_parse_conn_info_opts(&args);
+	if (!conn_opts || fuse_parse_cmdline(&args, &fo))
+		goto out;
+	if (fo.show_help || fo.show_version) {
+		if (fo.show_help)
+			usage(argv[0]);
+		else
+			printf("txdirfs, FUSE library %s\n", fuse_pkgversion());
+		status = 0;
+		goto out;
+	}
+	if (!cli.store || !fo.mountpoint) {
+		fprintf(stderr, "usage: %s STORE MOUNTPOINT [-f] [-d] [-o opt,...] (--help)\n",
+			argv[0]);
+		goto out;
+	}
+	if (!realpath(cli.store, store)) {
+		tx_log(LOG_ERR, "%s: %s", cli.store, strerror(errno));
+		goto out;
+	}
+	if (engine_opts(&cli, &o))
+		goto out;
+	if (!cli.has_fsname && add_fsname(&args, store))
+		goto out;
+	if (!fo.foreground && daemon_start())
+		goto out;
+	if (open_engine(store, &o) == 0) {
+		status = run(&args, &fo, conn_opts);
+		txd_fs_close(txdirfs.fs);
+	}
+	daemon_ready(status ? status : 1); /* no-op once reported */
+out:
+	free(fo.mountpoint);
+	free(conn_opts);
+	free(cli.store);
+	free(cli.durability);
+	free(cli.commit_interval);
+	fuse_opt_free_args(&args);
+	return status;
+}

@@ -1,0 +1,264 @@
+/*
+ * reply.c — mapping engine results to FUSE replies, and replies that wait
+ * for durability without blocking a worker.
+ *
+ * A deferred reply (struct pending) is owned by the engine's durability
+ * callback, which frees it. When the request may be interrupted (fsync,
+ * fsyncdir, flush), exactly one side replies: whoever flips `replied` first.
+ *  - The interrupt function runs under the request's lock inside libfuse and
+ *    must not reply there (replying may free the request under that lock),
+ *    so when it wins it hands the EINTR reply to the notifier thread. It
+ *    touches the pending struct only up to its atomic exchange.
+ *  - The callback, when it wins, clears the interrupt function with
+ *    fuse_req_interrupt_func(req, NULL, NULL): that takes the request's lock
+ *    and so waits out an interrupt function still running. Win or lose, it
+ *    then frees the pending struct.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "txdirfs.h"
+
+
+int tx_errno(long rc, const char *op)
+{
+	int err = (int)-rc;
+
+	if (err > 0 && err < TXD_EBASE)
+		return err;
+	tx_log(LOG_ERR, "%s: %s", op, txd_strerror(err));
+	return EIO;
+}
+
+void tx_attr_to_stat(const struct txd_attr *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	st->st_mode = a->mode;
+	st->st_nlink = a->nlink;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_rdev = a->rdev;
+	st->st_size = (off_t)a->size;
+	st->st_blocks = (blkcnt_t)a->blocks;
+	st->st_blksize = 4096;
+	st->st_atim = a->atime;
+	st->st_mtim = a->mtime;
+	st->st_ctim = a->ctime;
+}
+
+void tx_entry_param(const struct txd_entry *e, struct fuse_entry_param *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->ino = e->node;
+	out->generation = e->generation;
+	tx_attr_to_stat(&e->attr, &out->attr);
+	out->entry_timeout = e->cacheable ? TXDIRFS_ENTRY_TIMEOUT : 0;
+	out->attr_timeout = e->cacheable ? TXDIRFS_ATTR_TIMEOUT : 0;
+}
+
+/* getattr/setattr replies carry no txd_entry: ask whether node may be
+ * cached (zero for the control tree). */
+double tx_attr_timeout(uint64_t node)
+{
+	if (txd_node_cacheable(txdirfs.fs, node))
+		return TXDIRFS_ATTR_TIMEOUT;
+	return 0;
+}
+
+struct txd_cred tx_cred(fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	return (struct txd_cred){
+		.uid = ctx->uid,
+		.gid = ctx->gid,
+		.pid = ctx->pid,
+		.umask = ctx->umask,
+	};
+}
+
+void tx_caller(fuse_req_t req)
+{
+	struct txd_cred c;
+
+	c = tx_cred(req);
+	txd_set_caller(&c);
+}
+
+/* ---- deferred replies ---------------------------------------------------- */
+
+enum reply_kind { R_ERR, R_ENTRY, R_CREATE, R_ATTR, R_WRITE };
+
+struct pending {
+	fuse_req_t req;
+	atomic_bool replied;
+	bool interruptible;
+	enum reply_kind kind;
+	struct fuse_entry_param e;
+	struct fuse_file_info fi;
+	double attr_timeout;
+	size_t count;
+};
+
+/* A reply the kernel refused (the request was aborted) returns what it
+ * carried: the entry's lookup reference and a created file's handle. */
+static void undo_handover(struct pending *p)
+{
+	if (p->kind == R_CREATE)
+		txd_release(txdirfs.fs, p->fi.fh);
+	if (p->kind == R_ENTRY || p->kind == R_CREATE)
+		txd_forget(txdirfs.fs, p->e.ino, 1);
+}
+
+static void send_ok(struct pending *p)
+{
+	int rc = 0;
+
+	switch (p->kind) {
+	case R_ERR:
+		fuse_reply_err(p->req, 0);
+		break;
+	case R_ENTRY:
+		rc = fuse_reply_entry(p->req, &p->e);
+		break;
+	case R_CREATE:
+		rc = fuse_reply_create(p->req, &p->e, &p->fi);
+		break;
+	case R_ATTR:
+		fuse_reply_attr(p->req, &p->e.attr, p->attr_timeout);
+		break;
+	case R_WRITE:
+		fuse_reply_write(p->req, p->count);
+		break;
+	}
+	if (rc < 0)
+		undo_handover(p);
+}
+
+/* The commit happened but is not known durable: undo what the reply would
+ * have handed to the kernel, then report the error. */
+static void send_failed(struct pending *p, int err)
+{
+	undo_handover(p);
+	fuse_reply_err(p->req, tx_errno(err, "durability wait"));
+}
+
+static void on_interrupt(fuse_req_t req, void *arg)
+{
+	struct pending *p = arg;
+	struct tx_note *n = tx_note_eintr(req);
+
+	if (!n)
+		return; /* interrupts are advisory: the callback will reply */
+	if (atomic_exchange(&p->replied, true)) {
+		free(n);
+		return;
+	}
+	/* p may be freed by the callback from here on. */
+	tx_note_post(n);
+}
+
+static void on_durable(void *arg, int err)
+{
+	struct pending *p = arg;
+
+	if (!atomic_exchange(&p->replied, true)) {
+		if (p->interruptible)
+			fuse_req_interrupt_func(p->req, NULL, NULL);
+		if (err)
+			send_failed(p, err < 0 ? err : -err);
+		else
+			send_ok(p);
+	}
+	free(p);
+}
+
+static void wait_then_reply(struct pending *p, uint64_t lsn)
+{
+	int rc;
+
+	if (p->interruptible)
+		fuse_req_interrupt_func(p->req, on_interrupt, p);
+	rc = txd_durable_async(txdirfs.fs, lsn, on_durable, p);
+	if (rc < 0)
+		on_durable(p, rc); /* the engine did not take the callback */
+}
+
+static void reply_committed(fuse_req_t req, struct pending *tmpl)
+{
+	struct pending *p;
+
+	tmpl->req = req;
+	if (!txd_commit_needs_wait(txdirfs.fs)) {
+		send_ok(tmpl);
+		return;
+	}
+	p = malloc(sizeof(*p));
+	if (!p) {
+		/* Cannot wait without memory: the commit is in the log, so
+		 * report it as done rather than undo it. */
+		tx_log(LOG_ERR, "durability wait: out of memory");
+		send_ok(tmpl);
+		return;
+	}
+	*p = *tmpl;
+	atomic_init(&p->replied, false);
+	wait_then_reply(p, txd_current_lsn(txdirfs.fs));
+}
+
+void tx_reply_err_committed(fuse_req_t req)
+{
+	struct pending t = {.kind = R_ERR};
+
+	reply_committed(req, &t);
+}
+
+void tx_reply_entry_committed(fuse_req_t req, const struct txd_entry *e)
+{
+	struct pending t = {.kind = R_ENTRY};
+
+	tx_entry_param(e, &t.e);
+	reply_committed(req, &t);
+}
+
+void tx_reply_create_committed(fuse_req_t req, const struct txd_entry *e, struct fuse_file_info *fi)
+{
+	struct pending t = {.kind = R_CREATE, .fi = *fi};
+
+	tx_entry_param(e, &t.e);
+	reply_committed(req, &t);
+}
+
+void tx_reply_attr_committed(fuse_req_t req, uint64_t node, const struct txd_attr *a)
+{
+	struct pending t = {.kind = R_ATTR, .attr_timeout = tx_attr_timeout(node)};
+
+	tx_attr_to_stat(a, &t.e.attr);
+	reply_committed(req, &t);
+}
+
+void tx_reply_write_committed(fuse_req_t req, size_t count)
+{
+	struct pending t = {.kind = R_WRITE, .count = count};
+
+	reply_committed(req, &t);
+}
+
+void tx_reply_when_durable(fuse_req_t req, uint64_t lsn)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	p->req = req;
+	p->kind = R_ERR;
+	p->interruptible = true;
+	atomic_init(&p->replied, false);
+	wait_then_reply(p, lsn);
+}

@@ -1,0 +1,90 @@
+/*
+ * txdirfs.h — internals of the FUSE server (fusefs/). Not a public header.
+ *
+ * Layering: fusefs/ includes only the engine's public header (txdir.h) and
+ * libfuse's low-level API. It holds no policy: each handler unpacks the
+ * request, makes one engine call and maps the result (SPEC §3, STYLE rule 4).
+ *
+ * Files:
+ *   main.c    option parsing, daemon start-up, engine open, session loop
+ *   ops.c     the FUSE handlers and the one ops table
+ *   reply.c   result mapping and replies deferred to a durability wait
+ *   notify.c  the notifier thread (engine → kernel invalidations)
+ *
+ * Threads: libfuse workers run the handlers and never wait for durability;
+ * the engine's sync thread runs durability callbacks (reply.c), which reply
+ * to the kept request; the notifier thread is the only caller of
+ * fuse_lowlevel_notify_*, so no handler or engine callback ever re-enters the
+ * kernel while the kernel waits on it.
+ */
+#ifndef TXDIRFS_H
+#define TXDIRFS_H
+
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "txdir.h"
+
+/* Kernel cache timeouts (seconds) for cacheable entries (the data tree). The
+ * engine never changes a node id's content behind the kernel, and publishes
+ * server-side changes through notify_inval_*, so caching is safe. */
+#define TXDIRFS_ENTRY_TIMEOUT 1.0
+#define TXDIRFS_ATTR_TIMEOUT  1.0
+
+struct txdirfs {
+	struct txd_fs *fs;
+	struct fuse_session *se;
+};
+
+/* The one server instance (the FUSE userdata points at it too). */
+extern struct txdirfs txdirfs;
+
+/* ---- logging (log.c in main.c): stderr in the foreground, syslog after
+ * daemon start-up ---- */
+void tx_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void tx_log_to_syslog(void);
+
+/* ---- reply.c ---- */
+/* errno for an engine result < 0: errnos pass through; engine codes map to EIO
+ * (logged with txd_strerror). */
+int tx_errno(long rc, const char *op);
+void tx_attr_to_stat(const struct txd_attr *a, struct stat *st);
+void tx_entry_param(const struct txd_entry *e, struct fuse_entry_param *out);
+double tx_attr_timeout(uint64_t node);
+struct txd_cred tx_cred(fuse_req_t req);
+/* Publish the caller to the engine for calls whose signature has no cred. */
+void tx_caller(fuse_req_t req);
+
+/* Replies after a successful commit: immediately, or — when the durability
+ * mode asks for it (txd_commit_needs_wait) — from the durability callback
+ * once txd_current_lsn() is on stable storage. On a failed wait, an entry
+ * reply drops the lookup reference it took and a create releases its handle. */
+void tx_reply_err_committed(fuse_req_t req);
+void tx_reply_entry_committed(fuse_req_t req, const struct txd_entry *e);
+void tx_reply_create_committed(fuse_req_t req, const struct txd_entry *e,
+			       struct fuse_file_info *fi);
+void tx_reply_attr_committed(fuse_req_t req, uint64_t node, const struct txd_attr *a);
+void tx_reply_write_committed(fuse_req_t req, size_t count);
+/* Replies 0 once lsn is durable, or EINTR if the caller is interrupted first
+ * (FSYNC, FSYNCDIR, FLUSH: the request is kept, the worker returns). */
+void tx_reply_when_durable(fuse_req_t req, uint64_t lsn);
+
+/* ---- notify.c ---- */
+int tx_notifier_start(struct txd_fs *fs);
+/* Let the thread deliver queued notifications to se (after mount). */
+void tx_notifier_attach(struct fuse_session *se);
+void tx_notifier_stop(void);
+/* A queued EINTR reply to req, sent by the notifier thread: interrupt
+ * functions run under the request's lock and must not reply themselves.
+ * tx_note_eintr allocates (NULL when out of memory; free() discards it),
+ * tx_note_post hands it to the thread. */
+struct tx_note;
+struct tx_note *tx_note_eintr(fuse_req_t req);
+void tx_note_post(struct tx_note *n);
+
+/* ---- ops.c ---- */
+extern const struct fuse_lowlevel_ops txdirfs_ops;
+
+#endif

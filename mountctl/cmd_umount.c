@@ -1,0 +1,138 @@
+/*
+ * cmd_umount.c — `mountctl umount MNT [--lazy]`.
+ *
+ * A plain unmount refuses while the mount is busy (the kernel's EBUSY,
+ * reported by fusermount3) and then waits for the server to exit, so that a
+ * `mountctl mount` right after it finds the store unlocked. The server's
+ * pid comes from status.json ("pid") or, failing that, from the flock on
+ * STORE/LOCK in /proc/locks.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "mountctl.h"
+
+#define SERVER_EXIT_WAIT_S 30
+
+/* The server's pid, from status.json or the store's lock; 0 if unknown. */
+static pid_t server_pid(const char *mnt)
+{
+	char *path = mc_join(mnt, ".txdir/status.json"), *text = NULL;
+	pid_t pid = 0;
+	cJSON *doc;
+
+	if (mc_read_file(path, MC_PROBE_MS, &text) < 0)
+		goto out_free;
+	doc = cJSON_Parse(text);
+	if (doc) {
+		cJSON *p = cJSON_GetObjectItemCaseSensitive(doc, "pid");
+		cJSON *s = cJSON_GetObjectItemCaseSensitive(doc, "store");
+
+		if (cJSON_IsNumber(p))
+			pid = (pid_t)p->valuedouble;
+		else if (cJSON_IsString(s))
+			pid = mc_store_lock_holder(s->valuestring);
+		cJSON_Delete(doc);
+	}
+out_free:
+	free(text);
+	free(path);
+	return pid;
+}
+
+int cmd_umount(const struct mc_cmd *cmd, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{"help", no_argument, NULL, 'h'},
+		{"lazy", no_argument, NULL, 'l'},
+		{NULL, 0, NULL, 0},
+	};
+	bool lazy = false;
+	char *mnt = NULL, *out = NULL;
+	int c, st, r, ret = MC_EXIT_FAIL;
+	pid_t pid = 0;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "hlz", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			mc_help(cmd);
+			return MC_EXIT_OK;
+		case 'l':
+		case 'z':
+			lazy = true;
+			break;
+		default:
+			return mc_usage(cmd, "unknown option");
+		}
+	}
+	if (argc - optind != 1)
+		return mc_usage(cmd, argc - optind < 1 ? "missing MNT" : "too many arguments");
+	mnt = mc_abspath(argv[optind]);
+	if (!mnt) {
+		mc_err(cmd->name, "%s: %s", argv[optind], strerror(errno));
+		return MC_EXIT_FAIL;
+	}
+	st = mc_mnt_state(mnt);
+	switch (st) {
+	case MC_MNT_OURS:
+		pid = server_pid(mnt);
+		break;
+	case MC_MNT_STALE:
+		break;
+	case MC_MNT_HUNG:
+		if (!lazy) {
+			mc_err(cmd->name, "%s does not answer; use --lazy to detach it", mnt);
+			goto out_free;
+		}
+		break;
+	case MC_MNT_NONE:
+		mc_err(cmd->name, "%s is not mounted", mnt);
+		goto out_free;
+	case MC_MNT_OTHER:
+		mc_err(cmd->name, "%s is not a txdir mount; refusing", mnt);
+		goto out_free;
+	default:
+		mc_err(cmd->name, "%s: %s", mnt, strerror(-st));
+		goto out_free;
+	}
+
+	r = mc_fusermount_u(mnt, lazy, &out);
+	if (r != 0) {
+		if (out && strstr(out, "busy"))
+			mc_err(cmd->name,
+			       "%s is busy (open files or working directories inside); close them "
+			       "or use --lazy",
+			       mnt);
+		else if (out && *out)
+			mc_err(cmd->name, "%s: %s", mnt, out);
+		else
+			mc_err(cmd->name, "%s: fusermount3 failed: %s", mnt,
+			       r < 0 ? strerror(-r) : "no message");
+		goto out_free;
+	}
+	if (st == MC_MNT_STALE)
+		fprintf(stderr, "mountctl: %s: %s was a stale mount of a dead server; cleaned it\n",
+			cmd->name, mnt);
+	/* Lazy: the server exits when the last user is gone; do not wait. */
+	if (!lazy && pid > 0) {
+		for (int i = 0; i < SERVER_EXIT_WAIT_S * 50 && mc_pid_alive(pid); i++)
+			usleep(20000);
+		if (mc_pid_alive(pid))
+			fprintf(stderr,
+				"mountctl: %s: unmounted; txdirfs pid %d is still finishing\n",
+				cmd->name, (int)pid);
+	}
+	ret = MC_EXIT_OK;
+out_free:
+	free(out);
+	free(mnt);
+	return ret;
+}

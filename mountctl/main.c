@@ -1,0 +1,160 @@
+/*
+ * main.c — mountctl's command table, help and dispatch. Each command lives
+ * in its own file (cmd_*.c); this file only finds it and prints help.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mountctl.h"
+
+#define MC_VERSION "0.1"
+
+static const struct mc_cmd cmds[] = {
+	{"init", cmd_init, "init STORE",
+	 "Create an empty store in STORE (created if missing). Refuses a directory\n"
+	 "that is not empty and not a store, and a directory that already is one."},
+	{"mount", cmd_mount, "mount STORE MNT [-o OPT[,OPT...]]... [--timeout SECS] [--log FILE]",
+	 "Start txdirfs serving STORE at MNT and return once the mount answers.\n"
+	 "Options after -o are passed to txdirfs (see txdirfs(8)). txdirfs is taken\n"
+	 "from $TXDIRFS, else next to mountctl, else from PATH. Its output is\n"
+	 "appended to FILE (default /run/txdir/MNT.log for root, else\n"
+	 "$XDG_RUNTIME_DIR/txdir/MNT.log or /tmp/txdir-UID/MNT.log, with the\n"
+	 "mount point's slashes as dashes). A stale mount point left by a dead\n"
+	 "server is cleaned first (fusermount3 -uz), with a message. --timeout:\n"
+	 "how long to wait for the mount to answer (default 10)."},
+	{"umount", cmd_umount, "umount MNT [--lazy]",
+	 "Unmount MNT and wait for its server to finish. Refuses while the mount is\n"
+	 "busy (open files, working directories); --lazy detaches it at once and\n"
+	 "the server finishes when the last user is gone."},
+	{"status", cmd_status, "status MNT [--json]",
+	 "Show the store's status, read from MNT/.txdir/status.json."},
+	{"check", cmd_check, "check MNT [--json]",
+	 "Health probe. Exit 0 ok; 1 degraded (the store failed and is read-only,\n"
+	 "checksum errors were seen, or status is unreadable); 2 down (not mounted\n"
+	 "or not answering)."},
+	{"sync", cmd_sync, "sync MNT",
+	 "Make every commit made so far on MNT durable (fsync of the mount point)."},
+	{"stats", cmd_stats, "stats MNT [--json]",
+	 "Print the metrics of MNT/.txdir/stats (Prometheus text format)."},
+	{"run", cmd_not_implemented, "run MNT [--read-only] [--name N] [--retry N] -- CMD ...",
+	 "Run CMD in one transaction. Not implemented yet."},
+	{"lease", cmd_not_implemented,
+	 "lease MNT NAME [-n | -w SECS] [-E CODE] [--ttl S] -- CMD ...",
+	 "Hold lease NAME while CMD runs. Not implemented yet."},
+	{"propose", cmd_not_implemented, "propose MNT P --participants a,b,c [--payload FILE]",
+	 "Open a two-phase commit proposal. Not implemented yet."},
+	{"vote", cmd_not_implemented, "vote MNT P NAME yes|no",
+	 "Vote on a proposal. Not implemented yet."},
+	{"decision", cmd_not_implemented, "decision MNT P [--wait[=S]]",
+	 "Show or wait for a proposal's decision. Not implemented yet."},
+	{"txn", cmd_not_implemented, "txn list|abort MNT [NAME]",
+	 "List or abort transactions. Not implemented yet."},
+	{"state", cmd_not_implemented, "state get|set MNT [--if-version N] [FILE]",
+	 "Read or replace the global state document. Not implemented yet."},
+	{"fsck", cmd_not_implemented, "fsck STORE",
+	 "Check an unmounted store. Not implemented yet."},
+	{"inspect", cmd_not_implemented, "inspect STORE",
+	 "Describe an unmounted store. Not implemented yet."},
+};
+#define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+
+static const struct mc_cmd *find_cmd(const char *name)
+{
+	for (size_t i = 0; i < NCMDS; i++) {
+		if (strcmp(cmds[i].name, name) == 0)
+			return &cmds[i];
+	}
+	return NULL;
+}
+
+static void print_overview(FILE *f)
+{
+	fprintf(f, "usage: mountctl COMMAND [ARGS...]\n"
+		   "       mountctl help COMMAND | COMMAND --help\n\ncommands:\n");
+	for (size_t i = 0; i < NCMDS; i++) {
+		bool later = cmds[i].run == cmd_not_implemented;
+		fprintf(f, "  %s%s\n", cmds[i].synopsis, later ? "   (not implemented yet)" : "");
+	}
+	fprintf(f, "\nSee mountctl(1), txdirfs(8) and txdir(7).\n");
+}
+
+void mc_help(const struct mc_cmd *cmd)
+{
+	printf("usage: mountctl %s\n\n%s\n", cmd->synopsis, cmd->help);
+}
+
+int mc_usage(const struct mc_cmd *cmd, const char *why)
+{
+	if (why)
+		fprintf(stderr, "mountctl: %s: %s\n", cmd->name, why);
+	fprintf(stderr, "usage: mountctl %s\n", cmd->synopsis);
+	return MC_EXIT_USAGE;
+}
+
+int mc_parse_read_opts(const struct mc_cmd *cmd, int argc, char **argv, bool *json, int *optind_out)
+{
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+
+	*json = false;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			*json = true;
+			break;
+		case 'h':
+			mc_help(cmd);
+			return MC_EXIT_OK;
+		default:
+			return mc_usage(cmd, "unknown option");
+		}
+	}
+	*optind_out = optind;
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	const struct mc_cmd *cmd;
+
+	if (argc < 2) {
+		print_overview(stderr);
+		return MC_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		print_overview(stdout);
+		return MC_EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("mountctl %s\n", MC_VERSION);
+		return MC_EXIT_OK;
+	}
+	if (strcmp(argv[1], "help") == 0) {
+		if (argc < 3) {
+			print_overview(stdout);
+			return MC_EXIT_OK;
+		}
+		cmd = find_cmd(argv[2]);
+		if (!cmd) {
+			fprintf(stderr, "mountctl: unknown command '%s'\n", argv[2]);
+			print_overview(stderr);
+			return MC_EXIT_USAGE;
+		}
+		mc_help(cmd);
+		return MC_EXIT_OK;
+	}
+	cmd = find_cmd(argv[1]);
+	if (!cmd) {
+		fprintf(stderr, "mountctl: unknown command '%s'\n", argv[1]);
+		print_overview(stderr);
+		return MC_EXIT_USAGE;
+	}
+	return cmd->run(cmd, argc - 1, argv + 1);
+}

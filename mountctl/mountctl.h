@@ -1,0 +1,115 @@
+/*
+ * mountctl.h — shared pieces of mountctl, the command-line front end.
+ *
+ * Layering rule: mountctl includes only the engine's public header
+ * (txdir.h), and it uses the mounted file interface for everything a
+ * mounted store can do (status.json, stats, fsync of the mount point).
+ * It opens a store directly only offline (init).
+ *
+ * Every probe of a mount point runs in a child process with a deadline, so
+ * a hung server never hangs mountctl: FUSE requests are killable, so the
+ * child can always be reaped.
+ *
+ * Exit codes (documented in mountctl(1)):
+ *   0    success
+ *   1    the operation failed (not mounted, busy, server error...)
+ *   2    usage error (unknown command or option, missing argument)
+ *   125  not implemented yet / mountctl's own error (the code `run` uses)
+ * `check` has its own: 0 ok, 1 degraded, 2 down.
+ */
+#ifndef MOUNTCTL_H
+#define MOUNTCTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum {
+	MC_EXIT_OK = 0,
+	MC_EXIT_FAIL = 1,
+	MC_EXIT_USAGE = 2,
+	MC_EXIT_UNIMPL = 125,
+};
+
+/* Deadline for one probe (stat, read) of a mount, in milliseconds. */
+#define MC_PROBE_MS 5000
+
+struct mc_cmd {
+	const char *name;
+	int (*run)(const struct mc_cmd *cmd, int argc, char **argv);
+	const char *synopsis; /* one line, after "mountctl " */
+	const char *help;     /* paragraph(s) for "mountctl help CMD" */
+};
+
+/* ---- main.c ---------------------------------------------------------------- */
+/* Prints the command's help to stdout. */
+void mc_help(const struct mc_cmd *cmd);
+/* "mountctl: CMD: usage: ..." on stderr; returns MC_EXIT_USAGE. */
+int mc_usage(const struct mc_cmd *cmd, const char *why);
+/* Parses the options every read command shares: --json, --help. Returns -1
+ * to continue (positional arguments start at *optind_out), or an exit code. */
+int mc_parse_read_opts(const struct mc_cmd *cmd, int argc, char **argv, bool *json,
+		       int *optind_out);
+
+/* ---- util.c ---------------------------------------------------------------- */
+/* "mountctl: CMD: MESSAGE\n" on stderr. */
+void mc_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Absolute, normalized path of path without touching its last component (a
+ * stale mount point cannot be stat'ed). Caller frees. NULL with errno set. */
+char *mc_abspath(const char *path);
+/* Joins dir and name with one "/". Caller frees; never NULL (aborts). */
+char *mc_join(const char *dir, const char *name);
+/* strdup that never returns NULL (aborts on out of memory). */
+char *mc_strdup(const char *s);
+
+/* stat(path), and if open_dir also open it as a directory (which reaches
+ * the server even when the kernel has its attributes cached), in a child
+ * with a deadline: 0, -errno, or -ETIMEDOUT. */
+int mc_probe(const char *path, bool open_dir, int timeout_ms);
+/* Reads a whole file in a child with a deadline. *out is NUL-terminated,
+ * caller frees. Returns the length, -errno, or -ETIMEDOUT. */
+ssize_t mc_read_file(const char *path, int timeout_ms, char **out);
+
+/* Looks abs_mnt up in /proc/self/mountinfo (last mount wins). 1 found (its
+ * fstype in *fstype, caller frees, if fstype is not NULL), 0 not mounted. */
+int mc_mountinfo_find(const char *abs_mnt, char **fstype);
+
+enum mc_mnt_state {
+	MC_MNT_NONE,  /* not a mount point */
+	MC_MNT_OURS,  /* a FUSE mount that answers and has .txdir */
+	MC_MNT_STALE, /* its server is gone: ENOTCONN */
+	MC_MNT_HUNG,  /* it does not answer within the deadline */
+	MC_MNT_OTHER, /* some other mount */
+};
+/* Classifies mnt (absolute path). Returns the state, or -errno when mnt
+ * itself cannot be looked at (e.g. -ENOENT, -ENOTDIR). */
+int mc_mnt_state(const char *abs_mnt);
+const char *mc_mnt_state_name(int state);
+
+/* Runs argv (PATH search) with stdin from /dev/null, capturing stdout and
+ * stderr into *output (caller frees; trailing newlines removed). Returns
+ * the exit status, 128+signal, or -errno if it could not run. */
+int mc_run_capture(char *const argv[], int timeout_ms, char **output);
+
+/* fusermount3 -u [-z] abs_mnt. 0, or the fusermount3 exit status with its
+ * message in *output. */
+int mc_fusermount_u(const char *abs_mnt, bool lazy, char **output);
+
+/* True while pid exists and is not a zombie. */
+bool mc_pid_alive(pid_t pid);
+/* Pid holding a flock on STORE/LOCK per /proc/locks, or 0. */
+pid_t mc_store_lock_holder(const char *store);
+
+/* ---- commands ---------------------------------------------------------------- */
+int cmd_init(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_mount(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_umount(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_status(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_check(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_sync(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_stats(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_not_implemented(const struct mc_cmd *cmd, int argc, char **argv);
+
+#endif

@@ -1,0 +1,498 @@
+/*
+ * util.c — what several mountctl commands need: paths, bounded probes of a
+ * mount point, /proc/self/mountinfo, running fusermount3, /proc/locks.
+ *
+ * Why probes run in a child: a FUSE request to a hung server blocks the
+ * caller in the kernel; only a fatal signal ends it. A child that we can
+ * SIGKILL after a deadline keeps every mountctl command bounded.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mountctl.h"
+
+void mc_err(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "mountctl: %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n);
+
+	if (!p) {
+		fputs("mountctl: out of memory\n", stderr);
+		abort();
+	}
+	return p;
+}
+
+char *mc_strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+
+	return memcpy(xmalloc(n), s, n);
+}
+
+char *mc_join(const char *dir, const char *name)
+{
+	size_t dl = strlen(dir);
+	char *p;
+
+	while (dl > 1 && dir[dl - 1] == '/')
+		dl--;
+	p = xmalloc(dl + 1 + strlen(name) + 1);
+	memcpy(p, dir, dl);
+	if (dl == 1 && dir[0] == '/')
+		strcpy(p + 1, name);
+	else
+		sprintf(p + dl, "/%s", name);
+	return p;
+}
+
+char *mc_abspath(const char *path)
+{
+	char *copy = mc_strdup(path), *slash, *base, *parent, *out = NULL;
+	size_t n = strlen(copy);
+
+	while (n > 1 && copy[n - 1] == '/')
+		copy[--n] = '\0';
+	slash = strrchr(copy, '/');
+	if (!slash) {
+		parent = realpath(".", NULL);
+		base = copy;
+	} else if (slash == copy) {
+		parent = realpath("/", NULL);
+		base = copy + 1;
+	} else {
+		*slash = '\0';
+		parent = realpath(copy, NULL);
+		base = slash + 1;
+	}
+	if (!parent)
+		goto out_free;
+	if (*base == '\0' || strcmp(base, ".") == 0) {
+		out = parent;
+		parent = NULL;
+	} else if (strcmp(base, "..") == 0) {
+		char *p2 = mc_join(parent, "..");
+
+		out = realpath(p2, NULL);
+		free(p2);
+	} else {
+		out = mc_join(parent, base);
+	}
+	free(parent);
+out_free:
+	free(copy);
+	return out;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for child pid until deadline (CLOCK_MONOTONIC ms), then kills it.
+ * Returns the raw wait status, or -ETIMEDOUT after killing it. */
+static int wait_deadline(pid_t pid, int64_t deadline)
+{
+	int status;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			return status;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (now_ms() >= deadline) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+			return -ETIMEDOUT;
+		}
+		usleep(2000);
+	}
+}
+
+/* Reads fd into *buf (grown as needed, kept NUL-terminable) until EOF or
+ * the deadline. Returns the number of bytes held. */
+static size_t drain_until(int fd, char **buf, size_t *cap, int64_t deadline)
+{
+	size_t len = 0;
+
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int64_t left = deadline - now_ms();
+		ssize_t n;
+
+		if (left <= 0)
+			break;
+		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+			break;
+		if (!p.revents)
+			continue;
+		if (*cap - len < 4096) {
+			char *nb = realloc(*buf, *cap * 2);
+
+			if (!nb)
+				break;
+			*buf = nb;
+			*cap *= 2;
+		}
+		n = read(fd, *buf + len, *cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += n;
+	}
+	return len;
+}
+
+int mc_probe(const char *path, bool open_dir, int timeout_ms)
+{
+	struct stat st;
+	int status, fd;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		if (stat(path, &st) < 0)
+			_exit(errno & 0xff);
+		if (!open_dir)
+			_exit(0);
+		/* OPENDIR always reaches the server: cached attributes do not. */
+		fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		_exit(fd < 0 ? (errno & 0xff) : 0);
+	}
+	status = wait_deadline(pid, now_ms() + timeout_ms);
+	if (status < 0)
+		return status;
+	if (!WIFEXITED(status))
+		return -EIO;
+	return -WEXITSTATUS(status);
+}
+
+/* Child side of mc_read_file: copy path to fd, exit with 0 or errno. */
+static void __attribute__((noreturn)) read_child(const char *path, int wfd)
+{
+	char buf[65536];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		_exit(errno & 0xff);
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf)), off = 0;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			_exit(errno & 0xff);
+		if (n == 0)
+			_exit(0);
+		while (off < n) {
+			ssize_t w = write(wfd, buf + off, n - off);
+
+			if (w < 0 && errno != EINTR)
+				_exit(EPIPE);
+			if (w > 0)
+				off += w;
+		}
+	}
+}
+
+ssize_t mc_read_file(const char *path, int timeout_ms, char **out)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	size_t len = 0, cap = 4096;
+	char *buf = xmalloc(cap);
+	int pfd[2], status;
+	ssize_t ret;
+	pid_t pid;
+
+	*out = NULL;
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		ret = -errno;
+		goto out_free;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		ret = -errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		goto out_free;
+	}
+	if (pid == 0) {
+		close(pfd[0]);
+		read_child(path, pfd[1]);
+	}
+	close(pfd[1]);
+	len = drain_until(pfd[0], &buf, &cap, deadline);
+	close(pfd[0]);
+	status = wait_deadline(pid, deadline);
+	if (status < 0) {
+		ret = status;
+		goto out_free;
+	}
+	if (!WIFEXITED(status)) {
+		ret = -EIO;
+		goto out_free;
+	}
+	if (WEXITSTATUS(status) != 0) {
+		ret = -WEXITSTATUS(status);
+		goto out_free;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	return (ssize_t)len;
+out_free:
+	free(buf);
+	return ret;
+}
+
+/* Undoes mountinfo's octal escapes (\040 for space, ...) in place. */
+static void unescape_octal(char *s)
+{
+	char *w = s;
+
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+}
+
+int mc_mountinfo_find(const char *abs_mnt, char **fstype)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL, *found = NULL;
+	size_t cap = 0;
+	int ret = 0;
+
+	if (!f)
+		return -errno;
+	while (getline(&line, &cap, f) > 0) {
+		/* id parent maj:min root MOUNTPOINT opts [optional...] - FSTYPE src superopts */
+		char *save = NULL, *tok, *mp = NULL, *type = NULL;
+		int field = 0;
+
+		for (tok = strtok_r(line, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
+			if (++field == 5)
+				mp = tok;
+			if (strcmp(tok, "-") == 0 && field > 6) {
+				type = strtok_r(NULL, " \n", &save);
+				break;
+			}
+		}
+		if (!mp || !type)
+			continue;
+		unescape_octal(mp);
+		if (strcmp(mp, abs_mnt) == 0) {
+			free(found);
+			found = mc_strdup(type);
+			ret = 1;
+		}
+	}
+	free(line);
+	fclose(f);
+	if (fstype)
+		*fstype = found;
+	else
+		free(found);
+	return ret;
+}
+
+int mc_mnt_state(const char *abs_mnt)
+{
+	char *fstype = NULL, *ctl;
+	int r, found;
+
+	r = mc_probe(abs_mnt, true, MC_PROBE_MS);
+	if (r == -ENOTCONN)
+		return MC_MNT_STALE;
+	if (r == -ETIMEDOUT)
+		return MC_MNT_HUNG;
+	if (r < 0)
+		return r;
+	found = mc_mountinfo_find(abs_mnt, &fstype);
+	if (found <= 0)
+		return MC_MNT_NONE;
+	if (strncmp(fstype, "fuse", 4) != 0) {
+		free(fstype);
+		return MC_MNT_OTHER;
+	}
+	free(fstype);
+	ctl = mc_join(abs_mnt, ".txdir");
+	r = mc_probe(ctl, false, MC_PROBE_MS);
+	free(ctl);
+	if (r == 0)
+		return MC_MNT_OURS;
+	if (r == -ENOTCONN)
+		return MC_MNT_STALE;
+	if (r == -ETIMEDOUT)
+		return MC_MNT_HUNG;
+	return MC_MNT_OTHER;
+}
+
+const char *mc_mnt_state_name(int state)
+{
+	switch (state) {
+	case MC_MNT_NONE:
+		return "not mounted";
+	case MC_MNT_OURS:
+		return "mounted";
+	case MC_MNT_STALE:
+		return "stale (its server is gone)";
+	case MC_MNT_HUNG:
+		return "not answering";
+	case MC_MNT_OTHER:
+		return "not a txdir mount";
+	default:
+		return strerror(-state);
+	}
+}
+
+int mc_run_capture(char *const argv[], int timeout_ms, char **output)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	size_t len = 0, cap = 4096;
+	char *buf = xmalloc(cap);
+	int pfd[2], status;
+	pid_t pid;
+
+	*output = NULL;
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		goto out_errno;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		goto out_errno;
+	}
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+
+		if (devnull >= 0)
+			dup2(devnull, 0);
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		execvp(argv[0], argv);
+		dprintf(2, "%s: %s", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	len = drain_until(pfd[0], &buf, &cap, deadline);
+	close(pfd[0]);
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+		len--;
+	buf[len] = '\0';
+	*output = buf;
+	status = wait_deadline(pid, deadline);
+	if (status < 0)
+		return status;
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+out_errno:
+	status = -errno;
+	free(buf);
+	return status;
+}
+
+int mc_fusermount_u(const char *abs_mnt, bool lazy, char **output)
+{
+	char *argv[] = {"fusermount3", lazy ? "-uz" : "-u", "--", (char *)abs_mnt, NULL};
+
+	return mc_run_capture(argv, 30000, output);
+}
+
+bool mc_pid_alive(pid_t pid)
+{
+	char path[64], buf[512], *close_paren;
+	ssize_t n;
+	int fd;
+
+	if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno != ENOENT;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	/* "pid (comm) S ...": a zombie has finished, whoever reaps it. */
+	close_paren = strrchr(buf, ')');
+	return !(close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z');
+}
+
+pid_t mc_store_lock_holder(const char *store)
+{
+	char *lock = mc_join(store, "LOCK"), *line = NULL;
+	struct stat st;
+	size_t cap = 0;
+	pid_t holder = 0;
+	FILE *f;
+
+	if (stat(lock, &st) < 0)
+		goto out_free;
+	f = fopen("/proc/locks", "re");
+	if (!f)
+		goto out_free;
+	while (getline(&line, &cap, f) > 0) {
+		/* "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" */
+		unsigned int maj, min;
+		unsigned long long ino;
+		char type[16];
+		int pid;
+
+		if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%llu", type, &pid, &maj, &min, &ino) !=
+		    5)
+			continue;
+		if (strcmp(type, "FLOCK") != 0 || ino != (unsigned long long)st.st_ino ||
+		    maj != major(st.st_dev) || min != minor(st.st_dev))
+			continue;
+		holder = pid;
+		break;
+	}
+	free(line);
+	fclose(f);
+out_free:
+	free(lock);
+	return holder;
+}

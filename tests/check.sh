@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# tests/check.sh — run the test suites of one or more builds, print one total.
+#
+#   tests/check.sh PASS...       PASS is KIND:BUILD_DIR
+#     full:build        unit tests, tests/mount/run.sh, tests/cli/*.sh
+#     asan:build-asan   unit tests and tests/mount/run.sh; a suite that
+#                       reports no failure but whose output holds a
+#                       sanitizer report (ASan, LSan, UBSan) counts one.
+#                       (A server's reports go to its log, which the mount
+#                       runner shows when the server fails; UBSan halts.)
+#
+# Counts: a Criterion binary contributes its "Synthesis:" line (Passing are
+# passed, Tested - Passing failed); a runner script contributes its own last
+# "N passed, N failed" line. A binary or script that exits non-zero without
+# reporting a failure (crash, timeout, no summary) counts one failure.
+#
+# Runner contract (tests/mount/run.sh, tests/cli/*.sh): environment TXDIRFS,
+# MOUNTCTL (absolute paths of the binaries under test), TXDIR_BUILD (the
+# build directory, for build/tests/mount/*); print "N passed, N failed" as
+# the last line; exit non-zero on any failure.
+#
+# The very last line printed is "N passed, N failed" over everything; the
+# exit status is 0 only if nothing failed.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$PWD
+
+UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
+MOUNT_TIMEOUT=${MOUNT_TIMEOUT:-600}
+CLI_TIMEOUT=${CLI_TIMEOUT:-300}
+
+total_pass=0
+total_fail=0
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/txdir-check.XXXXXX") || exit 2
+trap 'rm -rf "$WORK"' EXIT
+
+add() { total_pass=$((total_pass + $1)); total_fail=$((total_fail + $2)); }
+
+# Whether the output file holds a sanitizer report. (ASan's log_path is not
+# used: with GCC 12's combined ASan+UBSan runtime it loses the reports.)
+has_san_report() {
+	grep -aqE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$1"
+}
+
+run_unit() { # kind build
+	local kind=$1 build=$2 bin out rc synth tested passing p f
+	for bin in "$build"/tests/unit/test_*; do
+		[ -x "$bin" ] && [ -f "$bin" ] || continue
+		out="$WORK/out"
+		timeout -k 10 "$UNIT_TIMEOUT" "$bin" >"$out" 2>&1
+		rc=$?
+		synth=$(grep -a 'Synthesis: Tested:' "$out" | tail -n 1)
+		if [[ $synth =~ Tested:\ ([0-9]+)\ \|\ Passing:\ ([0-9]+) ]]; then
+			tested=${BASH_REMATCH[1]}
+			passing=${BASH_REMATCH[2]}
+			p=$passing
+			f=$((tested - passing))
+		else
+			p=0
+			f=0
+		fi
+		[ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+		if [ "$kind" = asan ] && [ "$f" -eq 0 ] && has_san_report "$out"; then
+			f=1
+		fi
+		[ "$f" -gt 0 ] && tail -n 300 "$out"
+		printf '[%s] unit %s: %s%s\n' "$kind" "$(basename "$bin")" \
+			"${synth:-no Criterion summary}" \
+			"$([ "$rc" -eq 124 ] && echo ' (timed out)' || { [ "$rc" -ne 0 ] && echo " (exit $rc)"; })"
+		add "$p" "$f"
+	done
+}
+
+# Runs a script that ends with "N passed, N failed".
+run_script() { # kind build label timeout script
+	local kind=$1 build=$2 label=$3 tmo=$4 script=$5 rc last p=0 f=0
+	echo "[$kind] $label: $script"
+	TXDIRFS="$ROOT/$build/txdirfs" MOUNTCTL="$ROOT/$build/mountctl" TXDIR_BUILD="$ROOT/$build" \
+		timeout -k 10 "$tmo" bash "$script" </dev/null 2>&1 | tee "$WORK/out"
+	rc=${PIPESTATUS[0]}
+	last=$(grep -aE '^[0-9]+ passed, [0-9]+ failed$' "$WORK/out" | tail -n 1)
+	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+		p=${BASH_REMATCH[1]}
+		f=${BASH_REMATCH[2]}
+	fi
+	[ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+	if [ "$kind" = asan ] && [ "$f" -eq 0 ] && has_san_report "$WORK/out"; then
+		echo "[$kind] $label: sanitizer report in the output above"
+		f=1
+	fi
+	printf '[%s] %s: %s passed, %s failed%s\n' "$kind" "$label" "$p" "$f" \
+		"$([ "$rc" -eq 124 ] && echo ' (timed out)' || { [ "$rc" -ne 0 ] && echo " (exit $rc)"; })"
+	add "$p" "$f"
+}
+
+for pass in "$@"; do
+	kind=${pass%%:*}
+	build=${pass#*:}
+	if [ "$kind" = asan ]; then
+		export ASAN_OPTIONS="detect_leaks=1"
+		export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+		if [ -f tests/lsan.supp ]; then
+			export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp"
+		fi
+	else
+		unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
+	fi
+	case $kind in
+	full | asan) ;;
+	*) echo "check.sh: unknown pass kind '$kind' (full or asan)" >&2; exit 2 ;;
+	esac
+	run_unit "$kind" "$build"
+	if [ -f tests/mount/run.sh ]; then
+		run_script "$kind" "$build" mount "$MOUNT_TIMEOUT" tests/mount/run.sh
+	fi
+	if [ "$kind" = full ]; then
+		for t in tests/cli/*.sh; do
+			[ -f "$t" ] || continue
+			run_script "$kind" "$build" "cli $(basename "$t" .sh)" "$CLI_TIMEOUT" "$t"
+		done
+	fi
+done
+
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# tests/cli/mount.sh — mountctl against a real txdirfs: mount, status,
+# check, sync, stats, umount (refused while busy, --lazy), remount keeps the
+# data, and the stale mount left by kill -9 of txdirfs is cleaned by the
+# next mount with a message.
+source "$(dirname "$0")/lib.bash"
+
+if ! can_mount; then
+	echo "SKIP: no $TXDIRFS, /dev/fuse or fusermount3"
+	finish
+	exit
+fi
+
+S=$T/store
+M=$T/mnt
+mkdir -p "$M"
+mc init "$S"
+expect "init" 0
+
+mount_store "$S" "$M"
+expect "mount returns once the mount answers" 0 "^mounted .* \(txdirfs pid [0-9]+"
+check "MNT/.txdir answers right after mount returns" stat "$M/.txdir"
+mount_store "$S" "$M"
+expect "mounting a mounted mount point is refused" 1 "already mounted"
+
+mc status "$M"
+expect "status prints a table" 0 "^durability +(fsync|full|none)"
+mc status --json "$M"
+expect "status --json has the txd_status fields" 0 '"commits"'
+for field in store durability commits wal_bytes versions_retained open_handles \
+	oldest_snapshot_age_s checksum_errors failed; do
+	if grep -q "\"$field\"" <<<"$OUT"; then ok "status.json has $field"; else not_ok "status.json has $field" "$OUT"; fi
+done
+mc check "$M"
+expect "check of a healthy mount: 0" 0 "^ok: "
+
+echo "hello" >"$M/greeting" 2>/dev/null
+mc sync "$M"
+expect "sync" 0
+mc stats "$M"
+expect "stats prints Prometheus text" 0 "^txdir_commits_total [0-9]"
+mc stats --json "$M"
+expect "stats --json" 0 '"name":[[:space:]]*"txdir_commits_total"'
+
+# A reader holds a file open: a plain umount must refuse, and leave the
+# mount working.
+timeout 30 bash -c 'exec 3<"$1"; sleep 20' _ "$M/greeting" &
+holder=$!
+sleep 0.5
+mc umount "$M"
+expect "umount refused while a file is open" 1 "busy"
+mc check "$M"
+expect "the refused umount left the mount working" 0
+kill "$holder" 2>/dev/null
+wait "$holder" 2>/dev/null
+mc umount "$M"
+expect "umount once nothing is open" 0
+mc check "$M"
+expect "check after umount: down" 2 "not mounted"
+
+mount_store "$S" "$M"
+expect "mount again" 0
+if [ "$(timeout 10 cat "$M/greeting" 2>/dev/null)" = hello ]; then
+	ok "data survives umount and mount"
+else
+	not_ok "data survives umount and mount"
+fi
+
+# kill -9 of the server leaves a stale mount point ("Transport endpoint is
+# not connected"); check says down, the next mount cleans it and says so.
+if [ -n "$SERVER_PID" ]; then
+	echo "bye" >"$M/after-crash" 2>/dev/null
+	kill -9 "$SERVER_PID"
+	for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+	mc check "$M"
+	expect "check of a dead server's mount: down" 2 "^down: "
+	mc status "$M"
+	expect "status of a dead server's mount fails" 1 "stale"
+	mount_store "$S" "$M"
+	expect "mount cleans the stale mount point and says so" 0 "stale mount of a dead server"
+	if [ "$(timeout 10 cat "$M/greeting" 2>/dev/null)" = hello ] &&
+		[ "$(timeout 10 cat "$M/after-crash" 2>/dev/null)" = bye ]; then
+		ok "closed files survive kill -9 of txdirfs"
+	else
+		not_ok "closed files survive kill -9 of txdirfs"
+	fi
+else
+	not_ok "mount printed the server pid" "$OUT"
+fi
+
+# --lazy detaches a busy mount at once.
+timeout 30 bash -c 'exec 3<"$1"; sleep 20' _ "$M/greeting" &
+holder=$!
+sleep 0.5
+mc umount --lazy "$M"
+expect "umount --lazy while busy" 0
+mc check "$M"
+expect "check after lazy umount: down" 2
+kill "$holder" 2>/dev/null
+wait "$holder" 2>/dev/null
+
+# A server that cannot start: one line with its own error output.
+mkdir -p "$T/notastore"
+echo x >"$T/notastore/junk"
+mount_store "$T/notastore" "$M"
+expect "mount of a non-store fails" 1 "^mountctl: mount: txdirfs exited"
+lines=$(grep -c '' <<<"$OUT")
+if [ "$lines" -eq 1 ]; then ok "the failure is one line"; else not_ok "the failure is one line" "$OUT"; fi
+if [ "$(ls -A "$T/notastore")" = junk ]; then
+	ok "a failed mount leaves the directory untouched"
+else
+	not_ok "a failed mount leaves the directory untouched" "$(ls -A "$T/notastore")"
+fi
+mc check "$M"
+expect "nothing is mounted after a failed mount" 2
+
+finish

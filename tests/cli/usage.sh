@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# tests/cli/usage.sh — mountctl behaviour that needs no mount: help, usage
+# errors and their exit codes, init, commands not implemented yet, and the
+# read commands on a directory that is not mounted.
+source "$(dirname "$0")/lib.bash"
+
+mc --help
+expect "--help exits 0 and lists the commands" 0 "umount MNT"
+mc help mount
+expect "help CMD prints that command's help" 0 "usage: mountctl mount STORE MNT"
+mc status --help
+expect "CMD --help prints that command's help" 0 "usage: mountctl status MNT"
+mc
+expect "no command: usage, exit 2" 2 "usage: mountctl"
+mc frobnicate
+expect "unknown command: exit 2" 2 "unknown command 'frobnicate'"
+mc status --bogus-option "$T"
+expect "unknown option: exit 2" 2 "usage: mountctl status"
+mc mount "$T"
+expect "mount without MNT: exit 2" 2 "missing STORE or MNT"
+mc --version
+expect "--version" 0 "^mountctl "
+
+mc init "$T/store"
+expect "init creates a store" 0 "initialized empty txdir store"
+if [ -n "$(ls -A "$T/store" 2>/dev/null)" ]; then ok "init leaves a non-empty store"; else not_ok "init leaves a non-empty store"; fi
+mc init "$T/store"
+expect "init twice is refused" 1 "already a txdir store"
+mkdir -p "$T/other"
+echo keep >"$T/other/file"
+mc init "$T/other"
+expect "init of a non-empty directory is refused" 1 "not empty"
+if [ "$(ls -A "$T/other")" = file ] && [ "$(cat "$T/other/file")" = keep ]; then
+	ok "refused init leaves the directory untouched"
+else
+	not_ok "refused init leaves the directory untouched" "$(ls -A "$T/other")"
+fi
+mkdir -p "$T/empty"
+mc init "$T/empty"
+expect "init of an existing empty directory" 0
+mc init
+expect "init without STORE: exit 2" 2 "missing STORE"
+
+for cmd in run lease propose vote decision txn state fsck inspect; do
+	mc "$cmd" "$T" x
+	expect "$cmd: not implemented yet, exit 125" 125 "mountctl: $cmd: not implemented yet"
+done
+
+mkdir -p "$T/plain"
+mc status "$T/plain"
+expect "status of a plain directory: exit 1" 1 "not mounted"
+mc check "$T/plain"
+expect "check of a plain directory: down, exit 2" 2 "^down: "
+mc check --json "$T/plain"
+expect "check --json reports health" 2 '"health":"down"'
+mc sync "$T/plain"
+expect "sync of a plain directory is refused" 1 "not mounted"
+mc stats "$T/plain"
+expect "stats of a plain directory: exit 1" 1 "not mounted"
+mc umount "$T/plain"
+expect "umount of a plain directory: exit 1" 1 "not mounted"
+mc status "$T/does-not-exist"
+expect "status of a missing path: exit 1" 1 "No such file or directory"
+
+finish

@@ -1,0 +1,108 @@
+# tests/mount/lib.sh — mount/unmount harness for syscall tests (sourced).
+#
+#   tm_mount [OPTS]   fresh temp dir with STORE (mountctl init), MNT and a
+#                     native dir; starts `timeout 300 $TXDIRFS STORE MNT -f -o
+#                     OPTS` and returns once the mount answers. Sets TM_DIR,
+#                     TM_STORE, TM_MNT, TM_NATIVE, TM_PID, TM_LOG.
+#   tm_umount         fusermount3 -u (or -uz), waits for the server, removes
+#                     the temp dir; returns the server's exit status (non-zero
+#                     also when it had to be killed).
+#
+# Every temp dir is removed by the EXIT trap even if a test script dies.
+# Readiness is polled with a bounded loop; nothing sleeps to synchronise.
+# Environment: TXDIRFS, MOUNTCTL (absolute paths), TXDIR_BUILD (for the
+# mkstore helper when mountctl is not built).
+
+: "${TXDIRFS:?TXDIRFS must name the txdirfs binary}"
+TM_DIRS=()
+
+tm_cleanup_all() {
+	local d
+	[ -n "${TM_MNT:-}" ] && tm_umount >/dev/null 2>&1
+	for d in "${TM_DIRS[@]}"; do
+		if mountpoint -q "$d/mnt" 2>/dev/null; then
+			fusermount3 -u "$d/mnt" 2>/dev/null || fusermount3 -uz "$d/mnt" 2>/dev/null
+		fi
+		rm -rf --one-file-system "$d"
+	done
+}
+trap tm_cleanup_all EXIT
+
+tm_init_store() { # STORE
+	if [ -n "${MOUNTCTL:-}" ] && [ -x "$MOUNTCTL" ]; then
+		"$MOUNTCTL" init "$1"
+	elif [ -x "${TXDIR_BUILD:-}/tests/mount/mkstore" ]; then
+		"$TXDIR_BUILD/tests/mount/mkstore" "$1"
+	else
+		echo "lib.sh: neither \$MOUNTCTL nor \$TXDIR_BUILD/tests/mount/mkstore" >&2
+		return 1
+	fi
+}
+
+# Polls (bounded, 20 s) until MNT is a mount point that answers stat.
+tm_wait_mounted() { # MNT PID
+	local i
+	for ((i = 0; i < 400; i++)); do
+		if mountpoint -q "$1" && timeout 10 stat "$1" >/dev/null 2>&1; then
+			return 0
+		fi
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.05
+	done
+	return 1
+}
+
+tm_mount() { # [OPTS]
+	local opts=${1:-}
+	TM_DIR=$(mktemp -d "${TMPDIR:-/tmp}/txdir-mt.XXXXXX") || return 1
+	TM_DIRS+=("$TM_DIR")
+	chmod 755 "$TM_DIR" # non-root tests must reach MNT and the native dir
+	TM_STORE=$TM_DIR/store
+	TM_MNT=$TM_DIR/mnt
+	TM_NATIVE=$TM_DIR/native
+	TM_LOG=$TM_DIR/server.log
+	mkdir "$TM_MNT" "$TM_NATIVE" || return 1
+	tm_init_store "$TM_STORE" >"$TM_DIR/init.log" 2>&1 || {
+		cat "$TM_DIR/init.log"
+		return 1
+	}
+	timeout 300 "$TXDIRFS" "$TM_STORE" "$TM_MNT" -f ${opts:+-o "$opts"} \
+		</dev/null >"$TM_LOG" 2>&1 &
+	TM_PID=$!
+	if ! tm_wait_mounted "$TM_MNT" "$TM_PID"; then
+		echo "# txdirfs did not mount; its log:"
+		sed 's/^/#   /' "$TM_LOG"
+		return 1
+	fi
+}
+
+tm_umount() {
+	local rc=0 i
+	[ -n "${TM_MNT:-}" ] || return 0
+	if mountpoint -q "$TM_MNT"; then
+		fusermount3 -u "$TM_MNT" 2>/dev/null || {
+			echo "# mount busy, lazy unmount"
+			fusermount3 -uz "$TM_MNT" 2>/dev/null
+			rc=1
+		}
+	fi
+	if [ -n "${TM_PID:-}" ]; then
+		for ((i = 0; i < 200; i++)); do # 10 s for a clean exit
+			kill -0 "$TM_PID" 2>/dev/null || break
+			sleep 0.05
+		done
+		kill -0 "$TM_PID" 2>/dev/null && {
+			echo "# txdirfs still running after unmount: killed"
+			kill "$TM_PID" 2>/dev/null
+			rc=1
+		}
+		wait "$TM_PID" 2>/dev/null || rc=$?
+	fi
+	if [ "$rc" -ne 0 ] && [ -s "$TM_LOG" ]; then
+		echo "# txdirfs exit status $rc; its log:"
+		tail -n 50 "$TM_LOG" | sed 's/^/#   /'
+	fi
+	rm -rf --one-file-system "$TM_DIR"
+	TM_MNT= TM_PID=
+	return "$rc"
+}

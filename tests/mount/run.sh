@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# tests/mount/run.sh — syscall tests on a real mount, next to a native dir.
+#
+# Environment (tests/check.sh runner contract): TXDIRFS, MOUNTCTL, TXDIR_BUILD.
+# Builds nothing. Every test program in $TXDIR_BUILD/tests/mount/ (each one
+# tests/mount/X.c; mkstore is a helper) runs twice — against a native ext4
+# temp dir and against a fresh txdirfs mount (allow_other,default_permissions,
+# so perm runs its cases as nobody on both) — then a few server-level
+# scenarios run. The last line is "N passed, N failed"; exit non-zero on any
+# failure.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+TXDIR_BUILD=${TXDIR_BUILD:-$(dirname "$TXDIRFS")}
+export TXDIRFS MOUNTCTL TXDIR_BUILD
+. "$HERE/lib.sh"
+
+MOUNT_OPTS=allow_other,default_permissions
+PROG_TIMEOUT=${PROG_TIMEOUT:-240}
+passed=0
+failed=0
+
+ok() { passed=$((passed + 1)); echo "ok - $*"; }
+not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
+
+# Runs PROG DIR TARGET [FILTER]; adds its "N passed, N failed" to the totals.
+run_prog() { # label prog dir target [filter]
+	local label=$1 out rc last p=0 f=0
+	shift
+	out=$(timeout -k 5 "$PROG_TIMEOUT" "$@" 2>&1)
+	rc=$?
+	last=$(printf '%s\n' "$out" | tail -n 1)
+	printf '%s\n' "$out" | sed '$d'
+	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+		p=${BASH_REMATCH[1]}
+		f=${BASH_REMATCH[2]}
+	else
+		printf '%s\n' "$last"
+	fi
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		f=1
+		echo "not ok - $label: exit $rc without a failed test$([ "$rc" -eq 124 ] && echo ' (timeout)')"
+	fi
+	echo "# $label: $p passed, $f failed"
+	passed=$((passed + p))
+	failed=$((failed + f))
+}
+
+for prog in "$TXDIR_BUILD"/tests/mount/*; do
+	[ -f "$prog" ] && [ -x "$prog" ] || continue
+	name=$(basename "$prog")
+	[ "$name" = mkstore ] && continue
+	if ! tm_mount "$MOUNT_OPTS"; then
+		not_ok "$name: mount"
+		tm_umount >/dev/null
+		continue
+	fi
+	run_prog "$name [native]" "$prog" "$TM_NATIVE" native
+	run_prog "$name [mount]" "$prog" "$TM_MNT" mount
+	if tm_umount; then ok "$name: clean unmount and server exit"; else not_ok "$name: unmount/server exit"; fi
+done
+
+. "$HERE/scenarios.sh"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,181 @@
+/*
+ * txdir.c — what txdir adds to POSIX (SPEC §3, §5), checked on a mount.
+ * Tests flagged TC_MOUNT_ONLY are skipped against the native directory; the
+ * others state ext4 behaviour that txdir must keep (sharing while writing).
+ */
+#include <dirent.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/xattr.h>
+
+#include "tcase.h"
+
+#define SNAP_LEN (300 * 1024)
+
+static const char *const meta_xattrs[] = {
+	"user.txdir.version",
+	"user.txdir.commit",
+	"user.txdir.checksum",
+};
+
+/* user.txdir.* readable by name, absent from listxattr, read-only: setting
+ * or removing one fails with EPERM (the engine's choice, as for an immutable
+ * attribute; EACCES would suggest mode bits could grant it). */
+static void t_meta_xattrs(const char *d)
+{
+	char f[4096], buf[512], list[4096];
+	ssize_t n;
+
+	PATHF(f, "%s/f", d);
+	CHECK_OK(tc_write_pattern(f, 5000, 1));
+	CHECK_OK(setxattr(f, "user.mine", "1", 1, 0));
+	for (size_t i = 0; i < 3; i++) {
+		const char *name = meta_xattrs[i];
+
+		n = CHECK_OK(getxattr(f, name, buf, sizeof(buf)));
+		CHECK(n > 0);
+		CHECK(getxattr(f, name, NULL, 0) == n);
+		CHECK_ERR(setxattr(f, name, "x", 1, 0), EPERM);
+		CHECK_ERR(setxattr(f, name, "x", 1, XATTR_REPLACE), EPERM);
+		CHECK_ERR(removexattr(f, name), EPERM);
+	}
+	n = CHECK_OK(listxattr(f, list, sizeof(list)));
+	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(list + i) + 1)
+		CHECK(strncmp(list + i, "user.txdir.", 11) != 0);
+	CHECK(n == (ssize_t)sizeof("user.mine"));
+}
+
+/* A new content commit changes version and checksum. */
+static void t_meta_xattrs_change(const char *d)
+{
+	char f[4096], v1[256] = "", v2[256] = "", c1[256] = "", c2[256] = "";
+
+	PATHF(f, "%s/f", d);
+	CHECK_OK(tc_write_pattern(f, 5000, 1));
+	CHECK_OK(getxattr(f, "user.txdir.version", v1, sizeof(v1) - 1));
+	CHECK_OK(getxattr(f, "user.txdir.checksum", c1, sizeof(c1) - 1));
+	CHECK_OK(tc_write_pattern(f, 5000, 2));
+	CHECK_OK(getxattr(f, "user.txdir.version", v2, sizeof(v2) - 1));
+	CHECK_OK(getxattr(f, "user.txdir.checksum", c2, sizeof(c2) - 1));
+	CHECK(strcmp(v1, v2) != 0);
+	CHECK(strcmp(c1, c2) != 0);
+}
+
+/* SPEC §3: a handle opened while nobody wrote the file reads the version it
+ * opened — read, mmap and fstat — for its whole life. */
+static void t_snapshot_reader(const char *d)
+{
+	char f[4096], buf[4096];
+	struct stat st, st2;
+	unsigned char *m;
+	int a, w, fresh;
+
+	PATHF(f, "%s/f", d);
+	CHECK_OK(tc_write_pattern(f, SNAP_LEN, 11));
+	a = CHECK_OK(open(f, O_RDONLY));
+	CHECK(pread(a, buf, 100, 0) == 100); /* warm A's page cache a little */
+
+	w = CHECK_OK(open(f, O_WRONLY | O_TRUNC));
+	memset(buf, 'N', sizeof(buf));
+	for (int i = 0; i < 3; i++)
+		CHECK(write(w, buf, sizeof(buf)) == (ssize_t)sizeof(buf));
+	CHECK_OK(close(w));
+
+	CHECK_OK(fstat(a, &st));
+	CHECK(st.st_size == SNAP_LEN);
+	CHECK(tc_fd_has_pattern(a, SNAP_LEN, 11));
+	m = mmap(NULL, SNAP_LEN, PROT_READ, MAP_SHARED, a, 0);
+	CHECK(m != MAP_FAILED);
+	{
+		static unsigned char want[SNAP_LEN];
+
+		tc_fill(want, SNAP_LEN, 0, 11);
+		CHECK(!memcmp(m, want, SNAP_LEN));
+	}
+	CHECK_OK(munmap(m, SNAP_LEN));
+
+	fresh = CHECK_OK(open(f, O_RDONLY));
+	CHECK_OK(fstat(fresh, &st2));
+	CHECK(st2.st_size == 3 * 4096);
+	CHECK(st2.st_ino == st.st_ino); /* same file, new version */
+	CHECK(pread(fresh, buf, sizeof(buf), 4096) == 4096 && buf[0] == 'N' && buf[4095] == 'N');
+	CHECK_OK(close(fresh));
+	CHECK(tc_fd_has_pattern(a, SNAP_LEN, 11)); /* still, after the fresh open */
+	CHECK_OK(close(a));
+}
+
+/* Ext4 sharing: a handle opened while a writer has the file open shares the
+ * working copy and sees uncommitted writes. */
+static void t_shared_while_writing(const char *d)
+{
+	char f[4096], buf[16];
+	int w, r;
+
+	PATHF(f, "%s/f", d);
+	CHECK_OK(tc_write_pattern(f, 100, 3));
+	w = CHECK_OK(open(f, O_RDWR));
+	CHECK(pwrite(w, "hello", 5, 0) == 5);
+	r = CHECK_OK(open(f, O_RDONLY));
+	CHECK(pread(r, buf, 5, 0) == 5 && !memcmp(buf, "hello", 5));
+	CHECK(pwrite(w, "HELLO", 5, 0) == 5);
+	CHECK(pread(r, buf, 5, 0) == 5 && !memcmp(buf, "HELLO", 5));
+	CHECK_OK(close(w));
+	CHECK_OK(close(r));
+}
+
+/* `cmd > file`: after close the new content is committed, and a reader that
+ * opened before the write still sees the old one (rename-over pattern too). */
+static void t_rename_over_with_reader(const char *d)
+{
+	char f[4096], tmp[4096];
+	int a;
+
+	PATHF(f, "%s/f", d);
+	PATHF(tmp, "%s/f.tmp", d);
+	CHECK_OK(tc_write_pattern(f, 10000, 4));
+	a = CHECK_OK(open(f, O_RDONLY));
+	CHECK_OK(tc_write_pattern(tmp, 20000, 5));
+	CHECK_OK(rename(tmp, f));
+	CHECK(tc_fd_has_pattern(a, 10000, 4));
+	CHECK_OK(close(a));
+	a = CHECK_OK(open(f, O_RDONLY));
+	CHECK(tc_fd_has_pattern(a, 20000, 5));
+	CHECK_OK(close(a));
+}
+
+/* Like ZFS's .zfs: reachable by name, not listed in the root. */
+static void t_ctl_hidden(const char *d)
+{
+	char p[4096];
+	struct dirent *de;
+	struct stat st;
+	DIR *dir;
+	bool saw_test_dir = false;
+
+	(void)d;
+	dir = opendir(tc_root);
+	CHECK(dir);
+	while ((de = readdir(dir))) {
+		CHECK(strcmp(de->d_name, ".txdir") != 0);
+		saw_test_dir |= !strcmp(de->d_name, "ctl_hidden");
+	}
+	closedir(dir);
+	CHECK(saw_test_dir);
+	PATHF(p, "%s/.txdir", tc_root);
+	CHECK_OK(stat(p, &st));
+	CHECK(S_ISDIR(st.st_mode));
+}
+
+static const struct tcase cases[] = {
+	{"meta_xattrs", t_meta_xattrs, TC_MOUNT_ONLY},
+	{"meta_xattrs_change", t_meta_xattrs_change, TC_MOUNT_ONLY},
+	{"snapshot_reader", t_snapshot_reader, TC_MOUNT_ONLY},
+	{"shared_while_writing", t_shared_while_writing, 0},
+	{"rename_over_with_reader", t_rename_over_with_reader, 0},
+	{"ctl_hidden", t_ctl_hidden, TC_MOUNT_ONLY},
+};
+
+int main(int argc, char **argv)
+{
+	return tc_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]), true);
+}
