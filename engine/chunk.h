@@ -36,7 +36,8 @@
  *  C4 A chunk of all zero bytes is never stored: it becomes a hole.
  *
  * The file digest (user.txdir.checksum) is
- *   xxh64(le64(sum) || le64(size), seed 0), printed as 16 hex digits, where
+ *   xxh64(le64(sum) || le64(size), seed 0), printed as "xxh64:" and 16 hex
+ *   digits, where
  *   sum = Σ over stored chunks (mod 2^64) of xxh64(le64(idx) || le64(csum)).
  * Holes contribute nothing, so it is kept current in O(changed chunks):
  * digest_term() of the old chunk is subtracted and of the new one added.
@@ -85,10 +86,11 @@ struct cmap *cmap_ref(struct cmap *m);
 void cmap_unref(struct cmap *m);
 /* Borrowed pointer, valid while the caller holds a reference on m. */
 struct chunk *cmap_get(const struct cmap *m, uint64_t idx);
-/* Set idx to c (consumes the caller's reference on c; NULL makes a hole).
- * *m must be a reference the caller owns; it is replaced by the new root
- * (path copied where shared, C2). *old_csum_out/had_old (optional) report the
- * replaced chunk for digest upkeep. */
+/* Set idx to c (consumes the caller's reference on c, also on error; NULL
+ * makes a hole). *m must be a reference the caller owns; it is replaced by
+ * the new root (path copied where shared, C2). For digest upkeep, read the
+ * replaced chunk with cmap_get before the call. Maps are kept canonical
+ * (same content, same shape). -ENOMEM, or -EFBIG for idx >= 2^54. */
 int cmap_set(struct cmap **m, uint64_t idx, struct chunk *c);
 /* Drop every index >= first_dropped. Calls cb for each dropped chunk
  * (for digest upkeep) if cb is not NULL. */
@@ -98,7 +100,9 @@ int cmap_truncate(struct cmap **m, uint64_t first_dropped,
  * stops and is returned. */
 int cmap_walk(const struct cmap *m, uint64_t from,
 	      int (*cb)(void *arg, uint64_t idx, struct chunk *c), void *arg);
-/* Memory held by nodes of m not shared with anyone (for stats/tests). */
+/* Number of nodes of m not shared with any other map (m's own root counts
+ * even if m itself is referenced twice); 0 for an empty or height-0 map.
+ * After a commit it is the number of nodes the commit copied (stats/tests). */
 size_t cmap_node_count(const struct cmap *m);
 
 /* ---- chunk store: packs + reading chunk bytes -------------------------- */
@@ -107,14 +111,16 @@ struct chunkstore;
 int chunkstore_open(const char *objdir, const char *waldir, struct chunkstore **out);
 void chunkstore_close(struct chunkstore *cs);
 /* Append bytes to the current pack (pwrite, not synced). Fills loc
- * (including csum). */
+ * (including csum). Each open appends to a new pack, created on the first
+ * append; its directory entry is fsynced by chunkstore_sync. */
 int chunkstore_append(struct chunkstore *cs, const void *buf, uint32_t len,
 		      struct chunk_loc *loc);
 /* fdatasync every pack written since the last call. */
 int chunkstore_sync(struct chunkstore *cs);
 bool chunkstore_has_unsynced(struct chunkstore *cs);
 /* Read exactly loc->len bytes into buf and verify the checksum:
- * -EIO on mismatch (counted in checksum_errors). */
+ * -EIO on mismatch (counted in checksum_errors), -EIO also if the file is
+ * shorter, -ENOENT if it is gone. Descriptors are cached per file. */
 int chunkstore_read(struct chunkstore *cs, const struct chunk_loc *loc, void *buf);
 /* Forget cached descriptors of a deleted WAL segment / pack. */
 void chunkstore_forget_file(struct chunkstore *cs, uint32_t file);
@@ -148,6 +154,13 @@ int wcopy_zero(struct wcopy *w, uint64_t off, uint64_t len);
  *   returns the new map (a new reference) and digest sum, and marks the copy
  *   clean; the copy keeps working from the new map. wcopy_abandon() instead
  *   leaves the copy dirty and unchanged (the append failed). */
+/* The copy must not change between prepare and commit/abandon (the owner
+ * holds its lock). Changes: data != NULL && len > 0 = inline; data == NULL
+ * && len > 0 = in a pack at loc; len == 0 = hole (holes where nothing is
+ * stored are omitted). A 4 KiB write gives one change of <= TXD_CHUNK_SIZE.
+ * On failure wcopy_commit leaves the copy unchanged and p valid (call
+ * wcopy_abandon); on success it frees p->chg. Only loc.file and loc.off are
+ * read from the caller's loc: len and csum come from the change. */
 struct wcopy_change {
 	uint64_t idx;
 	const void *data;      /* inline bytes (valid until commit/abandon), or NULL */
@@ -172,7 +185,8 @@ void wcopy_abandon(struct wcopy *w, struct wcopy_prep *p);
 
 /* Apply a content change during WAL replay (no working copy involved):
  * truncate *m to trunc_chunks if truncated, then set each change (len 0 =
- * hole), keeping *digest_sum current. */
+ * hole), keeping *digest_sum current. wcopy_commit builds its map with this
+ * same function, so replay reproduces the live map exactly. */
 int cmap_apply_changes(struct cmap **m, uint64_t *digest_sum, bool truncated,
 		       uint64_t trunc_chunks, const struct wcopy_change *chg, uint32_t n);
 

@@ -109,16 +109,18 @@ static struct xattrs *xattrs_dup(const struct xattrs *xa)
 	return n;
 }
 
-/* Free every older version nobody pins (N2). */
+/* Free every older version nobody pins and no snapshot needs (N2). */
 static void iver_prune(struct ns *ns, struct inode *in)
 {
+	uint64_t newer = in->head->commit;
 	struct iver **pp = &in->head->older;
 	while (*pp) {
 		struct iver *v = *pp;
-		if (v->refs == 1) {
+		if (v->refs == 1 && !ns_snapshot_needs(ns, v->commit, newer)) {
 			*pp = v->older;
 			iver_free(ns, v);
 		} else {
+			newer = v->commit;
 			pp = &v->older;
 		}
 	}
@@ -201,23 +203,46 @@ static struct dir *dir_new(void)
 	return d;
 }
 
+static void dver_free_chain(struct dver *v)
+{
+	while (v) {
+		struct dver *older = v->older;
+		free(v);
+		v = older;
+	}
+}
+
+static void dent_free(struct dent *e)
+{
+	dver_free_chain(e->older);
+	free(e);
+}
+
 static void dir_free(struct dir *d)
 {
 	if (!d)
 		return;
 	for (uint32_t k = 0; k < d->norder; k++)
-		free(d->order[k]);
+		if (d->order[k])
+			dent_free(d->order[k]);
 	free(d->order);
 	free(d->tab);
 	free(d);
 }
 
-struct dent *ns_dir_find(const struct dir *d, const char *name, size_t len)
+/* The entry for name, live or tombstone. */
+static struct dent *dir_find_any(const struct dir *d, const char *name, size_t len)
 {
 	struct dent *e = d->tab[name_hash(name, len) & (d->tabsize - 1)];
 	while (e && !(e->len == len && memcmp(e->name, name, len) == 0))
 		e = e->hnext;
 	return e;
+}
+
+struct dent *ns_dir_find(const struct dir *d, const char *name, size_t len)
+{
+	struct dent *e = dir_find_any(d, name, len);
+	return e && e->ino ? e : NULL;
 }
 
 static int dir_rehash(struct dir *d)
@@ -297,16 +322,85 @@ static int64_t dir_slot(const struct dir *d, uint64_t c, bool exact)
 struct dent *ns_dir_next(const struct dir *d, uint64_t after)
 {
 	for (int64_t k = dir_slot(d, after, false); k < d->norder; k++)
-		if (d->order[k] && d->order[k]->cookie > after)
+		if (d->order[k] && d->order[k]->cookie > after && d->order[k]->ino)
 			return d->order[k];
 	return NULL;
 }
 
-static int dir_set(struct dir *d, const char *name, size_t len, uint64_t ino, uint64_t cookie)
+static uint64_t dent_ino_at(const struct dent *e, uint64_t s)
 {
-	struct dent *e = ns_dir_find(d, name, len);
+	if (e->commit <= s)
+		return e->ino;
+	for (const struct dver *v = e->older; v; v = v->older)
+		if (v->commit <= s)
+			return v->ino;
+	return 0;
+}
+
+uint64_t ns_lookup_at(const struct dir *d, const char *name, size_t len, uint64_t s)
+{
+	const struct dent *e = dir_find_any(d, name, len);
+	return e ? dent_ino_at(e, s) : 0;
+}
+
+struct dent *ns_dir_next_at(const struct dir *d, uint64_t after, uint64_t s, uint64_t *ino)
+{
+	for (int64_t k = dir_slot(d, after, false); k < d->norder; k++) {
+		struct dent *e = d->order[k];
+		if (e && e->cookie > after && (*ino = dent_ino_at(e, s)))
+			return e;
+	}
+	return NULL;
+}
+
+/* Drop older bindings of e that no snapshot needs (N5). */
+static void dent_prune(struct ns *ns, struct dent *e)
+{
+	uint64_t newer = e->commit;
+	struct dver **pp = &e->older;
+	while (*pp) {
+		struct dver *v = *pp;
+		if (!ns_snapshot_needs(ns, v->commit, newer)) {
+			*pp = v->older;
+			free(v);
+			ns->mvcc_items--;
+		} else {
+			newer = v->commit;
+			pp = &v->older;
+		}
+	}
+}
+
+/* Keep e's current binding for the snapshots that see it (N5). */
+static int dent_keep(struct ns *ns, struct dent *e, uint64_t commit)
+{
+	if (!ns_snapshot_needs(ns, e->commit, commit))
+		return 0;
+	struct dver *v = malloc(sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->ino = e->ino;
+	v->commit = e->commit;
+	v->older = e->older;
+	e->older = v;
+	ns->mvcc_items++;
+	return 0;
+}
+
+static int dir_set(struct ns *ns, struct dir *d, const char *name, size_t len, uint64_t ino,
+		   uint64_t cookie, uint64_t commit)
+{
+	struct dent *e = dir_find_any(d, name, len);
 	if (e) {
+		if (dent_keep(ns, e, commit))
+			return -ENOMEM;
+		if (!e->ino) {
+			d->count++; /* a tombstone comes back to life */
+			ns->mvcc_items--;
+		}
 		e->ino = ino;
+		e->commit = commit;
+		dent_prune(ns, e);
 		return 0;
 	}
 	if (d->count + 1 > d->tabsize && dir_rehash(d))
@@ -315,6 +409,8 @@ static int dir_set(struct dir *d, const char *name, size_t len, uint64_t ino, ui
 	if (!e)
 		return -ENOMEM;
 	e->ino = ino;
+	e->commit = commit;
+	e->older = NULL;
 	e->len = (uint16_t)len;
 	memcpy(e->name, name, len);
 	e->name[len] = 0;
@@ -340,20 +436,38 @@ static int dir_set(struct dir *d, const char *name, size_t len, uint64_t ino, ui
 	return 0;
 }
 
-static int dir_del(struct dir *d, const char *name, size_t len)
+/* Unlink e from the hash and the cookie order and free it. */
+static void dent_remove(struct dir *d, struct dent *e)
 {
-	struct dent **pp = &d->tab[name_hash(name, len) & (d->tabsize - 1)];
-	while (*pp && !((*pp)->len == len && memcmp((*pp)->name, name, len) == 0))
+	struct dent **pp = &d->tab[name_hash(e->name, e->len) & (d->tabsize - 1)];
+	while (*pp != e)
 		pp = &(*pp)->hnext;
-	struct dent *e = *pp;
-	if (!e)
-		return -TXD_ECORRUPT;
 	*pp = e->hnext;
 	int64_t slot = dir_slot(d, e->cookie, true);
 	if (slot >= 0)
 		d->order[slot] = NULL;
+	dent_free(e);
+}
+
+static int dir_del(struct ns *ns, struct dir *d, const char *name, size_t len, uint64_t commit)
+{
+	struct dent *e = dir_find_any(d, name, len);
+	if (!e || !e->ino)
+		return -TXD_ECORRUPT;
 	d->count--;
-	free(e);
+	if (ns_snapshot_needs(ns, e->commit, commit) || e->older) {
+		/* tombstone: snapshots still see the old binding (N5) */
+		if (dent_keep(ns, e, commit))
+			return -ENOMEM;
+		e->ino = 0;
+		e->commit = commit;
+		dent_prune(ns, e);
+		if (e->older) {
+			ns->mvcc_items++; /* the tombstone itself */
+			return 0;
+		}
+	}
+	dent_remove(d, e);
 	return 0;
 }
 
@@ -453,7 +567,7 @@ static int apply_inode(struct ns *ns, const struct rec_inode *r, uint64_t commit
 	return 0;
 }
 
-static int apply_dent(struct ns *ns, const struct rec_opv *op)
+static int apply_dent(struct ns *ns, const struct rec_opv *op, uint64_t commit)
 {
 	const struct rec_dent *r = &op->u.dent;
 	struct inode *p = ns_inode(ns, r->parent);
@@ -466,11 +580,11 @@ static int apply_dent(struct ns *ns, const struct rec_opv *op)
 			was->name = NULL;
 	}
 	if (op->op == OP_DENT_DEL)
-		return dir_del(p->dir, r->name, r->name_len);
+		return dir_del(ns, p->dir, r->name, r->name_len, commit);
 	struct inode *in = ns_inode(ns, r->ino);
 	if (!in)
 		return -TXD_ECORRUPT;
-	int err = dir_set(p->dir, r->name, r->name_len, r->ino, r->cookie);
+	int err = dir_set(ns, p->dir, r->name, r->name_len, r->ino, r->cookie, commit);
 	if (!err) {
 		in->name = ns_dir_find(p->dir, r->name, r->name_len);
 		in->name_parent = r->parent;
@@ -589,7 +703,7 @@ int ns_apply(struct ns *ns, const void *payload, uint32_t len, uint32_t seg,
 			break;
 		case OP_DENT_SET:
 		case OP_DENT_DEL:
-			err = apply_dent(ns, &op);
+			err = apply_dent(ns, &op, commit);
 			break;
 		case OP_CONTENT:
 			err = apply_content(ns, &op.u.content, seg, payload_off + hdr.data_off,
@@ -619,6 +733,82 @@ int ns_apply(struct ns *ns, const void *payload, uint32_t len, uint32_t seg,
 	return err;
 }
 
+/* ---- snapshots -------------------------------------------------------------- */
+bool ns_snapshot_needs(const struct ns *ns, uint64_t from, uint64_t to)
+{
+	/* the first registered snapshot >= from must be < to */
+	uint32_t lo = 0, hi = ns->nsnaps;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (ns->snaps[mid] < from)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < ns->nsnaps && ns->snaps[lo] < to;
+}
+
+int ns_snapshot_take(struct ns *ns, uint64_t s)
+{
+	if (ns->nsnaps == ns->capsnaps) {
+		uint32_t cap = ns->capsnaps ? ns->capsnaps * 2 : 8;
+		uint64_t *v = realloc(ns->snaps, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		ns->snaps = v;
+		ns->capsnaps = cap;
+	}
+	uint32_t k = ns->nsnaps++;
+	while (k > 0 && ns->snaps[k - 1] > s) {
+		ns->snaps[k] = ns->snaps[k - 1];
+		k--;
+	}
+	ns->snaps[k] = s;
+	ns->newest_snapshot = ns->snaps[ns->nsnaps - 1];
+	return 0;
+}
+
+/* Free what the released snapshot alone needed (N2, N5). */
+static int sweep_inode(void *arg, struct inode *in)
+{
+	struct ns *ns = arg;
+	if (in->head->older)
+		iver_prune(ns, in);
+	for (uint32_t k = 0; in->dir && ns->mvcc_items && k < in->dir->norder; k++) {
+		struct dent *e = in->dir->order[k];
+		if (!e || (!e->older && e->ino))
+			continue;
+		dent_prune(ns, e);
+		if (!e->ino && !e->older) {
+			ns->mvcc_items--;
+			dent_remove(in->dir, e);
+		}
+	}
+	return 0;
+}
+
+void ns_snapshot_release(struct ns *ns, uint64_t s)
+{
+	uint32_t k = 0;
+	while (k < ns->nsnaps && ns->snaps[k] != s)
+		k++;
+	if (k == ns->nsnaps)
+		return;
+	memmove(&ns->snaps[k], &ns->snaps[k + 1], (ns->nsnaps - k - 1) * sizeof(*ns->snaps));
+	ns->nsnaps--;
+	ns->newest_snapshot = ns->nsnaps ? ns->snaps[ns->nsnaps - 1] : 0;
+	if (ns->mvcc_items || ns->nversions > ns->ninodes)
+		ns_walk(ns, sweep_inode, ns);
+}
+
+struct iver *ns_iver_at(const struct inode *in, uint64_t s)
+{
+	struct iver *v = in->head;
+	while (v && v->commit > s)
+		v = v->older;
+	return v;
+}
+
 int ns_walk(struct ns *ns, int (*cb)(void *arg, struct inode *in), void *arg)
 {
 	for (uint64_t k = 0; k < ns->tabsize; k++)
@@ -641,5 +831,6 @@ void ns_destroy(struct ns *ns)
 		}
 	}
 	free(ns->tab);
+	free(ns->snaps);
 	memset(ns, 0, sizeof(*ns));
 }

@@ -12,9 +12,15 @@
  *  N1 A pinned version is never modified. A commit modifies the head in
  *     place only when nobody but the chain holds it (refs == 1) and no
  *     snapshot newer than its commit exists; otherwise it pushes a copy.
- *  N2 Unpinned versions other than the head are freed at once (there are no
- *     snapshot readers of older versions beyond pins yet; transactions will
- *     register snapshots and extend the rule).
+ *  N2 A version other than the head is kept while it is pinned or while a
+ *     registered snapshot S needs it (commit <= S < commit of the next newer
+ *     version); otherwise it is freed as soon as it becomes unneeded.
+ *  N5 Directory entries are versioned the same way: a binding (name -> ino)
+ *     replaced or removed while a snapshot can see it is kept in the entry's
+ *     chain (a removal leaves a tombstone, ino 0). Head lookups never see
+ *     tombstones; ns_dir_ino_at(e, S) gives the binding snapshot S sees.
+ *  N6 Snapshots (ns_snapshot_take/release) see exactly the state as of their
+ *     commit id, for as long as they are registered.
  *  N3 Directory cookies are assigned in apply order from the directory's
  *     next_cookie (or taken from the record), so replay assigns the same
  *     cookies as the live commit did; an entry keeps its cookie for its life.
@@ -52,16 +58,24 @@ struct iver {
 	struct xattrs *xa;
 };
 
+/* An older binding of a directory entry (N5). */
+struct dver {
+	struct dver *older;
+	uint64_t ino, commit; /* ino 0: the name was absent from commit on */
+};
+
 struct dent {
 	struct dent *hnext;
-	uint64_t ino, cookie;
+	uint64_t ino, cookie; /* ino 0: tombstone (removed, kept for snapshots) */
+	uint64_t commit;      /* commit that made the current binding */
+	struct dver *older;
 	uint16_t len;
 	char name[];
 };
 
 struct dir {
 	struct dent **tab;   /* hash by name */
-	uint32_t tabsize, count;
+	uint32_t tabsize, count; /* count: live entries (not tombstones) */
 	struct dent **order; /* by cookie; NULL slots are removed entries */
 	uint32_t norder, caporder;
 	uint64_t next_cookie;
@@ -86,7 +100,10 @@ struct ns {
 	struct inode **tab;
 	uint64_t tabsize, ninodes, nversions;
 	uint64_t next_ino;
-	uint64_t newest_snapshot; /* N1 */
+	uint64_t newest_snapshot; /* N1: 0 when none */
+	uint64_t *snaps;          /* registered snapshots, ascending */
+	uint32_t nsnaps, capsnaps;
+	uint64_t mvcc_items;      /* kept versions/bindings a release may free */
 };
 
 int ns_init(struct ns *ns);
@@ -103,10 +120,24 @@ uint64_t ns_alloc_ino(struct ns *ns);
 int ns_apply(struct ns *ns, const void *payload, uint32_t len, uint32_t seg,
 	     uint64_t payload_off, uint64_t commit);
 
-/* Directory lookups. */
+/* Directory lookups of the head state (tombstones skipped). */
 struct dent *ns_dir_find(const struct dir *d, const char *name, size_t len);
-/* First entry with cookie > after, or NULL. */
+/* First live entry with cookie > after, or NULL. */
 struct dent *ns_dir_next(const struct dir *d, uint64_t after);
+
+/* ---- snapshots (N6) ---------------------------------------------------------
+ * A snapshot is a commit id S. While registered, every version and binding
+ * that S sees is kept. */
+int ns_snapshot_take(struct ns *ns, uint64_t s);
+void ns_snapshot_release(struct ns *ns, uint64_t s);
+/* The version of in that snapshot s sees (NULL: in did not exist at s). */
+struct iver *ns_iver_at(const struct inode *in, uint64_t s);
+/* The ino name is bound to at s (0: absent), and the next entry with
+ * cookie > after that exists at s. */
+uint64_t ns_lookup_at(const struct dir *d, const char *name, size_t len, uint64_t s);
+struct dent *ns_dir_next_at(const struct dir *d, uint64_t after, uint64_t s, uint64_t *ino);
+/* Whether some registered snapshot S has from <= S < to. */
+bool ns_snapshot_needs(const struct ns *ns, uint64_t from, uint64_t to);
 
 void ns_iver_pin(struct iver *v);
 void ns_iver_unpin(struct ns *ns, struct inode *in, struct iver *v);

@@ -666,7 +666,10 @@ static int replay_record(struct replay_ctx *c, struct seg_reader *rd, const stru
 	r = reader_get(rd, off, (size_t)rec_total(len), &p);
 	if (r)
 		return r;
-	if (rec_checksum(p, p + WAL_REC_HDR_SIZE, len, h->salt) != get_le64(p + 24))
+	/* A checkpointed record is only walked over: the checkpoint holds its
+	 * effect, and any chunk bytes in it are verified when they are read. */
+	if (c->last >= c->after_lsn &&
+	    rec_checksum(p, p + WAL_REC_HDR_SIZE, len, h->salt) != get_le64(p + 24))
 		return 1;
 	c->last++;
 	*next = off + rec_total(len);
@@ -737,18 +740,35 @@ static int read_header(struct wal *w, uint32_t i, struct seg_hdr *h)
 	return r;
 }
 
-/* Segment chain checks that need only headers: numbers consecutive, each
- * segment's first_lsn continuing the previous one's end, and no hole
- * between the checkpoint (after_lsn) and the log. */
-static int check_chain(struct replay_ctx *c, uint32_t n)
+/*
+ * The first segment replay must read: the last one whose first_lsn is at or
+ * before after_lsn + 1. Older segments hold only checkpointed records; they
+ * may be kept for the chunk bytes they hold while others around them were
+ * dropped, so they are neither read nor required to be contiguous.
+ * -TXD_ECORRUPT if even the oldest segment starts after after_lsn + 1 (a
+ * hole between the checkpoint and the log).
+ */
+static int find_start(const struct replay_ctx *c, uint32_t n, uint32_t *start)
 {
 	uint32_t i;
 
+	*start = 0;
 	if (n && c->hdrs[0].first_lsn > c->after_lsn + 1)
 		return -TXD_ECORRUPT;
-	for (i = 1; i < n; i++)
-		if (c->hdrs[i].seg != c->hdrs[i - 1].seg + 1 ||
-		    c->hdrs[i].prev_end_lsn < c->hdrs[i - 1].prev_end_lsn)
+	for (i = 0; i < n; i++)
+		if (c->hdrs[i].first_lsn <= c->after_lsn + 1)
+			*start = i;
+	return 0;
+}
+
+/* From start on, segment numbers are consecutive (first_lsn continuity is
+ * checked as each segment is read). */
+static int check_chain(const struct replay_ctx *c, uint32_t start, uint32_t n)
+{
+	uint32_t i;
+
+	for (i = start + 1; i < n; i++)
+		if (c->hdrs[i].seg != c->hdrs[i - 1].seg + 1)
 			return -TXD_ECORRUPT;
 	return 0;
 }
@@ -756,7 +776,7 @@ static int check_chain(struct replay_ctx *c, uint32_t n)
 static int replay_all(struct replay_ctx *c)
 {
 	struct wal *w = c->w;
-	uint32_t i, n = w->nsegs;
+	uint32_t i, start, n = w->nsegs;
 	uint64_t size;
 	int fd, r;
 
@@ -765,12 +785,14 @@ static int replay_all(struct replay_ctx *c)
 		if (r)
 			return r;
 	}
-	r = check_chain(c, n);
+	r = find_start(c, n, &start);
+	if (!r)
+		r = check_chain(c, start, n);
 	if (r)
 		return r;
 	if (n)
-		c->last = c->hdrs[0].prev_end_lsn;
-	for (i = 0; i < n; i++) {
+		c->last = c->hdrs[start].prev_end_lsn;
+	for (i = start; i < n; i++) {
 		uint64_t limit = i + 1 < n ? c->hdrs[i + 1].prev_end_lsn : UINT64_MAX;
 
 		if (c->hdrs[i].first_lsn != c->last + 1)

@@ -42,6 +42,11 @@
  *     changes nothing on disk.
  *  W4 A new segment's file and directory entry are fsynced before any record
  *     is appended to it, and the previous segment is fsynced before the switch.
+ *     (It is written as "seg-%08u.tmp", fsynced, renamed, and the directory
+ *     fsynced, so a segment with a name always has a complete header; replay
+ *     deletes leftover .tmp files. wal_replay also fdatasyncs the last
+ *     segment before starting a new one: the new prev_end_lsn must not
+ *     vouch for records that were only in the page cache.)
  *  W5 wal_sync(lsn) returns only after every record <= lsn is on stable
  *     storage. Concurrent callers share one fdatasync (group commit): a
  *     caller that arrives while a sync is running waits for it, then the next
@@ -89,13 +94,20 @@ typedef int (*wal_replay_fn)(void *arg, const struct wal_pos *pos, uint16_t type
 int wal_open(const char *dir, const struct wal_opts *opts, struct wal **out);
 
 /* Replay every valid record with lsn > after_lsn, in order, then start a
- * fresh segment for appends (W2). Must be called exactly once, before any
+ * fresh segment for appends (W2). Reading starts at the last segment whose
+ * first_lsn <= after_lsn + 1: older segments (kept only for the chunk bytes
+ * they hold) are not read and may have gaps between them; from there on,
+ * segments must be consecutive. Records <= after_lsn are walked
+ * (magic, len, lsn) but not checksummed: the checkpoint holds their effect,
+ * and chunk bytes inside them are verified when read (chunkstore_read). Must be called exactly once, before any
  * append. after_lsn = 0 replays everything. A non-zero return of fn stops the
  * replay and is returned. -TXD_ECORRUPT per W3. If the log's first record is
  * after after_lsn + 1 (a hole), -TXD_ECORRUPT. */
 int wal_replay(struct wal *w, uint64_t after_lsn, wal_replay_fn fn, void *arg);
 
-/* Append one record (payload = the iovecs concatenated). Fills pos. */
+/* Append one record (payload = the iovecs concatenated). Fills pos (may be
+ * NULL). -EFBIG over WAL_MAX_RECORD, -EINVAL before wal_replay, -EIO once
+ * failed. */
 int wal_append(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt,
 	       struct wal_pos *pos);
 
