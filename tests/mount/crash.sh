@@ -55,11 +55,11 @@ server_pid() {
 }
 
 # Starts txdirfs on the existing TM_STORE at TM_MNT; registered like tm_mount.
-# The subshell exits normally with timeout's status, so bash reports no
-# "Killed" job when the server gets SIGKILL.
+# The subshell exits normally with timeout's status and its own stderr (where
+# it reports the "Killed" timeout) is /dev/null: no job noise on SIGKILL.
 start_server() { # [opts]
 	(timeout 300 "$TXDIRFS" "$TM_STORE" "$TM_MNT" -f ${1:+-o "$1"} </dev/null >>"$TM_LOG" 2>&1
-		exit $?) &
+		exit $?) 2>/dev/null &
 	TM_PID=$!
 	tm_wait_mounted "$TM_MNT" "$TM_PID"
 }
@@ -159,6 +159,9 @@ scenario_crash_rounds() {
 		kill -TERM "${pids[@]}" 2>/dev/null
 		wait_for 100 all_dead "${pids[@]}"
 		wait "${pids[@]}" 2>/dev/null
+		echo "# round $r: workers stopped by: $(sed -n 's/^crashwork [0-9]*: \([a-z]*\) .*: /\1: /p' \
+			"$TM_DIR/workers.err" | sort | uniq -c | tr -s ' \n' ' ')"
+		: >"$TM_DIR/workers.err"
 		if ! detach; then
 			not_ok "crash round $r: dead mount could not be detached"
 			return

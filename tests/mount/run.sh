@@ -6,8 +6,8 @@
 # tests/mount/X.c; mkstore is a helper) runs twice — against a native ext4
 # temp dir and against a fresh txdirfs mount (allow_other,default_permissions,
 # so perm runs its cases as nobody on both) — then a few server-level
-# scenarios run. The last line is "N passed, N failed"; exit non-zero on any
-# failure.
+# scenarios run, then crash.sh and programs.sh (each with its own summary).
+# The last line is "N passed, N failed"; exit non-zero on any failure.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 TXDIR_BUILD=${TXDIR_BUILD:-$(dirname "$TXDIRFS")}
@@ -48,7 +48,7 @@ run_prog() { # label prog dir target [filter]
 for prog in "$TXDIR_BUILD"/tests/mount/*; do
 	[ -f "$prog" ] && [ -x "$prog" ] || continue
 	name=$(basename "$prog")
-	[ "$name" = mkstore ] && continue
+	case $name in mkstore | crashwork) continue ;; esac # helpers, not tests
 	if ! tm_mount "$MOUNT_OPTS"; then
 		not_ok "$name: mount"
 		tm_umount >/dev/null
@@ -60,6 +60,11 @@ for prog in "$TXDIR_BUILD"/tests/mount/*; do
 done
 
 . "$HERE/scenarios.sh"
+
+# Scripts with their own "N passed, N failed" summary: SIGKILL crash rounds
+# and recovery (crash.sh), real programs on the mount (programs.sh).
+run_prog "crash.sh" bash "$HERE/crash.sh"
+run_prog "programs.sh" bash "$HERE/programs.sh"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

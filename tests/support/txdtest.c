@@ -225,7 +225,8 @@ static void walk(struct listing *l, uint64_t dir, const char *prefix)
 		return;
 	txd_readdir(l->fs, dh, 0, false, collect, &ns);
 	txd_releasedir(l->fs, dh);
-	qsort(ns.v, ns.n, sizeof(*ns.v), cmpstr);
+	if (ns.n)
+		qsort(ns.v, ns.n, sizeof(*ns.v), cmpstr);
 	for (size_t k = 0; k < ns.n; k++) {
 		char path[4096], line[4400];
 		struct txd_entry e;

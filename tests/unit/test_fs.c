@@ -523,6 +523,7 @@ static size_t sr_body(char *buf, int file, int round)
 	/* "file round len csum" header then round-dependent filler */
 	size_t len = 1000 + (size_t)(round * 997 % 40000);
 	char *p = buf + 64;
+	memset(buf, 0, 64);
 	for (size_t k = 0; k < len; k++)
 		p[k] = (char)('a' + (file * 7 + round + (int)k) % 26);
 	snprintf(buf, 64, "%d %d %zu %llu", file, round, len,
@@ -530,17 +531,21 @@ static size_t sr_body(char *buf, int file, int round)
 	return 64 + len;
 }
 
+static int sr_errors[SR_FILES];
+
 static void *sr_writer(void *arg)
 {
 	int file = (int)(intptr_t)arg;
+	int err = 0;
 	char *buf = malloc(64 + 41000), name[16], tmp[16];
 	snprintf(name, sizeof(name), "s%d", file);
 	snprintf(tmp, sizeof(tmp), "s%d.tmp", file);
 	for (int r = 1; r <= SR_ROUNDS; r++) {
 		size_t n = sr_body(buf, file, r);
-		if (tt_put(fs, tmp, buf, n) || tt_rename(fs, tmp, name, 0))
+		if ((err = tt_put(fs, tmp, buf, n)) || (err = tt_rename(fs, tmp, name, 0)))
 			break;
 	}
+	sr_errors[file] = err;
 	free(buf);
 	return NULL;
 }
@@ -586,8 +591,10 @@ Test(fs, snapshot_readers_race_committers)
 		pthread_create(&r[k], NULL, sr_reader, &bad[k]);
 	for (int f = 0; f < SR_FILES; f++)
 		pthread_create(&w[f], NULL, sr_writer, (void *)(intptr_t)f);
-	for (int f = 0; f < SR_FILES; f++)
+	for (int f = 0; f < SR_FILES; f++) {
 		pthread_join(w[f], NULL);
+		cr_expect_eq(sr_errors[f], 0, "writer %d: %s", f, txd_strerror(sr_errors[f]));
+	}
 	__atomic_store_n(&sr_stop, 1, __ATOMIC_RELEASE);
 	for (int k = 0; k < 2; k++)
 		pthread_join(r[k], NULL);

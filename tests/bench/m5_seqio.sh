@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# m5_seqio — sequential 1 GiB I/O through the mount vs a native directory on
+# the same file system (16 MiB with QUICK).
+#   write+fsync: fio rw=write bs=1M end_fsync=1 (random buffers), wall time
+#                including the final fsync and close     goal >= 0.6x native
+#   read warm:   dd bs=1M after one untimed read          goal >= 0.9x native
+#   read cold:   dd bs=1M after drop_caches (root only)   goal >= 0.7x native
+# Median of 5 repetitions, txdir and native interleaved.
+set -uo pipefail
+. "$(dirname "$0")/_mountlib.sh"
+bm_init
+bm_mount || exit 1
+NAT=$BM_DIR/native
+mkdir -p "$NAT"
+MB=1024
+[ "$BM_QUICK" = 1 ] && MB=16
+REPS=5
+[ "$BM_QUICK" = 1 ] && REPS=3
+echo "fs type of scratch dir: $BM_FSTYPE" >&2
+
+fio_write() { # FILE
+	timeout 600 fio --name=w --filename="$1" --rw=write --bs=1M --size=${MB}M --ioengine=psync \
+		--end_fsync=1 --fallocate=none --output=/dev/null
+}
+dd_read() { timeout 600 dd if="$1" of=/dev/null bs=1M status=none; }
+
+declare -A T
+for ((r = 0; r < REPS; r++)); do
+	for side in txdir native; do
+		if [ $side = txdir ]; then f=$BM_MNT/seq$r; else f=$NAT/seq$r; fi
+		t=$(bm_time fio_write "$f") || exit 1
+		T[w_$side]+="$t "
+		dd_read "$f"
+		t=$(bm_time dd_read "$f") || exit 1
+		T[rw_$side]+="$t "
+		if [ "$BM_ROOT" -eq 0 ]; then
+			bm_drop_caches
+			t=$(bm_time dd_read "$f") || exit 1
+			T[rc_$side]+="$t "
+		fi
+		rm -f "$f"
+		sync
+		echo "rep $r $side: write ${T[w_$side]} warm ${T[rw_$side]} cold ${T[rc_$side]:-}" >&2
+	done
+done
+
+report() { # KEY LABEL GOAL
+	local tx nat mbs_t mbs_n ratio
+	# shellcheck disable=SC2086
+	tx=$(median ${T[${1}_txdir]})
+	# shellcheck disable=SC2086
+	nat=$(median ${T[${1}_native]})
+	mbs_t=$(awk -v m=$MB -v t="$tx" 'BEGIN { printf "%.0f", m / t }')
+	mbs_n=$(awk -v m=$MB -v t="$nat" 'BEGIN { printf "%.0f", m / t }')
+	ratio=$(bm_ratio "$mbs_t" "$mbs_n")
+	echo "BENCH m5_${1}_txdir $mbs_t MiB/s $2"
+	echo "BENCH m5_${1}_native $mbs_n MiB/s $2 ($BM_FSTYPE)"
+	bm_row "M5 $2" "$mbs_t MiB/s" "$mbs_n MiB/s ($BM_FSTYPE)" "$ratio" ">= ${3}x" "$(bm_ge "$ratio" "$3")"
+}
+report w "seq write+fsync ${MB} MiB" 0.6
+report rw "seq read ${MB} MiB, warm cache" 0.9
+if [ "$BM_ROOT" -eq 0 ]; then
+	report rc "seq read ${MB} MiB, cold cache" 0.7
+else
+	echo "BENCH m5_rc skipped - not root, cannot drop caches"
+fi
+bm_umount

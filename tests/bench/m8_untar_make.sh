@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# m8_untar_make — developer workloads through the mount vs a native directory.
+#   untar: tar -xf of a tar of /usr/include (a 2,000-file slice with QUICK)
+#          into a fresh directory; wall time, no sync.   goal >= 0.4x native
+#   make:  make -j2 of a generated C project (40 .c files + Makefile, 8 with
+#          QUICK) from a clean tree.                     goal >= 0.7x native
+# Figures are throughputs (1/time); median of 5 repetitions, interleaved.
+set -uo pipefail
+. "$(dirname "$0")/_mountlib.sh"
+bm_init
+bm_mount || exit 1
+NAT=$BM_DIR/native
+mkdir -p "$NAT"
+REPS=5
+[ "$BM_QUICK" = 1 ] && REPS=3
+NSRC=40
+TAR=$BM_DIR/include.tar
+if [ "$BM_QUICK" = 1 ]; then
+	NSRC=8
+	(cd /usr && timeout 60 find include -maxdepth 2 >"$BM_DIR/all.list") || exit 1
+	head -n 2000 "$BM_DIR/all.list" >"$BM_DIR/tar.list"
+	timeout 120 tar -C /usr --no-recursion -cf "$TAR" -T "$BM_DIR/tar.list" || exit 1
+else
+	timeout 300 tar -C /usr -cf "$TAR" include || exit 1
+fi
+nfiles=$(tar -tf "$TAR" | wc -l)
+tarmb=$(du -m "$TAR" | cut -f1)
+
+# ---- untar ----
+tx=() nat=()
+for ((r = 0; r < REPS; r++)); do
+	for side in txdir native; do
+		if [ $side = txdir ]; then d=$BM_MNT/u$r; else d=$NAT/u$r; fi
+		mkdir "$d" || exit 1
+		t=$(bm_time timeout 600 tar -xf "$TAR" -C "$d") || exit 1
+		if [ $side = txdir ]; then tx+=("$t"); else nat+=("$t"); fi
+		echo "untar rep $r $side: $t s" >&2
+		timeout 600 rm -rf "$d"
+	done
+done
+mt=$(median "${tx[@]}")
+mn=$(median "${nat[@]}")
+ratio=$(bm_ratio "$mn" "$mt")
+echo "BENCH m8_untar_txdir $mt s $nfiles entries, $tarmb MiB"
+echo "BENCH m8_untar_native $mn s $BM_FSTYPE"
+bm_row "M8 untar /usr/include ($nfiles entries, $tarmb MiB)" "$mt s" "$mn s ($BM_FSTYPE)" \
+	"$ratio" ">= 0.4x" "$(bm_ge "$ratio" 0.4)"
+
+# ---- make -j2 ----
+SRC=$BM_DIR/proj
+mkdir -p "$SRC"
+for ((i = 0; i < NSRC; i++)); do
+	{
+		echo "#include <stdio.h>"
+		echo "#include <string.h>"
+		echo "#include <stdlib.h>"
+		for ((k = 0; k < 12; k++)); do
+			echo "static int helper_${k}(const char *s, int n) {"
+			echo "	int acc = $k; for (int j = 0; j < n; j++) acc = acc * 31 + (unsigned char)s[j % (strlen(s) + 1)];"
+			echo "	return acc ^ (int)strtol(\"${k}${i}\", NULL, 10);"
+			echo "}"
+		done
+		echo "int unit_${i}(const char *s) { int a = 0;"
+		for ((k = 0; k < 12; k++)); do echo "	a += helper_${k}(s, $((k + i)));"; done
+		echo "	return a; }"
+	} >"$SRC/u$i.c"
+done
+{
+	echo "#include <stdio.h>"
+	for ((i = 0; i < NSRC; i++)); do echo "int unit_${i}(const char *s);"; done
+	echo "int main(int argc, char **argv) { int a = 0; (void)argc;"
+	for ((i = 0; i < NSRC; i++)); do echo "	a += unit_${i}(argv[0]);"; done
+	echo "	printf(\"%d\\n\", a); return 0; }"
+} >"$SRC/main.c"
+cat >"$SRC/Makefile" <<'MK'
+SRCS := $(wildcard *.c)
+OBJS := $(SRCS:.c=.o)
+CFLAGS := -O2 -g -Wall
+prog: $(OBJS)
+	$(CC) -o $@ $(OBJS)
+%.o: %.c
+	$(CC) $(CFLAGS) -c $< -o $@
+MK
+tx=() nat=()
+for ((r = 0; r < REPS; r++)); do
+	for side in txdir native; do
+		if [ $side = txdir ]; then d=$BM_MNT/m$r; else d=$NAT/m$r; fi
+		cp -r "$SRC" "$d" || exit 1
+		t=$(bm_time timeout 600 make -s -C "$d" -j2) || exit 1
+		"$d/prog" >/dev/null || exit 1
+		if [ $side = txdir ]; then tx+=("$t"); else nat+=("$t"); fi
+		echo "make rep $r $side: $t s" >&2
+		timeout 600 rm -rf "$d"
+	done
+done
+mt=$(median "${tx[@]}")
+mn=$(median "${nat[@]}")
+ratio=$(bm_ratio "$mn" "$mt")
+echo "BENCH m8_make_txdir $mt s make -j2, $((NSRC + 1)) C files"
+echo "BENCH m8_make_native $mn s $BM_FSTYPE"
+bm_row "M8 make -j2, $((NSRC + 1)) C files" "$mt s" "$mn s ($BM_FSTYPE)" \
+	"$ratio" ">= 0.7x" "$(bm_ge "$ratio" 0.7)"
+bm_umount
