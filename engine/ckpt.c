@@ -306,58 +306,70 @@ static int list_ckpt(const char *name, void *arg)
 	return 0;
 }
 
-/* Verify every checksum of the file in buf (K1). */
-static int ckpt_verify(const uint8_t *buf, size_t len, uint64_t lsn)
+/* Read, verify and apply one checkpoint file, streaming block by block so
+ * memory stays at one block (K1, K4). Any mismatch is -TXD_ECORRUPT; the
+ * caller then resets the namespace and tries an older checkpoint. */
+static int ckpt_stream(struct txd_fs *fs, int fd, uint64_t lsn)
 {
-	uint64_t magic, hl, sum;
-	if (len < CKPT_HDR + 24)
+	uint8_t h[CKPT_HDR];
+	uint64_t magic, hl, sum, next, nblocks = 0, off = CKPT_HDR;
+	int err = os_pread_full(fd, h, CKPT_HDR, 0);
+	if (err)
+		return err == -EIO ? -TXD_ECORRUPT : err;
+	memcpy(&magic, h, 8);
+	memcpy(&hl, h + 16, 8);
+	memcpy(&next, h + 24, 8);
+	memcpy(&sum, h + 56, 8);
+	if (magic != CKPT_MAGIC || hl != lsn || sum != XXH64(h, 56, 0))
 		return -TXD_ECORRUPT;
-	memcpy(&magic, buf, 8);
-	memcpy(&hl, buf + 16, 8);
-	memcpy(&sum, buf + 56, 8);
-	if (magic != CKPT_MAGIC || hl != lsn || sum != XXH64(buf, 56, 0))
-		return -TXD_ECORRUPT;
-	size_t off = CKPT_HDR;
-	uint64_t nblocks = 0;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
 	for (;;) {
+		uint8_t bh[24];
 		uint32_t m, blen;
-		if (len - off < 24)
-			return -TXD_ECORRUPT;
-		memcpy(&m, buf + off, 4);
-		memcpy(&blen, buf + off + 4, 4);
+		if ((err = os_pread_full(fd, bh, 16, (off_t)off)))
+			break;
+		memcpy(&m, bh, 4);
+		memcpy(&blen, bh + 4, 4);
+		memcpy(&sum, bh + 8, 8);
 		if (m == END_MAGIC) {
-			uint64_t nb, s;
-			memcpy(&nb, buf + off + 8, 8);
-			memcpy(&s, buf + off + 16, 8);
-			return nb == nblocks && s == XXH64(buf + off, 16, 0) ? 0 : -TXD_ECORRUPT;
+			uint64_t nb, s2;
+			if ((err = os_pread_full(fd, bh + 16, 8, (off_t)(off + 16))))
+				break;
+			memcpy(&nb, bh + 8, 8);
+			memcpy(&s2, bh + 16, 8);
+			err = nb == nblocks && s2 == XXH64(bh, 16, 0) ? 0 : -TXD_ECORRUPT;
+			break;
 		}
-		memcpy(&sum, buf + off + 8, 8);
-		if (m != BLK_MAGIC || blen > len - off - 16 || sum != XXH64(buf + off + 16, blen, 0))
-			return -TXD_ECORRUPT;
-		off += 16 + (size_t)blen;
+		err = -TXD_ECORRUPT;
+		if (m != BLK_MAGIC || blen > (64u << 20))
+			break;
+		if (blen > cap) {
+			uint8_t *nbuf = realloc(buf, blen);
+			if (!nbuf) {
+				err = -ENOMEM;
+				break;
+			}
+			buf = nbuf;
+			cap = blen;
+		}
+		if ((err = os_pread_full(fd, buf, blen, (off_t)(off + 16))))
+			break;
+		if (sum != XXH64(buf, blen, 0)) {
+			err = -TXD_ECORRUPT;
+			break;
+		}
+		if ((err = ns_apply(&fs->ns, buf, blen, 0, 0, lsn)))
+			break;
+		off += 16 + (uint64_t)blen;
 		nblocks++;
 	}
-}
-
-static int ckpt_apply(struct txd_fs *fs, const uint8_t *buf, uint64_t lsn)
-{
-	size_t off = CKPT_HDR;
-	uint64_t next;
-	memcpy(&next, buf + 24, 8);
-	for (;;) {
-		uint32_t m, blen;
-		memcpy(&m, buf + off, 4);
-		memcpy(&blen, buf + off + 4, 4);
-		if (m == END_MAGIC)
-			break;
-		int err = ns_apply(&fs->ns, buf + off + 16, blen, 0, 0, lsn);
-		if (err)
-			return err;
-		off += 16 + (size_t)blen;
-	}
-	if (next > fs->ns.next_ino)
+	free(buf);
+	if (err == -EIO)
+		err = -TXD_ECORRUPT; /* os_pread_full: the file ends early (torn) */
+	if (!err && next > fs->ns.next_ino)
 		fs->ns.next_ino = next;
-	return 0;
+	return err;
 }
 
 static int cmp_desc(const void *a, const void *b)
@@ -376,13 +388,12 @@ int ckpt_load(struct txd_fs *fs, uint64_t *lsn)
 	if (l.n)
 		qsort(l.lsn, l.n, sizeof(*l.lsn), cmp_desc);
 	for (size_t k = 0; k < l.n; k++) {
-		char *path = ckpt_path(fs, l.lsn[k]), *buf = NULL;
-		size_t len;
-		err = path ? os_read_file(path, &buf, &len) : -ENOMEM;
+		char *path = ckpt_path(fs, l.lsn[k]);
+		int fd = path ? txd_os->open(path, O_RDONLY | O_CLOEXEC, 0) : -ENOMEM;
 		free(path);
-		if (!err && !(err = ckpt_verify((uint8_t *)buf, len, l.lsn[k])))
-			err = ckpt_apply(fs, (uint8_t *)buf, l.lsn[k]);
-		free(buf);
+		err = fd < 0 ? fd : ckpt_stream(fs, fd, l.lsn[k]);
+		if (fd >= 0)
+			txd_os->close(fd);
 		if (!err) {
 			*lsn = l.lsn[k];
 			break;

@@ -48,7 +48,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define MAX_BODY (300 * 1024)
+#define MAX_BODY     (300 * 1024)
 #define NAME_MAX_LEN 64
 
 static uint64_t mix64(uint64_t x)
@@ -158,7 +158,8 @@ static int worker(const char *mnt, const char *log, uint64_t seqbase, int nfiles
 		if (create)
 			snprintf(name, sizeof(name), "w%d/c%" PRIu64, wid, seq);
 		else
-			snprintf(name, sizeof(name), "w%d/f%d", wid, (int)((rnd >> 24) % (uint64_t)nfiles));
+			snprintf(name, sizeof(name), "w%d/f%d", wid,
+				 (int)((rnd >> 24) % (uint64_t)nfiles));
 		snprintf(path, sizeof(path), "%s/%s", mnt, name);
 		len = image(buf, name, seq);
 
@@ -224,13 +225,13 @@ static struct nm *nms;
 static size_t nnms, cap_nms;
 static int problems;
 
-#define PROBLEM(...)                              \
-	do {                                      \
-		if (++problems <= 40) {           \
-			printf("#   ");           \
-			printf(__VA_ARGS__);      \
-			printf("\n");             \
-		}                                 \
+#define PROBLEM(...)                         \
+	do {                                 \
+		if (++problems <= 40) {      \
+			printf("#   ");      \
+			printf(__VA_ARGS__); \
+			printf("\n");        \
+		}                            \
 	} while (0)
 
 static struct nm *nm_get(const char *name, bool add)
@@ -449,7 +450,8 @@ static void check_names_and_prefix(void)
 		struct nm *n = &nms[i];
 
 		if (n->acked && !n->on_disk)
-			PROBLEM("%s: seq %" PRIu64 " acknowledged, file missing", n->name, n->last_w);
+			PROBLEM("%s: seq %" PRIu64 " acknowledged, file missing", n->name,
+				n->last_w);
 		if (n->on_disk && n->empty && n->first_a > p) {
 			p = n->first_a; /* its create is visible */
 			po = NULL;
