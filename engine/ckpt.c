@@ -22,8 +22,9 @@
  *     the checkpoint is written (it names chunks that live there).
  *  K2 Older checkpoints and WAL segments are deleted only after the new
  *     checkpoint file and its directory entry are fsynced.
- *  K3 A WAL segment still holding chunks of some live version is kept
- *     (inline chunk data lives in the log).
+ *  K3 A WAL segment still holding chunks of any retained version (head, or
+ *     older versions kept for readers and snapshots) is kept: inline chunk
+ *     data lives in the log.
  *  K4 Loading applies the blocks with ns_apply: the same code as replay.
  */
 #include <errno.h>
@@ -226,8 +227,29 @@ static int drop_old_ckpt(const char *name, void *arg)
 	return 0;
 }
 
+/* K3 also covers versions that are not the head: snapshot readers, frozen
+ * nodes and registered snapshots read them until they let go. */
+static int note_chunk(void *arg, uint64_t idx, struct chunk *c)
+{
+	(void)idx;
+	struct chunk_loc loc;
+	chunk_get_loc(c, &loc);
+	note_seg(arg, loc.file);
+	return 0;
+}
+
+static int note_versions(void *arg, struct inode *in)
+{
+	for (struct iver *v = in->head; v; v = v->older)
+		if (S_ISREG(v->mode))
+			cmap_walk(v->map, 0, note_chunk, arg);
+	return ((struct ckw *)arg)->err;
+}
+
 static void drop_segments(struct ckw *w)
 {
+	if (ns_walk(&w->fs->ns, note_versions, w))
+		return; /* keep everything rather than guess */
 	uint32_t *segs, n;
 	struct txd_fs *fs = w->fs;
 	if (wal_list_segments(fs->wal, &segs, &n))
@@ -246,8 +268,13 @@ static void drop_segments(struct ckw *w)
 int ckpt_write(struct txd_fs *fs)
 {
 	uint64_t lsn = wal_last_lsn(fs->wal);
-	if (lsn == fs->ckpt_lsn)
-		return 0;
+	if (lsn == fs->ckpt_lsn) {
+		/* nothing new to save; readers may have let go of segments */
+		struct ckw w = {.fs = fs};
+		drop_segments(&w);
+		free(w.segs);
+		return w.err;
+	}
 	char *path = ckpt_path(fs, lsn);
 	if (!path)
 		return -ENOMEM;
@@ -270,6 +297,8 @@ int ckpt_write(struct txd_fs *fs)
 	txd_os->listdir(fs->store.ckpt_dir, drop_old_ckpt, &o);
 	drop_segments(&w);
 	fs->ckpt_lsn = lsn;
+	fs->ckpt_count++;
+	ctl_logs_save(fs);
 out_close:
 	txd_os->close(w.fd);
 	if (err)

@@ -21,6 +21,7 @@
  * (-o retain=, default 1 h) are not shown.
  */
 #include <cjson/cJSON.h>
+#include <xxhash.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -158,12 +159,102 @@ struct commit_log {
 	uint64_t next; /* entries ever added */
 };
 
+static void render_events(struct txd_fs *fs, struct sbuf *s);
+
+/* ---- persistence ------------------------------------------------------------------
+ * Both logs are derived data (SPEC §7): saved after a checkpoint, loaded at
+ * open before replay, and completed by replay (commits after the saved ones).
+ * coordination/commits/log: u64 magic "TXDCLOG1", u64 count, u64 xxh64 of the
+ *   entries, then count struct centry (host layout: a cache, not an
+ *   interchange format; a mismatch just starts an empty log).
+ * coordination/events.log: the event lines as shown in .txdir/events. */
+#define CLOG_MAGIC 0x31474f4c43445854ull
+
+static char *coord_path(struct txd_fs *fs, const char *rel)
+{
+	char *p;
+	return asprintf(&p, "%s/%s", fs->store.coord_dir, rel) < 0 ? NULL : p;
+}
+
+static void clog_load(struct txd_fs *fs)
+{
+	char *path = coord_path(fs, "commits/log"), *buf = NULL;
+	size_t len;
+	if (!path || os_read_file(path, &buf, &len)) {
+		free(path);
+		return;
+	}
+	uint64_t magic, count, sum;
+	if (len >= 24) {
+		memcpy(&magic, buf, 8);
+		memcpy(&count, buf + 8, 8);
+		memcpy(&sum, buf + 16, 8);
+		if (magic == CLOG_MAGIC && count <= CLOG_MAX &&
+		    len == 24 + count * sizeof(struct centry) &&
+		    sum == XXH64(buf + 24, len - 24, 0)) {
+			memcpy(fs->clog->ring, buf + 24, count * sizeof(struct centry));
+			fs->clog->next = count;
+		}
+	}
+	free(buf);
+	free(path);
+}
+
+static void events_load(struct txd_fs *fs)
+{
+	char *path = coord_path(fs, "events.log"), *buf = NULL;
+	size_t len;
+	if (path && os_read_file(path, &buf, &len) == 0) {
+		for (char *line = buf, *nl; *line; line = nl + 1) {
+			if (!(nl = strchr(line, '\n')))
+				break;
+			struct event_log *ev = fs->events;
+			char *copy = strndup(line, (size_t)(nl - line + 1));
+			if (!copy)
+				break;
+			free(ev->line[ev->next % EVENTS_MAX]);
+			ev->line[ev->next++ % EVENTS_MAX] = copy;
+		}
+	}
+	free(buf);
+	free(path);
+}
+
+void ctl_logs_save(struct txd_fs *fs)
+{
+	struct commit_log *cl = fs->clog;
+	uint64_t first = cl->next > CLOG_MAX ? cl->next - CLOG_MAX : 0, count = cl->next - first;
+	size_t len = 24 + count * sizeof(struct centry);
+	uint8_t *buf = malloc(len);
+	if (!buf)
+		return;
+	for (uint64_t k = 0; k < count; k++)
+		memcpy(buf + 24 + k * sizeof(struct centry), &cl->ring[(first + k) % CLOG_MAX],
+		       sizeof(struct centry));
+	uint64_t magic = CLOG_MAGIC, sum = XXH64(buf + 24, len - 24, 0);
+	memcpy(buf, &magic, 8);
+	memcpy(buf + 8, &count, 8);
+	memcpy(buf + 16, &sum, 8);
+	char *dir = coord_path(fs, "commits");
+	if (dir && os_write_file_durable(dir, "log", buf, len))
+		syslog(LOG_WARNING, "txdir: could not save the commit log (derived; rebuilt later)");
+	free(dir);
+	free(buf);
+	struct sbuf s = {0};
+	render_events(fs, &s);
+	if (s.p && os_write_file_durable(fs->store.coord_dir, "events.log", s.p, s.len))
+		syslog(LOG_WARNING, "txdir: could not save the event log");
+	free(s.p);
+}
+
 int clog_open(struct txd_fs *fs)
 {
 	fs->clog = calloc(1, sizeof(*fs->clog));
 	fs->events = calloc(1, sizeof(*fs->events));
 	if (!fs->clog || !fs->events || !(fs->clog->ring = calloc(CLOG_MAX, sizeof(struct centry))))
 		return -ENOMEM;
+	clog_load(fs);
+	events_load(fs);
 	return 0;
 }
 
@@ -235,6 +326,8 @@ static void centry_note(struct txd_fs *fs, struct centry *e, const struct rec_op
 void clog_add(struct txd_fs *fs, uint64_t id, const struct rec_hdr *hdr, const void *payload)
 {
 	struct commit_log *cl = fs->clog;
+	if (cl->next && cl->ring[(cl->next - 1) % CLOG_MAX].id >= id)
+		return; /* loaded from the saved log already */
 	struct centry *e = &cl->ring[cl->next++ % CLOG_MAX];
 	memset(e, 0, sizeof(*e));
 	e->id = id;
@@ -331,6 +424,8 @@ static void render_status(struct txd_fs *fs, struct sbuf *s)
 	cJSON_AddNumberToObject(o, "oldest_snapshot_age_s", st.oldest_snapshot_age_s);
 	cJSON_AddNumberToObject(o, "checksum_errors", (double)st.checksum_errors);
 	cJSON_AddNumberToObject(o, "conflicts", (double)st.conflicts);
+	cJSON_AddNumberToObject(o, "checkpoints", (double)st.checkpoints);
+	cJSON_AddNumberToObject(o, "checkpoint_lsn", (double)st.checkpoint_lsn);
 	cJSON_AddBoolToObject(o, "failed", st.failed);
 	char *txt = cJSON_Print(o);
 	if (txt)
@@ -375,6 +470,8 @@ static void render_stats(struct txd_fs *fs, struct sbuf *s)
 	metric(s, "txdir_leases_held", "gauge", "Leases currently held.", 0);
 	metric(s, "txdir_checksum_errors_total", "counter", "Chunks that failed verification.",
 	       (double)st.checksum_errors);
+	metric(s, "txdir_checkpoints_total", "counter", "Checkpoints written since start.",
+	       (double)st.checkpoints);
 	metric(s, "txdir_failed", "gauge", "1 when the store refuses changes after an I/O error.",
 	       st.failed);
 }

@@ -13,6 +13,9 @@
 #include "fs.h"
 #include "os.h"
 
+/* Log volume between background checkpoints. */
+#define CKPT_EVERY_BYTES (fs->opts.checkpoint_bytes ? fs->opts.checkpoint_bytes : 256ull << 20)
+
 uint64_t fs_now_ns(void)
 {
 	return txd_os->now_realtime_ns();
@@ -283,6 +286,8 @@ int fs_commit(struct txd_fs *fs, struct rec_buf *b, struct wal_pos *posp)
 	}
 	fs->commits++;
 	fs->commit_count++;
+	if (wal_bytes_appended(fs->wal) - fs->ckpt_wal_bytes > CKPT_EVERY_BYTES)
+		pthread_cond_signal(&fs->ckpt_cv);
 	fs->commit_ns_sum += txd_os->now_monotonic_ns() - t0;
 	struct rec_hdr hdr;
 	if (!rec_validate(b->ops, len, &hdr))
@@ -293,6 +298,59 @@ out:
 	if (iov != stack)
 		free(iov);
 	return err;
+}
+
+/* ---- background checkpoints ----------------------------------------------------------
+ * Once CKPT_EVERY_BYTES of log have been appended since the last checkpoint,
+ * a thread writes a new one (under fs->lock: changes wait meanwhile), which
+ * bounds replay time and lets old segments go. */
+static void *ckpt_main(void *arg)
+{
+	struct txd_fs *fs = arg;
+	pthread_mutex_lock(&fs->lock);
+	while (!fs->ckpt_stop) {
+		if (wal_bytes_appended(fs->wal) - fs->ckpt_wal_bytes <= CKPT_EVERY_BYTES ||
+		    fs->failed) {
+			pthread_cond_wait(&fs->ckpt_cv, &fs->lock);
+			continue;
+		}
+		fs->ckpt_wal_bytes = wal_bytes_appended(fs->wal);
+		int err = ckpt_write(fs);
+		if (err)
+			fs_event(fs, "checkpoint_failed", "\"reason\":\"%s\"", txd_strerror(err));
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return NULL;
+}
+
+int txd_checkpoint(struct txd_fs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	int err = fs->failed ? -EIO : ckpt_write(fs);
+	fs->ckpt_wal_bytes = wal_bytes_appended(fs->wal);
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+static int ckpt_start(struct txd_fs *fs)
+{
+	pthread_cond_init(&fs->ckpt_cv, NULL);
+	fs->ckpt_wal_bytes = wal_bytes_appended(fs->wal);
+	int err = -pthread_create(&fs->ckpt_thread, NULL, ckpt_main, fs);
+	fs->ckpt_running = !err;
+	return err;
+}
+
+static void ckpt_stop(struct txd_fs *fs)
+{
+	if (!fs->ckpt_running)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	fs->ckpt_stop = true;
+	pthread_cond_signal(&fs->ckpt_cv);
+	pthread_mutex_unlock(&fs->lock);
+	pthread_join(fs->ckpt_thread, NULL);
+	fs->ckpt_running = false;
 }
 
 /* ---- durability -------------------------------------------------------------------- */
@@ -413,6 +471,7 @@ int txd_store_init(const char *dir)
 static int fs_start(struct txd_fs *fs)
 {
 	struct wal_opts wo = {
+		.seg_size = fs->opts.wal_segment_bytes,
 		.sync_interval_ms = fs->opts.durability == TXD_DUR_NONE
 					    ? 0
 					    : (fs->opts.commit_interval_ms ? fs->opts.commit_interval_ms
@@ -431,11 +490,12 @@ static int fs_start(struct txd_fs *fs)
 	if (!root)
 		return -ENOMEM;
 	root->in->live = root;
-	return 0;
+	return ckpt_start(fs);
 }
 
 static void fs_free(struct txd_fs *fs)
 {
+	ckpt_stop(fs);
 	for (uint64_t k = 0; fs->nodes && k < fs->nodes_size; k++) {
 		struct node *n = fs->nodes[k];
 		while (n) {
@@ -486,6 +546,7 @@ out_free:
 
 void txd_fs_close(struct txd_fs *fs)
 {
+	ckpt_stop(fs);
 	pthread_mutex_lock(&fs->lock);
 	if (!fs->failed && !wal_failed(fs->wal)) {
 		int err = ckpt_write(fs);
@@ -531,6 +592,8 @@ void fs_status_locked(struct txd_fs *fs, struct txd_status *st)
 	st->checksum_errors = chunkstore_checksum_errors(fs->cs);
 	st->conflicts = fs->conflicts;
 	st->failed = fs->failed || wal_failed(fs->wal);
+	st->checkpoints = fs->ckpt_count;
+	st->checkpoint_lsn = fs->ckpt_lsn;
 }
 
 void txd_get_status(struct txd_fs *fs, struct txd_status *st)

@@ -115,7 +115,11 @@ struct txd_fs {
 	struct handle snapshots; /* list head of snapshot handles */
 	struct event_log *events;
 	uint64_t commit_ns_sum, commit_count; /* txdir_op_duration_seconds{op="commit"} */
-	uint64_t ckpt_lsn;
+	uint64_t ckpt_lsn, ckpt_count;
+	uint64_t ckpt_wal_bytes;  /* WAL bytes appended when the last checkpoint ran */
+	pthread_t ckpt_thread;    /* background checkpoints (fs.c) */
+	pthread_cond_t ckpt_cv;
+	bool ckpt_stop, ckpt_running;
 	uint64_t start_ns;
 };
 
@@ -171,6 +175,8 @@ void fs_event(struct txd_fs *fs, const char *type, const char *fmt, ...)
 /* Commit log (rendered as .txdir/commits/ID). */
 int clog_open(struct txd_fs *fs);
 void clog_close(struct txd_fs *fs);
+/* Save the derived commit and event logs (after a checkpoint). */
+void ctl_logs_save(struct txd_fs *fs);
 void clog_add(struct txd_fs *fs, uint64_t id, const struct rec_hdr *hdr, const void *payload);
 
 #endif

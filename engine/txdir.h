@@ -72,6 +72,9 @@ struct txd_opts {
 	uint32_t retain_s;           /* record retention; 0 = default 3600 */
 	uint32_t max_snapshot_age_s; /* 0 = unbounded */
 	bool show_ctl;               /* list .txdir in the root's readdir */
+	/* tuning (tests use small values): 0 = defaults */
+	uint64_t checkpoint_bytes;   /* log volume between background checkpoints (256 MiB) */
+	uint64_t wal_segment_bytes;  /* WAL segment size (64 MiB) */
 };
 
 struct txd_fs;
@@ -222,6 +225,9 @@ uint64_t txd_current_lsn(struct txd_fs *fs);
 int txd_durable_async(struct txd_fs *fs, uint64_t lsn, void (*cb)(void *arg, int err),
 		      void *arg);
 int txd_sync_wait(struct txd_fs *fs); /* blocking: everything so far durable */
+/* Blocking: write a checkpoint now (the background thread does this every
+ * checkpoint_bytes of log) and drop segments nothing needs any more. */
+int txd_checkpoint(struct txd_fs *fs);
 
 /* ---- extended attributes (user.* and the read-only user.txdir.*) --------- */
 int txd_setxattr(struct txd_fs *fs, uint64_t node, const char *name, const void *value,
@@ -241,6 +247,7 @@ struct txd_status {
 	uint64_t versions_retained, open_handles, inodes, nodes;
 	double oldest_snapshot_age_s;
 	uint64_t checksum_errors, conflicts;
+	uint64_t checkpoints, checkpoint_lsn; /* written since open; the newest */
 	bool failed;
 };
 void txd_get_status(struct txd_fs *fs, struct txd_status *st);

@@ -1111,6 +1111,14 @@ out_unlock:
 	return r;
 }
 
+uint64_t wal_bytes_appended(struct wal *w)
+{
+	pthread_mutex_lock(&w->lock);
+	uint64_t n = w->st_bytes;
+	pthread_mutex_unlock(&w->lock);
+	return n;
+}
+
 void wal_get_stats(struct wal *w, struct wal_stats *st)
 {
 	uint32_t i;

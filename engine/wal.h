@@ -135,6 +135,8 @@ struct wal_stats {
 	uint64_t disk_bytes;                            /* sum of segment sizes */
 };
 void wal_get_stats(struct wal *w, struct wal_stats *st);
+/* Bytes appended since open (cheap; for checkpoint scheduling). */
+uint64_t wal_bytes_appended(struct wal *w);
 
 /* Stop the sync thread (after a final sync unless durability none), close. */
 void wal_close(struct wal *w);
