@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "txn.h"
 #include "os.h"
 
 enum ctl_kind {
@@ -47,6 +48,14 @@ enum ctl_kind {
 	CTL_STATS,
 	CTL_STATUS,
 	CTL_TEMP,
+	CTL_TXNS,       /* .txdir/txn */
+	CTL_TXN,        /* .txdir/txn/NAME (key: txn id) */
+	CTL_TXN_CTL,
+	CTL_TXN_STATUS,
+	CTL_TXN_INFO,
+	CTL_DTC,        /* .txdir/dtc */
+	CTL_DTC_TXNS,   /* .txdir/dtc/transactions */
+	CTL_DTC_TXN,    /* .txdir/dtc/transactions/ID */
 };
 
 struct ctl_entry {
@@ -57,11 +66,20 @@ struct ctl_entry {
 
 /* .txdir's children, in readdir order. */
 static const struct ctl_entry ctl_root[] = {
-	{"commits", CTL_COMMITS, true},  {"events", CTL_EVENTS, false},
-	{"manifests", CTL_MANIFESTS, true}, {"stats", CTL_STATS, false},
-	{"status.json", CTL_STATUS, false}, {"temp", CTL_TEMP, true},
+	{"commits", CTL_COMMITS, true},     {"dtc", CTL_DTC, true},
+	{"events", CTL_EVENTS, false},      {"manifests", CTL_MANIFESTS, true},
+	{"stats", CTL_STATS, false},        {"status.json", CTL_STATUS, false},
+	{"temp", CTL_TEMP, true},           {"txn", CTL_TXNS, true},
 };
 #define NROOT (sizeof(ctl_root) / sizeof(ctl_root[0]))
+
+/* .txdir/txn/NAME's control files ("root" is the view itself). */
+static const struct ctl_entry ctl_txn[] = {
+	{"ctl", CTL_TXN_CTL, false},
+	{"info.json", CTL_TXN_INFO, false},
+	{"status", CTL_TXN_STATUS, false},
+};
+#define NTXN (sizeof(ctl_txn) / sizeof(ctl_txn[0]))
 
 struct ctl_file {
 	char *buf;
@@ -503,6 +521,24 @@ static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
 		render_commit(fs, e, s);
 		return 0;
 	}
+	case CTL_TXN_CTL:
+		return 0; /* write-only: commands */
+	case CTL_TXN_STATUS:
+	case CTL_TXN_INFO:
+	case CTL_DTC_TXN: {
+		struct txn *t = txn_by_id(fs, n->ctl_key);
+		if (!t)
+			return -ENOENT;
+		if (n->ctl == CTL_TXN_STATUS) {
+			sb_printf(s, "%s\n", t->status);
+			return 0;
+		}
+		char *j = txn_info_json(fs, t);
+		if (j)
+			sb_printf(s, "%s", j);
+		free(j);
+		return j ? 0 : -ENOMEM;
+	}
 	default:
 		return -EISDIR;
 	}
@@ -511,23 +547,30 @@ static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
 /* ---- nodes -------------------------------------------------------------------------- */
 static bool kind_is_dir(enum ctl_kind k)
 {
-	return k == CTL_ROOT || k == CTL_COMMITS || k == CTL_MANIFESTS || k == CTL_TEMP;
+	return k == CTL_ROOT || k == CTL_COMMITS || k == CTL_MANIFESTS || k == CTL_TEMP ||
+	       k == CTL_TXNS || k == CTL_TXN || k == CTL_DTC || k == CTL_DTC_TXNS;
 }
 
 int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 {
 	memset(a, 0, sizeof(*a));
-	a->ino = (1ull << 62) | ((uint64_t)n->ctl << 48) | (n->ctl_key & 0xffffffffffffull);
-	uint64_t t = fs->ns.ninodes ? fs_now_ns() : 0;
-	a->atime = a->mtime = a->ctime =
-		(struct timespec){.tv_sec = (time_t)(t / 1000000000ull), .tv_nsec = (long)(t % 1000000000ull)};
+	a->ino = (1ull << 62) | ((uint64_t)n->ctl << 52) | (n->ctl_key & ((1ull << 52) - 1));
+	a->atime = a->mtime = a->ctime = fs_now_ts();
+	struct txn *t = n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL ? txn_by_id(fs, n->ctl_key) : NULL;
+	if ((n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL) && !t)
+		return -ENOENT;
+	if (t) {
+		a->uid = t->uid; /* the creator (or root) commits and aborts */
+		a->gid = t->gid;
+	}
 	if (kind_is_dir(n->ctl)) {
-		a->mode = S_IFDIR | 0555;
+		/* .txdir/txn is like /tmp: anyone may begin one */
+		a->mode = n->ctl == CTL_TXNS ? S_IFDIR | 01777 : t ? S_IFDIR | 0755 : S_IFDIR | 0555;
 		a->nlink = 2;
 		a->size = 4096;
 		return 0;
 	}
-	a->mode = S_IFREG | 0444;
+	a->mode = n->ctl == CTL_TXN_CTL ? S_IFREG | 0644 : S_IFREG | 0444;
 	a->nlink = 1;
 	struct sbuf s = {0};
 	int err = render(fs, n, &s);
@@ -538,7 +581,7 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 
 static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct txd_entry *e)
 {
-	struct node *n = fs_node_new(fs, NULL);
+	struct node *n = fs_node_new(fs, NULL, NULL);
 	if (!n)
 		return -ENOMEM;
 	n->ctl = kind;
@@ -554,6 +597,27 @@ static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct 
 	e->cacheable = false;
 	n->nlookup++;
 	return 0;
+}
+
+/* .txdir/txn/NAME/{root,ctl,status,info.json}: root is the view's root
+ * directory, a data node of the transaction (txn.h). */
+static int txn_child(struct txd_fs *fs, uint64_t id, const char *name, struct txd_entry *e)
+{
+	struct txn *t = txn_by_id(fs, id);
+	if (!t)
+		return -ENOENT;
+	if (strcmp(name, "root") == 0) {
+		struct inode *root = t->state == TXN_ACTIVE ? txn_inode(fs, t, NS_ROOT_INO) : NULL;
+		struct node *n = root ? fs_live_node(fs, t, root) : NULL;
+		if (!n)
+			return t->state == TXN_ACTIVE ? -ENOMEM : -ENOENT;
+		fs_entry(fs, n, e);
+		return 0;
+	}
+	for (size_t k = 0; k < NTXN; k++)
+		if (strcmp(name, ctl_txn[k].name) == 0)
+			return ctl_node(fs, ctl_txn[k].kind, id, e);
+	return -ENOENT;
 }
 
 int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct txd_entry *e)
@@ -572,6 +636,19 @@ int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct 
 		if (*end || !clog_find(fs, id))
 			return -ENOENT;
 		return ctl_node(fs, CTL_COMMIT, id, e);
+	}
+	if (parent->ctl == CTL_TXNS) {
+		struct txn *t = txn_find(fs, name);
+		return t ? ctl_node(fs, CTL_TXN, t->id, e) : -ENOENT;
+	}
+	if (parent->ctl == CTL_TXN)
+		return txn_child(fs, parent->ctl_key, name, e);
+	if (parent->ctl == CTL_DTC)
+		return strcmp(name, "transactions") ? -ENOENT : ctl_node(fs, CTL_DTC_TXNS, 0, e);
+	if (parent->ctl == CTL_DTC_TXNS) {
+		char *end;
+		uint64_t id = strtoull(name, &end, 10);
+		return *end || !txn_by_id(fs, id) ? -ENOENT : ctl_node(fs, CTL_DTC_TXN, id, e);
 	}
 	return kind_is_dir(parent->ctl) ? -ENOENT : -ENOTDIR;
 }
@@ -625,7 +702,70 @@ int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_
 	}
 	if (n->ctl == CTL_COMMITS)
 		return readdir_commits(fs, off, plus, fill, arg);
+	if (n->ctl == CTL_TXNS || n->ctl == CTL_DTC_TXNS) {
+		/* offset 3 + k: the k-th transaction in fs->txns */
+		uint64_t k = 0;
+		for (struct txn *t = fs->txns; t; t = t->next) {
+			if (n->ctl == CTL_TXNS && !t->listed)
+				continue;
+			if (k++ + 3 <= off)
+				continue;
+			char id[24];
+			snprintf(id, sizeof(id), "%" PRIu64, t->id);
+			if (ctl_emit(fs, n->ctl == CTL_TXNS ? t->name : id,
+				     n->ctl == CTL_TXNS ? CTL_TXN : CTL_DTC_TXN, t->id, plus, k + 2, fill,
+				     arg))
+				break;
+		}
+		return 0;
+	}
+	if (n->ctl == CTL_DTC)
+		return off < 3 ? (ctl_emit(fs, "transactions", CTL_DTC_TXNS, 0, plus, 3, fill, arg), 0)
+			       : 0;
+	if (n->ctl == CTL_TXN) {
+		for (uint64_t k = off < 3 ? 0 : off - 2; k < NTXN; k++)
+			if (ctl_emit(fs, ctl_txn[k].name, ctl_txn[k].kind, n->ctl_key, plus, k + 3, fill,
+				     arg))
+				return 0;
+		struct txd_entry e;
+		if (off < NTXN + 3 && txn_child(fs, n->ctl_key, "root", &e) == 0) {
+			struct node *rn = fs_node(fs, e.node);
+			if (fill(arg, "root", &e, NTXN + 3) != 0 || !plus) {
+				rn->nlookup--;
+				fs_node_put(fs, rn);
+			}
+		}
+		return 0;
+	}
 	return 0; /* manifests/, temp/: nothing in flight yet */
+}
+
+/* mkdir .txdir/txn/NAME begins a transaction (SPEC §4). */
+int ctl_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent, const char *name,
+	      struct txd_entry *e)
+{
+	if (parent->ctl != CTL_TXNS)
+		return -EPERM;
+	size_t len = strlen(name);
+	if (len == 0 || len > TXD_NAME_MAX)
+		return len ? -ENAMETOOLONG : -EINVAL;
+	if (strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return -EINVAL;
+	struct txn *t;
+	int err = txn_begin(fs, name, c, &t);
+	return err ? err : ctl_node(fs, CTL_TXN, t->id, e);
+}
+
+/* rmdir .txdir/txn/NAME aborts it if active and removes it. */
+int ctl_rmdir(struct txd_fs *fs, struct node *parent, const char *name)
+{
+	if (parent->ctl != CTL_TXNS)
+		return -EPERM;
+	struct txn *t = txn_find(fs, name);
+	if (!t)
+		return -ENOENT;
+	txn_remove(fs, t);
+	return 0;
 }
 
 int ctl_open(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
@@ -633,7 +773,8 @@ int ctl_open(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
 {
 	if (kind_is_dir(n->ctl))
 		return -EISDIR;
-	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
+	bool writable = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+	if (writable && n->ctl != CTL_TXN_CTL)
 		return -EACCES;
 	struct ctl_file *f = calloc(1, sizeof(*f));
 	if (!f)
@@ -663,15 +804,47 @@ ssize_t ctl_read(struct txd_fs *fs, struct handle *h, void *buf, size_t size, ui
 	return (ssize_t)n;
 }
 
+/* One command per write(2) to .txdir/txn/NAME/ctl; the write returns the
+ * outcome (SPEC §4). Surrounding white space is ignored. */
+static int txn_command(struct txd_fs *fs, struct txn *t, const char *cmd, size_t len)
+{
+	while (len && (cmd[len - 1] == '\n' || cmd[len - 1] == ' ' || cmd[len - 1] == '\t'))
+		len--;
+	while (len && (*cmd == ' ' || *cmd == '\t')) {
+		cmd++;
+		len--;
+	}
+	if (len == 6 && memcmp(cmd, "commit", 6) == 0)
+		return txn_commit(fs, t, fs_caller_pid());
+	if (len == 5 && memcmp(cmd, "abort", 5) == 0) {
+		if (t->state == TXN_COMMITTED)
+			return -EINVAL; /* too late */
+		txn_abort(fs, t, "by request");
+		return 0;
+	}
+	if (len == 8 && memcmp(cmd, "readonly", 8) == 0) {
+		if (t->state != TXN_ACTIVE || t->log.nops)
+			return -EINVAL; /* only before any change */
+		t->readonly = true;
+		return 0;
+	}
+	return -EINVAL;
+}
+
 ssize_t ctl_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
 		  uint64_t off)
 {
-	(void)fs;
-	(void)h;
-	(void)buf;
-	(void)size;
 	(void)off;
-	return -EACCES;
+	if (h->node->ctl != CTL_TXN_CTL)
+		return -EACCES;
+	if (size > 64)
+		return -EINVAL; /* documented limit: one short command per write */
+	pthread_mutex_lock(&fs->lock);
+	struct txn *t = txn_by_id(fs, h->node->ctl_key);
+	int err = t ? txn_command(fs, t, buf, size) : -ENOENT;
+	pthread_mutex_unlock(&fs->lock);
+	fs_notify_flush(fs);
+	return err ? err : (ssize_t)size;
 }
 
 void ctl_release(struct txd_fs *fs, struct handle *h)

@@ -57,8 +57,8 @@ static int nodes_grow(struct txd_fs *fs)
 	return 0;
 }
 
-/* A new node (nlookup 0) for inode in (NULL: a control node). */
-struct node *fs_node_new(struct txd_fs *fs, struct inode *in)
+/* A new node (nlookup 0) for inode in of view t (in NULL: a control node). */
+struct node *fs_node_new(struct txd_fs *fs, struct txn *t, struct inode *in)
 {
 	if (fs->nnodes + 1 > fs->nodes_size && nodes_grow(fs))
 		return NULL;
@@ -67,8 +67,11 @@ struct node *fs_node_new(struct txd_fs *fs, struct inode *in)
 		return NULL;
 	n->id = fs->next_node++;
 	n->in = in;
+	n->txn = t;
 	if (in)
 		in->pins++;
+	if (t)
+		txn_get(t);
 	uint64_t h = node_hash(n->id, fs->nodes_size);
 	n->hnext = fs->nodes[h];
 	fs->nodes[h] = n;
@@ -77,22 +80,39 @@ struct node *fs_node_new(struct txd_fs *fs, struct inode *in)
 }
 
 /* The node lookups return for in, created on demand. */
-struct node *fs_live_node(struct txd_fs *fs, struct inode *in)
+struct node *fs_live_node(struct txd_fs *fs, struct txn *t, struct inode *in)
 {
 	if (in->live)
 		return in->live;
-	struct node *n = fs_node_new(fs, in);
+	struct node *n = fs_node_new(fs, t, in);
 	if (n)
 		in->live = n;
 	return n;
 }
 
-void fs_inode_unpin(struct txd_fs *fs, struct inode *in)
+void fs_inode_unpin(struct txd_fs *fs, struct txn *t, struct inode *in)
 {
 	if (--in->pins > 0)
 		return;
-	if (in->freed || (in->head->nlink == 0 && in->ino != NS_ROOT_INO))
-		ns_inode_drop(&fs->ns, in);
+	/* while snapshots exist they may still need an unlinked inode */
+	if (in->freed ||
+	    (in->head->nlink == 0 && in->ino != NS_ROOT_INO && (t || !fs->ns.nsnaps)))
+		ns_inode_drop(fs_ns(fs, t), in);
+}
+
+struct ns *fs_ns(struct txd_fs *fs, struct txn *t)
+{
+	return t ? &t->ns : &fs->ns;
+}
+
+struct inode *fs_view_inode(struct txd_fs *fs, struct txn *t, uint64_t ino)
+{
+	return t ? txn_inode(fs, t, ino) : ns_inode(&fs->ns, ino);
+}
+
+int fs_view_commit(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
+{
+	return t ? txn_apply(fs, t, b) : fs_commit(fs, b, NULL);
 }
 
 /* Free n once the kernel and every handle are done with it. */
@@ -110,9 +130,11 @@ void fs_node_put(struct txd_fs *fs, struct node *n)
 		if (in->live == n)
 			in->live = NULL;
 		if (n->frozen)
-			ns_iver_unpin(&fs->ns, in, n->frozen);
-		fs_inode_unpin(fs, in);
+			ns_iver_unpin(fs_ns(fs, n->txn), in, n->frozen);
+		fs_inode_unpin(fs, n->txn, in);
 	}
+	if (n->txn)
+		txn_put(fs, n->txn);
 	free(n);
 }
 
@@ -359,9 +381,18 @@ uint64_t txd_current_lsn(struct txd_fs *fs)
 	return wal_last_lsn(fs->wal);
 }
 
+static __thread bool must_wait;
+
+void fs_set_must_wait(void)
+{
+	must_wait = true;
+}
+
 bool txd_commit_needs_wait(struct txd_fs *fs)
 {
-	return fs->opts.durability == TXD_DUR_FULL;
+	bool w = must_wait;
+	must_wait = false;
+	return w || fs->opts.durability == TXD_DUR_FULL;
 }
 
 int txd_durable_async(struct txd_fs *fs, uint64_t lsn, void (*cb)(void *arg, int err),
@@ -392,6 +423,8 @@ static int replay_one(void *arg, const struct wal_pos *pos, uint16_t type, const
 	int err = ns_apply(&fs->ns, payload, len, pos->seg, pos->payload_off, pos->lsn);
 	if (err)
 		return err;
+	if (!rec_validate(payload, len, &hdr) && hdr.txn >= fs->next_txid)
+		fs->next_txid = hdr.txn + 1; /* transaction ids are never reused */
 	fs->commits++;
 	if (!rec_validate(payload, len, &hdr))
 		clog_add(fs, pos->lsn, &hdr, payload);
@@ -486,7 +519,7 @@ static int fs_start(struct txd_fs *fs)
 		err = fs_recover(fs);
 	if (err)
 		return err;
-	struct node *root = fs_node_new(fs, ns_inode(&fs->ns, NS_ROOT_INO));
+	struct node *root = fs_node_new(fs, NULL, ns_inode(&fs->ns, NS_ROOT_INO));
 	if (!root)
 		return -ENOMEM;
 	root->in->live = root;
@@ -496,6 +529,7 @@ static int fs_start(struct txd_fs *fs)
 static void fs_free(struct txd_fs *fs)
 {
 	ckpt_stop(fs);
+	txn_free_all(fs);
 	for (uint64_t k = 0; fs->nodes && k < fs->nodes_size; k++) {
 		struct node *n = fs->nodes[k];
 		while (n) {
@@ -527,6 +561,7 @@ int txd_fs_open(const char *dir, const struct txd_opts *opts, struct txd_fs **ou
 		fs->opts = *opts;
 	fs->next_node = TXD_ROOT_NODE;
 	fs->snapshots.snap_next = fs->snapshots.snap_prev = &fs->snapshots;
+	pthread_cond_init(&fs->txn_cv, NULL);
 	fs->nodes_size = 1024;
 	fs->start_ns = txd_os->now_monotonic_ns();
 	int err = -ENOMEM;

@@ -51,6 +51,7 @@
 #include "rec.h"
 #include "store.h"
 #include "txdir.h"
+#include "txn.h"
 #include "wal.h"
 
 struct ctl_file;
@@ -62,6 +63,7 @@ struct node {
 	struct iver *frozen; /* pinned version once frozen */
 	uint64_t nlookup;
 	uint32_t nopen, nsnap;
+	struct txn *txn;     /* data node of a transaction's view (NULL: main) */
 	uint32_t ctl;        /* control tree object kind (ctl.c), 0 = data */
 	uint64_t ctl_key;    /* e.g. a commit id */
 };
@@ -113,6 +115,9 @@ struct txd_fs {
 	struct notice *notices;
 	struct commit_log *clog;
 	struct handle snapshots; /* list head of snapshot handles */
+	struct txn *txns;         /* txn.h */
+	uint64_t next_txid;
+	pthread_cond_t txn_cv;    /* a view's writable handle closed */
 	struct event_log *events;
 	uint64_t commit_ns_sum, commit_count; /* txdir_op_duration_seconds{op="commit"} */
 	uint64_t ckpt_lsn, ckpt_count;
@@ -129,12 +134,23 @@ int fs_commit(struct txd_fs *fs, struct rec_buf *b, struct wal_pos *pos);
 void fs_notify_flush(struct txd_fs *fs);
 void fs_queue_inval(struct txd_fs *fs, uint64_t parent_node, const char *name);
 struct node *fs_node(struct txd_fs *fs, uint64_t id);
-struct node *fs_node_new(struct txd_fs *fs, struct inode *in);
+/* Nodes belong to a view: t == NULL is the main tree, else a transaction. */
+struct node *fs_node_new(struct txd_fs *fs, struct txn *t, struct inode *in);
 void fs_node_put(struct txd_fs *fs, struct node *n);
-struct node *fs_live_node(struct txd_fs *fs, struct inode *in);
+struct node *fs_live_node(struct txd_fs *fs, struct txn *t, struct inode *in);
+/* The namespace of a view, its inode ino (copied up on first use in a
+ * transaction), and committing ops built against it. */
+struct ns *fs_ns(struct txd_fs *fs, struct txn *t);
+struct inode *fs_view_inode(struct txd_fs *fs, struct txn *t, uint64_t ino);
+int fs_view_commit(struct txd_fs *fs, struct txn *t, struct rec_buf *b);
+/* Freeze n on its current version (fs.h F1) and invalidate its name. */
+void fs_freeze_node(struct txd_fs *fs, struct node *n);
+/* This thread's last call made a change that must be durable before the
+ * caller replies (a transaction commit): see txd_commit_needs_wait. */
+void fs_set_must_wait(void);
 void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a);
 void fs_entry(struct txd_fs *fs, struct node *n, struct txd_entry *e);
-void fs_inode_unpin(struct txd_fs *fs, struct inode *in);
+void fs_inode_unpin(struct txd_fs *fs, struct txn *t, struct inode *in);
 uint64_t fs_now_ns(void);
 /* pid of the request being served on this thread (txd_set_caller), or 0 */
 pid_t fs_caller_pid(void);
@@ -144,11 +160,11 @@ struct timespec fs_now_ts(void);
 void fs_inode_rec(const struct inode *in, struct rec_inode *r);
 
 /* fsfile.c */
-int fs_commit_content(struct txd_fs *fs, struct inode *in, struct wfile *wf, pid_t pid,
-		      uint64_t *lsn);
+int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile *wf,
+		      pid_t pid, uint64_t *lsn);
 /* Take / drop a share of in's working copy (created on first use). fs->lock. */
 struct wfile *fs_wf_get(struct txd_fs *fs, struct inode *in);
-void fs_wf_put(struct txd_fs *fs, struct inode *in);
+void fs_wf_put(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile *wf);
 
 /* ckpt.c: write a checkpoint of the whole namespace at the current LSN and
  * drop what it makes unnecessary (older checkpoints, WAL segments with no
@@ -158,6 +174,9 @@ int ckpt_write(struct txd_fs *fs);
 int ckpt_load(struct txd_fs *fs, uint64_t *lsn);
 
 /* ctl.c: the .txdir control tree. */
+int ctl_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent, const char *name,
+	      struct txd_entry *e);
+int ctl_rmdir(struct txd_fs *fs, struct node *parent, const char *name);
 #define CTL_DIRNAME ".txdir"
 int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct txd_entry *e);
 int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a);

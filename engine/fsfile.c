@@ -51,16 +51,16 @@ struct wfile *fs_wf_get(struct txd_fs *fs, struct inode *in)
 	return wf;
 }
 
-void fs_wf_put(struct txd_fs *fs, struct inode *in)
+void fs_wf_put(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile *wf)
 {
-	struct wfile *wf = in->wf;
 	if (--wf->nhandles > 0)
 		return;
-	in->wf = NULL;
+	if (in->wf == wf)
+		in->wf = NULL; /* else a transaction commit detached it already */
 	wcopy_free(wf->wc);
 	pthread_mutex_destroy(&wf->lock);
 	free(wf);
-	fs_inode_unpin(fs, in);
+	fs_inode_unpin(fs, t, in);
 }
 
 /* Large commits: move inline chunks into a pack (step 2 of fs.h). */
@@ -96,7 +96,7 @@ static void place_inline(struct wcopy_prep *p, const struct wal_pos *pos, uint64
 	}
 }
 
-static int content_record(struct txd_fs *fs, struct inode *in, struct wfile *wf,
+static int content_record(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile *wf,
 			  struct wcopy_prep *p, pid_t pid, struct wal_pos *pos)
 {
 	struct rec_buf b;
@@ -107,15 +107,15 @@ static int content_record(struct txd_fs *fs, struct inode *in, struct wfile *wf,
 	r.mtime = wf->times_set ? wf->mtime : fs_now_ts();
 	r.ctime = fs_now_ts();
 	rec_inode(&b, &r);
-	int err = fs_commit(fs, &b, pos);
-	if (!err)
+	int err = t ? txn_apply(fs, t, &b) : fs_commit(fs, &b, pos);
+	if (!err && !t)
 		place_inline(p, pos, b.len);
 	rec_release(&b);
 	return err;
 }
 
-int fs_commit_content(struct txd_fs *fs, struct inode *in, struct wfile *wf, pid_t pid,
-		      uint64_t *lsn)
+int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile *wf,
+		      pid_t pid, uint64_t *lsn)
 {
 	pthread_mutex_lock(&wf->lock);
 	int err = 0;
@@ -125,13 +125,14 @@ int fs_commit_content(struct txd_fs *fs, struct inode *in, struct wfile *wf, pid
 	struct wcopy_prep p;
 	if ((err = wcopy_prepare(wf->wc, &p)))
 		goto out_unlock;
-	if (p.inline_bytes > INLINE_MAX)
+	/* a transaction's content waits in packs for its commit (txn.h) */
+	if (t || p.inline_bytes > INLINE_MAX)
 		err = spill_inline(fs, &p);
-	if (!err && p.has_spilled && fs->opts.durability != TXD_DUR_NONE)
+	if (!err && !t && p.has_spilled && fs->opts.durability != TXD_DUR_NONE)
 		err = chunkstore_sync(fs->cs); /* packs before the record naming them */
 	if (!err) {
 		pthread_mutex_lock(&fs->lock);
-		err = content_record(fs, in, wf, &p, pid, &pos);
+		err = content_record(fs, t, in, wf, &p, pid, &pos);
 		pthread_mutex_unlock(&fs->lock);
 	}
 	if (err) {
@@ -158,7 +159,7 @@ static bool open_writable(int flags)
 
 /* Freeze n on its version: its snapshot readers keep it, lookups get a new
  * node id from now on (F1). */
-static void freeze_node(struct txd_fs *fs, struct node *n)
+void fs_freeze_node(struct txd_fs *fs, struct node *n)
 {
 	struct inode *in = n->in;
 	n->frozen = in->head;
@@ -167,7 +168,7 @@ static void freeze_node(struct txd_fs *fs, struct node *n)
 		in->live = NULL;
 	/* cached dentries of the name would still show the frozen node: drop
 	 * the one we know; others answer ESTALE on open and are looked up */
-	struct inode *parent = in->name ? ns_inode(&fs->ns, in->name_parent) : NULL;
+	struct inode *parent = in->name ? ns_inode(fs_ns(fs, n->txn), in->name_parent) : NULL;
 	if (parent && parent->live)
 		fs_queue_inval(fs, ((struct node *)parent->live)->id, in->name->name);
 }
@@ -200,6 +201,8 @@ static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h
 			return -ENOMEM;
 		if (h->writable)
 			h->wf->nwriters++;
+		if (h->writable && n->txn)
+			n->txn->nwriters++;
 	} else {
 		h->snap = in->head;
 		ns_iver_pin(h->snap);
@@ -214,15 +217,17 @@ static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h
 static int open_node(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
 		     struct txd_open_out *out)
 {
-	if (n->frozen)
+	if (n->frozen || (n->txn && n->txn->state != TXN_ACTIVE))
 		return -ESTALE; /* a newer node id holds this name: look it up again */
+	if (n->txn && n->txn->readonly && open_writable(flags))
+		return -EROFS;
 	struct inode *in = n->in;
 	if (in->dir)
 		return open_writable(flags) ? -EISDIR : -EINVAL;
 	if (!S_ISREG(in->head->mode))
 		return -ENXIO;
 	if (open_writable(flags) && !in->wf && n->nsnap > 0) {
-		freeze_node(fs, n);
+		fs_freeze_node(fs, n);
 		return -ESTALE;
 	}
 	int err = attach(fs, n, flags, h);
@@ -345,7 +350,7 @@ int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t
 			*lsn_out = wal_last_lsn(fs->wal);
 		return 0;
 	}
-	return fs_commit_content(fs, h->in, h->wf, c ? c->pid : 0, lsn_out);
+	return fs_commit_content(fs, h->node->txn, h->in, h->wf, c ? c->pid : 0, lsn_out);
 }
 
 int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
@@ -353,7 +358,7 @@ int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
 {
 	struct handle *h = (struct handle *)(uintptr_t)fh;
 	if (h && h->magic == HANDLE_MAGIC && !h->is_dir && h->writable && h->wf)
-		return fs_commit_content(fs, h->in, h->wf, c ? c->pid : 0, lsn_out);
+		return fs_commit_content(fs, h->node->txn, h->in, h->wf, c ? c->pid : 0, lsn_out);
 	/* a directory, or nothing pending: make every earlier commit durable */
 	*lsn_out = wal_last_lsn(fs->wal);
 	return 0;
@@ -369,7 +374,7 @@ int txd_release(struct txd_fs *fs, uint64_t fh)
 		ctl_release(fs, h);
 	} else if (h->writable && h->wf && h->wf->nwriters == 1) {
 		/* backstop: RELEASE is asynchronous and its errors are lost */
-		err = fs_commit_content(fs, h->in, h->wf, 0, NULL);
+		err = fs_commit_content(fs, h->node->txn, h->in, h->wf, 0, NULL);
 		if (err)
 			syslog(LOG_ERR, "txdir: commit at release of inode %llu failed: %s",
 			       (unsigned long long)h->in->ino, txd_strerror(err));
@@ -377,14 +382,16 @@ int txd_release(struct txd_fs *fs, uint64_t fh)
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = h->node;
 	if (h->snap) {
-		ns_iver_unpin(&fs->ns, h->in, h->snap);
+		ns_iver_unpin(fs_ns(fs, n->txn), h->in, h->snap);
 		n->nsnap--;
 		snap_unlink(h);
 	}
 	if (h->wf) {
 		if (h->writable)
 			h->wf->nwriters--;
-		fs_wf_put(fs, h->in);
+		if (h->writable && n->txn && --n->txn->nwriters == 0)
+			pthread_cond_broadcast(&fs->txn_cv);
+		fs_wf_put(fs, n->txn, h->in, h->wf);
 	}
 	n->nopen--;
 	fs->nhandles--;

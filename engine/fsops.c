@@ -35,11 +35,17 @@ static int check_name(const char *name)
 	return 0;
 }
 
+/* Whether n is a node of a transaction that has ended (txn.h T3). */
+static bool stale(const struct node *n)
+{
+	return n->txn && n->txn->state != TXN_ACTIVE;
+}
+
 /* The data directory behind node id (fs->lock held). */
 static int dir_node(struct txd_fs *fs, uint64_t id, struct node **out)
 {
 	struct node *n = fs_node(fs, id);
-	if (!n)
+	if (!n || stale(n))
 		return -ESTALE;
 	if (n->ctl)
 		return -EPERM; /* the control tree has its own rules (ctl.c) */
@@ -51,10 +57,16 @@ static int dir_node(struct txd_fs *fs, uint64_t id, struct node **out)
 	return 0;
 }
 
-static struct inode *child(struct txd_fs *fs, struct inode *dir, const char *name)
+static struct inode *child(struct txd_fs *fs, struct txn *t, struct inode *dir, const char *name)
 {
 	struct dent *e = ns_dir_find(dir->dir, name, strlen(name));
-	return e ? ns_inode(&fs->ns, e->ino) : NULL;
+	return e ? fs_view_inode(fs, t, e->ino) : NULL;
+}
+
+/* The root of a view, where .txdir is reachable by name. */
+static bool view_root(const struct node *n)
+{
+	return n->id == TXD_ROOT_NODE || (n->txn && n->in && n->in->ino == NS_ROOT_INO);
 }
 
 /* Parent directory attributes after an entry change (N4: nlink delta). */
@@ -81,11 +93,11 @@ static void rec_begin(struct rec_buf *b, const struct txd_cred *c)
 	rec_init(b, 0, fs_now_ns(), (uint32_t)(c ? c->pid : fs_caller_pid()));
 }
 
-/* Commit b and drop the lock. Durability waits are the caller's (txdir.h:
- * txd_commit_needs_wait), so no engine call blocks a FUSE worker. */
-static int commit_unlock(struct txd_fs *fs, struct rec_buf *b)
+/* Commit b in view t and drop the lock. Durability waits are the caller's
+ * (txdir.h: txd_commit_needs_wait), so no engine call blocks a FUSE worker. */
+static int commit_unlock(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
 {
-	int err = fs_commit(fs, b, NULL);
+	int err = fs_view_commit(fs, t, b);
 	pthread_mutex_unlock(&fs->lock);
 	rec_release(b);
 	fs_notify_flush(fs);
@@ -100,7 +112,7 @@ int txd_lookup(struct txd_fs *fs, uint64_t parent, const char *name, struct txd_
 	int err = -ESTALE;
 	if (!p)
 		goto out;
-	if (p->ctl || (parent == TXD_ROOT_NODE && strcmp(name, CTL_DIRNAME) == 0)) {
+	if (p->ctl || (view_root(p) && strcmp(name, CTL_DIRNAME) == 0)) {
 		err = ctl_lookup(fs, p, name, out);
 		goto out;
 	}
@@ -110,11 +122,11 @@ int txd_lookup(struct txd_fs *fs, uint64_t parent, const char *name, struct txd_
 		err = -ENAMETOOLONG;
 		goto out;
 	}
-	struct inode *in = child(fs, p->in, name);
+	struct inode *in = child(fs, p->txn, p->in, name);
 	err = -ENOENT;
 	if (!in)
 		goto out;
-	struct node *n = fs_live_node(fs, in);
+	struct node *n = fs_live_node(fs, p->txn, in);
 	err = -ENOMEM;
 	if (!n)
 		goto out;
@@ -143,7 +155,7 @@ int txd_getattr(struct txd_fs *fs, uint64_t node, struct txd_attr *out)
 	int err = -ESTALE;
 	if (n && n->ctl)
 		err = ctl_getattr(fs, n, out);
-	else if (n) {
+	else if (n && !stale(n)) {
 		fs_attr(fs, n, out);
 		err = 0;
 	}
@@ -165,10 +177,15 @@ static int make_entry(struct txd_fs *fs, const struct txd_cred *c, uint64_t pare
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->lock);
-	struct node *p;
+	struct node *p = fs_node(fs, parent);
+	if (p && p->ctl && S_ISDIR(mk->mode)) {
+		err = ctl_mkdir(fs, c, p, name, out);
+		goto out_unlock;
+	}
 	if ((err = dir_node(fs, parent, &p)))
 		goto out_unlock;
-	if (child(fs, p->in, name)) {
+	struct txn *t = p->txn;
+	if (child(fs, t, p->in, name)) {
 		err = -EEXIST;
 		goto out_unlock;
 	}
@@ -194,12 +211,12 @@ static int make_entry(struct txd_fs *fs, const struct txd_cred *c, uint64_t pare
 	rec_inode(&b, &r);
 	rec_dent_set(&b, p->in->ino, name, r.ino, 0);
 	touch_dir(&b, p->in, isdir ? 1 : 0, now);
-	if ((err = fs_commit(fs, &b, NULL))) {
+	if ((err = fs_view_commit(fs, t, &b))) {
 		rec_release(&b);
 		goto out_unlock;
 	}
 	rec_release(&b);
-	struct node *n = fs_live_node(fs, ns_inode(&fs->ns, r.ino));
+	struct node *n = fs_live_node(fs, t, fs_view_inode(fs, t, r.ino));
 	if (!n) {
 		err = -ENOMEM;
 		goto out_unlock;
@@ -270,6 +287,10 @@ int txd_link(struct txd_fs *fs, uint64_t node, uint64_t newparent, const char *n
 	}
 	if ((err = dir_node(fs, newparent, &p)))
 		goto out_unlock;
+	if (p->txn != n->txn || stale(n)) {
+		err = stale(n) ? -ESTALE : -EXDEV; /* views never share entries */
+		goto out_unlock;
+	}
 	struct inode *in = n->in;
 	if (in->dir) {
 		err = -EPERM;
@@ -283,7 +304,7 @@ int txd_link(struct txd_fs *fs, uint64_t node, uint64_t newparent, const char *n
 		err = -EMLINK;
 		goto out_unlock;
 	}
-	if (child(fs, p->in, newname)) {
+	if (child(fs, p->txn, p->in, newname)) {
 		err = -EEXIST;
 		goto out_unlock;
 	}
@@ -293,8 +314,8 @@ int txd_link(struct txd_fs *fs, uint64_t node, uint64_t newparent, const char *n
 	set_nlink(&b, in, 1, now);
 	rec_dent_set(&b, p->in->ino, newname, in->ino, 0);
 	touch_dir(&b, p->in, 0, now);
-	if (!(err = fs_commit(fs, &b, NULL)))
-		fs_entry(fs, fs_live_node(fs, in) ? fs_live_node(fs, in) : n, out);
+	if (!(err = fs_view_commit(fs, p->txn, &b)))
+		fs_entry(fs, fs_live_node(fs, p->txn, in) ? fs_live_node(fs, p->txn, in) : n, out);
 	rec_release(&b);
 out_unlock:
 	pthread_mutex_unlock(&fs->lock);
@@ -309,11 +330,16 @@ static int remove_entry(struct txd_fs *fs, uint64_t parent, const char *name, bo
 	if (strcmp(name, "..") == 0)
 		return -ENOTEMPTY;
 	pthread_mutex_lock(&fs->lock);
-	struct node *p;
-	int err = dir_node(fs, parent, &p);
-	if (err)
+	struct node *p = fs_node(fs, parent);
+	int err;
+	if (p && p->ctl && want_dir) {
+		err = ctl_rmdir(fs, p, name);
 		goto out_unlock;
-	struct inode *in = child(fs, p->in, name);
+	}
+	if ((err = dir_node(fs, parent, &p)))
+		goto out_unlock;
+	struct txn *t = p->txn;
+	struct inode *in = child(fs, t, p->in, name);
 	if (!in) {
 		err = parent == TXD_ROOT_NODE && strcmp(name, CTL_DIRNAME) == 0 ? -EPERM : -ENOENT;
 		goto out_unlock;
@@ -336,13 +362,15 @@ static int remove_entry(struct txd_fs *fs, uint64_t parent, const char *name, bo
 	rec_dent_del(&b, p->in->ino, name);
 	set_nlink(&b, in, want_dir ? -(int)in->head->nlink : -1, now);
 	touch_dir(&b, p->in, want_dir ? -1 : 0, now);
-	err = commit_unlock(fs, &b);
-	if (!err) {
-		pthread_mutex_lock(&fs->lock);
-		if (in->pins == 0 && in->head->nlink == 0)
-			ns_inode_drop(&fs->ns, in);
-		pthread_mutex_unlock(&fs->lock);
-	}
+	if (t)
+		txn_get(t); /* keeps the view's namespace across the unlock */
+	err = commit_unlock(fs, t, &b);
+	pthread_mutex_lock(&fs->lock);
+	if (!err && in->pins == 0 && in->head->nlink == 0 && (t || !fs->ns.nsnaps))
+		ns_inode_drop(fs_ns(fs, t), in);
+	if (t)
+		txn_put(fs, t);
+	pthread_mutex_unlock(&fs->lock);
 	return err;
 out_unlock:
 	pthread_mutex_unlock(&fs->lock);
@@ -360,20 +388,21 @@ int txd_rmdir(struct txd_fs *fs, uint64_t parent, const char *name)
 }
 
 /* ---- rename ------------------------------------------------------------------ */
-/* Is dir `a` equal to or below directory `b`? (loop check) */
-static bool is_below(struct txd_fs *fs, struct inode *a, struct inode *b)
+/* Is dir `a` equal to or below directory `b` in view t? (loop check) */
+static bool is_below(struct txd_fs *fs, struct txn *t, struct inode *a, struct inode *b)
 {
 	for (int depth = 0; a && depth < 100000; depth++) {
 		if (a == b)
 			return true;
 		if (a->ino == NS_ROOT_INO)
 			return false;
-		a = ns_inode(&fs->ns, a->parent);
+		a = fs_view_inode(fs, t, a->parent);
 	}
 	return false;
 }
 
 struct rn {
+	struct txn *t;
 	struct inode *sp, *dp, *src, *dst;
 	const char *sname, *dname;
 	unsigned int flags;
@@ -384,15 +413,15 @@ static int rename_check(struct txd_fs *fs, const struct rn *r)
 	if (r->flags & RENAME_EXCHANGE) {
 		if (!r->dst)
 			return -ENOENT;
-		if (r->src->dir && is_below(fs, r->dp, r->src))
+		if (r->src->dir && is_below(fs, r->t, r->dp, r->src))
 			return -EINVAL;
-		if (r->dst->dir && is_below(fs, r->sp, r->dst))
+		if (r->dst->dir && is_below(fs, r->t, r->sp, r->dst))
 			return -EINVAL;
 		return 0;
 	}
 	if (r->dst && (r->flags & RENAME_NOREPLACE))
 		return -EEXIST;
-	if (r->src->dir && is_below(fs, r->dp, r->src))
+	if (r->src->dir && is_below(fs, r->t, r->dp, r->src))
 		return -EINVAL;
 	if (!r->dst)
 		return 0;
@@ -466,10 +495,14 @@ int txd_rename(struct txd_fs *fs, uint64_t parent, const char *name, uint64_t ne
 			err = -EXDEV;
 		goto out_unlock;
 	}
-	struct rn r = {.sp = p->in, .dp = np->in, .sname = name, .dname = newname,
+	if (p->txn != np->txn) {
+		err = -EXDEV; /* views never share entries */
+		goto out_unlock;
+	}
+	struct rn r = {.t = p->txn, .sp = p->in, .dp = np->in, .sname = name, .dname = newname,
 		       .flags = flags};
-	r.src = child(fs, p->in, name);
-	r.dst = child(fs, np->in, newname);
+	r.src = child(fs, r.t, p->in, name);
+	r.dst = child(fs, r.t, np->in, newname);
 	if (!r.src) {
 		err = -ENOENT;
 		goto out_unlock;
@@ -484,13 +517,15 @@ int txd_rename(struct txd_fs *fs, uint64_t parent, const char *name, uint64_t ne
 	rec_begin(&b, NULL);
 	rename_encode(&b, &r, fs_now_ts());
 	struct inode *gone = r.dst && !(flags & RENAME_EXCHANGE) ? r.dst : NULL;
-	err = commit_unlock(fs, &b);
-	if (!err && gone) {
-		pthread_mutex_lock(&fs->lock);
-		if (gone->pins == 0 && gone->head->nlink == 0)
-			ns_inode_drop(&fs->ns, gone);
-		pthread_mutex_unlock(&fs->lock);
-	}
+	if (r.t)
+		txn_get(r.t);
+	err = commit_unlock(fs, r.t, &b);
+	pthread_mutex_lock(&fs->lock);
+	if (!err && gone && gone->pins == 0 && gone->head->nlink == 0 && (r.t || !fs->ns.nsnaps))
+		ns_inode_drop(fs_ns(fs, r.t), gone);
+	if (r.t)
+		txn_put(fs, r.t);
+	pthread_mutex_unlock(&fs->lock);
 	return err;
 out_unlock:
 	pthread_mutex_unlock(&fs->lock);
@@ -546,7 +581,7 @@ static int setattr_meta(struct txd_fs *fs, struct node *n, const struct txd_seta
 	struct rec_buf b;
 	rec_begin(&b, NULL);
 	rec_inode(&b, &r);
-	int err = fs_commit(fs, &b, NULL);
+	int err = fs_view_commit(fs, n->txn, &b);
 	rec_release(&b);
 	return err;
 }
@@ -572,10 +607,10 @@ static int setattr_size(struct txd_fs *fs, struct node *n, uint64_t size, struct
 		atomic_store(&wf->size, wcopy_size(wf->wc));
 	pthread_mutex_unlock(&wf->lock);
 	if (!err && own)
-		err = fs_commit_content(fs, in, wf, c ? c->pid : 0, NULL);
+		err = fs_commit_content(fs, n->txn, in, wf, c ? c->pid : 0, NULL);
 	pthread_mutex_lock(&fs->lock);
 	if (own)
-		fs_wf_put(fs, in);
+		fs_wf_put(fs, n->txn, in, wf);
 	return err;
 }
 
@@ -606,11 +641,16 @@ int txd_setattr(struct txd_fs *fs, uint64_t node, const struct txd_setattr *sa, 
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = fs_node(fs, node);
 	int err = -ESTALE;
-	if (!n)
+	if (!n || stale(n))
 		goto out_unlock;
-	err = -EPERM;
-	if (n->ctl)
+	if (n->ctl) {
+		/* `echo x > ctl`: a truncation of a control file is a no-op */
+		err = sa->valid & ~(TXD_SET_SIZE | TXD_SET_ATIME | TXD_SET_MTIME | TXD_SET_CTIME |
+				    TXD_SET_ATIME_NOW | TXD_SET_MTIME_NOW)
+			      ? -EPERM
+			      : ctl_getattr(fs, n, out ? out : &(struct txd_attr){0});
 		goto out_unlock;
+	}
 	struct txd_setattr rest = *sa;
 	err = 0;
 	if (sa->valid & TXD_SET_SIZE) {
@@ -635,7 +675,7 @@ int txd_opendir(struct txd_fs *fs, uint64_t node, uint64_t *dh)
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = fs_node(fs, node);
 	int err = -ESTALE;
-	if (!n)
+	if (!n || stale(n))
 		goto out;
 	err = -ENOTDIR;
 	if (!n->ctl && !n->in->dir)
@@ -689,8 +729,8 @@ static int readdir_data(struct txd_fs *fs, struct node *n, uint64_t off, bool pl
 	if (off < 1 && emit(fs, n, ".", plus, false, 1, fill, arg))
 		return 0;
 	if (off < 2) {
-		struct inode *pi = ns_inode(&fs->ns, dir->parent);
-		pn = pi ? fs_live_node(fs, pi) : n;
+		struct inode *pi = fs_view_inode(fs, n->txn, dir->parent);
+		pn = pi ? fs_live_node(fs, n->txn, pi) : n;
 		if (emit(fs, pn ? pn : n, "..", plus, false, 2, fill, arg))
 			return 0;
 	}
@@ -698,8 +738,8 @@ static int readdir_data(struct txd_fs *fs, struct node *n, uint64_t off, bool pl
 	     e = ns_dir_next(dir->dir, e->cookie)) {
 		if (e->cookie >= CTL_COOKIE)
 			break;
-		struct inode *in = ns_inode(&fs->ns, e->ino);
-		struct node *cn = in ? fs_live_node(fs, in) : NULL;
+		struct inode *in = fs_view_inode(fs, n->txn, e->ino);
+		struct node *cn = in ? fs_live_node(fs, n->txn, in) : NULL;
 		if (!cn)
 			continue;
 		if (emit(fs, cn, e->name, plus, plus, e->cookie, fill, arg))
@@ -726,7 +766,9 @@ int txd_readdir(struct txd_fs *fs, uint64_t dh, uint64_t off, bool plus, txd_fil
 		return -EBADF;
 	pthread_mutex_lock(&fs->lock);
 	int err;
-	if (h->node->ctl)
+	if (stale(h->node))
+		err = -ESTALE;
+	else if (h->node->ctl)
 		err = ctl_readdir(fs, h->node, off, plus, fill, arg);
 	else
 		err = readdir_data(fs, h->node, off, plus, fill, arg);
@@ -846,6 +888,8 @@ static int xattr_check(struct node *n, const char *name)
 {
 	if (n->ctl)
 		return -EPERM;
+	if (stale(n))
+		return -ESTALE;
 	if (strncmp(name, TXD_XATTR_PREFIX, strlen(TXD_XATTR_PREFIX)) == 0)
 		return -EPERM;
 	if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0)
@@ -888,7 +932,7 @@ static int xattr_change(struct txd_fs *fs, uint64_t node, const char *name, cons
 	fs_inode_rec(n->in, &r);
 	r.ctime = fs_now_ts();
 	rec_inode(&b, &r);
-	return commit_unlock(fs, &b);
+	return commit_unlock(fs, n->txn, &b);
 out_unlock:
 	pthread_mutex_unlock(&fs->lock);
 	return err;

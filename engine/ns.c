@@ -733,6 +733,56 @@ int ns_apply(struct ns *ns, const void *payload, uint32_t len, uint32_t seg,
 	return err;
 }
 
+/* ---- copy-up into a private namespace ------------------------------------------------ */
+static struct iver *iver_clone(const struct iver *v)
+{
+	struct iver *n = malloc(sizeof(*n));
+	if (!n)
+		return NULL;
+	*n = *v;
+	n->older = NULL;
+	n->refs = 1;
+	n->map = cmap_ref(v->map);
+	n->target = v->target ? strdup(v->target) : NULL;
+	n->xa = xattrs_dup(v->xa);
+	if ((v->target && !n->target) || (v->xa && !n->xa)) {
+		cmap_unref(n->map);
+		free(n->target);
+		free(n->xa);
+		free(n);
+		return NULL;
+	}
+	return n;
+}
+
+int ns_import(struct ns *ns, const struct inode *src, uint64_t s, struct inode **out)
+{
+	const struct iver *v = ns_iver_at(src, s);
+	if (!v)
+		return -ENOENT;
+	struct inode *in = ns_inode_new(ns, src->ino);
+	struct iver *c = in ? iver_clone(v) : NULL;
+	if (!c)
+		goto out_nomem;
+	in->head = c;
+	ns->nversions++;
+	in->parent = src->parent;
+	if (src->dir) {
+		if (!(in->dir = dir_new()))
+			goto out_nomem;
+		uint64_t ino, after = 0;
+		for (struct dent *e; (e = ns_dir_next_at(src->dir, after, s, &ino)); after = e->cookie)
+			if (dir_set(ns, in->dir, e->name, e->len, ino, e->cookie, c->commit))
+				goto out_nomem;
+	}
+	*out = in;
+	return 0;
+out_nomem:
+	if (in)
+		ns_inode_drop(ns, in);
+	return -ENOMEM;
+}
+
 /* ---- snapshots -------------------------------------------------------------- */
 bool ns_snapshot_needs(const struct ns *ns, uint64_t from, uint64_t to)
 {
@@ -787,6 +837,31 @@ static int sweep_inode(void *arg, struct inode *in)
 	return 0;
 }
 
+/* Inodes without names that nobody holds: kept while snapshots might
+ * still see them, dropped once the last one goes. */
+static void drop_unlinked(struct ns *ns)
+{
+	struct inode **v = NULL;
+	size_t n = 0, cap = 0;
+	for (uint64_t k = 0; k < ns->tabsize; k++)
+		for (struct inode *in = ns->tab[k]; in; in = in->hnext) {
+			if (in->head->nlink || in->pins || in->ino == NS_ROOT_INO)
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 16;
+				struct inode **nv = realloc(v, cap * sizeof(*nv));
+				if (!nv)
+					goto out;
+				v = nv;
+			}
+			v[n++] = in;
+		}
+	for (size_t k = 0; k < n; k++)
+		ns_inode_drop(ns, v[k]);
+out:
+	free(v);
+}
+
 void ns_snapshot_release(struct ns *ns, uint64_t s)
 {
 	uint32_t k = 0;
@@ -799,6 +874,8 @@ void ns_snapshot_release(struct ns *ns, uint64_t s)
 	ns->newest_snapshot = ns->nsnaps ? ns->snaps[ns->nsnaps - 1] : 0;
 	if (ns->mvcc_items || ns->nversions > ns->ninodes)
 		ns_walk(ns, sweep_inode, ns);
+	if (!ns->nsnaps)
+		drop_unlinked(ns);
 }
 
 struct iver *ns_iver_at(const struct inode *in, uint64_t s)

@@ -136,6 +136,13 @@ struct iver *ns_iver_at(const struct inode *in, uint64_t s);
  * cookie > after that exists at s. */
 uint64_t ns_lookup_at(const struct dir *d, const char *name, size_t len, uint64_t s);
 struct dent *ns_dir_next_at(const struct dir *d, uint64_t after, uint64_t s, uint64_t *ino);
+/* Copy inode src as snapshot s sees it into ns (a transaction's private
+ * namespace; ns.h invariants hold there as for the main one): attributes,
+ * content map (shared, copy-on-write), xattrs, and for a directory its
+ * entries at s with their cookies. *out is the new inode; -ENOENT if src did
+ * not exist at s. */
+int ns_import(struct ns *ns, const struct inode *src, uint64_t s, struct inode **out);
+
 /* Whether some registered snapshot S has from <= S < to. */
 bool ns_snapshot_needs(const struct ns *ns, uint64_t from, uint64_t to);
 

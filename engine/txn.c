@@ -1,0 +1,548 @@
+/*
+ * txn.c — transactions: views, write sets, validation and the one-record
+ * commit (design in txn.h).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "fs.h"
+#include "os.h"
+
+#define TXN_BUSY_WAIT_MS 2000 /* how long a commit waits for writers in the view */
+#define OP_HDR 8
+
+/* ---- lifetime ------------------------------------------------------------------ */
+void txn_get(struct txn *t)
+{
+	t->refs++;
+}
+
+static void txn_free(struct txn *t)
+{
+	ns_destroy(&t->ns);
+	rec_release(&t->log);
+	for (uint32_t k = 0; k < t->nkeys; k++)
+		free(t->keys[k].name);
+	free(t->keys);
+	free(t->inos);
+	free(t->dirs);
+	free(t->name);
+	free(t);
+}
+
+static void txn_unlink(struct txd_fs *fs, struct txn *t)
+{
+	struct txn **pp = &fs->txns;
+	while (*pp && *pp != t)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = t->next;
+}
+
+void txn_put(struct txd_fs *fs, struct txn *t)
+{
+	if (--t->refs > 0)
+		return;
+	txn_unlink(fs, t);
+	txn_free(t);
+}
+
+void txn_free_all(struct txd_fs *fs)
+{
+	while (fs->txns) {
+		struct txn *t = fs->txns;
+		fs->txns = t->next;
+		txn_free(t);
+	}
+}
+
+struct txn *txn_find(struct txd_fs *fs, const char *name)
+{
+	for (struct txn *t = fs->txns; t; t = t->next)
+		if (t->listed && strcmp(t->name, name) == 0)
+			return t;
+	return NULL;
+}
+
+struct txn *txn_by_id(struct txd_fs *fs, uint64_t id)
+{
+	for (struct txn *t = fs->txns; t; t = t->next)
+		if (t->id == id)
+			return t;
+	return NULL;
+}
+
+/* The transaction's end: release the snapshot (T4), stale the nodes (T3). */
+static void txn_end(struct txd_fs *fs, struct txn *t, enum txn_state st)
+{
+	t->state = st;
+	t->ended_ns = fs_now_ns();
+	ns_snapshot_release(&fs->ns, t->snap);
+	pthread_cond_broadcast(&fs->txn_cv);
+}
+
+int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, struct txn **out)
+{
+	pid_t creator = c->pid;
+	if (txn_find(fs, name))
+		return -EEXIST;
+	struct txn *t = calloc(1, sizeof(*t));
+	if (!t || !(t->name = strdup(name)) || ns_init(&t->ns)) {
+		if (t)
+			free(t->name);
+		free(t);
+		return -ENOMEM;
+	}
+	struct inode *root;
+	/* ids never repeat, also across restarts: at least the time in µs */
+	uint64_t now_us = fs_now_ns() / 1000;
+	t->id = fs->next_txid > now_us ? fs->next_txid : now_us;
+	fs->next_txid = t->id + 1;
+	t->snap = wal_last_lsn(fs->wal);
+	t->creator = creator;
+	t->uid = c->uid;
+	t->gid = c->gid;
+	t->began_ns = fs_now_ns();
+	t->listed = true;
+	t->refs = 1; /* the listing */
+	rec_init(&t->log, t->id, 0, (uint32_t)creator);
+	snprintf(t->status, sizeof(t->status), "active");
+	int err = ns_snapshot_take(&fs->ns, t->snap);
+	if (err) {
+		txn_free(t);
+		return err;
+	}
+	if (!(root = txn_inode(fs, t, NS_ROOT_INO))) {
+		ns_snapshot_release(&fs->ns, t->snap);
+		txn_free(t);
+		return -ENOMEM;
+	}
+	t->next = fs->txns;
+	fs->txns = t;
+	fs_event(fs, "txn_begin", "\"txn\":%" PRIu64 ",\"name\":\"%s\",\"pid\":%d,\"snapshot\":%" PRIu64,
+		 t->id, t->name, (int)creator, t->snap);
+	*out = t;
+	return 0;
+}
+
+/* ---- the view ------------------------------------------------------------------- */
+struct inode *txn_inode(struct txd_fs *fs, struct txn *t, uint64_t ino)
+{
+	struct inode *in = ns_inode(&t->ns, ino);
+	if (in || t->state != TXN_ACTIVE)
+		return in;
+	struct inode *src = ns_inode(&fs->ns, ino);
+	if (!src || ns_import(&t->ns, src, t->snap, &in))
+		return NULL; /* created after S, or gone: not in the view (T1) */
+	return in;
+}
+
+static int add_key(struct txn *t, uint64_t parent, const char *name, size_t len)
+{
+	for (uint32_t k = 0; k < t->nkeys; k++)
+		if (t->keys[k].parent == parent && strlen(t->keys[k].name) == len &&
+		    memcmp(t->keys[k].name, name, len) == 0)
+			return 0;
+	if (t->nkeys == t->capkeys) {
+		uint32_t cap = t->capkeys ? t->capkeys * 2 : 16;
+		struct txn_key *v = realloc(t->keys, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		t->keys = v;
+		t->capkeys = cap;
+	}
+	if (!(t->keys[t->nkeys].name = strndup(name, len)))
+		return -ENOMEM;
+	t->keys[t->nkeys++].parent = parent;
+	return 0;
+}
+
+/* Add v to a set kept as an array (write sets are small next to the work
+ * that made them). */
+static int set_add(uint64_t **arr, uint32_t *n, uint32_t *cap, uint64_t v)
+{
+	for (uint32_t k = 0; k < *n; k++)
+		if ((*arr)[k] == v)
+			return 0;
+	if (*n == *cap) {
+		uint32_t ncap = *cap ? *cap * 2 : 16;
+		uint64_t *a = realloc(*arr, ncap * sizeof(*a));
+		if (!a)
+			return -ENOMEM;
+		*arr = a;
+		*cap = ncap;
+	}
+	(*arr)[(*n)++] = v;
+	return 0;
+}
+
+static int add_ino(struct txn *t, uint64_t ino)
+{
+	return set_add(&t->inos, &t->ninos, &t->capinos, ino);
+}
+
+/* Whether ino existed in the main tree at S (else the view created it). */
+static bool existed(struct txd_fs *fs, struct txn *t, uint64_t ino)
+{
+	struct inode *m = ns_inode(&fs->ns, ino);
+	return m && ns_iver_at(m, t->snap);
+}
+
+/* Grow the write set from ops just applied in the view. Directory
+ * attribute upkeep (nlink, mtime) is merged at commit, not a conflict. */
+static int note_write_set(struct txd_fs *fs, struct txn *t, const void *ops, uint32_t len)
+{
+	struct rec_hdr hdr;
+	struct rec_iter it;
+	struct rec_opv op;
+	int err = rec_validate(ops, len, &hdr);
+	rec_iter_init(&it, ops, &hdr);
+	while (!err && rec_next(&it, &op)) {
+		switch (op.op) {
+		case OP_DENT_SET:
+		case OP_DENT_DEL:
+			err = add_key(t, op.u.dent.parent, op.u.dent.name, op.u.dent.name_len);
+			break;
+		case OP_INODE:
+			if (S_ISDIR(op.u.inode.mode))
+				err = set_add(&t->dirs, &t->ndirs, &t->capdirs, op.u.inode.ino);
+			else if (existed(fs, t, op.u.inode.ino))
+				err = add_ino(t, op.u.inode.ino);
+			break;
+		case OP_CONTENT:
+			if (existed(fs, t, op.u.content.ino))
+				err = add_ino(t, op.u.content.ino);
+			break;
+		case OP_XATTR_SET:
+		case OP_XATTR_DEL:
+			if (existed(fs, t, op.u.xattr.ino))
+				err = add_ino(t, op.u.xattr.ino);
+			break;
+		default:
+			break;
+		}
+	}
+	return err;
+}
+
+int txn_apply(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
+{
+	if (t->state != TXN_ACTIVE)
+		return -ESTALE;
+	if (t->readonly)
+		return -EROFS;
+	if (b->err)
+		return b->err;
+	if (b->ndata)
+		return -EINVAL; /* the view's content lives in packs */
+	struct iovec iov[1];
+	int err = rec_finish(b, iov);
+	if (err < 0)
+		return err;
+	if ((err = ns_apply(&t->ns, b->ops, (uint32_t)b->len, 0, 0, t->snap)) ||
+	    (err = note_write_set(fs, t, b->ops, (uint32_t)b->len)))
+		return err;
+	/* append the ops (not the header) to the log */
+	size_t n = b->len - REC_HDR_SIZE;
+	struct rec_buf *l = &t->log;
+	if (l->len + n > l->cap) {
+		size_t cap = l->cap ? l->cap : 4096;
+		while (cap < l->len + n)
+			cap *= 2;
+		uint8_t *p = realloc(l->ops, cap);
+		if (!p)
+			return -ENOMEM;
+		l->ops = p;
+		l->cap = cap;
+	}
+	memcpy(l->ops + l->len, b->ops + REC_HDR_SIZE, n);
+	l->len += n;
+	l->nops += b->nops;
+	return 0;
+}
+
+/* ---- commit ------------------------------------------------------------------------ */
+static void set_status(struct txn *t, const char *fmt, const char *path, uint64_t winner)
+{
+	snprintf(t->status, sizeof(t->status), fmt, path, winner);
+}
+
+static void key_path(struct txd_fs *fs, const struct txn_key *k, char *buf, size_t cap)
+{
+	struct inode *p = ns_inode(&fs->ns, k->parent);
+	char dir[4096];
+	if (p)
+		ns_path(&fs->ns, p, dir, sizeof(dir));
+	else
+		snprintf(dir, sizeof(dir), "?");
+	snprintf(buf, cap, "%.3500s%s%.255s", dir, strcmp(dir, "/") ? "/" : "", k->name);
+}
+
+/* Step 2 of txn.h: first committer wins. */
+static int validate(struct txd_fs *fs, struct txn *t)
+{
+	char path[4096];
+	for (uint32_t k = 0; k < t->nkeys; k++) {
+		const struct txn_key *key = &t->keys[k];
+		if (!existed(fs, t, key->parent))
+			continue; /* a directory the view created */
+		struct inode *p = ns_inode(&fs->ns, key->parent);
+		uint64_t winner = 0;
+		if (!p || !p->dir || p->head->nlink == 0) {
+			winner = p ? p->head->commit : 0;
+		} else {
+			uint64_t ino_now = ns_lookup_at(p->dir, key->name, strlen(key->name), UINT64_MAX);
+			uint64_t ino_then = ns_lookup_at(p->dir, key->name, strlen(key->name), t->snap);
+			struct dent *e = ns_dir_find(p->dir, key->name, strlen(key->name));
+			if (ino_now != ino_then || (e && e->commit > t->snap))
+				winner = e ? e->commit : wal_last_lsn(fs->wal);
+		}
+		if (winner) {
+			key_path(fs, key, path, sizeof(path));
+			set_status(t, "aborted conflict path=%.3800s winner=%" PRIu64, path, winner);
+			return -EBUSY;
+		}
+	}
+	for (uint32_t k = 0; k < t->ndirs; k++) {
+		/* a directory the view removed must still be empty in the main tree */
+		struct inode *v = ns_inode(&t->ns, t->dirs[k]); /* NULL: removed, dropped */
+		struct inode *m = ns_inode(&fs->ns, t->dirs[k]);
+		if ((v && v->head->nlink) || !m || !m->dir || !m->dir->count)
+			continue;
+		ns_path(&fs->ns, m, path, sizeof(path));
+		set_status(t, "aborted conflict path=%.3800s winner=%" PRIu64, path, m->head->commit);
+		return -EBUSY;
+	}
+	for (uint32_t k = 0; k < t->ninos; k++) {
+		struct inode *m = ns_inode(&fs->ns, t->inos[k]);
+		if (m)
+			ns_path(&fs->ns, m, path, sizeof(path));
+		if (!m || m->head->commit > t->snap) {
+			set_status(t, "aborted conflict path=%.3800s winner=%" PRIu64, m ? path : "(removed)",
+				   m ? m->head->commit : wal_last_lsn(fs->wal));
+			return -EBUSY;
+		}
+		struct wfile *wf = m->wf;
+		if (wf && wf->nwriters) {
+			set_status(t, "aborted busy path=%.3800s reason=main-tree writer%.0" PRIu64, path, 0);
+			return -EBUSY;
+		}
+	}
+	return 0;
+}
+
+/* Directories the view touched get their attributes recomputed against the
+ * main head: nlink = head + the view's delta, times from the view (step 3). */
+static int merged_dirs(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
+{
+	for (uint32_t k = 0; k < t->ndirs; k++) {
+		struct inode *in = ns_inode(&t->ns, t->dirs[k]);
+		struct inode *m = ns_inode(&fs->ns, t->dirs[k]);
+		if (!in && m && m->dir) {
+			/* removed in the view (and dropped there): removed here */
+			struct rec_inode r;
+			fs_inode_rec(m, &r);
+			r.nlink = 0;
+			r.ctime = fs_now_ts();
+			rec_inode(b, &r);
+			continue;
+		}
+		if (!in || !in->dir)
+			continue;
+		{
+			const struct iver *then = m ? ns_iver_at(m, t->snap) : NULL;
+			struct rec_inode r;
+			fs_inode_rec(in, &r);
+			if (then && m->head->nlink) {
+				r.nlink = (uint32_t)((int64_t)m->head->nlink +
+						     (int64_t)in->head->nlink - (int64_t)then->nlink);
+				if (in->head->nlink == 0)
+					r.nlink = 0;
+				if (then->mode == in->head->mode && then->uid == in->head->uid &&
+				    then->gid == in->head->gid) {
+					r.mode = m->head->mode; /* unchanged by the view */
+					r.uid = m->head->uid;
+					r.gid = m->head->gid;
+				}
+				r.parent = in->head->nlink ? in->parent : m->parent;
+			}
+			rec_inode(b, &r);
+		}
+	}
+	return b->err;
+}
+
+/* Copy the log, without the view's own directory attribute ops for
+ * directories that existed at S (merged_dirs states them). */
+static int log_ops(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
+{
+	const uint8_t *p = t->log.ops + REC_HDR_SIZE, *end = t->log.ops + t->log.len;
+	while (p < end) {
+		uint16_t op;
+		uint32_t len, mode;
+		uint64_t ino;
+		memcpy(&op, p, 2);
+		memcpy(&len, p + 4, 4);
+		bool skip = false;
+		if (op == OP_INODE) {
+			memcpy(&ino, p + OP_HDR, 8);
+			memcpy(&mode, p + OP_HDR + 8, 4);
+			skip = S_ISDIR(mode) && existed(fs, t, ino);
+		}
+		if (!skip) {
+			size_t need = OP_HDR + len;
+			if (b->len + need > b->cap) {
+				size_t cap = b->cap ? b->cap : 256;
+				while (cap < b->len + need)
+					cap *= 2;
+				uint8_t *q = realloc(b->ops, cap);
+				if (!q)
+					return -ENOMEM;
+				b->ops = q;
+				b->cap = cap;
+			}
+			memcpy(b->ops + b->len, p, need);
+			b->len += need;
+			b->nops++;
+		}
+		p += OP_HDR + len;
+	}
+	return 0;
+}
+
+/* Step 4: nothing of the old state stays visible through a node id that
+ * will now show the new one. */
+static void publish(struct txd_fs *fs, struct txn *t)
+{
+	for (uint32_t k = 0; k < t->ninos; k++) {
+		struct inode *m = ns_inode(&fs->ns, t->inos[k]);
+		if (!m)
+			continue;
+		if (m->live)
+			fs_freeze_node(fs, m->live);
+		if (m->wf)
+			m->wf = NULL; /* its readers keep their copy; new opens start afresh */
+	}
+	for (uint32_t k = 0; k < t->nkeys; k++) {
+		struct inode *p = ns_inode(&fs->ns, t->keys[k].parent);
+		if (p && p->live)
+			fs_queue_inval(fs, ((struct node *)p->live)->id, t->keys[k].name);
+	}
+}
+
+/* Unlinked inodes the commit left behind (names removed in the view). */
+static void drop_dead(struct txd_fs *fs, struct txn *t)
+{
+	for (uint64_t k = 0; k < t->ns.tabsize; k++)
+		for (struct inode *in = t->ns.tab[k]; in; in = in->hnext) {
+			struct inode *m = ns_inode(&fs->ns, in->ino);
+			if (m && m->head->nlink == 0 && m->pins == 0 && !fs->ns.nsnaps &&
+			    m->ino != NS_ROOT_INO)
+				ns_inode_drop(&fs->ns, m);
+		}
+}
+
+static int wait_writers(struct txd_fs *fs, struct txn *t)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += TXN_BUSY_WAIT_MS / 1000;
+	while (t->nwriters && t->state == TXN_ACTIVE)
+		if (pthread_cond_timedwait(&fs->txn_cv, &fs->lock, &until))
+			break;
+	if (t->state != TXN_ACTIVE)
+		return -ESTALE;
+	if (!t->nwriters)
+		return 0;
+	set_status(t, "aborted busy path=%.3800s reason=open for writing in the view%.0" PRIu64,
+		   "(a file in root/)", 0);
+	return -EBUSY;
+}
+
+int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
+{
+	if (t->state != TXN_ACTIVE)
+		return t->state == TXN_COMMITTED ? 0 : -ESTALE;
+	int err = wait_writers(fs, t);
+	if (err == -EBUSY) {
+		/* a file still open for writing: fail, but stay active so the
+		 * caller can close it and commit again (SPEC §4) */
+		char why[4096];
+		snprintf(why, sizeof(why), "%s", t->status);
+		snprintf(t->status, sizeof(t->status), "active (last commit failed: %.3900s)", why + 8);
+		return err;
+	}
+	if (err)
+		return err;
+	if ((err = validate(fs, t))) {
+		fs->conflicts++;
+		fs_event(fs, "txn_conflict", "\"txn\":%" PRIu64 ",\"status\":\"%s\"", t->id, t->status);
+		txn_end(fs, t, TXN_ABORTED);
+		return err;
+	}
+	uint64_t lsn = wal_last_lsn(fs->wal);
+	if (t->log.nops) {
+		struct rec_buf b;
+		rec_init(&b, t->id, fs_now_ns(), (uint32_t)pid);
+		if ((err = log_ops(fs, t, &b)) || (err = merged_dirs(fs, t, &b)) ||
+		    (fs->opts.durability != TXD_DUR_NONE && (err = chunkstore_sync(fs->cs)))) {
+			rec_release(&b);
+			return err;
+		}
+		publish(fs, t);
+		struct wal_pos pos;
+		err = fs_commit(fs, &b, &pos);
+		rec_release(&b);
+		if (err)
+			return err;
+		lsn = pos.lsn;
+	}
+	t->commit_id = lsn;
+	snprintf(t->status, sizeof(t->status), "committed %" PRIu64, lsn);
+	txn_end(fs, t, TXN_COMMITTED);
+	drop_dead(fs, t);
+	fs_set_must_wait(); /* a transaction commit is durable before it returns */
+	fs_event(fs, "txn_commit", "\"txn\":%" PRIu64 ",\"commit\":%" PRIu64 ",\"ops\":%u", t->id,
+		 lsn, t->log.nops);
+	return 0;
+}
+
+void txn_abort(struct txd_fs *fs, struct txn *t, const char *reason)
+{
+	if (t->state != TXN_ACTIVE)
+		return;
+	snprintf(t->status, sizeof(t->status), "aborted %.3900s", reason);
+	txn_end(fs, t, TXN_ABORTED);
+	fs_event(fs, "txn_abort", "\"txn\":%" PRIu64 ",\"reason\":\"%s\"", t->id, reason);
+}
+
+void txn_remove(struct txd_fs *fs, struct txn *t)
+{
+	txn_abort(fs, t, "by rmdir");
+	if (t->listed) {
+		t->listed = false;
+		txn_put(fs, t);
+	}
+}
+
+char *txn_info_json(struct txd_fs *fs, const struct txn *t)
+{
+	(void)fs;
+	static const char *const names[] = {"active", "committed", "aborted"};
+	char *out;
+	if (asprintf(&out,
+		     "{\"name\":\"%s\",\"txid\":%" PRIu64 ",\"state\":\"%s\",\"status\":\"%s\","
+		     "\"snapshot\":%" PRIu64 ",\"commit\":%" PRIu64 ",\"creator_pid\":%d,"
+		     "\"began_ns\":%" PRIu64 ",\"ended_ns\":%" PRIu64 ",\"readonly\":%s,"
+		     "\"ops\":%u,\"entries_changed\":%u,\"files_changed\":%u}\n",
+		     t->name, t->id, names[t->state], t->status, t->snap, t->commit_id,
+		     (int)t->creator, t->began_ns, t->ended_ns, t->readonly ? "true" : "false",
+		     t->log.nops, t->nkeys, t->ninos) < 0)
+		return NULL;
+	return out;
+}

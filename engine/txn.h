@@ -1,0 +1,115 @@
+/*
+ * txn.h — transactions for unmodified programs (SPEC §4).
+ *
+ * A transaction is a *view*: a private namespace (struct ns) that starts
+ * empty and is filled lazily by copy-up (ns_import) from the main namespace
+ * as of the transaction's snapshot S, the commit id at begin. S is
+ * registered in the main namespace (ns_snapshot_take), so every version and
+ * directory binding the view may still copy up is kept (ns.h N2, N5). The
+ * view's own changes are encoded as commit ops (rec.h) exactly like
+ * main-tree changes — the same code in fsops.c/fsfile.c builds them — but
+ * are applied to the private namespace and appended to the transaction's
+ * log instead of the WAL. Content written in the view goes to pack files
+ * (never inline: the log is not in the WAL yet).
+ *
+ * Commit (txn_commit), under fs->lock:
+ *   1. wait (bounded) until no handle in the view is open for writing,
+ *      else EBUSY naming the open file;
+ *   2. validate the write set against the main tree (first committer wins):
+ *      a directory entry (parent, name) the view created, removed or renamed
+ *      conflicts if the main binding changed after S; an existing inode
+ *      whose content, attributes or xattrs the view changed conflicts if its
+ *      main head changed after S, or while it has a main-tree writer.
+ *      Directory mtime/nlink are merged, never a conflict, so creating
+ *      different names in one directory commits on both sides;
+ *   3. make the packs durable, then append ONE WAL record holding the whole
+ *      log (directory attributes recomputed as main head + the view's
+ *      delta) — the commit point: all or nothing, also across a crash;
+ *   4. publish: main nodes whose inode changed are frozen and their names
+ *      invalidated before the record is applied, so the kernel never shows
+ *      a mix (fs.h F1);
+ *   5. the caller (FUSE) waits until the record is durable before replying
+ *      (txd_commit_needs_wait is true after a transaction commit).
+ * A failed commit applies nothing; status says why:
+ *   "aborted conflict path=<p> winner=<commit id>" or "aborted busy path=<p>
+ *   reason=<...>".
+ *
+ * Invariants.
+ *  T1 A view sees exactly the main tree as of S plus its own changes.
+ *  T2 Nothing of a transaction reaches the main tree except through one
+ *     WAL record at commit.
+ *  T3 A transaction's nodes become stale (ESTALE) once it has ended; its
+ *     private namespace is freed when the last node or handle lets go.
+ *  T4 Snapshot S is released when the transaction ends.
+ *
+ * Lock order: as fs.h (wfile->lock → fs->lock). All txn_* functions below
+ * are called with fs->lock held unless noted.
+ */
+#ifndef TXD_TXN_H
+#define TXD_TXN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ns.h"
+#include "rec.h"
+
+struct txd_fs;
+
+enum txn_state { TXN_ACTIVE, TXN_COMMITTED, TXN_ABORTED };
+
+struct txn_key { /* a directory entry of the write set */
+	uint64_t parent;
+	char *name;
+};
+
+struct txn {
+	struct txn *next;      /* fs->txns */
+	uint64_t id;
+	char *name;
+	uint64_t snap;         /* S */
+	enum txn_state state;
+	bool readonly, listed; /* listed: still in .txdir/txn (until rmdir) */
+	char status[4096];
+	struct ns ns;          /* the view */
+	struct rec_buf log;    /* ops applied in the view, in order */
+	struct txn_key *keys;  /* write set: entries */
+	uint32_t nkeys, capkeys;
+	uint64_t *inos;        /* write set: existing inodes changed */
+	uint32_t ninos, capinos;
+	uint64_t *dirs;        /* directories whose attributes the view changed */
+	uint32_t ndirs, capdirs;
+	uint32_t refs;         /* nodes and handles of the view, + 1 while listed */
+	uint32_t nwriters;     /* writable handles open in the view */
+	pid_t creator;
+	uint32_t uid, gid;     /* the creator's: owner of .txdir/txn/NAME */
+	uint64_t began_ns, ended_ns, commit_id;
+};
+
+/* Begin: snapshot, empty view with the root copied up. -EEXIST (name),
+ * -EINVAL (bad name). */
+int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, struct txn **out);
+struct txn *txn_find(struct txd_fs *fs, const char *name);
+struct txn *txn_by_id(struct txd_fs *fs, uint64_t id);
+
+/* The view's inode ino, copied up on first use; NULL if it does not exist
+ * in the view. */
+struct inode *txn_inode(struct txd_fs *fs, struct txn *t, uint64_t ino);
+
+/* Apply ops built against the view (no inline data): to the private
+ * namespace and the log. -EROFS once ended or read-only. */
+int txn_apply(struct txd_fs *fs, struct txn *t, struct rec_buf *b);
+
+int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid);
+void txn_abort(struct txd_fs *fs, struct txn *t, const char *reason);
+/* rmdir: abort if active, unlist; freed when unreferenced. */
+void txn_remove(struct txd_fs *fs, struct txn *t);
+void txn_get(struct txn *t);
+void txn_put(struct txd_fs *fs, struct txn *t);
+void txn_free_all(struct txd_fs *fs);
+
+/* JSON for info.json and dtc/transactions/ID (malloc'd). */
+char *txn_info_json(struct txd_fs *fs, const struct txn *t);
+
+#endif

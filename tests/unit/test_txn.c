@@ -1,0 +1,514 @@
+/*
+ * test_txn.c — transactions through the engine API and the control files
+ * (.txdir/txn/NAME/{root,ctl,status}), invariants of txn.h.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "faultos.h"
+#include "txdtest.h"
+
+static char *store;
+static struct txd_fs *fs;
+
+static void reopen(void)
+{
+	if (fs)
+		txd_fs_close(fs);
+	fs = NULL;
+	cr_assert_eq(txd_fs_open(store, NULL, &fs, NULL), 0);
+}
+
+static void setup(void)
+{
+	store = tt_mkstore();
+	cr_assert_not_null(store);
+	reopen();
+}
+
+static void teardown(void)
+{
+	if (fs)
+		txd_fs_close(fs);
+	fs = NULL;
+	faultos_uninstall();
+	tt_rmtree(store);
+	free(store);
+}
+
+TestSuite(txn, .init = setup, .fini = teardown, .timeout = 120);
+
+static int begin(const char *name)
+{
+	char path[600];
+	snprintf(path, sizeof(path), ".txdir/txn/%s", name);
+	return tt_mkdir(fs, path);
+}
+
+/* Write one command to ctl; the write's result is the command's. */
+static int cmd(const char *name, const char *what)
+{
+	char path[600];
+	uint64_t node;
+	struct txd_open_out oo;
+	snprintf(path, sizeof(path), ".txdir/txn/%s/ctl", name);
+	int err = tt_resolve(fs, path, NULL, NULL, &node);
+	if (err || (err = txd_open(fs, node, O_WRONLY | O_TRUNC, &oo)))
+		return err;
+	ssize_t n = txd_write(fs, oo.fh, what, strlen(what), 0);
+	txd_release(fs, oo.fh);
+	return n < 0 ? (int)n : 0;
+}
+
+/* rmdir .txdir/txn/NAME */
+static int end_txn(const char *name)
+{
+	char path[600];
+	uint64_t parent;
+	const char *leaf;
+	snprintf(path, sizeof(path), ".txdir/txn/%s", name);
+	int err = tt_resolve(fs, path, &parent, &leaf, NULL);
+	return err ? err : txd_rmdir(fs, parent, leaf);
+}
+
+static char *status(const char *name)
+{
+	char path[600], *data;
+	size_t len;
+	snprintf(path, sizeof(path), ".txdir/txn/%s/status", name);
+	cr_assert_eq(tt_get(fs, path, &data, &len), 0);
+	return data;
+}
+
+static char *vpath(const char *txn, const char *path)
+{
+	static __thread char buf[4][600];
+	static __thread int k;
+	char *p = buf[k++ % 4];
+	snprintf(p, 600, ".txdir/txn/%s/root/%s", txn, path);
+	return p;
+}
+
+static void expect_file(const char *path, const char *want)
+{
+	char *data;
+	size_t len;
+	int err = tt_get(fs, path, &data, &len);
+	cr_assert_eq(err, 0, "read %s: %s", path, txd_strerror(err));
+	cr_expect_str_eq(data, want, "%s", path);
+	free(data);
+}
+
+static void expect_absent(const char *path)
+{
+	uint64_t n;
+	cr_expect_eq(tt_resolve(fs, path, NULL, NULL, &n), -ENOENT, "%s should not exist", path);
+}
+
+/* T1: the view is the tree as of begin plus its own changes; T2: nothing
+ * reaches the main tree before the commit, everything at once after it. */
+Test(txn, isolation_then_atomic_publication)
+{
+	cr_assert_eq(tt_put(fs, "a", "old", 3), 0);
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_put(fs, "late", "main after begin", 16), 0);
+	cr_assert_eq(tt_put(fs, vpath("t", "a"), "new", 3), 0);
+	cr_assert_eq(tt_mkdir(fs, vpath("t", "d")), 0);
+	cr_assert_eq(tt_put(fs, vpath("t", "d/f"), "in dir", 6), 0);
+	expect_file(vpath("t", "a"), "new");
+	expect_absent(vpath("t", "late"));
+	expect_file("a", "old");
+	expect_absent("d");
+	char *st = status("t");
+	cr_expect_str_eq(st, "active\n");
+	free(st);
+	cr_assert_eq(cmd("t", "commit"), 0);
+	st = status("t");
+	cr_expect_eq(strncmp(st, "committed ", 10), 0, "%s", st);
+	free(st);
+	expect_file("a", "new");
+	expect_file("d/f", "in dir");
+	expect_file("late", "main after begin");
+	reopen();
+	expect_file("a", "new");
+	expect_file("d/f", "in dir");
+}
+
+/* First committer wins, in both orders; the loser applies nothing and says
+ * why. */
+Test(txn, write_write_conflict_both_orders)
+{
+	for (int order = 0; order < 2; order++) {
+		char name[8];
+		snprintf(name, sizeof(name), "f%d", order);
+		cr_assert_eq(tt_put(fs, name, "base", 4), 0);
+		cr_assert_eq(begin("x"), 0);
+		cr_assert_eq(begin("y"), 0);
+		cr_assert_eq(tt_put(fs, vpath("x", name), "from x", 6), 0);
+		cr_assert_eq(tt_put(fs, vpath("y", name), "from y", 6), 0);
+		cr_assert_eq(tt_put(fs, vpath("y", "y-only"), "y", 1), 0);
+		const char *first = order ? "y" : "x", *second = order ? "x" : "y";
+		cr_assert_eq(cmd(first, "commit"), 0);
+		cr_expect_eq(cmd(second, "commit"), -EBUSY);
+		char *st = status(second);
+		char want[64];
+		snprintf(want, sizeof(want), "aborted conflict path=/%s winner=", name);
+		cr_expect_eq(strncmp(st, want, strlen(want)), 0, "%s", st);
+		free(st);
+		expect_file(name, order ? "from y" : "from x");
+		if (order == 0)
+			expect_absent("y-only");
+		cr_assert_eq(end_txn("x"), 0);
+		cr_assert_eq(end_txn("y"), 0);
+	}
+}
+
+/* A main-tree commit after begin conflicts like another transaction. */
+Test(txn, main_tree_change_conflicts)
+{
+	cr_assert_eq(tt_put(fs, "a", "base", 4), 0);
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_put(fs, vpath("t", "a"), "txn", 3), 0);
+	cr_assert_eq(tt_put(fs, "a", "main", 4), 0);
+	cr_expect_eq(cmd("t", "commit"), -EBUSY);
+	expect_file("a", "main");
+}
+
+/* SPEC §4: directory mtime/nlink merge — different names in one directory
+ * never conflict; the same new name does. */
+Test(txn, directory_changes_merge)
+{
+	cr_assert_eq(tt_mkdir(fs, "d"), 0);
+	cr_assert_eq(begin("x"), 0);
+	cr_assert_eq(begin("y"), 0);
+	cr_assert_eq(tt_put(fs, vpath("x", "d/one"), "1", 1), 0);
+	cr_assert_eq(tt_mkdir(fs, vpath("x", "d/sub1")), 0);
+	cr_assert_eq(tt_put(fs, vpath("y", "d/two"), "2", 1), 0);
+	cr_assert_eq(tt_mkdir(fs, vpath("y", "d/sub2")), 0);
+	cr_assert_eq(tt_put(fs, "d/three", "3", 1), 0); /* main, meanwhile */
+	cr_assert_eq(cmd("x", "commit"), 0);
+	cr_assert_eq(cmd("y", "commit"), 0, "different names in one directory");
+	expect_file("d/one", "1");
+	expect_file("d/two", "2");
+	expect_file("d/three", "3");
+	uint64_t node;
+	struct txd_attr a;
+	cr_assert_eq(tt_resolve(fs, "d", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_getattr(fs, node, &a), 0);
+	cr_expect_eq(a.nlink, 4, "2 + sub1 + sub2, merged");
+	reopen();
+	cr_assert_eq(tt_resolve(fs, "d", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_getattr(fs, node, &a), 0);
+	cr_expect_eq(a.nlink, 4);
+
+	cr_assert_eq(begin("p"), 0);
+	cr_assert_eq(begin("q"), 0);
+	cr_assert_eq(tt_put(fs, vpath("p", "d/same"), "p", 1), 0);
+	cr_assert_eq(tt_put(fs, vpath("q", "d/same"), "q", 1), 0);
+	cr_assert_eq(cmd("p", "commit"), 0);
+	cr_expect_eq(cmd("q", "commit"), -EBUSY, "create/create of one name");
+	expect_file("d/same", "p");
+}
+
+Test(txn, rename_rename_and_delete_write_conflict)
+{
+	cr_assert_eq(tt_put(fs, "src", "s", 1), 0);
+	cr_assert_eq(begin("x"), 0);
+	cr_assert_eq(begin("y"), 0);
+	cr_assert_eq(tt_rename(fs, vpath("x", "src"), vpath("x", "dst1"), 0), 0);
+	cr_assert_eq(tt_rename(fs, vpath("y", "src"), vpath("y", "dst2"), 0), 0);
+	cr_assert_eq(cmd("x", "commit"), 0);
+	cr_expect_eq(cmd("y", "commit"), -EBUSY, "rename/rename");
+	expect_file("dst1", "s");
+	expect_absent("dst2");
+
+	cr_assert_eq(tt_put(fs, "w", "orig", 4), 0);
+	cr_assert_eq(begin("del"), 0);
+	cr_assert_eq(begin("wr"), 0);
+	cr_assert_eq(tt_unlink(fs, vpath("del", "w")), 0);
+	cr_assert_eq(tt_put(fs, vpath("wr", "w"), "written", 7), 0);
+	cr_assert_eq(cmd("wr", "commit"), 0);
+	cr_expect_eq(cmd("del", "commit"), -EBUSY, "delete/write");
+	expect_file("w", "written");
+}
+
+/* Snapshot isolation allows write skew (documented, not a bug). */
+Test(txn, write_skew_is_allowed)
+{
+	cr_assert_eq(tt_put(fs, "a", "1", 1), 0);
+	cr_assert_eq(tt_put(fs, "b", "1", 1), 0);
+	cr_assert_eq(begin("x"), 0);
+	cr_assert_eq(begin("y"), 0);
+	expect_file(vpath("x", "a"), "1"); /* x reads a, writes b */
+	cr_assert_eq(tt_put(fs, vpath("x", "b"), "0", 1), 0);
+	expect_file(vpath("y", "b"), "1"); /* y reads b, writes a */
+	cr_assert_eq(tt_put(fs, vpath("y", "a"), "0", 1), 0);
+	cr_expect_eq(cmd("x", "commit"), 0);
+	cr_expect_eq(cmd("y", "commit"), 0);
+	expect_file("a", "0");
+	expect_file("b", "0");
+}
+
+Test(txn, abort_and_rmdir_apply_nothing)
+{
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_put(fs, vpath("t", "x"), "x", 1), 0);
+	cr_assert_eq(cmd("t", "abort"), 0);
+	char *st = status("t");
+	cr_expect_str_eq(st, "aborted by request\n");
+	free(st);
+	expect_absent("x");
+	cr_expect_eq(cmd("t", "commit"), -ESTALE, "an aborted transaction does not commit");
+	cr_assert_eq(end_txn("t"), 0);
+	cr_assert_eq(begin("u"), 0);
+	cr_assert_eq(tt_put(fs, vpath("u", "y"), "y", 1), 0);
+	cr_assert_eq(end_txn("u"), 0);
+	expect_absent("y");
+	expect_absent(".txdir/txn/u");
+	cr_expect_eq(cmd("nope", "commit"), -ENOENT);
+}
+
+Test(txn, bad_commands_and_names)
+{
+	cr_assert_eq(begin("t"), 0);
+	cr_expect_eq(begin("t"), -EEXIST);
+	cr_expect_eq(cmd("t", "comit"), -EINVAL);
+	cr_expect_eq(cmd("t", "commit\n"), 0, "a trailing newline is fine (echo)");
+	char longname[300];
+	memset(longname, 'n', 256);
+	longname[256] = 0;
+	cr_expect_eq(begin(longname), -ENAMETOOLONG);
+}
+
+/* A read-only transaction is one consistent snapshot and refuses changes. */
+Test(txn, read_only_snapshot)
+{
+	cr_assert_eq(tt_put(fs, "a", "v1", 2), 0);
+	cr_assert_eq(begin("r"), 0);
+	cr_assert_eq(cmd("r", "readonly"), 0);
+	cr_assert_eq(tt_put(fs, "a", "v2", 2), 0);
+	expect_file(vpath("r", "a"), "v1");
+	cr_expect_eq(tt_put(fs, vpath("r", "new"), "x", 1), -EROFS);
+	cr_expect_eq(tt_mkdir(fs, vpath("r", "dir")), -EROFS);
+	cr_assert_eq(cmd("r", "abort"), 0);
+}
+
+/* SPEC §4: a commit waits (bounded) for the view's writable handles, then
+ * fails EBUSY and stays active; after the close it commits. */
+Test(txn, commit_waits_for_writers)
+{
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_put(fs, vpath("t", "f"), "x", 1), 0);
+	uint64_t node;
+	struct txd_open_out w;
+	cr_assert_eq(tt_resolve(fs, vpath("t", "f"), NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
+	cr_expect_eq(cmd("t", "commit"), -EBUSY);
+	char *st = status("t");
+	cr_expect_not_null(strstr(st, "open for writing"), "%s", st);
+	free(st);
+	cr_assert_eq(txd_write(fs, w.fh, "y", 1, 0), 1);
+	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0);
+	txd_release(fs, w.fh);
+	cr_assert_eq(cmd("t", "commit"), 0);
+	expect_file("f", "y");
+}
+
+/* Views never share entries with the main tree or each other. */
+Test(txn, cross_view_rename_is_exdev)
+{
+	cr_assert_eq(tt_put(fs, "a", "a", 1), 0);
+	cr_assert_eq(begin("t"), 0);
+	cr_expect_eq(tt_rename(fs, vpath("t", "a"), "b", 0), -EXDEV);
+	cr_expect_eq(tt_rename(fs, "a", vpath("t", "b"), 0), -EXDEV);
+	uint64_t node;
+	cr_assert_eq(tt_resolve(fs, vpath("t", ".txdir/txn"), NULL, NULL, &node), 0,
+		     ".txdir is reachable inside a view");
+}
+
+/* T2 across crashes: a commit is one log record — after a crash it is there
+ * whole (if its write returned) or not at all. */
+Test(txn, crash_keeps_commits_whole)
+{
+	for (int k = 0; k < 20; k++) {
+		char f[16];
+		snprintf(f, sizeof(f), "f%02d", k);
+		cr_assert_eq(tt_put(fs, f, "old", 3), 0);
+	}
+	cr_assert_eq(begin("t"), 0);
+	for (int k = 0; k < 20; k++) {
+		char f[16];
+		snprintf(f, sizeof(f), "f%02d", k);
+		cr_assert_eq(tt_put(fs, vpath("t", f), "new", 3), 0);
+	}
+	cr_assert_eq(begin("u"), 0);
+	cr_assert_eq(tt_put(fs, vpath("u", "uncommitted"), "u", 1), 0);
+	cr_assert_eq(cmd("t", "commit"), 0);
+	cr_assert_eq(txd_sync_wait(fs), 0);
+	faultos_install();
+	faultos_power_cut(42);
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_revive();
+	faultos_uninstall();
+	reopen();
+	for (int k = 0; k < 20; k++) {
+		char f[16];
+		snprintf(f, sizeof(f), "f%02d", k);
+		expect_file(f, "new");
+	}
+	expect_absent("uncommitted");
+	expect_absent(".txdir/txn/u");
+}
+
+/* Invariant across 10 files (sum constant) under 4 concurrent movers, each
+ * moving value between two files in its own transaction, audited by
+ * read-only transactions: never broken (issue 4). */
+#define NF 10
+#define MOVES 40
+
+static int read_int(const char *path)
+{
+	char *data;
+	size_t len;
+	if (tt_get(fs, path, &data, &len))
+		return -1000000;
+	int v = atoi(data);
+	free(data);
+	return v;
+}
+
+static int put_int(const char *path, int v)
+{
+	char b[16];
+	int n = snprintf(b, sizeof(b), "%d", v);
+	return tt_put(fs, path, b, (size_t)n);
+}
+
+static void *mover(void *arg)
+{
+	int id = (int)(intptr_t)arg, done = 0;
+	unsigned seed = (unsigned)id * 7919u;
+	for (int k = 0; done < MOVES && k < MOVES * 20; k++) {
+		char name[32], pa[64], pb[64];
+		snprintf(name, sizeof(name), "m%d-%d", id, k);
+		int a = (int)(rand_r(&seed) % NF), b = (a + 1 + (int)(rand_r(&seed) % (NF - 1))) % NF;
+		if (begin(name))
+			continue;
+		snprintf(pa, sizeof(pa), "n%d", a);
+		snprintf(pb, sizeof(pb), "n%d", b);
+		int va = read_int(vpath(name, pa)), vb = read_int(vpath(name, pb));
+		if (put_int(vpath(name, pa), va - 1) == 0 && put_int(vpath(name, pb), vb + 1) == 0 &&
+		    cmd(name, "commit") == 0)
+			done++;
+		char path[600];
+		snprintf(path, sizeof(path), ".txdir/txn/%s", name);
+		uint64_t parent;
+		const char *leaf;
+		if (!tt_resolve(fs, path, &parent, &leaf, NULL))
+			txd_rmdir(fs, parent, leaf);
+	}
+	return (void *)(intptr_t)done;
+}
+
+static int audit_stop;
+
+static void *auditor(void *arg)
+{
+	int *broken = arg;
+	for (int k = 0; !__atomic_load_n(&audit_stop, __ATOMIC_ACQUIRE); k++) {
+		char name[32];
+		snprintf(name, sizeof(name), "audit-%d", k);
+		if (begin(name))
+			continue;
+		cmd(name, "readonly");
+		int sum = 0;
+		for (int f = 0; f < NF; f++) {
+			char p[16];
+			snprintf(p, sizeof(p), "n%d", f);
+			sum += read_int(vpath(name, p));
+		}
+		if (sum != NF * 100)
+			(*broken)++;
+		char path[600];
+		snprintf(path, sizeof(path), ".txdir/txn/%s", name);
+		uint64_t parent;
+		const char *leaf;
+		if (!tt_resolve(fs, path, &parent, &leaf, NULL))
+			txd_rmdir(fs, parent, leaf);
+	}
+	return NULL;
+}
+
+Test(txn, invariant_under_concurrent_movers)
+{
+	for (int f = 0; f < NF; f++) {
+		char p[16];
+		snprintf(p, sizeof(p), "n%d", f);
+		cr_assert_eq(put_int(p, 100), 0);
+	}
+	pthread_t m[4], a;
+	int broken = 0;
+	audit_stop = 0;
+	pthread_create(&a, NULL, auditor, &broken);
+	for (int k = 0; k < 4; k++)
+		pthread_create(&m[k], NULL, mover, (void *)(intptr_t)k);
+	int total = 0;
+	for (int k = 0; k < 4; k++) {
+		void *r;
+		pthread_join(m[k], &r);
+		total += (int)(intptr_t)r;
+	}
+	__atomic_store_n(&audit_stop, 1, __ATOMIC_RELEASE);
+	pthread_join(a, NULL);
+	cr_expect_eq(broken, 0, "%d audits saw a broken sum", broken);
+	cr_expect_gt(total, 0);
+	int sum = 0;
+	for (int f = 0; f < NF; f++) {
+		char p[16];
+		snprintf(p, sizeof(p), "n%d", f);
+		sum += read_int(p);
+	}
+	cr_expect_eq(sum, NF * 100, "final sum after %d committed moves", total);
+}
+
+/* A transaction of many files commits whole (issue 4: big transactions). */
+Test(txn, many_files_commit)
+{
+	cr_assert_eq(begin("big"), 0);
+	cr_assert_eq(tt_mkdir(fs, vpath("big", "d")), 0);
+	for (int k = 0; k < 5000; k++) {
+		char p[64];
+		snprintf(p, sizeof(p), "d/f%05d", k);
+		cr_assert_eq(tt_put(fs, vpath("big", p), p, strlen(p)), 0);
+	}
+	cr_assert_eq(cmd("big", "commit"), 0);
+	reopen();
+	for (int k = 0; k < 5000; k += 499) {
+		char p[64];
+		snprintf(p, sizeof(p), "d/f%05d", k);
+		expect_file(p, p);
+	}
+}
+
+/* rmdir in a view of a directory the main tree filled meanwhile: conflict,
+ * never an orphaned entry. */
+Test(txn, rmdir_of_directory_filled_meanwhile_conflicts)
+{
+	cr_assert_eq(tt_mkdir(fs, "d"), 0);
+	cr_assert_eq(begin("t"), 0);
+	uint64_t parent;
+	const char *leaf;
+	cr_assert_eq(tt_resolve(fs, vpath("t", "d"), &parent, &leaf, NULL), 0);
+	cr_assert_eq(txd_rmdir(fs, parent, leaf), 0);
+	cr_assert_eq(tt_put(fs, "d/new", "n", 1), 0);
+	cr_expect_eq(cmd("t", "commit"), -EBUSY);
+	expect_file("d/new", "n");
+}
