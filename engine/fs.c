@@ -214,11 +214,14 @@ void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a)
 		a->blocks = (stored + 511) / 512;
 		struct wfile *wf = in->wf;
 		if (!n->frozen && wf) {
+			/* uncommitted: committed blocks + what was written since,
+			 * never the size of a sparse extension */
 			a->size = atomic_load(&wf->size);
-			if (a->blocks * 512 < a->size)
-				a->blocks = (a->size + 511) / 512; /* uncommitted: estimate */
+			a->blocks += (atomic_load(&wf->dirty_bytes) + 511) / 512;
+			if (a->blocks * 512 > a->size + 511)
+				a->blocks = (a->size + 511) / 512;
 			if (wf->times_set)
-				a->mtime = wf->mtime;
+				a->mtime = a->ctime = wf->mtime;
 		}
 	} else if (S_ISDIR(v->mode)) {
 		a->size = 4096;

@@ -73,6 +73,7 @@ struct wfile {
 	struct wcopy *wc;
 	uint32_t nhandles, nwriters;
 	_Atomic uint64_t size; /* wcopy size, readable without the lock */
+	_Atomic uint64_t dirty_bytes; /* bytes written since the last commit (st_blocks) */
 	bool times_set;
 	struct timespec mtime;
 };

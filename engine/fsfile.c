@@ -144,6 +144,7 @@ int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct
 	if (!(err = wcopy_commit(wf->wc, &p, &map, &dsum)))
 		cmap_unref(map); /* the namespace built its own from the record */
 	wf->times_set = false;
+	atomic_store(&wf->dirty_bytes, 0);
 out_unlock:
 	pthread_mutex_unlock(&wf->lock);
 	if (lsn)
@@ -309,8 +310,9 @@ ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_
 		return -EBADF;
 	if (h->ctl || h->node->ctl)
 		return ctl_read(fs, h, buf, size, off);
-	if ((h->flags & O_ACCMODE) == O_WRONLY)
-		return -EBADF;
+	/* no O_WRONLY check: with the writeback cache the kernel fills partial
+	 * pages through whatever handle writes (the syscall layer already
+	 * refused read(2) on a write-only descriptor) */
 	if (h->snap)
 		return cmap_read(fs->cs, h->snap->map, h->snap->size, buf, size, off);
 	pthread_mutex_lock(&h->wf->lock);
@@ -335,6 +337,13 @@ ssize_t txd_write(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size, 
 	pthread_mutex_lock(&h->wf->lock);
 	ssize_t n = wcopy_write(h->wf->wc, buf, size, off);
 	atomic_store(&h->wf->size, wcopy_size(h->wf->wc));
+	if (n > 0) {
+		atomic_fetch_add(&h->wf->dirty_bytes, (uint64_t)n); /* for st_blocks */
+		/* a write moves mtime/ctime (without the writeback cache nobody
+		 * else does; with it the kernel's own setattr follows) */
+		h->wf->mtime = fs_now_ts();
+		h->wf->times_set = true;
+	}
 	pthread_mutex_unlock(&h->wf->lock);
 	return n;
 }

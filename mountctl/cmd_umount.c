@@ -6,6 +6,11 @@
  * `mountctl mount` right after it finds the store unlocked. The server's
  * pid comes from status.json ("pid") or, failing that, from the flock on
  * STORE/LOCK in /proc/locks.
+ *
+ * It also refuses while a transaction is active (MNT/.txdir/txn/NAME/status
+ * says "active"): a `mountctl run` holds the mount in its own mount
+ * namespace, where the kernel's EBUSY check does not see it, and would
+ * lose its commit. --lazy skips that check.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -46,6 +51,21 @@ out_free:
 	return pid;
 }
 
+/* True (after one line saying why) while MNT has active transactions. */
+static bool refuse_active_txns(const char *name, const char *mnt)
+{
+	char *first = NULL;
+	int n = mc_txn_count_active(mnt, &first);
+
+	if (n > 0)
+		mc_err(name,
+		       "%s has %d active transaction%s (%s%s); let them finish, abort them "
+		       "(mountctl txn abort) or use --lazy",
+		       mnt, n, n == 1 ? "" : "s", first, n > 1 ? ", ..." : "");
+	free(first);
+	return n > 0;
+}
+
 int cmd_umount(const struct mc_cmd *cmd, int argc, char **argv)
 {
 	static const struct option lopts[] = {
@@ -83,6 +103,8 @@ int cmd_umount(const struct mc_cmd *cmd, int argc, char **argv)
 	st = mc_mnt_state(mnt);
 	switch (st) {
 	case MC_MNT_OURS:
+		if (!lazy && refuse_active_txns(cmd->name, mnt))
+			goto out_free;
 		pid = server_pid(mnt);
 		break;
 	case MC_MNT_STALE:

@@ -37,8 +37,19 @@ static const struct mc_cmd cmds[] = {
 	 "Make every commit made so far on MNT durable (fsync of the mount point)."},
 	{"stats", cmd_stats, "stats MNT [--json]",
 	 "Print the metrics of MNT/.txdir/stats (Prometheus text format)."},
-	{"run", cmd_not_implemented, "run MNT [--read-only] [--name N] [--retry N] -- CMD ...",
-	 "Run CMD in one transaction. Not implemented yet."},
+	{"run", cmd_run,
+	 "run MNT [--read-only] [--name N] [--retry N] [--conflict-exit-code C] -- CMD ...",
+	 "Run CMD in one transaction: CMD and its descendants see the transaction's\n"
+	 "view at MNT (a private mount namespace), and it commits once CMD exited 0\n"
+	 "and every descendant has exited. Exit: 0 committed; CMD's code if it\n"
+	 "failed (aborted); 128+n if it was killed by signal n; 75 (or\n"
+	 "--conflict-exit-code C) when the commit lost to a concurrent change,\n"
+	 "after --retry N fresh runs of CMD; 126/127 CMD cannot run / not found;\n"
+	 "125 mountctl's own error. --read-only: one consistent snapshot, writes\n"
+	 "fail EROFS, nothing is committed, exit is CMD's. --name: the\n"
+	 "transaction's name (default run-PID-RANDOM). SIGINT/SIGTERM/SIGHUP sent\n"
+	 "to mountctl go to CMD. Cooperative isolation, not a sandbox: see\n"
+	 "mountctl(1)."},
 	{"lease", cmd_not_implemented,
 	 "lease MNT NAME [-n | -w SECS] [-E CODE] [--ttl S] -- CMD ...",
 	 "Hold lease NAME while CMD runs. Not implemented yet."},
@@ -48,8 +59,10 @@ static const struct mc_cmd cmds[] = {
 	 "Vote on a proposal. Not implemented yet."},
 	{"decision", cmd_not_implemented, "decision MNT P [--wait[=S]]",
 	 "Show or wait for a proposal's decision. Not implemented yet."},
-	{"txn", cmd_not_implemented, "txn list|abort MNT [NAME]",
-	 "List or abort transactions. Not implemented yet."},
+	{"txn", cmd_txn, "txn list MNT [--json] | txn abort MNT NAME",
+	 "list: the transactions of MNT/.txdir/txn with their status (--json: the\n"
+	 "info.json of each, plus \"status\"). abort: abort the active transaction\n"
+	 "NAME; its record stays (status \"aborted by request\") for its creator."},
 	{"state", cmd_not_implemented, "state get|set MNT [--if-version N] [FILE]",
 	 "Read or replace the global state document. Not implemented yet."},
 	{"fsck", cmd_not_implemented, "fsck STORE",

@@ -15,7 +15,9 @@
  *   1    the operation failed (not mounted, busy, server error...)
  *   2    usage error (unknown command or option, missing argument)
  *   125  not implemented yet / mountctl's own error (the code `run` uses)
- * `check` has its own: 0 ok, 1 degraded, 2 down.
+ * `check` has its own: 0 ok, 1 degraded, 2 down. `run` passes CMD's code
+ * through and has its own (cmd_run.c): 75 conflict, 125 its own error
+ * (usage errors included), 126/127 CMD cannot run / not found.
  */
 #ifndef MOUNTCTL_H
 #define MOUNTCTL_H
@@ -29,7 +31,9 @@ enum {
 	MC_EXIT_OK = 0,
 	MC_EXIT_FAIL = 1,
 	MC_EXIT_USAGE = 2,
+	MC_EXIT_TEMPFAIL = 75, /* EX_TEMPFAIL: run's commit lost a conflict */
 	MC_EXIT_UNIMPL = 125,
+	MC_EXIT_OWN = 125, /* run: mountctl's own error, not CMD's */
 };
 
 /* Deadline for one probe (stat, read) of a mount, in milliseconds. */
@@ -102,6 +106,35 @@ bool mc_pid_alive(pid_t pid);
 /* Pid holding a flock on STORE/LOCK per /proc/locks, or 0. */
 pid_t mc_store_lock_holder(const char *store);
 
+/* ---- txn.c: transactions through MNT/.txdir/txn (see its top comment) ---- */
+/* MNT/.txdir/txn[/NAME[/LEAF]] (name, leaf may be NULL). Caller frees. */
+char *mc_txn_path(const char *mnt, const char *name, const char *leaf);
+/* 1-255 bytes, no '/', not "." or "..". */
+bool mc_txn_name_ok(const char *name);
+/* mkdir: 0, -EEXIST, -ENOENT (no transaction support), ... */
+int mc_txn_begin(const char *mnt, const char *name);
+/* Writes "COMMAND\n" to the ctl file in one write(2); 0 or -errno (the
+ * write's own result: commit fails -EBUSY when it lost). */
+int mc_txn_ctl(const char *mnt, const char *name, const char *command);
+/* rmdir: aborts an active transaction, drops an ended one's record. */
+int mc_txn_remove(const char *mnt, const char *name);
+/* The status line without its newline (caller frees), or NULL. */
+char *mc_txn_status(const char *mnt, const char *name);
+bool mc_txn_status_active(const char *status);
+/* The transactions' names, sorted. Free with mc_txn_names_free. */
+int mc_txn_names(const char *mnt, char ***names, size_t *count);
+void mc_txn_names_free(char **names, size_t count);
+/* How many are active (or -errno); the first one's name in *first
+ * (caller frees; NULL if none). */
+int mc_txn_count_active(const char *mnt, char **first);
+
+/* ---- ns.c: CMD's private mount namespace (see its top comment) ----------- */
+/* In a child about to exec: unshare (user namespace if not root), make /
+ * MS_SLAVE|MS_REC, bind view over mnt, chdir(cwd) if cwd. 0, or -errno
+ * with one line in why. */
+int mc_ns_enter_view(const char *view, const char *mnt, const char *cwd, char *why,
+		     size_t whylen);
+
 /* ---- commands ---------------------------------------------------------------- */
 int cmd_init(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_mount(const struct mc_cmd *cmd, int argc, char **argv);
@@ -110,6 +143,8 @@ int cmd_status(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_check(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_sync(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_stats(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_run(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_txn(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_not_implemented(const struct mc_cmd *cmd, int argc, char **argv);
 
 #endif

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/cli/usage.sh — mountctl behaviour that needs no mount: help, usage
 # errors and their exit codes, init, commands not implemented yet, and the
-# read commands on a directory that is not mounted.
+# read commands (and run, txn) on a directory that is not mounted.
 source "$(dirname "$0")/lib.bash"
 
 mc --help
@@ -41,12 +41,24 @@ expect "init of an existing empty directory" 0
 mc init
 expect "init without STORE: exit 2" 2 "missing STORE"
 
-for cmd in run lease propose vote decision txn state fsck inspect; do
+for cmd in lease propose vote decision state fsck inspect; do
 	mc "$cmd" "$T" x
 	expect "$cmd: not implemented yet, exit 125" 125 "mountctl: $cmd: not implemented yet"
 done
 
 mkdir -p "$T/plain"
+mc run "$T/plain" -- true
+expect "run on a plain directory: 125 (mountctl's own error)" 125 "^mountctl: run: .*not mounted"
+mc run "$T/plain" true
+expect "run without --: 125" 125 "missing -- before CMD"
+mc run --help
+expect "run --help" 0 "usage: mountctl run MNT"
+mc txn list "$T/plain"
+expect "txn list of a plain directory: exit 1" 1 "not mounted"
+mc txn
+expect "txn without a subcommand: exit 2" 2 "missing list or abort"
+mc txn abort "$T/plain"
+expect "txn abort without NAME: exit 2" 2 "missing NAME"
 mc status "$T/plain"
 expect "status of a plain directory: exit 1" 1 "not mounted"
 mc check "$T/plain"

@@ -7,6 +7,10 @@
 #   tm_umount         fusermount3 -u (or -uz), waits for the server, removes
 #                     the temp dir; returns the server's exit status (non-zero
 #                     also when it had to be killed).
+#   tm_stop           the same but keeps TM_DIR (store and all) for a restart.
+#   tm_start [OPTS]   a new foreground server on the existing TM_STORE/TM_MNT.
+#   tm_is_mounted P   whether P is in /proc/self/mounts (mountpoint(1) stats P,
+#                     which fails with ENOTCONN on a dead FUSE mount).
 #
 # Every temp dir is removed by the EXIT trap even if a test script dies.
 # Readiness is polled with a bounded loop; nothing sleeps to synchronise.
@@ -20,13 +24,23 @@ tm_cleanup_all() {
 	local d
 	[ -n "${TM_MNT:-}" ] && tm_umount >/dev/null 2>&1
 	for d in "${TM_DIRS[@]}"; do
-		if mountpoint -q "$d/mnt" 2>/dev/null; then
+		if tm_is_mounted "$d/mnt"; then
 			fusermount3 -u "$d/mnt" 2>/dev/null || fusermount3 -uz "$d/mnt" 2>/dev/null
 		fi
 		rm -rf --one-file-system "$d"
 	done
 }
 trap tm_cleanup_all EXIT
+
+# /proc/self/mounts escapes space, tab, newline and backslash as octal.
+tm_is_mounted() { # PATH
+	local p=$1
+	p=${p//\\/\\134}
+	p=${p// /\\040}
+	p=${p//$'\t'/\\011}
+	p=${p//$'\n'/\\012}
+	awk -v m="$p" '$2 == m { f = 1 } END { exit !f }' /proc/self/mounts
+}
 
 tm_init_store() { # STORE
 	if [ -n "${MOUNTCTL:-}" ] && [ -x "$MOUNTCTL" ]; then
@@ -43,7 +57,7 @@ tm_init_store() { # STORE
 tm_wait_mounted() { # MNT PID
 	local i
 	for ((i = 0; i < 400; i++)); do
-		if mountpoint -q "$1" && timeout 10 stat "$1" >/dev/null 2>&1; then
+		if tm_is_mounted "$1" && timeout 10 stat "$1" >/dev/null 2>&1; then
 			return 0
 		fi
 		kill -0 "$2" 2>/dev/null || return 1
@@ -66,8 +80,13 @@ tm_mount() { # [OPTS]
 		cat "$TM_DIR/init.log"
 		return 1
 	}
+	tm_start "$opts"
+}
+
+tm_start() { # [OPTS]
+	local opts=${1:-}
 	timeout 300 "$TXDIRFS" "$TM_STORE" "$TM_MNT" -f ${opts:+-o "$opts"} \
-		</dev/null >"$TM_LOG" 2>&1 &
+		</dev/null >>"$TM_LOG" 2>&1 &
 	TM_PID=$!
 	if ! tm_wait_mounted "$TM_MNT" "$TM_PID"; then
 		echo "# txdirfs did not mount; its log:"
@@ -77,9 +96,18 @@ tm_mount() { # [OPTS]
 }
 
 tm_umount() {
+	local rc=0
+	[ -n "${TM_MNT:-}" ] || return 0
+	tm_stop || rc=$?
+	rm -rf --one-file-system "$TM_DIR"
+	TM_MNT= TM_PID=
+	return "$rc"
+}
+
+tm_stop() {
 	local rc=0 i
 	[ -n "${TM_MNT:-}" ] || return 0
-	if mountpoint -q "$TM_MNT"; then
+	if tm_is_mounted "$TM_MNT"; then
 		fusermount3 -u "$TM_MNT" 2>/dev/null || {
 			echo "# mount busy, lazy unmount"
 			fusermount3 -uz "$TM_MNT" 2>/dev/null
@@ -102,7 +130,6 @@ tm_umount() {
 		echo "# txdirfs exit status $rc; its log:"
 		tail -n 50 "$TM_LOG" | sed 's/^/#   /'
 	fi
-	rm -rf --one-file-system "$TM_DIR"
-	TM_MNT= TM_PID=
+	TM_PID=
 	return "$rc"
 }

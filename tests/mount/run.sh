@@ -5,8 +5,10 @@
 # Builds nothing. Every test program in $TXDIR_BUILD/tests/mount/ (each one
 # tests/mount/X.c; mkstore is a helper) runs twice — against a native ext4
 # temp dir and against a fresh txdirfs mount (allow_other,default_permissions,
-# so perm runs its cases as nobody on both) — then a few server-level
-# scenarios run, then crash.sh and programs.sh (each with its own summary).
+# so perm runs its cases as nobody on both) — then fsx (random operations on
+# one file against a model: a native control, seeds on the mount, and a run
+# verified again after unmount + remount), then a few server-level scenarios,
+# then crash.sh and programs.sh (each with its own summary).
 # The last line is "N passed, N failed"; exit non-zero on any failure.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -48,7 +50,7 @@ run_prog() { # label prog dir target [filter]
 for prog in "$TXDIR_BUILD"/tests/mount/*; do
 	[ -f "$prog" ] && [ -x "$prog" ] || continue
 	name=$(basename "$prog")
-	case $name in mkstore | crashwork) continue ;; esac # helpers, not tests
+	case $name in mkstore | crashwork | fsx) continue ;; esac # helpers; fsx below
 	if ! tm_mount "$MOUNT_OPTS"; then
 		not_ok "$name: mount"
 		tm_umount >/dev/null
@@ -58,6 +60,54 @@ for prog in "$TXDIR_BUILD"/tests/mount/*; do
 	run_prog "$name [mount]" "$prog" "$TM_MNT" mount
 	if tm_umount; then ok "$name: clean unmount and server exit"; else not_ok "$name: unmount/server exit"; fi
 done
+
+# fsx: random operations on one file checked against a model (tests/mount/fsx.c).
+# A native control run, then seeds on the mount: 1-3 with the second appender
+# opened O_WRONLY, 4-6 with it opened O_RDWR (-A), so the rest of the mix keeps
+# its coverage whatever happens to write-only handles. Then a run whose model is
+# checked again after a clean unmount and a remount (content committed at close
+# must be durable).
+FSX=$TXDIR_BUILD/tests/mount/fsx
+FSX_OPS=${FSX_OPS:-20000}
+FSX_TIMEOUT=${FSX_TIMEOUT:-60}
+if [ -x "$FSX" ]; then
+	if tm_mount "$MOUNT_OPTS"; then
+		PROG_TIMEOUT=$FSX_TIMEOUT run_prog "fsx seed 1 [native]" "$FSX" 1 "$FSX_OPS" "$TM_NATIVE/fsx.1"
+		for seed in 1 2 3; do
+			PROG_TIMEOUT=$FSX_TIMEOUT run_prog "fsx seed $seed [mount]" \
+				"$FSX" "$seed" "$FSX_OPS" "$TM_MNT/fsx.$seed"
+		done
+		for seed in 4 5 6; do
+			PROG_TIMEOUT=$FSX_TIMEOUT run_prog "fsx -A seed $seed [mount]" \
+				"$FSX" -A "$seed" "$FSX_OPS" "$TM_MNT/fsx.$seed"
+		done
+		if tm_umount; then ok "fsx: clean unmount and server exit"; else not_ok "fsx: unmount/server exit"; fi
+	else
+		not_ok "fsx: mount"
+		tm_umount >/dev/null
+	fi
+	if tm_mount "$MOUNT_OPTS"; then
+		PROG_TIMEOUT=$FSX_TIMEOUT run_prog "fsx -A seed 7 [mount, before remount]" \
+			"$FSX" -A -m "$TM_DIR/fsx.model" 7 "$FSX_OPS" "$TM_MNT/fsx.7"
+		if tm_stop; then
+			ok "fsx remount: clean unmount and server exit"
+			if tm_start "$MOUNT_OPTS"; then
+				PROG_TIMEOUT=$FSX_TIMEOUT run_prog "fsx seed 7 [after remount]" \
+					"$FSX" -C "$TM_DIR/fsx.model" "$TM_MNT/fsx.7"
+			else
+				not_ok "fsx remount: remount"
+			fi
+		else
+			not_ok "fsx remount: unmount/server exit"
+		fi
+		tm_umount >/dev/null || not_ok "fsx remount: final unmount/server exit"
+	else
+		not_ok "fsx remount: mount"
+		tm_umount >/dev/null
+	fi
+else
+	not_ok "fsx: $FSX not built"
+fi
 
 . "$HERE/scenarios.sh"
 

@@ -1,0 +1,422 @@
+/*
+ * cmd_run.c — `mountctl run MNT [--read-only] [--name N] [--retry N]
+ * [--conflict-exit-code C] -- CMD ...`: CMD and every descendant in one
+ * transaction (SPEC §2, §4).
+ *
+ * One attempt:
+ *   1. mkdir MNT/.txdir/txn/NAME (NAME: --name, else run-PID-RANDOM);
+ *      --read-only writes "readonly" to its ctl.
+ *   2. fork; the child enters a private mount namespace with the view
+ *      bind-mounted over MNT (ns.c) and execs CMD.
+ *   3. mountctl is a child subreaper: it waits for CMD, then for every
+ *      descendant still running (they are re-parented to it), until
+ *      waitpid says ECHILD. Only then is nothing left that could write.
+ *   4. CMD exited 0 (and not read-only): write "commit" to ctl. The write
+ *      returns once the commit is durable, or fails: EBUSY = lost to an
+ *      earlier committer (or a file still open for writing); the reason is
+ *      in status. Otherwise write "abort".
+ *   5. rmdir the record; the outcome is the exit code (and one line on
+ *      stderr when it is not 0).
+ *
+ * Exit: 0 committed (read-only: CMD's code); CMD's code if it failed;
+ * 128+n if it was killed by signal n; 75 (--conflict-exit-code) when the
+ * commit lost, after --retry fresh attempts; 126/127 when CMD cannot be
+ * executed / is not found (as env(1)); 125 mountctl's own error, including a
+ * commit that failed for a reason other than a conflict.
+ *
+ * Signals: SIGINT, SIGTERM and SIGHUP stay blocked in mountctl and are
+ * taken with sigwaitinfo(), together with SIGCHLD, so no wait can miss one.
+ * One sent with kill(2) is forwarded to CMD; one from the terminal is not
+ * (CMD is in the same foreground process group and got it already). CMD's
+ * status then decides. One that arrives after CMD has exited, while
+ * descendants still run, is forwarded to mountctl's children and the run
+ * aborts: a descendant stopped mid-way must not be committed.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mountctl.h"
+
+#define RUN_NAME_MAX 64
+#define RUN_RETRY -1 /* run_attempt: the commit lost; try again */
+
+struct run_opts {
+	char *mnt;         /* absolute mount point */
+	char *cwd;         /* re-entered in the namespace; NULL if unknown */
+	const char *name;  /* --name, or NULL for run-PID-RANDOM */
+	bool read_only;    /* --read-only */
+	int retries;       /* --retry */
+	int conflict_code; /* --conflict-exit-code */
+	char **argv;       /* CMD */
+};
+
+/* What one run of CMD and its descendants came to. */
+struct run_result {
+	int code;        /* CMD's exit code, or 128+signal */
+	int interrupted; /* signal that must stop the run (0: none) */
+};
+
+static sigset_t saved_mask; /* the caller's mask, restored for CMD */
+
+static void forwarded_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+}
+
+/* ---- options ------------------------------------------------------------- */
+
+static bool parse_int(const char *s, int lo, int hi, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/* argv[0..dd) are mountctl's (options and MNT), argv(dd..] is CMD. */
+static int parse_opts(const struct mc_cmd *cmd, int argc, char **argv, struct run_opts *o)
+{
+	static const struct option lopts[] = {
+		{"help", no_argument, NULL, 'h'},
+		{"read-only", no_argument, NULL, 'r'},
+		{"name", required_argument, NULL, 'n'},
+		{"retry", required_argument, NULL, 'R'},
+		{"conflict-exit-code", required_argument, NULL, 'C'},
+		{NULL, 0, NULL, 0},
+	};
+	int c, dd = 1;
+
+	while (dd < argc && strcmp(argv[dd], "--") != 0)
+		dd++;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(dd, argv, "h", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			mc_help(cmd);
+			return MC_EXIT_OK;
+		case 'r':
+			o->read_only = true;
+			break;
+		case 'n':
+			if (!mc_txn_name_ok(optarg))
+				return mc_usage(cmd, "--name: 1 to 255 bytes, no '/', not . or ..");
+			o->name = optarg;
+			break;
+		case 'R':
+			if (!parse_int(optarg, 0, 1000, &o->retries))
+				return mc_usage(cmd, "--retry: a number from 0 to 1000");
+			break;
+		case 'C':
+			if (!parse_int(optarg, 0, 255, &o->conflict_code))
+				return mc_usage(cmd, "--conflict-exit-code: a number from 0 to 255");
+			break;
+		default:
+			return mc_usage(cmd, "unknown option");
+		}
+	}
+	if (dd - optind < 1)
+		return mc_usage(cmd, "missing MNT");
+	if (dd == argc)
+		return mc_usage(cmd, "missing -- before CMD");
+	if (dd - optind > 1)
+		return mc_usage(cmd, "too many arguments before --");
+	if (dd == argc - 1)
+		return mc_usage(cmd, "missing CMD after --");
+	o->mnt = mc_abspath(argv[optind]);
+	if (!o->mnt) {
+		mc_err(cmd->name, "%s: %s", argv[optind], strerror(errno));
+		return MC_EXIT_OWN;
+	}
+	o->argv = argv + dd + 1;
+	return -1;
+}
+
+/* ---- the transaction -------------------------------------------------------- */
+
+static void random_name(char *buf, size_t len)
+{
+	uint32_t rnd;
+
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd = (uint32_t)time(NULL) ^ (uint32_t)clock();
+	snprintf(buf, len, "run-%d-%08x", (int)getpid(), rnd);
+}
+
+/* Begins the attempt's transaction; its name in name. 0 or an exit code. */
+static int begin_txn(const struct run_opts *o, char name[RUN_NAME_MAX])
+{
+	int r, tries = 0;
+
+	do {
+		if (o->name)
+			snprintf(name, RUN_NAME_MAX, "%s", o->name);
+		else
+			random_name(name, RUN_NAME_MAX);
+		r = mc_txn_begin(o->mnt, name);
+	} while (r == -EEXIST && !o->name && ++tries < 8);
+	if (r == 0)
+		return 0;
+	if (r == -EEXIST)
+		mc_err("run", "a transaction named %s already exists on %s", name, o->mnt);
+	else if (r == -ENOENT)
+		mc_err("run", "%s: this txdirfs has no .txdir/txn (no transaction support)", o->mnt);
+	else
+		mc_err("run", "cannot begin a transaction on %s: %s", o->mnt, strerror(-r));
+	return MC_EXIT_OWN;
+}
+
+/* Aborts (if still active) and removes the record. */
+static void end_txn(const struct run_opts *o, const char *name, bool abort_it)
+{
+	int r;
+
+	if (abort_it)
+		mc_txn_ctl(o->mnt, name, "abort");
+	r = mc_txn_remove(o->mnt, name);
+	if (r < 0 && r != -ENOENT)
+		mc_err("run", "cannot remove the record of transaction %s: %s", name,
+		       strerror(-r));
+}
+
+/* Commits. 0, RUN_RETRY (lost: the reason in *why, caller frees), or an
+ * exit code after printing why. */
+static int commit_txn(const struct run_opts *o, const char *name, char **why)
+{
+	char *status;
+	int r = mc_txn_ctl(o->mnt, name, "commit");
+
+	if (r == 0)
+		return 0;
+	status = mc_txn_status(o->mnt, name);
+	if (r == -EBUSY) {
+		*why = status ? status : mc_strdup("commit refused (EBUSY), status unreadable");
+		return RUN_RETRY;
+	}
+	mc_err("run", "commit of %s failed: %s%s%s", name, strerror(-r), status ? ": " : "",
+	       status ? status : "");
+	free(status);
+	return MC_EXIT_OWN;
+}
+
+/* ---- CMD and its descendants ------------------------------------------------- */
+
+static void __attribute__((noreturn)) child_exec(const struct run_opts *o, const char *view)
+{
+	char why[PATH_MAX + 128];
+
+	sigprocmask(SIG_SETMASK, &saved_mask, NULL);
+	if (mc_ns_enter_view(view, o->mnt, o->cwd, why, sizeof(why)) < 0) {
+		mc_err("run", "%s", why);
+		_exit(MC_EXIT_OWN);
+	}
+	execvp(o->argv[0], o->argv);
+	mc_err("run", "%s: %s", o->argv[0], strerror(errno));
+	_exit(errno == ENOENT ? 127 : 126);
+}
+
+/* Sends sig to each child of mountctl (the descendants re-parented to it). */
+static void signal_children(int sig)
+{
+	char path[64];
+	FILE *f;
+	int pid;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)getpid(), (int)getpid());
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fscanf(f, "%d", &pid) == 1)
+		kill(pid, sig);
+	fclose(f);
+}
+
+static int status_code(int status)
+{
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+/* Reaps what has exited; false once no child is left. */
+static bool reap(pid_t cmd_pid, bool *cmd_done, struct run_result *res)
+{
+	int status;
+	pid_t p;
+
+	while ((p = waitpid(-1, &status, WNOHANG)) != 0) {
+		if (p < 0)
+			return errno != ECHILD;
+		if (p == cmd_pid) {
+			res->code = status_code(status);
+			*cmd_done = true;
+		}
+	}
+	return true;
+}
+
+/* Waits for CMD, then for every descendant (see the top comment). */
+static void wait_all(pid_t cmd_pid, struct run_result *res)
+{
+	bool cmd_done = false;
+	siginfo_t si;
+	sigset_t set;
+	int sig;
+
+	forwarded_signals(&set);
+	sigaddset(&set, SIGCHLD);
+	while (reap(cmd_pid, &cmd_done, res)) {
+		sig = sigwaitinfo(&set, &si);
+		if (sig < 0 || sig == SIGCHLD)
+			continue;
+		if (cmd_done) {
+			res->interrupted = sig;
+			signal_children(sig);
+		} else if (si.si_code <= 0) {
+			kill(cmd_pid, sig); /* sent with kill(2), not by the terminal */
+		}
+	}
+}
+
+/* Runs CMD in the view. 0 with *res filled, or an exit code. */
+static int run_cmd(const struct run_opts *o, const char *view, struct run_result *res)
+{
+	pid_t pid;
+
+	memset(res, 0, sizeof(*res));
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		mc_err("run", "fork: %s", strerror(errno));
+		return MC_EXIT_OWN;
+	}
+	if (pid == 0)
+		child_exec(o, view);
+	wait_all(pid, res);
+	return 0;
+}
+
+/* ---- one attempt ------------------------------------------------------------- */
+
+static int run_attempt(const struct run_opts *o, char **why)
+{
+	char name[RUN_NAME_MAX], *view;
+	struct run_result res;
+	int r;
+
+	r = begin_txn(o, name);
+	if (r)
+		return r;
+	if (o->read_only) {
+		r = mc_txn_ctl(o->mnt, name, "readonly");
+		if (r < 0) {
+			mc_err("run", "cannot make transaction %s read-only: %s", name, strerror(-r));
+			end_txn(o, name, true);
+			return MC_EXIT_OWN;
+		}
+	}
+	view = mc_txn_path(o->mnt, name, "root");
+	r = run_cmd(o, view, &res);
+	free(view);
+	if (r == 0 && res.interrupted)
+		r = res.code ? res.code : 128 + res.interrupted;
+	else if (r == 0 && (o->read_only || res.code != 0))
+		r = res.code;
+	else if (r == 0)
+		r = commit_txn(o, name, why);
+	end_txn(o, name, r != 0);
+	return r;
+}
+
+static bool signal_pending(void)
+{
+	sigset_t pending, set;
+
+	forwarded_signals(&set);
+	if (sigpending(&pending) < 0)
+		return false;
+	for (int sig = 1; sig < NSIG; sig++) {
+		if (sigismember(&set, sig) == 1 && sigismember(&pending, sig) == 1)
+			return true;
+	}
+	return false;
+}
+
+/* Subreaper, SIGCHLD reported, the forwarded signals blocked. */
+static int prepare_parent(void)
+{
+	sigset_t set;
+
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
+		mc_err("run", "cannot become a child subreaper: %s", strerror(errno));
+		return MC_EXIT_OWN;
+	}
+	/* Inherited SIG_IGN would reap CMD behind our back and lose its status. */
+	signal(SIGCHLD, SIG_DFL);
+	forwarded_signals(&set);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, &saved_mask);
+	return 0;
+}
+
+static int run_all(const struct run_opts *o)
+{
+	char *why = NULL;
+	int r;
+
+	for (int attempt = 0;; attempt++) {
+		free(why);
+		why = NULL;
+		r = run_attempt(o, &why);
+		if (r != RUN_RETRY || attempt >= o->retries || signal_pending())
+			break;
+	}
+	if (r == RUN_RETRY) {
+		mc_err("run", "conflict: %s", why);
+		r = o->conflict_code;
+	}
+	free(why);
+	return r;
+}
+
+int cmd_run(const struct mc_cmd *cmd, int argc, char **argv)
+{
+	struct run_opts o = {.conflict_code = MC_EXIT_TEMPFAIL};
+	int r, st;
+
+	r = parse_opts(cmd, argc, argv, &o);
+	if (r >= 0)
+		return r == MC_EXIT_USAGE ? MC_EXIT_OWN : r;
+	st = mc_mnt_state(o.mnt);
+	if (st != MC_MNT_OURS) {
+		mc_err(cmd->name, "%s: %s", o.mnt, mc_mnt_state_name(st));
+		r = MC_EXIT_OWN;
+		goto out_free;
+	}
+	o.cwd = getcwd(NULL, 0);
+	r = prepare_parent();
+	if (r == 0)
+		r = run_all(&o);
+out_free:
+	free(o.cwd);
+	free(o.mnt);
+	return r;
+}

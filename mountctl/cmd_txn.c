@@ -1,0 +1,229 @@
+/*
+ * cmd_txn.c — `mountctl txn list MNT [--json]` and `mountctl txn abort MNT
+ * NAME`: the transactions of MNT/.txdir/txn, through the file interface.
+ *
+ * list reads each NAME/info.json and NAME/status; --json prints
+ * {"transactions":[info.json, ...]} sorted by name, each document as the
+ * server rendered it (re-printing would turn 64-bit nanosecond times into
+ * doubles), or, when it lacks "name" or "status", rebuilt with them. abort writes
+ * "abort" to NAME/ctl and leaves the record (status "aborted by request"),
+ * so that its creator learns why; rmdir NAME drops it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "mountctl.h"
+
+static bool has_string(const cJSON *doc, const char *key)
+{
+	return cJSON_IsString(cJSON_GetObjectItemCaseSensitive(doc, key));
+}
+
+/* NAME's info.json with "name" and "status" (from the status file) filled
+ * in; never NULL. *raw: the server's text when it already had both (caller
+ * frees), else NULL. */
+static cJSON *txn_doc(const char *mnt, const char *name, char **raw)
+{
+	char *path = mc_txn_path(mnt, name, "info.json"), *text = NULL, *status;
+	ssize_t n = mc_read_file(path, MC_PROBE_MS, &text);
+	cJSON *doc = n >= 0 ? cJSON_Parse(text) : NULL;
+
+	free(path);
+	*raw = NULL;
+	if (!cJSON_IsObject(doc)) {
+		cJSON_Delete(doc);
+		doc = cJSON_CreateObject();
+	} else if (has_string(doc, "name") && has_string(doc, "status")) {
+		while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' '))
+			text[--n] = '\0';
+		*raw = text;
+		text = NULL;
+	}
+	free(text);
+	if (!has_string(doc, "name"))
+		cJSON_AddStringToObject(doc, "name", name);
+	status = mc_txn_status(mnt, name);
+	cJSON_DeleteItemFromObjectCaseSensitive(doc, "status");
+	cJSON_AddStringToObject(doc, "status", status ? status : "unknown");
+	free(status);
+	return doc;
+}
+
+/* A field as text for the table: numbers without decimals, else "-". */
+static const char *field(const cJSON *doc, const char *key, char *buf, size_t n)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(doc, key);
+
+	if (cJSON_IsString(it))
+		return it->valuestring;
+	if (cJSON_IsNumber(it))
+		snprintf(buf, n, "%.0f", it->valuedouble);
+	else
+		snprintf(buf, n, "-");
+	return buf;
+}
+
+/* When it began, RFC 3339 UTC: "began", else "began_ns" formatted. */
+static const char *began(const cJSON *doc, char *buf, size_t n)
+{
+	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(doc, "began_ns");
+	struct tm tm;
+	time_t t;
+
+	if (cJSON_GetObjectItemCaseSensitive(doc, "began") || !cJSON_IsNumber(ns))
+		return field(doc, "began", buf, n);
+	t = (time_t)(ns->valuedouble / 1e9);
+	if (!gmtime_r(&t, &tm) || !strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(buf, n, "-");
+	return buf;
+}
+
+/* Widens *w to the text of field key in every row. */
+static void widen(cJSON *list, const char *key, int *w)
+{
+	char buf[32];
+	cJSON *t;
+
+	cJSON_ArrayForEach(t, list) {
+		int len = (int)strlen(field(t, key, buf, sizeof(buf)));
+
+		if (len > *w)
+			*w = len;
+	}
+}
+
+static void print_table(cJSON *list)
+{
+	int wn = 4, wt = 4, wp = 3;
+	cJSON *t;
+
+	widen(list, "name", &wn);
+	widen(list, "txid", &wt);
+	widen(list, "creator_pid", &wp);
+	printf("%-*s  %*s  %*s  %-20s  %7s  %s\n", wn, "NAME", wt, "TXID", wp, "PID", "BEGAN",
+	       "CHANGED", "STATUS");
+	cJSON_ArrayForEach(t, list) {
+		char a[32], b[32], c[32], d[32], e[32];
+
+		printf("%-*s  %*s  %*s  %-20s  %7s  %s\n", wn, field(t, "name", a, sizeof(a)), wt,
+		       field(t, "txid", b, sizeof(b)), wp, field(t, "creator_pid", c, sizeof(c)),
+		       began(t, d, sizeof(d)), field(t, "files_changed", e, sizeof(e)),
+		       cJSON_GetObjectItemCaseSensitive(t, "status")->valuestring);
+	}
+}
+
+static void print_json(cJSON *list, char **raw)
+{
+	size_t i = 0;
+	cJSON *t;
+
+	printf("{\"transactions\":[");
+	cJSON_ArrayForEach(t, list) {
+		char *s = raw[i] ? NULL : cJSON_PrintUnformatted(t);
+
+		printf("%s\n%s", i ? "," : "", raw[i] ? raw[i] : s);
+		free(s);
+		i++;
+	}
+	printf("]}\n");
+}
+
+static int txn_list(const char *name, const char *mnt, bool json)
+{
+	cJSON *list;
+	char **names, **raw;
+	size_t n;
+	int r;
+
+	r = mc_txn_names(mnt, &names, &n);
+	if (r < 0) {
+		mc_err(name, "%s: %s", mnt,
+		       r == -ENOENT ? "this txdirfs has no .txdir/txn (no transaction support)"
+				    : strerror(-r));
+		return MC_EXIT_FAIL;
+	}
+	list = cJSON_CreateArray();
+	raw = calloc(n + 1, sizeof(*raw));
+	if (!list || !raw)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		cJSON_AddItemToArray(list, txn_doc(mnt, names[i], &raw[i]));
+	if (json)
+		print_json(list, raw);
+	else
+		print_table(list);
+	mc_txn_names_free(raw, n);
+	mc_txn_names_free(names, n);
+	cJSON_Delete(list);
+	return MC_EXIT_OK;
+}
+
+static int txn_abort(const char *name, const char *mnt, const char *txn)
+{
+	char *status;
+	int r;
+
+	if (!mc_txn_name_ok(txn)) {
+		mc_err(name, "%s: not a transaction name", txn);
+		return MC_EXIT_FAIL;
+	}
+	r = mc_txn_ctl(mnt, txn, "abort");
+	if (r == 0)
+		return MC_EXIT_OK;
+	if (r == -ENOENT) {
+		mc_err(name, "%s: no transaction %s", mnt, txn);
+		return MC_EXIT_FAIL;
+	}
+	status = mc_txn_status(mnt, txn);
+	if (status && !mc_txn_status_active(status))
+		mc_err(name, "%s is not active: %s", txn, status);
+	else
+		mc_err(name, "cannot abort %s: %s", txn, strerror(-r));
+	free(status);
+	return MC_EXIT_FAIL;
+}
+
+int cmd_txn(const struct mc_cmd *cmd, int argc, char **argv)
+{
+	const char *verb = argc > 1 ? argv[1] : "";
+	char *mnt;
+	int r, first, st, nargs;
+	bool json, list = strcmp(verb, "list") == 0;
+
+	if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0) {
+		mc_help(cmd);
+		return MC_EXIT_OK;
+	}
+	if (!list && strcmp(verb, "abort") != 0)
+		return mc_usage(cmd, argc > 1 ? "unknown subcommand (list or abort)"
+					      : "missing list or abort");
+	r = mc_parse_read_opts(cmd, argc - 1, argv + 1, &json, &first);
+	if (r >= 0)
+		return r;
+	nargs = argc - 1 - first;
+	if (!list && json)
+		return mc_usage(cmd, "--json is an option of txn list only");
+	if (nargs < 1 || nargs != (list ? 1 : 2))
+		return mc_usage(cmd, nargs < 1 ? "missing MNT"
+					       : nargs < 2 && !list ? "missing NAME"
+								    : "too many arguments");
+	mnt = mc_abspath(argv[1 + first]);
+	if (!mnt) {
+		mc_err(cmd->name, "%s: %s", argv[1 + first], strerror(errno));
+		return MC_EXIT_FAIL;
+	}
+	st = mc_mnt_state(mnt);
+	if (st != MC_MNT_OURS)
+		mc_err(cmd->name, "%s: %s", mnt, mc_mnt_state_name(st));
+	else if (list)
+		r = txn_list(cmd->name, mnt, json);
+	else
+		r = txn_abort(cmd->name, mnt, argv[2 + first]);
+	free(mnt);
+	return st != MC_MNT_OURS ? MC_EXIT_FAIL : r;
+}

@@ -1,0 +1,328 @@
+#!/usr/bin/env bash
+# tests/cli/run.sh — `mountctl run` and `mountctl txn` against a real
+# txdirfs: exit codes (0, CMD's, 128+signal, 75 on conflict, 125/127),
+# isolation until the commit, descendants that outlive CMD are waited for
+# and committed, --read-only sees one snapshot and cannot write, --retry,
+# signal forwarding, cp -r / tar x / rsync -a --delete / sed -i inside a run,
+# txn list/abort, umount refused while a transaction is active, and all of
+# it again as a non-root user (user namespace path) on an
+# allow_other,default_permissions mount.
+#
+# Concurrency is coordinated with barrier files (wait_file), never with
+# sleeps; every process runs under timeout.
+source "$(dirname "$0")/lib.bash"
+
+if ! can_mount; then
+	echo "SKIP: no $TXDIRFS, /dev/fuse or fusermount3"
+	finish
+	exit
+fi
+
+chmod 755 "$T" # the non-root part reaches the mount through $T
+S=$T/store
+M=$T/mnt
+B=$T/barriers # barrier files, outside the mount (not redirected)
+mkdir -p "$M" "$B"
+mc init "$S"
+mount_store "$S" "$M" -o allow_other,default_permissions
+expect "mount with allow_other,default_permissions" 0
+if ! timeout 10 mkdir "$M/.txdir/txn/probe" 2>/dev/null; then
+	not_ok "this txdirfs supports transactions (mkdir .txdir/txn/NAME)"
+	finish
+	exit
+fi
+timeout 10 rmdir "$M/.txdir/txn/probe"
+
+# wait_file PATH: the barrier; fails after 20 s.
+wait_file() {
+	local i
+	for ((i = 0; i < 2000; i++)); do
+		[ -e "$1" ] && return 0
+		sleep 0.01
+	done
+	echo "# timed out waiting for $1"
+	return 1
+}
+
+# run_bg ARGS...: mountctl ARGS in the background; TPID (timeout's pid),
+# MCPID (mountctl's), output in $T/bg.out. Collect with run_wait.
+run_bg() {
+	timeout -k 5 40 "$MOUNTCTL" "$@" >"$T/bg.out" 2>&1 &
+	TPID=$!
+	MCPID=""
+	local i
+	for ((i = 0; i < 500; i++)); do
+		MCPID=$(pgrep -P "$TPID" 2>/dev/null | head -n 1)
+		[ -n "$MCPID" ] && break
+		sleep 0.01
+	done
+}
+run_wait() {
+	wait "$TPID"
+	RC=$?
+	OUT=$(cat "$T/bg.out")
+}
+
+content() { timeout 10 cat "$1" 2>/dev/null; }
+
+no_records() { # the run removed its transaction's record
+	local left
+	left=$(timeout 10 ls -A "$M/.txdir/txn")
+	if [ -z "$left" ]; then ok "$1"; else not_ok "$1" "left: $left"; fi
+}
+
+# ---- exit codes ---------------------------------------------------------
+mc run "$M" -- true
+expect "run -- true: exit 0, prints nothing" 0 '^$'
+no_records "run removes its transaction's record"
+mc run "$M" -- sh -c "echo x > '$M/failed'; exit 3"
+expect "CMD's exit code is passed through" 3
+if [ ! -e "$M/failed" ]; then ok "a failed CMD's writes are aborted"; else not_ok "a failed CMD's writes are aborted"; fi
+mc run "$M" -- sh -c "echo x > '$M/killed'; kill -9 \$\$"
+expect "CMD killed by SIGKILL: exit 137" 137
+if [ ! -e "$M/killed" ]; then ok "a killed CMD's writes are aborted"; else not_ok "a killed CMD's writes are aborted"; fi
+mc run "$M" -- no-such-command-txdir
+expect "CMD not found: exit 127, one line" 127 "^mountctl: run: no-such-command-txdir: No such file"
+mc run "$M" true
+expect "no -- before CMD: exit 125" 125 "missing -- before CMD"
+mc run "$M" --retry x -- true
+expect "bad --retry: exit 125" 125 "usage: mountctl run"
+mc run "$T" -- true
+expect "run on a directory that is not a txdir mount: 125" 125 "not mounted"
+no_records "failed runs leave no records"
+
+# ---- isolation, cwd, commit ----------------------------------------------
+mkdir -p "$M/app"
+echo old >"$M/app/conf"
+rm -f "$B"/*
+cd "$M/app" || exit 1
+run_bg run "$M" -- sh -c "echo new > conf; echo made > made; pwd > '$T/pwd';
+	touch '$B/written'; until [ -e '$B/checked' ]; do sleep 0.01; done"
+cd "$T" || exit 1
+wait_file "$B/written"
+if [ "$(content "$M/app/conf")" = old ] && [ ! -e "$M/app/made" ]; then
+	ok "CMD's changes are invisible outside until the commit"
+else
+	not_ok "CMD's changes are invisible outside until the commit" "$(content "$M/app/conf")"
+fi
+mc txn list "$M"
+expect "txn list shows the active run" 0 "^run-[0-9]+-[0-9a-f]+ .* active$"
+mc txn list --json "$M"
+expect "txn list --json" 0 '"status":[[:space:]]*"active"'
+mc umount "$M"
+expect "umount is refused while a run is active" 1 "active transaction"
+touch "$B/checked"
+run_wait
+expect "the run commits: exit 0" 0
+if [ "$(content "$M/app/conf")" = new ] && [ "$(content "$M/app/made")" = made ]; then
+	ok "after the commit both changes are visible"
+else
+	not_ok "after the commit both changes are visible"
+fi
+if [ "$(cat "$T/pwd" 2>/dev/null)" = "$M/app" ]; then
+	ok "a cwd inside MNT is re-entered in the view"
+else
+	not_ok "a cwd inside MNT is re-entered in the view" "$(cat "$T/pwd" 2>/dev/null)"
+fi
+
+# ---- descendants that outlive CMD ------------------------------------------
+rm -f "$B"/*
+run_bg run "$M" -- sh -c "(until [ -e '$B/go' ]; do sleep 0.01; done; echo late > '$M/late') &
+	echo \$\$ > '$B/cmdpid'; exit 0"
+wait_file "$B/cmdpid"
+cmdpid=$(cat "$B/cmdpid")
+for ((i = 0; i < 2000; i++)); do kill -0 "$cmdpid" 2>/dev/null || break; sleep 0.01; done
+if ! kill -0 "$cmdpid" 2>/dev/null && kill -0 "$MCPID" 2>/dev/null && [ ! -e "$M/late" ]; then
+	ok "CMD has exited; run still waits for its backgrounded child"
+else
+	not_ok "CMD has exited; run still waits for its backgrounded child"
+fi
+touch "$B/go"
+run_wait
+expect "run with a backgrounded writer: exit 0" 0
+if [ "$(content "$M/late")" = late ]; then
+	ok "a write made after CMD exited is in the commit"
+else
+	not_ok "a write made after CMD exited is in the commit"
+fi
+
+# ---- --read-only ------------------------------------------------------------
+echo 1 >"$M/snap"
+rm -f "$B"/*
+cd "$M" || exit 1
+run_bg run "$M" --read-only -- sh -c "cat snap > '$T/ro1'; touch '$B/read';
+	until [ -e '$B/changed' ]; do sleep 0.01; done; cat snap > '$T/ro2';
+	if echo w 2>/dev/null > snap2; then echo wrote; else echo refused; fi > '$T/ro3'; exit 4"
+wait_file "$B/read"
+echo 2 >"$M/snap"
+cd "$T" || exit 1
+touch "$B/changed"
+run_wait
+expect "--read-only: exit is CMD's" 4
+if [ "$(cat "$T/ro1")$(cat "$T/ro2")" = 11 ]; then
+	ok "--read-only sees one snapshot (a concurrent change is invisible)"
+else
+	not_ok "--read-only sees one snapshot" "$(cat "$T/ro1")$(cat "$T/ro2")"
+fi
+if [ "$(cat "$T/ro3")" = refused ] && [ ! -e "$M/snap2" ]; then
+	ok "--read-only cannot write"
+else
+	not_ok "--read-only cannot write" "$(cat "$T/ro3")"
+fi
+mc run "$M" --read-only -- sh -c "cd '$M' && echo x > ro-file"
+expect "--read-only: a write fails with EROFS" 2 "Read-only file system"
+
+# ---- conflicts -----------------------------------------------------------------
+echo base >"$M/shared"
+# conflict_run ARGS...: a run that writes shared, then waits while an
+# outside writer commits to the same file first.
+conflict_run() {
+	rm -f "$B"/*
+	run_bg run "$M" "$@" -- sh -c "n=\$(cat '$B/n' 2>/dev/null || echo 0); echo \$((n+1)) > '$B/n';
+		echo inside\$n > '$M/shared'; touch '$B/ready'; until [ -e '$B/go' ]; do sleep 0.01; done"
+	wait_file "$B/ready"
+	echo outside >"$M/shared"
+	touch "$B/go"
+	run_wait
+}
+conflict_run
+expect "conflict with an outside writer: exit 75, the reason" 75 \
+	"^mountctl: run: conflict: aborted conflict path=/shared winner=[0-9]+$"
+if [ "$(content "$M/shared")" = outside ]; then ok "the losing run applied nothing"; else not_ok "the losing run applied nothing"; fi
+conflict_run --conflict-exit-code 9
+expect "--conflict-exit-code 9" 9 "conflict"
+conflict_run --retry 2
+expect "--retry: the second attempt commits" 0
+if [ "$(content "$M/shared")" = inside1 ]; then
+	ok "--retry re-ran CMD in a fresh transaction"
+else
+	not_ok "--retry re-ran CMD in a fresh transaction" "$(content "$M/shared")"
+fi
+no_records "conflicting runs leave no records"
+
+# ---- names --------------------------------------------------------------------
+timeout 10 mkdir "$M/.txdir/txn/job1"
+mc run "$M" --name job1 -- true
+expect "--name of an existing transaction: 125" 125 "job1 already exists"
+timeout 10 rmdir "$M/.txdir/txn/job1"
+mc run "$M" --name job1 -- sh -c "cat '$M/.txdir/txn/job1/status'"
+expect "--name names the transaction" 0 "^active$"
+
+# ---- signals -------------------------------------------------------------------
+rm -f "$B"/*
+run_bg run "$M" -- sh -c "echo x > '$M/sig'; touch '$B/ready'; exec sleep 30"
+wait_file "$B/ready"
+kill -TERM "$MCPID"
+run_wait
+expect "SIGTERM to mountctl is forwarded to CMD: exit 143" 143
+if [ ! -e "$M/sig" ]; then ok "the signalled run is aborted"; else not_ok "the signalled run is aborted"; fi
+rm -f "$B"/*
+run_bg run "$M" -- sh -c "trap 'echo handled > \"$M/trapped\"; exit 0' TERM; touch '$B/ready';
+	while :; do sleep 0.05; done"
+wait_file "$B/ready"
+kill -TERM "$MCPID"
+run_wait
+expect "CMD that handles the forwarded SIGTERM and exits 0 commits" 0
+if [ "$(content "$M/trapped")" = handled ]; then ok "its change is committed"; else not_ok "its change is committed"; fi
+
+# ---- real programs -------------------------------------------------------------
+mkdir -p "$T/src/sub/deep"
+for i in $(seq 1 50); do echo "file $i" >"$T/src/f$i"; done
+echo deep >"$T/src/sub/deep/x"
+ln -s f1 "$T/src/link"
+chmod 640 "$T/src/f2"
+tar -C "$T/src" -cf "$T/src.tar" .
+mc run "$M" -- cp -r "$T/src" "$M/cp"
+expect "run -- cp -r" 0
+check "cp -r result matches" diff -r "$T/src" "$M/cp"
+mkdir -p "$M/tar"
+mc run "$M" -- tar -C "$M/tar" -xf "$T/src.tar"
+expect "run -- tar x" 0
+check "tar x result matches" diff -r "$T/src" "$M/tar"
+mkdir -p "$M/rs"
+echo stale >"$M/rs/stale"
+mc run "$M" -- rsync -a --delete "$T/src/" "$M/rs/"
+expect "run -- rsync -a --delete" 0
+check "rsync result matches (stale file deleted)" diff -r "$T/src" "$M/rs"
+echo "port = 8080" >"$M/app/port"
+mc run "$M" -- sed -i 's/8080/9090/' "$M/app/port"
+expect "run -- sed -i" 0
+if [ "$(content "$M/app/port")" = "port = 9090" ]; then ok "sed -i result committed"; else not_ok "sed -i result committed"; fi
+no_records "no records left after the real programs"
+
+# ---- txn list / abort ----------------------------------------------------------
+timeout 10 mkdir "$M/.txdir/txn/manual"
+mc txn list "$M"
+expect "txn list: a header and the transaction" 0 "^manual .* active$"
+mc txn abort "$M" manual
+expect "txn abort" 0
+if [ "$(content "$M/.txdir/txn/manual/status")" = "aborted by request" ]; then
+	ok "txn abort leaves the record with its reason"
+else
+	not_ok "txn abort leaves the record with its reason"
+fi
+mc txn list --json "$M"
+expect "txn list --json shows the aborted one" 0 '"status":[[:space:]]*"aborted by request"'
+mc txn abort "$M" nosuch
+expect "txn abort of an unknown name: 1" 1 "no transaction nosuch"
+mc txn frob "$M"
+expect "txn with an unknown subcommand: 2" 2 "unknown subcommand"
+timeout 10 rmdir "$M/.txdir/txn/manual"
+
+# ---- as a non-root user (user namespace) ------------------------------------------
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	asuser() { timeout -k 5 40 setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
+	mkdir -p "$M/pub"
+	chown nobody:nogroup "$M/pub"
+	echo secret >"$M/private"
+	chmod 600 "$M/private"
+	OUT=$(cd "$M/pub" && asuser "$MOUNTCTL" run "$M" -- sh -c "id -u > mine; pwd; echo \$\$ > own; chown \"\$(id -u):\$(id -g)\" own" 2>&1)
+	RC=$?
+	expect "non-root: run commits" 0 "^$M/pub$"
+	if [ "$(content "$M/pub/mine")" = "$(id -u nobody)" ] && [ "$(stat -c %u "$M/pub/mine")" = "$(id -u nobody)" ]; then
+		ok "non-root: CMD keeps its uid; its file is owned by it"
+	else
+		not_ok "non-root: CMD keeps its uid; its file is owned by it"
+	fi
+	OUT=$(asuser "$MOUNTCTL" run "$M" -- cat "$M/private" 2>&1)
+	RC=$?
+	expect "non-root: permissions are checked as outside" 1 "Permission denied"
+	mkdir "$M/pub/tar"
+	chown nobody:nogroup "$M/pub/tar"
+	OUT=$(asuser "$MOUNTCTL" run "$M" -- tar -C "$M/pub/tar" -xf "$T/src.tar" 2>&1)
+	RC=$?
+	expect "non-root: tar x" 0
+	check "non-root: tar x result matches" diff -r "$T/src" "$M/pub/tar"
+	mkdir "$M/pub/rs"
+	chown nobody:nogroup "$M/pub/rs"
+	cp -a "$T/src" "$T/usrc"
+	chown -R nobody:nogroup "$T/usrc"
+	echo stale >"$M/pub/rs/stale"
+	OUT=$(asuser "$MOUNTCTL" run "$M" -- rsync -a --delete "$T/usrc/" "$M/pub/rs/" 2>&1)
+	RC=$?
+	expect "non-root: rsync -a --delete (owner and group kept)" 0
+	check "non-root: rsync result matches" diff -r "$T/usrc" "$M/pub/rs"
+	rm -f "$B"/*
+	chmod 777 "$B"
+	echo base >"$M/pub/shared"
+	chown nobody "$M/pub/shared"
+	asuser "$MOUNTCTL" run "$M" -- sh -c "echo inside > '$M/pub/shared'; touch '$B/ready';
+		until [ -e '$B/go' ]; do sleep 0.01; done" >"$T/bg.out" 2>&1 &
+	TPID=$!
+	wait_file "$B/ready"
+	echo outside >"$M/pub/shared"
+	touch "$B/go"
+	run_wait
+	expect "non-root: conflict: exit 75" 75 "conflict"
+	OUT=$(asuser "$MOUNTCTL" run "$M" --read-only -- sh -c "echo x > '$M/pub/ro'" 2>&1)
+	RC=$?
+	expect "non-root: --read-only cannot write" 2 "Read-only file system"
+	no_records "non-root runs leave no records"
+else
+	echo "# skipped the non-root part (needs root and setpriv)"
+fi
+
+mc umount "$M"
+expect "umount once no transaction is active" 0
+
+finish
