@@ -325,18 +325,26 @@ out:
 	return err;
 }
 
-/* ---- background checkpoints ----------------------------------------------------------
+/* ---- background work ---------------------------------------------------------------
  * Once CKPT_EVERY_BYTES of log have been appended since the last checkpoint,
  * a thread writes a new one (under fs->lock: changes wait meanwhile), which
- * bounds replay time and lets old segments go. */
+ * bounds replay time and lets old segments go. Every second it also aborts
+ * abandoned transactions (txn.h T5). */
 static void *ckpt_main(void *arg)
 {
 	struct txd_fs *fs = arg;
 	pthread_mutex_lock(&fs->lock);
-	while (!fs->ckpt_stop) {
+	for (uint64_t tick = 0; !fs->ckpt_stop; tick++) {
+		txn_reap_abandoned(fs, fs->opts.txn_grace_s ? fs->opts.txn_grace_s : 600);
+		if (tick % 60 == 0)
+			txn_expire_records(fs, fs->opts.retain_s ? fs->opts.retain_s : 3600);
 		if (wal_bytes_appended(fs->wal) - fs->ckpt_wal_bytes <= CKPT_EVERY_BYTES ||
 		    fs->failed) {
-			pthread_cond_wait(&fs->ckpt_cv, &fs->lock);
+			/* wake at least every second for housekeeping */
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += 1;
+			pthread_cond_timedwait(&fs->ckpt_cv, &fs->lock, &until);
 			continue;
 		}
 		fs->ckpt_wal_bytes = wal_bytes_appended(fs->wal);

@@ -211,6 +211,8 @@ static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h
 		snap_link(fs, h);
 	}
 	n->nopen++;
+	if (n->txn)
+		n->txn->nopen++;
 	fs->nhandles++;
 	return 0;
 }
@@ -403,6 +405,8 @@ int txd_release(struct txd_fs *fs, uint64_t fh)
 		fs_wf_put(fs, n->txn, h->in, h->wf);
 	}
 	n->nopen--;
+	if (n->txn)
+		n->txn->nopen--;
 	fs->nhandles--;
 	fs_node_put(fs, n);
 	pthread_mutex_unlock(&fs->lock);

@@ -689,6 +689,8 @@ int txd_opendir(struct txd_fs *fs, uint64_t node, uint64_t *dh)
 	h->node = n;
 	h->in = n->in;
 	n->nopen++;
+	if (n->txn)
+		n->txn->nopen++;
 	fs->nhandles++;
 	*dh = (uint64_t)(uintptr_t)h;
 	err = 0;
@@ -783,6 +785,8 @@ int txd_releasedir(struct txd_fs *fs, uint64_t dh)
 		return -EBADF;
 	pthread_mutex_lock(&fs->lock);
 	h->node->nopen--;
+	if (h->node->txn)
+		h->node->txn->nopen--;
 	fs->nhandles--;
 	fs_node_put(fs, h->node);
 	pthread_mutex_unlock(&fs->lock);

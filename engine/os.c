@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,7 +242,8 @@ static char *path_join(const char *dir, const char *name)
 
 /* The temporary name is unique per writer thread so two concurrent writers
  * of different files never collide; the final rename is the commit point. */
-int os_write_file_durable(const char *dir, const char *name, const void *buf, size_t n)
+/* tmp + write (+ fsync) + rename (+ fsync dir). */
+static int write_file(const char *dir, const char *name, const void *buf, size_t n, bool durable)
 {
 	char tmpname[300];
 	char *tmp = NULL, *dst = NULL;
@@ -260,7 +262,7 @@ int os_write_file_durable(const char *dir, const char *name, const void *buf, si
 		goto out_free;
 	}
 	r = os_pwrite_full(fd, buf, n, 0);
-	if (!r)
+	if (!r && durable)
 		r = txd_os->fsync(fd);
 	txd_os->close(fd);
 	if (r)
@@ -268,7 +270,7 @@ int os_write_file_durable(const char *dir, const char *name, const void *buf, si
 	r = txd_os->rename(tmp, dst);
 	if (r)
 		goto out_unlink;
-	r = os_fsync_dir(dir);
+	r = durable ? os_fsync_dir(dir) : 0;
 	goto out_free;
 
 out_unlink:
@@ -277,6 +279,16 @@ out_free:
 	free(tmp);
 	free(dst);
 	return r;
+}
+
+int os_write_file_durable(const char *dir, const char *name, const void *buf, size_t n)
+{
+	return write_file(dir, name, buf, n, true);
+}
+
+int os_write_file(const char *dir, const char *name, const void *buf, size_t n)
+{
+	return write_file(dir, name, buf, n, false);
 }
 
 int os_read_file(const char *path, char **out, size_t *len)

@@ -56,6 +56,9 @@ int os_fsync_dir(const char *path);
 /* Write a whole small file durably: tmp + fsync + rename + fsync dir. */
 int os_write_file_durable(const char *dir, const char *name, const void *buf, size_t n);
 
+/* The same without fsyncs, for derived files (rebuilt or expendable). */
+int os_write_file(const char *dir, const char *name, const void *buf, size_t n);
+
 /* Read a whole small file into a malloc'd NUL-terminated buffer. */
 int os_read_file(const char *path, char **out, size_t *len);
 

@@ -77,6 +77,19 @@ struct txn *txn_by_id(struct txd_fs *fs, uint64_t id)
 	return NULL;
 }
 
+/* The derived record dtc/transactions/ID.json (SPEC §5, §7): written after
+ * the outcome, never trusted over the log; expendable. */
+static void write_record(struct txd_fs *fs, const struct txn *t)
+{
+	char *dir, name[32], *json = txn_info_json(fs, t);
+	snprintf(name, sizeof(name), "%" PRIu64 ".json", t->id);
+	if (json && asprintf(&dir, "%s/dtc/transactions", fs->store.coord_dir) >= 0) {
+		os_write_file(dir, name, json, strlen(json));
+		free(dir);
+	}
+	free(json);
+}
+
 /* The transaction's end: release the snapshot (T4), stale the nodes (T3). */
 static void txn_end(struct txd_fs *fs, struct txn *t, enum txn_state st)
 {
@@ -84,6 +97,84 @@ static void txn_end(struct txd_fs *fs, struct txn *t, enum txn_state st)
 	t->ended_ns = fs_now_ns();
 	ns_snapshot_release(&fs->ns, t->snap);
 	pthread_cond_broadcast(&fs->txn_cv);
+	write_record(fs, t);
+}
+
+struct expire {
+	char *dir;
+	uint64_t before_us;
+};
+
+static int expire_one(const char *name, void *arg)
+{
+	struct expire *x = arg;
+	uint64_t id;
+	char path[4200];
+	/* ids are at least the begin time in µs (txn_begin) */
+	if (sscanf(name, "%" SCNu64 ".json", &id) == 1 && id < x->before_us) {
+		snprintf(path, sizeof(path), "%s/%s", x->dir, name);
+		txd_os->unlink(path);
+	}
+	return 0;
+}
+
+void txn_expire_records(struct txd_fs *fs, uint32_t retain_s)
+{
+	struct expire x = {.before_us = fs_now_ns() / 1000 - (uint64_t)retain_s * 1000000};
+	if (asprintf(&x.dir, "%s/dtc/transactions", fs->store.coord_dir) < 0)
+		return;
+	txd_os->listdir(x.dir, expire_one, &x);
+	free(x.dir);
+}
+
+/* Start time (clock ticks since boot) and parent of pid; 0 if gone. */
+static uint64_t proc_start(pid_t pid, pid_t *ppid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = pid > 0 ? fopen(path, "re") : NULL;
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+	unsigned long long start = 0;
+	int parent = 0;
+	if (!p || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+				"%*d %*d %llu", &parent, &start) != 2)
+		return 0;
+	if (ppid)
+		*ppid = parent;
+	return start;
+}
+
+static bool owners_gone(const struct txn *t)
+{
+	for (int k = 0; k < 2; k++)
+		if (t->owner[k] > 1 && t->owner_start[k] &&
+		    proc_start(t->owner[k], NULL) == t->owner_start[k])
+			return false;
+	return true;
+}
+
+void txn_reap_abandoned(struct txd_fs *fs, uint32_t grace_s)
+{
+	uint64_t now = fs_now_ns();
+	for (struct txn *t = fs->txns; t; t = t->next) {
+		if (t->state != TXN_ACTIVE || t->nopen || !owners_gone(t)) {
+			t->idle_since_ns = 0;
+			continue;
+		}
+		if (!t->idle_since_ns)
+			t->idle_since_ns = now;
+		if (now - t->idle_since_ns < (uint64_t)grace_s * 1000000000ull)
+			continue;
+		char why[128];
+		snprintf(why, sizeof(why), "abandoned (creator %d gone, nothing open for %u s)",
+			 (int)t->creator, grace_s);
+		txn_abort(fs, t, why);
+	}
 }
 
 int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, struct txn **out)
@@ -105,6 +196,9 @@ int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, str
 	fs->next_txid = t->id + 1;
 	t->snap = wal_last_lsn(fs->wal);
 	t->creator = creator;
+	t->owner[0] = creator;
+	t->owner_start[0] = proc_start(creator, &t->owner[1]);
+	t->owner_start[1] = proc_start(t->owner[1], NULL);
 	t->uid = c->uid;
 	t->gid = c->gid;
 	t->began_ns = fs_now_ns();
@@ -530,18 +624,33 @@ void txn_remove(struct txd_fs *fs, struct txn *t)
 	}
 }
 
+static void rfc3339(uint64_t ns, char *buf, size_t cap)
+{
+	if (!ns) {
+		snprintf(buf, cap, "null");
+		return;
+	}
+	time_t sec = (time_t)(ns / 1000000000ull);
+	struct tm tm;
+	gmtime_r(&sec, &tm);
+	size_t n = strftime(buf, cap, "\"%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, cap - n, ".%03uZ\"", (unsigned)(ns / 1000000 % 1000));
+}
+
 char *txn_info_json(struct txd_fs *fs, const struct txn *t)
 {
 	(void)fs;
 	static const char *const names[] = {"active", "committed", "aborted"};
-	char *out;
+	char began[48], ended[48], *out;
+	rfc3339(t->began_ns, began, sizeof(began));
+	rfc3339(t->ended_ns, ended, sizeof(ended));
 	if (asprintf(&out,
 		     "{\"name\":\"%s\",\"txid\":%" PRIu64 ",\"state\":\"%s\",\"status\":\"%s\","
 		     "\"snapshot\":%" PRIu64 ",\"commit\":%" PRIu64 ",\"creator_pid\":%d,"
-		     "\"began_ns\":%" PRIu64 ",\"ended_ns\":%" PRIu64 ",\"readonly\":%s,"
+		     "\"uid\":%u,\"began\":%s,\"ended\":%s,\"readonly\":%s,\"open_handles\":%u,"
 		     "\"ops\":%u,\"entries_changed\":%u,\"files_changed\":%u}\n",
 		     t->name, t->id, names[t->state], t->status, t->snap, t->commit_id,
-		     (int)t->creator, t->began_ns, t->ended_ns, t->readonly ? "true" : "false",
+		     (int)t->creator, t->uid, began, ended, t->readonly ? "true" : "false", t->nopen,
 		     t->log.nops, t->nkeys, t->ninos) < 0)
 		return NULL;
 	return out;

@@ -41,6 +41,11 @@
  *  T3 A transaction's nodes become stale (ESTALE) once it has ended; its
  *     private namespace is freed when the last node or handle lets go.
  *  T4 Snapshot S is released when the transaction ends.
+ *  T5 A transaction is abandoned when its creator and the creator's parent
+ *     (a shell running `mkdir`) are both gone — processes are identified by
+ *     (pid, start time) — and nothing is open in its view; it is aborted once
+ *     abandoned for the grace period (-o txn_grace=, default 600 s) and
+ *     logged.
  *
  * Lock order: as fs.h (wfile->lock → fs->lock). All txn_* functions below
  * are called with fs->lock held unless noted.
@@ -84,6 +89,10 @@ struct txn {
 	uint32_t nwriters;     /* writable handles open in the view */
 	pid_t creator;
 	uint32_t uid, gid;     /* the creator's: owner of .txdir/txn/NAME */
+	pid_t owner[2];        /* creator and its parent (the shell of a `mkdir`) */
+	uint64_t owner_start[2]; /* their start times (a reused pid is not them) */
+	uint32_t nopen;        /* open handles in the view */
+	uint64_t idle_since_ns; /* owners gone and nothing open since then */
 	uint64_t began_ns, ended_ns, commit_id;
 };
 
@@ -108,6 +117,11 @@ void txn_remove(struct txd_fs *fs, struct txn *t);
 void txn_get(struct txn *t);
 void txn_put(struct txd_fs *fs, struct txn *t);
 void txn_free_all(struct txd_fs *fs);
+/* Housekeeping (background thread): abort transactions whose owners are
+ * gone and that have nothing open, once idle for grace_s (SPEC §4). */
+void txn_reap_abandoned(struct txd_fs *fs, uint32_t grace_s);
+/* Delete derived records older than the retention (-o retain=). */
+void txn_expire_records(struct txd_fs *fs, uint32_t retain_s);
 
 /* JSON for info.json and dtc/transactions/ID (malloc'd). */
 char *txn_info_json(struct txd_fs *fs, const struct txn *t);

@@ -10,6 +10,7 @@
  *                               number is milliseconds (default 1000ms)
  *   retain=SECONDS              record retention (default 3600)
  *   max_snapshot_age=SECONDS    bound on old versions kept for readers
+ *   txn_grace=SECONDS           abandoned transactions abort after (default 600)
  *   showctl                     list .txdir in the root directory
  *
  * Works from /etc/fstab (`STORE MNT fuse.txdirfs defaults 0 0`): mount.fuse3
@@ -89,6 +90,7 @@ struct cli {
 	char *commit_interval;
 	unsigned int retain_s;
 	unsigned int max_snapshot_age_s;
+	unsigned int txn_grace_s;
 	int show_ctl;
 	bool has_fsname;
 };
@@ -102,6 +104,7 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("commit_interval=%s", commit_interval),
 	CLI_OPT("retain=%u", retain_s),
 	CLI_OPT("max_snapshot_age=%u", max_snapshot_age_s),
+	CLI_OPT("txn_grace=%u", txn_grace_s),
 	CLI_OPT("showctl", show_ctl),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
 	/* fstab words that mean nothing to the server */
@@ -158,6 +161,7 @@ static void usage(const char *prog)
 	       "    -o commit_interval=N[ms|s]     background flush interval (bare N: ms)\n"
 	       "    -o retain=SECONDS              keep decided records this long\n"
 	       "    -o max_snapshot_age=SECONDS    bound old versions kept for readers\n"
+	       "    -o txn_grace=SECONDS           abort abandoned transactions after (600)\n"
 	       "    -o showctl                     list .txdir in the root directory\n"
 	       "    (txdirfs runs at least %d worker threads whatever max_threads says)\n\n",
 	       prog, TXDIRFS_MAX_THREADS);
@@ -206,6 +210,7 @@ static int engine_opts(const struct cli *c, struct txd_opts *o)
 	*o = (struct txd_opts){
 		.retain_s = c->retain_s,
 		.max_snapshot_age_s = c->max_snapshot_age_s,
+		.txn_grace_s = c->txn_grace_s,
 		.show_ctl = c->show_ctl,
 	};
 	if (c->durability && parse_durability(c->durability, &o->durability)) {

@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "faultos.h"
 #include "txdtest.h"
@@ -136,6 +139,13 @@ Test(txn, isolation_then_atomic_publication)
 	expect_file("a", "new");
 	expect_file("d/f", "in dir");
 	expect_file("late", "main after begin");
+	/* the derived record (SPEC §5 dtc/transactions) is on disk too */
+	char cmdline[600];
+	snprintf(cmdline, sizeof(cmdline),
+		 "grep -l '\"state\":\"committed\"' %s/coordination/dtc/transactions/*.json "
+		 ">/dev/null",
+		 store);
+	cr_expect_eq(system(cmdline), 0, "a committed record in dtc/transactions");
 	reopen();
 	expect_file("a", "new");
 	expect_file("d/f", "in dir");
@@ -511,4 +521,45 @@ Test(txn, rmdir_of_directory_filled_meanwhile_conflicts)
 	cr_assert_eq(tt_put(fs, "d/new", "n", 1), 0);
 	cr_expect_eq(cmd("t", "commit"), -EBUSY);
 	expect_file("d/new", "n");
+}
+
+/* T5: a transaction whose creator (and the creator's parent) are gone and
+ * that has nothing open is aborted after the grace period; one with a live
+ * creator is not. */
+Test(txn, abandoned_transactions_are_aborted)
+{
+	txd_fs_close(fs);
+	struct txd_opts o = {.txn_grace_s = 1};
+	cr_assert_eq(txd_fs_open(store, &o, &fs, NULL), 0);
+	pid_t dead = fork();
+	if (dead == 0)
+		_exit(0);
+	cr_assert_gt(dead, 0);
+	waitpid(dead, NULL, 0);
+	struct txd_cred gone = tt_cred, alive = tt_cred;
+	gone.pid = dead;
+	alive.pid = getpid();
+	uint64_t txns;
+	const char *leaf;
+	cr_assert_eq(tt_resolve(fs, ".txdir/txn/x", &txns, &leaf, NULL), 0);
+	struct txd_entry e;
+	cr_assert_eq(txd_mkdir(fs, &gone, txns, "orphan", 0755, &e), 0);
+	cr_assert_eq(txd_mkdir(fs, &alive, txns, "kept", 0755, &e), 0);
+	cr_assert_eq(tt_put(fs, vpath("orphan", "f"), "x", 1), 0);
+	char *st = NULL;
+	/* bounded wait for the background thread (checks every second) */
+	for (int k = 0; k < 100; k++) {
+		free(st);
+		st = status("orphan");
+		if (strncmp(st, "aborted", 7) == 0)
+			break;
+		struct timespec ts = {.tv_nsec = 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	cr_expect_eq(strncmp(st, "aborted abandoned", 17), 0, "%s", st);
+	free(st);
+	st = status("kept");
+	cr_expect_str_eq(st, "active\n");
+	free(st);
+	expect_absent("f");
 }
