@@ -166,7 +166,51 @@ static void t_ctl_hidden(const char *d)
 	CHECK(S_ISDIR(st.st_mode));
 }
 
+/* SPEC §3 (server-side changes publish a new node id): after a transaction
+ * commit replaces a file the kernel has cached, stat and read show the new
+ * size and every new byte — never new bytes cut to the old size — while a
+ * descriptor opened before keeps its version. */
+static void t_server_side_change(const char *d)
+{
+	char f[4096], view[4096], ctl[4096], txn[4096], buf[64];
+	struct stat st;
+	static unsigned char want[30000], got[30000];
+	int a, fd;
+
+	PATHF(f, "%s/f", d);
+	PATHF(txn, "%s/.txdir/txn/ssc%d", tc_root, (int)getpid());
+	PATHF(view, "%s/root%s/f", txn, d + strlen(tc_root));
+	PATHF(ctl, "%s/ctl", txn);
+	fd = CHECK_OK(open(f, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+	CHECK(write(fd, "short", 5) == 5);
+	CHECK_OK(close(fd));
+	a = CHECK_OK(open(f, O_RDONLY));
+	CHECK(read(a, buf, sizeof(buf)) == 5); /* cached: size 5, its pages */
+	CHECK_OK(stat(f, &st));
+	CHECK(st.st_size == 5);
+
+	CHECK_OK(mkdir(txn, 0755));
+	CHECK_OK(tc_write_pattern(view, sizeof(want), 7));
+	fd = CHECK_OK(open(ctl, O_WRONLY));
+	CHECK(write(fd, "commit\n", 7) == 7);
+	CHECK_OK(close(fd));
+
+	CHECK_OK(stat(f, &st));
+	CHECK(st.st_size == (off_t)sizeof(want));
+	fd = CHECK_OK(open(f, O_RDONLY));
+	CHECK(read(fd, got, sizeof(got)) == (ssize_t)sizeof(got));
+	CHECK_OK(close(fd));
+	tc_fill(want, sizeof(want), 0, 7);
+	CHECK(!memcmp(got, want, sizeof(want)));
+	CHECK_OK(fstat(a, &st));
+	CHECK(st.st_size == 5);
+	CHECK(pread(a, buf, sizeof(buf), 0) == 5 && !memcmp(buf, "short", 5));
+	CHECK_OK(close(a));
+	CHECK_OK(rmdir(txn));
+}
+
 static const struct tcase cases[] = {
+	{"server_side_change", t_server_side_change, TC_MOUNT_ONLY},
 	{"meta_xattrs", t_meta_xattrs, TC_MOUNT_ONLY},
 	{"meta_xattrs_change", t_meta_xattrs_change, TC_MOUNT_ONLY},
 	{"snapshot_reader", t_snapshot_reader, TC_MOUNT_ONLY},
