@@ -594,7 +594,11 @@ static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct 
 	}
 	e->node = n->id;
 	e->generation = 1;
-	e->cacheable = false;
+	/* Directories whose identity never changes may be cached by the kernel
+	 * (paths through .txdir/txn/NAME/root stay cheap); files are rendered
+	 * at every open and never cached. A transaction's directory only goes
+	 * away by rmdir, which drops the kernel's entry itself. */
+	e->cacheable = kind_is_dir(kind) && kind != CTL_COMMITS && kind != CTL_DTC_TXNS;
 	n->nlookup++;
 	return 0;
 }
