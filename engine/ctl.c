@@ -579,13 +579,43 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 	return err;
 }
 
-static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct txd_entry *e)
+/* One node id per control object, so concurrent path walks through
+ * .txdir/txn/NAME agree with each other and with the kernel's cache. */
+static unsigned ctl_slot(enum ctl_kind kind, uint64_t key)
 {
+	return (unsigned)((key * 0x9e3779b97f4a7c15ull + kind) >> 56);
+}
+
+void ctl_node_forget(struct txd_fs *fs, struct node *n)
+{
+	struct node **pp = &fs->ctl_nodes[ctl_slot(n->ctl, n->ctl_key)];
+	while (*pp && *pp != n)
+		pp = &(*pp)->ctl_next;
+	if (*pp)
+		*pp = n->ctl_next;
+}
+
+static struct node *ctl_node_get(struct txd_fs *fs, enum ctl_kind kind, uint64_t key)
+{
+	unsigned slot = ctl_slot(kind, key);
+	for (struct node *n = fs->ctl_nodes[slot]; n; n = n->ctl_next)
+		if (n->ctl == kind && n->ctl_key == key)
+			return n;
 	struct node *n = fs_node_new(fs, NULL, NULL);
 	if (!n)
-		return -ENOMEM;
+		return NULL;
 	n->ctl = kind;
 	n->ctl_key = key;
+	n->ctl_next = fs->ctl_nodes[slot];
+	fs->ctl_nodes[slot] = n;
+	return n;
+}
+
+static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct txd_entry *e)
+{
+	struct node *n = ctl_node_get(fs, kind, key);
+	if (!n)
+		return -ENOMEM;
 	memset(e, 0, sizeof(*e));
 	int err = ctl_getattr(fs, n, &e->attr);
 	if (err) {

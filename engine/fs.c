@@ -125,6 +125,8 @@ void fs_node_put(struct txd_fs *fs, struct node *n)
 		pp = &(*pp)->hnext;
 	*pp = n->hnext;
 	fs->nnodes--;
+	if (n->ctl)
+		ctl_node_forget(fs, n);
 	struct inode *in = n->in;
 	if (in) {
 		if (in->live == n)

@@ -66,6 +66,7 @@ struct node {
 	struct txn *txn;     /* data node of a transaction's view (NULL: main) */
 	uint32_t ctl;        /* control tree object kind (ctl.c), 0 = data */
 	uint64_t ctl_key;    /* e.g. a commit id */
+	struct node *ctl_next; /* fs->ctl_nodes chain: one node id per object */
 };
 
 struct wfile {
@@ -116,6 +117,7 @@ struct txd_fs {
 	struct notice *notices;
 	struct commit_log *clog;
 	struct handle snapshots; /* list head of snapshot handles */
+	struct node *ctl_nodes[256]; /* control nodes by (kind, key) (ctl.c) */
 	struct txn *txns;         /* txn.h */
 	uint64_t next_txid;
 	pthread_cond_t txn_cv;    /* a view's writable handle closed */
@@ -189,6 +191,7 @@ ssize_t ctl_read(struct txd_fs *fs, struct handle *h, void *buf, size_t size, ui
 ssize_t ctl_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
 		  uint64_t off);
 void ctl_release(struct txd_fs *fs, struct handle *h);
+void ctl_node_forget(struct txd_fs *fs, struct node *n); /* before freeing n */
 /* Events (.txdir/events, one JSON object per line; also syslog). */
 void fs_event(struct txd_fs *fs, const char *type, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -403,14 +403,22 @@ static int validate(struct txd_fs *fs, struct txn *t)
 		}
 	}
 	for (uint32_t k = 0; k < t->ndirs; k++) {
-		/* a directory the view removed must still be empty in the main tree */
+		/* a directory the view removed must end up empty: every entry the
+		 * main tree has must be one the view saw (and removed) — one
+		 * bound after S is a conflict */
 		struct inode *v = ns_inode(&t->ns, t->dirs[k]); /* NULL: removed, dropped */
 		struct inode *m = ns_inode(&fs->ns, t->dirs[k]);
 		if ((v && v->head->nlink) || !m || !m->dir || !m->dir->count)
 			continue;
-		ns_path(&fs->ns, m, path, sizeof(path));
-		set_status(t, "aborted conflict path=%.3800s winner=%" PRIu64, path, m->head->commit);
-		return -EBUSY;
+		for (struct dent *e = ns_dir_next(m->dir, 0); e; e = ns_dir_next(m->dir, e->cookie)) {
+			if (e->commit <= t->snap)
+				continue;
+			char dir[3600];
+			ns_path(&fs->ns, m, dir, sizeof(dir));
+			snprintf(path, sizeof(path), "%s/%s", dir, e->name);
+			set_status(t, "aborted conflict path=%.3800s winner=%" PRIu64, path, e->commit);
+			return -EBUSY;
+		}
 	}
 	for (uint32_t k = 0; k < t->ninos; k++) {
 		struct inode *m = ns_inode(&fs->ns, t->inos[k]);

@@ -8,7 +8,7 @@
 # so perm runs its cases as nobody on both) — then fsx (random operations on
 # one file against a model: a native control, seeds on the mount, and a run
 # verified again after unmount + remount), then a few server-level scenarios,
-# then crash.sh and programs.sh (each with its own summary).
+# then crash.sh, programs.sh and txncrash.sh (each with its own summary).
 # The last line is "N passed, N failed"; exit non-zero on any failure.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -50,7 +50,7 @@ run_prog() { # label prog dir target [filter]
 for prog in "$TXDIR_BUILD"/tests/mount/*; do
 	[ -f "$prog" ] && [ -x "$prog" ] || continue
 	name=$(basename "$prog")
-	case $name in mkstore | crashwork | fsx) continue ;; esac # helpers; fsx below
+	case $name in mkstore | crashwork | txnwork | fsx) continue ;; esac # helpers; fsx below
 	if ! tm_mount "$MOUNT_OPTS"; then
 		not_ok "$name: mount"
 		tm_umount >/dev/null
@@ -115,6 +115,9 @@ fi
 # and recovery (crash.sh), real programs on the mount (programs.sh).
 run_prog "crash.sh" bash "$HERE/crash.sh"
 run_prog "programs.sh" bash "$HERE/programs.sh"
+# Transactions: atomic deploy under snapshot readers, SIGKILL of the CMD of a
+# run and of txdirfs around commits and under concurrent transactions.
+run_prog "txncrash.sh" bash "$HERE/txncrash.sh"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -563,3 +563,39 @@ Test(txn, abandoned_transactions_are_aborted)
 	free(st);
 	expect_absent("f");
 }
+
+/* Removing a directory together with its contents in one transaction
+ * commits (rm -rf, rsync --delete); only entries bound after the begin make
+ * it a conflict. */
+Test(txn, remove_directory_with_contents)
+{
+	cr_assert_eq(tt_mkdir(fs, "q"), 0);
+	cr_assert_eq(tt_put(fs, "q/a", "a", 1), 0);
+	cr_assert_eq(tt_put(fs, "q/b", "b", 1), 0);
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_unlink(fs, vpath("t", "q/a")), 0);
+	cr_assert_eq(tt_unlink(fs, vpath("t", "q/b")), 0);
+	uint64_t parent;
+	const char *leaf;
+	cr_assert_eq(tt_resolve(fs, vpath("t", "q"), &parent, &leaf, NULL), 0);
+	cr_assert_eq(txd_rmdir(fs, parent, leaf), 0);
+	cr_assert_eq(cmd("t", "commit"), 0);
+	expect_absent("q");
+	reopen();
+	expect_absent("q");
+	uint64_t root;
+	struct txd_attr a;
+	cr_assert_eq(tt_resolve(fs, "", NULL, NULL, &root), 0);
+	cr_assert_eq(txd_getattr(fs, root, &a), 0);
+	cr_expect_eq(a.nlink, 2);
+}
+
+/* Control objects keep one node id (concurrent path walks agree). */
+Test(txn, control_nodes_are_stable)
+{
+	cr_assert_eq(begin("t"), 0);
+	uint64_t a, b;
+	cr_assert_eq(tt_resolve(fs, ".txdir/txn/t", NULL, NULL, &a), 0);
+	cr_assert_eq(tt_resolve(fs, ".txdir/txn/t", NULL, NULL, &b), 0);
+	cr_expect_eq(a, b);
+}
