@@ -579,16 +579,18 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 	return err;
 }
 
-/* One node id per control object, so concurrent path walks through
- * .txdir/txn/NAME agree with each other and with the kernel's cache. */
-static unsigned ctl_slot(enum ctl_kind kind, uint64_t key)
+/* One node id per control object and view, so concurrent path walks
+ * through .txdir/txn/NAME agree with each other and with the kernel's cache.
+ * The view is part of the key: .txdir is reachable from the main root and
+ * from every view's root, and a directory inode can have only one dentry. */
+static unsigned ctl_slot(enum ctl_kind kind, uint64_t key, uint64_t via)
 {
-	return (unsigned)((key * 0x9e3779b97f4a7c15ull + kind) >> 56);
+	return (unsigned)(((key ^ via * 0xff51afd7ed558ccdull) * 0x9e3779b97f4a7c15ull + kind) >> 56);
 }
 
 void ctl_node_forget(struct txd_fs *fs, struct node *n)
 {
-	struct node **pp = &fs->ctl_nodes[ctl_slot(n->ctl, n->ctl_key)];
+	struct node **pp = &fs->ctl_nodes[ctl_slot(n->ctl, n->ctl_key, n->ctl_via)];
 	while (*pp && *pp != n)
 		pp = &(*pp)->ctl_next;
 	if (*pp)
@@ -597,15 +599,17 @@ void ctl_node_forget(struct txd_fs *fs, struct node *n)
 
 static struct node *ctl_node_get(struct txd_fs *fs, enum ctl_kind kind, uint64_t key)
 {
-	unsigned slot = ctl_slot(kind, key);
+	uint64_t via = fs->ctl_via;
+	unsigned slot = ctl_slot(kind, key, via);
 	for (struct node *n = fs->ctl_nodes[slot]; n; n = n->ctl_next)
-		if (n->ctl == kind && n->ctl_key == key)
+		if (n->ctl == kind && n->ctl_key == key && n->ctl_via == via)
 			return n;
 	struct node *n = fs_node_new(fs, NULL, NULL);
 	if (!n)
 		return NULL;
 	n->ctl = kind;
 	n->ctl_key = key;
+	n->ctl_via = via;
 	n->ctl_next = fs->ctl_nodes[slot];
 	fs->ctl_nodes[slot] = n;
 	return n;
@@ -654,8 +658,15 @@ static int txn_child(struct txd_fs *fs, uint64_t id, const char *name, struct tx
 	return -ENOENT;
 }
 
+/* The view a control call comes through (the key of ctl_node_get). */
+static void ctl_enter(struct txd_fs *fs, const struct node *parent)
+{
+	fs->ctl_via = parent->ctl ? parent->ctl_via : parent->txn ? parent->txn->id : 0;
+}
+
 int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct txd_entry *e)
 {
+	ctl_enter(fs, parent);
 	if (!parent->ctl)
 		return strcmp(name, CTL_DIRNAME) == 0 ? ctl_node(fs, CTL_ROOT, 0, e) : -ENOENT;
 	if (parent->ctl == CTL_ROOT) {
@@ -724,6 +735,7 @@ static int readdir_commits(struct txd_fs *fs, uint64_t off, bool plus, txd_fill_
 int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_fill_fn fill,
 		void *arg)
 {
+	ctl_enter(fs, n);
 	if (off < 1 && ctl_emit(fs, ".", n->ctl, n->ctl_key, false, 1, fill, arg))
 		return 0;
 	if (off < 2 && ctl_emit(fs, "..", CTL_ROOT, 0, false, 2, fill, arg))
@@ -780,6 +792,7 @@ int ctl_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent, 
 {
 	if (parent->ctl != CTL_TXNS)
 		return -EPERM;
+	ctl_enter(fs, parent);
 	size_t len = strlen(name);
 	if (len == 0 || len > TXD_NAME_MAX)
 		return len ? -ENAMETOOLONG : -EINVAL;

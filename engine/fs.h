@@ -67,6 +67,7 @@ struct node {
 	uint32_t ctl;        /* control tree object kind (ctl.c), 0 = data */
 	uint64_t ctl_key;    /* e.g. a commit id */
 	struct node *ctl_next; /* fs->ctl_nodes chain: one node id per object */
+	uint64_t ctl_via;    /* the view (txn id, 0 = main) it was reached from */
 };
 
 struct wfile {
@@ -117,7 +118,8 @@ struct txd_fs {
 	struct notice *notices;
 	struct commit_log *clog;
 	struct handle snapshots; /* list head of snapshot handles */
-	struct node *ctl_nodes[256]; /* control nodes by (kind, key) (ctl.c) */
+	struct node *ctl_nodes[256]; /* control nodes by (kind, key, view) (ctl.c) */
+	uint64_t ctl_via;            /* view of the ctl call in progress (fs->lock) */
 	struct txn *txns;         /* txn.h */
 	uint64_t next_txid;
 	pthread_cond_t txn_cv;    /* a view's writable handle closed */
