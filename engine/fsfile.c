@@ -247,8 +247,13 @@ static int trunc_on_open(struct handle *h)
 		return 0;
 	pthread_mutex_lock(&h->wf->lock);
 	int err = wcopy_truncate(h->wf->wc, 0);
-	if (!err)
+	if (!err) {
 		atomic_store(&h->wf->size, 0);
+		/* as ext4: O_TRUNC marks mtime/ctime even on an empty file; the
+		 * times are committed with the content at close */
+		h->wf->mtime = fs_now_ts();
+		h->wf->times_set = true;
+	}
 	pthread_mutex_unlock(&h->wf->lock);
 	return err;
 }

@@ -248,6 +248,33 @@ echo "port = 8080" >"$M/app/port"
 mc run "$M" -- sed -i 's/8080/9090/' "$M/app/port"
 expect "run -- sed -i" 0
 if [ "$(content "$M/app/port")" = "port = 9090" ]; then ok "sed -i result committed"; else not_ok "sed -i result committed"; fi
+# git checkout of another branch, make, and an editor-style save, each in a run
+mkdir -p "$M/repo"
+(cd "$M/repo" && git init -q -b main && git config user.email t@t && git config user.name t &&
+	echo one >f && git add f && git commit -qm one && git checkout -qb other &&
+	echo two >f && echo new >g && git commit -qam two && git add g && git commit -qm g &&
+	git checkout -q main) >/dev/null 2>&1
+mc run "$M" -- git -C "$M/repo" checkout -q other
+expect "run -- git checkout" 0
+if [ "$(content "$M/repo/f")" = two ] && [ -f "$M/repo/g" ] &&
+	[ -z "$(git -C "$M/repo" status --porcelain 2>&1)" ]; then
+	ok "git checkout committed whole (clean status outside)"
+else
+	not_ok "git checkout committed whole (clean status outside)" "$(git -C "$M/repo" status 2>&1)"
+fi
+mkdir -p "$M/proj"
+printf 'int main(void) { return 0; }\n' >"$M/proj/main.c"
+printf 'prog: main.o\n\tcc -o prog main.o\nmain.o: main.c\n\tcc -c main.c\n' >"$M/proj/Makefile"
+mc run "$M" -- make -s -C "$M/proj"
+expect "run -- make" 0
+if [ -x "$M/proj/prog" ] && "$M/proj/prog"; then ok "make result committed and runs"; else not_ok "make result committed and runs"; fi
+mc run "$M" -- sh -c "printf 'saved\n' >'$M/app/.port.swp' && sync '$M/app/.port.swp' && mv '$M/app/.port.swp' '$M/app/port'"
+expect "run -- editor-style save (tmp, fsync, rename)" 0
+if [ "$(content "$M/app/port")" = saved ] && [ ! -e "$M/app/.port.swp" ]; then
+	ok "editor save committed"
+else
+	not_ok "editor save committed"
+fi
 no_records "no records left after the real programs"
 
 # ---- txn list / abort ----------------------------------------------------------

@@ -710,3 +710,26 @@ Test(fs, background_checkpoints_run)
 	cr_expect_eq(len, sizeof(vn));
 	free(got);
 }
+
+/* As ext4: open(O_TRUNC) marks mtime/ctime even when the file was already
+ * empty (the times are committed at close). The clock is moved, not slept. */
+Test(fs, o_trunc_of_an_empty_file_updates_times)
+{
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_install();
+	reopen();
+	cr_assert_eq(tt_put(fs, "e", "", 0), 0);
+	uint64_t node;
+	struct txd_attr before, after;
+	cr_assert_eq(tt_resolve(fs, "e", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_getattr(fs, node, &before), 0);
+	faultos_set_clock_offset(5 * 1000000000ll);
+	struct txd_open_out oo;
+	cr_assert_eq(txd_open(fs, node, O_WRONLY | O_TRUNC, &oo), 0);
+	cr_assert_eq(txd_flush(fs, oo.fh, &tt_cred, NULL), 0);
+	txd_release(fs, oo.fh);
+	cr_assert_eq(txd_getattr(fs, node, &after), 0);
+	cr_expect_geq(after.mtime.tv_sec, before.mtime.tv_sec + 5);
+	cr_expect_geq(after.ctime.tv_sec, before.ctime.tv_sec + 5);
+}
