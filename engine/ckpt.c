@@ -38,6 +38,7 @@
 
 #include "fs.h"
 #include "os.h"
+#include "util.h"
 
 #define CKPT_MAGIC 0x3154504b43445854ull /* "TXDCKPT1" */
 #define BLK_MAGIC 0x4c424b43u           /* "CKBL" */
@@ -51,7 +52,7 @@ struct ckw {
 	uint64_t off, nblocks;
 	struct rec_buf b;
 	uint32_t *segs; /* WAL segments referenced by live chunks (K3) */
-	size_t nsegs, capsegs;
+	uint32_t nsegs, capsegs;
 	int err;
 };
 
@@ -84,18 +85,12 @@ static void note_seg(struct ckw *w, uint32_t file)
 	if (!(file & CHUNK_FILE_WAL))
 		return;
 	uint32_t seg = file & ~CHUNK_FILE_WAL;
-	for (size_t k = 0; k < w->nsegs; k++)
+	for (uint32_t k = 0; k < w->nsegs; k++)
 		if (w->segs[k] == seg)
 			return;
-	if (w->nsegs == w->capsegs) {
-		size_t cap = w->capsegs ? w->capsegs * 2 : 16;
-		uint32_t *s = realloc(w->segs, cap * sizeof(*s));
-		if (!s) {
-			w->err = -ENOMEM;
-			return;
-		}
-		w->segs = s;
-		w->capsegs = cap;
+	if (array_grow((void **)&w->segs, &w->capsegs, w->nsegs + 1, sizeof(*w->segs))) {
+		w->err = -ENOMEM;
+		return;
 	}
 	w->segs[w->nsegs++] = seg;
 }
@@ -109,14 +104,8 @@ struct chgs {
 static int collect_chunk(void *arg, uint64_t idx, struct chunk *c)
 {
 	struct chgs *cs = arg;
-	if (cs->n == cs->cap) {
-		uint32_t cap = cs->cap ? cs->cap * 2 : 16;
-		struct wcopy_change *v = realloc(cs->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		cs->v = v;
-		cs->cap = cap;
-	}
+	if (array_grow((void **)&cs->v, &cs->cap, cs->n + 1, sizeof(*cs->v)))
+		return -ENOMEM;
 	struct wcopy_change *ch = &cs->v[cs->n++];
 	memset(ch, 0, sizeof(*ch));
 	ch->idx = idx;
@@ -257,7 +246,7 @@ static void drop_segments(struct ckw *w)
 	uint32_t cur = wal_current_seg(fs->wal);
 	for (uint32_t k = 0; k < n; k++) {
 		bool live = false;
-		for (size_t j = 0; j < w->nsegs && !live; j++)
+		for (uint32_t j = 0; j < w->nsegs && !live; j++)
 			live = w->segs[j] == segs[k];
 		if (segs[k] < cur && !live && wal_drop_segment(fs->wal, segs[k]) == 0)
 			chunkstore_forget_file(fs->cs, CHUNK_FILE_WAL | segs[k]);
@@ -313,7 +302,7 @@ out:
 /* ---- loading --------------------------------------------------------------------- */
 struct cklist {
 	uint64_t *lsn;
-	size_t n, cap;
+	uint32_t n, cap;
 };
 
 static int list_ckpt(const char *name, void *arg)
@@ -323,14 +312,8 @@ static int list_ckpt(const char *name, void *arg)
 	char tail;
 	if (sscanf(name, "ckpt-%" SCNx64 "%c", &lsn, &tail) != 1)
 		return 0;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 4;
-		uint64_t *v = realloc(l->lsn, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		l->lsn = v;
-		l->cap = cap;
-	}
+	if (array_grow((void **)&l->lsn, &l->cap, l->n + 1, sizeof(*l->lsn)))
+		return -ENOMEM;
 	l->lsn[l->n++] = lsn;
 	return 0;
 }
@@ -416,7 +399,7 @@ int ckpt_load(struct txd_fs *fs, uint64_t *lsn)
 		goto out;
 	if (l.n)
 		qsort(l.lsn, l.n, sizeof(*l.lsn), cmp_desc);
-	for (size_t k = 0; k < l.n; k++) {
+	for (uint32_t k = 0; k < l.n; k++) {
 		char *path = ckpt_path(fs, l.lsn[k]);
 		int fd = path ? txd_os->open(path, O_RDONLY | O_CLOEXEC, 0) : -ENOMEM;
 		free(path);

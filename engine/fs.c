@@ -444,39 +444,6 @@ static int replay_one(void *arg, const struct wal_pos *pos, uint16_t type, const
 	return 0;
 }
 
-/* Inodes with no names left (open-unlinked at the crash) are dropped. */
-struct orphans {
-	struct inode **v;
-	size_t n, cap;
-};
-
-static int collect_orphan(void *arg, struct inode *in)
-{
-	struct orphans *o = arg;
-	if (in->head->nlink || in->ino == NS_ROOT_INO)
-		return 0;
-	if (o->n == o->cap) {
-		size_t cap = o->cap ? o->cap * 2 : 16;
-		struct inode **v = realloc(o->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		o->v = v;
-		o->cap = cap;
-	}
-	o->v[o->n++] = in;
-	return 0;
-}
-
-static int drop_orphans(struct txd_fs *fs)
-{
-	struct orphans o = {0};
-	int err = ns_walk(&fs->ns, collect_orphan, &o);
-	for (size_t k = 0; !err && k < o.n; k++)
-		ns_inode_drop(&fs->ns, o.v[k]);
-	free(o.v);
-	return err;
-}
-
 static int make_root(struct txd_fs *fs)
 {
 	struct timespec now = fs_now_ts();
@@ -498,8 +465,7 @@ static int fs_recover(struct txd_fs *fs)
 		return err;
 	if ((err = wal_replay(fs->wal, fs->ckpt_lsn, replay_one, fs)))
 		return err;
-	if ((err = drop_orphans(fs)))
-		return err;
+	ns_drop_unlinked(&fs->ns); /* open-unlinked at the crash: nobody holds them now */
 	fs_event(fs, "recovered",
 		 "\"checkpoint_lsn\":%llu,\"last_lsn\":%llu,\"commits_replayed\":%llu",
 		 (unsigned long long)fs->ckpt_lsn, (unsigned long long)wal_last_lsn(fs->wal),

@@ -10,6 +10,7 @@
 
 #include "ns.h"
 #include "txdir.h"
+#include "util.h"
 
 /* ---- inode table ---------------------------------------------------------- */
 static uint64_t ino_hash(uint64_t ino, uint64_t size)
@@ -800,14 +801,8 @@ bool ns_snapshot_needs(const struct ns *ns, uint64_t from, uint64_t to)
 
 int ns_snapshot_take(struct ns *ns, uint64_t s)
 {
-	if (ns->nsnaps == ns->capsnaps) {
-		uint32_t cap = ns->capsnaps ? ns->capsnaps * 2 : 8;
-		uint64_t *v = realloc(ns->snaps, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		ns->snaps = v;
-		ns->capsnaps = cap;
-	}
+	if (array_grow((void **)&ns->snaps, &ns->capsnaps, ns->nsnaps + 1, sizeof(*ns->snaps)))
+		return -ENOMEM;
 	uint32_t k = ns->nsnaps++;
 	while (k > 0 && ns->snaps[k - 1] > s) {
 		ns->snaps[k] = ns->snaps[k - 1];
@@ -837,26 +832,19 @@ static int sweep_inode(void *arg, struct inode *in)
 	return 0;
 }
 
-/* Inodes without names that nobody holds: kept while snapshots might
- * still see them, dropped once the last one goes. */
-static void drop_unlinked(struct ns *ns)
+void ns_drop_unlinked(struct ns *ns)
 {
 	struct inode **v = NULL;
-	size_t n = 0, cap = 0;
+	uint32_t n = 0, cap = 0;
 	for (uint64_t k = 0; k < ns->tabsize; k++)
 		for (struct inode *in = ns->tab[k]; in; in = in->hnext) {
 			if (in->head->nlink || in->pins || in->ino == NS_ROOT_INO)
 				continue;
-			if (n == cap) {
-				cap = cap ? cap * 2 : 16;
-				struct inode **nv = realloc(v, cap * sizeof(*nv));
-				if (!nv)
-					goto out;
-				v = nv;
-			}
+			if (array_grow((void **)&v, &cap, n + 1, sizeof(*v)))
+				goto out;
 			v[n++] = in;
 		}
-	for (size_t k = 0; k < n; k++)
+	for (uint32_t k = 0; k < n; k++)
 		ns_inode_drop(ns, v[k]);
 out:
 	free(v);
@@ -875,7 +863,7 @@ void ns_snapshot_release(struct ns *ns, uint64_t s)
 	if (ns->mvcc_items || ns->nversions > ns->ninodes)
 		ns_walk(ns, sweep_inode, ns);
 	if (!ns->nsnaps)
-		drop_unlinked(ns);
+		ns_drop_unlinked(ns);
 }
 
 struct iver *ns_iver_at(const struct inode *in, uint64_t s)

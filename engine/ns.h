@@ -152,6 +152,8 @@ void ns_iver_unpin(struct ns *ns, struct inode *in, struct iver *v);
 /* Drop an inode whose nlink is 0 and that nobody pins (after recovery or the
  * last close). */
 void ns_inode_drop(struct ns *ns, struct inode *in);
+/* Drop every such inode (recovery; the last snapshot's release). */
+void ns_drop_unlinked(struct ns *ns);
 
 /* Xattr blob lookup: returns value pointer and length, or NULL. */
 const uint8_t *xattrs_get(const struct xattrs *xa, const char *name, uint32_t *len);

@@ -8,6 +8,7 @@
 
 #include "rec.h"
 #include "txdir.h"
+#include "util.h"
 
 #define OP_HDR 8
 #define CHG_SIZE 32
@@ -21,7 +22,7 @@ static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v
 static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 
 /* ---- building ------------------------------------------------------------ */
-static uint8_t *rec_reserve(struct rec_buf *b, size_t n)
+uint8_t *rec_reserve(struct rec_buf *b, size_t n)
 {
 	if (b->err)
 		return NULL;
@@ -173,14 +174,8 @@ void rec_version(struct rec_buf *b, uint64_t ino, uint64_t commit, uint64_t vno)
 
 static int data_push(struct rec_buf *b, const void *data, uint32_t len)
 {
-	if (b->ndata == b->capdata) {
-		uint32_t cap = b->capdata ? b->capdata * 2 : 8;
-		struct iovec *v = realloc(b->data, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		b->data = v;
-		b->capdata = cap;
-	}
+	if (array_grow((void **)&b->data, &b->capdata, b->ndata + 1, sizeof(*b->data)))
+		return -ENOMEM;
 	b->data[b->ndata].iov_base = (void *)data;
 	b->data[b->ndata].iov_len = len;
 	b->ndata++;

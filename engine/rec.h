@@ -131,6 +131,8 @@ struct rec_buf {
 };
 
 void rec_init(struct rec_buf *b, uint64_t txn, uint64_t time_ns, uint32_t pid);
+/* n more bytes at the end of the ops (NULL and b->err set on ENOMEM). */
+uint8_t *rec_reserve(struct rec_buf *b, size_t n);
 void rec_release(struct rec_buf *b);
 void rec_inode(struct rec_buf *b, const struct rec_inode *in);
 void rec_dent_set(struct rec_buf *b, uint64_t parent, const char *name, uint64_t ino,

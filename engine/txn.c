@@ -12,6 +12,7 @@
 
 #include "fs.h"
 #include "os.h"
+#include "util.h"
 
 #define TXN_BUSY_WAIT_MS 2000 /* how long a commit waits for writers in the view */
 #define OP_HDR 8
@@ -242,14 +243,8 @@ static int add_key(struct txn *t, uint64_t parent, const char *name, size_t len)
 		if (t->keys[k].parent == parent && strlen(t->keys[k].name) == len &&
 		    memcmp(t->keys[k].name, name, len) == 0)
 			return 0;
-	if (t->nkeys == t->capkeys) {
-		uint32_t cap = t->capkeys ? t->capkeys * 2 : 16;
-		struct txn_key *v = realloc(t->keys, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		t->keys = v;
-		t->capkeys = cap;
-	}
+	if (array_grow((void **)&t->keys, &t->capkeys, t->nkeys + 1, sizeof(*t->keys)))
+		return -ENOMEM;
 	if (!(t->keys[t->nkeys].name = strndup(name, len)))
 		return -ENOMEM;
 	t->keys[t->nkeys++].parent = parent;
@@ -263,14 +258,8 @@ static int set_add(uint64_t **arr, uint32_t *n, uint32_t *cap, uint64_t v)
 	for (uint32_t k = 0; k < *n; k++)
 		if ((*arr)[k] == v)
 			return 0;
-	if (*n == *cap) {
-		uint32_t ncap = *cap ? *cap * 2 : 16;
-		uint64_t *a = realloc(*arr, ncap * sizeof(*a));
-		if (!a)
-			return -ENOMEM;
-		*arr = a;
-		*cap = ncap;
-	}
+	if (array_grow((void **)arr, cap, *n + 1, sizeof(**arr)))
+		return -ENOMEM;
 	(*arr)[(*n)++] = v;
 	return 0;
 }
@@ -343,20 +332,11 @@ int txn_apply(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
 		return err;
 	/* append the ops (not the header) to the log */
 	size_t n = b->len - REC_HDR_SIZE;
-	struct rec_buf *l = &t->log;
-	if (l->len + n > l->cap) {
-		size_t cap = l->cap ? l->cap : 4096;
-		while (cap < l->len + n)
-			cap *= 2;
-		uint8_t *p = realloc(l->ops, cap);
-		if (!p)
-			return -ENOMEM;
-		l->ops = p;
-		l->cap = cap;
-	}
-	memcpy(l->ops + l->len, b->ops + REC_HDR_SIZE, n);
-	l->len += n;
-	l->nops += b->nops;
+	uint8_t *p = rec_reserve(&t->log, n);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, b->ops + REC_HDR_SIZE, n);
+	t->log.nops += b->nops;
 	return 0;
 }
 
@@ -497,19 +477,10 @@ static int log_ops(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
 			skip = S_ISDIR(mode) && existed(fs, t, ino);
 		}
 		if (!skip) {
-			size_t need = OP_HDR + len;
-			if (b->len + need > b->cap) {
-				size_t cap = b->cap ? b->cap : 256;
-				while (cap < b->len + need)
-					cap *= 2;
-				uint8_t *q = realloc(b->ops, cap);
-				if (!q)
-					return -ENOMEM;
-				b->ops = q;
-				b->cap = cap;
-			}
-			memcpy(b->ops + b->len, p, need);
-			b->len += need;
+			uint8_t *q = rec_reserve(b, OP_HDR + len);
+			if (!q)
+				return -ENOMEM;
+			memcpy(q, p, OP_HDR + len);
 			b->nops++;
 		}
 		p += OP_HDR + len;

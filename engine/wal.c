@@ -42,6 +42,7 @@
 
 #include "os.h"
 #include "txdir.h"
+#include "util.h"
 
 #define SEG_MAGIC 0x47534c4157445854ull /* "TXDWALSG" little-endian */
 #define REC_MAGIC 0x52575854u           /* "TXWR" little-endian */
@@ -177,24 +178,6 @@ static uint64_t rec_checksum(const uint8_t *hdr, const void *payload, uint32_t l
 	return XXH64_digest(&st);
 }
 
-static int grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
-{
-	uint32_t ncap;
-	void *p;
-
-	if (need <= *cap)
-		return 0;
-	ncap = *cap ? *cap * 2 : 8;
-	while (ncap < need)
-		ncap *= 2;
-	p = realloc(*arr, (size_t)ncap * elem);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	*cap = ncap;
-	return 0;
-}
-
 /* Lock held. Wakes everyone who must learn about the failure. */
 static void set_failed(struct wal *w)
 {
@@ -247,7 +230,7 @@ static bool seg_hdr_decode(const uint8_t *b, uint32_t seg, struct seg_hdr *h)
 
 static int seginfo_add(struct wal *w, uint32_t seg, uint64_t size)
 {
-	int r = grow((void **)&w->segs, &w->capsegs, w->nsegs + 1, sizeof(*w->segs));
+	int r = array_grow((void **)&w->segs, &w->capsegs, w->nsegs + 1, sizeof(*w->segs));
 
 	if (r)
 		return r;
@@ -304,7 +287,7 @@ static int seg_start(struct wal *w, uint32_t seg)
 	};
 	int fd, r;
 
-	r = grow((void **)&w->segs, &w->capsegs, w->nsegs + 1, sizeof(*w->segs));
+	r = array_grow((void **)&w->segs, &w->capsegs, w->nsegs + 1, sizeof(*w->segs));
 	if (r)
 		return r;
 	r = seg_create(w, &h, &fd);
@@ -320,7 +303,7 @@ static int seg_start(struct wal *w, uint32_t seg)
 /* Lock held. Close a descriptor the sync thread may be fdatasyncing. */
 static void retire_fd(struct wal *w, int fd)
 {
-	if (!w->syncing || grow((void **)&w->zombies, &w->capzombies, w->nzombies + 1,
+	if (!w->syncing || array_grow((void **)&w->zombies, &w->capzombies, w->nzombies + 1,
 				sizeof(int))) {
 		/* No sync in flight, or no memory to defer: a sync in flight
 		 * on this fd at worst gets EBADF, which fails the log safely. */
@@ -1029,7 +1012,7 @@ int wal_sync_async(struct wal *w, uint64_t lsn, void (*cb)(void *arg, int err), 
 		cb(arg, 0);
 		return 0;
 	}
-	r = grow((void **)&w->waits, &w->capwaits, w->nwaits + 1, sizeof(*w->waits));
+	r = array_grow((void **)&w->waits, &w->capwaits, w->nwaits + 1, sizeof(*w->waits));
 	if (r)
 		goto out_unlock;
 	w->waits[w->nwaits++] = (struct async_wait){ .lsn = lsn, .cb = cb, .arg = arg };
