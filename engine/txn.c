@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <xxhash.h>
 
 #include "fs.h"
 #include "os.h"
@@ -32,6 +33,9 @@ static void txn_free(struct txn *t)
 	free(t->keys);
 	free(t->inos);
 	free(t->dirs);
+	free(t->keyidx.slot);
+	free(t->inoidx.slot);
+	free(t->diridx.slot);
 	free(t->name);
 	free(t);
 }
@@ -237,36 +241,85 @@ struct inode *txn_inode(struct txd_fs *fs, struct txn *t, uint64_t ino)
 	return in;
 }
 
+/* ---- write sets: arrays with an open-addressing index (slot = position + 1),
+ * so a transaction of 100,000 files stays linear. ---------------------------- */
+static uint64_t key_hash(uint64_t parent, const char *name, size_t len)
+{
+	return XXH64(name, len, parent * 0x9e3779b97f4a7c15ull);
+}
+
+static int index_grow(struct txn_index *x, uint32_t n, uint64_t (*hash)(const void *, uint32_t),
+		      const void *arr)
+{
+	if ((uint64_t)(n + 1) * 2 <= x->cap)
+		return 0;
+	uint32_t cap = x->cap ? x->cap * 2 : 64;
+	uint32_t *slot = calloc(cap, sizeof(*slot));
+	if (!slot)
+		return -ENOMEM;
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t i = (uint32_t)hash(arr, k) & (cap - 1);
+		while (slot[i])
+			i = (i + 1) & (cap - 1);
+		slot[i] = k + 1;
+	}
+	free(x->slot);
+	x->slot = slot;
+	x->cap = cap;
+	return 0;
+}
+
+static uint64_t hash_key_at(const void *arr, uint32_t k)
+{
+	const struct txn_key *key = &((const struct txn_key *)arr)[k];
+	return key_hash(key->parent, key->name, strlen(key->name));
+}
+
+static uint64_t hash_u64_at(const void *arr, uint32_t k)
+{
+	return ((const uint64_t *)arr)[k] * 0x9e3779b97f4a7c15ull >> 7;
+}
+
 static int add_key(struct txn *t, uint64_t parent, const char *name, size_t len)
 {
-	for (uint32_t k = 0; k < t->nkeys; k++)
-		if (t->keys[k].parent == parent && strlen(t->keys[k].name) == len &&
-		    memcmp(t->keys[k].name, name, len) == 0)
+	int err = index_grow(&t->keyidx, t->nkeys, hash_key_at, t->keys);
+	if (err)
+		return err;
+	uint32_t i = (uint32_t)key_hash(parent, name, len) & (t->keyidx.cap - 1);
+	for (; t->keyidx.slot[i]; i = (i + 1) & (t->keyidx.cap - 1)) {
+		const struct txn_key *k = &t->keys[t->keyidx.slot[i] - 1];
+		if (k->parent == parent && strncmp(k->name, name, len) == 0 && !k->name[len])
 			return 0;
+	}
 	if (array_grow((void **)&t->keys, &t->capkeys, t->nkeys + 1, sizeof(*t->keys)))
 		return -ENOMEM;
 	if (!(t->keys[t->nkeys].name = strndup(name, len)))
 		return -ENOMEM;
 	t->keys[t->nkeys++].parent = parent;
+	t->keyidx.slot[i] = t->nkeys;
 	return 0;
 }
 
-/* Add v to a set kept as an array (write sets are small next to the work
- * that made them). */
-static int set_add(uint64_t **arr, uint32_t *n, uint32_t *cap, uint64_t v)
+/* Add v to a set (array + index). */
+static int set_add(uint64_t **arr, uint32_t *n, uint32_t *cap, struct txn_index *x, uint64_t v)
 {
-	for (uint32_t k = 0; k < *n; k++)
-		if ((*arr)[k] == v)
+	int err = index_grow(x, *n, hash_u64_at, *arr);
+	if (err)
+		return err;
+	uint32_t i = (uint32_t)hash_u64_at(&v, 0) & (x->cap - 1);
+	for (; x->slot[i]; i = (i + 1) & (x->cap - 1))
+		if ((*arr)[x->slot[i] - 1] == v)
 			return 0;
 	if (array_grow((void **)arr, cap, *n + 1, sizeof(**arr)))
 		return -ENOMEM;
 	(*arr)[(*n)++] = v;
+	x->slot[i] = *n;
 	return 0;
 }
 
 static int add_ino(struct txn *t, uint64_t ino)
 {
-	return set_add(&t->inos, &t->ninos, &t->capinos, ino);
+	return set_add(&t->inos, &t->ninos, &t->capinos, &t->inoidx, ino);
 }
 
 /* Whether ino existed in the main tree at S (else the view created it). */
@@ -293,7 +346,7 @@ static int note_write_set(struct txd_fs *fs, struct txn *t, const void *ops, uin
 			break;
 		case OP_INODE:
 			if (S_ISDIR(op.u.inode.mode))
-				err = set_add(&t->dirs, &t->ndirs, &t->capdirs, op.u.inode.ino);
+				err = set_add(&t->dirs, &t->ndirs, &t->capdirs, &t->diridx, op.u.inode.ino);
 			else if (existed(fs, t, op.u.inode.ino))
 				err = add_ino(t, op.u.inode.ino);
 			break;
