@@ -331,13 +331,16 @@ out:
  * Once CKPT_EVERY_BYTES of log have been appended since the last checkpoint,
  * a thread writes a new one (under fs->lock: changes wait meanwhile), which
  * bounds replay time and lets old segments go. Every second it also aborts
- * abandoned transactions (txn.h T5). */
+ * abandoned transactions (txn.h T5) and, with -o max_snapshot_age, releases
+ * older snapshots (their readers get ESTALE, their transactions abort). */
 static void *ckpt_main(void *arg)
 {
 	struct txd_fs *fs = arg;
 	pthread_mutex_lock(&fs->lock);
 	for (uint64_t tick = 0; !fs->ckpt_stop; tick++) {
 		txn_reap_abandoned(fs, fs->opts.txn_grace_s ? fs->opts.txn_grace_s : 600);
+		if (fs->opts.max_snapshot_age_s)
+			fs_expire_snapshots(fs, fs->opts.max_snapshot_age_s * 1000000000ull);
 		if (tick % 60 == 0)
 			txn_expire_records(fs, fs->opts.retain_s ? fs->opts.retain_s : 3600);
 		if (wal_bytes_appended(fs->wal) - fs->ckpt_wal_bytes <= CKPT_EVERY_BYTES ||

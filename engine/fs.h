@@ -92,6 +92,7 @@ struct handle {
 	struct wfile *wf;      /* sharing the working copy */
 	struct ctl_file *ctl;  /* control file contents */
 	uint64_t opened_ns;    /* snapshot readers: for the oldest-snapshot age */
+	bool expired;          /* its snapshot passed -o max_snapshot_age: ESTALE */
 	struct handle *snap_next, *snap_prev;
 };
 
@@ -165,6 +166,9 @@ struct timespec fs_now_ts(void);
 void fs_inode_rec(const struct inode *in, struct rec_inode *r);
 
 /* fsfile.c */
+/* Release snapshots older than max_snapshot_age (handles then read ESTALE).
+ * fs->lock held. */
+void fs_expire_snapshots(struct txd_fs *fs, uint64_t max_age_ns);
 int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile *wf,
 		      pid_t pid, uint64_t *lsn);
 /* Take / drop a share of in's working copy (created on first use). fs->lock. */

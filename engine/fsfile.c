@@ -189,6 +189,34 @@ static void snap_unlink(struct handle *h)
 	h->snap_next->snap_prev = h->snap_prev;
 }
 
+/* Drop h's snapshot (release, or -o max_snapshot_age). fs->lock held. */
+static void snap_drop(struct txd_fs *fs, struct handle *h)
+{
+	ns_iver_unpin(fs_ns(fs, h->node->txn), h->in, h->snap);
+	h->node->nsnap--;
+	snap_unlink(h);
+	h->snap = NULL;
+}
+
+void fs_expire_snapshots(struct txd_fs *fs, uint64_t max_age_ns)
+{
+	uint64_t now = txd_os->now_monotonic_ns();
+	/* the list runs newest to oldest: expire from the old end */
+	while (fs->snapshots.snap_prev != &fs->snapshots) {
+		struct handle *h = fs->snapshots.snap_prev;
+		if (now - h->opened_ns <= max_age_ns)
+			break;
+		snap_drop(fs, h);
+		h->expired = true;
+		fs_event(fs, "snapshot_expired", "\"ino\":%llu,\"age_s\":%llu",
+			 (unsigned long long)h->in->ino,
+			 (unsigned long long)((now - h->opened_ns) / 1000000000ull));
+	}
+	for (struct txn *t = fs->txns; t; t = t->next)
+		if (t->state == TXN_ACTIVE && fs_now_ns() - t->began_ns > max_age_ns)
+			txn_abort(fs, t, "snapshot too old (-o max_snapshot_age)");
+}
+
 static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h)
 {
 	struct inode *in = n->in;
@@ -320,8 +348,23 @@ ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_
 	/* no O_WRONLY check: with the writeback cache the kernel fills partial
 	 * pages through whatever handle writes (the syscall layer already
 	 * refused read(2) on a write-only descriptor) */
-	if (h->snap)
-		return cmap_read(fs->cs, h->snap->map, h->snap->size, buf, size, off);
+	if (!h->wf) {
+		/* a snapshot reader (no working copy, for its whole life): pin
+		 * the version for the read, -o max_snapshot_age may release the
+		 * handle's snapshot meanwhile (fs_expire_snapshots) */
+		pthread_mutex_lock(&fs->lock);
+		struct iver *v = h->snap;
+		if (v)
+			ns_iver_pin(v);
+		pthread_mutex_unlock(&fs->lock);
+		if (!v)
+			return -ESTALE; /* snapshot too old */
+		ssize_t n = cmap_read(fs->cs, v->map, v->size, buf, size, off);
+		pthread_mutex_lock(&fs->lock);
+		ns_iver_unpin(fs_ns(fs, h->node->txn), h->in, v);
+		pthread_mutex_unlock(&fs->lock);
+		return n;
+	}
 	pthread_mutex_lock(&h->wf->lock);
 	ssize_t n = wcopy_read(h->wf->wc, buf, size, off);
 	pthread_mutex_unlock(&h->wf->lock);
@@ -397,11 +440,8 @@ int txd_release(struct txd_fs *fs, uint64_t fh)
 	}
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = h->node;
-	if (h->snap) {
-		ns_iver_unpin(fs_ns(fs, n->txn), h->in, h->snap);
-		n->nsnap--;
-		snap_unlink(h);
-	}
+	if (h->snap)
+		snap_drop(fs, h);
 	if (h->wf) {
 		if (h->writable)
 			h->wf->nwriters--;

@@ -4,7 +4,8 @@
  *   txdirfs STORE MNT [-f] [-d] [-s] [-o opt,...]
  *
  * txdirfs options (everything else goes to libfuse and the kernel:
- * allow_other, default_permissions, ro, max_threads, writeback_cache=no...):
+ * allow_other (which implies default_permissions: the kernel makes the
+ * permission checks), default_permissions, ro, max_threads...):
  *   durability=fsync|full|none  (default fsync; SPEC §3)
  *   commit_interval=N[ms|s]     background durability interval; a bare
  *                               number is milliseconds (default 1000ms)
@@ -93,9 +94,10 @@ struct cli {
 	unsigned int txn_grace_s;
 	int show_ctl;
 	bool has_fsname;
+	bool allow_other, default_permissions;
 };
 
-enum { KEY_FSNAME = 1 };
+enum { KEY_FSNAME = 1, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMISSIONS };
 
 /* clang-format off */
 #define CLI_OPT(t, f) { t, offsetof(struct cli, f), 1 }
@@ -107,6 +109,8 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("txn_grace=%u", txn_grace_s),
 	CLI_OPT("showctl", show_ctl),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
+	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
+	FUSE_OPT_KEY("default_permissions", KEY_DEFAULT_PERMISSIONS),
 	/* fstab words that mean nothing to the server */
 	FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
@@ -125,6 +129,10 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	(void)outargs;
 	if (key == KEY_FSNAME)
 		c->has_fsname = true;
+	if (key == KEY_ALLOW_OTHER)
+		c->allow_other = true;
+	if (key == KEY_DEFAULT_PERMISSIONS)
+		c->default_permissions = true;
 	if (key == FUSE_OPT_KEY_NONOPT && !c->store) {
 		c->store = strdup(arg);
 		return c->store ? 0 : -1;
@@ -397,6 +405,13 @@ int main(int argc, char *argv[])
 		goto out;
 	if (!cli.has_fsname && add_fsname(&args, store))
 		goto out;
+	/* The engine checks no permissions: the kernel does, with
+	 * default_permissions. Shared with other users, the mount needs it. */
+	if (cli.allow_other && !cli.default_permissions) {
+		if (fuse_opt_add_arg(&args, "-odefault_permissions"))
+			goto out;
+		tx_log(LOG_INFO, "allow_other implies default_permissions (permission checks)");
+	}
 	if (!fo.foreground && daemon_start())
 		goto out;
 	if (open_engine(store, &o) == 0) {

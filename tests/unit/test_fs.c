@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -732,4 +733,41 @@ Test(fs, o_trunc_of_an_empty_file_updates_times)
 	cr_assert_eq(txd_getattr(fs, node, &after), 0);
 	cr_expect_geq(after.mtime.tv_sec, before.mtime.tv_sec + 5);
 	cr_expect_geq(after.ctime.tv_sec, before.ctime.tv_sec + 5);
+}
+
+/* SPEC §3 -o max_snapshot_age: a snapshot older than the bound is released
+ * (its reader gets ESTALE, "snapshot too old") and its version freed; a
+ * transaction that old is aborted. The clock is moved, not slept. */
+Test(fs, max_snapshot_age_releases_old_snapshots)
+{
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_install();
+	struct txd_opts o = {.max_snapshot_age_s = 5};
+	cr_assert_eq(txd_fs_open(store, &o, &fs, NULL), 0);
+	cr_assert_eq(tt_put(fs, "f", "v1", 2), 0);
+	uint64_t node;
+	struct txd_open_out r;
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_RDONLY, &r), 0);
+	cr_assert_eq(tt_mkdir(fs, ".txdir/txn/old"), 0);
+	char buf[8];
+	cr_assert_eq(txd_read(fs, r.fh, buf, sizeof(buf), 0), 2);
+	faultos_set_clock_offset(10 * 1000000000ll);
+	/* bounded wait for the background thread's next tick (every second) */
+	ssize_t n = 0;
+	for (int k = 0; k < 100 && n >= 0; k++) {
+		n = txd_read(fs, r.fh, buf, sizeof(buf), 0);
+		struct timespec ts = {.tv_nsec = 50 * 1000 * 1000};
+		if (n >= 0)
+			nanosleep(&ts, NULL);
+	}
+	cr_expect_eq(n, -ESTALE, "an expired snapshot reads ESTALE");
+	char *st;
+	size_t len;
+	cr_assert_eq(tt_get(fs, ".txdir/txn/old/status", &st, &len), 0);
+	cr_expect_eq(strncmp(st, "aborted snapshot too old", 24), 0, "%s", st);
+	free(st);
+	txd_release(fs, r.fh);
+	expect_file("f", "v1");
 }
