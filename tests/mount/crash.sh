@@ -35,87 +35,14 @@ failed=0
 ok() { passed=$((passed + 1)); echo "ok - $*"; }
 not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
 
-# Polls (bounded: $1 tenths of a second) until the command succeeds.
-wait_for() { # tenths cmd...
-	local n=$1 i
-	shift
-	for ((i = 0; i < n * 2; i++)); do
-		"$@" && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
-# The txdirfs process under TM_PID (subshell -> timeout -> txdirfs).
-server_pid() {
-	local t
-	for t in $(pgrep -P "$TM_PID"); do
-		pgrep -P "$t" -x txdirfs
-	done | head -n 1
-}
-
-# Starts txdirfs on the existing TM_STORE at TM_MNT; registered like tm_mount.
-# The subshell exits normally with timeout's status and its own stderr (where
-# it reports the "Killed" timeout) is /dev/null: no job noise on SIGKILL.
-start_server() { # [opts]
-	(timeout 300 "$TXDIRFS" "$TM_STORE" "$TM_MNT" -f ${1:+-o "$1"} </dev/null >>"$TM_LOG" 2>&1
-		exit $?) 2>/dev/null &
-	TM_PID=$!
-	tm_wait_mounted "$TM_MNT" "$TM_PID"
-}
-
-# tm_mount, then the same store under start_server (so it can be killed).
-mount_killable() { # [opts]
-	tm_mount "$1" || return 1
-	fusermount3 -u "$TM_MNT" && wait "$TM_PID" || {
-		echo "# first server did not stop cleanly"
-		return 1
-	}
-	start_server "$1"
-}
-
-# SIGKILL to the server, then detach its dead mount and reap the wrapper.
-kill_server() {
-	local spid
-	spid=$(server_pid)
-	if [ -z "$spid" ]; then
-		echo "# no txdirfs process under $TM_PID"
-		return 1
-	fi
-	kill -KILL "$spid"
-	wait_for 100 all_dead "$spid" || {
-		echo "# txdirfs $spid survived SIGKILL"
-		return 1
-	}
-	return 0
-}
-
 # Whether MNT is in the mount table (mountpoint(1) fails on a dead FUSE mount:
 # its stat gets ENOTCONN).
-mounted() { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/self/mounts; }
-
-# Detaches the dead mount of a killed server and reaps its wrapper.
-detach() {
-	if mounted "$TM_MNT"; then
-		fusermount3 -u "$TM_MNT" 2>/dev/null || fusermount3 -uz "$TM_MNT" 2>/dev/null
-	fi
-	wait "$TM_PID" 2>/dev/null
-	! mounted "$TM_MNT"
-}
 
 all_ready() { # dir
 	local w
 	for ((w = 0; w < WORKERS; w++)); do
 		[ -e "$1/ready.$w" ] || return 1
 	done
-}
-
-all_dead() { # pid...
-	local p
-	for p; do
-		kill -0 "$p" 2>/dev/null && return 1
-	done
-	return 0
 }
 
 log_has() { [ "$(wc -l <"$1")" -ge "$2" ]; }

@@ -133,3 +133,75 @@ tm_stop() {
 	TM_PID=
 	return "$rc"
 }
+
+# ---- killing and restarting the server (crash tests) -------------------------
+# Polls (bounded: $1 tenths of a second) until the command succeeds.
+wait_for() { # tenths cmd...
+	local n=$1 i
+	shift
+	for ((i = 0; i < n * 2; i++)); do
+		"$@" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+all_dead() { # pid...
+	local p
+	for p; do
+		kill -0 "$p" 2>/dev/null && return 1
+	done
+	return 0
+}
+
+# The txdirfs process under TM_PID (subshell -> timeout -> txdirfs).
+server_pid() {
+	local t
+	for t in $(pgrep -P "$TM_PID"); do
+		pgrep -P "$t" -x txdirfs
+	done | head -n 1
+}
+
+# SIGKILL the server and wait (bounded) until it is gone.
+kill_server() {
+	local spid
+	spid=$(server_pid)
+	if [ -z "$spid" ]; then
+		echo "# no txdirfs process under $TM_PID"
+		return 1
+	fi
+	kill -KILL "$spid"
+	wait_for 100 all_dead "$spid" || {
+		echo "# txdirfs $spid survived SIGKILL"
+		return 1
+	}
+}
+
+# Starts txdirfs on the existing TM_STORE at TM_MNT; registered like tm_mount.
+# The subshell exits normally with timeout's status and its own stderr (where
+# it reports the "Killed" timeout) is /dev/null: no job noise on SIGKILL.
+start_server() { # [opts]
+	(timeout 300 "$TXDIRFS" "$TM_STORE" "$TM_MNT" -f ${1:+-o "$1"} </dev/null >>"$TM_LOG" 2>&1
+		exit $?) 2>/dev/null &
+	TM_PID=$!
+	tm_wait_mounted "$TM_MNT" "$TM_PID"
+}
+
+# tm_mount (fresh store), then the same store under start_server.
+mount_killable() { # [opts]
+	tm_mount "$1" || return 1
+	fusermount3 -u "$TM_MNT" && wait "$TM_PID" || {
+		echo "# first server did not stop cleanly"
+		return 1
+	}
+	start_server "$1"
+}
+
+# Detaches the dead mount of a killed server and reaps its wrapper.
+detach() {
+	if tm_is_mounted "$TM_MNT"; then
+		fusermount3 -u "$TM_MNT" 2>/dev/null || fusermount3 -uz "$TM_MNT" 2>/dev/null
+	fi
+	wait "$TM_PID" 2>/dev/null
+	! tm_is_mounted "$TM_MNT"
+}

@@ -77,80 +77,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Polls (bounded: $1 tenths of a second) until the command succeeds.
-wait_for() { # tenths cmd...
-	local n=$1 i
-	shift
-	for ((i = 0; i < n * 2; i++)); do
-		"$@" && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
-all_dead() { # pid...
-	local p
-	for p; do
-		kill -0 "$p" 2>/dev/null && return 1
-	done
-	return 0
-}
-
 lines_at_least() { [ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]; }
-
-# The txdirfs process under TM_PID (subshell -> timeout -> txdirfs).
-server_pid() {
-	local t
-	for t in $(pgrep -P "$TM_PID"); do
-		pgrep -P "$t" -x txdirfs
-	done | head -n 1
-}
-
-# A foreground txdirfs on TM_STORE at TM_MNT that can be SIGKILLed quietly.
-start_server() { # [opts]
-	(timeout 300 "$TXDIRFS" "$TM_STORE" "$TM_MNT" -f ${1:+-o "$1"} </dev/null >>"$TM_LOG" 2>&1
-		exit $?) 2>/dev/null &
-	TM_PID=$!
-	tm_wait_mounted "$TM_MNT" "$TM_PID"
-}
-
-# tm_mount (fresh store), then the same store under start_server.
-mount_killable() { # [opts]
-	tm_mount "$1" || return 1
-	fusermount3 -u "$TM_MNT" && wait "$TM_PID" || {
-		echo "# first server did not stop cleanly"
-		return 1
-	}
-	start_server "$1"
-}
-
-# Waits (bounded) for a server that was sent SIGKILL (by us or by txnwork).
-server_dead() { # spid
-	wait_for 100 all_dead "$1" || {
-		echo "# txdirfs $1 survived SIGKILL"
-		return 1
-	}
-}
-
-kill_server() {
-	local spid
-	spid=$(server_pid)
-	if [ -z "$spid" ]; then
-		echo "# no txdirfs process under $TM_PID"
-		return 1
-	fi
-	kill -KILL "$spid"
-	server_dead "$spid"
-}
-
-# Detaches the dead mount of a killed server and reaps its wrapper.
-detach() {
-	if tm_is_mounted "$TM_MNT"; then
-		fusermount3 -u "$TM_MNT" 2>/dev/null || fusermount3 -uz "$TM_MNT" 2>/dev/null
-	fi
-	wait "$TM_PID" 2>/dev/null
-	! tm_is_mounted "$TM_MNT"
-}
 
 # detach + start_server; says why on failure.
 remount() { # label [opts]
@@ -498,7 +425,7 @@ scenario_commit_kill() {
 		k=$((cur + 1))
 		spid=$(server_pid)
 		out=$(timeout 60 "$TW" round "$TM_MNT" r3 "$k" "$NFILES3" "$mode" "$spid" $((SEED + r)) 2>&1)
-		if ! server_dead "$spid"; then
+		if ! wait_for 100 all_dead "$spid"; then
 			not_ok "commit kill round $r ($mode): server not killed: $out"
 			break
 		fi
