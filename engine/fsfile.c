@@ -338,6 +338,18 @@ static struct handle *file_handle(uint64_t fh)
 	return h && h->magic == HANDLE_MAGIC && !h->is_dir ? h : NULL;
 }
 
+/* SPEC §6: a damaged chunk is EIO *and a log line* (events + syslog). */
+static void log_damage(struct txd_fs *fs, struct handle *h, uint64_t off, size_t size)
+{
+	char path[4096];
+	pthread_mutex_lock(&fs->lock);
+	ns_path(fs_ns(fs, h->node->txn), h->in, path, sizeof(path));
+	fs_event(fs, "checksum_error",
+		 "\"ino\":%llu,\"path\":\"%.3000s\",\"offset\":%llu,\"length\":%zu",
+		 (unsigned long long)h->in->ino, path, (unsigned long long)off, size);
+	pthread_mutex_unlock(&fs->lock);
+}
+
 ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_t off)
 {
 	struct handle *h = file_handle(fh);
@@ -363,11 +375,15 @@ ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_
 		pthread_mutex_lock(&fs->lock);
 		ns_iver_unpin(fs_ns(fs, h->node->txn), h->in, v);
 		pthread_mutex_unlock(&fs->lock);
+		if (n == -EIO)
+			log_damage(fs, h, off, size);
 		return n;
 	}
 	pthread_mutex_lock(&h->wf->lock);
 	ssize_t n = wcopy_read(h->wf->wc, buf, size, off);
 	pthread_mutex_unlock(&h->wf->lock);
+	if (n == -EIO)
+		log_damage(fs, h, off, size);
 	return n;
 }
 

@@ -36,6 +36,8 @@ static void txn_free(struct txn *t)
 	free(t->keyidx.slot);
 	free(t->inoidx.slot);
 	free(t->diridx.slot);
+	free(t->created);
+	free(t->newidx.slot);
 	free(t->name);
 	free(t);
 }
@@ -349,6 +351,9 @@ static int note_write_set(struct txd_fs *fs, struct txn *t, const void *ops, uin
 				err = set_add(&t->dirs, &t->ndirs, &t->capdirs, &t->diridx, op.u.inode.ino);
 			else if (existed(fs, t, op.u.inode.ino))
 				err = add_ino(t, op.u.inode.ino);
+			else
+				err = set_add(&t->created, &t->ncreated, &t->capcreated, &t->newidx,
+					      op.u.inode.ino);
 			break;
 		case OP_CONTENT:
 			if (existed(fs, t, op.u.content.ino))
@@ -683,7 +688,7 @@ char *txn_info_json(struct txd_fs *fs, const struct txn *t)
 		     "\"ops\":%u,\"entries_changed\":%u,\"files_changed\":%u}\n",
 		     t->name, t->id, names[t->state], t->status, t->snap, t->commit_id,
 		     (int)t->creator, t->uid, began, ended, t->readonly ? "true" : "false", t->nopen,
-		     t->log.nops, t->nkeys, t->ninos) < 0)
+		     t->log.nops, t->nkeys, t->ninos + t->ncreated) < 0)
 		return NULL;
 	return out;
 }

@@ -85,7 +85,9 @@ struct txn {
 	uint32_t ninos, capinos;
 	uint64_t *dirs;        /* directories whose attributes the view changed */
 	uint32_t ndirs, capdirs;
-	struct txn_index { uint32_t *slot; uint32_t cap; } keyidx, inoidx, diridx;
+	uint64_t *created;     /* files (not directories) the view created */
+	uint32_t ncreated, capcreated;
+	struct txn_index { uint32_t *slot; uint32_t cap; } keyidx, inoidx, diridx, newidx;
 	uint32_t refs;         /* nodes and handles of the view, + 1 while listed */
 	uint32_t nwriters;     /* writable handles open in the view */
 	pid_t creator;

@@ -438,6 +438,10 @@ Test(fs, damaged_chunk_is_eio)
 	struct txd_status st;
 	txd_get_status(fs, &st);
 	cr_expect_geq(st.checksum_errors, 1);
+	cr_assert_eq(tt_get(fs, ".txdir/events", &got, &len), 0);
+	cr_expect_not_null(strstr(got, "\"checksum_error\""), "a log line names the damage");
+	cr_expect_not_null(strstr(got, "\"path\":\"/f\""), "%s", got);
+	free(got);
 }
 
 struct worker {

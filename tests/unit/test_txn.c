@@ -146,6 +146,11 @@ Test(txn, isolation_then_atomic_publication)
 		 ">/dev/null",
 		 store);
 	cr_expect_eq(system(cmdline), 0, "a committed record in dtc/transactions");
+	char *info;
+	size_t ilen;
+	cr_assert_eq(tt_get(fs, ".txdir/txn/t/info.json", &info, &ilen), 0);
+	cr_expect_not_null(strstr(info, "\"files_changed\":2"), "a changed + d/f created: %s", info);
+	free(info);
 	reopen();
 	expect_file("a", "new");
 	expect_file("d/f", "in dir");
