@@ -134,13 +134,9 @@ int cmd_stats(const struct mc_cmd *cmd, int argc, char **argv)
 	r = mc_parse_read_opts(cmd, argc, argv, &json, &first);
 	if (r >= 0)
 		return r;
-	if (argc - first != 1)
-		return mc_usage(cmd, argc - first < 1 ? "missing MNT" : "too many arguments");
-	mnt = mc_abspath(argv[first]);
-	if (!mnt) {
-		mc_err(cmd->name, "%s: %s", argv[first], strerror(errno));
-		return MC_EXIT_FAIL;
-	}
+	r = mc_mnt_arg(cmd, argc, argv, first, &mnt);
+	if (r >= 0)
+		return r;
 	st = mc_mnt_state(mnt);
 	if (st != MC_MNT_OURS) {
 		mc_err(cmd->name, "%s: %s", mnt, mc_mnt_state_name(st));

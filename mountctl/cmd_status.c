@@ -174,18 +174,6 @@ static void print_table(const char *mnt, const cJSON *doc)
 	}
 }
 
-static int mnt_arg(const struct mc_cmd *cmd, int argc, char **argv, int first, char **mnt)
-{
-	if (argc - first != 1)
-		return mc_usage(cmd, argc - first < 1 ? "missing MNT" : "too many arguments");
-	*mnt = mc_abspath(argv[first]);
-	if (!*mnt) {
-		mc_err(cmd->name, "%s: %s", argv[first], strerror(errno));
-		return MC_EXIT_FAIL;
-	}
-	return -1;
-}
-
 int cmd_status(const struct mc_cmd *cmd, int argc, char **argv)
 {
 	char *mnt = NULL, *raw = NULL;
@@ -197,7 +185,7 @@ int cmd_status(const struct mc_cmd *cmd, int argc, char **argv)
 	r = mc_parse_read_opts(cmd, argc, argv, &json, &first);
 	if (r >= 0)
 		return r;
-	r = mnt_arg(cmd, argc, argv, first, &mnt);
+	r = mc_mnt_arg(cmd, argc, argv, first, &mnt);
 	if (r >= 0)
 		return r;
 	doc = load_status(mnt, &raw, &why, &down);
@@ -236,7 +224,7 @@ int cmd_check(const struct mc_cmd *cmd, int argc, char **argv)
 	r = mc_parse_read_opts(cmd, argc, argv, &json, &first);
 	if (r >= 0)
 		return r;
-	r = mnt_arg(cmd, argc, argv, first, &mnt);
+	r = mc_mnt_arg(cmd, argc, argv, first, &mnt);
 	if (r >= 0)
 		return r;
 	doc = load_status(mnt, &raw, &why, &down);

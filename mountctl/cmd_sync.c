@@ -23,13 +23,9 @@ int cmd_sync(const struct mc_cmd *cmd, int argc, char **argv)
 		return r;
 	if (json)
 		return mc_usage(cmd, "--json is not an option of sync");
-	if (argc - first != 1)
-		return mc_usage(cmd, argc - first < 1 ? "missing MNT" : "too many arguments");
-	mnt = mc_abspath(argv[first]);
-	if (!mnt) {
-		mc_err(cmd->name, "%s: %s", argv[first], strerror(errno));
-		return MC_EXIT_FAIL;
-	}
+	r = mc_mnt_arg(cmd, argc, argv, first, &mnt);
+	if (r >= 0)
+		return r;
 	/* fsync of a plain directory would "succeed" and sync nothing we own. */
 	st = mc_mnt_state(mnt);
 	if (st != MC_MNT_OURS) {

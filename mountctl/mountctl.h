@@ -89,6 +89,9 @@ enum mc_mnt_state {
 };
 /* Classifies mnt (absolute path). Returns the state, or -errno when mnt
  * itself cannot be looked at (e.g. -ENOENT, -ENOTDIR). */
+/* The one MNT operand of a command, made absolute into *mnt (malloc'd):
+ * -1 to go on, else the exit code to return (usage or error printed). */
+int mc_mnt_arg(const struct mc_cmd *cmd, int argc, char **argv, int first, char **mnt);
 int mc_mnt_state(const char *abs_mnt);
 const char *mc_mnt_state_name(int state);
 

@@ -496,3 +496,15 @@ out_free:
 	free(lock);
 	return holder;
 }
+
+int mc_mnt_arg(const struct mc_cmd *cmd, int argc, char **argv, int first, char **mnt)
+{
+	if (argc - first != 1)
+		return mc_usage(cmd, argc - first < 1 ? "missing MNT" : "too many arguments");
+	*mnt = mc_abspath(argv[first]);
+	if (!*mnt) {
+		mc_err(cmd->name, "%s: %s", argv[first], strerror(errno));
+		return MC_EXIT_FAIL;
+	}
+	return -1;
+}

@@ -28,27 +28,6 @@
 #define FUSE_SUPER_MAGIC 0x65735546
 #endif
 
-static void put(const char *path, const char *s)
-{
-	int fd = CHECK_OK(open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644));
-
-	CHECK(write(fd, s, strlen(s)) == (ssize_t)strlen(s));
-	CHECK_OK(close(fd));
-}
-
-static bool has(const char *path, const char *s)
-{
-	char buf[8192];
-	int fd = open(path, O_RDONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf));
-	close(fd);
-	return n == (ssize_t)strlen(s) && !memcmp(buf, s, (size_t)n);
-}
-
 static struct stat st_of(const char *path)
 {
 	struct stat st;
@@ -109,7 +88,7 @@ static void t_utimens_omit_now_ns(const char *d)
 
 	PATHF(f, "%s/f", d);
 	PATHF(l, "%s/l", d);
-	put(f, "x");
+	tc_put(f, "x");
 	CHECK_OK(utimensat(AT_FDCWD, f, set, 0));
 	st = st_of(f);
 	CHECK(ts_eq(st.st_atim, 1000000000, 123456789));
@@ -189,7 +168,7 @@ static void ctime_case(const char *d, enum cop op)
 	PATHF(f, "%s/f", d);
 	PATHF(g, "%s/g", d);
 	PATHF(h, "%s/h", d);
-	put(f, "0123456789");
+	tc_put(f, "0123456789");
 	if (op == C_UNLINK)
 		CHECK_OK(link(f, g));
 	a = st_of(f);
@@ -271,7 +250,7 @@ static void t_dir_mtime(const char *d)
 	sp = st_of(p);
 	sq = st_of(q);
 	tick();
-	put(a, "a");
+	tc_put(a, "a");
 	dir_moved(p, &sp, "create");
 	tick();
 	CHECK_OK(chmod(a, 0600));
@@ -323,7 +302,7 @@ static void t_dir_nlink(const char *d)
 	CHECK_OK(mkdir(pa, 0755));
 	CHECK_OK(mkdir(pb, 0755));
 	CHECK(nlink_of(p) == 4);
-	put(qa, "file"); /* files do not count */
+	tc_put(qa, "file"); /* files do not count */
 	CHECK(nlink_of(q) == 2);
 	CHECK_OK(unlink(qa));
 	CHECK_OK(rename(pa, qa)); /* across parents */
@@ -360,7 +339,7 @@ static void t_rename_dir_over_empty(const char *d)
 	PATHF(yf, "%s/y/f", d);
 	CHECK_OK(mkdir(x, 0755));
 	CHECK_OK(mkdir(y, 0700));
-	put(xf, "inside");
+	tc_put(xf, "inside");
 	sx = st_of(x);
 	sy = st_of(y);
 	dfd = CHECK_OK(open(y, O_RDONLY | O_DIRECTORY));
@@ -369,7 +348,7 @@ static void t_rename_dir_over_empty(const char *d)
 	CHECK_ERR(access(x, F_OK), ENOENT);
 	st = st_of(y);
 	CHECK(st.st_ino == sx.st_ino && st.st_ino != sy.st_ino && (st.st_mode & 0777) == 0755);
-	CHECK(has(yf, "inside"));
+	CHECK(tc_has(yf, "inside"));
 	CHECK(nlink_of(d) == 3);
 	CHECK_OK(fstat(dfd, &st)); /* the replaced directory is gone */
 	if (st.st_ino != sy.st_ino || st.st_nlink != 0)
@@ -395,7 +374,7 @@ static void t_rename_onto_own_hardlink(const char *d)
 	PATHF(b, "%s/b", d);
 	PATHF(s, "%s/sub", d);
 	PATHF(c, "%s/sub/c", d);
-	put(a, "same");
+	tc_put(a, "same");
 	CHECK_OK(link(a, b));
 	sa = st_of(a);
 	CHECK_OK(rename(a, b)); /* same inode: a no-op, both names stay */
@@ -494,10 +473,10 @@ static void t_excl_on_symlink(const char *d)
 	CHECK_ERR(open(l, O_RDONLY | O_NOFOLLOW), ELOOP);
 	CHECK_OK(close(CHECK_OK(open(l, O_CREAT | O_WRONLY, 0644)))); /* follows and creates */
 	CHECK_OK(access(t, F_OK));
-	put(t2, "x");
+	tc_put(t2, "x");
 	CHECK_OK(symlink("t2", l2));
 	CHECK_ERR(open(l2, O_CREAT | O_EXCL | O_WRONLY, 0644), EEXIST);
-	CHECK(has(t2, "x"));
+	CHECK(tc_has(t2, "x"));
 }
 
 static void t_open_directory_on_file(const char *d)
@@ -506,7 +485,7 @@ static void t_open_directory_on_file(const char *d)
 
 	PATHF(f, "%s/f", d);
 	PATHF(fs, "%s/f/", d);
-	put(f, "x");
+	tc_put(f, "x");
 	CHECK_ERR(open(f, O_RDONLY | O_DIRECTORY), ENOTDIR);
 	CHECK_ERR(open(fs, O_RDONLY), ENOTDIR);
 	CHECK_ERR(open(d, O_RDWR), EISDIR);
@@ -527,9 +506,9 @@ static void t_rmdir_file(const char *d)
 	char f[4096];
 
 	PATHF(f, "%s/f", d);
-	put(f, "x");
+	tc_put(f, "x");
 	CHECK_ERR(rmdir(f), ENOTDIR);
-	CHECK(has(f, "x"));
+	CHECK(tc_has(f, "x"));
 }
 
 static void t_rmdir_dot(const char *d)
@@ -554,7 +533,7 @@ static void t_readlink_non_symlink(const char *d)
 	char f[4096], buf[64];
 
 	PATHF(f, "%s/f", d);
-	put(f, "x");
+	tc_put(f, "x");
 	CHECK_ERR(readlink(f, buf, sizeof(buf)), EINVAL);
 	CHECK_ERR(readlink(d, buf, sizeof(buf)), EINVAL);
 }
@@ -641,7 +620,7 @@ static void t_append_two_fds(const char *d)
 	int a, b, c;
 
 	PATHF(f, "%s/log", d);
-	put(f, "head\n");
+	tc_put(f, "head\n");
 	len = 5;
 	memcpy(want, "head\n", 5);
 	a = CHECK_OK(open(f, O_WRONLY | O_APPEND));
@@ -704,7 +683,7 @@ static void t_ftruncate_rdonly(const char *d)
 	int fd;
 
 	PATHF(f, "%s/f", d);
-	put(f, "0123456789");
+	tc_put(f, "0123456789");
 	fd = CHECK_OK(open(f, O_RDONLY));
 	CHECK_ERR(ftruncate(fd, 2), EINVAL);
 	CHECK_OK(close(fd));
@@ -719,7 +698,7 @@ static void t_ftruncate_rdonly(const char *d)
 	CHECK_ERR(ftruncate(fd, -1), EINVAL);
 	CHECK_OK(ftruncate(fd, 4));
 	CHECK_OK(close(fd));
-	CHECK(has(f, "0123"));
+	CHECK(tc_has(f, "0123"));
 }
 
 static void t_lseek_end(const char *d)
@@ -840,7 +819,7 @@ static void t_setgid_root(const char *d)
 	PATHF(ps, "%s/p/s", d);
 	PATHF(pl, "%s/p/l", d);
 	PATHF(g, "%s/g", d);
-	put(f, "x");
+	tc_put(f, "x");
 	/* root keeps g+s on a file of a group it is not in */
 	CHECK_OK(chown(f, 0, 1234));
 	CHECK_OK(chmod(f, 02755));
@@ -853,7 +832,7 @@ static void t_setgid_root(const char *d)
 	CHECK_OK(mkdir(p, 0755));
 	CHECK_OK(chown(p, 0, 1234));
 	CHECK_OK(chmod(p, 02775));
-	put(pf, "x");
+	tc_put(pf, "x");
 	CHECK(st_of(pf).st_gid == 1234 && !(st_of(pf).st_mode & S_ISGID));
 	CHECK_OK(mkdir(ps, 0755));
 	st = st_of(ps);
@@ -878,7 +857,7 @@ static void t_write_clears_suid(const char *d)
 		return;
 	}
 	PATHF(f, "%s/f", d);
-	put(f, "0123456789");
+	tc_put(f, "0123456789");
 	CHECK_OK(chmod(f, 06777));
 	CHECK((st_of(f).st_mode & 07777) == 06777);
 	pid = fork();
@@ -900,7 +879,7 @@ static void t_write_clears_suid(const char *d)
 		TC_FAIL("child as nobody: status %d", status);
 	if ((st_of(f).st_mode & 07777) != 0777)
 		TC_FAIL("mode after a write by nobody: %o, want 777", st_of(f).st_mode & 07777);
-	CHECK(has(f, "W123456789"));
+	CHECK(tc_has(f, "W123456789"));
 }
 
 /* ---- names ---------------------------------------------------------------------- */
@@ -920,8 +899,8 @@ static void t_name_255_256(const char *d)
 	PATHF(p256, "%s/%s", d, n256);
 	PATHF(sub, "%s/sub", d);
 	CHECK_OK(mkdir(sub, 0755));
-	put(p255, "long");
-	CHECK(has(p255, "long"));
+	tc_put(p255, "long");
+	CHECK(tc_has(p255, "long"));
 	dir = opendir(d);
 	CHECK(dir);
 	while ((de = readdir(dir)))
@@ -944,7 +923,7 @@ static void t_name_255_256(const char *d)
 
 		PATHF(target, "../%s", n255);
 		CHECK_OK(symlink(target, q255));
-		CHECK(has(q255, "long"));
+		CHECK(tc_has(q255, "long"));
 	}
 	/* 255 bytes of UTF-8 (85 three-byte characters) */
 	{
@@ -982,7 +961,7 @@ static void t_xattr_64k(const char *d)
 	int r;
 
 	PATHF(f, "%s/f", d);
-	put(f, "x");
+	tc_put(f, "x");
 	for (size_t i = 0; i < sizeof(v); i++)
 		v[i] = (char)(i * 7 + (i >> 9));
 	r = setxattr(f, "user.big", v, 65536, 0);

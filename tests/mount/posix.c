@@ -24,28 +24,6 @@ static int rename2(const char *a, const char *b, unsigned int flags)
 	return (int)syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b, flags);
 }
 
-static void put(const char *path, const char *s)
-{
-	int fd = CHECK_OK(open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644));
-
-	CHECK(write(fd, s, strlen(s)) == (ssize_t)strlen(s));
-	CHECK_OK(close(fd));
-}
-
-/* Whether path holds exactly s. */
-static bool has(const char *path, const char *s)
-{
-	char buf[4096];
-	int fd = open(path, O_RDONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf));
-	close(fd);
-	return n == (ssize_t)strlen(s) && !memcmp(buf, s, (size_t)n);
-}
-
 static off_t size_of(const char *path)
 {
 	struct stat st;
@@ -71,19 +49,19 @@ static void t_open_flags(const char *d)
 	CHECK(write(fd, "hello world", 11) == 11);
 	CHECK_OK(close(fd));
 	CHECK_ERR(open(f, O_WRONLY | O_CREAT | O_EXCL, 0644), EEXIST);
-	CHECK(has(f, "hello world"));
+	CHECK(tc_has(f, "hello world"));
 
 	fd = CHECK_OK(open(f, O_WRONLY | O_APPEND));
 	CHECK_OK(lseek(fd, 0, SEEK_SET));
 	CHECK(write(fd, "!", 1) == 1);
 	CHECK_OK(close(fd));
-	CHECK(has(f, "hello world!"));
+	CHECK(tc_has(f, "hello world!"));
 
 	fd = CHECK_OK(open(f, O_WRONLY | O_TRUNC));
 	CHECK(size_of(f) == 0);
 	CHECK(write(fd, "new", 3) == 3);
 	CHECK_OK(close(fd));
-	CHECK(has(f, "new"));
+	CHECK(tc_has(f, "new"));
 
 	/* umask applies to O_CREAT */
 	umask(077);
@@ -169,9 +147,9 @@ static void t_truncate(const char *d)
 	int fd;
 
 	PATHF(f, "%s/f", d);
-	put(f, "abcdefghijklmnopqrstuvwxyz");
+	tc_put(f, "abcdefghijklmnopqrstuvwxyz");
 	CHECK_OK(truncate(f, 10));
-	CHECK(size_of(f) == 10 && has(f, "abcdefghij"));
+	CHECK(size_of(f) == 10 && tc_has(f, "abcdefghij"));
 	CHECK_OK(truncate(f, 5000));
 	CHECK(size_of(f) == 5000);
 	fd = CHECK_OK(open(f, O_RDWR));
@@ -185,7 +163,7 @@ static void t_truncate(const char *d)
 	CHECK_OK(ftruncate(fd, 0));
 	CHECK(pwrite(fd, "end", 3, 0) == 3);
 	CHECK_OK(close(fd));
-	CHECK(has(f, "end"));
+	CHECK(tc_has(f, "end"));
 	CHECK_ERR(truncate(f, -1), EINVAL);
 }
 
@@ -225,13 +203,13 @@ static void t_rename_file(const char *d)
 	PATHF(a, "%s/a", d);
 	PATHF(b, "%s/b", d);
 	PATHF(c, "%s/c", d);
-	put(a, "AAA");
-	put(b, "BBB");
+	tc_put(a, "AAA");
+	tc_put(b, "BBB");
 	CHECK_OK(stat(a, &sa));
 	fd = CHECK_OK(open(b, O_RDONLY)); /* the replaced file stays readable */
 	CHECK_OK(rename(a, b));
 	CHECK_ERR(access(a, F_OK), ENOENT);
-	CHECK(has(b, "AAA"));
+	CHECK(tc_has(b, "AAA"));
 	CHECK_OK(stat(b, &sb));
 	CHECK(sa.st_ino == sb.st_ino);
 	{
@@ -242,7 +220,7 @@ static void t_rename_file(const char *d)
 	CHECK_OK(close(fd));
 	CHECK_OK(rename(b, c));
 	CHECK_OK(rename(c, c)); /* same name: no-op */
-	CHECK(has(c, "AAA"));
+	CHECK(tc_has(c, "AAA"));
 	CHECK_ERR(rename(a, c), ENOENT);
 }
 
@@ -256,7 +234,7 @@ static void t_rename_dirs(const char *d)
 	PATHF(inner, "%s/x/inner", d);
 	CHECK_OK(mkdir(x, 0755));
 	CHECK_OK(mkdir(y, 0755));
-	put(f, "file");
+	tc_put(f, "file");
 	CHECK_OK(rename(x, y)); /* over an empty dir */
 	CHECK_ERR(access(x, F_OK), ENOENT);
 	CHECK_OK(mkdir(x, 0755));
@@ -280,25 +258,25 @@ static void t_rename_noreplace_exchange(const char *d)
 	PATHF(b, "%s/b", d);
 	PATHF(m, "%s/missing", d);
 	PATHF(s, "%s/sub", d);
-	put(a, "AAA");
-	put(b, "BBB");
+	tc_put(a, "AAA");
+	tc_put(b, "BBB");
 	CHECK_ERR(rename2(a, b, RENAME_NOREPLACE), EEXIST);
-	CHECK(has(a, "AAA") && has(b, "BBB"));
+	CHECK(tc_has(a, "AAA") && tc_has(b, "BBB"));
 	CHECK_OK(stat(a, &sa));
 	CHECK_OK(stat(b, &sb));
 	CHECK_OK(rename2(a, b, RENAME_EXCHANGE));
-	CHECK(has(a, "BBB") && has(b, "AAA"));
+	CHECK(tc_has(a, "BBB") && tc_has(b, "AAA"));
 	CHECK_OK(stat(a, &sa2));
 	CHECK_OK(stat(b, &sb2));
 	CHECK(sa2.st_ino == sb.st_ino && sb2.st_ino == sa.st_ino);
 	CHECK_ERR(rename2(a, m, RENAME_EXCHANGE), ENOENT);
 	CHECK_OK(rename2(a, m, RENAME_NOREPLACE));
-	CHECK(has(m, "BBB"));
+	CHECK(tc_has(m, "BBB"));
 	CHECK_OK(mkdir(s, 0755));
 	CHECK_OK(rename2(s, m, RENAME_EXCHANGE)); /* file <-> dir */
 	CHECK_OK(stat(m, &sa));
 	CHECK(S_ISDIR(sa.st_mode));
-	CHECK(has(s, "BBB"));
+	CHECK(tc_has(s, "BBB"));
 	CHECK_ERR(rename2(a, b, RENAME_NOREPLACE | RENAME_EXCHANGE), EINVAL);
 }
 
@@ -312,13 +290,13 @@ static void t_hard_links(const char *d)
 	PATHF(a, "%s/a", d);
 	PATHF(b, "%s/b", d);
 	PATHF(sub, "%s/sub", d);
-	put(a, "shared");
+	tc_put(a, "shared");
 	CHECK_OK(link(a, b));
 	CHECK_OK(stat(a, &sa));
 	CHECK_OK(stat(b, &sb));
 	CHECK(sa.st_ino == sb.st_ino && sa.st_nlink == 2 && sb.st_nlink == 2);
-	put(b, "changed");
-	CHECK(has(a, "changed"));
+	tc_put(b, "changed");
+	CHECK(tc_has(a, "changed"));
 	CHECK_OK(unlink(a));
 	CHECK_OK(stat(b, &sb));
 	CHECK(sb.st_nlink == 1);
@@ -349,15 +327,15 @@ static void t_symlinks(const char *d)
 	n = CHECK_OK(readlink(l, buf, sizeof(buf)));
 	CHECK(n == 6 && !memcmp(buf, "target", 6));
 	CHECK_ERR(stat(l, &st), ENOENT);
-	put(t, "via link");
-	CHECK(has(l, "via link"));
+	tc_put(t, "via link");
+	CHECK(tc_has(l, "via link"));
 	CHECK_OK(symlink("/nonexistent/../x/y/z", dl));
 	n = CHECK_OK(readlink(dl, buf, sizeof(buf)));
 	CHECK(n == 21 && !memcmp(buf, "/nonexistent/../x/y/z", 21));
 	CHECK_ERR(symlink("x", l), EEXIST);
 	CHECK_ERR(readlink(t, buf, sizeof(buf)), EINVAL);
 	CHECK_OK(unlink(l));
-	CHECK(has(t, "via link"));
+	CHECK(tc_has(t, "via link"));
 }
 
 /* ---- attributes ------------------------------------------------------------------ */
@@ -370,7 +348,7 @@ static void t_chmod_chown_utimens(const char *d)
 	struct timespec now[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
 
 	PATHF(f, "%s/f", d);
-	put(f, "x");
+	tc_put(f, "x");
 	CHECK_OK(stat(f, &st));
 	CHECK_OK(chmod(f, 04751));
 	CHECK_OK(stat(f, &st2));
@@ -403,7 +381,7 @@ static void t_mtime_on_write(const char *d)
 	int fd;
 
 	PATHF(f, "%s/f", d);
-	put(f, "x");
+	tc_put(f, "x");
 	CHECK_OK(utimensat(AT_FDCWD, f, old, 0));
 	CHECK_OK(stat(f, &st));
 	fd = CHECK_OK(open(f, O_WRONLY | O_APPEND));
@@ -414,7 +392,7 @@ static void t_mtime_on_write(const char *d)
 	CHECK_OK(stat(d, &st));
 	PATHF(f, "%s/g", d);
 	CHECK_OK(utimensat(AT_FDCWD, d, old, 0));
-	put(f, "z");
+	tc_put(f, "z");
 	CHECK_OK(stat(d, &st2));
 	CHECK(st2.st_mtim.tv_sec > 1000); /* directory mtime moves on create */
 }
@@ -435,7 +413,7 @@ static void t_user_xattrs(const char *d)
 	ssize_t n;
 
 	PATHF(f, "%s/f", d);
-	put(f, "x");
+	tc_put(f, "x");
 	CHECK_OK(setxattr(f, "user.a", "value-a", 7, 0));
 	CHECK_OK(setxattr(f, "user.empty", "", 0, 0));
 	CHECK(getxattr(f, "user.a", NULL, 0) == 7);
@@ -533,7 +511,7 @@ static void t_readdir_types(const char *d)
 	int found = 0;
 
 	PATHF(p, "%s/file", d);
-	put(p, "x");
+	tc_put(p, "x");
 	PATHF(p, "%s/dir", d);
 	CHECK_OK(mkdir(p, 0755));
 	PATHF(p, "%s/link", d);
@@ -592,7 +570,7 @@ static void t_mmap_private(const char *d)
 	char *m;
 
 	PATHF(f, "%s/f", d);
-	put(f, "original content");
+	tc_put(f, "original content");
 	fd = CHECK_OK(open(f, O_RDWR));
 	m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
 	CHECK(m != MAP_FAILED);
@@ -601,7 +579,7 @@ static void t_mmap_private(const char *d)
 	CHECK(pread(fd, buf, 16, 0) == 16 && !memcmp(buf, "original content", 16));
 	CHECK_OK(munmap(m, 4096));
 	CHECK_OK(close(fd));
-	CHECK(has(f, "original content"));
+	CHECK(tc_has(f, "original content"));
 }
 
 /* ---- misc ------------------------------------------------------------------------------ */
@@ -625,7 +603,7 @@ static void t_unlink_open_file(const char *d)
 	int fd;
 
 	PATHF(f, "%s/f", d);
-	put(f, "still here");
+	tc_put(f, "still here");
 	fd = CHECK_OK(open(f, O_RDWR));
 	CHECK_OK(unlink(f));
 	CHECK_ERR(access(f, F_OK), ENOENT);
@@ -635,8 +613,8 @@ static void t_unlink_open_file(const char *d)
 	CHECK(pwrite(fd, "!", 1, 10) == 1);
 	CHECK(pread(fd, buf, sizeof(buf), 0) == 11);
 	CHECK_OK(close(fd));
-	put(f, "new file"); /* the name is free again */
-	CHECK(has(f, "new file"));
+	tc_put(f, "new file"); /* the name is free again */
+	CHECK(tc_has(f, "new file"));
 }
 
 static void t_rmdir_errors(const char *d)
@@ -647,7 +625,7 @@ static void t_rmdir_errors(const char *d)
 	PATHF(f, "%s/sub/f", d);
 	CHECK_OK(mkdir(s, 0755));
 	CHECK_ERR(mkdir(s, 0755), EEXIST);
-	put(f, "x");
+	tc_put(f, "x");
 	CHECK_ERR(rmdir(s), ENOTEMPTY);
 	CHECK_ERR(rmdir(f), ENOTDIR);
 	CHECK_ERR(unlink(s), EISDIR);
@@ -699,7 +677,7 @@ static void t_fsync(const char *d)
 	dfd = CHECK_OK(open(d, O_RDONLY | O_DIRECTORY));
 	CHECK_OK(fsync(dfd));
 	CHECK_OK(close(dfd));
-	CHECK(has(f, "Durable"));
+	CHECK(tc_has(f, "Durable"));
 }
 
 static void t_stable_ino(const char *d)
@@ -708,9 +686,9 @@ static void t_stable_ino(const char *d)
 	struct stat a, b;
 
 	PATHF(f, "%s/f", d);
-	put(f, "one");
+	tc_put(f, "one");
 	CHECK_OK(stat(f, &a));
-	put(f, "two, longer");
+	tc_put(f, "two, longer");
 	CHECK_OK(stat(f, &b));
 	CHECK(a.st_ino == b.st_ino && b.st_size == 11);
 }

@@ -157,6 +157,29 @@ static inline int tc_main(int argc, char **argv, const struct tcase *cases, size
 }
 
 /* ---- helpers shared by the test programs ---- */
+/* Write s as the whole content of path. */
+static inline void tc_put(const char *path, const char *s)
+{
+	int fd = CHECK_OK(open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+
+	CHECK(write(fd, s, strlen(s)) == (ssize_t)strlen(s));
+	CHECK_OK(close(fd));
+}
+
+/* Whether path holds exactly s. */
+static inline bool tc_has(const char *path, const char *s)
+{
+	char buf[8192];
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	return n == (ssize_t)strlen(s) && !memcmp(buf, s, (size_t)n);
+}
+
 
 static inline void tc_fill(unsigned char *buf, size_t len, uint64_t off, unsigned int seed)
 {

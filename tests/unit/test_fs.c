@@ -17,36 +17,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "faultos.h"
-#include "txdtest.h"
-
-static char *store;
-static struct txd_fs *fs;
-
-static void reopen(void)
-{
-	if (fs)
-		txd_fs_close(fs);
-	fs = NULL;
-	cr_assert_eq(txd_fs_open(store, NULL, &fs, NULL), 0);
-}
-
-static void setup(void)
-{
-	store = tt_mkstore();
-	cr_assert_not_null(store);
-	reopen();
-}
-
-static void teardown(void)
-{
-	if (fs)
-		txd_fs_close(fs);
-	fs = NULL;
-	faultos_uninstall();
-	tt_rmtree(store);
-	free(store);
-}
+#include "ttsuite.h"
 
 TestSuite(fs, .init = setup, .fini = teardown, .timeout = 60);
 
