@@ -554,6 +554,13 @@ ssize_t txd_readlink(struct txd_fs *fs, uint64_t node, char *buf, size_t size)
 }
 
 /* ---- setattr -------------------------------------------------------------------- */
+static mode_t killed_suidgid(mode_t mode)
+{
+	if (S_ISDIR(mode))
+		return mode;
+	return mode & ~(S_ISUID | ((mode & S_IXGRP) ? S_ISGID : 0));
+}
+
 static int setattr_meta(struct txd_fs *fs, struct node *n, const struct txd_setattr *sa)
 {
 	struct inode *in = n->in;
@@ -566,9 +573,9 @@ static int setattr_meta(struct txd_fs *fs, struct node *n, const struct txd_seta
 		r.uid = sa->uid;
 	if (sa->valid & TXD_SET_GID)
 		r.gid = sa->gid;
-	if ((sa->valid & (TXD_SET_UID | TXD_SET_GID)) && !S_ISDIR(r.mode) &&
+	if ((sa->valid & (TXD_SET_UID | TXD_SET_GID | TXD_SET_KILL_SUIDGID)) &&
 	    !(sa->valid & TXD_SET_MODE))
-		r.mode &= ~(S_ISUID | ((r.mode & S_IXGRP) ? S_ISGID : 0)); /* as chown(2) */
+		r.mode = killed_suidgid(r.mode); /* as chown(2), write(2) */
 	if (sa->valid & TXD_SET_ATIME)
 		r.atime = sa->atime;
 	if (sa->valid & TXD_SET_ATIME_NOW)
@@ -646,13 +653,15 @@ int txd_setattr(struct txd_fs *fs, uint64_t node, const struct txd_setattr *sa, 
 	if (n->ctl) {
 		/* `echo x > ctl`: a truncation of a control file is a no-op */
 		err = sa->valid & ~(TXD_SET_SIZE | TXD_SET_ATIME | TXD_SET_MTIME | TXD_SET_CTIME |
-				    TXD_SET_ATIME_NOW | TXD_SET_MTIME_NOW)
+				    TXD_SET_ATIME_NOW | TXD_SET_MTIME_NOW | TXD_SET_KILL_SUIDGID)
 			      ? -EPERM
 			      : ctl_getattr(fs, n, out ? out : &(struct txd_attr){0});
 		goto out_unlock;
 	}
 	struct txd_setattr rest = *sa;
 	err = 0;
+	if (killed_suidgid(n->in->head->mode) == n->in->head->mode)
+		rest.valid &= ~TXD_SET_KILL_SUIDGID;
 	if (sa->valid & TXD_SET_SIZE) {
 		err = setattr_size(fs, n, sa->size, h, NULL);
 		rest.valid &= ~TXD_SET_SIZE;

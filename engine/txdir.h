@@ -138,6 +138,11 @@ enum {
 	TXD_SET_ATIME_NOW = 1 << 6,
 	TXD_SET_MTIME_NOW = 1 << 7,
 	TXD_SET_CTIME = 1 << 8,
+	/* Drop set-user-ID, and set-group-ID if group-executable, as a write,
+	 * truncate or chown by a caller without CAP_FSETID does (the kernel
+	 * decides when: FUSE_HANDLE_KILLPRIV_V2). Nothing is committed for it
+	 * when neither bit is set; control files ignore it. */
+	TXD_SET_KILL_SUIDGID = 1 << 9,
 };
 struct txd_setattr {
 	uint32_t valid; /* TXD_SET_* */

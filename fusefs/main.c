@@ -40,7 +40,6 @@
 /* Workers may sit in engine calls that wait (a control-file read such as a
  * lease's `released`), so allow more than libfuse's default of 10. */
 #define TXDIRFS_MAX_THREADS  64
-#define TXDIRFS_IDLE_THREADS 8
 
 struct txdirfs txdirfs;
 
@@ -313,30 +312,18 @@ static int open_engine(const char *store, const struct txd_opts *o)
 	return rc;
 }
 
-static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *fo)
+static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *fo,
+		 const sigset_t *sigs)
 {
-	struct fuse_loop_config *cfg;
-	int rc;
+	unsigned int max = fo->max_threads > TXDIRFS_MAX_THREADS ? fo->max_threads
+								 : TXDIRFS_MAX_THREADS;
 
-	if (fo->singlethread)
-		return fuse_session_loop(se);
-	cfg = fuse_loop_cfg_create();
-	if (!cfg)
-		return -ENOMEM;
-	fuse_loop_cfg_set_clone_fd(cfg, (unsigned int)fo->clone_fd);
-	fuse_loop_cfg_set_idle_threads(cfg, fo->max_idle_threads != UINT_MAX
-						    ? fo->max_idle_threads
-						    : TXDIRFS_IDLE_THREADS);
-	fuse_loop_cfg_set_max_threads(
-		cfg, fo->max_threads > TXDIRFS_MAX_THREADS ? fo->max_threads : TXDIRFS_MAX_THREADS);
-	rc = fuse_session_loop_mt(se, cfg);
-	fuse_loop_cfg_destroy(cfg);
-	return rc;
+	return tx_loop_run(se, fo->singlethread ? 1 : max, sigs);
 }
 
 /* Mount and serve until unmounted or signalled. Returns the exit status. */
 static int run(struct fuse_args *args, const struct fuse_cmdline_opts *fo,
-	       struct fuse_conn_info_opts *conn_opts)
+	       struct fuse_conn_info_opts *conn_opts, const sigset_t *sigs)
 {
 	struct fuse_session *se;
 	int status = 1;
@@ -354,7 +341,7 @@ static int run(struct fuse_args *args, const struct fuse_cmdline_opts *fo,
 	tx_notifier_attach(se);
 	daemon_ready(0);
 	/* > 0: ended by that signal (SIGTERM from systemd is a clean stop) */
-	status = serve(se, fo) < 0 ? 1 : 0;
+	status = serve(se, fo, sigs) < 0 ? 1 : 0;
 	/* Let pending durability callbacks send their replies first. */
 	txd_sync_wait(txdirfs.fs);
 	fuse_session_unmount(se);
@@ -375,6 +362,7 @@ int main(int argc, char *argv[])
 	struct fuse_conn_info_opts *conn_opts = NULL;
 	struct cli cli = {0};
 	struct txd_opts o;
+	sigset_t sigs;
 	char store[PATH_MAX];
 	int status = 1;
 
@@ -414,8 +402,10 @@ int main(int argc, char *argv[])
 	}
 	if (!fo.foreground && daemon_start())
 		goto out;
+	/* Only the loop's supervisor takes termination signals (loop.c). */
+	tx_loop_block_signals(&sigs);
 	if (open_engine(store, &o) == 0) {
-		status = run(&args, &fo, conn_opts);
+		status = run(&args, &fo, conn_opts, &sigs);
 		txd_fs_close(txdirfs.fs);
 	}
 	daemon_ready(status ? status : 1); /* no-op once reported */

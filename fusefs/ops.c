@@ -177,6 +177,8 @@ static void tx_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	int rc;
 
 	tx_caller(req);
+	if (tx_kill_suidgid())
+		sa.valid |= TXD_SET_KILL_SUIDGID;
 	rc = txd_setattr(FS, ino, &sa, fi ? fi->fh : 0, &a);
 	if (rc < 0)
 		fuse_reply_err(req, tx_errno(rc, "setattr"));
@@ -256,6 +258,17 @@ static void tx_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 
 /* ---- files ----------------------------------------------------------------- */
 
+/* The kernel flagged this write or truncating open: drop set-uid/set-gid
+ * (proto.c). It flags every such request of a caller without CAP_FSETID
+ * (non-root, or root in a user namespace); without bits to drop, and on
+ * control files, the engine does nothing. */
+static int kill_suidgid(fuse_ino_t ino)
+{
+	static const struct txd_setattr kill = {.valid = TXD_SET_KILL_SUIDGID};
+
+	return tx_kill_suidgid() ? txd_setattr(FS, ino, &kill, 0, NULL) : 0;
+}
+
 /* -ESTALE passes through: the node id was replaced (snapshot readers keep the
  * old one), and the VFS looks the name up again. */
 static void tx_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -264,7 +277,9 @@ static void tx_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int rc;
 
 	tx_caller(req);
-	rc = txd_open(FS, ino, fi->flags, &o);
+	rc = kill_suidgid(ino);
+	if (rc == 0)
+		rc = txd_open(FS, ino, fi->flags, &o);
 	if (rc < 0) {
 		fuse_reply_err(req, tx_errno(rc, "open"));
 		return;
@@ -286,6 +301,9 @@ static void tx_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fuse_reply_err(req, tx_errno(rc, "create"));
 		return;
 	}
+	/* O_TRUNC of an existing set-uid file: the bits go, the open stays */
+	if (tx_kill_suidgid() && kill_suidgid(e.node) == 0)
+		txd_getattr(FS, e.node, &e.attr);
 	set_open_info(fi, &o);
 	tx_reply_create_committed(req, &e, fi);
 }
@@ -319,9 +337,14 @@ static void tx_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 {
 	ssize_t n;
 
-	(void)ino;
 	tx_caller(req);
-	n = txd_write(FS, fi->fh, buf, size, (uint64_t)off);
+	/* A control-file write may wait in the engine (a commit waits for the
+	 * transaction's writers to close): another thread reads meanwhile. */
+	if (!fi->writepage && !txd_node_cacheable(FS, ino))
+		tx_loop_detach();
+	n = kill_suidgid(ino);
+	if (n == 0)
+		n = txd_write(FS, fi->fh, buf, size, (uint64_t)off);
 	if (n < 0)
 		fuse_reply_err(req, tx_errno(n, "write"));
 	else if (fi->writepage)

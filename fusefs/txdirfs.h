@@ -10,8 +10,10 @@
  *   ops.c     the FUSE handlers and the one ops table
  *   reply.c   result mapping and replies deferred to a durability wait
  *   notify.c  the notifier thread (engine → kernel invalidations)
+ *   loop.c    the request loop: one spinning reader, followers on demand
+ *   proto.c   kernel protocol libfuse 3.14 lacks (FUSE_HANDLE_KILLPRIV_V2)
  *
- * Threads: libfuse workers run the handlers and never wait for durability;
+ * Threads: workers (loop.c) run the handlers and never wait for durability;
  * the engine's sync thread runs durability callbacks (reply.c), which reply
  * to the kept request; the notifier thread is the only caller of
  * fuse_lowlevel_notify_*, so no handler or engine callback ever re-enters the
@@ -22,6 +24,8 @@
 
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
 #include <fuse_lowlevel.h>
+#include <signal.h>
+#include <sys/uio.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -83,6 +87,28 @@ void tx_notifier_stop(void);
 struct tx_note;
 struct tx_note *tx_note_eintr(fuse_req_t req);
 void tx_note_post(struct tx_note *n);
+
+/* ---- loop.c ---- */
+/* Block the termination signals in the calling thread (and every thread it
+ * creates after); the previous mask goes to *old. Call before any thread. */
+void tx_loop_block_signals(sigset_t *old);
+/* Serve se with up to max_threads workers until the session ends (unmount,
+ * or a signal of sigs' complement arriving: sigs is the mask the supervisor
+ * waits with). Returns 0 or the negative errno that ended it. */
+int tx_loop_run(struct fuse_session *se, unsigned int max_threads, const sigset_t *sigs);
+/* Called by a handler before an engine call that may wait (a transaction
+ * commit waiting for writers): gets another thread reading the device if this
+ * one was processing its request with nobody reading. */
+void tx_loop_detach(void);
+
+/* ---- proto.c ---- */
+/* Every request read from the device, before libfuse parses it; every reply
+ * before it is written (loop.c). */
+void tx_proto_request(const void *buf, size_t len);
+void tx_proto_reply(struct iovec *iov, int count);
+/* The request this thread is processing carries the kernel's "drop
+ * set-uid/set-gid" flag (SETATTR, WRITE, OPEN or CREATE with O_TRUNC). */
+bool tx_kill_suidgid(void);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops txdirfs_ops;

@@ -5,6 +5,11 @@
 #   bm_init           scratch dir ($BENCH_DIR or a fresh one), EXIT trap,
 #                     sets BM_DIR, BM_QUICK, BM_FSTYPE; builds the fileops
 #                     helper (BM_FILEOPS) with cc
+#   bm_fresh_fs MB    as root: moves BM_DIR onto a new ext4 (loop device over
+#                     a sparse file) for workloads that create many files, so
+#                     the native baseline does not depend on what earlier
+#                     runs deleted on the scratch fs; store and native dirs
+#                     both live there
 #   bm_mount [OPTS]   fresh store + mount point under BM_DIR; sets BM_STORE,
 #                     BM_MNT, BM_PID; the server is bounded by timeout
 #   bm_umount         fusermount3 -u (then -uz), waits for the server (bounded)
@@ -35,8 +40,27 @@ bm_cleanup() {
 		done
 		kill "$p" 2>/dev/null
 	done
+	if [ -n "${BM_FRESH_MNT:-}" ]; then
+		timeout 60 umount "$BM_FRESH_MNT" || timeout 20 umount -l "$BM_FRESH_MNT"
+	fi
 	[ -n "${BM_OWN_DIR:-}" ] && rm -rf --one-file-system "$BM_OWN_DIR"
 	return 0
+}
+
+bm_fresh_fs() { # SIZE_MB
+	local img=$BM_DIR/fresh.img mnt=$BM_DIR/fresh
+	if [ "$BM_ROOT" -ne 0 ] || ! command -v mkfs.ext4 >/dev/null; then
+		echo "bench: not root or no mkfs.ext4: baseline on $BM_DIR ($BM_FSTYPE)" >&2
+		return 0
+	fi
+	if ! truncate -s "${1}M" "$img" || ! timeout 120 mkfs.ext4 -q -F "$img" ||
+		! mkdir -p "$mnt" || ! timeout 60 mount -o loop "$img" "$mnt"; then
+		echo "bench: no fresh ext4: baseline on $BM_DIR ($BM_FSTYPE)" >&2
+		return 0
+	fi
+	BM_FRESH_MNT=$mnt
+	BM_DIR=$mnt
+	BM_FSTYPE="fresh ext4"
 }
 
 bm_init() {

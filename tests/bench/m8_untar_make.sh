@@ -8,6 +8,7 @@
 set -uo pipefail
 . "$(dirname "$0")/_mountlib.sh"
 bm_init
+bm_fresh_fs 8192 # store and native dir on one new ext4 (see _mountlib.sh)
 bm_mount || exit 1
 NAT=$BM_DIR/native
 mkdir -p "$NAT"

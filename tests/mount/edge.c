@@ -882,6 +882,77 @@ static void t_write_clears_suid(const char *d)
 	CHECK(tc_has(f, "W123456789"));
 }
 
+/* The rest of the set-uid rules (the kernel leaves them to the server with
+ * FUSE_HANDLE_KILLPRIV_V2): as nobody on its own file, a truncate, an
+ * O_TRUNC open and a second write after the bits came back each drop them;
+ * set-gid without group execute stays (a mandatory-locking mark, not a
+ * privilege); root's writes keep them (CAP_FSETID); any chown drops them. */
+static int mode_is(const char *f, mode_t want)
+{
+	struct stat st;
+
+	return stat(f, &st) == 0 && (st.st_mode & 07777) == want;
+}
+
+static int suid_as_nobody(const char *f)
+{
+	int fd;
+
+	if (setgid(65534) || setuid(65534))
+		return 2;
+	if (chmod(f, 06777) || truncate(f, 3) || !mode_is(f, 0777))
+		return 3;
+	if (chmod(f, 06777) || (fd = open(f, O_WRONLY | O_TRUNC)) < 0 || close(fd) ||
+	    !mode_is(f, 0777))
+		return 4;
+	if ((fd = open(f, O_WRONLY)) < 0)
+		return 5;
+	for (int round = 0; round < 2; round++) {
+		if (fchmod(fd, 06777) || pwrite(fd, "ab", 2, round) != 2 || !mode_is(f, 0777))
+			return 6 + round;
+	}
+	if (fchmod(fd, 02767) || pwrite(fd, "c", 1, 0) != 1 || !mode_is(f, 02767))
+		return 8;
+	return close(fd) ? 9 : 0;
+}
+
+static void t_suid_rules(const char *d)
+{
+	char f[4096];
+	pid_t pid;
+	int status, fd;
+
+	if (geteuid() != 0) {
+		printf("#   not root: skipped\n");
+		return;
+	}
+	PATHF(f, "%s/f", d);
+	tc_put(f, "0123456789");
+	CHECK_OK(chown(f, 65534, 65534));
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0)
+		_exit(suid_as_nobody(f));
+	CHECK(waitpid(pid, &status, 0) == pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		TC_FAIL("as nobody: step %d failed", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	CHECK(tc_has(f, "cab"));
+	/* root */
+	CHECK_OK(chmod(f, 06755));
+	fd = CHECK_OK(open(f, O_WRONLY | O_APPEND));
+	CHECK(write(fd, "R", 1) == 1);
+	CHECK_OK(close(fd));
+	CHECK(mode_is(f, 06755));
+	CHECK_OK(truncate(f, 2));
+	CHECK(mode_is(f, 06755));
+	CHECK_OK(chown(f, 0, 0));
+	if (!mode_is(f, 0755))
+		TC_FAIL("after chown: %o, want 755", st_of(f).st_mode & 07777);
+	CHECK_OK(chmod(f, 02745));
+	CHECK_OK(chown(f, 1, 1));
+	CHECK(mode_is(f, 02745));
+}
+
 /* ---- names ---------------------------------------------------------------------- */
 
 static void t_name_255_256(const char *d)
@@ -1052,6 +1123,7 @@ static const struct tcase cases[] = {
 	{"telldir_seekdir", t_telldir_seekdir, 0},
 	{"setgid_root", t_setgid_root, 0},
 	{"write_clears_suid", t_write_clears_suid, 0},
+	{"suid_rules", t_suid_rules, 0},
 	{"name_255_256", t_name_255_256, 0},
 	{"xattr_64k", t_xattr_64k, 0},
 	{"statfs_fields", t_statfs_fields, 0},

@@ -4,6 +4,7 @@
  * others state ext4 behaviour that txdir must keep (sharing while writing).
  */
 #include <dirent.h>
+#include <sched.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/xattr.h>
@@ -209,6 +210,64 @@ static void t_server_side_change(const char *d)
 	CHECK_OK(rmdir(txn));
 }
 
+/* Whether pid sits in write(2) (its /proc syscall line starts with "1 "). */
+static bool in_write(pid_t pid)
+{
+	char path[64], buf[32] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = 0;
+	fclose(f);
+	return !strncmp(buf, "1 ", 2);
+}
+
+/* A commit waits for the transaction's writers to close (SPEC §4), and while
+ * it waits the server keeps answering: the writer's close arrives, and the
+ * commit succeeds with its bytes. A server whose only reader of /dev/fuse
+ * sat in the waiting commit would let the wait run out (EBUSY). */
+static void t_commit_waits_for_close(const char *d)
+{
+	char txn[4096], ctl[4096], f[4096], main_f[4096], st[256] = "";
+	pid_t pid;
+	int fd, status, tries;
+
+	(void)d;
+	PATHF(txn, "%s/.txdir/txn/cw%d", tc_root, (int)getpid());
+	PATHF(ctl, "%s/ctl", txn);
+	PATHF(f, "%s/root/cw%d", txn, (int)getpid());
+	PATHF(main_f, "%s/cw%d", tc_root, (int)getpid());
+	CHECK_OK(mkdir(txn, 0755));
+	fd = CHECK_OK(open(f, O_WRONLY | O_CREAT, 0644));
+	CHECK(write(fd, "late", 4) == 4);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		int c = close(fd) ? -1 : open(ctl, O_WRONLY);
+
+		_exit(c >= 0 && write(c, "commit", 6) == 6 && !close(c) ? 0 : 1);
+	}
+	/* the committer is blocked in its write once /proc says so */
+	for (tries = 0; tries < 200000 && !in_write(pid); tries++)
+		sched_yield();
+	CHECK(in_write(pid));
+	CHECK_OK(close(fd));
+	CHECK(waitpid(pid, &status, 0) == pid);
+	PATHF(f, "%s/status", txn);
+	fd = CHECK_OK(open(f, O_RDONLY));
+	CHECK(read(fd, st, sizeof(st) - 1) > 0);
+	close(fd);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		TC_FAIL("commit failed: status %s", st);
+	CHECK(!strncmp(st, "committed", 9));
+	CHECK(tc_has(main_f, "late"));
+	CHECK_OK(unlink(main_f));
+}
+
 static const struct tcase cases[] = {
 	{"server_side_change", t_server_side_change, TC_MOUNT_ONLY},
 	{"meta_xattrs", t_meta_xattrs, TC_MOUNT_ONLY},
@@ -217,6 +276,7 @@ static const struct tcase cases[] = {
 	{"shared_while_writing", t_shared_while_writing, 0},
 	{"rename_over_with_reader", t_rename_over_with_reader, 0},
 	{"ctl_hidden", t_ctl_hidden, TC_MOUNT_ONLY},
+	{"commit_waits_for_close", t_commit_waits_for_close, TC_MOUNT_ONLY},
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,374 @@
+/*
+ * loop.c — the request loop: who reads /dev/fuse, and when.
+ *
+ * Why not fuse_session_loop_mt: with libfuse's loop every idle worker sleeps
+ * in read(2) on the device, and the kernel wakes one of them for each request.
+ * On a small virtual machine that wake-up (an IPI to a halted vCPU, then a
+ * context switch) costs more than the request itself, and programs like tar
+ * issue requests one at a time: measured here, `tar x` of /usr/include spent
+ * half of the wall time with both CPUs idle. Spinning readers do not fix it
+ * while other workers still sleep on the device: each request then wakes a
+ * sleeper for nothing (measured: no gain).
+ *
+ * The scheme (leader/followers):
+ *   - At most one thread holds the READER role. It alone waits on the device:
+ *     it polls with non-blocking reads for TX_SPIN_NS after its last request,
+ *     then sleeps in poll(2). Every other idle worker sleeps on a condition
+ *     variable, invisible to the kernel's wake-ups.
+ *   - The reader gives the role up when a request arrives and processes the
+ *     request itself ("inline") — the common case costs no thread hand-off.
+ *     When it comes back it takes the role again and spins for the next one.
+ *   - It first wakes a follower to take the role (so requests keep flowing
+ *     while it works) when the request may block or take long — READ (disk),
+ *     WRITE larger than TX_INLINE_WRITE, anything unusual (see may_block) — or
+ *     when requests are queueing up (a read succeeded at the first try). A
+ *     handler that is about to wait in the engine calls tx_loop_detach().
+ *   - Woken followers read without blocking: on EAGAIN they go back to sleep,
+ *     so under load as many threads run as there is work, and when the load
+ *     ends they fall silent again. Threads are created on demand, up to
+ *     max_threads, and live until the session ends.
+ *
+ * The device fd is non-blocking for everyone (one open file description);
+ * libfuse reads and writes it through our fuse_custom_io, which also shows
+ * proto.c every request and reply.
+ *
+ * Shutdown: the main thread supervises. Termination signals are blocked in
+ * every thread (main() blocks them before any thread exists); the supervisor
+ * takes them only inside ppoll(2). Either a signal (libfuse's handler marks
+ * the session exited) or a worker seeing the session end (unmount: ENODEV)
+ * wakes it; it then wakes everyone through an eventfd and the condition
+ * variable and joins the workers, each of which finishes its request first.
+ *
+ * Lock: loop.lock guards everything in struct loop except the constants set
+ * before the first worker starts. Handlers never run under it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fuse.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "txdirfs.h"
+
+/* How long the reader polls without sleeping after its last request. A
+ * request/reply round trip here takes ~8 us; programs that issue requests in
+ * sequence send the next one well within this. Bounded so an idle mount costs
+ * nothing: the spin ends 50 us after the last request. */
+#define TX_SPIN_NS 50000L
+/* Writes up to this size are copied into memory and done inline. */
+#define TX_INLINE_WRITE (128u << 10)
+
+enum role { ROLE_NONE, ROLE_READER, ROLE_HELPER };
+
+static struct loop {
+	struct fuse_session *se;
+	int dev_fd;
+	int wake_fd; /* eventfd: ends the reader's and the supervisor's poll */
+	unsigned int max_threads;
+
+	pthread_mutex_t lock;
+	pthread_cond_t idle_cv;
+	pthread_t *threads;
+	unsigned int nthreads;
+	unsigned int nidle;
+	unsigned int wakes; /* hand-offs posted and not yet taken */
+	bool reader;        /* the READER role is held */
+	bool exiting;
+	int error; /* first negative result that ended the loop */
+} loop = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.idle_cv = PTHREAD_COND_INITIALIZER,
+	.dev_fd = -1,
+	.wake_fd = -1,
+};
+
+/* Per worker: the role for the read in progress, whether that read found a
+ * request waiting at the first try, and whether the request being processed
+ * runs inline with the READER role vacant. */
+static __thread struct {
+	enum role role;
+	bool backlog;
+	bool inline_vacant;
+} self;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void wake_supervisor(void)
+{
+	uint64_t one = 1;
+
+	if (write(loop.wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		tx_log(LOG_WARNING, "loop: eventfd: %s", strerror(errno));
+}
+
+/* ---- the device reads (libfuse calls these through fuse_custom_io) ------- */
+
+static ssize_t dev_read(int fd, void *buf, size_t len)
+{
+	ssize_t n = read(fd, buf, len);
+
+	if (n > 0)
+		tx_proto_request(buf, (size_t)n);
+	return n;
+}
+
+static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
+{
+	struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = loop.wake_fd, .events = POLLIN}};
+	uint64_t until;
+	ssize_t n;
+
+	(void)userdata;
+	n = dev_read(fd, buf, len);
+	self.backlog = n >= 0;
+	if (n >= 0 || errno != EAGAIN || self.role != ROLE_READER)
+		return n;
+	until = now_ns() + TX_SPIN_NS;
+	do {
+		n = dev_read(fd, buf, len);
+		if (n >= 0 || errno != EAGAIN)
+			return n;
+	} while (now_ns() < until);
+	for (;;) {
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			return -1;
+		if (__atomic_load_n(&loop.exiting, __ATOMIC_ACQUIRE)) {
+			errno = ENODEV; /* libfuse: the session is over */
+			return -1;
+		}
+		n = dev_read(fd, buf, len);
+		if (n >= 0 || errno != EAGAIN)
+			return n;
+	}
+}
+
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	(void)userdata;
+	tx_proto_reply(iov, count);
+	return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io tx_io = {.read = io_read, .writev = io_writev};
+
+/* ---- roles ---------------------------------------------------------------------- */
+
+/* Does this request (its raw header) deserve a reader while it runs? */
+static bool may_block(const struct fuse_buf *fb)
+{
+	const struct fuse_in_header *h = fb->mem;
+
+	if (fb->size < sizeof(*h))
+		return true;
+	switch (h->opcode) {
+	case FUSE_WRITE:
+		return h->len > TX_INLINE_WRITE;
+	case FUSE_LOOKUP:
+	case FUSE_FORGET:
+	case FUSE_BATCH_FORGET:
+	case FUSE_GETATTR:
+	case FUSE_SETATTR:
+	case FUSE_READLINK:
+	case FUSE_SYMLINK:
+	case FUSE_MKNOD:
+	case FUSE_MKDIR:
+	case FUSE_UNLINK:
+	case FUSE_RMDIR:
+	case FUSE_RENAME:
+	case FUSE_RENAME2:
+	case FUSE_LINK:
+	case FUSE_OPEN:
+	case FUSE_CREATE:
+	case FUSE_FLUSH:
+	case FUSE_RELEASE:
+	case FUSE_FSYNC:
+	case FUSE_OPENDIR:
+	case FUSE_READDIR:
+	case FUSE_READDIRPLUS:
+	case FUSE_RELEASEDIR:
+	case FUSE_FSYNCDIR:
+	case FUSE_STATFS:
+	case FUSE_ACCESS:
+	case FUSE_SETXATTR:
+	case FUSE_GETXATTR:
+	case FUSE_LISTXATTR:
+	case FUSE_REMOVEXATTR:
+	case FUSE_INTERRUPT:
+		return false;
+	default:
+		return true;
+	}
+}
+
+static void *worker(void *arg);
+
+/* Get another thread reading: an idle one, else a new one. Under loop.lock. */
+static void hand_off_locked(void)
+{
+	pthread_t t;
+
+	if (loop.nidle > loop.wakes) {
+		loop.wakes++;
+		pthread_cond_signal(&loop.idle_cv);
+		return;
+	}
+	if (loop.nthreads >= loop.max_threads || loop.exiting)
+		return;
+	if (pthread_create(&t, NULL, worker, NULL)) {
+		tx_log(LOG_WARNING, "loop: cannot start a worker: %s", strerror(errno));
+		return;
+	}
+	loop.threads[loop.nthreads++] = t;
+	loop.wakes++;
+}
+
+void tx_loop_detach(void)
+{
+	if (!self.inline_vacant)
+		return;
+	self.inline_vacant = false;
+	pthread_mutex_lock(&loop.lock);
+	if (!loop.reader)
+		hand_off_locked();
+	pthread_mutex_unlock(&loop.lock);
+}
+
+/* Take a role (false: the loop is ending). Under loop.lock. */
+static bool take_role_locked(void)
+{
+	for (;;) {
+		if (loop.exiting)
+			return false;
+		if (!loop.reader) {
+			loop.reader = true;
+			self.role = ROLE_READER;
+			if (loop.wakes)
+				loop.wakes--;
+			return true;
+		}
+		if (loop.wakes) {
+			loop.wakes--;
+			self.role = ROLE_HELPER;
+			return true;
+		}
+		loop.nidle++;
+		pthread_cond_wait(&loop.idle_cv, &loop.lock);
+		loop.nidle--;
+	}
+}
+
+static void end_loop_locked(int rc)
+{
+	if (rc < 0 && !loop.error)
+		loop.error = rc;
+	if (!loop.exiting) {
+		__atomic_store_n(&loop.exiting, true, __ATOMIC_RELEASE);
+		pthread_cond_broadcast(&loop.idle_cv);
+		wake_supervisor();
+	}
+}
+
+static void *worker(void *arg)
+{
+	struct fuse_buf fb = {0};
+	int rc;
+
+	(void)arg;
+	pthread_mutex_lock(&loop.lock);
+	while (take_role_locked()) {
+		pthread_mutex_unlock(&loop.lock);
+		rc = fuse_session_receive_buf(loop.se, &fb);
+		pthread_mutex_lock(&loop.lock);
+		if (self.role == ROLE_READER)
+			loop.reader = false;
+		if (rc == -EAGAIN || rc == -EINTR)
+			continue;
+		if (rc <= 0 || fuse_session_exited(loop.se)) {
+			end_loop_locked(rc);
+			break;
+		}
+		/* A reader that found a request at its first try sees a queue. */
+		self.inline_vacant = !loop.reader;
+		if (self.inline_vacant &&
+		    ((self.role == ROLE_READER && self.backlog) || may_block(&fb))) {
+			hand_off_locked();
+			self.inline_vacant = false;
+		}
+		pthread_mutex_unlock(&loop.lock);
+		fuse_session_process_buf(loop.se, &fb);
+		self.inline_vacant = false;
+		pthread_mutex_lock(&loop.lock);
+	}
+	pthread_mutex_unlock(&loop.lock);
+	free(fb.mem);
+	return NULL;
+}
+
+/* ---- supervisor ----------------------------------------------------------------- */
+
+void tx_loop_block_signals(sigset_t *old)
+{
+	sigset_t s;
+
+	sigemptyset(&s);
+	sigaddset(&s, SIGHUP);
+	sigaddset(&s, SIGINT);
+	sigaddset(&s, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &s, old);
+}
+
+int tx_loop_run(struct fuse_session *se, unsigned int max_threads, const sigset_t *sigs)
+{
+	struct pollfd p;
+	int rc, fl;
+
+	loop.se = se;
+	loop.dev_fd = fuse_session_fd(se);
+	loop.max_threads = max_threads ? max_threads : 1;
+	loop.threads = calloc(loop.max_threads, sizeof(*loop.threads));
+	loop.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!loop.threads || loop.wake_fd < 0)
+		return -ENOMEM;
+	fl = fcntl(loop.dev_fd, F_GETFL);
+	if (fl < 0 || fcntl(loop.dev_fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	rc = fuse_session_custom_io(se, &tx_io, loop.dev_fd);
+	if (rc < 0)
+		return rc;
+
+	pthread_mutex_lock(&loop.lock);
+	hand_off_locked();
+	rc = loop.nthreads ? 0 : -EAGAIN;
+	pthread_mutex_unlock(&loop.lock);
+	if (rc)
+		return rc;
+
+	p = (struct pollfd){.fd = loop.wake_fd, .events = POLLIN};
+	while (!__atomic_load_n(&loop.exiting, __ATOMIC_ACQUIRE) && !fuse_session_exited(se)) {
+		if (ppoll(&p, 1, NULL, sigs) < 0 && errno != EINTR)
+			break;
+	}
+	pthread_mutex_lock(&loop.lock);
+	end_loop_locked(0);
+	pthread_mutex_unlock(&loop.lock);
+	/* nthreads only grows, and only while !exiting: stable now */
+	for (unsigned int i = 0; i < loop.nthreads; i++)
+		pthread_join(loop.threads[i], NULL);
+	free(loop.threads);
+	close(loop.wake_fd);
+	return loop.error;
+}
