@@ -47,6 +47,7 @@
 #include <linux/fuse.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,9 +60,12 @@
 #include "txdirfs.h"
 
 /* How long the reader polls without sleeping after its last request. A
- * request/reply round trip here takes ~8 us; programs that issue requests in
- * sequence send the next one well within this. Bounded so an idle mount costs
- * nothing: the spin ends 50 us after the last request. */
+ * request/reply round trip here takes ~6.5 us; programs that issue requests
+ * in sequence send the next one well within this. Bounded so an idle mount
+ * costs nothing: the spin ends 50 us after the last request. While other
+ * workers have requests in hand (parallel cold reads), the reader yields the
+ * CPU between polls: spinning at full speed there cost a fifth of the cold
+ * read throughput on 2 vCPUs. */
 #define TX_SPIN_NS 50000L
 /* Writes up to this size are copied into memory and done inline. */
 #define TX_INLINE_WRITE (128u << 10)
@@ -80,6 +84,7 @@ static struct loop {
 	unsigned int nthreads;
 	unsigned int nidle;
 	unsigned int wakes; /* hand-offs posted and not yet taken */
+	unsigned int busy;  /* workers processing a request (atomic, no lock) */
 	bool reader;        /* the READER role is held */
 	bool exiting;
 	int error; /* first negative result that ended the loop */
@@ -139,6 +144,9 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 		return n;
 	until = now_ns() + TX_SPIN_NS;
 	do {
+		/* leave the CPU to workers with requests in hand */
+		if (__atomic_load_n(&loop.busy, __ATOMIC_RELAXED))
+			sched_yield();
 		n = dev_read(fd, buf, len);
 		if (n >= 0 || errno != EAGAIN)
 			return n;
@@ -309,7 +317,9 @@ static void *worker(void *arg)
 			self.inline_vacant = false;
 		}
 		pthread_mutex_unlock(&loop.lock);
+		__atomic_fetch_add(&loop.busy, 1, __ATOMIC_RELAXED);
 		fuse_session_process_buf(loop.se, &fb);
+		__atomic_fetch_sub(&loop.busy, 1, __ATOMIC_RELAXED);
 		self.inline_vacant = false;
 		pthread_mutex_lock(&loop.lock);
 	}
