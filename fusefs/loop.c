@@ -166,9 +166,15 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 
 static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
+	bool init;
+	ssize_t n;
+
 	(void)userdata;
-	tx_proto_reply(iov, count);
-	return writev(fd, iov, count);
+	init = tx_proto_reply(iov, count);
+	n = writev(fd, iov, count);
+	if (init && n >= 0)
+		tx_mount_ready();
+	return n;
 }
 
 static const struct fuse_custom_io tx_io = {.read = io_read, .writev = io_writev};

@@ -40,6 +40,10 @@
 /* Workers may sit in engine calls that wait (a control-file read such as a
  * lease's `released`), so allow more than libfuse's default of 10. */
 #define TXDIRFS_MAX_THREADS  64
+/* The kernel gives a FUSE mount 128 KiB of readahead; with 2 MiB, two 1 MiB
+ * READs are in flight and a cold sequential read of a 1 GiB file measured
+ * 0.74 s instead of 0.82 s. */
+#define TXDIRFS_READ_AHEAD_KB 2048
 
 struct txdirfs txdirfs;
 
@@ -91,6 +95,7 @@ struct cli {
 	unsigned int retain_s;
 	unsigned int max_snapshot_age_s;
 	unsigned int txn_grace_s;
+	unsigned int read_ahead_kb;
 	int show_ctl;
 	bool has_fsname;
 	bool allow_other, default_permissions;
@@ -106,6 +111,7 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("retain=%u", retain_s),
 	CLI_OPT("max_snapshot_age=%u", max_snapshot_age_s),
 	CLI_OPT("txn_grace=%u", txn_grace_s),
+	CLI_OPT("read_ahead_kb=%u", read_ahead_kb),
 	CLI_OPT("showctl", show_ctl),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
@@ -170,8 +176,10 @@ static void usage(const char *prog)
 	       "    -o max_snapshot_age=SECONDS    bound old versions kept for readers\n"
 	       "    -o txn_grace=SECONDS           abort abandoned transactions after (600)\n"
 	       "    -o showctl                     list .txdir in the root directory\n"
+	       "    -o read_ahead_kb=N             kernel readahead for the mount (default\n"
+	       "                                   %u as root; 0 keeps the kernel's)\n"
 	       "    (txdirfs runs at least %d worker threads whatever max_threads says)\n\n",
-	       prog, TXDIRFS_MAX_THREADS);
+	       prog, TXDIRFS_READ_AHEAD_KB, TXDIRFS_MAX_THREADS);
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
 }
@@ -321,6 +329,64 @@ static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *fo,
 	return tx_loop_run(se, fo->singlethread ? 1 : max, sigs);
 }
 
+static unsigned int read_ahead_kb = TXDIRFS_READ_AHEAD_KB;
+static const char *mount_point;
+
+/* The mount's device number, from /proc/self/mountinfo: stat(2) of the
+ * mount point would ask this very server (mnt is absolute and resolved:
+ * fuse_parse_cmdline ran realpath on it). */
+static bool mount_dev(const char *mnt, char *dev, size_t size)
+{
+	char line[8192], point[PATH_MAX], d[64];
+	bool found = false;
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		/* "ID PARENT MAJ:MIN ROOT POINT ..." (POINT octal-escaped) */
+		if (sscanf(line, "%*u %*u %63s %*s %4095s", d, point) != 2)
+			continue;
+		for (char *r = point, *w = point;; r++, w++) {
+			if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] && r[3]) {
+				*w = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+				r += 3;
+			} else if (!(*w = *r)) {
+				break;
+			}
+		}
+		if (!strcmp(point, mnt) && strlen(d) < size) {
+			strcpy(dev, d); /* the last one: mounts stack */
+			found = true;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* Readahead is a property of the mount's backing device; only root may set
+ * it, and a failure only costs speed. */
+static void set_read_ahead(const char *mnt, unsigned int kb)
+{
+	char dev[64], path[128];
+	FILE *f;
+
+	if (!kb || !mount_dev(mnt, dev, sizeof(dev)))
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	f = fopen(path, "w");
+	if (!f || fprintf(f, "%u\n", kb) < 0 || fclose(f))
+		tx_log(LOG_DEBUG, "%s: %s (readahead left as is)", path, strerror(errno));
+}
+
+/* After INIT: the kernel caps readahead at what INIT said (its own default),
+ * so only now can it be raised. */
+void tx_mount_ready(void)
+{
+	if (mount_point)
+		set_read_ahead(mount_point, read_ahead_kb);
+}
+
 /* Mount and serve until unmounted or signalled. Returns the exit status. */
 static int run(struct fuse_args *args, const struct fuse_cmdline_opts *fo,
 	       struct fuse_conn_info_opts *conn_opts, const sigset_t *sigs)
@@ -338,6 +404,7 @@ static int run(struct fuse_args *args, const struct fuse_cmdline_opts *fo,
 		goto out_signals;
 	if (fuse_session_mount(se, fo->mountpoint))
 		goto out_notifier;
+	mount_point = fo->mountpoint;
 	tx_notifier_attach(se);
 	daemon_ready(0);
 	/* > 0: ended by that signal (SIGTERM from systemd is a clean stop) */
@@ -360,7 +427,7 @@ int main(int argc, char *argv[])
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_cmdline_opts fo = {0};
 	struct fuse_conn_info_opts *conn_opts = NULL;
-	struct cli cli = {0};
+	struct cli cli = {.read_ahead_kb = TXDIRFS_READ_AHEAD_KB};
 	struct txd_opts o;
 	sigset_t sigs;
 	char store[PATH_MAX];
@@ -391,6 +458,7 @@ int main(int argc, char *argv[])
 	}
 	if (engine_opts(&cli, &o))
 		goto out;
+	read_ahead_kb = cli.read_ahead_kb;
 	if (!cli.has_fsname && add_fsname(&args, store))
 		goto out;
 	/* The engine checks no permissions: the kernel does, with

@@ -21,7 +21,8 @@
  * libfuse parses it, and each reply before it is written. A request is
  * processed by the thread that read it, so the flag of "this thread's
  * request" is thread-local; the INIT reply gets FUSE_HANDLE_KILLPRIV_V2 when
- * the kernel offered it.
+ * the kernel offered it, and the loop learns when INIT was answered (the
+ * kernel applies the reply's settings then: readahead is tuned after it).
  */
 #include <linux/fuse.h>
 #include <stddef.h>
@@ -30,6 +31,7 @@
 #include "txdirfs.h"
 
 static uint64_t init_unique; /* the INIT request's, while it is answered */
+static uint32_t init_flags;  /* what the kernel offered in it */
 static bool init_seen;
 static __thread bool kill_suidgid;
 
@@ -71,31 +73,33 @@ void tx_proto_request(const void *buf, size_t len)
 		break;
 	case FUSE_INIT:
 		in = arg_of(buf, len, offsetof(struct fuse_init_in, flags) + sizeof(in->flags));
-		if (in && (in->flags & FUSE_HANDLE_KILLPRIV_V2)) {
-			init_unique = h->unique;
-			__atomic_store_n(&init_seen, true, __ATOMIC_RELEASE);
-		}
+		init_flags = in ? in->flags : 0;
+		init_unique = h->unique;
+		__atomic_store_n(&init_seen, true, __ATOMIC_RELEASE);
 		break;
 	default:
 		break;
 	}
 }
 
-void tx_proto_reply(struct iovec *iov, int count)
+bool tx_proto_reply(struct iovec *iov, int count)
 {
 	const struct fuse_out_header *h;
 	struct fuse_init_out *out;
 
 	if (!__atomic_load_n(&init_seen, __ATOMIC_ACQUIRE) || count < 2 ||
 	    iov[0].iov_len < sizeof(*h))
-		return;
+		return false;
 	h = iov[0].iov_base;
-	if (h->unique != init_unique || h->error ||
+	if (h->unique != init_unique)
+		return false;
+	__atomic_store_n(&init_seen, false, __ATOMIC_RELEASE);
+	if (h->error || !(init_flags & FUSE_HANDLE_KILLPRIV_V2) ||
 	    iov[1].iov_len < offsetof(struct fuse_init_out, flags) + sizeof(out->flags))
-		return;
+		return true;
 	out = iov[1].iov_base;
 	out->flags |= FUSE_HANDLE_KILLPRIV_V2;
-	__atomic_store_n(&init_seen, false, __ATOMIC_RELEASE);
+	return true;
 }
 
 bool tx_kill_suidgid(void)

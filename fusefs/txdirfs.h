@@ -88,6 +88,10 @@ struct tx_note;
 struct tx_note *tx_note_eintr(fuse_req_t req);
 void tx_note_post(struct tx_note *n);
 
+/* ---- main.c ---- */
+/* INIT has been answered: the kernel has set the connection up. */
+void tx_mount_ready(void);
+
 /* ---- loop.c ---- */
 /* Block the termination signals in the calling thread (and every thread it
  * creates after); the previous mask goes to *old. Call before any thread. */
@@ -105,7 +109,7 @@ void tx_loop_detach(void);
 /* Every request read from the device, before libfuse parses it; every reply
  * before it is written (loop.c). */
 void tx_proto_request(const void *buf, size_t len);
-void tx_proto_reply(struct iovec *iov, int count);
+bool tx_proto_reply(struct iovec *iov, int count); /* true: INIT's reply */
 /* The request this thread is processing carries the kernel's "drop
  * set-uid/set-gid" flag (SETATTR, WRITE, OPEN or CREATE with O_TRUNC). */
 bool tx_kill_suidgid(void);

@@ -20,6 +20,10 @@ expect "init" 0
 mount_store "$S" "$M"
 expect "mount returns once the mount answers" 0 "^mounted .* \(txdirfs pid [0-9]+"
 check "MNT/.txdir answers right after mount returns" stat "$M/.txdir"
+if [ "$(id -u)" = 0 ]; then
+	ra=$(cat "/sys/class/bdi/$(mountpoint -d "$M")/read_ahead_kb" 2>&1)
+	if [ "$ra" = 2048 ]; then ok "readahead of the mount raised to 2048 KiB"; else not_ok "readahead of the mount raised to 2048 KiB" "$ra"; fi
+fi
 mount_store "$S" "$M"
 expect "mounting a mounted mount point is refused" 1 "already mounted"
 
@@ -98,6 +102,25 @@ mc check "$M"
 expect "check after lazy umount: down" 2
 kill "$holder" 2>/dev/null
 wait "$holder" 2>/dev/null
+
+# SIGTERM (what systemd sends) is a clean stop: the server unmounts, exits,
+# and what was committed is there after the next mount.
+mount_store "$S" "$M"
+expect "mount for SIGTERM" 0
+spid=$(sed -n 's/.*txdirfs pid \([0-9]*\).*/\1/p' <<<"$OUT")
+echo "before TERM" >"$M/term" 2>/dev/null
+if [ -n "$spid" ] && kill -TERM "$spid"; then
+	for ((i = 0; i < 200; i++)); do kill -0 "$spid" 2>/dev/null || break; sleep 0.05; done
+	if kill -0 "$spid" 2>/dev/null; then not_ok "SIGTERM stops txdirfs" "pid $spid still running"; else ok "SIGTERM stops txdirfs"; fi
+else
+	not_ok "SIGTERM stops txdirfs" "no pid in: $OUT"
+fi
+if mountpoint -q "$M"; then not_ok "SIGTERM unmounts" "$M still mounted"; else ok "SIGTERM unmounts"; fi
+mount_store "$S" "$M"
+expect "mount after SIGTERM" 0
+if [ "$(cat "$M/term" 2>&1)" = "before TERM" ]; then ok "data written before SIGTERM is there"; else not_ok "data written before SIGTERM is there" "$(cat "$M/term" 2>&1)"; fi
+mc umount "$M"
+expect "umount after SIGTERM test" 0
 
 # A server that cannot start: one line with its own error output.
 mkdir -p "$T/notastore"
