@@ -279,6 +279,13 @@ void txd_set_notify(struct txd_fs *fs, const struct txd_notify *n)
 	pthread_mutex_unlock(&fs->lock);
 }
 
+/* notify is set once, before requests arrive (txd_set_notify) */
+void fs_will_block(struct txd_fs *fs)
+{
+	if (fs->notify.will_block)
+		fs->notify.will_block(fs->notify.arg);
+}
+
 /* ---- the commit pipeline (fs.h steps 3-4) --------------------------------------- */
 int fs_commit(struct txd_fs *fs, struct rec_buf *b, struct wal_pos *posp)
 {

@@ -138,6 +138,9 @@ struct txd_fs {
 /* Append and apply one commit (steps 3-4); pos (optional) gets where it went. */
 int fs_commit(struct txd_fs *fs, struct rec_buf *b, struct wal_pos *pos);
 void fs_notify_flush(struct txd_fs *fs);
+/* txd_notify.will_block, if set (before a wait for the disk or for other
+ * requests). */
+void fs_will_block(struct txd_fs *fs);
 void fs_queue_inval(struct txd_fs *fs, uint64_t parent_node, const char *name);
 struct node *fs_node(struct txd_fs *fs, uint64_t id);
 /* Nodes belong to a view: t == NULL is the main tree, else a transaction. */

@@ -128,8 +128,10 @@ int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct
 	/* a transaction's content waits in packs for its commit (txn.h) */
 	if (t || p.inline_bytes > INLINE_MAX)
 		err = spill_inline(fs, &p);
-	if (!err && !t && p.has_spilled && fs->opts.durability != TXD_DUR_NONE)
+	if (!err && !t && p.has_spilled && fs->opts.durability != TXD_DUR_NONE) {
+		fs_will_block(fs);
 		err = chunkstore_sync(fs->cs); /* packs before the record naming them */
+	}
 	if (!err) {
 		pthread_mutex_lock(&fs->lock);
 		err = content_record(fs, t, in, wf, &p, pid, &pos);

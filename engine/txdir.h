@@ -102,6 +102,12 @@ void txd_fs_close(struct txd_fs *fs);
 struct txd_notify {
 	void (*inval_entry)(void *arg, uint64_t parent_node, const char *name);
 	void (*inval_inode)(void *arg, uint64_t node);
+	/* will_block(arg) (optional): the calling thread is about to wait — for
+	 * the disk (fdatasync of packs before a large commit) or for other
+	 * requests (a transaction commit waiting for its writers to close). It
+	 * may be called with engine locks held, and must not call the engine:
+	 * the FUSE layer gets another thread reading requests meanwhile. */
+	void (*will_block)(void *arg);
 	void *arg;
 };
 void txd_set_notify(struct txd_fs *fs, const struct txd_notify *n);

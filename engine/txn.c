@@ -583,6 +583,8 @@ static int wait_writers(struct txd_fs *fs, struct txn *t)
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += TXN_BUSY_WAIT_MS / 1000;
+	if (t->nwriters)
+		fs_will_block(fs); /* their close must get through meanwhile */
 	while (t->nwriters && t->state == TXN_ACTIVE)
 		if (pthread_cond_timedwait(&fs->txn_cv, &fs->lock, &until))
 			break;
@@ -620,6 +622,8 @@ int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
 	if (t->log.nops) {
 		struct rec_buf b;
 		rec_init(&b, t->id, fs_now_ns(), (uint32_t)pid);
+		if (fs->opts.durability != TXD_DUR_NONE)
+			fs_will_block(fs);
 		if ((err = log_ops(fs, t, &b)) || (err = merged_dirs(fs, t, &b)) ||
 		    (fs->opts.durability != TXD_DUR_NONE && (err = chunkstore_sync(fs->cs)))) {
 			rec_release(&b);

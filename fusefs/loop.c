@@ -21,8 +21,10 @@
  *   - It first wakes a follower to take the role (so requests keep flowing
  *     while it works) when the request may block or take long — READ (disk),
  *     WRITE larger than TX_INLINE_WRITE, anything unusual (see may_block) — or
- *     when requests are queueing up (a read succeeded at the first try). A
- *     handler that is about to wait in the engine calls tx_loop_detach().
+ *     when requests are queueing up (a read succeeded at the first try). When
+ *     the engine is about to wait (an fdatasync before a large commit, a
+ *     transaction commit waiting for writers) it says so through
+ *     txd_notify.will_block, which calls tx_loop_detach().
  *   - Woken followers read without blocking: on EAGAIN they go back to sleep,
  *     so under load as many threads run as there is work, and when the load
  *     ends they fall silent again. Threads are created on demand, up to
@@ -242,8 +244,10 @@ static void hand_off_locked(void)
 	}
 	if (loop.nthreads >= loop.max_threads || loop.exiting)
 		return;
-	if (pthread_create(&t, NULL, worker, NULL)) {
-		tx_log(LOG_WARNING, "loop: cannot start a worker: %s", strerror(errno));
+	int rc = pthread_create(&t, NULL, worker, NULL);
+
+	if (rc) {
+		tx_log(LOG_WARNING, "loop: cannot start a worker: %s", strerror(rc));
 		return;
 	}
 	loop.threads[loop.nthreads++] = t;
@@ -328,6 +332,11 @@ static void *worker(void *arg)
 		__atomic_fetch_sub(&loop.busy, 1, __ATOMIC_RELAXED);
 		self.inline_vacant = false;
 		pthread_mutex_lock(&loop.lock);
+		/* libfuse ends the session itself on a failed INIT */
+		if (fuse_session_exited(loop.se)) {
+			end_loop_locked(0);
+			break;
+		}
 	}
 	pthread_mutex_unlock(&loop.lock);
 	free(fb.mem);
@@ -357,21 +366,23 @@ int tx_loop_run(struct fuse_session *se, unsigned int max_threads, const sigset_
 	loop.max_threads = max_threads ? max_threads : 1;
 	loop.threads = calloc(loop.max_threads, sizeof(*loop.threads));
 	loop.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	rc = -ENOMEM;
 	if (!loop.threads || loop.wake_fd < 0)
-		return -ENOMEM;
+		goto out;
 	fl = fcntl(loop.dev_fd, F_GETFL);
+	rc = -errno;
 	if (fl < 0 || fcntl(loop.dev_fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		return -errno;
+		goto out;
 	rc = fuse_session_custom_io(se, &tx_io, loop.dev_fd);
 	if (rc < 0)
-		return rc;
+		goto out;
 
 	pthread_mutex_lock(&loop.lock);
 	hand_off_locked();
 	rc = loop.nthreads ? 0 : -EAGAIN;
 	pthread_mutex_unlock(&loop.lock);
 	if (rc)
-		return rc;
+		goto out;
 
 	p = (struct pollfd){.fd = loop.wake_fd, .events = POLLIN};
 	while (!__atomic_load_n(&loop.exiting, __ATOMIC_ACQUIRE) && !fuse_session_exited(se)) {
@@ -384,7 +395,10 @@ int tx_loop_run(struct fuse_session *se, unsigned int max_threads, const sigset_
 	/* nthreads only grows, and only while !exiting: stable now */
 	for (unsigned int i = 0; i < loop.nthreads; i++)
 		pthread_join(loop.threads[i], NULL);
+	rc = loop.error;
+out:
 	free(loop.threads);
-	close(loop.wake_fd);
-	return loop.error;
+	if (loop.wake_fd >= 0)
+		close(loop.wake_fd);
+	return rc;
 }

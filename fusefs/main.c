@@ -331,19 +331,21 @@ static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *fo,
 
 static unsigned int read_ahead_kb = TXDIRFS_READ_AHEAD_KB;
 static const char *mount_point;
+static bool initialized; /* INIT answered */
 
 /* The mount's device number, from /proc/self/mountinfo: stat(2) of the
  * mount point would ask this very server (mnt is absolute and resolved:
  * fuse_parse_cmdline ran realpath on it). */
 static bool mount_dev(const char *mnt, char *dev, size_t size)
 {
-	char line[8192], point[PATH_MAX], d[64];
+	char point[PATH_MAX], d[64], *line = NULL;
+	size_t cap = 0;
 	bool found = false;
 	FILE *f = fopen("/proc/self/mountinfo", "r");
 
 	if (!f)
 		return false;
-	while (fgets(line, sizeof(line), f)) {
+	while (getline(&line, &cap, f) > 0) {
 		/* "ID PARENT MAJ:MIN ROOT POINT ..." (POINT octal-escaped) */
 		if (sscanf(line, "%*u %*u %63s %*s %4095s", d, point) != 2)
 			continue;
@@ -360,6 +362,7 @@ static bool mount_dev(const char *mnt, char *dev, size_t size)
 			found = true;
 		}
 	}
+	free(line);
 	fclose(f);
 	return found;
 }
@@ -385,6 +388,10 @@ void tx_mount_ready(void)
 {
 	if (mount_point)
 		set_read_ahead(mount_point, read_ahead_kb);
+	initialized = true;
+	/* only now is the mount usable: a failed INIT (libfuse refuses a
+	 * capability the kernel lacks) must not report success */
+	daemon_ready(0);
 }
 
 /* Mount and serve until unmounted or signalled. Returns the exit status. */
@@ -406,9 +413,8 @@ static int run(struct fuse_args *args, const struct fuse_cmdline_opts *fo,
 		goto out_notifier;
 	mount_point = fo->mountpoint;
 	tx_notifier_attach(se);
-	daemon_ready(0);
 	/* > 0: ended by that signal (SIGTERM from systemd is a clean stop) */
-	status = serve(se, fo, sigs) < 0 ? 1 : 0;
+	status = serve(se, fo, sigs) < 0 || !initialized ? 1 : 0;
 	/* Let pending durability callbacks send their replies first. */
 	txd_sync_wait(txdirfs.fs);
 	fuse_session_unmount(se);

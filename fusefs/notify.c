@@ -146,12 +146,19 @@ static void *notifier_main(void *arg)
 	return NULL;
 }
 
+static void on_will_block(void *arg)
+{
+	(void)arg;
+	tx_loop_detach();
+}
+
 int tx_notifier_start(struct txd_fs *fs)
 {
 	/* static: the engine may keep the pointer */
 	static const struct txd_notify cb = {
 		.inval_entry = on_inval_entry,
 		.inval_inode = on_inval_inode,
+		.will_block = on_will_block,
 		.arg = NULL,
 	};
 	int rc = pthread_create(&q.thread, NULL, notifier_main, NULL);

@@ -258,15 +258,20 @@ static void tx_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 
 /* ---- files ----------------------------------------------------------------- */
 
-/* The kernel flagged this write or truncating open: drop set-uid/set-gid
- * (proto.c). It flags every such request of a caller without CAP_FSETID
- * (non-root, or root in a user namespace); without bits to drop, and on
- * control files, the engine does nothing. */
-static int kill_suidgid(fuse_ino_t ino)
+/* Drop set-uid/set-gid when the kernel flagged this write or truncating
+ * open (proto.c): it flags every such request of a caller without
+ * CAP_FSETID (non-root, or root in a user namespace). Without bits to drop,
+ * and on control files, the engine does nothing. */
+static int drop_suidgid(fuse_ino_t ino, bool flagged)
 {
 	static const struct txd_setattr kill = {.valid = TXD_SET_KILL_SUIDGID};
 
-	return tx_kill_suidgid() ? txd_setattr(FS, ino, &kill, 0, NULL) : 0;
+	return flagged ? txd_setattr(FS, ino, &kill, 0, NULL) : 0;
+}
+
+static int kill_suidgid(fuse_ino_t ino)
+{
+	return drop_suidgid(ino, tx_kill_suidgid());
 }
 
 /* -ESTALE passes through: the node id was replaced (snapshot readers keep the
@@ -338,10 +343,6 @@ static void tx_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	ssize_t n;
 
 	tx_caller(req);
-	/* A control-file write may wait in the engine (a commit waits for the
-	 * transaction's writers to close): another thread reads meanwhile. */
-	if (!fi->writepage && !txd_node_cacheable(FS, ino))
-		tx_loop_detach();
 	n = kill_suidgid(ino);
 	if (n == 0)
 		n = txd_write(FS, fi->fh, buf, size, (uint64_t)off);
@@ -399,9 +400,15 @@ static void tx_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 static void tx_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 			 struct fuse_file_info *fi)
 {
-	(void)ino;
+	/* FALLOCATE carries no kill flag, and with HANDLE_KILLPRIV_V2 the kernel
+	 * leaves the bits to us: a caller other than root (which has
+	 * CAP_FSETID) drops them, as fallocate(2) does on ext4. */
+	int rc = drop_suidgid(ino, fuse_req_ctx(req)->uid != 0);
+
 	tx_caller(req);
-	reply_rc(req, txd_fallocate(FS, fi->fh, mode, (uint64_t)off, (uint64_t)len), "fallocate");
+	if (rc == 0)
+		rc = txd_fallocate(FS, fi->fh, mode, (uint64_t)off, (uint64_t)len);
+	reply_rc(req, rc, "fallocate");
 }
 
 /* ---- directories ----------------------------------------------------------- */

@@ -100,9 +100,9 @@ void tx_loop_block_signals(sigset_t *old);
  * or a signal of sigs' complement arriving: sigs is the mask the supervisor
  * waits with). Returns 0 or the negative errno that ended it. */
 int tx_loop_run(struct fuse_session *se, unsigned int max_threads, const sigset_t *sigs);
-/* Called by a handler before an engine call that may wait (a transaction
- * commit waiting for writers): gets another thread reading the device if this
- * one was processing its request with nobody reading. */
+/* The engine is about to wait on this thread (txd_notify.will_block): gets
+ * another thread reading the device if this one was processing its request
+ * with nobody reading. */
 void tx_loop_detach(void);
 
 /* ---- proto.c ---- */

@@ -886,7 +886,8 @@ static void t_write_clears_suid(const char *d)
  * FUSE_HANDLE_KILLPRIV_V2): as nobody on its own file, a truncate, an
  * O_TRUNC open and a second write after the bits came back each drop them;
  * set-gid without group execute stays (a mandatory-locking mark, not a
- * privilege); root's writes keep them (CAP_FSETID); any chown drops them. */
+ * privilege); so does fallocate (FALLOCATE has no kill flag: the server
+ * decides); root's writes keep them (CAP_FSETID); any chown drops them. */
 static int mode_is(const char *f, mode_t want)
 {
 	struct stat st;
@@ -907,6 +908,9 @@ static int suid_as_nobody(const char *f)
 		return 4;
 	if ((fd = open(f, O_WRONLY)) < 0)
 		return 5;
+	if (fchmod(fd, 06777) || fallocate(fd, 0, 0, 4096) || !mode_is(f, 0777) ||
+	    ftruncate(fd, 0))
+		return 10;
 	for (int round = 0; round < 2; round++) {
 		if (fchmod(fd, 06777) || pwrite(fd, "ab", 2, round) != 2 || !mode_is(f, 0777))
 			return 6 + round;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,6 +306,53 @@ Test(txn, commit_waits_for_writers)
 	txd_release(fs, w.fh);
 	cr_assert_eq(cmd("t", "commit"), 0);
 	expect_file("f", "y");
+}
+
+/* txd_notify.will_block: the engine announces a wait before it starts, so
+ * the FUSE layer can keep serving the requests that end it. Here the
+ * announcement releases the writer (from another thread, as a close would
+ * arrive): the commit then succeeds instead of waiting out its bound. */
+static sem_t announced;
+static int nannounced;
+
+static void on_will_block(void *arg)
+{
+	(void)arg;
+	__atomic_fetch_add(&nannounced, 1, __ATOMIC_RELAXED);
+	sem_post(&announced);
+}
+
+static void *close_writer(void *arg)
+{
+	uint64_t fh = *(uint64_t *)arg;
+
+	sem_wait(&announced);
+	txd_write(fs, fh, "z", 1, 0);
+	txd_flush(fs, fh, &tt_cred, NULL);
+	txd_release(fs, fh);
+	return NULL;
+}
+
+Test(txn, commit_announces_its_wait)
+{
+	static const struct txd_notify cb = {.will_block = on_will_block};
+	struct txd_open_out w;
+	uint64_t node;
+	pthread_t t;
+
+	cr_assert_eq(sem_init(&announced, 0, 0), 0);
+	txd_set_notify(fs, &cb);
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_put(fs, vpath("t", "f"), "x", 1), 0);
+	cr_assert_eq(tt_resolve(fs, vpath("t", "f"), NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
+	cr_assert_eq(pthread_create(&t, NULL, close_writer, &w.fh), 0);
+	cr_expect_eq(cmd("t", "commit"), 0);
+	if (!__atomic_load_n(&nannounced, __ATOMIC_RELAXED))
+		sem_post(&announced); /* not announced: let the writer go anyway */
+	pthread_join(t, NULL);
+	cr_expect_geq(nannounced, 1);
+	expect_file("f", "z");
 }
 
 /* Views never share entries with the main tree or each other. */
