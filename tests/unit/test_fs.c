@@ -746,3 +746,29 @@ Test(fs, max_snapshot_age_releases_old_snapshots)
 	txd_release(fs, r.fh);
 	expect_file("f", "v1");
 }
+
+/* txd_notify.will_block: a commit that must fdatasync its packs first (content
+ * beyond the inline limit) announces the wait; a small one does not. */
+static int nblocks;
+
+static void count_block(void *arg)
+{
+	(void)arg;
+	__atomic_fetch_add(&nblocks, 1, __ATOMIC_RELAXED);
+}
+
+Test(fs, large_commit_announces_its_sync)
+{
+	static const struct txd_notify cb = {.will_block = count_block};
+	size_t big = 6u << 20;
+	char *buf = calloc(1, big);
+
+	cr_assert_not_null(buf);
+	memset(buf, 'b', big);
+	txd_set_notify(fs, &cb);
+	cr_assert_eq(tt_put(fs, "small", "s", 1), 0);
+	cr_expect_eq(nblocks, 0, "a small commit needs no sync");
+	cr_assert_eq(tt_put(fs, "big", buf, big), 0);
+	cr_expect_geq(nblocks, 1, "the pack fdatasync was not announced");
+	free(buf);
+}
