@@ -177,7 +177,11 @@ static void tx_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	int rc;
 
 	tx_caller(req);
-	if (tx_kill_suidgid())
+	/* chown(f, -1, -1) arrives as a ctime-only SETATTR without the kill
+	 * flag (the kernel flags only uid/gid changes), yet drops the bits on
+	 * ext4; nothing else sends ctime alone (utimensat with both times
+	 * omitted returns before reaching the file system). */
+	if (tx_kill_suidgid() || to_set == FUSE_SET_ATTR_CTIME)
 		sa.valid |= TXD_SET_KILL_SUIDGID;
 	rc = txd_setattr(FS, ino, &sa, fi ? fi->fh : 0, &a);
 	if (rc < 0)

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <linux/magic.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -952,9 +953,139 @@ static void t_suid_rules(const char *d)
 	CHECK_OK(chown(f, 0, 0));
 	if (!mode_is(f, 0755))
 		TC_FAIL("after chown: %o, want 755", st_of(f).st_mode & 07777);
+	CHECK_OK(chmod(f, 06755));
+	CHECK_OK(chown(f, (uid_t)-1, (gid_t)-1)); /* changes nothing but the bits */
+	if (!mode_is(f, 0755))
+		TC_FAIL("after chown -1 -1: %o, want 755", st_of(f).st_mode & 07777);
 	CHECK_OK(chmod(f, 02745));
 	CHECK_OK(chown(f, 1, 1));
 	CHECK(mode_is(f, 02745));
+}
+
+/* The set-uid matrix: 12 operations x 5 modes, as root and as nobody, on
+ * files owned by nobody; the expected mode is Linux's (measured on ext4):
+ * writes, truncations (truncate, ftruncate, O_TRUNC), fallocate and appends
+ * drop S_ISUID and group-executable S_ISGID unless the caller has CAP_FSETID
+ * (root); chown drops them for everyone, chown(-1, -1) included; chmod sets
+ * them; utimensat, setxattr and a shared-mmap store leave them. */
+enum { SM_WRITE, SM_TRUNCATE, SM_FTRUNCATE, SM_OTRUNC, SM_FALLOCATE, SM_CHOWN_NONE,
+       SM_CHOWN_SELF, SM_CHMOD, SM_UTIMES, SM_SETXATTR, SM_MMAP, SM_APPEND, SM_PWRITE_FAR,
+       SM_NOPS };
+static const mode_t sm_modes[] = {06755, 02755, 02745, 04777, 06777};
+
+static int sm_op(int k, const char *f)
+{
+	int fd = -1, r = 0;
+	char *p;
+
+	switch (k) {
+	case SM_WRITE:
+	case SM_PWRITE_FAR:
+		fd = open(f, O_WRONLY);
+		r = pwrite(fd, "ab", 2, k == SM_PWRITE_FAR ? 100000 : 0) != 2;
+		break;
+	case SM_APPEND:
+		fd = open(f, O_WRONLY | O_APPEND);
+		r = write(fd, "ab", 2) != 2;
+		break;
+	case SM_TRUNCATE: r = truncate(f, 1); break;
+	case SM_FTRUNCATE:
+		fd = open(f, O_WRONLY);
+		r = ftruncate(fd, 2);
+		break;
+	case SM_OTRUNC:
+		fd = open(f, O_WRONLY | O_TRUNC);
+		r = fd < 0;
+		break;
+	case SM_FALLOCATE:
+		fd = open(f, O_WRONLY);
+		r = fallocate(fd, 0, 0, 8192);
+		break;
+	case SM_CHOWN_NONE: r = chown(f, (uid_t)-1, (gid_t)-1); break;
+	case SM_CHOWN_SELF: r = chown(f, geteuid(), (gid_t)-1); break;
+	case SM_CHMOD: r = chmod(f, 06644); break;
+	case SM_UTIMES: r = utimensat(AT_FDCWD, f, NULL, 0); break;
+	case SM_SETXATTR: r = setxattr(f, "user.k", "v", 1, 0); break;
+	case SM_MMAP:
+		fd = open(f, O_RDWR);
+		p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED)
+			return -1;
+		p[0] = 'm';
+		r = msync(p, 4096, MS_SYNC) || munmap(p, 4096);
+		break;
+	default: r = -1;
+	}
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+static mode_t sm_want(int k, mode_t m, bool root)
+{
+	mode_t killed = m & ~(mode_t)(S_ISUID | ((m & S_IXGRP) ? S_ISGID : 0));
+
+	switch (k) {
+	case SM_CHOWN_NONE:
+	case SM_CHOWN_SELF: return killed;
+	case SM_CHMOD: return 06644;
+	case SM_UTIMES:
+	case SM_SETXATTR:
+	case SM_MMAP: return m;
+	default: return root ? m : killed;
+	}
+}
+
+/* Runs the matrix in PREFIX-K-M files; 0, or 100 + the first failing cell. */
+static int sm_run(const char *prefix, bool root)
+{
+	char f[4096];
+	struct stat st;
+
+	for (int k = 0; k < SM_NOPS; k++)
+		for (int m = 0; m < 5; m++) {
+			snprintf(f, sizeof(f), "%s-%d-%d", prefix, k, m);
+			if (chmod(f, sm_modes[m]) || sm_op(k, f) || stat(f, &st) ||
+			    (st.st_mode & 07777) != sm_want(k, sm_modes[m], root)) {
+				fprintf(stderr, "#   %s op %d mode %o -> %o\n", root ? "root" : "nobody", k,
+					sm_modes[m], st.st_mode & 07777);
+				return 100 + k * 5 + m;
+			}
+		}
+	return 0;
+}
+
+static void t_suid_matrix(const char *d)
+{
+	char prefix[4096], f[4096];
+	pid_t pid;
+	int status;
+
+	if (geteuid() != 0) {
+		printf("#   not root: skipped\n");
+		return;
+	}
+	CHECK_OK(chmod(d, 0777));
+	for (int who = 0; who < 2; who++) {
+		PATHF(prefix, "%s/sm%d", d, who);
+		for (int k = 0; k < SM_NOPS; k++)
+			for (int m = 0; m < 5; m++) {
+				PATHF(f, "%s-%d-%d", prefix, k, m);
+				tc_put(f, "hello world\n");
+				CHECK_OK(chown(f, 65534, 65534));
+			}
+	}
+	PATHF(prefix, "%s/sm0", d);
+	if (sm_run(prefix, true))
+		TC_FAIL("as root: the matrix differs from Linux's (see above)");
+	PATHF(prefix, "%s/sm1", d);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0)
+		_exit(setgid(65534) || setuid(65534) ? 2 : sm_run(prefix, false));
+	CHECK(waitpid(pid, &status, 0) == pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		TC_FAIL("as nobody: the matrix differs from Linux's (status %d)", status);
 }
 
 /* ---- names ---------------------------------------------------------------------- */
@@ -1128,6 +1259,7 @@ static const struct tcase cases[] = {
 	{"setgid_root", t_setgid_root, 0},
 	{"write_clears_suid", t_write_clears_suid, 0},
 	{"suid_rules", t_suid_rules, 0},
+	{"suid_matrix", t_suid_matrix, 0},
 	{"name_255_256", t_name_255_256, 0},
 	{"xattr_64k", t_xattr_64k, 0},
 	{"statfs_fields", t_statfs_fields, 0},
