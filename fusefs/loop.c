@@ -62,7 +62,7 @@
 #include "txdirfs.h"
 
 /* How long the reader polls without sleeping after its last request. A
- * request/reply round trip here takes ~6.5 us; programs that issue requests
+ * request/reply round trip here takes ~7 us; programs that issue requests
  * in sequence send the next one well within this. Bounded so an idle mount
  * costs nothing: the spin ends 50 us after the last request. While other
  * workers have requests in hand (parallel cold reads), the reader yields the
