@@ -87,14 +87,16 @@ bool tx_proto_reply(struct iovec *iov, int count)
 	const struct fuse_out_header *h;
 	struct fuse_init_out *out;
 
-	if (!__atomic_load_n(&init_seen, __ATOMIC_ACQUIRE) || count < 2 ||
-	    iov[0].iov_len < sizeof(*h))
+	if (!__atomic_load_n(&init_seen, __ATOMIC_ACQUIRE) || iov[0].iov_len < sizeof(*h))
 		return false;
 	h = iov[0].iov_base;
 	if (h->unique != init_unique)
 		return false;
 	__atomic_store_n(&init_seen, false, __ATOMIC_RELEASE);
-	if (h->error || !(init_flags & FUSE_HANDLE_KILLPRIV_V2) ||
+	/* an error reply (a refused INIT) is not a mount that works */
+	if (h->error || count < 2)
+		return false;
+	if (!(init_flags & FUSE_HANDLE_KILLPRIV_V2) ||
 	    iov[1].iov_len < offsetof(struct fuse_init_out, flags) + sizeof(out->flags))
 		return true;
 	out = iov[1].iov_base;

@@ -109,7 +109,7 @@ void tx_loop_detach(void);
 /* Every request read from the device, before libfuse parses it; every reply
  * before it is written (loop.c). */
 void tx_proto_request(const void *buf, size_t len);
-bool tx_proto_reply(struct iovec *iov, int count); /* true: INIT's reply */
+bool tx_proto_reply(struct iovec *iov, int count); /* true: INIT's success */
 /* The request this thread is processing carries the kernel's "drop
  * set-uid/set-gid" flag (SETATTR, WRITE, OPEN or CREATE with O_TRUNC). */
 bool tx_kill_suidgid(void);
