@@ -46,11 +46,19 @@ expect "stats prints Prometheus text" 0 "^txdir_commits_total [0-9]"
 mc stats --json "$M"
 expect "stats --json" 0 '"name":[[:space:]]*"txdir_commits_total"'
 
+# Holds FILE open in the background (pid in $holder) and returns once it is
+# open: the holder touches a barrier file after opening it.
+hold_open() {
+	local i
+	rm -f "$T/held"
+	timeout 30 bash -c 'exec 3<"$1" && touch "$2" && sleep 20' _ "$1" "$T/held" &
+	holder=$!
+	for ((i = 0; i < 1000; i++)); do [ -e "$T/held" ] && return; sleep 0.01; done
+}
+
 # A reader holds a file open: a plain umount must refuse, and leave the
 # mount working.
-timeout 30 bash -c 'exec 3<"$1"; sleep 20' _ "$M/greeting" &
-holder=$!
-sleep 0.5
+hold_open "$M/greeting"
 mc umount "$M"
 expect "umount refused while a file is open" 1 "busy"
 mc check "$M"
@@ -93,9 +101,7 @@ else
 fi
 
 # --lazy detaches a busy mount at once.
-timeout 30 bash -c 'exec 3<"$1"; sleep 20' _ "$M/greeting" &
-holder=$!
-sleep 0.5
+hold_open "$M/greeting"
 mc umount --lazy "$M"
 expect "umount --lazy while busy" 0
 mc check "$M"
