@@ -622,10 +622,11 @@ int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
 	if (t->log.nops) {
 		struct rec_buf b;
 		rec_init(&b, t->id, fs_now_ns(), (uint32_t)pid);
-		if (fs->opts.durability != TXD_DUR_NONE)
+		bool sync = fs->opts.durability != TXD_DUR_NONE;
+		if (sync)
 			fs_will_block(fs);
 		if ((err = log_ops(fs, t, &b)) || (err = merged_dirs(fs, t, &b)) ||
-		    (fs->opts.durability != TXD_DUR_NONE && (err = chunkstore_sync(fs->cs)))) {
+		    (sync && (err = chunkstore_sync(fs->cs)))) {
 			rec_release(&b);
 			return err;
 		}

@@ -76,7 +76,6 @@ enum role { ROLE_NONE, ROLE_READER, ROLE_HELPER };
 
 static struct loop {
 	struct fuse_session *se;
-	int dev_fd;
 	int wake_fd; /* eventfd: ends the reader's and the supervisor's poll */
 	unsigned int max_threads;
 
@@ -93,7 +92,6 @@ static struct loop {
 } loop = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.idle_cv = PTHREAD_COND_INITIALIZER,
-	.dev_fd = -1,
 	.wake_fd = -1,
 };
 
@@ -359,21 +357,20 @@ void tx_loop_block_signals(sigset_t *old)
 int tx_loop_run(struct fuse_session *se, unsigned int max_threads, const sigset_t *sigs)
 {
 	struct pollfd p;
-	int rc, fl;
+	int fd = fuse_session_fd(se), rc, fl;
 
 	loop.se = se;
-	loop.dev_fd = fuse_session_fd(se);
 	loop.max_threads = max_threads ? max_threads : 1;
 	loop.threads = calloc(loop.max_threads, sizeof(*loop.threads));
 	loop.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	rc = -ENOMEM;
 	if (!loop.threads || loop.wake_fd < 0)
 		goto out;
-	fl = fcntl(loop.dev_fd, F_GETFL);
+	fl = fcntl(fd, F_GETFL);
 	rc = -errno;
-	if (fl < 0 || fcntl(loop.dev_fd, F_SETFL, fl | O_NONBLOCK) < 0)
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		goto out;
-	rc = fuse_session_custom_io(se, &tx_io, loop.dev_fd);
+	rc = fuse_session_custom_io(se, &tx_io, fd);
 	if (rc < 0)
 		goto out;
 

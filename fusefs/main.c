@@ -329,7 +329,7 @@ static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *fo,
 	return tx_loop_run(se, fo->singlethread ? 1 : max, sigs);
 }
 
-static unsigned int read_ahead_kb = TXDIRFS_READ_AHEAD_KB;
+static unsigned int read_ahead_kb; /* -o read_ahead_kb */
 static const char *mount_point;
 static bool initialized; /* INIT answered */
 

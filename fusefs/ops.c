@@ -311,7 +311,7 @@ static void tx_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		return;
 	}
 	/* O_TRUNC of an existing set-uid file: the bits go, the open stays */
-	if (tx_kill_suidgid() && kill_suidgid(e.node) == 0)
+	if (tx_kill_suidgid() && drop_suidgid(e.node, true) == 0)
 		txd_getattr(FS, e.node, &e.attr);
 	set_open_info(fi, &o);
 	tx_reply_create_committed(req, &e, fi);

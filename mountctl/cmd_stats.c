@@ -127,14 +127,11 @@ static int print_json(const struct mc_cmd *cmd, char *text)
 int cmd_stats(const struct mc_cmd *cmd, int argc, char **argv)
 {
 	char *mnt = NULL, *path = NULL, *text = NULL;
-	int r, first, st, ret = MC_EXIT_FAIL;
+	int r, st, ret = MC_EXIT_FAIL;
 	bool json;
 	ssize_t n;
 
-	r = mc_parse_read_opts(cmd, argc, argv, &json, &first);
-	if (r >= 0)
-		return r;
-	r = mc_mnt_arg(cmd, argc, argv, first, &mnt);
+	r = mc_read_mnt_args(cmd, argc, argv, &json, &mnt);
 	if (r >= 0)
 		return r;
 	st = mc_mnt_state(mnt);

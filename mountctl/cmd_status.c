@@ -179,13 +179,10 @@ int cmd_status(const struct mc_cmd *cmd, int argc, char **argv)
 	char *mnt = NULL, *raw = NULL;
 	const char *why;
 	bool json, down;
-	int r, first;
+	int r;
 	cJSON *doc;
 
-	r = mc_parse_read_opts(cmd, argc, argv, &json, &first);
-	if (r >= 0)
-		return r;
-	r = mc_mnt_arg(cmd, argc, argv, first, &mnt);
+	r = mc_read_mnt_args(cmd, argc, argv, &json, &mnt);
 	if (r >= 0)
 		return r;
 	doc = load_status(mnt, &raw, &why, &down);
@@ -218,13 +215,10 @@ int cmd_check(const struct mc_cmd *cmd, int argc, char **argv)
 	enum health h;
 	const char *why;
 	bool json, down;
-	int r, first;
+	int r;
 	cJSON *doc;
 
-	r = mc_parse_read_opts(cmd, argc, argv, &json, &first);
-	if (r >= 0)
-		return r;
-	r = mc_mnt_arg(cmd, argc, argv, first, &mnt);
+	r = mc_read_mnt_args(cmd, argc, argv, &json, &mnt);
 	if (r >= 0)
 		return r;
 	doc = load_status(mnt, &raw, &why, &down);

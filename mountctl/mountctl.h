@@ -87,11 +87,13 @@ enum mc_mnt_state {
 	MC_MNT_HUNG,  /* it does not answer within the deadline */
 	MC_MNT_OTHER, /* some other mount */
 };
-/* Classifies mnt (absolute path). Returns the state, or -errno when mnt
- * itself cannot be looked at (e.g. -ENOENT, -ENOTDIR). */
 /* The one MNT operand of a command, made absolute into *mnt (malloc'd):
  * -1 to go on, else the exit code to return (usage or error printed). */
 int mc_mnt_arg(const struct mc_cmd *cmd, int argc, char **argv, int first, char **mnt);
+/* A read command's whole command line: [--json] [--help] MNT. Same returns. */
+int mc_read_mnt_args(const struct mc_cmd *cmd, int argc, char **argv, bool *json, char **mnt);
+/* Classifies mnt (absolute path). Returns the state, or -errno when mnt
+ * itself cannot be looked at (e.g. -ENOENT, -ENOTDIR). */
 int mc_mnt_state(const char *abs_mnt);
 const char *mc_mnt_state_name(int state);
 

@@ -508,3 +508,10 @@ int mc_mnt_arg(const struct mc_cmd *cmd, int argc, char **argv, int first, char 
 	}
 	return -1;
 }
+
+int mc_read_mnt_args(const struct mc_cmd *cmd, int argc, char **argv, bool *json, char **mnt)
+{
+	int first, r = mc_parse_read_opts(cmd, argc, argv, json, &first);
+
+	return r >= 0 ? r : mc_mnt_arg(cmd, argc, argv, first, mnt);
+}

@@ -5,6 +5,8 @@
 #   bm_init           scratch dir ($BENCH_DIR or a fresh one), EXIT trap,
 #                     sets BM_DIR, BM_QUICK, BM_FSTYPE; builds the fileops
 #                     helper (BM_FILEOPS) with cc
+#   bm_include_tar F  tar of /usr/include into F (a 2,000-entry slice with
+#                     QUICK); sets BM_TAR_FILES and BM_TAR_MB
 #   bm_fresh_fs MB    as root: moves BM_DIR onto a new ext4 (loop device over
 #                     a sparse file) for workloads that create many files, so
 #                     the native baseline does not depend on what earlier
@@ -45,6 +47,18 @@ bm_cleanup() {
 	fi
 	[ -n "${BM_OWN_DIR:-}" ] && rm -rf --one-file-system "$BM_OWN_DIR"
 	return 0
+}
+
+bm_include_tar() { # TAR
+	if [ "$BM_QUICK" = 1 ]; then
+		(cd /usr && timeout 60 find include -maxdepth 2 >"$BM_DIR/all.list") || return 1
+		head -n 2000 "$BM_DIR/all.list" >"$BM_DIR/tar.list"
+		timeout 120 tar -C /usr --no-recursion -cf "$1" -T "$BM_DIR/tar.list" || return 1
+	else
+		timeout 300 tar -C /usr -cf "$1" include || return 1
+	fi
+	BM_TAR_FILES=$(tar -tf "$1" | wc -l)
+	BM_TAR_MB=$(du -m "$1" | cut -f1)
 }
 
 bm_fresh_fs() { # SIZE_MB

@@ -213,15 +213,8 @@ bm_mount || exit 1
 NAT=$BM_DIR/native
 mkdir -p "$NAT"
 TAR=$BM_DIR/include.tar
-if [ "$BM_QUICK" = 1 ]; then
-	(cd /usr && timeout 60 find include -maxdepth 2 >"$BM_DIR/all.list") || exit 1
-	head -n 2000 "$BM_DIR/all.list" >"$BM_DIR/tar.list"
-	timeout 120 tar -C /usr --no-recursion -cf "$TAR" -T "$BM_DIR/tar.list" || exit 1
-else
-	timeout 300 tar -C /usr -cf "$TAR" include || exit 1
-fi
-nfiles=$(tar -tf "$TAR" | wc -l)
-tarmb=$(du -m "$TAR" | cut -f1)
+bm_include_tar "$TAR" || exit 1
+nfiles=$BM_TAR_FILES tarmb=$BM_TAR_MB
 cat "$TAR" >/dev/null # page cache
 tx=() nat=()
 for ((r = -1; r < UREPS; r++)); do

@@ -48,18 +48,10 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "mix64.h"
+
 #define MAX_BODY     (300 * 1024)
 #define NAME_MAX_LEN 64
-
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
 
 static uint64_t name_seed(const char *name, uint64_t seq)
 {

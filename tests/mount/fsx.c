@@ -43,6 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mix64.h"
+
 #define KiB 1024UL
 #define MiB (1024UL * 1024UL)
 
@@ -68,11 +70,7 @@ static volatile sig_atomic_t in_map;
 
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
+	return mix64(rng += 0x9e3779b97f4a7c15ULL);
 }
 
 static uint64_t below(uint64_t n)

@@ -81,19 +81,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "mix64.h"
+
 #define MAX_IMAGE 8192
 #define NPROC_MAX 64
 #define NFILES4	  5
-
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
 
 static double now(void)
 {
