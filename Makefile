@@ -63,7 +63,11 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 MOUNT_BIN := $(patsubst tests/mount/%.c,$(BUILD)/tests/mount/%,$(MOUNT_SRC))
 BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRC))
 
-PROGRAMS := $(TXDIRFS) $(MOUNTCTL) $(UNIT_BIN) $(MOUNT_BIN) $(BENCH_BIN)
+# The FUSE floor for the benchmarks: txdirfs's request loop without the engine.
+FLOORFS := $(if $(FUSEFS_SRC),$(BUILD)/tests/bench/floorfs)
+FLOORFS_OBJ := $(call obj,tests/bench/floorfs/floorfs.c fusefs/loop.c fusefs/proto.c)
+
+PROGRAMS := $(TXDIRFS) $(MOUNTCTL) $(UNIT_BIN) $(MOUNT_BIN) $(BENCH_BIN) $(FLOORFS)
 LIBRARIES := $(if $(ENGINE_SRC),$(LIBA) $(LIBSO))
 
 DEPS_PKGS := build-essential pkg-config libfuse3-dev fuse3 libcjson-dev \
@@ -120,6 +124,12 @@ $(BUILD)/tests/mount/%: $(BUILD)/obj/tests/mount/%.o $(SUPPORT_OBJ) $(LIBA)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(SUPPORT_OBJ) $(LIBA) -lcriterion -lattr $(LIBS)
 
+$(BUILD)/obj/tests/bench/floorfs/floorfs.o: TEST_CFLAGS += $(FUSE_CFLAGS) -Ifusefs
+
+$(FLOORFS): $(FLOORFS_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(FUSE_LIBS) -lpthread
+
 $(BUILD)/tests/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIBA)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBA) $(LIBS)
@@ -127,7 +137,7 @@ $(BUILD)/tests/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIBA)
 # Keep objects: they are the incremental build.
 .SECONDARY:
 
--include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/tests/*/*.d)
+-include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/tests/*/*.d $(BUILD)/obj/tests/*/*/*.d)
 
 # ---- dependencies -----------------------------------------------------------
 # No apt call at all when every package is installed.

@@ -492,6 +492,14 @@ static void render_stats(struct txd_fs *fs, struct sbuf *s)
 	       (double)st.checkpoints);
 	metric(s, "txdir_failed", "gauge", "1 when the store refuses changes after an I/O error.",
 	       st.failed);
+	if (fs->notify.stats) {
+		char more[4096];
+		int n = fs->notify.stats(fs->notify.arg, more, sizeof(more));
+
+		if (n > 0)
+			sb_printf(s, "%.*s", (int)(n < (int)sizeof(more) ? n : (int)sizeof(more) - 1),
+				  more);
+	}
 }
 
 static void render_events(struct txd_fs *fs, struct sbuf *s)

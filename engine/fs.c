@@ -142,7 +142,7 @@ void fs_node_put(struct txd_fs *fs, struct node *n)
 
 struct timespec fs_now_ts(void)
 {
-	uint64_t ns = fs_now_ns();
+	uint64_t ns = txd_os->now_file_ns();
 	return (struct timespec){.tv_sec = (time_t)(ns / 1000000000ull),
 				 .tv_nsec = (long)(ns % 1000000000ull)};
 }

@@ -164,6 +164,8 @@ uint64_t fs_now_ns(void);
 /* pid of the request being served on this thread (txd_set_caller), or 0 */
 pid_t fs_caller_pid(void);
 void fs_status_locked(struct txd_fs *fs, struct txd_status *st);
+/* A file timestamp: txd_os->now_file_ns (the kernel's coarse clock), so
+ * times the kernel stamps and times the engine stamps agree. */
 struct timespec fs_now_ts(void);
 /* Attributes of in's head as an OP_INODE body, for a commit to modify. */
 void fs_inode_rec(const struct inode *in, struct rec_inode *r);

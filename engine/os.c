@@ -152,6 +152,11 @@ static uint64_t real_now_realtime_ns(void)
 	return clock_ns(CLOCK_REALTIME);
 }
 
+static uint64_t real_now_file_ns(void)
+{
+	return clock_ns(CLOCK_REALTIME_COARSE);
+}
+
 static uint64_t real_now_monotonic_ns(void)
 {
 	return clock_ns(CLOCK_MONOTONIC);
@@ -172,6 +177,7 @@ const struct txd_os_ops txd_os_real = {
 	.flock = real_flock,
 	.listdir = real_listdir,
 	.now_realtime_ns = real_now_realtime_ns,
+	.now_file_ns = real_now_file_ns,
 	.now_monotonic_ns = real_now_monotonic_ns,
 };
 

@@ -108,6 +108,11 @@ struct txd_notify {
 	 * may be called with engine locks held, and must not call the engine:
 	 * the FUSE layer gets another thread reading requests meanwhile. */
 	void (*will_block)(void *arg);
+	/* stats(arg, buf, cap) (optional): more Prometheus text for
+	 * .txdir/stats (the FUSE layer's request counters); returns the length
+	 * it would write, as snprintf. Called with engine locks held; must not
+	 * call the engine. */
+	int (*stats)(void *arg, char *buf, size_t cap);
 	void *arg;
 };
 void txd_set_notify(struct txd_fs *fs, const struct txd_notify *n);

@@ -159,6 +159,7 @@ int tx_notifier_start(struct txd_fs *fs)
 		.inval_entry = on_inval_entry,
 		.inval_inode = on_inval_inode,
 		.will_block = on_will_block,
+		.stats = tx_proto_stats,
 		.arg = NULL,
 	};
 	int rc = pthread_create(&q.thread, NULL, notifier_main, NULL);

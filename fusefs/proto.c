@@ -24,8 +24,10 @@
  * the kernel offered it, and the loop learns when INIT was answered (the
  * kernel applies the reply's settings then: readahead is tuned after it).
  */
+#include <inttypes.h>
 #include <linux/fuse.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "txdirfs.h"
@@ -34,6 +36,32 @@ static uint64_t init_unique; /* the INIT request's, while it is answered */
 static uint32_t init_flags;  /* what the kernel offered in it */
 static bool init_seen;
 static __thread bool kill_suidgid;
+
+/* Requests read, by opcode; named for the protocol up to 7.38 (the rest are
+ * counted as "other"). */
+enum { OPS_MAX = 64 };
+static uint64_t requests[OPS_MAX];
+static const char *const op_names[OPS_MAX] = {
+	[FUSE_LOOKUP] = "lookup", [FUSE_FORGET] = "forget", [FUSE_GETATTR] = "getattr",
+	[FUSE_SETATTR] = "setattr", [FUSE_READLINK] = "readlink", [FUSE_SYMLINK] = "symlink",
+	[FUSE_MKNOD] = "mknod", [FUSE_MKDIR] = "mkdir", [FUSE_UNLINK] = "unlink",
+	[FUSE_RMDIR] = "rmdir", [FUSE_RENAME] = "rename", [FUSE_LINK] = "link",
+	[FUSE_OPEN] = "open", [FUSE_READ] = "read", [FUSE_WRITE] = "write",
+	[FUSE_STATFS] = "statfs", [FUSE_RELEASE] = "release", [FUSE_FSYNC] = "fsync",
+	[FUSE_SETXATTR] = "setxattr", [FUSE_GETXATTR] = "getxattr",
+	[FUSE_LISTXATTR] = "listxattr", [FUSE_REMOVEXATTR] = "removexattr",
+	[FUSE_FLUSH] = "flush", [FUSE_INIT] = "init", [FUSE_OPENDIR] = "opendir",
+	[FUSE_READDIR] = "readdir", [FUSE_RELEASEDIR] = "releasedir",
+	[FUSE_FSYNCDIR] = "fsyncdir", [FUSE_GETLK] = "getlk", [FUSE_SETLK] = "setlk",
+	[FUSE_SETLKW] = "setlkw", [FUSE_ACCESS] = "access", [FUSE_CREATE] = "create",
+	[FUSE_INTERRUPT] = "interrupt", [FUSE_BMAP] = "bmap", [FUSE_DESTROY] = "destroy",
+	[FUSE_IOCTL] = "ioctl", [FUSE_POLL] = "poll", [FUSE_NOTIFY_REPLY] = "notify_reply",
+	[FUSE_BATCH_FORGET] = "batch_forget", [FUSE_FALLOCATE] = "fallocate",
+	[FUSE_READDIRPLUS] = "readdirplus", [FUSE_RENAME2] = "rename2", [FUSE_LSEEK] = "lseek",
+	[FUSE_COPY_FILE_RANGE] = "copy_file_range", [FUSE_SETUPMAPPING] = "setupmapping",
+	[FUSE_REMOVEMAPPING] = "removemapping", [FUSE_SYNCFS] = "syncfs",
+	[FUSE_TMPFILE] = "tmpfile",
+};
 
 static const void *arg_of(const void *buf, size_t len, size_t need)
 {
@@ -54,6 +82,8 @@ void tx_proto_request(const void *buf, size_t len)
 	kill_suidgid = false;
 	if (len < sizeof(*h))
 		return;
+	if (h->opcode < OPS_MAX)
+		__atomic_fetch_add(&requests[h->opcode], 1, __ATOMIC_RELAXED);
 	switch (h->opcode) {
 	case FUSE_SETATTR:
 		sa = arg_of(buf, len, sizeof(*sa));
@@ -107,4 +137,33 @@ bool tx_proto_reply(struct iovec *iov, int count)
 bool tx_kill_suidgid(void)
 {
 	return kill_suidgid;
+}
+
+/* snprintf at buf + len, counting past cap as snprintf does */
+static int append(char *buf, size_t cap, int len, const char *op, uint64_t n)
+{
+	size_t at = (size_t)len < cap ? (size_t)len : cap;
+
+	return len + snprintf(at < cap ? buf + at : NULL, cap - at,
+			      "txdir_fuse_requests_total{op=\"%s\"} %" PRIu64 "\n", op, n);
+}
+
+int tx_proto_stats(void *arg, char *buf, size_t cap)
+{
+	uint64_t other = 0;
+	int len;
+
+	(void)arg;
+	len = snprintf(buf, cap,
+		       "# HELP txdir_fuse_requests_total Kernel requests read from /dev/fuse.\n"
+		       "# TYPE txdir_fuse_requests_total counter\n");
+	for (int op = 0; op < OPS_MAX; op++) {
+		uint64_t n = __atomic_load_n(&requests[op], __ATOMIC_RELAXED);
+
+		if (n && op_names[op])
+			len = append(buf, cap, len, op_names[op], n);
+		else
+			other += n;
+	}
+	return other ? append(buf, cap, len, "other", other) : len;
 }

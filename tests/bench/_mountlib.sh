@@ -15,6 +15,9 @@
 #   bm_mount [OPTS]   fresh store + mount point under BM_DIR; sets BM_STORE,
 #                     BM_MNT, BM_PID; the server is bounded by timeout
 #   bm_umount         fusermount3 -u (then -uz), waits for the server (bounded)
+#   bm_mount_floor    floorfs (txdirfs's request loop, no engine: the FUSE
+#                     floor, tests/bench/floorfs/) on BM_FLOOR; returns 1
+#                     when the binary is missing (the row is then skipped)
 #   bm_time CMD...    runs CMD, prints elapsed seconds (CMD output to stderr)
 #   median N...       median of numbers
 #   bm_row TARGET TXDIR BASE RATIO GOAL VERDICT   one TARGET table row
@@ -126,6 +129,23 @@ bm_mount() { # [OPTS]
 	done
 	echo "bench: txdirfs did not mount; log:" >&2
 	cat "$BM_DIR/server$BM_N.log" >&2
+	return 1
+}
+
+bm_mount_floor() {
+	local bin=${TXDIR_BUILD:-$(dirname "$TXDIRFS")}/tests/bench/floorfs i
+	[ -x "$bin" ] || return 1
+	BM_FLOOR=$BM_DIR/floor
+	mkdir -p "$BM_FLOOR" || return 1
+	BM_MNTS+=("$BM_FLOOR")
+	timeout -k 5 "$BM_SERVER_LIMIT" "$bin" "$BM_FLOOR" </dev/null >"$BM_DIR/floor.log" 2>&1 &
+	BM_PIDS+=("$!")
+	for ((i = 0; i < 400; i++)); do
+		mountpoint -q "$BM_FLOOR" && return 0
+		kill -0 "$!" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "bench: floorfs did not mount" >&2
 	return 1
 }
 

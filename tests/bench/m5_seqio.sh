@@ -44,6 +44,23 @@ for ((r = 0; r < REPS; r++)); do
 	done
 done
 
+# The warm read on floorfs (txdirfs's loop, no engine; the file in its
+# memory): these reads never reach a server, so this is the kernel's FUSE
+# page cache against ext4's, whatever the server.
+floor=()
+if bm_mount_floor; then
+	for ((r = 0; r < REPS; r++)); do
+		f=$BM_FLOOR/seq$r
+		fio_write "$f" || exit 1
+		dd_read "$f"
+		t=$(bm_time dd_read "$f") || exit 1
+		floor+=("$t")
+		rm -f "$f"
+		echo "rep $r floor: warm $t" >&2
+	done
+	timeout 20 fusermount3 -u "$BM_FLOOR" || timeout 20 fusermount3 -uz "$BM_FLOOR"
+fi
+
 report() { # KEY LABEL GOAL
 	local tx nat mbs_t mbs_n ratio
 	# shellcheck disable=SC2086
@@ -59,6 +76,14 @@ report() { # KEY LABEL GOAL
 }
 report w "seq write+fsync ${MB} MiB" 0.6
 report rw "seq read ${MB} MiB, warm cache" 0.9
+if [ ${#floor[@]} -gt 0 ]; then
+	mbs_f=$(awk -v m=$MB -v t="$(median "${floor[@]}")" 'BEGIN { printf "%.0f", m / t }')
+	# shellcheck disable=SC2086
+	mbs_n=$(awk -v m=$MB -v t="$(median ${T[rw_native]})" 'BEGIN { printf "%.0f", m / t }')
+	echo "BENCH m5_rw_floor $mbs_f MiB/s floorfs (no engine)"
+	bm_row "M5 seq read ${MB} MiB, warm cache, FUSE floor (floorfs)" "$mbs_f MiB/s" \
+		"$mbs_n MiB/s ($BM_FSTYPE)" "$(bm_ratio "$mbs_f" "$mbs_n")" "(reference)" "-"
+fi
 if [ "$BM_ROOT" -eq 0 ]; then
 	report rc "seq read ${MB} MiB, cold cache" 0.7
 else

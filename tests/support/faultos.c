@@ -482,6 +482,11 @@ static uint64_t fos_realtime(void)
 	return txd_os_real.now_realtime_ns() + (uint64_t)clock_off;
 }
 
+static uint64_t fos_file_time(void)
+{
+	return txd_os_real.now_file_ns() + (uint64_t)clock_off;
+}
+
 static uint64_t fos_monotonic(void)
 {
 	return txd_os_real.now_monotonic_ns() + (uint64_t)clock_off;
@@ -502,6 +507,7 @@ const struct txd_os_ops faultos_ops = {
 	.flock = fos_flock,
 	.listdir = fos_listdir,
 	.now_realtime_ns = fos_realtime,
+	.now_file_ns = fos_file_time,
 	.now_monotonic_ns = fos_monotonic,
 };
 

@@ -1,0 +1,462 @@
+/*
+ * floorfs — the FUSE floor of this machine, for the benchmarks.
+ *
+ * An in-memory file system served by txdirfs's own request loop
+ * (fusefs/loop.c, fusefs/proto.c) with txdirfs's kernel settings (writeback
+ * cache, FUSE_HANDLE_KILLPRIV_V2, 1 s entry/attr timeouts, 1 MiB writes,
+ * coarse-clock timestamps) and no engine: no commit, no log, no versions,
+ * no locks beyond one mutex. What a workload costs on floorfs is what the
+ * kernel's FUSE protocol costs here; what txdir costs above it is the
+ * engine's. tests/bench/m8_untar_make.sh reports it as the "FUSE floor" row.
+ *
+ *   floorfs MOUNTPOINT      foreground; ends at unmount or SIGTERM
+ *
+ * Enough of POSIX for `tar x`: lookup, mkdir, mknod, create, open, read,
+ * write, setattr, symlink, readlink, link, unlink, rmdir, getxattr (none
+ * stored), flush, release, fsync; no readdir or rename. Nothing is ever
+ * freed (a benchmark process).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "txdirfs.h"
+
+struct node {
+	struct stat st;
+	char *data; /* file bytes, or a symlink's target */
+	size_t cap;
+};
+
+struct dentry {
+	struct dentry *next;
+	fuse_ino_t parent, ino;
+	char name[];
+};
+
+enum { HASH_SIZE = 1 << 16 };
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static struct node *nodes; /* index = inode number; 1 is the root */
+static size_t nnodes, nodes_cap;
+static struct dentry *hash[HASH_SIZE];
+
+/* ---- what fusefs/loop.c and proto.c expect of their program ---- */
+void tx_log(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	(void)level;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void tx_mount_ready(void) {}
+
+/* ---- the tree ---- */
+static struct timespec now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME_COARSE, &t);
+	return t;
+}
+
+static unsigned int hash_of(fuse_ino_t parent, const char *name)
+{
+	uint64_t h = parent * 0x9e3779b97f4a7c15ull;
+
+	for (; *name; name++)
+		h = (h ^ (unsigned char)*name) * 0x100000001b3ull;
+	return (unsigned int)(h >> 40) & (HASH_SIZE - 1);
+}
+
+static struct dentry *find(fuse_ino_t parent, const char *name)
+{
+	for (struct dentry *d = hash[hash_of(parent, name)]; d; d = d->next)
+		if (d->parent == parent && !strcmp(d->name, name))
+			return d;
+	return NULL;
+}
+
+static fuse_ino_t node_new(uid_t uid, gid_t gid, mode_t mode, dev_t rdev)
+{
+	struct timespec t = now();
+
+	if (nnodes >= nodes_cap) {
+		size_t cap = nodes_cap ? nodes_cap * 2 : 1024;
+		struct node *n = realloc(nodes, cap * sizeof(*n));
+
+		if (!n)
+			return 0;
+		nodes = n;
+		nodes_cap = cap;
+	}
+	memset(&nodes[nnodes], 0, sizeof(nodes[nnodes]));
+	nodes[nnodes].st = (struct stat){.st_ino = nnodes, .st_mode = mode, .st_nlink = 1,
+					 .st_uid = uid, .st_gid = gid, .st_rdev = rdev,
+					 .st_blksize = 4096, .st_atim = t, .st_mtim = t, .st_ctim = t};
+	return nnodes++;
+}
+
+/* Links a new node under parent; replies the entry or an error. */
+static void add_entry(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      dev_t rdev, const char *target, struct fuse_file_info *fi)
+{
+	struct fuse_entry_param e = {.attr_timeout = 1.0, .entry_timeout = 1.0};
+	size_t len = strlen(name);
+	struct dentry *d;
+	fuse_ino_t ino;
+
+	pthread_mutex_lock(&mu);
+	if (find(parent, name)) {
+		pthread_mutex_unlock(&mu);
+		fuse_reply_err(req, EEXIST);
+		return;
+	}
+	ino = node_new(fuse_req_ctx(req)->uid, fuse_req_ctx(req)->gid, mode, rdev);
+	d = ino ? malloc(sizeof(*d) + len + 1) : NULL;
+	if (!d || (target && !(nodes[ino].data = strdup(target)))) {
+		pthread_mutex_unlock(&mu);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (target)
+		nodes[ino].st.st_size = (off_t)strlen(target);
+	if (S_ISDIR(mode)) {
+		nodes[ino].st.st_nlink = 2;
+		nodes[parent].st.st_nlink++;
+	}
+	d->parent = parent;
+	d->ino = ino;
+	memcpy(d->name, name, len + 1);
+	d->next = hash[hash_of(parent, name)];
+	hash[hash_of(parent, name)] = d;
+	nodes[parent].st.st_mtim = nodes[parent].st.st_ctim = now();
+	e.ino = ino;
+	e.attr = nodes[ino].st;
+	pthread_mutex_unlock(&mu);
+	if (fi)
+		fuse_reply_create(req, &e, fi);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+/* ---- requests ---- */
+static void fl_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	conn->want |= conn->capable & (FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_ASYNC_READ |
+				       FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_CACHE_SYMLINKS |
+				       FUSE_CAP_ATOMIC_O_TRUNC);
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	conn->max_write = 1u << 20;
+	conn->time_gran = 1;
+}
+
+static void fl_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e = {.attr_timeout = 1.0, .entry_timeout = 1.0};
+	struct dentry *d;
+
+	pthread_mutex_lock(&mu);
+	d = find(parent, name);
+	if (d) {
+		e.ino = d->ino;
+		e.attr = nodes[d->ino].st;
+	}
+	pthread_mutex_unlock(&mu);
+	/* a negative entry (ino 0) is cached for entry_timeout, as txdirfs's */
+	fuse_reply_entry(req, &e);
+}
+
+static void fl_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct stat st;
+
+	(void)fi;
+	pthread_mutex_lock(&mu);
+	st = nodes[ino].st;
+	pthread_mutex_unlock(&mu);
+	fuse_reply_attr(req, &st, 1.0);
+}
+
+static int resize(struct node *n, size_t size)
+{
+	if (size > n->cap) {
+		size_t cap = n->cap ? n->cap : 4096;
+		char *p;
+
+		while (cap < size)
+			cap *= 2;
+		p = realloc(n->data, cap);
+		if (!p)
+			return ENOMEM;
+		memset(p + n->cap, 0, cap - n->cap);
+		n->data = p;
+		n->cap = cap;
+	}
+	if (size < (size_t)n->st.st_size)
+		memset(n->data + size, 0, (size_t)n->st.st_size - size);
+	n->st.st_size = (off_t)size;
+	return 0;
+}
+
+static void fl_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct node *n;
+	struct stat st;
+	int err = 0;
+
+	(void)fi;
+	pthread_mutex_lock(&mu);
+	n = &nodes[ino];
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		err = resize(n, (size_t)attr->st_size);
+	if (to_set & FUSE_SET_ATTR_MODE)
+		n->st.st_mode = (n->st.st_mode & S_IFMT) | (attr->st_mode & 07777);
+	if (to_set & FUSE_SET_ATTR_UID)
+		n->st.st_uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		n->st.st_gid = attr->st_gid;
+	if (to_set & FUSE_SET_ATTR_ATIME)
+		n->st.st_atim = attr->st_atim;
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+		n->st.st_atim = now();
+	if (to_set & FUSE_SET_ATTR_MTIME)
+		n->st.st_mtim = attr->st_mtim;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		n->st.st_mtim = now();
+	n->st.st_ctim = (to_set & FUSE_SET_ATTR_CTIME) ? attr->st_ctim : now();
+	st = n->st;
+	pthread_mutex_unlock(&mu);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_attr(req, &st, 1.0);
+}
+
+static void fl_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	add_entry(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, NULL);
+}
+
+static void fl_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	add_entry(req, parent, name, mode, rdev, NULL, NULL);
+}
+
+static void fl_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
+{
+	add_entry(req, parent, name, S_IFLNK | 0777, 0, target, NULL);
+}
+
+static void fl_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char target[4096];
+
+	pthread_mutex_lock(&mu);
+	snprintf(target, sizeof(target), "%s", nodes[ino].data ? nodes[ino].data : "");
+	pthread_mutex_unlock(&mu);
+	fuse_reply_readlink(req, target);
+}
+
+static void fl_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	add_entry(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, fi);
+}
+
+static void fl_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e = {.attr_timeout = 1.0, .entry_timeout = 1.0, .ino = ino};
+	size_t len = strlen(name);
+	struct dentry *d = malloc(sizeof(*d) + len + 1);
+
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&mu);
+	d->parent = parent;
+	d->ino = ino;
+	memcpy(d->name, name, len + 1);
+	d->next = hash[hash_of(parent, name)];
+	hash[hash_of(parent, name)] = d;
+	nodes[ino].st.st_nlink++;
+	nodes[ino].st.st_ctim = now();
+	e.attr = nodes[ino].st;
+	pthread_mutex_unlock(&mu);
+	fuse_reply_entry(req, &e);
+}
+
+/* unlink and rmdir: the name goes (tar replaces links and files by name) */
+static void fl_remove(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct dentry **p = &hash[hash_of(parent, name)];
+	int err = ENOENT;
+
+	pthread_mutex_lock(&mu);
+	for (; *p; p = &(*p)->next)
+		if ((*p)->parent == parent && !strcmp((*p)->name, name)) {
+			struct node *n = &nodes[(*p)->ino];
+
+			n->st.st_nlink = S_ISDIR(n->st.st_mode) ? 0 : n->st.st_nlink - 1;
+			if (!n->st.st_nlink && S_ISREG(n->st.st_mode)) {
+				/* benchmarks remove files only once they closed them */
+				free(n->data);
+				n->data = NULL;
+				n->cap = 0;
+				n->st.st_size = 0;
+			}
+			n->st.st_ctim = nodes[parent].st.st_mtim = nodes[parent].st.st_ctim = now();
+			*p = (*p)->next; /* the dentry leaks: a benchmark process */
+			err = 0;
+			break;
+		}
+	pthread_mutex_unlock(&mu);
+	fuse_reply_err(req, err);
+}
+
+static void fl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int err = 0;
+
+	if (fi->flags & O_TRUNC) {
+		pthread_mutex_lock(&mu);
+		err = resize(&nodes[ino], 0);
+		pthread_mutex_unlock(&mu);
+	}
+	fi->keep_cache = 1;
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_open(req, fi);
+}
+
+static void fl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct node *n;
+	char *buf;
+	size_t len = 0;
+
+	(void)fi;
+	pthread_mutex_lock(&mu);
+	n = &nodes[ino];
+	if (off < n->st.st_size)
+		len = (size_t)(n->st.st_size - off) < size ? (size_t)(n->st.st_size - off) : size;
+	buf = malloc(len ? len : 1);
+	if (buf)
+		memcpy(buf, n->data + off, len);
+	pthread_mutex_unlock(&mu);
+	if (buf)
+		fuse_reply_buf(req, buf, len);
+	else
+		fuse_reply_err(req, ENOMEM);
+	free(buf);
+}
+
+static void fl_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct node *n;
+	int err = 0;
+
+	(void)fi;
+	pthread_mutex_lock(&mu);
+	n = &nodes[ino];
+	if ((size_t)off + size > (size_t)n->st.st_size)
+		err = resize(n, (size_t)off + size);
+	if (!err) {
+		memcpy(n->data + off, buf, size);
+		n->st.st_mtim = n->st.st_ctim = now();
+	}
+	pthread_mutex_unlock(&mu);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_write(req, size);
+}
+
+static void fl_ok(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void fl_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)datasync;
+	fl_ok(req, ino, fi);
+}
+
+static void fl_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	(void)ino;
+	(void)name;
+	(void)size;
+	fuse_reply_err(req, ENODATA);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = fl_init,
+	.lookup = fl_lookup,
+	.getattr = fl_getattr,
+	.setattr = fl_setattr,
+	.readlink = fl_readlink,
+	.mknod = fl_mknod,
+	.mkdir = fl_mkdir,
+	.symlink = fl_symlink,
+	.link = fl_link,
+	.unlink = fl_remove,
+	.rmdir = fl_remove,
+	.open = fl_open,
+	.read = fl_read,
+	.write = fl_write,
+	.flush = fl_ok,
+	.release = fl_ok,
+	.fsync = fl_fsync,
+	.getxattr = fl_getxattr,
+	.create = fl_create,
+};
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_session *se;
+	sigset_t sigs;
+	int status = 1;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s MOUNTPOINT\n", argv[0]);
+		return 2;
+	}
+	if (fuse_opt_add_arg(&args, argv[0]) || fuse_opt_add_arg(&args, "-ofsname=floorfs"))
+		return 1;
+	nnodes = 1; /* inode 0 is "no entry"; 1 is the root */
+	if (node_new(getuid(), getgid(), S_IFDIR | 0755, 0) != FUSE_ROOT_ID)
+		return 1;
+	nodes[FUSE_ROOT_ID].st.st_nlink = 2;
+	tx_loop_block_signals(&sigs);
+	se = fuse_session_new(&args, &ops, sizeof(ops), NULL);
+	if (se && fuse_session_mount(se, argv[1]) == 0) {
+		status = tx_loop_run(se, 64, &sigs) < 0;
+		fuse_session_unmount(se);
+	}
+	if (se)
+		fuse_session_destroy(se);
+	fuse_opt_free_args(&args);
+	return status;
+}
