@@ -72,7 +72,7 @@ LIBRARIES := $(if $(ENGINE_SRC),$(LIBA) $(LIBSO))
 
 DEPS_PKGS := build-essential pkg-config libfuse3-dev fuse3 libcjson-dev \
 	libcriterion-dev libattr1-dev attr libxxhash-dev sqlite3 rsync hyperfine \
-	fio valgrind util-linux procps git
+	fio valgrind util-linux procps git python3
 
 MAN_PAGES := $(wildcard mountctl/man/*.[1-8])
 

@@ -653,7 +653,8 @@ int txd_setattr(struct txd_fs *fs, uint64_t node, const struct txd_setattr *sa, 
 	if (n->ctl) {
 		/* `echo x > ctl`: a truncation of a control file is a no-op */
 		err = sa->valid & ~(TXD_SET_SIZE | TXD_SET_ATIME | TXD_SET_MTIME | TXD_SET_CTIME |
-				    TXD_SET_ATIME_NOW | TXD_SET_MTIME_NOW | TXD_SET_KILL_SUIDGID)
+				    TXD_SET_ATIME_NOW | TXD_SET_MTIME_NOW | TXD_SET_KILL_SUIDGID |
+				    TXD_SET_CTIME_NOW)
 			      ? -EPERM
 			      : ctl_getattr(fs, n, out ? out : &(struct txd_attr){0});
 		goto out_unlock;

@@ -154,6 +154,9 @@ enum {
 	 * decides when: FUSE_HANDLE_KILLPRIV_V2). Nothing is committed for it
 	 * when neither bit is set; control files ignore it. */
 	TXD_SET_KILL_SUIDGID = 1 << 9,
+	/* ctime = now, committed even when nothing else changes: chown(f, -1,
+	 * -1), which ext4 counts as a change. */
+	TXD_SET_CTIME_NOW = 1 << 10,
 };
 struct txd_setattr {
 	uint32_t valid; /* TXD_SET_* */

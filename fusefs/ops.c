@@ -177,11 +177,14 @@ static void tx_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	int rc;
 
 	tx_caller(req);
-	/* chown(f, -1, -1) arrives as a ctime-only SETATTR without the kill
-	 * flag (the kernel flags only uid/gid changes), yet drops the bits on
-	 * ext4; nothing else sends ctime alone (utimensat with both times
-	 * omitted returns before reaching the file system). */
-	if (tx_kill_suidgid() || to_set == FUSE_SET_ATTR_CTIME)
+	/* chown(f, -1, -1) arrives without the kill flag (the kernel flags only
+	 * uid/gid changes), yet moves ctime and drops the bits on ext4. For a
+	 * regular file it is a ctime-only SETATTR (the kernel keeps its times),
+	 * for anything else an empty one. Nothing else sends either: utimensat
+	 * with both times omitted returns before reaching the file system. */
+	if (to_set == 0)
+		sa.valid |= TXD_SET_CTIME_NOW;
+	if (tx_kill_suidgid() || to_set == FUSE_SET_ATTR_CTIME || to_set == 0)
 		sa.valid |= TXD_SET_KILL_SUIDGID;
 	rc = txd_setattr(FS, ino, &sa, fi ? fi->fh : 0, &a);
 	if (rc < 0)

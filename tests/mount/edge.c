@@ -222,6 +222,43 @@ static void t_ctime_truncate(const char *d) { ctime_case(d, C_TRUNC); }
 static void t_ctime_write(const char *d) { ctime_case(d, C_WRITE); }
 static void t_ctime_setxattr(const char *d) { ctime_case(d, C_XATTR); }
 
+/* chown(f, -1, -1) changes nothing but counts as a change: ctime moves for
+ * every type (lchown for a symlink), and set-gid of a group-executable
+ * non-directory goes as with any chown. Through FUSE it arrives as a
+ * ctime-only SETATTR for regular files and an empty one for the rest. */
+static void t_chown_noop_types(const char *d)
+{
+	static const char *const kinds[] = {"file", "dir", "fifo", "symlink"};
+	char p[4096];
+
+	for (size_t k = 0; k < 4; k++) {
+		struct stat a, b;
+		bool is_link = k == 3;
+
+		PATHF(p, "%s/%s", d, kinds[k]);
+		if (k == 0)
+			tc_put(p, "x");
+		else if (k == 1)
+			CHECK_OK(mkdir(p, 0755));
+		else if (k == 2)
+			CHECK_OK(mkfifo(p, 0644));
+		else
+			CHECK_OK(symlink("file", p));
+		if (!is_link)
+			CHECK_OK(chmod(p, 02755));
+		CHECK_OK(lstat(p, &a));
+		tick();
+		CHECK_OK(lchown(p, (uid_t)-1, (gid_t)-1));
+		CHECK_OK(lstat(p, &b));
+		if (ts_cmp(b.st_ctim, a.st_ctim) <= 0)
+			TC_FAIL("%s: ctime did not move", kinds[k]);
+		if (ts_cmp(b.st_mtim, a.st_mtim) != 0)
+			TC_FAIL("%s: mtime moved", kinds[k]);
+		if (!is_link && (b.st_mode & 07777) != (k == 1 ? 02755u : 0755u))
+			TC_FAIL("%s: mode %o after chown -1 -1", kinds[k], b.st_mode & 07777);
+	}
+}
+
 /* A directory's mtime and ctime move on create, unlink, rename (both parents),
  * mkdir, rmdir, symlink, link; not on a chmod of an entry. */
 static void dir_moved(const char *dir, struct stat *before, const char *what)
@@ -1235,6 +1272,7 @@ static const struct tcase cases[] = {
 	{"ctime_truncate", t_ctime_truncate, 0},
 	{"ctime_write", t_ctime_write, 0},
 	{"ctime_setxattr", t_ctime_setxattr, 0},
+	{"chown_noop_types", t_chown_noop_types, 0},
 	{"dir_mtime", t_dir_mtime, 0},
 	{"dir_nlink", t_dir_nlink, 0},
 	{"rename_dir_over_empty", t_rename_dir_over_empty, 0},

@@ -8,7 +8,8 @@
 # so perm runs its cases as nobody on both) — then fsx (random operations on
 # one file against a model: a native control, seeds on the mount, and a run
 # verified again after unmount + remount), then a few server-level scenarios,
-# then crash.sh, programs.sh and txncrash.sh (each with its own summary).
+# then nsdiff.py (random metadata operations against the native dir), then
+# crash.sh, programs.sh and txncrash.sh (each with its own summary).
 # The last line is "N passed, N failed"; exit non-zero on any failure.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -107,6 +108,21 @@ if [ -x "$FSX" ]; then
 	fi
 else
 	not_ok "fsx: $FSX not built"
+fi
+
+# nsdiff: random metadata operations in lock-step on the native dir and the
+# mount (then in a transaction view, committed), every errno and the trees
+# compared (tests/mount/nsdiff.py).
+NSDIFF_SEEDS=${NSDIFF_SEEDS:-60}
+if tm_mount "$MOUNT_OPTS"; then
+	run_prog "nsdiff [main tree]" python3 "$HERE/nsdiff.py" "$TM_NATIVE/nsdiff" "$TM_MNT/nsdiff" \
+		1 "$NSDIFF_SEEDS" 1500
+	run_prog "nsdiff [txn view]" python3 "$HERE/nsdiff.py" "$TM_NATIVE/nsdiff-txn" \
+		"$TM_MNT/nsdiff-txn" 1001 "$NSDIFF_SEEDS" 1500 --txn
+	if tm_umount; then ok "nsdiff: clean unmount and server exit"; else not_ok "nsdiff: unmount/server exit"; fi
+else
+	not_ok "nsdiff: mount"
+	tm_umount >/dev/null
 fi
 
 . "$HERE/scenarios.sh"

@@ -772,3 +772,35 @@ Test(fs, large_commit_announces_its_sync)
 	cr_expect_geq(nblocks, 1, "the pack fdatasync was not announced");
 	free(buf);
 }
+
+/* chown(f, -1, -1) (TXD_SET_CTIME_NOW | TXD_SET_KILL_SUIDGID, as txdirfs
+ * maps the kernel's empty SETATTR for a non-regular file): one commit that
+ * moves ctime and drops set-gid from a group-executable fifo; an empty
+ * setattr commits nothing. The clock is moved, not slept. */
+Test(fs, ctime_now_commits_a_noop_chown)
+{
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_install();
+	reopen();
+	struct txd_entry e;
+	struct txd_attr before, after;
+	struct txd_status st0, st1;
+	cr_assert_eq(txd_mknod(fs, &tt_cred, TXD_ROOT_NODE, "p", S_IFIFO | 02755, 0, &e), 0);
+	cr_assert_eq(txd_getattr(fs, e.node, &before), 0);
+	cr_assert_eq(before.mode & 07777, 02755);
+
+	txd_get_status(fs, &st0);
+	cr_assert_eq(txd_setattr(fs, e.node, &(struct txd_setattr){.valid = 0}, 0, NULL), 0);
+	txd_get_status(fs, &st1);
+	cr_assert_eq(st1.commits, st0.commits, "an empty setattr committed");
+
+	faultos_set_clock_offset(5 * 1000000000ll);
+	struct txd_setattr sa = {.valid = TXD_SET_CTIME_NOW | TXD_SET_KILL_SUIDGID};
+	cr_assert_eq(txd_setattr(fs, e.node, &sa, 0, &after), 0);
+	txd_get_status(fs, &st0);
+	cr_assert_eq(st0.commits, st1.commits + 1);
+	cr_expect_geq(after.ctime.tv_sec, before.ctime.tv_sec + 5);
+	cr_expect_eq(after.mtime.tv_sec, before.mtime.tv_sec);
+	cr_expect_eq(after.mode & 07777, 0755);
+}

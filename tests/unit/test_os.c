@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../engine/os.h"
@@ -105,6 +106,19 @@ Test(os, errors_are_negative_errno)
 	cr_assert_lt(txd_os->pwrite(-1, "x", 1, 0), 0);
 	cr_assert_gt(txd_os->now_realtime_ns(), 1600000000ull * 1000000000ull);
 	cr_assert_gt(txd_os->now_monotonic_ns(), 0);
+}
+
+/* The file clock is the kernel's coarse clock: never ahead of the real one,
+ * at most a few ticks behind it. */
+Test(os, file_clock_is_coarse_realtime)
+{
+	uint64_t file = txd_os->now_file_ns(), real = txd_os->now_realtime_ns();
+	struct timespec res;
+
+	cr_assert_leq(file, real);
+	cr_assert_lt(real - file, 100 * 1000 * 1000ull);
+	cr_assert_eq(clock_getres(CLOCK_REALTIME_COARSE, &res), 0);
+	cr_assert_gt(res.tv_nsec, 1000, "coarse clock resolution %ld ns", res.tv_nsec);
 }
 
 static int count_cb(const char *name, void *arg)
