@@ -156,22 +156,36 @@ class Side:
 def tree(root):
     """Every entry under root: path, mode, links, owner, size, bytes, target,
     xattr names (times differ by design: they are when each side ran)."""
+    def attempt(fn, *args):
+        try:
+            return fn(*args)
+        except OSError as e:  # a caller without permission (run as nobody)
+            return errno.errorcode.get(e.errno, str(e.errno))
+
+    def content(p):
+        with open(p, "rb") as f:
+            return hash(f.read())
+
     out = []
-    for dirpath, dirs, files in os.walk(root):
+    walk_errors = []
+    for dirpath, dirs, files in os.walk(root, onerror=lambda e: walk_errors.append(
+            (os.path.relpath(e.filename, root), errno.errorcode.get(e.errno)))):
         dirs.sort()
         for name in sorted(dirs + files):
             p = os.path.join(dirpath, name)
-            st = os.lstat(p)
+            st = attempt(os.lstat, p)
+            if isinstance(st, str):
+                out.append([os.path.relpath(p, root), st])
+                continue
             ent = [os.path.relpath(p, root), oct(st.st_mode), st.st_nlink, st.st_uid, st.st_gid]
             if stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    ent += [st.st_size, hash(f.read())]
+                ent += [st.st_size, attempt(content, p)]
             elif stat.S_ISLNK(st.st_mode):
                 ent.append(os.readlink(p))
             if not stat.S_ISLNK(st.st_mode):
-                ent.append(sorted(os.listxattr(p, follow_symlinks=False)))
+                ent.append(attempt(lambda q: sorted(os.listxattr(q, follow_symlinks=False)), p))
             out.append(ent)
-    return out
+    return out + sorted(walk_errors)
 
 
 def first_difference(a, b):

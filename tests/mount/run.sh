@@ -119,6 +119,20 @@ if tm_mount "$MOUNT_OPTS"; then
 		1 "$NSDIFF_SEEDS" 1500
 	run_prog "nsdiff [txn view]" python3 "$HERE/nsdiff.py" "$TM_NATIVE/nsdiff-txn" \
 		"$TM_MNT/nsdiff-txn" 1001 "$NSDIFF_SEEDS" 1500 --txn
+	# as nobody: the kernel's permission checks (default_permissions) and the
+	# engine's set-id and ownership rules for an unprivileged caller
+	if [ "$(id -u)" = 0 ]; then
+		py=$(command -v /usr/bin/python3 python3 | head -n 1)
+		for side in "$TM_NATIVE" "$TM_MNT"; do
+			mkdir -p -m 1777 "$side/nsdiff-nobody" "$side/nsdiff-nobody-txn"
+		done
+		run_prog "nsdiff as nobody [main tree]" setpriv --reuid=nobody --regid=nogroup \
+			--clear-groups "$py" "$HERE/nsdiff.py" "$TM_NATIVE/nsdiff-nobody" \
+			"$TM_MNT/nsdiff-nobody" 2001 "$NSDIFF_SEEDS" 1500
+		run_prog "nsdiff as nobody [txn view]" setpriv --reuid=nobody --regid=nogroup \
+			--clear-groups "$py" "$HERE/nsdiff.py" "$TM_NATIVE/nsdiff-nobody-txn" \
+			"$TM_MNT/nsdiff-nobody-txn" 3001 "$NSDIFF_SEEDS" 1500 --txn
+	fi
 	if tm_umount; then ok "nsdiff: clean unmount and server exit"; else not_ok "nsdiff: unmount/server exit"; fi
 else
 	not_ok "nsdiff: mount"
