@@ -186,6 +186,11 @@ pid_t fs_caller_pid(void)
 	return caller_set ? caller.pid : 0;
 }
 
+bool fs_caller_owns(uint32_t uid)
+{
+	return !caller_set || caller.uid == 0 || caller.uid == uid;
+}
+
 /* ---- attributes ----------------------------------------------------------------- */
 static int walk_len(void *arg, uint64_t idx, struct chunk *c)
 {

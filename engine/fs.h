@@ -163,6 +163,8 @@ void fs_inode_unpin(struct txd_fs *fs, struct txn *t, struct inode *in);
 uint64_t fs_now_ns(void);
 /* pid of the request being served on this thread (txd_set_caller), or 0 */
 pid_t fs_caller_pid(void);
+/* The caller (txd_set_caller) is root or has uid; true when none is set. */
+bool fs_caller_owns(uint32_t uid);
 void fs_status_locked(struct txd_fs *fs, struct txd_status *st);
 /* A file timestamp: txd_os->now_file_ns (the kernel's coarse clock), so
  * times the kernel stamps and times the engine stamps agree. */

@@ -654,14 +654,20 @@ int txd_setattr(struct txd_fs *fs, uint64_t node, const struct txd_setattr *sa, 
 		/* `echo x > ctl`: a truncation of a control file is a no-op */
 		err = sa->valid & ~(TXD_SET_SIZE | TXD_SET_ATIME | TXD_SET_MTIME | TXD_SET_CTIME |
 				    TXD_SET_ATIME_NOW | TXD_SET_MTIME_NOW | TXD_SET_KILL_SUIDGID |
-				    TXD_SET_CTIME_NOW)
+				    TXD_SET_CHOWN_NOOP)
 			      ? -EPERM
 			      : ctl_getattr(fs, n, out ? out : &(struct txd_attr){0});
 		goto out_unlock;
 	}
 	struct txd_setattr rest = *sa;
+	bool kills = killed_suidgid(n->in->head->mode) != n->in->head->mode;
+	err = -EPERM;
+	if ((sa->valid & TXD_SET_CHOWN_NOOP) && kills && !fs_caller_owns(n->in->head->uid))
+		goto out_unlock;
 	err = 0;
-	if (killed_suidgid(n->in->head->mode) == n->in->head->mode)
+	if (sa->valid & TXD_SET_CHOWN_NOOP)
+		rest.valid |= TXD_SET_KILL_SUIDGID;
+	if (!kills)
 		rest.valid &= ~TXD_SET_KILL_SUIDGID;
 	if (sa->valid & TXD_SET_SIZE) {
 		err = setattr_size(fs, n, sa->size, h, NULL);

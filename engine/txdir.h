@@ -154,9 +154,11 @@ enum {
 	 * decides when: FUSE_HANDLE_KILLPRIV_V2). Nothing is committed for it
 	 * when neither bit is set; control files ignore it. */
 	TXD_SET_KILL_SUIDGID = 1 << 9,
-	/* ctime = now, committed even when nothing else changes: chown(f, -1,
-	 * -1), which ext4 counts as a change. */
-	TXD_SET_CTIME_NOW = 1 << 10,
+	/* chown(f, -1, -1): a change on ext4 even though nothing changes —
+	 * ctime = now (committed alone if need be) and the set-id bits go as
+	 * with any chown. When bits would go, the caller (txd_set_caller) must
+	 * own the file or be root, else -EPERM: ext4 makes that a mode change. */
+	TXD_SET_CHOWN_NOOP = 1 << 10,
 };
 struct txd_setattr {
 	uint32_t valid; /* TXD_SET_* */

@@ -167,6 +167,13 @@ static struct txd_setattr setattr_of(const struct stat *st, int to_set)
 	return sa;
 }
 
+static bool regular_file(fuse_ino_t ino)
+{
+	struct txd_attr a;
+
+	return txd_getattr(FS, ino, &a) == 0 && S_ISREG(a.mode);
+}
+
 /* fi is set for ftruncate/futimens and O_TRUNC without atomic_o_trunc: the
  * change then joins that handle's working copy (txd_setattr). */
 static void tx_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -177,14 +184,19 @@ static void tx_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	int rc;
 
 	tx_caller(req);
-	/* chown(f, -1, -1) arrives without the kill flag (the kernel flags only
-	 * uid/gid changes), yet moves ctime and drops the bits on ext4. For a
-	 * regular file it is a ctime-only SETATTR (the kernel keeps its times),
-	 * for anything else an empty one. Nothing else sends either: utimensat
-	 * with both times omitted returns before reaching the file system. */
-	if (to_set == 0)
-		sa.valid |= TXD_SET_CTIME_NOW;
-	if (tx_kill_suidgid() || to_set == FUSE_SET_ATTR_CTIME || to_set == 0)
+	/* Two request shapes carry no flag yet must drop set-id bits:
+	 *  - chown(f, -1, -1), which moves ctime and drops the bits on ext4 (the
+	 *    kernel flags only uid/gid changes): a ctime-only SETATTR for a
+	 *    regular file (the kernel keeps its times), an empty one for the
+	 *    rest;
+	 *  - the kernel's privilege drop before a write, fallocate or
+	 *    copy_file_range into a set-id regular file by a caller without
+	 *    CAP_FSETID (file_remove_privs): an empty SETATTR.
+	 * Nothing else sends either (libfuse keeps only the FATTR_ bits it
+	 * names, and utimensat with both times omitted never reaches us). */
+	if (to_set == FUSE_SET_ATTR_CTIME || (to_set == 0 && !regular_file(ino)))
+		sa.valid |= TXD_SET_CHOWN_NOOP;
+	else if (tx_kill_suidgid() || to_set == 0)
 		sa.valid |= TXD_SET_KILL_SUIDGID;
 	rc = txd_setattr(FS, ino, &sa, fi ? fi->fh : 0, &a);
 	if (rc < 0)

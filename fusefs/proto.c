@@ -37,8 +37,8 @@ static uint32_t init_flags;  /* what the kernel offered in it */
 static bool init_seen;
 static __thread bool kill_suidgid;
 
-/* Requests read, by opcode; named for the protocol up to 7.38 (the rest are
- * counted as "other"). */
+/* Requests read, by opcode; named for the protocol up to 7.38, the rest
+ * (and opcodes past the table, e.g. CUSE_INIT) counted as "other". */
 enum { OPS_MAX = 64 };
 static uint64_t requests[OPS_MAX];
 static const char *const op_names[OPS_MAX] = {
@@ -82,8 +82,8 @@ void tx_proto_request(const void *buf, size_t len)
 	kill_suidgid = false;
 	if (len < sizeof(*h))
 		return;
-	if (h->opcode < OPS_MAX)
-		__atomic_fetch_add(&requests[h->opcode], 1, __ATOMIC_RELAXED);
+	/* slot 0 (no opcode) takes the ones beyond the table */
+	__atomic_fetch_add(&requests[h->opcode < OPS_MAX ? h->opcode : 0], 1, __ATOMIC_RELAXED);
 	switch (h->opcode) {
 	case FUSE_SETATTR:
 		sa = arg_of(buf, len, sizeof(*sa));

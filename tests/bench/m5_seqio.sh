@@ -51,9 +51,10 @@ floor=()
 if bm_mount_floor; then
 	for ((r = 0; r < REPS; r++)); do
 		f=$BM_FLOOR/seq$r
-		fio_write "$f" || exit 1
+		# a reference row: a failure drops it, not the run
+		fio_write "$f" || { floor=(); break; }
 		dd_read "$f"
-		t=$(bm_time dd_read "$f") || exit 1
+		t=$(bm_time dd_read "$f") || { floor=(); break; }
 		floor+=("$t")
 		rm -f "$f"
 		echo "rep $r floor: warm $t" >&2

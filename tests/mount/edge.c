@@ -224,8 +224,9 @@ static void t_ctime_setxattr(const char *d) { ctime_case(d, C_XATTR); }
 
 /* chown(f, -1, -1) changes nothing but counts as a change: ctime moves for
  * every type (lchown for a symlink), and set-gid of a group-executable
- * non-directory goes as with any chown. Through FUSE it arrives as a
- * ctime-only SETATTR for regular files and an empty one for the rest. */
+ * non-directory goes as with any chown — for which a caller other than the
+ * owner (or root) gets EPERM. Through FUSE it arrives as a ctime-only
+ * SETATTR for regular files and an empty one for the rest. */
 static void t_chown_noop_types(const char *d)
 {
 	static const char *const kinds[] = {"file", "dir", "fifo", "symlink"};
@@ -256,6 +257,29 @@ static void t_chown_noop_types(const char *d)
 			TC_FAIL("%s: mtime moved", kinds[k]);
 		if (!is_link && (b.st_mode & 07777) != (k == 1 ? 02755u : 0755u))
 			TC_FAIL("%s: mode %o after chown -1 -1", kinds[k], b.st_mode & 07777);
+	}
+	if (geteuid())
+		return;
+	/* by someone else (nobody): EPERM where set-id bits would go (a mode
+	 * change only the owner may make), allowed where none would */
+	for (size_t k = 0; k < 3; k++) {
+		pid_t pid;
+		int status, want = k == 1 ? 0 : EPERM;
+
+		PATHF(p, "%s/%s", d, kinds[k]);
+		CHECK_OK(chmod(p, k == 1 ? 02755 : 06755));
+		pid = CHECK_OK(fork());
+		if (pid == 0) {
+			if (setgid(65534) || setuid(65534))
+				_exit(99);
+			_exit(lchown(p, (uid_t)-1, (gid_t)-1) ? errno : 0);
+		}
+		CHECK_OK(waitpid(pid, &status, 0));
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != want)
+			TC_FAIL("%s: chown -1 -1 by nobody: status %d, want errno %d", kinds[k],
+				WIFEXITED(status) ? WEXITSTATUS(status) : -1, want);
+		if ((st_of(p).st_mode & 07777) != (k == 1 ? 02755u : 06755u))
+			TC_FAIL("%s: mode %o after chown -1 -1 by nobody", kinds[k], st_of(p).st_mode & 07777);
 	}
 }
 

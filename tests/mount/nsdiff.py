@@ -50,13 +50,37 @@ def renameat2(a, b, flags):
         raise OSError(e, os.strerror(e))
 
 
-def rpath(rng):
+def existing(root):
+    """Relative paths under root, and those of regular files (the native
+    side: its state decides the next operation, so both sides get it)."""
+    found, regular = [], []
+    for dirpath, dirs, files in os.walk(root):
+        for name in sorted(dirs + files):
+            rel = os.path.relpath(os.path.join(dirpath, name), root)
+            found.append(rel)
+            try:
+                if stat.S_ISREG(os.lstat(os.path.join(root, rel)).st_mode):
+                    regular.append(rel)
+            except OSError:  # a caller without search permission
+                pass
+    return sorted(found), sorted(regular)
+
+
+def rpath(rng, have):
+    """Mostly a path that exists (or a new name under one), so operations
+    meet entries instead of ENOENT; otherwise any of 5 names x 3 levels."""
+    if have and rng.random() < 0.8:
+        p = rng.choice(have)
+        if rng.random() < 0.3 and p.count("/") < 2:
+            p += "/" + rng.choice(NAMES)
+        return p
     return "/".join(rng.choice(NAMES) for _ in range(rng.randint(1, 3)))
 
 
-def gen_op(rng):
+def gen_op(rng, side):
+    have, files = existing(side.root)
     k = rng.randrange(22)
-    p, q, mode = rpath(rng), rpath(rng), rng.choice(MODES)
+    p, q, mode = rpath(rng, have), rpath(rng, have), rng.choice(MODES)
     if k == 0: return ("mkdir", p, mode)
     if k == 1: return ("rmdir", p)
     if k == 2: return ("create", p, mode, rng.randrange(0, 9000))
@@ -73,9 +97,14 @@ def gen_op(rng):
     if k == 13: return ("mkfifo", p)
     if k == 14: return ("utime", p, rng.randrange(0, 2**31), rng.randrange(0, 10**9))
     if k == 15: return ("chown", p, rng.choice([0, 1000, -1]), rng.choice([0, 1000, -1]))
-    # descriptors: slot, offset, length, path, flags
-    return ("fd", k - 16, rng.randrange(6), rng.randrange(0, 40000), rng.randrange(1, 9000),
-            p, rng.choice(FD_FLAGS))
+    # descriptors: slot, offset, length, path, flags; the I/O goes to open
+    # slots while there are any
+    what, slots = k - 16, sorted(side.fds)
+    slot = rng.choice(slots) if what and slots else rng.randrange(6)
+    if not what and files and rng.random() < 0.9:
+        p = rng.choice(files)
+    return ("fd", what, slot, rng.randrange(0, 40000), rng.randrange(1, 9000), p,
+            rng.choice(FD_FLAGS))
 
 
 class Side:
@@ -213,7 +242,7 @@ def run_seed(native, mount, seed, nops, txn):
     rng = random.Random(seed)
     try:
         for i in range(nops):
-            o = gen_op(rng)
+            o = gen_op(rng, a)
             ra, rb = a.apply(o), b.apply(o)
             if ra != rb:
                 return "op %d %s: native %s, mount %s" % (i, o, ra, rb)

@@ -773,34 +773,52 @@ Test(fs, large_commit_announces_its_sync)
 	free(buf);
 }
 
-/* chown(f, -1, -1) (TXD_SET_CTIME_NOW | TXD_SET_KILL_SUIDGID, as txdirfs
- * maps the kernel's empty SETATTR for a non-regular file): one commit that
- * moves ctime and drops set-gid from a group-executable fifo; an empty
- * setattr commits nothing. The clock is moved, not slept. */
-Test(fs, ctime_now_commits_a_noop_chown)
+/* chown(f, -1, -1) (TXD_SET_CHOWN_NOOP, as txdirfs maps the kernel's
+ * ctime-only or empty SETATTR): one commit that moves ctime even when nothing
+ * else changes, drops set-gid from a group-executable fifo, and is EPERM for
+ * a caller who neither owns the file nor is root when bits would go (ext4
+ * makes that a mode change); a bare kill with nothing to kill commits
+ * nothing. The clock is moved, not slept. */
+static uint64_t commits_now(void)
+{
+	struct txd_status st;
+	txd_get_status(fs, &st);
+	return st.commits;
+}
+
+Test(fs, noop_chown_moves_ctime_and_needs_ownership)
 {
 	txd_fs_close(fs);
 	fs = NULL;
 	faultos_install();
 	reopen();
-	struct txd_entry e;
+	struct txd_entry plain, setgid;
 	struct txd_attr before, after;
-	struct txd_status st0, st1;
-	cr_assert_eq(txd_mknod(fs, &tt_cred, TXD_ROOT_NODE, "p", S_IFIFO | 02755, 0, &e), 0);
-	cr_assert_eq(txd_getattr(fs, e.node, &before), 0);
-	cr_assert_eq(before.mode & 07777, 02755);
+	cr_assert_eq(txd_mknod(fs, &tt_cred, TXD_ROOT_NODE, "p", S_IFIFO | 0755, 0, &plain), 0);
+	cr_assert_eq(txd_mknod(fs, &tt_cred, TXD_ROOT_NODE, "q", S_IFIFO | 02755, 0, &setgid), 0);
+	cr_assert_eq(txd_getattr(fs, plain.node, &before), 0);
 
-	txd_get_status(fs, &st0);
-	cr_assert_eq(txd_setattr(fs, e.node, &(struct txd_setattr){.valid = 0}, 0, NULL), 0);
-	txd_get_status(fs, &st1);
-	cr_assert_eq(st1.commits, st0.commits, "an empty setattr committed");
+	uint64_t c0 = commits_now();
+	struct txd_setattr kill = {.valid = TXD_SET_KILL_SUIDGID};
+	cr_assert_eq(txd_setattr(fs, plain.node, &kill, 0, NULL), 0);
+	cr_assert_eq(commits_now(), c0, "a kill with nothing to kill committed");
 
 	faultos_set_clock_offset(5 * 1000000000ll);
-	struct txd_setattr sa = {.valid = TXD_SET_CTIME_NOW | TXD_SET_KILL_SUIDGID};
-	cr_assert_eq(txd_setattr(fs, e.node, &sa, 0, &after), 0);
-	txd_get_status(fs, &st0);
-	cr_assert_eq(st0.commits, st1.commits + 1);
+	struct txd_setattr noop = {.valid = TXD_SET_CHOWN_NOOP};
+	cr_assert_eq(txd_setattr(fs, plain.node, &noop, 0, &after), 0);
+	cr_assert_eq(commits_now(), c0 + 1);
 	cr_expect_geq(after.ctime.tv_sec, before.ctime.tv_sec + 5);
 	cr_expect_eq(after.mtime.tv_sec, before.mtime.tv_sec);
+	cr_expect_eq(after.mode & 07777, 0755);
+
+	/* not the owner (tt_cred's uid), not root: EPERM when a bit would go */
+	struct txd_cred other = {.uid = tt_cred.uid + 1000, .gid = tt_cred.gid + 1000, .pid = 1};
+	txd_set_caller(&other);
+	cr_assert_eq(txd_setattr(fs, setgid.node, &noop, 0, NULL), -EPERM);
+	cr_assert_eq(txd_getattr(fs, setgid.node, &after), 0);
+	cr_expect_eq(after.mode & 07777, 02755);
+	cr_assert_eq(txd_setattr(fs, plain.node, &noop, 0, NULL), 0);
+	txd_set_caller(&tt_cred);
+	cr_assert_eq(txd_setattr(fs, setgid.node, &noop, 0, &after), 0);
 	cr_expect_eq(after.mode & 07777, 0755);
 }

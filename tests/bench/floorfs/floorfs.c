@@ -357,7 +357,7 @@ static void fl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (off < n->st.st_size)
 		len = (size_t)(n->st.st_size - off) < size ? (size_t)(n->st.st_size - off) : size;
 	buf = malloc(len ? len : 1);
-	if (buf)
+	if (buf && len)
 		memcpy(buf, n->data + off, len);
 	pthread_mutex_unlock(&mu);
 	if (buf)
