@@ -6,9 +6,10 @@ in lock-step to a native directory and to the mount, every result compared.
 
 Per seed: mkdir, rmdir, create, unlink, rename (plain, NOREPLACE, EXCHANGE),
 link, symlink (also dangling and escaping the tree), chmod with set-uid /
-set-gid / sticky bits, chown (also -1 -1), truncate, user.* xattrs, open
-flag combinations, writes, mkfifo, utimensat, and descriptors held open
-for writing across all of that (pwrite, pread, ftruncate, fstat) — over
+set-gid / sticky bits, chown (also -1 -1), truncate, user.* xattrs (also
+XATTR_CREATE / XATTR_REPLACE), open flag combinations, writes, mkfifo,
+utimensat, and descriptors held open for writing across all of that (pwrite,
+pread, ftruncate, fstat, fallocate modes, copy_file_range, fsync) — over
 five names and three levels, so operations collide. The errno of every
 operation must match, and every 50 operations the two trees (type, mode,
 link count, owner, size, bytes, symlink target, xattr names) must too.
@@ -42,6 +43,8 @@ OPEN_FLAGS = [os.O_RDONLY, os.O_WRONLY | os.O_TRUNC, os.O_RDWR | os.O_CREAT | os
               os.O_WRONLY | os.O_CREAT, os.O_RDONLY | os.O_DIRECTORY,
               os.O_WRONLY | os.O_APPEND, os.O_RDONLY | os.O_NOFOLLOW]
 FD_FLAGS = [os.O_RDWR, os.O_WRONLY | os.O_APPEND, os.O_RDWR | os.O_TRUNC]
+# fallocate(2) modes: allocate, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE, ZERO_RANGE
+FALLOC_MODES = [0, 1, 3, 0x10]
 
 
 def renameat2(a, b, flags):
@@ -79,7 +82,7 @@ def rpath(rng, have):
 
 def gen_op(rng, side):
     have, files = existing(side.root)
-    k = rng.randrange(22)
+    k = rng.randrange(27)
     p, q, mode = rpath(rng, have), rpath(rng, have), rng.choice(MODES)
     if k == 0: return ("mkdir", p, mode)
     if k == 1: return ("rmdir", p)
@@ -97,6 +100,14 @@ def gen_op(rng, side):
     if k == 13: return ("mkfifo", p)
     if k == 14: return ("utime", p, rng.randrange(0, 2**31), rng.randrange(0, 10**9))
     if k == 15: return ("chown", p, rng.choice([0, 1000, -1]), rng.choice([0, 1000, -1]))
+    if k == 22: return ("getxattr", p, rng.choice(["user.x", "user.y"]))
+    if k == 23: return ("setxattr", p, rng.choice(["user.x", "user.y"]), rng.randrange(0, 300),
+                        rng.choice([os.XATTR_CREATE, os.XATTR_REPLACE]))
+    if k >= 24:  # fallocate, copy_file_range, fsync on open descriptors
+        slots = sorted(side.fds)
+        return ("fd", k - 18, rng.choice(slots) if slots else 0, rng.randrange(0, 40000),
+                rng.randrange(1, 20000), rng.choice(FALLOC_MODES),
+                rng.choice(slots) if slots else 0)
     # descriptors: slot, offset, length, path, flags; the I/O goes to open
     # slots while there are any
     what, slots = k - 16, sorted(side.fds)
@@ -118,6 +129,21 @@ class Side:
     def fd_op(self, o):
         _, k, slot, off, ln, rel, flags = o
         fd = self.fds.get(slot)
+        if k >= 6 and fd is None:
+            return "no descriptor"
+        if k == 6:  # rel is the fallocate mode here
+            if libc.fallocate(fd, rel, ctypes.c_long(off), ctypes.c_long(ln)) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, os.strerror(e))
+            return "ok"
+        if k == 7:  # flags is the source slot here
+            src = self.fds.get(flags)
+            if src is None:
+                return "no descriptor"
+            return "copied %d" % os.copy_file_range(src, fd, ln, off // 2, off)
+        if k == 8:
+            os.fsync(fd)
+            return "ok"
         if k == 0:
             if fd is not None:
                 os.close(self.fds.pop(slot))
@@ -158,7 +184,9 @@ class Side:
             elif name == "symlink": os.symlink(o[1], P(o[2]))
             elif name == "chmod": os.chmod(P(o[1]), o[2])
             elif name == "truncate": os.truncate(P(o[1]), o[2])
-            elif name == "setxattr": os.setxattr(P(o[1]), o[2], b"v" * o[3])
+            elif name == "setxattr":
+                os.setxattr(P(o[1]), o[2], b"v" * o[3], o[4] if len(o) > 4 else 0)
+            elif name == "getxattr": return "value %d" % len(os.getxattr(P(o[1]), o[2]))
             elif name == "removexattr": os.removexattr(P(o[1]), o[2])
             elif name == "open": os.close(os.open(P(o[1]), o[2] | os.O_NONBLOCK, 0o640))
             elif name == "write":
