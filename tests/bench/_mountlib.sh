@@ -17,7 +17,8 @@
 #   bm_umount         fusermount3 -u (then -uz), waits for the server (bounded)
 #   bm_mount_floor    floorfs (txdirfs's request loop, no engine: the FUSE
 #                     floor, tests/bench/floorfs/) on BM_FLOOR; returns 1
-#                     when the binary is missing (the row is then skipped)
+#                     when the binary is missing (the row is then skipped);
+#                     bm_umount_floor unmounts it
 #   bm_time CMD...    runs CMD, prints elapsed seconds (CMD output to stderr)
 #   median N...       median of numbers
 #   bm_row TARGET TXDIR BASE RATIO GOAL VERDICT   one TARGET table row
@@ -147,6 +148,10 @@ bm_mount_floor() {
 	done
 	echo "bench: floorfs did not mount" >&2
 	return 1
+}
+
+bm_umount_floor() {
+	timeout 20 fusermount3 -u "$BM_FLOOR" || timeout 20 fusermount3 -uz "$BM_FLOOR"
 }
 
 bm_umount() {

@@ -59,17 +59,19 @@ if bm_mount_floor; then
 		rm -f "$f"
 		echo "rep $r floor: warm $t" >&2
 	done
-	timeout 20 fusermount3 -u "$BM_FLOOR" || timeout 20 fusermount3 -uz "$BM_FLOOR"
+	bm_umount_floor
 fi
 
+mbs() { # SECONDS... -> MiB/s of their median
+	awk -v m=$MB -v t="$(median "$@")" 'BEGIN { printf "%.0f", m / t }'
+}
+
 report() { # KEY LABEL GOAL
-	local tx nat mbs_t mbs_n ratio
+	local mbs_t mbs_n ratio
 	# shellcheck disable=SC2086
-	tx=$(median ${T[${1}_txdir]})
+	mbs_t=$(mbs ${T[${1}_txdir]})
 	# shellcheck disable=SC2086
-	nat=$(median ${T[${1}_native]})
-	mbs_t=$(awk -v m=$MB -v t="$tx" 'BEGIN { printf "%.0f", m / t }')
-	mbs_n=$(awk -v m=$MB -v t="$nat" 'BEGIN { printf "%.0f", m / t }')
+	mbs_n=$(mbs ${T[${1}_native]})
 	ratio=$(bm_ratio "$mbs_t" "$mbs_n")
 	echo "BENCH m5_${1}_txdir $mbs_t MiB/s $2"
 	echo "BENCH m5_${1}_native $mbs_n MiB/s $2 ($BM_FSTYPE)"
@@ -78,9 +80,9 @@ report() { # KEY LABEL GOAL
 report w "seq write+fsync ${MB} MiB" 0.6
 report rw "seq read ${MB} MiB, warm cache" 0.9
 if [ ${#floor[@]} -gt 0 ]; then
-	mbs_f=$(awk -v m=$MB -v t="$(median "${floor[@]}")" 'BEGIN { printf "%.0f", m / t }')
+	mbs_f=$(mbs "${floor[@]}")
 	# shellcheck disable=SC2086
-	mbs_n=$(awk -v m=$MB -v t="$(median ${T[rw_native]})" 'BEGIN { printf "%.0f", m / t }')
+	mbs_n=$(mbs ${T[rw_native]})
 	echo "BENCH m5_rw_floor $mbs_f MiB/s floorfs (no engine)"
 	bm_row "M5 seq read ${MB} MiB, warm cache, FUSE floor (floorfs)" "$mbs_f MiB/s" \
 		"$mbs_n MiB/s ($BM_FSTYPE)" "$(bm_ratio "$mbs_f" "$mbs_n")" "(reference)" "-"

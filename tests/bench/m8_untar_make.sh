@@ -49,7 +49,7 @@ for ((r = 0; r < REPS; r++)); do
 	done
 done
 for ((r = 0; r < REPS; r++)); do timeout 600 rm -rf "$BM_MNT/u$r" "$NAT/u$r"; done
-[ ${#floor[@]} -gt 0 ] && { timeout 20 fusermount3 -u "$BM_FLOOR" || timeout 20 fusermount3 -uz "$BM_FLOOR"; }
+[ ${#floor[@]} -gt 0 ] && bm_umount_floor
 mt=$(median "${tx[@]}")
 mn=$(median "${nat[@]}")
 ratio=$(bm_ratio "$mn" "$mt")

@@ -37,6 +37,19 @@ static struct stat st_of(const char *path)
 	return st;
 }
 
+/* fn(arg) in a child process as nobody (uid and gid 65534): its return
+ * value (99 when the child could not switch), or -1 if it did not exit. */
+static int as_nobody(int (*fn)(const void *arg), const void *arg)
+{
+	pid_t pid = CHECK_OK(fork());
+	int status;
+
+	if (pid == 0)
+		_exit(setgid(65534) || setuid(65534) ? 99 : fn(arg));
+	CHECK(waitpid(pid, &status, 0) == pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 static int ts_cmp(struct timespec a, struct timespec b)
 {
 	if (a.tv_sec != b.tv_sec)
@@ -227,6 +240,11 @@ static void t_ctime_setxattr(const char *d) { ctime_case(d, C_XATTR); }
  * non-directory goes as with any chown — for which a caller other than the
  * owner (or root) gets EPERM. Through FUSE it arrives as a ctime-only
  * SETATTR for regular files and an empty one for the rest. */
+static int lchown_noop(const void *path)
+{
+	return lchown(path, (uid_t)-1, (gid_t)-1) ? errno : 0;
+}
+
 static void t_chown_noop_types(const char *d)
 {
 	static const char *const kinds[] = {"file", "dir", "fifo", "symlink"};
@@ -263,21 +281,14 @@ static void t_chown_noop_types(const char *d)
 	/* by someone else (nobody): EPERM where set-id bits would go (a mode
 	 * change only the owner may make), allowed where none would */
 	for (size_t k = 0; k < 3; k++) {
-		pid_t pid;
-		int status, want = k == 1 ? 0 : EPERM;
+		int rc, want = k == 1 ? 0 : EPERM;
 
 		PATHF(p, "%s/%s", d, kinds[k]);
 		CHECK_OK(chmod(p, k == 1 ? 02755 : 06755));
-		pid = CHECK_OK(fork());
-		if (pid == 0) {
-			if (setgid(65534) || setuid(65534))
-				_exit(99);
-			_exit(lchown(p, (uid_t)-1, (gid_t)-1) ? errno : 0);
-		}
-		CHECK_OK(waitpid(pid, &status, 0));
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != want)
-			TC_FAIL("%s: chown -1 -1 by nobody: status %d, want errno %d", kinds[k],
-				WIFEXITED(status) ? WEXITSTATUS(status) : -1, want);
+		rc = as_nobody(lchown_noop, p);
+		if (rc != want)
+			TC_FAIL("%s: chown -1 -1 by nobody: status %d, want errno %d", kinds[k], rc,
+				want);
 		if ((st_of(p).st_mode & 07777) != (k == 1 ? 02755u : 06755u))
 			TC_FAIL("%s: mode %o after chown -1 -1 by nobody", kinds[k], st_of(p).st_mode & 07777);
 	}
@@ -908,10 +919,20 @@ static void t_setgid_root(const char *d)
 }
 
 /* A write by a non-root user clears set-uid and set-gid. */
+static int write_w_at_0(const void *f)
+{
+	int fd = open(f, O_RDWR);
+
+	if (fd < 0)
+		return 3;
+	if (pwrite(fd, "W", 1, 0) != 1)
+		return 4;
+	return close(fd) ? 5 : 0;
+}
+
 static void t_write_clears_suid(const char *d)
 {
 	char f[4096];
-	pid_t pid;
 	int status;
 
 	if (geteuid() != 0) {
@@ -922,22 +943,8 @@ static void t_write_clears_suid(const char *d)
 	tc_put(f, "0123456789");
 	CHECK_OK(chmod(f, 06777));
 	CHECK((st_of(f).st_mode & 07777) == 06777);
-	pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		int fd;
-
-		if (setgid(65534) || setuid(65534))
-			_exit(2);
-		fd = open(f, O_RDWR);
-		if (fd < 0)
-			_exit(3);
-		if (pwrite(fd, "W", 1, 0) != 1)
-			_exit(4);
-		_exit(close(fd) ? 5 : 0);
-	}
-	CHECK(waitpid(pid, &status, 0) == pid);
-	if (!WIFEXITED(status) || WEXITSTATUS(status))
+	status = as_nobody(write_w_at_0, f);
+	if (status)
 		TC_FAIL("child as nobody: status %d", status);
 	if ((st_of(f).st_mode & 07777) != 0777)
 		TC_FAIL("mode after a write by nobody: %o, want 777", st_of(f).st_mode & 07777);
@@ -957,12 +964,10 @@ static int mode_is(const char *f, mode_t want)
 	return stat(f, &st) == 0 && (st.st_mode & 07777) == want;
 }
 
-static int suid_as_nobody(const char *f)
+static int suid_as_nobody(const void *f)
 {
 	int fd;
 
-	if (setgid(65534) || setuid(65534))
-		return 2;
 	if (chmod(f, 06777) || truncate(f, 3) || !mode_is(f, 0777))
 		return 3;
 	if (chmod(f, 06777) || (fd = open(f, O_WRONLY | O_TRUNC)) < 0 || close(fd) ||
@@ -985,7 +990,6 @@ static int suid_as_nobody(const char *f)
 static void t_suid_rules(const char *d)
 {
 	char f[4096];
-	pid_t pid;
 	int status, fd;
 
 	if (geteuid() != 0) {
@@ -995,13 +999,9 @@ static void t_suid_rules(const char *d)
 	PATHF(f, "%s/f", d);
 	tc_put(f, "0123456789");
 	CHECK_OK(chown(f, 65534, 65534));
-	pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0)
-		_exit(suid_as_nobody(f));
-	CHECK(waitpid(pid, &status, 0) == pid);
-	if (!WIFEXITED(status) || WEXITSTATUS(status))
-		TC_FAIL("as nobody: step %d failed", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	status = as_nobody(suid_as_nobody, f);
+	if (status)
+		TC_FAIL("as nobody: step %d failed", status);
 	CHECK(tc_has(f, "cab"));
 	/* root */
 	CHECK_OK(chmod(f, 06755));
@@ -1116,10 +1116,14 @@ static int sm_run(const char *prefix, bool root)
 	return 0;
 }
 
+static int sm_run_nobody(const void *prefix)
+{
+	return sm_run(prefix, false);
+}
+
 static void t_suid_matrix(const char *d)
 {
 	char prefix[4096], f[4096];
-	pid_t pid;
 	int status;
 
 	if (geteuid() != 0) {
@@ -1140,12 +1144,8 @@ static void t_suid_matrix(const char *d)
 	if (sm_run(prefix, true))
 		TC_FAIL("as root: the matrix differs from Linux's (see above)");
 	PATHF(prefix, "%s/sm1", d);
-	pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0)
-		_exit(setgid(65534) || setuid(65534) ? 2 : sm_run(prefix, false));
-	CHECK(waitpid(pid, &status, 0) == pid);
-	if (!WIFEXITED(status) || WEXITSTATUS(status))
+	status = as_nobody(sm_run_nobody, prefix);
+	if (status)
 		TC_FAIL("as nobody: the matrix differs from Linux's (status %d)", status);
 }
 
