@@ -9,6 +9,7 @@
 #include "os.h"
 
 #include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
@@ -20,10 +21,14 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Everything the engine creates is private to the server's user: the
+ * store holds every file's content, whatever its mode on the mount, so no
+ * group or other bit is ever given (os.h). */
 static int real_open(const char *path, int flags, mode_t mode)
 {
 	int fd;
 
+	mode &= OS_PRIVATE_MASK;
 	do
 		fd = open(path, flags | O_CLOEXEC, mode);
 	while (fd < 0 && errno == EINTR);
@@ -100,7 +105,7 @@ static int real_unlink(const char *path)
 
 static int real_mkdir(const char *path, mode_t mode)
 {
-	return mkdir(path, mode) < 0 ? -errno : 0;
+	return mkdir(path, mode & OS_PRIVATE_MASK) < 0 ? -errno : 0;
 }
 
 static int real_flock(int fd, int op)
@@ -262,7 +267,7 @@ static int write_file(const char *dir, const char *name, const void *buf, size_t
 		r = -ENOMEM;
 		goto out_free;
 	}
-	fd = txd_os->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	fd = txd_os->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, OS_FILE_MODE);
 	if (fd < 0) {
 		r = fd;
 		goto out_free;
@@ -329,5 +334,53 @@ int os_read_file(const char *path, char **out, size_t *len)
 		*len = size;
 out_close:
 	txd_os->close(fd);
+	return r;
+}
+
+int os_chmod_private(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (!(st.st_mode & ~OS_PRIVATE_MASK & 07777))
+		return 0;
+	return chmod(path, st.st_mode & OS_PRIVATE_MASK) < 0 ? -errno : 0;
+}
+
+/* nftw has no argument for its callback: one walk at a time is enough
+ * (it runs once, before a store is opened). */
+static __thread struct {
+	char *bad;
+	size_t cap;
+	mode_t mode;
+} shared_walk;
+
+static int find_shared_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)ftw;
+	if (type == FTW_SL || type == FTW_SLN)
+		return 0; /* a link's own bits mean nothing */
+	if (type == FTW_DNR || type == FTW_NS)
+		return -EACCES;
+	if (!(st->st_mode & ~OS_PRIVATE_MASK & 07777))
+		return 0;
+	snprintf(shared_walk.bad, shared_walk.cap, "%s", path);
+	shared_walk.mode = st->st_mode & 07777;
+	return 1;
+}
+
+int os_find_shared(const char *dir, char *bad, size_t cap, mode_t *mode)
+{
+	int r;
+
+	shared_walk.bad = bad;
+	shared_walk.cap = cap;
+	shared_walk.mode = 0;
+	r = nftw(dir, find_shared_one, 16, FTW_PHYS);
+	if (r < 0)
+		return -errno;
+	if (r == 1 && mode)
+		*mode = shared_walk.mode;
 	return r;
 }

@@ -51,6 +51,22 @@ extern const struct txd_os_ops *txd_os;
  * concurrent engine calls: swap only while no store is open. */
 void txd_os_set(const struct txd_os_ops *ops);
 
+/* Store privacy: the engine's open (O_CREAT) and mkdir never give a group
+ * or other bit, whatever mode the caller passes, so every file of a store is
+ * 0600 and every directory 0700 under any usual umask (a store holds every
+ * file's content, whatever its mode on the mount). */
+#define OS_PRIVATE_MASK 0700
+#define OS_FILE_MODE 0600
+#define OS_DIR_MODE 0700
+
+/* Outside the table (permissions, not data: no fault test needs them):
+ * os_chmod_private clears path's group and other bits; os_find_shared walks
+ * dir (not following symlinks) and returns 1 with the first file or
+ * directory that has a group or other bit in bad (and its mode), 0 if none
+ * has, or -errno (-EACCES: a part could not be read). */
+int os_chmod_private(const char *path);
+int os_find_shared(const char *dir, char *bad, size_t cap, mode_t *mode);
+
 /* Loop over short transfers; -EIO if the file ends early on read. */
 int os_pread_full(int fd, void *buf, size_t n, off_t off);
 int os_pwrite_full(int fd, const void *buf, size_t n, off_t off);

@@ -72,7 +72,7 @@ static int mkdir_synced(const char *base, const char *rel)
 	char *p = path_join(base, rel);
 	if (!p)
 		return -ENOMEM;
-	int err = txd_os->mkdir(p, 0755);
+	int err = txd_os->mkdir(p, OS_DIR_MODE);
 	if (err == -EEXIST)
 		err = 0;
 	char *parent = strrchr(p, '/');
@@ -86,9 +86,10 @@ static int mkdir_synced(const char *base, const char *rel)
 
 int store_init(const char *dir)
 {
-	int err = txd_os->mkdir(dir, 0755);
+	int err = txd_os->mkdir(dir, OS_DIR_MODE);
 	if (err && err != -EEXIST)
 		return err;
+	bool existed = err == -EEXIST;
 	char *fmt = path_join(dir, "FORMAT");
 	if (!fmt)
 		return -ENOMEM;
@@ -99,6 +100,10 @@ int store_init(const char *dir)
 	err = txd_os->listdir(dir, only_layout, NULL);
 	if (err)
 		return err < 0 ? err : -TXD_ENOTSTORE;
+	/* S4: a directory the user made (or an old init left) becomes private
+	 * before anything is put in it. */
+	if (existed && (err = os_chmod_private(dir)))
+		return err;
 	for (size_t k = 0; k < sizeof(layout) / sizeof(layout[0]); k++)
 		if ((err = mkdir_synced(dir, layout[k])))
 			return err;
@@ -127,7 +132,7 @@ static int take_lock(struct store *st, pid_t *holder)
 	char *path = path_join(st->dir, "LOCK");
 	if (!path)
 		return -ENOMEM;
-	int fd = txd_os->open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int fd = txd_os->open(path, O_RDWR | O_CREAT | O_CLOEXEC, OS_FILE_MODE);
 	free(path);
 	if (fd < 0)
 		return fd;
@@ -147,6 +152,21 @@ static int take_lock(struct store *st, pid_t *holder)
 	}
 	st->lock_fd = fd;
 	return 0;
+}
+
+int store_check_private(const char *dir, char *bad, size_t cap, mode_t *mode)
+{
+	return os_find_shared(dir, bad, cap, mode);
+}
+
+int txd_store_check_private(const char *dir, char *bad, size_t cap, unsigned int *mode)
+{
+	mode_t m = 0;
+	int r = store_check_private(dir, bad, cap, &m);
+
+	if (mode)
+		*mode = (unsigned int)m;
+	return r;
 }
 
 int store_open(const char *dir, struct store *st, pid_t *holder)

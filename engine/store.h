@@ -16,10 +16,17 @@
  *     (only layout names, no FORMAT); anything else non-empty is refused.
  *  S3 A second opener fails with -TXD_ELOCKED and learns the holder's pid;
  *     nothing of the store is touched before the lock is held.
+ *  S4 A store is private to the server's user: every directory the engine
+ *     creates is 0700 and every file 0600 whatever the umask (os.h), and
+ *     init makes an existing empty directory 0700 before filling it.
+ *     store_check_private finds a part that others could read or write
+ *     (an old store, a chmod): txdirfs refuses to mount it unless told
+ *     to (-o allow_shared_store, txdirfs(8)).
  */
 #ifndef TXD_STORE_H
 #define TXD_STORE_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 #define STORE_FORMAT "txdir-store 1\n"
@@ -32,6 +39,8 @@ struct store {
 
 int store_init(const char *dir);
 int store_open(const char *dir, struct store *st, pid_t *holder);
+/* 1 with the first shared part's path in bad and its mode, 0, or -errno. */
+int store_check_private(const char *dir, char *bad, size_t cap, mode_t *mode);
 void store_close(struct store *st);
 
 #endif

@@ -86,6 +86,11 @@ struct txd_fs;
  * txd_open is the FUSE OPEN of a file.) */
 int txd_store_init(const char *dir);
 
+/* Whether others can read or write a part of the store: 1 with the first
+ * such file or directory in bad (and its mode bits), 0 if the store is
+ * private to its owner (every directory 0700, every file 0600), or -errno. */
+int txd_store_check_private(const char *dir, char *bad, size_t cap, unsigned int *mode);
+
 /* Open (recovering as needed). -TXD_ELOCKED if another process holds it:
  * *holder_pid (optional) gets its pid. */
 int txd_fs_open(const char *dir, const struct txd_opts *opts, struct txd_fs **out,

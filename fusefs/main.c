@@ -13,6 +13,12 @@
  *   max_snapshot_age=SECONDS    bound on old versions kept for readers
  *   txn_grace=SECONDS           abandoned transactions abort after (default 600)
  *   showctl                     list .txdir in the root directory
+ *   nonempty                    mount over a directory that holds files
+ *                               (hiding them); refused without it. libfuse 3
+ *                               no longer knows the option: we take it here
+ *   allow_shared_store          mount a store that other users can read or
+ *                               write (refused without it: the store holds
+ *                               every file's content, whatever its mode)
  *
  * Works from /etc/fstab (`STORE MNT fuse.txdirfs defaults 0 0`): mount.fuse3
  * runs `txdirfs STORE MNT -o opts`.
@@ -24,6 +30,7 @@
  * to syslog and the parent exits 0. This replaces fuse_daemonize(), which
  * forks too late for the engine and always exits 0.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -97,6 +104,8 @@ struct cli {
 	unsigned int txn_grace_s;
 	unsigned int read_ahead_kb;
 	int show_ctl;
+	int nonempty;
+	int allow_shared_store;
 	bool has_fsname;
 	bool allow_other, default_permissions;
 };
@@ -113,6 +122,8 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("txn_grace=%u", txn_grace_s),
 	CLI_OPT("read_ahead_kb=%u", read_ahead_kb),
 	CLI_OPT("showctl", show_ctl),
+	CLI_OPT("nonempty", nonempty),
+	CLI_OPT("allow_shared_store", allow_shared_store),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	FUSE_OPT_KEY("default_permissions", KEY_DEFAULT_PERMISSIONS),
@@ -176,6 +187,8 @@ static void usage(const char *prog)
 	       "    -o max_snapshot_age=SECONDS    bound old versions kept for readers\n"
 	       "    -o txn_grace=SECONDS           abort abandoned transactions after (600)\n"
 	       "    -o showctl                     list .txdir in the root directory\n"
+	       "    -o nonempty                    mount over a directory that holds files\n"
+	       "    -o allow_shared_store          mount a store other users can read\n"
 	       "    -o read_ahead_kb=N             kernel readahead for the mount (default\n"
 	       "                                   %u as root; 0 keeps the kernel's)\n"
 	       "    (txdirfs runs at least %d worker threads whatever max_threads says)\n\n",
@@ -307,6 +320,48 @@ static void daemon_ready(int status)
 
 /* ---- engine and session ----------------------------------------------------- */
 
+/* Whether dir has an entry other than . and .. (false if it cannot be read:
+ * the mount itself then says what is wrong). */
+static bool dir_has_entries(const char *dir)
+{
+	struct dirent *de;
+	bool found = false;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return false;
+	while (!found && (de = readdir(d)))
+		found = strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+	closedir(d);
+	return found;
+}
+
+/* The store holds the content of every file, whatever its mode on the
+ * mount: refuse one that other users can read or write (store.h S4). */
+static int check_store_private(const char *store, bool allow_shared)
+{
+	char bad[PATH_MAX];
+	unsigned int mode = 0;
+	int r;
+
+	if (allow_shared)
+		return 0;
+	r = txd_store_check_private(store, bad, sizeof(bad), &mode);
+	if (r == 0)
+		return 0;
+	if (r < 0) {
+		tx_log(LOG_ERR, "%s: cannot check that the store is private: %s", store,
+		       strerror(-r));
+		return -1;
+	}
+	tx_log(LOG_ERR,
+	       "%s: other users can read or write the store (%s has mode %04o), and it holds "
+	       "the content of every file; run chmod -R go= %s (or mount with -o "
+	       "allow_shared_store)",
+	       store, bad, mode, store);
+	return -1;
+}
+
 static int open_engine(const char *store, const struct txd_opts *o)
 {
 	pid_t holder = 0;
@@ -315,6 +370,10 @@ static int open_engine(const char *store, const struct txd_opts *o)
 	if (rc == -TXD_ELOCKED && holder > 0)
 		tx_log(LOG_ERR, "%s: store is in use by another txdirfs (pid %d)", store,
 		       (int)holder);
+	else if (rc == -TXD_ENOTSTORE && !dir_has_entries(store))
+		tx_log(LOG_ERR, "%s is not a txdir store: run mountctl init %s", store, store);
+	else if (rc == -TXD_ENOTSTORE)
+		tx_log(LOG_ERR, "%s is not a txdir store (it has files but no FORMAT)", store);
 	else if (rc < 0)
 		tx_log(LOG_ERR, "%s: %s", store, txd_strerror(rc));
 	return rc;
@@ -463,6 +522,16 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	if (engine_opts(&cli, &o))
+		goto out;
+	/* Mounting over files hides them; the kernel would allow it silently. */
+	if (!cli.nonempty && dir_has_entries(fo.mountpoint)) {
+		tx_log(LOG_ERR,
+		       "%s is not empty: mounting over it would hide its files (mount with -o "
+		       "nonempty to do it anyway)",
+		       fo.mountpoint);
+		goto out;
+	}
+	if (check_store_private(store, cli.allow_shared_store))
 		goto out;
 	read_ahead_kb = cli.read_ahead_kb;
 	if (!cli.has_fsname && add_fsname(&args, store))
