@@ -342,9 +342,16 @@ static int check_store_private(const char *store, bool allow_shared)
 {
 	char bad[PATH_MAX];
 	unsigned int mode = 0;
-	int r;
+	int dfd, r;
 
 	if (allow_shared)
+		return 0;
+	/* not a store (yet): opening it says so */
+	dfd = open(store, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	r = dfd < 0 ? -1 : faccessat(dfd, "FORMAT", F_OK, 0);
+	if (dfd >= 0)
+		close(dfd);
+	if (r != 0)
 		return 0;
 	r = txd_store_check_private(store, bad, sizeof(bad), &mode);
 	if (r == 0)

@@ -45,10 +45,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "mountctl.h"
 
 #define RUN_NAME_MAX 64
 #define RUN_RETRY -1 /* run_attempt: the commit lost; try again */
+#define RUN_GONE -2  /* commit_txn: the server died (and it said so) */
+#define RUN_BUSY_MS 5000 /* retrying a commit that meets a busy path */
 
 struct run_opts {
 	char *mnt;         /* absolute mount point */
@@ -184,31 +188,185 @@ static int begin_txn(const struct run_opts *o, char name[RUN_NAME_MAX])
 	return MC_EXIT_OWN;
 }
 
-/* Aborts (if still active) and removes the record. */
-static void end_txn(const struct run_opts *o, const char *name, bool abort_it)
+/* Whether a request failed because the server is gone: ENOTCONN for one
+ * made after it died, ECONNABORTED for one it never answered. */
+static bool server_gone(int err)
 {
-	int r;
+	return err == -ENOTCONN || err == -ECONNABORTED;
+}
+
+/* The transaction's id (info.json "txid") in id, or "?" if unreadable:
+ * after a server death, its record is .txdir/dtc/transactions/ID. */
+static void txn_id(const struct run_opts *o, const char *name, char *id, size_t len)
+{
+	char *path = mc_txn_path(o->mnt, name, "info.json"), *text = NULL;
+	cJSON *doc = NULL, *txid;
+
+	snprintf(id, len, "?");
+	if (mc_read_file(path, MC_PROBE_MS, &text) >= 0 && (doc = cJSON_Parse(text))) {
+		txid = cJSON_GetObjectItemCaseSensitive(doc, "txid");
+		if (cJSON_IsNumber(txid))
+			snprintf(id, len, "%.0f", txid->valuedouble);
+	}
+	cJSON_Delete(doc);
+	free(text);
+	free(path);
+}
+
+/* Aborts (if still active) and removes the record; false if the server
+ * turned out to be gone. */
+static bool end_txn(const struct run_opts *o, const char *name, bool abort_it)
+{
+	int r = 0;
 
 	if (abort_it)
-		mc_txn_ctl(o->mnt, name, "abort");
+		r = mc_txn_ctl(o->mnt, name, "abort");
+	if (server_gone(r))
+		return false;
 	r = mc_txn_remove(o->mnt, name);
+	if (server_gone(r))
+		return false;
 	if (r < 0 && r != -ENOENT)
 		mc_err("run", "cannot remove the record of transaction %s: %s", name,
 		       strerror(-r));
+	return true;
 }
 
-/* Commits. 0, RUN_RETRY (lost: the reason in *why, caller frees), or an
- * exit code after printing why. */
-static int commit_txn(const struct run_opts *o, const char *name, char **why)
+/* Where the next " key=" starts after v, or NULL. */
+static const char *next_key(const char *v)
 {
-	char *status;
-	int r = mc_txn_ctl(o->mnt, name, "commit");
+	for (const char *p = strchr(v, ' '); p; p = strchr(p + 1, ' ')) {
+		const char *k = p + 1;
 
-	if (r == 0)
-		return 0;
-	status = mc_txn_status(o->mnt, name);
+		while ((*k >= 'a' && *k <= 'z') || *k == '_')
+			k++;
+		if (k > p + 1 && *k == '=')
+			return p;
+	}
+	return NULL;
+}
+
+/* The value of " KEY=" in a status line (SPEC §4: `aborted conflict
+ * winner=12 path=/a b`): up to the next " key=", except that a path runs to
+ * the end (it comes last, escaped) unless an older txdirfs put keys after
+ * it. Caller frees; NULL if absent. */
+static char *status_value(const char *status, const char *key)
+{
+	char pat[32];
+	const char *v, *end;
+	int kl = snprintf(pat, sizeof(pat), " %s=", key);
+
+	v = strstr(status, pat);
+	if (!v)
+		return NULL;
+	v += kl;
+	if (strcmp(key, "path") == 0) {
+		end = strstr(v, " winner=");
+		if (!end)
+			end = strstr(v, " reason=");
+	} else {
+		end = next_key(v);
+	}
+	if (!end)
+		end = v + strlen(v);
+	return strndup(v, (size_t)(end - v));
+}
+
+/* One line for a transaction that did not commit, from its status line
+ * ("aborted conflict winner=12 path=/a"): "conflict on /a with commit 12",
+ * "busy: /a (main-tree writer)", or the status's own words. Caller frees. */
+static char *why_not_committed(const char *status)
+{
+	char *path, *winner, *reason, *out;
+	const char *words = status;
+
+	if (!status)
+		return mc_strdup("the transaction's status is unreadable");
+	if (strncmp(words, "aborted ", 8) == 0)
+		words += 8;
+	path = status_value(status, "path");
+	winner = status_value(status, "winner");
+	reason = status_value(status, "reason");
+	if (strncmp(words, "conflict", 8) == 0 && path && winner) {
+		if (asprintf(&out, "conflict on %s with commit %s", path, winner) < 0)
+			out = NULL;
+	} else if (strncmp(words, "busy", 4) == 0 && path) {
+		if (asprintf(&out, "busy: %s%s%s%s", path, reason ? " (" : "", reason ? reason : "",
+			     reason ? ")" : "") < 0)
+			out = NULL;
+	} else {
+		out = strdup(words);
+	}
+	free(path);
+	free(winner);
+	free(reason);
+	return out ? out : mc_strdup("out of memory");
+}
+
+/* info.json's last_error (a commit that failed but left the transaction
+ * active), or NULL. Caller frees. */
+static char *last_error(const struct run_opts *o, const char *name)
+{
+	char *path = mc_txn_path(o->mnt, name, "info.json"), *text = NULL, *out = NULL;
+	cJSON *doc = NULL, *e;
+
+	if (mc_read_file(path, MC_PROBE_MS, &text) >= 0 && (doc = cJSON_Parse(text))) {
+		e = cJSON_GetObjectItemCaseSensitive(doc, "last_error");
+		if (cJSON_IsString(e) && *e->valuestring)
+			out = mc_strdup(e->valuestring);
+	}
+	cJSON_Delete(doc);
+	free(text);
+	free(path);
+	return out;
+}
+
+/* Commits. 0, RUN_RETRY (lost: the reason in *why, caller frees),
+ * RUN_GONE (the server died: said which way), or an exit code after
+ * printing why. A commit refused while the transaction stays active (a
+ * busy path: SPEC §4) is tried again for RUN_BUSY_MS, then aborted. */
+static int commit_txn(const struct run_opts *o, const char *name, const char *id, char **why)
+{
+	int64_t waited_ms = 0, pause_ms = 10;
+	char *status = NULL;
+	bool sent;
+	int r;
+
+	for (;;) {
+		r = mc_txn_ctl_sent(o->mnt, name, "commit", &sent);
+		if (r == 0)
+			return 0;
+		if (server_gone(r)) {
+			if (sent)
+				mc_err("run", "outcome unknown: see %s/.txdir/dtc/transactions/%s after "
+				       "remount", o->mnt, id);
+			else
+				mc_err("run", "server gone: nothing committed");
+			return RUN_GONE;
+		}
+		free(status);
+		status = mc_txn_status(o->mnt, name);
+		if (r != -EBUSY || !mc_txn_status_active(status) || waited_ms >= RUN_BUSY_MS)
+			break;
+		usleep((useconds_t)pause_ms * 1000);
+		waited_ms += pause_ms;
+		pause_ms = pause_ms < 200 ? pause_ms * 2 : 200;
+	}
+	if (r == -EBUSY && mc_txn_status_active(status)) {
+		char *err = last_error(o, name);
+
+		*why = NULL;
+		if (asprintf(why, "busy: %s", err ? err : "a path of the transaction is in use") < 0)
+			*why = NULL;
+		free(err);
+		free(status);
+		if (!*why)
+			*why = mc_strdup("busy");
+		return RUN_RETRY;
+	}
 	if (r == -EBUSY) {
-		*why = status ? status : mc_strdup("commit refused (EBUSY), status unreadable");
+		*why = why_not_committed(status);
+		free(status);
 		return RUN_RETRY;
 	}
 	mc_err("run", "commit of %s failed: %s%s%s", name, strerror(-r), status ? ": " : "",
@@ -316,9 +474,19 @@ static int run_cmd(const struct run_opts *o, const char *view, struct run_result
 
 /* ---- one attempt ------------------------------------------------------------- */
 
+/* "sh exited 3", "sh was killed by signal 9 (Killed)". */
+static void describe_exit(const struct run_opts *o, int code, char *buf, size_t len)
+{
+	if (code > 128 && code < 128 + NSIG)
+		snprintf(buf, len, "%s was killed by signal %d (%s)", o->argv[0], code - 128,
+			 strsignal(code - 128));
+	else
+		snprintf(buf, len, "%s exited %d", o->argv[0], code);
+}
+
 static int run_attempt(const struct run_opts *o, char **why)
 {
-	char name[RUN_NAME_MAX], *view;
+	char name[RUN_NAME_MAX], id[32], *view, what[PATH_MAX + 64] = "";
 	struct run_result res;
 	int r;
 
@@ -333,16 +501,32 @@ static int run_attempt(const struct run_opts *o, char **why)
 			return MC_EXIT_OWN;
 		}
 	}
+	txn_id(o, name, id, sizeof(id));
 	view = mc_txn_path(o->mnt, name, "root");
 	r = run_cmd(o, view, &res);
 	free(view);
-	if (r == 0 && res.interrupted)
+	if (r == 0 && res.interrupted) {
 		r = res.code ? res.code : 128 + res.interrupted;
-	else if (r == 0 && (o->read_only || res.code != 0))
+		snprintf(what, sizeof(what), "interrupted by signal %d (%s) after %s exited",
+			 res.interrupted, strsignal(res.interrupted), o->argv[0]);
+	} else if (r == 0 && (o->read_only || res.code != 0)) {
 		r = res.code;
-	else if (r == 0)
-		r = commit_txn(o, name, why);
-	end_txn(o, name, r != 0);
+		if (!o->read_only)
+			describe_exit(o, res.code, what, sizeof(what));
+	} else if (r == 0) {
+		r = commit_txn(o, name, id, why);
+	}
+	if (r == RUN_GONE)
+		return MC_EXIT_OWN; /* commit_txn said what happened */
+	if (!end_txn(o, name, r != 0) && r != 0) {
+		if (*what)
+			mc_err("run", "server gone: nothing committed (%s)", what);
+		else
+			mc_err("run", "server gone: nothing committed");
+		return r == RUN_RETRY ? MC_EXIT_OWN : r;
+	}
+	if (*what)
+		mc_err("run", "aborted: %s", what);
 	return r;
 }
 
@@ -390,7 +574,7 @@ static int run_all(const struct run_opts *o)
 			break;
 	}
 	if (r == RUN_RETRY) {
-		mc_err("run", "conflict: %s", why);
+		mc_err("run", "aborted: %s", why);
 		r = o->conflict_code;
 	}
 	free(why);
@@ -407,7 +591,7 @@ int cmd_run(const struct mc_cmd *cmd, int argc, char **argv)
 		return r == MC_EXIT_USAGE ? MC_EXIT_OWN : r;
 	st = mc_mnt_state(o.mnt);
 	if (st != MC_MNT_OURS) {
-		mc_err(cmd->name, "%s: %s", o.mnt, mc_mnt_state_name(st));
+		mc_err_not_ours(cmd->name, o.mnt, st);
 		r = MC_EXIT_OWN;
 		goto out_free;
 	}

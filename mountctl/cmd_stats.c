@@ -136,7 +136,7 @@ int cmd_stats(const struct mc_cmd *cmd, int argc, char **argv)
 		return r;
 	st = mc_mnt_state(mnt);
 	if (st != MC_MNT_OURS) {
-		mc_err(cmd->name, "%s: %s", mnt, mc_mnt_state_name(st));
+		mc_err_not_ours(cmd->name, mnt, st);
 		goto out_free;
 	}
 	path = mc_join(mnt, ".txdir/stats");

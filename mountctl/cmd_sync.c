@@ -29,7 +29,7 @@ int cmd_sync(const struct mc_cmd *cmd, int argc, char **argv)
 	/* fsync of a plain directory would "succeed" and sync nothing we own. */
 	st = mc_mnt_state(mnt);
 	if (st != MC_MNT_OURS) {
-		mc_err(cmd->name, "%s: %s", mnt, mc_mnt_state_name(st));
+		mc_err_not_ours(cmd->name, mnt, st);
 		goto out_free;
 	}
 	fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -11,9 +11,13 @@
  * says "active"): a `mountctl run` holds the mount in its own mount
  * namespace, where the kernel's EBUSY check does not see it, and would
  * lose its commit. --lazy skips that check.
+ *
+ * Only the user who mounted it (user_id= in mountinfo) or root may unmount
+ * a FUSE mount: another user is told whose mount it is.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +70,26 @@ static bool refuse_active_txns(const char *name, const char *mnt)
 	return n > 0;
 }
 
+/* True (after one line saying whose mount it is) when MNT is a FUSE mount
+ * of another user: fusermount3 would only say that it finds no entry for it
+ * in /etc/mtab. Checked before probing the mount, which another user's
+ * mount without allow_other does not let us do. */
+static bool refuse_not_owner(const char *name, const char *mnt)
+{
+	long owner = mc_mount_owner(mnt);
+	struct passwd *pw;
+	char who[64];
+
+	if (owner < 0 || getuid() == 0 || (long)getuid() == owner)
+		return false;
+	pw = getpwuid((uid_t)owner);
+	snprintf(who, sizeof(who), "%s", pw ? pw->pw_name : "another user");
+	mc_err(name, "%s is mounted by %s (uid %ld): only %s%s can unmount it", mnt, who, owner,
+	       owner == 0 ? "root" : pw ? pw->pw_name : "that user",
+	       owner == 0 ? "" : " or root");
+	return true;
+}
+
 int cmd_umount(const struct mc_cmd *cmd, int argc, char **argv)
 {
 	static const struct option lopts[] = {
@@ -100,6 +124,8 @@ int cmd_umount(const struct mc_cmd *cmd, int argc, char **argv)
 		mc_err(cmd->name, "%s: %s", argv[optind], strerror(errno));
 		return MC_EXIT_FAIL;
 	}
+	if (refuse_not_owner(cmd->name, mnt))
+		goto out_free;
 	st = mc_mnt_state(mnt);
 	switch (st) {
 	case MC_MNT_OURS:

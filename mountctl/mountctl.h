@@ -96,6 +96,11 @@ int mc_read_mnt_args(const struct mc_cmd *cmd, int argc, char **argv, bool *json
  * itself cannot be looked at (e.g. -ENOENT, -ENOTDIR). */
 int mc_mnt_state(const char *abs_mnt);
 const char *mc_mnt_state_name(int state);
+/* One line for a command that needs a txdir mount at mnt and found state
+ * (not MC_MNT_OURS): "MNT is not a txdir mount", stale, not answering. */
+void mc_err_not_ours(const char *cmd, const char *mnt, int state);
+/* Who mounted the FUSE mount at abs_mnt (its user_id=), or -1. */
+long mc_mount_owner(const char *abs_mnt);
 
 /* Runs argv (PATH search) with stdin from /dev/null, capturing stdout and
  * stderr into *output (caller frees; trailing newlines removed). Returns
@@ -121,6 +126,9 @@ int mc_txn_begin(const char *mnt, const char *name);
 /* Writes "COMMAND\n" to the ctl file in one write(2); 0 or -errno (the
  * write's own result: commit fails -EBUSY when it lost). */
 int mc_txn_ctl(const char *mnt, const char *name, const char *command);
+/* The same; *sent says whether the write was made (the ctl file opened):
+ * a failure after it may have reached the server. */
+int mc_txn_ctl_sent(const char *mnt, const char *name, const char *command, bool *sent);
 /* rmdir: aborts an active transaction, drops an ended one's record. */
 int mc_txn_remove(const char *mnt, const char *name);
 /* The status line without its newline (caller frees), or NULL. */

@@ -60,14 +60,23 @@ int mc_txn_begin(const char *mnt, const char *name)
 
 int mc_txn_ctl(const char *mnt, const char *name, const char *command)
 {
+	return mc_txn_ctl_sent(mnt, name, command, NULL);
+}
+
+int mc_txn_ctl_sent(const char *mnt, const char *name, const char *command, bool *sent)
+{
 	char *path = mc_txn_path(mnt, name, "ctl"), line[64];
 	int fd, len, r = 0;
 	ssize_t n;
 
+	if (sent)
+		*sent = false;
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	free(path);
 	if (fd < 0)
 		return -errno;
+	if (sent)
+		*sent = true;
 	/* What `echo CMD > ctl` writes: the command and a newline, in one write. */
 	len = snprintf(line, sizeof(line), "%s\n", command);
 	do

@@ -294,18 +294,22 @@ static void unescape_octal(char *s)
 	*w = '\0';
 }
 
-int mc_mountinfo_find(const char *abs_mnt, char **fstype)
+/* The last mount at abs_mnt: 1 with its type (and, for FUSE, the user_id=
+ * of its super options: who mounted it, or -1), 0 if none, or -errno. */
+static int mountinfo_entry(const char *abs_mnt, char **fstype, long *owner)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	char *line = NULL, *found = NULL;
 	size_t cap = 0;
 	int ret = 0;
 
+	if (owner)
+		*owner = -1;
 	if (!f)
 		return -errno;
 	while (getline(&line, &cap, f) > 0) {
 		/* id parent maj:min root MOUNTPOINT opts [optional...] - FSTYPE src superopts */
-		char *save = NULL, *tok, *mp = NULL, *type = NULL;
+		char *save = NULL, *tok, *mp = NULL, *type = NULL, *super = NULL, *uid;
 		int field = 0;
 
 		for (tok = strtok_r(line, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
@@ -313,6 +317,8 @@ int mc_mountinfo_find(const char *abs_mnt, char **fstype)
 				mp = tok;
 			if (strcmp(tok, "-") == 0 && field > 6) {
 				type = strtok_r(NULL, " \n", &save);
+				if (type && strtok_r(NULL, " \n", &save))
+					super = strtok_r(NULL, " \n", &save);
 				break;
 			}
 		}
@@ -323,6 +329,10 @@ int mc_mountinfo_find(const char *abs_mnt, char **fstype)
 			free(found);
 			found = mc_strdup(type);
 			ret = 1;
+			if (owner) {
+				uid = super ? strstr(super, "user_id=") : NULL;
+				*owner = uid && (uid == super || uid[-1] == ',') ? atol(uid + 8) : -1;
+			}
 		}
 	}
 	free(line);
@@ -332,6 +342,42 @@ int mc_mountinfo_find(const char *abs_mnt, char **fstype)
 	else
 		free(found);
 	return ret;
+}
+
+int mc_mountinfo_find(const char *abs_mnt, char **fstype)
+{
+	return mountinfo_entry(abs_mnt, fstype, NULL);
+}
+
+long mc_mount_owner(const char *abs_mnt)
+{
+	char *fstype = NULL;
+	long owner = -1;
+	int r = mountinfo_entry(abs_mnt, &fstype, &owner);
+
+	if (r <= 0 || strncmp(fstype, "fuse", 4) != 0)
+		owner = -1;
+	free(fstype);
+	return owner;
+}
+
+void mc_err_not_ours(const char *cmd, const char *mnt, int state)
+{
+	switch (state) {
+	case MC_MNT_NONE:
+	case MC_MNT_OTHER:
+		mc_err(cmd, "%s is not a txdir mount%s", mnt,
+		       state == MC_MNT_NONE ? " (nothing is mounted there)" : "");
+		break;
+	case MC_MNT_STALE:
+		mc_err(cmd, "%s is the stale mount of a dead txdirfs; mount its store again", mnt);
+		break;
+	case MC_MNT_HUNG:
+		mc_err(cmd, "%s does not answer (its txdirfs is stuck)", mnt);
+		break;
+	default:
+		mc_err(cmd, "%s: %s", mnt, mc_mnt_state_name(state));
+	}
 }
 
 int mc_mnt_state(const char *abs_mnt)

@@ -154,4 +154,42 @@ fi
 mc check "$M"
 expect "nothing is mounted after a failed mount" 2
 
+# An empty directory is not a store yet: say what to run.
+mkdir -p "$T/empty"
+mount_store "$T/empty" "$M"
+expect "mount of an empty directory says to run mountctl init" 1 \
+	"$T/empty is not a txdir store: run mountctl init $T/empty\$"
+
+# A mount point that holds files: refused (the mount would hide them),
+# unless -o nonempty, which txdirfs takes itself (libfuse 3 rejects it).
+mkdir -p "$T/full"
+echo mine >"$T/full/underneath"
+mount_store "$S" "$T/full"
+expect "mount over a non-empty directory is refused, saying why" 1 \
+	"$T/full is not empty: mounting over it would hide its files \(mount with -o nonempty"
+if mountpoint -q "$T/full"; then not_ok "nothing is mounted over the non-empty directory"; else ok "nothing is mounted over the non-empty directory"; fi
+mount_store "$S" "$T/full" -o nonempty
+expect "-o nonempty mounts over it" 0
+if [ ! -e "$T/full/underneath" ] && [ "$(timeout 10 cat "$T/full/greeting" 2>/dev/null)" = hello ]; then
+	ok "-o nonempty: the store's files are shown"
+else
+	not_ok "-o nonempty: the store's files are shown" "$(ls -A "$T/full" 2>&1)"
+fi
+# Another user cannot unmount it: say whose mount it is.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	chmod 755 "$T"
+	OUT=$(timeout -k 5 30 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+		"$MOUNTCTL" umount "$T/full" 2>&1)
+	RC=$?
+	expect "umount by another user says whose mount it is" 1 \
+		"^mountctl: umount: $T/full is mounted by root \\(uid 0\\): only root can unmount it$"
+	if mountpoint -q "$T/full"; then ok "the other user's umount left it mounted"; else not_ok "the other user's umount left it mounted"; fi
+	chmod 700 "$T"
+else
+	echo "SKIP: umount by another user (needs root and setpriv)"
+fi
+mc umount "$T/full"
+expect "umount the nonempty mount" 0
+if [ "$(cat "$T/full/underneath" 2>/dev/null)" = mine ]; then ok "the hidden files are back after umount"; else not_ok "the hidden files are back after umount"; fi
+
 finish

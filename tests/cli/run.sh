@@ -76,7 +76,7 @@ mc run "$M" -- true
 expect "run -- true: exit 0, prints nothing" 0 '^$'
 no_records "run removes its transaction's record"
 mc run "$M" -- sh -c "echo x > '$M/failed'; exit 3"
-expect "CMD's exit code is passed through" 3
+expect "CMD's exit code is passed through, and why nothing was committed" 3 "^mountctl: run: aborted: sh exited 3$"
 if [ ! -e "$M/failed" ]; then ok "a failed CMD's writes are aborted"; else not_ok "a failed CMD's writes are aborted"; fi
 mc run "$M" -- sh -c "echo x > '$M/killed'; kill -9 \$\$"
 expect "CMD killed by SIGKILL: exit 137" 137
@@ -88,7 +88,7 @@ expect "no -- before CMD: exit 125" 125 "missing -- before CMD"
 mc run "$M" --retry x -- true
 expect "bad --retry: exit 125" 125 "usage: mountctl run"
 mc run "$T" -- true
-expect "run on a directory that is not a txdir mount: 125" 125 "not mounted"
+expect "run on a directory that is not a txdir mount: 125" 125 "is not a txdir mount"
 no_records "failed runs leave no records"
 
 # ---- isolation, cwd, commit ----------------------------------------------
@@ -187,7 +187,7 @@ conflict_run() {
 }
 conflict_run
 expect "conflict with an outside writer: exit 75, the reason" 75 \
-	"^mountctl: run: conflict: aborted conflict path=/shared winner=[0-9]+$"
+	"^mountctl: run: aborted: conflict on /shared with commit [0-9]+$"
 if [ "$(content "$M/shared")" = outside ]; then ok "the losing run applied nothing"; else not_ok "the losing run applied nothing"; fi
 conflict_run --conflict-exit-code 9
 expect "--conflict-exit-code 9" 9 "conflict"
@@ -351,5 +351,57 @@ fi
 
 mc umount "$M"
 expect "umount once no transaction is active" 0
+
+# ---- the server dies during a run (SPEC §2: say what became of it) ------------
+S2=$T/store2
+M2=$T/mnt2
+mkdir -p "$M2"
+mc init "$S2"
+mount_store "$S2" "$M2"
+expect "mount for the server-death runs" 0
+mc run "$M2" -- sh -c "echo x > '$M2/gone'; kill -9 $SERVER_PID; exit 0"
+expect "server killed while CMD ran: server gone, nothing committed" 125 \
+	"^mountctl: run: server gone: nothing committed$"
+mount_store "$S2" "$M2"
+expect "mount again after the kill" 0
+if [ ! -e "$M2/gone" ]; then ok "nothing was committed"; else not_ok "nothing was committed"; fi
+mc run "$M2" -- sh -c "kill -9 $SERVER_PID; exit 3"
+expect "server killed, then CMD failed: server gone (and CMD's code)" 3 \
+	"^mountctl: run: server gone: nothing committed \(sh exited 3\)$"
+mount_store "$S2" "$M2"
+expect "mount again after the second kill" 0
+# The commit request in flight: a writable handle held open in the view
+# from outside makes the commit wait for it; the server is killed while
+# mountctl sits in the commit's write(2) (x86_64 syscall 1).
+if [ "$(uname -m)" = x86_64 ]; then
+	rm -f "$B"/*
+	run_bg run "$M2" --name inflight -- sh -c "echo y > '$M2/inflight'; touch '$B/began';
+		until [ -e '$B/held' ]; do sleep 0.01; done"
+	wait_file "$B/began"
+	exec 7>"$M2/.txdir/txn/inflight/root/held-open"
+	touch "$B/held"
+	in_write=false
+	for ((i = 0; i < 2000; i++)); do
+		read -r nr _ <"/proc/$MCPID/syscall" 2>/dev/null
+		if [ "$nr" = 1 ]; then
+			in_write=true
+			break
+		fi
+		sleep 0.005
+	done
+	kill -9 "$SERVER_PID"
+	exec 7>&-
+	run_wait
+	if $in_write; then
+		expect "server killed with the commit in flight: outcome unknown, where to look" 125 \
+			"^mountctl: run: outcome unknown: see $M2/\.txdir/dtc/transactions/[0-9]+ after remount$"
+	else
+		not_ok "the run reached its commit's write(2)" "$OUT"
+	fi
+	mount_store "$S2" "$M2"
+	expect "mount again after the third kill" 0
+fi
+mc umount "$M2"
+expect "umount the server-death mount" 0
 
 finish

@@ -48,7 +48,9 @@ done
 
 mkdir -p "$T/plain"
 mc run "$T/plain" -- true
-expect "run on a plain directory: 125 (mountctl's own error)" 125 "^mountctl: run: .*not mounted"
+expect "run on a plain directory: 125 (mountctl's own error)" 125 "^mountctl: run: $T/plain is not a txdir mount"
+mc run /tmp -- true
+expect "run on /tmp says it is not a txdir mount" 125 "^mountctl: run: /tmp is not a txdir mount"
 mc run "$T/plain" true
 expect "run without --: 125" 125 "missing -- before CMD"
 mc run --help
@@ -66,9 +68,9 @@ expect "check of a plain directory: down, exit 2" 2 "^down: "
 mc check --json "$T/plain"
 expect "check --json reports health" 2 '"health":"down"'
 mc sync "$T/plain"
-expect "sync of a plain directory is refused" 1 "not mounted"
+expect "sync of a plain directory is refused" 1 "is not a txdir mount"
 mc stats "$T/plain"
-expect "stats of a plain directory: exit 1" 1 "not mounted"
+expect "stats of a plain directory: exit 1" 1 "is not a txdir mount"
 mc umount "$T/plain"
 expect "umount of a plain directory: exit 1" 1 "not mounted"
 mc status "$T/does-not-exist"
