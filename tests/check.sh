@@ -11,16 +11,21 @@
 #
 # Counts: a Criterion binary contributes its "Synthesis:" line (Passing are
 # passed, Tested - Passing failed); a runner script contributes its own last
-# "N passed, N failed" line. A binary or script that exits non-zero without
-# reporting a failure (crash, timeout, no summary) counts one failure.
+# "N passed, N failed[, N skipped]" line. A binary or script that exits
+# non-zero without reporting a failure (crash, timeout, no summary) counts
+# one failure. A check that cannot run here (not root, no setpriv, no FUSE)
+# is skipped, never passed: the runner counts it in N skipped and prints a
+# line "# SKIP WHAT: REASON", which this script collects.
 #
 # Runner contract (tests/mount/run.sh, tests/cli/*.sh): environment TXDIRFS,
 # MOUNTCTL (absolute paths of the binaries under test), TXDIR_BUILD (the
-# build directory, for build/tests/mount/*); print "N passed, N failed" as
-# the last line; exit non-zero on any failure.
+# build directory, for build/tests/mount/*); print "N passed, N failed" or
+# "N passed, N failed, N skipped" as the last line; exit non-zero on any
+# failure.
 #
-# The very last line printed is "N passed, N failed" over everything; the
-# exit status is 0 only if nothing failed.
+# At the end: how many were skipped, by reason, and which (when any were);
+# then the very last line, "N passed, N failed, N skipped" over everything.
+# The exit status is 0 only if nothing failed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
@@ -28,13 +33,21 @@ ROOT=$PWD
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 MOUNT_TIMEOUT=${MOUNT_TIMEOUT:-600}
 CLI_TIMEOUT=${CLI_TIMEOUT:-300}
+# CHECK_RUNNERS="LABEL=/abs/script ...": run these instead of the mount and
+# CLI runners (for tests of this script).
 
 total_pass=0
 total_fail=0
+total_skip=0
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/txdir-check.XXXXXX") || exit 2
 trap 'rm -rf "$WORK"' EXIT
+: >"$WORK/skips" # "[KIND] LABEL: WHAT: REASON", one per skip line seen
 
-add() { total_pass=$((total_pass + $1)); total_fail=$((total_fail + $2)); }
+add() {
+	total_pass=$((total_pass + $1))
+	total_fail=$((total_fail + $2))
+	total_skip=$((total_skip + ${3:-0}))
+}
 
 # Whether the output file holds a sanitizer report. (ASan's log_path is not
 # used: with GCC 12's combined ASan+UBSan runtime it loses the reports.)
@@ -71,26 +84,37 @@ run_unit() { # kind build
 	done
 }
 
-# Runs a script that ends with "N passed, N failed".
+# Runs a script that ends with "N passed, N failed[, N skipped]".
 run_script() { # kind build label timeout script
-	local kind=$1 build=$2 label=$3 tmo=$4 script=$5 rc last p=0 f=0
+	local kind=$1 build=$2 label=$3 tmo=$4 script=$5 rc last p=0 f=0 s=0
 	echo "[$kind] $label: $script"
 	TXDIRFS="$ROOT/$build/txdirfs" MOUNTCTL="$ROOT/$build/mountctl" TXDIR_BUILD="$ROOT/$build" \
 		timeout -k 10 "$tmo" bash "$script" </dev/null 2>&1 | tee "$WORK/out"
 	rc=${PIPESTATUS[0]}
-	last=$(grep -aE '^[0-9]+ passed, [0-9]+ failed$' "$WORK/out" | tail -n 1)
-	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+	last=$(grep -aE '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$WORK/out" | tail -n 1)
+	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then
 		p=${BASH_REMATCH[1]}
 		f=${BASH_REMATCH[2]}
+		s=${BASH_REMATCH[4]:-0}
 	fi
+	grep -a '^# SKIP ' "$WORK/out" | sed "s|^# SKIP |[$kind] $label: |" >>"$WORK/skips"
 	[ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
 	if [ "$kind" = asan ] && [ "$f" -eq 0 ] && has_san_report "$WORK/out"; then
 		echo "[$kind] $label: sanitizer report in the output above"
 		f=1
 	fi
-	printf '[%s] %s: %s passed, %s failed%s\n' "$kind" "$label" "$p" "$f" \
+	printf '[%s] %s: %s passed, %s failed, %s skipped%s\n' "$kind" "$label" "$p" "$f" "$s" \
 		"$([ "$rc" -eq 124 ] && echo ' (timed out)' || { [ "$rc" -ne 0 ] && echo " (exit $rc)"; })"
-	add "$p" "$f"
+	add "$p" "$f" "$s"
+}
+
+# How many were skipped and why, before the final line.
+skip_summary() {
+	[ "$total_skip" -gt 0 ] || [ -s "$WORK/skips" ] || return 0
+	echo "$total_skip skipped (not run here; not counted as passed), by reason:"
+	sed 's/.*: //' "$WORK/skips" | sort | uniq -c | sort -rn | sed 's/^ */  /'
+	echo "skipped:"
+	sed 's/^/  /' "$WORK/skips"
 }
 
 for pass in "$@"; do
@@ -110,6 +134,13 @@ for pass in "$@"; do
 	*) echo "check.sh: unknown pass kind '$kind' (full or asan)" >&2; exit 2 ;;
 	esac
 	run_unit "$kind" "$build"
+	if [ -n "${CHECK_RUNNERS:-}" ]; then
+		# tests of this script (tests/cli/skips.sh): LABEL=SCRIPT ... instead
+		for r in $CHECK_RUNNERS; do
+			run_script "$kind" "$build" "${r%%=*}" "$CLI_TIMEOUT" "${r#*=}"
+		done
+		continue
+	fi
 	if [ -f tests/mount/run.sh ]; then
 		run_script "$kind" "$build" mount "$MOUNT_TIMEOUT" tests/mount/run.sh
 	fi
@@ -121,5 +152,6 @@ for pass in "$@"; do
 	fi
 done
 
-echo "$total_pass passed, $total_fail failed"
+skip_summary
+echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ]

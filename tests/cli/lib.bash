@@ -4,7 +4,10 @@
 # mountctl honours $TXDIRFS, so the server under test is the one started.
 # Every test process runs under timeout; teardown unmounts (fusermount3 -u,
 # then -uz), kills servers we started and removes the scratch directory.
-# The last line a script prints is "N passed, N failed".
+# A check that cannot run here (not root, no FUSE) is skipped, not passed:
+# skip WHAT REASON prints "# SKIP WHAT: REASON" (tests/check.sh collects
+# those lines). The last line a script prints is "N passed, N failed,
+# N skipped".
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 MOUNTCTL=${MOUNTCTL:-$ROOT/build/mountctl}
@@ -14,6 +17,7 @@ export TXDIRFS
 T=$(mktemp -d "${TMPDIR:-/tmp}/txdir-cli.XXXXXX") || exit 1
 PASS=0
 FAIL=0
+SKIPPED=0
 MOUNTS=()
 SERVERS=()
 OUT=""
@@ -44,6 +48,12 @@ not_ok() {
 	echo "not ok - $1"
 	[ -n "${2:-}" ] && printf '#   %s\n' "$2"
 	return 0
+}
+
+# skip WHAT REASON: one check (or group of checks) not run here.
+skip() {
+	SKIPPED=$((SKIPPED + 1))
+	echo "# SKIP $1: $2"
 }
 
 # mc ARGS...: runs mountctl under a timeout; output in $OUT, status in $RC.
@@ -96,6 +106,6 @@ can_mount() {
 }
 
 finish() {
-	echo "$PASS passed, $FAIL failed"
+	echo "$PASS passed, $FAIL failed, $SKIPPED skipped"
 	[ "$FAIL" -eq 0 ]
 }

@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib.bash"
 
 if ! can_mount; then
-	echo "SKIP: no $TXDIRFS, /dev/fuse or fusermount3"
+	skip "cli mount (every check)" "no $TXDIRFS, /dev/fuse or fusermount3"
 	finish
 	exit
 fi
@@ -23,6 +23,8 @@ check "MNT/.txdir answers right after mount returns" stat "$M/.txdir"
 if [ "$(id -u)" = 0 ]; then
 	ra=$(cat "/sys/class/bdi/$(mountpoint -d "$M")/read_ahead_kb" 2>&1)
 	if [ "$ra" = 2048 ]; then ok "readahead of the mount raised to 2048 KiB"; else not_ok "readahead of the mount raised to 2048 KiB" "$ra"; fi
+else
+	skip "readahead of the mount raised to 2048 KiB" "needs root"
 fi
 mount_store "$S" "$M"
 expect "mounting a mounted mount point is refused" 1 "already mounted"
@@ -186,7 +188,7 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	if mountpoint -q "$T/full"; then ok "the other user's umount left it mounted"; else not_ok "the other user's umount left it mounted"; fi
 	chmod 700 "$T"
 else
-	echo "SKIP: umount by another user (needs root and setpriv)"
+	skip "umount by another user says whose mount it is" "needs root and setpriv"
 fi
 mc umount "$T/full"
 expect "umount the nonempty mount" 0

@@ -8,7 +8,7 @@
 source "$(dirname "$0")/lib.bash"
 
 if ! can_mount; then
-	echo "SKIP: no $TXDIRFS, /dev/fuse or fusermount3"
+	skip "cli private (every check)" "no $TXDIRFS, /dev/fuse or fusermount3"
 	finish
 	exit
 fi
@@ -44,8 +44,7 @@ as_nobody() {
 	timeout -k 5 30 setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
 }
 if ! command -v setpriv >/dev/null || [ "$(id -u)" != 0 ]; then
-	echo "SKIP: the as-nobody checks need root and setpriv"
-	SKIPPED=$((${SKIPPED:-0} + 1))
+	skip "store privacy as nobody (grep -r, ls of the store)" "needs root and setpriv"
 else
 	found=$(as_nobody grep -rl "$secret" "$S" 2>/dev/null)
 	if [ -z "$found" ]; then ok "mounted: nobody's grep -r finds no secret in the store"; else not_ok "mounted: nobody's grep -r finds no secret in the store" "$found"; fi
@@ -61,6 +60,8 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	if [ -z "$found" ]; then ok "unmounted: nobody's grep -r finds no secret in the store"; else not_ok "unmounted: nobody's grep -r finds no secret in the store" "$found"; fi
 	# the control: root finds it, so the grep above could have found it
 	if grep -rqa "$secret" "$S"; then ok "control: the secret is in the store for its owner"; else not_ok "control: the secret is in the store for its owner"; fi
+else
+	skip "unmounted store privacy as nobody" "needs root and setpriv"
 fi
 shared=$(find "$S" -perm /077 -printf '%m %p\n' 2>&1)
 if [ -z "$shared" ]; then ok "unmounted: packs, checkpoints and records are private"; else not_ok "unmounted: packs, checkpoints and records are private" "$shared"; fi

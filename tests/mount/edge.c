@@ -487,10 +487,8 @@ static void t_mknod_devices(const char *d)
 	char c[4096], b[4096], s[4096];
 	struct stat st;
 
-	if (geteuid() != 0) {
-		printf("#   not root: mknod of devices skipped\n");
-		return;
-	}
+	if (geteuid() != 0)
+		TC_SKIP("needs root (mknod of devices)");
 	PATHF(c, "%s/null", d);
 	PATHF(b, "%s/loop", d);
 	PATHF(s, "%s/sock", d);
@@ -514,7 +512,7 @@ static void t_chrdev_open(const char *d)
 	int fd;
 
 	if (geteuid() != 0)
-		return;
+		TC_SKIP("needs root (mknod of a device)");
 	PATHF(c, "%s/null", d);
 	CHECK_OK(mknod(c, S_IFCHR | 0666, makedev(1, 3)));
 	CHECK_OK(statvfs(d, &sv));
@@ -882,10 +880,8 @@ static void t_setgid_root(const char *d)
 	char f[4096], p[4096], pf[4096], ps[4096], pl[4096], g[4096];
 	struct stat st;
 
-	if (geteuid() != 0) {
-		printf("#   not root: skipped\n");
-		return;
-	}
+	if (geteuid() != 0)
+		TC_SKIP("needs root");
 	PATHF(f, "%s/f", d);
 	PATHF(p, "%s/p", d);
 	PATHF(pf, "%s/p/f", d);
@@ -935,10 +931,8 @@ static void t_write_clears_suid(const char *d)
 	char f[4096];
 	int status;
 
-	if (geteuid() != 0) {
-		printf("#   not root: skipped\n");
-		return;
-	}
+	if (geteuid() != 0)
+		TC_SKIP("needs root");
 	PATHF(f, "%s/f", d);
 	tc_put(f, "0123456789");
 	CHECK_OK(chmod(f, 06777));
@@ -992,10 +986,8 @@ static void t_suid_rules(const char *d)
 	char f[4096];
 	int status, fd;
 
-	if (geteuid() != 0) {
-		printf("#   not root: skipped\n");
-		return;
-	}
+	if (geteuid() != 0)
+		TC_SKIP("needs root");
 	PATHF(f, "%s/f", d);
 	tc_put(f, "0123456789");
 	CHECK_OK(chown(f, 65534, 65534));
@@ -1126,10 +1118,8 @@ static void t_suid_matrix(const char *d)
 	char prefix[4096], f[4096];
 	int status;
 
-	if (geteuid() != 0) {
-		printf("#   not root: skipped\n");
-		return;
-	}
+	if (geteuid() != 0)
+		TC_SKIP("needs root");
 	CHECK_OK(chmod(d, 0777));
 	for (int who = 0; who < 2; who++) {
 		PATHF(prefix, "%s/sm%d", d, who);

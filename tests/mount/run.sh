@@ -10,7 +10,10 @@
 # verified again after unmount + remount), then a few server-level scenarios,
 # then nsdiff.py (random metadata operations against the native dir), then
 # crash.sh, programs.sh and txncrash.sh (each with its own summary).
-# The last line is "N passed, N failed"; exit non-zero on any failure.
+# A case that cannot run here (not root, no setpriv) is skipped, not passed:
+# it prints "# SKIP WHAT: REASON" (tests/check.sh collects those lines) and
+# counts in N skipped. The last line is "N passed, N failed, N skipped";
+# exit non-zero on any failure.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 TXDIR_BUILD=${TXDIR_BUILD:-$(dirname "$TXDIRFS")}
@@ -21,21 +24,25 @@ MOUNT_OPTS=allow_other,default_permissions
 PROG_TIMEOUT=${PROG_TIMEOUT:-240}
 passed=0
 failed=0
+skipped=0
 
 ok() { passed=$((passed + 1)); echo "ok - $*"; }
 not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
+skip() { skipped=$((skipped + 1)); echo "# SKIP $1: $2"; } # WHAT REASON
 
-# Runs PROG DIR TARGET [FILTER]; adds its "N passed, N failed" to the totals.
+# Runs PROG DIR TARGET [FILTER]; adds its "N passed, N failed[, N skipped]"
+# to the totals.
 run_prog() { # label prog dir target [filter]
-	local label=$1 out rc last p=0 f=0
+	local label=$1 out rc last p=0 f=0 s=0
 	shift
 	out=$(timeout -k 5 "$PROG_TIMEOUT" "$@" 2>&1)
 	rc=$?
 	last=$(printf '%s\n' "$out" | tail -n 1)
 	printf '%s\n' "$out" | sed '$d'
-	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then
 		p=${BASH_REMATCH[1]}
 		f=${BASH_REMATCH[2]}
+		s=${BASH_REMATCH[4]:-0}
 	else
 		printf '%s\n' "$last"
 	fi
@@ -43,9 +50,10 @@ run_prog() { # label prog dir target [filter]
 		f=1
 		echo "not ok - $label: exit $rc without a failed test$([ "$rc" -eq 124 ] && echo ' (timeout)')"
 	fi
-	echo "# $label: $p passed, $f failed"
+	echo "# $label: $p passed, $f failed, $s skipped"
 	passed=$((passed + p))
 	failed=$((failed + f))
+	skipped=$((skipped + s))
 }
 
 for prog in "$TXDIR_BUILD"/tests/mount/*; do
@@ -132,6 +140,9 @@ if tm_mount "$MOUNT_OPTS"; then
 		run_prog "nsdiff as nobody [txn view]" setpriv --reuid=nobody --regid=nogroup \
 			--clear-groups "$py" "$HERE/nsdiff.py" "$TM_NATIVE/nsdiff-nobody-txn" \
 			"$TM_MNT/nsdiff-nobody-txn" 3001 "$NSDIFF_SEEDS" 1500 --txn
+	else
+		skip "nsdiff as nobody [main tree]" "needs root (setpriv to nobody)"
+		skip "nsdiff as nobody [txn view]" "needs root (setpriv to nobody)"
 	fi
 	if tm_umount; then ok "nsdiff: clean unmount and server exit"; else not_ok "nsdiff: unmount/server exit"; fi
 else
@@ -149,5 +160,5 @@ run_prog "programs.sh" bash "$HERE/programs.sh"
 # run and of txdirfs around commits and under concurrent transactions.
 run_prog "txncrash.sh" bash "$HERE/txncrash.sh"
 
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

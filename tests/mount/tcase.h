@@ -7,11 +7,16 @@
  * only; each has a 120 s alarm) with its own fresh subdirectory DIR/NAME, so
  * the same expectations run against a native ext4 directory and against a
  * txdirfs mount. Output is TAP-like; the last line is exactly
- * "N passed, N failed" and the exit status is non-zero on any failure.
+ * "N passed, N failed, N skipped" and the exit status is non-zero on any
+ * failure.
  *
  * In a test: CHECK(cond), CHECK_OK(syscall) (expects >= 0), CHECK_ERR(syscall,
  * E) (expects -1 with errno E). A failed check prints the expression, file,
- * line and errno, and ends the test.
+ * line and errno, and ends the test. TC_SKIP("needs root") ends a test that
+ * cannot run here: it counts as skipped, not passed, and prints the line
+ * "# SKIP NAME [native|mount]: REASON" that tests/check.sh collects. (A
+ * TC_MOUNT_ONLY test against the native directory is not applicable there
+ * and counts as nothing.)
  */
 #ifndef TCASE_H
 #define TCASE_H
@@ -29,6 +34,7 @@
 #include <unistd.h>
 
 enum { TC_MOUNT_ONLY = 1 };
+enum { TC_EXIT_SKIP = 77 }; /* a test's child exit status: skipped */
 
 struct tcase {
 	const char *name;
@@ -39,6 +45,15 @@ struct tcase {
 /* The DIR given on the command line (the mount root for "mount"). */
 static const char *tc_root;
 static bool tc_on_mount;
+static const char *tc_name; /* the running test's name */
+
+#define TC_SKIP(reason)                                                         \
+	do {                                                                    \
+		printf("# SKIP %s [%s]: %s\n", tc_name, tc_on_mount ? "mount" : "native", \
+		       reason);                                                 \
+		fflush(stdout);                                                 \
+		_exit(TC_EXIT_SKIP);                                            \
+	} while (0)
 
 #define TC_FAIL(...)                                          \
 	do {                                                  \
@@ -85,6 +100,7 @@ static inline bool tc_selected(const struct tcase *t, const char *filter)
 	return !filter || strstr(t->name, filter);
 }
 
+/* 0 passed, 1 failed, 2 skipped. */
 static inline int tc_run_one(const struct tcase *t, bool per_test_dir, char *dir, size_t dirsz)
 {
 	int status;
@@ -100,6 +116,7 @@ static inline int tc_run_one(const struct tcase *t, bool per_test_dir, char *dir
 		snprintf(dir, dirsz, "%s", tc_root);
 	}
 	fflush(stdout);
+	tc_name = t->name;
 	pid = fork();
 	if (pid < 0)
 		return 1;
@@ -117,13 +134,15 @@ static inline int tc_run_one(const struct tcase *t, bool per_test_dir, char *dir
 		       WTERMSIG(status) == SIGALRM ? " (timeout)" : "");
 		return 1;
 	}
+	if (WEXITSTATUS(status) == TC_EXIT_SKIP)
+		return 2;
 	return WEXITSTATUS(status) != 0;
 }
 
 static inline int tc_main(int argc, char **argv, const struct tcase *cases, size_t n,
 			  bool per_test_dir)
 {
-	int passed = 0, failed = 0, num = 0;
+	int passed = 0, failed = 0, skipped = 0, num = 0, r;
 	const char *filter = argc > 3 ? argv[3] : NULL;
 	char dir[4096];
 
@@ -144,7 +163,11 @@ static inline int tc_main(int argc, char **argv, const struct tcase *cases, size
 			printf("ok %d - %s # SKIP txdir-specific\n", num, t->name);
 			continue;
 		}
-		if (tc_run_one(t, per_test_dir, dir, sizeof(dir))) {
+		r = tc_run_one(t, per_test_dir, dir, sizeof(dir));
+		if (r == 2) {
+			printf("ok %d - %s [%s] # SKIP\n", num, t->name, argv[2]);
+			skipped++;
+		} else if (r) {
 			printf("not ok %d - %s [%s]\n", num, t->name, argv[2]);
 			failed++;
 		} else {
@@ -152,7 +175,7 @@ static inline int tc_main(int argc, char **argv, const struct tcase *cases, size
 			passed++;
 		}
 	}
-	printf("%d passed, %d failed\n", passed, failed);
+	printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
 	return failed ? 1 : 0;
 }
 
