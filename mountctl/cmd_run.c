@@ -15,8 +15,14 @@
  *      returns once the commit is durable, or fails: EBUSY = lost to an
  *      earlier committer (or a file still open for writing); the reason is
  *      in status. Otherwise write "abort".
- *   5. rmdir the record; the outcome is the exit code (and one line on
- *      stderr when it is not 0).
+ *   5. rmdir the record; the outcome is the exit code and, when the
+ *      transaction did not commit, one line on stderr saying why (SPEC §2):
+ *      "aborted: CMD exited N", "aborted: conflict on PATH with commit ID",
+ *      "aborted: busy: ..." (a commit refused while the transaction stays
+ *      active is retried for RUN_BUSY_MS first). A request that fails with
+ *      ENOTCONN/ECONNABORTED means the server died: "server gone: nothing
+ *      committed", or, when the commit write had been made, "outcome
+ *      unknown: see MNT/.txdir/dtc/transactions/ID after remount".
  *
  * Exit: 0 committed (read-only: CMD's code); CMD's code if it failed;
  * 128+n if it was killed by signal n; 75 (--conflict-exit-code) when the
