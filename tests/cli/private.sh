@@ -24,6 +24,11 @@ expect "init under umask 022" 0
 shared=$(find "$S" -perm /077 -printf '%m %p\n' 2>&1)
 if [ -z "$shared" ]; then ok "init: no group or other bit anywhere in the store"; else not_ok "init: no group or other bit anywhere in the store" "$shared"; fi
 
+# umask 000 gives nothing away either.
+(umask 000 && timeout 30 "$MOUNTCTL" init "$T/store000" >/dev/null 2>&1)
+shared=$(find "$T/store000" -perm /077 -printf '%m %p\n' 2>&1)
+if [ -z "$shared" ] && [ -e "$T/store000/FORMAT" ]; then ok "init under umask 000: still private"; else not_ok "init under umask 000: still private" "$shared"; fi
+
 # A store directory the user made first, with the usual 0755.
 mkdir -m 755 "$T/premade"
 mc init "$T/premade"
