@@ -9,8 +9,8 @@
 #include "os.h"
 
 #include <dirent.h>
-#include <ftw.h>
 #include <errno.h>
+#include <ftw.h>
 #include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -343,9 +343,9 @@ int os_chmod_private(const char *path)
 
 	if (lstat(path, &st) < 0)
 		return -errno;
-	if (!(st.st_mode & ~OS_PRIVATE_MASK & 07777))
+	if (!(st.st_mode & 077))
 		return 0;
-	return chmod(path, st.st_mode & OS_PRIVATE_MASK) < 0 ? -errno : 0;
+	return chmod(path, st.st_mode & 07700) < 0 ? -errno : 0;
 }
 
 /* nftw has no argument for its callback: one walk at a time is enough
@@ -363,8 +363,8 @@ static int find_shared_one(const char *path, const struct stat *st, int type, st
 		return 0; /* a link's own bits mean nothing */
 	if (type == FTW_DNR || type == FTW_NS)
 		return -EACCES;
-	if (!(st->st_mode & ~OS_PRIVATE_MASK & 07777))
-		return 0;
+	if (!(st->st_mode & 077))
+		return 0; /* set-id and sticky bits give nobody access */
 	snprintf(shared_walk.bad, shared_walk.cap, "%s", path);
 	shared_walk.mode = st->st_mode & 07777;
 	return 1;
@@ -378,8 +378,10 @@ int os_find_shared(const char *dir, char *bad, size_t cap, mode_t *mode)
 	shared_walk.cap = cap;
 	shared_walk.mode = 0;
 	r = nftw(dir, find_shared_one, 16, FTW_PHYS);
+	if (r == -1)
+		return -errno; /* nftw's own failure */
 	if (r < 0)
-		return -errno;
+		return r; /* find_shared_one's */
 	if (r == 1 && mode)
 		*mode = shared_walk.mode;
 	return r;
