@@ -55,7 +55,8 @@ static int only_layout(const char *name, void *arg)
 	for (size_t k = 0; k < sizeof(ok) / sizeof(ok[0]); k++)
 		if (strcmp(name, ok[k]) == 0)
 			return 0;
-	return 1;
+	/* FORMAT's temporary file (os_write_file_durable: ".tmp.NAME.TID") */
+	return strncmp(name, ".tmp.FORMAT.", 12) != 0;
 }
 
 static int exists(const char *path)
