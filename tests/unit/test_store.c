@@ -3,8 +3,8 @@
  * init creates the layout with every new entry made durable (S1), an
  * interrupted init is completed by a second one and anything else non-empty
  * is refused (S2), and a second opener is refused with -TXD_ELOCKED naming
- * the holder's pid without touching the store (S3). Also FORMAT: missing is
- * "not a store", any other content (a newer version) is -TXD_EFORMAT.
+ * the holder's pid without touching the store (S3), and FORMAT: missing is
+ * "not a store", any other content (a newer version) is -TXD_EFORMAT (S4).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -213,7 +213,7 @@ Test(store, init_under_a_missing_parent_is_enoent)
 
 /* ---- FORMAT ---------------------------------------------------------------- */
 
-Test(store, format_missing_is_not_a_store)
+Test(store, S4_format_missing_is_not_a_store)
 {
 	struct store st;
 	cr_assert_eq(store_open(dir, &st, NULL), -TXD_ENOTSTORE, "no directory at all");
@@ -221,10 +221,10 @@ Test(store, format_missing_is_not_a_store)
 	cr_assert_eq(store_open(dir, &st, NULL), -TXD_ENOTSTORE, "an empty directory");
 	char lock[600];
 	snprintf(lock, sizeof(lock), "%s/LOCK", dir);
-	cr_assert_eq(access(lock, F_OK), -1, "S3: a refused open created LOCK");
+	cr_assert_eq(access(lock, F_OK), -1, "S4: a refused open created LOCK");
 }
 
-Test(store, format_newer_or_damaged_is_refused)
+Test(store, S4_format_newer_or_damaged_is_refused)
 {
 	const char *bad[] = {"txdir-store 2\n", "txdir-store 1", "txdir-store 1\nmore\n",
 			     "", "something else\n"};
@@ -235,6 +235,9 @@ Test(store, format_newer_or_damaged_is_refused)
 		cr_assert_eq(store_open(dir, &st, NULL), -TXD_EFORMAT, "FORMAT \"%s\" was accepted",
 			     bad[k]);
 		cr_assert_eq(st.lock_fd, -1);
+		char lock[600];
+		snprintf(lock, sizeof(lock), "%s/LOCK", dir);
+		cr_assert_eq(access(lock, F_OK), -1, "S4: a refused open created LOCK");
 		tt_rmtree(dir);
 	}
 }
