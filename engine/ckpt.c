@@ -26,6 +26,12 @@
  *     older versions kept for readers and snapshots) is kept: inline chunk
  *     data lives in the log.
  *  K4 Loading applies the blocks with ns_apply: the same code as replay.
+ *     With no valid checkpoint, loading leaves the empty namespace at LSN 0
+ *     and recovery replays the whole log, which the WAL refuses (a hole,
+ *     -TXD_ECORRUPT) once the log's start was dropped.
+ *  K5 A checkpoint whose (checksummed) header names another version is
+ *     refused with -TXD_EFORMAT, not read and not passed over for an older
+ *     one: it was written by another format of the store.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +49,7 @@
 #define CKPT_MAGIC 0x3154504b43445854ull /* "TXDCKPT1" */
 #define BLK_MAGIC 0x4c424b43u           /* "CKBL" */
 #define END_MAGIC 0x4e454b43u           /* "CKEN" */
+#define CKPT_VERSION 1
 #define CKPT_HDR 64
 #define BLOCK_TARGET (1u << 20)
 
@@ -166,7 +173,7 @@ static int write_header(struct ckw *w, uint64_t lsn)
 {
 	uint8_t h[CKPT_HDR] = {0};
 	uint64_t magic = CKPT_MAGIC, next = w->fs->ns.next_ino;
-	uint32_t ver = 1;
+	uint32_t ver = CKPT_VERSION;
 	memcpy(h, &magic, 8);
 	memcpy(h + 8, &ver, 4);
 	memcpy(h + 16, &lsn, 8);
@@ -334,6 +341,10 @@ static int ckpt_stream(struct txd_fs *fs, int fd, uint64_t lsn)
 	memcpy(&sum, h + 56, 8);
 	if (magic != CKPT_MAGIC || hl != lsn || sum != XXH64(h, 56, 0))
 		return -TXD_ECORRUPT;
+	uint32_t ver;
+	memcpy(&ver, h + 8, 4);
+	if (ver != CKPT_VERSION)
+		return -TXD_EFORMAT; /* K5: not ours to read, nor to pass over */
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 	for (;;) {
