@@ -552,32 +552,38 @@ Test(ckpt, K5_other_format_version_is_refused)
 
 /* ---- K2: failures while writing ----------------------------------------------- */
 
-/* Fresh store at state A (checkpointed), then changes; returns A's LSN and
- * namespace, and the fingerprint with the changes. */
-static uint64_t prepare_a_then_more(struct ns *ns_a, uint64_t *fp)
+/* Step `iter` on the one store of a test: changes, checkpoint A (its LSN
+ * returned, its namespace in *ns_a), more changes (the tree's fingerprint
+ * in *fp), and a quiet log (no sync left for the WAL thread). */
+static uint64_t prepare_a_then_more(int iter, struct ns *ns_a, uint64_t *fp)
 {
+	char name[32];
 	uint64_t l;
-	do_open();
-	populate();
+	if (!fs)
+		do_open();
+	if (iter == 0)
+		populate();
+	snprintf(name, sizeof(name), "it%d", iter);
+	cr_assert_eq(tt_put(fs, name, name, strlen(name)), 0);
 	cr_assert_eq(checkpoint(), 0);
 	uint64_t lsn_a = fs->ckpt_lsn;
 	cr_assert_eq(load_copy(ns_a, &l), 0);
-	cr_assert_eq(tt_put(fs, "after", "later", 5), 0);
-	cr_assert_eq(tt_unlink(fs, "n03"), 0);
+	snprintf(name, sizeof(name), "after%d", iter);
+	cr_assert_eq(tt_put(fs, name, "later", 5), 0);
+	if (iter > 0) {
+		snprintf(name, sizeof(name), "it%d", iter - 1);
+		cr_assert_eq(tt_unlink(fs, name), 0);
+	}
 	cr_assert_eq(tt_fingerprint(fs, fp), 0);
-	txd_sync_wait(fs); /* quiet: no log sync left for the WAL thread */
+	txd_sync_wait(fs);
 	return lsn_a;
 }
 
-static void restart(void)
+static void reopen(void)
 {
 	txd_fs_close(fs);
 	fs = NULL;
-	faultos_uninstall();
-	tt_rmtree(store);
-	free(store);
-	store = tt_mkstore();
-	faultos_install();
+	do_open();
 }
 
 Test(ckpt, K2_failed_write_fsync_or_open_keeps_the_previous_checkpoint)
@@ -587,7 +593,8 @@ Test(ckpt, K2_failed_write_fsync_or_open_keeps_the_previous_checkpoint)
 	enum { NK = sizeof(kinds) / sizeof(kinds[0]) };
 	uint64_t per_ckpt[NK], fp;
 	struct ns ns_a;
-	prepare_a_then_more(&ns_a, &fp);
+	int iter = 0;
+	prepare_a_then_more(iter++, &ns_a, &fp);
 	ns_destroy(&ns_a);
 	uint64_t before[NK];
 	for (int k = 0; k < NK; k++)
@@ -596,16 +603,15 @@ Test(ckpt, K2_failed_write_fsync_or_open_keeps_the_previous_checkpoint)
 	for (int k = 0; k < NK; k++)
 		per_ckpt[k] = faultos_count(kinds[k]) - before[k];
 	cr_assert_geq(per_ckpt[1], 4, "header, a block (2 writes), trailer");
-	restart();
 
 	int tried = 0;
 	for (int k = 0; k < NK; k++)
 		for (uint64_t n = 1; n <= per_ckpt[k]; n++) {
-			uint64_t lsn_a = prepare_a_then_more(&ns_a, &fp);
+			uint64_t lsn_a = prepare_a_then_more(iter++, &ns_a, &fp);
 			faultos_fail_nth(kinds[k], n, -EIO);
 			int err = checkpoint();
 			if (err == 0) { /* that call was not the checkpoint's (a WAL thread) */
-				restart();
+				faultos_reset();
 				ns_destroy(&ns_a);
 				continue;
 			}
@@ -622,14 +628,11 @@ Test(ckpt, K2_failed_write_fsync_or_open_keeps_the_previous_checkpoint)
 			ns_destroy(&loaded);
 			ns_destroy(&ns_a);
 			/* and the store reopens to the state before the failure */
-			txd_fs_close(fs);
-			fs = NULL;
-			do_open();
+			reopen();
 			uint64_t fp2;
 			cr_assert_eq(tt_fingerprint(fs, &fp2), 0);
 			cr_assert_eq(fp2, fp, "call %d #%lu: reopened to another state", kinds[k],
 				     (unsigned long)n);
-			restart();
 		}
 	cr_assert_geq(tried, 6);
 }
@@ -638,7 +641,8 @@ Test(ckpt, K2_crash_in_the_middle_of_a_checkpoint_recovers_everything)
 {
 	uint64_t per_ckpt, fp;
 	struct ns ns_a;
-	prepare_a_then_more(&ns_a, &fp);
+	int iter = 0;
+	prepare_a_then_more(iter++, &ns_a, &fp);
 	ns_destroy(&ns_a);
 	uint64_t w0 = faultos_count(FOS_PWRITE);
 	cr_assert_eq(checkpoint(), 0);
@@ -650,9 +654,8 @@ Test(ckpt, K2_crash_in_the_middle_of_a_checkpoint_recovers_everything)
 	free(f);
 	uint64_t file_writes = 1 + 2 * nblocks + 1; /* header, blocks, trailer */
 	cr_assert_geq(per_ckpt, file_writes);
-	restart();
 	for (uint64_t n = 1; n <= per_ckpt; n++) {
-		uint64_t lsn_a = prepare_a_then_more(&ns_a, &fp);
+		uint64_t lsn_a = prepare_a_then_more(iter++, &ns_a, &fp);
 		ns_destroy(&ns_a);
 		uint64_t lsn_b = wal_last_lsn(fs->wal);
 		faultos_tear_nth_pwrite(n, 7, true); /* a torn write, then death */
@@ -675,7 +678,6 @@ Test(ckpt, K2_crash_in_the_middle_of_a_checkpoint_recovers_everything)
 		cr_assert_eq(tt_put(fs, "again", "x", 1), 0);
 		cr_assert_eq(checkpoint(), 0);
 		cr_assert_eq(count_ckpts(), 1, "K2: leftovers after the next checkpoint");
-		restart();
 	}
 }
 
@@ -684,14 +686,15 @@ Test(ckpt, K2_crash_in_the_middle_of_a_checkpoint_recovers_everything)
 Test(ckpt, K0_power_cut_after_a_checkpoint_loses_nothing)
 {
 	opts.commit_interval_ms = 600000; /* the WAL thread does not sync meanwhile */
+	do_open();
+	cr_assert_eq(tt_put(fs, "base", "base", 4), 0);
+	txd_sync_wait(fs);
 	for (uint64_t seed = 1; seed <= 6; seed++) {
-		do_open();
-		cr_assert_eq(tt_put(fs, "base", "base", 4), 0);
-		txd_sync_wait(fs);
-		cr_assert_eq(tt_mkdir(fs, "d"), 0);
+		char name[32], body[64];
+		snprintf(name, sizeof(name), "d%lu", (unsigned long)seed);
+		cr_assert_eq(tt_mkdir(fs, name), 0);
 		for (int k = 0; k < 30; k++) {
-			char name[32], body[64];
-			snprintf(name, sizeof(name), "d/f%d", k);
+			snprintf(name, sizeof(name), "d%lu/f%d", (unsigned long)seed, k);
 			snprintf(body, sizeof(body), "content of %d, seed %lu", k,
 				 (unsigned long)seed);
 			cr_assert_eq(tt_put(fs, name, body, strlen(body)), 0);
@@ -709,7 +712,6 @@ Test(ckpt, K0_power_cut_after_a_checkpoint_loses_nothing)
 			     (unsigned long)seed, txd_strerror(err));
 		cr_assert_eq(fp2, fp, "K0: seed %lu: state lost behind the checkpoint",
 			     (unsigned long)seed);
-		restart();
 	}
 }
 
