@@ -116,7 +116,8 @@ static int check_format(const char *dir)
 	free(path);
 	if (err == -ENOENT)
 		return -TXD_ENOTSTORE;
-	if (!err && strcmp(buf, STORE_FORMAT) != 0)
+	/* S4: exactly STORE_FORMAT (a NUL inside must not end the comparison) */
+	if (!err && (len != strlen(STORE_FORMAT) || memcmp(buf, STORE_FORMAT, len) != 0))
 		err = -TXD_EFORMAT;
 	free(buf);
 	return err;

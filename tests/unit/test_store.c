@@ -244,6 +244,21 @@ Test(store, S4_format_newer_or_damaged_is_refused)
 
 /* ---- S3: one server per store ---------------------------------------------- */
 
+Test(store, S4_format_with_a_nul_and_more_is_refused)
+{
+	static const char bad[] = "txdir-store 1\n\0version 9 follows";
+	char p[600];
+	struct store st;
+	cr_assert_eq(store_init(dir), 0);
+	snprintf(p, sizeof(p), "%s/FORMAT", dir);
+	FILE *f = fopen(p, "wb");
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite(bad, 1, sizeof(bad) - 1, f), sizeof(bad) - 1);
+	fclose(f);
+	cr_assert_eq(store_open(dir, &st, NULL), -TXD_EFORMAT,
+		     "S4: a FORMAT that only starts with STORE_FORMAT was accepted");
+}
+
 Test(store, S3_second_opener_in_process_is_refused_naming_the_holder)
 {
 	struct store a, b;
