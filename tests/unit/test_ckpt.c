@@ -31,6 +31,10 @@
 #include "faultos.h"
 #include "txdtest.h"
 
+/* ckpt.c K6: a block holds at most two block targets (1 MiB) and one op of
+ * another kind (an xattr: 64 KiB + name; an inode: its symlink target). */
+#define CKPT_BLOCK_BOUND ((2u << 20) + (128u << 10))
+
 static char *store;
 static struct txd_fs *fs;
 static struct txd_opts opts;
@@ -161,15 +165,20 @@ static int load_copy(struct ns *out, uint64_t *lsn)
 }
 
 struct locs {
-	uint64_t idx[4096];
-	struct chunk_loc loc[4096];
-	uint32_t n;
+	uint64_t *idx;
+	struct chunk_loc *loc;
+	uint32_t n, cap;
 };
 
 static int collect(void *arg, uint64_t idx, struct chunk *c)
 {
 	struct locs *l = arg;
-	cr_assert_lt(l->n, 4096);
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 1024;
+		l->idx = realloc(l->idx, l->cap * sizeof(*l->idx));
+		l->loc = realloc(l->loc, l->cap * sizeof(*l->loc));
+		cr_assert(l->idx && l->loc);
+	}
 	l->idx[l->n] = idx;
 	chunk_get_loc(c, &l->loc[l->n]);
 	l->n++;
@@ -205,8 +214,7 @@ static int compare_inode(void *arg, struct inode *a)
 		cr_assert_eq(x->xa->len, y->xa->len, "ino %lu xattrs", ino);
 		cr_assert_eq(memcmp(x->xa->data, y->xa->data, x->xa->len), 0, "ino %lu xattrs", ino);
 	}
-	static struct locs la, lb;
-	la.n = lb.n = 0;
+	struct locs la = {0}, lb = {0};
 	if (S_ISREG(x->mode)) {
 		cr_assert_eq(cmap_walk(x->map, 0, collect, &la), 0);
 		cr_assert_eq(cmap_walk(y->map, 0, collect, &lb), 0);
@@ -217,6 +225,10 @@ static int compare_inode(void *arg, struct inode *a)
 		cr_assert_eq(memcmp(&la.loc[k], &lb.loc[k], sizeof(la.loc[k])), 0,
 			     "ino %lu chunk %lu location", ino, (unsigned long)la.idx[k]);
 	}
+	free(la.idx);
+	free(la.loc);
+	free(lb.idx);
+	free(lb.loc);
 	cr_assert_eq(!a->dir, !b->dir, "ino %lu directory", ino);
 	if (a->dir) {
 		cr_assert_eq(a->parent, b->parent, "ino %lu ..", ino);
@@ -338,6 +350,66 @@ Test(ckpt, K4_several_blocks_round_trip)
 	memcpy(&nblocks, b + len - 16, 8);
 	free(b);
 	cr_assert_geq(nblocks, 3, "only %lu blocks: the test wants several", (unsigned long)nblocks);
+	assert_disk_equals_memory();
+}
+
+/* K6: one inode with a content map and xattrs far larger than a block. The
+ * loader refuses blocks over 64 MiB, so a block per inode made every file
+ * of more than 2M chunks (64 GiB) unloadable and its store unopenable; the
+ * writer must split whatever one inode holds. The map here is 50,000 pack
+ * chunks (1.6 MB of changes) and 30 xattrs of 60 KiB (1.8 MB). */
+Test(ckpt, K6_no_block_outgrows_its_bound_however_large_an_inode)
+{
+	enum { NCHUNKS = 50000, NXATTR = 30, XLEN = 60 << 10 };
+	uint64_t node;
+	do_open();
+	cr_assert_eq(tt_put(fs, "huge", "x", 1), 0);
+	cr_assert_eq(tt_resolve(fs, "huge", NULL, NULL, &node), 0);
+	char *val = malloc(XLEN);
+	fill(val, XLEN, 3);
+	for (int k = 0; k < NXATTR; k++) {
+		char name[32];
+		snprintf(name, sizeof(name), "user.x%d", k);
+		val[0] = (char)k;
+		cr_assert_eq(txd_setxattr(fs, node, name, val, XLEN, 0), 0);
+	}
+	free(val);
+	pthread_mutex_lock(&fs->lock);
+	uint64_t ino = fs_node(fs, node)->in->ino;
+	struct wcopy_change *c = calloc(NCHUNKS, sizeof(*c));
+	for (uint32_t k = 0; k < NCHUNKS; k++) {
+		c[k].idx = 2 * k; /* sparse: holes between */
+		c[k].len = 100 + k % 1000;
+		c[k].csum = k;
+		c[k].loc = (struct chunk_loc){.file = 1, .len = c[k].len, .off = 4096ull * k,
+					      .csum = k};
+	}
+	struct rec_buf b;
+	rec_init(&b, 0, fs_now_ns(), 0);
+	rec_content(&b, ino, 2ull * NCHUNKS * TXD_CHUNK_SIZE, true, 0, c, NCHUNKS);
+	int err = fs_commit(fs, &b, NULL);
+	pthread_mutex_unlock(&fs->lock);
+	rec_release(&b);
+	free(c);
+	cr_assert_eq(err, 0, "%s", txd_strerror(err));
+	cr_assert_eq(checkpoint(), 0);
+
+	size_t len;
+	char *f = slurp(ckpt_file(fs->ckpt_lsn), &len);
+	uint32_t biggest = 0, nblocks = 0;
+	for (size_t off = 64; off + 16 <= len; nblocks++) {
+		uint32_t m, bl;
+		memcpy(&m, f + off, 4);
+		memcpy(&bl, f + off + 4, 4);
+		if (m != 0x4c424b43u)
+			break;
+		biggest = bl > biggest ? bl : biggest;
+		off += 16 + bl;
+	}
+	free(f);
+	cr_assert_leq(biggest, CKPT_BLOCK_BOUND, "K6: a block of %u bytes (bound %u)", biggest,
+		      (unsigned)CKPT_BLOCK_BOUND);
+	cr_assert_geq(nblocks, 4);
 	assert_disk_equals_memory();
 }
 
