@@ -26,6 +26,19 @@
  *     older versions kept for readers and snapshots) is kept: inline chunk
  *     data lives in the log.
  *  K4 Loading applies the blocks with ns_apply: the same code as replay.
+ *     With no valid checkpoint, loading leaves the empty namespace at LSN 0
+ *     and recovery replays the whole log, which the WAL refuses (a hole,
+ *     -TXD_ECORRUPT) once the log's start was dropped.
+ *  K5 A checkpoint whose (checksummed) header names another version is
+ *     refused with -TXD_EFORMAT, not read and not passed over for an older
+ *     one: it was written by another format of the store.
+ *  K6 No block outgrows 2 x BLOCK_TARGET plus one op of another kind (an
+ *     xattr, an inode with its target), however much one inode holds: a
+ *     content map goes out as OP_CONTENT pieces of CONTENT_PIECE changes
+ *     (the first truncating, the rest adding) and a block is closed between
+ *     pieces and between xattrs once it reaches BLOCK_TARGET. (The loader
+ *     refuses blocks over 64 MiB: one block per inode made a file of more
+ *     than 2M chunks unloadable.)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,8 +56,10 @@
 #define CKPT_MAGIC 0x3154504b43445854ull /* "TXDCKPT1" */
 #define BLK_MAGIC 0x4c424b43u           /* "CKBL" */
 #define END_MAGIC 0x4e454b43u           /* "CKEN" */
+#define CKPT_VERSION 1
 #define CKPT_HDR 64
 #define BLOCK_TARGET (1u << 20)
+#define CONTENT_PIECE (BLOCK_TARGET / 32) /* chunk changes per OP_CONTENT (rec.h: 32 bytes) */
 
 struct ckw {
 	struct txd_fs *fs;
@@ -128,13 +143,20 @@ static int put_inode(void *arg, struct inode *in)
 	if (S_ISREG(v->mode)) {
 		struct chgs cs = {.w = w};
 		int err = cmap_walk(v->map, 0, collect_chunk, &cs);
-		if (!err)
-			rec_content(&w->b, in->ino, v->size, true, 0, cs.v, cs.n);
+		/* K6: the map in pieces; the first replaces, the rest add */
+		for (uint32_t at = 0; !err && (at == 0 || at < cs.n); at += CONTENT_PIECE) {
+			uint32_t n = cs.n - at < CONTENT_PIECE ? cs.n - at : CONTENT_PIECE;
+			rec_content(&w->b, in->ino, v->size, at == 0, 0, cs.v + at, n);
+			if (w->b.len >= BLOCK_TARGET)
+				err = ckw_flush(w);
+		}
 		free(cs.v);
 		if (err)
 			return w->err = err;
 	}
 	for (uint32_t p = 0; v->xa && p < v->xa->len;) {
+		if (w->b.len >= BLOCK_TARGET && ckw_flush(w))
+			return w->err; /* K6 */
 		uint16_t nl;
 		uint32_t vl;
 		char name[256];
@@ -166,7 +188,7 @@ static int write_header(struct ckw *w, uint64_t lsn)
 {
 	uint8_t h[CKPT_HDR] = {0};
 	uint64_t magic = CKPT_MAGIC, next = w->fs->ns.next_ino;
-	uint32_t ver = 1;
+	uint32_t ver = CKPT_VERSION;
 	memcpy(h, &magic, 8);
 	memcpy(h + 8, &ver, 4);
 	memcpy(h + 16, &lsn, 8);
@@ -334,6 +356,10 @@ static int ckpt_stream(struct txd_fs *fs, int fd, uint64_t lsn)
 	memcpy(&sum, h + 56, 8);
 	if (magic != CKPT_MAGIC || hl != lsn || sum != XXH64(h, 56, 0))
 		return -TXD_ECORRUPT;
+	uint32_t ver;
+	memcpy(&ver, h + 8, 4);
+	if (ver != CKPT_VERSION)
+		return -TXD_EFORMAT; /* K5: not ours to read, nor to pass over */
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 	for (;;) {

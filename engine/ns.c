@@ -281,9 +281,11 @@ static void dir_compact(struct dir *d)
 static int dir_append(struct dir *d, struct dent *e)
 {
 	if (d->norder == d->caporder) {
-		if (d->count < d->norder / 2) {
+		if (d->count < d->norder / 2)
 			dir_compact(d);
-		} else {
+		/* tombstones kept for snapshots (N5) are not squeezed out: the
+		 * order may still be full */
+		if (d->norder == d->caporder) {
 			uint32_t cap = d->caporder ? d->caporder * 2 : 8;
 			struct dent **o = realloc(d->order, cap * sizeof(*o));
 			if (!o)

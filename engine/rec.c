@@ -12,6 +12,7 @@
 
 #define OP_HDR 8
 #define CHG_SIZE 32
+#define TXD_XATTR_NAME_MAX 255 /* what the live path accepts (fsops.c) */
 
 /* ---- little-endian helpers ---------------------------------------------- */
 static void put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
@@ -249,9 +250,11 @@ static int op_check(uint16_t op, const uint8_t *p, uint32_t len)
 	case OP_CONTENT:
 		return len >= 29 && (uint64_t)len == 29 + (uint64_t)get32(p + 25) * CHG_SIZE;
 	case OP_XATTR_SET:
-		return len >= 14 && (uint64_t)len == 14ull + get16(p + 8) + get32(p + 10);
+		return len >= 14 && (uint64_t)len == 14ull + get16(p + 8) + get32(p + 10) &&
+		       get16(p + 8) > 0 && get16(p + 8) <= TXD_XATTR_NAME_MAX;
 	case OP_XATTR_DEL:
-		return len >= 10 && len == 10u + get16(p + 8);
+		return len >= 10 && len == 10u + get16(p + 8) && get16(p + 8) > 0 &&
+		       get16(p + 8) <= TXD_XATTR_NAME_MAX;
 	case OP_FREE:
 		return len == 8;
 	case OP_VERSION:
@@ -268,9 +271,11 @@ static int content_check(const uint8_t *p, uint64_t data_len)
 	const uint8_t *c = p + 29;
 	for (uint32_t k = 0; k < n; k++, c += CHG_SIZE) {
 		uint32_t len = get32(c + 12);
+		uint64_t off = get64(c + 16);
 		if (len > TXD_CHUNK_SIZE)
 			return 0;
-		if (len && get32(c + 8) == REC_INLINE && get64(c + 16) + len > data_len)
+		/* off + len could wrap: compare without adding to off */
+		if (len && get32(c + 8) == REC_INLINE && (off > data_len || len > data_len - off))
 			return 0;
 	}
 	return 1;

@@ -55,7 +55,8 @@ static int only_layout(const char *name, void *arg)
 	for (size_t k = 0; k < sizeof(ok) / sizeof(ok[0]); k++)
 		if (strcmp(name, ok[k]) == 0)
 			return 0;
-	return 1;
+	/* FORMAT's temporary file (os_write_file_durable: ".tmp.NAME.TID") */
+	return strncmp(name, ".tmp.FORMAT.", 12) != 0;
 }
 
 static int exists(const char *path)
@@ -120,7 +121,8 @@ static int check_format(const char *dir)
 	free(path);
 	if (err == -ENOENT)
 		return -TXD_ENOTSTORE;
-	if (!err && strcmp(buf, STORE_FORMAT) != 0)
+	/* S4: exactly STORE_FORMAT (a NUL inside must not end the comparison) */
+	if (!err && (len != strlen(STORE_FORMAT) || memcmp(buf, STORE_FORMAT, len) != 0))
 		err = -TXD_EFORMAT;
 	free(buf);
 	return err;

@@ -13,7 +13,8 @@
  * Invariants.
  *  S1 Every directory is fsynced after entries are created in it.
  *  S2 An interrupted init leaves a directory that a second init completes
- *     (only layout names, no FORMAT); anything else non-empty is refused.
+ *     (only layout names, LOCK and FORMAT's temporary file; no FORMAT);
+ *     anything else non-empty is refused.
  *  S3 A second opener fails with -TXD_ELOCKED and learns the holder's pid;
  *     nothing of the store is touched before the lock is held.
  *  S4 A store is private to the server's user: every directory the engine
@@ -22,6 +23,9 @@
  *     store_check_private finds a part that others could read or write
  *     (an old store, a chmod): txdirfs refuses to mount it unless told
  *     to (-o allow_shared_store, txdirfs(8)).
+ *  S5 A FORMAT other than STORE_FORMAT (a newer version, or damaged) is
+ *     refused with -TXD_EFORMAT; a directory without one is -TXD_ENOTSTORE.
+ *     Neither creates LOCK.
  */
 #ifndef TXD_STORE_H
 #define TXD_STORE_H
