@@ -121,7 +121,7 @@ static int check_format(const char *dir)
 	free(path);
 	if (err == -ENOENT)
 		return -TXD_ENOTSTORE;
-	/* S4: exactly STORE_FORMAT (a NUL inside must not end the comparison) */
+	/* S5: exactly STORE_FORMAT (a NUL inside must not end the comparison) */
 	if (!err && (len != strlen(STORE_FORMAT) || memcmp(buf, STORE_FORMAT, len) != 0))
 		err = -TXD_EFORMAT;
 	free(buf);
