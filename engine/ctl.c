@@ -12,8 +12,7 @@
  *
  * Every control file is direct_io with zero entry/attr timeouts, and its
  * content is rendered at open (a consistent snapshot for the reader). st_size
- * is the length of that rendering when the kernel asks through the open file
- * (lseek SEEK_END, as tail does: txd_fgetattr), else of a fresh one.
+ * is 0, as in procfs (getattr_of says why): readers read to EOF.
  *
  * The event log and the commit log are modules of their own (events.h,
  * clog.h); this file renders them for the caller.
@@ -363,8 +362,7 @@ static bool kind_is_txn_record(enum ctl_kind k)
 	return k == CTL_TXN_STATUS || k == CTL_TXN_INFO || k == CTL_DTC_TXN;
 }
 
-static int getattr_of(struct txd_fs *fs, struct node *n, const struct handle *h,
-		      struct txd_attr *a)
+int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->ino = (1ull << 62) | ((uint64_t)n->ctl << 52) | (n->ctl_key & ((1ull << 52) - 1));
@@ -387,32 +385,17 @@ static int getattr_of(struct txd_fs *fs, struct node *n, const struct handle *h,
 	a->mode = n->ctl == CTL_TXN_CTL ? S_IFREG | 0644
 		  : t && kind_is_txn_record(n->ctl) ? S_IFREG | 0400 : S_IFREG | 0444;
 	a->nlink = 1;
-	if (h && h->ctl) {
-		/* through the open file: the length of what it reads */
-		a->size = h->ctl->len;
-		return 0;
-	}
-	struct sbuf s = {0};
-	int err = render(fs, n, &s);
-	a->size = s.len;
-	free(s.p);
-	return err == -EACCES ? 0 : err; /* visible, not readable */
-}
-
-int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
-{
-	return getattr_of(fs, n, NULL, a);
-}
-
-int txd_fgetattr(struct txd_fs *fs, uint64_t node, uint64_t fh, struct txd_attr *out)
-{
-	struct handle *h = (struct handle *)(uintptr_t)fh;
-	pthread_mutex_lock(&fs->lock);
-	struct node *n = fs_node(fs, node);
-	bool ctl = n && n->ctl && h && h->magic == HANDLE_MAGIC && h->node == n;
-	int err = ctl ? getattr_of(fs, n, h, out) : 0;
-	pthread_mutex_unlock(&fs->lock);
-	return ctl ? err : txd_getattr(fs, node, out);
+	/* Size 0, as procfs does: with the writeback cache the kernel keeps a
+	 * regular file's size from when it first met the inode and ignores later
+	 * ones, so any real length goes stale (tail -1 then printed an old
+	 * line). Reads are direct_io and go to EOF whatever the size; tail and
+	 * wc read to EOF when the size is 0. Rendering here still answers
+	 * ENOENT for a commit gone meanwhile. */
+	if (n->ctl == CTL_COMMIT && !clog_has(fs->clog, n->ctl_key, fs_retain_oldest_ns(fs)))
+		return -ENOENT; /* gone meanwhile (retention) */
+	if (kind_is_txn_record(n->ctl) && !t)
+		return -ENOENT;
+	return 0;
 }
 
 /* One node id per control object and view, so concurrent path walks

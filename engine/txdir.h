@@ -171,9 +171,6 @@ struct txd_setattr {
 int txd_lookup(struct txd_fs *fs, uint64_t parent, const char *name, struct txd_entry *out);
 void txd_forget(struct txd_fs *fs, uint64_t node, uint64_t nlookup);
 int txd_getattr(struct txd_fs *fs, uint64_t node, struct txd_attr *out);
-/* The same through an open file (FUSE_GETATTR_FH: fstat, lseek SEEK_END):
- * a control file reports the length of what that handle reads. */
-int txd_fgetattr(struct txd_fs *fs, uint64_t node, uint64_t fh, struct txd_attr *out);
 /* fh: the handle the change comes through (0 if none). A size change
  * through a writable handle joins that handle's working copy and is committed
  * with its content (SPEC §3: `cmd > file` never commits an empty file);

@@ -123,8 +123,9 @@ static void tx_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct stat st;
 	int rc;
 
+	(void)fi;
 	tx_caller(req);
-	rc = fi ? txd_fgetattr(FS, ino, fi->fh, &a) : txd_getattr(FS, ino, &a);
+	rc = txd_getattr(FS, ino, &a);
 	if (rc < 0) {
 		fuse_reply_err(req, tx_errno(rc, "getattr"));
 		return;
