@@ -261,7 +261,7 @@ int ev_render(struct evlog *ev, uint64_t oldest_ns, ev_path_ok_fn ok, void *arg,
 	pthread_mutex_unlock(&ev->lock);
 	if (err)
 		return err;
-	size_t at = 0, cap = size + 1;
+	size_t at = 0, cap = size + 2;
 	char *res = malloc(cap);
 	if (!res) {
 		free(buf);
@@ -279,7 +279,7 @@ int ev_render(struct evlog *ev, uint64_t oldest_ns, ev_path_ok_fn ok, void *arg,
 		char *f = filtered(j, jl, ok, arg);
 		const char *src = f ? f : j;
 		size_t sl = f ? strlen(f) : jl;
-		if (at + sl + 1 > cap) { /* "(hidden)" is longer than a short path */
+		if (at + sl + 2 > cap) { /* "(hidden)" is longer than a short path */
 			char *grown = realloc(res, cap = 2 * cap + sl + 1);
 			if (!grown) {
 				free(f);
@@ -295,6 +295,7 @@ int ev_render(struct evlog *ev, uint64_t oldest_ns, ev_path_ok_fn ok, void *arg,
 		free(f);
 	}
 	free(buf);
+	res[at] = 0;
 	*out = res;
 	*len = at;
 	return 0;

@@ -59,7 +59,7 @@ int ev_trim(struct evlog *ev, uint64_t oldest_ns);
 /* Filter for "path" fields (E5): true when the reader may see path. */
 typedef bool (*ev_path_ok_fn)(void *arg, const char *path);
 /* Render the events no older than oldest_ns into *out (malloc'd, *len
- * bytes; the caller frees). ok may be NULL (show every path). */
+ * bytes and a NUL; the caller frees). ok may be NULL (show every path). */
 int ev_render(struct evlog *ev, uint64_t oldest_ns, ev_path_ok_fn ok, void *arg, char **out,
 	      size_t *len);
 
