@@ -479,38 +479,65 @@ static size_t first_kept(struct clog *cl, uint64_t oldest_ns)
 	return k;
 }
 
+/* Copy [from, to) of fd to out at from - base. */
+static int copy_range(int fd, int out, uint64_t from, uint64_t to, uint64_t base)
+{
+	enum { PIECE = 1 << 20 };
+	char *buf = to > from ? malloc(to - from < PIECE ? to - from : PIECE) : NULL;
+	int err = to > from && !buf ? -ENOMEM : 0;
+	for (uint64_t at = from; !err && at < to;) {
+		size_t n = to - at < PIECE ? (size_t)(to - at) : PIECE;
+		if (!(err = os_pread_full(fd, buf, n, (off_t)at)))
+			err = os_pwrite_full(out, buf, n, (off_t)(at - base));
+		at += n;
+	}
+	free(buf);
+	return err;
+}
+
+/* The kept tail is copied to log.tmp without the lock (commits only append
+ * past what is copied); the lock is taken again to copy what was appended
+ * meanwhile and to switch files. One trim at a time (the checkpoint's). */
 int clog_trim(struct clog *cl, uint64_t oldest_ns)
 {
 	pthread_mutex_lock(&cl->lock);
 	size_t k = first_kept(cl, oldest_ns);
-	int err = 0;
-	uint8_t *buf = NULL;
-	if (k == 0)
-		goto out;
-	uint64_t from = k < cl->n ? cl->idx[k].off : cl->size, len = cl->size - from;
-	err = -ENOMEM;
-	if (!(buf = malloc(len + 1)))
-		goto out;
-	if (len && (err = os_pread_full(cl->fd, buf, len, (off_t)from)))
-		goto out;
-	if ((err = os_write_file(cl->dir, CLOG_FILE, buf, len)))
-		goto out;
-	int fd = txd_os->open(cl->path, O_RDWR, 0600);
-	if (fd < 0) {
-		err = fd;
-		goto out;
-	}
-	txd_os->close(cl->fd);
-	cl->fd = fd;
-	memmove(cl->idx, cl->idx + k, (cl->n - k) * sizeof(*cl->idx));
-	cl->n -= k;
-	for (size_t j = 0; j < cl->n; j++)
-		cl->idx[j].off -= from;
-	cl->size = len;
-	err = 0;
-out:
+	uint64_t from = k < cl->n ? cl->idx[k].off : cl->size, upto = cl->size;
 	pthread_mutex_unlock(&cl->lock);
-	free(buf);
+	if (k == 0)
+		return 0;
+	char *tmp;
+	if (asprintf(&tmp, "%s.tmp", cl->path) < 0)
+		return -ENOMEM;
+	int fd = txd_os->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0600), err = fd < 0 ? fd : 0;
+	/* durable before it replaces the log: the WAL behind a checkpoint can
+	 * no longer rebuild it; what is appended meanwhile is after the
+	 * checkpoint, and replay re-notes it if lost (C1, C3) */
+	if (!err && !(err = copy_range(cl->fd, fd, from, upto, from)))
+		err = txd_os->fdatasync(fd);
+	if (err)
+		goto out;
+	pthread_mutex_lock(&cl->lock);
+	if (!(err = copy_range(cl->fd, fd, upto, cl->size, from)) &&
+	    !(err = txd_os->rename(tmp, cl->path))) {
+		txd_os->close(cl->fd);
+		cl->fd = fd;
+		fd = -1;
+		memmove(cl->idx, cl->idx + k, (cl->n - k) * sizeof(*cl->idx));
+		cl->n -= k;
+		for (size_t j = 0; j < cl->n; j++)
+			cl->idx[j].off -= from;
+		cl->size -= from;
+	}
+	pthread_mutex_unlock(&cl->lock);
+	if (!err)
+		err = os_fsync_dir(cl->dir);
+out:
+	if (fd >= 0) {
+		txd_os->close(fd);
+		txd_os->unlink(tmp);
+	}
+	free(tmp);
 	return err;
 }
 

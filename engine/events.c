@@ -198,18 +198,22 @@ void ev_commit_replayed(struct evlog *ev, uint64_t time_ns, uint64_t txn, uint64
 	ev_emit(ev, time_ns, "txn_commit", f);
 }
 
+/* As clog_trim: the kept tail is copied to events.log.tmp without the lock
+ * (events only append past it), then, under it, what came meanwhile, and
+ * the files switch. One trim at a time (the checkpoint's). */
 int ev_trim(struct evlog *ev, uint64_t oldest_ns)
 {
 	pthread_mutex_lock(&ev->lock);
-	char *buf = NULL;
-	int err = read_all(ev, &buf);
-	if (err)
+	uint64_t upto = ev->size;
+	pthread_mutex_unlock(&ev->lock);
+	char *buf = malloc(upto + 1), *tmp = NULL;
+	int fd = -1, err = buf ? 0 : -ENOMEM;
+	if (err || (upto && (err = os_pread_full(ev->fd, buf, upto, 0))))
 		goto out;
 	uint64_t keep = 0; /* first byte to keep */
-	for (char *line = buf, *nl; line < buf + ev->size; line = nl + 1) {
-		nl = memchr(line, '\n', (size_t)(buf + ev->size - line));
+	for (char *line = buf, *nl; line < buf + upto; line = nl + 1) {
 		uint64_t ns;
-		if (!nl)
+		if (!(nl = memchr(line, '\n', (size_t)(buf + upto - line))))
 			break;
 		if (line_json(line, (size_t)(nl - line), &ns) && ns >= oldest_ns)
 			break;
@@ -217,20 +221,38 @@ int ev_trim(struct evlog *ev, uint64_t oldest_ns)
 	}
 	if (keep == 0)
 		goto out; /* nothing old */
-	/* rewrite the kept tail (durably: the log holds events of committed
-	 * actions), then reopen it */
-	if ((err = os_write_file_durable(ev->dir, EV_FILE, buf + keep, ev->size - keep)))
-		goto out;
-	int fd = txd_os->open(ev->path, O_RDWR, 0600);
-	if (fd < 0) {
-		err = fd;
+	err = -ENOMEM;
+	if (asprintf(&tmp, "%s.tmp", ev->path) < 0) {
+		tmp = NULL;
 		goto out;
 	}
-	txd_os->close(ev->fd);
-	ev->fd = fd;
-	ev->size -= keep;
-out:
+	if ((err = fd = txd_os->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0600)) < 0 ||
+	    (err = os_pwrite_full(fd, buf + keep, upto - keep, 0)))
+		goto out;
+	pthread_mutex_lock(&ev->lock);
+	uint64_t more = ev->size - upto;
+	char *tail = more ? malloc(more) : NULL;
+	err = more && !tail ? -ENOMEM : 0;
+	if (!err && more && !(err = os_pread_full(ev->fd, tail, more, (off_t)upto)))
+		err = os_pwrite_full(fd, tail, more, (off_t)(upto - keep));
+	/* the log holds events of committed actions: durable before it
+	 * replaces the old file (events.h E2) */
+	if (!err && !(err = txd_os->fdatasync(fd)) && !(err = txd_os->rename(tmp, ev->path))) {
+		txd_os->close(ev->fd);
+		ev->fd = fd;
+		fd = -1;
+		ev->size -= keep;
+	}
 	pthread_mutex_unlock(&ev->lock);
+	free(tail);
+	if (!err)
+		err = os_fsync_dir(ev->dir);
+out:
+	if (fd >= 0) {
+		txd_os->close(fd);
+		txd_os->unlink(tmp);
+	}
+	free(tmp);
 	free(buf);
 	return err;
 }
