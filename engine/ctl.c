@@ -291,7 +291,8 @@ static bool path_visible(void *arg, const char *path)
 	}
 }
 
-static int render_log(char *txt, size_t len, int err, struct sbuf *s)
+/* s takes over a rendering of events or a commit (err: none). */
+static int take(struct sbuf *s, char *txt, size_t len, int err)
 {
 	if (!err) {
 		free(s->p);
@@ -306,7 +307,7 @@ static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
 	struct viewer v;
 	char *txt = NULL;
 	size_t len = 0;
-	viewer_init(fs, &v);
+	int err;
 	switch (n->ctl) {
 	case CTL_STATS:
 		render_stats(fs, s);
@@ -315,15 +316,14 @@ static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
 		render_status(fs, s);
 		return 0;
 	case CTL_EVENTS:
-		return render_log(txt, len,
-				  ev_render(fs->events, fs_retain_oldest_ns(fs), path_visible, &v,
-					    &txt, &len),
-				  s);
+		viewer_init(fs, &v);
+		err = ev_render(fs->events, fs_retain_oldest_ns(fs), path_visible, &v, &txt, &len);
+		return take(s, txt, len, err);
 	case CTL_COMMIT:
-		return render_log(txt, len,
-				  clog_render(fs->clog, n->ctl_key, fs_retain_oldest_ns(fs),
-					      path_visible, &v, &txt, &len),
-				  s);
+		viewer_init(fs, &v);
+		err = clog_render(fs->clog, n->ctl_key, fs_retain_oldest_ns(fs), path_visible, &v,
+				  &txt, &len);
+		return take(s, txt, len, err);
 	case CTL_TXN_CTL:
 		return 0; /* write-only: commands */
 	case CTL_TXN_STATUS:
@@ -332,6 +332,7 @@ static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
 		struct txn *t = txn_by_id(fs, n->ctl_key);
 		if (!t)
 			return -ENOENT;
+		viewer_init(fs, &v);
 		if (v.uid != 0 && v.uid != t->uid)
 			return -EACCES; /* its owner's private view (header comment) */
 		if (n->ctl == CTL_TXN_STATUS) {
