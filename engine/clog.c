@@ -254,15 +254,32 @@ static uint64_t checksum(struct ns *ns, uint64_t ino)
 	return in && S_ISREG(in->head->mode) ? digest_final(in->head->dsum, in->head->size) : 0;
 }
 
-/* the first N_DEL of ino not yet used (a linear scan, only for inodes that
- * lost a name: renames; the membership test keeps the rest O(n log n)) */
-static struct nop *del_of(struct clog_note *nt, const uint64_t *dels, size_t ndels, uint64_t ino)
+/* N_DEL ops by inode: (ino, index in nt->op), sorted */
+struct delk {
+	uint64_t ino;
+	size_t k;
+};
+
+static int cmp_delk(const void *a, const void *b)
 {
-	if (!in_set(dels, ndels, ino))
-		return NULL;
-	for (size_t k = 0; k < nt->n; k++)
-		if (nt->op[k].what == N_DEL && nt->op[k].ino == ino && !nt->op[k].used)
-			return &nt->op[k];
+	const struct delk *x = a, *y = b;
+	return x->ino != y->ino ? (x->ino < y->ino ? -1 : 1) : (x->k > y->k) - (x->k < y->k);
+}
+
+/* the first N_DEL of ino not yet used (a rename's old name) */
+static struct nop *del_of(struct clog_note *nt, const struct delk *dk, size_t ndk, uint64_t ino)
+{
+	size_t lo = 0, hi = ndk;
+	while (lo < hi) { /* lower bound */
+		size_t mid = lo + (hi - lo) / 2;
+		if (dk[mid].ino < ino)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < ndk && dk[lo].ino == ino; lo++)
+		if (!nt->op[dk[lo].k].used)
+			return &nt->op[dk[lo].k];
 	return NULL;
 }
 
@@ -273,12 +290,14 @@ static int encode(struct clog_note *nt, struct ns *ns, struct wbuf *w)
 	uint64_t *named = malloc((nt->n + 1) * sizeof(uint64_t));
 	uint64_t *dirs = malloc((2 * nt->n + 1) * sizeof(uint64_t));
 	uint64_t *done = malloc((nt->n + 1) * sizeof(uint64_t));
+	struct delk *dk = malloc((nt->n + 1) * sizeof(*dk));
 	size_t ndels = 0, nnamed = 0, ndirs = 0, ndone = 0;
 	int err = -ENOMEM;
-	if (!dels || !named || !dirs || !done)
+	if (!dels || !named || !dirs || !done || !dk)
 		goto out;
 	for (size_t k = 0; k < nt->n; k++) {
 		if (nt->op[k].what == N_DEL) {
+			dk[ndels] = (struct delk){nt->op[k].ino, k};
 			dels[ndels++] = nt->op[k].ino;
 			dirs[ndirs++] = nt->op[k].parent;
 		}
@@ -288,6 +307,7 @@ static int encode(struct clog_note *nt, struct ns *ns, struct wbuf *w)
 		}
 	}
 	qsort(dels, ndels, sizeof(*dels), cmp_u64);
+	qsort(dk, ndels, sizeof(*dk), cmp_delk);
 	qsort(named, nnamed, sizeof(*named), cmp_u64);
 	uint32_t n = 0;
 	size_t at_n = 0;
@@ -303,7 +323,7 @@ static int encode(struct clog_note *nt, struct ns *ns, struct wbuf *w)
 		struct nop *o = &nt->op[k];
 		if (o->what != N_SET || !child_path(ns, o->parent, o->name, path))
 			continue;
-		struct nop *d = del_of(nt, dels, ndels, o->ino);
+		struct nop *d = del_of(nt, dk, ndels, o->ino);
 		if (d)
 			d->used = true;
 		put_chg(w, &n, d ? 'R' : o->existed ? 'L' : 'C', checksum(ns, o->ino), path,
@@ -341,6 +361,7 @@ out:
 	free(named);
 	free(dirs);
 	free(done);
+	free(dk);
 	return err;
 }
 

@@ -103,6 +103,41 @@ Test(clog, c2_every_path_of_a_big_commit)
 	cJSON_Delete(o);
 }
 
+/* C2: a transaction that renames 2,000 files lists 2,000 renames, each
+ * with its old name. */
+Test(clog, c2_every_rename_of_a_big_commit)
+{
+	char p[64], q[64];
+	cr_assert_eq(tt_mkdir(fs, "r"), 0);
+	for (int k = 0; k < 2000; k++) {
+		snprintf(p, sizeof(p), "r/a%04d", k);
+		cr_assert_eq(tt_put(fs, p, p, strlen(p)), 0);
+	}
+	cr_assert_eq(tt_mkdir(fs, ".txdir/txn/mv"), 0);
+	for (int k = 0; k < 2000; k++) {
+		snprintf(p, sizeof(p), ".txdir/txn/mv/root/r/a%04d", k);
+		snprintf(q, sizeof(q), ".txdir/txn/mv/root/r/b%04d", k);
+		cr_assert_eq(tt_rename(fs, p, q, 0), 0);
+	}
+	uint64_t node;
+	struct txd_open_out oo;
+	cr_assert_eq(tt_resolve(fs, ".txdir/txn/mv/ctl", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY, &oo), 0);
+	cr_assert_eq(txd_write(fs, oo.fh, "commit", 6, 0), 6);
+	txd_release(fs, oo.fh);
+	cJSON *o = commit_json(last_id()), *c;
+	int renames = 0;
+	cJSON_ArrayForEach(c, cJSON_GetObjectItem(o, "changes"))
+	{
+		const char *path = cJSON_GetObjectItem(c, "path")->valuestring;
+		cJSON *from = cJSON_GetObjectItem(c, "from");
+		renames += strcmp(cJSON_GetObjectItem(c, "op")->valuestring, "renamed") == 0 && from &&
+			   strncmp(path, "/r/b", 4) == 0 && strcmp(from->valuestring + 4, path + 4) == 0;
+	}
+	cr_assert_eq(renames, 2000, "%d renames", renames);
+	cJSON_Delete(o);
+}
+
 /* C4 and C1: paths are those at commit time, and survive a reopen
  * (replay of the same commits adds nothing twice). */
 Test(clog, c4_paths_at_commit_time_across_reopen)
