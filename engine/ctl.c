@@ -317,7 +317,8 @@ static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
 		return 0;
 	case CTL_EVENTS:
 		viewer_init(fs, &v);
-		err = ev_render(fs->events, fs_retain_oldest_ns(fs), path_visible, &v, &txt, &len);
+		err = ev_render(fs->events, fs_retain_oldest_ns(fs), path_visible, &v, v.uid, &txt,
+				&len);
 		return take(s, txt, len, err);
 	case CTL_COMMIT:
 		viewer_init(fs, &v);

@@ -257,24 +257,33 @@ out:
 	return err;
 }
 
-/* The line's JSON with its "path" hidden if the reader may not see it (E5). */
-static char *filtered(const char *json, size_t len, ev_path_ok_fn ok, void *arg)
+/* The line's JSON with what the reader may not see hidden (E5); NULL when
+ * it is shown as it is. */
+static char *filtered(const char *json, size_t len, ev_path_ok_fn ok, void *arg, uint32_t uid)
 {
-	if (!ok || !memmem(json, len, "\"path\"", 6))
+	bool has_path = ok && memmem(json, len, "\"path\"", 6);
+	bool has_private = uid != 0 && memmem(json, len, "\"private\"", 9);
+	if (!has_path && !has_private)
 		return NULL;
 	cJSON *o = cJSON_ParseWithLength(json, len);
 	cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "path");
+	cJSON *owner = cJSON_GetObjectItemCaseSensitive(o, "uid");
+	bool hide_path = has_path && cJSON_IsString(p) && !ok(arg, p->valuestring);
+	bool hide_private = has_private && cJSON_GetObjectItemCaseSensitive(o, "private") &&
+			    !(cJSON_IsNumber(owner) && owner->valuedouble == (double)uid);
 	char *out = NULL;
-	if (cJSON_IsString(p) && !ok(arg, p->valuestring)) {
+	if (hide_path)
 		cJSON_ReplaceItemInObjectCaseSensitive(o, "path", cJSON_CreateString("(hidden)"));
+	if (hide_private)
+		cJSON_ReplaceItemInObjectCaseSensitive(o, "private", cJSON_CreateString("(hidden)"));
+	if (hide_path || hide_private)
 		out = cJSON_PrintUnformatted(o);
-	}
 	cJSON_Delete(o);
 	return out;
 }
 
-int ev_render(struct evlog *ev, uint64_t oldest_ns, ev_path_ok_fn ok, void *arg, char **out,
-	      size_t *len)
+int ev_render(struct evlog *ev, uint64_t oldest_ns, ev_path_ok_fn ok, void *arg,
+	      uint32_t reader_uid, char **out, size_t *len)
 {
 	char *buf;
 	pthread_mutex_lock(&ev->lock);
@@ -298,7 +307,7 @@ int ev_render(struct evlog *ev, uint64_t oldest_ns, ev_path_ok_fn ok, void *arg,
 		if (!j || ns < oldest_ns)
 			continue;
 		size_t jl = (size_t)(nl - j);
-		char *f = filtered(j, jl, ok, arg);
+		char *f = filtered(j, jl, ok, arg, reader_uid);
 		const char *src = f ? f : j;
 		size_t sl = f ? strlen(f) : jl;
 		if (at + sl + 2 > cap) { /* "(hidden)" is longer than a short path */

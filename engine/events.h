@@ -24,7 +24,9 @@
  *     history.
  *  E4 A torn or garbage line (a crash mid-write) is skipped, never shown.
  *  E5 A "path" field is shown only if the reader's filter accepts it, else it
- *     reads "(hidden)" (the control tree's visibility rule, txdir(7)).
+ *     reads "(hidden)" (the control tree's visibility rule, txdir(7)); a
+ *     "private" field only to root and to the event's "uid" (e.g. a
+ *     transaction's status, which names paths of its view).
  *
  * Locking: struct evlog has its own mutex, a leaf: it may be taken under
  * fs->lock and takes no other lock.
@@ -58,10 +60,11 @@ int ev_trim(struct evlog *ev, uint64_t oldest_ns);
 
 /* Filter for "path" fields (E5): true when the reader may see path. */
 typedef bool (*ev_path_ok_fn)(void *arg, const char *path);
-/* Render the events no older than oldest_ns into *out (malloc'd, *len
- * bytes and a NUL; the caller frees). ok may be NULL (show every path). */
-int ev_render(struct evlog *ev, uint64_t oldest_ns, ev_path_ok_fn ok, void *arg, char **out,
-	      size_t *len);
+/* Render the events no older than oldest_ns for the reader with uid
+ * reader_uid into *out (malloc'd, *len bytes and a NUL; the caller frees).
+ * ok may be NULL (show every path). */
+int ev_render(struct evlog *ev, uint64_t oldest_ns, ev_path_ok_fn ok, void *arg,
+	      uint32_t reader_uid, char **out, size_t *len);
 
 /* Add an exact integer field (cJSON numbers are doubles: ids, LSNs and
  * sizes past 2^53 must not print as 1.79e+15). */

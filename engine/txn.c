@@ -620,7 +620,9 @@ int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
 		fs->conflicts++;
 		cJSON *f = cJSON_CreateObject();
 		ev_add_u64(f, "txn", t->id);
-		cJSON_AddStringToObject(f, "status", t->status);
+		cJSON_AddNumberToObject(f, "uid", t->uid);
+		/* names a path of its view: its owner's (events.h E5) */
+		cJSON_AddStringToObject(f, "private", t->status);
 		ev_emit(fs->events, fs_now_ns(), "txn_conflict", f);
 		txn_end(fs, t, TXN_ABORTED);
 		return err;

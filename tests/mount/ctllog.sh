@@ -12,7 +12,8 @@
 #                 "created", with a checksum
 #   kinds         created, modified, renamed (with from), removed
 #   no leak       as nobody on an allow_other mount: a name in root's 0700
-#                 directory appears in no events, commits/ID or transaction
+#                 directory (created, renamed, in a transaction's view, in a
+#                 conflict) appears in no events, commits/ID or transaction
 #                 record nobody can read (txdir(7) "The control tree")
 #   stats         every name SPEC §5 lists is there; txdir_op_duration_seconds
 #                 is a histogram per FUSE op; the counters and gauges move
@@ -163,6 +164,12 @@ test_leak() {
 		mv "$TM_MNT/private/SECRET_name_42" "$TM_MNT/private/SECRET_name_43" ||
 		{ not_ok "no leak: setup"; tm_umount; return; }
 	txn_commit leak sh -c 'mkdir -m 700 private2 && echo t >private2/SECRET_view_44' >/dev/null
+	# a conflict on a private file: the event names the path in its status
+	mkdir "$TM_MNT/.txdir/txn/x1" "$TM_MNT/.txdir/txn/x2"
+	echo 1 >"$TM_MNT/.txdir/txn/x1/root/private/SECRET_conf_46"
+	echo 2 >"$TM_MNT/.txdir/txn/x2/root/private/SECRET_conf_46"
+	echo commit >"$TM_MNT/.txdir/txn/x1/ctl"
+	echo commit >"$TM_MNT/.txdir/txn/x2/ctl" 2>/dev/null
 	mkdir "$TM_MNT/.txdir/txn/open"
 	mkdir -m 700 "$TM_MNT/.txdir/txn/open/root/private3" &&
 		echo u >"$TM_MNT/.txdir/txn/open/root/private3/SECRET_open_45"

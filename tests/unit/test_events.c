@@ -35,7 +35,7 @@ static char *render(uint64_t oldest, ev_path_ok_fn ok, void *arg)
 {
 	char *out;
 	size_t len;
-	cr_assert_eq(ev_render(ev, oldest, ok, arg, &out, &len), 0);
+	cr_assert_eq(ev_render(ev, oldest, ok, arg, 0, &out, &len), 0);
 	cr_assert_eq(strlen(out), len, "NUL-terminated text");
 	return out;
 }
@@ -89,7 +89,7 @@ Test(events, e2_emitted_event_survives_without_close)
 	cr_assert_eq(ev_open(dir, &again), 0); /* a second reader of the same file */
 	char *out;
 	size_t len;
-	cr_assert_eq(ev_render(again, 0, NULL, NULL, &out, &len), 0);
+	cr_assert_eq(ev_render(again, 0, NULL, NULL, 0, &out, &len), 0);
 	cr_assert_eq(count_lines(out) >= 1 && strstr(out, "\"one\"") != NULL, true);
 	free(out);
 	ev_close(again);
@@ -166,4 +166,24 @@ Test(events, e5_path_filter_hides)
 	cr_assert(strstr(out, "\"path\":\"(hidden)\""));
 	cr_assert(strstr(out, "\"path\":\"/public/ok\""));
 	free(out);
+}
+
+/* E5: a "private" field is shown only to root and to the event's uid. */
+Test(events, e5_private_only_to_its_uid)
+{
+	cJSON *f = cJSON_CreateObject();
+	cJSON_AddNumberToObject(f, "uid", 1000);
+	cJSON_AddStringToObject(f, "private", "aborted conflict path=/a/SECRET winner=3");
+	ev_emit(ev, 1000000000ull, "txn_conflict", f);
+	char *out;
+	size_t len;
+	uint32_t readers[] = {0, 1000, 1001};
+	for (int k = 0; k < 3; k++) {
+		cr_assert_eq(ev_render(ev, 0, only_public, NULL, readers[k], &out, &len), 0);
+		cr_assert_eq(strstr(out, "SECRET") != NULL, k < 2, "uid %u: %s", readers[k], out);
+		cJSON *o = cJSON_Parse(out);
+		cr_assert_not_null(o);
+		cJSON_Delete(o);
+		free(out);
+	}
 }
