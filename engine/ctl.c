@@ -234,11 +234,19 @@ static void viewer_init(struct txd_fs *fs, struct viewer *v)
 		return; /* the engine itself (tests): uid 0 */
 	v->uid = c.uid;
 	v->gid = c.gid;
-	char path[64], *buf = NULL;
-	size_t len;
+	/* /proc files report size 0: read what comes (os_read_file trusts
+	 * the size) */
+	char path[64], buf[8192];
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)c.pid);
-	if (c.pid <= 0 || os_read_file(path, &buf, &len))
+	int fd = c.pid > 0 ? txd_os->open(path, O_RDONLY, 0) : -1;
+	if (fd < 0)
 		return;
+	size_t len = 0;
+	for (ssize_t n; len + 1 < sizeof(buf) &&
+			(n = txd_os->pread(fd, buf + len, sizeof(buf) - 1 - len, (off_t)len)) > 0;)
+		len += (size_t)n;
+	txd_os->close(fd);
+	buf[len] = 0;
 	char *g = strstr(buf, "\nGroups:");
 	for (char *p = g ? g + 8 : NULL, *end; p && v->ngroups < VIEWER_GROUPS; p = end) {
 		unsigned long id = strtoul(p, &end, 10);
@@ -246,7 +254,6 @@ static void viewer_init(struct txd_fs *fs, struct viewer *v)
 			break;
 		v->groups[v->ngroups++] = (uint32_t)id;
 	}
-	free(buf);
 }
 
 /* May v do `want` (R_OK | X_OK bits as in mode's "other" triple) on in? */

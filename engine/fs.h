@@ -37,7 +37,7 @@
  *     version is freed when the last pin goes (ns.h N2).
  *
  * Lock order: wfile->lock → fs->lock. Never take a wfile lock while holding
- * fs->lock. Callbacks to the kernel layer (notify) are queued under fs->lock
+ * fs->lock. The event and commit logs' locks (events.h, clog.h) are leaves. Callbacks to the kernel layer (notify) are queued under fs->lock
  * and delivered after it is released.
  */
 #ifndef TXD_FS_H

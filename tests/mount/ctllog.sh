@@ -182,6 +182,18 @@ test_leak() {
 	else
 		not_ok "no leak: nobody read: $(echo $seen) (root: $root lines)"
 	fi
+	# what the data tree shows, .txdir shows: a 0750 directory of group 4
+	# is listable by a member through a supplementary group only
+	mkdir -m 750 "$TM_MNT/grp" && chgrp 4 "$TM_MNT/grp" && echo g >"$TM_MNT/grp/GROUP_name_47"
+	local member other
+	member=$(cd "$TM_MNT" && setpriv --reuid=nobody --regid=nogroup --groups=4 \
+		sh -c 'ls grp >/dev/null && cat .txdir/commits/*' | grep -c GROUP_name_47)
+	other=$(cd "$TM_MNT" && as_nobody cat .txdir/commits/* | grep -c GROUP_name_47)
+	if [ "$member" -gt 0 ] && [ "$other" -eq 0 ]; then
+		ok "no leak: a supplementary group's member reads its directory's names, others not"
+	else
+		not_ok "no leak: group member saw $member lines, non-member $other"
+	fi
 	tm_umount >/dev/null || not_ok "no leak: unmount"
 }
 
