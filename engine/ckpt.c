@@ -46,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <sys/stat.h>
 #include <xxhash.h>
 
@@ -306,10 +307,16 @@ int ckpt_write(struct txd_fs *fs)
 		goto out_close;
 	struct oldck o = {.fs = fs, .keep = lsn};
 	txd_os->listdir(fs->store.ckpt_dir, drop_old_ckpt, &o);
+	/* the logs' entries of commits before lsn can no longer be derived
+	 * from the segments about to go (events.h E2, clog.h C3) */
+	if (ev_sync(fs->events) || clog_sync(fs->clog))
+		syslog(LOG_WARNING, "txdir: could not sync the event or commit log");
 	drop_segments(&w);
 	fs->ckpt_lsn = lsn;
 	fs->ckpt_count++;
-	ctl_logs_save(fs);
+	if (ev_trim(fs->events, fs_retain_oldest_ns(fs)) ||
+	    clog_trim(fs->clog, fs_retain_oldest_ns(fs)))
+		syslog(LOG_WARNING, "txdir: could not drop old entries of the event or commit log");
 out_close:
 	txd_os->close(w.fd);
 	if (err)

@@ -12,16 +12,21 @@
  *
  * Every control file is direct_io with zero entry/attr timeouts, and its
  * content is rendered at open (a consistent snapshot for the reader). st_size
- * is the length of a fresh rendering.
+ * is 0, as in procfs (getattr_of says why): readers read to EOF.
  *
- * The commit log is a ring of compact fixed-size entries (no file per commit:
- * 1 M commits must not mean 1 M files), filled at commit and at replay.
- * Paths are rendered when read, from the entry's inode and the current
- * namespace; a removed entry keeps its name. Entries older than the retention
- * (-o retain=, default 1 h) are not shown.
+ * The event log and the commit log are modules of their own (events.h,
+ * clog.h); this file renders them for the caller.
+ *
+ * What a caller may see (txdir(7) "The control tree"): a path in an event or
+ * a commit is shown only if the caller could list its directory through the
+ * data tree now — search permission on every directory above it and read
+ * permission on its own directory, for the caller's uid, gid and
+ * supplementary groups (read from /proc/PID/status: FUSE passes none) —
+ * else it reads "(hidden)" and its checksum is left out. A transaction's
+ * records (status, info.json, dtc/transactions/ID) are readable by its owner
+ * and root only: they name paths of its private view.
  */
 #include <cjson/cJSON.h>
-#include <xxhash.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -117,306 +122,6 @@ static void sb_printf(struct sbuf *s, const char *fmt, ...)
 	}
 }
 
-static void rfc3339(uint64_t ns, char *buf, size_t cap)
-{
-	time_t t = (time_t)(ns / 1000000000ull);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, cap - n, ".%03uZ", (unsigned)(ns / 1000000 % 1000));
-}
-
-/* ---- events ------------------------------------------------------------------------ */
-#define EVENTS_MAX 4096
-
-struct event_log {
-	char *line[EVENTS_MAX];
-	uint64_t next;
-};
-
-void fs_event(struct txd_fs *fs, const char *type, const char *fmt, ...)
-{
-	char fields[512] = "", when[40];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(fields, sizeof(fields), fmt, ap);
-	va_end(ap);
-	rfc3339(fs_now_ns(), when, sizeof(when));
-	char *line;
-	if (asprintf(&line, "{\"time\":\"%s\",\"type\":\"%s\"%s%s}\n", when, type,
-		     fields[0] ? "," : "", fields) < 0)
-		return;
-	syslog(LOG_INFO, "txdir: %s", line);
-	struct event_log *ev = fs->events;
-	if (!ev) {
-		free(line);
-		return;
-	}
-	free(ev->line[ev->next % EVENTS_MAX]);
-	ev->line[ev->next++ % EVENTS_MAX] = line;
-}
-
-/* ---- commit log -------------------------------------------------------------------- */
-#define CLOG_MAX 16384
-#define CLOG_CHG 4
-
-struct centry {
-	uint64_t id, time_ns, txn;
-	uint32_t pid, total;
-	uint8_t n;
-	struct {
-		uint8_t kind; /* 'c' content, 'a' attributes, '+' entry, '-' removed, 'x' xattr */
-		uint64_t ino; /* the file; for '-' the directory */
-		uint64_t digest;
-		char name[32];
-	} chg[CLOG_CHG];
-};
-
-struct commit_log {
-	struct centry *ring;
-	uint64_t next; /* entries ever added */
-};
-
-static void render_events(struct txd_fs *fs, struct sbuf *s);
-
-/* ---- persistence ------------------------------------------------------------------
- * Both logs are derived data (SPEC §7): saved after a checkpoint, loaded at
- * open before replay, and completed by replay (commits after the saved ones).
- * coordination/commits/log: u64 magic "TXDCLOG1", u64 count, u64 xxh64 of the
- *   entries, then count struct centry (host layout: a cache, not an
- *   interchange format; a mismatch just starts an empty log).
- * coordination/events.log: the event lines as shown in .txdir/events. */
-#define CLOG_MAGIC 0x31474f4c43445854ull
-
-static char *coord_path(struct txd_fs *fs, const char *rel)
-{
-	char *p;
-	return asprintf(&p, "%s/%s", fs->store.coord_dir, rel) < 0 ? NULL : p;
-}
-
-static void clog_load(struct txd_fs *fs)
-{
-	char *path = coord_path(fs, "commits/log"), *buf = NULL;
-	size_t len;
-	if (!path || os_read_file(path, &buf, &len)) {
-		free(path);
-		return;
-	}
-	uint64_t magic, count, sum;
-	if (len >= 24) {
-		memcpy(&magic, buf, 8);
-		memcpy(&count, buf + 8, 8);
-		memcpy(&sum, buf + 16, 8);
-		if (magic == CLOG_MAGIC && count <= CLOG_MAX &&
-		    len == 24 + count * sizeof(struct centry) &&
-		    sum == XXH64(buf + 24, len - 24, 0)) {
-			memcpy(fs->clog->ring, buf + 24, count * sizeof(struct centry));
-			fs->clog->next = count;
-		}
-	}
-	free(buf);
-	free(path);
-}
-
-static void events_load(struct txd_fs *fs)
-{
-	char *path = coord_path(fs, "events.log"), *buf = NULL;
-	size_t len;
-	if (path && os_read_file(path, &buf, &len) == 0) {
-		for (char *line = buf, *nl; *line; line = nl + 1) {
-			if (!(nl = strchr(line, '\n')))
-				break;
-			struct event_log *ev = fs->events;
-			char *copy = strndup(line, (size_t)(nl - line + 1));
-			if (!copy)
-				break;
-			free(ev->line[ev->next % EVENTS_MAX]);
-			ev->line[ev->next++ % EVENTS_MAX] = copy;
-		}
-	}
-	free(buf);
-	free(path);
-}
-
-void ctl_logs_save(struct txd_fs *fs)
-{
-	struct commit_log *cl = fs->clog;
-	uint64_t first = cl->next > CLOG_MAX ? cl->next - CLOG_MAX : 0, count = cl->next - first;
-	size_t len = 24 + count * sizeof(struct centry);
-	uint8_t *buf = malloc(len);
-	if (!buf)
-		return;
-	for (uint64_t k = 0; k < count; k++)
-		memcpy(buf + 24 + k * sizeof(struct centry), &cl->ring[(first + k) % CLOG_MAX],
-		       sizeof(struct centry));
-	uint64_t magic = CLOG_MAGIC, sum = XXH64(buf + 24, len - 24, 0);
-	memcpy(buf, &magic, 8);
-	memcpy(buf + 8, &count, 8);
-	memcpy(buf + 16, &sum, 8);
-	char *dir = coord_path(fs, "commits");
-	if (dir && os_write_file_durable(dir, "log", buf, len))
-		syslog(LOG_WARNING, "txdir: could not save the commit log (derived; rebuilt later)");
-	free(dir);
-	free(buf);
-	struct sbuf s = {0};
-	render_events(fs, &s);
-	if (s.p && os_write_file_durable(fs->store.coord_dir, "events.log", s.p, s.len))
-		syslog(LOG_WARNING, "txdir: could not save the event log");
-	free(s.p);
-}
-
-int clog_open(struct txd_fs *fs)
-{
-	fs->clog = calloc(1, sizeof(*fs->clog));
-	fs->events = calloc(1, sizeof(*fs->events));
-	if (!fs->clog || !fs->events || !(fs->clog->ring = calloc(CLOG_MAX, sizeof(struct centry))))
-		return -ENOMEM;
-	clog_load(fs);
-	events_load(fs);
-	return 0;
-}
-
-void clog_close(struct txd_fs *fs)
-{
-	if (fs->clog)
-		free(fs->clog->ring);
-	free(fs->clog);
-	if (fs->events)
-		for (int k = 0; k < EVENTS_MAX; k++)
-			free(fs->events->line[k]);
-	free(fs->events);
-	fs->clog = NULL;
-	fs->events = NULL;
-}
-
-static void centry_note(struct txd_fs *fs, struct centry *e, const struct rec_opv *op)
-{
-	uint8_t kind;
-	uint64_t ino;
-	const char *name = NULL;
-	size_t nl = 0;
-	switch (op->op) {
-	case OP_CONTENT:
-		kind = 'c';
-		ino = op->u.content.ino;
-		break;
-	case OP_INODE:
-		if (S_ISDIR(op->u.inode.mode))
-			return; /* parent mtime/nlink upkeep: not a change of its own */
-		kind = 'a';
-		ino = op->u.inode.ino;
-		break;
-	case OP_DENT_SET:
-		kind = '+';
-		ino = op->u.dent.ino;
-		break;
-	case OP_DENT_DEL:
-		kind = '-';
-		ino = op->u.dent.parent;
-		name = op->u.dent.name;
-		nl = op->u.dent.name_len;
-		break;
-	case OP_XATTR_SET:
-	case OP_XATTR_DEL:
-		kind = 'x';
-		ino = op->u.xattr.ino;
-		break;
-	default:
-		return;
-	}
-	for (int k = 0; k < e->n; k++)
-		if (e->chg[k].ino == ino && (kind != '-' || e->chg[k].kind == '-'))
-			return; /* one line per file */
-	e->total++;
-	if (e->n == CLOG_CHG)
-		return;
-	int k = e->n++;
-	e->chg[k].kind = kind;
-	e->chg[k].ino = ino;
-	struct inode *in = ns_inode(&fs->ns, ino);
-	e->chg[k].digest = in && S_ISREG(in->head->mode) ? digest_final(in->head->dsum, in->head->size) : 0;
-	if (nl >= sizeof(e->chg[k].name))
-		nl = sizeof(e->chg[k].name) - 1;
-	memcpy(e->chg[k].name, name ? name : "", nl);
-	e->chg[k].name[nl] = 0;
-}
-
-void clog_add(struct txd_fs *fs, uint64_t id, const struct rec_hdr *hdr, const void *payload)
-{
-	struct commit_log *cl = fs->clog;
-	if (cl->next && cl->ring[(cl->next - 1) % CLOG_MAX].id >= id)
-		return; /* loaded from the saved log already */
-	struct centry *e = &cl->ring[cl->next++ % CLOG_MAX];
-	memset(e, 0, sizeof(*e));
-	e->id = id;
-	e->time_ns = hdr->time_ns;
-	e->pid = hdr->pid;
-	e->txn = hdr->txn;
-	struct rec_iter it;
-	struct rec_opv op;
-	rec_iter_init(&it, payload, hdr);
-	while (rec_next(&it, &op))
-		centry_note(fs, e, &op);
-}
-
-static bool retained(struct txd_fs *fs, const struct centry *e)
-{
-	uint64_t retain = (fs->opts.retain_s ? fs->opts.retain_s : 3600) * 1000000000ull;
-	return e->id && e->time_ns + retain >= fs_now_ns();
-}
-
-static const struct centry *clog_find(struct txd_fs *fs, uint64_t id)
-{
-	struct commit_log *cl = fs->clog;
-	uint64_t first = cl->next > CLOG_MAX ? cl->next - CLOG_MAX : 0;
-	/* ids increase with position: binary search the ring */
-	uint64_t lo = first, hi = cl->next;
-	while (lo < hi) {
-		uint64_t mid = lo + (hi - lo) / 2;
-		const struct centry *e = &cl->ring[mid % CLOG_MAX];
-		if (e->id == id)
-			return retained(fs, e) ? e : NULL;
-		if (e->id < id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
-static void render_commit(struct txd_fs *fs, const struct centry *e, struct sbuf *s)
-{
-	char when[40], path[4096];
-	rfc3339(e->time_ns, when, sizeof(when));
-	sb_printf(s, "{\"id\":%" PRIu64 ",\"time\":\"%s\",\"pid\":%u,\"txn\":%" PRIu64 ",\"changes\":[",
-		  e->id, when, e->pid, e->txn);
-	for (int k = 0; k < e->n; k++) {
-		struct inode *in = ns_inode(&fs->ns, e->chg[k].ino);
-		if (in)
-			ns_path(&fs->ns, in, path, sizeof(path));
-		else
-			snprintf(path, sizeof(path), "(removed)");
-		const char *op = e->chg[k].kind == 'c' ? "content" : e->chg[k].kind == 'a' ? "attributes"
-				: e->chg[k].kind == '+' ? "linked" : e->chg[k].kind == '-' ? "removed" : "xattr";
-		cJSON *p = cJSON_CreateString(path);
-		char *pj = p ? cJSON_PrintUnformatted(p) : NULL;
-		sb_printf(s, "%s{\"op\":\"%s\",\"path\":%s", k ? "," : "", op, pj ? pj : "\"?\"");
-		free(pj);
-		cJSON_Delete(p);
-		if (e->chg[k].kind == '-') {
-			cJSON *nm = cJSON_CreateString(e->chg[k].name);
-			char *nj = nm ? cJSON_PrintUnformatted(nm) : NULL;
-			sb_printf(s, ",\"name\":%s", nj ? nj : "\"?\"");
-			free(nj);
-			cJSON_Delete(nm);
-		}
-		if (e->chg[k].digest)
-			sb_printf(s, ",\"checksum\":\"xxh64:%016" PRIx64 "\"", e->chg[k].digest);
-		sb_printf(s, "}");
-	}
-	sb_printf(s, "],\"changes_total\":%u}\n", e->total);
-}
-
 /* ---- renderers ---------------------------------------------------------------------- */
 static void render_status(struct txd_fs *fs, struct sbuf *s)
 {
@@ -471,10 +176,10 @@ static void render_stats(struct txd_fs *fs, struct sbuf *s)
 		     "txdir_group_commit_batch_size_sum %" PRIu64 "\n"
 		     "txdir_group_commit_batch_size_count %" PRIu64 "\n",
 		  st.wal_synced_records, st.wal_syncs);
-	sb_printf(s, "# HELP txdir_op_duration_seconds Time spent in engine operations.\n"
-		     "# TYPE txdir_op_duration_seconds summary\n"
-		     "txdir_op_duration_seconds_sum{op=\"commit\"} %.9f\n"
-		     "txdir_op_duration_seconds_count{op=\"commit\"} %" PRIu64 "\n",
+	sb_printf(s, "# HELP txdir_commit_apply_seconds Time to log and apply a commit.\n"
+		     "# TYPE txdir_commit_apply_seconds summary\n"
+		     "txdir_commit_apply_seconds_sum %.9f\n"
+		     "txdir_commit_apply_seconds_count %" PRIu64 "\n",
 		  (double)fs->commit_ns_sum / 1e9, fs->commit_count);
 	metric(s, "txdir_wal_bytes", "gauge", "Bytes in WAL segments on disk.", (double)st.wal_bytes);
 	metric(s, "txdir_wal_syncs_total", "counter", "WAL fsyncs.", (double)st.wal_syncs);
@@ -485,7 +190,11 @@ static void render_stats(struct txd_fs *fs, struct sbuf *s)
 	metric(s, "txdir_open_handles", "gauge", "Open file and directory handles.",
 	       (double)st.open_handles);
 	metric(s, "txdir_inodes", "gauge", "Inodes in the namespace.", (double)st.inodes);
-	metric(s, "txdir_leases_held", "gauge", "Leases currently held.", 0);
+	metric(s, "txdir_leases_held", "gauge", "Leases currently held (leases: not implemented yet).", 0);
+	sb_printf(s, "# HELP txdir_lease_releases_total Lease releases by reason (leases: not "
+		     "implemented yet).\n# TYPE txdir_lease_releases_total counter\n");
+	sb_printf(s, "# HELP txdir_proposals_total Proposals by outcome (votes: not implemented "
+		     "yet).\n# TYPE txdir_proposals_total counter\n");
 	metric(s, "txdir_checksum_errors_total", "counter", "Chunks that failed verification.",
 	       (double)st.checksum_errors);
 	metric(s, "txdir_checkpoints_total", "counter", "Checkpoints written since start.",
@@ -493,25 +202,119 @@ static void render_stats(struct txd_fs *fs, struct sbuf *s)
 	metric(s, "txdir_failed", "gauge", "1 when the store refuses changes after an I/O error.",
 	       st.failed);
 	if (fs->notify.stats) {
-		char more[4096];
-		int n = fs->notify.stats(fs->notify.arg, more, sizeof(more));
-
-		if (n > 0)
-			sb_printf(s, "%.*s", (int)(n < (int)sizeof(more) ? n : (int)sizeof(more) - 1),
-				  more);
+		/* the FUSE layer's counters and txdir_op_duration_seconds */
+		int n = fs->notify.stats(fs->notify.arg, NULL, 0);
+		size_t cap = n > 0 ? (size_t)n + 4096 : 0; /* room for requests meanwhile */
+		char *more = cap ? malloc(cap) : NULL;
+		if (more && fs->notify.stats(fs->notify.arg, more, cap) > 0)
+			sb_printf(s, "%s", more);
+		free(more);
 	}
 }
 
-static void render_events(struct txd_fs *fs, struct sbuf *s)
+/* ---- who is reading ---------------------------------------------------------------- */
+#define VIEWER_GROUPS 64
+
+struct viewer {
+	struct txd_fs *fs;
+	uint32_t uid, gid;
+	uint32_t groups[VIEWER_GROUPS];
+	int ngroups;
+};
+
+/* The caller of the request being served; its supplementary groups from
+ * /proc/PID/status (FUSE passes none; libfuse's fuse_req_getgroups does the
+ * same). Unknown groups only hide more. */
+static void viewer_init(struct txd_fs *fs, struct viewer *v)
 {
-	struct event_log *ev = fs->events;
-	uint64_t first = ev->next > EVENTS_MAX ? ev->next - EVENTS_MAX : 0;
-	for (uint64_t k = first; k < ev->next; k++)
-		sb_printf(s, "%s", ev->line[k % EVENTS_MAX]);
+	struct txd_cred c;
+	memset(v, 0, sizeof(*v));
+	v->fs = fs;
+	if (!fs_caller_cred(&c))
+		return; /* the engine itself (tests): uid 0 */
+	v->uid = c.uid;
+	v->gid = c.gid;
+	/* /proc files report size 0: read what comes (os_read_file trusts
+	 * the size) */
+	char path[64], buf[8192];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)c.pid);
+	int fd = c.pid > 0 ? txd_os->open(path, O_RDONLY, 0) : -1;
+	if (fd < 0)
+		return;
+	size_t len = 0;
+	for (ssize_t n; len + 1 < sizeof(buf) &&
+			(n = txd_os->pread(fd, buf + len, sizeof(buf) - 1 - len, (off_t)len)) > 0;)
+		len += (size_t)n;
+	txd_os->close(fd);
+	buf[len] = 0;
+	char *g = strstr(buf, "\nGroups:");
+	for (char *p = g ? g + 8 : NULL, *end; p && v->ngroups < VIEWER_GROUPS; p = end) {
+		unsigned long id = strtoul(p, &end, 10);
+		if (end == p)
+			break;
+		v->groups[v->ngroups++] = (uint32_t)id;
+	}
+}
+
+/* May v do `want` (R_OK | X_OK bits as in mode's "other" triple) on in? */
+static bool viewer_may(const struct viewer *v, const struct inode *in, unsigned want)
+{
+	const struct iver *h = in->head;
+	unsigned bits = h->mode & 7;
+	if (v->uid == h->uid)
+		bits = (h->mode >> 6) & 7;
+	else {
+		bool member = v->gid == h->gid;
+		for (int k = 0; k < v->ngroups && !member; k++)
+			member = v->groups[k] == h->gid;
+		if (member)
+			bits = (h->mode >> 3) & 7;
+	}
+	return (bits & want) == want;
+}
+
+/* The rule of the header comment, against the current main tree. */
+static bool path_visible(void *arg, const char *path)
+{
+	const struct viewer *v = arg;
+	if (v->uid == 0)
+		return true;
+	struct ns *ns = &v->fs->ns;
+	struct inode *dir = ns_inode(ns, NS_ROOT_INO);
+	const char *p = path;
+	while (*p == '/')
+		p++;
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		bool last = !slash;
+		if (!dir || !S_ISDIR(dir->head->mode) || !dir->dir ||
+		    !viewer_may(v, dir, last ? 5 : 1))
+			return false;
+		if (last)
+			return true;
+		struct dent *d = ns_dir_find(dir->dir, p, (size_t)(slash - p));
+		dir = d && d->ino ? ns_inode(ns, d->ino) : NULL;
+		p = slash + 1;
+	}
+}
+
+/* s takes over a rendering of events or a commit (err: none). */
+static int take(struct sbuf *s, char *txt, size_t len, int err)
+{
+	if (!err) {
+		free(s->p);
+		s->p = txt;
+		s->len = s->cap = len;
+	}
+	return err;
 }
 
 static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
 {
+	struct viewer v;
+	char *txt = NULL;
+	size_t len = 0;
+	int err;
 	switch (n->ctl) {
 	case CTL_STATS:
 		render_stats(fs, s);
@@ -520,15 +323,15 @@ static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
 		render_status(fs, s);
 		return 0;
 	case CTL_EVENTS:
-		render_events(fs, s);
-		return 0;
-	case CTL_COMMIT: {
-		const struct centry *e = clog_find(fs, n->ctl_key);
-		if (!e)
-			return -ENOENT;
-		render_commit(fs, e, s);
-		return 0;
-	}
+		viewer_init(fs, &v);
+		err = ev_render(fs->events, fs_retain_oldest_ns(fs), path_visible, &v, v.uid, &txt,
+				&len);
+		return take(s, txt, len, err);
+	case CTL_COMMIT:
+		viewer_init(fs, &v);
+		err = clog_render(fs->clog, n->ctl_key, fs_retain_oldest_ns(fs), path_visible, &v,
+				  &txt, &len);
+		return take(s, txt, len, err);
 	case CTL_TXN_CTL:
 		return 0; /* write-only: commands */
 	case CTL_TXN_STATUS:
@@ -537,6 +340,9 @@ static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
 		struct txn *t = txn_by_id(fs, n->ctl_key);
 		if (!t)
 			return -ENOENT;
+		viewer_init(fs, &v);
+		if (v.uid != 0 && v.uid != t->uid)
+			return -EACCES; /* its owner's private view (header comment) */
 		if (n->ctl == CTL_TXN_STATUS) {
 			sb_printf(s, "%s\n", t->status);
 			return 0;
@@ -559,12 +365,19 @@ static bool kind_is_dir(enum ctl_kind k)
 	       k == CTL_TXNS || k == CTL_TXN || k == CTL_DTC || k == CTL_DTC_TXNS;
 }
 
+/* A transaction's record files (header comment: its owner's). */
+static bool kind_is_txn_record(enum ctl_kind k)
+{
+	return k == CTL_TXN_STATUS || k == CTL_TXN_INFO || k == CTL_DTC_TXN;
+}
+
 int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->ino = (1ull << 62) | ((uint64_t)n->ctl << 52) | (n->ctl_key & ((1ull << 52) - 1));
 	a->atime = a->mtime = a->ctime = fs_now_ts();
-	struct txn *t = n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL ? txn_by_id(fs, n->ctl_key) : NULL;
+	bool of_txn = n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL || kind_is_txn_record(n->ctl);
+	struct txn *t = of_txn ? txn_by_id(fs, n->ctl_key) : NULL;
 	if ((n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL) && !t)
 		return -ENOENT;
 	if (t) {
@@ -578,13 +391,20 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 		a->size = 4096;
 		return 0;
 	}
-	a->mode = n->ctl == CTL_TXN_CTL ? S_IFREG | 0644 : S_IFREG | 0444;
+	a->mode = n->ctl == CTL_TXN_CTL ? S_IFREG | 0644
+		  : t && kind_is_txn_record(n->ctl) ? S_IFREG | 0400 : S_IFREG | 0444;
 	a->nlink = 1;
-	struct sbuf s = {0};
-	int err = render(fs, n, &s);
-	a->size = s.len;
-	free(s.p);
-	return err;
+	/* Size 0, as procfs does: with the writeback cache the kernel keeps a
+	 * regular file's size from when it first met the inode and ignores later
+	 * ones, so any real length goes stale (tail -1 then printed an old
+	 * line). Reads are direct_io and go to EOF whatever the size; tail and
+	 * wc read to EOF when the size is 0. Rendering here still answers
+	 * ENOENT for a commit gone meanwhile. */
+	if (n->ctl == CTL_COMMIT && !clog_has(fs->clog, n->ctl_key, fs_retain_oldest_ns(fs)))
+		return -ENOENT; /* gone meanwhile (retention) */
+	if (kind_is_txn_record(n->ctl) && !t)
+		return -ENOENT;
+	return 0;
 }
 
 /* One node id per control object and view, so concurrent path walks
@@ -686,7 +506,7 @@ int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct 
 	if (parent->ctl == CTL_COMMITS) {
 		char *end;
 		uint64_t id = strtoull(name, &end, 10);
-		if (*end || !clog_find(fs, id))
+		if (*end || !clog_has(fs->clog, id, fs_retain_oldest_ns(fs)))
 			return -ENOENT;
 		return ctl_node(fs, CTL_COMMIT, id, e);
 	}
@@ -725,16 +545,13 @@ static int ctl_emit(struct txd_fs *fs, const char *name, enum ctl_kind kind, uin
 static int readdir_commits(struct txd_fs *fs, uint64_t off, bool plus, txd_fill_fn fill,
 			   void *arg)
 {
-	struct commit_log *cl = fs->clog;
-	uint64_t first = cl->next > CLOG_MAX ? cl->next - CLOG_MAX : 0;
 	/* newest first: offset 3 + k is the k-th newest */
-	for (uint64_t k = off < 3 ? 0 : off - 2; k < cl->next - first; k++) {
-		const struct centry *e = &cl->ring[(cl->next - 1 - k) % CLOG_MAX];
-		if (!retained(fs, e))
-			break;
+	uint64_t id;
+	for (uint64_t k = off < 3 ? 0 : off - 2;
+	     clog_nth_newest(fs->clog, fs_retain_oldest_ns(fs), k, &id); k++) {
 		char name[24];
-		snprintf(name, sizeof(name), "%" PRIu64, e->id);
-		if (ctl_emit(fs, name, CTL_COMMIT, e->id, plus, k + 3, fill, arg))
+		snprintf(name, sizeof(name), "%" PRIu64, id);
+		if (ctl_emit(fs, name, CTL_COMMIT, id, plus, k + 3, fill, arg))
 			break;
 	}
 	return 0;

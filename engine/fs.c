@@ -186,6 +186,13 @@ pid_t fs_caller_pid(void)
 	return caller_set ? caller.pid : 0;
 }
 
+bool fs_caller_cred(struct txd_cred *out)
+{
+	if (caller_set)
+		*out = caller;
+	return caller_set;
+}
+
 bool fs_caller_owns(uint32_t uid)
 {
 	return !caller_set || caller.uid == 0 || caller.uid == uid;
@@ -308,14 +315,21 @@ int fs_commit(struct txd_fs *fs, struct rec_buf *b, struct wal_pos *posp)
 	err = wal_append(fs->wal, WAL_REC_COMMIT, iov, n, &pos);
 	if (err) {
 		fs->failed = true;
-		fs_event(fs, "store_failed", "\"reason\":\"commit did not reach the log: %s\"",
-			 txd_strerror(err));
+		cJSON *f = cJSON_CreateObject();
+		cJSON_AddStringToObject(f, "reason", "commit did not reach the log");
+		cJSON_AddStringToObject(f, "error", txd_strerror(err));
+		ev_emit(fs->events, fs_now_ns(), "store_failed", f);
 		err = -EIO;
 		goto out;
 	}
 	uint32_t len = (uint32_t)(b->len + b->data_len);
+	struct clog_note *note = NULL;
+	if (clog_note_begin(fs->clog, &fs->ns, pos.lsn, b->ops, len, &note))
+		syslog(LOG_WARNING, "txdir: commit %llu is not in the commit log (no memory)",
+		       (unsigned long long)pos.lsn);
 	err = ns_apply(&fs->ns, b->ops, len, pos.seg, pos.payload_off, pos.lsn);
 	if (err) {
+		clog_note_drop(note);
 		/* the log has it, memory does not: only a reopen can reconcile */
 		fs->failed = true;
 		syslog(LOG_ERR, "txdir: applying commit %llu failed: %s",
@@ -328,9 +342,9 @@ int fs_commit(struct txd_fs *fs, struct rec_buf *b, struct wal_pos *posp)
 	if (wal_bytes_appended(fs->wal) - fs->ckpt_wal_bytes > CKPT_EVERY_BYTES)
 		pthread_cond_signal(&fs->ckpt_cv);
 	fs->commit_ns_sum += txd_os->now_monotonic_ns() - t0;
-	struct rec_hdr hdr;
-	if (!rec_validate(b->ops, len, &hdr))
-		clog_add(fs, pos.lsn, &hdr, b->ops);
+	if (clog_note_end(fs->clog, note, &fs->ns))
+		syslog(LOG_WARNING, "txdir: could not log commit %llu in the commit log",
+		       (unsigned long long)pos.lsn);
 	if (posp)
 		*posp = pos;
 out:
@@ -366,8 +380,11 @@ static void *ckpt_main(void *arg)
 		}
 		fs->ckpt_wal_bytes = wal_bytes_appended(fs->wal);
 		int err = ckpt_write(fs);
-		if (err)
-			fs_event(fs, "checkpoint_failed", "\"reason\":\"%s\"", txd_strerror(err));
+		if (err) {
+			cJSON *f = cJSON_CreateObject();
+			cJSON_AddStringToObject(f, "reason", txd_strerror(err));
+			ev_emit(fs->events, fs_now_ns(), "checkpoint_failed", f);
+		}
 	}
 	pthread_mutex_unlock(&fs->lock);
 	return NULL;
@@ -448,15 +465,20 @@ static int replay_one(void *arg, const struct wal_pos *pos, uint16_t type, const
 	if (type != WAL_REC_COMMIT)
 		return -TXD_EFORMAT;
 	struct rec_hdr hdr;
-	int err = ns_apply(&fs->ns, payload, len, pos->seg, pos->payload_off, pos->lsn);
+	struct clog_note *note = NULL;
+	int err = clog_note_begin(fs->clog, &fs->ns, pos->lsn, payload, len, &note);
 	if (err)
 		return err;
+	if ((err = ns_apply(&fs->ns, payload, len, pos->seg, pos->payload_off, pos->lsn))) {
+		clog_note_drop(note);
+		return err;
+	}
 	if (!rec_validate(payload, len, &hdr) && hdr.txn >= fs->next_txid)
 		fs->next_txid = hdr.txn + 1; /* transaction ids are never reused */
 	fs->commits++;
 	if (!rec_validate(payload, len, &hdr))
-		clog_add(fs, pos->lsn, &hdr, payload);
-	return 0;
+		ev_commit_replayed(fs->events, hdr.time_ns, hdr.txn, pos->lsn);
+	return clog_note_end(fs->clog, note, &fs->ns);
 }
 
 static int make_root(struct txd_fs *fs)
@@ -481,10 +503,11 @@ static int fs_recover(struct txd_fs *fs)
 	if ((err = wal_replay(fs->wal, fs->ckpt_lsn, replay_one, fs)))
 		return err;
 	ns_drop_unlinked(&fs->ns); /* open-unlinked at the crash: nobody holds them now */
-	fs_event(fs, "recovered",
-		 "\"checkpoint_lsn\":%llu,\"last_lsn\":%llu,\"commits_replayed\":%llu",
-		 (unsigned long long)fs->ckpt_lsn, (unsigned long long)wal_last_lsn(fs->wal),
-		 (unsigned long long)fs->commits);
+	cJSON *f = cJSON_CreateObject();
+	ev_add_u64(f, "checkpoint_lsn", fs->ckpt_lsn);
+	ev_add_u64(f, "last_lsn", wal_last_lsn(fs->wal));
+	ev_add_u64(f, "commits_replayed", fs->commits);
+	ev_emit(fs->events, fs_now_ns(), "recovered", f);
 	if (!ns_inode(&fs->ns, NS_ROOT_INO))
 		return make_root(fs);
 	return 0;
@@ -493,6 +516,25 @@ static int fs_recover(struct txd_fs *fs)
 int txd_store_init(const char *dir)
 {
 	return store_init(dir);
+}
+
+uint64_t fs_retain_oldest_ns(struct txd_fs *fs)
+{
+	uint64_t retain = (fs->opts.retain_s ? fs->opts.retain_s : 3600) * 1000000000ull, now = fs_now_ns();
+	return now > retain ? now - retain : 0;
+}
+
+/* The event and commit logs (events.h, clog.h), before replay completes them. */
+static int fs_logs_open(struct txd_fs *fs)
+{
+	char *dir;
+	if (asprintf(&dir, "%s/commits", fs->store.coord_dir) < 0)
+		return -ENOMEM;
+	int err = ev_open(fs->store.coord_dir, &fs->events);
+	if (!err)
+		err = clog_open(dir, &fs->clog);
+	free(dir);
+	return err;
 }
 
 static int fs_start(struct txd_fs *fs)
@@ -508,7 +550,7 @@ static int fs_start(struct txd_fs *fs)
 	if (!err)
 		err = wal_open(fs->store.wal_dir, &wo, &fs->wal);
 	if (!err)
-		err = clog_open(fs);
+		err = fs_logs_open(fs);
 	if (!err)
 		err = fs_recover(fs);
 	if (err)
@@ -533,7 +575,10 @@ static void fs_free(struct txd_fs *fs)
 		}
 	}
 	free(fs->nodes);
-	clog_close(fs);
+	clog_close(fs->clog);
+	ev_close(fs->events);
+	fs->clog = NULL;
+	fs->events = NULL;
 	if (fs->wal)
 		wal_close(fs->wal);
 	ns_destroy(&fs->ns);

@@ -37,7 +37,7 @@
  *     version is freed when the last pin goes (ns.h N2).
  *
  * Lock order: wfile->lock → fs->lock. Never take a wfile lock while holding
- * fs->lock. Callbacks to the kernel layer (notify) are queued under fs->lock
+ * fs->lock. The event and commit logs' locks (events.h, clog.h) are leaves. Callbacks to the kernel layer (notify) are queued under fs->lock
  * and delivered after it is released.
  */
 #ifndef TXD_FS_H
@@ -47,6 +47,8 @@
 #include <stdatomic.h>
 
 #include "chunk.h"
+#include "clog.h"
+#include "events.h"
 #include "ns.h"
 #include "rec.h"
 #include "store.h"
@@ -102,8 +104,6 @@ struct notice {
 	char name[];
 };
 
-struct commit_log;
-
 struct txd_fs {
 	pthread_mutex_t lock;
 	struct store store;
@@ -117,14 +117,14 @@ struct txd_fs {
 	bool failed;
 	struct txd_notify notify;
 	struct notice *notices;
-	struct commit_log *clog;
+	struct clog *clog;        /* clog.h: .txdir/commits */
 	struct handle snapshots; /* list head of snapshot handles */
 	struct node *ctl_nodes[256]; /* control nodes by (kind, key, view) (ctl.c) */
 	uint64_t ctl_via;            /* view of the ctl call in progress (fs->lock) */
 	struct txn *txns;         /* txn.h */
 	uint64_t next_txid;
 	pthread_cond_t txn_cv;    /* a view's writable handle closed */
-	struct event_log *events;
+	struct evlog *events;     /* events.h: .txdir/events */
 	uint64_t commit_ns_sum, commit_count; /* txdir_op_duration_seconds{op="commit"} */
 	uint64_t ckpt_lsn, ckpt_count;
 	uint64_t ckpt_wal_bytes;  /* WAL bytes appended when the last checkpoint ran */
@@ -163,6 +163,9 @@ void fs_inode_unpin(struct txd_fs *fs, struct txn *t, struct inode *in);
 uint64_t fs_now_ns(void);
 /* pid of the request being served on this thread (txd_set_caller), or 0 */
 pid_t fs_caller_pid(void);
+/* The credentials of the request being served (txd_set_caller); false when
+ * none is set (the engine's own calls). */
+bool fs_caller_cred(struct txd_cred *out);
 /* The caller (txd_set_caller) is root or has uid; true when none is set. */
 bool fs_caller_owns(uint32_t uid);
 void fs_status_locked(struct txd_fs *fs, struct txd_status *st);
@@ -205,14 +208,7 @@ ssize_t ctl_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t s
 		  uint64_t off);
 void ctl_release(struct txd_fs *fs, struct handle *h);
 void ctl_node_forget(struct txd_fs *fs, struct node *n); /* before freeing n */
-/* Events (.txdir/events, one JSON object per line; also syslog). */
-void fs_event(struct txd_fs *fs, const char *type, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-/* Commit log (rendered as .txdir/commits/ID). */
-int clog_open(struct txd_fs *fs);
-void clog_close(struct txd_fs *fs);
-/* Save the derived commit and event logs (after a checkpoint). */
-void ctl_logs_save(struct txd_fs *fs);
-void clog_add(struct txd_fs *fs, uint64_t id, const struct rec_hdr *hdr, const void *payload);
+/* Retention of the logs (-o retain=, default 1 h): the oldest time shown. */
+uint64_t fs_retain_oldest_ns(struct txd_fs *fs);
 
 #endif

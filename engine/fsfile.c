@@ -210,9 +210,10 @@ void fs_expire_snapshots(struct txd_fs *fs, uint64_t max_age_ns)
 			break;
 		snap_drop(fs, h);
 		h->expired = true;
-		fs_event(fs, "snapshot_expired", "\"ino\":%llu,\"age_s\":%llu",
-			 (unsigned long long)h->in->ino,
-			 (unsigned long long)((now - h->opened_ns) / 1000000000ull));
+		cJSON *f = cJSON_CreateObject();
+		ev_add_u64(f, "ino", h->in->ino);
+		ev_add_u64(f, "age_s", ((now - h->opened_ns) / 1000000000ull));
+		ev_emit(fs->events, fs_now_ns(), "snapshot_expired", f);
 	}
 	for (struct txn *t = fs->txns; t; t = t->next)
 		if (t->state == TXN_ACTIVE && fs_now_ns() - t->began_ns > max_age_ns)
@@ -346,9 +347,12 @@ static void log_damage(struct txd_fs *fs, struct handle *h, uint64_t off, size_t
 	char path[4096];
 	pthread_mutex_lock(&fs->lock);
 	ns_path(fs_ns(fs, h->node->txn), h->in, path, sizeof(path));
-	fs_event(fs, "checksum_error",
-		 "\"ino\":%llu,\"path\":\"%.3000s\",\"offset\":%llu,\"length\":%zu",
-		 (unsigned long long)h->in->ino, path, (unsigned long long)off, size);
+	cJSON *f = cJSON_CreateObject();
+	ev_add_u64(f, "ino", h->in->ino);
+	cJSON_AddStringToObject(f, "path", path);
+	ev_add_u64(f, "offset", off);
+	ev_add_u64(f, "length", size);
+	ev_emit(fs->events, fs_now_ns(), "checksum_error", f);
 	pthread_mutex_unlock(&fs->lock);
 }
 

@@ -225,8 +225,12 @@ int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, str
 	}
 	t->next = fs->txns;
 	fs->txns = t;
-	fs_event(fs, "txn_begin", "\"txn\":%" PRIu64 ",\"name\":\"%s\",\"pid\":%d,\"snapshot\":%" PRIu64,
-		 t->id, t->name, (int)creator, t->snap);
+	cJSON *f = cJSON_CreateObject();
+	ev_add_u64(f, "txn", t->id);
+	cJSON_AddStringToObject(f, "name", t->name);
+	cJSON_AddNumberToObject(f, "pid", (double)creator);
+	ev_add_u64(f, "snapshot", t->snap);
+	ev_emit(fs->events, fs_now_ns(), "txn_begin", f);
 	*out = t;
 	return 0;
 }
@@ -614,7 +618,12 @@ int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
 		return err;
 	if ((err = validate(fs, t))) {
 		fs->conflicts++;
-		fs_event(fs, "txn_conflict", "\"txn\":%" PRIu64 ",\"status\":\"%s\"", t->id, t->status);
+		cJSON *f = cJSON_CreateObject();
+		ev_add_u64(f, "txn", t->id);
+		cJSON_AddNumberToObject(f, "uid", t->uid);
+		/* names a path of its view: its owner's (events.h E5) */
+		cJSON_AddStringToObject(f, "private", t->status);
+		ev_emit(fs->events, fs_now_ns(), "txn_conflict", f);
 		txn_end(fs, t, TXN_ABORTED);
 		return err;
 	}
@@ -643,8 +652,11 @@ int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
 	txn_end(fs, t, TXN_COMMITTED);
 	drop_dead(fs, t);
 	fs_set_must_wait(); /* a transaction commit is durable before it returns */
-	fs_event(fs, "txn_commit", "\"txn\":%" PRIu64 ",\"commit\":%" PRIu64 ",\"ops\":%u", t->id,
-		 lsn, t->log.nops);
+	cJSON *f = cJSON_CreateObject();
+	ev_add_u64(f, "txn", t->id);
+	ev_add_u64(f, "commit", lsn);
+	cJSON_AddNumberToObject(f, "ops", t->log.nops);
+	ev_emit(fs->events, fs_now_ns(), "txn_commit", f);
 	return 0;
 }
 
@@ -654,7 +666,10 @@ void txn_abort(struct txd_fs *fs, struct txn *t, const char *reason)
 		return;
 	snprintf(t->status, sizeof(t->status), "aborted %.3900s", reason);
 	txn_end(fs, t, TXN_ABORTED);
-	fs_event(fs, "txn_abort", "\"txn\":%" PRIu64 ",\"reason\":\"%s\"", t->id, reason);
+	cJSON *f = cJSON_CreateObject();
+	ev_add_u64(f, "txn", t->id);
+	cJSON_AddStringToObject(f, "reason", reason);
+	ev_emit(fs->events, fs_now_ns(), "txn_abort", f);
 }
 
 void txn_remove(struct txd_fs *fs, struct txn *t)
@@ -666,34 +681,37 @@ void txn_remove(struct txd_fs *fs, struct txn *t)
 	}
 }
 
-static void rfc3339(uint64_t ns, char *buf, size_t cap)
-{
-	if (!ns) {
-		snprintf(buf, cap, "null");
-		return;
-	}
-	time_t sec = (time_t)(ns / 1000000000ull);
-	struct tm tm;
-	gmtime_r(&sec, &tm);
-	size_t n = strftime(buf, cap, "\"%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, cap - n, ".%03uZ\"", (unsigned)(ns / 1000000 % 1000));
-}
-
 char *txn_info_json(struct txd_fs *fs, const struct txn *t)
 {
 	(void)fs;
 	static const char *const names[] = {"active", "committed", "aborted"};
-	char began[48], ended[48], *out;
-	rfc3339(t->began_ns, began, sizeof(began));
-	rfc3339(t->ended_ns, ended, sizeof(ended));
-	if (asprintf(&out,
-		     "{\"name\":\"%s\",\"txid\":%" PRIu64 ",\"state\":\"%s\",\"status\":\"%s\","
-		     "\"snapshot\":%" PRIu64 ",\"commit\":%" PRIu64 ",\"creator_pid\":%d,"
-		     "\"uid\":%u,\"began\":%s,\"ended\":%s,\"readonly\":%s,\"open_handles\":%u,"
-		     "\"ops\":%u,\"entries_changed\":%u,\"files_changed\":%u}\n",
-		     t->name, t->id, names[t->state], t->status, t->snap, t->commit_id,
-		     (int)t->creator, t->uid, began, ended, t->readonly ? "true" : "false", t->nopen,
-		     t->log.nops, t->nkeys, t->ninos + t->ncreated) < 0)
-		return NULL;
+	char began[48], ended[48];
+	ev_rfc3339(t->began_ns, began, sizeof(began));
+	ev_rfc3339(t->ended_ns, ended, sizeof(ended));
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "name", t->name);
+	ev_add_u64(o, "txid", t->id);
+	cJSON_AddStringToObject(o, "state", names[t->state]);
+	cJSON_AddStringToObject(o, "status", t->status);
+	ev_add_u64(o, "snapshot", t->snap);
+	ev_add_u64(o, "commit", t->commit_id);
+	cJSON_AddNumberToObject(o, "creator_pid", (double)t->creator);
+	cJSON_AddNumberToObject(o, "uid", t->uid);
+	cJSON_AddStringToObject(o, "began", began);
+	if (t->ended_ns)
+		cJSON_AddStringToObject(o, "ended", ended);
+	else
+		cJSON_AddNullToObject(o, "ended");
+	cJSON_AddBoolToObject(o, "readonly", t->readonly);
+	cJSON_AddNumberToObject(o, "open_handles", t->nopen);
+	cJSON_AddNumberToObject(o, "ops", t->log.nops);
+	cJSON_AddNumberToObject(o, "entries_changed", t->nkeys);
+	cJSON_AddNumberToObject(o, "files_changed", t->ninos + t->ncreated);
+	char *txt = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	char *out = NULL;
+	if (txt && asprintf(&out, "%s\n", txt) < 0)
+		out = NULL;
+	free(txt);
 	return out;
 }

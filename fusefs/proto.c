@@ -26,7 +26,9 @@
  */
 #include <inttypes.h>
 #include <linux/fuse.h>
+#include <stdarg.h>
 #include <stddef.h>
+#include <time.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -63,6 +65,57 @@ static const char *const op_names[OPS_MAX] = {
 	[FUSE_TMPFILE] = "tmpfile",
 };
 
+/* txdir_op_duration_seconds{op}: from reading a request to writing its reply,
+ * as a Prometheus histogram per opcode. A request's start is kept in a slot
+ * picked by its unique id; a later request in the same slot before the reply
+ * (a long wait) just loses that one sample. Requests without a reply
+ * (FORGET) are not timed. */
+static const double bucket_le[] = {1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3,
+				   1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5, 10};
+enum { NBUCKETS = sizeof(bucket_le) / sizeof(bucket_le[0]), NSLOTS = 4096 };
+static struct {
+	uint64_t bucket[NBUCKETS + 1]; /* the last one: +Inf only */
+	uint64_t count, sum_ns;
+} durations[OPS_MAX];
+static struct {
+	uint64_t unique, start_ns;
+	uint32_t op;
+} inflight[NSLOTS];
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void op_started(const struct fuse_in_header *h)
+{
+	unsigned slot = (unsigned)(h->unique % NSLOTS);
+	__atomic_store_n(&inflight[slot].unique, 0, __ATOMIC_RELAXED);
+	inflight[slot].op = h->opcode < OPS_MAX ? h->opcode : 0;
+	inflight[slot].start_ns = mono_ns();
+	__atomic_store_n(&inflight[slot].unique, h->unique, __ATOMIC_RELEASE);
+}
+
+static void op_answered(uint64_t unique)
+{
+	unsigned slot = (unsigned)(unique % NSLOTS);
+	if (!unique || __atomic_load_n(&inflight[slot].unique, __ATOMIC_ACQUIRE) != unique)
+		return;
+	uint32_t op = inflight[slot].op;
+	uint64_t ns = mono_ns() - inflight[slot].start_ns;
+	if (!__atomic_compare_exchange_n(&inflight[slot].unique, &unique, 0, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		return;
+	int b = 0;
+	while (b < NBUCKETS && (double)ns / 1e9 > bucket_le[b])
+		b++;
+	__atomic_fetch_add(&durations[op].bucket[b], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&durations[op].count, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&durations[op].sum_ns, ns, __ATOMIC_RELAXED);
+}
+
 static const void *arg_of(const void *buf, size_t len, size_t need)
 {
 	return len >= sizeof(struct fuse_in_header) + need
@@ -84,6 +137,8 @@ void tx_proto_request(const void *buf, size_t len)
 		return;
 	/* slot 0 (no opcode) takes the ones beyond the table */
 	__atomic_fetch_add(&requests[h->opcode < OPS_MAX ? h->opcode : 0], 1, __ATOMIC_RELAXED);
+	if (h->opcode != FUSE_FORGET && h->opcode != FUSE_BATCH_FORGET)
+		op_started(h);
 	switch (h->opcode) {
 	case FUSE_SETATTR:
 		sa = arg_of(buf, len, sizeof(*sa));
@@ -117,9 +172,12 @@ bool tx_proto_reply(struct iovec *iov, int count)
 	const struct fuse_out_header *h;
 	struct fuse_init_out *out;
 
-	if (!__atomic_load_n(&init_seen, __ATOMIC_ACQUIRE) || iov[0].iov_len < sizeof(*h))
+	if (iov[0].iov_len < sizeof(*h))
 		return false;
 	h = iov[0].iov_base;
+	op_answered(h->unique);
+	if (!__atomic_load_n(&init_seen, __ATOMIC_ACQUIRE))
+		return false;
 	if (h->unique != init_unique)
 		return false;
 	__atomic_store_n(&init_seen, false, __ATOMIC_RELEASE);
@@ -140,12 +198,51 @@ bool tx_kill_suidgid(void)
 }
 
 /* snprintf at buf + len, counting past cap as snprintf does */
-static int append(char *buf, size_t cap, int len, const char *op, uint64_t n)
+static int appendf(char *buf, size_t cap, int len, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int appendf(char *buf, size_t cap, int len, const char *fmt, ...)
 {
 	size_t at = (size_t)len < cap ? (size_t)len : cap;
+	va_list ap;
 
-	return len + snprintf(at < cap ? buf + at : NULL, cap - at,
-			      "txdir_fuse_requests_total{op=\"%s\"} %" PRIu64 "\n", op, n);
+	va_start(ap, fmt);
+	len += vsnprintf(at < cap ? buf + at : NULL, cap - at, fmt, ap);
+	va_end(ap);
+	return len;
+}
+
+static int append(char *buf, size_t cap, int len, const char *op, uint64_t n)
+{
+	return appendf(buf, cap, len, "txdir_fuse_requests_total{op=\"%s\"} %" PRIu64 "\n", op, n);
+}
+
+static int append_durations(char *buf, size_t cap, int len)
+{
+	len = appendf(buf, cap, len,
+		      "# HELP txdir_op_duration_seconds Time from reading a FUSE request to "
+		      "its reply, per operation.\n"
+		      "# TYPE txdir_op_duration_seconds histogram\n");
+	for (int op = 0; op < OPS_MAX; op++) {
+		uint64_t count = __atomic_load_n(&durations[op].count, __ATOMIC_RELAXED), cum = 0;
+		const char *name = op_names[op] ? op_names[op] : "other";
+
+		if (!count)
+			continue;
+		for (int b = 0; b < NBUCKETS; b++) {
+			cum += __atomic_load_n(&durations[op].bucket[b], __ATOMIC_RELAXED);
+			len = appendf(buf, cap, len,
+				      "txdir_op_duration_seconds_bucket{op=\"%s\",le=\"%g\"} %" PRIu64
+				      "\n", name, bucket_le[b], cum);
+		}
+		len = appendf(buf, cap, len,
+			      "txdir_op_duration_seconds_bucket{op=\"%s\",le=\"+Inf\"} %" PRIu64 "\n"
+			      "txdir_op_duration_seconds_sum{op=\"%s\"} %.9f\n"
+			      "txdir_op_duration_seconds_count{op=\"%s\"} %" PRIu64 "\n",
+			      name, count, name,
+			      (double)__atomic_load_n(&durations[op].sum_ns, __ATOMIC_RELAXED) / 1e9,
+			      name, count);
+	}
+	return len;
 }
 
 int tx_proto_stats(void *arg, char *buf, size_t cap)
@@ -165,5 +262,7 @@ int tx_proto_stats(void *arg, char *buf, size_t cap)
 		else
 			other += n;
 	}
-	return other ? append(buf, cap, len, "other", other) : len;
+	if (other)
+		len = append(buf, cap, len, "other", other);
+	return append_durations(buf, cap, len);
 }

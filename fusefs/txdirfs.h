@@ -110,8 +110,10 @@ void tx_loop_detach(void);
  * before it is written (loop.c). */
 void tx_proto_request(const void *buf, size_t len);
 bool tx_proto_reply(struct iovec *iov, int count); /* true: INIT's success */
-/* txdir_fuse_requests_total{op="..."}: requests read per opcode, as
- * Prometheus text for .txdir/stats (txd_notify.stats). */
+/* txdir_fuse_requests_total{op="..."}: requests read per opcode, and
+ * txdir_op_duration_seconds{op="..."}: a histogram of their times, as
+ * Prometheus text for .txdir/stats (txd_notify.stats; returns the length it
+ * needs, as snprintf). */
 int tx_proto_stats(void *arg, char *buf, size_t cap);
 /* The request this thread is processing carries the kernel's "drop
  * set-uid/set-gid" flag (SETATTR, WRITE, OPEN or CREATE with O_TRUNC). */

@@ -9,7 +9,7 @@
 # one file against a model: a native control, seeds on the mount, and a run
 # verified again after unmount + remount), then a few server-level scenarios,
 # then nsdiff.py (random metadata operations against the native dir), then
-# crash.sh, programs.sh and txncrash.sh (each with its own summary).
+# crash.sh, programs.sh, txncrash.sh and ctllog.sh (each with its own summary).
 # A case that cannot run here (not root, no setpriv) is skipped, not passed:
 # it prints "# SKIP WHAT: REASON" (tests/check.sh collects those lines) and
 # counts in N skipped. The last line is "N passed, N failed, N skipped";
@@ -159,6 +159,9 @@ run_prog "programs.sh" bash "$HERE/programs.sh"
 # Transactions: atomic deploy under snapshot readers, SIGKILL of the CMD of a
 # run and of txdirfs around commits and under concurrent transactions.
 run_prog "txncrash.sh" bash "$HERE/txncrash.sh"
+# The control tree's records: JSON, events across SIGKILL, tail -1, a
+# 24,000-path commit, no leak to nobody, stats (ctllog.sh).
+run_prog "ctllog.sh" bash "$HERE/ctllog.sh"
 
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,333 @@
+/*
+ * events.c — the event log (events.h): an append-only file of
+ * "<time_ns> <json>" lines, rendered when .txdir/events is opened.
+ */
+#include "events.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "os.h"
+
+#define EV_FILE "events.log"
+
+struct evlog {
+	pthread_mutex_t lock; /* leaf (events.h) */
+	char *dir, *path;
+	int fd;
+	uint64_t size;        /* bytes of whole lines in the file */
+	uint64_t last_commit; /* highest txn_commit "commit" logged */
+};
+
+void ev_rfc3339(uint64_t ns, char *buf, size_t cap)
+{
+	time_t t = (time_t)(ns / 1000000000ull);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, cap - n, ".%03uZ", (unsigned)(ns / 1000000 % 1000));
+}
+
+cJSON *ev_add_u64(cJSON *o, const char *name, uint64_t v)
+{
+	char num[24];
+	snprintf(num, sizeof(num), "%" PRIu64, v);
+	return cJSON_AddRawToObject(o, name, num);
+}
+
+/* One line: "<ns> <json>\n". Returns the JSON (inside line) or NULL when the
+ * line is not one (E4). */
+static const char *line_json(const char *line, size_t len, uint64_t *ns)
+{
+	char *end;
+	if (len < 4 || line[0] < '0' || line[0] > '9')
+		return NULL;
+	*ns = strtoull(line, &end, 10);
+	if (end >= line + len || *end != ' ' || end[1] != '{' || line[len - 1] != '}')
+		return NULL;
+	return end + 1;
+}
+
+/* Fold one rendered line into ev->last_commit. */
+static void note_commit(struct evlog *ev, const char *json, size_t len)
+{
+	if (len < 30 || !memmem(json, len, "\"type\":\"txn_commit\"", 19))
+		return;
+	cJSON *o = cJSON_ParseWithLength(json, len);
+	cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "commit");
+	if (cJSON_IsNumber(c) && (uint64_t)c->valuedouble > ev->last_commit)
+		ev->last_commit = (uint64_t)c->valuedouble;
+	cJSON_Delete(o);
+}
+
+/* Read the whole file (ev->lock held). */
+static int read_all(struct evlog *ev, char **out)
+{
+	char *buf = malloc(ev->size + 1);
+	if (!buf)
+		return -ENOMEM;
+	int err = ev->size ? os_pread_full(ev->fd, buf, ev->size, 0) : 0;
+	if (err) {
+		free(buf);
+		return err;
+	}
+	buf[ev->size] = 0;
+	*out = buf;
+	return 0;
+}
+
+int ev_open(const char *dir, struct evlog **out)
+{
+	struct evlog *ev = calloc(1, sizeof(*ev));
+	if (!ev)
+		return -ENOMEM;
+	pthread_mutex_init(&ev->lock, NULL);
+	ev->fd = -1;
+	int err = -ENOMEM;
+	if (!(ev->dir = strdup(dir)) || asprintf(&ev->path, "%s/" EV_FILE, dir) < 0) {
+		ev->path = NULL;
+		goto fail;
+	}
+	if ((err = ev->fd = txd_os->open(ev->path, O_RDWR | O_CREAT, 0600)) < 0)
+		goto fail;
+	if ((err = txd_os->fstat_size(ev->fd, &ev->size)))
+		goto fail;
+	char *buf;
+	if ((err = read_all(ev, &buf)))
+		goto fail;
+	/* a torn last line ends the log (E4): cut it */
+	uint64_t whole = ev->size;
+	while (whole && buf[whole - 1] != '\n')
+		whole--;
+	for (char *line = buf, *nl; line < buf + whole; line = nl + 1) {
+		nl = memchr(line, '\n', (size_t)(buf + whole - line));
+		uint64_t ns;
+		const char *j = line_json(line, (size_t)(nl - line), &ns);
+		if (j)
+			note_commit(ev, j, (size_t)(nl - j));
+	}
+	free(buf);
+	if (whole != ev->size && (err = txd_os->ftruncate(ev->fd, (off_t)whole)))
+		goto fail;
+	ev->size = whole;
+	*out = ev;
+	return 0;
+fail:
+	ev_close(ev);
+	return err;
+}
+
+void ev_close(struct evlog *ev)
+{
+	if (!ev)
+		return;
+	if (ev->fd >= 0)
+		txd_os->close(ev->fd);
+	pthread_mutex_destroy(&ev->lock);
+	free(ev->dir);
+	free(ev->path);
+	free(ev);
+}
+
+void ev_emit(struct evlog *ev, uint64_t time_ns, const char *type, cJSON *fields)
+{
+	char when[40];
+	ev_rfc3339(time_ns, when, sizeof(when));
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		goto out;
+	cJSON_AddStringToObject(o, "time", when);
+	cJSON_AddStringToObject(o, "type", type);
+	for (cJSON *f = fields ? fields->child : NULL; f; f = f->next)
+		cJSON_AddItemReferenceToObject(o, f->string, f);
+	char *json = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (!json)
+		goto out;
+	syslog(LOG_INFO, "txdir: %s", json);
+	char *line;
+	int n = asprintf(&line, "%" PRIu64 " %s\n", time_ns, json);
+	if (n > 0 && ev) {
+		pthread_mutex_lock(&ev->lock);
+		if (os_pwrite_full(ev->fd, line, (size_t)n, (off_t)ev->size) == 0) {
+			ev->size += (uint64_t)n;
+			note_commit(ev, json, strlen(json));
+		} else {
+			/* a failed append may leave a partial line: the next
+			 * append starts after a newline of its own */
+			syslog(LOG_WARNING, "txdir: could not append to the event log");
+			txd_os->ftruncate(ev->fd, (off_t)ev->size);
+		}
+		pthread_mutex_unlock(&ev->lock);
+	}
+	if (n > 0)
+		free(line);
+	free(json);
+out:
+	cJSON_Delete(fields);
+}
+
+int ev_sync(struct evlog *ev)
+{
+	return ev ? txd_os->fdatasync(ev->fd) : 0;
+}
+
+uint64_t ev_last_commit(struct evlog *ev)
+{
+	pthread_mutex_lock(&ev->lock);
+	uint64_t c = ev->last_commit;
+	pthread_mutex_unlock(&ev->lock);
+	return c;
+}
+
+void ev_commit_replayed(struct evlog *ev, uint64_t time_ns, uint64_t txn, uint64_t commit)
+{
+	if (!ev || !txn || commit <= ev_last_commit(ev))
+		return;
+	cJSON *f = cJSON_CreateObject();
+	ev_add_u64(f, "txn", txn);
+	ev_add_u64(f, "commit", commit);
+	cJSON_AddBoolToObject(f, "from_wal", 1);
+	ev_emit(ev, time_ns, "txn_commit", f);
+}
+
+/* As clog_trim: the kept tail is copied to events.log.tmp without the lock
+ * (events only append past it), then, under it, what came meanwhile, and
+ * the files switch. One trim at a time (the checkpoint's). */
+int ev_trim(struct evlog *ev, uint64_t oldest_ns)
+{
+	pthread_mutex_lock(&ev->lock);
+	uint64_t upto = ev->size;
+	pthread_mutex_unlock(&ev->lock);
+	char *buf = malloc(upto + 1), *tmp = NULL;
+	int fd = -1, err = buf ? 0 : -ENOMEM;
+	if (err || (upto && (err = os_pread_full(ev->fd, buf, upto, 0))))
+		goto out;
+	uint64_t keep = 0; /* first byte to keep */
+	for (char *line = buf, *nl; line < buf + upto; line = nl + 1) {
+		uint64_t ns;
+		if (!(nl = memchr(line, '\n', (size_t)(buf + upto - line))))
+			break;
+		if (line_json(line, (size_t)(nl - line), &ns) && ns >= oldest_ns)
+			break;
+		keep = (uint64_t)(nl + 1 - buf);
+	}
+	if (keep == 0)
+		goto out; /* nothing old */
+	err = -ENOMEM;
+	if (asprintf(&tmp, "%s.tmp", ev->path) < 0) {
+		tmp = NULL;
+		goto out;
+	}
+	if ((err = fd = txd_os->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0600)) < 0 ||
+	    (err = os_pwrite_full(fd, buf + keep, upto - keep, 0)))
+		goto out;
+	pthread_mutex_lock(&ev->lock);
+	uint64_t more = ev->size - upto;
+	char *tail = more ? malloc(more) : NULL;
+	err = more && !tail ? -ENOMEM : 0;
+	if (!err && more && !(err = os_pread_full(ev->fd, tail, more, (off_t)upto)))
+		err = os_pwrite_full(fd, tail, more, (off_t)(upto - keep));
+	/* the log holds events of committed actions: durable before it
+	 * replaces the old file (events.h E2) */
+	if (!err && !(err = txd_os->fdatasync(fd)) && !(err = txd_os->rename(tmp, ev->path))) {
+		txd_os->close(ev->fd);
+		ev->fd = fd;
+		fd = -1;
+		ev->size -= keep;
+	}
+	pthread_mutex_unlock(&ev->lock);
+	free(tail);
+	if (!err)
+		err = os_fsync_dir(ev->dir);
+out:
+	if (fd >= 0) {
+		txd_os->close(fd);
+		txd_os->unlink(tmp);
+	}
+	free(tmp);
+	free(buf);
+	return err;
+}
+
+/* The line's JSON with what the reader may not see hidden (E5); NULL when
+ * it is shown as it is. */
+static char *filtered(const char *json, size_t len, ev_path_ok_fn ok, void *arg, uint32_t uid)
+{
+	bool has_path = ok && memmem(json, len, "\"path\"", 6);
+	bool has_private = uid != 0 && memmem(json, len, "\"private\"", 9);
+	if (!has_path && !has_private)
+		return NULL;
+	cJSON *o = cJSON_ParseWithLength(json, len);
+	cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "path");
+	cJSON *owner = cJSON_GetObjectItemCaseSensitive(o, "uid");
+	bool hide_path = has_path && cJSON_IsString(p) && !ok(arg, p->valuestring);
+	bool hide_private = has_private && cJSON_GetObjectItemCaseSensitive(o, "private") &&
+			    !(cJSON_IsNumber(owner) && owner->valuedouble == (double)uid);
+	char *out = NULL;
+	if (hide_path)
+		cJSON_ReplaceItemInObjectCaseSensitive(o, "path", cJSON_CreateString("(hidden)"));
+	if (hide_private)
+		cJSON_ReplaceItemInObjectCaseSensitive(o, "private", cJSON_CreateString("(hidden)"));
+	if (hide_path || hide_private)
+		out = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return out;
+}
+
+int ev_render(struct evlog *ev, uint64_t oldest_ns, ev_path_ok_fn ok, void *arg,
+	      uint32_t reader_uid, char **out, size_t *len)
+{
+	char *buf;
+	pthread_mutex_lock(&ev->lock);
+	int err = read_all(ev, &buf);
+	uint64_t size = ev->size;
+	pthread_mutex_unlock(&ev->lock);
+	if (err)
+		return err;
+	size_t at = 0, cap = size + 2;
+	char *res = malloc(cap);
+	if (!res) {
+		free(buf);
+		return -ENOMEM;
+	}
+	for (char *line = buf, *nl; line < buf + size; line = nl + 1) {
+		nl = memchr(line, '\n', (size_t)(buf + size - line));
+		if (!nl)
+			break;
+		uint64_t ns;
+		const char *j = line_json(line, (size_t)(nl - line), &ns);
+		if (!j || ns < oldest_ns)
+			continue;
+		size_t jl = (size_t)(nl - j);
+		char *f = filtered(j, jl, ok, arg, reader_uid);
+		const char *src = f ? f : j;
+		size_t sl = f ? strlen(f) : jl;
+		if (at + sl + 2 > cap) { /* "(hidden)" is longer than a short path */
+			char *grown = realloc(res, cap = 2 * cap + sl + 1);
+			if (!grown) {
+				free(f);
+				free(buf);
+				free(res);
+				return -ENOMEM;
+			}
+			res = grown;
+		}
+		memcpy(res + at, src, sl);
+		at += sl;
+		res[at++] = '\n';
+		free(f);
+	}
+	free(buf);
+	res[at] = 0;
+	*out = res;
+	*len = at;
+	return 0;
+}

@@ -1,0 +1,246 @@
+/*
+ * test_clog.c — the commit log (engine/clog.h), invariants C1-C6: through
+ * the engine (commits made with the txd_* calls, read as .txdir/commits/ID)
+ * and on the module's own file.
+ */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clog.h"
+#include "ttsuite.h"
+#include <cjson/cJSON.h>
+
+TestSuite(clog, .init = setup, .fini = teardown, .timeout = 120);
+
+static uint64_t last_id(void)
+{
+	struct txd_status st;
+	txd_get_status(fs, &st);
+	return st.last_commit_id;
+}
+
+static cJSON *commit_json(uint64_t id)
+{
+	char path[64], *data;
+	size_t len;
+	snprintf(path, sizeof(path), ".txdir/commits/%llu", (unsigned long long)id);
+	int err = tt_get(fs, path, &data, &len);
+	if (err)
+		return NULL;
+	cJSON *o = cJSON_Parse(data);
+	cr_assert_not_null(o, "commit %llu is not JSON: %s", (unsigned long long)id, data);
+	free(data);
+	return o;
+}
+
+/* The op of path in any commit since `from` ("" if none); from too. */
+static bool has_change(uint64_t from, const char *op, const char *path, const char *was)
+{
+	for (uint64_t id = from; id <= last_id(); id++) {
+		cJSON *o = commit_json(id), *c;
+		if (!o)
+			continue;
+		bool found = false;
+		cJSON_ArrayForEach(c, cJSON_GetObjectItem(o, "changes"))
+		{
+			cJSON *f = cJSON_GetObjectItem(c, "from");
+			if (strcmp(cJSON_GetObjectItem(c, "op")->valuestring, op) == 0 &&
+			    strcmp(cJSON_GetObjectItem(c, "path")->valuestring, path) == 0 &&
+			    (!was || (f && strcmp(f->valuestring, was) == 0)))
+				found = true;
+		}
+		cJSON_Delete(o);
+		if (found)
+			return true;
+	}
+	return false;
+}
+
+/* C2: created, modified, renamed (with from), linked, removed — each path
+ * once, files with their checksum; never "attributes". */
+Test(clog, c2_kinds_and_checksums)
+{
+	uint64_t from = last_id() + 1;
+	cr_assert_eq(tt_mkdir(fs, "d"), 0);
+	cr_assert_eq(tt_put(fs, "d/a", "one", 3), 0);
+	cr_assert_eq(tt_put(fs, "d/a", "two!", 4), 0);
+	cr_assert_eq(tt_rename(fs, "d/a", "d/b", 0), 0);
+	cr_assert_eq(tt_unlink(fs, "d/b"), 0);
+	cr_assert(has_change(from, "created", "/d", NULL));
+	cr_assert(has_change(from, "created", "/d/a", NULL));
+	cr_assert(has_change(from, "modified", "/d/a", NULL));
+	cr_assert(has_change(from, "renamed", "/d/b", "/d/a"));
+	cr_assert(has_change(from, "removed", "/d/b", NULL));
+	cr_assert_not(has_change(from, "attributes", "/d/a", NULL));
+	cJSON *o = commit_json(from + 1), *c = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "changes"), 0);
+	cr_assert(cJSON_IsString(cJSON_GetObjectItem(c, "checksum")));
+	cr_assert_eq(strncmp(cJSON_GetObjectItem(c, "checksum")->valuestring, "xxh64:", 6), 0);
+	cJSON_Delete(o);
+}
+
+/* C2 at scale: a 3,000-file transaction lists every path. */
+Test(clog, c2_every_path_of_a_big_commit)
+{
+	cr_assert_eq(tt_mkdir(fs, ".txdir/txn/big"), 0);
+	char p[64];
+	for (int k = 0; k < 3000; k++) {
+		snprintf(p, sizeof(p), ".txdir/txn/big/root/f%04d", k);
+		cr_assert_eq(tt_put(fs, p, p, strlen(p)), 0);
+	}
+	uint64_t node;
+	struct txd_open_out oo;
+	cr_assert_eq(tt_resolve(fs, ".txdir/txn/big/ctl", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY, &oo), 0);
+	cr_assert_eq(txd_write(fs, oo.fh, "commit", 6, 0), 6);
+	txd_release(fs, oo.fh);
+	cJSON *o = commit_json(last_id());
+	cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "changes")), 3000);
+	cr_assert_eq(cJSON_GetObjectItem(o, "changes_total")->valueint, 3000);
+	cJSON_Delete(o);
+}
+
+/* C2: a transaction that renames 2,000 files lists 2,000 renames, each
+ * with its old name. */
+Test(clog, c2_every_rename_of_a_big_commit)
+{
+	char p[64], q[64];
+	cr_assert_eq(tt_mkdir(fs, "r"), 0);
+	for (int k = 0; k < 2000; k++) {
+		snprintf(p, sizeof(p), "r/a%04d", k);
+		cr_assert_eq(tt_put(fs, p, p, strlen(p)), 0);
+	}
+	cr_assert_eq(tt_mkdir(fs, ".txdir/txn/mv"), 0);
+	for (int k = 0; k < 2000; k++) {
+		snprintf(p, sizeof(p), ".txdir/txn/mv/root/r/a%04d", k);
+		snprintf(q, sizeof(q), ".txdir/txn/mv/root/r/b%04d", k);
+		cr_assert_eq(tt_rename(fs, p, q, 0), 0);
+	}
+	uint64_t node;
+	struct txd_open_out oo;
+	cr_assert_eq(tt_resolve(fs, ".txdir/txn/mv/ctl", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY, &oo), 0);
+	cr_assert_eq(txd_write(fs, oo.fh, "commit", 6, 0), 6);
+	txd_release(fs, oo.fh);
+	cJSON *o = commit_json(last_id()), *c;
+	int renames = 0;
+	cJSON_ArrayForEach(c, cJSON_GetObjectItem(o, "changes"))
+	{
+		const char *path = cJSON_GetObjectItem(c, "path")->valuestring;
+		cJSON *from = cJSON_GetObjectItem(c, "from");
+		renames += strcmp(cJSON_GetObjectItem(c, "op")->valuestring, "renamed") == 0 && from &&
+			   strncmp(path, "/r/b", 4) == 0 && strcmp(from->valuestring + 4, path + 4) == 0;
+	}
+	cr_assert_eq(renames, 2000, "%d renames", renames);
+	cJSON_Delete(o);
+}
+
+/* C4 and C1: paths are those at commit time, and survive a reopen
+ * (replay of the same commits adds nothing twice). */
+Test(clog, c4_paths_at_commit_time_across_reopen)
+{
+	cr_assert_eq(tt_put(fs, "old", "x", 1), 0);
+	uint64_t id = last_id();
+	cr_assert_eq(tt_rename(fs, "old", "new", 0), 0);
+	cJSON *o = commit_json(id);
+	cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "changes"), 0),
+					     "path")->valuestring, "/old");
+	cJSON_Delete(o);
+	uint64_t n = last_id();
+	reopen();
+	for (uint64_t k = 1; k <= n; k++) {
+		cJSON *a = commit_json(k);
+		if (a)
+			cJSON_Delete(a);
+	}
+	o = commit_json(id);
+	cr_assert_not_null(o);
+	cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "changes"), 0),
+					     "path")->valuestring, "/old");
+	cJSON_Delete(o);
+}
+
+/* C5: for a caller who cannot list its directory, a path reads (hidden)
+ * and has no checksum. */
+Test(clog, c5_hidden_from_who_cannot_list)
+{
+	cr_assert_eq(tt_mkdir(fs, "priv"), 0);
+	uint64_t node;
+	cr_assert_eq(tt_resolve(fs, "priv", NULL, NULL, &node), 0);
+	struct txd_setattr sa = {.valid = TXD_SET_MODE, .mode = 0700};
+	struct txd_attr a;
+	cr_assert_eq(txd_setattr(fs, node, &sa, 0, &a), 0);
+	cr_assert_eq(tt_put(fs, "priv/SECRET", "s", 1), 0);
+	uint64_t id = last_id();
+	struct txd_cred nobody = {.uid = 65534, .gid = 65534, .pid = 0};
+	txd_set_caller(&nobody);
+	char path[64], *data;
+	size_t len;
+	snprintf(path, sizeof(path), ".txdir/commits/%llu", (unsigned long long)id);
+	cr_assert_eq(tt_get(fs, path, &data, &len), 0);
+	cr_assert_null(strstr(data, "SECRET"), "%s", data);
+	cr_assert_null(strstr(data, "checksum"), "%s", data);
+	cr_assert(strstr(data, "(hidden)"));
+	free(data);
+	struct txd_cred root = {.uid = 0, .gid = 0, .pid = 0};
+	txd_set_caller(&root);
+	cr_assert_eq(tt_get(fs, path, &data, &len), 0);
+	cr_assert(strstr(data, "/priv/SECRET"));
+	free(data);
+}
+
+/* C3: a torn tail of the file is cut at open; what is whole stays. */
+Test(clog, c3_torn_tail_is_cut)
+{
+	cr_assert_eq(tt_put(fs, "f", "x", 1), 0);
+	uint64_t id = last_id();
+	txd_fs_close(fs);
+	fs = NULL;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/coordination/commits", store);
+	struct clog *cl;
+	cr_assert_eq(clog_open(path, &cl), 0);
+	cr_assert(clog_has(cl, id, 0));
+	clog_close(cl);
+	strcat(path, "/log");
+	int fd = open(path, O_WRONLY | O_APPEND);
+	cr_assert_eq(write(fd, "CLG2garbage-torn", 16), 16);
+	off_t whole = lseek(fd, 0, SEEK_END) - 16;
+	close(fd);
+	path[strlen(path) - 4] = 0;
+	cr_assert_eq(clog_open(path, &cl), 0);
+	cr_assert(clog_has(cl, id, 0));
+	uint64_t newest;
+	cr_assert(clog_nth_newest(cl, 0, 0, &newest));
+	cr_assert_eq(newest, id);
+	clog_close(cl);
+	strcat(path, "/log");
+	fd = open(path, O_RDONLY);
+	cr_assert_eq(lseek(fd, 0, SEEK_END), whole, "the torn tail was cut");
+	close(fd);
+}
+
+/* C6 / retention: trimmed commits are gone from the index and the file. */
+Test(clog, c6_trim_by_time)
+{
+	for (int k = 0; k < 5; k++)
+		cr_assert_eq(tt_put(fs, "t", "x", 1), 0);
+	uint64_t id = last_id();
+	txd_fs_close(fs);
+	fs = NULL;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/coordination/commits", store);
+	struct clog *cl;
+	cr_assert_eq(clog_open(path, &cl), 0);
+	cr_assert(clog_has(cl, id, 0));
+	cr_assert_eq(clog_trim(cl, UINT64_MAX), 0);
+	cr_assert_not(clog_has(cl, id, 0));
+	clog_close(cl);
+	cr_assert_eq(clog_open(path, &cl), 0);
+	uint64_t any;
+	cr_assert_not(clog_nth_newest(cl, 0, 0, &any));
+	clog_close(cl);
+}
