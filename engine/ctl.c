@@ -874,7 +874,7 @@ static int txn_command(struct txd_fs *fs, struct txn *t, const char *cmd, size_t
 	if (len == 5 && memcmp(cmd, "abort", 5) == 0) {
 		if (t->state == TXN_COMMITTED)
 			return -EINVAL; /* too late */
-		txn_abort(fs, t, "by request");
+		txn_abort(fs, t, "request");
 		return 0;
 	}
 	if (len == 8 && memcmp(cmd, "readonly", 8) == 0) {

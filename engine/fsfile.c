@@ -216,7 +216,7 @@ void fs_expire_snapshots(struct txd_fs *fs, uint64_t max_age_ns)
 	}
 	for (struct txn *t = fs->txns; t; t = t->next)
 		if (t->state == TXN_ACTIVE && fs_now_ns() - t->began_ns > max_age_ns)
-			txn_abort(fs, t, "snapshot too old (-o max_snapshot_age)");
+			txn_abort(fs, t, "snapshot-too-old");
 }
 
 static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h)

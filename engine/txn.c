@@ -3,12 +3,14 @@
  * commit (design in txn.h).
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <cjson/cJSON.h>
 #include <xxhash.h>
 
 #include "fs.h"
@@ -17,6 +19,33 @@
 
 #define TXN_BUSY_WAIT_MS 2000 /* how long a commit waits for writers in the view */
 #define OP_HDR 8
+
+/* status: one line (SPEC §4) — "aborted REASON key=value... path=P" with the
+ * path last and escaped, so the line always parses. */
+static void set_status(struct txn *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_status(struct txn *t, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(t->status, sizeof(t->status), fmt, ap);
+	va_end(ap);
+}
+
+/* A path for a status line: '\n' and '\\' escaped; NULL path: empty. */
+static const char *esc_path(const char *path, char *buf, size_t cap)
+{
+	size_t n = 0;
+	for (const char *p = path ? path : ""; *p && n + 3 < cap; p++) {
+		if (*p == '\n' || *p == '\\') {
+			buf[n++] = '\\';
+			buf[n++] = *p == '\n' ? 'n' : '\\';
+		} else {
+			buf[n++] = *p;
+		}
+	}
+	buf[n] = 0;
+	return buf;
+}
 
 /* ---- lifetime ------------------------------------------------------------------ */
 void txn_get(struct txn *t)
@@ -178,8 +207,7 @@ void txn_reap_abandoned(struct txd_fs *fs, uint32_t grace_s)
 		if (now - t->idle_since_ns < (uint64_t)grace_s * 1000000000ull)
 			continue;
 		char why[128];
-		snprintf(why, sizeof(why), "abandoned (creator %d gone, nothing open for %u s)",
-			 (int)t->creator, grace_s);
+		snprintf(why, sizeof(why), "abandoned creator=%d idle=%us", (int)t->creator, grace_s);
 		txn_abort(fs, t, why);
 	}
 }
@@ -212,7 +240,7 @@ int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, str
 	t->listed = true;
 	t->refs = 1; /* the listing */
 	rec_init(&t->log, t->id, 0, (uint32_t)creator);
-	snprintf(t->status, sizeof(t->status), "active");
+	set_status(t, "active");
 	int err = ns_snapshot_take(&fs->ns, t->snap);
 	if (err) {
 		txn_free(t);
@@ -399,9 +427,14 @@ int txn_apply(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
 }
 
 /* ---- commit ------------------------------------------------------------------------ */
-static void set_status(struct txn *t, const char *fmt, const char *path, uint64_t winner)
+/* A commit failed and left the transaction active: last_error in info.json
+ * says why, in the status line's shape ("busy reason=... path=P"). */
+static void set_last_error(struct txn *t, const char *reason, const char *path)
 {
-	snprintf(t->status, sizeof(t->status), fmt, path, winner);
+	char e[TXN_LINE];
+	snprintf(t->last_error, sizeof(t->last_error), "busy reason=%s path=%s", reason,
+		 esc_path(path, e, sizeof(e)));
+	t->last_error_ns = fs_now_ns();
 }
 
 static void key_path(struct txd_fs *fs, const struct txn_key *k, char *buf, size_t cap)
@@ -415,10 +448,11 @@ static void key_path(struct txd_fs *fs, const struct txn_key *k, char *buf, size
 	snprintf(buf, cap, "%.3500s%s%.255s", dir, strcmp(dir, "/") ? "/" : "", k->name);
 }
 
-/* Step 2 of txn.h: first committer wins. */
+/* Step 2 of txn.h: first committer wins. A lost conflict is final: the
+ * status names the winner and the path. */
 static int validate(struct txd_fs *fs, struct txn *t)
 {
-	char path[4096];
+	char path[4096], e[TXN_LINE];
 	for (uint32_t k = 0; k < t->nkeys; k++) {
 		const struct txn_key *key = &t->keys[k];
 		if (!existed(fs, t, key->parent))
@@ -430,13 +464,14 @@ static int validate(struct txd_fs *fs, struct txn *t)
 		} else {
 			uint64_t ino_now = ns_lookup_at(p->dir, key->name, strlen(key->name), UINT64_MAX);
 			uint64_t ino_then = ns_lookup_at(p->dir, key->name, strlen(key->name), t->snap);
-			struct dent *e = ns_dir_find(p->dir, key->name, strlen(key->name));
-			if (ino_now != ino_then || (e && e->commit > t->snap))
-				winner = e ? e->commit : wal_last_lsn(fs->wal);
+			struct dent *d = ns_dir_find(p->dir, key->name, strlen(key->name));
+			if (ino_now != ino_then || (d && d->commit > t->snap))
+				winner = d ? d->commit : wal_last_lsn(fs->wal);
 		}
 		if (winner) {
 			key_path(fs, key, path, sizeof(path));
-			set_status(t, "aborted conflict path=%.3800s winner=%" PRIu64, path, winner);
+			set_status(t, "aborted conflict winner=%" PRIu64 " path=%s", winner,
+				   esc_path(path, e, sizeof(e)));
 			return -EBUSY;
 		}
 	}
@@ -448,32 +483,79 @@ static int validate(struct txd_fs *fs, struct txn *t)
 		struct inode *m = ns_inode(&fs->ns, t->dirs[k]);
 		if ((v && v->head->nlink) || !m || !m->dir || !m->dir->count)
 			continue;
-		for (struct dent *e = ns_dir_next(m->dir, 0); e; e = ns_dir_next(m->dir, e->cookie)) {
-			if (e->commit <= t->snap)
+		for (struct dent *d = ns_dir_next(m->dir, 0); d; d = ns_dir_next(m->dir, d->cookie)) {
+			if (d->commit <= t->snap)
 				continue;
 			char dir[3600];
 			ns_path(&fs->ns, m, dir, sizeof(dir));
-			snprintf(path, sizeof(path), "%s/%s", dir, e->name);
-			set_status(t, "aborted conflict path=%.3800s winner=%" PRIu64, path, e->commit);
+			snprintf(path, sizeof(path), "%s/%s", dir, d->name);
+			set_status(t, "aborted conflict winner=%" PRIu64 " path=%s", d->commit,
+				   esc_path(path, e, sizeof(e)));
 			return -EBUSY;
 		}
 	}
 	for (uint32_t k = 0; k < t->ninos; k++) {
 		struct inode *m = ns_inode(&fs->ns, t->inos[k]);
+		if (m && m->head->commit <= t->snap)
+			continue;
+		struct inode *v = ns_inode(&t->ns, t->inos[k]);
+		path[0] = 0;
 		if (m)
 			ns_path(&fs->ns, m, path, sizeof(path));
-		if (!m || m->head->commit > t->snap) {
-			set_status(t, "aborted conflict path=%.3800s winner=%" PRIu64, m ? path : "(removed)",
-				   m ? m->head->commit : wal_last_lsn(fs->wal));
-			return -EBUSY;
-		}
-		struct wfile *wf = m->wf;
-		if (wf && wf->nwriters) {
-			set_status(t, "aborted busy path=%.3800s reason=main-tree writer%.0" PRIu64, path, 0);
-			return -EBUSY;
-		}
+		else if (v)
+			ns_path(&t->ns, v, path, sizeof(path)); /* removed in the main tree */
+		set_status(t, "aborted conflict winner=%" PRIu64 " path=%s",
+			   m ? m->head->commit : wal_last_lsn(fs->wal), esc_path(path, e, sizeof(e)));
+		return -EBUSY;
 	}
 	return 0;
+}
+
+static bool has_writer(const struct inode *in)
+{
+	const struct wfile *wf = in ? in->wf : NULL;
+	return wf && wf->nwriters;
+}
+
+/* A path of the write set open for writing in the main tree (its path in
+ * path): the commit would race that writer's close, so it fails and the
+ * transaction stays active for a retry (SPEC §4). */
+static bool main_writer(struct txd_fs *fs, struct txn *t, char *path, size_t cap)
+{
+	for (uint32_t k = 0; k < t->ninos; k++) {
+		struct inode *m = ns_inode(&fs->ns, t->inos[k]);
+		if (has_writer(m)) {
+			ns_path(&fs->ns, m, path, cap);
+			return true;
+		}
+	}
+	for (uint32_t k = 0; k < t->nkeys; k++) {
+		const struct txn_key *key = &t->keys[k];
+		struct inode *p = existed(fs, t, key->parent) ? ns_inode(&fs->ns, key->parent) : NULL;
+		if (!p || !p->dir)
+			continue;
+		uint64_t ino = ns_lookup_at(p->dir, key->name, strlen(key->name), UINT64_MAX);
+		if (ino && has_writer(ns_inode(&fs->ns, ino))) {
+			key_path(fs, key, path, cap);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A file of the view open for writing (its path in the view), if any. */
+static bool view_writer(struct txn *t, char *path, size_t cap)
+{
+	if (!t->nwriters)
+		return false;
+	for (uint64_t k = 0; k < t->ns.tabsize; k++)
+		for (struct inode *in = t->ns.tab[k]; in; in = in->hnext)
+			if (has_writer(in)) {
+				ns_path(&t->ns, in, path, cap);
+				return true;
+			}
+	snprintf(path, cap, "?");
+	return true;
 }
 
 /* Directories the view touched get their attributes recomputed against the
@@ -578,7 +660,10 @@ static void drop_dead(struct txd_fs *fs, struct txn *t)
 		}
 }
 
-static int wait_writers(struct txd_fs *fs, struct txn *t)
+/* Block this thread (bounded) until no handle of the view is open for
+ * writing: the synchronous form (txd_write); FUSE defers instead
+ * (txn_commit_async). */
+static void wait_writers(struct txd_fs *fs, struct txn *t)
 {
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
@@ -588,35 +673,30 @@ static int wait_writers(struct txd_fs *fs, struct txn *t)
 	while (t->nwriters && t->state == TXN_ACTIVE)
 		if (pthread_cond_timedwait(&fs->txn_cv, &fs->lock, &until))
 			break;
-	if (t->state != TXN_ACTIVE)
-		return -ESTALE;
-	if (!t->nwriters)
-		return 0;
-	set_status(t, "aborted busy path=%.3800s reason=open for writing in the view%.0" PRIu64,
-		   "(a file in root/)", 0);
-	return -EBUSY;
 }
 
-int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
+/* Steps 2-5 of txn.h once the view's writers are closed (or the wait gave
+ * up). Busy cases leave the transaction active with last_error; a lost
+ * conflict aborts it; repeated commits report the first outcome. */
+static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid)
 {
+	char path[4096];
 	if (t->state != TXN_ACTIVE)
-		return t->state == TXN_COMMITTED ? 0 : -ESTALE;
-	int err = wait_writers(fs, t);
-	if (err == -EBUSY) {
-		/* a file still open for writing: fail, but stay active so the
-		 * caller can close it and commit again (SPEC §4) */
-		char why[4096];
-		snprintf(why, sizeof(why), "%s", t->status);
-		snprintf(t->status, sizeof(t->status), "active (last commit failed: %.3900s)", why + 8);
-		return err;
+		return t->state == TXN_COMMITTED ? 0 : -EBUSY;
+	if (view_writer(t, path, sizeof(path))) {
+		set_last_error(t, "open-in-view", path);
+		return -EBUSY;
 	}
-	if (err)
-		return err;
-	if ((err = validate(fs, t))) {
+	int err = validate(fs, t);
+	if (err) {
 		fs->conflicts++;
 		fs_event(fs, "txn_conflict", "\"txn\":%" PRIu64 ",\"status\":\"%s\"", t->id, t->status);
 		txn_end(fs, t, TXN_ABORTED);
 		return err;
+	}
+	if (main_writer(fs, t, path, sizeof(path))) {
+		set_last_error(t, "main-tree-writer", path);
+		return -EBUSY;
 	}
 	uint64_t lsn = wal_last_lsn(fs->wal);
 	if (t->log.nops) {
@@ -639,61 +719,87 @@ int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
 		lsn = pos.lsn;
 	}
 	t->commit_id = lsn;
-	snprintf(t->status, sizeof(t->status), "committed %" PRIu64, lsn);
+	t->last_error[0] = 0;
+	set_status(t, "committed %" PRIu64, lsn);
 	txn_end(fs, t, TXN_COMMITTED);
 	drop_dead(fs, t);
-	fs_set_must_wait(); /* a transaction commit is durable before it returns */
 	fs_event(fs, "txn_commit", "\"txn\":%" PRIu64 ",\"commit\":%" PRIu64 ",\"ops\":%u", t->id,
 		 lsn, t->log.nops);
 	return 0;
+}
+
+int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
+{
+	if (t->state == TXN_ACTIVE)
+		wait_writers(fs, t);
+	int err = commit_now(fs, t, pid);
+	if (!err)
+		fs_set_must_wait(); /* a transaction commit is durable before it returns */
+	return err;
 }
 
 void txn_abort(struct txd_fs *fs, struct txn *t, const char *reason)
 {
 	if (t->state != TXN_ACTIVE)
 		return;
-	snprintf(t->status, sizeof(t->status), "aborted %.3900s", reason);
+	set_status(t, "aborted %s", reason);
 	txn_end(fs, t, TXN_ABORTED);
 	fs_event(fs, "txn_abort", "\"txn\":%" PRIu64 ",\"reason\":\"%s\"", t->id, reason);
 }
 
 void txn_remove(struct txd_fs *fs, struct txn *t)
 {
-	txn_abort(fs, t, "by rmdir");
+	txn_abort(fs, t, "rmdir");
 	if (t->listed) {
 		t->listed = false;
 		txn_put(fs, t);
 	}
 }
 
-static void rfc3339(uint64_t ns, char *buf, size_t cap)
+/* RFC 3339 with milliseconds; NULL for 0. */
+static cJSON *rfc3339(uint64_t ns)
 {
-	if (!ns) {
-		snprintf(buf, cap, "null");
-		return;
-	}
+	if (!ns)
+		return cJSON_CreateNull();
+	char buf[48];
 	time_t sec = (time_t)(ns / 1000000000ull);
 	struct tm tm;
 	gmtime_r(&sec, &tm);
-	size_t n = strftime(buf, cap, "\"%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, cap - n, ".%03uZ\"", (unsigned)(ns / 1000000 % 1000));
+	size_t n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, sizeof(buf) - n, ".%03uZ", (unsigned)(ns / 1000000 % 1000));
+	return cJSON_CreateString(buf);
 }
 
 char *txn_info_json(struct txd_fs *fs, const struct txn *t)
 {
 	(void)fs;
 	static const char *const names[] = {"active", "committed", "aborted"};
-	char began[48], ended[48], *out;
-	rfc3339(t->began_ns, began, sizeof(began));
-	rfc3339(t->ended_ns, ended, sizeof(ended));
-	if (asprintf(&out,
-		     "{\"name\":\"%s\",\"txid\":%" PRIu64 ",\"state\":\"%s\",\"status\":\"%s\","
-		     "\"snapshot\":%" PRIu64 ",\"commit\":%" PRIu64 ",\"creator_pid\":%d,"
-		     "\"uid\":%u,\"began\":%s,\"ended\":%s,\"readonly\":%s,\"open_handles\":%u,"
-		     "\"ops\":%u,\"entries_changed\":%u,\"files_changed\":%u}\n",
-		     t->name, t->id, names[t->state], t->status, t->snap, t->commit_id,
-		     (int)t->creator, t->uid, began, ended, t->readonly ? "true" : "false", t->nopen,
-		     t->log.nops, t->nkeys, t->ninos + t->ncreated) < 0)
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
 		return NULL;
+	cJSON_AddStringToObject(o, "name", t->name);
+	cJSON_AddNumberToObject(o, "txid", (double)t->id);
+	cJSON_AddStringToObject(o, "state", names[t->state]);
+	cJSON_AddStringToObject(o, "status", t->status);
+	cJSON_AddItemToObject(o, "last_error",
+			      t->last_error[0] ? cJSON_CreateString(t->last_error) : cJSON_CreateNull());
+	cJSON_AddItemToObject(o, "last_error_time", t->last_error[0] ? rfc3339(t->last_error_ns)
+								      : cJSON_CreateNull());
+	cJSON_AddNumberToObject(o, "snapshot", (double)t->snap);
+	cJSON_AddNumberToObject(o, "commit", (double)t->commit_id);
+	cJSON_AddNumberToObject(o, "creator_pid", t->creator);
+	cJSON_AddNumberToObject(o, "uid", t->uid);
+	cJSON_AddItemToObject(o, "began", rfc3339(t->began_ns));
+	cJSON_AddItemToObject(o, "ended", rfc3339(t->ended_ns));
+	cJSON_AddBoolToObject(o, "readonly", t->readonly);
+	cJSON_AddNumberToObject(o, "open_handles", t->nopen);
+	cJSON_AddNumberToObject(o, "ops", t->log.nops);
+	cJSON_AddNumberToObject(o, "entries_changed", t->nkeys);
+	cJSON_AddNumberToObject(o, "files_changed", t->ninos + t->ncreated);
+	char *text = cJSON_PrintUnformatted(o), *out = NULL;
+	cJSON_Delete(o);
+	if (text && asprintf(&out, "%s\n", text) < 0)
+		out = NULL;
+	free(text);
 	return out;
 }

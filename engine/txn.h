@@ -13,15 +13,19 @@
  * (never inline: the log is not in the WAL yet).
  *
  * Commit (txn_commit), under fs->lock:
- *   1. wait (bounded) until no handle in the view is open for writing,
- *      else EBUSY naming the open file;
+ *   1. wait (bounded) until no handle in the view is open for writing —
+ *      without holding a FUSE worker: txn_commit_async registers the wait
+ *      and the last close (or the bound) completes it; on expiry EBUSY,
+ *      the transaction stays active and last_error names the open file;
  *   2. validate the write set against the main tree (first committer wins):
  *      a directory entry (parent, name) the view created, removed or renamed
  *      conflicts if the main binding changed after S; an existing inode
  *      whose content, attributes or xattrs the view changed conflicts if its
- *      main head changed after S, or while it has a main-tree writer.
+ *      main head changed after S. A lost conflict aborts the transaction.
  *      Directory mtime/nlink are merged, never a conflict, so creating
  *      different names in one directory commits on both sides;
+ *   2b. a path of the write set open for writing in the main tree: EBUSY,
+ *      the transaction stays active (last_error) so it can be retried;
  *   3. make the packs durable, then append ONE WAL record holding the whole
  *      log (directory attributes recomputed as main head + the view's
  *      delta) — the commit point: all or nothing, also across a crash;
@@ -30,9 +34,13 @@
  *      a mix (fs.h F1);
  *   5. the caller (FUSE) waits until the record is durable before replying
  *      (txd_commit_needs_wait is true after a transaction commit).
- * A failed commit applies nothing; status says why:
- *   "aborted conflict path=<p> winner=<commit id>" or "aborted busy path=<p>
- *   reason=<...>".
+ * A failed commit applies nothing. status is one line (SPEC §4): "active",
+ * "committed ID" or "aborted REASON key=value... path=P" — REASON one word
+ * (conflict, request, rmdir, abandoned, snapshot-too-old, restart), the
+ * path last with '\n' and '\\' escaped: "aborted conflict winner=12 path=/a b".
+ * last_error (info.json) has the same shape: "busy reason=open-in-view
+ * path=/f" or "busy reason=main-tree-writer path=/f". Committing again
+ * reports the outcome again: 0 once committed, EBUSY once aborted.
  *
  * Invariants.
  *  T1 A view sees exactly the main tree as of S plus its own changes.
@@ -62,6 +70,8 @@
 
 struct txd_fs;
 
+#define TXN_LINE 8448 /* a status line: a 4 KiB path escaped, and details */
+
 enum txn_state { TXN_ACTIVE, TXN_COMMITTED, TXN_ABORTED };
 
 struct txn_key { /* a directory entry of the write set */
@@ -76,7 +86,9 @@ struct txn {
 	uint64_t snap;         /* S */
 	enum txn_state state;
 	bool readonly, listed; /* listed: still in .txdir/txn (until rmdir) */
-	char status[4096];
+	char status[TXN_LINE];     /* one line, SPEC §4 */
+	char last_error[TXN_LINE]; /* a failed commit that left it active ("" none) */
+	uint64_t last_error_ns;
 	struct ns ns;          /* the view */
 	struct rec_buf log;    /* ops applied in the view, in order */
 	struct txn_key *keys;  /* write set: entries */

@@ -6,7 +6,7 @@
  * {"transactions":[info.json, ...]} sorted by name, each document as the
  * server rendered it (re-printing would turn 64-bit nanosecond times into
  * doubles), or, when it lacks "name" or "status", rebuilt with them. abort writes
- * "abort" to NAME/ctl and leaves the record (status "aborted by request"),
+ * "abort" to NAME/ctl and leaves the record (status "aborted request"),
  * so that its creator learns why; rmdir NAME drops it.
  */
 #include <errno.h>

@@ -187,7 +187,7 @@ conflict_run() {
 }
 conflict_run
 expect "conflict with an outside writer: exit 75, the reason" 75 \
-	"^mountctl: run: conflict: aborted conflict path=/shared winner=[0-9]+$"
+	"^mountctl: run: conflict: aborted conflict winner=[0-9]+ path=/shared$"
 if [ "$(content "$M/shared")" = outside ]; then ok "the losing run applied nothing"; else not_ok "the losing run applied nothing"; fi
 conflict_run --conflict-exit-code 9
 expect "--conflict-exit-code 9" 9 "conflict"
@@ -283,13 +283,13 @@ mc txn list "$M"
 expect "txn list: a header and the transaction" 0 "^manual .* active$"
 mc txn abort "$M" manual
 expect "txn abort" 0
-if [ "$(content "$M/.txdir/txn/manual/status")" = "aborted by request" ]; then
+if [ "$(content "$M/.txdir/txn/manual/status")" = "aborted request" ]; then
 	ok "txn abort leaves the record with its reason"
 else
 	not_ok "txn abort leaves the record with its reason"
 fi
 mc txn list --json "$M"
-expect "txn list --json shows the aborted one" 0 '"status":[[:space:]]*"aborted by request"'
+expect "txn list --json shows the aborted one" 0 '"status":[[:space:]]*"aborted request"'
 mc txn abort "$M" nosuch
 expect "txn abort of an unknown name: 1" 1 "no transaction nosuch"
 mc txn frob "$M"

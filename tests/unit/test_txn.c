@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ttsuite.h"
+#include <cjson/cJSON.h>
 
 TestSuite(txn, .init = setup, .fini = teardown, .timeout = 120);
 
@@ -60,6 +61,25 @@ static char *status(const char *name)
 	snprintf(path, sizeof(path), ".txdir/txn/%s/status", name);
 	cr_assert_eq(tt_get(fs, path, &data, &len), 0);
 	return data;
+}
+
+
+static cJSON *info(const char *name)
+{
+	char path[600], *data;
+	size_t len;
+	snprintf(path, sizeof(path), ".txdir/txn/%s/info.json", name);
+	cr_assert_eq(tt_get(fs, path, &data, &len), 0);
+	cJSON *j = cJSON_Parse(data);
+	cr_assert_not_null(j, "info.json is not JSON: %s", data);
+	free(data);
+	return j;
+}
+
+static const char *jstr(cJSON *j, const char *key)
+{
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 static char *vpath(const char *txn, const char *path)
@@ -146,8 +166,10 @@ Test(txn, write_write_conflict_both_orders)
 		cr_expect_eq(cmd(second, "commit"), -EBUSY);
 		char *st = status(second);
 		char want[64];
-		snprintf(want, sizeof(want), "aborted conflict path=/%s winner=", name);
-		cr_expect_eq(strncmp(st, want, strlen(want)), 0, "%s", st);
+		snprintf(want, sizeof(want), " path=/%s\n", name);
+		cr_expect_eq(strncmp(st, "aborted conflict winner=", 24), 0, "%s", st);
+		cr_expect(strlen(st) > strlen(want) && strcmp(st + strlen(st) - strlen(want), want) == 0,
+			  "%s", st);
 		free(st);
 		expect_file(name, order ? "from y" : "from x");
 		if (order == 0)
@@ -249,10 +271,10 @@ Test(txn, abort_and_rmdir_apply_nothing)
 	cr_assert_eq(tt_put(fs, vpath("t", "x"), "x", 1), 0);
 	cr_assert_eq(cmd("t", "abort"), 0);
 	char *st = status("t");
-	cr_expect_str_eq(st, "aborted by request\n");
+	cr_expect_str_eq(st, "aborted request\n");
 	free(st);
 	expect_absent("x");
-	cr_expect_eq(cmd("t", "commit"), -ESTALE, "an aborted transaction does not commit");
+	cr_expect_eq(cmd("t", "commit"), -EBUSY, "an aborted transaction does not commit");
 	cr_assert_eq(end_txn("t"), 0);
 	cr_assert_eq(begin("u"), 0);
 	cr_assert_eq(tt_put(fs, vpath("u", "y"), "y", 1), 0);
@@ -299,8 +321,12 @@ Test(txn, commit_waits_for_writers)
 	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
 	cr_expect_eq(cmd("t", "commit"), -EBUSY);
 	char *st = status("t");
-	cr_expect_not_null(strstr(st, "open for writing"), "%s", st);
+	cr_expect_str_eq(st, "active\n");
 	free(st);
+	cJSON *j = info("t");
+	const char *le = jstr(j, "last_error");
+	cr_expect(le && strcmp(le, "busy reason=open-in-view path=/f") == 0, "%s", le);
+	cJSON_Delete(j);
 	cr_assert_eq(txd_write(fs, w.fh, "y", 1, 0), 1);
 	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0);
 	txd_release(fs, w.fh);
@@ -652,4 +678,100 @@ Test(txn, control_nodes_are_stable)
 	cr_assert_eq(tt_resolve(fs, ".txdir/txn/t", NULL, NULL, &a), 0);
 	cr_assert_eq(tt_resolve(fs, ".txdir/txn/t", NULL, NULL, &b), 0);
 	cr_expect_eq(a, b);
+}
+
+/* SPEC §4: a commit that meets a main-tree writer of its write set fails
+ * EBUSY, applies nothing, stays active, and last_error names the path; after
+ * the writer closes it commits. */
+Test(txn, commit_meeting_main_writer_stays_active)
+{
+	cr_assert_eq(tt_put(fs, "a b", "base", 4), 0);
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_put(fs, vpath("t", "a b"), "txn", 3), 0);
+	uint64_t node;
+	struct txd_open_out w;
+	cr_assert_eq(tt_resolve(fs, "a b", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
+	cr_expect_eq(cmd("t", "commit"), -EBUSY);
+	char *st = status("t");
+	cr_expect_str_eq(st, "active\n");
+	free(st);
+	cJSON *j = info("t");
+	const char *le = jstr(j, "last_error");
+	cr_expect(le && strstr(le, "busy") && strstr(le, "path=/a b"), "last_error: %s", le);
+	cr_expect_str_eq(jstr(j, "state"), "active");
+	cJSON_Delete(j);
+	expect_file("a b", "base");
+	txd_release(fs, w.fh);
+	cr_expect_eq(cmd("t", "commit"), 0);
+	expect_file("a b", "txn");
+	j = info("t");
+	cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "last_error")) ||
+		  !cJSON_GetObjectItemCaseSensitive(j, "last_error"), "cleared by the commit");
+	cJSON_Delete(j);
+}
+
+/* SPEC §4: one line, reason one word, key=value details, the path last and
+ * escaped (\n, \\). */
+Test(txn, status_line_parses_whatever_the_path)
+{
+	const char *name = "a b\nc\\d";
+	cr_assert_eq(tt_put(fs, name, "base", 4), 0);
+	cr_assert_eq(begin("x"), 0);
+	cr_assert_eq(begin("y"), 0);
+	cr_assert_eq(tt_put(fs, vpath("x", name), "x", 1), 0);
+	cr_assert_eq(tt_put(fs, vpath("y", name), "y", 1), 0);
+	cr_assert_eq(cmd("x", "commit"), 0);
+	cr_expect_eq(cmd("y", "commit"), -EBUSY);
+	char *st = status("y"), *nl = strchr(st, '\n');
+	cr_expect(nl && nl[1] == 0, "one line: [%s]", st);
+	unsigned long long winner;
+	int pos = 0;
+	cr_expect_eq(sscanf(st, "aborted conflict winner=%llu path=%n", &winner, &pos), 1, "%s", st);
+	cr_expect_str_eq(st + pos, "/a b\\nc\\\\d\n");
+	free(st);
+	cr_assert_eq(cmd("x", "abort"), -EINVAL, "committed: too late to abort");
+	cr_assert_eq(begin("r"), 0);
+	cr_assert_eq(cmd("r", "abort"), 0);
+	st = status("r");
+	cr_expect_str_eq(st, "aborted request\n");
+	free(st);
+	cr_assert_eq(begin("m"), 0);
+	cr_assert_eq(end_txn("m"), 0);
+}
+
+/* info.json is valid JSON whatever the name holds, with every field. */
+Test(txn, info_json_is_json)
+{
+	cr_assert_eq(begin("a b\"q\\"), 0);
+	cJSON *j = info("a b\"q\\");
+	cr_expect_str_eq(jstr(j, "name"), "a b\"q\\");
+	cr_expect_str_eq(jstr(j, "status"), "active");
+	cr_expect_str_eq(jstr(j, "state"), "active");
+	cr_expect_not_null(cJSON_GetObjectItemCaseSensitive(j, "last_error"));
+	cr_expect_not_null(cJSON_GetObjectItemCaseSensitive(j, "txid"));
+	cr_expect_not_null(cJSON_GetObjectItemCaseSensitive(j, "began"));
+	cJSON_Delete(j);
+}
+
+/* SPEC §4: committing again reports the same outcome: EBUSY for aborted,
+ * success for committed — never ESTALE. */
+Test(txn, repeated_commits_report_the_outcome)
+{
+	cr_assert_eq(begin("c"), 0);
+	cr_assert_eq(tt_put(fs, vpath("c", "f"), "c", 1), 0);
+	cr_assert_eq(cmd("c", "commit"), 0);
+	cr_expect_eq(cmd("c", "commit"), 0);
+	cr_assert_eq(begin("a"), 0);
+	cr_assert_eq(cmd("a", "abort"), 0);
+	cr_expect_eq(cmd("a", "commit"), -EBUSY);
+	cr_expect_eq(cmd("a", "commit"), -EBUSY);
+	cr_assert_eq(tt_put(fs, "g", "base", 4), 0);
+	cr_assert_eq(begin("x"), 0);
+	cr_assert_eq(begin("y"), 0);
+	cr_assert_eq(tt_put(fs, vpath("x", "g"), "x", 1), 0);
+	cr_assert_eq(tt_put(fs, vpath("y", "g"), "y", 1), 0);
+	cr_assert_eq(cmd("x", "commit"), 0);
+	cr_expect_eq(cmd("y", "commit"), -EBUSY);
+	cr_expect_eq(cmd("y", "commit"), -EBUSY, "a lost conflict stays lost");
 }
