@@ -861,7 +861,8 @@ ssize_t ctl_read(struct txd_fs *fs, struct handle *h, void *buf, size_t size, ui
 
 /* One command per write(2) to .txdir/txn/NAME/ctl; the write returns the
  * outcome (SPEC §4). Surrounding white space is ignored. */
-static int txn_command(struct txd_fs *fs, struct txn *t, const char *cmd, size_t len)
+static int txn_command(struct txd_fs *fs, struct txn *t, const char *cmd, size_t len,
+		       void (*done)(void *arg, int err), void *arg)
 {
 	while (len && (cmd[len - 1] == '\n' || cmd[len - 1] == ' ' || cmd[len - 1] == '\t'))
 		len--;
@@ -870,7 +871,8 @@ static int txn_command(struct txd_fs *fs, struct txn *t, const char *cmd, size_t
 		len--;
 	}
 	if (len == 6 && memcmp(cmd, "commit", 6) == 0)
-		return txn_commit(fs, t, fs_caller_pid());
+		return done ? txn_commit_async(fs, t, fs_caller_pid(), done, arg)
+			    : txn_commit(fs, t, fs_caller_pid());
 	if (len == 5 && memcmp(cmd, "abort", 5) == 0) {
 		if (t->state == TXN_COMMITTED)
 			return -EINVAL; /* too late */
@@ -889,6 +891,12 @@ static int txn_command(struct txd_fs *fs, struct txn *t, const char *cmd, size_t
 ssize_t ctl_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
 		  uint64_t off)
 {
+	return ctl_write_async(fs, h, buf, size, off, NULL, NULL);
+}
+
+ssize_t ctl_write_async(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
+			uint64_t off, void (*done)(void *arg, int err), void *arg)
+{
 	(void)off;
 	if (h->node->ctl != CTL_TXN_CTL)
 		return -EACCES;
@@ -896,10 +904,10 @@ ssize_t ctl_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t s
 		return -EINVAL; /* documented limit: one short command per write */
 	pthread_mutex_lock(&fs->lock);
 	struct txn *t = txn_by_id(fs, h->node->ctl_key);
-	int err = t ? txn_command(fs, t, buf, size) : -ENOENT;
+	int err = t ? txn_command(fs, t, buf, size, done, arg) : -ENOENT;
 	pthread_mutex_unlock(&fs->lock);
 	fs_notify_flush(fs);
-	return err ? err : (ssize_t)size;
+	return err ? err : (ssize_t)size; /* -EINPROGRESS: done answers (txn.h) */
 }
 
 void ctl_release(struct txd_fs *fs, struct handle *h)

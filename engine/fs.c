@@ -351,6 +351,7 @@ static void *ckpt_main(void *arg)
 	pthread_mutex_lock(&fs->lock);
 	for (uint64_t tick = 0; !fs->ckpt_stop; tick++) {
 		txn_reap_abandoned(fs, fs->opts.txn_grace_s ? fs->opts.txn_grace_s : 600);
+		txn_run_waits(fs); /* deferred commits (txn.h): may drop fs->lock */
 		if (fs->opts.max_snapshot_age_s)
 			fs_expire_snapshots(fs, fs->opts.max_snapshot_age_s * 1000000000ull);
 		if (tick % 60 == 0)

@@ -203,6 +203,10 @@ int ctl_open(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
 ssize_t ctl_read(struct txd_fs *fs, struct handle *h, void *buf, size_t size, uint64_t off);
 ssize_t ctl_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
 		  uint64_t off);
+/* As ctl_write; a commit that must wait for the view's writers returns
+ * -EINPROGRESS and answers through done (txn_commit_async). */
+ssize_t ctl_write_async(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
+			uint64_t off, void (*done)(void *arg, int err), void *arg);
 void ctl_release(struct txd_fs *fs, struct handle *h);
 void ctl_node_forget(struct txd_fs *fs, struct node *n); /* before freeing n */
 /* Events (.txdir/events, one JSON object per line; also syslog). */

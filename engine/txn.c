@@ -53,8 +53,22 @@ void txn_get(struct txn *t)
 	t->refs++;
 }
 
+struct txn_wait {
+	struct txn_wait *next;
+	pid_t pid;
+	uint64_t deadline_ns;
+	int err;
+	void (*done)(void *arg, int err);
+	void *arg;
+};
+
 static void txn_free(struct txn *t)
 {
+	while (t->waits) { /* unmount: nobody is left to answer */
+		struct txn_wait *w = t->waits;
+		t->waits = w->next;
+		free(w);
+	}
 	ns_destroy(&t->ns);
 	rec_release(&t->log);
 	for (uint32_t k = 0; k < t->nkeys; k++)
@@ -133,6 +147,8 @@ static void txn_end(struct txd_fs *fs, struct txn *t, enum txn_state st)
 	t->ended_ns = fs_now_ns();
 	ns_snapshot_release(&fs->ns, t->snap);
 	pthread_cond_broadcast(&fs->txn_cv);
+	if (t->waits)
+		pthread_cond_signal(&fs->ckpt_cv); /* txn_run_waits: answer them */
 	write_record(fs, t);
 }
 
@@ -736,6 +752,88 @@ int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
 	if (!err)
 		fs_set_must_wait(); /* a transaction commit is durable before it returns */
 	return err;
+}
+
+int txn_commit_async(struct txd_fs *fs, struct txn *t, pid_t pid,
+		     void (*done)(void *arg, int err), void *arg)
+{
+	if (t->state != TXN_ACTIVE || !t->nwriters)
+		return txn_commit(fs, t, pid);
+	struct txn_wait *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->pid = pid;
+	w->deadline_ns = fs_now_ns() + TXN_BUSY_WAIT_MS * 1000000ull;
+	w->done = done;
+	w->arg = arg;
+	struct txn_wait **pp = &t->waits;
+	while (*pp)
+		pp = &(*pp)->next; /* in arrival order */
+	*pp = w;
+	txn_get(t);
+	return -EINPROGRESS;
+}
+
+int txn_cancel_wait(struct txd_fs *fs, void *arg)
+{
+	struct txn_wait *found = NULL;
+	pthread_mutex_lock(&fs->lock);
+	for (struct txn *t = fs->txns; t && !found; t = t->next)
+		for (struct txn_wait **pp = &t->waits; *pp; pp = &(*pp)->next)
+			if ((*pp)->arg == arg) {
+				found = *pp;
+				*pp = found->next;
+				txn_put(fs, t);
+				break;
+			}
+	pthread_mutex_unlock(&fs->lock);
+	free(found);
+	return found ? 0 : -ENOENT;
+}
+
+void txn_writer_closed(struct txd_fs *fs, struct txn *t)
+{
+	if (--t->nwriters)
+		return;
+	pthread_cond_broadcast(&fs->txn_cv); /* txn_commit's wait */
+	if (t->waits)
+		pthread_cond_signal(&fs->ckpt_cv); /* txn_run_waits */
+}
+
+void txn_run_waits(struct txd_fs *fs)
+{
+	struct txn_wait *ready = NULL, **tail = &ready;
+	uint64_t now = fs_now_ns();
+	for (struct txn *t = fs->txns, *next; t; t = next) {
+		next = t->next;
+		uint32_t finished = 0;
+		for (struct txn_wait **pp = &t->waits; *pp;) {
+			struct txn_wait *w = *pp;
+			if (t->state == TXN_ACTIVE && t->nwriters && now < w->deadline_ns) {
+				pp = &w->next;
+				continue;
+			}
+			*pp = w->next;
+			w->err = commit_now(fs, t, w->pid);
+			w->next = NULL;
+			*tail = w;
+			tail = &w->next;
+			finished++;
+		}
+		while (finished--)
+			txn_put(fs, t); /* may free t: next was read before */
+	}
+	if (!ready)
+		return;
+	pthread_mutex_unlock(&fs->lock);
+	fs_notify_flush(fs); /* the kernel drops what the commits replaced */
+	while (ready) {
+		struct txn_wait *w = ready;
+		ready = w->next;
+		w->done(w->arg, w->err);
+		free(w);
+	}
+	pthread_mutex_lock(&fs->lock);
 }
 
 void txn_abort(struct txd_fs *fs, struct txn *t, const char *reason)

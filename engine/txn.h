@@ -79,8 +79,11 @@ struct txn_key { /* a directory entry of the write set */
 	char *name;
 };
 
+struct txn_wait; /* a deferred commit (txn_commit_async) */
+
 struct txn {
 	struct txn *next;      /* fs->txns */
+	struct txn_wait *waits; /* deferred commits waiting for the view's writers */
 	uint64_t id;
 	char *name;
 	uint64_t snap;         /* S */
@@ -125,7 +128,27 @@ struct inode *txn_inode(struct txd_fs *fs, struct txn *t, uint64_t ino);
  * namespace and the log. -EROFS once ended or read-only. */
 int txn_apply(struct txd_fs *fs, struct txn *t, struct rec_buf *b);
 
+/* Commit, waiting on this thread (bounded) for the view's writers. */
 int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid);
+/* Commit without blocking this thread: while the view has writable handles
+ * open, registers done and returns -EINPROGRESS (holding a reference to t);
+ * txn_run_waits completes it once they have closed, the transaction has
+ * ended, or the bound (TXN_BUSY_WAIT_MS) has passed, calling done(arg, err)
+ * without fs->lock: 0 = committed (in the log; the caller waits for
+ * durability), else as txn_commit. Otherwise commits at once, as txn_commit
+ * (done is not called). */
+int txn_commit_async(struct txd_fs *fs, struct txn *t, pid_t pid,
+		     void (*done)(void *arg, int err), void *arg);
+/* Withdraw the deferred commit registered with arg (FUSE_INTERRUPT): 0 and
+ * done is never called, nothing applied; -ENOENT when it is already
+ * completing (done will be called). Takes fs->lock. */
+int txn_cancel_wait(struct txd_fs *fs, void *arg);
+/* Housekeeping thread, fs->lock held (released while done callbacks run):
+ * complete the deferred commits that are due. */
+void txn_run_waits(struct txd_fs *fs);
+/* A writable handle of t's view closed (fs->lock held): wakes commits
+ * waiting for it. */
+void txn_writer_closed(struct txd_fs *fs, struct txn *t);
 void txn_abort(struct txd_fs *fs, struct txn *t, const char *reason);
 /* rmdir: abort if active, unlist; freed when unreferenced. */
 void txn_remove(struct txd_fs *fs, struct txn *t);

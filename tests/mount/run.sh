@@ -9,7 +9,7 @@
 # one file against a model: a native control, seeds on the mount, and a run
 # verified again after unmount + remount), then a few server-level scenarios,
 # then nsdiff.py (random metadata operations against the native dir), then
-# crash.sh, programs.sh and txncrash.sh (each with its own summary).
+# crash.sh, programs.sh, txncrash.sh and txnwait.sh (each with its own summary).
 # The last line is "N passed, N failed"; exit non-zero on any failure.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -148,6 +148,9 @@ run_prog "programs.sh" bash "$HERE/programs.sh"
 # Transactions: atomic deploy under snapshot readers, SIGKILL of the CMD of a
 # run and of txdirfs around commits and under concurrent transactions.
 run_prog "txncrash.sh" bash "$HERE/txncrash.sh"
+# A commit waiting for its view's writers (deferred, interruptible), and
+# transaction records across a server SIGKILL.
+run_prog "txnwait.sh" bash "$HERE/txnwait.sh"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

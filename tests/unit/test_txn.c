@@ -775,3 +775,123 @@ Test(txn, repeated_commits_report_the_outcome)
 	cr_expect_eq(cmd("y", "commit"), -EBUSY);
 	cr_expect_eq(cmd("y", "commit"), -EBUSY, "a lost conflict stays lost");
 }
+
+/* ---- deferred commits (txd_write_async): the wait holds no thread ----------------- */
+struct answer {
+	sem_t sem;
+	int err;
+};
+
+static void on_answer(void *arg, int err)
+{
+	struct answer *a = arg;
+	a->err = err;
+	sem_post(&a->sem);
+}
+
+static int wait_answer(struct answer *a, int seconds)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += seconds;
+	return sem_timedwait(&a->sem, &until);
+}
+
+/* Start `commit` on NAME without blocking; returns the write's result. */
+static ssize_t commit_async(const char *name, struct answer *a, uint64_t *fh)
+{
+	char path[600];
+	uint64_t node;
+	struct txd_open_out oo;
+	snprintf(path, sizeof(path), ".txdir/txn/%s/ctl", name);
+	cr_assert_eq(tt_resolve(fs, path, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY, &oo), 0);
+	*fh = oo.fh;
+	return txd_write_async(fs, oo.fh, "commit\n", 7, 0, on_answer, a);
+}
+
+static uint64_t open_view_writer(const char *txn, const char *path)
+{
+	uint64_t node;
+	struct txd_open_out w;
+	cr_assert_eq(tt_resolve(fs, vpath(txn, path), NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
+	return w.fh;
+}
+
+/* SPEC §4: the commit waits for the view's writer without a thread, and
+ * completes when it closes. */
+Test(txn, deferred_commit_completes_at_the_close)
+{
+	struct answer a = {.err = 1};
+	uint64_t ctl;
+	cr_assert_eq(sem_init(&a.sem, 0, 0), 0);
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_put(fs, vpath("t", "f"), "x", 1), 0);
+	uint64_t w = open_view_writer("t", "f");
+	cr_assert_eq(commit_async("t", &a, &ctl), -EINPROGRESS);
+	cr_assert_eq(txd_write(fs, w, "y", 1, 0), 1);
+	cr_assert_eq(txd_flush(fs, w, &tt_cred, NULL), 0);
+	cr_assert_eq(txd_release(fs, w), 0);
+	cr_assert_eq(wait_answer(&a, 1), 0, "answered at the close, well inside the 2 s bound");
+	cr_expect_eq(a.err, 0);
+	expect_file("f", "y");
+	txd_release(fs, ctl);
+	/* nothing to wait for: completes at once */
+	cr_assert_eq(begin("u"), 0);
+	cr_assert_eq(commit_async("u", &a, &ctl), 7);
+	txd_release(fs, ctl);
+}
+
+/* The bound: EBUSY, still active, last_error names the open file. */
+Test(txn, deferred_commit_gives_up_at_the_bound)
+{
+	struct answer a = {.err = 1};
+	uint64_t ctl;
+	cr_assert_eq(sem_init(&a.sem, 0, 0), 0);
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_put(fs, vpath("t", "open file"), "x", 1), 0);
+	uint64_t w = open_view_writer("t", "open file");
+	cr_assert_eq(commit_async("t", &a, &ctl), -EINPROGRESS);
+	cr_assert_eq(wait_answer(&a, 10), 0);
+	cr_expect_eq(a.err, -EBUSY);
+	char *st = status("t");
+	cr_expect_str_eq(st, "active\n");
+	free(st);
+	cJSON *j = info("t");
+	cr_expect_str_eq(jstr(j, "last_error"), "busy reason=open-in-view path=/open file");
+	cJSON_Delete(j);
+	txd_release(fs, w);
+	txd_release(fs, ctl);
+	cr_expect_eq(cmd("t", "commit"), 0);
+}
+
+/* FUSE_INTERRUPT: a withdrawn commit is never answered and applies nothing;
+ * the transaction stays active. An abort meanwhile answers EBUSY. */
+Test(txn, deferred_commit_cancel_and_abort)
+{
+	struct answer a = {.err = 1};
+	uint64_t ctl;
+	cr_assert_eq(sem_init(&a.sem, 0, 0), 0);
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_put(fs, vpath("t", "f"), "x", 1), 0);
+	uint64_t w = open_view_writer("t", "f");
+	cr_assert_eq(commit_async("t", &a, &ctl), -EINPROGRESS);
+	cr_expect_eq(txd_write_cancel(fs, &a), 0);
+	cr_expect_eq(txd_write_cancel(fs, &a), -ENOENT);
+	txd_release(fs, w);
+	cr_expect_neq(wait_answer(&a, 3), 0, "a withdrawn commit is not answered");
+	expect_absent("f");
+	char *st = status("t");
+	cr_expect_str_eq(st, "active\n");
+	free(st);
+	txd_release(fs, ctl);
+	w = open_view_writer("t", "f");
+	cr_assert_eq(commit_async("t", &a, &ctl), -EINPROGRESS);
+	cr_assert_eq(end_txn("t"), 0);
+	cr_assert_eq(wait_answer(&a, 2), 0, "the end answers at once");
+	cr_expect_eq(a.err, -EBUSY);
+	txd_release(fs, w);
+	txd_release(fs, ctl);
+	expect_absent("f");
+}
