@@ -535,17 +535,17 @@ static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
 	case CTL_TXN_INFO:
 	case CTL_DTC_TXN: {
 		struct txn *t = txn_by_id(fs, n->ctl_key);
-		if (!t)
-			return -ENOENT;
-		if (n->ctl == CTL_TXN_STATUS) {
+		if (n->ctl == CTL_TXN_STATUS && t) {
 			sb_printf(s, "%s\n", t->status);
 			return 0;
 		}
-		char *j = txn_info_json(fs, t);
-		if (j)
-			sb_printf(s, "%s", j);
+		/* dtc/transactions/ID: also the records kept on disk (txn.h) */
+		char *j = t || n->ctl == CTL_DTC_TXN ? txn_record_json(fs, n->ctl_key) : NULL;
+		if (!j)
+			return -ENOENT;
+		sb_printf(s, "%s", j);
 		free(j);
-		return j ? 0 : -ENOMEM;
+		return 0;
 	}
 	default:
 		return -EISDIR;
@@ -701,7 +701,7 @@ int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct 
 	if (parent->ctl == CTL_DTC_TXNS) {
 		char *end;
 		uint64_t id = strtoull(name, &end, 10);
-		return *end || !txn_by_id(fs, id) ? -ENOENT : ctl_node(fs, CTL_DTC_TXN, id, e);
+		return *end || !txn_record_exists(fs, id) ? -ENOENT : ctl_node(fs, CTL_DTC_TXN, id, e);
 	}
 	return kind_is_dir(parent->ctl) ? -ENOENT : -ENOTDIR;
 }
@@ -756,19 +756,30 @@ int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_
 	}
 	if (n->ctl == CTL_COMMITS)
 		return readdir_commits(fs, off, plus, fill, arg);
-	if (n->ctl == CTL_TXNS || n->ctl == CTL_DTC_TXNS) {
+	if (n->ctl == CTL_DTC_TXNS) {
+		/* offset 3 + k: the k-th record, ascending id (in memory and on disk) */
+		uint64_t *ids;
+		uint32_t nids;
+		if (txn_record_ids(fs, &ids, &nids))
+			return -ENOMEM;
+		for (uint64_t k = off < 3 ? 0 : off - 2; k < nids; k++) {
+			char id[24];
+			snprintf(id, sizeof(id), "%" PRIu64, ids[k]);
+			if (ctl_emit(fs, id, CTL_DTC_TXN, ids[k], plus, k + 3, fill, arg))
+				break;
+		}
+		free(ids);
+		return 0;
+	}
+	if (n->ctl == CTL_TXNS) {
 		/* offset 3 + k: the k-th transaction in fs->txns */
 		uint64_t k = 0;
 		for (struct txn *t = fs->txns; t; t = t->next) {
-			if (n->ctl == CTL_TXNS && !t->listed)
+			if (!t->listed)
 				continue;
 			if (k++ + 3 <= off)
 				continue;
-			char id[24];
-			snprintf(id, sizeof(id), "%" PRIu64, t->id);
-			if (ctl_emit(fs, n->ctl == CTL_TXNS ? t->name : id,
-				     n->ctl == CTL_TXNS ? CTL_TXN : CTL_DTC_TXN, t->id, plus, k + 2, fill,
-				     arg))
+			if (ctl_emit(fs, t->name, CTL_TXN, t->id, plus, k + 2, fill, arg))
 				break;
 		}
 		return 0;

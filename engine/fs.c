@@ -454,6 +454,8 @@ static int replay_one(void *arg, const struct wal_pos *pos, uint16_t type, const
 		return err;
 	if (!rec_validate(payload, len, &hdr) && hdr.txn >= fs->next_txid)
 		fs->next_txid = hdr.txn + 1; /* transaction ids are never reused */
+	if (!rec_validate(payload, len, &hdr))
+		txn_replayed(fs, hdr.txn, pos->lsn); /* records across restarts (txn.h) */
 	fs->commits++;
 	if (!rec_validate(payload, len, &hdr))
 		clog_add(fs, pos->lsn, &hdr, payload);
@@ -477,10 +479,11 @@ static int make_root(struct txd_fs *fs)
 static int fs_recover(struct txd_fs *fs)
 {
 	int err = ckpt_load(fs, &fs->ckpt_lsn);
-	if (err)
+	if (err || (err = txn_records_load(fs)))
 		return err;
 	if ((err = wal_replay(fs->wal, fs->ckpt_lsn, replay_one, fs)))
 		return err;
+	txn_records_settle(fs);
 	ns_drop_unlinked(&fs->ns); /* open-unlinked at the crash: nobody holds them now */
 	fs_event(fs, "recovered",
 		 "\"checkpoint_lsn\":%llu,\"last_lsn\":%llu,\"commits_replayed\":%llu",

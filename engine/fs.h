@@ -124,6 +124,7 @@ struct txd_fs {
 	struct txn *txns;         /* txn.h */
 	uint64_t next_txid;
 	pthread_cond_t txn_cv;    /* a view's writable handle closed */
+	struct txn_restart *txn_restart; /* start-up only: txn.h records across restarts */
 	struct event_log *events;
 	uint64_t commit_ns_sum, commit_count; /* txdir_op_duration_seconds{op="commit"} */
 	uint64_t ckpt_lsn, ckpt_count;

@@ -20,6 +20,15 @@
 #define TXN_BUSY_WAIT_MS 2000 /* how long a commit waits for writers in the view */
 #define OP_HDR 8
 
+/* A 64-bit integer as its exact digits (a cJSON number is a double, printed
+ * in exponent form for some ids). */
+static void add_u64(cJSON *o, const char *key, uint64_t v)
+{
+	char digits[24];
+	snprintf(digits, sizeof(digits), "%" PRIu64, v);
+	cJSON_AddRawToObject(o, key, digits);
+}
+
 /* status: one line (SPEC §4) — "aborted REASON key=value... path=P" with the
  * path last and escaped, so the line always parses. */
 static void set_status(struct txn *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -46,6 +55,11 @@ static const char *esc_path(const char *path, char *buf, size_t cap)
 	buf[n] = 0;
 	return buf;
 }
+
+struct txn_restart {
+	uint64_t *ids, *lsns; /* records active at the last stop; lsn once replayed */
+	uint32_t n, cap;
+};
 
 /* ---- lifetime ------------------------------------------------------------------ */
 void txn_get(struct txn *t)
@@ -104,6 +118,12 @@ void txn_put(struct txd_fs *fs, struct txn *t)
 
 void txn_free_all(struct txd_fs *fs)
 {
+	if (fs->txn_restart) { /* an open that failed during replay */
+		free(fs->txn_restart->ids);
+		free(fs->txn_restart->lsns);
+		free(fs->txn_restart);
+		fs->txn_restart = NULL;
+	}
 	while (fs->txns) {
 		struct txn *t = fs->txns;
 		fs->txns = t->next;
@@ -152,7 +172,22 @@ static void txn_end(struct txd_fs *fs, struct txn *t, enum txn_state st)
 	write_record(fs, t);
 }
 
+/* RFC 3339 with milliseconds; NULL for 0. */
+static cJSON *rfc3339(uint64_t ns)
+{
+	if (!ns)
+		return cJSON_CreateNull();
+	char buf[48];
+	time_t sec = (time_t)(ns / 1000000000ull);
+	struct tm tm;
+	gmtime_r(&sec, &tm);
+	size_t n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, sizeof(buf) - n, ".%03uZ", (unsigned)(ns / 1000000 % 1000));
+	return cJSON_CreateString(buf);
+}
+
 struct expire {
+	struct txd_fs *fs;
 	char *dir;
 	uint64_t before_us;
 };
@@ -162,8 +197,12 @@ static int expire_one(const char *name, void *arg)
 	struct expire *x = arg;
 	uint64_t id;
 	char path[4200];
-	/* ids are at least the begin time in µs (txn_begin) */
+	/* ids are at least the begin time in µs (txn_begin); an active
+	 * transaction keeps its record however old */
 	if (sscanf(name, "%" SCNu64 ".json", &id) == 1 && id < x->before_us) {
+		const struct txn *t = txn_by_id(x->fs, id);
+		if (t && t->state == TXN_ACTIVE)
+			return 0;
 		snprintf(path, sizeof(path), "%s/%s", x->dir, name);
 		txd_os->unlink(path);
 	}
@@ -172,11 +211,236 @@ static int expire_one(const char *name, void *arg)
 
 void txn_expire_records(struct txd_fs *fs, uint32_t retain_s)
 {
-	struct expire x = {.before_us = fs_now_ns() / 1000 - (uint64_t)retain_s * 1000000};
+	struct expire x = {.fs = fs,
+			   .before_us = fs_now_ns() / 1000 - (uint64_t)retain_s * 1000000};
 	if (asprintf(&x.dir, "%s/dtc/transactions", fs->store.coord_dir) < 0)
 		return;
 	txd_os->listdir(x.dir, expire_one, &x);
 	free(x.dir);
+}
+
+/* ---- records across restarts (SPEC §5 dtc/transactions) -------------------------
+ * A record is written at begin (state active) and at the end. At start-up,
+ * records still saying active belong to transactions the server did not
+ * finish: the WAL decides — a commit record carrying the transaction's id
+ * (replayed after the last checkpoint: the record is rewritten under
+ * fs->lock right after the append, before any checkpoint could run) makes it
+ * committed, anything else "aborted restart". A record saying committed
+ * beyond the recovered log (its commit was lost with an unsynced tail) is
+ * "aborted restart" too. */
+static char *records_dir(struct txd_fs *fs)
+{
+	char *dir;
+	return asprintf(&dir, "%s/dtc/transactions", fs->store.coord_dir) < 0 ? NULL : dir;
+}
+
+static cJSON *read_record(struct txd_fs *fs, uint64_t id)
+{
+	char *dir = records_dir(fs), *path = NULL, *text = NULL;
+	size_t len;
+	cJSON *j = NULL;
+	if (dir && asprintf(&path, "%s/%" PRIu64 ".json", dir, id) >= 0 &&
+	    os_read_file(path, &text, &len) == 0)
+		j = cJSON_Parse(text);
+	free(text);
+	free(path);
+	free(dir);
+	return j;
+}
+
+static void write_json_record(struct txd_fs *fs, uint64_t id, cJSON *j)
+{
+	char *dir = records_dir(fs), name[32], *text = cJSON_PrintUnformatted(j), *line = NULL;
+	snprintf(name, sizeof(name), "%" PRIu64 ".json", id);
+	if (dir && text && asprintf(&line, "%s\n", text) >= 0)
+		os_write_file(dir, name, line, strlen(line));
+	free(line);
+	free(text);
+	free(dir);
+}
+
+static const char *jstring(cJSON *j, const char *key)
+{
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static int note_active(const char *name, void *arg)
+{
+	struct txd_fs *fs = arg;
+	struct txn_restart *r = fs->txn_restart;
+	uint64_t id;
+	char tail[8];
+	if (sscanf(name, "%" SCNu64 "%7s", &id, tail) != 2 || strcmp(tail, ".json"))
+		return 0;
+	if (id >= fs->next_txid)
+		fs->next_txid = id + 1; /* ids are never reused */
+	cJSON *j = read_record(fs, id);
+	const char *state = j ? jstring(j, "state") : "";
+	bool open = !strcmp(state, "active") || !strcmp(state, "committed");
+	cJSON_Delete(j);
+	if (!open || array_grow((void **)&r->ids, &r->cap, r->n + 1, sizeof(*r->ids)))
+		return 0;
+	r->ids[r->n++] = id;
+	return 0;
+}
+
+int txn_records_load(struct txd_fs *fs)
+{
+	struct txn_restart *r = calloc(1, sizeof(*r));
+	char *dir = records_dir(fs);
+	if (!r || !dir) {
+		free(r);
+		free(dir);
+		return -ENOMEM;
+	}
+	fs->txn_restart = r;
+	txd_os->listdir(dir, note_active, fs); /* a missing directory: no records */
+	free(dir);
+	if (r->n && !(r->lsns = calloc(r->n, sizeof(*r->lsns))))
+		return -ENOMEM;
+	return 0;
+}
+
+void txn_replayed(struct txd_fs *fs, uint64_t txn, uint64_t lsn)
+{
+	struct txn_restart *r = fs->txn_restart;
+	for (uint32_t k = 0; r && txn && k < r->n; k++)
+		if (r->ids[k] == txn)
+			r->lsns[k] = lsn;
+}
+
+void txn_records_settle(struct txd_fs *fs)
+{
+	struct txn_restart *r = fs->txn_restart;
+	if (!r)
+		return;
+	uint64_t last = wal_last_lsn(fs->wal);
+	cJSON *now = rfc3339(fs_now_ns());
+	for (uint32_t k = 0; k < r->n; k++) {
+		cJSON *j = read_record(fs, r->ids[k]);
+		if (!j)
+			continue;
+		cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "commit");
+		bool was_committed = !strcmp(jstring(j, "state"), "committed");
+		uint64_t commit = r->lsns[k];
+		if (was_committed && cJSON_IsNumber(c) && (uint64_t)c->valuedouble <= last) {
+			cJSON_Delete(j); /* true: its commit is in the recovered log */
+			continue;
+		}
+		char status[48];
+		if (commit)
+			snprintf(status, sizeof(status), "committed %" PRIu64, commit);
+		else
+			snprintf(status, sizeof(status), "aborted restart");
+		cJSON_ReplaceItemInObjectCaseSensitive(j, "state",
+						       cJSON_CreateString(commit ? "committed" : "aborted"));
+		cJSON_ReplaceItemInObjectCaseSensitive(j, "status", cJSON_CreateString(status));
+		char digits[24];
+		cJSON_DeleteItemFromObjectCaseSensitive(j, "commit");
+		add_u64(j, "commit", commit);
+		snprintf(digits, sizeof(digits), "%" PRIu64, r->ids[k]);
+		cJSON_ReplaceItemInObjectCaseSensitive(j, "txid", cJSON_CreateRaw(digits));
+		cJSON_ReplaceItemInObjectCaseSensitive(j, "ended", cJSON_Duplicate(now, true));
+		cJSON_ReplaceItemInObjectCaseSensitive(j, "open_handles", cJSON_CreateNumber(0));
+		write_json_record(fs, r->ids[k], j);
+		fs_event(fs, commit ? "txn_commit" : "txn_abort",
+			 "\"txn\":%" PRIu64 ",\"reason\":\"%s\"", r->ids[k],
+			 commit ? "found in the log at restart" : "restart");
+		cJSON_Delete(j);
+	}
+	cJSON_Delete(now);
+	free(r->ids);
+	free(r->lsns);
+	free(r);
+	fs->txn_restart = NULL;
+}
+
+struct idlist {
+	uint64_t *ids;
+	uint32_t n, cap;
+	uint64_t since_us;
+};
+
+static int add_id(struct idlist *l, uint64_t id)
+{
+	if (array_grow((void **)&l->ids, &l->cap, l->n + 1, sizeof(*l->ids)))
+		return -ENOMEM;
+	l->ids[l->n++] = id;
+	return 0;
+}
+
+static int list_one(const char *name, void *arg)
+{
+	struct idlist *l = arg;
+	uint64_t id;
+	char tail[8];
+	if (sscanf(name, "%" SCNu64 "%7s", &id, tail) == 2 && !strcmp(tail, ".json") &&
+	    id >= l->since_us)
+		return add_id(l, id) ? 1 : 0;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int txn_record_ids(struct txd_fs *fs, uint64_t **ids, uint32_t *n)
+{
+	uint32_t retain = fs->opts.retain_s ? fs->opts.retain_s : 3600;
+	uint64_t now_us = fs_now_ns() / 1000;
+	struct idlist l = {.since_us = now_us > retain * 1000000ull ? now_us - retain * 1000000ull : 0};
+	char *dir = records_dir(fs);
+	for (struct txn *t = fs->txns; t; t = t->next)
+		if (add_id(&l, t->id)) {
+			free(dir);
+			free(l.ids);
+			return -ENOMEM;
+		}
+	if (dir)
+		txd_os->listdir(dir, list_one, &l);
+	free(dir);
+	if (l.n)
+		qsort(l.ids, l.n, sizeof(*l.ids), cmp_u64);
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < l.n; i++)
+		if (!k || l.ids[k - 1] != l.ids[i])
+			l.ids[k++] = l.ids[i];
+	*ids = l.ids;
+	*n = k;
+	return 0;
+}
+
+char *txn_record_json(struct txd_fs *fs, uint64_t id)
+{
+	struct txn *t = txn_by_id(fs, id);
+	if (t)
+		return txn_info_json(fs, t);
+	char *dir = records_dir(fs), *path = NULL, *text = NULL;
+	size_t len;
+	if (dir && asprintf(&path, "%s/%" PRIu64 ".json", dir, id) >= 0 &&
+	    os_read_file(path, &text, &len) != 0)
+		text = NULL; /* expired meanwhile */
+	free(path);
+	free(dir);
+	return text; /* as written (write_record, txn_records_settle): one line */
+}
+
+bool txn_record_exists(struct txd_fs *fs, uint64_t id)
+{
+	if (txn_by_id(fs, id))
+		return true;
+	uint64_t *ids;
+	uint32_t n;
+	bool found = false;
+	if (txn_record_ids(fs, &ids, &n))
+		return false;
+	for (uint32_t k = 0; k < n && !found; k++)
+		found = ids[k] == id;
+	free(ids);
+	return found;
 }
 
 /* Start time (clock ticks since boot) and parent of pid; 0 if gone. */
@@ -269,6 +533,7 @@ int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, str
 	}
 	t->next = fs->txns;
 	fs->txns = t;
+	write_record(fs, t); /* active: a restart finds it and records the outcome */
 	fs_event(fs, "txn_begin", "\"txn\":%" PRIu64 ",\"name\":\"%s\",\"pid\":%d,\"snapshot\":%" PRIu64,
 		 t->id, t->name, (int)creator, t->snap);
 	*out = t;
@@ -854,20 +1119,6 @@ void txn_remove(struct txd_fs *fs, struct txn *t)
 	}
 }
 
-/* RFC 3339 with milliseconds; NULL for 0. */
-static cJSON *rfc3339(uint64_t ns)
-{
-	if (!ns)
-		return cJSON_CreateNull();
-	char buf[48];
-	time_t sec = (time_t)(ns / 1000000000ull);
-	struct tm tm;
-	gmtime_r(&sec, &tm);
-	size_t n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, sizeof(buf) - n, ".%03uZ", (unsigned)(ns / 1000000 % 1000));
-	return cJSON_CreateString(buf);
-}
-
 char *txn_info_json(struct txd_fs *fs, const struct txn *t)
 {
 	(void)fs;
@@ -876,15 +1127,15 @@ char *txn_info_json(struct txd_fs *fs, const struct txn *t)
 	if (!o)
 		return NULL;
 	cJSON_AddStringToObject(o, "name", t->name);
-	cJSON_AddNumberToObject(o, "txid", (double)t->id);
+	add_u64(o, "txid", t->id);
 	cJSON_AddStringToObject(o, "state", names[t->state]);
 	cJSON_AddStringToObject(o, "status", t->status);
 	cJSON_AddItemToObject(o, "last_error",
 			      t->last_error[0] ? cJSON_CreateString(t->last_error) : cJSON_CreateNull());
 	cJSON_AddItemToObject(o, "last_error_time", t->last_error[0] ? rfc3339(t->last_error_ns)
 								      : cJSON_CreateNull());
-	cJSON_AddNumberToObject(o, "snapshot", (double)t->snap);
-	cJSON_AddNumberToObject(o, "commit", (double)t->commit_id);
+	add_u64(o, "snapshot", t->snap);
+	add_u64(o, "commit", t->commit_id);
 	cJSON_AddNumberToObject(o, "creator_pid", t->creator);
 	cJSON_AddNumberToObject(o, "uid", t->uid);
 	cJSON_AddItemToObject(o, "began", rfc3339(t->began_ns));

@@ -164,4 +164,20 @@ void txn_expire_records(struct txd_fs *fs, uint32_t retain_s);
 /* JSON for info.json and dtc/transactions/ID (malloc'd). */
 char *txn_info_json(struct txd_fs *fs, const struct txn *t);
 
+/* Records across restarts (SPEC §5): the derived records under
+ * STORE/coordination/dtc/transactions/ID.json are written at begin (active)
+ * and at the end. Start-up: txn_records_load before replay notes the
+ * records not known finished, txn_replayed (for every replayed commit)
+ * finds the ones whose commit is in the log, txn_records_settle after
+ * replay rewrites the rest as "aborted restart". */
+int txn_records_load(struct txd_fs *fs);
+void txn_replayed(struct txd_fs *fs, uint64_t txn, uint64_t lsn);
+void txn_records_settle(struct txd_fs *fs);
+/* dtc/transactions/: the ids of in-memory transactions and of the records
+ * kept for the retention (-o retain=), ascending (malloc'd); the JSON of
+ * one (malloc'd, NULL if none). fs->lock held. */
+int txn_record_ids(struct txd_fs *fs, uint64_t **ids, uint32_t *n);
+char *txn_record_json(struct txd_fs *fs, uint64_t id);
+bool txn_record_exists(struct txd_fs *fs, uint64_t id);
+
 #endif

@@ -895,3 +895,93 @@ Test(txn, deferred_commit_cancel_and_abort)
 	txd_release(fs, ctl);
 	expect_absent("f");
 }
+
+static int collect_name(void *arg, const char *name, const struct txd_entry *e, uint64_t next)
+{
+	(void)e;
+	(void)next;
+	char **all = arg;
+	char *more = NULL;
+	cr_assert_geq(asprintf(&more, "%s%s\n", *all ? *all : "", name), 0);
+	free(*all);
+	*all = more;
+	return 0;
+}
+
+/* The names in directory path, one per line (malloc'd). */
+static char *list_dir(const char *path)
+{
+	uint64_t node, dh;
+	char *all = NULL;
+	cr_assert_eq(tt_resolve(fs, path, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_opendir(fs, node, &dh), 0);
+	cr_assert_eq(txd_readdir(fs, dh, 0, false, collect_name, &all), 0);
+	txd_releasedir(fs, dh);
+	return all;
+}
+
+/* SPEC §5 dtc/transactions: records survive a restart; one active when the
+ * server stopped is "aborted restart" — unless the log has its commit (a
+ * crash between the commit record and the rewrite of the record). */
+static char *record(uint64_t id)
+{
+	char path[64], *data = NULL;
+	size_t len;
+	snprintf(path, sizeof(path), ".txdir/dtc/transactions/%llu", (unsigned long long)id);
+	return tt_get(fs, path, &data, &len) ? NULL : data;
+}
+
+static uint64_t txid_of(const char *name)
+{
+	cJSON *j = info(name);
+	uint64_t id = (uint64_t)cJSON_GetObjectItemCaseSensitive(j, "txid")->valuedouble;
+	cJSON_Delete(j);
+	return id;
+}
+
+Test(txn, records_across_restarts)
+{
+	cr_assert_eq(begin("c"), 0);
+	cr_assert_eq(tt_put(fs, vpath("c", "f"), "c", 1), 0);
+	cr_assert_eq(cmd("c", "commit"), 0);
+	cr_assert_eq(begin("lost"), 0); /* committed, but its record still says active */
+	cr_assert_eq(tt_put(fs, vpath("lost", "g"), "g", 1), 0);
+	uint64_t c = txid_of("c"), lost = txid_of("lost");
+	char path[700], *active = record(lost);
+	cr_assert_not_null(active);
+	cr_assert_eq(cmd("lost", "commit"), 0);
+	cr_assert_eq(begin("r"), 0);
+	uint64_t r = txid_of("r");
+	cr_assert_eq(txd_sync_wait(fs), 0);
+	faultos_install(); /* a crash: no checkpoint, the records as they were */
+	faultos_power_cut(7);
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_revive();
+	faultos_uninstall();
+	snprintf(path, sizeof(path), "%s/coordination/dtc/transactions/%llu.json", store,
+		 (unsigned long long)lost);
+	FILE *f = fopen(path, "w"); /* as if the crash came before its rewrite */
+	cr_assert_not_null(f);
+	fputs(active, f);
+	fclose(f);
+	free(active);
+	reopen();
+	char *rc = record(c), *rl = record(lost), *rr = record(r);
+	cr_assert(rc && rl && rr, "all three listed after the restart");
+	cr_expect_not_null(strstr(rc, "\"status\":\"committed "), "%s", rc);
+	cr_expect_not_null(strstr(rl, "\"state\":\"committed\""), "the log decides: %s", rl);
+	cr_expect_not_null(strstr(rr, "\"state\":\"aborted\""), "%s", rr);
+	cr_expect_not_null(strstr(rr, "\"status\":\"aborted restart\""), "%s", rr);
+	char want[48];
+	snprintf(want, sizeof(want), "\"txid\":%llu,", (unsigned long long)r);
+	cr_expect_not_null(strstr(rr, want), "exact ids: %s", rr);
+	free(rc);
+	free(rl);
+	free(rr);
+	/* the directory lists them */
+	char *listing = list_dir(".txdir/dtc/transactions");
+	snprintf(want, sizeof(want), "%llu", (unsigned long long)r);
+	cr_expect_not_null(strstr(listing, want), "%s", listing);
+	free(listing);
+}
