@@ -56,7 +56,11 @@
  *     logged.
  *
  * Lock order: as fs.h (wfile->lock → fs->lock). All txn_* functions below
- * are called with fs->lock held unless noted.
+ * are called with fs->lock held unless noted. A deferred commit's done
+ * callback runs with no engine lock held (it may take the FUSE request's
+ * lock); txn_cancel_wait runs inside FUSE's interrupt function, under the
+ * request's lock, and takes fs->lock: request lock → fs->lock, never the
+ * reverse.
  */
 #ifndef TXD_TXN_H
 #define TXD_TXN_H
