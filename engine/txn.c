@@ -432,14 +432,12 @@ bool txn_record_exists(struct txd_fs *fs, uint64_t id)
 {
 	if (txn_by_id(fs, id))
 		return true;
-	uint64_t *ids;
-	uint32_t n;
-	bool found = false;
-	if (txn_record_ids(fs, &ids, &n))
-		return false;
-	for (uint32_t k = 0; k < n && !found; k++)
-		found = ids[k] == id;
-	free(ids);
+	uint32_t retain = fs->opts.retain_s ? fs->opts.retain_s : 3600;
+	if (id + retain * 1000000ull < fs_now_ns() / 1000)
+		return false; /* past the retention: expired (or about to be) */
+	char *text = txn_record_json(fs, id);
+	bool found = text != NULL;
+	free(text);
 	return found;
 }
 

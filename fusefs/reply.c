@@ -20,7 +20,10 @@
  * withdraw the commit (txd_write_cancel) and answers EINTR only if it did;
  * otherwise the engine's completion answers. The completion first clears
  * the interrupt function (waiting out a running one), then either replies
- * the error or waits for durability like any commit.
+ * the error or waits for durability like any commit; the success reply goes
+ * through the notifier's queue, behind the invalidations the commit queued
+ * (the engine flushes them before calling back), so a stat(2) after the
+ * write returned never sees the old size through a stale dentry.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -105,6 +108,7 @@ struct pending {
 	fuse_req_t req;
 	atomic_bool replied;
 	bool interruptible;
+	bool ordered; /* R_WRITE through the notifier, after the invalidations */
 	enum reply_kind kind;
 	struct fuse_entry_param e;
 	struct fuse_file_info fi;
@@ -140,6 +144,14 @@ static void send_ok(struct pending *p)
 		fuse_reply_attr(p->req, &p->e.attr, p->attr_timeout);
 		break;
 	case R_WRITE:
+		if (p->ordered) {
+			struct tx_note *n = tx_note_write(p->req, p->count);
+
+			if (n) {
+				tx_note_post(n);
+				break;
+			}
+		}
 		fuse_reply_write(p->req, p->count);
 		break;
 	}
@@ -299,6 +311,7 @@ static void on_write_done(void *arg, int err)
 		return;
 	}
 	p->interruptible = false; /* committed: only durability is left */
+	p->ordered = true; /* the kernel drops what the commit replaced first */
 	atomic_store(&p->replied, false);
 	wait_then_reply(p, txd_current_lsn(txdirfs.fs));
 }

@@ -93,6 +93,8 @@ void tx_notifier_stop(void);
  * tx_note_post hands it to the thread. */
 struct tx_note;
 struct tx_note *tx_note_eintr(fuse_req_t req);
+/* A queued write reply (count), delivered after every note queued before it. */
+struct tx_note *tx_note_write(fuse_req_t req, size_t count);
 void tx_note_post(struct tx_note *n);
 
 /* ---- main.c ---- */
