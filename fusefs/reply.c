@@ -214,6 +214,7 @@ static void reply_committed(fuse_req_t req, struct pending *tmpl)
 
 	tmpl->req = req;
 	if (!txd_commit_needs_wait(txdirfs.fs)) {
+		tmpl->ordered = false; /* nothing waited for: answer now */
 		send_ok(tmpl);
 		return;
 	}
@@ -263,7 +264,9 @@ void tx_reply_attr_committed(fuse_req_t req, uint64_t node, const struct txd_att
 
 void tx_reply_write_committed(fuse_req_t req, size_t count)
 {
-	struct pending t = {.kind = R_WRITE, .count = count};
+	/* a write that committed (a transaction's commit to its ctl) answers
+	 * behind the invalidations it queued, as a deferred one does */
+	struct pending t = {.kind = R_WRITE, .count = count, .ordered = true};
 
 	reply_committed(req, &t);
 }
