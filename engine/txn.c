@@ -1063,7 +1063,8 @@ void txn_writer_closed(struct txd_fs *fs, struct txn *t)
 		pthread_cond_signal(&fs->ckpt_cv); /* txn_run_waits */
 }
 
-void txn_run_waits(struct txd_fs *fs)
+/* The deferred commits that are due, committed (or failed) now, in a list. */
+static struct txn_wait *due_waits(struct txd_fs *fs)
 {
 	struct txn_wait *ready = NULL, **tail = &ready;
 	uint64_t now = fs_now_ns();
@@ -1086,17 +1087,24 @@ void txn_run_waits(struct txd_fs *fs)
 		while (finished--)
 			txn_put(fs, t); /* may free t: next was read before */
 	}
-	if (!ready)
-		return;
-	pthread_mutex_unlock(&fs->lock);
-	fs_notify_flush(fs); /* the kernel drops what the commits replaced */
-	while (ready) {
-		struct txn_wait *w = ready;
-		ready = w->next;
-		w->done(w->arg, w->err);
-		free(w);
+	return ready;
+}
+
+void txn_run_waits(struct txd_fs *fs)
+{
+	/* again after the callbacks: a close while fs->lock was free may have
+	 * signalled nobody */
+	for (struct txn_wait *ready; (ready = due_waits(fs));) {
+		pthread_mutex_unlock(&fs->lock);
+		fs_notify_flush(fs); /* the kernel drops what the commits replaced */
+		while (ready) {
+			struct txn_wait *w = ready;
+			ready = w->next;
+			w->done(w->arg, w->err);
+			free(w);
+		}
+		pthread_mutex_lock(&fs->lock);
 	}
-	pthread_mutex_lock(&fs->lock);
 }
 
 void txn_abort(struct txd_fs *fs, struct txn *t, const char *reason)
