@@ -107,8 +107,13 @@ scenario_wait() {
 	# 2. SIGKILL of the waiting committer
 	mkdir "$T/w2" && echo two >"$T/w2/root/g" || { not_ok "wait: begin w2"; return; }
 	start_holder "$T/w2/root/g" "$B/h2.ready" "$B/h2.go" || { not_ok "wait: holder 2"; return; }
-	(echo commit >"$T/w2/ctl") 2>/dev/null &
-	cpid=$!
+	# the committer is a grandchild, so the shell reaping it (and saying
+	# "Killed") is this subshell, whose stderr is /dev/null
+	rm -f "$B/c2.pid"
+	( (echo commit >"$T/w2/ctl") & echo $! >"$B/c2.pid"; wait ) 2>/dev/null &
+	BG+=("$!")
+	wait_for 50 test -s "$B/c2.pid"
+	cpid=$(cat "$B/c2.pid")
 	BG+=("$cpid")
 	if wait_for 50 in_fuse_wait "$cpid"; then
 		t0=$(date +%s%N)
@@ -123,7 +128,6 @@ scenario_wait() {
 	else
 		not_ok "killed waiter: the commit did not wait in the server (status: $(status_of w2))"
 	fi
-	wait "$cpid" 2>/dev/null
 	touch "$B/h2.go"
 	wait "$HOLDER"
 	st=$(status_of w2)
