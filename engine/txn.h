@@ -54,6 +54,17 @@
  *     (pid, start time) — and nothing is open in its view; it is aborted once
  *     abandoned for the grace period (-o txn_grace=, default 600 s) and
  *     logged.
+ *  T6 A commit that fails only because a file is open for writing (in the
+ *     view past the bound, or in the main tree on its write set) leaves the
+ *     transaction active, with last_error naming the file; only a lost
+ *     conflict (or abort, rmdir, the reaper, a restart) ends it.
+ *  T7 Committing an ended transaction reports its outcome again: 0 once
+ *     committed, EBUSY once aborted.
+ *  T8 No thread waits for a view's writers on behalf of a deferred commit
+ *     (txn_commit_async); it is answered exactly once, or withdrawn.
+ *  T9 Every transaction of the retention period has a record in
+ *     dtc/transactions, also across restarts; one the server did not finish
+ *     is "aborted restart" unless the log holds its commit.
  *
  * Lock order: as fs.h (wfile->lock → fs->lock). All txn_* functions below
  * are called with fs->lock held unless noted. A deferred commit's done

@@ -309,7 +309,7 @@ Test(txn, read_only_snapshot)
 	cr_assert_eq(cmd("r", "abort"), 0);
 }
 
-/* SPEC §4: a commit waits (bounded) for the view's writable handles, then
+/* T6 (SPEC §4): a commit waits (bounded) for the view's writable handles, then
  * fails EBUSY and stays active; after the close it commits. */
 Test(txn, commit_waits_for_writers)
 {
@@ -680,7 +680,7 @@ Test(txn, control_nodes_are_stable)
 	cr_expect_eq(a, b);
 }
 
-/* SPEC §4: a commit that meets a main-tree writer of its write set fails
+/* T6 (SPEC §4): a commit that meets a main-tree writer of its write set fails
  * EBUSY, applies nothing, stays active, and last_error names the path; after
  * the writer closes it commits. */
 Test(txn, commit_meeting_main_writer_stays_active)
@@ -754,7 +754,7 @@ Test(txn, info_json_is_json)
 	cJSON_Delete(j);
 }
 
-/* SPEC §4: committing again reports the same outcome: EBUSY for aborted,
+/* T7 (SPEC §4): committing again reports the same outcome: EBUSY for aborted,
  * success for committed — never ESTALE. */
 Test(txn, repeated_commits_report_the_outcome)
 {
@@ -819,7 +819,7 @@ static uint64_t open_view_writer(const char *txn, const char *path)
 	return w.fh;
 }
 
-/* SPEC §4: the commit waits for the view's writer without a thread, and
+/* T8 (SPEC §4): the commit waits for the view's writer without a thread, and
  * completes when it closes. */
 Test(txn, deferred_commit_completes_at_the_close)
 {
@@ -843,7 +843,7 @@ Test(txn, deferred_commit_completes_at_the_close)
 	txd_release(fs, ctl);
 }
 
-/* The bound: EBUSY, still active, last_error names the open file. */
+/* T6, T8: the bound: EBUSY, still active, last_error names the open file. */
 Test(txn, deferred_commit_gives_up_at_the_bound)
 {
 	struct answer a = {.err = 1};
@@ -920,7 +920,7 @@ static char *list_dir(const char *path)
 	return all;
 }
 
-/* SPEC §5 dtc/transactions: records survive a restart; one active when the
+/* T9 (SPEC §5 dtc/transactions): records survive a restart; one active when the
  * server stopped is "aborted restart" — unless the log has its commit (a
  * crash between the commit record and the rewrite of the record). */
 static char *record(uint64_t id)
@@ -984,4 +984,26 @@ Test(txn, records_across_restarts)
 	snprintf(want, sizeof(want), "%llu", (unsigned long long)r);
 	cr_expect_not_null(strstr(listing, want), "%s", listing);
 	free(listing);
+}
+
+/* T6: the write set's entries count too — the view removes a name whose
+ * main-tree file is open for writing: EBUSY, active, nothing applied. */
+Test(txn, commit_removing_a_file_with_a_main_writer_stays_active)
+{
+	cr_assert_eq(tt_put(fs, "w", "main", 4), 0);
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_unlink(fs, vpath("t", "w")), 0);
+	uint64_t node;
+	struct txd_open_out w;
+	cr_assert_eq(tt_resolve(fs, "w", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
+	cr_expect_eq(cmd("t", "commit"), -EBUSY);
+	cJSON *j = info("t");
+	cr_expect_str_eq(jstr(j, "last_error"), "busy reason=main-tree-writer path=/w");
+	cr_expect_str_eq(jstr(j, "state"), "active");
+	cJSON_Delete(j);
+	expect_file("w", "main");
+	txd_release(fs, w.fh);
+	cr_expect_eq(cmd("t", "commit"), 0);
+	expect_absent("w");
 }
