@@ -309,6 +309,17 @@ static int take(struct sbuf *s, char *txt, size_t len, int err)
 	return err;
 }
 
+/* The uid a transaction record (info.json) names; UINT32_MAX (nobody's) when
+ * it names none, so only root reads it. */
+static uint32_t record_uid(const char *json)
+{
+	cJSON *o = cJSON_Parse(json);
+	const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "uid");
+	uint32_t uid = cJSON_IsNumber(u) ? (uint32_t)u->valuedouble : UINT32_MAX;
+	cJSON_Delete(o);
+	return uid;
+}
+
 static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
 {
 	struct viewer v;
@@ -338,20 +349,24 @@ static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
 	case CTL_TXN_INFO:
 	case CTL_DTC_TXN: {
 		struct txn *t = txn_by_id(fs, n->ctl_key);
-		if (!t)
-			return -ENOENT;
 		viewer_init(fs, &v);
-		if (v.uid != 0 && v.uid != t->uid)
-			return -EACCES; /* its owner's private view (header comment) */
-		if (n->ctl == CTL_TXN_STATUS) {
+		if (n->ctl == CTL_TXN_STATUS && t) {
+			if (v.uid != 0 && v.uid != t->uid)
+				return -EACCES; /* its owner's private view (header comment) */
 			sb_printf(s, "%s\n", t->status);
 			return 0;
 		}
-		char *j = txn_info_json(fs, t);
-		if (j)
-			sb_printf(s, "%s", j);
+		/* dtc/transactions/ID: also the records kept on disk (txn.h) */
+		char *j = t || n->ctl == CTL_DTC_TXN ? txn_record_json(fs, n->ctl_key) : NULL;
+		if (!j)
+			return -ENOENT;
+		if (v.uid != 0 && v.uid != (t ? t->uid : record_uid(j))) {
+			free(j);
+			return -EACCES; /* its owner's private view (header comment) */
+		}
+		sb_printf(s, "%s", j);
 		free(j);
-		return j ? 0 : -ENOMEM;
+		return 0;
 	}
 	default:
 		return -EISDIR;
@@ -402,8 +417,16 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 	 * ENOENT for a commit gone meanwhile. */
 	if (n->ctl == CTL_COMMIT && !clog_has(fs->clog, n->ctl_key, fs_retain_oldest_ns(fs)))
 		return -ENOENT; /* gone meanwhile (retention) */
-	if (kind_is_txn_record(n->ctl) && !t)
-		return -ENOENT;
+	if (kind_is_txn_record(n->ctl) && !t) {
+		/* dtc/transactions/ID of a transaction gone from memory (before a
+		 * restart, or removed): the record on disk, still its owner's */
+		char *j = n->ctl == CTL_DTC_TXN ? txn_record_json(fs, n->ctl_key) : NULL;
+		if (!j)
+			return -ENOENT;
+		a->uid = record_uid(j);
+		a->mode = S_IFREG | 0400;
+		free(j);
+	}
 	return 0;
 }
 
@@ -521,7 +544,7 @@ int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct 
 	if (parent->ctl == CTL_DTC_TXNS) {
 		char *end;
 		uint64_t id = strtoull(name, &end, 10);
-		return *end || !txn_by_id(fs, id) ? -ENOENT : ctl_node(fs, CTL_DTC_TXN, id, e);
+		return *end || !txn_record_exists(fs, id) ? -ENOENT : ctl_node(fs, CTL_DTC_TXN, id, e);
 	}
 	return kind_is_dir(parent->ctl) ? -ENOENT : -ENOTDIR;
 }
@@ -573,19 +596,30 @@ int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_
 	}
 	if (n->ctl == CTL_COMMITS)
 		return readdir_commits(fs, off, plus, fill, arg);
-	if (n->ctl == CTL_TXNS || n->ctl == CTL_DTC_TXNS) {
+	if (n->ctl == CTL_DTC_TXNS) {
+		/* offset 3 + k: the k-th record, ascending id (in memory and on disk) */
+		uint64_t *ids;
+		uint32_t nids;
+		if (txn_record_ids(fs, &ids, &nids))
+			return -ENOMEM;
+		for (uint64_t k = off < 3 ? 0 : off - 2; k < nids; k++) {
+			char id[24];
+			snprintf(id, sizeof(id), "%" PRIu64, ids[k]);
+			if (ctl_emit(fs, id, CTL_DTC_TXN, ids[k], plus, k + 3, fill, arg))
+				break;
+		}
+		free(ids);
+		return 0;
+	}
+	if (n->ctl == CTL_TXNS) {
 		/* offset 3 + k: the k-th transaction in fs->txns */
 		uint64_t k = 0;
 		for (struct txn *t = fs->txns; t; t = t->next) {
-			if (n->ctl == CTL_TXNS && !t->listed)
+			if (!t->listed)
 				continue;
 			if (k++ + 3 <= off)
 				continue;
-			char id[24];
-			snprintf(id, sizeof(id), "%" PRIu64, t->id);
-			if (ctl_emit(fs, n->ctl == CTL_TXNS ? t->name : id,
-				     n->ctl == CTL_TXNS ? CTL_TXN : CTL_DTC_TXN, t->id, plus, k + 2, fill,
-				     arg))
+			if (ctl_emit(fs, t->name, CTL_TXN, t->id, plus, k + 2, fill, arg))
 				break;
 		}
 		return 0;
@@ -678,7 +712,8 @@ ssize_t ctl_read(struct txd_fs *fs, struct handle *h, void *buf, size_t size, ui
 
 /* One command per write(2) to .txdir/txn/NAME/ctl; the write returns the
  * outcome (SPEC §4). Surrounding white space is ignored. */
-static int txn_command(struct txd_fs *fs, struct txn *t, const char *cmd, size_t len)
+static int txn_command(struct txd_fs *fs, struct txn *t, const char *cmd, size_t len,
+		       void (*done)(void *arg, int err), void *arg)
 {
 	while (len && (cmd[len - 1] == '\n' || cmd[len - 1] == ' ' || cmd[len - 1] == '\t'))
 		len--;
@@ -687,11 +722,12 @@ static int txn_command(struct txd_fs *fs, struct txn *t, const char *cmd, size_t
 		len--;
 	}
 	if (len == 6 && memcmp(cmd, "commit", 6) == 0)
-		return txn_commit(fs, t, fs_caller_pid());
+		return done ? txn_commit_async(fs, t, fs_caller_pid(), done, arg)
+			    : txn_commit(fs, t, fs_caller_pid());
 	if (len == 5 && memcmp(cmd, "abort", 5) == 0) {
 		if (t->state == TXN_COMMITTED)
 			return -EINVAL; /* too late */
-		txn_abort(fs, t, "by request");
+		txn_abort(fs, t, "request");
 		return 0;
 	}
 	if (len == 8 && memcmp(cmd, "readonly", 8) == 0) {
@@ -706,6 +742,12 @@ static int txn_command(struct txd_fs *fs, struct txn *t, const char *cmd, size_t
 ssize_t ctl_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
 		  uint64_t off)
 {
+	return ctl_write_async(fs, h, buf, size, off, NULL, NULL);
+}
+
+ssize_t ctl_write_async(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
+			uint64_t off, void (*done)(void *arg, int err), void *arg)
+{
 	(void)off;
 	if (h->node->ctl != CTL_TXN_CTL)
 		return -EACCES;
@@ -713,10 +755,10 @@ ssize_t ctl_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t s
 		return -EINVAL; /* documented limit: one short command per write */
 	pthread_mutex_lock(&fs->lock);
 	struct txn *t = txn_by_id(fs, h->node->ctl_key);
-	int err = t ? txn_command(fs, t, buf, size) : -ENOENT;
+	int err = t ? txn_command(fs, t, buf, size, done, arg) : -ENOENT;
 	pthread_mutex_unlock(&fs->lock);
 	fs_notify_flush(fs);
-	return err ? err : (ssize_t)size;
+	return err ? err : (ssize_t)size; /* -EINPROGRESS: done answers (txn.h) */
 }
 
 void ctl_release(struct txd_fs *fs, struct handle *h)

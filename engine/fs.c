@@ -365,6 +365,7 @@ static void *ckpt_main(void *arg)
 	pthread_mutex_lock(&fs->lock);
 	for (uint64_t tick = 0; !fs->ckpt_stop; tick++) {
 		txn_reap_abandoned(fs, fs->opts.txn_grace_s ? fs->opts.txn_grace_s : 600);
+		txn_run_waits(fs); /* deferred commits (txn.h): may drop fs->lock */
 		if (fs->opts.max_snapshot_age_s)
 			fs_expire_snapshots(fs, fs->opts.max_snapshot_age_s * 1000000000ull);
 		if (tick % 60 == 0)
@@ -475,6 +476,8 @@ static int replay_one(void *arg, const struct wal_pos *pos, uint16_t type, const
 	}
 	if (!rec_validate(payload, len, &hdr) && hdr.txn >= fs->next_txid)
 		fs->next_txid = hdr.txn + 1; /* transaction ids are never reused */
+	if (!rec_validate(payload, len, &hdr))
+		txn_replayed(fs, hdr.txn, pos->lsn); /* records across restarts (txn.h) */
 	fs->commits++;
 	if (!rec_validate(payload, len, &hdr))
 		ev_commit_replayed(fs->events, hdr.time_ns, hdr.txn, pos->lsn);
@@ -498,10 +501,11 @@ static int make_root(struct txd_fs *fs)
 static int fs_recover(struct txd_fs *fs)
 {
 	int err = ckpt_load(fs, &fs->ckpt_lsn);
-	if (err)
+	if (err || (err = txn_records_load(fs)))
 		return err;
 	if ((err = wal_replay(fs->wal, fs->ckpt_lsn, replay_one, fs)))
 		return err;
+	txn_records_settle(fs);
 	ns_drop_unlinked(&fs->ns); /* open-unlinked at the crash: nobody holds them now */
 	cJSON *f = cJSON_CreateObject();
 	ev_add_u64(f, "checkpoint_lsn", fs->ckpt_lsn);

@@ -124,6 +124,7 @@ struct txd_fs {
 	struct txn *txns;         /* txn.h */
 	uint64_t next_txid;
 	pthread_cond_t txn_cv;    /* a view's writable handle closed */
+	struct txn_restart *txn_restart; /* start-up only: txn.h records across restarts */
 	struct evlog *events;     /* events.h: .txdir/events */
 	uint64_t commit_ns_sum, commit_count; /* txdir_op_duration_seconds{op="commit"} */
 	uint64_t ckpt_lsn, ckpt_count;
@@ -206,6 +207,10 @@ int ctl_open(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
 ssize_t ctl_read(struct txd_fs *fs, struct handle *h, void *buf, size_t size, uint64_t off);
 ssize_t ctl_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
 		  uint64_t off);
+/* As ctl_write; a commit that must wait for the view's writers returns
+ * -EINPROGRESS and answers through done (txn_commit_async). */
+ssize_t ctl_write_async(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
+			uint64_t off, void (*done)(void *arg, int err), void *arg);
 void ctl_release(struct txd_fs *fs, struct handle *h);
 void ctl_node_forget(struct txd_fs *fs, struct node *n); /* before freeing n */
 /* Retention of the logs (-o retain=, default 1 h): the oldest time shown. */

@@ -217,7 +217,7 @@ void fs_expire_snapshots(struct txd_fs *fs, uint64_t max_age_ns)
 	}
 	for (struct txn *t = fs->txns; t; t = t->next)
 		if (t->state == TXN_ACTIVE && fs_now_ns() - t->began_ns > max_age_ns)
-			txn_abort(fs, t, "snapshot too old (-o max_snapshot_age)");
+			txn_abort(fs, t, "snapshot-too-old");
 }
 
 static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h)
@@ -393,6 +393,20 @@ ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_
 	return n;
 }
 
+ssize_t txd_write_async(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size,
+			uint64_t off, void (*done)(void *arg, int err), void *arg)
+{
+	struct handle *h = file_handle(fh);
+	if (h && (h->ctl || h->node->ctl))
+		return ctl_write_async(fs, h, buf, size, off, done, arg);
+	return txd_write(fs, fh, buf, size, off);
+}
+
+int txd_write_cancel(struct txd_fs *fs, void *arg)
+{
+	return txn_cancel_wait(fs, arg);
+}
+
 ssize_t txd_write(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size, uint64_t off)
 {
 	struct handle *h = file_handle(fh);
@@ -467,8 +481,8 @@ int txd_release(struct txd_fs *fs, uint64_t fh)
 	if (h->wf) {
 		if (h->writable)
 			h->wf->nwriters--;
-		if (h->writable && n->txn && --n->txn->nwriters == 0)
-			pthread_cond_broadcast(&fs->txn_cv);
+		if (h->writable && n->txn)
+			txn_writer_closed(fs, n->txn);
 		fs_wf_put(fs, n->txn, h->in, h->wf);
 	}
 	n->nopen--;

@@ -227,6 +227,19 @@ int txd_create(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, con
 	       mode_t mode, int flags, struct txd_entry *entry, struct txd_open_out *out);
 ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_t off);
 ssize_t txd_write(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size, uint64_t off);
+/* txd_write for a caller that must not block: a `commit` written to
+ * .txdir/txn/NAME/ctl while files of the view are open for writing waits
+ * (bounded, SPEC §4) without this thread — it returns -EINPROGRESS and
+ * later calls done(arg, err) exactly once, from an engine thread holding no
+ * engine lock: err 0 = committed (then wait for txd_durable_async(fs,
+ * txd_current_lsn(fs)) before replying size), else the write's error. Every
+ * other write completes at once, as txd_write (done is not called). */
+ssize_t txd_write_async(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size,
+			uint64_t off, void (*done)(void *arg, int err), void *arg);
+/* The caller of a write that returned -EINPROGRESS gave up (FUSE_INTERRUPT):
+ * 0 = withdrawn, nothing applied, done will not be called; -ENOENT = it is
+ * already completing and done will be called. */
+int txd_write_cancel(struct txd_fs *fs, void *arg);
 /* Commit the handle's file if it has uncommitted changes (FLUSH). The commit
  * is in the log when this returns; *lsn_out (optional) is its LSN, or the
  * current LSN when nothing was pending. In durability=full the caller must

@@ -3,12 +3,14 @@
  * commit (design in txn.h).
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <cjson/cJSON.h>
 #include <xxhash.h>
 
 #include "fs.h"
@@ -18,14 +20,60 @@
 #define TXN_BUSY_WAIT_MS 2000 /* how long a commit waits for writers in the view */
 #define OP_HDR 8
 
+/* status: one line (SPEC §4) — "aborted REASON key=value... path=P" with the
+ * path last and escaped, so the line always parses. */
+static void set_status(struct txn *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_status(struct txn *t, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(t->status, sizeof(t->status), fmt, ap);
+	va_end(ap);
+}
+
+/* A path for a status line: '\n' and '\\' escaped; NULL path: empty. */
+static const char *esc_path(const char *path, char *buf, size_t cap)
+{
+	size_t n = 0;
+	for (const char *p = path ? path : ""; *p && n + 3 < cap; p++) {
+		if (*p == '\n' || *p == '\\') {
+			buf[n++] = '\\';
+			buf[n++] = *p == '\n' ? 'n' : '\\';
+		} else {
+			buf[n++] = *p;
+		}
+	}
+	buf[n] = 0;
+	return buf;
+}
+
+struct txn_restart {
+	uint64_t *ids, *lsns; /* records active at the last stop; lsn once replayed */
+	uint32_t n, cap;
+};
+
 /* ---- lifetime ------------------------------------------------------------------ */
 void txn_get(struct txn *t)
 {
 	t->refs++;
 }
 
+struct txn_wait {
+	struct txn_wait *next;
+	pid_t pid;
+	uint64_t deadline_ns;
+	int err;
+	void (*done)(void *arg, int err);
+	void *arg;
+};
+
 static void txn_free(struct txn *t)
 {
+	while (t->waits) { /* unmount: nobody is left to answer */
+		struct txn_wait *w = t->waits;
+		t->waits = w->next;
+		free(w);
+	}
 	ns_destroy(&t->ns);
 	rec_release(&t->log);
 	for (uint32_t k = 0; k < t->nkeys; k++)
@@ -61,6 +109,12 @@ void txn_put(struct txd_fs *fs, struct txn *t)
 
 void txn_free_all(struct txd_fs *fs)
 {
+	if (fs->txn_restart) { /* an open that failed during replay */
+		free(fs->txn_restart->ids);
+		free(fs->txn_restart->lsns);
+		free(fs->txn_restart);
+		fs->txn_restart = NULL;
+	}
 	while (fs->txns) {
 		struct txn *t = fs->txns;
 		fs->txns = t->next;
@@ -104,10 +158,23 @@ static void txn_end(struct txd_fs *fs, struct txn *t, enum txn_state st)
 	t->ended_ns = fs_now_ns();
 	ns_snapshot_release(&fs->ns, t->snap);
 	pthread_cond_broadcast(&fs->txn_cv);
+	if (t->waits)
+		pthread_cond_signal(&fs->ckpt_cv); /* txn_run_waits: answer them */
 	write_record(fs, t);
 }
 
+/* RFC 3339 with milliseconds; null for 0. */
+static cJSON *rfc3339(uint64_t ns)
+{
+	if (!ns)
+		return cJSON_CreateNull();
+	char buf[48];
+	ev_rfc3339(ns, buf, sizeof(buf));
+	return cJSON_CreateString(buf);
+}
+
 struct expire {
+	struct txd_fs *fs;
 	char *dir;
 	uint64_t before_us;
 };
@@ -117,8 +184,12 @@ static int expire_one(const char *name, void *arg)
 	struct expire *x = arg;
 	uint64_t id;
 	char path[4200];
-	/* ids are at least the begin time in µs (txn_begin) */
+	/* ids are at least the begin time in µs (txn_begin); an active
+	 * transaction keeps its record however old */
 	if (sscanf(name, "%" SCNu64 ".json", &id) == 1 && id < x->before_us) {
+		const struct txn *t = txn_by_id(x->fs, id);
+		if (t && t->state == TXN_ACTIVE)
+			return 0;
 		snprintf(path, sizeof(path), "%s/%s", x->dir, name);
 		txd_os->unlink(path);
 	}
@@ -127,11 +198,235 @@ static int expire_one(const char *name, void *arg)
 
 void txn_expire_records(struct txd_fs *fs, uint32_t retain_s)
 {
-	struct expire x = {.before_us = fs_now_ns() / 1000 - (uint64_t)retain_s * 1000000};
+	struct expire x = {.fs = fs,
+			   .before_us = fs_now_ns() / 1000 - (uint64_t)retain_s * 1000000};
 	if (asprintf(&x.dir, "%s/dtc/transactions", fs->store.coord_dir) < 0)
 		return;
 	txd_os->listdir(x.dir, expire_one, &x);
 	free(x.dir);
+}
+
+/* ---- records across restarts (SPEC §5 dtc/transactions) -------------------------
+ * A record is written at begin (state active) and at the end. At start-up,
+ * records still saying active belong to transactions the server did not
+ * finish: the WAL decides — a commit record carrying the transaction's id
+ * (replayed after the last checkpoint: the record is rewritten under
+ * fs->lock right after the append, before any checkpoint could run) makes it
+ * committed, anything else "aborted restart". A record saying committed
+ * beyond the recovered log (its commit was lost with an unsynced tail) is
+ * "aborted restart" too. */
+static char *records_dir(struct txd_fs *fs)
+{
+	char *dir;
+	return asprintf(&dir, "%s/dtc/transactions", fs->store.coord_dir) < 0 ? NULL : dir;
+}
+
+static cJSON *read_record(struct txd_fs *fs, uint64_t id)
+{
+	char *dir = records_dir(fs), *path = NULL, *text = NULL;
+	size_t len;
+	cJSON *j = NULL;
+	if (dir && asprintf(&path, "%s/%" PRIu64 ".json", dir, id) >= 0 &&
+	    os_read_file(path, &text, &len) == 0)
+		j = cJSON_Parse(text);
+	free(text);
+	free(path);
+	free(dir);
+	return j;
+}
+
+static void write_json_record(struct txd_fs *fs, uint64_t id, cJSON *j)
+{
+	char *dir = records_dir(fs), name[32], *text = cJSON_PrintUnformatted(j), *line = NULL;
+	snprintf(name, sizeof(name), "%" PRIu64 ".json", id);
+	if (dir && text && asprintf(&line, "%s\n", text) >= 0)
+		os_write_file(dir, name, line, strlen(line));
+	free(line);
+	free(text);
+	free(dir);
+}
+
+static const char *jstring(cJSON *j, const char *key)
+{
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static int note_active(const char *name, void *arg)
+{
+	struct txd_fs *fs = arg;
+	struct txn_restart *r = fs->txn_restart;
+	uint64_t id;
+	char tail[8];
+	if (sscanf(name, "%" SCNu64 "%7s", &id, tail) != 2 || strcmp(tail, ".json"))
+		return 0;
+	if (id >= fs->next_txid)
+		fs->next_txid = id + 1; /* ids are never reused */
+	cJSON *j = read_record(fs, id);
+	const char *state = j ? jstring(j, "state") : "";
+	bool open = !strcmp(state, "active") || !strcmp(state, "committed");
+	cJSON_Delete(j);
+	if (!open || array_grow((void **)&r->ids, &r->cap, r->n + 1, sizeof(*r->ids)))
+		return 0;
+	r->ids[r->n++] = id;
+	return 0;
+}
+
+int txn_records_load(struct txd_fs *fs)
+{
+	struct txn_restart *r = calloc(1, sizeof(*r));
+	char *dir = records_dir(fs);
+	if (!r || !dir) {
+		free(r);
+		free(dir);
+		return -ENOMEM;
+	}
+	fs->txn_restart = r;
+	txd_os->listdir(dir, note_active, fs); /* a missing directory: no records */
+	free(dir);
+	if (r->n && !(r->lsns = calloc(r->n, sizeof(*r->lsns))))
+		return -ENOMEM;
+	return 0;
+}
+
+void txn_replayed(struct txd_fs *fs, uint64_t txn, uint64_t lsn)
+{
+	struct txn_restart *r = fs->txn_restart;
+	for (uint32_t k = 0; r && txn && k < r->n; k++)
+		if (r->ids[k] == txn)
+			r->lsns[k] = lsn;
+}
+
+void txn_records_settle(struct txd_fs *fs)
+{
+	struct txn_restart *r = fs->txn_restart;
+	if (!r)
+		return;
+	uint64_t last = wal_last_lsn(fs->wal);
+	cJSON *now = rfc3339(fs_now_ns());
+	for (uint32_t k = 0; k < r->n; k++) {
+		cJSON *j = read_record(fs, r->ids[k]);
+		if (!j)
+			continue;
+		cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "commit");
+		bool was_committed = !strcmp(jstring(j, "state"), "committed");
+		uint64_t commit = r->lsns[k];
+		if (was_committed && cJSON_IsNumber(c) && (uint64_t)c->valuedouble <= last) {
+			cJSON_Delete(j); /* true: its commit is in the recovered log */
+			continue;
+		}
+		char status[48];
+		if (commit)
+			snprintf(status, sizeof(status), "committed %" PRIu64, commit);
+		else
+			snprintf(status, sizeof(status), "aborted restart");
+		cJSON_ReplaceItemInObjectCaseSensitive(j, "state",
+						       cJSON_CreateString(commit ? "committed" : "aborted"));
+		cJSON_ReplaceItemInObjectCaseSensitive(j, "status", cJSON_CreateString(status));
+		char digits[24];
+		cJSON_DeleteItemFromObjectCaseSensitive(j, "commit");
+		ev_add_u64(j, "commit", commit);
+		snprintf(digits, sizeof(digits), "%" PRIu64, r->ids[k]);
+		cJSON_ReplaceItemInObjectCaseSensitive(j, "txid", cJSON_CreateRaw(digits));
+		cJSON_ReplaceItemInObjectCaseSensitive(j, "ended", cJSON_Duplicate(now, true));
+		cJSON_ReplaceItemInObjectCaseSensitive(j, "open_handles", cJSON_CreateNumber(0));
+		write_json_record(fs, r->ids[k], j);
+		cJSON *f = cJSON_CreateObject();
+		ev_add_u64(f, "txn", r->ids[k]);
+		cJSON_AddStringToObject(f, "reason", commit ? "found in the log at restart" : "restart");
+		ev_emit(fs->events, fs_now_ns(), commit ? "txn_commit" : "txn_abort", f);
+		cJSON_Delete(j);
+	}
+	cJSON_Delete(now);
+	free(r->ids);
+	free(r->lsns);
+	free(r);
+	fs->txn_restart = NULL;
+}
+
+struct idlist {
+	uint64_t *ids;
+	uint32_t n, cap;
+	uint64_t since_us;
+};
+
+static int add_id(struct idlist *l, uint64_t id)
+{
+	if (array_grow((void **)&l->ids, &l->cap, l->n + 1, sizeof(*l->ids)))
+		return -ENOMEM;
+	l->ids[l->n++] = id;
+	return 0;
+}
+
+static int list_one(const char *name, void *arg)
+{
+	struct idlist *l = arg;
+	uint64_t id;
+	char tail[8];
+	if (sscanf(name, "%" SCNu64 "%7s", &id, tail) == 2 && !strcmp(tail, ".json") &&
+	    id >= l->since_us)
+		return add_id(l, id) ? 1 : 0;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int txn_record_ids(struct txd_fs *fs, uint64_t **ids, uint32_t *n)
+{
+	uint32_t retain = fs->opts.retain_s ? fs->opts.retain_s : 3600;
+	uint64_t now_us = fs_now_ns() / 1000;
+	struct idlist l = {.since_us = now_us > retain * 1000000ull ? now_us - retain * 1000000ull : 0};
+	char *dir = records_dir(fs);
+	for (struct txn *t = fs->txns; t; t = t->next)
+		if (add_id(&l, t->id)) {
+			free(dir);
+			free(l.ids);
+			return -ENOMEM;
+		}
+	if (dir)
+		txd_os->listdir(dir, list_one, &l);
+	free(dir);
+	if (l.n)
+		qsort(l.ids, l.n, sizeof(*l.ids), cmp_u64);
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < l.n; i++)
+		if (!k || l.ids[k - 1] != l.ids[i])
+			l.ids[k++] = l.ids[i];
+	*ids = l.ids;
+	*n = k;
+	return 0;
+}
+
+char *txn_record_json(struct txd_fs *fs, uint64_t id)
+{
+	struct txn *t = txn_by_id(fs, id);
+	if (t)
+		return txn_info_json(fs, t);
+	char *dir = records_dir(fs), *path = NULL, *text = NULL;
+	size_t len;
+	if (dir && asprintf(&path, "%s/%" PRIu64 ".json", dir, id) >= 0 &&
+	    os_read_file(path, &text, &len) != 0)
+		text = NULL; /* expired meanwhile */
+	free(path);
+	free(dir);
+	return text; /* as written (write_record, txn_records_settle): one line */
+}
+
+bool txn_record_exists(struct txd_fs *fs, uint64_t id)
+{
+	if (txn_by_id(fs, id))
+		return true;
+	uint32_t retain = fs->opts.retain_s ? fs->opts.retain_s : 3600;
+	if (id + retain * 1000000ull < fs_now_ns() / 1000)
+		return false; /* past the retention: expired (or about to be) */
+	char *text = txn_record_json(fs, id);
+	bool found = text != NULL;
+	free(text);
+	return found;
 }
 
 /* Start time (clock ticks since boot) and parent of pid; 0 if gone. */
@@ -178,8 +473,7 @@ void txn_reap_abandoned(struct txd_fs *fs, uint32_t grace_s)
 		if (now - t->idle_since_ns < (uint64_t)grace_s * 1000000000ull)
 			continue;
 		char why[128];
-		snprintf(why, sizeof(why), "abandoned (creator %d gone, nothing open for %u s)",
-			 (int)t->creator, grace_s);
+		snprintf(why, sizeof(why), "abandoned creator=%d idle=%us", (int)t->creator, grace_s);
 		txn_abort(fs, t, why);
 	}
 }
@@ -212,7 +506,7 @@ int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, str
 	t->listed = true;
 	t->refs = 1; /* the listing */
 	rec_init(&t->log, t->id, 0, (uint32_t)creator);
-	snprintf(t->status, sizeof(t->status), "active");
+	set_status(t, "active");
 	int err = ns_snapshot_take(&fs->ns, t->snap);
 	if (err) {
 		txn_free(t);
@@ -225,6 +519,7 @@ int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, str
 	}
 	t->next = fs->txns;
 	fs->txns = t;
+	write_record(fs, t); /* active: a restart finds it and records the outcome */
 	cJSON *f = cJSON_CreateObject();
 	ev_add_u64(f, "txn", t->id);
 	cJSON_AddStringToObject(f, "name", t->name);
@@ -403,9 +698,14 @@ int txn_apply(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
 }
 
 /* ---- commit ------------------------------------------------------------------------ */
-static void set_status(struct txn *t, const char *fmt, const char *path, uint64_t winner)
+/* A commit failed and left the transaction active: last_error in info.json
+ * says why, in the status line's shape ("busy reason=... path=P"). */
+static void set_last_error(struct txn *t, const char *reason, const char *path)
 {
-	snprintf(t->status, sizeof(t->status), fmt, path, winner);
+	char e[TXN_LINE];
+	snprintf(t->last_error, sizeof(t->last_error), "busy reason=%s path=%s", reason,
+		 esc_path(path, e, sizeof(e)));
+	t->last_error_ns = fs_now_ns();
 }
 
 static void key_path(struct txd_fs *fs, const struct txn_key *k, char *buf, size_t cap)
@@ -419,10 +719,11 @@ static void key_path(struct txd_fs *fs, const struct txn_key *k, char *buf, size
 	snprintf(buf, cap, "%.3500s%s%.255s", dir, strcmp(dir, "/") ? "/" : "", k->name);
 }
 
-/* Step 2 of txn.h: first committer wins. */
+/* Step 2 of txn.h: first committer wins. A lost conflict is final: the
+ * status names the winner and the path. */
 static int validate(struct txd_fs *fs, struct txn *t)
 {
-	char path[4096];
+	char path[4096], e[TXN_LINE];
 	for (uint32_t k = 0; k < t->nkeys; k++) {
 		const struct txn_key *key = &t->keys[k];
 		if (!existed(fs, t, key->parent))
@@ -434,13 +735,14 @@ static int validate(struct txd_fs *fs, struct txn *t)
 		} else {
 			uint64_t ino_now = ns_lookup_at(p->dir, key->name, strlen(key->name), UINT64_MAX);
 			uint64_t ino_then = ns_lookup_at(p->dir, key->name, strlen(key->name), t->snap);
-			struct dent *e = ns_dir_find(p->dir, key->name, strlen(key->name));
-			if (ino_now != ino_then || (e && e->commit > t->snap))
-				winner = e ? e->commit : wal_last_lsn(fs->wal);
+			struct dent *d = ns_dir_find(p->dir, key->name, strlen(key->name));
+			if (ino_now != ino_then || (d && d->commit > t->snap))
+				winner = d ? d->commit : wal_last_lsn(fs->wal);
 		}
 		if (winner) {
 			key_path(fs, key, path, sizeof(path));
-			set_status(t, "aborted conflict path=%.3800s winner=%" PRIu64, path, winner);
+			set_status(t, "aborted conflict winner=%" PRIu64 " path=%s", winner,
+				   esc_path(path, e, sizeof(e)));
 			return -EBUSY;
 		}
 	}
@@ -452,32 +754,79 @@ static int validate(struct txd_fs *fs, struct txn *t)
 		struct inode *m = ns_inode(&fs->ns, t->dirs[k]);
 		if ((v && v->head->nlink) || !m || !m->dir || !m->dir->count)
 			continue;
-		for (struct dent *e = ns_dir_next(m->dir, 0); e; e = ns_dir_next(m->dir, e->cookie)) {
-			if (e->commit <= t->snap)
+		for (struct dent *d = ns_dir_next(m->dir, 0); d; d = ns_dir_next(m->dir, d->cookie)) {
+			if (d->commit <= t->snap)
 				continue;
 			char dir[3600];
 			ns_path(&fs->ns, m, dir, sizeof(dir));
-			snprintf(path, sizeof(path), "%s/%s", dir, e->name);
-			set_status(t, "aborted conflict path=%.3800s winner=%" PRIu64, path, e->commit);
+			snprintf(path, sizeof(path), "%s/%s", dir, d->name);
+			set_status(t, "aborted conflict winner=%" PRIu64 " path=%s", d->commit,
+				   esc_path(path, e, sizeof(e)));
 			return -EBUSY;
 		}
 	}
 	for (uint32_t k = 0; k < t->ninos; k++) {
 		struct inode *m = ns_inode(&fs->ns, t->inos[k]);
+		if (m && m->head->commit <= t->snap)
+			continue;
+		struct inode *v = ns_inode(&t->ns, t->inos[k]);
+		path[0] = 0;
 		if (m)
 			ns_path(&fs->ns, m, path, sizeof(path));
-		if (!m || m->head->commit > t->snap) {
-			set_status(t, "aborted conflict path=%.3800s winner=%" PRIu64, m ? path : "(removed)",
-				   m ? m->head->commit : wal_last_lsn(fs->wal));
-			return -EBUSY;
-		}
-		struct wfile *wf = m->wf;
-		if (wf && wf->nwriters) {
-			set_status(t, "aborted busy path=%.3800s reason=main-tree writer%.0" PRIu64, path, 0);
-			return -EBUSY;
-		}
+		else if (v)
+			ns_path(&t->ns, v, path, sizeof(path)); /* removed in the main tree */
+		set_status(t, "aborted conflict winner=%" PRIu64 " path=%s",
+			   m ? m->head->commit : wal_last_lsn(fs->wal), esc_path(path, e, sizeof(e)));
+		return -EBUSY;
 	}
 	return 0;
+}
+
+static bool has_writer(const struct inode *in)
+{
+	const struct wfile *wf = in ? in->wf : NULL;
+	return wf && wf->nwriters;
+}
+
+/* A path of the write set open for writing in the main tree (its path in
+ * path): the commit would race that writer's close, so it fails and the
+ * transaction stays active for a retry (SPEC §4). */
+static bool main_writer(struct txd_fs *fs, struct txn *t, char *path, size_t cap)
+{
+	for (uint32_t k = 0; k < t->ninos; k++) {
+		struct inode *m = ns_inode(&fs->ns, t->inos[k]);
+		if (has_writer(m)) {
+			ns_path(&fs->ns, m, path, cap);
+			return true;
+		}
+	}
+	for (uint32_t k = 0; k < t->nkeys; k++) {
+		const struct txn_key *key = &t->keys[k];
+		struct inode *p = existed(fs, t, key->parent) ? ns_inode(&fs->ns, key->parent) : NULL;
+		if (!p || !p->dir)
+			continue;
+		uint64_t ino = ns_lookup_at(p->dir, key->name, strlen(key->name), UINT64_MAX);
+		if (ino && has_writer(ns_inode(&fs->ns, ino))) {
+			key_path(fs, key, path, cap);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A file of the view open for writing (its path in the view), if any. */
+static bool view_writer(struct txn *t, char *path, size_t cap)
+{
+	if (!t->nwriters)
+		return false;
+	for (uint64_t k = 0; k < t->ns.tabsize; k++)
+		for (struct inode *in = t->ns.tab[k]; in; in = in->hnext)
+			if (has_writer(in)) {
+				ns_path(&t->ns, in, path, cap);
+				return true;
+			}
+	snprintf(path, cap, "?");
+	return true;
 }
 
 /* Directories the view touched get their attributes recomputed against the
@@ -582,7 +931,10 @@ static void drop_dead(struct txd_fs *fs, struct txn *t)
 		}
 }
 
-static int wait_writers(struct txd_fs *fs, struct txn *t)
+/* Block this thread (bounded) until no handle of the view is open for
+ * writing: the synchronous form (txd_write); FUSE defers instead
+ * (txn_commit_async). */
+static void wait_writers(struct txd_fs *fs, struct txn *t)
 {
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
@@ -592,31 +944,22 @@ static int wait_writers(struct txd_fs *fs, struct txn *t)
 	while (t->nwriters && t->state == TXN_ACTIVE)
 		if (pthread_cond_timedwait(&fs->txn_cv, &fs->lock, &until))
 			break;
-	if (t->state != TXN_ACTIVE)
-		return -ESTALE;
-	if (!t->nwriters)
-		return 0;
-	set_status(t, "aborted busy path=%.3800s reason=open for writing in the view%.0" PRIu64,
-		   "(a file in root/)", 0);
-	return -EBUSY;
 }
 
-int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
+/* Steps 2-5 of txn.h once the view's writers are closed (or the wait gave
+ * up). Busy cases leave the transaction active with last_error; a lost
+ * conflict aborts it; repeated commits report the first outcome. */
+static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid)
 {
+	char path[4096];
 	if (t->state != TXN_ACTIVE)
-		return t->state == TXN_COMMITTED ? 0 : -ESTALE;
-	int err = wait_writers(fs, t);
-	if (err == -EBUSY) {
-		/* a file still open for writing: fail, but stay active so the
-		 * caller can close it and commit again (SPEC §4) */
-		char why[4096];
-		snprintf(why, sizeof(why), "%s", t->status);
-		snprintf(t->status, sizeof(t->status), "active (last commit failed: %.3900s)", why + 8);
-		return err;
+		return t->state == TXN_COMMITTED ? 0 : -EBUSY;
+	if (view_writer(t, path, sizeof(path))) {
+		set_last_error(t, "open-in-view", path);
+		return -EBUSY;
 	}
-	if (err)
-		return err;
-	if ((err = validate(fs, t))) {
+	int err = validate(fs, t);
+	if (err) {
 		fs->conflicts++;
 		cJSON *f = cJSON_CreateObject();
 		ev_add_u64(f, "txn", t->id);
@@ -626,6 +969,10 @@ int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
 		ev_emit(fs->events, fs_now_ns(), "txn_conflict", f);
 		txn_end(fs, t, TXN_ABORTED);
 		return err;
+	}
+	if (main_writer(fs, t, path, sizeof(path))) {
+		set_last_error(t, "main-tree-writer", path);
+		return -EBUSY;
 	}
 	uint64_t lsn = wal_last_lsn(fs->wal);
 	if (t->log.nops) {
@@ -648,10 +995,10 @@ int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
 		lsn = pos.lsn;
 	}
 	t->commit_id = lsn;
-	snprintf(t->status, sizeof(t->status), "committed %" PRIu64, lsn);
+	t->last_error[0] = 0;
+	set_status(t, "committed %" PRIu64, lsn);
 	txn_end(fs, t, TXN_COMMITTED);
 	drop_dead(fs, t);
-	fs_set_must_wait(); /* a transaction commit is durable before it returns */
 	cJSON *f = cJSON_CreateObject();
 	ev_add_u64(f, "txn", t->id);
 	ev_add_u64(f, "commit", lsn);
@@ -660,11 +1007,111 @@ int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
 	return 0;
 }
 
+int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
+{
+	if (t->state == TXN_ACTIVE)
+		wait_writers(fs, t);
+	int err = commit_now(fs, t, pid);
+	if (!err)
+		fs_set_must_wait(); /* a transaction commit is durable before it returns */
+	return err;
+}
+
+int txn_commit_async(struct txd_fs *fs, struct txn *t, pid_t pid,
+		     void (*done)(void *arg, int err), void *arg)
+{
+	if (t->state != TXN_ACTIVE || !t->nwriters)
+		return txn_commit(fs, t, pid);
+	struct txn_wait *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->pid = pid;
+	w->deadline_ns = fs_now_ns() + TXN_BUSY_WAIT_MS * 1000000ull;
+	w->done = done;
+	w->arg = arg;
+	struct txn_wait **pp = &t->waits;
+	while (*pp)
+		pp = &(*pp)->next; /* in arrival order */
+	*pp = w;
+	txn_get(t);
+	return -EINPROGRESS;
+}
+
+int txn_cancel_wait(struct txd_fs *fs, void *arg)
+{
+	struct txn_wait *found = NULL;
+	pthread_mutex_lock(&fs->lock);
+	for (struct txn *t = fs->txns; t && !found; t = t->next)
+		for (struct txn_wait **pp = &t->waits; *pp; pp = &(*pp)->next)
+			if ((*pp)->arg == arg) {
+				found = *pp;
+				*pp = found->next;
+				txn_put(fs, t);
+				break;
+			}
+	pthread_mutex_unlock(&fs->lock);
+	free(found);
+	return found ? 0 : -ENOENT;
+}
+
+void txn_writer_closed(struct txd_fs *fs, struct txn *t)
+{
+	if (--t->nwriters)
+		return;
+	pthread_cond_broadcast(&fs->txn_cv); /* txn_commit's wait */
+	if (t->waits)
+		pthread_cond_signal(&fs->ckpt_cv); /* txn_run_waits */
+}
+
+/* The deferred commits that are due, committed (or failed) now, in a list. */
+static struct txn_wait *due_waits(struct txd_fs *fs)
+{
+	struct txn_wait *ready = NULL, **tail = &ready;
+	uint64_t now = fs_now_ns();
+	for (struct txn *t = fs->txns, *next; t; t = next) {
+		next = t->next;
+		uint32_t finished = 0;
+		for (struct txn_wait **pp = &t->waits; *pp;) {
+			struct txn_wait *w = *pp;
+			if (t->state == TXN_ACTIVE && t->nwriters && now < w->deadline_ns) {
+				pp = &w->next;
+				continue;
+			}
+			*pp = w->next;
+			w->err = commit_now(fs, t, w->pid);
+			w->next = NULL;
+			*tail = w;
+			tail = &w->next;
+			finished++;
+		}
+		while (finished--)
+			txn_put(fs, t); /* may free t: next was read before */
+	}
+	return ready;
+}
+
+void txn_run_waits(struct txd_fs *fs)
+{
+	/* again after the callbacks: a close while fs->lock was free may have
+	 * signalled nobody */
+	for (struct txn_wait *ready; (ready = due_waits(fs));) {
+		pthread_mutex_unlock(&fs->lock);
+		fs_notify_flush(fs); /* the kernel drops what the commits replaced */
+		while (ready) {
+			struct txn_wait *w = ready;
+			ready = w->next;
+			w->done(w->arg, w->err);
+			free(w);
+		}
+		pthread_mutex_lock(&fs->lock);
+	}
+}
+
 void txn_abort(struct txd_fs *fs, struct txn *t, const char *reason)
 {
 	if (t->state != TXN_ACTIVE)
 		return;
-	snprintf(t->status, sizeof(t->status), "aborted %.3900s", reason);
+	set_status(t, "aborted %s", reason);
 	txn_end(fs, t, TXN_ABORTED);
 	cJSON *f = cJSON_CreateObject();
 	ev_add_u64(f, "txn", t->id);
@@ -674,7 +1121,7 @@ void txn_abort(struct txd_fs *fs, struct txn *t, const char *reason)
 
 void txn_remove(struct txd_fs *fs, struct txn *t)
 {
-	txn_abort(fs, t, "by rmdir");
+	txn_abort(fs, t, "rmdir");
 	if (t->listed) {
 		t->listed = false;
 		txn_put(fs, t);
@@ -685,33 +1132,32 @@ char *txn_info_json(struct txd_fs *fs, const struct txn *t)
 {
 	(void)fs;
 	static const char *const names[] = {"active", "committed", "aborted"};
-	char began[48], ended[48];
-	ev_rfc3339(t->began_ns, began, sizeof(began));
-	ev_rfc3339(t->ended_ns, ended, sizeof(ended));
 	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return NULL;
 	cJSON_AddStringToObject(o, "name", t->name);
 	ev_add_u64(o, "txid", t->id);
 	cJSON_AddStringToObject(o, "state", names[t->state]);
 	cJSON_AddStringToObject(o, "status", t->status);
+	cJSON_AddItemToObject(o, "last_error",
+			      t->last_error[0] ? cJSON_CreateString(t->last_error) : cJSON_CreateNull());
+	cJSON_AddItemToObject(o, "last_error_time", t->last_error[0] ? rfc3339(t->last_error_ns)
+								      : cJSON_CreateNull());
 	ev_add_u64(o, "snapshot", t->snap);
 	ev_add_u64(o, "commit", t->commit_id);
-	cJSON_AddNumberToObject(o, "creator_pid", (double)t->creator);
+	cJSON_AddNumberToObject(o, "creator_pid", t->creator);
 	cJSON_AddNumberToObject(o, "uid", t->uid);
-	cJSON_AddStringToObject(o, "began", began);
-	if (t->ended_ns)
-		cJSON_AddStringToObject(o, "ended", ended);
-	else
-		cJSON_AddNullToObject(o, "ended");
+	cJSON_AddItemToObject(o, "began", rfc3339(t->began_ns));
+	cJSON_AddItemToObject(o, "ended", rfc3339(t->ended_ns));
 	cJSON_AddBoolToObject(o, "readonly", t->readonly);
 	cJSON_AddNumberToObject(o, "open_handles", t->nopen);
 	cJSON_AddNumberToObject(o, "ops", t->log.nops);
 	cJSON_AddNumberToObject(o, "entries_changed", t->nkeys);
 	cJSON_AddNumberToObject(o, "files_changed", t->ninos + t->ncreated);
-	char *txt = cJSON_PrintUnformatted(o);
+	char *text = cJSON_PrintUnformatted(o), *out = NULL;
 	cJSON_Delete(o);
-	char *out = NULL;
-	if (txt && asprintf(&out, "%s\n", txt) < 0)
+	if (text && asprintf(&out, "%s\n", text) < 0)
 		out = NULL;
-	free(txt);
+	free(text);
 	return out;
 }

@@ -13,15 +13,19 @@
  * (never inline: the log is not in the WAL yet).
  *
  * Commit (txn_commit), under fs->lock:
- *   1. wait (bounded) until no handle in the view is open for writing,
- *      else EBUSY naming the open file;
+ *   1. wait (bounded) until no handle in the view is open for writing —
+ *      without holding a FUSE worker: txn_commit_async registers the wait
+ *      and the last close (or the bound) completes it; on expiry EBUSY,
+ *      the transaction stays active and last_error names the open file;
  *   2. validate the write set against the main tree (first committer wins):
  *      a directory entry (parent, name) the view created, removed or renamed
  *      conflicts if the main binding changed after S; an existing inode
  *      whose content, attributes or xattrs the view changed conflicts if its
- *      main head changed after S, or while it has a main-tree writer.
+ *      main head changed after S. A lost conflict aborts the transaction.
  *      Directory mtime/nlink are merged, never a conflict, so creating
  *      different names in one directory commits on both sides;
+ *   2b. a path of the write set open for writing in the main tree: EBUSY,
+ *      the transaction stays active (last_error) so it can be retried;
  *   3. make the packs durable, then append ONE WAL record holding the whole
  *      log (directory attributes recomputed as main head + the view's
  *      delta) — the commit point: all or nothing, also across a crash;
@@ -30,9 +34,13 @@
  *      a mix (fs.h F1);
  *   5. the caller (FUSE) waits until the record is durable before replying
  *      (txd_commit_needs_wait is true after a transaction commit).
- * A failed commit applies nothing; status says why:
- *   "aborted conflict path=<p> winner=<commit id>" or "aborted busy path=<p>
- *   reason=<...>".
+ * A failed commit applies nothing. status is one line (SPEC §4): "active",
+ * "committed ID" or "aborted REASON key=value... path=P" — REASON one word
+ * (conflict, request, rmdir, abandoned, snapshot-too-old, restart), the
+ * path last with '\n' and '\\' escaped: "aborted conflict winner=12 path=/a b".
+ * last_error (info.json) has the same shape: "busy reason=open-in-view
+ * path=/f" or "busy reason=main-tree-writer path=/f". Committing again
+ * reports the outcome again: 0 once committed, EBUSY once aborted.
  *
  * Invariants.
  *  T1 A view sees exactly the main tree as of S plus its own changes.
@@ -46,9 +54,24 @@
  *     (pid, start time) — and nothing is open in its view; it is aborted once
  *     abandoned for the grace period (-o txn_grace=, default 600 s) and
  *     logged.
+ *  T6 A commit that fails only because a file is open for writing (in the
+ *     view past the bound, or in the main tree on its write set) leaves the
+ *     transaction active, with last_error naming the file; only a lost
+ *     conflict (or abort, rmdir, the reaper, a restart) ends it.
+ *  T7 Committing an ended transaction reports its outcome again: 0 once
+ *     committed, EBUSY once aborted.
+ *  T8 No thread waits for a view's writers on behalf of a deferred commit
+ *     (txn_commit_async); it is answered exactly once, or withdrawn.
+ *  T9 Every transaction of the retention period has a record in
+ *     dtc/transactions, also across restarts; one the server did not finish
+ *     is "aborted restart" unless the log holds its commit.
  *
  * Lock order: as fs.h (wfile->lock → fs->lock). All txn_* functions below
- * are called with fs->lock held unless noted.
+ * are called with fs->lock held unless noted. A deferred commit's done
+ * callback runs with no engine lock held (it may take the FUSE request's
+ * lock); txn_cancel_wait runs inside FUSE's interrupt function, under the
+ * request's lock, and takes fs->lock: request lock → fs->lock, never the
+ * reverse.
  */
 #ifndef TXD_TXN_H
 #define TXD_TXN_H
@@ -62,6 +85,8 @@
 
 struct txd_fs;
 
+#define TXN_LINE 8448 /* a status line: a 4 KiB path escaped, and details */
+
 enum txn_state { TXN_ACTIVE, TXN_COMMITTED, TXN_ABORTED };
 
 struct txn_key { /* a directory entry of the write set */
@@ -69,14 +94,19 @@ struct txn_key { /* a directory entry of the write set */
 	char *name;
 };
 
+struct txn_wait; /* a deferred commit (txn_commit_async) */
+
 struct txn {
 	struct txn *next;      /* fs->txns */
+	struct txn_wait *waits; /* deferred commits waiting for the view's writers */
 	uint64_t id;
 	char *name;
 	uint64_t snap;         /* S */
 	enum txn_state state;
 	bool readonly, listed; /* listed: still in .txdir/txn (until rmdir) */
-	char status[4096];
+	char status[TXN_LINE];     /* one line, SPEC §4 */
+	char last_error[TXN_LINE]; /* a failed commit that left it active ("" none) */
+	uint64_t last_error_ns;
 	struct ns ns;          /* the view */
 	struct rec_buf log;    /* ops applied in the view, in order */
 	struct txn_key *keys;  /* write set: entries */
@@ -113,7 +143,27 @@ struct inode *txn_inode(struct txd_fs *fs, struct txn *t, uint64_t ino);
  * namespace and the log. -EROFS once ended or read-only. */
 int txn_apply(struct txd_fs *fs, struct txn *t, struct rec_buf *b);
 
+/* Commit, waiting on this thread (bounded) for the view's writers. */
 int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid);
+/* Commit without blocking this thread: while the view has writable handles
+ * open, registers done and returns -EINPROGRESS (holding a reference to t);
+ * txn_run_waits completes it once they have closed, the transaction has
+ * ended, or the bound (TXN_BUSY_WAIT_MS) has passed, calling done(arg, err)
+ * without fs->lock: 0 = committed (in the log; the caller waits for
+ * durability), else as txn_commit. Otherwise commits at once, as txn_commit
+ * (done is not called). */
+int txn_commit_async(struct txd_fs *fs, struct txn *t, pid_t pid,
+		     void (*done)(void *arg, int err), void *arg);
+/* Withdraw the deferred commit registered with arg (FUSE_INTERRUPT): 0 and
+ * done is never called, nothing applied; -ENOENT when it is already
+ * completing (done will be called). Takes fs->lock. */
+int txn_cancel_wait(struct txd_fs *fs, void *arg);
+/* Housekeeping thread, fs->lock held (released while done callbacks run):
+ * complete the deferred commits that are due. */
+void txn_run_waits(struct txd_fs *fs);
+/* A writable handle of t's view closed (fs->lock held): wakes commits
+ * waiting for it. */
+void txn_writer_closed(struct txd_fs *fs, struct txn *t);
 void txn_abort(struct txd_fs *fs, struct txn *t, const char *reason);
 /* rmdir: abort if active, unlist; freed when unreferenced. */
 void txn_remove(struct txd_fs *fs, struct txn *t);
@@ -128,5 +178,21 @@ void txn_expire_records(struct txd_fs *fs, uint32_t retain_s);
 
 /* JSON for info.json and dtc/transactions/ID (malloc'd). */
 char *txn_info_json(struct txd_fs *fs, const struct txn *t);
+
+/* Records across restarts (SPEC §5): the derived records under
+ * STORE/coordination/dtc/transactions/ID.json are written at begin (active)
+ * and at the end. Start-up: txn_records_load before replay notes the
+ * records not known finished, txn_replayed (for every replayed commit)
+ * finds the ones whose commit is in the log, txn_records_settle after
+ * replay rewrites the rest as "aborted restart". */
+int txn_records_load(struct txd_fs *fs);
+void txn_replayed(struct txd_fs *fs, uint64_t txn, uint64_t lsn);
+void txn_records_settle(struct txd_fs *fs);
+/* dtc/transactions/: the ids of in-memory transactions and of the records
+ * kept for the retention (-o retain=), ascending (malloc'd); the JSON of
+ * one (malloc'd, NULL if none). fs->lock held. */
+int txn_record_ids(struct txd_fs *fs, uint64_t **ids, uint32_t *n);
+char *txn_record_json(struct txd_fs *fs, uint64_t id);
+bool txn_record_exists(struct txd_fs *fs, uint64_t id);
 
 #endif

@@ -7,7 +7,9 @@
  * for that worker's reply; notifying synchronously there could deadlock. So
  * the callbacks only append to a FIFO queue, and this thread, which holds no
  * engine lock and serves no request, delivers the notes in order. Queued EINTR
- * replies for interrupted durability waits travel the same way (reply.c).
+ * replies for interrupted durability waits travel the same way (reply.c), and
+ * so do the replies of deferred commits: queued after the invalidations their
+ * commit queued, they reach the kernel after them.
  *
  * Lock order: `lock` is a leaf; nothing is called while holding it.
  * Notes queued before the session is attached wait for tx_notifier_attach.
@@ -20,13 +22,14 @@
 
 #include "txdirfs.h"
 
-enum note_kind { N_ENTRY, N_INODE, N_EINTR };
+enum note_kind { N_ENTRY, N_INODE, N_EINTR, N_WRITE };
 
 struct tx_note {
 	struct tx_note *next;
 	enum note_kind kind;
 	uint64_t node; /* N_ENTRY: parent */
 	fuse_req_t req;
+	size_t count; /* N_WRITE */
 	char name[]; /* N_ENTRY only */
 };
 
@@ -73,6 +76,17 @@ struct tx_note *tx_note_eintr(fuse_req_t req)
 	return n;
 }
 
+struct tx_note *tx_note_write(fuse_req_t req, size_t count)
+{
+	struct tx_note *n = note_new(N_WRITE, 0, 0);
+
+	if (n) {
+		n->req = req;
+		n->count = count;
+	}
+	return n;
+}
+
 /* Engine callback: only queue. A lost note leaves a stale dentry for at most
  * its entry timeout, so allocation failure is logged, not fatal. */
 static void on_inval_entry(void *arg, uint64_t parent, const char *name)
@@ -115,6 +129,9 @@ static void deliver(struct fuse_session *se, struct tx_note *n)
 		break;
 	case N_EINTR:
 		fuse_reply_err(n->req, EINTR);
+		break;
+	case N_WRITE:
+		fuse_reply_write(n->req, n->count);
 		break;
 	}
 	/* ENOENT: the kernel had nothing cached; ENODEV/EBADF: unmounting. */

@@ -353,9 +353,11 @@ static void tx_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 /* A control-file write may be a commit (a vote, a lease TTL), hence the
- * committed reply. Page-cache writeback (fi->writepage) only ever reaches
- * data files (control files are direct_io), whose writes change the working
- * copy and commit nothing, so it is answered at once. */
+ * committed reply; a transaction commit waiting for its view's writers is
+ * answered later from reply.c (tx_write_deferrable). Page-cache writeback
+ * (fi->writepage) only ever reaches data files (control files are
+ * direct_io), whose writes change the working copy and commit nothing, so it
+ * is answered at once. */
 static void tx_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
@@ -363,8 +365,12 @@ static void tx_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 	tx_caller(req);
 	n = kill_suidgid(ino);
-	if (n == 0)
+	if (n == 0 && fi->writepage)
 		n = txd_write(FS, fi->fh, buf, size, (uint64_t)off);
+	else if (n == 0)
+		n = tx_write_deferrable(req, fi->fh, buf, size, (uint64_t)off);
+	if (n == -EINPROGRESS)
+		return; /* reply.c answers */
 	if (n < 0)
 		fuse_reply_err(req, tx_errno(n, "write"));
 	else if (fi->writepage)

@@ -13,6 +13,17 @@
  *    fuse_req_interrupt_func(req, NULL, NULL): that takes the request's lock
  *    and so waits out an interrupt function still running. Win or lose, it
  *    then frees the pending struct.
+ *
+ * A write the engine defers (tx_write_deferrable: a transaction commit
+ * waiting for its view's writers) is kept the same way, but the engine, not
+ * this file, decides who answers: the interrupt function asks the engine to
+ * withdraw the commit (txd_write_cancel) and answers EINTR only if it did;
+ * otherwise the engine's completion answers. The completion first clears
+ * the interrupt function (waiting out a running one), then either replies
+ * the error or waits for durability like any commit; the success reply goes
+ * through the notifier's queue, behind the invalidations the commit queued
+ * (the engine flushes them before calling back), so a stat(2) after the
+ * write returned never sees the old size through a stale dentry.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -97,6 +108,7 @@ struct pending {
 	fuse_req_t req;
 	atomic_bool replied;
 	bool interruptible;
+	bool ordered; /* R_WRITE through the notifier, after the invalidations */
 	enum reply_kind kind;
 	struct fuse_entry_param e;
 	struct fuse_file_info fi;
@@ -132,6 +144,14 @@ static void send_ok(struct pending *p)
 		fuse_reply_attr(p->req, &p->e.attr, p->attr_timeout);
 		break;
 	case R_WRITE:
+		if (p->ordered) {
+			struct tx_note *n = tx_note_write(p->req, p->count);
+
+			if (n) {
+				tx_note_post(n);
+				break;
+			}
+		}
 		fuse_reply_write(p->req, p->count);
 		break;
 	}
@@ -194,6 +214,7 @@ static void reply_committed(fuse_req_t req, struct pending *tmpl)
 
 	tmpl->req = req;
 	if (!txd_commit_needs_wait(txdirfs.fs)) {
+		tmpl->ordered = false; /* nothing waited for: answer now */
 		send_ok(tmpl);
 		return;
 	}
@@ -243,7 +264,9 @@ void tx_reply_attr_committed(fuse_req_t req, uint64_t node, const struct txd_att
 
 void tx_reply_write_committed(fuse_req_t req, size_t count)
 {
-	struct pending t = {.kind = R_WRITE, .count = count};
+	/* a write that committed (a transaction's commit to its ctl) answers
+	 * behind the invalidations it queued, as a deferred one does */
+	struct pending t = {.kind = R_WRITE, .count = count, .ordered = true};
 
 	reply_committed(req, &t);
 }
@@ -261,4 +284,60 @@ void tx_reply_when_durable(fuse_req_t req, uint64_t lsn)
 	p->interruptible = true;
 	atomic_init(&p->replied, false);
 	wait_then_reply(p, lsn);
+}
+
+/* ---- deferred writes (a commit waiting for its view's writers) ------------ */
+
+static void on_write_interrupt(fuse_req_t req, void *arg)
+{
+	struct tx_note *n = tx_note_eintr(req);
+
+	if (!n)
+		return; /* interrupts are advisory: the engine will answer */
+	if (txd_write_cancel(txdirfs.fs, arg) != 0) {
+		free(n); /* already completing: its callback answers */
+		return;
+	}
+	free(arg); /* withdrawn: the engine never calls back */
+	tx_note_post(n);
+}
+
+/* Engine thread, no engine lock held. */
+static void on_write_done(void *arg, int err)
+{
+	struct pending *p = arg;
+
+	fuse_req_interrupt_func(p->req, NULL, NULL);
+	if (err) {
+		fuse_reply_err(p->req, tx_errno(err, "commit"));
+		free(p);
+		return;
+	}
+	p->interruptible = false; /* committed: only durability is left */
+	p->ordered = true; /* the kernel drops what the commit replaced first */
+	atomic_store(&p->replied, false);
+	wait_then_reply(p, txd_current_lsn(txdirfs.fs));
+}
+
+ssize_t tx_write_deferrable(fuse_req_t req, uint64_t fh, const char *buf, size_t size,
+			    uint64_t off)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+	ssize_t n;
+
+	if (!p)
+		return txd_write(txdirfs.fs, fh, buf, size, off);
+	p->req = req;
+	p->kind = R_WRITE;
+	p->count = size;
+	atomic_init(&p->replied, false);
+	/* registered first: an interrupt that arrives before the engine has
+	 * the commit finds nothing to withdraw and is ignored */
+	fuse_req_interrupt_func(req, on_write_interrupt, p);
+	n = txd_write_async(txdirfs.fs, fh, buf, size, off, on_write_done, p);
+	if (n == -EINPROGRESS)
+		return n; /* p belongs to the callbacks now */
+	fuse_req_interrupt_func(req, NULL, NULL);
+	free(p);
+	return n;
 }

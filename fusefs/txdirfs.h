@@ -74,6 +74,13 @@ void tx_reply_write_committed(fuse_req_t req, size_t count);
 /* Replies 0 once lsn is durable, or EINTR if the caller is interrupted first
  * (FSYNC, FSYNCDIR, FLUSH: the request is kept, the worker returns). */
 void tx_reply_when_durable(fuse_req_t req, uint64_t lsn);
+/* txd_write that may be deferred by the engine (txd_write_async: a commit
+ * waiting for its view's writers). -EINPROGRESS: the request is kept and
+ * answered later — the count once committed and durable, the engine's
+ * error, or EINTR on FUSE_INTERRUPT (the engine withdraws the commit);
+ * anything else: the caller replies, as after txd_write. */
+ssize_t tx_write_deferrable(fuse_req_t req, uint64_t fh, const char *buf, size_t size,
+			    uint64_t off);
 
 /* ---- notify.c ---- */
 int tx_notifier_start(struct txd_fs *fs);
@@ -86,6 +93,8 @@ void tx_notifier_stop(void);
  * tx_note_post hands it to the thread. */
 struct tx_note;
 struct tx_note *tx_note_eintr(fuse_req_t req);
+/* A queued write reply (count), delivered after every note queued before it. */
+struct tx_note *tx_note_write(fuse_req_t req, size_t count);
 void tx_note_post(struct tx_note *n);
 
 /* ---- main.c ---- */

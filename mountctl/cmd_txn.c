@@ -6,7 +6,7 @@
  * {"transactions":[info.json, ...]} sorted by name, each document as the
  * server rendered it (re-printing would turn 64-bit nanosecond times into
  * doubles), or, when it lacks "name" or "status", rebuilt with them. abort writes
- * "abort" to NAME/ctl and leaves the record (status "aborted by request"),
+ * "abort" to NAME/ctl and leaves the record (status "aborted request"),
  * so that its creator learns why; rmdir NAME drops it.
  */
 #include <errno.h>
@@ -83,38 +83,81 @@ static const char *began(const cJSON *doc, char *buf, size_t n)
 	return buf;
 }
 
-/* Widens *w to the text of field key in every row. */
-static void widen(cJSON *list, const char *key, int *w)
+/* Text for one table cell: newline, tab and backslash escaped as \n, \t,
+ * \\, other control bytes as \xHH, so a name can neither break a row nor
+ * hide its characters (malloc'd). */
+static char *cell(const char *text)
 {
-	char buf[32];
-	cJSON *t;
+	size_t n = 0;
+	char *out = malloc(strlen(text) * 4 + 1);
 
-	cJSON_ArrayForEach(t, list) {
-		int len = (int)strlen(field(t, key, buf, sizeof(buf)));
-
-		if (len > *w)
-			*w = len;
+	if (!out)
+		abort();
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+		if (*p == '\n' || *p == '\t' || *p == '\\') {
+			out[n++] = '\\';
+			out[n++] = *p == '\n' ? 'n' : *p == '\t' ? 't' : '\\';
+		} else if (*p < 0x20 || *p == 0x7f) {
+			n += (size_t)sprintf(out + n, "\\x%02x", *p);
+		} else {
+			out[n++] = (char)*p;
+		}
 	}
+	out[n] = '\0';
+	return out;
 }
 
+enum { COL_NAME, COL_TXID, COL_PID, COL_BEGAN, COL_CHANGED, COL_STATUS, NCOL };
+
+/* The row's cells (malloc'd each). */
+static void row_cells(const cJSON *t, char *cells[NCOL])
+{
+	char buf[64];
+
+	cells[COL_NAME] = cell(field(t, "name", buf, sizeof(buf)));
+	cells[COL_TXID] = cell(field(t, "txid", buf, sizeof(buf)));
+	cells[COL_PID] = cell(field(t, "creator_pid", buf, sizeof(buf)));
+	cells[COL_BEGAN] = cell(began(t, buf, sizeof(buf)));
+	cells[COL_CHANGED] = cell(field(t, "files_changed", buf, sizeof(buf)));
+	cells[COL_STATUS] = cell(cJSON_GetObjectItemCaseSensitive(t, "status")->valuestring);
+}
+
+/* Columns as wide as their widest cell; names and status left-aligned,
+ * numbers right-aligned; the last column unpadded. */
 static void print_table(cJSON *list)
 {
-	int wn = 4, wt = 4, wp = 3;
+	static const char *const head[NCOL] = {"NAME", "TXID", "PID", "BEGAN", "CHANGED", "STATUS"};
+	static const bool right[NCOL] = {false, true, true, false, true, false};
+	int n = cJSON_GetArraySize(list), w[NCOL];
+	char *(*rows)[NCOL] = calloc((size_t)n + 1, sizeof(*rows));
 	cJSON *t;
+	int r = 0;
 
-	widen(list, "name", &wn);
-	widen(list, "txid", &wt);
-	widen(list, "creator_pid", &wp);
-	printf("%-*s  %*s  %*s  %-20s  %7s  %s\n", wn, "NAME", wt, "TXID", wp, "PID", "BEGAN",
-	       "CHANGED", "STATUS");
+	if (!rows)
+		abort();
+	for (int c = 0; c < NCOL; c++)
+		w[c] = (int)strlen(head[c]);
 	cJSON_ArrayForEach(t, list) {
-		char a[32], b[32], c[32], d[32], e[32];
-
-		printf("%-*s  %*s  %*s  %-20s  %7s  %s\n", wn, field(t, "name", a, sizeof(a)), wt,
-		       field(t, "txid", b, sizeof(b)), wp, field(t, "creator_pid", c, sizeof(c)),
-		       began(t, d, sizeof(d)), field(t, "files_changed", e, sizeof(e)),
-		       cJSON_GetObjectItemCaseSensitive(t, "status")->valuestring);
+		row_cells(t, rows[r]);
+		for (int c = 0; c < NCOL; c++)
+			if ((int)strlen(rows[r][c]) > w[c])
+				w[c] = (int)strlen(rows[r][c]);
+		r++;
 	}
+	for (int k = -1; k < n; k++) {
+		for (int c = 0; c < NCOL; c++) {
+			const char *text = k < 0 ? head[c] : rows[k][c];
+
+			if (c == NCOL - 1)
+				printf("%s\n", text);
+			else
+				printf(right[c] ? "%*s  " : "%-*s  ", w[c], text);
+		}
+	}
+	for (int k = 0; k < n; k++)
+		for (int c = 0; c < NCOL; c++)
+			free(rows[k][c]);
+	free(rows);
 }
 
 static void print_json(cJSON *list, char **raw)

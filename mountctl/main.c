@@ -62,7 +62,7 @@ static const struct mc_cmd cmds[] = {
 	{"txn", cmd_txn, "txn list MNT [--json] | txn abort MNT NAME",
 	 "list: the transactions of MNT/.txdir/txn with their status (--json: the\n"
 	 "info.json of each, plus \"status\"). abort: abort the active transaction\n"
-	 "NAME; its record stays (status \"aborted by request\") for its creator."},
+	 "NAME; its record stays (status \"aborted request\") for its creator."},
 	{"state", cmd_not_implemented, "state get|set MNT [--if-version N] [FILE]",
 	 "Read or replace the global state document. Not implemented yet."},
 	{"fsck", cmd_not_implemented, "fsck STORE",

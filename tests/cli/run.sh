@@ -283,18 +283,49 @@ mc txn list "$M"
 expect "txn list: a header and the transaction" 0 "^manual .* active$"
 mc txn abort "$M" manual
 expect "txn abort" 0
-if [ "$(content "$M/.txdir/txn/manual/status")" = "aborted by request" ]; then
+if [ "$(content "$M/.txdir/txn/manual/status")" = "aborted request" ]; then
 	ok "txn abort leaves the record with its reason"
 else
 	not_ok "txn abort leaves the record with its reason"
 fi
 mc txn list --json "$M"
-expect "txn list --json shows the aborted one" 0 '"status":[[:space:]]*"aborted by request"'
+expect "txn list --json shows the aborted one" 0 '"status":[[:space:]]*"aborted request"'
 mc txn abort "$M" nosuch
 expect "txn abort of an unknown name: 1" 1 "no transaction nosuch"
 mc txn frob "$M"
 expect "txn with an unknown subcommand: 2" 2 "unknown subcommand"
 timeout 10 rmdir "$M/.txdir/txn/manual"
+
+# A name with a newline, a tab and a backslash stays on its row, escaped; every
+# column (CHANGED included) starts where its header does.
+odd=$'two\nlines\tand\\'
+timeout 10 mkdir "$M/.txdir/txn/$odd" "$M/.txdir/txn/x"
+timeout 10 sh -c "echo 12345 > '$M/.txdir/txn/x/root/f'"
+mc txn list "$M"
+aligned() { # the table in $OUT: each column where its header is
+	local head line c w at len
+	head=$(head -n 1 <<<"$OUT")
+	[ "$(wc -l <<<"$OUT")" -eq 3 ] || return 1
+	while IFS= read -r line; do
+		for c in NAME:l TXID:r PID:r BEGAN:l CHANGED:r STATUS:l; do
+			w=${c%:*}
+			at=$(awk -v h="$head" -v w="$w" 'BEGIN { print index(h, w) - 1 }')
+			len=${#w}
+			if [ "${c#*:}" = l ]; then # starts where the header starts
+				[ "${line:at:1}" != " " ] || return 1
+				[ "$at" -eq 0 ] || [ "${line:at-1:1}" = " " ] || return 1
+			else # ends where the header ends
+				[ "${line:at+len-1:1}" != " " ] && [ "${line:at+len:1}" = " " ] || return 1
+			fi
+		done
+	done < <(tail -n +2 <<<"$OUT")
+}
+if [ "$RC" -eq 0 ] && grep -qF 'two\nlines\tand\\ ' <<<"$OUT" && aligned; then
+	ok "txn list: a name with a newline, tab and backslash is escaped on one row; columns aligned"
+else
+	not_ok "txn list: escaped names and aligned columns" "$OUT"
+fi
+timeout 10 rmdir "$M/.txdir/txn/$odd" "$M/.txdir/txn/x"
 
 # ---- as a non-root user (user namespace) ------------------------------------------
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then

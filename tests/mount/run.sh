@@ -9,7 +9,7 @@
 # one file against a model: a native control, seeds on the mount, and a run
 # verified again after unmount + remount), then a few server-level scenarios,
 # then nsdiff.py (random metadata operations against the native dir), then
-# crash.sh, programs.sh, txncrash.sh and ctllog.sh (each with its own summary).
+# crash.sh, programs.sh, txncrash.sh, ctllog.sh and txnwait.sh (each with its own summary).
 # A case that cannot run here (not root, no setpriv) is skipped, not passed:
 # it prints "# SKIP WHAT: REASON" (tests/check.sh collects those lines) and
 # counts in N skipped. The last line is "N passed, N failed, N skipped";
@@ -162,6 +162,9 @@ run_prog "txncrash.sh" bash "$HERE/txncrash.sh"
 # The control tree's records: JSON, events across SIGKILL, tail -1, a
 # 24,000-path commit, no leak to nobody, stats (ctllog.sh).
 run_prog "ctllog.sh" bash "$HERE/ctllog.sh"
+# A commit waiting for its view's writers (deferred, interruptible), and
+# transaction records across a server SIGKILL.
+run_prog "txnwait.sh" bash "$HERE/txnwait.sh"
 
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

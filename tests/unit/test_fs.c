@@ -741,7 +741,7 @@ Test(fs, max_snapshot_age_releases_old_snapshots)
 	char *st;
 	size_t len;
 	cr_assert_eq(tt_get(fs, ".txdir/txn/old/status", &st, &len), 0);
-	cr_expect_eq(strncmp(st, "aborted snapshot too old", 24), 0, "%s", st);
+	cr_expect_eq(strncmp(st, "aborted snapshot-too-old", 24), 0, "%s", st);
 	free(st);
 	txd_release(fs, r.fh);
 	expect_file("f", "v1");

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ttsuite.h"
+#include <cjson/cJSON.h>
 
 TestSuite(txn, .init = setup, .fini = teardown, .timeout = 120);
 
@@ -60,6 +61,25 @@ static char *status(const char *name)
 	snprintf(path, sizeof(path), ".txdir/txn/%s/status", name);
 	cr_assert_eq(tt_get(fs, path, &data, &len), 0);
 	return data;
+}
+
+
+static cJSON *info(const char *name)
+{
+	char path[600], *data;
+	size_t len;
+	snprintf(path, sizeof(path), ".txdir/txn/%s/info.json", name);
+	cr_assert_eq(tt_get(fs, path, &data, &len), 0);
+	cJSON *j = cJSON_Parse(data);
+	cr_assert_not_null(j, "info.json is not JSON: %s", data);
+	free(data);
+	return j;
+}
+
+static const char *jstr(cJSON *j, const char *key)
+{
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 static char *vpath(const char *txn, const char *path)
@@ -146,8 +166,10 @@ Test(txn, write_write_conflict_both_orders)
 		cr_expect_eq(cmd(second, "commit"), -EBUSY);
 		char *st = status(second);
 		char want[64];
-		snprintf(want, sizeof(want), "aborted conflict path=/%s winner=", name);
-		cr_expect_eq(strncmp(st, want, strlen(want)), 0, "%s", st);
+		snprintf(want, sizeof(want), " path=/%s\n", name);
+		cr_expect_eq(strncmp(st, "aborted conflict winner=", 24), 0, "%s", st);
+		cr_expect(strlen(st) > strlen(want) && strcmp(st + strlen(st) - strlen(want), want) == 0,
+			  "%s", st);
 		free(st);
 		expect_file(name, order ? "from y" : "from x");
 		if (order == 0)
@@ -249,10 +271,10 @@ Test(txn, abort_and_rmdir_apply_nothing)
 	cr_assert_eq(tt_put(fs, vpath("t", "x"), "x", 1), 0);
 	cr_assert_eq(cmd("t", "abort"), 0);
 	char *st = status("t");
-	cr_expect_str_eq(st, "aborted by request\n");
+	cr_expect_str_eq(st, "aborted request\n");
 	free(st);
 	expect_absent("x");
-	cr_expect_eq(cmd("t", "commit"), -ESTALE, "an aborted transaction does not commit");
+	cr_expect_eq(cmd("t", "commit"), -EBUSY, "an aborted transaction does not commit");
 	cr_assert_eq(end_txn("t"), 0);
 	cr_assert_eq(begin("u"), 0);
 	cr_assert_eq(tt_put(fs, vpath("u", "y"), "y", 1), 0);
@@ -287,7 +309,7 @@ Test(txn, read_only_snapshot)
 	cr_assert_eq(cmd("r", "abort"), 0);
 }
 
-/* SPEC §4: a commit waits (bounded) for the view's writable handles, then
+/* T6 (SPEC §4): a commit waits (bounded) for the view's writable handles, then
  * fails EBUSY and stays active; after the close it commits. */
 Test(txn, commit_waits_for_writers)
 {
@@ -299,8 +321,12 @@ Test(txn, commit_waits_for_writers)
 	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
 	cr_expect_eq(cmd("t", "commit"), -EBUSY);
 	char *st = status("t");
-	cr_expect_not_null(strstr(st, "open for writing"), "%s", st);
+	cr_expect_str_eq(st, "active\n");
 	free(st);
+	cJSON *j = info("t");
+	const char *le = jstr(j, "last_error");
+	cr_expect(le && strcmp(le, "busy reason=open-in-view path=/f") == 0, "%s", le);
+	cJSON_Delete(j);
 	cr_assert_eq(txd_write(fs, w.fh, "y", 1, 0), 1);
 	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0);
 	txd_release(fs, w.fh);
@@ -652,4 +678,332 @@ Test(txn, control_nodes_are_stable)
 	cr_assert_eq(tt_resolve(fs, ".txdir/txn/t", NULL, NULL, &a), 0);
 	cr_assert_eq(tt_resolve(fs, ".txdir/txn/t", NULL, NULL, &b), 0);
 	cr_expect_eq(a, b);
+}
+
+/* T6 (SPEC §4): a commit that meets a main-tree writer of its write set fails
+ * EBUSY, applies nothing, stays active, and last_error names the path; after
+ * the writer closes it commits. */
+Test(txn, commit_meeting_main_writer_stays_active)
+{
+	cr_assert_eq(tt_put(fs, "a b", "base", 4), 0);
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_put(fs, vpath("t", "a b"), "txn", 3), 0);
+	uint64_t node;
+	struct txd_open_out w;
+	cr_assert_eq(tt_resolve(fs, "a b", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
+	cr_expect_eq(cmd("t", "commit"), -EBUSY);
+	char *st = status("t");
+	cr_expect_str_eq(st, "active\n");
+	free(st);
+	cJSON *j = info("t");
+	const char *le = jstr(j, "last_error");
+	cr_expect(le && strstr(le, "busy") && strstr(le, "path=/a b"), "last_error: %s", le);
+	cr_expect_str_eq(jstr(j, "state"), "active");
+	cJSON_Delete(j);
+	expect_file("a b", "base");
+	txd_release(fs, w.fh);
+	cr_expect_eq(cmd("t", "commit"), 0);
+	expect_file("a b", "txn");
+	j = info("t");
+	cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "last_error")) ||
+		  !cJSON_GetObjectItemCaseSensitive(j, "last_error"), "cleared by the commit");
+	cJSON_Delete(j);
+}
+
+/* SPEC §4: one line, reason one word, key=value details, the path last and
+ * escaped (\n, \\). */
+Test(txn, status_line_parses_whatever_the_path)
+{
+	const char *name = "a b\nc\\d";
+	cr_assert_eq(tt_put(fs, name, "base", 4), 0);
+	cr_assert_eq(begin("x"), 0);
+	cr_assert_eq(begin("y"), 0);
+	cr_assert_eq(tt_put(fs, vpath("x", name), "x", 1), 0);
+	cr_assert_eq(tt_put(fs, vpath("y", name), "y", 1), 0);
+	cr_assert_eq(cmd("x", "commit"), 0);
+	cr_expect_eq(cmd("y", "commit"), -EBUSY);
+	char *st = status("y"), *nl = strchr(st, '\n');
+	cr_expect(nl && nl[1] == 0, "one line: [%s]", st);
+	unsigned long long winner;
+	int pos = 0;
+	cr_expect_eq(sscanf(st, "aborted conflict winner=%llu path=%n", &winner, &pos), 1, "%s", st);
+	cr_expect_str_eq(st + pos, "/a b\\nc\\\\d\n");
+	free(st);
+	cr_assert_eq(cmd("x", "abort"), -EINVAL, "committed: too late to abort");
+	cr_assert_eq(begin("r"), 0);
+	cr_assert_eq(cmd("r", "abort"), 0);
+	st = status("r");
+	cr_expect_str_eq(st, "aborted request\n");
+	free(st);
+	cr_assert_eq(begin("m"), 0);
+	cr_assert_eq(end_txn("m"), 0);
+}
+
+/* info.json is valid JSON whatever the name holds, with every field. */
+Test(txn, info_json_is_json)
+{
+	cr_assert_eq(begin("a b\"q\\"), 0);
+	cJSON *j = info("a b\"q\\");
+	cr_expect_str_eq(jstr(j, "name"), "a b\"q\\");
+	cr_expect_str_eq(jstr(j, "status"), "active");
+	cr_expect_str_eq(jstr(j, "state"), "active");
+	cr_expect_not_null(cJSON_GetObjectItemCaseSensitive(j, "last_error"));
+	cr_expect_not_null(cJSON_GetObjectItemCaseSensitive(j, "txid"));
+	cr_expect_not_null(cJSON_GetObjectItemCaseSensitive(j, "began"));
+	cJSON_Delete(j);
+}
+
+/* T7 (SPEC §4): committing again reports the same outcome: EBUSY for aborted,
+ * success for committed — never ESTALE. */
+Test(txn, repeated_commits_report_the_outcome)
+{
+	cr_assert_eq(begin("c"), 0);
+	cr_assert_eq(tt_put(fs, vpath("c", "f"), "c", 1), 0);
+	cr_assert_eq(cmd("c", "commit"), 0);
+	cr_expect_eq(cmd("c", "commit"), 0);
+	cr_assert_eq(begin("a"), 0);
+	cr_assert_eq(cmd("a", "abort"), 0);
+	cr_expect_eq(cmd("a", "commit"), -EBUSY);
+	cr_expect_eq(cmd("a", "commit"), -EBUSY);
+	cr_assert_eq(tt_put(fs, "g", "base", 4), 0);
+	cr_assert_eq(begin("x"), 0);
+	cr_assert_eq(begin("y"), 0);
+	cr_assert_eq(tt_put(fs, vpath("x", "g"), "x", 1), 0);
+	cr_assert_eq(tt_put(fs, vpath("y", "g"), "y", 1), 0);
+	cr_assert_eq(cmd("x", "commit"), 0);
+	cr_expect_eq(cmd("y", "commit"), -EBUSY);
+	cr_expect_eq(cmd("y", "commit"), -EBUSY, "a lost conflict stays lost");
+}
+
+/* ---- deferred commits (txd_write_async): the wait holds no thread ----------------- */
+struct answer {
+	sem_t sem;
+	int err;
+};
+
+static void on_answer(void *arg, int err)
+{
+	struct answer *a = arg;
+	a->err = err;
+	sem_post(&a->sem);
+}
+
+static int wait_answer(struct answer *a, int seconds)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += seconds;
+	return sem_timedwait(&a->sem, &until);
+}
+
+/* Start `commit` on NAME without blocking; returns the write's result. */
+static ssize_t commit_async(const char *name, struct answer *a, uint64_t *fh)
+{
+	char path[600];
+	uint64_t node;
+	struct txd_open_out oo;
+	snprintf(path, sizeof(path), ".txdir/txn/%s/ctl", name);
+	cr_assert_eq(tt_resolve(fs, path, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY, &oo), 0);
+	*fh = oo.fh;
+	return txd_write_async(fs, oo.fh, "commit\n", 7, 0, on_answer, a);
+}
+
+static uint64_t open_view_writer(const char *txn, const char *path)
+{
+	uint64_t node;
+	struct txd_open_out w;
+	cr_assert_eq(tt_resolve(fs, vpath(txn, path), NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
+	return w.fh;
+}
+
+/* T8 (SPEC §4): the commit waits for the view's writer without a thread, and
+ * completes when it closes. */
+Test(txn, deferred_commit_completes_at_the_close)
+{
+	struct answer a = {.err = 1};
+	uint64_t ctl;
+	cr_assert_eq(sem_init(&a.sem, 0, 0), 0);
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_put(fs, vpath("t", "f"), "x", 1), 0);
+	uint64_t w = open_view_writer("t", "f");
+	cr_assert_eq(commit_async("t", &a, &ctl), -EINPROGRESS);
+	cr_assert_eq(txd_write(fs, w, "y", 1, 0), 1);
+	cr_assert_eq(txd_flush(fs, w, &tt_cred, NULL), 0);
+	cr_assert_eq(txd_release(fs, w), 0);
+	cr_assert_eq(wait_answer(&a, 1), 0, "answered at the close, well inside the 2 s bound");
+	cr_expect_eq(a.err, 0);
+	expect_file("f", "y");
+	txd_release(fs, ctl);
+	/* nothing to wait for: completes at once */
+	cr_assert_eq(begin("u"), 0);
+	cr_assert_eq(commit_async("u", &a, &ctl), 7);
+	txd_release(fs, ctl);
+}
+
+/* T6, T8: the bound: EBUSY, still active, last_error names the open file. */
+Test(txn, deferred_commit_gives_up_at_the_bound)
+{
+	struct answer a = {.err = 1};
+	uint64_t ctl;
+	cr_assert_eq(sem_init(&a.sem, 0, 0), 0);
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_put(fs, vpath("t", "open file"), "x", 1), 0);
+	uint64_t w = open_view_writer("t", "open file");
+	cr_assert_eq(commit_async("t", &a, &ctl), -EINPROGRESS);
+	cr_assert_eq(wait_answer(&a, 10), 0);
+	cr_expect_eq(a.err, -EBUSY);
+	char *st = status("t");
+	cr_expect_str_eq(st, "active\n");
+	free(st);
+	cJSON *j = info("t");
+	cr_expect_str_eq(jstr(j, "last_error"), "busy reason=open-in-view path=/open file");
+	cJSON_Delete(j);
+	txd_release(fs, w);
+	txd_release(fs, ctl);
+	cr_expect_eq(cmd("t", "commit"), 0);
+}
+
+/* FUSE_INTERRUPT: a withdrawn commit is never answered and applies nothing;
+ * the transaction stays active. An abort meanwhile answers EBUSY. */
+Test(txn, deferred_commit_cancel_and_abort)
+{
+	struct answer a = {.err = 1};
+	uint64_t ctl;
+	cr_assert_eq(sem_init(&a.sem, 0, 0), 0);
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_put(fs, vpath("t", "f"), "x", 1), 0);
+	uint64_t w = open_view_writer("t", "f");
+	cr_assert_eq(commit_async("t", &a, &ctl), -EINPROGRESS);
+	cr_expect_eq(txd_write_cancel(fs, &a), 0);
+	cr_expect_eq(txd_write_cancel(fs, &a), -ENOENT);
+	txd_release(fs, w);
+	cr_expect_neq(wait_answer(&a, 3), 0, "a withdrawn commit is not answered");
+	expect_absent("f");
+	char *st = status("t");
+	cr_expect_str_eq(st, "active\n");
+	free(st);
+	txd_release(fs, ctl);
+	w = open_view_writer("t", "f");
+	cr_assert_eq(commit_async("t", &a, &ctl), -EINPROGRESS);
+	cr_assert_eq(end_txn("t"), 0);
+	cr_assert_eq(wait_answer(&a, 2), 0, "the end answers at once");
+	cr_expect_eq(a.err, -EBUSY);
+	txd_release(fs, w);
+	txd_release(fs, ctl);
+	expect_absent("f");
+}
+
+static int collect_name(void *arg, const char *name, const struct txd_entry *e, uint64_t next)
+{
+	(void)e;
+	(void)next;
+	char **all = arg;
+	char *more = NULL;
+	cr_assert_geq(asprintf(&more, "%s%s\n", *all ? *all : "", name), 0);
+	free(*all);
+	*all = more;
+	return 0;
+}
+
+/* The names in directory path, one per line (malloc'd). */
+static char *list_dir(const char *path)
+{
+	uint64_t node, dh;
+	char *all = NULL;
+	cr_assert_eq(tt_resolve(fs, path, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_opendir(fs, node, &dh), 0);
+	cr_assert_eq(txd_readdir(fs, dh, 0, false, collect_name, &all), 0);
+	txd_releasedir(fs, dh);
+	return all;
+}
+
+/* T9 (SPEC §5 dtc/transactions): records survive a restart; one active when the
+ * server stopped is "aborted restart" — unless the log has its commit (a
+ * crash between the commit record and the rewrite of the record). */
+static char *record(uint64_t id)
+{
+	char path[64], *data = NULL;
+	size_t len;
+	snprintf(path, sizeof(path), ".txdir/dtc/transactions/%llu", (unsigned long long)id);
+	return tt_get(fs, path, &data, &len) ? NULL : data;
+}
+
+static uint64_t txid_of(const char *name)
+{
+	cJSON *j = info(name);
+	uint64_t id = (uint64_t)cJSON_GetObjectItemCaseSensitive(j, "txid")->valuedouble;
+	cJSON_Delete(j);
+	return id;
+}
+
+Test(txn, records_across_restarts)
+{
+	cr_assert_eq(begin("c"), 0);
+	cr_assert_eq(tt_put(fs, vpath("c", "f"), "c", 1), 0);
+	cr_assert_eq(cmd("c", "commit"), 0);
+	cr_assert_eq(begin("lost"), 0); /* committed, but its record still says active */
+	cr_assert_eq(tt_put(fs, vpath("lost", "g"), "g", 1), 0);
+	uint64_t c = txid_of("c"), lost = txid_of("lost");
+	char path[700], *active = record(lost);
+	cr_assert_not_null(active);
+	cr_assert_eq(cmd("lost", "commit"), 0);
+	cr_assert_eq(begin("r"), 0);
+	uint64_t r = txid_of("r");
+	cr_assert_eq(txd_sync_wait(fs), 0);
+	faultos_install(); /* a crash: no checkpoint, the records as they were */
+	faultos_power_cut(7);
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_revive();
+	faultos_uninstall();
+	snprintf(path, sizeof(path), "%s/coordination/dtc/transactions/%llu.json", store,
+		 (unsigned long long)lost);
+	FILE *f = fopen(path, "w"); /* as if the crash came before its rewrite */
+	cr_assert_not_null(f);
+	fputs(active, f);
+	fclose(f);
+	free(active);
+	reopen();
+	char *rc = record(c), *rl = record(lost), *rr = record(r);
+	cr_assert(rc && rl && rr, "all three listed after the restart (%d %d %d)", !!rc, !!rl, !!rr);
+	cr_expect_not_null(strstr(rc, "\"status\":\"committed "), "%s", rc);
+	cr_expect_not_null(strstr(rl, "\"state\":\"committed\""), "the log decides: %s", rl);
+	cr_expect_not_null(strstr(rr, "\"state\":\"aborted\""), "%s", rr);
+	cr_expect_not_null(strstr(rr, "\"status\":\"aborted restart\""), "%s", rr);
+	char want[48];
+	snprintf(want, sizeof(want), "\"txid\":%llu,", (unsigned long long)r);
+	cr_expect_not_null(strstr(rr, want), "exact ids: %s", rr);
+	free(rc);
+	free(rl);
+	free(rr);
+	/* the directory lists them */
+	char *listing = list_dir(".txdir/dtc/transactions");
+	snprintf(want, sizeof(want), "%llu", (unsigned long long)r);
+	cr_expect_not_null(strstr(listing, want), "%s", listing);
+	free(listing);
+}
+
+/* T6: the write set's entries count too — the view removes a name whose
+ * main-tree file is open for writing: EBUSY, active, nothing applied. */
+Test(txn, commit_removing_a_file_with_a_main_writer_stays_active)
+{
+	cr_assert_eq(tt_put(fs, "w", "main", 4), 0);
+	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_unlink(fs, vpath("t", "w")), 0);
+	uint64_t node;
+	struct txd_open_out w;
+	cr_assert_eq(tt_resolve(fs, "w", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
+	cr_expect_eq(cmd("t", "commit"), -EBUSY);
+	cJSON *j = info("t");
+	cr_expect_str_eq(jstr(j, "last_error"), "busy reason=main-tree-writer path=/w");
+	cr_expect_str_eq(jstr(j, "state"), "active");
+	cJSON_Delete(j);
+	expect_file("w", "main");
+	txd_release(fs, w.fh);
+	cr_expect_eq(cmd("t", "commit"), 0);
+	expect_absent("w");
 }
