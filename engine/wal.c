@@ -1126,6 +1126,7 @@ void wal_get_stats(struct wal *w, struct wal_stats *st)
 	st->bytes = w->st_bytes;
 	st->syncs = w->st_syncs;
 	st->synced_records = w->st_synced_records;
+	st->mem_bytes = w->abuf_cap;
 	st->disk_bytes = 0;
 	for (i = 0; i < w->nsegs; i++)
 		st->disk_bytes += w->segs[i].size;

@@ -138,6 +138,7 @@ int wal_list_segments(struct wal *w, uint32_t **segs, uint32_t *n);
 struct wal_stats {
 	uint64_t records, bytes, syncs, synced_records; /* records/sync = batch */
 	uint64_t disk_bytes;                            /* sum of segment sizes */
+	uint64_t mem_bytes;                             /* append buffer held */
 };
 void wal_get_stats(struct wal *w, struct wal_stats *st);
 /* Bytes appended since open (cheap; for checkpoint scheduling). */

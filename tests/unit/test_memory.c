@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "../../engine/chunk.h"
+#include "../../engine/wal.h"
 #include "ttsuite.h"
 
 TestSuite(memory, .init = setup, .fini = teardown, .timeout = 300);
@@ -198,4 +199,37 @@ Test(memory, buffer_grows_with_writes_C5)
 	cr_expect_eq(memcmp(back, "\0\0\0q\0\0\0\0\0\0zzzzzzzzzz", 20), 0);
 	cr_assert_eq(txd_flush(fs, oo.fh, &tt_cred, NULL), 0);
 	cr_assert_eq(txd_release(fs, oo.fh), 0);
+}
+
+static int no_record(void *arg, const struct wal_pos *pos, uint16_t type, const void *payload,
+		     uint32_t len)
+{
+	(void)arg, (void)pos, (void)type, (void)payload, (void)len;
+	return -EINVAL; /* a fresh log has none */
+}
+
+/* A large record does not keep its append buffer (wal.h, Memory). */
+Test(memory, wal_append_buffer_not_kept_after_large_record)
+{
+	char dir[] = "/tmp/txdtest-wal.XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	struct wal *w;
+	struct wal_stats st;
+	cr_assert_eq(wal_open(dir, NULL, &w), 0);
+	cr_assert_eq(wal_replay(w, 0, no_record, NULL), 0);
+	size_t big = 4u << 20;
+	char *buf = calloc(1, big);
+	struct iovec iov = {.iov_base = buf, .iov_len = big};
+	cr_assert_eq(wal_append(w, 1, &iov, 1, NULL), 0);
+	wal_get_stats(w, &st);
+	cr_expect_leq(st.mem_bytes, 256u << 10, "%llu bytes kept",
+		      (unsigned long long)st.mem_bytes);
+	iov.iov_len = 1000;
+	cr_assert_eq(wal_append(w, 1, &iov, 1, NULL), 0);
+	wal_get_stats(w, &st);
+	cr_expect_leq(st.mem_bytes, 256u << 10);
+	cr_expect_eq(st.records, 2);
+	wal_close(w);
+	free(buf);
+	tt_rmtree(dir);
 }
