@@ -47,6 +47,8 @@
 
 #define PACK_MAX (1ull << 30)
 #define WCOPY_MEM_BUDGET (16u << 20)
+/* In-memory chunk buffers grow in steps of this (C5). */
+#define WCOPY_BUF_STEP 4096u
 #define CMAP_MAX_HEIGHT 9 /* indices < 2^54: any byte offset below 2^69 */
 
 /* ---- chunks ------------------------------------------------------------------ */
@@ -1037,9 +1039,13 @@ enum dstate { D_MEM, D_SPILLED, D_ZERO };
 struct dirty {
 	uint64_t idx;
 	enum dstate state;
-	uint8_t *buf;          /* D_MEM: TXD_CHUNK_SIZE bytes */
+	uint32_t cap;          /* D_MEM: bytes of buf; the chunk reads as zeros past it */
+	uint8_t *buf;          /* D_MEM: cap bytes (C5) */
 	struct chunk_loc loc;  /* D_SPILLED */
 };
+
+/* Bytes held by in-memory chunk buffers of every working copy (C5). */
+static _Atomic uint64_t wcopy_mem_all;
 
 struct wcopy {
 	struct chunkstore *cs;
@@ -1053,6 +1059,7 @@ struct wcopy {
 	struct dirty **tab;    /* open addressing, linear probing */
 	uint32_t cap, n;       /* cap is a power of two (or 0) */
 	uint32_t nmem;         /* D_MEM entries */
+	uint64_t mem_bytes;    /* their buffers' bytes (the spill budget) */
 	uint64_t last_idx;     /* most recently written: not worth spilling */
 };
 
@@ -1098,12 +1105,57 @@ static int tab_resize(struct wcopy *w, uint32_t ncap)
 	return 0;
 }
 
+static void mem_account(struct wcopy *w, int64_t delta)
+{
+	w->mem_bytes += (uint64_t)delta;
+	atomic_fetch_add(&wcopy_mem_all, (uint64_t)delta);
+}
+
+/* Free d's buffer (D_MEM) and leave it in state st. */
+static void buf_release(struct wcopy *w, struct dirty *d, enum dstate st)
+{
+	if (d->state == D_MEM) {
+		w->nmem--;
+		mem_account(w, -(int64_t)d->cap);
+	}
+	free(d->buf);
+	d->buf = NULL;
+	d->cap = 0;
+	d->state = st;
+}
+
 static void dirty_free(struct wcopy *w, struct dirty *d)
 {
-	if (d->state == D_MEM)
-		w->nmem--;
-	free(d->buf);
+	buf_release(w, d, D_ZERO);
 	free(d);
+}
+
+static uint32_t buf_round(uint32_t n)
+{
+	return (n + WCOPY_BUF_STEP - 1) / WCOPY_BUF_STEP * WCOPY_BUF_STEP;
+}
+
+/* Make d's buffer (D_MEM) cover [0, end): grown to the next step, at least
+ * doubled so appends cost few copies, zeros in the new part (C5). */
+static int buf_reserve(struct wcopy *w, struct dirty *d, uint32_t end)
+{
+	uint32_t ncap = buf_round(end);
+	uint8_t *nb;
+
+	if (end <= d->cap)
+		return 0;
+	if (ncap < 2 * d->cap)
+		ncap = 2 * d->cap;
+	if (ncap > TXD_CHUNK_SIZE)
+		ncap = TXD_CHUNK_SIZE;
+	nb = realloc(d->buf, ncap);
+	if (!nb)
+		return -ENOMEM;
+	memset(nb + d->cap, 0, ncap - d->cap);
+	mem_account(w, (int64_t)(ncap - d->cap));
+	d->buf = nb;
+	d->cap = ncap;
+	return 0;
 }
 
 /* A new entry in state D_ZERO (the caller fills it). */
@@ -1113,7 +1165,7 @@ static int dirty_add(struct wcopy *w, uint64_t idx, struct dirty **out)
 	int r;
 
 	if ((w->n + 1) * 2 > w->cap) {
-		r = tab_resize(w, w->cap ? w->cap * 2 : 64);
+		r = tab_resize(w, w->cap ? w->cap * 2 : 8);
 		if (r)
 			return r;
 	}
@@ -1164,10 +1216,8 @@ static void dirty_clear(struct wcopy *w)
 	w->cap = w->n = 0;
 }
 
-static uint32_t trimmed_len(const uint8_t *buf)
+static uint32_t trimmed_len(const uint8_t *buf, uint32_t n)
 {
-	uint32_t n = TXD_CHUNK_SIZE;
-
 	while (n >= 8) {
 		uint64_t v;
 
@@ -1194,7 +1244,8 @@ static int load_chunk(struct wcopy *w, uint64_t idx, uint8_t *dst)
 	int r;
 
 	if (d && d->state == D_MEM) {
-		memcpy(dst, d->buf, TXD_CHUNK_SIZE);
+		memcpy(dst, d->buf, d->cap);
+		memset(dst + d->cap, 0, TXD_CHUNK_SIZE - d->cap);
 		return 0;
 	}
 	if (d && d->state == D_SPILLED) {
@@ -1211,31 +1262,62 @@ static int load_chunk(struct wcopy *w, uint64_t idx, uint8_t *dst)
 	return read_chunk(w->cs, c, dst);
 }
 
-/* Chunk idx as a D_MEM entry; its current bytes are loaded unless the
- * caller will overwrite the whole chunk (fill == false). */
-static int mem_chunk(struct wcopy *w, uint64_t idx, bool fill, struct dirty **out)
+/* Where chunk idx's current bytes are stored (spilled or base), if anywhere. */
+static bool stored_loc(const struct wcopy *w, const struct dirty *d, uint64_t idx,
+		       struct chunk_loc *loc)
+{
+	const struct chunk *c;
+
+	if (d && d->state == D_SPILLED) {
+		*loc = d->loc;
+		return true;
+	}
+	c = d ? NULL : base_chunk(w, idx);
+	if (c)
+		chunk_get_loc(c, loc);
+	return c != NULL;
+}
+
+/* Chunk idx as a D_MEM entry whose buffer covers [0, end); its current
+ * bytes are loaded unless the caller will overwrite the whole chunk
+ * (fill == false). The buffer holds the stored length or end, whichever is
+ * more, rounded to WCOPY_BUF_STEP (C5). */
+static int mem_chunk(struct wcopy *w, uint64_t idx, bool fill, uint32_t end, struct dirty **out)
 {
 	struct dirty *d = dirty_find(w, idx);
+	struct chunk_loc loc;
+	bool stored;
+	uint32_t cap;
 	uint8_t *buf;
-	int r;
+	int r = 0;
 
 	if (d && d->state == D_MEM) {
-		*out = d;
-		return 0;
+		r = buf_reserve(w, d, end);
+		if (!r)
+			*out = d;
+		return r;
 	}
-	buf = malloc(TXD_CHUNK_SIZE);
+	stored = fill && stored_loc(w, d, idx, &loc);
+	cap = buf_round(stored && loc.len > end ? loc.len : end);
+	if (!cap)
+		cap = WCOPY_BUF_STEP;
+	buf = malloc(cap);
 	if (!buf)
 		return -ENOMEM;
-	r = fill ? load_chunk(w, idx, buf) : 0;
+	if (stored)
+		r = chunkstore_read(w->cs, &loc, buf);
 	if (!r && !d)
 		r = dirty_add(w, idx, &d);
 	if (r) {
 		free(buf);
 		return r;
 	}
+	memset(buf + (stored ? loc.len : 0), 0, cap - (stored ? loc.len : 0));
 	d->state = D_MEM;
 	d->buf = buf;
+	d->cap = cap;
 	w->nmem++;
+	mem_account(w, cap);
 	*out = d;
 	return 0;
 }
@@ -1257,11 +1339,7 @@ static int set_zero(struct wcopy *w, uint64_t idx)
 			return 0;
 		return dirty_add(w, idx, &d);
 	}
-	if (d->state == D_MEM)
-		w->nmem--;
-	free(d->buf);
-	d->buf = NULL;
-	d->state = D_ZERO;
+	buf_release(w, d, D_ZERO);
 	return 0;
 }
 
@@ -1281,15 +1359,12 @@ static int spill(struct wcopy *w)
 
 		if (d->state != D_MEM || d->idx == w->last_idx)
 			continue;
-		len = trimmed_len(d->buf);
+		len = trimmed_len(d->buf, d->cap);
 		if (len)
 			r = chunkstore_append(w->cs, d->buf, len, &d->loc);
 		if (r)
 			break;
-		free(d->buf);
-		d->buf = NULL;
-		d->state = len ? D_SPILLED : D_ZERO;
-		w->nmem--;
+		buf_release(w, d, len ? D_SPILLED : D_ZERO);
 	}
 	free(v);
 	return r;
@@ -1350,7 +1425,12 @@ ssize_t wcopy_read(struct wcopy *w, void *buf, size_t n, uint64_t off)
 		if (piece > n - done)
 			piece = n - done;
 		if (d && d->state == D_MEM) {
-			memcpy(out + done, d->buf + coff, piece);
+			size_t have = coff < d->cap ? d->cap - coff : 0;
+
+			if (have > piece)
+				have = piece;
+			memcpy(out + done, d->buf + coff, have);
+			memset(out + done + have, 0, piece - have);
 		} else if (!has_content(w, idx)) {
 			memset(out + done, 0, piece);
 		} else {
@@ -1381,7 +1461,7 @@ ssize_t wcopy_write(struct wcopy *w, const void *buf, size_t n, uint64_t off)
 		return -EFBIG;
 	/* Spill before changing anything, so a failure leaves the copy as
 	 * it was. */
-	if ((uint64_t)w->nmem * TXD_CHUNK_SIZE > WCOPY_MEM_BUDGET) {
+	if (w->mem_bytes > WCOPY_MEM_BUDGET) {
 		r = spill(w);
 		if (r)
 			return r;
@@ -1394,7 +1474,7 @@ ssize_t wcopy_write(struct wcopy *w, const void *buf, size_t n, uint64_t off)
 
 		if (piece > n - done)
 			piece = n - done;
-		r = mem_chunk(w, idx, piece != TXD_CHUNK_SIZE, &d);
+		r = mem_chunk(w, idx, piece != TXD_CHUNK_SIZE, (uint32_t)(coff + piece), &d);
 		if (r)
 			break;
 		memcpy(d->buf + coff, in + done, piece);
@@ -1414,9 +1494,9 @@ static int zero_tail(struct wcopy *w, uint64_t idx, size_t from)
 
 	if (!has_content(w, idx))
 		return 0;
-	r = mem_chunk(w, idx, true, &d);
-	if (!r)
-		memset(d->buf + from, 0, TXD_CHUNK_SIZE - from);
+	r = mem_chunk(w, idx, true, 0, &d);
+	if (!r && from < d->cap)
+		memset(d->buf + from, 0, d->cap - from);
 	return r;
 }
 
@@ -1493,9 +1573,10 @@ int wcopy_zero(struct wcopy *w, uint64_t off, uint64_t len)
 		if (piece == TXD_CHUNK_SIZE) {
 			r = set_zero(w, idx);
 		} else if (has_content(w, idx)) {
-			r = mem_chunk(w, idx, true, &d);
-			if (!r)
-				memset(d->buf + coff, 0, piece);
+			r = mem_chunk(w, idx, true, 0, &d);
+			if (!r && coff < d->cap)
+				memset(d->buf + coff, 0,
+				       coff + piece <= d->cap ? piece : d->cap - coff);
 		}
 		off += piece;
 	}
@@ -1513,7 +1594,7 @@ static void fill_change(const struct dirty *d, struct wcopy_change *c, struct wc
 	memset(c, 0, sizeof(*c));
 	c->idx = d->idx;
 	if (d->state == D_MEM) {
-		c->len = trimmed_len(d->buf);
+		c->len = trimmed_len(d->buf, d->cap);
 		if (c->len) {
 			c->data = d->buf;
 			c->csum = chunk_checksum(d->buf, c->len);
@@ -1582,7 +1663,6 @@ int wcopy_commit(struct wcopy *w, struct wcopy_prep *p, struct cmap **map_out,
 	w->truncated = false;
 	w->trunc_chunks = UINT64_MAX;
 	dirty_clear(w);
-	w->nmem = 0;
 	prep_release(p);
 	*map_out = cmap_ref(m);
 	*digest_sum_out = sum;
@@ -1593,4 +1673,14 @@ void wcopy_abandon(struct wcopy *w, struct wcopy_prep *p)
 {
 	(void)w;
 	prep_release(p);
+}
+
+uint64_t wcopy_mem_bytes(const struct wcopy *w)
+{
+	return w->mem_bytes;
+}
+
+uint64_t wcopy_mem_total(void)
+{
+	return atomic_load(&wcopy_mem_all);
 }

@@ -34,6 +34,16 @@
  *  C3 Chunk length <= TXD_CHUNK_SIZE; bytes past the length inside the chunk's
  *     span read as zeros (a file's last chunk is stored short).
  *  C4 A chunk of all zero bytes is never stored: it becomes a hole.
+ *  C5 A working copy's in-memory chunk holds only the bytes written or
+ *     loaded into it, rounded up to 4 KiB (bytes past its buffer read as
+ *     zeros), so a 1 KiB save costs a 4 KiB buffer, not a 32 KiB one.
+ *
+ * Memory. A committed chunk costs its struct chunk (location and checksum:
+ * ~48 bytes) whatever its length: the bytes stay in the WAL or a pack and
+ * are read on demand. A map costs one node per 64 slots and is shared with
+ * every version that did not change it. Content in memory is only that of
+ * working copies (C5), bounded per copy by a spill budget (16 MiB) and
+ * freed by the commit; wcopy_mem_total() counts it for tests and stats.
  *
  * The file digest (user.txdir.checksum) is
  *   xxh64(le64(sum) || le64(size), seed 0), printed as "xxh64:" and 16 hex
@@ -144,6 +154,10 @@ ssize_t wcopy_write(struct wcopy *w, const void *buf, size_t n, uint64_t off);
 int wcopy_truncate(struct wcopy *w, uint64_t size);
 /* Zero a range (fallocate PUNCH_HOLE / ZERO_RANGE); keeps size. */
 int wcopy_zero(struct wcopy *w, uint64_t off, uint64_t len);
+/* Bytes of in-memory chunk buffers held by w, and by every working copy of
+ * the process (C5). */
+uint64_t wcopy_mem_bytes(const struct wcopy *w);
+uint64_t wcopy_mem_total(void);
 
 /* Committing a working copy, in two steps around the WAL append:
  *   wcopy_prepare() lists what changed: chunks still in memory (data to be

@@ -94,10 +94,10 @@ void fs_inode_unpin(struct txd_fs *fs, struct txn *t, struct inode *in)
 {
 	if (--in->pins > 0)
 		return;
-	/* while snapshots exist they may still need an unlinked inode */
-	if (in->freed ||
-	    (in->head->nlink == 0 && in->ino != NS_ROOT_INO && (t || !fs->ns.nsnaps)))
+	if (in->freed)
 		ns_inode_drop(fs_ns(fs, t), in);
+	else /* unlinked: dropped unless a snapshot still sees it (ns.h M1) */
+		ns_inode_unlinked(fs_ns(fs, t), in);
 }
 
 struct ns *fs_ns(struct txd_fs *fs, struct txn *t)

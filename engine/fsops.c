@@ -366,8 +366,8 @@ static int remove_entry(struct txd_fs *fs, uint64_t parent, const char *name, bo
 		txn_get(t); /* keeps the view's namespace across the unlock */
 	err = commit_unlock(fs, t, &b);
 	pthread_mutex_lock(&fs->lock);
-	if (!err && in->pins == 0 && in->head->nlink == 0 && (t || !fs->ns.nsnaps))
-		ns_inode_drop(fs_ns(fs, t), in);
+	if (!err && in->pins == 0 && in->head->nlink == 0)
+		ns_inode_unlinked(fs_ns(fs, t), in); /* ns.h M1 */
 	if (t)
 		txn_put(fs, t);
 	pthread_mutex_unlock(&fs->lock);
@@ -521,8 +521,8 @@ int txd_rename(struct txd_fs *fs, uint64_t parent, const char *name, uint64_t ne
 		txn_get(r.t);
 	err = commit_unlock(fs, r.t, &b);
 	pthread_mutex_lock(&fs->lock);
-	if (!err && gone && gone->pins == 0 && gone->head->nlink == 0 && (r.t || !fs->ns.nsnaps))
-		ns_inode_drop(fs_ns(fs, r.t), gone);
+	if (!err && gone && gone->pins == 0 && gone->head->nlink == 0)
+		ns_inode_unlinked(fs_ns(fs, r.t), gone); /* ns.h M1 */
 	if (r.t)
 		txn_put(fs, r.t);
 	pthread_mutex_unlock(&fs->lock);

@@ -2,6 +2,7 @@
  * ns.c — in-memory namespace and the one function that changes it, ns_apply.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,9 @@
 #include "util.h"
 
 /* ---- inode table ---------------------------------------------------------- */
+#define NS_TAB_MIN 64
+/* malloc_trim after a sweep freed at least this many inodes (M3). */
+#define NS_TRIM_AFTER 4096
 static uint64_t ino_hash(uint64_t ino, uint64_t size)
 {
 	return (ino * 0x9e3779b97f4a7c15ull) >> 17 & (size - 1);
@@ -21,7 +25,9 @@ static uint64_t ino_hash(uint64_t ino, uint64_t size)
 int ns_init(struct ns *ns)
 {
 	memset(ns, 0, sizeof(*ns));
-	ns->tabsize = 1024;
+	/* small to start: a transaction's view holds a handful of inodes, and
+	 * the table doubles as the namespace grows */
+	ns->tabsize = NS_TAB_MIN;
 	ns->tab = calloc(ns->tabsize, sizeof(*ns->tab));
 	ns->next_ino = NS_ROOT_INO + 1;
 	return ns->tab ? 0 : -ENOMEM;
@@ -834,6 +840,55 @@ static int sweep_inode(void *arg, struct inode *in)
 	return 0;
 }
 
+bool ns_inode_visible(const struct ns *ns, const struct inode *in)
+{
+	const struct iver *oldest = in->head;
+	while (oldest->older)
+		oldest = oldest->older;
+	/* it exists from its oldest kept version on (N2 keeps every version a
+	 * snapshot sees) and is gone from its head's commit on */
+	return ns_snapshot_needs(ns, oldest->commit, in->head->commit);
+}
+
+void ns_inode_unlinked(struct ns *ns, struct inode *in)
+{
+	if (in->head->nlink || in->pins || in->ino == NS_ROOT_INO)
+		return;
+	if (!ns_inode_visible(ns, in)) {
+		ns_inode_drop(ns, in);
+		return;
+	}
+	/* M1: a snapshot still sees it; the release that ends that drops it */
+	if (array_grow((void **)&ns->parked, &ns->capparked, ns->nparked + 1,
+		       sizeof(*ns->parked)) == 0)
+		ns->parked[ns->nparked++] = in->ino;
+	/* on ENOMEM it stays until the last snapshot goes (ns_drop_unlinked) */
+}
+
+/* Drop parked inodes no remaining snapshot sees (M1). Returns how many. */
+static uint32_t reap_parked(struct ns *ns)
+{
+	uint32_t w = 0, dropped = 0;
+	for (uint32_t r = 0; r < ns->nparked; r++) {
+		struct inode *in = ns_inode(ns, ns->parked[r]);
+		if (!in || in->head->nlink || in->pins)
+			continue; /* gone, or whoever holds it passes it back later */
+		if (ns_inode_visible(ns, in)) {
+			ns->parked[w++] = ns->parked[r];
+			continue;
+		}
+		ns_inode_drop(ns, in);
+		dropped++;
+	}
+	ns->nparked = w;
+	if (!w) {
+		free(ns->parked);
+		ns->parked = NULL;
+		ns->capparked = 0;
+	}
+	return dropped;
+}
+
 void ns_drop_unlinked(struct ns *ns)
 {
 	struct inode **v = NULL;
@@ -848,6 +903,9 @@ void ns_drop_unlinked(struct ns *ns)
 		}
 	for (uint32_t k = 0; k < n; k++)
 		ns_inode_drop(ns, v[k]);
+	reap_parked(ns); /* every parked one is gone now: empties the list */
+	if (n >= NS_TRIM_AFTER)
+		malloc_trim(0);
 out:
 	free(v);
 }
@@ -866,6 +924,8 @@ void ns_snapshot_release(struct ns *ns, uint64_t s)
 		ns_walk(ns, sweep_inode, ns);
 	if (!ns->nsnaps)
 		ns_drop_unlinked(ns);
+	else if (ns->nparked && reap_parked(ns) >= NS_TRIM_AFTER)
+		malloc_trim(0); /* M3 */
 }
 
 struct iver *ns_iver_at(const struct inode *in, uint64_t s)
@@ -899,5 +959,6 @@ void ns_destroy(struct ns *ns)
 	}
 	free(ns->tab);
 	free(ns->snaps);
+	free(ns->parked);
 	memset(ns, 0, sizeof(*ns));
 }

@@ -26,6 +26,21 @@
  *     cookies as the live commit did; an entry keeps its cookie for its life.
  *  N4 A directory's nlink is 2 + its subdirectories, kept by the committer.
  *
+ * Memory (what the namespace holds follows live data and open work, never
+ * history; tests/unit/test_memory.c):
+ *  M1 An inode with no name left (nlink 0) and no pin is freed as soon as no
+ *     registered snapshot can see it (ns_inode_unlinked): one created and
+ *     unlinked while a snapshot S is registered is freed at once, one that
+ *     existed at S is parked and freed by the release that ends the last
+ *     snapshot seeing it — not when every snapshot has gone. So churn under
+ *     a long transaction keeps only the inodes that transaction can see.
+ *  M2 Older versions and bindings follow N2/N5 (freed when unneeded); the
+ *     inode table starts small (a transaction's view) and doubles, and a
+ *     directory's tables double with it: both are sized by the largest
+ *     population they had, not by the number of commits.
+ *  M3 After a sweep frees many inodes (>= 4096), malloc_trim returns the
+ *     freed pages to the system, so an idle server shrinks after the churn.
+ *
  * Locking: none inside. The owner (fs.c) serialises every call with its
  * namespace mutex.
  */
@@ -104,6 +119,8 @@ struct ns {
 	uint64_t *snaps;          /* registered snapshots, ascending */
 	uint32_t nsnaps, capsnaps;
 	uint64_t mvcc_items;      /* kept versions/bindings a release may free */
+	uint64_t *parked;         /* M1: unlinked inodes a snapshot still sees */
+	uint32_t nparked, capparked;
 };
 
 int ns_init(struct ns *ns);
@@ -152,6 +169,13 @@ void ns_iver_unpin(struct ns *ns, struct inode *in, struct iver *v);
 /* Drop an inode whose nlink is 0 and that nobody pins (after recovery or the
  * last close). */
 void ns_inode_drop(struct ns *ns, struct inode *in);
+/* in has just lost its last name or its last pin: if its nlink is 0 and
+ * nobody pins it, drop it now unless a registered snapshot can still see it,
+ * in which case it is parked and dropped by the snapshot release after which
+ * none can (M1). in may be freed on return. */
+void ns_inode_unlinked(struct ns *ns, struct inode *in);
+/* Whether a registered snapshot can see in (it existed at that snapshot). */
+bool ns_inode_visible(const struct ns *ns, const struct inode *in);
 /* Drop every such inode (recovery; the last snapshot's release). */
 void ns_drop_unlinked(struct ns *ns);
 

@@ -47,6 +47,11 @@
  *     inline chunks inside the data area (no offset + length wrap).
  *  R2 Every op states the result, not the delta (OP_INODE carries the full
  *     attributes), except content, whose changes are per chunk.
+ *
+ * Memory. A rec_buf lives for one commit (a transaction's log for the
+ * transaction's life): inline chunk bytes are referenced by iovecs into the
+ * working copy's buffers, not copied, and nothing of a record is kept once
+ * it is applied — the namespace keeps locations, the bytes stay in the log.
  */
 #ifndef TXD_REC_H
 #define TXD_REC_H

@@ -925,9 +925,8 @@ static void drop_dead(struct txd_fs *fs, struct txn *t)
 	for (uint64_t k = 0; k < t->ns.tabsize; k++)
 		for (struct inode *in = t->ns.tab[k]; in; in = in->hnext) {
 			struct inode *m = ns_inode(&fs->ns, in->ino);
-			if (m && m->head->nlink == 0 && m->pins == 0 && !fs->ns.nsnaps &&
-			    m->ino != NS_ROOT_INO)
-				ns_inode_drop(&fs->ns, m);
+			if (m && m->head->nlink == 0 && m->pins == 0)
+				ns_inode_unlinked(&fs->ns, m); /* ns.h M1 */
 		}
 }
 

@@ -49,6 +49,7 @@
 #define SEG_VERSION 1
 #define DEFAULT_SEG_SIZE (64ull << 20)
 #define REPLAY_BLOCK (4u << 20)
+#define WAL_ABUF_KEEP (256u << 10) /* append buffer kept between appends */
 #define ABUF_KEEP (8u << 20) /* append buffer kept between appends */
 
 struct seginfo {
@@ -869,6 +870,19 @@ static int abuf_reserve(struct wal *w, size_t n)
 	return 0;
 }
 
+/* Lock held. The append buffer is as large as the largest record since
+ * the last trim; a rare large record (a big transaction, 4 MiB of inline
+ * content) must not keep its buffer for the life of the server (memory
+ * follows open work, not history). */
+static void abuf_trim(struct wal *w)
+{
+	if (w->abuf_cap <= WAL_ABUF_KEEP)
+		return;
+	free(w->abuf);
+	w->abuf = NULL;
+	w->abuf_cap = 0;
+}
+
 /* Lock held. Header + payload + zero padding, checksummed with the
  * segment's salt, into w->abuf. */
 static void build_record(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt,
@@ -926,6 +940,7 @@ static int append_locked(struct wal *w, uint16_t type, const struct iovec *iov, 
 	w->segs[w->nsegs - 1].size = w->seg_off;
 	w->st_records++;
 	w->st_bytes += total;
+	abuf_trim(w);
 	return 0;
 
 out_fail:
@@ -1111,6 +1126,7 @@ void wal_get_stats(struct wal *w, struct wal_stats *st)
 	st->bytes = w->st_bytes;
 	st->syncs = w->st_syncs;
 	st->synced_records = w->st_synced_records;
+	st->mem_bytes = w->abuf_cap;
 	st->disk_bytes = 0;
 	for (i = 0; i < w->nsegs; i++)
 		st->disk_bytes += w->segs[i].size;

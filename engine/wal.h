@@ -55,6 +55,11 @@
  *     (pwrite) before wal_append returns, so a process crash never loses an
  *     appended record; only a power cut can lose records after the last sync.
  *
+ * Memory. Nothing of a record stays in memory once it is appended: the log
+ * keeps one append buffer (a record is built in it for one pwrite; freed
+ * after a record larger than 256 KiB), the segment list, and the waiters
+ * of wal_sync_async. Replay reads through a 4 MiB window, freed after.
+ *
  * Lock order: callers may hold their own locks while calling wal_append (it
  * only takes w->lock briefly). wal_sync blocks: never call it from a FUSE
  * worker; use wal_sync_async, whose callback runs on the WAL's sync thread
@@ -133,6 +138,7 @@ int wal_list_segments(struct wal *w, uint32_t **segs, uint32_t *n);
 struct wal_stats {
 	uint64_t records, bytes, syncs, synced_records; /* records/sync = batch */
 	uint64_t disk_bytes;                            /* sum of segment sizes */
+	uint64_t mem_bytes;                             /* append buffer held */
 };
 void wal_get_stats(struct wal *w, struct wal_stats *st);
 /* Bytes appended since open (cheap; for checkpoint scheduling). */
