@@ -535,7 +535,7 @@ static int finish(struct lease_svc *s, struct evbuf *eb, int err)
 	}
 	pthread_mutex_unlock(&s->lock);
 	for (size_t i = 0; i < eb->n && s->hooks.event; i++)
-		s->hooks.event(s->hooks.arg, &eb->ev[i]);
+		s->hooks.event(s->hooks.event_arg, &eb->ev[i]);
 	free(eb->ev);
 	return err;
 }

@@ -179,8 +179,9 @@ struct lease_hooks {
 	bool (*descends)(void *arg, const struct proc_id *proc, const struct proc_id *anc);
 	int (*watch)(void *arg, const struct proc_id *id);     /* counted */
 	void (*unwatch)(void *arg, const struct proc_id *id);
+	void *arg;                     /* for the five above */
 	void (*event)(void *arg, const struct lease_event *ev);
-	void *arg;
+	void *event_arg;
 };
 
 struct lease_opts {

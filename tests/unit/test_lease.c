@@ -6,13 +6,18 @@
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../engine/lease.h"
+#include "../../engine/lease_proc.h"
 #include "../../engine/lease_wal.h"
 #include "../../engine/rec.h"
 #include "../../engine/txdir.h"
@@ -101,7 +106,8 @@ static struct lease_svc *svc;
 static struct lease_hooks hooks(void)
 {
 	return (struct lease_hooks){ .alive = w_alive, .descends = w_descends, .watch = w_watch,
-				     .unwatch = w_unwatch, .event = w_event, .arg = &world };
+				     .unwatch = w_unwatch, .arg = &world, .event = w_event,
+				     .event_arg = &world };
 }
 
 static struct lease_opts opts(void)
@@ -759,4 +765,178 @@ Test(lease, wal_backend_round_trip)
 	lease_close(s);
 	wal_close(w);
 	tt_rmtree(dir);
+}
+
+/* ---- with real processes: lease_proc (pidfd watcher -> lease_owner_died) ------------- */
+
+struct reclaim {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t token;
+	int how;
+};
+
+static void r_event(void *arg, const struct lease_event *ev)
+{
+	struct reclaim *rc = arg;
+
+	if (ev->kind != LEV_RELEASE)
+		return;
+	pthread_mutex_lock(&rc->lock);
+	rc->token = ev->lease.token;
+	rc->how = ev->how;
+	pthread_cond_broadcast(&rc->cond);
+	pthread_mutex_unlock(&rc->lock);
+}
+
+/* Waits up to ms for the release of token; its how, or 0. */
+static int wait_release(struct reclaim *rc, uint64_t token, int ms)
+{
+	struct timespec ts;
+	int how;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&rc->lock);
+	while (rc->token != token && pthread_cond_timedwait(&rc->cond, &rc->lock, &ts) == 0)
+		;
+	how = rc->token == token ? rc->how : 0;
+	pthread_mutex_unlock(&rc->lock);
+	return how;
+}
+
+static pid_t sleeper(void)
+{
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* Never outlive a failed test (it would hold Criterion's pipes). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == 1)
+			_exit(0);
+		for (;;)
+			pause();
+	}
+	return pid;
+}
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+struct live {
+	struct proc *p;
+	struct lease_proc *lp;
+	struct lease_svc *s;
+	struct reclaim rc;
+	struct memlog log;
+};
+
+static void live_open(struct live *l, bool replay)
+{
+	struct lease_opts o = { .sync_grants = true };
+	struct lease_backend be = memlog_backend(&l->log);
+	struct lease_hooks h;
+
+	cr_assert_eq(proc_open(NULL, &l->p), 0);
+	proc_boot(l->p, o.boot);
+	cr_assert_eq(lease_proc_open(l->p, &l->lp), 0);
+	h = lease_proc_hooks(l->lp, r_event, &l->rc);
+	cr_assert_eq(lease_open(&o, &be, &h, &l->s), 0);
+	if (replay)
+		cr_assert_eq(memlog_replay(&l->log, l->log.n, l->s), 0);
+	lease_proc_attach(l->lp, l->s);
+	cr_assert_eq(lease_start(l->s), 0);
+}
+
+static void live_close(struct live *l)
+{
+	lease_proc_close(l->lp);
+	lease_close(l->s);
+	proc_close(l->p);
+}
+
+TestSuite(reclaim, .timeout = 60);
+
+Test(reclaim, owner_death_releases_within_1s)
+{
+	struct live l = { .rc = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 } };
+	enum { ROUNDS = 20 };
+	uint64_t lat[ROUNDS];
+
+	memlog_init(&l.log);
+	live_open(&l, false);
+	for (int i = 0; i < ROUNDS; i++) {
+		pid_t c = sleeper();
+		struct lease_who by = { .uid = getuid() };
+		struct proc_id id;
+		uint64_t t, t0;
+
+		cr_assert_eq(proc_identify(l.p, (uint32_t)c, &id), 0);
+		by.proc = id;
+		cr_assert_eq(lease_grant(l.s, "r", &by, &id, 0, &t), 0);
+		t0 = mono_us();
+		kill(c, SIGKILL);
+		cr_assert_eq(wait_release(&l.rc, t, 2000), LEASE_END_DEATH, "round %d", i);
+		lat[i] = mono_us() - t0;
+		waitpid(c, NULL, 0);
+	}
+	qsort(lat, ROUNDS, sizeof(lat[0]), cmp_u64);
+	cr_log_info("reclaim after kill -9: p50 %lu us, max %lu us (%d rounds)",
+		    (unsigned long)lat[ROUNDS / 2], (unsigned long)lat[ROUNDS - 1], ROUNDS);
+	fprintf(stderr, "reclaim after kill -9: p50 %lu us, max %lu us (%d rounds)\n",
+		(unsigned long)lat[ROUNDS / 2], (unsigned long)lat[ROUNDS - 1], ROUNDS);
+	cr_assert_leq(lat[ROUNDS - 1], 1000000, "reclaim within 1 s");
+	live_close(&l);
+	memlog_release(&l.log);
+}
+
+Test(reclaim, descendant_may_release_and_startup_releases_the_dead)
+{
+	struct live l = { .rc = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 } };
+	struct lease_who me = { .uid = getuid() }, kid = { .uid = 4242 };
+	struct lease_info li;
+	uint64_t t;
+	pid_t c;
+
+	memlog_init(&l.log);
+	live_open(&l, false);
+	cr_assert_eq(proc_identify(l.p, (uint32_t)getpid(), &me.proc), 0);
+	c = sleeper();
+	cr_assert_eq(proc_identify(l.p, (uint32_t)c, &kid.proc), 0);
+	cr_assert_eq(lease_grant(l.s, "mine", &me, &me.proc, 0, &t), 0);
+	kid.uid = me.uid + 4242; /* another uid: allowed only as a descendant */
+	cr_assert_eq(lease_release(l.s, "mine", t, &kid), 0, "a child releases its parent's lease");
+	cr_assert_eq(lease_grant(l.s, "kids", &me, &kid.proc, 0, &t), 0);
+	cr_assert_eq(lease_release(l.s, "kids", t, &(struct lease_who){ .proc = me.proc,
+									 .uid = me.uid + 1 }),
+		     -EPERM, "a parent is not a descendant");
+
+	/* The server stops with the child holding "kids"; the child dies while
+	 * it is down; at start-up the grant is released as a dead process. */
+	live_close(&l);
+	kill(c, SIGKILL);
+	waitpid(c, NULL, 0);
+	live_open(&l, true);
+	cr_assert_eq(lease_get(l.s, "kids", &li), -ENOENT);
+	cr_assert_eq(l.rc.how, LEASE_END_DEAD);
+	live_close(&l);
+	memlog_release(&l.log);
 }
