@@ -499,6 +499,9 @@ static int release_locked(struct lease_svc *s, struct lname *ln, enum lease_end 
 	if (uc && uc->waiters)
 		uc->waiters--;
 	err = grant_locked(s, ln, w->uid, &w->proc, w->ttl_ns, eb, NULL);
+	/* The grant watches the holder now; the wait's own watch ends. */
+	if (s->hooks.unwatch)
+		s->hooks.unwatch(s->hooks.arg, &w->proc);
 	free(w);
 	return err;
 }
@@ -899,6 +902,8 @@ static bool unqueue(struct lease_svc *s, struct lname *ln, const struct proc_id 
 		if (uc && uc->waiters)
 			uc->waiters--;
 		s->st.waiters--;
+		if (s->hooks.unwatch)
+			s->hooks.unwatch(s->hooks.arg, id);
 		free(w);
 		return true;
 	}
@@ -1153,8 +1158,6 @@ int lease_wait_cancel(struct lease_svc *s, const char *name, const struct lease_
 		err = -EPERM;
 	else {
 		unqueue(s, ln, waiter);
-		if (s->hooks.unwatch)
-			s->hooks.unwatch(s->hooks.arg, waiter);
 		lname_put(s, ln);
 	}
 	pthread_mutex_unlock(&s->lock);

@@ -74,6 +74,19 @@
  * lock held. A backend sync that blocks is made with svc->lock released,
  * except the sync of a RESERVE record (once per opts.token_block grants).
  *
+ * Blocking: every call that logs (grant, renew, release, break, wait,
+ * owner_died, tick, start) waits for the backend's sync before it returns
+ * (with sync_grants; the RESERVE sync always). Call them from a thread that
+ * may block, never from a FUSE worker that must not, and never from a
+ * wal_sync_async callback: a RESERVE sync holds svc->lock while it waits for
+ * the WAL's sync thread, so that thread must never need svc->lock.
+ *
+ * Watching: hooks->watch counts: one per grant and one per waiter,
+ * balanced by unwatch when the grant ends or the wait ends (promotion moves
+ * the count from the wait to the grant). A watch that fails (-EMFILE) is not
+ * retried: that holder's death is then noticed only at its TTL or at the
+ * next start-up (L8).
+ *
  * Record encoding (the backend's payload; the WAL checksums it). All
  * integers little-endian; name bytes last, name_len of them.
  *    0 u8  version    1

@@ -404,6 +404,7 @@ Test(lease, L5_waiters_granted_first_come_first_served)
 	for (int i = 0; i < world.nev; i++)
 		grants += world.ev[i].kind == LEV_GRANT;
 	cr_assert_eq(grants, 5, "one event per grant (1 + 4 promoted)");
+	cr_assert_eq(world.watches, 0, "every watch (waiter or holder) dropped once");
 }
 
 Test(lease, wait_on_free_name_grants_at_once_and_cancel)
