@@ -776,6 +776,7 @@ int lease_grant(struct lease_svc *s, const char *name, const struct lease_who *b
 	struct evbuf eb = { 0 };
 	struct lname *ln;
 	struct uidcnt *uc;
+	uint64_t tok = 0;
 	int err = lease_name_check(name);
 
 	if (err)
@@ -804,12 +805,15 @@ int lease_grant(struct lease_svc *s, const char *name, const struct lease_who *b
 		err = -ENOMEM;
 		goto out_unlock;
 	}
-	err = grant_locked(s, ln, by->uid, holder, ttl_ns, &eb, token);
+	err = grant_locked(s, ln, by->uid, holder, ttl_ns, &eb, &tok);
 	if (err)
 		lname_put(s, ln);
 out_unlock:
 	pthread_mutex_unlock(&s->lock);
-	return finish(s, &eb, err);
+	err = finish(s, &eb, err);
+	if (!err)
+		*token = tok;
+	return err;
 }
 
 int lease_renew(struct lease_svc *s, const char *name, const struct lease_who *by,
@@ -1135,7 +1139,10 @@ out_put:
 		lname_put(s, ln);
 out_unlock:
 	pthread_mutex_unlock(&s->lock);
-	return finish(s, &eb, err);
+	err = finish(s, &eb, err);
+	if (err)
+		*token = 0;
+	return err;
 }
 
 int lease_wait_cancel(struct lease_svc *s, const char *name, const struct lease_who *by,

@@ -235,7 +235,10 @@ int lease_start(struct lease_svc *s);
 /* ---- operations --------------------------------------------------------- */
 
 /* Grant name to holder for by->uid (L1, L2, L3). ttl_ns 0: no TTL.
- * -EINVAL name, -EEXIST held or waited for, -EDQUOT (L9), -EIO (L10). */
+ * *token is set only on success. -EINVAL name, -EEXIST held or waited
+ * for, -EDQUOT (L9), -EIO (L10; the grant may still be in the log, and a
+ * restart may find it: a holder that is told -EIO must not assume it holds
+ * the lease, and it is released at its death or TTL like any other). */
 int lease_grant(struct lease_svc *s, const char *name, const struct lease_who *by,
 		const struct proc_id *holder, uint64_t ttl_ns, uint64_t *token);
 
