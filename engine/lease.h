@@ -52,7 +52,8 @@
  *     promotes the head of the name's queue, in the same locked step.
  *  L6 A registration that would close a cycle in the wait-for graph fails
  *     -EDEADLK and reports the cycle. A waiter W for name N waits for N's
- *     holder and for every waiter ahead of W in N's queue.
+ *     holder and for every waiter ahead of W in N's queue. The search
+ *     stops at LEASE_CYCLE_MAX processes deep: a longer cycle is not found.
  *  L7 Replay is idempotent over a snapshot: a GRANT whose token is not above
  *     the highest token seen, and a RENEW or RELEASE of a token not held,
  *     are skipped. So a snapshot taken (under the lock) at any time after a
