@@ -8,6 +8,7 @@
  * type and ignores nothing silently: an unknown type is -TXD_EFORMAT.
  *
  *   WAL_REC_COMMIT  1   payload = commit header + ops (below)
+ *   WAL_REC_LEASE   2   payload = one lease record (lease.h)
  *
  * Commit payload (little-endian, packed, no padding):
  *    0 u64 txn        transaction id (0 = a plain main-tree commit)
@@ -63,7 +64,7 @@
 
 #include "chunk.h"
 
-enum { WAL_REC_COMMIT = 1 };
+enum { WAL_REC_COMMIT = 1, WAL_REC_LEASE = 2 };
 
 enum rec_op {
 	OP_INODE = 1,
