@@ -1,8 +1,8 @@
 # tests/mount/lib.sh — mount/unmount harness for syscall tests (sourced).
 #
 #   tm_mount [OPTS]   fresh temp dir with STORE (mountctl init), MNT and a
-#                     native dir; starts `timeout 300 $TXDIRFS STORE MNT -f -o
-#                     OPTS` and returns once the mount answers. Sets TM_DIR,
+#                     native dir; starts `timeout $TM_SERVER_BOUND $TXDIRFS STORE MNT -f
+#                     -o OPTS` and returns once the mount answers. Sets TM_DIR,
 #                     TM_STORE, TM_MNT, TM_NATIVE, TM_PID, TM_LOG.
 #   tm_umount         fusermount3 -u (or -uz), waits for the server, removes
 #                     the temp dir; returns the server's exit status (non-zero
@@ -19,6 +19,10 @@
 
 : "${TXDIRFS:?TXDIRFS must name the txdirfs binary}"
 TM_DIRS=()
+# Every server is bounded, so a wedged one never outlives the suite; one
+# mount serves a whole phase (nsdiff: 240 seeds), which on a loaded 2-core
+# machine, under ASan, can take several minutes.
+TM_SERVER_BOUND=${TM_SERVER_BOUND:-900}
 
 tm_cleanup_all() {
 	local d
@@ -85,7 +89,7 @@ tm_mount() { # [OPTS]
 
 tm_start() { # [OPTS]
 	local opts=${1:-}
-	timeout 300 "$TXDIRFS" "$TM_STORE" "$TM_MNT" -f ${opts:+-o "$opts"} \
+	timeout "$TM_SERVER_BOUND" "$TXDIRFS" "$TM_STORE" "$TM_MNT" -f ${opts:+-o "$opts"} \
 		</dev/null >>"$TM_LOG" 2>&1 &
 	TM_PID=$!
 	if ! tm_wait_mounted "$TM_MNT" "$TM_PID"; then
@@ -126,6 +130,7 @@ tm_stop() {
 		}
 		wait "$TM_PID" 2>/dev/null || rc=$?
 	fi
+	[ "$rc" -eq 124 ] && echo "# txdirfs was killed by its ${TM_SERVER_BOUND}s bound (TM_SERVER_BOUND)"
 	if [ "$rc" -ne 0 ] && [ -s "$TM_LOG" ]; then
 		echo "# txdirfs exit status $rc; its log:"
 		tail -n 50 "$TM_LOG" | sed 's/^/#   /'
@@ -181,7 +186,7 @@ kill_server() {
 # The subshell exits normally with timeout's status and its own stderr (where
 # it reports the "Killed" timeout) is /dev/null: no job noise on SIGKILL.
 start_server() { # [opts]
-	(timeout 300 "$TXDIRFS" "$TM_STORE" "$TM_MNT" -f ${1:+-o "$1"} </dev/null >>"$TM_LOG" 2>&1
+	(timeout "$TM_SERVER_BOUND" "$TXDIRFS" "$TM_STORE" "$TM_MNT" -f ${1:+-o "$1"} </dev/null >>"$TM_LOG" 2>&1
 		exit $?) 2>/dev/null &
 	TM_PID=$!
 	tm_wait_mounted "$TM_MNT" "$TM_PID"
