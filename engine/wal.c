@@ -696,6 +696,10 @@ void wal_close(struct wal *w)
 	w->failed = w->failed || w->nwaits;
 	deliver_waits(w);
 	pthread_mutex_unlock(&w->lock);
+	/* W7: a clean close leaves no zeros behind the last record (they are
+	 * not records; a crash leaves them, and replay ends at them). */
+	if (w->fd >= 0 && !w->failed && w->ready_to > w->seg_off)
+		txd_os->ftruncate(w->fd, (off_t)w->seg_off);
 	if (w->fd >= 0)
 		txd_os->close(w->fd);
 	for (i = 0; i < w->nzombies; i++)
