@@ -246,26 +246,29 @@ static bool cpus_idle(void)
 	return busy - (blocked < busy ? blocked : busy) + 1 < loop.ncpus;
 }
 
-/* Get another thread reading: an idle one, else a new one. Under loop.lock. */
-static void hand_off_locked(void)
+/* Get another thread reading: an idle one, else a new one. Under loop.lock.
+ * True when an idle one must be woken: the caller signals idle_cv after it
+ * drops loop.lock, so the woken thread does not at once block on the lock
+ * (two wake-ups for one hand-off, on the path of every detached fsync). */
+static bool hand_off_locked(void)
 {
 	pthread_t t;
 
 	if (loop.nidle > loop.wakes) {
 		loop.wakes++;
-		pthread_cond_signal(&loop.idle_cv);
-		return;
+		return true;
 	}
 	if (loop.nthreads >= loop.max_threads || loop.exiting)
-		return;
+		return false;
 	int rc = pthread_create(&t, NULL, worker, NULL);
 
 	if (rc) {
 		tx_log(LOG_WARNING, "loop: cannot start a worker: %s", strerror(rc));
-		return;
+		return false;
 	}
 	loop.threads[loop.nthreads++] = t;
 	loop.wakes++;
+	return false;
 }
 
 void tx_loop_detach(void)
@@ -275,10 +278,14 @@ void tx_loop_detach(void)
 	self.inline_vacant = false;
 	self.detached = true;
 	__atomic_fetch_add(&loop.blocked, 1, __ATOMIC_RELAXED);
+	bool wake = false;
+
 	pthread_mutex_lock(&loop.lock);
 	if (!loop.reader)
-		hand_off_locked();
+		wake = hand_off_locked();
 	pthread_mutex_unlock(&loop.lock);
+	if (wake)
+		pthread_cond_signal(&loop.idle_cv);
 }
 
 /* Take a role (false: the loop is ending). Under loop.lock. */
@@ -319,6 +326,7 @@ static void end_loop_locked(int rc)
 static void *worker(void *arg)
 {
 	struct fuse_buf fb = {0};
+	bool wake = false;
 	int rc;
 
 	(void)arg;
@@ -339,10 +347,13 @@ static void *worker(void *arg)
 		self.inline_vacant = !loop.reader;
 		if (self.inline_vacant &&
 		    ((self.role == ROLE_READER && self.backlog && cpus_idle()) || may_block(&fb))) {
-			hand_off_locked();
+			wake = hand_off_locked();
 			self.inline_vacant = false;
 		}
 		pthread_mutex_unlock(&loop.lock);
+		if (wake)
+			pthread_cond_signal(&loop.idle_cv);
+		wake = false;
 		__atomic_fetch_add(&loop.busy, 1, __ATOMIC_RELAXED);
 		fuse_session_process_buf(loop.se, &fb);
 		__atomic_fetch_sub(&loop.busy, 1, __ATOMIC_RELAXED);
@@ -399,7 +410,8 @@ int tx_loop_run(struct fuse_session *se, unsigned int max_threads, const sigset_
 		goto out;
 
 	pthread_mutex_lock(&loop.lock);
-	hand_off_locked();
+	if (hand_off_locked())
+		pthread_cond_signal(&loop.idle_cv);
 	rc = loop.nthreads ? 0 : -EAGAIN;
 	pthread_mutex_unlock(&loop.lock);
 	if (rc)
