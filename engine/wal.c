@@ -513,11 +513,15 @@ static void wait_for_work(struct wal *w)
 	struct timespec ts;
 	uint64_t due;
 
-	if (!w->interval_ns || w->failed || w->last_lsn <= w->durable_lsn) {
+	if (!w->interval_ns || w->failed) {
 		pthread_cond_wait(&w->work_cv, &w->lock);
 		return;
 	}
-	due = w->dirty_since_ns + w->interval_ns;
+	/* Clean: look again one interval from now. A record appended
+	 * meanwhile is still synced one interval after its append: the tick
+	 * comes no later than that, and from it the wait is until
+	 * dirty_since + interval. */
+	due = (w->last_lsn > w->durable_lsn ? w->dirty_since_ns : mono_ns()) + w->interval_ns;
 	ts.tv_sec = (time_t)(due / 1000000000u);
 	ts.tv_nsec = (long)(due % 1000000000u);
 	pthread_cond_timedwait(&w->work_cv, &w->lock, &ts);
@@ -1058,11 +1062,11 @@ static int append_locked(struct wal *w, uint16_t type, const struct iovec *iov, 
 	r = os_pwrite_full(w->fd, w->abuf, (size_t)total, (off_t)w->seg_off);
 	if (r)
 		goto out_fail;
-	if (w->last_lsn == w->durable_lsn) {
+	/* No wake-up for the interval timer: the sync thread ticks every
+	 * interval while the log is clean (wait_for_work), so a save that is
+	 * made durable by its own fsync costs no hand-off at all. */
+	if (w->last_lsn == w->durable_lsn)
 		w->dirty_since_ns = mono_ns();
-		if (w->interval_ns)
-			pthread_cond_signal(&w->work_cv); /* start the interval timer */
-	}
 	w->last_lsn++;
 	if (pos) {
 		pos->lsn = w->last_lsn;
