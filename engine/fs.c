@@ -541,9 +541,17 @@ static int fs_logs_open(struct txd_fs *fs)
 	return err;
 }
 
+/* A lone fsync's fdatasync runs on the FUSE worker itself (wal.h W5). */
+static void wal_will_block(void *arg)
+{
+	fs_will_block(arg);
+}
+
 static int fs_start(struct txd_fs *fs)
 {
 	struct wal_opts wo = {
+		.will_block = wal_will_block,
+		.will_block_arg = fs,
 		.seg_size = fs->opts.wal_segment_bytes,
 		.sync_interval_ms = fs->opts.durability == TXD_DUR_NONE
 					    ? 0

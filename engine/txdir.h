@@ -260,8 +260,10 @@ bool txd_commit_needs_wait(struct txd_fs *fs);
 /* ---- durability --------------------------------------------------------- */
 uint64_t txd_current_lsn(struct txd_fs *fs);
 /* cb(arg, err) once every commit up to lsn is on stable storage (runs on the
- * engine's sync thread, or at once on this thread if already durable).
- * In durability=none it completes at once. */
+ * engine's sync thread, or at once on this thread if already durable, or on
+ * this thread after it led the fdatasync itself when none was in flight:
+ * txd_notify.will_block is called first, wal.h W5). In durability=none it
+ * completes at once. */
 int txd_durable_async(struct txd_fs *fs, uint64_t lsn, void (*cb)(void *arg, int err),
 		      void *arg);
 int txd_sync_wait(struct txd_fs *fs); /* blocking: everything so far durable */

@@ -13,14 +13,27 @@
  * creates a fresh segment (seg_create: tmp file + header + fsync + rename +
  * fsync dir, so a named segment always has a complete header — W4).
  *
- * Group commit (W5). One sync thread does every fdatasync. wal_sync raises
- * want_lsn and waits on durable_cv; the thread snapshots last_lsn, drops the
- * lock, fdatasyncs, and then declares everything up to the snapshot durable:
- * every record appended before the snapshot has already been pwritten to the
- * same descriptor (W6), so one fdatasync covers the whole batch. Rotation
- * fsyncs the old segment itself under the lock; if the sync thread is inside
- * fdatasync on that descriptor at the time, the close is deferred (zombies)
- * so the descriptor number cannot be reused under it.
+ * Group commit (W5). At most one fdatasync is in flight (w->syncing). Its
+ * leader snapshots last_lsn, drops the lock, fdatasyncs, and then declares
+ * everything up to the snapshot durable: every record appended before the
+ * snapshot has already been pwritten to the same descriptor (W6), so one
+ * fdatasync covers the whole batch. The leader is the sync thread (interval
+ * syncs, async waiters), or a wal_sync caller, or — with opts.will_block —
+ * a wal_sync_async caller that found no sync in flight: a lone fsync then
+ * costs one fdatasync on its own thread, with no hand-off to the sync
+ * thread and back. Whoever arrives while a sync runs waits for it; the
+ * leader wakes the sync thread when waiters are left over for the next
+ * batch. Rotation fsyncs the old segment itself under the lock; if a leader
+ * is inside fdatasync on that descriptor at the time, the close is deferred
+ * (zombies) so the descriptor number cannot be reused under it.
+ *
+ * Pre-allocation (W7). The sync thread keeps the current segment written
+ * (zeros) from the append point to ZERO_AHEAD beyond it, ZERO_LOW before
+ * that runs out, under w->lock (the zeros must never land on a record), and
+ * fdatasyncs once, so later fdatasyncs change no size or extent. ready_to is
+ * how far the file is written. Dropped full-size segments become spares
+ * ("spare-%08u", their old number); seg_start takes one before creating a
+ * file, rewriting its header with a fresh salt.
  *
  * Lock order: w->lock is a leaf; callbacks (wal_sync_async) run on the sync
  * thread with it released.
@@ -50,7 +63,11 @@
 #define DEFAULT_SEG_SIZE (64ull << 20)
 #define REPLAY_BLOCK (4u << 20)
 #define WAL_ABUF_KEEP (256u << 10) /* append buffer kept between appends */
-#define ABUF_KEEP (8u << 20) /* append buffer kept between appends */
+#define ZERO_AHEAD (2u << 20) /* W7: written this far past the append point */
+#define ZERO_LOW (1u << 20)   /* refill when less than this is left */
+#define ZERO_BUF (256u << 10)
+
+static const uint8_t zeros[ZERO_BUF];
 
 struct seginfo {
 	uint32_t seg;
@@ -73,6 +90,9 @@ struct wal {
 	pthread_cond_t work_cv;    /* something for the sync thread */
 	pthread_t thread;
 	bool stopping, syncing, failed, replayed;
+	bool zero_ahead, zero_wanted; /* W7; zero_wanted: the thread was told */
+	void (*will_block)(void *arg);
+	void *will_block_arg;
 
 	/* Append state (lock). fd == -1 until wal_replay made a segment. */
 	int fd;
@@ -81,6 +101,9 @@ struct wal {
 	uint64_t salt;
 	uint64_t last_lsn, durable_lsn, want_lsn;
 	uint64_t dirty_since_ns; /* monotonic time of the oldest unsynced record */
+	uint64_t ready_to;       /* bytes of the segment file already written */
+	uint32_t spares[WAL_SPARES]; /* recycled segment files, by old number */
+	uint32_t nspares;
 
 	struct seginfo *segs; /* on disk, oldest first; the last is current */
 	uint32_t nsegs, capsegs;
@@ -166,6 +189,11 @@ static void seg_path(const struct wal *w, uint32_t seg, const char *suffix, char
 		     size_t n)
 {
 	snprintf(buf, n, "%s/seg-%08u%s", w->dir, seg, suffix);
+}
+
+static void spare_path(const struct wal *w, uint32_t spare, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s/spare-%08u", w->dir, spare);
 }
 
 static uint64_t rec_checksum(const uint8_t *hdr, const void *payload, uint32_t len,
@@ -277,7 +305,45 @@ out_fail:
 	return r;
 }
 
-/* Lock held. Make a new segment the append target. */
+/*
+ * Lock held. Make the last spare segment h->seg (W7): its new header (fresh
+ * salt) is written over the old one and fsynced before the rename, and the
+ * directory fsynced after it, so W4 holds as for seg_create. 1 when the
+ * spare cannot be opened (it is forgotten; the caller creates a file).
+ */
+static int seg_recycle(struct wal *w, const struct seg_hdr *h, int *fd_out, uint64_t *size)
+{
+	char src[4096], dst[4096];
+	uint8_t b[WAL_SEG_HDR_SIZE];
+	int fd, r;
+
+	spare_path(w, w->spares[--w->nspares], src, sizeof(src));
+	seg_path(w, h->seg, "", dst, sizeof(dst));
+	fd = txd_os->open(src, O_RDWR, 0);
+	if (fd < 0) {
+		txd_os->unlink(src);
+		return 1;
+	}
+	seg_hdr_encode(h, b);
+	r = txd_os->fstat_size(fd, size);
+	if (!r)
+		r = os_pwrite_full(fd, b, sizeof(b), 0);
+	if (!r)
+		r = txd_os->fsync(fd);
+	if (!r)
+		r = txd_os->rename(src, dst);
+	if (!r)
+		r = os_fsync_dir(w->dir);
+	if (r) {
+		txd_os->close(fd);
+		return r;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+/* Lock held. Make a new segment the append target: a spare if there is one
+ * (already written to its full size), else a new file. */
 static int seg_start(struct wal *w, uint32_t seg)
 {
 	struct seg_hdr h = {
@@ -286,18 +352,26 @@ static int seg_start(struct wal *w, uint32_t seg)
 		.prev_end_lsn = w->last_lsn,
 		.salt = random_salt(),
 	};
-	int fd, r;
+	uint64_t size = WAL_SEG_HDR_SIZE;
+	int fd, r = 1;
 
 	r = array_grow((void **)&w->segs, &w->capsegs, w->nsegs + 1, sizeof(*w->segs));
 	if (r)
 		return r;
-	r = seg_create(w, &h, &fd);
+	r = 1;
+	while (r == 1 && w->nspares)
+		r = seg_recycle(w, &h, &fd, &size);
+	if (r == 1)
+		r = seg_create(w, &h, &fd);
 	if (r)
 		return r;
 	w->fd = fd;
 	w->seg = seg;
 	w->seg_off = WAL_SEG_HDR_SIZE;
+	w->ready_to = size;
 	w->salt = h.salt;
+	w->zero_wanted = false;
+	pthread_cond_signal(&w->work_cv); /* W7: zeros ahead of the new segment */
 	return seginfo_add(w, seg, WAL_SEG_HDR_SIZE);
 }
 
@@ -364,16 +438,18 @@ static void deliver_waits(struct wal *w)
 
 static bool sync_needed(const struct wal *w, uint64_t now)
 {
-	if (w->failed || w->fd < 0 || w->last_lsn <= w->durable_lsn)
+	if (w->failed || w->syncing || w->fd < 0 || w->last_lsn <= w->durable_lsn)
 		return false;
 	if (w->want_lsn > w->durable_lsn || w->nwaits)
 		return true;
 	return w->interval_ns && now >= w->dirty_since_ns + w->interval_ns;
 }
 
-/* Lock held; released during the fdatasync so appends continue (they form
- * the next batch). */
-static void sync_once(struct wal *w)
+/* Lock held, no sync in flight: this thread leads the next one. The lock is
+ * released during the fdatasync so appends continue (they form the next
+ * batch); hook: call opts.will_block first (a caller's thread, not the sync
+ * thread). */
+static void sync_once(struct wal *w, bool hook)
 {
 	uint64_t target = w->last_lsn;
 	int fd = w->fd, r;
@@ -381,6 +457,8 @@ static void sync_once(struct wal *w)
 
 	w->syncing = true;
 	pthread_mutex_unlock(&w->lock);
+	if (hook && w->will_block)
+		w->will_block(w->will_block_arg);
 	r = txd_os->fdatasync(fd);
 	pthread_mutex_lock(&w->lock);
 	w->syncing = false;
@@ -394,6 +472,40 @@ static void sync_once(struct wal *w)
 	advance_durable(w, target);
 	if (w->last_lsn > w->durable_lsn)
 		w->dirty_since_ns = mono_ns();
+	/* waiters that came during this sync: the sync thread serves them */
+	if (w->nwaits || w->want_lsn > w->durable_lsn)
+		pthread_cond_signal(&w->work_cv);
+}
+
+/* W7: the append point is within ZERO_LOW of where the file is written. */
+static bool zero_needed(const struct wal *w)
+{
+	return w->zero_ahead && !w->failed && w->fd >= 0 && w->ready_to < w->seg_size &&
+	       w->ready_to < w->seg_off + ZERO_LOW;
+}
+
+/* Lock held (appends wait: zeros must never land on a record). Write zeros
+ * from the append point (or where the file is written, if beyond) to
+ * ZERO_AHEAD past it. A failure only ends pre-allocation: appends still
+ * extend the file as they go. */
+static void zero_fill(struct wal *w)
+{
+	uint64_t off = w->ready_to > w->seg_off ? w->ready_to : w->seg_off;
+	uint64_t end = w->seg_off + ZERO_AHEAD;
+
+	w->zero_wanted = false;
+	if (end > w->seg_size)
+		end = w->seg_size;
+	while (off < end) {
+		size_t n = end - off < ZERO_BUF ? (size_t)(end - off) : ZERO_BUF;
+
+		if (os_pwrite_full(w->fd, zeros, n, (off_t)off)) {
+			w->zero_ahead = false;
+			return;
+		}
+		off += n;
+		w->ready_to = off;
+	}
 }
 
 static void wait_for_work(struct wal *w)
@@ -401,11 +513,15 @@ static void wait_for_work(struct wal *w)
 	struct timespec ts;
 	uint64_t due;
 
-	if (!w->interval_ns || w->failed || w->last_lsn <= w->durable_lsn) {
+	if (!w->interval_ns || w->failed) {
 		pthread_cond_wait(&w->work_cv, &w->lock);
 		return;
 	}
-	due = w->dirty_since_ns + w->interval_ns;
+	/* Clean: look again one interval from now. A record appended
+	 * meanwhile is still synced one interval after its append: the tick
+	 * comes no later than that, and from it the wait is until
+	 * dirty_since + interval. */
+	due = (w->last_lsn > w->durable_lsn ? w->dirty_since_ns : mono_ns()) + w->interval_ns;
 	ts.tv_sec = (time_t)(due / 1000000000u);
 	ts.tv_nsec = (long)(due % 1000000000u);
 	pthread_cond_timedwait(&w->work_cv, &w->lock, &ts);
@@ -419,7 +535,14 @@ static void *sync_main(void *arg)
 	for (;;) {
 		deliver_waits(w);
 		if (sync_needed(w, mono_ns())) {
-			sync_once(w);
+			sync_once(w, false);
+			continue;
+		}
+		if (zero_needed(w) && !w->stopping) {
+			zero_fill(w);
+			/* one journal commit for the new extents, now */
+			if (!w->syncing)
+				sync_once(w, false);
 			continue;
 		}
 		if (w->stopping)
@@ -446,11 +569,30 @@ static int parse_seg_name(const char *name, uint32_t *seg)
 	return 0;
 }
 
+static int parse_spare_name(const char *name, uint32_t *spare)
+{
+	char *end;
+	unsigned long v;
+
+	if (strncmp(name, "spare-", 6) || strlen(name) != 14)
+		return -1;
+	v = strtoul(name + 6, &end, 10);
+	if (*end || v > UINT32_MAX)
+		return -1;
+	*spare = (uint32_t)v;
+	return 0;
+}
+
 static int list_cb(const char *name, void *arg)
 {
 	struct wal *w = arg;
 	uint32_t seg;
 
+	if (!parse_spare_name(name, &seg)) {
+		if (w->nspares < WAL_SPARES)
+			w->spares[w->nspares++] = seg;
+		return 0;
+	}
 	if (parse_seg_name(name, &seg))
 		return 0;
 	return seginfo_add(w, seg, 0);
@@ -468,6 +610,7 @@ static int scan_segments(struct wal *w)
 	int r;
 
 	w->nsegs = 0;
+	w->nspares = 0;
 	r = txd_os->listdir(w->dir, list_cb, w);
 	if (r)
 		return r;
@@ -515,6 +658,9 @@ int wal_open(const char *dir, const struct wal_opts *opts, struct wal **out)
 	}
 	w->seg_size = opts && opts->seg_size ? opts->seg_size : DEFAULT_SEG_SIZE;
 	w->interval_ns = opts ? (uint64_t)opts->sync_interval_ms * 1000000u : 0;
+	w->zero_ahead = opts && (opts->zero_ahead || opts->sync_interval_ms);
+	w->will_block = opts ? opts->will_block : NULL;
+	w->will_block_arg = opts ? opts->will_block_arg : NULL;
 	r = txd_os->mkdir(dir, 0755);
 	if (r && r != -EEXIST)
 		goto out_free;
@@ -554,6 +700,10 @@ void wal_close(struct wal *w)
 	w->failed = w->failed || w->nwaits;
 	deliver_waits(w);
 	pthread_mutex_unlock(&w->lock);
+	/* W7: a clean close leaves no zeros behind the last record (they are
+	 * not records; a crash leaves them, and replay ends at them). */
+	if (w->fd >= 0 && !w->failed && w->ready_to > w->seg_off)
+		txd_os->ftruncate(w->fd, (off_t)w->seg_off);
 	if (w->fd >= 0)
 		txd_os->close(w->fd);
 	for (i = 0; i < w->nzombies; i++)
@@ -925,11 +1075,11 @@ static int append_locked(struct wal *w, uint16_t type, const struct iovec *iov, 
 	r = os_pwrite_full(w->fd, w->abuf, (size_t)total, (off_t)w->seg_off);
 	if (r)
 		goto out_fail;
-	if (w->last_lsn == w->durable_lsn) {
+	/* No wake-up for the interval timer: the sync thread ticks every
+	 * interval while the log is clean (wait_for_work), so a save that is
+	 * made durable by its own fsync costs no hand-off at all. */
+	if (w->last_lsn == w->durable_lsn)
 		w->dirty_since_ns = mono_ns();
-		if (w->interval_ns)
-			pthread_cond_signal(&w->work_cv); /* start the interval timer */
-	}
 	w->last_lsn++;
 	if (pos) {
 		pos->lsn = w->last_lsn;
@@ -937,10 +1087,15 @@ static int append_locked(struct wal *w, uint16_t type, const struct iovec *iov, 
 		pos->payload_off = w->seg_off + WAL_REC_HDR_SIZE;
 	}
 	w->seg_off += total;
+	if (w->ready_to < w->seg_off)
+		w->ready_to = w->seg_off;
+	if (!w->zero_wanted && zero_needed(w)) {
+		w->zero_wanted = true;
+		pthread_cond_signal(&w->work_cv);
+	}
 	w->segs[w->nsegs - 1].size = w->seg_off;
 	w->st_records++;
 	w->st_bytes += total;
-	abuf_trim(w);
 	return 0;
 
 out_fail:
@@ -963,11 +1118,7 @@ int wal_append(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt
 		r = -EINVAL;
 	else
 		r = append_locked(w, type, iov, iovcnt, (uint32_t)len, pos);
-	if (w->abuf_cap > ABUF_KEEP) {
-		free(w->abuf);
-		w->abuf = NULL;
-		w->abuf_cap = 0;
-	}
+	abuf_trim(w); /* on failure paths too */
 	pthread_mutex_unlock(&w->lock);
 	return r;
 }
@@ -1000,6 +1151,10 @@ int wal_sync(struct wal *w, uint64_t lsn)
 	if (lsn > w->last_lsn)
 		lsn = w->last_lsn;
 	while (!w->failed && w->durable_lsn < lsn) {
+		if (!w->syncing && w->fd >= 0) {
+			sync_once(w, false); /* lead: no hand-off to the sync thread */
+			continue;
+		}
 		if (w->want_lsn < lsn) {
 			w->want_lsn = lsn;
 			pthread_cond_signal(&w->work_cv);
@@ -1025,6 +1180,13 @@ int wal_sync_async(struct wal *w, uint64_t lsn, void (*cb)(void *arg, int err), 
 	if (lsn <= w->durable_lsn) {
 		pthread_mutex_unlock(&w->lock);
 		cb(arg, 0);
+		return 0;
+	}
+	if (w->will_block && !w->syncing && w->fd >= 0) {
+		sync_once(w, true); /* lead: covers lsn, everything is appended */
+		r = w->failed ? -EIO : 0;
+		pthread_mutex_unlock(&w->lock);
+		cb(arg, r);
 		return 0;
 	}
 	r = array_grow((void **)&w->waits, &w->capwaits, w->nwaits + 1, sizeof(*w->waits));
@@ -1059,6 +1221,39 @@ uint32_t wal_current_seg(struct wal *w)
 	return s;
 }
 
+/* W7: keep the dropped segment at path as a spare when it is full-size and
+ * spares are wanted. 0 when it became one; the caller fsyncs the directory. */
+static int recycle(struct wal *w, uint32_t seg, const char *path)
+{
+	char spare[4096];
+	uint64_t size = 0;
+	bool room;
+	int fd, r;
+
+	pthread_mutex_lock(&w->lock);
+	room = w->zero_ahead && w->nspares < WAL_SPARES;
+	pthread_mutex_unlock(&w->lock);
+	if (!room)
+		return 1;
+	fd = txd_os->open(path, O_RDONLY, 0);
+	if (fd < 0)
+		return fd;
+	r = txd_os->fstat_size(fd, &size);
+	txd_os->close(fd);
+	if (r || size < w->seg_size)
+		return r ? r : 1;
+	spare_path(w, seg, spare, sizeof(spare));
+	r = txd_os->rename(path, spare);
+	if (r)
+		return r;
+	pthread_mutex_lock(&w->lock);
+	room = w->nspares < WAL_SPARES;
+	if (room)
+		w->spares[w->nspares++] = seg;
+	pthread_mutex_unlock(&w->lock);
+	return room ? 0 : txd_os->unlink(spare);
+}
+
 int wal_drop_segment(struct wal *w, uint32_t seg)
 {
 	char path[4096];
@@ -1084,7 +1279,8 @@ out_unlock:
 		return r;
 	/* Outside the lock: a directory fsync must not stall appends. */
 	seg_path(w, seg, "", path, sizeof(path));
-	r = txd_os->unlink(path);
+	if (recycle(w, seg, path) != 0)
+		r = txd_os->unlink(path);
 	if (!r)
 		r = os_fsync_dir(w->dir);
 	return r;

@@ -7,7 +7,9 @@
  *
  * On-disk format. The log is a sequence of segment files in the WAL
  * directory, named "seg-%08u" (segment numbers increase by one, never reused).
- * All integers little-endian.
+ * All integers little-endian. A segment file may be longer than its records:
+ * zeros written ahead of the append point, or the stale records of a recycled
+ * file (W7); replay ends at the first record that fails (W2) either way.
  *
  *   segment header (64 bytes, at offset 0)
  *     0  u64 magic        "TXDWALSG"
@@ -54,6 +56,16 @@
  *  W6 Appends are serialised by the WAL's own mutex and reach the kernel
  *     (pwrite) before wal_append returns, so a process crash never loses an
  *     appended record; only a power cut can lose records after the last sync.
+ *  W7 Pre-allocation (opts.zero_ahead, on in every durable mode): the sync
+ *     thread keeps the current segment written with zeros ahead of the
+ *     append point, so an fdatasync after an append changes no file size and
+ *     no extent and ext4 need not commit its journal. A segment a checkpoint
+ *     drops is recycled instead of deleted (at most WAL_SPARES of them, only
+ *     full-size ones): renamed "spare-%08u", and at a later rotation given a
+ *     new header (new random salt, new first_lsn), fsynced, then renamed to
+ *     the new segment's name and the directory fsynced (W4 still holds). Its
+ *     old records can never replay in the new segment: their lsns are below
+ *     first_lsn (W1) and their checksums are seeded with another salt.
  *
  * Memory. Nothing of a record stays in memory once it is appended: the log
  * keeps one append buffer (a record is built in it for one pwrite; freed
@@ -63,7 +75,10 @@
  * Lock order: callers may hold their own locks while calling wal_append (it
  * only takes w->lock briefly). wal_sync blocks: never call it from a FUSE
  * worker; use wal_sync_async, whose callback runs on the WAL's sync thread
- * with no WAL lock held.
+ * with no WAL lock held — or, when opts.will_block is set and no sync is in
+ * flight, on the caller's thread after the caller itself did the fdatasync
+ * (no hand-off to the sync thread on the path of a lone fsync; will_block
+ * is called first, with no WAL lock held).
  */
 #ifndef TXD_WAL_H
 #define TXD_WAL_H
@@ -77,11 +92,17 @@ struct wal;
 #define WAL_SEG_HDR_SIZE 64
 #define WAL_REC_HDR_SIZE 32
 #define WAL_MAX_RECORD (256u << 20) /* payload limit per record */
+#define WAL_SPARES 2               /* recycled segment files kept (W7) */
 
 struct wal_opts {
 	uint64_t seg_size;          /* rotate after this many bytes; 0 = 64 MiB */
 	uint32_t sync_interval_ms;  /* background sync of appended records every
 	                               so often; 0 = never (durability=none) */
+	bool zero_ahead;            /* W7; also on whenever sync_interval_ms is */
+	/* Optional: lets wal_sync_async sync on the caller's thread; called
+	 * just before that thread blocks in fdatasync (no WAL lock held). */
+	void (*will_block)(void *arg);
+	void *will_block_arg;
 };
 
 /* Where a record's payload landed, so callers can name byte ranges inside
@@ -123,14 +144,17 @@ uint64_t wal_durable_lsn(struct wal *w);
 /* Group commit (W5). Blocking. */
 int wal_sync(struct wal *w, uint64_t lsn);
 
-/* Non-blocking: cb(arg, err) runs on the sync thread once lsn is durable
- * (or immediately, on the caller's thread, if it already is). */
+/* cb(arg, err) runs on the sync thread once lsn is durable (or immediately,
+ * on the caller's thread, if it already is). With opts.will_block set and no
+ * sync in flight, the caller leads the sync itself: will_block, fdatasync,
+ * then cb on the caller's thread (group commit as in W5: one fdatasync for
+ * everything appended so far). Otherwise non-blocking. */
 int wal_sync_async(struct wal *w, uint64_t lsn, void (*cb)(void *arg, int err), void *arg);
 
 /* Segment bookkeeping for checkpoints. */
 uint32_t wal_current_seg(struct wal *w);
-/* Delete segment seg (must be older than the current one). Never deletes the
- * current segment; fsyncs the directory. */
+/* Delete segment seg (must be older than the current one), or recycle it as
+ * a spare (W7). Never deletes the current segment; fsyncs the directory. */
 int wal_drop_segment(struct wal *w, uint32_t seg);
 /* Segments present on disk, oldest first; *n set. Caller frees *segs. */
 int wal_list_segments(struct wal *w, uint32_t **segs, uint32_t *n);

@@ -86,6 +86,8 @@ static struct loop {
 	unsigned int nidle;
 	unsigned int wakes; /* hand-offs posted and not yet taken */
 	unsigned int busy;  /* workers processing a request (atomic, no lock) */
+	unsigned int blocked; /* of those, detached to wait (atomic, no lock) */
+	unsigned int ncpus;
 	bool reader;        /* the READER role is held */
 	bool exiting;
 	int error; /* first negative result that ended the loop */
@@ -102,6 +104,7 @@ static __thread struct {
 	enum role role;
 	bool backlog;
 	bool inline_vacant;
+	bool detached;
 } self;
 
 static uint64_t now_ns(void)
@@ -230,26 +233,42 @@ static bool may_block(const struct fuse_buf *fb)
 
 static void *worker(void *arg);
 
-/* Get another thread reading: an idle one, else a new one. Under loop.lock. */
-static void hand_off_locked(void)
+/* A queue of requests is worth another thread only while a CPU is left
+ * for it: workers running a request (not detached to wait for the disk)
+ * already fill the CPUs, and one more would only add wake-ups and lock
+ * hand-offs (measured: 8 processes saving small files, 17 context switches
+ * per save). Requests that may block still get a reader (may_block). */
+static bool cpus_idle(void)
+{
+	unsigned int busy = __atomic_load_n(&loop.busy, __ATOMIC_RELAXED);
+	unsigned int blocked = __atomic_load_n(&loop.blocked, __ATOMIC_RELAXED);
+
+	return busy - (blocked < busy ? blocked : busy) + 1 < loop.ncpus;
+}
+
+/* Get another thread reading: an idle one, else a new one. Under loop.lock.
+ * True when an idle one must be woken: the caller signals idle_cv after it
+ * drops loop.lock, so the woken thread does not at once block on the lock
+ * (two wake-ups for one hand-off, on the path of every detached fsync). */
+static bool hand_off_locked(void)
 {
 	pthread_t t;
 
 	if (loop.nidle > loop.wakes) {
 		loop.wakes++;
-		pthread_cond_signal(&loop.idle_cv);
-		return;
+		return true;
 	}
 	if (loop.nthreads >= loop.max_threads || loop.exiting)
-		return;
+		return false;
 	int rc = pthread_create(&t, NULL, worker, NULL);
 
 	if (rc) {
 		tx_log(LOG_WARNING, "loop: cannot start a worker: %s", strerror(rc));
-		return;
+		return false;
 	}
 	loop.threads[loop.nthreads++] = t;
 	loop.wakes++;
+	return false;
 }
 
 void tx_loop_detach(void)
@@ -257,10 +276,16 @@ void tx_loop_detach(void)
 	if (!self.inline_vacant)
 		return;
 	self.inline_vacant = false;
+	self.detached = true;
+	__atomic_fetch_add(&loop.blocked, 1, __ATOMIC_RELAXED);
+	bool wake = false;
+
 	pthread_mutex_lock(&loop.lock);
 	if (!loop.reader)
-		hand_off_locked();
+		wake = hand_off_locked();
 	pthread_mutex_unlock(&loop.lock);
+	if (wake)
+		pthread_cond_signal(&loop.idle_cv);
 }
 
 /* Take a role (false: the loop is ending). Under loop.lock. */
@@ -301,6 +326,7 @@ static void end_loop_locked(int rc)
 static void *worker(void *arg)
 {
 	struct fuse_buf fb = {0};
+	bool wake = false;
 	int rc;
 
 	(void)arg;
@@ -320,14 +346,20 @@ static void *worker(void *arg)
 		/* A reader that found a request at its first try sees a queue. */
 		self.inline_vacant = !loop.reader;
 		if (self.inline_vacant &&
-		    ((self.role == ROLE_READER && self.backlog) || may_block(&fb))) {
-			hand_off_locked();
+		    ((self.role == ROLE_READER && self.backlog && cpus_idle()) || may_block(&fb))) {
+			wake = hand_off_locked();
 			self.inline_vacant = false;
 		}
 		pthread_mutex_unlock(&loop.lock);
+		if (wake)
+			pthread_cond_signal(&loop.idle_cv);
+		wake = false;
 		__atomic_fetch_add(&loop.busy, 1, __ATOMIC_RELAXED);
 		fuse_session_process_buf(loop.se, &fb);
 		__atomic_fetch_sub(&loop.busy, 1, __ATOMIC_RELAXED);
+		if (self.detached)
+			__atomic_fetch_sub(&loop.blocked, 1, __ATOMIC_RELAXED);
+		self.detached = false;
 		self.inline_vacant = false;
 		pthread_mutex_lock(&loop.lock);
 		/* libfuse ends the session itself on a failed INIT */
@@ -361,6 +393,9 @@ int tx_loop_run(struct fuse_session *se, unsigned int max_threads, const sigset_
 
 	loop.se = se;
 	loop.max_threads = max_threads ? max_threads : 1;
+	loop.ncpus = (unsigned int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (loop.ncpus < 2)
+		loop.ncpus = 2;
 	loop.threads = calloc(loop.max_threads, sizeof(*loop.threads));
 	loop.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	rc = -ENOMEM;
@@ -375,7 +410,8 @@ int tx_loop_run(struct fuse_session *se, unsigned int max_threads, const sigset_
 		goto out;
 
 	pthread_mutex_lock(&loop.lock);
-	hand_off_locked();
+	if (hand_off_locked())
+		pthread_cond_signal(&loop.idle_cv);
 	rc = loop.nthreads ? 0 : -EAGAIN;
 	pthread_mutex_unlock(&loop.lock);
 	if (rc)

@@ -1,5 +1,5 @@
 /*
- * test_wal.c — the write-ahead log against its invariants W1–W6 (wal.h).
+ * test_wal.c — the write-ahead log against its invariants W1–W7 (wal.h).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -752,9 +752,30 @@ static uint64_t boot_and_work(const struct wal_opts *o, uint64_t acked, uint64_t
 	return acked;
 }
 
+static void power_cut_cycles(const struct wal_opts *o);
+
 Test(wal, power_cut_keeps_synced_prefix_W5)
 {
 	struct wal_opts o = { .seg_size = 8192 };
+
+	power_cut_cycles(&o);
+}
+
+/* The same with zeros written ahead and durability waits led by callers. */
+static void nop_block(void *arg)
+{
+	(void)arg;
+}
+
+Test(wal, power_cut_keeps_synced_prefix_zero_ahead_W7)
+{
+	struct wal_opts o = { .seg_size = 8192, .zero_ahead = true, .will_block = nop_block };
+
+	power_cut_cycles(&o);
+}
+
+static void power_cut_cycles(const struct wal_opts *o)
+{
 	uint64_t s;
 
 	for (s = 1; s <= 40; s++) {
@@ -769,9 +790,9 @@ Test(wal, power_cut_keeps_synced_prefix_W5)
 		if (s % 3 == 1)
 			faultos_crash_at(FOS_FDATASYNC, 2 + s % 11);
 		for (boot = 0; boot < 3; boot++)
-			acked = boot_and_work(&o, acked, &seed, 20 + (seed >> 40) % 60);
+			acked = boot_and_work(o, acked, &seed, 20 + (seed >> 40) % 60);
 		faultos_uninstall();
-		acked = boot_and_work(&o, acked, &seed, 0);
+		acked = boot_and_work(o, acked, &seed, 0);
 	}
 }
 
@@ -1001,6 +1022,250 @@ Test(wal, checkpointed_records_are_walked_not_checksummed)
 	/* Replayed from the start it is corruption (W3: not the last segment). */
 	cr_assert_eq(wal_open(waldir, NULL, &w), 0);
 	cr_assert_eq(wal_replay(w, 0, collect, &rs), -TXD_ECORRUPT);
+	wal_close(w);
+	recs_free(&rs);
+}
+
+/* ---- W7: pre-allocation and recycling ------------------------------------- */
+
+/* Wait (bounded) until the sync thread has written seg's file to size. */
+static void wait_written(uint32_t seg, uint64_t size)
+{
+	int i;
+
+	for (i = 0; i < 5000 && file_size(seg_file(seg)) < size; i++)
+		usleep(1000);
+	cr_assert_geq(file_size(seg_file(seg)), size, "W7: segment %u not written ahead",
+		      seg);
+}
+
+Test(wal, zero_ahead_writes_past_the_append_point_W7)
+{
+	struct wal_opts o = { .seg_size = 256 << 10, .zero_ahead = true };
+	struct recs rs = { 0 };
+	struct wal *w = open_replay(&o, &rs, 0);
+	uint32_t seg = wal_current_seg(w);
+
+	wait_written(seg, 256 << 10);
+	cr_assert_eq(append_n(w, 1, 30, 300), 0);
+	cr_assert_eq(wal_sync(w, 30), 0);
+	cr_assert_eq(file_size(seg_file(seg)), 256 << 10, "appends land inside the zeros");
+	wal_close(w);
+	w = open_replay(&o, &rs, 0);
+	cr_assert_eq(rs.n, 30);
+	wal_close(w);
+	recs_free(&rs);
+}
+
+/* A torn last record over pre-zeroed bytes: whatever part of it reached the
+ * disk, followed by the zeros that were there. */
+Test(wal, torn_tail_over_zeros_replays_the_valid_prefix_W7)
+{
+	struct wal_opts o = { .seg_size = 64 << 10, .zero_ahead = true };
+	struct recs rs = { 0 }, rs2 = { 0 };
+	char pristine[400];
+	uint8_t z[4096] = { 0 };
+	struct wal *w = open_replay(&o, &rs, 0);
+	uint64_t start, end, cut, i;
+	uint32_t seg = wal_current_seg(w);
+	int fd;
+
+	wait_written(seg, 64 << 10);
+	cr_assert_eq(append_n(w, 1, 20, 300), 0);
+	wal_close(w);
+	start = last_pos.payload_off - WAL_REC_HDR_SIZE;
+	end = last_pos.payload_off + payload_for(20, z, 300);
+	memset(z, 0, sizeof(z));
+	snprintf(pristine, sizeof(pristine), "%s/pristine", tmpdir);
+	copy_dir(waldir, pristine);
+	for (cut = start; cut < end; cut += 7) {
+		copy_dir(pristine, waldir);
+		fd = open(seg_file(seg), O_RDWR);
+		cr_assert_eq(pwrite(fd, z, end - cut, (off_t)cut), (ssize_t)(end - cut));
+		close(fd);
+		w = open_replay(&o, &rs, 0);
+		cr_assert_eq(rs.n, 19, "W2/W7: cut at %lu gave %zu records", (unsigned long)cut,
+			     rs.n);
+		cr_assert_eq(append_n(w, 20, 1, 300), 0);
+		wal_close(w);
+		w = open_replay(&o, &rs2, 0);
+		wal_close(w);
+		cr_assert_eq(rs2.n, 20);
+		for (i = 0; i < 20; i++)
+			check_payload(&rs2.v[i], i + 1, 300);
+		recs_free(&rs);
+		recs_free(&rs2);
+	}
+}
+
+/* The file of a previous use, records 1..10, becomes this log's first
+ * segment: the new records 1..3 lie exactly over the old 1..3, and the old
+ * 4..10 follow with the lsns replay wants next. Only the new salt keeps them
+ * out. */
+Test(wal, recycled_file_stale_records_never_replay_W7)
+{
+	struct wal_opts o = { .seg_size = 64 << 10, .zero_ahead = true };
+	struct recs rs = { 0 };
+	char old[400], cmd[2400];
+	struct wal *w = open_replay(&o, &rs, 0);
+	uint32_t seg = wal_current_seg(w);
+
+	cr_assert_eq(append_n(w, 1, 10, 300), 0);
+	wal_close(w);
+	snprintf(old, sizeof(old), "%s/old-seg", tmpdir);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && rm -rf '%s' && mkdir '%s' && cp '%s' '%s/spare-00000007'",
+		 seg_file(seg), old, waldir, waldir, old, waldir);
+	cr_assert_eq(system(cmd), 0);
+	w = open_replay(&o, &rs, 0);
+	cr_assert_eq(rs.n, 0);
+	seg = wal_current_seg(w);
+	snprintf(old, sizeof(old), "%s/spare-00000007", waldir);
+	cr_assert_neq(access(old, F_OK), 0, "the spare became segment %u", seg);
+	snprintf(cmd, sizeof(cmd), "%s/old-seg", tmpdir);
+	cr_assert_geq(file_size(seg_file(seg)), file_size(cmd), "the old file, new header");
+	cr_assert_eq(append_n(w, 1, 3, 300), 0);
+	wal_close(w);
+	w = open_replay(&o, &rs, 0);
+	cr_assert_eq(rs.n, 3, "W7: %zu records replayed from a recycled file", rs.n);
+	wal_close(w);
+	recs_free(&rs);
+}
+
+/* Through the API: a dropped full-size segment becomes a spare, a later
+ * rotation takes it, and replay (from the checkpoint) sees exactly the
+ * records appended since. */
+Test(wal, dropped_segment_is_recycled_W7)
+{
+	struct wal_opts o = { .seg_size = 16 << 10, .zero_ahead = true };
+	struct recs rs = { 0 };
+	struct wal *w = open_replay(&o, &rs, 0);
+	char spare[400];
+	uint64_t next = 1, ck;
+	uint32_t first = wal_current_seg(w);
+
+	wait_written(first, 16 << 10);
+	while (wal_current_seg(w) == first)
+		cr_assert_eq(append_n(w, next++, 1, 300), 0);
+	ck = next - 2; /* the last record of the first segment */
+	cr_assert_eq(wal_drop_segment(w, first), 0);
+	snprintf(spare, sizeof(spare), "%s/spare-%08u", waldir, first);
+	cr_assert_eq(access(spare, F_OK), 0, "W7: the dropped segment is kept as a spare");
+	cr_assert_neq(access(seg_file(first), F_OK), 0);
+	/* the next rotation takes the spare: full size at once */
+	wait_written(first + 1, 16 << 10);
+	while (wal_current_seg(w) == first + 1)
+		cr_assert_eq(append_n(w, next++, 1, 300), 0);
+	cr_assert_neq(access(spare, F_OK), 0, "W7: the spare was taken");
+	cr_assert_eq(file_size(seg_file(first + 2)), 16 << 10);
+	cr_assert_eq(append_n(w, next++, 3, 300), 0);
+	next += 2;
+	wal_close(w);
+	cr_assert_eq(wal_open(waldir, &o, &w), 0);
+	cr_assert_eq(wal_replay(w, ck, collect, &rs), 0);
+	cr_assert_eq(rs.n, next - 1 - ck, "%zu records after the checkpoint, want %lu", rs.n,
+		     (unsigned long)(next - 1 - ck));
+	for (size_t i = 0; i < rs.n; i++) {
+		cr_assert_eq(rs.v[i].lsn, ck + 1 + i);
+		check_payload(&rs.v[i], ck + 1 + i, 300);
+	}
+	wal_close(w);
+	recs_free(&rs);
+}
+
+/* Recycling is W4's create: the new header is fsynced before the spare gets
+ * the segment's name. A failed fsync leaves the spare a spare and fails the
+ * log; the next open uses it. */
+Test(wal, recycle_fsync_error_leaves_the_spare_W7)
+{
+	struct wal_opts o = { .seg_size = 64 << 10, .zero_ahead = true };
+	struct recs rs = { 0 };
+	char spare[400], cmd[900];
+	struct wal *w;
+
+	snprintf(spare, sizeof(spare), "%s/spare-00000003", waldir);
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s' && head -c 65536 /dev/zero > '%s'", waldir, spare);
+	cr_assert_eq(system(cmd), 0);
+	faultos_install();
+	faultos_fail_nth(FOS_FSYNC, 1, -EIO);
+	cr_assert_eq(wal_open(waldir, &o, &w), 0);
+	cr_assert_eq(wal_replay(w, 0, collect, &rs), -EIO);
+	cr_assert(wal_failed(w));
+	wal_close(w);
+	faultos_uninstall();
+	cr_assert_eq(access(spare, F_OK), 0);
+	cr_assert_neq(access(seg_file(1), F_OK), 0, "no segment named before its header is durable");
+	w = open_replay(&o, &rs, 0);
+	cr_assert_neq(access(spare, F_OK), 0);
+	cr_assert_eq(file_size(seg_file(1)), 64 << 10);
+	cr_assert_eq(append_n(w, 1, 5, 300), 0);
+	wal_close(w);
+	w = open_replay(&o, &rs, 0);
+	cr_assert_eq(rs.n, 5);
+	wal_close(w);
+	recs_free(&rs);
+}
+
+/* A failed write of zeros ends pre-allocation only: the log goes on. */
+Test(wal, zero_fill_error_only_ends_preallocation_W7)
+{
+	struct wal_opts o = { .seg_size = 256 << 10, .zero_ahead = true };
+	struct recs rs = { 0 };
+	struct wal *w;
+	int i;
+
+	faultos_install();
+	/* pwrite 1 is the header, 2 the first zeros (nothing is appended yet) */
+	faultos_fail_nth(FOS_PWRITE, 2, -ENOSPC);
+	w = open_replay(&o, &rs, 0);
+	for (i = 0; i < 5000 && faultos_count(FOS_PWRITE) < 2; i++)
+		usleep(1000);
+	cr_assert_geq(faultos_count(FOS_PWRITE), 2);
+	cr_assert_eq(append_n(w, 1, 5, 300), 0);
+	cr_assert_eq(wal_sync(w, 5), 0);
+	cr_assert(!wal_failed(w));
+	cr_assert_lt(file_size(seg_file(wal_current_seg(w))), 4096, "no zeros after the failure");
+	wal_close(w);
+	faultos_uninstall();
+	w = open_replay(&o, &rs, 0);
+	cr_assert_eq(rs.n, 5);
+	wal_close(w);
+	recs_free(&rs);
+}
+
+/* W5 with opts.will_block: a lone caller leads the fdatasync on its own
+ * thread (no hand-off to the sync thread), after will_block. */
+struct block_count {
+	int calls;
+	pthread_t thread;
+};
+
+static void count_block(void *arg)
+{
+	struct block_count *b = arg;
+
+	b->calls++;
+	b->thread = pthread_self();
+}
+
+Test(wal, sync_async_lone_caller_leads_on_its_thread_W5)
+{
+	struct block_count b = { 0 };
+	struct wal_opts o = { .will_block = count_block, .will_block_arg = &b };
+	struct async_res r = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	struct recs rs = { 0 };
+	struct wal_stats st;
+	struct wal *w = open_replay(&o, &rs, 0);
+
+	cr_assert_eq(append_n(w, 1, 3, 30), 0);
+	cr_assert_eq(wal_sync_async(w, 3, async_cb, &r), 0);
+	cr_assert_eq(async_calls(&r), 1, "done when wal_sync_async returns");
+	cr_assert_eq(r.err, 0);
+	cr_assert(pthread_equal(r.thread, pthread_self()), "runs on the caller's thread");
+	cr_assert_eq(b.calls, 1, "will_block before the fdatasync");
+	cr_assert(pthread_equal(b.thread, pthread_self()));
+	cr_assert_geq(wal_durable_lsn(w), 3);
+	wal_get_stats(w, &st);
+	cr_assert_eq(st.syncs, 1);
 	wal_close(w);
 	recs_free(&rs);
 }
