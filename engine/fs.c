@@ -140,6 +140,21 @@ void fs_node_put(struct txd_fs *fs, struct node *n)
 	free(n);
 }
 
+struct timespec fs_ns_ts(int64_t ns)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ll), .tv_nsec = (long)(ns % 1000000000ll)};
+	if (ts.tv_nsec < 0) {
+		ts.tv_sec--;
+		ts.tv_nsec += 1000000000l;
+	}
+	return ts;
+}
+
+int64_t fs_ts_ns(struct timespec ts)
+{
+	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
 struct timespec fs_now_ts(void)
 {
 	uint64_t ns = txd_os->now_file_ns();
@@ -227,8 +242,8 @@ void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a)
 			a->blocks += (atomic_load(&wf->dirty_bytes) + 511) / 512;
 			if (a->blocks * 512 > a->size + 511)
 				a->blocks = (a->size + 511) / 512;
-			if (wf->times_set)
-				a->mtime = a->ctime = wf->mtime;
+			if (atomic_load(&wf->times_set))
+				a->mtime = a->ctime = fs_ns_ts(atomic_load(&wf->mtime_ns));
 		}
 	} else if (S_ISDIR(v->mode)) {
 		a->size = 4096;

@@ -36,9 +36,26 @@
  *  F3 A frozen node and a snapshot handle hold a pin on their version; the
  *     version is freed when the last pin goes (ns.h N2).
  *
- * Lock order: wfile->lock → fs->lock. Never take a wfile lock while holding
- * fs->lock. Callbacks to the kernel layer (notify) are queued under fs->lock
- * and delivered after it is released.
+ * Locks (every lock of the engine), outermost first. A thread holding one
+ * may take only locks listed below it, never one above:
+ *   1. wfile->lock       a working copy's content, its pending times and its
+ *                        written/truncation flags (fsfile.c, fsops.c setattr)
+ *   2. fs->lock          everything else of struct txd_fs: nodes, namespace,
+ *                        handles' links, transactions, control tree, events
+ *                        (cond vars txn_cv, ckpt_cv wait on it)
+ *   3. chunkstore wlock  pack append state (chunk.c), then its cache_lock
+ *                        (rwlock, fd cache); taken under 1 or 2 or alone
+ *   4. wal->lock         the log's append and sync state (wal.c); its
+ *                        completion callbacks run with no WAL lock held
+ * So: never take a wfile lock while holding fs->lock. A path that has
+ * fs->lock and needs a wfile (setattr, open after a pending truncation)
+ * takes a share of it (fs_wf_get: nhandles keeps it alive), drops fs->lock,
+ * locks the wfile, and takes fs->lock again afterwards if it must. Fields of
+ * a wfile that fs->lock holders read (size, dirty_bytes, times_set,
+ * mtime_ns, written, trunc_pending) are atomics written under wfile->lock.
+ * Callbacks to the kernel layer (notify) are queued under fs->lock and
+ * delivered after it is released. TSan checks the order (make check: the
+ * tsan pass runs the engine suites and tests/unit/test_stress.c).
  */
 #ifndef TXD_FS_H
 #define TXD_FS_H
@@ -76,8 +93,9 @@ struct wfile {
 	uint32_t nhandles, nwriters;
 	_Atomic uint64_t size; /* wcopy size, readable without the lock */
 	_Atomic uint64_t dirty_bytes; /* bytes written since the last commit (st_blocks) */
-	bool times_set;
-	struct timespec mtime;
+	_Atomic bool times_set;     /* mtime_ns goes into the next content commit */
+	_Atomic bool written;       /* content written since the last commit (SPEC §3) */
+	_Atomic int64_t mtime_ns;
 };
 
 #define HANDLE_MAGIC 0x74786668u
@@ -114,7 +132,7 @@ struct txd_fs {
 	struct node **nodes;
 	uint64_t nodes_size, nnodes, next_node;
 	uint64_t nhandles, commits, conflicts;
-	bool failed;
+	_Atomic bool failed;  /* sticky; read without fs->lock by writers */
 	struct txd_notify notify;
 	struct notice *notices;
 	struct commit_log *clog;
@@ -169,6 +187,9 @@ void fs_status_locked(struct txd_fs *fs, struct txd_status *st);
 /* A file timestamp: txd_os->now_file_ns (the kernel's coarse clock), so
  * times the kernel stamps and times the engine stamps agree. */
 struct timespec fs_now_ts(void);
+/* A timespec as signed nanoseconds and back (wfile->mtime_ns). */
+struct timespec fs_ns_ts(int64_t ns);
+int64_t fs_ts_ns(struct timespec ts);
 /* Attributes of in's head as an OP_INODE body, for a commit to modify. */
 void fs_inode_rec(const struct inode *in, struct rec_inode *r);
 

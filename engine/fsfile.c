@@ -104,7 +104,7 @@ static int content_record(struct txd_fs *fs, struct txn *t, struct inode *in, st
 	rec_init(&b, 0, fs_now_ns(), (uint32_t)pid);
 	rec_content(&b, in->ino, p->size, p->truncated, p->trunc_chunks, p->chg, p->nchg);
 	fs_inode_rec(in, &r);
-	r.mtime = wf->times_set ? wf->mtime : fs_now_ts();
+	r.mtime = atomic_load(&wf->times_set) ? fs_ns_ts(atomic_load(&wf->mtime_ns)) : fs_now_ts();
 	r.ctime = fs_now_ts();
 	rec_inode(&b, &r);
 	int err = t ? txn_apply(fs, t, &b) : fs_commit(fs, &b, pos);
@@ -120,7 +120,7 @@ int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct
 	pthread_mutex_lock(&wf->lock);
 	int err = 0;
 	struct wal_pos pos = {.lsn = wal_last_lsn(fs->wal)};
-	if (!wcopy_dirty(wf->wc) && !wf->times_set)
+	if (!wcopy_dirty(wf->wc) && !atomic_load(&wf->times_set))
 		goto out_unlock;
 	struct wcopy_prep p;
 	if ((err = wcopy_prepare(wf->wc, &p)))
@@ -145,7 +145,7 @@ int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct
 	uint64_t dsum;
 	if (!(err = wcopy_commit(wf->wc, &p, &map, &dsum)))
 		cmap_unref(map); /* the namespace built its own from the record */
-	wf->times_set = false;
+	atomic_store(&wf->times_set, false);
 	atomic_store(&wf->dirty_bytes, 0);
 out_unlock:
 	pthread_mutex_unlock(&wf->lock);
@@ -281,8 +281,8 @@ static int trunc_on_open(struct handle *h)
 		atomic_store(&h->wf->size, 0);
 		/* as ext4: O_TRUNC marks mtime/ctime even on an empty file; the
 		 * times are committed with the content at close */
-		h->wf->mtime = fs_now_ts();
-		h->wf->times_set = true;
+		atomic_store(&h->wf->mtime_ns, fs_ts_ns(fs_now_ts()));
+		atomic_store(&h->wf->times_set, true);
 	}
 	pthread_mutex_unlock(&h->wf->lock);
 	return err;
@@ -409,8 +409,8 @@ ssize_t txd_write(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size, 
 		atomic_fetch_add(&h->wf->dirty_bytes, (uint64_t)n); /* for st_blocks */
 		/* a write moves mtime/ctime (without the writeback cache nobody
 		 * else does; with it the kernel's own setattr follows) */
-		h->wf->mtime = fs_now_ts();
-		h->wf->times_set = true;
+		atomic_store(&h->wf->mtime_ns, fs_ts_ns(fs_now_ts()));
+		atomic_store(&h->wf->times_set, true);
 	}
 	pthread_mutex_unlock(&h->wf->lock);
 	return n;
@@ -447,9 +447,15 @@ int txd_release(struct txd_fs *fs, uint64_t fh)
 	if (!h)
 		return -EBADF;
 	int err = 0;
+	bool last_writer = false;
+	if (h->writable && h->wf) {
+		pthread_mutex_lock(&fs->lock); /* nwriters belongs to fs->lock */
+		last_writer = h->wf->nwriters == 1;
+		pthread_mutex_unlock(&fs->lock);
+	}
 	if (h->node->ctl) {
 		ctl_release(fs, h);
-	} else if (h->writable && h->wf && h->wf->nwriters == 1) {
+	} else if (last_writer) {
 		/* backstop: RELEASE is asynchronous and its errors are lost */
 		err = fs_commit_content(fs, h->node->txn, h->in, h->wf, 0, NULL);
 		if (err)
