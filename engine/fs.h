@@ -11,8 +11,9 @@
  *           the file has a writer (SPEC §3 "sharing like ext4"). Exists from
  *           the first writable open until the last sharing handle closes.
  *   handle  an open file or directory (the FUSE fh). A read-only open while
- *           the file has no wfile pins the head version (snapshot reader);
- *           any other open shares the wfile.
+ *           the file has no wfile holding content written since the last
+ *           commit pins the head version (snapshot reader); any other open
+ *           shares the wfile.
  *
  * Commit pipeline (the durability order, STYLE rule 7):
  *   1. validate under fs->lock; encode the commit (rec.h)
@@ -52,7 +53,9 @@
  * takes a share of it (fs_wf_get: nhandles keeps it alive), drops fs->lock,
  * locks the wfile, and takes fs->lock again afterwards if it must. Fields of
  * a wfile that fs->lock holders read (size, dirty_bytes, times_set,
- * mtime_ns, written, trunc_pending) are atomics written under wfile->lock.
+ * mtime_ns, written, trunc_pending, nactive) are atomics written under
+ * wfile->lock (nactive and handle->active: atomic read-modify-writes).
+ * nwriters and nhandles belong to fs->lock.
  * Callbacks to the kernel layer (notify) are queued under fs->lock and
  * delivered after it is released. TSan checks the order (make check: the
  * tsan pass runs the engine suites and tests/unit/test_stress.c).
@@ -95,6 +98,9 @@ struct wfile {
 	_Atomic uint64_t dirty_bytes; /* bytes written since the last commit (st_blocks) */
 	_Atomic bool times_set;     /* mtime_ns goes into the next content commit */
 	_Atomic bool written;       /* content written since the last commit (SPEC §3) */
+	_Atomic bool trunc_pending; /* an O_TRUNC not committed yet (fsfile.c) */
+	_Atomic uint32_t nactive;   /* writable handles with something written (or
+				     * opened) since their last FLUSH: writers */
 	_Atomic int64_t mtime_ns;
 };
 
@@ -111,6 +117,8 @@ struct handle {
 	struct ctl_file *ctl;  /* control file contents */
 	uint64_t opened_ns;    /* snapshot readers: for the oldest-snapshot age */
 	bool expired;          /* its snapshot passed -o max_snapshot_age: ESTALE */
+	_Atomic bool active;   /* writable, written or opened since its last FLUSH
+				* (counted in wf->nactive; SPEC §3 "writer") */
 	struct handle *snap_next, *snap_prev;
 };
 
@@ -197,8 +205,13 @@ void fs_inode_rec(const struct inode *in, struct rec_inode *r);
 /* Release snapshots older than max_snapshot_age (handles then read ESTALE).
  * fs->lock held. */
 void fs_expire_snapshots(struct txd_fs *fs, uint64_t max_age_ns);
+/* Commit wf's pending content (fsfile.c, SPEC §3 "Commits"). at_flush: a
+ * FLUSH, which leaves a lone truncation (nothing written since the last
+ * commit) pending. Takes wf->lock, then fs->lock: call with neither held. */
 int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile *wf,
-		      pid_t pid, uint64_t *lsn);
+		      pid_t pid, bool at_flush, uint64_t *lsn);
+/* h wrote (write, fallocate, ftruncate): it counts as a writer again. */
+void fs_handle_wrote(struct handle *h);
 /* Take / drop a share of in's working copy (created on first use). fs->lock. */
 struct wfile *fs_wf_get(struct txd_fs *fs, struct inode *in);
 void fs_wf_put(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile *wf);

@@ -607,16 +607,20 @@ static bool times_only(const struct txd_setattr *sa)
  * (committed at its handle's flush) or, when the caller has no writable
  * handle (own), is a content commit of its own; *pending says the times
  * went into the working copy. */
-static int setattr_wfile(struct txd_fs *fs, struct node *n, struct wfile *wf, bool own,
+static int setattr_wfile(struct txd_fs *fs, struct node *n, struct wfile *wf, struct handle *h,
 			 const struct txd_setattr *sa, const struct txd_setattr *rest, bool *pending)
 {
+	bool own = !(h && h->wf);
 	int err = 0;
 	pthread_mutex_lock(&wf->lock);
 	if (sa->valid & TXD_SET_SIZE) {
 		err = wcopy_truncate(wf->wc, sa->size);
 		if (!err) {
 			atomic_store(&wf->size, wcopy_size(wf->wc));
-			atomic_store(&wf->written, true); /* ftruncate counts as writing */
+			if (own)
+				atomic_store(&wf->written, true);
+			else
+				fs_handle_wrote(h); /* ftruncate counts as writing */
 		}
 	}
 	if (!err && times_only(rest) && wcopy_dirty(wf->wc)) {
@@ -626,7 +630,7 @@ static int setattr_wfile(struct txd_fs *fs, struct node *n, struct wfile *wf, bo
 	}
 	pthread_mutex_unlock(&wf->lock);
 	if (!err && own && (sa->valid & TXD_SET_SIZE))
-		err = fs_commit_content(fs, n->txn, n->in, wf, 0, NULL);
+		err = fs_commit_content(fs, n->txn, n->in, wf, 0, false, NULL);
 	return err;
 }
 
@@ -679,7 +683,7 @@ int txd_setattr(struct txd_fs *fs, uint64_t node, const struct txd_setattr *sa, 
 	bool pending = false;
 	if (wf && ((sa->valid & TXD_SET_SIZE) || times_only(&rest))) {
 		pthread_mutex_unlock(&fs->lock); /* n and in: the kernel holds a reference */
-		err = setattr_wfile(fs, n, wf, own, sa, &rest, &pending);
+		err = setattr_wfile(fs, n, wf, own ? NULL : h, sa, &rest, &pending);
 		pthread_mutex_lock(&fs->lock);
 	}
 	if (wf && own)

@@ -9,7 +9,7 @@
 # one file against a model: a native control, seeds on the mount, and a run
 # verified again after unmount + remount), then a few server-level scenarios,
 # then nsdiff.py (random metadata operations against the native dir), then
-# crash.sh, programs.sh and txncrash.sh (each with its own summary).
+# crash.sh, programs.sh, redirect.sh and txncrash.sh (each with its own summary).
 # The last line is "N passed, N failed"; exit non-zero on any failure.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -145,6 +145,8 @@ fi
 # and recovery (crash.sh), real programs on the mount (programs.sh).
 run_prog "crash.sh" bash "$HERE/crash.sh"
 run_prog "programs.sh" bash "$HERE/programs.sh"
+# `cmd > file` and its kin under SIGKILL before CMD writes (redirect.sh).
+run_prog "redirect.sh" bash "$HERE/redirect.sh"
 # Transactions: atomic deploy under snapshot readers, SIGKILL of the CMD of a
 # run and of txdirfs around commits and under concurrent transactions.
 run_prog "txncrash.sh" bash "$HERE/txncrash.sh"
