@@ -113,7 +113,8 @@ struct handle {
 	struct node *node;
 	struct inode *in;
 	struct iver *snap;     /* snapshot reader */
-	struct wfile *wf;      /* sharing the working copy */
+	struct wfile *_Atomic wf; /* sharing the working copy; set once (open, or
+				   * a snapshot reader joining: fsfile.c) */
 	struct ctl_file *ctl;  /* control file contents */
 	uint64_t opened_ns;    /* snapshot readers: for the oldest-snapshot age */
 	bool expired;          /* its snapshot passed -o max_snapshot_age: ESTALE */
@@ -210,8 +211,9 @@ void fs_expire_snapshots(struct txd_fs *fs, uint64_t max_age_ns);
  * commit) pending. Takes wf->lock, then fs->lock: call with neither held. */
 int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile *wf,
 		      pid_t pid, bool at_flush, uint64_t *lsn);
-/* h wrote (write, fallocate, ftruncate): it counts as a writer again. */
-void fs_handle_wrote(struct handle *h);
+/* h wrote (write, fallocate, ftruncate): it counts as a writer again. Takes
+ * fs->lock when h was quiet (call with wf->lock or nothing held). */
+void fs_handle_wrote(struct txd_fs *fs, struct handle *h);
 /* Take / drop a share of in's working copy (created on first use). fs->lock. */
 struct wfile *fs_wf_get(struct txd_fs *fs, struct inode *in);
 void fs_wf_put(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile *wf);

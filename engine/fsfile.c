@@ -175,11 +175,35 @@ out_unlock:
 
 /* ---- writers (SPEC §3: a handle with nothing written since its last FLUSH
  * is not a writer) ---- */
-void fs_handle_wrote(struct handle *h)
+static void snap_drop(struct txd_fs *fs, struct handle *h);
+
+/* A quiet writer writes again through its node: readers that opened a
+ * snapshot on that node meanwhile share its page cache (the kernel's, F1),
+ * so they join the working copy, as if opened while it was written. */
+static void snapshots_join(struct txd_fs *fs, struct handle *w)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (w->node->nsnap) {
+		struct handle *s = fs->snapshots.snap_next, *next;
+		for (; s != &fs->snapshots; s = next) {
+			next = s->snap_next;
+			if (s->node != w->node || s->wf)
+				continue;
+			w->wf->nhandles++;
+			s->wf = w->wf; /* before the snapshot goes: see txd_read */
+			snap_drop(fs, s);
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void fs_handle_wrote(struct txd_fs *fs, struct handle *h)
 {
 	atomic_store(&h->wf->written, true);
-	if (h->writable && !atomic_exchange(&h->active, true))
+	if (h->writable && !atomic_exchange(&h->active, true)) {
 		atomic_fetch_add(&h->wf->nactive, 1);
+		snapshots_join(fs, h);
+	}
 }
 
 static void handle_quiet(struct handle *h)
@@ -437,15 +461,20 @@ ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_
 	/* no O_WRONLY check: with the writeback cache the kernel fills partial
 	 * pages through whatever handle writes (the syscall layer already
 	 * refused read(2) on a write-only descriptor) */
-	if (!h->wf) {
-		/* a snapshot reader (no working copy, for its whole life): pin
-		 * the version for the read, -o max_snapshot_age may release the
-		 * handle's snapshot meanwhile (fs_expire_snapshots) */
+	struct wfile *wf = h->wf;
+	if (!wf) {
+		/* a snapshot reader: pin the version for the read; -o
+		 * max_snapshot_age may release the handle's snapshot meanwhile
+		 * (fs_expire_snapshots), or the reader may have joined a writer
+		 * of its node (snapshots_join) */
 		pthread_mutex_lock(&fs->lock);
 		struct iver *v = h->snap;
 		if (v)
 			ns_iver_pin(v);
+		wf = h->wf;
 		pthread_mutex_unlock(&fs->lock);
+		if (!v && wf)
+			goto shared;
 		if (!v)
 			return -ESTALE; /* snapshot too old */
 		ssize_t n = cmap_read(fs->cs, v->map, v->size, buf, size, off);
@@ -456,9 +485,10 @@ ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_
 			log_damage(fs, h, off, size);
 		return n;
 	}
-	pthread_mutex_lock(&h->wf->lock);
-	ssize_t n = wcopy_read(h->wf->wc, buf, size, off);
-	pthread_mutex_unlock(&h->wf->lock);
+shared:
+	pthread_mutex_lock(&wf->lock);
+	ssize_t n = wcopy_read(wf->wc, buf, size, off);
+	pthread_mutex_unlock(&wf->lock);
 	if (n == -EIO)
 		log_damage(fs, h, off, size);
 	return n;
@@ -481,7 +511,7 @@ ssize_t txd_write(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size, 
 	ssize_t n = wcopy_write(h->wf->wc, buf, size, off);
 	atomic_store(&h->wf->size, wcopy_size(h->wf->wc));
 	if (n > 0) {
-		fs_handle_wrote(h);
+		fs_handle_wrote(fs, h);
 		atomic_fetch_add(&h->wf->dirty_bytes, (uint64_t)n); /* for st_blocks */
 		/* a write moves mtime/ctime (without the writeback cache nobody
 		 * else does; with it the kernel's own setattr follows) */
@@ -585,7 +615,6 @@ int txd_fallocate(struct txd_fs *fs, uint64_t fh, int mode, uint64_t off, uint64
 		return -EINVAL;
 	if (off + len < off || off + len > (1ull << 44))
 		return -EFBIG;
-	(void)fs;
 	pthread_mutex_lock(&h->wf->lock);
 	int err = 0;
 	uint64_t size = wcopy_size(h->wf->wc);
@@ -602,7 +631,7 @@ int txd_fallocate(struct txd_fs *fs, uint64_t fh, int mode, uint64_t off, uint64
 		err = wcopy_truncate(h->wf->wc, off + len);
 	atomic_store(&h->wf->size, wcopy_size(h->wf->wc));
 	if (!err)
-		fs_handle_wrote(h); /* fallocate counts as writing */
+		fs_handle_wrote(fs, h); /* fallocate counts as writing */
 	pthread_mutex_unlock(&h->wf->lock);
 	return err;
 }

@@ -620,7 +620,7 @@ static int setattr_wfile(struct txd_fs *fs, struct node *n, struct wfile *wf, st
 			if (own)
 				atomic_store(&wf->written, true);
 			else
-				fs_handle_wrote(h); /* ftruncate counts as writing */
+				fs_handle_wrote(fs, h); /* ftruncate counts as writing */
 		}
 	}
 	if (!err && times_only(rest) && wcopy_dirty(wf->wc)) {

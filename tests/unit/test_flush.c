@@ -205,3 +205,31 @@ Test(flush, reader_during_unflushed_writes_shares)
 	txd_release(fs, r.fh);
 	txd_release(fs, w.fh);
 }
+
+/* A quiet writer (flushed, still open: `cmd >&3` closed its dup) writes
+ * again through the node a snapshot reader opened meanwhile: the kernel's
+ * page cache of that node takes the writes, so the reader joins the working
+ * copy (what the server answers must agree with that cache, fs.h F1). */
+Test(flush, snapshot_reader_joins_a_quiet_writer_that_writes_again)
+{
+	cr_assert_eq(tt_put(fs, "f", "aaaa", 4), 0);
+	uint64_t node = node_of("f");
+	struct txd_open_out w, r, w2;
+	cr_assert_eq(txd_open(fs, node, O_RDWR, &w), 0);
+	cr_assert_eq(txd_write(fs, w.fh, "bb", 2, 0), 2);
+	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0); /* quiet now */
+	cr_assert_eq(txd_open(fs, node, O_RDONLY, &r), 0);     /* a snapshot */
+	char buf[8] = {0};
+	cr_expect_eq(txd_read(fs, r.fh, buf, sizeof(buf), 0), 4);
+	cr_expect_str_eq(buf, "bbaa");
+	cr_assert_eq(txd_write(fs, w.fh, "cc", 2, 2), 2); /* writes again */
+	memset(buf, 0, sizeof(buf));
+	cr_expect_eq(txd_read(fs, r.fh, buf, sizeof(buf), 0), 4);
+	cr_expect_str_eq(buf, "bbcc", "the reader did not join the working copy");
+	/* no snapshot left on the node: another writer opens it directly */
+	cr_expect_eq(txd_open(fs, node, O_WRONLY, &w2), 0);
+	txd_release(fs, w2.fh);
+	txd_release(fs, r.fh);
+	txd_release(fs, w.fh);
+	expect_file("f", "bbcc");
+}
