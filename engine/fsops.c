@@ -519,10 +519,14 @@ int txd_rename(struct txd_fs *fs, uint64_t parent, const char *name, uint64_t ne
 	struct inode *gone = r.dst && !(flags & RENAME_EXCHANGE) ? r.dst : NULL;
 	if (r.t)
 		txn_get(r.t);
+	/* pinned across the unlocked stretch: a transaction's end may drop
+	 * unlinked inodes meanwhile (ns_drop_unlinked) */
+	if (gone)
+		gone->pins++;
 	err = commit_unlock(fs, r.t, &b);
 	pthread_mutex_lock(&fs->lock);
-	if (!err && gone && gone->pins == 0 && gone->head->nlink == 0 && (r.t || !fs->ns.nsnaps))
-		ns_inode_drop(fs_ns(fs, r.t), gone);
+	if (gone)
+		fs_inode_unpin(fs, r.t, gone); /* drops it if replaced and unused */
 	if (r.t)
 		txn_put(fs, r.t);
 	pthread_mutex_unlock(&fs->lock);
