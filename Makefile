@@ -200,7 +200,7 @@ tsan-build:
 	@$(MAKE) --no-print-directory BUILD=build-tsan SAN=tsan unit-build
 
 # Long loops that do not fit in check's time: the stress suite with many
-# rounds (TSan and plain), then the mount suites LONG_N times (check-loop).
+# rounds (TSan, ASan and plain), then the mount suites LONG_N times (check-loop).
 LONG_N ?= 20
 LONG_STRESS_ROUNDS ?= 3000
 check-long: deps
@@ -208,7 +208,7 @@ check-long: deps
 	@$(MAKE) --no-print-directory asan-build
 	@$(MAKE) --no-print-directory tsan-build
 	STRESS_ROUNDS=$(LONG_STRESS_ROUNDS) timeout 3600 bash tests/check.sh \
-		stress:build-tsan stress:$(BUILD)
+		stress:build-tsan stress:build-asan stress:$(BUILD)
 	timeout 14400 bash tests/loop.sh $(LONG_N) $(BUILD) build-asan
 
 N ?= 20
