@@ -8,7 +8,7 @@
 #                   multi-threaded tests/unit/test_stress.c) in build-tsan/,
 #                   no FUSE; a TSan report fails the suite (also in check)
 #   make check-long the long loops: the stress suite with many rounds under
-#                   TSan and plain, then check-loop N=$(LONG_N)
+#                   rounds under TSan, ASan and plain, then check-loop N=$(LONG_N)
 #   make check-loop N=20  the mount suites N times in a row, plain then
 #                   ASan, stopping at the first failure (flake hunts)
 #   make demo       deps + build + tests/demo.sh
