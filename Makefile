@@ -7,7 +7,7 @@
 #   make tsan       ThreadSanitizer: the engine and its unit suites (with the
 #                   multi-threaded tests/unit/test_stress.c) in build-tsan/,
 #                   no FUSE; a TSan report fails the suite (also in check)
-#   make check-long the long loops: the stress suite with many rounds under
+#   make check-long the long loops: the stress suite with many
 #                   rounds under TSan, ASan and plain, then check-loop N=$(LONG_N)
 #   make check-loop N=20  the mount suites N times in a row, plain then
 #                   ASan, stopping at the first failure (flake hunts)
