@@ -4,6 +4,13 @@
 #   make check      deps + build + unit, mount and CLI tests, then the same
 #                   unit and mount tests against an ASan/UBSan build
 #   make asan       only the sanitizer pass (build-asan/)
+#   make tsan       ThreadSanitizer: the engine and its unit suites (with the
+#                   multi-threaded tests/unit/test_stress.c) in build-tsan/,
+#                   no FUSE; a TSan report fails the suite (also in check)
+#   make check-long the long loops: the stress suite with many
+#                   rounds under TSan, ASan and plain, then check-loop N=$(LONG_N)
+#   make check-loop N=20  the mount suites N times in a row, plain then
+#                   ASan, stopping at the first failure (flake hunts)
 #   make demo       deps + build + tests/demo.sh
 #   make bench      build + tests/bench/run.sh
 #   make install    PREFIX=/usr/local, DESTDIR honoured
@@ -25,8 +32,16 @@ PKG_CONFIG ?= pkg-config
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
 ifeq ($(SAN),1)
 EXTRA_FLAGS := $(SAN_FLAGS)
+endif
+CRITERION_LIB := -lcriterion
+ifeq ($(SAN),tsan)
+EXTRA_FLAGS := $(TSAN_FLAGS)
+# Criterion cannot run under TSan (its fixed-address arena): the unit suites
+# build against the stand-in in tests/support/tsan/criterion/criterion.h.
+CRITERION_LIB :=
 endif
 
 # Always on, whatever CFLAGS the caller gives.
@@ -35,7 +50,7 @@ REQ_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iengine \
 ALL_CFLAGS = $(CFLAGS) $(REQ_CFLAGS)
 ALL_LDFLAGS = $(LDFLAGS) -pthread $(EXTRA_FLAGS)
 LIBS := -lxxhash -lcjson -lpthread
-TEST_CFLAGS := -Itests/support
+TEST_CFLAGS := $(if $(filter tsan,$(SAN)),-Itests/support/tsan) -Itests/support
 # Lazily expanded: pkg-config runs only when a FUSE object is built, which
 # is after `make deps` has installed libfuse3-dev.
 FUSE_CFLAGS = $(shell $(PKG_CONFIG) --cflags fuse3)
@@ -76,10 +91,14 @@ DEPS_PKGS := build-essential pkg-config libfuse3-dev fuse3 libcjson-dev \
 
 MAN_PAGES := $(wildcard mountctl/man/*.[1-8])
 
-.PHONY: all deps check asan asan-build bench demo install uninstall clean
+.PHONY: all deps check asan asan-build tsan tsan-build unit-build check-long check-loop \
+	bench demo install uninstall clean
 .DEFAULT_GOAL := all
 
 all: $(LIBRARIES) $(PROGRAMS)
+
+# The engine and its unit suites only (the TSan build: no FUSE, no mount).
+unit-build: $(LIBA) $(UNIT_BIN)
 
 # ---- compiling ------------------------------------------------------------
 # Engine objects are position independent: the same objects make the .a and
@@ -118,7 +137,7 @@ $(BUILD)/mountctl: $(MOUNTCTL_OBJ) $(LIBA)
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(SUPPORT_OBJ) $(LIBA)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(SUPPORT_OBJ) $(LIBA) -lcriterion $(LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(SUPPORT_OBJ) $(LIBA) $(CRITERION_LIB) $(LIBS)
 
 $(BUILD)/tests/mount/%: $(BUILD)/obj/tests/mount/%.o $(SUPPORT_OBJ) $(LIBA)
 	@mkdir -p $(@D)
@@ -163,7 +182,8 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory asan-build
-	timeout 1200 bash tests/check.sh full:$(BUILD) asan:build-asan
+	@$(MAKE) --no-print-directory tsan-build
+	timeout 1200 bash tests/check.sh full:$(BUILD) asan:build-asan tsan:build-tsan
 
 asan: deps
 	@$(MAKE) --no-print-directory asan-build
@@ -171,6 +191,32 @@ asan: deps
 
 asan-build:
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all
+
+tsan: deps
+	@$(MAKE) --no-print-directory tsan-build
+	timeout 900 bash tests/check.sh tsan:build-tsan
+
+tsan-build:
+	@$(MAKE) --no-print-directory BUILD=build-tsan SAN=tsan unit-build
+
+# Long loops that do not fit in check's time: the stress suite with many
+# rounds (TSan, ASan and plain), then the mount suites LONG_N times, plain and
+# ASan (CI: 2, to fit its 90 minutes; `make check-loop N=20` for a hunt).
+LONG_N ?= 2
+LONG_STRESS_ROUNDS ?= 3000
+check-long: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory asan-build
+	@$(MAKE) --no-print-directory tsan-build
+	STRESS_ROUNDS=$(LONG_STRESS_ROUNDS) timeout 3600 bash tests/check.sh \
+		stress:build-tsan stress:build-asan stress:$(BUILD)
+	timeout 3000 bash tests/loop.sh $(LONG_N) $(BUILD) build-asan
+
+N ?= 20
+check-loop: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory asan-build
+	timeout 14400 bash tests/loop.sh $(N) $(BUILD) build-asan
 
 bench: all
 	timeout 1800 bash tests/bench/run.sh $(BUILD)
@@ -201,4 +247,4 @@ uninstall:
 		$(foreach m,$(MAN_PAGES),$(DESTDIR)$(PREFIX)/share/man/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan

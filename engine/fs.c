@@ -140,6 +140,21 @@ void fs_node_put(struct txd_fs *fs, struct node *n)
 	free(n);
 }
 
+struct timespec fs_ns_ts(int64_t ns)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ll), .tv_nsec = (long)(ns % 1000000000ll)};
+	if (ts.tv_nsec < 0) {
+		ts.tv_sec--;
+		ts.tv_nsec += 1000000000l;
+	}
+	return ts;
+}
+
+int64_t fs_ts_ns(struct timespec ts)
+{
+	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
 struct timespec fs_now_ts(void)
 {
 	uint64_t ns = txd_os->now_file_ns();
@@ -234,8 +249,8 @@ void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a)
 			a->blocks += (atomic_load(&wf->dirty_bytes) + 511) / 512;
 			if (a->blocks * 512 > a->size + 511)
 				a->blocks = (a->size + 511) / 512;
-			if (wf->times_set)
-				a->mtime = a->ctime = wf->mtime;
+			if (atomic_load(&wf->times_set))
+				a->mtime = a->ctime = fs_ns_ts(atomic_load(&wf->mtime_ns));
 		}
 	} else if (S_ISDIR(v->mode)) {
 		a->size = 4096;
@@ -577,6 +592,14 @@ static int fs_start(struct txd_fs *fs)
 static void fs_free(struct txd_fs *fs)
 {
 	ckpt_stop(fs);
+	/* frozen nodes the kernel never forgot pin versions that may be
+	 * detached from their inode's chain: give them back (F3) */
+	for (uint64_t k = 0; fs->nodes && k < fs->nodes_size; k++)
+		for (struct node *n = fs->nodes[k]; n; n = n->hnext)
+			if (n->frozen && !n->txn) {
+				ns_iver_unpin(&fs->ns, n->in, n->frozen);
+				n->frozen = NULL;
+			}
 	txn_free_all(fs);
 	for (uint64_t k = 0; fs->nodes && k < fs->nodes_size; k++) {
 		struct node *n = fs->nodes[k];

@@ -11,8 +11,9 @@
  *           the file has a writer (SPEC §3 "sharing like ext4"). Exists from
  *           the first writable open until the last sharing handle closes.
  *   handle  an open file or directory (the FUSE fh). A read-only open while
- *           the file has no wfile pins the head version (snapshot reader);
- *           any other open shares the wfile.
+ *           the file has no wfile holding content written since the last
+ *           commit pins the head version (snapshot reader); any other open
+ *           shares the wfile.
  *
  * Commit pipeline (the durability order, STYLE rule 7):
  *   1. validate under fs->lock; encode the commit (rec.h)
@@ -36,9 +37,30 @@
  *  F3 A frozen node and a snapshot handle hold a pin on their version; the
  *     version is freed when the last pin goes (ns.h N2).
  *
- * Lock order: wfile->lock → fs->lock. Never take a wfile lock while holding
- * fs->lock. The event and commit logs' locks (events.h, clog.h) are leaves. Callbacks to the kernel layer (notify) are queued under fs->lock
- * and delivered after it is released.
+ * Locks (every lock of the engine), outermost first. A thread holding one
+ * may take only locks listed below it, never one above:
+ *   1. wfile->lock       a working copy's content, its pending times and its
+ *                        written/truncation flags (fsfile.c, fsops.c setattr)
+ *   2. fs->lock          everything else of struct txd_fs: nodes, namespace,
+ *                        handles' links, transactions, control tree, events
+ *                        (cond vars txn_cv, ckpt_cv wait on it)
+ *   3. chunkstore wlock  pack append state (chunk.c), then its cache_lock
+ *                        (rwlock, fd cache); taken under 1 or 2 or alone
+ *   4. wal->lock         the log's append and sync state (wal.c); its
+ *                        completion callbacks run with no WAL lock held
+ *   5. evlog, clog locks the event and commit logs' own mutexes
+ *                        (events.h, clog.h): leaves, taken under 2 or alone
+ * So: never take a wfile lock while holding fs->lock. A path that has
+ * fs->lock and needs a wfile (setattr, open after a pending truncation)
+ * takes a share of it (fs_wf_get: nhandles keeps it alive), drops fs->lock,
+ * locks the wfile, and takes fs->lock again afterwards if it must. Fields of
+ * a wfile that fs->lock holders read (size, dirty_bytes, times_set,
+ * mtime_ns, written, trunc_pending, nactive) are atomics written under
+ * wfile->lock (nactive and handle->active: atomic read-modify-writes).
+ * nwriters and nhandles belong to fs->lock.
+ * Callbacks to the kernel layer (notify) are queued under fs->lock and
+ * delivered after it is released. TSan checks the order (make check: the
+ * tsan pass runs the engine suites and tests/unit/test_stress.c).
  */
 #ifndef TXD_FS_H
 #define TXD_FS_H
@@ -78,8 +100,12 @@ struct wfile {
 	uint32_t nhandles, nwriters;
 	_Atomic uint64_t size; /* wcopy size, readable without the lock */
 	_Atomic uint64_t dirty_bytes; /* bytes written since the last commit (st_blocks) */
-	bool times_set;
-	struct timespec mtime;
+	_Atomic bool times_set;     /* mtime_ns goes into the next content commit */
+	_Atomic bool written;       /* content written since the last commit (SPEC §3) */
+	_Atomic bool trunc_pending; /* an O_TRUNC not committed yet (fsfile.c) */
+	_Atomic uint32_t nactive;   /* writable handles with something written (or
+				     * opened) since their last FLUSH: writers */
+	_Atomic int64_t mtime_ns;
 };
 
 #define HANDLE_MAGIC 0x74786668u
@@ -91,10 +117,13 @@ struct handle {
 	struct node *node;
 	struct inode *in;
 	struct iver *snap;     /* snapshot reader */
-	struct wfile *wf;      /* sharing the working copy */
+	struct wfile *_Atomic wf; /* sharing the working copy; set once (open, or
+				   * a snapshot reader joining: fsfile.c) */
 	struct ctl_file *ctl;  /* control file contents */
 	uint64_t opened_ns;    /* snapshot readers: for the oldest-snapshot age */
 	bool expired;          /* its snapshot passed -o max_snapshot_age: ESTALE */
+	_Atomic bool active;   /* writable, written or opened since its last FLUSH
+				* (counted in wf->nactive; SPEC §3 "writer") */
 	struct handle *snap_next, *snap_prev;
 };
 
@@ -114,7 +143,7 @@ struct txd_fs {
 	struct node **nodes;
 	uint64_t nodes_size, nnodes, next_node;
 	uint64_t nhandles, commits, conflicts;
-	bool failed;
+	_Atomic bool failed;  /* sticky; read without fs->lock by writers */
 	struct txd_notify notify;
 	struct notice *notices;
 	struct clog *clog;        /* clog.h: .txdir/commits */
@@ -173,6 +202,9 @@ void fs_status_locked(struct txd_fs *fs, struct txd_status *st);
 /* A file timestamp: txd_os->now_file_ns (the kernel's coarse clock), so
  * times the kernel stamps and times the engine stamps agree. */
 struct timespec fs_now_ts(void);
+/* A timespec as signed nanoseconds and back (wfile->mtime_ns). */
+struct timespec fs_ns_ts(int64_t ns);
+int64_t fs_ts_ns(struct timespec ts);
 /* Attributes of in's head as an OP_INODE body, for a commit to modify. */
 void fs_inode_rec(const struct inode *in, struct rec_inode *r);
 
@@ -180,8 +212,14 @@ void fs_inode_rec(const struct inode *in, struct rec_inode *r);
 /* Release snapshots older than max_snapshot_age (handles then read ESTALE).
  * fs->lock held. */
 void fs_expire_snapshots(struct txd_fs *fs, uint64_t max_age_ns);
+/* Commit wf's pending content (fsfile.c, SPEC §3 "Commits"). at_flush: a
+ * FLUSH, which leaves a lone truncation (nothing written since the last
+ * commit) pending. Takes wf->lock, then fs->lock: call with neither held. */
 int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile *wf,
-		      pid_t pid, uint64_t *lsn);
+		      pid_t pid, bool at_flush, uint64_t *lsn);
+/* h wrote (write, fallocate, ftruncate): it counts as a writer again. Takes
+ * fs->lock when h was quiet (call with wf->lock or nothing held). */
+void fs_handle_wrote(struct txd_fs *fs, struct handle *h);
 /* Take / drop a share of in's working copy (created on first use). fs->lock. */
 struct wfile *fs_wf_get(struct txd_fs *fs, struct inode *in);
 void fs_wf_put(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile *wf);

@@ -3,12 +3,27 @@
  * content commit at FLUSH / FSYNC (SPEC §3).
  *
  * Who reads what:
- *   - a read-only open while the file has no working copy pins the head
- *     version: it reads that version for its whole life (snapshot reader);
+ *   - a read-only open while nobody has written the file since its last
+ *     commit pins the head version: it reads that version for its whole
+ *     life (snapshot reader). A handle with nothing written since its last
+ *     FLUSH is not a writer (SPEC §3): a reader opened after a writer's
+ *     close(2) returned is a snapshot reader, whether or not the kernel
+ *     has sent that writer's RELEASE yet;
  *   - every other open shares the working copy (struct wfile), as on ext4.
  * A writer arriving at a node that has snapshot readers freezes that node on
  * their version and gets -ESTALE, so the kernel looks the name up again and
  * opens a fresh node id (fs.h F1): the readers' page cache is never touched.
+ *
+ * When content is committed (SPEC §3 "Commits"):
+ *   - FLUSH commits the working copy if content was written to it since
+ *     the last commit (wfile->written: write, fallocate, ftruncate through
+ *     a handle). A truncation by O_TRUNC with nothing written after it
+ *     (the shell's open + dup2 + close before CMD writes) is not committed
+ *     alone at FLUSH: it goes with the content that follows;
+ *   - such a lone truncation (wfile->trunc_pending) is committed at the
+ *     RELEASE of the handle that made it or of the last writer, or before
+ *     any other OPEN or an fsync of the file is answered, whichever is first;
+ *   - fsync and RELEASE of the last writer commit whatever is pending.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -104,7 +119,7 @@ static int content_record(struct txd_fs *fs, struct txn *t, struct inode *in, st
 	rec_init(&b, 0, fs_now_ns(), (uint32_t)pid);
 	rec_content(&b, in->ino, p->size, p->truncated, p->trunc_chunks, p->chg, p->nchg);
 	fs_inode_rec(in, &r);
-	r.mtime = wf->times_set ? wf->mtime : fs_now_ts();
+	r.mtime = atomic_load(&wf->times_set) ? fs_ns_ts(atomic_load(&wf->mtime_ns)) : fs_now_ts();
 	r.ctime = fs_now_ts();
 	rec_inode(&b, &r);
 	int err = t ? txn_apply(fs, t, &b) : fs_commit(fs, &b, pos);
@@ -115,13 +130,15 @@ static int content_record(struct txd_fs *fs, struct txn *t, struct inode *in, st
 }
 
 int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile *wf,
-		      pid_t pid, uint64_t *lsn)
+		      pid_t pid, bool at_flush, uint64_t *lsn)
 {
 	pthread_mutex_lock(&wf->lock);
 	int err = 0;
 	struct wal_pos pos = {.lsn = wal_last_lsn(fs->wal)};
-	if (!wcopy_dirty(wf->wc) && !wf->times_set)
+	if (!wcopy_dirty(wf->wc) && !atomic_load(&wf->times_set))
 		goto out_unlock;
+	if (at_flush && !atomic_load(&wf->written))
+		goto out_unlock; /* a lone truncation waits for its content */
 	struct wcopy_prep p;
 	if ((err = wcopy_prepare(wf->wc, &p)))
 		goto out_unlock;
@@ -145,13 +162,54 @@ int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct
 	uint64_t dsum;
 	if (!(err = wcopy_commit(wf->wc, &p, &map, &dsum)))
 		cmap_unref(map); /* the namespace built its own from the record */
-	wf->times_set = false;
+	atomic_store(&wf->times_set, false);
+	atomic_store(&wf->written, false);
+	atomic_store(&wf->trunc_pending, false);
 	atomic_store(&wf->dirty_bytes, 0);
 out_unlock:
 	pthread_mutex_unlock(&wf->lock);
 	if (lsn)
 		*lsn = pos.lsn;
 	return err;
+}
+
+/* ---- writers (SPEC §3: a handle with nothing written since its last FLUSH
+ * is not a writer) ---- */
+static void snap_drop(struct txd_fs *fs, struct handle *h);
+
+/* A quiet writer writes again through its node: readers that opened a
+ * snapshot on that node meanwhile share its page cache (the kernel's, F1),
+ * so they join the working copy, as if opened while it was written. */
+static void snapshots_join(struct txd_fs *fs, struct handle *w)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (w->node->nsnap) {
+		struct handle *s = fs->snapshots.snap_next, *next;
+		for (; s != &fs->snapshots; s = next) {
+			next = s->snap_next;
+			if (s->node != w->node || s->wf)
+				continue;
+			w->wf->nhandles++;
+			s->wf = w->wf; /* before the snapshot goes: see txd_read */
+			snap_drop(fs, s);
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void fs_handle_wrote(struct txd_fs *fs, struct handle *h)
+{
+	atomic_store(&h->wf->written, true);
+	if (h->writable && !atomic_exchange(&h->active, true)) {
+		atomic_fetch_add(&h->wf->nactive, 1);
+		snapshots_join(fs, h);
+	}
+}
+
+static void handle_quiet(struct handle *h)
+{
+	if (atomic_exchange(&h->active, false))
+		atomic_fetch_sub(&h->wf->nactive, 1);
 }
 
 /* ---- open / create ---------------------------------------------------------------- */
@@ -228,11 +286,18 @@ static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h
 	h->node = n;
 	h->in = in;
 	h->writable = open_writable(flags);
-	if (h->writable || in->wf) {
+	/* a reader shares the working copy only while it holds content
+	 * written since the last commit (SPEC §3); quiet writers whose close
+	 * returned do not count, RELEASE or not */
+	struct wfile *shared = in->wf;
+	if (h->writable || (shared && (atomic_load(&shared->nactive) || atomic_load(&shared->written)))) {
 		if (!(h->wf = fs_wf_get(fs, in)))
 			return -ENOMEM;
-		if (h->writable)
+		if (h->writable) {
 			h->wf->nwriters++;
+			atomic_store(&h->active, true); /* a writer until its FLUSH */
+			atomic_fetch_add(&h->wf->nactive, 1);
+		}
 		if (h->writable && n->txn)
 			n->txn->nwriters++;
 	} else {
@@ -260,7 +325,10 @@ static int open_node(struct txd_fs *fs, struct node *n, int flags, struct handle
 		return open_writable(flags) ? -EISDIR : -EINVAL;
 	if (!S_ISREG(in->head->mode))
 		return -ENXIO;
-	if (open_writable(flags) && !in->wf && n->nsnap > 0) {
+	/* F1: a writer never opens a node that snapshot readers hold, even
+	 * when a working copy exists (its earlier writers were quiet when the
+	 * readers opened) */
+	if (open_writable(flags) && n->nsnap > 0) {
 		fs_freeze_node(fs, n);
 		return -ESTALE;
 	}
@@ -282,10 +350,36 @@ static int trunc_on_open(struct handle *h)
 		atomic_store(&h->wf->size, 0);
 		/* as ext4: O_TRUNC marks mtime/ctime even on an empty file; the
 		 * times are committed with the content at close */
-		h->wf->mtime = fs_now_ts();
-		h->wf->times_set = true;
+		atomic_store(&h->wf->mtime_ns, fs_ts_ns(fs_now_ts()));
+		atomic_store(&h->wf->times_set, true);
+		atomic_store(&h->wf->trunc_pending, true);
 	}
 	pthread_mutex_unlock(&h->wf->lock);
+	return err;
+}
+
+/* A lone truncation (O_TRUNC, nothing written after it) pending in the
+ * working copy of node's file is committed before another OPEN or an fsync
+ * is answered (SPEC §3). Called without locks (fs.h lock order). */
+static int commit_lone_truncation(struct txd_fs *fs, uint64_t node)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	struct inode *in = n && !n->ctl ? n->in : NULL;
+	struct wfile *wf = in ? in->wf : NULL;
+	if (!wf || !atomic_load(&wf->trunc_pending) || atomic_load(&wf->written)) {
+		pthread_mutex_unlock(&fs->lock);
+		return 0;
+	}
+	struct txn *t = n->txn;
+	wf = fs_wf_get(fs, in); /* a share keeps wf and in alive unlocked */
+	pthread_mutex_unlock(&fs->lock);
+	if (!wf)
+		return -ENOMEM;
+	int err = fs_commit_content(fs, t, in, wf, fs_caller_pid(), false, NULL);
+	pthread_mutex_lock(&fs->lock);
+	fs_wf_put(fs, t, in, wf);
+	pthread_mutex_unlock(&fs->lock);
 	return err;
 }
 
@@ -295,6 +389,11 @@ int txd_open(struct txd_fs *fs, uint64_t node, int flags, struct txd_open_out *o
 	if (!h)
 		return -ENOMEM;
 	memset(out, 0, sizeof(*out));
+	int cerr = commit_lone_truncation(fs, node);
+	if (cerr) {
+		free(h);
+		return cerr;
+	}
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = fs_node(fs, node);
 	int err = -ESTALE;
@@ -366,15 +465,20 @@ ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_
 	/* no O_WRONLY check: with the writeback cache the kernel fills partial
 	 * pages through whatever handle writes (the syscall layer already
 	 * refused read(2) on a write-only descriptor) */
-	if (!h->wf) {
-		/* a snapshot reader (no working copy, for its whole life): pin
-		 * the version for the read, -o max_snapshot_age may release the
-		 * handle's snapshot meanwhile (fs_expire_snapshots) */
+	struct wfile *wf = h->wf;
+	if (!wf) {
+		/* a snapshot reader: pin the version for the read; -o
+		 * max_snapshot_age may release the handle's snapshot meanwhile
+		 * (fs_expire_snapshots), or the reader may have joined a writer
+		 * of its node (snapshots_join) */
 		pthread_mutex_lock(&fs->lock);
 		struct iver *v = h->snap;
 		if (v)
 			ns_iver_pin(v);
+		wf = h->wf;
 		pthread_mutex_unlock(&fs->lock);
+		if (!v && wf)
+			goto shared;
 		if (!v)
 			return -ESTALE; /* snapshot too old */
 		ssize_t n = cmap_read(fs->cs, v->map, v->size, buf, size, off);
@@ -385,9 +489,10 @@ ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_
 			log_damage(fs, h, off, size);
 		return n;
 	}
-	pthread_mutex_lock(&h->wf->lock);
-	ssize_t n = wcopy_read(h->wf->wc, buf, size, off);
-	pthread_mutex_unlock(&h->wf->lock);
+shared:
+	pthread_mutex_lock(&wf->lock);
+	ssize_t n = wcopy_read(wf->wc, buf, size, off);
+	pthread_mutex_unlock(&wf->lock);
 	if (n == -EIO)
 		log_damage(fs, h, off, size);
 	return n;
@@ -424,11 +529,12 @@ ssize_t txd_write(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size, 
 	ssize_t n = wcopy_write(h->wf->wc, buf, size, off);
 	atomic_store(&h->wf->size, wcopy_size(h->wf->wc));
 	if (n > 0) {
+		fs_handle_wrote(fs, h);
 		atomic_fetch_add(&h->wf->dirty_bytes, (uint64_t)n); /* for st_blocks */
 		/* a write moves mtime/ctime (without the writeback cache nobody
 		 * else does; with it the kernel's own setattr follows) */
-		h->wf->mtime = fs_now_ts();
-		h->wf->times_set = true;
+		atomic_store(&h->wf->mtime_ns, fs_ts_ns(fs_now_ts()));
+		atomic_store(&h->wf->times_set, true);
 	}
 	pthread_mutex_unlock(&h->wf->lock);
 	return n;
@@ -445,7 +551,10 @@ int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t
 			*lsn_out = wal_last_lsn(fs->wal);
 		return 0;
 	}
-	return fs_commit_content(fs, h->node->txn, h->in, h->wf, c ? c->pid : 0, lsn_out);
+	int err = fs_commit_content(fs, h->node->txn, h->in, h->wf, c ? c->pid : 0, true, lsn_out);
+	if (!err)
+		handle_quiet(h);
+	return err;
 }
 
 int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
@@ -453,10 +562,15 @@ int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
 {
 	struct handle *h = (struct handle *)(uintptr_t)fh;
 	if (h && h->magic == HANDLE_MAGIC && !h->is_dir && h->writable && h->wf)
-		return fs_commit_content(fs, h->node->txn, h->in, h->wf, c ? c->pid : 0, lsn_out);
+		return fs_commit_content(fs, h->node->txn, h->in, h->wf, c ? c->pid : 0, false,
+					 lsn_out);
+	/* another handle's lone truncation of this file is committed first */
+	int err = 0;
+	if (h && h->magic == HANDLE_MAGIC && !h->is_dir && !h->node->ctl)
+		err = commit_lone_truncation(fs, h->node->id);
 	/* a directory, or nothing pending: make every earlier commit durable */
 	*lsn_out = wal_last_lsn(fs->wal);
-	return 0;
+	return err;
 }
 
 int txd_release(struct txd_fs *fs, uint64_t fh)
@@ -465,15 +579,27 @@ int txd_release(struct txd_fs *fs, uint64_t fh)
 	if (!h)
 		return -EBADF;
 	int err = 0;
+	bool last_writer = false;
+	if (h->writable && h->wf) {
+		pthread_mutex_lock(&fs->lock); /* nwriters belongs to fs->lock */
+		last_writer = h->wf->nwriters == 1;
+		pthread_mutex_unlock(&fs->lock);
+	}
+	/* the truncation this handle's O_TRUNC made, if nothing was written
+	 * after it (`: > file`), is committed at its RELEASE */
+	bool lone_trunc = h->writable && h->wf && (h->flags & O_TRUNC) &&
+			  atomic_load(&h->wf->trunc_pending) && !atomic_load(&h->wf->written);
 	if (h->node->ctl) {
 		ctl_release(fs, h);
-	} else if (h->writable && h->wf && h->wf->nwriters == 1) {
+	} else if (last_writer || lone_trunc) {
 		/* backstop: RELEASE is asynchronous and its errors are lost */
-		err = fs_commit_content(fs, h->node->txn, h->in, h->wf, 0, NULL);
+		err = fs_commit_content(fs, h->node->txn, h->in, h->wf, 0, false, NULL);
 		if (err)
 			syslog(LOG_ERR, "txdir: commit at release of inode %llu failed: %s",
 			       (unsigned long long)h->in->ino, txd_strerror(err));
 	}
+	if (h->wf)
+		handle_quiet(h);
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = h->node;
 	if (h->snap)
@@ -507,7 +633,6 @@ int txd_fallocate(struct txd_fs *fs, uint64_t fh, int mode, uint64_t off, uint64
 		return -EINVAL;
 	if (off + len < off || off + len > (1ull << 44))
 		return -EFBIG;
-	(void)fs;
 	pthread_mutex_lock(&h->wf->lock);
 	int err = 0;
 	uint64_t size = wcopy_size(h->wf->wc);
@@ -523,6 +648,8 @@ int txd_fallocate(struct txd_fs *fs, uint64_t fh, int mode, uint64_t off, uint64
 	if (!err && !(mode & FALLOC_FL_KEEP_SIZE) && off + len > size)
 		err = wcopy_truncate(h->wf->wc, off + len);
 	atomic_store(&h->wf->size, wcopy_size(h->wf->wc));
+	if (!err)
+		fs_handle_wrote(fs, h); /* fallocate counts as writing */
 	pthread_mutex_unlock(&h->wf->lock);
 	return err;
 }

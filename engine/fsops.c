@@ -519,10 +519,14 @@ int txd_rename(struct txd_fs *fs, uint64_t parent, const char *name, uint64_t ne
 	struct inode *gone = r.dst && !(flags & RENAME_EXCHANGE) ? r.dst : NULL;
 	if (r.t)
 		txn_get(r.t);
+	/* pinned across the unlocked stretch: a transaction's end may drop
+	 * unlinked inodes meanwhile (ns_drop_unlinked) */
+	if (gone)
+		gone->pins++;
 	err = commit_unlock(fs, r.t, &b);
 	pthread_mutex_lock(&fs->lock);
-	if (!err && gone && gone->pins == 0 && gone->head->nlink == 0)
-		ns_inode_unlinked(fs_ns(fs, r.t), gone); /* ns.h M1 */
+	if (gone)
+		fs_inode_unpin(fs, r.t, gone); /* drops it if replaced and unused */
 	if (r.t)
 		txn_put(fs, r.t);
 	pthread_mutex_unlock(&fs->lock);
@@ -593,50 +597,45 @@ static int setattr_meta(struct txd_fs *fs, struct node *n, const struct txd_seta
 	return err;
 }
 
-/* Size change: joins the handle's working copy (committed at its flush) or,
- * without a writable handle, is a content commit of its own. */
-static int setattr_size(struct txd_fs *fs, struct node *n, uint64_t size, struct handle *h,
-			const struct txd_cred *c)
+/* With the writeback cache the kernel sends mtime (and ctime) alone, right
+ * before or after the data: such a request joins the pending content commit
+ * instead of committing by itself. */
+static bool times_only(const struct txd_setattr *sa)
 {
-	struct inode *in = n->in;
-	if (in->dir)
-		return -EISDIR;
-	if (!S_ISREG(in->head->mode))
-		return -EINVAL;
-	bool own = !(h && h->wf);
-	struct wfile *wf = own ? fs_wf_get(fs, in) : h->wf;
-	if (!wf)
-		return -ENOMEM;
-	pthread_mutex_unlock(&fs->lock);
-	pthread_mutex_lock(&wf->lock);
-	int err = wcopy_truncate(wf->wc, size);
-	if (!err)
-		atomic_store(&wf->size, wcopy_size(wf->wc));
-	pthread_mutex_unlock(&wf->lock);
-	if (!err && own)
-		err = fs_commit_content(fs, n->txn, in, wf, c ? c->pid : 0, NULL);
-	pthread_mutex_lock(&fs->lock);
-	if (own)
-		fs_wf_put(fs, n->txn, in, wf);
-	return err;
+	return (sa->valid & TXD_SET_MTIME) &&
+	       !(sa->valid & ~(TXD_SET_MTIME | TXD_SET_CTIME | TXD_SET_ATIME));
 }
 
-static int setattr_times_pending(struct node *n, const struct txd_setattr *sa, struct handle *h)
+/* The working-copy part of a setattr, called without fs->lock (fs.h lock
+ * order: wfile->lock before fs->lock). A size change joins the working copy
+ * (committed at its handle's flush) or, when the caller has no writable
+ * handle (own), is a content commit of its own; *pending says the times
+ * went into the working copy. */
+static int setattr_wfile(struct txd_fs *fs, struct node *n, struct wfile *wf, struct handle *h,
+			 const struct txd_setattr *sa, const struct txd_setattr *rest, bool *pending)
 {
-	/* With the writeback cache the kernel sends mtime with the data: keep it
-	 * for the content commit instead of committing it alone. */
-	struct wfile *wf = h && h->wf ? h->wf : n->in->wf;
-	if (!wf || !(sa->valid & TXD_SET_MTIME) ||
-	    (sa->valid & ~(TXD_SET_MTIME | TXD_SET_CTIME | TXD_SET_ATIME)))
-		return 0;
+	bool own = !(h && h->wf);
+	int err = 0;
 	pthread_mutex_lock(&wf->lock);
-	bool dirty = wcopy_dirty(wf->wc);
-	if (dirty) {
-		wf->mtime = sa->mtime;
-		wf->times_set = true;
+	if (sa->valid & TXD_SET_SIZE) {
+		err = wcopy_truncate(wf->wc, sa->size);
+		if (!err) {
+			atomic_store(&wf->size, wcopy_size(wf->wc));
+			if (own)
+				atomic_store(&wf->written, true);
+			else
+				fs_handle_wrote(fs, h); /* ftruncate counts as writing */
+		}
+	}
+	if (!err && times_only(rest) && wcopy_dirty(wf->wc)) {
+		atomic_store(&wf->mtime_ns, fs_ts_ns(rest->mtime));
+		atomic_store(&wf->times_set, true);
+		*pending = true;
 	}
 	pthread_mutex_unlock(&wf->lock);
-	return dirty;
+	if (!err && own && (sa->valid & TXD_SET_SIZE))
+		err = fs_commit_content(fs, n->txn, n->in, wf, 0, false, NULL);
+	return err;
 }
 
 int txd_setattr(struct txd_fs *fs, uint64_t node, const struct txd_setattr *sa, uint64_t fh,
@@ -659,22 +658,42 @@ int txd_setattr(struct txd_fs *fs, uint64_t node, const struct txd_setattr *sa, 
 			      : ctl_getattr(fs, n, out ? out : &(struct txd_attr){0});
 		goto out_unlock;
 	}
+	struct inode *in = n->in;
 	struct txd_setattr rest = *sa;
-	bool kills = killed_suidgid(n->in->head->mode) != n->in->head->mode;
+	bool kills = killed_suidgid(in->head->mode) != in->head->mode;
 	err = -EPERM;
-	if ((sa->valid & TXD_SET_CHOWN_NOOP) && kills && !fs_caller_owns(n->in->head->uid))
+	if ((sa->valid & TXD_SET_CHOWN_NOOP) && kills && !fs_caller_owns(in->head->uid))
 		goto out_unlock;
 	err = 0;
 	if (sa->valid & TXD_SET_CHOWN_NOOP)
 		rest.valid |= TXD_SET_KILL_SUIDGID;
 	if (!kills)
 		rest.valid &= ~TXD_SET_KILL_SUIDGID;
+	rest.valid &= ~TXD_SET_SIZE;
 	if (sa->valid & TXD_SET_SIZE) {
-		err = setattr_size(fs, n, sa->size, h, NULL);
-		rest.valid &= ~TXD_SET_SIZE;
+		err = in->dir ? -EISDIR : !S_ISREG(in->head->mode) ? -EINVAL : 0;
+		if (err)
+			goto out_unlock;
 	}
-	if (!err && rest.valid && !setattr_times_pending(n, &rest, h))
-		err = setattr_meta(fs, n, &rest);
+	/* the working copy: the handle's, or a share of the file's (own) */
+	bool own = !(h && h->wf);
+	struct wfile *wf = own ? NULL : h->wf;
+	if (own && ((sa->valid & TXD_SET_SIZE) || (in->wf && times_only(&rest)))) {
+		if (!(wf = fs_wf_get(fs, in))) {
+			err = -ENOMEM;
+			goto out_unlock;
+		}
+	}
+	bool pending = false;
+	if (wf && ((sa->valid & TXD_SET_SIZE) || times_only(&rest))) {
+		pthread_mutex_unlock(&fs->lock); /* n and in: the kernel holds a reference */
+		err = setattr_wfile(fs, n, wf, own ? NULL : h, sa, &rest, &pending);
+		pthread_mutex_lock(&fs->lock);
+	}
+	if (wf && own)
+		fs_wf_put(fs, n->txn, in, wf);
+	if (!err && rest.valid && !pending)
+		err = stale(n) ? -ESTALE : setattr_meta(fs, n, &rest);
 	if (!err && out)
 		fs_attr(fs, n, out);
 out_unlock:

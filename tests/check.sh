@@ -8,6 +8,11 @@
 #                       sanitizer report (ASan, LSan, UBSan) counts one.
 #                       (A server's reports go to its log, which the mount
 #                       runner shows when the server fails; UBSan halts.)
+#     tsan:build-tsan   unit tests only (engine, no FUSE) built with
+#                       -fsanitize=thread; a suite whose output holds a
+#                       "WARNING: ThreadSanitizer" report counts one failure.
+#     stress:BUILD      tests/unit/test_stress only (make check-long sets
+#                       STRESS_ROUNDS high); sanitizer reports fail it.
 #
 # Counts: a Criterion binary contributes its "Synthesis:" line (Passing are
 # passed, Tested - Passing failed); a runner script contributes its own last
@@ -52,15 +57,18 @@ add() {
 # Whether the output file holds a sanitizer report. (ASan's log_path is not
 # used: with GCC 12's combined ASan+UBSan runtime it loses the reports.)
 has_san_report() {
-	grep -aqE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$1"
+	grep -aqE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|WARNING: ThreadSanitizer' "$1"
 }
 
-run_unit() { # kind build
-	local kind=$1 build=$2 bin out rc synth tested passing p f
-	for bin in "$build"/tests/unit/test_*; do
+run_unit() { # kind build [glob]
+	local kind=$1 build=$2 bin out rc synth tested passing p f args=()
+	# the TSan build's suites run on the Criterion stand-in, which skips
+	# the benchmarks listed in tests/tsan.skip
+	[ "$kind" = tsan ] && args=(--skip-file "$ROOT/tests/tsan.skip")
+	for bin in "$build"/tests/unit/${3:-test_*}; do
 		[ -x "$bin" ] && [ -f "$bin" ] || continue
 		out="$WORK/out"
-		timeout -k 10 "$UNIT_TIMEOUT" "$bin" >"$out" 2>&1
+		timeout -k 10 "$UNIT_TIMEOUT" "$bin" "${args[@]}" >"$out" 2>&1
 		rc=$?
 		synth=$(grep -a 'Synthesis: Tested:' "$out" | tail -n 1)
 		if [[ $synth =~ Tested:\ ([0-9]+)\ \|\ Passing:\ ([0-9]+) ]]; then
@@ -73,7 +81,7 @@ run_unit() { # kind build
 			f=0
 		fi
 		[ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
-		if [ "$kind" = asan ] && [ "$f" -eq 0 ] && has_san_report "$out"; then
+		if [ "$kind" != full ] && [ "$f" -eq 0 ] && has_san_report "$out"; then
 			f=1
 		fi
 		[ "$f" -gt 0 ] && tail -n 300 "$out"
@@ -129,9 +137,18 @@ for pass in "$@"; do
 	else
 		unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
 	fi
+	# TSan: every report printed (not only the first), both stacks of a
+	# lock-order inversion; tests/tsan.supp holds only explained false
+	# positives
+	export TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 history_size=4"
+	if [ -f tests/tsan.supp ]; then
+		TSAN_OPTIONS="$TSAN_OPTIONS suppressions=$ROOT/tests/tsan.supp"
+	fi
 	case $kind in
 	full | asan) ;;
-	*) echo "check.sh: unknown pass kind '$kind' (full or asan)" >&2; exit 2 ;;
+	tsan) run_unit "$kind" "$build"; continue ;;
+	stress) run_unit "$kind" "$build" test_stress; continue ;;
+	*) echo "check.sh: unknown pass kind '$kind' (full, asan, tsan or stress)" >&2; exit 2 ;;
 	esac
 	run_unit "$kind" "$build"
 	if [ -n "${CHECK_RUNNERS:-}" ]; then

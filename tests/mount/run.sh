@@ -9,7 +9,7 @@
 # one file against a model: a native control, seeds on the mount, and a run
 # verified again after unmount + remount), then a few server-level scenarios,
 # then nsdiff.py (random metadata operations against the native dir), then
-# crash.sh, programs.sh, txncrash.sh, ctllog.sh and txnwait.sh (each with its own summary).
+# crash.sh, programs.sh, redirect.sh, txncrash.sh, ctllog.sh and txnwait.sh (each with its own summary).
 # A case that cannot run here (not root, no setpriv) is skipped, not passed:
 # it prints "# SKIP WHAT: REASON" (tests/check.sh collects those lines) and
 # counts in N skipped. The last line is "N passed, N failed, N skipped";
@@ -156,6 +156,8 @@ fi
 # and recovery (crash.sh), real programs on the mount (programs.sh).
 run_prog "crash.sh" bash "$HERE/crash.sh"
 run_prog "programs.sh" bash "$HERE/programs.sh"
+# `cmd > file` and its kin under SIGKILL before CMD writes (redirect.sh).
+run_prog "redirect.sh" bash "$HERE/redirect.sh"
 # Transactions: atomic deploy under snapshot readers, SIGKILL of the CMD of a
 # run and of txdirfs around commits and under concurrent transactions.
 run_prog "txncrash.sh" bash "$HERE/txncrash.sh"
