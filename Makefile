@@ -208,7 +208,7 @@ check-long: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory asan-build
 	@$(MAKE) --no-print-directory tsan-build
-	STRESS_ROUNDS=$(LONG_STRESS_ROUNDS) timeout 3600 bash tests/check.sh \
+	STRESS_ROUNDS=$(LONG_STRESS_ROUNDS) timeout 1200 bash tests/check.sh \
 		stress:build-tsan stress:build-asan stress:$(BUILD)
 	timeout 3000 bash tests/loop.sh $(LONG_N) $(BUILD) build-asan
 
