@@ -188,7 +188,8 @@ void fs_wf_put(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile 
 
 /* ckpt.c: write a checkpoint of the whole namespace at the current LSN and
  * drop what it makes unnecessary (older checkpoints, WAL segments with no
- * live chunks). Caller holds fs->lock. */
+ * live chunks). Caller holds fs->lock; it is released meanwhile (ckpt.c K7)
+ * and held again on return. */
 int ckpt_write(struct txd_fs *fs);
 /* Load the newest valid checkpoint into fs->ns; *lsn = its LSN (0: none). */
 int ckpt_load(struct txd_fs *fs, uint64_t *lsn);
