@@ -199,13 +199,6 @@ bool fs_caller_owns(uint32_t uid)
 }
 
 /* ---- attributes ----------------------------------------------------------------- */
-static int walk_len(void *arg, uint64_t idx, struct chunk *c)
-{
-	(void)idx;
-	*(uint64_t *)arg += chunk_len(c);
-	return 0;
-}
-
 void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a)
 {
 	(void)fs;
@@ -223,9 +216,7 @@ void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a)
 	a->mtime = v->mtime;
 	a->ctime = v->ctime;
 	if (S_ISREG(v->mode)) {
-		uint64_t stored = 0;
-		cmap_walk(v->map, 0, walk_len, &stored);
-		a->blocks = (stored + 511) / 512;
+		a->blocks = (v->stored + 511) / 512; /* kept by ns.c: no walk */
 		struct wfile *wf = in->wf;
 		if (!n->frozen && wf) {
 			/* uncommitted: committed blocks + what was written since,

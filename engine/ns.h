@@ -52,6 +52,7 @@ struct iver {
 	uint64_t commit, vno;
 	uint32_t mode, uid, gid, nlink;
 	uint64_t rdev, size, dsum;
+	uint64_t stored; /* bytes of map's chunks (st_blocks without a walk) */
 	struct timespec atime, mtime, ctime;
 	struct cmap *map;
 	char *target;
