@@ -94,7 +94,7 @@ struct ckw {
 	uint64_t nclass, cls;
 	uint64_t *inos;
 	uint32_t ninos, capinos, at;
-	int pass;       /* 0 inodes, 1 directories, 2 done */
+	int pass;       /* ckw_step */
 	int stage;      /* inside an inode: 0 start, 1 content, 2 rest */
 	uint64_t sub;   /* next chunk index / directory cookie */
 	uint32_t units; /* work left in this hold of fs->lock */
@@ -311,19 +311,25 @@ static int load_class(struct ckw *w)
 	return 0;
 }
 
-/* One hold of fs->lock: encode up to BATCH_UNITS items of the walk. */
+/* One hold of fs->lock: up to BATCH_UNITS items of the walk. Passes: 0
+ * inodes, 1 directories, 2 (after the snapshot is forgotten) sweeping what
+ * only the snapshot kept (ns.h N2, as ns_snapshot_release would, in
+ * pieces), 3 done. */
 static void ckw_step(struct ckw *w)
 {
 	struct ns *ns = &w->fs->ns;
 	w->units = BATCH_UNITS;
-	while (w->units && w->pass < 2 && !w->err) {
+	while (w->units && w->pass != 1 + 2 && !w->err) {
 		if (w->at == w->ninos) {
 			if (w->cls == w->nclass) {
-				w->pass += w->write ? 1 : 2;
 				w->cls = 0;
 				w->ninos = w->at = 0;
-				if (w->pass == 1 && !ckw_seal(w))
-					continue;
+				if (w->pass == 0 && w->write) {
+					w->pass = 1;
+					if (!ckw_seal(w))
+						continue;
+				}
+				w->pass = 3;
 				break;
 			}
 			if (load_class(w))
@@ -335,8 +341,14 @@ static void ckw_step(struct ckw *w)
 		 * those the snapshot sees stay in the table (fs.c keeps unlinked
 		 * inodes while snapshots exist) */
 		struct inode *in = ns_inode(ns, w->inos[w->at]);
-		const struct iver *v = in ? ns_iver_at(in, w->snap) : NULL;
-		bool done = !in || (w->pass == 0 ? put_inode(w, in, v) : put_dir(w, in, v));
+		const struct iver *v = in && w->pass < 2 ? ns_iver_at(in, w->snap) : NULL;
+		bool done = true;
+		if (in && w->pass == 0)
+			done = put_inode(w, in, v);
+		else if (in && w->pass == 1)
+			done = put_dir(w, in, v);
+		else if (in)
+			ns_sweep_inode(ns, in);
 		if (done) {
 			w->at++;
 			w->stage = 0;
@@ -346,18 +358,20 @@ static void ckw_step(struct ckw *w)
 	}
 }
 
-/* The whole walk, fs->lock held on entry and on return, released between
- * steps while the sealed blocks are written. */
-static int ckw_walk(struct ckw *w)
+/* A walk (passes from..3), fs->lock held on entry and on return, released
+ * between steps while the sealed blocks are written. */
+static int ckw_walk(struct ckw *w, int from)
 {
 	struct txd_fs *fs = w->fs;
-	while (w->pass < 2 && !w->err) {
+	w->pass = from;
+	w->cls = w->ninos = w->at = 0;
+	w->nclass = fs->ns.tabsize;
+	while (w->pass != 3 && !w->err) {
 		ckw_step(w);
 		pthread_mutex_unlock(&fs->lock);
 		if (w->write)
 			ckw_write_out(w);
-		else
-			sched_yield();
+		sched_yield();
 		pthread_mutex_lock(&fs->lock);
 	}
 	return w->err;
@@ -468,9 +482,10 @@ static int ckpt_write_locked(struct txd_fs *fs)
 			w.err = err;
 	}
 	pthread_mutex_lock(&fs->lock);
-	err = ckw_walk(&w);
-	if (w.write)
-		ns_snapshot_release(&fs->ns, lsn);
+	err = ckw_walk(&w, 0);
+	/* N2: free what only the snapshot kept, in pieces too */
+	if (w.write && ns_snapshot_forget(&fs->ns, lsn) && !err)
+		err = ckw_walk(&w, 2);
 	uint64_t oldest = fs_retain_oldest_ns(fs);
 	pthread_mutex_unlock(&fs->lock);
 	if (!err && w.write &&

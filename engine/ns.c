@@ -879,16 +879,31 @@ out:
 	free(v);
 }
 
-void ns_snapshot_release(struct ns *ns, uint64_t s)
+bool ns_snapshot_forget(struct ns *ns, uint64_t s)
 {
 	uint32_t k = 0;
 	while (k < ns->nsnaps && ns->snaps[k] != s)
 		k++;
 	if (k == ns->nsnaps)
-		return;
+		return false;
 	memmove(&ns->snaps[k], &ns->snaps[k + 1], (ns->nsnaps - k - 1) * sizeof(*ns->snaps));
 	ns->nsnaps--;
 	ns->newest_snapshot = ns->nsnaps ? ns->snaps[ns->nsnaps - 1] : 0;
+	return true;
+}
+
+void ns_sweep_inode(struct ns *ns, struct inode *in)
+{
+	if (ns->mvcc_items || ns->nversions > ns->ninodes)
+		sweep_inode(ns, in);
+	if (!ns->nsnaps && !in->head->nlink && !in->pins && in->ino != NS_ROOT_INO)
+		ns_inode_drop(ns, in);
+}
+
+void ns_snapshot_release(struct ns *ns, uint64_t s)
+{
+	if (!ns_snapshot_forget(ns, s))
+		return;
 	if (ns->mvcc_items || ns->nversions > ns->ninodes)
 		ns_walk(ns, sweep_inode, ns);
 	if (!ns->nsnaps)

@@ -131,6 +131,11 @@ struct dent *ns_dir_next(const struct dir *d, uint64_t after);
  * that S sees is kept. */
 int ns_snapshot_take(struct ns *ns, uint64_t s);
 void ns_snapshot_release(struct ns *ns, uint64_t s);
+/* ns_snapshot_release in pieces, for a caller that cannot hold the lock
+ * across a walk of every inode (ckpt.c K7): forget s (false if it was not
+ * registered), then ns_sweep_inode every inode, in any number of holds. */
+bool ns_snapshot_forget(struct ns *ns, uint64_t s);
+void ns_sweep_inode(struct ns *ns, struct inode *in);
 /* The version of in that snapshot s sees (NULL: in did not exist at s). */
 struct iver *ns_iver_at(const struct inode *in, uint64_t s);
 /* The ino name is bound to at s (0: absent), and the next entry with
