@@ -522,6 +522,26 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	return err;
 }
 
+void ckpt_snapshot_release(struct txd_fs *fs, uint64_t s)
+{
+	if (!fs->ckpt_running) {
+		ns_snapshot_release(&fs->ns, s); /* start-up, close: nobody waits */
+		return;
+	}
+	if (ns_snapshot_forget(&fs->ns, s)) {
+		fs->sweep_due = true;
+		pthread_cond_signal(&fs->ckpt_cv);
+	}
+}
+
+void ckpt_sweep(struct txd_fs *fs)
+{
+	struct ckw w = {.fs = fs, .fd = -1};
+	fs->sweep_due = false;
+	ckw_walk(&w, 2);
+	free(w.inos);
+}
+
 int ckpt_write(struct txd_fs *fs)
 {
 	if (pthread_mutex_trylock(&ckpt_serial)) {

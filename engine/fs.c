@@ -357,6 +357,8 @@ static void *ckpt_main(void *arg)
 	for (uint64_t tick = 0; !fs->ckpt_stop; tick++) {
 		txn_reap_abandoned(fs, fs->opts.txn_grace_s ? fs->opts.txn_grace_s : 600);
 		txn_run_waits(fs); /* deferred commits (txn.h): may drop fs->lock */
+		if (fs->sweep_due)
+			ckpt_sweep(fs); /* drops fs->lock between batches */
 		if (fs->opts.max_snapshot_age_s)
 			fs_expire_snapshots(fs, fs->opts.max_snapshot_age_s * 1000000000ull);
 		if (tick % 60 == 0)

@@ -156,7 +156,7 @@ static void txn_end(struct txd_fs *fs, struct txn *t, enum txn_state st)
 {
 	t->state = st;
 	t->ended_ns = fs_now_ns();
-	ns_snapshot_release(&fs->ns, t->snap);
+	ckpt_snapshot_release(fs, t->snap); /* the sweep runs in pieces, later */
 	pthread_cond_broadcast(&fs->txn_cv);
 	if (t->waits)
 		pthread_cond_signal(&fs->ckpt_cv); /* txn_run_waits: answer them */
