@@ -346,8 +346,10 @@ out:
 
 /* ---- background work ---------------------------------------------------------------
  * Once CKPT_EVERY_BYTES of log have been appended since the last checkpoint,
- * a thread writes a new one (under fs->lock: changes wait meanwhile), which
- * bounds replay time and lets old segments go. Every second it also aborts
+ * a thread writes a new one (from a registered snapshot: fs->lock is held
+ * only for bounded batches, never across I/O, ckpt.c K7), which bounds
+ * replay time and lets old segments go; it also frees, in the same bounded
+ * holds, what released transaction snapshots kept (ckpt_sweep). Every second it also aborts
  * abandoned transactions (txn.h T5) and, with -o max_snapshot_age, releases
  * older snapshots (their readers get ESTALE, their transactions abort). */
 static void *ckpt_main(void *arg)
