@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -84,4 +85,52 @@ Test(lockio, stored_bytes_follow_every_content_change)
 	cr_assert_eq(txd_setattr(fs, node, &sa, 0, &a), 0);
 	check_blocks("f");
 	cr_expect_eq(check_blocks("g"), 0);
+}
+
+static int tx_begin(const char *name)
+{
+	char path[600];
+	snprintf(path, sizeof(path), ".txdir/txn/%s", name);
+	return tt_mkdir(fs, path);
+}
+
+static int tx_rm(const char *name)
+{
+	char path[600];
+	uint64_t parent;
+	const char *leaf;
+	snprintf(path, sizeof(path), ".txdir/txn/%s", name);
+	int err = tt_resolve(fs, path, &parent, &leaf, NULL);
+	return err ? err : txd_rmdir(fs, parent, leaf);
+}
+
+/* A transaction's end forgets its snapshot at once (unlinked inodes go as
+ * before) and leaves the versions only it kept to ckpt_sweep, which frees
+ * them in bounded holds of fs->lock instead of one walk of every inode. */
+Test(lockio, versions_a_released_snapshot_kept_are_swept)
+{
+	char name[32];
+	for (int k = 0; k < 50; k++) {
+		snprintf(name, sizeof(name), "f%d", k);
+		cr_assert_eq(tt_put(fs, name, "one", 3), 0);
+	}
+	cr_assert_eq(tx_begin("t"), 0);
+	for (int k = 0; k < 50; k++) {
+		snprintf(name, sizeof(name), "f%d", k);
+		cr_assert_eq(tt_put(fs, name, "two", 3), 0); /* the snapshot keeps "one" */
+	}
+	struct txd_status st;
+	txd_get_status(fs, &st);
+	uint64_t kept = st.versions_retained;
+	cr_assert_geq(kept, st.inodes + 50);
+	cr_assert_eq(tx_rm("t"), 0);
+	pthread_mutex_lock(&fs->lock);
+	cr_expect_eq(fs->ns.nsnaps, 0, "the snapshot is forgotten at once");
+	ckpt_sweep(fs);
+	pthread_mutex_unlock(&fs->lock);
+	txd_get_status(fs, &st);
+	cr_expect_eq(st.versions_retained, st.inodes, "kept %llu, then %llu for %llu inodes",
+		     (unsigned long long)kept, (unsigned long long)st.versions_retained,
+		     (unsigned long long)st.inodes);
+	cr_expect_eq(tt_put(fs, "f0", "three", 5), 0);
 }
