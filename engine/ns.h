@@ -25,6 +25,9 @@
  *     next_cookie (or taken from the record), so replay assigns the same
  *     cookies as the live commit did; an entry keeps its cookie for its life.
  *  N4 A directory's nlink is 2 + its subdirectories, kept by the committer.
+ *  N7 A version's stored is the sum of the stored lengths of its map's
+ *     chunks, kept by every content change in O(change), so st_blocks needs
+ *     no walk of the map.
  *
  * Locking: none inside. The owner (fs.c) serialises every call with its
  * namespace mutex.
@@ -52,7 +55,7 @@ struct iver {
 	uint64_t commit, vno;
 	uint32_t mode, uid, gid, nlink;
 	uint64_t rdev, size, dsum;
-	uint64_t stored; /* bytes of map's chunks (st_blocks without a walk) */
+	uint64_t stored; /* bytes of map's chunks (N7) */
 	struct timespec atime, mtime, ctime;
 	struct cmap *map;
 	char *target;

@@ -1,6 +1,6 @@
 /*
  * test_lockio.c — what runs under fs->lock stays short (issue 9, defect 2):
- * st_blocks comes from a per-version count (ns.h iver.stored), not from a
+ * st_blocks comes from a per-version count (ns.h N7), not from a
  * walk of the content map on every getattr; the count must follow every
  * kind of content change, live, replayed and loaded from a checkpoint.
  * (The checkpoint's own rule, ckpt.c K7, is tested in test_ckpt.c.)
@@ -55,7 +55,7 @@ static void pwrite_at(const char *path, const void *buf, size_t n, uint64_t off)
 	cr_assert_eq(txd_release(fs, oo.fh), 0);
 }
 
-Test(lockio, stored_bytes_follow_every_content_change)
+Test(lockio, N7_stored_bytes_follow_every_content_change)
 {
 	static char buf[300 << 10];
 	memset(buf, 'x', sizeof(buf));
@@ -107,7 +107,7 @@ static int tx_rm(const char *name)
 /* A transaction's end forgets its snapshot at once (unlinked inodes go as
  * before) and leaves the versions only it kept to ckpt_sweep, which frees
  * them in bounded holds of fs->lock instead of one walk of every inode. */
-Test(lockio, versions_a_released_snapshot_kept_are_swept)
+Test(lockio, N2_versions_a_released_snapshot_kept_are_swept)
 {
 	char name[32];
 	for (int k = 0; k < 50; k++) {
