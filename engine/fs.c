@@ -349,9 +349,10 @@ out:
  * a thread writes a new one (from a registered snapshot: fs->lock is held
  * only for bounded batches, never across I/O, ckpt.c K7), which bounds
  * replay time and lets old segments go; it also frees, in the same bounded
- * holds, what released transaction snapshots kept (ckpt_sweep). Every second it also aborts
- * abandoned transactions (txn.h T5) and, with -o max_snapshot_age, releases
- * older snapshots (their readers get ESTALE, their transactions abort). */
+ * holds, what released transaction snapshots kept (ckpt_sweep). Every
+ * second it also aborts abandoned transactions (txn.h T5) and, with
+ * -o max_snapshot_age, releases older snapshots (their readers get ESTALE,
+ * their transactions abort). */
 static void *ckpt_main(void *arg)
 {
 	struct txd_fs *fs = arg;
