@@ -387,5 +387,8 @@ int main(void)
 	}
 	txd_fs_close(fs);
 	rm_rf(store);
+	const char *d = getenv("BENCH_DIR");
+	if (!d || !*d)
+		rmdir(bench_dir()); /* the scratch directory it made itself */
 	return 0;
 }
