@@ -39,10 +39,20 @@
  *     pieces and between xattrs once it reaches BLOCK_TARGET. (The loader
  *     refuses blocks over 64 MiB: one block per inode made a file of more
  *     than 2M chunks unloadable.)
+ *  K7 A checkpoint at LSN L is the namespace as registered snapshot L sees
+ *     it (ns.h N6), however long the writing takes: L and the snapshot are
+ *     taken in one hold of fs->lock, and commits after L go on meanwhile.
+ *     fs->lock is held only to encode bounded batches (BATCH_UNITS inodes,
+ *     chunks or entries) into memory; every write, fsync and unlink runs
+ *     without it, so no request waits for the checkpoint's I/O or for more
+ *     than one batch of its walk. Replay starts after L, so a commit made
+ *     during the checkpoint is applied exactly once on reload.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,18 +71,38 @@
 #define CKPT_HDR 64
 #define BLOCK_TARGET (1u << 20)
 #define CONTENT_PIECE (BLOCK_TARGET / 32) /* chunk changes per OP_CONTENT (rec.h: 32 bytes) */
+#define BATCH_UNITS 256 /* items (inodes, chunks, entries) per hold of fs->lock (K7) */
+
+/* One checkpoint at a time, in every store of the process (txd_checkpoint
+ * may race the background thread). Lock order: ckpt_serial -> fs->lock. */
+static pthread_mutex_t ckpt_serial = PTHREAD_MUTEX_INITIALIZER;
 
 struct ckw {
 	struct txd_fs *fs;
 	int fd;
+	bool write;     /* false: only note the segments in use (K3) */
+	uint64_t snap;  /* the registered snapshot: the state written (K7) */
 	uint64_t off, nblocks;
 	struct rec_buf b;
+	uint8_t *out;   /* sealed blocks waiting to be written, unlocked */
+	size_t nout, capout;
 	uint32_t *segs; /* WAL segments referenced by live chunks (K3) */
 	uint32_t nsegs, capsegs;
+	/* the walk (K7): bucket classes of the inode table as it was at the
+	 * start (a class survives the table's doubling), the inodes of the
+	 * current class, and where the current inode stands */
+	uint64_t nclass, cls;
+	uint64_t *inos;
+	uint32_t ninos, capinos, at;
+	int pass;       /* ckw_step */
+	int stage;      /* inside an inode: 0 start, 1 content, 2 rest */
+	uint64_t sub;   /* next chunk index / directory cookie */
+	uint32_t units; /* work left in this hold of fs->lock */
 	int err;
 };
 
-static int ckw_flush(struct ckw *w)
+/* Seal the open block into w->out (fs->lock may be held: no I/O here). */
+static int ckw_seal(struct ckw *w)
 {
 	if (w->err || w->b.nops == 0)
 		return w->err;
@@ -80,19 +110,39 @@ static int ckw_flush(struct ckw *w)
 	if (w->b.ndata || (w->err = rec_finish(&w->b, iov)) < 0)
 		return w->err = w->b.ndata ? -EINVAL : w->err;
 	w->err = 0;
-	uint8_t hdr[16];
+	size_t need = w->nout + 16 + w->b.len;
+	if (need > w->capout) {
+		size_t cap = w->capout ? w->capout : BLOCK_TARGET;
+		while (cap < need)
+			cap *= 2;
+		uint8_t *n = realloc(w->out, cap);
+		if (!n)
+			return w->err = -ENOMEM;
+		w->out = n;
+		w->capout = cap;
+	}
 	uint32_t magic = BLK_MAGIC, len = (uint32_t)w->b.len;
 	uint64_t sum = XXH64(w->b.ops, w->b.len, 0);
-	memcpy(hdr, &magic, 4);
-	memcpy(hdr + 4, &len, 4);
-	memcpy(hdr + 8, &sum, 8);
-	if ((w->err = os_pwrite_full(w->fd, hdr, 16, (off_t)w->off)) ||
-	    (w->err = os_pwrite_full(w->fd, w->b.ops, w->b.len, (off_t)(w->off + 16))))
-		return w->err;
-	w->off += 16 + w->b.len;
+	memcpy(w->out + w->nout, &magic, 4);
+	memcpy(w->out + w->nout + 4, &len, 4);
+	memcpy(w->out + w->nout + 8, &sum, 8);
+	memcpy(w->out + w->nout + 16, w->b.ops, w->b.len);
+	w->nout = need;
 	w->nblocks++;
 	rec_release(&w->b);
 	rec_init(&w->b, 0, 0, 0);
+	return 0;
+}
+
+/* Write the sealed blocks (fs->lock not held). */
+static int ckw_write_out(struct ckw *w)
+{
+	if (w->err || !w->nout)
+		return w->err;
+	if ((w->err = os_pwrite_full(w->fd, w->out, w->nout, (off_t)w->off)))
+		return w->err;
+	w->off += w->nout;
+	w->nout = 0;
 	return 0;
 }
 
@@ -114,12 +164,15 @@ static void note_seg(struct ckw *w, uint32_t file)
 struct chgs {
 	struct ckw *w;
 	struct wcopy_change *v;
-	uint32_t n, cap;
+	uint32_t n, cap, max;
+	uint64_t next; /* index after the last one taken */
 };
 
 static int collect_chunk(void *arg, uint64_t idx, struct chunk *c)
 {
 	struct chgs *cs = arg;
+	if (cs->n == cs->max)
+		return 1; /* this piece is full */
 	if (array_grow((void **)&cs->v, &cs->cap, cs->n + 1, sizeof(*cs->v)))
 		return -ENOMEM;
 	struct wcopy_change *ch = &cs->v[cs->n++];
@@ -129,35 +182,80 @@ static int collect_chunk(void *arg, uint64_t idx, struct chunk *c)
 	ch->len = ch->loc.len;
 	ch->csum = ch->loc.csum;
 	note_seg(cs->w, ch->loc.file);
+	cs->next = idx + 1;
 	return 0;
 }
 
-static int put_inode(void *arg, struct inode *in)
+/* K3 also covers versions that are not the one written: snapshot readers,
+ * frozen nodes, registered snapshots and commits after the checkpoint's
+ * snapshot read them until they let go. */
+static int note_chunk(void *arg, uint64_t idx, struct chunk *c)
 {
-	struct ckw *w = arg;
-	const struct iver *v = in->head;
-	struct rec_inode r;
-	fs_inode_rec(in, &r);
-	r.target = v->target;
-	r.target_len = v->target ? (uint32_t)strlen(v->target) : 0;
-	rec_inode(&w->b, &r);
-	if (S_ISREG(v->mode)) {
-		struct chgs cs = {.w = w};
-		int err = cmap_walk(v->map, 0, collect_chunk, &cs);
-		/* K6: the map in pieces; the first replaces, the rest add */
-		for (uint32_t at = 0; !err && (at == 0 || at < cs.n); at += CONTENT_PIECE) {
-			uint32_t n = cs.n - at < CONTENT_PIECE ? cs.n - at : CONTENT_PIECE;
-			rec_content(&w->b, in->ino, v->size, at == 0, 0, cs.v + at, n);
-			if (w->b.len >= BLOCK_TARGET)
-				err = ckw_flush(w);
+	(void)idx;
+	struct chunk_loc loc;
+	chunk_get_loc(c, &loc);
+	note_seg(arg, loc.file);
+	return 0;
+}
+
+static void note_versions(struct ckw *w, struct inode *in, const struct iver *skip)
+{
+	for (struct iver *v = in->head; v; v = v->older)
+		if (v != skip && S_ISREG(v->mode) && (!skip || v->map != skip->map))
+			cmap_walk(v->map, 0, note_chunk, w);
+}
+
+/* One step of inode in as snapshot w->snap sees it (K7): false when it
+ * needs another hold of the lock. The inode block: OP_INODE, the content
+ * map as OP_CONTENT pieces (K6: the first replaces, the rest add), xattrs,
+ * OP_VERSION. */
+static bool put_inode(struct ckw *w, struct inode *in, const struct iver *v)
+{
+	if (w->stage == 0) {
+		note_versions(w, in, w->write ? v : NULL);
+		if (!w->write || !v)
+			return true;
+		struct rec_inode r;
+		fs_inode_rec(in, &r);
+		r.mode = v->mode;
+		r.uid = v->uid;
+		r.gid = v->gid;
+		r.nlink = v->nlink;
+		r.rdev = v->rdev;
+		r.atime = v->atime;
+		r.mtime = v->mtime;
+		r.ctime = v->ctime;
+		r.target = v->target;
+		r.target_len = v->target ? (uint32_t)strlen(v->target) : 0;
+		rec_inode(&w->b, &r);
+		w->units--;
+		w->stage = S_ISREG(v->mode) ? 1 : 2;
+		w->sub = 0;
+	}
+	while (w->stage == 1) {
+		if (w->units == 0)
+			return false;
+		uint32_t max = w->units < CONTENT_PIECE ? w->units : CONTENT_PIECE;
+		struct chgs cs = {.w = w, .max = max, .next = w->sub};
+		int err = cmap_walk(v->map, w->sub, collect_chunk, &cs);
+		if (err < 0) {
+			free(cs.v);
+			w->err = err;
+			return true;
 		}
+		rec_content(&w->b, in->ino, v->size, w->sub == 0, 0, cs.v, cs.n);
 		free(cs.v);
-		if (err)
-			return w->err = err;
+		w->units -= cs.n ? cs.n : 1;
+		if (err == 0)
+			w->stage = 2; /* the whole map is out */
+		else
+			w->sub = cs.next;
+		if (w->b.len >= BLOCK_TARGET)
+			ckw_seal(w); /* K6 */
 	}
 	for (uint32_t p = 0; v->xa && p < v->xa->len;) {
-		if (w->b.len >= BLOCK_TARGET && ckw_flush(w))
-			return w->err; /* K6 */
+		if (w->b.len >= BLOCK_TARGET)
+			ckw_seal(w); /* K6 */
 		uint16_t nl;
 		uint32_t vl;
 		char name[256];
@@ -167,28 +265,122 @@ static int put_inode(void *arg, struct inode *in)
 		name[nl] = 0;
 		rec_xattr_set(&w->b, in->ino, name, v->xa->data + p + 6 + nl, vl);
 		p += 6 + nl + vl;
+		w->units -= w->units ? 1 : 0;
 	}
 	rec_version(&w->b, in->ino, v->commit, v->vno);
-	return w->b.len >= BLOCK_TARGET ? ckw_flush(w) : w->err;
+	if (w->b.len >= BLOCK_TARGET)
+		ckw_seal(w);
+	return true;
 }
 
-static int put_dir(void *arg, struct inode *in)
+/* The entries directory in had at w->snap, in cookie order, from cookie
+ * w->sub on; false when it needs another hold of the lock. */
+static bool put_dir(struct ckw *w, struct inode *in, const struct iver *v)
 {
-	struct ckw *w = arg;
-	if (!in->dir)
-		return 0;
-	for (struct dent *e = ns_dir_next(in->dir, 0); e; e = ns_dir_next(in->dir, e->cookie)) {
-		rec_dent_set(&w->b, in->ino, e->name, e->ino, e->cookie);
-		if (w->b.len >= BLOCK_TARGET && ckw_flush(w))
-			return w->err;
+	if (!v || !S_ISDIR(v->mode) || !in->dir)
+		return true;
+	uint64_t ino;
+	for (struct dent *e; (e = ns_dir_next_at(in->dir, w->sub, w->snap, &ino));) {
+		if (w->units == 0)
+			return false;
+		rec_dent_set(&w->b, in->ino, e->name, ino, e->cookie);
+		w->sub = e->cookie;
+		w->units--;
+		if (w->b.len >= BLOCK_TARGET)
+			ckw_seal(w);
+	}
+	return true;
+}
+
+/* Inodes of bucket class w->cls: buckets k of the current table with
+ * k mod w->nclass == cls. The table only grows by doubling and an inode's
+ * bucket is its hash's low bits, so each inode stays in its class: an
+ * inode present throughout the walk is visited exactly once. */
+static int load_class(struct ckw *w)
+{
+	struct ns *ns = &w->fs->ns;
+	w->ninos = w->at = 0;
+	for (uint64_t k = w->cls; k < ns->tabsize; k += w->nclass)
+		for (struct inode *in = ns->tab[k]; in; in = in->hnext) {
+			if (array_grow((void **)&w->inos, &w->capinos, w->ninos + 1,
+				       sizeof(*w->inos)))
+				return w->err = -ENOMEM;
+			w->inos[w->ninos++] = in->ino;
+		}
+	w->cls++;
+	return 0;
+}
+
+/* One hold of fs->lock: up to BATCH_UNITS items of the walk. Passes: 0
+ * inodes, 1 directories, 2 (after the snapshot is forgotten) sweeping what
+ * only the snapshot kept (ns.h N2, as ns_snapshot_release would, in
+ * pieces), 3 done. */
+static void ckw_step(struct ckw *w)
+{
+	struct ns *ns = &w->fs->ns;
+	w->units = BATCH_UNITS;
+	while (w->units && w->pass != 1 + 2 && !w->err) {
+		if (w->at == w->ninos) {
+			if (w->cls == w->nclass) {
+				w->cls = 0;
+				w->ninos = w->at = 0;
+				if (w->pass == 0 && w->write) {
+					w->pass = 1;
+					if (!ckw_seal(w))
+						continue;
+				}
+				w->pass = 3;
+				break;
+			}
+			if (load_class(w))
+				break;
+			w->units = w->units > 4 ? w->units - 4 : 1; /* the buckets looked at */
+			continue;
+		}
+		/* inodes that came after the snapshot, or went, are not in it:
+		 * those the snapshot sees stay in the table (fs.c keeps unlinked
+		 * inodes while snapshots exist) */
+		struct inode *in = ns_inode(ns, w->inos[w->at]);
+		const struct iver *v = in && w->pass < 2 ? ns_iver_at(in, w->snap) : NULL;
+		bool done = true;
+		if (in && w->pass == 0)
+			done = put_inode(w, in, v);
+		else if (in && w->pass == 1)
+			done = put_dir(w, in, v);
+		else if (in)
+			ns_sweep_inode(ns, in);
+		if (done) {
+			w->at++;
+			w->stage = 0;
+			w->sub = 0;
+			w->units -= w->units ? 1 : 0;
+		}
+	}
+}
+
+/* A walk (passes from..3), fs->lock held on entry and on return, released
+ * between steps while the sealed blocks are written. */
+static int ckw_walk(struct ckw *w, int from)
+{
+	struct txd_fs *fs = w->fs;
+	w->pass = from;
+	w->cls = w->ninos = w->at = 0;
+	w->nclass = fs->ns.tabsize;
+	while (w->pass != 3 && !w->err) {
+		ckw_step(w);
+		pthread_mutex_unlock(&fs->lock);
+		if (w->write)
+			ckw_write_out(w);
+		sched_yield();
+		pthread_mutex_lock(&fs->lock);
 	}
 	return w->err;
 }
 
-static int write_header(struct ckw *w, uint64_t lsn)
+static int write_header(struct ckw *w, uint64_t lsn, uint64_t next)
 {
 	uint8_t h[CKPT_HDR] = {0};
-	uint64_t magic = CKPT_MAGIC, next = w->fs->ns.next_ino;
+	uint64_t magic = CKPT_MAGIC;
 	uint32_t ver = CKPT_VERSION;
 	memcpy(h, &magic, 8);
 	memcpy(h + 8, &ver, 4);
@@ -239,34 +431,17 @@ static int drop_old_ckpt(const char *name, void *arg)
 	return 0;
 }
 
-/* K3 also covers versions that are not the head: snapshot readers, frozen
- * nodes and registered snapshots read them until they let go. */
-static int note_chunk(void *arg, uint64_t idx, struct chunk *c)
+/* Segments before cur (the current one when the walk's snapshot was taken:
+ * they hold only commits up to the checkpoint's LSN) that no version the
+ * walk saw uses. A version made after the walk passed its inode holds
+ * chunks of versions the walk noted or chunks written since, in segments
+ * >= cur. fs->lock not held. */
+static void drop_segments(struct ckw *w, uint32_t cur)
 {
-	(void)idx;
-	struct chunk_loc loc;
-	chunk_get_loc(c, &loc);
-	note_seg(arg, loc.file);
-	return 0;
-}
-
-static int note_versions(void *arg, struct inode *in)
-{
-	for (struct iver *v = in->head; v; v = v->older)
-		if (S_ISREG(v->mode))
-			cmap_walk(v->map, 0, note_chunk, arg);
-	return ((struct ckw *)arg)->err;
-}
-
-static void drop_segments(struct ckw *w)
-{
-	if (ns_walk(&w->fs->ns, note_versions, w))
-		return; /* keep everything rather than guess */
 	uint32_t *segs, n;
 	struct txd_fs *fs = w->fs;
-	if (wal_list_segments(fs->wal, &segs, &n))
-		return;
-	uint32_t cur = wal_current_seg(fs->wal);
+	if (w->err || wal_list_segments(fs->wal, &segs, &n))
+		return; /* keep everything rather than guess */
 	for (uint32_t k = 0; k < n; k++) {
 		bool live = false;
 		for (uint32_t j = 0; j < w->nsegs && !live; j++)
@@ -277,54 +452,105 @@ static void drop_segments(struct ckw *w)
 	free(segs);
 }
 
+/* The checkpoint proper (K7), ckpt_serial and fs->lock held on entry and
+ * on return. */
+static int ckpt_write_locked(struct txd_fs *fs)
+{
+	uint64_t lsn = wal_last_lsn(fs->wal), next_ino = fs->ns.next_ino;
+	uint32_t cur = wal_current_seg(fs->wal);
+	struct ckw w = {.fs = fs, .fd = -1, .snap = lsn, .write = lsn != fs->ckpt_lsn,
+			.nclass = fs->ns.tabsize};
+	/* with nothing new to save, only drop segments readers let go of */
+	char *path = w.write ? ckpt_path(fs, lsn) : NULL;
+	if (w.write && !path)
+		return -ENOMEM;
+	/* noting segments alone needs no snapshot (drop_segments) */
+	int err = w.write ? ns_snapshot_take(&fs->ns, lsn) : 0;
+	if (err) {
+		free(path);
+		return err;
+	}
+	rec_init(&w.b, 0, 0, 0);
+	pthread_mutex_unlock(&fs->lock);
+	if (w.write) {
+		w.fd = txd_os->open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		/* K0: chunks in packs and in the log must be durable before a
+		 * checkpoint names them: a power cut may not leave a checkpoint
+		 * ahead of the log */
+		if ((err = w.fd < 0 ? w.fd : 0) || (err = chunkstore_sync(fs->cs)) ||
+		    (err = wal_sync(fs->wal, lsn)) || (err = write_header(&w, lsn, next_ino)))
+			w.err = err;
+	}
+	pthread_mutex_lock(&fs->lock);
+	err = ckw_walk(&w, 0);
+	/* N2: free what only the snapshot kept, in pieces too */
+	if (w.write && ns_snapshot_forget(&fs->ns, lsn) && !err)
+		err = ckw_walk(&w, 2);
+	uint64_t oldest = fs_retain_oldest_ns(fs);
+	pthread_mutex_unlock(&fs->lock);
+	if (!err && w.write &&
+	    ((err = ckw_seal(&w)) || (err = ckw_write_out(&w)) || (err = write_trailer(&w)) ||
+	     (err = txd_os->fsync(w.fd)) || (err = os_fsync_dir(fs->store.ckpt_dir))))
+		w.err = err;
+	if (!err && w.write) {
+		struct oldck o = {.fs = fs, .keep = lsn};
+		txd_os->listdir(fs->store.ckpt_dir, drop_old_ckpt, &o);
+		/* the logs' entries of commits before lsn can no longer be
+		 * derived from the segments about to go (events.h E2, clog.h C3) */
+		if (ev_sync(fs->events) || clog_sync(fs->clog))
+			syslog(LOG_WARNING, "txdir: could not sync the event or commit log");
+	}
+	if (!err)
+		drop_segments(&w, cur); /* K2: after the checkpoint is durable */
+	if (!err && w.write && (ev_trim(fs->events, oldest) || clog_trim(fs->clog, oldest)))
+		syslog(LOG_WARNING, "txdir: could not drop old entries of the event or commit log");
+	if (w.fd >= 0)
+		txd_os->close(w.fd);
+	if (err && w.write)
+		txd_os->unlink(path);
+	pthread_mutex_lock(&fs->lock);
+	if (!err && w.write) {
+		if (lsn > fs->ckpt_lsn)
+			fs->ckpt_lsn = lsn;
+		fs->ckpt_count++;
+	}
+	rec_release(&w.b);
+	free(w.out);
+	free(w.segs);
+	free(w.inos);
+	free(path);
+	return err;
+}
+
+void ckpt_snapshot_release(struct txd_fs *fs, uint64_t s)
+{
+	if (!fs->ckpt_running) {
+		ns_snapshot_release(&fs->ns, s); /* start-up, close: nobody waits */
+		return;
+	}
+	if (ns_snapshot_forget(&fs->ns, s)) {
+		fs->sweep_due = true;
+		pthread_cond_signal(&fs->ckpt_cv);
+	}
+}
+
+void ckpt_sweep(struct txd_fs *fs)
+{
+	struct ckw w = {.fs = fs, .fd = -1};
+	fs->sweep_due = false;
+	ckw_walk(&w, 2);
+	free(w.inos);
+}
+
 int ckpt_write(struct txd_fs *fs)
 {
-	uint64_t lsn = wal_last_lsn(fs->wal);
-	if (lsn == fs->ckpt_lsn) {
-		/* nothing new to save; readers may have let go of segments */
-		struct ckw w = {.fs = fs};
-		drop_segments(&w);
-		free(w.segs);
-		return w.err;
+	if (pthread_mutex_trylock(&ckpt_serial)) {
+		pthread_mutex_unlock(&fs->lock);
+		pthread_mutex_lock(&ckpt_serial);
+		pthread_mutex_lock(&fs->lock);
 	}
-	char *path = ckpt_path(fs, lsn);
-	if (!path)
-		return -ENOMEM;
-	struct ckw w = {.fs = fs};
-	rec_init(&w.b, 0, 0, 0);
-	w.fd = txd_os->open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	int err = w.fd;
-	if (w.fd < 0)
-		goto out;
-	/* chunks in packs and in the log must be durable before a checkpoint
-	 * names them: a power cut may not leave a checkpoint ahead of the log */
-	if ((err = chunkstore_sync(fs->cs)) || (err = wal_sync(fs->wal, lsn)) ||
-	    (err = write_header(&w, lsn)) ||
-	    (err = ns_walk(&fs->ns, put_inode, &w)) || (err = ckw_flush(&w)) ||
-	    (err = ns_walk(&fs->ns, put_dir, &w)) || (err = ckw_flush(&w)) ||
-	    (err = write_trailer(&w)) || (err = txd_os->fsync(w.fd)) ||
-	    (err = os_fsync_dir(fs->store.ckpt_dir)))
-		goto out_close;
-	struct oldck o = {.fs = fs, .keep = lsn};
-	txd_os->listdir(fs->store.ckpt_dir, drop_old_ckpt, &o);
-	/* the logs' entries of commits before lsn can no longer be derived
-	 * from the segments about to go (events.h E2, clog.h C3) */
-	if (ev_sync(fs->events) || clog_sync(fs->clog))
-		syslog(LOG_WARNING, "txdir: could not sync the event or commit log");
-	drop_segments(&w);
-	fs->ckpt_lsn = lsn;
-	fs->ckpt_count++;
-	if (ev_trim(fs->events, fs_retain_oldest_ns(fs)) ||
-	    clog_trim(fs->clog, fs_retain_oldest_ns(fs)))
-		syslog(LOG_WARNING, "txdir: could not drop old entries of the event or commit log");
-out_close:
-	txd_os->close(w.fd);
-	if (err)
-		txd_os->unlink(path);
-out:
-	rec_release(&w.b);
-	free(w.segs);
-	free(path);
+	int err = ckpt_write_locked(fs);
+	pthread_mutex_unlock(&ckpt_serial);
 	return err;
 }
 

@@ -214,13 +214,6 @@ bool fs_caller_owns(uint32_t uid)
 }
 
 /* ---- attributes ----------------------------------------------------------------- */
-static int walk_len(void *arg, uint64_t idx, struct chunk *c)
-{
-	(void)idx;
-	*(uint64_t *)arg += chunk_len(c);
-	return 0;
-}
-
 void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a)
 {
 	(void)fs;
@@ -238,9 +231,7 @@ void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a)
 	a->mtime = v->mtime;
 	a->ctime = v->ctime;
 	if (S_ISREG(v->mode)) {
-		uint64_t stored = 0;
-		cmap_walk(v->map, 0, walk_len, &stored);
-		a->blocks = (stored + 511) / 512;
+		a->blocks = (v->stored + 511) / 512; /* kept by ns.c: no walk */
 		struct wfile *wf = in->wf;
 		if (!n->frozen && wf) {
 			/* uncommitted: committed blocks + what was written since,
@@ -370,10 +361,13 @@ out:
 
 /* ---- background work ---------------------------------------------------------------
  * Once CKPT_EVERY_BYTES of log have been appended since the last checkpoint,
- * a thread writes a new one (under fs->lock: changes wait meanwhile), which
- * bounds replay time and lets old segments go. Every second it also aborts
- * abandoned transactions (txn.h T5) and, with -o max_snapshot_age, releases
- * older snapshots (their readers get ESTALE, their transactions abort). */
+ * a thread writes a new one (from a registered snapshot: fs->lock is held
+ * only for bounded batches, never across I/O, ckpt.c K7), which bounds
+ * replay time and lets old segments go; it also frees, in the same bounded
+ * holds, what released transaction snapshots kept (ckpt_sweep). Every
+ * second it also aborts abandoned transactions (txn.h T5) and, with
+ * -o max_snapshot_age, releases older snapshots (their readers get ESTALE,
+ * their transactions abort). */
 static void *ckpt_main(void *arg)
 {
 	struct txd_fs *fs = arg;
@@ -381,6 +375,8 @@ static void *ckpt_main(void *arg)
 	for (uint64_t tick = 0; !fs->ckpt_stop; tick++) {
 		txn_reap_abandoned(fs, fs->opts.txn_grace_s ? fs->opts.txn_grace_s : 600);
 		txn_run_waits(fs); /* deferred commits (txn.h): may drop fs->lock */
+		if (fs->sweep_due)
+			ckpt_sweep(fs); /* drops fs->lock between batches */
 		if (fs->opts.max_snapshot_age_s)
 			fs_expire_snapshots(fs, fs->opts.max_snapshot_age_s * 1000000000ull);
 		if (tick % 60 == 0)

@@ -161,6 +161,7 @@ struct txd_fs {
 	pthread_t ckpt_thread;    /* background checkpoints (fs.c) */
 	pthread_cond_t ckpt_cv;
 	bool ckpt_stop, ckpt_running;
+	bool sweep_due;           /* a released snapshot left versions to free (ckpt.c) */
 	uint64_t start_ns;
 };
 
@@ -226,10 +227,17 @@ void fs_wf_put(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile 
 
 /* ckpt.c: write a checkpoint of the whole namespace at the current LSN and
  * drop what it makes unnecessary (older checkpoints, WAL segments with no
- * live chunks). Caller holds fs->lock. */
+ * live chunks). Caller holds fs->lock; it is released meanwhile (ckpt.c K7)
+ * and held again on return. */
 int ckpt_write(struct txd_fs *fs);
 /* Load the newest valid checkpoint into fs->ns; *lsn = its LSN (0: none). */
 int ckpt_load(struct txd_fs *fs, uint64_t *lsn);
+/* ns_snapshot_release without its walk of every inode under fs->lock: the
+ * snapshot is forgotten now, what only it kept is freed by ckpt_sweep on
+ * the background thread, in bounded holds of fs->lock (ckpt.c K7). */
+void ckpt_snapshot_release(struct txd_fs *fs, uint64_t s);
+/* fs->lock held; released between batches. */
+void ckpt_sweep(struct txd_fs *fs);
 
 /* ctl.c: the .txdir control tree. */
 int ctl_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent, const char *name,

@@ -624,6 +624,31 @@ void ns_path(struct ns *ns, const struct inode *in, char *buf, size_t cap)
 	}
 }
 
+static int add_len(void *arg, uint64_t idx, struct chunk *c)
+{
+	(void)idx;
+	*(uint64_t *)arg += chunk_len(c);
+	return 0;
+}
+
+/* Stored bytes of the chunks a content change touches (its truncated tail
+ * and its indices), so iver.stored follows in O(change). */
+static uint64_t touched_bytes(const struct cmap *m, const struct rec_content *r,
+			      const struct wcopy_change *chg)
+{
+	uint64_t sum = 0;
+	if (r->truncated)
+		cmap_walk(m, r->trunc_chunks, add_len, &sum);
+	for (uint32_t k = 0; k < r->nchg; k++) {
+		if ((r->truncated && chg[k].idx >= r->trunc_chunks) ||
+		    (k > 0 && chg[k].idx == chg[k - 1].idx))
+			continue;
+		struct chunk *c = cmap_get(m, chg[k].idx);
+		sum += c ? chunk_len(c) : 0;
+	}
+	return sum;
+}
+
 static int apply_content(struct ns *ns, const struct rec_content *r, uint32_t seg,
 			 uint64_t data_base, uint64_t commit)
 {
@@ -638,8 +663,10 @@ static int apply_content(struct ns *ns, const struct rec_content *r, uint32_t se
 	int err = -ENOMEM;
 	struct iver *v = iver_for_write(ns, in, commit);
 	if (v) {
+		uint64_t before = touched_bytes(v->map, r, chg);
 		err = cmap_apply_changes(&v->map, &v->dsum, r->truncated, r->trunc_chunks, chg,
 					 r->nchg);
+		v->stored = v->stored - before + touched_bytes(v->map, r, chg);
 		v->size = r->size;
 	}
 	if (chg != stack)
@@ -910,16 +937,31 @@ out:
 	free(v);
 }
 
-void ns_snapshot_release(struct ns *ns, uint64_t s)
+bool ns_snapshot_forget(struct ns *ns, uint64_t s)
 {
 	uint32_t k = 0;
 	while (k < ns->nsnaps && ns->snaps[k] != s)
 		k++;
 	if (k == ns->nsnaps)
-		return;
+		return false;
 	memmove(&ns->snaps[k], &ns->snaps[k + 1], (ns->nsnaps - k - 1) * sizeof(*ns->snaps));
 	ns->nsnaps--;
 	ns->newest_snapshot = ns->nsnaps ? ns->snaps[ns->nsnaps - 1] : 0;
+	return true;
+}
+
+void ns_sweep_inode(struct ns *ns, struct inode *in)
+{
+	if (ns->mvcc_items || ns->nversions > ns->ninodes)
+		sweep_inode(ns, in);
+	if (!ns->nsnaps && !in->head->nlink && !in->pins && in->ino != NS_ROOT_INO)
+		ns_inode_drop(ns, in);
+}
+
+void ns_snapshot_release(struct ns *ns, uint64_t s)
+{
+	if (!ns_snapshot_forget(ns, s))
+		return;
 	if (ns->mvcc_items || ns->nversions > ns->ninodes)
 		ns_walk(ns, sweep_inode, ns);
 	if (!ns->nsnaps)

@@ -25,6 +25,9 @@
  *     next_cookie (or taken from the record), so replay assigns the same
  *     cookies as the live commit did; an entry keeps its cookie for its life.
  *  N4 A directory's nlink is 2 + its subdirectories, kept by the committer.
+ *  N7 A version's stored is the sum of the stored lengths of its map's
+ *     chunks, kept by every content change in O(change), so st_blocks needs
+ *     no walk of the map.
  *
  * Memory (what the namespace holds follows live data and open work, never
  * history; tests/unit/test_memory.c):
@@ -67,6 +70,7 @@ struct iver {
 	uint64_t commit, vno;
 	uint32_t mode, uid, gid, nlink;
 	uint64_t rdev, size, dsum;
+	uint64_t stored; /* bytes of map's chunks (N7) */
 	struct timespec atime, mtime, ctime;
 	struct cmap *map;
 	char *target;
@@ -147,6 +151,11 @@ struct dent *ns_dir_next(const struct dir *d, uint64_t after);
  * that S sees is kept. */
 int ns_snapshot_take(struct ns *ns, uint64_t s);
 void ns_snapshot_release(struct ns *ns, uint64_t s);
+/* ns_snapshot_release in pieces, for a caller that cannot hold the lock
+ * across a walk of every inode (ckpt.c K7): forget s (false if it was not
+ * registered), then ns_sweep_inode every inode, in any number of holds. */
+bool ns_snapshot_forget(struct ns *ns, uint64_t s);
+void ns_sweep_inode(struct ns *ns, struct inode *in);
 /* The version of in that snapshot s sees (NULL: in did not exist at s). */
 struct iver *ns_iver_at(const struct inode *in, uint64_t s);
 /* The ino name is bound to at s (0: absent), and the next entry with

@@ -156,7 +156,7 @@ static void txn_end(struct txd_fs *fs, struct txn *t, enum txn_state st)
 {
 	t->state = st;
 	t->ended_ns = fs_now_ns();
-	ns_snapshot_release(&fs->ns, t->snap);
+	ckpt_snapshot_release(fs, t->snap); /* the sweep runs in pieces, later */
 	pthread_cond_broadcast(&fs->txn_cv);
 	if (t->waits)
 		pthread_cond_signal(&fs->ckpt_cv); /* txn_run_waits: answer them */
@@ -1006,10 +1006,26 @@ static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid)
 	return 0;
 }
 
+/* The view's content waits in packs (txn.h): sync them before the commit's
+ * hold of fs->lock, which then syncs only what came meanwhile (usually
+ * nothing), so other requests do not wait for the disk. fs->lock held;
+ * dropped meanwhile. */
+static void sync_packs_unlocked(struct txd_fs *fs)
+{
+	if (fs->opts.durability == TXD_DUR_NONE || !chunkstore_has_unsynced(fs->cs))
+		return;
+	fs_will_block(fs);
+	pthread_mutex_unlock(&fs->lock);
+	chunkstore_sync(fs->cs); /* an error is met again under the lock */
+	pthread_mutex_lock(&fs->lock);
+}
+
 int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
 {
 	if (t->state == TXN_ACTIVE)
 		wait_writers(fs, t);
+	if (t->state == TXN_ACTIVE && t->log.nops)
+		sync_packs_unlocked(fs);
 	int err = commit_now(fs, t, pid);
 	if (!err)
 		fs_set_must_wait(); /* a transaction commit is durable before it returns */
@@ -1093,7 +1109,7 @@ void txn_run_waits(struct txd_fs *fs)
 {
 	/* again after the callbacks: a close while fs->lock was free may have
 	 * signalled nobody */
-	for (struct txn_wait *ready; (ready = due_waits(fs));) {
+	for (struct txn_wait *ready; (sync_packs_unlocked(fs), ready = due_waits(fs));) {
 		pthread_mutex_unlock(&fs->lock);
 		fs_notify_flush(fs); /* the kernel drops what the commits replaced */
 		while (ready) {

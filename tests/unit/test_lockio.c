@@ -1,0 +1,136 @@
+/*
+ * test_lockio.c — what runs under fs->lock stays short (issue 9, defect 2):
+ * st_blocks comes from a per-version count (ns.h N7), not from a
+ * walk of the content map on every getattr; the count must follow every
+ * kind of content change, live, replayed and loaded from a checkpoint.
+ * (The checkpoint's own rule, ckpt.c K7, is tested in test_ckpt.c.)
+ */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../engine/fs.h"
+#include "ttsuite.h"
+
+TestSuite(lockio, .init = setup, .fini = teardown, .timeout = 60);
+
+static int add_len(void *arg, uint64_t idx, struct chunk *c)
+{
+	(void)idx;
+	*(uint64_t *)arg += chunk_len(c);
+	return 0;
+}
+
+/* st_blocks of path, checked against a walk of its head version's map. */
+static uint64_t check_blocks(const char *path)
+{
+	uint64_t node;
+	struct txd_attr a;
+	cr_assert_eq(tt_resolve(fs, path, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_getattr(fs, node, &a), 0);
+	uint64_t walked = 0;
+	pthread_mutex_lock(&fs->lock);
+	struct inode *in = ns_inode(&fs->ns, a.ino);
+	cr_assert_not_null(in);
+	cmap_walk(in->head->map, 0, add_len, &walked);
+	cr_expect_eq(in->head->stored, walked, "%s: kept %llu, map holds %llu", path,
+		     (unsigned long long)in->head->stored, (unsigned long long)walked);
+	pthread_mutex_unlock(&fs->lock);
+	cr_expect_eq(a.blocks, (walked + 511) / 512, "%s: st_blocks", path);
+	return walked;
+}
+
+static void pwrite_at(const char *path, const void *buf, size_t n, uint64_t off)
+{
+	uint64_t node;
+	struct txd_open_out oo;
+	struct txd_cred c = {.uid = getuid(), .gid = getgid(), .pid = getpid(), .umask = 022};
+	cr_assert_eq(tt_resolve(fs, path, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, node, O_WRONLY, &oo), 0);
+	cr_assert_eq(txd_write(fs, oo.fh, buf, n, off), (ssize_t)n);
+	cr_assert_eq(txd_flush(fs, oo.fh, &c, NULL), 0);
+	cr_assert_eq(txd_release(fs, oo.fh), 0);
+}
+
+Test(lockio, N7_stored_bytes_follow_every_content_change)
+{
+	static char buf[300 << 10];
+	memset(buf, 'x', sizeof(buf));
+	cr_assert_eq(tt_put(fs, "f", buf, 100 << 10), 0);
+	cr_expect_eq(check_blocks("f"), 100 << 10);
+	static char zero[32 << 10];
+	pwrite_at("f", zero, sizeof(zero), 0); /* a zero chunk becomes a hole (C4) */
+	cr_expect_eq(check_blocks("f"), 68 << 10);
+	pwrite_at("f", buf, 10, 0); /* a hole filled, short */
+	check_blocks("f");
+	pwrite_at("f", buf, sizeof(buf), 1 << 20); /* sparse extension, big: a pack */
+	check_blocks("f");
+	struct txd_setattr sa = {.valid = TXD_SET_SIZE, .size = 40000};
+	uint64_t node;
+	struct txd_attr a;
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_setattr(fs, node, &sa, 0, &a), 0);
+	uint64_t before = check_blocks("f");
+	cr_assert_eq(tt_put(fs, "g", "", 0), 0);
+	cr_expect_eq(check_blocks("g"), 0);
+	reopen(); /* checkpoint load */
+	cr_expect_eq(check_blocks("f"), before);
+	pwrite_at("f", buf, 5, 70000);
+	sa.size = 0;
+	cr_assert_eq(tt_resolve(fs, "g", NULL, NULL, &node), 0);
+	cr_assert_eq(tt_put(fs, "g", buf, 33 << 10), 0);
+	cr_assert_eq(txd_setattr(fs, node, &sa, 0, &a), 0);
+	check_blocks("f");
+	cr_expect_eq(check_blocks("g"), 0);
+}
+
+static int tx_begin(const char *name)
+{
+	char path[600];
+	snprintf(path, sizeof(path), ".txdir/txn/%s", name);
+	return tt_mkdir(fs, path);
+}
+
+static int tx_rm(const char *name)
+{
+	char path[600];
+	uint64_t parent;
+	const char *leaf;
+	snprintf(path, sizeof(path), ".txdir/txn/%s", name);
+	int err = tt_resolve(fs, path, &parent, &leaf, NULL);
+	return err ? err : txd_rmdir(fs, parent, leaf);
+}
+
+/* A transaction's end forgets its snapshot at once (unlinked inodes go as
+ * before) and leaves the versions only it kept to ckpt_sweep, which frees
+ * them in bounded holds of fs->lock instead of one walk of every inode. */
+Test(lockio, N2_versions_a_released_snapshot_kept_are_swept)
+{
+	char name[32];
+	for (int k = 0; k < 50; k++) {
+		snprintf(name, sizeof(name), "f%d", k);
+		cr_assert_eq(tt_put(fs, name, "one", 3), 0);
+	}
+	cr_assert_eq(tx_begin("t"), 0);
+	for (int k = 0; k < 50; k++) {
+		snprintf(name, sizeof(name), "f%d", k);
+		cr_assert_eq(tt_put(fs, name, "two", 3), 0); /* the snapshot keeps "one" */
+	}
+	struct txd_status st;
+	txd_get_status(fs, &st);
+	uint64_t kept = st.versions_retained;
+	cr_assert_geq(kept, st.inodes + 50);
+	cr_assert_eq(tx_rm("t"), 0);
+	pthread_mutex_lock(&fs->lock);
+	cr_expect_eq(fs->ns.nsnaps, 0, "the snapshot is forgotten at once");
+	ckpt_sweep(fs);
+	pthread_mutex_unlock(&fs->lock);
+	txd_get_status(fs, &st);
+	cr_expect_eq(st.versions_retained, st.inodes, "kept %llu, then %llu for %llu inodes",
+		     (unsigned long long)kept, (unsigned long long)st.versions_retained,
+		     (unsigned long long)st.inodes);
+	cr_expect_eq(tt_put(fs, "f0", "three", 5), 0);
+}
