@@ -407,6 +407,8 @@ int txd_checkpoint(struct txd_fs *fs)
 	pthread_mutex_lock(&fs->lock);
 	int err = fs->failed ? -EIO : ckpt_write(fs);
 	fs->ckpt_wal_bytes = wal_bytes_appended(fs->wal);
+	if (fs->sweep_due)
+		ckpt_sweep(fs); /* what released snapshots kept: now, not later */
 	pthread_mutex_unlock(&fs->lock);
 	return err;
 }

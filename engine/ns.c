@@ -947,6 +947,10 @@ bool ns_snapshot_forget(struct ns *ns, uint64_t s)
 	memmove(&ns->snaps[k], &ns->snaps[k + 1], (ns->nsnaps - k - 1) * sizeof(*ns->snaps));
 	ns->nsnaps--;
 	ns->newest_snapshot = ns->nsnaps ? ns->snaps[ns->nsnaps - 1] : 0;
+	/* parked inodes only this snapshot saw go now (M1): the list is short,
+	 * unlike the full sweep, which the caller may defer */
+	if (ns->nparked && reap_parked(ns) >= NS_TRIM_AFTER)
+		malloc_trim(0); /* M3 */
 	return true;
 }
 
@@ -966,8 +970,6 @@ void ns_snapshot_release(struct ns *ns, uint64_t s)
 		ns_walk(ns, sweep_inode, ns);
 	if (!ns->nsnaps)
 		ns_drop_unlinked(ns);
-	else if (ns->nparked && reap_parked(ns) >= NS_TRIM_AFTER)
-		malloc_trim(0); /* M3 */
 }
 
 struct iver *ns_iver_at(const struct inode *in, uint64_t s)

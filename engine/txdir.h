@@ -267,7 +267,8 @@ uint64_t txd_current_lsn(struct txd_fs *fs);
 int txd_durable_async(struct txd_fs *fs, uint64_t lsn, void (*cb)(void *arg, int err),
 		      void *arg);
 int txd_sync_wait(struct txd_fs *fs); /* blocking: everything so far durable */
-/* Blocking: write a checkpoint now (the background thread does this every
+/* Blocking: write a checkpoint now and free what released snapshots kept
+ * (the background thread does both every
  * checkpoint_bytes of log) and drop segments nothing needs any more. */
 int txd_checkpoint(struct txd_fs *fs);
 
