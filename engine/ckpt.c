@@ -309,13 +309,15 @@ int ckpt_write(struct txd_fs *fs)
 	txd_os->listdir(fs->store.ckpt_dir, drop_old_ckpt, &o);
 	/* the logs' entries of commits before lsn can no longer be derived
 	 * from the segments about to go (events.h E2, clog.h C3) */
-	if (ev_sync(fs->events) || clog_sync(fs->clog))
+	bool logs_durable = !ev_sync(fs->events) && !clog_sync(fs->clog);
+	if (!logs_durable) /* the checkpoint stands; the segments stay (a later one drops them) */
 		syslog(LOG_WARNING, "txdir: could not sync the event or commit log");
-	drop_segments(&w);
+	else
+		drop_segments(&w);
 	fs->ckpt_lsn = lsn;
 	fs->ckpt_count++;
-	if (ev_trim(fs->events, fs_retain_oldest_ns(fs)) ||
-	    clog_trim(fs->clog, fs_retain_oldest_ns(fs)))
+	if (logs_durable && (ev_trim(fs->events, fs_retain_oldest_ns(fs)) ||
+			     clog_trim(fs->clog, fs_retain_oldest_ns(fs))))
 		syslog(LOG_WARNING, "txdir: could not drop old entries of the event or commit log");
 out_close:
 	txd_os->close(w.fd);

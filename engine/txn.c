@@ -139,13 +139,19 @@ struct txn *txn_by_id(struct txd_fs *fs, uint64_t id)
 }
 
 /* The derived record dtc/transactions/ID.json (SPEC §5, §7): written after
- * the outcome, never trusted over the log; expendable. */
+ * the outcome, never trusted over the log. The end record is durable: a
+ * checkpoint drops the WAL segments that could re-derive it, and a lost
+ * rewrite would leave "active", settled as "aborted restart" at the next
+ * start although the transaction committed. */
 static void write_record(struct txd_fs *fs, const struct txn *t)
 {
 	char *dir, name[32], *json = txn_info_json(fs, t);
 	snprintf(name, sizeof(name), "%" PRIu64 ".json", t->id);
 	if (json && asprintf(&dir, "%s/dtc/transactions", fs->store.coord_dir) >= 0) {
-		os_write_file(dir, name, json, strlen(json));
+		if (t->state == TXN_ACTIVE)
+			os_write_file(dir, name, json, strlen(json));
+		else
+			os_write_file_durable(dir, name, json, strlen(json));
 		free(dir);
 	}
 	free(json);
@@ -240,7 +246,7 @@ static void write_json_record(struct txd_fs *fs, uint64_t id, cJSON *j)
 	char *dir = records_dir(fs), name[32], *text = cJSON_PrintUnformatted(j), *line = NULL;
 	snprintf(name, sizeof(name), "%" PRIu64 ".json", id);
 	if (dir && text && asprintf(&line, "%s\n", text) >= 0)
-		os_write_file(dir, name, line, strlen(line));
+		os_write_file_durable(dir, name, line, strlen(line)); /* as write_record's end */
 	free(line);
 	free(text);
 	free(dir);
@@ -331,10 +337,15 @@ void txn_records_settle(struct txd_fs *fs)
 		cJSON_ReplaceItemInObjectCaseSensitive(j, "ended", cJSON_Duplicate(now, true));
 		cJSON_ReplaceItemInObjectCaseSensitive(j, "open_handles", cJSON_CreateNumber(0));
 		write_json_record(fs, r->ids[k], j);
-		cJSON *f = cJSON_CreateObject();
-		ev_add_u64(f, "txn", r->ids[k]);
-		cJSON_AddStringToObject(f, "reason", commit ? "found in the log at restart" : "restart");
-		ev_emit(fs->events, fs_now_ns(), commit ? "txn_commit" : "txn_abort", f);
+		if (commit) {
+			/* replay derived its event already: once per commit (E2) */
+			ev_commit_replayed(fs->events, fs_now_ns(), r->ids[k], commit);
+		} else {
+			cJSON *f = cJSON_CreateObject();
+			ev_add_u64(f, "txn", r->ids[k]);
+			cJSON_AddStringToObject(f, "reason", "restart");
+			ev_emit(fs->events, fs_now_ns(), "txn_abort", f);
+		}
 		cJSON_Delete(j);
 	}
 	cJSON_Delete(now);
@@ -1039,15 +1050,19 @@ int txn_commit_async(struct txd_fs *fs, struct txn *t, pid_t pid,
 int txn_cancel_wait(struct txd_fs *fs, void *arg)
 {
 	struct txn_wait *found = NULL;
+	struct txn *owner = NULL;
 	pthread_mutex_lock(&fs->lock);
 	for (struct txn *t = fs->txns; t && !found; t = t->next)
 		for (struct txn_wait **pp = &t->waits; *pp; pp = &(*pp)->next)
 			if ((*pp)->arg == arg) {
 				found = *pp;
 				*pp = found->next;
-				txn_put(fs, t);
+				owner = t;
 				break;
 			}
+	/* after both loops: the wait's reference may be the last (t freed) */
+	if (owner)
+		txn_put(fs, owner);
 	pthread_mutex_unlock(&fs->lock);
 	free(found);
 	return found ? 0 : -ENOENT;
