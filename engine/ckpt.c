@@ -281,9 +281,11 @@ int ckpt_write(struct txd_fs *fs)
 {
 	uint64_t lsn = wal_last_lsn(fs->wal);
 	if (lsn == fs->ckpt_lsn) {
-		/* nothing new to save; readers may have let go of segments */
+		/* nothing new to save; readers may have let go of segments (the
+		 * logs durable first, as below: a failed sync skipped the drop) */
 		struct ckw w = {.fs = fs};
-		drop_segments(&w);
+		if (!ev_sync(fs->events) && !clog_sync(fs->clog))
+			drop_segments(&w);
 		free(w.segs);
 		return w.err;
 	}
