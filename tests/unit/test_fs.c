@@ -897,3 +897,41 @@ Test(fs, clog_write_failure_does_not_fail_replay)
 	expect_file("a", "a");
 	expect_file("b", "b");
 }
+
+/* events.h E5: a damaged chunk read through a transaction's view logs the
+ * view's path as "private" (with the owner's uid), never as "path". */
+Test(fs, damaged_chunk_in_a_view_logs_a_private_path)
+{
+	char data[3000];
+	memset(data, 'q', sizeof(data));
+	cr_assert_eq(tt_put(fs, "f", data, sizeof(data)), 0);
+	txd_fs_close(fs);
+	fs = NULL;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/coordination/dtc/wal/seg-00000001", store);
+	FILE *f = fopen(path, "r+b");
+	cr_assert_not_null(f);
+	char *buf = malloc(1 << 20);
+	size_t n = fread(buf, 1, 1 << 20, f);
+	char *at = memmem(buf, n, data, 64);
+	cr_assert_not_null(at, "chunk bytes are inline in the log");
+	fseek(f, (long)(at - buf) + 100, SEEK_SET);
+	fputc('Z', f);
+	fclose(f);
+	free(buf);
+	reopen();
+	cr_assert_eq(tt_mkdir(fs, ".txdir/txn/t"), 0);
+	char *got;
+	size_t len;
+	cr_expect_eq(tt_get(fs, ".txdir/txn/t/root/f", &got, &len), -EIO);
+	cr_assert_eq(tt_get(fs, ".txdir/events", &got, &len), 0);
+	char *line = strstr(got, "\"checksum_error\"");
+	cr_assert_not_null(line, "a log line names the damage: %s", got);
+	char *end = strchr(line, '\n');
+	if (end)
+		*end = 0;
+	cr_expect_null(strstr(line, "\"path\""), "a view's path is private: %s", line);
+	cr_expect_not_null(strstr(line, "\"private\":"), "%s", line);
+	cr_expect_not_null(strstr(line, "\"uid\""), "%s", line);
+	free(got);
+}
