@@ -471,6 +471,12 @@ static int ckpt_write_locked(struct txd_fs *fs)
 		return err;
 	}
 	rec_init(&w.b, 0, 0, 0);
+	/* records of transactions that ended by lsn: durable before the
+	 * segments that could settle them go (txn.h) */
+	uint64_t *recs = fs->rec_unsynced;
+	uint32_t nrecs = fs->rec_unsynced_n;
+	fs->rec_unsynced = NULL;
+	fs->rec_unsynced_n = fs->rec_unsynced_cap = 0;
 	pthread_mutex_unlock(&fs->lock);
 	if (w.write) {
 		w.fd = txd_os->open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -492,23 +498,38 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	    ((err = ckw_seal(&w)) || (err = ckw_write_out(&w)) || (err = write_trailer(&w)) ||
 	     (err = txd_os->fsync(w.fd)) || (err = os_fsync_dir(fs->store.ckpt_dir))))
 		w.err = err;
-	if (!err && w.write) {
-		struct oldck o = {.fs = fs, .keep = lsn};
-		txd_os->listdir(fs->store.ckpt_dir, drop_old_ckpt, &o);
+	bool logs_durable = false;
+	if (!err) {
+		if (w.write) {
+			struct oldck o = {.fs = fs, .keep = lsn};
+			txd_os->listdir(fs->store.ckpt_dir, drop_old_ckpt, &o);
+		}
 		/* the logs' entries of commits before lsn can no longer be
-		 * derived from the segments about to go (events.h E2, clog.h C3) */
-		if (ev_sync(fs->events) || clog_sync(fs->clog))
-			syslog(LOG_WARNING, "txdir: could not sync the event or commit log");
+		 * derived from the segments about to go (events.h E2, clog.h
+		 * C3): a failed sync keeps the segments (K3), the checkpoint
+		 * itself stands */
+		logs_durable = !ev_sync(fs->events) && !clog_sync(fs->clog) &&
+			       !txn_records_sync(fs, recs, nrecs);
+		if (!logs_durable)
+			syslog(LOG_WARNING, "txdir: could not sync the event log, commit log or "
+					    "transaction records: WAL segments kept");
 	}
-	if (!err)
+	if (logs_durable)
 		drop_segments(&w, cur); /* K2: after the checkpoint is durable */
-	if (!err && w.write && (ev_trim(fs->events, oldest) || clog_trim(fs->clog, oldest)))
+	if (logs_durable && w.write &&
+	    (ev_trim(fs->events, oldest) || clog_trim(fs->clog, oldest)))
 		syslog(LOG_WARNING, "txdir: could not drop old entries of the event or commit log");
 	if (w.fd >= 0)
 		txd_os->close(w.fd);
 	if (err && w.write)
 		txd_os->unlink(path);
 	pthread_mutex_lock(&fs->lock);
+	if (!logs_durable) /* the next checkpoint tries them again */
+		for (uint32_t k = 0; k < nrecs; k++)
+			if (!array_grow((void **)&fs->rec_unsynced, &fs->rec_unsynced_cap,
+					fs->rec_unsynced_n + 1, sizeof(*recs)))
+				fs->rec_unsynced[fs->rec_unsynced_n++] = recs[k];
+	free(recs);
 	if (!err && w.write) {
 		if (lsn > fs->ckpt_lsn)
 			fs->ckpt_lsn = lsn;

@@ -491,6 +491,22 @@ int clog_sync(struct clog *cl)
 	return err;
 }
 
+int clog_cut_after(struct clog *cl, uint64_t last)
+{
+	pthread_mutex_lock(&cl->lock);
+	size_t k = cl->n;
+	while (k && cl->idx[k - 1].id > last)
+		k--;
+	int err = 0, cut = k < cl->n;
+	if (cut && !(err = txd_os->ftruncate(cl->fd, (off_t)cl->idx[k].off)) &&
+	    !(err = txd_os->fdatasync(cl->fd))) {
+		cl->size = cl->idx[k].off;
+		cl->n = k;
+	}
+	pthread_mutex_unlock(&cl->lock);
+	return err ? err : cut;
+}
+
 /* first index entry no older than oldest_ns (lock held) */
 static size_t first_kept(struct clog *cl, uint64_t oldest_ns)
 {

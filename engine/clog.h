@@ -66,6 +66,12 @@ int clog_render(struct clog *cl, uint64_t id, uint64_t oldest_ns, clog_path_ok_f
 		char **out, size_t *len);
 /* fdatasync the log (before the WAL segments it derives from go). */
 int clog_sync(struct clog *cl);
+/* Start-up, after replay: the WAL ends at `last`; commits logged past it
+ * were lost with the WAL's unsynced tail and their ids will be reused
+ * (SPEC §7: never trusted over the WAL). Cuts them from the file (made
+ * durable) and the index; 1 when it cut, 0 when nothing to cut, or negative
+ * errno. */
+int clog_cut_after(struct clog *cl, uint64_t last);
 /* Drop commits older than oldest_ns from the file and the index. */
 int clog_trim(struct clog *cl, uint64_t oldest_ns);
 

@@ -198,6 +198,47 @@ void ev_commit_replayed(struct evlog *ev, uint64_t time_ns, uint64_t txn, uint64
 	ev_emit(ev, time_ns, "txn_commit", f);
 }
 
+int ev_cut_after(struct evlog *ev, uint64_t last)
+{
+	if (!ev)
+		return 0;
+	pthread_mutex_lock(&ev->lock);
+	char *buf;
+	int err = read_all(ev, &buf), cut = 0;
+	if (err)
+		goto out;
+	uint64_t keep = ev->size, newest = 0;
+	for (char *line = buf, *nl; line < buf + ev->size; line = nl + 1) {
+		nl = memchr(line, '\n', (size_t)(buf + ev->size - line));
+		uint64_t ns, before = ev->last_commit;
+		const char *j = line_json(line, (size_t)(nl - line), &ns);
+		if (!j)
+			continue;
+		ev->last_commit = 0;
+		note_commit(ev, j, (size_t)(nl - j));
+		uint64_t c = ev->last_commit;
+		ev->last_commit = before;
+		if (c > last) {
+			keep = (uint64_t)(line - buf);
+			break;
+		}
+		if (c > newest)
+			newest = c;
+	}
+	free(buf);
+	if (keep == ev->size)
+		goto out;
+	if (!(err = txd_os->ftruncate(ev->fd, (off_t)keep)) &&
+	    !(err = txd_os->fdatasync(ev->fd))) {
+		ev->size = keep;
+		ev->last_commit = newest;
+		cut = 1;
+	}
+out:
+	pthread_mutex_unlock(&ev->lock);
+	return err ? err : cut;
+}
+
 /* As clog_trim: the kept tail is copied to events.log.tmp without the lock
  * (events only append past it), then, under it, what came meanwhile, and
  * the files switch. One trim at a time (the checkpoint's). */

@@ -55,6 +55,12 @@ uint64_t ev_last_commit(struct evlog *ev);
 /* Start-up: commit `commit` of transaction `txn` was replayed from the WAL;
  * log its txn_commit event unless the log has it (E2). */
 void ev_commit_replayed(struct evlog *ev, uint64_t time_ns, uint64_t txn, uint64_t commit);
+/* Start-up, after replay: the WAL ends at commit `last`; a txn_commit event
+ * of a later commit reports one lost with the WAL's unsynced tail (SPEC §7:
+ * derived files are never trusted over the WAL). Cuts the log before the
+ * first such event and makes it durable; 1 when it cut, 0 when nothing to
+ * cut, or negative errno. */
+int ev_cut_after(struct evlog *ev, uint64_t last);
 /* Drop events older than oldest_ns from the file (E3). */
 int ev_trim(struct evlog *ev, uint64_t oldest_ns);
 

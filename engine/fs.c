@@ -3,6 +3,7 @@
  * notifications, durability and status (design in fs.h).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -481,8 +482,11 @@ static int replay_one(void *arg, const struct wal_pos *pos, uint16_t type, const
 	struct rec_hdr hdr;
 	struct clog_note *note = NULL;
 	int err = clog_note_begin(fs->clog, &fs->ns, pos->lsn, payload, len, &note);
-	if (err)
-		return err;
+	if (err) { /* the log is derived: it never stops recovery */
+		syslog(LOG_WARNING, "txdir: commit log: cannot note commit %" PRIu64 " (%d)",
+		       pos->lsn, err);
+		note = NULL;
+	}
 	if ((err = ns_apply(&fs->ns, payload, len, pos->seg, pos->payload_off, pos->lsn))) {
 		clog_note_drop(note);
 		return err;
@@ -494,7 +498,10 @@ static int replay_one(void *arg, const struct wal_pos *pos, uint16_t type, const
 	fs->commits++;
 	if (!rec_validate(payload, len, &hdr))
 		ev_commit_replayed(fs->events, hdr.time_ns, hdr.txn, pos->lsn);
-	return clog_note_end(fs->clog, note, &fs->ns);
+	if ((err = clog_note_end(fs->clog, note, &fs->ns)))
+		syslog(LOG_WARNING, "txdir: commit log: cannot log commit %" PRIu64 " (%d)",
+		       pos->lsn, err);
+	return 0;
 }
 
 static int make_root(struct txd_fs *fs)
@@ -518,6 +525,17 @@ static int fs_recover(struct txd_fs *fs)
 		return err;
 	if ((err = wal_replay(fs->wal, fs->ckpt_lsn, replay_one, fs)))
 		return err;
+	/* derived logs that got ahead of the WAL's lost tail (SPEC §7) */
+	uint64_t last = wal_last_lsn(fs->wal);
+	int cl = clog_cut_after(fs->clog, last), ec = ev_cut_after(fs->events, last);
+	if (cl < 0 || ec < 0)
+		syslog(LOG_WARNING, "txdir: cannot cut the logs after commit %" PRIu64 " (%d, %d)",
+		       last, cl, ec);
+	if (cl > 0 || ec > 0) {
+		cJSON *lost = cJSON_CreateObject();
+		ev_add_u64(lost, "last_lsn", last);
+		ev_emit(fs->events, fs_now_ns(), "lost_commits", lost);
+	}
 	txn_records_settle(fs);
 	ns_drop_unlinked(&fs->ns); /* open-unlinked at the crash: nobody holds them now */
 	cJSON *f = cJSON_CreateObject();
@@ -608,6 +626,7 @@ static void fs_free(struct txd_fs *fs)
 		}
 	}
 	free(fs->nodes);
+	free(fs->rec_unsynced);
 	clog_close(fs->clog);
 	ev_close(fs->events);
 	fs->clog = NULL;

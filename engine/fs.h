@@ -161,6 +161,8 @@ struct txd_fs {
 	pthread_t ckpt_thread;    /* background checkpoints (fs.c) */
 	pthread_cond_t ckpt_cv;
 	bool ckpt_stop, ckpt_running;
+	uint64_t *rec_unsynced;   /* ended transactions' records to fsync (txn.h) */
+	uint32_t rec_unsynced_n, rec_unsynced_cap;
 	bool sweep_due;           /* a released snapshot left versions to free (ckpt.c) */
 	uint64_t start_ns;
 };

@@ -448,7 +448,12 @@ static void log_damage(struct txd_fs *fs, struct handle *h, uint64_t off, size_t
 	ns_path(fs_ns(fs, h->node->txn), h->in, path, sizeof(path));
 	cJSON *f = cJSON_CreateObject();
 	ev_add_u64(f, "ino", h->in->ino);
-	cJSON_AddStringToObject(f, "path", path);
+	if (h->node->txn) { /* a view's path: its owner's and root's only (events.h E5) */
+		cJSON_AddStringToObject(f, "private", path);
+		cJSON_AddNumberToObject(f, "uid", h->node->txn->uid);
+	} else {
+		cJSON_AddStringToObject(f, "path", path);
+	}
 	ev_add_u64(f, "offset", off);
 	ev_add_u64(f, "length", size);
 	ev_emit(fs->events, fs_now_ns(), "checksum_error", f);

@@ -3,6 +3,7 @@
  * commit (design in txn.h).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -139,13 +140,20 @@ struct txn *txn_by_id(struct txd_fs *fs, uint64_t id)
 }
 
 /* The derived record dtc/transactions/ID.json (SPEC §5, §7): written after
- * the outcome, never trusted over the log; expendable. */
+ * the outcome, never trusted over the log. The end record is durable: a
+ * checkpoint drops the WAL segments that could re-derive it, and a lost
+ * rewrite would leave "active", settled as "aborted restart" at the next
+ * start although the transaction committed. */
+static void txn_note_unsynced(struct txd_fs *fs, uint64_t id);
+
 static void write_record(struct txd_fs *fs, const struct txn *t)
 {
 	char *dir, name[32], *json = txn_info_json(fs, t);
 	snprintf(name, sizeof(name), "%" PRIu64 ".json", t->id);
 	if (json && asprintf(&dir, "%s/dtc/transactions", fs->store.coord_dir) >= 0) {
 		os_write_file(dir, name, json, strlen(json));
+		if (t->state != TXN_ACTIVE) /* durable before the segments go */
+			txn_note_unsynced(fs, t->id);
 		free(dir);
 	}
 	free(json);
@@ -221,6 +229,38 @@ static char *records_dir(struct txd_fs *fs)
 	return asprintf(&dir, "%s/dtc/transactions", fs->store.coord_dir) < 0 ? NULL : dir;
 }
 
+static void txn_note_unsynced(struct txd_fs *fs, uint64_t id)
+{
+	if (!array_grow((void **)&fs->rec_unsynced, &fs->rec_unsynced_cap, fs->rec_unsynced_n + 1,
+			sizeof(*fs->rec_unsynced)))
+		fs->rec_unsynced[fs->rec_unsynced_n++] = id;
+}
+
+int txn_records_sync(struct txd_fs *fs, const uint64_t *ids, uint32_t n)
+{
+	char *dir = records_dir(fs), path[64];
+	int err = dir ? 0 : -ENOMEM;
+	for (uint32_t k = 0; k < n && !err; k++) {
+		snprintf(path, sizeof(path), "%" PRIu64 ".json", ids[k]);
+		char *full = NULL;
+		if (asprintf(&full, "%s/%s", dir, path) < 0)
+			err = -ENOMEM;
+		int fd = full ? txd_os->open(full, O_RDONLY | O_CLOEXEC, 0) : -1;
+		free(full);
+		if (fd >= 0) {
+			err = txd_os->fsync(fd);
+			txd_os->close(fd);
+		} else if (fd != -ENOENT && !err) {
+			err = fd; /* ENOENT: expired or rewritten meanwhile */
+		}
+	}
+	if (!err && n)
+		err = os_fsync_dir(dir);
+	free(dir);
+	return err;
+}
+
+
 static cJSON *read_record(struct txd_fs *fs, uint64_t id)
 {
 	char *dir = records_dir(fs), *path = NULL, *text = NULL;
@@ -240,7 +280,7 @@ static void write_json_record(struct txd_fs *fs, uint64_t id, cJSON *j)
 	char *dir = records_dir(fs), name[32], *text = cJSON_PrintUnformatted(j), *line = NULL;
 	snprintf(name, sizeof(name), "%" PRIu64 ".json", id);
 	if (dir && text && asprintf(&line, "%s\n", text) >= 0)
-		os_write_file(dir, name, line, strlen(line));
+		os_write_file_durable(dir, name, line, strlen(line)); /* as write_record's end */
 	free(line);
 	free(text);
 	free(dir);
@@ -331,10 +371,15 @@ void txn_records_settle(struct txd_fs *fs)
 		cJSON_ReplaceItemInObjectCaseSensitive(j, "ended", cJSON_Duplicate(now, true));
 		cJSON_ReplaceItemInObjectCaseSensitive(j, "open_handles", cJSON_CreateNumber(0));
 		write_json_record(fs, r->ids[k], j);
-		cJSON *f = cJSON_CreateObject();
-		ev_add_u64(f, "txn", r->ids[k]);
-		cJSON_AddStringToObject(f, "reason", commit ? "found in the log at restart" : "restart");
-		ev_emit(fs->events, fs_now_ns(), commit ? "txn_commit" : "txn_abort", f);
+		if (commit) {
+			/* replay derived its event already: once per commit (E2) */
+			ev_commit_replayed(fs->events, fs_now_ns(), r->ids[k], commit);
+		} else {
+			cJSON *f = cJSON_CreateObject();
+			ev_add_u64(f, "txn", r->ids[k]);
+			cJSON_AddStringToObject(f, "reason", "restart");
+			ev_emit(fs->events, fs_now_ns(), "txn_abort", f);
+		}
 		cJSON_Delete(j);
 	}
 	cJSON_Delete(now);
@@ -1055,15 +1100,19 @@ int txn_commit_async(struct txd_fs *fs, struct txn *t, pid_t pid,
 int txn_cancel_wait(struct txd_fs *fs, void *arg)
 {
 	struct txn_wait *found = NULL;
+	struct txn *owner = NULL;
 	pthread_mutex_lock(&fs->lock);
 	for (struct txn *t = fs->txns; t && !found; t = t->next)
 		for (struct txn_wait **pp = &t->waits; *pp; pp = &(*pp)->next)
 			if ((*pp)->arg == arg) {
 				found = *pp;
 				*pp = found->next;
-				txn_put(fs, t);
+				owner = t;
 				break;
 			}
+	/* after both loops: the wait's reference may be the last (t freed) */
+	if (owner)
+		txn_put(fs, owner);
 	pthread_mutex_unlock(&fs->lock);
 	free(found);
 	return found ? 0 : -ENOENT;

@@ -193,6 +193,11 @@ void txn_records_settle(struct txd_fs *fs);
  * one (malloc'd, NULL if none). fs->lock held. */
 int txn_record_ids(struct txd_fs *fs, uint64_t **ids, uint32_t *n);
 char *txn_record_json(struct txd_fs *fs, uint64_t id);
+/* Records of ended transactions are written without fsync (under fs->lock);
+ * their ids collect in fs->rec_unsynced, and the checkpoint makes them
+ * durable (txn_records_sync, no engine lock held) before it drops the WAL
+ * segments a restart could settle them from (T9). */
+int txn_records_sync(struct txd_fs *fs, const uint64_t *ids, uint32_t n);
 bool txn_record_exists(struct txd_fs *fs, uint64_t id);
 
 #endif

@@ -1051,3 +1051,33 @@ Test(ckpt, K7_commits_during_a_checkpoint_are_kept_once)
 	cr_expect_str_eq(data, name);
 	free(data);
 }
+
+/* The event and commit logs derive their entries before the checkpoint
+ * from the segments it drops: when their sync fails, the segments stay
+ * (the checkpoint itself stands). The logs' syncs are the checkpoint's
+ * only fdatasyncs once the WAL and packs are durable (txd_sync_wait). */
+Test(ckpt, K3_failed_log_sync_keeps_the_segments)
+{
+	opts.wal_segment_bytes = 64 << 10;
+	do_open();
+	cr_assert_eq(tt_put(fs, "keep", "kept bytes", 10), 0);
+	uint32_t keep_seg = seg_of("keep");
+	churn(100);
+	uint32_t churn_seg = seg_of("churn");
+	cr_assert_gt(churn_seg, keep_seg + 2, "the test wants several segments");
+	cr_assert_eq(txd_sync_wait(fs), 0);
+	/* the event log's sync fails, then (nothing new: the same drop) the
+	 * commit log's */
+	for (int nth = 1; nth <= 2; nth++) {
+		faultos_fail_nth(FOS_FDATASYNC, (uint64_t)nth, -EIO);
+		cr_expect_eq(checkpoint(), 0, "the checkpoint itself stands");
+		faultos_reset();
+		for (uint32_t s = keep_seg + 1; s < churn_seg; s++)
+			cr_expect(seg_exists(s), "segment %u dropped though a log is not durable", s);
+	}
+	cr_assert_eq(checkpoint(), 0);
+	int dropped = 0;
+	for (uint32_t s = keep_seg + 1; s < churn_seg; s++)
+		dropped += !seg_exists(s);
+	cr_expect_gt(dropped, 0, "the logs durable: the next checkpoint drops them");
+}

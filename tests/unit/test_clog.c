@@ -244,3 +244,30 @@ Test(clog, c6_trim_by_time)
 	cr_assert_not(clog_nth_newest(cl, 0, 0, &any));
 	clog_close(cl);
 }
+
+/* SPEC §7: commits logged past the WAL's end (a lost, unsynced WAL tail)
+ * are cut from the index and the file, and the ids can be logged again. */
+Test(clog, cut_after_the_wal_end)
+{
+	for (int k = 0; k < 3; k++)
+		cr_assert_eq(tt_put(fs, "t", "x", 1), 0);
+	uint64_t id = last_id();
+	txd_fs_close(fs);
+	fs = NULL;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/coordination/commits", store);
+	struct clog *cl;
+	cr_assert_eq(clog_open(path, &cl), 0);
+	cr_assert(clog_has(cl, id, 0) && clog_has(cl, id - 1, 0));
+	cr_expect_eq(clog_cut_after(cl, id), 0, "nothing past the end: nothing cut");
+	cr_expect_eq(clog_cut_after(cl, id - 2), 1);
+	cr_expect_not(clog_has(cl, id, 0));
+	cr_expect_not(clog_has(cl, id - 1, 0));
+	cr_expect(clog_has(cl, id - 2, 0));
+	clog_close(cl);
+	cr_assert_eq(clog_open(path, &cl), 0);
+	uint64_t newest;
+	cr_assert(clog_nth_newest(cl, 0, 0, &newest));
+	cr_expect_eq(newest, id - 2, "the cut is in the file");
+	clog_close(cl);
+}

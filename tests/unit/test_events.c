@@ -187,3 +187,33 @@ Test(events, e5_private_only_to_its_uid)
 		free(out);
 	}
 }
+
+static void emit_commit(uint64_t ns, uint64_t commit)
+{
+	cJSON *f = cJSON_CreateObject();
+	ev_add_u64(f, "txn", 7);
+	ev_add_u64(f, "commit", commit);
+	ev_emit(ev, ns, "txn_commit", f);
+}
+
+/* SPEC §7: a txn_commit event of a commit past the WAL's end (lost with its
+ * unsynced tail) is cut with what follows it; replay's derivation of the
+ * reused ids is not skipped (ev_last_commit). */
+Test(events, cut_after_the_wal_end)
+{
+	emit_commit(1000000000ull, 3);
+	emit_named(1500000000ull, "lease_grant", "a", NULL);
+	emit_commit(2000000000ull, 4);
+	emit_commit(3000000000ull, 5);
+	cr_expect_eq(ev_last_commit(ev), 5);
+	cr_expect_eq(ev_cut_after(ev, 5), 0, "nothing past the end: nothing cut");
+	cr_expect_eq(ev_cut_after(ev, 3), 1);
+	cr_expect_eq(ev_last_commit(ev), 3);
+	char *out = render(0, NULL, NULL);
+	cr_expect_eq(count_lines(out), 2, "%s", out);
+	cr_expect_null(strstr(out, "\"commit\":4"), "%s", out);
+	free(out);
+	ev_close(ev);
+	cr_assert_eq(ev_open(dir, &ev), 0);
+	cr_expect_eq(ev_last_commit(ev), 3, "the cut is in the file");
+}

@@ -822,3 +822,116 @@ Test(fs, noop_chown_moves_ctime_and_needs_ownership)
 	cr_assert_eq(txd_setattr(fs, setgid.node, &noop, 0, &after), 0);
 	cr_expect_eq(after.mode & 07777, 0755);
 }
+
+/* SPEC §7: the commit log is derived, never trusted over the WAL. Its append
+ * reached the disk, the WAL's did not (never synced): after the restart the
+ * WAL reuses the lost commit's id, and commits/ID must name the new commit. */
+Test(fs, clog_cut_after_lost_wal_tail)
+{
+	char cmdline[3000], *d = NULL;
+	size_t len;
+	cr_assert_eq(tt_put(fs, "a", "a", 1), 0);
+	cr_assert_eq(txd_sync_wait(fs), 0);
+	snprintf(cmdline, sizeof(cmdline),
+		 "rm -rf %s.walcopy && cp -a %s/coordination/dtc/wal %s.walcopy", store, store,
+		 store);
+	cr_assert_eq(system(cmdline), 0);
+	cr_assert_eq(tt_put(fs, "c-lost", "x", 1), 0);
+	faultos_install();
+	faultos_crash();
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_revive();
+	faultos_uninstall();
+	/* the WAL tail never fdatasync'ed is gone; the commit log's page is not */
+	snprintf(cmdline, sizeof(cmdline),
+		 "rm -rf %s/coordination/dtc/wal && mv %s.walcopy %s/coordination/dtc/wal", store,
+		 store, store);
+	cr_assert_eq(system(cmdline), 0);
+	reopen();
+	cr_expect_neq(tt_get(fs, "c-lost", &d, &len), 0, "c-lost is gone from the data");
+	cr_assert_eq(tt_put(fs, "new", "n", 1), 0);
+	int named_new = 0;
+	for (int id = 1; id < 16; id++) {
+		char p[64];
+		snprintf(p, sizeof(p), ".txdir/commits/%d", id);
+		if (tt_get(fs, p, &d, &len))
+			continue;
+		cr_expect_null(strstr(d, "c-lost"), "commit %d names the lost commit: %s", id, d);
+		named_new += strstr(d, "/new") != NULL;
+		free(d);
+	}
+	cr_expect_geq(named_new, 1, "a commit names /new");
+	cr_assert_eq(tt_get(fs, ".txdir/events", &d, &len), 0);
+	cr_expect_not_null(strstr(d, "lost_commits"), "the cut is reported: %s", d);
+	free(d);
+}
+
+/* A derived log never stops recovery: a failed commit-log append during
+ * replay is a warning, and the store opens. */
+Test(fs, clog_write_failure_does_not_fail_replay)
+{
+	cr_assert_eq(tt_put(fs, "a", "a", 1), 0);
+	cr_assert_eq(tt_put(fs, "b", "b", 1), 0);
+	cr_assert_eq(txd_sync_wait(fs), 0);
+	faultos_install();
+	faultos_crash();
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_revive();
+	faultos_uninstall();
+	char path[700];
+	snprintf(path, sizeof(path), "%s/coordination/commits/log", store);
+	for (int k = 2; k <= 6; k++) { /* replay's appends (the first pwrite is not one) */
+		cr_assert_eq(truncate(path, 0), 0); /* derived: replay re-notes (C3) */
+		faultos_install();
+		faultos_fail_nth(FOS_PWRITE, (uint64_t)k, -ENOSPC);
+		int err = txd_fs_open(store, NULL, &fs, NULL);
+		cr_expect_eq(err, 0, "pwrite #%d fails: open gives %d", k, err);
+		if (!err)
+			txd_fs_close(fs);
+		fs = NULL;
+		faultos_uninstall();
+	}
+	reopen();
+	expect_file("a", "a");
+	expect_file("b", "b");
+}
+
+/* events.h E5: a damaged chunk read through a transaction's view logs the
+ * view's path as "private" (with the owner's uid), never as "path". */
+Test(fs, damaged_chunk_in_a_view_logs_a_private_path)
+{
+	char data[3000];
+	memset(data, 'q', sizeof(data));
+	cr_assert_eq(tt_put(fs, "f", data, sizeof(data)), 0);
+	txd_fs_close(fs);
+	fs = NULL;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/coordination/dtc/wal/seg-00000001", store);
+	FILE *f = fopen(path, "r+b");
+	cr_assert_not_null(f);
+	char *buf = malloc(1 << 20);
+	size_t n = fread(buf, 1, 1 << 20, f);
+	char *at = memmem(buf, n, data, 64);
+	cr_assert_not_null(at, "chunk bytes are inline in the log");
+	fseek(f, (long)(at - buf) + 100, SEEK_SET);
+	fputc('Z', f);
+	fclose(f);
+	free(buf);
+	reopen();
+	cr_assert_eq(tt_mkdir(fs, ".txdir/txn/t"), 0);
+	char *got;
+	size_t len;
+	cr_expect_eq(tt_get(fs, ".txdir/txn/t/root/f", &got, &len), -EIO);
+	cr_assert_eq(tt_get(fs, ".txdir/events", &got, &len), 0);
+	char *line = strstr(got, "\"checksum_error\"");
+	cr_assert_not_null(line, "a log line names the damage: %s", got);
+	char *end = strchr(line, '\n');
+	if (end)
+		*end = 0;
+	cr_expect_null(strstr(line, "\"path\""), "a view's path is private: %s", line);
+	cr_expect_not_null(strstr(line, "\"private\":"), "%s", line);
+	cr_expect_not_null(strstr(line, "\"uid\""), "%s", line);
+	free(got);
+}

@@ -16,7 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fs.h"
 #include "ttsuite.h"
+#include "txn.h"
 #include <cjson/cJSON.h>
 
 TestSuite(txn, .init = setup, .fini = teardown, .timeout = 120);
@@ -1006,4 +1008,103 @@ Test(txn, commit_removing_a_file_with_a_main_writer_stays_active)
 	txd_release(fs, w.fh);
 	cr_expect_eq(cmd("t", "commit"), 0);
 	expect_absent("w");
+}
+
+static char *record_of(uint64_t id)
+{
+	char path[64], *data = NULL;
+	size_t len;
+	snprintf(path, sizeof(path), ".txdir/dtc/transactions/%llu", (unsigned long long)id);
+	return tt_get(fs, path, &data, &len) ? NULL : data;
+}
+
+/* The end record is durable before a checkpoint drops the WAL that could
+ * re-derive it: a power cut after commit + checkpoint does not leave the
+ * "active" record, settled as "aborted restart" against the data. */
+Test(txn, end_record_survives_power_cut_after_checkpoint)
+{
+	cr_assert_eq(begin("lost"), 0);
+	cr_assert_eq(tt_put(fs, vpath("lost", "g"), "g", 1), 0);
+	uint64_t id = txid_of("lost");
+	faultos_install();
+	cr_assert_eq(cmd("lost", "commit"), 0);
+	cr_assert_eq(txd_checkpoint(fs), 0);
+	cr_assert_eq(txd_sync_wait(fs), 0);
+	faultos_power_cut(11);
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_revive();
+	faultos_uninstall();
+	reopen();
+	expect_file("g", "g");
+	char *r = record_of(id);
+	cr_assert_not_null(r);
+	cr_expect_null(strstr(r, "aborted"), "record contradicts the data: %s", r);
+	free(r);
+}
+
+/* After a crash, a replayed commit whose record still said active gets one
+ * txn_commit event (replay derived it), not two. */
+Test(txn, one_commit_event_after_crash)
+{
+	cr_assert_eq(begin("lost"), 0);
+	cr_assert_eq(tt_put(fs, vpath("lost", "g"), "g", 1), 0);
+	uint64_t id = txid_of("lost");
+	char path[700], *active = record_of(id);
+	cr_assert_not_null(active);
+	cr_assert_eq(cmd("lost", "commit"), 0);
+	cr_assert_eq(txd_sync_wait(fs), 0);
+	faultos_install();
+	faultos_crash();
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_revive();
+	faultos_uninstall();
+	snprintf(path, sizeof(path), "%s/coordination/dtc/transactions/%llu.json", store,
+		 (unsigned long long)id);
+	FILE *f = fopen(path, "w"); /* the end record's rewrite did not happen */
+	cr_assert_not_null(f);
+	fputs(active, f);
+	fclose(f);
+	free(active);
+	reopen();
+	char *ev = NULL, want[64];
+	size_t len;
+	cr_assert_eq(tt_get(fs, ".txdir/events", &ev, &len), 0);
+	snprintf(want, sizeof(want), "\"txn\":%llu", (unsigned long long)id);
+	int n = 0;
+	for (char *line = strtok(ev, "\n"); line; line = strtok(NULL, "\n"))
+		n += strstr(line, want) && strstr(line, "\"txn_commit\"");
+	cr_expect_eq(n, 1, "txn_commit events of one commit: %d", n);
+	free(ev);
+}
+
+static void cancel_done(void *arg, int err)
+{
+	(void)arg;
+	(void)err;
+}
+
+/* txn_cancel_wait drops the wait's reference, which may be the last: it
+ * must not walk on through the freed transaction (ASan shows the read). */
+Test(txn, cancel_wait_last_reference)
+{
+	cr_assert_eq(begin("t"), 0);
+	int arg;
+	/* housekeeping stopped: it cannot answer the wait first */
+	pthread_mutex_lock(&fs->lock);
+	fs->ckpt_stop = true;
+	pthread_cond_signal(&fs->ckpt_cv);
+	pthread_mutex_unlock(&fs->lock);
+	pthread_join(fs->ckpt_thread, NULL);
+	fs->ckpt_running = false;
+	pthread_mutex_lock(&fs->lock);
+	struct txn *t = txn_find(fs, "t");
+	cr_assert_not_null(t);
+	t->nwriters = 1; /* a view file open for writing: the commit waits */
+	cr_assert_eq(txn_commit_async(fs, t, 0, cancel_done, &arg), -EINPROGRESS);
+	t->nwriters = 0;
+	txn_remove(fs, t); /* rmdir: the wait holds the last reference */
+	pthread_mutex_unlock(&fs->lock);
+	cr_expect_eq(txn_cancel_wait(fs, &arg), 0);
 }
