@@ -35,7 +35,7 @@ for build in "$@"; do
 		TXDIRFS="$ROOT/$build/txdirfs" MOUNTCTL="$ROOT/$build/mountctl" TXDIR_BUILD="$ROOT/$build" \
 			timeout -k 10 "$MOUNT_TIMEOUT" bash tests/mount/run.sh </dev/null >"$OUT" 2>&1
 		rc=$?
-		last=$(grep -aE '^[0-9]+ passed, [0-9]+ failed$' "$OUT" | tail -n 1)
+		last=$(grep -aE '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$OUT" | tail -n 1)
 		if [ "$rc" -eq 0 ] && [[ $build == *asan* ]] &&
 			grep -aqE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$OUT"; then
 			rc=1
