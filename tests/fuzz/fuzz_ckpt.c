@@ -98,6 +98,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int err = ckpt_load(fs, &lsn);
 	FUZZ_CHECK(err == 0 || err == -TXD_ECORRUPT || err == -TXD_EFORMAT || err == -ENOMEM);
 	/* K4: none valid is the empty namespace at LSN 0 */
+	if (getenv("FUZZ_VERBOSE"))
+		fprintf(stderr, "ckpt_load: %d, lsn %" PRIu64 ", %u inodes\n", err, lsn,
+			inode_count(&fs->ns));
 	if (err == 0)
 		FUZZ_CHECK(lsn == hlsn || (lsn == 0 && inode_count(&fs->ns) == empty));
 	ns_drop_unlinked(&fs->ns);

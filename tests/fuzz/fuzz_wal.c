@@ -7,9 +7,10 @@
  *   bit 1  recompute every record checksum reachable by walking records
  *          whose magic and length fit (so it gets to the lsn and payload
  *          rules and to wal_replay's delivery)
- *   bit 2  two segments: seg-00000001 is the first 64 + 8 x u16(bytes 1..2)
- *          bytes, seg-00000002 the rest (W3: a bad record in a segment
- *          that is not the last)
+ *   bit 2  two segments: the first 64 + 8 x u16(bytes 1..2) bytes, and the
+ *          rest (W3: a bad record in a segment that is not the last)
+ * A segment file is named by the number in its header (bytes 12..15; 1 if
+ * shorter), the second one the next number.
  * The bytes are written as segment files in a scratch WAL directory; then
  * wal_open + wal_replay(after 0) + wal_close. Properties:
  *  - no crash, no sanitizer report, no leak;
@@ -34,7 +35,8 @@ struct seg {
 	uint8_t *b;
 	size_t n;
 };
-static struct seg segs[3]; /* by segment number 1, 2 */
+static struct seg segs[3]; /* first and second, at 1 and 2 */
+static uint32_t segno[3];  /* their segment numbers */
 static uint64_t last_lsn;
 
 static uint64_t rec_sum(const uint8_t *h, const uint8_t *payload, uint32_t len, uint64_t salt)
@@ -77,8 +79,8 @@ static int on_record(void *arg, const struct wal_pos *pos, uint16_t type, const 
 	(void)arg;
 	FUZZ_CHECK(pos->lsn == last_lsn + 1);
 	last_lsn = pos->lsn;
-	FUZZ_CHECK(pos->seg == 1 || pos->seg == 2);
-	const struct seg *s = &segs[pos->seg];
+	FUZZ_CHECK(pos->seg == segno[1] || (segs[2].b && pos->seg == segno[2]));
+	const struct seg *s = &segs[pos->seg == segno[1] ? 1 : 2];
 	FUZZ_CHECK(s->b && pos->payload_off >= WAL_SEG_HDR_SIZE + WAL_REC_HDR_SIZE);
 	FUZZ_CHECK(pos->payload_off <= s->n && len <= s->n - pos->payload_off);
 	const uint8_t *h = s->b + pos->payload_off - WAL_REC_HDR_SIZE;
@@ -126,8 +128,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(snprintf(dir, sizeof(dir), "%s/wal", fuzz_tmpdir()) < (int)sizeof(dir));
 	fuzz_clear(dir, 1);
 	FUZZ_CHECK(mkdir(dir, 0700) == 0);
+	/* named as its header says (1 if it has none); the second follows */
+	segno[1] = segs[1].n >= 16 ? fuzz_get32(segs[1].b + 12) : 1;
+	segno[2] = segno[1] + 1;
 	for (int k = 1; k <= 2 && segs[k].b; k++) {
-		FUZZ_CHECK(snprintf(path, sizeof(path), "%s/seg-%08d", dir, k) < (int)sizeof(path));
+		FUZZ_CHECK(snprintf(path, sizeof(path), "%s/seg-%08u", dir, segno[k]) <
+			   (int)sizeof(path));
 		fuzz_write_file(path, segs[k].b, segs[k].n);
 	}
 
@@ -137,6 +143,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int err = wal_open(dir, &o, &w);
 	if (err == 0) {
 		err = wal_replay(w, 0, on_record, NULL);
+		if (getenv("FUZZ_VERBOSE"))
+			fprintf(stderr, "wal_replay: %d, %llu records\n", err,
+				(unsigned long long)last_lsn);
 		if (err == 0)
 			FUZZ_CHECK(wal_last_lsn(w) == last_lsn);
 		wal_close(w);

@@ -2,7 +2,8 @@
  * mkseeds.c — makes a small store with real commits for the fuzz seeds:
  * files inline and spilled, a directory, a symlink, xattrs, a rename, a
  * removal, a committed and an aborted transaction, then closes it (which
- * writes a checkpoint). Prints the store's path; tests/fuzz/mkseeds.sh
+ * writes a checkpoint; a copy of the log before that is left in
+ * STORE/../wal-open). Prints the store's path; tests/fuzz/mkseeds.sh
  * cuts the corpora out of it.
  */
 #include <errno.h>
@@ -43,10 +44,10 @@ int main(void)
 	char *store = tt_mkstore();
 	if (!store)
 		return 1;
-	struct txd_opts o = {.durability = TXD_DUR_FULL, .show_ctl = true};
+	struct txd_opts o = {.durability = TXD_DUR_FULL, .show_ctl = true, .wal_segment_bytes = 4096};
 	struct txd_fs *fs;
 	TRY(txd_fs_open(store, &o, &fs, NULL));
-	static char big[32768 + 300];
+	static char big[12000];
 	for (size_t k = 0; k < sizeof(big); k++)
 		big[k] = (char)(k * 7 + k / 300);
 	TRY(tt_mkdir(fs, "d"));
@@ -71,6 +72,11 @@ int main(void)
 	TRY(tt_put(fs, ".txdir/txn/t2/root/y", "in t2\n", 6));
 	TRY(ctl(fs, "t2", "abort"));
 	TRY(tt_put(fs, "c", "short", 5));
+	/* the log as it is before close: the checkpoint close writes drops
+	 * the older segments */
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "cp -r %s/coordination/dtc/wal %s/../wal-open", store, store);
+	TRY(system(cmd));
 	txd_fs_close(fs);
 	printf("%s\n", store);
 	free(store);

@@ -21,9 +21,10 @@ for name in ("fuzz_rec", "fuzz_wal", "fuzz_ckpt", "fuzz_events", "fuzz_clog"):
     for f in glob.glob(os.path.join(out, name, "seed-*")):
         os.unlink(f)
 coord = os.path.join(store, "coordination")
-# WAL: whole segment (cut at a record boundary past 40 KiB), a two-segment
-# split, and every commit payload up to 8 KiB
-for seg in sorted(glob.glob(os.path.join(coord, "dtc/wal/seg-*"))):
+# WAL: each segment (cut at a record boundary past 40 KiB), consecutive
+# pairs as two-segment inputs, and every commit payload up to 8 KiB
+segs = []
+for seg in sorted(glob.glob(os.path.join(store, "../wal-open/seg-*"))):
     b = open(seg, "rb").read()
     off, ends = 64, []
     while off + 32 <= len(b):
@@ -35,13 +36,15 @@ for seg in sorted(glob.glob(os.path.join(coord, "dtc/wal/seg-*"))):
         off += 32 + ((ln + 7) & ~7)
         ends.append(off)
     keep = [e for e in ends if e <= 40960]
-    cut = keep[-1] if keep else 64
-    put("fuzz_wal", b"\0\0\0" + b[:cut])
-    small = [e for e in ends if e <= 6144]
-    if len(small) >= 2:
-        s = (small[len(small) // 2 - 1] - 64) // 8
-        put("fuzz_wal", bytes([4, s & 255, s >> 8]) + b[:small[-1]])
-    put("fuzz_wal", b"\x03\0\0" + b[:min(len(b), 64 + 32 + 24)])  # torn first record
+    segs.append(b[:keep[-1] if keep else 64])
+for k, b in enumerate(segs[:4]):
+    put("fuzz_wal", b"\0\0\0" + b)
+for a, b in zip(segs[:3], segs[1:4]):
+    if len(a) + len(b) <= 24576:
+        s = (len(a) - 64) // 8
+        put("fuzz_wal", bytes([4, s & 255, s >> 8]) + a + b)
+if segs:
+    put("fuzz_wal", b"\x03\0\0" + segs[0][:64 + 32 + 24])  # torn first record
 # checkpoints: the file, and each block's payload
 for ck in sorted(glob.glob(os.path.join(coord, "dtc/checkpoints/ckpt-*"))):
     b = open(ck, "rb").read()
@@ -56,12 +59,12 @@ for ck in sorted(glob.glob(os.path.join(coord, "dtc/checkpoints/ckpt-*"))):
 ev = os.path.join(coord, "events.log")
 if os.path.exists(ev):
     b = open(ev, "rb").read()
-    put("fuzz_events", b)
-    put("fuzz_events", b[: len(b) * 2 // 3])  # torn line
+    put("fuzz_events", b"\x03" + b)  # uid 1000, paths refused
+    put("fuzz_events", b"\x00" + b[: len(b) * 2 // 3])  # torn line
 cl = os.path.join(coord, "commits/log")
 if os.path.exists(cl):
     b = open(cl, "rb").read()
-    put("fuzz_clog", b)
-    put("fuzz_clog", b[: len(b) * 2 // 3])
+    put("fuzz_clog", b"\x00" + b)
+    put("fuzz_clog", b"\x01" + b[: len(b) * 2 // 3])
 PY
 du -sh tests/fuzz/corpus
