@@ -37,6 +37,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 		}                                                                     \
 	} while (0)
 
+/* snprintf into an array that must not truncate. */
+#define FUZZ_FMT(buf, ...) FUZZ_CHECK(snprintf(buf, sizeof(buf), __VA_ARGS__) < (int)sizeof(buf))
+
 /* Remove every entry of dir (one level of subdirectories deep is enough for
  * the harnesses' layouts; deeper ones recurse). */
 static inline void fuzz_clear(const char *dir, int rmself)

@@ -26,7 +26,6 @@ static int ctl(struct txd_fs *fs, const char *txn, const char *word)
 		return err;
 	ssize_t n = txd_write(fs, oo.fh, word, strlen(word), 0);
 	txd_release(fs, oo.fh);
-	txd_forget(fs, node, 1);
 	return n < 0 ? (int)n : 0;
 }
 
@@ -61,7 +60,6 @@ int main(void)
 	struct txd_entry e;
 	TRY(tt_resolve(fs, "c", NULL, NULL, &node));
 	TRY(txd_setxattr(fs, node, "user.k", "v1", 2, 0));
-	txd_forget(fs, node, 1);
 	TRY(tt_resolve(fs, "d/l", &parent, &leaf, NULL));
 	TRY(txd_symlink(fs, &tt_cred, parent, leaf, "../c", &e));
 	txd_forget(fs, e.node, 1);

@@ -17,7 +17,8 @@ def put(name, data):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "seed-" + hashlib.sha1(data).hexdigest()[:16]), "wb") as f:
         f.write(data)
-for name in ("fuzz_rec", "fuzz_wal", "fuzz_ckpt", "fuzz_events", "fuzz_clog"):
+for name in ("fuzz_rec", "fuzz_wal", "fuzz_ckpt", "fuzz_events", "fuzz_clog",
+             "fuzz_ctlwrite", "fuzz_chunkmap"):
     for f in glob.glob(os.path.join(out, name, "seed-*")):
         os.unlink(f)
 coord = os.path.join(store, "coordination")
@@ -61,6 +62,22 @@ if os.path.exists(ev):
     b = open(ev, "rb").read()
     put("fuzz_events", b"\x03" + b)  # uid 1000, paths refused
     put("fuzz_events", b"\x00" + b[: len(b) * 2 // 3])  # torn line
+# control-file scripts (fuzz_ctlwrite): name, then steps split by blank lines
+for steps in (["t1", "fhello", "wcommit", "wabort", "r\x00"],
+              ["t2", "fa", "ma", "w commit\n", "r\x01", "r\x04"],
+              ["t3", "wreadonly", "fb", "wcommit"],
+              ["bad/name", "wabort", "wcommit", "r\x02", "r\x03"],
+              ["t4", "w" + "x" * 70, "wcommit\t"]):
+    put("fuzz_ctlwrite", "\n\n".join(steps).encode())
+# chunk map operation sequences (fuzz_chunkmap: 4-byte steps)
+import random
+random.seed(7)
+for n in range(6):
+    b = bytearray()
+    for k in range(40 + n * 30):
+        u = random.randrange(1 << 16) if n % 2 else random.randrange(1024)
+        b += bytes([random.choice([0, 0, 0, 1, 2, 3]), u & 255, u >> 8, random.randrange(256)])
+    put("fuzz_chunkmap", bytes(b))
 cl = os.path.join(coord, "commits/log")
 if os.path.exists(cl):
     b = open(cl, "rb").read()
