@@ -194,7 +194,9 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/replay-%,$(FUZZ_SRC))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/%,$(FUZZ_SRC))
 FUZZ_SECONDS ?= 60
-FUZZ_DEPS_PKGS := clang
+# clang, and libclang-rt-dev for libFuzzer and the sanitizer runtimes (only
+# recommended by clang, and deps installs no recommends)
+FUZZ_DEPS_PKGS := clang libclang-rt-dev
 FUZZ_SAN_FLAGS := -fsanitize=fuzzer-no-link,address,undefined \
 	-fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ifeq ($(FUZZ),1)
