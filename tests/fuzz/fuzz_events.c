@@ -31,7 +31,7 @@ static bool deny(void *arg, const char *path)
 
 static void check_render(const char *out, size_t len, bool denied, uint32_t uid)
 {
-	FUZZ_CHECK(strlen(out) == len);
+	FUZZ_CHECK(out[len] == 0); /* (a garbage line may hold NUL bytes: see above) */
 	for (const char *line = out, *nl; line < out + len; line = nl + 1) {
 		nl = memchr(line, '\n', (size_t)(out + len - line));
 		FUZZ_CHECK(nl); /* every shown line ends with a newline */
