@@ -11,7 +11,10 @@
 #                           (clang, libFuzzer) for FUZZ_SECONDS (default 60)
 #                           from its corpus; new inputs go to DIR/corpus/NAME,
 #                           crashes to DIR/crash/NAME-*. FUZZ_ONLY="a b"
-#                           limits the run to those harnesses.
+#                           limits the run to those harnesses; FUZZ_ARGS
+#                           adds libFuzzer options (e.g. -fork=4: the
+#                           harnesses that open files mostly wait, so
+#                           parallel runs pay off even on few cores).
 # Last line: "N passed, N failed"; exit status non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
@@ -36,12 +39,16 @@ if [ "${1:-}" = --libfuzzer ]; then
 		fi
 		mkdir -p "$dir/corpus/$name" "$dir/crash"
 		timeout -k 10 $((secs + 300)) "$bin" -max_total_time="$secs" -timeout=20 \
-			-rss_limit_mb=2048 -print_final_stats=1 \
+			-rss_limit_mb=2048 -print_final_stats=1 ${FUZZ_ARGS:-} \
 			-artifact_prefix="$dir/crash/$name-" \
 			"$dir/corpus/$name" "tests/fuzz/corpus/$name" >"$out" 2>&1
 		rc=$?
 		execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -n 1)
 		speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$out" | tail -n 1)
+		if [ -z "$execs" ]; then # -fork: no final stats, the last status line
+			execs=$(grep -aoE '^#[0-9]+' "$out" | tail -n 1 | tr -d '#')
+			speed=$(grep -aoE 'exec/s: [0-9]+' "$out" | tail -n 1 | sed 's/.* //')
+		fi
 		if [ "$rc" -eq 0 ]; then
 			pass=$((pass + 1))
 			echo "ok $name: ${execs:-?} runs, ${speed:-?}/s in ${secs}s"
