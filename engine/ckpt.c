@@ -147,7 +147,8 @@ static int put_inode(void *arg, struct inode *in)
 		/* K6: the map in pieces; the first replaces, the rest add */
 		for (uint32_t at = 0; !err && (at == 0 || at < cs.n); at += CONTENT_PIECE) {
 			uint32_t n = cs.n - at < CONTENT_PIECE ? cs.n - at : CONTENT_PIECE;
-			rec_content(&w->b, in->ino, v->size, at == 0, 0, cs.v + at, n);
+			/* an empty map has no array (NULL + 0 is undefined) */
+			rec_content(&w->b, in->ino, v->size, at == 0, 0, cs.v ? cs.v + at : NULL, n);
 			if (w->b.len >= BLOCK_TARGET)
 				err = ckw_flush(w);
 		}

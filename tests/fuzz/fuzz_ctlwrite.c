@@ -11,6 +11,7 @@
  *   m...  write the rest as file <a-d> of the main tree (a conflict)
  *   r...  read a control file: the txn's status or info.json,
  *         .txdir/status.json, .txdir/events, the newest .txdir/commits/ID
+ *   c     write a checkpoint (txd_checkpoint)
  *   other the whole step is one write to ctl
  * then rmdir .txdir/txn/NAME. One store per 256 inputs (durability none,
  * in the scratch directory). Properties: no crash, sanitizer report or
@@ -146,6 +147,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 'r':
 			read_ctl(name, n > 1 ? (unsigned char)step[1] : 0);
 			continue;
+		case 'c':
+			if (n == 1) {
+				txd_checkpoint(fs);
+				continue;
+			}
+			break;
 		case 'w':
 			w = step + 1;
 			wn = n - 1 > 100 ? 100 : n - 1;

@@ -96,7 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ev_trim(ev, oldest) == 0 &&
 	    ev_render(ev, 0, denied ? deny : NULL, NULL, uid, &out, &len) == 0) {
 		check_render(out, len, denied, uid);
-		FUZZ_CHECK(len > 0); /* the event appended is newer than any trim */
+		if (oldest <= (1ull << 62))
+			FUZZ_CHECK(len > 0); /* the event appended is no older */
 		free(out);
 	}
 	ev_close(ev);
