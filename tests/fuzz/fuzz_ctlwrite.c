@@ -13,8 +13,8 @@
  *         .txdir/status.json, .txdir/events, the newest .txdir/commits/ID
  *   c     write a checkpoint (txd_checkpoint)
  *   other the whole step is one write to ctl
- * then rmdir .txdir/txn/NAME. One store per 256 inputs (durability none,
- * in the scratch directory). Properties: no crash, sanitizer report or
+ * then rmdir .txdir/txn/NAME. A fresh store per input (durability none, in
+ * the scratch directory), so an input reproduces alone. Properties: no crash, sanitizer report or
  * leak; a ctl write returns its size or a negative errno; after a write of
  * "commit" succeeded, "abort" is refused (-EINVAL: too late).
  */
@@ -26,7 +26,7 @@
 
 static struct txd_fs *fs;
 static char store[PATH_MAX];
-static unsigned uses, serial;
+static unsigned serial;
 
 static void store_close(void)
 {
@@ -37,14 +37,14 @@ static void store_close(void)
 		fuzz_clear(store, 1);
 }
 
+/* A fresh store per input: every crash reproduces from its input alone. */
 static int store_get(void)
 {
-	if (fs && uses++ < 256)
-		return 0;
-	if (!fs)
+	static bool registered;
+	if (!registered)
 		atexit(store_close);
+	registered = true;
 	store_close();
-	uses = 0;
 	FUZZ_FMT(store, "%s/store", fuzz_tmpdir());
 	FUZZ_CHECK(txd_store_init(store) == 0);
 	struct txd_opts o = {.durability = TXD_DUR_NONE, .show_ctl = true};
