@@ -47,7 +47,7 @@ if [ "${1:-}" = --libfuzzer ]; then
 		speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$out" | tail -n 1)
 		if [ -z "$execs" ]; then # -fork: no final stats, the last status line
 			execs=$(grep -aoE '^#[0-9]+' "$out" | tail -n 1 | tr -d '#')
-			speed=$(grep -aoE 'exec/s: [0-9]+' "$out" | tail -n 1 | sed 's/.* //')
+			speed=$(grep -aoE 'exec/s:? [0-9]+' "$out" | tail -n 1 | sed 's/.* //')
 		fi
 		if [ "$rc" -eq 0 ]; then
 			pass=$((pass + 1))
