@@ -225,6 +225,62 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	timeout 120 bash tests/demo.sh
 
+# ---- fuzzing (tests/fuzz) -----------------------------------------------------
+# Each tests/fuzz/fuzz_X.c is a libFuzzer harness (LLVMFuzzerTestOneInput)
+# with seeds in tests/fuzz/corpus/fuzz_X/.
+#   make fuzz     deps + clang: builds build-fuzz/ with libFuzzer, ASan and
+#                 UBSan and runs each harness FUZZ_SECONDS (default 60) on a
+#                 scratch copy of its corpus (new finds stay in
+#                 build-fuzz/corpus/; crashes in build-fuzz/crash/)
+#   make all      also links each harness with tests/fuzz/replay.c (a plain
+#                 main that replays files), which `make check` runs over the
+#                 committed corpora in the normal and the ASan pass
+#                 (tests/fuzz/run.sh)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/replay-%,$(FUZZ_SRC))
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/%,$(FUZZ_SRC))
+FUZZ_SECONDS ?= 60
+# clang, and libclang-rt-dev for libFuzzer and the sanitizer runtimes (only
+# recommended by clang, and deps installs no recommends)
+FUZZ_DEPS_PKGS := clang libclang-rt-dev
+FUZZ_SAN_FLAGS := -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ifeq ($(FUZZ),1)
+REQ_CFLAGS += $(FUZZ_SAN_FLAGS)
+endif
+
+.PHONY: fuzz fuzz-build fuzz-deps fuzz-seeds
+all: $(FUZZ_REPLAY_BIN)
+
+$(BUILD)/tests/fuzz/replay-%: $(BUILD)/obj/tests/fuzz/%.o $(BUILD)/obj/tests/fuzz/replay.o \
+		$(SUPPORT_OBJ) $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(SUPPORT_OBJ) $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+
+# The seed corpora: tests/fuzz/mkseeds.sh cuts them out of a store that
+# mkseeds makes (run by hand; the seeds are committed).
+$(BUILD)/tests/fuzz/mkseeds: $(BUILD)/obj/tests/fuzz/mkseeds.o $(SUPPORT_OBJ) $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+fuzz-seeds: $(BUILD)/tests/fuzz/mkseeds
+	bash tests/fuzz/mkseeds.sh $(BUILD)/tests/fuzz/mkseeds
+
+fuzz-deps:
+	@$(MAKE) --no-print-directory DEPS_PKGS="$(DEPS_PKGS) $(FUZZ_DEPS_PKGS)" deps
+
+fuzz-build:
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang FUZZ=1 \
+		build-fuzz/libtxdir.a $(patsubst $(BUILD)/%,build-fuzz/%,$(FUZZ_BIN))
+
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh --libfuzzer build-fuzz
+
 # ---- install ------------------------------------------------------------------
 # txdirfs goes to bin/ so mount.fuse3 finds it on PATH: an fstab line
 # "STORE MNT fuse.txdirfs defaults 0 0" then works.
@@ -247,4 +303,4 @@ uninstall:
 		$(foreach m,$(MAN_PAGES),$(DESTDIR)$(PREFIX)/share/man/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz

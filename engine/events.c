@@ -62,7 +62,10 @@ static void note_commit(struct evlog *ev, const char *json, size_t len)
 		return;
 	cJSON *o = cJSON_ParseWithLength(json, len);
 	cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "commit");
-	if (cJSON_IsNumber(c) && (uint64_t)c->valuedouble > ev->last_commit)
+	/* a number out of u64's range (a damaged line) would be undefined
+	 * behaviour to convert: it is not a commit */
+	if (cJSON_IsNumber(c) && c->valuedouble >= 0 && c->valuedouble < 0x1p64 &&
+	    (uint64_t)c->valuedouble > ev->last_commit)
 		ev->last_commit = (uint64_t)c->valuedouble;
 	cJSON_Delete(o);
 }

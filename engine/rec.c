@@ -265,6 +265,9 @@ static int op_check(uint16_t op, const uint8_t *p, uint32_t len)
 }
 
 /* Inline chunks must lie inside the data area. */
+/* cmap_set's limit (chunk.h): a larger index cannot be applied */
+#define REC_MAX_CHUNK_IDX (1ull << 54)
+
 static int content_check(const uint8_t *p, uint64_t data_len)
 {
 	uint32_t n = get32(p + 25);
@@ -272,7 +275,7 @@ static int content_check(const uint8_t *p, uint64_t data_len)
 	for (uint32_t k = 0; k < n; k++, c += CHG_SIZE) {
 		uint32_t len = get32(c + 12);
 		uint64_t off = get64(c + 16);
-		if (len > TXD_CHUNK_SIZE)
+		if (len > TXD_CHUNK_SIZE || get64(c) >= REC_MAX_CHUNK_IDX)
 			return 0;
 		/* off + len could wrap: compare without adding to off */
 		if (len && get32(c + 8) == REC_INLINE && (off > data_len || len > data_len - off))

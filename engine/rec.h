@@ -44,8 +44,9 @@
  *     caller before encoding, and decoding checks every length before any op
  *     is applied (rec_validate), so a malformed record is refused whole.
  *     Checked: each op's length against its fields and the record, entry
- *     and xattr names of 1..255 bytes, chunks of at most TXD_CHUNK_SIZE, and
- *     inline chunks inside the data area (no offset + length wrap).
+ *     and xattr names of 1..255 bytes, chunks of at most TXD_CHUNK_SIZE at
+ *     indexes below 2^54 (the chunk map's limit), and inline chunks inside
+ *     the data area (no offset + length wrap).
  *  R2 Every op states the result, not the delta (OP_INODE carries the full
  *     attributes), except content, whose changes are per chunk.
  *

@@ -2,10 +2,11 @@
 # tests/check.sh — run the test suites of one or more builds, print one total.
 #
 #   tests/check.sh PASS...       PASS is KIND:BUILD_DIR
-#     full:build        unit tests, tests/mount/run.sh, tests/cli/*.sh
-#     asan:build-asan   unit tests and tests/mount/run.sh; a suite that
-#                       reports no failure but whose output holds a
-#                       sanitizer report (ASan, LSan, UBSan) counts one.
+#     full:build        unit tests, tests/mount/run.sh, tests/fuzz/run.sh
+#                       (corpus replay), tests/cli/*.sh
+#     asan:build-asan   unit tests, tests/mount/run.sh and tests/fuzz/run.sh;
+#                       a suite that reports no failure but whose output
+#                       holds a sanitizer report (ASan, LSan, UBSan) counts one.
 #                       (A server's reports go to its log, which the mount
 #                       runner shows when the server fails; UBSan halts.)
 #     tsan:build-tsan   unit tests only (engine, no FUSE) built with
@@ -160,6 +161,10 @@ for pass in "$@"; do
 	fi
 	if [ -f tests/mount/run.sh ]; then
 		run_script "$kind" "$build" mount "$MOUNT_TIMEOUT" tests/mount/run.sh
+	fi
+	if [ -f tests/fuzz/run.sh ]; then
+		# the fuzz corpora replayed by the harnesses without libFuzzer
+		run_script "$kind" "$build" fuzz "$UNIT_TIMEOUT" tests/fuzz/run.sh
 	fi
 	if [ "$kind" = full ]; then
 		for t in tests/cli/*.sh; do
