@@ -131,14 +131,17 @@ if tm_mount "$MOUNT_OPTS"; then
 	# engine's set-id and ownership rules for an unprivileged caller
 	if [ "$(id -u)" = 0 ]; then
 		py=$(command -v /usr/bin/python3 python3 | head -n 1)
+		# nobody may not reach the checkout (a clone under a 0700 dir):
+		# run a copy from the test's own 0755 directory
+		cp "$HERE/nsdiff.py" "$TM_DIR/nsdiff.py" && chmod 644 "$TM_DIR/nsdiff.py"
 		for side in "$TM_NATIVE" "$TM_MNT"; do
 			mkdir -p -m 1777 "$side/nsdiff-nobody" "$side/nsdiff-nobody-txn"
 		done
 		run_prog "nsdiff as nobody [main tree]" setpriv --reuid=nobody --regid=nogroup \
-			--clear-groups "$py" "$HERE/nsdiff.py" "$TM_NATIVE/nsdiff-nobody" \
+			--clear-groups "$py" "$TM_DIR/nsdiff.py" "$TM_NATIVE/nsdiff-nobody" \
 			"$TM_MNT/nsdiff-nobody" 2001 "$NSDIFF_SEEDS" 1500
 		run_prog "nsdiff as nobody [txn view]" setpriv --reuid=nobody --regid=nogroup \
-			--clear-groups "$py" "$HERE/nsdiff.py" "$TM_NATIVE/nsdiff-nobody-txn" \
+			--clear-groups "$py" "$TM_DIR/nsdiff.py" "$TM_NATIVE/nsdiff-nobody-txn" \
 			"$TM_MNT/nsdiff-nobody-txn" 3001 "$NSDIFF_SEEDS" 1500 --txn
 	else
 		skip "nsdiff as nobody [main tree]" "needs root (setpriv to nobody)"
