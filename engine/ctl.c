@@ -225,20 +225,19 @@ struct viewer {
 /* The caller of the request being served; its supplementary groups from
  * /proc/PID/status (FUSE passes none; libfuse's fuse_req_getgroups does the
  * same). Unknown groups only hide more. */
-static void viewer_init(struct txd_fs *fs, struct viewer *v)
+static void viewer_init(struct txd_fs *fs, const struct txd_cred *c, struct viewer *v)
 {
-	struct txd_cred c;
 	memset(v, 0, sizeof(*v));
 	v->fs = fs;
-	if (!fs_caller_cred(&c))
+	if (!c)
 		return; /* the engine itself (tests): uid 0 */
-	v->uid = c.uid;
-	v->gid = c.gid;
+	v->uid = c->uid;
+	v->gid = c->gid;
 	/* /proc files report size 0: read what comes (os_read_file trusts
 	 * the size) */
 	char path[64], buf[8192];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)c.pid);
-	int fd = c.pid > 0 ? txd_os->open(path, O_RDONLY, 0) : -1;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)c->pid);
+	int fd = c->pid > 0 ? txd_os->open(path, O_RDONLY, 0) : -1;
 	if (fd < 0)
 		return;
 	size_t len = 0;
@@ -320,7 +319,8 @@ static uint32_t record_uid(const char *json)
 	return uid;
 }
 
-static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
+static int render(struct txd_fs *fs, const struct txd_cred *c, const struct node *n,
+		  struct sbuf *s)
 {
 	struct viewer v;
 	char *txt = NULL;
@@ -334,12 +334,12 @@ static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
 		render_status(fs, s);
 		return 0;
 	case CTL_EVENTS:
-		viewer_init(fs, &v);
+		viewer_init(fs, c, &v);
 		err = ev_render(fs->events, fs_retain_oldest_ns(fs), path_visible, &v, v.uid, &txt,
 				&len);
 		return take(s, txt, len, err);
 	case CTL_COMMIT:
-		viewer_init(fs, &v);
+		viewer_init(fs, c, &v);
 		err = clog_render(fs->clog, n->ctl_key, fs_retain_oldest_ns(fs), path_visible, &v,
 				  &txt, &len);
 		return take(s, txt, len, err);
@@ -349,7 +349,7 @@ static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
 	case CTL_TXN_INFO:
 	case CTL_DTC_TXN: {
 		struct txn *t = txn_by_id(fs, n->ctl_key);
-		viewer_init(fs, &v);
+		viewer_init(fs, c, &v);
 		if (n->ctl == CTL_TXN_STATUS && t) {
 			if (v.uid != 0 && v.uid != t->uid)
 				return -EACCES; /* its owner's private view (header comment) */
@@ -663,8 +663,10 @@ int ctl_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent, 
 }
 
 /* rmdir .txdir/txn/NAME aborts it if active and removes it. */
-int ctl_rmdir(struct txd_fs *fs, struct node *parent, const char *name)
+int ctl_rmdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+	      const char *name)
 {
+	(void)c; /* anyone who may write .txdir/txn (the kernel checked it) */
 	if (parent->ctl != CTL_TXNS)
 		return -EPERM;
 	struct txn *t = txn_find(fs, name);
@@ -674,8 +676,8 @@ int ctl_rmdir(struct txd_fs *fs, struct node *parent, const char *name)
 	return 0;
 }
 
-int ctl_open(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
-	     struct txd_open_out *out)
+int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int flags,
+	     struct handle *h, struct txd_open_out *out)
 {
 	if (kind_is_dir(n->ctl))
 		return -EISDIR;
@@ -686,7 +688,7 @@ int ctl_open(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
 	if (!f)
 		return -ENOMEM;
 	struct sbuf s = {0};
-	int err = render(fs, n, &s);
+	int err = render(fs, c, n, &s);
 	if (err) {
 		free(s.p);
 		free(f);
@@ -712,8 +714,8 @@ ssize_t ctl_read(struct txd_fs *fs, struct handle *h, void *buf, size_t size, ui
 
 /* One command per write(2) to .txdir/txn/NAME/ctl; the write returns the
  * outcome (SPEC §4). Surrounding white space is ignored. */
-static int txn_command(struct txd_fs *fs, struct txn *t, const char *cmd, size_t len,
-		       void (*done)(void *arg, int err), void *arg)
+static int txn_command(struct txd_fs *fs, const struct txd_cred *c, struct txn *t,
+		       const char *cmd, size_t len, void (*done)(void *arg, int err), void *arg)
 {
 	while (len && (cmd[len - 1] == '\n' || cmd[len - 1] == ' ' || cmd[len - 1] == '\t'))
 		len--;
@@ -722,8 +724,8 @@ static int txn_command(struct txd_fs *fs, struct txn *t, const char *cmd, size_t
 		len--;
 	}
 	if (len == 6 && memcmp(cmd, "commit", 6) == 0)
-		return done ? txn_commit_async(fs, t, fs_caller_pid(), done, arg)
-			    : txn_commit(fs, t, fs_caller_pid());
+		return done ? txn_commit_async(fs, t, c ? c->pid : 0, done, arg)
+			    : txn_commit(fs, t, c ? c->pid : 0);
 	if (len == 5 && memcmp(cmd, "abort", 5) == 0) {
 		if (t->state == TXN_COMMITTED)
 			return -EINVAL; /* too late */
@@ -739,14 +741,15 @@ static int txn_command(struct txd_fs *fs, struct txn *t, const char *cmd, size_t
 	return -EINVAL;
 }
 
-ssize_t ctl_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
-		  uint64_t off)
+ssize_t ctl_write(struct txd_fs *fs, const struct txd_cred *c, struct handle *h,
+		  const void *buf, size_t size, uint64_t off)
 {
-	return ctl_write_async(fs, h, buf, size, off, NULL, NULL);
+	return ctl_write_async(fs, c, h, buf, size, off, NULL, NULL);
 }
 
-ssize_t ctl_write_async(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
-			uint64_t off, void (*done)(void *arg, int err), void *arg)
+ssize_t ctl_write_async(struct txd_fs *fs, const struct txd_cred *c, struct handle *h,
+			const void *buf, size_t size, uint64_t off,
+			void (*done)(void *arg, int err), void *arg)
 {
 	(void)off;
 	if (h->node->ctl != CTL_TXN_CTL)
@@ -755,7 +758,7 @@ ssize_t ctl_write_async(struct txd_fs *fs, struct handle *h, const void *buf, si
 		return -EINVAL; /* documented limit: one short command per write */
 	pthread_mutex_lock(&fs->lock);
 	struct txn *t = txn_by_id(fs, h->node->ctl_key);
-	int err = t ? txn_command(fs, t, buf, size, done, arg) : -ENOENT;
+	int err = t ? txn_command(fs, c, t, buf, size, done, arg) : -ENOENT;
 	pthread_mutex_unlock(&fs->lock);
 	fs_notify_flush(fs);
 	return err ? err : (ssize_t)size; /* -EINPROGRESS: done answers (txn.h) */

@@ -188,32 +188,6 @@ bool txd_node_cacheable(struct txd_fs *fs, uint64_t node)
 	return ok;
 }
 
-static __thread struct txd_cred caller;
-static __thread bool caller_set;
-
-void txd_set_caller(const struct txd_cred *c)
-{
-	caller = *c;
-	caller_set = true;
-}
-
-pid_t fs_caller_pid(void)
-{
-	return caller_set ? caller.pid : 0;
-}
-
-bool fs_caller_cred(struct txd_cred *out)
-{
-	if (caller_set)
-		*out = caller;
-	return caller_set;
-}
-
-bool fs_caller_owns(uint32_t uid)
-{
-	return !caller_set || caller.uid == 0 || caller.uid == uid;
-}
-
 /* ---- attributes ----------------------------------------------------------------- */
 void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a)
 {

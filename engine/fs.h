@@ -121,6 +121,7 @@ struct handle {
 				   * a snapshot reader joining: fsfile.c) */
 	struct ctl_file *ctl;  /* control file contents */
 	uint64_t opened_ns;    /* snapshot readers: for the oldest-snapshot age */
+	pid_t pid;             /* who opened it: commits at RELEASE (no caller) */
 	bool expired;          /* its snapshot passed -o max_snapshot_age: ESTALE */
 	_Atomic bool active;   /* writable, written or opened since its last FLUSH
 				* (counted in wf->nactive; SPEC §3 "writer") */
@@ -194,13 +195,6 @@ void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a);
 void fs_entry(struct txd_fs *fs, struct node *n, struct txd_entry *e);
 void fs_inode_unpin(struct txd_fs *fs, struct txn *t, struct inode *in);
 uint64_t fs_now_ns(void);
-/* pid of the request being served on this thread (txd_set_caller), or 0 */
-pid_t fs_caller_pid(void);
-/* The credentials of the request being served (txd_set_caller); false when
- * none is set (the engine's own calls). */
-bool fs_caller_cred(struct txd_cred *out);
-/* The caller (txd_set_caller) is root or has uid; true when none is set. */
-bool fs_caller_owns(uint32_t uid);
 void fs_status_locked(struct txd_fs *fs, struct txd_status *st);
 /* A file timestamp: txd_os->now_file_ns (the kernel's coarse clock), so
  * times the kernel stamps and times the engine stamps agree. */
@@ -210,6 +204,10 @@ struct timespec fs_ns_ts(int64_t ns);
 int64_t fs_ts_ns(struct timespec ts);
 /* Attributes of in's head as an OP_INODE body, for a commit to modify. */
 void fs_inode_rec(const struct inode *in, struct rec_inode *r);
+
+/* fsops.c: a write, truncation or fallocate by c drops n's set-id bits
+ * (one commit carrying c's pid; nothing when none is set). fs->lock held. */
+int fs_kill_suidgid(struct txd_fs *fs, const struct txd_cred *c, struct node *n);
 
 /* fsfile.c */
 /* Release snapshots older than max_snapshot_age (handles then read ESTALE).
@@ -244,21 +242,23 @@ void ckpt_sweep(struct txd_fs *fs);
 /* ctl.c: the .txdir control tree. */
 int ctl_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent, const char *name,
 	      struct txd_entry *e);
-int ctl_rmdir(struct txd_fs *fs, struct node *parent, const char *name);
+int ctl_rmdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+	      const char *name);
 #define CTL_DIRNAME ".txdir"
 int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct txd_entry *e);
 int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a);
 int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_fill_fn fill,
 		void *arg);
-int ctl_open(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
-	     struct txd_open_out *out);
+int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int flags,
+	     struct handle *h, struct txd_open_out *out);
 ssize_t ctl_read(struct txd_fs *fs, struct handle *h, void *buf, size_t size, uint64_t off);
-ssize_t ctl_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
-		  uint64_t off);
+ssize_t ctl_write(struct txd_fs *fs, const struct txd_cred *c, struct handle *h,
+		  const void *buf, size_t size, uint64_t off);
 /* As ctl_write; a commit that must wait for the view's writers returns
  * -EINPROGRESS and answers through done (txn_commit_async). */
-ssize_t ctl_write_async(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
-			uint64_t off, void (*done)(void *arg, int err), void *arg);
+ssize_t ctl_write_async(struct txd_fs *fs, const struct txd_cred *c, struct handle *h,
+			const void *buf, size_t size, uint64_t off,
+			void (*done)(void *arg, int err), void *arg);
 void ctl_release(struct txd_fs *fs, struct handle *h);
 void ctl_node_forget(struct txd_fs *fs, struct node *n); /* before freeing n */
 /* Retention of the logs (-o retain=, default 1 h): the oldest time shown. */

@@ -361,7 +361,7 @@ static int trunc_on_open(struct handle *h)
 /* A lone truncation (O_TRUNC, nothing written after it) pending in the
  * working copy of node's file is committed before another OPEN or an fsync
  * is answered (SPEC §3). Called without locks (fs.h lock order). */
-static int commit_lone_truncation(struct txd_fs *fs, uint64_t node)
+static int commit_lone_truncation(struct txd_fs *fs, pid_t pid, uint64_t node)
 {
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = fs_node(fs, node);
@@ -376,24 +376,46 @@ static int commit_lone_truncation(struct txd_fs *fs, uint64_t node)
 	pthread_mutex_unlock(&fs->lock);
 	if (!wf)
 		return -ENOMEM;
-	int err = fs_commit_content(fs, t, in, wf, fs_caller_pid(), false, NULL);
+	int err = fs_commit_content(fs, t, in, wf, pid, false, NULL);
 	pthread_mutex_lock(&fs->lock);
 	fs_wf_put(fs, t, in, wf);
 	pthread_mutex_unlock(&fs->lock);
 	return err;
 }
 
-int txd_open(struct txd_fs *fs, uint64_t node, int flags, struct txd_open_out *out)
+/* The pid of c, the request's caller (0: the engine itself). */
+static pid_t pid_of(const struct txd_cred *c)
 {
+	return c ? c->pid : 0;
+}
+
+/* An O_TRUNC open by a caller the kernel flagged (no CAP_FSETID) drops the
+ * set-id bits before it opens, as open(2) on ext4 (txdir.h). */
+static int kill_on_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, int flags)
+{
+	if (!c || !c->kill_suidgid || !(flags & O_TRUNC))
+		return 0;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	int err = n ? fs_kill_suidgid(fs, c, n) : -ESTALE;
+	pthread_mutex_unlock(&fs->lock);
+	fs_notify_flush(fs);
+	return err;
+}
+
+int txd_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, int flags,
+	     struct txd_open_out *out)
+{
+	memset(out, 0, sizeof(*out));
+	int cerr = kill_on_open(fs, c, node, flags);
+	if (!cerr)
+		cerr = commit_lone_truncation(fs, pid_of(c), node);
+	if (cerr)
+		return cerr;
 	struct handle *h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
-	memset(out, 0, sizeof(*out));
-	int cerr = commit_lone_truncation(fs, node);
-	if (cerr) {
-		free(h);
-		return cerr;
-	}
+	h->pid = pid_of(c);
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = fs_node(fs, node);
 	int err = -ESTALE;
@@ -401,7 +423,7 @@ int txd_open(struct txd_fs *fs, uint64_t node, int flags, struct txd_open_out *o
 		h->magic = HANDLE_MAGIC;
 		h->node = n;
 		h->flags = flags;
-		err = ctl_open(fs, n, flags, h, out);
+		err = ctl_open(fs, c, n, flags, h, out);
 		if (!err) {
 			n->nopen++;
 			fs->nhandles++;
@@ -427,7 +449,10 @@ int txd_create(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, con
 	int err = fs_create_entry(fs, c, parent, name, mode, entry);
 	if (err)
 		return err;
-	err = txd_open(fs, entry->node, flags & ~O_TRUNC, out);
+	/* a new file: O_TRUNC truncates nothing and drops no set-id bit (ext4) */
+	struct txd_cred opener = c ? *c : (struct txd_cred){0};
+	opener.kill_suidgid = false;
+	err = txd_open(fs, &opener, entry->node, flags & ~O_TRUNC, out);
 	if (err)
 		txd_forget(fs, entry->node, 1);
 	return err;
@@ -503,13 +528,14 @@ shared:
 	return n;
 }
 
-ssize_t txd_write_async(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size,
-			uint64_t off, void (*done)(void *arg, int err), void *arg)
+ssize_t txd_write_async(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh,
+			const void *buf, size_t size, uint64_t off,
+			void (*done)(void *arg, int err), void *arg)
 {
 	struct handle *h = file_handle(fh);
 	if (h && (h->ctl || h->node->ctl))
-		return ctl_write_async(fs, h, buf, size, off, done, arg);
-	return txd_write(fs, fh, buf, size, off);
+		return ctl_write_async(fs, c, h, buf, size, off, done, arg);
+	return txd_write(fs, c, fh, buf, size, off);
 }
 
 int txd_write_cancel(struct txd_fs *fs, void *arg)
@@ -517,19 +543,37 @@ int txd_write_cancel(struct txd_fs *fs, void *arg)
 	return txn_cancel_wait(fs, arg);
 }
 
-ssize_t txd_write(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size, uint64_t off)
+/* The set-id bits of h's file go before a write or fallocate by c when kill
+ * says so (fs.h lock order: called with no lock held). */
+static int handle_kill_suidgid(struct txd_fs *fs, const struct txd_cred *c, struct handle *h,
+			       bool kill)
+{
+	if (!kill)
+		return 0;
+	pthread_mutex_lock(&fs->lock);
+	int err = fs_kill_suidgid(fs, c, h->node);
+	pthread_mutex_unlock(&fs->lock);
+	fs_notify_flush(fs);
+	return err;
+}
+
+ssize_t txd_write(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh, const void *buf,
+		  size_t size, uint64_t off)
 {
 	struct handle *h = file_handle(fh);
 	if (!h)
 		return -EBADF;
 	if (h->ctl || h->node->ctl)
-		return ctl_write(fs, h, buf, size, off);
+		return ctl_write(fs, c, h, buf, size, off);
 	if (!h->wf)
 		return -EBADF;
 	if (fs->failed)
 		return -EIO;
 	if (off + size < off || off + size > (1ull << 44))
 		return -EFBIG;
+	int kerr = handle_kill_suidgid(fs, c, h, c && c->kill_suidgid);
+	if (kerr)
+		return kerr;
 	pthread_mutex_lock(&h->wf->lock);
 	ssize_t n = wcopy_write(h->wf->wc, buf, size, off);
 	atomic_store(&h->wf->size, wcopy_size(h->wf->wc));
@@ -572,7 +616,7 @@ int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
 	/* another handle's lone truncation of this file is committed first */
 	int err = 0;
 	if (h && h->magic == HANDLE_MAGIC && !h->is_dir && !h->node->ctl)
-		err = commit_lone_truncation(fs, h->node->id);
+		err = commit_lone_truncation(fs, pid_of(c), h->node->id);
 	/* a directory, or nothing pending: make every earlier commit durable */
 	*lsn_out = wal_last_lsn(fs->wal);
 	return err;
@@ -598,7 +642,7 @@ int txd_release(struct txd_fs *fs, uint64_t fh)
 		ctl_release(fs, h);
 	} else if (last_writer || lone_trunc) {
 		/* backstop: RELEASE is asynchronous and its errors are lost */
-		err = fs_commit_content(fs, h->node->txn, h->in, h->wf, 0, false, NULL);
+		err = fs_commit_content(fs, h->node->txn, h->in, h->wf, h->pid, false, NULL);
 		if (err)
 			syslog(LOG_ERR, "txdir: commit at release of inode %llu failed: %s",
 			       (unsigned long long)h->in->ino, txd_strerror(err));
@@ -627,7 +671,8 @@ int txd_release(struct txd_fs *fs, uint64_t fh)
 	return err;
 }
 
-int txd_fallocate(struct txd_fs *fs, uint64_t fh, int mode, uint64_t off, uint64_t len)
+int txd_fallocate(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh, int mode,
+		  uint64_t off, uint64_t len)
 {
 	struct handle *h = file_handle(fh);
 	if (!h || !h->wf || !h->writable)
@@ -638,8 +683,12 @@ int txd_fallocate(struct txd_fs *fs, uint64_t fh, int mode, uint64_t off, uint64
 		return -EINVAL;
 	if (off + len < off || off + len > (1ull << 44))
 		return -EFBIG;
+	/* no kill flag on FALLOCATE: root keeps the bits (CAP_FSETID), any
+	 * other caller drops them (txdir.h) */
+	int err = handle_kill_suidgid(fs, c, h, c && (c->kill_suidgid || c->uid != 0));
+	if (err)
+		return err;
 	pthread_mutex_lock(&h->wf->lock);
-	int err = 0;
 	uint64_t size = wcopy_size(h->wf->wc);
 	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
 		uint64_t end = off + len;

@@ -88,9 +88,18 @@ static void set_nlink(struct rec_buf *b, struct inode *in, int delta, struct tim
 	rec_inode(b, &r);
 }
 
+/* The engine itself (a NULL context): root, pid 0, no umask (txdir.h). */
+static const struct txd_cred engine_cred;
+
+static const struct txd_cred *ctx_of(const struct txd_cred *c)
+{
+	return c ? c : &engine_cred;
+}
+
+/* A commit made for caller c carries its pid. */
 static void rec_begin(struct rec_buf *b, const struct txd_cred *c)
 {
-	rec_init(b, 0, fs_now_ns(), (uint32_t)(c ? c->pid : fs_caller_pid()));
+	rec_init(b, 0, fs_now_ns(), (uint32_t)ctx_of(c)->pid);
 }
 
 /* Commit b in view t and drop the lock. Durability waits are the caller's
@@ -173,6 +182,7 @@ struct mk {
 static int make_entry(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent,
 		      const char *name, const struct mk *mk, struct txd_entry *out)
 {
+	c = ctx_of(c);
 	int err = check_name(name);
 	if (err)
 		return err;
@@ -229,7 +239,7 @@ out_unlock:
 
 static mode_t apply_umask(const struct txd_cred *c, mode_t mode)
 {
-	return mode & ~(c->umask & 0777);
+	return mode & ~(ctx_of(c)->umask & 0777);
 }
 
 int txd_mknod(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
@@ -269,8 +279,8 @@ int fs_create_entry(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent
 	return make_entry(fs, c, parent, name, &mk, out);
 }
 
-int txd_link(struct txd_fs *fs, uint64_t node, uint64_t newparent, const char *newname,
-	     struct txd_entry *out)
+int txd_link(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, uint64_t newparent,
+	     const char *newname, struct txd_entry *out)
 {
 	int err = check_name(newname);
 	if (err)
@@ -310,7 +320,7 @@ int txd_link(struct txd_fs *fs, uint64_t node, uint64_t newparent, const char *n
 	}
 	struct timespec now = fs_now_ts();
 	struct rec_buf b;
-	rec_begin(&b, NULL);
+	rec_begin(&b, c);
 	set_nlink(&b, in, 1, now);
 	rec_dent_set(&b, p->in->ino, newname, in->ino, 0);
 	touch_dir(&b, p->in, 0, now);
@@ -323,7 +333,8 @@ out_unlock:
 }
 
 /* ---- removing --------------------------------------------------------------- */
-static int remove_entry(struct txd_fs *fs, uint64_t parent, const char *name, bool want_dir)
+static int remove_entry(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent,
+			const char *name, bool want_dir)
 {
 	if (strcmp(name, ".") == 0)
 		return -EINVAL;
@@ -333,7 +344,7 @@ static int remove_entry(struct txd_fs *fs, uint64_t parent, const char *name, bo
 	struct node *p = fs_node(fs, parent);
 	int err;
 	if (p && p->ctl && want_dir) {
-		err = ctl_rmdir(fs, p, name);
+		err = ctl_rmdir(fs, c, p, name);
 		goto out_unlock;
 	}
 	if ((err = dir_node(fs, parent, &p)))
@@ -358,7 +369,7 @@ static int remove_entry(struct txd_fs *fs, uint64_t parent, const char *name, bo
 	}
 	struct timespec now = fs_now_ts();
 	struct rec_buf b;
-	rec_begin(&b, NULL);
+	rec_begin(&b, c);
 	rec_dent_del(&b, p->in->ino, name);
 	set_nlink(&b, in, want_dir ? -(int)in->head->nlink : -1, now);
 	touch_dir(&b, p->in, want_dir ? -1 : 0, now);
@@ -377,14 +388,14 @@ out_unlock:
 	return err;
 }
 
-int txd_unlink(struct txd_fs *fs, uint64_t parent, const char *name)
+int txd_unlink(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name)
 {
-	return remove_entry(fs, parent, name, false);
+	return remove_entry(fs, c, parent, name, false);
 }
 
-int txd_rmdir(struct txd_fs *fs, uint64_t parent, const char *name)
+int txd_rmdir(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name)
 {
-	return remove_entry(fs, parent, name, true);
+	return remove_entry(fs, c, parent, name, true);
 }
 
 /* ---- rename ------------------------------------------------------------------ */
@@ -479,8 +490,8 @@ static void rename_encode(struct rec_buf *b, const struct rn *r, struct timespec
 		touch_dir(b, r->dp, dp_delta, now);
 }
 
-int txd_rename(struct txd_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
-	       const char *newname, unsigned int flags)
+int txd_rename(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	       uint64_t newparent, const char *newname, unsigned int flags)
 {
 	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) ||
 	    (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE))
@@ -514,7 +525,7 @@ int txd_rename(struct txd_fs *fs, uint64_t parent, const char *name, uint64_t ne
 		goto out_unlock;
 	}
 	struct rec_buf b;
-	rec_begin(&b, NULL);
+	rec_begin(&b, c);
 	rename_encode(&b, &r, fs_now_ts());
 	struct inode *gone = r.dst && !(flags & RENAME_EXCHANGE) ? r.dst : NULL;
 	if (r.t)
@@ -565,7 +576,8 @@ static mode_t killed_suidgid(mode_t mode)
 	return mode & ~(S_ISUID | ((mode & S_IXGRP) ? S_ISGID : 0));
 }
 
-static int setattr_meta(struct txd_fs *fs, struct node *n, const struct txd_setattr *sa)
+static int setattr_meta(struct txd_fs *fs, const struct txd_cred *c, struct node *n,
+			const struct txd_setattr *sa)
 {
 	struct inode *in = n->in;
 	struct rec_inode r;
@@ -590,7 +602,7 @@ static int setattr_meta(struct txd_fs *fs, struct node *n, const struct txd_seta
 		r.mtime = now;
 	r.ctime = (sa->valid & TXD_SET_CTIME) ? sa->ctime : now;
 	struct rec_buf b;
-	rec_begin(&b, NULL);
+	rec_begin(&b, c);
 	rec_inode(&b, &r);
 	int err = fs_view_commit(fs, n->txn, &b);
 	rec_release(&b);
@@ -611,8 +623,9 @@ static bool times_only(const struct txd_setattr *sa)
  * (committed at its handle's flush) or, when the caller has no writable
  * handle (own), is a content commit of its own; *pending says the times
  * went into the working copy. */
-static int setattr_wfile(struct txd_fs *fs, struct node *n, struct wfile *wf, struct handle *h,
-			 const struct txd_setattr *sa, const struct txd_setattr *rest, bool *pending)
+static int setattr_wfile(struct txd_fs *fs, const struct txd_cred *c, struct node *n,
+			 struct wfile *wf, struct handle *h, const struct txd_setattr *sa,
+			 const struct txd_setattr *rest, bool *pending)
 {
 	bool own = !(h && h->wf);
 	int err = 0;
@@ -634,12 +647,44 @@ static int setattr_wfile(struct txd_fs *fs, struct node *n, struct wfile *wf, st
 	}
 	pthread_mutex_unlock(&wf->lock);
 	if (!err && own && (sa->valid & TXD_SET_SIZE))
-		err = fs_commit_content(fs, n->txn, n->in, wf, 0, false, NULL);
+		err = fs_commit_content(fs, n->txn, n->in, wf, ctx_of(c)->pid, false, NULL);
 	return err;
 }
 
-int txd_setattr(struct txd_fs *fs, uint64_t node, const struct txd_setattr *sa, uint64_t fh,
-		struct txd_attr *out)
+/* The set-id decision (txdir.h TXD_SET_KILL_SUIDGID, the request shapes
+ * below it): the valid bits this request really asks for. */
+static uint32_t setattr_valid(const struct txd_cred *c, const struct inode *in,
+			      const struct txd_setattr *sa)
+{
+	uint32_t valid = sa->valid;
+	if (c && c->kill_suidgid)
+		return valid | TXD_SET_KILL_SUIDGID; /* the kernel's flag */
+	if (valid == TXD_SET_CTIME || (valid == 0 && !S_ISREG(in->head->mode)))
+		return TXD_SET_CHOWN_NOOP; /* chown(f, -1, -1) */
+	if (valid == 0)
+		return TXD_SET_KILL_SUIDGID; /* file_remove_privs */
+	return valid;
+}
+
+/* A write, truncation or fallocate by caller c drops n's set-id bits
+ * (kill: the kernel's flag, or the engine's rule for fallocate): one commit
+ * of its own carrying c's pid, nothing when there is nothing to drop.
+ * fs->lock held. */
+int fs_kill_suidgid(struct txd_fs *fs, const struct txd_cred *c, struct node *n)
+{
+	if (n->ctl || !n->in || n->frozen)
+		return 0;
+	if (stale(n))
+		return -ESTALE;
+	mode_t mode = n->in->head->mode;
+	if (killed_suidgid(mode) == mode)
+		return 0;
+	static const struct txd_setattr kill = {.valid = TXD_SET_KILL_SUIDGID};
+	return setattr_meta(fs, c, n, &kill);
+}
+
+int txd_setattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
+		const struct txd_setattr *req, uint64_t fh, struct txd_attr *out)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fh;
 	if (h && h->magic != HANDLE_MAGIC)
@@ -651,7 +696,7 @@ int txd_setattr(struct txd_fs *fs, uint64_t node, const struct txd_setattr *sa, 
 		goto out_unlock;
 	if (n->ctl) {
 		/* `echo x > ctl`: a truncation of a control file is a no-op */
-		err = sa->valid & ~(TXD_SET_SIZE | TXD_SET_ATIME | TXD_SET_MTIME | TXD_SET_CTIME |
+		err = req->valid & ~(TXD_SET_SIZE | TXD_SET_ATIME | TXD_SET_MTIME | TXD_SET_CTIME |
 				    TXD_SET_ATIME_NOW | TXD_SET_MTIME_NOW | TXD_SET_KILL_SUIDGID |
 				    TXD_SET_CHOWN_NOOP)
 			      ? -EPERM
@@ -659,10 +704,13 @@ int txd_setattr(struct txd_fs *fs, uint64_t node, const struct txd_setattr *sa, 
 		goto out_unlock;
 	}
 	struct inode *in = n->in;
+	struct txd_setattr shaped = *req, *sa = &shaped;
+	shaped.valid = setattr_valid(c, in, req);
 	struct txd_setattr rest = *sa;
 	bool kills = killed_suidgid(in->head->mode) != in->head->mode;
+	bool owns = !c || c->uid == 0 || c->uid == in->head->uid;
 	err = -EPERM;
-	if ((sa->valid & TXD_SET_CHOWN_NOOP) && kills && !fs_caller_owns(in->head->uid))
+	if ((sa->valid & TXD_SET_CHOWN_NOOP) && kills && !owns)
 		goto out_unlock;
 	err = 0;
 	if (sa->valid & TXD_SET_CHOWN_NOOP)
@@ -687,13 +735,13 @@ int txd_setattr(struct txd_fs *fs, uint64_t node, const struct txd_setattr *sa, 
 	bool pending = false;
 	if (wf && ((sa->valid & TXD_SET_SIZE) || times_only(&rest))) {
 		pthread_mutex_unlock(&fs->lock); /* n and in: the kernel holds a reference */
-		err = setattr_wfile(fs, n, wf, own ? NULL : h, sa, &rest, &pending);
+		err = setattr_wfile(fs, c, n, wf, own ? NULL : h, sa, &rest, &pending);
 		pthread_mutex_lock(&fs->lock);
 	}
 	if (wf && own)
 		fs_wf_put(fs, n->txn, in, wf);
 	if (!err && rest.valid && !pending)
-		err = stale(n) ? -ESTALE : setattr_meta(fs, n, &rest);
+		err = stale(n) ? -ESTALE : setattr_meta(fs, c, n, &rest);
 	if (!err && out)
 		fs_attr(fs, n, out);
 out_unlock:
@@ -941,8 +989,8 @@ static int xattr_check(struct node *n, const char *name)
 	return 0;
 }
 
-static int xattr_change(struct txd_fs *fs, uint64_t node, const char *name, const void *value,
-			size_t size, int flags, bool del)
+static int xattr_change(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
+			const char *name, const void *value, size_t size, int flags, bool del)
 {
 	if (!del && size > XATTR_VALUE_MAX)
 		return -E2BIG;
@@ -963,7 +1011,7 @@ static int xattr_change(struct txd_fs *fs, uint64_t node, const char *name, cons
 	}
 	struct rec_buf b;
 	struct rec_inode r;
-	rec_begin(&b, NULL);
+	rec_begin(&b, c);
 	if (del)
 		rec_xattr_del(&b, n->in->ino, name);
 	else
@@ -977,13 +1025,14 @@ out_unlock:
 	return err;
 }
 
-int txd_setxattr(struct txd_fs *fs, uint64_t node, const char *name, const void *value,
-		 size_t size, int flags)
+int txd_setxattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, const char *name,
+		 const void *value, size_t size, int flags)
 {
-	return xattr_change(fs, node, name, value, size, flags, false);
+	return xattr_change(fs, c, node, name, value, size, flags, false);
 }
 
-int txd_removexattr(struct txd_fs *fs, uint64_t node, const char *name)
+int txd_removexattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
+		    const char *name)
 {
-	return xattr_change(fs, node, name, NULL, 0, 0, true);
+	return xattr_change(fs, c, node, name, NULL, 0, 0, true);
 }

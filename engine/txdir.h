@@ -137,11 +137,21 @@ struct txd_entry {
 	bool cacheable; /* false: zero entry/attr timeouts (control tree) */
 };
 
-/* Who is asking: owner of new objects; pid for commit records and leases. */
+/* The request's context: who is asking, passed explicitly to every call
+ * that acts for a caller (no thread-local state). uid/gid own new objects
+ * and decide what the control tree shows and allows; pid goes into commit
+ * records (and leases); umask applies to new objects. kill_suidgid is the
+ * kernel's "drop set-uid/set-gid" flag on this request (FUSE_HANDLE_KILLPRIV_V2:
+ * FUSE_WRITE_KILL_SUIDGID, FUSE_OPEN_KILL_SUIDGID, FATTR_KILL_SUIDGID), which
+ * it sets for a caller without CAP_FSETID; the engine decides what it drops
+ * (txd_setattr, txd_write, txd_open; txd_fallocate, which carries no flag,
+ * drops them for any caller but root). A NULL context is the engine itself
+ * (tests, replay): root, pid 0, no umask, no flag. */
 struct txd_cred {
 	uint32_t uid, gid;
 	pid_t pid;
 	mode_t umask;
+	bool kill_suidgid;
 };
 
 enum {
@@ -155,16 +165,24 @@ enum {
 	TXD_SET_MTIME_NOW = 1 << 7,
 	TXD_SET_CTIME = 1 << 8,
 	/* Drop set-user-ID, and set-group-ID if group-executable, as a write,
-	 * truncate or chown by a caller without CAP_FSETID does (the kernel
-	 * decides when: FUSE_HANDLE_KILLPRIV_V2). Nothing is committed for it
-	 * when neither bit is set; control files ignore it. */
+	 * truncate or chown by a caller without CAP_FSETID does. Nothing is
+	 * committed for it when neither bit is set; control files ignore it.
+	 * The context's kill_suidgid flag sets it too. */
 	TXD_SET_KILL_SUIDGID = 1 << 9,
 	/* chown(f, -1, -1): a change on ext4 even though nothing changes —
 	 * ctime = now (committed alone if need be) and the set-id bits go as
-	 * with any chown. When bits would go, the caller (txd_set_caller) must
+	 * with any chown. When bits would go, the caller (the context) must
 	 * own the file or be root, else -EPERM: ext4 makes that a mode change. */
 	TXD_SET_CHOWN_NOOP = 1 << 10,
 };
+/* Two request shapes the kernel sends carry no flag (txd_setattr reads them
+ * so, the FUSE layer passes them through):
+ *  - valid == TXD_SET_CTIME alone, or valid == 0 on anything but a regular
+ *    file: chown(f, -1, -1) (the kernel keeps a regular file's times
+ *    itself): TXD_SET_CHOWN_NOOP;
+ *  - valid == 0 on a regular file: the kernel's privilege drop before a
+ *    write, fallocate or copy_file_range by a caller without CAP_FSETID
+ *    (file_remove_privs): TXD_SET_KILL_SUIDGID. */
 struct txd_setattr {
 	uint32_t valid; /* TXD_SET_* */
 	uint32_t mode, uid, gid;
@@ -180,21 +198,21 @@ int txd_getattr(struct txd_fs *fs, uint64_t node, struct txd_attr *out);
  * through a writable handle joins that handle's working copy and is committed
  * with its content (SPEC §3: `cmd > file` never commits an empty file);
  * otherwise it is its own commit. */
-int txd_setattr(struct txd_fs *fs, uint64_t node, const struct txd_setattr *sa, uint64_t fh,
-		struct txd_attr *out);
+int txd_setattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
+		const struct txd_setattr *sa, uint64_t fh, struct txd_attr *out);
 int txd_mknod(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
 	      mode_t mode, dev_t rdev, struct txd_entry *out);
 int txd_mkdir(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
 	      mode_t mode, struct txd_entry *out);
 int txd_symlink(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
 		const char *target, struct txd_entry *out);
-int txd_link(struct txd_fs *fs, uint64_t node, uint64_t newparent, const char *newname,
-	     struct txd_entry *out);
-int txd_unlink(struct txd_fs *fs, uint64_t parent, const char *name);
-int txd_rmdir(struct txd_fs *fs, uint64_t parent, const char *name);
+int txd_link(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, uint64_t newparent,
+	     const char *newname, struct txd_entry *out);
+int txd_unlink(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name);
+int txd_rmdir(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name);
 /* flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE (from <linux/fs.h>). */
-int txd_rename(struct txd_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
-	       const char *newname, unsigned int flags);
+int txd_rename(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	       uint64_t newparent, const char *newname, unsigned int flags);
 /* Returns the target length (no NUL), copying at most size bytes. */
 ssize_t txd_readlink(struct txd_fs *fs, uint64_t node, char *buf, size_t size);
 
@@ -221,12 +239,17 @@ struct txd_open_out {
 	bool nonseekable;
 };
 /* flags: open(2) flags as given by FUSE (O_ACCMODE, O_TRUNC, O_APPEND...).
+ * With O_TRUNC and c->kill_suidgid the set-id bits go first (own commit).
  * -ESTALE: node was replaced, look the name up again (see top comment). */
-int txd_open(struct txd_fs *fs, uint64_t node, int flags, struct txd_open_out *out);
+int txd_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, int flags,
+	     struct txd_open_out *out);
 int txd_create(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
 	       mode_t mode, int flags, struct txd_entry *entry, struct txd_open_out *out);
 ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_t off);
-ssize_t txd_write(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size, uint64_t off);
+/* With c->kill_suidgid the file's set-id bits go first, in a commit of
+ * their own carrying c->pid; the bytes join the working copy. */
+ssize_t txd_write(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh, const void *buf,
+		  size_t size, uint64_t off);
 /* txd_write for a caller that must not block: a `commit` written to
  * .txdir/txn/NAME/ctl while files of the view are open for writing waits
  * (bounded, SPEC §4) without this thread — it returns -EINPROGRESS and
@@ -234,8 +257,9 @@ ssize_t txd_write(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size, 
  * engine lock: err 0 = committed (then wait for txd_durable_async(fs,
  * txd_current_lsn(fs)) before replying size), else the write's error. Every
  * other write completes at once, as txd_write (done is not called). */
-ssize_t txd_write_async(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size,
-			uint64_t off, void (*done)(void *arg, int err), void *arg);
+ssize_t txd_write_async(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh,
+			const void *buf, size_t size, uint64_t off,
+			void (*done)(void *arg, int err), void *arg);
 /* The caller of a write that returned -EINPROGRESS gave up (FUSE_INTERRUPT):
  * 0 = withdrawn, nothing applied, done will not be called; -ENOENT = it is
  * already completing and done will be called. */
@@ -249,8 +273,14 @@ int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t
  * that must be durable; the caller then waits with txd_durable_async. */
 int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
 		      uint64_t *lsn_out);
+/* RELEASE carries no caller (the kernel sends none): a commit it makes
+ * carries the pid that opened the handle. */
 int txd_release(struct txd_fs *fs, uint64_t fh);
-int txd_fallocate(struct txd_fs *fs, uint64_t fh, int mode, uint64_t off, uint64_t len);
+/* FALLOCATE carries no kill flag: a caller other than root (taken as the
+ * one holding CAP_FSETID: FUSE passes no capabilities) drops the set-id
+ * bits, as fallocate(2) does on ext4, in a commit carrying c->pid. */
+int txd_fallocate(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh, int mode,
+		  uint64_t off, uint64_t len);
 /* Whether the durability mode (full) requires the caller to wait, after
  * every successful change (metadata operations, flush, setattr...), for
  * txd_durable_async(fs, txd_current_lsn(fs), ...) before reporting success.
@@ -273,11 +303,12 @@ int txd_sync_wait(struct txd_fs *fs); /* blocking: everything so far durable */
 int txd_checkpoint(struct txd_fs *fs);
 
 /* ---- extended attributes (user.* and the read-only user.txdir.*) --------- */
-int txd_setxattr(struct txd_fs *fs, uint64_t node, const char *name, const void *value,
-		 size_t size, int flags);
+int txd_setxattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, const char *name,
+		 const void *value, size_t size, int flags);
 ssize_t txd_getxattr(struct txd_fs *fs, uint64_t node, const char *name, void *buf, size_t size);
 ssize_t txd_listxattr(struct txd_fs *fs, uint64_t node, char *buf, size_t size);
-int txd_removexattr(struct txd_fs *fs, uint64_t node, const char *name);
+int txd_removexattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
+		    const char *name);
 
 int txd_statfs(struct txd_fs *fs, struct statvfs *out);
 
@@ -296,18 +327,11 @@ struct txd_status {
 void txd_get_status(struct txd_fs *fs, struct txd_status *st);
 const char *txd_durability_name(enum txd_durability d);
 
-/* ---- caching and callers --------------------------------------------------
+/* ---- caching --------------------------------------------------------------
  * txd_node_cacheable: whether the kernel may cache node's attributes (the
  * value txd_entry.cacheable had when node was returned). getattr/setattr
  * replies carry no txd_entry, and control-tree nodes need a zero attr
- * timeout; without this, fusefs uses timeout 0 for every getattr.
- * txd_set_caller: the credentials of the FUSE request being served, kept in
- * thread-local storage for the calls whose signature has no txd_cred
- * (rmdir/unlink/rename/setattr/open/read/write/setxattr of control files:
- * lease release by owner/same uid/root, TTL renew EPERM for non-owners,
- * votes). fusefs calls it on the worker thread right before those calls;
- * the pointer is not kept (copy it). */
+ * timeout; without this, fusefs uses timeout 0 for every getattr. */
 bool txd_node_cacheable(struct txd_fs *fs, uint64_t node);
-void txd_set_caller(const struct txd_cred *c);
 
 #endif

@@ -93,7 +93,6 @@ static void tx_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fuse_entry_param p;
 	int rc;
 
-	tx_caller(req);
 	rc = txd_lookup(FS, parent, name, &e);
 	if (rc < 0) {
 		fuse_reply_err(req, tx_errno(rc, "lookup"));
@@ -124,7 +123,6 @@ static void tx_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	int rc;
 
 	(void)fi;
-	tx_caller(req);
 	rc = txd_getattr(FS, ino, &a);
 	if (rc < 0) {
 		fuse_reply_err(req, tx_errno(rc, "getattr"));
@@ -167,38 +165,20 @@ static struct txd_setattr setattr_of(const struct stat *st, int to_set)
 	return sa;
 }
 
-static bool regular_file(fuse_ino_t ino)
-{
-	struct txd_attr a;
-
-	return txd_getattr(FS, ino, &a) == 0 && S_ISREG(a.mode);
-}
-
 /* fi is set for ftruncate/futimens and O_TRUNC without atomic_o_trunc: the
- * change then joins that handle's working copy (txd_setattr). */
+ * change then joins that handle's working copy (txd_setattr). The kernel's
+ * kill flag arrives as FUSE_SET_ATTR_KILL_SUID (libfuse keeps FATTR_KILL_SUIDGID,
+ * bit 11, under that name); the request shapes that carry none (chown -1 -1,
+ * file_remove_privs) are the engine's to read (txdir.h). */
 static void tx_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
+	struct txd_cred c = tx_cred(req, to_set & FUSE_SET_ATTR_KILL_SUID);
 	struct txd_setattr sa = setattr_of(attr, to_set);
 	struct txd_attr a;
 	int rc;
 
-	tx_caller(req);
-	/* Two request shapes carry no flag yet must drop set-id bits:
-	 *  - chown(f, -1, -1), which moves ctime and drops the bits on ext4 (the
-	 *    kernel flags only uid/gid changes): a ctime-only SETATTR for a
-	 *    regular file (the kernel keeps its times), an empty one for the
-	 *    rest;
-	 *  - the kernel's privilege drop before a write, fallocate or
-	 *    copy_file_range into a set-id regular file by a caller without
-	 *    CAP_FSETID (file_remove_privs): an empty SETATTR.
-	 * Nothing else sends either (libfuse keeps only the FATTR_ bits it
-	 * names, and utimensat with both times omitted never reaches us). */
-	if (to_set == FUSE_SET_ATTR_CTIME || (to_set == 0 && !regular_file(ino)))
-		sa.valid |= TXD_SET_CHOWN_NOOP;
-	else if (tx_kill_suidgid() || to_set == 0)
-		sa.valid |= TXD_SET_KILL_SUIDGID;
-	rc = txd_setattr(FS, ino, &sa, fi ? fi->fh : 0, &a);
+	rc = txd_setattr(FS, &c, ino, &sa, fi ? fi->fh : 0, &a);
 	if (rc < 0)
 		fuse_reply_err(req, tx_errno(rc, "setattr"));
 	else
@@ -210,7 +190,6 @@ static void tx_readlink(fuse_req_t req, fuse_ino_t ino)
 	char buf[PATH_MAX + 1];
 	ssize_t n;
 
-	tx_caller(req);
 	n = txd_readlink(FS, ino, buf, sizeof(buf) - 1);
 	if (n < 0) {
 		fuse_reply_err(req, tx_errno(n, "readlink"));
@@ -226,7 +205,7 @@ static void tx_readlink(fuse_req_t req, fuse_ino_t ino)
 
 static void tx_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	struct txd_cred c = tx_cred(req);
+	struct txd_cred c = tx_cred(req, false);
 	struct txd_entry e;
 
 	reply_new_entry(req, txd_mknod(FS, &c, parent, name, mode, rdev, &e), &e, "mknod");
@@ -234,7 +213,7 @@ static void tx_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void tx_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	struct txd_cred c = tx_cred(req);
+	struct txd_cred c = tx_cred(req, false);
 	struct txd_entry e;
 
 	reply_new_entry(req, txd_mkdir(FS, &c, parent, name, mode, &e), &e, "mkdir");
@@ -242,7 +221,7 @@ static void tx_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void tx_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
 {
-	struct txd_cred c = tx_cred(req);
+	struct txd_cred c = tx_cred(req, false);
 	struct txd_entry e;
 
 	reply_new_entry(req, txd_symlink(FS, &c, parent, name, target, &e), &e, "symlink");
@@ -250,60 +229,54 @@ static void tx_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 
 static void tx_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
+	struct txd_cred c = tx_cred(req, false);
 	struct txd_entry e;
 
-	tx_caller(req);
-	reply_new_entry(req, txd_link(FS, ino, newparent, newname, &e), &e, "link");
+	reply_new_entry(req, txd_link(FS, &c, ino, newparent, newname, &e), &e, "link");
 }
 
 static void tx_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	tx_caller(req);
-	reply_commit(req, txd_unlink(FS, parent, name), "unlink");
+	struct txd_cred c = tx_cred(req, false);
+
+	reply_commit(req, txd_unlink(FS, &c, parent, name), "unlink");
 }
 
 static void tx_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	tx_caller(req);
-	reply_commit(req, txd_rmdir(FS, parent, name), "rmdir");
+	struct txd_cred c = tx_cred(req, false);
+
+	reply_commit(req, txd_rmdir(FS, &c, parent, name), "rmdir");
 }
 
 static void tx_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
-	tx_caller(req);
-	reply_commit(req, txd_rename(FS, parent, name, newparent, newname, flags), "rename");
+	struct txd_cred c = tx_cred(req, false);
+
+	reply_commit(req, txd_rename(FS, &c, parent, name, newparent, newname, flags), "rename");
 }
 
 /* ---- files ----------------------------------------------------------------- */
 
-/* Drop set-uid/set-gid when the kernel flagged this write or truncating
- * open (proto.c): it flags every such request of a caller without
- * CAP_FSETID (non-root, or root in a user namespace). Without bits to drop,
- * and on control files, the engine does nothing. */
-static int drop_suidgid(fuse_ino_t ino, bool flagged)
+/* The context of a request whose file flags may carry the kernel's kill
+ * flag (proto.c marks WRITE, OPEN, CREATE); the flag leaves fi->flags. */
+static struct txd_cred file_cred(fuse_req_t req, struct fuse_file_info *fi)
 {
-	static const struct txd_setattr kill = {.valid = TXD_SET_KILL_SUIDGID};
+	bool kill = fi->flags & TX_O_KILL_SUIDGID;
 
-	return flagged ? txd_setattr(FS, ino, &kill, 0, NULL) : 0;
-}
-
-static int kill_suidgid(fuse_ino_t ino)
-{
-	return drop_suidgid(ino, tx_kill_suidgid());
+	fi->flags &= ~TX_O_KILL_SUIDGID;
+	return tx_cred(req, kill);
 }
 
 /* -ESTALE passes through: the node id was replaced (snapshot readers keep the
  * old one), and the VFS looks the name up again. */
 static void tx_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct txd_cred c = file_cred(req, fi);
 	struct txd_open_out o = {0};
-	int rc;
+	int rc = txd_open(FS, &c, ino, fi->flags, &o);
 
-	tx_caller(req);
-	rc = kill_suidgid(ino);
-	if (rc == 0)
-		rc = txd_open(FS, ino, fi->flags, &o);
 	if (rc < 0) {
 		fuse_reply_err(req, tx_errno(rc, "open"));
 		return;
@@ -316,7 +289,7 @@ static void tx_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void tx_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
-	struct txd_cred c = tx_cred(req);
+	struct txd_cred c = file_cred(req, fi);
 	struct txd_open_out o = {0};
 	struct txd_entry e;
 	int rc = txd_create(FS, &c, parent, name, mode, fi->flags, &e, &o);
@@ -325,9 +298,6 @@ static void tx_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fuse_reply_err(req, tx_errno(rc, "create"));
 		return;
 	}
-	/* O_TRUNC of an existing set-uid file: the bits go, the open stays */
-	if (tx_kill_suidgid() && drop_suidgid(e.node, true) == 0)
-		txd_getattr(FS, e.node, &e.attr);
 	set_open_info(fi, &o);
 	tx_reply_create_committed(req, &e, fi);
 }
@@ -343,7 +313,6 @@ static void tx_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	tx_caller(req);
 	n = txd_read(FS, fi->fh, buf, size, (uint64_t)off);
 	if (n < 0)
 		fuse_reply_err(req, tx_errno(n, "read"));
@@ -361,14 +330,14 @@ static void tx_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void tx_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
+	struct txd_cred c = file_cred(req, fi);
 	ssize_t n;
 
-	tx_caller(req);
-	n = kill_suidgid(ino);
-	if (n == 0 && fi->writepage)
-		n = txd_write(FS, fi->fh, buf, size, (uint64_t)off);
-	else if (n == 0)
-		n = tx_write_deferrable(req, fi->fh, buf, size, (uint64_t)off);
+	(void)ino;
+	if (fi->writepage)
+		n = txd_write(FS, &c, fi->fh, buf, size, (uint64_t)off);
+	else
+		n = tx_write_deferrable(req, &c, fi->fh, buf, size, (uint64_t)off);
 	if (n == -EINPROGRESS)
 		return; /* reply.c answers */
 	if (n < 0)
@@ -383,7 +352,7 @@ static void tx_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
  * is durable (from the durability callback, not this worker). */
 static void tx_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct txd_cred c = tx_cred(req);
+	struct txd_cred c = tx_cred(req, false);
 	uint64_t lsn = 0;
 	int rc;
 
@@ -405,7 +374,7 @@ static void tx_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void fsync_handle(fuse_req_t req, uint64_t fh, const char *op)
 {
-	struct txd_cred c = tx_cred(req);
+	struct txd_cred c = tx_cred(req, false);
 	uint64_t lsn = 0;
 	int rc = txd_fsync_prepare(FS, fh, &c, &lsn);
 
@@ -425,15 +394,11 @@ static void tx_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 static void tx_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 			 struct fuse_file_info *fi)
 {
-	/* FALLOCATE carries no kill flag, and with HANDLE_KILLPRIV_V2 the kernel
-	 * leaves the bits to us: a caller other than root (which has
-	 * CAP_FSETID) drops them, as fallocate(2) does on ext4. */
-	int rc = drop_suidgid(ino, fuse_req_ctx(req)->uid != 0);
+	struct txd_cred c = tx_cred(req, false);
 
-	tx_caller(req);
-	if (rc == 0)
-		rc = txd_fallocate(FS, fi->fh, mode, (uint64_t)off, (uint64_t)len);
-	reply_rc(req, rc, "fallocate");
+	(void)ino;
+	reply_rc(req, txd_fallocate(FS, &c, fi->fh, mode, (uint64_t)off, (uint64_t)len),
+		 "fallocate");
 }
 
 /* ---- directories ----------------------------------------------------------- */
@@ -443,7 +408,6 @@ static void tx_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	uint64_t dh;
 	int rc;
 
-	tx_caller(req);
 	rc = txd_opendir(FS, ino, &dh);
 	if (rc < 0) {
 		fuse_reply_err(req, tx_errno(rc, "opendir"));
@@ -510,7 +474,6 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_f
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	tx_caller(req);
 	rc = txd_readdir(FS, fi->fh, (uint64_t)off, plus, dir_fill, &b);
 	/* Entries already added carry lookup references: send them even if
 	 * the engine failed part-way; the error will recur on the next call. */
@@ -566,8 +529,9 @@ static void tx_statfs(fuse_req_t req, fuse_ino_t ino)
 static void tx_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
-	tx_caller(req);
-	reply_commit(req, txd_setxattr(FS, ino, name, value, size, flags), "setxattr");
+	struct txd_cred c = tx_cred(req, false);
+
+	reply_commit(req, txd_setxattr(FS, &c, ino, name, value, size, flags), "setxattr");
 }
 
 /* size 0 asks for the length; otherwise the value (ERANGE if it is larger). */
@@ -590,7 +554,6 @@ static void tx_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	tx_caller(req);
 	reply_xattr_value(req, size, txd_getxattr(FS, ino, name, buf, size), buf, "getxattr");
 	free(buf);
 }
@@ -603,15 +566,15 @@ static void tx_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	tx_caller(req);
 	reply_xattr_value(req, size, txd_listxattr(FS, ino, buf, size), buf, "listxattr");
 	free(buf);
 }
 
 static void tx_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	tx_caller(req);
-	reply_commit(req, txd_removexattr(FS, ino, name), "removexattr");
+	struct txd_cred c = tx_cred(req, false);
+
+	reply_commit(req, txd_removexattr(FS, &c, ino, name), "removexattr");
 }
 
 const struct fuse_lowlevel_ops txdirfs_ops = {

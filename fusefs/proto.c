@@ -37,7 +37,6 @@
 static uint64_t init_unique; /* the INIT request's, while it is answered */
 static uint32_t init_flags;  /* what the kernel offered in it */
 static bool init_seen;
-static __thread bool kill_suidgid;
 
 /* Requests read, by opcode; named for the protocol up to 7.38, the rest
  * (and opcodes past the table, e.g. CUSE_INIT) counted as "other". */
@@ -123,16 +122,27 @@ static const void *arg_of(const void *buf, size_t len, size_t need)
 		       : NULL;
 }
 
-void tx_proto_request(const void *buf, size_t len)
+static void *arg_rw(void *buf, size_t len, size_t need)
+{
+	return (void *)arg_of(buf, len, need);
+}
+
+/* The kernel's kill flag goes into the request's own file flags, which
+ * libfuse hands the handler as fi->flags (txdirfs.h TX_O_KILL_SUIDGID). */
+static void mark_killed(uint32_t *flags, bool kill)
+{
+	if (kill)
+		*flags |= TX_O_KILL_SUIDGID;
+}
+
+void tx_proto_request(void *buf, size_t len)
 {
 	const struct fuse_in_header *h = buf;
-	const struct fuse_setattr_in *sa;
-	const struct fuse_write_in *w;
-	const struct fuse_open_in *o;
-	const struct fuse_create_in *c;
+	struct fuse_write_in *w;
+	struct fuse_open_in *o;
+	struct fuse_create_in *c;
 	const struct fuse_init_in *in;
 
-	kill_suidgid = false;
 	if (len < sizeof(*h))
 		return;
 	/* slot 0 (no opcode) takes the ones beyond the table */
@@ -140,21 +150,17 @@ void tx_proto_request(const void *buf, size_t len)
 	if (h->opcode != FUSE_FORGET && h->opcode != FUSE_BATCH_FORGET)
 		op_started(h);
 	switch (h->opcode) {
-	case FUSE_SETATTR:
-		sa = arg_of(buf, len, sizeof(*sa));
-		kill_suidgid = sa && (sa->valid & FATTR_KILL_SUIDGID);
-		break;
 	case FUSE_WRITE:
-		w = arg_of(buf, len, sizeof(*w));
-		kill_suidgid = w && (w->write_flags & FUSE_WRITE_KILL_SUIDGID);
+		if ((w = arg_rw(buf, len, sizeof(*w))))
+			mark_killed(&w->flags, w->write_flags & FUSE_WRITE_KILL_SUIDGID);
 		break;
 	case FUSE_OPEN:
-		o = arg_of(buf, len, sizeof(*o));
-		kill_suidgid = o && (o->open_flags & FUSE_OPEN_KILL_SUIDGID);
+		if ((o = arg_rw(buf, len, sizeof(*o))))
+			mark_killed(&o->flags, o->open_flags & FUSE_OPEN_KILL_SUIDGID);
 		break;
 	case FUSE_CREATE:
-		c = arg_of(buf, len, sizeof(*c));
-		kill_suidgid = c && (c->open_flags & FUSE_OPEN_KILL_SUIDGID);
+		if ((c = arg_rw(buf, len, sizeof(*c))))
+			mark_killed(&c->flags, c->open_flags & FUSE_OPEN_KILL_SUIDGID);
 		break;
 	case FUSE_INIT:
 		in = arg_of(buf, len, offsetof(struct fuse_init_in, flags) + sizeof(in->flags));
@@ -190,11 +196,6 @@ bool tx_proto_reply(struct iovec *iov, int count)
 	out = iov[1].iov_base;
 	out->flags |= FUSE_HANDLE_KILLPRIV_V2;
 	return true;
-}
-
-bool tx_kill_suidgid(void)
-{
-	return kill_suidgid;
 }
 
 /* snprintf at buf + len, counting past cap as snprintf does */

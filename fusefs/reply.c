@@ -80,7 +80,7 @@ double tx_attr_timeout(uint64_t node)
 	return 0;
 }
 
-struct txd_cred tx_cred(fuse_req_t req)
+struct txd_cred tx_cred(fuse_req_t req, bool kill_suidgid)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 
@@ -89,15 +89,8 @@ struct txd_cred tx_cred(fuse_req_t req)
 		.gid = ctx->gid,
 		.pid = ctx->pid,
 		.umask = ctx->umask,
+		.kill_suidgid = kill_suidgid,
 	};
-}
-
-void tx_caller(fuse_req_t req)
-{
-	struct txd_cred c;
-
-	c = tx_cred(req);
-	txd_set_caller(&c);
 }
 
 /* ---- deferred replies ---------------------------------------------------- */
@@ -319,14 +312,14 @@ static void on_write_done(void *arg, int err)
 	wait_then_reply(p, txd_current_lsn(txdirfs.fs));
 }
 
-ssize_t tx_write_deferrable(fuse_req_t req, uint64_t fh, const char *buf, size_t size,
-			    uint64_t off)
+ssize_t tx_write_deferrable(fuse_req_t req, const struct txd_cred *c, uint64_t fh,
+			    const char *buf, size_t size, uint64_t off)
 {
 	struct pending *p = calloc(1, sizeof(*p));
 	ssize_t n;
 
 	if (!p)
-		return txd_write(txdirfs.fs, fh, buf, size, off);
+		return txd_write(txdirfs.fs, c, fh, buf, size, off);
 	p->req = req;
 	p->kind = R_WRITE;
 	p->count = size;
@@ -334,7 +327,7 @@ ssize_t tx_write_deferrable(fuse_req_t req, uint64_t fh, const char *buf, size_t
 	/* registered first: an interrupt that arrives before the engine has
 	 * the commit finds nothing to withdraw and is ignored */
 	fuse_req_interrupt_func(req, on_write_interrupt, p);
-	n = txd_write_async(txdirfs.fs, fh, buf, size, off, on_write_done, p);
+	n = txd_write_async(txdirfs.fs, c, fh, buf, size, off, on_write_done, p);
 	if (n == -EINPROGRESS)
 		return n; /* p belongs to the callbacks now */
 	fuse_req_interrupt_func(req, NULL, NULL);

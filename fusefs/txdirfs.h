@@ -57,9 +57,11 @@ int tx_errno(long rc, const char *op);
 void tx_attr_to_stat(const struct txd_attr *a, struct stat *st);
 void tx_entry_param(const struct txd_entry *e, struct fuse_entry_param *out);
 double tx_attr_timeout(uint64_t node);
-struct txd_cred tx_cred(fuse_req_t req);
-/* Publish the caller to the engine for calls whose signature has no cred. */
-void tx_caller(fuse_req_t req);
+/* The request's context for the engine (txdir.h struct txd_cred): the
+ * caller, and the kernel's kill-suid/sgid flag when the request carries
+ * one (SETATTR: FUSE_SET_ATTR_KILL_SUID, which is the kernel's
+ * FATTR_KILL_SUIDGID; WRITE, OPEN, CREATE: TX_O_KILL_SUIDGID in fi->flags). */
+struct txd_cred tx_cred(fuse_req_t req, bool kill_suidgid);
 
 /* Replies after a successful commit: immediately, or — when the durability
  * mode asks for it (txd_commit_needs_wait) — from the durability callback
@@ -79,8 +81,8 @@ void tx_reply_when_durable(fuse_req_t req, uint64_t lsn);
  * answered later — the count once committed and durable, the engine's
  * error, or EINTR on FUSE_INTERRUPT (the engine withdraws the commit);
  * anything else: the caller replies, as after txd_write. */
-ssize_t tx_write_deferrable(fuse_req_t req, uint64_t fh, const char *buf, size_t size,
-			    uint64_t off);
+ssize_t tx_write_deferrable(fuse_req_t req, const struct txd_cred *c, uint64_t fh,
+			    const char *buf, size_t size, uint64_t off);
 
 /* ---- notify.c ---- */
 int tx_notifier_start(struct txd_fs *fs);
@@ -115,18 +117,23 @@ int tx_loop_run(struct fuse_session *se, unsigned int max_threads, const sigset_
 void tx_loop_detach(void);
 
 /* ---- proto.c ---- */
-/* Every request read from the device, before libfuse parses it; every reply
- * before it is written (loop.c). */
-void tx_proto_request(const void *buf, size_t len);
+/* The kernel's "drop set-uid/set-gid" flag of WRITE (FUSE_WRITE_KILL_SUIDGID),
+ * OPEN and CREATE (FUSE_OPEN_KILL_SUIDGID), which libfuse 3.14 does not pass
+ * on: tx_proto_request sets this bit in the request's file flags, which
+ * libfuse hands the handler as fi->flags (no open(2) flag uses it). The
+ * handler passes it to the engine in its txd_cred and strips it from the
+ * flags. */
+#define TX_O_KILL_SUIDGID 0x40000000
+/* Every request read from the device, before libfuse parses it (it may mark
+ * the request's flags: TX_O_KILL_SUIDGID); every reply before it is written
+ * (loop.c). */
+void tx_proto_request(void *buf, size_t len);
 bool tx_proto_reply(struct iovec *iov, int count); /* true: INIT's success */
 /* txdir_fuse_requests_total{op="..."}: requests read per opcode, and
  * txdir_op_duration_seconds{op="..."}: a histogram of their times, as
  * Prometheus text for .txdir/stats (txd_notify.stats; returns the length it
  * needs, as snprintf). */
 int tx_proto_stats(void *arg, char *buf, size_t cap);
-/* The request this thread is processing carries the kernel's "drop
- * set-uid/set-gid" flag (SETATTR, WRITE, OPEN or CREATE with O_TRUNC). */
-bool tx_kill_suidgid(void);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops txdirfs_ops;

@@ -65,8 +65,8 @@ static void *txd_worker(void *arg)
 		struct txd_open_out oo;
 		uint64_t lsn = 0;
 		buf[0] = (char)wk->ops;
-		CK(txd_open(wk->fs, wk->node, O_WRONLY, &oo));
-		CK(txd_write(wk->fs, oo.fh, buf, sizeof(buf), 0));
+		CK(txd_open(wk->fs, NULL, wk->node, O_WRONLY, &oo));
+		CK(txd_write(wk->fs, NULL, oo.fh, buf, sizeof(buf), 0));
 		CK(txd_fsync_prepare(wk->fs, oo.fh, &c, &lsn));
 		w.done = false;
 		CK(txd_durable_async(wk->fs, lsn, durable_cb, &w));
@@ -148,7 +148,7 @@ static double run_txdir(int rep, double *batch)
 		snprintf(name, sizeof(name), "f%d", i);
 		CK(txd_create(fs, &c, TXD_ROOT_NODE, name, S_IFREG | 0644, O_WRONLY | O_CREAT, &e,
 			      &oo));
-		CK(txd_write(fs, oo.fh, buf, sizeof(buf), 0));
+		CK(txd_write(fs, NULL, oo.fh, buf, sizeof(buf), 0));
 		CK(txd_flush(fs, oo.fh, &c, NULL));
 		CK(txd_release(fs, oo.fh));
 		wk[i] = (struct worker){.id = i, .fs = fs, .node = e.node};

@@ -77,7 +77,7 @@ int main(void)
 	for (uint64_t off = 0; off < fsize; off += bs) {
 		for (size_t k = 0; k < bs / 8; k++)
 			buf[k] = next_rand();
-		ssize_t w = txd_write(fs, oo.fh, buf, bs, off);
+		ssize_t w = txd_write(fs, NULL, oo.fh, buf, bs, off);
 		CK(w);
 		if ((size_t)w != bs)
 			bench_die("short txd_write %zd", w);
@@ -103,7 +103,7 @@ int main(void)
 					off &= ~4095ull;
 				for (int k = 0; k < 512; k++)
 					buf[k] = next_rand();
-				ssize_t w = txd_write(fs, oo.fh, buf, 4096, off);
+				ssize_t w = txd_write(fs, NULL, oo.fh, buf, 4096, off);
 				CK(w);
 				CK(txd_flush(fs, oo.fh, &c, NULL));
 			}

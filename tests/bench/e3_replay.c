@@ -43,10 +43,10 @@ static void writer(const char *store, long n)
 		if (k & 1) {
 			struct txd_setattr sa = {.valid = TXD_SET_MODE,
 						 .mode = (k & 2) ? 0600 : 0644};
-			CK(txd_setattr(fs, node[i], &sa, 0, NULL));
+			CK(txd_setattr(fs, NULL, node[i], &sa, 0, NULL));
 		} else {
 			data[0] = (char)k;
-			CK(txd_write(fs, fh[i], data, sizeof(data), 0));
+			CK(txd_write(fs, NULL, fh[i], data, sizeof(data), 0));
 			CK(txd_flush(fs, fh[i], &c, NULL));
 		}
 	}

@@ -142,7 +142,7 @@ static void *create_main(void *arg)
 		snprintf(name, sizeof(name), "new-%08llu", (unsigned long long)k);
 		double t0 = next_start(&next, &last_ep, CREATE_EVERY_US);
 		CK(txd_create(fs, &c, wdir, name, S_IFREG | 0644, O_WRONLY | O_CREAT, &e, &oo));
-		CK(txd_write(fs, oo.fh, buf, sizeof(buf), 0));
+		CK(txd_write(fs, NULL, oo.fh, buf, sizeof(buf), 0));
 		CK(txd_flush(fs, oo.fh, &c, NULL));
 		CK(txd_release(fs, oo.fh));
 		lat_add(&create_lat[ph], (now_s() - t0) * 1e6);
@@ -220,7 +220,7 @@ static void txn_prepare(const char *name, int nfiles)
 		struct txd_open_out oo;
 		snprintf(fname, sizeof(fname), "%s-%05d", name, k);
 		CK(txd_create(fs, &c, root, fname, S_IFREG | 0644, O_WRONLY | O_CREAT, &fe, &oo));
-		CK(txd_write(fs, oo.fh, buf, sizeof(buf), 0));
+		CK(txd_write(fs, NULL, oo.fh, buf, sizeof(buf), 0));
 		CK(txd_flush(fs, oo.fh, &c, NULL));
 		CK(txd_release(fs, oo.fh));
 		txd_forget(fs, fe.node, 1);
@@ -231,8 +231,8 @@ static void txn_cmd(const char *name, const char *what)
 {
 	struct txd_open_out oo;
 	uint64_t ctl = lookup(lookup(txn_dir(), name), "ctl");
-	CK(txd_open(fs, ctl, O_WRONLY | O_TRUNC, &oo));
-	CK(txd_write(fs, oo.fh, what, strlen(what), 0));
+	CK(txd_open(fs, NULL, ctl, O_WRONLY | O_TRUNC, &oo));
+	CK(txd_write(fs, NULL, oo.fh, what, strlen(what), 0));
 	CK(txd_release(fs, oo.fh));
 }
 
@@ -344,7 +344,7 @@ int main(void)
 		tx_total += now_s() - t;
 		pause_workers();
 		struct txd_entry e;
-		CK(txd_rmdir(fs, txn_dir(), name));
+		CK(txd_rmdir(fs, NULL, txn_dir(), name));
 		(void)e;
 		ntx++;
 	}

@@ -160,9 +160,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		uint64_t node;
 		struct txd_open_out oo;
-		if (tt_resolve(fs, ctl, NULL, NULL, &node) || txd_open(fs, node, O_WRONLY, &oo))
+		if (tt_resolve(fs, ctl, NULL, NULL, &node) || txd_open(fs, NULL, node, O_WRONLY, &oo))
 			continue;
-		ssize_t r = txd_write(fs, oo.fh, w, wn, 0);
+		ssize_t r = txd_write(fs, NULL, oo.fh, w, wn, 0);
 		if (getenv("FUZZ_VERBOSE"))
 			fprintf(stderr, "%s: write %.*s: %zd\n", name, (int)wn, w, r);
 		FUZZ_CHECK(r == (ssize_t)wn || (r < 0 && r > -4096));
@@ -172,7 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_CHECK(r == -EINVAL);
 		txd_release(fs, oo.fh);
 	}
-	txd_rmdir(fs, txns, name);
+	txd_rmdir(fs, NULL, txns, name);
 	free(in);
 	return 0;
 }

@@ -22,9 +22,9 @@ static int ctl(struct txd_fs *fs, const char *txn, const char *word)
 	struct txd_open_out oo;
 	snprintf(path, sizeof(path), ".txdir/txn/%s/ctl", txn);
 	int err = tt_resolve(fs, path, NULL, NULL, &node);
-	if (err || (err = txd_open(fs, node, O_WRONLY, &oo)))
+	if (err || (err = txd_open(fs, NULL, node, O_WRONLY, &oo)))
 		return err;
-	ssize_t n = txd_write(fs, oo.fh, word, strlen(word), 0);
+	ssize_t n = txd_write(fs, NULL, oo.fh, word, strlen(word), 0);
 	txd_release(fs, oo.fh);
 	return n < 0 ? (int)n : 0;
 }
@@ -59,7 +59,7 @@ int main(void)
 	const char *leaf;
 	struct txd_entry e;
 	TRY(tt_resolve(fs, "c", NULL, NULL, &node));
-	TRY(txd_setxattr(fs, node, "user.k", "v1", 2, 0));
+	TRY(txd_setxattr(fs, NULL, node, "user.k", "v1", 2, 0));
 	TRY(tt_resolve(fs, "d/l", &parent, &leaf, NULL));
 	TRY(txd_symlink(fs, &tt_cred, parent, leaf, "../c", &e));
 	txd_forget(fs, e.node, 1);

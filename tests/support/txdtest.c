@@ -101,13 +101,13 @@ int tt_put(struct txd_fs *fs, const char *path, const void *data, size_t len)
 	} else if (err) {
 		return err;
 	} else {
-		err = txd_open(fs, node, O_WRONLY | O_TRUNC, &oo);
+		err = txd_open(fs, NULL, node, O_WRONLY | O_TRUNC, &oo);
 		if (err == -ESTALE) /* node frozen for readers: look up again */
-			err = tt_resolve(fs, path, NULL, NULL, &node) ?: txd_open(fs, node, O_WRONLY | O_TRUNC, &oo);
+			err = tt_resolve(fs, path, NULL, NULL, &node) ?: txd_open(fs, NULL, node, O_WRONLY | O_TRUNC, &oo);
 		if (err)
 			return err;
 	}
-	ssize_t n = len ? txd_write(fs, oo.fh, data, len, 0) : 0;
+	ssize_t n = len ? txd_write(fs, NULL, oo.fh, data, len, 0) : 0;
 	err = n < 0 ? (int)n : 0;
 	int ferr = txd_flush(fs, oo.fh, &tt_cred, NULL);
 	txd_release(fs, oo.fh);
@@ -116,10 +116,16 @@ int tt_put(struct txd_fs *fs, const char *path, const void *data, size_t len)
 
 int tt_get(struct txd_fs *fs, const char *path, char **data, size_t *len)
 {
+	return tt_get_as(fs, NULL, path, data, len);
+}
+
+int tt_get_as(struct txd_fs *fs, const struct txd_cred *c, const char *path, char **data,
+	      size_t *len)
+{
 	uint64_t node;
 	struct txd_open_out oo;
 	int err = tt_resolve(fs, path, NULL, NULL, &node);
-	if (err || (err = txd_open(fs, node, O_RDONLY, &oo)))
+	if (err || (err = txd_open(fs, c, node, O_RDONLY, &oo)))
 		return err;
 	size_t cap = 4096, have = 0;
 	char *buf = malloc(cap + 1);
@@ -160,7 +166,7 @@ int tt_unlink(struct txd_fs *fs, const char *path)
 	uint64_t parent;
 	const char *leaf;
 	int err = tt_resolve(fs, path, &parent, &leaf, NULL);
-	return err ? err : txd_unlink(fs, parent, leaf);
+	return err ? err : txd_unlink(fs, NULL, parent, leaf);
 }
 
 int tt_rename(struct txd_fs *fs, const char *from, const char *to, unsigned flags)
@@ -170,7 +176,7 @@ int tt_rename(struct txd_fs *fs, const char *from, const char *to, unsigned flag
 	int err = tt_resolve(fs, from, &p1, &l1, NULL);
 	if (!err)
 		err = tt_resolve(fs, to, &p2, &l2, NULL);
-	return err ? err : txd_rename(fs, p1, l1, p2, l2, flags);
+	return err ? err : txd_rename(fs, NULL, p1, l1, p2, l2, flags);
 }
 
 /* ---- fingerprint ------------------------------------------------------------ */

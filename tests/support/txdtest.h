@@ -27,6 +27,10 @@ int tt_resolve(struct txd_fs *fs, const char *path, uint64_t *parent, const char
 int tt_put(struct txd_fs *fs, const char *path, const void *data, size_t len);
 /* Read a whole file into a malloc'd buffer. */
 int tt_get(struct txd_fs *fs, const char *path, char **data, size_t *len);
+/* tt_get opened for caller c (NULL: the engine itself), e.g. a control
+ * file rendered for c. */
+int tt_get_as(struct txd_fs *fs, const struct txd_cred *c, const char *path, char **data,
+	      size_t *len);
 int tt_mkdir(struct txd_fs *fs, const char *path);
 int tt_unlink(struct txd_fs *fs, const char *path);
 int tt_rename(struct txd_fs *fs, const char *from, const char *to, unsigned flags);

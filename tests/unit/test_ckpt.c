@@ -90,9 +90,9 @@ static void populate_big(bool big)
 	cr_assert_eq(tt_put(fs, "a/b/big", buf, len), 0);
 	free(buf);
 	cr_assert_eq(tt_resolve(fs, "a/small", &root_parent, &leaf, &node), 0);
-	cr_assert_eq(txd_setxattr(fs, node, "user.k", "value", 5, 0), 0);
-	cr_assert_eq(txd_setxattr(fs, node, "user.empty", "", 0, 0), 0);
-	cr_assert_eq(txd_link(fs, node, TXD_ROOT_NODE, "hardlink", &e), 0);
+	cr_assert_eq(txd_setxattr(fs, NULL, node, "user.k", "value", 5, 0), 0);
+	cr_assert_eq(txd_setxattr(fs, NULL, node, "user.empty", "", 0, 0), 0);
+	cr_assert_eq(txd_link(fs, NULL, node, TXD_ROOT_NODE, "hardlink", &e), 0);
 	txd_forget(fs, e.node, 1);
 	cr_assert_eq(txd_symlink(fs, &tt_cred, TXD_ROOT_NODE, "sym", "a/small", &e), 0);
 	txd_forget(fs, e.node, 1);
@@ -373,7 +373,7 @@ Test(ckpt, K6_no_block_outgrows_its_bound_however_large_an_inode)
 		char name[32];
 		snprintf(name, sizeof(name), "user.x%d", k);
 		val[0] = (char)k;
-		cr_assert_eq(txd_setxattr(fs, node, name, val, XLEN, 0), 0);
+		cr_assert_eq(txd_setxattr(fs, NULL, node, name, val, XLEN, 0), 0);
 	}
 	free(val);
 	pthread_mutex_lock(&fs->lock);
@@ -882,7 +882,7 @@ Test(ckpt, K3_segment_of_a_version_a_reader_holds_stays_until_it_lets_go)
 	uint64_t node;
 	struct txd_open_out oo;
 	cr_assert_eq(tt_resolve(fs, "old", NULL, NULL, &node), 0);
-	cr_assert_eq(txd_open(fs, node, O_RDONLY, &oo), 0); /* a snapshot reader */
+	cr_assert_eq(txd_open(fs, NULL, node, O_RDONLY, &oo), 0); /* a snapshot reader */
 	churn(100);
 	cr_assert_eq(tt_put(fs, "old", "new bytes", 9), 0);
 	cr_assert_neq(seg_of("old"), old_seg);

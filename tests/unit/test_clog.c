@@ -94,8 +94,8 @@ Test(clog, c2_every_path_of_a_big_commit)
 	uint64_t node;
 	struct txd_open_out oo;
 	cr_assert_eq(tt_resolve(fs, ".txdir/txn/big/ctl", NULL, NULL, &node), 0);
-	cr_assert_eq(txd_open(fs, node, O_WRONLY, &oo), 0);
-	cr_assert_eq(txd_write(fs, oo.fh, "commit", 6, 0), 6);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &oo), 0);
+	cr_assert_eq(txd_write(fs, NULL, oo.fh, "commit", 6, 0), 6);
 	txd_release(fs, oo.fh);
 	cJSON *o = commit_json(last_id());
 	cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "changes")), 3000);
@@ -122,8 +122,8 @@ Test(clog, c2_every_rename_of_a_big_commit)
 	uint64_t node;
 	struct txd_open_out oo;
 	cr_assert_eq(tt_resolve(fs, ".txdir/txn/mv/ctl", NULL, NULL, &node), 0);
-	cr_assert_eq(txd_open(fs, node, O_WRONLY, &oo), 0);
-	cr_assert_eq(txd_write(fs, oo.fh, "commit", 6, 0), 6);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &oo), 0);
+	cr_assert_eq(txd_write(fs, NULL, oo.fh, "commit", 6, 0), 6);
 	txd_release(fs, oo.fh);
 	cJSON *o = commit_json(last_id()), *c;
 	int renames = 0;
@@ -172,22 +172,20 @@ Test(clog, c5_hidden_from_who_cannot_list)
 	cr_assert_eq(tt_resolve(fs, "priv", NULL, NULL, &node), 0);
 	struct txd_setattr sa = {.valid = TXD_SET_MODE, .mode = 0700};
 	struct txd_attr a;
-	cr_assert_eq(txd_setattr(fs, node, &sa, 0, &a), 0);
+	cr_assert_eq(txd_setattr(fs, NULL, node, &sa, 0, &a), 0);
 	cr_assert_eq(tt_put(fs, "priv/SECRET", "s", 1), 0);
 	uint64_t id = last_id();
 	struct txd_cred nobody = {.uid = 65534, .gid = 65534, .pid = 0};
-	txd_set_caller(&nobody);
 	char path[64], *data;
 	size_t len;
 	snprintf(path, sizeof(path), ".txdir/commits/%llu", (unsigned long long)id);
-	cr_assert_eq(tt_get(fs, path, &data, &len), 0);
+	cr_assert_eq(tt_get_as(fs, &nobody, path, &data, &len), 0);
 	cr_assert_null(strstr(data, "SECRET"), "%s", data);
 	cr_assert_null(strstr(data, "checksum"), "%s", data);
 	cr_assert(strstr(data, "(hidden)"));
 	free(data);
 	struct txd_cred root = {.uid = 0, .gid = 0, .pid = 0};
-	txd_set_caller(&root);
-	cr_assert_eq(tt_get(fs, path, &data, &len), 0);
+	cr_assert_eq(tt_get_as(fs, &root, path, &data, &len), 0);
 	cr_assert(strstr(data, "/priv/SECRET"));
 	free(data);
 }

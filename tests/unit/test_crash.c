@@ -83,7 +83,7 @@ static int run_step(struct txd_fs *fs, const struct step *s)
 		struct txd_setattr sa = {.valid = TXD_SET_SIZE, .size = s->len};
 		if ((err = tt_resolve(fs, s->a, NULL, NULL, &node)))
 			return err;
-		return txd_setattr(fs, node, &sa, 0, NULL);
+		return txd_setattr(fs, NULL, node, &sa, 0, NULL);
 	}
 	case WRITE: {
 		char *buf = malloc(s->len);
@@ -261,9 +261,9 @@ static void *cw_run(void *arg)
 		struct txd_open_out oo;
 		int n = snprintf(body, sizeof(body), "%d:%d:%s", w->id, r, "payload-payload");
 		if (tt_resolve(w->fs, name, NULL, NULL, &node) ||
-		    txd_open(w->fs, node, O_WRONLY | O_TRUNC, &oo))
+		    txd_open(w->fs, NULL, node, O_WRONLY | O_TRUNC, &oo))
 			return NULL;
-		int err = txd_write(w->fs, oo.fh, body, (size_t)n, 0) < 0;
+		int err = txd_write(w->fs, NULL, oo.fh, body, (size_t)n, 0) < 0;
 		err = err || txd_flush(w->fs, oo.fh, &tt_cred, &w->lsn[r]);
 		txd_release(w->fs, oo.fh);
 		if (err)

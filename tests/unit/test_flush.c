@@ -60,7 +60,7 @@ Test(flush, flush_of_an_unwritten_truncation_commits_nothing)
 	reopen_with_faultos();
 	cr_assert_eq(tt_put(fs, "f", "old content", 11), 0);
 	struct txd_open_out w;
-	cr_assert_eq(txd_open(fs, node_of("f"), O_WRONLY | O_TRUNC, &w), 0);
+	cr_assert_eq(txd_open(fs, NULL, node_of("f"), O_WRONLY | O_TRUNC, &w), 0);
 	uint64_t before = txd_current_lsn(fs);
 	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0);
 	cr_expect_eq(txd_current_lsn(fs), before, "the lone truncation was committed at FLUSH");
@@ -75,9 +75,9 @@ Test(flush, truncation_commits_with_the_content_that_follows)
 	reopen_with_faultos();
 	cr_assert_eq(tt_put(fs, "f", "old content", 11), 0);
 	struct txd_open_out w;
-	cr_assert_eq(txd_open(fs, node_of("f"), O_WRONLY | O_TRUNC, &w), 0);
+	cr_assert_eq(txd_open(fs, NULL, node_of("f"), O_WRONLY | O_TRUNC, &w), 0);
 	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0); /* the shell's close */
-	cr_assert_eq(txd_write(fs, w.fh, "new", 3, 0), 3);     /* CMD writes */
+	cr_assert_eq(txd_write(fs, NULL, w.fh, "new", 3, 0), 3);     /* CMD writes */
 	uint64_t before = txd_current_lsn(fs);
 	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0); /* CMD's exit */
 	cr_expect_eq(txd_current_lsn(fs), before + 1, "one commit: truncation and content");
@@ -91,7 +91,7 @@ Test(flush, release_commits_the_lone_truncation)
 {
 	cr_assert_eq(tt_put(fs, "f", "old content", 11), 0);
 	struct txd_open_out w;
-	cr_assert_eq(txd_open(fs, node_of("f"), O_WRONLY | O_TRUNC, &w), 0);
+	cr_assert_eq(txd_open(fs, NULL, node_of("f"), O_WRONLY | O_TRUNC, &w), 0);
 	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0);
 	uint64_t before = txd_current_lsn(fs);
 	cr_assert_eq(txd_release(fs, w.fh), 0);
@@ -106,10 +106,10 @@ Test(flush, another_open_commits_the_lone_truncation_first)
 {
 	cr_assert_eq(tt_put(fs, "f", "old content", 11), 0);
 	struct txd_open_out w, r;
-	cr_assert_eq(txd_open(fs, node_of("f"), O_WRONLY | O_TRUNC, &w), 0);
+	cr_assert_eq(txd_open(fs, NULL, node_of("f"), O_WRONLY | O_TRUNC, &w), 0);
 	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0);
 	uint64_t before = txd_current_lsn(fs);
-	cr_assert_eq(txd_open(fs, node_of("f"), O_RDONLY, &r), 0);
+	cr_assert_eq(txd_open(fs, NULL, node_of("f"), O_RDONLY, &r), 0);
 	cr_expect_gt(txd_current_lsn(fs), before, "the OPEN was answered first");
 	char buf[16];
 	cr_expect_eq(txd_read(fs, r.fh, buf, sizeof(buf), 0), 0, "the reader sees the empty file");
@@ -127,9 +127,9 @@ Test(flush, fsync_elsewhere_commits_the_lone_truncation)
 {
 	cr_assert_eq(tt_put(fs, "f", "old content", 11), 0);
 	struct txd_open_out r, w;
-	cr_assert_eq(txd_open(fs, node_of("f"), O_RDONLY, &r), 0); /* opened before */
-	cr_assert_eq(txd_open(fs, node_of("f"), O_WRONLY | O_TRUNC, &w), -ESTALE);
-	cr_assert_eq(txd_open(fs, node_of("f"), O_WRONLY | O_TRUNC, &w), 0);
+	cr_assert_eq(txd_open(fs, NULL, node_of("f"), O_RDONLY, &r), 0); /* opened before */
+	cr_assert_eq(txd_open(fs, NULL, node_of("f"), O_WRONLY | O_TRUNC, &w), -ESTALE);
+	cr_assert_eq(txd_open(fs, NULL, node_of("f"), O_WRONLY | O_TRUNC, &w), 0);
 	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0);
 	uint64_t before = txd_current_lsn(fs), lsn = 0;
 	cr_assert_eq(txd_fsync_prepare(fs, r.fh, &tt_cred, &lsn), 0);
@@ -145,9 +145,9 @@ Test(flush, ftruncate_through_the_handle_commits_at_flush)
 	cr_assert_eq(tt_put(fs, "f", "old content", 11), 0);
 	uint64_t node = node_of("f");
 	struct txd_open_out w;
-	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
 	struct txd_setattr sa = {.valid = TXD_SET_SIZE, .size = 3};
-	cr_assert_eq(txd_setattr(fs, node, &sa, w.fh, NULL), 0);
+	cr_assert_eq(txd_setattr(fs, NULL, node, &sa, w.fh, NULL), 0);
 	uint64_t before = txd_current_lsn(fs);
 	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0);
 	cr_expect_gt(txd_current_lsn(fs), before);
@@ -162,17 +162,17 @@ Test(flush, reader_after_a_flushed_writer_is_a_snapshot)
 {
 	cr_assert_eq(tt_put(fs, "f", "first", 5), 0);
 	struct txd_open_out w1, r, w2;
-	cr_assert_eq(txd_open(fs, node_of("f"), O_WRONLY | O_TRUNC, &w1), 0);
-	cr_assert_eq(txd_write(fs, w1.fh, "second", 6, 0), 6);
+	cr_assert_eq(txd_open(fs, NULL, node_of("f"), O_WRONLY | O_TRUNC, &w1), 0);
+	cr_assert_eq(txd_write(fs, NULL, w1.fh, "second", 6, 0), 6);
 	cr_assert_eq(txd_flush(fs, w1.fh, &tt_cred, NULL), 0); /* close returned */
 	uint64_t node = node_of("f");
-	cr_assert_eq(txd_open(fs, node, O_RDONLY, &r), 0); /* RELEASE of w1 pending */
-	cr_assert_eq(txd_open(fs, node, O_WRONLY | O_TRUNC, &w2), -ESTALE,
+	cr_assert_eq(txd_open(fs, NULL, node, O_RDONLY, &r), 0); /* RELEASE of w1 pending */
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY | O_TRUNC, &w2), -ESTALE,
 		     "the reader shares the quiet writer's working copy");
 	uint64_t node2 = node_of("f");
 	cr_assert_neq(node, node2);
-	cr_assert_eq(txd_open(fs, node2, O_WRONLY | O_TRUNC, &w2), 0);
-	cr_assert_eq(txd_write(fs, w2.fh, "3", 1, 0), 1);
+	cr_assert_eq(txd_open(fs, NULL, node2, O_WRONLY | O_TRUNC, &w2), 0);
+	cr_assert_eq(txd_write(fs, NULL, w2.fh, "3", 1, 0), 1);
 	char buf[16] = {0};
 	cr_expect_eq(txd_read(fs, r.fh, buf, sizeof(buf), 0), 6);
 	cr_expect_str_eq(buf, "second");
@@ -196,9 +196,9 @@ Test(flush, reader_during_unflushed_writes_shares)
 {
 	cr_assert_eq(tt_put(fs, "f", "aaaa", 4), 0);
 	struct txd_open_out w, r;
-	cr_assert_eq(txd_open(fs, node_of("f"), O_RDWR, &w), 0);
-	cr_assert_eq(txd_write(fs, w.fh, "bb", 2, 0), 2);
-	cr_assert_eq(txd_open(fs, node_of("f"), O_RDONLY, &r), 0);
+	cr_assert_eq(txd_open(fs, NULL, node_of("f"), O_RDWR, &w), 0);
+	cr_assert_eq(txd_write(fs, NULL, w.fh, "bb", 2, 0), 2);
+	cr_assert_eq(txd_open(fs, NULL, node_of("f"), O_RDONLY, &r), 0);
 	char buf[8] = {0};
 	cr_expect_eq(txd_read(fs, r.fh, buf, sizeof(buf), 0), 4);
 	cr_expect_str_eq(buf, "bbaa");
@@ -215,19 +215,19 @@ Test(flush, snapshot_reader_joins_a_quiet_writer_that_writes_again)
 	cr_assert_eq(tt_put(fs, "f", "aaaa", 4), 0);
 	uint64_t node = node_of("f");
 	struct txd_open_out w, r, w2;
-	cr_assert_eq(txd_open(fs, node, O_RDWR, &w), 0);
-	cr_assert_eq(txd_write(fs, w.fh, "bb", 2, 0), 2);
+	cr_assert_eq(txd_open(fs, NULL, node, O_RDWR, &w), 0);
+	cr_assert_eq(txd_write(fs, NULL, w.fh, "bb", 2, 0), 2);
 	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0); /* quiet now */
-	cr_assert_eq(txd_open(fs, node, O_RDONLY, &r), 0);     /* a snapshot */
+	cr_assert_eq(txd_open(fs, NULL, node, O_RDONLY, &r), 0);     /* a snapshot */
 	char buf[8] = {0};
 	cr_expect_eq(txd_read(fs, r.fh, buf, sizeof(buf), 0), 4);
 	cr_expect_str_eq(buf, "bbaa");
-	cr_assert_eq(txd_write(fs, w.fh, "cc", 2, 2), 2); /* writes again */
+	cr_assert_eq(txd_write(fs, NULL, w.fh, "cc", 2, 2), 2); /* writes again */
 	memset(buf, 0, sizeof(buf));
 	cr_expect_eq(txd_read(fs, r.fh, buf, sizeof(buf), 0), 4);
 	cr_expect_str_eq(buf, "bbcc", "the reader did not join the working copy");
 	/* no snapshot left on the node: another writer opens it directly */
-	cr_expect_eq(txd_open(fs, node, O_WRONLY, &w2), 0);
+	cr_expect_eq(txd_open(fs, NULL, node, O_WRONLY, &w2), 0);
 	txd_release(fs, w2.fh);
 	txd_release(fs, r.fh);
 	txd_release(fs, w.fh);

@@ -94,12 +94,12 @@ Test(fs, snapshot_reader_keeps_its_version)
 	uint64_t node, node2;
 	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
 	struct txd_open_out r, w;
-	cr_assert_eq(txd_open(fs, node, O_RDONLY, &r), 0);
-	cr_assert_eq(txd_open(fs, node, O_WRONLY | O_TRUNC, &w), -ESTALE);
+	cr_assert_eq(txd_open(fs, NULL, node, O_RDONLY, &r), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY | O_TRUNC, &w), -ESTALE);
 	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node2), 0);
 	cr_assert_neq(node, node2, "a writer must get a fresh node id");
-	cr_assert_eq(txd_open(fs, node2, O_WRONLY | O_TRUNC, &w), 0);
-	cr_assert_eq(txd_write(fs, w.fh, "changed!!", 9, 0), 9);
+	cr_assert_eq(txd_open(fs, NULL, node2, O_WRONLY | O_TRUNC, &w), 0);
+	cr_assert_eq(txd_write(fs, NULL, w.fh, "changed!!", 9, 0), 9);
 	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0);
 	cr_assert_eq(txd_release(fs, w.fh), 0);
 	char buf[32] = {0};
@@ -108,7 +108,7 @@ Test(fs, snapshot_reader_keeps_its_version)
 	struct txd_attr a;
 	cr_assert_eq(txd_getattr(fs, node, &a), 0);
 	cr_expect_eq(a.size, 8, "the frozen node keeps its size");
-	cr_assert_eq(txd_open(fs, node, O_RDONLY, &w), -ESTALE, "a frozen node is not reopened");
+	cr_assert_eq(txd_open(fs, NULL, node, O_RDONLY, &w), -ESTALE, "a frozen node is not reopened");
 	txd_release(fs, r.fh);
 	expect_file("f", "changed!!");
 }
@@ -120,9 +120,9 @@ Test(fs, handles_share_the_working_copy_while_written)
 	uint64_t node;
 	struct txd_open_out w, r;
 	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
-	cr_assert_eq(txd_open(fs, node, O_RDWR, &w), 0);
-	cr_assert_eq(txd_write(fs, w.fh, "bb", 2, 0), 2);
-	cr_assert_eq(txd_open(fs, node, O_RDONLY, &r), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_RDWR, &w), 0);
+	cr_assert_eq(txd_write(fs, NULL, w.fh, "bb", 2, 0), 2);
+	cr_assert_eq(txd_open(fs, NULL, node, O_RDONLY, &r), 0);
 	char buf[8] = {0};
 	cr_expect_eq(txd_read(fs, r.fh, buf, sizeof(buf), 0), 4);
 	cr_expect_str_eq(buf, "bbaa");
@@ -139,9 +139,9 @@ Test(fs, truncation_belongs_to_the_content_commit)
 	uint64_t node;
 	struct txd_open_out w;
 	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
-	cr_assert_eq(txd_open(fs, node, O_WRONLY | O_TRUNC, &w), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY | O_TRUNC, &w), 0);
 	uint64_t before = txd_current_lsn(fs);
-	cr_assert_eq(txd_write(fs, w.fh, "new", 3, 0), 3);
+	cr_assert_eq(txd_write(fs, NULL, w.fh, "new", 3, 0), 3);
 	cr_expect_eq(txd_current_lsn(fs), before, "nothing committed before the flush");
 	/* "crash": reopen from the log without flushing */
 	faultos_install();
@@ -199,7 +199,7 @@ Test(fs, directory_link_counts)
 	uint64_t parent;
 	const char *leaf;
 	cr_assert_eq(tt_resolve(fs, "p", &parent, &leaf, NULL), 0);
-	cr_expect_eq(txd_rmdir(fs, parent, leaf), -ENOTEMPTY);
+	cr_expect_eq(txd_rmdir(fs, NULL, parent, leaf), -ENOTEMPTY);
 	cr_assert_eq(tt_resolve(fs, "", NULL, NULL, &node), 0);
 	cr_assert_eq(txd_getattr(fs, node, &a), 0);
 	cr_expect_eq(a.nlink, 4, "root: 2 + p + q");
@@ -212,15 +212,15 @@ Test(fs, hard_links_and_unlinked_open_file)
 	const char *leaf;
 	struct txd_entry e;
 	cr_assert_eq(tt_resolve(fs, "a", NULL, NULL, &node), 0);
-	cr_assert_eq(txd_link(fs, node, TXD_ROOT_NODE, "b", &e), 0);
+	cr_assert_eq(txd_link(fs, NULL, node, TXD_ROOT_NODE, "b", &e), 0);
 	cr_expect_eq(e.attr.nlink, 2);
 	cr_expect_eq(e.attr.ino, node == e.node ? e.attr.ino : e.attr.ino);
 	txd_forget(fs, e.node, 1);
 	struct txd_open_out r;
-	cr_assert_eq(txd_open(fs, node, O_RDONLY, &r), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_RDONLY, &r), 0);
 	cr_assert_eq(tt_unlink(fs, "a"), 0);
 	cr_assert_eq(tt_resolve(fs, "b", &parent, &leaf, NULL), 0);
-	cr_assert_eq(txd_unlink(fs, parent, leaf), 0);
+	cr_assert_eq(txd_unlink(fs, NULL, parent, leaf), 0);
 	char buf[8] = {0};
 	cr_expect_eq(txd_read(fs, r.fh, buf, sizeof(buf), 0), 4, "open after unlink still reads");
 	txd_release(fs, r.fh);
@@ -247,11 +247,11 @@ Test(fs, metadata_xattrs)
 	cr_assert_eq(tt_put(fs, "f", "abc", 3), 0);
 	uint64_t node;
 	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
-	cr_assert_eq(txd_setxattr(fs, node, "user.color", "red", 3, 0), 0);
-	cr_expect_eq(txd_setxattr(fs, node, "user.color", "blue", 4, XATTR_CREATE), -EEXIST);
-	cr_expect_eq(txd_setxattr(fs, node, "user.shape", "x", 1, XATTR_REPLACE), -ENODATA);
-	cr_expect_eq(txd_setxattr(fs, node, "user.txdir.version", "9", 1, 0), -EPERM);
-	cr_expect_eq(txd_setxattr(fs, node, "trusted.x", "9", 1, 0), -EOPNOTSUPP);
+	cr_assert_eq(txd_setxattr(fs, NULL, node, "user.color", "red", 3, 0), 0);
+	cr_expect_eq(txd_setxattr(fs, NULL, node, "user.color", "blue", 4, XATTR_CREATE), -EEXIST);
+	cr_expect_eq(txd_setxattr(fs, NULL, node, "user.shape", "x", 1, XATTR_REPLACE), -ENODATA);
+	cr_expect_eq(txd_setxattr(fs, NULL, node, "user.txdir.version", "9", 1, 0), -EPERM);
+	cr_expect_eq(txd_setxattr(fs, NULL, node, "trusted.x", "9", 1, 0), -EOPNOTSUPP);
 	char list[256];
 	ssize_t n = txd_listxattr(fs, node, list, sizeof(list));
 	cr_assert_eq(n, (ssize_t)sizeof("user.color"));
@@ -642,7 +642,7 @@ Test(fs, checkpoints_keep_what_readers_need)
 	uint64_t node;
 	struct txd_open_out r;
 	cr_assert_eq(tt_resolve(fs, "a", NULL, NULL, &node), 0);
-	cr_assert_eq(txd_open(fs, node, O_RDONLY, &r), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_RDONLY, &r), 0);
 	for (int k = 0; k < 10; k++) {
 		memset(vn, 'a' + k, sizeof(vn));
 		cr_assert_eq(tt_put(fs, "b", vn, sizeof(vn)), 0); /* rotates segments */
@@ -702,7 +702,7 @@ Test(fs, o_trunc_of_an_empty_file_updates_times)
 	cr_assert_eq(txd_getattr(fs, node, &before), 0);
 	faultos_set_clock_offset(5 * 1000000000ll);
 	struct txd_open_out oo;
-	cr_assert_eq(txd_open(fs, node, O_WRONLY | O_TRUNC, &oo), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY | O_TRUNC, &oo), 0);
 	cr_assert_eq(txd_flush(fs, oo.fh, &tt_cred, NULL), 0);
 	txd_release(fs, oo.fh);
 	cr_assert_eq(txd_getattr(fs, node, &after), 0);
@@ -724,7 +724,7 @@ Test(fs, max_snapshot_age_releases_old_snapshots)
 	uint64_t node;
 	struct txd_open_out r;
 	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
-	cr_assert_eq(txd_open(fs, node, O_RDONLY, &r), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_RDONLY, &r), 0);
 	cr_assert_eq(tt_mkdir(fs, ".txdir/txn/old"), 0);
 	char buf[8];
 	cr_assert_eq(txd_read(fs, r.fh, buf, sizeof(buf), 0), 2);
@@ -800,12 +800,12 @@ Test(fs, noop_chown_moves_ctime_and_needs_ownership)
 
 	uint64_t c0 = commits_now();
 	struct txd_setattr kill = {.valid = TXD_SET_KILL_SUIDGID};
-	cr_assert_eq(txd_setattr(fs, plain.node, &kill, 0, NULL), 0);
+	cr_assert_eq(txd_setattr(fs, NULL, plain.node, &kill, 0, NULL), 0);
 	cr_assert_eq(commits_now(), c0, "a kill with nothing to kill committed");
 
 	faultos_set_clock_offset(5 * 1000000000ll);
 	struct txd_setattr noop = {.valid = TXD_SET_CHOWN_NOOP};
-	cr_assert_eq(txd_setattr(fs, plain.node, &noop, 0, &after), 0);
+	cr_assert_eq(txd_setattr(fs, NULL, plain.node, &noop, 0, &after), 0);
 	cr_assert_eq(commits_now(), c0 + 1);
 	cr_expect_geq(after.ctime.tv_sec, before.ctime.tv_sec + 5);
 	cr_expect_eq(after.mtime.tv_sec, before.mtime.tv_sec);
@@ -813,13 +813,11 @@ Test(fs, noop_chown_moves_ctime_and_needs_ownership)
 
 	/* not the owner (tt_cred's uid), not root: EPERM when a bit would go */
 	struct txd_cred other = {.uid = tt_cred.uid + 1000, .gid = tt_cred.gid + 1000, .pid = 1};
-	txd_set_caller(&other);
-	cr_assert_eq(txd_setattr(fs, setgid.node, &noop, 0, NULL), -EPERM);
+	cr_assert_eq(txd_setattr(fs, &other, setgid.node, &noop, 0, NULL), -EPERM);
 	cr_assert_eq(txd_getattr(fs, setgid.node, &after), 0);
 	cr_expect_eq(after.mode & 07777, 02755);
-	cr_assert_eq(txd_setattr(fs, plain.node, &noop, 0, NULL), 0);
-	txd_set_caller(&tt_cred);
-	cr_assert_eq(txd_setattr(fs, setgid.node, &noop, 0, &after), 0);
+	cr_assert_eq(txd_setattr(fs, &other, plain.node, &noop, 0, NULL), 0);
+	cr_assert_eq(txd_setattr(fs, &tt_cred, setgid.node, &noop, 0, &after), 0);
 	cr_expect_eq(after.mode & 07777, 0755);
 }
 

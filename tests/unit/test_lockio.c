@@ -49,8 +49,8 @@ static void pwrite_at(const char *path, const void *buf, size_t n, uint64_t off)
 	struct txd_open_out oo;
 	struct txd_cred c = {.uid = getuid(), .gid = getgid(), .pid = getpid(), .umask = 022};
 	cr_assert_eq(tt_resolve(fs, path, NULL, NULL, &node), 0);
-	cr_assert_eq(txd_open(fs, node, O_WRONLY, &oo), 0);
-	cr_assert_eq(txd_write(fs, oo.fh, buf, n, off), (ssize_t)n);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &oo), 0);
+	cr_assert_eq(txd_write(fs, NULL, oo.fh, buf, n, off), (ssize_t)n);
 	cr_assert_eq(txd_flush(fs, oo.fh, &c, NULL), 0);
 	cr_assert_eq(txd_release(fs, oo.fh), 0);
 }
@@ -72,7 +72,7 @@ Test(lockio, N7_stored_bytes_follow_every_content_change)
 	uint64_t node;
 	struct txd_attr a;
 	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
-	cr_assert_eq(txd_setattr(fs, node, &sa, 0, &a), 0);
+	cr_assert_eq(txd_setattr(fs, NULL, node, &sa, 0, &a), 0);
 	uint64_t before = check_blocks("f");
 	cr_assert_eq(tt_put(fs, "g", "", 0), 0);
 	cr_expect_eq(check_blocks("g"), 0);
@@ -82,7 +82,7 @@ Test(lockio, N7_stored_bytes_follow_every_content_change)
 	sa.size = 0;
 	cr_assert_eq(tt_resolve(fs, "g", NULL, NULL, &node), 0);
 	cr_assert_eq(tt_put(fs, "g", buf, 33 << 10), 0);
-	cr_assert_eq(txd_setattr(fs, node, &sa, 0, &a), 0);
+	cr_assert_eq(txd_setattr(fs, NULL, node, &sa, 0, &a), 0);
 	check_blocks("f");
 	cr_expect_eq(check_blocks("g"), 0);
 }
@@ -101,7 +101,7 @@ static int tx_rm(const char *name)
 	const char *leaf;
 	snprintf(path, sizeof(path), ".txdir/txn/%s", name);
 	int err = tt_resolve(fs, path, &parent, &leaf, NULL);
-	return err ? err : txd_rmdir(fs, parent, leaf);
+	return err ? err : txd_rmdir(fs, NULL, parent, leaf);
 }
 
 /* A transaction's end forgets its snapshot at once (unlinked inodes go as

@@ -30,12 +30,12 @@ static void put(const char *name, const char *data)
 			     O_WRONLY | O_CREAT | O_TRUNC, &e, &oo);
 	if (err == -EEXIST) {
 		cr_assert_eq(txd_lookup(fs, TXD_ROOT_NODE, name, &e), 0);
-		cr_assert_eq(txd_open(fs, e.node, O_WRONLY | O_TRUNC, &oo), 0);
+		cr_assert_eq(txd_open(fs, NULL, e.node, O_WRONLY | O_TRUNC, &oo), 0);
 	} else {
 		cr_assert_eq(err, 0, "create %s: %s", name, txd_strerror(err));
 	}
 	txd_forget(fs, e.node, 1);
-	cr_assert_eq(txd_write(fs, oo.fh, data, 1024, 0), 1024);
+	cr_assert_eq(txd_write(fs, NULL, oo.fh, data, 1024, 0), 1024);
 	cr_assert_eq(txd_flush(fs, oo.fh, &tt_cred, NULL), 0);
 	cr_assert_eq(txd_release(fs, oo.fh), 0);
 }
@@ -52,7 +52,7 @@ static void save(const char *name, unsigned i, bool via_rename)
 	}
 	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
 	put(tmp, data);
-	cr_assert_eq(txd_rename(fs, TXD_ROOT_NODE, tmp, TXD_ROOT_NODE, name, 0), 0);
+	cr_assert_eq(txd_rename(fs, NULL, TXD_ROOT_NODE, tmp, TXD_ROOT_NODE, name, 0), 0);
 }
 
 static struct txd_status status(void)
@@ -73,7 +73,7 @@ static void end(const char *name)
 {
 	uint64_t txns;
 	cr_assert_eq(tt_resolve(fs, ".txdir/txn", NULL, NULL, &txns), 0);
-	cr_assert_eq(txd_rmdir(fs, txns, name), 0);
+	cr_assert_eq(txd_rmdir(fs, NULL, txns, name), 0);
 }
 
 static void expect_content(const char *path, const char *prefix)
@@ -154,7 +154,7 @@ Test(memory, small_writes_hold_small_buffers_C5)
 		cr_assert_eq(txd_create(fs, &tt_cred, TXD_ROOT_NODE, name, S_IFREG | 0644,
 					O_WRONLY | O_CREAT, &e, &oo), 0);
 		fh[k] = oo.fh;
-		cr_assert_eq(txd_write(fs, fh[k], data, sizeof(data), (uint64_t)k * 40), 1024);
+		cr_assert_eq(txd_write(fs, NULL, fh[k], data, sizeof(data), (uint64_t)k * 40), 1024);
 	}
 	uint64_t held = wcopy_mem_total();
 	cr_expect_leq(held, (uint64_t)N * 4096, "%llu bytes held for %d x 1 KiB",
@@ -183,18 +183,18 @@ Test(memory, buffer_grows_with_writes_C5)
 	memset(buf, 'z', sizeof(buf));
 	cr_assert_eq(txd_create(fs, &tt_cred, TXD_ROOT_NODE, "g", S_IFREG | 0644,
 				O_RDWR | O_CREAT, &e, &oo), 0);
-	cr_assert_eq(txd_write(fs, oo.fh, buf, 100, 0), 100);
+	cr_assert_eq(txd_write(fs, NULL, oo.fh, buf, 100, 0), 100);
 	cr_expect_eq(wcopy_mem_total(), 4096);
-	cr_assert_eq(txd_write(fs, oo.fh, buf, 100, 5000), 100);
+	cr_assert_eq(txd_write(fs, NULL, oo.fh, buf, 100, 5000), 100);
 	cr_expect_eq(wcopy_mem_total(), 8192);
-	cr_assert_eq(txd_write(fs, oo.fh, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	cr_assert_eq(txd_write(fs, NULL, oo.fh, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
 	cr_expect_eq(wcopy_mem_total(), TXD_CHUNK_SIZE);
-	cr_assert_eq(txd_write(fs, oo.fh, buf, 10, TXD_CHUNK_SIZE + 10), 10);
+	cr_assert_eq(txd_write(fs, NULL, oo.fh, buf, 10, TXD_CHUNK_SIZE + 10), 10);
 	cr_expect_eq(wcopy_mem_total(), TXD_CHUNK_SIZE + 4096);
 	cr_assert_eq(txd_flush(fs, oo.fh, &tt_cred, NULL), 0);
 	cr_expect_eq(wcopy_mem_total(), 0);
 	/* an in-place change of a committed short chunk loads only its bytes */
-	cr_assert_eq(txd_write(fs, oo.fh, "q", 1, TXD_CHUNK_SIZE + 3), 1);
+	cr_assert_eq(txd_write(fs, NULL, oo.fh, "q", 1, TXD_CHUNK_SIZE + 3), 1);
 	cr_expect_eq(wcopy_mem_total(), 4096);
 	char back[30];
 	cr_assert_eq(txd_read(fs, oo.fh, back, sizeof(back), TXD_CHUNK_SIZE), 20);

@@ -78,7 +78,7 @@ static int open_name(const char *name, int flags, struct txd_open_out *oo, uint6
 	for (int tries = 0; tries < 4 && err == -ESTALE; tries++) {
 		err = tt_resolve(fs, name, NULL, NULL, node);
 		if (!err)
-			err = txd_open(fs, *node, flags, oo);
+			err = txd_open(fs, NULL, *node, flags, oo);
 	}
 	return err;
 }
@@ -95,7 +95,7 @@ static void op_write_close(struct worker *w, bool use_fsync)
 	size_t len = 1 + next_rand(w) % sizeof(buf);
 	uint64_t off = next_rand(w) % 30000;
 	memset(buf, 'a' + w->id, len);
-	ssize_t n = txd_write(fs, oo.fh, buf, len, off);
+	ssize_t n = txd_write(fs, NULL, oo.fh, buf, len, off);
 	note(w, n < 0 ? (int)n : n == (ssize_t)len ? 0 : -EIO, "write");
 	if (use_fsync)
 		note(w, txd_fsync_prepare(fs, oo.fh, &tt_cred, &lsn), "fsync prepare");
@@ -114,14 +114,14 @@ static void op_setattr_handle(struct worker *w)
 	if (note(w, open_name(name, O_RDWR, &oo, &node), "open O_RDWR"))
 		return;
 	for (int k = 0; k < 3; k++) {
-		ssize_t n = txd_write(fs, oo.fh, "t", 1, next_rand(w) % 9000);
+		ssize_t n = txd_write(fs, NULL, oo.fh, "t", 1, next_rand(w) % 9000);
 		note(w, n < 0 ? (int)n : 0, "write 1");
 		struct txd_setattr sa = {.valid = TXD_SET_SIZE, .size = next_rand(w) % 5000};
-		note(w, txd_setattr(fs, node, &sa, oo.fh, NULL), "ftruncate");
+		note(w, txd_setattr(fs, NULL, node, &sa, oo.fh, NULL), "ftruncate");
 		struct txd_setattr tm = {.valid = TXD_SET_MTIME | TXD_SET_CTIME,
 					 .mtime = {.tv_sec = 1000 + k}, .ctime = {.tv_sec = 1000 + k}};
 		struct txd_attr a;
-		note(w, txd_setattr(fs, node, &tm, oo.fh, &a), "futimens");
+		note(w, txd_setattr(fs, NULL, node, &tm, oo.fh, &a), "futimens");
 	}
 	note(w, txd_flush(fs, oo.fh, &tt_cred, NULL), "flush");
 	note(w, txd_release(fs, oo.fh), "release");
@@ -135,10 +135,10 @@ static void op_truncate_path(struct worker *w)
 	if (note(w, tt_resolve(fs, name, NULL, NULL, &node), "resolve"))
 		return;
 	struct txd_setattr sa = {.valid = TXD_SET_SIZE, .size = next_rand(w) % 10000};
-	note(w, txd_setattr(fs, node, &sa, 0, NULL), "truncate");
+	note(w, txd_setattr(fs, NULL, node, &sa, 0, NULL), "truncate");
 	struct txd_setattr tm = {.valid = TXD_SET_MTIME | TXD_SET_ATIME,
 				 .mtime = {.tv_sec = 2000}, .atime = {.tv_sec = 2000}};
-	note(w, txd_setattr(fs, node, &tm, 0, NULL), "utimes");
+	note(w, txd_setattr(fs, NULL, node, &tm, 0, NULL), "utimes");
 }
 
 /* tt_put, but the lookup reference txd_create returns is given back (as
@@ -155,7 +155,7 @@ static int put_tmp(const char *path, const void *data, size_t len)
 		return err;
 	if ((err = txd_create(fs, &tt_cred, TXD_ROOT_NODE, path, 0644, O_WRONLY, &e, &oo)))
 		return err;
-	ssize_t n = txd_write(fs, oo.fh, data, len, 0);
+	ssize_t n = txd_write(fs, NULL, oo.fh, data, len, 0);
 	err = n < 0 ? (int)n : 0;
 	int ferr = txd_flush(fs, oo.fh, &tt_cred, NULL);
 	txd_release(fs, oo.fh);
@@ -227,9 +227,9 @@ static int txn_cmd(const char *txn, const char *what)
 	struct txd_open_out oo;
 	snprintf(path, sizeof(path), ".txdir/txn/%s/ctl", txn);
 	int err = tt_resolve(fs, path, NULL, NULL, &node);
-	if (err || (err = txd_open(fs, node, O_WRONLY | O_TRUNC, &oo)))
+	if (err || (err = txd_open(fs, NULL, node, O_WRONLY | O_TRUNC, &oo)))
 		return err;
-	ssize_t n = txd_write(fs, oo.fh, what, strlen(what), 0);
+	ssize_t n = txd_write(fs, NULL, oo.fh, what, strlen(what), 0);
 	txd_release(fs, oo.fh);
 	return n < 0 ? (int)n : 0;
 }
@@ -250,7 +250,7 @@ static void op_transaction(struct worker *w)
 	uint64_t parent;
 	const char *leaf;
 	if (!note(w, tt_resolve(fs, path, &parent, &leaf, NULL), "txn resolve"))
-		note(w, txd_rmdir(fs, parent, leaf), "txn end");
+		note(w, txd_rmdir(fs, NULL, parent, leaf), "txn end");
 }
 
 static void *stress_loop(void *arg)

@@ -38,9 +38,9 @@ static int cmd(const char *name, const char *what)
 	struct txd_open_out oo;
 	snprintf(path, sizeof(path), ".txdir/txn/%s/ctl", name);
 	int err = tt_resolve(fs, path, NULL, NULL, &node);
-	if (err || (err = txd_open(fs, node, O_WRONLY | O_TRUNC, &oo)))
+	if (err || (err = txd_open(fs, NULL, node, O_WRONLY | O_TRUNC, &oo)))
 		return err;
-	ssize_t n = txd_write(fs, oo.fh, what, strlen(what), 0);
+	ssize_t n = txd_write(fs, NULL, oo.fh, what, strlen(what), 0);
 	txd_release(fs, oo.fh);
 	return n < 0 ? (int)n : 0;
 }
@@ -53,7 +53,7 @@ static int end_txn(const char *name)
 	const char *leaf;
 	snprintf(path, sizeof(path), ".txdir/txn/%s", name);
 	int err = tt_resolve(fs, path, &parent, &leaf, NULL);
-	return err ? err : txd_rmdir(fs, parent, leaf);
+	return err ? err : txd_rmdir(fs, NULL, parent, leaf);
 }
 
 static char *status(const char *name)
@@ -320,7 +320,7 @@ Test(txn, commit_waits_for_writers)
 	uint64_t node;
 	struct txd_open_out w;
 	cr_assert_eq(tt_resolve(fs, vpath("t", "f"), NULL, NULL, &node), 0);
-	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
 	cr_expect_eq(cmd("t", "commit"), -EBUSY);
 	char *st = status("t");
 	cr_expect_str_eq(st, "active\n");
@@ -329,7 +329,7 @@ Test(txn, commit_waits_for_writers)
 	const char *le = jstr(j, "last_error");
 	cr_expect(le && strcmp(le, "busy reason=open-in-view path=/f") == 0, "%s", le);
 	cJSON_Delete(j);
-	cr_assert_eq(txd_write(fs, w.fh, "y", 1, 0), 1);
+	cr_assert_eq(txd_write(fs, NULL, w.fh, "y", 1, 0), 1);
 	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0);
 	txd_release(fs, w.fh);
 	cr_assert_eq(cmd("t", "commit"), 0);
@@ -355,7 +355,7 @@ static void *close_writer(void *arg)
 	uint64_t fh = *(uint64_t *)arg;
 
 	sem_wait(&announced);
-	txd_write(fs, fh, "z", 1, 0);
+	txd_write(fs, NULL, fh, "z", 1, 0);
 	txd_flush(fs, fh, &tt_cred, NULL);
 	txd_release(fs, fh);
 	return NULL;
@@ -373,7 +373,7 @@ Test(txn, commit_announces_its_wait)
 	cr_assert_eq(begin("t"), 0);
 	cr_assert_eq(tt_put(fs, vpath("t", "f"), "x", 1), 0);
 	cr_assert_eq(tt_resolve(fs, vpath("t", "f"), NULL, NULL, &node), 0);
-	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
 	cr_assert_eq(pthread_create(&t, NULL, close_writer, &w.fh), 0);
 	cr_expect_eq(cmd("t", "commit"), 0);
 	if (!__atomic_load_n(&nannounced, __ATOMIC_RELAXED))
@@ -475,7 +475,7 @@ static void *mover(void *arg)
 		uint64_t parent;
 		const char *leaf;
 		if (!tt_resolve(fs, path, &parent, &leaf, NULL))
-			txd_rmdir(fs, parent, leaf);
+			txd_rmdir(fs, NULL, parent, leaf);
 	}
 	return (void *)(intptr_t)done;
 }
@@ -504,7 +504,7 @@ static void *auditor(void *arg)
 		uint64_t parent;
 		const char *leaf;
 		if (!tt_resolve(fs, path, &parent, &leaf, NULL))
-			txd_rmdir(fs, parent, leaf);
+			txd_rmdir(fs, NULL, parent, leaf);
 	}
 	return NULL;
 }
@@ -599,7 +599,7 @@ Test(txn, rmdir_of_directory_filled_meanwhile_conflicts)
 	uint64_t parent;
 	const char *leaf;
 	cr_assert_eq(tt_resolve(fs, vpath("t", "d"), &parent, &leaf, NULL), 0);
-	cr_assert_eq(txd_rmdir(fs, parent, leaf), 0);
+	cr_assert_eq(txd_rmdir(fs, NULL, parent, leaf), 0);
 	cr_assert_eq(tt_put(fs, "d/new", "n", 1), 0);
 	cr_expect_eq(cmd("t", "commit"), -EBUSY);
 	expect_file("d/new", "n");
@@ -660,7 +660,7 @@ Test(txn, remove_directory_with_contents)
 	uint64_t parent;
 	const char *leaf;
 	cr_assert_eq(tt_resolve(fs, vpath("t", "q"), &parent, &leaf, NULL), 0);
-	cr_assert_eq(txd_rmdir(fs, parent, leaf), 0);
+	cr_assert_eq(txd_rmdir(fs, NULL, parent, leaf), 0);
 	cr_assert_eq(cmd("t", "commit"), 0);
 	expect_absent("q");
 	reopen();
@@ -693,7 +693,7 @@ Test(txn, commit_meeting_main_writer_stays_active)
 	uint64_t node;
 	struct txd_open_out w;
 	cr_assert_eq(tt_resolve(fs, "a b", NULL, NULL, &node), 0);
-	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
 	cr_expect_eq(cmd("t", "commit"), -EBUSY);
 	char *st = status("t");
 	cr_expect_str_eq(st, "active\n");
@@ -807,9 +807,9 @@ static ssize_t commit_async(const char *name, struct answer *a, uint64_t *fh)
 	struct txd_open_out oo;
 	snprintf(path, sizeof(path), ".txdir/txn/%s/ctl", name);
 	cr_assert_eq(tt_resolve(fs, path, NULL, NULL, &node), 0);
-	cr_assert_eq(txd_open(fs, node, O_WRONLY, &oo), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &oo), 0);
 	*fh = oo.fh;
-	return txd_write_async(fs, oo.fh, "commit\n", 7, 0, on_answer, a);
+	return txd_write_async(fs, NULL, oo.fh, "commit\n", 7, 0, on_answer, a);
 }
 
 static uint64_t open_view_writer(const char *txn, const char *path)
@@ -817,7 +817,7 @@ static uint64_t open_view_writer(const char *txn, const char *path)
 	uint64_t node;
 	struct txd_open_out w;
 	cr_assert_eq(tt_resolve(fs, vpath(txn, path), NULL, NULL, &node), 0);
-	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
 	return w.fh;
 }
 
@@ -832,7 +832,7 @@ Test(txn, deferred_commit_completes_at_the_close)
 	cr_assert_eq(tt_put(fs, vpath("t", "f"), "x", 1), 0);
 	uint64_t w = open_view_writer("t", "f");
 	cr_assert_eq(commit_async("t", &a, &ctl), -EINPROGRESS);
-	cr_assert_eq(txd_write(fs, w, "y", 1, 0), 1);
+	cr_assert_eq(txd_write(fs, NULL, w, "y", 1, 0), 1);
 	cr_assert_eq(txd_flush(fs, w, &tt_cred, NULL), 0);
 	cr_assert_eq(txd_release(fs, w), 0);
 	cr_assert_eq(wait_answer(&a, 1), 0, "answered at the close, well inside the 2 s bound");
@@ -998,7 +998,7 @@ Test(txn, commit_removing_a_file_with_a_main_writer_stays_active)
 	uint64_t node;
 	struct txd_open_out w;
 	cr_assert_eq(tt_resolve(fs, "w", NULL, NULL, &node), 0);
-	cr_assert_eq(txd_open(fs, node, O_WRONLY, &w), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
 	cr_expect_eq(cmd("t", "commit"), -EBUSY);
 	cJSON *j = info("t");
 	cr_expect_str_eq(jstr(j, "last_error"), "busy reason=main-tree-writer path=/w");

@@ -29,9 +29,9 @@ int main(void)
 	err = err ?: txd_mkdir(fs, &tt_cred, txns, "t1", 0755, &e);
 	err = err ?: tt_put(fs, ".txdir/txn/t1/root/a", "hello", 5);
 	err = err ?: tt_resolve(fs, ".txdir/txn/t1/ctl", NULL, NULL, &node);
-	err = err ?: txd_open(fs, node, O_WRONLY, &oo);
+	err = err ?: txd_open(fs, NULL, node, O_WRONLY, &oo);
 	if (!err) {
-		ssize_t n = txd_write(fs, oo.fh, "commit", 6, 0);
+		ssize_t n = txd_write(fs, NULL, oo.fh, "commit", 6, 0);
 		fprintf(stderr, "commit: %zd\n", n);
 		txd_release(fs, oo.fh);
 	}
