@@ -144,6 +144,8 @@ $(BUILD)/tests/mount/%: $(BUILD)/obj/tests/mount/%.o $(SUPPORT_OBJ) $(LIBA)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(SUPPORT_OBJ) $(LIBA) -lcriterion -lattr $(LIBS)
 
 $(BUILD)/obj/tests/bench/floorfs/floorfs.o: TEST_CFLAGS += $(FUSE_CFLAGS) -Ifusefs
+# tests/unit/test_layers.c reads the engine's sources (its layering rules)
+$(BUILD)/obj/tests/unit/test_layers.o: TEST_CFLAGS += -DTXD_SRCDIR='"$(CURDIR)"'
 
 $(FLOORFS): $(FLOORFS_OBJ)
 	@mkdir -p $(@D)

@@ -60,8 +60,16 @@
 #include <sys/stat.h>
 #include <xxhash.h>
 
-#include "fs.h"
+#include "chunk.h"
+#include "ckpt.h"
+#include "clog.h"
+#include "core.h"
+#include "dtree.h"
+#include "events.h"
 #include "os.h"
+#include "rec.h"
+#include "txn.h"
+#include "wal.h"
 #include "util.h"
 
 #define CKPT_MAGIC 0x3154504b43445854ull /* "TXDCKPT1" */

@@ -39,9 +39,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fs.h"
-#include "txn.h"
+#include "clog.h"
+#include "core.h"
+#include "ctl.h"
+#include "events.h"
+#include "dtree.h"
 #include "os.h"
+#include "txn.h"
 
 enum ctl_kind {
 	CTL_NONE,
@@ -430,6 +434,17 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 	return 0;
 }
 
+int ctl_setattr(struct txd_fs *fs, struct node *n, const struct txd_setattr *sa,
+		struct txd_attr *out)
+{
+	/* `echo x > ctl`: a truncation of a control file is a no-op */
+	if (sa->valid & ~(TXD_SET_SIZE | TXD_SET_ATIME | TXD_SET_MTIME | TXD_SET_CTIME |
+			  TXD_SET_ATIME_NOW | TXD_SET_MTIME_NOW | TXD_SET_KILL_SUIDGID |
+			  TXD_SET_CHOWN_NOOP))
+		return -EPERM;
+	return ctl_getattr(fs, n, out ? out : &(struct txd_attr){0});
+}
+
 /* One node id per control object and view, so concurrent path walks
  * through .txdir/txn/NAME agree with each other and with the kernel's cache.
  * The view is part of the key: .txdir is reachable from the main root and
@@ -439,13 +454,20 @@ static unsigned ctl_slot(enum ctl_kind kind, uint64_t key, uint64_t via)
 	return (unsigned)(((key ^ via * 0xff51afd7ed558ccdull) * 0x9e3779b97f4a7c15ull + kind) >> 56);
 }
 
-void ctl_node_forget(struct txd_fs *fs, struct node *n)
+static void ctl_node_forget(struct txd_fs *fs, struct node *n)
 {
 	struct node **pp = &fs->ctl_nodes[ctl_slot(n->ctl, n->ctl_key, n->ctl_via)];
 	while (*pp && *pp != n)
 		pp = &(*pp)->ctl_next;
 	if (*pp)
 		*pp = n->ctl_next;
+}
+
+void ctl_node_put(struct txd_fs *fs, struct node *n)
+{
+	if (!n->nlookup && !n->nopen)
+		ctl_node_forget(fs, n); /* fs_node_put frees it */
+	fs_node_put(fs, n);
 }
 
 static struct node *ctl_node_get(struct txd_fs *fs, enum ctl_kind kind, uint64_t key)
@@ -474,7 +496,7 @@ static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct 
 	memset(e, 0, sizeof(*e));
 	int err = ctl_getattr(fs, n, &e->attr);
 	if (err) {
-		fs_node_put(fs, n);
+		ctl_node_put(fs, n);
 		return err;
 	}
 	e->node = n->id;
@@ -560,7 +582,7 @@ static int ctl_emit(struct txd_fs *fs, const char *name, enum ctl_kind kind, uin
 	int full = fill(arg, name, &e, next);
 	if (full || !plus) {
 		n->nlookup--;
-		fs_node_put(fs, n);
+		ctl_node_put(fs, n);
 	}
 	return full;
 }

@@ -1,6 +1,6 @@
 /*
  * fs.c — opening and recovering a store, the commit pipeline, node ids,
- * notifications, durability and status (design in fs.h).
+ * notifications, durability and status (design in core.h; nodes: dtree.h).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -11,8 +11,16 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "fs.h"
+#include "chunk.h"
+#include "ckpt.h"
+#include "clog.h"
+#include "core.h"
+#include "events.h"
+#include "rec.h"
+#include "wal.h"
+#include "dtree.h"
 #include "os.h"
+#include "txn.h"
 
 /* Log volume between background checkpoints. */
 #define CKPT_EVERY_BYTES (fs->opts.checkpoint_bytes ? fs->opts.checkpoint_bytes : 256ull << 20)
@@ -116,7 +124,6 @@ int fs_view_commit(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
 	return t ? txn_apply(fs, t, b) : fs_commit(fs, b, NULL);
 }
 
-/* Free n once the kernel and every handle are done with it. */
 void fs_node_put(struct txd_fs *fs, struct node *n)
 {
 	if (n->nlookup || n->nopen || n->id == TXD_ROOT_NODE)
@@ -126,8 +133,6 @@ void fs_node_put(struct txd_fs *fs, struct node *n)
 		pp = &(*pp)->hnext;
 	*pp = n->hnext;
 	fs->nnodes--;
-	if (n->ctl)
-		ctl_node_forget(fs, n);
 	struct inode *in = n->in;
 	if (in) {
 		if (in->live == n)

@@ -33,14 +33,17 @@
 #include <sys/stat.h>
 #include <syslog.h>
 
-#include "fs.h"
+#include "chunk.h"
+#include "core.h"
+#include "dtree.h"
+#include "events.h"
+#include "rec.h"
+#include "wal.h"
 #include "os.h"
+#include "txn.h"
 
 /* Content beyond this much inline data goes to a pack before the record. */
 #define INLINE_MAX (4u << 20)
-
-int fs_create_entry(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent,
-		    const char *name, mode_t mode, struct txd_entry *out);
 
 /* ---- working copies ---------------------------------------------------------- */
 struct wfile *fs_wf_get(struct txd_fs *fs, struct inode *in)
@@ -403,8 +406,8 @@ static int kill_on_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t no
 	return err;
 }
 
-int txd_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, int flags,
-	     struct txd_open_out *out)
+int fs_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, int flags,
+	    struct txd_open_out *out)
 {
 	memset(out, 0, sizeof(*out));
 	int cerr = kill_on_open(fs, c, node, flags);
@@ -419,19 +422,10 @@ int txd_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, int fla
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = fs_node(fs, node);
 	int err = -ESTALE;
-	if (n && n->ctl) {
-		h->magic = HANDLE_MAGIC;
-		h->node = n;
-		h->flags = flags;
-		err = ctl_open(fs, c, n, flags, h, out);
-		if (!err) {
-			n->nopen++;
-			fs->nhandles++;
-			out->fh = (uint64_t)(uintptr_t)h;
-		}
-	} else if (n) {
+	if (n && n->ctl)
+		err = -EPERM; /* the control tree opens its own (vfs.c routes) */
+	else if (n)
 		err = open_node(fs, n, flags, h, out);
-	}
 	pthread_mutex_unlock(&fs->lock);
 	fs_notify_flush(fs);
 	if (!err)
@@ -439,7 +433,7 @@ int txd_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, int fla
 	if (err && !out->fh)
 		free(h);
 	else if (err)
-		txd_release(fs, out->fh);
+		fs_release(fs, h);
 	return err;
 }
 
@@ -452,14 +446,21 @@ int txd_create(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, con
 	/* a new file: O_TRUNC truncates nothing and drops no set-id bit (ext4) */
 	struct txd_cred opener = c ? *c : (struct txd_cred){0};
 	opener.kill_suidgid = false;
-	err = txd_open(fs, &opener, entry->node, flags & ~O_TRUNC, out);
-	if (err)
-		txd_forget(fs, entry->node, 1);
+	err = fs_open(fs, &opener, entry->node, flags & ~O_TRUNC, out);
+	if (err) { /* give back the entry's lookup reference */
+		pthread_mutex_lock(&fs->lock);
+		struct node *n = fs_node(fs, entry->node);
+		if (n && n->nlookup) {
+			n->nlookup--;
+			fs_node_put(fs, n);
+		}
+		pthread_mutex_unlock(&fs->lock);
+	}
 	return err;
 }
 
 /* ---- read / write ---------------------------------------------------------------- */
-static struct handle *file_handle(uint64_t fh)
+struct handle *fs_file_handle(uint64_t fh)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fh;
 	return h && h->magic == HANDLE_MAGIC && !h->is_dir ? h : NULL;
@@ -485,13 +486,8 @@ static void log_damage(struct txd_fs *fs, struct handle *h, uint64_t off, size_t
 	pthread_mutex_unlock(&fs->lock);
 }
 
-ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_t off)
+ssize_t fs_read(struct txd_fs *fs, struct handle *h, void *buf, size_t size, uint64_t off)
 {
-	struct handle *h = file_handle(fh);
-	if (!h)
-		return -EBADF;
-	if (h->ctl || h->node->ctl)
-		return ctl_read(fs, h, buf, size, off);
 	/* no O_WRONLY check: with the writeback cache the kernel fills partial
 	 * pages through whatever handle writes (the syscall layer already
 	 * refused read(2) on a write-only descriptor) */
@@ -528,21 +524,6 @@ shared:
 	return n;
 }
 
-ssize_t txd_write_async(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh,
-			const void *buf, size_t size, uint64_t off,
-			void (*done)(void *arg, int err), void *arg)
-{
-	struct handle *h = file_handle(fh);
-	if (h && (h->ctl || h->node->ctl))
-		return ctl_write_async(fs, c, h, buf, size, off, done, arg);
-	return txd_write(fs, c, fh, buf, size, off);
-}
-
-int txd_write_cancel(struct txd_fs *fs, void *arg)
-{
-	return txn_cancel_wait(fs, arg);
-}
-
 /* The set-id bits of h's file go before a write or fallocate by c when kill
  * says so (fs.h lock order: called with no lock held). */
 static int handle_kill_suidgid(struct txd_fs *fs, const struct txd_cred *c, struct handle *h,
@@ -557,14 +538,9 @@ static int handle_kill_suidgid(struct txd_fs *fs, const struct txd_cred *c, stru
 	return err;
 }
 
-ssize_t txd_write(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh, const void *buf,
-		  size_t size, uint64_t off)
+ssize_t fs_write(struct txd_fs *fs, const struct txd_cred *c, struct handle *h, const void *buf,
+		 size_t size, uint64_t off)
 {
-	struct handle *h = file_handle(fh);
-	if (!h)
-		return -EBADF;
-	if (h->ctl || h->node->ctl)
-		return ctl_write(fs, c, h, buf, size, off);
 	if (!h->wf)
 		return -EBADF;
 	if (fs->failed)
@@ -592,7 +568,7 @@ ssize_t txd_write(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh, cons
 /* ---- flush / fsync / release ------------------------------------------------------- */
 int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t *lsn_out)
 {
-	struct handle *h = file_handle(fh);
+	struct handle *h = fs_file_handle(fh);
 	if (!h)
 		return -EBADF;
 	if (h->ctl || h->node->ctl || !h->writable) {
@@ -622,11 +598,8 @@ int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
 	return err;
 }
 
-int txd_release(struct txd_fs *fs, uint64_t fh)
+int fs_release(struct txd_fs *fs, struct handle *h)
 {
-	struct handle *h = file_handle(fh);
-	if (!h)
-		return -EBADF;
 	int err = 0;
 	bool last_writer = false;
 	if (h->writable && h->wf) {
@@ -638,9 +611,7 @@ int txd_release(struct txd_fs *fs, uint64_t fh)
 	 * after it (`: > file`), is committed at its RELEASE */
 	bool lone_trunc = h->writable && h->wf && (h->flags & O_TRUNC) &&
 			  atomic_load(&h->wf->trunc_pending) && !atomic_load(&h->wf->written);
-	if (h->node->ctl) {
-		ctl_release(fs, h);
-	} else if (last_writer || lone_trunc) {
+	if (last_writer || lone_trunc) {
 		/* backstop: RELEASE is asynchronous and its errors are lost */
 		err = fs_commit_content(fs, h->node->txn, h->in, h->wf, h->pid, false, NULL);
 		if (err)
@@ -674,7 +645,7 @@ int txd_release(struct txd_fs *fs, uint64_t fh)
 int txd_fallocate(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh, int mode,
 		  uint64_t off, uint64_t len)
 {
-	struct handle *h = file_handle(fh);
+	struct handle *h = fs_file_handle(fh);
 	if (!h || !h->wf || !h->writable)
 		return -EBADF;
 	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))

@@ -13,8 +13,11 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "fs.h"
+#include "core.h"
+#include "dtree.h"
+#include "rec.h"
 #include "os.h"
+#include "txn.h"
 
 #define XATTR_VALUE_MAX 65536
 #define XATTR_PREFIX "user."
@@ -35,8 +38,7 @@ static int check_name(const char *name)
 	return 0;
 }
 
-/* Whether n is a node of a transaction that has ended (txn.h T3). */
-static bool stale(const struct node *n)
+bool fs_node_stale(const struct node *n)
 {
 	return n->txn && n->txn->state != TXN_ACTIVE;
 }
@@ -45,10 +47,10 @@ static bool stale(const struct node *n)
 static int dir_node(struct txd_fs *fs, uint64_t id, struct node **out)
 {
 	struct node *n = fs_node(fs, id);
-	if (!n || stale(n))
+	if (!n || fs_node_stale(n))
 		return -ESTALE;
 	if (n->ctl)
-		return -EPERM; /* the control tree has its own rules (ctl.c) */
+		return -EPERM; /* the control tree has its own rules (vfs.c routes there) */
 	if (!n->in->dir)
 		return -ENOTDIR;
 	if (n->in->head->nlink == 0)
@@ -63,8 +65,7 @@ static struct inode *child(struct txd_fs *fs, struct txn *t, struct inode *dir, 
 	return e ? fs_view_inode(fs, t, e->ino) : NULL;
 }
 
-/* The root of a view, where .txdir is reachable by name. */
-static bool view_root(const struct node *n)
+bool fs_view_root(const struct node *n)
 {
 	return n->id == TXD_ROOT_NODE || (n->txn && n->in && n->in->ino == NS_ROOT_INO);
 }
@@ -114,62 +115,29 @@ static int commit_unlock(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
 }
 
 /* ---- lookup / forget / getattr ----------------------------------------------- */
-int txd_lookup(struct txd_fs *fs, uint64_t parent, const char *name, struct txd_entry *out)
+int fs_lookup(struct txd_fs *fs, struct node *p, const char *name, struct txd_entry *out)
 {
-	pthread_mutex_lock(&fs->lock);
-	struct node *p = fs_node(fs, parent);
-	int err = -ESTALE;
-	if (!p)
-		goto out;
-	if (p->ctl || (view_root(p) && strcmp(name, CTL_DIRNAME) == 0)) {
-		err = ctl_lookup(fs, p, name, out);
-		goto out;
-	}
-	if ((err = dir_node(fs, parent, &p)))
-		goto out;
-	if (strlen(name) > TXD_NAME_MAX) {
-		err = -ENAMETOOLONG;
-		goto out;
-	}
+	int err = dir_node(fs, p->id, &p);
+	if (err)
+		return err;
+	if (strlen(name) > TXD_NAME_MAX)
+		return -ENAMETOOLONG;
 	struct inode *in = child(fs, p->txn, p->in, name);
-	err = -ENOENT;
 	if (!in)
-		goto out;
+		return -ENOENT;
 	struct node *n = fs_live_node(fs, p->txn, in);
-	err = -ENOMEM;
 	if (!n)
-		goto out;
+		return -ENOMEM;
 	fs_entry(fs, n, out);
-	err = 0;
-out:
-	pthread_mutex_unlock(&fs->lock);
-	return err;
+	return 0;
 }
 
-void txd_forget(struct txd_fs *fs, uint64_t node, uint64_t nlookup)
+int fs_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *out)
 {
-	pthread_mutex_lock(&fs->lock);
-	struct node *n = fs_node(fs, node);
-	if (n) {
-		n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
-		fs_node_put(fs, n);
-	}
-	pthread_mutex_unlock(&fs->lock);
-}
-
-int txd_getattr(struct txd_fs *fs, uint64_t node, struct txd_attr *out)
-{
-	pthread_mutex_lock(&fs->lock);
-	struct node *n = fs_node(fs, node);
-	int err = -ESTALE;
-	if (n && n->ctl)
-		err = ctl_getattr(fs, n, out);
-	else if (n && !stale(n)) {
-		fs_attr(fs, n, out);
-		err = 0;
-	}
-	pthread_mutex_unlock(&fs->lock);
-	return err;
+	if (fs_node_stale(n))
+		return -ESTALE;
+	fs_attr(fs, n, out);
+	return 0;
 }
 
 /* ---- creating ------------------------------------------------------------------- */
@@ -187,11 +155,7 @@ static int make_entry(struct txd_fs *fs, const struct txd_cred *c, uint64_t pare
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->lock);
-	struct node *p = fs_node(fs, parent);
-	if (p && p->ctl && S_ISDIR(mk->mode)) {
-		err = ctl_mkdir(fs, c, p, name, out);
-		goto out_unlock;
-	}
+	struct node *p;
 	if ((err = dir_node(fs, parent, &p)))
 		goto out_unlock;
 	struct txn *t = p->txn;
@@ -252,8 +216,8 @@ int txd_mknod(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, cons
 	return make_entry(fs, c, parent, name, &mk, out);
 }
 
-int txd_mkdir(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
-	      mode_t mode, struct txd_entry *out)
+int fs_mkdir(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	     mode_t mode, struct txd_entry *out)
 {
 	struct mk mk = {.mode = S_IFDIR | apply_umask(c, mode & 07777)};
 	return make_entry(fs, c, parent, name, &mk, out);
@@ -271,7 +235,6 @@ int txd_symlink(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, co
 	return make_entry(fs, c, parent, name, &mk, out);
 }
 
-/* Used by txd_create (fsfile.c): make the file and return its node. */
 int fs_create_entry(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent,
 		    const char *name, mode_t mode, struct txd_entry *out)
 {
@@ -297,8 +260,8 @@ int txd_link(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, uint64_
 	}
 	if ((err = dir_node(fs, newparent, &p)))
 		goto out_unlock;
-	if (p->txn != n->txn || stale(n)) {
-		err = stale(n) ? -ESTALE : -EXDEV; /* views never share entries */
+	if (p->txn != n->txn || fs_node_stale(n)) {
+		err = fs_node_stale(n) ? -ESTALE : -EXDEV; /* views never share entries */
 		goto out_unlock;
 	}
 	struct inode *in = n->in;
@@ -341,12 +304,8 @@ static int remove_entry(struct txd_fs *fs, const struct txd_cred *c, uint64_t pa
 	if (strcmp(name, "..") == 0)
 		return -ENOTEMPTY;
 	pthread_mutex_lock(&fs->lock);
-	struct node *p = fs_node(fs, parent);
+	struct node *p;
 	int err;
-	if (p && p->ctl && want_dir) {
-		err = ctl_rmdir(fs, c, p, name);
-		goto out_unlock;
-	}
 	if ((err = dir_node(fs, parent, &p)))
 		goto out_unlock;
 	struct txn *t = p->txn;
@@ -393,7 +352,7 @@ int txd_unlink(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, con
 	return remove_entry(fs, c, parent, name, false);
 }
 
-int txd_rmdir(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name)
+int fs_rmdir(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name)
 {
 	return remove_entry(fs, c, parent, name, true);
 }
@@ -674,7 +633,7 @@ int fs_kill_suidgid(struct txd_fs *fs, const struct txd_cred *c, struct node *n)
 {
 	if (n->ctl || !n->in || n->frozen)
 		return 0;
-	if (stale(n))
+	if (fs_node_stale(n))
 		return -ESTALE;
 	mode_t mode = n->in->head->mode;
 	if (killed_suidgid(mode) == mode)
@@ -683,8 +642,8 @@ int fs_kill_suidgid(struct txd_fs *fs, const struct txd_cred *c, struct node *n)
 	return setattr_meta(fs, c, n, &kill);
 }
 
-int txd_setattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
-		const struct txd_setattr *req, uint64_t fh, struct txd_attr *out)
+int fs_setattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
+	       const struct txd_setattr *req, uint64_t fh, struct txd_attr *out)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fh;
 	if (h && h->magic != HANDLE_MAGIC)
@@ -692,17 +651,11 @@ int txd_setattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = fs_node(fs, node);
 	int err = -ESTALE;
-	if (!n || stale(n))
+	if (!n || fs_node_stale(n))
 		goto out_unlock;
-	if (n->ctl) {
-		/* `echo x > ctl`: a truncation of a control file is a no-op */
-		err = req->valid & ~(TXD_SET_SIZE | TXD_SET_ATIME | TXD_SET_MTIME | TXD_SET_CTIME |
-				    TXD_SET_ATIME_NOW | TXD_SET_MTIME_NOW | TXD_SET_KILL_SUIDGID |
-				    TXD_SET_CHOWN_NOOP)
-			      ? -EPERM
-			      : ctl_getattr(fs, n, out ? out : &(struct txd_attr){0});
-		goto out_unlock;
-	}
+	err = -EPERM;
+	if (n->ctl)
+		goto out_unlock; /* the control tree has its own (vfs.c routes it there) */
 	struct inode *in = n->in;
 	struct txd_setattr shaped = *req, *sa = &shaped;
 	shaped.valid = setattr_valid(c, in, req);
@@ -741,7 +694,7 @@ int txd_setattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
 	if (wf && own)
 		fs_wf_put(fs, n->txn, in, wf);
 	if (!err && rest.valid && !pending)
-		err = stale(n) ? -ESTALE : setattr_meta(fs, c, n, &rest);
+		err = fs_node_stale(n) ? -ESTALE : setattr_meta(fs, c, n, &rest);
 	if (!err && out)
 		fs_attr(fs, n, out);
 out_unlock:
@@ -751,37 +704,6 @@ out_unlock:
 }
 
 /* ---- directories ------------------------------------------------------------- */
-#define CTL_COOKIE (UINT64_MAX - 1)
-
-int txd_opendir(struct txd_fs *fs, uint64_t node, uint64_t *dh)
-{
-	pthread_mutex_lock(&fs->lock);
-	struct node *n = fs_node(fs, node);
-	int err = -ESTALE;
-	if (!n || stale(n))
-		goto out;
-	err = -ENOTDIR;
-	if (!n->ctl && !n->in->dir)
-		goto out;
-	struct handle *h = calloc(1, sizeof(*h));
-	err = -ENOMEM;
-	if (!h)
-		goto out;
-	h->magic = HANDLE_MAGIC;
-	h->is_dir = true;
-	h->node = n;
-	h->in = n->in;
-	n->nopen++;
-	if (n->txn)
-		n->txn->nopen++;
-	fs->nhandles++;
-	*dh = (uint64_t)(uintptr_t)h;
-	err = 0;
-out:
-	pthread_mutex_unlock(&fs->lock);
-	return err;
-}
-
 /* Emit one entry; for readdirplus take a lookup reference and give it back
  * when the reply buffer is full. Returns non-zero to stop. */
 static int emit(struct txd_fs *fs, struct node *n, const char *name, bool plus, bool counted,
@@ -806,18 +728,18 @@ static int emit(struct txd_fs *fs, struct node *n, const char *name, bool plus, 
 	return 1;
 }
 
-static int readdir_data(struct txd_fs *fs, struct node *n, uint64_t off, bool plus,
-			txd_fill_fn fill, void *arg)
+int fs_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_fill_fn fill,
+	       void *arg)
 {
 	struct inode *dir = n->in;
 	struct node *pn;
 	if (off < 1 && emit(fs, n, ".", plus, false, 1, fill, arg))
-		return 0;
+		return 1;
 	if (off < 2) {
 		struct inode *pi = fs_view_inode(fs, n->txn, dir->parent);
 		pn = pi ? fs_live_node(fs, n->txn, pi) : n;
 		if (emit(fs, pn ? pn : n, "..", plus, false, 2, fill, arg))
-			return 0;
+			return 1;
 	}
 	for (struct dent *e = ns_dir_next(dir->dir, off < 2 ? 2 : off); e;
 	     e = ns_dir_next(dir->dir, e->cookie)) {
@@ -828,53 +750,8 @@ static int readdir_data(struct txd_fs *fs, struct node *n, uint64_t off, bool pl
 		if (!cn)
 			continue;
 		if (emit(fs, cn, e->name, plus, plus, e->cookie, fill, arg))
-			return 0;
+			return 1;
 	}
-	if (n->id == TXD_ROOT_NODE && fs->opts.show_ctl && off < CTL_COOKIE) {
-		struct txd_entry e;
-		if (ctl_lookup(fs, n, CTL_DIRNAME, &e) == 0) {
-			struct node *cn = fs_node(fs, e.node);
-			if (fill(arg, CTL_DIRNAME, &e, CTL_COOKIE) != 0 || !plus) {
-				cn->nlookup--;
-				fs_node_put(fs, cn);
-			}
-		}
-	}
-	return 0;
-}
-
-int txd_readdir(struct txd_fs *fs, uint64_t dh, uint64_t off, bool plus, txd_fill_fn fill,
-		void *arg)
-{
-	struct handle *h = (struct handle *)(uintptr_t)dh;
-	if (!h || h->magic != HANDLE_MAGIC || !h->is_dir)
-		return -EBADF;
-	pthread_mutex_lock(&fs->lock);
-	int err;
-	if (stale(h->node))
-		err = -ESTALE;
-	else if (h->node->ctl)
-		err = ctl_readdir(fs, h->node, off, plus, fill, arg);
-	else
-		err = readdir_data(fs, h->node, off, plus, fill, arg);
-	pthread_mutex_unlock(&fs->lock);
-	return err;
-}
-
-int txd_releasedir(struct txd_fs *fs, uint64_t dh)
-{
-	struct handle *h = (struct handle *)(uintptr_t)dh;
-	if (!h || h->magic != HANDLE_MAGIC || !h->is_dir)
-		return -EBADF;
-	pthread_mutex_lock(&fs->lock);
-	h->node->nopen--;
-	if (h->node->txn)
-		h->node->txn->nopen--;
-	fs->nhandles--;
-	fs_node_put(fs, h->node);
-	pthread_mutex_unlock(&fs->lock);
-	h->magic = 0;
-	free(h);
 	return 0;
 }
 
@@ -975,7 +852,7 @@ static int xattr_check(struct node *n, const char *name)
 {
 	if (n->ctl)
 		return -EPERM;
-	if (stale(n))
+	if (fs_node_stale(n))
 		return -ESTALE;
 	if (strncmp(name, TXD_XATTR_PREFIX, strlen(TXD_XATTR_PREFIX)) == 0)
 		return -EPERM;

@@ -14,9 +14,16 @@
 #include <cjson/cJSON.h>
 #include <xxhash.h>
 
-#include "fs.h"
+#include "chunk.h"
+#include "ckpt.h"
+#include "core.h"
+#include "dtree.h"
+#include "events.h"
 #include "os.h"
+#include "rec.h"
+#include "txn.h"
 #include "util.h"
+#include "wal.h"
 
 #define TXN_BUSY_WAIT_MS 2000 /* how long a commit waits for writers in the view */
 #define OP_HDR 8

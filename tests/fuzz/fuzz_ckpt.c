@@ -17,7 +17,8 @@
 #include <inttypes.h>
 #include <xxhash.h>
 
-#include "fs.h"
+#include "ckpt.h"
+#include "core.h"
 #include "fuzz.h"
 
 #define BLK_MAGIC 0x4c424b43u /* "CKBL" */

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fs.h"
+#include "core.h"
 #include "ttsuite.h"
 #include "txn.h"
 #include <cjson/cJSON.h>

@@ -1,0 +1,52 @@
+/*
+ * ctl.h — the .txdir control tree (ctl.c; its top comment lists the tree and
+ * who may see what). Internal to the engine.
+ *
+ * An adapter: paths of .txdir map to calls of the services below it
+ * (transactions, the event log, the commit log, status), values to files.
+ * Only the dispatch (vfs.c) calls it; the data tree never does. Every call
+ * here runs under fs->lock (core.h) with a control node (node->ctl != 0),
+ * except ctl_read, ctl_write*, ctl_release, which take a handle opened by
+ * ctl_open. c is the request's context (txdir.h; NULL: the engine itself).
+ */
+#ifndef TXD_CTL_H
+#define TXD_CTL_H
+
+#include <sys/types.h>
+
+#include "txdir.h"
+
+struct txd_fs;
+struct node;
+struct handle;
+
+/* parent: a control node, or a view's root (name == CTL_DIRNAME, dtree.h). */
+int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct txd_entry *e);
+int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a);
+/* A setattr of a control node: only truncation and times (ignored), as
+ * `echo x > ctl` needs; anything else -EPERM. */
+int ctl_setattr(struct txd_fs *fs, struct node *n, const struct txd_setattr *sa,
+		struct txd_attr *out);
+int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_fill_fn fill,
+		void *arg);
+int ctl_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent, const char *name,
+	      struct txd_entry *e);
+int ctl_rmdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+	      const char *name);
+/* Renders the file for c into h (a consistent snapshot for the reader). */
+int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int flags,
+	     struct handle *h, struct txd_open_out *out);
+ssize_t ctl_read(struct txd_fs *fs, struct handle *h, void *buf, size_t size, uint64_t off);
+ssize_t ctl_write(struct txd_fs *fs, const struct txd_cred *c, struct handle *h,
+		  const void *buf, size_t size, uint64_t off);
+/* As ctl_write; a commit that must wait for the view's writers returns
+ * -EINPROGRESS and answers through done (txn_commit_async). */
+ssize_t ctl_write_async(struct txd_fs *fs, const struct txd_cred *c, struct handle *h,
+			const void *buf, size_t size, uint64_t off,
+			void (*done)(void *arg, int err), void *arg);
+void ctl_release(struct txd_fs *fs, struct handle *h);
+/* fs_node_put for a control node: forgets it (one node id per object)
+ * before it is freed. */
+void ctl_node_put(struct txd_fs *fs, struct node *n);
+
+#endif

@@ -1,0 +1,310 @@
+/*
+ * vfs.c — the dispatch: the public txd_* calls that can reach a control
+ * node. Each finds its node (or handle) and routes it to the data tree
+ * (dtree.h: fsops.c, fsfile.c) or to the control tree (ctl.h), so the data
+ * tree never calls the control tree (core.h: every arrow points down).
+ *
+ * Routing:
+ *   lookup      a control node, or a view's root asked for ".txdir" → ctl
+ *   getattr, setattr, readdir, open, read, write, release → by node kind
+ *   mkdir, rmdir  a control parent → ctl (begin / remove a transaction)
+ *   opendir, releasedir, forget: handle and node bookkeeping for both
+ *               kinds; a control node is put through ctl_node_put
+ * Calls that only refuse control nodes (mknod, symlink, link, unlink,
+ * rename, readlink, xattrs, flush, fsync, fallocate) stay in the data tree.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core.h"
+#include "ctl.h"
+#include "dtree.h"
+#include "txn.h"
+
+/* Drop a node reference the kernel or a handle held (fs->lock held). */
+static void node_put(struct txd_fs *fs, struct node *n)
+{
+	if (n->ctl)
+		ctl_node_put(fs, n);
+	else
+		fs_node_put(fs, n);
+}
+
+/* ---- namespace ------------------------------------------------------------ */
+int txd_lookup(struct txd_fs *fs, uint64_t parent, const char *name, struct txd_entry *out)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = fs_node(fs, parent);
+	int err = -ESTALE;
+	if (p && (p->ctl || (fs_view_root(p) && strcmp(name, CTL_DIRNAME) == 0)))
+		err = ctl_lookup(fs, p, name, out);
+	else if (p)
+		err = fs_lookup(fs, p, name, out);
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+void txd_forget(struct txd_fs *fs, uint64_t node, uint64_t nlookup)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	if (n) {
+		n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
+		node_put(fs, n);
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+int txd_getattr(struct txd_fs *fs, uint64_t node, struct txd_attr *out)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	int err = -ESTALE;
+	if (n && n->ctl)
+		err = ctl_getattr(fs, n, out);
+	else if (n)
+		err = fs_getattr(fs, n, out);
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+/* The kind of node id (0: gone, 1: data, 2: control). A node id never
+ * changes kind and is never reused, so the data tree, which looks it up
+ * again, finds it gone (ESTALE) or the same. */
+enum kind { GONE, DATA, CONTROL };
+
+static enum kind kind_of(struct txd_fs *fs, uint64_t node)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	enum kind k = !n ? GONE : n->ctl ? CONTROL : DATA;
+	pthread_mutex_unlock(&fs->lock);
+	return k;
+}
+
+int txd_setattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
+		const struct txd_setattr *sa, uint64_t fh, struct txd_attr *out)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	if (n && n->ctl) {
+		int err = ctl_setattr(fs, n, sa, out);
+		pthread_mutex_unlock(&fs->lock);
+		return err;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return fs_setattr(fs, c, node, sa, fh, out); /* gone meanwhile: ESTALE there */
+}
+
+int txd_mkdir(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	      mode_t mode, struct txd_entry *out)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = fs_node(fs, parent);
+	if (p && p->ctl) {
+		int err = ctl_mkdir(fs, c, p, name, out);
+		pthread_mutex_unlock(&fs->lock);
+		fs_notify_flush(fs);
+		return err;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return fs_mkdir(fs, c, parent, name, mode, out);
+}
+
+int txd_rmdir(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name)
+{
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return fs_rmdir(fs, c, parent, name); /* EINVAL, ENOTEMPTY: as any directory */
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = fs_node(fs, parent);
+	if (p && p->ctl) {
+		int err = ctl_rmdir(fs, c, p, name);
+		pthread_mutex_unlock(&fs->lock);
+		fs_notify_flush(fs);
+		return err;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return fs_rmdir(fs, c, parent, name);
+}
+
+/* ---- directories ------------------------------------------------------------ */
+int txd_opendir(struct txd_fs *fs, uint64_t node, uint64_t *dh)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	int err = -ESTALE;
+	if (!n || fs_node_stale(n))
+		goto out;
+	err = -ENOTDIR;
+	if (!n->ctl && !n->in->dir)
+		goto out;
+	struct handle *h = calloc(1, sizeof(*h));
+	err = -ENOMEM;
+	if (!h)
+		goto out;
+	h->magic = HANDLE_MAGIC;
+	h->is_dir = true;
+	h->node = n;
+	h->in = n->in;
+	n->nopen++;
+	if (n->txn)
+		n->txn->nopen++;
+	fs->nhandles++;
+	*dh = (uint64_t)(uintptr_t)h;
+	err = 0;
+out:
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+/* The root's ".txdir" entry after its data entries (-o showctl). */
+static void readdir_ctl_entry(struct txd_fs *fs, struct node *n, bool plus, txd_fill_fn fill,
+			      void *arg)
+{
+	struct txd_entry e;
+	if (ctl_lookup(fs, n, CTL_DIRNAME, &e) != 0)
+		return;
+	struct node *cn = fs_node(fs, e.node);
+	if (fill(arg, CTL_DIRNAME, &e, CTL_COOKIE) != 0 || !plus) {
+		cn->nlookup--;
+		ctl_node_put(fs, cn);
+	}
+}
+
+int txd_readdir(struct txd_fs *fs, uint64_t dh, uint64_t off, bool plus, txd_fill_fn fill,
+		void *arg)
+{
+	struct handle *h = (struct handle *)(uintptr_t)dh;
+	if (!h || h->magic != HANDLE_MAGIC || !h->is_dir)
+		return -EBADF;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = h->node;
+	int err = 0;
+	if (fs_node_stale(n))
+		err = -ESTALE;
+	else if (n->ctl)
+		err = ctl_readdir(fs, n, off, plus, fill, arg);
+	else if (fs_readdir(fs, n, off, plus, fill, arg) == 0 && n->id == TXD_ROOT_NODE &&
+		 fs->opts.show_ctl && off < CTL_COOKIE)
+		readdir_ctl_entry(fs, n, plus, fill, arg);
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+int txd_releasedir(struct txd_fs *fs, uint64_t dh)
+{
+	struct handle *h = (struct handle *)(uintptr_t)dh;
+	if (!h || h->magic != HANDLE_MAGIC || !h->is_dir)
+		return -EBADF;
+	pthread_mutex_lock(&fs->lock);
+	h->node->nopen--;
+	if (h->node->txn)
+		h->node->txn->nopen--;
+	fs->nhandles--;
+	node_put(fs, h->node);
+	pthread_mutex_unlock(&fs->lock);
+	h->magic = 0;
+	free(h);
+	return 0;
+}
+
+/* ---- files ---------------------------------------------------------------- */
+/* A control file's handle: its content rendered for c at open (ctl.h). */
+static int ctl_file_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, int flags,
+			 struct txd_open_out *out)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->magic = HANDLE_MAGIC;
+	h->flags = flags;
+	h->pid = c ? c->pid : 0;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	h->node = n;
+	int err = n ? ctl_open(fs, c, n, flags, h, out) : -ESTALE;
+	if (!err) {
+		n->nopen++;
+		fs->nhandles++;
+		out->fh = (uint64_t)(uintptr_t)h;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	fs_notify_flush(fs);
+	if (err)
+		free(h);
+	return err;
+}
+
+int txd_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, int flags,
+	     struct txd_open_out *out)
+{
+	memset(out, 0, sizeof(*out));
+	switch (kind_of(fs, node)) {
+	case CONTROL:
+		return ctl_file_open(fs, c, node, flags, out);
+	case DATA:
+		return fs_open(fs, c, node, flags, out);
+	default:
+		return -ESTALE;
+	}
+}
+
+static bool is_ctl(const struct handle *h)
+{
+	return h->ctl || h->node->ctl;
+}
+
+ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_t off)
+{
+	struct handle *h = fs_file_handle(fh);
+	if (!h)
+		return -EBADF;
+	return is_ctl(h) ? ctl_read(fs, h, buf, size, off) : fs_read(fs, h, buf, size, off);
+}
+
+ssize_t txd_write(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh, const void *buf,
+		  size_t size, uint64_t off)
+{
+	struct handle *h = fs_file_handle(fh);
+	if (!h)
+		return -EBADF;
+	return is_ctl(h) ? ctl_write(fs, c, h, buf, size, off) : fs_write(fs, c, h, buf, size, off);
+}
+
+ssize_t txd_write_async(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh,
+			const void *buf, size_t size, uint64_t off,
+			void (*done)(void *arg, int err), void *arg)
+{
+	struct handle *h = fs_file_handle(fh);
+	if (!h)
+		return -EBADF;
+	if (is_ctl(h))
+		return ctl_write_async(fs, c, h, buf, size, off, done, arg);
+	return fs_write(fs, c, h, buf, size, off);
+}
+
+int txd_write_cancel(struct txd_fs *fs, void *arg)
+{
+	return txn_cancel_wait(fs, arg);
+}
+
+int txd_release(struct txd_fs *fs, uint64_t fh)
+{
+	struct handle *h = fs_file_handle(fh);
+	if (!h)
+		return -EBADF;
+	if (!is_ctl(h))
+		return fs_release(fs, h);
+	ctl_release(fs, h);
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = h->node;
+	n->nopen--;
+	fs->nhandles--;
+	ctl_node_put(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+	h->magic = 0;
+	free(h);
+	return 0;
+}
