@@ -12,7 +12,7 @@
  *   - every other open shares the working copy (struct wfile), as on ext4.
  * A writer arriving at a node that has snapshot readers freezes that node on
  * their version and gets -ESTALE, so the kernel looks the name up again and
- * opens a fresh node id (fs.h F1): the readers' page cache is never touched.
+ * opens a fresh node id (dtree.h F1): the readers' page cache is never touched.
  *
  * When content is committed (SPEC §3 "Commits"):
  *   - FLUSH commits the working copy if content was written to it since
@@ -81,7 +81,7 @@ void fs_wf_put(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile 
 	fs_inode_unpin(fs, t, in);
 }
 
-/* Large commits: move inline chunks into a pack (step 2 of fs.h). */
+/* Large commits: move inline chunks into a pack (step 2 of the commit pipeline, core.h). */
 static int spill_inline(struct txd_fs *fs, struct wcopy_prep *p)
 {
 	for (uint32_t k = 0; k < p->nchg; k++) {
@@ -363,7 +363,7 @@ static int trunc_on_open(struct handle *h)
 
 /* A lone truncation (O_TRUNC, nothing written after it) pending in the
  * working copy of node's file is committed before another OPEN or an fsync
- * is answered (SPEC §3). Called without locks (fs.h lock order). */
+ * is answered (SPEC §3). Called without locks (core.h lock order). */
 static int commit_lone_truncation(struct txd_fs *fs, pid_t pid, uint64_t node)
 {
 	pthread_mutex_lock(&fs->lock);
@@ -525,7 +525,7 @@ shared:
 }
 
 /* The set-id bits of h's file go before a write or fallocate by c when kill
- * says so (fs.h lock order: called with no lock held). */
+ * says so (core.h lock order: called with no lock held). */
 static int handle_kill_suidgid(struct txd_fs *fs, const struct txd_cred *c, struct handle *h,
 			       bool kill)
 {

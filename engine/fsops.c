@@ -1,7 +1,7 @@
 /*
  * fsops.c — namespace operations of txdir.h: lookup, create, link, unlink,
  * rename, attributes, directories and xattrs. Each change is validated under
- * fs->lock, encoded as one commit and applied by fs_commit (fs.h).
+ * fs->lock, encoded as one commit and applied by fs_commit (core.h).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -577,7 +577,7 @@ static bool times_only(const struct txd_setattr *sa)
 	       !(sa->valid & ~(TXD_SET_MTIME | TXD_SET_CTIME | TXD_SET_ATIME));
 }
 
-/* The working-copy part of a setattr, called without fs->lock (fs.h lock
+/* The working-copy part of a setattr, called without fs->lock (core.h lock
  * order: wfile->lock before fs->lock). A size change joins the working copy
  * (committed at its handle's flush) or, when the caller has no writable
  * handle (own), is a content commit of its own; *pending says the times

@@ -243,6 +243,8 @@ struct txd_open_out {
  * -ESTALE: node was replaced, look the name up again (see top comment). */
 int txd_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, int flags,
 	     struct txd_open_out *out);
+/* The file is new: O_TRUNC truncates nothing and no set-id bit is dropped
+ * (as ext4), whatever c->kill_suidgid says. */
 int txd_create(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
 	       mode_t mode, int flags, struct txd_entry *entry, struct txd_open_out *out);
 ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_t off);
