@@ -14,15 +14,19 @@
  *   WRITE    FUSE_WRITE_KILL_SUIDGID  write by a caller without CAP_FSETID
  *                                     (the kernel writes such files through)
  *   OPEN, CREATE  FUSE_OPEN_KILL_SUIDGID  O_TRUNC by such a caller
- * The engine drops the bits (TXD_SET_KILL_SUIDGID). A security.capability
+ * The handlers pass the flag to the engine in the request's context
+ * (txd_cred.kill_suidgid), which decides what goes. A security.capability
  * xattr is still removed by the kernel itself (REMOVEXATTR).
  *
  * How: the loop (loop.c) shows us each request read from /dev/fuse before
- * libfuse parses it, and each reply before it is written. A request is
- * processed by the thread that read it, so the flag of "this thread's
- * request" is thread-local; the INIT reply gets FUSE_HANDLE_KILLPRIV_V2 when
- * the kernel offered it, and the loop learns when INIT was answered (the
- * kernel applies the reply's settings then: readahead is tuned after it).
+ * libfuse parses it, and each reply before it is written. The flag travels
+ * with the request itself, never in per-thread state: libfuse keeps SETATTR's
+ * FATTR_KILL_SUIDGID (as FUSE_SET_ATTR_KILL_SUID), and for WRITE, OPEN and
+ * CREATE we set TX_O_KILL_SUIDGID in the request's file flags, which libfuse
+ * hands the handler as fi->flags (txdirfs.h). The INIT reply gets
+ * FUSE_HANDLE_KILLPRIV_V2 when the kernel offered it, and the loop learns
+ * when INIT was answered (the kernel applies the reply's settings then:
+ * readahead is tuned after it).
  */
 #include <inttypes.h>
 #include <linux/fuse.h>
