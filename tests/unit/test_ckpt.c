@@ -29,7 +29,9 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "../../engine/fs.h"
+#include "../../engine/ckpt.h"
+#include "../../engine/core.h"
+#include "../../engine/wal.h"
 #include "faultos.h"
 #include "txdtest.h"
 

@@ -12,7 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../engine/fs.h"
+#include "../../engine/ckpt.h"
+#include "../../engine/core.h"
 #include "ttsuite.h"
 
 TestSuite(lockio, .init = setup, .fini = teardown, .timeout = 60);

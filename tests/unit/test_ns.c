@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 
-#include "../../engine/fs.h"
+#include "../../engine/core.h"
 #include "../../engine/ns.h"
 #include "../../engine/rec.h"
 #include "../../engine/txdir.h"
