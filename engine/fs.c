@@ -15,12 +15,12 @@
 #include "ckpt.h"
 #include "clog.h"
 #include "core.h"
-#include "events.h"
-#include "rec.h"
-#include "wal.h"
 #include "dtree.h"
+#include "events.h"
 #include "os.h"
+#include "rec.h"
 #include "txn.h"
+#include "wal.h"
 
 /* Log volume between background checkpoints. */
 #define CKPT_EVERY_BYTES (fs->opts.checkpoint_bytes ? fs->opts.checkpoint_bytes : 256ull << 20)
