@@ -392,7 +392,7 @@ static bool kind_is_txn_record(enum ctl_kind k)
 
 int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 {
-	memset(a, 0, sizeof(*a));
+	memset(a, 0, sizeof(*a)); /* cacheable false: rendered at every open */
 	a->ino = (1ull << 62) | ((uint64_t)n->ctl << 52) | (n->ctl_key & ((1ull << 52) - 1));
 	a->atime = a->mtime = a->ctime = fs_now_ts();
 	bool of_txn = n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL || kind_is_txn_record(n->ctl);

@@ -184,15 +184,6 @@ void fs_inode_rec(const struct inode *in, struct rec_inode *r)
 	r->parent = in->dir ? in->parent : 0;
 }
 
-bool txd_node_cacheable(struct txd_fs *fs, uint64_t node)
-{
-	pthread_mutex_lock(&fs->lock);
-	struct node *n = fs_node(fs, node);
-	bool ok = n && !n->ctl;
-	pthread_mutex_unlock(&fs->lock);
-	return ok;
-}
-
 /* ---- attributes ----------------------------------------------------------------- */
 void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a)
 {
@@ -210,6 +201,7 @@ void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a)
 	a->atime = v->atime;
 	a->mtime = v->mtime;
 	a->ctime = v->ctime;
+	a->cacheable = true;
 	if (S_ISREG(v->mode)) {
 		a->blocks = (v->stored + 511) / 512; /* kept by ns.c: no walk */
 		struct wfile *wf = in->wf;

@@ -128,6 +128,9 @@ struct txd_attr {
 	uint32_t mode, nlink, uid, gid;
 	uint64_t rdev, size, blocks; /* blocks in 512-byte units */
 	struct timespec atime, mtime, ctime;
+	/* the kernel may cache these attributes (getattr/setattr replies):
+	 * false for the control tree, whose attr timeout is zero */
+	bool cacheable;
 };
 
 struct txd_entry {
@@ -328,12 +331,5 @@ struct txd_status {
 };
 void txd_get_status(struct txd_fs *fs, struct txd_status *st);
 const char *txd_durability_name(enum txd_durability d);
-
-/* ---- caching --------------------------------------------------------------
- * txd_node_cacheable: whether the kernel may cache node's attributes (the
- * value txd_entry.cacheable had when node was returned). getattr/setattr
- * replies carry no txd_entry, and control-tree nodes need a zero attr
- * timeout; without this, fusefs uses timeout 0 for every getattr. */
-bool txd_node_cacheable(struct txd_fs *fs, uint64_t node);
 
 #endif

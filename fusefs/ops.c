@@ -129,7 +129,7 @@ static void tx_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	tx_attr_to_stat(&a, &st);
-	fuse_reply_attr(req, &st, tx_attr_timeout(ino));
+	fuse_reply_attr(req, &st, tx_attr_timeout(&a));
 }
 
 static const struct {
@@ -182,7 +182,7 @@ static void tx_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	if (rc < 0)
 		fuse_reply_err(req, tx_errno(rc, "setattr"));
 	else
-		tx_reply_attr_committed(req, ino, &a);
+		tx_reply_attr_committed(req, &a);
 }
 
 static void tx_readlink(fuse_req_t req, fuse_ino_t ino)

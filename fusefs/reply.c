@@ -71,13 +71,11 @@ void tx_entry_param(const struct txd_entry *e, struct fuse_entry_param *out)
 	out->attr_timeout = e->cacheable ? TXDIRFS_ATTR_TIMEOUT : 0;
 }
 
-/* getattr/setattr replies carry no txd_entry: ask whether node may be
- * cached (zero for the control tree). */
-double tx_attr_timeout(uint64_t node)
+/* getattr/setattr replies: the attributes say whether they may be cached
+ * (zero for the control tree). */
+double tx_attr_timeout(const struct txd_attr *a)
 {
-	if (txd_node_cacheable(txdirfs.fs, node))
-		return TXDIRFS_ATTR_TIMEOUT;
-	return 0;
+	return a->cacheable ? TXDIRFS_ATTR_TIMEOUT : 0;
 }
 
 struct txd_cred tx_cred(fuse_req_t req, bool kill_suidgid)
@@ -247,9 +245,9 @@ void tx_reply_create_committed(fuse_req_t req, const struct txd_entry *e, struct
 	reply_committed(req, &t);
 }
 
-void tx_reply_attr_committed(fuse_req_t req, uint64_t node, const struct txd_attr *a)
+void tx_reply_attr_committed(fuse_req_t req, const struct txd_attr *a)
 {
-	struct pending t = {.kind = R_ATTR, .attr_timeout = tx_attr_timeout(node)};
+	struct pending t = {.kind = R_ATTR, .attr_timeout = tx_attr_timeout(a)};
 
 	tx_attr_to_stat(a, &t.e.attr);
 	reply_committed(req, &t);

@@ -56,7 +56,7 @@ void tx_log_to_syslog(void);
 int tx_errno(long rc, const char *op);
 void tx_attr_to_stat(const struct txd_attr *a, struct stat *st);
 void tx_entry_param(const struct txd_entry *e, struct fuse_entry_param *out);
-double tx_attr_timeout(uint64_t node);
+double tx_attr_timeout(const struct txd_attr *a);
 /* The request's context for the engine (txdir.h struct txd_cred): the
  * caller, and the kernel's kill-suid/sgid flag when the request carries
  * one (SETATTR: FUSE_SET_ATTR_KILL_SUID, which is the kernel's
@@ -71,7 +71,7 @@ void tx_reply_err_committed(fuse_req_t req);
 void tx_reply_entry_committed(fuse_req_t req, const struct txd_entry *e);
 void tx_reply_create_committed(fuse_req_t req, const struct txd_entry *e,
 			       struct fuse_file_info *fi);
-void tx_reply_attr_committed(fuse_req_t req, uint64_t node, const struct txd_attr *a);
+void tx_reply_attr_committed(fuse_req_t req, const struct txd_attr *a);
 void tx_reply_write_committed(fuse_req_t req, size_t count);
 /* Replies 0 once lsn is durable, or EINTR if the caller is interrupted first
  * (FSYNC, FSYNCDIR, FLUSH: the request is kept, the worker returns). */

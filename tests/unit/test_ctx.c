@@ -242,3 +242,22 @@ Test(ctx, namespace_commits_carry_their_callers_pid)
 	cr_assert_eq(txd_rmdir(fs, &other, TXD_ROOT_NODE, "d"), 0);
 	cr_expect_eq(last_commit_pid(), other.pid);
 }
+
+/* One engine call per GETATTR or SETATTR: the attributes say whether the
+ * kernel may cache them (data tree) or not (control tree: rendered at every
+ * open, zero attr timeout). */
+Test(ctx, attributes_say_whether_they_may_be_cached)
+{
+	cr_assert_eq(tt_put(fs, "f", "x", 1), 0);
+	struct txd_attr a;
+	cr_assert_eq(txd_getattr(fs, node_of("f"), &a), 0);
+	cr_expect(a.cacheable);
+	uint64_t stats = node_of(".txdir/stats");
+	cr_assert_eq(txd_getattr(fs, stats, &a), 0);
+	cr_expect(!a.cacheable);
+	struct txd_setattr trunc = {.valid = TXD_SET_SIZE, .size = 0};
+	cr_assert_eq(txd_setattr(fs, &user, stats, &trunc, 0, &a), 0);
+	cr_expect(!a.cacheable);
+	cr_assert_eq(txd_setattr(fs, &user, node_of("f"), &trunc, 0, &a), 0);
+	cr_expect(a.cacheable);
+}
