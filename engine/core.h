@@ -1,0 +1,139 @@
+/*
+ * core.h — struct txd_fs, the commit pipeline and the lock order of the
+ * whole engine (written here once). Internal to the engine.
+ *
+ * Modules above the storage layers (wal, chunk, ns, rec, store) and what
+ * they may call — every arrow points down:
+ *   vfs.c          the public txd_* calls that can reach a control node:
+ *                  routes a node to the data tree or to the control tree
+ *   ctl.c (ctl.h)  the .txdir control tree: an adapter over txn, events,
+ *                  clog (and the data tree, for a view's root)
+ *   fsops.c, fsfile.c, fs.c (dtree.h)  the data tree; never the control tree
+ *   txn.c (txn.h), ckpt.c (ckpt.h), events, clog
+ *   fs.c (this header)  opening and recovery, the commit pipeline, notices
+ *
+ * Commit pipeline (the durability order, STYLE rule 7):
+ *   1. validate under fs->lock; encode the commit (rec.h)
+ *   2. chunks too large to inline go to a pack; chunkstore_sync() makes them
+ *      durable *before* the WAL record that names them is appended
+ *      (skipped in durability=none)
+ *   3. wal_append: the commit point; the record reaches the kernel before the
+ *      call returns (W6), so a crash of txdirfs never loses it
+ *   4. ns_apply of the same bytes: memory = log
+ *   5. durability: full → the caller waits for wal_sync(lsn);
+ *      fsync/fdatasync/txn commit → the caller waits for wal_sync(lsn), which
+ *      also covers every earlier commit; others are synced by the WAL thread
+ *      within commit_interval; none → never.
+ *   A failure in 2 or 3 makes the store failed (sticky -EIO for changes).
+ *
+ * Invariant.
+ *  F2 Memory equals checkpoint + replayed log after every commit (4).
+ *
+ * Locks (every lock of the engine), outermost first. A thread holding one
+ * may take only locks listed below it, never one above:
+ *   1. wfile->lock       a working copy's content, its pending times and its
+ *                        written/truncation flags (fsfile.c, fsops.c setattr)
+ *   2. fs->lock          everything else of struct txd_fs: nodes, namespace,
+ *                        handles' links, transactions, control tree, events
+ *                        (cond vars txn_cv, ckpt_cv wait on it)
+ *   3. chunkstore wlock  pack append state (chunk.c), then its cache_lock
+ *                        (rwlock, fd cache); taken under 1 or 2 or alone
+ *   4. wal->lock         the log's append and sync state (wal.c); its
+ *                        completion callbacks run with no WAL lock held
+ *   5. evlog, clog locks the event and commit logs' own mutexes
+ *                        (events.h, clog.h): leaves, taken under 2 or alone
+ * So: never take a wfile lock while holding fs->lock. A path that has
+ * fs->lock and needs a wfile (setattr, open after a pending truncation)
+ * takes a share of it (fs_wf_get: nhandles keeps it alive), drops fs->lock,
+ * locks the wfile, and takes fs->lock again afterwards if it must. Fields of
+ * a wfile that fs->lock holders read (size, dirty_bytes, times_set,
+ * mtime_ns, written, trunc_pending, nactive) are atomics written under
+ * wfile->lock (nactive and handle->active: atomic read-modify-writes).
+ * nwriters and nhandles belong to fs->lock.
+ * Callbacks to the kernel layer (notify) are queued under fs->lock and
+ * delivered after it is released. TSan checks the order (make check: the
+ * tsan pass runs the engine suites and tests/unit/test_stress.c).
+ */
+#ifndef TXD_CORE_H
+#define TXD_CORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "dtree.h"
+#include "ns.h"
+#include "store.h"
+#include "txdir.h"
+
+struct chunkstore;
+struct clog;
+struct evlog;
+struct rec_buf;
+struct txn;
+struct txn_restart;
+struct wal;
+struct wal_pos;
+
+struct notice {
+	struct notice *next;
+	uint64_t parent, node;
+	char name[];
+};
+
+struct txd_fs {
+	pthread_mutex_t lock;
+	struct store store;
+	struct txd_opts opts;
+	struct ns ns;
+	struct wal *wal;
+	struct chunkstore *cs;
+	struct node **nodes;
+	uint64_t nodes_size, nnodes, next_node;
+	uint64_t nhandles, commits, conflicts;
+	_Atomic bool failed;  /* sticky; read without fs->lock by writers */
+	struct txd_notify notify;
+	struct notice *notices;
+	struct clog *clog;        /* clog.h: .txdir/commits */
+	struct handle snapshots; /* list head of snapshot handles */
+	struct node *ctl_nodes[256]; /* control nodes by (kind, key, view) (ctl.c) */
+	uint64_t ctl_via;            /* view of the ctl call in progress (fs->lock) */
+	struct txn *txns;         /* txn.h */
+	uint64_t next_txid;
+	pthread_cond_t txn_cv;    /* a view's writable handle closed */
+	struct txn_restart *txn_restart; /* start-up only: txn.h records across restarts */
+	struct evlog *events;     /* events.h: .txdir/events */
+	uint64_t commit_ns_sum, commit_count; /* txdir_op_duration_seconds{op="commit"} */
+	uint64_t ckpt_lsn, ckpt_count;
+	uint64_t ckpt_wal_bytes;  /* WAL bytes appended when the last checkpoint ran */
+	pthread_t ckpt_thread;    /* background checkpoints (fs.c) */
+	pthread_cond_t ckpt_cv;
+	bool ckpt_stop, ckpt_running;
+	uint64_t *rec_unsynced;   /* ended transactions' records to fsync (txn.h) */
+	uint32_t rec_unsynced_n, rec_unsynced_cap;
+	bool sweep_due;           /* a released snapshot left versions to free (ckpt.c) */
+	uint64_t start_ns;
+};
+
+/* ---- fs.c ---- */
+/* Append and apply one commit (steps 3-4); pos (optional) gets where it went. */
+int fs_commit(struct txd_fs *fs, struct rec_buf *b, struct wal_pos *pos);
+void fs_notify_flush(struct txd_fs *fs);
+/* txd_notify.will_block, if set (before a wait for the disk or for other
+ * requests). */
+void fs_will_block(struct txd_fs *fs);
+void fs_queue_inval(struct txd_fs *fs, uint64_t parent_node, const char *name);
+/* This thread's last call made a change that must be durable before the
+ * caller replies (a transaction commit): see txd_commit_needs_wait. */
+void fs_set_must_wait(void);
+uint64_t fs_now_ns(void);
+void fs_status_locked(struct txd_fs *fs, struct txd_status *st);
+/* A file timestamp: txd_os->now_file_ns (the kernel's coarse clock), so
+ * times the kernel stamps and times the engine stamps agree. */
+struct timespec fs_now_ts(void);
+/* A timespec as signed nanoseconds and back (wfile->mtime_ns). */
+struct timespec fs_ns_ts(int64_t ns);
+int64_t fs_ts_ns(struct timespec ts);
+/* Retention of the logs (-o retain=, default 1 h): the oldest time shown. */
+uint64_t fs_retain_oldest_ns(struct txd_fs *fs);
+
+#endif
