@@ -11,6 +11,11 @@
  *
  *   floorfs MOUNTPOINT      foreground; ends at unmount or SIGTERM
  *
+ * At the end it prints the requests it read per operation and their times
+ * (proto.c's txdir_fuse_requests_total and txdir_op_duration_seconds, as
+ * txdirfs shows them in .txdir/stats) to stderr: the benchmarks keep it in
+ * their log, to compare the two servers request by request.
+ *
  * Enough of POSIX for `tar x`: lookup, mkdir, mknod, create, open, read,
  * write, setattr, symlink, readlink, link, unlink, rmdir, getxattr (none
  * stored), flush, release, fsync; no readdir or rename. Nothing is ever
@@ -189,23 +194,36 @@ static void fl_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_attr(req, &st, 1.0);
 }
 
-static int resize(struct node *n, size_t size)
+/* Room for size bytes; the bytes past st_size are not initialised (a write
+ * or set_size fills them): a minimal server does not zero what it is about
+ * to overwrite. */
+static int reserve(struct node *n, size_t size)
 {
-	if (size > n->cap) {
-		size_t cap = n->cap ? n->cap : 4096;
-		char *p;
+	size_t cap = n->cap ? n->cap : 4096;
+	char *p;
 
-		while (cap < size)
-			cap *= 2;
-		p = realloc(n->data, cap);
-		if (!p)
-			return ENOMEM;
-		memset(p + n->cap, 0, cap - n->cap);
-		n->data = p;
-		n->cap = cap;
-	}
-	if (size < (size_t)n->st.st_size)
-		memset(n->data + size, 0, (size_t)n->st.st_size - size);
+	if (size <= n->cap)
+		return 0;
+	while (cap < size)
+		cap *= 2;
+	p = realloc(n->data, cap);
+	if (!p)
+		return ENOMEM;
+	n->data = p;
+	n->cap = cap;
+	return 0;
+}
+
+/* truncate(2), and a write past the end: new bytes read as zeros */
+static int set_size(struct node *n, size_t size)
+{
+	size_t old = (size_t)n->st.st_size;
+	int err = reserve(n, size);
+
+	if (err)
+		return err;
+	if (size > old)
+		memset(n->data + old, 0, size - old);
 	n->st.st_size = (off_t)size;
 	return 0;
 }
@@ -221,7 +239,7 @@ static void fl_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	pthread_mutex_lock(&mu);
 	n = &nodes[ino];
 	if (to_set & FUSE_SET_ATTR_SIZE)
-		err = resize(n, (size_t)attr->st_size);
+		err = set_size(n, (size_t)attr->st_size);
 	if (to_set & FUSE_SET_ATTR_MODE)
 		n->st.st_mode = (n->st.st_mode & S_IFMT) | (attr->st_mode & 07777);
 	if (to_set & FUSE_SET_ATTR_UID)
@@ -334,7 +352,7 @@ static void fl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (fi->flags & O_TRUNC) {
 		pthread_mutex_lock(&mu);
-		err = resize(&nodes[ino], 0);
+		err = set_size(&nodes[ino], 0);
 		pthread_mutex_unlock(&mu);
 	}
 	fi->keep_cache = 1;
@@ -376,8 +394,15 @@ static void fl_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	(void)fi;
 	pthread_mutex_lock(&mu);
 	n = &nodes[ino];
-	if ((size_t)off + size > (size_t)n->st.st_size)
-		err = resize(n, (size_t)off + size);
+	if ((size_t)off + size > (size_t)n->st.st_size) {
+		/* zeros only in a hole before off; the rest is overwritten */
+		if (off > n->st.st_size)
+			err = set_size(n, (size_t)off);
+		if (!err)
+			err = reserve(n, (size_t)off + size);
+		if (!err)
+			n->st.st_size = (off_t)(off + size);
+	}
 	if (!err) {
 		memcpy(n->data + off, buf, size);
 		n->st.st_mtim = n->st.st_ctim = now();
@@ -432,6 +457,18 @@ static const struct fuse_lowlevel_ops ops = {
 	.create = fl_create,
 };
 
+static void print_stats(void)
+{
+	int len = tx_proto_stats(NULL, NULL, 0);
+	char *buf = len > 0 ? malloc((size_t)len + 1) : NULL;
+
+	if (!buf)
+		return;
+	tx_proto_stats(NULL, buf, (size_t)len + 1);
+	fputs(buf, stderr);
+	free(buf);
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -454,6 +491,7 @@ int main(int argc, char *argv[])
 	if (se && fuse_session_mount(se, argv[1]) == 0) {
 		status = tx_loop_run(se, 64, &sigs) < 0;
 		fuse_session_unmount(se);
+		print_stats();
 	}
 	if (se)
 		fuse_session_destroy(se);
