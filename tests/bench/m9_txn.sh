@@ -36,6 +36,7 @@ fi
 
 # ---- helper: txn and sqlite timings -----------------------------------------
 # m9 txn MNT NAME NFILES SIZE    -> "whole commit mkdir files rmdir" ms
+# m9 files DIR NAME NFILES SIZE  -> ms of the same files written into DIR
 # m9 sqlite DB NFILES SIZE TAG   -> "whole commit" ms
 M9=$BM_DIR/m9
 cat >"$BM_DIR/m9.c" <<'EOF'
@@ -58,7 +59,23 @@ static void fill(char *buf, long size, long seed) { /* distinct content per file
 	for (long i = 0; i < size; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; buf[i] = (char)x; }
 }
 int main(int argc, char **argv) {
-	if (argc < 5) { fprintf(stderr, "usage: m9 txn MNT NAME N SIZE | m9 sqlite DB N SIZE TAG\n"); return 2; }
+	if (argc < 5) { fprintf(stderr, "usage: m9 txn MNT NAME N SIZE | m9 files DIR NAME N SIZE | m9 sqlite DB N SIZE TAG\n"); return 2; }
+	if (!strcmp(argv[1], "files") && argc >= 6) { /* the txn's file phase, anywhere */
+		const char *dir = argv[2], *name = argv[3];
+		long n = atol(argv[4]), size = atol(argv[5]);
+		char *buf = malloc(size), path[4096];
+		double t0 = now();
+		for (long i = 0; i < n; i++) {
+			fill(buf, size, (long)(t0 * 1e6) + i);
+			snprintf(path, sizeof path, "%s/%s-f%04ld", dir, name, i);
+			int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+			if (fd < 0) die("open", path);
+			if (write(fd, buf, size) != size) die("write", path);
+			if (close(fd)) die("close", path);
+		}
+		printf("%.4f\n", (now() - t0) * 1e3);
+		return 0;
+	}
 	if (!strcmp(argv[1], "txn")) {
 		const char *mnt = argv[2], *name = argv[3];
 		long n = atol(argv[4]), size = atol(argv[5]);
@@ -159,15 +176,19 @@ sqlite_cli() { # DB N SIZE TAG -> "whole commit" ms
 }
 
 bm_mount || exit 1
+# the files of the transaction written on floorfs too: the FUSE floor of
+# its ~6 requests a file (LOOKUP, CREATE, GETXATTR, WRITE, FLUSH, RELEASE)
+have_floor=0
+bm_mount_floor && have_floor=1
 SQDIR=$BM_DIR/sqlite
 mkdir -p "$SQDIR"
 DB=$SQDIR/bench.db
 
 # ---- txn100 ------------------------------------------------------------------
-tw=() tc=() tm=() tf=() trm=() sw=() sc=()
+tw=() tc=() tm=() tf=() trm=() sw=() sc=() ff=()
 for ((r = -1; r < REPS; r++)); do # r = -1: warm-up, not counted
 	tag=r$((r + 1))
-	read -r w c mk fl rmd < <(timeout 120 "$M9" txn "$BM_MNT" "$tag" "$NFILES" "$FSIZE") || {
+	read -r w c mk fs rmd < <(timeout 120 "$M9" txn "$BM_MNT" "$tag" "$NFILES" "$FSIZE") || {
 		echo "m9: txn rep $r failed" >&2
 		exit 1
 	}
@@ -184,9 +205,14 @@ for ((r = -1; r < REPS; r++)); do # r = -1: warm-up, not counted
 		echo "m9: sqlite rep $r failed" >&2
 		exit 1
 	}
-	echo "txn100 rep $r: txdir whole $w commit $c (mkdir $mk files $fl rmdir $rmd) | sqlite whole $qw commit $qc" >&2
+	fl=
+	if [ "$have_floor" = 1 ] && ! fl=$(timeout 120 "$M9" files "$BM_FLOOR" "$tag" "$NFILES" "$FSIZE"); then
+		have_floor=0 ff=() fl= # a reference: drop it, keep the run
+	fi
+	echo "txn100 rep $r: txdir whole $w commit $c (mkdir $mk files $fs rmdir $rmd) | sqlite whole $qw commit $qc | floorfs files ${fl:--}" >&2
 	[ "$r" -lt 0 ] && continue
-	tw+=("$w") tc+=("$c") tm+=("$mk") tf+=("$fl") trm+=("$rmd") sw+=("$qw") sc+=("$qc")
+	tw+=("$w") tc+=("$c") tm+=("$mk") tf+=("$fs") trm+=("$rmd") sw+=("$qw") sc+=("$qc")
+	[ -n "$fl" ] && ff+=("$fl")
 done
 ms() { awk -v a="$1" 'BEGIN { printf "%.2f", a }'; }
 le() { awk -v a="$1" -v g="$2" 'BEGIN { print (a <= g) ? "PASS" : "MISS" }'; }
@@ -199,6 +225,8 @@ echo "BENCH m9_txn100_commit $(ms "$mc") ms write of commit to ctl (durable)"
 echo "BENCH m9_txn100_mkdir $(ms "$mmk") ms mkdir .txdir/txn/NAME"
 echo "BENCH m9_txn100_files $(ms "$mf") ms create+write+close $NFILES files in root/"
 echo "BENCH m9_txn100_rmdir $(ms "$mrm") ms rmdir of the committed txn (not in whole)"
+[ ${#ff[@]} -gt 0 ] &&
+	echo "BENCH m9_txn100_files_floor $(ms "$(median "${ff[@]}")") ms the same $NFILES files written on floorfs (the FUSE floor of the files part)"
 echo "BENCH m9_sqlite100_whole $(ms "$qw") ms BEGIN + $NFILES INSERTs + COMMIT"
 echo "BENCH m9_sqlite100_commit $(ms "$qc") ms COMMIT"
 r1=$(bm_ratio "$mw" "$qw")
@@ -210,6 +238,7 @@ bm_row "M9 txn: commit write alone ($NFILES files)" "$(ms "$mc") ms" \
 
 # ---- mountctl run -- tar x ------------------------------------------------------
 # on a new ext4, store and native dir alike (bm_fresh_fs)
+[ "$have_floor" = 1 ] && bm_umount_floor
 bm_umount
 bm_fresh_fs 8192
 bm_mount || exit 1
