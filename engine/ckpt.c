@@ -492,7 +492,8 @@ static int ckpt_write_locked(struct txd_fs *fs)
 		 * checkpoint names them: a power cut may not leave a checkpoint
 		 * ahead of the log */
 		if ((err = w.fd < 0 ? w.fd : 0) || (err = chunkstore_sync(fs->cs)) ||
-		    (err = wal_sync(fs->wal, lsn)) || (err = write_header(&w, lsn, next_ino)))
+		    (err = wal_sync(fs->wal, lsn)) || (err = clog_flush(fs->clog)) ||
+		    (err = write_header(&w, lsn, next_ino)))
 			w.err = err;
 	}
 	pthread_mutex_lock(&fs->lock);

@@ -19,7 +19,9 @@
  *  C2 A commit's record lists every path it changed, once per path and
  *     kind, with the content checksum ("xxh64:…") of regular files.
  *  C3 A torn or garbage tail ends the log at open (it is cut), not an error:
- *     the log is derived, replay of the WAL re-notes what is missing.
+ *     the log is derived, replay of the WAL re-notes what is missing. So
+ *     records may wait in memory (a process crash loses them, replay
+ *     re-notes them) but never past a checkpoint that covers their commit.
  *  C4 Paths are those at commit time: a later rename does not rewrite them.
  *  C5 clog_render gives one JSON object (cJSON); a path the reader's filter
  *     refuses reads "(hidden)" and its checksum is left out.
@@ -64,7 +66,12 @@ typedef bool (*clog_path_ok_fn)(void *arg, const char *path);
  * retained. ok may be NULL (show every path). */
 int clog_render(struct clog *cl, uint64_t id, uint64_t oldest_ns, clog_path_ok_fn ok, void *arg,
 		char **out, size_t *len);
-/* fdatasync the log (before the WAL segments it derives from go). */
+/* Records are gathered in memory and written in batches (clog.c): after
+ * clog_flush every record noted so far is in the file (a crash of the
+ * process keeps it). The checkpoint flushes before it writes a checkpoint
+ * (C3: replay re-notes only the commits after it). */
+int clog_flush(struct clog *cl);
+/* Flush, then fdatasync the log (before the WAL segments it derives from go). */
 int clog_sync(struct clog *cl);
 /* Start-up, after replay: the WAL ends at `last`; commits logged past it
  * were lost with the WAL's unsynced tail and their ids will be reused
