@@ -74,6 +74,7 @@
 #include "ns.h"
 #include "rec.h"
 #include "store.h"
+#include "svc.h"
 #include "txdir.h"
 #include "txn.h"
 #include "wal.h"
@@ -155,6 +156,7 @@ struct txd_fs {
 	pthread_cond_t txn_cv;    /* a view's writable handle closed */
 	struct txn_restart *txn_restart; /* start-up only: txn.h records across restarts */
 	struct evlog *events;     /* events.h: .txdir/events */
+	struct svc *svc;          /* svc.h: leases and the other services */
 	uint64_t commit_ns_sum, commit_count; /* txdir_op_duration_seconds{op="commit"} */
 	uint64_t ckpt_lsn, ckpt_count;
 	uint64_t ckpt_wal_bytes;  /* WAL bytes appended when the last checkpoint ran */
