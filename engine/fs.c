@@ -11,6 +11,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "ctl_lease.h"
 #include "fs.h"
 #include "os.h"
 
@@ -632,6 +633,7 @@ static void fs_free(struct txd_fs *fs)
 	ckpt_stop(fs);
 	svc_close(fs->svc); /* before the WAL and the event log it writes to */
 	fs->svc = NULL;
+	ctl_lease_free(fs);
 	/* frozen nodes the kernel never forgot pin versions that may be
 	 * detached from their inode's chain: give them back (F3) */
 	for (uint64_t k = 0; fs->nodes && k < fs->nodes_size; k++)
