@@ -77,6 +77,25 @@ int ctl_lease_render(struct txd_fs *fs, struct node *n, char **buf, size_t *len)
 bool ctl_lease_writable(unsigned kind);
 /* A write to a writable file (fs->lock NOT held). */
 ssize_t ctl_lease_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t size);
+/* ---- wait files: released, granted -------------------------------------
+ * Opened with the grant current at open (released) or the waiter (granted)
+ * registered; ready at that grant's release / at the waiter's grant (lease
+ * events, svc_set_listener). A read before that: -EAGAIN with nonblock or
+ * without done, else -EINPROGRESS and done(arg, 0) once it is ready, called
+ * with no engine lock held (then read again). ctl_lease_wait_cancel
+ * withdraws a deferred read (0) unless done is already due (-ENOENT). A
+ * poll returns 1 when ready, else 0 and calls wake(arg) once when ready, at
+ * close, or when replaced by another poll. */
+struct lwait;
+bool ctl_lease_is_wait(unsigned kind);
+int ctl_lease_wait_open(struct txd_fs *fs, struct node *n, struct lwait **out);
+void ctl_lease_wait_close(struct txd_fs *fs, struct lwait *w);
+ssize_t ctl_lease_wait_read(struct txd_fs *fs, struct lwait *w, void *buf, size_t size,
+			    uint64_t off, bool nonblock, void (*done)(void *arg, int err),
+			    void *arg);
+int ctl_lease_wait_cancel(struct txd_fs *fs, void *arg);
+int ctl_lease_wait_poll(struct txd_fs *fs, struct lwait *w, void (*wake)(void *arg), void *arg);
+
 /* Free the adapter's state (fs_free). */
 void ctl_lease_free(struct txd_fs *fs);
 

@@ -38,7 +38,16 @@ struct svc {
 	pthread_t worker;
 	struct evlog *events;
 	_Atomic uint64_t wait_ns_sum, wait_count;
+	void (*_Atomic listener)(void *arg, const struct lease_event *ev);
+	void *_Atomic listener_arg;
 };
+
+void svc_set_listener(struct svc *s, void (*fn)(void *arg, const struct lease_event *ev),
+		      void *arg)
+{
+	s->listener_arg = arg;
+	s->listener = fn;
+}
 
 /* ---- events (V5) ------------------------------------------------------------ */
 static void add_holder(cJSON *o, const struct lease_info *li)
@@ -94,6 +103,9 @@ static void on_event(void *arg, const struct lease_event *ev)
 	}
 	}
 	ev_emit(s->events, txd_os->now_realtime_ns(), type, o);
+	void (*fn)(void *, const struct lease_event *) = s->listener;
+	if (fn)
+		fn(s->listener_arg, ev);
 }
 
 void svc_wait_observe(struct svc *s, uint64_t ns)

@@ -81,6 +81,11 @@ void svc_wait_observe(struct svc *s, uint64_t ns);
 /* Prometheus text of the services' metrics, appended with put(arg, text). */
 void svc_stats(struct svc *s, void (*put)(void *arg, const char *text), void *arg);
 
+/* A second receiver of lease events (the control tree's waits), called
+ * after the event log's, with no service lock held. Set once. */
+void svc_set_listener(struct svc *s, void (*fn)(void *arg, const struct lease_event *ev),
+		      void *arg);
+
 struct lease_svc *svc_lease(struct svc *s);
 struct proc *svc_proc(struct svc *s);
 
