@@ -188,8 +188,16 @@ test_restart() {
 	tm_umount >/dev/null || not_ok "restart: unmount"
 }
 
+# A process blocked in a FUSE request (its wchan names the wait).
+in_fuse_wait() { # pid
+	local w
+	w=$(cat "/proc/$1/wchan" 2>/dev/null) || return 1
+	case $w in *request_wait_answer* | *fuse*) return 0 ;; esac
+	return 1
+}
+
 test_waits() {
-	local L=$TM_MNT/.txdir/leases w tok
+	local L=$TM_MNT/.txdir/leases w tok r t0 el out
 	start_holder
 	w=$HOLDER
 	mkdir "$L/active/$$/q" || { not_ok "waits: grab"; return; }
@@ -197,12 +205,67 @@ test_waits() {
 		ok "waits: waiting/PID/NAME queues behind the holder" || { not_ok "waits: queue"; return; }
 	[ "$(err_of mkdir "$L/active/$w/q")" = EEXIST ] && ok "waits: a grab meanwhile is EEXIST" ||
 		not_ok "waits: grab while queued"
+	# released: blocks (in the kernel, not holding a server worker) until
+	# the grant current at open ends; granted: until the grant
+	cat "$L/by-name/q/released" >"$TM_DIR/rel.out" 2>&1 &
+	r=$!
+	BG+=("$r")
+	cat "$L/waiting/$w/q/granted" >"$TM_DIR/gr.out" 2>&1 &
+	BG+=("$!")
+	wait_for 100 in_fuse_wait "$r" && ok "waits: released blocks while the grant lasts" ||
+		not_ok "waits: released reader not waiting"
+	out=$(python3 -c 'import os, sys, errno, select
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+try:
+    os.read(fd, 64); print("read")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+p = select.poll(); p.register(fd, select.POLLIN); print(p.poll(0))' "$L/by-name/q/released" 2>&1)
+	[ "$out" = $'EAGAIN\n[]' ] && ok "waits: O_NONBLOCK reads EAGAIN, poll says not ready" ||
+		not_ok "waits: nonblock: $out"
+	python3 -c 'import os, sys, select
+fd = os.open(sys.argv[1], os.O_RDONLY)
+p = select.poll(); p.register(fd, select.POLLIN)
+open(sys.argv[2], "w").close()
+r = p.poll(20000)
+sys.stdout.write("%s %s" % (r != [], os.read(fd, 64).decode()))' "$L/by-name/q/released" "$TM_DIR/poll.ready" \
+		>"$TM_DIR/poll.out" 2>&1 &
+	BG+=("$!")
+	wait_for 100 test -e "$TM_DIR/poll.ready"
 	rmdir "$L/active/$$/q"
-	tok=$(cat "$L/waiting/$w/q/granted" 2>&1)
+	wait_for 100 grep -q release "$TM_DIR/rel.out" && ok "waits: the release ends the released read" ||
+		not_ok "waits: released: $(cat "$TM_DIR/rel.out")"
+	wait_for 100 grep -q 'True release' "$TM_DIR/poll.out" && ok "waits: poll(2) wakes at the release" ||
+		not_ok "waits: poll: $(cat "$TM_DIR/poll.out")"
+	wait_for 100 test -s "$TM_DIR/gr.out"
+	tok=$(cat "$TM_DIR/gr.out")
 	[ -d "$L/active/$w/q" ] && [ "$(cat "$L/active/$w/q/token")" = "$tok" ] &&
 		ok "waits: the release grants the waiter; granted prints token $tok" ||
 		not_ok "waits: granted '$tok'"
+	# a waiting reader killed with -9 goes at once (INTERRUPT answered)
+	(exec cat "$L/by-name/q/released") >/dev/null 2>&1 &
+	r=$!
+	wait_for 100 in_fuse_wait "$r"
+	t0=$(now_ms)
+	kill -KILL "$r"
+	wait_for 20 all_dead "$r"
+	el=$(($(now_ms) - t0))
+	all_dead "$r" && [ -d "$L/active/$w/q" ] && ok "waits: a killed reader is gone in $el ms" ||
+		not_ok "waits: killed reader still there after $el ms"
 	kill -KILL "$w"
+	wait_for 50 test ! -L "$L/by-name/q"
+	# EDEADLK: A holds d1 and waits for d2; B holds d2 and would wait for d1
+	local a b
+	start_holder
+	a=$HOLDER
+	start_holder
+	b=$HOLDER
+	mkdir "$L/active/$a/d1" "$L/active/$b/d2" "$L/waiting/$a/d2" || { not_ok "deadlock: setup"; return; }
+	[ "$(err_of mkdir "$L/waiting/$b/d1")" = EDEADLK ] && [ ! -e "$L/waiting/$b/d1" ] &&
+		ok "waits: a wait that closes a cycle is EDEADLK" || not_ok "waits: deadlock not refused"
+	grep '"type":"lease_deadlock"' "$TM_MNT/.txdir/events" | grep -q "\"pid\":$a" &&
+		ok "waits: the cycle is in events" || not_ok "waits: no deadlock event"
+	kill -KILL "$a" "$b"
 }
 
 test_bad() {
@@ -272,7 +335,7 @@ test_events() {
 }
 
 test_format1() {
-	local fx=$HERE/../fixtures/store-format1.tar.gz tok
+	local fx=$HERE/../fixtures/store-format1.tar.gz tok=""
 	[ -f "$fx" ] || { not_ok "format 1: fixture missing"; return; }
 	tm_mount "$OPTS" && tm_stop || { not_ok "format 1: mount"; return; }
 	rm -rf "$TM_STORE" && tar -xzf "$fx" -C "$TM_DIR" || { not_ok "format 1: unpack"; return; }
