@@ -34,6 +34,19 @@
  * pack fdatasync does. Every lease call is made with fs->lock released
  * (lock order: lease before nothing of fs; svc.h).
  *
+ * Transactions: `.txdir` inside a view (.txdir/txn/T/root/.txdir) is this
+ * same tree, so a lease taken there is the same lease as outside: it is
+ * not part of the transaction (a lease is held by a process, not by a
+ * transaction's changes), and commit or abort leaves it as it is.
+ *
+ * Waiting entries: waiting/PID/NAME exists while PID waits for NAME and
+ * stays while PID then holds it, so `granted` can still print the token
+ * after the grant; it goes with the grant.
+ *
+ * cleanup_queue/: a dead holder's grants are released in the death
+ * watcher's one locked step (lease_owner_died), so nothing is ever seen
+ * in flight there; it is listed (empty) for the layout's sake.
+ *
  * TTL writes (`echo 30 > ttl`): 1..LEASE_TTL_MAX_S whole seconds (EINVAL
  * for garbage, 0, negative or fractions; ERANGE past the maximum).
  */
