@@ -4,7 +4,9 @@
  * Node keys: a PID directory's key is the pid; a lease's (and its files')
  * key is name_id << PID_BITS | pid, where name_id interns the lease name in
  * a table of this adapter (names are never forgotten while the store is
- * open: a few bytes per distinct name); by-name/NAME's key is name_id;
+ * open: a few bytes per distinct name); by-name/NAME's key is the lease's
+ * (name_id and the holder's pid: the kernel caches a symlink's target, so
+ * another holder's link must be another node);
  * completed/TOKEN's is the token.
  */
 #include <cjson/cJSON.h>
@@ -384,7 +386,8 @@ int ctl_lease_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 			return -ENOENT;
 		if (!(id = intern(fs, name)))
 			return -ENOMEM;
-		return ctl_entry(fs, L_LINK, lkey(id, 0), e);
+		/* one node per holder: the kernel caches a symlink's target */
+		return ctl_entry(fs, L_LINK, lkey(id, li.holder.pid), e);
 	case L_COMPLETED:
 		token = strtoull(name, &end, 10);
 		if (!*name || *end || *name == '0')
@@ -461,8 +464,8 @@ static int link_target(struct txd_fs *fs, const struct node *n, char *buf, size_
 		return -ENOENT;
 	char copy[LEASE_NAME_MAX + 1];
 	snprintf(copy, sizeof(copy), "%s", name);
-	if (current(fs, copy, &li))
-		return -ENOENT;
+	if (current(fs, copy, &li) || li.holder.pid != (n->ctl_key & PID_MASK))
+		return -ENOENT; /* another holder's link is another node */
 	return snprintf(buf, cap, "../active/%" PRIu32 "/%s", li.holder.pid, copy);
 }
 
@@ -644,7 +647,7 @@ static int list_children(struct txd_fs *fs, struct node *n, struct ldents *d)
 		} else if (n->ctl == L_APID && li->holder.pid == n->ctl_key && id) {
 			dents_add(d, li->name, L_LEASE, lkey(id, li->holder.pid));
 		} else if (n->ctl == L_BYNAME && id) {
-			dents_add(d, li->name, L_LINK, lkey(id, 0));
+			dents_add(d, li->name, L_LINK, lkey(id, li->holder.pid));
 		} else if (n->ctl == L_WAITING || n->ctl == L_WPID) {
 			/* a waiter waits behind a holder: the held names cover them */
 			struct wscan s = {fs, li->name, n->ctl == L_WPID ? (uint32_t)n->ctl_key : 0, d};

@@ -243,9 +243,10 @@ sys.stdout.write("%s %s" % (r != [], os.read(fd, 64).decode()))' "$L/by-name/q/r
 		ok "waits: the release grants the waiter; granted prints token $tok" ||
 		not_ok "waits: granted '$tok'"
 	# a waiting reader killed with -9 goes at once (INTERRUPT answered)
-	(exec cat "$L/by-name/q/released") >/dev/null 2>&1 &
+	# (through by-name: its link now names the new holder, see ctl_lease.c)
+	(exec cat "$L/by-name/q/released") >"$TM_DIR/kr.out" 2>&1 &
 	r=$!
-	wait_for 100 in_fuse_wait "$r"
+	wait_for 100 in_fuse_wait "$r" || not_ok "waits: reader: $(cat "$TM_DIR/kr.out")"
 	t0=$(now_ms)
 	kill -KILL "$r"
 	wait_for 20 all_dead "$r"
