@@ -335,6 +335,25 @@ test_events() {
 	rmdir "$TM_MNT/.txdir/leases/active/$$/held"
 }
 
+test_quota() {
+	local L out
+	if [ "$(id -u)" != 0 ]; then
+		skip "lease quota" "needs root (runs the limited user as nobody)"
+		return
+	fi
+	tm_mount "$OPTS,max_leases=2,max_waiters=1" || { not_ok "quota: mount"; return; }
+	L=$TM_MNT/.txdir/leases
+	out=$(as_nobody 'A='"$L"'/active/$$; mkdir $A/q1 && mkdir $A/q2 && mkdir $A/q3; echo "rc=$?"; ls $A | tr "\n" " "')
+	grep -q 'Disk quota exceeded' <<<"$out" && grep -q 'q1 q2 $' <<<"$out" &&
+		ok "quota: past max_leases a uid gets EDQUOT, nothing half-done" || not_ok "quota: $out"
+	mkdir "$L/active/$$/r1" "$L/active/$$/r2" "$L/active/$$/r3" &&
+		ok "quota: root is not limited" || not_ok "quota: root limited"
+	out=$(as_nobody 'W='"$L"'/waiting/$$; mkdir $W/r1 && mkdir $W/r2; echo "rc=$?"; ls $W | tr "\n" " "')
+	grep -q 'Disk quota exceeded' <<<"$out" && grep -q '^r1 $' <<<"$out" &&
+		ok "quota: past max_waiters a uid gets EDQUOT" || not_ok "quota: waiters: $out"
+	tm_umount >/dev/null || not_ok "quota: unmount"
+}
+
 test_format1() {
 	local fx=$HERE/../fixtures/store-format1.tar.gz tok=""
 	[ -f "$fx" ] || { not_ok "format 1: fixture missing"; return; }
@@ -363,6 +382,7 @@ test_view
 test_events
 tm_umount >/dev/null || not_ok "unmount"
 test_restart
+test_quota
 test_format1
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
