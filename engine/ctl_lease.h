@@ -13,13 +13,18 @@
  *                           command=C", C escaped \\ \n \" \xHH), token,
  *                           acquired, expires (RFC 3339 or "never"), ttl
  *                           (seconds, 0 = none; write renews and sets it),
- *                           info.json
+ *                           info.json, released (a read blocks until the
+ *                           grant current at open ends, then prints how:
+ *                           release, death, expiry, break...)
  *     by-name/NAME          symlink to ../active/PID/NAME
  *     completed/TOKEN       JSON: who, token, how it ended, when
  *     cleanup_queue/        reclaims in progress (a death is reclaimed in the
  *                           watcher's one step: empty between steps)
- *     waiting/PID/NAME/     mkdir queues PID for NAME (lease_wait); rmdir
- *                           withdraws
+ *     waiting/PID/NAME/     mkdir queues PID for NAME (lease_wait; EDEADLK
+ *                           when it would close a cycle: the cycle goes to
+ *                           events); rmdir withdraws. Its file granted: a
+ *                           read blocks until PID holds NAME, then prints
+ *                           the token
  *
  * Who may do what: the caller is the process of the FUSE thread id (proc.h
  * P1). mkdir active/PID/NAME: PID live and one the caller may act for (P3:
