@@ -16,7 +16,10 @@
  *                           info.json, released (a read blocks until the
  *                           grant current at open ends, then prints how:
  *                           release, death, expiry, break...)
- *     by-name/NAME          symlink to ../active/PID/NAME
+ *     by-name/              1777, each link owned by the lease's uid
+ *     by-name/NAME          symlink to ../active/PID/NAME; unlink breaks the
+ *                           lease (mountctl lease break: the lease's uid or
+ *                           root, else EPERM; logged with who broke it)
  *     completed/TOKEN       JSON: who, token, how it ended, when
  *     cleanup_queue/        reclaims in progress (a death is reclaimed in the
  *                           watcher's one step: empty between steps)
@@ -86,6 +89,7 @@ int ctl_lease_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus
 int ctl_lease_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 		    const char *name, struct txd_entry *e);
 int ctl_lease_rmdir(struct txd_fs *fs, struct node *parent, const char *name);
+int ctl_lease_unlink(struct txd_fs *fs, struct node *parent, const char *name);
 ssize_t ctl_lease_readlink(struct txd_fs *fs, struct node *n, char *buf, size_t size);
 /* touch of a lease directory: renew. */
 int ctl_lease_touch(struct txd_fs *fs, struct node *n);

@@ -137,7 +137,19 @@ test_nobody() {
 	out=$(as_nobody 'mkdir '"$L"'/active/$$/own && cat '"$L"'/active/$$/own/owner && stat -c %U '"$L"'/active/$$/own; :')
 	grep -q 'uid=65534 ' <<<"$out" && grep -q '^nobody$' <<<"$out" &&
 		ok "nobody: its own lease works and is nobody's" || not_ok "nobody: own: $out"
+	out=$(as_nobody "rm -f $L/by-name/mine")
+	grep -q 'Operation not permitted' <<<"$out" && [ -L "$L/by-name/mine" ] &&
+		ok "nobody: breaking root's lease (unlink by-name) is EPERM" || not_ok "nobody: break: $out"
+	out=$(as_nobody 'mkdir '"$L"'/active/$$/nb && rm '"$L"'/by-name/nb && ls '"$L"'/by-name; echo "rc=$?"')
+	! grep -q '^nb$' <<<"$out" && grep -q 'rc=0' <<<"$out" &&
+		ok "nobody: breaks its own lease" || not_ok "nobody: own break: $out"
 	rmdir "$L/active/$HOLDER/mine" && ok "nobody: root releases anyone's lease" || not_ok "nobody: root rmdir"
+	start_holder
+	mkdir "$L/active/$HOLDER/brk" && rm "$L/by-name/brk" && [ ! -e "$L/active/$HOLDER/brk" ] &&
+		grep -q '"type":"lease_break","name":"brk".*"how":"break","by_pid":[0-9]*,"by_uid":0' \
+			"$TM_MNT/.txdir/events" &&
+		ok "break: unlink of by-name/NAME breaks the lease, logged with who broke it" ||
+		not_ok "break: $(grep brk "$TM_MNT/.txdir/events")"
 	kill -KILL "$HOLDER"
 }
 
