@@ -331,6 +331,15 @@ test_view() {
 	[ -L "$L/by-name/inview" ] && ok "view: the lease is not part of the transaction (abort keeps it)" ||
 		not_ok "view: abort released the lease"
 	rmdir "$L/active/$$/inview"
+	if [ -x "${MOUNTCTL:-}" ]; then
+		local out
+		out=$(timeout 60 "$MOUNTCTL" run "$TM_MNT" -- sh -c "mkdir $L/active/\$\$/inrun &&
+			cat $L/by-name/inrun/token && rmdir $L/active/\$\$/inrun" 2>&1)
+		[ $? = 0 ] && [ "$out" -gt 0 ] 2>/dev/null && [ ! -L "$L/by-name/inrun" ] &&
+			ok "view: grab and release inside mountctl run" || not_ok "view: in a run: $out"
+	else
+		skip "lease in mountctl run" "no \$MOUNTCTL"
+	fi
 }
 
 test_events() {
