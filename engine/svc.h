@@ -29,7 +29,12 @@
  *  V5 Every lease grant, renew, release (with how: release, death, expiry,
  *     break, dead, reboot) and refused deadlock is one event in the event
  *     log, emitted once the action is in the log (after its sync with
- *     durability != none: lease L3), before the caller is answered.
+ *     durability != none: lease L3), before the caller is answered. The
+ *     event log is fsynced at checkpoints only, so a power cut can keep a
+ *     record and lose its event: svc_start emits again, once, with the
+ *     record's time and "derived": true, the grant and release events the
+ *     log lacks for the records replayed after the checkpoint (renews are
+ *     not derived).
  *  V4 The worker thread runs the lease tick at least once a second (TTL
  *     expiry: a lease expires at most 1 s late). The tick may block on the
  *     WAL's sync; nothing here runs in a wal_sync_async callback (lease.h
