@@ -54,6 +54,7 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 start_holder() {
 	sleep 600 &
 	HOLDER=$!
+	disown "$HOLDER" # no job notice when it is killed
 	BG+=("$HOLDER")
 }
 
@@ -258,6 +259,7 @@ sys.stdout.write("%s %s" % (r != [], os.read(fd, 64).decode()))' "$L/by-name/q/r
 	# (through by-name: its link now names the new holder, see ctl_lease.c)
 	(exec cat "$L/by-name/q/released") >"$TM_DIR/kr.out" 2>&1 &
 	r=$!
+	disown "$r"
 	wait_for 100 in_fuse_wait "$r" || not_ok "waits: reader: $(cat "$TM_DIR/kr.out")"
 	t0=$(now_ms)
 	kill -KILL "$r"
