@@ -29,6 +29,7 @@ struct svc {
 	pthread_mutex_t lock;        /* stop, kicked (leaf) */
 	pthread_cond_t cv;
 	bool stop, running, kicked;
+	uint64_t next;               /* the earliest expiry at start-up */
 	pthread_t worker;
 	struct evlog *events;
 	_Atomic uint64_t wait_ns_sum, wait_count;
@@ -396,9 +397,9 @@ int svc_ckpt_load(struct svc *s, const void *buf, size_t len)
 static void *worker_main(void *arg)
 {
 	struct svc *s = arg;
-	uint64_t next = 0;
 
 	pthread_mutex_lock(&s->lock);
+	uint64_t next = s->next; /* svc_start's tick */
 	while (!s->stop) {
 		uint64_t now = s->kicked || next ? txd_os->now_monotonic_ns() : 0;
 		if (s->kicked || (next && next <= now)) {
@@ -442,7 +443,10 @@ int svc_start(struct svc *s)
 	int err = lease_start(s->lease);
 	if (err)
 		return err;
-	s->kicked = true; /* the first tick learns the earliest expiry */
+	/* the first tick here, on the opening thread: the worker reads no
+	 * clock unless a TTL is pending */
+	if ((err = lease_tick(s->lease, &s->next)) < 0)
+		return err;
 	err = -pthread_create(&s->worker, NULL, worker_main, s);
 	s->running = !err;
 	return err;
