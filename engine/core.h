@@ -67,8 +67,10 @@
 
 struct chunkstore;
 struct clog;
+struct ctl_leases;
 struct evlog;
 struct rec_buf;
+struct svc;
 struct txn;
 struct txn_restart;
 struct wal;
@@ -102,6 +104,11 @@ struct txd_fs {
 	pthread_cond_t txn_cv;    /* a view's writable handle closed */
 	struct txn_restart *txn_restart; /* start-up only: txn.h records across restarts */
 	struct evlog *events;     /* events.h: .txdir/events */
+	struct svc *svc;          /* svc.h: leases and the other services */
+	struct ctl_leases *ctl_leases; /* ctl_lease.c's names (the control tree's) */
+	/* the control tree's teardown, registered by it when it first keeps
+	 * state (fs_free calls it: the data tree does not know the control tree) */
+	void (*upper_free)(struct txd_fs *fs);
 	uint64_t commit_ns_sum, commit_count; /* txdir_op_duration_seconds{op="commit"} */
 	uint64_t ckpt_lsn, ckpt_count;
 	uint64_t ckpt_wal_bytes;  /* WAL bytes appended when the last checkpoint ran */

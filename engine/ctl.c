@@ -6,6 +6,7 @@
  *     commits/ID          one commit: time, pid, transaction, changes with
  *                         checksums (JSON); the directory lists newest first
  *     events              one JSON object per line
+ *     leases/             ctl_lease.c (kinds from CTL_LEASE_FIRST on)
  *     manifests/ temp/    multi-step operations in flight (none yet)
  *     stats               Prometheus text
  *     status.json         struct txd_status as JSON (mountctl status)
@@ -42,8 +43,10 @@
 #include "clog.h"
 #include "core.h"
 #include "ctl.h"
-#include "events.h"
+#include "ctl_lease.h"
 #include "dtree.h"
+#include "events.h"
+#include "svc.h"
 #include "os.h"
 #include "txn.h"
 
@@ -76,7 +79,9 @@ struct ctl_entry {
 /* .txdir's children, in readdir order. */
 static const struct ctl_entry ctl_root[] = {
 	{"commits", CTL_COMMITS, true},     {"dtc", CTL_DTC, true},
-	{"events", CTL_EVENTS, false},      {"manifests", CTL_MANIFESTS, true},
+	{"events", CTL_EVENTS, false},
+	{"leases", (enum ctl_kind)CTL_LEASE_FIRST, true}, /* ctl_lease.c */
+	{"manifests", CTL_MANIFESTS, true},
 	{"stats", CTL_STATS, false},        {"status.json", CTL_STATUS, false},
 	{"temp", CTL_TEMP, true},           {"txn", CTL_TXNS, true},
 };
@@ -93,6 +98,7 @@ static const struct ctl_entry ctl_txn[] = {
 struct ctl_file {
 	char *buf;
 	size_t len;
+	struct lwait *wait; /* a lease wait file (ctl_lease.h) */
 };
 
 /* ---- text buffers --------------------------------------------------------------- */
@@ -167,6 +173,11 @@ static void metric(struct sbuf *s, const char *name, const char *type, const cha
 	sb_printf(s, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
+static void put_text(void *arg, const char *text)
+{
+	sb_printf(arg, "%s", text);
+}
+
 static void render_stats(struct txd_fs *fs, struct sbuf *s)
 {
 	struct txd_status st;
@@ -194,9 +205,7 @@ static void render_stats(struct txd_fs *fs, struct sbuf *s)
 	metric(s, "txdir_open_handles", "gauge", "Open file and directory handles.",
 	       (double)st.open_handles);
 	metric(s, "txdir_inodes", "gauge", "Inodes in the namespace.", (double)st.inodes);
-	metric(s, "txdir_leases_held", "gauge", "Leases currently held (leases: not implemented yet).", 0);
-	sb_printf(s, "# HELP txdir_lease_releases_total Lease releases by reason (leases: not "
-		     "implemented yet).\n# TYPE txdir_lease_releases_total counter\n");
+	svc_stats(fs->svc, put_text, s);
 	sb_printf(s, "# HELP txdir_proposals_total Proposals by outcome (votes: not implemented "
 		     "yet).\n# TYPE txdir_proposals_total counter\n");
 	metric(s, "txdir_checksum_errors_total", "counter", "Chunks that failed verification.",
@@ -380,6 +389,8 @@ static int render(struct txd_fs *fs, const struct txd_cred *c, const struct node
 /* ---- nodes -------------------------------------------------------------------------- */
 static bool kind_is_dir(enum ctl_kind k)
 {
+	if (ctl_lease_owns(k))
+		return ctl_lease_is_dir(k);
 	return k == CTL_ROOT || k == CTL_COMMITS || k == CTL_MANIFESTS || k == CTL_TEMP ||
 	       k == CTL_TXNS || k == CTL_TXN || k == CTL_DTC || k == CTL_DTC_TXNS;
 }
@@ -395,6 +406,8 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 	memset(a, 0, sizeof(*a)); /* cacheable false: rendered at every open */
 	a->ino = (1ull << 62) | ((uint64_t)n->ctl << 52) | (n->ctl_key & ((1ull << 52) - 1));
 	a->atime = a->mtime = a->ctime = fs_now_ts();
+	if (ctl_lease_owns(n->ctl))
+		return ctl_lease_getattr(fs, n, a);
 	bool of_txn = n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL || kind_is_txn_record(n->ctl);
 	struct txn *t = of_txn ? txn_by_id(fs, n->ctl_key) : NULL;
 	if ((n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL) && !t)
@@ -434,15 +447,21 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 	return 0;
 }
 
-int ctl_setattr(struct txd_fs *fs, struct node *n, const struct txd_setattr *sa,
-		struct txd_attr *out)
+static void ctl_enter(struct txd_fs *fs, const struct node *parent);
+
+int ctl_setattr(struct txd_fs *fs, const struct txd_cred *c, struct node *n,
+		const struct txd_setattr *sa, struct txd_attr *out)
 {
 	/* `echo x > ctl`: a truncation of a control file is a no-op */
 	if (sa->valid & ~(TXD_SET_SIZE | TXD_SET_ATIME | TXD_SET_MTIME | TXD_SET_CTIME |
 			  TXD_SET_ATIME_NOW | TXD_SET_MTIME_NOW | TXD_SET_KILL_SUIDGID |
 			  TXD_SET_CHOWN_NOOP))
 		return -EPERM;
-	return ctl_getattr(fs, n, out ? out : &(struct txd_attr){0});
+	ctl_enter(fs, n);
+	int err = 0;
+	if (ctl_lease_owns(n->ctl) && (sa->valid & (TXD_SET_MTIME | TXD_SET_MTIME_NOW)))
+		err = ctl_lease_touch(fs, c, n); /* touch renews (SPEC §5) */
+	return err ? err : ctl_getattr(fs, n, out ? out : &(struct txd_attr){0});
 }
 
 /* One node id per control object and view, so concurrent path walks
@@ -505,7 +524,8 @@ static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct 
 	 * (paths through .txdir/txn/NAME/root stay cheap); files are rendered
 	 * at every open and never cached. A transaction's directory only goes
 	 * away by rmdir, which drops the kernel's entry itself. */
-	e->cacheable = kind_is_dir(kind) && kind != CTL_COMMITS && kind != CTL_DTC_TXNS;
+	e->cacheable = kind_is_dir(kind) && kind != CTL_COMMITS && kind != CTL_DTC_TXNS &&
+		       !ctl_lease_owns(kind); /* leases come and go */
 	n->nlookup++;
 	return 0;
 }
@@ -561,6 +581,8 @@ int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct 
 	}
 	if (parent->ctl == CTL_TXN)
 		return txn_child(fs, parent->ctl_key, name, e);
+	if (ctl_lease_owns(parent->ctl))
+		return ctl_lease_lookup(fs, parent, name, e);
 	if (parent->ctl == CTL_DTC)
 		return strcmp(name, "transactions") ? -ENOENT : ctl_node(fs, CTL_DTC_TXNS, 0, e);
 	if (parent->ctl == CTL_DTC_TXNS) {
@@ -618,6 +640,8 @@ int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_
 	}
 	if (n->ctl == CTL_COMMITS)
 		return readdir_commits(fs, off, plus, fill, arg);
+	if (ctl_lease_owns(n->ctl))
+		return ctl_lease_readdir(fs, n, off, plus, fill, arg);
 	if (n->ctl == CTL_DTC_TXNS) {
 		/* offset 3 + k: the k-th record, ascending id (in memory and on disk) */
 		uint64_t *ids;
@@ -671,9 +695,11 @@ int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_
 int ctl_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent, const char *name,
 	      struct txd_entry *e)
 {
+	ctl_enter(fs, parent);
+	if (ctl_lease_owns(parent->ctl))
+		return ctl_lease_mkdir(fs, c, parent, name, e);
 	if (parent->ctl != CTL_TXNS)
 		return -EPERM;
-	ctl_enter(fs, parent);
 	size_t len = strlen(name);
 	if (len == 0 || len > TXD_NAME_MAX)
 		return len ? -ENAMETOOLONG : -EINVAL;
@@ -688,7 +714,10 @@ int ctl_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent, 
 int ctl_rmdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 	      const char *name)
 {
-	(void)c; /* anyone who may write .txdir/txn (the kernel checked it) */
+	ctl_enter(fs, parent);
+	if (ctl_lease_owns(parent->ctl))
+		return ctl_lease_rmdir(fs, c, parent, name);
+	/* .txdir/txn/NAME: anyone who may write .txdir/txn (the kernel checked it) */
 	if (parent->ctl != CTL_TXNS)
 		return -EPERM;
 	struct txn *t = txn_find(fs, name);
@@ -698,19 +727,37 @@ int ctl_rmdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 	return 0;
 }
 
+int ctl_unlink(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+	       const char *name)
+{
+	ctl_enter(fs, parent);
+	if (ctl_lease_owns(parent->ctl))
+		return ctl_lease_unlink(fs, c, parent, name);
+	return kind_is_dir(parent->ctl) ? -EPERM : -ENOTDIR;
+}
+
 int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int flags,
 	     struct handle *h, struct txd_open_out *out)
 {
 	if (kind_is_dir(n->ctl))
 		return -EISDIR;
 	bool writable = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-	if (writable && n->ctl != CTL_TXN_CTL)
+	if (writable && n->ctl != CTL_TXN_CTL && !ctl_lease_writable(n->ctl))
 		return -EACCES;
 	struct ctl_file *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	struct sbuf s = {0};
-	int err = render(fs, c, n, &s);
+	int err;
+	if (ctl_lease_owns(n->ctl) && ctl_lease_is_wait(n->ctl)) {
+		ctl_enter(fs, n);
+		err = ctl_lease_wait_open(fs, n, &f->wait);
+	} else if (ctl_lease_owns(n->ctl)) {
+		ctl_enter(fs, n);
+		err = writable ? 0 : ctl_lease_render(fs, n, &s.p, &s.len);
+	} else {
+		err = render(fs, c, n, &s);
+	}
 	if (err) {
 		free(s.p);
 		free(f);
@@ -725,8 +772,16 @@ int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int fl
 
 ssize_t ctl_read(struct txd_fs *fs, struct handle *h, void *buf, size_t size, uint64_t off)
 {
-	(void)fs;
+	return ctl_read_async(fs, h, buf, size, off, NULL, NULL);
+}
+
+ssize_t ctl_read_async(struct txd_fs *fs, struct handle *h, void *buf, size_t size,
+		       uint64_t off, void (*done)(void *arg, int err), void *arg)
+{
 	struct ctl_file *f = h->ctl;
+	if (f && f->wait)
+		return ctl_lease_wait_read(fs, f->wait, buf, size, off, h->flags & O_NONBLOCK,
+					   done, arg);
 	if (!f || off >= f->len)
 		return 0;
 	size_t n = f->len - off < size ? f->len - off : size;
@@ -774,6 +829,8 @@ ssize_t ctl_write_async(struct txd_fs *fs, const struct txd_cred *c, struct hand
 			void (*done)(void *arg, int err), void *arg)
 {
 	(void)off;
+	if (ctl_lease_owns(h->node->ctl))
+		return ctl_lease_write(fs, c, h, buf, size);
 	if (h->node->ctl != CTL_TXN_CTL)
 		return -EACCES;
 	if (size > 64)
@@ -786,11 +843,47 @@ ssize_t ctl_write_async(struct txd_fs *fs, const struct txd_cred *c, struct hand
 	return err ? err : (ssize_t)size; /* -EINPROGRESS: done answers (txn.h) */
 }
 
+int ctl_poll(struct txd_fs *fs, struct handle *h, void (*wake)(void *arg), void *arg)
+{
+	struct ctl_file *f = h->ctl;
+	if (f && f->wait)
+		return ctl_lease_wait_poll(fs, f->wait, wake, arg);
+	return 1; /* rendered at open: always readable */
+}
+
+bool ctl_may_wait(const struct handle *h)
+{
+	return h->ctl && h->ctl->wait;
+}
+
+int ctl_read_cancel(struct txd_fs *fs, void *arg)
+{
+	return ctl_lease_wait_cancel(fs, arg);
+}
+
 void ctl_release(struct txd_fs *fs, struct handle *h)
 {
-	(void)fs;
+	if (h->ctl && h->ctl->wait)
+		ctl_lease_wait_close(fs, h->ctl->wait);
 	if (h->ctl)
 		free(h->ctl->buf);
 	free(h->ctl);
 	h->ctl = NULL;
+}
+
+ssize_t ctl_readlink(struct txd_fs *fs, struct node *n, char *buf, size_t size)
+{
+	ctl_enter(fs, n);
+	return ctl_lease_owns(n->ctl) ? ctl_lease_readlink(fs, n, buf, size) : -EINVAL;
+}
+
+int ctl_entry(struct txd_fs *fs, unsigned kind, uint64_t key, struct txd_entry *e)
+{
+	return ctl_node(fs, (enum ctl_kind)kind, key, e);
+}
+
+int ctl_fill(struct txd_fs *fs, const char *name, unsigned kind, uint64_t key, bool plus,
+	     uint64_t next, txd_fill_fn fill, void *arg)
+{
+	return ctl_emit(fs, name, (enum ctl_kind)kind, key, plus, next, fill, arg);
 }

@@ -23,10 +23,11 @@ struct handle;
 /* parent: a control node, or a view's root (name == CTL_DIRNAME, dtree.h). */
 int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct txd_entry *e);
 int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a);
-/* A setattr of a control node: only truncation and times (ignored), as
- * `echo x > ctl` needs; anything else -EPERM. */
-int ctl_setattr(struct txd_fs *fs, struct node *n, const struct txd_setattr *sa,
-		struct txd_attr *out);
+/* A setattr of a control node: truncation (ignored, as `echo x > ctl`
+ * needs) and times (a lease directory's mtime renews it: touch); anything
+ * else -EPERM. */
+int ctl_setattr(struct txd_fs *fs, const struct txd_cred *c, struct node *n,
+		const struct txd_setattr *sa, struct txd_attr *out);
 int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_fill_fn fill,
 		void *arg);
 int ctl_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent, const char *name,
@@ -44,7 +45,18 @@ ssize_t ctl_write(struct txd_fs *fs, const struct txd_cred *c, struct handle *h,
 ssize_t ctl_write_async(struct txd_fs *fs, const struct txd_cred *c, struct handle *h,
 			const void *buf, size_t size, uint64_t off,
 			void (*done)(void *arg, int err), void *arg);
+/* As ctl_read; a wait file not ready yet returns -EINPROGRESS and answers
+ * through done (txd_read_async). */
+ssize_t ctl_read_async(struct txd_fs *fs, struct handle *h, void *buf, size_t size,
+		       uint64_t off, void (*done)(void *arg, int err), void *arg);
+int ctl_read_cancel(struct txd_fs *fs, void *arg);
+bool ctl_may_wait(const struct handle *h); /* a wait file's handle */
+int ctl_poll(struct txd_fs *fs, struct handle *h, void (*wake)(void *arg), void *arg);
 void ctl_release(struct txd_fs *fs, struct handle *h);
+/* unlink in the control tree: by-name/NAME breaks the lease (ctl_lease.h). */
+int ctl_unlink(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+	       const char *name);
+ssize_t ctl_readlink(struct txd_fs *fs, struct node *n, char *buf, size_t size);
 /* fs_node_put for a control node: forgets it (one node id per object)
  * before it is freed. */
 void ctl_node_put(struct txd_fs *fs, struct node *n);

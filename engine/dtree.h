@@ -140,6 +140,8 @@ int fs_mkdir(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const
 int fs_setattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
 	       const struct txd_setattr *sa, uint64_t fh, struct txd_attr *out);
 int fs_rmdir(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name);
+int fs_unlink(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name);
+ssize_t fs_readlink(struct txd_fs *fs, uint64_t node, char *buf, size_t size);
 /* Make a regular file (txd_create). */
 int fs_create_entry(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent,
 		    const char *name, mode_t mode, struct txd_entry *out);

@@ -19,6 +19,7 @@
 #include "events.h"
 #include "os.h"
 #include "rec.h"
+#include "svc.h"
 #include "txn.h"
 #include "wal.h"
 
@@ -449,7 +450,7 @@ static int replay_one(void *arg, const struct wal_pos *pos, uint16_t type, const
 {
 	struct txd_fs *fs = arg;
 	if (type != WAL_REC_COMMIT)
-		return -TXD_EFORMAT;
+		return svc_replay(fs->svc, type, payload, len); /* svc.h V1 */
 	struct rec_hdr hdr;
 	struct clog_note *note = NULL;
 	int err = clog_note_begin(fs->clog, &fs->ns, pos->lsn, payload, len, &note);
@@ -543,6 +544,25 @@ static int fs_logs_open(struct txd_fs *fs)
 	return err;
 }
 
+/* svc.h V3: a format-1 store says format 2 before its first lease record. */
+static int fs_upgrade(void *arg)
+{
+	struct txd_fs *fs = arg;
+	return store_upgrade(&fs->store);
+}
+
+static int fs_svc_open(struct txd_fs *fs)
+{
+	struct svc_opts so = {.sync_grants = fs->opts.durability != TXD_DUR_NONE,
+			      .events = fs->events, .max_leases = fs->opts.max_leases,
+			      .max_waiters = fs->opts.max_waiters};
+	if (fs->store.format < STORE_FORMAT_VERSION) {
+		so.upgrade = fs_upgrade;
+		so.upgrade_arg = fs;
+	}
+	return svc_open(fs->wal, &so, &fs->svc);
+}
+
 /* A lone fsync's fdatasync runs on the FUSE worker itself (wal.h W5). */
 static void wal_will_block(void *arg)
 {
@@ -566,7 +586,11 @@ static int fs_start(struct txd_fs *fs)
 	if (!err)
 		err = fs_logs_open(fs);
 	if (!err)
+		err = fs_svc_open(fs);
+	if (!err)
 		err = fs_recover(fs);
+	if (!err)
+		err = svc_start(fs->svc); /* after replay: lease L8 */
 	if (err)
 		return err;
 	struct node *root = fs_node_new(fs, NULL, ns_inode(&fs->ns, NS_ROOT_INO));
@@ -579,6 +603,10 @@ static int fs_start(struct txd_fs *fs)
 static void fs_free(struct txd_fs *fs)
 {
 	ckpt_stop(fs);
+	svc_close(fs->svc); /* before the WAL and the event log it writes to */
+	fs->svc = NULL;
+	if (fs->upper_free) /* the control tree's state (core.h: registered by it) */
+		fs->upper_free(fs);
 	/* frozen nodes the kernel never forgot pin versions that may be
 	 * detached from their inode's chain: give them back (F3) */
 	for (uint64_t k = 0; fs->nodes && k < fs->nodes_size; k++)

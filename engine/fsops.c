@@ -347,7 +347,7 @@ out_unlock:
 	return err;
 }
 
-int txd_unlink(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name)
+int fs_unlink(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name)
 {
 	return remove_entry(fs, c, parent, name, false);
 }
@@ -506,7 +506,7 @@ out_unlock:
 	return err;
 }
 
-ssize_t txd_readlink(struct txd_fs *fs, uint64_t node, char *buf, size_t size)
+ssize_t fs_readlink(struct txd_fs *fs, uint64_t node, char *buf, size_t size)
 {
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = fs_node(fs, node);
@@ -520,8 +520,6 @@ ssize_t txd_readlink(struct txd_fs *fs, uint64_t node, char *buf, size_t size)
 			memcpy(buf, v->target, len < size ? len : size);
 			ret = (ssize_t)len;
 		}
-	} else if (n) {
-		ret = -EINVAL;
 	}
 	pthread_mutex_unlock(&fs->lock);
 	return ret;

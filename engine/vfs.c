@@ -90,7 +90,7 @@ int txd_setattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = fs_node(fs, node);
 	if (n && n->ctl) {
-		int err = ctl_setattr(fs, n, sa, out);
+		int err = ctl_setattr(fs, c, n, sa, out);
 		pthread_mutex_unlock(&fs->lock);
 		return err;
 	}
@@ -127,6 +127,33 @@ int txd_rmdir(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, cons
 	}
 	pthread_mutex_unlock(&fs->lock);
 	return fs_rmdir(fs, c, parent, name);
+}
+
+int txd_unlink(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = fs_node(fs, parent);
+	if (p && p->ctl) {
+		int err = ctl_unlink(fs, c, p, name);
+		pthread_mutex_unlock(&fs->lock);
+		fs_notify_flush(fs);
+		return err;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return fs_unlink(fs, c, parent, name);
+}
+
+ssize_t txd_readlink(struct txd_fs *fs, uint64_t node, char *buf, size_t size)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	if (n && n->ctl) {
+		ssize_t ret = ctl_readlink(fs, n, buf, size);
+		pthread_mutex_unlock(&fs->lock);
+		return ret;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return fs_readlink(fs, node, buf, size);
 }
 
 /* ---- directories ------------------------------------------------------------ */
@@ -262,6 +289,36 @@ ssize_t txd_read(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_
 	if (!h)
 		return -EBADF;
 	return is_ctl(h) ? ctl_read(fs, h, buf, size, off) : fs_read(fs, h, buf, size, off);
+}
+
+ssize_t txd_read_async(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_t off,
+		       void (*done)(void *arg, int err), void *arg)
+{
+	struct handle *h = fs_file_handle(fh);
+	if (!h)
+		return -EBADF;
+	return is_ctl(h) ? ctl_read_async(fs, h, buf, size, off, done, arg)
+			 : fs_read(fs, h, buf, size, off);
+}
+
+bool txd_read_may_wait(struct txd_fs *fs, uint64_t fh)
+{
+	struct handle *h = fs_file_handle(fh);
+	(void)fs;
+	return h && h->ctl && ctl_may_wait(h);
+}
+
+int txd_read_cancel(struct txd_fs *fs, void *arg)
+{
+	return ctl_read_cancel(fs, arg);
+}
+
+int txd_poll(struct txd_fs *fs, uint64_t fh, void (*wake)(void *arg), void *arg)
+{
+	struct handle *h = fs_file_handle(fh);
+	if (!h)
+		return -EBADF;
+	return is_ctl(h) ? ctl_poll(fs, h, wake, arg) : 1;
 }
 
 ssize_t txd_write(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh, const void *buf,

@@ -1,0 +1,482 @@
+/*
+ * svc.c — the services host (svc.h).
+ */
+#include "svc.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "lease_proc.h"
+#include "lease_wal.h"
+#include "os.h"
+#include "rec.h"
+#include "txdir.h"
+
+struct svc {
+	struct proc *proc;
+	struct lease_proc *lp;
+	struct lease_svc *lease;
+	struct lease_backend wal_be; /* the WAL adapter, wrapped for V3 */
+	pthread_mutex_t up_lock;     /* upgrade state (leaf) */
+	int (*upgrade)(void *arg);
+	void *upgrade_arg;
+	bool upgraded;
+	pthread_mutex_t lock;        /* stop, kicked (leaf) */
+	pthread_cond_t cv;
+	bool stop, running, kicked;
+	uint64_t next;               /* the earliest expiry at start-up */
+	pthread_t worker;
+	struct evlog *events;
+	_Atomic uint64_t wait_ns_sum, wait_count;
+	void (*_Atomic listener)(void *arg, const struct lease_event *ev);
+	void *_Atomic listener_arg;
+	struct replayed *rp;         /* V5: grants and releases replayed */
+	size_t nrp, caprp;
+};
+
+/* ---- V5 across a power cut: events derived from the replayed records ------
+ * An event is written once its action is durable, but the event log itself
+ * is fsynced only at checkpoints: a power cut can keep the record and lose
+ * its event. Replay (the records after the checkpoint) notes every grant
+ * and release; before anything new happens, those whose event the log lacks
+ * are emitted again, with the record's own time and "derived": true. */
+struct replayed {
+	bool grant;
+	uint8_t how;
+	uint32_t pid, uid, by_pid, by_uid;
+	uint64_t token, start, time_ns, ttl_ns;
+	char name[LEASE_NAME_MAX + 1];
+};
+
+static uint64_t le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* A replayed GRANT or RELEASE (lease.h "Record encoding"; lease_replay has
+ * checked its lengths). */
+static void note_replayed(struct svc *s, const uint8_t *p, size_t len)
+{
+	if (len < 8 || (p[1] != LREC_GRANT && p[1] != LREC_RELEASE))
+		return;
+	size_t fixed = p[1] == LREC_GRANT ? 72 : 48, nlen = (size_t)(p[2] | p[3] << 8);
+	if (len != fixed + nlen || nlen > LEASE_NAME_MAX)
+		return;
+	if (s->nrp == s->caprp) {
+		size_t cap = s->caprp ? 2 * s->caprp : 64;
+		struct replayed *n = realloc(s->rp, cap * sizeof(*n));
+		if (!n)
+			return; /* derived events are best effort: the WAL stands */
+		s->rp = n;
+		s->caprp = cap;
+	}
+	struct replayed *r = &s->rp[s->nrp++];
+	memset(r, 0, sizeof(*r));
+	r->grant = p[1] == LREC_GRANT;
+	r->token = le64(p + 8);
+	memcpy(r->name, p + fixed, nlen);
+	if (r->grant) {
+		r->uid = le32(p + 16);
+		r->pid = le32(p + 20);
+		r->start = le64(p + 24);
+		r->ttl_ns = le64(p + 48);
+		r->time_ns = le64(p + 64);
+	} else {
+		r->how = p[16];
+		r->by_uid = le32(p + 20);
+		r->by_pid = le32(p + 24);
+		r->time_ns = le64(p + 40);
+	}
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static bool has(const uint64_t *v, size_t n, uint64_t t)
+{
+	return n && bsearch(&t, v, n, sizeof(*v), cmp_u64);
+}
+
+/* The tokens of the grant and of the release events in the log. */
+static int logged_tokens(struct svc *s, uint64_t **g, size_t *ng, uint64_t **r, size_t *nr)
+{
+	char *txt = NULL;
+	size_t len = 0;
+	int err = ev_render(s->events, 0, NULL, NULL, 0, &txt, &len);
+	*g = calloc(s->nrp + 1, sizeof(**g));
+	*r = calloc(s->nrp + 1, sizeof(**r));
+	*ng = *nr = 0;
+	if (err || !*g || !*r) {
+		free(txt);
+		return err ? err : -ENOMEM; /* the caller frees *g and *r */
+	}
+	for (char *line = txt, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = 0;
+		if (!strstr(line, "\"lease_"))
+			continue;
+		cJSON *o = cJSON_Parse(line);
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
+		const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "token");
+		if (cJSON_IsString(t) && cJSON_IsNumber(k)) {
+			bool grant = strcmp(t->valuestring, "lease_grant") == 0;
+			bool rel = !grant && cJSON_GetObjectItemCaseSensitive(o, "how");
+			uint64_t tok = (uint64_t)k->valuedouble;
+			/* only tokens replay can ask about: the arrays stay small */
+			for (size_t i = 0; i < s->nrp; i++)
+				if (s->rp[i].token == tok && s->rp[i].grant == grant && (grant || rel)) {
+					if (grant)
+						(*g)[(*ng)++] = tok;
+					else
+						(*r)[(*nr)++] = tok;
+					break;
+				}
+		}
+		cJSON_Delete(o);
+		if (*ng >= s->nrp || *nr >= s->nrp)
+			break;
+	}
+	free(txt);
+	qsort(*g, *ng, sizeof(**g), cmp_u64);
+	qsort(*r, *nr, sizeof(**r), cmp_u64);
+	return 0;
+}
+
+static void log_event(struct svc *s, const struct lease_event *ev, uint64_t time_ns,
+		      bool derived);
+
+static void emit_replayed(struct svc *s, const struct replayed *p)
+{
+	struct lease_event ev = {.kind = p->grant ? LEV_GRANT : LEV_RELEASE,
+				 .how = (enum lease_end)p->how};
+	snprintf(ev.lease.name, sizeof(ev.lease.name), "%s", p->name);
+	ev.lease.token = p->token;
+	ev.lease.holder.pid = p->pid;
+	ev.lease.holder.start = p->start;
+	ev.lease.uid = p->uid;
+	ev.lease.ttl_ns = p->ttl_ns;
+	ev.by.proc.pid = p->by_pid;
+	ev.by.uid = p->by_uid;
+	log_event(s, &ev, p->time_ns, true);
+}
+
+static void derive_events(struct svc *s)
+{
+	uint64_t *g = NULL, *r = NULL;
+	size_t ng = 0, nr = 0;
+	if (s->nrp && s->events && !logged_tokens(s, &g, &ng, &r, &nr)) {
+		for (size_t i = 0; i < s->nrp; i++) {
+			const struct replayed *p = &s->rp[i];
+			if (!(p->grant ? has(g, ng, p->token) : has(r, nr, p->token)))
+				emit_replayed(s, p);
+		}
+	}
+	free(g);
+	free(r);
+	free(s->rp);
+	s->rp = NULL;
+	s->nrp = s->caprp = 0;
+}
+
+void svc_set_listener(struct svc *s, void (*fn)(void *arg, const struct lease_event *ev),
+		      void *arg)
+{
+	s->listener_arg = arg;
+	s->listener = fn;
+}
+
+/* ---- events (V5) ------------------------------------------------------------ */
+static void add_holder(cJSON *o, const struct lease_info *li)
+{
+	cJSON_AddStringToObject(o, "name", li->name);
+	ev_add_u64(o, "token", li->token);
+	ev_add_u64(o, "pid", li->holder.pid);
+	ev_add_u64(o, "start", li->holder.start);
+	ev_add_u64(o, "uid", li->uid);
+	if (li->ttl_ns)
+		cJSON_AddNumberToObject(o, "ttl_s", (double)li->ttl_ns / 1e9);
+}
+
+static void log_event(struct svc *s, const struct lease_event *ev, uint64_t time_ns,
+		      bool derived)
+{
+	cJSON *o = cJSON_CreateObject();
+	const char *type = "lease_deadlock";
+
+	if (!o)
+		return;
+	switch (ev->kind) {
+	case LEV_GRANT:
+		type = "lease_grant";
+		add_holder(o, &ev->lease);
+		break;
+	case LEV_RENEW:
+		type = "lease_renew";
+		add_holder(o, &ev->lease);
+		break;
+	case LEV_RELEASE:
+		type = ev->how == LEASE_END_BREAK ? "lease_break"
+		       : ev->how == LEASE_END_DEATH || ev->how == LEASE_END_DEAD ? "lease_cleanup"
+		       : "lease_release";
+		add_holder(o, &ev->lease);
+		cJSON_AddStringToObject(o, "how", lease_end_name(ev->how));
+		ev_add_u64(o, "by_pid", ev->by.proc.pid);
+		ev_add_u64(o, "by_uid", ev->by.uid);
+		break;
+	case LEV_DEADLOCK: {
+		ev_add_u64(o, "pid", ev->by.proc.pid);
+		ev_add_u64(o, "uid", ev->by.uid);
+		cJSON *cyc = cJSON_AddArrayToObject(o, "cycle");
+		for (unsigned k = 0; ev->cycle && cyc && k < ev->cycle->n; k++) {
+			cJSON *st = cJSON_CreateObject();
+			if (!st)
+				break;
+			ev_add_u64(st, "pid", ev->cycle->step[k].proc.pid);
+			cJSON_AddStringToObject(st, "waits_for", ev->cycle->step[k].name);
+			cJSON_AddItemToArray(cyc, st);
+		}
+		break;
+	}
+	}
+	if (derived)
+		cJSON_AddBoolToObject(o, "derived", true);
+	ev_emit(s->events, time_ns, type, o);
+}
+
+static void on_event(void *arg, const struct lease_event *ev)
+{
+	struct svc *s = arg;
+	log_event(s, ev, txd_os->now_realtime_ns(), false);
+	void (*fn)(void *, const struct lease_event *) = s->listener;
+	if (fn)
+		fn(s->listener_arg, ev);
+}
+
+void svc_wait_observe(struct svc *s, uint64_t ns)
+{
+	s->wait_ns_sum += ns;
+	s->wait_count++;
+}
+
+void svc_stats(struct svc *s, void (*put)(void *arg, const char *text), void *arg)
+{
+	struct lease_stats st;
+	char line[256];
+
+	lease_get_stats(s->lease, &st);
+	put(arg, "# HELP txdir_leases_held Leases currently held.\n"
+		 "# TYPE txdir_leases_held gauge\n");
+	snprintf(line, sizeof(line), "txdir_leases_held %" PRIu64 "\n", st.held);
+	put(arg, line);
+	put(arg, "# HELP txdir_lease_waiters Processes queued for a lease.\n"
+		 "# TYPE txdir_lease_waiters gauge\n");
+	snprintf(line, sizeof(line), "txdir_lease_waiters %" PRIu64 "\n", st.waiters);
+	put(arg, line);
+	put(arg, "# HELP txdir_lease_grants_total Leases granted since start.\n"
+		 "# TYPE txdir_lease_grants_total counter\n");
+	snprintf(line, sizeof(line), "txdir_lease_grants_total %" PRIu64 "\n", st.grants);
+	put(arg, line);
+	put(arg, "# HELP txdir_lease_releases_total Lease releases by reason.\n"
+		 "# TYPE txdir_lease_releases_total counter\n");
+	for (int how = LEASE_END_RELEASE; how < LEASE_END_MAX; how++) {
+		snprintf(line, sizeof(line), "txdir_lease_releases_total{reason=\"%s\"} %" PRIu64 "\n",
+			 lease_end_name((enum lease_end)how), st.releases[how]);
+		put(arg, line);
+	}
+	put(arg, "# HELP txdir_lease_wait_seconds Time spent in released and granted waits.\n"
+		 "# TYPE txdir_lease_wait_seconds summary\n");
+	snprintf(line, sizeof(line),
+		 "txdir_lease_wait_seconds_sum %.9f\ntxdir_lease_wait_seconds_count %" PRIu64 "\n",
+		 (double)s->wait_ns_sum / 1e9, (uint64_t)s->wait_count);
+	put(arg, line);
+}
+
+/* V3: the format says "services" before any service record is appended. */
+static int be_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
+{
+	struct svc *s = arg;
+	int err = 0;
+
+	pthread_mutex_lock(&s->up_lock);
+	if (s->upgrade && !s->upgraded) {
+		err = s->upgrade(s->upgrade_arg);
+		s->upgraded = !err;
+	}
+	pthread_mutex_unlock(&s->up_lock);
+	return err ? err : s->wal_be.append(s->wal_be.arg, rec, len, lsn);
+}
+
+static int be_sync(void *arg, uint64_t lsn)
+{
+	struct svc *s = arg;
+
+	return s->wal_be.sync(s->wal_be.arg, lsn);
+}
+
+int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out)
+{
+	struct svc *s = calloc(1, sizeof(*s));
+	int err;
+
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->up_lock, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	s->wal_be = lease_wal_backend(w);
+	s->upgrade = opts->upgrade;
+	s->upgrade_arg = opts->upgrade_arg;
+	s->events = opts->events;
+	if ((err = proc_open(opts->proc_root, &s->proc)))
+		goto out_free;
+	if ((err = lease_proc_open(s->proc, &s->lp)))
+		goto out_proc;
+	struct lease_opts lo = {.sync_grants = opts->sync_grants,
+				.max_leases = opts->max_leases,
+				.max_waiters = opts->max_waiters};
+	proc_boot(s->proc, lo.boot);
+	struct lease_backend be = {.append = be_append, .sync = be_sync, .arg = s};
+	struct lease_hooks hooks = lease_proc_hooks(s->lp, on_event, s);
+	if ((err = lease_open(&lo, &be, &hooks, &s->lease)))
+		goto out_lp;
+	*out = s;
+	return 0;
+out_lp:
+	lease_proc_close(s->lp);
+out_proc:
+	proc_close(s->proc);
+out_free:
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->up_lock);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	return err;
+}
+
+int svc_replay(struct svc *s, uint16_t type, const void *payload, size_t len)
+{
+	if (type != WAL_REC_LEASE)
+		return -TXD_EFORMAT;
+	int err = lease_replay(s->lease, payload, len);
+	if (!err)
+		note_replayed(s, payload, len);
+	return err;
+}
+
+int svc_ckpt_save(struct svc *s, void **buf, size_t *len)
+{
+	return lease_snapshot_encode(s->lease, buf, len);
+}
+
+int svc_ckpt_load(struct svc *s, const void *buf, size_t len)
+{
+	return lease_snapshot_decode(s->lease, buf, len);
+}
+
+/* V4: a tick when kicked (start-up, a TTL set), then at the earliest
+ * expiry, waking at least every second while one is pending. With no TTL
+ * pending the thread sleeps and reads no clock (tests move txd_os's clock
+ * while a store is open). */
+static void *worker_main(void *arg)
+{
+	struct svc *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	uint64_t next = s->next; /* svc_start's tick */
+	while (!s->stop) {
+		uint64_t now = s->kicked || next ? txd_os->now_monotonic_ns() : 0;
+		if (s->kicked || (next && next <= now)) {
+			s->kicked = false;
+			pthread_mutex_unlock(&s->lock);
+			(void)lease_tick(s->lease, &next); /* may block on the WAL's sync */
+			pthread_mutex_lock(&s->lock);
+			continue;
+		}
+		if (!next) {
+			pthread_cond_wait(&s->cv, &s->lock);
+			continue;
+		}
+		uint64_t wait = next - now < 1000000000ull ? next - now : 1000000000ull;
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += (time_t)(wait / 1000000000ull);
+		until.tv_nsec += (long)(wait % 1000000000ull);
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&s->cv, &s->lock, &until);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+void svc_kick(struct svc *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->kicked = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int svc_start(struct svc *s)
+{
+	lease_proc_attach(s->lp, s->lease);
+	derive_events(s); /* V5: before anything new is logged */
+	int err = lease_start(s->lease);
+	if (err)
+		return err;
+	/* the first tick here, on the opening thread: the worker reads no
+	 * clock unless a TTL is pending */
+	if ((err = lease_tick(s->lease, &s->next)) < 0)
+		return err;
+	err = -pthread_create(&s->worker, NULL, worker_main, s);
+	s->running = !err;
+	return err;
+}
+
+void svc_close(struct svc *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stop = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->lock);
+	if (s->running)
+		pthread_join(s->worker, NULL);
+	lease_proc_close(s->lp); /* no death delivered after this */
+	lease_close(s->lease);
+	proc_close(s->proc);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->up_lock);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+struct lease_svc *svc_lease(struct svc *s)
+{
+	return s->lease;
+}
+
+struct proc *svc_proc(struct svc *s)
+{
+	return s->proc;
+}
