@@ -43,6 +43,7 @@
  * as a break by the caller); a server that refuses unlink there gets rmdir
  * of the holder's directory instead (recorded as a release by the caller).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -447,6 +448,133 @@ static int read_granted(const char *path, char *token)
 	return -ETIMEDOUT;
 }
 
+/* ---- deadlock: the server's wait-for graph, seen with process ancestry ----
+ *
+ * The server refuses (EDEADLK) a wait that closes a cycle among the
+ * processes that hold and wait. But mountctl always waits as a fresh child,
+ * which holds nothing: crossed nested commands (`lease a -- ... lease b`
+ * against `lease b -- ... lease a`), or a nested wait for the lease an
+ * outer command holds, never close a cycle there, since the holder of the
+ * outer lease is not the process that waits. So after queueing, mountctl
+ * walks the tree itself, taking a process to wait for what its descendants
+ * wait for (a parent waiting on its child, as a nested command's is): from
+ * NAME's holder, through the leases its descendants wait for, up to
+ * LEASE_DL_DEPTH leases; reaching a holder that is this command's ancestor
+ * is a deadlock (123). Two commands that queue at the same instant may
+ * both see it, and both give up: never neither. */
+#define LEASE_DL_DEPTH 16
+
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512], *s;
+	int ppid = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) && (s = strrchr(buf, ')')))
+		sscanf(s + 2, "%*c %d", &ppid);
+	fclose(f);
+	return ppid;
+}
+
+/* pid is anc or a descendant of it. */
+static bool descends(pid_t pid, pid_t anc)
+{
+	for (int i = 0; i < 64 && pid > 1; i++, pid = parent_of(pid)) {
+		if (pid == anc)
+			return true;
+	}
+	return false;
+}
+
+/* NAME's holder (by-name/NAME -> ../active/PID/NAME), or 0. */
+static pid_t holder_of(const char *mnt, const char *name)
+{
+	char *p = lpath(mnt, "by-name/%s", name), buf[PATH_MAX], *a;
+	ssize_t n = readlink(p, buf, sizeof(buf) - 1);
+
+	free(p);
+	if (n < 0)
+		return 0;
+	buf[n] = '\0';
+	a = strstr(buf, "active/");
+	return a ? (pid_t)atoi(a + 7) : 0;
+}
+
+/* Calls fn(arg, pid, name) for every wait in waiting/PID/NAME. */
+static void each_wait(const char *mnt, void (*fn)(void *, pid_t, const char *), void *arg)
+{
+	char *p = lpath(mnt, "waiting"), *q;
+	DIR *d = opendir(p), *e;
+	struct dirent *de, *ne;
+
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		q = lpath(mnt, "waiting/%s", de->d_name);
+		e = opendir(q);
+		while (e && (ne = readdir(e))) {
+			if (ne->d_name[0] != '.')
+				fn(arg, (pid_t)atoi(de->d_name), ne->d_name);
+		}
+		if (e)
+			closedir(e);
+		free(q);
+	}
+	if (d)
+		closedir(d);
+	free(p);
+}
+
+struct dl_walk {
+	char names[LEASE_DL_DEPTH][256];
+	int n;
+	pid_t holder; /* whose descendants' waits are being collected */
+	pid_t self;   /* our waiter, not followed */
+};
+
+static void dl_collect(void *arg, pid_t waiter, const char *name)
+{
+	struct dl_walk *w = arg;
+
+	if (waiter == w->self || w->n >= LEASE_DL_DEPTH || !descends(waiter, w->holder))
+		return;
+	for (int i = 0; i < w->n; i++) {
+		if (strcmp(w->names[i], name) == 0)
+			return;
+	}
+	snprintf(w->names[w->n++], sizeof(w->names[0]), "%s", name);
+}
+
+/* Would child's wait for o->name deadlock? The lease and holder that close
+ * the cycle in *at / *holder. */
+static bool would_deadlock(const struct lease_opts *o, pid_t child, const char **at,
+			   pid_t *holder)
+{
+	static struct dl_walk w;
+
+	memset(&w, 0, sizeof(w));
+	w.self = child;
+	snprintf(w.names[w.n++], sizeof(w.names[0]), "%s", o->name);
+	for (int i = 0; i < w.n; i++) {
+		pid_t h = holder_of(o->mnt, w.names[i]);
+
+		if (!h || (i == 0 && h == child))
+			continue; /* free, or already granted to us */
+		if (descends(child, h)) {
+			*at = w.names[i];
+			*holder = h;
+			return true;
+		}
+		w.holder = h;
+		each_wait(o->mnt, dl_collect, &w);
+	}
+	return false;
+}
+
 /* -w / default: the queue. 0 held, else an exit code (said why). */
 static int grab_queued(const struct lease_opts *o, pid_t holder, char *token)
 {
@@ -467,6 +595,23 @@ static int grab_queued(const struct lease_opts *o, pid_t holder, char *token)
 		mc_err("lease", "cannot queue for %s on %s: %s", o->name, o->mnt, strerror(-r));
 		r = MC_EXIT_OWN;
 		goto out_free;
+	}
+	{
+		const char *at;
+		pid_t by;
+
+		if (would_deadlock(o, holder, &at, &by)) {
+			rmdir(wdir);
+			if (strcmp(at, o->name) == 0)
+				mc_err("lease", "waiting for %s would deadlock (EDEADLK): it is held by "
+				       "pid %d, which runs this command", o->name, (int)by);
+			else
+				mc_err("lease", "waiting for %s would deadlock (EDEADLK): its holder "
+				       "waits, through its descendants, for %s, held by pid %d, which "
+				       "runs this command", o->name, at, (int)by);
+			r = LEASE_EXIT_DEADLK;
+			goto out_free;
+		}
 	}
 	/* The wait may be cut short by the timer, or by SIGINT/SIGTERM/SIGHUP
 	 * ending mountctl (the child then exits and the server withdraws it). */
@@ -576,7 +721,7 @@ static int check_grant(struct hold *h, char *why, size_t len)
 		r = (int)read_small(p, token, sizeof(token));
 		free(p);
 		if (r >= 0 && strcmp(token, h->token) != 0) {
-			snprintf(why, len, "NAME now has token %s", token);
+			snprintf(why, len, "%s now has token %s", h->o->name, token);
 			return 1;
 		}
 		if (r == -ENOENT) {

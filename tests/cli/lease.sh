@@ -241,6 +241,9 @@ run_wait
 expect "CMD killed by the forwarded SIGTERM: 143" 143
 
 # ---- EDEADLK ---------------------------------------------------------------------------
+mc lease "$M" self -- "$MOUNTCTL" lease "$M" self -w 20 -- true
+expect "a nested wait for the lease the outer command holds: EDEADLK, 123" 123 \
+	"waiting for self would deadlock \(EDEADLK\)"
 # A holds d1 and waits for d2; B holds d2 and waits for d1.
 rm -f "$B"/dl*
 timeout -k 5 60 "$MOUNTCTL" lease "$M" d1 -- sh -c "touch '$B/dl.a'; until [ -e '$B/dl.b' ]; do sleep 0.01; done;
