@@ -30,6 +30,10 @@
  * When CMD exits, mountctl releases the lease (rmdir) before reaping CMD,
  * so the pid cannot be reused meanwhile.
  *
+ * Deadlock: the server refuses a queue entry that closes a cycle (EDEADLK);
+ * since mountctl's waiter is always a fresh child, it also checks the
+ * cycles that go through process ancestry (see would_deadlock()).
+ *
  * Exit: CMD's code, 128+n if CMD was killed by signal n; busy (-n) or
  * timed out (-w) 1 or -E CODE; lease lost 122; EDEADLK 123; CMD cannot run /
  * not found 126/127 (as env(1)); mountctl's own errors (usage included) 125.
