@@ -206,7 +206,9 @@ static long long grab_mkdir(void)
 		}
 		fd = open(rel, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
-			usleep(200); /* released between mkdir and open */
+			/* released between mkdir and open (or no released file:
+			 * then this is a polling loop, kept gentle) */
+			usleep((useconds_t)(500 + rand() % 1500));
 			continue;
 		}
 		if (read(fd, buf, sizeof(buf)) < 0 && gone(errno))
