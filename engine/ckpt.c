@@ -4,8 +4,12 @@
  *
  * File "ckpt-%016llx" (the LSN, so names sort by age) in the checkpoint
  * directory. Little-endian:
- *   header (64 bytes): u64 magic "TXDCKPT1", u32 version 1, u32 0, u64 lsn,
- *                      u64 next_ino, u8[24] 0, u64 xxh64(bytes 0..55)
+ *   header (64 bytes): u64 magic "TXDCKPT1", u32 version (1 or 2), u32 0,
+ *                      u64 lsn, u64 next_ino, u8[24] 0, u64 xxh64(bytes 0..55)
+ *   sections (version 2 only, right after the header, counted as blocks):
+ *                      u32 magic "CKSX", u32 len, u64 xxh64(payload), then
+ *                      u32 id, u32 0, the section's bytes (len - 8 of them).
+ *                      id 1: the services (svc_ckpt_save; svc.h V2)
  *   blocks:            u32 magic "CKBL", u32 len, u64 xxh64(payload), then a
  *                      commit payload (rec.h) with no inline data
  *   trailer:           u32 magic "CKEN", u32 0, u64 nblocks,
@@ -31,7 +35,10 @@
  *     -TXD_ECORRUPT) once the log's start was dropped.
  *  K5 A checkpoint whose (checksummed) header names another version is
  *     refused with -TXD_EFORMAT, not read and not passed over for an older
- *     one: it was written by another format of the store.
+ *     one: it was written by another format of the store. Version 1 (store
+ *     format 1) has no sections; version 2 (store format 2) has the
+ *     services' section, taken after the LSN was chosen (svc.h V2), and it
+ *     is handed to the services only once the whole file checked out.
  *  K6 No block outgrows 2 x BLOCK_TARGET plus one op of another kind (an
  *     xattr, an inode with its target), however much one inode holds: a
  *     content map goes out as OP_CONTENT pieces of CONTENT_PIECE changes
@@ -67,7 +74,9 @@
 #define CKPT_MAGIC 0x3154504b43445854ull /* "TXDCKPT1" */
 #define BLK_MAGIC 0x4c424b43u           /* "CKBL" */
 #define END_MAGIC 0x4e454b43u           /* "CKEN" */
-#define CKPT_VERSION 1
+#define SEC_MAGIC 0x58534b43u           /* "CKSX" */
+#define SEC_SERVICES 1
+#define CKPT_VERSION 2 /* the newest this code reads and writes (K5) */
 #define CKPT_HDR 64
 #define BLOCK_TARGET (1u << 20)
 #define CONTENT_PIECE (BLOCK_TARGET / 32) /* chunk changes per OP_CONTENT (rec.h: 32 bytes) */
@@ -377,11 +386,10 @@ static int ckw_walk(struct ckw *w, int from)
 	return w->err;
 }
 
-static int write_header(struct ckw *w, uint64_t lsn, uint64_t next)
+static int write_header(struct ckw *w, uint32_t ver, uint64_t lsn, uint64_t next)
 {
 	uint8_t h[CKPT_HDR] = {0};
 	uint64_t magic = CKPT_MAGIC;
-	uint32_t ver = CKPT_VERSION;
 	memcpy(h, &magic, 8);
 	memcpy(h + 8, &ver, 4);
 	memcpy(h + 16, &lsn, 8);
@@ -390,6 +398,38 @@ static int write_header(struct ckw *w, uint64_t lsn, uint64_t next)
 	memcpy(h + 56, &sum, 8);
 	w->off = CKPT_HDR;
 	return os_pwrite_full(w->fd, h, CKPT_HDR, 0);
+}
+
+/* The services' section (K5): a snapshot taken now, after the LSN. */
+static int write_services(struct ckw *w)
+{
+	void *blob = NULL;
+	size_t blen = 0;
+	int err = svc_ckpt_save(w->fs->svc, &blob, &blen);
+	if (err)
+		return err;
+	uint8_t *sec = malloc(24 + blen);
+	if (!sec || blen > (64u << 20) - 8) {
+		free(blob);
+		free(sec);
+		return sec ? -EFBIG : -ENOMEM;
+	}
+	uint32_t magic = SEC_MAGIC, len = (uint32_t)(8 + blen), id = SEC_SERVICES, zero = 0;
+	memcpy(sec + 16, &id, 4);
+	memcpy(sec + 20, &zero, 4);
+	memcpy(sec + 24, blob, blen);
+	uint64_t sum = XXH64(sec + 16, len, 0);
+	memcpy(sec, &magic, 4);
+	memcpy(sec + 4, &len, 4);
+	memcpy(sec + 8, &sum, 8);
+	err = os_pwrite_full(w->fd, sec, 16 + len, (off_t)w->off);
+	if (!err) {
+		w->off += 16 + len;
+		w->nblocks++;
+	}
+	free(sec);
+	free(blob);
+	return err;
 }
 
 static int write_trailer(struct ckw *w)
@@ -457,6 +497,9 @@ static void drop_segments(struct ckw *w, uint32_t cur)
 static int ckpt_write_locked(struct txd_fs *fs)
 {
 	uint64_t lsn = wal_last_lsn(fs->wal), next_ino = fs->ns.next_ino;
+	/* read after the LSN: a service record at or below it upgraded the
+	 * store before it was appended (svc.h V3) */
+	uint32_t ver = fs->store.format >= 2 && fs->svc ? 2 : 1;
 	uint32_t cur = wal_current_seg(fs->wal);
 	struct ckw w = {.fs = fs, .fd = -1, .snap = lsn, .write = lsn != fs->ckpt_lsn,
 			.nclass = fs->ns.tabsize};
@@ -484,7 +527,8 @@ static int ckpt_write_locked(struct txd_fs *fs)
 		 * checkpoint names them: a power cut may not leave a checkpoint
 		 * ahead of the log */
 		if ((err = w.fd < 0 ? w.fd : 0) || (err = chunkstore_sync(fs->cs)) ||
-		    (err = wal_sync(fs->wal, lsn)) || (err = write_header(&w, lsn, next_ino)))
+		    (err = wal_sync(fs->wal, lsn)) || (err = write_header(&w, ver, lsn, next_ino)) ||
+		    (ver >= 2 && (err = write_services(&w))))
 			w.err = err;
 	}
 	pthread_mutex_lock(&fs->lock);
@@ -612,10 +656,10 @@ static int ckpt_stream(struct txd_fs *fs, int fd, uint64_t lsn)
 		return -TXD_ECORRUPT;
 	uint32_t ver;
 	memcpy(&ver, h + 8, 4);
-	if (ver != CKPT_VERSION)
+	if (ver < 1 || ver > CKPT_VERSION)
 		return -TXD_EFORMAT; /* K5: not ours to read, nor to pass over */
-	uint8_t *buf = NULL;
-	size_t cap = 0;
+	uint8_t *buf = NULL, *services = NULL;
+	size_t cap = 0, nservices = 0;
 	for (;;) {
 		uint8_t bh[24];
 		uint32_t m, blen;
@@ -634,7 +678,8 @@ static int ckpt_stream(struct txd_fs *fs, int fd, uint64_t lsn)
 			break;
 		}
 		err = -TXD_ECORRUPT;
-		if (m != BLK_MAGIC || blen > (64u << 20))
+		bool section = m == SEC_MAGIC && ver >= 2 && nblocks == 0;
+		if ((m != BLK_MAGIC && !section) || blen > (64u << 20) || (section && blen < 8))
 			break;
 		if (blen > cap) {
 			uint8_t *nbuf = realloc(buf, blen);
@@ -651,14 +696,30 @@ static int ckpt_stream(struct txd_fs *fs, int fd, uint64_t lsn)
 			err = -TXD_ECORRUPT;
 			break;
 		}
-		if ((err = ns_apply(&fs->ns, buf, blen, 0, 0, lsn)))
+		if (section) {
+			uint32_t id;
+			memcpy(&id, buf, 4);
+			if (id != SEC_SERVICES || services)
+				break; /* -TXD_ECORRUPT: one known section */
+			if (!(services = malloc(blen - 8 + 1))) {
+				err = -ENOMEM;
+				break;
+			}
+			memcpy(services, buf + 8, blen - 8);
+			nservices = blen - 8;
+		} else if ((err = ns_apply(&fs->ns, buf, blen, 0, 0, lsn))) {
 			break;
+		}
 		off += 16 + (uint64_t)blen;
 		nblocks++;
 	}
 	free(buf);
 	if (err == -EIO)
 		err = -TXD_ECORRUPT; /* os_pread_full: the file ends early (torn) */
+	/* K5: the services get the section once the whole file checked out */
+	if (!err && services && fs->svc)
+		err = svc_ckpt_load(fs->svc, services, nservices);
+	free(services);
 	if (!err && next > fs->ns.next_ino)
 		fs->ns.next_ino = next;
 	return err;

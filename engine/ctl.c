@@ -6,6 +6,7 @@
  *     commits/ID          one commit: time, pid, transaction, changes with
  *                         checksums (JSON); the directory lists newest first
  *     events              one JSON object per line
+ *     leases/             ctl_lease.c (kinds from CTL_LEASE_FIRST on)
  *     manifests/ temp/    multi-step operations in flight (none yet)
  *     stats               Prometheus text
  *     status.json         struct txd_status as JSON (mountctl status)
@@ -39,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctl_lease.h"
 #include "fs.h"
 #include "txn.h"
 #include "os.h"
@@ -72,7 +74,9 @@ struct ctl_entry {
 /* .txdir's children, in readdir order. */
 static const struct ctl_entry ctl_root[] = {
 	{"commits", CTL_COMMITS, true},     {"dtc", CTL_DTC, true},
-	{"events", CTL_EVENTS, false},      {"manifests", CTL_MANIFESTS, true},
+	{"events", CTL_EVENTS, false},
+	{"leases", (enum ctl_kind)CTL_LEASE_FIRST, true}, /* ctl_lease.c */
+	{"manifests", CTL_MANIFESTS, true},
 	{"stats", CTL_STATS, false},        {"status.json", CTL_STATUS, false},
 	{"temp", CTL_TEMP, true},           {"txn", CTL_TXNS, true},
 };
@@ -163,6 +167,11 @@ static void metric(struct sbuf *s, const char *name, const char *type, const cha
 	sb_printf(s, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
+static void put_text(void *arg, const char *text)
+{
+	sb_printf(arg, "%s", text);
+}
+
 static void render_stats(struct txd_fs *fs, struct sbuf *s)
 {
 	struct txd_status st;
@@ -190,9 +199,7 @@ static void render_stats(struct txd_fs *fs, struct sbuf *s)
 	metric(s, "txdir_open_handles", "gauge", "Open file and directory handles.",
 	       (double)st.open_handles);
 	metric(s, "txdir_inodes", "gauge", "Inodes in the namespace.", (double)st.inodes);
-	metric(s, "txdir_leases_held", "gauge", "Leases currently held (leases: not implemented yet).", 0);
-	sb_printf(s, "# HELP txdir_lease_releases_total Lease releases by reason (leases: not "
-		     "implemented yet).\n# TYPE txdir_lease_releases_total counter\n");
+	svc_stats(fs->svc, put_text, s);
 	sb_printf(s, "# HELP txdir_proposals_total Proposals by outcome (votes: not implemented "
 		     "yet).\n# TYPE txdir_proposals_total counter\n");
 	metric(s, "txdir_checksum_errors_total", "counter", "Chunks that failed verification.",
@@ -376,6 +383,8 @@ static int render(struct txd_fs *fs, const struct node *n, struct sbuf *s)
 /* ---- nodes -------------------------------------------------------------------------- */
 static bool kind_is_dir(enum ctl_kind k)
 {
+	if (ctl_lease_owns(k))
+		return ctl_lease_is_dir(k);
 	return k == CTL_ROOT || k == CTL_COMMITS || k == CTL_MANIFESTS || k == CTL_TEMP ||
 	       k == CTL_TXNS || k == CTL_TXN || k == CTL_DTC || k == CTL_DTC_TXNS;
 }
@@ -391,6 +400,8 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 	memset(a, 0, sizeof(*a));
 	a->ino = (1ull << 62) | ((uint64_t)n->ctl << 52) | (n->ctl_key & ((1ull << 52) - 1));
 	a->atime = a->mtime = a->ctime = fs_now_ts();
+	if (ctl_lease_owns(n->ctl))
+		return ctl_lease_getattr(fs, n, a);
 	bool of_txn = n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL || kind_is_txn_record(n->ctl);
 	struct txn *t = of_txn ? txn_by_id(fs, n->ctl_key) : NULL;
 	if ((n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL) && !t)
@@ -483,7 +494,8 @@ static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct 
 	 * (paths through .txdir/txn/NAME/root stay cheap); files are rendered
 	 * at every open and never cached. A transaction's directory only goes
 	 * away by rmdir, which drops the kernel's entry itself. */
-	e->cacheable = kind_is_dir(kind) && kind != CTL_COMMITS && kind != CTL_DTC_TXNS;
+	e->cacheable = kind_is_dir(kind) && kind != CTL_COMMITS && kind != CTL_DTC_TXNS &&
+		       !ctl_lease_owns(kind); /* leases come and go */
 	n->nlookup++;
 	return 0;
 }
@@ -539,6 +551,8 @@ int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct 
 	}
 	if (parent->ctl == CTL_TXN)
 		return txn_child(fs, parent->ctl_key, name, e);
+	if (ctl_lease_owns(parent->ctl))
+		return ctl_lease_lookup(fs, parent, name, e);
 	if (parent->ctl == CTL_DTC)
 		return strcmp(name, "transactions") ? -ENOENT : ctl_node(fs, CTL_DTC_TXNS, 0, e);
 	if (parent->ctl == CTL_DTC_TXNS) {
@@ -596,6 +610,8 @@ int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_
 	}
 	if (n->ctl == CTL_COMMITS)
 		return readdir_commits(fs, off, plus, fill, arg);
+	if (ctl_lease_owns(n->ctl))
+		return ctl_lease_readdir(fs, n, off, plus, fill, arg);
 	if (n->ctl == CTL_DTC_TXNS) {
 		/* offset 3 + k: the k-th record, ascending id (in memory and on disk) */
 		uint64_t *ids;
@@ -649,9 +665,11 @@ int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_
 int ctl_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent, const char *name,
 	      struct txd_entry *e)
 {
+	ctl_enter(fs, parent);
+	if (ctl_lease_owns(parent->ctl))
+		return ctl_lease_mkdir(fs, c, parent, name, e);
 	if (parent->ctl != CTL_TXNS)
 		return -EPERM;
-	ctl_enter(fs, parent);
 	size_t len = strlen(name);
 	if (len == 0 || len > TXD_NAME_MAX)
 		return len ? -ENAMETOOLONG : -EINVAL;
@@ -665,6 +683,9 @@ int ctl_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent, 
 /* rmdir .txdir/txn/NAME aborts it if active and removes it. */
 int ctl_rmdir(struct txd_fs *fs, struct node *parent, const char *name)
 {
+	ctl_enter(fs, parent);
+	if (ctl_lease_owns(parent->ctl))
+		return ctl_lease_rmdir(fs, parent, name);
 	if (parent->ctl != CTL_TXNS)
 		return -EPERM;
 	struct txn *t = txn_find(fs, name);
@@ -680,13 +701,19 @@ int ctl_open(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
 	if (kind_is_dir(n->ctl))
 		return -EISDIR;
 	bool writable = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-	if (writable && n->ctl != CTL_TXN_CTL)
+	if (writable && n->ctl != CTL_TXN_CTL && !ctl_lease_writable(n->ctl))
 		return -EACCES;
 	struct ctl_file *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	struct sbuf s = {0};
-	int err = render(fs, n, &s);
+	int err;
+	if (ctl_lease_owns(n->ctl)) {
+		ctl_enter(fs, n);
+		err = writable ? 0 : ctl_lease_render(fs, n, &s.p, &s.len);
+	} else {
+		err = render(fs, n, &s);
+	}
 	if (err) {
 		free(s.p);
 		free(f);
@@ -749,6 +776,8 @@ ssize_t ctl_write_async(struct txd_fs *fs, struct handle *h, const void *buf, si
 			uint64_t off, void (*done)(void *arg, int err), void *arg)
 {
 	(void)off;
+	if (ctl_lease_owns(h->node->ctl))
+		return ctl_lease_write(fs, h, buf, size);
 	if (h->node->ctl != CTL_TXN_CTL)
 		return -EACCES;
 	if (size > 64)
@@ -768,4 +797,35 @@ void ctl_release(struct txd_fs *fs, struct handle *h)
 		free(h->ctl->buf);
 	free(h->ctl);
 	h->ctl = NULL;
+}
+
+ssize_t ctl_readlink(struct txd_fs *fs, struct node *n, char *buf, size_t size)
+{
+	ctl_enter(fs, n);
+	return ctl_lease_owns(n->ctl) ? ctl_lease_readlink(fs, n, buf, size) : -EINVAL;
+}
+
+int ctl_setattr(struct txd_fs *fs, struct node *n, uint32_t valid, struct txd_attr *out)
+{
+	/* `echo x > ctl`: a truncation of a control file is a no-op */
+	if (valid & ~(TXD_SET_SIZE | TXD_SET_ATIME | TXD_SET_MTIME | TXD_SET_CTIME |
+		      TXD_SET_ATIME_NOW | TXD_SET_MTIME_NOW | TXD_SET_KILL_SUIDGID |
+		      TXD_SET_CHOWN_NOOP))
+		return -EPERM;
+	ctl_enter(fs, n);
+	int err = 0;
+	if (ctl_lease_owns(n->ctl) && (valid & (TXD_SET_MTIME | TXD_SET_MTIME_NOW)))
+		err = ctl_lease_touch(fs, n); /* touch renews (SPEC §5) */
+	return err ? err : ctl_getattr(fs, n, out);
+}
+
+int ctl_entry(struct txd_fs *fs, unsigned kind, uint64_t key, struct txd_entry *e)
+{
+	return ctl_node(fs, (enum ctl_kind)kind, key, e);
+}
+
+int ctl_fill(struct txd_fs *fs, const char *name, unsigned kind, uint64_t key, bool plus,
+	     uint64_t next, txd_fill_fn fill, void *arg)
+{
+	return ctl_emit(fs, name, (enum ctl_kind)kind, key, plus, next, fill, arg);
 }

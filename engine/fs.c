@@ -11,6 +11,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "ctl_lease.h"
 #include "fs.h"
 #include "os.h"
 
@@ -478,7 +479,7 @@ static int replay_one(void *arg, const struct wal_pos *pos, uint16_t type, const
 {
 	struct txd_fs *fs = arg;
 	if (type != WAL_REC_COMMIT)
-		return -TXD_EFORMAT;
+		return svc_replay(fs->svc, type, payload, len); /* svc.h V1 */
 	struct rec_hdr hdr;
 	struct clog_note *note = NULL;
 	int err = clog_note_begin(fs->clog, &fs->ns, pos->lsn, payload, len, &note);
@@ -572,6 +573,24 @@ static int fs_logs_open(struct txd_fs *fs)
 	return err;
 }
 
+/* svc.h V3: a format-1 store says format 2 before its first lease record. */
+static int fs_upgrade(void *arg)
+{
+	struct txd_fs *fs = arg;
+	return store_upgrade(&fs->store);
+}
+
+static int fs_svc_open(struct txd_fs *fs)
+{
+	struct svc_opts so = {.sync_grants = fs->opts.durability != TXD_DUR_NONE,
+			      .events = fs->events};
+	if (fs->store.format < STORE_FORMAT_VERSION) {
+		so.upgrade = fs_upgrade;
+		so.upgrade_arg = fs;
+	}
+	return svc_open(fs->wal, &so, &fs->svc);
+}
+
 /* A lone fsync's fdatasync runs on the FUSE worker itself (wal.h W5). */
 static void wal_will_block(void *arg)
 {
@@ -595,7 +614,11 @@ static int fs_start(struct txd_fs *fs)
 	if (!err)
 		err = fs_logs_open(fs);
 	if (!err)
+		err = fs_svc_open(fs);
+	if (!err)
 		err = fs_recover(fs);
+	if (!err)
+		err = svc_start(fs->svc); /* after replay: lease L8 */
 	if (err)
 		return err;
 	struct node *root = fs_node_new(fs, NULL, ns_inode(&fs->ns, NS_ROOT_INO));
@@ -608,6 +631,9 @@ static int fs_start(struct txd_fs *fs)
 static void fs_free(struct txd_fs *fs)
 {
 	ckpt_stop(fs);
+	svc_close(fs->svc); /* before the WAL and the event log it writes to */
+	fs->svc = NULL;
+	ctl_lease_free(fs);
 	/* frozen nodes the kernel never forgot pin versions that may be
 	 * detached from their inode's chain: give them back (F3) */
 	for (uint64_t k = 0; fs->nodes && k < fs->nodes_size; k++)

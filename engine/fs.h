@@ -74,6 +74,7 @@
 #include "ns.h"
 #include "rec.h"
 #include "store.h"
+#include "svc.h"
 #include "txdir.h"
 #include "txn.h"
 #include "wal.h"
@@ -155,6 +156,8 @@ struct txd_fs {
 	pthread_cond_t txn_cv;    /* a view's writable handle closed */
 	struct txn_restart *txn_restart; /* start-up only: txn.h records across restarts */
 	struct evlog *events;     /* events.h: .txdir/events */
+	struct svc *svc;          /* svc.h: leases and the other services */
+	struct ctl_leases *ctl_leases; /* ctl_lease.c's names */
 	uint64_t commit_ns_sum, commit_count; /* txdir_op_duration_seconds{op="commit"} */
 	uint64_t ckpt_lsn, ckpt_count;
 	uint64_t ckpt_wal_bytes;  /* WAL bytes appended when the last checkpoint ran */
@@ -261,6 +264,10 @@ ssize_t ctl_write_async(struct txd_fs *fs, struct handle *h, const void *buf, si
 			uint64_t off, void (*done)(void *arg, int err), void *arg);
 void ctl_release(struct txd_fs *fs, struct handle *h);
 void ctl_node_forget(struct txd_fs *fs, struct node *n); /* before freeing n */
+ssize_t ctl_readlink(struct txd_fs *fs, struct node *n, char *buf, size_t size);
+/* setattr of a control node (valid: TXD_SET_*): times renew a lease
+ * (touch), size is a no-op (`echo x > ctl`), the rest -EPERM. */
+int ctl_setattr(struct txd_fs *fs, struct node *n, uint32_t valid, struct txd_attr *out);
 /* Retention of the logs (-o retain=, default 1 h): the oldest time shown. */
 uint64_t fs_retain_oldest_ns(struct txd_fs *fs);
 

@@ -551,7 +551,7 @@ ssize_t txd_readlink(struct txd_fs *fs, uint64_t node, char *buf, size_t size)
 			ret = (ssize_t)len;
 		}
 	} else if (n) {
-		ret = -EINVAL;
+		ret = ctl_readlink(fs, n, buf, size);
 	}
 	pthread_mutex_unlock(&fs->lock);
 	return ret;
@@ -650,12 +650,7 @@ int txd_setattr(struct txd_fs *fs, uint64_t node, const struct txd_setattr *sa, 
 	if (!n || stale(n))
 		goto out_unlock;
 	if (n->ctl) {
-		/* `echo x > ctl`: a truncation of a control file is a no-op */
-		err = sa->valid & ~(TXD_SET_SIZE | TXD_SET_ATIME | TXD_SET_MTIME | TXD_SET_CTIME |
-				    TXD_SET_ATIME_NOW | TXD_SET_MTIME_NOW | TXD_SET_KILL_SUIDGID |
-				    TXD_SET_CHOWN_NOOP)
-			      ? -EPERM
-			      : ctl_getattr(fs, n, out ? out : &(struct txd_attr){0});
+		err = ctl_setattr(fs, n, sa->valid, out ? out : &(struct txd_attr){0});
 		goto out_unlock;
 	}
 	struct inode *in = n->in;

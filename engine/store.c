@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "os.h"
@@ -111,7 +112,9 @@ int store_init(const char *dir)
 	return os_write_file_durable(dir, "FORMAT", STORE_FORMAT, strlen(STORE_FORMAT));
 }
 
-static int check_format(const char *dir)
+/* S5: "txdir-store N\n" with N in 1..STORE_FORMAT_VERSION (a NUL or
+ * anything else inside must not pass). */
+static int check_format(const char *dir, unsigned *format)
 {
 	char *path = path_join(dir, "FORMAT"), *buf = NULL;
 	size_t len;
@@ -121,10 +124,35 @@ static int check_format(const char *dir)
 	free(path);
 	if (err == -ENOENT)
 		return -TXD_ENOTSTORE;
-	/* S5: exactly STORE_FORMAT (a NUL inside must not end the comparison) */
-	if (!err && (len != strlen(STORE_FORMAT) || memcmp(buf, STORE_FORMAT, len) != 0))
+	if (err)
+		return err;
+	static const char pre[] = "txdir-store ";
+	unsigned v = 0;
+	size_t k = sizeof(pre) - 1;
+	if (len > k + 1 && memcmp(buf, pre, k) == 0 && buf[len - 1] == '\n') {
+		for (; k < len - 1 && buf[k] >= '0' && buf[k] <= '9' && v < 100000; k++)
+			v = v * 10 + (unsigned)(buf[k] - '0');
+	}
+	if (k != len - 1 || v < 1 || buf[sizeof(pre) - 1] == '0') {
 		err = -TXD_EFORMAT;
+	} else if (v > STORE_FORMAT_VERSION) {
+		syslog(LOG_ERR, "txdir: %s: store format %u, this binary reads formats 1 to %u",
+		       dir, v, STORE_FORMAT_VERSION);
+		err = -TXD_EFORMAT;
+	}
+	*format = v;
 	free(buf);
+	return err;
+}
+
+int store_upgrade(struct store *st)
+{
+	int err = os_write_file_durable(st->dir, "FORMAT", STORE_FORMAT, strlen(STORE_FORMAT));
+	if (!err) {
+		syslog(LOG_NOTICE, "txdir: %s: store format %u upgraded to %u", st->dir,
+		       (unsigned)st->format, STORE_FORMAT_VERSION);
+		st->format = STORE_FORMAT_VERSION;
+	}
 	return err;
 }
 
@@ -175,9 +203,11 @@ int store_open(const char *dir, struct store *st, pid_t *holder)
 {
 	memset(st, 0, sizeof(*st));
 	st->lock_fd = -1;
-	int err = check_format(dir);
+	unsigned format = 0;
+	int err = check_format(dir, &format);
 	if (err)
 		return err;
+	st->format = format;
 	st->dir = strdup(dir);
 	st->wal_dir = path_join(dir, "coordination/dtc/wal");
 	st->obj_dir = path_join(dir, "objects");

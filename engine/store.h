@@ -3,8 +3,11 @@
  * server its only writer.
  *
  * Layout (SPEC §7), created by store_init:
- *   FORMAT                 "txdir-store 1\n" — written last, durably: a
- *                          directory without it is not (yet) a store
+ *   FORMAT                 "txdir-store N\n" — written last, durably: a
+ *                          directory without it is not (yet) a store.
+ *                          N = 1: commits only; N = 2 (STORE_FORMAT): the
+ *                          WAL may hold service records (WAL_REC_LEASE) and
+ *                          checkpoints carry the services' section (svc.h)
  *   LOCK                   flock(LOCK_EX) by the open server; holds its pid
  *   objects/               pack files (chunk.h)
  *   coordination/...       the seed layout; dtc/wal holds the WAL segments,
@@ -23,9 +26,13 @@
  *     store_check_private finds a part that others could read or write
  *     (an old store, a chmod): txdirfs refuses to mount it unless told
  *     to (-o allow_shared_store, txdirfs(8)).
- *  S5 A FORMAT other than STORE_FORMAT (a newer version, or damaged) is
- *     refused with -TXD_EFORMAT; a directory without one is -TXD_ENOTSTORE.
- *     Neither creates LOCK.
+ *  S5 A FORMAT other than version 1..STORE_FORMAT_VERSION (a newer version,
+ *     or damaged) is refused with -TXD_EFORMAT (and a log line naming both
+ *     versions); a directory without one is -TXD_ENOTSTORE. Neither creates
+ *     LOCK. A format-1 store is opened as it is (st->format = 1) and stays
+ *     format 1 until store_upgrade, which the services call before their
+ *     first record (svc.h V3): an older binary keeps reading a store that
+ *     holds nothing it cannot read.
  */
 #ifndef TXD_STORE_H
 #define TXD_STORE_H
@@ -33,12 +40,14 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define STORE_FORMAT "txdir-store 1\n"
+#define STORE_FORMAT_VERSION 2
+#define STORE_FORMAT "txdir-store 2\n"
 
 struct store {
 	char *dir;
 	char *wal_dir, *obj_dir, *ckpt_dir, *coord_dir;
 	int lock_fd;
+	_Atomic unsigned format; /* 1..STORE_FORMAT_VERSION, as FORMAT says */
 };
 
 int store_init(const char *dir);
@@ -46,5 +55,7 @@ int store_open(const char *dir, struct store *st, pid_t *holder);
 /* 1 with the first shared part's path in bad and its mode, 0, or -errno. */
 int store_check_private(const char *dir, char *bad, size_t cap, mode_t *mode);
 void store_close(struct store *st);
+/* Rewrite FORMAT as STORE_FORMAT, durably (S5). 0 or -errno. */
+int store_upgrade(struct store *st);
 
 #endif

@@ -1,0 +1,919 @@
+/*
+ * ctl_lease.c — `.txdir/leases/` over the lease service (ctl_lease.h).
+ *
+ * Node keys: a PID directory's key is the pid; a lease's (and its files')
+ * key is name_id << PID_BITS | pid, where name_id interns the lease name in
+ * a table of this adapter (names are never forgotten while the store is
+ * open: a few bytes per distinct name); by-name/NAME's key is name_id;
+ * completed/TOKEN's is the token.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ctl_lease.h"
+#include "events.h"
+#include "fs.h"
+#include "os.h"
+#include "util.h"
+
+#define PID_BITS 22
+#define PID_MASK ((1ull << PID_BITS) - 1)
+#define NAME_IDS (1u << 29) /* keys stay below 2^52 (ctl.c's inode numbers) */
+
+enum {
+	L_ROOT = CTL_LEASE_FIRST, /* .txdir/leases */
+	L_ACTIVE,
+	L_BYNAME,
+	L_CLEANUP,
+	L_COMPLETED,
+	L_WAITING,
+	L_APID,     /* active/PID */
+	L_LEASE,    /* active/PID/NAME */
+	L_ACQUIRED, /* its files, in readdir order */
+	L_EXPIRES,
+	L_INFO,
+	L_OWNER,
+	L_TOKEN,
+	L_TTL,
+	L_LINK,     /* by-name/NAME */
+	L_DONE,     /* completed/TOKEN */
+	L_WPID,     /* waiting/PID */
+	L_WAIT,     /* waiting/PID/NAME */
+	L_GRANTED,  /* waiting/PID/NAME/granted */
+	L_END
+};
+
+struct lent {
+	const char *name;
+	unsigned kind;
+};
+
+static const struct lent root_ents[] = {
+	{"active", L_ACTIVE},       {"by-name", L_BYNAME}, {"cleanup_queue", L_CLEANUP},
+	{"completed", L_COMPLETED}, {"waiting", L_WAITING},
+};
+static const struct lent lease_ents[] = {
+	{"acquired", L_ACQUIRED}, {"expires", L_EXPIRES}, {"info.json", L_INFO},
+	{"owner", L_OWNER},       {"token", L_TOKEN},     {"ttl", L_TTL},
+};
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- interned names (fs->lock) ---------------------------------------------- */
+struct iname {
+	struct iname *next;
+	uint32_t id;
+	char name[];
+};
+
+struct ctl_leases {
+	struct iname *bucket[1024];
+	struct iname **by_id;
+	uint32_t n, cap;
+};
+
+static struct ctl_leases *state(struct txd_fs *fs)
+{
+	if (!fs->ctl_leases)
+		fs->ctl_leases = calloc(1, sizeof(*fs->ctl_leases));
+	return fs->ctl_leases;
+}
+
+static uint32_t name_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h & 1023;
+}
+
+/* The id of name, interned on first use; 0 when out of memory or ids. */
+static uint32_t intern(struct txd_fs *fs, const char *name)
+{
+	struct ctl_leases *cl = state(fs);
+	if (!cl)
+		return 0;
+	uint32_t h = name_hash(name);
+	for (struct iname *e = cl->bucket[h]; e; e = e->next)
+		if (strcmp(e->name, name) == 0)
+			return e->id;
+	size_t len = strlen(name);
+	if (cl->n + 1 >= NAME_IDS ||
+	    array_grow((void **)&cl->by_id, &cl->cap, cl->n + 2, sizeof(*cl->by_id)))
+		return 0;
+	struct iname *e = malloc(sizeof(*e) + len + 1);
+	if (!e)
+		return 0;
+	memcpy(e->name, name, len + 1);
+	e->id = ++cl->n; /* ids start at 1 */
+	e->next = cl->bucket[h];
+	cl->bucket[h] = e;
+	cl->by_id[e->id] = e;
+	return e->id;
+}
+
+static const char *name_of(struct txd_fs *fs, uint64_t key)
+{
+	struct ctl_leases *cl = fs->ctl_leases;
+	uint64_t id = key >> PID_BITS;
+	return cl && id >= 1 && id <= cl->n ? cl->by_id[id]->name : NULL;
+}
+
+static uint64_t lkey(uint32_t id, uint32_t pid)
+{
+	return (uint64_t)id << PID_BITS | pid;
+}
+
+void ctl_lease_free(struct txd_fs *fs)
+{
+	struct ctl_leases *cl = fs->ctl_leases;
+	if (!cl)
+		return;
+	for (uint32_t k = 1; k <= cl->n; k++)
+		free(cl->by_id[k]);
+	free(cl->by_id);
+	free(cl);
+	fs->ctl_leases = NULL;
+}
+
+/* ---- kinds ------------------------------------------------------------------- */
+bool ctl_lease_owns(unsigned kind)
+{
+	return kind >= CTL_LEASE_FIRST && kind < L_END;
+}
+
+bool ctl_lease_is_dir(unsigned kind)
+{
+	return kind <= L_LEASE || kind == L_WPID || kind == L_WAIT;
+}
+
+unsigned ctl_lease_root_kind(void)
+{
+	return L_ROOT;
+}
+
+bool ctl_lease_writable(unsigned kind)
+{
+	return kind == L_TTL;
+}
+
+static struct lease_svc *lsvc(struct txd_fs *fs)
+{
+	return svc_lease(fs->svc);
+}
+
+static struct proc *lproc(struct txd_fs *fs)
+{
+	return svc_proc(fs->svc);
+}
+
+/* ---- the service, called with fs->lock released ------------------------------
+ * fs->ctl_via belongs to the call in progress (ctl.c): kept across. */
+struct unlocked {
+	struct txd_fs *fs;
+	uint64_t via;
+};
+
+static struct unlocked drop(struct txd_fs *fs)
+{
+	struct unlocked u = {fs, fs->ctl_via};
+	pthread_mutex_unlock(&fs->lock);
+	return u;
+}
+
+static void retake(struct unlocked u)
+{
+	pthread_mutex_lock(&u.fs->lock);
+	u.fs->ctl_via = u.via;
+}
+
+/* The current grant of name (fs->lock held, released meanwhile). */
+static int current(struct txd_fs *fs, const char *name, struct lease_info *li)
+{
+	struct unlocked u = drop(fs);
+	int err = lease_get(lsvc(fs), name, li);
+	retake(u);
+	return err;
+}
+
+/* The grant of name if pid holds it. */
+static int held_by(struct txd_fs *fs, const char *name, uint32_t pid, struct lease_info *li)
+{
+	int err = current(fs, name, li);
+	return !err && li->holder.pid != pid ? -ENOENT : err;
+}
+
+struct infos {
+	struct lease_info *v;
+	uint32_t n, cap;
+	int err;
+};
+
+static int collect(void *arg, const struct lease_info *li)
+{
+	struct infos *in = arg;
+	if (array_grow((void **)&in->v, &in->cap, in->n + 1, sizeof(*in->v)))
+		return in->err = -ENOMEM;
+	in->v[in->n++] = *li;
+	return 0;
+}
+
+/* Every current grant (fs->lock held, released meanwhile). */
+static int all_leases(struct txd_fs *fs, struct infos *in)
+{
+	memset(in, 0, sizeof(*in));
+	struct unlocked u = drop(fs);
+	lease_list(lsvc(fs), collect, in);
+	retake(u);
+	return in->err;
+}
+
+struct dones {
+	struct lease_completed *v;
+	uint32_t n, cap;
+	int err;
+};
+
+static int collect_done(void *arg, const struct lease_completed *c)
+{
+	struct dones *d = arg;
+	if (array_grow((void **)&d->v, &d->cap, d->n + 1, sizeof(*d->v)))
+		return d->err = -ENOMEM;
+	d->v[d->n++] = *c;
+	return 0;
+}
+
+static int all_done(struct txd_fs *fs, struct dones *d)
+{
+	memset(d, 0, sizeof(*d));
+	struct unlocked u = drop(fs);
+	lease_list_completed(lsvc(fs), collect_done, d);
+	retake(u);
+	return d->err;
+}
+
+struct waitq {
+	uint32_t pid;
+	bool found;
+};
+
+static int find_waiter(void *arg, const struct proc_id *w)
+{
+	struct waitq *q = arg;
+	if (w->pid == q->pid)
+		q->found = true;
+	return 0;
+}
+
+/* Does pid wait for name? (fs->lock held, released meanwhile.) */
+static bool waits_for(struct txd_fs *fs, const char *name, uint32_t pid)
+{
+	struct waitq q = {.pid = pid};
+	struct unlocked u = drop(fs);
+	lease_list_waiters(lsvc(fs), name, find_waiter, &q);
+	retake(u);
+	return q.found;
+}
+
+/* The process making the request (P1: its Tgid), or the server (engine
+ * calls with no caller: root). */
+static int who(struct txd_fs *fs, const struct txd_cred *c, struct lease_who *by)
+{
+	struct txd_cred cc;
+	memset(by, 0, sizeof(*by));
+	if (!c) {
+		if (!fs_caller_cred(&cc))
+			return 0;
+		c = &cc;
+	}
+	by->uid = c->uid;
+	return c->pid > 0 ? proc_identify(lproc(fs), (uint32_t)c->pid, &by->proc) : 0;
+}
+
+/* A PID path component: digits only, no leading zero, 1..PID_MASK. */
+static bool parse_pid(const char *s, uint32_t *pid)
+{
+	uint64_t v = 0;
+	if (!*s || *s == '0')
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9' || (v = v * 10 + (uint64_t)(*s - '0')) > PID_MASK)
+			return false;
+	}
+	*pid = (uint32_t)v;
+	return true;
+}
+
+/* ---- lookup ------------------------------------------------------------------ */
+static int lookup_table(struct txd_fs *fs, const struct lent *t, size_t n, const char *name,
+			uint64_t key, struct txd_entry *e)
+{
+	for (size_t k = 0; k < n; k++)
+		if (strcmp(name, t[k].name) == 0)
+			return ctl_entry(fs, t[k].kind, key, e);
+	return -ENOENT;
+}
+
+int ctl_lease_lookup(struct txd_fs *fs, struct node *parent, const char *name,
+		     struct txd_entry *e)
+{
+	struct lease_info li;
+	uint32_t pid, id;
+	uint64_t token;
+	char *end;
+
+	switch (parent->ctl) {
+	case L_ROOT:
+		return lookup_table(fs, root_ents, NELEM(root_ents), name, 0, e);
+	case L_ACTIVE:
+	case L_WAITING:
+		if (!parse_pid(name, &pid))
+			return -ENOENT;
+		return ctl_entry(fs, parent->ctl == L_ACTIVE ? L_APID : L_WPID, pid, e);
+	case L_APID:
+		if (lease_name_check(name) || held_by(fs, name, (uint32_t)parent->ctl_key, &li))
+			return -ENOENT;
+		if (!(id = intern(fs, name)))
+			return -ENOMEM;
+		return ctl_entry(fs, L_LEASE, lkey(id, (uint32_t)parent->ctl_key), e);
+	case L_LEASE:
+		return lookup_table(fs, lease_ents, NELEM(lease_ents), name, parent->ctl_key, e);
+	case L_BYNAME:
+		if (lease_name_check(name) || current(fs, name, &li))
+			return -ENOENT;
+		if (!(id = intern(fs, name)))
+			return -ENOMEM;
+		return ctl_entry(fs, L_LINK, lkey(id, 0), e);
+	case L_COMPLETED:
+		token = strtoull(name, &end, 10);
+		if (!*name || *end || *name == '0')
+			return -ENOENT;
+		return ctl_entry(fs, L_DONE, token, e);
+	case L_WPID:
+		if (lease_name_check(name))
+			return -ENOENT;
+		if (!(id = intern(fs, name)))
+			return -ENOMEM;
+		return ctl_entry(fs, L_WAIT, lkey(id, (uint32_t)parent->ctl_key), e);
+	case L_WAIT:
+		return strcmp(name, "granted") ? -ENOENT : ctl_entry(fs, L_GRANTED, parent->ctl_key, e);
+	case L_CLEANUP:
+		return -ENOENT;
+	default:
+		return -ENOTDIR;
+	}
+}
+
+/* ---- attributes -------------------------------------------------------------- */
+static bool pid_live(struct txd_fs *fs, uint32_t pid, uint32_t *uid)
+{
+	uint32_t ppid;
+	return proc_owner(lproc(fs), pid, uid, &ppid) == 0;
+}
+
+static int find_done(struct txd_fs *fs, uint64_t token, struct lease_completed *out)
+{
+	struct dones d;
+	int err = all_done(fs, &d);
+	for (uint32_t k = 0; !err && k < d.n; k++)
+		if (d.v[k].lease.token == token) {
+			*out = d.v[k];
+			free(d.v);
+			return 0;
+		}
+	free(d.v);
+	return err ? err : -ENOENT;
+}
+
+/* A waiting entry exists while its PID waits for NAME or holds it (so
+ * `granted` still prints the token once granted). */
+static int wait_entry(struct txd_fs *fs, uint64_t key, struct lease_info *li)
+{
+	const char *name = name_of(fs, key);
+	uint32_t pid = (uint32_t)(key & PID_MASK);
+	if (!name)
+		return -ENOENT;
+	char copy[LEASE_NAME_MAX + 1];
+	snprintf(copy, sizeof(copy), "%s", name);
+	if (held_by(fs, copy, pid, li) == 0)
+		return 0;
+	memset(li, 0, sizeof(*li));
+	return waits_for(fs, copy, pid) ? 0 : -ENOENT;
+}
+
+/* The grant a lease node (or one of its files) stands for. */
+static int node_lease(struct txd_fs *fs, const struct node *n, struct lease_info *li)
+{
+	const char *name = name_of(fs, n->ctl_key);
+	if (!name)
+		return -ENOENT;
+	char copy[LEASE_NAME_MAX + 1];
+	snprintf(copy, sizeof(copy), "%s", name);
+	return held_by(fs, copy, (uint32_t)(n->ctl_key & PID_MASK), li);
+}
+
+static int link_target(struct txd_fs *fs, const struct node *n, char *buf, size_t cap)
+{
+	const char *name = name_of(fs, n->ctl_key);
+	struct lease_info li;
+	if (!name)
+		return -ENOENT;
+	char copy[LEASE_NAME_MAX + 1];
+	snprintf(copy, sizeof(copy), "%s", name);
+	if (current(fs, copy, &li))
+		return -ENOENT;
+	return snprintf(buf, cap, "../active/%" PRIu32 "/%s", li.holder.pid, copy);
+}
+
+int ctl_lease_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
+{
+	struct lease_info li;
+	struct lease_completed c;
+	char target[LEASE_NAME_MAX + 64];
+	uint32_t uid = 0;
+	int err = 0;
+
+	a->nlink = 1;
+	switch (n->ctl) {
+	case L_APID:
+	case L_WPID:
+		if (!pid_live(fs, (uint32_t)n->ctl_key, &uid))
+			return -ENOENT;
+		a->mode = S_IFDIR | 01777;
+		a->uid = uid;
+		break;
+	case L_LEASE:
+		if ((err = node_lease(fs, n, &li)))
+			return err;
+		a->mode = S_IFDIR | 0777;
+		a->uid = li.uid;
+		break;
+	case L_WAIT:
+		if ((err = wait_entry(fs, n->ctl_key, &li)))
+			return err;
+		a->mode = S_IFDIR | 0755;
+		pid_live(fs, (uint32_t)(n->ctl_key & PID_MASK), &a->uid);
+		break;
+	case L_GRANTED:
+		if ((err = wait_entry(fs, n->ctl_key, &li)))
+			return err;
+		a->mode = S_IFREG | 0444;
+		break;
+	case L_LINK:
+		if ((err = link_target(fs, n, target, sizeof(target))) < 0)
+			return err;
+		a->mode = S_IFLNK | 0777;
+		a->size = (uint64_t)err;
+		return 0;
+	case L_DONE:
+		if ((err = find_done(fs, n->ctl_key, &c)))
+			return err;
+		a->mode = S_IFREG | 0444;
+		a->uid = c.lease.uid;
+		return 0;
+	default:
+		if (ctl_lease_is_dir(n->ctl)) {
+			a->mode = S_IFDIR | 0555;
+			break;
+		}
+		/* a lease's file */
+		if ((err = node_lease(fs, n, &li)))
+			return err;
+		a->mode = n->ctl == L_TTL ? S_IFREG | 0666 : S_IFREG | 0444;
+		a->uid = li.uid;
+		return 0;
+	}
+	if (S_ISDIR(a->mode)) {
+		a->nlink = 2;
+		a->size = 4096;
+	}
+	return 0;
+}
+
+ssize_t ctl_lease_readlink(struct txd_fs *fs, struct node *n, char *buf, size_t size)
+{
+	char target[LEASE_NAME_MAX + 64];
+	if (n->ctl != L_LINK)
+		return -EINVAL;
+	int len = link_target(fs, n, target, sizeof(target));
+	if (len < 0)
+		return len;
+	memcpy(buf, target, (size_t)len < size ? (size_t)len : size);
+	return len;
+}
+
+/* ---- readdir ----------------------------------------------------------------- */
+struct ldent {
+	char name[LEASE_NAME_MAX + 1];
+	unsigned kind;
+	uint64_t key;
+};
+
+struct ldents {
+	struct ldent *v;
+	uint32_t n, cap;
+};
+
+static void dents_add(struct ldents *d, const char *name, unsigned kind, uint64_t key)
+{
+	if (array_grow((void **)&d->v, &d->cap, d->n + 1, sizeof(*d->v)))
+		return;
+	snprintf(d->v[d->n].name, sizeof(d->v[d->n].name), "%s", name);
+	d->v[d->n].kind = kind;
+	d->v[d->n].key = key;
+	d->n++;
+}
+
+static bool dents_has(const struct ldents *d, const char *name)
+{
+	for (uint32_t k = 0; k < d->n; k++)
+		if (strcmp(d->v[k].name, name) == 0)
+			return true;
+	return false;
+}
+
+struct wscan {
+	struct txd_fs *fs;
+	const char *name;
+	uint32_t pid; /* 0: every waiter's pid */
+	struct ldents *d;
+};
+
+static int scan_waiter(void *arg, const struct proc_id *w)
+{
+	struct wscan *s = arg;
+	char buf[16];
+	if (s->pid == 0) {
+		snprintf(buf, sizeof(buf), "%" PRIu32, w->pid);
+		if (!dents_has(s->d, buf))
+			dents_add(s->d, buf, L_WPID, w->pid);
+	} else if (w->pid == s->pid && !dents_has(s->d, s->name)) {
+		dents_add(s->d, s->name, L_WAIT, 0); /* key set by the caller */
+	}
+	return 0;
+}
+
+/* The children of n, in a stable order (fs->lock held, released meanwhile). */
+static int list_children(struct txd_fs *fs, struct node *n, struct ldents *d)
+{
+	struct infos in;
+	struct dones dn;
+	char buf[24];
+	int err;
+
+	switch (n->ctl) {
+	case L_ROOT:
+		for (size_t k = 0; k < NELEM(root_ents); k++)
+			dents_add(d, root_ents[k].name, root_ents[k].kind, 0);
+		return 0;
+	case L_LEASE:
+		for (size_t k = 0; k < NELEM(lease_ents); k++)
+			dents_add(d, lease_ents[k].name, lease_ents[k].kind, n->ctl_key);
+		return 0;
+	case L_WAIT:
+		dents_add(d, "granted", L_GRANTED, n->ctl_key);
+		return 0;
+	case L_COMPLETED:
+		if ((err = all_done(fs, &dn)))
+			return err;
+		for (uint32_t k = 0; k < dn.n; k++) {
+			snprintf(buf, sizeof(buf), "%" PRIu64, dn.v[k].lease.token);
+			dents_add(d, buf, L_DONE, dn.v[k].lease.token);
+		}
+		free(dn.v);
+		return 0;
+	case L_ACTIVE:
+	case L_APID:
+	case L_BYNAME:
+	case L_WAITING:
+	case L_WPID:
+		break;
+	default:
+		return 0;
+	}
+	if ((err = all_leases(fs, &in)))
+		return err;
+	for (uint32_t k = 0; k < in.n; k++) {
+		const struct lease_info *li = &in.v[k];
+		uint32_t id = n->ctl == L_ACTIVE ? 0 : intern(fs, li->name);
+		if (n->ctl == L_ACTIVE) {
+			snprintf(buf, sizeof(buf), "%" PRIu32, li->holder.pid);
+			if (!dents_has(d, buf))
+				dents_add(d, buf, L_APID, li->holder.pid);
+		} else if (n->ctl == L_APID && li->holder.pid == n->ctl_key && id) {
+			dents_add(d, li->name, L_LEASE, lkey(id, li->holder.pid));
+		} else if (n->ctl == L_BYNAME && id) {
+			dents_add(d, li->name, L_LINK, lkey(id, 0));
+		} else if (n->ctl == L_WAITING || n->ctl == L_WPID) {
+			/* a waiter waits behind a holder: the held names cover them */
+			struct wscan s = {fs, li->name, n->ctl == L_WPID ? (uint32_t)n->ctl_key : 0, d};
+			uint32_t before = d->n;
+			struct unlocked u = drop(fs);
+			lease_list_waiters(lsvc(fs), li->name, scan_waiter, &s);
+			retake(u);
+			if (n->ctl == L_WPID && d->n > before)
+				d->v[before].key = lkey(id, (uint32_t)n->ctl_key);
+		}
+	}
+	free(in.v);
+	return 0;
+}
+
+int ctl_lease_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus,
+		      txd_fill_fn fill, void *arg)
+{
+	struct ldents d = {0};
+	int err = list_children(fs, n, &d);
+	for (uint64_t k = off < 3 ? 0 : off - 2; !err && k < d.n; k++)
+		if (ctl_fill(fs, d.v[k].name, d.v[k].kind, d.v[k].key, plus, k + 3, fill, arg))
+			break;
+	free(d.v);
+	return err;
+}
+
+/* ---- mkdir / rmdir / touch ----------------------------------------------------- */
+static int grab(struct txd_fs *fs, const struct txd_cred *c, uint32_t pid, const char *name,
+		bool queue, struct txd_entry *e)
+{
+	struct lease_who by;
+	struct proc_id target;
+	struct lease_cycle cycle;
+	uint64_t token = 0;
+	int err = lease_name_check(name);
+	uint32_t id = err ? 0 : intern(fs, name);
+
+	if (err || !id)
+		return err ? err : -ENOMEM;
+	if ((err = who(fs, c, &by)))
+		return err;
+	err = proc_may_act_for(lproc(fs), c->uid, pid, &target);
+	if (err)
+		return err == -ESRCH ? -ESRCH : err;
+	struct unlocked u = drop(fs);
+	fs_will_block(fs); /* the grant waits for the WAL's sync */
+	if (queue)
+		err = lease_wait(lsvc(fs), name, &by, &target, 0, &cycle, &token);
+	else
+		err = lease_grant(lsvc(fs), name, &by, &target, 0, &token);
+	retake(u);
+	if (err)
+		return err;
+	return ctl_entry(fs, queue ? L_WAIT : L_LEASE, lkey(id, target.pid), e);
+}
+
+int ctl_lease_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+		    const char *name, struct txd_entry *e)
+{
+	if (parent->ctl == L_APID || parent->ctl == L_WPID)
+		return grab(fs, c, (uint32_t)parent->ctl_key, name, parent->ctl == L_WPID, e);
+	return -EPERM;
+}
+
+int ctl_lease_rmdir(struct txd_fs *fs, struct node *parent, const char *name)
+{
+	struct lease_info li;
+	struct lease_who by;
+	struct proc_id waiter;
+	uint32_t pid = (uint32_t)parent->ctl_key;
+	int err;
+
+	if (parent->ctl != L_APID && parent->ctl != L_WPID)
+		return -EPERM;
+	if (lease_name_check(name))
+		return -ENOENT;
+	if ((err = who(fs, NULL, &by)))
+		return err;
+	if (parent->ctl == L_APID) {
+		if ((err = held_by(fs, name, pid, &li)))
+			return err;
+		struct unlocked u = drop(fs);
+		fs_will_block(fs); /* the release waits for the WAL's sync */
+		err = lease_release(lsvc(fs), name, li.token, &by);
+		retake(u);
+		return err;
+	}
+	if (proc_identify(lproc(fs), pid, &waiter))
+		return -ENOENT; /* gone: its waits went with it */
+	struct unlocked u = drop(fs);
+	err = lease_wait_cancel(lsvc(fs), name, &by, &waiter);
+	retake(u);
+	return err;
+}
+
+/* Renew name's grant (current for pid) as the caller; ttl_ns or
+ * LEASE_TTL_KEEP. fs->lock held, released meanwhile. */
+static int renew(struct txd_fs *fs, const char *name, uint32_t pid, uint64_t ttl_ns)
+{
+	struct lease_info li;
+	struct lease_who by;
+	int err = held_by(fs, name, pid, &li);
+	if (err || (err = who(fs, NULL, &by)))
+		return err;
+	struct unlocked u = drop(fs);
+	fs_will_block(fs);
+	err = lease_renew(lsvc(fs), name, &by, ttl_ns);
+	retake(u);
+	return err;
+}
+
+int ctl_lease_touch(struct txd_fs *fs, struct node *n)
+{
+	const char *name = n->ctl == L_LEASE ? name_of(fs, n->ctl_key) : NULL;
+	if (!name)
+		return n->ctl == L_LEASE ? -ENOENT : 0;
+	char copy[LEASE_NAME_MAX + 1];
+	snprintf(copy, sizeof(copy), "%s", name);
+	return renew(fs, copy, (uint32_t)(n->ctl_key & PID_MASK), LEASE_TTL_KEEP);
+}
+
+/* `echo 30 > ttl` (ctl_lease.h). */
+static int parse_ttl(const char *buf, size_t size, uint64_t *ttl_ns)
+{
+	uint64_t v = 0;
+	size_t k = 0;
+	while (size && (buf[size - 1] == '\n' || buf[size - 1] == ' '))
+		size--;
+	if (!size)
+		return -EINVAL;
+	for (; k < size && buf[k] >= '0' && buf[k] <= '9'; k++)
+		if ((v = v * 10 + (uint64_t)(buf[k] - '0')) > LEASE_TTL_MAX_S)
+			v = LEASE_TTL_MAX_S + 1; /* saturate: huge is ERANGE, not garbage */
+	if (k != size || v == 0)
+		return -EINVAL;
+	if (v > LEASE_TTL_MAX_S)
+		return -ERANGE;
+	*ttl_ns = v * 1000000000ull;
+	return 0;
+}
+
+ssize_t ctl_lease_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t size)
+{
+	uint64_t ttl_ns;
+	char name[LEASE_NAME_MAX + 1];
+	if (h->node->ctl != L_TTL)
+		return -EACCES;
+	if (size > 32)
+		return -EINVAL;
+	int err = parse_ttl(buf, size, &ttl_ns);
+	if (err)
+		return err;
+	pthread_mutex_lock(&fs->lock);
+	const char *n = name_of(fs, h->node->ctl_key);
+	if (n)
+		snprintf(name, sizeof(name), "%s", n);
+	err = n ? renew(fs, name, (uint32_t)(h->node->ctl_key & PID_MASK), ttl_ns) : -ENOENT;
+	pthread_mutex_unlock(&fs->lock);
+	return err ? err : (ssize_t)size;
+}
+
+/* ---- rendering ----------------------------------------------------------------- */
+/* A process's command, escaped as the status line escapes a path (SPEC §4:
+ * \n and \\), plus \" and \xHH for other control bytes. */
+static void command_of(uint32_t pid, char *out, size_t cap)
+{
+	char path[64], raw[64] = "";
+	size_t o = 0;
+	snprintf(path, sizeof(path), "/proc/%" PRIu32 "/comm", pid);
+	int fd = txd_os->open(path, O_RDONLY | O_CLOEXEC, 0);
+	ssize_t n = fd >= 0 ? txd_os->pread(fd, raw, sizeof(raw) - 1, 0) : 0;
+	if (fd >= 0)
+		txd_os->close(fd);
+	if (n > 0 && raw[n - 1] == '\n')
+		n--; /* the kernel's own newline (a \n inside the name stays) */
+	for (ssize_t k = 0; k < (n > 0 ? n : 0) && o + 5 < cap; k++) {
+		unsigned char ch = (unsigned char)raw[k];
+		if (ch == '\n')
+			o += (size_t)snprintf(out + o, cap - o, "\\n");
+		else if (ch == '\\' || ch == '"')
+			o += (size_t)snprintf(out + o, cap - o, "\\%c", ch);
+		else if (ch < 0x20 || ch == 0x7f)
+			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", ch);
+		else
+			out[o++] = (char)ch;
+	}
+	out[o] = 0;
+}
+
+static void expires_text(const struct lease_info *li, char *buf, size_t cap)
+{
+	if (!li->expires_mono_ns) {
+		snprintf(buf, cap, "never");
+		return;
+	}
+	uint64_t now_m = txd_os->now_monotonic_ns(), now_r = txd_os->now_realtime_ns();
+	uint64_t left = li->expires_mono_ns > now_m ? li->expires_mono_ns - now_m : 0;
+	ev_rfc3339(now_r + left, buf, cap);
+}
+
+static cJSON *lease_json(const struct lease_info *li, const char *command)
+{
+	char t[64];
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return NULL;
+	cJSON_AddStringToObject(o, "name", li->name);
+	ev_add_u64(o, "token", li->token);
+	ev_add_u64(o, "pid", li->holder.pid);
+	ev_add_u64(o, "start", li->holder.start);
+	ev_add_u64(o, "uid", li->uid);
+	if (command)
+		cJSON_AddStringToObject(o, "command", command);
+	ev_rfc3339(li->acquired_ns, t, sizeof(t));
+	cJSON_AddStringToObject(o, "acquired", t);
+	expires_text(li, t, sizeof(t));
+	cJSON_AddStringToObject(o, "expires", t);
+	ev_add_u64(o, "ttl", li->ttl_ns / 1000000000ull);
+	return o;
+}
+
+static int json_out(cJSON *o, char **buf, size_t *len)
+{
+	char *txt = o ? cJSON_Print(o) : NULL;
+	cJSON_Delete(o);
+	if (!txt)
+		return -ENOMEM;
+	int n = asprintf(buf, "%s\n", txt);
+	free(txt);
+	if (n < 0)
+		return -ENOMEM;
+	*len = (size_t)n;
+	return 0;
+}
+
+static int render_done(struct txd_fs *fs, uint64_t token, char **buf, size_t *len)
+{
+	struct lease_completed c;
+	char t[64];
+	int err = find_done(fs, token, &c);
+	if (err)
+		return err;
+	cJSON *o = lease_json(&c.lease, NULL);
+	if (!o)
+		return -ENOMEM;
+	cJSON_DeleteItemFromObject(o, "expires");
+	cJSON_AddStringToObject(o, "how", lease_end_name(c.how));
+	ev_add_u64(o, "by_pid", c.by.proc.pid);
+	ev_add_u64(o, "by_uid", c.by.uid);
+	ev_rfc3339(c.ended_ns, t, sizeof(t));
+	cJSON_AddStringToObject(o, "ended", t);
+	return json_out(o, buf, len);
+}
+
+int ctl_lease_render(struct txd_fs *fs, struct node *n, char **buf, size_t *len)
+{
+	struct lease_info li;
+	char cmd[256], t[64];
+	int err, k;
+
+	if (n->ctl == L_DONE)
+		return render_done(fs, n->ctl_key, buf, len);
+	if (n->ctl == L_GRANTED) {
+		if ((err = wait_entry(fs, n->ctl_key, &li)))
+			return err;
+		if (!li.token)
+			return -EAGAIN; /* not granted yet: the blocking read is to come */
+		k = asprintf(buf, "%" PRIu64 "\n", li.token);
+		goto out;
+	}
+	if (ctl_lease_is_dir(n->ctl) || n->ctl == L_LINK)
+		return -EISDIR;
+	if ((err = node_lease(fs, n, &li)))
+		return err;
+	switch (n->ctl) {
+	case L_TOKEN:
+		k = asprintf(buf, "%" PRIu64 "\n", li.token);
+		break;
+	case L_ACQUIRED:
+		ev_rfc3339(li.acquired_ns, t, sizeof(t));
+		k = asprintf(buf, "%s\n", t);
+		break;
+	case L_EXPIRES:
+		expires_text(&li, t, sizeof(t));
+		k = asprintf(buf, "%s\n", t);
+		break;
+	case L_TTL:
+		k = asprintf(buf, "%" PRIu64 "\n", (uint64_t)(li.ttl_ns / 1000000000ull));
+		break;
+	case L_OWNER:
+		command_of(li.holder.pid, cmd, sizeof(cmd));
+		k = asprintf(buf, "pid=%" PRIu32 " start=%" PRIu64 " uid=%" PRIu32 " command=%s\n",
+			     li.holder.pid, li.holder.start, li.uid, cmd);
+		break;
+	case L_INFO: {
+		command_of(li.holder.pid, cmd, sizeof(cmd));
+		return json_out(lease_json(&li, cmd), buf, len);
+	}
+	default:
+		return -EINVAL;
+	}
+out:
+	if (k < 0)
+		return -ENOMEM;
+	*len = (size_t)k;
+	return 0;
+}

@@ -1,0 +1,89 @@
+/*
+ * ctl_lease.h — the control tree's `.txdir/leases/` (SPEC §5 "Leases"): a
+ * thin adapter from paths and files to the lease service (lease.h, through
+ * the services host svc.h). ctl.c routes every node of a kind at or above
+ * CTL_LEASE_FIRST here; this file knows nothing else of ctl.c than the two
+ * helpers at the end.
+ *
+ *   leases/
+ *     active/PID/           1777; appears for a live PID (lookup), lists PIDs
+ *                           holding a lease (readdir)
+ *     active/PID/NAME/      mkdir grabs (EEXIST while held), rmdir releases;
+ *                           touch renews. Files: owner ("pid=P start=S uid=U
+ *                           command=C", C escaped \\ \n \" \xHH), token,
+ *                           acquired, expires (RFC 3339 or "never"), ttl
+ *                           (seconds, 0 = none; write renews and sets it),
+ *                           info.json
+ *     by-name/NAME          symlink to ../active/PID/NAME
+ *     completed/TOKEN       JSON: who, token, how it ended, when
+ *     cleanup_queue/        reclaims in progress (a death is reclaimed in the
+ *                           watcher's one step: empty between steps)
+ *     waiting/PID/NAME/     mkdir queues PID for NAME (lease_wait); rmdir
+ *                           withdraws
+ *
+ * Who may do what: the caller is the process of the FUSE thread id (proc.h
+ * P1). mkdir active/PID/NAME: PID live and one the caller may act for (P3:
+ * -ESRCH dead or not a number -> ENOENT for a PID directory, -EPERM other
+ * uid). Renew, release: the lease's rules (lease.h: holder, descendants,
+ * same uid, root; else -EPERM). Directories are 1777 and files 0666 so the
+ * kernel's default_permissions never answers before these rules do.
+ *
+ * Blocking: a grant, renew or release waits for the WAL's sync (lease.h
+ * "Blocking"). Each runs with fs->lock released, after fs_will_block (the
+ * FUSE layer hands request reading to another thread), as a large commit's
+ * pack fdatasync does. Every lease call is made with fs->lock released
+ * (lock order: lease before nothing of fs; svc.h).
+ *
+ * TTL writes (`echo 30 > ttl`): 1..LEASE_TTL_MAX_S whole seconds (EINVAL
+ * for garbage, 0, negative or fractions; ERANGE past the maximum).
+ */
+#ifndef TXD_CTL_LEASE_H
+#define TXD_CTL_LEASE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "txdir.h"
+
+#define CTL_LEASE_FIRST 64 /* control kinds from here on are this file's */
+#define LEASE_TTL_MAX_S (366u * 86400u)
+
+struct txd_fs;
+struct node;
+struct handle;
+
+bool ctl_lease_owns(unsigned kind);
+bool ctl_lease_is_dir(unsigned kind);
+/* The kind of `.txdir/leases` (ctl.c lists it in .txdir). */
+unsigned ctl_lease_root_kind(void);
+
+/* Called by ctl.c with fs->lock held; they may release it meanwhile. */
+int ctl_lease_lookup(struct txd_fs *fs, struct node *parent, const char *name,
+		     struct txd_entry *e);
+/* Mode, uid, nlink, size of n (ino and times are ctl.c's); -ENOENT gone. */
+int ctl_lease_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a);
+int ctl_lease_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus,
+		      txd_fill_fn fill, void *arg);
+int ctl_lease_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+		    const char *name, struct txd_entry *e);
+int ctl_lease_rmdir(struct txd_fs *fs, struct node *parent, const char *name);
+ssize_t ctl_lease_readlink(struct txd_fs *fs, struct node *n, char *buf, size_t size);
+/* touch of a lease directory: renew. */
+int ctl_lease_touch(struct txd_fs *fs, struct node *n);
+/* Content of a file at open (malloc'd); *writable: may it be opened for
+ * writing (ttl). */
+int ctl_lease_render(struct txd_fs *fs, struct node *n, char **buf, size_t *len);
+bool ctl_lease_writable(unsigned kind);
+/* A write to a writable file (fs->lock NOT held). */
+ssize_t ctl_lease_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t size);
+/* Free the adapter's state (fs_free). */
+void ctl_lease_free(struct txd_fs *fs);
+
+/* Provided by ctl.c: a control node of (kind, key) with a lookup reference
+ * (ctl_entry), and a readdir entry of one (ctl_fill: non-zero when full). */
+int ctl_entry(struct txd_fs *fs, unsigned kind, uint64_t key, struct txd_entry *e);
+int ctl_fill(struct txd_fs *fs, const char *name, unsigned kind, uint64_t key, bool plus,
+	     uint64_t next, txd_fill_fn fill, void *arg);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * svc.h — the services host: the coordination services of one open store
+ * (today proc + lease; votes, state and journals join here), on the store's
+ * WAL. fs.c calls it at a handful of points and knows nothing else of the
+ * services; the control tree reaches them through svc_lease / svc_proc.
+ *
+ * Life of a host, in the order fs.c calls it:
+ *   svc_open      proc view, death watcher, lease service on the WAL backend
+ *   svc_ckpt_load the services' section of the checkpoint being loaded
+ *   svc_replay    every WAL record that is not a commit, by type
+ *   svc_start     after replay (lease L8: dead holders released, live ones
+ *                 watched again), then the worker thread starts
+ *   svc_ckpt_save (any time after the checkpoint chose its LSN: lease L7)
+ *   svc_close     worker stopped, watcher stopped (no death after it),
+ *                 lease service, proc view freed
+ *
+ * Invariants.
+ *  V1 Replay refuses nothing silently: a record type no service owns is
+ *     -TXD_EFORMAT (rec.h).
+ *  V2 The checkpoint section is the lease snapshot taken after the
+ *     checkpoint's LSN was chosen, so replay from that LSN is idempotent
+ *     over it (lease L7). A checkpoint without the section (store format 1)
+ *     leaves the services empty: format 1 had no service records.
+ *  V3 Store format: the first service record in a store of format 1 is
+ *     preceded by opts.upgrade (FORMAT rewritten durably to 2), so a store
+ *     that holds service records always says so and an older binary refuses
+ *     it with a message; a format-1 store that never took a lease stays
+ *     readable by the older binary.
+ *  V5 Every lease grant, renew, release (with how: release, death, expiry,
+ *     break, dead, reboot) and refused deadlock is one event in the event
+ *     log, emitted once the action is in the log (after its sync with
+ *     durability != none: lease L3), before the caller is answered.
+ *  V4 The worker thread runs the lease tick at least once a second (TTL
+ *     expiry) and the jobs given to svc_run, in order, one at a time. A job
+ *     may block on the WAL's sync; nothing here runs in a wal_sync_async
+ *     callback (lease.h "Blocking").
+ *
+ * Lock order: svc's own queue lock is a leaf. Lease calls must not be made
+ * with fs->lock held (a RESERVE sync holds the lease lock across an fsync).
+ */
+#ifndef TXD_SVC_H
+#define TXD_SVC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "events.h"
+#include "lease.h"
+#include "proc.h"
+#include "wal.h"
+
+struct svc;
+
+struct svc_opts {
+	bool sync_grants;             /* durability != none */
+	const char *proc_root;        /* NULL: /proc */
+	/* V3: called once, before the first service record, when set */
+	int (*upgrade)(void *arg);
+	void *upgrade_arg;
+	struct evlog *events;         /* lease events go there (events.h); may be NULL */
+	uint32_t max_leases, max_waiters; /* per uid; 0: lease.h defaults */
+};
+
+int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out);
+void svc_close(struct svc *s);
+
+/* V1: one non-commit WAL record. */
+int svc_replay(struct svc *s, uint16_t type, const void *payload, size_t len);
+/* V2: malloc'd section for the checkpoint; and its loading. */
+int svc_ckpt_save(struct svc *s, void **buf, size_t *len);
+int svc_ckpt_load(struct svc *s, const void *buf, size_t len);
+/* After replay: lease_start, then the worker (V4). */
+int svc_start(struct svc *s);
+
+/* Run fn(arg) on the worker thread (V4). -ENOMEM, -ESHUTDOWN once closing. */
+int svc_run(struct svc *s, void (*fn)(void *arg), void *arg);
+
+/* A lease wait (released, granted) ended after ns: txdir_lease_wait_seconds. */
+void svc_wait_observe(struct svc *s, uint64_t ns);
+/* Prometheus text of the services' metrics, appended with put(arg, text). */
+void svc_stats(struct svc *s, void (*put)(void *arg, const char *text), void *arg);
+
+struct lease_svc *svc_lease(struct svc *s);
+struct proc *svc_proc(struct svc *s);
+
+#endif

@@ -1,0 +1,374 @@
+/*
+ * test_svc.c — the services host in a store (svc.h), driven through the
+ * public API the way the mount drives it (.txdir/leases/active/PID/NAME):
+ *   V1/L7  grants replay across a reopen, with their tokens;
+ *   V2     the checkpoint carries the leases (replay starts after its LSN);
+ *   L2     tokens never repeat across crashes, also with durability=none
+ *          and a power cut;
+ *   L3/L4  a crash at every I/O step of grant and release (process death and
+ *          power cut): after recovery the grant is fully there with the
+ *          token its grantee was told, or absent; a release that returned is
+ *          never undone; the next token is above every token handed out;
+ *   V3     a format-1 store opens, stays format 1 until its first lease,
+ *          then says format 2 and writes version-2 checkpoints.
+ * The holder is this test process (alive throughout: lease L8 keeps it).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "faultos.h"
+#include "txdtest.h"
+
+static struct txd_cred me;
+static char active[64]; /* ".txdir/leases/active/PID" */
+
+static void init_me(void)
+{
+	me = (struct txd_cred){.uid = 0, .gid = 0, .pid = getpid(), .umask = 022};
+	snprintf(active, sizeof(active), ".txdir/leases/active/%d", (int)getpid());
+}
+
+static int grab(struct txd_fs *fs, const char *name)
+{
+	uint64_t dir;
+	struct txd_entry e;
+	int err = tt_resolve(fs, active, NULL, NULL, &dir);
+	if (!err)
+		err = txd_mkdir(fs, &me, dir, name, 0755, &e);
+	if (!err)
+		txd_forget(fs, e.node, 1);
+	return err;
+}
+
+static int drop(struct txd_fs *fs, const char *name)
+{
+	uint64_t dir;
+	int err = tt_resolve(fs, active, NULL, NULL, &dir);
+	txd_set_caller(&me);
+	return err ? err : txd_rmdir(fs, dir, name);
+}
+
+/* The token of name held by this process; 0 if not held. */
+static uint64_t token_of(struct txd_fs *fs, const char *name)
+{
+	char path[128], *buf = NULL;
+	size_t len;
+	snprintf(path, sizeof(path), "%s/%s/token", active, name);
+	if (tt_get(fs, path, &buf, &len))
+		return 0;
+	uint64_t t = strtoull(buf, NULL, 10);
+	free(buf);
+	return t;
+}
+
+/* Does completed/TOKEN exist (the grant ended by a logged release)? */
+static bool completed(struct txd_fs *fs, uint64_t token)
+{
+	char path[96];
+	uint64_t node;
+	snprintf(path, sizeof(path), ".txdir/leases/completed/%" PRIu64, token);
+	return tt_resolve(fs, path, NULL, NULL, &node) == 0;
+}
+
+static const struct txd_opts dur_fsync = {.durability = TXD_DUR_FSYNC,
+					  .commit_interval_ms = 3600 * 1000};
+static const struct txd_opts dur_none = {.durability = TXD_DUR_NONE};
+
+TestSuite(svc, .init = init_me, .timeout = 600);
+
+/* V1 / L7: a grant is in the WAL and comes back at the next open. */
+Test(svc, V1_grant_replays_across_reopen)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	cr_assert_eq(grab(fs, "a"), 0);
+	cr_assert_eq(grab(fs, "a"), -EEXIST, "L1: a second grab of a held name");
+	uint64_t t = token_of(fs, "a");
+	cr_assert_gt(t, 0);
+	txd_fs_close(fs);
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	cr_assert_eq(token_of(fs, "a"), t, "the grant and its token survive a reopen");
+	cr_assert_eq(grab(fs, "b"), 0);
+	cr_assert_gt(token_of(fs, "b"), t, "L2: tokens keep increasing after a reopen");
+	cr_assert_eq(drop(fs, "a"), 0);
+	txd_fs_close(fs);
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	cr_assert_eq(token_of(fs, "a"), 0, "a release survives a reopen");
+	cr_assert_gt(token_of(fs, "b"), t);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+/* V2: with replay starting after the checkpoint's LSN, only the checkpoint's
+ * section can bring the grant back. */
+Test(svc, V2_checkpoint_carries_leases)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	cr_assert_eq(grab(fs, "c"), 0);
+	uint64_t t = token_of(fs, "c");
+	cr_assert_eq(tt_put(fs, "f", "x", 1), 0); /* a commit after the grant */
+	cr_assert_eq(txd_checkpoint(fs), 0);
+	struct txd_status st;
+	txd_get_status(fs, &st);
+	cr_assert_geq(st.checkpoint_lsn, st.lsn, "the checkpoint covers the grant's record");
+	txd_fs_close(fs);
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	cr_assert_eq(token_of(fs, "c"), t, "V2: the checkpoint carried the grant");
+	cr_assert_eq(grab(fs, "d"), 0);
+	cr_assert_gt(token_of(fs, "d"), t, "V2/L2: the checkpoint carried the token counter");
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+/* L2: a crash (process death, or a power cut in durability=none) never
+ * lets a token be handed out twice. */
+static void tokens_across_crash(const struct txd_opts *o, bool power)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	uint64_t high = 0;
+	for (int round = 0; round < 4; round++) {
+		faultos_install();
+		cr_assert_eq(txd_fs_open(store, o, &fs, NULL), 0, "round %d", round);
+		char name[16];
+		snprintf(name, sizeof(name), "t%d", round);
+		cr_assert_eq(grab(fs, name), 0);
+		uint64_t t = token_of(fs, name);
+		cr_assert_gt(t, high, "L2: token %" PRIu64 " after %" PRIu64 " (round %d)", t, high,
+			     round);
+		high = t;
+		cr_assert_eq(drop(fs, name), 0);
+		faultos_crash();
+		txd_fs_close(fs);
+		if (power)
+			faultos_power_cut(1234 + (uint64_t)round);
+		faultos_revive();
+		faultos_uninstall();
+	}
+	tt_rmtree(store);
+	free(store);
+}
+
+Test(svc, L2_tokens_never_repeat_after_process_death)
+{
+	tokens_across_crash(&dur_fsync, false);
+}
+
+Test(svc, L2_tokens_never_repeat_after_power_cut_durability_none)
+{
+	tokens_across_crash(&dur_none, true);
+}
+
+/* ---- a crash at every I/O step of grant and release ----------------------- */
+struct run {
+	int grant_err, release_err, regrant_err;
+	uint64_t token, retoken;
+};
+
+/* grant g, release g, grant g again. */
+static void workload(struct txd_fs *fs, struct run *r)
+{
+	r->grant_err = grab(fs, "g");
+	r->token = r->grant_err ? 0 : token_of(fs, "g");
+	r->release_err = r->grant_err ? -1 : drop(fs, "g");
+	r->regrant_err = r->release_err ? -1 : grab(fs, "g");
+	r->retoken = r->regrant_err ? 0 : token_of(fs, "g");
+}
+
+static uint64_t ref_count[FOS_NCALLS], base_count[FOS_NCALLS];
+
+static void reference(void)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	struct run r;
+	faultos_install();
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	for (int c = 0; c < FOS_NCALLS; c++)
+		base_count[c] = faultos_count(c);
+	workload(fs, &r);
+	cr_assert_eq(r.grant_err | r.release_err | r.regrant_err, 0);
+	for (int c = 0; c < FOS_NCALLS; c++)
+		ref_count[c] = faultos_count(c) - base_count[c];
+	txd_fs_close(fs);
+	faultos_uninstall();
+	tt_rmtree(store);
+	free(store);
+}
+
+static void crash_at(enum faultos_call call, uint64_t n, bool power)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	struct run r = {0};
+	faultos_install();
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	faultos_crash_at(call, n);
+	workload(fs, &r);
+	txd_fs_close(fs);
+	if (power)
+		faultos_power_cut(n * 31 + (uint64_t)call);
+	faultos_revive();
+	faultos_uninstall();
+
+	int err = txd_fs_open(store, &dur_fsync, &fs, NULL);
+	cr_assert_eq(err, 0, "reopen after a crash at call %d #%" PRIu64 ": %s", call, n,
+		     txd_strerror(err));
+	uint64_t t = token_of(fs, "g");
+	const char *at = power ? "power cut" : "process death";
+	/* granted, release failed: held with its token, or released by a
+	 * release record that reached the log (L10) — then completed/ has it.
+	 * (r.token 0: the crash came before the grantee could read its token,
+	 * which is I/O too: /proc.) */
+	if (!r.grant_err && r.release_err) {
+		cr_assert(t == r.token || !r.token || (t == 0 && completed(fs, r.token)),
+			  "%s at call %d #%" PRIu64 ": granted %" PRIu64 ", after recovery %" PRIu64,
+			  at, call, n, r.token, t);
+		cr_assert(t || !r.token || completed(fs, r.token),
+			  "%s at call %d #%" PRIu64 ": an acknowledged grant vanished", at, call, n);
+	}
+	/* released: stays released — the failed regrant may be in the log
+	 * (lease.h L10), but never the first grant again */
+	if (!r.release_err && r.regrant_err)
+		cr_assert(t == 0 || t > r.token, "%s at call %d #%" PRIu64
+			  ": a returned release came back (token %" PRIu64 ")", at, call, n, t);
+	if (!r.regrant_err)
+		cr_assert(t && (t == r.retoken || !r.retoken),
+			  "%s at call %d #%" PRIu64 ": the second grant", at, call, n);
+	/* whatever is there is one whole grant: a token the grantee may have
+	 * been told, never a torn or third one */
+	cr_assert(t == 0 || t == r.token || t == r.retoken || !r.token || !r.retoken,
+		  "%s at call %d #%" PRIu64 ": token %" PRIu64, at, call, n, t);
+	if (t)
+		cr_assert_eq(drop(fs, "g"), 0);
+	cr_assert_eq(grab(fs, "h"), 0);
+	uint64_t next = token_of(fs, "h");
+	cr_assert_gt(next, r.token > r.retoken ? r.token : r.retoken,
+		     "%s at call %d #%" PRIu64 ": L2: token %" PRIu64 " reused", at, call, n, next);
+	cr_assert_gt(next, t);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+static void every_io_step(bool power)
+{
+	static const enum faultos_call calls[] = {FOS_PWRITE, FOS_FSYNC, FOS_FDATASYNC,
+						  FOS_FTRUNCATE, FOS_RENAME, FOS_OPEN};
+	size_t points = 0;
+	reference();
+	for (size_t c = 0; c < sizeof(calls) / sizeof(calls[0]); c++)
+		for (uint64_t n = 1; n <= ref_count[calls[c]]; n++, points++)
+			crash_at(calls[c], n, power);
+	cr_assert_geq(points, 4, "grant and release must do I/O worth crashing in");
+	cr_log_info("crashed at %zu I/O steps (power cut: %d)", points, power);
+}
+
+Test(svc, L3_L4_process_death_at_every_io_step_of_grant_and_release)
+{
+	every_io_step(false);
+}
+
+Test(svc, L3_L4_power_cut_at_every_io_step_of_grant_and_release)
+{
+	every_io_step(true);
+}
+
+/* ---- V3: a format-1 store ---------------------------------------------------- */
+static char *slurp(const char *dir, const char *name)
+{
+	char path[512], *buf = calloc(1, 64);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		if (!fgets(buf, 64, f))
+			buf[0] = 0;
+		fclose(f);
+	}
+	return buf;
+}
+
+static void put_format(const char *dir, const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/FORMAT", dir);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Version field of the newest checkpoint's header (0: none). */
+static uint32_t ckpt_version(const char *store)
+{
+	char cmd[600], line[300] = "";
+	snprintf(cmd, sizeof(cmd), "ls %s/coordination/dtc/checkpoints | sort | tail -n 1", store);
+	FILE *p = popen(cmd, "r");
+	if (!p || !fgets(line, sizeof(line), p)) {
+		if (p)
+			pclose(p);
+		return 0;
+	}
+	pclose(p);
+	line[strcspn(line, "\n")] = 0;
+	char path[700];
+	snprintf(path, sizeof(path), "%s/coordination/dtc/checkpoints/%s", store, line);
+	int fd = open(path, O_RDONLY);
+	uint32_t ver = 0;
+	if (fd >= 0) {
+		if (pread(fd, &ver, 4, 8) != 4)
+			ver = 0;
+		close(fd);
+	}
+	return ver;
+}
+
+Test(svc, V3_format_1_store_opens_and_upgrades_at_its_first_lease)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	put_format(store, "txdir-store 1\n"); /* what the previous binary wrote */
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	cr_assert_eq(tt_put(fs, "f", "one", 3), 0);
+	txd_fs_close(fs);
+	char *fmt = slurp(store, "FORMAT");
+	cr_assert_str_eq(fmt, "txdir-store 1\n", "V3: no lease, no upgrade");
+	free(fmt);
+	cr_assert_eq(ckpt_version(store), 1, "a format-1 store gets version-1 checkpoints");
+
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	cr_assert_eq(grab(fs, "up"), 0);
+	uint64_t t = token_of(fs, "up");
+	fmt = slurp(store, "FORMAT");
+	cr_assert_str_eq(fmt, "txdir-store 2\n", "V3: the first lease upgrades the store");
+	free(fmt);
+	txd_fs_close(fs);
+	cr_assert_eq(ckpt_version(store), 2);
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	cr_assert_eq(token_of(fs, "up"), t);
+	char *data;
+	size_t len;
+	cr_assert_eq(tt_get(fs, "f", &data, &len), 0);
+	cr_assert_eq(len, 3);
+	free(data);
+	txd_fs_close(fs);
+
+	put_format(store, "txdir-store 3\n");
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), -TXD_EFORMAT,
+		     "a newer format is refused");
+	tt_rmtree(store);
+	free(store);
+}
+
