@@ -186,15 +186,41 @@ static int check_mount(const char *cmd, const char *mnt, int own_code)
 	return 0;
 }
 
-/* "pid 123 (owner line), token 7" of NAME's current holder, for messages. */
-static void describe_holder(const char *mnt, const char *name, char *buf, size_t len)
+/* NAME's holder: the PID with an active/PID/NAME, or 0. The by-name/NAME
+ * symlink says the same, but a kernel that caches symlink targets may show
+ * a past holder's there, so mountctl looks in active/ itself. */
+static pid_t find_holder(const char *mnt, const char *name)
 {
-	char *p = lpath(mnt, "by-name/%s/token", name);
+	char *p = lpath(mnt, "active"), *q;
+	DIR *d = opendir(p);
+	struct dirent *de;
+	struct stat st;
+	pid_t found = 0;
+
+	while (d && !found && (de = readdir(d))) {
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		q = lpath(mnt, "active/%s/%s", de->d_name, name);
+		if (stat(q, &st) == 0)
+			found = (pid_t)atoi(de->d_name);
+		free(q);
+	}
+	if (d)
+		closedir(d);
+	free(p);
+	return found;
+}
+
+/* "token 7, owner pid=... command=..." of holder's grant of NAME. */
+static void describe_holder(const char *mnt, const char *name, pid_t holder, char *buf,
+			    size_t len)
+{
+	char *p = lpath(mnt, "active/%d/%s/token", (int)holder, name);
 	char token[LEASE_TOKEN_MAX] = "?", owner[512] = "";
 
 	read_small(p, token, sizeof(token));
 	free(p);
-	p = lpath(mnt, "by-name/%s/owner", name);
+	p = lpath(mnt, "active/%d/%s/owner", (int)holder, name);
 	read_small(p, owner, sizeof(owner));
 	free(p);
 	snprintf(buf, len, "token %s%s%s", token, *owner ? ", owner " : "", owner);
@@ -380,7 +406,7 @@ static int grab_now(const struct lease_opts *o, pid_t holder, char *token)
 
 	free(p);
 	if (r == -EEXIST) {
-		describe_holder(o->mnt, o->name, who, sizeof(who));
+		describe_holder(o->mnt, o->name, find_holder(o->mnt, o->name), who, sizeof(who));
 		mc_err("lease", "%s is busy: held (%s)", o->name, who);
 		return o->busy_code;
 	}
@@ -431,8 +457,10 @@ static int read_granted(const char *path, char *token)
 
 	while (!alarm_fired) {
 		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 && errno == EAGAIN)
+			usleep(20000); /* a server whose granted does not block: poll */
 		if (fd < 0) {
-			if (errno == EINTR)
+			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			return -errno;
 		}
@@ -442,6 +470,11 @@ static int read_granted(const char *path, char *token)
 		close(fd);
 		if (n == -EINTR)
 			continue;
+		if (n == -EAGAIN) {
+			/* a server whose granted does not block: poll, gently */
+			usleep(20000);
+			continue;
+		}
 		if (n < 0)
 			return (int)n;
 		token[n] = '\0';
@@ -492,20 +525,6 @@ static bool descends(pid_t pid, pid_t anc)
 			return true;
 	}
 	return false;
-}
-
-/* NAME's holder (by-name/NAME -> ../active/PID/NAME), or 0. */
-static pid_t holder_of(const char *mnt, const char *name)
-{
-	char *p = lpath(mnt, "by-name/%s", name), buf[PATH_MAX], *a;
-	ssize_t n = readlink(p, buf, sizeof(buf) - 1);
-
-	free(p);
-	if (n < 0)
-		return 0;
-	buf[n] = '\0';
-	a = strstr(buf, "active/");
-	return a ? (pid_t)atoi(a + 7) : 0;
 }
 
 /* Calls fn(arg, pid, name) for every wait in waiting/PID/NAME. */
@@ -564,7 +583,7 @@ static bool would_deadlock(const struct lease_opts *o, pid_t child, const char *
 	w.self = child;
 	snprintf(w.names[w.n++], sizeof(w.names[0]), "%s", o->name);
 	for (int i = 0; i < w.n; i++) {
-		pid_t h = holder_of(o->mnt, w.names[i]);
+		pid_t h = find_holder(o->mnt, w.names[i]);
 
 		if (!h || (i == 0 && h == child))
 			continue; /* free, or already granted to us */
@@ -634,7 +653,7 @@ static int grab_queued(const struct lease_opts *o, pid_t holder, char *token)
 			r = 0;
 			goto out_free;
 		}
-		describe_holder(o->mnt, o->name, who, sizeof(who));
+		describe_holder(o->mnt, o->name, find_holder(o->mnt, o->name), who, sizeof(who));
 		mc_err("lease", "%s: timed out after %gs waiting (held: %s)", o->name, o->wait_s, who);
 		r = o->busy_code;
 	} else if (r < 0) {
@@ -689,11 +708,16 @@ static void *watch_released(void *arg)
 
 static void start_watcher(struct hold *h)
 {
-	char *p = lpath(h->o->mnt, "by-name/%s/released", h->o->name);
+	char *p = mc_join(h->dir, "released");
 	pthread_t t;
 
 	h->released_fd = open(p, O_RDONLY | O_CLOEXEC);
 	free(p);
+	if (h->released_fd < 0) {
+		p = lpath(h->o->mnt, "by-name/%s/released", h->o->name);
+		h->released_fd = open(p, O_RDONLY | O_CLOEXEC);
+		free(p);
+	}
 	if (h->released_fd < 0)
 		return; /* no released file: the periodic check alone */
 	if (pthread_create(&t, NULL, watch_released, h) != 0) {
@@ -1061,9 +1085,8 @@ static int lease_list_cmd(const struct mc_cmd *cmd, int argc, char **argv)
 
 static int lease_break_cmd(const struct mc_cmd *cmd, int argc, char **argv)
 {
-	char *mnt, *link, *target = NULL, who[640];
-	char buf[PATH_MAX];
-	ssize_t n;
+	char *mnt, *link = NULL, *dir = NULL, who[640];
+	pid_t holder;
 	int r;
 
 	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -1082,37 +1105,21 @@ static int lease_break_cmd(const struct mc_cmd *cmd, int argc, char **argv)
 	r = check_mount("lease break", mnt, MC_EXIT_FAIL);
 	if (r)
 		goto out_free;
-	link = lpath(mnt, "by-name/%s", argv[2]);
-	n = readlink(link, buf, sizeof(buf) - 1);
-	if (n < 0) {
-		r = errno == ENOENT ? 0 : -errno;
-		if (r == 0)
-			mc_err("lease break", "%s is not held on %s", argv[2], mnt);
-		else
-			mc_err("lease break", "%s: %s", link, strerror(-r));
-		free(link);
+	holder = find_holder(mnt, argv[2]);
+	if (!holder) {
+		mc_err("lease break", "%s is not held on %s", argv[2], mnt);
 		r = MC_EXIT_FAIL;
 		goto out_free;
 	}
-	buf[n] = '\0';
-	describe_holder(mnt, argv[2], who, sizeof(who));
+	describe_holder(mnt, argv[2], holder, who, sizeof(who));
+	link = lpath(mnt, "by-name/%s", argv[2]);
+	dir = lpath(mnt, "active/%d/%s", (int)holder, argv[2]);
+	/* unlink(by-name/NAME) is the break proper, where the server has it;
+	 * else rmdir of the holder's directory, which the server allows the
+	 * lease's uid and root (recorded as a release by this process) */
 	r = unlink(link) < 0 ? -errno : 0;
-	if (r < 0 && r != -ENOENT) {
-		/* no break by unlink here (or refused): rmdir of the holder's
-		 * directory, which the server allows the lease's uid and root */
-		if (buf[0] == '/') {
-			target = mc_strdup(buf);
-		} else {
-			char *slash = strrchr(link, '/');
-
-			*slash = '\0';
-			target = mc_join(link, buf);
-			*slash = '/';
-		}
-		r = rmdir(target) < 0 ? -errno : 0;
-	}
-	free(link);
-	free(target);
+	if (r < 0)
+		r = rmdir(dir) < 0 ? -errno : 0;
 	if (r == -ENOENT) {
 		mc_err("lease break", "%s was released before it could be broken", argv[2]);
 		r = MC_EXIT_FAIL;
@@ -1125,6 +1132,8 @@ static int lease_break_cmd(const struct mc_cmd *cmd, int argc, char **argv)
 		       (int)getpid());
 	}
 out_free:
+	free(dir);
+	free(link);
 	free(mnt);
 	return r;
 }

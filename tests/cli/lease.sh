@@ -201,7 +201,7 @@ else
 fi
 
 # ---- --ttl ---------------------------------------------------------------------------
-mc lease "$M" ttljob -n --ttl 1 -- sh -c "cat '$L/by-name/ttljob/ttl'; sleep 2.5; cat '$L/by-name/ttljob/token'"
+mc lease "$M" ttljob -n --ttl 1 -- sh -c "cat '$L/active/'\$\$'/ttljob/ttl'; sleep 2.5; cat '$L/active/'\$\$'/ttljob/token'"
 expect "--ttl 1 with CMD running 2.5 s: renewed, not lost, exit 0" 0 "^1"
 hold ttljob --ttl 1
 kill -9 "$MCPID"

@@ -238,6 +238,10 @@ static long long grab_queue(void)
 		n = read_file(g, buf, sizeof(buf));
 		if (n > 0 && atoll(buf) > 0)
 			return atoll(buf);
+		if (n == -EAGAIN) { /* granted does not block here: poll */
+			usleep((useconds_t)(1000 + rand() % 2000));
+			continue;
+		}
 		/* the server went away (a restart forgets waiters) or the
 		 * entry was granted and went: look before queueing again */
 		if (n < 0 && gone((int)-n))
@@ -417,19 +421,28 @@ struct phase {
 	int nreclaim;
 };
 
+/* The holder of crit: the PID with active/PID/crit (not by-name/crit's
+ * target, which a kernel caching symlinks may show stale), or 0. */
 static int holder_pid(void)
 {
-	char p[PATH_MAX], t[PATH_MAX], *s;
-	ssize_t n;
+	char p[PATH_MAX], q[PATH_MAX];
+	struct dirent *de;
+	struct stat st;
+	int found = 0;
+	DIR *d;
 
-	snprintf(p, sizeof(p), "%s/.txdir/leases/by-name/%s", MNT, LEASE);
-	n = readlink(p, t, sizeof(t) - 1);
-	if (n < 0)
-		return 0;
-	t[n] = '\0';
-	/* .../active/PID/NAME */
-	s = strstr(t, "active/");
-	return s ? atoi(s + 7) : 0;
+	snprintf(p, sizeof(p), "%s/.txdir/leases/active", MNT);
+	d = opendir(p);
+	while (d && !found && (de = readdir(d))) {
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(q, sizeof(q), "%s/%s/%s", p, de->d_name, LEASE);
+		if (stat(q, &st) == 0)
+			found = atoi(de->d_name);
+	}
+	if (d)
+		closedir(d);
+	return found;
 }
 
 static int find_worker(struct phase *ph, pid_t pid)
@@ -462,15 +475,18 @@ static void kill_holder(struct phase *ph)
 {
 	int pid = holder_pid(), i = pid ? find_worker(ph, pid) : -1;
 	int64_t t0, lat = -1;
+	char dir[PATH_MAX];
+	struct stat st;
 
 	if (i < 0)
 		return;
+	snprintf(dir, sizeof(dir), "%s/.txdir/leases/active/%d/%s", MNT, pid, LEASE);
 	kill(pid, SIGKILL);
 	t0 = now_us();
 	ph->killed[i] = true;
 	ph->nkilled++;
 	while (now_us() - t0 < 5000000) {
-		if (holder_pid() != pid) {
+		if (stat(dir, &st) < 0) {
 			lat = now_us() - t0;
 			break;
 		}
