@@ -253,6 +253,25 @@ static long long grab_queue(void)
 	}
 }
 
+/* completed/TOKEN records a release by this process. */
+static bool released_by_us(long long tok)
+{
+	char p[PATH_MAX], buf[4096];
+	cJSON *doc, *how, *by;
+	bool ours;
+
+	snprintf(p, sizeof(p), "%s/.txdir/leases/completed/%lld", W_MNT, tok);
+	if (read_file(p, buf, sizeof(buf)) <= 0)
+		return false;
+	doc = cJSON_Parse(buf);
+	how = cJSON_GetObjectItemCaseSensitive(doc, "how");
+	by = cJSON_GetObjectItemCaseSensitive(doc, "by_pid");
+	ours = cJSON_IsString(how) && strcmp(how->valuestring, "release") == 0 &&
+	       cJSON_IsNumber(by) && (pid_t)by->valuedouble == getpid();
+	cJSON_Delete(doc);
+	return ours;
+}
+
 static void release(long long tok)
 {
 	char p[PATH_MAX];
@@ -264,7 +283,10 @@ static void release(long long tok)
 			die("worker %d: rmdir %s: %s", W_ID, p, strerror(errno));
 		wait_up();
 		if (held_token() != tok) {
-			wlog("lost %lld\n", tok); /* released while we held it */
+			/* our rmdir may have been carried out with its answer
+			 * lost: then completed/TOKEN says we released it */
+			if (!released_by_us(tok))
+				wlog("lost %lld\n", tok); /* released while we held it */
 			return;
 		}
 	}
