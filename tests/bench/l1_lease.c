@@ -346,8 +346,10 @@ static void reclaim(int rounds)
 		if (child == 0) {
 			close(ready[0]);
 			snprintf(path, sizeof(path), "%s/active/%d/r", LEASES, (int)getpid());
-			if (mkdir(path, 0755) < 0)
+			if (mkdir(path, 0755) < 0) {
+				fprintf(stderr, "l1_lease: mkdir %s: %s\n", path, strerror(errno));
 				_exit(1);
+			}
 			if (write(ready[1], "x", 1) != 1)
 				_exit(1);
 			pause();
@@ -357,11 +359,13 @@ static void reclaim(int rounds)
 		if (read(ready[0], &c, 1) != 1)
 			bench_die("the holder could not grab its lease");
 		close(ready[0]);
-		snprintf(path, sizeof(path), "%s/active/%d/r", LEASES, (int)child);
+		/* free again: by-name/r is gone (active/CHILD/ goes with the
+		 * process, before the lease is reclaimed) */
+		snprintf(path, sizeof(path), "%s/by-name/r", LEASES);
 		kill(child, SIGKILL);
 		t0 = now_s();
 		waitpid(child, NULL, 0); /* a zombie is dead too; reap to free the pid */
-		while (stat(path, &st) == 0 && now_s() - t0 < 10)
+		while (lstat(path, &st) == 0 && now_s() - t0 < 10)
 			usleep(200);
 		v[r] = now_s() - t0;
 	}

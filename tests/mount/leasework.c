@@ -502,13 +502,15 @@ static void kill_holder(struct phase *ph)
 
 	if (i < 0)
 		return;
-	snprintf(dir, sizeof(dir), "%s/.txdir/leases/active/%d/%s", MNT, pid, LEASE);
+	/* reclaimed: by-name/crit is gone or another process holds it
+	 * (active/PID/ itself goes with the process, before the reclaim) */
+	snprintf(dir, sizeof(dir), "%s/.txdir/leases/by-name/%s", MNT, LEASE);
 	kill(pid, SIGKILL);
 	t0 = now_us();
 	ph->killed[i] = true;
 	ph->nkilled++;
 	while (now_us() - t0 < 5000000) {
-		if (stat(dir, &st) < 0) {
+		if (lstat(dir, &st) < 0 || holder_pid() != pid) {
 			lat = now_us() - t0;
 			break;
 		}
