@@ -201,8 +201,8 @@ else
 fi
 
 # ---- --ttl ---------------------------------------------------------------------------
-mc lease "$M" ttljob -n --ttl 1 -- sh -c "cat '$L/active/'\$\$'/ttljob/ttl'; sleep 2.5; cat '$L/active/'\$\$'/ttljob/token'"
-expect "--ttl 1 with CMD running 2.5 s: renewed, not lost, exit 0" 0 "^1"
+mc lease "$M" ttljob -n --ttl 2 -- sh -c "cat '$L/active/'\$\$'/ttljob/ttl'; sleep 4.5; cat '$L/active/'\$\$'/ttljob/token'"
+expect "--ttl 2 with CMD running 4.5 s: renewed, not lost, exit 0" 0 "^2"
 hold ttljob --ttl 1
 kill -9 "$MCPID"
 wait "$TPID" 2>/dev/null
