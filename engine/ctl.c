@@ -93,6 +93,7 @@ static const struct ctl_entry ctl_txn[] = {
 struct ctl_file {
 	char *buf;
 	size_t len;
+	struct lwait *wait; /* a lease wait file (ctl_lease.h) */
 };
 
 /* ---- text buffers --------------------------------------------------------------- */
@@ -708,7 +709,10 @@ int ctl_open(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
 		return -ENOMEM;
 	struct sbuf s = {0};
 	int err;
-	if (ctl_lease_owns(n->ctl)) {
+	if (ctl_lease_owns(n->ctl) && ctl_lease_is_wait(n->ctl)) {
+		ctl_enter(fs, n);
+		err = ctl_lease_wait_open(fs, n, &f->wait);
+	} else if (ctl_lease_owns(n->ctl)) {
 		ctl_enter(fs, n);
 		err = writable ? 0 : ctl_lease_render(fs, n, &s.p, &s.len);
 	} else {
@@ -728,8 +732,16 @@ int ctl_open(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
 
 ssize_t ctl_read(struct txd_fs *fs, struct handle *h, void *buf, size_t size, uint64_t off)
 {
-	(void)fs;
+	return ctl_read_async(fs, h, buf, size, off, NULL, NULL);
+}
+
+ssize_t ctl_read_async(struct txd_fs *fs, struct handle *h, void *buf, size_t size,
+		       uint64_t off, void (*done)(void *arg, int err), void *arg)
+{
 	struct ctl_file *f = h->ctl;
+	if (f && f->wait)
+		return ctl_lease_wait_read(fs, f->wait, buf, size, off, h->flags & O_NONBLOCK,
+					   done, arg);
 	if (!f || off >= f->len)
 		return 0;
 	size_t n = f->len - off < size ? f->len - off : size;
@@ -790,9 +802,28 @@ ssize_t ctl_write_async(struct txd_fs *fs, struct handle *h, const void *buf, si
 	return err ? err : (ssize_t)size; /* -EINPROGRESS: done answers (txn.h) */
 }
 
+int ctl_poll(struct txd_fs *fs, struct handle *h, void (*wake)(void *arg), void *arg)
+{
+	struct ctl_file *f = h->ctl;
+	if (f && f->wait)
+		return ctl_lease_wait_poll(fs, f->wait, wake, arg);
+	return 1; /* rendered at open: always readable */
+}
+
+bool ctl_may_wait(const struct handle *h)
+{
+	return h->ctl && h->ctl->wait;
+}
+
+int ctl_read_cancel(struct txd_fs *fs, void *arg)
+{
+	return ctl_lease_wait_cancel(fs, arg);
+}
+
 void ctl_release(struct txd_fs *fs, struct handle *h)
 {
-	(void)fs;
+	if (h->ctl && h->ctl->wait)
+		ctl_lease_wait_close(fs, h->ctl->wait);
 	if (h->ctl)
 		free(h->ctl->buf);
 	free(h->ctl);

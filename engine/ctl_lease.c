@@ -4,7 +4,9 @@
  * Node keys: a PID directory's key is the pid; a lease's (and its files')
  * key is name_id << PID_BITS | pid, where name_id interns the lease name in
  * a table of this adapter (names are never forgotten while the store is
- * open: a few bytes per distinct name); by-name/NAME's key is name_id;
+ * open: a few bytes per distinct name); by-name/NAME's key is the lease's
+ * (name_id and the holder's pid: the kernel caches a symlink's target, so
+ * another holder's link must be another node);
  * completed/TOKEN's is the token.
  */
 #include <cjson/cJSON.h>
@@ -41,6 +43,7 @@ enum {
 	L_OWNER,
 	L_TOKEN,
 	L_TTL,
+	L_RELEASED, /* active/PID/NAME/released */
 	L_LINK,     /* by-name/NAME */
 	L_DONE,     /* completed/TOKEN */
 	L_WPID,     /* waiting/PID */
@@ -60,7 +63,8 @@ static const struct lent root_ents[] = {
 };
 static const struct lent lease_ents[] = {
 	{"acquired", L_ACQUIRED}, {"expires", L_EXPIRES}, {"info.json", L_INFO},
-	{"owner", L_OWNER},       {"token", L_TOKEN},     {"ttl", L_TTL},
+	{"owner", L_OWNER},       {"released", L_RELEASED}, {"token", L_TOKEN},
+	{"ttl", L_TTL},
 };
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -71,16 +75,44 @@ struct iname {
 	char name[];
 };
 
+/* An open wait file: `released` (the grant current at open ends) or
+ * `granted` (pid is granted name). Lives from open to release; wlock. */
+struct lwait {
+	struct lwait *next, *prev;
+	bool granted;
+	char name[LEASE_NAME_MAX + 1];
+	uint64_t token;         /* released: the grant current at open */
+	uint32_t pid;           /* granted: the waiter */
+	bool ready;
+	uint64_t result;        /* granted: the token */
+	enum lease_end how;     /* released: how it ended (0: unknown) */
+	void (*done)(void *arg, int err); /* a deferred read (txd_read_async) */
+	void *done_arg;
+	void (*wake)(void *arg); /* a poll (txd_poll) */
+	void *wake_arg;
+	uint64_t opened_ns;     /* monotonic: txdir_lease_wait_seconds */
+};
+
 struct ctl_leases {
 	struct iname *bucket[1024];
 	struct iname **by_id;
 	uint32_t n, cap;
+	struct txd_fs *fs;
+	pthread_mutex_t wlock;  /* the waits (a leaf: taken under fs->lock or alone) */
+	struct lwait waits;     /* list head */
 };
+
+static void on_lease_event(void *arg, const struct lease_event *ev);
 
 static struct ctl_leases *state(struct txd_fs *fs)
 {
-	if (!fs->ctl_leases)
-		fs->ctl_leases = calloc(1, sizeof(*fs->ctl_leases));
+	if (!fs->ctl_leases && (fs->ctl_leases = calloc(1, sizeof(*fs->ctl_leases)))) {
+		struct ctl_leases *cl = fs->ctl_leases;
+		cl->fs = fs;
+		pthread_mutex_init(&cl->wlock, NULL);
+		cl->waits.next = cl->waits.prev = &cl->waits;
+		svc_set_listener(fs->svc, on_lease_event, cl);
+	}
 	return fs->ctl_leases;
 }
 
@@ -137,6 +169,7 @@ void ctl_lease_free(struct txd_fs *fs)
 	for (uint32_t k = 1; k <= cl->n; k++)
 		free(cl->by_id[k]);
 	free(cl->by_id);
+	pthread_mutex_destroy(&cl->wlock);
 	free(cl);
 	fs->ctl_leases = NULL;
 }
@@ -155,6 +188,11 @@ bool ctl_lease_is_dir(unsigned kind)
 unsigned ctl_lease_root_kind(void)
 {
 	return L_ROOT;
+}
+
+bool ctl_lease_is_wait(unsigned kind)
+{
+	return kind == L_RELEASED || kind == L_GRANTED;
 }
 
 bool ctl_lease_writable(unsigned kind)
@@ -348,7 +386,8 @@ int ctl_lease_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 			return -ENOENT;
 		if (!(id = intern(fs, name)))
 			return -ENOMEM;
-		return ctl_entry(fs, L_LINK, lkey(id, 0), e);
+		/* one node per holder: the kernel caches a symlink's target */
+		return ctl_entry(fs, L_LINK, lkey(id, li.holder.pid), e);
 	case L_COMPLETED:
 		token = strtoull(name, &end, 10);
 		if (!*name || *end || *name == '0')
@@ -425,8 +464,8 @@ static int link_target(struct txd_fs *fs, const struct node *n, char *buf, size_
 		return -ENOENT;
 	char copy[LEASE_NAME_MAX + 1];
 	snprintf(copy, sizeof(copy), "%s", name);
-	if (current(fs, copy, &li))
-		return -ENOENT;
+	if (current(fs, copy, &li) || li.holder.pid != (n->ctl_key & PID_MASK))
+		return -ENOENT; /* another holder's link is another node */
 	return snprintf(buf, cap, "../active/%" PRIu32 "/%s", li.holder.pid, copy);
 }
 
@@ -608,7 +647,7 @@ static int list_children(struct txd_fs *fs, struct node *n, struct ldents *d)
 		} else if (n->ctl == L_APID && li->holder.pid == n->ctl_key && id) {
 			dents_add(d, li->name, L_LEASE, lkey(id, li->holder.pid));
 		} else if (n->ctl == L_BYNAME && id) {
-			dents_add(d, li->name, L_LINK, lkey(id, 0));
+			dents_add(d, li->name, L_LINK, lkey(id, li->holder.pid));
 		} else if (n->ctl == L_WAITING || n->ctl == L_WPID) {
 			/* a waiter waits behind a holder: the held names cover them */
 			struct wscan s = {fs, li->name, n->ctl == L_WPID ? (uint32_t)n->ctl_key : 0, d};
@@ -916,4 +955,198 @@ out:
 		return -ENOMEM;
 	*len = (size_t)k;
 	return 0;
+}
+
+/* ---- waits: released and granted (SPEC §5 "Waiting without polling") ---------- */
+struct wake_list {
+	struct {
+		void (*done)(void *arg, int err);
+		void (*wake)(void *arg);
+		void *arg;
+	} v[64];
+	unsigned n;
+};
+
+/* w became ready (wlock held): what to call once it is released. */
+static void ready_locked(struct ctl_leases *cl, struct lwait *w, struct wake_list *wl)
+{
+	w->ready = true;
+	svc_wait_observe(cl->fs->svc, txd_os->now_monotonic_ns() - w->opened_ns);
+	if (w->done && wl->n < 64) {
+		wl->v[wl->n].done = w->done;
+		wl->v[wl->n].wake = NULL;
+		wl->v[wl->n++].arg = w->done_arg;
+		w->done = NULL;
+	}
+	if (w->wake && wl->n < 64) {
+		wl->v[wl->n].done = NULL;
+		wl->v[wl->n].wake = w->wake;
+		wl->v[wl->n++].arg = w->wake_arg;
+		w->wake = NULL;
+	}
+}
+
+static void wake_all(struct wake_list *wl)
+{
+	for (unsigned k = 0; k < wl->n; k++) {
+		if (wl->v[k].done)
+			wl->v[k].done(wl->v[k].arg, 0);
+		else
+			wl->v[k].wake(wl->v[k].arg);
+	}
+}
+
+/* The lease service's events (svc_set_listener): no service lock and no
+ * fs->lock held. A release readies the `released` waits of that grant, a
+ * grant the `granted` waits of its holder. */
+static void on_lease_event(void *arg, const struct lease_event *ev)
+{
+	struct ctl_leases *cl = arg;
+	struct wake_list wl = {.n = 0};
+	if (ev->kind != LEV_RELEASE && ev->kind != LEV_GRANT)
+		return;
+	pthread_mutex_lock(&cl->wlock);
+	for (struct lwait *w = cl->waits.next; w != &cl->waits; w = w->next) {
+		if (w->ready || strcmp(w->name, ev->lease.name) != 0)
+			continue;
+		if (ev->kind == LEV_RELEASE && !w->granted && w->token == ev->lease.token) {
+			w->how = ev->how;
+			ready_locked(cl, w, &wl);
+		} else if (ev->kind == LEV_GRANT && w->granted && w->pid == ev->lease.holder.pid) {
+			w->result = ev->lease.token;
+			ready_locked(cl, w, &wl);
+		}
+	}
+	pthread_mutex_unlock(&cl->wlock);
+	wake_all(&wl);
+}
+
+int ctl_lease_wait_open(struct txd_fs *fs, struct node *n, struct lwait **out)
+{
+	struct ctl_leases *cl = state(fs);
+	struct lease_info li;
+	const char *name = name_of(fs, n->ctl_key);
+	struct lwait *w = cl && name ? calloc(1, sizeof(*w)) : NULL;
+	int err;
+
+	if (!w)
+		return cl && name ? -ENOMEM : -ENOENT;
+	w->granted = n->ctl == L_GRANTED;
+	snprintf(w->name, sizeof(w->name), "%s", name);
+	w->pid = (uint32_t)(n->ctl_key & PID_MASK);
+	w->opened_ns = txd_os->now_monotonic_ns();
+	if (!w->granted) {
+		if ((err = held_by(fs, w->name, w->pid, &li))) {
+			free(w);
+			return err;
+		}
+		w->token = li.token;
+	}
+	/* registered first, checked after: an event in between is not lost */
+	pthread_mutex_lock(&cl->wlock);
+	w->next = &cl->waits;
+	w->prev = cl->waits.prev;
+	w->prev->next = w;
+	cl->waits.prev = w;
+	pthread_mutex_unlock(&cl->wlock);
+	err = current(fs, w->name, &li);
+	pthread_mutex_lock(&cl->wlock);
+	if (!w->ready && !w->granted && (err || li.token != w->token))
+		w->ready = true; /* ended before the registration */
+	else if (!w->ready && w->granted && !err && li.holder.pid == w->pid) {
+		w->ready = true; /* granted already */
+		w->result = li.token;
+	}
+	pthread_mutex_unlock(&cl->wlock);
+	if (w->granted && !w->ready && !waits_for(fs, w->name, w->pid)) {
+		ctl_lease_wait_close(fs, w);
+		return -ENOENT; /* neither waits nor holds (any more) */
+	}
+	*out = w;
+	return 0;
+}
+
+void ctl_lease_wait_close(struct txd_fs *fs, struct lwait *w)
+{
+	struct ctl_leases *cl = fs->ctl_leases;
+	void (*wake)(void *) = NULL;
+	void *arg = NULL;
+
+	pthread_mutex_lock(&cl->wlock);
+	w->prev->next = w->next;
+	w->next->prev = w->prev;
+	wake = w->wake; /* a poll still registered: let its owner free it */
+	arg = w->wake_arg;
+	pthread_mutex_unlock(&cl->wlock);
+	if (wake)
+		wake(arg);
+	free(w);
+}
+
+ssize_t ctl_lease_wait_read(struct txd_fs *fs, struct lwait *w, void *buf, size_t size,
+			    uint64_t off, bool nonblock, void (*done)(void *arg, int err), void *arg)
+{
+	struct ctl_leases *cl = fs->ctl_leases;
+	char text[48];
+	ssize_t n;
+
+	pthread_mutex_lock(&cl->wlock);
+	if (!w->ready) {
+		n = nonblock || !done ? -EAGAIN : -EINPROGRESS;
+		if (n == -EINPROGRESS) {
+			w->done = done;
+			w->done_arg = arg;
+		}
+		pthread_mutex_unlock(&cl->wlock);
+		return n;
+	}
+	if (w->granted)
+		snprintf(text, sizeof(text), "%" PRIu64 "\n", w->result);
+	else
+		snprintf(text, sizeof(text), "%s\n", w->how ? lease_end_name(w->how) : "released");
+	pthread_mutex_unlock(&cl->wlock);
+	size_t len = strlen(text);
+	if (off >= len)
+		return 0;
+	n = (ssize_t)(len - off < size ? len - off : size);
+	memcpy(buf, text + off, (size_t)n);
+	return n;
+}
+
+int ctl_lease_wait_cancel(struct txd_fs *fs, void *arg)
+{
+	struct ctl_leases *cl = fs->ctl_leases;
+	int err = -ENOENT;
+	if (!cl)
+		return err;
+	pthread_mutex_lock(&cl->wlock);
+	for (struct lwait *w = cl->waits.next; w != &cl->waits; w = w->next)
+		if (w->done && w->done_arg == arg) {
+			w->done = NULL;
+			err = 0;
+			break;
+		}
+	pthread_mutex_unlock(&cl->wlock);
+	return err;
+}
+
+int ctl_lease_wait_poll(struct txd_fs *fs, struct lwait *w, void (*wake)(void *arg), void *arg)
+{
+	struct ctl_leases *cl = fs->ctl_leases;
+	void (*old)(void *) = NULL;
+	void *old_arg = NULL;
+	int ready;
+
+	pthread_mutex_lock(&cl->wlock);
+	ready = w->ready;
+	if (!ready && wake) {
+		old = w->wake;
+		old_arg = w->wake_arg;
+		w->wake = wake;
+		w->wake_arg = arg;
+	}
+	pthread_mutex_unlock(&cl->wlock);
+	if (old)
+		old(old_arg); /* replaced: its owner frees it (a spurious wake-up) */
+	return ready;
 }

@@ -34,6 +34,19 @@
  * pack fdatasync does. Every lease call is made with fs->lock released
  * (lock order: lease before nothing of fs; svc.h).
  *
+ * Transactions: `.txdir` inside a view (.txdir/txn/T/root/.txdir) is this
+ * same tree, so a lease taken there is the same lease as outside: it is
+ * not part of the transaction (a lease is held by a process, not by a
+ * transaction's changes), and commit or abort leaves it as it is.
+ *
+ * Waiting entries: waiting/PID/NAME exists while PID waits for NAME and
+ * stays while PID then holds it, so `granted` can still print the token
+ * after the grant; it goes with the grant.
+ *
+ * cleanup_queue/: a dead holder's grants are released in the death
+ * watcher's one locked step (lease_owner_died), so nothing is ever seen
+ * in flight there; it is listed (empty) for the layout's sake.
+ *
  * TTL writes (`echo 30 > ttl`): 1..LEASE_TTL_MAX_S whole seconds (EINVAL
  * for garbage, 0, negative or fractions; ERANGE past the maximum).
  */
@@ -77,6 +90,25 @@ int ctl_lease_render(struct txd_fs *fs, struct node *n, char **buf, size_t *len)
 bool ctl_lease_writable(unsigned kind);
 /* A write to a writable file (fs->lock NOT held). */
 ssize_t ctl_lease_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t size);
+/* ---- wait files: released, granted -------------------------------------
+ * Opened with the grant current at open (released) or the waiter (granted)
+ * registered; ready at that grant's release / at the waiter's grant (lease
+ * events, svc_set_listener). A read before that: -EAGAIN with nonblock or
+ * without done, else -EINPROGRESS and done(arg, 0) once it is ready, called
+ * with no engine lock held (then read again). ctl_lease_wait_cancel
+ * withdraws a deferred read (0) unless done is already due (-ENOENT). A
+ * poll returns 1 when ready, else 0 and calls wake(arg) once when ready, at
+ * close, or when replaced by another poll. */
+struct lwait;
+bool ctl_lease_is_wait(unsigned kind);
+int ctl_lease_wait_open(struct txd_fs *fs, struct node *n, struct lwait **out);
+void ctl_lease_wait_close(struct txd_fs *fs, struct lwait *w);
+ssize_t ctl_lease_wait_read(struct txd_fs *fs, struct lwait *w, void *buf, size_t size,
+			    uint64_t off, bool nonblock, void (*done)(void *arg, int err),
+			    void *arg);
+int ctl_lease_wait_cancel(struct txd_fs *fs, void *arg);
+int ctl_lease_wait_poll(struct txd_fs *fs, struct lwait *w, void (*wake)(void *arg), void *arg);
+
 /* Free the adapter's state (fs_free). */
 void ctl_lease_free(struct txd_fs *fs);
 

@@ -256,6 +256,13 @@ int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_
 int ctl_open(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
 	     struct txd_open_out *out);
 ssize_t ctl_read(struct txd_fs *fs, struct handle *h, void *buf, size_t size, uint64_t off);
+/* As ctl_read; a wait file not ready yet returns -EINPROGRESS and answers
+ * through done (txd_read_async). */
+ssize_t ctl_read_async(struct txd_fs *fs, struct handle *h, void *buf, size_t size,
+		       uint64_t off, void (*done)(void *arg, int err), void *arg);
+int ctl_read_cancel(struct txd_fs *fs, void *arg);
+bool ctl_may_wait(const struct handle *h); /* a wait file's handle */
+int ctl_poll(struct txd_fs *fs, struct handle *h, void (*wake)(void *arg), void *arg);
 ssize_t ctl_write(struct txd_fs *fs, struct handle *h, const void *buf, size_t size,
 		  uint64_t off);
 /* As ctl_write; a commit that must wait for the view's writers returns

@@ -503,6 +503,35 @@ shared:
 	return n;
 }
 
+ssize_t txd_read_async(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_t off,
+		       void (*done)(void *arg, int err), void *arg)
+{
+	struct handle *h = file_handle(fh);
+	if (h && (h->ctl || h->node->ctl))
+		return ctl_read_async(fs, h, buf, size, off, done, arg);
+	return txd_read(fs, fh, buf, size, off);
+}
+
+bool txd_read_may_wait(struct txd_fs *fs, uint64_t fh)
+{
+	struct handle *h = file_handle(fh);
+	(void)fs;
+	return h && h->ctl && ctl_may_wait(h);
+}
+
+int txd_read_cancel(struct txd_fs *fs, void *arg)
+{
+	return ctl_read_cancel(fs, arg);
+}
+
+int txd_poll(struct txd_fs *fs, uint64_t fh, void (*wake)(void *arg), void *arg)
+{
+	struct handle *h = file_handle(fh);
+	if (!h)
+		return -EBADF;
+	return h->ctl || h->node->ctl ? ctl_poll(fs, h, wake, arg) : 1;
+}
+
 ssize_t txd_write_async(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size,
 			uint64_t off, void (*done)(void *arg, int err), void *arg)
 {

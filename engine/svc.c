@@ -16,12 +16,6 @@
 #include "rec.h"
 #include "txdir.h"
 
-struct job {
-	struct job *next;
-	void (*fn)(void *arg);
-	void *arg;
-};
-
 struct svc {
 	struct proc *proc;
 	struct lease_proc *lp;
@@ -31,14 +25,22 @@ struct svc {
 	int (*upgrade)(void *arg);
 	void *upgrade_arg;
 	bool upgraded;
-	pthread_mutex_t lock;        /* the queue below (leaf) */
+	pthread_mutex_t lock;        /* stop (leaf) */
 	pthread_cond_t cv;
-	struct job *head, **tail;
 	bool stop, running;
 	pthread_t worker;
 	struct evlog *events;
 	_Atomic uint64_t wait_ns_sum, wait_count;
+	void (*_Atomic listener)(void *arg, const struct lease_event *ev);
+	void *_Atomic listener_arg;
 };
+
+void svc_set_listener(struct svc *s, void (*fn)(void *arg, const struct lease_event *ev),
+		      void *arg)
+{
+	s->listener_arg = arg;
+	s->listener = fn;
+}
 
 /* ---- events (V5) ------------------------------------------------------------ */
 static void add_holder(cJSON *o, const struct lease_info *li)
@@ -94,6 +96,9 @@ static void on_event(void *arg, const struct lease_event *ev)
 	}
 	}
 	ev_emit(s->events, txd_os->now_realtime_ns(), type, o);
+	void (*fn)(void *, const struct lease_event *) = s->listener;
+	if (fn)
+		fn(s->listener_arg, ev);
 }
 
 void svc_wait_observe(struct svc *s, uint64_t ns)
@@ -167,7 +172,6 @@ int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out)
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->up_lock, NULL);
 	pthread_cond_init(&s->cv, NULL);
-	s->tail = &s->head;
 	s->wal_be = lease_wal_backend(w);
 	s->upgrade = opts->upgrade;
 	s->upgrade_arg = opts->upgrade_arg;
@@ -215,7 +219,7 @@ int svc_ckpt_load(struct svc *s, const void *buf, size_t len)
 	return lease_snapshot_decode(s->lease, buf, len);
 }
 
-/* V4: jobs in order; the tick at least every second, sooner for a TTL. */
+/* V4: the tick at least every second, sooner for a TTL. */
 static void *worker_main(void *arg)
 {
 	struct svc *s = arg;
@@ -223,22 +227,10 @@ static void *worker_main(void *arg)
 
 	pthread_mutex_lock(&s->lock);
 	while (!s->stop) {
-		struct job *j = s->head;
-
-		if (j) {
-			s->head = j->next;
-			if (!s->head)
-				s->tail = &s->head;
-			pthread_mutex_unlock(&s->lock);
-			j->fn(j->arg);
-			free(j);
-			pthread_mutex_lock(&s->lock);
-			continue;
-		}
 		uint64_t now = txd_os->now_monotonic_ns();
 		if (next && next <= now) {
 			pthread_mutex_unlock(&s->lock);
-			(void)lease_tick(s->lease, &next);
+			(void)lease_tick(s->lease, &next); /* may block on the WAL's sync */
 			pthread_mutex_lock(&s->lock);
 			continue;
 		}
@@ -271,29 +263,6 @@ int svc_start(struct svc *s)
 	return err;
 }
 
-int svc_run(struct svc *s, void (*fn)(void *arg), void *arg)
-{
-	struct job *j = malloc(sizeof(*j));
-	int err = 0;
-
-	if (!j)
-		return -ENOMEM;
-	j->next = NULL;
-	j->fn = fn;
-	j->arg = arg;
-	pthread_mutex_lock(&s->lock);
-	if (s->stop || !s->running) {
-		err = -ESHUTDOWN;
-		free(j);
-	} else {
-		*s->tail = j;
-		s->tail = &j->next;
-		pthread_cond_signal(&s->cv);
-	}
-	pthread_mutex_unlock(&s->lock);
-	return err;
-}
-
 void svc_close(struct svc *s)
 {
 	if (!s)
@@ -304,12 +273,6 @@ void svc_close(struct svc *s)
 	pthread_mutex_unlock(&s->lock);
 	if (s->running)
 		pthread_join(s->worker, NULL);
-	/* jobs never run: each owner learns nothing more (its caller is gone
-	 * with the mount); free them */
-	for (struct job *j = s->head, *n; j; j = n) {
-		n = j->next;
-		free(j);
-	}
 	lease_proc_close(s->lp); /* no death delivered after this */
 	lease_close(s->lease);
 	proc_close(s->proc);

@@ -9,7 +9,7 @@
  *   svc_ckpt_load the services' section of the checkpoint being loaded
  *   svc_replay    every WAL record that is not a commit, by type
  *   svc_start     after replay (lease L8: dead holders released, live ones
- *                 watched again), then the worker thread starts
+ *                 watched again), then the worker thread starts (the tick)
  *   svc_ckpt_save (any time after the checkpoint chose its LSN: lease L7)
  *   svc_close     worker stopped, watcher stopped (no death after it),
  *                 lease service, proc view freed
@@ -31,9 +31,13 @@
  *     log, emitted once the action is in the log (after its sync with
  *     durability != none: lease L3), before the caller is answered.
  *  V4 The worker thread runs the lease tick at least once a second (TTL
- *     expiry) and the jobs given to svc_run, in order, one at a time. A job
- *     may block on the WAL's sync; nothing here runs in a wal_sync_async
- *     callback (lease.h "Blocking").
+ *     expiry: a lease expires at most 1 s late). The tick may block on the
+ *     WAL's sync; nothing here runs in a wal_sync_async callback (lease.h
+ *     "Blocking"). The other blocking calls (grant, renew, release, wait)
+ *     run on the caller's thread with fs->lock released, after
+ *     fs_will_block (ctl_lease.h "Blocking"); waits that last (released,
+ *     granted) hold no thread at all: they are deferred replies completed
+ *     by the lease events.
  *
  * Lock order: svc's own queue lock is a leaf. Lease calls must not be made
  * with fs->lock held (a RESERVE sync holds the lease lock across an fsync).
@@ -73,13 +77,15 @@ int svc_ckpt_load(struct svc *s, const void *buf, size_t len);
 /* After replay: lease_start, then the worker (V4). */
 int svc_start(struct svc *s);
 
-/* Run fn(arg) on the worker thread (V4). -ENOMEM, -ESHUTDOWN once closing. */
-int svc_run(struct svc *s, void (*fn)(void *arg), void *arg);
-
 /* A lease wait (released, granted) ended after ns: txdir_lease_wait_seconds. */
 void svc_wait_observe(struct svc *s, uint64_t ns);
 /* Prometheus text of the services' metrics, appended with put(arg, text). */
 void svc_stats(struct svc *s, void (*put)(void *arg, const char *text), void *arg);
+
+/* A second receiver of lease events (the control tree's waits), called
+ * after the event log's, with no service lock held. Set once. */
+void svc_set_listener(struct svc *s, void (*fn)(void *arg, const struct lease_event *ev),
+		      void *arg);
 
 struct lease_svc *svc_lease(struct svc *s);
 struct proc *svc_proc(struct svc *s);

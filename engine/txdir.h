@@ -236,6 +236,26 @@ ssize_t txd_write(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size, 
  * other write completes at once, as txd_write (done is not called). */
 ssize_t txd_write_async(struct txd_fs *fs, uint64_t fh, const void *buf, size_t size,
 			uint64_t off, void (*done)(void *arg, int err), void *arg);
+/* txd_read for a caller that must not block: a read of a wait file
+ * (.txdir/leases/active/PID/NAME/released: until the grant current at open
+ * ends; .txdir/leases/waiting/PID/NAME/granted: until PID is granted NAME)
+ * that is not ready returns -EINPROGRESS and later calls done(arg, 0)
+ * exactly once, from an engine thread holding no engine lock; the caller
+ * then reads again (txd_read answers at once). A handle opened O_NONBLOCK
+ * gets -EAGAIN instead, and so does txd_read. Every other read is txd_read.
+ * txd_read_cancel: the caller gave up (FUSE_INTERRUPT): 0 = withdrawn, done
+ * will not be called; -ENOENT = done is already due. */
+ssize_t txd_read_async(struct txd_fs *fs, uint64_t fh, void *buf, size_t size, uint64_t off,
+		       void (*done)(void *arg, int err), void *arg);
+int txd_read_cancel(struct txd_fs *fs, void *arg);
+/* Whether a read of fh may wait (a wait file): cheap, for the FUSE layer to
+ * choose txd_read_async. */
+bool txd_read_may_wait(struct txd_fs *fs, uint64_t fh);
+/* poll(2): 1 if a read would not wait, else 0, and wake(arg) is called once
+ * (no engine lock held) when it would not — or when the handle is released,
+ * or when a later txd_poll of the same handle replaces the registration:
+ * wake owns arg from then on. wake may be NULL (just ask). */
+int txd_poll(struct txd_fs *fs, uint64_t fh, void (*wake)(void *arg), void *arg);
 /* The caller of a write that returned -EINPROGRESS gave up (FUSE_INTERRUPT):
  * 0 = withdrawn, nothing applied, done will not be called; -ENOENT = it is
  * already completing and done will be called. */

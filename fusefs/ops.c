@@ -335,9 +335,15 @@ static void tx_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 static void tx_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	char *buf = malloc(size ? size : 1);
+	char *buf;
 	ssize_t n;
 
+	if (txd_read_may_wait(FS, fi->fh)) { /* a lease wait: may be answered later */
+		tx_caller(req);
+		tx_read_deferrable(req, fi->fh, size, (uint64_t)off);
+		return;
+	}
+	buf = malloc(size ? size : 1);
 	(void)ino;
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
@@ -350,6 +356,13 @@ static void tx_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
 	free(buf);
+}
+
+static void tx_fs_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		       struct fuse_pollhandle *ph)
+{
+	(void)ino;
+	tx_poll(req, fi->fh, ph);
 }
 
 /* A control-file write may be a commit (a vote, a lease TTL), hence the
@@ -633,6 +646,7 @@ const struct fuse_lowlevel_ops txdirfs_ops = {
 	.open = tx_open,
 	.create = tx_create,
 	.read = tx_read,
+	.poll = tx_fs_poll,
 	.write = tx_write,
 	.flush = tx_flush,
 	.release = tx_release,

@@ -26,6 +26,7 @@
  * write returned never sees the old size through a stale dentry.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,4 +341,107 @@ ssize_t tx_write_deferrable(fuse_req_t req, uint64_t fh, const char *buf, size_t
 	fuse_req_interrupt_func(req, NULL, NULL);
 	free(p);
 	return n;
+}
+
+/* ---- deferred reads (a lease wait file: released, granted) ----------------
+ * As deferred writes: the interrupt function asks the engine to withdraw the
+ * wait (txd_read_cancel) and answers EINTR only if it did; otherwise the
+ * engine's callback answers, by reading again (the wait is over). */
+struct pending_read {
+	fuse_req_t req;
+	uint64_t fh, off;
+	size_t size;
+};
+
+static void on_read_interrupt(fuse_req_t req, void *arg)
+{
+	struct tx_note *n = tx_note_eintr(req);
+
+	if (!n)
+		return; /* interrupts are advisory: the engine will answer */
+	if (txd_read_cancel(txdirfs.fs, arg) != 0) {
+		free(n); /* already completing: its callback answers */
+		return;
+	}
+	free(arg); /* withdrawn: the engine never calls back */
+	tx_note_post(n);
+}
+
+static void reply_read(fuse_req_t req, uint64_t fh, size_t size, uint64_t off)
+{
+	char *buf = malloc(size ? size : 1);
+	ssize_t n = buf ? txd_read(txdirfs.fs, fh, buf, size, off) : -ENOMEM;
+
+	if (n < 0)
+		fuse_reply_err(req, tx_errno(n, "read"));
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+/* Engine thread, no engine lock held. */
+static void on_read_done(void *arg, int err)
+{
+	struct pending_read *p = arg;
+
+	fuse_req_interrupt_func(p->req, NULL, NULL);
+	if (err)
+		fuse_reply_err(p->req, tx_errno(err, "read"));
+	else
+		reply_read(p->req, p->fh, p->size, p->off);
+	free(p);
+}
+
+void tx_read_deferrable(fuse_req_t req, uint64_t fh, size_t size, uint64_t off)
+{
+	struct pending_read *p = calloc(1, sizeof(*p));
+	char *buf = malloc(size ? size : 1);
+	ssize_t n;
+
+	if (!p || !buf) {
+		free(p);
+		free(buf);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	*p = (struct pending_read){.req = req, .fh = fh, .off = off, .size = size};
+	/* registered first: an interrupt before the engine has the wait finds
+	 * nothing to withdraw and is ignored */
+	fuse_req_interrupt_func(req, on_read_interrupt, p);
+	n = txd_read_async(txdirfs.fs, fh, buf, size, off, on_read_done, p);
+	if (n == -EINPROGRESS) {
+		free(buf);
+		return; /* p belongs to the callbacks now */
+	}
+	fuse_req_interrupt_func(req, NULL, NULL);
+	free(p);
+	if (n < 0)
+		fuse_reply_err(req, tx_errno(n, "read"));
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+/* poll(2) of a wait file: the engine keeps ph until the wait is over. */
+static void on_poll_wake(void *arg)
+{
+	struct fuse_pollhandle *ph = arg;
+
+	fuse_lowlevel_notify_poll(ph);
+	fuse_pollhandle_destroy(ph);
+}
+
+void tx_poll(fuse_req_t req, uint64_t fh, struct fuse_pollhandle *ph)
+{
+	int r = txd_poll(txdirfs.fs, fh, ph ? on_poll_wake : NULL, ph);
+
+	if (r < 0) {
+		if (ph)
+			fuse_pollhandle_destroy(ph);
+		fuse_reply_err(req, tx_errno(r, "poll"));
+		return;
+	}
+	if (r > 0 && ph)
+		fuse_pollhandle_destroy(ph); /* ready: not kept */
+	fuse_reply_poll(req, r > 0 ? POLLIN | POLLRDNORM : 0);
 }

@@ -82,6 +82,12 @@ void tx_reply_when_durable(fuse_req_t req, uint64_t lsn);
 ssize_t tx_write_deferrable(fuse_req_t req, uint64_t fh, const char *buf, size_t size,
 			    uint64_t off);
 
+/* A read that may wait (txd_read_async: a lease wait file): answered now,
+ * or later by the engine's callback, or EINTR on FUSE_INTERRUPT. */
+void tx_read_deferrable(fuse_req_t req, uint64_t fh, size_t size, uint64_t off);
+/* FUSE POLL (txd_poll): ph is kept by the engine until the file is ready. */
+void tx_poll(fuse_req_t req, uint64_t fh, struct fuse_pollhandle *ph);
+
 /* ---- notify.c ---- */
 int tx_notifier_start(struct txd_fs *fs);
 /* Let the thread deliver queued notifications to se (after mount). */

@@ -171,6 +171,7 @@ run_prog "ctllog.sh" bash "$HERE/ctllog.sh"
 # A commit waiting for its view's writers (deferred, interruptible), and
 # transaction records across a server SIGKILL.
 run_prog "txnwait.sh" bash "$HERE/txnwait.sh"
+run_prog "lease.sh" bash "$HERE/lease.sh" # leases through the mount (issue 10)
 
 # Leases across real processes: 50 workers grab / critical section /
 # release one lease through the mount while holders are SIGKILLed, then the

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,3 +373,78 @@ Test(svc, V3_format_1_store_opens_and_upgrades_at_its_first_lease)
 	free(store);
 }
 
+
+/* ---- waits: released (deferred reads, cancel, O_NONBLOCK, poll) ----------- */
+struct waited {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	int calls, err;
+};
+
+static void on_done(void *arg, int err)
+{
+	struct waited *w = arg;
+	pthread_mutex_lock(&w->lock);
+	w->calls++;
+	w->err = err;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void on_wake(void *arg)
+{
+	on_done(arg, 0);
+}
+
+static int open_released(struct txd_fs *fs, const char *name, int flags, uint64_t *fh)
+{
+	char path[128];
+	uint64_t node;
+	struct txd_open_out oo;
+	snprintf(path, sizeof(path), "%s/%s/released", active, name);
+	int err = tt_resolve(fs, path, NULL, NULL, &node);
+	if (!err)
+		err = txd_open(fs, node, flags, &oo);
+	*fh = oo.fh;
+	return err;
+}
+
+Test(svc, released_is_a_deferred_read_answered_at_the_release)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	struct waited w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+	struct waited p = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+	struct waited c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+	char buf[64];
+	uint64_t fh, nb, fh2;
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	cr_assert_eq(grab(fs, "r"), 0);
+	cr_assert_eq(open_released(fs, "r", O_RDONLY, &fh), 0);
+	cr_assert_eq(open_released(fs, "r", O_RDONLY | O_NONBLOCK, &nb), 0);
+	cr_assert_eq(open_released(fs, "r", O_RDONLY, &fh2), 0);
+	cr_assert(txd_read_may_wait(fs, fh));
+	cr_assert_eq(txd_read(fs, nb, buf, sizeof(buf), 0), -EAGAIN, "O_NONBLOCK: EAGAIN");
+	cr_assert_eq(txd_read_async(fs, fh, buf, sizeof(buf), 0, on_done, &w), -EINPROGRESS);
+	cr_assert_eq(txd_read_async(fs, fh2, buf, sizeof(buf), 0, on_done, &c), -EINPROGRESS);
+	cr_assert_eq(txd_read_cancel(fs, &c), 0, "an interrupted wait is withdrawn");
+	cr_assert_eq(txd_poll(fs, nb, on_wake, &p), 0, "poll: not ready");
+	cr_assert_eq(w.calls + p.calls, 0);
+	cr_assert_eq(drop(fs, "r"), 0);
+	/* the release's event answers before rmdir returns (on its thread) */
+	cr_assert_eq(w.calls, 1, "the deferred read is answered at the release");
+	cr_assert_eq(w.err, 0);
+	cr_assert_eq(p.calls, 1, "poll: woken at the release");
+	cr_assert_eq(c.calls, 0, "a withdrawn wait is never answered");
+	ssize_t n = txd_read(fs, fh, buf, sizeof(buf), 0);
+	cr_assert_eq(n, 8);
+	cr_assert(memcmp(buf, "release\n", 8) == 0);
+	cr_assert_eq(txd_poll(fs, nb, NULL, NULL), 1, "poll: ready after the release");
+	cr_assert_eq(txd_read_cancel(fs, &w), -ENOENT, "nothing left to withdraw");
+	txd_release(fs, fh);
+	txd_release(fs, nb);
+	txd_release(fs, fh2);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}

@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# tests/mount/lease.sh — leases through the mount (SPEC §5 "Leases"; issue 10
+# items 1-4, 7-10), on an allow_other,default_permissions mount.
+#
+#   grab          mkdir active/PID/NAME grabs; a second mkdir is EEXIST;
+#                 by-name/NAME links to it; token, owner, acquired, expires,
+#                 ttl, info.json read; rmdir releases into completed/.
+#   nobody        as nobody (not a descendant of the holder): rmdir and ttl
+#                 of root's lease EPERM, a lease for PID 1 EPERM; nobody's
+#                 own lease works and is nobody's.
+#   death         a holder killed with -9 is released within 1 s (pidfd).
+#   restart       txdirfs SIGKILLed and remounted: a live holder keeps its
+#                 lease and token, the next token is larger; a holder that
+#                 died while the server was down is released (dead_process).
+#   waits         waiting/PID/NAME queues behind the holder and is granted
+#                 at its release; granted prints the token.
+#   bad input     names with whitespace (EINVAL), a PID that is not a number
+#                 or dead (ENOENT), ttl garbage/0/negative (EINVAL) and huge
+#                 (ERANGE), a process name with \n and " escaped in owner.
+#   view          a lease taken through a transaction's view is the same lease.
+#   events/stats  grant, release and cleanup events; txdir_leases_held.
+#   format 1      a store written by the previous format (fixture) mounts,
+#                 stays format 1 until its first lease, then says 2.
+#
+# Bounded polls synchronise, never sleeps. The last line is
+# "N passed, N failed, N skipped". Environment: TXDIRFS, MOUNTCTL, TXDIR_BUILD.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+TXDIR_BUILD=${TXDIR_BUILD:-$(dirname "$TXDIRFS")}
+export TXDIRFS MOUNTCTL TXDIR_BUILD
+. "$HERE/lib.sh"
+export LC_ALL=C
+
+OPTS=allow_other,default_permissions
+passed=0
+failed=0
+skipped=0
+BG=()
+ok() { passed=$((passed + 1)); echo "ok - $*"; }
+not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
+skip() { skipped=$((skipped + 1)); echo "# SKIP $1: $2"; }
+cleanup() {
+	local p
+	for p in "${BG[@]}"; do
+		kill -KILL "$p" 2>/dev/null
+	done
+	tm_cleanup_all
+}
+trap cleanup EXIT
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# A holder process that lives until killed; its pid in HOLDER.
+start_holder() {
+	sleep 600 &
+	HOLDER=$!
+	BG+=("$HOLDER")
+}
+
+# The errno text mkdir/rmdir/sh print, as one word for comparison.
+err_of() { # cmd...
+	local out
+	out=$("$@" 2>&1) && { echo OK; return; }
+	case $out in
+	*"File exists"*) echo EEXIST ;;
+	*"Operation not permitted"*) echo EPERM ;;
+	*"Permission denied"*) echo EACCES ;;
+	*"Invalid argument"*) echo EINVAL ;;
+	*"No such file"*) echo ENOENT ;;
+	*"Numerical result out of range"*) echo ERANGE ;;
+	*"Resource temporarily unavailable"*) echo EAGAIN ;;
+	*"Resource deadlock avoided"*) echo EDEADLK ;;
+	*"No such process"*) echo ESRCH ;;
+	*) echo "other: $out" ;;
+	esac
+}
+
+# As nobody. The leases it tries are held by a background holder, of which
+# it is no descendant (lease.h lets a holder's descendants renew and release).
+as_nobody() { # shell command
+	setpriv --reuid=nobody --regid=nogroup --clear-groups sh -c "$1" 2>&1
+}
+
+test_grab() {
+	local L=$TM_MNT/.txdir/leases A tok
+	A=$L/active/$$
+	[ "$(err_of mkdir "$A/backup")" = OK ] || { not_ok "grab: mkdir"; return; }
+	[ "$(err_of mkdir "$A/backup")" = EEXIST ] && ok "grab: a held name is EEXIST" ||
+		not_ok "grab: second mkdir: $(err_of mkdir "$A/backup")"
+	[ "$(readlink "$L/by-name/backup")" = "../active/$$/backup" ] &&
+		ok "grab: by-name/backup links to the holder" ||
+		not_ok "grab: by-name: $(readlink "$L/by-name/backup")"
+	tok=$(cat "$A/backup/token")
+	[ "$(cat "$L/by-name/backup/token")" = "$tok" ] && [ "$tok" -gt 0 ] &&
+		ok "grab: token $tok, also through by-name" || not_ok "grab: token '$tok'"
+	grep -q "^pid=$$ start=[0-9]* uid=0 command=" "$A/backup/owner" &&
+		grep -q '^20..-..-..T..:..:..\....Z$' "$A/backup/acquired" &&
+		[ "$(cat "$A/backup/expires")" = never ] && [ "$(cat "$A/backup/ttl")" = 0 ] &&
+		python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["token"]==int(sys.argv[2])' \
+			"$A/backup/info.json" "$tok" &&
+		ok "grab: owner, acquired, expires, ttl, info.json" ||
+		not_ok "grab: files: $(cat "$A/backup/owner" "$A/backup/acquired" "$A/backup/expires")"
+	echo 30 >"$A/backup/ttl" && [ "$(cat "$A/backup/ttl")" = 30 ] &&
+		[ "$(cat "$A/backup/expires")" != never ] && touch "$A/backup" &&
+		ok "grab: ttl write and touch renew" || not_ok "grab: renew"
+	ls "$L/active" | grep -qx "$$" && ls "$A" | grep -qx backup &&
+		ok "grab: active/ lists the holder, active/PID its lease" || not_ok "grab: listing"
+	rmdir "$A/backup" && [ ! -e "$A/backup" ] && [ ! -L "$L/by-name/backup" ] &&
+		grep -q '"how":	"release"' "$L/completed/$tok" &&
+		ok "grab: rmdir releases; completed/$tok says how" || not_ok "grab: release"
+	mkdir "$A/backup" && [ "$(cat "$A/backup/token")" -gt "$tok" ] &&
+		ok "grab: the next holder gets a larger token" || not_ok "grab: next token"
+	rmdir "$A/backup"
+}
+
+test_nobody() {
+	local L=$TM_MNT/.txdir/leases out
+	if [ "$(id -u)" != 0 ]; then
+		skip "lease nobody" "needs root (runs the other user as nobody)"
+		return
+	fi
+	start_holder
+	mkdir "$L/active/$HOLDER/mine" || { not_ok "nobody: setup"; return; }
+	out=$(as_nobody "rmdir $L/active/$HOLDER/mine")
+	grep -q 'Operation not permitted' <<<"$out" && [ -d "$L/active/$HOLDER/mine" ] &&
+		ok "nobody: rmdir of root's lease is EPERM" || not_ok "nobody: rmdir: $out"
+	out=$(as_nobody "bash -c 'echo 5 >$L/active/$HOLDER/mine/ttl'")
+	grep -q 'Operation not permitted' <<<"$out" && [ "$(cat "$L/active/$HOLDER/mine/ttl")" = 0 ] &&
+		ok "nobody: ttl of root's lease is EPERM (from txdirfs, not EACCES)" ||
+		not_ok "nobody: ttl: $out"
+	out=$(as_nobody "touch $L/active/$HOLDER/mine")
+	grep -q 'Operation not permitted' <<<"$out" && ok "nobody: touch (renew) of root's lease is EPERM" ||
+		not_ok "nobody: touch: $out"
+	out=$(as_nobody "mkdir $L/active/1/pinned")
+	grep -q 'Operation not permitted' <<<"$out" && [ ! -e "$L/by-name/pinned" ] &&
+		ok "nobody: a lease for PID 1 is EPERM" || not_ok "nobody: pid 1: $out"
+	out=$(as_nobody 'mkdir '"$L"'/active/$$/own && cat '"$L"'/active/$$/own/owner && stat -c %U '"$L"'/active/$$/own; :')
+	grep -q 'uid=65534 ' <<<"$out" && grep -q '^nobody$' <<<"$out" &&
+		ok "nobody: its own lease works and is nobody's" || not_ok "nobody: own: $out"
+	rmdir "$L/active/$HOLDER/mine" && ok "nobody: root releases anyone's lease" || not_ok "nobody: root rmdir"
+	kill -KILL "$HOLDER"
+}
+
+test_death() {
+	local L=$TM_MNT/.txdir/leases t0 el
+	start_holder
+	mkdir "$L/active/$HOLDER/reclaim" || { not_ok "death: grab"; return; }
+	t0=$(now_ms)
+	kill -KILL "$HOLDER"
+	wait_for 50 test ! -L "$L/by-name/reclaim"
+	el=$(($(now_ms) - t0))
+	if [ ! -L "$L/by-name/reclaim" ] && [ "$el" -le 1000 ]; then
+		ok "death: kill -9 of the holder released it in $el ms"
+	else
+		not_ok "death: still held after $el ms"
+	fi
+	grep -q '"type":"lease_cleanup","name":"reclaim".*"how":"death"' "$TM_MNT/.txdir/events" &&
+		ok "death: a lease_cleanup event" || not_ok "death: no cleanup event"
+}
+
+test_restart() {
+	local L tok tok2 dead
+	mount_killable "$OPTS" || { not_ok "restart: mount"; return; }
+	L=$TM_MNT/.txdir/leases
+	start_holder
+	mkdir "$L/active/$HOLDER/keep" || { not_ok "restart: grab"; return; }
+	tok=$(cat "$L/active/$HOLDER/keep/token")
+	start_holder
+	dead=$HOLDER
+	mkdir "$L/active/$dead/gone" || { not_ok "restart: grab 2"; return; }
+	HOLDER=${BG[-2]}
+	kill_server && detach || { not_ok "restart: kill server"; return; }
+	kill -KILL "$dead"
+	wait_for 50 all_dead "$dead"
+	start_server "$OPTS" || { not_ok "restart: remount"; return; }
+	[ "$(cat "$L/by-name/keep/token" 2>/dev/null)" = "$tok" ] &&
+		ok "restart: a live holder keeps its lease and token $tok" ||
+		not_ok "restart: keep: $(cat "$L/by-name/keep/token" 2>&1)"
+	[ ! -L "$L/by-name/gone" ] && grep -lq '"how":	"dead_process"' "$L"/completed/* &&
+		ok "restart: a holder that died while the server was down is released" ||
+		not_ok "restart: gone: $(ls "$L/by-name")"
+	mkdir "$L/active/$$/after" && tok2=$(cat "$L/active/$$/after/token") &&
+		[ "$tok2" -gt "$tok" ] && ok "restart: the next token ($tok2) is larger" ||
+		not_ok "restart: next token '$tok2' after $tok"
+	kill -KILL "$HOLDER"
+	wait_for 50 test ! -L "$L/by-name/keep" && ok "restart: the re-watched holder's death releases" ||
+		not_ok "restart: keep not released after its holder died"
+	tm_umount >/dev/null || not_ok "restart: unmount"
+}
+
+# A process blocked in a FUSE request (its wchan names the wait).
+in_fuse_wait() { # pid
+	local w
+	w=$(cat "/proc/$1/wchan" 2>/dev/null) || return 1
+	case $w in *request_wait_answer* | *fuse*) return 0 ;; esac
+	return 1
+}
+
+test_waits() {
+	local L=$TM_MNT/.txdir/leases w tok r t0 el out
+	start_holder
+	w=$HOLDER
+	mkdir "$L/active/$$/q" || { not_ok "waits: grab"; return; }
+	[ "$(err_of mkdir "$L/waiting/$w/q")" = OK ] && [ -d "$L/waiting/$w/q" ] &&
+		ok "waits: waiting/PID/NAME queues behind the holder" || { not_ok "waits: queue"; return; }
+	[ "$(err_of mkdir "$L/active/$w/q")" = EEXIST ] && ok "waits: a grab meanwhile is EEXIST" ||
+		not_ok "waits: grab while queued"
+	# released: blocks (in the kernel, not holding a server worker) until
+	# the grant current at open ends; granted: until the grant
+	cat "$L/by-name/q/released" >"$TM_DIR/rel.out" 2>&1 &
+	r=$!
+	BG+=("$r")
+	cat "$L/waiting/$w/q/granted" >"$TM_DIR/gr.out" 2>&1 &
+	BG+=("$!")
+	wait_for 100 in_fuse_wait "$r" && ok "waits: released blocks while the grant lasts" ||
+		not_ok "waits: released reader not waiting"
+	out=$(python3 -c 'import os, sys, errno, select
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+try:
+    os.read(fd, 64); print("read")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+p = select.poll(); p.register(fd, select.POLLIN); print(p.poll(0))' "$L/by-name/q/released" 2>&1)
+	[ "$out" = $'EAGAIN\n[]' ] && ok "waits: O_NONBLOCK reads EAGAIN, poll says not ready" ||
+		not_ok "waits: nonblock: $out"
+	python3 -c 'import os, sys, select
+fd = os.open(sys.argv[1], os.O_RDONLY)
+p = select.poll(); p.register(fd, select.POLLIN)
+open(sys.argv[2], "w").close()
+r = p.poll(20000)
+sys.stdout.write("%s %s" % (r != [], os.read(fd, 64).decode()))' "$L/by-name/q/released" "$TM_DIR/poll.ready" \
+		>"$TM_DIR/poll.out" 2>&1 &
+	BG+=("$!")
+	wait_for 100 test -e "$TM_DIR/poll.ready"
+	rmdir "$L/active/$$/q"
+	wait_for 100 grep -q release "$TM_DIR/rel.out" && ok "waits: the release ends the released read" ||
+		not_ok "waits: released: $(cat "$TM_DIR/rel.out")"
+	wait_for 100 grep -q 'True release' "$TM_DIR/poll.out" && ok "waits: poll(2) wakes at the release" ||
+		not_ok "waits: poll: $(cat "$TM_DIR/poll.out")"
+	wait_for 100 test -s "$TM_DIR/gr.out"
+	tok=$(cat "$TM_DIR/gr.out")
+	[ -d "$L/active/$w/q" ] && [ "$(cat "$L/active/$w/q/token")" = "$tok" ] &&
+		ok "waits: the release grants the waiter; granted prints token $tok" ||
+		not_ok "waits: granted '$tok'"
+	# a waiting reader killed with -9 goes at once (INTERRUPT answered)
+	# (through by-name: its link now names the new holder, see ctl_lease.c)
+	(exec cat "$L/by-name/q/released") >"$TM_DIR/kr.out" 2>&1 &
+	r=$!
+	wait_for 100 in_fuse_wait "$r" || not_ok "waits: reader: $(cat "$TM_DIR/kr.out")"
+	t0=$(now_ms)
+	kill -KILL "$r"
+	wait_for 20 all_dead "$r"
+	el=$(($(now_ms) - t0))
+	all_dead "$r" && [ -d "$L/active/$w/q" ] && ok "waits: a killed reader is gone in $el ms" ||
+		not_ok "waits: killed reader still there after $el ms"
+	kill -KILL "$w"
+	wait_for 50 test ! -L "$L/by-name/q"
+	# EDEADLK: A holds d1 and waits for d2; B holds d2 and would wait for d1
+	local a b
+	start_holder
+	a=$HOLDER
+	start_holder
+	b=$HOLDER
+	mkdir "$L/active/$a/d1" "$L/active/$b/d2" "$L/waiting/$a/d2" || { not_ok "deadlock: setup"; return; }
+	[ "$(err_of mkdir "$L/waiting/$b/d1")" = EDEADLK ] && [ ! -e "$L/waiting/$b/d1" ] &&
+		ok "waits: a wait that closes a cycle is EDEADLK" || not_ok "waits: deadlock not refused"
+	grep '"type":"lease_deadlock"' "$TM_MNT/.txdir/events" | grep -q "\"pid\":$a" &&
+		ok "waits: the cycle is in events" || not_ok "waits: no deadlock event"
+	kill -KILL "$a" "$b"
+}
+
+test_bad() {
+	local L=$TM_MNT/.txdir/leases A e
+	A=$L/active/$$
+	local tab=$'\t' nl=$'\n'
+	e="$(err_of mkdir "$A/a b") $(err_of mkdir "$A/a${tab}b") $(err_of mkdir "$A/a${nl}b")"
+	[ "$e" = "EINVAL EINVAL EINVAL" ] && ok "bad: names with whitespace are EINVAL" ||
+		not_ok "bad: names: $e"
+	e="$(err_of mkdir "$L/active/abc/x") $(err_of mkdir "$L/active/0$$/x")"
+	[ "$e" = "ENOENT ENOENT" ] && ok "bad: a PID that is not a number is ENOENT" ||
+		not_ok "bad: pid text: $e"
+	start_holder
+	kill -KILL "$HOLDER"
+	wait_for 50 all_dead "$HOLDER"
+	e=$(err_of mkdir "$L/active/$HOLDER/x")
+	[ "$e" = ENOENT ] && ok "bad: a dead PID is ENOENT" || not_ok "bad: dead pid: $e"
+	mkdir "$A/t" || { not_ok "bad: grab"; return; }
+	e=""
+	for v in abc 0 -5 1.5 ""; do
+		e="$e $(err_of bash -c "printf '%s\n' '$v' >$A/t/ttl")"
+	done
+	e="$e $(err_of bash -c "echo 99999999999999999999 >$A/t/ttl")"
+	[ "$e" = " EINVAL EINVAL EINVAL EINVAL EINVAL ERANGE" ] && [ "$(cat "$A/t/ttl")" = 0 ] &&
+		ok "bad: ttl garbage, 0, negative, fraction, empty EINVAL; huge ERANGE; nothing changed" ||
+		not_ok "bad: ttl:$e"
+	rmdir "$A/t"
+	# one write(2) to comm (bash's printf writes line by line)
+	python3 -c 'import os, sys
+with open("/proc/self/comm", "w") as f:
+    f.write("x\ny\"z")
+d = "%s/active/%d/nm" % (sys.argv[1], os.getpid())
+os.mkdir(d)
+sys.stdout.write(open(d + "/owner").read())' "$L" >"$TM_DIR/owner.out" 2>&1
+	grep -qF 'command=x\ny\"z' "$TM_DIR/owner.out" && [ "$(wc -l <"$TM_DIR/owner.out")" = 1 ] &&
+		ok "bad: a process name with \\n and \" is escaped in owner" ||
+		not_ok "bad: owner: $(cat "$TM_DIR/owner.out")"
+}
+
+test_view() {
+	local L=$TM_MNT/.txdir/leases T=$TM_MNT/.txdir/txn
+	mkdir "$T/v" && mkdir "$T/v/root/.txdir/leases/active/$$/inview" ||
+		{ not_ok "view: grab through the view"; return; }
+	[ -L "$L/by-name/inview" ] &&
+		[ "$(err_of mkdir "$L/active/$$/inview")" = EEXIST ] &&
+		[ "$(cat "$T/v/root/.txdir/leases/by-name/inview/token")" = "$(cat "$L/by-name/inview/token")" ] &&
+		ok "view: a lease taken in a transaction's view is the same lease" ||
+		not_ok "view: not the same lease"
+	echo abort >"$T/v/ctl"
+	[ -L "$L/by-name/inview" ] && ok "view: the lease is not part of the transaction (abort keeps it)" ||
+		not_ok "view: abort released the lease"
+	rmdir "$L/active/$$/inview"
+}
+
+test_events() {
+	local E=$TM_MNT/.txdir/events S
+	grep -q '"type":"lease_grant"' "$E" && grep -q '"type":"lease_release".*"how":"release"' "$E" &&
+		ok "events: grant and release" || not_ok "events"
+	mkdir "$TM_MNT/.txdir/leases/active/$$/held"
+	S=$(cat "$TM_MNT/.txdir/stats")
+	grep -q '^txdir_leases_held 1$' <<<"$S" && grep -q '^txdir_lease_releases_total{reason="release"} [1-9]' <<<"$S" &&
+		grep -q '^txdir_lease_releases_total{reason="death"} [1-9]' <<<"$S" &&
+		grep -q '^txdir_lease_wait_seconds_count' <<<"$S" &&
+		ok "stats: txdir_leases_held, txdir_lease_releases_total{reason}, txdir_lease_wait_seconds" ||
+		not_ok "stats: $(grep lease <<<"$S")"
+	rmdir "$TM_MNT/.txdir/leases/active/$$/held"
+}
+
+test_format1() {
+	local fx=$HERE/../fixtures/store-format1.tar.gz tok=""
+	[ -f "$fx" ] || { not_ok "format 1: fixture missing"; return; }
+	tm_mount "$OPTS" && tm_stop || { not_ok "format 1: mount"; return; }
+	rm -rf "$TM_STORE" && tar -xzf "$fx" -C "$TM_DIR" || { not_ok "format 1: unpack"; return; }
+	tm_start "$OPTS" || { not_ok "format 1: the new binary mounts a format-1 store"; return; }
+	[ "$(cat "$TM_MNT/dir/a")" = hello ] && [ "$(cat "$TM_MNT/b")" = "format one" ] &&
+		[ "$(cat "$TM_STORE/FORMAT")" = "txdir-store 1" ] &&
+		ok "format 1: its files read back; FORMAT stays 1 without a lease" ||
+		not_ok "format 1: content or FORMAT: $(cat "$TM_STORE/FORMAT")"
+	mkdir "$TM_MNT/.txdir/leases/active/$$/up" && tok=$(cat "$TM_MNT/.txdir/leases/active/$$/up/token") &&
+		[ "$(cat "$TM_STORE/FORMAT")" = "txdir-store 2" ] &&
+		ok "format 1: the first lease makes it format 2" || not_ok "format 1: upgrade"
+	tm_stop && tm_start "$OPTS" && [ "$(cat "$TM_MNT/.txdir/leases/by-name/up/token")" = "$tok" ] &&
+		ok "format 1: the lease survives a remount" || not_ok "format 1: after remount"
+	tm_umount >/dev/null || not_ok "format 1: unmount"
+}
+
+tm_mount "$OPTS" || { echo "not ok - mount"; echo "0 passed, 1 failed"; exit 1; }
+test_grab
+test_nobody
+test_death
+test_waits
+test_bad
+test_view
+test_events
+tm_umount >/dev/null || not_ok "unmount"
+test_restart
+test_format1
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
