@@ -194,7 +194,9 @@ static long long grab_mkdir(void)
 			tok = held_token();
 			if (tok > 0)
 				return tok;
-			die("worker %d: granted but no token: %s", W_ID, strerror((int)-tok));
+			die("worker %d (pid %d): mkdir %s succeeded but its token file is "
+			    "unreadable: %s", W_ID, (int)getpid(), p,
+			    tok == 0 ? "No such file or directory" : strerror((int)-tok));
 		}
 		if (errno != EEXIST) {
 			if (!gone(errno))
