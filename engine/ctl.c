@@ -696,6 +696,14 @@ int ctl_rmdir(struct txd_fs *fs, struct node *parent, const char *name)
 	return 0;
 }
 
+int ctl_unlink(struct txd_fs *fs, struct node *parent, const char *name)
+{
+	ctl_enter(fs, parent);
+	if (ctl_lease_owns(parent->ctl))
+		return ctl_lease_unlink(fs, parent, name);
+	return kind_is_dir(parent->ctl) ? -EPERM : -ENOTDIR;
+}
+
 int ctl_open(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
 	     struct txd_open_out *out)
 {

@@ -469,6 +469,18 @@ static int link_target(struct txd_fs *fs, const struct node *n, char *buf, size_
 	return snprintf(buf, cap, "../active/%" PRIu32 "/%s", li.holder.pid, copy);
 }
 
+/* The uid of the lease a by-name link stands for (0 if gone meanwhile). */
+static uint32_t li_uid_of_link(struct txd_fs *fs, const struct node *n)
+{
+	struct lease_info li;
+	const char *name = name_of(fs, n->ctl_key);
+	char copy[LEASE_NAME_MAX + 1];
+	if (!name)
+		return 0;
+	snprintf(copy, sizeof(copy), "%s", name);
+	return current(fs, copy, &li) ? 0 : li.uid;
+}
+
 int ctl_lease_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 {
 	struct lease_info li;
@@ -508,6 +520,7 @@ int ctl_lease_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 			return err;
 		a->mode = S_IFLNK | 0777;
 		a->size = (uint64_t)err;
+		a->uid = (uint32_t)(li_uid_of_link(fs, n));
 		return 0;
 	case L_DONE:
 		if ((err = find_done(fs, n->ctl_key, &c)))
@@ -515,6 +528,9 @@ int ctl_lease_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 		a->mode = S_IFREG | 0444;
 		a->uid = c.lease.uid;
 		return 0;
+	case L_BYNAME:
+		a->mode = S_IFDIR | 01777; /* unlink breaks: the kernel leaves it to us */
+		break;
 	default:
 		if (ctl_lease_is_dir(n->ctl)) {
 			a->mode = S_IFDIR | 0555;
@@ -744,6 +760,26 @@ int ctl_lease_rmdir(struct txd_fs *fs, struct node *parent, const char *name)
 	return err;
 }
 
+/* unlink by-name/NAME: break the lease (its uid or root; lease.h). */
+int ctl_lease_unlink(struct txd_fs *fs, struct node *parent, const char *name)
+{
+	struct lease_info li;
+	struct lease_who by;
+	int err;
+
+	if (parent->ctl != L_BYNAME)
+		return ctl_lease_is_dir(parent->ctl) ? -EPERM : -ENOTDIR;
+	if (lease_name_check(name) || current(fs, name, &li))
+		return -ENOENT;
+	if ((err = who(fs, NULL, &by)))
+		return err;
+	struct unlocked u = drop(fs);
+	fs_will_block(fs); /* the break waits for the WAL's sync */
+	err = lease_break(lsvc(fs), name, li.token, &by);
+	retake(u);
+	return err;
+}
+
 /* Renew name's grant (current for pid) as the caller; ttl_ns or
  * LEASE_TTL_KEEP. fs->lock held, released meanwhile. */
 static int renew(struct txd_fs *fs, const char *name, uint32_t pid, uint64_t ttl_ns)
@@ -807,6 +843,8 @@ ssize_t ctl_lease_write(struct txd_fs *fs, struct handle *h, const void *buf, si
 		snprintf(name, sizeof(name), "%s", n);
 	err = n ? renew(fs, name, (uint32_t)(h->node->ctl_key & PID_MASK), ttl_ns) : -ENOENT;
 	pthread_mutex_unlock(&fs->lock);
+	if (!err)
+		svc_kick(fs->svc); /* a new expiry for the tick (svc.h V4) */
 	return err ? err : (ssize_t)size;
 }
 

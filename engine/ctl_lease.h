@@ -13,13 +13,21 @@
  *                           command=C", C escaped \\ \n \" \xHH), token,
  *                           acquired, expires (RFC 3339 or "never"), ttl
  *                           (seconds, 0 = none; write renews and sets it),
- *                           info.json
- *     by-name/NAME          symlink to ../active/PID/NAME
+ *                           info.json, released (a read blocks until the
+ *                           grant current at open ends, then prints how:
+ *                           release, death, expiry, break...)
+ *     by-name/              1777, each link owned by the lease's uid
+ *     by-name/NAME          symlink to ../active/PID/NAME; unlink breaks the
+ *                           lease (mountctl lease break: the lease's uid or
+ *                           root, else EPERM; logged with who broke it)
  *     completed/TOKEN       JSON: who, token, how it ended, when
  *     cleanup_queue/        reclaims in progress (a death is reclaimed in the
  *                           watcher's one step: empty between steps)
- *     waiting/PID/NAME/     mkdir queues PID for NAME (lease_wait); rmdir
- *                           withdraws
+ *     waiting/PID/NAME/     mkdir queues PID for NAME (lease_wait; EDEADLK
+ *                           when it would close a cycle: the cycle goes to
+ *                           events); rmdir withdraws. Its file granted: a
+ *                           read blocks until PID holds NAME, then prints
+ *                           the token
  *
  * Who may do what: the caller is the process of the FUSE thread id (proc.h
  * P1). mkdir active/PID/NAME: PID live and one the caller may act for (P3:
@@ -81,6 +89,7 @@ int ctl_lease_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus
 int ctl_lease_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 		    const char *name, struct txd_entry *e);
 int ctl_lease_rmdir(struct txd_fs *fs, struct node *parent, const char *name);
+int ctl_lease_unlink(struct txd_fs *fs, struct node *parent, const char *name);
 ssize_t ctl_lease_readlink(struct txd_fs *fs, struct node *n, char *buf, size_t size);
 /* touch of a lease directory: renew. */
 int ctl_lease_touch(struct txd_fs *fs, struct node *n);

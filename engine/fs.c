@@ -583,7 +583,8 @@ static int fs_upgrade(void *arg)
 static int fs_svc_open(struct txd_fs *fs)
 {
 	struct svc_opts so = {.sync_grants = fs->opts.durability != TXD_DUR_NONE,
-			      .events = fs->events};
+			      .events = fs->events, .max_leases = fs->opts.max_leases,
+			      .max_waiters = fs->opts.max_waiters};
 	if (fs->store.format < STORE_FORMAT_VERSION) {
 		so.upgrade = fs_upgrade;
 		so.upgrade_arg = fs;

@@ -248,6 +248,8 @@ void ckpt_sweep(struct txd_fs *fs);
 int ctl_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent, const char *name,
 	      struct txd_entry *e);
 int ctl_rmdir(struct txd_fs *fs, struct node *parent, const char *name);
+/* unlink in the control tree: by-name/NAME breaks the lease (ctl_lease.h). */
+int ctl_unlink(struct txd_fs *fs, struct node *parent, const char *name);
 #define CTL_DIRNAME ".txdir"
 int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct txd_entry *e);
 int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a);

@@ -332,8 +332,8 @@ static int remove_entry(struct txd_fs *fs, uint64_t parent, const char *name, bo
 	pthread_mutex_lock(&fs->lock);
 	struct node *p = fs_node(fs, parent);
 	int err;
-	if (p && p->ctl && want_dir) {
-		err = ctl_rmdir(fs, p, name);
+	if (p && p->ctl) {
+		err = want_dir ? ctl_rmdir(fs, p, name) : ctl_unlink(fs, p, name);
 		goto out_unlock;
 	}
 	if ((err = dir_node(fs, parent, &p)))

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
@@ -25,15 +26,174 @@ struct svc {
 	int (*upgrade)(void *arg);
 	void *upgrade_arg;
 	bool upgraded;
-	pthread_mutex_t lock;        /* stop (leaf) */
+	pthread_mutex_t lock;        /* stop, kicked (leaf) */
 	pthread_cond_t cv;
-	bool stop, running;
+	bool stop, running, kicked;
+	uint64_t next;               /* the earliest expiry at start-up */
 	pthread_t worker;
 	struct evlog *events;
 	_Atomic uint64_t wait_ns_sum, wait_count;
 	void (*_Atomic listener)(void *arg, const struct lease_event *ev);
 	void *_Atomic listener_arg;
+	struct replayed *rp;         /* V5: grants and releases replayed */
+	size_t nrp, caprp;
 };
+
+/* ---- V5 across a power cut: events derived from the replayed records ------
+ * An event is written once its action is durable, but the event log itself
+ * is fsynced only at checkpoints: a power cut can keep the record and lose
+ * its event. Replay (the records after the checkpoint) notes every grant
+ * and release; before anything new happens, those whose event the log lacks
+ * are emitted again, with the record's own time and "derived": true. */
+struct replayed {
+	bool grant;
+	uint8_t how;
+	uint32_t pid, uid, by_pid, by_uid;
+	uint64_t token, start, time_ns, ttl_ns;
+	char name[LEASE_NAME_MAX + 1];
+};
+
+static uint64_t le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* A replayed GRANT or RELEASE (lease.h "Record encoding"; lease_replay has
+ * checked its lengths). */
+static void note_replayed(struct svc *s, const uint8_t *p, size_t len)
+{
+	if (len < 8 || (p[1] != LREC_GRANT && p[1] != LREC_RELEASE))
+		return;
+	size_t fixed = p[1] == LREC_GRANT ? 72 : 48, nlen = (size_t)(p[2] | p[3] << 8);
+	if (len != fixed + nlen || nlen > LEASE_NAME_MAX)
+		return;
+	if (s->nrp == s->caprp) {
+		size_t cap = s->caprp ? 2 * s->caprp : 64;
+		struct replayed *n = realloc(s->rp, cap * sizeof(*n));
+		if (!n)
+			return; /* derived events are best effort: the WAL stands */
+		s->rp = n;
+		s->caprp = cap;
+	}
+	struct replayed *r = &s->rp[s->nrp++];
+	memset(r, 0, sizeof(*r));
+	r->grant = p[1] == LREC_GRANT;
+	r->token = le64(p + 8);
+	memcpy(r->name, p + fixed, nlen);
+	if (r->grant) {
+		r->uid = le32(p + 16);
+		r->pid = le32(p + 20);
+		r->start = le64(p + 24);
+		r->ttl_ns = le64(p + 48);
+		r->time_ns = le64(p + 64);
+	} else {
+		r->how = p[16];
+		r->by_uid = le32(p + 20);
+		r->by_pid = le32(p + 24);
+		r->time_ns = le64(p + 40);
+	}
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static bool has(const uint64_t *v, size_t n, uint64_t t)
+{
+	return n && bsearch(&t, v, n, sizeof(*v), cmp_u64);
+}
+
+/* The tokens of the grant and of the release events in the log. */
+static int logged_tokens(struct svc *s, uint64_t **g, size_t *ng, uint64_t **r, size_t *nr)
+{
+	char *txt = NULL;
+	size_t len = 0;
+	int err = ev_render(s->events, 0, NULL, NULL, 0, &txt, &len);
+	*g = calloc(s->nrp + 1, sizeof(**g));
+	*r = calloc(s->nrp + 1, sizeof(**r));
+	*ng = *nr = 0;
+	if (err || !*g || !*r) {
+		free(txt);
+		return err ? err : -ENOMEM; /* the caller frees *g and *r */
+	}
+	for (char *line = txt, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = 0;
+		if (!strstr(line, "\"lease_"))
+			continue;
+		cJSON *o = cJSON_Parse(line);
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
+		const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "token");
+		if (cJSON_IsString(t) && cJSON_IsNumber(k)) {
+			bool grant = strcmp(t->valuestring, "lease_grant") == 0;
+			bool rel = !grant && cJSON_GetObjectItemCaseSensitive(o, "how");
+			uint64_t tok = (uint64_t)k->valuedouble;
+			/* only tokens replay can ask about: the arrays stay small */
+			for (size_t i = 0; i < s->nrp; i++)
+				if (s->rp[i].token == tok && s->rp[i].grant == grant && (grant || rel)) {
+					if (grant)
+						(*g)[(*ng)++] = tok;
+					else
+						(*r)[(*nr)++] = tok;
+					break;
+				}
+		}
+		cJSON_Delete(o);
+		if (*ng >= s->nrp || *nr >= s->nrp)
+			break;
+	}
+	free(txt);
+	qsort(*g, *ng, sizeof(**g), cmp_u64);
+	qsort(*r, *nr, sizeof(**r), cmp_u64);
+	return 0;
+}
+
+static void log_event(struct svc *s, const struct lease_event *ev, uint64_t time_ns,
+		      bool derived);
+
+static void emit_replayed(struct svc *s, const struct replayed *p)
+{
+	struct lease_event ev = {.kind = p->grant ? LEV_GRANT : LEV_RELEASE,
+				 .how = (enum lease_end)p->how};
+	snprintf(ev.lease.name, sizeof(ev.lease.name), "%s", p->name);
+	ev.lease.token = p->token;
+	ev.lease.holder.pid = p->pid;
+	ev.lease.holder.start = p->start;
+	ev.lease.uid = p->uid;
+	ev.lease.ttl_ns = p->ttl_ns;
+	ev.by.proc.pid = p->by_pid;
+	ev.by.uid = p->by_uid;
+	log_event(s, &ev, p->time_ns, true);
+}
+
+static void derive_events(struct svc *s)
+{
+	uint64_t *g = NULL, *r = NULL;
+	size_t ng = 0, nr = 0;
+	if (s->nrp && s->events && !logged_tokens(s, &g, &ng, &r, &nr)) {
+		for (size_t i = 0; i < s->nrp; i++) {
+			const struct replayed *p = &s->rp[i];
+			if (!(p->grant ? has(g, ng, p->token) : has(r, nr, p->token)))
+				emit_replayed(s, p);
+		}
+	}
+	free(g);
+	free(r);
+	free(s->rp);
+	s->rp = NULL;
+	s->nrp = s->caprp = 0;
+}
 
 void svc_set_listener(struct svc *s, void (*fn)(void *arg, const struct lease_event *ev),
 		      void *arg)
@@ -54,9 +214,9 @@ static void add_holder(cJSON *o, const struct lease_info *li)
 		cJSON_AddNumberToObject(o, "ttl_s", (double)li->ttl_ns / 1e9);
 }
 
-static void on_event(void *arg, const struct lease_event *ev)
+static void log_event(struct svc *s, const struct lease_event *ev, uint64_t time_ns,
+		      bool derived)
 {
-	struct svc *s = arg;
 	cJSON *o = cJSON_CreateObject();
 	const char *type = "lease_deadlock";
 
@@ -95,7 +255,15 @@ static void on_event(void *arg, const struct lease_event *ev)
 		break;
 	}
 	}
-	ev_emit(s->events, txd_os->now_realtime_ns(), type, o);
+	if (derived)
+		cJSON_AddBoolToObject(o, "derived", true);
+	ev_emit(s->events, time_ns, type, o);
+}
+
+static void on_event(void *arg, const struct lease_event *ev)
+{
+	struct svc *s = arg;
+	log_event(s, ev, txd_os->now_realtime_ns(), false);
 	void (*fn)(void *, const struct lease_event *) = s->listener;
 	if (fn)
 		fn(s->listener_arg, ev);
@@ -204,9 +372,12 @@ out_free:
 
 int svc_replay(struct svc *s, uint16_t type, const void *payload, size_t len)
 {
-	if (type == WAL_REC_LEASE)
-		return lease_replay(s->lease, payload, len);
-	return -TXD_EFORMAT;
+	if (type != WAL_REC_LEASE)
+		return -TXD_EFORMAT;
+	int err = lease_replay(s->lease, payload, len);
+	if (!err)
+		note_replayed(s, payload, len);
+	return err;
 }
 
 int svc_ckpt_save(struct svc *s, void **buf, size_t *len)
@@ -219,24 +390,30 @@ int svc_ckpt_load(struct svc *s, const void *buf, size_t len)
 	return lease_snapshot_decode(s->lease, buf, len);
 }
 
-/* V4: the tick at least every second, sooner for a TTL. */
+/* V4: a tick when kicked (start-up, a TTL set), then at the earliest
+ * expiry, waking at least every second while one is pending. With no TTL
+ * pending the thread sleeps and reads no clock (tests move txd_os's clock
+ * while a store is open). */
 static void *worker_main(void *arg)
 {
 	struct svc *s = arg;
-	uint64_t next = 0;
 
 	pthread_mutex_lock(&s->lock);
+	uint64_t next = s->next; /* svc_start's tick */
 	while (!s->stop) {
-		uint64_t now = txd_os->now_monotonic_ns();
-		if (next && next <= now) {
+		uint64_t now = s->kicked || next ? txd_os->now_monotonic_ns() : 0;
+		if (s->kicked || (next && next <= now)) {
+			s->kicked = false;
 			pthread_mutex_unlock(&s->lock);
 			(void)lease_tick(s->lease, &next); /* may block on the WAL's sync */
 			pthread_mutex_lock(&s->lock);
 			continue;
 		}
-		uint64_t wait = 1000000000ull;
-		if (next && next - now < wait)
-			wait = next - now;
+		if (!next) {
+			pthread_cond_wait(&s->cv, &s->lock);
+			continue;
+		}
+		uint64_t wait = next - now < 1000000000ull ? next - now : 1000000000ull;
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += (time_t)(wait / 1000000000ull);
@@ -245,18 +422,30 @@ static void *worker_main(void *arg)
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000L;
 		}
-		if (pthread_cond_timedwait(&s->cv, &s->lock, &until) == ETIMEDOUT && !next)
-			next = txd_os->now_monotonic_ns(); /* the once-a-second tick */
+		pthread_cond_timedwait(&s->cv, &s->lock, &until);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
 }
 
+void svc_kick(struct svc *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->kicked = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->lock);
+}
+
 int svc_start(struct svc *s)
 {
 	lease_proc_attach(s->lp, s->lease);
+	derive_events(s); /* V5: before anything new is logged */
 	int err = lease_start(s->lease);
 	if (err)
+		return err;
+	/* the first tick here, on the opening thread: the worker reads no
+	 * clock unless a TTL is pending */
+	if ((err = lease_tick(s->lease, &s->next)) < 0)
 		return err;
 	err = -pthread_create(&s->worker, NULL, worker_main, s);
 	s->running = !err;

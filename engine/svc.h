@@ -29,9 +29,16 @@
  *  V5 Every lease grant, renew, release (with how: release, death, expiry,
  *     break, dead, reboot) and refused deadlock is one event in the event
  *     log, emitted once the action is in the log (after its sync with
- *     durability != none: lease L3), before the caller is answered.
- *  V4 The worker thread runs the lease tick at least once a second (TTL
- *     expiry: a lease expires at most 1 s late). The tick may block on the
+ *     durability != none: lease L3), before the caller is answered. The
+ *     event log is fsynced at checkpoints only, so a power cut can keep a
+ *     record and lose its event: svc_start emits again, once, with the
+ *     record's time and "derived": true, the grant and release events the
+ *     log lacks for the records replayed after the checkpoint (renews are
+ *     not derived).
+ *  V4 The worker thread runs the lease tick at the earliest expiry, waking
+ *     at least once a second while a TTL is pending (a lease expires at
+ *     most 1 s late); svc_kick after a TTL is set (and start-up) makes it
+ *     learn the new earliest expiry. With no TTL pending it sleeps. The tick may block on the
  *     WAL's sync; nothing here runs in a wal_sync_async callback (lease.h
  *     "Blocking"). The other blocking calls (grant, renew, release, wait)
  *     run on the caller's thread with fs->lock released, after
@@ -77,6 +84,8 @@ int svc_ckpt_load(struct svc *s, const void *buf, size_t len);
 /* After replay: lease_start, then the worker (V4). */
 int svc_start(struct svc *s);
 
+/* A TTL was set or changed: the tick learns the new earliest expiry (V4). */
+void svc_kick(struct svc *s);
 /* A lease wait (released, granted) ended after ns: txdir_lease_wait_seconds. */
 void svc_wait_observe(struct svc *s, uint64_t ns);
 /* Prometheus text of the services' metrics, appended with put(arg, text). */

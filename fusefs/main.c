@@ -12,6 +12,8 @@
  *   retain=SECONDS              record retention (default 3600)
  *   max_snapshot_age=SECONDS    bound on old versions kept for readers
  *   txn_grace=SECONDS           abandoned transactions abort after (default 600)
+ *   max_leases=N, max_waiters=N per-uid lease and waiter limits (default 1024
+ *                               each; EDQUOT past them; root is not limited)
  *   showctl                     list .txdir in the root directory
  *   nonempty                    mount over a directory that holds files
  *                               (hiding them); refused without it. libfuse 3
@@ -102,6 +104,7 @@ struct cli {
 	unsigned int retain_s;
 	unsigned int max_snapshot_age_s;
 	unsigned int txn_grace_s;
+	unsigned int max_leases, max_waiters;
 	unsigned int read_ahead_kb;
 	int show_ctl;
 	int nonempty;
@@ -120,6 +123,8 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("retain=%u", retain_s),
 	CLI_OPT("max_snapshot_age=%u", max_snapshot_age_s),
 	CLI_OPT("txn_grace=%u", txn_grace_s),
+	CLI_OPT("max_leases=%u", max_leases),
+	CLI_OPT("max_waiters=%u", max_waiters),
 	CLI_OPT("read_ahead_kb=%u", read_ahead_kb),
 	CLI_OPT("showctl", show_ctl),
 	CLI_OPT("nonempty", nonempty),
@@ -186,6 +191,7 @@ static void usage(const char *prog)
 	       "    -o retain=SECONDS              keep decided records this long\n"
 	       "    -o max_snapshot_age=SECONDS    bound old versions kept for readers\n"
 	       "    -o txn_grace=SECONDS           abort abandoned transactions after (600)\n"
+	       "    -o max_leases=N, max_waiters=N per-uid lease limits (1024 each)\n"
 	       "    -o showctl                     list .txdir in the root directory\n"
 	       "    -o nonempty                    mount over a directory that holds files\n"
 	       "    -o allow_shared_store          mount a store other users can read\n"
@@ -239,6 +245,8 @@ static int engine_opts(const struct cli *c, struct txd_opts *o)
 		.retain_s = c->retain_s,
 		.max_snapshot_age_s = c->max_snapshot_age_s,
 		.txn_grace_s = c->txn_grace_s,
+		.max_leases = c->max_leases,
+		.max_waiters = c->max_waiters,
 		.show_ctl = c->show_ctl,
 	};
 	if (c->durability && parse_durability(c->durability, &o->durability)) {

@@ -54,6 +54,7 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 start_holder() {
 	sleep 600 &
 	HOLDER=$!
+	disown "$HOLDER" # no job notice when it is killed
 	BG+=("$HOLDER")
 }
 
@@ -82,7 +83,7 @@ as_nobody() { # shell command
 }
 
 test_grab() {
-	local L=$TM_MNT/.txdir/leases A tok
+	local L=$TM_MNT/.txdir/leases A tok t0 el
 	A=$L/active/$$
 	[ "$(err_of mkdir "$A/backup")" = OK ] || { not_ok "grab: mkdir"; return; }
 	[ "$(err_of mkdir "$A/backup")" = EEXIST ] && ok "grab: a held name is EEXIST" ||
@@ -103,6 +104,10 @@ test_grab() {
 	echo 30 >"$A/backup/ttl" && [ "$(cat "$A/backup/ttl")" = 30 ] &&
 		[ "$(cat "$A/backup/expires")" != never ] && touch "$A/backup" &&
 		ok "grab: ttl write and touch renew" || not_ok "grab: renew"
+	mkdir "$A/short" && echo 1 >"$A/short/ttl" && t0=$(now_ms) &&
+		wait_for 40 test ! -L "$L/by-name/short" && el=$(($(now_ms) - t0)) &&
+		grep -q '"type":"lease_release","name":"short".*"how":"expiry"' "$TM_MNT/.txdir/events" &&
+		ok "grab: a 1 s TTL expires (released after $el ms)" || not_ok "grab: TTL expiry"
 	ls "$L/active" | grep -qx "$$" && ls "$A" | grep -qx backup &&
 		ok "grab: active/ lists the holder, active/PID its lease" || not_ok "grab: listing"
 	rmdir "$A/backup" && [ ! -e "$A/backup" ] && [ ! -L "$L/by-name/backup" ] &&
@@ -137,7 +142,19 @@ test_nobody() {
 	out=$(as_nobody 'mkdir '"$L"'/active/$$/own && cat '"$L"'/active/$$/own/owner && stat -c %U '"$L"'/active/$$/own; :')
 	grep -q 'uid=65534 ' <<<"$out" && grep -q '^nobody$' <<<"$out" &&
 		ok "nobody: its own lease works and is nobody's" || not_ok "nobody: own: $out"
+	out=$(as_nobody "rm -f $L/by-name/mine")
+	grep -q 'Operation not permitted' <<<"$out" && [ -L "$L/by-name/mine" ] &&
+		ok "nobody: breaking root's lease (unlink by-name) is EPERM" || not_ok "nobody: break: $out"
+	out=$(as_nobody 'mkdir '"$L"'/active/$$/nb && rm '"$L"'/by-name/nb && ls '"$L"'/by-name; echo "rc=$?"')
+	! grep -q '^nb$' <<<"$out" && grep -q 'rc=0' <<<"$out" &&
+		ok "nobody: breaks its own lease" || not_ok "nobody: own break: $out"
 	rmdir "$L/active/$HOLDER/mine" && ok "nobody: root releases anyone's lease" || not_ok "nobody: root rmdir"
+	start_holder
+	mkdir "$L/active/$HOLDER/brk" && rm "$L/by-name/brk" && [ ! -e "$L/active/$HOLDER/brk" ] &&
+		grep -q '"type":"lease_break","name":"brk".*"how":"break","by_pid":[0-9]*,"by_uid":0' \
+			"$TM_MNT/.txdir/events" &&
+		ok "break: unlink of by-name/NAME breaks the lease, logged with who broke it" ||
+		not_ok "break: $(grep brk "$TM_MNT/.txdir/events")"
 	kill -KILL "$HOLDER"
 }
 
@@ -246,6 +263,7 @@ sys.stdout.write("%s %s" % (r != [], os.read(fd, 64).decode()))' "$L/by-name/q/r
 	# (through by-name: its link now names the new holder, see ctl_lease.c)
 	(exec cat "$L/by-name/q/released") >"$TM_DIR/kr.out" 2>&1 &
 	r=$!
+	disown "$r"
 	wait_for 100 in_fuse_wait "$r" || not_ok "waits: reader: $(cat "$TM_DIR/kr.out")"
 	t0=$(now_ms)
 	kill -KILL "$r"
@@ -319,6 +337,15 @@ test_view() {
 	[ -L "$L/by-name/inview" ] && ok "view: the lease is not part of the transaction (abort keeps it)" ||
 		not_ok "view: abort released the lease"
 	rmdir "$L/active/$$/inview"
+	if [ -x "${MOUNTCTL:-}" ]; then
+		local out
+		out=$(timeout 60 "$MOUNTCTL" run "$TM_MNT" -- sh -c "mkdir $L/active/\$\$/inrun &&
+			cat $L/by-name/inrun/token && rmdir $L/active/\$\$/inrun" 2>&1)
+		[ $? = 0 ] && [ "$out" -gt 0 ] 2>/dev/null && [ ! -L "$L/by-name/inrun" ] &&
+			ok "view: grab and release inside mountctl run" || not_ok "view: in a run: $out"
+	else
+		skip "lease in mountctl run" "no \$MOUNTCTL"
+	fi
 }
 
 test_events() {
@@ -333,6 +360,25 @@ test_events() {
 		ok "stats: txdir_leases_held, txdir_lease_releases_total{reason}, txdir_lease_wait_seconds" ||
 		not_ok "stats: $(grep lease <<<"$S")"
 	rmdir "$TM_MNT/.txdir/leases/active/$$/held"
+}
+
+test_quota() {
+	local L out
+	if [ "$(id -u)" != 0 ]; then
+		skip "lease quota" "needs root (runs the limited user as nobody)"
+		return
+	fi
+	tm_mount "$OPTS,max_leases=2,max_waiters=1" || { not_ok "quota: mount"; return; }
+	L=$TM_MNT/.txdir/leases
+	out=$(as_nobody 'A='"$L"'/active/$$; mkdir $A/q1 && mkdir $A/q2 && mkdir $A/q3; echo "rc=$?"; ls $A | tr "\n" " "')
+	grep -q 'Disk quota exceeded' <<<"$out" && grep -q 'q1 q2 $' <<<"$out" &&
+		ok "quota: past max_leases a uid gets EDQUOT, nothing half-done" || not_ok "quota: $out"
+	mkdir "$L/active/$$/r1" "$L/active/$$/r2" "$L/active/$$/r3" &&
+		ok "quota: root is not limited" || not_ok "quota: root limited"
+	out=$(as_nobody 'W='"$L"'/waiting/$$; mkdir $W/r1 && mkdir $W/r2; echo "rc=$?"; ls $W | tr "\n" " "')
+	grep -q 'Disk quota exceeded' <<<"$out" && grep -q '^r1 $' <<<"$out" &&
+		ok "quota: past max_waiters a uid gets EDQUOT" || not_ok "quota: waiters: $out"
+	tm_umount >/dev/null || not_ok "quota: unmount"
 }
 
 test_format1() {
@@ -363,6 +409,7 @@ test_view
 test_events
 tm_umount >/dev/null || not_ok "unmount"
 test_restart
+test_quota
 test_format1
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
