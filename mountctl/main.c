@@ -50,9 +50,25 @@ static const struct mc_cmd cmds[] = {
 	 "transaction's name (default run-PID-RANDOM). SIGINT/SIGTERM/SIGHUP sent\n"
 	 "to mountctl go to CMD. Cooperative isolation, not a sandbox: see\n"
 	 "mountctl(1)."},
-	{"lease", cmd_not_implemented,
-	 "lease MNT NAME [-n | -w SECS] [-E CODE] [--ttl S] -- CMD ...",
-	 "Hold lease NAME while CMD runs. Not implemented yet."},
+	{"lease", cmd_lease,
+	 "lease MNT NAME [-n | -w SECS] [-E CODE] [--ttl S] -- CMD ... | lease list MNT [--json] | "
+	 "lease break MNT NAME",
+	 "Run CMD holding lease NAME of MNT/.txdir/leases, as flock(1) does with a\n"
+	 "lock: the lease is held for CMD's process (killing mountctl does not\n"
+	 "free it while CMD runs; CMD's death does), and CMD gets its fencing token\n"
+	 "in $TXDIR_LEASE_TOKEN. By default mountctl waits in the lease's queue\n"
+	 "(first come, first served) for as long as it takes; -w SECS waits at\n"
+	 "most SECS; -n does not wait. --ttl S gives the lease a TTL of S seconds,\n"
+	 "renewed every S/3 while CMD runs. Exit: CMD's code (128+n if killed by\n"
+	 "signal n); 1 (or -E CODE) busy with -n or timed out with -w; 122 the\n"
+	 "lease was lost while CMD ran (broken, expired, released by another; CMD\n"
+	 "got SIGTERM); 123 waiting would deadlock (EDEADLK); 126/127 CMD cannot\n"
+	 "run / not found; 125 mountctl's own error. SIGINT/SIGTERM/SIGHUP sent to\n"
+	 "mountctl while CMD runs go to CMD.\n"
+	 "list: the held leases (name, token, pid, TTL, expiry, owner); --json: their\n"
+	 "info.json documents. break: end NAME's current grant now (its uid or\n"
+	 "root; the break and who made it are in .txdir/events); exit 0 broken, 1\n"
+	 "not held / not allowed, 2 usage."},
 	{"propose", cmd_not_implemented, "propose MNT P --participants a,b,c [--payload FILE]",
 	 "Open a two-phase commit proposal. Not implemented yet."},
 	{"vote", cmd_not_implemented, "vote MNT P NAME yes|no",

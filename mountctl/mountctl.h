@@ -158,6 +158,7 @@ int cmd_sync(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_stats(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_run(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_txn(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_lease(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_not_implemented(const struct mc_cmd *cmd, int argc, char **argv);
 
 #endif

@@ -9,7 +9,8 @@
 # one file against a model: a native control, seeds on the mount, and a run
 # verified again after unmount + remount), then a few server-level scenarios,
 # then nsdiff.py (random metadata operations against the native dir), then
-# crash.sh, programs.sh, redirect.sh, txncrash.sh, ctllog.sh and txnwait.sh (each with its own summary).
+# crash.sh, programs.sh, redirect.sh, txncrash.sh, ctllog.sh and txnwait.sh (each with its own summary),
+# then leasework (leases across 50 processes, holders and the server SIGKILLed).
 # A case that cannot run here (not root, no setpriv) is skipped, not passed:
 # it prints "# SKIP WHAT: REASON" (tests/check.sh collects those lines) and
 # counts in N skipped. The last line is "N passed, N failed, N skipped";
@@ -59,7 +60,7 @@ run_prog() { # label prog dir target [filter]
 for prog in "$TXDIR_BUILD"/tests/mount/*; do
 	[ -f "$prog" ] && [ -x "$prog" ] || continue
 	name=$(basename "$prog")
-	case $name in mkstore | crashwork | txnwork | fsx) continue ;; esac # helpers; fsx below
+	case $name in mkstore | crashwork | txnwork | fsx | leasework) continue ;; esac # helpers; fsx, leasework below
 	if ! tm_mount "$MOUNT_OPTS"; then
 		not_ok "$name: mount"
 		tm_umount >/dev/null
@@ -171,6 +172,23 @@ run_prog "ctllog.sh" bash "$HERE/ctllog.sh"
 # transaction records across a server SIGKILL.
 run_prog "txnwait.sh" bash "$HERE/txnwait.sh"
 run_prog "lease.sh" bash "$HERE/lease.sh" # leases through the mount (issue 10)
+
+# Leases across real processes: 50 workers grab / critical section /
+# release one lease through the mount while holders are SIGKILLed, then the
+# same with txdirfs SIGKILLed and remounted mid-run (leasework.c mounts its
+# own store; if it is killed by the bound, its server and mount go here).
+LW=$TXDIR_BUILD/tests/mount/leasework
+if [ -x "$LW" ]; then
+	lw_dir=$(mktemp -d "${TMPDIR:-/tmp}/txdir-lw.XXXXXX")
+	PROG_TIMEOUT=${LEASEWORK_TIMEOUT:-400} run_prog "leasework" "$LW" "$lw_dir"
+	if tm_is_mounted "$lw_dir/mnt"; then
+		fusermount3 -u "$lw_dir/mnt" 2>/dev/null || fusermount3 -uz "$lw_dir/mnt" 2>/dev/null
+	fi
+	[ -s "$lw_dir/server.pid" ] && kill -KILL "$(cat "$lw_dir/server.pid")" 2>/dev/null
+	rm -rf --one-file-system "$lw_dir"
+else
+	not_ok "leasework: $LW not built"
+fi
 
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
