@@ -170,6 +170,10 @@ struct txd_fs {
 /* fs.c */
 /* Append and apply one commit (steps 3-4); pos (optional) gets where it went. */
 int fs_commit(struct txd_fs *fs, struct rec_buf *b, struct wal_pos *pos);
+/* fs_commit with the inodes it creates built beforehand (ns.h N8; prep may
+ * be NULL; the caller frees it). */
+int fs_commit_prep(struct txd_fs *fs, struct rec_buf *b, struct ns_prep *prep,
+		   struct wal_pos *pos);
 void fs_notify_flush(struct txd_fs *fs);
 /* txd_notify.will_block, if set (before a wait for the disk or for other
  * requests). */

@@ -104,6 +104,8 @@ struct txn {
 	uint64_t snap;         /* S */
 	enum txn_state state;
 	bool readonly, listed; /* listed: still in .txdir/txn (until rmdir) */
+	bool committing;       /* its record is being built without fs->lock: the
+				* view's log is frozen (txn_apply waits, txn.c) */
 	char status[TXN_LINE];     /* one line, SPEC §4 */
 	char last_error[TXN_LINE]; /* a failed commit that left it active ("" none) */
 	uint64_t last_error_ns;

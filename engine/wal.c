@@ -1056,6 +1056,44 @@ static void build_record(struct wal *w, uint16_t type, const struct iovec *iov, 
 	put_le64(b + 24, rec_checksum(b, b + WAL_REC_HDR_SIZE, len, w->salt));
 }
 
+/* Lock held. A large record is written from the caller's iovecs in place
+ * (header, payload pieces, padding: no copy into the append buffer, whose
+ * growth to the record's size would cost more than the write); it counts
+ * as appended only once every piece is written (W6), and a crash in between
+ * leaves a record whose checksum fails, which replay ends at (W2). */
+static int write_direct(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt,
+			uint32_t len, uint64_t lsn)
+{
+	uint8_t hdr[WAL_REC_HDR_SIZE], pad[8] = {0};
+	uint64_t off = w->seg_off + WAL_REC_HDR_SIZE, total = rec_total(len);
+	XXH64_state_t st;
+	int i, r;
+
+	memset(hdr, 0, sizeof(hdr));
+	put_le32(hdr, REC_MAGIC);
+	put_le32(hdr + 4, len);
+	put_le64(hdr + 8, lsn);
+	put_le16(hdr + 16, type);
+	XXH64_reset(&st, w->salt);
+	XXH64_update(&st, hdr, 24);
+	for (i = 0; i < iovcnt; i++) {
+		if (!iov[i].iov_len)
+			continue;
+		XXH64_update(&st, iov[i].iov_base, iov[i].iov_len);
+		r = os_pwrite_full(w->fd, iov[i].iov_base, iov[i].iov_len, (off_t)off);
+		if (r)
+			return r;
+		off += iov[i].iov_len;
+	}
+	if (total - WAL_REC_HDR_SIZE - len) {
+		r = os_pwrite_full(w->fd, pad, (size_t)(total - WAL_REC_HDR_SIZE - len), (off_t)off);
+		if (r)
+			return r;
+	}
+	put_le64(hdr + 24, XXH64_digest(&st));
+	return os_pwrite_full(w->fd, hdr, sizeof(hdr), (off_t)w->seg_off);
+}
+
 /* Lock held. */
 static int append_locked(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt,
 			 uint32_t len, struct wal_pos *pos)
@@ -1068,11 +1106,15 @@ static int append_locked(struct wal *w, uint16_t type, const struct iovec *iov, 
 		if (r)
 			goto out_fail;
 	}
-	r = abuf_reserve(w, (size_t)total);
-	if (r)
-		return r; /* nothing written: not a log failure */
-	build_record(w, type, iov, iovcnt, len, w->last_lsn + 1);
-	r = os_pwrite_full(w->fd, w->abuf, (size_t)total, (off_t)w->seg_off);
+	if (total > WAL_ABUF_KEEP) {
+		r = write_direct(w, type, iov, iovcnt, len, w->last_lsn + 1);
+	} else {
+		r = abuf_reserve(w, (size_t)total);
+		if (r)
+			return r; /* nothing written: not a log failure */
+		build_record(w, type, iov, iovcnt, len, w->last_lsn + 1);
+		r = os_pwrite_full(w->fd, w->abuf, (size_t)total, (off_t)w->seg_off);
+	}
 	if (r)
 		goto out_fail;
 	/* No wake-up for the interval timer: the sync thread ticks every
