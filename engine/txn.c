@@ -1064,6 +1064,8 @@ struct prebuilt {
 	bool built;
 };
 
+void (*txn_prebuild_hook)(struct txd_fs *fs, struct txn *t);
+
 /* Commits of this many ops or more are built without fs->lock. */
 #define TXN_PREBUILD_OPS 256
 
@@ -1115,6 +1117,8 @@ static int prebuild(struct txd_fs *fs, struct txn *t, pid_t pid, struct prebuilt
 		err = ns_prepare(pre->b.ops, (uint32_t)pre->b.len, fresh_ino, &fresh, &pre->prep);
 	free(olddirs);
 	free(fresh.v);
+	if (txn_prebuild_hook)
+		txn_prebuild_hook(fs, t);
 
 	pthread_mutex_lock(&fs->lock);
 	t->committing = false;

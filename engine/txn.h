@@ -178,6 +178,10 @@ void txn_reap_abandoned(struct txd_fs *fs, uint32_t grace_s);
 /* Delete derived records older than the retention (-o retain=). */
 void txn_expire_records(struct txd_fs *fs, uint32_t retain_s);
 
+/* Tests only: when set, called by a commit on its thread while the record
+ * is built without fs->lock (txn.c prebuild), with no engine lock held. */
+extern void (*txn_prebuild_hook)(struct txd_fs *fs, struct txn *t);
+
 /* JSON for info.json and dtc/transactions/ID (malloc'd). */
 char *txn_info_json(struct txd_fs *fs, const struct txn *t);
 
