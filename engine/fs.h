@@ -16,7 +16,9 @@
  *           shares the wfile.
  *
  * Commit pipeline (the durability order, STYLE rule 7):
- *   1. validate under fs->lock; encode the commit (rec.h)
+ *   1. validate under fs->lock; encode the commit (rec.h) — a large
+ *      transaction's record is built and its new inodes staged without
+ *      fs->lock, then checked again under it (txn.h step 3, ns.h N8)
  *   2. chunks too large to inline go to a pack; chunkstore_sync() makes them
  *      durable *before* the WAL record that names them is appended
  *      (skipped in durability=none)

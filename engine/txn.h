@@ -28,7 +28,13 @@
  *      the transaction stays active (last_error) so it can be retried;
  *   3. make the packs durable, then append ONE WAL record holding the whole
  *      log (directory attributes recomputed as main head + the view's
- *      delta) — the commit point: all or nothing, also across a crash;
+ *      delta) — the commit point: all or nothing, also across a crash.
+ *      A log of TXN_PREBUILD_OPS ops or more is copied into the record and
+ *      its new inodes are staged (ns.h N8) with fs->lock dropped: the
+ *      view's log is frozen meanwhile (t->committing: txn_apply waits, then
+ *      fails ESTALE or EBUSY), and steps 1-2b run again under the lock if
+ *      the main tree changed (its last lsn moved) — only then are the
+ *      record finished, appended and applied, in one hold;
  *   4. publish: main nodes whose inode changed are frozen and their names
  *      invalidated before the record is applied, so the kernel never shows
  *      a mix (fs.h F1);
