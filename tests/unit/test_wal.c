@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -953,13 +954,12 @@ Test(wal, rotation_order_W4)
 
 /* W4: no fsync or fdatasync while the WAL lock is held: another thread's
  * wal_last_lsn completes during every one (bounded wait). */
-static struct wal *probe_w;
-static const char *probe_blocked;
+static struct wal *_Atomic probe_w; /* the sync thread's fsyncs probe too */
+static const char *_Atomic probe_blocked;
 
 static void *lsn_probe(void *arg)
 {
-	(void)arg;
-	wal_last_lsn(probe_w);
+	wal_last_lsn(arg);
 	return NULL;
 }
 
@@ -968,9 +968,11 @@ static void probe(const char *what)
 	pthread_t th;
 	struct timespec until;
 
-	if (!probe_w)
+	struct wal *w = probe_w;
+
+	if (!w)
 		return;
-	cr_assert_eq(pthread_create(&th, NULL, lsn_probe, NULL), 0);
+	cr_assert_eq(pthread_create(&th, NULL, lsn_probe, w), 0);
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += 5;
 	if (pthread_timedjoin_np(th, NULL, &until)) {
