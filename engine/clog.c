@@ -201,12 +201,15 @@ static int note_op(struct clog_note *nt, struct ns *ns, const struct rec_opv *op
 	case OP_INODE:
 	case OP_XATTR_SET:
 	case OP_XATTR_DEL:
+		was = op->op == OP_CONTENT ? op->u.content.ino
+		      : op->op == OP_INODE ? op->u.inode.ino : op->u.xattr.ino;
+		if (!ns_inode(ns, was))
+			return 0; /* created by this commit: its name says so (encode) */
 		if (!(o = note_add(nt)))
 			return -ENOMEM;
 		o->what = N_MOD;
-		o->ino = op->op == OP_CONTENT ? op->u.content.ino
-			 : op->op == OP_INODE ? op->u.inode.ino : op->u.xattr.ino;
-		o->existed = ns_inode(ns, o->ino) != NULL;
+		o->ino = was;
+		o->existed = true;
 		return 0;
 	default:
 		return 0;

@@ -13,7 +13,9 @@
  *   fs.c (this header)  opening and recovery, the commit pipeline, notices
  *
  * Commit pipeline (the durability order, STYLE rule 7):
- *   1. validate under fs->lock; encode the commit (rec.h)
+ *   1. validate under fs->lock; encode the commit (rec.h) — a large
+ *      transaction's record is built and its new inodes staged without
+ *      fs->lock, then checked again under it (txn.h step 3, ns.h N8)
  *   2. chunks too large to inline go to a pack; chunkstore_sync() makes them
  *      durable *before* the WAL record that names them is appended
  *      (skipped in durability=none)
@@ -69,6 +71,7 @@ struct chunkstore;
 struct clog;
 struct ctl_leases;
 struct evlog;
+struct ns_prep;
 struct rec_buf;
 struct svc;
 struct txn;
@@ -124,6 +127,10 @@ struct txd_fs {
 /* ---- fs.c ---- */
 /* Append and apply one commit (steps 3-4); pos (optional) gets where it went. */
 int fs_commit(struct txd_fs *fs, struct rec_buf *b, struct wal_pos *pos);
+/* fs_commit with the inodes it creates built beforehand (ns.h N8; prep may
+ * be NULL; the caller frees it). */
+int fs_commit_prep(struct txd_fs *fs, struct rec_buf *b, struct ns_prep *prep,
+		   struct wal_pos *pos);
 void fs_notify_flush(struct txd_fs *fs);
 /* txd_notify.will_block, if set (before a wait for the disk or for other
  * requests). */

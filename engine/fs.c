@@ -277,8 +277,14 @@ void fs_will_block(struct txd_fs *fs)
 		fs->notify.will_block(fs->notify.arg);
 }
 
-/* ---- the commit pipeline (fs.h steps 3-4) --------------------------------------- */
+/* ---- the commit pipeline (core.h steps 3-4) --------------------------------------- */
 int fs_commit(struct txd_fs *fs, struct rec_buf *b, struct wal_pos *posp)
+{
+	return fs_commit_prep(fs, b, NULL, posp);
+}
+
+int fs_commit_prep(struct txd_fs *fs, struct rec_buf *b, struct ns_prep *prep,
+		   struct wal_pos *posp)
 {
 	if (fs->failed || wal_failed(fs->wal))
 		return -EIO;
@@ -306,7 +312,7 @@ int fs_commit(struct txd_fs *fs, struct rec_buf *b, struct wal_pos *posp)
 	if (clog_note_begin(fs->clog, &fs->ns, pos.lsn, b->ops, len, &note))
 		syslog(LOG_WARNING, "txdir: commit %llu is not in the commit log (no memory)",
 		       (unsigned long long)pos.lsn);
-	err = ns_apply(&fs->ns, b->ops, len, pos.seg, pos.payload_off, pos.lsn);
+	err = ns_apply_prepared(&fs->ns, b->ops, len, pos.seg, pos.payload_off, pos.lsn, prep);
 	if (err) {
 		clog_note_drop(note);
 		/* the log has it, memory does not: only a reopen can reconcile */

@@ -722,50 +722,220 @@ static int apply_free(struct ns *ns, uint64_t ino)
 	return 0;
 }
 
+/* One op of a validated record. */
+static int apply_op(struct ns *ns, const struct rec_opv *op, uint32_t seg, uint64_t data_base,
+		    uint64_t commit)
+{
+	switch (op->op) {
+	case OP_INODE:
+		return apply_inode(ns, &op->u.inode, commit);
+	case OP_DENT_SET:
+	case OP_DENT_DEL:
+		return apply_dent(ns, op, commit);
+	case OP_CONTENT:
+		return apply_content(ns, &op->u.content, seg, data_base, commit);
+	case OP_XATTR_SET:
+	case OP_XATTR_DEL:
+		return apply_xattr(ns, op, commit);
+	case OP_FREE:
+		return apply_free(ns, op->u.ino);
+	case OP_VERSION: {
+		struct inode *in = ns_inode(ns, op->u.version.ino);
+		if (!in)
+			return -TXD_ECORRUPT;
+		in->head->commit = op->u.version.commit;
+		in->head->vno = op->u.version.vno;
+		return 0;
+	}
+	default:
+		return -TXD_ECORRUPT;
+	}
+}
+
 int ns_apply(struct ns *ns, const void *payload, uint32_t len, uint32_t seg,
 	     uint64_t payload_off, uint64_t commit)
+{
+	return ns_apply_prepared(ns, payload, len, seg, payload_off, commit, NULL);
+}
+
+/* ---- commits built before the lock (N8) -----------------------------------------------
+ * The stage is a private namespace holding the inodes a record creates, built
+ * from the record's ops with commit PREP_COMMIT (its only version: no
+ * snapshot is registered there, so every later op of the record writes it in
+ * place). Linking them gives them the real commit id. A record the stage
+ * cannot represent exactly (an op that would reach from a staged inode to a
+ * main one, inline data, OP_FREE or OP_VERSION of a staged inode) is not
+ * prepared at all: the caller applies it the plain way. */
+#define PREP_COMMIT 1
+#define PREP_STAGED_NAME 1u   /* pins bits, stage only: a dent op was staged */
+#define PREP_DEFERRED_NAME 2u /* a dent op naming it is left to the apply */
+
+struct ns_prep {
+	struct ns stage;
+	uint8_t *done; /* per op of the prepared prefix: applied in the stage */
+	uint32_t nops, len;
+};
+
+void ns_prep_free(struct ns_prep *p)
+{
+	if (!p)
+		return;
+	ns_destroy(&p->stage);
+	free(p->done);
+	free(p);
+}
+
+uint64_t ns_prep_count(const struct ns_prep *p)
+{
+	return p ? p->stage.ninodes : 0;
+}
+
+/* Mark a name op on staged inode in; false when the record mixes staged and
+ * deferred names of one inode (the order of in->name would change). */
+static bool prep_name(struct inode *in, uint32_t bit)
+{
+	in->pins |= bit;
+	return in->pins != (PREP_STAGED_NAME | PREP_DEFERRED_NAME);
+}
+
+/* 1: op k applied in the stage; 0: left for the apply; -1: give up. */
+static int prep_op(struct ns_prep *p, const struct rec_opv *op, bool (*fresh)(void *, uint64_t),
+		   void *arg)
+{
+	struct ns *st = &p->stage;
+	struct inode *in, *parent;
+	switch (op->op) {
+	case OP_INODE:
+		if (!ns_inode(st, op->u.inode.ino) && !fresh(arg, op->u.inode.ino))
+			return 0;
+		return apply_inode(st, &op->u.inode, PREP_COMMIT) ? -1 : 1;
+	case OP_CONTENT:
+		if (!ns_inode(st, op->u.content.ino))
+			return 0;
+		return apply_content(st, &op->u.content, 0, 0, PREP_COMMIT) ? -1 : 1;
+	case OP_XATTR_SET:
+	case OP_XATTR_DEL:
+		if (!ns_inode(st, op->u.xattr.ino))
+			return 0;
+		return apply_xattr(st, op, PREP_COMMIT) ? -1 : 1;
+	case OP_DENT_SET:
+	case OP_DENT_DEL:
+		parent = ns_inode(st, op->u.dent.parent);
+		in = op->op == OP_DENT_SET ? ns_inode(st, op->u.dent.ino) : NULL;
+		if (!parent) {
+			/* a main directory: applied under the lock, after the link */
+			return in && !prep_name(in, PREP_DEFERRED_NAME) ? -1 : 0;
+		}
+		if (op->op == OP_DENT_SET && !in)
+			return -1; /* a main inode named in a staged directory */
+		if (op->op == OP_DENT_DEL) {
+			struct dent *e = ns_dir_find(parent->dir, op->u.dent.name, op->u.dent.name_len);
+			in = e ? ns_inode(st, e->ino) : NULL;
+			if (e && !in)
+				return -1;
+		}
+		if (in && !prep_name(in, PREP_STAGED_NAME))
+			return -1;
+		return apply_dent(st, op, PREP_COMMIT) ? -1 : 1;
+	case OP_FREE:
+		return ns_inode(st, op->u.ino) ? -1 : 0;
+	case OP_VERSION:
+		return ns_inode(st, op->u.version.ino) ? -1 : 0;
+	default:
+		return -1;
+	}
+}
+
+int ns_prepare(const void *payload, uint32_t len, bool (*fresh)(void *arg, uint64_t ino),
+	       void *arg, struct ns_prep **out)
+{
+	struct rec_hdr hdr;
+	*out = NULL;
+	int err = rec_validate(payload, len, &hdr);
+	if (err)
+		return err;
+	if (hdr.data_off != len || !hdr.nops)
+		return 0; /* inline data lands at a WAL offset known only later */
+	struct ns_prep *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	if (ns_init(&p->stage) || !(p->done = calloc(hdr.nops, 1))) {
+		ns_prep_free(p);
+		return -ENOMEM;
+	}
+	p->nops = hdr.nops;
+	p->len = len;
+	struct rec_iter it;
+	struct rec_opv op;
+	rec_iter_init(&it, payload, &hdr);
+	for (uint32_t k = 0; rec_next(&it, &op); k++) {
+		int r = prep_op(p, &op, fresh, arg);
+		if (r < 0) {
+			ns_prep_free(p);
+			return 0;
+		}
+		p->done[k] = (uint8_t)r;
+	}
+	if (!p->stage.ninodes) {
+		ns_prep_free(p);
+		return 0;
+	}
+	*out = p;
+	return 0;
+}
+
+/* Move the staged inodes into ns with commit id `commit`. -TXD_ECORRUPT
+ * (nothing moved) when one exists there already. */
+static int prep_link(struct ns *ns, struct ns_prep *p, uint64_t commit)
+{
+	struct ns *st = &p->stage;
+	for (uint64_t k = 0; k < st->tabsize; k++)
+		for (struct inode *in = st->tab[k]; in; in = in->hnext)
+			if (ns_inode(ns, in->ino) || in->head->older)
+				return -TXD_ECORRUPT;
+	while (ns->ninodes + st->ninodes > ns->tabsize)
+		if (ns_grow(ns))
+			return -ENOMEM;
+	for (uint64_t k = 0; k < st->tabsize; k++) {
+		while (st->tab[k]) {
+			struct inode *in = st->tab[k];
+			st->tab[k] = in->hnext;
+			in->pins = 0;
+			in->head->commit = commit;
+			for (uint32_t j = 0; in->dir && j < in->dir->norder; j++)
+				if (in->dir->order[j])
+					in->dir->order[j]->commit = commit;
+			uint64_t h = ino_hash(in->ino, ns->tabsize);
+			in->hnext = ns->tab[h];
+			ns->tab[h] = in;
+			ns->ninodes++;
+			ns->nversions++;
+			st->ninodes--;
+			st->nversions--;
+			if (in->ino >= ns->next_ino)
+				ns->next_ino = in->ino + 1;
+		}
+	}
+	return 0;
+}
+
+int ns_apply_prepared(struct ns *ns, const void *payload, uint32_t len, uint32_t seg,
+		      uint64_t payload_off, uint64_t commit, struct ns_prep *p)
 {
 	struct rec_hdr hdr;
 	int err = rec_validate(payload, len, &hdr);
 	if (err)
 		return err;
+	if (p && (p->nops > hdr.nops || p->len > len))
+		return -EINVAL;
+	if (p && (err = prep_link(ns, p, commit)))
+		return err;
 	struct rec_iter it;
 	struct rec_opv op;
 	rec_iter_init(&it, payload, &hdr);
-	while (!err && rec_next(&it, &op)) {
-		switch (op.op) {
-		case OP_INODE:
-			err = apply_inode(ns, &op.u.inode, commit);
-			break;
-		case OP_DENT_SET:
-		case OP_DENT_DEL:
-			err = apply_dent(ns, &op, commit);
-			break;
-		case OP_CONTENT:
-			err = apply_content(ns, &op.u.content, seg, payload_off + hdr.data_off,
-					    commit);
-			break;
-		case OP_XATTR_SET:
-		case OP_XATTR_DEL:
-			err = apply_xattr(ns, &op, commit);
-			break;
-		case OP_FREE:
-			err = apply_free(ns, op.u.ino);
-			break;
-		case OP_VERSION: {
-			struct inode *in = ns_inode(ns, op.u.version.ino);
-			if (!in) {
-				err = -TXD_ECORRUPT;
-				break;
-			}
-			in->head->commit = op.u.version.commit;
-			in->head->vno = op.u.version.vno;
-			break;
-		}
-		default:
-			err = -TXD_ECORRUPT;
-		}
-	}
+	for (uint32_t k = 0; !err && rec_next(&it, &op); k++)
+		if (!p || k >= p->nops || !p->done[k])
+			err = apply_op(ns, &op, seg, payload_off + hdr.data_off, commit);
 	return err;
 }
 

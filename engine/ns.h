@@ -25,6 +25,14 @@
  *     next_cookie (or taken from the record), so replay assigns the same
  *     cookies as the live commit did; an entry keeps its cookie for its life.
  *  N4 A directory's nlink is 2 + its subdirectories, kept by the committer.
+ *  N8 A commit may be prepared before its hold of the namespace's lock
+ *     (ns_prepare): the inodes it creates are built from its ops in a
+ *     private stage, and ns_apply_prepared links them and applies the
+ *     remaining ops. The result is exactly that of ns_apply of the same
+ *     payload (replay applies it the plain way): a record the stage cannot
+ *     build op for op (a staged inode named both in a staged and in a main
+ *     directory, a main inode named in a staged directory, inline data,
+ *     OP_FREE or OP_VERSION of a staged inode) is not prepared.
  *  N7 A version's stored is the sum of the stored lengths of its map's
  *     chunks, kept by every content change in O(change), so st_blocks needs
  *     no walk of the map.
@@ -140,6 +148,20 @@ uint64_t ns_alloc_ino(struct ns *ns);
  * when malformed; R1). */
 int ns_apply(struct ns *ns, const void *payload, uint32_t len, uint32_t seg,
 	     uint64_t payload_off, uint64_t commit);
+
+/* N8: build the inodes a commit creates (fresh(arg, ino): ino does not
+ * exist in the target namespace and only this commit creates it), without
+ * the target namespace. payload is a prefix of the commit's payload (ops
+ * may follow it). *out NULL when nothing is prepared; free with
+ * ns_prep_free whether applied or not. */
+struct ns_prep;
+int ns_prepare(const void *payload, uint32_t len, bool (*fresh)(void *arg, uint64_t ino),
+	       void *arg, struct ns_prep **out);
+/* ns_apply with p (may be NULL) prepared from a prefix of payload. */
+int ns_apply_prepared(struct ns *ns, const void *payload, uint32_t len, uint32_t seg,
+		      uint64_t payload_off, uint64_t commit, struct ns_prep *p);
+void ns_prep_free(struct ns_prep *p);
+uint64_t ns_prep_count(const struct ns_prep *p); /* inodes staged */
 
 /* Directory lookups of the head state (tombstones skipped). */
 struct dent *ns_dir_find(const struct dir *d, const char *name, size_t len);

@@ -724,8 +724,15 @@ static int note_write_set(struct txd_fs *fs, struct txn *t, const void *ops, uin
 
 int txn_apply(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
 {
+	bool waited = false;
+	while (t->committing) { /* the log is frozen while the commit builds it */
+		pthread_cond_wait(&fs->txn_cv, &fs->lock);
+		waited = true;
+	}
 	if (t->state != TXN_ACTIVE)
 		return -ESTALE;
+	if (waited)
+		return -EBUSY; /* b was built before a commit that failed: stale */
 	if (t->readonly)
 		return -EROFS;
 	if (b->err)
@@ -922,11 +929,41 @@ static int merged_dirs(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
 	return b->err;
 }
 
+static int cmp_ino(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static bool in_sorted(const uint64_t *v, uint32_t n, uint64_t x)
+{
+	return n && bsearch(&x, v, n, sizeof(*v), cmp_ino);
+}
+
+/* The directories of the write set that existed at S (sorted; malloc'd),
+ * for log_ops: fs->lock held, O(ndirs). */
+static int old_dirs(struct txd_fs *fs, struct txn *t, uint64_t **out, uint32_t *n)
+{
+	*n = 0;
+	*out = malloc((t->ndirs + 1) * sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	for (uint32_t k = 0; k < t->ndirs; k++)
+		if (existed(fs, t, t->dirs[k]))
+			(*out)[(*n)++] = t->dirs[k];
+	qsort(*out, *n, sizeof(**out), cmp_ino);
+	return 0;
+}
+
 /* Copy the log, without the view's own directory attribute ops for
- * directories that existed at S (merged_dirs states them). */
-static int log_ops(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
+ * directories that existed at S (olddirs; merged_dirs states them). Reads
+ * only t->log: runs without fs->lock while the log is frozen. */
+static int log_ops(const struct txn *t, const uint64_t *olddirs, uint32_t nold, struct rec_buf *b)
 {
 	const uint8_t *p = t->log.ops + REC_HDR_SIZE, *end = t->log.ops + t->log.len;
+	if (!rec_reserve(b, t->log.len))
+		return -ENOMEM; /* one allocation for the whole copy */
+	b->len -= t->log.len;
 	while (p < end) {
 		uint16_t op;
 		uint32_t len, mode;
@@ -937,7 +974,7 @@ static int log_ops(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
 		if (op == OP_INODE) {
 			memcpy(&ino, p + OP_HDR, 8);
 			memcpy(&mode, p + OP_HDR + 8, 4);
-			skip = S_ISDIR(mode) && existed(fs, t, ino);
+			skip = S_ISDIR(mode) && in_sorted(olddirs, nold, ino);
 		}
 		if (!skip) {
 			uint8_t *q = rec_reserve(b, OP_HDR + len);
@@ -997,14 +1034,11 @@ static void wait_writers(struct txd_fs *fs, struct txn *t)
 			break;
 }
 
-/* Steps 2-5 of txn.h once the view's writers are closed (or the wait gave
- * up). Busy cases leave the transaction active with last_error; a lost
- * conflict aborts it; repeated commits report the first outcome. */
-static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid)
+/* Steps 1-2b of txn.h: 0 when the commit may go ahead. A lost conflict
+ * aborts (final); busy cases leave the transaction active with last_error. */
+static int commit_checks(struct txd_fs *fs, struct txn *t)
 {
 	char path[4096];
-	if (t->state != TXN_ACTIVE)
-		return t->state == TXN_COMMITTED ? 0 : -EBUSY;
 	if (view_writer(t, path, sizeof(path))) {
 		set_last_error(t, "open-in-view", path);
 		return -EBUSY;
@@ -1025,24 +1059,143 @@ static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid)
 		set_last_error(t, "main-tree-writer", path);
 		return -EBUSY;
 	}
+	return 0;
+}
+
+/* A commit's record, built (and its new inodes staged, ns.h N8) without
+ * fs->lock. */
+struct prebuilt {
+	struct rec_buf b;
+	struct ns_prep *prep;
+	uint64_t lsn; /* wal_last_lsn when the checks last passed */
+	bool built;
+};
+
+void (*txn_prebuild_hook)(struct txd_fs *fs, struct txn *t);
+
+/* Commits of this many ops or more are built without fs->lock. */
+#define TXN_PREBUILD_OPS 256
+
+struct fresh_set {
+	uint64_t *v;
+	uint32_t n;
+};
+
+static bool fresh_ino(void *arg, uint64_t ino)
+{
+	const struct fresh_set *f = arg;
+	return in_sorted(f->v, f->n, ino);
+}
+
+/* Build the record of t (the log's ops, step 3 without the directory
+ * merge) and stage the inodes it creates, with fs->lock dropped
+ * meanwhile: t->committing freezes the view's log (txn_apply waits), and
+ * nothing read here belongs to the main tree. The main tree may change
+ * meanwhile: the caller checks again (pre->lsn). fs->lock held on entry and
+ * on return. */
+static int prebuild(struct txd_fs *fs, struct txn *t, pid_t pid, struct prebuilt *pre)
+{
+	uint64_t *olddirs;
+	uint32_t nold;
+	struct fresh_set fresh = {0};
+	int err = old_dirs(fs, t, &olddirs, &nold);
+	if (err)
+		return err;
+	/* t->created and t->dirs grow only in txn_apply: frozen too */
+	fresh.v = malloc((t->ncreated + t->ndirs + 1) * sizeof(*fresh.v));
+	if (!fresh.v) {
+		free(olddirs);
+		return -ENOMEM;
+	}
+	for (uint32_t k = 0; k < t->ndirs; k++)
+		if (!in_sorted(olddirs, nold, t->dirs[k]))
+			fresh.v[fresh.n++] = t->dirs[k];
+	pre->lsn = wal_last_lsn(fs->wal);
+	t->committing = true;
+	pthread_mutex_unlock(&fs->lock);
+
+	memcpy(fresh.v + fresh.n, t->created, t->ncreated * sizeof(*fresh.v));
+	fresh.n += t->ncreated;
+	qsort(fresh.v, fresh.n, sizeof(*fresh.v), cmp_ino);
+	rec_init(&pre->b, t->id, fs_now_ns(), (uint32_t)pid);
+	struct iovec iov;
+	err = log_ops(t, olddirs, nold, &pre->b);
+	if (!err && (err = rec_finish(&pre->b, &iov)) > 0)
+		err = ns_prepare(pre->b.ops, (uint32_t)pre->b.len, fresh_ino, &fresh, &pre->prep);
+	free(olddirs);
+	free(fresh.v);
+	if (txn_prebuild_hook)
+		txn_prebuild_hook(fs, t);
+
+	pthread_mutex_lock(&fs->lock);
+	t->committing = false;
+	pthread_cond_broadcast(&fs->txn_cv); /* txn_apply, a second commit */
+	if (t->waits)
+		pthread_cond_signal(&fs->ckpt_cv); /* due_waits skipped t meanwhile */
+	if (err) {
+		rec_release(&pre->b);
+		ns_prep_free(pre->prep);
+		pre->prep = NULL;
+	}
+	pre->built = !err;
+	return err;
+}
+
+/* Steps 2-5 of txn.h once the view's writers are closed (or the wait gave
+ * up). Busy cases leave the transaction active with last_error; a lost
+ * conflict aborts it; repeated commits report the first outcome. A large
+ * log is built without fs->lock (may_unlock; prebuild), and checked
+ * again if the main tree changed meanwhile. */
+static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlock)
+{
+	struct prebuilt pre = {0};
+	while (t->committing) /* another commit of t is building: its outcome */
+		pthread_cond_wait(&fs->txn_cv, &fs->lock);
+	if (t->state != TXN_ACTIVE)
+		return t->state == TXN_COMMITTED ? 0 : -EBUSY;
+	int err = commit_checks(fs, t);
+	if (err)
+		return err;
+	if (may_unlock && t->log.nops >= TXN_PREBUILD_OPS) {
+		err = prebuild(fs, t, pid, &pre);
+		if (t->state != TXN_ACTIVE) /* aborted meanwhile (rmdir, reaper) */
+			err = -EBUSY;
+		else if (!err && t->nwriters) /* opened for writing meanwhile */
+			err = commit_checks(fs, t);
+		else if (!err && wal_last_lsn(fs->wal) != pre.lsn)
+			err = commit_checks(fs, t); /* the main tree moved on */
+		if (err)
+			goto out;
+	}
 	uint64_t lsn = wal_last_lsn(fs->wal);
 	if (t->log.nops) {
 		struct rec_buf b;
-		rec_init(&b, t->id, fs_now_ns(), (uint32_t)pid);
+		if (!pre.built) {
+			rec_init(&b, t->id, fs_now_ns(), (uint32_t)pid);
+			uint64_t *olddirs;
+			uint32_t nold;
+			if (!(err = old_dirs(fs, t, &olddirs, &nold))) {
+				err = log_ops(t, olddirs, nold, &b);
+				free(olddirs);
+			}
+		} else {
+			b = pre.b; /* merged_dirs appends after the prepared prefix */
+			pre.built = false;
+		}
 		bool sync = fs->opts.durability != TXD_DUR_NONE;
 		if (sync)
 			fs_will_block(fs);
-		if ((err = log_ops(fs, t, &b)) || (err = merged_dirs(fs, t, &b)) ||
+		if (err || (err = merged_dirs(fs, t, &b)) ||
 		    (sync && (err = chunkstore_sync(fs->cs)))) {
 			rec_release(&b);
-			return err;
+			goto out;
 		}
 		publish(fs, t);
 		struct wal_pos pos;
-		err = fs_commit(fs, &b, &pos);
+		err = fs_commit_prep(fs, &b, pre.prep, &pos);
 		rec_release(&b);
 		if (err)
-			return err;
+			goto out;
 		lsn = pos.lsn;
 	}
 	t->commit_id = lsn;
@@ -1055,7 +1208,11 @@ static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid)
 	ev_add_u64(f, "commit", lsn);
 	cJSON_AddNumberToObject(f, "ops", t->log.nops);
 	ev_emit(fs->events, fs_now_ns(), "txn_commit", f);
-	return 0;
+out:
+	if (pre.built)
+		rec_release(&pre.b);
+	ns_prep_free(pre.prep);
+	return err;
 }
 
 /* The view's content waits in packs (txn.h): sync them before the commit's
@@ -1078,7 +1235,9 @@ int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
 		wait_writers(fs, t);
 	if (t->state == TXN_ACTIVE && t->log.nops)
 		sync_packs_unlocked(fs);
-	int err = commit_now(fs, t, pid);
+	txn_get(t); /* across commit_now's unlocked build (the caller may hold none) */
+	int err = commit_now(fs, t, pid, true);
+	txn_put(fs, t);
 	if (!err)
 		fs_set_must_wait(); /* a transaction commit is durable before it returns */
 	return err;
@@ -1141,6 +1300,8 @@ static struct txn_wait *due_waits(struct txd_fs *fs)
 	uint64_t now = fs_now_ns();
 	for (struct txn *t = fs->txns, *next; t; t = next) {
 		next = t->next;
+		if (t->committing)
+			continue; /* commit_now would wait, dropping fs->lock: later */
 		uint32_t finished = 0;
 		for (struct txn_wait **pp = &t->waits; *pp;) {
 			struct txn_wait *w = *pp;
@@ -1149,7 +1310,7 @@ static struct txn_wait *due_waits(struct txd_fs *fs)
 				continue;
 			}
 			*pp = w->next;
-			w->err = commit_now(fs, t, w->pid);
+			w->err = commit_now(fs, t, w->pid, false); /* the list must hold */
 			w->next = NULL;
 			*tail = w;
 			tail = &w->next;

@@ -28,10 +28,16 @@
  *      the transaction stays active (last_error) so it can be retried;
  *   3. make the packs durable, then append ONE WAL record holding the whole
  *      log (directory attributes recomputed as main head + the view's
- *      delta) — the commit point: all or nothing, also across a crash;
+ *      delta) — the commit point: all or nothing, also across a crash.
+ *      A log of TXN_PREBUILD_OPS ops or more is copied into the record and
+ *      its new inodes are staged (ns.h N8) with fs->lock dropped: the
+ *      view's log is frozen meanwhile (t->committing: txn_apply waits, then
+ *      fails ESTALE or EBUSY), and steps 1-2b run again under the lock if
+ *      the main tree changed (its last lsn moved) — only then are the
+ *      record finished, appended and applied, in one hold;
  *   4. publish: main nodes whose inode changed are frozen and their names
  *      invalidated before the record is applied, so the kernel never shows
- *      a mix (fs.h F1);
+ *      a mix (dtree.h F1);
  *   5. the caller (FUSE) waits until the record is durable before replying
  *      (txd_commit_needs_wait is true after a transaction commit).
  * A failed commit applies nothing. status is one line (SPEC §4): "active",
@@ -66,7 +72,7 @@
  *     dtc/transactions, also across restarts; one the server did not finish
  *     is "aborted restart" unless the log holds its commit.
  *
- * Lock order: as fs.h (wfile->lock → fs->lock). All txn_* functions below
+ * Lock order: as core.h (wfile->lock → fs->lock). All txn_* functions below
  * are called with fs->lock held unless noted. A deferred commit's done
  * callback runs with no engine lock held (it may take the FUSE request's
  * lock); txn_cancel_wait runs inside FUSE's interrupt function, under the
@@ -104,6 +110,8 @@ struct txn {
 	uint64_t snap;         /* S */
 	enum txn_state state;
 	bool readonly, listed; /* listed: still in .txdir/txn (until rmdir) */
+	bool committing;       /* its record is being built without fs->lock: the
+				* view's log is frozen (txn_apply waits, txn.c) */
 	char status[TXN_LINE];     /* one line, SPEC §4 */
 	char last_error[TXN_LINE]; /* a failed commit that left it active ("" none) */
 	uint64_t last_error_ns;
@@ -175,6 +183,10 @@ void txn_free_all(struct txd_fs *fs);
 void txn_reap_abandoned(struct txd_fs *fs, uint32_t grace_s);
 /* Delete derived records older than the retention (-o retain=). */
 void txn_expire_records(struct txd_fs *fs, uint32_t retain_s);
+
+/* Tests only: when set, called by a commit on its thread while the record
+ * is built without fs->lock (txn.c prebuild), with no engine lock held. */
+extern void (*txn_prebuild_hook)(struct txd_fs *fs, struct txn *t);
 
 /* JSON for info.json and dtc/transactions/ID (malloc'd). */
 char *txn_info_json(struct txd_fs *fs, const struct txn *t);

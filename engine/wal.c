@@ -23,9 +23,17 @@
  * costs one fdatasync on its own thread, with no hand-off to the sync
  * thread and back. Whoever arrives while a sync runs waits for it; the
  * leader wakes the sync thread when waiters are left over for the next
- * batch. Rotation fsyncs the old segment itself under the lock; if a leader
- * is inside fdatasync on that descriptor at the time, the close is deferred
- * (zombies) so the descriptor number cannot be reused under it.
+ * batch.
+ *
+ * Rotation (W4) fsyncs nothing: it runs inside wal_append, whose caller may
+ * hold fs->lock. The new segment gets a header saying "pending" (renamed
+ * into place, no fsync), the old one joins w->retired, and the sync thread
+ * is woken. Every sync leader first settles what rotations left: it fsyncs
+ * the retired segments in order (closing them after), rewrites each
+ * pending header as settled only once the segments before it are durable,
+ * fsyncs the directory, then fdatasyncs the current segment — and only
+ * then reports its target durable. A failure anywhere fails the log, so no
+ * lsn past a segment that is not durable is ever reported durable.
  *
  * Pre-allocation (W7). The sync thread keeps the current segment written
  * (zeros) from the append point to ZERO_AHEAD beyond it, ZERO_LOW before
@@ -74,6 +82,18 @@ struct seginfo {
 	uint64_t size;
 };
 
+struct seg_hdr {
+	uint32_t seg;
+	uint64_t first_lsn, prev_end_lsn, salt;
+	bool pending; /* W4: the previous segment may not be durable yet */
+};
+
+struct seg_open { /* a segment rotated out, not yet fsynced */
+	int fd;
+	struct seg_hdr h;
+	bool pending; /* its header still says pending */
+};
+
 struct async_wait {
 	uint64_t lsn;
 	void (*cb)(void *arg, int err);
@@ -107,12 +127,19 @@ struct wal {
 
 	struct seginfo *segs; /* on disk, oldest first; the last is current */
 	uint32_t nsegs, capsegs;
-	int *zombies;
-	uint32_t nzombies, capzombies;
 	struct async_wait *waits;
 	uint32_t nwaits, capwaits;
 	uint8_t *abuf;
 	size_t abuf_cap;
+
+	/* W4: rotation without fsync. Segments rotated out and not yet fsynced
+	 * (in order), and whether the current one's header still says
+	 * pending; the next sync (sync_once) settles both before it reports
+	 * any lsn durable. */
+	struct seg_open *retired;
+	uint32_t nretired, capretired;
+	struct seg_hdr cur_hdr;
+	bool cur_pending;
 
 	uint64_t st_records, st_bytes, st_syncs, st_synced_records;
 };
@@ -228,10 +255,7 @@ static void advance_durable(struct wal *w, uint64_t lsn)
 
 /* ---- segment files ----------------------------------------------------- */
 
-struct seg_hdr {
-	uint32_t seg;
-	uint64_t first_lsn, prev_end_lsn, salt;
-};
+#define SEG_FLAG_PENDING 1 /* header byte 40 (W4) */
 
 static void seg_hdr_encode(const struct seg_hdr *h, uint8_t *b)
 {
@@ -242,6 +266,7 @@ static void seg_hdr_encode(const struct seg_hdr *h, uint8_t *b)
 	put_le64(b + 16, h->first_lsn);
 	put_le64(b + 24, h->prev_end_lsn);
 	put_le64(b + 32, h->salt);
+	b[40] = h->pending ? SEG_FLAG_PENDING : 0;
 	put_le64(b + 56, XXH64(b, 56, 0));
 }
 
@@ -254,6 +279,7 @@ static bool seg_hdr_decode(const uint8_t *b, uint32_t seg, struct seg_hdr *h)
 	h->first_lsn = get_le64(b + 16);
 	h->prev_end_lsn = get_le64(b + 24);
 	h->salt = get_le64(b + 32);
+	h->pending = b[40] & SEG_FLAG_PENDING;
 	return h->first_lsn == h->prev_end_lsn + 1;
 }
 
@@ -274,7 +300,7 @@ static int seginfo_add(struct wal *w, uint32_t seg, uint64_t size)
  * is fsynced, renamed into place and the directory fsynced, so a segment that
  * has a name has a complete header. Returns the open descriptor.
  */
-static int seg_create(struct wal *w, const struct seg_hdr *h, int *fd_out)
+static int seg_create(struct wal *w, const struct seg_hdr *h, bool sync, int *fd_out)
 {
 	char tmp[4096], dst[4096];
 	uint8_t b[WAL_SEG_HDR_SIZE];
@@ -287,13 +313,13 @@ static int seg_create(struct wal *w, const struct seg_hdr *h, int *fd_out)
 	if (fd < 0)
 		return fd;
 	r = os_pwrite_full(fd, b, sizeof(b), 0);
-	if (!r)
+	if (!r && sync)
 		r = txd_os->fsync(fd);
 	if (!r)
 		r = txd_os->rename(tmp, dst);
 	if (r)
 		goto out_fail;
-	r = os_fsync_dir(w->dir);
+	r = sync ? os_fsync_dir(w->dir) : 0;
 	if (r)
 		goto out_fail;
 	*fd_out = fd;
@@ -311,7 +337,8 @@ out_fail:
  * directory fsynced after it, so W4 holds as for seg_create. 1 when the
  * spare cannot be opened (it is forgotten; the caller creates a file).
  */
-static int seg_recycle(struct wal *w, const struct seg_hdr *h, int *fd_out, uint64_t *size)
+static int seg_recycle(struct wal *w, const struct seg_hdr *h, bool sync, int *fd_out,
+		       uint64_t *size)
 {
 	char src[4096], dst[4096];
 	uint8_t b[WAL_SEG_HDR_SIZE];
@@ -328,11 +355,11 @@ static int seg_recycle(struct wal *w, const struct seg_hdr *h, int *fd_out, uint
 	r = txd_os->fstat_size(fd, size);
 	if (!r)
 		r = os_pwrite_full(fd, b, sizeof(b), 0);
-	if (!r)
+	if (!r && sync)
 		r = txd_os->fsync(fd);
 	if (!r)
 		r = txd_os->rename(src, dst);
-	if (!r)
+	if (!r && sync)
 		r = os_fsync_dir(w->dir);
 	if (r) {
 		txd_os->close(fd);
@@ -343,14 +370,18 @@ static int seg_recycle(struct wal *w, const struct seg_hdr *h, int *fd_out, uint
 }
 
 /* Lock held. Make a new segment the append target: a spare if there is one
- * (already written to its full size), else a new file. */
-static int seg_start(struct wal *w, uint32_t seg)
+ * (already written to its full size), else a new file. pending (a
+ * rotation): nothing is fsynced here, and the header says pending until
+ * the next sync settles it (W4); else (opening) the header and the
+ * directory entry are durable on return. */
+static int seg_start(struct wal *w, uint32_t seg, bool pending)
 {
 	struct seg_hdr h = {
 		.seg = seg,
 		.first_lsn = w->last_lsn + 1,
 		.prev_end_lsn = w->last_lsn,
 		.salt = random_salt(),
+		.pending = pending,
 	};
 	uint64_t size = WAL_SEG_HDR_SIZE;
 	int fd, r = 1;
@@ -360,9 +391,9 @@ static int seg_start(struct wal *w, uint32_t seg)
 		return r;
 	r = 1;
 	while (r == 1 && w->nspares)
-		r = seg_recycle(w, &h, &fd, &size);
+		r = seg_recycle(w, &h, !pending, &fd, &size);
 	if (r == 1)
-		r = seg_create(w, &h, &fd);
+		r = seg_create(w, &h, !pending, &fd);
 	if (r)
 		return r;
 	w->fd = fd;
@@ -370,40 +401,42 @@ static int seg_start(struct wal *w, uint32_t seg)
 	w->seg_off = WAL_SEG_HDR_SIZE;
 	w->ready_to = size;
 	w->salt = h.salt;
+	w->cur_hdr = h;
+	w->cur_pending = pending;
 	w->zero_wanted = false;
 	pthread_cond_signal(&w->work_cv); /* W7: zeros ahead of the new segment */
 	return seginfo_add(w, seg, WAL_SEG_HDR_SIZE);
 }
 
-/* Lock held. Close a descriptor the sync thread may be fdatasyncing. */
-static void retire_fd(struct wal *w, int fd)
-{
-	if (!w->syncing || array_grow((void **)&w->zombies, &w->capzombies, w->nzombies + 1,
-				sizeof(int))) {
-		/* No sync in flight, or no memory to defer: a sync in flight
-		 * on this fd at worst gets EBADF, which fails the log safely. */
-		txd_os->close(fd);
-		return;
-	}
-	w->zombies[w->nzombies++] = fd;
-}
-
-/* Lock held. W4: the old segment is fsynced before the switch, which also
- * makes every record in it durable. */
+/* Lock held. W4: no fsync here (the caller may hold its own locks, up to
+ * fs->lock): the old segment joins w->retired, the new one starts with a
+ * pending header, and the sync thread is told to settle them. */
 static int rotate(struct wal *w)
 {
-	int oldfd = w->fd, r;
+	struct seg_open old = { .fd = w->fd, .h = w->cur_hdr, .pending = w->cur_pending };
+	int r;
 
-	r = txd_os->fsync(oldfd);
+	r = array_grow((void **)&w->retired, &w->capretired, w->nretired + 1,
+		       sizeof(*w->retired));
 	if (r)
 		return r;
-	advance_durable(w, w->last_lsn);
-	r = seg_start(w, w->seg + 1);
+	r = seg_start(w, w->seg + 1, true);
 	if (r)
 		return r;
-	retire_fd(w, oldfd);
-	pthread_cond_signal(&w->work_cv); /* async waiters may be satisfied */
+	w->retired[w->nretired++] = old;
+	pthread_cond_signal(&w->work_cv);
 	return 0;
+}
+
+/* Rewrite a pending segment header as settled (W4). */
+static int settle_header(int fd, const struct seg_hdr *h)
+{
+	struct seg_hdr s = *h;
+	uint8_t b[WAL_SEG_HDR_SIZE];
+
+	s.pending = false;
+	seg_hdr_encode(&s, b);
+	return os_pwrite_full(fd, b, sizeof(b), 0);
 }
 
 /* ---- the sync thread ------------------------------------------------------ */
@@ -438,7 +471,14 @@ static void deliver_waits(struct wal *w)
 
 static bool sync_needed(const struct wal *w, uint64_t now)
 {
-	if (w->failed || w->syncing || w->fd < 0 || w->last_lsn <= w->durable_lsn)
+	if (w->failed || w->syncing || w->fd < 0)
+		return false;
+	/* W4: rotated segments are settled by the next sync; without interval
+	 * syncs (durability none) the thread does it, so descriptors of
+	 * rotated segments do not pile up */
+	if (w->nretired && !w->interval_ns)
+		return true;
+	if (w->last_lsn <= w->durable_lsn)
 		return false;
 	if (w->want_lsn > w->durable_lsn || w->nwaits)
 		return true;
@@ -452,19 +492,40 @@ static bool sync_needed(const struct wal *w, uint64_t now)
 static void sync_once(struct wal *w, bool hook)
 {
 	uint64_t target = w->last_lsn;
-	int fd = w->fd, r;
-	uint32_t i;
+	int fd = w->fd, r = 0;
+	uint32_t i, nret = w->nretired;
+	struct seg_open *ret = w->retired;
+	struct seg_hdr cur = w->cur_hdr;
+	bool settle_cur = w->cur_pending;
 
+	/* W4: the segments rotated out are fsynced in order, each pending
+	 * header settled only after everything before it is durable, then
+	 * the directory (their names) — all before this sync reports any lsn
+	 * durable. They are this leader's alone from here. */
+	w->retired = NULL;
+	w->nretired = w->capretired = 0;
+	w->cur_pending = false;
 	w->syncing = true;
 	pthread_mutex_unlock(&w->lock);
 	if (hook && w->will_block)
 		w->will_block(w->will_block_arg);
-	r = txd_os->fdatasync(fd);
+	for (i = 0; i < nret && !r; i++) {
+		if (ret[i].pending)
+			r = settle_header(ret[i].fd, &ret[i].h);
+		if (!r)
+			r = txd_os->fsync(ret[i].fd);
+	}
+	if (!r && settle_cur)
+		r = settle_header(fd, &cur);
+	if (!r && (nret || settle_cur))
+		r = os_fsync_dir(w->dir);
+	if (!r)
+		r = txd_os->fdatasync(fd);
 	pthread_mutex_lock(&w->lock);
+	for (i = 0; i < nret; i++)
+		txd_os->close(ret[i].fd);
+	free(ret);
 	w->syncing = false;
-	for (i = 0; i < w->nzombies; i++)
-		txd_os->close(w->zombies[i]);
-	w->nzombies = 0;
 	if (r) {
 		set_failed(w);
 		return;
@@ -535,6 +596,9 @@ static void *sync_main(void *arg)
 	for (;;) {
 		deliver_waits(w);
 		if (sync_needed(w, mono_ns())) {
+			/* zeros due too: into this sync, not a second one */
+			if (zero_needed(w) && !w->stopping)
+				zero_fill(w);
 			sync_once(w, false);
 			continue;
 		}
@@ -706,12 +770,12 @@ void wal_close(struct wal *w)
 		txd_os->ftruncate(w->fd, (off_t)w->seg_off);
 	if (w->fd >= 0)
 		txd_os->close(w->fd);
-	for (i = 0; i < w->nzombies; i++)
-		txd_os->close(w->zombies[i]);
+	for (i = 0; i < w->nretired; i++)
+		txd_os->close(w->retired[i].fd);
+	free(w->retired);
 	pthread_cond_destroy(&w->durable_cv);
 	pthread_cond_destroy(&w->work_cv);
 	pthread_mutex_destroy(&w->lock);
-	free(w->zombies);
 	free(w->waits);
 	free(w->segs);
 	free(w->abuf);
@@ -818,8 +882,9 @@ static int replay_record(struct replay_ctx *c, struct seg_reader *rd, const stru
 
 /*
  * Replay the records of segment i. limit is the prev_end_lsn of the next
- * segment (W3: records up to it must all be valid), or UINT64_MAX for the
- * last segment (W2: the first invalid record ends the log).
+ * segment (W3: records up to it must all be valid; 1 when one is not), or
+ * UINT64_MAX for the last segment (W2: the first invalid record ends the
+ * log).
  */
 static int replay_segment(struct replay_ctx *c, uint32_t i, uint64_t limit, int fd,
 			  uint64_t fsize)
@@ -835,7 +900,7 @@ static int replay_segment(struct replay_ctx *c, uint32_t i, uint64_t limit, int 
 			break;
 	}
 	if (r == 1)
-		r = limit == UINT64_MAX ? 0 : -TXD_ECORRUPT;
+		r = limit == UINT64_MAX ? 0 : 1; /* the caller decides (W3, W4) */
 	else if (r == 2)
 		r = c->fn_ret;
 	free(rd.buf);
@@ -857,6 +922,9 @@ static int open_seg_read(struct wal *w, uint32_t seg, int *fd, uint64_t *size)
 	return r;
 }
 
+/* 0, or 1 when the segment has no valid header (W4: too short, zeros, a
+ * torn write, a recycled spare's old header — the caller decides whether
+ * that can be a rotation's unsettled segment, or is corruption). */
 static int read_header(struct wal *w, uint32_t i, struct seg_hdr *h)
 {
 	uint8_t b[WAL_SEG_HDR_SIZE];
@@ -867,9 +935,9 @@ static int read_header(struct wal *w, uint32_t i, struct seg_hdr *h)
 	if (r)
 		return r;
 	w->segs[i].size = size;
-	r = size < WAL_SEG_HDR_SIZE ? -TXD_ECORRUPT : os_pread_full(fd, b, sizeof(b), 0);
+	r = size < WAL_SEG_HDR_SIZE ? 1 : os_pread_full(fd, b, sizeof(b), 0);
 	if (!r && !seg_hdr_decode(b, w->segs[i].seg, h))
-		r = -TXD_ECORRUPT;
+		r = 1;
 	txd_os->close(fd);
 	return r;
 }
@@ -896,14 +964,41 @@ static int find_start(const struct replay_ctx *c, uint32_t n, uint32_t *start)
 }
 
 /* From start on, segment numbers are consecutive (first_lsn continuity is
- * checked as each segment is read). */
-static int check_chain(const struct replay_ctx *c, uint32_t start, uint32_t n)
+ * checked as each segment is read): the first one after a gap, or n. */
+static uint32_t check_chain(const struct replay_ctx *c, uint32_t start, uint32_t n)
 {
 	uint32_t i;
 
 	for (i = start + 1; i < n; i++)
 		if (c->hdrs[i].seg != c->hdrs[i - 1].seg + 1)
+			return i;
+	return n;
+}
+
+/* W4: the log ends before segment i, whose header or predecessor never
+ * reached the disk: it and every later segment go (none was settled, so no
+ * lsn in them was ever reported durable). -TXD_ECORRUPT (nothing changed)
+ * if a later one is settled. */
+static int cut_tail(struct replay_ctx *c, uint32_t i, uint32_t n)
+{
+	struct wal *w = c->w;
+	struct seg_hdr h;
+	char path[4096];
+	uint32_t j;
+	int r;
+
+	for (j = i + 1; j < n; j++) {
+		r = read_header(w, j, &h);
+		if (r < 0 || (!r && !h.pending))
 			return -TXD_ECORRUPT;
+	}
+	for (j = i; j < n; j++) {
+		seg_path(w, w->segs[j].seg, "", path, sizeof(path));
+		r = txd_os->unlink(path);
+		if (r && r != -ENOENT)
+			return r;
+	}
+	w->nsegs = i;
 	return 0;
 }
 
@@ -916,12 +1011,18 @@ static int replay_all(struct replay_ctx *c)
 
 	for (i = 0; i < n; i++) {
 		r = read_header(w, i, &c->hdrs[i]);
+		if (r == 1 && !(r = cut_tail(c, i, n)))
+			n = i;
 		if (r)
 			return r;
 	}
 	r = find_start(c, n, &start);
-	if (!r)
-		r = check_chain(c, start, n);
+	if (!r && (i = check_chain(c, start, n)) < n) {
+		/* W4: a rotation's new name that did not reach the disk leaves a
+		 * gap before pending segments: the log ends at the gap */
+		r = c->hdrs[i].pending ? cut_tail(c, i, n) : -TXD_ECORRUPT;
+		n = i;
+	}
 	if (r)
 		return r;
 	if (n)
@@ -935,6 +1036,13 @@ static int replay_all(struct replay_ctx *c)
 		if (r)
 			return r;
 		r = replay_segment(c, i, limit, fd, size);
+		/* W4: ended before the next segment's prev_end_lsn, which was
+		 * written pending (a rotation's old segment not yet fsynced):
+		 * the log ends here. Settled: corruption (W3). */
+		if (r == 1)
+			r = c->hdrs[i + 1].pending ? cut_tail(c, i + 1, n) : -TXD_ECORRUPT;
+		if (!r && w->nsegs < n)
+			n = w->nsegs;
 		/* W2: what replay read of the last segment must be on disk
 		 * before a newer segment's prev_end_lsn vouches for it. */
 		if (!r && i + 1 == n)
@@ -982,7 +1090,7 @@ int wal_replay(struct wal *w, uint64_t after_lsn, wal_replay_fn fn, void *arg)
 	next_seg = w->nsegs ? w->segs[w->nsegs - 1].seg + 1 : 1;
 	pthread_mutex_lock(&w->lock);
 	w->last_lsn = w->durable_lsn = w->want_lsn = c.last;
-	r = seg_start(w, next_seg);
+	r = seg_start(w, next_seg, false);
 	if (r)
 		set_failed(w);
 	else
@@ -1056,6 +1164,44 @@ static void build_record(struct wal *w, uint16_t type, const struct iovec *iov, 
 	put_le64(b + 24, rec_checksum(b, b + WAL_REC_HDR_SIZE, len, w->salt));
 }
 
+/* Lock held. A large record is written from the caller's iovecs in place
+ * (header, payload pieces, padding: no copy into the append buffer, whose
+ * growth to the record's size would cost more than the write); it counts
+ * as appended only once every piece is written (W6), and a crash in between
+ * leaves a record whose checksum fails, which replay ends at (W2). */
+static int write_direct(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt,
+			uint32_t len, uint64_t lsn)
+{
+	uint8_t hdr[WAL_REC_HDR_SIZE], pad[8] = {0};
+	uint64_t off = w->seg_off + WAL_REC_HDR_SIZE, total = rec_total(len);
+	XXH64_state_t st;
+	int i, r;
+
+	memset(hdr, 0, sizeof(hdr));
+	put_le32(hdr, REC_MAGIC);
+	put_le32(hdr + 4, len);
+	put_le64(hdr + 8, lsn);
+	put_le16(hdr + 16, type);
+	XXH64_reset(&st, w->salt);
+	XXH64_update(&st, hdr, 24);
+	for (i = 0; i < iovcnt; i++) {
+		if (!iov[i].iov_len)
+			continue;
+		XXH64_update(&st, iov[i].iov_base, iov[i].iov_len);
+		r = os_pwrite_full(w->fd, iov[i].iov_base, iov[i].iov_len, (off_t)off);
+		if (r)
+			return r;
+		off += iov[i].iov_len;
+	}
+	if (total - WAL_REC_HDR_SIZE - len) {
+		r = os_pwrite_full(w->fd, pad, (size_t)(total - WAL_REC_HDR_SIZE - len), (off_t)off);
+		if (r)
+			return r;
+	}
+	put_le64(hdr + 24, XXH64_digest(&st));
+	return os_pwrite_full(w->fd, hdr, sizeof(hdr), (off_t)w->seg_off);
+}
+
 /* Lock held. */
 static int append_locked(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt,
 			 uint32_t len, struct wal_pos *pos)
@@ -1068,11 +1214,15 @@ static int append_locked(struct wal *w, uint16_t type, const struct iovec *iov, 
 		if (r)
 			goto out_fail;
 	}
-	r = abuf_reserve(w, (size_t)total);
-	if (r)
-		return r; /* nothing written: not a log failure */
-	build_record(w, type, iov, iovcnt, len, w->last_lsn + 1);
-	r = os_pwrite_full(w->fd, w->abuf, (size_t)total, (off_t)w->seg_off);
+	if (total > WAL_ABUF_KEEP) {
+		r = write_direct(w, type, iov, iovcnt, len, w->last_lsn + 1);
+	} else {
+		r = abuf_reserve(w, (size_t)total);
+		if (r)
+			return r; /* nothing written: not a log failure */
+		build_record(w, type, iov, iovcnt, len, w->last_lsn + 1);
+		r = os_pwrite_full(w->fd, w->abuf, (size_t)total, (off_t)w->seg_off);
+	}
 	if (r)
 		goto out_fail;
 	/* No wake-up for the interval timer: the sync thread ticks every
@@ -1152,6 +1302,11 @@ int wal_sync(struct wal *w, uint64_t lsn)
 		lsn = w->last_lsn;
 	while (!w->failed && w->durable_lsn < lsn) {
 		if (!w->syncing && w->fd >= 0) {
+			/* a blocking caller (checkpoint, txd_sync_wait) takes the
+			 * zeros a rotation made due (W7) into its own sync, so the
+			 * log is quiet afterwards */
+			if (zero_needed(w))
+				zero_fill(w);
 			sync_once(w, false); /* lead: no hand-off to the sync thread */
 			continue;
 		}

@@ -19,7 +19,8 @@
  *    24  u64 prev_end_lsn LSN of the last valid record of the previous
  *                         segment, as found when this one was opened
  *    32  u64 salt         random; mixed into every record checksum
- *    40  u8[16] reserved  zero
+ *    40  u8    flags        1 = PENDING (W4), else 0
+ *    41  u8[15] reserved  zero
  *    56  u64 checksum     xxh64 of bytes 0..55
  *
  *   record (32-byte header + payload, 8-byte aligned: padding is zero)
@@ -42,13 +43,25 @@
  *  W3 A bad record in a segment that is not the last, before its
  *     prev_end_lsn, is corruption: wal_replay returns -TXD_ECORRUPT and
  *     changes nothing on disk.
- *  W4 A new segment's file and directory entry are fsynced before any record
- *     is appended to it, and the previous segment is fsynced before the switch.
- *     (It is written as "seg-%08u.tmp", fsynced, renamed, and the directory
- *     fsynced, so a segment with a name always has a complete header; replay
- *     deletes leftover .tmp files. wal_replay also fdatasyncs the last
- *     segment before starting a new one: the new prev_end_lsn must not
- *     vouch for records that were only in the page cache.)
+ *  W4 Rotation fsyncs nothing under the WAL lock (wal_append's callers hold
+ *     fs->lock): the new segment is written as "seg-%08u.tmp" (or a spare)
+ *     with a header whose flags byte (offset 40) says PENDING, renamed into
+ *     place, and appends continue in it at once. No lsn in it is reported
+ *     durable (W5) before the next sync has, in this order: fsynced every
+ *     segment rotated out before it, rewritten each pending header as
+ *     settled (flags 0) only after the segments before it were durable,
+ *     fsynced the directory, and fdatasynced the current segment; a failure
+ *     of any step fails the log. So a settled header vouches that every
+ *     record up to its prev_end_lsn is durable (W3 holds for it), while
+ *     after a power cut a pending header may follow a segment that ends
+ *     early, or be zeros or a recycled spare's old header: replay then ends
+ *     the log there and deletes the segments from that one on (none was
+ *     settled, so none held an lsn ever reported durable; a settled one
+ *     after them is corruption). The segment wal_replay starts appends in is
+ *     created durably (header fsynced, renamed, directory fsynced), and
+ *     wal_replay fdatasyncs the last segment before starting it: the new
+ *     prev_end_lsn must not vouch for records that were only in the page
+ *     cache. Replay deletes leftover .tmp files.
  *  W5 wal_sync(lsn) returns only after every record <= lsn is on stable
  *     storage. Concurrent callers share one fdatasync (group commit): a
  *     caller that arrives while a sync is running waits for it, then the next

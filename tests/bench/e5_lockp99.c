@@ -14,7 +14,9 @@
  * Requests are issued on a fixed schedule (open loop) and a latency counts
  * from the request's scheduled time, so a stall of the lock delays every
  * request scheduled during it, as it would a file system's users (a closed
- * loop would record one slow sample per thread and hide the stall).
+ * loop would record one slow sample per thread and hide the stall). A phase
+ * ends only once every worker has issued what was scheduled before its end:
+ * requests a stall held back at the end of a phase count too.
  * Phases:
  *   idle        nothing else runs
  *   checkpoint  txd_checkpoint from the main thread, back to back, at
@@ -51,6 +53,9 @@ static _Atomic int phase = -1; /* -1: paused */
 static _Atomic int epoch;      /* bumped at every start: schedules restart */
 static _Atomic bool quit;
 static _Atomic int busy;       /* workers inside a measured op */
+static _Atomic double stop_at; /* the phase ends at this time (0: running) */
+static _Atomic int caught_up;  /* workers whose schedule passed stop_at */
+#define NWORKERS (NSTAT_THREADS + 1)
 static struct lat stat_lat[NSTAT_THREADS][NPHASES], create_lat[NPHASES];
 
 static void lat_add(struct lat *l, double us)
@@ -81,6 +86,20 @@ static bool wait_phase(int *ph)
 	return false;
 }
 
+/* Whether this worker has issued everything scheduled before the phase's
+ * end (counted once per phase in caught_up). */
+static bool done_with_phase(double next, int last_epoch, int *counted_epoch)
+{
+	double end = atomic_load(&stop_at);
+	if (end <= 0 || last_epoch != atomic_load(&epoch) || next < end)
+		return false;
+	if (*counted_epoch != last_epoch) {
+		*counted_epoch = last_epoch;
+		atomic_fetch_add(&caught_up, 1);
+	}
+	return true;
+}
+
 /* Sleep until the next scheduled start (*next, advanced by every_us);
  * returns the scheduled start. After a pause the schedule restarts. */
 static double next_start(double *next, int *last_epoch, double every_us)
@@ -102,14 +121,15 @@ static double next_start(double *next, int *last_epoch, double every_us)
 
 static void *stat_main(void *arg)
 {
-	int id = (int)(intptr_t)arg, ph, last_ep = -1;
+	int id = (int)(intptr_t)arg, ph, last_ep = -1, counted = -1;
 	unsigned seed = (unsigned)id * 7919 + 1;
 	double next = 0;
 	prctl(PR_SET_TIMERSLACK, 1UL);
 	while (wait_phase(&ph)) {
 		atomic_fetch_add(&busy, 1);
-		if (atomic_load(&phase) != ph) {
+		if (atomic_load(&phase) != ph || done_with_phase(next, last_ep, &counted)) {
 			atomic_fetch_sub(&busy, 1);
+			usleep(100);
 			continue;
 		}
 		struct txd_attr a;
@@ -128,13 +148,14 @@ static void *create_main(void *arg)
 	struct txd_cred c = bench_cred();
 	char buf[100], name[48];
 	memset(buf, 'x', sizeof(buf));
-	int ph, last_ep = -1;
+	int ph, last_ep = -1, counted = -1;
 	double next = 0;
 	prctl(PR_SET_TIMERSLACK, 1UL);
 	for (uint64_t k = 0; wait_phase(&ph); k++) {
 		atomic_fetch_add(&busy, 1);
-		if (atomic_load(&phase) != ph) {
+		if (atomic_load(&phase) != ph || done_with_phase(next, last_ep, &counted)) {
 			atomic_fetch_sub(&busy, 1);
+			usleep(100);
 			continue;
 		}
 		struct txd_entry e;
@@ -158,11 +179,17 @@ static void run_phase(int ph)
 	atomic_store(&phase, ph);
 }
 
+/* End the phase once every worker has caught up with its schedule. */
 static void pause_workers(void)
 {
+	atomic_store(&caught_up, 0);
+	atomic_store(&stop_at, now_s());
+	while (atomic_load(&caught_up) < NWORKERS)
+		usleep(100);
 	atomic_store(&phase, -1);
 	while (atomic_load(&busy))
 		usleep(100);
+	atomic_store(&stop_at, 0);
 }
 
 /* ---- building the store (child) -------------------------------------------------- */

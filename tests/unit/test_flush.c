@@ -5,7 +5,7 @@
  * truncation goes with the content written after it, or, when nothing is
  * ever written (`: > file`), at RELEASE or before another OPEN or fsync is
  * answered. And a handle with nothing written since its last FLUSH is not a
- * writer: a reader opened then is a snapshot reader (fs.h F1).
+ * writer: a reader opened then is a snapshot reader (dtree.h F1).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -209,7 +209,7 @@ Test(flush, reader_during_unflushed_writes_shares)
 /* A quiet writer (flushed, still open: `cmd >&3` closed its dup) writes
  * again through the node a snapshot reader opened meanwhile: the kernel's
  * page cache of that node takes the writes, so the reader joins the working
- * copy (what the server answers must agree with that cache, fs.h F1). */
+ * copy (what the server answers must agree with that cache, dtree.h F1). */
 Test(flush, snapshot_reader_joins_a_quiet_writer_that_writes_again)
 {
 	cr_assert_eq(tt_put(fs, "f", "aaaa", 4), 0);

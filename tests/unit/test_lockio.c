@@ -6,10 +6,13 @@
  * (The checkpoint's own rule, ckpt.c K7, is tested in test_ckpt.c.)
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../engine/ckpt.h"
@@ -134,4 +137,119 @@ Test(lockio, N2_versions_a_released_snapshot_kept_are_swept)
 		     (unsigned long long)kept, (unsigned long long)st.versions_retained,
 		     (unsigned long long)st.inodes);
 	cr_expect_eq(tt_put(fs, "f0", "three", 5), 0);
+}
+
+/* ---- a large transaction commit builds its record without fs->lock ---------------- */
+extern void (*txn_prebuild_hook)(struct txd_fs *fs, struct txn *t) __attribute__((weak));
+
+#define PROBE_FILES 1000
+
+static struct probe {
+	uint64_t node;        /* a main-tree file */
+	const char *conflict; /* a path the probe creates in the main tree */
+	int getattr, lookup, put;
+	bool ran, done;
+} probe;
+
+static void *probe_main(void *arg)
+{
+	(void)arg;
+	struct txd_attr a;
+	uint64_t n;
+	probe.getattr = txd_getattr(fs, probe.node, &a);
+	probe.lookup = tt_resolve(fs, "d/t-0", NULL, NULL, &n); /* not yet: -ENOENT */
+	probe.put = tt_put(fs, probe.conflict, "main", 4);    /* a commit meanwhile */
+	return NULL;
+}
+
+static pthread_t probe_thread;
+
+/* On the committing thread, between the record's build and its apply: the
+ * other thread's requests must complete (bounded wait: on code that builds
+ * under fs->lock they complete only after the commit, and done stays false). */
+static void probe_hook(struct txd_fs *f, struct txn *t)
+{
+	(void)f;
+	(void)t;
+	probe.ran = true;
+	cr_assert_eq(pthread_create(&probe_thread, NULL, probe_main, NULL), 0);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 20;
+	probe.done = pthread_timedjoin_np(probe_thread, NULL, &until) == 0;
+}
+
+static int tx_cmd(const char *name, const char *what)
+{
+	char path[600];
+	uint64_t node;
+	struct txd_open_out oo;
+	snprintf(path, sizeof(path), ".txdir/txn/%s/ctl", name);
+	int err = tt_resolve(fs, path, NULL, NULL, &node);
+	if (err || (err = txd_open(fs, NULL, node, O_WRONLY | O_TRUNC, &oo)))
+		return err;
+	ssize_t n = txd_write(fs, NULL, oo.fh, what, strlen(what), 0);
+	txd_release(fs, oo.fh);
+	return n < 0 ? (int)n : 0;
+}
+
+/* A transaction of PROBE_FILES new files in d; the probe runs during its
+ * commit and creates `conflict` in the main tree. Returns the commit's result. */
+static int commit_with_probe(const char *conflict)
+{
+	char path[600];
+	cr_assert_eq(tt_mkdir(fs, "d"), 0);
+	cr_assert_eq(tt_put(fs, "probe", "p", 1), 0);
+	cr_assert_eq(tt_resolve(fs, "probe", NULL, NULL, &probe.node), 0);
+	cr_assert_eq(tx_begin("t"), 0);
+	for (int k = 0; k < PROBE_FILES; k++) {
+		snprintf(path, sizeof(path), ".txdir/txn/t/root/d/t-%d", k);
+		cr_assert_eq(tt_put(fs, path, "x", 1), 0);
+	}
+	probe.conflict = conflict;
+	cr_assert_not_null(&txn_prebuild_hook, "no txn_prebuild_hook: the commit is built under fs->lock");
+	txn_prebuild_hook = probe_hook;
+	int err = tx_cmd("t", "commit");
+	txn_prebuild_hook = NULL;
+	cr_assert(probe.ran, "the commit of %d files was not built outside fs->lock", PROBE_FILES);
+	if (!probe.done)
+		pthread_join(probe_thread, NULL); /* it got through after the commit */
+	cr_assert(probe.done, "a getattr waited for the whole commit of %d files", PROBE_FILES);
+	cr_expect_eq(probe.getattr, 0);
+	cr_expect_eq(probe.lookup, -ENOENT, "the transaction's files show before its apply");
+	cr_expect_eq(probe.put, 0);
+	return err;
+}
+
+Test(lockio, txn_commit_is_built_while_other_requests_run)
+{
+	cr_assert_eq(commit_with_probe("d/main-file"), 0);
+	uint64_t n;
+	cr_expect_eq(tt_resolve(fs, "d/t-0", NULL, NULL, &n), 0);
+	cr_expect_eq(tt_resolve(fs, "d/t-999", NULL, NULL, &n), 0);
+	cr_expect_eq(tt_resolve(fs, "d/main-file", NULL, NULL, &n), 0);
+	uint64_t before;
+	cr_assert_eq(tt_fingerprint(fs, &before), 0);
+	reopen(); /* memory = log (core.h F2): the prepared apply equals replay */
+	uint64_t after;
+	cr_assert_eq(tt_fingerprint(fs, &after), 0);
+	cr_expect_eq(after, before);
+}
+
+/* The main tree changed while the record was built: the commit checks
+ * again, and a conflict made meanwhile wins (first committer wins). */
+Test(lockio, txn_commit_checks_again_what_changed_meanwhile)
+{
+	cr_assert_eq(commit_with_probe("d/t-500"), -EBUSY);
+	char *st;
+	size_t len;
+	cr_assert_eq(tt_get(fs, ".txdir/txn/t/status", &st, &len), 0);
+	cr_expect_eq(strncmp(st, "aborted conflict", 16), 0, "%s", st);
+	free(st);
+	uint64_t n;
+	cr_expect_eq(tt_resolve(fs, "d/t-0", NULL, NULL, &n), -ENOENT, "nothing applied");
+	char *data;
+	cr_assert_eq(tt_get(fs, "d/t-500", &data, &len), 0);
+	cr_expect_eq(len, 4);
+	free(data);
 }

@@ -742,3 +742,164 @@ Test(ns, N5_engine_removes_and_adds_under_an_open_transaction)
 	tt_rmtree(store);
 	free(store);
 }
+
+/* ---- N8: a commit prepared before the lock ------------------------------------ */
+static int by_ino(const void *a, const void *b)
+{
+	const struct inode *x = *(struct inode *const *)a, *y = *(struct inode *const *)b;
+	return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+/* Everything of a namespace a reader or a later commit can see, as text. */
+static char *dump(struct ns *n)
+{
+	struct inode **v = calloc(n->ninodes + 1, sizeof(*v));
+	size_t nv = 0, cap = 1 << 16, at = 0;
+	char *out = malloc(cap);
+	cr_assert(v && out);
+	for (uint64_t k = 0; k < n->tabsize; k++)
+		for (struct inode *in = n->tab[k]; in; in = in->hnext)
+			v[nv++] = in;
+	qsort(v, nv, sizeof(*v), by_ino);
+	for (size_t k = 0; k < nv; k++) {
+		const struct inode *in = v[k];
+		const struct iver *h = in->head;
+		char line[1024];
+		int w = snprintf(line, sizeof(line),
+				 "ino %llu c%llu v%llu m%o u%u n%u s%llu d%llx st%llu p%llu name %s@%llu "
+				 "xa %u older %d\n",
+				 (unsigned long long)in->ino, (unsigned long long)h->commit,
+				 (unsigned long long)h->vno, h->mode, h->uid, h->nlink,
+				 (unsigned long long)h->size, (unsigned long long)h->dsum,
+				 (unsigned long long)h->stored, (unsigned long long)in->parent,
+				 in->name ? in->name->name : "-", (unsigned long long)in->name_parent,
+				 h->xa ? h->xa->len : 0, h->older != NULL);
+		for (uint32_t j = 0; in->dir && j < in->dir->norder; j++) {
+			const struct dent *e = in->dir->order[j];
+			if (e && w < (int)sizeof(line) - 100)
+				w += snprintf(line + w, sizeof(line) - w, "  %s=%llu #%llu c%llu\n",
+					      e->name, (unsigned long long)e->ino,
+					      (unsigned long long)e->cookie, (unsigned long long)e->commit);
+		}
+		while (at + (size_t)w + 1 > cap)
+			cr_assert_not_null(out = realloc(out, cap *= 2));
+		memcpy(out + at, line, (size_t)w + 1);
+		at += (size_t)w;
+	}
+	free(v);
+	return out;
+}
+
+static bool fresh_from_100(void *arg, uint64_t ino)
+{
+	(void)arg;
+	return ino >= 100;
+}
+
+/* The record of a transaction-like commit: new directory n with files
+ * (content in a pack, an xattr, a rename and an unlink inside it), new
+ * files in the existing directory a, and a directory attribute change of a
+ * (applied after the link). */
+static void big_record(struct rec_buf *b, bool hard_link)
+{
+	char name[32];
+	put_inode(100, S_IFDIR | 0755, NS_ROOT_INO);
+	rec_dent_set(b, NS_ROOT_INO, "n", 100, 0);
+	for (int k = 0; k < 40; k++) {
+		snprintf(name, sizeof(name), "f%d", k);
+		put_inode(200 + k, S_IFREG | 0644, 0);
+		rec_dent_set(b, 100, name, 200 + k, 0);
+		struct wcopy_change c = {.idx = 0, .len = 10 + k, .csum = 1000 + k,
+					 .loc = {.file = 3, .off = 4096u * k, .len = 10 + k,
+						 .csum = 1000 + k}};
+		rec_content(b, 200 + k, 10 + k, false, 0, &c, 1);
+		snprintf(name, sizeof(name), "g%d", k);
+		put_inode(300 + k, S_IFREG | 0600, 0);
+		rec_dent_set(b, 2, name, 300 + k, 0);
+	}
+	rec_xattr_set(b, 205, "user.k", "v", 1);
+	rec_dent_del(b, 100, "f3");
+	rec_dent_set(b, 100, "f3-renamed", 203, 0);
+	rec_dent_del(b, 100, "f4");
+	if (hard_link)
+		rec_dent_set(b, 2, "link-to-f7", 207, 0); /* staged and main names */
+	struct rec_inode r = attrs(2, S_IFDIR | 0700, NS_ROOT_INO);
+	rec_inode(b, &r);
+}
+
+static char *apply_big(struct ns *n, bool prepared, bool hard_link, uint64_t *staged)
+{
+	struct rec_buf saved = rb;
+	begin();
+	big_record(&rb, hard_link);
+	struct iovec iov[2];
+	cr_assert_eq(rec_finish(&rb, iov), 1);
+	struct ns_prep *p = NULL;
+	if (prepared)
+		cr_assert_eq(ns_prepare(rb.ops, (uint32_t)rb.len, fresh_from_100, NULL, &p), 0);
+	*staged = ns_prep_count(p);
+	cr_assert_eq(ns_apply_prepared(n, rb.ops, (uint32_t)rb.len, 1, 0, 7, p), 0);
+	ns_prep_free(p);
+	rec_release(&rb);
+	rb = saved;
+	return dump(n);
+}
+
+static void base_tree(void)
+{
+	mkroot(1);
+	mk(2, NS_ROOT_INO, "a", 2, S_IFDIR | 0755);
+	mk(3, 2, "old", 3, S_IFREG | 0644);
+}
+
+Test(ns, N8_prepared_commit_equals_the_plain_apply)
+{
+	for (int hard = 0; hard < 2; hard++) {
+		base_tree(); /* ns: plain */
+		uint64_t staged;
+		char *plain = apply_big(&ns, false, hard, &staged);
+		ns_destroy(&ns);
+		cr_assert_eq(ns_init(&ns), 0);
+		base_tree();
+		char *prep = apply_big(&ns, true, hard, &staged);
+		if (hard)
+			cr_expect_eq(staged, 0, "a record the stage cannot build is not prepared");
+		else
+			cr_expect_eq(staged, 1 + 40 + 40, "n, its files and a's new files staged");
+		cr_expect_str_eq(prep, plain, "prepared:\n%s\nplain:\n%s", prep, plain);
+		free(plain);
+		free(prep);
+		ns_destroy(&ns);
+		cr_assert_eq(ns_init(&ns), 0);
+	}
+}
+
+Test(ns, N8_prepared_inode_that_exists_is_refused_whole)
+{
+	base_tree();
+	begin();
+	put_inode(3, S_IFREG | 0644, 0); /* exists: the predicate lies */
+	rec_dent_set(&rb, 2, "again", 3, 0);
+	struct iovec iov[2];
+	cr_assert_eq(rec_finish(&rb, iov), 1);
+	struct ns_prep *p = NULL;
+	cr_assert_eq(ns_prepare(rb.ops, (uint32_t)rb.len, fresh_from_100, NULL, &p), 0);
+	cr_expect_null(p, "3 is not fresh: nothing staged");
+	ns_prep_free(p);
+	rec_release(&rb);
+	begin();
+	put_inode(150, S_IFREG | 0644, 0);
+	put_inode(3, S_IFREG | 0600, 0);
+	cr_assert_eq(rec_finish(&rb, iov), 1);
+	cr_assert_eq(ns_prepare(rb.ops, (uint32_t)rb.len, fresh_from_100, NULL, &p), 0);
+	cr_assert_not_null(p);
+	mk(4, 2, "taken", 150, S_IFREG | 0644); /* 150 appears meanwhile */
+	char *before = dump(&ns);
+	cr_expect_eq(ns_apply_prepared(&ns, rb.ops, (uint32_t)rb.len, 1, 0, 9, p), -TXD_ECORRUPT);
+	char *after = dump(&ns);
+	cr_expect_str_eq(after, before, "nothing applied");
+	free(before);
+	free(after);
+	ns_prep_free(p);
+	rec_release(&rb);
+}

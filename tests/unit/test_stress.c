@@ -8,12 +8,12 @@
  *   - no call fails with anything but the errors a race explains (ESTALE:
  *     a node was frozen or replaced, ENOENT/EEXIST: a name came or went,
  *     EBUSY: a transaction's conflict);
- *   - no deadlock (the suite's timeout), fs.h lock order;
+ *   - no deadlock (the suite's timeout), core.h lock order;
  *   - afterwards no handle is open, the store is not failed, every file
- *     reads back (no torn chunk, no EIO), and memory equals the log (fs.h F2: the tree is the same
+ *     reads back (no torn chunk, no EIO), and memory equals the log (core.h F2: the tree is the same
  *     after a reopen that replays it).
  * Under ThreadSanitizer (make tsan; tests/check.sh tsan pass) this is the
- * mechanical check of the lock order and of the atomics in fs.h.
+ * mechanical check of the lock order and of the atomics in core.h and dtree.h.
  *
  * STRESS_ROUNDS (default 120 per thread) sets the length; make check-long
  * runs it longer.
