@@ -30,6 +30,26 @@ ok() { passed=$((passed + 1)); echo "ok - $*"; }
 not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
 skip() { skipped=$((skipped + 1)); echo "# SKIP $1: $2"; } # WHAT REASON
 
+# Per-phase time: "# time LABEL: W s wall, C s cpu" where cpu is the user+sys
+# time of every process the phase ran and reaped (servers included: each is
+# waited for at its unmount). On a loaded machine wall time says little; the
+# cpu sums are what tests/check.sh's estimate of make check's time uses.
+TICK=$(getconf CLK_TCK)
+cpu_ticks() { # user+sys ticks of this shell's reaped children
+	local f
+	read -r -a f </proc/$BASHPID/stat
+	echo $((f[15] + f[16]))
+}
+phase_begin() {
+	phase_t0=$EPOCHREALTIME phase_c0=$(cpu_ticks)
+}
+phase_end() { # LABEL
+	local c1
+	c1=$(cpu_ticks)
+	awk -v l="$1" -v t0="$phase_t0" -v t1="$EPOCHREALTIME" -v c="$((c1 - phase_c0))" -v hz="$TICK" \
+		'BEGIN { printf "# time %s: %.1f s wall, %.1f s cpu\n", l, t1 - t0, c / hz }'
+}
+
 # Runs PROG DIR TARGET [FILTER]; adds its "N passed, N failed[, N skipped]"
 # to the totals.
 run_prog() { # label prog dir target [filter]
@@ -60,6 +80,7 @@ for prog in "$TXDIR_BUILD"/tests/mount/*; do
 	[ -f "$prog" ] && [ -x "$prog" ] || continue
 	name=$(basename "$prog")
 	case $name in mkstore | crashwork | txnwork | fsx) continue ;; esac # helpers; fsx below
+	phase_begin
 	if ! tm_mount "$MOUNT_OPTS"; then
 		not_ok "$name: mount"
 		tm_umount >/dev/null
@@ -68,6 +89,7 @@ for prog in "$TXDIR_BUILD"/tests/mount/*; do
 	run_prog "$name [native]" "$prog" "$TM_NATIVE" native
 	run_prog "$name [mount]" "$prog" "$TM_MNT" mount
 	if tm_umount; then ok "$name: clean unmount and server exit"; else not_ok "$name: unmount/server exit"; fi
+	phase_end "$name"
 done
 
 # fsx: random operations on one file checked against a model (tests/mount/fsx.c).
@@ -79,6 +101,7 @@ done
 FSX=$TXDIR_BUILD/tests/mount/fsx
 FSX_OPS=${FSX_OPS:-20000}
 FSX_TIMEOUT=${FSX_TIMEOUT:-60}
+phase_begin
 if [ -x "$FSX" ]; then
 	if tm_mount "$MOUNT_OPTS"; then
 		PROG_TIMEOUT=$FSX_TIMEOUT run_prog "fsx seed 1 [native]" "$FSX" 1 "$FSX_OPS" "$TM_NATIVE/fsx.1"
@@ -117,11 +140,13 @@ if [ -x "$FSX" ]; then
 else
 	not_ok "fsx: $FSX not built"
 fi
+phase_end fsx
 
 # nsdiff: random metadata operations in lock-step on the native dir and the
 # mount (then in a transaction view, committed), every errno and the trees
 # compared (tests/mount/nsdiff.py).
 NSDIFF_SEEDS=${NSDIFF_SEEDS:-60}
+phase_begin
 if tm_mount "$MOUNT_OPTS"; then
 	run_prog "nsdiff [main tree]" python3 "$HERE/nsdiff.py" "$TM_NATIVE/nsdiff" "$TM_MNT/nsdiff" \
 		1 "$NSDIFF_SEEDS" 1500
@@ -152,24 +177,39 @@ else
 	not_ok "nsdiff: mount"
 	tm_umount >/dev/null
 fi
+phase_end nsdiff
 
+phase_begin
 . "$HERE/scenarios.sh"
+phase_end scenarios
 
 # Scripts with their own "N passed, N failed" summary: SIGKILL crash rounds
 # and recovery (crash.sh), real programs on the mount (programs.sh).
+phase_begin
 run_prog "crash.sh" bash "$HERE/crash.sh"
+phase_end crash.sh
+phase_begin
 run_prog "programs.sh" bash "$HERE/programs.sh"
+phase_end programs.sh
 # `cmd > file` and its kin under SIGKILL before CMD writes (redirect.sh).
+phase_begin
 run_prog "redirect.sh" bash "$HERE/redirect.sh"
+phase_end redirect.sh
 # Transactions: atomic deploy under snapshot readers, SIGKILL of the CMD of a
 # run and of txdirfs around commits and under concurrent transactions.
+phase_begin
 run_prog "txncrash.sh" bash "$HERE/txncrash.sh"
+phase_end txncrash.sh
 # The control tree's records: JSON, events across SIGKILL, tail -1, a
 # 24,000-path commit, no leak to nobody, stats (ctllog.sh).
+phase_begin
 run_prog "ctllog.sh" bash "$HERE/ctllog.sh"
+phase_end ctllog.sh
 # A commit waiting for its view's writers (deferred, interruptible), and
 # transaction records across a server SIGKILL.
+phase_begin
 run_prog "txnwait.sh" bash "$HERE/txnwait.sh"
+phase_end txnwait.sh
 
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
