@@ -150,11 +150,12 @@ run_script() { # kind build label timeout script
 	add "$p" "$f" "$s"
 }
 
-# user+sys ticks of this (sub)shell's reaped children
-cpu_ticks() {
+# CPU_NOW: user+sys ticks of this (sub)shell's reaped children (not through
+# $(...), whose subshell has reaped nothing)
+cpu_now() {
 	local f
 	read -r -a f </proc/$BASHPID/stat
-	echo $((f[15] + f[16]))
+	CPU_NOW=$((f[15] + f[16]))
 }
 
 # A job: "KIND|BUILD|unit|BIN" or "KIND|BUILD|script|LABEL|TIMEOUT|SCRIPT".
@@ -165,14 +166,16 @@ run_job() { # n spec
 	total_pass=0 total_fail=0 total_skip=0 # this job's own counts
 	: >"$JOB.skips"
 	t0=$EPOCHREALTIME
-	c0=$(cpu_ticks)
+	cpu_now
+	c0=$CPU_NOW
 	san_env "$kind" "$build"
 	case $type in
 	unit) run_unit "$kind" "$a"; a="unit $(basename "$a")" ;;
 	script) run_script "$kind" "$build" "$a" "$b" "$c" ;;
 	esac
 	echo "$total_pass $total_fail $total_skip" >"$JOB.res"
-	awk -v l="[$kind] $a" -v t0="$t0" -v t1="$EPOCHREALTIME" -v c="$(($(cpu_ticks) - c0))" \
+	cpu_now
+	awk -v l="[$kind] $a" -v t0="$t0" -v t1="$EPOCHREALTIME" -v c="$((CPU_NOW - c0))" \
 		-v hz="$TICK" 'BEGIN { printf "%8.1f %8.1f  %s\n", (t1 - t0), c / hz, l }' >"$JOB.time"
 }
 

@@ -35,18 +35,18 @@ skip() { skipped=$((skipped + 1)); echo "# SKIP $1: $2"; } # WHAT REASON
 # waited for at its unmount). On a loaded machine wall time says little; the
 # cpu sums are what tests/check.sh's estimate of make check's time uses.
 TICK=$(getconf CLK_TCK)
-cpu_ticks() { # user+sys ticks of this shell's reaped children
+cpu_now() { # CPU_NOW: user+sys ticks of this shell's reaped children
 	local f
 	read -r -a f </proc/$BASHPID/stat
-	echo $((f[15] + f[16]))
+	CPU_NOW=$((f[15] + f[16]))
 }
 phase_begin() {
-	phase_t0=$EPOCHREALTIME phase_c0=$(cpu_ticks)
+	cpu_now
+	phase_t0=$EPOCHREALTIME phase_c0=$CPU_NOW
 }
 phase_end() { # LABEL
-	local c1
-	c1=$(cpu_ticks)
-	awk -v l="$1" -v t0="$phase_t0" -v t1="$EPOCHREALTIME" -v c="$((c1 - phase_c0))" -v hz="$TICK" \
+	cpu_now
+	awk -v l="$1" -v t0="$phase_t0" -v t1="$EPOCHREALTIME" -v c="$((CPU_NOW - phase_c0))" -v hz="$TICK" \
 		'BEGIN { printf "# time %s: %.1f s wall, %.1f s cpu\n", l, t1 - t0, c / hz }'
 }
 

@@ -693,9 +693,14 @@ void faultos_set_clock_offset(int64_t ns)
 /* LeakSanitizer hook for every unit test binary (this file is linked into
  * all of them): libcriterion's runner leaks one 48-byte block when tests
  * run in parallel (-jN), which would fail `make asan` for no fault of the
- * code under test. Our own leaks are still reported. */
+ * code under test. Only the runner process is exempt: a test runs in a
+ * worker process (BoxFort's sandbox, which has BXFI_MAP in its
+ * environment), where every test's allocation has libcriterion.so frames
+ * below it, so the same suppression there would hide every leak of the
+ * code under test (it did until test_txn's
+ * close_frees_versions_pinned_by_unforgotten_nodes). */
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {
-	return "leak:libcriterion.so\n";
+	return getenv("BXFI_MAP") ? "" : "leak:libcriterion.so\n";
 }
