@@ -49,6 +49,7 @@ UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 MOUNT_TIMEOUT=${MOUNT_TIMEOUT:-600}
 CLI_TIMEOUT=${CLI_TIMEOUT:-300}
 CHECK_JOBS=${CHECK_JOBS:-$(nproc 2>/dev/null || echo 2)}
+MOUNT_SPLIT=${MOUNT_SPLIT-progs fsx scenarios crash programs/nsdiff redirect txncrash ctllog txnwait}
 # CHECK_RUNNERS="LABEL=/abs/script ...": run these instead of the mount and
 # CLI runners (for tests of this script).
 
@@ -125,10 +126,12 @@ run_unit() { # kind bin
 	add "$p" "$f"
 }
 
-# Runs a script that ends with "N passed, N failed[, N skipped]".
-run_script() { # kind build label timeout script
+# Runs a script that ends with "N passed, N failed[, N skipped]"; PARTS, if
+# given, is its MOUNT_PARTS (tests/mount/run.sh).
+run_script() { # kind build label timeout script [parts]
 	local kind=$1 build=$2 label=$3 tmo=$4 script=$5 out="$JOB.script" rc last p=0 f=0 s=0
-	echo "[$kind] $label: $script"
+	echo "[$kind] $label: $script${6:+ (MOUNT_PARTS=$6)}"
+	[ -n "${6:-}" ] && export MOUNT_PARTS=$6
 	TXDIRFS="$ROOT/$build/txdirfs" MOUNTCTL="$ROOT/$build/mountctl" TXDIR_BUILD="$ROOT/$build" \
 		timeout -k 10 "$tmo" bash "$script" </dev/null >"$out" 2>&1
 	rc=$?
@@ -158,10 +161,10 @@ cpu_now() {
 	CPU_NOW=$((f[15] + f[16]))
 }
 
-# A job: "KIND|BUILD|unit|BIN" or "KIND|BUILD|script|LABEL|TIMEOUT|SCRIPT".
+# A job: "KIND|BUILD|unit|BIN" or "KIND|BUILD|script|LABEL|TIMEOUT|SCRIPT[|PARTS]".
 run_job() { # n spec
-	local n=$1 kind build type a b c t0 c0
-	IFS='|' read -r kind build type a b c <<<"$2"
+	local n=$1 kind build type a b c d t0 c0
+	IFS='|' read -r kind build type a b c d <<<"$2"
 	JOB=$WORK/job.$n
 	total_pass=0 total_fail=0 total_skip=0 # this job's own counts
 	: >"$JOB.skips"
@@ -171,7 +174,7 @@ run_job() { # n spec
 	san_env "$kind" "$build"
 	case $type in
 	unit) run_unit "$kind" "$a"; a="unit $(basename "$a")" ;;
-	script) run_script "$kind" "$build" "$a" "$b" "$c" ;;
+	script) run_script "$kind" "$build" "$a" "$b" "$c" "$d" ;;
 	esac
 	echo "$total_pass $total_fail $total_skip" >"$JOB.res"
 	cpu_now
@@ -202,8 +205,18 @@ for pass in "$@"; do
 		done
 		continue
 	fi
-	[ -f tests/mount/run.sh ] &&
-		jobs_list+=("$kind|$build|script|mount|$MOUNT_TIMEOUT|tests/mount/run.sh")
+	# the mount suite as two jobs (MOUNT_SPLIT: the parts of each, split
+	# by "/", balanced on measured CPU times; "" runs it as one job)
+	if [ -f tests/mount/run.sh ]; then
+		if [ -n "$MOUNT_SPLIT" ]; then
+			IFS=/ read -r -a halves <<<"$MOUNT_SPLIT"
+			for h in "${!halves[@]}"; do
+				jobs_list+=("$kind|$build|script|mount $((h + 1))/${#halves[@]}|$MOUNT_TIMEOUT|tests/mount/run.sh|${halves[$h]}")
+			done
+		else
+			jobs_list+=("$kind|$build|script|mount|$MOUNT_TIMEOUT|tests/mount/run.sh")
+		fi
+	fi
 	# the fuzz corpora replayed by the harnesses without libFuzzer
 	[ -f tests/fuzz/run.sh ] &&
 		jobs_list+=("$kind|$build|script|fuzz|$UNIT_TIMEOUT|tests/fuzz/run.sh")
@@ -218,8 +231,8 @@ done
 # Longest first (measured CPU, see the timing table): jobs whose spec matches
 # an earlier pattern start earlier; the rest keep their order.
 LONG_FIRST=(
-	'asan|*|script|mount|*'
-	'full|*|script|mount|*'
+	'asan|*|script|mount*'
+	'full|*|script|mount*'
 	'tsan|*|unit|*/test_stress'
 	'asan|*|unit|*/test_stress'
 	'tsan|*|unit|*/test_txn'

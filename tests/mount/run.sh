@@ -14,6 +14,11 @@
 # it prints "# SKIP WHAT: REASON" (tests/check.sh collects those lines) and
 # counts in N skipped. The last line is "N passed, N failed, N skipped";
 # exit non-zero on any failure.
+#
+# MOUNT_PARTS (default: all of them) runs only the named parts, so that
+# tests/check.sh can run one pass's mount suite as two jobs side by side:
+#   progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait
+# (progs: the tests/mount programs, native and mount).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 TXDIR_BUILD=${TXDIR_BUILD:-$(dirname "$TXDIRFS")}
@@ -25,6 +30,9 @@ PROG_TIMEOUT=${PROG_TIMEOUT:-240}
 passed=0
 failed=0
 skipped=0
+
+MOUNT_PARTS=${MOUNT_PARTS:-progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait}
+part() { [[ " $MOUNT_PARTS " == *" $1 "* ]]; } # whether PART is to run
 
 ok() { passed=$((passed + 1)); echo "ok - $*"; }
 not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
@@ -77,6 +85,7 @@ run_prog() { # label prog dir target [filter]
 }
 
 for prog in "$TXDIR_BUILD"/tests/mount/*; do
+	part progs || break
 	[ -f "$prog" ] && [ -x "$prog" ] || continue
 	name=$(basename "$prog")
 	case $name in mkstore | crashwork | txnwork | fsx) continue ;; esac # helpers; fsx below
@@ -102,7 +111,9 @@ FSX=$TXDIR_BUILD/tests/mount/fsx
 FSX_OPS=${FSX_OPS:-20000}
 FSX_TIMEOUT=${FSX_TIMEOUT:-60}
 phase_begin
-if [ -x "$FSX" ]; then
+if ! part fsx; then
+	:
+elif [ -x "$FSX" ]; then
 	if tm_mount "$MOUNT_OPTS"; then
 		PROG_TIMEOUT=$FSX_TIMEOUT run_prog "fsx seed 1 [native]" "$FSX" 1 "$FSX_OPS" "$TM_NATIVE/fsx.1"
 		for seed in 1 2 3; do
@@ -140,14 +151,16 @@ if [ -x "$FSX" ]; then
 else
 	not_ok "fsx: $FSX not built"
 fi
-phase_end fsx
+part fsx && phase_end fsx
 
 # nsdiff: random metadata operations in lock-step on the native dir and the
 # mount (then in a transaction view, committed), every errno and the trees
 # compared (tests/mount/nsdiff.py).
 NSDIFF_SEEDS=${NSDIFF_SEEDS:-60}
 phase_begin
-if tm_mount "$MOUNT_OPTS"; then
+if ! part nsdiff; then
+	:
+elif tm_mount "$MOUNT_OPTS"; then
 	run_prog "nsdiff [main tree]" python3 "$HERE/nsdiff.py" "$TM_NATIVE/nsdiff" "$TM_MNT/nsdiff" \
 		1 "$NSDIFF_SEEDS" 1500
 	run_prog "nsdiff [txn view]" python3 "$HERE/nsdiff.py" "$TM_NATIVE/nsdiff-txn" \
@@ -177,39 +190,53 @@ else
 	not_ok "nsdiff: mount"
 	tm_umount >/dev/null
 fi
-phase_end nsdiff
+part nsdiff && phase_end nsdiff
 
-phase_begin
-. "$HERE/scenarios.sh"
-phase_end scenarios
+if part scenarios; then
+	phase_begin
+	. "$HERE/scenarios.sh"
+	phase_end scenarios
+fi
 
 # Scripts with their own "N passed, N failed" summary: SIGKILL crash rounds
 # and recovery (crash.sh), real programs on the mount (programs.sh).
-phase_begin
-run_prog "crash.sh" bash "$HERE/crash.sh"
-phase_end crash.sh
-phase_begin
-run_prog "programs.sh" bash "$HERE/programs.sh"
-phase_end programs.sh
+if part crash; then
+	phase_begin
+	run_prog "crash.sh" bash "$HERE/crash.sh"
+	phase_end crash.sh
+fi
+if part programs; then
+	phase_begin
+	run_prog "programs.sh" bash "$HERE/programs.sh"
+	phase_end programs.sh
+fi
 # `cmd > file` and its kin under SIGKILL before CMD writes (redirect.sh).
-phase_begin
-run_prog "redirect.sh" bash "$HERE/redirect.sh"
-phase_end redirect.sh
+if part redirect; then
+	phase_begin
+	run_prog "redirect.sh" bash "$HERE/redirect.sh"
+	phase_end redirect.sh
+fi
 # Transactions: atomic deploy under snapshot readers, SIGKILL of the CMD of a
 # run and of txdirfs around commits and under concurrent transactions.
-phase_begin
-run_prog "txncrash.sh" bash "$HERE/txncrash.sh"
-phase_end txncrash.sh
+if part txncrash; then
+	phase_begin
+	run_prog "txncrash.sh" bash "$HERE/txncrash.sh"
+	phase_end txncrash.sh
+fi
 # The control tree's records: JSON, events across SIGKILL, tail -1, a
 # 24,000-path commit, no leak to nobody, stats (ctllog.sh).
-phase_begin
-run_prog "ctllog.sh" bash "$HERE/ctllog.sh"
-phase_end ctllog.sh
+if part ctllog; then
+	phase_begin
+	run_prog "ctllog.sh" bash "$HERE/ctllog.sh"
+	phase_end ctllog.sh
+fi
 # A commit waiting for its view's writers (deferred, interruptible), and
 # transaction records across a server SIGKILL.
-phase_begin
-run_prog "txnwait.sh" bash "$HERE/txnwait.sh"
-phase_end txnwait.sh
+if part txnwait; then
+	phase_begin
+	run_prog "txnwait.sh" bash "$HERE/txnwait.sh"
+	phase_end txnwait.sh
+fi
 
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
