@@ -9,6 +9,9 @@
 #                   no FUSE; a TSan report fails the suite (also in check)
 #   make check-long the long loops: the stress suite with many
 #                   rounds under TSan, ASan and plain, then check-loop N=$(LONG_N)
+#                   (the mount suites at their full length: nsdiff's 60 and
+#                   fsx's 20,000 operations under ASan too, txncrash's 36
+#                   SIGKILL cycles; make check runs 20, 10,000 and 12)
 #   make check-loop N=20  the mount suites N times in a row, plain then
 #                   ASan, stopping at the first failure (flake hunts)
 #   make demo       deps + build + tests/demo.sh

@@ -83,12 +83,21 @@ san_env() { # kind
 		if [ -f tests/lsan.supp ]; then
 			export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp"
 		fi
-		# nsdiff's 4 x 60 seeds run in full in the plain pass; under ASan
-		# 4 x 20 keep make check in its time (make check-long: all 60)
-		[ "$1" = asan ] && export NSDIFF_SEEDS=${NSDIFF_SEEDS_ASAN:-20}
+		# nsdiff's 4 x 60 seeds and fsx's 20,000 operations a seed run in
+		# full in the plain pass; under ASan (3-5x the CPU) 4 x 20 seeds and
+		# 10,000 operations keep make check in its time (make check-long,
+		# tests/loop.sh: all of them, plain and ASan)
+		if [ "$1" = asan ]; then
+			export NSDIFF_SEEDS=${NSDIFF_SEEDS_ASAN:-20}
+			export FSX_OPS=${FSX_OPS_ASAN:-10000}
+		fi
 	else
-		unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS NSDIFF_SEEDS
+		unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS NSDIFF_SEEDS FSX_OPS
 	fi
+	# txncrash.sh's SIGKILL-around-commit cycles: 12 rounds (each of its 3
+	# kill points x 2 durabilities twice) in make check, its 36 in
+	# make check-long
+	export TXNCRASH_ROUNDS=${TXNCRASH_ROUNDS_CHECK:-12}
 	# TSan: every report printed (not only the first), both stacks of a
 	# lock-order inversion; tests/tsan.supp holds only explained false
 	# positives
