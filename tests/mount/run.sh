@@ -27,16 +27,9 @@ export TXDIRFS MOUNTCTL TXDIR_BUILD
 
 MOUNT_OPTS=allow_other,default_permissions
 PROG_TIMEOUT=${PROG_TIMEOUT:-240}
-passed=0
-failed=0
-skipped=0
 
 MOUNT_PARTS=${MOUNT_PARTS:-progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait}
 part() { [[ " $MOUNT_PARTS " == *" $1 "* ]]; } # whether PART is to run
-
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-skip() { skipped=$((skipped + 1)); echo "# SKIP $1: $2"; } # WHAT REASON
 
 # Per-phase time: "# time LABEL: W s wall, C s cpu" where cpu is the user+sys
 # time of every process the phase ran and reaped (servers included: each is
@@ -238,5 +231,4 @@ if part txnwait; then
 	phase_end txnwait.sh
 fi
 
-echo "$passed passed, $failed failed, $skipped skipped"
-[ "$failed" -eq 0 ]
+tm_summary
