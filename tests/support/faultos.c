@@ -58,7 +58,7 @@ static bool crashed;
 static struct fstate *files;
 static struct fstate **fdmap;
 static size_t fdcap;
-static int64_t clock_off;
+static int64_t clock_off; /* read without mu: atomic (engine threads run meanwhile) */
 
 /* ---- bookkeeping (mu held) ---------------------------------------------- */
 
@@ -479,17 +479,17 @@ static int fos_listdir(const char *dir, int (*cb)(const char *name, void *arg), 
 
 static uint64_t fos_realtime(void)
 {
-	return txd_os_real.now_realtime_ns() + (uint64_t)clock_off;
+	return txd_os_real.now_realtime_ns() + (uint64_t)__atomic_load_n(&clock_off, __ATOMIC_RELAXED);
 }
 
 static uint64_t fos_file_time(void)
 {
-	return txd_os_real.now_file_ns() + (uint64_t)clock_off;
+	return txd_os_real.now_file_ns() + (uint64_t)__atomic_load_n(&clock_off, __ATOMIC_RELAXED);
 }
 
 static uint64_t fos_monotonic(void)
 {
-	return txd_os_real.now_monotonic_ns() + (uint64_t)clock_off;
+	return txd_os_real.now_monotonic_ns() + (uint64_t)__atomic_load_n(&clock_off, __ATOMIC_RELAXED);
 }
 
 const struct txd_os_ops faultos_ops = {
@@ -528,7 +528,7 @@ void faultos_reset(void)
 	memset(counts, 0, sizeof(counts));
 	memset(faults, 0, sizeof(faults));
 	crashed = false;
-	clock_off = 0;
+	__atomic_store_n(&clock_off, 0, __ATOMIC_RELAXED);
 	forget_files();
 	pthread_mutex_unlock(&mu);
 }
@@ -686,7 +686,7 @@ void faultos_revive(void)
 void faultos_set_clock_offset(int64_t ns)
 {
 	pthread_mutex_lock(&mu);
-	clock_off = ns;
+	__atomic_store_n(&clock_off, ns, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&mu);
 }
 
