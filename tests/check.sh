@@ -86,13 +86,15 @@ san_env() { # kind
 		# nsdiff's 4 x 60 seeds and fsx's 20,000 operations a seed run in
 		# full in the plain pass; under ASan (3-5x the CPU) 4 x 20 seeds and
 		# 10,000 operations keep make check in its time (make check-long,
-		# tests/loop.sh: all of them, plain and ASan)
+		# tests/loop.sh: all of them, plain and ASan); the runs against the
+		# native directory alone (which test the tests) only in the plain pass
 		if [ "$1" = asan ]; then
 			export NSDIFF_SEEDS=${NSDIFF_SEEDS_ASAN:-20}
 			export FSX_OPS=${FSX_OPS_ASAN:-10000}
+			export MOUNT_NATIVE=0
 		fi
 	else
-		unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS NSDIFF_SEEDS FSX_OPS
+		unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS NSDIFF_SEEDS FSX_OPS MOUNT_NATIVE
 	fi
 	# txncrash.sh's SIGKILL-around-commit cycles: 12 rounds (each of its 3
 	# kill points x 2 durabilities twice) in make check, its 36 in
