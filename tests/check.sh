@@ -173,9 +173,8 @@ run_script() { # kind build label timeout script [parts]
 # CPU_NOW: user+sys ticks of this (sub)shell's reaped children (not through
 # $(...), whose subshell has reaped nothing)
 cpu_now() {
-	local f
-	read -r -a f </proc/$BASHPID/stat
-	CPU_NOW=$((f[15] + f[16]))
+	local pid=$BASHPID # expanded here, not in the $(...) subshell
+	CPU_NOW=$(awk '{ print $16 + $17 }' "/proc/$pid/stat")
 }
 
 # A job: "KIND|BUILD|unit|BIN" or "KIND|BUILD|script|LABEL|TIMEOUT|SCRIPT[|PARTS]".

@@ -143,7 +143,7 @@ tm_stop() {
 		}
 	fi
 	if [ -n "${TM_PID:-}" ]; then
-		for ((i = 0; i < 200; i++)); do # 10 s for a clean exit
+		for ((i = 0; i < 600; i++)); do # 30 s for a clean exit (ASan, loaded)
 			kill -0 "$TM_PID" 2>/dev/null || break
 			sleep 0.05
 		done

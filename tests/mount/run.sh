@@ -40,9 +40,8 @@ part() { [[ " $MOUNT_PARTS " == *" $1 "* ]]; } # whether PART is to run
 # cpu sums are what tests/check.sh's estimate of make check's time uses.
 TICK=$(getconf CLK_TCK)
 cpu_now() { # CPU_NOW: user+sys ticks of this shell's reaped children
-	local f
-	read -r -a f </proc/$BASHPID/stat
-	CPU_NOW=$((f[15] + f[16]))
+	local pid=$BASHPID # expanded here, not in the $(...) subshell
+	CPU_NOW=$(awk '{ print $16 + $17 }' "/proc/$pid/stat")
 }
 phase_begin() {
 	cpu_now
