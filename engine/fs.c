@@ -614,11 +614,12 @@ static void fs_free(struct txd_fs *fs)
 	if (fs->upper_free) /* the control tree's state (core.h: registered by it) */
 		fs->upper_free(fs);
 	/* frozen nodes the kernel never forgot pin versions that may be
-	 * detached from their inode's chain: give them back (F3) */
+	 * detached from their inode's chain, in the main tree or in a view:
+	 * give them back (F3) before the views go */
 	for (uint64_t k = 0; fs->nodes && k < fs->nodes_size; k++)
 		for (struct node *n = fs->nodes[k]; n; n = n->hnext)
-			if (n->frozen && !n->txn) {
-				ns_iver_unpin(&fs->ns, n->in, n->frozen);
+			if (n->frozen) {
+				ns_iver_unpin(fs_ns(fs, n->txn), n->in, n->frozen);
 				n->frozen = NULL;
 			}
 	txn_free_all(fs);

@@ -186,11 +186,11 @@ const struct txd_os_ops txd_os_real = {
 	.now_monotonic_ns = real_now_monotonic_ns,
 };
 
-const struct txd_os_ops *txd_os = &txd_os_real;
+const struct txd_os_ops *txd_os_table = &txd_os_real;
 
 void txd_os_set(const struct txd_os_ops *ops)
 {
-	txd_os = ops ? ops : &txd_os_real;
+	__atomic_store_n(&txd_os_table, ops ? ops : &txd_os_real, __ATOMIC_RELEASE);
 }
 
 int os_pread_full(int fd, void *buf, size_t n, off_t off)

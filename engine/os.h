@@ -45,10 +45,14 @@ struct txd_os_ops {
 };
 
 extern const struct txd_os_ops txd_os_real;
-extern const struct txd_os_ops *txd_os;
+extern const struct txd_os_ops *txd_os_table;
+/* The table in use: an atomic read, since a test may install another
+ * (txd_os_set) while the engine's threads run. */
+#define txd_os (__atomic_load_n(&txd_os_table, __ATOMIC_ACQUIRE))
 
-/* Install a table (NULL restores txd_os_real). Not thread-safe against
- * concurrent engine calls: swap only while no store is open. */
+/* Install a table (NULL restores txd_os_real). The pointer is stored and
+ * read atomically, so a test may swap tables while a store is open (each
+ * call sees one table or the other; a test's crash simulation does this). */
 void txd_os_set(const struct txd_os_ops *ops);
 
 /* Store privacy: the engine's open (O_CREAT) and mkdir never give a group

@@ -96,6 +96,13 @@ run "cat mnt/app/config; ls mnt/app"
 run_status "mountctl run mnt -- sh -c 'rm -f mnt/app/config; exit 3'   # fails: aborted"
 run "cat mnt/app/config   # still there"
 
+say "A lease: mkdir grabs it for a process (EEXIST while held); its fencing token only grows."
+run "mountctl lease mnt backup -n -- sh -c 'echo \"backup holds the lease, token \$TXDIR_LEASE_TOKEN\"; mountctl lease mnt backup -n -- true || echo \"a second grab fails at once (exit \$?)\"'"
+run "sleep 300 & echo \$! > holder; mkdir mnt/.txdir/leases/active/\$(cat holder)/nightly && cat mnt/.txdir/leases/by-name/nightly/token"
+run "mkdir mnt/.txdir/leases/active/\$\$/nightly 2>&1 | sed 's/^/  /'; ls mnt/.txdir/leases/active/*"
+run "exec 3< mnt/.txdir/leases/by-name/nightly/released; kill -9 \$(cat holder); cat <&3; tail -n 1 mnt/.txdir/events   # released when the holder dies"
+run "ls mnt/.txdir/leases/completed"
+
 say "Crash the server: kill -9 txdirfs."
 run "kill -9 $SERVER"
 run "sleep 0.5"

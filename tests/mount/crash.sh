@@ -29,11 +29,6 @@ export TXDIRFS MOUNTCTL TXDIR_BUILD
 CW=$TXDIR_BUILD/tests/mount/crashwork
 WORKERS=4
 NFILES=6
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
 
 # Whether MNT is in the mount table (mountpoint(1) fails on a dead FUSE mount:
 # its stat gets ENOTCONN).
@@ -169,5 +164,4 @@ else
 	not_ok "crash: $CW not built"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tm_summary

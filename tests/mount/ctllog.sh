@@ -27,12 +27,6 @@ export TXDIRFS MOUNTCTL TXDIR_BUILD
 . "$HERE/lib.sh"
 
 OPTS=allow_other,default_permissions
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-skipped=0
-skip() { skipped=$((skipped + 1)); echo "# SKIP $1: $2"; } # WHAT REASON
 T() { timeout -k 5 60 "$@"; }
 
 # Exit 0 when every non-empty line of stdin is a JSON object.
@@ -254,5 +248,4 @@ test_kinds
 test_leak
 test_stats
 test_24000
-echo "$passed passed, $failed failed, $skipped skipped"
-[ "$failed" -eq 0 ]
+tm_summary

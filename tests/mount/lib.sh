@@ -12,6 +12,13 @@
 #   tm_is_mounted P   whether P is in /proc/self/mounts (mountpoint(1) stats P,
 #                     which fails with ENOTCONN on a dead FUSE mount).
 #
+#   ok WHAT / not_ok WHAT / skip WHAT REASON   count one check (passed,
+#                     failed, skipped: a skip prints "# SKIP WHAT: REASON",
+#                     which tests/check.sh collects)
+#   tm_summary        the last line, "N passed, N failed, N skipped"; its
+#                     status is non-zero if anything failed
+#   BG+=(PID)         a background process to SIGKILL at exit
+#
 # Every temp dir is removed by the EXIT trap even if a test script dies.
 # Readiness is polled with a bounded loop; nothing sleeps to synchronise.
 # Environment: TXDIRFS, MOUNTCTL (absolute paths), TXDIR_BUILD (for the
@@ -19,13 +26,30 @@
 
 : "${TXDIRFS:?TXDIRFS must name the txdirfs binary}"
 TM_DIRS=()
+BG=() # background pids to SIGKILL at exit
+
+# ---- counting ----------------------------------------------------------------
+passed=0
+failed=0
+skipped=0
+ok() { passed=$((passed + 1)); echo "ok - $*"; }
+not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
+skip() { skipped=$((skipped + 1)); echo "# SKIP $1: $2"; } # WHAT REASON
+tm_summary() {
+	echo "$passed passed, $failed failed, $skipped skipped"
+	[ "$failed" -eq 0 ]
+}
+
 # Every server is bounded, so a wedged one never outlives the suite; one
 # mount serves a whole phase (nsdiff: 240 seeds), which on a loaded 2-core
 # machine, under ASan, can take several minutes.
 TM_SERVER_BOUND=${TM_SERVER_BOUND:-900}
 
 tm_cleanup_all() {
-	local d
+	local d p
+	for p in "${BG[@]}"; do
+		kill -KILL "$p" 2>/dev/null
+	done
 	[ -n "${TM_MNT:-}" ] && tm_umount >/dev/null 2>&1
 	for d in "${TM_DIRS[@]}"; do
 		if tm_is_mounted "$d/mnt"; then
@@ -119,7 +143,7 @@ tm_stop() {
 		}
 	fi
 	if [ -n "${TM_PID:-}" ]; then
-		for ((i = 0; i < 200; i++)); do # 10 s for a clean exit
+		for ((i = 0; i < 600; i++)); do # 30 s for a clean exit (ASan, loaded)
 			kill -0 "$TM_PID" 2>/dev/null || break
 			sleep 0.05
 		done

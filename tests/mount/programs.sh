@@ -21,11 +21,6 @@ export TXDIRFS MOUNTCTL TXDIR_BUILD
 . "$HERE/lib.sh"
 
 CASE_TIMEOUT=${CASE_TIMEOUT:-120}
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
 
 # ---- helpers, run inside each case's bash -------------------------------
 
@@ -300,5 +295,4 @@ else
 	tm_umount >/dev/null
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tm_summary

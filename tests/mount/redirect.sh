@@ -20,11 +20,6 @@ TXDIR_BUILD=${TXDIR_BUILD:-$(dirname "$TXDIRFS")}
 export TXDIRFS MOUNTCTL TXDIR_BUILD
 . "$HERE/lib.sh"
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-
 OPTS=allow_other,default_permissions
 
 # One idiom: $1 label, $2 the writer's shell command (run by sh with F the
@@ -115,5 +110,4 @@ else
 	tm_umount >/dev/null
 fi
 
-echo "$passed passed, $failed failed, 0 skipped"
-[ "$failed" -eq 0 ]
+tm_summary

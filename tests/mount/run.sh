@@ -15,6 +15,14 @@
 # it prints "# SKIP WHAT: REASON" (tests/check.sh collects those lines) and
 # counts in N skipped. The last line is "N passed, N failed, N skipped";
 # exit non-zero on any failure.
+#
+# MOUNT_PARTS (default: all of them) runs only the named parts, so that
+# tests/check.sh can run one pass's mount suite as two jobs side by side:
+#   progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait
+# (progs: the tests/mount programs, native and mount).
+# MOUNT_NATIVE=0 leaves out the runs against the native directory alone (the
+# programs' [native] runs, fsx's native control): they test the tests, which
+# the plain pass does; tests/check.sh's ASan pass sets it.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 TXDIR_BUILD=${TXDIR_BUILD:-$(dirname "$TXDIRFS")}
@@ -23,13 +31,28 @@ export TXDIRFS MOUNTCTL TXDIR_BUILD
 
 MOUNT_OPTS=allow_other,default_permissions
 PROG_TIMEOUT=${PROG_TIMEOUT:-240}
-passed=0
-failed=0
-skipped=0
 
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-skip() { skipped=$((skipped + 1)); echo "# SKIP $1: $2"; } # WHAT REASON
+MOUNT_PARTS=${MOUNT_PARTS:-progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait lease leasework}
+part() { [[ " $MOUNT_PARTS " == *" $1 "* ]]; } # whether PART is to run
+
+# Per-phase time: "# time LABEL: W s wall, C s cpu" where cpu is the user+sys
+# time of every process the phase ran and reaped (servers included: each is
+# waited for at its unmount). On a loaded machine wall time says little; the
+# cpu sums are what tests/check.sh's estimate of make check's time uses.
+TICK=$(getconf CLK_TCK)
+cpu_now() { # CPU_NOW: user+sys ticks of this shell's reaped children
+	local pid=$BASHPID # expanded here, not in the $(...) subshell
+	CPU_NOW=$(awk '{ print $16 + $17 }' "/proc/$pid/stat")
+}
+phase_begin() {
+	cpu_now
+	phase_t0=$EPOCHREALTIME phase_c0=$CPU_NOW
+}
+phase_end() { # LABEL
+	cpu_now
+	awk -v l="$1" -v t0="$phase_t0" -v t1="$EPOCHREALTIME" -v c="$((CPU_NOW - phase_c0))" -v hz="$TICK" \
+		'BEGIN { printf "# time %s: %.1f s wall, %.1f s cpu\n", l, t1 - t0, c / hz }'
+}
 
 # Runs PROG DIR TARGET [FILTER]; adds its "N passed, N failed[, N skipped]"
 # to the totals.
@@ -58,17 +81,20 @@ run_prog() { # label prog dir target [filter]
 }
 
 for prog in "$TXDIR_BUILD"/tests/mount/*; do
+	part progs || break
 	[ -f "$prog" ] && [ -x "$prog" ] || continue
 	name=$(basename "$prog")
 	case $name in mkstore | crashwork | txnwork | fsx | leasework) continue ;; esac # helpers; fsx, leasework below
+	phase_begin
 	if ! tm_mount "$MOUNT_OPTS"; then
 		not_ok "$name: mount"
 		tm_umount >/dev/null
 		continue
 	fi
-	run_prog "$name [native]" "$prog" "$TM_NATIVE" native
+	[ "${MOUNT_NATIVE:-1}" = 0 ] || run_prog "$name [native]" "$prog" "$TM_NATIVE" native
 	run_prog "$name [mount]" "$prog" "$TM_MNT" mount
 	if tm_umount; then ok "$name: clean unmount and server exit"; else not_ok "$name: unmount/server exit"; fi
+	phase_end "$name"
 done
 
 # fsx: random operations on one file checked against a model (tests/mount/fsx.c).
@@ -80,9 +106,13 @@ done
 FSX=$TXDIR_BUILD/tests/mount/fsx
 FSX_OPS=${FSX_OPS:-20000}
 FSX_TIMEOUT=${FSX_TIMEOUT:-60}
-if [ -x "$FSX" ]; then
+phase_begin
+if ! part fsx; then
+	:
+elif [ -x "$FSX" ]; then
 	if tm_mount "$MOUNT_OPTS"; then
-		PROG_TIMEOUT=$FSX_TIMEOUT run_prog "fsx seed 1 [native]" "$FSX" 1 "$FSX_OPS" "$TM_NATIVE/fsx.1"
+		[ "${MOUNT_NATIVE:-1}" = 0 ] ||
+			PROG_TIMEOUT=$FSX_TIMEOUT run_prog "fsx seed 1 [native]" "$FSX" 1 "$FSX_OPS" "$TM_NATIVE/fsx.1"
 		for seed in 1 2 3; do
 			PROG_TIMEOUT=$FSX_TIMEOUT run_prog "fsx seed $seed [mount]" \
 				"$FSX" "$seed" "$FSX_OPS" "$TM_MNT/fsx.$seed"
@@ -118,12 +148,16 @@ if [ -x "$FSX" ]; then
 else
 	not_ok "fsx: $FSX not built"
 fi
+part fsx && phase_end fsx
 
 # nsdiff: random metadata operations in lock-step on the native dir and the
 # mount (then in a transaction view, committed), every errno and the trees
 # compared (tests/mount/nsdiff.py).
 NSDIFF_SEEDS=${NSDIFF_SEEDS:-60}
-if tm_mount "$MOUNT_OPTS"; then
+phase_begin
+if ! part nsdiff; then
+	:
+elif tm_mount "$MOUNT_OPTS"; then
 	run_prog "nsdiff [main tree]" python3 "$HERE/nsdiff.py" "$TM_NATIVE/nsdiff" "$TM_MNT/nsdiff" \
 		1 "$NSDIFF_SEEDS" 1500
 	run_prog "nsdiff [txn view]" python3 "$HERE/nsdiff.py" "$TM_NATIVE/nsdiff-txn" \
@@ -153,42 +187,79 @@ else
 	not_ok "nsdiff: mount"
 	tm_umount >/dev/null
 fi
+part nsdiff && phase_end nsdiff
 
-. "$HERE/scenarios.sh"
+if part scenarios; then
+	phase_begin
+	. "$HERE/scenarios.sh"
+	phase_end scenarios
+fi
 
 # Scripts with their own "N passed, N failed" summary: SIGKILL crash rounds
 # and recovery (crash.sh), real programs on the mount (programs.sh).
-run_prog "crash.sh" bash "$HERE/crash.sh"
-run_prog "programs.sh" bash "$HERE/programs.sh"
+if part crash; then
+	phase_begin
+	run_prog "crash.sh" bash "$HERE/crash.sh"
+	phase_end crash.sh
+fi
+if part programs; then
+	phase_begin
+	run_prog "programs.sh" bash "$HERE/programs.sh"
+	phase_end programs.sh
+fi
 # `cmd > file` and its kin under SIGKILL before CMD writes (redirect.sh).
-run_prog "redirect.sh" bash "$HERE/redirect.sh"
+if part redirect; then
+	phase_begin
+	run_prog "redirect.sh" bash "$HERE/redirect.sh"
+	phase_end redirect.sh
+fi
 # Transactions: atomic deploy under snapshot readers, SIGKILL of the CMD of a
 # run and of txdirfs around commits and under concurrent transactions.
-run_prog "txncrash.sh" bash "$HERE/txncrash.sh"
+if part txncrash; then
+	phase_begin
+	run_prog "txncrash.sh" bash "$HERE/txncrash.sh"
+	phase_end txncrash.sh
+fi
 # The control tree's records: JSON, events across SIGKILL, tail -1, a
 # 24,000-path commit, no leak to nobody, stats (ctllog.sh).
-run_prog "ctllog.sh" bash "$HERE/ctllog.sh"
+if part ctllog; then
+	phase_begin
+	run_prog "ctllog.sh" bash "$HERE/ctllog.sh"
+	phase_end ctllog.sh
+fi
 # A commit waiting for its view's writers (deferred, interruptible), and
 # transaction records across a server SIGKILL.
-run_prog "txnwait.sh" bash "$HERE/txnwait.sh"
-run_prog "lease.sh" bash "$HERE/lease.sh" # leases through the mount (issue 10)
+if part txnwait; then
+	phase_begin
+	run_prog "txnwait.sh" bash "$HERE/txnwait.sh"
+	phase_end txnwait.sh
+fi
+
+if part lease; then
+	phase_begin
+	run_prog "lease.sh" bash "$HERE/lease.sh" # leases through the mount (issue 10)
+	phase_end lease.sh
+fi
 
 # Leases across real processes: 50 workers grab / critical section /
 # release one lease through the mount while holders are SIGKILLed, then the
 # same with txdirfs SIGKILLed and remounted mid-run (leasework.c mounts its
 # own store; if it is killed by the bound, its server and mount go here).
-LW=$TXDIR_BUILD/tests/mount/leasework
-if [ -x "$LW" ]; then
-	lw_dir=$(mktemp -d "${TMPDIR:-/tmp}/txdir-lw.XXXXXX")
-	PROG_TIMEOUT=${LEASEWORK_TIMEOUT:-400} run_prog "leasework" "$LW" "$lw_dir"
-	if tm_is_mounted "$lw_dir/mnt"; then
-		fusermount3 -u "$lw_dir/mnt" 2>/dev/null || fusermount3 -uz "$lw_dir/mnt" 2>/dev/null
+if part leasework; then
+	phase_begin
+	LW=$TXDIR_BUILD/tests/mount/leasework
+	if [ -x "$LW" ]; then
+		lw_dir=$(mktemp -d "${TMPDIR:-/tmp}/txdir-lw.XXXXXX")
+		PROG_TIMEOUT=${LEASEWORK_TIMEOUT:-400} run_prog "leasework" "$LW" "$lw_dir"
+		if tm_is_mounted "$lw_dir/mnt"; then
+			fusermount3 -u "$lw_dir/mnt" 2>/dev/null || fusermount3 -uz "$lw_dir/mnt" 2>/dev/null
+		fi
+		[ -s "$lw_dir/server.pid" ] && kill -KILL "$(cat "$lw_dir/server.pid")" 2>/dev/null
+		rm -rf --one-file-system "$lw_dir"
+	else
+		not_ok "leasework: $LW not built"
 	fi
-	[ -s "$lw_dir/server.pid" ] && kill -KILL "$(cat "$lw_dir/server.pid")" 2>/dev/null
-	rm -rf --one-file-system "$lw_dir"
-else
-	not_ok "leasework: $LW not built"
+	phase_end leasework
 fi
 
-echo "$passed passed, $failed failed, $skipped skipped"
-[ "$failed" -eq 0 ]
+tm_summary

@@ -61,21 +61,6 @@ RANDOM=$SEED
 ROUNDS3=${TXNCRASH_ROUNDS:-36}
 NFILES3=200
 NPROC4=10
-passed=0
-failed=0
-BG=() # background pids to stop on exit
-
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-
-cleanup() {
-	local p
-	for p in "${BG[@]}"; do
-		kill -KILL "$p" 2>/dev/null
-	done
-	tm_cleanup_all
-}
-trap cleanup EXIT
 
 lines_at_least() { [ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]; }
 
@@ -537,5 +522,4 @@ else
 	scenario_concurrent
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tm_summary

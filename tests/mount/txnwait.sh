@@ -31,20 +31,6 @@ export TXDIRFS MOUNTCTL TXDIR_BUILD
 . "$HERE/lib.sh"
 export LC_ALL=C
 
-passed=0
-failed=0
-BG=()
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-cleanup() {
-	local p
-	for p in "${BG[@]}"; do
-		kill -KILL "$p" 2>/dev/null
-	done
-	tm_cleanup_all
-}
-trap cleanup EXIT
-
 # A process blocked in a FUSE request (its wchan names the wait).
 in_fuse_wait() { # pid
 	local w
@@ -202,5 +188,4 @@ else
 	tm_umount >/dev/null
 fi
 
-echo "$passed passed, $failed failed, 0 skipped"
-[ "$failed" -eq 0 ]
+tm_summary

@@ -21,6 +21,16 @@ void memlog_release(struct memlog *m)
 	pthread_mutex_destroy(&m->lock);
 }
 
+void memlog_truncate(struct memlog *m, size_t upto)
+{
+	pthread_mutex_lock(&m->lock);
+	while (m->n > upto)
+		free(m->recs[--m->n].b);
+	if (m->durable > m->n)
+		m->durable = m->n;
+	pthread_mutex_unlock(&m->lock);
+}
+
 static int ml_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
 {
 	struct memlog *m = arg;

@@ -32,6 +32,8 @@ struct memlog {
 void memlog_init(struct memlog *m);
 void memlog_release(struct memlog *m);
 struct lease_backend memlog_backend(struct memlog *m);
+/* Drops records [upto, n) (what a power cut lost). */
+void memlog_truncate(struct memlog *m, size_t upto);
 /* Replay records [0, upto) into s; 0 or the first error. */
 int memlog_replay(struct memlog *m, size_t upto, struct lease_svc *s);
 

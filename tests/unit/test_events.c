@@ -76,7 +76,9 @@ Test(events, e1_every_line_is_json_with_time_and_type)
 		cJSON_Delete(o);
 	}
 	cr_assert_eq(n, 2);
-	cr_assert(strstr(render(0, NULL, NULL), "\"txn\":1796620195416694"), "u64 printed exactly");
+	char *all = render(0, NULL, NULL);
+	cr_assert(strstr(all, "\"txn\":1796620195416694"), "u64 printed exactly");
+	free(all);
 	free(out);
 }
 

@@ -146,6 +146,7 @@ Test(fs, truncation_belongs_to_the_content_commit)
 	/* "crash": reopen from the log without flushing */
 	faultos_install();
 	faultos_crash();
+	txd_release(fs, w.fh); /* after the crash: frees it, reaches no disk */
 	txd_fs_close(fs);
 	fs = NULL;
 	faultos_revive();
