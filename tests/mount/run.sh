@@ -171,6 +171,8 @@ run_prog "ctllog.sh" bash "$HERE/ctllog.sh"
 # transaction records across a server SIGKILL.
 run_prog "txnwait.sh" bash "$HERE/txnwait.sh"
 run_prog "lease.sh" bash "$HERE/lease.sh" # leases through the mount (issue 10)
+# Per-process journals and dead processes (recovery/), across a SIGKILL.
+run_prog "journal.sh" bash "$HERE/journal.sh"
 
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
