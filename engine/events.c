@@ -24,14 +24,15 @@ struct evlog {
 	int fd;
 	uint64_t size;        /* bytes of whole lines in the file */
 	uint64_t last_commit; /* highest txn_commit "commit" logged */
-	ev_observer_fn observer; /* journal.h's index; set once, before use */
-	void *observer_arg;
+	struct ev_observer obs; /* journal.h's index; set once, before use */
 };
 
-void ev_set_observer(struct evlog *ev, ev_observer_fn fn, void *arg)
+void ev_set_observer(struct evlog *ev, const struct ev_observer *obs)
 {
-	ev->observer_arg = arg;
-	ev->observer = fn;
+	if (obs)
+		ev->obs = *obs;
+	else
+		memset(&ev->obs, 0, sizeof(ev->obs));
 }
 
 void ev_rfc3339(uint64_t ns, char *buf, size_t cap)
@@ -181,8 +182,8 @@ void ev_emit(struct evlog *ev, uint64_t time_ns, const char *type, cJSON *fields
 		}
 		pthread_mutex_unlock(&ev->lock);
 	}
-	if (written && ev->observer)
-		ev->observer(ev->observer_arg, time_ns, o);
+	if (written && ev->obs.logged)
+		ev->obs.logged(ev->obs.arg, time_ns, o);
 	cJSON_Delete(o);
 	if (n > 0)
 		free(line);
@@ -305,6 +306,8 @@ int ev_trim(struct evlog *ev, uint64_t oldest_ns)
 	free(tail);
 	if (!err)
 		err = os_fsync_dir(ev->dir);
+	if (!err && ev->obs.trimmed)
+		ev->obs.trimmed(ev->obs.arg, oldest_ns);
 out:
 	if (fd >= 0) {
 		txd_os->close(fd);

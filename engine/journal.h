@@ -48,8 +48,9 @@
  *     journal or a dead-process record (naming above).
  *  J4 A process is listed in journals/ while it has an event no older than
  *     the retention period, and in dead_processes/ while its dead_process
- *     event is; older entries are dropped from the index (memory does not
- *     grow with history).
+ *     event is; older entries are dropped from the index when the event
+ *     log is trimmed (ev_trim at checkpoints calls journal_prune through the
+ *     observer) and at a listing, so memory does not grow with history.
  *
  * Locking: struct journal has its own mutex, a leaf (it may be taken under
  * fs->lock and under the event log's observer call; it takes no other lock).

@@ -483,6 +483,13 @@ static void on_logged(void *arg, uint64_t time_ns, const cJSON *ev)
 	journal_note(s->journal, time_ns, ev);
 }
 
+/* journal.h J4: the index forgets with the log. */
+static void on_trimmed(void *arg, uint64_t oldest_ns)
+{
+	struct svc *s = arg;
+	journal_prune(s->journal, oldest_ns);
+}
+
 /* V6 after a restart: the index from the event log as it is now. */
 static void journal_load(struct svc *s)
 {
@@ -493,7 +500,8 @@ static void journal_load(struct svc *s)
 	if (!ev_render(s->events, 0, NULL, NULL, 0, &txt, &len))
 		journal_note_text(s->journal, txt, len);
 	free(txt);
-	ev_set_observer(s->events, on_logged, s);
+	struct ev_observer obs = {.logged = on_logged, .trimmed = on_trimmed, .arg = s};
+	ev_set_observer(s->events, &obs);
 }
 
 struct journal *svc_journal(struct svc *s)
@@ -650,7 +658,7 @@ void svc_close(struct svc *s)
 		pthread_join(s->worker, NULL);
 	lease_proc_close(s->lp); /* no death delivered after this */
 	if (s->events)
-		ev_set_observer(s->events, NULL, NULL);
+		ev_set_observer(s->events, NULL);
 	journal_close(s->journal);
 	lease_close(s->lease);
 	proc_close(s->proc);

@@ -40,13 +40,19 @@ static void on_logged(void *arg, uint64_t time_ns, const cJSON *o)
 	journal_note(arg, time_ns, o);
 }
 
+static void on_trimmed(void *arg, uint64_t oldest_ns)
+{
+	journal_prune(arg, oldest_ns);
+}
+
 static void setup(void)
 {
 	strcpy(dir, "/tmp/txdjr.XXXXXX");
 	cr_assert_not_null(mkdtemp(dir));
 	cr_assert_eq(ev_open(dir, &ev), 0);
 	cr_assert_eq(journal_open(&jr), 0);
-	ev_set_observer(ev, on_logged, jr);
+	struct ev_observer obs = {.logged = on_logged, .trimmed = on_trimmed, .arg = jr};
+	ev_set_observer(ev, &obs);
 }
 
 static void teardown(void)
@@ -231,6 +237,18 @@ Test(journal, J4_retention_drops_old_processes)
 	journal_prune(jr, T0 + 50 * SEC);
 	struct journal_proc p;
 	cr_assert_eq(journal_find(jr, "100", 0, false, &p), -ENOENT, "gone from the index");
+	cr_assert_eq(journal_find(jr, "300", 0, false, &p), 0);
+}
+
+Test(journal, J4_the_index_forgets_with_the_event_log_trim)
+{
+	workload();
+	lease_ev(T0 + 100 * SEC, "lease_grant", "late", 300, 9, 0, 0);
+	struct journal_proc p;
+	cr_assert_eq(journal_find(jr, "100", 0, false, &p), 0);
+	cr_assert_eq(ev_trim(ev, T0 + 50 * SEC), 0);
+	cr_assert_eq(journal_find(jr, "100", 0, false, &p), -ENOENT, "pruned with the log");
+	cr_assert_eq(journal_find(jr, "200", 0, false, &p), -ENOENT);
 	cr_assert_eq(journal_find(jr, "300", 0, false, &p), 0);
 }
 
