@@ -299,6 +299,17 @@ static void kill_child(pid_t pid)
 	waitpid(pid, NULL, 0);
 }
 
+static void wait_for_lease(struct txd_fs *fs, pid_t pid, const char *name)
+{
+	char path[128];
+	uint64_t dir;
+	struct txd_entry e;
+	snprintf(path, sizeof(path), ".txdir/leases/waiting/%d", (int)pid);
+	cr_assert_eq(tt_resolve(fs, path, NULL, NULL, &dir), 0);
+	cr_assert_eq(txd_mkdir(fs, &me, dir, name, 0755, &e), 0);
+	txd_forget(fs, e.node, 1);
+}
+
 static uint64_t grab_for(struct txd_fs *fs, pid_t pid, const char *name)
 {
 	char path[128], *buf;
@@ -406,6 +417,29 @@ Test(svc_dead, V6_death_while_open_and_while_closed_recorded_and_kept)
 		txd_fs_close(fs);
 		cr_assert_eq(count_dead_events(store), 2, "round %d: one record per death", round);
 	}
+	tt_rmtree(store);
+	free(store);
+}
+
+Test(svc_dead, V6_a_dead_waiter_records_its_withdrawn_wait)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	struct txd_opts o = {.durability = TXD_DUR_FSYNC};
+	cr_assert_eq(txd_fs_open(store, &o, &fs, NULL), 0);
+	pid_t h = child(), w = child();
+	grab_for(fs, h, "queue");
+	wait_for_lease(fs, w, "queue");
+	kill_child(w);
+	cJSON *r = dead_record(fs, w, 5000);
+	cr_assert_not_null(r, "the waiter's death is recorded");
+	cJSON *waits = cJSON_GetObjectItem(r, "waits_withdrawn");
+	cr_assert_eq(cJSON_GetArraySize(waits), 1);
+	cr_assert_str_eq(cJSON_GetArrayItem(waits, 0)->valuestring, "queue");
+	cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "leases_released")), 0);
+	cJSON_Delete(r);
+	kill_child(h);
+	txd_fs_close(fs);
 	tt_rmtree(store);
 	free(store);
 }
