@@ -843,6 +843,8 @@ ssize_t ctl_lease_write(struct txd_fs *fs, struct handle *h, const void *buf, si
 		snprintf(name, sizeof(name), "%s", n);
 	err = n ? renew(fs, name, (uint32_t)(h->node->ctl_key & PID_MASK), ttl_ns) : -ENOENT;
 	pthread_mutex_unlock(&fs->lock);
+	if (!err)
+		svc_kick(fs->svc); /* a new expiry for the tick (svc.h V4) */
 	return err ? err : (ssize_t)size;
 }
 

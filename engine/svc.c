@@ -27,9 +27,10 @@ struct svc {
 	int (*upgrade)(void *arg);
 	void *upgrade_arg;
 	bool upgraded;
-	pthread_mutex_t lock;        /* stop (leaf) */
+	pthread_mutex_t lock;        /* stop, kicked (leaf) */
 	pthread_cond_t cv;
-	bool stop, running;
+	bool stop, running, kicked;
+	uint64_t next;               /* the earliest expiry at start-up */
 	pthread_t worker;
 	struct evlog *events;
 	_Atomic uint64_t wait_ns_sum, wait_count;
@@ -596,24 +597,30 @@ int svc_ckpt_load(struct svc *s, const void *buf, size_t len)
 	return lease_snapshot_decode(s->lease, buf, len);
 }
 
-/* V4: the tick at least every second, sooner for a TTL. */
+/* V4: a tick when kicked (start-up, a TTL set), then at the earliest
+ * expiry, waking at least every second while one is pending. With no TTL
+ * pending the thread sleeps and reads no clock (tests move txd_os's clock
+ * while a store is open). */
 static void *worker_main(void *arg)
 {
 	struct svc *s = arg;
-	uint64_t next = 0;
 
 	pthread_mutex_lock(&s->lock);
+	uint64_t next = s->next; /* svc_start's tick */
 	while (!s->stop) {
-		uint64_t now = txd_os->now_monotonic_ns();
-		if (next && next <= now) {
+		uint64_t now = s->kicked || next ? txd_os->now_monotonic_ns() : 0;
+		if (s->kicked || (next && next <= now)) {
+			s->kicked = false;
 			pthread_mutex_unlock(&s->lock);
 			(void)lease_tick(s->lease, &next); /* may block on the WAL's sync */
 			pthread_mutex_lock(&s->lock);
 			continue;
 		}
-		uint64_t wait = 1000000000ull;
-		if (next && next - now < wait)
-			wait = next - now;
+		if (!next) {
+			pthread_cond_wait(&s->cv, &s->lock);
+			continue;
+		}
+		uint64_t wait = next - now < 1000000000ull ? next - now : 1000000000ull;
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += (time_t)(wait / 1000000000ull);
@@ -622,11 +629,18 @@ static void *worker_main(void *arg)
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000L;
 		}
-		if (pthread_cond_timedwait(&s->cv, &s->lock, &until) == ETIMEDOUT && !next)
-			next = txd_os->now_monotonic_ns(); /* the once-a-second tick */
+		pthread_cond_timedwait(&s->cv, &s->lock, &until);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
+}
+
+void svc_kick(struct svc *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->kicked = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->lock);
 }
 
 int svc_start(struct svc *s)
@@ -640,6 +654,10 @@ int svc_start(struct svc *s)
 	tl_dead = NULL;
 	dead_emit(s, &c, true); /* V6: what start-up cleaned (L8) */
 	if (err)
+		return err;
+	/* the first tick here, on the opening thread: the worker reads no
+	 * clock unless a TTL is pending */
+	if ((err = lease_tick(s->lease, &s->next)) < 0)
 		return err;
 	err = -pthread_create(&s->worker, NULL, worker_main, s);
 	s->running = !err;

@@ -49,8 +49,10 @@
  *     event log and survive a restart. Known gap: a power cut that loses
  *     the dead_process event with the event log's unsynced tail is not
  *     derived again from the WAL (V5 derives the release events only).
- *  V4 The worker thread runs the lease tick at least once a second (TTL
- *     expiry: a lease expires at most 1 s late). The tick may block on the
+ *  V4 The worker thread runs the lease tick at the earliest expiry, waking
+ *     at least once a second while a TTL is pending (a lease expires at
+ *     most 1 s late); svc_kick after a TTL is set (and start-up) makes it
+ *     learn the new earliest expiry. With no TTL pending it sleeps. The tick may block on the
  *     WAL's sync; nothing here runs in a wal_sync_async callback (lease.h
  *     "Blocking"). The other blocking calls (grant, renew, release, wait)
  *     run on the caller's thread with fs->lock released, after
@@ -97,6 +99,8 @@ int svc_ckpt_load(struct svc *s, const void *buf, size_t len);
 /* After replay: lease_start, then the worker (V4). */
 int svc_start(struct svc *s);
 
+/* A TTL was set or changed: the tick learns the new earliest expiry (V4). */
+void svc_kick(struct svc *s);
 /* A lease wait (released, granted) ended after ns: txdir_lease_wait_seconds. */
 void svc_wait_observe(struct svc *s, uint64_t ns);
 /* Prometheus text of the services' metrics, appended with put(arg, text). */

@@ -83,7 +83,7 @@ as_nobody() { # shell command
 }
 
 test_grab() {
-	local L=$TM_MNT/.txdir/leases A tok
+	local L=$TM_MNT/.txdir/leases A tok t0 el
 	A=$L/active/$$
 	[ "$(err_of mkdir "$A/backup")" = OK ] || { not_ok "grab: mkdir"; return; }
 	[ "$(err_of mkdir "$A/backup")" = EEXIST ] && ok "grab: a held name is EEXIST" ||
@@ -104,6 +104,10 @@ test_grab() {
 	echo 30 >"$A/backup/ttl" && [ "$(cat "$A/backup/ttl")" = 30 ] &&
 		[ "$(cat "$A/backup/expires")" != never ] && touch "$A/backup" &&
 		ok "grab: ttl write and touch renew" || not_ok "grab: renew"
+	mkdir "$A/short" && echo 1 >"$A/short/ttl" && t0=$(now_ms) &&
+		wait_for 40 test ! -L "$L/by-name/short" && el=$(($(now_ms) - t0)) &&
+		grep -q '"type":"lease_release","name":"short".*"how":"expiry"' "$TM_MNT/.txdir/events" &&
+		ok "grab: a 1 s TTL expires (released after $el ms)" || not_ok "grab: TTL expiry"
 	ls "$L/active" | grep -qx "$$" && ls "$A" | grep -qx backup &&
 		ok "grab: active/ lists the holder, active/PID its lease" || not_ok "grab: listing"
 	rmdir "$A/backup" && [ ! -e "$A/backup" ] && [ ! -L "$L/by-name/backup" ] &&
