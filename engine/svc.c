@@ -242,8 +242,8 @@ static void log_event(struct svc *s, const struct lease_event *ev, uint64_t time
 		add_holder(o, &ev->lease);
 		cJSON_AddStringToObject(o, "how", lease_end_name(ev->how));
 		ev_add_u64(o, "by_pid", ev->by.proc.pid);
-		ev_add_u64(o, "by_start", ev->by.proc.start);
 		ev_add_u64(o, "by_uid", ev->by.uid);
+		ev_add_u64(o, "by_start", ev->by.proc.start); /* its journal (journal.h) */
 		break;
 	case LEV_DEADLOCK: {
 		ev_add_u64(o, "pid", ev->by.proc.pid);
