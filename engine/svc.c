@@ -181,6 +181,8 @@ static void emit_replayed(struct svc *s, const struct replayed *p)
 	log_event(s, &ev, p->time_ns, true);
 }
 
+static void derive_dead(struct svc *s);
+
 static void derive_events(struct svc *s)
 {
 	uint64_t *g = NULL, *r = NULL;
@@ -194,6 +196,8 @@ static void derive_events(struct svc *s)
 	}
 	free(g);
 	free(r);
+	if (s->nrp && s->events)
+		derive_dead(s);
 	free(s->rp);
 	s->rp = NULL;
 	s->nrp = s->caprp = 0;
@@ -331,6 +335,7 @@ struct dead_group {
 	uint32_t uid;
 	bool have_uid;
 	enum lease_end how;
+	uint64_t when_ns;           /* derived (V6): the release's time; 0: now */
 	cJSON *leases, *waits;
 };
 
@@ -387,10 +392,10 @@ static void dead_note_release(const struct lease_event *ev)
 /* Write the dead_process events of c and free it. */
 static void dead_emit(struct svc *s, struct dead_collect *c, bool while_down)
 {
-	uint64_t now = txd_os->now_realtime_ns();
 	for (size_t k = 0; k < c->n; k++) {
 		struct dead_group *g = &c->g[k];
 		cJSON *o = cJSON_CreateObject();
+		uint64_t now = g->when_ns ? g->when_ns : txd_os->now_realtime_ns();
 		if (o && (cJSON_GetArraySize(g->leases) || cJSON_GetArraySize(g->waits))) {
 			char when[40];
 			ev_rfc3339(now, when, sizeof(when));
@@ -400,12 +405,15 @@ static void dead_emit(struct svc *s, struct dead_collect *c, bool while_down)
 				ev_add_u64(o, "uid", g->uid);
 			cJSON_AddStringToObject(o, "reason", lease_end_name(g->how));
 			cJSON_AddStringToObject(o, "detected", when);
-			cJSON_AddBoolToObject(o, "while_server_down", while_down);
+			cJSON_AddBoolToObject(o, "while_server_down",
+					      while_down || g->how != LEASE_END_DEATH);
 			cJSON_AddItemToObject(o, "leases_released", g->leases);
 			cJSON_AddItemToObject(o, "waits_withdrawn", g->waits);
 			/* transactions are not held by a process: the reaper (txn.h
 			 * T5) aborts abandoned ones on its own, with its event */
 			cJSON_AddArrayToObject(o, "transactions_aborted");
+			if (g->when_ns)
+				cJSON_AddBoolToObject(o, "derived", true);
 			g->leases = g->waits = NULL;
 			ev_emit(s->events, now, "dead_process", o);
 		} else {
@@ -417,6 +425,62 @@ static void dead_emit(struct svc *s, struct dead_collect *c, bool while_down)
 	free(c->g);
 	c->g = NULL;
 	c->n = c->cap = 0;
+}
+
+/* V6 across a power cut: a death's release record replayed from the WAL
+ * whose holder has no dead_process event in the log (lost with the event
+ * log's unsynced tail) gets one again, "derived": true, with the release's
+ * time and the leases the records name (waits are not logged: none). The
+ * holder is the completed record's (the GRANT may be in the checkpoint). */
+struct derive_scan {
+	struct svc *s;
+	struct dead_collect *c;
+};
+
+static bool ends_by_death(enum lease_end how)
+{
+	return how == LEASE_END_DEATH || how == LEASE_END_DEAD || how == LEASE_END_REBOOT;
+}
+
+static int derive_one(void *arg, const struct lease_completed *cp)
+{
+	struct derive_scan *d = arg;
+	struct journal_proc p;
+	char name[48];
+
+	if (!ends_by_death(cp->how))
+		return 0;
+	for (size_t i = 0; i < d->s->nrp; i++) {
+		const struct replayed *r = &d->s->rp[i];
+		if (r->grant || r->token != cp->lease.token)
+			continue;
+		snprintf(name, sizeof(name), "%" PRIu32 ".%" PRIu64, cp->lease.holder.pid,
+			 cp->lease.holder.start);
+		if (journal_find(d->s->journal, name, 0, true, &p) == 0)
+			return 0; /* its record is in the log */
+		struct dead_group *g = dead_group_of(d->c, &cp->lease.holder);
+		cJSON *l = g ? cJSON_CreateObject() : NULL;
+		if (!l)
+			return 0;
+		g->how = cp->how;
+		g->uid = cp->lease.uid;
+		g->have_uid = true;
+		if (r->time_ns > g->when_ns)
+			g->when_ns = r->time_ns;
+		cJSON_AddStringToObject(l, "name", cp->lease.name);
+		ev_add_u64(l, "token", cp->lease.token);
+		cJSON_AddItemToArray(g->leases, l);
+		return 0;
+	}
+	return 0;
+}
+
+static void derive_dead(struct svc *s)
+{
+	struct dead_collect c = {0};
+	struct derive_scan d = {s, &c};
+	(void)lease_list_completed(s->lease, derive_one, &d);
+	dead_emit(s, &c, false);
 }
 
 struct held_names {

@@ -46,9 +46,11 @@
  *     loaded from the event log at svc_start, before anything new is
  *     logged, and fed every event after (ev_set_observer), so
  *     recovery/journals and recovery/dead_processes are as durable as the
- *     event log and survive a restart. Known gap: a power cut that loses
- *     the dead_process event with the event log's unsynced tail is not
- *     derived again from the WAL (V5 derives the release events only).
+ *     event log and survive a restart. As V5: a power cut that loses a
+ *     dead_process event with the event log's unsynced tail gets it
+ *     derived again at svc_start ("derived": true, the release's time,
+ *     the leases of the replayed death releases whose holder has no
+ *     dead_process event; waits are not logged, so none).
  *  V4 The worker thread runs the lease tick at the earliest expiry, waking
  *     at least once a second while a TTL is pending (a lease expires at
  *     most 1 s late); svc_kick after a TTL is set (and start-up) makes it
