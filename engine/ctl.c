@@ -8,6 +8,7 @@
  *     events              one JSON object per line
  *     leases/             ctl_lease.c (kinds from CTL_LEASE_FIRST on)
  *     manifests/ temp/    multi-step operations in flight (none yet)
+ *     recovery/           ctl_recovery.c (kinds from CTL_RECOVERY_FIRST on)
  *     stats               Prometheus text
  *     status.json         struct txd_status as JSON (mountctl status)
  *
@@ -44,6 +45,7 @@
 #include "core.h"
 #include "ctl.h"
 #include "ctl_lease.h"
+#include "ctl_recovery.h"
 #include "dtree.h"
 #include "events.h"
 #include "svc.h"
@@ -82,6 +84,7 @@ static const struct ctl_entry ctl_root[] = {
 	{"events", CTL_EVENTS, false},
 	{"leases", (enum ctl_kind)CTL_LEASE_FIRST, true}, /* ctl_lease.c */
 	{"manifests", CTL_MANIFESTS, true},
+	{"recovery", (enum ctl_kind)CTL_RECOVERY_FIRST, true}, /* ctl_recovery.c */
 	{"stats", CTL_STATS, false},        {"status.json", CTL_STATUS, false},
 	{"temp", CTL_TEMP, true},           {"txn", CTL_TXNS, true},
 };
@@ -339,6 +342,18 @@ static int render(struct txd_fs *fs, const struct txd_cred *c, const struct node
 	char *txt = NULL;
 	size_t len = 0;
 	int err;
+	if (ctl_recovery_is_file(n->ctl)) {
+		/* cut from `events` as this reader sees it (ctl_recovery.h) */
+		viewer_init(fs, c, &v);
+		err = ev_render(fs->events, fs_retain_oldest_ns(fs), path_visible, &v, v.uid, &txt,
+				&len);
+		char *cut = NULL;
+		size_t cutlen = 0;
+		if (!err)
+			err = ctl_recovery_render(fs, n, txt, len, &cut, &cutlen);
+		free(txt);
+		return take(s, cut, cutlen, err);
+	}
 	switch (n->ctl) {
 	case CTL_STATS:
 		render_stats(fs, s);
@@ -391,6 +406,8 @@ static bool kind_is_dir(enum ctl_kind k)
 {
 	if (ctl_lease_owns(k))
 		return ctl_lease_is_dir(k);
+	if (ctl_recovery_owns(k))
+		return ctl_recovery_is_dir(k);
 	return k == CTL_ROOT || k == CTL_COMMITS || k == CTL_MANIFESTS || k == CTL_TEMP ||
 	       k == CTL_TXNS || k == CTL_TXN || k == CTL_DTC || k == CTL_DTC_TXNS;
 }
@@ -408,6 +425,8 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 	a->atime = a->mtime = a->ctime = fs_now_ts();
 	if (ctl_lease_owns(n->ctl))
 		return ctl_lease_getattr(fs, n, a);
+	if (ctl_recovery_owns(n->ctl))
+		return ctl_recovery_getattr(fs, n, a);
 	bool of_txn = n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL || kind_is_txn_record(n->ctl);
 	struct txn *t = of_txn ? txn_by_id(fs, n->ctl_key) : NULL;
 	if ((n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL) && !t)
@@ -525,7 +544,8 @@ static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct 
 	 * at every open and never cached. A transaction's directory only goes
 	 * away by rmdir, which drops the kernel's entry itself. */
 	e->cacheable = kind_is_dir(kind) && kind != CTL_COMMITS && kind != CTL_DTC_TXNS &&
-		       !ctl_lease_owns(kind); /* leases come and go */
+		       !ctl_lease_owns(kind) && /* leases come and go */
+		       !ctl_recovery_owns(kind); /* so do journals */
 	n->nlookup++;
 	return 0;
 }
@@ -583,6 +603,8 @@ int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct 
 		return txn_child(fs, parent->ctl_key, name, e);
 	if (ctl_lease_owns(parent->ctl))
 		return ctl_lease_lookup(fs, parent, name, e);
+	if (ctl_recovery_owns(parent->ctl))
+		return ctl_recovery_lookup(fs, parent, name, e);
 	if (parent->ctl == CTL_DTC)
 		return strcmp(name, "transactions") ? -ENOENT : ctl_node(fs, CTL_DTC_TXNS, 0, e);
 	if (parent->ctl == CTL_DTC_TXNS) {
@@ -642,6 +664,8 @@ int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_
 		return readdir_commits(fs, off, plus, fill, arg);
 	if (ctl_lease_owns(n->ctl))
 		return ctl_lease_readdir(fs, n, off, plus, fill, arg);
+	if (ctl_recovery_owns(n->ctl))
+		return ctl_recovery_readdir(fs, n, off, plus, fill, arg);
 	if (n->ctl == CTL_DTC_TXNS) {
 		/* offset 3 + k: the k-th record, ascending id (in memory and on disk) */
 		uint64_t *ids;

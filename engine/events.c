@@ -24,7 +24,16 @@ struct evlog {
 	int fd;
 	uint64_t size;        /* bytes of whole lines in the file */
 	uint64_t last_commit; /* highest txn_commit "commit" logged */
+	struct ev_observer obs; /* journal.h's index; set once, before use */
 };
+
+void ev_set_observer(struct evlog *ev, const struct ev_observer *obs)
+{
+	if (obs)
+		ev->obs = *obs;
+	else
+		memset(&ev->obs, 0, sizeof(ev->obs));
+}
 
 void ev_rfc3339(uint64_t ns, char *buf, size_t cap)
 {
@@ -151,17 +160,20 @@ void ev_emit(struct evlog *ev, uint64_t time_ns, const char *type, cJSON *fields
 	for (cJSON *f = fields ? fields->child : NULL; f; f = f->next)
 		cJSON_AddItemReferenceToObject(o, f->string, f);
 	char *json = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	if (!json)
+	if (!json) {
+		cJSON_Delete(o);
 		goto out;
+	}
 	syslog(LOG_INFO, "txdir: %s", json);
 	char *line;
 	int n = asprintf(&line, "%" PRIu64 " %s\n", time_ns, json);
+	bool written = false;
 	if (n > 0 && ev) {
 		pthread_mutex_lock(&ev->lock);
 		if (os_pwrite_full(ev->fd, line, (size_t)n, (off_t)ev->size) == 0) {
 			ev->size += (uint64_t)n;
 			note_commit(ev, json, strlen(json));
+			written = true;
 		} else {
 			/* a failed append may leave a partial line: the next
 			 * append starts after a newline of its own */
@@ -170,6 +182,9 @@ void ev_emit(struct evlog *ev, uint64_t time_ns, const char *type, cJSON *fields
 		}
 		pthread_mutex_unlock(&ev->lock);
 	}
+	if (written && ev->obs.logged)
+		ev->obs.logged(ev->obs.arg, time_ns, o);
+	cJSON_Delete(o);
 	if (n > 0)
 		free(line);
 	free(json);
@@ -291,6 +306,8 @@ int ev_trim(struct evlog *ev, uint64_t oldest_ns)
 	free(tail);
 	if (!err)
 		err = os_fsync_dir(ev->dir);
+	if (!err && ev->obs.trimmed)
+		ev->obs.trimmed(ev->obs.arg, oldest_ns);
 out:
 	if (fd >= 0) {
 		txd_os->close(fd);

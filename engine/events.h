@@ -48,6 +48,17 @@ void ev_close(struct evlog *ev);
 /* Log one event of TYPE at time_ns with FIELDS (a cJSON object, taken over;
  * NULL for none); also to syslog. ev may be NULL (no log: syslog only). */
 void ev_emit(struct evlog *ev, uint64_t time_ns, const char *type, cJSON *fields);
+/* An observer of the log (the journal index, journal.h): logged runs after
+ * each append from now on, outside the log's lock, with the event's object
+ * ("time", "type" and the fields; valid during the call); trimmed (may be
+ * NULL) after each ev_trim, with its oldest_ns. Set (copied) once, before
+ * the log is used by more than one thread; NULL removes it. */
+struct ev_observer {
+	void (*logged)(void *arg, uint64_t time_ns, const cJSON *ev);
+	void (*trimmed)(void *arg, uint64_t oldest_ns);
+	void *arg;
+};
+void ev_set_observer(struct evlog *ev, const struct ev_observer *obs);
 /* fdatasync the log (E2). */
 int ev_sync(struct evlog *ev);
 /* The highest "commit" of a txn_commit event in the log (0: none). */

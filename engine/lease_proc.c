@@ -12,7 +12,16 @@ struct lease_proc {
 	struct proc_watch *w;
 	pthread_mutex_t lock;   /* protects svc */
 	struct lease_svc *svc;
+	void (*death)(void *arg, const struct proc_id *id); /* set once, before attach */
+	void *death_arg;
 };
+
+void lease_proc_set_death(struct lease_proc *lp,
+			  void (*fn)(void *arg, const struct proc_id *id), void *arg)
+{
+	lp->death_arg = arg;
+	lp->death = fn;
+}
 
 static void on_death(void *arg, const struct proc_id *id)
 {
@@ -24,7 +33,9 @@ static void on_death(void *arg, const struct proc_id *id)
 	pthread_mutex_unlock(&lp->lock);
 	/* Before attach nothing is watched: lease_start watches. A failed
 	 * service (-EIO) keeps the grant; a restart releases it (L8). */
-	if (s)
+	if (s && lp->death)
+		lp->death(lp->death_arg, id); /* it calls lease_owner_died */
+	else if (s)
 		(void)lease_owner_died(s, id);
 }
 

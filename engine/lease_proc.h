@@ -27,6 +27,11 @@ int lease_proc_open(struct proc *p, struct lease_proc **out);
 struct lease_hooks lease_proc_hooks(struct lease_proc *lp,
 				    void (*event)(void *arg, const struct lease_event *ev),
 				    void *event_arg);
+/* Deaths go to fn instead, which calls lease_owner_died itself (the
+ * services host records what the death cleaned: svc.h V6). Set before
+ * lease_proc_attach. */
+void lease_proc_set_death(struct lease_proc *lp,
+			  void (*fn)(void *arg, const struct proc_id *id), void *arg);
 /* Deaths from now on go to s. */
 void lease_proc_attach(struct lease_proc *lp, struct lease_svc *s);
 void lease_proc_close(struct lease_proc *lp);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "journal.h"
 #include "lease_proc.h"
 #include "lease_wal.h"
 #include "os.h"
@@ -35,6 +36,7 @@ struct svc {
 	_Atomic uint64_t wait_ns_sum, wait_count;
 	void (*_Atomic listener)(void *arg, const struct lease_event *ev);
 	void *_Atomic listener_arg;
+	struct journal *journal;     /* V6: journals and dead processes */
 	struct replayed *rp;         /* V5: grants and releases replayed */
 	size_t nrp, caprp;
 };
@@ -49,7 +51,7 @@ struct replayed {
 	bool grant;
 	uint8_t how;
 	uint32_t pid, uid, by_pid, by_uid;
-	uint64_t token, start, time_ns, ttl_ns;
+	uint64_t token, start, time_ns, ttl_ns, by_start;
 	char name[LEASE_NAME_MAX + 1];
 };
 
@@ -98,6 +100,7 @@ static void note_replayed(struct svc *s, const uint8_t *p, size_t len)
 		r->how = p[16];
 		r->by_uid = le32(p + 20);
 		r->by_pid = le32(p + 24);
+		r->by_start = le64(p + 32);
 		r->time_ns = le64(p + 40);
 	}
 }
@@ -173,9 +176,12 @@ static void emit_replayed(struct svc *s, const struct replayed *p)
 	ev.lease.uid = p->uid;
 	ev.lease.ttl_ns = p->ttl_ns;
 	ev.by.proc.pid = p->by_pid;
+	ev.by.proc.start = p->by_start;
 	ev.by.uid = p->by_uid;
 	log_event(s, &ev, p->time_ns, true);
 }
+
+static void derive_dead(struct svc *s);
 
 static void derive_events(struct svc *s)
 {
@@ -190,6 +196,8 @@ static void derive_events(struct svc *s)
 	}
 	free(g);
 	free(r);
+	if (s->nrp && s->events)
+		derive_dead(s);
 	free(s->rp);
 	s->rp = NULL;
 	s->nrp = s->caprp = 0;
@@ -239,9 +247,11 @@ static void log_event(struct svc *s, const struct lease_event *ev, uint64_t time
 		cJSON_AddStringToObject(o, "how", lease_end_name(ev->how));
 		ev_add_u64(o, "by_pid", ev->by.proc.pid);
 		ev_add_u64(o, "by_uid", ev->by.uid);
+		ev_add_u64(o, "by_start", ev->by.proc.start); /* its journal (journal.h) */
 		break;
 	case LEV_DEADLOCK: {
 		ev_add_u64(o, "pid", ev->by.proc.pid);
+		ev_add_u64(o, "start", ev->by.proc.start);
 		ev_add_u64(o, "uid", ev->by.uid);
 		cJSON *cyc = cJSON_AddArrayToObject(o, "cycle");
 		for (unsigned k = 0; ev->cycle && cyc && k < ev->cycle->n; k++) {
@@ -260,10 +270,14 @@ static void log_event(struct svc *s, const struct lease_event *ev, uint64_t time
 	ev_emit(s->events, time_ns, type, o);
 }
 
+static void dead_note_release(const struct lease_event *ev);
+
 static void on_event(void *arg, const struct lease_event *ev)
 {
 	struct svc *s = arg;
 	log_event(s, ev, txd_os->now_realtime_ns(), false);
+	if (ev->kind == LEV_RELEASE)
+		dead_note_release(ev);
 	void (*fn)(void *, const struct lease_event *) = s->listener;
 	if (fn)
 		fn(s->listener_arg, ev);
@@ -308,6 +322,258 @@ void svc_stats(struct svc *s, void (*put)(void *arg, const char *text), void *ar
 	put(arg, line);
 }
 
+/* ---- V6: dead processes ----------------------------------------------------
+ * What a death cleaned is gathered on the thread that cleans it: the
+ * watcher's (svc_death) or svc_start's (lease L8). The lease service reports
+ * each release through on_event on that same thread, so a thread-local
+ * collector sees exactly the releases of this cleanup; waits withdrawn are
+ * listed before the cleanup (they end without an event). Then one
+ * "dead_process" event per process is written: the record that
+ * recovery/dead_processes/PID shows (journal.h). */
+struct dead_group {
+	struct proc_id id;
+	uint32_t uid;
+	bool have_uid;
+	enum lease_end how;
+	uint64_t when_ns;           /* derived (V6): the release's time; 0: now */
+	cJSON *leases, *waits;
+};
+
+struct dead_collect {
+	struct dead_group *g;
+	size_t n, cap;
+};
+
+static _Thread_local struct dead_collect *tl_dead;
+
+static struct dead_group *dead_group_of(struct dead_collect *c, const struct proc_id *id)
+{
+	for (size_t k = 0; k < c->n; k++)
+		if (proc_same(&c->g[k].id, id))
+			return &c->g[k];
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 8;
+		struct dead_group *g = realloc(c->g, cap * sizeof(*g));
+		if (!g)
+			return NULL;
+		c->g = g;
+		c->cap = cap;
+	}
+	struct dead_group *g = &c->g[c->n];
+	memset(g, 0, sizeof(*g));
+	g->id = *id;
+	g->how = LEASE_END_DEATH;
+	if (!(g->leases = cJSON_CreateArray()) || !(g->waits = cJSON_CreateArray())) {
+		cJSON_Delete(g->leases);
+		return NULL;
+	}
+	c->n++;
+	return g;
+}
+
+static void dead_note_release(const struct lease_event *ev)
+{
+	struct dead_collect *c = tl_dead;
+	if (!c || (ev->how != LEASE_END_DEATH && ev->how != LEASE_END_DEAD &&
+		   ev->how != LEASE_END_REBOOT))
+		return;
+	struct dead_group *g = dead_group_of(c, &ev->lease.holder);
+	cJSON *l = g ? cJSON_CreateObject() : NULL;
+	if (!l)
+		return;
+	g->how = ev->how;
+	g->uid = ev->lease.uid;
+	g->have_uid = true;
+	cJSON_AddStringToObject(l, "name", ev->lease.name);
+	ev_add_u64(l, "token", ev->lease.token);
+	cJSON_AddItemToArray(g->leases, l);
+}
+
+/* Write the dead_process events of c and free it. */
+static void dead_emit(struct svc *s, struct dead_collect *c, bool while_down)
+{
+	for (size_t k = 0; k < c->n; k++) {
+		struct dead_group *g = &c->g[k];
+		cJSON *o = cJSON_CreateObject();
+		uint64_t now = g->when_ns ? g->when_ns : txd_os->now_realtime_ns();
+		if (o && (cJSON_GetArraySize(g->leases) || cJSON_GetArraySize(g->waits))) {
+			char when[40];
+			ev_rfc3339(now, when, sizeof(when));
+			ev_add_u64(o, "pid", g->id.pid);
+			ev_add_u64(o, "start", g->id.start);
+			if (g->have_uid)
+				ev_add_u64(o, "uid", g->uid);
+			cJSON_AddStringToObject(o, "reason", lease_end_name(g->how));
+			cJSON_AddStringToObject(o, "detected", when);
+			cJSON_AddBoolToObject(o, "while_server_down",
+					      while_down || g->how != LEASE_END_DEATH);
+			cJSON_AddItemToObject(o, "leases_released", g->leases);
+			cJSON_AddItemToObject(o, "waits_withdrawn", g->waits);
+			/* transactions are not held by a process: the reaper (txn.h
+			 * T5) aborts abandoned ones on its own, with its event */
+			cJSON_AddArrayToObject(o, "transactions_aborted");
+			if (g->when_ns)
+				cJSON_AddBoolToObject(o, "derived", true);
+			g->leases = g->waits = NULL;
+			ev_emit(s->events, now, "dead_process", o);
+		} else {
+			cJSON_Delete(o);
+		}
+		cJSON_Delete(g->leases);
+		cJSON_Delete(g->waits);
+	}
+	free(c->g);
+	c->g = NULL;
+	c->n = c->cap = 0;
+}
+
+/* V6 across a power cut: a death's release record replayed from the WAL
+ * whose holder has no dead_process event in the log (lost with the event
+ * log's unsynced tail) gets one again, "derived": true, with the release's
+ * time and the leases the records name (waits are not logged: none). The
+ * holder is the completed record's (the GRANT may be in the checkpoint). */
+struct derive_scan {
+	struct svc *s;
+	struct dead_collect *c;
+};
+
+static bool ends_by_death(enum lease_end how)
+{
+	return how == LEASE_END_DEATH || how == LEASE_END_DEAD || how == LEASE_END_REBOOT;
+}
+
+static int derive_one(void *arg, const struct lease_completed *cp)
+{
+	struct derive_scan *d = arg;
+	struct journal_proc p;
+	char name[48];
+
+	if (!ends_by_death(cp->how))
+		return 0;
+	for (size_t i = 0; i < d->s->nrp; i++) {
+		const struct replayed *r = &d->s->rp[i];
+		if (r->grant || r->token != cp->lease.token)
+			continue;
+		snprintf(name, sizeof(name), "%" PRIu32 ".%" PRIu64, cp->lease.holder.pid,
+			 cp->lease.holder.start);
+		if (journal_find(d->s->journal, name, 0, true, &p) == 0)
+			return 0; /* its record is in the log */
+		struct dead_group *g = dead_group_of(d->c, &cp->lease.holder);
+		cJSON *l = g ? cJSON_CreateObject() : NULL;
+		if (!l)
+			return 0;
+		g->how = cp->how;
+		g->uid = cp->lease.uid;
+		g->have_uid = true;
+		if (r->time_ns > g->when_ns)
+			g->when_ns = r->time_ns;
+		cJSON_AddStringToObject(l, "name", cp->lease.name);
+		ev_add_u64(l, "token", cp->lease.token);
+		cJSON_AddItemToArray(g->leases, l);
+		return 0;
+	}
+	return 0;
+}
+
+static void derive_dead(struct svc *s)
+{
+	struct dead_collect c = {0};
+	struct derive_scan d = {s, &c};
+	(void)lease_list_completed(s->lease, derive_one, &d);
+	dead_emit(s, &c, false);
+}
+
+struct held_names {
+	char (*name)[LEASE_NAME_MAX + 1];
+	size_t n, cap;
+};
+
+static int add_name(void *arg, const struct lease_info *li)
+{
+	struct held_names *h = arg;
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? 2 * h->cap : 16;
+		char (*v)[LEASE_NAME_MAX + 1] = realloc(h->name, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		h->name = v;
+		h->cap = cap;
+	}
+	memcpy(h->name[h->n++], li->name, sizeof(li->name));
+	return 0;
+}
+
+struct wait_scan {
+	struct dead_group *g;
+	const char *name;
+};
+
+static int note_wait(void *arg, const struct proc_id *waiter)
+{
+	struct wait_scan *w = arg;
+	if (proc_same(waiter, &w->g->id))
+		cJSON_AddItemToArray(w->g->waits, cJSON_CreateString(w->name));
+	return 0;
+}
+
+/* The death watcher's report (lease_proc_set_death): clean, and record. */
+static void svc_death(void *arg, const struct proc_id *id)
+{
+	struct svc *s = arg;
+	struct dead_collect c = {0};
+	struct dead_group *g = dead_group_of(&c, id);
+	struct held_names h = {0};
+
+	/* A waiter waits for a held name (a free one is granted at once). */
+	(void)lease_list(s->lease, add_name, &h);
+	for (size_t k = 0; g && k < h.n; k++) {
+		struct wait_scan w = {g, h.name[k]};
+		(void)lease_list_waiters(s->lease, h.name[k], note_wait, &w);
+	}
+	free(h.name);
+	tl_dead = &c;
+	int n = lease_owner_died(s->lease, id);
+	tl_dead = NULL;
+	if (n < 0 && g) {
+		/* failed service (L10): nothing was cleaned, the restart does it */
+		cJSON_Delete(g->waits);
+		g->waits = cJSON_CreateArray();
+	}
+	dead_emit(s, &c, false);
+}
+
+static void on_logged(void *arg, uint64_t time_ns, const cJSON *ev)
+{
+	struct svc *s = arg;
+	journal_note(s->journal, time_ns, ev);
+}
+
+/* journal.h J4: the index forgets with the log. */
+static void on_trimmed(void *arg, uint64_t oldest_ns)
+{
+	struct svc *s = arg;
+	journal_prune(s->journal, oldest_ns);
+}
+
+/* V6 after a restart: the index from the event log as it is now. */
+static void journal_load(struct svc *s)
+{
+	char *txt = NULL;
+	size_t len = 0;
+	if (!s->events)
+		return;
+	if (!ev_render(s->events, 0, NULL, NULL, 0, &txt, &len))
+		journal_note_text(s->journal, txt, len);
+	free(txt);
+	struct ev_observer obs = {.logged = on_logged, .trimmed = on_trimmed, .arg = s};
+	ev_set_observer(s->events, &obs);
+}
+
+struct journal *svc_journal(struct svc *s)
+{
+	return s->journal;
+}
+
 /* V3: the format says "services" before any service record is appended. */
 static int be_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
 {
@@ -346,8 +612,11 @@ int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out)
 	s->events = opts->events;
 	if ((err = proc_open(opts->proc_root, &s->proc)))
 		goto out_free;
-	if ((err = lease_proc_open(s->proc, &s->lp)))
+	if ((err = journal_open(&s->journal)))
 		goto out_proc;
+	if ((err = lease_proc_open(s->proc, &s->lp)))
+		goto out_journal;
+	lease_proc_set_death(s->lp, svc_death, s);
 	struct lease_opts lo = {.sync_grants = opts->sync_grants,
 				.max_leases = opts->max_leases,
 				.max_waiters = opts->max_waiters};
@@ -360,6 +629,8 @@ int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out)
 	return 0;
 out_lp:
 	lease_proc_close(s->lp);
+out_journal:
+	journal_close(s->journal);
 out_proc:
 	proc_close(s->proc);
 out_free:
@@ -439,8 +710,13 @@ void svc_kick(struct svc *s)
 int svc_start(struct svc *s)
 {
 	lease_proc_attach(s->lp, s->lease);
+	journal_load(s); /* V6: before anything new is logged */
 	derive_events(s); /* V5: before anything new is logged */
+	struct dead_collect c = {0};
+	tl_dead = &c;
 	int err = lease_start(s->lease);
+	tl_dead = NULL;
+	dead_emit(s, &c, true); /* V6: what start-up cleaned (L8) */
 	if (err)
 		return err;
 	/* the first tick here, on the opening thread: the worker reads no
@@ -463,6 +739,9 @@ void svc_close(struct svc *s)
 	if (s->running)
 		pthread_join(s->worker, NULL);
 	lease_proc_close(s->lp); /* no death delivered after this */
+	if (s->events)
+		ev_set_observer(s->events, NULL);
+	journal_close(s->journal);
 	lease_close(s->lease);
 	proc_close(s->proc);
 	pthread_cond_destroy(&s->cv);

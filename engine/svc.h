@@ -35,6 +35,22 @@
  *     record's time and "derived": true, the grant and release events the
  *     log lacks for the records replayed after the checkpoint (renews are
  *     not derived).
+ *  V6 Every cleanup of a dead process (the death watcher's, within 1 s of
+ *     the death; start-up's for holders that died while the server was
+ *     down or before a reboot, lease L8) that released a lease or withdrew
+ *     a wait writes one "dead_process" event after the release events:
+ *     pid, start, uid, reason (death, dead, reboot), detected (RFC 3339),
+ *     while_server_down, leases_released [{name, token}], waits_withdrawn
+ *     [names], transactions_aborted (always empty: transactions are not
+ *     held by a process, txn.h T5). The journal index (journal.h) is
+ *     loaded from the event log at svc_start, before anything new is
+ *     logged, and fed every event after (ev_set_observer), so
+ *     recovery/journals and recovery/dead_processes are as durable as the
+ *     event log and survive a restart. As V5: a power cut that loses a
+ *     dead_process event with the event log's unsynced tail gets it
+ *     derived again at svc_start ("derived": true, the release's time,
+ *     the leases of the replayed death releases whose holder has no
+ *     dead_process event; waits are not logged, so none).
  *  V4 The worker thread runs the lease tick at the earliest expiry, waking
  *     at least once a second while a TTL is pending (a lease expires at
  *     most 1 s late); svc_kick after a TTL is set (and start-up) makes it
@@ -57,6 +73,7 @@
 #include <stdint.h>
 
 #include "events.h"
+#include "journal.h"
 #include "lease.h"
 #include "proc.h"
 #include "wal.h"
@@ -97,6 +114,8 @@ void svc_set_listener(struct svc *s, void (*fn)(void *arg, const struct lease_ev
 		      void *arg);
 
 struct lease_svc *svc_lease(struct svc *s);
+/* V6: the journal index (journal.h), valid until svc_close. */
+struct journal *svc_journal(struct svc *s);
 struct proc *svc_proc(struct svc *s);
 
 #endif

@@ -576,6 +576,7 @@ int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, str
 	ev_add_u64(f, "txn", t->id);
 	cJSON_AddStringToObject(f, "name", t->name);
 	cJSON_AddNumberToObject(f, "pid", (double)creator);
+	ev_add_u64(f, "start", t->owner_start[0]); /* its journal's key (journal.h) */
 	ev_add_u64(f, "snapshot", t->snap);
 	ev_emit(fs->events, fs_now_ns(), "txn_begin", f);
 	*out = t;

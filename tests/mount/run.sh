@@ -238,6 +238,8 @@ fi
 if part lease; then
 	phase_begin
 	run_prog "lease.sh" bash "$HERE/lease.sh" # leases through the mount (issue 10)
+	# Per-process journals and dead processes (recovery/), across a SIGKILL.
+	run_prog "journal.sh" bash "$HERE/journal.sh"
 	phase_end lease.sh
 fi
 
