@@ -532,8 +532,12 @@ static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct 
 	if (!n)
 		return -ENOMEM;
 	memset(e, 0, sizeof(*e));
+	/* held across getattr: a lease node's releases fs->lock meanwhile,
+	 * when another lookup of the same node or a forget may put it */
+	n->nlookup++;
 	int err = ctl_getattr(fs, n, &e->attr);
 	if (err) {
+		n->nlookup--;
 		ctl_node_put(fs, n);
 		return err;
 	}
@@ -546,7 +550,6 @@ static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct 
 	e->cacheable = kind_is_dir(kind) && kind != CTL_COMMITS && kind != CTL_DTC_TXNS &&
 		       !ctl_lease_owns(kind) && /* leases come and go */
 		       !ctl_recovery_owns(kind); /* so do journals */
-	n->nlookup++;
 	return 0;
 }
 

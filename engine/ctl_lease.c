@@ -2,12 +2,18 @@
  * ctl_lease.c — `.txdir/leases/` over the lease service (ctl_lease.h).
  *
  * Node keys: a PID directory's key is the pid; a lease's (and its files')
- * key is name_id << PID_BITS | pid, where name_id interns the lease name in
- * a table of this adapter (names are never forgotten while the store is
- * open: a few bytes per distinct name); by-name/NAME's key is the lease's
- * (name_id and the holder's pid: the kernel caches a symlink's target, so
- * another holder's link must be another node);
- * completed/TOKEN's is the token.
+ * key is its grant's token: one node per grant, so a re-grab of NAME by the
+ * same PID is a new inode to the kernel (rmdir marked the old one dead, and
+ * lookups in a dead directory are ENOENT while anything still pins it; a
+ * revalidation of active/PID/NAME after a break sees another node). The
+ * adapter interns each lease name in a table (name_id; names are never
+ * forgotten while the store is open: a few bytes per distinct name), which
+ * also maps the latest token seen of each name back to it: a token that is
+ * no longer its name's latest has ended (grants of a name are sequential,
+ * tokens increase), and its nodes answer ENOENT. by-name/NAME's key and a
+ * waiting entry's are name_id << PID_BITS | pid (by-name: the holder's pid;
+ * the kernel caches a symlink's target, so another holder's link must be
+ * another node); completed/TOKEN's is the token.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -73,7 +79,9 @@ static const struct lent lease_ents[] = {
 /* ---- interned names (fs->lock) ---------------------------------------------- */
 struct iname {
 	struct iname *next;
+	struct iname *tnext;  /* in tbucket[] by token, when token != 0 */
 	uint32_t id;
+	uint64_t token;       /* the latest grant of this name seen, 0 none */
 	char name[];
 };
 
@@ -97,6 +105,7 @@ struct lwait {
 
 struct ctl_leases {
 	struct iname *bucket[1024];
+	struct iname *tbucket[1024]; /* by token: the names' latest grants */
 	struct iname **by_id;
 	uint32_t n, cap;
 	struct txd_fs *fs;
@@ -141,7 +150,7 @@ static uint32_t intern(struct txd_fs *fs, const char *name)
 	if (cl->n + 1 >= NAME_IDS ||
 	    array_grow((void **)&cl->by_id, &cl->cap, cl->n + 2, sizeof(*cl->by_id)))
 		return 0;
-	struct iname *e = malloc(sizeof(*e) + len + 1);
+	struct iname *e = calloc(1, sizeof(*e) + len + 1);
 	if (!e)
 		return 0;
 	memcpy(e->name, name, len + 1);
@@ -162,6 +171,47 @@ static const char *name_of(struct txd_fs *fs, uint64_t key)
 static uint64_t lkey(uint32_t id, uint32_t pid)
 {
 	return (uint64_t)id << PID_BITS | pid;
+}
+
+static unsigned token_hash(uint64_t token)
+{
+	return (unsigned)((token * 0x9e3779b97f4a7c15ull) >> 54);
+}
+
+/* The key of a grant's nodes (its token), its name's latest token from now
+ * on unless a later one was seen; 0 when out of memory or ids. */
+static uint64_t grant_key(struct txd_fs *fs, const char *name, uint64_t token)
+{
+	uint32_t id = token ? intern(fs, name) : 0;
+	if (!id)
+		return 0;
+	struct ctl_leases *cl = fs->ctl_leases;
+	struct iname *e = cl->by_id[id];
+	if (token <= e->token)
+		return token; /* already seen (or ended: then its nodes say ENOENT) */
+	if (e->token) {
+		struct iname **pp = &cl->tbucket[token_hash(e->token)];
+		while (*pp != e)
+			pp = &(*pp)->tnext;
+		*pp = e->tnext;
+	}
+	e->token = token;
+	e->tnext = cl->tbucket[token_hash(token)];
+	cl->tbucket[token_hash(token)] = e;
+	return token;
+}
+
+/* The name of the grant whose token is key, if it is its name's latest
+ * token seen; NULL for an ended one. */
+static const char *grant_name(struct txd_fs *fs, uint64_t key)
+{
+	struct ctl_leases *cl = fs->ctl_leases;
+	if (!cl || !key)
+		return NULL;
+	for (struct iname *e = cl->tbucket[token_hash(key)]; e; e = e->tnext)
+		if (e->token == key)
+			return e->name;
+	return NULL;
 }
 
 void ctl_lease_free(struct txd_fs *fs)
@@ -375,9 +425,9 @@ int ctl_lease_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 	case L_APID:
 		if (lease_name_check(name) || held_by(fs, name, (uint32_t)parent->ctl_key, &li))
 			return -ENOENT;
-		if (!(id = intern(fs, name)))
+		if (!(token = grant_key(fs, name, li.token)))
 			return -ENOMEM;
-		return ctl_entry(fs, L_LEASE, lkey(id, (uint32_t)parent->ctl_key), e);
+		return ctl_entry(fs, L_LEASE, token, e); /* one node per grant */
 	case L_LEASE:
 		return lookup_table(fs, lease_ents, NELEM(lease_ents), name, parent->ctl_key, e);
 	case L_BYNAME:
@@ -444,15 +494,23 @@ static int wait_entry(struct txd_fs *fs, uint64_t key, struct lease_info *li)
 	return waits_for(fs, copy, pid) ? 0 : -ENOENT;
 }
 
-/* The grant a lease node (or one of its files) stands for. */
-static int node_lease(struct txd_fs *fs, const struct node *n, struct lease_info *li)
+/* The grant whose token is key (a lease node's or its files'), if it is
+ * still current; -ENOENT once it ended. */
+static int grant_of(struct txd_fs *fs, uint64_t key, struct lease_info *li)
 {
-	const char *name = name_of(fs, n->ctl_key);
+	const char *name = grant_name(fs, key);
 	if (!name)
 		return -ENOENT;
 	char copy[LEASE_NAME_MAX + 1];
 	snprintf(copy, sizeof(copy), "%s", name);
-	return held_by(fs, copy, (uint32_t)(n->ctl_key & PID_MASK), li);
+	int err = current(fs, copy, li);
+	return !err && li->token != key ? -ENOENT : err;
+}
+
+/* The grant a lease node (or one of its files) stands for. */
+static int node_lease(struct txd_fs *fs, const struct node *n, struct lease_info *li)
+{
+	return grant_of(fs, n->ctl_key, li);
 }
 
 static int link_target(struct txd_fs *fs, const struct node *n, char *buf, size_t cap)
@@ -660,7 +718,9 @@ static int list_children(struct txd_fs *fs, struct node *n, struct ldents *d)
 			if (!dents_has(d, buf))
 				dents_add(d, buf, L_APID, li->holder.pid);
 		} else if (n->ctl == L_APID && li->holder.pid == n->ctl_key && id) {
-			dents_add(d, li->name, L_LEASE, lkey(id, li->holder.pid));
+			uint64_t key = grant_key(fs, li->name, li->token);
+			if (key)
+				dents_add(d, li->name, L_LEASE, key);
 		} else if (n->ctl == L_BYNAME && id) {
 			dents_add(d, li->name, L_LINK, lkey(id, li->holder.pid));
 		} else if (n->ctl == L_WAITING || n->ctl == L_WPID) {
@@ -717,7 +777,9 @@ static int grab(struct txd_fs *fs, const struct txd_cred *c, uint32_t pid, const
 	retake(u);
 	if (err)
 		return err;
-	return ctl_entry(fs, queue ? L_WAIT : L_LEASE, lkey(id, target.pid), e);
+	if (queue)
+		return ctl_entry(fs, L_WAIT, lkey(id, target.pid), e);
+	return ctl_entry(fs, L_LEASE, grant_key(fs, name, token), e); /* one node per grant */
 }
 
 int ctl_lease_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
@@ -781,31 +843,25 @@ int ctl_lease_unlink(struct txd_fs *fs, const struct txd_cred *c, struct node *p
 	return err;
 }
 
-/* Renew name's grant (current for pid) as the caller; ttl_ns or
- * LEASE_TTL_KEEP. fs->lock held, released meanwhile. */
-static int renew(struct txd_fs *fs, const struct txd_cred *c, const char *name, uint32_t pid,
-		 uint64_t ttl_ns)
+/* Renew the grant whose token is key (while current) as the caller; ttl_ns
+ * or LEASE_TTL_KEEP. fs->lock held, released meanwhile. */
+static int renew(struct txd_fs *fs, const struct txd_cred *c, uint64_t key, uint64_t ttl_ns)
 {
 	struct lease_info li;
 	struct lease_who by;
-	int err = held_by(fs, name, pid, &li);
+	int err = grant_of(fs, key, &li);
 	if (err || (err = who(fs, c, &by)))
 		return err;
 	struct unlocked u = drop(fs);
 	fs_will_block(fs);
-	err = lease_renew(lsvc(fs), name, &by, ttl_ns);
+	err = lease_renew(lsvc(fs), li.name, &by, ttl_ns);
 	retake(u);
 	return err;
 }
 
 int ctl_lease_touch(struct txd_fs *fs, const struct txd_cred *c, struct node *n)
 {
-	const char *name = n->ctl == L_LEASE ? name_of(fs, n->ctl_key) : NULL;
-	if (!name)
-		return n->ctl == L_LEASE ? -ENOENT : 0;
-	char copy[LEASE_NAME_MAX + 1];
-	snprintf(copy, sizeof(copy), "%s", name);
-	return renew(fs, c, copy, (uint32_t)(n->ctl_key & PID_MASK), LEASE_TTL_KEEP);
+	return n->ctl == L_LEASE ? renew(fs, c, n->ctl_key, LEASE_TTL_KEEP) : 0;
 }
 
 /* `echo 30 > ttl` (ctl_lease.h). */
@@ -832,7 +888,6 @@ ssize_t ctl_lease_write(struct txd_fs *fs, const struct txd_cred *c, struct hand
 			const void *buf, size_t size)
 {
 	uint64_t ttl_ns;
-	char name[LEASE_NAME_MAX + 1];
 	if (h->node->ctl != L_TTL)
 		return -EACCES;
 	if (size > 32)
@@ -841,10 +896,7 @@ ssize_t ctl_lease_write(struct txd_fs *fs, const struct txd_cred *c, struct hand
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->lock);
-	const char *n = name_of(fs, h->node->ctl_key);
-	if (n)
-		snprintf(name, sizeof(name), "%s", n);
-	err = n ? renew(fs, c, name, (uint32_t)(h->node->ctl_key & PID_MASK), ttl_ns) : -ENOENT;
+	err = renew(fs, c, h->node->ctl_key, ttl_ns);
 	pthread_mutex_unlock(&fs->lock);
 	if (!err)
 		svc_kick(fs->svc); /* a new expiry for the tick (svc.h V4) */
@@ -1066,18 +1118,21 @@ int ctl_lease_wait_open(struct txd_fs *fs, struct node *n, struct lwait **out)
 {
 	struct ctl_leases *cl = state(fs);
 	struct lease_info li;
-	const char *name = name_of(fs, n->ctl_key);
+	bool granted = n->ctl == L_GRANTED;
+	/* granted: the waiting entry's key (name_id, pid); released: the
+	 * grant's (its token) */
+	const char *name = granted ? name_of(fs, n->ctl_key) : grant_name(fs, n->ctl_key);
 	struct lwait *w = cl && name ? calloc(1, sizeof(*w)) : NULL;
 	int err;
 
 	if (!w)
 		return cl && name ? -ENOMEM : -ENOENT;
-	w->granted = n->ctl == L_GRANTED;
+	w->granted = granted;
 	snprintf(w->name, sizeof(w->name), "%s", name);
-	w->pid = (uint32_t)(n->ctl_key & PID_MASK);
+	w->pid = granted ? (uint32_t)(n->ctl_key & PID_MASK) : 0;
 	w->opened_ns = txd_os->now_monotonic_ns();
 	if (!w->granted) {
-		if ((err = held_by(fs, w->name, w->pid, &li))) {
+		if ((err = grant_of(fs, n->ctl_key, &li))) {
 			free(w);
 			return err;
 		}

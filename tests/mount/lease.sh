@@ -5,6 +5,8 @@
 #   grab          mkdir active/PID/NAME grabs; a second mkdir is EEXIST;
 #                 by-name/NAME links to it; token, owner, acquired, expires,
 #                 ttl, info.json read; rmdir releases into completed/.
+#   regrab        rmdir (or break) + mkdir by the same pid while the old
+#                 grant's directory is pinned: the new token is readable.
 #   nobody        as nobody (not a descendant of the holder): rmdir and ttl
 #                 of root's lease EPERM, a lease for PID 1 EPERM; nobody's
 #                 own lease works and is nobody's.
@@ -118,6 +120,40 @@ test_grab() {
 	rmdir "$A/backup"
 }
 
+# A re-grab by the same pid of the same name is a new grant with its own
+# node: the kernel must not reuse the released lease's directory inode,
+# which rmdir marked dead (lookups in it are ENOENT), while something still
+# pins it (here an open `released`, as a waiter through by-name holds one).
+test_regrab() {
+	local L=$TM_MNT/.txdir/leases A tok tok2 fd out
+	A=$L/active/$$
+	mkdir "$A/again" || { not_ok "regrab: grab"; return; }
+	tok=$(cat "$A/again/token")
+	exec {fd}<"$A/again/released"
+	rmdir "$A/again" || not_ok "regrab: rmdir"
+	read -r -t 10 out <&"$fd"
+	[ "$out" = release ] && ok "regrab: the open released of the old grant says release" ||
+		not_ok "regrab: released read '$out'"
+	if mkdir "$A/again"; then
+		tok2=$(cat "$A/again/token" 2>&1)
+		[ "$tok2" -gt "$tok" ] 2>/dev/null && [ "$(cat "$L/by-name/again/token" 2>&1)" = "$tok2" ] &&
+			ok "regrab: rmdir + mkdir by the same pid: token $tok2 readable (old $tok still pinned)" ||
+			not_ok "regrab: token after re-grab: '$tok2' (old $tok)"
+	else
+		not_ok "regrab: second mkdir"
+	fi
+	exec {fd}<&-
+	# the same after a break (no rmdir by this pid: the kernel's dentry stays)
+	tok=$(cat "$A/again/token" 2>/dev/null)
+	exec {fd}<"$A/again/released"
+	rm "$L/by-name/again" && mkdir "$A/again" && tok2=$(cat "$A/again/token" 2>&1) &&
+		[ "$tok2" -gt "$tok" ] 2>/dev/null && [ "$(cat "$A/again/ttl")" = 0 ] &&
+		ok "regrab: break + mkdir by the same pid: token $tok2 readable" ||
+		not_ok "regrab: after a break: '$tok2' (old $tok)"
+	exec {fd}<&-
+	rmdir "$A/again"
+}
+
 test_nobody() {
 	local L=$TM_MNT/.txdir/leases out
 	if [ "$(id -u)" != 0 ]; then
@@ -133,6 +169,14 @@ test_nobody() {
 	grep -q 'Operation not permitted' <<<"$out" && [ "$(cat "$L/active/$HOLDER/mine/ttl")" = 0 ] &&
 		ok "nobody: ttl of root's lease is EPERM (from txdirfs, not EACCES)" ||
 		not_ok "nobody: ttl: $out"
+	# write(2)'s own errno, as dd reports it (a shell's message may hide
+	# it: dash's echo says "I/O error" for any), on a lease with a TTL
+	echo 30 >"$L/active/$HOLDER/mine/ttl"
+	out=$(as_nobody "printf '5\\n' | dd of=$L/active/$HOLDER/mine/ttl status=none")
+	grep -q "error writing.*: Operation not permitted" <<<"$out" &&
+		[ "$(cat "$L/active/$HOLDER/mine/ttl")" = 30 ] &&
+		ok "nobody: write(2) to ttl of root's lease with a TTL fails EPERM" ||
+		not_ok "nobody: ttl write(2): $out"
 	out=$(as_nobody "touch $L/active/$HOLDER/mine")
 	grep -q 'Operation not permitted' <<<"$out" && ok "nobody: touch (renew) of root's lease is EPERM" ||
 		not_ok "nobody: touch: $out"
@@ -401,6 +445,7 @@ test_format1() {
 
 tm_mount "$OPTS" || { echo "not ok - mount"; echo "0 passed, 1 failed"; exit 1; }
 test_grab
+test_regrab
 test_nobody
 test_death
 test_waits
