@@ -406,6 +406,9 @@ static int lookup_table(struct txd_fs *fs, const struct lent *t, size_t n, const
 	return -ENOENT;
 }
 
+static int node_lease(struct txd_fs *fs, const struct node *n, struct lease_info *li);
+static int wait_entry(struct txd_fs *fs, uint64_t key, struct lease_info *li);
+
 int ctl_lease_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 		     struct txd_entry *e)
 {
@@ -429,6 +432,10 @@ int ctl_lease_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 			return -ENOMEM;
 		return ctl_entry(fs, L_LEASE, token, e); /* one node per grant */
 	case L_LEASE:
+		/* its files' getattr answers after the grant ends (for fstat of
+		 * an open released): existence is decided here */
+		if (node_lease(fs, parent, &li))
+			return -ENOENT;
 		return lookup_table(fs, lease_ents, NELEM(lease_ents), name, parent->ctl_key, e);
 	case L_BYNAME:
 		if (lease_name_check(name) || current(fs, name, &li))
@@ -449,7 +456,9 @@ int ctl_lease_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 			return -ENOMEM;
 		return ctl_entry(fs, L_WAIT, lkey(id, (uint32_t)parent->ctl_key), e);
 	case L_WAIT:
-		return strcmp(name, "granted") ? -ENOENT : ctl_entry(fs, L_GRANTED, parent->ctl_key, e);
+		if (strcmp(name, "granted") || wait_entry(fs, parent->ctl_key, &li))
+			return -ENOENT;
+		return ctl_entry(fs, L_GRANTED, parent->ctl_key, e);
 	case L_CLEANUP:
 		return -ENOENT;
 	default:
@@ -568,8 +577,8 @@ int ctl_lease_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 		pid_live(fs, (uint32_t)(n->ctl_key & PID_MASK), &a->uid);
 		break;
 	case L_GRANTED:
-		if ((err = wait_entry(fs, n->ctl_key, &li)))
-			return err;
+		/* no check: an open `granted` stays fstat-able after its wait
+		 * ends, as an unlinked file does (lookup checks existence) */
 		a->mode = S_IFREG | 0444;
 		break;
 	case L_LINK:
@@ -593,11 +602,11 @@ int ctl_lease_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 			a->mode = S_IFDIR | 0555;
 			break;
 		}
-		/* a lease's file */
-		if ((err = node_lease(fs, n, &li)))
-			return err;
+		/* a lease's file: after the grant ended its open handles (a
+		 * `released` being read) still fstat, as an unlinked file on
+		 * ext4; lookup decides existence (ctl_lease_lookup) */
 		a->mode = n->ctl == L_TTL ? S_IFREG | 0666 : S_IFREG | 0444;
-		a->uid = li.uid;
+		a->uid = node_lease(fs, n, &li) ? 0 : li.uid;
 		return 0;
 	}
 	if (S_ISDIR(a->mode)) {

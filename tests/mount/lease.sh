@@ -154,6 +154,22 @@ test_regrab() {
 	rmdir "$A/again"
 }
 
+# cat reads what it was given after fstat(2): an open wait file whose grant
+# ended meanwhile still answers GETATTR, as an unlinked file does.
+test_fstat_after_end() {
+	local L=$TM_MNT/.txdir/leases A fd out
+	A=$L/active/$$
+	mkdir "$A/gone" || { not_ok "fstat after end: grab"; return; }
+	exec {fd}<"$A/gone/released"
+	rmdir "$A/gone" || not_ok "fstat after end: rmdir"
+	out=$(timeout 10 cat <&"$fd" 2>&1)
+	exec {fd}<&-
+	[ "$out" = release ] && ok "fstat after end: cat of an open released after the release prints 'release'" ||
+		not_ok "fstat after end: cat printed '$out'"
+	[ ! -e "$A/gone/released" ] && ok "fstat after end: the path is gone" ||
+		not_ok "fstat after end: $A/gone/released still resolves"
+}
+
 test_nobody() {
 	local L=$TM_MNT/.txdir/leases out
 	if [ "$(id -u)" != 0 ]; then
@@ -446,6 +462,7 @@ test_format1() {
 tm_mount "$OPTS" || { echo "not ok - mount"; echo "0 passed, 1 failed"; exit 1; }
 test_grab
 test_regrab
+test_fstat_after_end
 test_nobody
 test_death
 test_waits
