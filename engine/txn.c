@@ -1115,7 +1115,8 @@ static int prebuild(struct txd_fs *fs, struct txn *t, pid_t pid, struct prebuilt
 	t->committing = true;
 	pthread_mutex_unlock(&fs->lock);
 
-	memcpy(fresh.v + fresh.n, t->created, t->ncreated * sizeof(*fresh.v));
+	if (t->ncreated) /* t->created may be NULL */
+		memcpy(fresh.v + fresh.n, t->created, t->ncreated * sizeof(*fresh.v));
 	fresh.n += t->ncreated;
 	qsort(fresh.v, fresh.n, sizeof(*fresh.v), cmp_ino);
 	rec_init(&pre->b, t->id, fs_now_ns(), (uint32_t)pid);
