@@ -71,7 +71,6 @@
 #include "ckpt.h"
 #include "clog.h"
 #include "core.h"
-#include "dtree.h"
 #include "events.h"
 #include "os.h"
 #include "rec.h"
@@ -234,7 +233,7 @@ static bool put_inode(struct ckw *w, struct inode *in, const struct iver *v)
 		if (!w->write || !v)
 			return true;
 		struct rec_inode r;
-		fs_inode_rec(in, &r);
+		ns_inode_rec(in, &r);
 		r.mode = v->mode;
 		r.uid = v->uid;
 		r.gid = v->gid;

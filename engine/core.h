@@ -71,6 +71,7 @@ struct chunkstore;
 struct clog;
 struct ctl_leases;
 struct evlog;
+struct inode;
 struct ns_prep;
 struct rec_buf;
 struct svc;
@@ -112,6 +113,16 @@ struct txd_fs {
 	/* the control tree's teardown, registered by it when it first keeps
 	 * state (fs_free calls it: the data tree does not know the control tree) */
 	void (*upper_free)(struct txd_fs *fs);
+	/* What a transaction commit (txn.c, below the data tree) needs of the
+	 * data tree's state, registered by it at open (fs.c): in's content or
+	 * attributes were replaced (freeze its node, forget its working copy:
+	 * dtree.h F1); the name in parent changed (invalidate the kernel's
+	 * entry); in is open for writing in the main tree. fs->lock held. */
+	struct {
+		void (*replaced)(struct txd_fs *fs, struct inode *in);
+		void (*renamed)(struct txd_fs *fs, struct inode *parent, const char *name);
+		bool (*has_writer)(const struct inode *in);
+	} dt;
 	uint64_t commit_ns_sum, commit_count; /* txdir_op_duration_seconds{op="commit"} */
 	uint64_t ckpt_lsn, ckpt_count;
 	uint64_t ckpt_wal_bytes;  /* WAL bytes appended when the last checkpoint ran */

@@ -117,8 +117,6 @@ int fs_view_commit(struct txd_fs *fs, struct txn *t, struct rec_buf *b);
 void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a);
 void fs_entry(struct txd_fs *fs, struct node *n, struct txd_entry *e);
 void fs_inode_unpin(struct txd_fs *fs, struct txn *t, struct inode *in);
-/* Attributes of in's head as an OP_INODE body, for a commit to modify. */
-void fs_inode_rec(const struct inode *in, struct rec_inode *r);
 
 /* ---- fsops.c: the namespace (public txd_* calls that never reach a
  * control node are there too) ---- */

@@ -169,21 +169,6 @@ struct timespec fs_now_ts(void)
 				 .tv_nsec = (long)(ns % 1000000000ull)};
 }
 
-void fs_inode_rec(const struct inode *in, struct rec_inode *r)
-{
-	const struct iver *v = in->head;
-	memset(r, 0, sizeof(*r));
-	r->ino = in->ino;
-	r->mode = v->mode;
-	r->uid = v->uid;
-	r->gid = v->gid;
-	r->nlink = v->nlink;
-	r->rdev = v->rdev;
-	r->atime = v->atime;
-	r->mtime = v->mtime;
-	r->ctime = v->ctime;
-	r->parent = in->dir ? in->parent : 0;
-}
 
 /* ---- attributes ----------------------------------------------------------------- */
 void fs_attr(struct txd_fs *fs, const struct node *n, struct txd_attr *a)
@@ -647,12 +632,35 @@ static void fs_free(struct txd_fs *fs)
 	free(fs);
 }
 
+/* ---- what a transaction commit needs of the data tree (core.h fs->dt) ---- */
+static void dt_replaced(struct txd_fs *fs, struct inode *in)
+{
+	if (in->live)
+		fs_freeze_node(fs, in->live);
+	in->wf = NULL; /* its readers keep their copy; new opens start afresh */
+}
+
+static void dt_renamed(struct txd_fs *fs, struct inode *parent, const char *name)
+{
+	if (parent->live)
+		fs_queue_inval(fs, ((struct node *)parent->live)->id, name);
+}
+
+static bool dt_has_writer(const struct inode *in)
+{
+	const struct wfile *wf = in ? in->wf : NULL;
+	return wf && wf->nwriters;
+}
+
 int txd_fs_open(const char *dir, const struct txd_opts *opts, struct txd_fs **out,
 		pid_t *holder_pid)
 {
 	struct txd_fs *fs = calloc(1, sizeof(*fs));
 	if (!fs)
 		return -ENOMEM;
+	fs->dt.replaced = dt_replaced;
+	fs->dt.renamed = dt_renamed;
+	fs->dt.has_writer = dt_has_writer;
 	pthread_mutex_init(&fs->lock, NULL);
 	if (opts)
 		fs->opts = *opts;

@@ -121,7 +121,7 @@ static int content_record(struct txd_fs *fs, struct txn *t, struct inode *in, st
 	struct rec_inode r;
 	rec_init(&b, 0, fs_now_ns(), (uint32_t)pid);
 	rec_content(&b, in->ino, p->size, p->truncated, p->trunc_chunks, p->chg, p->nchg);
-	fs_inode_rec(in, &r);
+	ns_inode_rec(in, &r);
 	r.mtime = atomic_load(&wf->times_set) ? fs_ns_ts(atomic_load(&wf->mtime_ns)) : fs_now_ts();
 	r.ctime = fs_now_ts();
 	rec_inode(&b, &r);

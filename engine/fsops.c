@@ -74,7 +74,7 @@ bool fs_view_root(const struct node *n)
 static void touch_dir(struct rec_buf *b, struct inode *dir, int nlink_delta, struct timespec now)
 {
 	struct rec_inode r;
-	fs_inode_rec(dir, &r);
+	ns_inode_rec(dir, &r);
 	r.nlink = (uint32_t)((int)r.nlink + nlink_delta);
 	r.mtime = r.ctime = now;
 	rec_inode(b, &r);
@@ -83,7 +83,7 @@ static void touch_dir(struct rec_buf *b, struct inode *dir, int nlink_delta, str
 static void set_nlink(struct rec_buf *b, struct inode *in, int delta, struct timespec now)
 {
 	struct rec_inode r;
-	fs_inode_rec(in, &r);
+	ns_inode_rec(in, &r);
 	r.nlink = (uint32_t)((int)r.nlink + delta);
 	r.ctime = now;
 	rec_inode(b, &r);
@@ -421,7 +421,7 @@ static void rename_encode(struct rec_buf *b, const struct rn *r, struct timespec
 			dp_delta--;
 			sp_delta++;
 		}
-		fs_inode_rec(r->dst, &ri);
+		ns_inode_rec(r->dst, &ri);
 		ri.ctime = now;
 		if (r->dst->dir)
 			ri.parent = r->sp->ino;
@@ -439,7 +439,7 @@ static void rename_encode(struct rec_buf *b, const struct rn *r, struct timespec
 				dp_delta--;
 		}
 	}
-	fs_inode_rec(r->src, &ri);
+	ns_inode_rec(r->src, &ri);
 	ri.ctime = now;
 	if (r->src->dir)
 		ri.parent = r->dp->ino;
@@ -539,7 +539,7 @@ static int setattr_meta(struct txd_fs *fs, const struct txd_cred *c, struct node
 	struct inode *in = n->in;
 	struct rec_inode r;
 	struct timespec now = fs_now_ts();
-	fs_inode_rec(in, &r);
+	ns_inode_rec(in, &r);
 	if (sa->valid & TXD_SET_MODE)
 		r.mode = (r.mode & S_IFMT) | (sa->mode & 07777);
 	if (sa->valid & TXD_SET_UID)
@@ -891,7 +891,7 @@ static int xattr_change(struct txd_fs *fs, const struct txd_cred *c, uint64_t no
 		rec_xattr_del(&b, n->in->ino, name);
 	else
 		rec_xattr_set(&b, n->in->ino, name, value, (uint32_t)size);
-	fs_inode_rec(n->in, &r);
+	ns_inode_rec(n->in, &r);
 	r.ctime = fs_now_ts();
 	rec_inode(&b, &r);
 	return commit_unlock(fs, n->txn, &b);

@@ -1176,3 +1176,19 @@ void ns_destroy(struct ns *ns)
 	free(ns->parked);
 	memset(ns, 0, sizeof(*ns));
 }
+
+void ns_inode_rec(const struct inode *in, struct rec_inode *r)
+{
+	const struct iver *v = in->head;
+	memset(r, 0, sizeof(*r));
+	r->ino = in->ino;
+	r->mode = v->mode;
+	r->uid = v->uid;
+	r->gid = v->gid;
+	r->nlink = v->nlink;
+	r->rdev = v->rdev;
+	r->atime = v->atime;
+	r->mtime = v->mtime;
+	r->ctime = v->ctime;
+	r->parent = in->dir ? in->parent : 0;
+}

@@ -139,6 +139,8 @@ int ns_init(struct ns *ns);
 void ns_destroy(struct ns *ns);
 
 struct inode *ns_inode(struct ns *ns, uint64_t ino);
+/* Attributes of in's head as an OP_INODE body, for a commit to modify. */
+void ns_inode_rec(const struct inode *in, struct rec_inode *r);
 uint64_t ns_alloc_ino(struct ns *ns);
 
 /* Apply a validated-or-not commit payload (see rec.h). The record's inline

@@ -17,7 +17,6 @@
 #include "chunk.h"
 #include "ckpt.h"
 #include "core.h"
-#include "dtree.h"
 #include "events.h"
 #include "os.h"
 #include "rec.h"
@@ -842,11 +841,6 @@ static int validate(struct txd_fs *fs, struct txn *t)
 	return 0;
 }
 
-static bool has_writer(const struct inode *in)
-{
-	const struct wfile *wf = in ? in->wf : NULL;
-	return wf && wf->nwriters;
-}
 
 /* A path of the write set open for writing in the main tree (its path in
  * path): the commit would race that writer's close, so it fails and the
@@ -855,7 +849,7 @@ static bool main_writer(struct txd_fs *fs, struct txn *t, char *path, size_t cap
 {
 	for (uint32_t k = 0; k < t->ninos; k++) {
 		struct inode *m = ns_inode(&fs->ns, t->inos[k]);
-		if (has_writer(m)) {
+		if (fs->dt.has_writer(m)) {
 			ns_path(&fs->ns, m, path, cap);
 			return true;
 		}
@@ -866,7 +860,7 @@ static bool main_writer(struct txd_fs *fs, struct txn *t, char *path, size_t cap
 		if (!p || !p->dir)
 			continue;
 		uint64_t ino = ns_lookup_at(p->dir, key->name, strlen(key->name), UINT64_MAX);
-		if (ino && has_writer(ns_inode(&fs->ns, ino))) {
+		if (ino && fs->dt.has_writer(ns_inode(&fs->ns, ino))) {
 			key_path(fs, key, path, cap);
 			return true;
 		}
@@ -875,13 +869,13 @@ static bool main_writer(struct txd_fs *fs, struct txn *t, char *path, size_t cap
 }
 
 /* A file of the view open for writing (its path in the view), if any. */
-static bool view_writer(struct txn *t, char *path, size_t cap)
+static bool view_writer(struct txd_fs *fs, struct txn *t, char *path, size_t cap)
 {
 	if (!t->nwriters)
 		return false;
 	for (uint64_t k = 0; k < t->ns.tabsize; k++)
 		for (struct inode *in = t->ns.tab[k]; in; in = in->hnext)
-			if (has_writer(in)) {
+			if (fs->dt.has_writer(in)) {
 				ns_path(&t->ns, in, path, cap);
 				return true;
 			}
@@ -899,7 +893,7 @@ static int merged_dirs(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
 		if (!in && m && m->dir) {
 			/* removed in the view (and dropped there): removed here */
 			struct rec_inode r;
-			fs_inode_rec(m, &r);
+			ns_inode_rec(m, &r);
 			r.nlink = 0;
 			r.ctime = fs_now_ts();
 			rec_inode(b, &r);
@@ -910,7 +904,7 @@ static int merged_dirs(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
 		{
 			const struct iver *then = m ? ns_iver_at(m, t->snap) : NULL;
 			struct rec_inode r;
-			fs_inode_rec(in, &r);
+			ns_inode_rec(in, &r);
 			if (then && m->head->nlink) {
 				r.nlink = (uint32_t)((int64_t)m->head->nlink +
 						     (int64_t)in->head->nlink - (int64_t)then->nlink);
@@ -997,15 +991,12 @@ static void publish(struct txd_fs *fs, struct txn *t)
 		struct inode *m = ns_inode(&fs->ns, t->inos[k]);
 		if (!m)
 			continue;
-		if (m->live)
-			fs_freeze_node(fs, m->live);
-		if (m->wf)
-			m->wf = NULL; /* its readers keep their copy; new opens start afresh */
+		fs->dt.replaced(fs, m);
 	}
 	for (uint32_t k = 0; k < t->nkeys; k++) {
 		struct inode *p = ns_inode(&fs->ns, t->keys[k].parent);
-		if (p && p->live)
-			fs_queue_inval(fs, ((struct node *)p->live)->id, t->keys[k].name);
+		if (p)
+			fs->dt.renamed(fs, p, t->keys[k].name);
 	}
 }
 
@@ -1040,7 +1031,7 @@ static void wait_writers(struct txd_fs *fs, struct txn *t)
 static int commit_checks(struct txd_fs *fs, struct txn *t)
 {
 	char path[4096];
-	if (view_writer(t, path, sizeof(path))) {
+	if (view_writer(fs, t, path, sizeof(path))) {
 		set_last_error(t, "open-in-view", path);
 		return -EBUSY;
 	}

@@ -8,7 +8,12 @@
  *  L3 there is no umbrella header: engine/fs.h is gone and nothing includes it;
  *  L4 fusefs/ includes only the engine's public header (txdir.h) and keeps
  *     no caller in thread-local storage (the request's context is passed to
- *     the engine explicitly).
+ *     the engine explicitly);
+ *  L5 the modules below the data tree — transactions (txn.c), checkpoints
+ *     (ckpt.c) and the services (svc, lease, proc, journal, events, clog) —
+ *     include neither dtree.h nor ctl.h and call no data-tree function
+ *     (those declared in dtree.h): what a commit needs of the data tree's
+ *     state goes through the hooks it registers (core.h fs->dt).
  * Sources are found under TXD_SRCDIR (the environment variable, else the
  * checkout the test was built from).
  */
@@ -147,6 +152,54 @@ Test(layers, l4_fusefs_passes_the_context_and_holds_no_caller)
 		}
 		cr_expect_null(strstr(text, "__thread"), "%s keeps thread-local state", files[k]);
 		cr_expect_null(strstr(text, "txd_set_caller"), "%s", files[k]);
+		free(text);
+	}
+}
+
+/* The functions dtree.h declares (the names after "fs_" up to "(" on lines
+ * that start a declaration). */
+static size_t dtree_functions(char names[][64], size_t cap)
+{
+	char *text = slurp("engine/dtree.h");
+	size_t n = 0;
+	cr_assert_not_null(text, "engine/dtree.h");
+	for (const char *p = strstr(text, "fs_"); p && n < cap; p = strstr(p + 1, "fs_")) {
+		if (p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_'))
+			continue;
+		const char *q = p;
+		while (isalnum((unsigned char)*q) || *q == '_')
+			q++;
+		if (*q != '(' || q - p >= 64)
+			continue;
+		memcpy(names[n], p, (size_t)(q - p));
+		names[n][q - p] = 0;
+		n++;
+	}
+	free(text);
+	return n;
+}
+
+Test(layers, l5_below_the_data_tree)
+{
+	static const char *const below[] = {"engine/txn.c",   "engine/ckpt.c",  "engine/svc.c",
+					    "engine/lease.c", "engine/proc.c",  "engine/journal.c",
+					    "engine/events.c", "engine/clog.c"};
+	static char names[256][64];
+	size_t n = dtree_functions(names, 256);
+	cr_assert_gt(n, 10, "dtree.h declares %zu functions", n);
+	for (size_t k = 0; k < sizeof(below) / sizeof(below[0]); k++) {
+		char *text = slurp(below[k]);
+		cr_assert_not_null(text, "%s", below[k]);
+		cr_expect(!includes(text, "dtree.h"), "%s includes dtree.h", below[k]);
+		cr_expect(!includes(text, "ctl.h"), "%s includes ctl.h", below[k]);
+		for (size_t f = 0; f < n; f++) {
+			char call[70];
+			snprintf(call, sizeof(call), "%.63s(", names[f]);
+			for (const char *p = strstr(text, call); p; p = strstr(p + 1, call)) {
+				bool part = p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_');
+				cr_expect(part, "%s calls %s (dtree.h)", below[k], names[f]);
+			}
+		}
 		free(text);
 	}
 }
