@@ -278,3 +278,17 @@ int tt_fingerprint(struct txd_fs *fs, uint64_t *out)
 	free(text);
 	return err;
 }
+
+int tt_txn_cmd(struct txd_fs *fs, const char *name, const char *what)
+{
+	char path[600];
+	uint64_t node;
+	struct txd_open_out oo;
+	snprintf(path, sizeof(path), ".txdir/txn/%s/ctl", name);
+	int err = tt_resolve(fs, path, NULL, NULL, &node);
+	if (err || (err = txd_open(fs, NULL, node, O_WRONLY | O_TRUNC, &oo)))
+		return err;
+	ssize_t n = txd_write(fs, NULL, oo.fh, what, strlen(what), 0);
+	txd_release(fs, oo.fh);
+	return n < 0 ? (int)n : 0;
+}

@@ -34,6 +34,9 @@ int tt_get_as(struct txd_fs *fs, const struct txd_cred *c, const char *path, cha
 int tt_mkdir(struct txd_fs *fs, const char *path);
 int tt_unlink(struct txd_fs *fs, const char *path);
 int tt_rename(struct txd_fs *fs, const char *from, const char *to, unsigned flags);
+/* Write one command to .txdir/txn/NAME/ctl; the write's result is the
+ * command's (0 or a negative errno). */
+int tt_txn_cmd(struct txd_fs *fs, const char *name, const char *what);
 
 /* Fingerprint of the whole tree: every path with its type, size and a hash
  * of its bytes, sorted; xxh64 of that listing. -EIO if any read fails

@@ -179,20 +179,6 @@ static void probe_hook(struct txd_fs *f, struct txn *t)
 	probe.done = pthread_timedjoin_np(probe_thread, NULL, &until) == 0;
 }
 
-static int tx_cmd(const char *name, const char *what)
-{
-	char path[600];
-	uint64_t node;
-	struct txd_open_out oo;
-	snprintf(path, sizeof(path), ".txdir/txn/%s/ctl", name);
-	int err = tt_resolve(fs, path, NULL, NULL, &node);
-	if (err || (err = txd_open(fs, NULL, node, O_WRONLY | O_TRUNC, &oo)))
-		return err;
-	ssize_t n = txd_write(fs, NULL, oo.fh, what, strlen(what), 0);
-	txd_release(fs, oo.fh);
-	return n < 0 ? (int)n : 0;
-}
-
 /* A transaction of PROBE_FILES new files in d; the probe runs during its
  * commit and creates `conflict` in the main tree. Returns the commit's result. */
 static int commit_with_probe(const char *conflict)
@@ -209,7 +195,7 @@ static int commit_with_probe(const char *conflict)
 	probe.conflict = conflict;
 	cr_assert_not_null(&txn_prebuild_hook, "no txn_prebuild_hook: the commit is built under fs->lock");
 	txn_prebuild_hook = probe_hook;
-	int err = tx_cmd("t", "commit");
+	int err = tt_txn_cmd(fs, "t", "commit");
 	txn_prebuild_hook = NULL;
 	cr_assert(probe.ran, "the commit of %d files was not built outside fs->lock", PROBE_FILES);
 	if (!probe.done)

@@ -220,20 +220,6 @@ static void op_read(struct worker *w)
 	note(w, txd_release(fs, oo.fh), "release reader");
 }
 
-static int txn_cmd(const char *txn, const char *what)
-{
-	char path[128];
-	uint64_t node;
-	struct txd_open_out oo;
-	snprintf(path, sizeof(path), ".txdir/txn/%s/ctl", txn);
-	int err = tt_resolve(fs, path, NULL, NULL, &node);
-	if (err || (err = txd_open(fs, NULL, node, O_WRONLY | O_TRUNC, &oo)))
-		return err;
-	ssize_t n = txd_write(fs, NULL, oo.fh, what, strlen(what), 0);
-	txd_release(fs, oo.fh);
-	return n < 0 ? (int)n : 0;
-}
-
 static void op_transaction(struct worker *w)
 {
 	char txn[32], path[64], vp[160], name[16], body[48];
@@ -245,7 +231,7 @@ static void op_transaction(struct worker *w)
 	snprintf(vp, sizeof(vp), "%s/root/%s", path, name);
 	int n = snprintf(body, sizeof(body), "txn %s", txn);
 	int err = note(w, tt_put(fs, vp, body, (size_t)n), "txn write");
-	if (!err && !note(w, txn_cmd(txn, "commit"), "txn commit"))
+	if (!err && !note(w, tt_txn_cmd(fs, txn, "commit"), "txn commit"))
 		w->committed++;
 	uint64_t parent;
 	const char *leaf;

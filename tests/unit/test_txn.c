@@ -33,21 +33,6 @@ static int begin(const char *name)
 	return tt_mkdir(fs, path);
 }
 
-/* Write one command to ctl; the write's result is the command's. */
-static int cmd(const char *name, const char *what)
-{
-	char path[600];
-	uint64_t node;
-	struct txd_open_out oo;
-	snprintf(path, sizeof(path), ".txdir/txn/%s/ctl", name);
-	int err = tt_resolve(fs, path, NULL, NULL, &node);
-	if (err || (err = txd_open(fs, NULL, node, O_WRONLY | O_TRUNC, &oo)))
-		return err;
-	ssize_t n = txd_write(fs, NULL, oo.fh, what, strlen(what), 0);
-	txd_release(fs, oo.fh);
-	return n < 0 ? (int)n : 0;
-}
-
 /* rmdir .txdir/txn/NAME */
 static int end_txn(const char *name)
 {
@@ -129,7 +114,7 @@ Test(txn, isolation_then_atomic_publication)
 	char *st = status("t");
 	cr_expect_str_eq(st, "active\n");
 	free(st);
-	cr_assert_eq(cmd("t", "commit"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "t", "commit"), 0);
 	st = status("t");
 	cr_expect_eq(strncmp(st, "committed ", 10), 0, "%s", st);
 	free(st);
@@ -167,8 +152,8 @@ Test(txn, write_write_conflict_both_orders)
 		cr_assert_eq(tt_put(fs, vpath("y", name), "from y", 6), 0);
 		cr_assert_eq(tt_put(fs, vpath("y", "y-only"), "y", 1), 0);
 		const char *first = order ? "y" : "x", *second = order ? "x" : "y";
-		cr_assert_eq(cmd(first, "commit"), 0);
-		cr_expect_eq(cmd(second, "commit"), -EBUSY);
+		cr_assert_eq(tt_txn_cmd(fs, first, "commit"), 0);
+		cr_expect_eq(tt_txn_cmd(fs, second, "commit"), -EBUSY);
 		char *st = status(second);
 		char want[64];
 		snprintf(want, sizeof(want), " path=/%s\n", name);
@@ -191,7 +176,7 @@ Test(txn, main_tree_change_conflicts)
 	cr_assert_eq(begin("t"), 0);
 	cr_assert_eq(tt_put(fs, vpath("t", "a"), "txn", 3), 0);
 	cr_assert_eq(tt_put(fs, "a", "main", 4), 0);
-	cr_expect_eq(cmd("t", "commit"), -EBUSY);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "commit"), -EBUSY);
 	expect_file("a", "main");
 }
 
@@ -207,8 +192,8 @@ Test(txn, directory_changes_merge)
 	cr_assert_eq(tt_put(fs, vpath("y", "d/two"), "2", 1), 0);
 	cr_assert_eq(tt_mkdir(fs, vpath("y", "d/sub2")), 0);
 	cr_assert_eq(tt_put(fs, "d/three", "3", 1), 0); /* main, meanwhile */
-	cr_assert_eq(cmd("x", "commit"), 0);
-	cr_assert_eq(cmd("y", "commit"), 0, "different names in one directory");
+	cr_assert_eq(tt_txn_cmd(fs, "x", "commit"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "y", "commit"), 0, "different names in one directory");
 	expect_file("d/one", "1");
 	expect_file("d/two", "2");
 	expect_file("d/three", "3");
@@ -226,8 +211,8 @@ Test(txn, directory_changes_merge)
 	cr_assert_eq(begin("q"), 0);
 	cr_assert_eq(tt_put(fs, vpath("p", "d/same"), "p", 1), 0);
 	cr_assert_eq(tt_put(fs, vpath("q", "d/same"), "q", 1), 0);
-	cr_assert_eq(cmd("p", "commit"), 0);
-	cr_expect_eq(cmd("q", "commit"), -EBUSY, "create/create of one name");
+	cr_assert_eq(tt_txn_cmd(fs, "p", "commit"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "q", "commit"), -EBUSY, "create/create of one name");
 	expect_file("d/same", "p");
 }
 
@@ -238,8 +223,8 @@ Test(txn, rename_rename_and_delete_write_conflict)
 	cr_assert_eq(begin("y"), 0);
 	cr_assert_eq(tt_rename(fs, vpath("x", "src"), vpath("x", "dst1"), 0), 0);
 	cr_assert_eq(tt_rename(fs, vpath("y", "src"), vpath("y", "dst2"), 0), 0);
-	cr_assert_eq(cmd("x", "commit"), 0);
-	cr_expect_eq(cmd("y", "commit"), -EBUSY, "rename/rename");
+	cr_assert_eq(tt_txn_cmd(fs, "x", "commit"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "y", "commit"), -EBUSY, "rename/rename");
 	expect_file("dst1", "s");
 	expect_absent("dst2");
 
@@ -248,8 +233,8 @@ Test(txn, rename_rename_and_delete_write_conflict)
 	cr_assert_eq(begin("wr"), 0);
 	cr_assert_eq(tt_unlink(fs, vpath("del", "w")), 0);
 	cr_assert_eq(tt_put(fs, vpath("wr", "w"), "written", 7), 0);
-	cr_assert_eq(cmd("wr", "commit"), 0);
-	cr_expect_eq(cmd("del", "commit"), -EBUSY, "delete/write");
+	cr_assert_eq(tt_txn_cmd(fs, "wr", "commit"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "del", "commit"), -EBUSY, "delete/write");
 	expect_file("w", "written");
 }
 
@@ -264,8 +249,8 @@ Test(txn, write_skew_is_allowed)
 	cr_assert_eq(tt_put(fs, vpath("x", "b"), "0", 1), 0);
 	expect_file(vpath("y", "b"), "1"); /* y reads b, writes a */
 	cr_assert_eq(tt_put(fs, vpath("y", "a"), "0", 1), 0);
-	cr_expect_eq(cmd("x", "commit"), 0);
-	cr_expect_eq(cmd("y", "commit"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "x", "commit"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "y", "commit"), 0);
 	expect_file("a", "0");
 	expect_file("b", "0");
 }
@@ -274,27 +259,27 @@ Test(txn, abort_and_rmdir_apply_nothing)
 {
 	cr_assert_eq(begin("t"), 0);
 	cr_assert_eq(tt_put(fs, vpath("t", "x"), "x", 1), 0);
-	cr_assert_eq(cmd("t", "abort"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "t", "abort"), 0);
 	char *st = status("t");
 	cr_expect_str_eq(st, "aborted request\n");
 	free(st);
 	expect_absent("x");
-	cr_expect_eq(cmd("t", "commit"), -EBUSY, "an aborted transaction does not commit");
+	cr_expect_eq(tt_txn_cmd(fs, "t", "commit"), -EBUSY, "an aborted transaction does not commit");
 	cr_assert_eq(end_txn("t"), 0);
 	cr_assert_eq(begin("u"), 0);
 	cr_assert_eq(tt_put(fs, vpath("u", "y"), "y", 1), 0);
 	cr_assert_eq(end_txn("u"), 0);
 	expect_absent("y");
 	expect_absent(".txdir/txn/u");
-	cr_expect_eq(cmd("nope", "commit"), -ENOENT);
+	cr_expect_eq(tt_txn_cmd(fs, "nope", "commit"), -ENOENT);
 }
 
 Test(txn, bad_commands_and_names)
 {
 	cr_assert_eq(begin("t"), 0);
 	cr_expect_eq(begin("t"), -EEXIST);
-	cr_expect_eq(cmd("t", "comit"), -EINVAL);
-	cr_expect_eq(cmd("t", "commit\n"), 0, "a trailing newline is fine (echo)");
+	cr_expect_eq(tt_txn_cmd(fs, "t", "comit"), -EINVAL);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "commit\n"), 0, "a trailing newline is fine (echo)");
 	char longname[300];
 	memset(longname, 'n', 256);
 	longname[256] = 0;
@@ -306,12 +291,12 @@ Test(txn, read_only_snapshot)
 {
 	cr_assert_eq(tt_put(fs, "a", "v1", 2), 0);
 	cr_assert_eq(begin("r"), 0);
-	cr_assert_eq(cmd("r", "readonly"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "r", "readonly"), 0);
 	cr_assert_eq(tt_put(fs, "a", "v2", 2), 0);
 	expect_file(vpath("r", "a"), "v1");
 	cr_expect_eq(tt_put(fs, vpath("r", "new"), "x", 1), -EROFS);
 	cr_expect_eq(tt_mkdir(fs, vpath("r", "dir")), -EROFS);
-	cr_assert_eq(cmd("r", "abort"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "r", "abort"), 0);
 }
 
 /* T6 (SPEC §4): a commit waits (bounded) for the view's writable handles, then
@@ -324,7 +309,7 @@ Test(txn, commit_waits_for_writers)
 	struct txd_open_out w;
 	cr_assert_eq(tt_resolve(fs, vpath("t", "f"), NULL, NULL, &node), 0);
 	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
-	cr_expect_eq(cmd("t", "commit"), -EBUSY);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "commit"), -EBUSY);
 	char *st = status("t");
 	cr_expect_str_eq(st, "active\n");
 	free(st);
@@ -335,7 +320,7 @@ Test(txn, commit_waits_for_writers)
 	cr_assert_eq(txd_write(fs, NULL, w.fh, "y", 1, 0), 1);
 	cr_assert_eq(txd_flush(fs, w.fh, &tt_cred, NULL), 0);
 	txd_release(fs, w.fh);
-	cr_assert_eq(cmd("t", "commit"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "t", "commit"), 0);
 	expect_file("f", "y");
 }
 
@@ -378,7 +363,7 @@ Test(txn, commit_announces_its_wait)
 	cr_assert_eq(tt_resolve(fs, vpath("t", "f"), NULL, NULL, &node), 0);
 	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
 	cr_assert_eq(pthread_create(&t, NULL, close_writer, &w.fh), 0);
-	cr_expect_eq(cmd("t", "commit"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "commit"), 0);
 	if (!__atomic_load_n(&nannounced, __ATOMIC_RELAXED))
 		sem_post(&announced); /* not announced: let the writer go anyway */
 	pthread_join(t, NULL);
@@ -415,7 +400,7 @@ Test(txn, crash_keeps_commits_whole)
 	}
 	cr_assert_eq(begin("u"), 0);
 	cr_assert_eq(tt_put(fs, vpath("u", "uncommitted"), "u", 1), 0);
-	cr_assert_eq(cmd("t", "commit"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "t", "commit"), 0);
 	cr_assert_eq(txd_sync_wait(fs), 0);
 	faultos_install();
 	faultos_power_cut(42);
@@ -471,7 +456,7 @@ static void *mover(void *arg)
 		snprintf(pb, sizeof(pb), "n%d", b);
 		int va = read_int(vpath(name, pa)), vb = read_int(vpath(name, pb));
 		if (put_int(vpath(name, pa), va - 1) == 0 && put_int(vpath(name, pb), vb + 1) == 0 &&
-		    cmd(name, "commit") == 0)
+		    tt_txn_cmd(fs, name, "commit") == 0)
 			done++;
 		char path[600];
 		snprintf(path, sizeof(path), ".txdir/txn/%s", name);
@@ -493,7 +478,7 @@ static void *auditor(void *arg)
 		snprintf(name, sizeof(name), "audit-%d", k);
 		if (begin(name))
 			continue;
-		cmd(name, "readonly");
+		tt_txn_cmd(fs, name, "readonly");
 		int sum = 0;
 		for (int f = 0; f < NF; f++) {
 			char p[16];
@@ -573,7 +558,7 @@ Test(txn, hundred_thousand_files_commit, .timeout = 300)
 		memcpy(body, p, (size_t)n);
 		cr_assert_eq(tt_put(fs, vpath("big", p), body, sizeof(body)), 0, "file %d", k);
 	}
-	cr_assert_eq(cmd("big", "commit"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "big", "commit"), 0);
 	long grown = rss_kb() - before;
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) /* sanitizer shadow inflates RSS */
 	cr_expect_lt(grown, 512 * 1024, "memory grew %ld KiB for 100,000 files", grown);
@@ -604,7 +589,7 @@ Test(txn, rmdir_of_directory_filled_meanwhile_conflicts)
 	cr_assert_eq(tt_resolve(fs, vpath("t", "d"), &parent, &leaf, NULL), 0);
 	cr_assert_eq(txd_rmdir(fs, NULL, parent, leaf), 0);
 	cr_assert_eq(tt_put(fs, "d/new", "n", 1), 0);
-	cr_expect_eq(cmd("t", "commit"), -EBUSY);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "commit"), -EBUSY);
 	expect_file("d/new", "n");
 }
 
@@ -664,7 +649,7 @@ Test(txn, remove_directory_with_contents)
 	const char *leaf;
 	cr_assert_eq(tt_resolve(fs, vpath("t", "q"), &parent, &leaf, NULL), 0);
 	cr_assert_eq(txd_rmdir(fs, NULL, parent, leaf), 0);
-	cr_assert_eq(cmd("t", "commit"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "t", "commit"), 0);
 	expect_absent("q");
 	reopen();
 	expect_absent("q");
@@ -697,7 +682,7 @@ Test(txn, commit_meeting_main_writer_stays_active)
 	struct txd_open_out w;
 	cr_assert_eq(tt_resolve(fs, "a b", NULL, NULL, &node), 0);
 	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
-	cr_expect_eq(cmd("t", "commit"), -EBUSY);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "commit"), -EBUSY);
 	char *st = status("t");
 	cr_expect_str_eq(st, "active\n");
 	free(st);
@@ -708,7 +693,7 @@ Test(txn, commit_meeting_main_writer_stays_active)
 	cJSON_Delete(j);
 	expect_file("a b", "base");
 	txd_release(fs, w.fh);
-	cr_expect_eq(cmd("t", "commit"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "commit"), 0);
 	expect_file("a b", "txn");
 	j = info("t");
 	cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "last_error")) ||
@@ -726,8 +711,8 @@ Test(txn, status_line_parses_whatever_the_path)
 	cr_assert_eq(begin("y"), 0);
 	cr_assert_eq(tt_put(fs, vpath("x", name), "x", 1), 0);
 	cr_assert_eq(tt_put(fs, vpath("y", name), "y", 1), 0);
-	cr_assert_eq(cmd("x", "commit"), 0);
-	cr_expect_eq(cmd("y", "commit"), -EBUSY);
+	cr_assert_eq(tt_txn_cmd(fs, "x", "commit"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "y", "commit"), -EBUSY);
 	char *st = status("y"), *nl = strchr(st, '\n');
 	cr_expect(nl && nl[1] == 0, "one line: [%s]", st);
 	unsigned long long winner;
@@ -735,9 +720,9 @@ Test(txn, status_line_parses_whatever_the_path)
 	cr_expect_eq(sscanf(st, "aborted conflict winner=%llu path=%n", &winner, &pos), 1, "%s", st);
 	cr_expect_str_eq(st + pos, "/a b\\nc\\\\d\n");
 	free(st);
-	cr_assert_eq(cmd("x", "abort"), -EINVAL, "committed: too late to abort");
+	cr_assert_eq(tt_txn_cmd(fs, "x", "abort"), -EINVAL, "committed: too late to abort");
 	cr_assert_eq(begin("r"), 0);
-	cr_assert_eq(cmd("r", "abort"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "r", "abort"), 0);
 	st = status("r");
 	cr_expect_str_eq(st, "aborted request\n");
 	free(st);
@@ -765,20 +750,20 @@ Test(txn, repeated_commits_report_the_outcome)
 {
 	cr_assert_eq(begin("c"), 0);
 	cr_assert_eq(tt_put(fs, vpath("c", "f"), "c", 1), 0);
-	cr_assert_eq(cmd("c", "commit"), 0);
-	cr_expect_eq(cmd("c", "commit"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "c", "commit"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "c", "commit"), 0);
 	cr_assert_eq(begin("a"), 0);
-	cr_assert_eq(cmd("a", "abort"), 0);
-	cr_expect_eq(cmd("a", "commit"), -EBUSY);
-	cr_expect_eq(cmd("a", "commit"), -EBUSY);
+	cr_assert_eq(tt_txn_cmd(fs, "a", "abort"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "a", "commit"), -EBUSY);
+	cr_expect_eq(tt_txn_cmd(fs, "a", "commit"), -EBUSY);
 	cr_assert_eq(tt_put(fs, "g", "base", 4), 0);
 	cr_assert_eq(begin("x"), 0);
 	cr_assert_eq(begin("y"), 0);
 	cr_assert_eq(tt_put(fs, vpath("x", "g"), "x", 1), 0);
 	cr_assert_eq(tt_put(fs, vpath("y", "g"), "y", 1), 0);
-	cr_assert_eq(cmd("x", "commit"), 0);
-	cr_expect_eq(cmd("y", "commit"), -EBUSY);
-	cr_expect_eq(cmd("y", "commit"), -EBUSY, "a lost conflict stays lost");
+	cr_assert_eq(tt_txn_cmd(fs, "x", "commit"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "y", "commit"), -EBUSY);
+	cr_expect_eq(tt_txn_cmd(fs, "y", "commit"), -EBUSY, "a lost conflict stays lost");
 }
 
 /* ---- deferred commits (txd_write_async): the wait holds no thread ----------------- */
@@ -868,7 +853,7 @@ Test(txn, deferred_commit_gives_up_at_the_bound)
 	cJSON_Delete(j);
 	txd_release(fs, w);
 	txd_release(fs, ctl);
-	cr_expect_eq(cmd("t", "commit"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "commit"), 0);
 }
 
 /* FUSE_INTERRUPT: a withdrawn commit is never answered and applies nothing;
@@ -948,13 +933,13 @@ Test(txn, records_across_restarts)
 {
 	cr_assert_eq(begin("c"), 0);
 	cr_assert_eq(tt_put(fs, vpath("c", "f"), "c", 1), 0);
-	cr_assert_eq(cmd("c", "commit"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "c", "commit"), 0);
 	cr_assert_eq(begin("lost"), 0); /* committed, but its record still says active */
 	cr_assert_eq(tt_put(fs, vpath("lost", "g"), "g", 1), 0);
 	uint64_t c = txid_of("c"), lost = txid_of("lost");
 	char path[700], *active = record(lost);
 	cr_assert_not_null(active);
-	cr_assert_eq(cmd("lost", "commit"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "lost", "commit"), 0);
 	cr_assert_eq(begin("r"), 0);
 	uint64_t r = txid_of("r");
 	cr_assert_eq(txd_sync_wait(fs), 0);
@@ -1002,14 +987,14 @@ Test(txn, commit_removing_a_file_with_a_main_writer_stays_active)
 	struct txd_open_out w;
 	cr_assert_eq(tt_resolve(fs, "w", NULL, NULL, &node), 0);
 	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
-	cr_expect_eq(cmd("t", "commit"), -EBUSY);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "commit"), -EBUSY);
 	cJSON *j = info("t");
 	cr_expect_str_eq(jstr(j, "last_error"), "busy reason=main-tree-writer path=/w");
 	cr_expect_str_eq(jstr(j, "state"), "active");
 	cJSON_Delete(j);
 	expect_file("w", "main");
 	txd_release(fs, w.fh);
-	cr_expect_eq(cmd("t", "commit"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "commit"), 0);
 	expect_absent("w");
 }
 
@@ -1030,7 +1015,7 @@ Test(txn, end_record_survives_power_cut_after_checkpoint)
 	cr_assert_eq(tt_put(fs, vpath("lost", "g"), "g", 1), 0);
 	uint64_t id = txid_of("lost");
 	faultos_install();
-	cr_assert_eq(cmd("lost", "commit"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "lost", "commit"), 0);
 	cr_assert_eq(txd_checkpoint(fs), 0);
 	cr_assert_eq(txd_sync_wait(fs), 0);
 	faultos_power_cut(11);
@@ -1055,7 +1040,7 @@ Test(txn, one_commit_event_after_crash)
 	uint64_t id = txid_of("lost");
 	char path[700], *active = record_of(id);
 	cr_assert_not_null(active);
-	cr_assert_eq(cmd("lost", "commit"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "lost", "commit"), 0);
 	cr_assert_eq(txd_sync_wait(fs), 0);
 	faultos_install();
 	faultos_crash();
@@ -1138,7 +1123,7 @@ Test(txn, close_frees_versions_pinned_by_unforgotten_nodes)
 	cr_assert_eq(tt_put(fs, "a", "old", 3), 0);
 	cr_assert_eq(begin("t1"), 0);
 	cr_assert_eq(tt_put(fs, vpath("t1", "a"), "hello", 5), 0);
-	cr_assert_eq(cmd("t1", "commit"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "t1", "commit"), 0);
 	expect_file("a", "hello");
 	freeze("b");
 	cr_assert_eq(begin("t2"), 0);
