@@ -893,13 +893,17 @@ Test(ns, N8_prepared_inode_that_exists_is_refused_whole)
 	cr_assert_eq(rec_finish(&rb, iov), 1);
 	cr_assert_eq(ns_prepare(rb.ops, (uint32_t)rb.len, fresh_from_100, NULL, &p), 0);
 	cr_assert_not_null(p);
+	struct rec_buf staged = rb; /* mk builds its own record in rb */
+	memset(&rb, 0, sizeof(rb));
 	mk(4, 2, "taken", 150, S_IFREG | 0644); /* 150 appears meanwhile */
 	char *before = dump(&ns);
-	cr_expect_eq(ns_apply_prepared(&ns, rb.ops, (uint32_t)rb.len, 1, 0, 9, p), -TXD_ECORRUPT);
+	cr_expect_eq(ns_apply_prepared(&ns, staged.ops, (uint32_t)staged.len, 1, 0, 9, p),
+		     -TXD_ECORRUPT);
 	char *after = dump(&ns);
 	cr_expect_str_eq(after, before, "nothing applied");
 	free(before);
 	free(after);
 	ns_prep_free(p);
+	rec_release(&staged);
 	rec_release(&rb);
 }
