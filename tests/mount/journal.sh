@@ -24,30 +24,7 @@ export TXDIRFS MOUNTCTL TXDIR_BUILD
 export LC_ALL=C
 
 OPTS=allow_other,default_permissions
-passed=0
-failed=0
-skipped=0
-BG=()
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-cleanup() {
-	local p
-	for p in "${BG[@]}"; do
-		kill -KILL "$p" 2>/dev/null
-	done
-	tm_cleanup_all
-}
-trap cleanup EXIT
-
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-# A holder process that lives until killed; its pid in HOLDER.
-start_holder() {
-	sleep 600 &
-	HOLDER=$!
-	disown "$HOLDER" # no job notice when it is killed
-	BG+=("$HOLDER")
-}
+# counters, ok/not_ok/skip, BG (killed at exit), tm_summary: lib.sh
 
 as_nobody() { # shell command
 	setpriv --reuid=nobody --regid=nogroup --clear-groups sh -c "$1" 2>&1
@@ -60,7 +37,7 @@ json_ok() { # file code
 
 test_journal() {
 	local R=$TM_MNT/.txdir/recovery L=$TM_MNT/.txdir/leases J
-	start_holder
+	tm_start_holder
 	mkdir "$L/active/$HOLDER/jl" && rmdir "$L/active/$HOLDER/jl" ||
 		{ not_ok "journal: grab and release"; return; }
 	J=$R/journals/$HOLDER/journal
@@ -79,7 +56,7 @@ test_journal() {
 
 test_death() {
 	local R=$TM_MNT/.txdir/recovery L=$TM_MNT/.txdir/leases t0 el D tok
-	start_holder
+	tm_start_holder
 	mkdir "$L/active/$HOLDER/reclaim" || { not_ok "death: grab"; return; }
 	tok=$(cat "$L/active/$HOLDER/reclaim/token")
 	D=$R/dead_processes/$HOLDER
@@ -131,11 +108,11 @@ test_restart() {
 	mount_killable "$OPTS" || { not_ok "restart: mount"; return; }
 	R=$TM_MNT/.txdir/recovery
 	L=$TM_MNT/.txdir/leases
-	start_holder
+	tm_start_holder
 	live=$HOLDER
 	mkdir "$L/active/$live/kept" && rmdir "$L/active/$live/kept" ||
 		{ not_ok "restart: grab 1"; return; }
-	start_holder
+	tm_start_holder
 	mkdir "$L/active/$HOLDER/down" || { not_ok "restart: grab 2"; return; }
 	tok=$(cat "$L/active/$HOLDER/down/token")
 	kill_server && detach || { not_ok "restart: kill server"; return; }
@@ -167,5 +144,4 @@ test_nobody
 tm_umount >/dev/null || not_ok "unmount"
 test_restart
 
-echo "$passed passed, $failed failed, $skipped skipped"
-[ "$failed" -eq 0 ]
+tm_summary

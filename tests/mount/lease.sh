@@ -34,31 +34,7 @@ export TXDIRFS MOUNTCTL TXDIR_BUILD
 export LC_ALL=C
 
 OPTS=allow_other,default_permissions
-passed=0
-failed=0
-skipped=0
-BG=()
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-skip() { skipped=$((skipped + 1)); echo "# SKIP $1: $2"; }
-cleanup() {
-	local p
-	for p in "${BG[@]}"; do
-		kill -KILL "$p" 2>/dev/null
-	done
-	tm_cleanup_all
-}
-trap cleanup EXIT
-
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-# A holder process that lives until killed; its pid in HOLDER.
-start_holder() {
-	sleep 600 &
-	HOLDER=$!
-	disown "$HOLDER" # no job notice when it is killed
-	BG+=("$HOLDER")
-}
+# counters, ok/not_ok/skip, BG (killed at exit), tm_summary: lib.sh
 
 # The errno text mkdir/rmdir/sh print, as one word for comparison.
 err_of() { # cmd...
@@ -176,7 +152,7 @@ test_nobody() {
 		skip "lease nobody" "needs root (runs the other user as nobody)"
 		return
 	fi
-	start_holder
+	tm_start_holder
 	mkdir "$L/active/$HOLDER/mine" || { not_ok "nobody: setup"; return; }
 	out=$(as_nobody "rmdir $L/active/$HOLDER/mine")
 	grep -q 'Operation not permitted' <<<"$out" && [ -d "$L/active/$HOLDER/mine" ] &&
@@ -209,7 +185,7 @@ test_nobody() {
 	! grep -q '^nb$' <<<"$out" && grep -q 'rc=0' <<<"$out" &&
 		ok "nobody: breaks its own lease" || not_ok "nobody: own break: $out"
 	rmdir "$L/active/$HOLDER/mine" && ok "nobody: root releases anyone's lease" || not_ok "nobody: root rmdir"
-	start_holder
+	tm_start_holder
 	mkdir "$L/active/$HOLDER/brk" && rm "$L/by-name/brk" && [ ! -e "$L/active/$HOLDER/brk" ] &&
 		grep -q '"type":"lease_break","name":"brk".*"how":"break","by_pid":[0-9]*,"by_uid":0' \
 			"$TM_MNT/.txdir/events" &&
@@ -220,7 +196,7 @@ test_nobody() {
 
 test_death() {
 	local L=$TM_MNT/.txdir/leases t0 el
-	start_holder
+	tm_start_holder
 	mkdir "$L/active/$HOLDER/reclaim" || { not_ok "death: grab"; return; }
 	t0=$(now_ms)
 	kill -KILL "$HOLDER"
@@ -239,10 +215,10 @@ test_restart() {
 	local L tok tok2 dead
 	mount_killable "$OPTS" || { not_ok "restart: mount"; return; }
 	L=$TM_MNT/.txdir/leases
-	start_holder
+	tm_start_holder
 	mkdir "$L/active/$HOLDER/keep" || { not_ok "restart: grab"; return; }
 	tok=$(cat "$L/active/$HOLDER/keep/token")
-	start_holder
+	tm_start_holder
 	dead=$HOLDER
 	mkdir "$L/active/$dead/gone" || { not_ok "restart: grab 2"; return; }
 	HOLDER=${BG[-2]}
@@ -275,7 +251,7 @@ in_fuse_wait() { # pid
 
 test_waits() {
 	local L=$TM_MNT/.txdir/leases w tok r t0 el out
-	start_holder
+	tm_start_holder
 	w=$HOLDER
 	mkdir "$L/active/$$/q" || { not_ok "waits: grab"; return; }
 	[ "$(err_of mkdir "$L/waiting/$w/q")" = OK ] && [ -d "$L/waiting/$w/q" ] &&
@@ -335,9 +311,9 @@ sys.stdout.write("%s %s" % (r != [], os.read(fd, 64).decode()))' "$L/by-name/q/r
 	wait_for 50 test ! -L "$L/by-name/q"
 	# EDEADLK: A holds d1 and waits for d2; B holds d2 and would wait for d1
 	local a b
-	start_holder
+	tm_start_holder
 	a=$HOLDER
-	start_holder
+	tm_start_holder
 	b=$HOLDER
 	mkdir "$L/active/$a/d1" "$L/active/$b/d2" "$L/waiting/$a/d2" || { not_ok "deadlock: setup"; return; }
 	[ "$(err_of mkdir "$L/waiting/$b/d1")" = EDEADLK ] && [ ! -e "$L/waiting/$b/d1" ] &&
@@ -357,7 +333,7 @@ test_bad() {
 	e="$(err_of mkdir "$L/active/abc/x") $(err_of mkdir "$L/active/0$$/x")"
 	[ "$e" = "ENOENT ENOENT" ] && ok "bad: a PID that is not a number is ENOENT" ||
 		not_ok "bad: pid text: $e"
-	start_holder
+	tm_start_holder
 	kill -KILL "$HOLDER"
 	wait_for 50 all_dead "$HOLDER"
 	e=$(err_of mkdir "$L/active/$HOLDER/x")
@@ -473,5 +449,4 @@ tm_umount >/dev/null || not_ok "unmount"
 test_restart
 test_quota
 test_format1
-echo "$passed passed, $failed failed, $skipped skipped"
-[ "$failed" -eq 0 ]
+tm_summary

@@ -40,6 +40,17 @@ tm_summary() {
 	[ "$failed" -eq 0 ]
 }
 
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# A holder process that lives until killed (BG: SIGKILLed at exit); its pid
+# in HOLDER.
+tm_start_holder() {
+	sleep 600 &
+	HOLDER=$!
+	disown "$HOLDER" # no job notice when it is killed
+	BG+=("$HOLDER")
+}
+
 # Every server is bounded, so a wedged one never outlives the suite; one
 # mount serves a whole phase (nsdiff: 240 seeds), which on a loaded 2-core
 # machine, under ASan, can take several minutes.
