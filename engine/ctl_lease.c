@@ -863,7 +863,7 @@ static int renew(struct txd_fs *fs, const struct txd_cred *c, uint64_t key, uint
 		return err;
 	struct unlocked u = drop(fs);
 	fs_will_block(fs);
-	err = lease_renew(lsvc(fs), li.name, &by, ttl_ns);
+	err = lease_renew(lsvc(fs), li.name, li.token, &by, ttl_ns);
 	retake(u);
 	return err;
 }

@@ -816,7 +816,7 @@ out_unlock:
 	return err;
 }
 
-int lease_renew(struct lease_svc *s, const char *name, const struct lease_who *by,
+int lease_renew(struct lease_svc *s, const char *name, uint64_t token, const struct lease_who *by,
 		uint64_t ttl_ns)
 {
 	struct evbuf eb = { 0 };
@@ -828,7 +828,7 @@ int lease_renew(struct lease_svc *s, const char *name, const struct lease_who *b
 		return err;
 	pthread_mutex_lock(&s->lock);
 	ln = lname_find(s, name);
-	if (!ln || ln->state != G_HELD) {
+	if (!ln || ln->state != G_HELD || (token && ln->info.token != token)) {
 		err = -ENOENT;
 		goto out_unlock;
 	}

@@ -243,9 +243,11 @@ int lease_start(struct lease_svc *s);
 int lease_grant(struct lease_svc *s, const char *name, const struct lease_who *by,
 		const struct proc_id *holder, uint64_t ttl_ns, uint64_t *token);
 
-/* Renew (and with ttl_ns != LEASE_TTL_KEEP set the TTL; 0 = none).
- * -ENOENT, -EPERM. */
-int lease_renew(struct lease_svc *s, const char *name, const struct lease_who *by,
+/* Renew (and with ttl_ns != LEASE_TTL_KEEP set the TTL; 0 = none) the
+ * grant with this token (0 = whatever grant is current), so a renew that
+ * races a release never renews the next grant of the name. -ENOENT (not
+ * held, or that token already ended), -EPERM. */
+int lease_renew(struct lease_svc *s, const char *name, uint64_t token, const struct lease_who *by,
 		uint64_t ttl_ns);
 
 /* Release (rmdir) / break: token 0 = whatever grant is current. -ENOENT

@@ -213,18 +213,20 @@ Test(lease, renew_and_release_permissions)
 	uint64_t t;
 
 	cr_assert_eq(lease_grant(svc, "L", &a, &a.proc, 1000000000ull, &t), 0);
-	cr_assert_eq(lease_renew(svc, "L", &other, LEASE_TTL_KEEP), -EPERM);
+	cr_assert_eq(lease_renew(svc, "L", 0, &other, LEASE_TTL_KEEP), -EPERM);
 	cr_assert_eq(lease_release(svc, "L", 0, &other), -EPERM);
 	cr_assert_eq(lease_break(svc, "L", 0, &child), -EPERM, "break: uid or root only");
 	cr_assert_eq(lease_get(svc, "L", &li), 0);
-	cr_assert_eq(lease_renew(svc, "L", &child, 5000000000ull), 0, "a descendant renews");
+	cr_assert_eq(lease_renew(svc, "L", 0, &child, 5000000000ull), 0, "a descendant renews");
 	cr_assert_eq(lease_get(svc, "L", &li2), 0);
 	cr_assert_eq(li2.ttl_ns, 5000000000ull);
 	cr_assert_gt(li2.expires_mono_ns, li.expires_mono_ns);
-	cr_assert_eq(lease_renew(svc, "L", &same_uid, 0), 0);
+	cr_assert_eq(lease_renew(svc, "L", 0, &same_uid, 0), 0);
 	cr_assert_eq(lease_get(svc, "L", &li2), 0);
 	cr_assert_eq(li2.expires_mono_ns, 0, "ttl 0: no expiry");
-	cr_assert_eq(lease_renew(svc, "nope", &a, 0), -ENOENT);
+	cr_assert_eq(lease_renew(svc, "nope", 0, &a, 0), -ENOENT);
+	cr_assert_eq(lease_renew(svc, "L", t + 1, &a, 0), -ENOENT, "renew of another grant's token");
+	cr_assert_eq(lease_renew(svc, "L", t, &a, 0), 0, "renew of this grant's token");
 	cr_assert_eq(lease_release(svc, "L", t + 1, &root), -ENOENT, "another grant's token");
 	cr_assert_eq(lease_release(svc, "L", t, &root), 0);
 	cr_assert_eq(lease_release(svc, "L", t, &root), -ENOENT);
@@ -563,7 +565,7 @@ Test(lease, L7_snapshot_then_overlapping_replay_is_the_same_state)
 	cr_assert_eq(lease_release(svc, "x", 0, &a), 0);
 	cr_assert_eq(lease_grant(svc, "z", &a, &a.proc, 0, &t), 0);
 	cr_assert_eq(lease_snapshot_encode(svc, &snap, &len), 0); /* taken after the LSN */
-	cr_assert_eq(lease_renew(svc, "y", &b, LEASE_TTL_KEEP), 0);
+	cr_assert_eq(lease_renew(svc, "y", 0, &b, LEASE_TTL_KEEP), 0);
 	cr_assert_eq(lease_grant(svc, "x", &b, &b.proc, 0, &t), 0);
 	state_of(svc, want);
 	lease_get_stats(svc, &st1);
