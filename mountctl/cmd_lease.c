@@ -228,19 +228,6 @@ static void describe_holder(const char *mnt, const char *name, pid_t holder, cha
 
 /* ---- options --------------------------------------------------------------- */
 
-static bool parse_long(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi)
-		return false;
-	*out = v;
-	return true;
-}
-
 static bool parse_secs(const char *s, double *out)
 {
 	char *end;
@@ -290,14 +277,14 @@ static int parse_opts(const struct mc_cmd *cmd, int argc, char **argv, struct le
 			}
 			break;
 		case 'E':
-			if (!parse_long(optarg, 0, 255, &v)) {
+			if (!mc_parse_long(optarg, 0, 255, &v)) {
 				mc_usage(cmd, "-E: an exit code from 0 to 255");
 				return MC_EXIT_OWN;
 			}
 			o->busy_code = (int)v;
 			break;
 		case 't':
-			if (!parse_long(optarg, 1, LEASE_TTL_MAX, &o->ttl_s)) {
+			if (!mc_parse_long(optarg, 1, LEASE_TTL_MAX, &o->ttl_s)) {
 				mc_usage(cmd, "--ttl: whole seconds from 1 to 31536000");
 				return MC_EXIT_OWN;
 			}

@@ -88,19 +88,6 @@ static void forwarded_signals(sigset_t *set)
 
 /* ---- options ------------------------------------------------------------- */
 
-static bool parse_int(const char *s, int lo, int hi, int *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi)
-		return false;
-	*out = (int)v;
-	return true;
-}
-
 /* argv[0..dd) are mountctl's (options and MNT), argv(dd..] is CMD. */
 static int parse_opts(const struct mc_cmd *cmd, int argc, char **argv, struct run_opts *o)
 {
@@ -113,6 +100,7 @@ static int parse_opts(const struct mc_cmd *cmd, int argc, char **argv, struct ru
 		{NULL, 0, NULL, 0},
 	};
 	int c, dd = 1;
+	long v;
 
 	while (dd < argc && strcmp(argv[dd], "--") != 0)
 		dd++;
@@ -132,12 +120,14 @@ static int parse_opts(const struct mc_cmd *cmd, int argc, char **argv, struct ru
 			o->name = optarg;
 			break;
 		case 'R':
-			if (!parse_int(optarg, 0, 1000, &o->retries))
+			if (!mc_parse_long(optarg, 0, 1000, &v))
 				return mc_usage(cmd, "--retry: a number from 0 to 1000");
+			o->retries = (int)v;
 			break;
 		case 'C':
-			if (!parse_int(optarg, 0, 255, &o->conflict_code))
+			if (!mc_parse_long(optarg, 0, 255, &v))
 				return mc_usage(cmd, "--conflict-exit-code: a number from 0 to 255");
+			o->conflict_code = (int)v;
 			break;
 		default:
 			return mc_usage(cmd, "unknown option");

@@ -51,6 +51,8 @@ struct mc_cmd {
 void mc_help(const struct mc_cmd *cmd);
 /* "mountctl: CMD: usage: ..." on stderr; returns MC_EXIT_USAGE. */
 int mc_usage(const struct mc_cmd *cmd, const char *why);
+/* A whole decimal number in [lo, hi] (option values); false otherwise. */
+bool mc_parse_long(const char *s, long lo, long hi, long *out);
 /* Parses the options every read command shares: --json, --help. Returns -1
  * to continue (positional arguments start at *optind_out), or an exit code. */
 int mc_parse_read_opts(const struct mc_cmd *cmd, int argc, char **argv, bool *json,

@@ -561,3 +561,16 @@ int mc_read_mnt_args(const struct mc_cmd *cmd, int argc, char **argv, bool *json
 
 	return r >= 0 ? r : mc_mnt_arg(cmd, argc, argv, first, mnt);
 }
+
+bool mc_parse_long(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return false;
+	*out = v;
+	return true;
+}
