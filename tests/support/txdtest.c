@@ -292,3 +292,17 @@ int tt_txn_cmd(struct txd_fs *fs, const char *name, const char *what)
 	txd_release(fs, oo.fh);
 	return n < 0 ? (int)n : 0;
 }
+
+int tt_txn_begin(struct txd_fs *fs, const char *name)
+{
+	char path[600];
+	snprintf(path, sizeof(path), ".txdir/txn/%s", name);
+	return tt_mkdir(fs, path);
+}
+
+int tt_txn_end(struct txd_fs *fs, const char *name)
+{
+	uint64_t txns;
+	int err = tt_resolve(fs, ".txdir/txn", NULL, NULL, &txns);
+	return err ? err : txd_rmdir(fs, NULL, txns, name);
+}

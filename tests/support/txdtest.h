@@ -37,6 +37,9 @@ int tt_rename(struct txd_fs *fs, const char *from, const char *to, unsigned flag
 /* Write one command to .txdir/txn/NAME/ctl; the write's result is the
  * command's (0 or a negative errno). */
 int tt_txn_cmd(struct txd_fs *fs, const char *name, const char *what);
+/* mkdir / rmdir .txdir/txn/NAME: begin, and end (abort if active, remove). */
+int tt_txn_begin(struct txd_fs *fs, const char *name);
+int tt_txn_end(struct txd_fs *fs, const char *name);
 
 /* Fingerprint of the whole tree: every path with its type, size and a hash
  * of its bytes, sorted; xxh64 of that listing. -EIO if any read fails

@@ -91,23 +91,6 @@ Test(lockio, N7_stored_bytes_follow_every_content_change)
 	cr_expect_eq(check_blocks("g"), 0);
 }
 
-static int tx_begin(const char *name)
-{
-	char path[600];
-	snprintf(path, sizeof(path), ".txdir/txn/%s", name);
-	return tt_mkdir(fs, path);
-}
-
-static int tx_rm(const char *name)
-{
-	char path[600];
-	uint64_t parent;
-	const char *leaf;
-	snprintf(path, sizeof(path), ".txdir/txn/%s", name);
-	int err = tt_resolve(fs, path, &parent, &leaf, NULL);
-	return err ? err : txd_rmdir(fs, NULL, parent, leaf);
-}
-
 /* A transaction's end forgets its snapshot at once (unlinked inodes go as
  * before) and leaves the versions only it kept to ckpt_sweep, which frees
  * them in bounded holds of fs->lock instead of one walk of every inode. */
@@ -118,7 +101,7 @@ Test(lockio, N2_versions_a_released_snapshot_kept_are_swept)
 		snprintf(name, sizeof(name), "f%d", k);
 		cr_assert_eq(tt_put(fs, name, "one", 3), 0);
 	}
-	cr_assert_eq(tx_begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	for (int k = 0; k < 50; k++) {
 		snprintf(name, sizeof(name), "f%d", k);
 		cr_assert_eq(tt_put(fs, name, "two", 3), 0); /* the snapshot keeps "one" */
@@ -127,7 +110,7 @@ Test(lockio, N2_versions_a_released_snapshot_kept_are_swept)
 	txd_get_status(fs, &st);
 	uint64_t kept = st.versions_retained;
 	cr_assert_geq(kept, st.inodes + 50);
-	cr_assert_eq(tx_rm("t"), 0);
+	cr_assert_eq(tt_txn_end(fs, "t"), 0);
 	pthread_mutex_lock(&fs->lock);
 	cr_expect_eq(fs->ns.nsnaps, 0, "the snapshot is forgotten at once");
 	ckpt_sweep(fs);
@@ -187,7 +170,7 @@ static int commit_with_probe(const char *conflict)
 	cr_assert_eq(tt_mkdir(fs, "d"), 0);
 	cr_assert_eq(tt_put(fs, "probe", "p", 1), 0);
 	cr_assert_eq(tt_resolve(fs, "probe", NULL, NULL, &probe.node), 0);
-	cr_assert_eq(tx_begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	for (int k = 0; k < PROBE_FILES; k++) {
 		snprintf(path, sizeof(path), ".txdir/txn/t/root/d/t-%d", k);
 		cr_assert_eq(tt_put(fs, path, "x", 1), 0);

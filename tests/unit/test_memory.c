@@ -64,16 +64,12 @@ static struct txd_status status(void)
 
 static void begin(const char *name)
 {
-	char path[64];
-	snprintf(path, sizeof(path), ".txdir/txn/%s", name);
-	cr_assert_eq(tt_mkdir(fs, path), 0);
+	cr_assert_eq(tt_txn_begin(fs, name), 0);
 }
 
 static void end(const char *name)
 {
-	uint64_t txns;
-	cr_assert_eq(tt_resolve(fs, ".txdir/txn", NULL, NULL, &txns), 0);
-	cr_assert_eq(txd_rmdir(fs, NULL, txns, name), 0);
+	cr_assert_eq(tt_txn_end(fs, name), 0);
 }
 
 static void expect_content(const char *path, const char *prefix)

@@ -26,24 +26,6 @@
 
 TestSuite(txn, .init = setup, .fini = teardown, .timeout = 120);
 
-static int begin(const char *name)
-{
-	char path[600];
-	snprintf(path, sizeof(path), ".txdir/txn/%s", name);
-	return tt_mkdir(fs, path);
-}
-
-/* rmdir .txdir/txn/NAME */
-static int end_txn(const char *name)
-{
-	char path[600];
-	uint64_t parent;
-	const char *leaf;
-	snprintf(path, sizeof(path), ".txdir/txn/%s", name);
-	int err = tt_resolve(fs, path, &parent, &leaf, NULL);
-	return err ? err : txd_rmdir(fs, NULL, parent, leaf);
-}
-
 static char *status(const char *name)
 {
 	char path[600], *data;
@@ -102,7 +84,7 @@ static void expect_absent(const char *path)
 Test(txn, isolation_then_atomic_publication)
 {
 	cr_assert_eq(tt_put(fs, "a", "old", 3), 0);
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	cr_assert_eq(tt_put(fs, "late", "main after begin", 16), 0);
 	cr_assert_eq(tt_put(fs, vpath("t", "a"), "new", 3), 0);
 	cr_assert_eq(tt_mkdir(fs, vpath("t", "d")), 0);
@@ -146,8 +128,8 @@ Test(txn, write_write_conflict_both_orders)
 		char name[8];
 		snprintf(name, sizeof(name), "f%d", order);
 		cr_assert_eq(tt_put(fs, name, "base", 4), 0);
-		cr_assert_eq(begin("x"), 0);
-		cr_assert_eq(begin("y"), 0);
+		cr_assert_eq(tt_txn_begin(fs, "x"), 0);
+		cr_assert_eq(tt_txn_begin(fs, "y"), 0);
 		cr_assert_eq(tt_put(fs, vpath("x", name), "from x", 6), 0);
 		cr_assert_eq(tt_put(fs, vpath("y", name), "from y", 6), 0);
 		cr_assert_eq(tt_put(fs, vpath("y", "y-only"), "y", 1), 0);
@@ -164,8 +146,8 @@ Test(txn, write_write_conflict_both_orders)
 		expect_file(name, order ? "from y" : "from x");
 		if (order == 0)
 			expect_absent("y-only");
-		cr_assert_eq(end_txn("x"), 0);
-		cr_assert_eq(end_txn("y"), 0);
+		cr_assert_eq(tt_txn_end(fs, "x"), 0);
+		cr_assert_eq(tt_txn_end(fs, "y"), 0);
 	}
 }
 
@@ -173,7 +155,7 @@ Test(txn, write_write_conflict_both_orders)
 Test(txn, main_tree_change_conflicts)
 {
 	cr_assert_eq(tt_put(fs, "a", "base", 4), 0);
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	cr_assert_eq(tt_put(fs, vpath("t", "a"), "txn", 3), 0);
 	cr_assert_eq(tt_put(fs, "a", "main", 4), 0);
 	cr_expect_eq(tt_txn_cmd(fs, "t", "commit"), -EBUSY);
@@ -185,8 +167,8 @@ Test(txn, main_tree_change_conflicts)
 Test(txn, directory_changes_merge)
 {
 	cr_assert_eq(tt_mkdir(fs, "d"), 0);
-	cr_assert_eq(begin("x"), 0);
-	cr_assert_eq(begin("y"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "x"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "y"), 0);
 	cr_assert_eq(tt_put(fs, vpath("x", "d/one"), "1", 1), 0);
 	cr_assert_eq(tt_mkdir(fs, vpath("x", "d/sub1")), 0);
 	cr_assert_eq(tt_put(fs, vpath("y", "d/two"), "2", 1), 0);
@@ -207,8 +189,8 @@ Test(txn, directory_changes_merge)
 	cr_assert_eq(txd_getattr(fs, node, &a), 0);
 	cr_expect_eq(a.nlink, 4);
 
-	cr_assert_eq(begin("p"), 0);
-	cr_assert_eq(begin("q"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "p"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "q"), 0);
 	cr_assert_eq(tt_put(fs, vpath("p", "d/same"), "p", 1), 0);
 	cr_assert_eq(tt_put(fs, vpath("q", "d/same"), "q", 1), 0);
 	cr_assert_eq(tt_txn_cmd(fs, "p", "commit"), 0);
@@ -219,8 +201,8 @@ Test(txn, directory_changes_merge)
 Test(txn, rename_rename_and_delete_write_conflict)
 {
 	cr_assert_eq(tt_put(fs, "src", "s", 1), 0);
-	cr_assert_eq(begin("x"), 0);
-	cr_assert_eq(begin("y"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "x"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "y"), 0);
 	cr_assert_eq(tt_rename(fs, vpath("x", "src"), vpath("x", "dst1"), 0), 0);
 	cr_assert_eq(tt_rename(fs, vpath("y", "src"), vpath("y", "dst2"), 0), 0);
 	cr_assert_eq(tt_txn_cmd(fs, "x", "commit"), 0);
@@ -229,8 +211,8 @@ Test(txn, rename_rename_and_delete_write_conflict)
 	expect_absent("dst2");
 
 	cr_assert_eq(tt_put(fs, "w", "orig", 4), 0);
-	cr_assert_eq(begin("del"), 0);
-	cr_assert_eq(begin("wr"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "del"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "wr"), 0);
 	cr_assert_eq(tt_unlink(fs, vpath("del", "w")), 0);
 	cr_assert_eq(tt_put(fs, vpath("wr", "w"), "written", 7), 0);
 	cr_assert_eq(tt_txn_cmd(fs, "wr", "commit"), 0);
@@ -243,8 +225,8 @@ Test(txn, write_skew_is_allowed)
 {
 	cr_assert_eq(tt_put(fs, "a", "1", 1), 0);
 	cr_assert_eq(tt_put(fs, "b", "1", 1), 0);
-	cr_assert_eq(begin("x"), 0);
-	cr_assert_eq(begin("y"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "x"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "y"), 0);
 	expect_file(vpath("x", "a"), "1"); /* x reads a, writes b */
 	cr_assert_eq(tt_put(fs, vpath("x", "b"), "0", 1), 0);
 	expect_file(vpath("y", "b"), "1"); /* y reads b, writes a */
@@ -257,7 +239,7 @@ Test(txn, write_skew_is_allowed)
 
 Test(txn, abort_and_rmdir_apply_nothing)
 {
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	cr_assert_eq(tt_put(fs, vpath("t", "x"), "x", 1), 0);
 	cr_assert_eq(tt_txn_cmd(fs, "t", "abort"), 0);
 	char *st = status("t");
@@ -265,10 +247,10 @@ Test(txn, abort_and_rmdir_apply_nothing)
 	free(st);
 	expect_absent("x");
 	cr_expect_eq(tt_txn_cmd(fs, "t", "commit"), -EBUSY, "an aborted transaction does not commit");
-	cr_assert_eq(end_txn("t"), 0);
-	cr_assert_eq(begin("u"), 0);
+	cr_assert_eq(tt_txn_end(fs, "t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "u"), 0);
 	cr_assert_eq(tt_put(fs, vpath("u", "y"), "y", 1), 0);
-	cr_assert_eq(end_txn("u"), 0);
+	cr_assert_eq(tt_txn_end(fs, "u"), 0);
 	expect_absent("y");
 	expect_absent(".txdir/txn/u");
 	cr_expect_eq(tt_txn_cmd(fs, "nope", "commit"), -ENOENT);
@@ -276,21 +258,21 @@ Test(txn, abort_and_rmdir_apply_nothing)
 
 Test(txn, bad_commands_and_names)
 {
-	cr_assert_eq(begin("t"), 0);
-	cr_expect_eq(begin("t"), -EEXIST);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
+	cr_expect_eq(tt_txn_begin(fs, "t"), -EEXIST);
 	cr_expect_eq(tt_txn_cmd(fs, "t", "comit"), -EINVAL);
 	cr_expect_eq(tt_txn_cmd(fs, "t", "commit\n"), 0, "a trailing newline is fine (echo)");
 	char longname[300];
 	memset(longname, 'n', 256);
 	longname[256] = 0;
-	cr_expect_eq(begin(longname), -ENAMETOOLONG);
+	cr_expect_eq(tt_txn_begin(fs, longname), -ENAMETOOLONG);
 }
 
 /* A read-only transaction is one consistent snapshot and refuses changes. */
 Test(txn, read_only_snapshot)
 {
 	cr_assert_eq(tt_put(fs, "a", "v1", 2), 0);
-	cr_assert_eq(begin("r"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "r"), 0);
 	cr_assert_eq(tt_txn_cmd(fs, "r", "readonly"), 0);
 	cr_assert_eq(tt_put(fs, "a", "v2", 2), 0);
 	expect_file(vpath("r", "a"), "v1");
@@ -303,7 +285,7 @@ Test(txn, read_only_snapshot)
  * fails EBUSY and stays active; after the close it commits. */
 Test(txn, commit_waits_for_writers)
 {
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	cr_assert_eq(tt_put(fs, vpath("t", "f"), "x", 1), 0);
 	uint64_t node;
 	struct txd_open_out w;
@@ -358,7 +340,7 @@ Test(txn, commit_announces_its_wait)
 
 	cr_assert_eq(sem_init(&announced, 0, 0), 0);
 	txd_set_notify(fs, &cb);
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	cr_assert_eq(tt_put(fs, vpath("t", "f"), "x", 1), 0);
 	cr_assert_eq(tt_resolve(fs, vpath("t", "f"), NULL, NULL, &node), 0);
 	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
@@ -375,7 +357,7 @@ Test(txn, commit_announces_its_wait)
 Test(txn, cross_view_rename_is_exdev)
 {
 	cr_assert_eq(tt_put(fs, "a", "a", 1), 0);
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	cr_expect_eq(tt_rename(fs, vpath("t", "a"), "b", 0), -EXDEV);
 	cr_expect_eq(tt_rename(fs, "a", vpath("t", "b"), 0), -EXDEV);
 	uint64_t node;
@@ -392,13 +374,13 @@ Test(txn, crash_keeps_commits_whole)
 		snprintf(f, sizeof(f), "f%02d", k);
 		cr_assert_eq(tt_put(fs, f, "old", 3), 0);
 	}
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	for (int k = 0; k < 20; k++) {
 		char f[16];
 		snprintf(f, sizeof(f), "f%02d", k);
 		cr_assert_eq(tt_put(fs, vpath("t", f), "new", 3), 0);
 	}
-	cr_assert_eq(begin("u"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "u"), 0);
 	cr_assert_eq(tt_put(fs, vpath("u", "uncommitted"), "u", 1), 0);
 	cr_assert_eq(tt_txn_cmd(fs, "t", "commit"), 0);
 	cr_assert_eq(txd_sync_wait(fs), 0);
@@ -450,7 +432,7 @@ static void *mover(void *arg)
 		char name[32], pa[64], pb[64];
 		snprintf(name, sizeof(name), "m%d-%d", id, k);
 		int a = (int)(rand_r(&seed) % NF), b = (a + 1 + (int)(rand_r(&seed) % (NF - 1))) % NF;
-		if (begin(name))
+		if (tt_txn_begin(fs, name))
 			continue;
 		snprintf(pa, sizeof(pa), "n%d", a);
 		snprintf(pb, sizeof(pb), "n%d", b);
@@ -476,7 +458,7 @@ static void *auditor(void *arg)
 	for (int k = 0; !__atomic_load_n(&audit_stop, __ATOMIC_ACQUIRE); k++) {
 		char name[32];
 		snprintf(name, sizeof(name), "audit-%d", k);
-		if (begin(name))
+		if (tt_txn_begin(fs, name))
 			continue;
 		tt_txn_cmd(fs, name, "readonly");
 		int sum = 0;
@@ -548,7 +530,7 @@ static long rss_kb(void)
 Test(txn, hundred_thousand_files_commit, .timeout = 300)
 {
 	long before = rss_kb();
-	cr_assert_eq(begin("big"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "big"), 0);
 	cr_assert_eq(tt_mkdir(fs, vpath("big", "d")), 0);
 	char body[1024];
 	memset(body, 'b', sizeof(body));
@@ -565,7 +547,7 @@ Test(txn, hundred_thousand_files_commit, .timeout = 300)
 #else
 	(void)grown;
 #endif
-	cr_assert_eq(end_txn("big"), 0);
+	cr_assert_eq(tt_txn_end(fs, "big"), 0);
 	reopen();
 	for (int k = 0; k < 100000; k += 9999) {
 		char p[64], *data;
@@ -583,7 +565,7 @@ Test(txn, hundred_thousand_files_commit, .timeout = 300)
 Test(txn, rmdir_of_directory_filled_meanwhile_conflicts)
 {
 	cr_assert_eq(tt_mkdir(fs, "d"), 0);
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	uint64_t parent;
 	const char *leaf;
 	cr_assert_eq(tt_resolve(fs, vpath("t", "d"), &parent, &leaf, NULL), 0);
@@ -642,7 +624,7 @@ Test(txn, remove_directory_with_contents)
 	cr_assert_eq(tt_mkdir(fs, "q"), 0);
 	cr_assert_eq(tt_put(fs, "q/a", "a", 1), 0);
 	cr_assert_eq(tt_put(fs, "q/b", "b", 1), 0);
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	cr_assert_eq(tt_unlink(fs, vpath("t", "q/a")), 0);
 	cr_assert_eq(tt_unlink(fs, vpath("t", "q/b")), 0);
 	uint64_t parent;
@@ -663,7 +645,7 @@ Test(txn, remove_directory_with_contents)
 /* Control objects keep one node id (concurrent path walks agree). */
 Test(txn, control_nodes_are_stable)
 {
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	uint64_t a, b;
 	cr_assert_eq(tt_resolve(fs, ".txdir/txn/t", NULL, NULL, &a), 0);
 	cr_assert_eq(tt_resolve(fs, ".txdir/txn/t", NULL, NULL, &b), 0);
@@ -676,7 +658,7 @@ Test(txn, control_nodes_are_stable)
 Test(txn, commit_meeting_main_writer_stays_active)
 {
 	cr_assert_eq(tt_put(fs, "a b", "base", 4), 0);
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	cr_assert_eq(tt_put(fs, vpath("t", "a b"), "txn", 3), 0);
 	uint64_t node;
 	struct txd_open_out w;
@@ -707,8 +689,8 @@ Test(txn, status_line_parses_whatever_the_path)
 {
 	const char *name = "a b\nc\\d";
 	cr_assert_eq(tt_put(fs, name, "base", 4), 0);
-	cr_assert_eq(begin("x"), 0);
-	cr_assert_eq(begin("y"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "x"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "y"), 0);
 	cr_assert_eq(tt_put(fs, vpath("x", name), "x", 1), 0);
 	cr_assert_eq(tt_put(fs, vpath("y", name), "y", 1), 0);
 	cr_assert_eq(tt_txn_cmd(fs, "x", "commit"), 0);
@@ -721,19 +703,19 @@ Test(txn, status_line_parses_whatever_the_path)
 	cr_expect_str_eq(st + pos, "/a b\\nc\\\\d\n");
 	free(st);
 	cr_assert_eq(tt_txn_cmd(fs, "x", "abort"), -EINVAL, "committed: too late to abort");
-	cr_assert_eq(begin("r"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "r"), 0);
 	cr_assert_eq(tt_txn_cmd(fs, "r", "abort"), 0);
 	st = status("r");
 	cr_expect_str_eq(st, "aborted request\n");
 	free(st);
-	cr_assert_eq(begin("m"), 0);
-	cr_assert_eq(end_txn("m"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "m"), 0);
+	cr_assert_eq(tt_txn_end(fs, "m"), 0);
 }
 
 /* info.json is valid JSON whatever the name holds, with every field. */
 Test(txn, info_json_is_json)
 {
-	cr_assert_eq(begin("a b\"q\\"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "a b\"q\\"), 0);
 	cJSON *j = info("a b\"q\\");
 	cr_expect_str_eq(jstr(j, "name"), "a b\"q\\");
 	cr_expect_str_eq(jstr(j, "status"), "active");
@@ -748,17 +730,17 @@ Test(txn, info_json_is_json)
  * success for committed — never ESTALE. */
 Test(txn, repeated_commits_report_the_outcome)
 {
-	cr_assert_eq(begin("c"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "c"), 0);
 	cr_assert_eq(tt_put(fs, vpath("c", "f"), "c", 1), 0);
 	cr_assert_eq(tt_txn_cmd(fs, "c", "commit"), 0);
 	cr_expect_eq(tt_txn_cmd(fs, "c", "commit"), 0);
-	cr_assert_eq(begin("a"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "a"), 0);
 	cr_assert_eq(tt_txn_cmd(fs, "a", "abort"), 0);
 	cr_expect_eq(tt_txn_cmd(fs, "a", "commit"), -EBUSY);
 	cr_expect_eq(tt_txn_cmd(fs, "a", "commit"), -EBUSY);
 	cr_assert_eq(tt_put(fs, "g", "base", 4), 0);
-	cr_assert_eq(begin("x"), 0);
-	cr_assert_eq(begin("y"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "x"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "y"), 0);
 	cr_assert_eq(tt_put(fs, vpath("x", "g"), "x", 1), 0);
 	cr_assert_eq(tt_put(fs, vpath("y", "g"), "y", 1), 0);
 	cr_assert_eq(tt_txn_cmd(fs, "x", "commit"), 0);
@@ -816,7 +798,7 @@ Test(txn, deferred_commit_completes_at_the_close)
 	struct answer a = {.err = 1};
 	uint64_t ctl;
 	cr_assert_eq(sem_init(&a.sem, 0, 0), 0);
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	cr_assert_eq(tt_put(fs, vpath("t", "f"), "x", 1), 0);
 	uint64_t w = open_view_writer("t", "f");
 	cr_assert_eq(commit_async("t", &a, &ctl), -EINPROGRESS);
@@ -828,7 +810,7 @@ Test(txn, deferred_commit_completes_at_the_close)
 	expect_file("f", "y");
 	txd_release(fs, ctl);
 	/* nothing to wait for: completes at once */
-	cr_assert_eq(begin("u"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "u"), 0);
 	cr_assert_eq(commit_async("u", &a, &ctl), 7);
 	txd_release(fs, ctl);
 }
@@ -839,7 +821,7 @@ Test(txn, deferred_commit_gives_up_at_the_bound)
 	struct answer a = {.err = 1};
 	uint64_t ctl;
 	cr_assert_eq(sem_init(&a.sem, 0, 0), 0);
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	cr_assert_eq(tt_put(fs, vpath("t", "open file"), "x", 1), 0);
 	uint64_t w = open_view_writer("t", "open file");
 	cr_assert_eq(commit_async("t", &a, &ctl), -EINPROGRESS);
@@ -863,7 +845,7 @@ Test(txn, deferred_commit_cancel_and_abort)
 	struct answer a = {.err = 1};
 	uint64_t ctl;
 	cr_assert_eq(sem_init(&a.sem, 0, 0), 0);
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	cr_assert_eq(tt_put(fs, vpath("t", "f"), "x", 1), 0);
 	uint64_t w = open_view_writer("t", "f");
 	cr_assert_eq(commit_async("t", &a, &ctl), -EINPROGRESS);
@@ -878,7 +860,7 @@ Test(txn, deferred_commit_cancel_and_abort)
 	txd_release(fs, ctl);
 	w = open_view_writer("t", "f");
 	cr_assert_eq(commit_async("t", &a, &ctl), -EINPROGRESS);
-	cr_assert_eq(end_txn("t"), 0);
+	cr_assert_eq(tt_txn_end(fs, "t"), 0);
 	cr_assert_eq(wait_answer(&a, 2), 0, "the end answers at once");
 	cr_expect_eq(a.err, -EBUSY);
 	txd_release(fs, w);
@@ -931,16 +913,16 @@ static uint64_t txid_of(const char *name)
 
 Test(txn, records_across_restarts)
 {
-	cr_assert_eq(begin("c"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "c"), 0);
 	cr_assert_eq(tt_put(fs, vpath("c", "f"), "c", 1), 0);
 	cr_assert_eq(tt_txn_cmd(fs, "c", "commit"), 0);
-	cr_assert_eq(begin("lost"), 0); /* committed, but its record still says active */
+	cr_assert_eq(tt_txn_begin(fs, "lost"), 0); /* committed, but its record still says active */
 	cr_assert_eq(tt_put(fs, vpath("lost", "g"), "g", 1), 0);
 	uint64_t c = txid_of("c"), lost = txid_of("lost");
 	char path[700], *active = record(lost);
 	cr_assert_not_null(active);
 	cr_assert_eq(tt_txn_cmd(fs, "lost", "commit"), 0);
-	cr_assert_eq(begin("r"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "r"), 0);
 	uint64_t r = txid_of("r");
 	cr_assert_eq(txd_sync_wait(fs), 0);
 	faultos_install(); /* a crash: no checkpoint, the records as they were */
@@ -981,7 +963,7 @@ Test(txn, records_across_restarts)
 Test(txn, commit_removing_a_file_with_a_main_writer_stays_active)
 {
 	cr_assert_eq(tt_put(fs, "w", "main", 4), 0);
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	cr_assert_eq(tt_unlink(fs, vpath("t", "w")), 0);
 	uint64_t node;
 	struct txd_open_out w;
@@ -1011,7 +993,7 @@ static char *record_of(uint64_t id)
  * "active" record, settled as "aborted restart" against the data. */
 Test(txn, end_record_survives_power_cut_after_checkpoint)
 {
-	cr_assert_eq(begin("lost"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "lost"), 0);
 	cr_assert_eq(tt_put(fs, vpath("lost", "g"), "g", 1), 0);
 	uint64_t id = txid_of("lost");
 	faultos_install();
@@ -1035,7 +1017,7 @@ Test(txn, end_record_survives_power_cut_after_checkpoint)
  * txn_commit event (replay derived it), not two. */
 Test(txn, one_commit_event_after_crash)
 {
-	cr_assert_eq(begin("lost"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "lost"), 0);
 	cr_assert_eq(tt_put(fs, vpath("lost", "g"), "g", 1), 0);
 	uint64_t id = txid_of("lost");
 	char path[700], *active = record_of(id);
@@ -1077,7 +1059,7 @@ static void cancel_done(void *arg, int err)
  * must not walk on through the freed transaction (ASan shows the read). */
 Test(txn, cancel_wait_last_reference)
 {
-	cr_assert_eq(begin("t"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
 	int arg;
 	/* housekeeping stopped: it cannot answer the wait first */
 	pthread_mutex_lock(&fs->lock);
@@ -1121,12 +1103,12 @@ static void freeze(const char *path)
 Test(txn, close_frees_versions_pinned_by_unforgotten_nodes)
 {
 	cr_assert_eq(tt_put(fs, "a", "old", 3), 0);
-	cr_assert_eq(begin("t1"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t1"), 0);
 	cr_assert_eq(tt_put(fs, vpath("t1", "a"), "hello", 5), 0);
 	cr_assert_eq(tt_txn_cmd(fs, "t1", "commit"), 0);
 	expect_file("a", "hello");
 	freeze("b");
-	cr_assert_eq(begin("t2"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t2"), 0);
 	freeze(vpath("t2", "c"));
 	expect_file(vpath("t2", "c"), "two!");
 	txd_fs_close(fs);
