@@ -1,8 +1,11 @@
 # txdir — build, test and install.
 #
 #   make            build everything that has sources (into build/)
-#   make check      deps + build + unit, mount and CLI tests, then the same
-#                   unit and mount tests against an ASan/UBSan build
+#   make products   only what running and installing need: libtxdir,
+#                   txdirfs, mountctl (no test program)
+#   make deps       install the packages building and running need
+#   make check      deps + its test tools + build + unit, mount and CLI tests,
+#                   then the same unit and mount tests against an ASan/UBSan build
 #   make asan       only the sanitizer pass (build-asan/)
 #   make tsan       ThreadSanitizer: the engine and its unit suites (with the
 #                   multi-threaded tests/unit/test_stress.c) in build-tsan/,
@@ -14,9 +17,10 @@
 #                   SIGKILL cycles; make check runs 20, 10,000 and 12)
 #   make check-loop N=20  the mount suites N times in a row, plain then
 #                   ASan, stopping at the first failure (flake hunts)
-#   make demo       deps + build + tests/demo.sh
-#   make bench      build + tests/bench/run.sh
-#   make install    PREFIX=/usr/local, DESTDIR honoured
+#   make demo       deps + products + tests/demo.sh
+#   make bench      deps + the benchmarks' tools + build + tests/bench/run.sh
+#   make install    products into PREFIX (/usr/local), DESTDIR honoured;
+#                   make uninstall removes exactly what it installed
 #
 # Products are built from whatever sources exist, so a directory that is
 # still empty builds nothing; any compile or link error fails the build.
@@ -88,17 +92,39 @@ FLOORFS_OBJ := $(call obj,tests/bench/floorfs/floorfs.c fusefs/loop.c fusefs/pro
 PROGRAMS := $(TXDIRFS) $(MOUNTCTL) $(UNIT_BIN) $(MOUNT_BIN) $(BENCH_BIN) $(FLOORFS)
 LIBRARIES := $(if $(ENGINE_SRC),$(LIBA) $(LIBSO))
 
-DEPS_PKGS := build-essential pkg-config libfuse3-dev fuse3 libcjson-dev \
-	libcriterion-dev libattr1-dev attr libxxhash-dev sqlite3 rsync hyperfine \
-	fio valgrind util-linux procps git python3
+# What each command needs, and nothing more (each package checked against
+# what uses it; `make deps` installs the first list):
+#   build and run (make, make demo, make install): the compiler, the FUSE
+#     library and fusermount3/mount.fuse3, the JSON and checksum libraries;
+#     attr for the demo's getfattr
+#   make check adds: Criterion (unit and mount suites), libattr (mount suites
+#     link -lattr), python3 (nsdiff.py and the JSON checks of the mount and
+#     CLI suites), rsync, git and sqlite3 (real programs on the mount),
+#     procps (pgrep/pkill), util-linux (setpriv: the non-root cases),
+#     binutils (nm/readelf: tests/cli/install.sh)
+#   make bench adds: fio (m5; it Depends on ceph, gluster and pmem libraries,
+#     so only the benchmarks pull them in), sqlite3 and libsqlite3-dev (m9
+#     compares commits with SQLite's), python3 (m10), e2fsprogs (mkfs.ext4
+#     for the native baseline's scratch ext4)
+# Nothing uses valgrind or hyperfine: they are no longer installed.
+BUILD_PKGS := gcc make libc6-dev pkg-config libfuse3-dev fuse3 libcjson-dev \
+	libxxhash-dev attr
+CHECK_PKGS := $(BUILD_PKGS) libcriterion-dev libattr1-dev python3 rsync git sqlite3 \
+	procps util-linux binutils
+BENCH_PKGS := $(BUILD_PKGS) fio sqlite3 libsqlite3-dev python3 e2fsprogs
+DEPS_PKGS := $(BUILD_PKGS)
 
 MAN_PAGES := $(wildcard mountctl/man/*.[1-8])
 
-.PHONY: all deps check asan asan-build tsan tsan-build unit-build check-long check-loop \
+.PHONY: all products deps check asan asan-build tsan tsan-build unit-build check-long check-loop \
 	bench demo install uninstall clean
 .DEFAULT_GOAL := all
 
 all: $(LIBRARIES) $(PROGRAMS)
+
+# What running and installing need: the libraries, txdirfs and mountctl (no
+# test program, so no test tool or library).
+products: $(LIBRARIES) $(TXDIRFS) $(MOUNTCTL)
 
 # The engine and its unit suites only (the TSan build: no FUSE, no mount).
 unit-build: $(LIBA) $(UNIT_BIN)
@@ -164,12 +190,14 @@ $(BUILD)/tests/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIBA)
 -include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/tests/*/*.d $(BUILD)/obj/tests/*/*/*.d)
 
 # ---- dependencies -----------------------------------------------------------
-# No apt call at all when every package is installed.
-deps:
+# apt_install_missing PACKAGES: installs those not installed yet, without
+# recommends, with sudo when not root; no apt call at all when every one is
+# installed.
+define apt_install_missing
 	@missing=""; \
-	installed=" $$(dpkg-query -W -f='$${Package}=$${Status}\n' $(DEPS_PKGS) 2>/dev/null \
+	installed=" $$(dpkg-query -W -f='$${Package}=$${Status}\n' $(1) 2>/dev/null \
 		| sed -n 's/=install ok installed$$//p' | tr '\n' ' ')"; \
-	for p in $(DEPS_PKGS); do \
+	for p in $(1); do \
 		case "$$installed" in *" $$p "*) ;; *) missing="$$missing $$p";; esac; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -179,6 +207,17 @@ deps:
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y \
 			--no-install-recommends $$missing; \
 	fi
+endef
+
+.PHONY: check-deps bench-deps
+deps:
+	$(call apt_install_missing,$(DEPS_PKGS))
+
+check-deps:
+	$(call apt_install_missing,$(CHECK_PKGS))
+
+bench-deps:
+	$(call apt_install_missing,$(BENCH_PKGS))
 
 # ---- tests --------------------------------------------------------------------
 # The normal pass (unit, mount, CLI tests) and the sanitizer pass (unit and
@@ -190,21 +229,21 @@ deps:
 # -j$(NPROC).
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 CHECK_J = $(if $(findstring -j,$(MAKEFLAGS)),,-j$(NPROC))
-check: deps
+check: check-deps
 	@$(MAKE) --no-print-directory $(CHECK_J) check-build
 	timeout 1200 bash tests/check.sh full:$(BUILD) asan:build-asan tsan:build-tsan
 
 .PHONY: check-build
 check-build: all asan-build tsan-build
 
-asan: deps
+asan: check-deps
 	@$(MAKE) --no-print-directory asan-build
 	timeout 900 bash tests/check.sh asan:build-asan
 
 asan-build:
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all
 
-tsan: deps
+tsan: check-deps
 	@$(MAKE) --no-print-directory tsan-build
 	timeout 900 bash tests/check.sh tsan:build-tsan
 
@@ -216,23 +255,24 @@ tsan-build:
 # ASan (CI: once more, to fit its 90 minutes; `make check-loop N=20` for a hunt).
 LONG_N ?= 1
 LONG_STRESS_ROUNDS ?= 2000
-check-long: deps
+check-long: check-deps
 	@$(MAKE) --no-print-directory $(CHECK_J) check-build
 	STRESS_ROUNDS=$(LONG_STRESS_ROUNDS) timeout 1200 bash tests/check.sh \
 		stress:build-tsan stress:build-asan stress:$(BUILD)
 	timeout 3000 bash tests/loop.sh $(LONG_N) $(BUILD) build-asan
 
 N ?= 20
-check-loop: deps
+check-loop: check-deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory asan-build
 	timeout 14400 bash tests/loop.sh $(N) $(BUILD) build-asan
 
-bench: all
+bench: bench-deps
+	@$(MAKE) --no-print-directory all
 	timeout 1800 bash tests/bench/run.sh $(BUILD)
 
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory products
 	timeout 120 bash tests/demo.sh
 
 # ---- fuzzing (tests/fuzz) -----------------------------------------------------
@@ -281,7 +321,7 @@ fuzz-seeds: $(BUILD)/tests/fuzz/mkseeds
 	bash tests/fuzz/mkseeds.sh $(BUILD)/tests/fuzz/mkseeds
 
 fuzz-deps:
-	@$(MAKE) --no-print-directory DEPS_PKGS="$(DEPS_PKGS) $(FUZZ_DEPS_PKGS)" deps
+	$(call apt_install_missing,$(BUILD_PKGS) $(FUZZ_DEPS_PKGS))
 
 fuzz-build:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang FUZZ=1 \
