@@ -33,6 +33,15 @@
 
 BUILD ?= build
 PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+# systemd reads units from /usr/local/lib/systemd/system and
+# /usr/lib/systemd/system (PREFIX /usr), among others
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 CC ?= cc
 CFLAGS ?= -O2 -g
 PKG_CONFIG ?= pkg-config
@@ -77,8 +86,17 @@ FUSEFS_OBJ := $(call obj,$(FUSEFS_SRC))
 MOUNTCTL_OBJ := $(call obj,$(MOUNTCTL_SRC))
 SUPPORT_OBJ := $(call obj,$(SUPPORT_SRC))
 
+# libtxdir.so.$(VERSION) is the file, libtxdir.so.$(SOVERSION) its soname
+# (what programs record and ld.so looks for), libtxdir.so the linker name
+# (-ltxdir). engine/libtxdir.map says when each changes.
+VERSION := 0.1.0
+SOVERSION := 0
 LIBA := $(BUILD)/libtxdir.a
-LIBSO := $(BUILD)/libtxdir.so
+LIBSO_FILE := libtxdir.so.$(VERSION)
+LIBSO_SONAME := libtxdir.so.$(SOVERSION)
+LIBSO := $(BUILD)/$(LIBSO_FILE)
+LIBSO_LINKS := $(BUILD)/$(LIBSO_SONAME) $(BUILD)/libtxdir.so
+LIBMAP := engine/libtxdir.map
 TXDIRFS := $(if $(FUSEFS_SRC),$(BUILD)/txdirfs)
 MOUNTCTL := $(if $(MOUNTCTL_SRC),$(BUILD)/mountctl)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
@@ -90,7 +108,7 @@ FLOORFS := $(if $(FUSEFS_SRC),$(BUILD)/tests/bench/floorfs)
 FLOORFS_OBJ := $(call obj,tests/bench/floorfs/floorfs.c fusefs/loop.c fusefs/proto.c)
 
 PROGRAMS := $(TXDIRFS) $(MOUNTCTL) $(UNIT_BIN) $(MOUNT_BIN) $(BENCH_BIN) $(FLOORFS)
-LIBRARIES := $(if $(ENGINE_SRC),$(LIBA) $(LIBSO))
+LIBRARIES := $(if $(ENGINE_SRC),$(LIBA) $(LIBSO) $(LIBSO_LINKS))
 
 # What each command needs, and nothing more (each package checked against
 # what uses it; `make deps` installs the first list):
@@ -116,7 +134,7 @@ DEPS_PKGS := $(BUILD_PKGS)
 
 MAN_PAGES := $(wildcard mountctl/man/*.[1-8])
 
-.PHONY: all products deps check asan asan-build tsan tsan-build unit-build check-long check-loop \
+.PHONY: FORCE all products deps check asan asan-build tsan tsan-build unit-build check-long check-loop \
 	bench demo install uninstall clean
 .DEFAULT_GOAL := all
 
@@ -131,10 +149,20 @@ unit-build: $(LIBA) $(UNIT_BIN)
 
 # ---- compiling ------------------------------------------------------------
 # Engine objects are position independent: the same objects make the .a and
-# the .so.
-$(BUILD)/obj/engine/%.o: engine/%.c
+# the .so. Hidden by default: only what txdir.h declares (between its
+# visibility pragmas) is exported from the .so.
+# A change of these flags rebuilds the engine (as git's GIT-CFLAGS): an
+# object left from before -fvisibility=hidden would export its symbols.
+ENGINE_CFLAGS = $(ALL_CFLAGS) -fPIC -fvisibility=hidden
+ENGINE_FLAGS_STAMP := $(BUILD)/obj/engine/.cflags
+$(ENGINE_FLAGS_STAMP): FORCE
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+	@if [ "$$(cat $@ 2>/dev/null)" != '$(CC) $(ENGINE_CFLAGS)' ]; then \
+		echo '$(CC) $(ENGINE_CFLAGS)' >$@; fi
+
+$(BUILD)/obj/engine/%.o: engine/%.c $(ENGINE_FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(ENGINE_CFLAGS) -c $< -o $@
 
 $(BUILD)/obj/fusefs/%.o: fusefs/%.c
 	@mkdir -p $(@D)
@@ -154,9 +182,13 @@ $(LIBA): $(ENGINE_OBJ)
 	rm -f $@
 	$(AR) rcs $@ $^
 
-$(LIBSO): $(ENGINE_OBJ)
+$(LIBSO): $(ENGINE_OBJ) $(LIBMAP)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,libtxdir.so -o $@ $^ $(LIBS)
+	$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,$(LIBSO_SONAME) \
+		-Wl,--version-script=$(LIBMAP) -o $@ $(ENGINE_OBJ) $(LIBS)
+
+$(LIBSO_LINKS): $(LIBSO)
+	ln -sfn $(LIBSO_FILE) $@
 
 $(BUILD)/txdirfs: $(FUSEFS_OBJ) $(LIBA)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(FUSEFS_OBJ) $(LIBA) $(FUSE_LIBS) $(LIBS)
@@ -332,25 +364,49 @@ fuzz: fuzz-deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh --libfuzzer build-fuzz
 
 # ---- install ------------------------------------------------------------------
-# txdirfs goes to bin/ so mount.fuse3 finds it on PATH: an fstab line
-# "STORE MNT fuse.txdirfs defaults 0 0" then works.
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
-		$(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1 \
-		$(DESTDIR)$(PREFIX)/share/man/man7 $(DESTDIR)$(PREFIX)/share/man/man8
-	$(if $(TXDIRFS),install -m 755 $(TXDIRFS) $(DESTDIR)$(PREFIX)/bin/txdirfs)
-	$(if $(MOUNTCTL),install -m 755 $(MOUNTCTL) $(DESTDIR)$(PREFIX)/bin/mountctl)
-	$(if $(LIBRARIES),install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/libtxdir.a)
-	$(if $(LIBRARIES),install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libtxdir.so)
-	install -m 644 engine/txdir.h $(DESTDIR)$(PREFIX)/include/txdir.h
-	$(foreach m,$(MAN_PAGES),install -m 644 $(m) \
-		$(DESTDIR)$(PREFIX)/share/man/man$(subst .,,$(suffix $(m)))/$(notdir $(m));)
+# txdirfs goes to $(BINDIR) so mount.fuse3 finds it on PATH: an fstab line
+# "STORE MNT fuse.txdirfs defaults 0 0" then works (mount(8) runs
+# mount.fuse3, which runs "txdirfs STORE MNT -o OPTS"). DESTDIR stages a
+# package: nothing of it is recorded in the installed files (libtxdir.pc and
+# txdirfs@.service name the final paths). Without DESTDIR, as root, ldconfig
+# updates ld.so's cache so the new soname is found at once.
+# tests/cli/install.sh installs into a DESTDIR, links a program against it
+# with pkg-config and uninstalls.
+COMPLETION := $(wildcard mountctl/completion/mountctl.bash)
+UNIT := $(wildcard mountctl/systemd/txdirfs@.service)
+man_dest = $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(1)))/$(notdir $(1))
+INSTALLED := $(if $(TXDIRFS),$(BINDIR)/txdirfs) $(if $(MOUNTCTL),$(BINDIR)/mountctl) \
+	$(if $(LIBRARIES),$(LIBDIR)/libtxdir.a $(LIBDIR)/$(LIBSO_FILE) \
+		$(LIBDIR)/$(LIBSO_SONAME) $(LIBDIR)/libtxdir.so $(PKGCONFIGDIR)/libtxdir.pc) \
+	$(INCLUDEDIR)/txdir.h $(if $(COMPLETION),$(COMPLETIONDIR)/mountctl) \
+	$(if $(UNIT),$(SYSTEMDUNITDIR)/txdirfs@.service)
+
+install: products
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+		$(DESTDIR)$(INCLUDEDIR) $(sort $(dir $(foreach m,$(MAN_PAGES),$(call man_dest,$(m)))))
+	$(if $(TXDIRFS),install -m 755 $(TXDIRFS) $(DESTDIR)$(BINDIR)/txdirfs)
+	$(if $(MOUNTCTL),install -m 755 $(MOUNTCTL) $(DESTDIR)$(BINDIR)/mountctl)
+	$(if $(LIBRARIES),install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)/libtxdir.a)
+	$(if $(LIBRARIES),install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)/$(LIBSO_FILE))
+	$(if $(LIBRARIES),ln -sfn $(LIBSO_FILE) $(DESTDIR)$(LIBDIR)/$(LIBSO_SONAME))
+	$(if $(LIBRARIES),ln -sfn $(LIBSO_SONAME) $(DESTDIR)$(LIBDIR)/libtxdir.so)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+		engine/libtxdir.pc.in >$(DESTDIR)$(PKGCONFIGDIR)/libtxdir.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/libtxdir.pc
+	install -m 644 engine/txdir.h $(DESTDIR)$(INCLUDEDIR)/txdir.h
+	$(foreach m,$(MAN_PAGES),install -m 644 $(m) $(call man_dest,$(m));)
+	$(if $(COMPLETION),install -D -m 644 $(COMPLETION) $(DESTDIR)$(COMPLETIONDIR)/mountctl)
+	$(if $(UNIT),install -d $(DESTDIR)$(SYSTEMDUNITDIR))
+	$(if $(UNIT),sed 's|/usr/local/bin/txdirfs|$(BINDIR)/txdirfs|g' $(UNIT) \
+		>$(DESTDIR)$(SYSTEMDUNITDIR)/txdirfs@.service)
+	$(if $(UNIT),chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/txdirfs@.service)
+	$(if $(DESTDIR),,$(if $(filter 0,$(shell id -u)),-ldconfig))
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/txdirfs $(DESTDIR)$(PREFIX)/bin/mountctl \
-		$(DESTDIR)$(PREFIX)/lib/libtxdir.a $(DESTDIR)$(PREFIX)/lib/libtxdir.so \
-		$(DESTDIR)$(PREFIX)/include/txdir.h \
-		$(foreach m,$(MAN_PAGES),$(DESTDIR)$(PREFIX)/share/man/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED)) \
+		$(foreach m,$(MAN_PAGES),$(call man_dest,$(m)))
+	$(if $(DESTDIR),,$(if $(filter 0,$(shell id -u)),-ldconfig))
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -44,6 +44,11 @@
 #include <sys/types.h>
 #include <time.h>
 
+/* libtxdir.so exports what this header declares and nothing else: the engine
+ * is compiled with -fvisibility=hidden and engine/libtxdir.map versions the
+ * txd_* names (LIBTXDIR_0). Declare public calls above the pop below. */
+#pragma GCC visibility push(default)
+
 #define TXD_ROOT_NODE 1
 #define TXD_NAME_MAX 255
 
@@ -353,5 +358,7 @@ struct txd_status {
 };
 void txd_get_status(struct txd_fs *fs, struct txd_status *st);
 const char *txd_durability_name(enum txd_durability d);
+
+#pragma GCC visibility pop
 
 #endif
