@@ -23,7 +23,9 @@
  *                               every file's content, whatever its mode)
  *
  * Works from /etc/fstab (`STORE MNT fuse.txdirfs defaults 0 0`): mount.fuse3
- * runs `txdirfs STORE MNT -o opts`.
+ * runs `txdirfs STORE MNT -o opts`. Under systemd (txdirfs@.service,
+ * Type=notify, with -f) it sends READY=1 to $NOTIFY_SOCKET once the mount
+ * answers, and STOPPING=1 when it starts to shut down.
  *
  * Start-up without -f: we fork *before* opening the engine (its threads do not
  * survive a fork) and the parent waits on a pipe for the child's verdict, so
@@ -41,6 +43,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -326,6 +330,32 @@ static void daemon_ready(int status)
 	ready_fd = -1;
 }
 
+/* ---- systemd readiness -------------------------------------------------------- */
+
+/* What sd_notify(3) does, without linking libsystemd: one datagram to the
+ * unix socket $NOTIFY_SOCKET names ("@name": an abstract one). Without the
+ * variable (not started by systemd as Type=notify) it does nothing; a
+ * failure to send only costs systemd's view of us, so it is logged only. */
+static void notify_systemd(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	size_t len = path ? strlen(path) : 0;
+	int fd;
+
+	if (len < 2 || len >= sizeof(sa.sun_path) || (path[0] != '/' && path[0] != '@'))
+		return;
+	memcpy(sa.sun_path, path, len);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0';
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+			     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+		tx_log(LOG_WARNING, "NOTIFY_SOCKET %s: %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 /* ---- engine and session ----------------------------------------------------- */
 
 /* Whether dir has an entry other than . and .. (false if it cannot be read:
@@ -460,9 +490,15 @@ static void set_read_ahead(const char *mnt, unsigned int kb)
  * so only now can it be raised. */
 void tx_mount_ready(void)
 {
+	char state[64];
+
 	if (mount_point)
 		set_read_ahead(mount_point, read_ahead_kb);
 	initialized = true;
+	/* MAINPID: without -f this is the forked child, not the pid systemd
+	 * started */
+	snprintf(state, sizeof(state), "READY=1\nMAINPID=%d", (int)getpid());
+	notify_systemd(state);
 	/* only now is the mount usable: a failed INIT (libfuse refuses a
 	 * capability the kernel lacks) must not report success */
 	daemon_ready(0);
@@ -489,6 +525,7 @@ static int run(struct fuse_args *args, const struct fuse_cmdline_opts *fo,
 	tx_notifier_attach(se);
 	/* > 0: ended by that signal (SIGTERM from systemd is a clean stop) */
 	status = serve(se, fo, sigs) < 0 || !initialized ? 1 : 0;
+	notify_systemd("STOPPING=1");
 	/* Let pending durability callbacks send their replies first. */
 	txd_sync_wait(txdirfs.fs);
 	fuse_session_unmount(se);

@@ -150,8 +150,11 @@ static pid_t spawn_server(const char *txdirfs, const char *store, const char *mn
 	pid = fork();
 	if (pid != 0)
 		return pid;
-	/* Child: its own session, so it outlives us and our process group. */
+	/* Child: its own session, so it outlives us and our process group. Not
+	 * systemd's notification socket of a service that ran us: txdirfs's
+	 * READY=1 and MAINPID would be taken as that service's. */
 	setsid();
+	unsetenv("NOTIFY_SOCKET");
 	int devnull = open("/dev/null", O_RDONLY);
 
 	if (devnull >= 0)
