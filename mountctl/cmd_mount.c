@@ -10,13 +10,21 @@
  *
  * Nothing half-done is left behind: on a timeout the server is stopped and
  * a mount it may have made is detached.
+ *
+ * When txdirfs fails, what FUSE needs and this user lacks is named in the
+ * same one line (fuse_refusal): no /dev/fuse, a /dev/fuse that refuses the
+ * user, and for a non-root user a missing or non-setuid fusermount3 or
+ * allow_other without user_allow_other in /etc/fuse.conf.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <libgen.h>
+#include <pwd.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +173,122 @@ static pid_t spawn_server(const char *txdirfs, const char *store, const char *mn
 	execvp(txdirfs, argv);
 	dprintf(2, "mountctl: cannot run %s: %s\n", txdirfs, strerror(errno));
 	_exit(127);
+}
+
+/* ---- what FUSE refuses ------------------------------------------------------- */
+
+/* libfuse runs fusermount3 from its build-time directory, then from PATH. */
+static char *find_fusermount(void)
+{
+	static const char *const fixed[] = {"/usr/bin/fusermount3", "/bin/fusermount3"};
+	const char *path = getenv("PATH");
+	char *dirs, *save = NULL, *cand;
+
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		if (access(fixed[i], X_OK) == 0)
+			return mc_strdup(fixed[i]);
+	}
+	dirs = mc_strdup(path ? path : "");
+	for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		cand = mc_join(d, "fusermount3");
+		if (access(cand, X_OK) == 0) {
+			free(dirs);
+			return cand;
+		}
+		free(cand);
+	}
+	free(dirs);
+	return NULL;
+}
+
+/* Whether opts (-o words, comma-separated) hold word. */
+static bool has_opt(const char *opts, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = opts; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+		if (!strncmp(p, word, n) && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+/* Whether /etc/fuse.conf has an uncommented user_allow_other line. */
+static bool fuse_conf_allows_other(void)
+{
+	char *line = NULL, *w;
+	size_t cap = 0;
+	bool found = false;
+	FILE *f = fopen("/etc/fuse.conf", "r");
+
+	if (!f)
+		return false;
+	while (!found && getline(&line, &cap, f) > 0) {
+		w = line + strspn(line, " \t");
+		found = !strncmp(w, "user_allow_other", 16) && strchr(" \t\r\n", w[16]);
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+static char *mc_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *mc_sprintf(const char *fmt, ...)
+{
+	char *out;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&out, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	return out;
+}
+
+/* What FUSE needs that this user lacks, in words (caller frees), or NULL
+ * when nothing is found missing: then txdirfs's own words stand alone.
+ * Asked only once txdirfs has failed, so a check that cannot see the whole
+ * story (a security module, a container's device rules) never blocks a
+ * mount that would have worked. */
+static char *fuse_refusal(const char *opts)
+{
+	uid_t uid = geteuid();
+	struct passwd *pw;
+	struct group *gr;
+	struct stat st;
+	char *fm, *why = NULL;
+	int fd;
+
+	if (stat("/dev/fuse", &st) < 0)
+		return mc_strdup("there is no /dev/fuse: load the fuse module (modprobe fuse), or "
+				 "give the container the device (--device /dev/fuse)");
+	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+		pw = getpwuid(st.st_uid);
+		gr = getgrgid(st.st_gid);
+		return mc_sprintf("/dev/fuse (mode %04o, %s:%s) refuses uid %u: a user needs read "
+				  "and write access to it (mode 0666 is the usual one, or a group "
+				  "that has it), or mount as root",
+				  (unsigned int)(st.st_mode & 07777), pw ? pw->pw_name : "?",
+				  gr ? gr->gr_name : "?", (unsigned int)uid);
+	}
+	if (fd >= 0)
+		close(fd);
+	if (uid == 0)
+		return NULL;
+	fm = find_fusermount();
+	if (!fm)
+		return mc_strdup("fusermount3 is missing (package fuse3): a non-root user mounts "
+				 "through it");
+	if (stat(fm, &st) == 0 && (st.st_uid != 0 || !(st.st_mode & S_ISUID)))
+		why = mc_sprintf("%s is not setuid root: a non-root user mounts through it "
+				 "(chmod u+s %s as root)",
+				 fm, fm);
+	else if (has_opt(opts, "allow_other") && !fuse_conf_allows_other())
+		why = mc_strdup("-o allow_other needs a line user_allow_other in /etc/fuse.conf "
+				"for a non-root user (or mount as root)");
+	free(fm);
+	return why;
 }
 
 /* Answers: a FUSE mount at mnt whose .txdir can be stat'ed. */
@@ -345,14 +469,18 @@ int cmd_mount(const struct mc_cmd *cmd, int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		if (waitpid(pid, &status, WNOHANG) == pid) {
-			char *why = server_output(log, offset);
+			char *why = server_output(log, offset), *refusal = fuse_refusal(opts);
 
-			if (WIFSIGNALED(status))
+			if (refusal && WIFEXITED(status))
+				mc_err(cmd->name, "%s; txdirfs exited with status %d: %s", refusal,
+				       WEXITSTATUS(status), why);
+			else if (WIFSIGNALED(status))
 				mc_err(cmd->name, "txdirfs was killed by signal %d: %s",
 				       WTERMSIG(status), why);
 			else
 				mc_err(cmd->name, "txdirfs exited with status %d: %s",
 				       WEXITSTATUS(status), why);
+			free(refusal);
 			free(why);
 			goto out_free;
 		}
