@@ -74,7 +74,7 @@ else
 fi
 
 # ---- exports and soname -----------------------------------------------------------
-so=$P/lib/$real
+so=$P/lib/${real:-libtxdir.so}
 exported=$(nm -D --defined-only "$so" | awk '$2 != "A" { sub(/@.*/, "", $3); print $3 }' | sort)
 declared=$(grep -oE '\btxd_[a-z0-9_]+\(' "$ROOT/engine/txdir.h" | tr -d '(' | sort -u)
 if [ -n "$exported" ] && ! grep -qv '^txd_' <<<"$exported"; then
