@@ -158,6 +158,10 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		c->allow_other = true;
 	if (key == KEY_DEFAULT_PERMISSIONS)
 		c->default_permissions = true;
+	/* fstab's x-* words (x-systemd.automount, x-systemd.requires=...) are
+	 * for mount(8) and systemd; mount.fuse3 run by hand passes them on */
+	if (key == FUSE_OPT_KEY_OPT && !strncmp(arg, "x-", 2))
+		return 0;
 	if (key == FUSE_OPT_KEY_NONOPT && !c->store) {
 		c->store = strdup(arg);
 		return c->store ? 0 : -1;
