@@ -27,7 +27,7 @@ P=$D$PREFIX
 export LC_ALL=C
 
 mk() { # make ARGS... in the repo, output in $OUT, status in $RC
-	OUT=$(timeout -k 5 120 make -C "$ROOT" -s --no-print-directory BUILD="$BUILD_DIR" \
+	OUT=$(timeout -k 5 120 make -C "$ROOT" -s --no-print-directory INSTALL_AS_BUILT=1 BUILD="$BUILD_DIR" \
 		PREFIX="$PREFIX" DESTDIR="$D" "$@" 2>&1)
 	RC=$?
 }

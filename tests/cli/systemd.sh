@@ -24,7 +24,7 @@ elif ! command -v systemd-analyze >/dev/null; then
 	skip "systemd-analyze verify txdirfs@.service" "no systemd-analyze here"
 else
 	R=$T/sys
-	OUT=$(timeout -k 5 120 make -C "$ROOT" -s --no-print-directory BUILD="$BUILD_DIR" PREFIX="$R" install 2>&1)
+	OUT=$(timeout -k 5 120 make -C "$ROOT" -s --no-print-directory INSTALL_AS_BUILT=1 BUILD="$BUILD_DIR" PREFIX="$R" install 2>&1)
 	RC=$?
 	expect "make install PREFIX=$R (for verify)" 0
 	OUT=$(MANPATH=$R/share/man timeout -k 5 60 systemd-analyze verify "$R/lib/systemd/system/txdirfs@.service" 2>&1)
@@ -50,7 +50,7 @@ else
 	else
 		not_ok "no hardening that gives the service its own mount namespace or hides /proc" "$bad"
 	fi
-	timeout -k 5 120 make -C "$ROOT" -s --no-print-directory BUILD="$BUILD_DIR" PREFIX="$R" uninstall >/dev/null 2>&1
+	timeout -k 5 120 make -C "$ROOT" -s --no-print-directory INSTALL_AS_BUILT=1 BUILD="$BUILD_DIR" PREFIX="$R" uninstall >/dev/null 2>&1
 fi
 
 if ! can_mount || ! command -v python3 >/dev/null; then
