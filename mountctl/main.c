@@ -69,12 +69,27 @@ static const struct mc_cmd cmds[] = {
 	 "info.json documents. break: end NAME's current grant now (its uid or\n"
 	 "root; the break and who made it are in .txdir/events); exit 0 broken, 1\n"
 	 "not held / not allowed, 2 usage."},
-	{"propose", cmd_not_implemented, "propose MNT P --participants a,b,c [--payload FILE]",
-	 "Open a two-phase commit proposal. Not implemented yet."},
-	{"vote", cmd_not_implemented, "vote MNT P NAME yes|no",
-	 "Vote on a proposal. Not implemented yet."},
-	{"decision", cmd_not_implemented, "decision MNT P [--wait[=S]]",
-	 "Show or wait for a proposal's decision. Not implemented yet."},
+	{"propose", cmd_propose,
+	 "propose MNT P --participants a,b,c [--payload FILE] [--timeout S]",
+	 "Create two-phase commit proposal P on MNT/.txdir/consensus and open its\n"
+	 "vote among the participants (names separated by commas). --payload FILE\n"
+	 "(- for standard input, at most 1 MiB): what is voted on. --timeout S:\n"
+	 "whole seconds until a missing vote aborts P (default: the server's, 30).\n"
+	 "If a step after creating P fails, P is removed again (said on stderr).\n"
+	 "Exit: 0 open; 1 refused (P exists, quota, bad names); 125 mountctl's\n"
+	 "own error (usage, not a txdir mount, unreadable payload)."},
+	{"vote", cmd_vote, "vote MNT P NAME yes|no",
+	 "Vote yes or no on proposal P as participant NAME. Voting the same again\n"
+	 "succeeds. Exit: 0 counted; 1 refused (NAME already voted differently,\n"
+	 "no such P or NAME, P already decided: one line says which); 125\n"
+	 "mountctl's own error (usage, not a txdir mount)."},
+	{"decision", cmd_decision, "decision MNT P [--wait[=S]] [--json]",
+	 "Print proposal P's decision: \"committed\" or \"aborted REASON\". --wait:\n"
+	 "block until P is decided (at most S seconds with --wait=S). --json: one\n"
+	 "object with proposal, outcome (committed, aborted, open), reason and the\n"
+	 "proposal's info.json. Exit: 0 committed; 1 aborted; 2 not decided yet\n"
+	 "(or the wait timed out); 125 mountctl's own error (usage, not a txdir\n"
+	 "mount, no such proposal)."},
 	{"txn", cmd_txn, "txn list MNT [--json] | txn abort MNT NAME",
 	 "list: the transactions of MNT/.txdir/txn with their status (--json: the\n"
 	 "info.json of each, plus \"status\"). abort: abort the active transaction\n"
