@@ -94,8 +94,17 @@ static const struct mc_cmd cmds[] = {
 	 "list: the transactions of MNT/.txdir/txn with their status (--json: the\n"
 	 "info.json of each, plus \"status\"). abort: abort the active transaction\n"
 	 "NAME; its record stays (status \"aborted request\") for its creator."},
-	{"state", cmd_not_implemented, "state get|set MNT [--if-version N] [FILE]",
-	 "Read or replace the global state document. Not implemented yet."},
+	{"state", cmd_state,
+	 "state get MNT [--json] | state set MNT [--if-version N] [FILE|-]",
+	 "get: print the global state document (MNT/.txdir/state/global_state.json);\n"
+	 "--json: {\"version\": N, \"document\": ...}. set: replace it whole with FILE\n"
+	 "(standard input without FILE, or -), checked to be JSON first; prints\n"
+	 "the new version. Without --if-version the last writer wins (a temp file\n"
+	 "renamed over the document); with --if-version N only if the version is\n"
+	 "still N (compare-and-swap through .txdir/state/update). Exit: 0 done;\n"
+	 "1 failed (not a txdir mount, invalid JSON, refused by the server); 2\n"
+	 "usage; 75 stale (the version is no longer N) or another state proposal\n"
+	 "is in progress: read again and retry."},
 	{"fsck", cmd_not_implemented, "fsck STORE",
 	 "Check an unmounted store. Not implemented yet."},
 	{"inspect", cmd_not_implemented, "inspect STORE",
