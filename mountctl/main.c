@@ -38,7 +38,8 @@ static const struct mc_cmd cmds[] = {
 	{"stats", cmd_stats, "stats MNT [--json]",
 	 "Print the metrics of MNT/.txdir/stats (Prometheus text format)."},
 	{"run", cmd_run,
-	 "run MNT [--read-only] [--name N] [--retry N] [--conflict-exit-code C] -- CMD ...",
+	 "run MNT [--read-only] [--name N] [--retry N] [--conflict-exit-code C] "
+	 "[--prepare P --as NAME] -- CMD ...",
 	 "Run CMD in one transaction: CMD and its descendants see the transaction's\n"
 	 "view at MNT (a private mount namespace), and it commits once CMD exited 0\n"
 	 "and every descendant has exited. Exit: 0 committed; CMD's code if it\n"
@@ -49,7 +50,14 @@ static const struct mc_cmd cmds[] = {
 	 "fail EROFS, nothing is committed, exit is CMD's. --name: the\n"
 	 "transaction's name (default run-PID-RANDOM). SIGINT/SIGTERM/SIGHUP sent\n"
 	 "to mountctl go to CMD. Cooperative isolation, not a sandbox: see\n"
-	 "mountctl(1)."},
+	 "mountctl(1).\n"
+	 "--prepare P --as NAME: instead of committing, the transaction joins\n"
+	 "two-phase commit proposal P as participant NAME (\"prepare P as NAME\":\n"
+	 "its changes are locked and it votes yes), and run waits for P's\n"
+	 "decision: exit 0 committed, 76 P was aborted (a no, or the timeout),\n"
+	 "75 the prepare lost a conflict (it voted no). If CMD fails, run votes\n"
+	 "no as NAME. Killing mountctl meanwhile leaves the transaction prepared:\n"
+	 "it commits or aborts with P all the same."},
 	{"lease", cmd_lease,
 	 "lease MNT NAME [-n | -w SECS] [-E CODE] [--ttl S] -- CMD ... | lease list MNT [--json] | "
 	 "lease break MNT NAME",

@@ -16,8 +16,11 @@
  *   2    usage error (unknown command or option, missing argument)
  *   125  not implemented yet / mountctl's own error (the code `run` uses)
  * `check` has its own: 0 ok, 1 degraded, 2 down. `run` passes CMD's code
- * through and has its own (cmd_run.c): 75 conflict, 125 its own error
- * (usage errors included), 126/127 CMD cannot run / not found.
+ * through and has its own (cmd_run.c): 75 conflict, 76 (--prepare) the
+ * proposal's decision aborted it, 125 its own error (usage errors
+ * included), 126/127 CMD cannot run / not found. `lease` (cmd_lease.c),
+ * `propose`, `vote`, `decision` (cmd_vote.c: 0 committed, 1 aborted, 2 not
+ * decided) and `state` (cmd_state.c: 75 stale) say theirs at their top.
  */
 #ifndef MOUNTCTL_H
 #define MOUNTCTL_H
