@@ -305,12 +305,14 @@ install: all
 	install -m 644 engine/txdir.h $(DESTDIR)$(PREFIX)/include/txdir.h
 	$(foreach m,$(MAN_PAGES),install -m 644 $(m) \
 		$(DESTDIR)$(PREFIX)/share/man/man$(subst .,,$(suffix $(m)))/$(notdir $(m));)
+	install -D -m 644 mountctl/completion/mountctl.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/mountctl
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/txdirfs $(DESTDIR)$(PREFIX)/bin/mountctl \
 		$(DESTDIR)$(PREFIX)/lib/libtxdir.a $(DESTDIR)$(PREFIX)/lib/libtxdir.so \
 		$(DESTDIR)$(PREFIX)/include/txdir.h \
 		$(foreach m,$(MAN_PAGES),$(DESTDIR)$(PREFIX)/share/man/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+	rm -f $(DESTDIR)$(PREFIX)/share/bash-completion/completions/mountctl
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
