@@ -455,10 +455,10 @@ static void vote_no(const struct run_opts *o, char *what, size_t len)
 {
 	char *path = consensus_path(o, "votes", o->as);
 	size_t used = strlen(what);
-	int r = mc_write_whole(path, O_TRUNC, "no\n", 3);
+	int r = mc_write_whole(path, 0, "no\n", 3);
 
 	if (r == -ENOENT)
-		r = mc_write_whole(path, O_CREAT | O_TRUNC, "no\n", 3);
+		r = mc_write_whole(path, O_CREAT, "no\n", 3);
 	free(path);
 	if (r == 0)
 		snprintf(what + used, len - used, "; voted no as %s on %s", o->as, o->prepare);

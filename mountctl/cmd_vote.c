@@ -233,7 +233,7 @@ static int propose_run(const char *mnt, const char *p, const struct propose_opts
 	if (o->timeout_s) {
 		snprintf(num, sizeof(num), "%ld\n", o->timeout_s);
 		path = cpath(mnt, "proposals/%s/timeout", p);
-		r = mc_write_whole(path, O_TRUNC, num, strlen(num));
+		r = mc_write_whole(path, 0, num, strlen(num));
 		free(path);
 		if (r < 0) {
 			mc_err("propose", "cannot set the timeout of %s: %s", p, strerror(-r));
@@ -241,7 +241,7 @@ static int propose_run(const char *mnt, const char *p, const struct propose_opts
 		}
 	}
 	path = cpath(mnt, "proposals/%s/participants", p);
-	r = mc_write_whole(path, O_TRUNC, line, strlen(line));
+	r = mc_write_whole(path, 0, line, strlen(line));
 	free(path);
 	if (r < 0 && server_gone(r)) {
 		mc_err("propose", "server gone while opening %s: whether it opened is unknown; see "
@@ -393,10 +393,12 @@ int cmd_vote(const struct mc_cmd *cmd, int argc, char **argv)
 		goto out_free;
 	snprintf(line, sizeof(line), "%s\n", v);
 	path = cpath(mnt, "votes/%s/%s", p, name);
-	/* what `echo yes > votes/P/NAME` does; the file may exist already */
-	r = mc_write_whole(path, O_TRUNC, line, strlen(line));
+	/* One-word control files act on each write(2) (SPEC §3): no O_TRUNC
+	 * needed. The file may not exist before the vote: then create it, as
+	 * `echo yes > votes/P/NAME` would. */
+	r = mc_write_whole(path, 0, line, strlen(line));
 	if (r == -ENOENT)
-		r = mc_write_whole(path, O_CREAT | O_TRUNC, line, strlen(line));
+		r = mc_write_whole(path, O_CREAT, line, strlen(line));
 	free(path);
 	if (r < 0) {
 		vote_refused(mnt, p, name, r);
