@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tests/cli/usage.sh — mountctl behaviour that needs no mount: help, usage
-# errors and their exit codes, init, commands not implemented yet, and the
+# errors and their exit codes, init, commands not implemented yet (fsck,
+# inspect; propose, vote, decision: vote.sh; state: state.sh), and the
 # read commands (and run, txn) on a directory that is not mounted.
 source "$(dirname "$0")/lib.bash"
 
