@@ -137,7 +137,7 @@ static bool proposal_exists(const char *mnt, const char *p)
 struct propose_opts {
 	const char *participants; /* as given */
 	const char *payload_file; /* --payload, or NULL */
-	long timeout_s;           /* --timeout; 0: the server's default */
+	const char *timeout;      /* --timeout as given (checked); NULL: default */
 };
 
 /* "a,b,c" -> "a,b,c\n": commas between names (spaces around them are
@@ -191,6 +191,20 @@ out_free:
 	return out;
 }
 
+/* A --timeout: plain decimal seconds ("30", "0.5": what the timeout file
+ * takes), at least a millisecond, at most TIMEOUT_MAX. */
+static bool timeout_ok(const char *s)
+{
+	char *end;
+	double v;
+
+	if (strlen(s) > 20 || strspn(s, "0123456789.") != strlen(s))
+		return false;
+	errno = 0;
+	v = strtod(s, &end);
+	return !errno && end != s && !*end && v >= 0.001 && v <= TIMEOUT_MAX;
+}
+
 /* Removes P after a failed step; one line says what P is left as. */
 static void undo_propose(const char *mnt, const char *p)
 {
@@ -230,8 +244,8 @@ static int propose_run(const char *mnt, const char *p, const struct propose_opts
 			goto out_undo;
 		}
 	}
-	if (o->timeout_s) {
-		snprintf(num, sizeof(num), "%ld\n", o->timeout_s);
+	if (o->timeout) {
+		snprintf(num, sizeof(num), "%s\n", o->timeout);
 		path = cpath(mnt, "proposals/%s/timeout", p);
 		r = mc_write_whole(path, 0, num, strlen(num));
 		free(path);
@@ -290,8 +304,10 @@ int cmd_propose(const struct mc_cmd *cmd, int argc, char **argv)
 			o.payload_file = optarg;
 			break;
 		case 't':
-			if (!mc_parse_long(optarg, 1, TIMEOUT_MAX, &o.timeout_s))
-				return usage125(cmd, "--timeout: whole seconds from 1 to 31536000");
+			if (!timeout_ok(optarg))
+				return usage125(cmd, "--timeout: seconds, more than 0 and at most "
+						     "31536000 (decimals allowed)");
+			o.timeout = optarg;
 			break;
 		default:
 			return usage125(cmd, "unknown option");

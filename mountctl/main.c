@@ -82,7 +82,7 @@ static const struct mc_cmd cmds[] = {
 	 "Create two-phase commit proposal P on MNT/.txdir/consensus and open its\n"
 	 "vote among the participants (names separated by commas). --payload FILE\n"
 	 "(- for standard input, at most 1 MiB): what is voted on. --timeout S:\n"
-	 "whole seconds until a missing vote aborts P (default: the server's, 30).\n"
+	 "seconds until a missing vote aborts P (default: the server's, 30).\n"
 	 "If a step after creating P fails, P is removed again (said on stderr).\n"
 	 "Exit: 0 open; 1 refused (P exists, quota, bad names); 125 mountctl's\n"
 	 "own error (usage, not a txdir mount, unreadable payload)."},

@@ -32,7 +32,7 @@ expect "propose with whitespace in a participant: 125" 125 "'b c' is not a name"
 mc propose "$T/plain" 'P x' --participants a
 expect "propose with whitespace in P: 125" 125 "P: 1 to 255 bytes"
 mc propose "$T/plain" P --participants a --timeout 0
-expect "propose --timeout 0: 125" 125 "--timeout: whole seconds"
+expect "propose --timeout 0: 125" 125 "--timeout: seconds, more than 0"
 mc propose "$T/plain" P --participants a --bogus
 expect "propose with an unknown option: 125" 125 "unknown option"
 head -c $((1024 * 1024 + 1)) /dev/zero >"$T/big"
@@ -181,7 +181,7 @@ else
 	not_ok "decision --json of an aborted proposal: outcome, reason, 1" "exit $RC: $OUT"
 fi
 
-mc propose "$M" p3 --participants a,b --timeout 1
+mc propose "$M" p3 --participants a,b --timeout 0.5
 mc vote "$M" p3 a yes
 mc decision "$M" p3 --wait=30
 expect "the timeout aborts: 1, timeout missing b" 1 "^aborted timeout missing b$"
