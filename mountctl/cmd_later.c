@@ -1,6 +1,6 @@
 /*
  * cmd_later.c — commands of SPEC §2 that are not implemented yet:
- * propose, vote, decision, state, fsck, inspect. They say so
+ * fsck, inspect. They say so
  * and exit 125, the code `run` reserves for mountctl's own errors.
  */
 #include <stdio.h>

@@ -146,20 +146,6 @@ static int write_small(const char *path, const char *text)
 	return r;
 }
 
-/* SPEC §6: 1-255 bytes; no '/', whitespace or control characters; not . or .. */
-static bool lease_name_ok(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (n == 0 || n > 255 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-		return false;
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-		if (*p == '/' || *p <= ' ' || *p == 0x7f)
-			return false;
-	}
-	return true;
-}
-
 static bool server_gone(int err)
 {
 	return err == -ENOTCONN || err == -ECONNABORTED;
@@ -305,7 +291,7 @@ static int parse_opts(const struct mc_cmd *cmd, int argc, char **argv, struct le
 		return MC_EXIT_OWN;
 	}
 	o->name = argv[optind + 1];
-	if (!lease_name_ok(o->name)) {
+	if (!mc_coord_name_ok(o->name)) {
 		mc_usage(cmd, "NAME: 1 to 255 bytes, no '/', whitespace or control characters, "
 			      "not . or ..");
 		return MC_EXIT_OWN;
@@ -1082,7 +1068,7 @@ static int lease_break_cmd(const struct mc_cmd *cmd, int argc, char **argv)
 	}
 	if (argc != 3)
 		return mc_usage(cmd, "lease break MNT NAME");
-	if (!lease_name_ok(argv[2]))
+	if (!mc_coord_name_ok(argv[2]))
 		return mc_usage(cmd, "NAME: no '/', whitespace or control characters");
 	mnt = mc_abspath(argv[1]);
 	if (!mnt) {

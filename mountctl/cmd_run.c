@@ -24,11 +24,23 @@
  *      committed", or, when the commit write had been made, "outcome
  *      unknown: see MNT/.txdir/dtc/transactions/ID after remount".
  *
+ * --prepare P --as NAME (SPEC §4 "prepare"): step 4 writes "prepare P as
+ * NAME" instead of "commit" — the server locks the write set and votes
+ * yes as NAME in one durable record — then run blocks in
+ * .txdir/consensus/proposals/P/wait until P is decided, and waits for the
+ * transaction's status to leave "prepared" (the server resolves it by
+ * itself). A prepare that loses a conflict votes no (status "aborted
+ * conflict ..."): exit 75. CMD failing makes run vote no as NAME itself
+ * (votes/P/NAME), so P aborts now rather than at its timeout. P must exist
+ * before CMD runs. Killing mountctl while it waits leaves the prepared
+ * transaction to its decision; so does a server crash (one line says so).
+ *
  * Exit: 0 committed (read-only: CMD's code); CMD's code if it failed;
  * 128+n if it was killed by signal n; 75 (--conflict-exit-code) when the
  * commit lost, after --retry fresh attempts; 126/127 when CMD cannot be
- * executed / is not found (as env(1)); 125 mountctl's own error, including a
- * commit that failed for a reason other than a conflict.
+ * executed / is not found (as env(1)); 76 (--prepare) P's decision aborted
+ * the transaction; 125 mountctl's own error, including a commit or prepare
+ * that failed for a reason other than a conflict.
  *
  * Signals: SIGINT, SIGTERM and SIGHUP stay blocked in mountctl and are
  * taken with sigwaitinfo(), together with SIGCHLD, so no wait can miss one.
@@ -39,6 +51,7 @@
  * aborts: a descendant stopped mid-way must not be committed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -59,6 +72,7 @@
 #define RUN_RETRY -1 /* run_attempt: the commit lost; try again */
 #define RUN_GONE -2  /* commit_txn: the server died (and it said so) */
 #define RUN_BUSY_MS 5000 /* retrying a commit that meets a busy path */
+#define RUN_RESOLVE_MS 30000 /* a decided, prepared transaction resolving */
 
 struct run_opts {
 	char *mnt;         /* absolute mount point */
@@ -67,6 +81,8 @@ struct run_opts {
 	bool read_only;    /* --read-only */
 	int retries;       /* --retry */
 	int conflict_code; /* --conflict-exit-code */
+	const char *prepare; /* --prepare P: join proposal P instead of committing */
+	const char *as;      /* --as NAME: P's participant the transaction votes as */
 	char **argv;       /* CMD */
 };
 
@@ -97,6 +113,8 @@ static int parse_opts(const struct mc_cmd *cmd, int argc, char **argv, struct ru
 		{"name", required_argument, NULL, 'n'},
 		{"retry", required_argument, NULL, 'R'},
 		{"conflict-exit-code", required_argument, NULL, 'C'},
+		{"prepare", required_argument, NULL, 'P'},
+		{"as", required_argument, NULL, 'A'},
 		{NULL, 0, NULL, 0},
 	};
 	int c, dd = 1;
@@ -129,10 +147,25 @@ static int parse_opts(const struct mc_cmd *cmd, int argc, char **argv, struct ru
 				return mc_usage(cmd, "--conflict-exit-code: a number from 0 to 255");
 			o->conflict_code = (int)v;
 			break;
+		case 'P':
+		case 'A':
+			if (!mc_coord_name_ok(optarg))
+				return mc_usage(cmd, c == 'P' ? "--prepare: 1 to 255 bytes, no '/', "
+							"whitespace or control characters"
+							      : "--as: 1 to 255 bytes, no '/', "
+								"whitespace or control characters");
+			*(c == 'P' ? &o->prepare : &o->as) = optarg;
+			break;
 		default:
 			return mc_usage(cmd, "unknown option");
 		}
 	}
+	if (!o->prepare != !o->as)
+		return mc_usage(cmd, "--prepare P and --as NAME go together");
+	if (o->prepare && o->read_only)
+		return mc_usage(cmd, "--prepare and --read-only exclude each other");
+	if (o->prepare && o->retries)
+		return mc_usage(cmd, "--prepare votes once: no --retry");
 	if (dd - optind < 1)
 		return mc_usage(cmd, "missing MNT");
 	if (dd == argc)
@@ -317,11 +350,36 @@ static char *last_error(const struct run_opts *o, const char *name)
 	return out;
 }
 
-/* Commits. 0, RUN_RETRY (lost: the reason in *why, caller frees),
- * RUN_GONE (the server died: said which way), or an exit code after
- * printing why. A commit refused while the transaction stays active (a
- * busy path: SPEC §4) is tried again for RUN_BUSY_MS, then aborted. */
-static int commit_txn(const struct run_opts *o, const char *name, const char *id, char **why)
+/* One line for a prepare the server refused (not a conflict). */
+static void prepare_refused(const struct run_opts *o, const char *name, int err,
+			    const char *status)
+{
+	const char *p = o->prepare, *as = o->as;
+
+	switch (err) {
+	case -ENOENT:
+		mc_err("run", "cannot prepare %s: no open proposal %s with participant %s", name, p,
+		       as);
+		break;
+	case -EROFS:
+		mc_err("run", "cannot prepare %s: %s is already decided", name, p);
+		break;
+	case -EEXIST:
+		mc_err("run", "cannot prepare %s: %s already voted otherwise on %s", name, as, p);
+		break;
+	default:
+		mc_err("run", "prepare of %s as %s on %s failed: %s%s%s", name, as, p,
+		       strerror(-err), status ? ": " : "", status ? status : "");
+	}
+}
+
+/* Commits (or, with --prepare, prepares: word is the ctl command). 0,
+ * RUN_RETRY (lost: the reason in *why, caller frees), RUN_GONE (the
+ * server died: said which way), or an exit code after printing why. A
+ * commit refused while the transaction stays active (a busy path: SPEC
+ * §4) is tried again for RUN_BUSY_MS, then aborted. */
+static int commit_txn(const struct run_opts *o, const char *name, const char *id,
+		      const char *word, char **why)
 {
 	int64_t waited_ms = 0, pause_ms = 10;
 	char *status = NULL;
@@ -329,11 +387,15 @@ static int commit_txn(const struct run_opts *o, const char *name, const char *id
 	int r;
 
 	for (;;) {
-		r = mc_txn_ctl_sent(o->mnt, name, "commit", &sent);
+		r = mc_txn_ctl_sent(o->mnt, name, word, &sent);
 		if (r == 0)
 			return 0;
 		if (server_gone(r)) {
-			if (sent)
+			if (sent && o->prepare)
+				mc_err("run", "outcome unknown: %s may be prepared on %s; see "
+				       "%s/.txdir/dtc/transactions/%s after remount", name, o->prepare,
+				       o->mnt, id);
+			else if (sent)
 				mc_err("run", "outcome unknown: see %s/.txdir/dtc/transactions/%s after "
 				       "remount", o->mnt, id);
 			else
@@ -360,15 +422,148 @@ static int commit_txn(const struct run_opts *o, const char *name, const char *id
 			*why = mc_strdup("busy");
 		return RUN_RETRY;
 	}
-	if (r == -EBUSY) {
+	if (r == -EBUSY && !(o->prepare && status && strncmp(status, "prepared", 8) == 0)) {
 		*why = why_not_committed(status);
 		free(status);
 		return RUN_RETRY;
 	}
-	mc_err("run", "commit of %s failed: %s%s%s", name, strerror(-r), status ? ": " : "",
-	       status ? status : "");
+	if (o->prepare)
+		prepare_refused(o, name, r, status);
+	else
+		mc_err("run", "commit of %s failed: %s%s%s", name, strerror(-r), status ? ": " : "",
+		       status ? status : "");
 	free(status);
 	return MC_EXIT_OWN;
+}
+
+/* ---- --prepare: the transaction joins a proposal ------------------------------ */
+
+/* MNT/.txdir/consensus/REL/P[/LEAF]. Caller frees. */
+static char *consensus_path(const struct run_opts *o, const char *rel, const char *leaf)
+{
+	char *out;
+
+	if (asprintf(&out, "%s/.txdir/consensus/%s/%s%s%s", o->mnt, rel, o->prepare,
+		     leaf ? "/" : "", leaf ? leaf : "") < 0)
+		abort();
+	return out;
+}
+
+/* CMD failed: vote no as NAME so P aborts now, not at its timeout.
+ * Appends what happened to what. */
+static void vote_no(const struct run_opts *o, char *what, size_t len)
+{
+	char *path = consensus_path(o, "votes", o->as);
+	size_t used = strlen(what);
+	int r = mc_write_whole(path, 0, "no\n", 3);
+
+	if (r == -ENOENT)
+		r = mc_write_whole(path, O_CREAT, "no\n", 3);
+	free(path);
+	if (r == 0)
+		snprintf(what + used, len - used, "; voted no as %s on %s", o->as, o->prepare);
+	else
+		snprintf(what + used, len - used, "; could not vote no as %s on %s (%s): it "
+			 "aborts at its timeout", o->as, o->prepare, strerror(-r));
+}
+
+/* Blocks in proposals/P/wait until P is decided (SIGINT, SIGTERM and
+ * SIGHUP end mountctl meanwhile: the prepared transaction does not need
+ * it). 0 with the decision in buf, or -errno. */
+static int read_wait(const struct run_opts *o, char *buf, size_t len)
+{
+	char *path = consensus_path(o, "proposals", "wait");
+	sigset_t set;
+	ssize_t n;
+
+	forwarded_signals(&set);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	n = mc_read_small(path, buf, len);
+	while (n == -EINTR)
+		n = mc_read_small(path, buf, len);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	free(path);
+	return n < 0 ? (int)n : 0;
+}
+
+/* Waits for the prepared transaction to be resolved by P's decision: its
+ * status leaves "prepared" once the server has applied the decision,
+ * which may be a moment after the decision is readable. The status, or
+ * NULL if unreadable (caller frees). */
+static char *await_resolution(const struct run_opts *o, const char *name, bool bounded)
+{
+	int64_t waited_ms = 0, pause_ms = 5;
+	char *status;
+
+	for (;;) {
+		status = mc_txn_status(o->mnt, name);
+		if (!status || strncmp(status, "prepared", 8) != 0)
+			return status;
+		if (bounded && waited_ms >= RUN_RESOLVE_MS)
+			return status;
+		free(status);
+		usleep((useconds_t)pause_ms * 1000);
+		waited_ms += pause_ms;
+		pause_ms = pause_ms < 200 ? pause_ms * 2 : 200;
+	}
+}
+
+/* After a successful prepare: 0 committed, MC_EXIT_PREP_ABORTED, RUN_GONE,
+ * or MC_EXIT_OWN; one line on stderr unless committed. */
+static int await_decision(const struct run_opts *o, const char *name, const char *id)
+{
+	char decision[4096] = "", *status;
+	int r = read_wait(o, decision, sizeof(decision));
+
+	if (server_gone(r)) {
+		mc_err("run", "server gone while %s was undecided: transaction %s stays prepared "
+		       "and resolves with %s's decision; see %s/.txdir/dtc/transactions/%s after "
+		       "remount", o->prepare, name, o->prepare, o->mnt, id);
+		return RUN_GONE;
+	}
+	/* no wait file (P already removed, or none): the status says it all */
+	status = await_resolution(o, name, r == 0);
+	if (status && strncmp(status, "committed", 9) == 0)
+		r = 0;
+	else if (status && strncmp(status, "aborted", 7) == 0) {
+		mc_err("run", "aborted: %s was aborted%s%s", o->prepare,
+		       strncmp(decision, "aborted ", 8) == 0 && r == 0 ? ": " : "",
+		       strncmp(decision, "aborted ", 8) == 0 && r == 0 ? decision + 8 : "");
+		r = MC_EXIT_PREP_ABORTED;
+	} else {
+		mc_err("run", "%s: %s%s%s", name, status ? status : "status unreadable",
+		       r == 0 ? "; decision of " : "", r == 0 ? o->prepare : "");
+		if (r == 0)
+			mc_err("run", "decision: %s", decision);
+		r = MC_EXIT_OWN;
+	}
+	free(status);
+	return r;
+}
+
+/* CMD succeeded: commit, or prepare and wait for the decision. */
+static int finish_txn(const struct run_opts *o, const char *name, const char *id, char **why)
+{
+	char *word;
+	int r;
+
+	if (!o->prepare)
+		return commit_txn(o, name, id, "commit", why);
+	if (asprintf(&word, "prepare %s as %s", o->prepare, o->as) < 0)
+		abort();
+	r = commit_txn(o, name, id, word, why);
+	free(word);
+	if (r == RUN_RETRY) {
+		/* a conflict: the transaction voted no and is aborted */
+		char *more;
+
+		if (asprintf(&more, "%s (voted no as %s on %s)", *why, o->as, o->prepare) >= 0) {
+			free(*why);
+			*why = more;
+		}
+		return r;
+	}
+	return r == 0 ? await_decision(o, name, id) : r;
 }
 
 /* ---- CMD and its descendants ------------------------------------------------- */
@@ -510,8 +705,10 @@ static int run_attempt(const struct run_opts *o, char **why)
 		if (!o->read_only)
 			describe_exit(o, res.code, what, sizeof(what));
 	} else if (r == 0) {
-		r = commit_txn(o, name, id, why);
+		r = finish_txn(o, name, id, why);
 	}
+	if (o->prepare && *what)
+		vote_no(o, what, sizeof(what));
 	if (r == RUN_GONE)
 		return MC_EXIT_OWN; /* commit_txn said what happened */
 	if (!end_txn(o, name, r != 0) && r != 0) {
@@ -590,6 +787,20 @@ int cmd_run(const struct mc_cmd *cmd, int argc, char **argv)
 		mc_err_not_ours(cmd->name, o.mnt, st);
 		r = MC_EXIT_OWN;
 		goto out_free;
+	}
+	if (o.prepare) {
+		char *prop = consensus_path(&o, "proposals", NULL);
+
+		/* before CMD runs: a prepare that cannot happen must not cost its work */
+		r = mc_check_tree(cmd->name, o.mnt, ".txdir/consensus/proposals",
+				  "two-phase commit", MC_EXIT_OWN);
+		if (r == 0 && mc_probe(prop, false, MC_PROBE_MS) == -ENOENT) {
+			mc_err(cmd->name, "no proposal %s on %s", o.prepare, o.mnt);
+			r = MC_EXIT_OWN;
+		}
+		free(prop);
+		if (r)
+			goto out_free;
 	}
 	o.cwd = getcwd(NULL, 0);
 	r = prepare_parent();

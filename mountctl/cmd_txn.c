@@ -223,7 +223,10 @@ static int txn_abort(const char *name, const char *mnt, const char *txn)
 		return MC_EXIT_FAIL;
 	}
 	status = mc_txn_status(mnt, txn);
-	if (status && !mc_txn_status_active(status))
+	if (status && strncmp(status, "prepared ", 9) == 0)
+		mc_err(name, "%s is %s: only that proposal's decision ends it (SPEC §4)", txn,
+		       status);
+	else if (status && !mc_txn_status_active(status))
 		mc_err(name, "%s is not active: %s", txn, status);
 	else
 		mc_err(name, "cannot abort %s: %s", txn, strerror(-r));

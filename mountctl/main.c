@@ -38,7 +38,8 @@ static const struct mc_cmd cmds[] = {
 	{"stats", cmd_stats, "stats MNT [--json]",
 	 "Print the metrics of MNT/.txdir/stats (Prometheus text format)."},
 	{"run", cmd_run,
-	 "run MNT [--read-only] [--name N] [--retry N] [--conflict-exit-code C] -- CMD ...",
+	 "run MNT [--read-only] [--name N] [--retry N] [--conflict-exit-code C] "
+	 "[--prepare P --as NAME] -- CMD ...",
 	 "Run CMD in one transaction: CMD and its descendants see the transaction's\n"
 	 "view at MNT (a private mount namespace), and it commits once CMD exited 0\n"
 	 "and every descendant has exited. Exit: 0 committed; CMD's code if it\n"
@@ -49,7 +50,14 @@ static const struct mc_cmd cmds[] = {
 	 "fail EROFS, nothing is committed, exit is CMD's. --name: the\n"
 	 "transaction's name (default run-PID-RANDOM). SIGINT/SIGTERM/SIGHUP sent\n"
 	 "to mountctl go to CMD. Cooperative isolation, not a sandbox: see\n"
-	 "mountctl(1)."},
+	 "mountctl(1).\n"
+	 "--prepare P --as NAME: instead of committing, the transaction joins\n"
+	 "two-phase commit proposal P as participant NAME (\"prepare P as NAME\":\n"
+	 "its changes are locked and it votes yes), and run waits for P's\n"
+	 "decision: exit 0 committed, 76 P was aborted (a no, or the timeout),\n"
+	 "75 the prepare lost a conflict (it voted no). If CMD fails, run votes\n"
+	 "no as NAME. Killing mountctl meanwhile leaves the transaction prepared:\n"
+	 "it commits or aborts with P all the same."},
 	{"lease", cmd_lease,
 	 "lease MNT NAME [-n | -w SECS] [-E CODE] [--ttl S] -- CMD ... | lease list MNT [--json] | "
 	 "lease break MNT NAME",
@@ -69,18 +77,42 @@ static const struct mc_cmd cmds[] = {
 	 "info.json documents. break: end NAME's current grant now (its uid or\n"
 	 "root; the break and who made it are in .txdir/events); exit 0 broken, 1\n"
 	 "not held / not allowed, 2 usage."},
-	{"propose", cmd_not_implemented, "propose MNT P --participants a,b,c [--payload FILE]",
-	 "Open a two-phase commit proposal. Not implemented yet."},
-	{"vote", cmd_not_implemented, "vote MNT P NAME yes|no",
-	 "Vote on a proposal. Not implemented yet."},
-	{"decision", cmd_not_implemented, "decision MNT P [--wait[=S]]",
-	 "Show or wait for a proposal's decision. Not implemented yet."},
+	{"propose", cmd_propose,
+	 "propose MNT P --participants a,b,c [--payload FILE] [--timeout S]",
+	 "Create two-phase commit proposal P on MNT/.txdir/consensus and open its\n"
+	 "vote among the participants (names separated by commas). --payload FILE\n"
+	 "(- for standard input, at most 1 MiB): what is voted on. --timeout S:\n"
+	 "seconds until a missing vote aborts P (default: the server's, 30).\n"
+	 "If a step after creating P fails, P is removed again (said on stderr).\n"
+	 "Exit: 0 open; 1 refused (P exists, quota, bad names); 125 mountctl's\n"
+	 "own error (usage, not a txdir mount, unreadable payload)."},
+	{"vote", cmd_vote, "vote MNT P NAME yes|no",
+	 "Vote yes or no on proposal P as participant NAME. Voting the same again\n"
+	 "succeeds. Exit: 0 counted; 1 refused (NAME already voted differently,\n"
+	 "no such P or NAME, P already decided: one line says which); 125\n"
+	 "mountctl's own error (usage, not a txdir mount)."},
+	{"decision", cmd_decision, "decision MNT P [--wait[=S]] [--json]",
+	 "Print proposal P's decision: \"committed\" or \"aborted REASON\". --wait:\n"
+	 "block until P is decided (at most S seconds with --wait=S). --json: one\n"
+	 "object with proposal, outcome (committed, aborted, open), reason and the\n"
+	 "proposal's info.json. Exit: 0 committed; 1 aborted; 2 not decided yet\n"
+	 "(or the wait timed out); 125 mountctl's own error (usage, not a txdir\n"
+	 "mount, no such proposal)."},
 	{"txn", cmd_txn, "txn list MNT [--json] | txn abort MNT NAME",
 	 "list: the transactions of MNT/.txdir/txn with their status (--json: the\n"
 	 "info.json of each, plus \"status\"). abort: abort the active transaction\n"
 	 "NAME; its record stays (status \"aborted request\") for its creator."},
-	{"state", cmd_not_implemented, "state get|set MNT [--if-version N] [FILE]",
-	 "Read or replace the global state document. Not implemented yet."},
+	{"state", cmd_state,
+	 "state get MNT [--json] | state set MNT [--if-version N] [FILE|-]",
+	 "get: print the global state document (MNT/.txdir/state/global_state.json);\n"
+	 "--json: {\"version\": N, \"document\": ...}. set: replace it whole with FILE\n"
+	 "(standard input without FILE, or -), checked to be JSON first; prints\n"
+	 "the new version. Without --if-version the last writer wins (a temp file\n"
+	 "renamed over the document); with --if-version N only if the version is\n"
+	 "still N (compare-and-swap through .txdir/state/update). Exit: 0 done;\n"
+	 "1 failed (not a txdir mount, invalid JSON, refused by the server); 2\n"
+	 "usage; 75 stale (the version is no longer N) or another state proposal\n"
+	 "is in progress: read again and retry."},
 	{"fsck", cmd_not_implemented, "fsck STORE",
 	 "Check an unmounted store. Not implemented yet."},
 	{"inspect", cmd_not_implemented, "inspect STORE",

@@ -16,8 +16,11 @@
  *   2    usage error (unknown command or option, missing argument)
  *   125  not implemented yet / mountctl's own error (the code `run` uses)
  * `check` has its own: 0 ok, 1 degraded, 2 down. `run` passes CMD's code
- * through and has its own (cmd_run.c): 75 conflict, 125 its own error
- * (usage errors included), 126/127 CMD cannot run / not found.
+ * through and has its own (cmd_run.c): 75 conflict, 76 (--prepare) the
+ * proposal's decision aborted it, 125 its own error (usage errors
+ * included), 126/127 CMD cannot run / not found. `lease` (cmd_lease.c),
+ * `propose`, `vote`, `decision` (cmd_vote.c: 0 committed, 1 aborted, 2 not
+ * decided) and `state` (cmd_state.c: 75 stale) say theirs at their top.
  */
 #ifndef MOUNTCTL_H
 #define MOUNTCTL_H
@@ -32,6 +35,7 @@ enum {
 	MC_EXIT_FAIL = 1,
 	MC_EXIT_USAGE = 2,
 	MC_EXIT_TEMPFAIL = 75, /* EX_TEMPFAIL: run's commit lost a conflict */
+	MC_EXIT_PREP_ABORTED = 76, /* run --prepare: the proposal's decision aborted it */
 	MC_EXIT_UNIMPL = 125,
 	MC_EXIT_OWN = 125, /* run: mountctl's own error, not CMD's */
 };
@@ -109,6 +113,24 @@ long mc_mount_owner(const char *abs_mnt);
  * the exit status, 128+signal, or -errno if it could not run. */
 int mc_run_capture(char *const argv[], int timeout_ms, char **output);
 
+/* SPEC §6 names of leases, proposals, participants: 1-255 bytes, no '/',
+ * whitespace or control characters, not . or .. */
+bool mc_coord_name_ok(const char *name);
+/* open(path, O_WRONLY|flags, 0644), all of data in 64 KiB writes, close:
+ * 0, or the -errno of the first write or of close (where a control file
+ * that buffers a document reports its outcome). */
+int mc_write_whole(const char *path, int flags, const void *data, size_t len);
+/* Reads up to len-1 bytes of path into buf, NUL-terminated, trailing
+ * newlines and spaces removed. Blocking, no deadline: length or -errno. */
+ssize_t mc_read_small(const char *path, char *buf, size_t len);
+/* All of FILE ("-" or NULL: standard input), NUL-terminated, into *out
+ * (caller frees). 0, -EFBIG past max bytes, or -errno. */
+int mc_read_input(const char *file, size_t max, char **out, size_t *len);
+/* mnt must be a txdir mount that has MNT/REL (a control subtree): 0, or
+ * code after one line naming what is missing ("no WHAT support"). */
+int mc_check_tree(const char *cmd, const char *mnt, const char *rel, const char *what,
+		  int code);
+
 /* fusermount3 -u [-z] abs_mnt. 0, or the fusermount3 exit status with its
  * message in *output. */
 int mc_fusermount_u(const char *abs_mnt, bool lazy, char **output);
@@ -161,6 +183,10 @@ int cmd_stats(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_run(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_txn(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_lease(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_propose(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_vote(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_decision(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_state(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_not_implemented(const struct mc_cmd *cmd, int argc, char **argv);
 
 #endif

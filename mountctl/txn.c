@@ -5,9 +5,11 @@
  *   mkdir MNT/.txdir/txn/NAME          begin (EEXIST if NAME exists)
  *   MNT/.txdir/txn/NAME/root/          the transaction's view of the tree
  *   MNT/.txdir/txn/NAME/ctl            one command per write(2): commit,
- *                                      abort, readonly; the write returns
- *                                      the result (commit: EBUSY = lost)
- *   MNT/.txdir/txn/NAME/status         active | committed ID | aborted ...
+ *                                      abort, readonly, prepare P as N;
+ *                                      the write returns the result
+ *                                      (commit: EBUSY = lost)
+ *   MNT/.txdir/txn/NAME/status         active | prepared P |
+ *                                      committed ID | aborted ...
  *   MNT/.txdir/txn/NAME/info.json      everything, as JSON
  *   rmdir MNT/.txdir/txn/NAME          abort an active one / drop the record
  *
@@ -65,7 +67,7 @@ int mc_txn_ctl(const char *mnt, const char *name, const char *command)
 
 int mc_txn_ctl_sent(const char *mnt, const char *name, const char *command, bool *sent)
 {
-	char *path = mc_txn_path(mnt, name, "ctl"), line[64];
+	char *path = mc_txn_path(mnt, name, "ctl"), *line;
 	int fd, len, r = 0;
 	ssize_t n;
 
@@ -77,8 +79,11 @@ int mc_txn_ctl_sent(const char *mnt, const char *name, const char *command, bool
 		return -errno;
 	if (sent)
 		*sent = true;
-	/* What `echo CMD > ctl` writes: the command and a newline, in one write. */
-	len = snprintf(line, sizeof(line), "%s\n", command);
+	/* What `echo CMD > ctl` writes: the command and a newline, in one write
+	 * ("prepare P as NAME" may be 500 bytes and more). */
+	len = asprintf(&line, "%s\n", command);
+	if (len < 0)
+		abort();
 	do
 		n = write(fd, line, (size_t)len);
 	while (n < 0 && errno == EINTR);
@@ -88,6 +93,7 @@ int mc_txn_ctl_sent(const char *mnt, const char *name, const char *command, bool
 		r = -EIO;
 	if (close(fd) < 0 && r == 0)
 		r = -errno;
+	free(line);
 	return r;
 }
 

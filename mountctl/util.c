@@ -574,3 +574,137 @@ bool mc_parse_long(const char *s, long lo, long hi, long *out)
 	*out = v;
 	return true;
 }
+
+bool mc_coord_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > 255 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+		if (*p == '/' || *p <= ' ' || *p == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+int mc_write_whole(const char *path, int flags, const void *data, size_t len)
+{
+	const char *p = data;
+	size_t off = 0;
+	int fd = open(path, O_WRONLY | O_CLOEXEC | flags, 0644), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	while (off < len) {
+		/* 64 KiB at a time, as cp and editors write: the server buffers */
+		size_t chunk = len - off > 65536 ? 65536 : len - off;
+		ssize_t n = write(fd, p + off, chunk);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : -EIO;
+			break;
+		}
+		off += (size_t)n;
+	}
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	return r;
+}
+
+ssize_t mc_read_small(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	do
+		n = read(fd, buf, len - 1);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		n = -errno;
+	close(fd);
+	if (n < 0)
+		return n;
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	return n;
+}
+
+int mc_read_input(const char *file, size_t max, char **out, size_t *len)
+{
+	bool std_in = !file || strcmp(file, "-") == 0;
+	int fd = std_in ? 0 : open(file, O_RDONLY | O_CLOEXEC), r = 0;
+	size_t cap = 65536, n = 0;
+	char *buf;
+
+	*out = NULL;
+	*len = 0;
+	if (fd < 0)
+		return -errno;
+	buf = xmalloc(cap + 1);
+	for (;;) {
+		ssize_t got;
+
+		if (n == cap) {
+			char *nb;
+
+			if (cap > max) {
+				r = -EFBIG;
+				break;
+			}
+			nb = realloc(buf, cap * 2 + 1);
+			if (!nb)
+				abort();
+			buf = nb;
+			cap *= 2;
+		}
+		got = read(fd, buf + n, cap - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			r = -errno;
+			break;
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+	}
+	if (!std_in)
+		close(fd);
+	if (r == 0 && n > max)
+		r = -EFBIG;
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+int mc_check_tree(const char *cmd, const char *mnt, const char *rel, const char *what,
+		  int code)
+{
+	int st = mc_mnt_state(mnt);
+	char *path;
+	struct stat sb;
+
+	if (st != MC_MNT_OURS) {
+		mc_err_not_ours(cmd, mnt, st);
+		return code;
+	}
+	path = mc_join(mnt, rel);
+	st = stat(path, &sb);
+	free(path);
+	if (st < 0) {
+		mc_err(cmd, "%s: this txdirfs has no %s (no %s support)", mnt, rel, what);
+		return code;
+	}
+	return 0;
+}
