@@ -209,8 +209,6 @@ static void render_stats(struct txd_fs *fs, struct sbuf *s)
 	       (double)st.open_handles);
 	metric(s, "txdir_inodes", "gauge", "Inodes in the namespace.", (double)st.inodes);
 	svc_stats(fs->svc, put_text, s);
-	sb_printf(s, "# HELP txdir_proposals_total Proposals by outcome (votes: not implemented "
-		     "yet).\n# TYPE txdir_proposals_total counter\n");
 	metric(s, "txdir_checksum_errors_total", "counter", "Chunks that failed verification.",
 	       (double)st.checksum_errors);
 	metric(s, "txdir_checkpoints_total", "counter", "Checkpoints written since start.",

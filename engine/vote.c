@@ -271,6 +271,7 @@ static struct pev *ev_push(struct evbuf *eb, enum vote_event_kind kind, const st
 	memset(e, 0, sizeof(*e));
 	e->ev.kind = kind;
 	e->ev.uid = p->uid;
+	e->ev.id = p->id;
 	e->id = p->id;
 	snprintf(e->proposal, sizeof(e->proposal), "%s", p->name);
 	return e;
@@ -1054,7 +1055,7 @@ static bool same_list(const struct prop *p, const uint8_t *l, size_t len, uint32
 }
 
 int vote_set_participants(struct vote_svc *v, const char *proposal, const char *list,
-			  size_t len)
+			  size_t len, const struct proc_id *by)
 {
 	struct evbuf eb = { 0 };
 	uint8_t *l;
@@ -1086,6 +1087,8 @@ int vote_set_participants(struct vote_svc *v, const char *proposal, const char *
 			struct pev *e = ev_push(&eb, VEV_OPENED, p);
 			if (e) {
 				e->ev.timeout_ns = p->timeout_ns;
+				if (by)
+					e->ev.by = *by;
 				e->ev.time_ns = r.time_ns;
 				e->text = malloc(ll);
 				if (e->text) {
@@ -1106,7 +1109,7 @@ int vote_set_participants(struct vote_svc *v, const char *proposal, const char *
 /* vote_cast and vote_cast_external. log: write a VOTE record (else the
  * caller's record is the vote). */
 static int cast(struct vote_svc *v, const char *proposal, const char *participant, bool yes,
-		const char *reason, bool log)
+		const char *reason, bool log, const struct proc_id *by)
 {
 	struct evbuf eb = { 0 };
 	char why[REASON_CAP];
@@ -1165,6 +1168,8 @@ static int cast(struct vote_svc *v, const char *proposal, const char *participan
 		snprintf(e->part, sizeof(e->part), "%s", b->name);
 		e->ev.yes = yes;
 		e->ev.external = !log;
+		if (by)
+			e->ev.by = *by;
 		e->ev.time_ns = r.time_ns;
 	}
 	if (complete(p, &o, why, sizeof(why)))
@@ -1175,9 +1180,10 @@ out_unlock:
 	return ferr ? ferr : err;
 }
 
-int vote_cast(struct vote_svc *v, const char *proposal, const char *participant, bool yes)
+int vote_cast(struct vote_svc *v, const char *proposal, const char *participant, bool yes,
+	      const struct proc_id *by)
 {
-	return cast(v, proposal, participant, yes, NULL, true);
+	return cast(v, proposal, participant, yes, NULL, true, by);
 }
 
 int vote_cast_external(struct vote_svc *v, const char *proposal, const char *participant,
@@ -1188,7 +1194,7 @@ int vote_cast_external(struct vote_svc *v, const char *proposal, const char *par
 	int err = 0;
 
 	if (!replaying)
-		return cast(v, proposal, participant, yes, reason, false);
+		return cast(v, proposal, participant, yes, reason, false, NULL);
 	if (vote_name_check(proposal) || vote_name_check(participant))
 		return -EINVAL;
 	/* V8: memory only, never decides */

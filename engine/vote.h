@@ -122,6 +122,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proc.h"
+
 #define VOTE_NAME_MAX 255
 #define VOTE_PAYLOAD_MAX (1u << 20)
 #define VOTE_PARTICIPANTS_MAX 1024
@@ -158,6 +160,8 @@ struct vote_event {
 	const char *reason;          /* DECIDED: "" when committed */
 	uint64_t duration_ns;        /* DECIDED: opened -> decided (realtime) */
 	uint64_t time_ns;            /* CLOCK_REALTIME of the record */
+	uint64_t id;                 /* the proposal's id (V8) */
+	struct proc_id by;           /* OPENED, VOTE: the caller (zero: unknown) */
 };
 
 struct vote_hooks {
@@ -224,12 +228,14 @@ int vote_create(struct vote_svc *v, const char *proposal, uint32_t uid);
 /* V4. -ENOENT no such proposal, -EROFS opened, -EFBIG, -EINVAL, -EIO. */
 int vote_set_payload(struct vote_svc *v, const char *proposal, const void *buf, size_t len);
 int vote_set_timeout(struct vote_svc *v, const char *proposal, uint64_t timeout_ns);
-/* V4: the list as written (separators per V4). 0 (opened, or the same
+/* V4: the list as written (separators per V4); by as vote_cast's. 0 (opened, or the same
  * list again), -EEXIST a different list, -EINVAL, -ENOENT, -EIO. */
 int vote_set_participants(struct vote_svc *v, const char *proposal, const char *list,
-			  size_t len);
-/* V2, V3. -EINVAL bad names, -ENOENT, -EEXIST, -EROFS, -EIO. */
-int vote_cast(struct vote_svc *v, const char *proposal, const char *participant, bool yes);
+			  size_t len, const struct proc_id *by);
+/* V2, V3. by (may be NULL): the voting process, for its journal (events
+ * only). -EINVAL bad names, -ENOENT, -EEXIST, -EROFS, -EIO. */
+int vote_cast(struct vote_svc *v, const char *proposal, const char *participant, bool yes,
+	      const struct proc_id *by);
 /* See "External votes". Returns 0 (also: the same vote again), -ENOENT (no
  * such open proposal or participant), -EEXIST (a different vote was
  * already cast), -EROFS (already decided), -EINVAL (bad names), -EIO. */
