@@ -1204,16 +1204,17 @@ int vote_cast_external(struct vote_svc *v, const char *proposal, const char *par
 		err = -ENOENT;
 	else if (b->vote == (int8_t)yes)
 		err = 0;
-	else if (p->state != VOTE_OPENED)
-		err = -EROFS;
 	else if (b->vote >= 0)
-		err = -EEXIST;
+		err = p->state != VOTE_OPENED ? -EROFS : -EEXIST;
 	else if (reason && !yes && !(b->reason = strndup(reason, VOTE_REASON_MAX)))
 		err = -ENOMEM;
 	else {
+		/* also in a decided proposal (its votes show it), then -EROFS */
 		b->vote = yes;
 		b->external = true;
 		b->time_ns = txd_os->now_realtime_ns();
+		if (p->state != VOTE_OPENED)
+			err = -EROFS;
 	}
 	pthread_mutex_unlock(&v->lock);
 	return err;

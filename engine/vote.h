@@ -83,7 +83,9 @@
  * record is its vote, so vote_cast_external registers the vote in memory
  * without a VOTE record; when it decides, the DECIDE record is logged and
  * synced as any other. With replaying=true (WAL replay / checkpoint load of
- * the PREPARE record) it only registers (V8: never decides). External votes
+ * the PREPARE record) it only registers (V8: never decides); in a proposal
+ * the log shows decided it registers the vote still (so votes read the
+ * same after a restart) and returns -EROFS. External votes
  * are in the snapshot like the others (marked external), so a replayed
  * PREPARE over a snapshot is "the same vote again".
  *
