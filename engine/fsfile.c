@@ -572,9 +572,10 @@ int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t
 	if (!h)
 		return -EBADF;
 	if (h->ctl || h->node->ctl || !h->writable) {
+		int err = h->node->ctl && fs->upper_flush ? fs->upper_flush(fs, c, h) : 0;
 		if (lsn_out)
 			*lsn_out = wal_last_lsn(fs->wal);
-		return 0;
+		return err;
 	}
 	int err = fs_commit_content(fs, h->node->txn, h->in, h->wf, c ? c->pid : 0, true, lsn_out);
 	if (!err)

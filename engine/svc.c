@@ -47,6 +47,7 @@ struct svc {
 	void *_Atomic decided_arg;
 	void (*_Atomic vote_listener)(void *arg, const struct vote_event *ev);
 	void *_Atomic vote_listener_arg;
+	void (*vote_listener_release)(void *arg);
 	struct vreplayed *vrp;       /* V7: decisions replayed */
 	size_t nvrp, capvrp;
 };
@@ -199,10 +200,16 @@ void svc_set_decision_listener(struct svc *s,
 }
 
 void svc_set_vote_listener(struct svc *s, void (*fn)(void *arg, const struct vote_event *ev),
-			   void *arg)
+			   void *arg, void (*release)(void *arg))
 {
+	s->vote_listener_release = release;
 	s->vote_listener_arg = arg;
 	s->vote_listener = fn;
+}
+
+void *svc_vote_listener_arg(struct svc *s)
+{
+	return s->vote_listener_arg;
 }
 
 struct vote_svc *svc_vote(struct svc *s)
@@ -1076,6 +1083,8 @@ void svc_close(struct svc *s)
 		ev_set_observer(s->events, NULL);
 	journal_close(s->journal);
 	vote_close(s->vote);
+	if (s->vote_listener_release)
+		s->vote_listener_release(s->vote_listener_arg);
 	lease_close(s->lease);
 	free(s->vrp);
 	proc_close(s->proc);

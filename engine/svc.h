@@ -151,10 +151,12 @@ void svc_set_decision_listener(struct svc *s,
 	void (*fn)(void *arg, const char *proposal, enum vote_outcome o, const char *reason),
 	void *arg);
 /* A receiver of every vote event (the control tree's waits: decided
- * proposals, new ones for the inbox), after the decision listener, with no
- * service lock held. Set once. */
+ * proposals), after the decision listener, with no service lock held. Set
+ * once; release (may be NULL) frees arg at svc_close. svc_vote_listener_arg:
+ * that arg, NULL before. */
 void svc_set_vote_listener(struct svc *s, void (*fn)(void *arg, const struct vote_event *ev),
-			   void *arg);
+			   void *arg, void (*release)(void *arg));
+void *svc_vote_listener_arg(struct svc *s);
 /* V6: the journal index (journal.h), valid until svc_close. */
 struct journal *svc_journal(struct svc *s);
 struct proc *svc_proc(struct svc *s);

@@ -1346,6 +1346,21 @@ int vote_get(struct vote_svc *v, const char *proposal, struct vote_info *out)
 	return err;
 }
 
+int vote_get_by_id(struct vote_svc *v, uint64_t id, struct vote_info *out)
+{
+	int err = -ENOENT;
+
+	pthread_mutex_lock(&v->lock);
+	for (size_t i = 0; err && i < NBUCKET; i++)
+		for (struct prop *p = v->bucket[i]; err && p; p = p->next)
+			if (p->id == id) {
+				info_of(p, out);
+				err = 0;
+			}
+	pthread_mutex_unlock(&v->lock);
+	return err;
+}
+
 int vote_payload(struct vote_svc *v, const char *proposal, void *buf, size_t size, size_t *len)
 {
 	struct prop *p;

@@ -259,6 +259,9 @@ int vote_outcome(struct vote_svc *v, const char *proposal, enum vote_outcome *ou
 		 char *reason, size_t reason_size);
 /* -ENOENT. */
 int vote_get(struct vote_svc *v, const char *proposal, struct vote_info *out);
+/* The proposal whose id is id (V8: ids are never reused while the store
+ * lives). -ENOENT. A scan: O(proposals). */
+int vote_get_by_id(struct vote_svc *v, uint64_t id, struct vote_info *out);
 /* Copies up to size bytes of the payload; *len its full length. -ENOENT. */
 int vote_payload(struct vote_svc *v, const char *proposal, void *buf, size_t size,
 		 size_t *len);
