@@ -590,9 +590,15 @@ static void ctl_enter(struct txd_fs *fs, const struct node *parent)
 	fs->ctl_via = parent->ctl ? parent->ctl_via : parent->txn ? parent->txn->id : 0;
 }
 
+static int ctl_dir_err(uint32_t kind)
+{
+	return ctl_vote_owns(kind) ? ctl_vote_create_err(kind) : -EPERM;
+}
+
 int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct txd_entry *e)
 {
 	ctl_enter(fs, parent);
+	fs->upper_dir_err = ctl_dir_err; /* before any create below .txdir */
 	if (!parent->ctl)
 		return strcmp(name, CTL_DIRNAME) == 0 ? ctl_node(fs, CTL_ROOT, 0, e) : -ENOENT;
 	if (parent->ctl == CTL_ROOT) {

@@ -178,6 +178,11 @@ bool ctl_vote_is_wait(unsigned kind)
 	return kind == V_WAIT;
 }
 
+int ctl_vote_create_err(unsigned kind)
+{
+	return kind == V_VPROP ? -ENOENT : -EPERM;
+}
+
 bool ctl_vote_writable(unsigned kind)
 {
 	return kind == V_PARTS || kind == V_PAYLOAD || kind == V_TIMEOUT || kind == V_BALLOT;
@@ -366,7 +371,8 @@ int ctl_vote_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 	case V_VPROP:
 		if ((err = by_id(fs, n->ctl_key, &vi)) || vi.state == VOTE_CREATED)
 			return err ? err : -ENOENT;
-		a->mode = S_IFDIR | 0555;
+		/* writable, so the kernel passes a create to us: ENOENT */
+		a->mode = S_IFDIR | 0777;
 		break;
 	case V_BALLOT:
 		if ((err = ballot_of(fs, n->ctl_key, &vi, name, &vote)))

@@ -30,7 +30,8 @@
  *                           worker is held (a deferred reply); O_NONBLOCK
  *                           EAGAIN; poll(2); interruptible. P removed
  *                           undecided (never opened): ENOENT
- *     votes/P/              0555, once P is open: one file per participant
+ *     votes/P/              0777, once P is open: one file per participant
+ *                           (creating another: ENOENT, an unknown one)
  *     votes/P/NAME          0666: write yes|no (vote.h V3 errnos reach
  *                           write(2)); reads "yes", "no" or nothing
  *     decisions/P           0444, appears once P's decision is durable:
@@ -104,6 +105,9 @@ int ctl_vote_rmdir(struct txd_fs *fs, const struct txd_cred *c, struct node *par
 /* Content of a file at open (malloc'd). */
 int ctl_vote_render(struct txd_fs *fs, struct node *n, char **buf, size_t *len);
 bool ctl_vote_writable(unsigned kind);
+/* A create in a directory of this kind: -ENOENT in votes/P (a participant
+ * not in the list: SPEC §5), else -EPERM. */
+int ctl_vote_create_err(unsigned kind);
 /* A write (fs->lock NOT held): acts at once, or buffers into acc (payload). */
 ssize_t ctl_vote_write(struct txd_fs *fs, const struct txd_cred *c, struct node *n,
 		       const void *buf, size_t size, uint64_t off, struct ctl_vote_acc *acc);
