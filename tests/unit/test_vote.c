@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../engine/os.h"
 #include "../../engine/rec.h"
@@ -873,6 +874,9 @@ Test(vote, wal_backend_round_trip)
 
 /* ---- the services host: svc.h V7, V8 ------------------------------------------ */
 
+#include <sys/stat.h>
+
+#include "../../engine/events.h"
 #include "../../engine/svc.h"
 
 static int svc_wal_fn(void *arg, const struct wal_pos *pos, uint16_t type, const void *payload,
@@ -895,9 +899,11 @@ static void on_decision(void *arg, const char *proposal, enum vote_outcome o, co
 	snprintf(h->last, sizeof(h->last), "%s %s %s", proposal, vote_outcome_name(o), reason);
 }
 
+static struct evlog *host_events; /* svc_host's event log, if set */
+
 static struct svc *svc_host(struct wal **w, const char *dir, bool replay)
 {
-	struct svc_opts so = { .sync_grants = true };
+	struct svc_opts so = { .sync_grants = true, .events = host_events };
 	struct svc *s;
 
 	cr_assert_eq(wal_open(dir, NULL, w), 0);
@@ -967,5 +973,74 @@ Test(vote, svc_V8_checkpoint_container_and_old_lease_section)
 	free(bad);
 	free(sec);
 	free(old);
+	tt_rmtree(dir);
+}
+
+static char *events_text(struct evlog *ev)
+{
+	char *txt = NULL;
+	size_t len = 0;
+
+	cr_assert_eq(ev_render(ev, 0, NULL, NULL, 0, &txt, &len), 0);
+	return txt;
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+Test(vote, svc_V7_events_and_a_lost_decision_event_derived_at_start)
+{
+	char dir[] = "/tmp/txd-vev-XXXXXX", evdir[64];
+	struct wal *w;
+
+	txd_os_set(NULL);
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(evdir, sizeof(evdir), "%s/ev", dir);
+	cr_assert_eq(mkdir(evdir, 0700), 0);
+	cr_assert_eq(ev_open(evdir, &host_events), 0);
+	struct svc *s = svc_host(&w, dir, false);
+	cr_assert_eq(svc_start(s), 0);
+	propose(svc_vote(s), "d", 1000, "x");
+	cr_assert_eq(vote_cast(svc_vote(s), "d", "x", true, &(struct proc_id){ .pid = 42, .start = 7 }), 0);
+	char *txt = events_text(host_events);
+	cr_assert_eq(count_of(txt, "\"type\":\"proposal_opened\",\"proposal\":\"d\""), 1, "%s", txt);
+	cr_assert_eq(count_of(txt, "\"type\":\"vote\",\"proposal\":\"d\""), 1, "%s", txt);
+	cr_assert_eq(count_of(txt, "\"by_pid\":42,\"by_start\":7"), 1, "the voter's journal: %s", txt);
+	cr_assert_eq(count_of(txt, "\"type\":\"decision\",\"proposal\":\"d\""), 1, "%s", txt);
+	free(txt);
+	svc_close(s);
+	wal_close(w);
+	ev_close(host_events);
+
+	/* a power cut lost the event log's tail: the log restarts empty */
+	char path[96];
+	snprintf(path, sizeof(path), "%s/events.log", evdir);
+	cr_assert_eq(truncate(path, 0), 0);
+	cr_assert_eq(ev_open(evdir, &host_events), 0);
+	s = svc_host(&w, dir, true);
+	cr_assert_eq(svc_start(s), 0);
+	txt = events_text(host_events);
+	cr_assert_eq(count_of(txt, "\"type\":\"decision\",\"proposal\":\"d\""), 1, "derived: %s", txt);
+	cr_assert_eq(count_of(txt, "\"derived\":true"), 1, "%s", txt);
+	free(txt);
+	svc_close(s);
+	wal_close(w);
+
+	/* the next start finds it: nothing derived twice */
+	s = svc_host(&w, dir, true);
+	cr_assert_eq(svc_start(s), 0);
+	txt = events_text(host_events);
+	cr_assert_eq(count_of(txt, "\"type\":\"decision\",\"proposal\":\"d\""), 1, "%s", txt);
+	free(txt);
+	svc_close(s);
+	wal_close(w);
+	ev_close(host_events);
+	host_events = NULL;
 	tt_rmtree(dir);
 }
