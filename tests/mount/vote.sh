@@ -19,7 +19,9 @@
 #                 "timeout missing ...", and the blocked reader gets it.
 #   restart       txdirfs SIGKILLed and remounted: a decision is unchanged;
 #                 an open proposal keeps its deadline and is aborted by its
-#                 timeout after the restart.
+#                 timeout after the restart; after a clean unmount (a
+#                 checkpoint) decisions, an open proposal and its votes load
+#                 back from the checkpoint.
 #   nobody        as nobody: its own proposal works; root's participants
 #                 EACCES; rmdir of root's proposal refused; votes allowed.
 #
@@ -226,7 +228,19 @@ test_restart() {
 	kill_server && detach || not_ok "restart: second kill"
 	start_server "$OPTS" || { not_ok "restart: second remount"; return; }
 	check "restart: the timeout decision survives" "$(cat "$C/decisions/open")" "aborted timeout missing b"
-	tm_umount >/dev/null
+	# a clean unmount writes a checkpoint (its services section holds the
+	# votes: svc.h V8) and drops the WAL it covers: all of it loads back
+	propose long "a,b" 600 && echo yes >"$C/votes/long/a"
+	dl=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["deadline"])' "$C/proposals/long/info.json")
+	tm_stop >/dev/null || not_ok "restart: clean unmount"
+	tm_start "$OPTS" || { not_ok "restart: mount after the checkpoint"; return; }
+	check "checkpoint: decisions kept" "$(cat "$C/decisions/kept" "$C/decisions/open" | tr '\n' '|')" \
+		"aborted no from b|aborted timeout missing b|"
+	check "checkpoint: an open proposal, its deadline and vote kept" \
+		"$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["state"], d["deadline"], [p["vote"] for p in d["participants"]])' "$C/proposals/long/info.json")" \
+		"open $dl ['yes', None]"
+	check "checkpoint: it still decides" "$(werr "$C/votes/long/b" yes; cat "$C/decisions/long")" $'OK\ncommitted'
+	tm_umount >/dev/null || not_ok "restart: umount"
 }
 
 # ---- nobody --------------------------------------------------------------------------
