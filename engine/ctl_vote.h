@@ -17,7 +17,7 @@
  *                           list again succeeds, another EEXIST); reads one
  *                           name a line (empty before the vote opens)
  *       payload             0644: ≤ 1 MiB (EFBIG), buffered per open file
- *                           and set at FLUSH (close returns the outcome;
+ *                           and set at FLUSH or fsync (close returns the outcome;
  *                           an O_TRUNC open with no write sets nothing);
  *                           EROFS once the vote is open
  *       timeout             0644: seconds ("30", "0.5"), default 30; EROFS

@@ -594,6 +594,8 @@ int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
 	int err = 0;
 	if (h && h->magic == HANDLE_MAGIC && !h->is_dir && !h->node->ctl)
 		err = commit_lone_truncation(fs, pid_of(c), h->node->id);
+	else if (h && h->magic == HANDLE_MAGIC && !h->is_dir && fs->upper_flush)
+		err = fs->upper_flush(fs, c, h); /* a control document acts at fsync too */
 	/* a directory, or nothing pending: make every earlier commit durable */
 	*lsn_out = wal_last_lsn(fs->wal);
 	return err;

@@ -124,6 +124,18 @@ test_basic() {
 	head -c 300000 /dev/urandom >"$TM_DIR/pl.bin"
 	cp "$TM_DIR/pl.bin" "$C/proposals/pl/payload" && cmp -s "$TM_DIR/pl.bin" "$C/proposals/pl/payload" &&
 		ok "basic: a 300 kB payload in several writes" || not_ok "basic: payload differs"
+	check "basic: payload acts at fsync and at close" "$(python3 - "$C/proposals/pl/payload" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+os.write(fd, b"abc")
+os.fsync(fd)
+a = open(sys.argv[1]).read()
+os.write(fd, b"def")
+os.close(fd)
+print(a, open(sys.argv[1]).read())
+PY
+)" "abc abcdef"
+	cp "$TM_DIR/pl.bin" "$C/proposals/pl/payload"
 	echo a >"$C/proposals/pl/participants"
 	cmp "$TM_DIR/pl.bin" "$TM_MNT/.txdir/dtc/participant_inbox/a/pl" &&
 		ok "basic: the inbox entry reads the payload" || not_ok "basic: inbox payload"
