@@ -34,8 +34,8 @@ enum {
 	V_PROPOSALS,
 	V_VOTES,
 	V_DECISIONS,
-	V_PROP,     /* proposals/P (key: id) */
-	V_INFO,     /* its files, in readdir order */
+	V_PROP, /* proposals/P (key: id) */
+	V_INFO, /* its files, in readdir order */
 	V_PARTS,
 	V_PAYLOAD,
 	V_TIMEOUT,
@@ -55,10 +55,12 @@ struct vent {
 };
 
 static const struct vent root_ents[] = {
-	{"decisions", V_DECISIONS}, {"proposals", V_PROPOSALS}, {"votes", V_VOTES},
+	{"decisions", V_DECISIONS},
+	{"proposals", V_PROPOSALS},
+	{"votes", V_VOTES},
 };
 static const struct vent prop_ents[] = {
-	{"info.json", V_INFO}, {"participants", V_PARTS}, {"payload", V_PAYLOAD},
+	{"info.json", V_INFO},	{"participants", V_PARTS}, {"payload", V_PAYLOAD},
 	{"timeout", V_TIMEOUT}, {"wait", V_WAIT},
 };
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -68,7 +70,7 @@ struct vwait {
 	struct vwait *next, *prev;
 	uint64_t id;
 	bool ready;
-	int err;                /* ready: -ENOENT when P went undecided */
+	int err; /* ready: -ENOENT when P went undecided */
 	char text[VOTE_REASON_MAX + 80];
 	void (*done)(void *arg, int err);
 	void *done_arg;
@@ -77,9 +79,9 @@ struct vwait {
 };
 
 struct ctl_votes {
-	pthread_mutex_t wlock;  /* the waits and the names (a leaf) */
-	struct vwait waits;     /* list head */
-	char **names;           /* interned inbox names, by id - 1 */
+	pthread_mutex_t wlock; /* the waits and the names (a leaf) */
+	struct vwait waits;    /* list head */
+	char **names;	       /* interned inbox names, by id - 1 */
 	uint32_t nnames, capnames;
 };
 
@@ -300,8 +302,7 @@ static int lookup_table(struct txd_fs *fs, const struct vent *t, size_t n, const
 	return -ENOENT;
 }
 
-int ctl_vote_lookup(struct txd_fs *fs, struct node *parent, const char *name,
-		    struct txd_entry *e)
+int ctl_vote_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct txd_entry *e)
 {
 	struct vote_info vi;
 	uint32_t nid;
@@ -417,9 +418,9 @@ struct vdent {
 struct vdents {
 	struct vdent *v;
 	uint32_t n, cap;
-	unsigned parent;        /* the listing's kind */
-	uint64_t nid;           /* V_INAME: the name's id */
-	const char *who;        /* V_INAME: the name */
+	unsigned parent;	 /* the listing's kind */
+	uint64_t nid;		 /* V_INAME: the name's id */
+	const char *who;	 /* V_INAME: the name */
 	struct vote_info *infos; /* V_INAME: proposals, checked after the walk */
 	uint32_t ninfos, capinfos;
 };
@@ -487,7 +488,8 @@ static int list_children(struct txd_fs *fs, struct node *n, struct vdents *d)
 		if (by_id(fs, n->ctl_key, &vi))
 			return -ENOENT;
 		d->nid = n->ctl_key;
-		return vote_list_participants(vsvc(fs), vi.name, list_part, d) == -ENOENT ? -ENOENT : 0;
+		return vote_list_participants(vsvc(fs), vi.name, list_part, d) == -ENOENT ? -ENOENT
+											  : 0;
 	case V_PROPOSALS:
 	case V_VOTES:
 	case V_DECISIONS:
@@ -507,8 +509,8 @@ static int list_children(struct txd_fs *fs, struct node *n, struct vdents *d)
 	}
 }
 
-int ctl_vote_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus,
-		     txd_fill_fn fill, void *arg)
+int ctl_vote_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_fill_fn fill,
+		     void *arg)
 {
 	struct vdents d = {0};
 	struct unlocked u = drop(fs);
@@ -576,14 +578,15 @@ static int act(struct txd_fs *fs, const struct txd_cred *c, struct node *n, cons
 		return err;
 	fs_will_block(fs);
 	if (n->ctl == V_TIMEOUT)
-		return (err = vote_parse_timeout(buf, size, &ns)) ? err
-								 : vote_set_timeout(vsvc(fs), vi.name, ns);
+		return (err = vote_parse_timeout(buf, size, &ns))
+			       ? err
+			       : vote_set_timeout(vsvc(fs), vi.name, ns);
 	(void)who(fs, c, &by);
 	return vote_set_participants(vsvc(fs), vi.name, buf, size, &by);
 }
 
-ssize_t ctl_vote_write(struct txd_fs *fs, const struct txd_cred *c, struct node *n,
-		       const void *buf, size_t size, uint64_t off, struct ctl_vote_acc *acc)
+ssize_t ctl_vote_write(struct txd_fs *fs, const struct txd_cred *c, struct node *n, const void *buf,
+		       size_t size, uint64_t off, struct ctl_vote_acc *acc)
 {
 	if (n->ctl == V_PAYLOAD) {
 		/* a document: buffered, set at FLUSH (SPEC §3) */
@@ -778,7 +781,8 @@ int ctl_vote_render(struct txd_fs *fs, struct node *n, char **buf, size_t *len)
 			decision_text(&vi, text, sizeof(text));
 			goto text;
 		case V_TIMEOUT: {
-			uint64_t s = vi.timeout_ns / 1000000000ull, f = vi.timeout_ns % 1000000000ull;
+			uint64_t s = vi.timeout_ns / 1000000000ull,
+				 f = vi.timeout_ns % 1000000000ull;
 			int k = snprintf(text, sizeof(text), "%" PRIu64 ".%09" PRIu64, s, f);
 			while (k > 0 && text[k - 1] == '0')
 				text[--k] = 0;
@@ -926,8 +930,8 @@ void ctl_vote_wait_close(struct txd_fs *fs, struct vwait *w)
 	free(w);
 }
 
-ssize_t ctl_vote_wait_read(struct txd_fs *fs, struct vwait *w, void *buf, size_t size,
-			   uint64_t off, bool nonblock, void (*done)(void *arg, int err), void *arg)
+ssize_t ctl_vote_wait_read(struct txd_fs *fs, struct vwait *w, void *buf, size_t size, uint64_t off,
+			   bool nonblock, void (*done)(void *arg, int err), void *arg)
 {
 	struct ctl_votes *cv = state(fs);
 	struct vote_info vi;

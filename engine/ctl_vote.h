@@ -83,7 +83,7 @@ struct ctl_vote_acc {
 	char *buf;
 	size_t len, cap;
 	bool dirty;
-	int err;        /* a write that failed: FLUSH returns it */
+	int err; /* a write that failed: FLUSH returns it */
 };
 
 bool ctl_vote_owns(unsigned kind);
@@ -93,11 +93,10 @@ unsigned ctl_vote_root_kind(void);
 unsigned ctl_vote_inbox_kind(void);
 
 /* Called by ctl.c with fs->lock held; they may release it meanwhile. */
-int ctl_vote_lookup(struct txd_fs *fs, struct node *parent, const char *name,
-		    struct txd_entry *e);
+int ctl_vote_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct txd_entry *e);
 int ctl_vote_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a);
-int ctl_vote_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus,
-		     txd_fill_fn fill, void *arg);
+int ctl_vote_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_fill_fn fill,
+		     void *arg);
 int ctl_vote_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 		   const char *name, struct txd_entry *e);
 int ctl_vote_rmdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
@@ -109,8 +108,8 @@ bool ctl_vote_writable(unsigned kind);
  * not in the list: SPEC §5), else -EPERM. */
 int ctl_vote_create_err(unsigned kind);
 /* A write (fs->lock NOT held): acts at once, or buffers into acc (payload). */
-ssize_t ctl_vote_write(struct txd_fs *fs, const struct txd_cred *c, struct node *n,
-		       const void *buf, size_t size, uint64_t off, struct ctl_vote_acc *acc);
+ssize_t ctl_vote_write(struct txd_fs *fs, const struct txd_cred *c, struct node *n, const void *buf,
+		       size_t size, uint64_t off, struct ctl_vote_acc *acc);
 /* FLUSH of a writable handle (fs->lock NOT held): sets a buffered payload. */
 int ctl_vote_flush(struct txd_fs *fs, const struct txd_cred *c, struct node *n,
 		   struct ctl_vote_acc *acc);
@@ -120,9 +119,8 @@ struct vwait;
 bool ctl_vote_is_wait(unsigned kind);
 int ctl_vote_wait_open(struct txd_fs *fs, struct node *n, struct vwait **out);
 void ctl_vote_wait_close(struct txd_fs *fs, struct vwait *w);
-ssize_t ctl_vote_wait_read(struct txd_fs *fs, struct vwait *w, void *buf, size_t size,
-			   uint64_t off, bool nonblock, void (*done)(void *arg, int err),
-			   void *arg);
+ssize_t ctl_vote_wait_read(struct txd_fs *fs, struct vwait *w, void *buf, size_t size, uint64_t off,
+			   bool nonblock, void (*done)(void *arg, int err), void *arg);
 int ctl_vote_wait_cancel(struct txd_fs *fs, void *arg);
 int ctl_vote_wait_poll(struct txd_fs *fs, struct vwait *w, void (*wake)(void *arg), void *arg);
 

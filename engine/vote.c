@@ -14,27 +14,27 @@
 #include "os.h"
 #include "txdir.h"
 
-#define NBUCKET 1024
+#define NBUCKET	   1024
 #define SNAP_MAGIC 0x53565854u /* "TXVS" */
 #define REASON_CAP (VOTE_REASON_MAX + 64)
 
 struct ballot {
 	char *name;
-	int8_t vote;                /* -1 none, 0 no, 1 yes */
+	int8_t vote; /* -1 none, 0 no, 1 yes */
 	bool external;
-	uint64_t lsn;               /* its VOTE record (0: external / replayed) */
+	uint64_t lsn; /* its VOTE record (0: external / replayed) */
 	uint64_t time_ns;
-	char *reason;               /* external "no" only */
+	char *reason; /* external "no" only */
 };
 
 struct prop {
-	struct prop *next;          /* hash chain */
+	struct prop *next; /* hash chain */
 	uint64_t id;
 	char name[VOTE_NAME_MAX + 1];
 	enum vote_state state;
 	uint32_t uid;
 	uint64_t created_ns, opened_ns, decided_ns, deadline_ns; /* realtime */
-	uint64_t deadline_mono;     /* OPEN, once started (V7) */
+	uint64_t deadline_mono;					 /* OPEN, once started (V7) */
 	uint64_t timeout_ns;
 	bool param_set;
 	uint8_t *payload;
@@ -43,7 +43,7 @@ struct prop {
 	unsigned nb;
 	enum vote_outcome outcome;
 	char *reason;
-	uint64_t lsn;               /* its last CREATE/PARAM/OPEN record */
+	uint64_t lsn; /* its last CREATE/PARAM/OPEN record */
 	uint64_t decide_lsn;
 };
 
@@ -56,16 +56,16 @@ struct vrec {
 	uint8_t kind;
 	uint64_t id;
 	char name[VOTE_NAME_MAX + 1];
-	char part[VOTE_NAME_MAX + 1];   /* VOTE */
-	uint32_t uid;                   /* CREATE, REMOVE */
-	uint64_t time_ns;               /* CREATE created, OPEN opened, VOTE, DECIDE */
-	uint64_t deadline_ns;           /* OPEN */
-	uint64_t timeout_ns;            /* PARAM */
-	const uint8_t *data;            /* PARAM payload, OPEN list, VOTE/DECIDE reason */
+	char part[VOTE_NAME_MAX + 1]; /* VOTE */
+	uint32_t uid;		      /* CREATE, REMOVE */
+	uint64_t time_ns;	      /* CREATE created, OPEN opened, VOTE, DECIDE */
+	uint64_t deadline_ns;	      /* OPEN */
+	uint64_t timeout_ns;	      /* PARAM */
+	const uint8_t *data;	      /* PARAM payload, OPEN list, VOTE/DECIDE reason */
 	size_t dlen;
-	uint32_t count;                 /* OPEN */
-	bool yes, external;             /* VOTE */
-	uint8_t outcome;                /* DECIDE */
+	uint32_t count;	    /* OPEN */
+	bool yes, external; /* VOTE */
+	uint8_t outcome;    /* DECIDE */
 };
 
 /* Events and decisions gathered under the lock, reported after it. */
@@ -73,18 +73,18 @@ struct pev {
 	struct vote_event ev;
 	char proposal[VOTE_NAME_MAX + 1];
 	char part[VOTE_NAME_MAX + 1];
-	char *text;                 /* reason (DECIDED) or participants (OPENED) */
-	uint64_t id;                /* DECIDED: the proposal to make visible */
+	char *text;  /* reason (DECIDED) or participants (OPENED) */
+	uint64_t id; /* DECIDED: the proposal to make visible */
 };
 
 struct evbuf {
 	struct pev *e;
 	size_t n, cap;
-	uint64_t lsn;               /* sync up to this before reporting */
+	uint64_t lsn; /* sync up to this before reporting */
 };
 
 struct vote_svc {
-	pthread_mutex_t lock;       /* protects everything below */
+	pthread_mutex_t lock; /* protects everything below */
 	struct vote_opts opts;
 	struct vote_backend be;
 	struct vote_hooks hooks;
@@ -92,18 +92,33 @@ struct vote_svc {
 	struct uidcnt *uids;
 	size_t nuids, capuids;
 	uint64_t next_id;
-	bool loading;               /* snapshot decode */
+	bool loading; /* snapshot decode */
 	bool started;
-	int failed;                 /* V9: sticky */
+	int failed; /* V9: sticky */
 	struct vote_stats st;
 };
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static void put64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
 static uint32_t get32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -212,7 +227,7 @@ static struct uidcnt *uid_get(struct vote_svc *v, uint32_t uid)
 		v->uids = nu;
 		v->capuids = nc;
 	}
-	v->uids[v->nuids] = (struct uidcnt){ .uid = uid };
+	v->uids[v->nuids] = (struct uidcnt){.uid = uid};
 	return &v->uids[v->nuids++];
 }
 
@@ -281,7 +296,7 @@ static struct pev *ev_push(struct evbuf *eb, enum vote_event_kind kind, const st
 
 static size_t rec_fixed(uint8_t kind)
 {
-	static const size_t fixed[] = { 0, 32, 32, 40, 32, 32, 24 };
+	static const size_t fixed[] = {0, 32, 32, 40, 32, 32, 24};
 	return kind >= VREC_CREATE && kind <= VREC_REMOVE ? fixed[kind] : 0;
 }
 
@@ -621,9 +636,12 @@ static void timeout_reason(const struct prop *p, char *reason, size_t size)
 static int decide(struct vote_svc *v, struct prop *p, enum vote_outcome o, const char *reason,
 		  struct evbuf *eb)
 {
-	struct vrec r = { .kind = VREC_DECIDE, .id = p->id, .outcome = (uint8_t)o,
-			  .data = (const uint8_t *)reason, .dlen = strlen(reason),
-			  .time_ns = txd_os->now_realtime_ns() };
+	struct vrec r = {.kind = VREC_DECIDE,
+			 .id = p->id,
+			 .outcome = (uint8_t)o,
+			 .data = (const uint8_t *)reason,
+			 .dlen = strlen(reason),
+			 .time_ns = txd_os->now_realtime_ns()};
 	uint64_t lsn;
 	int err;
 
@@ -801,16 +819,18 @@ static uint8_t *list_of(const struct prop *p, size_t *len)
 
 static int snap_prop(struct snapbuf *sb, const struct prop *p)
 {
-	struct vrec r = { .kind = VREC_CREATE, .id = p->id, .uid = p->uid,
-			  .time_ns = p->created_ns };
+	struct vrec r = {.kind = VREC_CREATE, .id = p->id, .uid = p->uid, .time_ns = p->created_ns};
 	int err;
 
 	strcpy(r.name, p->name);
 	if ((err = snap_add(sb, &r)))
 		return err;
 	if (p->param_set) {
-		r = (struct vrec){ .kind = VREC_PARAM, .id = p->id, .timeout_ns = p->timeout_ns,
-				   .data = p->payload, .dlen = p->payload_len };
+		r = (struct vrec){.kind = VREC_PARAM,
+				  .id = p->id,
+				  .timeout_ns = p->timeout_ns,
+				  .data = p->payload,
+				  .dlen = p->payload_len};
 		strcpy(r.name, p->name);
 		if ((err = snap_add(sb, &r)))
 			return err;
@@ -821,9 +841,13 @@ static int snap_prop(struct snapbuf *sb, const struct prop *p)
 	uint8_t *list = list_of(p, &ll);
 	if (!list)
 		return -ENOMEM;
-	r = (struct vrec){ .kind = VREC_OPEN, .id = p->id, .time_ns = p->opened_ns,
-			   .deadline_ns = p->deadline_ns, .data = list, .dlen = ll,
-			   .count = p->nb };
+	r = (struct vrec){.kind = VREC_OPEN,
+			  .id = p->id,
+			  .time_ns = p->opened_ns,
+			  .deadline_ns = p->deadline_ns,
+			  .data = list,
+			  .dlen = ll,
+			  .count = p->nb};
 	strcpy(r.name, p->name);
 	err = snap_add(sb, &r);
 	free(list);
@@ -832,18 +856,24 @@ static int snap_prop(struct snapbuf *sb, const struct prop *p)
 
 		if (b->vote < 0)
 			continue;
-		r = (struct vrec){ .kind = VREC_VOTE, .id = p->id, .yes = b->vote == 1,
-				   .external = b->external, .time_ns = b->time_ns,
-				   .data = (const uint8_t *)b->reason,
-				   .dlen = b->reason ? strlen(b->reason) : 0 };
+		r = (struct vrec){.kind = VREC_VOTE,
+				  .id = p->id,
+				  .yes = b->vote == 1,
+				  .external = b->external,
+				  .time_ns = b->time_ns,
+				  .data = (const uint8_t *)b->reason,
+				  .dlen = b->reason ? strlen(b->reason) : 0};
 		strcpy(r.name, p->name);
 		strcpy(r.part, b->name);
 		err = snap_add(sb, &r);
 	}
 	if (!err && (p->state == VOTE_DECIDED || p->state == VOTE_DECIDING)) {
-		r = (struct vrec){ .kind = VREC_DECIDE, .id = p->id, .outcome = (uint8_t)p->outcome,
-				   .time_ns = p->decided_ns, .data = (const uint8_t *)p->reason,
-				   .dlen = strlen(p->reason) };
+		r = (struct vrec){.kind = VREC_DECIDE,
+				  .id = p->id,
+				  .outcome = (uint8_t)p->outcome,
+				  .time_ns = p->decided_ns,
+				  .data = (const uint8_t *)p->reason,
+				  .dlen = strlen(p->reason)};
 		strcpy(r.name, p->name);
 		err = snap_add(sb, &r);
 	}
@@ -852,7 +882,7 @@ static int snap_prop(struct snapbuf *sb, const struct prop *p)
 
 int vote_snapshot_encode(struct vote_svc *v, void **buf, size_t *len)
 {
-	struct snapbuf sb = { .cap = 4096 };
+	struct snapbuf sb = {.cap = 4096};
 	int err = 0;
 
 	if (!(sb.b = malloc(sb.cap)))
@@ -906,7 +936,7 @@ int vote_snapshot_decode(struct vote_svc *v, const void *buf, size_t len)
 
 int vote_start(struct vote_svc *v)
 {
-	struct evbuf eb = { 0 };
+	struct evbuf eb = {0};
 	char reason[REASON_CAP];
 	int err = 0;
 
@@ -919,7 +949,8 @@ int vote_start(struct vote_svc *v)
 			if (p->state != VOTE_OPENED)
 				continue;
 			/* V7: the downtime counts */
-			p->deadline_mono = now_mono + (p->deadline_ns > now_rt ? p->deadline_ns - now_rt : 0);
+			p->deadline_mono =
+				now_mono + (p->deadline_ns > now_rt ? p->deadline_ns - now_rt : 0);
 			if (!p->deadline_mono)
 				p->deadline_mono = 1;
 			if (!err && complete(p, &o, reason, sizeof(reason)))
@@ -939,8 +970,8 @@ int vote_start(struct vote_svc *v)
 
 int vote_create(struct vote_svc *v, const char *proposal, uint32_t uid)
 {
-	struct vrec r = { .kind = VREC_CREATE, .uid = uid };
-	struct evbuf eb = { 0 };
+	struct vrec r = {.kind = VREC_CREATE, .uid = uid};
+	struct evbuf eb = {0};
 	struct uidcnt *uc;
 	int err;
 
@@ -965,7 +996,7 @@ int vote_create(struct vote_svc *v, const char *proposal, uint32_t uid)
 static int set_param(struct vote_svc *v, const char *proposal, const void *buf, size_t len,
 		     bool payload, uint64_t timeout_ns)
 {
-	struct evbuf eb = { 0 };
+	struct evbuf eb = {0};
 	struct prop *p;
 	int err;
 
@@ -979,10 +1010,11 @@ static int set_param(struct vote_svc *v, const char *proposal, const void *buf, 
 	} else if (p->state != VOTE_CREATED) {
 		err = -EROFS;
 	} else {
-		struct vrec r = { .kind = VREC_PARAM, .id = p->id,
-				  .timeout_ns = payload ? p->timeout_ns : timeout_ns,
-				  .data = payload ? buf : p->payload,
-				  .dlen = payload ? len : p->payload_len };
+		struct vrec r = {.kind = VREC_PARAM,
+				 .id = p->id,
+				 .timeout_ns = payload ? p->timeout_ns : timeout_ns,
+				 .data = payload ? buf : p->payload,
+				 .dlen = payload ? len : p->payload_len};
 		strcpy(r.name, p->name);
 		err = log_apply(v, &r, NULL, &eb.lsn);
 		if (!err)
@@ -1005,8 +1037,7 @@ int vote_set_timeout(struct vote_svc *v, const char *proposal, uint64_t timeout_
 }
 
 /* V4: the written list as NUL-terminated names (malloc'd), counted. */
-static int parse_list(const char *list, size_t len, uint8_t **out, size_t *outlen,
-		      uint32_t *count)
+static int parse_list(const char *list, size_t len, uint8_t **out, size_t *outlen, uint32_t *count)
 {
 	uint8_t *l = malloc(len + 1);
 	size_t n = 0;
@@ -1022,7 +1053,8 @@ static int parse_list(const char *list, size_t len, uint8_t **out, size_t *outle
 			i++;
 		if (i == s)
 			continue;
-		if (i - s > VOTE_NAME_MAX || memchr(list + s, 0, i - s) || ++c > VOTE_PARTICIPANTS_MAX)
+		if (i - s > VOTE_NAME_MAX || memchr(list + s, 0, i - s) ||
+		    ++c > VOTE_PARTICIPANTS_MAX)
 			goto bad;
 		memcpy(l + n, list + s, i - s);
 		l[n + i - s] = 0;
@@ -1054,10 +1086,10 @@ static bool same_list(const struct prop *p, const uint8_t *l, size_t len, uint32
 	return true;
 }
 
-int vote_set_participants(struct vote_svc *v, const char *proposal, const char *list,
-			  size_t len, const struct proc_id *by)
+int vote_set_participants(struct vote_svc *v, const char *proposal, const char *list, size_t len,
+			  const struct proc_id *by)
 {
-	struct evbuf eb = { 0 };
+	struct evbuf eb = {0};
 	uint8_t *l;
 	size_t ll;
 	uint32_t count;
@@ -1076,8 +1108,12 @@ int vote_set_participants(struct vote_svc *v, const char *proposal, const char *
 		eb.lsn = err ? 0 : p->lsn; /* the same list again: once it is durable */
 	} else {
 		uint64_t now_mono = txd_os->now_monotonic_ns();
-		struct vrec r = { .kind = VREC_OPEN, .id = p->id, .data = l, .dlen = ll,
-				  .count = count, .time_ns = txd_os->now_realtime_ns() };
+		struct vrec r = {.kind = VREC_OPEN,
+				 .id = p->id,
+				 .data = l,
+				 .dlen = ll,
+				 .count = count,
+				 .time_ns = txd_os->now_realtime_ns()};
 		r.deadline_ns = r.time_ns + p->timeout_ns;
 		strcpy(r.name, p->name);
 		err = log_apply(v, &r, NULL, &eb.lsn);
@@ -1111,7 +1147,7 @@ int vote_set_participants(struct vote_svc *v, const char *proposal, const char *
 static int cast(struct vote_svc *v, const char *proposal, const char *participant, bool yes,
 		const char *reason, bool log, const struct proc_id *by)
 {
-	struct evbuf eb = { 0 };
+	struct evbuf eb = {0};
 	char why[REASON_CAP];
 	enum vote_outcome o;
 	struct ballot *b;
@@ -1146,8 +1182,11 @@ static int cast(struct vote_svc *v, const char *proposal, const char *participan
 		err = -EEXIST;
 		goto out_unlock;
 	}
-	struct vrec r = { .kind = VREC_VOTE, .id = p->id, .yes = yes, .external = !log,
-			  .time_ns = txd_os->now_realtime_ns() };
+	struct vrec r = {.kind = VREC_VOTE,
+			 .id = p->id,
+			 .yes = yes,
+			 .external = !log,
+			 .time_ns = txd_os->now_realtime_ns()};
 	strcpy(r.name, p->name);
 	strcpy(r.part, b->name);
 	if (log) {
@@ -1186,8 +1225,8 @@ int vote_cast(struct vote_svc *v, const char *proposal, const char *participant,
 	return cast(v, proposal, participant, yes, NULL, true, by);
 }
 
-int vote_cast_external(struct vote_svc *v, const char *proposal, const char *participant,
-		       bool yes, const char *reason, bool replaying)
+int vote_cast_external(struct vote_svc *v, const char *proposal, const char *participant, bool yes,
+		       const char *reason, bool replaying)
 {
 	struct ballot *b;
 	struct prop *p;
@@ -1222,7 +1261,7 @@ int vote_cast_external(struct vote_svc *v, const char *proposal, const char *par
 
 int vote_remove(struct vote_svc *v, const char *proposal, uint32_t uid)
 {
-	struct evbuf eb = { 0 };
+	struct evbuf eb = {0};
 	struct prop *p;
 	int err;
 
@@ -1236,7 +1275,7 @@ int vote_remove(struct vote_svc *v, const char *proposal, uint32_t uid)
 	} else if (uid && uid != p->uid) {
 		err = -EPERM;
 	} else {
-		struct vrec r = { .kind = VREC_REMOVE, .id = p->id, .uid = uid };
+		struct vrec r = {.kind = VREC_REMOVE, .id = p->id, .uid = uid};
 		strcpy(r.name, p->name);
 		err = log_apply(v, &r, NULL, &eb.lsn);
 	}
@@ -1251,7 +1290,7 @@ static uint64_t min_next(uint64_t next, uint64_t at)
 
 int vote_tick(struct vote_svc *v, uint64_t *next)
 {
-	struct evbuf eb = { 0 };
+	struct evbuf eb = {0};
 	char why[REASON_CAP];
 	uint64_t nx = 0;
 	int err = 0, n = 0;
@@ -1318,8 +1357,8 @@ static void info_of(const struct prop *p, struct vote_info *vi)
 	}
 }
 
-int vote_outcome(struct vote_svc *v, const char *proposal, enum vote_outcome *out,
-		 char *reason, size_t reason_size)
+int vote_outcome(struct vote_svc *v, const char *proposal, enum vote_outcome *out, char *reason,
+		 size_t reason_size)
 {
 	struct vote_info vi;
 	int err = vote_get(v, proposal, &vi);

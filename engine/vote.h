@@ -126,13 +126,13 @@
 
 #include "proc.h"
 
-#define VOTE_NAME_MAX 255
-#define VOTE_PAYLOAD_MAX (1u << 20)
-#define VOTE_PARTICIPANTS_MAX 1024
-#define VOTE_REASON_MAX 1024                       /* an external "no"'s reason */
+#define VOTE_NAME_MAX		255
+#define VOTE_PAYLOAD_MAX	(1u << 20)
+#define VOTE_PARTICIPANTS_MAX	1024
+#define VOTE_REASON_MAX		1024 /* an external "no"'s reason */
 #define VOTE_TIMEOUT_DEFAULT_NS (30ull * 1000000000ull)
-#define VOTE_TIMEOUT_MAX_NS (365ull * 86400ull * 1000000000ull)
-#define VOTE_RETAIN_DEFAULT_NS (3600ull * 1000000000ull)
+#define VOTE_TIMEOUT_MAX_NS	(365ull * 86400ull * 1000000000ull)
+#define VOTE_RETAIN_DEFAULT_NS	(3600ull * 1000000000ull)
 
 enum { VREC_CREATE = 1, VREC_PARAM, VREC_OPEN, VREC_VOTE, VREC_DECIDE, VREC_REMOVE };
 
@@ -153,17 +153,17 @@ enum vote_event_kind { VEV_OPENED = 1, VEV_VOTE, VEV_DECIDED };
 struct vote_event {
 	enum vote_event_kind kind;
 	const char *proposal;
-	uint32_t uid;                /* the proposal's creator */
-	const char *participants;    /* OPENED: comma-separated */
-	uint64_t timeout_ns;         /* OPENED */
-	const char *participant;     /* VOTE */
-	bool yes, external;          /* VOTE */
-	enum vote_outcome outcome;   /* DECIDED */
-	const char *reason;          /* DECIDED: "" when committed */
-	uint64_t duration_ns;        /* DECIDED: opened -> decided (realtime) */
-	uint64_t time_ns;            /* CLOCK_REALTIME of the record */
-	uint64_t id;                 /* the proposal's id (V8) */
-	struct proc_id by;           /* OPENED, VOTE: the caller (zero: unknown) */
+	uint32_t uid;		   /* the proposal's creator */
+	const char *participants;  /* OPENED: comma-separated */
+	uint64_t timeout_ns;	   /* OPENED */
+	const char *participant;   /* VOTE */
+	bool yes, external;	   /* VOTE */
+	enum vote_outcome outcome; /* DECIDED */
+	const char *reason;	   /* DECIDED: "" when committed */
+	uint64_t duration_ns;	   /* DECIDED: opened -> decided (realtime) */
+	uint64_t time_ns;	   /* CLOCK_REALTIME of the record */
+	uint64_t id;		   /* the proposal's id (V8) */
+	struct proc_id by;	   /* OPENED, VOTE: the caller (zero: unknown) */
 };
 
 struct vote_hooks {
@@ -172,10 +172,10 @@ struct vote_hooks {
 };
 
 struct vote_opts {
-	bool sync;                   /* durability != none: sync before answering */
-	uint32_t max_proposals;      /* per uid; 0 = 1024 */
-	uint64_t retain_ns;          /* 0 = VOTE_RETAIN_DEFAULT_NS */
-	uint64_t timeout_ns;         /* the default timeout; 0 = 30 s */
+	bool sync;		/* durability != none: sync before answering */
+	uint32_t max_proposals; /* per uid; 0 = 1024 */
+	uint64_t retain_ns;	/* 0 = VOTE_RETAIN_DEFAULT_NS */
+	uint64_t timeout_ns;	/* the default timeout; 0 = 30 s */
 };
 
 struct vote_info {
@@ -187,13 +187,13 @@ struct vote_info {
 	uint64_t timeout_ns;
 	size_t payload_len;
 	unsigned participants, yes, no;
-	enum vote_outcome outcome;   /* VOTE_OPEN unless DECIDED */
+	enum vote_outcome outcome; /* VOTE_OPEN unless DECIDED */
 	char reason[VOTE_REASON_MAX + 64];
 };
 
 struct vote_stats {
-	uint64_t proposals;          /* present now, any state */
-	uint64_t open;               /* OPEN or DECIDING */
+	uint64_t proposals;	     /* present now, any state */
+	uint64_t open;		     /* OPEN or DECIDING */
 	uint64_t committed, aborted; /* decided since start */
 	uint64_t duration_ns_sum, duration_count;
 };
@@ -232,8 +232,8 @@ int vote_set_payload(struct vote_svc *v, const char *proposal, const void *buf, 
 int vote_set_timeout(struct vote_svc *v, const char *proposal, uint64_t timeout_ns);
 /* V4: the list as written (separators per V4); by as vote_cast's. 0 (opened, or the same
  * list again), -EEXIST a different list, -EINVAL, -ENOENT, -EIO. */
-int vote_set_participants(struct vote_svc *v, const char *proposal, const char *list,
-			  size_t len, const struct proc_id *by);
+int vote_set_participants(struct vote_svc *v, const char *proposal, const char *list, size_t len,
+			  const struct proc_id *by);
 /* V2, V3. by (may be NULL): the voting process, for its journal (events
  * only). -EINVAL bad names, -ENOENT, -EEXIST, -EROFS, -EIO. */
 int vote_cast(struct vote_svc *v, const char *proposal, const char *participant, bool yes,
@@ -241,8 +241,8 @@ int vote_cast(struct vote_svc *v, const char *proposal, const char *participant,
 /* See "External votes". Returns 0 (also: the same vote again), -ENOENT (no
  * such open proposal or participant), -EEXIST (a different vote was
  * already cast), -EROFS (already decided), -EINVAL (bad names), -EIO. */
-int vote_cast_external(struct vote_svc *v, const char *proposal, const char *participant,
-		       bool yes, const char *reason, bool replaying);
+int vote_cast_external(struct vote_svc *v, const char *proposal, const char *participant, bool yes,
+		       const char *reason, bool replaying);
 /* V11. -ENOENT, -EPERM, -EBUSY, -EIO. */
 int vote_remove(struct vote_svc *v, const char *proposal, uint32_t uid);
 /* Decide the overdue (V2), remove what retention removes (V10). *next (may
@@ -255,16 +255,15 @@ int vote_tick(struct vote_svc *v, uint64_t *next);
 /* VOTE_OPEN while undecided (also while DECIDING: V1); reason "" when
  * committed, "no from bob" / "timeout missing carol" when aborted (reason
  * may be NULL). -ENOENT unknown. */
-int vote_outcome(struct vote_svc *v, const char *proposal, enum vote_outcome *out,
-		 char *reason, size_t reason_size);
+int vote_outcome(struct vote_svc *v, const char *proposal, enum vote_outcome *out, char *reason,
+		 size_t reason_size);
 /* -ENOENT. */
 int vote_get(struct vote_svc *v, const char *proposal, struct vote_info *out);
 /* The proposal whose id is id (V8: ids are never reused while the store
  * lives). -ENOENT. A scan: O(proposals). */
 int vote_get_by_id(struct vote_svc *v, uint64_t id, struct vote_info *out);
 /* Copies up to size bytes of the payload; *len its full length. -ENOENT. */
-int vote_payload(struct vote_svc *v, const char *proposal, void *buf, size_t size,
-		 size_t *len);
+int vote_payload(struct vote_svc *v, const char *proposal, void *buf, size_t size, size_t *len);
 /* fn for each proposal (any state), under the lock: fn must not call the
  * service. A non-zero return stops the walk and is returned. */
 int vote_list(struct vote_svc *v, int (*fn)(void *arg, const struct vote_info *vi), void *arg);

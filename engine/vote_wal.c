@@ -9,7 +9,7 @@
 
 static int vw_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
 {
-	struct iovec iov = { .iov_base = (void *)rec, .iov_len = len };
+	struct iovec iov = {.iov_base = (void *)rec, .iov_len = len};
 	struct wal_pos pos;
 	int err = wal_append(arg, WAL_REC_VOTE, &iov, 1, &pos);
 
@@ -25,5 +25,5 @@ static int vw_sync(void *arg, uint64_t lsn)
 
 struct vote_backend vote_wal_backend(struct wal *w)
 {
-	return (struct vote_backend){ .append = vw_append, .sync = vw_sync, .arg = w };
+	return (struct vote_backend){.append = vw_append, .sync = vw_sync, .arg = w};
 }

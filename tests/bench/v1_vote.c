@@ -122,7 +122,8 @@ static void start_janitor(void)
 
 	CKS(pipe(p));
 	if (fork() == 0) {
-		char *u[] = {"fusermount3", "-u", MNT, NULL}, *uz[] = {"fusermount3", "-uz", MNT, NULL};
+		char *u[] = {"fusermount3", "-u", MNT, NULL},
+		     *uz[] = {"fusermount3", "-uz", MNT, NULL};
 
 		close(p[1]);
 		setsid();
@@ -173,7 +174,8 @@ static void write_all(const char *path, const char *text, bool durable_native, i
 {
 	if (!durable_native) {
 		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) || close(fd) < 0)
+		if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) ||
+		    close(fd) < 0)
 			bench_die("write %s: %s", path, strerror(errno));
 		return;
 	}
@@ -320,7 +322,8 @@ int main(void)
 	struct dist t = measure(W_TXDIR, rounds);
 	struct dist n = measure(W_NATIVE, rounds);
 	report("vote_round_10", "txdir: open, 10 votes, durable decision read by wait", t);
-	report("vote_round_10_native", "ext4: file per vote, temp+fsync+rename+dir fsync, polling", n);
+	report("vote_round_10_native", "ext4: file per vote, temp+fsync+rename+dir fsync, polling",
+	       n);
 	snprintf(a, sizeof(a), "P95 %.2f ms", t.p95 * 1e3);
 	snprintf(b, sizeof(b), "-");
 	target_row("2PC round, 10 participants, P95", a, b, 0, "<= 5 ms",

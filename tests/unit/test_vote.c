@@ -26,8 +26,14 @@
 static _Atomic uint64_t clk_rt, clk_mono;
 static struct txd_os_ops clk_os;
 
-static uint64_t t_rt(void) { return clk_rt; }
-static uint64_t t_mono(void) { return clk_mono; }
+static uint64_t t_rt(void)
+{
+	return clk_rt;
+}
+static uint64_t t_mono(void)
+{
+	return clk_mono;
+}
 
 static void advance(uint64_t ns)
 {
@@ -65,14 +71,14 @@ static struct vote_svc *svc;
 
 static struct vote_opts opts(void)
 {
-	return (struct vote_opts){ .sync = true, .max_proposals = 4, .retain_ns = 100 * S };
+	return (struct vote_opts){.sync = true, .max_proposals = 4, .retain_ns = 100 * S};
 }
 
 static struct vote_svc *open_svc(const struct vote_opts *o)
 {
 	struct lease_backend lb = memlog_backend(&mlog);
-	struct vote_backend be = { .append = lb.append, .sync = lb.sync, .arg = lb.arg };
-	struct vote_hooks h = { .event = on_event, .arg = &seen };
+	struct vote_backend be = {.append = lb.append, .sync = lb.sync, .arg = lb.arg};
+	struct vote_hooks h = {.event = on_event, .arg = &seen};
 	struct vote_svc *v;
 
 	cr_assert_eq(vote_open(o, &be, &h, &v), 0);
@@ -176,7 +182,7 @@ static int add_part(void *arg, const char *name, int vote)
 
 static void state_of(struct vote_svc *v, char *out, size_t cap)
 {
-	struct state_buf sb = { .b = out, .cap = cap };
+	struct state_buf sb = {.b = out, .cap = cap};
 
 	out[0] = 0;
 	cr_assert_eq(vote_list(v, collect, &sb), 0);
@@ -186,8 +192,8 @@ static void state_of(struct vote_svc *v, char *out, size_t cap)
 		cr_assert_eq(vote_get(v, sb.names[i], &vi), 0);
 		sb.n += (size_t)snprintf(out + sb.n, cap - sb.n,
 					 "%s id%lu st%d uid%u o%d [%s] t%lu pl%zu dl%lu:", vi.name,
-					 (unsigned long)vi.id, vi.state, vi.uid, vi.outcome, vi.reason,
-					 (unsigned long)vi.timeout_ns, vi.payload_len,
+					 (unsigned long)vi.id, vi.state, vi.uid, vi.outcome,
+					 vi.reason, (unsigned long)vi.timeout_ns, vi.payload_len,
 					 (unsigned long)vi.deadline_ns);
 		(void)vote_list_participants(v, sb.names[i], add_part, &sb);
 		sb.n += (size_t)snprintf(out + sb.n, cap - sb.n, "\n");
@@ -435,7 +441,7 @@ static void *last_yes(void *arg)
 Test(vote, V1_decision_durable_before_visible)
 {
 	struct vote_opts o = opts();
-	struct vote_backend be = { .append = g_append, .sync = g_sync };
+	struct vote_backend be = {.append = g_append, .sync = g_sync};
 	struct vote_svc *v;
 	pthread_t t;
 	void *ret;
@@ -498,7 +504,7 @@ Test(vote, V10_retention_removes_decided_and_never_opened)
 	cr_assert_eq(vote_get(svc, "d", &vi), -ENOENT, "removed after it");
 	cr_assert_eq(next, 0);
 	/* a restart repeats the removals from the records' stamps */
-	svc = restart(svc, mlog.n, &(struct vote_opts){ .sync = true, .retain_ns = 100 * S });
+	svc = restart(svc, mlog.n, &(struct vote_opts){.sync = true, .retain_ns = 100 * S});
 	cr_assert_eq(vote_get(svc, "d", &vi), -ENOENT);
 	cr_assert_eq(vote_get(svc, "never", &vi), -ENOENT);
 	/* and the name can be used again */
@@ -518,7 +524,7 @@ Test(vote, V11_remove_rules)
 	cr_assert_eq(vote_remove(svc, "c", 1000), 0, "its creator may");
 	cr_assert_eq(vote_cast(svc, "open", "a", false, NULL), 0);
 	cr_assert_eq(vote_remove(svc, "open", 0), -EBUSY, "a decision is kept");
-	svc = restart(svc, mlog.n, &(struct vote_opts){ .sync = true });
+	svc = restart(svc, mlog.n, &(struct vote_opts){.sync = true});
 	struct vote_info vi;
 	cr_assert_eq(vote_get(svc, "c", &vi), -ENOENT, "the removal replays");
 }
@@ -630,7 +636,8 @@ Test(vote, V8_snapshot_then_overlapping_replay_is_the_same_state)
 			struct vote_svc *b = open_svc(&o);
 
 			cr_assert_eq(vote_snapshot_decode(b, snap, len), 0);
-			cr_assert_eq(replay_range(b, j, n), 0, "replay from %zu over snapshot at %zu", j, k);
+			cr_assert_eq(replay_range(b, j, n), 0,
+				     "replay from %zu over snapshot at %zu", j, k);
 			replay_prepare(b);
 			cr_assert_eq(vote_start(b), 0);
 			state_of(b, got, sizeof(got));
@@ -663,7 +670,7 @@ Test(vote, V8_replay_twice_is_the_same_state)
 
 Test(vote, replay_refuses_garbage)
 {
-	uint8_t b[64] = { 1, VREC_CREATE, 2, 0 };
+	uint8_t b[64] = {1, VREC_CREATE, 2, 0};
 
 	cr_assert_eq(vote_replay(svc, b, 4), -TXD_ECORRUPT);
 	cr_assert_eq(vote_replay(svc, b, 30), -TXD_ECORRUPT);
@@ -729,11 +736,11 @@ Test(vote, external_vote_replaying_never_decides_start_does)
 
 struct outcome_rec {
 	int ret[8];
-	enum vote_outcome seen_o[3];   /* what a reader saw before the crash */
+	enum vote_outcome seen_o[3]; /* what a reader saw before the crash */
 	char seen_r[3][64];
 };
 
-static const char *PN[3] = { "p0", "p1", "p2" };
+static const char *PN[3] = {"p0", "p1", "p2"};
 
 static void scenario(struct vote_svc *v, struct outcome_rec *out)
 {
@@ -741,10 +748,10 @@ static void scenario(struct vote_svc *v, struct outcome_rec *out)
 	out->ret[0] = vote_create(v, "p0", 1000);
 	out->ret[1] = vote_set_participants(v, "p0", "a,b", 3, NULL);
 	out->ret[2] = vote_cast(v, "p0", "a", true, NULL);
-	out->ret[3] = vote_cast(v, "p0", "b", true, NULL);   /* commits */
+	out->ret[3] = vote_cast(v, "p0", "b", true, NULL); /* commits */
 	out->ret[4] = vote_create(v, "p1", 1000);
 	out->ret[5] = vote_set_participants(v, "p1", "a,b", 3, NULL);
-	out->ret[6] = vote_cast(v, "p1", "b", false, NULL);  /* aborts */
+	out->ret[6] = vote_cast(v, "p1", "b", false, NULL); /* aborts */
 	out->ret[7] = vote_create(v, "p2", 1000);
 	(void)vote_set_participants(v, "p2", "a", 1, NULL);
 	for (int i = 0; i < 3; i++) {
@@ -755,7 +762,7 @@ static void scenario(struct vote_svc *v, struct outcome_rec *out)
 
 static void check_recovered(struct vote_svc *v, const struct outcome_rec *o)
 {
-	const enum vote_outcome want[3] = { VOTE_COMMITTED, VOTE_ABORTED, VOTE_OPEN };
+	const enum vote_outcome want[3] = {VOTE_COMMITTED, VOTE_ABORTED, VOTE_OPEN};
 
 	for (int i = 0; i < 3; i++) {
 		struct vote_info vi;
@@ -771,7 +778,8 @@ static void check_recovered(struct vote_svc *v, const struct outcome_rec *o)
 			continue;
 		/* Whatever is there is whole, and follows the rules. */
 		cr_assert(vi.state == VOTE_CREATED || vi.state == VOTE_OPENED ||
-			  vi.state == VOTE_DECIDED, "%s state %d", PN[i], vi.state);
+				  vi.state == VOTE_DECIDED,
+			  "%s state %d", PN[i], vi.state);
 		if (vi.state != VOTE_CREATED)
 			cr_assert_eq(vi.participants, i == 2 ? 1u : 2u);
 		if (vi.state == VOTE_DECIDED)
@@ -781,7 +789,7 @@ static void check_recovered(struct vote_svc *v, const struct outcome_rec *o)
 	}
 	/* acknowledged steps survive */
 	if (o->ret[0] == 0)
-		cr_assert_eq(vote_get(v, "p0", &(struct vote_info){ 0 }), 0);
+		cr_assert_eq(vote_get(v, "p0", &(struct vote_info){0}), 0);
 	if (o->ret[3] == 0) {
 		cr_assert_eq(o->seen_o[0], VOTE_COMMITTED);
 	}
@@ -903,7 +911,7 @@ static struct evlog *host_events; /* svc_host's event log, if set */
 
 static struct svc *svc_host(struct wal **w, const char *dir, bool replay)
 {
-	struct svc_opts so = { .sync_grants = true, .events = host_events };
+	struct svc_opts so = {.sync_grants = true, .events = host_events};
 	struct svc *s;
 
 	cr_assert_eq(wal_open(dir, NULL, w), 0);
@@ -915,7 +923,7 @@ static struct svc *svc_host(struct wal **w, const char *dir, bool replay)
 Test(vote, svc_V8_checkpoint_container_and_old_lease_section)
 {
 	char dir[] = "/tmp/txd-vsvc-XXXXXX", want[8192], got[8192];
-	struct heard h = { 0 };
+	struct heard h = {0};
 	struct wal *w;
 	void *sec, *old;
 	size_t len, oldlen;
@@ -1007,11 +1015,15 @@ Test(vote, svc_V7_events_and_a_lost_decision_event_derived_at_start)
 	struct svc *s = svc_host(&w, dir, false);
 	cr_assert_eq(svc_start(s), 0);
 	propose(svc_vote(s), "d", 1000, "x");
-	cr_assert_eq(vote_cast(svc_vote(s), "d", "x", true, &(struct proc_id){ .pid = 42, .start = 7 }), 0);
+	cr_assert_eq(
+		vote_cast(svc_vote(s), "d", "x", true, &(struct proc_id){.pid = 42, .start = 7}),
+		0);
 	char *txt = events_text(host_events);
-	cr_assert_eq(count_of(txt, "\"type\":\"proposal_opened\",\"proposal\":\"d\""), 1, "%s", txt);
+	cr_assert_eq(count_of(txt, "\"type\":\"proposal_opened\",\"proposal\":\"d\""), 1, "%s",
+		     txt);
 	cr_assert_eq(count_of(txt, "\"type\":\"vote\",\"proposal\":\"d\""), 1, "%s", txt);
-	cr_assert_eq(count_of(txt, "\"by_pid\":42,\"by_start\":7"), 1, "the voter's journal: %s", txt);
+	cr_assert_eq(count_of(txt, "\"by_pid\":42,\"by_start\":7"), 1, "the voter's journal: %s",
+		     txt);
 	cr_assert_eq(count_of(txt, "\"type\":\"decision\",\"proposal\":\"d\""), 1, "%s", txt);
 	free(txt);
 	svc_close(s);
@@ -1026,7 +1038,8 @@ Test(vote, svc_V7_events_and_a_lost_decision_event_derived_at_start)
 	s = svc_host(&w, dir, true);
 	cr_assert_eq(svc_start(s), 0);
 	txt = events_text(host_events);
-	cr_assert_eq(count_of(txt, "\"type\":\"decision\",\"proposal\":\"d\""), 1, "derived: %s", txt);
+	cr_assert_eq(count_of(txt, "\"type\":\"decision\",\"proposal\":\"d\""), 1, "derived: %s",
+		     txt);
 	cr_assert_eq(count_of(txt, "\"derived\":true"), 1, "%s", txt);
 	free(txt);
 	svc_close(s);
