@@ -420,8 +420,8 @@ struct vdents {
 	uint32_t n, cap;
 	unsigned parent;	 /* the listing's kind */
 	uint64_t nid;		 /* V_INAME: the name's id */
-	const char *who;	 /* V_INAME: the name */
 	struct vote_info *infos; /* V_INAME: proposals, checked after the walk */
+	struct txd_fs *fs;
 	uint32_t ninfos, capinfos;
 };
 
@@ -467,12 +467,30 @@ static int list_part(void *arg, const char *name, int vote)
 	return 0;
 }
 
+/* participant_inbox/: a participant without a vote, once (its name id is
+ * interned when listed; d->fs set by the caller). */
+static int list_waiting(void *arg, const char *name, int vote)
+{
+	struct vdents *d = arg;
+	uint32_t id;
+
+	if (vote >= 0)
+		return 0;
+	for (uint32_t k = 0; k < d->n; k++)
+		if (!strcmp(d->v[k].name, name))
+			return 0;
+	if ((id = intern(d->fs, name)))
+		dents_add(d, name, V_INAME, id);
+	return 0;
+}
+
 static int list_children(struct txd_fs *fs, struct node *n, struct vdents *d)
 {
 	struct vote_info vi;
 	char who_[VOTE_NAME_MAX + 1];
 
 	d->parent = n->ctl;
+	d->fs = fs;
 	switch (n->ctl) {
 	case V_ROOT:
 		for (size_t k = 0; k < NELEM(root_ents); k++)
@@ -504,8 +522,17 @@ static int list_children(struct txd_fs *fs, struct node *n, struct vdents *d)
 					  n->ctl_key << 32 | d->infos[k].id);
 		free(d->infos);
 		return 0;
+	case V_INBOX:
+		/* the names some open proposal waits for (any valid name can
+		 * also be looked up, empty) */
+		d->parent = V_INAME; /* collect the open proposals */
+		(void)vote_list(vsvc(fs), list_one, d);
+		for (uint32_t k = 0; k < d->ninfos; k++)
+			(void)vote_list_participants(vsvc(fs), d->infos[k].name, list_waiting, d);
+		free(d->infos);
+		return 0;
 	default:
-		return 0; /* V_INBOX: names are looked up, not listed */
+		return 0;
 	}
 }
 

@@ -36,6 +36,8 @@
  *                           write(2)); reads "yes", "no" or nothing
  *     decisions/P           0444, appears once P's decision is durable:
  *                           "committed" or "aborted REASON"
+ *   dtc/participant_inbox/  lists the participants some open proposal
+ *                           still waits for
  *   dtc/participant_inbox/NAME/
  *                           0555; any valid NAME can be looked up (empty
  *                           when nothing waits for it)

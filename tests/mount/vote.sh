@@ -106,6 +106,7 @@ test_basic() {
 	check "basic: alice yes" "$(werr "$C/votes/deploy/alice" yes)" OK
 	check "basic: alice's vote reads" "$(cat "$C/votes/deploy/alice")" yes
 	check "basic: inbox drops a voter" "$(ls "$TM_MNT/.txdir/dtc/participant_inbox/alice")" ""
+	check "basic: the inbox lists who has to vote" "$(ls "$TM_MNT/.txdir/dtc/participant_inbox")" "bob"
 	check "basic: bob yes" "$(werr "$C/votes/deploy/bob" $'yes\n')" OK
 	check "basic: committed" "$(cat "$C/decisions/deploy")" committed
 	check "basic: info.json state" \
