@@ -62,7 +62,11 @@
  *
  * Blocking: every call that logs (mkdir, rmdir, the writes, payload's
  * flush) waits for the WAL's sync: each runs with fs->lock released,
- * after fs_will_block. Waits hold no thread: wait is completed by the
+ * after fs_will_block. Reads of the service (vote_get*, vote_list*) are
+ * also made under fs->lock (lookup, getattr): lock order fs->lock, then
+ * the vote service's lock, then the WAL's (wal.h: wal_append takes it
+ * briefly); the vote service holds its lock across no sync and never
+ * takes fs->lock (vote.h "Lock order"). Waits hold no thread: wait is completed by the
  * vote listener (svc_set_vote_listener) on the deciding thread.
  */
 #ifndef TXD_CTL_VOTE_H
