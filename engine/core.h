@@ -113,6 +113,13 @@ struct txd_fs {
 	/* the control tree's teardown, registered by it when it first keeps
 	 * state (fs_free calls it: the data tree does not know the control tree) */
 	void (*upper_free)(struct txd_fs *fs);
+	/* FLUSH of a control file (ctl_flush; registered by the control tree at
+	 * a writable open, so the data tree calls it without knowing it) */
+	int (*upper_flush)(struct txd_fs *fs, const struct txd_cred *c, struct handle *h);
+	/* The errno of a create (and any data-tree operation) in a control
+	 * directory of this kind (ctl.c; registered at its first lookup):
+	 * EPERM, or ENOENT for consensus/votes/P/NAME (an unknown participant) */
+	int (*upper_dir_err)(uint32_t kind);
 	/* What a transaction commit (txn.c, below the data tree) needs of the
 	 * data tree's state, registered by it at open (fs.c): in's content or
 	 * attributes were replaced (freeze its node, forget its working copy:

@@ -5,6 +5,8 @@
  *                         -o showctl), like ZFS's .zfs
  *     commits/ID          one commit: time, pid, transaction, changes with
  *                         checksums (JSON); the directory lists newest first
+ *     consensus/          ctl_vote.c (kinds from CTL_VOTE_FIRST on), and
+ *                         dtc/participant_inbox/ too
  *     events              one JSON object per line
  *     leases/             ctl_lease.c (kinds from CTL_LEASE_FIRST on)
  *     manifests/ temp/    multi-step operations in flight (none yet)
@@ -46,6 +48,7 @@
 #include "ctl.h"
 #include "ctl_lease.h"
 #include "ctl_recovery.h"
+#include "ctl_vote.h"
 #include "dtree.h"
 #include "events.h"
 #include "svc.h"
@@ -80,7 +83,9 @@ struct ctl_entry {
 
 /* .txdir's children, in readdir order. */
 static const struct ctl_entry ctl_root[] = {
-	{"commits", CTL_COMMITS, true},     {"dtc", CTL_DTC, true},
+	{"commits", CTL_COMMITS, true},
+	{"consensus", (enum ctl_kind)CTL_VOTE_FIRST, true}, /* ctl_vote.c */
+	{"dtc", CTL_DTC, true},
 	{"events", CTL_EVENTS, false},
 	{"leases", (enum ctl_kind)CTL_LEASE_FIRST, true}, /* ctl_lease.c */
 	{"manifests", CTL_MANIFESTS, true},
@@ -102,6 +107,8 @@ struct ctl_file {
 	char *buf;
 	size_t len;
 	struct lwait *wait; /* a lease wait file (ctl_lease.h) */
+	struct vwait *vwait; /* a vote wait file (ctl_vote.h) */
+	struct ctl_vote_acc acc; /* a document being written (ctl_vote.h) */
 };
 
 /* ---- text buffers --------------------------------------------------------------- */
@@ -209,8 +216,6 @@ static void render_stats(struct txd_fs *fs, struct sbuf *s)
 	       (double)st.open_handles);
 	metric(s, "txdir_inodes", "gauge", "Inodes in the namespace.", (double)st.inodes);
 	svc_stats(fs->svc, put_text, s);
-	sb_printf(s, "# HELP txdir_proposals_total Proposals by outcome (votes: not implemented "
-		     "yet).\n# TYPE txdir_proposals_total counter\n");
 	metric(s, "txdir_checksum_errors_total", "counter", "Chunks that failed verification.",
 	       (double)st.checksum_errors);
 	metric(s, "txdir_checkpoints_total", "counter", "Checkpoints written since start.",
@@ -408,6 +413,8 @@ static bool kind_is_dir(enum ctl_kind k)
 		return ctl_lease_is_dir(k);
 	if (ctl_recovery_owns(k))
 		return ctl_recovery_is_dir(k);
+	if (ctl_vote_owns(k))
+		return ctl_vote_is_dir(k);
 	return k == CTL_ROOT || k == CTL_COMMITS || k == CTL_MANIFESTS || k == CTL_TEMP ||
 	       k == CTL_TXNS || k == CTL_TXN || k == CTL_DTC || k == CTL_DTC_TXNS;
 }
@@ -427,6 +434,8 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 		return ctl_lease_getattr(fs, n, a);
 	if (ctl_recovery_owns(n->ctl))
 		return ctl_recovery_getattr(fs, n, a);
+	if (ctl_vote_owns(n->ctl))
+		return ctl_vote_getattr(fs, n, a);
 	bool of_txn = n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL || kind_is_txn_record(n->ctl);
 	struct txn *t = of_txn ? txn_by_id(fs, n->ctl_key) : NULL;
 	if ((n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL) && !t)
@@ -549,7 +558,8 @@ static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct 
 	 * away by rmdir, which drops the kernel's entry itself. */
 	e->cacheable = kind_is_dir(kind) && kind != CTL_COMMITS && kind != CTL_DTC_TXNS &&
 		       !ctl_lease_owns(kind) && /* leases come and go */
-		       !ctl_recovery_owns(kind); /* so do journals */
+		       !ctl_recovery_owns(kind) && /* so do journals */
+		       !ctl_vote_owns(kind);     /* and proposals */
 	return 0;
 }
 
@@ -580,9 +590,15 @@ static void ctl_enter(struct txd_fs *fs, const struct node *parent)
 	fs->ctl_via = parent->ctl ? parent->ctl_via : parent->txn ? parent->txn->id : 0;
 }
 
+static int ctl_dir_err(uint32_t kind)
+{
+	return ctl_vote_owns(kind) ? ctl_vote_create_err(kind) : -EPERM;
+}
+
 int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct txd_entry *e)
 {
 	ctl_enter(fs, parent);
+	fs->upper_dir_err = ctl_dir_err; /* before any create below .txdir */
 	if (!parent->ctl)
 		return strcmp(name, CTL_DIRNAME) == 0 ? ctl_node(fs, CTL_ROOT, 0, e) : -ENOENT;
 	if (parent->ctl == CTL_ROOT) {
@@ -608,6 +624,10 @@ int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct 
 		return ctl_lease_lookup(fs, parent, name, e);
 	if (ctl_recovery_owns(parent->ctl))
 		return ctl_recovery_lookup(fs, parent, name, e);
+	if (ctl_vote_owns(parent->ctl))
+		return ctl_vote_lookup(fs, parent, name, e);
+	if (parent->ctl == CTL_DTC && strcmp(name, "participant_inbox") == 0)
+		return ctl_node(fs, (enum ctl_kind)ctl_vote_inbox_kind(), 0, e);
 	if (parent->ctl == CTL_DTC)
 		return strcmp(name, "transactions") ? -ENOENT : ctl_node(fs, CTL_DTC_TXNS, 0, e);
 	if (parent->ctl == CTL_DTC_TXNS) {
@@ -669,6 +689,8 @@ int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_
 		return ctl_lease_readdir(fs, n, off, plus, fill, arg);
 	if (ctl_recovery_owns(n->ctl))
 		return ctl_recovery_readdir(fs, n, off, plus, fill, arg);
+	if (ctl_vote_owns(n->ctl))
+		return ctl_vote_readdir(fs, n, off, plus, fill, arg);
 	if (n->ctl == CTL_DTC_TXNS) {
 		/* offset 3 + k: the k-th record, ascending id (in memory and on disk) */
 		uint64_t *ids;
@@ -697,9 +719,13 @@ int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_
 		}
 		return 0;
 	}
-	if (n->ctl == CTL_DTC)
-		return off < 3 ? (ctl_emit(fs, "transactions", CTL_DTC_TXNS, 0, plus, 3, fill, arg), 0)
+	if (n->ctl == CTL_DTC) {
+		if (off < 3 && ctl_emit(fs, "participant_inbox", (enum ctl_kind)ctl_vote_inbox_kind(),
+					0, plus, 3, fill, arg))
+			return 0;
+		return off < 4 ? (ctl_emit(fs, "transactions", CTL_DTC_TXNS, 0, plus, 4, fill, arg), 0)
 			       : 0;
+	}
 	if (n->ctl == CTL_TXN) {
 		for (uint64_t k = off < 3 ? 0 : off - 2; k < NTXN; k++)
 			if (ctl_emit(fs, ctl_txn[k].name, ctl_txn[k].kind, n->ctl_key, plus, k + 3, fill,
@@ -725,6 +751,8 @@ int ctl_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent, 
 	ctl_enter(fs, parent);
 	if (ctl_lease_owns(parent->ctl))
 		return ctl_lease_mkdir(fs, c, parent, name, e);
+	if (ctl_vote_owns(parent->ctl))
+		return ctl_vote_mkdir(fs, c, parent, name, e);
 	if (parent->ctl != CTL_TXNS)
 		return -EPERM;
 	size_t len = strlen(name);
@@ -744,6 +772,8 @@ int ctl_rmdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 	ctl_enter(fs, parent);
 	if (ctl_lease_owns(parent->ctl))
 		return ctl_lease_rmdir(fs, c, parent, name);
+	if (ctl_vote_owns(parent->ctl))
+		return ctl_vote_rmdir(fs, c, parent, name);
 	/* .txdir/txn/NAME: anyone who may write .txdir/txn (the kernel checked it) */
 	if (parent->ctl != CTL_TXNS)
 		return -EPERM;
@@ -769,7 +799,8 @@ int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int fl
 	if (kind_is_dir(n->ctl))
 		return -EISDIR;
 	bool writable = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-	if (writable && n->ctl != CTL_TXN_CTL && !ctl_lease_writable(n->ctl))
+	if (writable && n->ctl != CTL_TXN_CTL && !ctl_lease_writable(n->ctl) &&
+	    !ctl_vote_writable(n->ctl))
 		return -EACCES;
 	struct ctl_file *f = calloc(1, sizeof(*f));
 	if (!f)
@@ -782,6 +813,13 @@ int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int fl
 	} else if (ctl_lease_owns(n->ctl)) {
 		ctl_enter(fs, n);
 		err = writable ? 0 : ctl_lease_render(fs, n, &s.p, &s.len);
+	} else if (ctl_vote_owns(n->ctl) && ctl_vote_is_wait(n->ctl)) {
+		err = ctl_vote_wait_open(fs, n, &f->vwait);
+	} else if (ctl_vote_owns(n->ctl)) {
+		ctl_enter(fs, n);
+		err = writable ? 0 : ctl_vote_render(fs, n, &s.p, &s.len);
+		if (writable)
+			fs->upper_flush = ctl_flush; /* payload acts at FLUSH */
 	} else {
 		err = render(fs, c, n, &s);
 	}
@@ -809,6 +847,9 @@ ssize_t ctl_read_async(struct txd_fs *fs, struct handle *h, void *buf, size_t si
 	if (f && f->wait)
 		return ctl_lease_wait_read(fs, f->wait, buf, size, off, h->flags & O_NONBLOCK,
 					   done, arg);
+	if (f && f->vwait)
+		return ctl_vote_wait_read(fs, f->vwait, buf, size, off, h->flags & O_NONBLOCK,
+					  done, arg);
 	if (!f || off >= f->len)
 		return 0;
 	size_t n = f->len - off < size ? f->len - off : size;
@@ -855,9 +896,10 @@ ssize_t ctl_write_async(struct txd_fs *fs, const struct txd_cred *c, struct hand
 			const void *buf, size_t size, uint64_t off,
 			void (*done)(void *arg, int err), void *arg)
 {
-	(void)off;
 	if (ctl_lease_owns(h->node->ctl))
 		return ctl_lease_write(fs, c, h, buf, size);
+	if (ctl_vote_owns(h->node->ctl) && h->ctl)
+		return ctl_vote_write(fs, c, h->node, buf, size, off, &h->ctl->acc);
 	if (h->node->ctl != CTL_TXN_CTL)
 		return -EACCES;
 	if (size > 64)
@@ -875,25 +917,38 @@ int ctl_poll(struct txd_fs *fs, struct handle *h, void (*wake)(void *arg), void 
 	struct ctl_file *f = h->ctl;
 	if (f && f->wait)
 		return ctl_lease_wait_poll(fs, f->wait, wake, arg);
+	if (f && f->vwait)
+		return ctl_vote_wait_poll(fs, f->vwait, wake, arg);
 	return 1; /* rendered at open: always readable */
 }
 
 bool ctl_may_wait(const struct handle *h)
 {
-	return h->ctl && h->ctl->wait;
+	return h->ctl && (h->ctl->wait || h->ctl->vwait);
 }
 
 int ctl_read_cancel(struct txd_fs *fs, void *arg)
 {
-	return ctl_lease_wait_cancel(fs, arg);
+	return ctl_lease_wait_cancel(fs, arg) == 0 ? 0 : ctl_vote_wait_cancel(fs, arg);
+}
+
+int ctl_flush(struct txd_fs *fs, const struct txd_cred *c, struct handle *h)
+{
+	if (h->ctl && ctl_vote_owns(h->node->ctl))
+		return ctl_vote_flush(fs, c, h->node, &h->ctl->acc);
+	return 0;
 }
 
 void ctl_release(struct txd_fs *fs, struct handle *h)
 {
 	if (h->ctl && h->ctl->wait)
 		ctl_lease_wait_close(fs, h->ctl->wait);
-	if (h->ctl)
+	if (h->ctl && h->ctl->vwait)
+		ctl_vote_wait_close(fs, h->ctl->vwait);
+	if (h->ctl) {
 		free(h->ctl->buf);
+		free(h->ctl->acc.buf);
+	}
 	free(h->ctl);
 	h->ctl = NULL;
 }

@@ -52,6 +52,9 @@ ssize_t ctl_read_async(struct txd_fs *fs, struct handle *h, void *buf, size_t si
 int ctl_read_cancel(struct txd_fs *fs, void *arg);
 bool ctl_may_wait(const struct handle *h); /* a wait file's handle */
 int ctl_poll(struct txd_fs *fs, struct handle *h, void (*wake)(void *arg), void *arg);
+/* FLUSH of a control file: a document buffered per open file acts here
+ * (SPEC §3; consensus payload: ctl_vote.h). Registered as fs->upper_flush. */
+int ctl_flush(struct txd_fs *fs, const struct txd_cred *c, struct handle *h);
 void ctl_release(struct txd_fs *fs, struct handle *h);
 /* unlink in the control tree: by-name/NAME breaks the lease (ctl_lease.h). */
 int ctl_unlink(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,

@@ -572,9 +572,10 @@ int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t
 	if (!h)
 		return -EBADF;
 	if (h->ctl || h->node->ctl || !h->writable) {
+		int err = h->node->ctl && fs->upper_flush ? fs->upper_flush(fs, c, h) : 0;
 		if (lsn_out)
 			*lsn_out = wal_last_lsn(fs->wal);
-		return 0;
+		return err;
 	}
 	int err = fs_commit_content(fs, h->node->txn, h->in, h->wf, c ? c->pid : 0, true, lsn_out);
 	if (!err)
@@ -593,6 +594,8 @@ int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
 	int err = 0;
 	if (h && h->magic == HANDLE_MAGIC && !h->is_dir && !h->node->ctl)
 		err = commit_lone_truncation(fs, pid_of(c), h->node->id);
+	else if (h && h->magic == HANDLE_MAGIC && !h->is_dir && fs->upper_flush)
+		err = fs->upper_flush(fs, c, h); /* a control document acts at fsync too */
 	/* a directory, or nothing pending: make every earlier commit durable */
 	*lsn_out = wal_last_lsn(fs->wal);
 	return err;

@@ -49,8 +49,8 @@ static int dir_node(struct txd_fs *fs, uint64_t id, struct node **out)
 	struct node *n = fs_node(fs, id);
 	if (!n || fs_node_stale(n))
 		return -ESTALE;
-	if (n->ctl)
-		return -EPERM; /* the control tree has its own rules (vfs.c routes there) */
+	if (n->ctl) /* the control tree has its own rules (vfs.c routes there) */
+		return fs->upper_dir_err ? fs->upper_dir_err(n->ctl) : -EPERM;
 	if (!n->in->dir)
 		return -ENOTDIR;
 	if (n->in->head->nlink == 0)

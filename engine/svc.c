@@ -17,12 +17,15 @@
 #include "os.h"
 #include "rec.h"
 #include "txdir.h"
+#include "vote_wal.h"
 
 struct svc {
 	struct proc *proc;
 	struct lease_proc *lp;
 	struct lease_svc *lease;
 	struct lease_backend wal_be; /* the WAL adapter, wrapped for V3 */
+	struct vote_svc *vote;
+	struct vote_backend vote_be; /* the vote WAL adapter, wrapped for V3 */
 	pthread_mutex_t up_lock;     /* upgrade state (leaf) */
 	int (*upgrade)(void *arg);
 	void *upgrade_arg;
@@ -39,7 +42,180 @@ struct svc {
 	struct journal *journal;     /* V6: journals and dead processes */
 	struct replayed *rp;         /* V5: grants and releases replayed */
 	size_t nrp, caprp;
+	void (*_Atomic decided)(void *arg, const char *proposal, enum vote_outcome o,
+				const char *reason);
+	void *_Atomic decided_arg;
+	void (*_Atomic vote_listener)(void *arg, const struct vote_event *ev);
+	void *_Atomic vote_listener_arg;
+	void (*vote_listener_release)(void *arg);
+	struct vreplayed *vrp;       /* V7: decisions replayed */
+	size_t nvrp, capvrp;
 };
+
+/* ---- V7: vote events --------------------------------------------------------
+ * A decision replayed from the WAL (vote.h "Record encoding"; vote_replay
+ * has checked its lengths), for the derived events of svc_start. */
+struct vreplayed {
+	uint64_t id, time_ns;
+	uint8_t outcome;
+	char name[VOTE_NAME_MAX + 1];
+	char reason[VOTE_REASON_MAX + 64];
+};
+
+static void note_vote_replayed(struct svc *s, const uint8_t *p, size_t len)
+{
+	if (len < 32 || p[1] != VREC_DECIDE)
+		return;
+	size_t nl = (size_t)(p[2] | p[3] << 8), rl = (size_t)(p[18] | p[19] << 8);
+	if (len != 32 + nl + rl || nl > VOTE_NAME_MAX)
+		return;
+	if (s->nvrp == s->capvrp) {
+		size_t cap = s->capvrp ? 2 * s->capvrp : 16;
+		struct vreplayed *n = realloc(s->vrp, cap * sizeof(*n));
+		if (!n)
+			return; /* derived events are best effort: the WAL stands */
+		s->vrp = n;
+		s->capvrp = cap;
+	}
+	struct vreplayed *r = &s->vrp[s->nvrp++];
+	memset(r, 0, sizeof(*r));
+	for (int i = 7; i >= 0; i--) {
+		r->id = r->id << 8 | p[8 + i];
+		r->time_ns = r->time_ns << 8 | p[24 + i];
+	}
+	r->outcome = p[16];
+	memcpy(r->name, p + 32, nl);
+	if (rl >= sizeof(r->reason))
+		rl = sizeof(r->reason) - 1;
+	memcpy(r->reason, p + 32 + nl, rl);
+}
+
+static void vote_log_event(struct svc *s, const struct vote_event *ev, bool derived)
+{
+	cJSON *o = cJSON_CreateObject();
+	const char *type = ev->kind == VEV_OPENED ? "proposal_opened"
+			   : ev->kind == VEV_VOTE ? "vote" : "decision";
+
+	if (!o)
+		return;
+	cJSON_AddStringToObject(o, "proposal", ev->proposal);
+	ev_add_u64(o, "id", ev->id);
+	ev_add_u64(o, "uid", ev->uid);
+	switch (ev->kind) {
+	case VEV_OPENED: {
+		cJSON *a = cJSON_AddArrayToObject(o, "participants");
+		char *list = strdup(ev->participants ? ev->participants : "");
+		for (char *save = NULL, *t = list ? strtok_r(list, ",", &save) : NULL; a && t;
+		     t = strtok_r(NULL, ",", &save))
+			cJSON_AddItemToArray(a, cJSON_CreateString(t));
+		free(list);
+		cJSON_AddNumberToObject(o, "timeout_s", (double)ev->timeout_ns / 1e9);
+		break;
+	}
+	case VEV_VOTE:
+		cJSON_AddStringToObject(o, "participant", ev->participant);
+		cJSON_AddStringToObject(o, "vote", ev->yes ? "yes" : "no");
+		if (ev->external)
+			cJSON_AddBoolToObject(o, "prepared", true);
+		break;
+	default:
+		cJSON_AddStringToObject(o, "outcome", vote_outcome_name(ev->outcome));
+		if (ev->outcome == VOTE_ABORTED)
+			cJSON_AddStringToObject(o, "reason", ev->reason ? ev->reason : "");
+		if (!derived)
+			cJSON_AddNumberToObject(o, "duration_s", (double)ev->duration_ns / 1e9);
+		break;
+	}
+	if (ev->by.pid) { /* its journal (journal.h) */
+		ev_add_u64(o, "by_pid", ev->by.pid);
+		ev_add_u64(o, "by_start", ev->by.start);
+	}
+	if (derived)
+		cJSON_AddBoolToObject(o, "derived", true);
+	ev_emit(s->events, ev->time_ns, type, o);
+}
+
+static void on_vote_event(void *arg, const struct vote_event *ev)
+{
+	struct svc *s = arg;
+
+	if (s->events)
+		vote_log_event(s, ev, false);
+	if (ev->kind == VEV_OPENED)
+		svc_kick(s); /* the tick learns the new deadline */
+	void (*d)(void *, const char *, enum vote_outcome, const char *) = s->decided;
+	if (ev->kind == VEV_DECIDED && d)
+		d(s->decided_arg, ev->proposal, ev->outcome, ev->reason ? ev->reason : "");
+	void (*fn)(void *, const struct vote_event *) = s->vote_listener;
+	if (fn)
+		fn(s->vote_listener_arg, ev);
+}
+
+/* V7 across a power cut: replayed decisions whose event the log lacks. */
+static void derive_vote_events(struct svc *s)
+{
+	char *txt = NULL;
+	size_t len = 0;
+
+	if (!s->nvrp || !s->events || ev_render(s->events, 0, NULL, NULL, 0, &txt, &len))
+		goto out;
+	bool *seen = calloc(s->nvrp, sizeof(*seen));
+	for (char *line = txt, *nl; seen && line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = 0;
+		if (!strstr(line, "\"decision\""))
+			continue;
+		cJSON *o = cJSON_Parse(line);
+		const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "proposal");
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
+		for (size_t i = 0; cJSON_IsString(pr) && cJSON_IsNumber(id) && i < s->nvrp; i++)
+			if (s->vrp[i].id == (uint64_t)id->valuedouble &&
+			    !strcmp(s->vrp[i].name, pr->valuestring))
+				seen[i] = true;
+		cJSON_Delete(o);
+	}
+	for (size_t i = 0; seen && i < s->nvrp; i++) {
+		if (seen[i])
+			continue;
+		struct vote_event ev = {.kind = VEV_DECIDED, .proposal = s->vrp[i].name,
+					.id = s->vrp[i].id, .outcome = s->vrp[i].outcome,
+					.reason = s->vrp[i].reason, .time_ns = s->vrp[i].time_ns};
+		vote_log_event(s, &ev, true);
+	}
+	free(seen);
+out:
+	free(txt);
+	free(s->vrp);
+	s->vrp = NULL;
+	s->nvrp = s->capvrp = 0;
+}
+
+void svc_set_decision_listener(struct svc *s,
+	void (*fn)(void *arg, const char *proposal, enum vote_outcome o, const char *reason),
+	void *arg)
+{
+	s->decided_arg = arg;
+	s->decided = fn;
+}
+
+void svc_set_vote_listener(struct svc *s, void (*fn)(void *arg, const struct vote_event *ev),
+			   void *arg, void (*release)(void *arg))
+{
+	s->vote_listener_release = release;
+	s->vote_listener_arg = arg;
+	s->vote_listener = fn;
+}
+
+void *svc_vote_listener_arg(struct svc *s)
+{
+	return s->vote_listener_arg;
+}
+
+struct vote_svc *svc_vote(struct svc *s)
+{
+	return s->vote;
+}
 
 /* ---- V5 across a power cut: events derived from the replayed records ------
  * An event is written once its action is durable, but the event log itself
@@ -320,6 +496,26 @@ void svc_stats(struct svc *s, void (*put)(void *arg, const char *text), void *ar
 		 "txdir_lease_wait_seconds_sum %.9f\ntxdir_lease_wait_seconds_count %" PRIu64 "\n",
 		 (double)s->wait_ns_sum / 1e9, (uint64_t)s->wait_count);
 	put(arg, line);
+
+	struct vote_stats vs;
+	vote_get_stats(s->vote, &vs);
+	put(arg, "# HELP txdir_proposals_total Proposals decided since start, by outcome.\n"
+		 "# TYPE txdir_proposals_total counter\n");
+	snprintf(line, sizeof(line),
+		 "txdir_proposals_total{outcome=\"committed\"} %" PRIu64 "\n"
+		 "txdir_proposals_total{outcome=\"aborted\"} %" PRIu64 "\n",
+		 vs.committed, vs.aborted);
+	put(arg, line);
+	put(arg, "# HELP txdir_proposals_open Proposals open (votes being cast).\n"
+		 "# TYPE txdir_proposals_open gauge\n");
+	snprintf(line, sizeof(line), "txdir_proposals_open %" PRIu64 "\n", vs.open);
+	put(arg, line);
+	put(arg, "# HELP txdir_vote_duration_seconds Time from opening a proposal to its decision.\n"
+		 "# TYPE txdir_vote_duration_seconds summary\n");
+	snprintf(line, sizeof(line),
+		 "txdir_vote_duration_seconds_sum %.9f\ntxdir_vote_duration_seconds_count %" PRIu64 "\n",
+		 (double)vs.duration_ns_sum / 1e9, vs.duration_count);
+	put(arg, line);
 }
 
 /* ---- V6: dead processes ----------------------------------------------------
@@ -596,6 +792,34 @@ static int be_sync(void *arg, uint64_t lsn)
 	return s->wal_be.sync(s->wal_be.arg, lsn);
 }
 
+static int upgrade_once(struct svc *s)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&s->up_lock);
+	if (s->upgrade && !s->upgraded) {
+		err = s->upgrade(s->upgrade_arg);
+		s->upgraded = !err;
+	}
+	pthread_mutex_unlock(&s->up_lock);
+	return err;
+}
+
+static int be_vote_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
+{
+	struct svc *s = arg;
+	int err = upgrade_once(s);
+
+	return err ? err : s->vote_be.append(s->vote_be.arg, rec, len, lsn);
+}
+
+static int be_vote_sync(void *arg, uint64_t lsn)
+{
+	struct svc *s = arg;
+
+	return s->vote_be.sync(s->vote_be.arg, lsn);
+}
+
 int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out)
 {
 	struct svc *s = calloc(1, sizeof(*s));
@@ -607,6 +831,7 @@ int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out)
 	pthread_mutex_init(&s->up_lock, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	s->wal_be = lease_wal_backend(w);
+	s->vote_be = vote_wal_backend(w);
 	s->upgrade = opts->upgrade;
 	s->upgrade_arg = opts->upgrade_arg;
 	s->events = opts->events;
@@ -625,8 +850,16 @@ int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out)
 	struct lease_hooks hooks = lease_proc_hooks(s->lp, on_event, s);
 	if ((err = lease_open(&lo, &be, &hooks, &s->lease)))
 		goto out_lp;
+	struct vote_opts vo = {.sync = opts->sync_grants, .max_proposals = opts->max_proposals,
+			       .retain_ns = opts->vote_retain_ns};
+	struct vote_backend vbe = {.append = be_vote_append, .sync = be_vote_sync, .arg = s};
+	struct vote_hooks vh = {.event = on_vote_event, .arg = s};
+	if ((err = vote_open(&vo, &vbe, &vh, &s->vote)))
+		goto out_lease;
 	*out = s;
 	return 0;
+out_lease:
+	lease_close(s->lease);
 out_lp:
 	lease_proc_close(s->lp);
 out_journal:
@@ -643,22 +876,124 @@ out_free:
 
 int svc_replay(struct svc *s, uint16_t type, const void *payload, size_t len)
 {
-	if (type != WAL_REC_LEASE)
+	int err;
+
+	switch (type) {
+	case WAL_REC_LEASE:
+		if (!(err = lease_replay(s->lease, payload, len)))
+			note_replayed(s, payload, len);
+		return err;
+	case WAL_REC_VOTE:
+		if (!(err = vote_replay(s->vote, payload, len)))
+			note_vote_replayed(s, payload, len);
+		return err;
+	default:
 		return -TXD_EFORMAT;
-	int err = lease_replay(s->lease, payload, len);
-	if (!err)
-		note_replayed(s, payload, len);
-	return err;
+	}
+}
+
+/* ---- V8: the checkpoint section --------------------------------------------------- */
+#define CKPT_MAGIC 0x56535854u /* "TXSV" */
+#define LEASE_SNAP_MAGIC 0x534c5854u /* "TXLS": a section written before votes */
+
+static uint32_t tag(const char t[4])
+{
+	return (uint32_t)(uint8_t)t[0] | (uint32_t)(uint8_t)t[1] << 8 |
+	       (uint32_t)(uint8_t)t[2] << 16 | (uint32_t)(uint8_t)t[3] << 24;
+}
+
+struct subsection {
+	const char *tag;
+	int (*encode)(struct svc *s, void **buf, size_t *len);
+	int (*decode)(struct svc *s, const void *buf, size_t len);
+};
+
+static int lease_enc(struct svc *s, void **b, size_t *l) { return lease_snapshot_encode(s->lease, b, l); }
+static int lease_dec(struct svc *s, const void *b, size_t l) { return lease_snapshot_decode(s->lease, b, l); }
+static int vote_enc(struct svc *s, void **b, size_t *l) { return vote_snapshot_encode(s->vote, b, l); }
+static int vote_dec(struct svc *s, const void *b, size_t l) { return vote_snapshot_decode(s->vote, b, l); }
+
+static const struct subsection subsections[] = {
+	{"LEAS", lease_enc, lease_dec},
+	{"VOTE", vote_enc, vote_dec},
+};
+#define NSUB (sizeof(subsections) / sizeof(subsections[0]))
+
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
 }
 
 int svc_ckpt_save(struct svc *s, void **buf, size_t *len)
 {
-	return lease_snapshot_encode(s->lease, buf, len);
+	void *part[NSUB] = {0};
+	size_t plen[NSUB] = {0}, total = 12;
+	int err = 0;
+
+	for (size_t i = 0; !err && i < NSUB; i++)
+		if (!(err = subsections[i].encode(s, &part[i], &plen[i])))
+			total += 16 + plen[i];
+	uint8_t *b = err ? NULL : malloc(total);
+	if (!err && !b)
+		err = -ENOMEM;
+	if (!err) {
+		size_t off = 12;
+		put_le(b, CKPT_MAGIC, 4);
+		put_le(b + 4, 1, 4);
+		put_le(b + 8, NSUB, 4);
+		for (size_t i = 0; i < NSUB; i++) {
+			put_le(b + off, tag(subsections[i].tag), 4);
+			put_le(b + off + 4, 0, 4);
+			put_le(b + off + 8, plen[i], 8);
+			memcpy(b + off + 16, part[i], plen[i]);
+			off += 16 + plen[i];
+		}
+		*buf = b;
+		*len = total;
+	}
+	for (size_t i = 0; i < NSUB; i++)
+		free(part[i]);
+	return err;
 }
 
 int svc_ckpt_load(struct svc *s, const void *buf, size_t len)
 {
-	return lease_snapshot_decode(s->lease, buf, len);
+	const uint8_t *b = buf;
+
+	if (len >= 4 && le32(b) == LEASE_SNAP_MAGIC)
+		return lease_snapshot_decode(s->lease, buf, len);
+	if (len < 12 || le32(b) != CKPT_MAGIC)
+		return -TXD_ECORRUPT;
+	if (le32(b + 4) != 1)
+		return -TXD_EFORMAT;
+	uint32_t count = le32(b + 8);
+	size_t off = 12;
+	int err = 0;
+	for (uint32_t k = 0; !err && k < count; k++) {
+		if (len - off < 16 || le64(b + off + 8) > len - off - 16)
+			return -TXD_ECORRUPT;
+		uint32_t t = le32(b + off);
+		size_t n = (size_t)le64(b + off + 8);
+		size_t i = 0;
+		while (i < NSUB && tag(subsections[i].tag) != t)
+			i++;
+		if (i == NSUB)
+			return -TXD_EFORMAT; /* V1: refuse nothing silently */
+		err = subsections[i].decode(s, b + off + 16, n);
+		off += 16 + n;
+	}
+	return err ? err : off == len ? 0 : -TXD_ECORRUPT;
+}
+
+/* The lease and vote ticks; the earliest next deadline of both, 0: none. */
+static uint64_t tick_all(struct svc *s)
+{
+	uint64_t ln = 0, vn = 0;
+
+	(void)lease_tick(s->lease, &ln);
+	(void)vote_tick(s->vote, &vn);
+	return !ln ? vn : !vn ? ln : ln < vn ? ln : vn;
 }
 
 /* V4: a tick when kicked (start-up, a TTL set), then at the earliest
@@ -676,7 +1011,7 @@ static void *worker_main(void *arg)
 		if (s->kicked || (next && next <= now)) {
 			s->kicked = false;
 			pthread_mutex_unlock(&s->lock);
-			(void)lease_tick(s->lease, &next); /* may block on the WAL's sync */
+			next = tick_all(s); /* may block on the WAL's sync */
 			pthread_mutex_lock(&s->lock);
 			continue;
 		}
@@ -719,10 +1054,15 @@ int svc_start(struct svc *s)
 	dead_emit(s, &c, true); /* V6: what start-up cleaned (L8) */
 	if (err)
 		return err;
+	derive_vote_events(s); /* V7: before anything new is logged */
+	if ((err = vote_start(s->vote)))
+		return err;
 	/* the first tick here, on the opening thread: the worker reads no
 	 * clock unless a TTL is pending */
-	if ((err = lease_tick(s->lease, &s->next)) < 0)
+	uint64_t ln = 0, vn = 0;
+	if ((err = lease_tick(s->lease, &ln)) < 0 || (err = vote_tick(s->vote, &vn)) < 0)
 		return err;
+	s->next = !ln ? vn : !vn ? ln : ln < vn ? ln : vn;
 	err = -pthread_create(&s->worker, NULL, worker_main, s);
 	s->running = !err;
 	return err;
@@ -742,7 +1082,11 @@ void svc_close(struct svc *s)
 	if (s->events)
 		ev_set_observer(s->events, NULL);
 	journal_close(s->journal);
+	vote_close(s->vote);
+	if (s->vote_listener_release)
+		s->vote_listener_release(s->vote_listener_arg);
 	lease_close(s->lease);
+	free(s->vrp);
 	proc_close(s->proc);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->up_lock);

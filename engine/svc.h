@@ -62,6 +62,29 @@
  *     granted) hold no thread at all: they are deferred replies completed
  *     by the lease events.
  *
+ *  V7 Votes (vote.h): the vote service lives here too, on its own record
+ *     type (WAL_REC_VOTE). Every proposal opened, vote and decision is one
+ *     event ("proposal_opened", "vote", "decision"), written after its
+ *     record is durable (vote V1); a decision event lost with the event
+ *     log's unsynced tail is derived again at svc_start like V5's (its
+ *     record's time, "derived": true; opened and vote events are not
+ *     derived). svc_start runs vote_start after lease_start (overdue
+ *     proposals decided: vote V7); the worker ticks the vote service with
+ *     the lease service, at the earliest deadline or retention removal of
+ *     either (at least once a second while one is pending: a timeout
+ *     fires at most 1 s late); an opened proposal kicks it. Each decision
+ *     is reported to the decision listener (transactions) and then to the
+ *     vote listener (the control tree's waits), with no lock held, on the
+ *     thread that decided, once it is durable: also the decisions
+ *     svc_start makes; never the ones replayed from the log.
+ *  V8 The checkpoint section is a container of sub-sections (below), one
+ *     per service, each its service's snapshot taken after the
+ *     checkpoint's LSN was chosen; a section that is a bare lease snapshot
+ *     (written before votes) loads as the lease sub-section alone.
+ *     Container: u32 magic "TXSV", u32 version 1, u32 count, then count x
+ *     (u32 tag, u32 zero, u64 len, len bytes); tags "LEAS" (lease.h
+ *     snapshot), "VOTE" (vote.h snapshot); an unknown tag is -TXD_EFORMAT.
+ *
  * Lock order: svc's own queue lock is a leaf. Lease calls must not be made
  * with fs->lock held (a RESERVE sync holds the lease lock across an fsync).
  */
@@ -76,6 +99,7 @@
 #include "journal.h"
 #include "lease.h"
 #include "proc.h"
+#include "vote.h"
 #include "wal.h"
 
 struct svc;
@@ -88,6 +112,8 @@ struct svc_opts {
 	void *upgrade_arg;
 	struct evlog *events;         /* lease events go there (events.h); may be NULL */
 	uint32_t max_leases, max_waiters; /* per uid; 0: lease.h defaults */
+	uint32_t max_proposals;       /* per uid; 0: vote.h default */
+	uint64_t vote_retain_ns;      /* decided proposals kept; 0: 1 h */
 };
 
 int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out);
@@ -114,6 +140,23 @@ void svc_set_listener(struct svc *s, void (*fn)(void *arg, const struct lease_ev
 		      void *arg);
 
 struct lease_svc *svc_lease(struct svc *s);
+struct vote_svc *svc_vote(struct svc *s);
+/* Called once per decision, after it is durable, with no service lock held
+ * (and no fs->lock), on whatever thread decided (a voter's, the tick's).
+ * Set once (by fs.c for transactions). Also called for the decisions that
+ * svc_start makes (overdue or complete after replay); not for decisions
+ * replayed from the log: prepared transactions ask vote_outcome at
+ * start-up themselves. */
+void svc_set_decision_listener(struct svc *s,
+	void (*fn)(void *arg, const char *proposal, enum vote_outcome o, const char *reason),
+	void *arg);
+/* A receiver of every vote event (the control tree's waits: decided
+ * proposals), after the decision listener, with no service lock held. Set
+ * once; release (may be NULL) frees arg at svc_close. svc_vote_listener_arg:
+ * that arg, NULL before. */
+void svc_set_vote_listener(struct svc *s, void (*fn)(void *arg, const struct vote_event *ev),
+			   void *arg, void (*release)(void *arg));
+void *svc_vote_listener_arg(struct svc *s);
 /* V6: the journal index (journal.h), valid until svc_close. */
 struct journal *svc_journal(struct svc *s);
 struct proc *svc_proc(struct svc *s);

@@ -10,7 +10,8 @@
 # verified again after unmount + remount), then a few server-level scenarios,
 # then nsdiff.py (random metadata operations against the native dir), then
 # crash.sh, programs.sh, redirect.sh, txncrash.sh, ctllog.sh and txnwait.sh (each with its own summary),
-# then leasework (leases across 50 processes, holders and the server SIGKILLed).
+# then leasework (leases across 50 processes, holders and the server SIGKILLed),
+# then vote.sh and votework.sh (two-phase commit; the latter with SIGKILLs).
 # A case that cannot run here (not root, no setpriv) is skipped, not passed:
 # it prints "# SKIP WHAT: REASON" (tests/check.sh collects those lines) and
 # counts in N skipped. The last line is "N passed, N failed, N skipped";
@@ -32,7 +33,7 @@ export TXDIRFS MOUNTCTL TXDIR_BUILD
 MOUNT_OPTS=allow_other,default_permissions
 PROG_TIMEOUT=${PROG_TIMEOUT:-240}
 
-MOUNT_PARTS=${MOUNT_PARTS:-progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait lease leasework}
+MOUNT_PARTS=${MOUNT_PARTS:-progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait lease leasework vote votework}
 part() { [[ " $MOUNT_PARTS " == *" $1 "* ]]; } # whether PART is to run
 
 # Per-phase time: "# time LABEL: W s wall, C s cpu" where cpu is the user+sys
@@ -241,6 +242,23 @@ if part lease; then
 	# Per-process journals and dead processes (recovery/), across a SIGKILL.
 	run_prog "journal.sh" bash "$HERE/journal.sh"
 	phase_end lease.sh
+fi
+
+# Two-phase commit through the mount (issue 11): proposals, votes,
+# decisions, errnos, wait, timeouts, a SIGKILL + remount, as nobody.
+if part vote; then
+	phase_begin
+	run_prog "vote.sh" bash "$HERE/vote.sh"
+	phase_end vote.sh
+fi
+
+# 2PC across real processes: participant processes vote over many
+# proposals (some no, some never), the server SIGKILLed and remounted at
+# random: every decision follows the rules and never changes (votework.sh).
+if part votework; then
+	phase_begin
+	run_prog "votework.sh" bash "$HERE/votework.sh"
+	phase_end votework.sh
 fi
 
 # Leases across real processes: 50 workers grab / critical section /
