@@ -16,6 +16,7 @@
 #include "lease_wal.h"
 #include "os.h"
 #include "rec.h"
+#include "state_wal.h"
 #include "txdir.h"
 
 struct svc {
@@ -23,6 +24,10 @@ struct svc {
 	struct lease_proc *lp;
 	struct lease_svc *lease;
 	struct lease_backend wal_be; /* the WAL adapter, wrapped for V3 */
+	struct state_svc *state;
+	struct state_backend state_be; /* the WAL adapter, wrapped for V3 */
+	void (*_Atomic state_listener)(void *arg, const struct state_event *ev);
+	void *_Atomic state_listener_arg;
 	pthread_mutex_t up_lock;     /* upgrade state (leaf) */
 	int (*upgrade)(void *arg);
 	void *upgrade_arg;
@@ -314,6 +319,10 @@ void svc_stats(struct svc *s, void (*put)(void *arg, const char *text), void *ar
 			 lease_end_name((enum lease_end)how), st.releases[how]);
 		put(arg, line);
 	}
+	put(arg, "# HELP txdir_state_version The global state document's version.\n"
+		 "# TYPE txdir_state_version gauge\n");
+	snprintf(line, sizeof(line), "txdir_state_version %" PRIu64 "\n", state_version(s->state));
+	put(arg, line);
 	put(arg, "# HELP txdir_lease_wait_seconds Time spent in released and granted waits.\n"
 		 "# TYPE txdir_lease_wait_seconds summary\n");
 	snprintf(line, sizeof(line),
@@ -575,9 +584,8 @@ struct journal *svc_journal(struct svc *s)
 }
 
 /* V3: the format says "services" before any service record is appended. */
-static int be_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
+static int upgrade_once(struct svc *s)
 {
-	struct svc *s = arg;
 	int err = 0;
 
 	pthread_mutex_lock(&s->up_lock);
@@ -586,7 +594,60 @@ static int be_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
 		s->upgraded = !err;
 	}
 	pthread_mutex_unlock(&s->up_lock);
+	return err;
+}
+
+static int be_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
+{
+	struct svc *s = arg;
+	int err = upgrade_once(s);
+
 	return err ? err : s->wal_be.append(s->wal_be.arg, rec, len, lsn);
+}
+
+static int st_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
+{
+	struct svc *s = arg;
+	int err = upgrade_once(s);
+
+	return err ? err : s->state_be.append(s->state_be.arg, rec, len, lsn);
+}
+
+static int st_sync(void *arg, uint64_t lsn)
+{
+	struct svc *s = arg;
+
+	return s->state_be.sync(s->state_be.arg, lsn);
+}
+
+/* V7: a replace became visible: its event, then the control tree's waits. */
+static void on_state_event(void *arg, const struct state_event *ev)
+{
+	struct svc *s = arg;
+	cJSON *o = cJSON_CreateObject();
+
+	if (o) {
+		ev_add_u64(o, "version", ev->version);
+		ev_add_u64(o, "pid", ev->by.pid);
+		ev_add_u64(o, "uid", ev->by.uid);
+		ev_add_u64(o, "bytes", ev->bytes);
+		ev_emit(s->events, ev->time_ns, "state_replace", o);
+	}
+	void (*fn)(void *, const struct state_event *) = s->state_listener;
+	if (fn)
+		fn(s->state_listener_arg, ev);
+}
+
+void svc_set_state_listener(struct svc *s, void (*fn)(void *arg, const struct state_event *ev),
+			    void *arg)
+{
+	s->state_listener_arg = arg;
+	s->state_listener = fn;
+}
+
+struct state_svc *svc_state(struct svc *s)
+{
+	return s->state;
 }
 
 static int be_sync(void *arg, uint64_t lsn)
@@ -625,8 +686,16 @@ int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out)
 	struct lease_hooks hooks = lease_proc_hooks(s->lp, on_event, s);
 	if ((err = lease_open(&lo, &be, &hooks, &s->lease)))
 		goto out_lp;
+	s->state_be = state_wal_backend(w);
+	struct state_opts so = {.sync = opts->sync_grants, .event = on_state_event,
+				.event_arg = s};
+	struct state_backend sbe = {.append = st_append, .sync = st_sync, .arg = s};
+	if ((err = state_open(&so, &sbe, &s->state)))
+		goto out_lease;
 	*out = s;
 	return 0;
+out_lease:
+	lease_close(s->lease);
 out_lp:
 	lease_proc_close(s->lp);
 out_journal:
@@ -643,22 +712,96 @@ out_free:
 
 int svc_replay(struct svc *s, uint16_t type, const void *payload, size_t len)
 {
-	if (type != WAL_REC_LEASE)
+	int err;
+
+	switch (type) {
+	case WAL_REC_LEASE:
+		err = lease_replay(s->lease, payload, len);
+		if (!err)
+			note_replayed(s, payload, len);
+		return err;
+	case WAL_REC_STATE:
+		return state_replay(s->state, payload, len);
+	default:
 		return -TXD_EFORMAT;
-	int err = lease_replay(s->lease, payload, len);
-	if (!err)
-		note_replayed(s, payload, len);
-	return err;
+	}
+}
+
+/* ---- V2: the checkpoint section ----------------------------------------------
+ * The lease snapshot (lease.h), then sub-sections, each u32 tag, u32 len,
+ * len bytes: SUB_STATE the state snapshot (state.h). A section written
+ * before a sub-section existed ends after the lease snapshot (or after the
+ * sub-sections it had): the services it lacks start empty. An unknown tag
+ * is -TXD_EFORMAT (V1). */
+enum { SUB_STATE = 0x54535453 /* "STST" */ };
+
+/* The length of the lease snapshot at the start of buf (lease.h
+ * "Snapshot"), or 0 if it does not add up. */
+static size_t lease_snap_len(const uint8_t *b, size_t len)
+{
+	size_t off = 12;
+
+	if (len < 12)
+		return 0;
+	for (uint32_t i = 0, n = le32(b + 8); i < n; i++) {
+		if (len - off < 4 || len - off - 4 < le32(b + off))
+			return 0;
+		off += 4 + (size_t)le32(b + off);
+	}
+	return off;
+}
+
+static int add_sub(uint8_t **buf, size_t *len, uint32_t tag, const void *sub, size_t slen)
+{
+	uint8_t *n = realloc(*buf, *len + 8 + slen);
+
+	if (!n)
+		return -ENOMEM;
+	for (int i = 0; i < 4; i++) {
+		n[*len + i] = (uint8_t)(tag >> (8 * i));
+		n[*len + 4 + i] = (uint8_t)(slen >> (8 * i));
+	}
+	memcpy(n + *len + 8, sub, slen);
+	*buf = n;
+	*len += 8 + slen;
+	return 0;
 }
 
 int svc_ckpt_save(struct svc *s, void **buf, size_t *len)
 {
-	return lease_snapshot_encode(s->lease, buf, len);
+	void *sub = NULL;
+	size_t slen = 0;
+	int err = lease_snapshot_encode(s->lease, buf, len);
+
+	if (!err)
+		err = state_snapshot_encode(s->state, &sub, &slen);
+	if (!err)
+		err = add_sub((uint8_t **)buf, len, SUB_STATE, sub, slen);
+	free(sub);
+	if (err) {
+		free(*buf);
+		*buf = NULL;
+	}
+	return err;
 }
 
 int svc_ckpt_load(struct svc *s, const void *buf, size_t len)
 {
-	return lease_snapshot_decode(s->lease, buf, len);
+	const uint8_t *b = buf;
+	size_t off = lease_snap_len(b, len);
+	int err = off ? lease_snapshot_decode(s->lease, b, off) : -TXD_ECORRUPT;
+
+	while (!err && off < len) {
+		if (len - off < 8 || len - off - 8 < le32(b + off + 4))
+			return -TXD_ECORRUPT;
+		uint32_t tag = le32(b + off), slen = le32(b + off + 4);
+		if (tag == SUB_STATE)
+			err = state_snapshot_decode(s->state, b + off + 8, slen);
+		else
+			err = -TXD_EFORMAT;
+		off += 8 + (size_t)slen;
+	}
+	return err;
 }
 
 /* V4: a tick when kicked (start-up, a TTL set), then at the earliest
@@ -743,6 +886,7 @@ void svc_close(struct svc *s)
 		ev_set_observer(s->events, NULL);
 	journal_close(s->journal);
 	lease_close(s->lease);
+	state_close(s->state);
 	proc_close(s->proc);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->up_lock);

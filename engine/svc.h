@@ -18,8 +18,10 @@
  *  V1 Replay refuses nothing silently: a record type no service owns is
  *     -TXD_EFORMAT (rec.h).
  *  V2 The checkpoint section is the lease snapshot taken after the
- *     checkpoint's LSN was chosen, so replay from that LSN is idempotent
- *     over it (lease L7). A checkpoint without the section (store format 1)
+ *     checkpoint's LSN was chosen, then tagged sub-sections of the other
+ *     services (svc.c: the state snapshot), so replay from that LSN is
+ *     idempotent over it (lease L7, state S5); a section written without
+ *     a sub-section leaves that service empty. A checkpoint without the section (store format 1)
  *     leaves the services empty: format 1 had no service records.
  *  V3 Store format: the first service record in a store of format 1 is
  *     preceded by opts.upgrade (FORMAT rewritten durably to 2), so a store
@@ -51,6 +53,12 @@
  *     derived again at svc_start ("derived": true, the release's time,
  *     the leases of the replayed death releases whose holder has no
  *     dead_process event; waits are not logged, so none).
+ *  V7 Every state replace that becomes visible (state.h S1) is one
+ *     "state_replace" event (version, pid, uid, bytes), emitted after its
+ *     record is durable, before the writer is answered, with the replace's
+ *     time; then the state listener runs. Replayed replaces emit nothing
+ *     (not derived as V5 does for leases: a power cut that keeps the record
+ *     and loses the event's unsynced tail loses that event).
  *  V4 The worker thread runs the lease tick at the earliest expiry, waking
  *     at least once a second while a TTL is pending (a lease expires at
  *     most 1 s late); svc_kick after a TTL is set (and start-up) makes it
@@ -76,6 +84,7 @@
 #include "journal.h"
 #include "lease.h"
 #include "proc.h"
+#include "state.h"
 #include "wal.h"
 
 struct svc;
@@ -114,6 +123,12 @@ void svc_set_listener(struct svc *s, void (*fn)(void *arg, const struct lease_ev
 		      void *arg);
 
 struct lease_svc *svc_lease(struct svc *s);
+/* The global state document (state.h), valid until svc_close. */
+struct state_svc *svc_state(struct svc *s);
+/* V7: a receiver of state replaces (the control tree's `changed` waits),
+ * called after the event is logged, with no service lock held. Set once. */
+void svc_set_state_listener(struct svc *s, void (*fn)(void *arg, const struct state_event *ev),
+			    void *arg);
 /* V6: the journal index (journal.h), valid until svc_close. */
 struct journal *svc_journal(struct svc *s);
 struct proc *svc_proc(struct svc *s);
