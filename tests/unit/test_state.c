@@ -264,14 +264,39 @@ Test(state, S3_eight_writers_lose_no_increment)
 /* S1: while the record's sync is held, readers see the old document. */
 struct bg {
 	int err;
+	bool done;
 };
 
 static void *replace_main(void *arg)
 {
 	struct bg *b = arg;
+	int err = put(svc, "{\"new\":1}", STATE_ANY);
 
-	b->err = put(svc, "{\"new\":1}", STATE_ANY);
+	pthread_mutex_lock(&lg.lock);
+	b->err = err;
+	b->done = true;
+	pthread_cond_broadcast(&lg.cv);
+	pthread_mutex_unlock(&lg.lock);
 	return NULL;
+}
+
+/* Start replace_main and return once its sync is held (or it ended
+ * without one: then the test fails). */
+static void start_held(pthread_t *t, struct bg *b)
+{
+	bool held;
+
+	memset(b, 0, sizeof(*b));
+	lg.gate = true;
+	pthread_create(t, NULL, replace_main, b);
+	pthread_mutex_lock(&lg.lock);
+	while (!lg.in_sync && !b->done)
+		pthread_cond_wait(&lg.cv, &lg.lock);
+	held = lg.in_sync;
+	pthread_mutex_unlock(&lg.lock);
+	if (!held)
+		pthread_join(*t, NULL);
+	cr_assert(held, "the replace returned without waiting for its sync");
 }
 
 Test(state, S1_durable_before_visible)
@@ -279,12 +304,7 @@ Test(state, S1_durable_before_visible)
 	pthread_t t;
 	struct bg b;
 
-	lg.gate = true;
-	pthread_create(&t, NULL, replace_main, &b);
-	pthread_mutex_lock(&lg.lock);
-	while (!lg.in_sync)
-		pthread_cond_wait(&lg.cv, &lg.lock);
-	pthread_mutex_unlock(&lg.lock);
+	start_held(&t, &b);
 	/* appended, not durable */
 	cr_assert_eq(lg.n, 1);
 	expect(svc, "{}\n", 0);
@@ -379,12 +399,7 @@ Test(state, S5_snapshot_holds_an_appended_but_unsynced_document)
 	void *snap;
 	size_t len;
 
-	lg.gate = true;
-	pthread_create(&t, NULL, replace_main, &b);
-	pthread_mutex_lock(&lg.lock);
-	while (!lg.in_sync)
-		pthread_cond_wait(&lg.cv, &lg.lock);
-	pthread_mutex_unlock(&lg.lock);
+	start_held(&t, &b);
 	cr_assert_eq(state_snapshot_encode(svc, &snap, &len), 0);
 	pthread_mutex_lock(&lg.lock);
 	lg.gate = false;
