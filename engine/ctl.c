@@ -9,6 +9,7 @@
  *     leases/             ctl_lease.c (kinds from CTL_LEASE_FIRST on)
  *     manifests/ temp/    multi-step operations in flight (none yet)
  *     recovery/           ctl_recovery.c (kinds from CTL_RECOVERY_FIRST on)
+ *     state/              ctl_state.c (kinds from CTL_STATE_FIRST on)
  *     stats               Prometheus text
  *     status.json         struct txd_status as JSON (mountctl status)
  *
@@ -46,6 +47,7 @@
 #include "ctl.h"
 #include "ctl_lease.h"
 #include "ctl_recovery.h"
+#include "ctl_state.h"
 #include "dtree.h"
 #include "events.h"
 #include "svc.h"
@@ -85,6 +87,7 @@ static const struct ctl_entry ctl_root[] = {
 	{"leases", (enum ctl_kind)CTL_LEASE_FIRST, true}, /* ctl_lease.c */
 	{"manifests", CTL_MANIFESTS, true},
 	{"recovery", (enum ctl_kind)CTL_RECOVERY_FIRST, true}, /* ctl_recovery.c */
+	{"state", (enum ctl_kind)CTL_STATE_FIRST, true}, /* ctl_state.c */
 	{"stats", CTL_STATS, false},        {"status.json", CTL_STATUS, false},
 	{"temp", CTL_TEMP, true},           {"txn", CTL_TXNS, true},
 };
@@ -102,6 +105,7 @@ struct ctl_file {
 	char *buf;
 	size_t len;
 	struct lwait *wait; /* a lease wait file (ctl_lease.h) */
+	struct sfile *state; /* a file of state/ (ctl_state.h) */
 };
 
 /* ---- text buffers --------------------------------------------------------------- */
@@ -408,6 +412,8 @@ static bool kind_is_dir(enum ctl_kind k)
 		return ctl_lease_is_dir(k);
 	if (ctl_recovery_owns(k))
 		return ctl_recovery_is_dir(k);
+	if (ctl_state_owns(k))
+		return ctl_state_is_dir(k);
 	return k == CTL_ROOT || k == CTL_COMMITS || k == CTL_MANIFESTS || k == CTL_TEMP ||
 	       k == CTL_TXNS || k == CTL_TXN || k == CTL_DTC || k == CTL_DTC_TXNS;
 }
@@ -427,6 +433,8 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 		return ctl_lease_getattr(fs, n, a);
 	if (ctl_recovery_owns(n->ctl))
 		return ctl_recovery_getattr(fs, n, a);
+	if (ctl_state_owns(n->ctl))
+		return ctl_state_getattr(fs, n, a);
 	bool of_txn = n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL || kind_is_txn_record(n->ctl);
 	struct txn *t = of_txn ? txn_by_id(fs, n->ctl_key) : NULL;
 	if ((n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL) && !t)
@@ -549,6 +557,7 @@ static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct 
 	 * away by rmdir, which drops the kernel's entry itself. */
 	e->cacheable = kind_is_dir(kind) && kind != CTL_COMMITS && kind != CTL_DTC_TXNS &&
 		       !ctl_lease_owns(kind) && /* leases come and go */
+		       !ctl_state_owns(kind) &&
 		       !ctl_recovery_owns(kind); /* so do journals */
 	return 0;
 }
@@ -608,6 +617,8 @@ int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct 
 		return ctl_lease_lookup(fs, parent, name, e);
 	if (ctl_recovery_owns(parent->ctl))
 		return ctl_recovery_lookup(fs, parent, name, e);
+	if (ctl_state_owns(parent->ctl))
+		return ctl_state_lookup(fs, parent, name, e);
 	if (parent->ctl == CTL_DTC)
 		return strcmp(name, "transactions") ? -ENOENT : ctl_node(fs, CTL_DTC_TXNS, 0, e);
 	if (parent->ctl == CTL_DTC_TXNS) {
@@ -669,6 +680,8 @@ int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_
 		return ctl_lease_readdir(fs, n, off, plus, fill, arg);
 	if (ctl_recovery_owns(n->ctl))
 		return ctl_recovery_readdir(fs, n, off, plus, fill, arg);
+	if (ctl_state_owns(n->ctl))
+		return ctl_state_readdir(fs, n, off, plus, fill, arg);
 	if (n->ctl == CTL_DTC_TXNS) {
 		/* offset 3 + k: the k-th record, ascending id (in memory and on disk) */
 		uint64_t *ids;
@@ -769,7 +782,8 @@ int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int fl
 	if (kind_is_dir(n->ctl))
 		return -EISDIR;
 	bool writable = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-	if (writable && n->ctl != CTL_TXN_CTL && !ctl_lease_writable(n->ctl))
+	if (writable && n->ctl != CTL_TXN_CTL && !ctl_lease_writable(n->ctl) &&
+	    !ctl_state_writable(n->ctl))
 		return -EACCES;
 	struct ctl_file *f = calloc(1, sizeof(*f));
 	if (!f)
@@ -782,6 +796,8 @@ int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int fl
 	} else if (ctl_lease_owns(n->ctl)) {
 		ctl_enter(fs, n);
 		err = writable ? 0 : ctl_lease_render(fs, n, &s.p, &s.len);
+	} else if (ctl_state_owns(n->ctl)) {
+		err = ctl_state_open(fs, n, flags, &f->state, &s.p, &s.len);
 	} else {
 		err = render(fs, c, n, &s);
 	}
@@ -808,6 +824,9 @@ ssize_t ctl_read_async(struct txd_fs *fs, struct handle *h, void *buf, size_t si
 	struct ctl_file *f = h->ctl;
 	if (f && f->wait)
 		return ctl_lease_wait_read(fs, f->wait, buf, size, off, h->flags & O_NONBLOCK,
+					   done, arg);
+	if (f && ctl_state_is_wait(f->state))
+		return ctl_state_wait_read(fs, f->state, buf, size, off, h->flags & O_NONBLOCK,
 					   done, arg);
 	if (!f || off >= f->len)
 		return 0;
@@ -855,9 +874,10 @@ ssize_t ctl_write_async(struct txd_fs *fs, const struct txd_cred *c, struct hand
 			const void *buf, size_t size, uint64_t off,
 			void (*done)(void *arg, int err), void *arg)
 {
-	(void)off;
 	if (ctl_lease_owns(h->node->ctl))
 		return ctl_lease_write(fs, c, h, buf, size);
+	if (h->ctl && h->ctl->state)
+		return ctl_state_write(fs, c, h->ctl->state, buf, size, off);
 	if (h->node->ctl != CTL_TXN_CTL)
 		return -EACCES;
 	if (size > 64)
@@ -875,23 +895,50 @@ int ctl_poll(struct txd_fs *fs, struct handle *h, void (*wake)(void *arg), void 
 	struct ctl_file *f = h->ctl;
 	if (f && f->wait)
 		return ctl_lease_wait_poll(fs, f->wait, wake, arg);
+	if (f && ctl_state_is_wait(f->state))
+		return ctl_state_wait_poll(fs, f->state, wake, arg);
 	return 1; /* rendered at open: always readable */
 }
 
 bool ctl_may_wait(const struct handle *h)
 {
-	return h->ctl && h->ctl->wait;
+	return h->ctl && (h->ctl->wait || ctl_state_is_wait(h->ctl->state));
 }
 
 int ctl_read_cancel(struct txd_fs *fs, void *arg)
 {
-	return ctl_lease_wait_cancel(fs, arg);
+	int err = ctl_lease_wait_cancel(fs, arg);
+	return err == -ENOENT ? ctl_state_wait_cancel(fs, arg) : err;
+}
+
+int ctl_flush(struct txd_fs *fs, const struct txd_cred *c, struct handle *h)
+{
+	return h->ctl && h->ctl->state ? ctl_state_flush(fs, c, h->ctl->state) : 0;
+}
+
+ssize_t ctl_getxattr(struct txd_fs *fs, struct node *n, const char *name, void *buf,
+		     size_t size)
+{
+	return ctl_state_owns(n->ctl) ? ctl_state_getxattr(fs, n, name, buf, size) : -ENODATA;
+}
+
+ssize_t ctl_listxattr(struct txd_fs *fs, struct node *n, char *buf, size_t size)
+{
+	return ctl_state_owns(n->ctl) ? ctl_state_listxattr(fs, n, buf, size) : 0;
+}
+
+void ctl_upper_free(struct txd_fs *fs)
+{
+	ctl_lease_free(fs);
+	ctl_state_free(fs);
 }
 
 void ctl_release(struct txd_fs *fs, struct handle *h)
 {
 	if (h->ctl && h->ctl->wait)
 		ctl_lease_wait_close(fs, h->ctl->wait);
+	if (h->ctl && h->ctl->state)
+		ctl_state_release(fs, h->ctl->state);
 	if (h->ctl)
 		free(h->ctl->buf);
 	free(h->ctl);

@@ -57,6 +57,15 @@ void ctl_release(struct txd_fs *fs, struct handle *h);
 int ctl_unlink(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 	       const char *name);
 ssize_t ctl_readlink(struct txd_fs *fs, struct node *n, char *buf, size_t size);
+/* The control tree's teardown (fs->upper_free, set by the adapter that
+ * first keeps state): every adapter's free. */
+void ctl_upper_free(struct txd_fs *fs);
+/* FLUSH / fsync of a control handle: a document file acts (ctl_state.h). */
+int ctl_flush(struct txd_fs *fs, const struct txd_cred *c, struct handle *h);
+/* xattrs of a control node (user.txdir.version of the state document). */
+ssize_t ctl_getxattr(struct txd_fs *fs, struct node *n, const char *name, void *buf,
+		     size_t size);
+ssize_t ctl_listxattr(struct txd_fs *fs, struct node *n, char *buf, size_t size);
 /* fs_node_put for a control node: forgets it (one node id per object)
  * before it is freed. */
 void ctl_node_put(struct txd_fs *fs, struct node *n);

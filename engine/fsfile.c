@@ -566,7 +566,7 @@ ssize_t fs_write(struct txd_fs *fs, const struct txd_cred *c, struct handle *h, 
 }
 
 /* ---- flush / fsync / release ------------------------------------------------------- */
-int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t *lsn_out)
+int fs_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t *lsn_out)
 {
 	struct handle *h = fs_file_handle(fh);
 	if (!h)
@@ -582,8 +582,8 @@ int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t
 	return err;
 }
 
-int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
-		      uint64_t *lsn_out)
+int fs_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
+		     uint64_t *lsn_out)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fh;
 	if (h && h->magic == HANDLE_MAGIC && !h->is_dir && h->writable && h->wf)

@@ -783,7 +783,7 @@ static ssize_t copy_out(void *buf, size_t size, const void *val, size_t len)
 	return (ssize_t)len;
 }
 
-ssize_t txd_getxattr(struct txd_fs *fs, uint64_t node, const char *name, void *buf, size_t size)
+ssize_t fs_getxattr(struct txd_fs *fs, uint64_t node, const char *name, void *buf, size_t size)
 {
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = fs_node(fs, node);
@@ -809,7 +809,7 @@ out:
 	return ret;
 }
 
-ssize_t txd_listxattr(struct txd_fs *fs, uint64_t node, char *buf, size_t size)
+ssize_t fs_listxattr(struct txd_fs *fs, uint64_t node, char *buf, size_t size)
 {
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = fs_node(fs, node);

@@ -342,6 +342,14 @@ uint64_t state_version(struct state_svc *s)
 	return v;
 }
 
+void state_info(struct state_svc *s, struct state_event *out)
+{
+	pthread_mutex_lock(&s->lock);
+	*out = (struct state_event){ .version = s->vis->version, .time_ns = s->vis->time_ns,
+				     .by = s->vis->by, .bytes = s->vis->len };
+	pthread_mutex_unlock(&s->lock);
+}
+
 uint64_t state_replaces(struct state_svc *s)
 {
 	uint64_t n;

@@ -143,6 +143,9 @@ int state_replace(struct state_svc *s, const char *doc, size_t len, uint64_t if_
  * the NUL) and its version. -ENOMEM. */
 int state_get(struct state_svc *s, char **doc, size_t *len, uint64_t *version);
 uint64_t state_version(struct state_svc *s);
+/* The visible document's version, time, writer and size (time 0 and the
+ * server at version 0). */
+void state_info(struct state_svc *s, struct state_event *out);
 /* Replaces made visible since state_open (not replayed ones). */
 uint64_t state_replaces(struct state_svc *s);
 

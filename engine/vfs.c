@@ -8,10 +8,13 @@
  *   lookup      a control node, or a view's root asked for ".txdir" → ctl
  *   getattr, setattr, readdir, open, read, write, release → by node kind
  *   mkdir, rmdir  a control parent → ctl (begin / remove a transaction)
+ *   flush, fsync  a control handle → ctl (a state document acts)
+ *   getxattr, listxattr  a control node → ctl (user.txdir.version of
+ *               the state document)
  *   opendir, releasedir, forget: handle and node bookkeeping for both
  *               kinds; a control node is put through ctl_node_put
  * Calls that only refuse control nodes (mknod, symlink, link, unlink,
- * rename, readlink, xattrs, flush, fsync, fallocate) stay in the data tree.
+ * rename, readlink, setxattr, fallocate) stay in the data tree.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -22,6 +25,7 @@
 #include "ctl.h"
 #include "dtree.h"
 #include "txn.h"
+#include "wal.h"
 
 /* Drop a node reference the kernel or a handle held (fs->lock held). */
 static void node_put(struct txd_fs *fs, struct node *n)
@@ -345,6 +349,56 @@ ssize_t txd_write_async(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh
 int txd_write_cancel(struct txd_fs *fs, void *arg)
 {
 	return txn_cancel_wait(fs, arg);
+}
+
+/* A control handle's FLUSH / fsync: ctl_flush, then every earlier commit's
+ * LSN (the caller waits for it as for a data file's). */
+static int ctl_handle_flush(struct txd_fs *fs, struct handle *h, const struct txd_cred *c,
+			    uint64_t *lsn_out)
+{
+	int err = ctl_flush(fs, c, h);
+	if (lsn_out)
+		*lsn_out = wal_last_lsn(fs->wal);
+	return err;
+}
+
+int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t *lsn_out)
+{
+	struct handle *h = fs_file_handle(fh);
+	if (h && is_ctl(h))
+		return ctl_handle_flush(fs, h, c, lsn_out);
+	return fs_flush(fs, fh, c, lsn_out);
+}
+
+int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
+		      uint64_t *lsn_out)
+{
+	struct handle *h = fs_file_handle(fh);
+	if (h && is_ctl(h))
+		return ctl_handle_flush(fs, h, c, lsn_out);
+	return fs_fsync_prepare(fs, fh, c, lsn_out);
+}
+
+ssize_t txd_getxattr(struct txd_fs *fs, uint64_t node, const char *name, void *buf, size_t size)
+{
+	if (kind_of(fs, node) != CONTROL)
+		return fs_getxattr(fs, node, name, buf, size);
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	ssize_t ret = n ? ctl_getxattr(fs, n, name, buf, size) : -ESTALE;
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
+ssize_t txd_listxattr(struct txd_fs *fs, uint64_t node, char *buf, size_t size)
+{
+	if (kind_of(fs, node) != CONTROL)
+		return fs_listxattr(fs, node, buf, size);
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	ssize_t ret = n ? ctl_listxattr(fs, n, buf, size) : -ESTALE;
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
 }
 
 int txd_release(struct txd_fs *fs, uint64_t fh)

@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -560,4 +561,174 @@ Test(state, V2_checkpoint_section_with_and_without_the_state)
 	free(lease_only);
 	wal_close(w);
 	tt_rmtree(dir);
+}
+
+/* ---- .txdir/state/ through the public API (ctl_state.h) ------------------------------ */
+static const struct txd_opts DUR = { .durability = TXD_DUR_FSYNC };
+#define DOC ".txdir/state/global_state.json"
+#define UPD ".txdir/state/update"
+
+static void expect_file(struct txd_fs *fs, const char *path, const char *want)
+{
+	char *d;
+	size_t len;
+
+	cr_assert_eq(tt_get(fs, path, &d, &len), 0);
+	cr_assert_eq(len, strlen(want), "%s: \"%.*s\"", path, (int)len, d);
+	cr_assert_eq(memcmp(d, want, len), 0, "%s: \"%.*s\"", path, (int)len, d);
+	free(d);
+}
+
+static uint64_t xversion(struct txd_fs *fs)
+{
+	uint64_t node;
+	char v[32] = { 0 };
+
+	cr_assert_eq(tt_resolve(fs, DOC, NULL, NULL, &node), 0);
+	cr_assert_gt(txd_getxattr(fs, node, "user.txdir.version", v, sizeof(v) - 1), 0);
+	return strtoull(v, NULL, 10);
+}
+
+Test(state, ctl_document_replace_at_flush_survives_a_reopen_and_a_checkpoint)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	uint64_t node;
+	char names[64];
+
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	expect_file(fs, DOC, "{}\n");
+	cr_assert_eq(xversion(fs), 0);
+	cr_assert_eq(tt_put(fs, DOC, "{\"a\": [1, 2]}\n", 14), 0);
+	expect_file(fs, DOC, "{\"a\": [1, 2]}\n");
+	cr_assert_eq(xversion(fs), 1);
+	cr_assert_eq(tt_put(fs, DOC, "{\"a\": ", 6), -EINVAL, "close returns EINVAL");
+	expect_file(fs, DOC, "{\"a\": [1, 2]}\n");
+	cr_assert_eq(xversion(fs), 1);
+	cr_assert_eq(tt_resolve(fs, DOC, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_listxattr(fs, node, names, sizeof(names)), 19);
+	cr_assert_str_eq(names, "user.txdir.version");
+	txd_fs_close(fs); /* a checkpoint: the sub-section */
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	expect_file(fs, DOC, "{\"a\": [1, 2]}\n");
+	cr_assert_eq(xversion(fs), 1);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+Test(state, ctl_document_in_several_writes_acts_once_at_flush)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	struct txd_open_out oo;
+	uint64_t node;
+
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	cr_assert_eq(tt_resolve(fs, DOC, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, &tt_cred, node, O_WRONLY | O_TRUNC, &oo), 0);
+	cr_assert_eq(txd_flush(fs, oo.fh, &tt_cred, NULL), 0, "an O_TRUNC open publishes nothing");
+	cr_assert_eq(txd_write(fs, &tt_cred, oo.fh, "[1,", 3, 0), 3);
+	cr_assert_eq(txd_write(fs, &tt_cred, oo.fh, "2]", 2, 3), 2);
+	cr_assert_eq(xversion(fs), 0, "nothing before the flush");
+	cr_assert_eq(txd_flush(fs, oo.fh, &tt_cred, NULL), 0);
+	cr_assert_eq(xversion(fs), 1);
+	cr_assert_eq(txd_flush(fs, oo.fh, &tt_cred, NULL), 0, "nothing written since");
+	cr_assert_eq(xversion(fs), 1);
+	cr_assert_eq(txd_release(fs, oo.fh), 0);
+	expect_file(fs, DOC, "[1,2]");
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+Test(state, ctl_update_compare_and_swap)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	const char *u0 = "{\"if_version\": 0, \"document\": {\"n\": 1}}\n";
+
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	cr_assert_eq(tt_put(fs, UPD, u0, strlen(u0)), 0);
+	expect_file(fs, DOC, "{\n\t\"n\":\t1\n}\n");
+	cr_assert_eq(tt_put(fs, UPD, u0, strlen(u0)), -EBUSY, "stale");
+	const char *bad[] = { "{\"document\": 1}", "{\"if_version\": \"1\", \"document\": 1}",
+			      "{\"if_version\": 1.5, \"document\": 1}",
+			      "{\"if_version\": -1, \"document\": 1}", "{\"if_version\": 1}",
+			      "{\"if_version\": 1, \"document\": 1, \"if_lease\": \"x\"}", "[1]",
+			      "{\"if_version\": 1, " };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(tt_put(fs, UPD, bad[i], strlen(bad[i])), -EINVAL, "accepted %s", bad[i]);
+	cr_assert_eq(xversion(fs), 1);
+	const char *u1 = "{\"if_version\": 1, \"document\": [true]}";
+	cr_assert_eq(tt_put(fs, UPD, u1, strlen(u1)), 0);
+	cr_assert_eq(xversion(fs), 2);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+struct woke {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	int n, err;
+};
+
+static void woke_done(void *arg, int err)
+{
+	struct woke *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	w->n++;
+	w->err = err;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void woke_wake(void *arg)
+{
+	woke_done(arg, 0);
+}
+
+Test(state, ctl_changed_waits_for_the_next_version)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	struct txd_open_out oo, nb;
+	struct woke w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	struct woke p = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	uint64_t node;
+	char buf[32];
+
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	cr_assert_eq(tt_put(fs, DOC, "1", 1), 0);
+	cr_assert_eq(tt_resolve(fs, ".txdir/state/changed", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, &tt_cred, node, O_RDONLY, &oo), 0);
+	cr_assert_eq(txd_open(fs, &tt_cred, node, O_RDONLY | O_NONBLOCK, &nb), 0);
+	cr_assert(txd_read_may_wait(fs, oo.fh));
+	cr_assert_eq(txd_read_async(fs, nb.fh, buf, sizeof(buf), 0, woke_done, &w), -EAGAIN);
+	cr_assert_eq(txd_poll(fs, nb.fh, woke_wake, &p), 0);
+	cr_assert_eq(txd_read_async(fs, oo.fh, buf, sizeof(buf), 0, woke_done, &w), -EINPROGRESS);
+	cr_assert_eq(w.n, 0);
+	cr_assert_eq(tt_put(fs, DOC, "2", 1), 0);
+	cr_assert_eq(w.n, 1, "the deferred read answered by the replace");
+	cr_assert_eq(p.n, 1, "the poll woken");
+	cr_assert_eq(txd_read_async(fs, oo.fh, buf, sizeof(buf), 0, woke_done, &w), 2);
+	cr_assert_eq(memcmp(buf, "2\n", 2), 0, "prints the new version");
+	cr_assert_eq(txd_poll(fs, nb.fh, NULL, NULL), 1);
+	txd_release(fs, oo.fh);
+	txd_release(fs, nb.fh);
+	/* opened after the replace: waits for the next one */
+	cr_assert_eq(txd_open(fs, &tt_cred, node, O_RDONLY | O_NONBLOCK, &nb), 0);
+	cr_assert_eq(txd_read_async(fs, nb.fh, buf, sizeof(buf), 0, woke_done, &w), -EAGAIN);
+	txd_release(fs, nb.fh);
+	char *info;
+	size_t ilen;
+	cr_assert_eq(tt_get(fs, ".txdir/state/info.json", &info, &ilen), 0);
+	cr_assert_not_null(strstr(info, "\"version\":\t2,"), "%s", info);
+	cr_assert_not_null(strstr(info, "\"bytes\":\t1,"), "%s", info);
+	free(info);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
 }
