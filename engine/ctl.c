@@ -488,6 +488,8 @@ int ctl_setattr(struct txd_fs *fs, const struct txd_cred *c, struct node *n,
 	int err = 0;
 	if (ctl_lease_owns(n->ctl) && (sa->valid & (TXD_SET_MTIME | TXD_SET_MTIME_NOW)))
 		err = ctl_lease_touch(fs, c, n); /* touch renews (SPEC §5) */
+	if (ctl_state_owns(n->ctl) && (sa->valid & TXD_SET_SIZE))
+		err = ctl_state_truncate(fs, n, sa->size); /* a temp file's */
 	return err ? err : ctl_getattr(fs, n, out ? out : &(struct txd_attr){0});
 }
 
@@ -773,7 +775,27 @@ int ctl_unlink(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 	ctl_enter(fs, parent);
 	if (ctl_lease_owns(parent->ctl))
 		return ctl_lease_unlink(fs, c, parent, name);
+	if (ctl_state_owns(parent->ctl))
+		return ctl_state_unlink(fs, c, parent, name);
 	return kind_is_dir(parent->ctl) ? -EPERM : -ENOTDIR;
+}
+
+int ctl_create(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+	       const char *name, mode_t mode, struct txd_entry *e)
+{
+	ctl_enter(fs, parent);
+	if (ctl_state_owns(parent->ctl))
+		return ctl_state_create(fs, c, parent, name, mode, e);
+	return kind_is_dir(parent->ctl) ? -EPERM : -ENOTDIR;
+}
+
+int ctl_rename(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+	       const char *name, struct node *newparent, const char *newname, unsigned flags)
+{
+	ctl_enter(fs, parent);
+	if (ctl_state_owns(parent->ctl) && ctl_state_owns(newparent->ctl))
+		return ctl_state_rename(fs, c, parent, name, newparent, newname, flags);
+	return -EXDEV; /* control objects do not move */
 }
 
 int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int flags,
@@ -797,7 +819,7 @@ int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int fl
 		ctl_enter(fs, n);
 		err = writable ? 0 : ctl_lease_render(fs, n, &s.p, &s.len);
 	} else if (ctl_state_owns(n->ctl)) {
-		err = ctl_state_open(fs, n, flags, &f->state, &s.p, &s.len);
+		err = ctl_state_open(fs, c, n, flags, &f->state, &s.p, &s.len);
 	} else {
 		err = render(fs, c, n, &s);
 	}

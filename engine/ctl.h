@@ -57,6 +57,13 @@ void ctl_release(struct txd_fs *fs, struct handle *h);
 int ctl_unlink(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 	       const char *name);
 ssize_t ctl_readlink(struct txd_fs *fs, struct node *n, char *buf, size_t size);
+/* create and rename in the control tree: temp files of state/
+ * (ctl_state.h); rename may release fs->lock meanwhile. Else -EPERM /
+ * -EXDEV. */
+int ctl_create(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+	       const char *name, mode_t mode, struct txd_entry *e);
+int ctl_rename(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+	       const char *name, struct node *newparent, const char *newname, unsigned flags);
 /* The control tree's teardown (fs->upper_free, set by the adapter that
  * first keeps state): every adapter's free. */
 void ctl_upper_free(struct txd_fs *fs);

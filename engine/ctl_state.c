@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/fs.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ enum {
 	S_UPDATE,
 	S_CHANGED,
 	S_INFO,
+	S_TEMP,         /* key: the temp file's id */
 	S_END
 };
 
@@ -43,6 +45,18 @@ static const struct {
 
 /* update's envelope around a document of STATE_DOC_MAX bytes */
 #define UPDATE_MAX (STATE_DOC_MAX + 4096)
+#define STATE_TEMP_MAX 16 /* temp files per uid (root is not limited): EDQUOT */
+
+/* A temp file beside the document (volatile: memory only). tlock. */
+struct stemp {
+	struct stemp *next;
+	uint64_t id;
+	uint32_t uid, gid;
+	mode_t mode;
+	char *buf;
+	size_t len, cap;
+	char name[];
+};
 
 /* An open file of state/: the bytes written since the last act (document
  * files), or a wait (changed). */
@@ -53,6 +67,7 @@ struct sfile {
 	char *buf;
 	size_t len, cap;
 	bool dirty;                 /* written since the last act */
+	uint64_t temp;              /* S_TEMP: its id */
 	uint64_t version;           /* changed: the version at open */
 	bool ready;
 	uint64_t result;            /* changed: the new version */
@@ -65,6 +80,9 @@ struct sfile {
 struct ctl_states {
 	pthread_mutex_t wlock;      /* the waits (leaf) */
 	struct sfile waits;         /* list head */
+	pthread_mutex_t tlock;      /* the temp files (leaf) */
+	struct stemp *temps;
+	uint64_t next_temp;
 };
 
 static void on_state_event(void *arg, const struct state_event *ev);
@@ -75,6 +93,7 @@ static struct ctl_states *cstate(struct txd_fs *fs)
 		struct ctl_states *cs = fs->ctl_states;
 		fs->upper_free = ctl_upper_free;
 		pthread_mutex_init(&cs->wlock, NULL);
+		pthread_mutex_init(&cs->tlock, NULL);
 		cs->waits.next = cs->waits.prev = &cs->waits;
 		svc_set_state_listener(fs->svc, on_state_event, cs);
 	}
@@ -88,6 +107,13 @@ void ctl_state_free(struct txd_fs *fs)
 	if (!cs)
 		return;
 	/* the services are closed already (fs_free): no listener call after */
+	while (cs->temps) {
+		struct stemp *t = cs->temps;
+		cs->temps = t->next;
+		free(t->buf);
+		free(t);
+	}
+	pthread_mutex_destroy(&cs->tlock);
 	pthread_mutex_destroy(&cs->wlock);
 	free(cs);
 	fs->ctl_states = NULL;
@@ -116,7 +142,71 @@ unsigned ctl_state_root_kind(void)
 
 bool ctl_state_writable(unsigned kind)
 {
-	return kind == S_DOC || kind == S_UPDATE;
+	return kind == S_DOC || kind == S_UPDATE || kind == S_TEMP;
+}
+
+/* ---- temp files (tlock held) ---------------------------------------------------- */
+static struct stemp *temp_by_name(struct ctl_states *cs, const char *name)
+{
+	for (struct stemp *t = cs->temps; t; t = t->next)
+		if (strcmp(t->name, name) == 0)
+			return t;
+	return NULL;
+}
+
+static struct stemp *temp_by_id(struct ctl_states *cs, uint64_t id)
+{
+	for (struct stemp *t = cs->temps; t; t = t->next)
+		if (t->id == id)
+			return t;
+	return NULL;
+}
+
+static void temp_remove(struct ctl_states *cs, struct stemp *t)
+{
+	struct stemp **pp = &cs->temps;
+
+	while (*pp != t)
+		pp = &(*pp)->next;
+	*pp = t->next;
+	free(t->buf);
+	free(t);
+}
+
+/* Bytes [len, size) are zeros; -EFBIG over STATE_DOC_MAX. */
+static int temp_resize(struct stemp *t, size_t size)
+{
+	if (size > STATE_DOC_MAX)
+		return -EFBIG;
+	if (size > t->cap) {
+		size_t cap = t->cap ? t->cap : 4096;
+		while (cap < size)
+			cap *= 2;
+		char *nb = realloc(t->buf, cap);
+		if (!nb)
+			return -ENOMEM;
+		t->buf = nb;
+		t->cap = cap;
+	}
+	if (size > t->len)
+		memset(t->buf + t->len, 0, size - t->len);
+	t->len = size;
+	return 0;
+}
+
+static bool fixed_name(const char *name)
+{
+	for (size_t k = 0; k < NFILES; k++)
+		if (strcmp(name, files[k].name) == 0)
+			return true;
+	return false;
+}
+
+/* The caller may remove or rename t: its owner or root (the directory is
+ * 0777 without the sticky bit, so the kernel leaves this to us). */
+static bool temp_may(const struct txd_cred *c, const struct stemp *t)
+{
+	return !c || c->uid == 0 || c->uid == t->uid;
 }
 
 int ctl_state_lookup(struct txd_fs *fs, struct node *parent, const char *name,
@@ -127,14 +217,41 @@ int ctl_state_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 	for (size_t k = 0; k < NFILES; k++)
 		if (strcmp(name, files[k].name) == 0)
 			return ctl_entry(fs, files[k].kind, 0, e);
-	return -ENOENT;
+	struct ctl_states *cs = cstate(fs);
+	uint64_t id = 0;
+	if (cs) {
+		pthread_mutex_lock(&cs->tlock);
+		struct stemp *t = temp_by_name(cs, name);
+		id = t ? t->id : 0;
+		pthread_mutex_unlock(&cs->tlock);
+	}
+	return id ? ctl_entry(fs, S_TEMP, id, e) : -ENOENT;
 }
 
 int ctl_state_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 {
-	(void)fs;
+	if (n->ctl == S_TEMP) {
+		struct ctl_states *cs = cstate(fs);
+		int err = -ENOENT;
+		if (!cs)
+			return -ENOMEM;
+		pthread_mutex_lock(&cs->tlock);
+		struct stemp *t = temp_by_id(cs, n->ctl_key);
+		if (t) {
+			a->mode = S_IFREG | t->mode;
+			a->uid = t->uid;
+			a->gid = t->gid;
+			a->nlink = 1;
+			a->size = t->len;
+			err = 0;
+		}
+		pthread_mutex_unlock(&cs->tlock);
+		return err;
+	}
 	if (n->ctl == S_DIR) {
-		a->mode = S_IFDIR | 0555;
+		/* anyone may make a temp file here (not sticky: rename over
+		 * the document must work for every uid; temp_may) */
+		a->mode = S_IFDIR | 0777;
 		a->nlink = 2;
 		a->size = 4096;
 		return 0;
@@ -153,8 +270,121 @@ int ctl_state_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus
 		return -ENOTDIR;
 	for (uint64_t k = off < 3 ? 0 : off - 2; k < NFILES; k++)
 		if (ctl_fill(fs, files[k].name, files[k].kind, 0, plus, k + 3, fill, arg))
+			return 0;
+	/* then the temp files: offset 3 + NFILES + k is the k-th */
+	struct ctl_states *cs = cstate(fs);
+	struct {
+		uint64_t id;
+		char name[TXD_NAME_MAX + 1];
+	} *v = NULL;
+	size_t nt = 0, cap = 0;
+	if (!cs)
+		return -ENOMEM;
+	pthread_mutex_lock(&cs->tlock);
+	for (struct stemp *t = cs->temps; t; t = t->next) {
+		if (nt == cap) {
+			cap = cap ? 2 * cap : 16;
+			void *nv = realloc(v, cap * sizeof(*v));
+			if (!nv)
+				break;
+			v = nv;
+		}
+		v[nt].id = t->id;
+		snprintf(v[nt++].name, sizeof(v->name), "%s", t->name);
+	}
+	pthread_mutex_unlock(&cs->tlock);
+	for (uint64_t k = off < 3 + NFILES ? 0 : off - 2 - NFILES; k < nt; k++)
+		if (ctl_fill(fs, v[k].name, S_TEMP, v[k].id, plus, k + 3 + NFILES, fill, arg))
 			break;
+	free(v);
 	return 0;
+}
+
+int ctl_state_create(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+		     const char *name, mode_t mode, struct txd_entry *e)
+{
+	struct ctl_states *cs = cstate(fs);
+	size_t len = strlen(name), mine = 0;
+	uint32_t uid = c ? c->uid : 0;
+	struct stemp *t;
+
+	if (parent->ctl != S_DIR)
+		return -EPERM;
+	if (len == 0 || len > TXD_NAME_MAX)
+		return len ? -ENAMETOOLONG : -EINVAL;
+	if (strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+		return -EINVAL;
+	if (fixed_name(name))
+		return -EEXIST;
+	if (!cs)
+		return -ENOMEM;
+	pthread_mutex_lock(&cs->tlock);
+	for (t = cs->temps; t; t = t->next)
+		mine += t->uid == uid;
+	if (temp_by_name(cs, name)) {
+		pthread_mutex_unlock(&cs->tlock);
+		return -EEXIST;
+	}
+	if (uid != 0 && mine >= STATE_TEMP_MAX) {
+		pthread_mutex_unlock(&cs->tlock);
+		return -EDQUOT;
+	}
+	t = calloc(1, sizeof(*t) + len + 1);
+	if (!t) {
+		pthread_mutex_unlock(&cs->tlock);
+		return -ENOMEM;
+	}
+	memcpy(t->name, name, len + 1);
+	t->id = ++cs->next_temp;
+	t->uid = uid;
+	t->gid = c ? c->gid : 0;
+	t->mode = (mode & 0666 & ~(c ? c->umask : 022)) | 0600;
+	t->next = cs->temps;
+	cs->temps = t;
+	uint64_t id = t->id;
+	pthread_mutex_unlock(&cs->tlock);
+	return ctl_entry(fs, S_TEMP, id, e);
+}
+
+int ctl_state_unlink(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+		     const char *name)
+{
+	struct ctl_states *cs = cstate(fs);
+	int err = -ENOENT;
+
+	if (parent->ctl != S_DIR)
+		return -ENOTDIR;
+	if (fixed_name(name))
+		return -EPERM;
+	if (!cs)
+		return -ENOMEM;
+	pthread_mutex_lock(&cs->tlock);
+	struct stemp *t = temp_by_name(cs, name);
+	if (t && !temp_may(c, t))
+		err = -EPERM;
+	else if (t) {
+		temp_remove(cs, t);
+		err = 0;
+	}
+	pthread_mutex_unlock(&cs->tlock);
+	return err;
+}
+
+int ctl_state_truncate(struct txd_fs *fs, struct node *n, uint64_t size)
+{
+	struct ctl_states *cs = cstate(fs);
+	int err = -ENOENT;
+
+	if (n->ctl != S_TEMP)
+		return 0; /* the document: `> global_state.json` truncates nothing */
+	if (!cs)
+		return -ENOMEM;
+	pthread_mutex_lock(&cs->tlock);
+	struct stemp *t = temp_by_id(cs, n->ctl_key);
+	if (t)
+		err = size > STATE_DOC_MAX ? -EFBIG : temp_resize(t, (size_t)size);
+	pthread_mutex_unlock(&cs->tlock);
+	return err;
 }
 
 static char *render_info(struct txd_fs *fs)
@@ -179,8 +409,8 @@ static char *render_info(struct txd_fs *fs)
 	return txt;
 }
 
-int ctl_state_open(struct txd_fs *fs, struct node *n, int flags, struct sfile **out,
-		   char **buf, size_t *len)
+int ctl_state_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int flags,
+		   struct sfile **out, char **buf, size_t *len)
 {
 	struct ctl_states *cs = cstate(fs);
 	struct sfile *f = calloc(1, sizeof(*f));
@@ -197,6 +427,27 @@ int ctl_state_open(struct txd_fs *fs, struct node *n, int flags, struct sfile **
 	*len = 0;
 	if (n->ctl == S_DOC && (flags & O_ACCMODE) != O_WRONLY) {
 		err = state_get(ssvc(fs), buf, len, &version);
+	} else if (n->ctl == S_TEMP) {
+		/* a plain file: O_TRUNC truncates at open, a read sees the bytes
+		 * as of open */
+		pthread_mutex_lock(&cs->tlock);
+		struct stemp *t = temp_by_id(cs, n->ctl_key);
+		f->temp = n->ctl_key;
+		if (!t)
+			err = -ENOENT;
+		else if (c && c->uid != 0 && c->uid != t->uid)
+			err = -EACCES;
+		else if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY)
+			t->len = 0;
+		if (!err && (flags & O_ACCMODE) != O_WRONLY && t->len) {
+			if ((*buf = malloc(t->len))) {
+				memcpy(*buf, t->buf, t->len);
+				*len = t->len;
+			} else {
+				err = -ENOMEM;
+			}
+		}
+		pthread_mutex_unlock(&cs->tlock);
 	} else if (n->ctl == S_INFO) {
 		*buf = render_info(fs);
 		*len = *buf ? strlen(*buf) : 0;
@@ -325,6 +576,26 @@ static int act(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f)
 	return err;
 }
 
+/* A temp file's bytes change at each write (it is a file, not a document
+ * yet: the rename over global_state.json is what acts). */
+static ssize_t temp_write(struct txd_fs *fs, struct sfile *f, const void *buf, size_t size,
+			  uint64_t off)
+{
+	struct ctl_states *cs = fs->ctl_states;
+	int err = -ENOENT;
+
+	if (off > STATE_DOC_MAX || size > STATE_DOC_MAX - off)
+		return -EFBIG;
+	pthread_mutex_lock(&cs->tlock);
+	struct stemp *t = temp_by_id(cs, f->temp);
+	if (t)
+		err = off + size > t->len ? temp_resize(t, off + size) : 0;
+	if (!err)
+		memcpy(t->buf + off, buf, size);
+	pthread_mutex_unlock(&cs->tlock);
+	return err ? err : (ssize_t)size;
+}
+
 /* Is the buffer one complete JSON object already (update acts at once)? */
 static bool complete_object(const struct sfile *f)
 {
@@ -343,6 +614,8 @@ ssize_t ctl_state_write(struct txd_fs *fs, const struct txd_cred *c, struct sfil
 
 	if (!ctl_state_writable(f->kind))
 		return -EACCES;
+	if (f->kind == S_TEMP)
+		return temp_write(fs, f, buf, size, off);
 	if (off > max || size > max - off)
 		return -EFBIG;
 	pthread_mutex_lock(&f->lock);
@@ -375,13 +648,101 @@ int ctl_state_flush(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f
 {
 	int err = 0;
 
-	if (!ctl_state_writable(f->kind))
-		return 0;
+	if (f->kind != S_DOC && f->kind != S_UPDATE)
+		return 0; /* a temp file holds its bytes already */
 	pthread_mutex_lock(&f->lock);
 	if (f->dirty)
 		err = act(fs, c, f);
 	pthread_mutex_unlock(&f->lock);
 	return err;
+}
+
+/* ---- rename ------------------------------------------------------------------------ */
+/* A temp file renamed over global_state.json: its bytes replace the
+ * document (state_replace: EINVAL/EFBIG and the old document stays, and
+ * so does the temp file); then the temp file is gone. fs->lock is
+ * released around the replace (it waits for the WAL's sync). */
+static int rename_over_doc(struct txd_fs *fs, const struct txd_cred *c, struct ctl_states *cs,
+			   struct stemp *t)
+{
+	uint64_t id = t->id;
+	size_t len = t->len;
+	char *doc = malloc(len ? len : 1);
+	int err;
+
+	if (!doc) {
+		pthread_mutex_unlock(&cs->tlock);
+		return -ENOMEM;
+	}
+	memcpy(doc, t->buf, len);
+	pthread_mutex_unlock(&cs->tlock);
+	pthread_mutex_unlock(&fs->lock);
+	err = replace(fs, c, doc, len, STATE_ANY);
+	free(doc);
+	pthread_mutex_lock(&fs->lock);
+	if (!err) {
+		pthread_mutex_lock(&cs->tlock);
+		if ((t = temp_by_id(cs, id)))
+			temp_remove(cs, t);
+		pthread_mutex_unlock(&cs->tlock);
+	}
+	return err;
+}
+
+int ctl_state_rename(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+		     const char *name, struct node *newparent, const char *newname,
+		     unsigned flags)
+{
+	struct ctl_states *cs = cstate(fs);
+	struct stemp *t, *dst;
+	size_t nlen = strlen(newname);
+
+	if (parent->ctl != S_DIR || newparent->ctl != S_DIR)
+		return -EXDEV; /* only within state/ */
+	if (flags & ~RENAME_NOREPLACE)
+		return -EINVAL; /* RENAME_EXCHANGE: nothing to exchange with */
+	if (fixed_name(name))
+		return -EPERM;  /* the document and its files stay */
+	if (nlen == 0 || nlen > TXD_NAME_MAX || strchr(newname, '/'))
+		return nlen > TXD_NAME_MAX ? -ENAMETOOLONG : -EINVAL;
+	if (!cs)
+		return -ENOMEM;
+	pthread_mutex_lock(&cs->tlock);
+	t = temp_by_name(cs, name);
+	int err = !t ? -ENOENT : !temp_may(c, t) ? -EPERM : 0;
+	if (!err && strcmp(name, newname) == 0)
+		err = -EEXIST; /* rename to itself: nothing to do */
+	if (!err && fixed_name(newname)) {
+		if (flags & RENAME_NOREPLACE)
+			err = -EEXIST;
+		else if (strcmp(newname, "global_state.json") != 0)
+			err = -EPERM;
+		else
+			return rename_over_doc(fs, c, cs, t); /* unlocks tlock */
+	}
+	if (!err && (dst = temp_by_name(cs, newname))) {
+		if (flags & RENAME_NOREPLACE)
+			err = -EEXIST;
+		else if (!temp_may(c, dst))
+			err = -EPERM;
+		else
+			temp_remove(cs, dst);
+	}
+	if (!err) {
+		/* off the list while realloc may move it, then back at the head */
+		struct stemp **pp = &cs->temps, *nt;
+		while (*pp != t)
+			pp = &(*pp)->next;
+		*pp = t->next;
+		if ((nt = realloc(t, sizeof(*t) + nlen + 1)))
+			memcpy(nt->name, newname, nlen + 1);
+		else
+			nt = t, err = -ENOMEM;
+		nt->next = cs->temps;
+		cs->temps = nt;
+	}
+	pthread_mutex_unlock(&cs->tlock);
+	return err == -EEXIST && strcmp(name, newname) == 0 ? 0 : err;
 }
 
 /* ---- changed: the wait ---------------------------------------------------------- */

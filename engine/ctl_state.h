@@ -4,7 +4,7 @@
  * the services host svc.h). ctl.c routes every node of a kind at or above
  * CTL_STATE_FIRST (and below CTL_RECOVERY_FIRST) here.
  *
- *   state/                0555
+ *   state/                0777 (not sticky: temp_may decides)
  *     global_state.json   0666. Read: the document visible at open. Write:
  *                         the bytes written through one open file are
  *                         buffered (at their offsets; O_TRUNC and truncate
@@ -32,9 +32,24 @@
  *     info.json           {"version", "bytes", "updated" (RFC 3339 or
  *                         null), "pid", "uid"} of the visible document
  *
- * Not built (say so rather than pretend): temp files and rename over
- * global_state.json (create in state/ is EPERM and rename EXDEV/EPERM),
- * and the participants mode (no participants file).
+ *     NAME                a temp file (create, write, read, truncate,
+ *                         unlink, rename): any other name. Its owner's
+ *                         (mode from create & ~umask | 0600; others EACCES
+ *                         at open, EPERM at unlink and rename), at most
+ *                         STATE_DOC_MAX bytes (EFBIG), STATE_TEMP_MAX (16)
+ *                         per uid (EDQUOT; root is not limited). VOLATILE:
+ *                         in memory only, gone at a restart. Renamed over
+ *                         global_state.json its bytes replace the document
+ *                         (`jq … > tmp && mv tmp global_state.json`):
+ *                         EINVAL/EFBIG and both the document and the temp
+ *                         file stay; else the temp file is gone. A rename
+ *                         into or out of state/ is EXDEV (mv then copies:
+ *                         its open + write + close of global_state.json
+ *                         replaces the document); renaming the fixed files
+ *                         or over update/changed/info.json: EPERM.
+ *
+ * Not built: the participants mode (no participants file: every replace
+ * acts at once).
  *
  * Blocking: a replace waits for the WAL's sync (state.h "Blocking"): it runs
  * with fs->lock released, after fs_will_block.
@@ -72,8 +87,18 @@ int ctl_state_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus
 bool ctl_state_writable(unsigned kind);
 /* The handle's state (*out) and, for a readable file, its content at open
  * (*buf malloc'd, *len). */
-int ctl_state_open(struct txd_fs *fs, struct node *n, int flags, struct sfile **out,
-		   char **buf, size_t *len);
+int ctl_state_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int flags,
+		   struct sfile **out, char **buf, size_t *len);
+/* Temp files (see above); rename may release fs->lock meanwhile. */
+int ctl_state_create(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+		     const char *name, mode_t mode, struct txd_entry *e);
+int ctl_state_unlink(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+		     const char *name);
+int ctl_state_rename(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+		     const char *name, struct node *newparent, const char *newname,
+		     unsigned flags);
+/* A size change: a temp file's; the document's is ignored (ctl.h). */
+int ctl_state_truncate(struct txd_fs *fs, struct node *n, uint64_t size);
 ssize_t ctl_state_getxattr(struct txd_fs *fs, struct node *n, const char *name, void *buf,
 			   size_t size);
 ssize_t ctl_state_listxattr(struct txd_fs *fs, struct node *n, char *buf, size_t size);

@@ -437,8 +437,8 @@ int fs_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, int flag
 	return err;
 }
 
-int txd_create(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
-	       mode_t mode, int flags, struct txd_entry *entry, struct txd_open_out *out)
+int fs_create(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	      mode_t mode, int flags, struct txd_entry *entry, struct txd_open_out *out)
 {
 	int err = fs_create_entry(fs, c, parent, name, mode, entry);
 	if (err)

@@ -449,8 +449,8 @@ static void rename_encode(struct rec_buf *b, const struct rn *r, struct timespec
 		touch_dir(b, r->dp, dp_delta, now);
 }
 
-int txd_rename(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
-	       uint64_t newparent, const char *newname, unsigned int flags)
+int fs_rename(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	      uint64_t newparent, const char *newname, unsigned int flags)
 {
 	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) ||
 	    (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE))

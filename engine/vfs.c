@@ -9,14 +9,18 @@
  *   getattr, setattr, readdir, open, read, write, release → by node kind
  *   mkdir, rmdir  a control parent → ctl (begin / remove a transaction)
  *   flush, fsync  a control handle → ctl (a state document acts)
+ *   create      a control parent → ctl (a temp file of .txdir/state)
+ *   rename      either parent a control node → ctl (temp files of
+ *               .txdir/state; EXDEV between the trees)
  *   getxattr, listxattr  a control node → ctl (user.txdir.version of
  *               the state document)
  *   opendir, releasedir, forget: handle and node bookkeeping for both
  *               kinds; a control node is put through ctl_node_put
- * Calls that only refuse control nodes (mknod, symlink, link, unlink,
- * rename, readlink, setxattr, fallocate) stay in the data tree.
+ * Calls that only refuse control nodes (mknod, symlink, link, readlink,
+ * setxattr, fallocate) stay in the data tree.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -265,6 +269,46 @@ static int ctl_file_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t n
 	fs_notify_flush(fs);
 	if (err)
 		free(h);
+	return err;
+}
+
+int txd_create(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	       mode_t mode, int flags, struct txd_entry *entry, struct txd_open_out *out)
+{
+	if (kind_of(fs, parent) != CONTROL)
+		return fs_create(fs, c, parent, name, mode, flags, entry, out);
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = fs_node(fs, parent);
+	int err = p ? ctl_create(fs, c, p, name, mode, entry) : -ESTALE;
+	pthread_mutex_unlock(&fs->lock);
+	if (err)
+		return err;
+	err = ctl_file_open(fs, c, entry->node, flags & ~O_TRUNC, out);
+	if (err) { /* give back the entry's lookup reference */
+		pthread_mutex_lock(&fs->lock);
+		struct node *n = fs_node(fs, entry->node);
+		if (n && n->nlookup) {
+			n->nlookup--;
+			node_put(fs, n);
+		}
+		pthread_mutex_unlock(&fs->lock);
+	}
+	return err;
+}
+
+int txd_rename(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	       uint64_t newparent, const char *newname, unsigned int flags)
+{
+	if (kind_of(fs, parent) != CONTROL && kind_of(fs, newparent) != CONTROL)
+		return fs_rename(fs, c, parent, name, newparent, newname, flags);
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = fs_node(fs, parent), *np = fs_node(fs, newparent);
+	int err = !p || !np ? -ESTALE
+		  : p->ctl && np->ctl ? ctl_rename(fs, c, p, name, np, newname, flags)
+				      : -EXDEV; /* between the data and the control tree */
+	pthread_mutex_unlock(&fs->lock);
+	fs_notify_flush(fs);
 	return err;
 }
 

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <linux/fs.h>
 
 #include "../../engine/rec.h"
 #include "../../engine/state.h"
@@ -728,6 +730,94 @@ Test(state, ctl_changed_waits_for_the_next_version)
 	cr_assert_not_null(strstr(info, "\"version\":\t2,"), "%s", info);
 	cr_assert_not_null(strstr(info, "\"bytes\":\t1,"), "%s", info);
 	free(info);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+/* ---- temp files and rename over the document ------------------------------------ */
+#define TMP ".txdir/state/doc.tmp"
+
+static int create_as(struct txd_fs *fs, uint32_t uid, const char *name)
+{
+	struct txd_cred c = { .uid = uid, .gid = uid, .pid = getpid(), .umask = 022 };
+	struct txd_open_out oo;
+	struct txd_entry e;
+	uint64_t dir;
+	int err = tt_resolve(fs, ".txdir/state", NULL, NULL, &dir);
+
+	if (!err)
+		err = txd_create(fs, &c, dir, name, 0644, O_WRONLY, &e, &oo);
+	if (!err) {
+		txd_release(fs, oo.fh);
+		txd_forget(fs, e.node, 1);
+	}
+	return err;
+}
+
+Test(state, ctl_temp_file_renamed_over_the_document)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	uint64_t node;
+
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	cr_assert_eq(tt_put(fs, TMP, "{\"t\": 1}\n", 9), 0, "create + write a temp file");
+	expect_file(fs, TMP, "{\"t\": 1}\n");
+	cr_assert_eq(xversion(fs), 0, "a temp file is not the document");
+	cr_assert_eq(tt_rename(fs, TMP, DOC, 0), 0);
+	expect_file(fs, DOC, "{\"t\": 1}\n");
+	cr_assert_eq(xversion(fs), 1);
+	cr_assert_eq(tt_resolve(fs, TMP, NULL, NULL, &node), -ENOENT, "the temp file is gone");
+	/* invalid JSON: EINVAL, both stay */
+	cr_assert_eq(tt_put(fs, TMP, "{\"t\": ", 6), 0);
+	cr_assert_eq(tt_rename(fs, TMP, DOC, 0), -EINVAL);
+	expect_file(fs, DOC, "{\"t\": 1}\n");
+	expect_file(fs, TMP, "{\"t\": ");
+	cr_assert_eq(xversion(fs), 1);
+	cr_assert_eq(tt_rename(fs, TMP, DOC, RENAME_NOREPLACE), -EEXIST);
+	/* temp to temp, unlink */
+	cr_assert_eq(tt_rename(fs, TMP, ".txdir/state/other", 0), 0);
+	cr_assert_eq(tt_resolve(fs, TMP, NULL, NULL, &node), -ENOENT);
+	expect_file(fs, ".txdir/state/other", "{\"t\": ");
+	cr_assert_eq(tt_unlink(fs, ".txdir/state/other"), 0);
+	cr_assert_eq(tt_unlink(fs, DOC), -EPERM, "the document stays");
+	cr_assert_eq(tt_rename(fs, DOC, ".txdir/state/x", 0), -EPERM);
+	cr_assert_eq(tt_put(fs, TMP, "[]", 2), 0);
+	cr_assert_eq(tt_rename(fs, TMP, UPD, 0), -EPERM);
+	/* across the trees: EXDEV */
+	cr_assert_eq(tt_put(fs, "outside.json", "[]", 2), 0);
+	cr_assert_eq(tt_rename(fs, "outside.json", DOC, 0), -EXDEV);
+	cr_assert_eq(tt_rename(fs, TMP, "inside.json", 0), -EXDEV);
+	expect_file(fs, DOC, "{\"t\": 1}\n");
+	/* volatile: gone at a restart */
+	txd_fs_close(fs);
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	cr_assert_eq(tt_resolve(fs, TMP, NULL, NULL, &node), -ENOENT);
+	expect_file(fs, DOC, "{\"t\": 1}\n");
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+Test(state, ctl_temp_files_per_uid_limit_and_owner)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	char name[32];
+
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	for (int i = 0; i < 16; i++) {
+		snprintf(name, sizeof(name), "t%d", i);
+		cr_assert_eq(create_as(fs, 1000, name), 0, "temp %d", i);
+	}
+	cr_assert_eq(create_as(fs, 1000, "t16"), -EDQUOT);
+	cr_assert_eq(create_as(fs, 1001, "u0"), 0, "another uid has its own quota");
+	cr_assert_eq(create_as(fs, 0, "r0"), 0, "root is not limited");
+	cr_assert_eq(create_as(fs, 1001, "t0"), -EEXIST);
+	cr_assert_eq(create_as(fs, 1001, "update"), -EEXIST);
+	cr_assert_eq(tt_unlink(fs, ".txdir/state/t0"), 0, "root removes anyone's");
+	cr_assert_eq(create_as(fs, 1000, "t16"), 0, "room again");
 	txd_fs_close(fs);
 	tt_rmtree(store);
 	free(store);
