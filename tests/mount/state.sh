@@ -13,6 +13,11 @@
 #   changed       a blocked `cat changed` (seen waiting in FUSE: the barrier)
 #                 answers the new version at the next replace; poll(2) says
 #                 readable only then; O_NONBLOCK is EAGAIN.
+#   temp          python3 -m json.tool > tmp && mv tmp global_state.json
+#                 replaces it (tmp gone); an invalid temp file: rename
+#                 fails EINVAL and both stay; rename from outside state/ is
+#                 EXDEV, cp from outside replaces; 17 temp files as
+#                 nobody: EDQUOT; nobody's mv over the document.
 #   nobody        nobody reads, replaces and updates the document.
 #   cas8          8 processes increment one counter by compare-and-swap
 #                 through update (retrying on EBUSY): the final count equals
@@ -216,6 +221,48 @@ test_changed() {
 	exec {wfd}>&-
 }
 
+test_temp() {
+	local S=$TM_MNT/.txdir/state v out
+	printf '{"a": 1}' >"$S/global_state.json"
+	v=$(py version "$S")
+	python3 -m json.tool "$S/global_state.json" >"$S/tmp.json" &&
+		python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["via"]="mv"; json.dump(d, open(sys.argv[1],"w"))' \
+			"$S/tmp.json" && mv "$S/tmp.json" "$S/global_state.json" &&
+		[ ! -e "$S/tmp.json" ] && [ "$(py version "$S")" = $((v + 1)) ] &&
+		python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["via"]=="mv"' "$S/global_state.json" &&
+		ok "temp: json.tool > tmp && mv tmp global_state.json replaces it (version $((v + 1)))" ||
+		not_ok "temp: mv over: $(ls "$S" | tr '\n' ' '), version $(py version "$S")"
+	printf '{"broken": ' >"$S/bad.tmp"
+	out=$(python3 -c 'import os,sys,errno
+try:
+    os.rename(sys.argv[1], sys.argv[2]); print("OK")
+except OSError as e:
+    print(errno.errorcode[e.errno])' "$S/bad.tmp" "$S/global_state.json")
+	[ "$out" = EINVAL ] && [ -e "$S/bad.tmp" ] && [ "$(py version "$S")" = $((v + 1)) ] &&
+		ok "temp: rename of an invalid temp file fails EINVAL; the document and the temp file stay" ||
+		not_ok "temp: invalid rename: '$out', version $(py version "$S")"
+	rm -f "$S/bad.tmp" && [ ! -e "$S/bad.tmp" ] && ok "temp: rm of a temp file" || not_ok "temp: rm"
+	printf '{"from": "outside"}' >"$TM_MNT/outside.json"
+	out=$(python3 -c 'import os,sys,errno
+try:
+    os.rename(sys.argv[1], sys.argv[2]); print("OK")
+except OSError as e:
+    print(errno.errorcode[e.errno])' "$TM_MNT/outside.json" "$S/global_state.json")
+	[ "$out" = EXDEV ] && ok "temp: rename(2) into state/ from outside is EXDEV" || not_ok "temp: rename: $out"
+	cp "$TM_MNT/outside.json" "$S/global_state.json" &&
+		[ "$(cat "$S/global_state.json")" = '{"from": "outside"}' ] &&
+		ok "temp: cp from outside replaces the document" ||
+		not_ok "temp: cp from outside: $(cat "$S/global_state.json")"
+	if command -v setpriv >/dev/null; then
+		out=$(as_nobody "for i in \$(seq 1 17); do : > $S/n\$i.tmp || exit; done")
+		[[ $out == *"quota exceeded"* ]] && [ -e "$S/n16.tmp" ] && [ ! -e "$S/n17.tmp" ] &&
+			ok "temp: the 17th temp file of a uid is EDQUOT" || not_ok "temp: quota: '$out'"
+		out=$(as_nobody "printf '[65534]' > $S/n1.tmp && mv $S/n1.tmp $S/global_state.json && cat $S/global_state.json")
+		[ "$out" = '[65534]' ] && ok "temp: nobody's mv over the document" || not_ok "temp: nobody mv: $out"
+		rm -f "$S"/n*.tmp
+	fi
+}
+
 test_nobody() {
 	local S=$TM_MNT/.txdir/state out v
 	out=$(as_nobody "printf '{\"by\": \"nobody\"}' > $S/global_state.json && cat $S/global_state.json")
@@ -256,10 +303,12 @@ test_restart() {
 	printf '{"gen": 1}' >"$S/global_state.json" && printf '{"gen": 2}\n' >"$S/global_state.json" ||
 		{ not_ok "restart: replace"; return; }
 	v=$(py version "$S")
+	printf '{}' >"$S/left.tmp"
 	kill_server && detach || { not_ok "restart: kill server"; return; }
 	start_server "$OPTS" || { not_ok "restart: remount"; return; }
 	[ "$(cat "$S/global_state.json")" = '{"gen": 2}' ] && [ "$(py version "$S")" = "$v" ] &&
-		ok "restart: SIGKILL after a replace keeps it (version $v)" ||
+		[ ! -e "$S/left.tmp" ] &&
+		ok "restart: SIGKILL after a replace keeps it (version $v); temp files are gone" ||
 		not_ok "restart: '$(cat "$S/global_state.json")' version $(py version "$S"), want $v"
 	tm_umount >/dev/null || not_ok "restart: unmount"
 }
@@ -269,6 +318,7 @@ test_read
 test_replace
 test_update
 test_changed
+test_temp
 if command -v setpriv >/dev/null; then
 	test_nobody
 else
