@@ -43,10 +43,11 @@
  *                         (`jq … > tmp && mv tmp global_state.json`):
  *                         EINVAL/EFBIG and both the document and the temp
  *                         file stay; else the temp file is gone. A rename
- *                         into or out of state/ is EXDEV (mv then copies:
- *                         its open + write + close of global_state.json
- *                         replaces the document); renaming the fixed files
- *                         or over update/changed/info.json: EPERM.
+ *                         into or out of state/ is EXDEV (coreutils mv then
+ *                         removes the target first: EPERM; cp works, its
+ *                         open + write + close replaces the document);
+ *                         renaming the fixed files or over
+ *                         update/changed/info.json: EPERM.
  *
  * Not built: the participants mode (no participants file: every replace
  * acts at once).
