@@ -44,6 +44,8 @@ struct svc {
 	struct journal *journal;     /* V6: journals and dead processes */
 	struct replayed *rp;         /* V5: grants and releases replayed */
 	size_t nrp, caprp;
+	struct state_event *srp;     /* V7: state replaces replayed */
+	size_t nsrp, capsrp;
 };
 
 /* ---- V5 across a power cut: events derived from the replayed records ------
@@ -620,19 +622,27 @@ static int st_sync(void *arg, uint64_t lsn)
 	return s->state_be.sync(s->state_be.arg, lsn);
 }
 
+static void log_state_event(struct svc *s, const struct state_event *ev, bool derived)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (!o)
+		return;
+	ev_add_u64(o, "version", ev->version);
+	ev_add_u64(o, "pid", ev->by.pid);
+	ev_add_u64(o, "uid", ev->by.uid);
+	ev_add_u64(o, "bytes", ev->bytes);
+	if (derived)
+		cJSON_AddBoolToObject(o, "derived", true);
+	ev_emit(s->events, ev->time_ns, "state_replace", o);
+}
+
 /* V7: a replace became visible: its event, then the control tree's waits. */
 static void on_state_event(void *arg, const struct state_event *ev)
 {
 	struct svc *s = arg;
-	cJSON *o = cJSON_CreateObject();
 
-	if (o) {
-		ev_add_u64(o, "version", ev->version);
-		ev_add_u64(o, "pid", ev->by.pid);
-		ev_add_u64(o, "uid", ev->by.uid);
-		ev_add_u64(o, "bytes", ev->bytes);
-		ev_emit(s->events, ev->time_ns, "state_replace", o);
-	}
+	log_state_event(s, ev, false);
 	void (*fn)(void *, const struct state_event *) = s->state_listener;
 	if (fn)
 		fn(s->state_listener_arg, ev);
@@ -710,6 +720,45 @@ out_free:
 	return err;
 }
 
+/* V7: a replayed REPLACE record (state.h "Record encoding"; state_replay
+ * has checked it), for derive_state_events. Best effort: the WAL stands. */
+static void note_state(struct svc *s, const uint8_t *p, size_t len)
+{
+	if (s->nsrp == s->capsrp) {
+		size_t cap = s->capsrp ? 2 * s->capsrp : 16;
+		struct state_event *n = realloc(s->srp, cap * sizeof(*n));
+		if (!n)
+			return;
+		s->srp = n;
+		s->capsrp = cap;
+	}
+	s->srp[s->nsrp++] = (struct state_event){ .version = le64(p + 8), .time_ns = le64(p + 16),
+						  .by = { .uid = le32(p + 24), .pid = le32(p + 28) },
+						  .bytes = len - STATE_REC_HDR };
+}
+
+/* V7 across a power cut: a replace replayed after the checkpoint whose
+ * event the log lacks is logged again, with its own time, "derived". */
+static void derive_state_events(struct svc *s)
+{
+	char *txt = NULL;
+	size_t len = 0;
+
+	if (s->nsrp && s->events && !ev_render(s->events, 0, NULL, NULL, 0, &txt, &len)) {
+		for (size_t i = 0; i < s->nsrp; i++) {
+			char key[64];
+			snprintf(key, sizeof(key), "\"type\":\"state_replace\",\"version\":%" PRIu64 ",",
+				 s->srp[i].version);
+			if (!strstr(txt, key))
+				log_state_event(s, &s->srp[i], true);
+		}
+	}
+	free(txt);
+	free(s->srp);
+	s->srp = NULL;
+	s->nsrp = s->capsrp = 0;
+}
+
 int svc_replay(struct svc *s, uint16_t type, const void *payload, size_t len)
 {
 	int err;
@@ -721,7 +770,10 @@ int svc_replay(struct svc *s, uint16_t type, const void *payload, size_t len)
 			note_replayed(s, payload, len);
 		return err;
 	case WAL_REC_STATE:
-		return state_replay(s->state, payload, len);
+		err = state_replay(s->state, payload, len);
+		if (!err)
+			note_state(s, payload, len);
+		return err;
 	default:
 		return -TXD_EFORMAT;
 	}
@@ -855,6 +907,7 @@ int svc_start(struct svc *s)
 	lease_proc_attach(s->lp, s->lease);
 	journal_load(s); /* V6: before anything new is logged */
 	derive_events(s); /* V5: before anything new is logged */
+	derive_state_events(s); /* V7: likewise */
 	struct dead_collect c = {0};
 	tl_dead = &c;
 	int err = lease_start(s->lease);
@@ -887,6 +940,7 @@ void svc_close(struct svc *s)
 	journal_close(s->journal);
 	lease_close(s->lease);
 	state_close(s->state);
+	free(s->srp); /* opened and closed without svc_start */
 	proc_close(s->proc);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->up_lock);

@@ -56,9 +56,10 @@
  *  V7 Every state replace that becomes visible (state.h S1) is one
  *     "state_replace" event (version, pid, uid, bytes), emitted after its
  *     record is durable, before the writer is answered, with the replace's
- *     time; then the state listener runs. Replayed replaces emit nothing
- *     (not derived as V5 does for leases: a power cut that keeps the record
- *     and loses the event's unsynced tail loses that event).
+ *     time; then the state listener runs. As V5: a replace replayed after
+ *     the checkpoint whose event the log lacks (lost with its unsynced
+ *     tail) is logged again at svc_start, with the record's time and
+ *     "derived": true.
  *  V4 The worker thread runs the lease tick at the earliest expiry, waking
  *     at least once a second while a TTL is pending (a lease expires at
  *     most 1 s late); svc_kick after a TTL is set (and start-up) makes it

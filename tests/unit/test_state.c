@@ -19,6 +19,7 @@
 #include "../../engine/state_wal.h"
 #include "../../engine/svc.h"
 #include "../../engine/txdir.h"
+#include "faultos.h"
 #include "txdtest.h"
 
 /* ---- the in-memory backend ------------------------------------------------ */
@@ -819,6 +820,55 @@ Test(state, ctl_temp_files_per_uid_limit_and_owner)
 	cr_assert_eq(tt_unlink(fs, ".txdir/state/t0"), 0, "root removes anyone's");
 	cr_assert_eq(create_as(fs, 1000, "t16"), 0, "room again");
 	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+/* ---- svc.h V7: an event lost with the event log's tail is derived once -------------- */
+static int count_in(const char *store, const char *needle)
+{
+	char path[512], line[4096];
+	int n = 0;
+	snprintf(path, sizeof(path), "%s/coordination/events.log", store);
+	FILE *f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f))
+		n += strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+Test(state, V7_a_replace_event_lost_with_the_event_log_is_derived_once)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	char path[512];
+
+	faultos_install(); /* only while no store is open (os.h) */
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	cr_assert_eq(tt_put(fs, DOC, "[1]", 3), 0);
+	cr_assert_eq(tt_put(fs, DOC, "[2]", 3), 0);
+	cr_assert_eq(count_in(store, "\"type\":\"state_replace\",\"version\":2,"), 1);
+	faultos_crash(); /* no checkpoint at close: replay has the records */
+	txd_fs_close(fs);
+	faultos_revive();
+	faultos_uninstall();
+	snprintf(path, sizeof(path), "%s/coordination/events.log", store);
+	cr_assert_eq(truncate(path, 0), 0); /* what a power cut may do to it */
+	for (int round = 0; round < 2; round++) {
+		faultos_install();
+		cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+		expect_file(fs, DOC, "[2]");
+		cr_assert_eq(count_in(store, "\"type\":\"state_replace\",\"version\":1,"), 1,
+			     "round %d: version 1's event, once", round);
+		cr_assert_eq(count_in(store, "\"type\":\"state_replace\",\"version\":2,"), 1,
+			     "round %d: version 2's event, once", round);
+		cr_assert_eq(count_in(store, "\"derived\":true"), 2);
+		faultos_crash();
+		txd_fs_close(fs);
+		faultos_revive();
+		faultos_uninstall();
+	}
 	tt_rmtree(store);
 	free(store);
 }
