@@ -599,11 +599,16 @@ static ssize_t temp_write(struct txd_fs *fs, struct sfile *f, const void *buf, s
 /* Is the buffer one complete JSON object already (update acts at once)? */
 static bool complete_object(const struct sfile *f)
 {
-	size_t k = 0;
+	size_t k = 0, e = f->len;
 
-	while (k < f->len && strchr(" \t\r\n", f->buf[k]))
+	while (k < e && strchr(" \t\r\n", f->buf[k]))
 		k++;
-	return k < f->len && f->buf[k] == '{' && state_check(f->buf, f->len) == 0;
+	while (e > k && strchr(" \t\r\n", f->buf[e - 1]))
+		e--;
+	/* parse only what could be whole: '{' ... '}' (a document written in
+	 * many writes is not parsed at each one) */
+	return e - k >= 2 && f->buf[k] == '{' && f->buf[e - 1] == '}' &&
+	       state_check(f->buf, f->len) == 0;
 }
 
 ssize_t ctl_state_write(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f,
