@@ -872,3 +872,109 @@ Test(state, V7_a_replace_event_lost_with_the_event_log_is_derived_once)
 	tt_rmtree(store);
 	free(store);
 }
+
+/* ---- a crash at every I/O step of three replaces, through the store ------------------ *
+ * write + close of global_state.json, update with if_version, a temp file
+ * renamed over the document. After a process death or a power cut at any
+ * I/O call: the document is the old or a new one, whole, with its own
+ * version, and every acknowledged replace survived (S1, S6). */
+static const char *const GEN[] = { "{}\n", "{\"gen\": 1}", "[\"gen\", 2]\n", "{\"gen\": 3}" };
+
+static int workload3(struct txd_fs *fs)
+{
+	const char *u = "{\"if_version\": 1, \"document\": [\"gen\", 2]}";
+	int acked = 0;
+
+	if (tt_put(fs, DOC, GEN[1], strlen(GEN[1])))
+		return acked;
+	acked++;
+	if (tt_put(fs, UPD, u, strlen(u)))
+		return acked;
+	acked++;
+	if (tt_put(fs, TMP, GEN[3], strlen(GEN[3])) || tt_rename(fs, TMP, DOC, 0))
+		return acked;
+	return acked + 1;
+}
+
+static uint64_t io_ref[FOS_NCALLS];
+
+static void reference3(void)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	uint64_t base[FOS_NCALLS];
+
+	faultos_install();
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	for (int c = 0; c < FOS_NCALLS; c++)
+		base[c] = faultos_count(c);
+	cr_assert_eq(workload3(fs), 3);
+	expect_file(fs, DOC, GEN[3]);
+	for (int c = 0; c < FOS_NCALLS; c++)
+		io_ref[c] = faultos_count(c) - base[c];
+	txd_fs_close(fs);
+	faultos_uninstall();
+	tt_rmtree(store);
+	free(store);
+}
+
+static void crash3(enum faultos_call call, uint64_t n, bool power)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	const char *at = power ? "power cut" : "process death";
+
+	faultos_install();
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	faultos_crash_at(call, n);
+	int acked = workload3(fs);
+	txd_fs_close(fs);
+	if (power)
+		faultos_power_cut(n * 31 + (uint64_t)call);
+	faultos_revive();
+	faultos_uninstall();
+	int err = txd_fs_open(store, &DUR, &fs, NULL);
+	cr_assert_eq(err, 0, "reopen after a %s at call %d #%lu: %s", at, call, (unsigned long)n,
+		     txd_strerror(err));
+	char *d;
+	size_t len;
+	cr_assert_eq(tt_get(fs, DOC, &d, &len), 0);
+	uint64_t v = xversion(fs);
+	cr_assert_leq(v, 3);
+	cr_assert(len == strlen(GEN[v]) && memcmp(d, GEN[v], len) == 0,
+		  "%s at call %d #%lu: version %lu holds \"%.*s\"", at, call, (unsigned long)n,
+		  (unsigned long)v, (int)len, d);
+	cr_assert_geq(v, (uint64_t)acked, "%s at call %d #%lu: an acknowledged replace lost", at,
+		      call, (unsigned long)n);
+	cr_assert_leq(v, (uint64_t)acked + 1, "%s at call %d #%lu", at, call, (unsigned long)n);
+	free(d);
+	cr_assert_eq(tt_put(fs, DOC, "[]", 2), 0, "the store goes on");
+	cr_assert_eq(xversion(fs), v + 1);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+static void every_io_step3(bool power)
+{
+	static const enum faultos_call calls[] = { FOS_PWRITE, FOS_FSYNC, FOS_FDATASYNC,
+						   FOS_FTRUNCATE, FOS_RENAME, FOS_OPEN };
+	size_t points = 0;
+
+	reference3();
+	for (size_t c = 0; c < sizeof(calls) / sizeof(calls[0]); c++)
+		for (uint64_t n = 1; n <= io_ref[calls[c]]; n++, points++)
+			crash3(calls[c], n, power);
+	cr_assert_geq(points, 3, "three replaces must do I/O worth crashing in");
+	cr_log_info("crashed at %zu I/O steps (power cut: %d)", points, power);
+}
+
+Test(state, S1_S6_process_death_at_every_io_step_of_three_replaces, .timeout = 600)
+{
+	every_io_step3(false);
+}
+
+Test(state, S1_S6_power_cut_at_every_io_step_of_three_replaces, .timeout = 600)
+{
+	every_io_step3(true);
+}
