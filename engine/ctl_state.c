@@ -492,17 +492,13 @@ ssize_t ctl_state_getxattr(struct txd_fs *fs, struct node *n, const char *name, 
 
 ssize_t ctl_state_listxattr(struct txd_fs *fs, struct node *n, char *buf, size_t size)
 {
-	size_t len = sizeof(XATTR_VERSION); /* with its NUL */
-
+	/* readable by name, never listed: as a data file's user.txdir.*
+	 * (fsops.c), so cp -a and rsync -X do not try to copy it */
 	(void)fs;
-	if (n->ctl != S_DOC)
-		return 0;
-	if (size == 0)
-		return (ssize_t)len;
-	if (size < len)
-		return -ERANGE;
-	memcpy(buf, XATTR_VERSION, len);
-	return (ssize_t)len;
+	(void)n;
+	(void)buf;
+	(void)size;
+	return 0;
 }
 
 /* ---- replacing ------------------------------------------------------------------- */

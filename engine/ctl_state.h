@@ -14,7 +14,8 @@
  *                         stays), EFBIG over STATE_DOC_MAX, EIO. A FLUSH
  *                         with nothing written since the last one does
  *                         nothing. xattr user.txdir.version: the version
- *                         (decimal), listed.
+ *                         (decimal); readable by name, not listed (as a
+ *                         data file's user.txdir.*).
  *     update              0666, write-only: {"if_version": N, "document": V}
  *                         replaces the document with V (printed by cJSON,
  *                         indented, with a newline) if the version is N:
