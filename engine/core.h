@@ -70,6 +70,7 @@
 struct chunkstore;
 struct clog;
 struct ctl_leases;
+struct ctl_states;
 struct evlog;
 struct inode;
 struct ns_prep;
@@ -110,12 +111,10 @@ struct txd_fs {
 	struct evlog *events;     /* events.h: .txdir/events */
 	struct svc *svc;          /* svc.h: leases and the other services */
 	struct ctl_leases *ctl_leases; /* ctl_lease.c's names (the control tree's) */
+	struct ctl_states *ctl_states; /* ctl_state.c's waits (the control tree's) */
 	/* the control tree's teardown, registered by it when it first keeps
 	 * state (fs_free calls it: the data tree does not know the control tree) */
 	void (*upper_free)(struct txd_fs *fs);
-	/* FLUSH of a control file (ctl_flush; registered by the control tree at
-	 * a writable open, so the data tree calls it without knowing it) */
-	int (*upper_flush)(struct txd_fs *fs, const struct txd_cred *c, struct handle *h);
 	/* The errno of a create (and any data-tree operation) in a control
 	 * directory of this kind (ctl.c; registered at its first lookup):
 	 * EPERM, or ENOENT for consensus/votes/P/NAME (an unknown participant) */

@@ -11,6 +11,7 @@
  *     leases/             ctl_lease.c (kinds from CTL_LEASE_FIRST on)
  *     manifests/ temp/    multi-step operations in flight (none yet)
  *     recovery/           ctl_recovery.c (kinds from CTL_RECOVERY_FIRST on)
+ *     state/              ctl_state.c (kinds from CTL_STATE_FIRST on)
  *     stats               Prometheus text
  *     status.json         struct txd_status as JSON (mountctl status)
  *
@@ -49,6 +50,7 @@
 #include "ctl_lease.h"
 #include "ctl_recovery.h"
 #include "ctl_vote.h"
+#include "ctl_state.h"
 #include "dtree.h"
 #include "events.h"
 #include "svc.h"
@@ -90,6 +92,7 @@ static const struct ctl_entry ctl_root[] = {
 	{"leases", (enum ctl_kind)CTL_LEASE_FIRST, true}, /* ctl_lease.c */
 	{"manifests", CTL_MANIFESTS, true},
 	{"recovery", (enum ctl_kind)CTL_RECOVERY_FIRST, true}, /* ctl_recovery.c */
+	{"state", (enum ctl_kind)CTL_STATE_FIRST, true}, /* ctl_state.c */
 	{"stats", CTL_STATS, false},        {"status.json", CTL_STATUS, false},
 	{"temp", CTL_TEMP, true},           {"txn", CTL_TXNS, true},
 };
@@ -109,6 +112,7 @@ struct ctl_file {
 	struct lwait *wait; /* a lease wait file (ctl_lease.h) */
 	struct vwait *vwait; /* a vote wait file (ctl_vote.h) */
 	struct ctl_vote_acc acc; /* a document being written (ctl_vote.h) */
+	struct sfile *state; /* a file of state/ (ctl_state.h) */
 };
 
 /* ---- text buffers --------------------------------------------------------------- */
@@ -415,6 +419,8 @@ static bool kind_is_dir(enum ctl_kind k)
 		return ctl_recovery_is_dir(k);
 	if (ctl_vote_owns(k))
 		return ctl_vote_is_dir(k);
+	if (ctl_state_owns(k))
+		return ctl_state_is_dir(k);
 	return k == CTL_ROOT || k == CTL_COMMITS || k == CTL_MANIFESTS || k == CTL_TEMP ||
 	       k == CTL_TXNS || k == CTL_TXN || k == CTL_DTC || k == CTL_DTC_TXNS;
 }
@@ -436,6 +442,8 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 		return ctl_recovery_getattr(fs, n, a);
 	if (ctl_vote_owns(n->ctl))
 		return ctl_vote_getattr(fs, n, a);
+	if (ctl_state_owns(n->ctl))
+		return ctl_state_getattr(fs, n, a);
 	bool of_txn = n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL || kind_is_txn_record(n->ctl);
 	struct txn *t = of_txn ? txn_by_id(fs, n->ctl_key) : NULL;
 	if ((n->ctl == CTL_TXN || n->ctl == CTL_TXN_CTL) && !t)
@@ -489,6 +497,8 @@ int ctl_setattr(struct txd_fs *fs, const struct txd_cred *c, struct node *n,
 	int err = 0;
 	if (ctl_lease_owns(n->ctl) && (sa->valid & (TXD_SET_MTIME | TXD_SET_MTIME_NOW)))
 		err = ctl_lease_touch(fs, c, n); /* touch renews (SPEC §5) */
+	if (ctl_state_owns(n->ctl) && (sa->valid & TXD_SET_SIZE))
+		err = ctl_state_truncate(fs, n, sa->size); /* a temp file's */
 	return err ? err : ctl_getattr(fs, n, out ? out : &(struct txd_attr){0});
 }
 
@@ -559,7 +569,8 @@ static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct 
 	e->cacheable = kind_is_dir(kind) && kind != CTL_COMMITS && kind != CTL_DTC_TXNS &&
 		       !ctl_lease_owns(kind) && /* leases come and go */
 		       !ctl_recovery_owns(kind) && /* so do journals */
-		       !ctl_vote_owns(kind);     /* and proposals */
+		       !ctl_vote_owns(kind) &&   /* and proposals */
+		       !ctl_state_owns(kind);
 	return 0;
 }
 
@@ -628,6 +639,8 @@ int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct 
 		return ctl_vote_lookup(fs, parent, name, e);
 	if (parent->ctl == CTL_DTC && strcmp(name, "participant_inbox") == 0)
 		return ctl_node(fs, (enum ctl_kind)ctl_vote_inbox_kind(), 0, e);
+	if (ctl_state_owns(parent->ctl))
+		return ctl_state_lookup(fs, parent, name, e);
 	if (parent->ctl == CTL_DTC)
 		return strcmp(name, "transactions") ? -ENOENT : ctl_node(fs, CTL_DTC_TXNS, 0, e);
 	if (parent->ctl == CTL_DTC_TXNS) {
@@ -691,6 +704,8 @@ int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_
 		return ctl_recovery_readdir(fs, n, off, plus, fill, arg);
 	if (ctl_vote_owns(n->ctl))
 		return ctl_vote_readdir(fs, n, off, plus, fill, arg);
+	if (ctl_state_owns(n->ctl))
+		return ctl_state_readdir(fs, n, off, plus, fill, arg);
 	if (n->ctl == CTL_DTC_TXNS) {
 		/* offset 3 + k: the k-th record, ascending id (in memory and on disk) */
 		uint64_t *ids;
@@ -790,7 +805,27 @@ int ctl_unlink(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 	ctl_enter(fs, parent);
 	if (ctl_lease_owns(parent->ctl))
 		return ctl_lease_unlink(fs, c, parent, name);
+	if (ctl_state_owns(parent->ctl))
+		return ctl_state_unlink(fs, c, parent, name);
 	return kind_is_dir(parent->ctl) ? -EPERM : -ENOTDIR;
+}
+
+int ctl_create(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+	       const char *name, mode_t mode, struct txd_entry *e)
+{
+	ctl_enter(fs, parent);
+	if (ctl_state_owns(parent->ctl))
+		return ctl_state_create(fs, c, parent, name, mode, e);
+	return kind_is_dir(parent->ctl) ? -EPERM : -ENOTDIR;
+}
+
+int ctl_rename(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+	       const char *name, struct node *newparent, const char *newname, unsigned flags)
+{
+	ctl_enter(fs, parent);
+	if (ctl_state_owns(parent->ctl) && ctl_state_owns(newparent->ctl))
+		return ctl_state_rename(fs, c, parent, name, newparent, newname, flags);
+	return -EXDEV; /* control objects do not move */
 }
 
 int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int flags,
@@ -800,7 +835,7 @@ int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int fl
 		return -EISDIR;
 	bool writable = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 	if (writable && n->ctl != CTL_TXN_CTL && !ctl_lease_writable(n->ctl) &&
-	    !ctl_vote_writable(n->ctl))
+	    !ctl_vote_writable(n->ctl) && !ctl_state_writable(n->ctl))
 		return -EACCES;
 	struct ctl_file *f = calloc(1, sizeof(*f));
 	if (!f)
@@ -818,8 +853,8 @@ int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int fl
 	} else if (ctl_vote_owns(n->ctl)) {
 		ctl_enter(fs, n);
 		err = writable ? 0 : ctl_vote_render(fs, n, &s.p, &s.len);
-		if (writable)
-			fs->upper_flush = ctl_flush; /* payload acts at FLUSH */
+	} else if (ctl_state_owns(n->ctl)) {
+		err = ctl_state_open(fs, c, n, flags, &f->state, &s.p, &s.len);
 	} else {
 		err = render(fs, c, n, &s);
 	}
@@ -850,6 +885,9 @@ ssize_t ctl_read_async(struct txd_fs *fs, struct handle *h, void *buf, size_t si
 	if (f && f->vwait)
 		return ctl_vote_wait_read(fs, f->vwait, buf, size, off, h->flags & O_NONBLOCK,
 					  done, arg);
+	if (f && ctl_state_is_wait(f->state))
+		return ctl_state_wait_read(fs, f->state, buf, size, off, h->flags & O_NONBLOCK,
+					   done, arg);
 	if (!f || off >= f->len)
 		return 0;
 	size_t n = f->len - off < size ? f->len - off : size;
@@ -900,6 +938,8 @@ ssize_t ctl_write_async(struct txd_fs *fs, const struct txd_cred *c, struct hand
 		return ctl_lease_write(fs, c, h, buf, size);
 	if (ctl_vote_owns(h->node->ctl) && h->ctl)
 		return ctl_vote_write(fs, c, h->node, buf, size, off, &h->ctl->acc);
+	if (h->ctl && h->ctl->state)
+		return ctl_state_write(fs, c, h->ctl->state, buf, size, off);
 	if (h->node->ctl != CTL_TXN_CTL)
 		return -EACCES;
 	if (size > 64)
@@ -919,24 +959,48 @@ int ctl_poll(struct txd_fs *fs, struct handle *h, void (*wake)(void *arg), void 
 		return ctl_lease_wait_poll(fs, f->wait, wake, arg);
 	if (f && f->vwait)
 		return ctl_vote_wait_poll(fs, f->vwait, wake, arg);
+	if (f && ctl_state_is_wait(f->state))
+		return ctl_state_wait_poll(fs, f->state, wake, arg);
 	return 1; /* rendered at open: always readable */
 }
 
 bool ctl_may_wait(const struct handle *h)
 {
-	return h->ctl && (h->ctl->wait || h->ctl->vwait);
+	return h->ctl && (h->ctl->wait || h->ctl->vwait || ctl_state_is_wait(h->ctl->state));
 }
 
 int ctl_read_cancel(struct txd_fs *fs, void *arg)
 {
-	return ctl_lease_wait_cancel(fs, arg) == 0 ? 0 : ctl_vote_wait_cancel(fs, arg);
+	int err = ctl_lease_wait_cancel(fs, arg);
+	if (err == -ENOENT)
+		err = ctl_vote_wait_cancel(fs, arg);
+	if (err == -ENOENT)
+		err = ctl_state_wait_cancel(fs, arg);
+	return err;
 }
 
 int ctl_flush(struct txd_fs *fs, const struct txd_cred *c, struct handle *h)
 {
 	if (h->ctl && ctl_vote_owns(h->node->ctl))
 		return ctl_vote_flush(fs, c, h->node, &h->ctl->acc);
-	return 0;
+	return h->ctl && h->ctl->state ? ctl_state_flush(fs, c, h->ctl->state) : 0;
+}
+
+ssize_t ctl_getxattr(struct txd_fs *fs, struct node *n, const char *name, void *buf,
+		     size_t size)
+{
+	return ctl_state_owns(n->ctl) ? ctl_state_getxattr(fs, n, name, buf, size) : -ENODATA;
+}
+
+ssize_t ctl_listxattr(struct txd_fs *fs, struct node *n, char *buf, size_t size)
+{
+	return ctl_state_owns(n->ctl) ? ctl_state_listxattr(fs, n, buf, size) : 0;
+}
+
+void ctl_upper_free(struct txd_fs *fs)
+{
+	ctl_lease_free(fs);
+	ctl_state_free(fs);
 }
 
 void ctl_release(struct txd_fs *fs, struct handle *h)
@@ -945,6 +1009,8 @@ void ctl_release(struct txd_fs *fs, struct handle *h)
 		ctl_lease_wait_close(fs, h->ctl->wait);
 	if (h->ctl && h->ctl->vwait)
 		ctl_vote_wait_close(fs, h->ctl->vwait);
+	if (h->ctl && h->ctl->state)
+		ctl_state_release(fs, h->ctl->state);
 	if (h->ctl) {
 		free(h->ctl->buf);
 		free(h->ctl->acc.buf);

@@ -53,13 +53,28 @@ int ctl_read_cancel(struct txd_fs *fs, void *arg);
 bool ctl_may_wait(const struct handle *h); /* a wait file's handle */
 int ctl_poll(struct txd_fs *fs, struct handle *h, void (*wake)(void *arg), void *arg);
 /* FLUSH of a control file: a document buffered per open file acts here
- * (SPEC §3; consensus payload: ctl_vote.h). Registered as fs->upper_flush. */
+ * (SPEC §3; consensus payload: ctl_vote.h; state documents: ctl_state.h).
+ * vfs.c routes a control handle's FLUSH and fsync here. */
 int ctl_flush(struct txd_fs *fs, const struct txd_cred *c, struct handle *h);
 void ctl_release(struct txd_fs *fs, struct handle *h);
 /* unlink in the control tree: by-name/NAME breaks the lease (ctl_lease.h). */
 int ctl_unlink(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 	       const char *name);
 ssize_t ctl_readlink(struct txd_fs *fs, struct node *n, char *buf, size_t size);
+/* create and rename in the control tree: temp files of state/
+ * (ctl_state.h); rename may release fs->lock meanwhile. Else -EPERM /
+ * -EXDEV. */
+int ctl_create(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+	       const char *name, mode_t mode, struct txd_entry *e);
+int ctl_rename(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+	       const char *name, struct node *newparent, const char *newname, unsigned flags);
+/* The control tree's teardown (fs->upper_free, set by the adapter that
+ * first keeps state): every adapter's free. */
+void ctl_upper_free(struct txd_fs *fs);
+/* xattrs of a control node (user.txdir.version of the state document). */
+ssize_t ctl_getxattr(struct txd_fs *fs, struct node *n, const char *name, void *buf,
+		     size_t size);
+ssize_t ctl_listxattr(struct txd_fs *fs, struct node *n, char *buf, size_t size);
 /* fs_node_put for a control node: forgets it (one node id per object)
  * before it is freed. */
 void ctl_node_put(struct txd_fs *fs, struct node *n);

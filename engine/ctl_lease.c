@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ctl.h"
 #include "ctl_lease.h"
 #include "events.h"
 #include "core.h"
@@ -119,7 +120,7 @@ static struct ctl_leases *state(struct txd_fs *fs)
 {
 	if (!fs->ctl_leases && (fs->ctl_leases = calloc(1, sizeof(*fs->ctl_leases)))) {
 		struct ctl_leases *cl = fs->ctl_leases;
-		fs->upper_free = ctl_lease_free;
+		fs->upper_free = ctl_upper_free; /* ctl.h: every adapter's */
 		cl->fs = fs;
 		pthread_mutex_init(&cl->wlock, NULL);
 		cl->waits.next = cl->waits.prev = &cl->waits;

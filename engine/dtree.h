@@ -140,6 +140,18 @@ int fs_setattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
 int fs_rmdir(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name);
 int fs_unlink(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name);
 ssize_t fs_readlink(struct txd_fs *fs, uint64_t node, char *buf, size_t size);
+/* txd_flush, txd_fsync_prepare, txd_getxattr, txd_listxattr, txd_create,
+ * txd_rename of the data tree (vfs.c routes control handles and nodes to
+ * ctl.h). */
+int fs_create(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	      mode_t mode, int flags, struct txd_entry *entry, struct txd_open_out *out);
+int fs_rename(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	      uint64_t newparent, const char *newname, unsigned int flags);
+int fs_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t *lsn_out);
+int fs_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
+		     uint64_t *lsn_out);
+ssize_t fs_getxattr(struct txd_fs *fs, uint64_t node, const char *name, void *buf, size_t size);
+ssize_t fs_listxattr(struct txd_fs *fs, uint64_t node, char *buf, size_t size);
 /* Make a regular file (txd_create). */
 int fs_create_entry(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent,
 		    const char *name, mode_t mode, struct txd_entry *out);

@@ -437,8 +437,8 @@ int fs_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, int flag
 	return err;
 }
 
-int txd_create(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
-	       mode_t mode, int flags, struct txd_entry *entry, struct txd_open_out *out)
+int fs_create(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	      mode_t mode, int flags, struct txd_entry *entry, struct txd_open_out *out)
 {
 	int err = fs_create_entry(fs, c, parent, name, mode, entry);
 	if (err)
@@ -566,16 +566,15 @@ ssize_t fs_write(struct txd_fs *fs, const struct txd_cred *c, struct handle *h, 
 }
 
 /* ---- flush / fsync / release ------------------------------------------------------- */
-int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t *lsn_out)
+int fs_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t *lsn_out)
 {
 	struct handle *h = fs_file_handle(fh);
 	if (!h)
 		return -EBADF;
 	if (h->ctl || h->node->ctl || !h->writable) {
-		int err = h->node->ctl && fs->upper_flush ? fs->upper_flush(fs, c, h) : 0;
 		if (lsn_out)
 			*lsn_out = wal_last_lsn(fs->wal);
-		return err;
+		return 0;
 	}
 	int err = fs_commit_content(fs, h->node->txn, h->in, h->wf, c ? c->pid : 0, true, lsn_out);
 	if (!err)
@@ -583,8 +582,8 @@ int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t
 	return err;
 }
 
-int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
-		      uint64_t *lsn_out)
+int fs_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
+		     uint64_t *lsn_out)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fh;
 	if (h && h->magic == HANDLE_MAGIC && !h->is_dir && h->writable && h->wf)
@@ -594,8 +593,6 @@ int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
 	int err = 0;
 	if (h && h->magic == HANDLE_MAGIC && !h->is_dir && !h->node->ctl)
 		err = commit_lone_truncation(fs, pid_of(c), h->node->id);
-	else if (h && h->magic == HANDLE_MAGIC && !h->is_dir && fs->upper_flush)
-		err = fs->upper_flush(fs, c, h); /* a control document acts at fsync too */
 	/* a directory, or nothing pending: make every earlier commit durable */
 	*lsn_out = wal_last_lsn(fs->wal);
 	return err;

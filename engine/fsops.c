@@ -449,8 +449,8 @@ static void rename_encode(struct rec_buf *b, const struct rn *r, struct timespec
 		touch_dir(b, r->dp, dp_delta, now);
 }
 
-int txd_rename(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
-	       uint64_t newparent, const char *newname, unsigned int flags)
+int fs_rename(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	      uint64_t newparent, const char *newname, unsigned int flags)
 {
 	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) ||
 	    (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE))
@@ -783,7 +783,7 @@ static ssize_t copy_out(void *buf, size_t size, const void *val, size_t len)
 	return (ssize_t)len;
 }
 
-ssize_t txd_getxattr(struct txd_fs *fs, uint64_t node, const char *name, void *buf, size_t size)
+ssize_t fs_getxattr(struct txd_fs *fs, uint64_t node, const char *name, void *buf, size_t size)
 {
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = fs_node(fs, node);
@@ -809,7 +809,7 @@ out:
 	return ret;
 }
 
-ssize_t txd_listxattr(struct txd_fs *fs, uint64_t node, char *buf, size_t size)
+ssize_t fs_listxattr(struct txd_fs *fs, uint64_t node, char *buf, size_t size)
 {
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = fs_node(fs, node);

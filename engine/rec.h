@@ -10,6 +10,7 @@
  *   WAL_REC_COMMIT  1   payload = commit header + ops (below)
  *   WAL_REC_LEASE   2   payload = one lease record (lease.h)
  *   WAL_REC_VOTE    3   payload = one vote-service record (vote.h)
+ *   WAL_REC_STATE   4   payload = one state record (state.h)
  *
  * Commit payload (little-endian, packed, no padding):
  *    0 u64 txn        transaction id (0 = a plain main-tree commit)
@@ -68,6 +69,7 @@
 
 enum { WAL_REC_COMMIT = 1, WAL_REC_LEASE = 2 };
 enum { WAL_REC_VOTE = 3 };
+enum { WAL_REC_STATE = 4 };
 
 enum rec_op {
 	OP_INODE = 1,

@@ -16,6 +16,7 @@
 #include "lease_wal.h"
 #include "os.h"
 #include "rec.h"
+#include "state_wal.h"
 #include "txdir.h"
 #include "vote_wal.h"
 
@@ -26,6 +27,10 @@ struct svc {
 	struct lease_backend wal_be; /* the WAL adapter, wrapped for V3 */
 	struct vote_svc *vote;
 	struct vote_backend vote_be; /* the vote WAL adapter, wrapped for V3 */
+	struct state_svc *state;
+	struct state_backend state_be; /* the WAL adapter, wrapped for V3 */
+	void (*_Atomic state_listener)(void *arg, const struct state_event *ev);
+	void *_Atomic state_listener_arg;
 	pthread_mutex_t up_lock;     /* upgrade state (leaf) */
 	int (*upgrade)(void *arg);
 	void *upgrade_arg;
@@ -50,6 +55,8 @@ struct svc {
 	void (*vote_listener_release)(void *arg);
 	struct vreplayed *vrp;       /* V7: decisions replayed */
 	size_t nvrp, capvrp;
+	struct state_event *srp;     /* V7: state replaces replayed */
+	size_t nsrp, capsrp;
 };
 
 /* ---- V7: vote events --------------------------------------------------------
@@ -490,6 +497,10 @@ void svc_stats(struct svc *s, void (*put)(void *arg, const char *text), void *ar
 			 lease_end_name((enum lease_end)how), st.releases[how]);
 		put(arg, line);
 	}
+	put(arg, "# HELP txdir_state_version The global state document's version.\n"
+		 "# TYPE txdir_state_version gauge\n");
+	snprintf(line, sizeof(line), "txdir_state_version %" PRIu64 "\n", state_version(s->state));
+	put(arg, line);
 	put(arg, "# HELP txdir_lease_wait_seconds Time spent in released and granted waits.\n"
 		 "# TYPE txdir_lease_wait_seconds summary\n");
 	snprintf(line, sizeof(line),
@@ -771,27 +782,6 @@ struct journal *svc_journal(struct svc *s)
 }
 
 /* V3: the format says "services" before any service record is appended. */
-static int be_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
-{
-	struct svc *s = arg;
-	int err = 0;
-
-	pthread_mutex_lock(&s->up_lock);
-	if (s->upgrade && !s->upgraded) {
-		err = s->upgrade(s->upgrade_arg);
-		s->upgraded = !err;
-	}
-	pthread_mutex_unlock(&s->up_lock);
-	return err ? err : s->wal_be.append(s->wal_be.arg, rec, len, lsn);
-}
-
-static int be_sync(void *arg, uint64_t lsn)
-{
-	struct svc *s = arg;
-
-	return s->wal_be.sync(s->wal_be.arg, lsn);
-}
-
 static int upgrade_once(struct svc *s)
 {
 	int err = 0;
@@ -803,6 +793,74 @@ static int upgrade_once(struct svc *s)
 	}
 	pthread_mutex_unlock(&s->up_lock);
 	return err;
+}
+
+static int be_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
+{
+	struct svc *s = arg;
+	int err = upgrade_once(s);
+
+	return err ? err : s->wal_be.append(s->wal_be.arg, rec, len, lsn);
+}
+
+static int st_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
+{
+	struct svc *s = arg;
+	int err = upgrade_once(s);
+
+	return err ? err : s->state_be.append(s->state_be.arg, rec, len, lsn);
+}
+
+static int st_sync(void *arg, uint64_t lsn)
+{
+	struct svc *s = arg;
+
+	return s->state_be.sync(s->state_be.arg, lsn);
+}
+
+static void log_state_event(struct svc *s, const struct state_event *ev, bool derived)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (!o)
+		return;
+	ev_add_u64(o, "version", ev->version);
+	ev_add_u64(o, "pid", ev->by.pid);
+	ev_add_u64(o, "uid", ev->by.uid);
+	ev_add_u64(o, "bytes", ev->bytes);
+	if (derived)
+		cJSON_AddBoolToObject(o, "derived", true);
+	ev_emit(s->events, ev->time_ns, "state_replace", o);
+}
+
+/* V7: a replace became visible: its event, then the control tree's waits. */
+static void on_state_event(void *arg, const struct state_event *ev)
+{
+	struct svc *s = arg;
+
+	log_state_event(s, ev, false);
+	void (*fn)(void *, const struct state_event *) = s->state_listener;
+	if (fn)
+		fn(s->state_listener_arg, ev);
+}
+
+void svc_set_state_listener(struct svc *s, void (*fn)(void *arg, const struct state_event *ev),
+			    void *arg)
+{
+	s->state_listener_arg = arg;
+	s->state_listener = fn;
+}
+
+struct state_svc *svc_state(struct svc *s)
+{
+	return s->state;
+}
+
+static int be_sync(void *arg, uint64_t lsn)
+{
+	struct svc *s = arg;
+
+	return s->wal_be.sync(s->wal_be.arg, lsn);
 }
 
 static int be_vote_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
@@ -856,8 +914,16 @@ int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out)
 	struct vote_hooks vh = {.event = on_vote_event, .arg = s};
 	if ((err = vote_open(&vo, &vbe, &vh, &s->vote)))
 		goto out_lease;
+	s->state_be = state_wal_backend(w);
+	struct state_opts so = {.sync = opts->sync_grants, .event = on_state_event,
+				.event_arg = s};
+	struct state_backend sbe = {.append = st_append, .sync = st_sync, .arg = s};
+	if ((err = state_open(&so, &sbe, &s->state)))
+		goto out_vote;
 	*out = s;
 	return 0;
+out_vote:
+	vote_close(s->vote);
 out_lease:
 	lease_close(s->lease);
 out_lp:
@@ -874,6 +940,45 @@ out_free:
 	return err;
 }
 
+/* V7: a replayed REPLACE record (state.h "Record encoding"; state_replay
+ * has checked it), for derive_state_events. Best effort: the WAL stands. */
+static void note_state(struct svc *s, const uint8_t *p, size_t len)
+{
+	if (s->nsrp == s->capsrp) {
+		size_t cap = s->capsrp ? 2 * s->capsrp : 16;
+		struct state_event *n = realloc(s->srp, cap * sizeof(*n));
+		if (!n)
+			return;
+		s->srp = n;
+		s->capsrp = cap;
+	}
+	s->srp[s->nsrp++] = (struct state_event){ .version = le64(p + 8), .time_ns = le64(p + 16),
+						  .by = { .uid = le32(p + 24), .pid = le32(p + 28) },
+						  .bytes = len - STATE_REC_HDR };
+}
+
+/* V7 across a power cut: a replace replayed after the checkpoint whose
+ * event the log lacks is logged again, with its own time, "derived". */
+static void derive_state_events(struct svc *s)
+{
+	char *txt = NULL;
+	size_t len = 0;
+
+	if (s->nsrp && s->events && !ev_render(s->events, 0, NULL, NULL, 0, &txt, &len)) {
+		for (size_t i = 0; i < s->nsrp; i++) {
+			char key[64];
+			snprintf(key, sizeof(key), "\"type\":\"state_replace\",\"version\":%" PRIu64 ",",
+				 s->srp[i].version);
+			if (!strstr(txt, key))
+				log_state_event(s, &s->srp[i], true);
+		}
+	}
+	free(txt);
+	free(s->srp);
+	s->srp = NULL;
+	s->nsrp = s->capsrp = 0;
+}
+
 int svc_replay(struct svc *s, uint16_t type, const void *payload, size_t len)
 {
 	int err;
@@ -886,6 +991,10 @@ int svc_replay(struct svc *s, uint16_t type, const void *payload, size_t len)
 	case WAL_REC_VOTE:
 		if (!(err = vote_replay(s->vote, payload, len)))
 			note_vote_replayed(s, payload, len);
+		return err;
+	case WAL_REC_STATE:
+		if (!(err = state_replay(s->state, payload, len)))
+			note_state(s, payload, len);
 		return err;
 	default:
 		return -TXD_EFORMAT;
@@ -913,9 +1022,13 @@ static int lease_dec(struct svc *s, const void *b, size_t l) { return lease_snap
 static int vote_enc(struct svc *s, void **b, size_t *l) { return vote_snapshot_encode(s->vote, b, l); }
 static int vote_dec(struct svc *s, const void *b, size_t l) { return vote_snapshot_decode(s->vote, b, l); }
 
+static int state_enc(struct svc *s, void **b, size_t *l) { return state_snapshot_encode(s->state, b, l); }
+static int state_dec(struct svc *s, const void *b, size_t l) { return state_snapshot_decode(s->state, b, l); }
+
 static const struct subsection subsections[] = {
 	{"LEAS", lease_enc, lease_dec},
 	{"VOTE", vote_enc, vote_dec},
+	{"STAT", state_enc, state_dec},
 };
 #define NSUB (sizeof(subsections) / sizeof(subsections[0]))
 
@@ -1047,6 +1160,7 @@ int svc_start(struct svc *s)
 	lease_proc_attach(s->lp, s->lease);
 	journal_load(s); /* V6: before anything new is logged */
 	derive_events(s); /* V5: before anything new is logged */
+	derive_state_events(s); /* V7: likewise */
 	struct dead_collect c = {0};
 	tl_dead = &c;
 	int err = lease_start(s->lease);
@@ -1087,6 +1201,8 @@ void svc_close(struct svc *s)
 		s->vote_listener_release(s->vote_listener_arg);
 	lease_close(s->lease);
 	free(s->vrp);
+	state_close(s->state);
+	free(s->srp); /* opened and closed without svc_start */
 	proc_close(s->proc);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->up_lock);

@@ -17,10 +17,12 @@
  * Invariants.
  *  V1 Replay refuses nothing silently: a record type no service owns is
  *     -TXD_EFORMAT (rec.h).
- *  V2 The checkpoint section is the lease snapshot taken after the
- *     checkpoint's LSN was chosen, so replay from that LSN is idempotent
- *     over it (lease L7). A checkpoint without the section (store format 1)
- *     leaves the services empty: format 1 had no service records.
+ *  V2 The checkpoint section holds each service's snapshot taken after the
+ *     checkpoint's LSN was chosen (V8), so replay from that LSN is
+ *     idempotent over it (lease L7, vote, state S5); a section written
+ *     without a service's sub-section leaves that service empty. A
+ *     checkpoint without the section (store format 1) leaves the services
+ *     empty: format 1 had no service records.
  *  V3 Store format: the first service record in a store of format 1 is
  *     preceded by opts.upgrade (FORMAT rewritten durably to 2), so a store
  *     that holds service records always says so and an older binary refuses
@@ -51,6 +53,13 @@
  *     derived again at svc_start ("derived": true, the release's time,
  *     the leases of the replayed death releases whose holder has no
  *     dead_process event; waits are not logged, so none).
+ *  V7 Every state replace that becomes visible (state.h S1) is one
+ *     "state_replace" event (version, pid, uid, bytes), emitted after its
+ *     record is durable, before the writer is answered, with the replace's
+ *     time; then the state listener runs. As V5: a replace replayed after
+ *     the checkpoint whose event the log lacks (lost with its unsynced
+ *     tail) is logged again at svc_start, with the record's time and
+ *     "derived": true.
  *  V4 The worker thread runs the lease tick at the earliest expiry, waking
  *     at least once a second while a TTL is pending (a lease expires at
  *     most 1 s late); svc_kick after a TTL is set (and start-up) makes it
@@ -83,7 +92,8 @@
  *     (written before votes) loads as the lease sub-section alone.
  *     Container: u32 magic "TXSV", u32 version 1, u32 count, then count x
  *     (u32 tag, u32 zero, u64 len, len bytes); tags "LEAS" (lease.h
- *     snapshot), "VOTE" (vote.h snapshot); an unknown tag is -TXD_EFORMAT.
+ *     snapshot), "VOTE" (vote.h snapshot), "STAT" (state.h snapshot); an
+ *     unknown tag is -TXD_EFORMAT.
  *
  * Lock order: svc's own queue lock is a leaf. Lease calls must not be made
  * with fs->lock held (a RESERVE sync holds the lease lock across an fsync).
@@ -100,6 +110,7 @@
 #include "lease.h"
 #include "proc.h"
 #include "vote.h"
+#include "state.h"
 #include "wal.h"
 
 struct svc;
@@ -157,6 +168,12 @@ void svc_set_decision_listener(struct svc *s,
 void svc_set_vote_listener(struct svc *s, void (*fn)(void *arg, const struct vote_event *ev),
 			   void *arg, void (*release)(void *arg));
 void *svc_vote_listener_arg(struct svc *s);
+/* The global state document (state.h), valid until svc_close. */
+struct state_svc *svc_state(struct svc *s);
+/* V7: a receiver of state replaces (the control tree's `changed` waits),
+ * called after the event is logged, with no service lock held. Set once. */
+void svc_set_state_listener(struct svc *s, void (*fn)(void *arg, const struct state_event *ev),
+			    void *arg);
 /* V6: the journal index (journal.h), valid until svc_close. */
 struct journal *svc_journal(struct svc *s);
 struct proc *svc_proc(struct svc *s);

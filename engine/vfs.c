@@ -8,12 +8,19 @@
  *   lookup      a control node, or a view's root asked for ".txdir" → ctl
  *   getattr, setattr, readdir, open, read, write, release → by node kind
  *   mkdir, rmdir  a control parent → ctl (begin / remove a transaction)
+ *   flush, fsync  a control handle → ctl (a state document acts)
+ *   create      a control parent → ctl (a temp file of .txdir/state)
+ *   rename      either parent a control node → ctl (temp files of
+ *               .txdir/state; EXDEV between the trees)
+ *   getxattr, listxattr  a control node → ctl (user.txdir.version of
+ *               the state document)
  *   opendir, releasedir, forget: handle and node bookkeeping for both
  *               kinds; a control node is put through ctl_node_put
- * Calls that only refuse control nodes (mknod, symlink, link, unlink,
- * rename, readlink, xattrs, flush, fsync, fallocate) stay in the data tree.
+ * Calls that only refuse control nodes (mknod, symlink, link, readlink,
+ * setxattr, fallocate) stay in the data tree.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,6 +29,7 @@
 #include "ctl.h"
 #include "dtree.h"
 #include "txn.h"
+#include "wal.h"
 
 /* Drop a node reference the kernel or a handle held (fs->lock held). */
 static void node_put(struct txd_fs *fs, struct node *n)
@@ -264,6 +272,46 @@ static int ctl_file_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t n
 	return err;
 }
 
+int txd_create(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	       mode_t mode, int flags, struct txd_entry *entry, struct txd_open_out *out)
+{
+	if (kind_of(fs, parent) != CONTROL)
+		return fs_create(fs, c, parent, name, mode, flags, entry, out);
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = fs_node(fs, parent);
+	int err = p ? ctl_create(fs, c, p, name, mode, entry) : -ESTALE;
+	pthread_mutex_unlock(&fs->lock);
+	if (err)
+		return err;
+	err = ctl_file_open(fs, c, entry->node, flags & ~O_TRUNC, out);
+	if (err) { /* give back the entry's lookup reference */
+		pthread_mutex_lock(&fs->lock);
+		struct node *n = fs_node(fs, entry->node);
+		if (n && n->nlookup) {
+			n->nlookup--;
+			node_put(fs, n);
+		}
+		pthread_mutex_unlock(&fs->lock);
+	}
+	return err;
+}
+
+int txd_rename(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
+	       uint64_t newparent, const char *newname, unsigned int flags)
+{
+	if (kind_of(fs, parent) != CONTROL && kind_of(fs, newparent) != CONTROL)
+		return fs_rename(fs, c, parent, name, newparent, newname, flags);
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = fs_node(fs, parent), *np = fs_node(fs, newparent);
+	int err = !p || !np ? -ESTALE
+		  : p->ctl && np->ctl ? ctl_rename(fs, c, p, name, np, newname, flags)
+				      : -EXDEV; /* between the data and the control tree */
+	pthread_mutex_unlock(&fs->lock);
+	fs_notify_flush(fs);
+	return err;
+}
+
 int txd_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, int flags,
 	     struct txd_open_out *out)
 {
@@ -345,6 +393,56 @@ ssize_t txd_write_async(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh
 int txd_write_cancel(struct txd_fs *fs, void *arg)
 {
 	return txn_cancel_wait(fs, arg);
+}
+
+/* A control handle's FLUSH / fsync: ctl_flush, then every earlier commit's
+ * LSN (the caller waits for it as for a data file's). */
+static int ctl_handle_flush(struct txd_fs *fs, struct handle *h, const struct txd_cred *c,
+			    uint64_t *lsn_out)
+{
+	int err = ctl_flush(fs, c, h);
+	if (lsn_out)
+		*lsn_out = wal_last_lsn(fs->wal);
+	return err;
+}
+
+int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t *lsn_out)
+{
+	struct handle *h = fs_file_handle(fh);
+	if (h && is_ctl(h))
+		return ctl_handle_flush(fs, h, c, lsn_out);
+	return fs_flush(fs, fh, c, lsn_out);
+}
+
+int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
+		      uint64_t *lsn_out)
+{
+	struct handle *h = fs_file_handle(fh);
+	if (h && is_ctl(h))
+		return ctl_handle_flush(fs, h, c, lsn_out);
+	return fs_fsync_prepare(fs, fh, c, lsn_out);
+}
+
+ssize_t txd_getxattr(struct txd_fs *fs, uint64_t node, const char *name, void *buf, size_t size)
+{
+	if (kind_of(fs, node) != CONTROL)
+		return fs_getxattr(fs, node, name, buf, size);
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	ssize_t ret = n ? ctl_getxattr(fs, n, name, buf, size) : -ESTALE;
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
+ssize_t txd_listxattr(struct txd_fs *fs, uint64_t node, char *buf, size_t size)
+{
+	if (kind_of(fs, node) != CONTROL)
+		return fs_listxattr(fs, node, buf, size);
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = fs_node(fs, node);
+	ssize_t ret = n ? ctl_listxattr(fs, n, buf, size) : -ESTALE;
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
 }
 
 int txd_release(struct txd_fs *fs, uint64_t fh)

@@ -11,7 +11,8 @@
 # then nsdiff.py (random metadata operations against the native dir), then
 # crash.sh, programs.sh, redirect.sh, txncrash.sh, ctllog.sh and txnwait.sh (each with its own summary),
 # then leasework (leases across 50 processes, holders and the server SIGKILLed),
-# then vote.sh and votework.sh (two-phase commit; the latter with SIGKILLs).
+# then vote.sh and votework.sh (two-phase commit; the latter with SIGKILLs),
+# then state.sh (the global state document, 8 compare-and-swap writers).
 # A case that cannot run here (not root, no setpriv) is skipped, not passed:
 # it prints "# SKIP WHAT: REASON" (tests/check.sh collects those lines) and
 # counts in N skipped. The last line is "N passed, N failed, N skipped";
@@ -19,7 +20,7 @@
 #
 # MOUNT_PARTS (default: all of them) runs only the named parts, so that
 # tests/check.sh can run one pass's mount suite as two jobs side by side:
-#   progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait
+#   progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait lease leasework vote votework state
 # (progs: the tests/mount programs, native and mount).
 # MOUNT_NATIVE=0 leaves out the runs against the native directory alone (the
 # programs' [native] runs, fsx's native control): they test the tests, which
@@ -33,7 +34,7 @@ export TXDIRFS MOUNTCTL TXDIR_BUILD
 MOUNT_OPTS=allow_other,default_permissions
 PROG_TIMEOUT=${PROG_TIMEOUT:-240}
 
-MOUNT_PARTS=${MOUNT_PARTS:-progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait lease leasework vote votework}
+MOUNT_PARTS=${MOUNT_PARTS:-progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait lease leasework vote votework state}
 part() { [[ " $MOUNT_PARTS " == *" $1 "* ]]; } # whether PART is to run
 
 # Per-phase time: "# time LABEL: W s wall, C s cpu" where cpu is the user+sys
@@ -280,6 +281,13 @@ if part leasework; then
 		not_ok "leasework: $LW not built"
 	fi
 	phase_end leasework
+fi
+
+# The global state document through the mount (issue 11 item 3).
+if part state; then
+	phase_begin
+	run_prog "state.sh" bash "$HERE/state.sh"
+	phase_end state.sh
 fi
 
 tm_summary

@@ -1,0 +1,893 @@
+/*
+ * ctl_state.c — `.txdir/state/` (ctl_state.h).
+ */
+#include "ctl_state.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core.h"
+#include "ctl.h"
+#include "ctl_lease.h" /* ctl_entry, ctl_fill (ctl.c) */
+#include "events.h"
+#include "state.h"
+#include "svc.h"
+
+enum {
+	S_DIR = CTL_STATE_FIRST,
+	S_DOC,
+	S_UPDATE,
+	S_CHANGED,
+	S_INFO,
+	S_TEMP,         /* key: the temp file's id */
+	S_END
+};
+
+static const struct {
+	const char *name;
+	unsigned kind;
+} files[] = {
+	{ "changed", S_CHANGED },
+	{ "global_state.json", S_DOC },
+	{ "info.json", S_INFO },
+	{ "update", S_UPDATE },
+};
+#define NFILES (sizeof(files) / sizeof(files[0]))
+
+/* update's envelope around a document of STATE_DOC_MAX bytes */
+#define UPDATE_MAX (STATE_DOC_MAX + 4096)
+#define STATE_TEMP_MAX 16 /* temp files per uid (root is not limited): EDQUOT */
+
+/* A temp file beside the document (volatile: memory only). tlock. */
+struct stemp {
+	struct stemp *next;
+	uint64_t id;
+	uint32_t uid, gid;
+	mode_t mode;
+	char *buf;
+	size_t len, cap;
+	char name[];
+};
+
+/* An open file of state/: the bytes written since the last act (document
+ * files), or a wait (changed). */
+struct sfile {
+	struct sfile *next, *prev;  /* waits only, under wlock */
+	unsigned kind;
+	pthread_mutex_t lock;       /* the buffer: writes and flushes may race */
+	char *buf;
+	size_t len, cap;
+	bool dirty;                 /* written since the last act */
+	uint64_t temp;              /* S_TEMP: its id */
+	uint64_t version;           /* changed: the version at open */
+	bool ready;
+	uint64_t result;            /* changed: the new version */
+	void (*done)(void *arg, int err);
+	void *done_arg;
+	void (*wake)(void *arg);
+	void *wake_arg;
+};
+
+struct ctl_states {
+	pthread_mutex_t wlock;      /* the waits (leaf) */
+	struct sfile waits;         /* list head */
+	pthread_mutex_t tlock;      /* the temp files (leaf) */
+	struct stemp *temps;
+	uint64_t next_temp;
+};
+
+static void on_state_event(void *arg, const struct state_event *ev);
+
+static struct ctl_states *cstate(struct txd_fs *fs)
+{
+	if (!fs->ctl_states && (fs->ctl_states = calloc(1, sizeof(*fs->ctl_states)))) {
+		struct ctl_states *cs = fs->ctl_states;
+		fs->upper_free = ctl_upper_free;
+		pthread_mutex_init(&cs->wlock, NULL);
+		pthread_mutex_init(&cs->tlock, NULL);
+		cs->waits.next = cs->waits.prev = &cs->waits;
+		svc_set_state_listener(fs->svc, on_state_event, cs);
+	}
+	return fs->ctl_states;
+}
+
+void ctl_state_free(struct txd_fs *fs)
+{
+	struct ctl_states *cs = fs->ctl_states;
+
+	if (!cs)
+		return;
+	/* the services are closed already (fs_free): no listener call after */
+	while (cs->temps) {
+		struct stemp *t = cs->temps;
+		cs->temps = t->next;
+		free(t->buf);
+		free(t);
+	}
+	pthread_mutex_destroy(&cs->tlock);
+	pthread_mutex_destroy(&cs->wlock);
+	free(cs);
+	fs->ctl_states = NULL;
+}
+
+static struct state_svc *ssvc(struct txd_fs *fs)
+{
+	return svc_state(fs->svc);
+}
+
+/* ---- nodes --------------------------------------------------------------------- */
+bool ctl_state_owns(unsigned kind)
+{
+	return kind >= CTL_STATE_FIRST && kind < S_END;
+}
+
+bool ctl_state_is_dir(unsigned kind)
+{
+	return kind == S_DIR;
+}
+
+unsigned ctl_state_root_kind(void)
+{
+	return S_DIR;
+}
+
+bool ctl_state_writable(unsigned kind)
+{
+	return kind == S_DOC || kind == S_UPDATE || kind == S_TEMP;
+}
+
+/* ---- temp files (tlock held) ---------------------------------------------------- */
+static struct stemp *temp_by_name(struct ctl_states *cs, const char *name)
+{
+	for (struct stemp *t = cs->temps; t; t = t->next)
+		if (strcmp(t->name, name) == 0)
+			return t;
+	return NULL;
+}
+
+static struct stemp *temp_by_id(struct ctl_states *cs, uint64_t id)
+{
+	for (struct stemp *t = cs->temps; t; t = t->next)
+		if (t->id == id)
+			return t;
+	return NULL;
+}
+
+static void temp_remove(struct ctl_states *cs, struct stemp *t)
+{
+	struct stemp **pp = &cs->temps;
+
+	while (*pp != t)
+		pp = &(*pp)->next;
+	*pp = t->next;
+	free(t->buf);
+	free(t);
+}
+
+/* Bytes [len, size) are zeros; -EFBIG over STATE_DOC_MAX. */
+static int temp_resize(struct stemp *t, size_t size)
+{
+	if (size > STATE_DOC_MAX)
+		return -EFBIG;
+	if (size > t->cap) {
+		size_t cap = t->cap ? t->cap : 4096;
+		while (cap < size)
+			cap *= 2;
+		char *nb = realloc(t->buf, cap);
+		if (!nb)
+			return -ENOMEM;
+		t->buf = nb;
+		t->cap = cap;
+	}
+	if (size > t->len)
+		memset(t->buf + t->len, 0, size - t->len);
+	t->len = size;
+	return 0;
+}
+
+static bool fixed_name(const char *name)
+{
+	for (size_t k = 0; k < NFILES; k++)
+		if (strcmp(name, files[k].name) == 0)
+			return true;
+	return false;
+}
+
+/* The caller may remove or rename t: its owner or root (the directory is
+ * 0777 without the sticky bit, so the kernel leaves this to us). */
+static bool temp_may(const struct txd_cred *c, const struct stemp *t)
+{
+	return !c || c->uid == 0 || c->uid == t->uid;
+}
+
+int ctl_state_lookup(struct txd_fs *fs, struct node *parent, const char *name,
+		     struct txd_entry *e)
+{
+	if (parent->ctl != S_DIR)
+		return -ENOTDIR;
+	for (size_t k = 0; k < NFILES; k++)
+		if (strcmp(name, files[k].name) == 0)
+			return ctl_entry(fs, files[k].kind, 0, e);
+	struct ctl_states *cs = cstate(fs);
+	uint64_t id = 0;
+	if (cs) {
+		pthread_mutex_lock(&cs->tlock);
+		struct stemp *t = temp_by_name(cs, name);
+		id = t ? t->id : 0;
+		pthread_mutex_unlock(&cs->tlock);
+	}
+	return id ? ctl_entry(fs, S_TEMP, id, e) : -ENOENT;
+}
+
+int ctl_state_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
+{
+	if (n->ctl == S_TEMP) {
+		struct ctl_states *cs = cstate(fs);
+		int err = -ENOENT;
+		if (!cs)
+			return -ENOMEM;
+		pthread_mutex_lock(&cs->tlock);
+		struct stemp *t = temp_by_id(cs, n->ctl_key);
+		if (t) {
+			a->mode = S_IFREG | t->mode;
+			a->uid = t->uid;
+			a->gid = t->gid;
+			a->nlink = 1;
+			a->size = t->len;
+			err = 0;
+		}
+		pthread_mutex_unlock(&cs->tlock);
+		return err;
+	}
+	if (n->ctl == S_DIR) {
+		/* anyone may make a temp file here (not sticky: rename over
+		 * the document must work for every uid; temp_may) */
+		a->mode = S_IFDIR | 0777;
+		a->nlink = 2;
+		a->size = 4096;
+		return 0;
+	}
+	/* anyone may replace the document (SPEC §5; root-only would need a
+	 * policy the SPEC does not state); size 0 as every control file */
+	a->mode = S_IFREG | (n->ctl == S_DOC ? 0666 : n->ctl == S_UPDATE ? 0222 : 0444);
+	a->nlink = 1;
+	return 0;
+}
+
+int ctl_state_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus,
+		      txd_fill_fn fill, void *arg)
+{
+	if (n->ctl != S_DIR)
+		return -ENOTDIR;
+	for (uint64_t k = off < 3 ? 0 : off - 2; k < NFILES; k++)
+		if (ctl_fill(fs, files[k].name, files[k].kind, 0, plus, k + 3, fill, arg))
+			return 0;
+	/* then the temp files: offset 3 + NFILES + k is the k-th */
+	struct ctl_states *cs = cstate(fs);
+	struct {
+		uint64_t id;
+		char name[TXD_NAME_MAX + 1];
+	} *v = NULL;
+	size_t nt = 0, cap = 0;
+	if (!cs)
+		return -ENOMEM;
+	pthread_mutex_lock(&cs->tlock);
+	for (struct stemp *t = cs->temps; t; t = t->next) {
+		if (nt == cap) {
+			cap = cap ? 2 * cap : 16;
+			void *nv = realloc(v, cap * sizeof(*v));
+			if (!nv)
+				break;
+			v = nv;
+		}
+		v[nt].id = t->id;
+		snprintf(v[nt++].name, sizeof(v->name), "%s", t->name);
+	}
+	pthread_mutex_unlock(&cs->tlock);
+	for (uint64_t k = off < 3 + NFILES ? 0 : off - 2 - NFILES; k < nt; k++)
+		if (ctl_fill(fs, v[k].name, S_TEMP, v[k].id, plus, k + 3 + NFILES, fill, arg))
+			break;
+	free(v);
+	return 0;
+}
+
+int ctl_state_create(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+		     const char *name, mode_t mode, struct txd_entry *e)
+{
+	struct ctl_states *cs = cstate(fs);
+	size_t len = strlen(name), mine = 0;
+	uint32_t uid = c ? c->uid : 0;
+	struct stemp *t;
+
+	if (parent->ctl != S_DIR)
+		return -EPERM;
+	if (len == 0 || len > TXD_NAME_MAX)
+		return len ? -ENAMETOOLONG : -EINVAL;
+	if (strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+		return -EINVAL;
+	if (fixed_name(name))
+		return -EEXIST;
+	if (!cs)
+		return -ENOMEM;
+	pthread_mutex_lock(&cs->tlock);
+	for (t = cs->temps; t; t = t->next)
+		mine += t->uid == uid;
+	if (temp_by_name(cs, name)) {
+		pthread_mutex_unlock(&cs->tlock);
+		return -EEXIST;
+	}
+	if (uid != 0 && mine >= STATE_TEMP_MAX) {
+		pthread_mutex_unlock(&cs->tlock);
+		return -EDQUOT;
+	}
+	t = calloc(1, sizeof(*t) + len + 1);
+	if (!t) {
+		pthread_mutex_unlock(&cs->tlock);
+		return -ENOMEM;
+	}
+	memcpy(t->name, name, len + 1);
+	t->id = ++cs->next_temp;
+	t->uid = uid;
+	t->gid = c ? c->gid : 0;
+	t->mode = (mode & 0666 & ~(c ? c->umask : 022)) | 0600;
+	t->next = cs->temps;
+	cs->temps = t;
+	uint64_t id = t->id;
+	pthread_mutex_unlock(&cs->tlock);
+	return ctl_entry(fs, S_TEMP, id, e);
+}
+
+int ctl_state_unlink(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+		     const char *name)
+{
+	struct ctl_states *cs = cstate(fs);
+	int err = -ENOENT;
+
+	if (parent->ctl != S_DIR)
+		return -ENOTDIR;
+	if (fixed_name(name))
+		return -EPERM;
+	if (!cs)
+		return -ENOMEM;
+	pthread_mutex_lock(&cs->tlock);
+	struct stemp *t = temp_by_name(cs, name);
+	if (t && !temp_may(c, t))
+		err = -EPERM;
+	else if (t) {
+		temp_remove(cs, t);
+		err = 0;
+	}
+	pthread_mutex_unlock(&cs->tlock);
+	return err;
+}
+
+int ctl_state_truncate(struct txd_fs *fs, struct node *n, uint64_t size)
+{
+	struct ctl_states *cs = cstate(fs);
+	int err = -ENOENT;
+
+	if (n->ctl != S_TEMP)
+		return 0; /* the document: `> global_state.json` truncates nothing */
+	if (!cs)
+		return -ENOMEM;
+	pthread_mutex_lock(&cs->tlock);
+	struct stemp *t = temp_by_id(cs, n->ctl_key);
+	if (t)
+		err = size > STATE_DOC_MAX ? -EFBIG : temp_resize(t, (size_t)size);
+	pthread_mutex_unlock(&cs->tlock);
+	return err;
+}
+
+static char *render_info(struct txd_fs *fs)
+{
+	struct state_event in;
+	cJSON *o = cJSON_CreateObject();
+	char when[40], *txt;
+
+	state_info(ssvc(fs), &in);
+	ev_add_u64(o, "version", in.version);
+	ev_add_u64(o, "bytes", in.bytes);
+	if (in.time_ns) {
+		ev_rfc3339(in.time_ns, when, sizeof(when));
+		cJSON_AddStringToObject(o, "updated", when);
+	} else {
+		cJSON_AddNullToObject(o, "updated");
+	}
+	ev_add_u64(o, "pid", in.by.pid);
+	ev_add_u64(o, "uid", in.by.uid);
+	txt = cJSON_Print(o);
+	cJSON_Delete(o);
+	return txt;
+}
+
+int ctl_state_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int flags,
+		   struct sfile **out, char **buf, size_t *len)
+{
+	struct ctl_states *cs = cstate(fs);
+	struct sfile *f = calloc(1, sizeof(*f));
+	uint64_t version;
+	int err = 0;
+
+	if (!f || !cs) {
+		free(f);
+		return -ENOMEM;
+	}
+	f->kind = n->ctl;
+	pthread_mutex_init(&f->lock, NULL);
+	*buf = NULL;
+	*len = 0;
+	if (n->ctl == S_DOC && (flags & O_ACCMODE) != O_WRONLY) {
+		err = state_get(ssvc(fs), buf, len, &version);
+	} else if (n->ctl == S_TEMP) {
+		/* a plain file: O_TRUNC truncates at open, a read sees the bytes
+		 * as of open */
+		pthread_mutex_lock(&cs->tlock);
+		struct stemp *t = temp_by_id(cs, n->ctl_key);
+		f->temp = n->ctl_key;
+		if (!t)
+			err = -ENOENT;
+		else if (c && c->uid != 0 && c->uid != t->uid)
+			err = -EACCES;
+		else if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY)
+			t->len = 0;
+		if (!err && (flags & O_ACCMODE) != O_WRONLY && t->len) {
+			if ((*buf = malloc(t->len))) {
+				memcpy(*buf, t->buf, t->len);
+				*len = t->len;
+			} else {
+				err = -ENOMEM;
+			}
+		}
+		pthread_mutex_unlock(&cs->tlock);
+	} else if (n->ctl == S_INFO) {
+		*buf = render_info(fs);
+		*len = *buf ? strlen(*buf) : 0;
+		err = *buf ? 0 : -ENOMEM;
+	} else if (n->ctl == S_CHANGED) {
+		/* registered first, checked after: a replace in between is not lost */
+		pthread_mutex_lock(&cs->wlock);
+		f->version = state_version(ssvc(fs));
+		f->next = &cs->waits;
+		f->prev = cs->waits.prev;
+		f->prev->next = f;
+		cs->waits.prev = f;
+		pthread_mutex_unlock(&cs->wlock);
+	}
+	if (err) {
+		ctl_state_release(fs, f);
+		return err;
+	}
+	*out = f;
+	return 0;
+}
+
+/* ---- xattrs ---------------------------------------------------------------------- */
+#define XATTR_VERSION "user.txdir.version" /* as a data file's (fsops.c) */
+
+ssize_t ctl_state_getxattr(struct txd_fs *fs, struct node *n, const char *name, void *buf,
+			   size_t size)
+{
+	char v[24];
+	int len;
+
+	if (n->ctl != S_DOC || strcmp(name, XATTR_VERSION) != 0)
+		return -ENODATA;
+	len = snprintf(v, sizeof(v), "%" PRIu64, state_version(ssvc(fs)));
+	if (size == 0)
+		return len;
+	if (size < (size_t)len)
+		return -ERANGE;
+	memcpy(buf, v, (size_t)len);
+	return len;
+}
+
+ssize_t ctl_state_listxattr(struct txd_fs *fs, struct node *n, char *buf, size_t size)
+{
+	/* readable by name, never listed: as a data file's user.txdir.*
+	 * (fsops.c), so cp -a and rsync -X do not try to copy it */
+	(void)fs;
+	(void)n;
+	(void)buf;
+	(void)size;
+	return 0;
+}
+
+/* ---- replacing ------------------------------------------------------------------- */
+static int replace(struct txd_fs *fs, const struct txd_cred *c, const char *doc, size_t len,
+		   uint64_t if_version)
+{
+	struct state_who by = { .pid = c ? (uint32_t)c->pid : 0, .uid = c ? c->uid : 0 };
+
+	fs_will_block(fs); /* the replace waits for the WAL's sync */
+	return state_replace(ssvc(fs), doc, len, if_version, &by, NULL);
+}
+
+/* update's envelope: 0 and *doc (malloc'd), *if_version; -EINVAL. */
+static int parse_update(const char *b, size_t len, char **doc, uint64_t *if_version)
+{
+	cJSON *o, *it;
+	const cJSON *v = NULL, *d = NULL;
+	int err = state_check(b, len) == 0 ? 0 : -EINVAL;
+
+	if (err)
+		return err;
+	o = cJSON_ParseWithLength(b, len);
+	if (!cJSON_IsObject(o))
+		err = -EINVAL;
+	cJSON_ArrayForEach(it, o) {
+		if (!err && strcmp(it->string, "if_version") == 0 && !v)
+			v = it;
+		else if (!err && strcmp(it->string, "document") == 0 && !d)
+			d = it;
+		else
+			err = -EINVAL; /* if_lease and anything else: never ignored */
+	}
+	if (!err && (!v || !d || !cJSON_IsNumber(v) || v->valuedouble < 0 ||
+		     v->valuedouble > 9007199254740992.0 ||
+		     v->valuedouble != floor(v->valuedouble)))
+		err = -EINVAL;
+	if (!err) {
+		char *p = cJSON_Print(d);
+		size_t n = p ? strlen(p) : 0;
+		char *nl = p ? realloc(p, n + 2) : NULL;
+		if (!nl) {
+			free(p);
+			err = -ENOMEM;
+		} else {
+			memcpy(nl + n, "\n", 2);
+			*doc = nl;
+			*if_version = (uint64_t)v->valuedouble;
+		}
+	}
+	cJSON_Delete(o);
+	return err;
+}
+
+/* Act on f's buffer (f->lock held). */
+static int act(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f)
+{
+	char *doc = NULL;
+	uint64_t if_version = STATE_ANY;
+	int err;
+
+	f->dirty = false;
+	if (f->kind == S_DOC) {
+		err = replace(fs, c, f->buf ? f->buf : "", f->len, STATE_ANY);
+	} else {
+		err = parse_update(f->buf ? f->buf : "", f->len, &doc, &if_version);
+		if (!err)
+			err = replace(fs, c, doc, strlen(doc), if_version);
+		free(doc);
+	}
+	f->len = 0; /* the next writes start a new document */
+	return err;
+}
+
+/* A temp file's bytes change at each write (it is a file, not a document
+ * yet: the rename over global_state.json is what acts). */
+static ssize_t temp_write(struct txd_fs *fs, struct sfile *f, const void *buf, size_t size,
+			  uint64_t off)
+{
+	struct ctl_states *cs = fs->ctl_states;
+	int err = -ENOENT;
+
+	if (off > STATE_DOC_MAX || size > STATE_DOC_MAX - off)
+		return -EFBIG;
+	pthread_mutex_lock(&cs->tlock);
+	struct stemp *t = temp_by_id(cs, f->temp);
+	if (t)
+		err = off + size > t->len ? temp_resize(t, off + size) : 0;
+	if (!err)
+		memcpy(t->buf + off, buf, size);
+	pthread_mutex_unlock(&cs->tlock);
+	return err ? err : (ssize_t)size;
+}
+
+/* Is the buffer one complete JSON object already (update acts at once)? */
+static bool complete_object(const struct sfile *f)
+{
+	size_t k = 0, e = f->len;
+
+	while (k < e && strchr(" \t\r\n", f->buf[k]))
+		k++;
+	while (e > k && strchr(" \t\r\n", f->buf[e - 1]))
+		e--;
+	/* parse only what could be whole: '{' ... '}' (a document written in
+	 * many writes is not parsed at each one) */
+	return e - k >= 2 && f->buf[k] == '{' && f->buf[e - 1] == '}' &&
+	       state_check(f->buf, f->len) == 0;
+}
+
+ssize_t ctl_state_write(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f,
+			const void *buf, size_t size, uint64_t off)
+{
+	size_t max = f->kind == S_DOC ? STATE_DOC_MAX : UPDATE_MAX;
+	int err = 0;
+
+	if (!ctl_state_writable(f->kind))
+		return -EACCES;
+	if (f->kind == S_TEMP)
+		return temp_write(fs, f, buf, size, off);
+	if (off > max || size > max - off)
+		return -EFBIG;
+	pthread_mutex_lock(&f->lock);
+	if (off + size > f->cap) {
+		size_t cap = f->cap ? f->cap : 4096;
+		while (cap < off + size)
+			cap *= 2;
+		char *nb = realloc(f->buf, cap);
+		if (!nb) {
+			err = -ENOMEM;
+			goto out_unlock;
+		}
+		f->buf = nb;
+		f->cap = cap;
+	}
+	if (off > f->len)
+		memset(f->buf + f->len, 0, off - f->len); /* a hole: NULs, not JSON */
+	memcpy(f->buf + off, buf, size);
+	if (off + size > f->len)
+		f->len = off + size;
+	f->dirty = true;
+	if (f->kind == S_UPDATE && complete_object(f))
+		err = act(fs, c, f);
+out_unlock:
+	pthread_mutex_unlock(&f->lock);
+	return err ? err : (ssize_t)size;
+}
+
+int ctl_state_flush(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f)
+{
+	int err = 0;
+
+	if (f->kind != S_DOC && f->kind != S_UPDATE)
+		return 0; /* a temp file holds its bytes already */
+	pthread_mutex_lock(&f->lock);
+	if (f->dirty)
+		err = act(fs, c, f);
+	pthread_mutex_unlock(&f->lock);
+	return err;
+}
+
+/* ---- rename ------------------------------------------------------------------------ */
+/* A temp file renamed over global_state.json: its bytes replace the
+ * document (state_replace: EINVAL/EFBIG and the old document stays, and
+ * so does the temp file); then the temp file is gone. fs->lock is
+ * released around the replace (it waits for the WAL's sync). */
+static int rename_over_doc(struct txd_fs *fs, const struct txd_cred *c, struct ctl_states *cs,
+			   struct stemp *t)
+{
+	uint64_t id = t->id;
+	size_t len = t->len;
+	char *doc = malloc(len ? len : 1);
+	int err;
+
+	if (!doc) {
+		pthread_mutex_unlock(&cs->tlock);
+		return -ENOMEM;
+	}
+	memcpy(doc, t->buf, len);
+	pthread_mutex_unlock(&cs->tlock);
+	pthread_mutex_unlock(&fs->lock);
+	err = replace(fs, c, doc, len, STATE_ANY);
+	free(doc);
+	pthread_mutex_lock(&fs->lock);
+	if (!err) {
+		pthread_mutex_lock(&cs->tlock);
+		if ((t = temp_by_id(cs, id)))
+			temp_remove(cs, t);
+		pthread_mutex_unlock(&cs->tlock);
+	}
+	return err;
+}
+
+int ctl_state_rename(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
+		     const char *name, struct node *newparent, const char *newname,
+		     unsigned flags)
+{
+	struct ctl_states *cs = cstate(fs);
+	struct stemp *t, *dst;
+	size_t nlen = strlen(newname);
+
+	if (parent->ctl != S_DIR || newparent->ctl != S_DIR)
+		return -EXDEV; /* only within state/ */
+	if (flags & ~RENAME_NOREPLACE)
+		return -EINVAL; /* RENAME_EXCHANGE: nothing to exchange with */
+	if (fixed_name(name))
+		return -EPERM;  /* the document and its files stay */
+	if (nlen == 0 || nlen > TXD_NAME_MAX || strchr(newname, '/'))
+		return nlen > TXD_NAME_MAX ? -ENAMETOOLONG : -EINVAL;
+	if (!cs)
+		return -ENOMEM;
+	pthread_mutex_lock(&cs->tlock);
+	t = temp_by_name(cs, name);
+	int err = !t ? -ENOENT : !temp_may(c, t) ? -EPERM : 0;
+	if (!err && strcmp(name, newname) == 0)
+		err = -EEXIST; /* rename to itself: nothing to do */
+	if (!err && fixed_name(newname)) {
+		if (flags & RENAME_NOREPLACE)
+			err = -EEXIST;
+		else if (strcmp(newname, "global_state.json") != 0)
+			err = -EPERM;
+		else
+			return rename_over_doc(fs, c, cs, t); /* unlocks tlock */
+	}
+	if (!err && (dst = temp_by_name(cs, newname))) {
+		if (flags & RENAME_NOREPLACE)
+			err = -EEXIST;
+		else if (!temp_may(c, dst))
+			err = -EPERM;
+		else
+			temp_remove(cs, dst);
+	}
+	if (!err) {
+		/* off the list while realloc may move it, then back at the head */
+		struct stemp **pp = &cs->temps, *nt;
+		while (*pp != t)
+			pp = &(*pp)->next;
+		*pp = t->next;
+		if ((nt = realloc(t, sizeof(*t) + nlen + 1)))
+			memcpy(nt->name, newname, nlen + 1);
+		else
+			nt = t, err = -ENOMEM;
+		nt->next = cs->temps;
+		cs->temps = nt;
+	}
+	pthread_mutex_unlock(&cs->tlock);
+	return err == -EEXIST && strcmp(name, newname) == 0 ? 0 : err;
+}
+
+/* ---- changed: the wait ---------------------------------------------------------- */
+bool ctl_state_is_wait(const struct sfile *f)
+{
+	return f && f->kind == S_CHANGED;
+}
+
+static void on_state_event(void *arg, const struct state_event *ev)
+{
+	struct ctl_states *cs = arg;
+	struct {
+		void (*done)(void *arg, int err);
+		void (*wake)(void *arg);
+		void *arg;
+	} v[64];
+	unsigned n = 0;
+
+	pthread_mutex_lock(&cs->wlock);
+	for (struct sfile *f = cs->waits.next; f != &cs->waits; f = f->next) {
+		if (f->ready || ev->version == f->version)
+			continue;
+		f->ready = true;
+		f->result = ev->version;
+		if (f->done && n < 64) {
+			v[n].done = f->done;
+			v[n].wake = NULL;
+			v[n++].arg = f->done_arg;
+			f->done = NULL;
+		}
+		if (f->wake && n < 64) {
+			v[n].done = NULL;
+			v[n].wake = f->wake;
+			v[n++].arg = f->wake_arg;
+			f->wake = NULL;
+		}
+	}
+	pthread_mutex_unlock(&cs->wlock);
+	for (unsigned k = 0; k < n; k++) {
+		if (v[k].done)
+			v[k].done(v[k].arg, 0);
+		else
+			v[k].wake(v[k].arg);
+	}
+}
+
+/* f not ready yet: did the version move since open (a replace that became
+ * visible between the version read and the registration)? wlock held. */
+static void check_moved(struct txd_fs *fs, struct sfile *f)
+{
+	uint64_t now = state_version(ssvc(fs));
+
+	if (!f->ready && now != f->version) {
+		f->ready = true;
+		f->result = now;
+	}
+}
+
+ssize_t ctl_state_wait_read(struct txd_fs *fs, struct sfile *f, void *buf, size_t size,
+			    uint64_t off, bool nonblock, void (*done)(void *arg, int err),
+			    void *arg)
+{
+	struct ctl_states *cs = fs->ctl_states;
+	char text[32];
+	ssize_t n;
+
+	pthread_mutex_lock(&cs->wlock);
+	check_moved(fs, f);
+	if (!f->ready) {
+		n = nonblock || !done ? -EAGAIN : -EINPROGRESS;
+		if (n == -EINPROGRESS) {
+			f->done = done;
+			f->done_arg = arg;
+		}
+		pthread_mutex_unlock(&cs->wlock);
+		return n;
+	}
+	snprintf(text, sizeof(text), "%" PRIu64 "\n", f->result);
+	pthread_mutex_unlock(&cs->wlock);
+	size_t len = strlen(text);
+	if (off >= len)
+		return 0;
+	n = (ssize_t)(len - off < size ? len - off : size);
+	memcpy(buf, text + off, (size_t)n);
+	return n;
+}
+
+int ctl_state_wait_cancel(struct txd_fs *fs, void *arg)
+{
+	struct ctl_states *cs = fs->ctl_states;
+	int err = -ENOENT;
+
+	if (!cs)
+		return err;
+	pthread_mutex_lock(&cs->wlock);
+	for (struct sfile *f = cs->waits.next; f != &cs->waits; f = f->next)
+		if (f->done && f->done_arg == arg) {
+			f->done = NULL;
+			err = 0;
+			break;
+		}
+	pthread_mutex_unlock(&cs->wlock);
+	return err;
+}
+
+int ctl_state_wait_poll(struct txd_fs *fs, struct sfile *f, void (*wake)(void *arg), void *arg)
+{
+	struct ctl_states *cs = fs->ctl_states;
+	void (*old)(void *) = NULL;
+	void *old_arg = NULL;
+	int ready;
+
+	pthread_mutex_lock(&cs->wlock);
+	check_moved(fs, f);
+	ready = f->ready;
+	if (!ready && wake) {
+		old = f->wake;
+		old_arg = f->wake_arg;
+		f->wake = wake;
+		f->wake_arg = arg;
+	}
+	pthread_mutex_unlock(&cs->wlock);
+	if (old)
+		old(old_arg); /* replaced: its owner frees it (a spurious wake-up) */
+	return ready;
+}
+
+void ctl_state_release(struct txd_fs *fs, struct sfile *f)
+{
+	struct ctl_states *cs = fs->ctl_states;
+	void (*wake)(void *) = NULL;
+	void *arg = NULL;
+
+	if (f->kind == S_CHANGED && f->next) {
+		pthread_mutex_lock(&cs->wlock);
+		f->prev->next = f->next;
+		f->next->prev = f->prev;
+		wake = f->wake; /* a poll still registered: let its owner free it */
+		arg = f->wake_arg;
+		pthread_mutex_unlock(&cs->wlock);
+	}
+	if (wake)
+		wake(arg);
+	pthread_mutex_destroy(&f->lock);
+	free(f->buf);
+	free(f);
+}

@@ -1,0 +1,979 @@
+/*
+ * test_state.c — the global state document against S1-S6 (state.h), with an
+ * in-memory backend (records, a durable prefix, injected failures, a gate
+ * that holds a sync), the WAL adapter, and the services host's checkpoint
+ * sub-section (svc.h V2).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/fs.h>
+
+#include "../../engine/rec.h"
+#include "../../engine/state.h"
+#include "../../engine/state_wal.h"
+#include "../../engine/svc.h"
+#include "../../engine/txdir.h"
+#include "faultos.h"
+#include "txdtest.h"
+
+/* ---- the in-memory backend ------------------------------------------------ */
+struct slog {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	struct {
+		uint8_t *b;
+		size_t len;
+	} rec[1024];
+	size_t n, durable;
+	uint64_t appends, syncs, fail_append, fail_sync; /* the nth call fails */
+	bool gate;            /* syncs wait while set */
+	int in_sync;
+};
+
+static struct slog lg;
+
+static int sl_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
+{
+	struct slog *l = arg;
+	int err = 0;
+
+	pthread_mutex_lock(&l->lock);
+	if (++l->appends == l->fail_append || l->n == 1024) {
+		err = -EIO;
+	} else {
+		l->rec[l->n].b = malloc(len);
+		memcpy(l->rec[l->n].b, rec, len);
+		l->rec[l->n].len = len;
+		*lsn = ++l->n;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return err;
+}
+
+static int sl_sync(void *arg, uint64_t lsn)
+{
+	struct slog *l = arg;
+	int err = 0;
+
+	pthread_mutex_lock(&l->lock);
+	l->in_sync++;
+	pthread_cond_broadcast(&l->cv);
+	while (l->gate)
+		pthread_cond_wait(&l->cv, &l->lock);
+	l->in_sync--;
+	if (++l->syncs == l->fail_sync)
+		err = -EIO;
+	else if (lsn > l->durable)
+		l->durable = lsn;
+	pthread_mutex_unlock(&l->lock);
+	return err;
+}
+
+static void slog_reset(void)
+{
+	for (size_t i = 0; i < lg.n; i++)
+		free(lg.rec[i].b);
+	memset(&lg, 0, sizeof(lg));
+	pthread_mutex_init(&lg.lock, NULL);
+	pthread_cond_init(&lg.cv, NULL);
+}
+
+/* ---- events ------------------------------------------------------------------ */
+static struct {
+	int n;
+	struct state_event last;
+} seen;
+
+static void on_event(void *arg, const struct state_event *ev)
+{
+	(void)arg;
+	__atomic_add_fetch(&seen.n, 1, __ATOMIC_SEQ_CST);
+	seen.last = *ev;
+}
+
+static struct state_svc *svc;
+static const struct state_who ME = { .pid = 42, .uid = 1000 };
+
+static struct state_svc *open_svc(void)
+{
+	struct state_opts o = { .sync = true, .event = on_event };
+	struct state_backend be = { sl_append, sl_sync, &lg };
+	struct state_svc *s;
+
+	cr_assert_eq(state_open(&o, &be, &s), 0);
+	return s;
+}
+
+/* A restart from the first upto records. */
+static struct state_svc *restart(struct state_svc *old, size_t upto)
+{
+	struct state_svc *s;
+
+	state_close(old);
+	lg.fail_append = lg.fail_sync = 0;
+	s = open_svc();
+	for (size_t i = 0; i < upto; i++)
+		cr_assert_eq(state_replay(s, lg.rec[i].b, lg.rec[i].len), 0);
+	return s;
+}
+
+static void setup(void)
+{
+	slog_reset();
+	memset(&seen, 0, sizeof(seen));
+	svc = open_svc();
+}
+
+static void teardown(void)
+{
+	state_close(svc);
+	svc = NULL;
+	slog_reset();
+}
+
+TestSuite(state, .init = setup, .fini = teardown);
+
+static void expect(struct state_svc *s, const char *doc, uint64_t version)
+{
+	char *d;
+	size_t len;
+	uint64_t v;
+
+	cr_assert_eq(state_get(s, &d, &len, &v), 0);
+	cr_assert_str_eq(d, doc);
+	cr_assert_eq(len, strlen(doc));
+	cr_assert_eq(v, version, "version %lu, want %lu", (unsigned long)v, (unsigned long)version);
+	free(d);
+}
+
+static int put(struct state_svc *s, const char *doc, uint64_t if_version)
+{
+	return state_replace(s, doc, strlen(doc), if_version, &ME, NULL);
+}
+
+Test(state, fresh_store_is_version_0_with_an_empty_object)
+{
+	expect(svc, "{}\n", 0);
+	cr_assert_eq(state_version(svc), 0);
+	cr_assert_eq(lg.n, 0, "nothing logged");
+}
+
+Test(state, S2_replace_stores_the_bytes_and_bumps_the_version_by_one)
+{
+	uint64_t v = 0;
+
+	cr_assert_eq(state_replace(svc, "{\"a\": 1}\n", 9, STATE_ANY, &ME, &v), 0);
+	cr_assert_eq(v, 1);
+	expect(svc, "{\"a\": 1}\n", 1);
+	cr_assert_eq(put(svc, "[1,2]", STATE_ANY), 0);
+	cr_assert_eq(put(svc, "  \"s\"  ", STATE_ANY), 0);
+	cr_assert_eq(put(svc, "7", STATE_ANY), 0);
+	expect(svc, "7", 4);
+	cr_assert_eq(state_replaces(svc), 4);
+}
+
+Test(state, S4_invalid_json_is_refused_and_the_old_document_stays)
+{
+	const char *bad[] = { "", "   \n", "{", "{\"a\":}", "{} {}", "{}x", "nul", "[1,]",
+			      "{\"a\":1}\n\n]" };
+
+	cr_assert_eq(put(svc, "{\"keep\":true}", STATE_ANY), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(put(svc, bad[i], STATE_ANY), -EINVAL, "accepted \"%s\"", bad[i]);
+	cr_assert_eq(state_replace(svc, "{}\0{}", 5, STATE_ANY, &ME, NULL), -EINVAL,
+		     "an embedded NUL");
+	expect(svc, "{\"keep\":true}", 1);
+	cr_assert_eq(lg.n, 1, "nothing logged for a refused document");
+}
+
+Test(state, S4_a_document_over_the_limit_is_EFBIG)
+{
+	size_t n = STATE_DOC_MAX + 1;
+	char *big = malloc(n);
+
+	memset(big, ' ', n);
+	big[0] = '1';
+	cr_assert_eq(state_replace(svc, big, n, STATE_ANY, &ME, NULL), -EFBIG);
+	cr_assert_eq(state_replace(svc, big, n - 1, STATE_ANY, &ME, NULL), 0, "the limit itself");
+	cr_assert_eq(state_version(svc), 1);
+	free(big);
+}
+
+Test(state, S3_compare_and_swap_refuses_a_stale_version)
+{
+	cr_assert_eq(put(svc, "1", 0), 0);
+	cr_assert_eq(put(svc, "2", 0), -EBUSY, "version 0 is stale");
+	cr_assert_eq(put(svc, "2", 5), -EBUSY, "a version from the future");
+	cr_assert_eq(put(svc, "2", 1), 0);
+	expect(svc, "2", 2);
+	cr_assert_eq(lg.n, 2);
+}
+
+/* S3 under contention: 8 threads increment one counter by compare-and-swap. */
+struct incr {
+	int swaps;
+};
+
+static void *incr_main(void *arg)
+{
+	struct incr *in = arg;
+
+	for (int done = 0; done < 50;) {
+		char *d, nd[32];
+		size_t len;
+		uint64_t v;
+
+		cr_assert_eq(state_get(svc, &d, &len, &v), 0);
+		long c = strtol(d, NULL, 10);
+		free(d);
+		snprintf(nd, sizeof(nd), "%ld", c + 1);
+		int err = state_replace(svc, nd, strlen(nd), v, &ME, NULL);
+		cr_assert(err == 0 || err == -EBUSY, "err %d", err);
+		if (!err) {
+			in->swaps++;
+			done++;
+		}
+	}
+	return NULL;
+}
+
+Test(state, S3_eight_writers_lose_no_increment)
+{
+	pthread_t t[8];
+	struct incr in[8] = { 0 };
+	char *d;
+	size_t len;
+	uint64_t v;
+	int total = 0;
+
+	cr_assert_eq(put(svc, "0", STATE_ANY), 0);
+	for (int i = 0; i < 8; i++)
+		pthread_create(&t[i], NULL, incr_main, &in[i]);
+	for (int i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		total += in[i].swaps;
+	}
+	cr_assert_eq(state_get(svc, &d, &len, &v), 0);
+	cr_assert_eq(strtol(d, NULL, 10), total);
+	cr_assert_eq(v, (uint64_t)total + 1);
+	free(d);
+}
+
+/* S1: while the record's sync is held, readers see the old document. */
+struct bg {
+	int err;
+	bool done;
+};
+
+static void *replace_main(void *arg)
+{
+	struct bg *b = arg;
+	int err = put(svc, "{\"new\":1}", STATE_ANY);
+
+	pthread_mutex_lock(&lg.lock);
+	b->err = err;
+	b->done = true;
+	pthread_cond_broadcast(&lg.cv);
+	pthread_mutex_unlock(&lg.lock);
+	return NULL;
+}
+
+/* Start replace_main and return once its sync is held (or it ended
+ * without one: then the test fails). */
+static void start_held(pthread_t *t, struct bg *b)
+{
+	bool held;
+
+	memset(b, 0, sizeof(*b));
+	lg.gate = true;
+	pthread_create(t, NULL, replace_main, b);
+	pthread_mutex_lock(&lg.lock);
+	while (!lg.in_sync && !b->done)
+		pthread_cond_wait(&lg.cv, &lg.lock);
+	held = lg.in_sync;
+	pthread_mutex_unlock(&lg.lock);
+	if (!held)
+		pthread_join(*t, NULL);
+	cr_assert(held, "the replace returned without waiting for its sync");
+}
+
+Test(state, S1_durable_before_visible)
+{
+	pthread_t t;
+	struct bg b;
+
+	start_held(&t, &b);
+	/* appended, not durable */
+	cr_assert_eq(lg.n, 1);
+	expect(svc, "{}\n", 0);
+	cr_assert_eq(seen.n, 0, "no event before durable");
+	cr_assert_eq(put(svc, "2", 0), -EBUSY, "the appended version counts for CAS");
+	pthread_mutex_lock(&lg.lock);
+	lg.gate = false;
+	pthread_cond_broadcast(&lg.cv);
+	pthread_mutex_unlock(&lg.lock);
+	pthread_join(t, NULL);
+	cr_assert_eq(b.err, 0);
+	expect(svc, "{\"new\":1}", 1);
+	cr_assert_eq(seen.n, 1);
+	cr_assert_eq(seen.last.version, 1);
+	cr_assert_eq(seen.last.by.pid, 42);
+	cr_assert_eq(seen.last.by.uid, 1000);
+	cr_assert_eq(seen.last.bytes, 9);
+}
+
+Test(state, S1_without_sync_visible_once_appended)
+{
+	struct state_opts o = { .sync = false };
+	struct state_backend be = { sl_append, sl_sync, &lg };
+	struct state_svc *s;
+
+	cr_assert_eq(state_open(&o, &be, &s), 0);
+	cr_assert_eq(put(s, "1", STATE_ANY), 0);
+	expect(s, "1", 1);
+	cr_assert_eq(lg.syncs, 0);
+	state_close(s);
+}
+
+Test(state, S6_a_failed_sync_is_sticky_and_reads_go_on)
+{
+	cr_assert_eq(put(svc, "1", STATE_ANY), 0);
+	lg.fail_sync = lg.syncs + 1;
+	cr_assert_eq(put(svc, "2", STATE_ANY), -EIO);
+	expect(svc, "1", 1);
+	cr_assert_eq(put(svc, "3", STATE_ANY), -EIO, "sticky");
+	cr_assert_eq(put(svc, "{", STATE_ANY), -EINVAL, "checked before the failure");
+	expect(svc, "1", 1);
+}
+
+Test(state, S6_a_failed_append_is_sticky)
+{
+	lg.fail_append = 1;
+	cr_assert_eq(put(svc, "1", STATE_ANY), -EIO);
+	cr_assert_eq(put(svc, "1", STATE_ANY), -EIO);
+	expect(svc, "{}\n", 0);
+}
+
+Test(state, S5_replay_restores_and_is_idempotent)
+{
+	cr_assert_eq(put(svc, "{\"v\":1}", STATE_ANY), 0);
+	cr_assert_eq(put(svc, "{\"v\":2}", STATE_ANY), 0);
+	svc = restart(svc, lg.n);
+	expect(svc, "{\"v\":2}", 2);
+	cr_assert_eq(seen.n, 2, "replay emits nothing");
+	/* replayed again over itself: nothing changes */
+	for (size_t i = 0; i < lg.n; i++)
+		cr_assert_eq(state_replay(svc, lg.rec[i].b, lg.rec[i].len), 0);
+	expect(svc, "{\"v\":2}", 2);
+	cr_assert_eq(put(svc, "{\"v\":3}", 2), 0, "CAS continues from the replayed version");
+	svc = restart(svc, 1);
+	expect(svc, "{\"v\":1}", 1);
+}
+
+Test(state, S5_snapshot_then_replay_of_every_later_record)
+{
+	void *snap;
+	size_t len;
+
+	cr_assert_eq(put(svc, "1", STATE_ANY), 0);
+	size_t lsn = lg.n; /* the checkpoint's LSN */
+	cr_assert_eq(put(svc, "2", STATE_ANY), 0);
+	cr_assert_eq(state_snapshot_encode(svc, &snap, &len), 0); /* after the LSN */
+	cr_assert_eq(put(svc, "3", STATE_ANY), 0);
+	state_close(svc);
+	svc = open_svc();
+	cr_assert_eq(state_snapshot_decode(svc, snap, len), 0);
+	expect(svc, "2", 2);
+	for (size_t i = lsn; i < lg.n; i++)
+		cr_assert_eq(state_replay(svc, lg.rec[i].b, lg.rec[i].len), 0);
+	expect(svc, "3", 3);
+	free(snap);
+}
+
+Test(state, S5_snapshot_holds_an_appended_but_unsynced_document)
+{
+	pthread_t t;
+	struct bg b;
+	void *snap;
+	size_t len;
+
+	start_held(&t, &b);
+	cr_assert_eq(state_snapshot_encode(svc, &snap, &len), 0);
+	pthread_mutex_lock(&lg.lock);
+	lg.gate = false;
+	pthread_cond_broadcast(&lg.cv);
+	pthread_mutex_unlock(&lg.lock);
+	pthread_join(t, NULL);
+	state_close(svc);
+	svc = open_svc();
+	cr_assert_eq(state_snapshot_decode(svc, snap, len), 0);
+	expect(svc, "{\"new\":1}", 1);
+	free(snap);
+}
+
+Test(state, S5_snapshot_of_a_fresh_store_and_bad_snapshots)
+{
+	void *snap;
+	size_t len;
+
+	cr_assert_eq(state_snapshot_encode(svc, &snap, &len), 0);
+	cr_assert_eq(len, 12);
+	cr_assert_eq(state_snapshot_decode(svc, snap, len), 0);
+	expect(svc, "{}\n", 0);
+	((uint8_t *)snap)[4] = 9;
+	cr_assert_eq(state_snapshot_decode(svc, snap, len), -TXD_EFORMAT);
+	cr_assert_eq(state_snapshot_decode(svc, snap, 11), -TXD_ECORRUPT);
+	free(snap);
+}
+
+Test(state, replay_refuses_malformed_records)
+{
+	uint8_t r[STATE_REC_HDR + 2];
+
+	cr_assert_eq(put(svc, "{}", STATE_ANY), 0);
+	memcpy(r, lg.rec[0].b, sizeof(r));
+	cr_assert_eq(state_replay(svc, r, 10), -TXD_ECORRUPT, "short");
+	cr_assert_eq(state_replay(svc, r, sizeof(r) - 1), -TXD_ECORRUPT, "length");
+	r[1] = 7;
+	cr_assert_eq(state_replay(svc, r, sizeof(r)), -TXD_EFORMAT, "kind");
+	r[1] = SREC_REPLACE;
+	r[0] = 2;
+	cr_assert_eq(state_replay(svc, r, sizeof(r)), -TXD_EFORMAT, "version");
+}
+
+/* ---- fault injection over every append and sync of three replaces ----------------- */
+static const char *DOCS[] = { "{\"n\":1,\"pad\":\"aaaa\"}", "{\"n\":2,\"pad\":\"bb\"}",
+			      "{\"n\":3}" };
+
+Test(state, fault_injection_every_append_and_sync)
+{
+	/* a clean run: 3 appends, 3 syncs */
+	for (int which = 0; which < 2; which++) {
+		for (uint64_t k = 1; k <= 4; k++) {
+			for (int cut = 0; cut < 2; cut++) {
+				int acked = 0;
+
+				state_close(svc);
+				slog_reset();
+				svc = open_svc();
+				if (which)
+					lg.fail_sync = k;
+				else
+					lg.fail_append = k;
+				for (int i = 0; i < 3; i++)
+					if (put(svc, DOCS[i], (uint64_t)i) == 0)
+						acked = i + 1;
+				/* a process crash keeps every appended record; a
+				 * power cut only the synced ones */
+				svc = restart(svc, cut ? lg.durable : lg.n);
+				char *d;
+				size_t len;
+				uint64_t v;
+				cr_assert_eq(state_get(svc, &d, &len, &v), 0);
+				/* old or new, whole, with its version */
+				if (v == 0)
+					cr_assert_str_eq(d, "{}\n");
+				else
+					cr_assert_str_eq(d, DOCS[v - 1]);
+				cr_assert_geq(v, (uint64_t)acked, "an acknowledged replace lost (k %lu)",
+					      (unsigned long)k);
+				cr_assert_leq(v, (uint64_t)acked + 1, "more than one unacknowledged");
+				free(d);
+				/* and the store goes on from there */
+				cr_assert_eq(put(svc, "{\"after\":1}", v), 0);
+			}
+		}
+	}
+}
+
+/* ---- the WAL adapter ------------------------------------------------------------- */
+static int wal_fn(void *arg, const struct wal_pos *pos, uint16_t type, const void *payload,
+		  uint32_t len)
+{
+	(void)pos;
+	cr_assert_eq(type, WAL_REC_STATE);
+	return state_replay(arg, payload, len);
+}
+
+Test(state, wal_backend_round_trip)
+{
+	char dir[] = "/tmp/txd-state-XXXXXX";
+	struct state_opts o = { .sync = true };
+	struct state_backend be;
+	struct state_svc *s;
+	struct wal *w;
+
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert_eq(wal_open(dir, NULL, &w), 0);
+	cr_assert_eq(wal_replay(w, 0, wal_fn, NULL), 0);
+	be = state_wal_backend(w);
+	cr_assert_eq(state_open(&o, &be, &s), 0);
+	for (int i = 0; i < 5; i++) {
+		char d[32];
+
+		snprintf(d, sizeof(d), "{\"i\": %d}", i);
+		cr_assert_eq(put(s, d, STATE_ANY), 0);
+	}
+	cr_assert_eq(wal_durable_lsn(w), wal_last_lsn(w), "durable before visible");
+	state_close(s);
+	wal_close(w);
+	cr_assert_eq(wal_open(dir, NULL, &w), 0);
+	cr_assert_eq(state_open(&o, &be, &s), 0);
+	cr_assert_eq(wal_replay(w, 0, wal_fn, s), 0);
+	expect(s, "{\"i\": 4}", 5);
+	state_close(s);
+	wal_close(w);
+	tt_rmtree(dir);
+}
+
+/* ---- the services host: the checkpoint's sub-section (svc.h V2) --------------------- */
+Test(state, V2_checkpoint_section_with_and_without_the_state)
+{
+	char dir[] = "/tmp/txd-state-XXXXXX";
+	struct svc_opts so = { .sync_grants = true };
+	struct svc *h;
+	struct wal *w;
+	void *sec, *lease_only;
+	size_t len, llen;
+
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert_eq(wal_open(dir, NULL, &w), 0);
+	cr_assert_eq(wal_replay(w, 0, wal_fn, NULL), 0);
+	cr_assert_eq(svc_open(w, &so, &h), 0);
+	cr_assert_eq(state_replace(svc_state(h), "[\"ck\"]", 6, 0, &ME, NULL), 0);
+	cr_assert_eq(svc_ckpt_save(h, &sec, &len), 0);
+	svc_close(h);
+	/* a section written before the state existed: the lease snapshot only */
+	cr_assert_eq(svc_open(w, &so, &h), 0);
+	cr_assert_eq(lease_snapshot_encode(svc_lease(h), &lease_only, &llen), 0);
+	cr_assert_eq(svc_ckpt_load(h, lease_only, llen), 0);
+	expect(svc_state(h), "{}\n", 0);
+	svc_close(h);
+	cr_assert_eq(svc_open(w, &so, &h), 0);
+	cr_assert_eq(svc_ckpt_load(h, sec, len), 0);
+	expect(svc_state(h), "[\"ck\"]", 1);
+	cr_assert_eq(svc_ckpt_load(h, sec, len - 1), -TXD_ECORRUPT, "a torn sub-section");
+	svc_close(h);
+	free(sec);
+	free(lease_only);
+	wal_close(w);
+	tt_rmtree(dir);
+}
+
+/* ---- .txdir/state/ through the public API (ctl_state.h) ------------------------------ */
+static const struct txd_opts DUR = { .durability = TXD_DUR_FSYNC };
+#define DOC ".txdir/state/global_state.json"
+#define UPD ".txdir/state/update"
+
+static void expect_file(struct txd_fs *fs, const char *path, const char *want)
+{
+	char *d;
+	size_t len;
+
+	cr_assert_eq(tt_get(fs, path, &d, &len), 0);
+	cr_assert_eq(len, strlen(want), "%s: \"%.*s\"", path, (int)len, d);
+	cr_assert_eq(memcmp(d, want, len), 0, "%s: \"%.*s\"", path, (int)len, d);
+	free(d);
+}
+
+static uint64_t xversion(struct txd_fs *fs)
+{
+	uint64_t node;
+	char v[32] = { 0 };
+
+	cr_assert_eq(tt_resolve(fs, DOC, NULL, NULL, &node), 0);
+	cr_assert_gt(txd_getxattr(fs, node, "user.txdir.version", v, sizeof(v) - 1), 0);
+	return strtoull(v, NULL, 10);
+}
+
+Test(state, ctl_document_replace_at_flush_survives_a_reopen_and_a_checkpoint)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	uint64_t node;
+	char names[64];
+
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	expect_file(fs, DOC, "{}\n");
+	cr_assert_eq(xversion(fs), 0);
+	cr_assert_eq(tt_put(fs, DOC, "{\"a\": [1, 2]}\n", 14), 0);
+	expect_file(fs, DOC, "{\"a\": [1, 2]}\n");
+	cr_assert_eq(xversion(fs), 1);
+	cr_assert_eq(tt_put(fs, DOC, "{\"a\": ", 6), -EINVAL, "close returns EINVAL");
+	expect_file(fs, DOC, "{\"a\": [1, 2]}\n");
+	cr_assert_eq(xversion(fs), 1);
+	cr_assert_eq(tt_resolve(fs, DOC, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_listxattr(fs, node, names, sizeof(names)), 0, "not listed");
+	txd_fs_close(fs); /* a checkpoint: the sub-section */
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	expect_file(fs, DOC, "{\"a\": [1, 2]}\n");
+	cr_assert_eq(xversion(fs), 1);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+Test(state, ctl_document_in_several_writes_acts_once_at_flush)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	struct txd_open_out oo;
+	uint64_t node;
+
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	cr_assert_eq(tt_resolve(fs, DOC, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, &tt_cred, node, O_WRONLY | O_TRUNC, &oo), 0);
+	cr_assert_eq(txd_flush(fs, oo.fh, &tt_cred, NULL), 0, "an O_TRUNC open publishes nothing");
+	cr_assert_eq(txd_write(fs, &tt_cred, oo.fh, "[1,", 3, 0), 3);
+	cr_assert_eq(txd_write(fs, &tt_cred, oo.fh, "2]", 2, 3), 2);
+	cr_assert_eq(xversion(fs), 0, "nothing before the flush");
+	cr_assert_eq(txd_flush(fs, oo.fh, &tt_cred, NULL), 0);
+	cr_assert_eq(xversion(fs), 1);
+	cr_assert_eq(txd_flush(fs, oo.fh, &tt_cred, NULL), 0, "nothing written since");
+	cr_assert_eq(xversion(fs), 1);
+	cr_assert_eq(txd_release(fs, oo.fh), 0);
+	expect_file(fs, DOC, "[1,2]");
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+Test(state, ctl_update_compare_and_swap)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	const char *u0 = "{\"if_version\": 0, \"document\": {\"n\": 1}}\n";
+
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	cr_assert_eq(tt_put(fs, UPD, u0, strlen(u0)), 0);
+	expect_file(fs, DOC, "{\n\t\"n\":\t1\n}\n");
+	cr_assert_eq(tt_put(fs, UPD, u0, strlen(u0)), -EBUSY, "stale");
+	const char *bad[] = { "{\"document\": 1}", "{\"if_version\": \"1\", \"document\": 1}",
+			      "{\"if_version\": 1.5, \"document\": 1}",
+			      "{\"if_version\": -1, \"document\": 1}", "{\"if_version\": 1}",
+			      "{\"if_version\": 1, \"document\": 1, \"if_lease\": \"x\"}", "[1]",
+			      "{\"if_version\": 1, " };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(tt_put(fs, UPD, bad[i], strlen(bad[i])), -EINVAL, "accepted %s", bad[i]);
+	cr_assert_eq(xversion(fs), 1);
+	const char *u1 = "{\"if_version\": 1, \"document\": [true]}";
+	cr_assert_eq(tt_put(fs, UPD, u1, strlen(u1)), 0);
+	cr_assert_eq(xversion(fs), 2);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+struct woke {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	int n, err;
+};
+
+static void woke_done(void *arg, int err)
+{
+	struct woke *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	w->n++;
+	w->err = err;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void woke_wake(void *arg)
+{
+	woke_done(arg, 0);
+}
+
+Test(state, ctl_changed_waits_for_the_next_version)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	struct txd_open_out oo, nb;
+	struct woke w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	struct woke p = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	uint64_t node;
+	char buf[32];
+
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	cr_assert_eq(tt_put(fs, DOC, "1", 1), 0);
+	cr_assert_eq(tt_resolve(fs, ".txdir/state/changed", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, &tt_cred, node, O_RDONLY, &oo), 0);
+	cr_assert_eq(txd_open(fs, &tt_cred, node, O_RDONLY | O_NONBLOCK, &nb), 0);
+	cr_assert(txd_read_may_wait(fs, oo.fh));
+	cr_assert_eq(txd_read_async(fs, nb.fh, buf, sizeof(buf), 0, woke_done, &w), -EAGAIN);
+	cr_assert_eq(txd_poll(fs, nb.fh, woke_wake, &p), 0);
+	cr_assert_eq(txd_read_async(fs, oo.fh, buf, sizeof(buf), 0, woke_done, &w), -EINPROGRESS);
+	cr_assert_eq(w.n, 0);
+	cr_assert_eq(tt_put(fs, DOC, "2", 1), 0);
+	cr_assert_eq(w.n, 1, "the deferred read answered by the replace");
+	cr_assert_eq(p.n, 1, "the poll woken");
+	cr_assert_eq(txd_read_async(fs, oo.fh, buf, sizeof(buf), 0, woke_done, &w), 2);
+	cr_assert_eq(memcmp(buf, "2\n", 2), 0, "prints the new version");
+	cr_assert_eq(txd_poll(fs, nb.fh, NULL, NULL), 1);
+	txd_release(fs, oo.fh);
+	txd_release(fs, nb.fh);
+	/* opened after the replace: waits for the next one */
+	cr_assert_eq(txd_open(fs, &tt_cred, node, O_RDONLY | O_NONBLOCK, &nb), 0);
+	cr_assert_eq(txd_read_async(fs, nb.fh, buf, sizeof(buf), 0, woke_done, &w), -EAGAIN);
+	txd_release(fs, nb.fh);
+	char *info;
+	size_t ilen;
+	cr_assert_eq(tt_get(fs, ".txdir/state/info.json", &info, &ilen), 0);
+	cr_assert_not_null(strstr(info, "\"version\":\t2,"), "%s", info);
+	cr_assert_not_null(strstr(info, "\"bytes\":\t1,"), "%s", info);
+	free(info);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+/* ---- temp files and rename over the document ------------------------------------ */
+#define TMP ".txdir/state/doc.tmp"
+
+static int create_as(struct txd_fs *fs, uint32_t uid, const char *name)
+{
+	struct txd_cred c = { .uid = uid, .gid = uid, .pid = getpid(), .umask = 022 };
+	struct txd_open_out oo;
+	struct txd_entry e;
+	uint64_t dir;
+	int err = tt_resolve(fs, ".txdir/state", NULL, NULL, &dir);
+
+	if (!err)
+		err = txd_create(fs, &c, dir, name, 0644, O_WRONLY, &e, &oo);
+	if (!err) {
+		txd_release(fs, oo.fh);
+		txd_forget(fs, e.node, 1);
+	}
+	return err;
+}
+
+Test(state, ctl_temp_file_renamed_over_the_document)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	uint64_t node;
+
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	cr_assert_eq(tt_put(fs, TMP, "{\"t\": 1}\n", 9), 0, "create + write a temp file");
+	expect_file(fs, TMP, "{\"t\": 1}\n");
+	cr_assert_eq(xversion(fs), 0, "a temp file is not the document");
+	cr_assert_eq(tt_rename(fs, TMP, DOC, 0), 0);
+	expect_file(fs, DOC, "{\"t\": 1}\n");
+	cr_assert_eq(xversion(fs), 1);
+	cr_assert_eq(tt_resolve(fs, TMP, NULL, NULL, &node), -ENOENT, "the temp file is gone");
+	/* invalid JSON: EINVAL, both stay */
+	cr_assert_eq(tt_put(fs, TMP, "{\"t\": ", 6), 0);
+	cr_assert_eq(tt_rename(fs, TMP, DOC, 0), -EINVAL);
+	expect_file(fs, DOC, "{\"t\": 1}\n");
+	expect_file(fs, TMP, "{\"t\": ");
+	cr_assert_eq(xversion(fs), 1);
+	cr_assert_eq(tt_rename(fs, TMP, DOC, RENAME_NOREPLACE), -EEXIST);
+	/* temp to temp, unlink */
+	cr_assert_eq(tt_rename(fs, TMP, ".txdir/state/other", 0), 0);
+	cr_assert_eq(tt_resolve(fs, TMP, NULL, NULL, &node), -ENOENT);
+	expect_file(fs, ".txdir/state/other", "{\"t\": ");
+	cr_assert_eq(tt_unlink(fs, ".txdir/state/other"), 0);
+	cr_assert_eq(tt_unlink(fs, DOC), -EPERM, "the document stays");
+	cr_assert_eq(tt_rename(fs, DOC, ".txdir/state/x", 0), -EPERM);
+	cr_assert_eq(tt_put(fs, TMP, "[]", 2), 0);
+	cr_assert_eq(tt_rename(fs, TMP, UPD, 0), -EPERM);
+	/* across the trees: EXDEV */
+	cr_assert_eq(tt_put(fs, "outside.json", "[]", 2), 0);
+	cr_assert_eq(tt_rename(fs, "outside.json", DOC, 0), -EXDEV);
+	cr_assert_eq(tt_rename(fs, TMP, "inside.json", 0), -EXDEV);
+	expect_file(fs, DOC, "{\"t\": 1}\n");
+	/* volatile: gone at a restart */
+	txd_fs_close(fs);
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	cr_assert_eq(tt_resolve(fs, TMP, NULL, NULL, &node), -ENOENT);
+	expect_file(fs, DOC, "{\"t\": 1}\n");
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+Test(state, ctl_temp_files_per_uid_limit_and_owner)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	char name[32];
+
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	for (int i = 0; i < 16; i++) {
+		snprintf(name, sizeof(name), "t%d", i);
+		cr_assert_eq(create_as(fs, 1000, name), 0, "temp %d", i);
+	}
+	cr_assert_eq(create_as(fs, 1000, "t16"), -EDQUOT);
+	cr_assert_eq(create_as(fs, 1001, "u0"), 0, "another uid has its own quota");
+	cr_assert_eq(create_as(fs, 0, "r0"), 0, "root is not limited");
+	cr_assert_eq(create_as(fs, 1001, "t0"), -EEXIST);
+	cr_assert_eq(create_as(fs, 1001, "update"), -EEXIST);
+	cr_assert_eq(tt_unlink(fs, ".txdir/state/t0"), 0, "root removes anyone's");
+	cr_assert_eq(create_as(fs, 1000, "t16"), 0, "room again");
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+/* ---- svc.h V7: an event lost with the event log's tail is derived once -------------- */
+static int count_in(const char *store, const char *needle)
+{
+	char path[512], line[4096];
+	int n = 0;
+	snprintf(path, sizeof(path), "%s/coordination/events.log", store);
+	FILE *f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f))
+		n += strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+Test(state, V7_a_replace_event_lost_with_the_event_log_is_derived_once)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	char path[512];
+
+	faultos_install(); /* only while no store is open (os.h) */
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	cr_assert_eq(tt_put(fs, DOC, "[1]", 3), 0);
+	cr_assert_eq(tt_put(fs, DOC, "[2]", 3), 0);
+	cr_assert_eq(count_in(store, "\"type\":\"state_replace\",\"version\":2,"), 1);
+	faultos_crash(); /* no checkpoint at close: replay has the records */
+	txd_fs_close(fs);
+	faultos_revive();
+	faultos_uninstall();
+	snprintf(path, sizeof(path), "%s/coordination/events.log", store);
+	cr_assert_eq(truncate(path, 0), 0); /* what a power cut may do to it */
+	for (int round = 0; round < 2; round++) {
+		faultos_install();
+		cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+		expect_file(fs, DOC, "[2]");
+		cr_assert_eq(count_in(store, "\"type\":\"state_replace\",\"version\":1,"), 1,
+			     "round %d: version 1's event, once", round);
+		cr_assert_eq(count_in(store, "\"type\":\"state_replace\",\"version\":2,"), 1,
+			     "round %d: version 2's event, once", round);
+		cr_assert_eq(count_in(store, "\"derived\":true"), 2);
+		faultos_crash();
+		txd_fs_close(fs);
+		faultos_revive();
+		faultos_uninstall();
+	}
+	tt_rmtree(store);
+	free(store);
+}
+
+/* ---- a crash at every I/O step of three replaces, through the store ------------------ *
+ * write + close of global_state.json, update with if_version, a temp file
+ * renamed over the document. After a process death or a power cut at any
+ * I/O call: the document is the old or a new one, whole, with its own
+ * version, and every acknowledged replace survived (S1, S6). */
+static const char *const GEN[] = { "{}\n", "{\"gen\": 1}", "[\"gen\", 2]\n", "{\"gen\": 3}" };
+
+static int workload3(struct txd_fs *fs)
+{
+	const char *u = "{\"if_version\": 1, \"document\": [\"gen\", 2]}";
+	int acked = 0;
+
+	if (tt_put(fs, DOC, GEN[1], strlen(GEN[1])))
+		return acked;
+	acked++;
+	if (tt_put(fs, UPD, u, strlen(u)))
+		return acked;
+	acked++;
+	if (tt_put(fs, TMP, GEN[3], strlen(GEN[3])) || tt_rename(fs, TMP, DOC, 0))
+		return acked;
+	return acked + 1;
+}
+
+static uint64_t io_ref[FOS_NCALLS];
+
+static void reference3(void)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	uint64_t base[FOS_NCALLS];
+
+	faultos_install();
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	for (int c = 0; c < FOS_NCALLS; c++)
+		base[c] = faultos_count(c);
+	cr_assert_eq(workload3(fs), 3);
+	expect_file(fs, DOC, GEN[3]);
+	for (int c = 0; c < FOS_NCALLS; c++)
+		io_ref[c] = faultos_count(c) - base[c];
+	txd_fs_close(fs);
+	faultos_uninstall();
+	tt_rmtree(store);
+	free(store);
+}
+
+static void crash3(enum faultos_call call, uint64_t n, bool power)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	const char *at = power ? "power cut" : "process death";
+
+	faultos_install();
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	faultos_crash_at(call, n);
+	int acked = workload3(fs);
+	txd_fs_close(fs);
+	if (power)
+		faultos_power_cut(n * 31 + (uint64_t)call);
+	faultos_revive();
+	faultos_uninstall();
+	int err = txd_fs_open(store, &DUR, &fs, NULL);
+	cr_assert_eq(err, 0, "reopen after a %s at call %d #%lu: %s", at, call, (unsigned long)n,
+		     txd_strerror(err));
+	char *d;
+	size_t len;
+	cr_assert_eq(tt_get(fs, DOC, &d, &len), 0);
+	uint64_t v = xversion(fs);
+	cr_assert_leq(v, 3);
+	cr_assert(len == strlen(GEN[v]) && memcmp(d, GEN[v], len) == 0,
+		  "%s at call %d #%lu: version %lu holds \"%.*s\"", at, call, (unsigned long)n,
+		  (unsigned long)v, (int)len, d);
+	cr_assert_geq(v, (uint64_t)acked, "%s at call %d #%lu: an acknowledged replace lost", at,
+		      call, (unsigned long)n);
+	cr_assert_leq(v, (uint64_t)acked + 1, "%s at call %d #%lu", at, call, (unsigned long)n);
+	free(d);
+	cr_assert_eq(tt_put(fs, DOC, "[]", 2), 0, "the store goes on");
+	cr_assert_eq(xversion(fs), v + 1);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+static void every_io_step3(bool power)
+{
+	static const enum faultos_call calls[] = { FOS_PWRITE, FOS_FSYNC, FOS_FDATASYNC,
+						   FOS_FTRUNCATE, FOS_RENAME, FOS_OPEN };
+	size_t points = 0;
+
+	reference3();
+	for (size_t c = 0; c < sizeof(calls) / sizeof(calls[0]); c++)
+		for (uint64_t n = 1; n <= io_ref[calls[c]]; n++, points++)
+			crash3(calls[c], n, power);
+	cr_assert_geq(points, 3, "three replaces must do I/O worth crashing in");
+	cr_log_info("crashed at %zu I/O steps (power cut: %d)", points, power);
+}
+
+Test(state, S1_S6_process_death_at_every_io_step_of_three_replaces, .timeout = 600)
+{
+	every_io_step3(false);
+}
+
+Test(state, S1_S6_power_cut_at_every_io_step_of_three_replaces, .timeout = 600)
+{
+	every_io_step3(true);
+}
