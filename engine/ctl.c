@@ -816,7 +816,7 @@ int ctl_create(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 	ctl_enter(fs, parent);
 	if (ctl_state_owns(parent->ctl))
 		return ctl_state_create(fs, c, parent, name, mode, e);
-	return kind_is_dir(parent->ctl) ? -EPERM : -ENOTDIR;
+	return kind_is_dir(parent->ctl) ? ctl_dir_err(parent->ctl) : -ENOTDIR;
 }
 
 int ctl_rename(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
