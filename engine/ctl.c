@@ -88,6 +88,10 @@ static const struct ctl_entry ctl_root[] = {
 	{"stats", CTL_STATS, false},        {"status.json", CTL_STATUS, false},
 	{"temp", CTL_TEMP, true},           {"txn", CTL_TXNS, true},
 };
+/* A write to .txdir/txn/NAME/ctl: "prepare P as NAME" with two 255-byte
+ * names fits (SPEC §6 names). */
+#define CTL_TXN_CMD_MAX 600
+
 #define NROOT (sizeof(ctl_root) / sizeof(ctl_root[0]))
 
 /* .txdir/txn/NAME's control files ("root" is the view itself). */
@@ -816,6 +820,33 @@ ssize_t ctl_read_async(struct txd_fs *fs, struct handle *h, void *buf, size_t si
 	return (ssize_t)n;
 }
 
+/* "NAME TOKEN" of "commit if-lease NAME TOKEN": name per SPEC §6, token a
+ * decimal > 0, one space between. -EINVAL otherwise. */
+static int parse_fence(const char *s, size_t len, char name[LEASE_NAME_MAX + 1],
+		       struct txn_fence *out)
+{
+	const char *sp = memchr(s, ' ', len);
+	if (!sp || sp == s || (size_t)(sp - s) > LEASE_NAME_MAX)
+		return -EINVAL;
+	memcpy(name, s, (size_t)(sp - s));
+	name[sp - s] = 0;
+	if (lease_name_check(name))
+		return -EINVAL;
+	const char *d = sp + 1, *end = s + len;
+	uint64_t token = 0;
+	if (d == end || end - d > 20)
+		return -EINVAL;
+	for (; d < end; d++) {
+		if (*d < '0' || *d > '9' || token > (UINT64_MAX - 9) / 10)
+			return -EINVAL;
+		token = token * 10 + (uint64_t)(*d - '0');
+	}
+	if (!token)
+		return -EINVAL;
+	*out = (struct txn_fence){.lease = name, .token = token};
+	return 0;
+}
+
 /* One command per write(2) to .txdir/txn/NAME/ctl; the write returns the
  * outcome (SPEC §4). Surrounding white space is ignored. */
 static int txn_command(struct txd_fs *fs, const struct txd_cred *c, struct txn *t,
@@ -830,6 +861,12 @@ static int txn_command(struct txd_fs *fs, const struct txd_cred *c, struct txn *
 	if (len == 6 && memcmp(cmd, "commit", 6) == 0)
 		return done ? txn_commit_async(fs, t, c ? c->pid : 0, done, arg)
 			    : txn_commit(fs, t, c ? c->pid : 0);
+	if (len > 16 && memcmp(cmd, "commit if-lease ", 16) == 0) {
+		struct txn_fence fence;
+		char name[LEASE_NAME_MAX + 1];
+		int err = parse_fence(cmd + 16, len - 16, name, &fence);
+		return err ? err : txn_commit_fenced(fs, t, c ? c->pid : 0, &fence, done, arg);
+	}
 	if (len == 5 && memcmp(cmd, "abort", 5) == 0) {
 		if (t->state == TXN_COMMITTED)
 			return -EINVAL; /* too late */
@@ -860,7 +897,7 @@ ssize_t ctl_write_async(struct txd_fs *fs, const struct txd_cred *c, struct hand
 		return ctl_lease_write(fs, c, h, buf, size);
 	if (h->node->ctl != CTL_TXN_CTL)
 		return -EACCES;
-	if (size > 64)
+	if (size > CTL_TXN_CMD_MAX)
 		return -EINVAL; /* documented limit: one short command per write */
 	pthread_mutex_lock(&fs->lock);
 	struct txn *t = txn_by_id(fs, h->node->ctl_key);

@@ -19,6 +19,8 @@
 #include "core.h"
 #include "events.h"
 #include "os.h"
+#include "lease.h"
+#include "svc.h"
 #include "rec.h"
 #include "txn.h"
 #include "util.h"
@@ -68,6 +70,7 @@ void txn_get(struct txn *t)
 struct txn_wait {
 	struct txn_wait *next;
 	pid_t pid;
+	struct txn_fence fence; /* its lease name owned (strdup) */
 	uint64_t deadline_ns;
 	int err;
 	void (*done)(void *arg, int err);
@@ -79,6 +82,7 @@ static void txn_free(struct txn *t)
 	while (t->waits) { /* unmount: nobody is left to answer */
 		struct txn_wait *w = t->waits;
 		t->waits = w->next;
+		free((char *)w->fence.lease);
 		free(w);
 	}
 	ns_destroy(&t->ns);
@@ -1134,12 +1138,41 @@ static int prebuild(struct txd_fs *fs, struct txn *t, pid_t pid, struct prebuilt
 	return err;
 }
 
+/* The fence of a commit (txn.h "Fenced commits"), checked at the commit
+ * point: in the fs->lock hold that appends the record. The lease service's
+ * lock is taken under fs->lock (lease_get only reads). -ESTALE aborts t
+ * ("aborted fenced ..."), as a PostgreSQL COMMIT that fails rolls back. */
+static int fence_check(struct txd_fs *fs, struct txn *t, const struct txn_fence *fence)
+{
+	if (!fence || !fence->lease)
+		return 0;
+	struct lease_info li;
+	struct lease_svc *ls = fs->svc ? svc_lease(fs->svc) : NULL;
+	int err = ls ? lease_get(ls, fence->lease, &li) : -ENOENT;
+	if (!err && li.token == fence->token)
+		return 0;
+	char held[32] = "none";
+	if (!err)
+		snprintf(held, sizeof(held), "%" PRIu64, li.token);
+	set_status(t, "aborted fenced lease=%s token=%" PRIu64 " held=%s", fence->lease,
+		   fence->token, held);
+	txn_end(fs, t, TXN_ABORTED);
+	cJSON *f = cJSON_CreateObject();
+	ev_add_u64(f, "txn", t->id);
+	cJSON_AddStringToObject(f, "reason", "fenced");
+	cJSON_AddStringToObject(f, "lease", fence->lease);
+	ev_add_u64(f, "token", fence->token);
+	ev_emit(fs->events, fs_now_ns(), "txn_abort", f);
+	return -ESTALE;
+}
+
 /* Steps 2-5 of txn.h once the view's writers are closed (or the wait gave
  * up). Busy cases leave the transaction active with last_error; a lost
  * conflict aborts it; repeated commits report the first outcome. A large
  * log is built without fs->lock (may_unlock; prebuild), and checked
  * again if the main tree changed meanwhile. */
-static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlock)
+static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlock,
+		      const struct txn_fence *fence)
 {
 	struct prebuilt pre = {0};
 	while (t->committing) /* another commit of t is building: its outcome */
@@ -1183,6 +1216,10 @@ static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlo
 			rec_release(&b);
 			goto out;
 		}
+		if ((err = fence_check(fs, t, fence))) {
+			rec_release(&b);
+			goto out;
+		}
 		publish(fs, t);
 		struct wal_pos pos;
 		err = fs_commit_prep(fs, &b, pre.prep, &pos);
@@ -1190,6 +1227,8 @@ static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlo
 		if (err)
 			goto out;
 		lsn = pos.lsn;
+	} else if ((err = fence_check(fs, t, fence))) {
+		goto out;
 	}
 	t->commit_id = lsn;
 	t->last_error[0] = 0;
@@ -1222,28 +1261,47 @@ static void sync_packs_unlocked(struct txd_fs *fs)
 	pthread_mutex_lock(&fs->lock);
 }
 
-int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
+static int commit_sync(struct txd_fs *fs, struct txn *t, pid_t pid,
+		       const struct txn_fence *fence)
 {
 	if (t->state == TXN_ACTIVE)
 		wait_writers(fs, t);
 	if (t->state == TXN_ACTIVE && t->log.nops)
 		sync_packs_unlocked(fs);
 	txn_get(t); /* across commit_now's unlocked build (the caller may hold none) */
-	int err = commit_now(fs, t, pid, true);
+	int err = commit_now(fs, t, pid, true, fence);
 	txn_put(fs, t);
 	if (!err)
 		fs_set_must_wait(); /* a transaction commit is durable before it returns */
 	return err;
 }
 
+int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
+{
+	return commit_sync(fs, t, pid, NULL);
+}
+
 int txn_commit_async(struct txd_fs *fs, struct txn *t, pid_t pid,
 		     void (*done)(void *arg, int err), void *arg)
 {
-	if (t->state != TXN_ACTIVE || !t->nwriters)
-		return txn_commit(fs, t, pid);
+	return txn_commit_fenced(fs, t, pid, NULL, done, arg);
+}
+
+int txn_commit_fenced(struct txd_fs *fs, struct txn *t, pid_t pid,
+		      const struct txn_fence *fence, void (*done)(void *arg, int err), void *arg)
+{
+	if (!done || t->state != TXN_ACTIVE || !t->nwriters)
+		return commit_sync(fs, t, pid, fence);
 	struct txn_wait *w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
+	if (fence && fence->lease) {
+		w->fence = *fence;
+		if (!(w->fence.lease = strdup(fence->lease))) {
+			free(w);
+			return -ENOMEM;
+		}
+	}
 	w->pid = pid;
 	w->deadline_ns = fs_now_ns() + TXN_BUSY_WAIT_MS * 1000000ull;
 	w->done = done;
@@ -1273,6 +1331,8 @@ int txn_cancel_wait(struct txd_fs *fs, void *arg)
 	if (owner)
 		txn_put(fs, owner);
 	pthread_mutex_unlock(&fs->lock);
+	if (found)
+		free((char *)found->fence.lease);
 	free(found);
 	return found ? 0 : -ENOENT;
 }
@@ -1303,7 +1363,7 @@ static struct txn_wait *due_waits(struct txd_fs *fs)
 				continue;
 			}
 			*pp = w->next;
-			w->err = commit_now(fs, t, w->pid, false); /* the list must hold */
+			w->err = commit_now(fs, t, w->pid, false, &w->fence); /* the list must hold */
 			w->next = NULL;
 			*tail = w;
 			tail = &w->next;
@@ -1326,6 +1386,7 @@ void txn_run_waits(struct txd_fs *fs)
 			struct txn_wait *w = ready;
 			ready = w->next;
 			w->done(w->arg, w->err);
+			free((char *)w->fence.lease);
 			free(w);
 		}
 		pthread_mutex_lock(&fs->lock);

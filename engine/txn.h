@@ -48,6 +48,28 @@
  * path=/f" or "busy reason=main-tree-writer path=/f". Committing again
  * reports the outcome again: 0 once committed, EBUSY once aborted.
  *
+ * Fenced commits (SPEC §4): "commit if-lease NAME TOKEN" commits only while
+ * lease NAME is held (lease.h: HELD, visible) with fencing token TOKEN. The
+ * lease is looked up (lease_get) at the commit point — in the same fs->lock
+ * hold that appends the record, after the record is built, the packs synced
+ * and every other check passed — so nothing can be refused after it. A
+ * release racing the commit does not take fs->lock, so it may land in the
+ * log just before the commit record; but every later fenced commit — a
+ * successor's, whose token the grant after that release handed out — takes
+ * fs->lock after this hold: fenced commits are applied in the order their
+ * checks ran, and a commit whose check ran after the holder lost its lease
+ * is refused. A refused fenced commit is final, as a PostgreSQL COMMIT that
+ * fails rolls the transaction back: -ESTALE, nothing applied, status
+ * "aborted fenced lease=NAME token=T held=U|none" (event txn_abort with
+ * reason "fenced"); committing again reports EBUSY (T7). A malformed
+ * command (name per SPEC §6, token a decimal > 0) is -EINVAL and changes
+ * nothing. Lock order: fs->lock → the lease service's lock (lease_get is a
+ * read: it never logs, so it holds that lock only briefly — but it can wait
+ * behind a grant that holds it across a RESERVE fsync, once per token
+ * block; that is deadlock-free, since nothing holding the lease lock takes
+ * fs->lock and the WAL's sync thread wakes synchronous waiters before it
+ * runs callbacks that may take fs->lock).
+ *
  * Invariants.
  *  T1 A view sees exactly the main tree as of S plus its own changes.
  *  T2 Nothing of a transaction reaches the main tree except through one
@@ -101,6 +123,11 @@ struct txn_key { /* a directory entry of the write set */
 };
 
 struct txn_wait; /* a deferred commit (txn_commit_async) */
+
+struct txn_fence { /* "commit if-lease NAME TOKEN"; lease NULL: unfenced */
+	const char *lease;
+	uint64_t token;
+};
 
 struct txn {
 	struct txn *next;      /* fs->txns */
@@ -162,6 +189,11 @@ int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid);
  * (done is not called). */
 int txn_commit_async(struct txd_fs *fs, struct txn *t, pid_t pid,
 		     void (*done)(void *arg, int err), void *arg);
+/* txn_commit_async (done NULL: txn_commit) with a fence (may be NULL):
+ * -ESTALE when the lease is not held with the token at the commit point
+ * ("Fenced commits" above). */
+int txn_commit_fenced(struct txd_fs *fs, struct txn *t, pid_t pid,
+		      const struct txn_fence *fence, void (*done)(void *arg, int err), void *arg);
 /* Withdraw the deferred commit registered with arg (FUSE_INTERRUPT): 0 and
  * done is never called, nothing applied; -ENOENT when it is already
  * completing (done will be called). Takes fs->lock. */
