@@ -1179,7 +1179,11 @@ static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlo
 		pthread_cond_wait(&fs->txn_cv, &fs->lock);
 	if (t->state != TXN_ACTIVE)
 		return t->state == TXN_COMMITTED ? 0 : -EBUSY;
-	int err = commit_checks(fs, t);
+	/* a lost lease is the reason, before any conflict; checked again at
+	 * the commit point */
+	int err = fence_check(fs, t, fence);
+	if (!err)
+		err = commit_checks(fs, t);
 	if (err)
 		return err;
 	if (may_unlock && t->log.nops >= TXN_PREBUILD_OPS) {

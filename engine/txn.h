@@ -63,7 +63,9 @@
  * "aborted fenced lease=NAME token=T held=U|none" (event txn_abort with
  * reason "fenced"); committing again reports EBUSY (T7). A malformed
  * command (name per SPEC §6, token a decimal > 0) is -EINVAL and changes
- * nothing. Lock order: fs->lock → the lease service's lock (lease_get is a
+ * nothing. The fence is also checked first, before the conflict checks, so a
+ * holder that lost its lease learns that (ESTALE) rather than a conflict with
+ * its successor. Lock order: fs->lock → the lease service's lock (lease_get is a
  * read: it never logs, so it holds that lock only briefly — but it can wait
  * behind a grant that holds it across a RESERVE fsync, once per token
  * block; that is deadlock-free, since nothing holding the lease lock takes

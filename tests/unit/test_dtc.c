@@ -188,3 +188,17 @@ Test(dtc, malformed_fenced_commit_is_einval_and_changes_nothing)
 	cr_assert_eq(fenced("t", "job", tok), 0);
 	expect_file("f", "x");
 }
+
+Test(dtc, a_lost_lease_is_reported_before_a_conflict)
+{
+	cr_assert_eq(grab("job"), 0);
+	uint64_t old = token_of("job");
+	txn_with_file("old", "f", "old");
+	cr_assert_eq(drop("job"), 0);
+	cr_assert_eq(grab("job"), 0);
+	txn_with_file("new", "f", "new");
+	cr_assert_eq(fenced("new", "job", token_of("job")), 0);
+	cr_assert_eq(fenced("old", "job", old), -ESTALE);
+	expect_status_prefix("old", "aborted fenced lease=job");
+	expect_file("f", "new");
+}
