@@ -754,8 +754,7 @@ int ctl_rmdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 	struct txn *t = txn_find(fs, name);
 	if (!t)
 		return -ENOENT;
-	txn_remove(fs, t);
-	return 0;
+	return txn_remove(fs, t);
 }
 
 int ctl_unlink(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
@@ -847,6 +846,23 @@ static int parse_fence(const char *s, size_t len, char name[LEASE_NAME_MAX + 1],
 	return 0;
 }
 
+/* "P as NAME" of "prepare P as NAME": names per SPEC §6. -EINVAL otherwise. */
+static int parse_prepare(const char *s, size_t len, char p[LEASE_NAME_MAX + 1],
+			 char name[LEASE_NAME_MAX + 1])
+{
+	const char *sp = memchr(s, ' ', len);
+	if (!sp || sp == s || (size_t)(sp - s) > LEASE_NAME_MAX)
+		return -EINVAL;
+	size_t pl = (size_t)(sp - s), rest = len - pl;
+	if (rest < 5 || memcmp(sp, " as ", 4) != 0 || rest - 4 > LEASE_NAME_MAX)
+		return -EINVAL;
+	memcpy(p, s, pl);
+	p[pl] = 0;
+	memcpy(name, sp + 4, rest - 4);
+	name[rest - 4] = 0;
+	return lease_name_check(p) || lease_name_check(name) ? -EINVAL : 0;
+}
+
 /* One command per write(2) to .txdir/txn/NAME/ctl; the write returns the
  * outcome (SPEC §4). Surrounding white space is ignored. */
 static int txn_command(struct txd_fs *fs, const struct txd_cred *c, struct txn *t,
@@ -867,9 +883,16 @@ static int txn_command(struct txd_fs *fs, const struct txd_cred *c, struct txn *
 		int err = parse_fence(cmd + 16, len - 16, name, &fence);
 		return err ? err : txn_commit_fenced(fs, t, c ? c->pid : 0, &fence, done, arg);
 	}
+	if (len > 8 && memcmp(cmd, "prepare ", 8) == 0) {
+		char p[LEASE_NAME_MAX + 1], name[LEASE_NAME_MAX + 1];
+		int err = parse_prepare(cmd + 8, len - 8, p, name);
+		return err ? err : txn_prepare(fs, t, c ? c->pid : 0, p, name);
+	}
 	if (len == 5 && memcmp(cmd, "abort", 5) == 0) {
 		if (t->state == TXN_COMMITTED)
 			return -EINVAL; /* too late */
+		if (t->state == TXN_PREPARED)
+			return -EBUSY; /* only the decision ends it (txn.h) */
 		txn_abort(fs, t, "request");
 		return 0;
 	}

@@ -281,6 +281,9 @@ int fs_commit_prep(struct txd_fs *fs, struct rec_buf *b, struct ns_prep *prep,
 	int err = rec_finish(b, iov);
 	if (err < 0)
 		goto out;
+	/* a prepared transaction's write set is locked (txn.h) */
+	if ((err = txn_locked_check(fs, b->ops, b->len)))
+		goto out;
 	struct wal_pos pos;
 	err = wal_append(fs->wal, WAL_REC_COMMIT, iov, n, &pos);
 	if (err) {
@@ -440,6 +443,10 @@ static int replay_one(void *arg, const struct wal_pos *pos, uint16_t type, const
 		      uint32_t len)
 {
 	struct txd_fs *fs = arg;
+	if (type == WAL_REC_PREPARE) /* prepared transactions (txn.h) */
+		return txn_replay_prepare(fs, payload, len, pos->lsn);
+	if (type == WAL_REC_RESOLVE)
+		return txn_replay_resolve(fs, payload, len);
 	if (type != WAL_REC_COMMIT)
 		return svc_replay(fs->svc, type, payload, len); /* svc.h V1 */
 	struct rec_hdr hdr;
@@ -588,6 +595,7 @@ static int fs_start(struct txd_fs *fs)
 	if (!root)
 		return -ENOMEM;
 	root->in->live = root;
+	txn_dtc_start(fs); /* decisions for prepared transactions (txn.h) */
 	return ckpt_start(fs);
 }
 

@@ -9,6 +9,9 @@
  *
  *   WAL_REC_COMMIT  1   payload = commit header + ops (below)
  *   WAL_REC_LEASE   2   payload = one lease record (lease.h)
+ *   WAL_REC_PREPARE 5   payload = a prepared transaction (txn.h "Prepared
+ *                       transactions"): its write set, ops and vote
+ *   WAL_REC_RESOLVE 6   payload = a prepared transaction aborted (txn.h)
  *
  * Commit payload (little-endian, packed, no padding):
  *    0 u64 txn        transaction id (0 = a plain main-tree commit)
@@ -66,6 +69,7 @@
 #include "chunk.h"
 
 enum { WAL_REC_COMMIT = 1, WAL_REC_LEASE = 2 };
+enum { WAL_REC_PREPARE = 5, WAL_REC_RESOLVE = 6 };
 
 enum rec_op {
 	OP_INODE = 1,
