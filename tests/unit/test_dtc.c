@@ -490,3 +490,127 @@ Test(dtc, dtc_transactions_shows_prepared)
 	cr_expect(strstr(rec, "\"participant\":\"alice\""), "%s", rec);
 	free(rec);
 }
+
+/* ---- crashes in prepare and resolve ------------------------------------------------ */
+
+/* The work before the fault is armed: t with its changes, P open. */
+static void crash_pre(void)
+{
+	open_proposal("P");
+	cr_assert_eq(tt_mkdir(fs, "d"), 0);
+	cr_assert_eq(tt_put(fs, "g", "old g", 5), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
+	cr_assert_eq(tt_put(fs, ".txdir/txn/t/root/d/f1", "one", 3), 0);
+	cr_assert_eq(tt_put(fs, ".txdir/txn/t/root/d/f2", "two", 3), 0);
+	cr_assert_eq(tt_put(fs, ".txdir/txn/t/root/g", "new g", 5), 0);
+	cr_assert_eq(txd_sync_wait(fs), 0); /* a power cut keeps what came before */
+}
+
+/* Prepare, then the decision (bob's yes): the steps the fault hits. */
+static void crash_work(void)
+{
+	if (prepare("t", "P", "alice") == 0)
+		vote("P", "bob", true);
+}
+
+static bool txn_listed(const char *name)
+{
+	char path[300];
+	uint64_t n;
+	snprintf(path, sizeof(path), ".txdir/txn/%s", name);
+	return tt_resolve(fs, path, NULL, NULL, &n) == 0;
+}
+
+/* After recovery: resolved as decided, or still prepared (then the decision
+ * resolves it now), or never prepared; never half-applied. */
+static bool check_recovered(const char *what)
+{
+	enum vote_outcome o = outcome("P");
+	if (o == VOTE_COMMITTED) {
+		expect_applied();
+		return true;
+	}
+	cr_assert_eq(o, VOTE_OPEN, "%s: aborted?", what);
+	expect_not_applied();
+	if (!txn_listed("t")) {
+		/* the PREPARE record never made it: nor did alice's vote, so
+		 * bob's yes cannot commit P */
+		cr_assert_eq(vote("P", "bob", true), 0, "%s", what);
+		cr_assert_eq(outcome("P"), VOTE_OPEN, "%s: a vote without its prepared state", what);
+		return false;
+	}
+	expect_status_prefix("t", "prepared P");
+	cr_assert_eq(vote("P", "bob", true), 0, "%s", what);
+	expect_applied();
+	return true;
+}
+
+static void crash_once(enum faultos_call call, uint64_t n, bool power)
+{
+	char what[64];
+	snprintf(what, sizeof(what), "crash at call %d #%llu power=%d", call, (unsigned long long)n,
+		 power);
+	vote_stub_reset();
+	faultos_install();
+	cr_assert_eq(txd_fs_open(store, NULL, &fs, NULL), 0);
+	crash_pre();
+	faultos_crash_at(call, n);
+	crash_work();
+	txd_fs_close(fs);
+	fs = NULL;
+	svc_set_decision_listener(NULL, NULL, NULL);
+	if (power)
+		faultos_power_cut(n * 7919 + (uint64_t)call);
+	faultos_revive();
+	faultos_uninstall();
+	int err = txd_fs_open(store, NULL, &fs, NULL);
+	cr_assert_eq(err, 0, "%s: reopen: %s", what, txd_strerror(err));
+	cr_log_info("%s", what); /* names the crash point of a failure below */
+	bool applied = check_recovered(what);
+	txd_fs_close(fs);
+	fs = NULL;
+	cr_assert_eq(txd_fs_open(store, NULL, &fs, NULL), 0, "%s: second reopen", what);
+	if (applied)
+		expect_applied();
+	else
+		expect_not_applied();
+	txd_fs_close(fs);
+	fs = NULL;
+	tt_rmtree(store);
+	free(store);
+	store = tt_mkstore();
+}
+
+Test(dtc, a_crash_at_any_io_step_of_prepare_and_resolve, .timeout = 600)
+{
+	if (!stub())
+		cr_skip_test("the loop resets proposals by hand: engine/vote_stub.c");
+	/* how many calls of each kind the work makes */
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_install();
+	cr_assert_eq(txd_fs_open(store, NULL, &fs, NULL), 0);
+	crash_pre();
+	static const enum faultos_call calls[] = {FOS_PWRITE, FOS_FDATASYNC, FOS_FSYNC, FOS_RENAME};
+	uint64_t before[4], count[4];
+	for (int k = 0; k < 4; k++)
+		before[k] = faultos_count(calls[k]);
+	crash_work();
+	for (int k = 0; k < 4; k++)
+		count[k] = faultos_count(calls[k]) - before[k];
+	expect_applied();
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_uninstall();
+	tt_rmtree(store);
+	free(store);
+	store = tt_mkstore();
+	cr_assert_gt(count[0], 0);
+	unsigned runs = 0;
+	for (int power = 0; power < 2; power++)
+		for (int k = 0; k < 4; k++)
+			for (uint64_t n = 1; n <= count[k]; n++, runs++)
+				crash_once(calls[k], n, power);
+	cr_log_info("%u crash points", runs);
+	cr_assert_eq(txd_fs_open(store, NULL, &fs, NULL), 0);
+}
