@@ -10,9 +10,9 @@
  *                      u32 magic "CKSX", u32 len, u64 xxh64(payload), then
  *                      u32 id, u32 0, the section's bytes (len - 8 of them).
  *                      id 1: the services (svc_ckpt_save; svc.h V2)
- *                      id 2: the prepared transactions (txn_prepared_save,
+ *                      id 2: the prepared transactions (dtc_save,
  *                      taken in the hold that chose the LSN: txn.h
- *                      "Prepared transactions"); only when there are any
+ *                      D6); only when there are any
  *   blocks:            u32 magic "CKBL", u32 len, u64 xxh64(payload), then a
  *                      commit payload (rec.h) with no inline data
  *   trailer:           u32 magic "CKEN", u32 0, u64 nblocks,
@@ -74,6 +74,7 @@
 #include "ckpt.h"
 #include "clog.h"
 #include "core.h"
+#include "dtc.h"
 #include "events.h"
 #include "os.h"
 #include "rec.h"
@@ -533,7 +534,7 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	/* prepared transactions as of lsn: replay after it finds the rest */
 	void *prepared = NULL;
 	size_t nprepared = 0;
-	if (w.write && ver >= 2 && (err = txn_prepared_save(fs, &prepared, &nprepared))) {
+	if (w.write && ver >= 2 && (err = dtc_save(fs, &prepared, &nprepared))) {
 		ns_snapshot_release(&fs->ns, lsn);
 		free(path);
 		return err;
@@ -754,7 +755,7 @@ static int ckpt_stream(struct txd_fs *fs, int fd, uint64_t lsn)
 	free(services);
 	/* after the services: their replaying votes need the proposals */
 	if (!err && prepared)
-		err = txn_prepared_load(fs, prepared, nprepared);
+		err = dtc_load(fs, prepared, nprepared);
 	free(prepared);
 	if (!err && next > fs->ns.next_ino)
 		fs->ns.next_ino = next;

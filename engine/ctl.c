@@ -46,6 +46,7 @@
 #include "ctl.h"
 #include "ctl_lease.h"
 #include "ctl_recovery.h"
+#include "dtc.h"
 #include "dtree.h"
 #include "events.h"
 #include "svc.h"
@@ -886,7 +887,7 @@ static int txn_command(struct txd_fs *fs, const struct txd_cred *c, struct txn *
 	if (len > 8 && memcmp(cmd, "prepare ", 8) == 0) {
 		char p[LEASE_NAME_MAX + 1], name[LEASE_NAME_MAX + 1];
 		int err = parse_prepare(cmd + 8, len - 8, p, name);
-		return err ? err : txn_prepare(fs, t, c ? c->pid : 0, p, name);
+		return err ? err : dtc_prepare(fs, t, c ? c->pid : 0, p, name);
 	}
 	if (len == 5 && memcmp(cmd, "abort", 5) == 0) {
 		if (t->state == TXN_COMMITTED)

@@ -20,6 +20,7 @@
 #include "os.h"
 #include "rec.h"
 #include "svc.h"
+#include "dtc.h"
 #include "txn.h"
 #include "wal.h"
 
@@ -281,8 +282,8 @@ int fs_commit_prep(struct txd_fs *fs, struct rec_buf *b, struct ns_prep *prep,
 	int err = rec_finish(b, iov);
 	if (err < 0)
 		goto out;
-	/* a prepared transaction's write set is locked (txn.h) */
-	if ((err = txn_locked_check(fs, b->ops, b->len)))
+	/* a prepared transaction's write set is locked (dtc.h D2) */
+	if ((err = dtc_locked_check(fs, b->ops, b->len)))
 		goto out;
 	struct wal_pos pos;
 	err = wal_append(fs->wal, WAL_REC_COMMIT, iov, n, &pos);
@@ -443,10 +444,10 @@ static int replay_one(void *arg, const struct wal_pos *pos, uint16_t type, const
 		      uint32_t len)
 {
 	struct txd_fs *fs = arg;
-	if (type == WAL_REC_PREPARE) /* prepared transactions (txn.h) */
-		return txn_replay_prepare(fs, payload, len, pos->lsn);
+	if (type == WAL_REC_PREPARE) /* prepared transactions (dtc.h) */
+		return dtc_replay_prepare(fs, payload, len, pos->lsn);
 	if (type == WAL_REC_RESOLVE)
-		return txn_replay_resolve(fs, payload, len);
+		return dtc_replay_resolve(fs, payload, len);
 	if (type != WAL_REC_COMMIT)
 		return svc_replay(fs->svc, type, payload, len); /* svc.h V1 */
 	struct rec_hdr hdr;
@@ -595,7 +596,7 @@ static int fs_start(struct txd_fs *fs)
 	if (!root)
 		return -ENOMEM;
 	root->in->live = root;
-	txn_dtc_start(fs); /* decisions for prepared transactions (txn.h) */
+	dtc_start(fs); /* decisions for prepared transactions (dtc.h D5) */
 	return ckpt_start(fs);
 }
 

@@ -9,9 +9,9 @@
  *
  *   WAL_REC_COMMIT  1   payload = commit header + ops (below)
  *   WAL_REC_LEASE   2   payload = one lease record (lease.h)
- *   WAL_REC_PREPARE 5   payload = a prepared transaction (txn.h "Prepared
- *                       transactions"): its write set, ops and vote
- *   WAL_REC_RESOLVE 6   payload = a prepared transaction aborted (txn.h)
+ *   WAL_REC_PREPARE 5   payload = a prepared transaction (dtc.h): its
+ *                       write set, ops and vote
+ *   WAL_REC_RESOLVE 6   payload = a prepared transaction aborted (dtc.h)
  *
  * Commit payload (little-endian, packed, no padding):
  *    0 u64 txn        transaction id (0 = a plain main-tree commit)

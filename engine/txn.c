@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <cjson/cJSON.h>
@@ -23,8 +22,9 @@
 #include "lease.h"
 #include "svc.h"
 #include "rec.h"
+#include "dtc.h"
 #include "txn.h"
-#include "vote.h"
+#include "txn_i.h"
 #include "util.h"
 #include "wal.h"
 
@@ -33,8 +33,7 @@
 
 /* status: one line (SPEC §4) — "aborted REASON key=value... path=P" with the
  * path last and escaped, so the line always parses. */
-static void set_status(struct txn *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_status(struct txn *t, const char *fmt, ...)
+void txn_set_status(struct txn *t, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -43,7 +42,7 @@ static void set_status(struct txn *t, const char *fmt, ...)
 }
 
 /* A path for a status line: '\n' and '\\' escaped; NULL path: empty. */
-static const char *esc_path(const char *path, char *buf, size_t cap)
+const char *txn_esc_path(const char *path, char *buf, size_t cap)
 {
 	size_t n = 0;
 	for (const char *p = path ? path : ""; *p && n + 3 < cap; p++) {
@@ -79,7 +78,7 @@ struct txn_wait {
 	void *arg;
 };
 
-static void txn_free(struct txn *t)
+void txn_free(struct txn *t)
 {
 	while (t->waits) { /* unmount: nobody is left to answer */
 		struct txn_wait *w = t->waits;
@@ -161,7 +160,7 @@ struct txn *txn_by_id(struct txd_fs *fs, uint64_t id)
  * start although the transaction committed. */
 static void txn_note_unsynced(struct txd_fs *fs, uint64_t id);
 
-static void write_record(struct txd_fs *fs, const struct txn *t)
+void txn_write_record(struct txd_fs *fs, const struct txn *t)
 {
 	char *dir, name[32], *json = txn_info_json(fs, t);
 	snprintf(name, sizeof(name), "%" PRIu64 ".json", t->id);
@@ -175,7 +174,7 @@ static void write_record(struct txd_fs *fs, const struct txn *t)
 }
 
 /* The transaction's end: release the snapshot (T4), stale the nodes (T3). */
-static void txn_end(struct txd_fs *fs, struct txn *t, enum txn_state st)
+void txn_end(struct txd_fs *fs, struct txn *t, enum txn_state st)
 {
 	t->state = st;
 	t->ended_ns = fs_now_ns();
@@ -185,7 +184,7 @@ static void txn_end(struct txd_fs *fs, struct txn *t, enum txn_state st)
 	pthread_cond_broadcast(&fs->txn_cv);
 	if (t->waits)
 		pthread_cond_signal(&fs->ckpt_cv); /* txn_run_waits: answer them */
-	write_record(fs, t);
+	txn_write_record(fs, t);
 }
 
 /* RFC 3339 with milliseconds; null for 0. */
@@ -346,11 +345,9 @@ int txn_records_load(struct txd_fs *fs)
 	return 0;
 }
 
-static void prepared_committed(struct txd_fs *fs, uint64_t txn, uint64_t lsn);
-
 void txn_replayed(struct txd_fs *fs, uint64_t txn, uint64_t lsn)
 {
-	prepared_committed(fs, txn, lsn);
+	dtc_replayed_commit(fs, txn, lsn); /* a prepared one ends */
 	struct txn_restart *r = fs->txn_restart;
 	for (uint32_t k = 0; r && txn && k < r->n; k++)
 		if (r->ids[k] == txn)
@@ -571,7 +568,7 @@ int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, str
 	t->listed = true;
 	t->refs = 1; /* the listing */
 	rec_init(&t->log, t->id, 0, (uint32_t)creator);
-	set_status(t, "active");
+	txn_set_status(t, "active");
 	int err = ns_snapshot_take(&fs->ns, t->snap);
 	if (err) {
 		txn_free(t);
@@ -584,7 +581,7 @@ int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, str
 	}
 	t->next = fs->txns;
 	fs->txns = t;
-	write_record(fs, t); /* active: a restart finds it and records the outcome */
+	txn_write_record(fs, t); /* active: a restart finds it and records the outcome */
 	cJSON *f = cJSON_CreateObject();
 	ev_add_u64(f, "txn", t->id);
 	cJSON_AddStringToObject(f, "name", t->name);
@@ -647,7 +644,7 @@ static uint64_t hash_u64_at(const void *arr, uint32_t k)
 	return ((const uint64_t *)arr)[k] * 0x9e3779b97f4a7c15ull >> 7;
 }
 
-static int add_key(struct txn *t, uint64_t parent, const char *name, size_t len)
+int txn_add_key(struct txn *t, uint64_t parent, const char *name, size_t len)
 {
 	int err = index_grow(&t->keyidx, t->nkeys, hash_key_at, t->keys);
 	if (err)
@@ -684,9 +681,33 @@ static int set_add(uint64_t **arr, uint32_t *n, uint32_t *cap, struct txn_index 
 	return 0;
 }
 
-static int add_ino(struct txn *t, uint64_t ino)
+int txn_add_ino(struct txn *t, uint64_t ino)
 {
 	return set_add(&t->inos, &t->ninos, &t->capinos, &t->inoidx, ino);
+}
+
+bool txn_has_key(const struct txn *t, uint64_t parent, const char *name, size_t len)
+{
+	if (!t->keyidx.cap)
+		return false;
+	uint32_t i = (uint32_t)key_hash(parent, name, len) & (t->keyidx.cap - 1);
+	for (; t->keyidx.slot[i]; i = (i + 1) & (t->keyidx.cap - 1)) {
+		const struct txn_key *k = &t->keys[t->keyidx.slot[i] - 1];
+		if (k->parent == parent && strncmp(k->name, name, len) == 0 && !k->name[len])
+			return true;
+	}
+	return false;
+}
+
+bool txn_has_ino(const struct txn *t, uint64_t ino)
+{
+	if (!t->inoidx.cap)
+		return false;
+	uint32_t i = (uint32_t)hash_u64_at(&ino, 0) & (t->inoidx.cap - 1);
+	for (; t->inoidx.slot[i]; i = (i + 1) & (t->inoidx.cap - 1))
+		if (t->inos[t->inoidx.slot[i] - 1] == ino)
+			return true;
+	return false;
 }
 
 /* Whether ino existed in the main tree at S (else the view created it). */
@@ -709,25 +730,25 @@ static int note_write_set(struct txd_fs *fs, struct txn *t, const void *ops, uin
 		switch (op.op) {
 		case OP_DENT_SET:
 		case OP_DENT_DEL:
-			err = add_key(t, op.u.dent.parent, op.u.dent.name, op.u.dent.name_len);
+			err = txn_add_key(t, op.u.dent.parent, op.u.dent.name, op.u.dent.name_len);
 			break;
 		case OP_INODE:
 			if (S_ISDIR(op.u.inode.mode))
 				err = set_add(&t->dirs, &t->ndirs, &t->capdirs, &t->diridx, op.u.inode.ino);
 			else if (existed(fs, t, op.u.inode.ino))
-				err = add_ino(t, op.u.inode.ino);
+				err = txn_add_ino(t, op.u.inode.ino);
 			else
 				err = set_add(&t->created, &t->ncreated, &t->capcreated, &t->newidx,
 					      op.u.inode.ino);
 			break;
 		case OP_CONTENT:
 			if (existed(fs, t, op.u.content.ino))
-				err = add_ino(t, op.u.content.ino);
+				err = txn_add_ino(t, op.u.content.ino);
 			break;
 		case OP_XATTR_SET:
 		case OP_XATTR_DEL:
 			if (existed(fs, t, op.u.xattr.ino))
-				err = add_ino(t, op.u.xattr.ino);
+				err = txn_add_ino(t, op.u.xattr.ino);
 			break;
 		default:
 			break;
@@ -777,11 +798,11 @@ static void set_last_error(struct txn *t, const char *reason, const char *path)
 {
 	char e[TXN_LINE];
 	snprintf(t->last_error, sizeof(t->last_error), "busy reason=%s path=%s", reason,
-		 esc_path(path, e, sizeof(e)));
+		 txn_esc_path(path, e, sizeof(e)));
 	t->last_error_ns = fs_now_ns();
 }
 
-static void key_path(struct txd_fs *fs, const struct txn_key *k, char *buf, size_t cap)
+void txn_key_path(struct txd_fs *fs, const struct txn_key *k, char *buf, size_t cap)
 {
 	struct inode *p = ns_inode(&fs->ns, k->parent);
 	char dir[4096];
@@ -813,9 +834,9 @@ static int validate(struct txd_fs *fs, struct txn *t)
 				winner = d ? d->commit : wal_last_lsn(fs->wal);
 		}
 		if (winner) {
-			key_path(fs, key, path, sizeof(path));
-			set_status(t, "aborted conflict winner=%" PRIu64 " path=%s", winner,
-				   esc_path(path, e, sizeof(e)));
+			txn_key_path(fs, key, path, sizeof(path));
+			txn_set_status(t, "aborted conflict winner=%" PRIu64 " path=%s", winner,
+				   txn_esc_path(path, e, sizeof(e)));
 			return -EBUSY;
 		}
 	}
@@ -833,8 +854,8 @@ static int validate(struct txd_fs *fs, struct txn *t)
 			char dir[3600];
 			ns_path(&fs->ns, m, dir, sizeof(dir));
 			snprintf(path, sizeof(path), "%s/%s", dir, d->name);
-			set_status(t, "aborted conflict winner=%" PRIu64 " path=%s", d->commit,
-				   esc_path(path, e, sizeof(e)));
+			txn_set_status(t, "aborted conflict winner=%" PRIu64 " path=%s", d->commit,
+				   txn_esc_path(path, e, sizeof(e)));
 			return -EBUSY;
 		}
 	}
@@ -848,8 +869,8 @@ static int validate(struct txd_fs *fs, struct txn *t)
 			ns_path(&fs->ns, m, path, sizeof(path));
 		else if (v)
 			ns_path(&t->ns, v, path, sizeof(path)); /* removed in the main tree */
-		set_status(t, "aborted conflict winner=%" PRIu64 " path=%s",
-			   m ? m->head->commit : wal_last_lsn(fs->wal), esc_path(path, e, sizeof(e)));
+		txn_set_status(t, "aborted conflict winner=%" PRIu64 " path=%s",
+			   m ? m->head->commit : wal_last_lsn(fs->wal), txn_esc_path(path, e, sizeof(e)));
 		return -EBUSY;
 	}
 	return 0;
@@ -875,7 +896,7 @@ static bool main_writer(struct txd_fs *fs, struct txn *t, char *path, size_t cap
 			continue;
 		uint64_t ino = ns_lookup_at(p->dir, key->name, strlen(key->name), UINT64_MAX);
 		if (ino && fs->dt.has_writer(ns_inode(&fs->ns, ino))) {
-			key_path(fs, key, path, cap);
+			txn_key_path(fs, key, path, cap);
 			return true;
 		}
 	}
@@ -951,7 +972,7 @@ static bool in_sorted(const uint64_t *v, uint32_t n, uint64_t x)
 
 /* The directories of the write set that existed at S (sorted; malloc'd),
  * for log_ops: fs->lock held, O(ndirs). */
-static int old_dirs(struct txd_fs *fs, struct txn *t, uint64_t **out, uint32_t *n)
+int txn_old_dirs(struct txd_fs *fs, struct txn *t, uint64_t **out, uint32_t *n)
 {
 	*n = 0;
 	*out = malloc((t->ndirs + 1) * sizeof(**out));
@@ -967,7 +988,7 @@ static int old_dirs(struct txd_fs *fs, struct txn *t, uint64_t **out, uint32_t *
 /* Copy the log, without the view's own directory attribute ops for
  * directories that existed at S (olddirs; merged_dirs states them). Reads
  * only t->log: runs without fs->lock while the log is frozen. */
-static int log_ops(const struct txn *t, const uint64_t *olddirs, uint32_t nold, struct rec_buf *b)
+int txn_log_ops(const struct txn *t, const uint64_t *olddirs, uint32_t nold, struct rec_buf *b)
 {
 	const uint8_t *p = t->log.ops + REC_HDR_SIZE, *end = t->log.ops + t->log.len;
 	if (!rec_reserve(b, t->log.len))
@@ -999,7 +1020,7 @@ static int log_ops(const struct txn *t, const uint64_t *olddirs, uint32_t nold, 
 
 /* Step 4: nothing of the old state stays visible through a node id that
  * will now show the new one. */
-static void publish(struct txd_fs *fs, struct txn *t)
+void txn_publish(struct txd_fs *fs, struct txn *t)
 {
 	for (uint32_t k = 0; k < t->ninos; k++) {
 		struct inode *m = ns_inode(&fs->ns, t->inos[k]);
@@ -1015,7 +1036,7 @@ static void publish(struct txd_fs *fs, struct txn *t)
 }
 
 /* Unlinked inodes the commit left behind (names removed in the view). */
-static void drop_dead(struct txd_fs *fs, struct txn *t)
+void txn_drop_dead(struct txd_fs *fs, struct txn *t)
 {
 	for (uint64_t k = 0; k < t->ns.tabsize; k++)
 		for (struct inode *in = t->ns.tab[k]; in; in = in->hnext) {
@@ -1028,7 +1049,7 @@ static void drop_dead(struct txd_fs *fs, struct txn *t)
 /* Block this thread (bounded) until no handle of the view is open for
  * writing: the synchronous form (txd_write); FUSE defers instead
  * (txn_commit_async). */
-static void wait_writers(struct txd_fs *fs, struct txn *t)
+void txn_wait_writers(struct txd_fs *fs, struct txn *t)
 {
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
@@ -1040,11 +1061,9 @@ static void wait_writers(struct txd_fs *fs, struct txn *t)
 			break;
 }
 
-static bool prepared_overlap(struct txd_fs *fs, struct txn *t, char *path, size_t cap);
-
 /* Steps 1-2b of txn.h: 0 when the commit may go ahead. A lost conflict
  * aborts (final); busy cases leave the transaction active with last_error. */
-static int commit_checks(struct txd_fs *fs, struct txn *t)
+int txn_commit_checks(struct txd_fs *fs, struct txn *t)
 {
 	char path[4096];
 	if (view_writer(fs, t, path, sizeof(path))) {
@@ -1067,7 +1086,7 @@ static int commit_checks(struct txd_fs *fs, struct txn *t)
 		set_last_error(t, "main-tree-writer", path);
 		return -EBUSY;
 	}
-	if (prepared_overlap(fs, t, path, sizeof(path))) {
+	if (dtc_overlap(fs, t, path, sizeof(path))) {
 		set_last_error(t, "prepared", path);
 		return -EBUSY;
 	}
@@ -1110,7 +1129,7 @@ static int prebuild(struct txd_fs *fs, struct txn *t, pid_t pid, struct prebuilt
 	uint64_t *olddirs;
 	uint32_t nold;
 	struct fresh_set fresh = {0};
-	int err = old_dirs(fs, t, &olddirs, &nold);
+	int err = txn_old_dirs(fs, t, &olddirs, &nold);
 	if (err)
 		return err;
 	/* t->created and t->dirs grow only in txn_apply: frozen too */
@@ -1132,7 +1151,7 @@ static int prebuild(struct txd_fs *fs, struct txn *t, pid_t pid, struct prebuilt
 	qsort(fresh.v, fresh.n, sizeof(*fresh.v), cmp_ino);
 	rec_init(&pre->b, t->id, fs_now_ns(), (uint32_t)pid);
 	struct iovec iov;
-	err = log_ops(t, olddirs, nold, &pre->b);
+	err = txn_log_ops(t, olddirs, nold, &pre->b);
 	if (!err && (err = rec_finish(&pre->b, &iov)) > 0)
 		err = ns_prepare(pre->b.ops, (uint32_t)pre->b.len, fresh_ino, &fresh, &pre->prep);
 	free(olddirs);
@@ -1170,7 +1189,7 @@ static int fence_check(struct txd_fs *fs, struct txn *t, const struct txn_fence 
 	char held[32] = "none";
 	if (!err)
 		snprintf(held, sizeof(held), "%" PRIu64, li.token);
-	set_status(t, "aborted fenced lease=%s token=%" PRIu64 " held=%s", fence->lease,
+	txn_set_status(t, "aborted fenced lease=%s token=%" PRIu64 " held=%s", fence->lease,
 		   fence->token, held);
 	txn_end(fs, t, TXN_ABORTED);
 	cJSON *f = cJSON_CreateObject();
@@ -1199,7 +1218,7 @@ static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlo
 	 * the commit point */
 	int err = fence_check(fs, t, fence);
 	if (!err)
-		err = commit_checks(fs, t);
+		err = txn_commit_checks(fs, t);
 	if (err)
 		return err;
 	if (may_unlock && t->log.nops >= TXN_PREBUILD_OPS) {
@@ -1207,9 +1226,9 @@ static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlo
 		if (t->state != TXN_ACTIVE) /* aborted meanwhile (rmdir, reaper) */
 			err = -EBUSY;
 		else if (!err && t->nwriters) /* opened for writing meanwhile */
-			err = commit_checks(fs, t);
+			err = txn_commit_checks(fs, t);
 		else if (!err && wal_last_lsn(fs->wal) != pre.lsn)
-			err = commit_checks(fs, t); /* the main tree moved on */
+			err = txn_commit_checks(fs, t); /* the main tree moved on */
 		if (err)
 			goto out;
 	}
@@ -1220,8 +1239,8 @@ static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlo
 			rec_init(&b, t->id, fs_now_ns(), (uint32_t)pid);
 			uint64_t *olddirs;
 			uint32_t nold;
-			if (!(err = old_dirs(fs, t, &olddirs, &nold))) {
-				err = log_ops(t, olddirs, nold, &b);
+			if (!(err = txn_old_dirs(fs, t, &olddirs, &nold))) {
+				err = txn_log_ops(t, olddirs, nold, &b);
 				free(olddirs);
 			}
 		} else {
@@ -1240,7 +1259,7 @@ static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlo
 			rec_release(&b);
 			goto out;
 		}
-		publish(fs, t);
+		txn_publish(fs, t);
 		struct wal_pos pos;
 		err = fs_commit_prep(fs, &b, pre.prep, &pos);
 		rec_release(&b);
@@ -1252,9 +1271,9 @@ static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlo
 	}
 	t->commit_id = lsn;
 	t->last_error[0] = 0;
-	set_status(t, "committed %" PRIu64, lsn);
+	txn_set_status(t, "committed %" PRIu64, lsn);
 	txn_end(fs, t, TXN_COMMITTED);
-	drop_dead(fs, t);
+	txn_drop_dead(fs, t);
 	cJSON *f = cJSON_CreateObject();
 	ev_add_u64(f, "txn", t->id);
 	ev_add_u64(f, "commit", lsn);
@@ -1271,7 +1290,7 @@ out:
  * hold of fs->lock, which then syncs only what came meanwhile (usually
  * nothing), so other requests do not wait for the disk. fs->lock held;
  * dropped meanwhile. */
-static void sync_packs_unlocked(struct txd_fs *fs)
+void txn_sync_packs(struct txd_fs *fs)
 {
 	if (fs->opts.durability == TXD_DUR_NONE || !chunkstore_has_unsynced(fs->cs))
 		return;
@@ -1285,9 +1304,9 @@ static int commit_sync(struct txd_fs *fs, struct txn *t, pid_t pid,
 		       const struct txn_fence *fence)
 {
 	if (t->state == TXN_ACTIVE)
-		wait_writers(fs, t);
+		txn_wait_writers(fs, t);
 	if (t->state == TXN_ACTIVE && t->log.nops)
-		sync_packs_unlocked(fs);
+		txn_sync_packs(fs);
 	txn_get(t); /* across commit_now's unlocked build (the caller may hold none) */
 	int err = commit_now(fs, t, pid, true, fence);
 	txn_put(fs, t);
@@ -1399,7 +1418,7 @@ void txn_run_waits(struct txd_fs *fs)
 {
 	/* again after the callbacks: a close while fs->lock was free may have
 	 * signalled nobody */
-	for (struct txn_wait *ready; (sync_packs_unlocked(fs), ready = due_waits(fs));) {
+	for (struct txn_wait *ready; (txn_sync_packs(fs), ready = due_waits(fs));) {
 		pthread_mutex_unlock(&fs->lock);
 		fs_notify_flush(fs); /* the kernel drops what the commits replaced */
 		while (ready) {
@@ -1417,7 +1436,7 @@ void txn_abort(struct txd_fs *fs, struct txn *t, const char *reason)
 {
 	if (t->state != TXN_ACTIVE)
 		return;
-	set_status(t, "aborted %s", reason);
+	txn_set_status(t, "aborted %s", reason);
 	txn_end(fs, t, TXN_ABORTED);
 	cJSON *f = cJSON_CreateObject();
 	ev_add_u64(f, "txn", t->id);
@@ -1474,766 +1493,4 @@ char *txn_info_json(struct txd_fs *fs, const struct txn *t)
 		out = NULL;
 	free(text);
 	return out;
-}
-
-/* ---- prepared transactions (txn.h "Prepared transactions") ------------------------ */
-static bool key_has(const struct txn *t, uint64_t parent, const char *name, size_t len)
-{
-	if (!t->keyidx.cap)
-		return false;
-	uint32_t i = (uint32_t)key_hash(parent, name, len) & (t->keyidx.cap - 1);
-	for (; t->keyidx.slot[i]; i = (i + 1) & (t->keyidx.cap - 1)) {
-		const struct txn_key *k = &t->keys[t->keyidx.slot[i] - 1];
-		if (k->parent == parent && strncmp(k->name, name, len) == 0 && !k->name[len])
-			return true;
-	}
-	return false;
-}
-
-static bool ino_has(const struct txn *t, uint64_t ino)
-{
-	if (!t->inoidx.cap)
-		return false;
-	uint32_t i = (uint32_t)hash_u64_at(&ino, 0) & (t->inoidx.cap - 1);
-	for (; t->inoidx.slot[i]; i = (i + 1) & (t->inoidx.cap - 1))
-		if (t->inos[t->inoidx.slot[i] - 1] == ino)
-			return true;
-	return false;
-}
-
-/* A path of t's write set that a prepared transaction has locked. */
-static bool prepared_overlap(struct txd_fs *fs, struct txn *t, char *path, size_t cap)
-{
-	for (struct txn *p = fs->txns; p; p = p->next) {
-		if (p == t || p->state != TXN_PREPARED)
-			continue;
-		for (uint32_t k = 0; k < t->nkeys; k++)
-			if (key_has(p, t->keys[k].parent, t->keys[k].name, strlen(t->keys[k].name))) {
-				key_path(fs, &t->keys[k], path, cap);
-				return true;
-			}
-		for (uint32_t k = 0; k < t->ninos; k++)
-			if (ino_has(p, t->inos[k])) {
-				struct inode *m = ns_inode(&fs->ns, t->inos[k]);
-				if (m)
-					ns_path(&fs->ns, m, path, cap);
-				else
-					snprintf(path, cap, "?");
-				return true;
-			}
-	}
-	return false;
-}
-
-bool txn_ino_locked(struct txd_fs *fs, const struct txn *self, uint64_t ino)
-{
-	for (struct txn *p = fs->txns; p; p = p->next)
-		if (p != self && p->state == TXN_PREPARED && ino_has(p, ino))
-			return true;
-	return false;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	uint16_t v;
-	memcpy(&v, p, 2);
-	return v;
-}
-
-int txn_locked_check(struct txd_fs *fs, const uint8_t *ops, size_t len)
-{
-	bool any = false;
-	for (struct txn *p = fs->txns; p && !any; p = p->next)
-		any = p->state == TXN_PREPARED;
-	if (!any || len < REC_HDR_SIZE)
-		return 0;
-	uint64_t txid = get64(ops);
-	const uint8_t *q = ops + REC_HDR_SIZE, *end = ops + len;
-	while (q + OP_HDR <= end) {
-		uint16_t op = get16(q);
-		uint32_t olen = get32(q + 4);
-		const uint8_t *body = q + OP_HDR;
-		if (olen > (size_t)(end - body))
-			break;
-		uint64_t parent = 0, ino = 0;
-		const char *name = NULL;
-		uint16_t nl = 0;
-		if (op == OP_DENT_SET && olen >= 26) {
-			parent = get64(body);
-			nl = get16(body + 24);
-			name = (const char *)body + 26;
-		} else if (op == OP_DENT_DEL && olen >= 10) {
-			parent = get64(body);
-			nl = get16(body + 8);
-			name = (const char *)body + 10;
-		} else if ((op == OP_INODE || op == OP_CONTENT || op == OP_XATTR_SET ||
-			    op == OP_XATTR_DEL || op == OP_FREE) && olen >= 8) {
-			ino = get64(body);
-		}
-		if (name && (size_t)nl + (size_t)(name - (const char *)body) > olen)
-			name = NULL;
-		for (struct txn *p = fs->txns; p; p = p->next) {
-			if (p->state != TXN_PREPARED || p->id == txid)
-				continue;
-			if ((name && key_has(p, parent, name, nl)) || (ino && ino_has(p, ino)))
-				return -EBUSY;
-		}
-		q = body + olen;
-	}
-	return 0;
-}
-
-/* The PREPARE payload (WAL_REC_PREPARE), little-endian:
- *    0 u8 version 1, 1 u8 0, 2 u16 proposal_len, 4 u16 participant_len,
- *    6 u16 name_len, 8 u64 txid, 16 u64 snapshot, 24 u32 uid, 28 u32 gid,
- *   32 u32 nkeys, 36 u32 ninos, 40 u32 ndirs, 44 u32 body_len,
- *   48 u64 began_ns, 56 u32 dirops_len, 60 u32 0;
- *   64 proposal, participant, name bytes;
- *   keys: nkeys x {u64 parent, u16 len, name}; inos: ninos x u64;
- *   dirs: ndirs x {u64 ino, i64 nlink delta, u32 flags, u32 0};
- *   body: a commit payload (rec.h) of the log's ops without the view's
- *   attribute ops of directories that existed at S;
- *   dirops: a commit payload with one OP_INODE (the view's attributes) per
- *   directory entry not PD_REMOVED, in order.
- * RESOLVE payload: u8 version 1, u8 outcome (2 aborted), u16 reason_len,
- * u32 0, u64 txid, reason bytes. */
-#define PREP_HDR 64
-#define PD_REMOVED 1   /* removed in the view: nlink 0 at resolve */
-#define PD_REL 2       /* nlink = main head + delta */
-#define PD_ZERO 4      /* the view's nlink is 0 */
-#define PD_KEEPMODE 8  /* mode, uid, gid: the main head's */
-#define PD_MAINPARENT 16
-
-struct prep_view {
-	uint64_t txid, snap, began_ns;
-	uint32_t uid, gid, nkeys, ninos, ndirs;
-	const char *proposal, *participant, *name;
-	uint16_t plen, nlen, tlen;
-	const uint8_t *keys, *inos, *dirs, *body, *dirops;
-	uint32_t keys_len, body_len, dirops_len;
-};
-
-static int prep_decode(const uint8_t *b, size_t len, struct prep_view *v)
-{
-	if (len < PREP_HDR || b[0] != 1)
-		return -TXD_ECORRUPT;
-	v->plen = get16(b + 2);
-	v->nlen = get16(b + 4);
-	v->tlen = get16(b + 6);
-	v->txid = get64(b + 8);
-	v->snap = get64(b + 16);
-	v->uid = get32(b + 24);
-	v->gid = get32(b + 28);
-	v->nkeys = get32(b + 32);
-	v->ninos = get32(b + 36);
-	v->ndirs = get32(b + 40);
-	v->body_len = get32(b + 44);
-	v->began_ns = get64(b + 48);
-	v->dirops_len = get32(b + 56);
-	size_t off = PREP_HDR;
-	if (!v->plen || !v->nlen || !v->tlen || v->plen > 255 || v->nlen > 255 || v->tlen > 255 ||
-	    len - off < (size_t)v->plen + v->nlen + v->tlen)
-		return -TXD_ECORRUPT;
-	v->proposal = (const char *)b + off;
-	v->participant = v->proposal + v->plen;
-	v->name = v->participant + v->nlen;
-	off += (size_t)v->plen + v->nlen + v->tlen;
-	v->keys = b + off;
-	for (uint32_t k = 0; k < v->nkeys; k++) {
-		if (len - off < 10)
-			return -TXD_ECORRUPT;
-		uint16_t nl = get16(b + off + 8);
-		if (!nl || len - off - 10 < nl)
-			return -TXD_ECORRUPT;
-		off += 10 + (size_t)nl;
-	}
-	v->keys_len = (uint32_t)(b + off - v->keys);
-	v->inos = b + off;
-	if ((len - off) / 8 < v->ninos)
-		return -TXD_ECORRUPT;
-	off += (size_t)v->ninos * 8;
-	v->dirs = b + off;
-	if ((len - off) / 24 < v->ndirs)
-		return -TXD_ECORRUPT;
-	off += (size_t)v->ndirs * 24;
-	v->body = b + off;
-	if (len - off < (size_t)v->body_len + v->dirops_len)
-		return -TXD_ECORRUPT;
-	v->dirops = v->body + v->body_len;
-	if (off + v->body_len + v->dirops_len != len)
-		return -TXD_ECORRUPT;
-	struct rec_hdr h;
-	if (rec_validate(v->body, v->body_len, &h) || rec_validate(v->dirops, v->dirops_len, &h))
-		return -TXD_ECORRUPT;
-	return 0;
-}
-
-struct prep_dir {
-	uint64_t ino;
-	int64_t delta;
-	uint32_t flags, zero;
-};
-
-/* The PREPARE payload of t (fs->lock held). */
-static int prep_encode(struct txd_fs *fs, struct txn *t, const char *proposal,
-		       const char *participant, uint8_t **out, uint32_t *outlen)
-{
-	struct rec_buf body, dops;
-	struct iovec iov[1];
-	uint64_t *olddirs = NULL;
-	uint32_t nold, nd = 0;
-	struct prep_dir *dirs = calloc(t->ndirs + 1, sizeof(*dirs));
-	rec_init(&body, t->id, 0, 0);
-	rec_init(&dops, t->id, 0, 0);
-	int err = dirs ? old_dirs(fs, t, &olddirs, &nold) : -ENOMEM;
-	if (!err)
-		err = log_ops(t, olddirs, nold, &body);
-	for (uint32_t k = 0; !err && k < t->ndirs; k++) {
-		struct inode *in = ns_inode(&t->ns, t->dirs[k]);
-		struct inode *m = ns_inode(&fs->ns, t->dirs[k]);
-		struct prep_dir *d = &dirs[nd];
-		d->ino = t->dirs[k];
-		if (!in && m && m->dir) {
-			d->flags = PD_REMOVED;
-			nd++;
-			continue;
-		}
-		if (!in || !in->dir)
-			continue;
-		const struct iver *then = m ? ns_iver_at(m, t->snap) : NULL;
-		struct rec_inode r;
-		ns_inode_rec(in, &r);
-		if (then && m->head->nlink) {
-			d->flags |= PD_REL;
-			d->delta = (int64_t)in->head->nlink - (int64_t)then->nlink;
-			if (in->head->nlink == 0)
-				d->flags |= PD_ZERO | PD_MAINPARENT;
-			if (then->mode == in->head->mode && then->uid == in->head->uid &&
-			    then->gid == in->head->gid)
-				d->flags |= PD_KEEPMODE;
-		}
-		rec_inode(&dops, &r);
-		nd++;
-	}
-	free(olddirs);
-	if (!err && (body.err || dops.err))
-		err = -ENOMEM;
-	if (!err && ((err = rec_finish(&body, iov)) < 0 || (err = rec_finish(&dops, iov)) < 0))
-		goto out;
-	err = 0;
-	size_t plen = strlen(proposal), nlen = strlen(participant), tlen = strlen(t->name);
-	size_t keys_len = 0;
-	for (uint32_t k = 0; k < t->nkeys; k++)
-		keys_len += 10 + strlen(t->keys[k].name);
-	size_t len = PREP_HDR + plen + nlen + tlen + keys_len + (size_t)t->ninos * 8 +
-		     (size_t)nd * 24 + body.len + dops.len;
-	if (len > (512u << 20) || tlen > 255) {
-		err = -EFBIG;
-		goto out;
-	}
-	uint8_t *b = calloc(1, len);
-	if (!b) {
-		err = -ENOMEM;
-		goto out;
-	}
-	uint16_t p16 = (uint16_t)plen, n16 = (uint16_t)nlen, t16 = (uint16_t)tlen;
-	uint32_t bl = (uint32_t)body.len, dl = (uint32_t)dops.len;
-	b[0] = 1;
-	memcpy(b + 2, &p16, 2);
-	memcpy(b + 4, &n16, 2);
-	memcpy(b + 6, &t16, 2);
-	memcpy(b + 8, &t->id, 8);
-	memcpy(b + 16, &t->snap, 8);
-	memcpy(b + 24, &t->uid, 4);
-	memcpy(b + 28, &t->gid, 4);
-	memcpy(b + 32, &t->nkeys, 4);
-	memcpy(b + 36, &t->ninos, 4);
-	memcpy(b + 40, &nd, 4);
-	memcpy(b + 44, &bl, 4);
-	memcpy(b + 48, &t->began_ns, 8);
-	memcpy(b + 56, &dl, 4);
-	size_t off = PREP_HDR;
-	memcpy(b + off, proposal, plen);
-	memcpy(b + off + plen, participant, nlen);
-	memcpy(b + off + plen + nlen, t->name, tlen);
-	off += plen + nlen + tlen;
-	for (uint32_t k = 0; k < t->nkeys; k++) {
-		uint16_t kl = (uint16_t)strlen(t->keys[k].name);
-		memcpy(b + off, &t->keys[k].parent, 8);
-		memcpy(b + off + 8, &kl, 2);
-		memcpy(b + off + 10, t->keys[k].name, kl);
-		off += 10 + (size_t)kl;
-	}
-	if (t->ninos)
-		memcpy(b + off, t->inos, (size_t)t->ninos * 8);
-	off += (size_t)t->ninos * 8;
-	for (uint32_t k = 0; k < nd; k++, off += 24) {
-		memcpy(b + off, &dirs[k].ino, 8);
-		memcpy(b + off + 8, &dirs[k].delta, 8);
-		memcpy(b + off + 16, &dirs[k].flags, 4);
-	}
-	memcpy(b + off, body.ops, body.len);
-	memcpy(b + off + body.len, dops.ops, dops.len);
-	*out = b;
-	*outlen = (uint32_t)len;
-out:
-	rec_release(&body);
-	rec_release(&dops);
-	free(dirs);
-	return err;
-}
-
-/* The commit record of a prepared transaction (committed decision): its ops,
- * then its directories' attributes recomputed against the main head now. */
-static int prep_commit_record(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
-{
-	struct prep_view v;
-	int err = prep_decode(t->prep, t->prep_len, &v);
-	if (err)
-		return err;
-	rec_init(b, t->id, fs_now_ns(), 0);
-	struct rec_hdr bh, dh;
-	rec_validate(v.body, v.body_len, &bh);
-	rec_validate(v.dirops, v.dirops_len, &dh);
-	uint8_t *q = rec_reserve(b, v.body_len - REC_HDR_SIZE);
-	if (!q)
-		return -ENOMEM;
-	memcpy(q, v.body + REC_HDR_SIZE, v.body_len - REC_HDR_SIZE);
-	b->nops += bh.nops;
-	struct rec_iter it;
-	struct rec_opv op;
-	rec_iter_init(&it, v.dirops, &dh);
-	for (uint32_t k = 0; k < v.ndirs; k++) {
-		const uint8_t *d = v.dirs + (size_t)k * 24;
-		uint64_t ino = get64(d);
-		int64_t delta;
-		memcpy(&delta, d + 8, 8);
-		uint32_t flags = get32(d + 16);
-		struct inode *m = ns_inode(&fs->ns, ino);
-		struct rec_inode r;
-		if (flags & PD_REMOVED) {
-			if (!m || !m->dir)
-				continue;
-			ns_inode_rec(m, &r);
-			r.nlink = 0;
-			r.ctime = fs_now_ts();
-			rec_inode(b, &r);
-			continue;
-		}
-		if (!rec_next(&it, &op) || op.op != OP_INODE)
-			return -TXD_ECORRUPT;
-		r = op.u.inode;
-		if ((flags & PD_REL) && m && m->head->nlink) {
-			r.nlink = (uint32_t)((int64_t)m->head->nlink + delta);
-			if (flags & PD_ZERO)
-				r.nlink = 0;
-			if (flags & PD_KEEPMODE) {
-				r.mode = m->head->mode;
-				r.uid = m->head->uid;
-				r.gid = m->head->gid;
-			}
-			if (flags & PD_MAINPARENT)
-				r.parent = m->parent;
-		}
-		rec_inode(b, &r);
-	}
-	return b->err;
-}
-
-static void prep_event(struct txd_fs *fs, const struct txn *t, const char *type,
-		       const char *outcome, const char *reason)
-{
-	cJSON *f = cJSON_CreateObject();
-	ev_add_u64(f, "txn", t->id);
-	cJSON_AddStringToObject(f, "proposal", t->proposal ? t->proposal : "");
-	cJSON_AddStringToObject(f, "participant", t->participant ? t->participant : "");
-	if (outcome)
-		cJSON_AddStringToObject(f, "outcome", outcome);
-	if (reason)
-		cJSON_AddStringToObject(f, "reason", reason);
-	ev_emit(fs->events, fs_now_ns(), type, f);
-}
-
-static void aborted_status(struct txn *t, const char *reason)
-{
-	char e[TXN_LINE / 2];
-	set_status(t, "aborted decision proposal=%s reason=%s", t->proposal,
-		   esc_path(reason ? reason : "", e, sizeof(e)));
-}
-
-/* Append one non-commit record (fs->lock held); a failure fails the store. */
-static int append_rec(struct txd_fs *fs, uint16_t type, const void *p, size_t len,
-		      struct wal_pos *pos)
-{
-	if (fs->failed || wal_failed(fs->wal))
-		return -EIO;
-	struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
-	int err = wal_append(fs->wal, type, &iov, 1, pos);
-	if (err) {
-		fs->failed = true;
-		cJSON *f = cJSON_CreateObject();
-		cJSON_AddStringToObject(f, "reason", "a transaction record did not reach the log");
-		cJSON_AddStringToObject(f, "error", txd_strerror(err));
-		ev_emit(fs->events, fs_now_ns(), "store_failed", f);
-		return -EIO;
-	}
-	return 0;
-}
-
-/* The decision of t's proposal (fs->lock held). A failure leaves it
- * prepared: a restart resolves it again. */
-static int resolve(struct txd_fs *fs, struct txn *t, enum vote_outcome o, const char *reason)
-{
-	if (t->state != TXN_PREPARED || o == VOTE_OPEN)
-		return 0;
-	int err;
-	if (o == VOTE_COMMITTED) {
-		struct rec_buf b;
-		struct wal_pos pos;
-		if ((err = prep_commit_record(fs, t, &b))) {
-			rec_release(&b);
-			return err;
-		}
-		publish(fs, t);
-		err = fs_commit_prep(fs, &b, NULL, &pos);
-		rec_release(&b);
-		if (err)
-			return err;
-		t->commit_id = pos.lsn;
-		set_status(t, "committed %" PRIu64, pos.lsn);
-		txn_end(fs, t, TXN_COMMITTED);
-		drop_dead(fs, t);
-		prep_event(fs, t, "txn_resolve", "committed", NULL);
-		cJSON *f = cJSON_CreateObject();
-		ev_add_u64(f, "txn", t->id);
-		ev_add_u64(f, "commit", pos.lsn);
-		cJSON_AddNumberToObject(f, "ops", t->log.nops);
-		ev_emit(fs->events, fs_now_ns(), "txn_commit", f);
-		return 0;
-	}
-	size_t rl = reason ? strlen(reason) : 0;
-	if (rl > 1024)
-		rl = 1024;
-	uint8_t *r = calloc(1, 16 + rl);
-	if (!r)
-		return -ENOMEM;
-	uint16_t r16 = (uint16_t)rl;
-	r[0] = 1;
-	r[1] = VOTE_ABORTED;
-	memcpy(r + 2, &r16, 2);
-	memcpy(r + 8, &t->id, 8);
-	if (rl)
-		memcpy(r + 16, reason, rl);
-	struct wal_pos pos;
-	err = append_rec(fs, WAL_REC_RESOLVE, r, 16 + rl, &pos);
-	free(r);
-	if (err)
-		return err;
-	aborted_status(t, reason);
-	txn_end(fs, t, TXN_ABORTED);
-	prep_event(fs, t, "txn_resolve", "aborted", reason ? reason : "");
-	return 0;
-}
-
-static void on_decision(void *arg, const char *proposal, enum vote_outcome o, const char *reason)
-{
-	struct txd_fs *fs = arg;
-	pthread_mutex_lock(&fs->lock);
-	for (struct txn *t = fs->txns; t; t = t->next)
-		if (t->state == TXN_PREPARED && !strcmp(t->proposal, proposal)) {
-			int err = resolve(fs, t, o, reason);
-			if (err)
-				syslog(LOG_ERR, "txdir: transaction %" PRIu64 " stays prepared: %s",
-				       t->id, txd_strerror(err));
-		}
-	pthread_mutex_unlock(&fs->lock);
-	fs_notify_flush(fs);
-}
-
-void txn_dtc_start(struct txd_fs *fs)
-{
-	if (!fs->svc)
-		return;
-	svc_set_decision_listener(fs->svc, on_decision, fs);
-	pthread_mutex_lock(&fs->lock);
-	for (struct txn *t = fs->txns; t; t = t->next) {
-		enum vote_outcome o;
-		char why[512];
-		if (t->state != TXN_PREPARED ||
-		    vote_outcome(svc_vote(fs->svc), t->proposal, &o, why, sizeof(why)))
-			continue;
-		int err = resolve(fs, t, o, why);
-		if (err)
-			syslog(LOG_ERR, "txdir: transaction %" PRIu64 " stays prepared: %s", t->id,
-			       txd_strerror(err));
-	}
-	pthread_mutex_unlock(&fs->lock);
-	fs_notify_flush(fs);
-}
-
-int txn_prepare(struct txd_fs *fs, struct txn *t, pid_t pid, const char *proposal,
-		const char *participant)
-{
-	(void)pid;
-	if (lease_name_check(proposal) || lease_name_check(participant))
-		return -EINVAL;
-	if (t->state == TXN_PREPARED)
-		return !strcmp(t->proposal, proposal) && !strcmp(t->participant, participant)
-			       ? 0 : -EBUSY;
-	if (t->state != TXN_ACTIVE)
-		return t->state == TXN_COMMITTED ? -EINVAL : -EBUSY;
-	if (t->readonly || !t->log.nops)
-		return -EINVAL;
-	if (!fs->svc)
-		return -ENOENT;
-	wait_writers(fs, t);
-	if (t->state == TXN_ACTIVE && t->log.nops)
-		sync_packs_unlocked(fs);
-	while (t->committing)
-		pthread_cond_wait(&fs->txn_cv, &fs->lock);
-	if (t->state != TXN_ACTIVE)
-		return t->state == TXN_PREPARED ? -EBUSY
-					       : t->state == TXN_COMMITTED ? -EINVAL : -EBUSY;
-	enum vote_outcome o;
-	int err = vote_outcome(svc_vote(fs->svc), proposal, &o, NULL, 0);
-	if (err)
-		return err;
-	if (o != VOTE_OPEN)
-		return -EROFS;
-	err = commit_checks(fs, t);
-	if (err && t->state == TXN_ABORTED) { /* a lost conflict: vote no, with why */
-		char *why = strdup(t->status);
-		txn_get(t);
-		pthread_mutex_unlock(&fs->lock);
-		vote_cast_external(svc_vote(fs->svc), proposal, participant, false, why, false);
-		pthread_mutex_lock(&fs->lock);
-		txn_put(fs, t);
-		free(why);
-		return err;
-	}
-	if (err)
-		return err;
-	uint8_t *rec;
-	uint32_t len;
-	bool sync = fs->opts.durability != TXD_DUR_NONE;
-	if (fs->store.format < STORE_FORMAT_VERSION && (err = store_upgrade(&fs->store)))
-		return err;
-	if ((err = prep_encode(fs, t, proposal, participant, &rec, &len)))
-		return err;
-	if (sync && (err = chunkstore_sync(fs->cs))) {
-		free(rec);
-		return err;
-	}
-	struct wal_pos pos;
-	if ((err = append_rec(fs, WAL_REC_PREPARE, rec, len, &pos))) {
-		free(rec);
-		return err;
-	}
-	if (!(t->proposal = strdup(proposal)) || !(t->participant = strdup(participant))) {
-		/* the record is in the log: a restart rebuilds it whole */
-		fs->failed = true;
-		free(rec);
-		return -ENOMEM;
-	}
-	t->prep = rec;
-	t->prep_len = len;
-	t->prep_lsn = pos.lsn;
-	t->state = TXN_PREPARED;
-	t->last_error[0] = 0;
-	ckpt_snapshot_release(fs, t->snap); /* the view is frozen (T3) */
-	t->snap_released = true;
-	set_status(t, "prepared %s", proposal);
-	write_record(fs, t);
-	prep_event(fs, t, "txn_prepare", NULL, NULL);
-	pthread_cond_broadcast(&fs->txn_cv);
-	/* its vote: once the record is durable, with no fs->lock */
-	txn_get(t);
-	if (sync)
-		fs_will_block(fs);
-	pthread_mutex_unlock(&fs->lock);
-	err = sync ? wal_sync(fs->wal, pos.lsn) : 0;
-	if (!err)
-		err = vote_cast_external(svc_vote(fs->svc), proposal, participant, true, NULL, false);
-	pthread_mutex_lock(&fs->lock);
-	if (err && err != -EIO && t->state == TXN_PREPARED) {
-		char why[64];
-		snprintf(why, sizeof(why), "vote refused: %s", txd_strerror(err));
-		int e2 = resolve(fs, t, VOTE_ABORTED, why);
-		if (e2)
-			syslog(LOG_ERR, "txdir: transaction %" PRIu64 " stays prepared: %s", t->id,
-			       txd_strerror(e2));
-	}
-	txn_put(fs, t);
-	return err;
-}
-
-/* ---- replay and checkpoints ---- */
-static void end_replayed(struct txd_fs *fs, struct txn *t, enum txn_state st)
-{
-	t->state = st;
-	t->ended_ns = fs_now_ns();
-	write_record(fs, t);
-	if (t->listed) {
-		t->listed = false;
-		txn_put(fs, t);
-	}
-}
-
-int txn_replay_prepare(struct txd_fs *fs, const void *payload, size_t len, uint64_t lsn)
-{
-	struct prep_view v;
-	int err = prep_decode(payload, len, &v);
-	if (err)
-		return err;
-	if (v.txid >= fs->next_txid)
-		fs->next_txid = v.txid + 1;
-	/* the inodes it creates are not reused before it resolves */
-	struct rec_hdr h;
-	struct rec_iter it;
-	struct rec_opv op;
-	rec_validate(v.body, v.body_len, &h);
-	rec_iter_init(&it, v.body, &h);
-	while (rec_next(&it, &op))
-		if (op.op == OP_INODE && op.u.inode.ino >= fs->ns.next_ino)
-			fs->ns.next_ino = op.u.inode.ino + 1;
-	if (txn_by_id(fs, v.txid))
-		return 0; /* from the checkpoint already (or replayed twice) */
-	struct txn *t = calloc(1, sizeof(*t));
-	if (!t || ns_init(&t->ns)) {
-		free(t);
-		return -ENOMEM;
-	}
-	t->id = v.txid;
-	t->snap = v.snap;
-	t->snap_released = true;
-	t->in_doubt = true;
-	t->state = TXN_PREPARED;
-	t->uid = v.uid;
-	t->gid = v.gid;
-	t->began_ns = v.began_ns;
-	t->listed = true;
-	t->refs = 1;
-	t->prep_lsn = lsn;
-	t->prep_len = (uint32_t)len;
-	rec_init(&t->log, t->id, 0, 0);
-	err = -ENOMEM;
-	if (!(t->name = strndup(v.name, v.tlen)) || !(t->proposal = strndup(v.proposal, v.plen)) ||
-	    !(t->participant = strndup(v.participant, v.nlen)) || !(t->prep = malloc(len)))
-		goto fail;
-	memcpy(t->prep, payload, len);
-	uint8_t *q = rec_reserve(&t->log, v.body_len - REC_HDR_SIZE);
-	if (!q)
-		goto fail;
-	memcpy(q, v.body + REC_HDR_SIZE, v.body_len - REC_HDR_SIZE);
-	t->log.nops = h.nops;
-	const uint8_t *k = v.keys;
-	for (uint32_t i = 0; i < v.nkeys; i++) {
-		uint16_t nl = get16(k + 8);
-		if ((err = add_key(t, get64(k), (const char *)k + 10, nl)))
-			goto fail;
-		k += 10 + (size_t)nl;
-	}
-	for (uint32_t i = 0; i < v.ninos; i++)
-		if ((err = add_ino(t, get64(v.inos + (size_t)i * 8))))
-			goto fail;
-	set_status(t, "prepared %s", t->proposal);
-	t->next = fs->txns;
-	fs->txns = t;
-	if (fs->svc)
-		vote_cast_external(svc_vote(fs->svc), t->proposal, t->participant, true, NULL, true);
-	return 0;
-fail:
-	txn_free(t);
-	return err;
-}
-
-int txn_replay_resolve(struct txd_fs *fs, const void *payload, size_t len)
-{
-	const uint8_t *b = payload;
-	if (len < 16 || b[0] != 1 || len != 16 + (size_t)get16(b + 2))
-		return -TXD_ECORRUPT;
-	struct txn *t = txn_by_id(fs, get64(b + 8));
-	if (!t || t->state != TXN_PREPARED)
-		return 0; /* resolved before the checkpoint */
-	char reason[1025];
-	size_t rl = len - 16;
-	memcpy(reason, b + 16, rl);
-	reason[rl] = 0;
-	aborted_status(t, reason);
-	end_replayed(fs, t, TXN_ABORTED);
-	return 0;
-}
-
-/* A replayed commit of a prepared transaction ends it (txn_replayed). */
-static void prepared_committed(struct txd_fs *fs, uint64_t txn, uint64_t lsn)
-{
-	struct txn *t = txn ? txn_by_id(fs, txn) : NULL;
-	if (!t || t->state != TXN_PREPARED)
-		return;
-	t->commit_id = lsn;
-	set_status(t, "committed %" PRIu64, lsn);
-	end_replayed(fs, t, TXN_COMMITTED);
-}
-
-int txn_prepared_save(struct txd_fs *fs, void **buf, size_t *len)
-{
-	size_t n = 4;
-	uint32_t count = 0;
-	*buf = NULL;
-	*len = 0;
-	for (struct txn *t = fs->txns; t; t = t->next)
-		if (t->state == TXN_PREPARED) {
-			n += 12 + t->prep_len;
-			count++;
-		}
-	if (!count)
-		return 0;
-	uint8_t *b = malloc(n), *p = b;
-	if (!b)
-		return -ENOMEM;
-	memcpy(p, &count, 4);
-	p += 4;
-	for (struct txn *t = fs->txns; t; t = t->next)
-		if (t->state == TXN_PREPARED) {
-			memcpy(p, &t->prep_len, 4);
-			memcpy(p + 4, &t->prep_lsn, 8);
-			memcpy(p + 12, t->prep, t->prep_len);
-			p += 12 + t->prep_len;
-		}
-	*buf = b;
-	*len = n;
-	return 0;
-}
-
-int txn_prepared_load(struct txd_fs *fs, const void *buf, size_t len)
-{
-	const uint8_t *p = buf, *end = p + len;
-	if (len < 4)
-		return -TXD_ECORRUPT;
-	uint32_t count = get32(p);
-	p += 4;
-	for (uint32_t k = 0; k < count; k++) {
-		if (end - p < 12 || (size_t)(end - p - 12) < get32(p))
-			return -TXD_ECORRUPT;
-		uint32_t l = get32(p);
-		int err = txn_replay_prepare(fs, p + 12, l, get64(p + 4));
-		if (err)
-			return err;
-		p += 12 + (size_t)l;
-	}
-	return p == end ? 0 : -TXD_ECORRUPT;
 }

@@ -72,53 +72,7 @@
  * fs->lock and the WAL's sync thread wakes synchronous waiters before it
  * runs callbacks that may take fs->lock).
  *
- * Prepared transactions (SPEC §4 "prepare P as NAME"; issue 11 item 4).
- * txn_prepare runs steps 1-2b of a commit (a lost conflict aborts it and
- * votes "no" with the status as reason; busy cases leave it active), checks
- * that P is open (vote_outcome: -ENOENT unknown, -EROFS decided; nothing
- * changes), then makes the packs durable and appends ONE WAL_REC_PREPARE
- * record: txid, P, NAME, the transaction's name, uid, its write set
- * (entries and inodes), its ops (the commit record's body without the
- * directory merge) and, per directory it touched, the view's attributes with
- * the nlink delta against S — that record is its prepared state AND its
- * vote. Under the same hold the state becomes TXN_PREPARED ("prepared P")
- * and S is released (the view is frozen: its nodes are stale, T3). With
- * fs->lock dropped it waits for the record's sync, then casts the vote
- * (vote_cast_external yes, not replaying). A refused cast (-ENOENT, -EROFS,
- * ...: P vanished or was decided meanwhile) resolves it as aborted with a
- * WAL_REC_RESOLVE record and the prepare fails with that errno.
- * Refused: read-only or empty transactions (-EINVAL: nothing to vote on;
- * PostgreSQL's PREPARE of a read-only transaction only ends it), names not
- * per SPEC §6 (-EINVAL), prepared already: the same P and NAME again is 0,
- * another -EBUSY; an ended one: as a commit again (T7), -EINVAL once
- * committed.
- * While prepared its write set is locked: opening one of its inodes for
- * writing in the main tree or another view fails EBUSY at open
- * (txn_ino_locked, from fsfile.c), any other commit whose ops touch its
- * entries or inodes fails EBUSY (txn_locked_check in fs_commit; a
- * transaction's commit checks first, so it stays active with last_error
- * "busy reason=prepared path=P"). abort, rmdir (and so mountctl txn abort):
- * -EBUSY; the reaper skips it (only active ones); a restart keeps it.
- * Resolution: only the decision of P. The listener (txn_dtc_start
- * registers it) runs with no lock held: committed → the commit record is
- * built from the PREPARE record (ops + directory attributes recomputed as
- * main head + the view's delta) and appended and applied like a commit
- * (no validation: nothing it touches could change); aborted → a
- * WAL_REC_RESOLVE record, status "aborted decision proposal=P reason=R"
- * (R last, escaped like a path). Neither waits for durability: a lost
- * tail replays the PREPARE and the decision resolves it again.
- * Restart: replay of a PREPARE record rebuilds it (in_doubt: its write
- * set, ops, status; no view — .txdir/txn/NAME/root is gone — and it bumps
- * next_ino past the inodes it creates) and registers its vote
- * (vote_cast_external replaying); a commit record with its txid, or a
- * RESOLVE record, ends it. After svc_start each still-prepared one asks
- * vote_outcome and resolves if decided, else the listener does.
- * Checkpoints carry the prepared transactions' records (ckpt.c section 2),
- * taken in the hold that chose the checkpoint's LSN, so a checkpoint that
- * moves the replay start past a PREPARE record keeps it; replay skips a
- * PREPARE whose txid is known. Its packs stay (nothing collects packs).
- * Lock order: fs->lock → the vote service's lock (vote_outcome, a read);
- * vote_cast_external is called with no fs->lock.
+ * Prepared transactions (TXN_PREPARED, "prepare P as NAME"): dtc.h.
  *
  * Invariants.
  *  T1 A view sees exactly the main tree as of S plus its own changes.
@@ -212,7 +166,7 @@ struct txn {
 	uint32_t nopen;        /* open handles in the view */
 	uint64_t idle_since_ns; /* owners gone and nothing open since then */
 	uint64_t began_ns, ended_ns, commit_id;
-	/* prepared (TXN_PREPARED, "Prepared transactions" above) */
+	/* prepared (TXN_PREPARED, dtc.h) */
 	char *proposal, *participant;
 	uint8_t *prep;         /* its WAL_REC_PREPARE payload: resolve and checkpoints */
 	uint32_t prep_len;
@@ -266,30 +220,6 @@ void txn_abort(struct txd_fs *fs, struct txn *t, const char *reason);
  * nothing done) while prepared. */
 int txn_remove(struct txd_fs *fs, struct txn *t);
 
-/* ---- prepared transactions ("Prepared transactions" above) ---- */
-/* "prepare P as NAME": fs->lock held, dropped meanwhile (the record's sync
- * and the vote). 0: prepared and voted yes (or already resolved by the
- * decision the vote completed). */
-int txn_prepare(struct txd_fs *fs, struct txn *t, pid_t pid, const char *proposal,
-		const char *participant);
-/* Replay (fs->lock not needed: single-threaded start-up). */
-int txn_replay_prepare(struct txd_fs *fs, const void *payload, size_t len, uint64_t lsn);
-int txn_replay_resolve(struct txd_fs *fs, const void *payload, size_t len);
-/* After svc_start, no lock held: the decision listener, then every
- * still-prepared transaction whose proposal is decided is resolved. */
-void txn_dtc_start(struct txd_fs *fs);
-/* fs_commit's check (fs->lock held): -EBUSY when the record (finished ops,
- * header first) touches the write set of a prepared transaction other than
- * its own. */
-int txn_locked_check(struct txd_fs *fs, const uint8_t *ops, size_t len);
-/* Opening ino for writing (from the view of self, NULL: the main tree)
- * must fail EBUSY: a prepared transaction other than self changed it. */
-bool txn_ino_locked(struct txd_fs *fs, const struct txn *self, uint64_t ino);
-/* Checkpoints (ckpt.c section 2): the prepared transactions' records, taken
- * in the hold that chose the checkpoint's LSN (malloc'd; NULL, 0: none);
- * and loading them (before replay, which skips a PREPARE already known). */
-int txn_prepared_save(struct txd_fs *fs, void **buf, size_t *len);
-int txn_prepared_load(struct txd_fs *fs, const void *buf, size_t len);
 void txn_get(struct txn *t);
 void txn_put(struct txd_fs *fs, struct txn *t);
 void txn_free_all(struct txd_fs *fs);

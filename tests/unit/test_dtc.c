@@ -1,7 +1,7 @@
 /*
  * test_dtc.c — fenced commits ("commit if-lease NAME TOKEN", txn.h "Fenced
- * commits") and prepared transactions (txn.h "Prepared transactions"),
- * through the engine API and the control files.
+ * commits") and prepared transactions (dtc.h D1-D6), through the engine API
+ * and the control files.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -329,6 +329,7 @@ static void expect_not_applied(void)
 	expect_file("g", "old g");
 }
 
+/* D4 */
 Test(dtc, prepare_then_a_committed_decision_applies)
 {
 	prepared_txn("P");
@@ -342,6 +343,7 @@ Test(dtc, prepare_then_a_committed_decision_applies)
 	/* d's nlink and entries merged: a sibling made meanwhile is kept */
 }
 
+/* D4 */
 Test(dtc, prepare_then_an_aborted_decision_discards)
 {
 	prepared_txn("P");
@@ -361,6 +363,7 @@ Test(dtc, the_last_yes_is_the_prepare_itself)
 	expect_status_prefix("t", "committed ");
 }
 
+/* D1, D2 */
 Test(dtc, the_write_set_is_locked_while_prepared)
 {
 	prepared_txn("P");
@@ -437,6 +440,7 @@ Test(dtc, a_conflicting_prepare_votes_no_with_the_reason)
 	expect_file("f", "main");
 }
 
+/* D1, D5, D6 */
 Test(dtc, a_restart_keeps_it_prepared_and_the_decision_resolves_it)
 {
 	prepared_txn("P");
@@ -454,6 +458,7 @@ Test(dtc, a_restart_keeps_it_prepared_and_the_decision_resolves_it)
 	expect_applied();
 }
 
+/* D5 */
 Test(dtc, a_decision_made_while_down_resolves_at_start)
 {
 	if (!stub())
@@ -581,6 +586,7 @@ static void crash_once(enum faultos_call call, uint64_t n, bool power)
 	store = tt_mkstore();
 }
 
+/* D3, D4, D5 */
 Test(dtc, a_crash_at_any_io_step_of_prepare_and_resolve, .timeout = 600)
 {
 	if (!stub())
