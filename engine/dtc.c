@@ -495,12 +495,10 @@ void dtc_start(struct txd_fs *fs)
 	fs_notify_flush(fs);
 }
 
-int dtc_prepare(struct txd_fs *fs, struct txn *t, pid_t pid, const char *proposal,
-		const char *participant)
+/* dtc_prepare with a reference on t (its locks are dropped meanwhile). */
+static int prepare(struct txd_fs *fs, struct txn *t, const char *proposal,
+		   const char *participant)
 {
-	(void)pid;
-	if (lease_name_check(proposal) || lease_name_check(participant))
-		return -EINVAL;
 	if (t->state == TXN_PREPARED)
 		return !strcmp(t->proposal, proposal) && !strcmp(t->participant, participant)
 			       ? 0 : -EBUSY;
@@ -527,38 +525,33 @@ int dtc_prepare(struct txd_fs *fs, struct txn *t, pid_t pid, const char *proposa
 	err = txn_commit_checks(fs, t);
 	if (err && t->state == TXN_ABORTED) { /* a lost conflict: vote no, with why */
 		char *why = strdup(t->status);
-		txn_get(t);
 		pthread_mutex_unlock(&fs->lock);
 		vote_cast_external(svc_vote(fs->svc), proposal, participant, false, why, false);
 		pthread_mutex_lock(&fs->lock);
-		txn_put(fs, t);
 		free(why);
 		return err;
 	}
 	if (err)
 		return err;
-	uint8_t *rec;
+	uint8_t *rec = NULL;
 	uint32_t len;
-	bool sync = fs->opts.durability != TXD_DUR_NONE;
-	if (fs->store.format < STORE_FORMAT_VERSION && (err = store_upgrade(&fs->store)))
-		return err;
-	if ((err = prep_encode(fs, t, proposal, participant, &rec, &len)))
-		return err;
-	if (sync && (err = chunkstore_sync(fs->cs))) {
-		free(rec);
-		return err;
-	}
 	struct wal_pos pos;
-	if ((err = append_rec(fs, WAL_REC_PREPARE, rec, len, &pos))) {
+	bool sync = fs->opts.durability != TXD_DUR_NONE;
+	char *p = strdup(proposal), *n = strdup(participant);
+	if (!p || !n)
+		err = -ENOMEM;
+	else if (fs->store.format < STORE_FORMAT_VERSION)
+		err = store_upgrade(&fs->store); /* svc.h V3: before a record it cannot read */
+	if (err || (err = prep_encode(fs, t, proposal, participant, &rec, &len)) ||
+	    (sync && (err = chunkstore_sync(fs->cs))) ||
+	    (err = append_rec(fs, WAL_REC_PREPARE, rec, len, &pos))) {
+		free(p);
+		free(n);
 		free(rec);
 		return err;
 	}
-	if (!(t->proposal = strdup(proposal)) || !(t->participant = strdup(participant))) {
-		/* the record is in the log: a restart rebuilds it whole */
-		fs->failed = true;
-		free(rec);
-		return -ENOMEM;
-	}
+	t->proposal = p;
+	t->participant = n;
 	t->prep = rec;
 	t->prep_len = len;
 	t->prep_lsn = pos.lsn;
@@ -571,7 +564,6 @@ int dtc_prepare(struct txd_fs *fs, struct txn *t, pid_t pid, const char *proposa
 	prep_event(fs, t, "txn_prepare", NULL, NULL);
 	pthread_cond_broadcast(&fs->txn_cv);
 	/* its vote: once the record is durable, with no fs->lock */
-	txn_get(t);
 	if (sync)
 		fs_will_block(fs);
 	pthread_mutex_unlock(&fs->lock);
@@ -587,6 +579,17 @@ int dtc_prepare(struct txd_fs *fs, struct txn *t, pid_t pid, const char *proposa
 			syslog(LOG_ERR, "txdir: transaction %" PRIu64 " stays prepared: %s", t->id,
 			       txd_strerror(e2));
 	}
+	return err;
+}
+
+int dtc_prepare(struct txd_fs *fs, struct txn *t, pid_t pid, const char *proposal,
+		const char *participant)
+{
+	(void)pid;
+	if (lease_name_check(proposal) || lease_name_check(participant))
+		return -EINVAL;
+	txn_get(t);
+	int err = prepare(fs, t, proposal, participant);
 	txn_put(fs, t);
 	return err;
 }
