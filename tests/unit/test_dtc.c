@@ -47,6 +47,14 @@ static void dteardown(void)
 		vote_stub_reset();
 }
 
+#ifndef cr_skip_test /* the TSan pass's Criterion stand-in has none: a note, then return */
+#define cr_skip_test(...) \
+	do { \
+		cr_log_info(__VA_ARGS__); \
+		return; \
+	} while (0)
+#endif
+
 TestSuite(dtc, .init = dsetup, .fini = dteardown, .timeout = 120);
 
 static struct txd_cred me;
@@ -250,11 +258,10 @@ static void open_proposal(const char *p)
 	cr_assert_eq(tt_put(fs, path, "alice,bob\n", 10), 0);
 }
 
-/* A decision by hand (the stub only). */
+/* A decision by hand (the stub only: its callers skip without it). */
 static void decide(const char *p, enum vote_outcome o, const char *reason)
 {
-	if (!stub())
-		cr_skip_test("deciding by hand needs engine/vote_stub.c");
+	cr_assert(stub());
 	cr_assert_eq(vote_stub_decide(p, o, reason), 0);
 }
 
