@@ -25,19 +25,47 @@
 
 #define OP_HDR 8 /* rec.h: u16 op, u16 reserved, u32 len */
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static bool in_set(const uint64_t *v, uint32_t n, uint64_t x)
+{
+	return n && bsearch(&x, v, n, sizeof(*v), cmp_u64);
+}
+
+/* Whether t's view removes directory ino (its entries go: D2's reverse). */
+static bool view_removes(struct txn *t, uint64_t ino)
+{
+	struct inode *in = ns_inode(&t->ns, ino);
+	return !in || !in->head->nlink;
+}
+
 bool dtc_overlap(struct txd_fs *fs, struct txn *t, char *path, size_t cap)
 {
 	for (struct txn *p = fs->txns; p; p = p->next) {
 		if (p == t || p->state != TXN_PREPARED)
 			continue;
 		for (uint32_t k = 0; k < t->nkeys; k++)
-			if (txn_has_key(p, t->keys[k].parent, t->keys[k].name, strlen(t->keys[k].name))) {
+			if (txn_has_key(p, t->keys[k].parent, t->keys[k].name, strlen(t->keys[k].name)) ||
+			    in_set(p->prmdirs, p->nprmdirs, t->keys[k].parent)) {
 				txn_key_path(fs, &t->keys[k], path, cap);
 				return true;
 			}
 		for (uint32_t k = 0; k < t->ninos; k++)
 			if (txn_has_ino(p, t->inos[k])) {
 				struct inode *m = ns_inode(&fs->ns, t->inos[k]);
+				if (m)
+					ns_path(&fs->ns, m, path, cap);
+				else
+					snprintf(path, cap, "?");
+				return true;
+			}
+		for (uint32_t k = 0; k < t->ndirs; k++)
+			if (in_set(p->pdirs, p->npdirs, t->dirs[k]) && view_removes(t, t->dirs[k])) {
+				struct inode *m = ns_inode(&fs->ns, t->dirs[k]);
 				if (m)
 					ns_path(&fs->ns, m, path, cap);
 				else
@@ -95,6 +123,9 @@ int dtc_locked_check(struct txd_fs *fs, const uint8_t *ops, size_t len)
 		uint64_t parent = 0, ino = 0;
 		const char *name = NULL;
 		uint16_t nl = 0;
+		bool set = op == OP_DENT_SET, gone = false; /* gone: an inode's nlink 0 */
+		if (op == OP_INODE && olen >= 24)
+			gone = get32(body + 20) == 0;
 		if (op == OP_DENT_SET && olen >= 26) {
 			parent = get64(body);
 			nl = get16(body + 24);
@@ -112,7 +143,9 @@ int dtc_locked_check(struct txd_fs *fs, const uint8_t *ops, size_t len)
 		for (struct txn *p = fs->txns; p; p = p->next) {
 			if (p->state != TXN_PREPARED || p->id == txid)
 				continue;
-			if ((name && txn_has_key(p, parent, name, nl)) || (ino && txn_has_ino(p, ino)))
+			if ((name && txn_has_key(p, parent, name, nl)) || (ino && txn_has_ino(p, ino)) ||
+			    (set && in_set(p->prmdirs, p->nprmdirs, parent)) ||
+			    (gone && in_set(p->pdirs, p->npdirs, ino)))
 				return -EBUSY;
 		}
 		q = body + olen;
@@ -189,6 +222,32 @@ static int prep_decode(const uint8_t *b, size_t len, struct prep_view *v)
 	struct rec_hdr h;
 	if (rec_validate(v->body, v->body_len, &h) || rec_validate(v->dirops, v->dirops_len, &h))
 		return -TXD_ECORRUPT;
+	return 0;
+}
+
+/* t->pdirs and t->prmdirs from its PREPARE record (D2); on failure none. */
+static int prep_index(struct txn *t, const uint8_t *rec, size_t len)
+{
+	struct prep_view v;
+	int err = prep_decode(rec, len, &v);
+	if (err)
+		return err;
+	t->pdirs = malloc((v.ndirs + 1) * sizeof(*t->pdirs));
+	t->prmdirs = malloc((v.ndirs + 1) * sizeof(*t->prmdirs));
+	if (!t->pdirs || !t->prmdirs) {
+		free(t->pdirs);
+		free(t->prmdirs);
+		t->pdirs = t->prmdirs = NULL;
+		return -ENOMEM;
+	}
+	for (uint32_t k = 0; k < v.ndirs; k++) {
+		const uint8_t *d = v.dirs + (size_t)k * 24;
+		t->pdirs[t->npdirs++] = get64(d);
+		if (get32(d + 16) & (PD_REMOVED | PD_ZERO))
+			t->prmdirs[t->nprmdirs++] = get64(d);
+	}
+	qsort(t->pdirs, t->npdirs, sizeof(*t->pdirs), cmp_u64);
+	qsort(t->prmdirs, t->nprmdirs, sizeof(*t->prmdirs), cmp_u64);
 	return 0;
 }
 
@@ -543,11 +602,15 @@ static int prepare(struct txd_fs *fs, struct txn *t, const char *proposal,
 	else if (fs->store.format < STORE_FORMAT_VERSION)
 		err = store_upgrade(&fs->store); /* svc.h V3: before a record it cannot read */
 	if (err || (err = prep_encode(fs, t, proposal, participant, &rec, &len)) ||
-	    (sync && (err = chunkstore_sync(fs->cs))) ||
+	    (err = prep_index(t, rec, len)) || (sync && (err = chunkstore_sync(fs->cs))) ||
 	    (err = append_rec(fs, WAL_REC_PREPARE, rec, len, &pos))) {
 		free(p);
 		free(n);
 		free(rec);
+		free(t->pdirs);
+		free(t->prmdirs);
+		t->pdirs = t->prmdirs = NULL;
+		t->npdirs = t->nprmdirs = 0;
 		return err;
 	}
 	t->proposal = p;
@@ -653,6 +716,8 @@ int dtc_replay_prepare(struct txd_fs *fs, const void *payload, size_t len, uint6
 		goto fail;
 	memcpy(q, v.body + REC_HDR_SIZE, v.body_len - REC_HDR_SIZE);
 	t->log.nops = h.nops;
+	if ((err = prep_index(t, payload, len)))
+		goto fail;
 	const uint8_t *k = v.keys;
 	for (uint32_t i = 0; i < v.nkeys; i++) {
 		uint16_t nl = get16(k + 8);

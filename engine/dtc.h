@@ -56,8 +56,10 @@
  *     (dtc_ino_locked, from fsfile.c) — never at close; any other commit
  *     whose ops touch its entries or inodes fails EBUSY (dtc_locked_check
  *     in fs_commit; a transaction's commit checks first, dtc_overlap, and
- *     stays active with last_error "busy reason=prepared path=P"). So its
- *     resolution validates nothing: nothing it touches could change.
+ *     stays active with last_error "busy reason=prepared path=P"). The
+ *     directories it changes are locked against removal, and those it
+ *     removes against new entries. So its resolution validates nothing:
+ *     nothing it touches could change.
  *  D3 Its prepared state and its vote are one WAL record, durable before
  *     the vote is cast: a crash at any step leaves it never prepared (and
  *     no vote), prepared in doubt, or resolved as decided — never

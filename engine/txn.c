@@ -102,6 +102,8 @@ void txn_free(struct txn *t)
 	free(t->proposal);
 	free(t->participant);
 	free(t->prep);
+	free(t->pdirs);
+	free(t->prmdirs);
 	free(t);
 }
 

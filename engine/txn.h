@@ -171,6 +171,8 @@ struct txn {
 	uint8_t *prep;         /* its WAL_REC_PREPARE payload: resolve and checkpoints */
 	uint32_t prep_len;
 	uint64_t prep_lsn;
+	uint64_t *pdirs, *prmdirs; /* directories it changes / removes (sorted) */
+	uint32_t npdirs, nprmdirs;
 	bool snap_released;    /* S released at prepare (or never taken: replayed) */
 	bool in_doubt;         /* rebuilt from the log: no view, no creator */
 };

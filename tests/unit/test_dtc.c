@@ -308,9 +308,12 @@ static int open_read(const char *path)
 	return err;
 }
 
+static int rmdir_at(const char *dir, const char *name);
+
 /* t prepared on P as alice, having written d/f1 and d/f2 (two files: all
- * or none) and changed the existing file g. */
-static void prepared_txn(const char *p)
+ * or none) and changed the existing file g; with rm, having removed the
+ * directory "e" too. */
+static void prepared_txn_with(const char *p, const char *rm)
 {
 	open_proposal(p);
 	cr_assert_eq(tt_mkdir(fs, "d"), 0);
@@ -319,7 +322,14 @@ static void prepared_txn(const char *p)
 	cr_assert_eq(tt_put(fs, ".txdir/txn/t/root/d/f1", "one", 3), 0);
 	cr_assert_eq(tt_put(fs, ".txdir/txn/t/root/d/f2", "two", 3), 0);
 	cr_assert_eq(tt_put(fs, ".txdir/txn/t/root/g", "new g", 5), 0);
+	if (rm)
+		cr_assert_eq(rmdir_at(".txdir/txn/t/root", "e"), 0);
 	cr_assert_eq(prepare("t", p, "alice"), 0);
+}
+
+static void prepared_txn(const char *p)
+{
+	prepared_txn_with(p, NULL);
 }
 
 static void expect_applied(void)
@@ -626,4 +636,32 @@ Test(dtc, a_crash_at_any_io_step_of_prepare_and_resolve, .timeout = 600)
 				crash_once(calls[k], n, power);
 	cr_log_info("%u crash points", runs);
 	cr_assert_eq(txd_fs_open(store, NULL, &fs, NULL), 0);
+}
+
+static int rmdir_at(const char *dir, const char *name)
+{
+	uint64_t parent;
+	int err = tt_resolve(fs, dir, NULL, NULL, &parent);
+	return err ? err : txd_rmdir(fs, NULL, parent, name);
+}
+
+/* D2 for directories: one it creates entries in cannot be removed, and one
+ * it removes gets no new entries. */
+Test(dtc, the_directories_of_the_write_set_are_locked_too)
+{
+	cr_assert_eq(tt_mkdir(fs, "e"), 0);
+	cr_assert_eq(tt_mkdir(fs, "keep"), 0);
+	prepared_txn_with("P", "keep"); /* also removes e in its view */
+	cr_expect_eq(rmdir_at("", "d"), -EBUSY);          /* it creates d/f1 */
+	cr_expect_eq(tt_put(fs, "e/x", "main", 4), -EBUSY); /* it removes e */
+	cr_expect_eq(tt_mkdir(fs, "e/sub"), -EBUSY);
+	cr_expect_eq(tt_put(fs, "keep/y", "fine", 4), 0);
+	cr_assert_eq(tt_txn_begin(fs, "u"), 0);
+	cr_assert_eq(rmdir_at(".txdir/txn/u/root", "d"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "u", "commit"), -EBUSY);
+	expect_status_prefix("u", "active");
+	cr_assert_eq(vote("P", "bob", true), 0);
+	expect_applied();
+	expect_absent("e");
+	expect_file("keep/y", "fine");
 }
