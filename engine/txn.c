@@ -364,9 +364,18 @@ void txn_records_settle(struct txd_fs *fs)
 	uint64_t last = wal_last_lsn(fs->wal);
 	cJSON *now = rfc3339(fs_now_ns());
 	for (uint32_t k = 0; k < r->n; k++) {
+		struct txn *t = txn_by_id(fs, r->ids[k]);
+		if (t && t->state == TXN_PREPARED) { /* in doubt (dtc.h D5): its record says so */
+			txn_write_record(fs, t);
+			continue;
+		}
 		cJSON *j = read_record(fs, r->ids[k]);
 		if (!j)
 			continue;
+		if (!strcmp(jstring(j, "state"), "aborted")) {
+			cJSON_Delete(j); /* a prepared one the replay ended (dtc.h D5) */
+			continue;
+		}
 		cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "commit");
 		bool was_committed = !strcmp(jstring(j, "state"), "committed");
 		uint64_t commit = r->lsns[k];

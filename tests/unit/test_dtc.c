@@ -665,3 +665,39 @@ Test(dtc, the_directories_of_the_write_set_are_locked_too)
 	expect_absent("e");
 	expect_file("keep/y", "fine");
 }
+
+/* txn.h T9 with D5: a record that lost its "prepared" rewrite (unsynced at
+ * a crash) is not settled as "aborted restart" while the log keeps the
+ * transaction in doubt. */
+Test(dtc, an_in_doubt_transaction_is_not_settled_as_aborted_restart)
+{
+	prepared_txn("P");
+	uint64_t id;
+	pthread_mutex_lock(&fs->lock);
+	id = txn_find(fs, "t")->id;
+	char *dir = NULL;
+	cr_assert(asprintf(&dir, "%s/dtc/transactions", fs->store.coord_dir) > 0);
+	pthread_mutex_unlock(&fs->lock);
+	txd_fs_close(fs);
+	fs = NULL;
+	char name[48], path[600];
+	snprintf(name, sizeof(name), "%" PRIu64 ".json", id);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "{\"txid\":%" PRIu64 ",\"state\":\"active\",\"status\":\"active\"}\n", id);
+	fclose(f);
+	reopen();
+	char *rec;
+	size_t len;
+	snprintf(path, sizeof(path), ".txdir/dtc/transactions/%" PRIu64, id);
+	cr_assert_eq(tt_get(fs, path, &rec, &len), 0);
+	cr_expect(strstr(rec, "\"state\":\"prepared\""), "%s", rec);
+	free(rec);
+	cr_assert_eq(tt_get(fs, ".txdir/events", &rec, &len), 0);
+	cr_expect_null(strstr(rec, "\"reason\":\"restart\""), "%s", rec);
+	free(rec);
+	cr_assert_eq(vote("P", "bob", true), 0);
+	expect_applied();
+	free(dir);
+}
