@@ -9,7 +9,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <semaphore.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -240,6 +242,49 @@ Test(dtc, a_lost_lease_is_reported_before_a_conflict)
 	cr_assert_eq(fenced("old", "job", old), -ESTALE);
 	expect_status_prefix("old", "aborted fenced lease=job");
 	expect_file("f", "new");
+}
+
+/* A fenced commit deferred behind the view's writer (txn.h T8) checks the
+ * lease when it completes, not when it was asked: released meanwhile, it is
+ * refused. */
+struct answer {
+	sem_t sem;
+	int err;
+};
+
+static void on_answer(void *arg, int err)
+{
+	struct answer *a = arg;
+	a->err = err;
+	sem_post(&a->sem);
+}
+
+Test(dtc, a_deferred_fenced_commit_checks_the_lease_when_it_completes)
+{
+	cr_assert_eq(grab("job"), 0);
+	uint64_t tok = token_of("job");
+	txn_with_file("t", "f", "x");
+	uint64_t node, ctl;
+	struct txd_open_out w, c;
+	cr_assert_eq(tt_resolve(fs, ".txdir/txn/t/root/f", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
+	cr_assert_eq(tt_resolve(fs, ".txdir/txn/t/ctl", NULL, NULL, &ctl), 0);
+	cr_assert_eq(txd_open(fs, NULL, ctl, O_WRONLY, &c), 0);
+	struct answer a = {.err = 1};
+	cr_assert_eq(sem_init(&a.sem, 0, 0), 0);
+	char cmd[64];
+	int n = snprintf(cmd, sizeof(cmd), "commit if-lease job %" PRIu64, tok);
+	cr_assert_eq(txd_write_async(fs, NULL, c.fh, cmd, (size_t)n, 0, on_answer, &a), -EINPROGRESS);
+	cr_assert_eq(drop("job"), 0);
+	cr_assert_eq(txd_release(fs, w.fh), 0);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	cr_assert_eq(sem_timedwait(&a.sem, &until), 0);
+	cr_expect_eq(a.err, -ESTALE);
+	expect_absent("f");
+	expect_status_prefix("t", "aborted fenced lease=job");
+	txd_release(fs, c.fh);
 }
 
 /* ---- prepared transactions -------------------------------------------------------- */
