@@ -511,6 +511,11 @@ Test(dtc, a_restart_keeps_it_prepared_and_the_decision_resolves_it)
 	expect_not_applied();
 	cr_expect_eq(open_write("g"), -EBUSY);
 	cr_expect_eq(tt_txn_end(fs, "t"), -EBUSY);
+	pthread_mutex_lock(&fs->lock);
+	txn_reap_abandoned(fs, 0); /* its creator is gone (rebuilt: none); twice, */
+	txn_reap_abandoned(fs, 0); /* as the grace starts at the first */
+	pthread_mutex_unlock(&fs->lock);
+	expect_status_prefix("t", "prepared P");
 	reopen(); /* twice: the first close's checkpoint moved the replay start past it */
 	expect_status_prefix("t", "prepared P");
 	cr_assert_eq(vote("P", "bob", true), 0);
