@@ -11,7 +11,7 @@
  *                      u32 id, u32 0, the section's bytes (len - 8 of them).
  *                      id 1: the services (svc_ckpt_save; svc.h V2)
  *                      id 2: the prepared transactions (dtc_save,
- *                      taken in the hold that chose the LSN: txn.h
+ *                      taken in the hold that chose the LSN: dtc.h
  *                      D6); only when there are any
  *   blocks:            u32 magic "CKBL", u32 len, u64 xxh64(payload), then a
  *                      commit payload (rec.h) with no inline data

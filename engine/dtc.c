@@ -2,13 +2,13 @@
  * dtc.c — prepared transactions (dtc.h): prepare, the write-set locks,
  * resolution by the decision, replay and checkpoints.
  */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
-#include <cjson/cJSON.h>
 
 #include "chunk.h"
 #include "ckpt.h"
@@ -49,7 +49,8 @@ bool dtc_overlap(struct txd_fs *fs, struct txn *t, char *path, size_t cap)
 		if (p == t || p->state != TXN_PREPARED)
 			continue;
 		for (uint32_t k = 0; k < t->nkeys; k++)
-			if (txn_has_key(p, t->keys[k].parent, t->keys[k].name, strlen(t->keys[k].name)) ||
+			if (txn_has_key(p, t->keys[k].parent, t->keys[k].name,
+					strlen(t->keys[k].name)) ||
 			    in_set(p->prmdirs, p->nprmdirs, t->keys[k].parent)) {
 				txn_key_path(fs, &t->keys[k], path, cap);
 				return true;
@@ -64,7 +65,8 @@ bool dtc_overlap(struct txd_fs *fs, struct txn *t, char *path, size_t cap)
 				return true;
 			}
 		for (uint32_t k = 0; k < t->ndirs; k++)
-			if (in_set(p->pdirs, p->npdirs, t->dirs[k]) && view_removes(t, t->dirs[k])) {
+			if (in_set(p->pdirs, p->npdirs, t->dirs[k]) &&
+			    view_removes(t, t->dirs[k])) {
 				struct inode *m = ns_inode(&fs->ns, t->dirs[k]);
 				if (m)
 					ns_path(&fs->ns, m, path, cap);
@@ -135,7 +137,8 @@ int dtc_locked_check(struct txd_fs *fs, const uint8_t *ops, size_t len)
 			nl = get16(body + 8);
 			name = (const char *)body + 10;
 		} else if ((op == OP_INODE || op == OP_CONTENT || op == OP_XATTR_SET ||
-			    op == OP_XATTR_DEL || op == OP_FREE) && olen >= 8) {
+			    op == OP_XATTR_DEL || op == OP_FREE) &&
+			   olen >= 8) {
 			ino = get64(body);
 		}
 		if (name && (size_t)nl + (size_t)(name - (const char *)body) > olen)
@@ -143,7 +146,8 @@ int dtc_locked_check(struct txd_fs *fs, const uint8_t *ops, size_t len)
 		for (struct txn *p = fs->txns; p; p = p->next) {
 			if (p->state != TXN_PREPARED || p->id == txid)
 				continue;
-			if ((name && txn_has_key(p, parent, name, nl)) || (ino && txn_has_ino(p, ino)) ||
+			if ((name && txn_has_key(p, parent, name, nl)) ||
+			    (ino && txn_has_ino(p, ino)) ||
 			    (set && in_set(p->prmdirs, p->nprmdirs, parent)) ||
 			    (gone && in_set(p->pdirs, p->npdirs, ino)))
 				return -EBUSY;
@@ -154,11 +158,11 @@ int dtc_locked_check(struct txd_fs *fs, const uint8_t *ops, size_t len)
 }
 
 /* The PREPARE and RESOLVE payloads: dtc.h. Directory entry flags: */
-#define PREP_HDR 64
-#define PD_REMOVED 1   /* removed in the view: nlink 0 at resolve */
-#define PD_REL 2       /* nlink = main head + delta */
-#define PD_ZERO 4      /* the view's nlink is 0 */
-#define PD_KEEPMODE 8  /* mode, uid, gid: the main head's */
+#define PREP_HDR      64
+#define PD_REMOVED    1 /* removed in the view: nlink 0 at resolve */
+#define PD_REL	      2 /* nlink = main head + delta */
+#define PD_ZERO	      4 /* the view's nlink is 0 */
+#define PD_KEEPMODE   8 /* mode, uid, gid: the main head's */
 #define PD_MAINPARENT 16
 
 struct prep_view {
@@ -441,7 +445,7 @@ static void aborted_status(struct txn *t, const char *reason)
 {
 	char e[TXN_LINE / 2];
 	txn_set_status(t, "aborted decision proposal=%s reason=%s", t->proposal,
-		   txn_esc_path(reason ? reason : "", e, sizeof(e)));
+		       txn_esc_path(reason ? reason : "", e, sizeof(e)));
 }
 
 /* Append one non-commit record (fs->lock held); a failure fails the store. */
@@ -555,12 +559,12 @@ void dtc_start(struct txd_fs *fs)
 }
 
 /* dtc_prepare with a reference on t (its locks are dropped meanwhile). */
-static int prepare(struct txd_fs *fs, struct txn *t, const char *proposal,
-		   const char *participant)
+static int prepare(struct txd_fs *fs, struct txn *t, const char *proposal, const char *participant)
 {
 	if (t->state == TXN_PREPARED)
 		return !strcmp(t->proposal, proposal) && !strcmp(t->participant, participant)
-			       ? 0 : -EBUSY;
+			       ? 0
+			       : -EBUSY;
 	if (t->state != TXN_ACTIVE)
 		return t->state == TXN_COMMITTED ? -EINVAL : -EBUSY;
 	if (t->readonly || !t->log.nops)
@@ -573,8 +577,9 @@ static int prepare(struct txd_fs *fs, struct txn *t, const char *proposal,
 	while (t->committing)
 		pthread_cond_wait(&fs->txn_cv, &fs->lock);
 	if (t->state != TXN_ACTIVE)
-		return t->state == TXN_PREPARED ? -EBUSY
-					       : t->state == TXN_COMMITTED ? -EINVAL : -EBUSY;
+		return t->state == TXN_PREPARED	   ? -EBUSY
+		       : t->state == TXN_COMMITTED ? -EINVAL
+						   : -EBUSY;
 	enum vote_outcome o;
 	int err = vote_outcome(svc_vote(fs->svc), proposal, &o, NULL, 0);
 	if (err)
@@ -632,7 +637,8 @@ static int prepare(struct txd_fs *fs, struct txn *t, const char *proposal,
 	pthread_mutex_unlock(&fs->lock);
 	err = sync ? wal_sync(fs->wal, pos.lsn) : 0;
 	if (!err)
-		err = vote_cast_external(svc_vote(fs->svc), proposal, participant, true, NULL, false);
+		err = vote_cast_external(svc_vote(fs->svc), proposal, participant, true, NULL,
+					 false);
 	pthread_mutex_lock(&fs->lock);
 	if (err && err != -EIO && t->state == TXN_PREPARED) {
 		char why[64];
@@ -732,7 +738,8 @@ int dtc_replay_prepare(struct txd_fs *fs, const void *payload, size_t len, uint6
 	t->next = fs->txns;
 	fs->txns = t;
 	if (fs->svc)
-		vote_cast_external(svc_vote(fs->svc), t->proposal, t->participant, true, NULL, true);
+		vote_cast_external(svc_vote(fs->svc), t->proposal, t->participant, true, NULL,
+				   true);
 	return 0;
 fail:
 	txn_free(t);

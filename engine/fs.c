@@ -15,12 +15,12 @@
 #include "ckpt.h"
 #include "clog.h"
 #include "core.h"
+#include "dtc.h"
 #include "dtree.h"
 #include "events.h"
 #include "os.h"
 #include "rec.h"
 #include "svc.h"
-#include "dtc.h"
 #include "txn.h"
 #include "wal.h"
 

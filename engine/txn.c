@@ -17,12 +17,12 @@
 #include "chunk.h"
 #include "ckpt.h"
 #include "core.h"
-#include "events.h"
-#include "os.h"
-#include "lease.h"
-#include "svc.h"
-#include "rec.h"
 #include "dtc.h"
+#include "events.h"
+#include "lease.h"
+#include "os.h"
+#include "rec.h"
+#include "svc.h"
 #include "txn.h"
 #include "txn_i.h"
 #include "util.h"
@@ -847,7 +847,7 @@ static int validate(struct txd_fs *fs, struct txn *t)
 		if (winner) {
 			txn_key_path(fs, key, path, sizeof(path));
 			txn_set_status(t, "aborted conflict winner=%" PRIu64 " path=%s", winner,
-				   txn_esc_path(path, e, sizeof(e)));
+				       txn_esc_path(path, e, sizeof(e)));
 			return -EBUSY;
 		}
 	}
@@ -866,7 +866,7 @@ static int validate(struct txd_fs *fs, struct txn *t)
 			ns_path(&fs->ns, m, dir, sizeof(dir));
 			snprintf(path, sizeof(path), "%s/%s", dir, d->name);
 			txn_set_status(t, "aborted conflict winner=%" PRIu64 " path=%s", d->commit,
-				   txn_esc_path(path, e, sizeof(e)));
+				       txn_esc_path(path, e, sizeof(e)));
 			return -EBUSY;
 		}
 	}
@@ -881,7 +881,8 @@ static int validate(struct txd_fs *fs, struct txn *t)
 		else if (v)
 			ns_path(&t->ns, v, path, sizeof(path)); /* removed in the main tree */
 		txn_set_status(t, "aborted conflict winner=%" PRIu64 " path=%s",
-			   m ? m->head->commit : wal_last_lsn(fs->wal), txn_esc_path(path, e, sizeof(e)));
+			       m ? m->head->commit : wal_last_lsn(fs->wal),
+			       txn_esc_path(path, e, sizeof(e)));
 		return -EBUSY;
 	}
 	return 0;
@@ -1201,7 +1202,7 @@ static int fence_check(struct txd_fs *fs, struct txn *t, const struct txn_fence 
 	if (!err)
 		snprintf(held, sizeof(held), "%" PRIu64, li.token);
 	txn_set_status(t, "aborted fenced lease=%s token=%" PRIu64 " held=%s", fence->lease,
-		   fence->token, held);
+		       fence->token, held);
 	txn_end(fs, t, TXN_ABORTED);
 	cJSON *f = cJSON_CreateObject();
 	ev_add_u64(f, "txn", t->id);
@@ -1493,10 +1494,10 @@ char *txn_info_json(struct txd_fs *fs, const struct txn *t)
 	cJSON_AddNumberToObject(o, "ops", t->log.nops);
 	cJSON_AddNumberToObject(o, "entries_changed", t->nkeys);
 	cJSON_AddNumberToObject(o, "files_changed", t->ninos + t->ncreated);
-	cJSON_AddItemToObject(o, "proposal", t->proposal ? cJSON_CreateString(t->proposal)
-							 : cJSON_CreateNull());
-	cJSON_AddItemToObject(o, "participant", t->participant ? cJSON_CreateString(t->participant)
-							       : cJSON_CreateNull());
+	cJSON_AddItemToObject(o, "proposal",
+			      t->proposal ? cJSON_CreateString(t->proposal) : cJSON_CreateNull());
+	cJSON_AddItemToObject(o, "participant",
+			      t->participant ? cJSON_CreateString(t->participant) : cJSON_CreateNull());
 	cJSON_AddBoolToObject(o, "in_doubt", t->in_doubt);
 	char *text = cJSON_PrintUnformatted(o), *out = NULL;
 	cJSON_Delete(o);

@@ -25,12 +25,12 @@ enum vote_outcome { VOTE_OPEN = 0, VOTE_COMMITTED = 1, VOTE_ABORTED = 2 };
  * Returns 0 (also: the same vote again), -ENOENT (no such open proposal or
  * participant), -EEXIST (a different vote was already cast), -EROFS
  * (already decided), -EINVAL (bad names). Call with NO fs->lock held. */
-int vote_cast_external(struct vote_svc *v, const char *proposal, const char *participant,
-		       bool yes, const char *reason, bool replaying);
+int vote_cast_external(struct vote_svc *v, const char *proposal, const char *participant, bool yes,
+		       const char *reason, bool replaying);
 /* The outcome of a proposal: VOTE_OPEN while undecided; reason like
  * "no from bob" / "timeout missing carol" when aborted. -ENOENT unknown. */
-int vote_outcome(struct vote_svc *v, const char *proposal, enum vote_outcome *out,
-		 char *reason, size_t reason_size);
+int vote_outcome(struct vote_svc *v, const char *proposal, enum vote_outcome *out, char *reason,
+		 size_t reason_size);
 
 /* svc.h's, from the vote helper: */
 struct vote_svc *svc_vote(struct svc *s);

@@ -14,7 +14,7 @@
 
 #include "vote.h"
 
-#define STUB_MAX 64
+#define STUB_MAX   64
 #define STUB_PARTS 16
 
 struct stub_prop {
@@ -70,7 +70,8 @@ int vote_stub_open(const char *proposal, const char *const *participants)
 		memset(p, 0, sizeof(*p));
 		snprintf(p->name, sizeof(p->name), "%s", proposal);
 		for (; participants[p->nparts] && p->nparts < STUB_PARTS; p->nparts++) {
-			snprintf(p->part[p->nparts], sizeof(p->part[0]), "%s", participants[p->nparts]);
+			snprintf(p->part[p->nparts], sizeof(p->part[0]), "%s",
+				 participants[p->nparts]);
 			p->vote[p->nparts] = -1;
 		}
 	}
@@ -115,8 +116,8 @@ void vote_stub_reset(void)
 	pthread_mutex_unlock(&stub_lock);
 }
 
-int vote_cast_external(struct vote_svc *v, const char *proposal, const char *participant,
-		       bool yes, const char *reason, bool replaying)
+int vote_cast_external(struct vote_svc *v, const char *proposal, const char *participant, bool yes,
+		       const char *reason, bool replaying)
 {
 	(void)v;
 	(void)reason;

@@ -7,9 +7,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <semaphore.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,10 +50,10 @@ static void dteardown(void)
 }
 
 #ifndef cr_skip_test /* the TSan pass's Criterion stand-in has none: a note, then return */
-#define cr_skip_test(...) \
-	do { \
+#define cr_skip_test(...)                 \
+	do {                              \
 		cr_log_info(__VA_ARGS__); \
-		return; \
+		return;                   \
 	} while (0)
 #endif
 
@@ -218,10 +218,11 @@ Test(dtc, malformed_fenced_commit_is_einval_and_changes_nothing)
 	uint64_t tok = token_of("job");
 	txn_with_file("t", "f", "x");
 	static const char *const bad[] = {
-		"commit if-lease",         "commit if-lease job",     "commit if-lease job ",
-		"commit if-lease  job 1",  "commit if-lease job 0",   "commit if-lease job -1",
-		"commit if-lease job 1x",  "commit if-lease job 1 2", "commit if-lease . 1",
-		"commit if-lease job 99999999999999999999999",
+		"commit if-lease",	  "commit if-lease job",
+		"commit if-lease job ",	  "commit if-lease  job 1",
+		"commit if-lease job 0",  "commit if-lease job -1",
+		"commit if-lease job 1x", "commit if-lease job 1 2",
+		"commit if-lease . 1",	  "commit if-lease job 99999999999999999999999",
 	};
 	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
 		cr_expect_eq(tt_txn_cmd(fs, "t", bad[k]), -EINVAL, "\"%s\"", bad[k]);
@@ -274,7 +275,8 @@ Test(dtc, a_deferred_fenced_commit_checks_the_lease_when_it_completes)
 	cr_assert_eq(sem_init(&a.sem, 0, 0), 0);
 	char cmd[64];
 	int n = snprintf(cmd, sizeof(cmd), "commit if-lease job %" PRIu64, tok);
-	cr_assert_eq(txd_write_async(fs, NULL, c.fh, cmd, (size_t)n, 0, on_answer, &a), -EINPROGRESS);
+	cr_assert_eq(txd_write_async(fs, NULL, c.fh, cmd, (size_t)n, 0, on_answer, &a),
+		     -EINPROGRESS);
 	cr_assert_eq(drop("job"), 0);
 	cr_assert_eq(txd_release(fs, w.fh), 0);
 	struct timespec until;
@@ -320,7 +322,8 @@ static int prepare(const char *txn, const char *p, const char *as)
 static int vote(const char *p, const char *who, bool yes)
 {
 	if (stub())
-		return vote_cast_external(svc_vote(fs->svc), p, who, yes, yes ? NULL : "test", false);
+		return vote_cast_external(svc_vote(fs->svc), p, who, yes, yes ? NULL : "test",
+					  false);
 	char path[600];
 	snprintf(path, sizeof(path), ".txdir/consensus/votes/%s/%s", p, who);
 	return tt_put(fs, path, yes ? "yes\n" : "no\n", yes ? 4 : 3);
@@ -469,9 +472,9 @@ Test(dtc, bad_prepares)
 	cr_assert_eq(tt_txn_cmd(fs, "ro", "readonly"), 0);
 	cr_expect_eq(prepare("ro", "P", "alice"), -EINVAL);
 	txn_with_file("t", "f", "x");
-	static const char *const bad[] = {"prepare P",       "prepare P as",  "prepare P as ",
-					  "prepare P  as a", "prepare P as a b", "prepare P to alice",
-					  "prepare . as a",  "prepare P as .."};
+	static const char *const bad[] = {
+		"prepare P",	    "prepare P as",	  "prepare P as ",  "prepare P  as a",
+		"prepare P as a b", "prepare P to alice", "prepare . as a", "prepare P as .."};
 	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
 		cr_expect_eq(tt_txn_cmd(fs, "t", bad[k]), -EINVAL, "\"%s\"", bad[k]);
 	cr_expect_eq(prepare("t", "nosuch", "alice"), -ENOENT);
@@ -608,7 +611,8 @@ static bool check_recovered(const char *what)
 		/* the PREPARE record never made it: nor did alice's vote, so
 		 * bob's yes cannot commit P */
 		cr_assert_eq(vote("P", "bob", true), 0, "%s", what);
-		cr_assert_eq(outcome("P"), VOTE_OPEN, "%s: a vote without its prepared state", what);
+		cr_assert_eq(outcome("P"), VOTE_OPEN, "%s: a vote without its prepared state",
+			     what);
 		return false;
 	}
 	expect_status_prefix("t", "prepared P");
@@ -701,8 +705,8 @@ Test(dtc, the_directories_of_the_write_set_are_locked_too)
 {
 	cr_assert_eq(tt_mkdir(fs, "e"), 0);
 	cr_assert_eq(tt_mkdir(fs, "keep"), 0);
-	prepared_txn_with("P", "keep"); /* also removes e in its view */
-	cr_expect_eq(rmdir_at("", "d"), -EBUSY);          /* it creates d/f1 */
+	prepared_txn_with("P", "keep");			    /* also removes e in its view */
+	cr_expect_eq(rmdir_at("", "d"), -EBUSY);	    /* it creates d/f1 */
 	cr_expect_eq(tt_put(fs, "e/x", "main", 4), -EBUSY); /* it removes e */
 	cr_expect_eq(tt_mkdir(fs, "e/sub"), -EBUSY);
 	cr_expect_eq(tt_put(fs, "keep/y", "fine", 4), 0);
