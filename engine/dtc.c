@@ -305,7 +305,7 @@ static int prep_encode(struct txd_fs *fs, struct txn *t, const char *proposal,
 	free(olddirs);
 	if (!err && (body.err || dops.err))
 		err = -ENOMEM;
-	if (!err && ((err = rec_finish(&body, iov)) < 0 || (err = rec_finish(&dops, iov)) < 0))
+	if (err || (err = rec_finish(&body, iov)) < 0 || (err = rec_finish(&dops, iov)) < 0)
 		goto out;
 	err = 0;
 	size_t plen = strlen(proposal), nlen = strlen(participant), tlen = strlen(t->name);
@@ -375,10 +375,10 @@ out:
 static int prep_commit_record(struct txd_fs *fs, struct txn *t, struct rec_buf *b)
 {
 	struct prep_view v;
+	rec_init(b, t->id, fs_now_ns(), 0); /* the caller releases it, also on failure */
 	int err = prep_decode(t->prep, t->prep_len, &v);
 	if (err)
 		return err;
-	rec_init(b, t->id, fs_now_ns(), 0);
 	struct rec_hdr bh, dh;
 	rec_validate(v.body, v.body_len, &bh);
 	rec_validate(v.dirops, v.dirops_len, &dh);
