@@ -245,6 +245,34 @@ Test(dtc, a_lost_lease_is_reported_before_a_conflict)
 	expect_file("f", "new");
 }
 
+/* A release that lands while a large commit's record is built without
+ * fs->lock (txn.h step 3, prebuild) is seen at the commit point: refused. */
+static void release_during_build(struct txd_fs *f, struct txn *t)
+{
+	(void)f;
+	(void)t;
+	cr_assert_eq(drop("job"), 0); /* no engine lock is held here */
+}
+
+Test(dtc, a_release_during_the_unlocked_build_is_seen_at_the_commit_point)
+{
+	cr_assert_eq(grab("job"), 0);
+	uint64_t tok = token_of("job");
+	cr_assert_eq(tt_txn_begin(fs, "t"), 0);
+	char path[600];
+	for (int k = 0; k < 300; k++) { /* past TXN_PREBUILD_OPS ops */
+		snprintf(path, sizeof(path), ".txdir/txn/t/root/f%03d", k);
+		cr_assert_eq(tt_put(fs, path, "x", 1), 0);
+	}
+	txn_prebuild_hook = release_during_build;
+	int err = fenced("t", "job", tok);
+	txn_prebuild_hook = NULL;
+	cr_expect_eq(err, -ESTALE);
+	expect_absent("f000");
+	expect_absent("f299");
+	expect_status_prefix("t", "aborted fenced lease=job");
+}
+
 /* A fenced commit deferred behind the view's writer (txn.h T8) checks the
  * lease when it completes, not when it was asked: released meanwhile, it is
  * refused. */
