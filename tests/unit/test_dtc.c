@@ -433,7 +433,13 @@ Test(dtc, prepare_then_a_committed_decision_applies)
 	cr_assert_eq(outcome("P"), VOTE_COMMITTED);
 	expect_applied();
 	expect_status_prefix("t", "committed ");
-	/* d's nlink and entries merged: a sibling made meanwhile is kept */
+	char *ev;
+	size_t len;
+	cr_assert_eq(tt_get(fs, ".txdir/events", &ev, &len), 0);
+	cr_expect(strstr(ev, "\"type\":\"txn_prepare\""), "%s", ev);
+	cr_expect(strstr(ev, "\"type\":\"txn_resolve\""), "%s", ev);
+	cr_expect(strstr(ev, "\"outcome\":\"committed\""), "%s", ev);
+	free(ev);
 }
 
 /* D4 */
