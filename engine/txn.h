@@ -41,11 +41,13 @@
  *   5. the caller (FUSE) waits until the record is durable before replying
  *      (txd_commit_needs_wait is true after a transaction commit).
  * A failed commit applies nothing. status is one line (SPEC §4): "active",
- * "committed ID" or "aborted REASON key=value... path=P" — REASON one word
- * (conflict, request, rmdir, abandoned, snapshot-too-old, restart), the
- * path last with '\n' and '\\' escaped: "aborted conflict winner=12 path=/a b".
- * last_error (info.json) has the same shape: "busy reason=open-in-view
- * path=/f" or "busy reason=main-tree-writer path=/f". Committing again
+ * "prepared P" (dtc.h), "committed ID" or "aborted REASON key=value...
+ * path=P" — REASON one word (conflict, request, rmdir, abandoned,
+ * snapshot-too-old, restart, fenced, decision), the path (or another free
+ * text: a decision's reason) last with '\n' and '\\' escaped: "aborted
+ * conflict winner=12 path=/a b". last_error (info.json) has the same shape:
+ * "busy reason=open-in-view path=/f", "busy reason=main-tree-writer
+ * path=/f" or "busy reason=prepared path=/f" (dtc.h D2). Committing again
  * reports the outcome again: 0 once committed, EBUSY once aborted.
  *
  * Fenced commits (SPEC §4): "commit if-lease NAME TOKEN" commits only while
@@ -88,8 +90,10 @@
  *     logged.
  *  T6 A commit that fails only because a file is open for writing (in the
  *     view past the bound, or in the main tree on its write set) leaves the
- *     transaction active, with last_error naming the file; only a lost
- *     conflict (or abort, rmdir, the reaper, a restart) ends it.
+ *     transaction active, with last_error naming the file, and so does one
+ *     that touches a prepared transaction's write set (dtc.h D2); only a
+ *     lost conflict or a refused fence (or abort, rmdir, the reaper, a
+ *     restart) ends it.
  *  T7 Committing an ended transaction reports its outcome again: 0 once
  *     committed, EBUSY once aborted.
  *  T8 No thread waits for a view's writers on behalf of a deferred commit
