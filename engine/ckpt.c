@@ -10,6 +10,9 @@
  *                      u32 magic "CKSX", u32 len, u64 xxh64(payload), then
  *                      u32 id, u32 0, the section's bytes (len - 8 of them).
  *                      id 1: the services (svc_ckpt_save; svc.h V2)
+ *                      id 2: the prepared transactions (dtc_save,
+ *                      taken in the hold that chose the LSN: dtc.h
+ *                      D6); only when there are any
  *   blocks:            u32 magic "CKBL", u32 len, u64 xxh64(payload), then a
  *                      commit payload (rec.h) with no inline data
  *   trailer:           u32 magic "CKEN", u32 0, u64 nblocks,
@@ -71,6 +74,7 @@
 #include "ckpt.h"
 #include "clog.h"
 #include "core.h"
+#include "dtc.h"
 #include "events.h"
 #include "os.h"
 #include "rec.h"
@@ -84,6 +88,7 @@
 #define END_MAGIC 0x4e454b43u           /* "CKEN" */
 #define SEC_MAGIC 0x58534b43u           /* "CKSX" */
 #define SEC_SERVICES 1
+#define SEC_PREPARED 2
 #define CKPT_VERSION 2 /* the newest this code reads and writes (K5) */
 #define CKPT_HDR 64
 #define BLOCK_TARGET (1u << 20)
@@ -408,21 +413,15 @@ static int write_header(struct ckw *w, uint32_t ver, uint64_t lsn, uint64_t next
 	return os_pwrite_full(w->fd, h, CKPT_HDR, 0);
 }
 
-/* The services' section (K5): a snapshot taken now, after the LSN. */
-static int write_services(struct ckw *w)
+/* One section (id, blen bytes). */
+static int write_section(struct ckw *w, uint32_t id, const void *blob, size_t blen)
 {
-	void *blob = NULL;
-	size_t blen = 0;
-	int err = svc_ckpt_save(w->fs->svc, &blob, &blen);
-	if (err)
-		return err;
 	uint8_t *sec = malloc(24 + blen);
 	if (!sec || blen > (64u << 20) - 8) {
-		free(blob);
 		free(sec);
 		return sec ? -EFBIG : -ENOMEM;
 	}
-	uint32_t magic = SEC_MAGIC, len = (uint32_t)(8 + blen), id = SEC_SERVICES, zero = 0;
+	uint32_t magic = SEC_MAGIC, len = (uint32_t)(8 + blen), zero = 0;
 	memcpy(sec + 16, &id, 4);
 	memcpy(sec + 20, &zero, 4);
 	memcpy(sec + 24, blob, blen);
@@ -430,12 +429,23 @@ static int write_services(struct ckw *w)
 	memcpy(sec, &magic, 4);
 	memcpy(sec + 4, &len, 4);
 	memcpy(sec + 8, &sum, 8);
-	err = os_pwrite_full(w->fd, sec, 16 + len, (off_t)w->off);
+	int err = os_pwrite_full(w->fd, sec, 16 + len, (off_t)w->off);
 	if (!err) {
 		w->off += 16 + len;
 		w->nblocks++;
 	}
 	free(sec);
+	return err;
+}
+
+/* The services' section (K5): a snapshot taken now, after the LSN. */
+static int write_services(struct ckw *w)
+{
+	void *blob = NULL;
+	size_t blen = 0;
+	int err = svc_ckpt_save(w->fs->svc, &blob, &blen);
+	if (!err)
+		err = write_section(w, SEC_SERVICES, blob, blen);
 	free(blob);
 	return err;
 }
@@ -521,6 +531,14 @@ static int ckpt_write_locked(struct txd_fs *fs)
 		free(path);
 		return err;
 	}
+	/* prepared transactions as of lsn: replay after it finds the rest */
+	void *prepared = NULL;
+	size_t nprepared = 0;
+	if (w.write && ver >= 2 && (err = dtc_save(fs, &prepared, &nprepared))) {
+		ns_snapshot_release(&fs->ns, lsn);
+		free(path);
+		return err;
+	}
 	rec_init(&w.b, 0, 0, 0);
 	/* records of transactions that ended by lsn: durable before the
 	 * segments that could settle them go (txn.h) */
@@ -537,9 +555,11 @@ static int ckpt_write_locked(struct txd_fs *fs)
 		if ((err = w.fd < 0 ? w.fd : 0) || (err = chunkstore_sync(fs->cs)) ||
 		    (err = wal_sync(fs->wal, lsn)) || (err = clog_flush(fs->clog)) ||
 		    (err = write_header(&w, ver, lsn, next_ino)) ||
-		    (ver >= 2 && (err = write_services(&w))))
+		    (ver >= 2 && (err = write_services(&w))) ||
+		    (nprepared && (err = write_section(&w, SEC_PREPARED, prepared, nprepared))))
 			w.err = err;
 	}
+	free(prepared);
 	pthread_mutex_lock(&fs->lock);
 	err = ckw_walk(&w, 0);
 	/* N2: free what only the snapshot kept, in pieces too */
@@ -667,8 +687,9 @@ static int ckpt_stream(struct txd_fs *fs, int fd, uint64_t lsn)
 	memcpy(&ver, h + 8, 4);
 	if (ver < 1 || ver > CKPT_VERSION)
 		return -TXD_EFORMAT; /* K5: not ours to read, nor to pass over */
-	uint8_t *buf = NULL, *services = NULL;
-	size_t cap = 0, nservices = 0;
+	uint8_t *buf = NULL, *services = NULL, *prepared = NULL;
+	size_t cap = 0, nservices = 0, nprepared = 0;
+	bool blocks = false; /* sections come before the first block */
 	for (;;) {
 		uint8_t bh[24];
 		uint32_t m, blen;
@@ -687,7 +708,8 @@ static int ckpt_stream(struct txd_fs *fs, int fd, uint64_t lsn)
 			break;
 		}
 		err = -TXD_ECORRUPT;
-		bool section = m == SEC_MAGIC && ver >= 2 && nblocks == 0;
+		bool section = m == SEC_MAGIC && ver >= 2 && !blocks;
+		blocks = blocks || !section;
 		if ((m != BLK_MAGIC && !section) || blen > (64u << 20) || (section && blen < 8))
 			break;
 		if (blen > cap) {
@@ -708,14 +730,16 @@ static int ckpt_stream(struct txd_fs *fs, int fd, uint64_t lsn)
 		if (section) {
 			uint32_t id;
 			memcpy(&id, buf, 4);
-			if (id != SEC_SERVICES || services)
-				break; /* -TXD_ECORRUPT: one known section */
-			if (!(services = malloc(blen - 8 + 1))) {
+			uint8_t **dst = id == SEC_SERVICES ? &services
+					: id == SEC_PREPARED ? &prepared : NULL;
+			if (!dst || *dst)
+				break; /* -TXD_ECORRUPT: each known section once */
+			if (!(*dst = malloc(blen - 8 + 1))) {
 				err = -ENOMEM;
 				break;
 			}
-			memcpy(services, buf + 8, blen - 8);
-			nservices = blen - 8;
+			memcpy(*dst, buf + 8, blen - 8);
+			*(id == SEC_SERVICES ? &nservices : &nprepared) = blen - 8;
 		} else if ((err = ns_apply(&fs->ns, buf, blen, 0, 0, lsn))) {
 			break;
 		}
@@ -729,6 +753,10 @@ static int ckpt_stream(struct txd_fs *fs, int fd, uint64_t lsn)
 	if (!err && services && fs->svc)
 		err = svc_ckpt_load(fs->svc, services, nservices);
 	free(services);
+	/* after the services: their replaying votes need the proposals */
+	if (!err && prepared)
+		err = dtc_load(fs, prepared, nprepared);
+	free(prepared);
 	if (!err && next > fs->ns.next_ino)
 		fs->ns.next_ino = next;
 	return err;

@@ -51,6 +51,7 @@
 #include "ctl_recovery.h"
 #include "ctl_vote.h"
 #include "ctl_state.h"
+#include "dtc.h"
 #include "dtree.h"
 #include "events.h"
 #include "svc.h"
@@ -96,6 +97,10 @@ static const struct ctl_entry ctl_root[] = {
 	{"stats", CTL_STATS, false},        {"status.json", CTL_STATUS, false},
 	{"temp", CTL_TEMP, true},           {"txn", CTL_TXNS, true},
 };
+/* A write to .txdir/txn/NAME/ctl: "prepare P as NAME" with two 255-byte
+ * names fits (SPEC §6 names). */
+#define CTL_TXN_CMD_MAX 600
+
 #define NROOT (sizeof(ctl_root) / sizeof(ctl_root[0]))
 
 /* .txdir/txn/NAME's control files ("root" is the view itself). */
@@ -795,8 +800,7 @@ int ctl_rmdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 	struct txn *t = txn_find(fs, name);
 	if (!t)
 		return -ENOENT;
-	txn_remove(fs, t);
-	return 0;
+	return txn_remove(fs, t);
 }
 
 int ctl_unlink(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
@@ -895,6 +899,50 @@ ssize_t ctl_read_async(struct txd_fs *fs, struct handle *h, void *buf, size_t si
 	return (ssize_t)n;
 }
 
+/* "NAME TOKEN" of "commit if-lease NAME TOKEN": name per SPEC §6, token a
+ * decimal > 0, one space between. -EINVAL otherwise. */
+static int parse_fence(const char *s, size_t len, char name[LEASE_NAME_MAX + 1],
+		       struct txn_fence *out)
+{
+	const char *sp = memchr(s, ' ', len);
+	if (!sp || sp == s || (size_t)(sp - s) > LEASE_NAME_MAX)
+		return -EINVAL;
+	memcpy(name, s, (size_t)(sp - s));
+	name[sp - s] = 0;
+	if (lease_name_check(name))
+		return -EINVAL;
+	const char *d = sp + 1, *end = s + len;
+	uint64_t token = 0;
+	if (d == end || end - d > 20)
+		return -EINVAL;
+	for (; d < end; d++) {
+		if (*d < '0' || *d > '9' || token > (UINT64_MAX - 9) / 10)
+			return -EINVAL;
+		token = token * 10 + (uint64_t)(*d - '0');
+	}
+	if (!token)
+		return -EINVAL;
+	*out = (struct txn_fence){.lease = name, .token = token};
+	return 0;
+}
+
+/* "P as NAME" of "prepare P as NAME": names per SPEC §6. -EINVAL otherwise. */
+static int parse_prepare(const char *s, size_t len, char p[LEASE_NAME_MAX + 1],
+			 char name[LEASE_NAME_MAX + 1])
+{
+	const char *sp = memchr(s, ' ', len);
+	if (!sp || sp == s || (size_t)(sp - s) > LEASE_NAME_MAX)
+		return -EINVAL;
+	size_t pl = (size_t)(sp - s), rest = len - pl;
+	if (rest < 5 || memcmp(sp, " as ", 4) != 0 || rest - 4 > LEASE_NAME_MAX)
+		return -EINVAL;
+	memcpy(p, s, pl);
+	p[pl] = 0;
+	memcpy(name, sp + 4, rest - 4);
+	name[rest - 4] = 0;
+	return lease_name_check(p) || lease_name_check(name) ? -EINVAL : 0;
+}
+
 /* One command per write(2) to .txdir/txn/NAME/ctl; the write returns the
  * outcome (SPEC §4). Surrounding white space is ignored. */
 static int txn_command(struct txd_fs *fs, const struct txd_cred *c, struct txn *t,
@@ -909,9 +957,22 @@ static int txn_command(struct txd_fs *fs, const struct txd_cred *c, struct txn *
 	if (len == 6 && memcmp(cmd, "commit", 6) == 0)
 		return done ? txn_commit_async(fs, t, c ? c->pid : 0, done, arg)
 			    : txn_commit(fs, t, c ? c->pid : 0);
+	if (len > 16 && memcmp(cmd, "commit if-lease ", 16) == 0) {
+		struct txn_fence fence;
+		char name[LEASE_NAME_MAX + 1];
+		int err = parse_fence(cmd + 16, len - 16, name, &fence);
+		return err ? err : txn_commit_fenced(fs, t, c ? c->pid : 0, &fence, done, arg);
+	}
+	if (len > 8 && memcmp(cmd, "prepare ", 8) == 0) {
+		char p[LEASE_NAME_MAX + 1], name[LEASE_NAME_MAX + 1];
+		int err = parse_prepare(cmd + 8, len - 8, p, name);
+		return err ? err : dtc_prepare(fs, t, c ? c->pid : 0, p, name);
+	}
 	if (len == 5 && memcmp(cmd, "abort", 5) == 0) {
 		if (t->state == TXN_COMMITTED)
 			return -EINVAL; /* too late */
+		if (t->state == TXN_PREPARED)
+			return -EBUSY; /* only the decision ends it (txn.h) */
 		txn_abort(fs, t, "request");
 		return 0;
 	}
@@ -942,7 +1003,7 @@ ssize_t ctl_write_async(struct txd_fs *fs, const struct txd_cred *c, struct hand
 		return ctl_state_write(fs, c, h->ctl->state, buf, size, off);
 	if (h->node->ctl != CTL_TXN_CTL)
 		return -EACCES;
-	if (size > 64)
+	if (size > CTL_TXN_CMD_MAX)
 		return -EINVAL; /* documented limit: one short command per write */
 	pthread_mutex_lock(&fs->lock);
 	struct txn *t = txn_by_id(fs, h->node->ctl_key);

@@ -15,6 +15,7 @@
 #include "ckpt.h"
 #include "clog.h"
 #include "core.h"
+#include "dtc.h"
 #include "dtree.h"
 #include "events.h"
 #include "os.h"
@@ -281,6 +282,9 @@ int fs_commit_prep(struct txd_fs *fs, struct rec_buf *b, struct ns_prep *prep,
 	int err = rec_finish(b, iov);
 	if (err < 0)
 		goto out;
+	/* a prepared transaction's write set is locked (dtc.h D2) */
+	if ((err = dtc_locked_check(fs, b->ops, b->len)))
+		goto out;
 	struct wal_pos pos;
 	err = wal_append(fs->wal, WAL_REC_COMMIT, iov, n, &pos);
 	if (err) {
@@ -440,6 +444,10 @@ static int replay_one(void *arg, const struct wal_pos *pos, uint16_t type, const
 		      uint32_t len)
 {
 	struct txd_fs *fs = arg;
+	if (type == WAL_REC_PREPARE) /* prepared transactions (dtc.h) */
+		return dtc_replay_prepare(fs, payload, len, pos->lsn);
+	if (type == WAL_REC_RESOLVE)
+		return dtc_replay_resolve(fs, payload, len);
 	if (type != WAL_REC_COMMIT)
 		return svc_replay(fs->svc, type, payload, len); /* svc.h V1 */
 	struct rec_hdr hdr;
@@ -590,6 +598,7 @@ static int fs_start(struct txd_fs *fs)
 	if (!root)
 		return -ENOMEM;
 	root->in->live = root;
+	dtc_start(fs); /* decisions for prepared transactions (dtc.h D5) */
 	return ckpt_start(fs);
 }
 

@@ -35,6 +35,7 @@
 
 #include "chunk.h"
 #include "core.h"
+#include "dtc.h"
 #include "dtree.h"
 #include "events.h"
 #include "rec.h"
@@ -328,6 +329,8 @@ static int open_node(struct txd_fs *fs, struct node *n, int flags, struct handle
 		return open_writable(flags) ? -EISDIR : -EINVAL;
 	if (!S_ISREG(in->head->mode))
 		return -ENXIO;
+	if (open_writable(flags) && dtc_ino_locked(fs, n->txn, in->ino))
+		return -EBUSY; /* a prepared transaction's write set (dtc.h D2) */
 	/* F1: a writer never opens a node that snapshot readers hold, even
 	 * when a working copy exists (its earlier writers were quiet when the
 	 * readers opened) */

@@ -11,6 +11,9 @@
  *   WAL_REC_LEASE   2   payload = one lease record (lease.h)
  *   WAL_REC_VOTE    3   payload = one vote-service record (vote.h)
  *   WAL_REC_STATE   4   payload = one state record (state.h)
+ *   WAL_REC_PREPARE 5   payload = a prepared transaction (dtc.h): its
+ *                       write set, ops and vote
+ *   WAL_REC_RESOLVE 6   payload = a prepared transaction aborted (dtc.h)
  *
  * Commit payload (little-endian, packed, no padding):
  *    0 u64 txn        transaction id (0 = a plain main-tree commit)
@@ -70,6 +73,7 @@
 enum { WAL_REC_COMMIT = 1, WAL_REC_LEASE = 2 };
 enum { WAL_REC_VOTE = 3 };
 enum { WAL_REC_STATE = 4 };
+enum { WAL_REC_PREPARE = 5, WAL_REC_RESOLVE = 6 };
 
 enum rec_op {
 	OP_INODE = 1,

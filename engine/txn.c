@@ -17,10 +17,14 @@
 #include "chunk.h"
 #include "ckpt.h"
 #include "core.h"
+#include "dtc.h"
 #include "events.h"
+#include "lease.h"
 #include "os.h"
 #include "rec.h"
+#include "svc.h"
 #include "txn.h"
+#include "txn_i.h"
 #include "util.h"
 #include "wal.h"
 
@@ -29,8 +33,7 @@
 
 /* status: one line (SPEC §4) — "aborted REASON key=value... path=P" with the
  * path last and escaped, so the line always parses. */
-static void set_status(struct txn *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_status(struct txn *t, const char *fmt, ...)
+void txn_set_status(struct txn *t, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -39,7 +42,7 @@ static void set_status(struct txn *t, const char *fmt, ...)
 }
 
 /* A path for a status line: '\n' and '\\' escaped; NULL path: empty. */
-static const char *esc_path(const char *path, char *buf, size_t cap)
+const char *txn_esc_path(const char *path, char *buf, size_t cap)
 {
 	size_t n = 0;
 	for (const char *p = path ? path : ""; *p && n + 3 < cap; p++) {
@@ -68,17 +71,19 @@ void txn_get(struct txn *t)
 struct txn_wait {
 	struct txn_wait *next;
 	pid_t pid;
+	struct txn_fence fence; /* its lease name owned (strdup) */
 	uint64_t deadline_ns;
 	int err;
 	void (*done)(void *arg, int err);
 	void *arg;
 };
 
-static void txn_free(struct txn *t)
+void txn_free(struct txn *t)
 {
 	while (t->waits) { /* unmount: nobody is left to answer */
 		struct txn_wait *w = t->waits;
 		t->waits = w->next;
+		free((char *)w->fence.lease);
 		free(w);
 	}
 	ns_destroy(&t->ns);
@@ -94,6 +99,11 @@ static void txn_free(struct txn *t)
 	free(t->created);
 	free(t->newidx.slot);
 	free(t->name);
+	free(t->proposal);
+	free(t->participant);
+	free(t->prep);
+	free(t->pdirs);
+	free(t->prmdirs);
 	free(t);
 }
 
@@ -152,7 +162,7 @@ struct txn *txn_by_id(struct txd_fs *fs, uint64_t id)
  * start although the transaction committed. */
 static void txn_note_unsynced(struct txd_fs *fs, uint64_t id);
 
-static void write_record(struct txd_fs *fs, const struct txn *t)
+void txn_write_record(struct txd_fs *fs, const struct txn *t)
 {
 	char *dir, name[32], *json = txn_info_json(fs, t);
 	snprintf(name, sizeof(name), "%" PRIu64 ".json", t->id);
@@ -166,15 +176,17 @@ static void write_record(struct txd_fs *fs, const struct txn *t)
 }
 
 /* The transaction's end: release the snapshot (T4), stale the nodes (T3). */
-static void txn_end(struct txd_fs *fs, struct txn *t, enum txn_state st)
+void txn_end(struct txd_fs *fs, struct txn *t, enum txn_state st)
 {
 	t->state = st;
 	t->ended_ns = fs_now_ns();
-	ckpt_snapshot_release(fs, t->snap); /* the sweep runs in pieces, later */
+	if (!t->snap_released)
+		ckpt_snapshot_release(fs, t->snap); /* the sweep runs in pieces, later */
+	t->snap_released = true;
 	pthread_cond_broadcast(&fs->txn_cv);
 	if (t->waits)
 		pthread_cond_signal(&fs->ckpt_cv); /* txn_run_waits: answer them */
-	write_record(fs, t);
+	txn_write_record(fs, t);
 }
 
 /* RFC 3339 with milliseconds; null for 0. */
@@ -337,6 +349,7 @@ int txn_records_load(struct txd_fs *fs)
 
 void txn_replayed(struct txd_fs *fs, uint64_t txn, uint64_t lsn)
 {
+	dtc_replayed_commit(fs, txn, lsn); /* a prepared one ends */
 	struct txn_restart *r = fs->txn_restart;
 	for (uint32_t k = 0; r && txn && k < r->n; k++)
 		if (r->ids[k] == txn)
@@ -351,9 +364,18 @@ void txn_records_settle(struct txd_fs *fs)
 	uint64_t last = wal_last_lsn(fs->wal);
 	cJSON *now = rfc3339(fs_now_ns());
 	for (uint32_t k = 0; k < r->n; k++) {
+		struct txn *t = txn_by_id(fs, r->ids[k]);
+		if (t && t->state == TXN_PREPARED) { /* in doubt (dtc.h D5): its record says so */
+			txn_write_record(fs, t);
+			continue;
+		}
 		cJSON *j = read_record(fs, r->ids[k]);
 		if (!j)
 			continue;
+		if (!strcmp(jstring(j, "state"), "aborted")) {
+			cJSON_Delete(j); /* a prepared one the replay ended (dtc.h D5) */
+			continue;
+		}
 		cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "commit");
 		bool was_committed = !strcmp(jstring(j, "state"), "committed");
 		uint64_t commit = r->lsns[k];
@@ -557,7 +579,7 @@ int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, str
 	t->listed = true;
 	t->refs = 1; /* the listing */
 	rec_init(&t->log, t->id, 0, (uint32_t)creator);
-	set_status(t, "active");
+	txn_set_status(t, "active");
 	int err = ns_snapshot_take(&fs->ns, t->snap);
 	if (err) {
 		txn_free(t);
@@ -570,7 +592,7 @@ int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, str
 	}
 	t->next = fs->txns;
 	fs->txns = t;
-	write_record(fs, t); /* active: a restart finds it and records the outcome */
+	txn_write_record(fs, t); /* active: a restart finds it and records the outcome */
 	cJSON *f = cJSON_CreateObject();
 	ev_add_u64(f, "txn", t->id);
 	cJSON_AddStringToObject(f, "name", t->name);
@@ -633,7 +655,7 @@ static uint64_t hash_u64_at(const void *arr, uint32_t k)
 	return ((const uint64_t *)arr)[k] * 0x9e3779b97f4a7c15ull >> 7;
 }
 
-static int add_key(struct txn *t, uint64_t parent, const char *name, size_t len)
+int txn_add_key(struct txn *t, uint64_t parent, const char *name, size_t len)
 {
 	int err = index_grow(&t->keyidx, t->nkeys, hash_key_at, t->keys);
 	if (err)
@@ -670,9 +692,33 @@ static int set_add(uint64_t **arr, uint32_t *n, uint32_t *cap, struct txn_index 
 	return 0;
 }
 
-static int add_ino(struct txn *t, uint64_t ino)
+int txn_add_ino(struct txn *t, uint64_t ino)
 {
 	return set_add(&t->inos, &t->ninos, &t->capinos, &t->inoidx, ino);
+}
+
+bool txn_has_key(const struct txn *t, uint64_t parent, const char *name, size_t len)
+{
+	if (!t->keyidx.cap)
+		return false;
+	uint32_t i = (uint32_t)key_hash(parent, name, len) & (t->keyidx.cap - 1);
+	for (; t->keyidx.slot[i]; i = (i + 1) & (t->keyidx.cap - 1)) {
+		const struct txn_key *k = &t->keys[t->keyidx.slot[i] - 1];
+		if (k->parent == parent && strncmp(k->name, name, len) == 0 && !k->name[len])
+			return true;
+	}
+	return false;
+}
+
+bool txn_has_ino(const struct txn *t, uint64_t ino)
+{
+	if (!t->inoidx.cap)
+		return false;
+	uint32_t i = (uint32_t)hash_u64_at(&ino, 0) & (t->inoidx.cap - 1);
+	for (; t->inoidx.slot[i]; i = (i + 1) & (t->inoidx.cap - 1))
+		if (t->inos[t->inoidx.slot[i] - 1] == ino)
+			return true;
+	return false;
 }
 
 /* Whether ino existed in the main tree at S (else the view created it). */
@@ -695,25 +741,25 @@ static int note_write_set(struct txd_fs *fs, struct txn *t, const void *ops, uin
 		switch (op.op) {
 		case OP_DENT_SET:
 		case OP_DENT_DEL:
-			err = add_key(t, op.u.dent.parent, op.u.dent.name, op.u.dent.name_len);
+			err = txn_add_key(t, op.u.dent.parent, op.u.dent.name, op.u.dent.name_len);
 			break;
 		case OP_INODE:
 			if (S_ISDIR(op.u.inode.mode))
 				err = set_add(&t->dirs, &t->ndirs, &t->capdirs, &t->diridx, op.u.inode.ino);
 			else if (existed(fs, t, op.u.inode.ino))
-				err = add_ino(t, op.u.inode.ino);
+				err = txn_add_ino(t, op.u.inode.ino);
 			else
 				err = set_add(&t->created, &t->ncreated, &t->capcreated, &t->newidx,
 					      op.u.inode.ino);
 			break;
 		case OP_CONTENT:
 			if (existed(fs, t, op.u.content.ino))
-				err = add_ino(t, op.u.content.ino);
+				err = txn_add_ino(t, op.u.content.ino);
 			break;
 		case OP_XATTR_SET:
 		case OP_XATTR_DEL:
 			if (existed(fs, t, op.u.xattr.ino))
-				err = add_ino(t, op.u.xattr.ino);
+				err = txn_add_ino(t, op.u.xattr.ino);
 			break;
 		default:
 			break;
@@ -763,11 +809,11 @@ static void set_last_error(struct txn *t, const char *reason, const char *path)
 {
 	char e[TXN_LINE];
 	snprintf(t->last_error, sizeof(t->last_error), "busy reason=%s path=%s", reason,
-		 esc_path(path, e, sizeof(e)));
+		 txn_esc_path(path, e, sizeof(e)));
 	t->last_error_ns = fs_now_ns();
 }
 
-static void key_path(struct txd_fs *fs, const struct txn_key *k, char *buf, size_t cap)
+void txn_key_path(struct txd_fs *fs, const struct txn_key *k, char *buf, size_t cap)
 {
 	struct inode *p = ns_inode(&fs->ns, k->parent);
 	char dir[4096];
@@ -799,9 +845,9 @@ static int validate(struct txd_fs *fs, struct txn *t)
 				winner = d ? d->commit : wal_last_lsn(fs->wal);
 		}
 		if (winner) {
-			key_path(fs, key, path, sizeof(path));
-			set_status(t, "aborted conflict winner=%" PRIu64 " path=%s", winner,
-				   esc_path(path, e, sizeof(e)));
+			txn_key_path(fs, key, path, sizeof(path));
+			txn_set_status(t, "aborted conflict winner=%" PRIu64 " path=%s", winner,
+				       txn_esc_path(path, e, sizeof(e)));
 			return -EBUSY;
 		}
 	}
@@ -819,8 +865,8 @@ static int validate(struct txd_fs *fs, struct txn *t)
 			char dir[3600];
 			ns_path(&fs->ns, m, dir, sizeof(dir));
 			snprintf(path, sizeof(path), "%s/%s", dir, d->name);
-			set_status(t, "aborted conflict winner=%" PRIu64 " path=%s", d->commit,
-				   esc_path(path, e, sizeof(e)));
+			txn_set_status(t, "aborted conflict winner=%" PRIu64 " path=%s", d->commit,
+				       txn_esc_path(path, e, sizeof(e)));
 			return -EBUSY;
 		}
 	}
@@ -834,8 +880,9 @@ static int validate(struct txd_fs *fs, struct txn *t)
 			ns_path(&fs->ns, m, path, sizeof(path));
 		else if (v)
 			ns_path(&t->ns, v, path, sizeof(path)); /* removed in the main tree */
-		set_status(t, "aborted conflict winner=%" PRIu64 " path=%s",
-			   m ? m->head->commit : wal_last_lsn(fs->wal), esc_path(path, e, sizeof(e)));
+		txn_set_status(t, "aborted conflict winner=%" PRIu64 " path=%s",
+			       m ? m->head->commit : wal_last_lsn(fs->wal),
+			       txn_esc_path(path, e, sizeof(e)));
 		return -EBUSY;
 	}
 	return 0;
@@ -861,7 +908,7 @@ static bool main_writer(struct txd_fs *fs, struct txn *t, char *path, size_t cap
 			continue;
 		uint64_t ino = ns_lookup_at(p->dir, key->name, strlen(key->name), UINT64_MAX);
 		if (ino && fs->dt.has_writer(ns_inode(&fs->ns, ino))) {
-			key_path(fs, key, path, cap);
+			txn_key_path(fs, key, path, cap);
 			return true;
 		}
 	}
@@ -937,7 +984,7 @@ static bool in_sorted(const uint64_t *v, uint32_t n, uint64_t x)
 
 /* The directories of the write set that existed at S (sorted; malloc'd),
  * for log_ops: fs->lock held, O(ndirs). */
-static int old_dirs(struct txd_fs *fs, struct txn *t, uint64_t **out, uint32_t *n)
+int txn_old_dirs(struct txd_fs *fs, struct txn *t, uint64_t **out, uint32_t *n)
 {
 	*n = 0;
 	*out = malloc((t->ndirs + 1) * sizeof(**out));
@@ -953,7 +1000,7 @@ static int old_dirs(struct txd_fs *fs, struct txn *t, uint64_t **out, uint32_t *
 /* Copy the log, without the view's own directory attribute ops for
  * directories that existed at S (olddirs; merged_dirs states them). Reads
  * only t->log: runs without fs->lock while the log is frozen. */
-static int log_ops(const struct txn *t, const uint64_t *olddirs, uint32_t nold, struct rec_buf *b)
+int txn_log_ops(const struct txn *t, const uint64_t *olddirs, uint32_t nold, struct rec_buf *b)
 {
 	const uint8_t *p = t->log.ops + REC_HDR_SIZE, *end = t->log.ops + t->log.len;
 	if (!rec_reserve(b, t->log.len))
@@ -985,7 +1032,7 @@ static int log_ops(const struct txn *t, const uint64_t *olddirs, uint32_t nold, 
 
 /* Step 4: nothing of the old state stays visible through a node id that
  * will now show the new one. */
-static void publish(struct txd_fs *fs, struct txn *t)
+void txn_publish(struct txd_fs *fs, struct txn *t)
 {
 	for (uint32_t k = 0; k < t->ninos; k++) {
 		struct inode *m = ns_inode(&fs->ns, t->inos[k]);
@@ -1001,7 +1048,7 @@ static void publish(struct txd_fs *fs, struct txn *t)
 }
 
 /* Unlinked inodes the commit left behind (names removed in the view). */
-static void drop_dead(struct txd_fs *fs, struct txn *t)
+void txn_drop_dead(struct txd_fs *fs, struct txn *t)
 {
 	for (uint64_t k = 0; k < t->ns.tabsize; k++)
 		for (struct inode *in = t->ns.tab[k]; in; in = in->hnext) {
@@ -1014,7 +1061,7 @@ static void drop_dead(struct txd_fs *fs, struct txn *t)
 /* Block this thread (bounded) until no handle of the view is open for
  * writing: the synchronous form (txd_write); FUSE defers instead
  * (txn_commit_async). */
-static void wait_writers(struct txd_fs *fs, struct txn *t)
+void txn_wait_writers(struct txd_fs *fs, struct txn *t)
 {
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
@@ -1028,7 +1075,7 @@ static void wait_writers(struct txd_fs *fs, struct txn *t)
 
 /* Steps 1-2b of txn.h: 0 when the commit may go ahead. A lost conflict
  * aborts (final); busy cases leave the transaction active with last_error. */
-static int commit_checks(struct txd_fs *fs, struct txn *t)
+int txn_commit_checks(struct txd_fs *fs, struct txn *t)
 {
 	char path[4096];
 	if (view_writer(fs, t, path, sizeof(path))) {
@@ -1049,6 +1096,10 @@ static int commit_checks(struct txd_fs *fs, struct txn *t)
 	}
 	if (main_writer(fs, t, path, sizeof(path))) {
 		set_last_error(t, "main-tree-writer", path);
+		return -EBUSY;
+	}
+	if (dtc_overlap(fs, t, path, sizeof(path))) {
+		set_last_error(t, "prepared", path);
 		return -EBUSY;
 	}
 	return 0;
@@ -1090,7 +1141,7 @@ static int prebuild(struct txd_fs *fs, struct txn *t, pid_t pid, struct prebuilt
 	uint64_t *olddirs;
 	uint32_t nold;
 	struct fresh_set fresh = {0};
-	int err = old_dirs(fs, t, &olddirs, &nold);
+	int err = txn_old_dirs(fs, t, &olddirs, &nold);
 	if (err)
 		return err;
 	/* t->created and t->dirs grow only in txn_apply: frozen too */
@@ -1112,7 +1163,7 @@ static int prebuild(struct txd_fs *fs, struct txn *t, pid_t pid, struct prebuilt
 	qsort(fresh.v, fresh.n, sizeof(*fresh.v), cmp_ino);
 	rec_init(&pre->b, t->id, fs_now_ns(), (uint32_t)pid);
 	struct iovec iov;
-	err = log_ops(t, olddirs, nold, &pre->b);
+	err = txn_log_ops(t, olddirs, nold, &pre->b);
 	if (!err && (err = rec_finish(&pre->b, &iov)) > 0)
 		err = ns_prepare(pre->b.ops, (uint32_t)pre->b.len, fresh_ino, &fresh, &pre->prep);
 	free(olddirs);
@@ -1134,19 +1185,52 @@ static int prebuild(struct txd_fs *fs, struct txn *t, pid_t pid, struct prebuilt
 	return err;
 }
 
+/* The fence of a commit (txn.h "Fenced commits"), checked at the commit
+ * point: in the fs->lock hold that appends the record. The lease service's
+ * lock is taken under fs->lock (lease_get only reads). -ESTALE aborts t
+ * ("aborted fenced ..."), as a PostgreSQL COMMIT that fails rolls back. */
+static int fence_check(struct txd_fs *fs, struct txn *t, const struct txn_fence *fence)
+{
+	if (!fence || !fence->lease)
+		return 0;
+	struct lease_info li;
+	struct lease_svc *ls = fs->svc ? svc_lease(fs->svc) : NULL;
+	int err = ls ? lease_get(ls, fence->lease, &li) : -ENOENT;
+	if (!err && li.token == fence->token)
+		return 0;
+	char held[32] = "none";
+	if (!err)
+		snprintf(held, sizeof(held), "%" PRIu64, li.token);
+	txn_set_status(t, "aborted fenced lease=%s token=%" PRIu64 " held=%s", fence->lease,
+		       fence->token, held);
+	txn_end(fs, t, TXN_ABORTED);
+	cJSON *f = cJSON_CreateObject();
+	ev_add_u64(f, "txn", t->id);
+	cJSON_AddStringToObject(f, "reason", "fenced");
+	cJSON_AddStringToObject(f, "lease", fence->lease);
+	ev_add_u64(f, "token", fence->token);
+	ev_emit(fs->events, fs_now_ns(), "txn_abort", f);
+	return -ESTALE;
+}
+
 /* Steps 2-5 of txn.h once the view's writers are closed (or the wait gave
  * up). Busy cases leave the transaction active with last_error; a lost
  * conflict aborts it; repeated commits report the first outcome. A large
  * log is built without fs->lock (may_unlock; prebuild), and checked
  * again if the main tree changed meanwhile. */
-static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlock)
+static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlock,
+		      const struct txn_fence *fence)
 {
 	struct prebuilt pre = {0};
 	while (t->committing) /* another commit of t is building: its outcome */
 		pthread_cond_wait(&fs->txn_cv, &fs->lock);
 	if (t->state != TXN_ACTIVE)
 		return t->state == TXN_COMMITTED ? 0 : -EBUSY;
-	int err = commit_checks(fs, t);
+	/* a lost lease is the reason, before any conflict; checked again at
+	 * the commit point */
+	int err = fence_check(fs, t, fence);
+	if (!err)
+		err = txn_commit_checks(fs, t);
 	if (err)
 		return err;
 	if (may_unlock && t->log.nops >= TXN_PREBUILD_OPS) {
@@ -1154,9 +1238,9 @@ static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlo
 		if (t->state != TXN_ACTIVE) /* aborted meanwhile (rmdir, reaper) */
 			err = -EBUSY;
 		else if (!err && t->nwriters) /* opened for writing meanwhile */
-			err = commit_checks(fs, t);
+			err = txn_commit_checks(fs, t);
 		else if (!err && wal_last_lsn(fs->wal) != pre.lsn)
-			err = commit_checks(fs, t); /* the main tree moved on */
+			err = txn_commit_checks(fs, t); /* the main tree moved on */
 		if (err)
 			goto out;
 	}
@@ -1167,8 +1251,8 @@ static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlo
 			rec_init(&b, t->id, fs_now_ns(), (uint32_t)pid);
 			uint64_t *olddirs;
 			uint32_t nold;
-			if (!(err = old_dirs(fs, t, &olddirs, &nold))) {
-				err = log_ops(t, olddirs, nold, &b);
+			if (!(err = txn_old_dirs(fs, t, &olddirs, &nold))) {
+				err = txn_log_ops(t, olddirs, nold, &b);
 				free(olddirs);
 			}
 		} else {
@@ -1183,19 +1267,25 @@ static int commit_now(struct txd_fs *fs, struct txn *t, pid_t pid, bool may_unlo
 			rec_release(&b);
 			goto out;
 		}
-		publish(fs, t);
+		if ((err = fence_check(fs, t, fence))) {
+			rec_release(&b);
+			goto out;
+		}
+		txn_publish(fs, t);
 		struct wal_pos pos;
 		err = fs_commit_prep(fs, &b, pre.prep, &pos);
 		rec_release(&b);
 		if (err)
 			goto out;
 		lsn = pos.lsn;
+	} else if ((err = fence_check(fs, t, fence))) {
+		goto out;
 	}
 	t->commit_id = lsn;
 	t->last_error[0] = 0;
-	set_status(t, "committed %" PRIu64, lsn);
+	txn_set_status(t, "committed %" PRIu64, lsn);
 	txn_end(fs, t, TXN_COMMITTED);
-	drop_dead(fs, t);
+	txn_drop_dead(fs, t);
 	cJSON *f = cJSON_CreateObject();
 	ev_add_u64(f, "txn", t->id);
 	ev_add_u64(f, "commit", lsn);
@@ -1212,7 +1302,7 @@ out:
  * hold of fs->lock, which then syncs only what came meanwhile (usually
  * nothing), so other requests do not wait for the disk. fs->lock held;
  * dropped meanwhile. */
-static void sync_packs_unlocked(struct txd_fs *fs)
+void txn_sync_packs(struct txd_fs *fs)
 {
 	if (fs->opts.durability == TXD_DUR_NONE || !chunkstore_has_unsynced(fs->cs))
 		return;
@@ -1222,28 +1312,47 @@ static void sync_packs_unlocked(struct txd_fs *fs)
 	pthread_mutex_lock(&fs->lock);
 }
 
-int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
+static int commit_sync(struct txd_fs *fs, struct txn *t, pid_t pid,
+		       const struct txn_fence *fence)
 {
 	if (t->state == TXN_ACTIVE)
-		wait_writers(fs, t);
+		txn_wait_writers(fs, t);
 	if (t->state == TXN_ACTIVE && t->log.nops)
-		sync_packs_unlocked(fs);
+		txn_sync_packs(fs);
 	txn_get(t); /* across commit_now's unlocked build (the caller may hold none) */
-	int err = commit_now(fs, t, pid, true);
+	int err = commit_now(fs, t, pid, true, fence);
 	txn_put(fs, t);
 	if (!err)
 		fs_set_must_wait(); /* a transaction commit is durable before it returns */
 	return err;
 }
 
+int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid)
+{
+	return commit_sync(fs, t, pid, NULL);
+}
+
 int txn_commit_async(struct txd_fs *fs, struct txn *t, pid_t pid,
 		     void (*done)(void *arg, int err), void *arg)
 {
-	if (t->state != TXN_ACTIVE || !t->nwriters)
-		return txn_commit(fs, t, pid);
+	return txn_commit_fenced(fs, t, pid, NULL, done, arg);
+}
+
+int txn_commit_fenced(struct txd_fs *fs, struct txn *t, pid_t pid,
+		      const struct txn_fence *fence, void (*done)(void *arg, int err), void *arg)
+{
+	if (!done || t->state != TXN_ACTIVE || !t->nwriters)
+		return commit_sync(fs, t, pid, fence);
 	struct txn_wait *w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
+	if (fence && fence->lease) {
+		w->fence = *fence;
+		if (!(w->fence.lease = strdup(fence->lease))) {
+			free(w);
+			return -ENOMEM;
+		}
+	}
 	w->pid = pid;
 	w->deadline_ns = fs_now_ns() + TXN_BUSY_WAIT_MS * 1000000ull;
 	w->done = done;
@@ -1273,6 +1382,8 @@ int txn_cancel_wait(struct txd_fs *fs, void *arg)
 	if (owner)
 		txn_put(fs, owner);
 	pthread_mutex_unlock(&fs->lock);
+	if (found)
+		free((char *)found->fence.lease);
 	free(found);
 	return found ? 0 : -ENOENT;
 }
@@ -1303,7 +1414,7 @@ static struct txn_wait *due_waits(struct txd_fs *fs)
 				continue;
 			}
 			*pp = w->next;
-			w->err = commit_now(fs, t, w->pid, false); /* the list must hold */
+			w->err = commit_now(fs, t, w->pid, false, &w->fence); /* the list must hold */
 			w->next = NULL;
 			*tail = w;
 			tail = &w->next;
@@ -1319,13 +1430,14 @@ void txn_run_waits(struct txd_fs *fs)
 {
 	/* again after the callbacks: a close while fs->lock was free may have
 	 * signalled nobody */
-	for (struct txn_wait *ready; (sync_packs_unlocked(fs), ready = due_waits(fs));) {
+	for (struct txn_wait *ready; (txn_sync_packs(fs), ready = due_waits(fs));) {
 		pthread_mutex_unlock(&fs->lock);
 		fs_notify_flush(fs); /* the kernel drops what the commits replaced */
 		while (ready) {
 			struct txn_wait *w = ready;
 			ready = w->next;
 			w->done(w->arg, w->err);
+			free((char *)w->fence.lease);
 			free(w);
 		}
 		pthread_mutex_lock(&fs->lock);
@@ -1336,7 +1448,7 @@ void txn_abort(struct txd_fs *fs, struct txn *t, const char *reason)
 {
 	if (t->state != TXN_ACTIVE)
 		return;
-	set_status(t, "aborted %s", reason);
+	txn_set_status(t, "aborted %s", reason);
 	txn_end(fs, t, TXN_ABORTED);
 	cJSON *f = cJSON_CreateObject();
 	ev_add_u64(f, "txn", t->id);
@@ -1344,19 +1456,22 @@ void txn_abort(struct txd_fs *fs, struct txn *t, const char *reason)
 	ev_emit(fs->events, fs_now_ns(), "txn_abort", f);
 }
 
-void txn_remove(struct txd_fs *fs, struct txn *t)
+int txn_remove(struct txd_fs *fs, struct txn *t)
 {
+	if (t->state == TXN_PREPARED)
+		return -EBUSY; /* only the decision ends it */
 	txn_abort(fs, t, "rmdir");
 	if (t->listed) {
 		t->listed = false;
 		txn_put(fs, t);
 	}
+	return 0;
 }
 
 char *txn_info_json(struct txd_fs *fs, const struct txn *t)
 {
 	(void)fs;
-	static const char *const names[] = {"active", "committed", "aborted"};
+	static const char *const names[] = {"active", "committed", "aborted", "prepared"};
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
 		return NULL;
@@ -1379,6 +1494,11 @@ char *txn_info_json(struct txd_fs *fs, const struct txn *t)
 	cJSON_AddNumberToObject(o, "ops", t->log.nops);
 	cJSON_AddNumberToObject(o, "entries_changed", t->nkeys);
 	cJSON_AddNumberToObject(o, "files_changed", t->ninos + t->ncreated);
+	cJSON_AddItemToObject(o, "proposal",
+			      t->proposal ? cJSON_CreateString(t->proposal) : cJSON_CreateNull());
+	cJSON_AddItemToObject(o, "participant",
+			      t->participant ? cJSON_CreateString(t->participant) : cJSON_CreateNull());
+	cJSON_AddBoolToObject(o, "in_doubt", t->in_doubt);
 	char *text = cJSON_PrintUnformatted(o), *out = NULL;
 	cJSON_Delete(o);
 	if (text && asprintf(&out, "%s\n", text) < 0)

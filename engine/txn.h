@@ -41,12 +41,40 @@
  *   5. the caller (FUSE) waits until the record is durable before replying
  *      (txd_commit_needs_wait is true after a transaction commit).
  * A failed commit applies nothing. status is one line (SPEC §4): "active",
- * "committed ID" or "aborted REASON key=value... path=P" — REASON one word
- * (conflict, request, rmdir, abandoned, snapshot-too-old, restart), the
- * path last with '\n' and '\\' escaped: "aborted conflict winner=12 path=/a b".
- * last_error (info.json) has the same shape: "busy reason=open-in-view
- * path=/f" or "busy reason=main-tree-writer path=/f". Committing again
+ * "prepared P" (dtc.h), "committed ID" or "aborted REASON key=value...
+ * path=P" — REASON one word (conflict, request, rmdir, abandoned,
+ * snapshot-too-old, restart, fenced, decision), the path (or another free
+ * text: a decision's reason) last with '\n' and '\\' escaped: "aborted
+ * conflict winner=12 path=/a b". last_error (info.json) has the same shape:
+ * "busy reason=open-in-view path=/f", "busy reason=main-tree-writer
+ * path=/f" or "busy reason=prepared path=/f" (dtc.h D2). Committing again
  * reports the outcome again: 0 once committed, EBUSY once aborted.
+ *
+ * Fenced commits (SPEC §4): "commit if-lease NAME TOKEN" commits only while
+ * lease NAME is held (lease.h: HELD, visible) with fencing token TOKEN. The
+ * lease is looked up (lease_get) at the commit point — in the same fs->lock
+ * hold that appends the record, after the record is built, the packs synced
+ * and every other check passed — so nothing can be refused after it. A
+ * release racing the commit does not take fs->lock, so it may land in the
+ * log just before the commit record; but every later fenced commit — a
+ * successor's, whose token the grant after that release handed out — takes
+ * fs->lock after this hold: fenced commits are applied in the order their
+ * checks ran, and a commit whose check ran after the holder lost its lease
+ * is refused. A refused fenced commit is final, as a PostgreSQL COMMIT that
+ * fails rolls the transaction back: -ESTALE, nothing applied, status
+ * "aborted fenced lease=NAME token=T held=U|none" (event txn_abort with
+ * reason "fenced"); committing again reports EBUSY (T7). A malformed
+ * command (name per SPEC §6, token a decimal > 0) is -EINVAL and changes
+ * nothing. The fence is also checked first, before the conflict checks, so a
+ * holder that lost its lease learns that (ESTALE) rather than a conflict with
+ * its successor. Lock order: fs->lock → the lease service's lock (lease_get is a
+ * read: it never logs, so it holds that lock only briefly — but it can wait
+ * behind a grant that holds it across a RESERVE fsync, once per token
+ * block; that is deadlock-free, since nothing holding the lease lock takes
+ * fs->lock and the WAL's sync thread wakes synchronous waiters before it
+ * runs callbacks that may take fs->lock).
+ *
+ * Prepared transactions (TXN_PREPARED, "prepare P as NAME"): dtc.h.
  *
  * Invariants.
  *  T1 A view sees exactly the main tree as of S plus its own changes.
@@ -62,8 +90,10 @@
  *     logged.
  *  T6 A commit that fails only because a file is open for writing (in the
  *     view past the bound, or in the main tree on its write set) leaves the
- *     transaction active, with last_error naming the file; only a lost
- *     conflict (or abort, rmdir, the reaper, a restart) ends it.
+ *     transaction active, with last_error naming the file, and so does one
+ *     that touches a prepared transaction's write set (dtc.h D2); only a
+ *     lost conflict or a refused fence (or abort, rmdir, the reaper, a
+ *     restart) ends it.
  *  T7 Committing an ended transaction reports its outcome again: 0 once
  *     committed, EBUSY once aborted.
  *  T8 No thread waits for a view's writers on behalf of a deferred commit
@@ -93,7 +123,7 @@ struct txd_fs;
 
 #define TXN_LINE 8448 /* a status line: a 4 KiB path escaped, and details */
 
-enum txn_state { TXN_ACTIVE, TXN_COMMITTED, TXN_ABORTED };
+enum txn_state { TXN_ACTIVE, TXN_COMMITTED, TXN_ABORTED, TXN_PREPARED };
 
 struct txn_key { /* a directory entry of the write set */
 	uint64_t parent;
@@ -101,6 +131,11 @@ struct txn_key { /* a directory entry of the write set */
 };
 
 struct txn_wait; /* a deferred commit (txn_commit_async) */
+
+struct txn_fence { /* "commit if-lease NAME TOKEN"; lease NULL: unfenced */
+	const char *lease;
+	uint64_t token;
+};
 
 struct txn {
 	struct txn *next;      /* fs->txns */
@@ -135,6 +170,15 @@ struct txn {
 	uint32_t nopen;        /* open handles in the view */
 	uint64_t idle_since_ns; /* owners gone and nothing open since then */
 	uint64_t began_ns, ended_ns, commit_id;
+	/* prepared (TXN_PREPARED, dtc.h) */
+	char *proposal, *participant;
+	uint8_t *prep;         /* its WAL_REC_PREPARE payload: resolve and checkpoints */
+	uint32_t prep_len;
+	uint64_t prep_lsn;
+	uint64_t *pdirs, *prmdirs; /* directories it changes / removes (sorted) */
+	uint32_t npdirs, nprmdirs;
+	bool snap_released;    /* S released at prepare (or never taken: replayed) */
+	bool in_doubt;         /* rebuilt from the log: no view, no creator */
 };
 
 /* Begin: snapshot, empty view with the root copied up. -EEXIST (name),
@@ -162,6 +206,11 @@ int txn_commit(struct txd_fs *fs, struct txn *t, pid_t pid);
  * (done is not called). */
 int txn_commit_async(struct txd_fs *fs, struct txn *t, pid_t pid,
 		     void (*done)(void *arg, int err), void *arg);
+/* txn_commit_async (done NULL: txn_commit) with a fence (may be NULL):
+ * -ESTALE when the lease is not held with the token at the commit point
+ * ("Fenced commits" above). */
+int txn_commit_fenced(struct txd_fs *fs, struct txn *t, pid_t pid,
+		      const struct txn_fence *fence, void (*done)(void *arg, int err), void *arg);
 /* Withdraw the deferred commit registered with arg (FUSE_INTERRUPT): 0 and
  * done is never called, nothing applied; -ENOENT when it is already
  * completing (done will be called). Takes fs->lock. */
@@ -173,8 +222,10 @@ void txn_run_waits(struct txd_fs *fs);
  * waiting for it. */
 void txn_writer_closed(struct txd_fs *fs, struct txn *t);
 void txn_abort(struct txd_fs *fs, struct txn *t, const char *reason);
-/* rmdir: abort if active, unlist; freed when unreferenced. */
-void txn_remove(struct txd_fs *fs, struct txn *t);
+/* rmdir: abort if active, unlist; freed when unreferenced. -EBUSY (and
+ * nothing done) while prepared. */
+int txn_remove(struct txd_fs *fs, struct txn *t);
+
 void txn_get(struct txn *t);
 void txn_put(struct txd_fs *fs, struct txn *t);
 void txn_free_all(struct txd_fs *fs);

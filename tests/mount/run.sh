@@ -13,6 +13,7 @@
 # then leasework (leases across 50 processes, holders and the server SIGKILLed),
 # then vote.sh and votework.sh (two-phase commit; the latter with SIGKILLs),
 # then state.sh (the global state document, 8 compare-and-swap writers).
+# then dtc.sh (fenced commits and prepared transactions).
 # A case that cannot run here (not root, no setpriv) is skipped, not passed:
 # it prints "# SKIP WHAT: REASON" (tests/check.sh collects those lines) and
 # counts in N skipped. The last line is "N passed, N failed, N skipped";
@@ -20,7 +21,8 @@
 #
 # MOUNT_PARTS (default: all of them) runs only the named parts, so that
 # tests/check.sh can run one pass's mount suite as two jobs side by side:
-#   progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait lease leasework vote votework state
+#   progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait
+#   lease leasework vote votework state dtc
 # (progs: the tests/mount programs, native and mount).
 # MOUNT_NATIVE=0 leaves out the runs against the native directory alone (the
 # programs' [native] runs, fsx's native control): they test the tests, which
@@ -34,7 +36,7 @@ export TXDIRFS MOUNTCTL TXDIR_BUILD
 MOUNT_OPTS=allow_other,default_permissions
 PROG_TIMEOUT=${PROG_TIMEOUT:-240}
 
-MOUNT_PARTS=${MOUNT_PARTS:-progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait lease leasework vote votework state}
+MOUNT_PARTS=${MOUNT_PARTS:-progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait lease leasework vote votework state dtc}
 part() { [[ " $MOUNT_PARTS " == *" $1 "* ]]; } # whether PART is to run
 
 # Per-phase time: "# time LABEL: W s wall, C s cpu" where cpu is the user+sys
@@ -235,6 +237,13 @@ if part txnwait; then
 	phase_begin
 	run_prog "txnwait.sh" bash "$HERE/txnwait.sh"
 	phase_end txnwait.sh
+fi
+
+# Fenced commits and prepared transactions (issue 11 items 4, 4b).
+if part dtc; then
+	phase_begin
+	run_prog "dtc.sh" bash "$HERE/dtc.sh"
+	phase_end dtc.sh
 fi
 
 if part lease; then
