@@ -21,9 +21,27 @@
 #define SYS_pidfd_open 434
 #endif
 
+/* The identity cache (P1 at one /proc read): thread (tid, its start time)
+ * -> its process (tgid, the tgid's start time). A thread never changes
+ * process (an exec by a non-leader thread takes the leader's pid and keeps
+ * the leader's start time), so an entry is valid while a thread tid with
+ * the same start time exists: proc_identify reads /proc/TID/stat (the
+ * check) and, on a hit, nothing else. Only identity is cached, never uids
+ * or parents (credentials change: setuid, reparenting). Direct-mapped by
+ * tid; a miss overwrites. */
+#define PROC_CACHE 64
+
+struct proc_cached {
+	uint32_t tid, tgid;
+	uint64_t tid_start, tgid_start;
+};
+
 struct proc {
 	char root[256];
 	uint8_t boot[PROC_BOOT_LEN];
+	pthread_mutex_t cache_lock;  /* a leaf */
+	struct proc_cached cache[PROC_CACHE];
+	_Atomic uint64_t hits, misses;
 };
 
 /* /proc files report size 0: read until EOF through the os table. */
@@ -94,12 +112,14 @@ int proc_open(const char *root, struct proc **out)
 	if (!p)
 		return -ENOMEM;
 	snprintf(p->root, sizeof(p->root), "%s", root ? root : "/proc");
+	pthread_mutex_init(&p->cache_lock, NULL);
 	r = read_text(p, "sys/kernel/random/boot_id", buf, sizeof(buf));
 	if (r == -ESRCH)
 		r = -ENOENT;
 	if (!r)
 		r = parse_boot(buf, p->boot);
 	if (r) {
+		pthread_mutex_destroy(&p->cache_lock);
 		free(p);
 		return r;
 	}
@@ -109,7 +129,16 @@ int proc_open(const char *root, struct proc **out)
 
 void proc_close(struct proc *p)
 {
+	if (!p)
+		return;
+	pthread_mutex_destroy(&p->cache_lock);
 	free(p);
+}
+
+void proc_cache_stats(struct proc *p, uint64_t *hits, uint64_t *misses)
+{
+	*hits = p->hits;
+	*misses = p->misses;
 }
 
 void proc_boot(const struct proc *p, uint8_t boot[PROC_BOOT_LEN])
@@ -177,24 +206,74 @@ static int read_stat(struct proc *p, uint32_t pid, uint64_t *start, char *state)
 	return 0;
 }
 
-int proc_identify(struct proc *p, uint32_t tid, struct proc_id *out)
+/* P1 without the cache: Tgid from /proc/TID/status, then the Tgid's
+ * start time (tid_start when the thread is the process itself). */
+static int identify_slow(struct proc *p, uint32_t tid, uint64_t tid_start, struct proc_id *out)
 {
 	char buf[4096], state;
 	uint32_t tgid;
+	int r = read_status(p, tid, buf, sizeof(buf));
+
+	if (!r)
+		r = status_field(buf, "Tgid", &tgid);
+	if (r)
+		return r;
+	out->pid = tgid;
+	if (tgid == tid && tid_start)
+		out->start = tid_start;
+	else if ((r = read_stat(p, tgid, &out->start, &state)))
+		return r;
+	return 0;
+}
+
+/* P1; *own_state: the state of the process read on the way when tid is
+ * the process itself (then also the liveness check), else 0. */
+static int identify(struct proc *p, uint32_t tid, struct proc_id *out, char *own_state)
+{
+	uint64_t tid_start = 0;
+	char state;
 	int r;
 
+	*own_state = 0;
 	if (tid == 0)
 		return -ESRCH;
-	r = read_status(p, tid, buf, sizeof(buf));
-	if (r)
-		return r;
-	r = status_field(buf, "Tgid", &tgid);
-	if (r)
-		return r;
 	memset(out, 0, sizeof(*out));
-	out->pid = tgid;
 	memcpy(out->boot, p->boot, PROC_BOOT_LEN);
-	return read_stat(p, tgid, &out->start, &state);
+	/* a (faked) /proc may have a thread's status without its stat: then
+	 * no cache, as before it */
+	r = read_stat(p, tid, &tid_start, &state);
+	if (r == -EINVAL)
+		return r;
+	if (r)
+		return identify_slow(p, tid, 0, out);
+	struct proc_cached *c = &p->cache[tid % PROC_CACHE];
+	pthread_mutex_lock(&p->cache_lock);
+	bool hit = c->tid == tid && c->tid_start == tid_start;
+	if (hit) {
+		out->pid = c->tgid;
+		out->start = c->tgid_start;
+	}
+	pthread_mutex_unlock(&p->cache_lock);
+	if (hit) {
+		p->hits++;
+	} else {
+		p->misses++;
+		if ((r = identify_slow(p, tid, tid_start, out)))
+			return r;
+		pthread_mutex_lock(&p->cache_lock);
+		*c = (struct proc_cached){.tid = tid, .tgid = out->pid, .tid_start = tid_start,
+					  .tgid_start = out->start};
+		pthread_mutex_unlock(&p->cache_lock);
+	}
+	if (out->pid == tid)
+		*own_state = state;
+	return 0;
+}
+
+int proc_identify(struct proc *p, uint32_t tid, struct proc_id *out)
+{
+	char state;
+	return identify(p, tid, out, &state);
 }
 
 bool proc_alive(struct proc *p, const struct proc_id *id)
@@ -242,14 +321,19 @@ bool proc_descends(struct proc *p, uint32_t pid, uint32_t anc)
 int proc_may_act_for(struct proc *p, uint32_t caller_uid, uint32_t target,
 		     struct proc_id *id)
 {
+	char buf[4096], state;
 	uint32_t uid;
-	int r = proc_identify(p, target, id);
+	int r = identify(p, target, id, &state);
 
 	if (r)
 		return r == -EINVAL ? -ESRCH : r;
-	if (!proc_alive(p, id))
+	/* P2: a zombie has exited; a thread's process is checked on its own */
+	if (state ? state == 'Z' || state == 'X' : !proc_alive(p, id))
 		return -ESRCH;
-	r = proc_owner(p, id->pid, &uid, NULL);
+	/* the real uid now (never cached: credentials change) */
+	r = read_status(p, id->pid, buf, sizeof(buf));
+	if (!r)
+		r = status_field(buf, "Uid", &uid);
 	if (r)
 		return -ESRCH;
 	return caller_uid == 0 || caller_uid == uid ? 0 : -EPERM;

@@ -16,7 +16,11 @@
  * Invariants.
  *  P1 proc_identify maps a thread id to its process (Tgid in
  *     /proc/TID/status) before anything else: FUSE reports the calling
- *     thread's id, and every check is about the process.
+ *     thread's id, and every check is about the process. The mapping is
+ *     cached per (tid, the thread's start time): a thread never changes
+ *     process, so one read of /proc/TID/stat (is this still the same
+ *     thread?) answers a repeat caller. Uids and parents are never cached
+ *     (credentials change): proc_may_act_for reads the target's status.
  *  P2 proc_alive(id) is true only if a process with id.pid exists now, has
  *     the same start time and the boot id is the current one: a reused pid
  *     (same pid, other start time) is dead; after a reboot every recorded
@@ -65,6 +69,9 @@ void proc_boot(const struct proc *p, uint8_t boot[PROC_BOOT_LEN]);
 /* P1: the process id of thread tid (its Tgid), with start time and boot id.
  * -ESRCH if there is no such thread, -EINVAL if /proc's text is garbled. */
 int proc_identify(struct proc *p, uint32_t tid, struct proc_id *out);
+
+/* The identity cache's hits and misses since proc_open (tests, profiling). */
+void proc_cache_stats(struct proc *p, uint64_t *hits, uint64_t *misses);
 
 /* P2. */
 bool proc_alive(struct proc *p, const struct proc_id *id);

@@ -90,6 +90,51 @@ Test(proc, P1_thread_id_maps_to_its_process)
 	proc_close(p);
 }
 
+static void unput(const char *rel)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	cr_assert_eq(unlink(path), 0, "%s", path);
+}
+
+/* P1's cache: a repeat caller costs one read of its stat (the status file
+ * may be gone: the answer comes from the cache); a reused tid (other start
+ * time) is identified afresh; uids are never cached. */
+Test(proc, P1_identity_is_cached_per_thread_and_start_time)
+{
+	struct proc *p;
+	struct proc_id id;
+	uint64_t hits, misses;
+
+	fake(500, 500, 1, 1000, 100, 'S');
+	fake(501, 500, 1, 1000, 101, 'S');   /* a thread of 500 */
+	cr_assert_eq(proc_open(root, &p), 0);
+	cr_assert_eq(proc_identify(p, 501, &id), 0);
+	cr_assert_eq(id.pid, 500);
+	unput("501/status");
+	unput("500/stat");
+	cr_assert_eq(proc_identify(p, 501, &id), 0, "the cache answers: only 501/stat is read");
+	cr_assert_eq(id.pid, 500);
+	cr_assert_eq(id.start, 100);
+	proc_cache_stats(p, &hits, &misses);
+	cr_assert_eq(hits, 1);
+	cr_assert_eq(misses, 1);
+	/* tid 501 reused by a thread of another process */
+	fake(600, 600, 1, 2000, 200, 'S');
+	fake(501, 600, 1, 2000, 201, 'S');
+	cr_assert_eq(proc_identify(p, 501, &id), 0);
+	cr_assert_eq(id.pid, 600, "a reused tid is not the cached thread");
+	cr_assert_eq(id.start, 200);
+	/* may_act_for reads the uid now, cached identity or not */
+	fake(700, 700, 1, 1000, 300, 'S');
+	cr_assert_eq(proc_may_act_for(p, 1000, 700, &id), 0);
+	fake(700, 700, 1, 1001, 300, 'S');   /* setuid: same process, other uid */
+	cr_assert_eq(proc_may_act_for(p, 1000, 700, &id), -EPERM);
+	fake(700, 700, 1, 1001, 300, 'Z');
+	cr_assert_eq(proc_may_act_for(p, 1001, 700, &id), -ESRCH, "a zombie is dead");
+	proc_close(p);
+}
+
 Test(proc, P2_reused_pid_is_dead)
 {
 	struct proc *p;
