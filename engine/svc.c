@@ -48,6 +48,7 @@ struct svc {
  * and release; before anything new happens, those whose event the log lacks
  * are emitted again, with the record's own time and "derived": true. */
 struct replayed {
+	uint8_t kind;               /* LREC_GRANT, LREC_RENEW, LREC_RELEASE */
 	bool grant;
 	uint8_t how;
 	uint32_t pid, uid, by_pid, by_uid;
@@ -68,15 +69,26 @@ static uint32_t le32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* A replayed GRANT or RELEASE (lease.h "Record encoding"; lease_replay has
- * checked its lengths). */
+/* A replayed GRANT, RENEW or RELEASE (lease.h "Record encoding";
+ * lease_replay has checked its lengths). A RENEW is noted only with its
+ * renewed_ns (its event's time and identity) and while its grant is held
+ * (L7 applied it: the holder comes from there). */
 static void note_replayed(struct svc *s, const uint8_t *p, size_t len)
 {
-	if (len < 8 || (p[1] != LREC_GRANT && p[1] != LREC_RELEASE))
+	if (len < 8 || (p[1] != LREC_GRANT && p[1] != LREC_RELEASE && p[1] != LREC_RENEW))
 		return;
-	size_t fixed = p[1] == LREC_GRANT ? 72 : 48, nlen = (size_t)(p[2] | p[3] << 8);
+	size_t fixed = p[1] == LREC_GRANT ? 72 : p[1] == LREC_RENEW ? 40 : 48;
+	size_t nlen = (size_t)(p[2] | p[3] << 8);
 	if (len != fixed + nlen || nlen > LEASE_NAME_MAX)
 		return;
+	struct lease_info li = {0};
+	if (p[1] == LREC_RENEW) {
+		char name[LEASE_NAME_MAX + 1];
+		memcpy(name, p + fixed, nlen);
+		name[nlen] = 0;
+		if (!le64(p + 32) || lease_get(s->lease, name, &li) || li.token != le64(p + 8))
+			return;
+	}
 	if (s->nrp == s->caprp) {
 		size_t cap = s->caprp ? 2 * s->caprp : 64;
 		struct replayed *n = realloc(s->rp, cap * sizeof(*n));
@@ -87,10 +99,17 @@ static void note_replayed(struct svc *s, const uint8_t *p, size_t len)
 	}
 	struct replayed *r = &s->rp[s->nrp++];
 	memset(r, 0, sizeof(*r));
+	r->kind = p[1];
 	r->grant = p[1] == LREC_GRANT;
 	r->token = le64(p + 8);
 	memcpy(r->name, p + fixed, nlen);
-	if (r->grant) {
+	if (r->kind == LREC_RENEW) {
+		r->uid = li.uid;
+		r->pid = li.holder.pid;
+		r->start = li.holder.start;
+		r->ttl_ns = le64(p + 16);
+		r->time_ns = le64(p + 32);
+	} else if (r->grant) {
 		r->uid = le32(p + 16);
 		r->pid = le32(p + 20);
 		r->start = le64(p + 24);
@@ -116,16 +135,25 @@ static bool has(const uint64_t *v, size_t n, uint64_t t)
 	return n && bsearch(&t, v, n, sizeof(*v), cmp_u64);
 }
 
-/* The tokens of the grant and of the release events in the log. */
-static int logged_tokens(struct svc *s, uint64_t **g, size_t *ng, uint64_t **r, size_t *nr)
+/* The tokens of the grant and of the release events in the log, and the
+ * renewed_ns of its renew events (a renew's identity: the token has many). */
+struct logged {
+	uint64_t *g, *r, *rn;
+	size_t ng, nr, nrn;
+};
+
+static int logged_tokens(struct svc *s, struct logged *lg)
 {
 	char *txt = NULL;
 	size_t len = 0;
 	int err = ev_render(s->events, 0, NULL, NULL, 0, &txt, &len);
+	uint64_t **g = &lg->g, **r = &lg->r;
+	size_t *ng = &lg->ng, *nr = &lg->nr;
 	*g = calloc(s->nrp + 1, sizeof(**g));
 	*r = calloc(s->nrp + 1, sizeof(**r));
-	*ng = *nr = 0;
-	if (err || !*g || !*r) {
+	lg->rn = calloc(s->nrp + 1, sizeof(*lg->rn));
+	*ng = *nr = lg->nrn = 0;
+	if (err || !*g || !*r || !lg->rn) {
 		free(txt);
 		return err ? err : -ENOMEM; /* the caller frees *g and *r */
 	}
@@ -138,13 +166,26 @@ static int logged_tokens(struct svc *s, uint64_t **g, size_t *ng, uint64_t **r, 
 		cJSON *o = cJSON_Parse(line);
 		const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
 		const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "token");
-		if (cJSON_IsString(t) && cJSON_IsNumber(k)) {
+		const cJSON *rn = cJSON_GetObjectItemCaseSensitive(o, "renewed_ns");
+		if (cJSON_IsString(t) && cJSON_IsNumber(k) && cJSON_IsNumber(rn) &&
+		    strcmp(t->valuestring, "lease_renew") == 0) {
+			/* doubles: the same u64 rounds the same way; renews of one
+			 * token are a sync apart, never 256 ns */
+			for (size_t i = 0; i < s->nrp && lg->nrn < s->nrp; i++)
+				if (s->rp[i].kind == LREC_RENEW &&
+				    (double)s->rp[i].token == k->valuedouble &&
+				    (double)s->rp[i].time_ns == rn->valuedouble) {
+					lg->rn[lg->nrn++] = s->rp[i].time_ns;
+					break;
+				}
+		} else if (cJSON_IsString(t) && cJSON_IsNumber(k)) {
 			bool grant = strcmp(t->valuestring, "lease_grant") == 0;
 			bool rel = !grant && cJSON_GetObjectItemCaseSensitive(o, "how");
 			uint64_t tok = (uint64_t)k->valuedouble;
 			/* only tokens replay can ask about: the arrays stay small */
 			for (size_t i = 0; i < s->nrp; i++)
-				if (s->rp[i].token == tok && s->rp[i].grant == grant && (grant || rel)) {
+				if (s->rp[i].kind != LREC_RENEW && s->rp[i].token == tok &&
+				    s->rp[i].grant == grant && (grant || rel)) {
 					if (grant)
 						(*g)[(*ng)++] = tok;
 					else
@@ -159,6 +200,7 @@ static int logged_tokens(struct svc *s, uint64_t **g, size_t *ng, uint64_t **r, 
 	free(txt);
 	qsort(*g, *ng, sizeof(**g), cmp_u64);
 	qsort(*r, *nr, sizeof(**r), cmp_u64);
+	qsort(lg->rn, lg->nrn, sizeof(*lg->rn), cmp_u64);
 	return 0;
 }
 
@@ -167,8 +209,10 @@ static void log_event(struct svc *s, const struct lease_event *ev, uint64_t time
 
 static void emit_replayed(struct svc *s, const struct replayed *p)
 {
-	struct lease_event ev = {.kind = p->grant ? LEV_GRANT : LEV_RELEASE,
-				 .how = (enum lease_end)p->how};
+	struct lease_event ev = {.kind = p->kind == LREC_RENEW ? LEV_RENEW
+					 : p->grant ? LEV_GRANT : LEV_RELEASE,
+				 .how = (enum lease_end)p->how,
+				 .time_ns = p->kind == LREC_RENEW ? p->time_ns : 0};
 	snprintf(ev.lease.name, sizeof(ev.lease.name), "%s", p->name);
 	ev.lease.token = p->token;
 	ev.lease.holder.pid = p->pid;
@@ -185,17 +229,20 @@ static void derive_dead(struct svc *s);
 
 static void derive_events(struct svc *s)
 {
-	uint64_t *g = NULL, *r = NULL;
-	size_t ng = 0, nr = 0;
-	if (s->nrp && s->events && !logged_tokens(s, &g, &ng, &r, &nr)) {
+	struct logged lg = {0};
+	if (s->nrp && s->events && !logged_tokens(s, &lg)) {
 		for (size_t i = 0; i < s->nrp; i++) {
 			const struct replayed *p = &s->rp[i];
-			if (!(p->grant ? has(g, ng, p->token) : has(r, nr, p->token)))
+			bool logged = p->kind == LREC_RENEW ? has(lg.rn, lg.nrn, p->time_ns)
+				      : p->grant ? has(lg.g, lg.ng, p->token)
+				      : has(lg.r, lg.nr, p->token);
+			if (!logged)
 				emit_replayed(s, p);
 		}
 	}
-	free(g);
-	free(r);
+	free(lg.g);
+	free(lg.r);
+	free(lg.rn);
 	if (s->nrp && s->events)
 		derive_dead(s);
 	free(s->rp);
@@ -238,6 +285,8 @@ static void log_event(struct svc *s, const struct lease_event *ev, uint64_t time
 	case LEV_RENEW:
 		type = "lease_renew";
 		add_holder(o, &ev->lease);
+		if (ev->time_ns)
+			ev_add_u64(o, "renewed_ns", ev->time_ns); /* V5: its identity */
 		break;
 	case LEV_RELEASE:
 		type = ev->how == LEASE_END_BREAK ? "lease_break"
@@ -275,7 +324,9 @@ static void dead_note_release(const struct lease_event *ev);
 static void on_event(void *arg, const struct lease_event *ev)
 {
 	struct svc *s = arg;
-	log_event(s, ev, txd_os->now_realtime_ns(), false);
+	uint64_t when = ev->kind == LEV_RENEW && ev->time_ns ? ev->time_ns
+			: txd_os->now_realtime_ns();
+	log_event(s, ev, when, false);
 	if (ev->kind == LEV_RELEASE)
 		dead_note_release(ev);
 	void (*fn)(void *, const struct lease_event *) = s->listener;

@@ -32,9 +32,13 @@
  *     durability != none: lease L3), before the caller is answered. The
  *     event log is fsynced at checkpoints only, so a power cut can keep a
  *     record and lose its event: svc_start emits again, once, with the
- *     record's time and "derived": true, the grant and release events the
- *     log lacks for the records replayed after the checkpoint (renews are
- *     not derived).
+ *     record's time and "derived": true, the grant, renew and release
+ *     events the log lacks for the records replayed after the checkpoint.
+ *     A renew event carries its record's renewed_ns (lease.h), which is
+ *     also its time: a token has many renews, (token, renewed_ns) names
+ *     one. A renew of a grant that replay then saw end is derived too
+ *     (before its release, in log order); a RENEW written before
+ *     renewed_ns existed is not.
  *  V6 Every cleanup of a dead process (the death watcher's, within 1 s of
  *     the death; start-up's for holders that died while the server was
  *     down or before a reboot, lease L8) that released a lease or withdrew

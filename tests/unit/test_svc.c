@@ -55,6 +55,17 @@ static int drop(struct txd_fs *fs, const char *name)
 	return err ? err : txd_rmdir(fs, &me, dir, name);
 }
 
+/* touch active/PID/name: a renew (SPEC §5). */
+static int renew(struct txd_fs *fs, const char *name)
+{
+	char path[128];
+	uint64_t node;
+	struct txd_setattr sa = {.valid = TXD_SET_MTIME_NOW};
+	snprintf(path, sizeof(path), "%s/%s", active, name);
+	int err = tt_resolve(fs, path, NULL, NULL, &node);
+	return err ? err : txd_setattr(fs, &me, node, &sa, 0, NULL);
+}
+
 /* The token of name held by this process; 0 if not held. */
 static uint64_t token_of(struct txd_fs *fs, const char *name)
 {
@@ -464,7 +475,7 @@ static int count_in(const char *store, const char *needle)
 	return n;
 }
 
-Test(svc, V5_events_of_replayed_grants_and_releases_are_derived_once)
+Test(svc, V5_events_of_replayed_grants_renews_and_releases_are_derived_once)
 {
 	char *store = tt_mkstore();
 	struct txd_fs *fs;
@@ -473,7 +484,11 @@ Test(svc, V5_events_of_replayed_grants_and_releases_are_derived_once)
 	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
 	cr_assert_eq(grab(fs, "e1"), 0);
 	cr_assert_eq(grab(fs, "e2"), 0);
+	cr_assert_eq(renew(fs, "e1"), 0);
+	cr_assert_eq(renew(fs, "e2"), 0);
+	cr_assert_eq(renew(fs, "e2"), 0);
 	cr_assert_eq(drop(fs, "e1"), 0);
+	cr_assert_eq(count_in(store, "\"type\":\"lease_renew\""), 3);
 	faultos_crash(); /* no checkpoint at close: replay has the records */
 	txd_fs_close(fs);
 	faultos_revive();
@@ -488,7 +503,11 @@ Test(svc, V5_events_of_replayed_grants_and_releases_are_derived_once)
 		cr_assert_eq(count_in(store, "\"type\":\"lease_grant\",\"name\":\"e2\""), 1);
 		cr_assert_eq(count_in(store, "\"type\":\"lease_release\",\"name\":\"e1\""), 1,
 			     "round %d: the release's event, once", round);
-		cr_assert_eq(count_in(store, "\"derived\":true"), 3);
+		cr_assert_eq(count_in(store, "\"type\":\"lease_renew\",\"name\":\"e1\""), 1,
+			     "round %d: the renew of a grant replay saw end, once", round);
+		cr_assert_eq(count_in(store, "\"type\":\"lease_renew\",\"name\":\"e2\""), 2,
+			     "round %d: each renew's event, once", round);
+		cr_assert_eq(count_in(store, "\"derived\":true"), 6);
 		faultos_crash();
 		txd_fs_close(fs);
 		faultos_revive();
