@@ -93,6 +93,7 @@ struct lwait {
 	char name[LEASE_NAME_MAX + 1];
 	uint64_t token;         /* released: the grant current at open */
 	uint32_t pid;           /* granted: the waiter */
+	uint64_t key;           /* granted: the waiting entry's (name id, pid) */
 	bool ready;
 	uint64_t result;        /* granted: the token */
 	enum lease_end how;     /* released: how it ended (0: unknown) */
@@ -111,6 +112,12 @@ struct ctl_leases {
 	struct txd_fs *fs;
 	pthread_mutex_t wlock;  /* the waits (a leaf: taken under fs->lock or alone) */
 	struct lwait waits;     /* list head */
+	/* waiting entries whose `granted` was read: gone (wait_entry) while
+	 * that grant lasts; dropped at its release (wlock) */
+	struct gone {
+		uint64_t key, token;
+	} *gone;
+	uint32_t ngone, capgone;
 };
 
 static void on_lease_event(void *arg, const struct lease_event *ev);
@@ -222,6 +229,7 @@ void ctl_lease_free(struct txd_fs *fs)
 	for (uint32_t k = 1; k <= cl->n; k++)
 		free(cl->by_id[k]);
 	free(cl->by_id);
+	free(cl->gone);
 	pthread_mutex_destroy(&cl->wlock);
 	free(cl);
 	fs->ctl_leases = NULL;
@@ -487,8 +495,22 @@ static int find_done(struct txd_fs *fs, uint64_t token, struct lease_completed *
 	return err ? err : -ENOENT;
 }
 
-/* A waiting entry exists while its PID waits for NAME or holds it (so
- * `granted` still prints the token once granted). */
+/* Is the waiting entry key's grant token one whose `granted` was read? */
+static bool entry_gone(struct ctl_leases *cl, uint64_t key, uint64_t token)
+{
+	bool gone = false;
+	pthread_mutex_lock(&cl->wlock);
+	for (uint32_t k = 0; k < cl->ngone && !gone; k++)
+		gone = cl->gone[k].key == key && cl->gone[k].token == token;
+	pthread_mutex_unlock(&cl->wlock);
+	return gone;
+}
+
+/* A waiting entry exists while its PID waits for NAME, and once granted
+ * until its `granted` has been read in full (SPEC §5 "the waiting entry then
+ * goes away"); unread, it stays while PID holds NAME, so a reader that opens
+ * `granted` after the grant still learns the token (as active/PID/NAME/token
+ * always tells it). */
 static int wait_entry(struct txd_fs *fs, uint64_t key, struct lease_info *li)
 {
 	const char *name = name_of(fs, key);
@@ -497,8 +519,9 @@ static int wait_entry(struct txd_fs *fs, uint64_t key, struct lease_info *li)
 		return -ENOENT;
 	char copy[LEASE_NAME_MAX + 1];
 	snprintf(copy, sizeof(copy), "%s", name);
+	struct ctl_leases *cl = state(fs);
 	if (held_by(fs, copy, pid, li) == 0)
-		return 0;
+		return cl && entry_gone(cl, key, li->token) ? -ENOENT : 0;
 	memset(li, 0, sizeof(*li));
 	return waits_for(fs, copy, pid) ? 0 : -ENOENT;
 }
@@ -1108,6 +1131,9 @@ static void on_lease_event(void *arg, const struct lease_event *ev)
 	if (ev->kind != LEV_RELEASE && ev->kind != LEV_GRANT)
 		return;
 	pthread_mutex_lock(&cl->wlock);
+	for (uint32_t k = 0; ev->kind == LEV_RELEASE && k < cl->ngone; k++)
+		if (cl->gone[k].token == ev->lease.token) /* tokens are never reused */
+			cl->gone[k--] = cl->gone[--cl->ngone];
 	for (struct lwait *w = cl->waits.next; w != &cl->waits; w = w->next) {
 		if (w->ready || strcmp(w->name, ev->lease.name) != 0)
 			continue;
@@ -1139,6 +1165,7 @@ int ctl_lease_wait_open(struct txd_fs *fs, struct node *n, struct lwait **out)
 	w->granted = granted;
 	snprintf(w->name, sizeof(w->name), "%s", name);
 	w->pid = granted ? (uint32_t)(n->ctl_key & PID_MASK) : 0;
+	w->key = granted ? n->ctl_key : 0;
 	w->opened_ns = txd_os->now_monotonic_ns();
 	if (!w->granted) {
 		if ((err = grant_of(fs, n->ctl_key, &li))) {
@@ -1188,6 +1215,22 @@ void ctl_lease_wait_close(struct txd_fs *fs, struct lwait *w)
 	free(w);
 }
 
+/* wlock held. Out of memory: the entry stays, as it did before reads. A
+ * grant that ended before its `granted` was read leaves a stale pair (its
+ * release went by): harmless, and the oldest go past GONE_MAX. */
+#define GONE_MAX 4096
+
+static void mark_gone(struct ctl_leases *cl, uint64_t key, uint64_t token)
+{
+	for (uint32_t k = 0; k < cl->ngone; k++)
+		if (cl->gone[k].key == key && cl->gone[k].token == token)
+			return;
+	if (cl->ngone >= GONE_MAX)
+		memmove(cl->gone, cl->gone + 1, --cl->ngone * sizeof(*cl->gone));
+	if (!array_grow((void **)&cl->gone, &cl->capgone, cl->ngone + 1, sizeof(*cl->gone)))
+		cl->gone[cl->ngone++] = (struct gone){key, token};
+}
+
 ssize_t ctl_lease_wait_read(struct txd_fs *fs, struct lwait *w, void *buf, size_t size,
 			    uint64_t off, bool nonblock, void (*done)(void *arg, int err), void *arg)
 {
@@ -1209,12 +1252,13 @@ ssize_t ctl_lease_wait_read(struct txd_fs *fs, struct lwait *w, void *buf, size_
 		snprintf(text, sizeof(text), "%" PRIu64 "\n", w->result);
 	else
 		snprintf(text, sizeof(text), "%s\n", w->how ? lease_end_name(w->how) : "released");
-	pthread_mutex_unlock(&cl->wlock);
 	size_t len = strlen(text);
-	if (off >= len)
-		return 0;
-	n = (ssize_t)(len - off < size ? len - off : size);
-	memcpy(buf, text + off, (size_t)n);
+	n = off >= len ? 0 : (ssize_t)(len - off < size ? len - off : size);
+	if (w->granted && off + (size_t)n >= len)
+		mark_gone(cl, w->key, w->result); /* read in full: the entry goes */
+	pthread_mutex_unlock(&cl->wlock);
+	if (n)
+		memcpy(buf, text + off, (size_t)n);
 	return n;
 }
 

@@ -27,7 +27,7 @@
  *                           when it would close a cycle: the cycle goes to
  *                           events); rmdir withdraws. Its file granted: a
  *                           read blocks until PID holds NAME, then prints
- *                           the token
+ *                           the token; the entry then goes away
  *
  * Who may do what: the caller is the process of the FUSE thread id (proc.h
  * P1). mkdir active/PID/NAME: PID live and one the caller may act for (P3:
@@ -47,9 +47,13 @@
  * not part of the transaction (a lease is held by a process, not by a
  * transaction's changes), and commit or abort leaves it as it is.
  *
- * Waiting entries: waiting/PID/NAME exists while PID waits for NAME and
- * stays while PID then holds it, so `granted` can still print the token
- * after the grant; it goes with the grant.
+ * Waiting entries (SPEC §5 "prints the token (the waiting entry then goes
+ * away)"): waiting/PID/NAME exists while PID waits for NAME; once granted it
+ * stays until its `granted` has been read in full by someone (or the grant
+ * ends), then goes away: so a reader that opens `granted` after the grant
+ * still learns the token, and after that read the token is always in
+ * active/PID/NAME/token. A `granted` already open keeps reading the token.
+ * readdir of waiting/PID lists only the names still waited for.
  *
  * cleanup_queue/: a dead holder's grants are released in the death
  * watcher's one locked step (lease_owner_died), so nothing is ever seen

@@ -295,6 +295,9 @@ sys.stdout.write("%s %s" % (r != [], os.read(fd, 64).decode()))' "$L/by-name/q/r
 	[ -d "$L/active/$w/q" ] && [ "$(cat "$L/active/$w/q/token")" = "$tok" ] &&
 		ok "waits: the release grants the waiter; granted prints token $tok" ||
 		not_ok "waits: granted '$tok'"
+	[ ! -e "$L/waiting/$w/q" ] && [ -d "$L/active/$w/q" ] &&
+		ok "waits: the waiting entry goes once granted was read" ||
+		not_ok "waits: waiting/$w/q still there after granted was read"
 	# a waiting reader killed with -9 goes at once (INTERRUPT answered)
 	# (through by-name: its link now names the new holder, see ctl_lease.c)
 	(exec cat "$L/by-name/q/released") >"$TM_DIR/kr.out" 2>&1 &

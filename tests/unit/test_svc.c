@@ -516,3 +516,79 @@ Test(svc, V5_events_of_replayed_grants_renews_and_releases_are_derived_once)
 	tt_rmtree(store);
 	free(store);
 }
+
+/* SPEC §5: `cat waiting/PID/NAME/granted` prints the token "and the waiting
+ * entry then goes away". Here: once granted and its `granted` read in full
+ * (a reader opening it after the grant still learns the token; so does
+ * active/PID/NAME/token). The holder ahead is this test's parent (root may
+ * act for it). */
+static int wait_grab(struct txd_fs *fs, const char *dir, const char *name)
+{
+	uint64_t node;
+	struct txd_entry e;
+	int err = tt_resolve(fs, dir, NULL, NULL, &node);
+	if (!err)
+		err = txd_mkdir(fs, &me, node, name, 0755, &e);
+	if (!err)
+		txd_forget(fs, e.node, 1);
+	return err;
+}
+
+static int open_path(struct txd_fs *fs, const char *path, uint64_t *fh)
+{
+	uint64_t node;
+	struct txd_open_out oo = {0};
+	int err = tt_resolve(fs, path, NULL, NULL, &node);
+	if (!err)
+		err = txd_open(fs, NULL, node, O_RDONLY, &oo);
+	*fh = oo.fh;
+	return err;
+}
+
+Test(svc, waiting_entry_goes_once_granted_is_read)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	struct waited w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+	char pa[96], wd[96], entry[128], granted[160], buf[64];
+	uint64_t fh, late, node;
+	snprintf(pa, sizeof(pa), ".txdir/leases/active/%d", (int)getppid());
+	snprintf(wd, sizeof(wd), ".txdir/leases/waiting/%d", (int)getpid());
+	snprintf(entry, sizeof(entry), "%s/g", wd);
+	snprintf(granted, sizeof(granted), "%s/granted", entry);
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	cr_assert_eq(wait_grab(fs, pa, "g"), 0, "the parent holds g");
+	cr_assert_eq(wait_grab(fs, wd, "g"), 0, "queued behind it");
+	cr_assert_eq(open_path(fs, granted, &fh), 0);
+	cr_assert_eq(txd_read_async(fs, fh, buf, sizeof(buf), 0, on_done, &w), -EINPROGRESS);
+	uint64_t dir;
+	cr_assert_eq(tt_resolve(fs, pa, NULL, NULL, &dir), 0);
+	cr_assert_eq(txd_rmdir(fs, &me, dir, "g"), 0);
+	cr_assert_eq(w.calls, 1, "granted at the release");
+	uint64_t tok = token_of(fs, "g");
+	cr_assert_gt(tok, 0, "the waiter holds g");
+	/* granted, not read yet: the entry stays; a late reader learns it */
+	cr_assert_eq(tt_resolve(fs, entry, NULL, NULL, &node), 0, "unread: still there");
+	cr_assert_eq(open_path(fs, granted, &late), 0, "opened after the grant");
+	ssize_t n = txd_read(fs, fh, buf, sizeof(buf), 0);
+	cr_assert_gt(n, 0);
+	buf[n] = 0;
+	cr_assert_eq(strtoull(buf, NULL, 10), tok, "granted prints the token");
+	cr_assert_eq(tt_resolve(fs, entry, NULL, NULL, &node), -ENOENT,
+		     "read: the waiting entry goes away");
+	n = txd_read(fs, late, buf, sizeof(buf), 0);
+	cr_assert_gt(n, 0, "an open granted still reads");
+	buf[n] = 0;
+	cr_assert_eq(strtoull(buf, NULL, 10), tok);
+	cr_assert_eq(token_of(fs, "g"), tok, "the lease stays: active/PID/g/token");
+	txd_release(fs, fh);
+	txd_release(fs, late);
+	/* the next grant of g to this process has an entry again */
+	cr_assert_eq(drop(fs, "g"), 0);
+	cr_assert_eq(wait_grab(fs, wd, "g"), 0, "free: granted at once");
+	cr_assert_eq(tt_resolve(fs, entry, NULL, NULL, &node), 0, "a new grant: a new entry");
+	cr_assert_eq(drop(fs, "g"), 0);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
