@@ -57,6 +57,7 @@ enum {
 	L_WPID,     /* waiting/PID */
 	L_WAIT,     /* waiting/PID/NAME */
 	L_GRANTED,  /* waiting/PID/NAME/granted */
+	L_CQ,       /* cleanup_queue/PID (svc.h V7) */
 	L_END
 };
 
@@ -404,6 +405,40 @@ static bool parse_pid(const char *s, uint32_t *pid)
 	return true;
 }
 
+/* ---- cleanup_queue/PID (svc.h V7) ---------------------------------------------- */
+struct cq_scan {
+	uint32_t pid;
+	char **out;         /* NULL: only whether it is there */
+	bool found;
+};
+
+static int cq_one(void *arg, const struct svc_cleanup *c)
+{
+	struct cq_scan *q = arg;
+	char when[40];
+	if (c->id.pid != q->pid)
+		return 0;
+	q->found = true;
+	if (q->out) {
+		ev_rfc3339(c->detected_ns, when, sizeof(when));
+		if (asprintf(q->out,
+			     "{\"pid\":%" PRIu32 ",\"start\":%" PRIu64 ",\"detected\":\"%s\","
+			     "\"leases\":%s}\n",
+			     c->id.pid, c->id.start, when, c->leases_json) < 0)
+			*q->out = NULL;
+	}
+	return 1;
+}
+
+/* The reclaim of pid in progress: 0 (its JSON, malloc'd, in *out when out
+ * is not NULL), -ENOENT, -ENOMEM. */
+static int cq_find(struct txd_fs *fs, uint32_t pid, char **out)
+{
+	struct cq_scan q = {pid, out, false};
+	(void)svc_cleanup_list(fs->svc, cq_one, &q);
+	return !q.found ? -ENOENT : out && !*out ? -ENOMEM : 0;
+}
+
 /* ---- lookup ------------------------------------------------------------------ */
 static int lookup_table(struct txd_fs *fs, const struct lent *t, size_t n, const char *name,
 			uint64_t key, struct txd_entry *e)
@@ -468,7 +503,9 @@ int ctl_lease_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 			return -ENOENT;
 		return ctl_entry(fs, L_GRANTED, parent->ctl_key, e);
 	case L_CLEANUP:
-		return -ENOENT;
+		if (!parse_pid(name, &pid) || cq_find(fs, pid, NULL))
+			return -ENOENT;
+		return ctl_entry(fs, L_CQ, pid, e);
 	default:
 		return -ENOTDIR;
 	}
@@ -617,6 +654,10 @@ int ctl_lease_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 		a->mode = S_IFREG | 0444;
 		a->uid = c.lease.uid;
 		return 0;
+	case L_CQ:
+		/* fstat-able after the entry went (lookup decides existence) */
+		a->mode = S_IFREG | 0444;
+		return 0;
 	case L_BYNAME:
 		a->mode = S_IFDIR | 01777; /* unlink breaks: the kernel leaves it to us */
 		break;
@@ -702,6 +743,15 @@ static int scan_waiter(void *arg, const struct proc_id *w)
 	return 0;
 }
 
+static int cq_dent(void *arg, const struct svc_cleanup *c)
+{
+	char buf[16];
+	snprintf(buf, sizeof(buf), "%" PRIu32, c->id.pid);
+	if (!dents_has(arg, buf))
+		dents_add(arg, buf, L_CQ, c->id.pid);
+	return 0;
+}
+
 /* The children of n, in a stable order (fs->lock held, released meanwhile). */
 static int list_children(struct txd_fs *fs, struct node *n, struct ldents *d)
 {
@@ -731,6 +781,8 @@ static int list_children(struct txd_fs *fs, struct node *n, struct ldents *d)
 		}
 		free(dn.v);
 		return 0;
+	case L_CLEANUP:
+		return svc_cleanup_list(fs->svc, cq_dent, d);
 	case L_ACTIVE:
 	case L_APID:
 	case L_BYNAME:
@@ -1036,6 +1088,12 @@ int ctl_lease_render(struct txd_fs *fs, struct node *n, char **buf, size_t *len)
 
 	if (n->ctl == L_DONE)
 		return render_done(fs, n->ctl_key, buf, len);
+	if (n->ctl == L_CQ) {
+		if ((err = cq_find(fs, (uint32_t)n->ctl_key, buf)))
+			return err;
+		*len = strlen(*buf);
+		return 0;
+	}
 	if (n->ctl == L_GRANTED) {
 		if ((err = wait_entry(fs, n->ctl_key, &li)))
 			return err;

@@ -21,8 +21,10 @@
  *                           lease (mountctl lease break: the lease's uid or
  *                           root, else EPERM; logged with who broke it)
  *     completed/TOKEN       JSON: who, token, how it ended, when
- *     cleanup_queue/        reclaims in progress (a death is reclaimed in the
- *                           watcher's one step: empty between steps)
+ *     cleanup_queue/PID     a reclaim in progress (svc.h V7): a dead holder
+ *                           from its death's detection until its release
+ *                           records are durable; JSON: pid, start,
+ *                           detected (RFC 3339), leases (names it held)
  *     waiting/PID/NAME/     mkdir queues PID for NAME (lease_wait; EDEADLK
  *                           when it would close a cycle: the cycle goes to
  *                           events); rmdir withdraws. Its file granted: a
@@ -55,9 +57,9 @@
  * active/PID/NAME/token. A `granted` already open keeps reading the token.
  * readdir of waiting/PID lists only the names still waited for.
  *
- * cleanup_queue/: a dead holder's grants are released in the death
- * watcher's one locked step (lease_owner_died), so nothing is ever seen
- * in flight there; it is listed (empty) for the layout's sake.
+ * cleanup_queue/: an entry per dead process while the death watcher
+ * reclaims it (svc.h V7); usually gone within a WAL sync, visible for as
+ * long as that sync takes (a slow disk, a stalled fdatasync).
  *
  * TTL writes (`echo 30 > ttl`): 1..LEASE_TTL_MAX_S whole seconds (EINVAL
  * for garbage, 0, negative or fractions; ERANGE past the maximum).

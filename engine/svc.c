@@ -37,6 +37,8 @@ struct svc {
 	void (*_Atomic listener)(void *arg, const struct lease_event *ev);
 	void *_Atomic listener_arg;
 	struct journal *journal;     /* V6: journals and dead processes */
+	pthread_mutex_t cq_lock;     /* V7: the cleanup queue (a leaf) */
+	struct cq_ent *cq;
 	struct replayed *rp;         /* V5: grants and releases replayed */
 	size_t nrp, caprp;
 };
@@ -567,6 +569,77 @@ static int note_wait(void *arg, const struct proc_id *waiter)
 	return 0;
 }
 
+/* ---- V7: the cleanup queue ------------------------------------------------- */
+struct cq_ent {
+	struct cq_ent *next;
+	struct svc_cleanup c;
+};
+
+struct held_by_ctx {
+	const struct proc_id *id;
+	cJSON *names;
+};
+
+static int add_held_by(void *arg, const struct lease_info *li)
+{
+	struct held_by_ctx *h = arg;
+	if (proc_same(&li->holder, h->id))
+		cJSON_AddItemToArray(h->names, cJSON_CreateString(li->name));
+	return 0;
+}
+
+/* Enter id (detected now) with the leases it holds; NULL out of memory
+ * (the cleanup goes on unseen). */
+static struct cq_ent *cq_enter(struct svc *s, const struct proc_id *id)
+{
+	struct cq_ent *e = calloc(1, sizeof(*e));
+	struct held_by_ctx h = {id, cJSON_CreateArray()};
+	if (!e || !h.names) {
+		free(e);
+		cJSON_Delete(h.names);
+		return NULL;
+	}
+	(void)lease_list(s->lease, add_held_by, &h);
+	e->c.id = *id;
+	e->c.detected_ns = txd_os->now_realtime_ns();
+	e->c.leases_json = cJSON_PrintUnformatted(h.names);
+	cJSON_Delete(h.names);
+	if (!e->c.leases_json) {
+		free(e);
+		return NULL;
+	}
+	pthread_mutex_lock(&s->cq_lock);
+	e->next = s->cq;
+	s->cq = e;
+	pthread_mutex_unlock(&s->cq_lock);
+	return e;
+}
+
+static void cq_leave(struct svc *s, struct cq_ent *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&s->cq_lock);
+	for (struct cq_ent **p = &s->cq; *p; p = &(*p)->next)
+		if (*p == e) {
+			*p = e->next;
+			break;
+		}
+	pthread_mutex_unlock(&s->cq_lock);
+	free(e->c.leases_json);
+	free(e);
+}
+
+int svc_cleanup_list(struct svc *s, int (*fn)(void *arg, const struct svc_cleanup *c), void *arg)
+{
+	int err = 0;
+	pthread_mutex_lock(&s->cq_lock);
+	for (struct cq_ent *e = s->cq; e && !err; e = e->next)
+		err = fn(arg, &e->c);
+	pthread_mutex_unlock(&s->cq_lock);
+	return err;
+}
+
 /* The death watcher's report (lease_proc_set_death): clean, and record. */
 static void svc_death(void *arg, const struct proc_id *id)
 {
@@ -574,6 +647,7 @@ static void svc_death(void *arg, const struct proc_id *id)
 	struct dead_collect c = {0};
 	struct dead_group *g = dead_group_of(&c, id);
 	struct held_names h = {0};
+	struct cq_ent *q = cq_enter(s, id); /* V7: from detection ... */
 
 	/* A waiter waits for a held name (a free one is granted at once). */
 	(void)lease_list(s->lease, add_name, &h);
@@ -585,6 +659,7 @@ static void svc_death(void *arg, const struct proc_id *id)
 	tl_dead = &c;
 	int n = lease_owner_died(s->lease, id);
 	tl_dead = NULL;
+	cq_leave(s, q); /* ... until its releases are durable (or failed: L10) */
 	if (n < 0 && g) {
 		/* failed service (L10): nothing was cleaned, the restart does it */
 		cJSON_Delete(g->waits);
@@ -656,6 +731,7 @@ int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out)
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->up_lock, NULL);
+	pthread_mutex_init(&s->cq_lock, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	s->wal_be = lease_wal_backend(w);
 	s->upgrade = opts->upgrade;
@@ -686,6 +762,7 @@ out_proc:
 	proc_close(s->proc);
 out_free:
 	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->cq_lock);
 	pthread_mutex_destroy(&s->up_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
@@ -796,6 +873,7 @@ void svc_close(struct svc *s)
 	lease_close(s->lease);
 	proc_close(s->proc);
 	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->cq_lock);
 	pthread_mutex_destroy(&s->up_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s);

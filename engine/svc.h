@@ -55,6 +55,14 @@
  *     derived again at svc_start ("derived": true, the release's time,
  *     the leases of the replayed death releases whose holder has no
  *     dead_process event; waits are not logged, so none).
+ *  V7 The cleanup queue (SPEC §5 "reclaim in progress shows in
+ *     cleanup_queue/"): the death watcher enters a dead process (with the
+ *     leases it held, and when it was detected) before it releases
+ *     anything, and takes it out once lease_owner_died has returned, i.e.
+ *     once every release record of that death is durable (or the service
+ *     failed, L10: the restart cleans it). So between a holder's death and
+ *     its releases being on disk, svc_cleanup_list shows it. Start-up's
+ *     cleanups (L8) run before anything is served: never shown.
  *  V4 The worker thread runs the lease tick at the earliest expiry, waking
  *     at least once a second while a TTL is pending (a lease expires at
  *     most 1 s late); svc_kick after a TTL is set (and start-up) makes it
@@ -116,6 +124,16 @@ void svc_stats(struct svc *s, void (*put)(void *arg, const char *text), void *ar
  * after the event log's, with no service lock held. Set once. */
 void svc_set_listener(struct svc *s, void (*fn)(void *arg, const struct lease_event *ev),
 		      void *arg);
+
+/* V7: a reclaim in progress. */
+struct svc_cleanup {
+	struct proc_id id;         /* the dead process */
+	uint64_t detected_ns;      /* CLOCK_REALTIME */
+	char *leases_json;         /* JSON array of the names it held */
+};
+/* Calls fn for each, under the queue's lock (a leaf): fn must not call the
+ * services; c is valid during the call. Stops at fn's first non-zero. */
+int svc_cleanup_list(struct svc *s, int (*fn)(void *arg, const struct svc_cleanup *c), void *arg);
 
 struct lease_svc *svc_lease(struct svc *s);
 /* V6: the journal index (journal.h), valid until svc_close. */

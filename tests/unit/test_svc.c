@@ -20,9 +20,14 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "faultos.h"
 #include "txdtest.h"
@@ -589,6 +594,103 @@ Test(svc, waiting_entry_goes_once_granted_is_read)
 	cr_assert_eq(tt_resolve(fs, entry, NULL, NULL, &node), 0, "a new grant: a new entry");
 	cr_assert_eq(drop(fs, "g"), 0);
 	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+/* SPEC §5 "reclaim in progress shows in leases/cleanup_queue/" (svc.h V7):
+ * a holder killed while the WAL's fdatasync is held shut (a gate in the os
+ * table) is listed there, with the lease it held, until its release record
+ * is durable; then the entry goes. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	bool closed, entered;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false};
+static struct txd_os_ops gated;
+
+static int gated_fdatasync(int fd)
+{
+	pthread_mutex_lock(&gate.lock);
+	if (gate.closed) {
+		gate.entered = true;
+		pthread_cond_broadcast(&gate.cv);
+		while (gate.closed)
+			pthread_cond_wait(&gate.cv, &gate.lock);
+	}
+	pthread_mutex_unlock(&gate.lock);
+	return txd_os_real.fdatasync(fd);
+}
+
+static void gate_set(bool closed)
+{
+	pthread_mutex_lock(&gate.lock);
+	gate.closed = closed;
+	gate.entered = false;
+	pthread_cond_broadcast(&gate.cv);
+	pthread_mutex_unlock(&gate.lock);
+}
+
+static bool cq_lists(struct txd_fs *fs, const char *pid)
+{
+	uint64_t node;
+	char path[96];
+	snprintf(path, sizeof(path), ".txdir/leases/cleanup_queue/%s", pid);
+	return tt_resolve(fs, path, NULL, NULL, &node) == 0;
+}
+
+Test(svc, V7_cleanup_queue_shows_a_reclaim_until_its_release_is_durable)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	char dir[96], pidtxt[16], path[128], *buf = NULL;
+	size_t len;
+	gated = txd_os_real;
+	gated.fdatasync = gated_fdatasync;
+	txd_os_set(&gated); /* only while no store is open (os.h) */
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	pid_t kid = fork();
+	cr_assert_geq(kid, 0);
+	if (kid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (;;)
+			pause();
+	}
+	snprintf(pidtxt, sizeof(pidtxt), "%d", (int)kid);
+	snprintf(dir, sizeof(dir), ".txdir/leases/active/%d", (int)kid);
+	cr_assert_eq(wait_grab(fs, dir, "cq"), 0, "the child holds cq");
+	snprintf(path, sizeof(path), "%s/cq/token", dir);
+	cr_assert_eq(tt_get(fs, path, &buf, &len), 0);
+	uint64_t tok = strtoull(buf, NULL, 10);
+	free(buf);
+	cr_assert_not(cq_lists(fs, pidtxt), "nothing to reclaim yet");
+	gate_set(true);
+	kill(kid, SIGKILL);
+	waitpid(kid, NULL, 0);
+	/* the death watcher detects it and blocks in the release's sync */
+	pthread_mutex_lock(&gate.lock);
+	while (!gate.entered)
+		pthread_cond_wait(&gate.cv, &gate.lock);
+	pthread_mutex_unlock(&gate.lock);
+	cr_assert(cq_lists(fs, pidtxt), "reclaim in progress: cleanup_queue/%s", pidtxt);
+	snprintf(path, sizeof(path), ".txdir/leases/cleanup_queue/%s", pidtxt);
+	cr_assert_eq(tt_get(fs, path, &buf, &len), 0);
+	cJSON *o = cJSON_Parse(buf);
+	cr_assert_not_null(o, "JSON: %s", buf);
+	cr_assert_eq(cJSON_GetObjectItem(o, "pid")->valuedouble, (double)kid);
+	cr_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "leases"), 0)->valuestring, "cq");
+	cr_assert(cJSON_IsString(cJSON_GetObjectItem(o, "detected")));
+	cJSON_Delete(o);
+	free(buf);
+	gate_set(false);
+	/* gone once the release is durable: bounded, the watcher's thread */
+	bool listed = true;
+	for (int i = 0; i < 5000 && (listed = cq_lists(fs, pidtxt)); i++)
+		usleep(1000);
+	cr_assert_not(listed, "the entry goes once the release is durable");
+	cr_assert(completed(fs, tok), "released by its death");
+	txd_fs_close(fs);
+	txd_os_set(NULL);
 	tt_rmtree(store);
 	free(store);
 }
