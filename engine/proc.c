@@ -354,10 +354,17 @@ int proc_key(const struct proc_id *id, char *buf, size_t cap)
 
 /* ---- the death watcher ------------------------------------------------- */
 
+/* An entry whose count falls to zero lingers (idle, up to WATCH_IDLE_MAX of
+ * them): its death is no longer reported (an idle entry that dies is
+ * dropped silently), and a new watch of the same process takes it back
+ * without a pidfd_open, a /proc read or a wake-up of the thread — a process
+ * that grabs and releases in a loop costs the watcher nothing per round. */
+#define WATCH_IDLE_MAX 64
+
 struct watch_ent {
 	struct proc_id id;
 	int fd;            /* pidfd, or -1: already dead, report at once */
-	unsigned refs;
+	unsigned refs;     /* 0: idle */
 	uint64_t seq;      /* identifies the entry across a poll round */
 };
 
@@ -369,8 +376,9 @@ struct proc_watch {
 	pthread_t thread;
 	pthread_mutex_t lock;      /* protects everything below */
 	struct watch_ent *ents;
-	size_t n, cap;
+	size_t n, cap, idle;
 	uint64_t next_seq;
+	uint64_t opened;           /* pidfds opened (proc_watch_opened) */
 	bool stop;
 };
 
@@ -395,6 +403,8 @@ static void drop_ent(struct proc_watch *w, size_t i)
 {
 	if (w->ents[i].fd >= 0)
 		close(w->ents[i].fd);
+	if (w->ents[i].refs == 0)
+		w->idle--;
 	w->ents[i] = w->ents[--w->n];
 }
 
@@ -403,16 +413,21 @@ static void drop_ent(struct proc_watch *w, size_t i)
 static bool take_dead(struct proc_watch *w, const uint64_t *ready, size_t nready,
 		      struct proc_id *id)
 {
-	for (size_t i = 0; i < w->n; i++) {
+	for (size_t i = 0; i < w->n;) {
 		bool due = w->ents[i].fd < 0;
 
 		for (size_t k = 0; !due && k < nready; k++)
 			due = ready[k] == w->ents[i].seq;
+		if (due && w->ents[i].refs == 0) {
+			drop_ent(w, i); /* idle: not watched, not reported */
+			continue;
+		}
 		if (due) {
 			*id = w->ents[i].id;
 			drop_ent(w, i);
 			return true;
 		}
+		i++;
 	}
 	return false;
 }
@@ -526,7 +541,8 @@ int proc_watch_add(struct proc_watch *w, const struct proc_id *id)
 	pthread_mutex_lock(&w->lock);
 	i = find_ent(w, id);
 	if (i >= 0) {
-		w->ents[i].refs++;
+		if (w->ents[i].refs++ == 0)
+			w->idle--; /* idle: already in the thread's poll set */
 		goto out_unlock;
 	}
 	if (w->n == w->cap) {
@@ -547,6 +563,7 @@ int proc_watch_add(struct proc_watch *w, const struct proc_id *id)
 		r = -errno;
 		goto out_unlock;
 	}
+	w->opened += e.fd >= 0;
 	if (e.fd >= 0 && !proc_alive(w->p, id)) {
 		close(e.fd);
 		e.fd = -1;
@@ -565,11 +582,24 @@ void proc_watch_del(struct proc_watch *w, const struct proc_id *id)
 
 	pthread_mutex_lock(&w->lock);
 	i = find_ent(w, id);
-	if (i >= 0 && --w->ents[i].refs == 0) {
-		drop_ent(w, (size_t)i);
-		wake(w);
+	if (i >= 0 && w->ents[i].refs && --w->ents[i].refs == 0) {
+		if (w->idle < WATCH_IDLE_MAX && w->ents[i].fd >= 0) {
+			w->idle++; /* lingers (see WATCH_IDLE_MAX) */
+		} else {
+			w->idle++; /* counted as idle for drop_ent */
+			drop_ent(w, (size_t)i);
+			wake(w);
+		}
 	}
 	pthread_mutex_unlock(&w->lock);
+}
+
+uint64_t proc_watch_opened(struct proc_watch *w)
+{
+	pthread_mutex_lock(&w->lock);
+	uint64_t n = w->opened;
+	pthread_mutex_unlock(&w->lock);
+	return n;
 }
 
 void proc_watch_close(struct proc_watch *w)

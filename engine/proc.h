@@ -104,8 +104,13 @@ int proc_watch_open(struct proc *p, proc_death_fn fn, void *arg, struct proc_wat
  * (from the watcher thread). -ENOMEM, -EMFILE. */
 int proc_watch_add(struct proc_watch *w, const struct proc_id *id);
 
-/* Drop one count of a watch; at zero the death is no longer reported. */
+/* Drop one count of a watch; at zero the death is no longer reported. (The
+ * pidfd lingers a while, so that watching the same process again is
+ * cheap: proc.c WATCH_IDLE_MAX.) */
 void proc_watch_del(struct proc_watch *w, const struct proc_id *id);
+
+/* How many pidfds the watcher has opened (tests, profiling). */
+uint64_t proc_watch_opened(struct proc_watch *w);
 
 /* Stop the thread (no callback runs after it returns) and free. */
 void proc_watch_close(struct proc_watch *w);

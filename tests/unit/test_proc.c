@@ -322,3 +322,39 @@ Test(watch, P4_dead_or_reused_id_reported_at_once)
 	proc_watch_close(w);
 	proc_close(p);
 }
+
+/* A process watched again after its count fell to zero takes its lingering
+ * pidfd back (no new pidfd_open); an idle entry's death is not reported,
+ * a re-watched one's is, once. */
+Test(watch, P4_a_rewatched_process_reuses_its_pidfd)
+{
+	struct deaths d = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {{0}}, 0 };
+	struct proc *p;
+	struct proc_watch *w;
+	struct proc_id a, b;
+	int wa, wb;
+	pid_t pa = child_pipe(&wa), pb = child_pipe(&wb);
+
+	cr_assert_eq(proc_open(NULL, &p), 0);
+	cr_assert_eq(proc_identify(p, (uint32_t)pa, &a), 0);
+	cr_assert_eq(proc_identify(p, (uint32_t)pb, &b), 0);
+	cr_assert_eq(proc_watch_open(p, on_death, &d, &w), 0);
+	for (int round = 0; round < 5; round++) {
+		cr_assert_eq(proc_watch_add(w, &a), 0);
+		proc_watch_del(w, &a);
+	}
+	cr_assert_eq(proc_watch_opened(w), 1, "one pidfd for five grab/release rounds");
+	cr_assert_eq(proc_watch_add(w, &b), 0);
+	proc_watch_del(w, &b);                    /* b idle */
+	cr_assert_eq(proc_watch_add(w, &a), 0);   /* a watched again */
+	close(wb);
+	waitpid(pb, NULL, 0);                     /* the idle one dies first */
+	kill(pa, SIGKILL);
+	waitpid(pa, NULL, 0);
+	cr_assert_eq(wait_deaths(&d, 1, 1000), 1);
+	cr_assert(proc_same(&d.ids[0], &a), "only the watched one is reported");
+	cr_assert_eq(wait_deaths(&d, 2, 200), 1, "once");
+	proc_watch_close(w);
+	proc_close(p);
+	close(wa);
+}
