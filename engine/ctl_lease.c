@@ -849,9 +849,10 @@ static int grab(struct txd_fs *fs, const struct txd_cred *c, uint32_t pid, const
 		return err ? err : -ENOMEM;
 	if ((err = who(fs, c, &by)))
 		return err;
-	err = proc_may_act_for(lproc(fs), c->uid, pid, &target);
-	if (err)
-		return err == -ESRCH ? -ESRCH : err;
+	if (by.proc.pid == pid)
+		target = by.proc; /* the caller's own process: always (SPEC §5), and live */
+	else if ((err = proc_may_act_for(lproc(fs), c->uid, pid, &target)))
+		return err;
 	struct unlocked u = drop(fs);
 	fs_will_block(fs); /* the grant waits for the WAL's sync */
 	if (queue)

@@ -34,7 +34,8 @@
  * Who may do what: the caller is the process of the FUSE thread id (proc.h
  * P1). mkdir active/PID/NAME: PID live and one the caller may act for (P3:
  * -ESRCH dead or not a number -> ENOENT for a PID directory, -EPERM other
- * uid). Renew, release: the lease's rules (lease.h: holder, descendants,
+ * uid); PID the caller's own process needs no further /proc read (it is
+ * live, and one's own process is always allowed). Renew, release: the lease's rules (lease.h: holder, descendants,
  * same uid, root; else -EPERM). Directories are 1777 and files 0666 so the
  * kernel's default_permissions never answers before these rules do.
  *
