@@ -247,6 +247,11 @@ bool ctl_lease_is_dir(unsigned kind)
 	return kind <= L_LEASE || kind == L_WPID || kind == L_WAIT;
 }
 
+bool ctl_lease_cacheable(unsigned kind)
+{
+	return kind >= L_ROOT && kind <= L_WAITING; /* fixed directories */
+}
+
 unsigned ctl_lease_root_kind(void)
 {
 	return L_ROOT;

@@ -83,6 +83,11 @@ struct handle;
 
 bool ctl_lease_owns(unsigned kind);
 bool ctl_lease_is_dir(unsigned kind);
+/* May the kernel cache the entry of a node of this kind (ctl.c)? Only
+ * the fixed directories (leases/ and active/, by-name/, cleanup_queue/,
+ * completed/, waiting/ in it): a path walk to active/PID/NAME then costs
+ * no lookup round trip for them. Everything else comes and goes. */
+bool ctl_lease_cacheable(unsigned kind);
 /* The kind of `.txdir/leases` (ctl.c lists it in .txdir). */
 unsigned ctl_lease_root_kind(void);
 

@@ -694,3 +694,43 @@ Test(svc, V7_cleanup_queue_shows_a_reclaim_until_its_release_is_durable)
 	tt_rmtree(store);
 	free(store);
 }
+
+/* The fixed directories of .txdir/leases may be cached by the kernel (a
+ * path walk to active/PID/NAME costs no lookup round trip for them); what
+ * comes and goes (active/PID, a lease) may not. */
+Test(svc, fixed_lease_directories_are_cacheable_the_rest_not)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	struct txd_entry e;
+	uint64_t leases, node;
+	char pid[16];
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	cr_assert_eq(tt_resolve(fs, ".txdir", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_lookup(fs, node, "leases", &e), 0);
+	cr_assert(e.cacheable, "leases/");
+	leases = e.node;
+	const char *fixed[] = {"active", "by-name", "cleanup_queue", "completed", "waiting"};
+	for (size_t k = 0; k < sizeof(fixed) / sizeof(fixed[0]); k++) {
+		cr_assert_eq(txd_lookup(fs, leases, fixed[k], &e), 0);
+		cr_assert(e.cacheable, "%s/", fixed[k]);
+		txd_forget(fs, e.node, 1);
+	}
+	cr_assert_eq(txd_lookup(fs, leases, "active", &e), 0);
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	uint64_t active = e.node;
+	cr_assert_eq(txd_lookup(fs, active, pid, &e), 0);
+	cr_assert_not(e.cacheable, "active/PID comes and goes");
+	uint64_t apid = e.node;
+	cr_assert_eq(grab(fs, "c"), 0);
+	cr_assert_eq(txd_lookup(fs, apid, "c", &e), 0);
+	cr_assert_not(e.cacheable, "a lease comes and goes");
+	txd_forget(fs, e.node, 1);
+	cr_assert_eq(drop(fs, "c"), 0);
+	txd_forget(fs, apid, 1);
+	txd_forget(fs, active, 1);
+	txd_forget(fs, leases, 1);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
