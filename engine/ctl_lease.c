@@ -58,6 +58,7 @@ enum {
 	L_WPID,     /* waiting/PID */
 	L_WAIT,     /* waiting/PID/NAME */
 	L_GRANTED,  /* waiting/PID/NAME/granted */
+	L_CQ,       /* cleanup_queue/PID (svc.h V10) */
 	L_END
 };
 
@@ -94,6 +95,7 @@ struct lwait {
 	char name[LEASE_NAME_MAX + 1];
 	uint64_t token;         /* released: the grant current at open */
 	uint32_t pid;           /* granted: the waiter */
+	uint64_t key;           /* granted: the waiting entry's (name id, pid) */
 	bool ready;
 	uint64_t result;        /* granted: the token */
 	enum lease_end how;     /* released: how it ended (0: unknown) */
@@ -112,6 +114,12 @@ struct ctl_leases {
 	struct txd_fs *fs;
 	pthread_mutex_t wlock;  /* the waits (a leaf: taken under fs->lock or alone) */
 	struct lwait waits;     /* list head */
+	/* waiting entries whose `granted` was read: gone (wait_entry) while
+	 * that grant lasts; dropped at its release (wlock) */
+	struct gone {
+		uint64_t key, token;
+	} *gone;
+	uint32_t ngone, capgone;
 };
 
 static void on_lease_event(void *arg, const struct lease_event *ev);
@@ -223,6 +231,7 @@ void ctl_lease_free(struct txd_fs *fs)
 	for (uint32_t k = 1; k <= cl->n; k++)
 		free(cl->by_id[k]);
 	free(cl->by_id);
+	free(cl->gone);
 	pthread_mutex_destroy(&cl->wlock);
 	free(cl);
 	fs->ctl_leases = NULL;
@@ -237,6 +246,11 @@ bool ctl_lease_owns(unsigned kind)
 bool ctl_lease_is_dir(unsigned kind)
 {
 	return kind <= L_LEASE || kind == L_WPID || kind == L_WAIT;
+}
+
+bool ctl_lease_cacheable(unsigned kind)
+{
+	return kind >= L_ROOT && kind <= L_WAITING; /* fixed directories */
 }
 
 unsigned ctl_lease_root_kind(void)
@@ -397,6 +411,40 @@ static bool parse_pid(const char *s, uint32_t *pid)
 	return true;
 }
 
+/* ---- cleanup_queue/PID (svc.h V10) ---------------------------------------------- */
+struct cq_scan {
+	uint32_t pid;
+	char **out;         /* NULL: only whether it is there */
+	bool found;
+};
+
+static int cq_one(void *arg, const struct svc_cleanup *c)
+{
+	struct cq_scan *q = arg;
+	char when[40];
+	if (c->id.pid != q->pid)
+		return 0;
+	q->found = true;
+	if (q->out) {
+		ev_rfc3339(c->detected_ns, when, sizeof(when));
+		if (asprintf(q->out,
+			     "{\"pid\":%" PRIu32 ",\"start\":%" PRIu64 ",\"detected\":\"%s\","
+			     "\"leases\":%s}\n",
+			     c->id.pid, c->id.start, when, c->leases_json) < 0)
+			*q->out = NULL;
+	}
+	return 1;
+}
+
+/* The reclaim of pid in progress: 0 (its JSON, malloc'd, in *out when out
+ * is not NULL), -ENOENT, -ENOMEM. */
+static int cq_find(struct txd_fs *fs, uint32_t pid, char **out)
+{
+	struct cq_scan q = {pid, out, false};
+	(void)svc_cleanup_list(fs->svc, cq_one, &q);
+	return !q.found ? -ENOENT : out && !*out ? -ENOMEM : 0;
+}
+
 /* ---- lookup ------------------------------------------------------------------ */
 static int lookup_table(struct txd_fs *fs, const struct lent *t, size_t n, const char *name,
 			uint64_t key, struct txd_entry *e)
@@ -461,7 +509,9 @@ int ctl_lease_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 			return -ENOENT;
 		return ctl_entry(fs, L_GRANTED, parent->ctl_key, e);
 	case L_CLEANUP:
-		return -ENOENT;
+		if (!parse_pid(name, &pid) || cq_find(fs, pid, NULL))
+			return -ENOENT;
+		return ctl_entry(fs, L_CQ, pid, e);
 	default:
 		return -ENOTDIR;
 	}
@@ -488,8 +538,22 @@ static int find_done(struct txd_fs *fs, uint64_t token, struct lease_completed *
 	return err ? err : -ENOENT;
 }
 
-/* A waiting entry exists while its PID waits for NAME or holds it (so
- * `granted` still prints the token once granted). */
+/* Is the waiting entry key's grant token one whose `granted` was read? */
+static bool entry_gone(struct ctl_leases *cl, uint64_t key, uint64_t token)
+{
+	bool gone = false;
+	pthread_mutex_lock(&cl->wlock);
+	for (uint32_t k = 0; k < cl->ngone && !gone; k++)
+		gone = cl->gone[k].key == key && cl->gone[k].token == token;
+	pthread_mutex_unlock(&cl->wlock);
+	return gone;
+}
+
+/* A waiting entry exists while its PID waits for NAME, and once granted
+ * until its `granted` has been read in full (SPEC §5 "the waiting entry then
+ * goes away"); unread, it stays while PID holds NAME, so a reader that opens
+ * `granted` after the grant still learns the token (as active/PID/NAME/token
+ * always tells it). */
 static int wait_entry(struct txd_fs *fs, uint64_t key, struct lease_info *li)
 {
 	const char *name = name_of(fs, key);
@@ -498,8 +562,9 @@ static int wait_entry(struct txd_fs *fs, uint64_t key, struct lease_info *li)
 		return -ENOENT;
 	char copy[LEASE_NAME_MAX + 1];
 	snprintf(copy, sizeof(copy), "%s", name);
+	struct ctl_leases *cl = state(fs);
 	if (held_by(fs, copy, pid, li) == 0)
-		return 0;
+		return cl && entry_gone(cl, key, li->token) ? -ENOENT : 0;
 	memset(li, 0, sizeof(*li));
 	return waits_for(fs, copy, pid) ? 0 : -ENOENT;
 }
@@ -595,6 +660,10 @@ int ctl_lease_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 		a->mode = S_IFREG | 0444;
 		a->uid = c.lease.uid;
 		return 0;
+	case L_CQ:
+		/* fstat-able after the entry went (lookup decides existence) */
+		a->mode = S_IFREG | 0444;
+		return 0;
 	case L_BYNAME:
 		a->mode = S_IFDIR | 01777; /* unlink breaks: the kernel leaves it to us */
 		break;
@@ -680,6 +749,15 @@ static int scan_waiter(void *arg, const struct proc_id *w)
 	return 0;
 }
 
+static int cq_dent(void *arg, const struct svc_cleanup *c)
+{
+	char buf[16];
+	snprintf(buf, sizeof(buf), "%" PRIu32, c->id.pid);
+	if (!dents_has(arg, buf))
+		dents_add(arg, buf, L_CQ, c->id.pid);
+	return 0;
+}
+
 /* The children of n, in a stable order (fs->lock held, released meanwhile). */
 static int list_children(struct txd_fs *fs, struct node *n, struct ldents *d)
 {
@@ -709,6 +787,8 @@ static int list_children(struct txd_fs *fs, struct node *n, struct ldents *d)
 		}
 		free(dn.v);
 		return 0;
+	case L_CLEANUP:
+		return svc_cleanup_list(fs->svc, cq_dent, d);
 	case L_ACTIVE:
 	case L_APID:
 	case L_BYNAME:
@@ -775,9 +855,10 @@ static int grab(struct txd_fs *fs, const struct txd_cred *c, uint32_t pid, const
 		return err ? err : -ENOMEM;
 	if ((err = who(fs, c, &by)))
 		return err;
-	err = proc_may_act_for(lproc(fs), c->uid, pid, &target);
-	if (err)
-		return err == -ESRCH ? -ESRCH : err;
+	if (by.proc.pid == pid)
+		target = by.proc; /* the caller's own process: always (SPEC §5), and live */
+	else if ((err = proc_may_act_for(lproc(fs), c->uid, pid, &target)))
+		return err;
 	struct unlocked u = drop(fs);
 	fs_will_block(fs); /* the grant waits for the WAL's sync */
 	if (queue)
@@ -1014,6 +1095,12 @@ int ctl_lease_render(struct txd_fs *fs, struct node *n, char **buf, size_t *len)
 
 	if (n->ctl == L_DONE)
 		return render_done(fs, n->ctl_key, buf, len);
+	if (n->ctl == L_CQ) {
+		if ((err = cq_find(fs, (uint32_t)n->ctl_key, buf)))
+			return err;
+		*len = strlen(*buf);
+		return 0;
+	}
 	if (n->ctl == L_GRANTED) {
 		if ((err = wait_entry(fs, n->ctl_key, &li)))
 			return err;
@@ -1109,6 +1196,9 @@ static void on_lease_event(void *arg, const struct lease_event *ev)
 	if (ev->kind != LEV_RELEASE && ev->kind != LEV_GRANT)
 		return;
 	pthread_mutex_lock(&cl->wlock);
+	for (uint32_t k = 0; ev->kind == LEV_RELEASE && k < cl->ngone; k++)
+		if (cl->gone[k].token == ev->lease.token) /* tokens are never reused */
+			cl->gone[k--] = cl->gone[--cl->ngone];
 	for (struct lwait *w = cl->waits.next; w != &cl->waits; w = w->next) {
 		if (w->ready || strcmp(w->name, ev->lease.name) != 0)
 			continue;
@@ -1140,6 +1230,7 @@ int ctl_lease_wait_open(struct txd_fs *fs, struct node *n, struct lwait **out)
 	w->granted = granted;
 	snprintf(w->name, sizeof(w->name), "%s", name);
 	w->pid = granted ? (uint32_t)(n->ctl_key & PID_MASK) : 0;
+	w->key = granted ? n->ctl_key : 0;
 	w->opened_ns = txd_os->now_monotonic_ns();
 	if (!w->granted) {
 		if ((err = grant_of(fs, n->ctl_key, &li))) {
@@ -1189,6 +1280,22 @@ void ctl_lease_wait_close(struct txd_fs *fs, struct lwait *w)
 	free(w);
 }
 
+/* wlock held. Out of memory: the entry stays, as it did before reads. A
+ * grant that ended before its `granted` was read leaves a stale pair (its
+ * release went by): harmless, and the oldest go past GONE_MAX. */
+#define GONE_MAX 4096
+
+static void mark_gone(struct ctl_leases *cl, uint64_t key, uint64_t token)
+{
+	for (uint32_t k = 0; k < cl->ngone; k++)
+		if (cl->gone[k].key == key && cl->gone[k].token == token)
+			return;
+	if (cl->ngone >= GONE_MAX)
+		memmove(cl->gone, cl->gone + 1, --cl->ngone * sizeof(*cl->gone));
+	if (!array_grow((void **)&cl->gone, &cl->capgone, cl->ngone + 1, sizeof(*cl->gone)))
+		cl->gone[cl->ngone++] = (struct gone){key, token};
+}
+
 ssize_t ctl_lease_wait_read(struct txd_fs *fs, struct lwait *w, void *buf, size_t size,
 			    uint64_t off, bool nonblock, void (*done)(void *arg, int err), void *arg)
 {
@@ -1210,12 +1317,13 @@ ssize_t ctl_lease_wait_read(struct txd_fs *fs, struct lwait *w, void *buf, size_
 		snprintf(text, sizeof(text), "%" PRIu64 "\n", w->result);
 	else
 		snprintf(text, sizeof(text), "%s\n", w->how ? lease_end_name(w->how) : "released");
-	pthread_mutex_unlock(&cl->wlock);
 	size_t len = strlen(text);
-	if (off >= len)
-		return 0;
-	n = (ssize_t)(len - off < size ? len - off : size);
-	memcpy(buf, text + off, (size_t)n);
+	n = off >= len ? 0 : (ssize_t)(len - off < size ? len - off : size);
+	if (w->granted && off + (size_t)n >= len)
+		mark_gone(cl, w->key, w->result); /* read in full: the entry goes */
+	pthread_mutex_unlock(&cl->wlock);
+	if (n)
+		memcpy(buf, text + off, (size_t)n);
 	return n;
 }
 

@@ -21,18 +21,21 @@
  *                           lease (mountctl lease break: the lease's uid or
  *                           root, else EPERM; logged with who broke it)
  *     completed/TOKEN       JSON: who, token, how it ended, when
- *     cleanup_queue/        reclaims in progress (a death is reclaimed in the
- *                           watcher's one step: empty between steps)
+ *     cleanup_queue/PID     a reclaim in progress (svc.h V10): a dead holder
+ *                           from its death's detection until its release
+ *                           records are durable; JSON: pid, start,
+ *                           detected (RFC 3339), leases (names it held)
  *     waiting/PID/NAME/     mkdir queues PID for NAME (lease_wait; EDEADLK
  *                           when it would close a cycle: the cycle goes to
  *                           events); rmdir withdraws. Its file granted: a
  *                           read blocks until PID holds NAME, then prints
- *                           the token
+ *                           the token; the entry then goes away
  *
  * Who may do what: the caller is the process of the FUSE thread id (proc.h
  * P1). mkdir active/PID/NAME: PID live and one the caller may act for (P3:
  * -ESRCH dead or not a number -> ENOENT for a PID directory, -EPERM other
- * uid). Renew, release: the lease's rules (lease.h: holder, descendants,
+ * uid); PID the caller's own process needs no further /proc read (it is
+ * live, and one's own process is always allowed). Renew, release: the lease's rules (lease.h: holder, descendants,
  * same uid, root; else -EPERM). Directories are 1777 and files 0666 so the
  * kernel's default_permissions never answers before these rules do.
  *
@@ -47,13 +50,17 @@
  * not part of the transaction (a lease is held by a process, not by a
  * transaction's changes), and commit or abort leaves it as it is.
  *
- * Waiting entries: waiting/PID/NAME exists while PID waits for NAME and
- * stays while PID then holds it, so `granted` can still print the token
- * after the grant; it goes with the grant.
+ * Waiting entries (SPEC §5 "prints the token (the waiting entry then goes
+ * away)"): waiting/PID/NAME exists while PID waits for NAME; once granted it
+ * stays until its `granted` has been read in full by someone (or the grant
+ * ends), then goes away: so a reader that opens `granted` after the grant
+ * still learns the token, and after that read the token is always in
+ * active/PID/NAME/token. A `granted` already open keeps reading the token.
+ * readdir of waiting/PID lists only the names still waited for.
  *
- * cleanup_queue/: a dead holder's grants are released in the death
- * watcher's one locked step (lease_owner_died), so nothing is ever seen
- * in flight there; it is listed (empty) for the layout's sake.
+ * cleanup_queue/: an entry per dead process while the death watcher
+ * reclaims it (svc.h V10); usually gone within a WAL sync, visible for as
+ * long as that sync takes (a slow disk, a stalled fdatasync).
  *
  * TTL writes (`echo 30 > ttl`): 1..LEASE_TTL_MAX_S whole seconds (EINVAL
  * for garbage, 0, negative or fractions; ERANGE past the maximum).
@@ -76,6 +83,11 @@ struct handle;
 
 bool ctl_lease_owns(unsigned kind);
 bool ctl_lease_is_dir(unsigned kind);
+/* May the kernel cache the entry of a node of this kind (ctl.c)? Only
+ * the fixed directories (leases/ and active/, by-name/, cleanup_queue/,
+ * completed/, waiting/ in it): a path walk to active/PID/NAME then costs
+ * no lookup round trip for them. Everything else comes and goes. */
+bool ctl_lease_cacheable(unsigned kind);
 /* The kind of `.txdir/leases` (ctl.c lists it in .txdir). */
 unsigned ctl_lease_root_kind(void);
 

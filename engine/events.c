@@ -11,8 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "os.h"
 
@@ -26,6 +29,91 @@ struct evlog {
 	uint64_t last_commit; /* highest txn_commit "commit" logged */
 	struct ev_observer obs; /* journal.h's index; set once, before use */
 };
+
+/* ---- syslog: one connection, kept ------------------------------------------
+ * syslog(3) connects to /dev/log at its first call and again at every call
+ * while that fails (no syslog daemon: a socket, a failed connect and a close
+ * per event, on the thread that answers the lease request). Events keep
+ * their own datagram socket instead: connected once, reconnected when a
+ * send finds the peer gone, and while /dev/log is missing a connect is
+ * tried at most once a second. Sends never block (MSG_DONTWAIT): a line
+ * syslog cannot take now is dropped from syslog only (the event log has
+ * it). The line is what syslog(3) sends: "<PRI>Mmm dd hh:mm:ss IDENT[PID]:
+ * MSG", facility daemon. */
+#define EV_SYSLOG_RETRY_NS 1000000000ull
+
+static struct {
+	pthread_mutex_t lock;       /* a leaf, taken after nothing */
+	int fd;                     /* -1: not connected */
+	uint64_t next_try_ns;       /* monotonic: no connect before */
+	char path[108];
+} sl = {PTHREAD_MUTEX_INITIALIZER, -1, 0, "/dev/log"};
+
+void ev_syslog_path(const char *path)
+{
+	pthread_mutex_lock(&sl.lock);
+	if (sl.fd >= 0)
+		close(sl.fd);
+	sl.fd = -1;
+	sl.next_try_ns = 0;
+	snprintf(sl.path, sizeof(sl.path), "%s", path ? path : "/dev/log");
+	pthread_mutex_unlock(&sl.lock);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Under sl.lock: connect unless connected or a connect failed < 1 s ago. */
+static bool sl_connect(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	uint64_t now;
+
+	if (sl.fd >= 0)
+		return true;
+	now = mono_ns();
+	if (now < sl.next_try_ns)
+		return false;
+	memcpy(sa.sun_path, sl.path, sizeof(sl.path));
+	sl.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (sl.fd >= 0 && connect(sl.fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		return true;
+	if (sl.fd >= 0)
+		close(sl.fd);
+	sl.fd = -1;
+	sl.next_try_ns = now + EV_SYSLOG_RETRY_NS;
+	return false;
+}
+
+static void ev_syslog(int pri, const char *msg)
+{
+	char head[96];
+	struct tm tm;
+	time_t t = time(NULL);
+
+	localtime_r(&t, &tm);
+	size_t n = strftime(head, sizeof(head), "%h %e %T ", &tm);
+	snprintf(head + n, sizeof(head) - n, "%s[%d]: ", program_invocation_short_name,
+		 (int)getpid());
+	char *line;
+	int len = asprintf(&line, "<%d>%s%s", LOG_DAEMON | pri, head, msg);
+	if (len < 0)
+		return;
+	pthread_mutex_lock(&sl.lock);
+	for (int attempt = 0; attempt < 2 && sl_connect(); attempt++) {
+		if (send(sl.fd, line, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0 ||
+		    (errno != ECONNREFUSED && errno != ENOTCONN && errno != EPIPE))
+			break; /* sent, or dropped (full, too big): stay connected */
+		close(sl.fd); /* the daemon went away: once more, anew */
+		sl.fd = -1;
+	}
+	pthread_mutex_unlock(&sl.lock);
+	free(line);
+}
 
 void ev_set_observer(struct evlog *ev, const struct ev_observer *obs)
 {
@@ -164,7 +252,11 @@ void ev_emit(struct evlog *ev, uint64_t time_ns, const char *type, cJSON *fields
 		cJSON_Delete(o);
 		goto out;
 	}
-	syslog(LOG_INFO, "txdir: %s", json);
+	char *msg;
+	if (asprintf(&msg, "txdir: %s", json) > 0) {
+		ev_syslog(LOG_INFO, msg);
+		free(msg);
+	}
 	char *line;
 	int n = asprintf(&line, "%" PRIu64 " %s\n", time_ns, json);
 	bool written = false;
@@ -177,7 +269,7 @@ void ev_emit(struct evlog *ev, uint64_t time_ns, const char *type, cJSON *fields
 		} else {
 			/* a failed append may leave a partial line: the next
 			 * append starts after a newline of its own */
-			syslog(LOG_WARNING, "txdir: could not append to the event log");
+			ev_syslog(LOG_WARNING, "txdir: could not append to the event log");
 			txd_os->ftruncate(ev->fd, (off_t)ev->size);
 		}
 		pthread_mutex_unlock(&ev->lock);

@@ -48,6 +48,9 @@ void ev_close(struct evlog *ev);
 /* Log one event of TYPE at time_ns with FIELDS (a cJSON object, taken over;
  * NULL for none); also to syslog. ev may be NULL (no log: syslog only). */
 void ev_emit(struct evlog *ev, uint64_t time_ns, const char *type, cJSON *fields);
+/* Where events go to syslog: a datagram socket path (NULL: /dev/log, the
+ * default). One connection, kept across events (events.c); for tests. */
+void ev_syslog_path(const char *path);
 /* An observer of the log (the journal index, journal.h): logged runs after
  * each append from now on, outside the log's lock, with the event's object
  * ("time", "type" and the fields; valid during the call); trimmed (may be

@@ -46,6 +46,7 @@ struct lrec {
 	uint8_t how;                /* RELEASE */
 	struct lease_who by;
 	uint64_t ended_ns;
+	uint64_t renewed_ns;        /* RENEW (0: a record without it) */
 };
 
 struct lease_svc {
@@ -238,7 +239,8 @@ static size_t rec_encode(const struct lrec *r, uint8_t *b)
 		put64(b + 8, r->li.token);
 		put64(b + 16, r->li.ttl_ns);
 		put64(b + 24, r->li.expires_mono_ns);
-		off = 32;
+		put64(b + 32, r->renewed_ns);
+		off = 40;
 		break;
 	default: /* LREC_RELEASE */
 		put64(b + 8, r->li.token);
@@ -256,9 +258,9 @@ static size_t rec_encode(const struct lrec *r, uint8_t *b)
 
 static int rec_decode(const void *payload, size_t len, struct lrec *r)
 {
-	static const size_t fixed[] = { 0, 16, 72, 32, 48 };
+	static const size_t fixed[] = { 0, 16, 72, 40, 48 };
 	const uint8_t *b = payload;
-	size_t nl;
+	size_t nl, fx;
 
 	memset(r, 0, sizeof(*r));
 	if (len < 8)
@@ -267,12 +269,15 @@ static int rec_decode(const void *payload, size_t len, struct lrec *r)
 		return -TXD_EFORMAT;
 	r->kind = b[1];
 	nl = get16(b + 2);
-	if (len != fixed[r->kind] + nl || (r->kind == LREC_RESERVE) != (nl == 0))
+	fx = fixed[r->kind];
+	if (r->kind == LREC_RENEW && len == 32 + nl)
+		fx = 32; /* written before renewed_ns */
+	if (len != fx + nl || (r->kind == LREC_RESERVE) != (nl == 0))
 		return -TXD_ECORRUPT;
 	if (nl) {
 		if (nl > LEASE_NAME_MAX)
 			return -TXD_ECORRUPT;
-		memcpy(r->li.name, b + fixed[r->kind], nl);
+		memcpy(r->li.name, b + fx, nl);
 		r->li.name[nl] = '\0';
 		if (lease_name_check(r->li.name))
 			return -TXD_ECORRUPT;
@@ -295,6 +300,7 @@ static int rec_decode(const void *payload, size_t len, struct lrec *r)
 		r->li.token = get64(b + 8);
 		r->li.ttl_ns = get64(b + 16);
 		r->li.expires_mono_ns = get64(b + 24);
+		r->renewed_ns = fx == 40 ? get64(b + 32) : 0;
 		break;
 	default:
 		r->li.token = get64(b + 8);
@@ -840,9 +846,11 @@ int lease_renew(struct lease_svc *s, const char *name, uint64_t token, const str
 	if (ttl_ns != LEASE_TTL_KEEP)
 		r.li.ttl_ns = ttl_ns;
 	r.li.expires_mono_ns = r.li.ttl_ns ? txd_os->now_monotonic_ns() + r.li.ttl_ns : 0;
+	r.renewed_ns = txd_os->now_realtime_ns();
 	err = log_apply(s, &r, NULL);
 	if (!err)
-		ev_push(&eb, &(struct lease_event){ .kind = LEV_RENEW, .lease = ln->info, .by = *by });
+		ev_push(&eb, &(struct lease_event){ .kind = LEV_RENEW, .lease = ln->info, .by = *by,
+						    .time_ns = r.renewed_ns });
 out_unlock:
 	pthread_mutex_unlock(&s->lock);
 	return finish(s, &eb, err);

@@ -98,7 +98,9 @@
  *   GRANT    8 u64 token, 16 u32 uid, 20 u32 pid, 24 u64 start,
  *           32 u8[16] boot, 48 u64 ttl_ns, 56 u64 expires_mono_ns (0 never),
  *           64 u64 acquired_ns (realtime)                                72
- *   RENEW    8 u64 token, 16 u64 ttl_ns, 24 u64 expires_mono_ns           32
+ *   RENEW    8 u64 token, 16 u64 ttl_ns, 24 u64 expires_mono_ns,
+ *           32 u64 renewed_ns (realtime: the renew's event time, svc.h V5)  40
+ *           (a RENEW of 32 bytes, written before renewed_ns, reads as 0)
  *   RELEASE  8 u64 token, 16 u8 how, 17 u8[3] zero, 20 u32 by_uid,
  *           24 u32 by_pid, 28 u32 zero, 32 u64 by_start, 40 u64 ended_ns  48
  *
@@ -174,6 +176,7 @@ struct lease_event {
 	enum lease_end how;            /* RELEASE */
 	struct lease_who by;           /* RELEASE: who; DEADLOCK: the refused waiter */
 	const struct lease_cycle *cycle; /* DEADLOCK (valid during the call) */
+	uint64_t time_ns;              /* RENEW: its record's renewed_ns (realtime) */
 };
 
 /* Where records live. append copies rec before returning and sets *lsn

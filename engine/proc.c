@@ -21,9 +21,27 @@
 #define SYS_pidfd_open 434
 #endif
 
+/* The identity cache (P1 at one /proc read): thread (tid, its start time)
+ * -> its process (tgid, the tgid's start time). A thread never changes
+ * process (an exec by a non-leader thread takes the leader's pid and keeps
+ * the leader's start time), so an entry is valid while a thread tid with
+ * the same start time exists: proc_identify reads /proc/TID/stat (the
+ * check) and, on a hit, nothing else. Only identity is cached, never uids
+ * or parents (credentials change: setuid, reparenting). Direct-mapped by
+ * tid; a miss overwrites. */
+#define PROC_CACHE 64
+
+struct proc_cached {
+	uint32_t tid, tgid;
+	uint64_t tid_start, tgid_start;
+};
+
 struct proc {
 	char root[256];
 	uint8_t boot[PROC_BOOT_LEN];
+	pthread_mutex_t cache_lock;  /* a leaf */
+	struct proc_cached cache[PROC_CACHE];
+	_Atomic uint64_t hits, misses;
 };
 
 /* /proc files report size 0: read until EOF through the os table. */
@@ -94,12 +112,14 @@ int proc_open(const char *root, struct proc **out)
 	if (!p)
 		return -ENOMEM;
 	snprintf(p->root, sizeof(p->root), "%s", root ? root : "/proc");
+	pthread_mutex_init(&p->cache_lock, NULL);
 	r = read_text(p, "sys/kernel/random/boot_id", buf, sizeof(buf));
 	if (r == -ESRCH)
 		r = -ENOENT;
 	if (!r)
 		r = parse_boot(buf, p->boot);
 	if (r) {
+		pthread_mutex_destroy(&p->cache_lock);
 		free(p);
 		return r;
 	}
@@ -109,7 +129,16 @@ int proc_open(const char *root, struct proc **out)
 
 void proc_close(struct proc *p)
 {
+	if (!p)
+		return;
+	pthread_mutex_destroy(&p->cache_lock);
 	free(p);
+}
+
+void proc_cache_stats(struct proc *p, uint64_t *hits, uint64_t *misses)
+{
+	*hits = p->hits;
+	*misses = p->misses;
 }
 
 void proc_boot(const struct proc *p, uint8_t boot[PROC_BOOT_LEN])
@@ -177,24 +206,74 @@ static int read_stat(struct proc *p, uint32_t pid, uint64_t *start, char *state)
 	return 0;
 }
 
-int proc_identify(struct proc *p, uint32_t tid, struct proc_id *out)
+/* P1 without the cache: Tgid from /proc/TID/status, then the Tgid's
+ * start time (tid_start when the thread is the process itself). */
+static int identify_slow(struct proc *p, uint32_t tid, uint64_t tid_start, struct proc_id *out)
 {
 	char buf[4096], state;
 	uint32_t tgid;
+	int r = read_status(p, tid, buf, sizeof(buf));
+
+	if (!r)
+		r = status_field(buf, "Tgid", &tgid);
+	if (r)
+		return r;
+	out->pid = tgid;
+	if (tgid == tid && tid_start)
+		out->start = tid_start;
+	else if ((r = read_stat(p, tgid, &out->start, &state)))
+		return r;
+	return 0;
+}
+
+/* P1; *own_state: the state of the process read on the way when tid is
+ * the process itself (then also the liveness check), else 0. */
+static int identify(struct proc *p, uint32_t tid, struct proc_id *out, char *own_state)
+{
+	uint64_t tid_start = 0;
+	char state;
 	int r;
 
+	*own_state = 0;
 	if (tid == 0)
 		return -ESRCH;
-	r = read_status(p, tid, buf, sizeof(buf));
-	if (r)
-		return r;
-	r = status_field(buf, "Tgid", &tgid);
-	if (r)
-		return r;
 	memset(out, 0, sizeof(*out));
-	out->pid = tgid;
 	memcpy(out->boot, p->boot, PROC_BOOT_LEN);
-	return read_stat(p, tgid, &out->start, &state);
+	/* a (faked) /proc may have a thread's status without its stat: then
+	 * no cache, as before it */
+	r = read_stat(p, tid, &tid_start, &state);
+	if (r == -EINVAL)
+		return r;
+	if (r)
+		return identify_slow(p, tid, 0, out);
+	struct proc_cached *c = &p->cache[tid % PROC_CACHE];
+	pthread_mutex_lock(&p->cache_lock);
+	bool hit = c->tid == tid && c->tid_start == tid_start;
+	if (hit) {
+		out->pid = c->tgid;
+		out->start = c->tgid_start;
+	}
+	pthread_mutex_unlock(&p->cache_lock);
+	if (hit) {
+		p->hits++;
+	} else {
+		p->misses++;
+		if ((r = identify_slow(p, tid, tid_start, out)))
+			return r;
+		pthread_mutex_lock(&p->cache_lock);
+		*c = (struct proc_cached){.tid = tid, .tgid = out->pid, .tid_start = tid_start,
+					  .tgid_start = out->start};
+		pthread_mutex_unlock(&p->cache_lock);
+	}
+	if (out->pid == tid)
+		*own_state = state;
+	return 0;
+}
+
+int proc_identify(struct proc *p, uint32_t tid, struct proc_id *out)
+{
+	char state;
+	return identify(p, tid, out, &state);
 }
 
 bool proc_alive(struct proc *p, const struct proc_id *id)
@@ -242,14 +321,19 @@ bool proc_descends(struct proc *p, uint32_t pid, uint32_t anc)
 int proc_may_act_for(struct proc *p, uint32_t caller_uid, uint32_t target,
 		     struct proc_id *id)
 {
+	char buf[4096], state;
 	uint32_t uid;
-	int r = proc_identify(p, target, id);
+	int r = identify(p, target, id, &state);
 
 	if (r)
 		return r == -EINVAL ? -ESRCH : r;
-	if (!proc_alive(p, id))
+	/* P2: a zombie has exited; a thread's process is checked on its own */
+	if (state ? state == 'Z' || state == 'X' : !proc_alive(p, id))
 		return -ESRCH;
-	r = proc_owner(p, id->pid, &uid, NULL);
+	/* the real uid now (never cached: credentials change) */
+	r = read_status(p, id->pid, buf, sizeof(buf));
+	if (!r)
+		r = status_field(buf, "Uid", &uid);
 	if (r)
 		return -ESRCH;
 	return caller_uid == 0 || caller_uid == uid ? 0 : -EPERM;
@@ -270,10 +354,17 @@ int proc_key(const struct proc_id *id, char *buf, size_t cap)
 
 /* ---- the death watcher ------------------------------------------------- */
 
+/* An entry whose count falls to zero lingers (idle, up to WATCH_IDLE_MAX of
+ * them): its death is no longer reported (an idle entry that dies is
+ * dropped silently), and a new watch of the same process takes it back
+ * without a pidfd_open, a /proc read or a wake-up of the thread — a process
+ * that grabs and releases in a loop costs the watcher nothing per round. */
+#define WATCH_IDLE_MAX 64
+
 struct watch_ent {
 	struct proc_id id;
 	int fd;            /* pidfd, or -1: already dead, report at once */
-	unsigned refs;
+	unsigned refs;     /* 0: idle */
 	uint64_t seq;      /* identifies the entry across a poll round */
 };
 
@@ -285,8 +376,9 @@ struct proc_watch {
 	pthread_t thread;
 	pthread_mutex_t lock;      /* protects everything below */
 	struct watch_ent *ents;
-	size_t n, cap;
+	size_t n, cap, idle;
 	uint64_t next_seq;
+	uint64_t opened;           /* pidfds opened (proc_watch_opened) */
 	bool stop;
 };
 
@@ -311,6 +403,8 @@ static void drop_ent(struct proc_watch *w, size_t i)
 {
 	if (w->ents[i].fd >= 0)
 		close(w->ents[i].fd);
+	if (w->ents[i].refs == 0)
+		w->idle--;
 	w->ents[i] = w->ents[--w->n];
 }
 
@@ -319,16 +413,21 @@ static void drop_ent(struct proc_watch *w, size_t i)
 static bool take_dead(struct proc_watch *w, const uint64_t *ready, size_t nready,
 		      struct proc_id *id)
 {
-	for (size_t i = 0; i < w->n; i++) {
+	for (size_t i = 0; i < w->n;) {
 		bool due = w->ents[i].fd < 0;
 
 		for (size_t k = 0; !due && k < nready; k++)
 			due = ready[k] == w->ents[i].seq;
+		if (due && w->ents[i].refs == 0) {
+			drop_ent(w, i); /* idle: not watched, not reported */
+			continue;
+		}
 		if (due) {
 			*id = w->ents[i].id;
 			drop_ent(w, i);
 			return true;
 		}
+		i++;
 	}
 	return false;
 }
@@ -442,7 +541,8 @@ int proc_watch_add(struct proc_watch *w, const struct proc_id *id)
 	pthread_mutex_lock(&w->lock);
 	i = find_ent(w, id);
 	if (i >= 0) {
-		w->ents[i].refs++;
+		if (w->ents[i].refs++ == 0)
+			w->idle--; /* idle: already in the thread's poll set */
 		goto out_unlock;
 	}
 	if (w->n == w->cap) {
@@ -463,6 +563,7 @@ int proc_watch_add(struct proc_watch *w, const struct proc_id *id)
 		r = -errno;
 		goto out_unlock;
 	}
+	w->opened += e.fd >= 0;
 	if (e.fd >= 0 && !proc_alive(w->p, id)) {
 		close(e.fd);
 		e.fd = -1;
@@ -481,11 +582,24 @@ void proc_watch_del(struct proc_watch *w, const struct proc_id *id)
 
 	pthread_mutex_lock(&w->lock);
 	i = find_ent(w, id);
-	if (i >= 0 && --w->ents[i].refs == 0) {
-		drop_ent(w, (size_t)i);
-		wake(w);
+	if (i >= 0 && w->ents[i].refs && --w->ents[i].refs == 0) {
+		if (w->idle < WATCH_IDLE_MAX && w->ents[i].fd >= 0) {
+			w->idle++; /* lingers (see WATCH_IDLE_MAX) */
+		} else {
+			w->idle++; /* counted as idle for drop_ent */
+			drop_ent(w, (size_t)i);
+			wake(w);
+		}
 	}
 	pthread_mutex_unlock(&w->lock);
+}
+
+uint64_t proc_watch_opened(struct proc_watch *w)
+{
+	pthread_mutex_lock(&w->lock);
+	uint64_t n = w->opened;
+	pthread_mutex_unlock(&w->lock);
+	return n;
 }
 
 void proc_watch_close(struct proc_watch *w)

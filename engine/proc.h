@@ -16,7 +16,11 @@
  * Invariants.
  *  P1 proc_identify maps a thread id to its process (Tgid in
  *     /proc/TID/status) before anything else: FUSE reports the calling
- *     thread's id, and every check is about the process.
+ *     thread's id, and every check is about the process. The mapping is
+ *     cached per (tid, the thread's start time): a thread never changes
+ *     process, so one read of /proc/TID/stat (is this still the same
+ *     thread?) answers a repeat caller. Uids and parents are never cached
+ *     (credentials change): proc_may_act_for reads the target's status.
  *  P2 proc_alive(id) is true only if a process with id.pid exists now, has
  *     the same start time and the boot id is the current one: a reused pid
  *     (same pid, other start time) is dead; after a reboot every recorded
@@ -66,6 +70,9 @@ void proc_boot(const struct proc *p, uint8_t boot[PROC_BOOT_LEN]);
  * -ESRCH if there is no such thread, -EINVAL if /proc's text is garbled. */
 int proc_identify(struct proc *p, uint32_t tid, struct proc_id *out);
 
+/* The identity cache's hits and misses since proc_open (tests, profiling). */
+void proc_cache_stats(struct proc *p, uint64_t *hits, uint64_t *misses);
+
 /* P2. */
 bool proc_alive(struct proc *p, const struct proc_id *id);
 
@@ -97,8 +104,13 @@ int proc_watch_open(struct proc *p, proc_death_fn fn, void *arg, struct proc_wat
  * (from the watcher thread). -ENOMEM, -EMFILE. */
 int proc_watch_add(struct proc_watch *w, const struct proc_id *id);
 
-/* Drop one count of a watch; at zero the death is no longer reported. */
+/* Drop one count of a watch; at zero the death is no longer reported. (The
+ * pidfd lingers a while, so that watching the same process again is
+ * cheap: proc.c WATCH_IDLE_MAX.) */
 void proc_watch_del(struct proc_watch *w, const struct proc_id *id);
+
+/* How many pidfds the watcher has opened (tests, profiling). */
+uint64_t proc_watch_opened(struct proc_watch *w);
 
 /* Stop the thread (no callback runs after it returns) and free. */
 void proc_watch_close(struct proc_watch *w);

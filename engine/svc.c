@@ -45,6 +45,8 @@ struct svc {
 	void (*_Atomic listener)(void *arg, const struct lease_event *ev);
 	void *_Atomic listener_arg;
 	struct journal *journal;     /* V6: journals and dead processes */
+	pthread_mutex_t cq_lock;     /* V10: the cleanup queue (a leaf) */
+	struct cq_ent *cq;
 	struct replayed *rp;         /* V5: grants and releases replayed */
 	size_t nrp, caprp;
 	void (*_Atomic decided)(void *arg, const char *proposal, enum vote_outcome o,
@@ -55,7 +57,7 @@ struct svc {
 	void (*vote_listener_release)(void *arg);
 	struct vreplayed *vrp;       /* V7: decisions replayed */
 	size_t nvrp, capvrp;
-	struct state_event *srp;     /* V7: state replaces replayed */
+	struct state_event *srp;     /* V9: state replaces replayed */
 	size_t nsrp, capsrp;
 };
 
@@ -231,6 +233,7 @@ struct vote_svc *svc_vote(struct svc *s)
  * and release; before anything new happens, those whose event the log lacks
  * are emitted again, with the record's own time and "derived": true. */
 struct replayed {
+	uint8_t kind;               /* LREC_GRANT, LREC_RENEW, LREC_RELEASE */
 	bool grant;
 	uint8_t how;
 	uint32_t pid, uid, by_pid, by_uid;
@@ -251,15 +254,26 @@ static uint32_t le32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* A replayed GRANT or RELEASE (lease.h "Record encoding"; lease_replay has
- * checked its lengths). */
+/* A replayed GRANT, RENEW or RELEASE (lease.h "Record encoding";
+ * lease_replay has checked its lengths). A RENEW is noted only with its
+ * renewed_ns (its event's time and identity) and while its grant is held
+ * (L7 applied it: the holder comes from there). */
 static void note_replayed(struct svc *s, const uint8_t *p, size_t len)
 {
-	if (len < 8 || (p[1] != LREC_GRANT && p[1] != LREC_RELEASE))
+	if (len < 8 || (p[1] != LREC_GRANT && p[1] != LREC_RELEASE && p[1] != LREC_RENEW))
 		return;
-	size_t fixed = p[1] == LREC_GRANT ? 72 : 48, nlen = (size_t)(p[2] | p[3] << 8);
+	size_t fixed = p[1] == LREC_GRANT ? 72 : p[1] == LREC_RENEW ? 40 : 48;
+	size_t nlen = (size_t)(p[2] | p[3] << 8);
 	if (len != fixed + nlen || nlen > LEASE_NAME_MAX)
 		return;
+	struct lease_info li = {0};
+	if (p[1] == LREC_RENEW) {
+		char name[LEASE_NAME_MAX + 1];
+		memcpy(name, p + fixed, nlen);
+		name[nlen] = 0;
+		if (!le64(p + 32) || lease_get(s->lease, name, &li) || li.token != le64(p + 8))
+			return;
+	}
 	if (s->nrp == s->caprp) {
 		size_t cap = s->caprp ? 2 * s->caprp : 64;
 		struct replayed *n = realloc(s->rp, cap * sizeof(*n));
@@ -270,10 +284,17 @@ static void note_replayed(struct svc *s, const uint8_t *p, size_t len)
 	}
 	struct replayed *r = &s->rp[s->nrp++];
 	memset(r, 0, sizeof(*r));
+	r->kind = p[1];
 	r->grant = p[1] == LREC_GRANT;
 	r->token = le64(p + 8);
 	memcpy(r->name, p + fixed, nlen);
-	if (r->grant) {
+	if (r->kind == LREC_RENEW) {
+		r->uid = li.uid;
+		r->pid = li.holder.pid;
+		r->start = li.holder.start;
+		r->ttl_ns = le64(p + 16);
+		r->time_ns = le64(p + 32);
+	} else if (r->grant) {
 		r->uid = le32(p + 16);
 		r->pid = le32(p + 20);
 		r->start = le64(p + 24);
@@ -299,16 +320,25 @@ static bool has(const uint64_t *v, size_t n, uint64_t t)
 	return n && bsearch(&t, v, n, sizeof(*v), cmp_u64);
 }
 
-/* The tokens of the grant and of the release events in the log. */
-static int logged_tokens(struct svc *s, uint64_t **g, size_t *ng, uint64_t **r, size_t *nr)
+/* The tokens of the grant and of the release events in the log, and the
+ * renewed_ns of its renew events (a renew's identity: the token has many). */
+struct logged {
+	uint64_t *g, *r, *rn;
+	size_t ng, nr, nrn;
+};
+
+static int logged_tokens(struct svc *s, struct logged *lg)
 {
 	char *txt = NULL;
 	size_t len = 0;
 	int err = ev_render(s->events, 0, NULL, NULL, 0, &txt, &len);
+	uint64_t **g = &lg->g, **r = &lg->r;
+	size_t *ng = &lg->ng, *nr = &lg->nr;
 	*g = calloc(s->nrp + 1, sizeof(**g));
 	*r = calloc(s->nrp + 1, sizeof(**r));
-	*ng = *nr = 0;
-	if (err || !*g || !*r) {
+	lg->rn = calloc(s->nrp + 1, sizeof(*lg->rn));
+	*ng = *nr = lg->nrn = 0;
+	if (err || !*g || !*r || !lg->rn) {
 		free(txt);
 		return err ? err : -ENOMEM; /* the caller frees *g and *r */
 	}
@@ -321,13 +351,26 @@ static int logged_tokens(struct svc *s, uint64_t **g, size_t *ng, uint64_t **r, 
 		cJSON *o = cJSON_Parse(line);
 		const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
 		const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "token");
-		if (cJSON_IsString(t) && cJSON_IsNumber(k)) {
+		const cJSON *rn = cJSON_GetObjectItemCaseSensitive(o, "renewed_ns");
+		if (cJSON_IsString(t) && cJSON_IsNumber(k) && cJSON_IsNumber(rn) &&
+		    strcmp(t->valuestring, "lease_renew") == 0) {
+			/* doubles: the same u64 rounds the same way; renews of one
+			 * token are a sync apart, never 256 ns */
+			for (size_t i = 0; i < s->nrp && lg->nrn < s->nrp; i++)
+				if (s->rp[i].kind == LREC_RENEW &&
+				    (double)s->rp[i].token == k->valuedouble &&
+				    (double)s->rp[i].time_ns == rn->valuedouble) {
+					lg->rn[lg->nrn++] = s->rp[i].time_ns;
+					break;
+				}
+		} else if (cJSON_IsString(t) && cJSON_IsNumber(k)) {
 			bool grant = strcmp(t->valuestring, "lease_grant") == 0;
 			bool rel = !grant && cJSON_GetObjectItemCaseSensitive(o, "how");
 			uint64_t tok = (uint64_t)k->valuedouble;
 			/* only tokens replay can ask about: the arrays stay small */
 			for (size_t i = 0; i < s->nrp; i++)
-				if (s->rp[i].token == tok && s->rp[i].grant == grant && (grant || rel)) {
+				if (s->rp[i].kind != LREC_RENEW && s->rp[i].token == tok &&
+				    s->rp[i].grant == grant && (grant || rel)) {
 					if (grant)
 						(*g)[(*ng)++] = tok;
 					else
@@ -342,6 +385,7 @@ static int logged_tokens(struct svc *s, uint64_t **g, size_t *ng, uint64_t **r, 
 	free(txt);
 	qsort(*g, *ng, sizeof(**g), cmp_u64);
 	qsort(*r, *nr, sizeof(**r), cmp_u64);
+	qsort(lg->rn, lg->nrn, sizeof(*lg->rn), cmp_u64);
 	return 0;
 }
 
@@ -350,8 +394,10 @@ static void log_event(struct svc *s, const struct lease_event *ev, uint64_t time
 
 static void emit_replayed(struct svc *s, const struct replayed *p)
 {
-	struct lease_event ev = {.kind = p->grant ? LEV_GRANT : LEV_RELEASE,
-				 .how = (enum lease_end)p->how};
+	struct lease_event ev = {.kind = p->kind == LREC_RENEW ? LEV_RENEW
+					 : p->grant ? LEV_GRANT : LEV_RELEASE,
+				 .how = (enum lease_end)p->how,
+				 .time_ns = p->kind == LREC_RENEW ? p->time_ns : 0};
 	snprintf(ev.lease.name, sizeof(ev.lease.name), "%s", p->name);
 	ev.lease.token = p->token;
 	ev.lease.holder.pid = p->pid;
@@ -368,17 +414,20 @@ static void derive_dead(struct svc *s);
 
 static void derive_events(struct svc *s)
 {
-	uint64_t *g = NULL, *r = NULL;
-	size_t ng = 0, nr = 0;
-	if (s->nrp && s->events && !logged_tokens(s, &g, &ng, &r, &nr)) {
+	struct logged lg = {0};
+	if (s->nrp && s->events && !logged_tokens(s, &lg)) {
 		for (size_t i = 0; i < s->nrp; i++) {
 			const struct replayed *p = &s->rp[i];
-			if (!(p->grant ? has(g, ng, p->token) : has(r, nr, p->token)))
+			bool logged = p->kind == LREC_RENEW ? has(lg.rn, lg.nrn, p->time_ns)
+				      : p->grant ? has(lg.g, lg.ng, p->token)
+				      : has(lg.r, lg.nr, p->token);
+			if (!logged)
 				emit_replayed(s, p);
 		}
 	}
-	free(g);
-	free(r);
+	free(lg.g);
+	free(lg.r);
+	free(lg.rn);
 	if (s->nrp && s->events)
 		derive_dead(s);
 	free(s->rp);
@@ -421,6 +470,8 @@ static void log_event(struct svc *s, const struct lease_event *ev, uint64_t time
 	case LEV_RENEW:
 		type = "lease_renew";
 		add_holder(o, &ev->lease);
+		if (ev->time_ns)
+			ev_add_u64(o, "renewed_ns", ev->time_ns); /* V5: its identity */
 		break;
 	case LEV_RELEASE:
 		type = ev->how == LEASE_END_BREAK ? "lease_break"
@@ -458,7 +509,9 @@ static void dead_note_release(const struct lease_event *ev);
 static void on_event(void *arg, const struct lease_event *ev)
 {
 	struct svc *s = arg;
-	log_event(s, ev, txd_os->now_realtime_ns(), false);
+	uint64_t when = ev->kind == LEV_RENEW && ev->time_ns ? ev->time_ns
+			: txd_os->now_realtime_ns();
+	log_event(s, ev, when, false);
 	if (ev->kind == LEV_RELEASE)
 		dead_note_release(ev);
 	void (*fn)(void *, const struct lease_event *) = s->listener;
@@ -723,6 +776,77 @@ static int note_wait(void *arg, const struct proc_id *waiter)
 	return 0;
 }
 
+/* ---- V10: the cleanup queue ------------------------------------------------- */
+struct cq_ent {
+	struct cq_ent *next;
+	struct svc_cleanup c;
+};
+
+struct held_by_ctx {
+	const struct proc_id *id;
+	cJSON *names;
+};
+
+static int add_held_by(void *arg, const struct lease_info *li)
+{
+	struct held_by_ctx *h = arg;
+	if (proc_same(&li->holder, h->id))
+		cJSON_AddItemToArray(h->names, cJSON_CreateString(li->name));
+	return 0;
+}
+
+/* Enter id (detected now) with the leases it holds; NULL out of memory
+ * (the cleanup goes on unseen). */
+static struct cq_ent *cq_enter(struct svc *s, const struct proc_id *id)
+{
+	struct cq_ent *e = calloc(1, sizeof(*e));
+	struct held_by_ctx h = {id, cJSON_CreateArray()};
+	if (!e || !h.names) {
+		free(e);
+		cJSON_Delete(h.names);
+		return NULL;
+	}
+	(void)lease_list(s->lease, add_held_by, &h);
+	e->c.id = *id;
+	e->c.detected_ns = txd_os->now_realtime_ns();
+	e->c.leases_json = cJSON_PrintUnformatted(h.names);
+	cJSON_Delete(h.names);
+	if (!e->c.leases_json) {
+		free(e);
+		return NULL;
+	}
+	pthread_mutex_lock(&s->cq_lock);
+	e->next = s->cq;
+	s->cq = e;
+	pthread_mutex_unlock(&s->cq_lock);
+	return e;
+}
+
+static void cq_leave(struct svc *s, struct cq_ent *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&s->cq_lock);
+	for (struct cq_ent **p = &s->cq; *p; p = &(*p)->next)
+		if (*p == e) {
+			*p = e->next;
+			break;
+		}
+	pthread_mutex_unlock(&s->cq_lock);
+	free(e->c.leases_json);
+	free(e);
+}
+
+int svc_cleanup_list(struct svc *s, int (*fn)(void *arg, const struct svc_cleanup *c), void *arg)
+{
+	int err = 0;
+	pthread_mutex_lock(&s->cq_lock);
+	for (struct cq_ent *e = s->cq; e && !err; e = e->next)
+		err = fn(arg, &e->c);
+	pthread_mutex_unlock(&s->cq_lock);
+	return err;
+}
+
 /* The death watcher's report (lease_proc_set_death): clean, and record. */
 static void svc_death(void *arg, const struct proc_id *id)
 {
@@ -730,6 +854,7 @@ static void svc_death(void *arg, const struct proc_id *id)
 	struct dead_collect c = {0};
 	struct dead_group *g = dead_group_of(&c, id);
 	struct held_names h = {0};
+	struct cq_ent *q = cq_enter(s, id); /* V10: from detection ... */
 
 	/* A waiter waits for a held name (a free one is granted at once). */
 	(void)lease_list(s->lease, add_name, &h);
@@ -741,6 +866,7 @@ static void svc_death(void *arg, const struct proc_id *id)
 	tl_dead = &c;
 	int n = lease_owner_died(s->lease, id);
 	tl_dead = NULL;
+	cq_leave(s, q); /* ... until its releases are durable (or failed: L10) */
 	if (n < 0 && g) {
 		/* failed service (L10): nothing was cleaned, the restart does it */
 		cJSON_Delete(g->waits);
@@ -833,7 +959,7 @@ static void log_state_event(struct svc *s, const struct state_event *ev, bool de
 	ev_emit(s->events, ev->time_ns, "state_replace", o);
 }
 
-/* V7: a replace became visible: its event, then the control tree's waits. */
+/* V9: a replace became visible: its event, then the control tree's waits. */
 static void on_state_event(void *arg, const struct state_event *ev)
 {
 	struct svc *s = arg;
@@ -887,6 +1013,7 @@ int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out)
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->up_lock, NULL);
+	pthread_mutex_init(&s->cq_lock, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	s->wal_be = lease_wal_backend(w);
 	s->vote_be = vote_wal_backend(w);
@@ -934,13 +1061,14 @@ out_proc:
 	proc_close(s->proc);
 out_free:
 	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->cq_lock);
 	pthread_mutex_destroy(&s->up_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 	return err;
 }
 
-/* V7: a replayed REPLACE record (state.h "Record encoding"; state_replay
+/* V9: a replayed REPLACE record (state.h "Record encoding"; state_replay
  * has checked it), for derive_state_events. Best effort: the WAL stands. */
 static void note_state(struct svc *s, const uint8_t *p, size_t len)
 {
@@ -957,7 +1085,7 @@ static void note_state(struct svc *s, const uint8_t *p, size_t len)
 						  .bytes = len - STATE_REC_HDR };
 }
 
-/* V7 across a power cut: a replace replayed after the checkpoint whose
+/* V9 across a power cut: a replace replayed after the checkpoint whose
  * event the log lacks is logged again, with its own time, "derived". */
 static void derive_state_events(struct svc *s)
 {
@@ -1160,7 +1288,7 @@ int svc_start(struct svc *s)
 	lease_proc_attach(s->lp, s->lease);
 	journal_load(s); /* V6: before anything new is logged */
 	derive_events(s); /* V5: before anything new is logged */
-	derive_state_events(s); /* V7: likewise */
+	derive_state_events(s); /* V9: likewise */
 	struct dead_collect c = {0};
 	tl_dead = &c;
 	int err = lease_start(s->lease);
@@ -1205,6 +1333,7 @@ void svc_close(struct svc *s)
 	free(s->srp); /* opened and closed without svc_start */
 	proc_close(s->proc);
 	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->cq_lock);
 	pthread_mutex_destroy(&s->up_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s);

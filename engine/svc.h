@@ -34,9 +34,13 @@
  *     durability != none: lease L3), before the caller is answered. The
  *     event log is fsynced at checkpoints only, so a power cut can keep a
  *     record and lose its event: svc_start emits again, once, with the
- *     record's time and "derived": true, the grant and release events the
- *     log lacks for the records replayed after the checkpoint (renews are
- *     not derived).
+ *     record's time and "derived": true, the grant, renew and release
+ *     events the log lacks for the records replayed after the checkpoint.
+ *     A renew event carries its record's renewed_ns (lease.h), which is
+ *     also its time: a token has many renews, (token, renewed_ns) names
+ *     one. A renew of a grant that replay then saw end is derived too
+ *     (before its release, in log order); a RENEW written before
+ *     renewed_ns existed is not.
  *  V6 Every cleanup of a dead process (the death watcher's, within 1 s of
  *     the death; start-up's for holders that died while the server was
  *     down or before a reboot, lease L8) that released a lease or withdrew
@@ -53,13 +57,21 @@
  *     derived again at svc_start ("derived": true, the release's time,
  *     the leases of the replayed death releases whose holder has no
  *     dead_process event; waits are not logged, so none).
- *  V7 Every state replace that becomes visible (state.h S1) is one
+ *  V9 Every state replace that becomes visible (state.h S1) is one
  *     "state_replace" event (version, pid, uid, bytes), emitted after its
  *     record is durable, before the writer is answered, with the replace's
  *     time; then the state listener runs. As V5: a replace replayed after
  *     the checkpoint whose event the log lacks (lost with its unsynced
  *     tail) is logged again at svc_start, with the record's time and
  *     "derived": true.
+ *  V10 The cleanup queue (SPEC §5 "reclaim in progress shows in
+ *     cleanup_queue/"): the death watcher enters a dead process (with the
+ *     leases it held, and when it was detected) before it releases
+ *     anything, and takes it out once lease_owner_died has returned, i.e.
+ *     once every release record of that death is durable (or the service
+ *     failed, L10: the restart cleans it). So between a holder's death and
+ *     its releases being on disk, svc_cleanup_list shows it. Start-up's
+ *     cleanups (L8) run before anything is served: never shown.
  *  V4 The worker thread runs the lease tick at the earliest expiry, waking
  *     at least once a second while a TTL is pending (a lease expires at
  *     most 1 s late); svc_kick after a TTL is set (and start-up) makes it
@@ -149,6 +161,16 @@ void svc_stats(struct svc *s, void (*put)(void *arg, const char *text), void *ar
  * after the event log's, with no service lock held. Set once. */
 void svc_set_listener(struct svc *s, void (*fn)(void *arg, const struct lease_event *ev),
 		      void *arg);
+
+/* V7: a reclaim in progress. */
+struct svc_cleanup {
+	struct proc_id id;         /* the dead process */
+	uint64_t detected_ns;      /* CLOCK_REALTIME */
+	char *leases_json;         /* JSON array of the names it held */
+};
+/* Calls fn for each, under the queue's lock (a leaf): fn must not call the
+ * services; c is valid during the call. Stops at fn's first non-zero. */
+int svc_cleanup_list(struct svc *s, int (*fn)(void *arg, const struct svc_cleanup *c), void *arg);
 
 struct lease_svc *svc_lease(struct svc *s);
 struct vote_svc *svc_vote(struct svc *s);

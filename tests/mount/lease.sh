@@ -15,7 +15,10 @@
 #                 lease and token, the next token is larger; a holder that
 #                 died while the server was down is released (dead_process).
 #   waits         waiting/PID/NAME queues behind the holder and is granted
-#                 at its release; granted prints the token.
+#                 at its release; granted prints the token, and the waiting
+#                 entry then goes away.
+#   fifo          `mountctl lease -w` uses the queue: 16 waiters queued one
+#                 after another are granted in that order, tokens rising.
 #   bad input     names with whitespace (EINVAL), a PID that is not a number
 #                 or dead (ENOENT), ttl garbage/0/negative (EINVAL) and huge
 #                 (ERANGE), a process name with \n and " escaped in owner.
@@ -295,6 +298,9 @@ sys.stdout.write("%s %s" % (r != [], os.read(fd, 64).decode()))' "$L/by-name/q/r
 	[ -d "$L/active/$w/q" ] && [ "$(cat "$L/active/$w/q/token")" = "$tok" ] &&
 		ok "waits: the release grants the waiter; granted prints token $tok" ||
 		not_ok "waits: granted '$tok'"
+	[ ! -e "$L/waiting/$w/q" ] && [ -d "$L/active/$w/q" ] &&
+		ok "waits: the waiting entry goes once granted was read" ||
+		not_ok "waits: waiting/$w/q still there after granted was read"
 	# a waiting reader killed with -9 goes at once (INTERRUPT answered)
 	# (through by-name: its link now names the new holder, see ctl_lease.c)
 	(exec cat "$L/by-name/q/released") >"$TM_DIR/kr.out" 2>&1 &
@@ -321,6 +327,53 @@ sys.stdout.write("%s %s" % (r != [], os.read(fd, 64).decode()))' "$L/by-name/q/r
 	grep '"type":"lease_deadlock"' "$TM_MNT/.txdir/events" | grep -q "\"pid\":$a" &&
 		ok "waits: the cycle is in events" || not_ok "waits: no deadlock event"
 	kill -KILL "$a" "$b"
+}
+
+# How many processes wait for NAME (waiting/*/NAME).
+queued_n() { # name n
+	local e c=0
+	for e in "$TM_MNT"/.txdir/leases/waiting/*/"$1"; do
+		[ -e "$e" ] && c=$((c + 1))
+	done
+	[ "$c" -ge "$2" ]
+}
+
+test_fifo() {
+	local L=$TM_MNT/.txdir/leases i p h rc=0 want="" got pids=()
+	[ -x "${MOUNTCTL:-}" ] || { skip "fifo" "no MOUNTCTL"; return; }
+	# held by a process that is no ancestor of the waiters (mountctl
+	# refuses to wait for its own ancestor: EDEADLK)
+	tm_start_holder
+	h=$HOLDER
+	mkdir "$L/active/$h/fifo" || { not_ok "fifo: grab"; return; }
+	: >"$TM_DIR/fifo.order"
+	for i in $(seq 1 16); do
+		timeout -k 5 120 "$MOUNTCTL" lease "$TM_MNT" fifo -w 110 -- \
+			sh -c "echo $i \$TXDIR_LEASE_TOKEN >> '$TM_DIR/fifo.order'" \
+			>"$TM_DIR/fifo.$i.out" 2>&1 &
+		pids+=("$!")
+		BG+=("$!")
+		want+="$i "
+		# queued before the next one starts: the queue's order is known
+		wait_for 100 queued_n fifo "$i" || {
+			not_ok "fifo: waiter $i not queued: $(cat "$TM_DIR/fifo.$i.out")"
+			kill -KILL "$h"
+			return
+		}
+	done
+	rmdir "$L/active/$h/fifo"
+	for p in "${pids[@]}"; do
+		wait "$p" || rc=$?
+	done
+	got=$(cut -d' ' -f1 "$TM_DIR/fifo.order" | tr '\n' ' ')
+	[ "$rc" = 0 ] && [ "$got" = "$want" ] &&
+		ok "fifo: 16 lease -w waiters granted first come, first served" ||
+		not_ok "fifo: order '$got' (rc $rc)"
+	[ "$(wc -l <"$TM_DIR/fifo.order")" = 16 ] &&
+		cut -d' ' -f2 "$TM_DIR/fifo.order" | sort -n -c -u 2>/dev/null &&
+		ok "fifo: tokens rise in grant order" ||
+		not_ok "fifo: tokens $(cut -d' ' -f2 "$TM_DIR/fifo.order" | tr '\n' ' ')"
+	kill -KILL "$h"
 }
 
 test_bad() {
@@ -442,6 +495,7 @@ test_fstat_after_end
 test_nobody
 test_death
 test_waits
+test_fifo
 test_bad
 test_view
 test_events

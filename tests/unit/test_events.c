@@ -4,6 +4,9 @@
  */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,4 +221,50 @@ Test(events, cut_after_the_wal_end)
 	ev_close(ev);
 	cr_assert_eq(ev_open(dir, &ev), 0);
 	cr_expect_eq(ev_last_commit(ev), 3, "the cut is in the file");
+}
+
+/* syslog: one connection kept across events. After the first event the
+ * socket's path is unlinked: a sender that connects per event (syslog(3)
+ * without a daemon) could not reach it; the kept connection still does.
+ * A new daemon at the path (the old one gone) gets the next line. */
+static int syslog_daemon(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void syslog_got(int fd, const char *type)
+{
+	char buf[4096];
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	cr_assert_eq(poll(&p, 1, 5000), 1, "a syslog line for %s", type);
+	ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+	cr_assert_gt(n, 0);
+	buf[n] = 0;
+	cr_assert(strncmp(buf, "<30>", 4) == 0, "daemon.info: %s", buf);
+	cr_assert_not_null(strstr(buf, "]: txdir: {"), "%s", buf);
+	cr_assert_not_null(strstr(buf, type), "%s", buf);
+}
+
+Test(events, syslog_connection_is_kept_and_renewed)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/log", dir);
+	int d1 = syslog_daemon(path);
+	ev_syslog_path(path);
+	emit_named(1, "one", "a", NULL);
+	syslog_got(d1, "\"one\"");
+	cr_assert_eq(unlink(path), 0);
+	emit_named(2, "two", "a", NULL);
+	syslog_got(d1, "\"two\"");
+	close(d1);
+	int d2 = syslog_daemon(path);
+	emit_named(3, "three", "a", NULL);
+	syslog_got(d2, "\"three\"");
+	close(d2);
+	ev_syslog_path(NULL);
 }

@@ -614,6 +614,37 @@ Test(lease, L7_snapshot_keeps_completed_records_released_out_of_token_order)
 	lease_close(s2);
 }
 
+/* A RENEW carries renewed_ns (its event's time, svc.h V5: 40 bytes + name);
+ * one written before it (32 + name) still replays, with renewed_ns 0. */
+Test(lease, renew_records_with_and_without_renewed_ns_replay)
+{
+	struct lease_opts o = opts();
+	struct lease_who a = WHO(100, 1000);
+	struct lease_info li;
+	uint64_t t;
+	size_t n0;
+
+	cr_assert_eq(lease_grant(svc, "r", &a, &a.proc, 0, &t), 0);
+	n0 = mlog.n;
+	cr_assert_eq(lease_renew(svc, "r", t, &a, 7000000000ull), 0);
+	cr_assert_eq(mlog.n, n0 + 1);
+	cr_assert_eq(mlog.recs[n0].len, 40 + 1, "RENEW: 40 bytes and the name");
+	uint8_t old[33];
+	memcpy(old, mlog.recs[n0].b, 32);
+	old[32] = 'r';
+	old[16] = 9; /* ttl 9 ns: tells the replays apart */
+	memset(old + 17, 0, 7);
+	struct lease_svc *s2 = open_svc(&o);
+	cr_assert_eq(memlog_replay(&mlog, mlog.n, s2), 0);
+	cr_assert_eq(lease_get(s2, "r", &li), 0);
+	cr_assert_eq(li.ttl_ns, 7000000000ull);
+	cr_assert_eq(lease_replay(s2, old, sizeof(old)), 0, "a RENEW without renewed_ns");
+	cr_assert_eq(lease_get(s2, "r", &li), 0);
+	cr_assert_eq(li.ttl_ns, 9);
+	cr_assert_eq(lease_replay(s2, old, sizeof(old) - 1), -TXD_ECORRUPT, "neither length");
+	lease_close(s2);
+}
+
 Test(lease, replay_refuses_garbage)
 {
 	uint8_t rec[80] = { 1, LREC_GRANT, 3, 0 };

@@ -90,6 +90,51 @@ Test(proc, P1_thread_id_maps_to_its_process)
 	proc_close(p);
 }
 
+static void unput(const char *rel)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	cr_assert_eq(unlink(path), 0, "%s", path);
+}
+
+/* P1's cache: a repeat caller costs one read of its stat (the status file
+ * may be gone: the answer comes from the cache); a reused tid (other start
+ * time) is identified afresh; uids are never cached. */
+Test(proc, P1_identity_is_cached_per_thread_and_start_time)
+{
+	struct proc *p;
+	struct proc_id id;
+	uint64_t hits, misses;
+
+	fake(500, 500, 1, 1000, 100, 'S');
+	fake(501, 500, 1, 1000, 101, 'S');   /* a thread of 500 */
+	cr_assert_eq(proc_open(root, &p), 0);
+	cr_assert_eq(proc_identify(p, 501, &id), 0);
+	cr_assert_eq(id.pid, 500);
+	unput("501/status");
+	unput("500/stat");
+	cr_assert_eq(proc_identify(p, 501, &id), 0, "the cache answers: only 501/stat is read");
+	cr_assert_eq(id.pid, 500);
+	cr_assert_eq(id.start, 100);
+	proc_cache_stats(p, &hits, &misses);
+	cr_assert_eq(hits, 1);
+	cr_assert_eq(misses, 1);
+	/* tid 501 reused by a thread of another process */
+	fake(600, 600, 1, 2000, 200, 'S');
+	fake(501, 600, 1, 2000, 201, 'S');
+	cr_assert_eq(proc_identify(p, 501, &id), 0);
+	cr_assert_eq(id.pid, 600, "a reused tid is not the cached thread");
+	cr_assert_eq(id.start, 200);
+	/* may_act_for reads the uid now, cached identity or not */
+	fake(700, 700, 1, 1000, 300, 'S');
+	cr_assert_eq(proc_may_act_for(p, 1000, 700, &id), 0);
+	fake(700, 700, 1, 1001, 300, 'S');   /* setuid: same process, other uid */
+	cr_assert_eq(proc_may_act_for(p, 1000, 700, &id), -EPERM);
+	fake(700, 700, 1, 1001, 300, 'Z');
+	cr_assert_eq(proc_may_act_for(p, 1001, 700, &id), -ESRCH, "a zombie is dead");
+	proc_close(p);
+}
+
 Test(proc, P2_reused_pid_is_dead)
 {
 	struct proc *p;
@@ -276,4 +321,40 @@ Test(watch, P4_dead_or_reused_id_reported_at_once)
 	cr_assert_eq(wait_deaths(&d, 2, 200), 1, "the live process is not reported");
 	proc_watch_close(w);
 	proc_close(p);
+}
+
+/* A process watched again after its count fell to zero takes its lingering
+ * pidfd back (no new pidfd_open); an idle entry's death is not reported,
+ * a re-watched one's is, once. */
+Test(watch, P4_a_rewatched_process_reuses_its_pidfd)
+{
+	struct deaths d = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {{0}}, 0 };
+	struct proc *p;
+	struct proc_watch *w;
+	struct proc_id a, b;
+	int wa, wb;
+	pid_t pa = child_pipe(&wa), pb = child_pipe(&wb);
+
+	cr_assert_eq(proc_open(NULL, &p), 0);
+	cr_assert_eq(proc_identify(p, (uint32_t)pa, &a), 0);
+	cr_assert_eq(proc_identify(p, (uint32_t)pb, &b), 0);
+	cr_assert_eq(proc_watch_open(p, on_death, &d, &w), 0);
+	for (int round = 0; round < 5; round++) {
+		cr_assert_eq(proc_watch_add(w, &a), 0);
+		proc_watch_del(w, &a);
+	}
+	cr_assert_eq(proc_watch_opened(w), 1, "one pidfd for five grab/release rounds");
+	cr_assert_eq(proc_watch_add(w, &b), 0);
+	proc_watch_del(w, &b);                    /* b idle */
+	cr_assert_eq(proc_watch_add(w, &a), 0);   /* a watched again */
+	close(wb);
+	waitpid(pb, NULL, 0);                     /* the idle one dies first */
+	kill(pa, SIGKILL);
+	waitpid(pa, NULL, 0);
+	cr_assert_eq(wait_deaths(&d, 1, 1000), 1);
+	cr_assert(proc_same(&d.ids[0], &a), "only the watched one is reported");
+	cr_assert_eq(wait_deaths(&d, 2, 200), 1, "once");
+	proc_watch_close(w);
+	proc_close(p);
+	close(wa);
 }

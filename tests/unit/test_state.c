@@ -823,7 +823,7 @@ Test(state, ctl_temp_files_per_uid_limit_and_owner)
 	free(store);
 }
 
-/* ---- svc.h V7: an event lost with the event log's tail is derived once -------------- */
+/* ---- svc.h V9: an event lost with the event log's tail is derived once -------------- */
 static int count_in(const char *store, const char *needle)
 {
 	char path[512], line[4096];
@@ -837,7 +837,7 @@ static int count_in(const char *store, const char *needle)
 	return n;
 }
 
-Test(state, V7_a_replace_event_lost_with_the_event_log_is_derived_once)
+Test(state, V9_a_replace_event_lost_with_the_event_log_is_derived_once)
 {
 	char *store = tt_mkstore();
 	struct txd_fs *fs;

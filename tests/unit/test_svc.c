@@ -20,9 +20,14 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "faultos.h"
 #include "txdtest.h"
@@ -53,6 +58,17 @@ static int drop(struct txd_fs *fs, const char *name)
 	uint64_t dir;
 	int err = tt_resolve(fs, active, NULL, NULL, &dir);
 	return err ? err : txd_rmdir(fs, &me, dir, name);
+}
+
+/* touch active/PID/name: a renew (SPEC §5). */
+static int renew(struct txd_fs *fs, const char *name)
+{
+	char path[128];
+	uint64_t node;
+	struct txd_setattr sa = {.valid = TXD_SET_MTIME_NOW};
+	snprintf(path, sizeof(path), "%s/%s", active, name);
+	int err = tt_resolve(fs, path, NULL, NULL, &node);
+	return err ? err : txd_setattr(fs, &me, node, &sa, 0, NULL);
 }
 
 /* The token of name held by this process; 0 if not held. */
@@ -464,7 +480,7 @@ static int count_in(const char *store, const char *needle)
 	return n;
 }
 
-Test(svc, V5_events_of_replayed_grants_and_releases_are_derived_once)
+Test(svc, V5_events_of_replayed_grants_renews_and_releases_are_derived_once)
 {
 	char *store = tt_mkstore();
 	struct txd_fs *fs;
@@ -473,7 +489,11 @@ Test(svc, V5_events_of_replayed_grants_and_releases_are_derived_once)
 	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
 	cr_assert_eq(grab(fs, "e1"), 0);
 	cr_assert_eq(grab(fs, "e2"), 0);
+	cr_assert_eq(renew(fs, "e1"), 0);
+	cr_assert_eq(renew(fs, "e2"), 0);
+	cr_assert_eq(renew(fs, "e2"), 0);
 	cr_assert_eq(drop(fs, "e1"), 0);
+	cr_assert_eq(count_in(store, "\"type\":\"lease_renew\""), 3);
 	faultos_crash(); /* no checkpoint at close: replay has the records */
 	txd_fs_close(fs);
 	faultos_revive();
@@ -488,12 +508,229 @@ Test(svc, V5_events_of_replayed_grants_and_releases_are_derived_once)
 		cr_assert_eq(count_in(store, "\"type\":\"lease_grant\",\"name\":\"e2\""), 1);
 		cr_assert_eq(count_in(store, "\"type\":\"lease_release\",\"name\":\"e1\""), 1,
 			     "round %d: the release's event, once", round);
-		cr_assert_eq(count_in(store, "\"derived\":true"), 3);
+		cr_assert_eq(count_in(store, "\"type\":\"lease_renew\",\"name\":\"e1\""), 1,
+			     "round %d: the renew of a grant replay saw end, once", round);
+		cr_assert_eq(count_in(store, "\"type\":\"lease_renew\",\"name\":\"e2\""), 2,
+			     "round %d: each renew's event, once", round);
+		cr_assert_eq(count_in(store, "\"derived\":true"), 6);
 		faultos_crash();
 		txd_fs_close(fs);
 		faultos_revive();
 		faultos_uninstall();
 	}
+	tt_rmtree(store);
+	free(store);
+}
+
+/* SPEC §5: `cat waiting/PID/NAME/granted` prints the token "and the waiting
+ * entry then goes away". Here: once granted and its `granted` read in full
+ * (a reader opening it after the grant still learns the token; so does
+ * active/PID/NAME/token). The holder ahead is this test's parent (root may
+ * act for it). */
+static int wait_grab(struct txd_fs *fs, const char *dir, const char *name)
+{
+	uint64_t node;
+	struct txd_entry e;
+	int err = tt_resolve(fs, dir, NULL, NULL, &node);
+	if (!err)
+		err = txd_mkdir(fs, &me, node, name, 0755, &e);
+	if (!err)
+		txd_forget(fs, e.node, 1);
+	return err;
+}
+
+static int open_path(struct txd_fs *fs, const char *path, uint64_t *fh)
+{
+	uint64_t node;
+	struct txd_open_out oo = {0};
+	int err = tt_resolve(fs, path, NULL, NULL, &node);
+	if (!err)
+		err = txd_open(fs, NULL, node, O_RDONLY, &oo);
+	*fh = oo.fh;
+	return err;
+}
+
+Test(svc, waiting_entry_goes_once_granted_is_read)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	struct waited w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+	char pa[96], wd[96], entry[128], granted[160], buf[64];
+	uint64_t fh, late, node;
+	snprintf(pa, sizeof(pa), ".txdir/leases/active/%d", (int)getppid());
+	snprintf(wd, sizeof(wd), ".txdir/leases/waiting/%d", (int)getpid());
+	snprintf(entry, sizeof(entry), "%s/g", wd);
+	snprintf(granted, sizeof(granted), "%s/granted", entry);
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	cr_assert_eq(wait_grab(fs, pa, "g"), 0, "the parent holds g");
+	cr_assert_eq(wait_grab(fs, wd, "g"), 0, "queued behind it");
+	cr_assert_eq(open_path(fs, granted, &fh), 0);
+	cr_assert_eq(txd_read_async(fs, fh, buf, sizeof(buf), 0, on_done, &w), -EINPROGRESS);
+	uint64_t dir;
+	cr_assert_eq(tt_resolve(fs, pa, NULL, NULL, &dir), 0);
+	cr_assert_eq(txd_rmdir(fs, &me, dir, "g"), 0);
+	cr_assert_eq(w.calls, 1, "granted at the release");
+	uint64_t tok = token_of(fs, "g");
+	cr_assert_gt(tok, 0, "the waiter holds g");
+	/* granted, not read yet: the entry stays; a late reader learns it */
+	cr_assert_eq(tt_resolve(fs, entry, NULL, NULL, &node), 0, "unread: still there");
+	cr_assert_eq(open_path(fs, granted, &late), 0, "opened after the grant");
+	ssize_t n = txd_read(fs, fh, buf, sizeof(buf), 0);
+	cr_assert_gt(n, 0);
+	buf[n] = 0;
+	cr_assert_eq(strtoull(buf, NULL, 10), tok, "granted prints the token");
+	cr_assert_eq(tt_resolve(fs, entry, NULL, NULL, &node), -ENOENT,
+		     "read: the waiting entry goes away");
+	n = txd_read(fs, late, buf, sizeof(buf), 0);
+	cr_assert_gt(n, 0, "an open granted still reads");
+	buf[n] = 0;
+	cr_assert_eq(strtoull(buf, NULL, 10), tok);
+	cr_assert_eq(token_of(fs, "g"), tok, "the lease stays: active/PID/g/token");
+	txd_release(fs, fh);
+	txd_release(fs, late);
+	/* the next grant of g to this process has an entry again */
+	cr_assert_eq(drop(fs, "g"), 0);
+	cr_assert_eq(wait_grab(fs, wd, "g"), 0, "free: granted at once");
+	cr_assert_eq(tt_resolve(fs, entry, NULL, NULL, &node), 0, "a new grant: a new entry");
+	cr_assert_eq(drop(fs, "g"), 0);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+/* SPEC §5 "reclaim in progress shows in leases/cleanup_queue/" (svc.h V10):
+ * a holder killed while the WAL's fdatasync is held shut (a gate in the os
+ * table) is listed there, with the lease it held, until its release record
+ * is durable; then the entry goes. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	bool closed, entered;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false};
+static struct txd_os_ops gated;
+
+static int gated_fdatasync(int fd)
+{
+	pthread_mutex_lock(&gate.lock);
+	if (gate.closed) {
+		gate.entered = true;
+		pthread_cond_broadcast(&gate.cv);
+		while (gate.closed)
+			pthread_cond_wait(&gate.cv, &gate.lock);
+	}
+	pthread_mutex_unlock(&gate.lock);
+	return txd_os_real.fdatasync(fd);
+}
+
+static void gate_set(bool closed)
+{
+	pthread_mutex_lock(&gate.lock);
+	gate.closed = closed;
+	gate.entered = false;
+	pthread_cond_broadcast(&gate.cv);
+	pthread_mutex_unlock(&gate.lock);
+}
+
+static bool cq_lists(struct txd_fs *fs, const char *pid)
+{
+	uint64_t node;
+	char path[96];
+	snprintf(path, sizeof(path), ".txdir/leases/cleanup_queue/%s", pid);
+	return tt_resolve(fs, path, NULL, NULL, &node) == 0;
+}
+
+Test(svc, V10_cleanup_queue_shows_a_reclaim_until_its_release_is_durable)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	char dir[96], pidtxt[16], path[128], *buf = NULL;
+	size_t len;
+	gated = txd_os_real;
+	gated.fdatasync = gated_fdatasync;
+	txd_os_set(&gated); /* only while no store is open (os.h) */
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	pid_t kid = fork();
+	cr_assert_geq(kid, 0);
+	if (kid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (;;)
+			pause();
+	}
+	snprintf(pidtxt, sizeof(pidtxt), "%d", (int)kid);
+	snprintf(dir, sizeof(dir), ".txdir/leases/active/%d", (int)kid);
+	cr_assert_eq(wait_grab(fs, dir, "cq"), 0, "the child holds cq");
+	snprintf(path, sizeof(path), "%s/cq/token", dir);
+	cr_assert_eq(tt_get(fs, path, &buf, &len), 0);
+	uint64_t tok = strtoull(buf, NULL, 10);
+	free(buf);
+	cr_assert_not(cq_lists(fs, pidtxt), "nothing to reclaim yet");
+	gate_set(true);
+	kill(kid, SIGKILL);
+	waitpid(kid, NULL, 0);
+	/* the death watcher detects it and blocks in the release's sync */
+	pthread_mutex_lock(&gate.lock);
+	while (!gate.entered)
+		pthread_cond_wait(&gate.cv, &gate.lock);
+	pthread_mutex_unlock(&gate.lock);
+	cr_assert(cq_lists(fs, pidtxt), "reclaim in progress: cleanup_queue/%s", pidtxt);
+	snprintf(path, sizeof(path), ".txdir/leases/cleanup_queue/%s", pidtxt);
+	cr_assert_eq(tt_get(fs, path, &buf, &len), 0);
+	cJSON *o = cJSON_Parse(buf);
+	cr_assert_not_null(o, "JSON: %s", buf);
+	cr_assert_eq(cJSON_GetObjectItem(o, "pid")->valuedouble, (double)kid);
+	cr_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "leases"), 0)->valuestring, "cq");
+	cr_assert(cJSON_IsString(cJSON_GetObjectItem(o, "detected")));
+	cJSON_Delete(o);
+	free(buf);
+	gate_set(false);
+	/* gone once the release is durable: bounded, the watcher's thread */
+	bool listed = true;
+	for (int i = 0; i < 5000 && (listed = cq_lists(fs, pidtxt)); i++)
+		usleep(1000);
+	cr_assert_not(listed, "the entry goes once the release is durable");
+	cr_assert(completed(fs, tok), "released by its death");
+	txd_fs_close(fs);
+	txd_os_set(NULL);
+	tt_rmtree(store);
+	free(store);
+}
+
+/* The fixed directories of .txdir/leases may be cached by the kernel (a
+ * path walk to active/PID/NAME costs no lookup round trip for them); what
+ * comes and goes (active/PID, a lease) may not. */
+Test(svc, fixed_lease_directories_are_cacheable_the_rest_not)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	struct txd_entry e;
+	uint64_t leases, node;
+	char pid[16];
+	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), 0);
+	cr_assert_eq(tt_resolve(fs, ".txdir", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_lookup(fs, node, "leases", &e), 0);
+	cr_assert(e.cacheable, "leases/");
+	leases = e.node;
+	const char *fixed[] = {"active", "by-name", "cleanup_queue", "completed", "waiting"};
+	for (size_t k = 0; k < sizeof(fixed) / sizeof(fixed[0]); k++) {
+		cr_assert_eq(txd_lookup(fs, leases, fixed[k], &e), 0);
+		cr_assert(e.cacheable, "%s/", fixed[k]);
+		txd_forget(fs, e.node, 1);
+	}
+	cr_assert_eq(txd_lookup(fs, leases, "active", &e), 0);
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	uint64_t active = e.node;
+	cr_assert_eq(txd_lookup(fs, active, pid, &e), 0);
+	cr_assert_not(e.cacheable, "active/PID comes and goes");
+	uint64_t apid = e.node;
+	cr_assert_eq(grab(fs, "c"), 0);
+	cr_assert_eq(txd_lookup(fs, apid, "c", &e), 0);
+	cr_assert_not(e.cacheable, "a lease comes and goes");
+	txd_forget(fs, e.node, 1);
+	cr_assert_eq(drop(fs, "c"), 0);
+	txd_forget(fs, apid, 1);
+	txd_forget(fs, active, 1);
+	txd_forget(fs, leases, 1);
+	txd_fs_close(fs);
 	tt_rmtree(store);
 	free(store);
 }
