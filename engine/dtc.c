@@ -604,8 +604,8 @@ static int prepare(struct txd_fs *fs, struct txn *t, const char *proposal, const
 	char *p = strdup(proposal), *n = strdup(participant);
 	if (!p || !n)
 		err = -ENOMEM;
-	else if (fs->store.format < STORE_FORMAT_VERSION)
-		err = store_upgrade(&fs->store); /* svc.h V3: before a record it cannot read */
+	else
+		err = svc_upgrade(fs->svc); /* svc.h V3: before a record it cannot read */
 	if (err || (err = prep_encode(fs, t, proposal, participant, &rec, &len)) ||
 	    (err = prep_index(t, rec, len)) || (sync && (err = chunkstore_sync(fs->cs))) ||
 	    (err = append_rec(fs, WAL_REC_PREPARE, rec, len, &pos))) {

@@ -5,9 +5,13 @@
  * Layout (SPEC §7), created by store_init:
  *   FORMAT                 "txdir-store N\n" — written last, durably: a
  *                          directory without it is not (yet) a store.
- *                          N = 1: commits only; N = 2 (STORE_FORMAT): the
- *                          WAL may hold service records (WAL_REC_LEASE) and
- *                          checkpoints carry the services' section (svc.h)
+ *                          N = 1: commits only; N = 2: the WAL may hold
+ *                          lease records (WAL_REC_LEASE) and checkpoints
+ *                          carry the lease snapshot (svc.h); N = 3
+ *                          (STORE_FORMAT): also vote, state and prepared-
+ *                          transaction records (WAL_REC_VOTE, _STATE,
+ *                          _PREPARE, _RESOLVE), renews with their time, and
+ *                          the services' section as a container (svc.h V8)
  *   LOCK                   flock(LOCK_EX) by the open server; holds its pid
  *   objects/               pack files (chunk.h)
  *   coordination/...       the seed layout; dtc/wal holds the WAL segments,
@@ -40,8 +44,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define STORE_FORMAT_VERSION 2
-#define STORE_FORMAT "txdir-store 2\n"
+#define STORE_FORMAT_VERSION 3
+#define STORE_FORMAT "txdir-store 3\n"
 
 struct store {
 	char *dir;

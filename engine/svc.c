@@ -921,6 +921,11 @@ static int upgrade_once(struct svc *s)
 	return err;
 }
 
+int svc_upgrade(struct svc *s)
+{
+	return upgrade_once(s);
+}
+
 static int be_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
 {
 	struct svc *s = arg;
@@ -1168,6 +1173,11 @@ static void put_le(uint8_t *p, uint64_t v, int n)
 
 int svc_ckpt_save(struct svc *s, void **buf, size_t *len)
 {
+	pthread_mutex_lock(&s->up_lock);
+	bool old_format = s->upgrade && !s->upgraded;
+	pthread_mutex_unlock(&s->up_lock);
+	if (old_format) /* V3: as format 2 wrote it, for an older binary */
+		return lease_snapshot_encode(s->lease, buf, len);
 	void *part[NSUB] = {0};
 	size_t plen[NSUB] = {0}, total = 12;
 	int err = 0;

@@ -23,11 +23,14 @@
  *     without a service's sub-section leaves that service empty. A
  *     checkpoint without the section (store format 1) leaves the services
  *     empty: format 1 had no service records.
- *  V3 Store format: the first service record in a store of format 1 is
- *     preceded by opts.upgrade (FORMAT rewritten durably to 2), so a store
- *     that holds service records always says so and an older binary refuses
- *     it with a message; a format-1 store that never took a lease stays
- *     readable by the older binary.
+ *  V3 Store format: the first service record in a store of an older
+ *     format (1 or 2) is preceded by opts.upgrade (FORMAT rewritten
+ *     durably to 3; a prepared transaction's record likewise, dtc.c), so a
+ *     store that holds records an older binary cannot read always says so
+ *     and that binary refuses it with a message; an older store that never
+ *     got such a record stays readable by the older binary: until the
+ *     upgrade, svc_ckpt_save writes the services' section as format 2 did
+ *     (the bare lease snapshot; votes and state are empty then).
  *  V5 Every lease grant, renew, release (with how: release, death, expiry,
  *     break, dead, reboot) and refused deadlock is one event in the event
  *     log, emitted once the action is in the log (after its sync with
@@ -142,6 +145,9 @@ struct svc_opts {
 int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out);
 void svc_close(struct svc *s);
 
+/* V3: the store's FORMAT says 3 (durably) once this returns 0; for a
+ * record appended outside the services (a prepared transaction's). */
+int svc_upgrade(struct svc *s);
 /* V1: one non-commit WAL record. */
 int svc_replay(struct svc *s, uint16_t type, const void *payload, size_t len);
 /* V2: malloc'd section for the checkpoint; and its loading. */

@@ -481,11 +481,40 @@ test_format1() {
 		ok "format 1: its files read back; FORMAT stays 1 without a lease" ||
 		not_ok "format 1: content or FORMAT: $(cat "$TM_STORE/FORMAT")"
 	mkdir "$TM_MNT/.txdir/leases/active/$$/up" && tok=$(cat "$TM_MNT/.txdir/leases/active/$$/up/token") &&
-		[ "$(cat "$TM_STORE/FORMAT")" = "txdir-store 2" ] &&
-		ok "format 1: the first lease makes it format 2" || not_ok "format 1: upgrade"
+		[ "$(cat "$TM_STORE/FORMAT")" = "txdir-store 3" ] &&
+		ok "format 1: the first lease makes it format 3" || not_ok "format 1: upgrade"
 	tm_stop && tm_start "$OPTS" && [ "$(cat "$TM_MNT/.txdir/leases/by-name/up/token")" = "$tok" ] &&
 		ok "format 1: the lease survives a remount" || not_ok "format 1: after remount"
 	tm_umount >/dev/null || not_ok "format 1: unmount"
+}
+
+# A store written by the format-2 binary (tests/fixtures/store-format2.tar.gz:
+# files, lease "two" granted (token 1) and released, lease "kept" (token 2)
+# held by a process long gone, the server SIGKILLed after them).
+test_format2() {
+	local fx=$HERE/../fixtures/store-format2.tar.gz tok=""
+	[ -f "$fx" ] || { not_ok "format 2: fixture missing"; return; }
+	tm_mount "$OPTS" && tm_stop || { not_ok "format 2: mount"; return; }
+	rm -rf "$TM_STORE" && tar -xzf "$fx" -C "$TM_DIR" || { not_ok "format 2: unpack"; return; }
+	tm_start "$OPTS" || { not_ok "format 2: the new binary mounts a format-2 store"; return; }
+	[ "$(cat "$TM_MNT/dir/a")" = hello ] && [ "$(cat "$TM_MNT/b")" = "format two" ] &&
+		[ ! -e "$TM_MNT/.txdir/leases/by-name/kept" ] &&
+		ok "format 2: its files read back; the dead holder's lease is released" ||
+		not_ok "format 2: content or lease: $(ls "$TM_MNT/.txdir/leases/by-name")"
+	# dead_process here; reboot on another machine (the fixture's boot id)
+	grep -Eq '"how":[[:space:]]*"(dead_process|reboot)"' "$TM_MNT/.txdir/leases/completed/2" 2>/dev/null &&
+		[ "$(cat "$TM_STORE/FORMAT")" = "txdir-store 3" ] &&
+		ok "format 2: the start-up release is recorded (completed/2) and makes it format 3" ||
+		not_ok "format 2: completed/2: $(cat "$TM_MNT/.txdir/leases/completed/2" 2>&1), FORMAT $(cat "$TM_STORE/FORMAT")"
+	tm_stop && tm_start "$OPTS" || { not_ok "format 2: remount after its checkpoint"; return; }
+	mkdir "$TM_MNT/.txdir/leases/active/$$/three" &&
+		tok=$(cat "$TM_MNT/.txdir/leases/active/$$/three/token") && [ "$tok" -gt 2 ] &&
+		ok "format 2: a new lease gets a larger token ($tok)" ||
+		not_ok "format 2: token '$tok', FORMAT $(cat "$TM_STORE/FORMAT")"
+	tm_stop && tm_start "$OPTS" &&
+		[ "$(cat "$TM_MNT/.txdir/leases/by-name/three/token")" = "$tok" ] &&
+		ok "format 2: the lease survives a remount" || not_ok "format 2: after remount"
+	tm_umount >/dev/null || not_ok "format 2: unmount"
 }
 
 tm_mount "$OPTS" || { echo "not ok - mount"; echo "0 passed, 1 failed"; exit 1; }
@@ -503,4 +532,5 @@ tm_umount >/dev/null || not_ok "unmount"
 test_restart
 test_quota
 test_format1
+test_format2
 tm_summary

@@ -226,7 +226,7 @@ Test(store, S5_format_missing_is_not_a_store)
 
 Test(store, S5_format_newer_or_damaged_is_refused)
 {
-	const char *bad[] = {"txdir-store 3\n", "txdir-store 1", "txdir-store 1\nmore\n",
+	const char *bad[] = {"txdir-store 4\n", "txdir-store 1", "txdir-store 1\nmore\n",
 			     "txdir-store 02\n", "txdir-store 0\n", "txdir-store \n",
 			     "", "something else\n"};
 	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {

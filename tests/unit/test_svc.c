@@ -368,7 +368,7 @@ Test(svc, V3_format_1_store_opens_and_upgrades_at_its_first_lease)
 	cr_assert_eq(grab(fs, "up"), 0);
 	uint64_t t = token_of(fs, "up");
 	fmt = slurp(store, "FORMAT");
-	cr_assert_str_eq(fmt, "txdir-store 2\n", "V3: the first lease upgrades the store");
+	cr_assert_str_eq(fmt, "txdir-store 3\n", "V3: the first lease upgrades the store");
 	free(fmt);
 	txd_fs_close(fs);
 	cr_assert_eq(ckpt_version(store), 2);
@@ -381,7 +381,7 @@ Test(svc, V3_format_1_store_opens_and_upgrades_at_its_first_lease)
 	free(data);
 	txd_fs_close(fs);
 
-	put_format(store, "txdir-store 3\n");
+	put_format(store, "txdir-store 4\n");
 	cr_assert_eq(txd_fs_open(store, &dur_fsync, &fs, NULL), -TXD_EFORMAT,
 		     "a newer format is refused");
 	tt_rmtree(store);
