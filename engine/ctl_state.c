@@ -536,7 +536,7 @@ static int parse_update(const char *b, size_t len, char **doc, uint64_t *if_vers
 		     v->valuedouble != floor(v->valuedouble)))
 		err = -EINVAL;
 	if (!err) {
-		char *p = cJSON_Print(d);
+		char *p = cJSON_PrintUnformatted(d);
 		size_t n = p ? strlen(p) : 0;
 		char *nl = p ? realloc(p, n + 2) : NULL;
 		if (!nl) {
