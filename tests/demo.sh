@@ -103,6 +103,23 @@ run "mkdir mnt/.txdir/leases/active/\$\$/nightly 2>&1 | sed 's/^/  /'; ls mnt/.t
 run "exec 3< mnt/.txdir/leases/by-name/nightly/released; kill -9 \$(cat holder); cat <&3; tail -n 1 mnt/.txdir/events   # released when the holder dies"
 run "ls mnt/.txdir/leases/completed"
 
+say "A vote: two-phase commit by writing files. All yes commits; one no would abort."
+run "mountctl propose mnt schema-42 --participants w1,w2 --timeout 60"
+run "exec 3< mnt/.txdir/consensus/proposals/schema-42/wait; echo yes > mnt/.txdir/consensus/votes/schema-42/w1; echo yes > mnt/.txdir/consensus/votes/schema-42/w2; cat <&3   # wait blocks until decided"
+run "cat mnt/.txdir/consensus/decisions/schema-42"
+run_status "mountctl vote mnt schema-42 w1 no   # after the decision: refused"
+
+say "A transaction joins a vote: prepared, it commits (or aborts) with the decision."
+run "mountctl propose mnt deploy-2 --participants app,ops"
+run "mkdir mnt/.txdir/txn/t2 && printf 'port = 5050\\n' > mnt/.txdir/txn/t2/root/app/config && echo 'prepare deploy-2 as app' > mnt/.txdir/txn/t2/ctl && cat mnt/.txdir/txn/t2/status"
+run_status "echo oops > mnt/app/config   # its files are locked while in doubt (EBUSY at open)"
+run "mountctl vote mnt deploy-2 ops yes && mountctl decision mnt deploy-2 --wait=5 && cat mnt/.txdir/txn/t2/status mnt/app/config"
+
+say "A shared JSON document: atomic replace, a version, compare-and-swap."
+run "echo '{\"replicas\": 3}' > mnt/.txdir/state/global_state.json; getfattr -n user.txdir.version mnt/.txdir/state/global_state.json"
+run "echo '{\"replicas\": 5}' | mountctl state set mnt --if-version 1 - && mountctl state get mnt --json"
+run_status "echo '{\"replicas\": 7}' | mountctl state set mnt --if-version 1 -   # stale: refused"
+
 say "Crash the server: kill -9 txdirfs."
 run "kill -9 $SERVER"
 run "sleep 0.5"
@@ -114,7 +131,7 @@ rc=$?
 printf '$ mountctl mount store mnt\n%s\n' "$out"
 [ "$rc" -eq 0 ] || { echo "demo: mount failed" >&2; exit 1; }
 SERVER=$(sed -n 's/.*txdirfs pid \([0-9]*\).*/\1/p' <<<"$out")
-run "cat mnt/greeting mnt/app/config"
+run "cat mnt/greeting mnt/app/config mnt/.txdir/consensus/decisions/schema-42; mountctl state get mnt"
 run "mountctl check mnt"
 run "mountctl umount mnt"
 SERVER=""
