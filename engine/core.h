@@ -38,6 +38,15 @@
  *   2. fs->lock          everything else of struct txd_fs: nodes, namespace,
  *                        handles' links, transactions, control tree, events
  *                        (cond vars txn_cv, ckpt_cv wait on it)
+ *   2b. service locks    the coordination services' own locks (svc.h):
+ *                        lease, vote, state, each alone (never two at once),
+ *                        then svc's leaves (its queue, up_lock, the cleanup
+ *                        queue, the listeners' wait lists). Taken under 2
+ *                        only to read (lease_get for a fenced commit, txn.h;
+ *                        vote_outcome); a call that logs and waits for a
+ *                        sync is made without 2, and nothing holding a
+ *                        service lock takes 1 or 2 (listeners and events run
+ *                        with no service lock held)
  *   3. chunkstore wlock  pack append state (chunk.c), then its cache_lock
  *                        (rwlock, fd cache); taken under 1 or 2 or alone
  *   4. wal->lock         the log's append and sync state (wal.c); its

@@ -110,8 +110,11 @@
  *     snapshot), "VOTE" (vote.h snapshot), "STAT" (state.h snapshot); an
  *     unknown tag is -TXD_EFORMAT.
  *
- * Lock order: svc's own queue lock is a leaf. Lease calls must not be made
- * with fs->lock held (a RESERVE sync holds the lease lock across an fsync).
+ * Lock order: core.h, level 2b: each service's lock alone, then svc's own
+ * leaves. A service call that logs (grant, renew, release, vote, replace...)
+ * waits for a WAL sync and is made without fs->lock (a RESERVE sync holds
+ * the lease lock across an fsync); reads (lease_get, vote_outcome) may be
+ * made under fs->lock.
  */
 #ifndef TXD_SVC_H
 #define TXD_SVC_H
