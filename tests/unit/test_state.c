@@ -652,7 +652,7 @@ Test(state, ctl_update_compare_and_swap)
 
 	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
 	cr_assert_eq(tt_put(fs, UPD, u0, strlen(u0)), 0);
-	expect_file(fs, DOC, "{\n\t\"n\":\t1\n}\n");
+	expect_file(fs, DOC, "{\"n\":1}\n");
 	cr_assert_eq(tt_put(fs, UPD, u0, strlen(u0)), -EBUSY, "stale");
 	const char *bad[] = { "{\"document\": 1}", "{\"if_version\": \"1\", \"document\": 1}",
 			      "{\"if_version\": 1.5, \"document\": 1}",
@@ -877,7 +877,7 @@ Test(state, V9_a_replace_event_lost_with_the_event_log_is_derived_once)
  * renamed over the document. After a process death or a power cut at any
  * I/O call: the document is the old or a new one, whole, with its own
  * version, and every acknowledged replace survived (S1, S6). */
-static const char *const GEN[] = { "{}\n", "{\"gen\": 1}", "[\"gen\", 2]\n", "{\"gen\": 3}" };
+static const char *const GEN[] = { "{}\n", "{\"gen\": 1}", "[\"gen\",2]\n", "{\"gen\": 3}" };
 
 static int workload3(struct txd_fs *fs)
 {
