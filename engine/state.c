@@ -176,6 +176,7 @@ static int norm_parts(const char *list, size_t len, char **out)
 	}
 	memcpy(b, list, len);
 	b[len] = 0;
+	o[0] = 0;
 	if (strlen(b) != len)
 		err = -EINVAL; /* a NUL inside */
 	for (char *t = strtok_r(b, ", \t\r\n", &save); !err && t;
@@ -193,6 +194,7 @@ static int norm_parts(const char *list, size_t len, char **out)
 			o[ol++] = ',';
 		memcpy(o + ol, t, tl);
 		ol += tl;
+		o[ol] = 0;
 	}
 	o[ol] = 0;
 	free(b);
@@ -560,11 +562,15 @@ int state_replace(struct state_svc *s, const char *doc, size_t len, uint64_t if_
 	return err;
 }
 
+bool state_test_fail_apply;
+
 /* A committed proposal's payload becomes version v (S9). 0 also when it is
  * there already. */
 static int apply_committed(struct state_svc *s, const char *name, uint64_t v,
 			   const struct state_who *by)
 {
+	if (state_test_fail_apply)
+		return -EIO; /* a death between DECIDE and REPLACE (tests) */
 	size_t len = 0;
 	char *b;
 	struct sdoc *d;

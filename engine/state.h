@@ -229,6 +229,9 @@ bool state_pending(struct state_svc *s, char *proposal, size_t size);
 void state_decided(struct state_svc *s, const char *proposal, enum vote_outcome o);
 /* Start-up, after replay and before vote_start (S9). */
 int state_resume(struct state_svc *s);
+/* Tests only: a committed proposal's REPLACE is not appended (-EIO to
+ * its waiter), as if the server died between DECIDE and REPLACE. */
+extern bool state_test_fail_apply;
 /* The newest appended version. */
 uint64_t state_newest(struct state_svc *s);
 
