@@ -1310,3 +1310,29 @@ Test(state, S11_if_lease_in_participants_mode_is_checked_at_the_opening)
 	tt_rmtree(store);
 	free(store);
 }
+
+Test(state, S8_the_vote_timeout_aborts_the_replace_ECANCELED)
+{
+	char *store;
+	struct txd_fs *fs;
+	uint64_t fh;
+
+	faultos_install();
+	fs = open_with_parts(&store, "alice,bob");
+	cr_assert_eq(update_write(fs, "{\"if_version\": 0, \"document\": 9}", &fh), 0);
+	cr_assert_eq(cast(fs, "state-1", "alice", true), 0);
+	faultos_set_clock_offset(31ll * 1000000000ll); /* past the default 30 s */
+	cr_assert_geq(vote_tick(svc_vote(fs->svc), NULL), 0);
+	cr_assert_eq(update_close(fs, fh), -ECANCELED);
+	char why[128] = "";
+	enum vote_outcome o;
+	cr_assert_eq(vote_outcome(svc_vote(fs->svc), "state-1", &o, why, sizeof(why)), 0);
+	cr_assert_str_eq(why, "timeout missing bob");
+	expect_file(fs, DOC, "{}\n");
+	cr_assert_eq(xversion(fs), 0);
+	expect_pending(fs, NULL);
+	txd_fs_close(fs);
+	faultos_uninstall();
+	tt_rmtree(store);
+	free(store);
+}
