@@ -472,7 +472,7 @@ static int propose(struct state_svc *s, struct sdoc *d, uint64_t if_version,
 		pthread_mutex_lock(&s->lock);
 		memcpy(s->pname, name, sizeof(name)); /* a decision may come at once */
 		pthread_mutex_unlock(&s->lock);
-		if ((err = vote_create(s->opts.vote, name, 0)) != -EEXIST)
+		if ((err = vote_create_reserved(s->opts.vote, name)) != -EEXIST)
 			break;
 	}
 	if (!err && !(err = vote_set_payload(s->opts.vote, name, d->b, d->len)) &&

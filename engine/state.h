@@ -33,7 +33,8 @@
  * 2, 3, ... when an aborted attempt at V still holds the name until the
  * vote's retention removes it), created by uid 0, whose payload is the new
  * document and whose participants are the list; the vote's default
- * timeout. Its states:
+ * timeout; the prefix is reserved (vote.h V12: nobody else can create
+ * such a proposal, so state_resume trusts what it finds). Its states:
  *
  *   checked    as above, plus: no state proposal open (else -EBUSY at
  *              once, S10), if_version is the newest (-EBUSY), the fence

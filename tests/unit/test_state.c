@@ -1336,3 +1336,17 @@ Test(state, S8_the_vote_timeout_aborts_the_replace_ECANCELED)
 	tt_rmtree(store);
 	free(store);
 }
+
+Test(state, S8_the_state_prefix_is_reserved_for_the_state_service)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	cr_assert_eq(tt_mkdir(fs, ".txdir/consensus/proposals/state-1"), -EPERM);
+	cr_assert_eq(vote_create(svc_vote(fs->svc), "state-7.2", 0), -EPERM, "root too");
+	cr_assert_eq(tt_mkdir(fs, ".txdir/consensus/proposals/stately"), 0);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
