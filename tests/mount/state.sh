@@ -33,7 +33,8 @@
 #                 lease moved (released, granted again: a new token) the old
 #                 token is ESTALE and nothing applied.
 #   restart       txdirfs SIGKILLed right after a replace: the remount shows
-#                 it, with its version.
+#                 it, with its version; SIGKILLed with a state proposal
+#                 open: pending after the remount, its vote commits it.
 #
 # Bounded polls synchronise, never sleeps. The last line is
 # "N passed, N failed, N skipped". Environment: TXDIRFS, MOUNTCTL, TXDIR_BUILD.
@@ -414,6 +415,21 @@ test_restart() {
 		[ ! -e "$S/left.tmp" ] &&
 		ok "restart: SIGKILL after a replace keeps it (version $v); temp files are gone" ||
 		not_ok "restart: '$(cat "$S/global_state.json")' version $(py version "$S"), want $v"
+	# a state proposal open when the server dies: still open after the
+	# remount (its payload is the pending document), the vote commits it
+	local P=state-$((v + 1)) C=$TM_MNT/.txdir/consensus
+	echo alice >"$S/participants" && printf '{"gen": "2pc"}' >"$S/p.tmp" && mv "$S/p.tmp" "$S/global_state.json" &&
+		[ -d "$C/proposals/$P" ] || { not_ok "restart: open $P"; tm_umount >/dev/null; return; }
+	kill_server && detach || { not_ok "restart: kill server (2pc)"; return; }
+	start_server "$OPTS" || { not_ok "restart: remount (2pc)"; return; }
+	grep -q "\"proposal\":.*\"$P\"" "$S/info.json" && [ "$(py version "$S")" = "$v" ] &&
+		[ "$(py put "$S/global_state.json" '[]')" = EBUSY ] &&
+		ok "restart: a state proposal open at SIGKILL is pending after the remount ($P)" ||
+		not_ok "restart: pending after remount: $(tr -d '\n' <"$S/info.json")"
+	echo yes >"$C/votes/$P/alice" &&
+		[ "$(cat "$S/global_state.json")" = '{"gen": "2pc"}' ] && [ "$(py version "$S")" = $((v + 1)) ] &&
+		ok "restart: its vote after the remount commits the pending document" ||
+		not_ok "restart: after the vote: '$(cat "$S/global_state.json")' version $(py version "$S")"
 	tm_umount >/dev/null || not_ok "restart: unmount"
 }
 
