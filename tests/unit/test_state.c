@@ -1456,3 +1456,45 @@ Test(state, S8_S9_power_cut_at_every_io_step_of_a_2pc_replace, .timeout = 600)
 {
 	every_io_step_p(true);
 }
+
+struct closer {
+	struct txd_fs *fs;
+	uint64_t fh;
+	int err;
+};
+
+static void *closer_main(void *arg)
+{
+	struct closer *c = arg;
+
+	c->err = update_close(c->fs, c->fh);
+	return NULL;
+}
+
+/* The close waits on its own thread while the votes come from another
+ * (either order gives the outcome: no barrier needed). */
+Test(state, S8_a_close_waiting_on_its_thread_gets_the_votes_of_another)
+{
+	char *store;
+	struct txd_fs *fs = open_with_parts(&store, "alice,bob");
+	struct closer c = { .fs = fs };
+	pthread_t t;
+
+	for (int round = 0; round < 4; round++) {
+		char env[128];
+		uint64_t v = xversion(fs);
+		snprintf(env, sizeof(env), "{\"if_version\": %" PRIu64 ", \"document\": %d}", v, round);
+		cr_assert_eq(update_write(fs, env, &c.fh), 0);
+		char name[256];
+		cr_assert(state_pending(ss(fs), name, sizeof(name)));
+		cr_assert_eq(pthread_create(&t, NULL, closer_main, &c), 0);
+		cr_assert_eq(cast(fs, name, "alice", true), 0);
+		cr_assert_eq(cast(fs, name, "bob", round % 2 == 0), 0);
+		pthread_join(t, NULL);
+		cr_assert_eq(c.err, round % 2 == 0 ? 0 : -ECANCELED, "round %d: %d", round, c.err);
+		cr_assert_eq(xversion(fs), v + (round % 2 == 0));
+	}
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
