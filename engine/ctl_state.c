@@ -19,6 +19,7 @@
 #include "ctl.h"
 #include "ctl_lease.h" /* ctl_entry, ctl_fill (ctl.c) */
 #include "events.h"
+#include "lease.h"
 #include "state.h"
 #include "svc.h"
 
@@ -29,6 +30,7 @@ enum {
 	S_CHANGED,
 	S_INFO,
 	S_TEMP,         /* key: the temp file's id */
+	S_PARTS,        /* participants */
 	S_END
 };
 
@@ -39,6 +41,7 @@ static const struct {
 	{ "changed", S_CHANGED },
 	{ "global_state.json", S_DOC },
 	{ "info.json", S_INFO },
+	{ "participants", S_PARTS },
 	{ "update", S_UPDATE },
 };
 #define NFILES (sizeof(files) / sizeof(files[0]))
@@ -71,6 +74,7 @@ struct sfile {
 	uint64_t version;           /* changed: the version at open */
 	bool ready;
 	uint64_t result;            /* changed: the new version */
+	uint64_t ticket;            /* update: a proposal opened at a write */
 	void (*done)(void *arg, int err);
 	void *done_arg;
 	void (*wake)(void *arg);
@@ -142,7 +146,7 @@ unsigned ctl_state_root_kind(void)
 
 bool ctl_state_writable(unsigned kind)
 {
-	return kind == S_DOC || kind == S_UPDATE || kind == S_TEMP;
+	return kind == S_DOC || kind == S_UPDATE || kind == S_TEMP || kind == S_PARTS;
 }
 
 /* ---- temp files (tlock held) ---------------------------------------------------- */
@@ -258,7 +262,8 @@ int ctl_state_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 	}
 	/* anyone may replace the document (SPEC §5; root-only would need a
 	 * policy the SPEC does not state); size 0 as every control file */
-	a->mode = S_IFREG | (n->ctl == S_DOC ? 0666 : n->ctl == S_UPDATE ? 0222 : 0444);
+	a->mode = S_IFREG | (n->ctl == S_DOC || n->ctl == S_PARTS ? 0666 :
+			     n->ctl == S_UPDATE ? 0222 : 0444);
 	a->nlink = 1;
 	return 0;
 }
@@ -404,6 +409,13 @@ static char *render_info(struct txd_fs *fs)
 	}
 	ev_add_u64(o, "pid", in.by.pid);
 	ev_add_u64(o, "uid", in.by.uid);
+	char pname[256], *parts = state_participants(ssvc(fs));
+	cJSON_AddStringToObject(o, "participants", parts ? parts : "");
+	free(parts);
+	if (state_pending(ssvc(fs), pname, sizeof(pname)))
+		cJSON_AddStringToObject(o, "proposal", pname);
+	else
+		cJSON_AddNullToObject(o, "proposal");
 	txt = cJSON_Print(o);
 	cJSON_Delete(o);
 	return txt;
@@ -448,6 +460,19 @@ int ctl_state_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, 
 			}
 		}
 		pthread_mutex_unlock(&cs->tlock);
+	} else if (n->ctl == S_PARTS) {
+		char *p = state_participants(ssvc(fs));
+		size_t pl = p ? strlen(p) : 0;
+		if (p && pl && (flags & O_ACCMODE) != O_WRONLY) {
+			p[pl] = '\n'; /* strdup'd with room: strlen + 1 */
+			*buf = p;
+			*len = pl + 1;
+		} else {
+			free(p);
+			err = p ? 0 : -ENOMEM;
+		}
+		/* `: > participants`: plain mode again, at close */
+		f->dirty = (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY;
 	} else if (n->ctl == S_INFO) {
 		*buf = render_info(fs);
 		*len = *buf ? strlen(*buf) : 0;
@@ -502,20 +527,67 @@ ssize_t ctl_state_listxattr(struct txd_fs *fs, struct node *n, char *buf, size_t
 }
 
 /* ---- replacing ------------------------------------------------------------------- */
-static int replace(struct txd_fs *fs, const struct txd_cred *c, const char *doc, size_t len,
-		   uint64_t if_version)
-{
-	struct state_who by = { .pid = c ? (uint32_t)c->pid : 0, .uid = c ? c->uid : 0 };
+struct fence {
+	struct txd_fs *fs;
+	char name[LEASE_NAME_MAX + 1];
+	uint64_t token;
+};
 
-	fs_will_block(fs); /* the replace waits for the WAL's sync */
-	return state_replace(ssvc(fs), doc, len, if_version, &by, NULL);
+/* state.h S11, under the state lock: lease_get only reads. */
+static int fence_check(void *arg)
+{
+	struct fence *fe = arg;
+	struct lease_info li;
+	struct lease_svc *ls = fe->fs->svc ? svc_lease(fe->fs->svc) : NULL;
+
+	if (!ls || lease_get(ls, fe->name, &li) || li.token != fe->token)
+		return -ESTALE;
+	return 0;
 }
 
-/* update's envelope: 0 and *doc (malloc'd), *if_version; -EINVAL. */
-static int parse_update(const char *b, size_t len, char **doc, uint64_t *if_version)
+/* Replace (state_submit). wait: a participants-mode replace waits for its
+ * outcome here (0 committed, ECANCELED aborted); else *ticket (may be
+ * NULL) gets its ticket and the caller returns at once. */
+static int replace(struct txd_fs *fs, const struct txd_cred *c, const char *doc, size_t len,
+		   uint64_t if_version, const struct fence *fe, bool wait, uint64_t *ticket)
+{
+	struct state_who by = { .pid = c ? (uint32_t)c->pid : 0, .uid = c ? c->uid : 0 };
+	struct state_fence sf = { .check = fence_check, .arg = (void *)fe };
+	struct state_result r;
+	int err;
+
+	fs_will_block(fs); /* the replace waits for the WAL's sync, or a vote */
+	err = state_submit(ssvc(fs), doc, len, if_version, &by, fe ? &sf : NULL, STATE_NOWAIT, &r);
+	if (!err && r.ticket && wait)
+		err = state_wait(ssvc(fs), r.ticket, NULL);
+	else if (!err && ticket)
+		*ticket = r.ticket;
+	return err;
+}
+
+/* if_lease's value: {"name": N, "token": T}; 0, else -EINVAL. */
+static int parse_fence(const cJSON *l, struct fence *fe)
+{
+	const cJSON *n = cJSON_GetObjectItemCaseSensitive(l, "name");
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(l, "token");
+
+	if (!cJSON_IsObject(l) || cJSON_GetArraySize(l) != 2 || !cJSON_IsString(n) ||
+	    !cJSON_IsNumber(t) || t->valuedouble < 0 || t->valuedouble > 9007199254740992.0 ||
+	    t->valuedouble != floor(t->valuedouble) || !*n->valuestring ||
+	    strlen(n->valuestring) > LEASE_NAME_MAX)
+		return -EINVAL;
+	snprintf(fe->name, sizeof(fe->name), "%s", n->valuestring);
+	fe->token = (uint64_t)t->valuedouble;
+	return 0;
+}
+
+/* update's envelope: 0 and *doc (malloc'd), *if_version, *fenced and *fe
+ * (if_lease); -EINVAL. */
+static int parse_update(const char *b, size_t len, char **doc, uint64_t *if_version,
+			bool *fenced, struct fence *fe)
 {
 	cJSON *o, *it;
-	const cJSON *v = NULL, *d = NULL;
+	const cJSON *v = NULL, *d = NULL, *l = NULL;
 	int err = state_check(b, len) == 0 ? 0 : -EINVAL;
 
 	if (err)
@@ -528,13 +600,18 @@ static int parse_update(const char *b, size_t len, char **doc, uint64_t *if_vers
 			v = it;
 		else if (!err && strcmp(it->string, "document") == 0 && !d)
 			d = it;
+		else if (!err && strcmp(it->string, "if_lease") == 0 && !l)
+			l = it;
 		else
-			err = -EINVAL; /* if_lease and anything else: never ignored */
+			err = -EINVAL; /* anything else: never ignored */
 	}
 	if (!err && (!v || !d || !cJSON_IsNumber(v) || v->valuedouble < 0 ||
 		     v->valuedouble > 9007199254740992.0 ||
 		     v->valuedouble != floor(v->valuedouble)))
 		err = -EINVAL;
+	*fenced = l != NULL;
+	if (!err && l)
+		err = parse_fence(l, fe);
 	if (!err) {
 		char *p = cJSON_PrintUnformatted(d);
 		size_t n = p ? strlen(p) : 0;
@@ -552,20 +629,29 @@ static int parse_update(const char *b, size_t len, char **doc, uint64_t *if_vers
 	return err;
 }
 
-/* Act on f's buffer (f->lock held). */
-static int act(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f)
+/* Act on f's buffer (f->lock held). at_flush: a participants-mode replace
+ * waits for its outcome now; at a write, update's proposal is opened and
+ * the close waits (f->ticket). */
+static int act(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f, bool at_flush)
 {
 	char *doc = NULL;
 	uint64_t if_version = STATE_ANY;
+	struct fence fe = { .fs = fs };
+	bool fenced = false;
 	int err;
 
 	f->dirty = false;
-	if (f->kind == S_DOC) {
-		err = replace(fs, c, f->buf ? f->buf : "", f->len, STATE_ANY);
+	if (f->kind == S_PARTS) {
+		struct state_who by = { .pid = c ? (uint32_t)c->pid : 0, .uid = c ? c->uid : 0 };
+		fs_will_block(fs);
+		err = state_set_participants(ssvc(fs), f->buf ? f->buf : "", f->len, &by);
+	} else if (f->kind == S_DOC) {
+		err = replace(fs, c, f->buf ? f->buf : "", f->len, STATE_ANY, NULL, true, NULL);
 	} else {
-		err = parse_update(f->buf ? f->buf : "", f->len, &doc, &if_version);
+		err = parse_update(f->buf ? f->buf : "", f->len, &doc, &if_version, &fenced, &fe);
 		if (!err)
-			err = replace(fs, c, doc, strlen(doc), if_version);
+			err = replace(fs, c, doc, strlen(doc), if_version, fenced ? &fe : NULL,
+				      at_flush, &f->ticket);
 		free(doc);
 	}
 	f->len = 0; /* the next writes start a new document */
@@ -638,8 +724,14 @@ ssize_t ctl_state_write(struct txd_fs *fs, const struct txd_cred *c, struct sfil
 	if (off + size > f->len)
 		f->len = off + size;
 	f->dirty = true;
-	if (f->kind == S_UPDATE && complete_object(f))
-		err = act(fs, c, f);
+	if (f->kind == S_PARTS) {
+		/* a one-word control file: each write acts (SPEC §3) */
+		memmove(f->buf, f->buf + off, size);
+		f->len = size;
+		err = act(fs, c, f, false);
+	} else if (f->kind == S_UPDATE && complete_object(f)) {
+		err = act(fs, c, f, false);
+	}
 out_unlock:
 	pthread_mutex_unlock(&f->lock);
 	return err ? err : (ssize_t)size;
@@ -649,11 +741,18 @@ int ctl_state_flush(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f
 {
 	int err = 0;
 
-	if (f->kind != S_DOC && f->kind != S_UPDATE)
+	if (f->kind != S_DOC && f->kind != S_UPDATE && f->kind != S_PARTS)
 		return 0; /* a temp file holds its bytes already */
 	pthread_mutex_lock(&f->lock);
 	if (f->dirty)
-		err = act(fs, c, f);
+		err = act(fs, c, f, true);
+	if (!err && f->ticket) {
+		/* update's proposal, opened at a write: close gives its outcome */
+		uint64_t t = f->ticket;
+		f->ticket = 0;
+		fs_will_block(fs);
+		err = state_wait(ssvc(fs), t, NULL);
+	}
 	pthread_mutex_unlock(&f->lock);
 	return err;
 }
@@ -678,7 +777,7 @@ static int rename_over_doc(struct txd_fs *fs, const struct txd_cred *c, struct c
 	memcpy(doc, t->buf, len);
 	pthread_mutex_unlock(&cs->tlock);
 	pthread_mutex_unlock(&fs->lock);
-	err = replace(fs, c, doc, len, STATE_ANY);
+	err = replace(fs, c, doc, len, STATE_ANY, NULL, false, NULL); /* never waits */
 	free(doc);
 	pthread_mutex_lock(&fs->lock);
 	if (!err) {

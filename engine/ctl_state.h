@@ -17,15 +17,25 @@
  *                         (decimal); readable by name, not listed (as a
  *                         data file's user.txdir.*).
  *     update              0666, write-only: {"if_version": N, "document": V}
- *                         replaces the document with V (printed by cJSON,
- *                         indented, with a newline) if the version is N:
+ *                         replaces the document with V (printed by cJSON
+ *                         unformatted, with a newline) if the version is N:
  *                         EBUSY stale; EINVAL not JSON, not an object,
  *                         if_version missing or not an integer >= 0, no
- *                         document, any other member (if_lease, the fenced
- *                         update of SPEC §4, is not built: EINVAL, never
- *                         ignored). Acts at the write that completes the
- *                         object (its result is the write's: `echo … >
+ *                         document, any other member. Optional "if_lease":
+ *                         {"name": L, "token": T} (SPEC §4, state.h S11):
+ *                         ESTALE unless lease L is held with token T
+ *                         (exactly those two members, T an integer >= 0,
+ *                         else EINVAL). Acts at the write that completes
+ *                         the object (its result is the write's: `echo … >
  *                         update` reports it), else at FLUSH/fsync (close).
+ *                         Participants mode: that act opens the proposal;
+ *                         the FLUSH (close) waits for its outcome: 0
+ *                         committed, ECANCELED aborted.
+ *     participants        0666: the participants mode (state.h S7): each
+ *                         write sets the list (EINVAL bad list, EBUSY while
+ *                         a state proposal is open); O_TRUNC without a
+ *                         write (`: > participants`) empties it at close.
+ *                         Read: "a,b,c\n", or nothing in plain mode.
  *     changed             0444, a wait file: a read blocks until the
  *                         version differs from the one current at open,
  *                         then prints the new version ("N\n"); O_NONBLOCK:
@@ -50,11 +60,17 @@
  *                         renaming the fixed files or over
  *                         update/changed/info.json: EPERM.
  *
- * Not built: the participants mode (no participants file: every replace
- * acts at once).
+ * Participants mode (state.h S7-S11): a replace of global_state.json
+ * waits for the outcome at its FLUSH (0, ECANCELED); update opens the
+ * proposal at its act and its FLUSH waits; a rename over the document
+ * opens the proposal and returns at once (the temp file is gone): never a
+ * RENAME reply held for a vote. info.json adds "participants" and
+ * "proposal" (the open state proposal's name, or null).
  *
- * Blocking: a replace waits for the WAL's sync (state.h "Blocking"): it runs
- * with fs->lock released, after fs_will_block.
+ * Blocking: a replace waits for the WAL's sync (state.h "Blocking"), and
+ * in participants mode a FLUSH for the vote: on the caller's thread, with
+ * fs->lock released, after fs_will_block (not interruptible: the vote's
+ * timeout, 30 s by default, bounds it).
  *
  * Waits: registered at open with the version then current; the state
  * listener (svc_set_state_listener) readies those whose version differs.

@@ -26,10 +26,53 @@
  *   visible   state_get returns it (or a later version), the hook runs,
  *             the caller is answered 0
  *
- * The participants mode of SPEC §5 (every replace a 2PC proposal) would sit
- * between "checked" and "appended": the version is reserved, the proposal
- * decided, then the record appended. It is not built: no participants file
- * exists, every replace acts at once.
+ * Participants mode (SPEC §5; S7-S10). With a participants list set
+ * (state_set_participants, a PARTICIPANTS record), a replace does not
+ * append a REPLACE record: it opens a proposal of the vote service
+ * (opts.vote) named "state-V" (V = newest version + 1; "state-V.K", K =
+ * 2, 3, ... when an aborted attempt at V still holds the name until the
+ * vote's retention removes it), created by uid 0, whose payload is the new
+ * document and whose participants are the list; the vote's default
+ * timeout; the prefix is reserved (vote.h V12: nobody else can create
+ * such a proposal, so state_resume trusts what it finds). Its states:
+ *
+ *   checked    as above, plus: no state proposal open (else -EBUSY at
+ *              once, S10), if_version is the newest (-EBUSY), the fence
+ *              holds (-ESTALE, S11)
+ *   proposed   CREATE, PARAM (payload), OPEN records durable (vote.h);
+ *              the replace returns here with STATE_NOWAIT (rename)
+ *   decided    the DECIDE record durable (vote.h V1); the services host
+ *              calls state_decided on the deciding thread
+ *   appended   committed: the payload as a REPLACE record at version V
+ *   visible    as above; the waiter (state_wait) gets 0 and V
+ *   aborted:   nothing appended; the waiter gets -ECANCELED (any reason:
+ *              a "no", the timeout)
+ *
+ * Durability order: OPEN (with the payload before it) < DECIDE < REPLACE.
+ * A crash before DECIDE: the proposal is open at restart (its timeout
+ * resumes, vote.h V7) and state_resume makes it the pending one; a crash
+ * between DECIDE and REPLACE: state_resume (before vote_start) finds the
+ * committed proposal at newest + 1 and appends its payload as the REPLACE
+ * record. It runs before vote_start's retention pass, so a committed
+ * proposal older than the retention is applied before it is removed; the
+ * decisions vote_start makes (complete or overdue) reach state_decided.
+ *
+ * Invariants of the participants mode.
+ *  S7 The list: names as vote.h V5, separated by commas or whitespace,
+ *     stored normalised "a,b,c"; empty: plain mode. Changing it while a
+ *     state proposal is open: -EBUSY.
+ *  S8 Only a committed proposal's payload becomes visible, at version V;
+ *     the version bumps then, never at the proposal's opening.
+ *  S9 A committed proposal is applied once: at version newest + 1 only
+ *     (a REPLACE at V already there: nothing), by state_decided or at
+ *     start-up by state_resume.
+ *  S10 One state proposal at a time: a replace (any mode of writing)
+ *     while one is open gets -EBUSY at once.
+ *  S11 Fenced replace (the update's if_lease, SPEC §4): fence->check runs
+ *     under s->lock right before the REPLACE record is appended (plain
+ *     mode) or before the proposal is opened (participants mode: the vote
+ *     is the commit point of a 2PC replace); non-zero (-ESTALE): nothing
+ *     logged, nothing applied.
  *
  * Invariants.
  *  S1 A replace is durable before it is visible (opts.sync: durability !=
@@ -54,9 +97,12 @@
  *     only a restart (replay) reconciles memory with the log. A replace
  *     told -EIO may or may not survive a restart — whole, never torn.
  *
- * Lock order: state->lock is a leaf; the backend's append is called with it
- * held (log order = version order), its sync without. The hook runs with no
- * lock held, on the replacing thread (or never, during replay).
+ * Lock order: state->lock, then a fence's check (the lease service's lock:
+ * lease_get only reads), then the backend's append (log order = version
+ * order); its sync without. The vote service is called with no state lock
+ * held (its lock and hooks never take state->lock under it). The hook runs
+ * with no lock held, on the replacing (or deciding) thread (or never,
+ * during replay).
  *
  * Blocking: state_replace waits for the backend's sync (opts.sync): call it
  * from a thread that may block, with no fs->lock held, never from a
@@ -72,9 +118,13 @@
  *   24 u32 uid, 28 u32 pid   who replaced it
  *   32 doc_len bytes of the document                            32 + doc_len
  *
+ * PARTICIPANTS record (kind 2): the same header, version 0, doc_len bytes
+ * of the normalised list (0: plain mode again).
+ *
  * Snapshot (state_snapshot_encode): u32 magic "TXST", u32 version 1, u32
  * len, then len bytes: one REPLACE record of the newest document (len 0 at
- * version 0). Decoding replays it (S5).
+ * version 0). Version 2 (written only when participants are set) adds u32
+ * len and a PARTICIPANTS record. Decoding replays them (S5).
  */
 #ifndef TXD_STATE_H
 #define TXD_STATE_H
@@ -87,7 +137,13 @@
 #define STATE_ANY UINT64_MAX       /* state_replace: no compare-and-swap */
 #define STATE_REC_HDR 32
 
-enum { SREC_REPLACE = 1 };
+enum { SREC_REPLACE = 1, SREC_PARTICIPANTS = 2 };
+
+#define STATE_PROPOSAL_PREFIX "state-" /* reserved proposal names (S8) */
+#define STATE_NOWAIT 1u                /* state_submit: return once proposed */
+
+enum vote_outcome;
+struct vote_svc;
 
 struct state_svc;
 
@@ -113,6 +169,19 @@ struct state_opts {
 	bool sync;                 /* durability != none: sync before visible */
 	void (*event)(void *arg, const struct state_event *ev); /* may be NULL */
 	void *event_arg;
+	struct vote_svc *vote;     /* participants mode; NULL: plain mode only */
+};
+
+/* S11: 0 while the fence holds, else -ESTALE; under s->lock. */
+struct state_fence {
+	int (*check)(void *arg);
+	void *arg;
+};
+
+struct state_result {
+	uint64_t version;          /* the new version (0 while only proposed) */
+	uint64_t ticket;           /* participants mode: for state_wait */
+	char proposal[256];        /* participants mode: its name */
 };
 
 int state_open(const struct state_opts *opts, const struct state_backend *be,
@@ -137,6 +206,35 @@ int state_check(const char *doc, size_t len);
  * -EINVAL, -EFBIG (S4), -EBUSY (S3), -EIO (S6), -ENOMEM. */
 int state_replace(struct state_svc *s, const char *doc, size_t len, uint64_t if_version,
 		  const struct state_who *by, uint64_t *version);
+
+/* Every replace (plain or participants mode). fence may be NULL. flags:
+ * STATE_NOWAIT returns 0 once proposed (participants mode; res->ticket
+ * and res->proposal set) — else a participants-mode replace waits for the
+ * outcome on this thread: 0 committed and visible, -ECANCELED aborted.
+ * Also -EBUSY (S3, S10), -ESTALE (S11), the vote service's errors. */
+int state_submit(struct state_svc *s, const char *doc, size_t len, uint64_t if_version,
+		 const struct state_who *by, const struct state_fence *fence, unsigned flags,
+		 struct state_result *res);
+/* The outcome of the proposal of ticket: waits (no timeout of its own: the
+ * vote's timeout decides). 0 and *version, -ECANCELED, -EIO. */
+int state_wait(struct state_svc *s, uint64_t ticket, uint64_t *version);
+/* S7. -EINVAL, -EBUSY, -EIO. */
+int state_set_participants(struct state_svc *s, const char *list, size_t len,
+			   const struct state_who *by);
+/* malloc'd "a,b,c" ("" in plain mode), NULL: -ENOMEM. */
+char *state_participants(struct state_svc *s);
+/* A state proposal is open (its name in proposal). */
+bool state_pending(struct state_svc *s, char *proposal, size_t size);
+/* The decision of a proposal (the services host, on the deciding thread,
+ * no lock held): ignores any but the pending state proposal. */
+void state_decided(struct state_svc *s, const char *proposal, enum vote_outcome o);
+/* Start-up, after replay and before vote_start (S9). */
+int state_resume(struct state_svc *s);
+/* Tests only: a committed proposal's REPLACE is not appended (-EIO to
+ * its waiter), as if the server died between DECIDE and REPLACE. */
+extern bool state_test_fail_apply;
+/* The newest appended version. */
+uint64_t state_newest(struct state_svc *s);
 
 /* ---- reading ------------------------------------------------------------ */
 /* A malloc'd copy of the visible document (NUL-terminated, *len without

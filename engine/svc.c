@@ -152,6 +152,8 @@ static void on_vote_event(void *arg, const struct vote_event *ev)
 		vote_log_event(s, ev, false);
 	if (ev->kind == VEV_OPENED)
 		svc_kick(s); /* the tick learns the new deadline */
+	if (ev->kind == VEV_DECIDED && s->state)
+		state_decided(s->state, ev->proposal, ev->outcome); /* state.h S8 */
 	void (*d)(void *, const char *, enum vote_outcome, const char *) = s->decided;
 	if (ev->kind == VEV_DECIDED && d)
 		d(s->decided_arg, ev->proposal, ev->outcome, ev->reason ? ev->reason : "");
@@ -1048,7 +1050,7 @@ int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out)
 		goto out_lease;
 	s->state_be = state_wal_backend(w);
 	struct state_opts so = {.sync = opts->sync_grants, .event = on_state_event,
-				.event_arg = s};
+				.event_arg = s, .vote = s->vote};
 	struct state_backend sbe = {.append = st_append, .sync = st_sync, .arg = s};
 	if ((err = state_open(&so, &sbe, &s->state)))
 		goto out_vote;
@@ -1077,6 +1079,8 @@ out_free:
  * has checked it), for derive_state_events. Best effort: the WAL stands. */
 static void note_state(struct svc *s, const uint8_t *p, size_t len)
 {
+	if (p[1] != SREC_REPLACE)
+		return; /* a PARTICIPANTS record */
 	if (s->nsrp == s->capsrp) {
 		size_t cap = s->capsrp ? 2 * s->capsrp : 16;
 		struct state_event *n = realloc(s->srp, cap * sizeof(*n));
@@ -1307,6 +1311,8 @@ int svc_start(struct svc *s)
 	if (err)
 		return err;
 	derive_vote_events(s); /* V7: before anything new is logged */
+	if ((err = state_resume(s->state))) /* state.h S9: before retention */
+		return err;
 	if ((err = vote_start(s->vote)))
 		return err;
 	/* the first tick here, on the opening thread: the worker reads no

@@ -968,7 +968,7 @@ int vote_start(struct vote_svc *v)
 
 /* ---- operations --------------------------------------------------------------------- */
 
-int vote_create(struct vote_svc *v, const char *proposal, uint32_t uid)
+static int create(struct vote_svc *v, const char *proposal, uint32_t uid, bool reserved)
 {
 	struct vrec r = {.kind = VREC_CREATE, .uid = uid};
 	struct evbuf eb = {0};
@@ -977,6 +977,8 @@ int vote_create(struct vote_svc *v, const char *proposal, uint32_t uid)
 
 	if (vote_name_check(proposal))
 		return -EINVAL;
+	if (!reserved && !strncmp(proposal, VOTE_RESERVED_PREFIX, strlen(VOTE_RESERVED_PREFIX)))
+		return -EPERM; /* V12 */
 	pthread_mutex_lock(&v->lock);
 	if (prop_find(v, proposal)) {
 		err = -EEXIST;
@@ -990,6 +992,16 @@ int vote_create(struct vote_svc *v, const char *proposal, uint32_t uid)
 	}
 	pthread_mutex_unlock(&v->lock);
 	return finish(v, &eb, err);
+}
+
+int vote_create(struct vote_svc *v, const char *proposal, uint32_t uid)
+{
+	return create(v, proposal, uid, false);
+}
+
+int vote_create_reserved(struct vote_svc *v, const char *proposal)
+{
+	return create(v, proposal, 0, true);
 }
 
 /* Payload and timeout (V4): one PARAM record with both. */

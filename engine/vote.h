@@ -78,6 +78,9 @@
  *  V11 rmdir (vote_remove) of a CREATED proposal: its creator's uid or
  *     root (else -EPERM). An OPEN or decided one: -EBUSY (an open vote is
  *     decided by its votes or its timeout, a decision is kept for V10).
+ *  V12 Names beginning VOTE_RESERVED_PREFIX ("state-") are the state
+ *     service's (state.h S8): vote_create refuses them (-EPERM, also for
+ *     root); only vote_create_reserved makes them.
  *
  * External votes (shared.md; the DTC): a prepared transaction's PREPARE
  * record is its vote, so vote_cast_external registers the vote in memory
@@ -133,6 +136,7 @@
 #define VOTE_TIMEOUT_DEFAULT_NS (30ull * 1000000000ull)
 #define VOTE_TIMEOUT_MAX_NS	(365ull * 86400ull * 1000000000ull)
 #define VOTE_RETAIN_DEFAULT_NS	(3600ull * 1000000000ull)
+#define VOTE_RESERVED_PREFIX	"state-" /* V12: state.h STATE_PROPOSAL_PREFIX */
 
 enum { VREC_CREATE = 1, VREC_PARAM, VREC_OPEN, VREC_VOTE, VREC_DECIDE, VREC_REMOVE };
 
@@ -225,8 +229,10 @@ int vote_start(struct vote_svc *v);
 
 /* ---- operations (each blocks on the backend's sync: V1, V3) -------------- */
 
-/* -EINVAL name, -EEXIST exists, -EDQUOT (V6), -EIO (V9). */
+/* -EINVAL name, -EEXIST exists, -EDQUOT (V6), -EPERM (V12), -EIO (V9). */
 int vote_create(struct vote_svc *v, const char *proposal, uint32_t uid);
+/* V12: a proposal of the server's own (the state service's), by uid 0. */
+int vote_create_reserved(struct vote_svc *v, const char *proposal);
 /* V4. -ENOENT no such proposal, -EROFS opened, -EFBIG, -EINVAL, -EIO. */
 int vote_set_payload(struct vote_svc *v, const char *proposal, const void *buf, size_t len);
 int vote_set_timeout(struct vote_svc *v, const char *proposal, uint64_t timeout_ns);

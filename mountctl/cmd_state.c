@@ -21,12 +21,16 @@
  * writer wins: a temp file in .txdir/state/ renamed over the document (as
  * `jq ... > tmp && mv tmp global_state.json`); with it, compare-and-swap
  * through update. It prints the new version ("version N"); with
- * participants, a rename only opens the proposal, and set says so.
+ * participants, a rename only opens the proposal, and set says so, naming
+ * it ("proposal state-V opened: ..."; state.h: the proposal's name), while
+ * --if-version waits for the outcome (update's close).
  *
  * Exit codes (as SPEC §2's read commands; 75 as run's conflict):
  *   0   printed / replaced
  *   1   failed: not a txdir mount, no state support, the server refused
- *       the document (EINVAL, EFBIG, EDQUOT...), invalid JSON in FILE
+ *       the document (EINVAL, EFBIG, EDQUOT...), invalid JSON in FILE, or
+ *       (participants mode, --if-version) the proposal was aborted
+ *       (ECANCELED: a "no" or the vote's timeout)
  *   2   usage
  *   75  --if-version N is stale (the version moved on: "stale: version is
  *       now M"), or another state proposal is in progress (EBUSY): read
@@ -100,6 +104,24 @@ static bool participants_mode(const char *mnt)
 
 	free(path);
 	return on;
+}
+
+/* The open state proposal's name from info.json's "proposal" (state-V):
+ * 0, else -1 (none open: decided already, or plain mode). */
+static int pending_proposal(const char *mnt, char *out, size_t size)
+{
+	char *path = spath(mnt, "info.json"), buf[4096], *p, *e;
+	ssize_t n = mc_read_small(path, buf, sizeof(buf));
+
+	free(path);
+	if (n <= 0 || !(p = strstr(buf, "\"proposal\":")))
+		return -1;
+	p += strlen("\"proposal\":");
+	p += strspn(p, " \t");
+	if (*p != '"' || !(e = strchr(p + 1, '"')) || (size_t)(e - p - 1) >= size)
+		return -1;
+	snprintf(out, size, "%.*s", (int)(e - p - 1), p + 1);
+	return 0;
 }
 
 /* ---- get -------------------------------------------------------------------- */
@@ -211,6 +233,11 @@ static int set_refused(const char *mnt, int err, bool cas, unsigned long long wa
 	case -EFBIG:
 		mc_err("state set", "the document is larger than the server's limit (EFBIG)");
 		return MC_EXIT_FAIL;
+	case -ECANCELED:
+		mc_err("state set", "aborted: the participants in .txdir/state/participants voted "
+		       "it down or timed out (.txdir/consensus/decisions/state-*); the old "
+		       "document stays");
+		return MC_EXIT_FAIL;
 	case -EDQUOT:
 		mc_err("state set", "too many temp files in %s/" STATE_DIR " for this uid (EDQUOT)",
 		       mnt);
@@ -241,8 +268,14 @@ static int set_rename(const char *mnt, const char *text, size_t len)
 		unlink(tmp);
 		r = set_refused(mnt, r, false, 0);
 	} else if (participants_mode(mnt)) {
-		printf("proposed: the participants in .txdir/state/participants decide; "
-		       "cat .txdir/state/changed to see it replaced\n");
+		char pn[256];
+		if (pending_proposal(mnt, pn, sizeof(pn)) == 0)
+			printf("proposal %s opened: the participants in .txdir/state/participants "
+			       "decide; mountctl decision %s %s --wait gives the outcome\n", pn, mnt,
+			       pn);
+		else
+			printf("proposed: the participants in .txdir/state/participants decide; "
+			       "cat .txdir/state/changed to see it replaced\n");
 	} else {
 		print_version(mnt);
 	}

@@ -131,6 +131,39 @@ timeout 10 bash -c "printf '{broken' > '$D/global_state.json'" 2>/dev/null
 mc state get "$M"
 if python3 -c 'import json,sys; assert json.load(sys.stdin)["count"] == 3' <<<"$OUT" 2>/dev/null; then ok "an invalid raw write keeps the old document"; else not_ok "an invalid raw write keeps the old document" "$OUT"; fi
 
+# ---- participants mode: every replace a 2PC proposal (state.h) -------------------
+C=$M/.txdir/consensus
+voter() { # proposal name ballot: waits (bounded) for the vote file, votes
+	local f=$C/votes/$1/$2 i
+	for ((i = 0; i < 600; i++)); do [ -e "$f" ] && break; sleep 0.05; done
+	echo "$3" >"$f"
+}
+if echo alice >"$D/participants" 2>/dev/null; then
+	cur=$(version)
+	voter "state-$((cur + 1))" alice yes &
+	vpid=$!
+	echo '{"count": 4}' >"$T/doc4.json"
+	mc state set --if-version "$cur" "$M" "$T/doc4.json"
+	wait "$vpid"
+	expect "participants: set --if-version waits for the vote (yes), 0" 0 "^version $((cur + 1))$"
+	cur=$((cur + 1))
+	voter "state-$((cur + 1))" alice no &
+	vpid=$!
+	mc state set --if-version "$cur" "$M" "$T/doc99.json"
+	wait "$vpid"
+	expect "participants: a no: 1, aborted" 1 "aborted: the participants"
+	if [ "$(version)" = "$cur" ]; then ok "participants: the aborted document is not visible"; else not_ok "participants: the aborted document is not visible" "version $(version)"; fi
+	mc state set "$M" "$T/doc1.json"
+	expect "participants: set (rename) returns at once naming the proposal" 0 "^proposal state-$((cur + 1))\.2 opened: .*mountctl decision .* --wait"
+	echo yes >"$C/votes/state-$((cur + 1)).2/alice"
+	mc decision "$M" "state-$((cur + 1)).2" --wait=30
+	expect "participants: its decision" 0 "committed"
+	if [ "$(version)" = "$((cur + 1))" ]; then ok "participants: committed, visible"; else not_ok "participants: committed, visible" "version $(version)"; fi
+	: >"$D/participants"
+else
+	skip "participants mode" "no .txdir/state/participants"
+fi
+
 # ---- as nobody -------------------------------------------------------------------
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	asuser() {

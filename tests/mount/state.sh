@@ -22,8 +22,19 @@
 #   cas8          8 processes increment one counter by compare-and-swap
 #                 through update (retrying on EBUSY): the final count equals
 #                 the successful swaps, and the version moved by as many.
+#   participants  echo alice bob > participants: a replace is a 2PC proposal
+#                 state-V; the update's close returns 0 once background
+#                 voters (waiting for the proposal to exist: the barrier)
+#                 echo yes; a rename over the document returns at once
+#                 (version unchanged), a second replace is EBUSY, and the
+#                 proposal's wait gives "aborted no from bob" after bob's no
+#                 (close of update: ECANCELED); emptied: plain mode again.
+#   fenced        update with if_lease: the held token applies; after the
+#                 lease moved (released, granted again: a new token) the old
+#                 token is ESTALE and nothing applied.
 #   restart       txdirfs SIGKILLed right after a replace: the remount shows
-#                 it, with its version.
+#                 it, with its version; SIGKILLed with a state proposal
+#                 open: pending after the remount, its vote commits it.
 #
 # Bounded polls synchronise, never sleeps. The last line is
 # "N passed, N failed, N skipped". Environment: TXDIRFS, MOUNTCTL, TXDIR_BUILD.
@@ -111,6 +122,20 @@ elif cmd == "poll":
     sys.stdin.readline()            # the caller replaces, then says go
     ev = p.poll(10000)
     print("ready" if ev else "timeout", os.read(fd, 64).decode().strip())
+elif cmd == "putwait":
+    # put, but say "opened" once the write returned (the proposal is open)
+    fd = os.open(sys.argv[2], os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, sys.argv[3].encode())
+        print("opened")
+    except OSError as e:
+        print(errno.errorcode[e.errno])
+    sys.stdout.flush()
+    try:
+        os.close(fd)
+        print("OK")
+    except OSError as e:
+        print(errno.errorcode[e.errno])
 elif cmd == "cas":
     cas_worker(sys.argv[2], int(sys.argv[3]))
 EOF
@@ -138,7 +163,7 @@ test_read() {
 	[ "$(cat "$S/global_state.json")" = "{}" ] && [ "$(py version "$S")" = 0 ] &&
 		ok "read: a fresh store holds {} at version 0" ||
 		not_ok "read: '$(cat "$S/global_state.json")' version $(py version "$S")"
-	[ "$(ls "$S" | tr '\n' ' ')" = "changed global_state.json info.json update " ] &&
+	[ "$(ls "$S" | tr '\n' ' ')" = "changed global_state.json info.json participants update " ] &&
 		ok "read: state/ lists its files" || not_ok "read: ls: $(ls "$S")"
 }
 
@@ -296,6 +321,86 @@ test_cas8() {
 		not_ok "cas8: rc $rc count $count (want $((8 * n))), version $v0 -> $v1: $(cat "$out"/*)"
 }
 
+# A voter: waits (bounded) for the proposal's vote file, then votes.
+voter() { # proposal name ballot
+	local f=$TM_MNT/.txdir/consensus/votes/$1/$2
+	wait_for 300 test -e "$f" && echo "$3" >"$f"
+}
+
+test_participants() {
+	local S=$TM_MNT/.txdir/state C=$TM_MNT/.txdir/consensus v out pid P w1 w2 wout
+	echo alice bob >"$S/participants" && [ "$(cat "$S/participants")" = alice,bob ] &&
+		ok "participants: written, read back normalised" ||
+		{ not_ok "participants: '$(cat "$S/participants")'"; return; }
+	v=$(py version "$S")
+	P=state-$((v + 1))
+	out=$WORKD/pw.out
+	voter "$P" alice yes & w1=$!
+	voter "$P" bob yes & w2=$!
+	BG+=("$w1" "$w2")
+	py putwait "$S/update" "{\"if_version\": $v, \"document\": {\"agreed\": true}}" >"$out" &
+	pid=$!
+	BG+=("$pid")
+	wait "$w1" && wait "$w2" && wait "$pid"
+	[ "$(tr '\n' ' ' <"$out")" = "opened OK " ] && [ "$(py version "$S")" = $((v + 1)) ] &&
+		python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))=={"agreed":True}' "$S/global_state.json" &&
+		[ "$(cat "$C/decisions/$P")" = committed ] &&
+		ok "participants: update's close returns 0 after two background yes votes ($P)" ||
+		{ not_ok "participants: update: $(tr '\n' ' ' <"$out") version $(py version "$S")"; return; }
+	# a rename opens the proposal and returns at once
+	v=$((v + 1))
+	P=state-$((v + 1))
+	printf '{"renamed": 1}' >"$S/r.tmp" && timeout 10 mv "$S/r.tmp" "$S/global_state.json" &&
+		[ ! -e "$S/r.tmp" ] && [ "$(py version "$S")" = "$v" ] && [ -d "$C/proposals/$P" ] &&
+		ok "participants: mv over the document returns at once, nothing visible yet" ||
+		{ not_ok "participants: rename: version $(py version "$S")"; return; }
+	wout=$WORKD/wait.out
+	timeout 60 cat "$C/proposals/$P/wait" >"$wout" &
+	pid=$!
+	BG+=("$pid")
+	out=$(py put "$S/global_state.json" '[2]')
+	[ "$out" = EBUSY ] && [ "$(py put "$S/update" "{\"if_version\": $v, \"document\": 3}")" = EBUSY ] &&
+		ok "participants: a second replace meanwhile is EBUSY at once" ||
+		not_ok "participants: second replace: $out"
+	echo yes >"$C/votes/$P/alice" && echo no >"$C/votes/$P/bob" && wait "$pid"
+	[ "$(cat "$wout")" = "aborted no from bob" ] && [ "$(py version "$S")" = "$v" ] &&
+		python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))=={"agreed":True}' "$S/global_state.json" &&
+		ok "participants: wait gives the outcome (aborted no from bob); the document stays" ||
+		not_ok "participants: wait: '$(cat "$wout")' version $(py version "$S")"
+	# an aborted update: close is ECANCELED (the retry's name: state-V.2)
+	out=$WORKD/pw2.out
+	voter "$P.2" bob no & w1=$!
+	BG+=("$w1")
+	py putwait "$S/update" "{\"if_version\": $v, \"document\": 4}" >"$out" &
+	pid=$!
+	BG+=("$pid")
+	wait "$w1" && wait "$pid"
+	[ "$(tr '\n' ' ' <"$out")" = "opened ECANCELED " ] && [ "$(py version "$S")" = "$v" ] &&
+		ok "participants: update's close returns ECANCELED when a participant votes no" ||
+		not_ok "participants: aborted update: $(tr '\n' ' ' <"$out")"
+	: >"$S/participants" && [ -z "$(cat "$S/participants")" ] &&
+		[ "$(py put "$S/global_state.json" '{"plain": 1}')" = OK ] && [ "$(py version "$S")" = $((v + 1)) ] &&
+		ok "participants: emptied, a replace acts at once again" ||
+		not_ok "participants: plain mode: version $(py version "$S")"
+}
+
+test_fenced() {
+	local S=$TM_MNT/.txdir/state A=$TM_MNT/.txdir/leases/active/$$ v tok cur out
+	mkdir "$A/job" && tok=$(cat "$A/job/token") || { not_ok "fenced: grab"; return; }
+	v=$(py version "$S")
+	out=$(py put "$S/update" "{\"if_version\": $v, \"if_lease\": {\"name\": \"job\", \"token\": $tok}, \"document\": [\"held\"]}")
+	[ "$out" = OK ] && [ "$(py version "$S")" = $((v + 1)) ] &&
+		ok "fenced: an update with the held lease's token applies" ||
+		not_ok "fenced: held: $out"
+	v=$((v + 1))
+	rmdir "$A/job" && mkdir "$A/job" && cur=$(cat "$A/job/token") || { not_ok "fenced: regrab"; return; }
+	out=$(py put "$S/update" "{\"if_version\": $v, \"if_lease\": {\"name\": \"job\", \"token\": $tok}, \"document\": [\"old\"]}")
+	[ "$out" = ESTALE ] && [ "$(py version "$S")" = "$v" ] && [ "$cur" -gt "$tok" ] &&
+		ok "fenced: after the lease moved (token $tok -> $cur) the old token is ESTALE, nothing applied" ||
+		not_ok "fenced: moved: $out version $(py version "$S")"
+	rmdir "$A/job"
+}
+
 test_restart() {
 	local S v
 	mount_killable "$OPTS" || { not_ok "restart: mount"; return; }
@@ -310,6 +415,21 @@ test_restart() {
 		[ ! -e "$S/left.tmp" ] &&
 		ok "restart: SIGKILL after a replace keeps it (version $v); temp files are gone" ||
 		not_ok "restart: '$(cat "$S/global_state.json")' version $(py version "$S"), want $v"
+	# a state proposal open when the server dies: still open after the
+	# remount (its payload is the pending document), the vote commits it
+	local P=state-$((v + 1)) C=$TM_MNT/.txdir/consensus
+	echo alice >"$S/participants" && printf '{"gen": "2pc"}' >"$S/p.tmp" && mv "$S/p.tmp" "$S/global_state.json" &&
+		[ -d "$C/proposals/$P" ] || { not_ok "restart: open $P"; tm_umount >/dev/null; return; }
+	kill_server && detach || { not_ok "restart: kill server (2pc)"; return; }
+	start_server "$OPTS" || { not_ok "restart: remount (2pc)"; return; }
+	grep -q "\"proposal\":.*\"$P\"" "$S/info.json" && [ "$(py version "$S")" = "$v" ] &&
+		[ "$(py put "$S/global_state.json" '[]')" = EBUSY ] &&
+		ok "restart: a state proposal open at SIGKILL is pending after the remount ($P)" ||
+		not_ok "restart: pending after remount: $(tr -d '\n' <"$S/info.json")"
+	echo yes >"$C/votes/$P/alice" &&
+		[ "$(cat "$S/global_state.json")" = '{"gen": "2pc"}' ] && [ "$(py version "$S")" = $((v + 1)) ] &&
+		ok "restart: its vote after the remount commits the pending document" ||
+		not_ok "restart: after the vote: '$(cat "$S/global_state.json")' version $(py version "$S")"
 	tm_umount >/dev/null || not_ok "restart: unmount"
 }
 
@@ -325,6 +445,8 @@ else
 	skip "state nobody" "no setpriv"
 fi
 test_cas8
+test_participants
+test_fenced
 tm_umount >/dev/null || not_ok "unmount"
 test_restart
 tm_summary
