@@ -187,6 +187,8 @@ int cmd_propose(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_vote(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_decision(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_state(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_fsck(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_inspect(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_not_implemented(const struct mc_cmd *cmd, int argc, char **argv);
 
 #endif

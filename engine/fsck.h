@@ -1,0 +1,116 @@
+/*
+ * fsck.h — offline verification of a store (`mountctl fsck`, `inspect`).
+ * Internal to the engine; mountctl links the static library.
+ *
+ * fsck_run reads a store that no server holds and checks what the other
+ * headers promise, reporting each problem with where it is and what it
+ * affects:
+ *   store.h S4  a part others can read or write (a warning: the store is
+ *               usable, txdirfs refuses to mount it by default)
+ *   wal.h       every segment header (magic, version, number, checksum),
+ *               the chain (consecutive numbers from where replay starts,
+ *               first_lsn = previous end + 1), every record after the
+ *               newest valid checkpoint (magic, length, lsn = previous + 1,
+ *               checksum with the segment's salt: W1), and the checksum of
+ *               the checkpointed ones still in the log (recovery walks
+ *               those by magic, length and lsn only: a bad one is
+ *               reported, and affects only chunks still read from it). A record that fails
+ *               in the last segment with nothing valid after it is a torn
+ *               tail (W2: recovery ends the log there; reported, corrected
+ *               by --repair); one followed by valid records (a later lsn
+ *               with a good checksum), or one in an older segment before
+ *               the next one's prev_end_lsn (W3), is damage in the middle:
+ *               the commits after it would be lost, an error never
+ *               "repaired".
+ *   ckpt.c K1   every checkpoint file: header, sections, blocks, trailer.
+ *               An invalid checkpoint newer than the one recovery uses is
+ *               a problem --repair deletes (recovery passes over it) when
+ *               an older valid one and the log cover the store.
+ *   rec.h R1    every commit validates and applies (ns_apply) on top of
+ *               the checkpoint: the namespace recovery would build.
+ *   chunk.h     every chunk of every live file's head version is read
+ *               from its pack or WAL segment and its xxh64 compared; a
+ *               bad or missing chunk names the file (path) that holds it.
+ *   clog.h      the commits log (derived): each record's checksum, ids
+ *               increasing, and no id beyond the log's last commit. A torn
+ *               tail or a damaged record is corrected by --repair the way
+ *               recovery does it (cut, then re-noted by replay).
+ * --repair runs the engine's own recovery (txd_fs_open + txd_fs_close:
+ * ends a torn tail, rebuilds derived records) and deletes invalid newer
+ * checkpoints; it never discards a record that checks out.
+ *
+ * Concurrency: the store's LOCK is taken shared (LOCK_SH) for a check, so
+ * a server cannot start meanwhile, and a held LOCK (a server) is refused
+ * with its pid, nothing read. --repair needs it exclusively.
+ */
+#ifndef TXD_FSCK_H
+#define TXD_FSCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ns.h"
+
+enum fsck_sev {
+	FSCK_ERROR,   /* left uncorrected */
+	FSCK_FIXED,   /* corrected by --repair */
+	FSCK_WARN,    /* worth saying; not damage (permissions) */
+};
+
+struct fsck_problem {
+	enum fsck_sev sev;
+	const char *kind;  /* "wal", "torn-tail", "checkpoint", "chunk", ... */
+	char where[320];   /* file (relative to the store) and offset */
+	char what[256];
+	char affects[512];
+};
+
+/* A valid WAL record, in log order (inspect). */
+struct fsck_rec {
+	uint64_t lsn;
+	uint32_t seg;
+	uint64_t off;       /* of the record header in its segment */
+	uint16_t type;      /* WAL_REC_* (rec.h) */
+	const void *payload;
+	uint32_t len;
+};
+
+struct fsck_opts {
+	bool repair;
+	bool keep_ns;       /* keep the built namespace in the result */
+	bool skip_chunks;   /* count files, do not read their chunks (inspect) */
+	void (*report)(void *arg, const struct fsck_problem *p);
+	/* every valid record after the checkpoint recovery uses; non-zero
+	 * stops the run and is returned */
+	int (*record)(void *arg, const struct fsck_rec *r);
+	void *arg;
+};
+
+struct fsck_result {
+	unsigned format;
+	uint64_t store_bytes;            /* every file of the store */
+	uint32_t segments;
+	uint64_t wal_bytes;
+	uint64_t first_lsn, last_lsn;    /* the log recovery would replay */
+	uint64_t records, commits;       /* checked (after the checkpoint) */
+	uint64_t by_type[8];             /* records by WAL_REC_* (0: other) */
+	uint32_t checkpoints;            /* files */
+	uint64_t ckpt_lsn;               /* the one recovery uses (0: none) */
+	uint32_t packs;
+	uint64_t pack_bytes;
+	uint64_t chunks, chunk_bytes;    /* verified */
+	uint64_t files, dirs, others, live_bytes;
+	uint64_t clog_records;
+	unsigned errors, fixed, warnings;
+	pid_t holder;                    /* -TXD_ELOCKED: the server's pid */
+	bool have_ns;
+	struct ns ns;                    /* opts.keep_ns: the namespace */
+};
+
+/* 0 once the store was checked (problems are in the counts), or: -TXD_ELOCKED
+ * (r->holder set), -TXD_ENOTSTORE, -TXD_EFORMAT, -errno (operational). */
+int fsck_run(const char *dir, const struct fsck_opts *o, struct fsck_result *r);
+void fsck_result_free(struct fsck_result *r);
+
+#endif
