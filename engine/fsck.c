@@ -488,6 +488,38 @@ static void rec_failed(struct ctx *c, const struct seg *s, uint64_t off, uint64_
 	problem(c, true, "torn-tail", where, aff, "torn tail: %s: %s", desc, why);
 }
 
+/* A segment before the one recovery starts in: every record up to limit
+ * checked and counted; damage is reported, recovery does not read it. */
+static int old_segment(struct ctx *c, const struct seg *s, uint64_t limit, uint64_t *lastp,
+		       uint64_t after, struct ns *ns)
+{
+	uint64_t last = *lastp, off = WAL_SEG_HDR_SIZE;
+	char where[320], desc[160];
+	snprintf(where, sizeof(where), WAL_DIR "/seg-%08u offset %" PRIu64, s->num, off);
+	const char *why = s->first_lsn != last + 1 ? "first_lsn out of sequence" : NULL;
+	while (!why && last < limit) {
+		why = rec_bad(s, off, last + 1);
+		if (why) {
+			snprintf(where, sizeof(where), WAL_DIR "/seg-%08u offset %" PRIu64, s->num, off);
+			break;
+		}
+		last++;
+		int err = apply_rec(c, ns, s, off, false, true);
+		if (err)
+			return err;
+		off += rec_total(le32(s->m.p + off + 4));
+	}
+	if (why) {
+		char aff[320];
+		describe_rec(s, off, desc, sizeof(desc));
+		snprintf(aff, sizeof(aff), "nothing recovery reads (checkpoint %" PRIu64 " holds its "
+			 "effect); chunks in it still in use are reported below", after);
+		problem(c, false, "wal", where, aff, "%s: %s", desc, why);
+	}
+	*lastp = last;
+	return 0;
+}
+
 static int check_wal(struct ctx *c, struct ns *ns, uint64_t after)
 {
 	char dir[4096];
@@ -567,12 +599,25 @@ static int check_wal(struct ctx *c, struct ns *ns, uint64_t after)
 		end = i;
 		break;
 	}
-	uint64_t last = end ? s[start].prev_end : after;
-	c->r->first_lsn = end ? s[start].first_lsn : after + 1;
-	for (uint32_t i = start; i < end; i++) {
+	/* Older segments recovery does not read (all checkpointed), as far
+	 * back as they are consecutive: their records are checked and
+	 * counted too, and damage there is reported without stopping. */
+	uint32_t start0 = start;
+	while (start0 > 0 && start0 < end && s[start0 - 1].num + 1 == s[start0].num &&
+	       s[start0 - 1].first_lsn <= s[start0].first_lsn)
+		start0--;
+	uint64_t last = end ? s[start0].prev_end : after;
+	c->r->first_lsn = end ? s[start0].first_lsn : after + 1;
+	for (uint32_t i = start0; i < end; i++) {
 		bool is_last = i + 1 == end;
 		uint64_t limit = is_last ? UINT64_MAX : s[i + 1].prev_end;
 		char where[320];
+		if (i < start) {
+			if (old_segment(c, &s[i], limit, &last, after, ns))
+				return -ENOMEM;
+			last = s[i + 1].prev_end;
+			continue;
+		}
 		if (s[i].first_lsn != last + 1) {
 			snprintf(where, sizeof(where), WAL_DIR "/seg-%08u offset 0", s[i].num);
 			problem(c, false, "wal", where, "recovery refuses the store",

@@ -133,8 +133,7 @@ int cmd_fsck(const struct mc_cmd *cmd, int argc, char **argv)
 	if (err) {
 		cJSON_Delete(o.problems);
 		if (err == -TXD_ELOCKED)
-			mc_err(cmd->name, "%s: mounted by txdirfs pid %ld: unmount it first "
-			       "(`mountctl inspect` reads a mounted store's summary)", store,
+			mc_err(cmd->name, "%s: mounted by txdirfs pid %ld: unmount it first", store,
 			       (long)r.holder);
 		else
 			mc_err(cmd->name, "%s: %s", store, txd_strerror(err));
