@@ -20,6 +20,8 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+#include <cjson/cJSON.h>
+
 #include "chunk.h"
 #include "fsck.h"
 #include "ns.h"
@@ -42,6 +44,7 @@
 #define WAL_DIR "coordination/dtc/wal"
 #define CKPT_DIR "coordination/dtc/checkpoints"
 #define CLOG_PATH "coordination/commits/log"
+#define TXN_DIR "coordination/dtc/transactions"
 
 static uint32_t le32(const uint8_t *p)
 {
@@ -107,6 +110,8 @@ struct ctx {
 	struct found *f;
 	uint32_t nf, capf;
 	bool stop_repair; /* a problem recovery would make worse (lost commits) */
+	uint64_t (*txc)[2]; /* {txn, lsn} of the transaction commits walked */
+	uint32_t ntxc, captxc;
 	int stopped;      /* opts.record's non-zero */
 };
 
@@ -427,6 +432,19 @@ static int apply_rec(struct ctx *c, struct ns *ns, const struct seg *s, uint64_t
 	c->r->by_type[type < 8 ? type : 0]++;
 	if (type == WAL_REC_COMMIT)
 		c->r->commits++;
+	struct rec_hdr hdr;
+	if (type == WAL_REC_COMMIT && sum_ok && !rec_validate(fr.payload, len, &hdr) && hdr.txn) {
+		if (c->ntxc == c->captxc) {
+			uint32_t cap = c->captxc ? 2 * c->captxc : 16;
+			void *n = realloc(c->txc, cap * sizeof(*c->txc));
+			if (!n)
+				return -ENOMEM;
+			c->txc = n;
+			c->captxc = cap;
+		}
+		c->txc[c->ntxc][0] = hdr.txn;
+		c->txc[c->ntxc++][1] = fr.lsn;
+	}
 	if (type == WAL_REC_COMMIT && apply) {
 		int err = ns_apply(ns, fr.payload, len, s->num, off + WAL_REC_HDR_SIZE, fr.lsn);
 		if (err == -ENOMEM)
@@ -781,8 +799,8 @@ static int check_clog(struct ctx *c)
 			why = "names a commit the log does not hold";
 		if (why) {
 			problem(c, true, "commits-log", where,
-				".txdir/commits: recovery cuts the log here and notes the commits "
-				"it replays again",
+				".txdir/commits: recovery cuts the log here and notes again the "
+				"commits it replays (after the checkpoint); older ones stay out",
 				"%s (after commit %" PRIu64 ")", why, prev);
 			break;
 		}
@@ -792,6 +810,76 @@ static int check_clog(struct ctx *c)
 	}
 	unmap(&m);
 	return 0;
+}
+
+/* ---- transaction records (txn.h T9) ---------------------------------------- */
+static const char *jstr(const cJSON *j, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, name);
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+/* Each dtc/transactions/ID.json: JSON naming its id; "committed" with a
+ * commit the log holds (carrying its txn id, when still in the log);
+ * "active" ones and commits beyond the log are what recovery settles. */
+static int check_txn_records(struct ctx *c)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/" TXN_DIR, c->dir);
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	struct dirent *e;
+	int err = 0;
+	while (!err && (e = readdir(d))) {
+		char *end;
+		uint64_t id = strtoull(e->d_name, &end, 10);
+		if (e->d_name[0] == '.' || strcmp(end, ".json"))
+			continue;
+		char path[4400], where[320], *text = NULL;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		snprintf(where, sizeof(where), TXN_DIR "/%s", e->d_name);
+		struct map m;
+		if ((err = map_file(path, &m)))
+			break;
+		if (m.len && (text = strndup((const char *)m.p, m.len)) == NULL)
+			err = -ENOMEM;
+		unmap(&m);
+		cJSON *j = text ? cJSON_Parse(text) : NULL;
+		free(text);
+		const cJSON *txid = j ? cJSON_GetObjectItemCaseSensitive(j, "txid") : NULL;
+		const cJSON *commit = j ? cJSON_GetObjectItemCaseSensitive(j, "commit") : NULL;
+		const char *state = j ? jstr(j, "state") : "";
+		char aff[200];
+		snprintf(aff, sizeof(aff), "transaction %" PRIu64 "'s record (.txdir/txn, "
+			 "dtc/transactions)", id);
+		if (!cJSON_IsObject(j) || !cJSON_IsNumber(txid) || (uint64_t)txid->valuedouble != id) {
+			problem(c, false, "txn-record", where, aff,
+				"not a transaction record (JSON with \"txid\": %" PRIu64 ")", id);
+		} else if (!strcmp(state, "active")) {
+			problem(c, true, "txn-record", where, aff,
+				"still active: recovery settles it (committed if the log holds its "
+				"commit, else aborted restart)");
+		} else if (!strcmp(state, "committed") && cJSON_IsNumber(commit)) {
+			uint64_t lsn = (uint64_t)commit->valuedouble;
+			bool held = false, other = false;
+			for (uint32_t k = 0; k < c->ntxc; k++) {
+				held |= c->txc[k][1] == lsn && c->txc[k][0] == id;
+				other |= c->txc[k][1] == lsn && c->txc[k][0] != id;
+			}
+			if (lsn > c->r->last_lsn)
+				problem(c, true, "txn-record", where, aff,
+					"says committed as commit %" PRIu64 ", beyond the log (lsn %" PRIu64
+					"): recovery marks it aborted restart", lsn, c->r->last_lsn);
+			else if (other || (!held && lsn >= c->r->first_lsn))
+				problem(c, false, "txn-record", where, aff,
+					"says committed as commit %" PRIu64 ", which the log holds for "
+					"another transaction", lsn);
+		}
+		cJSON_Delete(j);
+	}
+	closedir(d);
+	return err;
 }
 
 /* ---- the store ------------------------------------------------------------- */
@@ -903,6 +991,8 @@ static int check_pass(struct ctx *c)
 	}
 	if (!err)
 		err = check_clog(c);
+	if (!err)
+		err = check_txn_records(c);
 	return err ? err : c->stopped;
 }
 
@@ -971,6 +1061,7 @@ int fsck_run(const char *dir, const struct fsck_opts *o, struct fsck_result *r)
 		memset(r, 0, sizeof(*r));
 		c.f = NULL;
 		c.nf = c.capf = 0;
+		c.ntxc = 0;
 		if (!(err = repair(&c)) && !(err = lock_store(dir, LOCK_SH, &r->holder, &lfd))) {
 			err = check_pass(&c);
 			if (lfd >= 0)
@@ -995,6 +1086,7 @@ int fsck_run(const char *dir, const struct fsck_opts *o, struct fsck_result *r)
 			o->report(o->arg, &c.f[k].p);
 	}
 	free(c.f);
+	free(c.txc);
 	free_pass(&c);
 	return err;
 }

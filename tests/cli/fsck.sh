@@ -93,6 +93,8 @@ mkdir -p "$T/mk"
 mc init "$K"
 mount_store "$K" "$T/mk"
 fill "$T/mk"
+mc run "$T/mk" -- sh -c "echo in a transaction >$T/mk/txnfile"
+expect "a transaction commits in K" 0
 sums "$T/mk" >"$T/k.sums"
 mc fsck "$K"
 expect "fsck of a mounted store: 8, names the server" 8 "mounted by txdirfs pid $SERVER_PID"
@@ -109,7 +111,7 @@ import json, sys
 j = json.loads(sys.stdin.read())
 assert j["status"] == "clean" and j["exit"] == 0 and j["problems"] == [], j
 s = j["summary"]
-assert s["files"] == 8 and s["directories"] == 3, s
+assert s["files"] == 9 and s["directories"] == 3, s
 assert s["chunks_verified"] >= 611 and s["packs"] >= 1, s' <<<"$OUT"; then
 	ok "fsck --json of the clean store"
 else
@@ -210,6 +212,34 @@ expect "byte flipped in a checkpointed record: 4, names the file" 4 \
 grep -q "ERROR wal .*checksum mismatch; affects: nothing recovery reads" <<<"$OUT" &&
 	ok "the record's own checksum is reported too" ||
 	not_ok "the record's own checksum is reported too" "$OUT"
+
+# the derived transaction records (txn.h T9)
+X=$T/txr
+cp -a "$K" "$X"
+TR=$(ls "$X"/coordination/dtc/transactions/*.json | head -n 1)
+python3 - "$TR" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+j["commit"] = 999999
+open(sys.argv[1], "w").write(json.dumps(j) + "\n")
+EOF
+mc fsck "$X"
+expect "a transaction record committed beyond the log: 4" 4 \
+	"ERROR txn-record .*says committed as commit 999999, beyond the log"
+mc fsck --repair "$X"
+expect "--repair: recovery settles it: 1" 1 "FIXED txn-record"
+mc fsck "$X"
+expect "after the repair: clean" 0 "clean"
+echo "garbage" >"$TR"
+mc fsck "$X"
+expect "a transaction record that is not JSON: 4" 4 "ERROR txn-record .*not a transaction record"
+
+# the commits log (clog.h): a flipped byte in its first record
+X=$T/clog
+cp -a "$K" "$X"
+flip "$X/coordination/commits/log" 20
+mc fsck "$X"
+expect "commits log damaged: 4" 4 "ERROR commits-log coordination/commits/log offset 0: checksum mismatch"
 
 # permissions (store.h S4)
 X=$T/perm
