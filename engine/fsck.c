@@ -499,10 +499,15 @@ static void rec_failed(struct ctx *c, const struct seg *s, uint64_t off, uint64_
 		c->stop_repair = true;
 		return;
 	}
-	if (all_zero(s->m.p + off, s->m.len - off))
+	if (is_last && all_zero(s->m.p + off, s->m.len - off))
 		return; /* the clean end: zeros ahead (W7) */
-	snprintf(aff, sizeof(aff), "nothing committed: recovery ends the log at lsn %" PRIu64,
-		 last);
+	if (is_last)
+		snprintf(aff, sizeof(aff), "nothing committed: recovery ends the log at lsn %" PRIu64,
+			 last);
+	else
+		snprintf(aff, sizeof(aff),
+			 "nothing reported durable: recovery ends the log at lsn %" PRIu64
+			 " and deletes seg-%08u and later (unsettled, W4)", last, next->num);
 	problem(c, true, "torn-tail", where, aff, "torn tail: %s: %s", desc, why);
 }
 
