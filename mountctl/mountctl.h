@@ -4,7 +4,8 @@
  * Layering rule: mountctl includes only the engine's public header
  * (txdir.h), and it uses the mounted file interface for everything a
  * mounted store can do (status.json, stats, fsync of the mount point).
- * It opens a store directly only offline (init).
+ * It opens a store directly only offline (init; fsck and inspect, which
+ * read it through engine/fsck.h from the static library).
  *
  * Every probe of a mount point runs in a child process with a deadline, so
  * a hung server never hangs mountctl: FUSE requests are killable, so the
