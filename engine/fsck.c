@@ -4,7 +4,6 @@
  * engine's own recovery (txd_fs_open/txd_fs_close) and unlinks invalid
  * newer checkpoints, then checks the store again.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -14,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY
@@ -25,6 +23,7 @@
 #include "chunk.h"
 #include "fsck.h"
 #include "ns.h"
+#include "os.h"
 #include "rec.h"
 #include "store.h"
 #include "txdir.h"
@@ -60,7 +59,8 @@ static uint64_t le64(const uint8_t *p)
 	return v;
 }
 
-/* A file mapped read-only (len 0: nothing mapped). */
+/* A whole file read into memory (os.h: through the swappable table, so
+ * tests can fail or tear the reads). len 0: nothing held. */
 struct map {
 	const uint8_t *p;
 	uint64_t len;
@@ -68,30 +68,21 @@ struct map {
 
 static int map_file(const char *path, struct map *m)
 {
+	char *buf = NULL;
+	size_t len = 0;
 	m->p = NULL;
 	m->len = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	int err = fstat(fd, &st) ? -errno : 0;
-	if (!err && st.st_size > 0) {
-		void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (p == MAP_FAILED)
-			err = -errno;
-		else {
-			m->p = p;
-			m->len = (uint64_t)st.st_size;
-		}
-	}
-	close(fd);
-	return err;
+	int err = os_read_file(path, &buf, &len);
+	if (err)
+		return err;
+	m->p = (const uint8_t *)buf;
+	m->len = len;
+	return 0;
 }
 
 static void unmap(struct map *m)
 {
-	if (m->len)
-		munmap((void *)m->p, m->len);
+	free((void *)m->p);
 	m->p = NULL;
 	m->len = 0;
 }
@@ -152,39 +143,44 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Numbers of the names "prefix<number>" in dir (hex when hex), sorted. */
-static int list_nums(const char *dir, const char *prefix, bool hex, struct nums *out)
+struct listing {
+	struct nums *out;
+	const char *prefix, *suffix;
+	bool hex;
+};
+
+static int list_cb(const char *name, void *arg)
+{
+	struct listing *l = arg;
+	size_t pl = strlen(l->prefix);
+	if (strncmp(name, l->prefix, pl) != 0 || !name[pl])
+		return 0;
+	char *end;
+	uint64_t v = strtoull(name + pl, &end, l->hex ? 16 : 10);
+	if (end == name + pl || strcmp(end, l->suffix))
+		return 0; /* .tmp and others */
+	struct nums *o = l->out;
+	if (o->n == o->cap) {
+		uint32_t cap = o->cap ? 2 * o->cap : 16;
+		uint64_t *n = realloc(o->v, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		o->v = n;
+		o->cap = cap;
+	}
+	o->v[o->n++] = v;
+	return 0;
+}
+
+/* Numbers of the names "prefix<number>suffix" in dir (hex when hex), sorted. */
+static int list_nums(const char *dir, const char *prefix, const char *suffix, bool hex,
+		     struct nums *out)
 {
 	memset(out, 0, sizeof(*out));
-	DIR *d = opendir(dir);
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
-	size_t pl = strlen(prefix);
-	struct dirent *e;
-	int err = 0;
-	while ((e = readdir(d))) {
-		if (strncmp(e->d_name, prefix, pl) != 0)
-			continue;
-		const char *s = e->d_name + pl;
-		char *end;
-		if (!*s)
-			continue;
-		uint64_t v = strtoull(s, &end, hex ? 16 : 10);
-		if (*end)
-			continue; /* .tmp and others */
-		if (out->n == out->cap) {
-			uint32_t cap = out->cap ? 2 * out->cap : 16;
-			uint64_t *n = realloc(out->v, cap * sizeof(*n));
-			if (!n) {
-				err = -ENOMEM;
-				break;
-			}
-			out->v = n;
-			out->cap = cap;
-		}
-		out->v[out->n++] = v;
-	}
-	closedir(d);
+	struct listing l = {.out = out, .prefix = prefix, .suffix = suffix, .hex = hex};
+	int err = txd_os->listdir(dir, list_cb, &l);
+	if (err == -ENOENT)
+		err = 0;
 	if (out->n)
 		qsort(out->v, out->n, sizeof(*out->v), cmp_u64);
 	return err;
@@ -274,7 +270,7 @@ static int check_ckpts(struct ctx *c, struct ns *ns, struct nums *ck, uint64_t *
 {
 	char dir[4096];
 	snprintf(dir, sizeof(dir), "%s/" CKPT_DIR, c->dir);
-	int err = list_nums(dir, "ckpt-", true, ck);
+	int err = list_nums(dir, "ckpt-", "", true, ck);
 	*used = 0;
 	if (err)
 		return err;
@@ -304,7 +300,7 @@ static int check_ckpts(struct ctx *c, struct ns *ns, struct nums *ck, uint64_t *
 		}
 		/* K1: recovery passes over it; whether it can is the log's
 		 * business (a hole after the older one is reported there) */
-		problem(c, !loaded, "checkpoint", where,
+		problem(c, true, "checkpoint", where,
 			loaded ? "nothing: recovery uses a newer checkpoint"
 			       : "nothing committed if the log covers it: recovery uses an older "
 				 "checkpoint and replays more of the log",
@@ -548,7 +544,7 @@ static int check_wal(struct ctx *c, struct ns *ns, uint64_t after)
 	char dir[4096];
 	struct nums sn;
 	snprintf(dir, sizeof(dir), "%s/" WAL_DIR, c->dir);
-	int err = list_nums(dir, "seg-", false, &sn);
+	int err = list_nums(dir, "seg-", "", false, &sn);
 	if (err)
 		return err;
 	uint32_t n = sn.n;
@@ -830,20 +826,14 @@ static const char *jstr(const cJSON *j, const char *name)
 static int check_txn_records(struct ctx *c)
 {
 	char dir[4096];
+	struct nums ids;
 	snprintf(dir, sizeof(dir), "%s/" TXN_DIR, c->dir);
-	DIR *d = opendir(dir);
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
-	struct dirent *e;
-	int err = 0;
-	while (!err && (e = readdir(d))) {
-		char *end;
-		uint64_t id = strtoull(e->d_name, &end, 10);
-		if (e->d_name[0] == '.' || strcmp(end, ".json"))
-			continue;
+	int err = list_nums(dir, "", ".json", false, &ids);
+	for (uint32_t k = 0; !err && k < ids.n; k++) {
+		uint64_t id = ids.v[k];
 		char path[4400], where[320], *text = NULL;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		snprintf(where, sizeof(where), TXN_DIR "/%s", e->d_name);
+		snprintf(path, sizeof(path), "%s/%" PRIu64 ".json", dir, id);
+		snprintf(where, sizeof(where), TXN_DIR "/%" PRIu64 ".json", id);
 		struct map m;
 		if ((err = map_file(path, &m)))
 			break;
@@ -883,12 +873,13 @@ static int check_txn_records(struct ctx *c)
 		}
 		cJSON_Delete(j);
 	}
-	closedir(d);
+	free(ids.v);
 	return err;
 }
 
 /* ---- the store ------------------------------------------------------------- */
-/* nftw has no argument: the sum of one walk (fsck is one thread's). */
+/* The store's size on disk (stat only, as os_find_shared: outside the
+ * table). nftw has no argument: the sum of one walk (fsck is one thread's). */
 static uint64_t fsck_sum_bytes;
 
 static int sum_size(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -903,19 +894,16 @@ static int sum_size(const char *path, const struct stat *st, int flag, struct FT
 
 static int read_format(const char *dir, unsigned *fmt)
 {
-	char path[4096], buf[64] = {0};
+	char path[4096], *buf = NULL;
 	snprintf(path, sizeof(path), "%s/FORMAT", dir);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? -TXD_ENOTSTORE : -errno;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return -EIO;
+	int err = os_read_file(path, &buf, NULL);
+	if (err)
+		return err == -ENOENT ? -TXD_ENOTSTORE : err;
 	unsigned v;
 	char nl;
-	if (sscanf(buf, "txdir-store %u%c", &v, &nl) != 2 || nl != '\n' || v < 1 ||
-	    v > STORE_FORMAT_VERSION)
+	int n = sscanf(buf, "txdir-store %u%c", &v, &nl);
+	free(buf);
+	if (n != 2 || nl != '\n' || v < 1 || v > STORE_FORMAT_VERSION)
 		return -TXD_EFORMAT;
 	*fmt = v;
 	return 0;
@@ -927,16 +915,16 @@ static int lock_store(const char *dir, int how, pid_t *holder, int *fd_out)
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/LOCK", dir);
 	*fd_out = -1;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = txd_os->open(path, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno; /* never opened: nobody holds it */
-	if (flock(fd, how | LOCK_NB)) {
-		int e = errno;
+		return fd == -ENOENT ? 0 : fd; /* never opened: nobody holds it */
+	int err = txd_os->flock(fd, how | LOCK_NB);
+	if (err) {
 		char buf[32] = {0};
-		if (pread(fd, buf, sizeof(buf) - 1, 0) > 0)
+		if (txd_os->pread(fd, buf, sizeof(buf) - 1, 0) > 0)
 			*holder = (pid_t)atol(buf);
-		close(fd);
-		return e == EWOULDBLOCK ? -TXD_ELOCKED : -e;
+		txd_os->close(fd);
+		return err == -EWOULDBLOCK ? -TXD_ELOCKED : err;
 	}
 	*fd_out = fd;
 	return 0;
@@ -969,7 +957,7 @@ static int check_pass(struct ctx *c)
 	char obj[4096];
 	struct nums pk;
 	snprintf(obj, sizeof(obj), "%s/objects", c->dir);
-	if ((err = list_nums(obj, "pack-", false, &pk)))
+	if ((err = list_nums(obj, "pack-", "", false, &pk)))
 		return err;
 	r->packs = pk.n;
 	for (uint32_t k = 0; k < pk.n; k++) {
@@ -1028,8 +1016,9 @@ static int repair(struct ctx *c)
 		char *sp = strstr(path, " offset");
 		if (sp)
 			*sp = 0;
-		if (unlink(path) && errno != ENOENT)
-			return -errno;
+		int err = txd_os->unlink(path);
+		if (err && err != -ENOENT)
+			return err;
 	}
 	int err = txd_fs_open(c->dir, &o, &fs, &holder);
 	if (err == -TXD_ELOCKED)
@@ -1053,7 +1042,7 @@ int fsck_run(const char *dir, const struct fsck_opts *o, struct fsck_result *r)
 		return err;
 	err = check_pass(&c);
 	if (lfd >= 0)
-		close(lfd);
+		txd_os->close(lfd);
 	bool fixable = false;
 	for (uint32_t k = 0; k < c.nf; k++)
 		fixable |= c.f[k].fixable;
@@ -1070,7 +1059,7 @@ int fsck_run(const char *dir, const struct fsck_opts *o, struct fsck_result *r)
 		if (!(err = repair(&c)) && !(err = lock_store(dir, LOCK_SH, &r->holder, &lfd))) {
 			err = check_pass(&c);
 			if (lfd >= 0)
-				close(lfd);
+				txd_os->close(lfd);
 		}
 		for (uint32_t k = 0; !err && k < nbefore; k++) {
 			bool still = false;
