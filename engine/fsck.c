@@ -700,11 +700,29 @@ struct chk {
 	uint8_t *buf;
 };
 
+/* A chunk's bytes in a pack count as live (what GC could not free). */
+static void note_live(struct ctx *c, const struct chunk_loc *loc)
+{
+	if (!(loc->file & CHUNK_FILE_WAL))
+		c->r->pack_live_bytes += loc->len;
+}
+
+static int count_chunk(void *arg, uint64_t idx, struct chunk *ch)
+{
+	(void)idx;
+	struct chk *k = arg;
+	struct chunk_loc loc;
+	chunk_get_loc(ch, &loc);
+	note_live(k->c, &loc);
+	return 0;
+}
+
 static int check_chunk(void *arg, uint64_t idx, struct chunk *ch)
 {
 	struct chk *k = arg;
 	struct chunk_loc loc;
 	chunk_get_loc(ch, &loc);
+	note_live(k->c, &loc);
 	int err = chunkstore_read(k->cs, &loc, k->buf);
 	k->c->r->chunks++;
 	k->c->r->chunk_bytes += loc.len;
@@ -745,9 +763,7 @@ static int check_inode(void *arg, struct inode *in)
 	k->c->r->files++;
 	k->c->r->live_bytes += v->size;
 	k->in = in;
-	if (k->c->o->skip_chunks)
-		return 0;
-	return cmap_walk(v->map, 0, check_chunk, k);
+	return cmap_walk(v->map, 0, k->c->o->skip_chunks ? count_chunk : check_chunk, k);
 }
 
 static int check_chunks(struct ctx *c, struct ns *ns)

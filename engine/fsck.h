@@ -99,6 +99,7 @@ struct fsck_result {
 	uint64_t ckpt_lsn;               /* the one recovery uses (0: none) */
 	uint32_t packs;
 	uint64_t pack_bytes;
+	uint64_t pack_live_bytes;        /* of chunks live files use */
 	uint64_t chunks, chunk_bytes;    /* verified */
 	uint64_t files, dirs, others, live_bytes;
 	uint64_t clog_records;

@@ -17,6 +17,7 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,46 @@ enum {
 	FSCK_EXIT_OPER = 8,
 	FSCK_EXIT_USAGE = 16,
 };
+
+/* Unescapes the octal escapes of /proc/self/mounts (\040 for a space) in place. */
+static void unescape(char *s)
+{
+	char *w = s;
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] && s[3]) {
+			*w++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*w++ = *s;
+		}
+	}
+	*w = 0;
+}
+
+char *mc_store_mount_point(const char *store)
+{
+	char real[PATH_MAX], *line = NULL, *found = NULL;
+	size_t cap = 0;
+	if (!realpath(store, real))
+		return NULL;
+	FILE *f = fopen("/proc/self/mounts", "r");
+	while (f && getline(&line, &cap, f) > 0) {
+		char src[PATH_MAX], mnt[PATH_MAX], type[64];
+		if (sscanf(line, "%4095s %4095s %63s", src, mnt, type) != 3 ||
+		    strcmp(type, "fuse.txdirfs") != 0)
+			continue;
+		unescape(src);
+		unescape(mnt);
+		if (!strcmp(src, real)) {
+			free(found);
+			found = mc_strdup(mnt); /* the last mount wins */
+		}
+	}
+	free(line);
+	if (f)
+		fclose(f);
+	return found;
+}
 
 static const char *sev_name(enum fsck_sev s)
 {
@@ -77,6 +118,7 @@ static void add_summary(cJSON *s, const struct fsck_result *r)
 	cJSON_AddNumberToObject(s, "checkpoint_lsn", (double)r->ckpt_lsn);
 	cJSON_AddNumberToObject(s, "packs", r->packs);
 	cJSON_AddNumberToObject(s, "pack_bytes", (double)r->pack_bytes);
+	cJSON_AddNumberToObject(s, "pack_live_bytes", (double)r->pack_live_bytes);
 	cJSON_AddNumberToObject(s, "chunks_verified", (double)r->chunks);
 	cJSON_AddNumberToObject(s, "chunk_bytes_verified", (double)r->chunk_bytes);
 	cJSON_AddNumberToObject(s, "files", (double)r->files);
@@ -132,11 +174,13 @@ int cmd_fsck(const struct mc_cmd *cmd, int argc, char **argv)
 	int err = fsck_run(store, &fo, &r);
 	if (err) {
 		cJSON_Delete(o.problems);
+		char *mnt = err == -TXD_ELOCKED ? mc_store_mount_point(store) : NULL;
 		if (err == -TXD_ELOCKED)
-			mc_err(cmd->name, "%s: mounted by txdirfs pid %ld: unmount it first", store,
-			       (long)r.holder);
+			mc_err(cmd->name, "%s: mounted by txdirfs pid %ld%s%s: unmount it first", store,
+			       (long)r.holder, mnt ? " at " : "", mnt ? mnt : "");
 		else
 			mc_err(cmd->name, "%s: %s", store, txd_strerror(err));
+		free(mnt);
 		fsck_result_free(&r);
 		return FSCK_EXIT_OPER;
 	}

@@ -77,6 +77,8 @@ static int show_summary(const struct iargs *a, const struct fsck_result *r)
 		cJSON_AddNumberToObject(j, "checkpoint_lsn", (double)r->ckpt_lsn);
 		cJSON_AddNumberToObject(j, "packs", r->packs);
 		cJSON_AddNumberToObject(j, "pack_bytes", (double)r->pack_bytes);
+		cJSON_AddNumberToObject(j, "pack_garbage_bytes",
+					(double)(r->pack_bytes - r->pack_live_bytes));
 		cJSON_AddNumberToObject(j, "files", (double)r->files);
 		cJSON_AddNumberToObject(j, "directories", (double)r->dirs);
 		cJSON_AddNumberToObject(j, "live_bytes", (double)r->live_bytes);
@@ -92,7 +94,8 @@ static int show_summary(const struct iargs *a, const struct fsck_result *r)
 	printf("log          lsn %" PRIu64 "..%" PRIu64 ", %u segments, %" PRIu64 " bytes\n",
 	       r->first_lsn, r->last_lsn, r->segments, r->wal_bytes);
 	printf("checkpoints  %u, newest valid at lsn %" PRIu64 "\n", r->checkpoints, r->ckpt_lsn);
-	printf("packs        %u, %" PRIu64 " bytes\n", r->packs, r->pack_bytes);
+	printf("packs        %u, %" PRIu64 " bytes, %" PRIu64 " of them no longer live\n",
+	       r->packs, r->pack_bytes, r->pack_bytes - r->pack_live_bytes);
 	printf("live         %" PRIu64 " files, %" PRIu64 " directories, %" PRIu64 " bytes\n",
 	       r->files, r->dirs, r->live_bytes);
 	if (r->errors)
@@ -474,12 +477,14 @@ int cmd_inspect(const struct mc_cmd *cmd, int argc, char **argv)
 	struct fsck_result r;
 	int err = fsck_run(a.store, &fo, &r);
 	if (err) {
+		char *mnt = err == -TXD_ELOCKED ? mc_store_mount_point(a.store) : NULL;
 		if (err == -TXD_ELOCKED)
-			mc_err(cmd->name, "%s is mounted (txdirfs pid %ld): inspect reads only an "
-			       "unmounted store; read the mount's .txdir/ instead", a.store,
-			       (long)r.holder);
+			mc_err(cmd->name, "%s is mounted (txdirfs pid %ld)%s%s: inspect reads only an "
+			       "unmounted store; read %s/.txdir/ instead", a.store, (long)r.holder,
+			       mnt ? " at " : "", mnt ? mnt : "", mnt ? mnt : "the mount's");
 		else
 			mc_err(cmd->name, "%s: %s", a.store, txd_strerror(err));
+		free(mnt);
 		fsck_result_free(&r);
 		return MC_EXIT_FAIL;
 	}

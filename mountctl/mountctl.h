@@ -188,6 +188,10 @@ int cmd_propose(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_vote(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_decision(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_state(const struct mc_cmd *cmd, int argc, char **argv);
+/* ---- cmd_fsck.c ----------------------------------------------------------- */
+/* Where store is mounted (a fuse.txdirfs mount whose source is store's real
+ * path; the last one), malloc'd, or NULL. */
+char *mc_store_mount_point(const char *store);
 int cmd_fsck(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_inspect(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_not_implemented(const struct mc_cmd *cmd, int argc, char **argv);

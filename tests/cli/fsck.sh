@@ -97,9 +97,9 @@ mc run "$T/mk" -- sh -c "echo in a transaction >$T/mk/txnfile"
 expect "a transaction commits in K" 0
 sums "$T/mk" >"$T/k.sums"
 mc fsck "$K"
-expect "fsck of a mounted store: 8, names the server" 8 "mounted by txdirfs pid $SERVER_PID"
+expect "fsck of a mounted store: 8, names the server and the mount" 8 "mounted by txdirfs pid $SERVER_PID at $T/mk: unmount it first"
 mc inspect "$K"
-expect "inspect of a mounted store says so: 1" 1 "is mounted \\(txdirfs pid $SERVER_PID\\)"
+expect "inspect of a mounted store says so: 1" 1 "is mounted \\(txdirfs pid $SERVER_PID\\) at $T/mk"
 mc umount "$T/mk"
 expect "umount K" 0
 

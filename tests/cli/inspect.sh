@@ -2,7 +2,8 @@
 # tests/cli/inspect.sh — `mountctl inspect STORE [WHAT] [--json]` on a
 # known store built through a real mount (files, a rename, a removal, a
 # transaction through `run`, a lease, a proposal and its votes), unmounted:
-# summary, commits (--since, --path), txn, leases, proposals, events,
+# summary (with the garbage a removed large file leaves in its pack),
+# commits (--since, --path), txn, leases, proposals, events,
 # file PATH [--history], human and --json (parsed with python3); it reads
 # only (every byte of the store unchanged); a mounted store is refused.
 source "$(dirname "$0")/lib.bash"
@@ -42,6 +43,8 @@ mv "$M/docs/b.txt" "$M/docs/c.txt"
 printf 'gone\n' >"$M/tmp.txt"
 rm "$M/tmp.txt"
 head -c 100000 /dev/urandom >"$M/data.bin"
+head -c 20000000 /dev/urandom >"$M/gone.bin" # a pack whose bytes are all garbage after
+rm "$M/gone.bin"
 mc run "$M" -- sh -c "echo in a transaction >$M/docs/txn.txt"
 expect "run commits a transaction" 0
 mc lease "$M" lock1 -n -- true
@@ -51,7 +54,7 @@ expect "a proposal" 0
 mc vote "$M" p1 a yes
 mc vote "$M" p1 b yes
 mc inspect "$S"
-expect "inspect of the mounted store: refused, exit 1" 1 "is mounted \\(txdirfs pid $SERVER_PID\\)"
+expect "inspect of the mounted store: refused, exit 1" 1 "is mounted \\(txdirfs pid $SERVER_PID\\) at $M"
 mc umount "$M"
 expect "umount" 0
 
@@ -63,7 +66,9 @@ pyjson "summary --json" '
 assert j["format"] == 3 and j["files"] == 4 and j["directories"] == 2, j
 assert j["live_bytes"] == 6 + 15 + 100000 + 17, j
 assert j["commits"] >= 8 and j["last_lsn"] >= j["commits"] and j["checkpoints"] >= 1, j
-assert j["problems"] == 0 and j["store_bytes"] > 100000, j'
+assert j["problems"] == 0 and j["store_bytes"] > 100000, j
+assert j["packs"] >= 1 and j["pack_bytes"] > 10000000, j
+assert j["pack_bytes"] - 100 <= j["pack_garbage_bytes"] < j["pack_bytes"], j  # gone.bin; txn.txt live'
 
 mc inspect "$S" commits
 expect "commits (table)" 0 "renamed /docs/b.txt -> /docs/c.txt"
