@@ -13,11 +13,14 @@
  *   events             the whole event log (events.h)
  *   file PATH [--history]
  *                      the live file: inode, mode, size, chunks, and with
- *                      --history the commits that named it
+ *                      --history every version of it still in the log
+ *                      (commit, time, size, checksum) and the commits
+ *                      that named it
  * Human tables by default, --json for scripts. A mounted store is refused
  * (exit 1) naming the server's pid: read it through the mount instead.
  * Exit: 0, 1 failed (not a store, mounted, no such path), 2 usage.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -32,6 +35,7 @@
 #include "fsck.h"
 #include "mountctl.h"
 #include "ns.h"
+#include "rec.h"
 #include "txdir.h"
 
 #define CLOG_MAGIC 0x32474c43u /* "CLG2" (clog.h) */
@@ -323,6 +327,163 @@ static int show_events(const struct iargs *a)
 }
 
 /* ---- file PATH ----------------------------------------------------------------- */
+/* A content change of some inode in the log: one committed version. */
+struct ver {
+	uint64_t lsn, time_ns, ino, size;
+};
+
+struct vers {
+	struct ver *v;
+	size_t n, cap;
+};
+
+/* fsck_opts.record: every content change still in the log (rec.h). */
+static int note_versions(void *arg, const struct fsck_rec *r)
+{
+	struct vers *vs = arg;
+	struct rec_hdr hdr;
+	if (r->type != WAL_REC_COMMIT || rec_validate(r->payload, r->len, &hdr))
+		return 0;
+	struct rec_iter it;
+	struct rec_opv op;
+	rec_iter_init(&it, r->payload, &hdr);
+	while (rec_next(&it, &op) == 1) {
+		if (op.op != OP_CONTENT)
+			continue;
+		if (vs->n == vs->cap) {
+			size_t cap = vs->cap ? 2 * vs->cap : 64;
+			struct ver *n = realloc(vs->v, cap * sizeof(*n));
+			if (!n)
+				return -ENOMEM;
+			vs->v = n;
+			vs->cap = cap;
+		}
+		vs->v[vs->n++] = (struct ver){r->lsn, hdr.time_ns, op.u.content.ino,
+					      op.u.content.size};
+	}
+	return 0;
+}
+
+/* A name the file had, over commits lo..hi. */
+static bool named(cJSON *names, const char *path, double id)
+{
+	cJSON *n;
+	cJSON_ArrayForEach(n, names)
+	{
+		if (!strcmp(cJSON_GetObjectItem(n, "name")->valuestring, path) &&
+		    cJSON_GetObjectItem(n, "lo")->valuedouble <= id &&
+		    id <= cJSON_GetObjectItem(n, "hi")->valuedouble)
+			return true;
+	}
+	return false;
+}
+
+static cJSON *name_span(const char *name, double lo, double hi)
+{
+	cJSON *n = cJSON_CreateObject();
+	cJSON_AddStringToObject(n, "name", name);
+	cJSON_AddNumberToObject(n, "lo", lo);
+	cJSON_AddNumberToObject(n, "hi", hi);
+	return n;
+}
+
+/* The names a file had and over which commits, from the commits log read
+ * newest first: a rename to a name it has starts that name's span and
+ * adds the old name up to the rename; its creation, or a removal of an
+ * earlier file of the same name, starts the span. */
+static cJSON *file_names(cJSON *clog, const char *path)
+{
+	cJSON *names = cJSON_CreateArray(), *c, *p, *n;
+	cJSON_AddItemToArray(names, name_span(path, 0, 1e300));
+	for (c = clog->child ? clog->child->prev : NULL; c; c = c == clog->child ? NULL : c->prev) {
+		double id = cJSON_GetObjectItem(c, "id")->valuedouble;
+		cJSON_ArrayForEach(p, cJSON_GetObjectItem(c, "paths"))
+		{
+			const char *kind = cJSON_GetObjectItem(p, "kind")->valuestring;
+			const char *to = cJSON_GetObjectItem(p, "path")->valuestring;
+			cJSON *from = cJSON_GetObjectItem(p, "from");
+			cJSON_ArrayForEach(n, names)
+			{
+				cJSON *lo = cJSON_GetObjectItem(n, "lo");
+				if (strcmp(cJSON_GetObjectItem(n, "name")->valuestring, to) ||
+				    lo->valuedouble != 0 || id > cJSON_GetObjectItem(n, "hi")->valuedouble)
+					continue;
+				if (!strcmp(kind, "renamed") && cJSON_IsString(from)) {
+					cJSON_SetNumberValue(lo, id);
+					cJSON_AddItemToArray(names, name_span(from->valuestring, 0, id));
+				} else if (!strcmp(kind, "created") || !strcmp(kind, "linked")) {
+					cJSON_SetNumberValue(lo, id);
+				} else if (!strcmp(kind, "removed")) {
+					cJSON_SetNumberValue(lo, id + 1);
+				}
+				break;
+			}
+		}
+	}
+	return names;
+}
+
+/* The commits of clog naming one of names (copies). */
+static cJSON *file_history(cJSON *clog, cJSON *names)
+{
+	cJSON *out = cJSON_CreateArray(), *c, *p;
+	cJSON_ArrayForEach(c, clog)
+	{
+		bool hit = false;
+		cJSON_ArrayForEach(p, cJSON_GetObjectItem(c, "paths"))
+		{
+			cJSON *from = cJSON_GetObjectItem(p, "from");
+			double id = cJSON_GetObjectItem(c, "id")->valuedouble;
+			hit |= named(names, cJSON_GetObjectItem(p, "path")->valuestring, id) ||
+			       (cJSON_IsString(from) && named(names, from->valuestring, id));
+		}
+		if (hit)
+			cJSON_AddItemToArray(out, cJSON_Duplicate(c, true));
+	}
+	return out;
+}
+
+/* The checksum the commits log gives the file (one of names) at commit
+ * id, or NULL. */
+static const char *clog_checksum(cJSON *clog, cJSON *names, uint64_t id)
+{
+	cJSON *c, *p;
+	cJSON_ArrayForEach(c, clog)
+	{
+		if ((uint64_t)cJSON_GetObjectItem(c, "id")->valuedouble != id)
+			continue;
+		cJSON_ArrayForEach(p, cJSON_GetObjectItem(c, "paths"))
+		{
+			cJSON *sum = cJSON_GetObjectItem(p, "checksum");
+			if (cJSON_IsString(sum) &&
+			    named(names, cJSON_GetObjectItem(p, "path")->valuestring, (double)id))
+				return sum->valuestring;
+		}
+	}
+	return NULL;
+}
+
+/* Every version of inode ino still in the log, oldest first. */
+static cJSON *versions_json(const struct vers *vs, uint64_t ino, cJSON *clog, cJSON *names)
+{
+	cJSON *arr = cJSON_CreateArray();
+	for (size_t k = 0; k < vs->n; k++) {
+		if (vs->v[k].ino != ino)
+			continue;
+		cJSON *e = cJSON_CreateObject();
+		char ts[40];
+		rfc3339(vs->v[k].time_ns, ts, sizeof(ts));
+		cJSON_AddNumberToObject(e, "commit", (double)vs->v[k].lsn);
+		cJSON_AddStringToObject(e, "time", ts);
+		cJSON_AddNumberToObject(e, "size", (double)vs->v[k].size);
+		const char *sum = clog_checksum(clog, names, vs->v[k].lsn);
+		if (sum)
+			cJSON_AddStringToObject(e, "checksum", sum);
+		cJSON_AddItemToArray(arr, e);
+	}
+	return arr;
+}
+
 static struct inode *lookup(struct ns *ns, const char *path)
 {
 	struct inode *in = ns_inode(ns, NS_ROOT_INO);
@@ -343,7 +504,7 @@ static int count_chunk(void *arg, uint64_t idx, struct chunk *c)
 	return 0;
 }
 
-static int show_file(const struct iargs *a, struct fsck_result *r)
+static int show_file(const struct iargs *a, struct fsck_result *r, const struct vers *vs)
 {
 	struct inode *in = lookup(&r->ns, a->path);
 	struct iver *v = in ? in->head : NULL;
@@ -374,12 +535,17 @@ static int show_file(const struct iargs *a, struct fsck_result *r)
 		cJSON_AddNumberToObject(j, "stored_bytes", (double)v->stored);
 		cJSON_AddStringToObject(j, "checksum", digest);
 	}
-	cJSON *hist = NULL;
+	cJSON *hist = NULL, *versions = NULL;
 	if (a->history) {
 		struct iargs h = *a;
-		h.filter = a->path;
+		h.filter = NULL;
 		h.since = 0;
-		hist = read_clog(&h);
+		cJSON *clog = read_clog(&h), *names = file_names(clog, a->path);
+		hist = file_history(clog, names);
+		versions = versions_json(vs, in->ino, clog, names);
+		cJSON_Delete(names);
+		cJSON_Delete(clog);
+		cJSON_AddItemToObject(j, "versions", versions);
 		cJSON_AddItemToObject(j, "history", hist);
 	}
 	if (a->json) {
@@ -393,6 +559,19 @@ static int show_file(const struct iargs *a, struct fsck_result *r)
 	if (S_ISREG(v->mode))
 		printf("chunks   %" PRIu64 " (%" PRIu64 " bytes stored)\nchecksum %s\n", chunks,
 		       v->stored, digest);
+	if (versions) {
+		cJSON *v;
+		printf("\nversions still in the log:\n%-8s %-20s %-12s %s\n", "COMMIT", "TIME",
+		       "SIZE", "CHECKSUM");
+		cJSON_ArrayForEach(v, versions)
+		{
+			cJSON *sum = cJSON_GetObjectItem(v, "checksum");
+			printf("%-8.0f %-20s %-12.0f %s\n", cJSON_GetObjectItem(v, "commit")->valuedouble,
+			       cJSON_GetObjectItem(v, "time")->valuestring,
+			       cJSON_GetObjectItem(v, "size")->valuedouble,
+			       cJSON_IsString(sum) ? sum->valuestring : "-");
+		}
+	}
 	if (hist) {
 		printf("\nhistory (commits log):\n");
 		print_commits(hist);
@@ -473,7 +652,12 @@ int cmd_inspect(const struct mc_cmd *cmd, int argc, char **argv)
 	int rc = parse(cmd, argc, argv, &a);
 	if (rc >= 0)
 		return rc;
+	struct vers vs = {0};
 	struct fsck_opts fo = {.keep_ns = !strcmp(a.what, "file"), .skip_chunks = true};
+	if (a.history) {
+		fo.record = note_versions;
+		fo.arg = &vs;
+	}
 	struct fsck_result r;
 	int err = fsck_run(a.store, &fo, &r);
 	if (err) {
@@ -485,6 +669,7 @@ int cmd_inspect(const struct mc_cmd *cmd, int argc, char **argv)
 		else
 			mc_err(cmd->name, "%s: %s", a.store, txd_strerror(err));
 		free(mnt);
+		free(vs.v);
 		fsck_result_free(&r);
 		return MC_EXIT_FAIL;
 	}
@@ -502,10 +687,11 @@ int cmd_inspect(const struct mc_cmd *cmd, int argc, char **argv)
 		}
 		rc = 0;
 	} else if (!strcmp(a.what, "file")) {
-		rc = show_file(&a, &r);
+		rc = show_file(&a, &r, &vs);
 	} else {
 		rc = show_events(&a);
 	}
+	free(vs.v);
 	fsck_result_free(&r);
 	return rc;
 }

@@ -120,6 +120,13 @@ pyjson "file --history" '
 assert j["type"] == "file" and j["size"] == 6 and j["chunks"] == 1, j
 assert j["checksum"].startswith("xxh64:") and j["mode"] == 0o644, j
 assert [p["path"] for x in j["history"] for p in x["paths"]].count("/docs/a.txt") >= 2, j'
+mc inspect "$S" file /docs/c.txt --history --json
+pyjson "file --history follows a rename: versions with sizes and checksums" '
+v = j["versions"]
+assert v and v[-1]["size"] == 15 and v[-1]["checksum"] == j["checksum"], j
+k = [(p["kind"], p["path"]) for x in j["history"] for p in x["paths"]]
+assert ("created", "/docs/b.txt") in k and ("renamed", "/docs/c.txt") in k, k
+assert ("created", "/docs/a.txt") not in k, k'
 mc inspect "$S" file /docs/c.txt
 expect "file (human)" 0 "^size +15"
 mc inspect "$S" file /nope
