@@ -486,9 +486,14 @@ static void rec_failed(struct ctx *c, const struct seg *s, uint64_t off, uint64_
 		return;
 	}
 	if (n) {
+		/* Also what a power cut leaves when the page cache wrote the
+		 * unsynced tail out of order (faultos.h): nothing tells the two
+		 * apart, so nothing checksummed is dropped here. */
 		snprintf(aff, sizeof(aff),
 			 "%" PRIu64 " valid records after it (lsn %" PRIu64 "..%" PRIu64
-			 ") that recovery would drop with it: --repair leaves it",
+			 ") that recovery would drop with it: --repair leaves it (after a "
+			 "power cut these may be writes that never all reached the disk; "
+			 "mounting drops them)",
 			 n, first, lastv);
 		problem(c, false, "wal", where, aff, "damage in the middle of the log: %s: %s", desc,
 			why);
