@@ -1,47 +1,59 @@
 /*
  * fsck.h — offline verification of a store (`mountctl fsck`, `inspect`).
- * Internal to the engine; mountctl links the static library.
+ * Internal to the engine; mountctl links the static library (the calls
+ * hand back a namespace, ns.h, which txdir.h does not know).
  *
  * fsck_run reads a store that no server holds and checks what the other
- * headers promise, reporting each problem with where it is and what it
- * affects:
- *   store.h S4  a part others can read or write (a warning: the store is
- *               usable, txdirfs refuses to mount it by default)
+ * headers promise, reporting each problem with where it is (a file of the
+ * store and an offset) and what it affects (files by path and byte range,
+ * commits by lsn). Problems are errors, except what --repair corrected.
+ *   store.h S4  a part others can read or write (txdirfs refuses to mount
+ *               it by default; --repair does not chmod).
  *   wal.h       every segment header (magic, version, number, checksum),
  *               the chain (consecutive numbers from where replay starts,
- *               first_lsn = previous end + 1), every record after the
- *               newest valid checkpoint (magic, length, lsn = previous + 1,
- *               checksum with the segment's salt: W1), and the checksum of
- *               the checkpointed ones still in the log (recovery walks
- *               those by magic, length and lsn only: a bad one is
- *               reported, and affects only chunks still read from it). A record that fails
- *               in the last segment with nothing valid after it is a torn
- *               tail (W2: recovery ends the log there; reported, corrected
- *               by --repair); one followed by valid records (a later lsn
- *               with a good checksum), or one in an older segment before
- *               the next one's prev_end_lsn (W3), is damage in the middle:
- *               the commits after it would be lost, an error never
- *               "repaired".
- *   ckpt.c K1   every checkpoint file: header, sections, blocks, trailer.
- *               An invalid checkpoint newer than the one recovery uses is
- *               a problem --repair deletes (recovery passes over it) when
- *               an older valid one and the log cover the store.
- *   rec.h R1    every commit validates and applies (ns_apply) on top of
- *               the checkpoint: the namespace recovery would build.
+ *               first_lsn = previous end + 1; W4: an invalid header or a
+ *               gap before unsettled segments is where recovery ends the
+ *               log), every record after the newest valid checkpoint
+ *               (magic, length, lsn = previous + 1, checksum with the
+ *               segment's salt: W1), and the checksum of the checkpointed
+ *               ones still in the log, older segments included (recovery
+ *               walks those by magic, length and lsn only: a bad one is
+ *               reported and affects only chunks still read from it).
+ *   F1 A record that fails in the last segment with nothing valid after
+ *      it is a torn tail (W2: recovery ends the log there; --repair does
+ *      it). One followed by valid records (a later lsn with a good
+ *      checksum), or one in an older segment before the next one's
+ *      settled prev_end_lsn (W3), is damage in the middle: --repair
+ *      changes nothing then, since recovery would drop checksummed
+ *      records. (A power cut that wrote the unsynced tail out of order
+ *      looks the same; fsck cannot tell, so it says so and keeps them.)
+ *   ckpt.c K1   every checkpoint file: header, sections, blocks, trailer,
+ *               and that its blocks apply. An invalid one is what recovery
+ *               passes over: --repair deletes it when the log covers the
+ *               store without it (no hole: else the error stays).
+ *   rec.h R1    every commit after the checkpoint validates and applies
+ *               (ns_apply) on top of it: the namespace recovery builds.
  *   chunk.h     every chunk of every live file's head version is read
  *               from its pack or WAL segment and its xxh64 compared; a
- *               bad or missing chunk names the file (path) that holds it.
+ *               bad or missing chunk names the file and bytes that read
+ *               as EIO. Never repaired.
  *   clog.h      the commits log (derived): each record's checksum, ids
- *               increasing, and no id beyond the log's last commit. A torn
- *               tail or a damaged record is corrected by --repair the way
- *               recovery does it (cut, then re-noted by replay).
- * --repair runs the engine's own recovery (txd_fs_open + txd_fs_close:
- * ends a torn tail, rebuilds derived records) and deletes invalid newer
- * checkpoints; it never discards a record that checks out.
- *
- * Concurrency: the store's LOCK is taken shared (LOCK_SH) for a check, so
- * a server cannot start meanwhile, and a held LOCK (a server) is refused
- * with its pid, nothing read. --repair needs it exclusively.
+ *               increasing, none beyond the log's last commit. --repair:
+ *               recovery cuts it there and notes again the commits it
+ *               replays (older ones stay out of .txdir/commits).
+ *   txn.h T9    each dtc/transactions/ID.json is JSON naming its id; one
+ *               still "active", or "committed" beyond the log, is what
+ *               recovery settles (--repair); "committed" as a commit the
+ *               log holds for another transaction is an error.
+ * F2 --repair runs the engine's own recovery (txd_fs_open, txd_fs_close
+ *    with its checkpoint) only when every problem found is one recovery
+ *    handles or leaves alone (no damage in the middle, no hole, no commit
+ *    that fails to apply), deletes invalid checkpoints first, then checks
+ *    again: what is gone is reported FIXED, what is left ERROR.
+ * F3 Nothing is written without --repair: files are only read (through
+ *    the os.h table), and the store's LOCK is taken shared (LOCK_SH) for
+ *    the check, so a server cannot start meanwhile; a held LOCK (a
+ *    server) is refused with its pid, nothing read.
  */
 #ifndef TXD_FSCK_H
 #define TXD_FSCK_H
@@ -55,7 +67,7 @@
 enum fsck_sev {
 	FSCK_ERROR,   /* left uncorrected */
 	FSCK_FIXED,   /* corrected by --repair */
-	FSCK_WARN,    /* worth saying; not damage (permissions) */
+	FSCK_WARN,    /* not used yet: worth saying, not a problem */
 };
 
 struct fsck_problem {
