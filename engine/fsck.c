@@ -544,6 +544,122 @@ static int old_segment(struct ctx *c, const struct seg *s, uint64_t limit, uint6
 	return 0;
 }
 
+/* W4: the log ends at the first segment without a valid header; the
+ * index of that segment (n when all are valid). */
+static uint32_t seg_headers(struct ctx *c, const struct seg *s, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		if (s[i].ok)
+			continue;
+		char where[320];
+		snprintf(where, sizeof(where), WAL_DIR "/seg-%08u offset 0", s[i].num);
+		bool settled_after = false;
+		for (uint32_t j = i + 1; j < n; j++)
+			settled_after |= s[j].ok && !s[j].pending;
+		if (settled_after) {
+			problem(c, false, "wal", where,
+				"every record of this segment and after: recovery refuses the store",
+				"segment header invalid before a settled segment (W4)");
+			c->stop_repair = true;
+		} else {
+			problem(c, true, "torn-tail", where,
+				"nothing durable: recovery deletes it and the segments after it",
+				"segment header invalid (an unsettled rotation, W4)");
+		}
+		return i;
+	}
+	return n;
+}
+
+/* Where replay starts (wal.c find_start) and, from there, where the chain
+ * of consecutive segments ends (*end lowered). false on a hole between
+ * the checkpoint and the log: nothing can be replayed. */
+static bool seg_chain(struct ctx *c, const struct seg *s, uint64_t after, uint32_t *start,
+		      uint32_t *end)
+{
+	*start = 0;
+	if (*end && s[0].first_lsn > after + 1) {
+		char where[320], aff[200];
+		snprintf(where, sizeof(where), WAL_DIR "/seg-%08u", s[0].num);
+		snprintf(aff, sizeof(aff), "commits %" PRIu64 "..%" PRIu64 ": recovery refuses the store",
+			 after + 1, s[0].first_lsn - 1);
+		problem(c, false, "wal", where, aff,
+			"hole: the log starts at lsn %" PRIu64 ", the checkpoint ends at %" PRIu64,
+			s[0].first_lsn, after);
+		c->stop_repair = true;
+		return false;
+	}
+	for (uint32_t i = 0; i < *end; i++)
+		if (s[i].first_lsn <= after + 1)
+			*start = i;
+	for (uint32_t i = *start + 1; i < *end; i++) {
+		if (s[i].num == s[i - 1].num + 1)
+			continue;
+		char where[320];
+		snprintf(where, sizeof(where), WAL_DIR "/seg-%08u", s[i].num);
+		if (s[i].pending) {
+			problem(c, true, "torn-tail", where, "nothing durable (W4)",
+				"gap before this unsettled segment (seg-%08u missing)", s[i - 1].num + 1);
+		} else {
+			problem(c, false, "wal", where, "its records and all after: recovery refuses "
+				"the store", "segment seg-%08u is missing", s[i - 1].num + 1);
+			c->stop_repair = true;
+		}
+		*end = i;
+		break;
+	}
+	return true;
+}
+
+/* The records of segment s up to limit (next, when not NULL, is the
+ * segment after it), as replay reads them from *last on. 1 when the log
+ * ends in it (a failure reported), 0 to go on, or -errno. */
+static int walk_segment(struct ctx *c, struct ns *ns, const struct seg *s, const struct seg *next,
+			uint64_t after, uint64_t *last)
+{
+	uint64_t limit = next ? next->prev_end : UINT64_MAX;
+	char where[320];
+	if (s->first_lsn != *last + 1) {
+		snprintf(where, sizeof(where), WAL_DIR "/seg-%08u offset 0", s->num);
+		problem(c, false, "wal", where, "recovery refuses the store",
+			"first_lsn %" PRIu64 " does not follow lsn %" PRIu64, s->first_lsn, *last);
+		c->stop_repair = true;
+		return 1;
+	}
+	for (uint64_t off = WAL_SEG_HDR_SIZE; *last < limit;) {
+		const char *why = rec_bad(s, off, *last + 1);
+		bool sum_ok = !why;
+		snprintf(where, sizeof(where), WAL_DIR "/seg-%08u offset %" PRIu64, s->num, off);
+		if (why && *last + 1 <= after && !strcmp(why, "checksum mismatch")) {
+			/* checkpointed: recovery walks it by magic, len, lsn */
+			char desc[160], aff[320];
+			describe_rec(s, off, desc, sizeof(desc));
+			snprintf(aff, sizeof(aff),
+				 "nothing recovery reads (checkpoint %" PRIu64 " holds its "
+				 "effect); chunks in it still in use are reported below", after);
+			problem(c, false, "wal", where, aff, "%s: checksum mismatch", desc);
+			why = NULL;
+		}
+		if (why && *last < after) {
+			problem(c, false, "wal", where, "recovery refuses the store",
+				"the log ends at lsn %" PRIu64 " (%s), before checkpoint %" PRIu64,
+				*last, why, after);
+			c->stop_repair = true;
+			return 1;
+		}
+		if (why) {
+			rec_failed(c, s, off, *last, why, !next, next);
+			return 1;
+		}
+		++*last;
+		int err = apply_rec(c, ns, s, off, *last > after, sum_ok);
+		if (err)
+			return err;
+		off += rec_total(le32(s->m.p + off + 4));
+	}
+	return 0;
+}
+
 static int check_wal(struct ctx *c, struct ns *ns, uint64_t after)
 {
 	char dir[4096];
@@ -568,61 +684,9 @@ static int check_wal(struct ctx *c, struct ns *ns, uint64_t after)
 		c->r->wal_bytes += s[i].m.len;
 		s[i].ok = seg_hdr(&s[i]);
 	}
-	/* W4: the log ends at the first segment without a valid header */
-	uint32_t end = n;
-	for (uint32_t i = 0; i < n; i++) {
-		if (s[i].ok)
-			continue;
-		char where[320];
-		snprintf(where, sizeof(where), WAL_DIR "/seg-%08u offset 0", s[i].num);
-		bool settled_after = false;
-		for (uint32_t j = i + 1; j < n; j++)
-			settled_after |= s[j].ok && !s[j].pending;
-		if (settled_after) {
-			problem(c, false, "wal", where,
-				"every record of this segment and after: recovery refuses the store",
-				"segment header invalid before a settled segment (W4)");
-			c->stop_repair = true;
-		} else {
-			problem(c, true, "torn-tail", where,
-				"nothing durable: recovery deletes it and the segments after it",
-				"segment header invalid (an unsettled rotation, W4)");
-		}
-		end = i;
-		break;
-	}
-	/* where replay starts (wal.c find_start) */
-	uint32_t start = 0;
-	if (end && s[0].first_lsn > after + 1) {
-		char where[320], aff[200];
-		snprintf(where, sizeof(where), WAL_DIR "/seg-%08u", s[0].num);
-		snprintf(aff, sizeof(aff), "commits %" PRIu64 "..%" PRIu64 ": recovery refuses the store",
-			 after + 1, s[0].first_lsn - 1);
-		problem(c, false, "wal", where, aff,
-			"hole: the log starts at lsn %" PRIu64 ", the checkpoint ends at %" PRIu64,
-			s[0].first_lsn, after);
-		c->stop_repair = true;
+	uint32_t start, end = seg_headers(c, s, n);
+	if (!seg_chain(c, s, after, &start, &end))
 		goto out;
-	}
-	for (uint32_t i = 0; i < end; i++)
-		if (s[i].first_lsn <= after + 1)
-			start = i;
-	for (uint32_t i = start + 1; i < end; i++) {
-		if (s[i].num == s[i - 1].num + 1)
-			continue;
-		char where[320];
-		snprintf(where, sizeof(where), WAL_DIR "/seg-%08u", s[i].num);
-		if (s[i].pending) {
-			problem(c, true, "torn-tail", where, "nothing durable (W4)",
-				"gap before this unsettled segment (seg-%08u missing)", s[i - 1].num + 1);
-		} else {
-			problem(c, false, "wal", where, "its records and all after: recovery refuses "
-				"the store", "segment seg-%08u is missing", s[i - 1].num + 1);
-			c->stop_repair = true;
-		}
-		end = i;
-		break;
-	}
 	/* Older segments recovery does not read (all checkpointed), as far
 	 * back as they are consecutive: their records are checked and
 	 * counted too, and damage there is reported without stopping. */
@@ -633,59 +697,18 @@ static int check_wal(struct ctx *c, struct ns *ns, uint64_t after)
 	uint64_t last = end ? s[start0].prev_end : after;
 	c->r->first_lsn = end ? s[start0].first_lsn : after + 1;
 	for (uint32_t i = start0; i < end; i++) {
-		bool is_last = i + 1 == end;
-		uint64_t limit = is_last ? UINT64_MAX : s[i + 1].prev_end;
-		char where[320];
+		const struct seg *next = i + 1 < end ? &s[i + 1] : NULL;
 		if (i < start) {
-			if (old_segment(c, &s[i], limit, &last, after, ns))
-				return -ENOMEM;
-			last = s[i + 1].prev_end;
+			if ((err = old_segment(c, &s[i], next->prev_end, &last, after, ns)))
+				goto out;
+			last = next->prev_end;
 			continue;
 		}
-		if (s[i].first_lsn != last + 1) {
-			snprintf(where, sizeof(where), WAL_DIR "/seg-%08u offset 0", s[i].num);
-			problem(c, false, "wal", where, "recovery refuses the store",
-				"first_lsn %" PRIu64 " does not follow lsn %" PRIu64, s[i].first_lsn,
-				last);
-			c->stop_repair = true;
+		int r = walk_segment(c, ns, &s[i], next, after, &last);
+		if (r) {
+			err = r < 0 ? r : 0;
 			break;
 		}
-		uint64_t off = WAL_SEG_HDR_SIZE;
-		while (last < limit) {
-			const char *why = rec_bad(&s[i], off, last + 1);
-			bool sum_ok = !why;
-			if (why && last + 1 <= after && !strcmp(why, "checksum mismatch")) {
-				/* checkpointed: recovery walks it by magic, len, lsn */
-				char desc[160], aff[320];
-				snprintf(where, sizeof(where), WAL_DIR "/seg-%08u offset %" PRIu64,
-					 s[i].num, off);
-				describe_rec(&s[i], off, desc, sizeof(desc));
-				snprintf(aff, sizeof(aff),
-					 "nothing recovery reads (checkpoint %" PRIu64 " holds its "
-					 "effect); chunks in it still in use are reported below", after);
-				problem(c, false, "wal", where, aff, "%s: checksum mismatch", desc);
-				why = NULL;
-			}
-			if (why && last < after) {
-				snprintf(where, sizeof(where), WAL_DIR "/seg-%08u offset %" PRIu64,
-					 s[i].num, off);
-				problem(c, false, "wal", where, "recovery refuses the store",
-					"the log ends at lsn %" PRIu64 " (%s), before checkpoint %" PRIu64,
-					last, why, after);
-				c->stop_repair = true;
-				break;
-			}
-			if (why) {
-				rec_failed(c, &s[i], off, last, why, is_last, &s[i + 1]);
-				break;
-			}
-			last++;
-			if ((err = apply_rec(c, ns, &s[i], off, last > after, sum_ok)))
-				goto out;
-			off += rec_total(le32(s[i].m.p + off + 4));
-		}
-		if (c->stop_repair && !is_last)
-			break;
 	}
 	c->r->last_lsn = last;
 out:

@@ -67,7 +67,6 @@
 enum fsck_sev {
 	FSCK_ERROR,   /* left uncorrected */
 	FSCK_FIXED,   /* corrected by --repair */
-	FSCK_WARN,    /* not used yet: worth saying, not a problem */
 };
 
 struct fsck_problem {

@@ -78,7 +78,7 @@ char *mc_store_mount_point(const char *store)
 
 static const char *sev_name(enum fsck_sev s)
 {
-	return s == FSCK_FIXED ? "FIXED" : s == FSCK_WARN ? "WARNING" : "ERROR";
+	return s == FSCK_FIXED ? "FIXED" : "ERROR";
 }
 
 struct out {
