@@ -114,7 +114,7 @@ struct fsck_result {
 	uint64_t chunks, chunk_bytes;    /* verified */
 	uint64_t files, dirs, others, live_bytes;
 	uint64_t clog_records;
-	unsigned errors, fixed, warnings;
+	unsigned errors, fixed;
 	pid_t holder;                    /* -TXD_ELOCKED: the server's pid */
 	bool have_ns;
 	struct ns ns;                    /* opts.keep_ns: the namespace */
