@@ -315,24 +315,38 @@ static int check_ckpts(struct ctx *c, struct ns *ns, struct nums *ck, uint64_t *
 }
 
 /* ---- the log (wal.h W1-W4) ----------------------------------------------- */
+/* A segment: its header always, its bytes (m) only while it is walked,
+ * so memory is one segment whatever the log's size. */
 struct seg {
 	uint32_t num;
 	bool ok, pending;
-	uint64_t first_lsn, prev_end, salt;
+	uint64_t first_lsn, prev_end, salt, size;
 	struct map m;
 };
 
-static bool seg_hdr(struct seg *s)
+/* Read and check segment s's header (path: its file). 0, or -errno. */
+static int seg_hdr(const char *path, struct seg *s)
 {
-	const uint8_t *b = s->m.p;
-	if (s->m.len < WAL_SEG_HDR_SIZE || le64(b) != SEG_MAGIC || le32(b + 8) != 1 ||
+	uint8_t b[WAL_SEG_HDR_SIZE];
+	int fd = txd_os->open(path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return fd;
+	int err = txd_os->fstat_size(fd, &s->size);
+	if (!err && s->size >= WAL_SEG_HDR_SIZE)
+		err = os_pread_full(fd, b, sizeof(b), 0);
+	txd_os->close(fd);
+	if (err)
+		return err;
+	s->ok = false;
+	if (s->size < WAL_SEG_HDR_SIZE || le64(b) != SEG_MAGIC || le32(b + 8) != 1 ||
 	    le64(b + 56) != XXH64(b, 56, 0) || le32(b + 12) != s->num)
-		return false;
+		return 0;
+	s->ok = true;
 	s->first_lsn = le64(b + 16);
 	s->prev_end = le64(b + 24);
 	s->salt = le64(b + 32);
 	s->pending = b[40] & SEG_FLAG_PENDING;
-	return true;
+	return 0;
 }
 
 static uint64_t rec_total(uint32_t len)
@@ -679,10 +693,9 @@ static int check_wal(struct ctx *c, struct ns *ns, uint64_t after)
 		char path[4200];
 		s[i].num = (uint32_t)sn.v[i];
 		snprintf(path, sizeof(path), "%s/seg-%08u", dir, s[i].num);
-		if ((err = map_file(path, &s[i].m)))
+		if ((err = seg_hdr(path, &s[i])))
 			goto out;
-		c->r->wal_bytes += s[i].m.len;
-		s[i].ok = seg_hdr(&s[i]);
+		c->r->wal_bytes += s[i].size;
 	}
 	uint32_t start, end = seg_headers(c, s, n);
 	if (!seg_chain(c, s, after, &start, &end))
@@ -698,13 +711,18 @@ static int check_wal(struct ctx *c, struct ns *ns, uint64_t after)
 	c->r->first_lsn = end ? s[start0].first_lsn : after + 1;
 	for (uint32_t i = start0; i < end; i++) {
 		const struct seg *next = i + 1 < end ? &s[i + 1] : NULL;
+		char path[4200];
+		snprintf(path, sizeof(path), "%s/seg-%08u", dir, s[i].num);
+		if ((err = map_file(path, &s[i].m)))
+			goto out;
+		int r;
 		if (i < start) {
-			if ((err = old_segment(c, &s[i], next->prev_end, &last, after, ns)))
-				goto out;
+			r = old_segment(c, &s[i], next->prev_end, &last, after, ns);
 			last = next->prev_end;
-			continue;
+		} else {
+			r = walk_segment(c, ns, &s[i], next, after, &last);
 		}
-		int r = walk_segment(c, ns, &s[i], next, after, &last);
+		unmap(&s[i].m);
 		if (r) {
 			err = r < 0 ? r : 0;
 			break;
