@@ -176,7 +176,7 @@ cp -a "$C" "$X"
 flip "$X/objects/pack-000001" 5000000
 mc fsck "$X"
 expect "byte flipped in a pack: 4, names the file and its bytes" 4 \
-	"ERROR chunk objects/pack-000001 offset [0-9]+ length 32768: .*file /big \\(inode [0-9]+\\), bytes 4980736\\.\\."
+	"ERROR chunk objects/pack-000001 offset [0-9]+ length [0-9]+: .*file /big \\(inode [0-9]+\\), bytes 4980736\\.\\."
 mc fsck --repair "$X"
 expect "--repair cannot mend a chunk: still 4" 4 "ERROR chunk"
 
