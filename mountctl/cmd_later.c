@@ -1,6 +1,6 @@
 /*
  * cmd_later.c — commands of SPEC §2 that are not implemented yet:
- * fsck, inspect. They say so
+ * none at present (fsck and inspect are cmd_fsck.c, cmd_inspect.c). They say so
  * and exit 125, the code `run` reserves for mountctl's own errors.
  */
 #include <stdio.h>

@@ -113,10 +113,24 @@ static const struct mc_cmd cmds[] = {
 	 "1 failed (not a txdir mount, invalid JSON, refused by the server); 2\n"
 	 "usage; 75 stale (the version is no longer N) or another state proposal\n"
 	 "is in progress: read again and retry."},
-	{"fsck", cmd_not_implemented, "fsck STORE",
-	 "Check an unmounted store. Not implemented yet."},
-	{"inspect", cmd_not_implemented, "inspect STORE",
-	 "Describe an unmounted store. Not implemented yet."},
+	{"fsck", cmd_fsck, "fsck STORE [-n] [--repair] [--json]",
+	 "Verify an unmounted store: every WAL record (checksum, sequence; a torn\n"
+	 "tail told from damage in the middle), every checkpoint, every chunk of\n"
+	 "every live file, the commits log, and that others cannot read or write\n"
+	 "it. One line per problem (where, what, what it affects), then a summary.\n"
+	 "-n (the default) changes nothing; --repair does only what recovery does\n"
+	 "anyway (ends a torn tail, drops an invalid newer checkpoint, rebuilds the\n"
+	 "commits log) and never drops a commit that checks out. Refused while a\n"
+	 "server holds the store. Exit (as e2fsck): 0 clean, 1 corrected, 4 errors\n"
+	 "left, 8 operational error, 16 usage."},
+	{"inspect", cmd_inspect,
+	 "inspect STORE [summary|commits [--since ID] [--path P]|txn|leases|proposals|events|"
+	 "file PATH [--history]] [--json]",
+	 "Describe an unmounted store, read-only: summary (format, size, commits,\n"
+	 "log position, checkpoints, packs, live files and bytes), the commits log,\n"
+	 "transaction, lease and proposal events, the event log, or one live file\n"
+	 "(--history: the commits that named it). Human tables, --json for\n"
+	 "scripts. Refused (exit 1) on a mounted store, naming the server's pid."},
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 

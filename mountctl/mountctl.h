@@ -4,7 +4,8 @@
  * Layering rule: mountctl includes only the engine's public header
  * (txdir.h), and it uses the mounted file interface for everything a
  * mounted store can do (status.json, stats, fsync of the mount point).
- * It opens a store directly only offline (init).
+ * It opens a store directly only offline (init; fsck and inspect, which
+ * read it through engine/fsck.h from the static library).
  *
  * Every probe of a mount point runs in a child process with a deadline, so
  * a hung server never hangs mountctl: FUSE requests are killable, so the
@@ -187,6 +188,12 @@ int cmd_propose(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_vote(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_decision(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_state(const struct mc_cmd *cmd, int argc, char **argv);
+/* ---- cmd_fsck.c ----------------------------------------------------------- */
+/* Where store is mounted (a fuse.txdirfs mount whose source is store's real
+ * path; the last one), malloc'd, or NULL. */
+char *mc_store_mount_point(const char *store);
+int cmd_fsck(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_inspect(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_not_implemented(const struct mc_cmd *cmd, int argc, char **argv);
 
 #endif

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/cli/usage.sh — mountctl behaviour that needs no mount: help, usage
-# errors and their exit codes, init, commands not implemented yet (fsck,
-# inspect; propose, vote, decision: vote.sh; state: state.sh), and the
+# errors and their exit codes, init, fsck and inspect usage (the rest:
+# fsck.sh, inspect.sh; propose, vote, decision: vote.sh; state: state.sh), and the
 # read commands (and run, txn) on a directory that is not mounted.
 source "$(dirname "$0")/lib.bash"
 
@@ -42,10 +42,10 @@ expect "init of an existing empty directory" 0
 mc init
 expect "init without STORE: exit 2" 2 "missing STORE"
 
-for cmd in fsck inspect; do
-	mc "$cmd" "$T" x
-	expect "$cmd: not implemented yet, exit 125" 125 "mountctl: $cmd: not implemented yet"
-done
+mc fsck "$T" x
+expect "fsck with two arguments: usage, exit 16 (e2fsck's)" 16 "too many arguments"
+mc inspect "$T" x
+expect "inspect with an unknown WHAT: exit 2" 2 "unknown WHAT"
 
 mkdir -p "$T/plain"
 mc run "$T/plain" -- true
