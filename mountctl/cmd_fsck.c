@@ -140,7 +140,7 @@ int cmd_fsck(const struct mc_cmd *cmd, int argc, char **argv)
 	int c;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+nhy", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "nhy", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			repair = true;

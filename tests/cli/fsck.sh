@@ -105,6 +105,8 @@ expect "umount K" 0
 
 mc fsck "$K"
 expect "clean store: 0" 0 "clean: format 3"
+mc fsck "$K" -n
+expect "options may follow STORE (fsck STORE -n): 0" 0 "clean: format 3"
 mc fsck --json "$K"
 if [ "$RC" -eq 0 ] && python3 -c '
 import json, sys
