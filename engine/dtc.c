@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -661,6 +662,141 @@ int dtc_prepare(struct txd_fs *fs, struct txn *t, pid_t pid, const char *proposa
 	int err = prepare(fs, t, proposal, participant);
 	txn_put(fs, t);
 	return err;
+}
+
+/* ---- deferred prepares (dtc.h "Deferred prepare") ---- */
+struct dtc_job {
+	struct dtc_job *next;
+	struct txn *t; /* a reference */
+	pid_t pid;
+	char *proposal, *participant;
+	void (*done)(void *arg, int err);
+	void *arg;
+};
+
+struct dtc_worker {
+	pthread_t thread;
+	pthread_cond_t cv; /* on fs->lock: a job queued, or stop */
+	struct dtc_job *head, **tail;
+	bool stop;
+};
+
+static void job_free(struct txd_fs *fs, struct dtc_job *j)
+{
+	txn_put(fs, j->t);
+	free(j->proposal);
+	free(j->participant);
+	free(j);
+}
+
+static void *worker_main(void *arg)
+{
+	struct txd_fs *fs = arg;
+	struct dtc_worker *w = fs->dtc;
+	pthread_mutex_lock(&fs->lock);
+	for (;;) {
+		while (!w->stop && !w->head)
+			pthread_cond_wait(&w->cv, &fs->lock);
+		if (w->stop)
+			break;
+		struct dtc_job *j = w->head;
+		if (!(w->head = j->next))
+			w->tail = &w->head;
+		/* off the queue: a FUSE_INTERRUPT can no longer withdraw it */
+		int err = prepare(fs, j->t, j->proposal, j->participant);
+		void (*done)(void *, int) = j->done;
+		void *darg = j->arg;
+		job_free(fs, j);
+		pthread_mutex_unlock(&fs->lock);
+		fs_notify_flush(fs);
+		done(darg, err); /* exactly once: the job is gone */
+		pthread_mutex_lock(&fs->lock);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return NULL;
+}
+
+int dtc_prepare_async(struct txd_fs *fs, struct txn *t, pid_t pid, const char *proposal,
+		      const char *participant, void (*done)(void *arg, int err), void *arg)
+{
+	if (!done || t->state != TXN_ACTIVE)
+		return dtc_prepare(fs, t, pid, proposal, participant); /* answers at once */
+	if (lease_name_check(proposal) || lease_name_check(participant))
+		return -EINVAL;
+	if (!fs->dtc) {
+		struct dtc_worker *w = calloc(1, sizeof(*w));
+		if (!w)
+			return -ENOMEM;
+		w->tail = &w->head;
+		pthread_cond_init(&w->cv, NULL);
+		fs->dtc = w;
+		int e = pthread_create(&w->thread, NULL, worker_main, fs);
+		if (e) {
+			fs->dtc = NULL;
+			pthread_cond_destroy(&w->cv);
+			free(w);
+			return -e;
+		}
+	}
+	struct dtc_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->proposal = strdup(proposal);
+	j->participant = strdup(participant);
+	if (!j->proposal || !j->participant) {
+		free(j->proposal);
+		free(j->participant);
+		free(j);
+		return -ENOMEM;
+	}
+	txn_get(t);
+	j->t = t;
+	j->pid = pid;
+	j->done = done;
+	j->arg = arg;
+	*fs->dtc->tail = j;
+	fs->dtc->tail = &j->next;
+	pthread_cond_signal(&fs->dtc->cv);
+	return -EINPROGRESS;
+}
+
+int dtc_cancel(struct txd_fs *fs, void *arg)
+{
+	struct dtc_job *found = NULL;
+	pthread_mutex_lock(&fs->lock);
+	struct dtc_worker *w = fs->dtc;
+	for (struct dtc_job **pp = w ? &w->head : NULL; pp && *pp; pp = &(*pp)->next)
+		if ((*pp)->arg == arg) {
+			found = *pp;
+			if (!(*pp = found->next))
+				w->tail = pp;
+			job_free(fs, found);
+			break;
+		}
+	pthread_mutex_unlock(&fs->lock);
+	return found ? 0 : -ENOENT;
+}
+
+void dtc_stop(struct txd_fs *fs)
+{
+	struct dtc_worker *w = fs->dtc;
+	if (!w)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	w->stop = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&fs->lock);
+	pthread_join(w->thread, NULL); /* a prepare under way finishes first */
+	pthread_mutex_lock(&fs->lock);
+	while (w->head) { /* unmount: nobody is left to answer (as txn_free) */
+		struct dtc_job *j = w->head;
+		w->head = j->next;
+		job_free(fs, j);
+	}
+	fs->dtc = NULL;
+	pthread_mutex_unlock(&fs->lock);
+	pthread_cond_destroy(&w->cv);
+	free(w);
 }
 
 /* ---- replay and checkpoints ---- */

@@ -211,9 +211,9 @@ int txn_commit_async(struct txd_fs *fs, struct txn *t, pid_t pid,
  * ("Fenced commits" above). */
 int txn_commit_fenced(struct txd_fs *fs, struct txn *t, pid_t pid,
 		      const struct txn_fence *fence, void (*done)(void *arg, int err), void *arg);
-/* Withdraw the deferred commit registered with arg (FUSE_INTERRUPT): 0 and
- * done is never called, nothing applied; -ENOENT when it is already
- * completing (done will be called). Takes fs->lock. */
+/* Withdraw the deferred commit (or prepare: dtc_cancel) registered with arg
+ * (FUSE_INTERRUPT): 0 and done is never called, nothing applied; -ENOENT
+ * when it is already completing (done will be called). Takes fs->lock. */
 int txn_cancel_wait(struct txd_fs *fs, void *arg);
 /* Housekeeping thread, fs->lock held (released while done callbacks run):
  * complete the deferred commits that are due. */

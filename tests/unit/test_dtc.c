@@ -754,3 +754,119 @@ Test(dtc, an_in_doubt_transaction_is_not_settled_as_aborted_restart)
 	expect_applied();
 	free(dir);
 }
+
+/* ---- deferred prepares (dtc.h "Deferred prepare") ------------------------------ */
+
+static int wait_sem(sem_t *s, int seconds)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += seconds;
+	return sem_timedwait(s, &until);
+}
+
+/* "prepare P as NAME" written through txd_write_async to NAME's ctl. */
+static ssize_t prepare_async(const char *txn, const char *p, const char *as, struct answer *a,
+			     uint64_t *fh)
+{
+	char path[600], cmd[600];
+	uint64_t node;
+	struct txd_open_out oo;
+	snprintf(path, sizeof(path), ".txdir/txn/%s/ctl", txn);
+	cr_assert_eq(tt_resolve(fs, path, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &oo), 0);
+	*fh = oo.fh;
+	int n = snprintf(cmd, sizeof(cmd), "prepare %s as %s\n", p, as);
+	return txd_write_async(fs, NULL, oo.fh, cmd, (size_t)n, 0, on_answer, a);
+}
+
+static uint64_t view_writer(const char *txn, const char *path)
+{
+	char vp[600];
+	uint64_t node;
+	struct txd_open_out w;
+	snprintf(vp, sizeof(vp), ".txdir/txn/%s/root/%s", txn, path);
+	cr_assert_eq(tt_resolve(fs, vp, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
+	return w.fh;
+}
+
+/* The prepare waits for the view's writer (and then its record's sync and
+ * its vote) on no caller's thread: the caller, free at once, closes the
+ * writer itself; answered exactly once. */
+Test(dtc, a_deferred_prepare_holds_no_thread_and_answers_once)
+{
+	open_proposal("P");
+	txn_with_file("t", "f", "x");
+	uint64_t w = view_writer("t", "f");
+	struct answer a = {.err = 1};
+	uint64_t ctl;
+	cr_assert_eq(sem_init(&a.sem, 0, 0), 0);
+	cr_assert_eq(prepare_async("t", "P", "alice", &a, &ctl), -EINPROGRESS);
+	cr_assert_eq(txd_write(fs, NULL, w, "y", 1, 0), 1);
+	cr_assert_eq(txd_flush(fs, w, &tt_cred, NULL), 0);
+	cr_assert_eq(txd_release(fs, w), 0);
+	cr_assert_eq(wait_sem(&a.sem, 10), 0);
+	cr_expect_eq(a.err, 0);
+	expect_status_prefix("t", "prepared P");
+	cr_expect_neq(sem_trywait(&a.sem), 0, "answered twice");
+	cr_expect_eq(txd_write_cancel(fs, &a), -ENOENT, "answered: nothing to withdraw");
+	cr_assert_eq(vote("P", "bob", true), 0);
+	expect_file("f", "y");
+	expect_status_prefix("t", "committed ");
+	cr_expect_neq(sem_trywait(&a.sem), 0, "answered again at the decision");
+	txd_release(fs, ctl);
+}
+
+/* Its vote is the last yes: the decision commits it before the answer. */
+Test(dtc, a_deferred_prepare_that_decides_answers_committed)
+{
+	open_proposal("Q");
+	cr_assert_eq(vote("Q", "bob", true), 0);
+	txn_with_file("t", "f", "x");
+	struct answer a = {.err = 1};
+	uint64_t ctl;
+	cr_assert_eq(sem_init(&a.sem, 0, 0), 0);
+	cr_assert_eq(prepare_async("t", "Q", "alice", &a, &ctl), -EINPROGRESS);
+	cr_assert_eq(wait_sem(&a.sem, 10), 0);
+	cr_expect_eq(a.err, 0);
+	expect_file("f", "x");
+	expect_status_prefix("t", "committed ");
+	txd_release(fs, ctl);
+	/* ended: answered at once, as dtc_prepare (a commit's T7) */
+	cr_assert_eq(prepare_async("t", "Q", "alice", &a, &ctl), -EINVAL);
+	txd_release(fs, ctl);
+}
+
+/* FUSE_INTERRUPT: a queued prepare is withdrawn — never answered, nothing
+ * changed; prepares run in arrival order, so a later one answering proves
+ * the withdrawn one never will. */
+Test(dtc, a_queued_deferred_prepare_can_be_withdrawn)
+{
+	open_proposal("P");
+	txn_with_file("t", "f", "x");
+	txn_with_file("u", "g", "y");
+	uint64_t w = view_writer("t", "f"); /* holds the first prepare up to 2 s */
+	struct answer a1 = {.err = 1}, a2 = {.err = 1}, a3 = {.err = 1};
+	uint64_t c1, c2, c3;
+	cr_assert_eq(sem_init(&a1.sem, 0, 0), 0);
+	cr_assert_eq(sem_init(&a2.sem, 0, 0), 0);
+	cr_assert_eq(sem_init(&a3.sem, 0, 0), 0);
+	cr_assert_eq(prepare_async("t", "P", "alice", &a1, &c1), -EINPROGRESS);
+	cr_assert_eq(prepare_async("u", "P", "bob", &a2, &c2), -EINPROGRESS);
+	cr_expect_eq(txd_write_cancel(fs, &a2), 0);
+	cr_expect_eq(txd_write_cancel(fs, &a2), -ENOENT);
+	cr_assert_eq(txd_release(fs, w), 0);
+	cr_assert_eq(wait_sem(&a1.sem, 10), 0);
+	cr_expect_eq(a1.err, 0);
+	expect_status_prefix("u", "active");
+	cr_assert_eq(prepare_async("u", "P", "bob", &a3, &c3), -EINPROGRESS);
+	cr_assert_eq(wait_sem(&a3.sem, 10), 0);
+	cr_expect_eq(a3.err, 0);
+	cr_expect_neq(sem_trywait(&a2.sem), 0, "a withdrawn prepare was answered");
+	expect_file("f", "x");
+	expect_file("g", "y");
+	txd_release(fs, c1);
+	txd_release(fs, c2);
+	txd_release(fs, c3);
+}
