@@ -442,6 +442,23 @@ static void prep_event(struct txd_fs *fs, const struct txn *t, const char *type,
 	ev_emit(fs->events, fs_now_ns(), type, f);
 }
 
+/* D7: its proposal kept past the retention while it waits on it. */
+static int pin(struct txd_fs *fs, struct txn *t, const char *proposal)
+{
+	if (t->pinned || !fs->svc)
+		return 0;
+	int err = vote_pin(svc_vote(fs->svc), proposal);
+	t->pinned = !err;
+	return err;
+}
+
+static void unpin(struct txd_fs *fs, struct txn *t)
+{
+	if (t->pinned && fs->svc)
+		vote_unpin(svc_vote(fs->svc), t->proposal);
+	t->pinned = false;
+}
+
 static void aborted_status(struct txn *t, const char *reason)
 {
 	char e[TXN_LINE / 2];
@@ -490,6 +507,7 @@ static int resolve(struct txd_fs *fs, struct txn *t, enum vote_outcome o, const 
 		t->commit_id = pos.lsn;
 		txn_set_status(t, "committed %" PRIu64, pos.lsn);
 		txn_end(fs, t, TXN_COMMITTED);
+		unpin(fs, t);
 		txn_drop_dead(fs, t);
 		prep_event(fs, t, "txn_resolve", "committed", NULL);
 		cJSON *f = cJSON_CreateObject();
@@ -519,6 +537,7 @@ static int resolve(struct txd_fs *fs, struct txn *t, enum vote_outcome o, const 
 		return err;
 	aborted_status(t, reason);
 	txn_end(fs, t, TXN_ABORTED);
+	unpin(fs, t);
 	prep_event(fs, t, "txn_resolve", "aborted", reason ? reason : "");
 	return 0;
 }
@@ -605,11 +624,15 @@ static int prepare(struct txd_fs *fs, struct txn *t, const char *proposal, const
 	char *p = strdup(proposal), *n = strdup(participant);
 	if (!p || !n)
 		err = -ENOMEM;
-	else
+	else if (!(err = pin(fs, t, proposal))) /* D7 */
 		err = svc_upgrade(fs->svc); /* svc.h V3: before a record it cannot read */
 	if (err || (err = prep_encode(fs, t, proposal, participant, &rec, &len)) ||
 	    (err = prep_index(t, rec, len)) || (sync && (err = chunkstore_sync(fs->cs))) ||
 	    (err = append_rec(fs, WAL_REC_PREPARE, rec, len, &pos))) {
+		if (t->pinned) {
+			vote_unpin(svc_vote(fs->svc), proposal);
+			t->pinned = false;
+		}
 		free(p);
 		free(n);
 		free(rec);
@@ -804,6 +827,7 @@ static void end_replayed(struct txd_fs *fs, struct txn *t, enum txn_state st)
 {
 	t->state = st;
 	t->ended_ns = fs_now_ns();
+	unpin(fs, t);
 	txn_write_record(fs, t);
 	if (t->listed) {
 		t->listed = false;
@@ -871,6 +895,8 @@ int dtc_replay_prepare(struct txd_fs *fs, const void *payload, size_t len, uint6
 		if ((err = txn_add_ino(t, get64(v.inos + (size_t)i * 8))))
 			goto fail;
 	txn_set_status(t, "prepared %s", t->proposal);
+	if ((err = pin(fs, t, t->proposal))) /* D7: before vote_start's retention */
+		goto fail;
 	t->next = fs->txns;
 	fs->txns = t;
 	if (fs->svc)

@@ -179,6 +179,7 @@ struct txn {
 	uint32_t npdirs, nprmdirs;
 	bool snap_released;    /* S released at prepare (or never taken: replayed) */
 	bool in_doubt;         /* rebuilt from the log: no view, no creator */
+	bool pinned;           /* its proposal pinned against retention (dtc.h D7) */
 };
 
 /* Begin: snapshot, empty view with the root copied up. -EEXIST (name),

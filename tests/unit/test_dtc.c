@@ -870,3 +870,60 @@ Test(dtc, a_queued_deferred_prepare_can_be_withdrawn)
 	txd_release(fs, c2);
 	txd_release(fs, c3);
 }
+
+/* ---- retention (dtc.h D7, vote.h V10) ------------------------------------------ */
+
+/* P decided while t's resolution did not happen (no listener: as a crash
+ * right after the DECIDE record), then the server down for twice the
+ * retention (1 h): the restart keeps P for t, t resolves as decided, and
+ * only then does retention drop P. */
+Test(dtc, retention_keeps_a_decision_a_prepared_transaction_waits_on)
+{
+	prepared_txn("P");
+	svc_set_decision_listener(fs->svc, NULL, NULL);
+	cr_assert_eq(vote("P", "bob", true), 0);
+	cr_assert_eq(outcome("P"), VOTE_COMMITTED);
+	expect_status_prefix("t", "prepared P");
+	expect_not_applied();
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_install();
+	faultos_set_clock_offset(2 * 3600 * (int64_t)1000000000);
+	reopen();
+	expect_status_prefix("t", "committed ");
+	expect_applied();
+	cr_expect_eq(open_write("g"), 0, "resolved: unlocked");
+	/* unpinned: the next pass of retention drops P */
+	enum vote_outcome o;
+	cr_assert_geq(vote_tick(svc_vote(fs->svc), NULL), 0);
+	cr_expect_eq(vote_outcome(svc_vote(fs->svc), "P", &o, NULL, 0), -ENOENT);
+}
+
+/* While t is prepared, retention passes keep P however late (a pin per
+ * waiter); another, unpinned decided proposal goes. */
+Test(dtc, retention_passes_skip_a_pinned_proposal)
+{
+	prepared_txn("P");
+	open_proposal("R");
+	cr_assert_eq(vote("R", "bob", false), 0);
+	svc_set_decision_listener(fs->svc, NULL, NULL);
+	cr_assert_eq(vote("P", "bob", true), 0);
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_install();
+	faultos_set_clock_offset(2 * 3600 * (int64_t)1000000000);
+	cr_assert_eq(txd_fs_open(store, NULL, &fs, NULL), 0);
+	enum vote_outcome o;
+	cr_expect_eq(vote_outcome(svc_vote(fs->svc), "R", &o, NULL, 0), -ENOENT);
+	cr_expect_eq(vote_pin(svc_vote(fs->svc), "P"), 0); /* a second waiter */
+	pthread_mutex_lock(&fs->lock);
+	struct txn *t = txn_find(fs, "t");
+	cr_assert_not_null(t);
+	cr_expect_neq(t->state, TXN_PREPARED, "dtc_start resolved it");
+	pthread_mutex_unlock(&fs->lock);
+	cr_assert_geq(vote_tick(svc_vote(fs->svc), NULL), 0);
+	cr_expect_eq(vote_outcome(svc_vote(fs->svc), "P", &o, NULL, 0), 0, "still pinned");
+	vote_unpin(svc_vote(fs->svc), "P");
+	cr_assert_geq(vote_tick(svc_vote(fs->svc), NULL), 0);
+	cr_expect_eq(vote_outcome(svc_vote(fs->svc), "P", &o, NULL, 0), -ENOENT);
+}
