@@ -99,6 +99,20 @@
  * be taken back: the transaction is prepared and its vote cast). One
  * thread serialises prepares: each is a few syncs, and they share the
  * WAL's group commit anyway.
+ *  D8 Its directory .txdir/txn/NAME while prepared — the same before and
+ *     after a restart: ctl, info.json and status, no root (ENOENT: the view
+ *     is frozen at prepare, and a rebuilt one has none; nothing of the
+ *     transaction is readable until it commits, then in the main tree).
+ *     status "prepared P". info.json: state "prepared", proposal,
+ *     participant, open_handles 0, in_doubt (true once rebuilt from the
+ *     log); once rebuilt, creator_pid 0 (unknown), ops the PREPARE record's
+ *     ops (without the directories' attribute ops), files_changed only the
+ *     existing files it changes (the files it creates are ops only) — the
+ *     commit it makes is the same either way. ctl: "prepare P as NAME"
+ *     again 0 (a participant retrying after a crash), another P or NAME
+ *     EBUSY, commit and abort EBUSY (D1), readonly EINVAL; none changes it.
+ *     rmdir EBUSY (D1). Once resolved it reads as any ended transaction
+ *     (status committed/aborted, still no root) until rmdir.
  *  D7 Retention (vote.h V10) never drops the decision a prepared
  *     transaction waits on: from the moment it prepares (before its record)
  *     until it resolves, it pins its proposal (vote_pin; memory only). A

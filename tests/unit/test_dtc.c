@@ -927,3 +927,72 @@ Test(dtc, retention_passes_skip_a_pinned_proposal)
 	cr_assert_geq(vote_tick(svc_vote(fs->svc), NULL), 0);
 	cr_expect_eq(vote_outcome(svc_vote(fs->svc), "P", &o, NULL, 0), -ENOENT);
 }
+
+/* ---- what .txdir/txn/NAME shows while prepared (dtc.h "Its directory") ------ */
+
+static int collect_name(void *arg, const char *name, const struct txd_entry *e, uint64_t next)
+{
+	(void)e;
+	(void)next;
+	char **all = arg;
+	char *more = NULL;
+	cr_assert_geq(asprintf(&more, "%s%s ", *all ? *all : "", name), 0);
+	free(*all);
+	*all = more;
+	return 0;
+}
+
+static char *list_dir(const char *path)
+{
+	uint64_t node, dh;
+	char *all = NULL;
+	cr_assert_eq(tt_resolve(fs, path, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_opendir(fs, node, &dh), 0);
+	cr_assert_eq(txd_readdir(fs, dh, 0, false, collect_name, &all), 0);
+	txd_releasedir(fs, dh);
+	return all;
+}
+
+static void expect_prepared_dir(bool in_doubt)
+{
+	char *names = list_dir(".txdir/txn/t");
+	cr_expect_str_eq(names, ". .. ctl info.json status ", "no root: the view is frozen");
+	free(names);
+	uint64_t n;
+	cr_expect_eq(tt_resolve(fs, ".txdir/txn/t/root", NULL, NULL, &n), -ENOENT);
+	expect_file(".txdir/txn/t/status", "prepared P\n");
+	char *js;
+	size_t len;
+	cr_assert_eq(tt_get(fs, ".txdir/txn/t/info.json", &js, &len), 0);
+	cr_expect(strstr(js, "\"state\":\"prepared\""), "%s", js);
+	cr_expect(strstr(js, "\"status\":\"prepared P\""), "%s", js);
+	cr_expect(strstr(js, "\"proposal\":\"P\""), "%s", js);
+	cr_expect(strstr(js, "\"participant\":\"alice\""), "%s", js);
+	cr_expect(strstr(js, in_doubt ? "\"in_doubt\":true" : "\"in_doubt\":false"), "%s", js);
+	if (in_doubt)
+		cr_expect(strstr(js, "\"creator_pid\":0,"), "no creator once rebuilt: %s", js);
+	cr_expect(strstr(js, "\"open_handles\":0"), "%s", js);
+	cr_expect_null(strstr(js, "\"ops\":0,"), "its ops are kept: %s", js);
+	free(js);
+	/* ctl: the same prepare again 0, another EBUSY; commit, abort EBUSY;
+	 * readonly EINVAL — and nothing changes */
+	cr_expect_eq(prepare("t", "P", "alice"), 0);
+	cr_expect_eq(prepare("t", "P", "carol"), -EBUSY);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "commit"), -EBUSY);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "abort"), -EBUSY);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "readonly"), -EINVAL);
+	expect_file(".txdir/txn/t/status", "prepared P\n");
+}
+
+Test(dtc, a_prepared_transaction_directory_before_and_after_a_restart)
+{
+	prepared_txn("P");
+	expect_prepared_dir(false);
+	reopen();
+	expect_prepared_dir(true);
+	cr_assert_eq(vote("P", "bob", true), 0);
+	expect_applied();
+	char *names = list_dir(".txdir/txn/t");
+	cr_expect_str_eq(names, ". .. ctl info.json status ", "ended: still no root");
+	free(names);
+}
