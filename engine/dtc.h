@@ -99,6 +99,15 @@
  * be taken back: the transaction is prepared and its vote cast). One
  * thread serialises prepares: each is a few syncs, and they share the
  * WAL's group commit anyway.
+ *  D7 Retention (vote.h V10) never drops the decision a prepared
+ *     transaction waits on: from the moment it prepares (before its record)
+ *     until it resolves, it pins its proposal (vote_pin; memory only). A
+ *     restart pins again when replay or the checkpoint rebuilds it
+ *     (dtc_replay_prepare), which is before vote_start's first retention
+ *     pass — so a server down for longer than the retention, with a
+ *     decision logged but not yet resolved, still resolves at dtc_start.
+ *     Resolution (also a replayed commit or RESOLVE) unpins; the service's
+ *     next tick then drops the proposal if its retention has passed.
  *  D8 Its directory .txdir/txn/NAME while prepared — the same before and
  *     after a restart: ctl, info.json and status, no root (ENOENT: the view
  *     is frozen at prepare, and a rebuilt one has none; nothing of the
@@ -113,15 +122,6 @@
  *     EBUSY, commit and abort EBUSY (D1), readonly EINVAL; none changes it.
  *     rmdir EBUSY (D1). Once resolved it reads as any ended transaction
  *     (status committed/aborted, still no root) until rmdir.
- *  D7 Retention (vote.h V10) never drops the decision a prepared
- *     transaction waits on: from the moment it prepares (before its record)
- *     until it resolves, it pins its proposal (vote_pin; memory only). A
- *     restart pins again when replay or the checkpoint rebuilds it
- *     (dtc_replay_prepare), which is before vote_start's first retention
- *     pass — so a server down for longer than the retention, with a
- *     decision logged but not yet resolved, still resolves at dtc_start.
- *     Resolution (also a replayed commit or RESOLVE) unpins; the service's
- *     next tick then drops the proposal if its retention has passed.
  *
  * Lock order: fs->lock → the vote service's lock (vote_outcome, a read);
  * vote_cast_external is called with no fs->lock held; the decision
