@@ -123,10 +123,12 @@
  *     rmdir EBUSY (D1). Once resolved it reads as any ended transaction
  *     (status committed/aborted, still no root) until rmdir.
  *
- * Lock order: fs->lock → the vote service's lock (vote_outcome, a read);
- * vote_cast_external is called with no fs->lock held; the decision
- * listener runs with no lock held and takes fs->lock. All dtc_* below run
- * with fs->lock held unless noted.
+ * Lock order: fs->lock → the vote service's lock (vote_outcome, a read;
+ * vote_pin, vote_unpin: brief, they never log); vote_cast_external is
+ * called with no fs->lock held; the decision listener runs with no lock
+ * held and takes fs->lock. The prepare thread holds fs->lock except where
+ * prepare drops it and while it answers. All dtc_* below run with fs->lock
+ * held unless noted.
  */
 #ifndef TXD_DTC_H
 #define TXD_DTC_H
