@@ -715,8 +715,8 @@ static void job_free(struct txd_fs *fs, struct dtc_job *j)
 static void *worker_main(void *arg)
 {
 	struct txd_fs *fs = arg;
-	struct dtc_worker *w = fs->dtc;
 	pthread_mutex_lock(&fs->lock);
+	struct dtc_worker *w = fs->dtc;
 	for (;;) {
 		while (!w->stop && !w->head)
 			pthread_cond_wait(&w->cv, &fs->lock);
@@ -802,10 +802,12 @@ int dtc_cancel(struct txd_fs *fs, void *arg)
 
 void dtc_stop(struct txd_fs *fs)
 {
-	struct dtc_worker *w = fs->dtc;
-	if (!w)
-		return;
 	pthread_mutex_lock(&fs->lock);
+	struct dtc_worker *w = fs->dtc;
+	if (!w) {
+		pthread_mutex_unlock(&fs->lock);
+		return;
+	}
 	w->stop = true;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&fs->lock);
