@@ -80,6 +80,7 @@ struct chunkstore;
 struct clog;
 struct ctl_leases;
 struct ctl_states;
+struct dtc_worker;
 struct evlog;
 struct inode;
 struct ns_prep;
@@ -114,6 +115,7 @@ struct txd_fs {
 	struct node *ctl_nodes[256]; /* control nodes by (kind, key, view) (ctl.c) */
 	uint64_t ctl_via;            /* view of the ctl call in progress (fs->lock) */
 	struct txn *txns;         /* txn.h */
+	struct dtc_worker *dtc;   /* dtc.h: deferred prepares' thread (NULL: none yet) */
 	uint64_t next_txid;
 	pthread_cond_t txn_cv;    /* a view's writable handle closed */
 	struct txn_restart *txn_restart; /* start-up only: txn.h records across restarts */

@@ -966,7 +966,10 @@ static int txn_command(struct txd_fs *fs, const struct txd_cred *c, struct txn *
 	if (len > 8 && memcmp(cmd, "prepare ", 8) == 0) {
 		char p[LEASE_NAME_MAX + 1], name[LEASE_NAME_MAX + 1];
 		int err = parse_prepare(cmd + 8, len - 8, p, name);
-		return err ? err : dtc_prepare(fs, t, c ? c->pid : 0, p, name);
+		if (err)
+			return err;
+		return done ? dtc_prepare_async(fs, t, c ? c->pid : 0, p, name, done, arg)
+			    : dtc_prepare(fs, t, c ? c->pid : 0, p, name);
 	}
 	if (len == 5 && memcmp(cmd, "abort", 5) == 0) {
 		if (t->state == TXN_COMMITTED)

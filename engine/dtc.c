@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -441,6 +442,23 @@ static void prep_event(struct txd_fs *fs, const struct txn *t, const char *type,
 	ev_emit(fs->events, fs_now_ns(), type, f);
 }
 
+/* D7: its proposal kept past the retention while it waits on it. */
+static int pin(struct txd_fs *fs, struct txn *t, const char *proposal)
+{
+	if (t->pinned || !fs->svc)
+		return 0;
+	int err = vote_pin(svc_vote(fs->svc), proposal);
+	t->pinned = !err;
+	return err;
+}
+
+static void unpin(struct txd_fs *fs, struct txn *t)
+{
+	if (t->pinned && fs->svc)
+		vote_unpin(svc_vote(fs->svc), t->proposal);
+	t->pinned = false;
+}
+
 static void aborted_status(struct txn *t, const char *reason)
 {
 	char e[TXN_LINE / 2];
@@ -489,6 +507,7 @@ static int resolve(struct txd_fs *fs, struct txn *t, enum vote_outcome o, const 
 		t->commit_id = pos.lsn;
 		txn_set_status(t, "committed %" PRIu64, pos.lsn);
 		txn_end(fs, t, TXN_COMMITTED);
+		unpin(fs, t);
 		txn_drop_dead(fs, t);
 		prep_event(fs, t, "txn_resolve", "committed", NULL);
 		cJSON *f = cJSON_CreateObject();
@@ -518,6 +537,7 @@ static int resolve(struct txd_fs *fs, struct txn *t, enum vote_outcome o, const 
 		return err;
 	aborted_status(t, reason);
 	txn_end(fs, t, TXN_ABORTED);
+	unpin(fs, t);
 	prep_event(fs, t, "txn_resolve", "aborted", reason ? reason : "");
 	return 0;
 }
@@ -604,11 +624,15 @@ static int prepare(struct txd_fs *fs, struct txn *t, const char *proposal, const
 	char *p = strdup(proposal), *n = strdup(participant);
 	if (!p || !n)
 		err = -ENOMEM;
-	else
+	else if (!(err = pin(fs, t, proposal))) /* D7 */
 		err = svc_upgrade(fs->svc); /* svc.h V3: before a record it cannot read */
 	if (err || (err = prep_encode(fs, t, proposal, participant, &rec, &len)) ||
 	    (err = prep_index(t, rec, len)) || (sync && (err = chunkstore_sync(fs->cs))) ||
 	    (err = append_rec(fs, WAL_REC_PREPARE, rec, len, &pos))) {
+		if (t->pinned) {
+			vote_unpin(svc_vote(fs->svc), proposal);
+			t->pinned = false;
+		}
 		free(p);
 		free(n);
 		free(rec);
@@ -663,11 +687,149 @@ int dtc_prepare(struct txd_fs *fs, struct txn *t, pid_t pid, const char *proposa
 	return err;
 }
 
+/* ---- deferred prepares (dtc.h "Deferred prepare") ---- */
+struct dtc_job {
+	struct dtc_job *next;
+	struct txn *t; /* a reference */
+	pid_t pid;
+	char *proposal, *participant;
+	void (*done)(void *arg, int err);
+	void *arg;
+};
+
+struct dtc_worker {
+	pthread_t thread;
+	pthread_cond_t cv; /* on fs->lock: a job queued, or stop */
+	struct dtc_job *head, **tail;
+	bool stop;
+};
+
+static void job_free(struct txd_fs *fs, struct dtc_job *j)
+{
+	txn_put(fs, j->t);
+	free(j->proposal);
+	free(j->participant);
+	free(j);
+}
+
+static void *worker_main(void *arg)
+{
+	struct txd_fs *fs = arg;
+	pthread_mutex_lock(&fs->lock);
+	struct dtc_worker *w = fs->dtc;
+	for (;;) {
+		while (!w->stop && !w->head)
+			pthread_cond_wait(&w->cv, &fs->lock);
+		if (w->stop)
+			break;
+		struct dtc_job *j = w->head;
+		if (!(w->head = j->next))
+			w->tail = &w->head;
+		/* off the queue: a FUSE_INTERRUPT can no longer withdraw it */
+		int err = prepare(fs, j->t, j->proposal, j->participant);
+		void (*done)(void *, int) = j->done;
+		void *darg = j->arg;
+		job_free(fs, j);
+		pthread_mutex_unlock(&fs->lock);
+		fs_notify_flush(fs);
+		done(darg, err); /* exactly once: the job is gone */
+		pthread_mutex_lock(&fs->lock);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return NULL;
+}
+
+int dtc_prepare_async(struct txd_fs *fs, struct txn *t, pid_t pid, const char *proposal,
+		      const char *participant, void (*done)(void *arg, int err), void *arg)
+{
+	if (!done || t->state != TXN_ACTIVE)
+		return dtc_prepare(fs, t, pid, proposal, participant); /* answers at once */
+	if (lease_name_check(proposal) || lease_name_check(participant))
+		return -EINVAL;
+	if (!fs->dtc) {
+		struct dtc_worker *w = calloc(1, sizeof(*w));
+		if (!w)
+			return -ENOMEM;
+		w->tail = &w->head;
+		pthread_cond_init(&w->cv, NULL);
+		fs->dtc = w;
+		int e = pthread_create(&w->thread, NULL, worker_main, fs);
+		if (e) {
+			fs->dtc = NULL;
+			pthread_cond_destroy(&w->cv);
+			free(w);
+			return -e;
+		}
+	}
+	struct dtc_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->proposal = strdup(proposal);
+	j->participant = strdup(participant);
+	if (!j->proposal || !j->participant) {
+		free(j->proposal);
+		free(j->participant);
+		free(j);
+		return -ENOMEM;
+	}
+	txn_get(t);
+	j->t = t;
+	j->pid = pid;
+	j->done = done;
+	j->arg = arg;
+	*fs->dtc->tail = j;
+	fs->dtc->tail = &j->next;
+	pthread_cond_signal(&fs->dtc->cv);
+	return -EINPROGRESS;
+}
+
+int dtc_cancel(struct txd_fs *fs, void *arg)
+{
+	struct dtc_job *found = NULL;
+	pthread_mutex_lock(&fs->lock);
+	struct dtc_worker *w = fs->dtc;
+	for (struct dtc_job **pp = w ? &w->head : NULL; pp && *pp; pp = &(*pp)->next)
+		if ((*pp)->arg == arg) {
+			found = *pp;
+			if (!(*pp = found->next))
+				w->tail = pp;
+			job_free(fs, found);
+			break;
+		}
+	pthread_mutex_unlock(&fs->lock);
+	return found ? 0 : -ENOENT;
+}
+
+void dtc_stop(struct txd_fs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct dtc_worker *w = fs->dtc;
+	if (!w) {
+		pthread_mutex_unlock(&fs->lock);
+		return;
+	}
+	w->stop = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&fs->lock);
+	pthread_join(w->thread, NULL); /* a prepare under way finishes first */
+	pthread_mutex_lock(&fs->lock);
+	while (w->head) { /* unmount: nobody is left to answer (as txn_free) */
+		struct dtc_job *j = w->head;
+		w->head = j->next;
+		job_free(fs, j);
+	}
+	fs->dtc = NULL;
+	pthread_mutex_unlock(&fs->lock);
+	pthread_cond_destroy(&w->cv);
+	free(w);
+}
+
 /* ---- replay and checkpoints ---- */
 static void end_replayed(struct txd_fs *fs, struct txn *t, enum txn_state st)
 {
 	t->state = st;
 	t->ended_ns = fs_now_ns();
+	unpin(fs, t);
 	txn_write_record(fs, t);
 	if (t->listed) {
 		t->listed = false;
@@ -735,6 +897,8 @@ int dtc_replay_prepare(struct txd_fs *fs, const void *payload, size_t len, uint6
 		if ((err = txn_add_ino(t, get64(v.inos + (size_t)i * 8))))
 			goto fail;
 	txn_set_status(t, "prepared %s", t->proposal);
+	if ((err = pin(fs, t, t->proposal))) /* D7: before vote_start's retention */
+		goto fail;
 	t->next = fs->txns;
 	fs->txns = t;
 	if (fs->svc)

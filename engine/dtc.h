@@ -84,10 +84,51 @@
  *     it; replay skips a PREPARE whose txid is known. Its packs stay
  *     (nothing collects packs).
  *
- * Lock order: fs->lock → the vote service's lock (vote_outcome, a read);
- * vote_cast_external is called with no fs->lock held; the decision
- * listener runs with no lock held and takes fs->lock. All dtc_* below run
- * with fs->lock held unless noted.
+ * Deferred prepare (dtc_prepare_async: "prepare P as NAME" written to ctl
+ * through FUSE). A prepare waits — for the view's writers (bounded, as a
+ * commit's step 1), for the packs' and its record's sync, and for its vote
+ * (which may decide P: the DECIDE record's sync) — so it must not hold a
+ * FUSE worker meanwhile. It is queued (holding a reference to t) to the
+ * file system's prepare thread (struct dtc_worker, started at the first
+ * deferred prepare, joined by dtc_stop at unmount), which runs the prepares
+ * one at a time in arrival order, exactly as dtc_prepare, and answers each
+ * with done(arg, err) once, with no engine lock held. A FUSE_INTERRUPT
+ * (txd_write_cancel → txn_cancel_wait → dtc_cancel) withdraws a prepare
+ * only while it is still queued — nothing changed, never answered; once it
+ * has started it runs to its end and is answered (a PREPARE record cannot
+ * be taken back: the transaction is prepared and its vote cast). One
+ * thread serialises prepares: each is a few syncs, and they share the
+ * WAL's group commit anyway.
+ *  D7 Retention (vote.h V10) never drops the decision a prepared
+ *     transaction waits on: from the moment it prepares (before its record)
+ *     until it resolves, it pins its proposal (vote_pin; memory only). A
+ *     restart pins again when replay or the checkpoint rebuilds it
+ *     (dtc_replay_prepare), which is before vote_start's first retention
+ *     pass — so a server down for longer than the retention, with a
+ *     decision logged but not yet resolved, still resolves at dtc_start.
+ *     Resolution (also a replayed commit or RESOLVE) unpins; the service's
+ *     next tick then drops the proposal if its retention has passed.
+ *  D8 Its directory .txdir/txn/NAME while prepared — the same before and
+ *     after a restart: ctl, info.json and status, no root (ENOENT: the view
+ *     is frozen at prepare, and a rebuilt one has none; nothing of the
+ *     transaction is readable until it commits, then in the main tree).
+ *     status "prepared P". info.json: state "prepared", proposal,
+ *     participant, open_handles 0, in_doubt (true once rebuilt from the
+ *     log); once rebuilt, creator_pid 0 (unknown), ops the PREPARE record's
+ *     ops (without the directories' attribute ops), files_changed only the
+ *     existing files it changes (the files it creates are ops only) — the
+ *     commit it makes is the same either way. ctl: "prepare P as NAME"
+ *     again 0 (a participant retrying after a crash), another P or NAME
+ *     EBUSY, commit and abort EBUSY (D1), readonly EINVAL; none changes it.
+ *     rmdir EBUSY (D1). Once resolved it reads as any ended transaction
+ *     (status committed/aborted, still no root) until rmdir.
+ *
+ * Lock order: fs->lock → the vote service's lock (vote_outcome, a read;
+ * vote_pin, vote_unpin: brief, they never log); vote_cast_external is
+ * called with no fs->lock held; the decision listener runs with no lock
+ * held and takes fs->lock. The prepare thread holds fs->lock except where
+ * prepare drops it and while it answers. All dtc_* below run with fs->lock
+ * held unless noted.
  */
 #ifndef TXD_DTC_H
 #define TXD_DTC_H
@@ -105,6 +146,21 @@ struct txn;
  * decision its vote completed). */
 int dtc_prepare(struct txd_fs *fs, struct txn *t, pid_t pid, const char *proposal,
 		const char *participant);
+/* As dtc_prepare without holding the caller's thread (a FUSE worker) — see
+ * "Deferred prepare" above: -EINPROGRESS and done(arg, err) answers exactly
+ * once, with no engine lock held, unless withdrawn by dtc_cancel; a
+ * transaction not active (or done NULL) is answered at once, as
+ * dtc_prepare (done is not called). */
+int dtc_prepare_async(struct txd_fs *fs, struct txn *t, pid_t pid, const char *proposal,
+		      const char *participant, void (*done)(void *arg, int err), void *arg);
+/* Withdraw the deferred prepare registered with arg (FUSE_INTERRUPT): 0 while
+ * it is still queued (done is never called, nothing changed); -ENOENT once it
+ * has started (done will be called). Takes fs->lock. */
+int dtc_cancel(struct txd_fs *fs, void *arg);
+/* Unmount (no lock held, after the FUSE session, before svc_close): joins the
+ * prepare thread; a prepare under way finishes, queued ones are dropped
+ * unanswered (nobody is left to answer, as txn_free's deferred commits). */
+void dtc_stop(struct txd_fs *fs);
 /* D2: ino may not be opened for writing (from the view of self; NULL: the
  * main tree). */
 bool dtc_ino_locked(struct txd_fs *fs, const struct txn *self, uint64_t ino);

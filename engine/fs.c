@@ -605,6 +605,7 @@ static int fs_start(struct txd_fs *fs)
 static void fs_free(struct txd_fs *fs)
 {
 	ckpt_stop(fs);
+	dtc_stop(fs); /* deferred prepares call into the vote service */
 	svc_close(fs->svc); /* before the WAL and the event log it writes to */
 	fs->svc = NULL;
 	if (fs->upper_free) /* the control tree's state (core.h: registered by it) */

@@ -1385,7 +1385,7 @@ int txn_cancel_wait(struct txd_fs *fs, void *arg)
 	if (found)
 		free((char *)found->fence.lease);
 	free(found);
-	return found ? 0 : -ENOENT;
+	return found ? 0 : dtc_cancel(fs, arg); /* or a deferred prepare (dtc.h) */
 }
 
 void txn_writer_closed(struct txd_fs *fs, struct txn *t)

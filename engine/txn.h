@@ -179,6 +179,7 @@ struct txn {
 	uint32_t npdirs, nprmdirs;
 	bool snap_released;    /* S released at prepare (or never taken: replayed) */
 	bool in_doubt;         /* rebuilt from the log: no view, no creator */
+	bool pinned;           /* its proposal pinned against retention (dtc.h D7) */
 };
 
 /* Begin: snapshot, empty view with the root copied up. -EEXIST (name),
@@ -211,9 +212,9 @@ int txn_commit_async(struct txd_fs *fs, struct txn *t, pid_t pid,
  * ("Fenced commits" above). */
 int txn_commit_fenced(struct txd_fs *fs, struct txn *t, pid_t pid,
 		      const struct txn_fence *fence, void (*done)(void *arg, int err), void *arg);
-/* Withdraw the deferred commit registered with arg (FUSE_INTERRUPT): 0 and
- * done is never called, nothing applied; -ENOENT when it is already
- * completing (done will be called). Takes fs->lock. */
+/* Withdraw the deferred commit (or prepare: dtc_cancel) registered with arg
+ * (FUSE_INTERRUPT): 0 and done is never called, nothing applied; -ENOENT
+ * when it is already completing (done will be called). Takes fs->lock. */
 int txn_cancel_wait(struct txd_fs *fs, void *arg);
 /* Housekeeping thread, fs->lock held (released while done callbacks run):
  * complete the deferred commits that are due. */

@@ -96,6 +96,13 @@ struct vote_svc {
 	bool started;
 	int failed; /* V9: sticky */
 	struct vote_stats st;
+	struct vpin *pins; /* V10: names retention keeps (vote_pin) */
+};
+
+struct vpin {
+	struct vpin *next;
+	uint32_t count;
+	char name[];
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -751,8 +758,60 @@ void vote_close(struct vote_svc *v)
 		}
 	}
 	free(v->uids);
+	while (v->pins) {
+		struct vpin *q = v->pins;
+
+		v->pins = q->next;
+		free(q);
+	}
 	pthread_mutex_destroy(&v->lock);
 	free(v);
+}
+
+/* V10 pins. v->lock held. */
+static struct vpin **pin_find(struct vote_svc *v, const char *name)
+{
+	struct vpin **pp = &v->pins;
+
+	while (*pp && strcmp((*pp)->name, name))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+int vote_pin(struct vote_svc *v, const char *proposal)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&v->lock);
+	struct vpin **pp = pin_find(v, proposal);
+	if (*pp) {
+		(*pp)->count++;
+	} else {
+		size_t n = strlen(proposal) + 1;
+		struct vpin *q = malloc(sizeof(*q) + n);
+
+		if (q) {
+			q->next = NULL;
+			q->count = 1;
+			memcpy(q->name, proposal, n);
+			*pp = q;
+		} else {
+			err = -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&v->lock);
+	return err;
+}
+
+void vote_unpin(struct vote_svc *v, const char *proposal)
+{
+	pthread_mutex_lock(&v->lock);
+	struct vpin **pp = pin_find(v, proposal), *q = *pp;
+	if (q && !--q->count) {
+		*pp = q->next;
+		free(q);
+	}
+	pthread_mutex_unlock(&v->lock);
 }
 
 int vote_replay(struct vote_svc *v, const void *payload, size_t len)
@@ -1330,8 +1389,10 @@ int vote_tick(struct vote_svc *v, uint64_t *next)
 				gone = p->decided_ns + v->opts.retain_ns;
 			if (!gone)
 				continue;
-			if (gone <= now_rt)
+			if (gone <= now_rt && !*pin_find(v, p->name))
 				prop_drop(v, p); /* V10: not logged, replay repeats it */
+			else if (gone <= now_rt) /* pinned: again once unpinned */
+				nx = min_next(nx, now_mono + 1000000000ull);
 			else
 				nx = min_next(nx, now_mono + (gone - now_rt));
 		}

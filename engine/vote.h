@@ -74,7 +74,11 @@
  *  V10 Retention: a decided proposal is kept opts.retain_ns (default 1 h)
  *     after its decision, then removed with its votes; a never-opened one
  *     is removed once its timeout after creation has passed (both on
- *     CLOCK_REALTIME, from the records' stamps).
+ *     CLOCK_REALTIME, from the records' stamps). A pinned proposal
+ *     (vote_pin: a prepared transaction still waits on its decision, dtc.h
+ *     D7) is kept past that until the last vote_unpin; pins are in memory
+ *     only — their holders pin again in replay, before vote_start, so a
+ *     server down for longer than the retention still finds the decision.
  *  V11 rmdir (vote_remove) of a CREATED proposal: its creator's uid or
  *     root (else -EPERM). An OPEN or decided one: -EBUSY (an open vote is
  *     decided by its votes or its timeout, a decision is kept for V10).
@@ -255,6 +259,11 @@ int vote_remove(struct vote_svc *v, const char *proposal, uint32_t uid);
  * be NULL): the earliest pending deadline or removal on CLOCK_MONOTONIC,
  * 0 if none. Returns how many it decided, or -EIO. */
 int vote_tick(struct vote_svc *v, uint64_t *next);
+/* V10: keep proposal (by name: it may not exist yet, as in replay) past its
+ * retention until as many vote_unpin. 0 or -ENOMEM. Any thread; takes
+ * v->lock only. */
+int vote_pin(struct vote_svc *v, const char *proposal);
+void vote_unpin(struct vote_svc *v, const char *proposal);
 
 /* ---- reading ------------------------------------------------------------ */
 

@@ -13,7 +13,8 @@
 # then leasework (leases across 50 processes, holders and the server SIGKILLed),
 # then vote.sh and votework.sh (two-phase commit; the latter with SIGKILLs),
 # then state.sh (the global state document, 8 compare-and-swap writers).
-# then dtc.sh (fenced commits and prepared transactions).
+# then dtc.sh (fenced commits and prepared transactions) and dtcwork.sh (a
+# 3-participant deploy across processes, the server SIGKILLed in doubt).
 # A case that cannot run here (not root, no setpriv) is skipped, not passed:
 # it prints "# SKIP WHAT: REASON" (tests/check.sh collects those lines) and
 # counts in N skipped. The last line is "N passed, N failed, N skipped";
@@ -22,7 +23,7 @@
 # MOUNT_PARTS (default: all of them) runs only the named parts, so that
 # tests/check.sh can run one pass's mount suite as two jobs side by side:
 #   progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait
-#   lease leasework vote votework state dtc
+#   lease leasework vote votework state dtc dtcwork
 # (progs: the tests/mount programs, native and mount).
 # MOUNT_NATIVE=0 leaves out the runs against the native directory alone (the
 # programs' [native] runs, fsx's native control): they test the tests, which
@@ -36,7 +37,7 @@ export TXDIRFS MOUNTCTL TXDIR_BUILD
 MOUNT_OPTS=allow_other,default_permissions
 PROG_TIMEOUT=${PROG_TIMEOUT:-240}
 
-MOUNT_PARTS=${MOUNT_PARTS:-progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait lease leasework vote votework state dtc}
+MOUNT_PARTS=${MOUNT_PARTS:-progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait lease leasework vote votework state dtc dtcwork}
 part() { [[ " $MOUNT_PARTS " == *" $1 "* ]]; } # whether PART is to run
 
 # Per-phase time: "# time LABEL: W s wall, C s cpu" where cpu is the user+sys
@@ -244,6 +245,15 @@ if part dtc; then
 	phase_begin
 	run_prog "dtc.sh" bash "$HERE/dtc.sh"
 	phase_end dtc.sh
+fi
+
+# A 3-participant deploy: two prepared transactions of real processes and a
+# plain voter, over rounds with yes/no/timeout, the server SIGKILLed while
+# they are in doubt: all or none of the trees change (dtcwork.sh).
+if part dtcwork; then
+	phase_begin
+	run_prog "dtcwork.sh" bash "$HERE/dtcwork.sh"
+	phase_end dtcwork.sh
 fi
 
 if part lease; then

@@ -754,3 +754,245 @@ Test(dtc, an_in_doubt_transaction_is_not_settled_as_aborted_restart)
 	expect_applied();
 	free(dir);
 }
+
+/* ---- deferred prepares (dtc.h "Deferred prepare") ------------------------------ */
+
+static int wait_sem(sem_t *s, int seconds)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += seconds;
+	return sem_timedwait(s, &until);
+}
+
+/* "prepare P as NAME" written through txd_write_async to NAME's ctl. */
+static ssize_t prepare_async(const char *txn, const char *p, const char *as, struct answer *a,
+			     uint64_t *fh)
+{
+	char path[600], cmd[600];
+	uint64_t node;
+	struct txd_open_out oo;
+	snprintf(path, sizeof(path), ".txdir/txn/%s/ctl", txn);
+	cr_assert_eq(tt_resolve(fs, path, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &oo), 0);
+	*fh = oo.fh;
+	int n = snprintf(cmd, sizeof(cmd), "prepare %s as %s\n", p, as);
+	return txd_write_async(fs, NULL, oo.fh, cmd, (size_t)n, 0, on_answer, a);
+}
+
+static uint64_t view_writer(const char *txn, const char *path)
+{
+	char vp[600];
+	uint64_t node;
+	struct txd_open_out w;
+	snprintf(vp, sizeof(vp), ".txdir/txn/%s/root/%s", txn, path);
+	cr_assert_eq(tt_resolve(fs, vp, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
+	return w.fh;
+}
+
+/* The prepare waits for the view's writer (and then its record's sync and
+ * its vote) on no caller's thread: the caller, free at once, closes the
+ * writer itself; answered exactly once. */
+Test(dtc, a_deferred_prepare_holds_no_thread_and_answers_once)
+{
+	open_proposal("P");
+	txn_with_file("t", "f", "x");
+	uint64_t w = view_writer("t", "f");
+	struct answer a = {.err = 1};
+	uint64_t ctl;
+	cr_assert_eq(sem_init(&a.sem, 0, 0), 0);
+	cr_assert_eq(prepare_async("t", "P", "alice", &a, &ctl), -EINPROGRESS);
+	cr_assert_eq(txd_write(fs, NULL, w, "y", 1, 0), 1);
+	cr_assert_eq(txd_flush(fs, w, &tt_cred, NULL), 0);
+	cr_assert_eq(txd_release(fs, w), 0);
+	cr_assert_eq(wait_sem(&a.sem, 10), 0);
+	cr_expect_eq(a.err, 0);
+	expect_status_prefix("t", "prepared P");
+	cr_expect_neq(sem_trywait(&a.sem), 0, "answered twice");
+	cr_expect_eq(txd_write_cancel(fs, &a), -ENOENT, "answered: nothing to withdraw");
+	cr_assert_eq(vote("P", "bob", true), 0);
+	expect_file("f", "y");
+	expect_status_prefix("t", "committed ");
+	cr_expect_neq(sem_trywait(&a.sem), 0, "answered again at the decision");
+	txd_release(fs, ctl);
+}
+
+/* Its vote is the last yes: the decision commits it before the answer. */
+Test(dtc, a_deferred_prepare_that_decides_answers_committed)
+{
+	open_proposal("Q");
+	cr_assert_eq(vote("Q", "bob", true), 0);
+	txn_with_file("t", "f", "x");
+	struct answer a = {.err = 1};
+	uint64_t ctl;
+	cr_assert_eq(sem_init(&a.sem, 0, 0), 0);
+	cr_assert_eq(prepare_async("t", "Q", "alice", &a, &ctl), -EINPROGRESS);
+	cr_assert_eq(wait_sem(&a.sem, 10), 0);
+	cr_expect_eq(a.err, 0);
+	expect_file("f", "x");
+	expect_status_prefix("t", "committed ");
+	txd_release(fs, ctl);
+	/* ended: answered at once, as dtc_prepare (a commit's T7) */
+	cr_assert_eq(prepare_async("t", "Q", "alice", &a, &ctl), -EINVAL);
+	txd_release(fs, ctl);
+}
+
+/* FUSE_INTERRUPT: a queued prepare is withdrawn — never answered, nothing
+ * changed; prepares run in arrival order, so a later one answering proves
+ * the withdrawn one never will. */
+Test(dtc, a_queued_deferred_prepare_can_be_withdrawn)
+{
+	open_proposal("P");
+	txn_with_file("t", "f", "x");
+	txn_with_file("u", "g", "y");
+	uint64_t w = view_writer("t", "f"); /* holds the first prepare up to 2 s */
+	struct answer a1 = {.err = 1}, a2 = {.err = 1}, a3 = {.err = 1};
+	uint64_t c1, c2, c3;
+	cr_assert_eq(sem_init(&a1.sem, 0, 0), 0);
+	cr_assert_eq(sem_init(&a2.sem, 0, 0), 0);
+	cr_assert_eq(sem_init(&a3.sem, 0, 0), 0);
+	cr_assert_eq(prepare_async("t", "P", "alice", &a1, &c1), -EINPROGRESS);
+	cr_assert_eq(prepare_async("u", "P", "bob", &a2, &c2), -EINPROGRESS);
+	cr_expect_eq(txd_write_cancel(fs, &a2), 0);
+	cr_expect_eq(txd_write_cancel(fs, &a2), -ENOENT);
+	cr_assert_eq(txd_release(fs, w), 0);
+	cr_assert_eq(wait_sem(&a1.sem, 10), 0);
+	cr_expect_eq(a1.err, 0);
+	expect_status_prefix("u", "active");
+	cr_assert_eq(prepare_async("u", "P", "bob", &a3, &c3), -EINPROGRESS);
+	cr_assert_eq(wait_sem(&a3.sem, 10), 0);
+	cr_expect_eq(a3.err, 0);
+	cr_expect_neq(sem_trywait(&a2.sem), 0, "a withdrawn prepare was answered");
+	expect_file("f", "x");
+	expect_file("g", "y");
+	txd_release(fs, c1);
+	txd_release(fs, c2);
+	txd_release(fs, c3);
+}
+
+/* ---- retention (dtc.h D7, vote.h V10) ------------------------------------------ */
+
+/* P decided while t's resolution did not happen (no listener: as a crash
+ * right after the DECIDE record), then the server down for twice the
+ * retention (1 h): the restart keeps P for t, t resolves as decided, and
+ * only then does retention drop P. */
+Test(dtc, retention_keeps_a_decision_a_prepared_transaction_waits_on)
+{
+	prepared_txn("P");
+	svc_set_decision_listener(fs->svc, NULL, NULL);
+	cr_assert_eq(vote("P", "bob", true), 0);
+	cr_assert_eq(outcome("P"), VOTE_COMMITTED);
+	expect_status_prefix("t", "prepared P");
+	expect_not_applied();
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_install();
+	faultos_set_clock_offset(2 * 3600 * (int64_t)1000000000);
+	reopen();
+	expect_status_prefix("t", "committed ");
+	expect_applied();
+	cr_expect_eq(open_write("g"), 0, "resolved: unlocked");
+	/* unpinned: the next pass of retention drops P */
+	enum vote_outcome o;
+	cr_assert_geq(vote_tick(svc_vote(fs->svc), NULL), 0);
+	cr_expect_eq(vote_outcome(svc_vote(fs->svc), "P", &o, NULL, 0), -ENOENT);
+}
+
+/* While t is prepared, retention passes keep P however late (a pin per
+ * waiter); another, unpinned decided proposal goes. */
+Test(dtc, retention_passes_skip_a_pinned_proposal)
+{
+	prepared_txn("P");
+	open_proposal("R");
+	cr_assert_eq(vote("R", "bob", false), 0);
+	svc_set_decision_listener(fs->svc, NULL, NULL);
+	cr_assert_eq(vote("P", "bob", true), 0);
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_install();
+	faultos_set_clock_offset(2 * 3600 * (int64_t)1000000000);
+	cr_assert_eq(txd_fs_open(store, NULL, &fs, NULL), 0);
+	enum vote_outcome o;
+	cr_expect_eq(vote_outcome(svc_vote(fs->svc), "R", &o, NULL, 0), -ENOENT);
+	cr_expect_eq(vote_pin(svc_vote(fs->svc), "P"), 0); /* a second waiter */
+	pthread_mutex_lock(&fs->lock);
+	struct txn *t = txn_find(fs, "t");
+	cr_assert_not_null(t);
+	cr_expect_neq(t->state, TXN_PREPARED, "dtc_start resolved it");
+	pthread_mutex_unlock(&fs->lock);
+	cr_assert_geq(vote_tick(svc_vote(fs->svc), NULL), 0);
+	cr_expect_eq(vote_outcome(svc_vote(fs->svc), "P", &o, NULL, 0), 0, "still pinned");
+	vote_unpin(svc_vote(fs->svc), "P");
+	cr_assert_geq(vote_tick(svc_vote(fs->svc), NULL), 0);
+	cr_expect_eq(vote_outcome(svc_vote(fs->svc), "P", &o, NULL, 0), -ENOENT);
+}
+
+/* ---- what .txdir/txn/NAME shows while prepared (dtc.h "Its directory") ------ */
+
+static int collect_name(void *arg, const char *name, const struct txd_entry *e, uint64_t next)
+{
+	(void)e;
+	(void)next;
+	char **all = arg;
+	char *more = NULL;
+	cr_assert_geq(asprintf(&more, "%s%s ", *all ? *all : "", name), 0);
+	free(*all);
+	*all = more;
+	return 0;
+}
+
+static char *list_dir(const char *path)
+{
+	uint64_t node, dh;
+	char *all = NULL;
+	cr_assert_eq(tt_resolve(fs, path, NULL, NULL, &node), 0);
+	cr_assert_eq(txd_opendir(fs, node, &dh), 0);
+	cr_assert_eq(txd_readdir(fs, dh, 0, false, collect_name, &all), 0);
+	txd_releasedir(fs, dh);
+	return all;
+}
+
+static void expect_prepared_dir(bool in_doubt)
+{
+	char *names = list_dir(".txdir/txn/t");
+	cr_expect_str_eq(names, ". .. ctl info.json status ", "no root: the view is frozen");
+	free(names);
+	uint64_t n;
+	cr_expect_eq(tt_resolve(fs, ".txdir/txn/t/root", NULL, NULL, &n), -ENOENT);
+	expect_file(".txdir/txn/t/status", "prepared P\n");
+	char *js;
+	size_t len;
+	cr_assert_eq(tt_get(fs, ".txdir/txn/t/info.json", &js, &len), 0);
+	cr_expect(strstr(js, "\"state\":\"prepared\""), "%s", js);
+	cr_expect(strstr(js, "\"status\":\"prepared P\""), "%s", js);
+	cr_expect(strstr(js, "\"proposal\":\"P\""), "%s", js);
+	cr_expect(strstr(js, "\"participant\":\"alice\""), "%s", js);
+	cr_expect(strstr(js, in_doubt ? "\"in_doubt\":true" : "\"in_doubt\":false"), "%s", js);
+	if (in_doubt)
+		cr_expect(strstr(js, "\"creator_pid\":0,"), "no creator once rebuilt: %s", js);
+	cr_expect(strstr(js, "\"open_handles\":0"), "%s", js);
+	cr_expect_null(strstr(js, "\"ops\":0,"), "its ops are kept: %s", js);
+	free(js);
+	/* ctl: the same prepare again 0, another EBUSY; commit, abort EBUSY;
+	 * readonly EINVAL — and nothing changes */
+	cr_expect_eq(prepare("t", "P", "alice"), 0);
+	cr_expect_eq(prepare("t", "P", "carol"), -EBUSY);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "commit"), -EBUSY);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "abort"), -EBUSY);
+	cr_expect_eq(tt_txn_cmd(fs, "t", "readonly"), -EINVAL);
+	expect_file(".txdir/txn/t/status", "prepared P\n");
+}
+
+Test(dtc, a_prepared_transaction_directory_before_and_after_a_restart)
+{
+	prepared_txn("P");
+	expect_prepared_dir(false);
+	reopen();
+	expect_prepared_dir(true);
+	cr_assert_eq(vote("P", "bob", true), 0);
+	expect_applied();
+	char *names = list_dir(".txdir/txn/t");
+	cr_expect_str_eq(names, ". .. ctl info.json status ", "ended: still no root");
+	free(names);
+}
