@@ -87,7 +87,7 @@ put("fuzz_state", b"\x00" + records([s_replace(3, docs[2]), s_replace(2, docs[3]
 put("fuzz_state", b"\x01" + state_snapshot(s_replace(7, docs[3])))
 put("fuzz_state", b"\x01" + state_snapshot(b""))
 for d in docs + [b"{", b'{"a":1} x', b"", b"\xff"]:          # replaced after replay
-    put("fuzz_state", b"\x02" + d)
+    put("fuzz_state", b"\x03" + d)
 
 # ---- svc.h V8: the checkpoint container ------------------------------------------
 def lease_snapshot(recs=()):
