@@ -173,6 +173,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fprintf(stderr, "decode of an encoded snapshot: %d\n", r);
 	FUZZ_CHECK(r == 0);
 	FUZZ_CHECK(vote_snapshot_encode(w, &s2, &l2) == 0);
+	if (getenv("FUZZ_VERBOSE") && (l1 != l2 || memcmp(s1, s2, l1))) {
+		FILE *f = fopen("/tmp/fuzz_vote.s1", "wb");
+		fwrite(s1, 1, l1, f);
+		fclose(f);
+		f = fopen("/tmp/fuzz_vote.s2", "wb");
+		fwrite(s2, 1, l2, f);
+		fclose(f);
+	}
 	FUZZ_CHECK(l1 == l2 && memcmp(s1, s2, l1) == 0);
 	free(s1);
 	free(s2);
