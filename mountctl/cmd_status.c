@@ -263,6 +263,8 @@ int cmd_status(const struct mc_cmd *cmd, int argc, char **argv)
 		r = show_status(cmd, mnt, json);
 		mc_watch_frame_end(tty || json);
 	} while (r == MC_EXIT_OK && mc_watch_sleep(interval));
+	if (r != MC_EXIT_OK && mc_watch_stopped())
+		r = MC_EXIT_OK;
 	free(mnt);
 	return r;
 }

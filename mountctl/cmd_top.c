@@ -69,6 +69,11 @@ bool mc_watch_sleep(double secs)
 	return !watch_stop;
 }
 
+bool mc_watch_stopped(void)
+{
+	return watch_stop;
+}
+
 void mc_watch_frame(bool tty)
 {
 	if (tty)
@@ -407,6 +412,8 @@ int cmd_top(const struct mc_cmd *cmd, int argc, char **argv)
 			break;
 		a = b;
 	}
+	if (r && watch_stop) /* ^C on a tty also reaches the reading child */
+		r = 0;
 	if (r)
 		mc_err(cmd->name, "%s/.txdir/stats: %s", mnt, strerror(-r));
 	free(mnt);

@@ -177,6 +177,8 @@ int mc_ns_enter_view(const char *view, const char *mnt, const char *cwd, char *w
 void mc_watch_init(void);
 /* Sleeps secs; false once a stop signal came. */
 bool mc_watch_sleep(double secs);
+/* Whether a stop signal came (a failure then is the signal's doing). */
+bool mc_watch_stopped(void);
 /* Before a frame: clears the screen on a tty, nothing otherwise. */
 void mc_watch_frame(bool tty);
 /* After a frame: a blank line when not a tty; flushes. */
