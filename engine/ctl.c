@@ -217,6 +217,18 @@ static void render_stats(struct txd_fs *fs, struct sbuf *s)
 		  (double)fs->commit_ns_sum / 1e9, fs->commit_count);
 	metric(s, "txdir_wal_bytes", "gauge", "Bytes in WAL segments on disk.", (double)st.wal_bytes);
 	metric(s, "txdir_wal_syncs_total", "counter", "WAL fsyncs.", (double)st.wal_syncs);
+	metric(s, "txdir_wal_appended_bytes_total", "counter",
+	       "Bytes appended to the WAL since start (records and their headers).",
+	       (double)wal_bytes_appended(fs->wal));
+	uint64_t open_txns = 0, prepared_txns = 0;
+	for (struct txn *t = fs->txns; t; t = t->next) {
+		open_txns += t->state == TXN_ACTIVE;
+		prepared_txns += t->state == TXN_PREPARED;
+	}
+	metric(s, "txdir_transactions_open", "gauge", "Transactions begun and not ended.",
+	       (double)open_txns);
+	metric(s, "txdir_transactions_prepared", "gauge",
+	       "Transactions prepared, waiting for their proposal's decision.", (double)prepared_txns);
 	metric(s, "txdir_oldest_snapshot_age_seconds", "gauge",
 	       "Age of the oldest open snapshot reader.", st.oldest_snapshot_age_s);
 	metric(s, "txdir_versions_retained", "gauge", "File versions kept in memory.",

@@ -672,7 +672,7 @@ static ssize_t temp_write(struct txd_fs *fs, struct sfile *f, const void *buf, s
 	struct stemp *t = temp_by_id(cs, f->temp);
 	if (t)
 		err = off + size > t->len ? temp_resize(t, off + size) : 0;
-	if (!err)
+	if (!err && size) /* t->buf may be NULL while the file is empty */
 		memcpy(t->buf + off, buf, size);
 	pthread_mutex_unlock(&cs->tlock);
 	return err ? err : (ssize_t)size;
@@ -705,6 +705,8 @@ ssize_t ctl_state_write(struct txd_fs *fs, const struct txd_cred *c, struct sfil
 		return temp_write(fs, f, buf, size, off);
 	if (off > max || size > max - off)
 		return -EFBIG;
+	if (size == 0) /* writes nothing (and f->buf may be NULL yet) */
+		return 0;
 	pthread_mutex_lock(&f->lock);
 	if (off + size > f->cap) {
 		size_t cap = f->cap ? f->cap : 4096;

@@ -617,6 +617,8 @@ ssize_t ctl_vote_write(struct txd_fs *fs, const struct txd_cred *c, struct node 
 {
 	if (n->ctl == V_PAYLOAD) {
 		/* a document: buffered, set at FLUSH (SPEC §3) */
+		if (size == 0) /* writes nothing (and acc->buf may be NULL yet) */
+			return 0;
 		if (off + size > VOTE_PAYLOAD_MAX)
 			return acc->err = -EFBIG;
 		if (off + size > acc->cap) {

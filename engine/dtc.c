@@ -913,7 +913,9 @@ fail:
 int dtc_replay_resolve(struct txd_fs *fs, const void *payload, size_t len)
 {
 	const uint8_t *b = payload;
-	if (len < 16 || b[0] != 1 || len != 16 + (size_t)get16(b + 2))
+	/* the reason: at most 1024 bytes, as dtc's abort writes it (a longer
+	 * one would overrun reason[] below; tests/fuzz/corpus/fuzz_dtc) */
+	if (len < 16 || b[0] != 1 || len != 16 + (size_t)get16(b + 2) || len - 16 > 1024)
 		return -TXD_ECORRUPT;
 	struct txn *t = txn_by_id(fs, get64(b + 8));
 	if (!t || t->state != TXN_PREPARED)

@@ -295,7 +295,8 @@ static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h
 	 * returned do not count, RELEASE or not */
 	struct wfile *shared = in->wf;
 	if (h->writable || (shared && (atomic_load(&shared->nactive) || atomic_load(&shared->written)))) {
-		if (!(h->wf = fs_wf_get(fs, in)))
+		h->wf = fs_wf_get(fs, in); /* clang: no ! on an _Atomic assignment */
+		if (!h->wf)
 			return -ENOMEM;
 		if (h->writable) {
 			h->wf->nwriters++;

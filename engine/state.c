@@ -147,6 +147,12 @@ int state_check(const char *doc, size_t len)
 		return -EFBIG;
 	if (len == 0)
 		return -EINVAL;
+	/* cJSON skips every byte <= 32 as whitespace: a NUL or another control
+	 * byte between tokens is not JSON (RFC 8259), and a NUL would cut the
+	 * document short for its readers (tests/fuzz/corpus/fuzz_state) */
+	for (size_t k = 0; k < len; k++)
+		if ((unsigned char)doc[k] < 0x20 && (!doc[k] || !strchr("\t\r\n", doc[k])))
+			return -EINVAL;
 	j = cJSON_ParseWithLengthOpts(doc, len, &end, false);
 	if (!j)
 		return -EINVAL;

@@ -374,7 +374,9 @@ static int rec_decode(const void *payload, size_t len, struct vrec *r)
 	fixed = rec_fixed(r->kind);
 	nl = get16(b + 2);
 	r->id = get64(b + 8);
-	if (len < fixed || nl == 0 || nl > VOTE_NAME_MAX || len < fixed + nl)
+	/* UINT64_MAX: next_id would wrap to 0 and ids repeat (V8;
+	 * tests/fuzz/corpus/fuzz_vote/crash-id-wraps-next-id) */
+	if (len < fixed || nl == 0 || nl > VOTE_NAME_MAX || len < fixed + nl || r->id == UINT64_MAX)
 		return -TXD_ECORRUPT;
 	memcpy(r->name, b + fixed, nl);
 	r->name[nl] = '\0';

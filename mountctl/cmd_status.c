@@ -8,11 +8,17 @@
  *   versions_retained, open_handles, inodes, nodes, oldest_snapshot_age_s,
  *   checksum_errors, conflicts, failed (bool); optionally pid.
  * A missing field prints as "-"; status --json prints the document as is.
+ * status --watch [--interval S] prints the table again every S seconds
+ * (cmd_top.c's mc_watch_*: the screen redrawn on a tty, plain frames
+ * separated by a blank line otherwise) until SIGINT/SIGTERM; --json with
+ * --watch prints one document per interval.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -174,17 +180,15 @@ static void print_table(const char *mnt, const cJSON *doc)
 	}
 }
 
-int cmd_status(const struct mc_cmd *cmd, int argc, char **argv)
+/* One status (table or JSON) of mnt: MC_EXIT_OK or MC_EXIT_FAIL. */
+static int show_status(const struct mc_cmd *cmd, const char *mnt, bool json)
 {
-	char *mnt = NULL, *raw = NULL;
+	char *raw = NULL;
 	const char *why;
-	bool json, down;
+	bool down;
 	int r;
 	cJSON *doc;
 
-	r = mc_read_mnt_args(cmd, argc, argv, &json, &mnt);
-	if (r >= 0)
-		return r;
 	doc = load_status(mnt, &raw, &why, &down);
 	if (!doc) {
 		mc_err(cmd->name, "%s: %s", mnt, why);
@@ -204,6 +208,63 @@ int cmd_status(const struct mc_cmd *cmd, int argc, char **argv)
 	r = MC_EXIT_OK;
 out_free:
 	free(raw);
+	return r;
+}
+
+int cmd_status(const struct mc_cmd *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'j'},
+		{"watch", no_argument, NULL, 'w'},
+		{"interval", required_argument, NULL, 'i'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	bool json = false, watch = false, tty = isatty(STDOUT_FILENO), interval_set = false;
+	double interval = 1;
+	char *mnt = NULL;
+	int c, r;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "hw", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'w':
+			watch = true;
+			break;
+		case 'i':
+			if (!mc_parse_interval(optarg, &interval))
+				return mc_usage(cmd, "--interval: seconds from 0.1 to 3600");
+			interval_set = true;
+			break;
+		case 'h':
+			mc_help(cmd);
+			return MC_EXIT_OK;
+		default:
+			return mc_usage(cmd, "unknown option");
+		}
+	}
+	if (interval_set && !watch)
+		return mc_usage(cmd, "--interval needs --watch");
+	r = mc_mnt_arg(cmd, argc, argv, optind, &mnt);
+	if (r >= 0)
+		return r;
+	if (!watch) {
+		r = show_status(cmd, mnt, json);
+		free(mnt);
+		return r;
+	}
+	mc_watch_init();
+	do {
+		mc_watch_frame(tty && !json);
+		r = show_status(cmd, mnt, json);
+		mc_watch_frame_end(tty || json);
+	} while (r == MC_EXIT_OK && mc_watch_sleep(interval));
+	if (r != MC_EXIT_OK && mc_watch_stopped())
+		r = MC_EXIT_OK;
 	free(mnt);
 	return r;
 }

@@ -27,8 +27,11 @@ static const struct mc_cmd cmds[] = {
 	 "Unmount MNT and wait for its server to finish. Refuses while the mount is\n"
 	 "busy (open files, working directories); --lazy detaches it at once and\n"
 	 "the server finishes when the last user is gone."},
-	{"status", cmd_status, "status MNT [--json]",
-	 "Show the store's status, read from MNT/.txdir/status.json."},
+	{"status", cmd_status, "status MNT [--json] [--watch [--interval S]]",
+	 "Show the store's status, read from MNT/.txdir/status.json. --watch: show\n"
+	 "it again every S seconds (default 1; --interval S) until interrupted:\n"
+	 "on a terminal the screen is redrawn, otherwise each table follows the\n"
+	 "last after a blank line, with no escape codes."},
 	{"check", cmd_check, "check MNT [--json]",
 	 "Health probe. Exit 0 ok; 1 degraded (the store failed and is read-only,\n"
 	 "checksum errors were seen, or status is unreadable); 2 down (not mounted\n"
@@ -37,6 +40,17 @@ static const struct mc_cmd cmds[] = {
 	 "Make every commit made so far on MNT durable (fsync of the mount point)."},
 	{"stats", cmd_stats, "stats MNT [--json]",
 	 "Print the metrics of MNT/.txdir/stats (Prometheus text format)."},
+	{"top", cmd_top, "top MNT [--once] [--interval S]",
+	 "A live view of MNT from MNT/.txdir/stats, refreshed every S seconds\n"
+	 "(default 1): commits/s, WAL bytes/s, fsyncs/s, the group-commit batch,\n"
+	 "conflicts/s, open and prepared transactions, leases held and waiters,\n"
+	 "open proposals, open handles, the oldest snapshot's age, and FUSE\n"
+	 "requests/s by operation. Rates are the difference of two samples. On a\n"
+	 "terminal the screen is redrawn; otherwise (a pipe, watch(1)) one plain\n"
+	 "frame per interval, separated by a blank line, with no escape codes.\n"
+	 "--once: one frame after one interval, then exit. Exit 0 (--once, or\n"
+	 "ended by SIGINT/SIGTERM); 1 MNT is not a txdir mount or its stats are\n"
+	 "unreadable; 2 usage."},
 	{"run", cmd_run,
 	 "run MNT [--read-only] [--name N] [--retry N] [--conflict-exit-code C] "
 	 "[--prepare P --as NAME] -- CMD ...",

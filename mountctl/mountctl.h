@@ -173,6 +173,20 @@ int mc_txn_count_active(const char *mnt, char **first);
 int mc_ns_enter_view(const char *view, const char *mnt, const char *cwd, char *why,
 		     size_t whylen);
 
+/* ---- cmd_top.c: refreshing views (top, status --watch) ------------------ */
+/* SIGINT, SIGTERM, SIGHUP end the view (mc_watch_sleep returns false). */
+void mc_watch_init(void);
+/* Sleeps secs; false once a stop signal came. */
+bool mc_watch_sleep(double secs);
+/* Whether a stop signal came (a failure then is the signal's doing). */
+bool mc_watch_stopped(void);
+/* Before a frame: clears the screen on a tty, nothing otherwise. */
+void mc_watch_frame(bool tty);
+/* After a frame: a blank line when not a tty; flushes. */
+void mc_watch_frame_end(bool tty);
+/* An --interval value: seconds, 0.1 to 3600. */
+bool mc_parse_interval(const char *s, double *out);
+
 /* ---- commands ---------------------------------------------------------------- */
 int cmd_init(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_mount(const struct mc_cmd *cmd, int argc, char **argv);
@@ -181,6 +195,7 @@ int cmd_status(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_check(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_sync(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_stats(const struct mc_cmd *cmd, int argc, char **argv);
+int cmd_top(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_run(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_txn(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_lease(const struct mc_cmd *cmd, int argc, char **argv);

@@ -11,7 +11,7 @@
 # Install: /usr/share/bash-completion/completions/mountctl (make install
 # puts it there), or `source` it.
 
-_mountctl_cmds="init mount umount status check sync stats run lease propose vote decision txn state fsck inspect help"
+_mountctl_cmds="init mount umount status check sync stats top run lease propose vote decision txn state fsck inspect help"
 
 # Mount points of txdirfs servers, one per line (octal escapes undone).
 _mountctl_mounts() {
@@ -96,7 +96,7 @@ _mountctl() {
 		return 0
 		;;
 	-o | --timeout | --ttl | -w | --wait | -E | --conflict-exit-code | --retry | --name | \
-		--participants | --if-version | --as)
+		--participants | --if-version | --as | --interval)
 		return 0
 		;;
 	esac
@@ -105,7 +105,7 @@ _mountctl() {
 	for ((i = 2; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
 		-o | --timeout | --ttl | -w | --wait | -E | --conflict-exit-code | --retry | --name | \
-			--participants | --if-version | --as | --prepare | --payload | --log)
+			--participants | --if-version | --as | --prepare | --payload | --log | --interval)
 			((i++))
 			;;
 		-*) ;;
@@ -124,7 +124,9 @@ _mountctl() {
 		case $cmd in
 		mount) opts="-o --timeout --log --help" ;;
 		umount) opts="--lazy --help" ;;
-		status | check | stats) opts="--json --help" ;;
+		status) opts="--json --watch --interval --help" ;;
+		check | stats) opts="--json --help" ;;
+		top) opts="--once --interval --help" ;;
 		run) opts="--read-only --name --retry --conflict-exit-code --prepare --as --help --" ;;
 		lease)
 			case ${pos[0]} in
@@ -158,7 +160,7 @@ _mountctl() {
 	mount)
 		((n <= 1)) && COMPREPLY=($(compgen -d -- "$cur"))
 		;;
-	umount | status | check | sync | stats)
+	umount | status | check | sync | stats | top)
 		((n == 0)) && _mountctl_mounts_reply
 		;;
 	run)

@@ -48,7 +48,7 @@ only() {
 }
 
 comp mountctl ""
-has "the command list" init mount umount status check sync stats run lease propose vote decision txn state fsck inspect help
+has "the command list" init mount umount status check sync stats top run lease propose vote decision txn state fsck inspect help
 comp mountctl pro
 only "a command prefix" propose
 comp mountctl st

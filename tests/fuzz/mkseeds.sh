@@ -84,4 +84,6 @@ if os.path.exists(cl):
     put("fuzz_clog", b"\x00" + b)
     put("fuzz_clog", b"\x01" + b[: len(b) * 2 // 3])
 PY
+# the services' harnesses: from the documented encodings (no store needed)
+python3 tests/fuzz/mkseeds_svc.py tests/fuzz/corpus
 du -sh tests/fuzz/corpus
