@@ -81,6 +81,7 @@ struct evbuf {
 	struct pev *e;
 	size_t n, cap;
 	uint64_t lsn; /* sync up to this before reporting */
+	bool lazy;    /* V12: the record is appended, not synced */
 };
 
 struct vote_svc {
@@ -661,7 +662,7 @@ static int decide(struct vote_svc *v, struct prop *p, enum vote_outcome o, const
  * Frees eb. */
 static int finish(struct vote_svc *v, struct evbuf *eb, int err)
 {
-	if (!err && eb->lsn && v->opts.sync) {
+	if (!err && eb->lsn && v->opts.sync && !eb->lazy) {
 		err = v->be.sync(v->be.arg, eb->lsn);
 		if (err) {
 			pthread_mutex_lock(&v->lock);
@@ -971,7 +972,7 @@ int vote_start(struct vote_svc *v)
 int vote_create(struct vote_svc *v, const char *proposal, uint32_t uid)
 {
 	struct vrec r = {.kind = VREC_CREATE, .uid = uid};
-	struct evbuf eb = {0};
+	struct evbuf eb = {.lazy = true}; /* V12 */
 	struct uidcnt *uc;
 	int err;
 
@@ -996,7 +997,7 @@ int vote_create(struct vote_svc *v, const char *proposal, uint32_t uid)
 static int set_param(struct vote_svc *v, const char *proposal, const void *buf, size_t len,
 		     bool payload, uint64_t timeout_ns)
 {
-	struct evbuf eb = {0};
+	struct evbuf eb = {.lazy = true}; /* V12 */
 	struct prop *p;
 	int err;
 
@@ -1089,7 +1090,7 @@ static bool same_list(const struct prop *p, const uint8_t *l, size_t len, uint32
 int vote_set_participants(struct vote_svc *v, const char *proposal, const char *list, size_t len,
 			  const struct proc_id *by)
 {
-	struct evbuf eb = {0};
+	struct evbuf eb = {.lazy = true}; /* V12 */
 	uint8_t *l;
 	size_t ll;
 	uint32_t count;
@@ -1105,7 +1106,7 @@ int vote_set_participants(struct vote_svc *v, const char *proposal, const char *
 		err = -ENOENT;
 	} else if (p->state != VOTE_CREATED) {
 		err = same_list(p, l, ll, count) ? 0 : -EEXIST;
-		eb.lsn = err ? 0 : p->lsn; /* the same list again: once it is durable */
+		eb.lsn = err ? 0 : p->lsn; /* the same list again (lazy, V12) */
 	} else {
 		uint64_t now_mono = txd_os->now_monotonic_ns();
 		struct vrec r = {.kind = VREC_OPEN,

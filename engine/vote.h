@@ -78,6 +78,24 @@
  *  V11 rmdir (vote_remove) of a CREATED proposal: its creator's uid or
  *     root (else -EPERM). An OPEN or decided one: -EBUSY (an open vote is
  *     decided by its votes or its timeout, a decision is kept for V10).
+ *  V12 Creating and opening are not synced (the latency of a 2PC round):
+ *     vote_create, vote_set_payload, vote_set_timeout and
+ *     vote_set_participants return once their record is appended (the
+ *     backend's append: in the kernel, so a crash of the server loses
+ *     nothing, wal.h W6), without waiting for a sync. Every later sync
+ *     covers them: the backend is one ordered log, so the first durable
+ *     VOTE (or a prepared transaction's PREPARE, or a timeout's DECIDE) of
+ *     the proposal makes its CREATE, PARAM and OPEN durable first. What a
+ *     power cut may lose is only a proposal (or its payload, timeout or
+ *     participants) that no vote or decision has yet been acknowledged for:
+ *     after the restart it is as if never created (or still CREATED, and
+ *     then removed after its timeout, V10). Safe, because nothing durable
+ *     was built on it: no voter was told its vote counted (V3: a vote
+ *     returns once durable, and its record follows the OPEN in the log), no
+ *     decision was visible (V1), and a `wait` on it reads ENOENT, not an
+ *     outcome. The creator who needs the proposal itself durable fsyncs a
+ *     file of it (a control handle's fsync waits for the whole log). The
+ *     "opened" event (hooks.event) may then name a proposal that is gone.
  *
  * External votes (shared.md; the DTC): a prepared transaction's PREPARE
  * record is its vote, so vote_cast_external registers the vote in memory
@@ -223,7 +241,8 @@ int vote_snapshot_decode(struct vote_svc *v, const void *buf, size_t len);
  * removes. */
 int vote_start(struct vote_svc *v);
 
-/* ---- operations (each blocks on the backend's sync: V1, V3) -------------- */
+/* ---- operations (votes, decisions and removals block on the backend's sync:
+ * V1, V3; creating and opening do not: V12) ---------------------------- */
 
 /* -EINVAL name, -EEXIST exists, -EDQUOT (V6), -EIO (V9). */
 int vote_create(struct vote_svc *v, const char *proposal, uint32_t uid);
