@@ -32,7 +32,6 @@ struct state_svc {
 	struct state_opts opts;
 	struct state_backend be;
 	struct sdoc *vis, *newest;
-	uint64_t newest_lsn;        /* newest's record (0: replayed or loaded) */
 	bool failed;                /* S6 */
 	uint64_t replaces;
 };
@@ -261,7 +260,6 @@ static int append_locked(struct state_svc *s, struct sdoc *d, uint64_t if_versio
 	}
 	sdoc_put(s->newest);
 	s->newest = sdoc_get(d);
-	s->newest_lsn = *lsn;
 	return 0;
 }
 
@@ -279,11 +277,7 @@ int state_replace(struct state_svc *s, const char *doc, size_t len, uint64_t if_
 		return -ENOMEM;
 	pthread_mutex_lock(&s->lock);
 	err = append_locked(s, d, if_version, &lsn);
-	if (err == -EBUSY && s->newest->version > s->vis->version)
-		lsn = s->newest_lsn; /* S7: the version that beat us is in flight */
 	pthread_mutex_unlock(&s->lock);
-	if (err == -EBUSY && lsn && s->opts.sync)
-		(void)s->be.sync(s->be.arg, lsn); /* S7; its failure is its writer's */
 	if (err)
 		goto out_put;
 	/* appended -> durable (S1), without the lock: later writers may append

