@@ -165,6 +165,11 @@ bool ctl_vote_is_dir(unsigned kind)
 	return kind <= V_PROP || kind == V_VPROP || kind == V_INBOX || kind == V_INAME;
 }
 
+bool ctl_vote_cacheable(unsigned kind)
+{
+	return (kind >= V_ROOT && kind <= V_DECISIONS) || kind == V_INBOX;
+}
+
 unsigned ctl_vote_root_kind(void)
 {
 	return V_ROOT;

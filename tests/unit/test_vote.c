@@ -1096,3 +1096,43 @@ Test(vote, svc_V7_events_and_a_lost_decision_event_derived_at_start)
 	host_events = NULL;
 	tt_rmtree(dir);
 }
+
+/* The fixed directories of .txdir/consensus may be cached by the kernel (a
+ * voter's walk to votes/P/NAME costs no lookup for consensus/ and votes/);
+ * a proposal's directory and every file may not. */
+Test(vote, fixed_consensus_directories_are_cacheable_the_rest_not)
+{
+	static const struct txd_opts dur = {.durability = TXD_DUR_FSYNC};
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	struct txd_entry e;
+	uint64_t node, cons, props;
+
+	txd_os_set(NULL);
+	cr_assert_eq(txd_fs_open(store, &dur, &fs, NULL), 0);
+	cr_assert_eq(tt_resolve(fs, ".txdir", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_lookup(fs, node, "consensus", &e), 0);
+	cr_assert(e.cacheable, "consensus/");
+	cons = e.node;
+	const char *fixed[] = {"proposals", "votes", "decisions"};
+	for (size_t k = 0; k < 3; k++) {
+		cr_assert_eq(txd_lookup(fs, cons, fixed[k], &e), 0);
+		cr_assert(e.cacheable, "%s/", fixed[k]);
+		txd_forget(fs, e.node, 1);
+	}
+	cr_assert_eq(txd_lookup(fs, cons, "proposals", &e), 0);
+	props = e.node;
+	cr_assert_eq(tt_mkdir(fs, ".txdir/consensus/proposals/p"), 0);
+	cr_assert_eq(txd_lookup(fs, props, "p", &e), 0);
+	cr_assert_not(e.cacheable, "proposals/P comes and goes");
+	uint64_t p = e.node;
+	cr_assert_eq(txd_lookup(fs, p, "participants", &e), 0);
+	cr_assert_not(e.cacheable, "files are rendered at every open");
+	txd_forget(fs, e.node, 1);
+	txd_forget(fs, p, 1);
+	txd_forget(fs, props, 1);
+	txd_forget(fs, cons, 1);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
