@@ -517,7 +517,6 @@ static int release_locked(struct lease_svc *s, struct lname *ln, enum lease_end 
 static int finish(struct lease_svc *s, struct evbuf *eb, int err)
 {
 	uint64_t lsn;
-
 	bool need = false; /* L11: releases alone are not synced */
 
 	for (size_t i = 0; i < eb->n; i++)
