@@ -586,8 +586,8 @@ static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct 
 	e->cacheable = kind_is_dir(kind) && kind != CTL_COMMITS && kind != CTL_DTC_TXNS &&
 		       (!ctl_lease_owns(kind) || ctl_lease_cacheable(kind)) && /* leases come and go */
 		       !ctl_recovery_owns(kind) && /* so do journals */
-		       !ctl_vote_owns(kind) &&   /* and proposals */
-		       !ctl_state_owns(kind);
+		       (!ctl_vote_owns(kind) || ctl_vote_cacheable(kind)) && /* and proposals */
+		       (!ctl_state_owns(kind) || kind == ctl_state_root_kind());
 	return 0;
 }
 

@@ -165,6 +165,11 @@ bool ctl_vote_is_dir(unsigned kind)
 	return kind <= V_PROP || kind == V_VPROP || kind == V_INBOX || kind == V_INAME;
 }
 
+bool ctl_vote_cacheable(unsigned kind)
+{
+	return (kind >= V_ROOT && kind <= V_DECISIONS) || kind == V_INBOX;
+}
+
 unsigned ctl_vote_root_kind(void)
 {
 	return V_ROOT;
@@ -561,7 +566,8 @@ int ctl_vote_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *par
 	if (vote_name_check(name))
 		return strlen(name) > VOTE_NAME_MAX ? -ENAMETOOLONG : -EINVAL;
 	struct unlocked u = drop(fs);
-	fs_will_block(fs); /* the CREATE record waits for the WAL's sync */
+	/* no fs_will_block: the CREATE record is appended, not synced (vote.h
+	 * V13), so this worker stays inline */
 	int err = vote_create(vsvc(fs), name, c ? c->uid : 0);
 	if (!err)
 		err = vote_get(vsvc(fs), name, &vi);
@@ -603,7 +609,7 @@ static int act(struct txd_fs *fs, const struct txd_cred *c, struct node *n, cons
 	}
 	if ((err = by_id(fs, n->ctl_key, &vi)))
 		return err;
-	fs_will_block(fs);
+	/* timeout and participants do not wait for a sync (V13): inline */
 	if (n->ctl == V_TIMEOUT)
 		return (err = vote_parse_timeout(buf, size, &ns))
 			       ? err

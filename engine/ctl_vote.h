@@ -94,6 +94,10 @@ struct ctl_vote_acc {
 
 bool ctl_vote_owns(unsigned kind);
 bool ctl_vote_is_dir(unsigned kind);
+/* The fixed directories (consensus/, proposals/, votes/, decisions/,
+ * dtc/participant_inbox/): never go away, so the kernel may cache their
+ * entries (a voter's path walk costs no lookup round trip for them). */
+bool ctl_vote_cacheable(unsigned kind);
 /* `.txdir/consensus` and `.txdir/dtc/participant_inbox` (ctl.c lists them). */
 unsigned ctl_vote_root_kind(void);
 unsigned ctl_vote_inbox_kind(void);

@@ -517,11 +517,15 @@ static int release_locked(struct lease_svc *s, struct lname *ln, enum lease_end 
 static int finish(struct lease_svc *s, struct evbuf *eb, int err)
 {
 	uint64_t lsn;
+	bool need = false; /* L11: the holder's own releases alone are not synced */
 
+	for (size_t i = 0; i < eb->n; i++)
+		need |= eb->ev[i].kind == LEV_RELEASE ? eb->ev[i].how != LEASE_END_RELEASE
+						     : eb->ev[i].kind != LEV_DEADLOCK;
 	pthread_mutex_lock(&s->lock);
 	lsn = s->last_lsn;
 	pthread_mutex_unlock(&s->lock);
-	if (eb->n && s->opts.sync_grants) {
+	if (need && s->opts.sync_grants) {
 		int r = s->be.sync(s->be.arg, lsn);
 
 		if (r) {

@@ -68,6 +68,18 @@
  *  L10 A failed append or sync makes the service failed (sticky): every
  *     later call that would log returns -EIO, since memory may now be ahead
  *     of the log; only a restart (replay) reconciles them.
+ *  L11 A holder's own release (lease_release: rmdir) is not synced when it
+ *     grants nothing: it returns once its RELEASE
+ *     record is appended (in the kernel: a crash of the server loses none,
+ *     wal.h W6). Only a power cut can lose it, and a power cut is another
+ *     boot: lease_start then releases every grant of the old boot (L8), so
+ *     the lease is free after the restart either way — the completed record
+ *     then says "reboot" instead of how it was released. A release that
+ *     promotes a waiter syncs with the waiter's GRANT (L3), and any later
+ *     sync (the next grant, of any name) covers it, as the log is ordered.
+ *     This halves the fsyncs of a grab + release (2 -> 1). Breaks, deaths
+ *     and expiries still sync (svc.h V10 shows a death's cleanup until its
+ *     releases are durable).
  *
  * Lock order: svc->lock, then whatever the backend and the hooks watch /
  * unwatch / alive / descends take (they are called with svc->lock held and
@@ -77,7 +89,8 @@
  *
  * Blocking: every call that logs (grant, renew, release, break, wait,
  * owner_died, tick, start) waits for the backend's sync before it returns
- * (with sync_grants; the RESERVE sync always). Call them from a thread that
+ * (with sync_grants, except a holder's release that grants nothing: L11; the
+ * RESERVE sync always). Call them from a thread that
  * may block, never from a FUSE worker that must not, and never from a
  * wal_sync_async callback: a RESERVE sync holds svc->lock while it waits for
  * the WAL's sync thread, so that thread must never need svc->lock.

@@ -482,7 +482,8 @@ static int propose(struct state_svc *s, struct sdoc *d, uint64_t if_version,
 			break;
 	}
 	if (!err && !(err = vote_set_payload(s->opts.vote, name, d->b, d->len)) &&
-	    !(err = vote_set_participants(s->opts.vote, name, parts, strlen(parts), NULL))) {
+	    !(err = vote_set_participants(s->opts.vote, name, parts, strlen(parts), NULL)) &&
+	    !(err = vote_sync(s->opts.vote, name))) { /* vote.h V13: durable before it returns */
 		free(parts);
 		*ticket = seq;
 		if (proposal)

@@ -81,6 +81,7 @@ struct evbuf {
 	struct pev *e;
 	size_t n, cap;
 	uint64_t lsn; /* sync up to this before reporting */
+	bool lazy;    /* V13: the record is appended, not synced */
 };
 
 struct vote_svc {
@@ -670,7 +671,7 @@ static int decide(struct vote_svc *v, struct prop *p, enum vote_outcome o, const
  * Frees eb. */
 static int finish(struct vote_svc *v, struct evbuf *eb, int err)
 {
-	if (!err && eb->lsn && v->opts.sync) {
+	if (!err && eb->lsn && v->opts.sync && !eb->lazy) {
 		err = v->be.sync(v->be.arg, eb->lsn);
 		if (err) {
 			pthread_mutex_lock(&v->lock);
@@ -1032,7 +1033,7 @@ int vote_start(struct vote_svc *v)
 static int create(struct vote_svc *v, const char *proposal, uint32_t uid, bool reserved)
 {
 	struct vrec r = {.kind = VREC_CREATE, .uid = uid};
-	struct evbuf eb = {0};
+	struct evbuf eb = {.lazy = true}; /* V13 */
 	struct uidcnt *uc;
 	int err;
 
@@ -1069,7 +1070,7 @@ int vote_create_reserved(struct vote_svc *v, const char *proposal)
 static int set_param(struct vote_svc *v, const char *proposal, const void *buf, size_t len,
 		     bool payload, uint64_t timeout_ns)
 {
-	struct evbuf eb = {0};
+	struct evbuf eb = {.lazy = true}; /* V13 */
 	struct prop *p;
 	int err;
 
@@ -1159,10 +1160,27 @@ static bool same_list(const struct prop *p, const uint8_t *l, size_t len, uint32
 	return true;
 }
 
+int vote_sync(struct vote_svc *v, const char *proposal)
+{
+	pthread_mutex_lock(&v->lock);
+	struct prop *p = prop_find(v, proposal);
+	uint64_t lsn = p ? p->lsn : 0;
+	int err = !p ? -ENOENT : v->failed ? -EIO : 0;
+	pthread_mutex_unlock(&v->lock);
+	if (err || !lsn || !v->opts.sync)
+		return err;
+	if ((err = v->be.sync(v->be.arg, lsn))) {
+		pthread_mutex_lock(&v->lock);
+		v->failed = err;
+		pthread_mutex_unlock(&v->lock);
+	}
+	return err;
+}
+
 int vote_set_participants(struct vote_svc *v, const char *proposal, const char *list, size_t len,
 			  const struct proc_id *by)
 {
-	struct evbuf eb = {0};
+	struct evbuf eb = {.lazy = true}; /* V13 */
 	uint8_t *l;
 	size_t ll;
 	uint32_t count;
@@ -1178,7 +1196,7 @@ int vote_set_participants(struct vote_svc *v, const char *proposal, const char *
 		err = -ENOENT;
 	} else if (p->state != VOTE_CREATED) {
 		err = same_list(p, l, ll, count) ? 0 : -EEXIST;
-		eb.lsn = err ? 0 : p->lsn; /* the same list again: once it is durable */
+		eb.lsn = err ? 0 : p->lsn; /* the same list again (lazy, V13) */
 	} else {
 		uint64_t now_mono = txd_os->now_monotonic_ns();
 		struct vrec r = {.kind = VREC_OPEN,

@@ -85,6 +85,24 @@
  *  V12 Names beginning VOTE_RESERVED_PREFIX ("state-") are the state
  *     service's (state.h S8): vote_create refuses them (-EPERM, also for
  *     root); only vote_create_reserved makes them.
+ *  V13 Creating and opening are not synced (the latency of a 2PC round):
+ *     vote_create, vote_set_payload, vote_set_timeout and
+ *     vote_set_participants return once their record is appended (the
+ *     backend's append: in the kernel, so a crash of the server loses
+ *     nothing, wal.h W6), without waiting for a sync. Every later sync
+ *     covers them: the backend is one ordered log, so the first durable
+ *     VOTE (or a prepared transaction's PREPARE, or a timeout's DECIDE) of
+ *     the proposal makes its CREATE, PARAM and OPEN durable first. What a
+ *     power cut may lose is only a proposal (or its payload, timeout or
+ *     participants) that no vote or decision has yet been acknowledged for:
+ *     after the restart it is as if never created (or still CREATED, and
+ *     then removed after its timeout, V10). Safe, because nothing durable
+ *     was built on it: no voter was told its vote counted (V3: a vote
+ *     returns once durable, and its record follows the OPEN in the log), no
+ *     decision was visible (V1), and a `wait` on it reads ENOENT, not an
+ *     outcome. The creator who needs the proposal itself durable fsyncs a
+ *     file of it (a control handle's fsync waits for the whole log). The
+ *     "opened" event (hooks.event) may then name a proposal that is gone.
  *
  * External votes (shared.md; the DTC): a prepared transaction's PREPARE
  * record is its vote, so vote_cast_external registers the vote in memory
@@ -231,7 +249,8 @@ int vote_snapshot_decode(struct vote_svc *v, const void *buf, size_t len);
  * removes. */
 int vote_start(struct vote_svc *v);
 
-/* ---- operations (each blocks on the backend's sync: V1, V3) -------------- */
+/* ---- operations (votes, decisions and removals block on the backend's sync:
+ * V1, V3; creating and opening do not: V13) ---------------------------- */
 
 /* -EINVAL name, -EEXIST exists, -EDQUOT (V6), -EPERM (V12), -EIO (V9). */
 int vote_create(struct vote_svc *v, const char *proposal, uint32_t uid);
@@ -242,6 +261,11 @@ int vote_set_payload(struct vote_svc *v, const char *proposal, const void *buf, 
 int vote_set_timeout(struct vote_svc *v, const char *proposal, uint64_t timeout_ns);
 /* V4: the list as written (separators per V4); by as vote_cast's. 0 (opened, or the same
  * list again), -EEXIST a different list, -EINVAL, -ENOENT, -EIO. */
+/* V13: the proposal's records so far (create, payload, timeout, opening)
+ * made durable now, for a caller that must not lose it (the state
+ * service's replace, whose rename returns once the proposal is open).
+ * -ENOENT unknown, -EIO failed (V9). */
+int vote_sync(struct vote_svc *v, const char *proposal);
 int vote_set_participants(struct vote_svc *v, const char *proposal, const char *list, size_t len,
 			  const struct proc_id *by);
 /* V2, V3. by (may be NULL): the voting process, for its journal (events

@@ -238,6 +238,24 @@ static double once(struct ctx *c)
 	return now_s() - t0;
 }
 
+/* txdir_wal_syncs_total from .txdir/stats (the profile: WAL fsyncs per
+ * grab+release); -1 when it cannot be read. */
+static double wal_syncs(void)
+{
+	char p[1100], line[512];
+	double v = -1;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/.txdir/stats", MNT);
+	if (!(f = fopen(p, "r")))
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "txdir_wal_syncs_total %lf", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
 /* nproc processes, n grab+release each, started together; all samples in v. */
 static int measure(enum way way, int nproc, int n, double *v)
 {
@@ -292,7 +310,9 @@ static void grab_release(int nproc, int n)
 	if (!v)
 		bench_die("oom");
 	snprintf(what, sizeof(what), "%d proc%s, %d each", nproc, nproc > 1 ? "s" : "", n);
+	double s0 = wal_syncs();
 	got = measure(W_TXDIR, nproc, n, v);
+	double s1 = wal_syncs();
 	t = dist_of(v, got);
 	got = measure(W_NATIVE, nproc, n, v);
 	nat = dist_of(v, got);
@@ -307,6 +327,10 @@ static void grab_release(int nproc, int n)
 	report(metric, "mkdir+fsync(dir)+rmdir+fsync(dir)", nat);
 	if (nproc == 1)
 		report("l1_lock_unlock_flock", "flock(2) LOCK_EX+LOCK_UN, not durable", fl);
+	if (s0 >= 0 && s1 >= s0) /* the warm-up grab of each process included */
+		printf("BENCH l1_grab_release_%dp_wal_syncs %.2f syncs/op txdir: WAL fsyncs per "
+		       "grab+release\n",
+		       nproc, (s1 - s0) / (nproc * (n + 1)));
 
 	snprintf(target, sizeof(target), "L1 lease grab+release P95, %d proc%s", nproc,
 		 nproc > 1 ? "s" : "");

@@ -166,6 +166,24 @@ static void report(const char *metric, const char *what, struct dist d)
 	fflush(stdout);
 }
 
+/* txdir_wal_syncs_total from .txdir/stats (the profile: WAL fsyncs per
+ * round); -1 when it cannot be read. */
+static double wal_syncs(void)
+{
+	char p[1100], line[512];
+	double v = -1;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/.txdir/stats", MNT);
+	if (!(f = fopen(p, "r")))
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "txdir_wal_syncs_total %lf", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
 /* ---- one round -------------------------------------------------------------------- */
 
 enum way { W_TXDIR, W_NATIVE };
@@ -319,11 +337,16 @@ int main(void)
 		exit(1);
 	}
 	CKS(rmdir(probe));
+	double s0 = wal_syncs();
 	struct dist t = measure(W_TXDIR, rounds);
+	double s1 = wal_syncs();
 	struct dist n = measure(W_NATIVE, rounds);
 	report("vote_round_10", "txdir: open, 10 votes, durable decision read by wait", t);
 	report("vote_round_10_native", "ext4: file per vote, temp+fsync+rename+dir fsync, polling",
 	       n);
+	if (s0 >= 0 && s1 >= s0)
+		printf("BENCH vote_round_10_wal_syncs %.2f syncs/round txdir: WAL fsyncs per round\n",
+		       (s1 - s0) / rounds);
 	snprintf(a, sizeof(a), "P95 %.2f ms", t.p95 * 1e3);
 	snprintf(b, sizeof(b), "-");
 	target_row("2PC round, 10 participants, P95", a, b, 0, "<= 5 ms",

@@ -1498,3 +1498,28 @@ Test(state, S8_a_close_waiting_on_its_thread_gets_the_votes_of_another)
 	tt_rmtree(store);
 	free(store);
 }
+
+/* .txdir/state itself never goes away: the kernel may cache its entry (a
+ * compare-and-swap's path walks to the document and to update cost one
+ * LOOKUP less each); its files are rendered at every open, never cached. */
+Test(state, ctl_state_directory_cacheable_its_files_not)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	struct txd_entry e;
+	uint64_t node;
+
+	txd_os_set(NULL);
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	cr_assert_eq(tt_resolve(fs, ".txdir", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_lookup(fs, node, "state", &e), 0);
+	cr_assert(e.cacheable, "state/");
+	uint64_t st = e.node;
+	cr_assert_eq(txd_lookup(fs, st, "global_state.json", &e), 0);
+	cr_assert_not(e.cacheable, "the document");
+	txd_forget(fs, e.node, 1);
+	txd_forget(fs, st, 1);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}

@@ -531,6 +531,44 @@ Test(vote, V11_remove_rules)
 
 /* ---- V7: restart with an open proposal ----------------------------------------- */
 
+/* V13: creating and opening append without a sync; the first vote's sync
+ * makes them durable with it; a power cut before any vote loses the
+ * proposal whole (never a half: votes without their OPEN). */
+Test(vote, V13_create_and_open_unsynced_the_first_vote_carries_them)
+{
+	struct vote_opts o = opts();
+	uint64_t syncs = mlog.syncs;
+
+	cr_assert_eq(vote_create(svc, "p", 1000), 0);
+	cr_assert_eq(vote_set_timeout(svc, "p", 10 * S), 0);
+	cr_assert_eq(vote_set_participants(svc, "p", "a,b", 3, NULL), 0);
+	cr_assert_eq(vote_set_participants(svc, "p", "a,b", 3, NULL), 0, "the same list again");
+	cr_assert_eq(mlog.syncs, syncs, "no sync before the first vote");
+	cr_assert_eq(mlog.durable, 0u);
+	cr_assert_eq(mlog.n, 3u, "CREATE, PARAM, OPEN appended");
+	cr_assert_eq(vote_create(svc, "q", 1000), 0);
+	cr_assert_eq(vote_set_participants(svc, "q", "a", 1, NULL), 0);
+
+	/* a power cut now: both proposals are gone, whole */
+	svc = restart(svc, mlog.durable, &o);
+	cr_assert_eq(vote_get(svc, "p", &(struct vote_info){0}), -ENOENT);
+	cr_assert_eq(vote_get(svc, "q", &(struct vote_info){0}), -ENOENT);
+
+	/* again, and a vote: its sync carries the proposal's records */
+	memlog_release(&mlog);
+	memlog_init(&mlog);
+	svc = restart(svc, 0, &o);
+	cr_assert_eq(vote_create(svc, "p", 1000), 0);
+	cr_assert_eq(vote_set_participants(svc, "p", "a,b", 3, NULL), 0);
+	cr_assert_eq(vote_cast(svc, "p", "a", true, NULL), 0);
+	cr_assert_eq(mlog.durable, mlog.n, "the vote's sync covers CREATE and OPEN");
+	svc = restart(svc, mlog.durable, &o);
+	struct vote_info vi;
+	cr_assert_eq(vote_get(svc, "p", &vi), 0);
+	cr_assert_eq(vi.state, VOTE_OPENED);
+	cr_assert_eq(vi.yes, 1u);
+}
+
 Test(vote, V7_open_proposal_resumes_its_timeout_downtime_counts)
 {
 	struct vote_opts o = opts();
@@ -787,8 +825,8 @@ static void check_recovered(struct vote_svc *v, const struct outcome_rec *o)
 		if (vi.state == VOTE_DECIDED && want[i] == VOTE_COMMITTED)
 			cr_assert_eq(vi.yes, 2u);
 	}
-	/* acknowledged steps survive */
-	if (o->ret[0] == 0)
+	/* acknowledged steps survive (V13: a proposal once a vote on it was) */
+	if (o->ret[2] == 0)
 		cr_assert_eq(vote_get(v, "p0", &(struct vote_info){0}), 0);
 	if (o->ret[3] == 0) {
 		cr_assert_eq(o->seen_o[0], VOTE_COMMITTED);
@@ -862,7 +900,8 @@ Test(vote, wal_backend_round_trip)
 	cr_assert_eq(vote_open(&o, &be, NULL, &v), 0);
 	cr_assert_eq(vote_start(v), 0);
 	busy_history(v);
-	cr_assert_eq(wal_durable_lsn(w), wal_last_lsn(w), "sync: all durable");
+	cr_assert_lt(wal_durable_lsn(w), wal_last_lsn(w), "V13: the last CREATE is not synced");
+	cr_assert_eq(wal_sync(w, wal_last_lsn(w)), 0);
 	state_of(v, want, sizeof(want));
 	vote_close(v);
 	wal_close(w);
@@ -1056,4 +1095,44 @@ Test(vote, svc_V7_events_and_a_lost_decision_event_derived_at_start)
 	ev_close(host_events);
 	host_events = NULL;
 	tt_rmtree(dir);
+}
+
+/* The fixed directories of .txdir/consensus may be cached by the kernel (a
+ * voter's walk to votes/P/NAME costs no lookup for consensus/ and votes/);
+ * a proposal's directory and every file may not. */
+Test(vote, fixed_consensus_directories_are_cacheable_the_rest_not)
+{
+	static const struct txd_opts dur = {.durability = TXD_DUR_FSYNC};
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+	struct txd_entry e;
+	uint64_t node, cons, props;
+
+	txd_os_set(NULL);
+	cr_assert_eq(txd_fs_open(store, &dur, &fs, NULL), 0);
+	cr_assert_eq(tt_resolve(fs, ".txdir", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_lookup(fs, node, "consensus", &e), 0);
+	cr_assert(e.cacheable, "consensus/");
+	cons = e.node;
+	const char *fixed[] = {"proposals", "votes", "decisions"};
+	for (size_t k = 0; k < 3; k++) {
+		cr_assert_eq(txd_lookup(fs, cons, fixed[k], &e), 0);
+		cr_assert(e.cacheable, "%s/", fixed[k]);
+		txd_forget(fs, e.node, 1);
+	}
+	cr_assert_eq(txd_lookup(fs, cons, "proposals", &e), 0);
+	props = e.node;
+	cr_assert_eq(tt_mkdir(fs, ".txdir/consensus/proposals/p"), 0);
+	cr_assert_eq(txd_lookup(fs, props, "p", &e), 0);
+	cr_assert_not(e.cacheable, "proposals/P comes and goes");
+	uint64_t p = e.node;
+	cr_assert_eq(txd_lookup(fs, p, "participants", &e), 0);
+	cr_assert_not(e.cacheable, "files are rendered at every open");
+	txd_forget(fs, e.node, 1);
+	txd_forget(fs, p, 1);
+	txd_forget(fs, props, 1);
+	txd_forget(fs, cons, 1);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
 }
