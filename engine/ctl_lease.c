@@ -26,6 +26,7 @@
 
 #include "ctl.h"
 #include "ctl_lease.h"
+#include "ctl_wait.h"
 #include "events.h"
 #include "core.h"
 #include "dtree.h"
@@ -99,10 +100,7 @@ struct lwait {
 	bool ready;
 	uint64_t result;        /* granted: the token */
 	enum lease_end how;     /* released: how it ended (0: unknown) */
-	void (*done)(void *arg, int err); /* a deferred read (txd_read_async) */
-	void *done_arg;
-	void (*wake)(void *arg); /* a poll (txd_poll) */
-	void *wake_arg;
+	struct ctl_waiter cw;    /* its reader's deferred read and poll */
 	uint64_t opened_ns;     /* monotonic: txdir_lease_wait_seconds */
 };
 
@@ -1148,42 +1146,12 @@ out:
 }
 
 /* ---- waits: released and granted (SPEC §5 "Waiting without polling") ---------- */
-struct wake_list {
-	struct {
-		void (*done)(void *arg, int err);
-		void (*wake)(void *arg);
-		void *arg;
-	} v[64];
-	unsigned n;
-};
-
 /* w became ready (wlock held): what to call once it is released. */
-static void ready_locked(struct ctl_leases *cl, struct lwait *w, struct wake_list *wl)
+static void ready_locked(struct ctl_leases *cl, struct lwait *w, struct ctl_wakes *wl)
 {
 	w->ready = true;
 	svc_wait_observe(cl->fs->svc, txd_os->now_monotonic_ns() - w->opened_ns);
-	if (w->done && wl->n < 64) {
-		wl->v[wl->n].done = w->done;
-		wl->v[wl->n].wake = NULL;
-		wl->v[wl->n++].arg = w->done_arg;
-		w->done = NULL;
-	}
-	if (w->wake && wl->n < 64) {
-		wl->v[wl->n].done = NULL;
-		wl->v[wl->n].wake = w->wake;
-		wl->v[wl->n++].arg = w->wake_arg;
-		w->wake = NULL;
-	}
-}
-
-static void wake_all(struct wake_list *wl)
-{
-	for (unsigned k = 0; k < wl->n; k++) {
-		if (wl->v[k].done)
-			wl->v[k].done(wl->v[k].arg, 0);
-		else
-			wl->v[k].wake(wl->v[k].arg);
-	}
+	ctl_waiter_ready(&w->cw, wl);
 }
 
 /* The lease service's events (svc_set_listener): no service lock and no
@@ -1192,7 +1160,7 @@ static void wake_all(struct wake_list *wl)
 static void on_lease_event(void *arg, const struct lease_event *ev)
 {
 	struct ctl_leases *cl = arg;
-	struct wake_list wl = {.n = 0};
+	struct ctl_wakes wl = {.n = 0};
 	if (ev->kind != LEV_RELEASE && ev->kind != LEV_GRANT)
 		return;
 	pthread_mutex_lock(&cl->wlock);
@@ -1211,7 +1179,7 @@ static void on_lease_event(void *arg, const struct lease_event *ev)
 		}
 	}
 	pthread_mutex_unlock(&cl->wlock);
-	wake_all(&wl);
+	ctl_wakes_run(&wl);
 }
 
 int ctl_lease_wait_open(struct txd_fs *fs, struct node *n, struct lwait **out)
@@ -1266,17 +1234,14 @@ int ctl_lease_wait_open(struct txd_fs *fs, struct node *n, struct lwait **out)
 void ctl_lease_wait_close(struct txd_fs *fs, struct lwait *w)
 {
 	struct ctl_leases *cl = fs->ctl_leases;
-	void (*wake)(void *) = NULL;
-	void *arg = NULL;
+	struct ctl_wakes wl = {.n = 0};
 
 	pthread_mutex_lock(&cl->wlock);
 	w->prev->next = w->next;
 	w->next->prev = w->prev;
-	wake = w->wake; /* a poll still registered: let its owner free it */
-	arg = w->wake_arg;
+	ctl_waiter_close(&w->cw, &wl);
 	pthread_mutex_unlock(&cl->wlock);
-	if (wake)
-		wake(arg);
+	ctl_wakes_run(&wl);
 	free(w);
 }
 
@@ -1305,11 +1270,7 @@ ssize_t ctl_lease_wait_read(struct txd_fs *fs, struct lwait *w, void *buf, size_
 
 	pthread_mutex_lock(&cl->wlock);
 	if (!w->ready) {
-		n = nonblock || !done ? -EAGAIN : -EINPROGRESS;
-		if (n == -EINPROGRESS) {
-			w->done = done;
-			w->done_arg = arg;
-		}
+		n = ctl_waiter_defer(&w->cw, nonblock, done, arg);
 		pthread_mutex_unlock(&cl->wlock);
 		return n;
 	}
@@ -1334,12 +1295,9 @@ int ctl_lease_wait_cancel(struct txd_fs *fs, void *arg)
 	if (!cl)
 		return err;
 	pthread_mutex_lock(&cl->wlock);
-	for (struct lwait *w = cl->waits.next; w != &cl->waits; w = w->next)
-		if (w->done && w->done_arg == arg) {
-			w->done = NULL;
+	for (struct lwait *w = cl->waits.next; w != &cl->waits && err; w = w->next)
+		if (ctl_waiter_cancel(&w->cw, arg))
 			err = 0;
-			break;
-		}
 	pthread_mutex_unlock(&cl->wlock);
 	return err;
 }
@@ -1347,20 +1305,14 @@ int ctl_lease_wait_cancel(struct txd_fs *fs, void *arg)
 int ctl_lease_wait_poll(struct txd_fs *fs, struct lwait *w, void (*wake)(void *arg), void *arg)
 {
 	struct ctl_leases *cl = fs->ctl_leases;
-	void (*old)(void *) = NULL;
-	void *old_arg = NULL;
+	struct ctl_wakes wl = {.n = 0};
 	int ready;
 
 	pthread_mutex_lock(&cl->wlock);
 	ready = w->ready;
-	if (!ready && wake) {
-		old = w->wake;
-		old_arg = w->wake_arg;
-		w->wake = wake;
-		w->wake_arg = arg;
-	}
+	if (!ready && wake)
+		ctl_waiter_poll(&w->cw, wake, arg, &wl);
 	pthread_mutex_unlock(&cl->wlock);
-	if (old)
-		old(old_arg); /* replaced: its owner frees it (a spurious wake-up) */
+	ctl_wakes_run(&wl);
 	return ready;
 }

@@ -2,6 +2,7 @@
  * ctl_state.c — `.txdir/state/` (ctl_state.h).
  */
 #include "ctl_state.h"
+#include "ctl_wait.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -75,10 +76,7 @@ struct sfile {
 	bool ready;
 	uint64_t result;            /* changed: the new version */
 	uint64_t ticket;            /* update: a proposal opened at a write */
-	void (*done)(void *arg, int err);
-	void *done_arg;
-	void (*wake)(void *arg);
-	void *wake_arg;
+	struct ctl_waiter cw;       /* changed: its reader's deferred read and poll */
 };
 
 struct ctl_states {
@@ -856,12 +854,7 @@ bool ctl_state_is_wait(const struct sfile *f)
 static void on_state_event(void *arg, const struct state_event *ev)
 {
 	struct ctl_states *cs = arg;
-	struct {
-		void (*done)(void *arg, int err);
-		void (*wake)(void *arg);
-		void *arg;
-	} v[64];
-	unsigned n = 0;
+	struct ctl_wakes wl = {.n = 0};
 
 	pthread_mutex_lock(&cs->wlock);
 	for (struct sfile *f = cs->waits.next; f != &cs->waits; f = f->next) {
@@ -869,26 +862,10 @@ static void on_state_event(void *arg, const struct state_event *ev)
 			continue;
 		f->ready = true;
 		f->result = ev->version;
-		if (f->done && n < 64) {
-			v[n].done = f->done;
-			v[n].wake = NULL;
-			v[n++].arg = f->done_arg;
-			f->done = NULL;
-		}
-		if (f->wake && n < 64) {
-			v[n].done = NULL;
-			v[n].wake = f->wake;
-			v[n++].arg = f->wake_arg;
-			f->wake = NULL;
-		}
+		ctl_waiter_ready(&f->cw, &wl);
 	}
 	pthread_mutex_unlock(&cs->wlock);
-	for (unsigned k = 0; k < n; k++) {
-		if (v[k].done)
-			v[k].done(v[k].arg, 0);
-		else
-			v[k].wake(v[k].arg);
-	}
+	ctl_wakes_run(&wl);
 }
 
 /* f not ready yet: did the version move since open (a replace that became
@@ -914,11 +891,7 @@ ssize_t ctl_state_wait_read(struct txd_fs *fs, struct sfile *f, void *buf, size_
 	pthread_mutex_lock(&cs->wlock);
 	check_moved(fs, f);
 	if (!f->ready) {
-		n = nonblock || !done ? -EAGAIN : -EINPROGRESS;
-		if (n == -EINPROGRESS) {
-			f->done = done;
-			f->done_arg = arg;
-		}
+		n = ctl_waiter_defer(&f->cw, nonblock, done, arg);
 		pthread_mutex_unlock(&cs->wlock);
 		return n;
 	}
@@ -940,12 +913,9 @@ int ctl_state_wait_cancel(struct txd_fs *fs, void *arg)
 	if (!cs)
 		return err;
 	pthread_mutex_lock(&cs->wlock);
-	for (struct sfile *f = cs->waits.next; f != &cs->waits; f = f->next)
-		if (f->done && f->done_arg == arg) {
-			f->done = NULL;
+	for (struct sfile *f = cs->waits.next; f != &cs->waits && err; f = f->next)
+		if (ctl_waiter_cancel(&f->cw, arg))
 			err = 0;
-			break;
-		}
 	pthread_mutex_unlock(&cs->wlock);
 	return err;
 }
@@ -953,41 +923,32 @@ int ctl_state_wait_cancel(struct txd_fs *fs, void *arg)
 int ctl_state_wait_poll(struct txd_fs *fs, struct sfile *f, void (*wake)(void *arg), void *arg)
 {
 	struct ctl_states *cs = fs->ctl_states;
-	void (*old)(void *) = NULL;
-	void *old_arg = NULL;
+	struct ctl_wakes wl = {.n = 0};
 	int ready;
 
 	pthread_mutex_lock(&cs->wlock);
 	check_moved(fs, f);
 	ready = f->ready;
-	if (!ready && wake) {
-		old = f->wake;
-		old_arg = f->wake_arg;
-		f->wake = wake;
-		f->wake_arg = arg;
-	}
+	if (!ready && wake)
+		ctl_waiter_poll(&f->cw, wake, arg, &wl);
 	pthread_mutex_unlock(&cs->wlock);
-	if (old)
-		old(old_arg); /* replaced: its owner frees it (a spurious wake-up) */
+	ctl_wakes_run(&wl);
 	return ready;
 }
 
 void ctl_state_release(struct txd_fs *fs, struct sfile *f)
 {
 	struct ctl_states *cs = fs->ctl_states;
-	void (*wake)(void *) = NULL;
-	void *arg = NULL;
+	struct ctl_wakes wl = {.n = 0};
 
 	if (f->kind == S_CHANGED && f->next) {
 		pthread_mutex_lock(&cs->wlock);
 		f->prev->next = f->next;
 		f->next->prev = f->prev;
-		wake = f->wake; /* a poll still registered: let its owner free it */
-		arg = f->wake_arg;
+		ctl_waiter_close(&f->cw, &wl);
 		pthread_mutex_unlock(&cs->wlock);
 	}
-	if (wake)
-		wake(arg);
+	ctl_wakes_run(&wl);
 	pthread_mutex_destroy(&f->lock);
 	free(f->buf);
 	free(f);

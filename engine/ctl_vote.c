@@ -20,6 +20,7 @@
 #include "core.h"
 #include "ctl_lease.h" /* ctl_entry, ctl_fill */
 #include "ctl_vote.h"
+#include "ctl_wait.h"
 #include "events.h"
 #include "os.h"
 #include "svc.h"
@@ -72,10 +73,7 @@ struct vwait {
 	bool ready;
 	int err; /* ready: -ENOENT when P went undecided */
 	char text[VOTE_REASON_MAX + 80];
-	void (*done)(void *arg, int err);
-	void *done_arg;
-	void (*wake)(void *arg);
-	void *wake_arg;
+	struct ctl_waiter cw; /* its reader's deferred read and poll */
 };
 
 struct ctl_votes {
@@ -857,49 +855,13 @@ text:
 	return 0;
 }
 
-/* ---- the wait file (as ctl_lease.c's) --------------------------------------- */
-struct wake_list {
-	struct {
-		void (*done)(void *arg, int err);
-		void (*wake)(void *arg);
-		void *arg;
-	} v[64];
-	unsigned n;
-};
-
-static void ready_locked(struct vwait *w, struct wake_list *wl)
-{
-	w->ready = true;
-	if (w->done && wl->n < 64) {
-		wl->v[wl->n].done = w->done;
-		wl->v[wl->n].wake = NULL;
-		wl->v[wl->n++].arg = w->done_arg;
-		w->done = NULL;
-	}
-	if (w->wake && wl->n < 64) {
-		wl->v[wl->n].done = NULL;
-		wl->v[wl->n].wake = w->wake;
-		wl->v[wl->n++].arg = w->wake_arg;
-		w->wake = NULL;
-	}
-}
-
-static void wake_all(struct wake_list *wl)
-{
-	for (unsigned k = 0; k < wl->n; k++) {
-		if (wl->v[k].done)
-			wl->v[k].done(wl->v[k].arg, 0);
-		else
-			wl->v[k].wake(wl->v[k].arg);
-	}
-}
-
+/* ---- the wait file --------------------------------------------------------- */
 /* The vote service's events (svc_set_vote_listener): no lock held. A
  * decision readies the waits of its proposal. */
 static void on_vote_event(void *arg, const struct vote_event *ev)
 {
 	struct ctl_votes *cv = arg;
-	struct wake_list wl = {.n = 0};
+	struct ctl_wakes wl = {.n = 0};
 
 	if (ev->kind != VEV_DECIDED)
 		return;
@@ -911,10 +873,11 @@ static void on_vote_event(void *arg, const struct vote_event *ev)
 			snprintf(w->text, sizeof(w->text), "committed\n");
 		else
 			snprintf(w->text, sizeof(w->text), "aborted %s\n", ev->reason);
-		ready_locked(w, &wl);
+		w->ready = true;
+		ctl_waiter_ready(&w->cw, &wl);
 	}
 	pthread_mutex_unlock(&cv->wlock);
-	wake_all(&wl);
+	ctl_wakes_run(&wl);
 }
 
 int ctl_vote_wait_open(struct txd_fs *fs, struct node *n, struct vwait **out)
@@ -951,17 +914,14 @@ int ctl_vote_wait_open(struct txd_fs *fs, struct node *n, struct vwait **out)
 void ctl_vote_wait_close(struct txd_fs *fs, struct vwait *w)
 {
 	struct ctl_votes *cv = state(fs);
-	void (*wake)(void *) = NULL;
-	void *arg = NULL;
+	struct ctl_wakes wl = {.n = 0};
 
 	pthread_mutex_lock(&cv->wlock);
 	w->prev->next = w->next;
 	w->next->prev = w->prev;
-	wake = w->wake; /* a poll still registered: let its owner free it */
-	arg = w->wake_arg;
+	ctl_waiter_close(&w->cw, &wl);
 	pthread_mutex_unlock(&cv->wlock);
-	if (wake)
-		wake(arg);
+	ctl_wakes_run(&wl);
 	free(w);
 }
 
@@ -982,11 +942,7 @@ ssize_t ctl_vote_wait_read(struct txd_fs *fs, struct vwait *w, void *buf, size_t
 		pthread_mutex_lock(&cv->wlock);
 	}
 	if (!w->ready) {
-		n = nonblock || !done ? -EAGAIN : -EINPROGRESS;
-		if (n == -EINPROGRESS) {
-			w->done = done;
-			w->done_arg = arg;
-		}
+		n = ctl_waiter_defer(&w->cw, nonblock, done, arg);
 		pthread_mutex_unlock(&cv->wlock);
 		return n;
 	}
@@ -1006,12 +962,9 @@ int ctl_vote_wait_cancel(struct txd_fs *fs, void *arg)
 	if (!cv)
 		return err;
 	pthread_mutex_lock(&cv->wlock);
-	for (struct vwait *w = cv->waits.next; w != &cv->waits; w = w->next)
-		if (w->done && w->done_arg == arg) {
-			w->done = NULL;
+	for (struct vwait *w = cv->waits.next; w != &cv->waits && err; w = w->next)
+		if (ctl_waiter_cancel(&w->cw, arg))
 			err = 0;
-			break;
-		}
 	pthread_mutex_unlock(&cv->wlock);
 	return err;
 }
@@ -1019,20 +972,14 @@ int ctl_vote_wait_cancel(struct txd_fs *fs, void *arg)
 int ctl_vote_wait_poll(struct txd_fs *fs, struct vwait *w, void (*wake)(void *arg), void *arg)
 {
 	struct ctl_votes *cv = state(fs);
-	void (*old)(void *) = NULL;
-	void *old_arg = NULL;
+	struct ctl_wakes wl = {.n = 0};
 	int ready;
 
 	pthread_mutex_lock(&cv->wlock);
 	ready = w->ready;
-	if (!ready && wake) {
-		old = w->wake;
-		old_arg = w->wake_arg;
-		w->wake = wake;
-		w->wake_arg = arg;
-	}
+	if (!ready && wake)
+		ctl_waiter_poll(&w->cw, wake, arg, &wl);
 	pthread_mutex_unlock(&cv->wlock);
-	if (old)
-		old(old_arg); /* replaced: its owner frees it (a spurious wake-up) */
+	ctl_wakes_run(&wl);
 	return ready;
 }
