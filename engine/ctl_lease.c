@@ -248,7 +248,11 @@ bool ctl_lease_is_dir(unsigned kind)
 
 bool ctl_lease_cacheable(unsigned kind)
 {
-	return kind >= L_ROOT && kind <= L_WAITING; /* fixed directories */
+	/* the fixed directories, and active/PID/ and waiting/PID/: a PID's
+	 * directory stays cached at most a second after its process dies
+	 * (readdir of active/ is exact at once, and a grab in it is ENOENT,
+	 * as when the lookup itself failed: grab) */
+	return (kind >= L_ROOT && kind <= L_WAITING) || kind == L_APID || kind == L_WPID;
 }
 
 unsigned ctl_lease_root_kind(void)
@@ -856,7 +860,7 @@ static int grab(struct txd_fs *fs, const struct txd_cred *c, uint32_t pid, const
 	if (by.proc.pid == pid)
 		target = by.proc; /* the caller's own process: always (SPEC §5), and live */
 	else if ((err = proc_may_act_for(lproc(fs), c->uid, pid, &target)))
-		return err;
+		return err == -ESRCH ? -ENOENT : err; /* a (cached) dead PID's directory */
 	struct unlocked u = drop(fs);
 	fs_will_block(fs); /* the grant waits for the WAL's sync */
 	if (queue)

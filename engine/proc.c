@@ -28,16 +28,24 @@
  * the same start time exists: proc_identify reads /proc/TID/stat (the
  * check) and, on a hit, nothing else. Only identity is cached, never uids
  * or parents (credentials change: setuid, reparenting). Direct-mapped by
- * tid; a miss overwrites. */
+ * tid; a miss overwrites.
+ *
+ * On the real /proc, an entry for a process's main thread (tid == tgid)
+ * also keeps a pidfd, opened before the /proc read it vouches for: while
+ * the pidfd is not readable the process has not exited, so its pid cannot
+ * have been reused and the entry holds without any /proc read (a repeat
+ * caller costs one poll, not an open + read + close). */
 #define PROC_CACHE 64
 
 struct proc_cached {
 	uint32_t tid, tgid;
 	uint64_t tid_start, tgid_start;
+	int pidfd; /* -1: none; else a pidfd of tid, valid while not readable */
 };
 
 struct proc {
 	char root[256];
+	bool real;                   /* root is the real /proc: pidfds work */
 	uint8_t boot[PROC_BOOT_LEN];
 	pthread_mutex_t cache_lock;  /* a leaf */
 	struct proc_cached cache[PROC_CACHE];
@@ -112,6 +120,9 @@ int proc_open(const char *root, struct proc **out)
 	if (!p)
 		return -ENOMEM;
 	snprintf(p->root, sizeof(p->root), "%s", root ? root : "/proc");
+	p->real = strcmp(p->root, "/proc") == 0;
+	for (size_t k = 0; k < PROC_CACHE; k++)
+		p->cache[k].pidfd = -1;
 	pthread_mutex_init(&p->cache_lock, NULL);
 	r = read_text(p, "sys/kernel/random/boot_id", buf, sizeof(buf));
 	if (r == -ESRCH)
@@ -131,6 +142,9 @@ void proc_close(struct proc *p)
 {
 	if (!p)
 		return;
+	for (size_t k = 0; k < PROC_CACHE; k++)
+		if (p->cache[k].pidfd >= 0)
+			close(p->cache[k].pidfd);
 	pthread_mutex_destroy(&p->cache_lock);
 	free(p);
 }
@@ -226,45 +240,100 @@ static int identify_slow(struct proc *p, uint32_t tid, uint64_t tid_start, struc
 	return 0;
 }
 
+/* A pidfd that is not readable: its process has not exited. */
+static bool pidfd_running(int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	return poll(&pfd, 1, 0) == 0;
+}
+
+/* The cache's answer for tid without reading /proc (its pidfd says the
+ * process is still running), or false. */
+static bool cache_pidfd_hit(struct proc *p, uint32_t tid, struct proc_id *out)
+{
+	struct proc_cached *c = &p->cache[tid % PROC_CACHE];
+	bool hit = false;
+
+	pthread_mutex_lock(&p->cache_lock);
+	if (c->tid == tid && c->pidfd >= 0) {
+		hit = pidfd_running(c->pidfd);
+		if (hit) {
+			out->pid = c->tgid;
+			out->start = c->tgid_start;
+		} else {
+			close(c->pidfd);
+			c->pidfd = -1;
+		}
+	}
+	pthread_mutex_unlock(&p->cache_lock);
+	return hit;
+}
+
 /* P1; *own_state: the state of the process read on the way when tid is
  * the process itself (then also the liveness check), else 0. */
 static int identify(struct proc *p, uint32_t tid, struct proc_id *out, char *own_state)
 {
 	uint64_t tid_start = 0;
 	char state;
-	int r;
+	int r, pidfd = -1;
 
 	*own_state = 0;
 	if (tid == 0)
 		return -ESRCH;
 	memset(out, 0, sizeof(*out));
 	memcpy(out->boot, p->boot, PROC_BOOT_LEN);
+	if (p->real && cache_pidfd_hit(p, tid, out)) {
+		p->hits++;
+		if (out->pid == tid)
+			*own_state = 'S'; /* running: neither a zombie nor dead */
+		return 0;
+	}
+	/* opened before the read it vouches for (pidfd_open fails for a
+	 * thread that is not its process's main thread: no pidfd then) */
+	if (p->real)
+		pidfd = (int)syscall(SYS_pidfd_open, (pid_t)tid, 0);
 	/* a (faked) /proc may have a thread's status without its stat: then
 	 * no cache, as before it */
 	r = read_stat(p, tid, &tid_start, &state);
-	if (r == -EINVAL)
-		return r;
-	if (r)
-		return identify_slow(p, tid, 0, out);
+	if (r == -EINVAL || r) {
+		if (pidfd >= 0)
+			close(pidfd);
+		return r == -EINVAL ? r : identify_slow(p, tid, 0, out);
+	}
 	struct proc_cached *c = &p->cache[tid % PROC_CACHE];
 	pthread_mutex_lock(&p->cache_lock);
 	bool hit = c->tid == tid && c->tid_start == tid_start;
 	if (hit) {
 		out->pid = c->tgid;
 		out->start = c->tgid_start;
+		if (c->pidfd < 0 && pidfd >= 0 && out->pid == tid) {
+			c->pidfd = pidfd;
+			pidfd = -1;
+		}
 	}
 	pthread_mutex_unlock(&p->cache_lock);
 	if (hit) {
 		p->hits++;
 	} else {
 		p->misses++;
-		if ((r = identify_slow(p, tid, tid_start, out)))
+		if ((r = identify_slow(p, tid, tid_start, out))) {
+			if (pidfd >= 0)
+				close(pidfd);
 			return r;
+		}
 		pthread_mutex_lock(&p->cache_lock);
+		if (c->pidfd >= 0)
+			close(c->pidfd);
 		*c = (struct proc_cached){.tid = tid, .tgid = out->pid, .tid_start = tid_start,
-					  .tgid_start = out->start};
+					  .tgid_start = out->start, .pidfd = -1};
+		if (pidfd >= 0 && out->pid == tid) {
+			c->pidfd = pidfd;
+			pidfd = -1;
+		}
 		pthread_mutex_unlock(&p->cache_lock);
 	}
+	if (pidfd >= 0)
+		close(pidfd);
 	if (out->pid == tid)
 		*own_state = state;
 	return 0;

@@ -19,7 +19,9 @@
  *     thread's id, and every check is about the process. The mapping is
  *     cached per (tid, the thread's start time): a thread never changes
  *     process, so one read of /proc/TID/stat (is this still the same
- *     thread?) answers a repeat caller. Uids and parents are never cached
+ *     thread?) answers a repeat caller — or, for a process's main thread on
+ *     the real /proc, one poll of a pidfd kept with the entry (not readable:
+ *     not exited, so the pid is not reused). Uids and parents are never cached
  *     (credentials change): proc_may_act_for reads the target's status.
  *  P2 proc_alive(id) is true only if a process with id.pid exists now, has
  *     the same start time and the boot id is the current one: a reused pid

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../engine/os.h"
 #include "../../engine/proc.h"
 #include "txdtest.h"
 
@@ -266,6 +267,42 @@ static uint64_t now_ms(void)
 }
 
 TestSuite(watch, .timeout = 30);
+
+static _Atomic int opens;
+
+static int counting_open(const char *path, int flags, mode_t mode)
+{
+	opens++;
+	return txd_os_real.open(path, flags, mode);
+}
+
+/* P1 on the real /proc: a repeat caller that is its process's main thread
+ * is answered from the pidfd kept with the cache entry, with no /proc read
+ * at all; once it has exited (pid free for reuse) it is not. */
+Test(watch, P1_main_thread_answered_by_its_pidfd)
+{
+	struct txd_os_ops ops = txd_os_real;
+	struct proc *p;
+	struct proc_id a, again;
+	int wa;
+	pid_t pa = child_pipe(&wa);
+
+	ops.open = counting_open;
+	cr_assert_eq(proc_open(NULL, &p), 0);
+	txd_os_set(&ops);
+	cr_assert_eq(proc_identify(p, (uint32_t)pa, &a), 0);
+	cr_assert_gt(opens, 0, "a first caller is read from /proc");
+	opens = 0;
+	cr_assert_eq(proc_identify(p, (uint32_t)pa, &again), 0);
+	cr_assert_eq(opens, 0, "a repeat caller costs no /proc read (%d opens)", (int)opens);
+	cr_assert(proc_same(&a, &again));
+	close(wa);
+	waitpid(pa, NULL, 0);
+	cr_assert_eq(proc_identify(p, (uint32_t)pa, &again), -ESRCH, "an exited caller is not cached");
+	cr_assert_gt(opens, 0);
+	txd_os_set(NULL);
+	proc_close(p);
+}
 
 Test(watch, P4_death_reported_once_within_1s)
 {
