@@ -112,6 +112,9 @@ struct txd_fs {
 	struct notice *notices;
 	struct clog *clog;        /* clog.h: .txdir/commits */
 	struct handle snapshots; /* list head of snapshot handles */
+	struct handle handles;   /* list head of every open handle (nhandles of
+				  * them): those the kernel never released are
+				  * released at txd_fs_close */
 	struct node *ctl_nodes[256]; /* control nodes by (kind, key, view) (ctl.c) */
 	uint64_t ctl_via;            /* view of the ctl call in progress (fs->lock) */
 	struct txn *txns;         /* txn.h */

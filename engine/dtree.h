@@ -92,6 +92,7 @@ struct handle {
 	_Atomic bool active;   /* writable, written or opened since its last FLUSH
 				* (counted in wf->nactive; SPEC §3 "writer") */
 	struct handle *snap_next, *snap_prev;
+	struct handle *all_next, *all_prev; /* fs->handles: every open handle */
 };
 
 /* The name a view's root keeps for the control tree (vfs.c routes it). */
@@ -102,6 +103,9 @@ struct handle {
 
 /* ---- fs.c: nodes and attributes (fs->lock held) ---- */
 struct node *fs_node(struct txd_fs *fs, uint64_t id);
+/* Every open handle is on fs->handles (core.h), counted in fs->nhandles. */
+void fs_handle_opened(struct txd_fs *fs, struct handle *h);
+void fs_handle_closed(struct txd_fs *fs, struct handle *h);
 /* Nodes belong to a view: t == NULL is the main tree, else a transaction.
  * in == NULL makes a control node (ctl.c fills in its kind). */
 struct node *fs_node_new(struct txd_fs *fs, struct txn *t, struct inode *in);

@@ -678,6 +678,7 @@ int txd_fs_open(const char *dir, const struct txd_opts *opts, struct txd_fs **ou
 		fs->opts = *opts;
 	fs->next_node = TXD_ROOT_NODE;
 	fs->snapshots.snap_next = fs->snapshots.snap_prev = &fs->snapshots;
+	fs->handles.all_next = fs->handles.all_prev = &fs->handles;
 	pthread_cond_init(&fs->txn_cv, NULL);
 	fs->nodes_size = 1024;
 	fs->start_ns = txd_os->now_monotonic_ns();
@@ -696,8 +697,44 @@ out_free:
 	return err;
 }
 
+void fs_handle_opened(struct txd_fs *fs, struct handle *h)
+{
+	h->all_next = &fs->handles;
+	h->all_prev = fs->handles.all_prev;
+	h->all_prev->all_next = h;
+	fs->handles.all_prev = h;
+	fs->nhandles++;
+}
+
+void fs_handle_closed(struct txd_fs *fs, struct handle *h)
+{
+	h->all_prev->all_next = h->all_next;
+	h->all_next->all_prev = h->all_prev;
+	h->all_next = h->all_prev = NULL;
+	fs->nhandles--;
+}
+
+/* Handles the kernel never released — the session ended with files open
+ * (a signal, an aborted connection) — are released now, as their RELEASE
+ * would have: content a writer flushed is committed, its view's writer
+ * count drops (a commit or prepare waiting on it goes on). */
+static void release_leftovers(struct txd_fs *fs)
+{
+	for (;;) {
+		pthread_mutex_lock(&fs->lock);
+		struct handle *h = fs->handles.all_next;
+		pthread_mutex_unlock(&fs->lock);
+		if (h == &fs->handles)
+			return;
+		uint64_t fh = (uint64_t)(uintptr_t)h;
+		if ((h->is_dir ? txd_releasedir(fs, fh) : txd_release(fs, fh)) == -EBADF)
+			return; /* not ours (cannot happen): never loop on it */
+	}
+}
+
 void txd_fs_close(struct txd_fs *fs)
 {
+	release_leftovers(fs);
 	ckpt_stop(fs);
 	pthread_mutex_lock(&fs->lock);
 	if (!fs->failed && !wal_failed(fs->wal)) {

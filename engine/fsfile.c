@@ -22,7 +22,9 @@
  *     alone at FLUSH: it goes with the content that follows;
  *   - such a lone truncation (wfile->trunc_pending) is committed at the
  *     RELEASE of the handle that made it or of the last writer, or before
- *     any other OPEN or an fsync of the file is answered, whichever is first;
+ *     any other OPEN or an fsync of the file — or of any directory (the
+ *     mount-wide `mountctl sync`; syncfs never reaches FUSE) — is
+ *     answered, whichever is first;
  *   - fsync and RELEASE of the last writer commit whatever is pending.
  */
 #include <errno.h>
@@ -314,7 +316,7 @@ static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h
 	n->nopen++;
 	if (n->txn)
 		n->txn->nopen++;
-	fs->nhandles++;
+	fs_handle_opened(fs, h);
 	return 0;
 }
 
@@ -387,6 +389,39 @@ static int commit_lone_truncation(struct txd_fs *fs, pid_t pid, uint64_t node)
 	pthread_mutex_lock(&fs->lock);
 	fs_wf_put(fs, t, in, wf);
 	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+/* Every lone truncation pending in an open handle's working copy,
+ * committed as commit_lone_truncation does one. No locks held. */
+static int commit_lone_truncations(struct txd_fs *fs, pid_t pid)
+{
+	uint64_t *ids = NULL;
+	size_t n = 0, cap = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	for (struct handle *h = fs->handles.all_next; h != &fs->handles; h = h->all_next) {
+		struct wfile *wf = h->writable && !h->is_dir ? h->wf : NULL;
+		if (!wf || h->node->ctl || !atomic_load(&wf->trunc_pending) ||
+		    atomic_load(&wf->written))
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? 2 * cap : 8;
+			uint64_t *nids = realloc(ids, ncap * sizeof(*ids));
+			if (!nids) {
+				err = -ENOMEM;
+				break;
+			}
+			ids = nids;
+			cap = ncap;
+		}
+		ids[n++] = h->node->id;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	for (size_t k = 0; k < n && !err; k++)
+		err = commit_lone_truncation(fs, pid, ids[k]);
+	free(ids);
 	return err;
 }
 
@@ -597,6 +632,11 @@ int fs_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
 	int err = 0;
 	if (h && h->magic == HANDLE_MAGIC && !h->is_dir && !h->node->ctl)
 		err = commit_lone_truncation(fs, pid_of(c), h->node->id);
+	/* fsync of a directory (`mountctl sync`: every commit so far durable)
+	 * commits every lone truncation still pending, as a sync of each file
+	 * would (SPEC §3): `exec 3> f; mountctl sync` leaves f empty on disk */
+	if (h && h->magic == HANDLE_MAGIC && h->is_dir)
+		err = commit_lone_truncations(fs, pid_of(c));
 	/* a directory, or nothing pending: make every earlier commit durable */
 	*lsn_out = wal_last_lsn(fs->wal);
 	return err;
@@ -638,7 +678,7 @@ int fs_release(struct txd_fs *fs, struct handle *h)
 	n->nopen--;
 	if (n->txn)
 		n->txn->nopen--;
-	fs->nhandles--;
+	fs_handle_closed(fs, h);
 	fs_node_put(fs, n);
 	pthread_mutex_unlock(&fs->lock);
 	h->magic = 0;

@@ -186,7 +186,7 @@ int txd_opendir(struct txd_fs *fs, uint64_t node, uint64_t *dh)
 	n->nopen++;
 	if (n->txn)
 		n->txn->nopen++;
-	fs->nhandles++;
+	fs_handle_opened(fs, h);
 	*dh = (uint64_t)(uintptr_t)h;
 	err = 0;
 out:
@@ -237,7 +237,7 @@ int txd_releasedir(struct txd_fs *fs, uint64_t dh)
 	h->node->nopen--;
 	if (h->node->txn)
 		h->node->txn->nopen--;
-	fs->nhandles--;
+	fs_handle_closed(fs, h);
 	node_put(fs, h->node);
 	pthread_mutex_unlock(&fs->lock);
 	h->magic = 0;
@@ -262,7 +262,7 @@ static int ctl_file_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t n
 	int err = n ? ctl_open(fs, c, n, flags, h, out) : -ESTALE;
 	if (!err) {
 		n->nopen++;
-		fs->nhandles++;
+		fs_handle_opened(fs, h);
 		out->fh = (uint64_t)(uintptr_t)h;
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -456,7 +456,7 @@ int txd_release(struct txd_fs *fs, uint64_t fh)
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = h->node;
 	n->nopen--;
-	fs->nhandles--;
+	fs_handle_closed(fs, h);
 	ctl_node_put(fs, n);
 	pthread_mutex_unlock(&fs->lock);
 	h->magic = 0;

@@ -533,6 +533,12 @@ static int run(struct fuse_args *args, const struct fuse_cmdline_opts *fo,
 	/* Let pending durability callbacks send their replies first. */
 	txd_sync_wait(txdirfs.fs);
 	fuse_session_unmount(se);
+	/* Close the engine while the session still exists: its threads (the
+	 * prepare thread, durability callbacks, wait files) answer requests
+	 * they deferred, even now; after the unmount those replies go
+	 * nowhere, but they must not go to a freed session. */
+	txd_fs_close(txdirfs.fs);
+	txdirfs.fs = NULL;
 out_notifier:
 	tx_notifier_stop();
 out_signals:
@@ -605,7 +611,8 @@ int main(int argc, char *argv[])
 	tx_loop_block_signals(&sigs);
 	if (open_engine(store, &o) == 0) {
 		status = run(&args, &fo, conn_opts, &sigs);
-		txd_fs_close(txdirfs.fs);
+		if (txdirfs.fs) /* run closes it once mounted */
+			txd_fs_close(txdirfs.fs);
 	}
 	daemon_ready(status ? status : 1); /* no-op once reported */
 out:

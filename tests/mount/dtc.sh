@@ -45,6 +45,16 @@ write_err() { # file text
 	esac
 }
 
+# Is PID (or its child) blocked in a FUSE request (its wchan names the wait)?
+in_fuse_wait() { # pid
+	local p w
+	for p in "$1" $(cat "/proc/$1/task/$1/children" 2>/dev/null); do
+		w=$(cat "/proc/$p/wchan" 2>/dev/null) || continue
+		case $w in *request_wait_answer* | *fuse*) return 0 ;; esac
+	done
+	return 1
+}
+
 # Is process PID stopped (state T in /proc/PID/stat)?
 stopped() { # pid
 	[ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = T ]
@@ -182,11 +192,38 @@ test_prepare() {
 		ok "prepare: the decision after the restart commits it" || not_ok "prepare: resolve after restart"
 }
 
+# SIGTERM while a prepare waits on the prepare thread (for a writer in its
+# view, up to TXN_BUSY_WAIT_MS): the server answers it, or gives it up,
+# before its FUSE session goes, and exits cleanly — no reply on a freed
+# session (the ASan pass runs this against an ASan txdirfs).
+test_prepare_at_stop() {
+	local T=$TM_MNT/.txdir/txn fd pid log=$TM_LOG rc=0
+	propose PS && mkdir "$T/ts" && echo x >"$T/ts/root/sfile" || { not_ok "stop: setup"; return; }
+	exec {fd}>"$T/ts/root/held"
+	(exec timeout 30 sh -c 'printf "prepare PS as alice\n" >"$1"' sh "$T/ts/ctl") 2>/dev/null &
+	pid=$!
+	wait_for 100 in_fuse_wait "$pid" || not_ok "stop: the prepare does not wait"
+	kill -TERM "$TM_PID"
+	wait "$TM_PID" || rc=$?
+	exec {fd}>&-
+	wait "$pid" 2>/dev/null
+	if [ "$rc" -eq 0 ] && ! grep -q 'Sanitizer\|runtime error' "$log"; then
+		ok "stop: SIGTERM with a prepare in flight: clean exit"
+	else
+		not_ok "stop: SIGTERM with a prepare in flight: exit $rc"
+		grep -A14 'Direct leak\|ERROR' "$log" | head -60 | sed 's/^/#   /'
+	fi
+	TM_PID=
+	fusermount3 -uz "$TM_MNT" 2>/dev/null
+}
+
 tm_mount "$OPTS" || { echo "not ok - mount"; echo "0 passed, 1 failed"; exit 1; }
 test_fenced
 test_paused
 test_prepare_bad
 tm_umount >/dev/null || not_ok "unmount"
+tm_mount "$OPTS" && { test_prepare_at_stop; true; } || not_ok "mount (stop)"
+tm_umount >/dev/null
 if mount_killable "$OPTS"; then
 	if [ -d "$TM_MNT/.txdir/consensus/proposals" ]; then
 		test_prepare

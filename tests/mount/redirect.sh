@@ -110,4 +110,35 @@ else
 	tm_umount >/dev/null
 fi
 
+# `exec 3> f` with nothing written, then `mountctl sync MNT` (an fsync of
+# the mount's root): the sync commits the pending truncation, so after a
+# SIGKILL the file is empty, as on ext4 after sync.
+if mount_killable "$OPTS"; then
+	head -c 65536 /dev/urandom >"$TM_MNT/s"
+	mkfifo "$TM_DIR/sgo"
+	F=$TM_MNT/s READY=$TM_DIR/sready GO=$TM_DIR/sgo \
+		timeout 60 sh -c 'exec 3> "$F"; : > "$READY"; read x < "$GO"' </dev/null >/dev/null 2>&1 &
+	wpid=$!
+	if wait_for 200 test -e "$TM_DIR/sready" && "$MOUNTCTL" sync "$TM_MNT"; then
+		kill_server || not_ok "sync: kill server"
+		kill -KILL "$wpid" 2>/dev/null
+		wait "$wpid" 2>/dev/null
+		detach
+		if start_server "$OPTS"; then
+			size=$(stat -c %s "$TM_MNT/s" 2>/dev/null)
+			[ "$size" = 0 ] && ok "exec 3> f, then mountctl sync: the truncation survives SIGKILL" ||
+				not_ok "exec 3> f, then mountctl sync: size ${size:-?} after SIGKILL, want 0"
+		else
+			not_ok "sync: remount"
+		fi
+	else
+		not_ok "sync: the writer did not get ready, or mountctl sync failed"
+		kill -KILL "$wpid" 2>/dev/null
+	fi
+	tm_umount >/dev/null || not_ok "sync: unmount"
+else
+	not_ok "sync: mount"
+	tm_umount >/dev/null
+fi
+
 tm_summary
