@@ -16,7 +16,9 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <sys/types.h>
+#include <syslog.h>
 
 struct ctl_waiter {
 	void (*done)(void *arg, int err); /* a deferred read */
@@ -25,49 +27,81 @@ struct ctl_waiter {
 	void *wake_arg;
 };
 
-#define CTL_WAKES_MAX 64
+/* Callbacks collected under a wait lock and run after it: the first
+ * CTL_WAKES_INLINE in place, the rest in a heap array that ctl_wakes_run
+ * frees (a release may ready any number of readers of one file). */
+#define CTL_WAKES_INLINE 32
+
+struct ctl_wake {
+	void (*done)(void *arg, int err);
+	void (*wake)(void *arg);
+	void *arg;
+};
+
 struct ctl_wakes {
-	struct {
-		void (*done)(void *arg, int err);
-		void (*wake)(void *arg);
-		void *arg;
-	} v[CTL_WAKES_MAX];
+	struct ctl_wake v[CTL_WAKES_INLINE];
 	unsigned n;
+	struct ctl_wake *more; /* entries CTL_WAKES_INLINE.. (malloc'd) */
+	unsigned nmore, cap;
+	unsigned lost;         /* not queued for want of memory (logged) */
 };
 
 static inline void ctl_wakes_add(struct ctl_wakes *wl, void (*done)(void *, int),
 				 void (*wake)(void *), void *arg)
 {
-	if (wl->n < CTL_WAKES_MAX) {
-		wl->v[wl->n].done = done;
-		wl->v[wl->n].wake = wake;
-		wl->v[wl->n++].arg = arg;
+	struct ctl_wake e = {done, wake, arg};
+
+	if (wl->n < CTL_WAKES_INLINE) {
+		wl->v[wl->n++] = e;
+		return;
 	}
+	if (wl->nmore == wl->cap) {
+		unsigned cap = wl->cap ? 2 * wl->cap : 64;
+		struct ctl_wake *m = realloc(wl->more, cap * sizeof(*m));
+		if (!m) {
+			wl->lost++;
+			return;
+		}
+		wl->more = m;
+		wl->cap = cap;
+	}
+	wl->more[wl->nmore++] = e;
 }
 
 /* The file became ready: its deferred read and its poll go to wl. */
 static inline void ctl_waiter_ready(struct ctl_waiter *w, struct ctl_wakes *wl)
 {
-	if (w->done && wl->n < CTL_WAKES_MAX) {
+	if (w->done) {
 		ctl_wakes_add(wl, w->done, NULL, w->done_arg);
 		w->done = NULL;
 	}
-	if (w->wake && wl->n < CTL_WAKES_MAX) {
+	if (w->wake) {
 		ctl_wakes_add(wl, NULL, w->wake, w->wake_arg);
 		w->wake = NULL;
 	}
 }
 
-/* With no lock held: each deferred read answered (0: read again), each poll
- * woken. */
-static inline void ctl_wakes_run(const struct ctl_wakes *wl)
+static inline void ctl_wake_run(const struct ctl_wake *e)
 {
-	for (unsigned k = 0; k < wl->n; k++) {
-		if (wl->v[k].done)
-			wl->v[k].done(wl->v[k].arg, 0);
-		else
-			wl->v[k].wake(wl->v[k].arg);
-	}
+	if (e->done)
+		e->done(e->arg, 0);
+	else
+		e->wake(e->arg);
+}
+
+/* With no lock held: each deferred read answered (0: read again), each poll
+ * woken; then wl is empty again. */
+static inline void ctl_wakes_run(struct ctl_wakes *wl)
+{
+	for (unsigned k = 0; k < wl->n; k++)
+		ctl_wake_run(&wl->v[k]);
+	for (unsigned k = 0; k < wl->nmore; k++)
+		ctl_wake_run(&wl->more[k]);
+	if (wl->lost)
+		syslog(LOG_ERR, "txdir: %u wait-file wake-ups lost (out of memory)", wl->lost);
+	free(wl->more);
+	wl->more = NULL;
+	wl->n = wl->nmore = wl->cap = wl->lost = 0;
 }
 
 /* A read of a file not ready: -EAGAIN (O_NONBLOCK, or no way to defer), or

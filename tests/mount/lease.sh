@@ -338,6 +338,39 @@ queued_n() { # name n
 	[ "$c" -ge "$2" ]
 }
 
+# More readers of one `released` than one batch of wake-ups (ctl_wait.h):
+# every one of 100 blocked readers is answered when the lease ends.
+test_many_waiters() {
+	local L=$TM_MNT/.txdir/leases A=$TM_MNT/.txdir/leases/active/$$ pids=() p crowd=100 blocked
+	mkdir "$A/crowd" || { not_ok "crowd: grab"; return; }
+	for ((p = 0; p < crowd; p++)); do
+		timeout 60 cat "$A/crowd/released" >"$TM_DIR/crowd.$p" 2>&1 &
+		pids+=($!)
+	done
+	all_blocked() { # bash builtins only: 100 processes a pass
+		local q k w c=0
+		for q in "${pids[@]}"; do
+			k= w=
+			read -r k _ <"/proc/$q/task/$q/children" 2>/dev/null
+			[ -n "$k" ] && { read -r w <"/proc/$k/wchan"; } 2>/dev/null
+			[[ $w == *request_wait_answer* ]] && c=$((c + 1))
+		done
+		blocked=$c
+		[ "$c" -eq "$crowd" ]  # not $n: wait_for has a local n
+	}
+	wait_for 200 all_blocked || echo "# crowd: $blocked of $crowd readers blocked before the release"
+	rmdir "$A/crowd" || not_ok "crowd: rmdir"
+	local answered=0 q
+	for q in "${pids[@]}"; do
+		wait "$q" # each bounded by its timeout
+	done
+	for ((p = 0; p < crowd; p++)); do
+		[ "$(cat "$TM_DIR/crowd.$p")" = release ] && answered=$((answered + 1))
+	done
+	[ "$answered" -eq "$crowd" ] && ok "crowd: all $crowd blocked readers of released are answered" ||
+		not_ok "crowd: $answered of $crowd readers answered 'release'"
+}
+
 test_fifo() {
 	local L=$TM_MNT/.txdir/leases i p h rc=0 want="" got pids=()
 	[ -x "${MOUNTCTL:-}" ] || { skip "fifo" "no MOUNTCTL"; return; }
@@ -526,6 +559,7 @@ test_fstat_after_end
 test_nobody
 test_death
 test_waits
+test_many_waiters
 test_fifo
 test_bad
 test_view
