@@ -15,8 +15,9 @@
  *     stats               Prometheus text
  *     status.json         struct txd_status as JSON (mountctl status)
  *
- * Every control file is direct_io with zero entry/attr timeouts, and its
- * content is rendered at open (a consistent snapshot for the reader). st_size
+ * Every control file is direct_io with a zero attr timeout (and a zero entry
+ * timeout unless it always exists: ctl_node), and its content is rendered
+ * at open (a consistent snapshot for the reader). st_size
  * is 0, as in procfs (getattr_of says why): readers read to EOF.
  *
  * The event log and the commit log are modules of their own (events.h,
@@ -588,6 +589,13 @@ static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct 
 		       !ctl_recovery_owns(kind) && /* so do journals */
 		       (!ctl_vote_owns(kind) || ctl_vote_cacheable(kind)) && /* and proposals */
 		       (!ctl_state_owns(kind) || kind == ctl_state_root_kind());
+	/* Files that always exist keep their name cached (no LOOKUP at each
+	 * open: status, stats, the state document and update), never their
+	 * attributes (mtime changes server-side). A rename over one (a temp
+	 * file over global_state.json) drops the kernel's entry itself. */
+	e->cache_entry = !kind_is_dir(kind) &&
+			 (kind == CTL_EVENTS || kind == CTL_STATS || kind == CTL_STATUS ||
+			  (ctl_state_owns(kind) && ctl_state_fixed_file(kind)));
 	return 0;
 }
 

@@ -142,6 +142,11 @@ unsigned ctl_state_root_kind(void)
 	return S_DIR;
 }
 
+bool ctl_state_fixed_file(unsigned kind)
+{
+	return kind > S_DIR && kind < S_END && kind != S_TEMP;
+}
+
 bool ctl_state_writable(unsigned kind)
 {
 	return kind == S_DOC || kind == S_UPDATE || kind == S_TEMP || kind == S_PARTS;

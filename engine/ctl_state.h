@@ -95,6 +95,8 @@ bool ctl_state_owns(unsigned kind);
 bool ctl_state_is_dir(unsigned kind);
 /* The kind of `.txdir/state` (ctl.c lists it in .txdir). */
 unsigned ctl_state_root_kind(void);
+/* A file of .txdir/state/ that always exists (not a temp file). */
+bool ctl_state_fixed_file(unsigned kind);
 
 /* Called by ctl.c with fs->lock held. */
 int ctl_state_lookup(struct txd_fs *fs, struct node *parent, const char *name,

@@ -145,6 +145,8 @@ struct txd_entry {
 	uint64_t generation;
 	struct txd_attr attr;
 	bool cacheable; /* false: zero entry/attr timeouts (control tree) */
+	bool cache_entry; /* the name may be cached though the attributes may
+			   * not (a control file that always exists) */
 };
 
 /* The request's context: who is asking, passed explicitly to every call

@@ -68,7 +68,7 @@ void tx_entry_param(const struct txd_entry *e, struct fuse_entry_param *out)
 	out->ino = e->node;
 	out->generation = e->generation;
 	tx_attr_to_stat(&e->attr, &out->attr);
-	out->entry_timeout = e->cacheable ? TXDIRFS_ENTRY_TIMEOUT : 0;
+	out->entry_timeout = e->cacheable || e->cache_entry ? TXDIRFS_ENTRY_TIMEOUT : 0;
 	out->attr_timeout = e->cacheable ? TXDIRFS_ATTR_TIMEOUT : 0;
 }
 

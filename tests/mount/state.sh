@@ -167,6 +167,29 @@ test_read() {
 		ok "read: state/ lists its files" || not_ok "read: ls: $(ls "$S")"
 }
 
+# The files of state/ always exist: their names stay cached (no LOOKUP at
+# each open), their content and version never (each read is the current
+# document, also right after a temp file is renamed over it).
+lookups() {
+	awk -F' ' '/^txdir_fuse_requests_total\{op="lookup"\}/ { print $2 }' "$TM_MNT/.txdir/stats"
+}
+test_cached_names() {
+	local S=$TM_MNT/.txdir/state a b i
+	cat "$S/global_state.json" >/dev/null
+	a=$(lookups)
+	for ((i = 0; i < 20; i++)); do cat "$S/global_state.json" >/dev/null; done
+	b=$(lookups)
+	[ -n "$a" ] && [ $((b - a)) -lt 10 ] &&
+		ok "cached names: 20 reads of global_state.json cost $((b - a)) lookups" ||
+		not_ok "cached names: 20 reads cost $((b - a)) lookups ($a -> $b)"
+	printf '{"n": 1}\n' >"$S/global_state.json" && [ "$(cat "$S/global_state.json")" = '{"n": 1}' ] &&
+		printf '{"n": 2}\n' >"$S/cn.tmp" && mv "$S/cn.tmp" "$S/global_state.json" &&
+		[ "$(cat "$S/global_state.json")" = '{"n": 2}' ] &&
+		printf '{"n": 3}\n' >"$S/global_state.json" && [ "$(cat "$S/global_state.json")" = '{"n": 3}' ] &&
+		ok "cached names: each read is the current document (write, rename over, write)" ||
+		not_ok "cached names: read '$(cat "$S/global_state.json")'"
+}
+
 test_replace() {
 	local S=$TM_MNT/.txdir/state v out
 	printf '{"service": "db", "replicas": 3}\n' >"$S/global_state.json" &&
@@ -447,6 +470,7 @@ fi
 test_cas8
 test_participants
 test_fenced
+test_cached_names
 tm_umount >/dev/null || not_ok "unmount"
 test_restart
 tm_summary
