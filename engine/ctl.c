@@ -1063,11 +1063,23 @@ int ctl_read_cancel(struct txd_fs *fs, void *arg)
 	return err;
 }
 
-int ctl_flush(struct txd_fs *fs, const struct txd_cred *c, struct handle *h)
+int ctl_flush_async(struct txd_fs *fs, const struct txd_cred *c, struct handle *h,
+		    void (*done)(void *arg, int err), void *arg)
 {
 	if (h->ctl && ctl_vote_owns(h->node->ctl))
 		return ctl_vote_flush(fs, c, h->node, &h->ctl->acc);
-	return h->ctl && h->ctl->state ? ctl_state_flush(fs, c, h->ctl->state) : 0;
+	return h->ctl && h->ctl->state ? ctl_state_flush_async(fs, c, h->ctl->state, done, arg)
+				       : 0;
+}
+
+int ctl_flush(struct txd_fs *fs, const struct txd_cred *c, struct handle *h)
+{
+	return ctl_flush_async(fs, c, h, NULL, NULL);
+}
+
+int ctl_flush_cancel(struct txd_fs *fs, void *arg)
+{
+	return ctl_state_flush_cancel(fs, arg);
 }
 
 ssize_t ctl_getxattr(struct txd_fs *fs, struct node *n, const char *name, void *buf,

@@ -56,6 +56,10 @@ int ctl_poll(struct txd_fs *fs, struct handle *h, void (*wake)(void *arg), void 
  * (SPEC §3; consensus payload: ctl_vote.h; state documents: ctl_state.h).
  * vfs.c routes a control handle's FLUSH and fsync here. */
 int ctl_flush(struct txd_fs *fs, const struct txd_cred *c, struct handle *h);
+/* ctl_flush that may answer later (txd_flush_async); cancel as there. */
+int ctl_flush_async(struct txd_fs *fs, const struct txd_cred *c, struct handle *h,
+		    void (*done)(void *arg, int err), void *arg);
+int ctl_flush_cancel(struct txd_fs *fs, void *arg);
 void ctl_release(struct txd_fs *fs, struct handle *h);
 /* unlink in the control tree: by-name/NAME breaks the lease (ctl_lease.h). */
 int ctl_unlink(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,

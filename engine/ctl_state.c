@@ -632,10 +632,10 @@ static int parse_update(const char *b, size_t len, char **doc, uint64_t *if_vers
 	return err;
 }
 
-/* Act on f's buffer (f->lock held). at_flush: a participants-mode replace
- * waits for its outcome now; at a write, update's proposal is opened and
- * the close waits (f->ticket). */
-static int act(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f, bool at_flush)
+/* Act on f's buffer (f->lock held). A participants-mode replace opens its
+ * proposal and leaves its ticket in f->ticket: at a write (update), the
+ * close waits for it; at a FLUSH, the FLUSH does (ctl_state_flush_async). */
+static int act(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f)
 {
 	char *doc = NULL;
 	uint64_t if_version = STATE_ANY;
@@ -649,12 +649,12 @@ static int act(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f, boo
 		fs_will_block(fs);
 		err = state_set_participants(ssvc(fs), f->buf ? f->buf : "", f->len, &by);
 	} else if (f->kind == S_DOC) {
-		err = replace(fs, c, f->buf ? f->buf : "", f->len, STATE_ANY, NULL, true, NULL);
+		err = replace(fs, c, f->buf ? f->buf : "", f->len, STATE_ANY, NULL, false, &f->ticket);
 	} else {
 		err = parse_update(f->buf ? f->buf : "", f->len, &doc, &if_version, &fenced, &fe);
 		if (!err)
 			err = replace(fs, c, doc, strlen(doc), if_version, fenced ? &fe : NULL,
-				      at_flush, &f->ticket);
+				      false, &f->ticket);
 		free(doc);
 	}
 	f->len = 0; /* the next writes start a new document */
@@ -733,16 +733,17 @@ ssize_t ctl_state_write(struct txd_fs *fs, const struct txd_cred *c, struct sfil
 		/* a one-word control file: each write acts (SPEC §3) */
 		memmove(f->buf, f->buf + off, size);
 		f->len = size;
-		err = act(fs, c, f, false);
+		err = act(fs, c, f);
 	} else if (f->kind == S_UPDATE && complete_object(f)) {
-		err = act(fs, c, f, false);
+		err = act(fs, c, f);
 	}
 out_unlock:
 	pthread_mutex_unlock(&f->lock);
 	return err ? err : (ssize_t)size;
 }
 
-int ctl_state_flush(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f)
+int ctl_state_flush_async(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f,
+			  void (*done)(void *arg, int err), void *arg)
 {
 	int err = 0;
 
@@ -750,16 +751,30 @@ int ctl_state_flush(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f
 		return 0; /* a temp file holds its bytes already */
 	pthread_mutex_lock(&f->lock);
 	if (f->dirty)
-		err = act(fs, c, f, true);
+		err = act(fs, c, f);
 	if (!err && f->ticket) {
-		/* update's proposal, opened at a write: close gives its outcome */
+		/* a participants-mode replace: the FLUSH gives its outcome */
 		uint64_t t = f->ticket;
 		f->ticket = 0;
-		fs_will_block(fs);
-		err = state_wait(ssvc(fs), t, NULL);
+		if (done) {
+			err = state_wait_async(ssvc(fs), t, done, arg);
+		} else {
+			fs_will_block(fs);
+			err = state_wait(ssvc(fs), t, NULL);
+		}
 	}
 	pthread_mutex_unlock(&f->lock);
 	return err;
+}
+
+int ctl_state_flush(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f)
+{
+	return ctl_state_flush_async(fs, c, f, NULL, NULL);
+}
+
+int ctl_state_flush_cancel(struct txd_fs *fs, void *arg)
+{
+	return state_wait_cancel(ssvc(fs), arg);
 }
 
 /* ---- rename ------------------------------------------------------------------------ */

@@ -128,6 +128,13 @@ ssize_t ctl_state_write(struct txd_fs *fs, const struct txd_cred *c, struct sfil
 			const void *buf, size_t size, uint64_t off);
 /* FLUSH or fsync: act on what was written since the last one. */
 int ctl_state_flush(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f);
+/* The same for a caller that must not block: a participants-mode replace
+ * (update, or the document written in place) returns -EINPROGRESS and
+ * later calls done(arg, outcome) once (state_wait_async); cancel: 0 taken
+ * back, -ENOENT due. */
+int ctl_state_flush_async(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f,
+			  void (*done)(void *arg, int err), void *arg);
+int ctl_state_flush_cancel(struct txd_fs *fs, void *arg);
 /* `changed` (ctl_lease.h "wait files" has the same contract). */
 bool ctl_state_is_wait(const struct sfile *f);
 ssize_t ctl_state_wait_read(struct txd_fs *fs, struct sfile *f, void *buf, size_t size,

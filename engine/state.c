@@ -50,7 +50,54 @@ struct state_svc {
 		uint64_t version;
 	} done[8];                  /* the last outcomes, by seq % 8 */
 	pthread_cond_t cv;          /* a state proposal finished */
+	struct swaiter *waiters;    /* state_wait_async's, not yet answered */
 };
+
+/* A caller waiting for a proposal's outcome without a thread. */
+struct swaiter {
+	struct swaiter *next;
+	uint64_t ticket;
+	void (*done)(void *arg, int err);
+	void *arg;
+};
+
+/* The outcome of ticket once it is no longer pending (s->lock held). */
+static int outcome_of(const struct state_svc *s, uint64_t ticket, uint64_t *version)
+{
+	if (s->done[ticket % 8].seq != ticket)
+		return -EIO; /* eight later proposals ended before this waiter looked */
+	if (!s->done[ticket % 8].result && version)
+		*version = s->done[ticket % 8].version;
+	return s->done[ticket % 8].result;
+}
+
+/* Take out the async waiters of ticket (s->lock held), to be answered once
+ * it is released. */
+static struct swaiter *take_waiters(struct state_svc *s, uint64_t ticket)
+{
+	struct swaiter *out = NULL, **pp = &s->waiters;
+	while (*pp) {
+		struct swaiter *w = *pp;
+		if (w->ticket == ticket) {
+			*pp = w->next;
+			w->next = out;
+			out = w;
+		} else {
+			pp = &w->next;
+		}
+	}
+	return out;
+}
+
+static void answer_waiters(struct swaiter *w, int result)
+{
+	while (w) {
+		struct swaiter *next = w->next;
+		w->done(w->arg, result);
+		free(w);
+		w = next;
+	}
+}
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -130,6 +177,13 @@ void state_close(struct state_svc *s)
 {
 	if (!s)
 		return;
+	/* unmount: their outcome comes after the restart (or never) */
+	for (struct swaiter *w = s->waiters, *next; w; w = next) {
+		next = w->next;
+		w->done(w->arg, -EIO);
+		free(w);
+	}
+	s->waiters = NULL;
 	sdoc_put(s->vis);
 	sdoc_put(s->newest);
 	free(s->parts);
@@ -508,15 +562,47 @@ int state_wait(struct state_svc *s, uint64_t ticket, uint64_t *version)
 	pthread_mutex_lock(&s->lock);
 	while (s->pbusy && s->pseq == ticket)
 		pthread_cond_wait(&s->cv, &s->lock);
-	if (s->done[ticket % 8].seq == ticket) {
-		err = s->done[ticket % 8].result;
-		if (!err && version)
-			*version = s->done[ticket % 8].version;
-	} else {
-		err = -EIO; /* eight later proposals ended before this waiter woke */
-	}
+	err = outcome_of(s, ticket, version);
 	pthread_mutex_unlock(&s->lock);
 	return err;
+}
+
+int state_wait_async(struct state_svc *s, uint64_t ticket, void (*done)(void *arg, int err),
+		     void *arg)
+{
+	struct swaiter *w = malloc(sizeof(*w));
+	int err;
+
+	if (!w)
+		return -ENOMEM;
+	pthread_mutex_lock(&s->lock);
+	if (s->pbusy && s->pseq == ticket) {
+		*w = (struct swaiter){.next = s->waiters, .ticket = ticket, .done = done, .arg = arg};
+		s->waiters = w;
+		w = NULL;
+		err = -EINPROGRESS;
+	} else {
+		err = outcome_of(s, ticket, NULL);
+	}
+	pthread_mutex_unlock(&s->lock);
+	free(w);
+	return err;
+}
+
+int state_wait_cancel(struct state_svc *s, void *arg)
+{
+	struct swaiter *found = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	for (struct swaiter **pp = &s->waiters; *pp; pp = &(*pp)->next)
+		if ((*pp)->arg == arg) {
+			found = *pp;
+			*pp = found->next;
+			break;
+		}
+	pthread_mutex_unlock(&s->lock);
+	free(found);
+	return found ? 0 : -ENOENT;
 }
 
 int state_submit(struct state_svc *s, const char *doc, size_t len, uint64_t if_version,
@@ -630,7 +716,9 @@ void state_decided(struct state_svc *s, const char *proposal, enum vote_outcome 
 	s->pbusy = false;
 	s->pname[0] = 0;
 	pthread_cond_broadcast(&s->cv);
+	struct swaiter *ws = take_waiters(s, seq);
 	pthread_mutex_unlock(&s->lock);
+	answer_waiters(ws, r);
 }
 
 struct found {

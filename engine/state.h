@@ -218,6 +218,15 @@ int state_submit(struct state_svc *s, const char *doc, size_t len, uint64_t if_v
 /* The outcome of the proposal of ticket: waits (no timeout of its own: the
  * vote's timeout decides). 0 and *version, -ECANCELED, -EIO. */
 int state_wait(struct state_svc *s, uint64_t ticket, uint64_t *version);
+/* state_wait without a thread: the outcome now (as state_wait) if the
+ * proposal has ended, else -EINPROGRESS and later done(arg, outcome)
+ * exactly once, from the thread that applies the decision (or state_close:
+ * -EIO), with no service lock held. state_wait_cancel(s, arg): 0 = taken
+ * back, done will not be called (the proposal goes on); -ENOENT = done is
+ * due or done. -ENOMEM. */
+int state_wait_async(struct state_svc *s, uint64_t ticket, void (*done)(void *arg, int err),
+		     void *arg);
+int state_wait_cancel(struct state_svc *s, void *arg);
 /* S7. -EINVAL, -EBUSY, -EIO. */
 int state_set_participants(struct state_svc *s, const char *list, size_t len,
 			   const struct state_who *by);

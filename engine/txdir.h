@@ -303,6 +303,22 @@ int txd_write_cancel(struct txd_fs *fs, void *arg);
  * current LSN when nothing was pending. In durability=full the caller must
  * then wait for txd_durable_async(lsn) before replying. */
 int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t *lsn_out);
+/* txd_flush for a caller that must not block: a FLUSH that waits for a
+ * two-phase decision (a participants-mode replace of the global state —
+ * close of .txdir/state/update, or of global_state.json written in place)
+ * returns -EINPROGRESS and later calls done(arg, err) exactly once, from
+ * an engine thread holding no engine lock, with the outcome (0 committed
+ * and durable, -ECANCELED aborted, -EIO outcome unknown: unmounting).
+ * Every other flush completes at once, as txd_flush (done is not called).
+ * txd_flush_cancel: the caller gave up (FUSE_INTERRUPT): 0 = taken back,
+ * done will not be called (the proposal itself goes on); -ENOENT = done is
+ * due. */
+int txd_flush_async(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t *lsn_out,
+		    void (*done)(void *arg, int err), void *arg);
+int txd_flush_cancel(struct txd_fs *fs, void *arg);
+/* Whether a FLUSH of fh may be answered later (a control file's): the
+ * caller then uses txd_flush_async, else txd_flush. */
+bool txd_flush_may_wait(struct txd_fs *fs, uint64_t fh);
 /* FSYNC of a file or directory handle: commit (as flush) and return the LSN
  * that must be durable; the caller then waits with txd_durable_async. */
 int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,

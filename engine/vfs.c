@@ -406,6 +406,30 @@ static int ctl_handle_flush(struct txd_fs *fs, struct handle *h, const struct tx
 	return err;
 }
 
+int txd_flush_async(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t *lsn_out,
+		    void (*done)(void *arg, int err), void *arg)
+{
+	struct handle *h = fs_file_handle(fh);
+	if (!h || !is_ctl(h))
+		return fs_flush(fs, fh, c, lsn_out);
+	int err = ctl_flush_async(fs, c, h, done, arg);
+	if (lsn_out)
+		*lsn_out = wal_last_lsn(fs->wal);
+	return err;
+}
+
+bool txd_flush_may_wait(struct txd_fs *fs, uint64_t fh)
+{
+	(void)fs;
+	struct handle *h = fs_file_handle(fh);
+	return h && is_ctl(h);
+}
+
+int txd_flush_cancel(struct txd_fs *fs, void *arg)
+{
+	return ctl_flush_cancel(fs, arg);
+}
+
 int txd_flush(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c, uint64_t *lsn_out)
 {
 	struct handle *h = fs_file_handle(fh);

@@ -365,10 +365,15 @@ static void tx_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 static void tx_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct txd_cred c = tx_cred(req, false);
+
 	uint64_t lsn = 0;
 	int rc;
 
 	(void)ino;
+	if (txd_flush_may_wait(FS, fi->fh)) { /* a control file: may answer later */
+		tx_flush_deferrable(req, &c, fi->fh);
+		return;
+	}
 	rc = txd_flush(FS, fi->fh, &c, &lsn);
 	if (rc < 0)
 		fuse_reply_err(req, tx_errno(rc, "flush"));

@@ -334,6 +334,66 @@ ssize_t tx_write_deferrable(fuse_req_t req, const struct txd_cred *c, uint64_t f
 	return n;
 }
 
+/* ---- deferred flushes (a participants-mode state replace) ------------------
+ * As deferred writes: the engine answers with the proposal's outcome; an
+ * interrupt takes the wait back (the proposal goes on) and answers EINTR. */
+static void on_flush_interrupt(fuse_req_t req, void *arg)
+{
+	struct tx_note *n = tx_note_eintr(req);
+
+	if (!n)
+		return;
+	if (txd_flush_cancel(txdirfs.fs, arg) != 0) {
+		free(n); /* already answering */
+		return;
+	}
+	free(arg);
+	tx_note_post(n);
+}
+
+/* Engine thread, no engine lock held. */
+static void on_flush_done(void *arg, int err)
+{
+	struct pending *p = arg;
+
+	fuse_req_interrupt_func(p->req, NULL, NULL);
+	if (err) {
+		fuse_reply_err(p->req, tx_errno(err, "flush"));
+		free(p);
+		return;
+	}
+	atomic_store(&p->replied, false);
+	wait_then_reply(p, txd_current_lsn(txdirfs.fs));
+}
+
+void tx_flush_deferrable(fuse_req_t req, const struct txd_cred *c, uint64_t fh)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+	uint64_t lsn = 0;
+	int rc;
+
+	if (!p) {
+		rc = txd_flush(txdirfs.fs, fh, c, &lsn);
+	} else {
+		p->req = req;
+		p->kind = R_ERR;
+		p->interruptible = true;
+		atomic_init(&p->replied, false);
+		fuse_req_interrupt_func(req, on_flush_interrupt, p);
+		rc = txd_flush_async(txdirfs.fs, fh, c, &lsn, on_flush_done, p);
+		if (rc == -EINPROGRESS)
+			return; /* p belongs to the callbacks now */
+		fuse_req_interrupt_func(req, NULL, NULL);
+		free(p);
+	}
+	if (rc < 0)
+		fuse_reply_err(req, tx_errno(rc, "flush"));
+	else if (txd_commit_needs_wait(txdirfs.fs))
+		tx_reply_when_durable(req, lsn);
+	else
+		fuse_reply_err(req, 0);
+}
+
 /* ---- deferred reads (a lease wait file: released, granted) ----------------
  * As deferred writes: the interrupt function asks the engine to withdraw the
  * wait (txd_read_cancel) and answers EINTR only if it did; otherwise the

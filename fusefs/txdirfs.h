@@ -84,6 +84,10 @@ void tx_reply_when_durable(fuse_req_t req, uint64_t lsn);
 ssize_t tx_write_deferrable(fuse_req_t req, const struct txd_cred *c, uint64_t fh,
 			    const char *buf, size_t size, uint64_t off);
 
+/* FLUSH that may wait (txd_flush_async: a participants-mode state replace
+ * waits for its decision): answered now, or later with the outcome, or
+ * EINTR on FUSE_INTERRUPT (the wait is taken back, the proposal goes on). */
+void tx_flush_deferrable(fuse_req_t req, const struct txd_cred *c, uint64_t fh);
 /* A read that may wait (txd_read_async: a lease wait file): answered now,
  * or later by the engine's callback, or EINTR on FUSE_INTERRUPT. */
 void tx_read_deferrable(fuse_req_t req, uint64_t fh, size_t size, uint64_t off);

@@ -136,6 +136,23 @@ elif cmd == "putwait":
         print("OK")
     except OSError as e:
         print(errno.errorcode[e.errno])
+elif cmd == "putintr":
+    # put, then close with a signal due in 1 s: "opened", then the close's
+    # result and whether it came within 5 s
+    import signal, time
+    signal.signal(signal.SIGALRM, lambda s, f: None)
+    fd = os.open(sys.argv[2], os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, sys.argv[3].encode())
+    print("opened")
+    sys.stdout.flush()
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    t0 = time.monotonic()
+    try:
+        os.close(fd)
+        r = "OK"
+    except OSError as e:
+        r = errno.errorcode[e.errno]
+    print(r, "fast" if time.monotonic() - t0 < 5 else "slow")
 elif cmd == "cas":
     cas_worker(sys.argv[2], int(sys.argv[3]))
 EOF
@@ -401,6 +418,21 @@ test_participants() {
 	[ "$(tr '\n' ' ' <"$out")" = "opened ECANCELED " ] && [ "$(py version "$S")" = "$v" ] &&
 		ok "participants: update's close returns ECANCELED when a participant votes no" ||
 		not_ok "participants: aborted update: $(tr '\n' ' ' <"$out")"
+	# the close waits without a FUSE worker, and a signal interrupts it
+	# (EINTR); the proposal goes on and its votes still decide it
+	out=$(py putintr "$S/update" "{\"if_version\": $v, \"document\": 5}" | tr '\n' ' ')
+	P=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["proposal"] or "")' "$S/info.json")
+	[ "$out" = "opened EINTR fast " ] && [ -n "$P" ] &&
+		ok "participants: a signal interrupts update's close at once (EINTR), $P still open" ||
+		not_ok "participants: interrupted close: '$out', proposal '$P'"
+	if [ -n "$P" ]; then
+		echo yes >"$C/votes/$P/alice" && echo yes >"$C/votes/$P/bob"
+		wait_for 50 test "$(py version "$S")" = $((v + 1)) &&
+			[ "$(cat "$S/global_state.json")" = 5 ] &&
+			ok "participants: the interrupted update still commits by its votes" ||
+			not_ok "participants: after the interrupt: version $(py version "$S")"
+		v=$((v + 1))
+	fi
 	: >"$S/participants" && [ -z "$(cat "$S/participants")" ] &&
 		[ "$(py put "$S/global_state.json" '{"plain": 1}')" = OK ] && [ "$(py version "$S")" = $((v + 1)) ] &&
 		ok "participants: emptied, a replace acts at once again" ||
