@@ -27,6 +27,12 @@ struct txd_os_ops {
 	int (*fsync)(int fd);
 	int (*fdatasync)(int fd);
 	int (*ftruncate)(int fd, off_t len);
+	/* Allocate [off, off+len) (mode 0: the size grows to cover it, new
+	 * bytes read as zeros). -ENOSPC/-EDQUOT when the disk cannot hold it:
+	 * the engine reserves space this way before writing what must not be
+	 * torn by a full disk (wal.h W8). -EOPNOTSUPP where the file system
+	 * has no fallocate (callers then write zeros). */
+	int (*fallocate)(int fd, off_t off, off_t len);
 	int (*fstat_size)(int fd, uint64_t *size);
 	int (*rename)(const char *from, const char *to);
 	int (*unlink)(const char *path);
