@@ -85,6 +85,7 @@ struct evlog;
 struct inode;
 struct ns_prep;
 struct rec_buf;
+struct space;
 struct svc;
 struct txn;
 struct txn_restart;
@@ -104,6 +105,8 @@ struct txd_fs {
 	struct ns ns;
 	struct wal *wal;
 	struct chunkstore *cs;
+	struct space *space;      /* space.h: the reserve, "disk full" */
+	uint64_t ckpt_bytes;      /* size of the newest checkpoint file (SP1) */
 	struct node **nodes;
 	uint64_t nodes_size, nnodes, next_node;
 	uint64_t nhandles, commits, conflicts;
@@ -168,6 +171,10 @@ void fs_queue_inval(struct txd_fs *fs, uint64_t parent_node, const char *name);
  * caller replies (a transaction commit): see txd_commit_needs_wait. */
 void fs_set_must_wait(void);
 uint64_t fs_now_ns(void);
+/* An operation is about to return err to its caller: a full disk
+ * (-ENOSPC, -EDQUOT) makes the store "disk full" (space.h SP6); err is
+ * returned. */
+int fs_note_space(struct txd_fs *fs, const char *op, int err);
 void fs_status_locked(struct txd_fs *fs, struct txd_status *st);
 /* A file timestamp: txd_os->now_file_ns (the kernel's coarse clock), so
  * times the kernel stamps and times the engine stamps agree. */

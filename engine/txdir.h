@@ -355,6 +355,11 @@ struct txd_status {
 	uint64_t checksum_errors, conflicts;
 	uint64_t checkpoints, checkpoint_lsn; /* written since open; the newest */
 	bool failed;
+	/* a full disk refused an operation (degraded, not failed: the store
+	 * stays writable for what fits), and which; the reserve (space.h) */
+	bool disk_full;
+	char disk_full_why[128];
+	uint64_t reserve_bytes, reserve_held;
 };
 void txd_get_status(struct txd_fs *fs, struct txd_status *st);
 const char *txd_durability_name(enum txd_durability d);
