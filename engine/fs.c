@@ -867,8 +867,9 @@ void txd_get_status(struct txd_fs *fs, struct txd_status *st)
 
 int txd_statfs(struct txd_fs *fs, struct statvfs *out)
 {
-	if (statvfs(fs->store.dir, out))
-		return -errno;
+	int err = txd_os->statvfs(fs->store.dir, out);
+	if (err)
+		return err;
 	out->f_namemax = TXD_NAME_MAX;
 	space_statfs(fs->space, out); /* SP7 */
 	pthread_mutex_lock(&fs->lock);

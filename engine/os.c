@@ -93,6 +93,11 @@ static int real_fallocate(int fd, off_t off, off_t len)
 	return r < 0 ? -errno : 0;
 }
 
+static int real_statvfs(const char *path, struct statvfs *st)
+{
+	return statvfs(path, st) < 0 ? -errno : 0;
+}
+
 static int real_fstat_size(int fd, uint64_t *size)
 {
 	struct stat st;
@@ -192,6 +197,7 @@ const struct txd_os_ops txd_os_real = {
 	.mkdir = real_mkdir,
 	.flock = real_flock,
 	.listdir = real_listdir,
+	.statvfs = real_statvfs,
 	.now_realtime_ns = real_now_realtime_ns,
 	.now_file_ns = real_now_file_ns,
 	.now_monotonic_ns = real_now_monotonic_ns,

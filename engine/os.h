@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 
 struct txd_os_ops {
@@ -41,6 +42,8 @@ struct txd_os_ops {
 	/* Calls cb(name, arg) for every entry of dir except "." and "..";
 	 * a non-zero return from cb stops the walk and is returned. */
 	int (*listdir)(const char *dir, int (*cb)(const char *name, void *arg), void *arg);
+	/* The file system holding path: free space (space.h decides on it). */
+	int (*statvfs)(const char *path, struct statvfs *st);
 	uint64_t (*now_realtime_ns)(void);   /* CLOCK_REALTIME */
 	/* CLOCK_REALTIME_COARSE: the clock file timestamps come from. It is
 	 * the kernel's current_time() for FUSE inodes, so a write(2) in the

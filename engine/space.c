@@ -40,7 +40,7 @@ static uint64_t fs_free(const char *dir)
 {
 	struct statvfs st;
 
-	if (statvfs(dir, &st))
+	if (txd_os->statvfs(dir, &st))
 		return UINT64_MAX; /* cannot tell: do not refuse on a guess */
 	return (uint64_t)st.f_bavail * st.f_frsize;
 }

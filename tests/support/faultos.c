@@ -413,6 +413,11 @@ static int fos_fallocate(int fd, off_t off, off_t len)
 	return r;
 }
 
+static int fos_statvfs(const char *path, struct statvfs *st)
+{
+	return txd_os_real.statvfs(path, st); /* not data: no faults */
+}
+
 static int fos_fstat_size(int fd, uint64_t *size)
 {
 	int r;
@@ -527,6 +532,7 @@ const struct txd_os_ops faultos_ops = {
 	.mkdir = fos_mkdir,
 	.flock = fos_flock,
 	.listdir = fos_listdir,
+	.statvfs = fos_statvfs,
 	.now_realtime_ns = fos_realtime,
 	.now_file_ns = fos_file_time,
 	.now_monotonic_ns = fos_monotonic,

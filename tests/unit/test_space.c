@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../../engine/core.h"
 #include "../../engine/rec.h"
@@ -167,10 +168,11 @@ Test(space, SP3_records_that_grow_and_records_that_free)
 
 /* ---- ENOSPC at every step: commit, pack append, checkpoint ------------------------ */
 
-/* Every pwrite / fallocate of step op (1..) fails in turn with ENOSPC:
- * the step returns 0 or -ENOSPC, never -EIO; the store is not failed; the
- * same step then succeeds; the tree is the reference's, also after a
- * reopen. */
+/* Every pwrite / fallocate of step op (1..40) fails in turn with ENOSPC:
+ * the step returns 0 or -ENOSPC, never -EIO (a delete or a checkpoint
+ * always 0: SP3); the store is not failed; the same step then succeeds
+ * (the working copy stayed dirty); the tree is the reference's, also
+ * after a reopen. */
 enum op { OP_SMALL, OP_BIG, OP_CKPT, OP_DELETE };
 
 static int run(enum op op, const char *data, size_t big)
@@ -211,13 +213,17 @@ static void matrix(enum op op)
 			faultos_install();
 			faultos_fail_nth(calls[c], n, -ENOSPC);
 			int err = run(op, data, big);
-			cr_assert(err == 0 || err == -ENOSPC, "op %d call %zu n %llu: %s", op, c,
-				  (unsigned long long)n, txd_strerror(err));
+			/* what frees space, and a checkpoint, may use the reserve:
+			 * one full-disk error never stops them (SP3) */
+			cr_assert(err == 0 || (err == -ENOSPC && op != OP_DELETE && op != OP_CKPT),
+				  "op %d call %zu n %llu: %s", op, c, (unsigned long long)n,
+				  txd_strerror(err));
 			cr_assert(!failed(), "op %d call %zu n %llu: a full disk failed the store", op,
 				  c, (unsigned long long)n);
 			if (err) {
 				hits++;
-				cr_assert(disk_full(), "SP6: status says disk full");
+				/* SP6 (disk full) is not asserted here: the real disk has room, and the
+				 * checkpoint thread's tick may end it at any moment (SP5) */
 			}
 			faultos_uninstall();
 			cr_assert_eq(run(op, data, big), op == OP_DELETE && !err ? -ENOENT : 0,
@@ -233,7 +239,8 @@ static void matrix(enum op op)
 				     c, (unsigned long long)n);
 		}
 	}
-	cr_assert_gt(hits, 3, "the faults reached the step (%u)", hits);
+	if (op == OP_SMALL || op == OP_BIG)
+		cr_assert_geq(hits, 2, "the faults reached the step (%u)", hits);
 	free(data);
 }
 
@@ -284,78 +291,129 @@ Test(space, working_copy_stays_dirty_after_enospc)
 	free(data);
 }
 
-/* ---- a disk that stays full: growth fails, deletes go on (SP3, W8) ---------------- */
+/* ---- a disk that stays full: growth fails, deletes go on (SP3, SP4, W8) ---------- */
 
-static bool disk_is_full;
+/* A model of a nearly full file system: room bytes are free; allocating
+ * (fallocate, a write past a file's end, a new file) takes from it, a
+ * shrinking truncate gives back; statvfs reports it. */
+static int64_t room;
+static bool model_on;
 
-static int full_fallocate(int fd, off_t off, off_t len)
-{
-	return disk_is_full ? -ENOSPC : txd_os_real.fallocate(fd, off, len);
-}
-
-/* A write past a file's end needs new blocks: none on a full disk. */
-static ssize_t full_pwrite(int fd, const void *buf, size_t n, off_t off)
+static int model_fallocate(int fd, off_t off, off_t len)
 {
 	uint64_t size = 0;
-	if (disk_is_full && !txd_os_real.fstat_size(fd, &size) && (uint64_t)off + n > size)
+	if (!model_on)
+		return txd_os_real.fallocate(fd, off, len);
+	txd_os_real.fstat_size(fd, &size);
+	int64_t grow = (int64_t)(off + len) - (int64_t)size;
+	if (grow > 0 && grow > room)
 		return -ENOSPC;
-	return txd_os_real.pwrite(fd, buf, n, off);
+	int r = txd_os_real.fallocate(fd, off, len);
+	if (!r && grow > 0)
+		room -= grow;
+	return r;
 }
 
-static int full_open(const char *path, int flags, mode_t mode)
+static ssize_t model_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	uint64_t size = 0;
+	if (!model_on)
+		return txd_os_real.pwrite(fd, buf, n, off);
+	txd_os_real.fstat_size(fd, &size);
+	int64_t grow = (int64_t)(off + (off_t)n) - (int64_t)size;
+	if (grow > 0 && grow > room)
+		return -ENOSPC;
+	ssize_t r = txd_os_real.pwrite(fd, buf, n, off);
+	if (r > 0 && grow > 0)
+		room -= grow;
+	return r;
+}
+
+static int model_ftruncate(int fd, off_t len)
+{
+	uint64_t size = 0;
+	txd_os_real.fstat_size(fd, &size);
+	int r = txd_os_real.ftruncate(fd, len);
+	if (!r && model_on)
+		room += (int64_t)size - (int64_t)len;
+	return r;
+}
+
+static int model_open(const char *path, int flags, mode_t mode)
 {
 	struct stat st;
-	if (disk_is_full && (flags & O_CREAT) && stat(path, &st))
+	if (model_on && (flags & O_CREAT) && stat(path, &st) && room < 4096)
 		return -ENOSPC; /* a new inode, a directory block */
 	return txd_os_real.open(path, flags, mode);
 }
 
-static struct txd_os_ops full_os;
+static int model_statvfs(const char *path, struct statvfs *st)
+{
+	int r = txd_os_real.statvfs(path, st);
+	if (!r && model_on) {
+		st->f_bavail = st->f_bfree = room > 0 ? (fsblkcnt_t)room / st->f_frsize : 0;
+	}
+	return r;
+}
+
+static struct txd_os_ops model_os;
 
 Test(space, a_full_disk_refuses_growth_and_lets_deletes_use_the_reserve)
 {
 	char name[32], *data = pattern(1000, 'x');
-	int err = 0, made = 0, k;
+	int err = 0, made = 0, k, nfiles = 3000;
+	uint64_t r, h;
 
-	full_os = txd_os_real;
-	full_os.fallocate = full_fallocate;
-	full_os.pwrite = full_pwrite;
-	full_os.open = full_open;
-	for (k = 0; k < 400; k++) {
+	model_os = txd_os_real;
+	model_os.fallocate = model_fallocate;
+	model_os.pwrite = model_pwrite;
+	model_os.ftruncate = model_ftruncate;
+	model_os.open = model_open;
+	model_os.statvfs = model_statvfs;
+	for (k = 0; k < nfiles; k++) {
 		snprintf(name, sizeof(name), "f%d", k);
 		cr_assert_eq(tt_put(fs, name, data, 1000), 0);
 	}
-	txd_os_set(&full_os);
-	disk_is_full = true;
+	txd_os_set(&model_os);
+	room = 64 << 10; /* the disk: nearly full */
+	model_on = true;
 	/* growth: fails with ENOSPC at some point, never EIO */
-	for (k = 400; k < 100000 && !err; k++, made++) {
+	for (k = nfiles; k < 100000 && !err; k++, made++) {
 		snprintf(name, sizeof(name), "f%d", k);
 		err = tt_put(fs, name, data, 1000);
 	}
 	cr_assert_eq(err, -ENOSPC, "%s after %d files", txd_strerror(err), made);
 	cr_assert(!failed());
 	cr_assert(disk_full());
+	space_get(fs->space, &r, &h);
+	cr_assert_eq(h, r, "growth never takes the reserve");
 	/* deletes: every one works (the log's headroom, then the reserve) */
-	for (k = 0; k < 400; k++) {
+	for (k = 0; k < nfiles; k++) {
 		snprintf(name, sizeof(name), "f%d", k);
-		cr_assert_eq(tt_unlink(fs, name), 0, "delete %d: %s", k,
-			     txd_strerror(tt_unlink(fs, name)));
+		err = tt_unlink(fs, name);
+		cr_assert_eq(err, 0, "delete %d: %s", k, txd_strerror(err));
 	}
-	/* still full: what grows is still refused, and nothing failed */
+	space_get(fs->space, &r, &h);
+	cr_assert_eq(h, 0, "so many deletes needed the reserve");
+	/* SP4: still full (the released reserve is not for growth) */
 	cr_assert_eq(tt_put(fs, "after", data, 1000), -ENOSPC);
 	cr_assert(!failed());
-	/* the disk has room again: the reserve comes back, "disk full" ends */
-	disk_is_full = false;
-	txd_os_set(NULL);
+	/* SP5: the disk has room again: the reserve comes back, "disk full" ends */
+	room = 64 << 20;
 	space_tick(fs->space, fs->ckpt_bytes);
+	space_get(fs->space, &r, &h);
+	cr_assert_eq(h, r);
 	cr_assert(!disk_full(), "SP5/SP6: restored");
 	cr_assert_eq(tt_put(fs, "after", data, 1000), 0);
+	model_on = false;
+	txd_os_set(NULL);
 	close_store();
 	open_store();
 	char *back;
 	size_t blen;
 	cr_assert_eq(tt_get(fs, "f0", &back, &blen), -ENOENT);
 	cr_assert_eq(tt_get(fs, "after", &back, &blen), 0);
+	cr_assert_eq(blen, 1000);
 	free(back);
 	free(data);
 }
