@@ -687,8 +687,10 @@ static int fs_start(struct txd_fs *fs)
 	fs->ckpt_bytes = newest_ckpt_bytes(fs);
 	if (!err)
 		err = space_open(fs->store.obj_dir, fs->ckpt_bytes, &fs->space);
-	if (!err)
+	if (!err) {
 		chunkstore_set_space(fs->cs, fs->space);
+		space_open_room(fs->space); /* a full disk: recovery first (SP3) */
+	}
 	if (!err)
 		err = wal_open(fs->store.wal_dir, &wo, &fs->wal);
 	if (!err)

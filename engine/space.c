@@ -164,6 +164,12 @@ out_unlock:
 	return r;
 }
 
+void space_open_room(struct space *sp)
+{
+	if (sp && fs_free(sp->dir) < SPACE_SLACK)
+		space_release(sp);
+}
+
 int space_may_grow(struct space *sp)
 {
 	uint64_t missing;
@@ -219,9 +225,12 @@ bool space_full(struct space *sp, char *why, size_t cap)
 	if (!sp)
 		return full;
 	pthread_mutex_lock(&sp->lock);
-	full = sp->full;
-	if (why && cap)
-		snprintf(why, cap, "%s", full ? sp->why : "");
+	full = sp->full || sp->held < sp->reserve;
+	if (why && cap && sp->full)
+		snprintf(why, cap, "%s", sp->why);
+	else if (why && cap && full)
+		snprintf(why, cap, "reserve short: %llu of %llu KiB held",
+			 (unsigned long long)(sp->held >> 10), (unsigned long long)(sp->reserve >> 10));
 	pthread_mutex_unlock(&sp->lock);
 	return full;
 }

@@ -19,7 +19,8 @@
  *      disk. Recomputed at every open and every restore (space_tick).
  *  SP2 Held: after open the reserve file holds R bytes, unless the disk had
  *      not that much free (the reserve is then short; SP5 completes it).
- *  SP3 Who may use it: a commit whose record does not grow the store
+ *  SP3 Who may use it: recovery at open (space_open_room), a commit whose
+ *      record does not grow the store
  *      (space_record_grows false: deletes, renames, truncations, attribute
  *      changes, transaction aborts) and a checkpoint. Such a commit is
  *      appended with WAL_APPEND_RESERVE (first the log's own pre-allocated
@@ -36,8 +37,9 @@
  *      R + SPACE_SLACK free; the store leaves "disk full" when the reserve
  *      is held again and no ENOSPC was returned since (SP6).
  *  SP6 Disk full: from the first ENOSPC/EDQUOT returned to a caller
- *      (space_note_full) until SP5's restore, space_full is true and status
- *      shows "disk full" with that error's operation; nothing is sticky.
+ *      (space_note_full) until SP5's restore, and whenever the reserve is
+ *      not wholly held (SP4 refuses growth then), space_full is true and
+ *      status shows "disk full" with the reason; nothing is sticky.
  *  SP7 statfs (df on the mount): free and available space minus the part of
  *      R the reserve file does not hold now (what it holds is already used
  *      on the file system), so df shows what growing operations can use.
@@ -77,6 +79,11 @@ bool space_record_grows(const void *ops, size_t len, uint64_t data_len);
 /* SP3: give the reserve's bytes back to the file system. 0 when some were
  * released now, -ENOSPC when it held none. */
 int space_release(struct space *sp);
+
+/* SP3 at open: recovery must fit (it starts a new log segment, may write a
+ * checkpoint): on a disk with less than SPACE_SLACK free, the reserve is
+ * released before it (SP5 takes it back later). */
+void space_open_room(struct space *sp);
 
 /* SP4: 0, or -ENOSPC when a growing operation must not start now. */
 int space_may_grow(struct space *sp);
