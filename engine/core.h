@@ -26,7 +26,10 @@
  *      fsync/fdatasync/txn commit → the caller waits for wal_sync(lsn), which
  *      also covers every earlier commit; others are synced by the WAL thread
  *      within commit_interval; none → never.
- *   A failure in 2 or 3 makes the store failed (sticky -EIO for changes).
+ *   A failure in 2 or 3 makes the store failed (sticky -EIO for changes),
+ *   except a full disk (ENOSPC, EDQUOT): it fails that commit only, with
+ *   nothing of it in the log (wal.h W8), and makes the store "disk full"
+ *   (space.h), not failed; a record that frees space may use the reserve.
  *
  * Invariant.
  *  F2 Memory equals checkpoint + replayed log after every commit (4).

@@ -14,7 +14,8 @@
 # then vote.sh and votework.sh (two-phase commit; the latter with SIGKILLs),
 # then state.sh (the global state document, 8 compare-and-swap writers).
 # then dtc.sh (fenced commits and prepared transactions) and dtcwork.sh (a
-# 3-participant deploy across processes, the server SIGKILLed in doubt).
+# 3-participant deploy across processes, the server SIGKILLed in doubt),
+# then diskfull.sh (a full loop-mounted ext4 under the store; root only).
 # A case that cannot run here (not root, no setpriv) is skipped, not passed:
 # it prints "# SKIP WHAT: REASON" (tests/check.sh collects those lines) and
 # counts in N skipped. The last line is "N passed, N failed, N skipped";
