@@ -1219,33 +1219,48 @@ static bool no_space(int r)
 	return r == -ENOSPC || r == -EDQUOT;
 }
 
-/* Lock held. Allocate the segment file from ready_to to at least end (W8),
- * ALLOC_STEP at a time when the disk allows. A file system without
- * fallocate gets zeros written instead. On failure, what a partial
- * allocation added past ready_to is cut off again. */
+/* Lock held. Write zeros over [ready_to, end). */
+static int write_zeros(struct wal *w, uint64_t end)
+{
+	int r = 0;
+
+	for (uint64_t off = w->ready_to; !r && off < end;) {
+		size_t n = end - off < ZERO_BUF ? (size_t)(end - off) : ZERO_BUF;
+
+		r = os_pwrite_full(w->fd, zeros, n, (off_t)off);
+		off += n;
+	}
+	return r;
+}
+
+/* Lock held. Allocate the segment file from ready_to to at least end (W8).
+ * With pre-allocation on, by writing zeros (only what is needed: the sync
+ * thread's zero_fill does the rest), so a later fdatasync still changes no
+ * extent (W7); without, by fallocate, ALLOC_STEP at a time when the disk
+ * allows (zeros where the file system has no fallocate). On failure, what
+ * a partial allocation added past ready_to is cut off again. */
 static int alloc_to(struct wal *w, uint64_t end)
 {
-	uint64_t want = w->ready_to + ALLOC_STEP;
-	int r;
+	uint64_t want = end;
+	int r = -EOPNOTSUPP;
 
 	if (end <= w->ready_to)
 		return 0;
-	if (want > w->seg_size)
-		want = w->seg_size;
-	if (want < end)
-		want = end;
-	r = txd_os->fallocate(w->fd, (off_t)w->ready_to, (off_t)(want - w->ready_to));
-	if (no_space(r) && want > end) {
-		want = end;
+	if (!w->zero_ahead) {
+		want = w->ready_to + ALLOC_STEP;
+		if (want > w->seg_size)
+			want = w->seg_size;
+		if (want < end)
+			want = end;
 		r = txd_os->fallocate(w->fd, (off_t)w->ready_to, (off_t)(want - w->ready_to));
+		if (no_space(r) && want > end) {
+			want = end;
+			r = txd_os->fallocate(w->fd, (off_t)w->ready_to,
+					      (off_t)(want - w->ready_to));
+		}
 	}
-	for (uint64_t off = w->ready_to; r == -EOPNOTSUPP && off < want;) {
-		size_t n = want - off < ZERO_BUF ? (size_t)(want - off) : ZERO_BUF;
-
-		r = os_pwrite_full(w->fd, zeros, n, (off_t)off);
-		if (!r && (off += n) < want)
-			r = -EOPNOTSUPP;
-	}
+	if (r == -EOPNOTSUPP)
+		r = write_zeros(w, want);
 	if (r) {
 		if (no_space(r))
 			w->space_short = true;

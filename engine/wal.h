@@ -81,21 +81,23 @@
  *     first_lsn (W1) and their checksums are seeded with another salt.
  *  W8 A full disk never leaves part of a record (space is reserved before
  *     writing). wal_append writes a record only into bytes of the segment
- *     file that are already allocated — written by W7's zeros, a spare's
- *     old bytes, or allocated by the append itself (fallocate) — up to the
- *     record's end plus WAL_HEADROOM, or up to its end alone for a record
- *     appended with WAL_APPEND_RESERVE. When the file system cannot give
- *     that space (fallocate, or the new segment of a rotation, fails with
- *     ENOSPC or EDQUOT) the append returns that error with nothing written
- *     and the log is NOT failed: the caller's operation fails, every record
- *     before it stays, and a later append tries again. If the write of the
- *     record itself still meets ENOSPC/EDQUOT, its header is overwritten
- *     with zeros (bytes already allocated) so replay ends before it (W2),
- *     and the append fails the same non-sticky way; only when that undo
- *     fails too is the log failed. Every other error fails the log (sticky,
- *     as before). So an ordinary record never takes the last WAL_HEADROOM
- *     bytes of pre-allocated log: they are kept for records that free space
- *     (deletes, truncations, aborts, releases: space.h), which must fit
+ *     file that are already allocated — W7's zeros, a spare's old bytes, or
+ *     allocated by the append itself (zeros when W7 is on, else fallocate)
+ *     — up to the record's end plus WAL_HEADROOM, or up to its end alone
+ *     for a record appended with WAL_APPEND_RESERVE. When the file system
+ *     cannot give that space (the allocation, or the new segment of a
+ *     rotation, fails with ENOSPC or EDQUOT) the append returns that error
+ *     with nothing written and the log is NOT failed: the caller's
+ *     operation fails, every record before it stays, and a later append
+ *     tries again. If the write of the record itself still meets
+ *     ENOSPC/EDQUOT, the segment is truncated at the record's start (a
+ *     shrinking truncate needs no space), so no byte of it stays, and the
+ *     append fails the same non-sticky way; only when that undo fails too
+ *     is the log failed. Every other error fails the log (sticky, as
+ *     before). A full disk pauses W7's zeros until an allocation succeeds
+ *     again. So an ordinary record never takes the last WAL_HEADROOM bytes
+ *     of allocated log: they are kept for records that free space (deletes,
+ *     truncations, renames, lease records: space.h SP3), which must fit
  *     when nothing else does.
  *
  * Memory. Nothing of a record stays in memory once it is appended: the log
