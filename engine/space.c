@@ -45,6 +45,19 @@ static uint64_t fs_free(const char *dir)
 	return (uint64_t)st.f_bavail * st.f_frsize;
 }
 
+static int write_zeros(int fd, uint64_t from, uint64_t to)
+{
+	static const uint8_t z[64 << 10];
+	int r = 0;
+
+	for (uint64_t off = from; !r && off < to; off += sizeof(z)) {
+		size_t n = to - off < sizeof(z) ? (size_t)(to - off) : sizeof(z);
+
+		r = os_pwrite_full(fd, z, n, (off_t)off);
+	}
+	return r;
+}
+
 /* Lock held. Make the file hold sp->reserve bytes (SP2): allocate what is
  * missing. No space is not an error: the reserve stays short. */
 static int fill(struct space *sp)
@@ -60,6 +73,8 @@ static int fill(struct space *sp)
 		r = txd_os->ftruncate(fd, (off_t)sp->reserve);
 	else if (!r && size < sp->reserve)
 		r = txd_os->fallocate(fd, (off_t)size, (off_t)(sp->reserve - size));
+	if (r == -EOPNOTSUPP) /* no fallocate here: zeros hold blocks too */
+		r = write_zeros(fd, size, sp->reserve);
 	if (no_space(r)) {
 		/* keep what is held; a partial allocation may have grown it */
 		txd_os->fstat_size(fd, &size);
@@ -68,8 +83,6 @@ static int fill(struct space *sp)
 		size = sp->reserve;
 	}
 	txd_os->close(fd);
-	if (r == -EOPNOTSUPP) /* no fallocate: no reserve, only SP4's check */
-		r = 0;
 	if (!r)
 		sp->held = size < sp->reserve ? size : sp->reserve;
 	return r;

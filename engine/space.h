@@ -8,8 +8,9 @@
  * what frees space — deleting, truncating, aborting, releasing, a
  * checkpoint, GC's relocation — still fits when nothing else does.
  *
- * On disk: STORE/objects/reserve, a file of R allocated bytes (zeros,
- * allocated with fallocate; it names nothing and is never read). It is
+ * On disk: STORE/objects/reserve, a file of R allocated bytes (fallocate,
+ * or zeros written where there is none; it names nothing and is never
+ * read). It is
  * derived: a store without it is whole, and any mount re-creates it.
  *
  * Invariants.
