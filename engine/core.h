@@ -56,6 +56,12 @@
  *                        completion callbacks run with no WAL lock held
  *   5. evlog, clog locks the event and commit logs' own mutexes
  *                        (events.h, clog.h): leaves, taken under 2 or alone
+ *   6. space->lock       the reserve (space.h): a leaf, taken under 1, 2
+ *                        or alone (never while holding 3 or 4); its
+ *                        file's I/O runs under it: space_tick holds
+ *                        nothing else, space_release (only on a full
+ *                        disk) runs under 2 like the WAL append it
+ *                        makes room for
  * So: never take a wfile lock while holding fs->lock. A path that has
  * fs->lock and needs a wfile (setattr, open after a pending truncation)
  * takes a share of it (fs_wf_get: nhandles keeps it alive), drops fs->lock,
