@@ -278,6 +278,11 @@ int fs_note_space(struct txd_fs *fs, const char *op, int err)
 	return err;
 }
 
+static bool no_space(int err)
+{
+	return err == -ENOSPC || err == -EDQUOT;
+}
+
 /*
  * Step 3 on a full disk (space.h SP3, SP4; wal.h W8). A record that grows
  * the store is refused before it is written while the reserve is not
@@ -285,11 +290,6 @@ int fs_note_space(struct txd_fs *fs, const char *op, int err)
  * it is in the log, so the store goes on (STYLE rule 6). A record that
  * does not grow it may use the log's headroom and then the reserve.
  */
-static bool no_space(int err)
-{
-	return err == -ENOSPC || err == -EDQUOT;
-}
-
 static int commit_append(struct txd_fs *fs, const struct rec_buf *b, const struct iovec *iov,
 			 int n, struct wal_pos *pos)
 {
@@ -377,15 +377,7 @@ out:
 	return err;
 }
 
-/* ---- background work ---------------------------------------------------------------
- * Once CKPT_EVERY_BYTES of log have been appended since the last checkpoint,
- * a thread writes a new one (from a registered snapshot: fs->lock is held
- * only for bounded batches, never across I/O, ckpt.c K7), which bounds
- * replay time and lets old segments go; it also frees, in the same bounded
- * holds, what released transaction snapshots kept (ckpt_sweep). Every
- * second it also aborts abandoned transactions (txn.h T5) and, with
- * -o max_snapshot_age, releases older snapshots (their readers get ESTALE,
- * their transactions abort). */
+/* ---- a full disk (space.h) ----------------------------------------------------------- */
 /* The size of the newest checkpoint file (space.h SP1); 0 if none. */
 struct newest_ckpt {
 	const char *dir;
@@ -433,6 +425,16 @@ static int checkpoint_now(struct txd_fs *fs)
 	return fs_note_space(fs, "checkpoint", err);
 }
 
+/* ---- background work ---------------------------------------------------------------
+ * Once CKPT_EVERY_BYTES of log have been appended since the last checkpoint,
+ * a thread writes a new one (from a registered snapshot: fs->lock is held
+ * only for bounded batches, never across I/O, ckpt.c K7), which bounds
+ * replay time and lets old segments go; it also frees, in the same bounded
+ * holds, what released transaction snapshots kept (ckpt_sweep). Every
+ * second it also aborts abandoned transactions (txn.h T5) and, with
+ * -o max_snapshot_age, releases older snapshots (their readers get ESTALE,
+ * their transactions abort); and it takes the reserve back once the disk
+ * has room (space.h SP5). */
 static void *ckpt_main(void *arg)
 {
 	struct txd_fs *fs = arg;
