@@ -1294,8 +1294,10 @@ static int undo_record(struct wal *w)
 {
 	int r = txd_os->ftruncate(w->fd, (off_t)w->seg_off);
 
-	if (!r)
+	if (!r) {
 		w->ready_to = w->seg_off;
+		w->segs[w->nsegs - 1].size = w->seg_off;
+	}
 	return r;
 }
 
