@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,8 +297,8 @@ Test(space, working_copy_stays_dirty_after_enospc)
 /* A model of a nearly full file system: room bytes are free; allocating
  * (fallocate, a write past a file's end, a new file) takes from it, a
  * shrinking truncate gives back; statvfs reports it. */
-static int64_t room;
-static bool model_on;
+static _Atomic int64_t room; /* engine threads read it too */
+static _Atomic bool model_on;
 
 static int model_fallocate(int fd, off_t off, off_t len)
 {

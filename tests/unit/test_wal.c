@@ -1422,14 +1422,14 @@ static uint64_t append_until_full(struct wal *w, uint64_t first, uint64_t max_n,
  * failed sync is sticky by W4/W5, and a full disk cannot fail an
  * overwrite of allocated bytes or the open of a directory). */
 static struct txd_os_ops full_ops;
-static pthread_t full_thread;
-static enum faultos_call full_call;
-static int full_err;
-static uint64_t full_left; /* calls of full_call to let pass, then fail one */
+static pthread_t full_thread;           /* set before the table is installed */
+static _Atomic enum faultos_call full_call;
+static _Atomic int full_err;
+static _Atomic uint64_t full_left; /* calls of full_call to let pass, then fail one */
 
 static bool full_now(enum faultos_call c)
 {
-	if (c != full_call || !pthread_equal(pthread_self(), full_thread) || !full_left)
+	if (!pthread_equal(pthread_self(), full_thread) || c != full_call || !full_left)
 		return false;
 	return --full_left == 0;
 }
