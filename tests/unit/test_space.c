@@ -292,6 +292,21 @@ Test(space, working_copy_stays_dirty_after_enospc)
 	free(data);
 }
 
+/* A real I/O error is not a full disk: the store fails as before (STYLE
+ * rule 6), and says so. */
+Test(space, an_io_error_still_fails_the_store)
+{
+	cr_assert_eq(tt_put(fs, "a", "x", 1), 0);
+	cr_assert_eq(txd_sync_wait(fs), 0);
+	faultos_install();
+	faultos_fail_nth(FOS_PWRITE, 1, -EIO);
+	cr_assert_eq(tt_put(fs, "b", "y", 1), -EIO);
+	faultos_uninstall();
+	cr_assert(failed());
+	cr_assert(!disk_full());
+	cr_assert_eq(tt_put(fs, "c", "z", 1), -EIO, "sticky");
+}
+
 /* ---- a disk that stays full: growth fails, deletes go on (SP3, SP4, W8) ---------- */
 
 /* A model of a nearly full file system: room bytes are free; allocating
