@@ -166,6 +166,8 @@ scenario() {
 		not_ok "degraded: status: $(timeout 10 "$MOUNTCTL" status "$TM_MNT" 2>&1 | grep health)"
 	status_says "failed" && not_ok "degraded: status says failed" ||
 		ok "degraded: not failed"
+	grep -q '^txdir_disk_full 1$' "$TM_MNT/.txdir/stats" && ok "degraded: txdir_disk_full 1 in stats" ||
+		not_ok "degraded: stats: $(grep '^txdir_disk_full' "$TM_MNT/.txdir/stats")"
 	local victim
 	victim=$(awk 'NR == 1 { print $2 }' "$D/written")
 	if rm "$TM_MNT/$victim" 2>"$D/rm.err"; then
