@@ -44,6 +44,7 @@
 #include <xxhash.h>
 
 #include "os.h"
+#include "space.h"
 
 #define PACK_MAX (1ull << 30)
 #define WCOPY_MEM_BUDGET (16u << 20)
@@ -616,6 +617,7 @@ struct fdent {
 
 struct chunkstore {
 	char *objdir, *waldir;
+	struct space *space;   /* space.h SP4 (NULL: none) */
 
 	pthread_mutex_t wlock; /* append state below; taken before cache_lock */
 	int pack_fd;           /* -1 until the first append of this open */
@@ -793,6 +795,11 @@ static int mark_unsynced(struct chunkstore *cs, uint32_t pack)
 	return 0;
 }
 
+void chunkstore_set_space(struct chunkstore *cs, struct space *sp)
+{
+	cs->space = sp;
+}
+
 int chunkstore_append(struct chunkstore *cs, const void *buf, uint32_t len,
 		      struct chunk_loc *loc)
 {
@@ -800,6 +807,8 @@ int chunkstore_append(struct chunkstore *cs, const void *buf, uint32_t len,
 
 	if (len == 0 || len > TXD_CHUNK_SIZE)
 		return -EINVAL;
+	if ((r = space_may_grow(cs->space)))
+		return r; /* space.h SP4: nothing written */
 	pthread_mutex_lock(&cs->wlock);
 	if (cs->pack_fd < 0 || cs->pack_off + len > PACK_MAX)
 		r = pack_start(cs);

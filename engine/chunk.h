@@ -125,6 +125,13 @@ void chunkstore_close(struct chunkstore *cs);
  * append; its directory entry is fsynced by chunkstore_sync. */
 int chunkstore_append(struct chunkstore *cs, const void *buf, uint32_t len,
 		      struct chunk_loc *loc);
+/* Pack appends grow the store: with sp set, chunkstore_append refuses
+ * with -ENOSPC while space.h's reserve is not held and the disk has no
+ * room for it (SP4). A full disk during an append (-ENOSPC, -EDQUOT)
+ * fails that append only: nothing names its bytes, and the next append
+ * writes over them. */
+struct space;
+void chunkstore_set_space(struct chunkstore *cs, struct space *sp);
 /* fdatasync every pack written since the last call. */
 int chunkstore_sync(struct chunkstore *cs);
 bool chunkstore_has_unsynced(struct chunkstore *cs);

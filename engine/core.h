@@ -26,7 +26,10 @@
  *      fsync/fdatasync/txn commit → the caller waits for wal_sync(lsn), which
  *      also covers every earlier commit; others are synced by the WAL thread
  *      within commit_interval; none → never.
- *   A failure in 2 or 3 makes the store failed (sticky -EIO for changes).
+ *   A failure in 2 or 3 makes the store failed (sticky -EIO for changes),
+ *   except a full disk (ENOSPC, EDQUOT): it fails that commit only, with
+ *   nothing of it in the log (wal.h W8), and makes the store "disk full"
+ *   (space.h), not failed; a record that frees space may use the reserve.
  *
  * Invariant.
  *  F2 Memory equals checkpoint + replayed log after every commit (4).
@@ -53,6 +56,12 @@
  *                        completion callbacks run with no WAL lock held
  *   5. evlog, clog locks the event and commit logs' own mutexes
  *                        (events.h, clog.h): leaves, taken under 2 or alone
+ *   6. space->lock       the reserve (space.h): a leaf, taken under 1, 2
+ *                        or alone (never while holding 3 or 4); its
+ *                        file's I/O runs under it: space_tick holds
+ *                        nothing else, space_release (only on a full
+ *                        disk) runs under 2 like the WAL append it
+ *                        makes room for
  * So: never take a wfile lock while holding fs->lock. A path that has
  * fs->lock and needs a wfile (setattr, open after a pending truncation)
  * takes a share of it (fs_wf_get: nhandles keeps it alive), drops fs->lock,
@@ -85,6 +94,7 @@ struct evlog;
 struct inode;
 struct ns_prep;
 struct rec_buf;
+struct space;
 struct svc;
 struct txn;
 struct txn_restart;
@@ -104,6 +114,8 @@ struct txd_fs {
 	struct ns ns;
 	struct wal *wal;
 	struct chunkstore *cs;
+	struct space *space;      /* space.h: the reserve, "disk full" */
+	uint64_t ckpt_bytes;      /* size of the newest checkpoint file (SP1) */
 	struct node **nodes;
 	uint64_t nodes_size, nnodes, next_node;
 	uint64_t nhandles, commits, conflicts;
@@ -171,6 +183,10 @@ void fs_queue_inval(struct txd_fs *fs, uint64_t parent_node, const char *name);
  * caller replies (a transaction commit): see txd_commit_needs_wait. */
 void fs_set_must_wait(void);
 uint64_t fs_now_ns(void);
+/* An operation is about to return err to its caller: a full disk
+ * (-ENOSPC, -EDQUOT) makes the store "disk full" (space.h SP6); err is
+ * returned. */
+int fs_note_space(struct txd_fs *fs, const char *op, int err);
 void fs_status_locked(struct txd_fs *fs, struct txd_status *st);
 /* A file timestamp: txd_os->now_file_ns (the kernel's coarse clock), so
  * times the kernel stamps and times the engine stamps agree. */

@@ -180,6 +180,10 @@ static void render_status(struct txd_fs *fs, struct sbuf *s)
 	cJSON_AddNumberToObject(o, "checkpoints", (double)st.checkpoints);
 	cJSON_AddNumberToObject(o, "checkpoint_lsn", (double)st.checkpoint_lsn);
 	cJSON_AddBoolToObject(o, "failed", st.failed);
+	cJSON_AddBoolToObject(o, "disk_full", st.disk_full);
+	cJSON_AddStringToObject(o, "disk_full_reason", st.disk_full_why);
+	cJSON_AddNumberToObject(o, "reserve_bytes", (double)st.reserve_bytes);
+	cJSON_AddNumberToObject(o, "reserve_held", (double)st.reserve_held);
 	char *txt = cJSON_Print(o);
 	if (txt)
 		sb_printf(s, "%s\n", txt);
@@ -244,6 +248,8 @@ static void render_stats(struct txd_fs *fs, struct sbuf *s)
 	       (double)st.checkpoints);
 	metric(s, "txdir_failed", "gauge", "1 when the store refuses changes after an I/O error.",
 	       st.failed);
+	metric(s, "txdir_disk_full", "gauge",
+	       "1 while a full disk refuses changes that grow the store (not failed).", st.disk_full);
 	if (fs->notify.stats) {
 		/* the FUSE layer's counters and txdir_op_duration_seconds */
 		int n = fs->notify.stats(fs->notify.arg, NULL, 0);

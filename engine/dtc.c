@@ -474,6 +474,8 @@ static int append_rec(struct txd_fs *fs, uint16_t type, const void *p, size_t le
 		return -EIO;
 	struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
 	int err = wal_append(fs->wal, type, &iov, 1, pos);
+	if (err == -ENOSPC || err == -EDQUOT) /* nothing reached the log (wal.h W8) */
+		return fs_note_space(fs, "transaction record", err);
 	if (err) {
 		fs->failed = true;
 		cJSON *f = cJSON_CreateObject();

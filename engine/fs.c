@@ -3,6 +3,7 @@
  * notifications, durability and status (design in core.h; nodes: dtree.h).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "events.h"
 #include "os.h"
 #include "rec.h"
+#include "space.h"
 #include "svc.h"
 #include "txn.h"
 #include "wal.h"
@@ -269,6 +271,50 @@ int fs_commit(struct txd_fs *fs, struct rec_buf *b, struct wal_pos *posp)
 	return fs_commit_prep(fs, b, NULL, posp);
 }
 
+int fs_note_space(struct txd_fs *fs, const char *op, int err)
+{
+	if ((err == -ENOSPC || err == -EDQUOT) && fs->space)
+		space_note_full(fs->space, op, err);
+	return err;
+}
+
+static bool no_space(int err)
+{
+	return err == -ENOSPC || err == -EDQUOT;
+}
+
+/*
+ * Step 3 on a full disk (space.h SP3, SP4; wal.h W8). A record that grows
+ * the store is refused before it is written while the reserve is not
+ * held, and fails with ENOSPC/EDQUOT when the log has no room: nothing of
+ * it is in the log, so the store goes on (STYLE rule 6). A record that
+ * does not grow it may use the log's headroom and then the reserve.
+ */
+static int commit_append(struct txd_fs *fs, const struct rec_buf *b, const struct iovec *iov,
+			 int n, struct wal_pos *pos)
+{
+	bool frees = false; /* classified only when it matters */
+	int err = space_may_grow(fs->space);
+
+	if (err && !(frees = !space_record_grows(b->ops, b->len, b->data_len)))
+		return err; /* SP4 */
+	err = wal_append_flags(fs->wal, WAL_REC_COMMIT, iov, n, frees ? WAL_APPEND_RESERVE : 0,
+			       pos);
+	if (!no_space(err))
+		return err;
+	if (!frees) {
+		if (space_record_grows(b->ops, b->len, b->data_len))
+			return err;
+		/* the log's headroom (W8) */
+		err = wal_append_flags(fs->wal, WAL_REC_COMMIT, iov, n, WAL_APPEND_RESERVE, pos);
+	}
+	if (no_space(err) && !space_release(fs->space)) {
+		syslog(LOG_WARNING, "txdir: disk full: reserve released for a commit that frees space");
+		err = wal_append_flags(fs->wal, WAL_REC_COMMIT, iov, n, WAL_APPEND_RESERVE, pos);
+	}
+	return err;
+}
+
 int fs_commit_prep(struct txd_fs *fs, struct rec_buf *b, struct ns_prep *prep,
 		   struct wal_pos *posp)
 {
@@ -286,7 +332,11 @@ int fs_commit_prep(struct txd_fs *fs, struct rec_buf *b, struct ns_prep *prep,
 	if ((err = dtc_locked_check(fs, b->ops, b->len)))
 		goto out;
 	struct wal_pos pos;
-	err = wal_append(fs->wal, WAL_REC_COMMIT, iov, n, &pos);
+	err = commit_append(fs, b, iov, n, &pos);
+	if (no_space(err)) {
+		fs_note_space(fs, "commit", err); /* not sticky: nothing was written */
+		goto out;
+	}
 	if (err) {
 		fs->failed = true;
 		cJSON *f = cJSON_CreateObject();
@@ -327,6 +377,54 @@ out:
 	return err;
 }
 
+/* ---- a full disk (space.h) ----------------------------------------------------------- */
+/* The size of the newest checkpoint file (space.h SP1); 0 if none. */
+struct newest_ckpt {
+	const char *dir;
+	char name[64];
+};
+
+static int newest_ckpt_cb(const char *name, void *arg)
+{
+	struct newest_ckpt *nc = arg;
+	if (!strncmp(name, "ckpt-", 5) && strlen(name) < sizeof(nc->name) &&
+	    strcmp(name, nc->name) > 0)
+		snprintf(nc->name, sizeof(nc->name), "%s", name);
+	return 0;
+}
+
+static uint64_t newest_ckpt_bytes(struct txd_fs *fs)
+{
+	struct newest_ckpt nc = {.dir = fs->store.ckpt_dir};
+	uint64_t size = 0;
+	char path[4096];
+	if (txd_os->listdir(nc.dir, newest_ckpt_cb, &nc) || !nc.name[0])
+		return 0;
+	snprintf(path, sizeof(path), "%s/%s", nc.dir, nc.name);
+	int fd = txd_os->open(path, O_RDONLY, 0);
+	if (fd < 0)
+		return 0;
+	if (txd_os->fstat_size(fd, &size))
+		size = 0;
+	txd_os->close(fd);
+	return size;
+}
+
+/* fs->lock held. A checkpoint is allowed the reserve (space.h SP3): when
+ * the disk is full it releases it and tries once more. */
+static int checkpoint_now(struct txd_fs *fs)
+{
+	uint64_t count = fs->ckpt_count;
+	int err = ckpt_write(fs);
+	if (no_space(err) && !space_release(fs->space)) {
+		syslog(LOG_WARNING, "txdir: disk full: reserve released for a checkpoint");
+		err = ckpt_write(fs);
+	}
+	if (!err && fs->ckpt_count != count) /* a new one was written */
+		fs->ckpt_bytes = newest_ckpt_bytes(fs);
+	return fs_note_space(fs, "checkpoint", err);
+}
+
 /* ---- background work ---------------------------------------------------------------
  * Once CKPT_EVERY_BYTES of log have been appended since the last checkpoint,
  * a thread writes a new one (from a registered snapshot: fs->lock is held
@@ -335,7 +433,8 @@ out:
  * holds, what released transaction snapshots kept (ckpt_sweep). Every
  * second it also aborts abandoned transactions (txn.h T5) and, with
  * -o max_snapshot_age, releases older snapshots (their readers get ESTALE,
- * their transactions abort). */
+ * their transactions abort); and it takes the reserve back once the disk
+ * has room (space.h SP5). */
 static void *ckpt_main(void *arg)
 {
 	struct txd_fs *fs = arg;
@@ -349,6 +448,11 @@ static void *ckpt_main(void *arg)
 			fs_expire_snapshots(fs, fs->opts.max_snapshot_age_s * 1000000000ull);
 		if (tick % 60 == 0)
 			txn_expire_records(fs, fs->opts.retain_s ? fs->opts.retain_s : 3600);
+		/* SP5: the reserve back once the disk has room (I/O: no lock) */
+		uint64_t ckpt_bytes = fs->ckpt_bytes;
+		pthread_mutex_unlock(&fs->lock);
+		space_tick(fs->space, ckpt_bytes);
+		pthread_mutex_lock(&fs->lock);
 		if (wal_bytes_appended(fs->wal) - fs->ckpt_wal_bytes <= CKPT_EVERY_BYTES ||
 		    fs->failed) {
 			/* wake at least every second for housekeeping */
@@ -359,7 +463,7 @@ static void *ckpt_main(void *arg)
 			continue;
 		}
 		fs->ckpt_wal_bytes = wal_bytes_appended(fs->wal);
-		int err = ckpt_write(fs);
+		int err = checkpoint_now(fs);
 		if (err) {
 			cJSON *f = cJSON_CreateObject();
 			cJSON_AddStringToObject(f, "reason", txd_strerror(err));
@@ -373,7 +477,7 @@ static void *ckpt_main(void *arg)
 int txd_checkpoint(struct txd_fs *fs)
 {
 	pthread_mutex_lock(&fs->lock);
-	int err = fs->failed ? -EIO : ckpt_write(fs);
+	int err = fs->failed ? -EIO : checkpoint_now(fs);
 	fs->ckpt_wal_bytes = wal_bytes_appended(fs->wal);
 	if (fs->sweep_due)
 		ckpt_sweep(fs); /* what released snapshots kept: now, not later */
@@ -582,6 +686,13 @@ static int fs_start(struct txd_fs *fs)
 									    : 1000),
 	};
 	int err = chunkstore_open(fs->store.obj_dir, fs->store.wal_dir, &fs->cs);
+	fs->ckpt_bytes = newest_ckpt_bytes(fs);
+	if (!err)
+		err = space_open(fs->store.obj_dir, fs->ckpt_bytes, &fs->space);
+	if (!err) {
+		chunkstore_set_space(fs->cs, fs->space);
+		space_open_room(fs->space); /* a full disk: recovery first (SP3) */
+	}
 	if (!err)
 		err = wal_open(fs->store.wal_dir, &wo, &fs->wal);
 	if (!err)
@@ -639,6 +750,7 @@ static void fs_free(struct txd_fs *fs)
 	ns_destroy(&fs->ns);
 	if (fs->cs)
 		chunkstore_close(fs->cs);
+	space_close(fs->space);
 	store_close(&fs->store);
 	pthread_mutex_destroy(&fs->lock);
 	free(fs);
@@ -738,7 +850,7 @@ void txd_fs_close(struct txd_fs *fs)
 	ckpt_stop(fs);
 	pthread_mutex_lock(&fs->lock);
 	if (!fs->failed && !wal_failed(fs->wal)) {
-		int err = ckpt_write(fs);
+		int err = checkpoint_now(fs);
 		if (err)
 			syslog(LOG_WARNING, "txdir: checkpoint at close failed: %s",
 			       txd_strerror(err));
@@ -781,6 +893,8 @@ void fs_status_locked(struct txd_fs *fs, struct txd_status *st)
 	st->checksum_errors = chunkstore_checksum_errors(fs->cs);
 	st->conflicts = fs->conflicts;
 	st->failed = fs->failed || wal_failed(fs->wal);
+	st->disk_full = space_full(fs->space, st->disk_full_why, sizeof(st->disk_full_why));
+	space_get(fs->space, &st->reserve_bytes, &st->reserve_held);
 	st->checkpoints = fs->ckpt_count;
 	st->checkpoint_lsn = fs->ckpt_lsn;
 }
@@ -794,9 +908,11 @@ void txd_get_status(struct txd_fs *fs, struct txd_status *st)
 
 int txd_statfs(struct txd_fs *fs, struct statvfs *out)
 {
-	if (statvfs(fs->store.dir, out))
-		return -errno;
+	int err = txd_os->statvfs(fs->store.dir, out);
+	if (err)
+		return err;
 	out->f_namemax = TXD_NAME_MAX;
+	space_statfs(fs->space, out); /* SP7 */
 	pthread_mutex_lock(&fs->lock);
 	out->f_files = out->f_ffree + fs->ns.ninodes;
 	pthread_mutex_unlock(&fs->lock);

@@ -161,7 +161,10 @@ int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct
 		pthread_mutex_unlock(&fs->lock);
 	}
 	if (err) {
+		/* the copy stays dirty: a later close or fsync tries again
+		 * (a full disk is not sticky, space.h) */
 		wcopy_abandon(wf->wc, &p);
+		fs_note_space(fs, "file commit", err);
 		goto out_unlock;
 	}
 	struct cmap *map;
@@ -601,7 +604,7 @@ ssize_t fs_write(struct txd_fs *fs, const struct txd_cred *c, struct handle *h, 
 		atomic_store(&h->wf->times_set, true);
 	}
 	pthread_mutex_unlock(&h->wf->lock);
-	return n;
+	return n < 0 ? fs_note_space(fs, "write", (int)n) : n; /* a spill met a full disk */
 }
 
 /* ---- flush / fsync / release ------------------------------------------------------- */

@@ -403,6 +403,8 @@ static int log_apply(struct lease_svc *s, const struct lrec *r, struct lname **o
 	if (s->failed)
 		return -EIO;
 	err = s->be.append(s->be.arg, buf, len, &lsn);
+	if (err == -ENOSPC || err == -EDQUOT)
+		return err; /* a full disk: nothing reached the log (wal.h W8) */
 	if (err) {
 		s->failed = err;
 		return err;

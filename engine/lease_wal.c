@@ -3,6 +3,7 @@
  */
 #include "lease_wal.h"
 
+#include <errno.h>
 #include <sys/uio.h>
 
 #include "rec.h"
@@ -12,6 +13,11 @@ static int lw_append(void *arg, const void *rec, size_t len, uint64_t *lsn)
 	struct iovec iov = { .iov_base = (void *)rec, .iov_len = len };
 	struct wal_pos pos;
 	int err = wal_append(arg, WAL_REC_LEASE, &iov, 1, &pos);
+
+	/* lease records are small and a release frees: the log's headroom
+	 * may take them when the disk is full (wal.h W8) */
+	if (err == -ENOSPC || err == -EDQUOT)
+		err = wal_append_flags(arg, WAL_REC_LEASE, &iov, 1, WAL_APPEND_RESERVE, &pos);
 
 	if (!err)
 		*lsn = pos.lsn;

@@ -83,6 +83,21 @@ static int real_ftruncate(int fd, off_t len)
 	return r < 0 ? -errno : 0;
 }
 
+static int real_fallocate(int fd, off_t off, off_t len)
+{
+	int r;
+
+	do
+		r = fallocate(fd, 0, off, len);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : 0;
+}
+
+static int real_statvfs(const char *path, struct statvfs *st)
+{
+	return statvfs(path, st) < 0 ? -errno : 0;
+}
+
 static int real_fstat_size(int fd, uint64_t *size)
 {
 	struct stat st;
@@ -175,12 +190,14 @@ const struct txd_os_ops txd_os_real = {
 	.fsync = real_fsync,
 	.fdatasync = real_fdatasync,
 	.ftruncate = real_ftruncate,
+	.fallocate = real_fallocate,
 	.fstat_size = real_fstat_size,
 	.rename = real_rename,
 	.unlink = real_unlink,
 	.mkdir = real_mkdir,
 	.flock = real_flock,
 	.listdir = real_listdir,
+	.statvfs = real_statvfs,
 	.now_realtime_ns = real_now_realtime_ns,
 	.now_file_ns = real_now_file_ns,
 	.now_monotonic_ns = real_now_monotonic_ns,

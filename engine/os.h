@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 
 struct txd_os_ops {
@@ -27,6 +28,12 @@ struct txd_os_ops {
 	int (*fsync)(int fd);
 	int (*fdatasync)(int fd);
 	int (*ftruncate)(int fd, off_t len);
+	/* Allocate [off, off+len) (mode 0: the size grows to cover it, new
+	 * bytes read as zeros). -ENOSPC/-EDQUOT when the disk cannot hold it:
+	 * the engine reserves space this way before writing what must not be
+	 * torn by a full disk (wal.h W8). -EOPNOTSUPP where the file system
+	 * has no fallocate (callers then write zeros). */
+	int (*fallocate)(int fd, off_t off, off_t len);
 	int (*fstat_size)(int fd, uint64_t *size);
 	int (*rename)(const char *from, const char *to);
 	int (*unlink)(const char *path);
@@ -35,6 +42,8 @@ struct txd_os_ops {
 	/* Calls cb(name, arg) for every entry of dir except "." and "..";
 	 * a non-zero return from cb stops the walk and is returned. */
 	int (*listdir)(const char *dir, int (*cb)(const char *name, void *arg), void *arg);
+	/* The file system holding path: free space (space.h decides on it). */
+	int (*statvfs)(const char *path, struct statvfs *st);
 	uint64_t (*now_realtime_ns)(void);   /* CLOCK_REALTIME */
 	/* CLOCK_REALTIME_COARSE: the clock file timestamps come from. It is
 	 * the kernel's current_time() for FUSE inodes, so a write(2) in the

@@ -434,6 +434,8 @@ static int append_locked(struct state_svc *s, struct sdoc *d, uint64_t if_versio
 		return -ENOMEM;
 	err = s->be.append(s->be.arg, rec, rl, lsn);
 	free(rec);
+	if (err == -ENOSPC || err == -EDQUOT)
+		return err; /* a full disk: nothing reached the log (wal.h W8) */
 	if (err) {
 		s->failed = true; /* S6: the log may hold part of it */
 		return -EIO;
@@ -818,9 +820,10 @@ int state_set_participants(struct state_svc *s, const char *list, size_t len,
 		err = -EBUSY; /* S10: not while a state proposal is open */
 	else if (!np == !s->parts && (!np || !strcmp(np, s->parts)))
 		err = 1; /* the same list: nothing to log */
-	else if (s->be.append(s->be.arg, rec, rl, &lsn)) {
-		s->failed = true;
-		err = -EIO;
+	else if ((err = s->be.append(s->be.arg, rec, rl, &lsn))) {
+		/* a full disk: nothing reached the log (wal.h W8) */
+		s->failed = err != -ENOSPC && err != -EDQUOT;
+		err = s->failed ? -EIO : err;
 	} else {
 		free(s->parts);
 		s->parts = np;

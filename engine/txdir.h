@@ -26,7 +26,10 @@
  * Return convention: 0 or a non-negative count on success, a negative errno
  * on failure, or a negative TXD_E* code (see txd_strerror). Once a commit has
  * failed to reach the log (I/O error), the store is read-only: every change
- * returns -EIO until it is reopened (recovery), and reads keep working.
+ * returns -EIO until it is reopened (recovery), and reads keep working. A
+ * full disk is not such a failure: the change that does not fit returns
+ * -ENOSPC (or -EDQUOT), everything committed before stays, deletes and
+ * truncations still work, and status says disk_full until space is back.
  *
  * Threading: every call is safe from any number of threads. No call blocks on
  * a durability wait except txd_sync_wait and txd_fs_close; FUSE workers use the
@@ -373,6 +376,11 @@ struct txd_status {
 	uint64_t checksum_errors, conflicts;
 	uint64_t checkpoints, checkpoint_lsn; /* written since open; the newest */
 	bool failed;
+	/* a full disk refused an operation (degraded, not failed: the store
+	 * stays writable for what fits), and which; the reserve (space.h) */
+	bool disk_full;
+	char disk_full_why[128];
+	uint64_t reserve_bytes, reserve_held;
 };
 void txd_get_status(struct txd_fs *fs, struct txd_status *st);
 const char *txd_durability_name(enum txd_durability d);

@@ -582,6 +582,8 @@ static int log_apply(struct vote_svc *v, const struct vrec *r, struct prop **out
 		return -ENOMEM; /* nothing reached the log: not sticky */
 	err = v->be.append(v->be.arg, buf, len, lsn);
 	free(buf);
+	if (err == -ENOSPC || err == -EDQUOT)
+		return err; /* a full disk: nothing reached the log (wal.h W8) */
 	if (err) {
 		v->failed = err;
 		return err;

@@ -1,5 +1,5 @@
 /*
- * wal.c — the write-ahead log (format and invariants W1–W6 in wal.h).
+ * wal.c — the write-ahead log (format and invariants W1–W8 in wal.h).
  *
  * State of a struct wal and the function that moves it:
  *
@@ -74,6 +74,7 @@
 #define ZERO_AHEAD (2u << 20) /* W7: written this far past the append point */
 #define ZERO_LOW (1u << 20)   /* refill when less than this is left */
 #define ZERO_BUF (256u << 10)
+#define ALLOC_STEP (1u << 20) /* W8: fallocate this much ahead at a time */
 
 static const uint8_t zeros[ZERO_BUF];
 
@@ -111,6 +112,8 @@ struct wal {
 	pthread_t thread;
 	bool stopping, syncing, failed, replayed;
 	bool zero_ahead, zero_wanted; /* W7; zero_wanted: the thread was told */
+	bool space_short; /* W8: the disk refused space; no zero-ahead until
+	                     an allocation succeeds again */
 	void (*will_block)(void *arg);
 	void *will_block_arg;
 
@@ -541,14 +544,16 @@ static void sync_once(struct wal *w, bool hook)
 /* W7: the append point is within ZERO_LOW of where the file is written. */
 static bool zero_needed(const struct wal *w)
 {
-	return w->zero_ahead && !w->failed && w->fd >= 0 && w->ready_to < w->seg_size &&
+	return w->zero_ahead && !w->failed && !w->space_short && w->fd >= 0 &&
+	       w->ready_to < w->seg_size &&
 	       w->ready_to < w->seg_off + ZERO_LOW;
 }
 
 /* Lock held (appends wait: zeros must never land on a record). Write zeros
  * from the append point (or where the file is written, if beyond) to
- * ZERO_AHEAD past it. A failure only ends pre-allocation: appends still
- * extend the file as they go. */
+ * ZERO_AHEAD past it. A failure only ends pre-allocation (a full disk
+ * pauses it until an allocation succeeds again): appends still allocate
+ * what they need themselves (W8). */
 static void zero_fill(struct wal *w)
 {
 	uint64_t off = w->ready_to > w->seg_off ? w->ready_to : w->seg_off;
@@ -560,12 +565,19 @@ static void zero_fill(struct wal *w)
 	while (off < end) {
 		size_t n = end - off < ZERO_BUF ? (size_t)(end - off) : ZERO_BUF;
 
-		if (os_pwrite_full(w->fd, zeros, n, (off_t)off)) {
-			w->zero_ahead = false;
+		int r = os_pwrite_full(w->fd, zeros, n, (off_t)off);
+
+		if (r) {
+			/* a full disk only pauses pre-allocation (W8) */
+			if (r == -ENOSPC || r == -EDQUOT)
+				w->space_short = true;
+			else
+				w->zero_ahead = false;
 			return;
 		}
 		off += n;
 		w->ready_to = off;
+		w->segs[w->nsegs - 1].size = off;
 	}
 }
 
@@ -1202,18 +1214,114 @@ static int write_direct(struct wal *w, uint16_t type, const struct iovec *iov, i
 	return os_pwrite_full(w->fd, hdr, sizeof(hdr), (off_t)w->seg_off);
 }
 
+static bool no_space(int r)
+{
+	return r == -ENOSPC || r == -EDQUOT;
+}
+
+/* Lock held. Write zeros over [ready_to, end). */
+static int write_zeros(struct wal *w, uint64_t end)
+{
+	int r = 0;
+
+	for (uint64_t off = w->ready_to; !r && off < end;) {
+		size_t n = end - off < ZERO_BUF ? (size_t)(end - off) : ZERO_BUF;
+
+		r = os_pwrite_full(w->fd, zeros, n, (off_t)off);
+		off += n;
+	}
+	return r;
+}
+
+/* Lock held. Allocate the segment file from ready_to to at least end (W8).
+ * With pre-allocation on, by writing zeros (only what is needed: the sync
+ * thread's zero_fill does the rest), so a later fdatasync still changes no
+ * extent (W7); without, by fallocate, ALLOC_STEP at a time when the disk
+ * allows (zeros where the file system has no fallocate). On failure, what
+ * a partial allocation added past ready_to is cut off again. */
+static int alloc_to(struct wal *w, uint64_t end)
+{
+	uint64_t want = end;
+	int r = -EOPNOTSUPP;
+
+	if (end <= w->ready_to)
+		return 0;
+	if (!w->zero_ahead) {
+		want = w->ready_to + ALLOC_STEP;
+		if (want > w->seg_size)
+			want = w->seg_size;
+		if (want < end)
+			want = end;
+		r = txd_os->fallocate(w->fd, (off_t)w->ready_to, (off_t)(want - w->ready_to));
+		if (no_space(r) && want > end) {
+			want = end;
+			r = txd_os->fallocate(w->fd, (off_t)w->ready_to,
+					      (off_t)(want - w->ready_to));
+		}
+	}
+	if (r == -EOPNOTSUPP)
+		r = write_zeros(w, want);
+	if (r) {
+		if (no_space(r))
+			w->space_short = true;
+		txd_os->ftruncate(w->fd, (off_t)w->ready_to);
+		return r;
+	}
+	w->ready_to = want;
+	w->segs[w->nsegs - 1].size = want;
+	w->space_short = false;
+	return 0;
+}
+
+/* Lock held. W8: where the record at seg_off of total bytes must find the
+ * file allocated: its end, plus WAL_HEADROOM for an ordinary record (not
+ * past the segment's size, unless the record alone goes past it). */
+static uint64_t alloc_need(const struct wal *w, uint64_t total, unsigned flags)
+{
+	uint64_t end = w->seg_off + total, need = end;
+
+	if (!(flags & WAL_APPEND_RESERVE))
+		need += WAL_HEADROOM;
+	if (need > w->seg_size)
+		need = end > w->seg_size ? end : w->seg_size;
+	return need;
+}
+
+/* Lock held. A record write met a full disk (W8): cut the segment at the
+ * record's start, so no byte of it stays (a shrinking truncate needs no
+ * space); the next append allocates again. If this fails the log must. */
+static int undo_record(struct wal *w)
+{
+	int r = txd_os->ftruncate(w->fd, (off_t)w->seg_off);
+
+	if (!r) {
+		w->ready_to = w->seg_off;
+		w->segs[w->nsegs - 1].size = w->seg_off;
+	}
+	return r;
+}
+
 /* Lock held. */
 static int append_locked(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt,
-			 uint32_t len, struct wal_pos *pos)
+			 uint32_t len, unsigned flags, struct wal_pos *pos)
 {
 	uint64_t total = rec_total(len);
 	int r;
 
 	if (w->seg_off > WAL_SEG_HDR_SIZE && w->seg_off + total > w->seg_size) {
 		r = rotate(w);
+		if (no_space(r)) {
+			w->space_short = true;
+			return r; /* W8: nothing changed, nothing written */
+		}
 		if (r)
 			goto out_fail;
 	}
+	r = alloc_to(w, alloc_need(w, total, flags));
+	if (no_space(r))
+		return r; /* W8: nothing written */
+	if (r)
+		goto out_fail;
 	if (total > WAL_ABUF_KEEP) {
 		r = write_direct(w, type, iov, iovcnt, len, w->last_lsn + 1);
 	} else {
@@ -1222,6 +1330,10 @@ static int append_locked(struct wal *w, uint16_t type, const struct iovec *iov, 
 			return r; /* nothing written: not a log failure */
 		build_record(w, type, iov, iovcnt, len, w->last_lsn + 1);
 		r = os_pwrite_full(w->fd, w->abuf, (size_t)total, (off_t)w->seg_off);
+	}
+	if (no_space(r) && !undo_record(w)) {
+		w->space_short = true;
+		return r; /* W8: the half record is no record */
 	}
 	if (r)
 		goto out_fail;
@@ -1243,7 +1355,7 @@ static int append_locked(struct wal *w, uint16_t type, const struct iovec *iov, 
 		w->zero_wanted = true;
 		pthread_cond_signal(&w->work_cv);
 	}
-	w->segs[w->nsegs - 1].size = w->seg_off;
+	w->segs[w->nsegs - 1].size = w->ready_to; /* the file's size */
 	w->st_records++;
 	w->st_bytes += total;
 	return 0;
@@ -1256,6 +1368,22 @@ out_fail:
 int wal_append(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt,
 	       struct wal_pos *pos)
 {
+	return wal_append_flags(w, type, iov, iovcnt, 0, pos);
+}
+
+bool wal_space_short(struct wal *w)
+{
+	bool v;
+
+	pthread_mutex_lock(&w->lock);
+	v = w->space_short;
+	pthread_mutex_unlock(&w->lock);
+	return v;
+}
+
+int wal_append_flags(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt,
+		     unsigned flags, struct wal_pos *pos)
+{
 	size_t len = iov_total(iov, iovcnt);
 	int r;
 
@@ -1267,7 +1395,7 @@ int wal_append(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt
 	else if (!w->replayed)
 		r = -EINVAL;
 	else
-		r = append_locked(w, type, iov, iovcnt, (uint32_t)len, pos);
+		r = append_locked(w, type, iov, iovcnt, (uint32_t)len, flags, pos);
 	abuf_trim(w); /* on failure paths too */
 	pthread_mutex_unlock(&w->lock);
 	return r;

@@ -79,6 +79,26 @@
  *     the new segment's name and the directory fsynced (W4 still holds). Its
  *     old records can never replay in the new segment: their lsns are below
  *     first_lsn (W1) and their checksums are seeded with another salt.
+ *  W8 A full disk never leaves part of a record (space is reserved before
+ *     writing). wal_append writes a record only into bytes of the segment
+ *     file that are already allocated — W7's zeros, a spare's old bytes, or
+ *     allocated by the append itself (zeros when W7 is on, else fallocate)
+ *     — up to the record's end plus WAL_HEADROOM, or up to its end alone
+ *     for a record appended with WAL_APPEND_RESERVE. When the file system
+ *     cannot give that space (the allocation, or the new segment of a
+ *     rotation, fails with ENOSPC or EDQUOT) the append returns that error
+ *     with nothing written and the log is NOT failed: the caller's
+ *     operation fails, every record before it stays, and a later append
+ *     tries again. If the write of the record itself still meets
+ *     ENOSPC/EDQUOT, the segment is truncated at the record's start (a
+ *     shrinking truncate needs no space), so no byte of it stays, and the
+ *     append fails the same non-sticky way; only when that undo fails too
+ *     is the log failed. Every other error fails the log (sticky, as
+ *     before). A full disk pauses W7's zeros until an allocation succeeds
+ *     again. So an ordinary record never takes the last WAL_HEADROOM bytes
+ *     of allocated log: they are kept for records that free space (deletes,
+ *     truncations, renames, lease records: space.h SP3), which must fit
+ *     when nothing else does.
  *
  * Memory. Nothing of a record stays in memory once it is appended: the log
  * keeps one append buffer (a record is built in it for one pwrite; freed
@@ -146,9 +166,22 @@ int wal_replay(struct wal *w, uint64_t after_lsn, wal_replay_fn fn, void *arg);
 
 /* Append one record (payload = the iovecs concatenated). Fills pos (may be
  * NULL). -EFBIG over WAL_MAX_RECORD, -EINVAL before wal_replay, -EIO once
- * failed. */
+ * failed; -ENOSPC or -EDQUOT when the disk has no room for it (W8: nothing
+ * written, the log stays usable). */
 int wal_append(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt,
 	       struct wal_pos *pos);
+
+/* W8: pre-allocated log kept for records that free space. */
+#define WAL_HEADROOM (256u << 10)
+#define WAL_APPEND_RESERVE 1u /* the record may use WAL_HEADROOM (W8) */
+
+/* wal_append with flags (WAL_APPEND_*). */
+int wal_append_flags(struct wal *w, uint16_t type, const struct iovec *iov, int iovcnt,
+		     unsigned flags, struct wal_pos *pos);
+
+/* Whether the last append or pre-allocation met a full disk (W8) and no
+ * allocation has succeeded since. */
+bool wal_space_short(struct wal *w);
 
 /* Highest LSN appended / known durable. */
 uint64_t wal_last_lsn(struct wal *w);

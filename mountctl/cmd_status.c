@@ -6,7 +6,11 @@
  *   store, durability ("fsync" | "full" | "none"), commits, last_commit_id,
  *   lsn, durable_lsn, wal_bytes, wal_syncs, wal_synced_records,
  *   versions_retained, open_handles, inodes, nodes, oldest_snapshot_age_s,
- *   checksum_errors, conflicts, failed (bool); optionally pid.
+ *   checksum_errors, conflicts, failed (bool), disk_full (bool) and
+ *   disk_full_reason, reserve_bytes, reserve_held; optionally pid.
+ * Health: degraded with "store failed: read-only until remounted" when
+ * failed, "disk full: REASON" while a full disk refuses changes (the store
+ * stays writable for what fits), "checksum errors seen"; else ok.
  * A missing field prints as "-"; status --json prints the document as is.
  * status --watch [--interval S] prints the table again every S seconds
  * (cmd_top.c's mc_watch_*: the screen redrawn on a tty, plain frames
@@ -114,14 +118,25 @@ static const char *str_field(const cJSON *doc, const char *name, char *buf, size
 	return "-";
 }
 
-/* Degraded when the store failed or checksum errors were seen. */
+/* Degraded when the store failed, the disk is full or checksum errors were
+ * seen. */
 static enum health judge(const cJSON *doc, const char **why)
 {
 	const cJSON *failed = cJSON_GetObjectItemCaseSensitive(doc, "failed");
+	const cJSON *full = cJSON_GetObjectItemCaseSensitive(doc, "disk_full");
+	const cJSON *reason = cJSON_GetObjectItemCaseSensitive(doc, "disk_full_reason");
+	static char buf[192];
 	double errs;
 
 	if (cJSON_IsTrue(failed)) {
 		*why = "store failed: read-only until remounted";
+		return HEALTH_DEGRADED;
+	}
+	if (cJSON_IsTrue(full)) {
+		snprintf(buf, sizeof(buf), "disk full: %s",
+			 cJSON_IsString(reason) && *reason->valuestring ? reason->valuestring
+								 : "no space left on device");
+		*why = buf;
 		return HEALTH_DEGRADED;
 	}
 	if (get_num(doc, "checksum_errors", &errs) && errs > 0) {

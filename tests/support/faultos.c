@@ -393,6 +393,31 @@ static int fos_ftruncate(int fd, off_t len)
 	return r;
 }
 
+static int fos_fallocate(int fd, off_t off, off_t len)
+{
+	struct fstate *f;
+	void *z;
+	int r;
+
+	pthread_mutex_lock(&mu);
+	r = enter(FOS_FALLOCATE, NULL);
+	if (!r) {
+		f = fdmap_get(fd);
+		z = f && len > 0 ? calloc(1, (size_t)len) : NULL;
+		if (z)
+			record_write(f, fd, z, (size_t)len, off);
+		free(z);
+		r = txd_os_real.fallocate(fd, off, len);
+	}
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+static int fos_statvfs(const char *path, struct statvfs *st)
+{
+	return txd_os_real.statvfs(path, st); /* not data: no faults */
+}
+
 static int fos_fstat_size(int fd, uint64_t *size)
 {
 	int r;
@@ -500,12 +525,14 @@ const struct txd_os_ops faultos_ops = {
 	.fsync = fos_fsync,
 	.fdatasync = fos_fdatasync,
 	.ftruncate = fos_ftruncate,
+	.fallocate = fos_fallocate,
 	.fstat_size = fos_fstat_size,
 	.rename = fos_rename,
 	.unlink = fos_unlink,
 	.mkdir = fos_mkdir,
 	.flock = fos_flock,
 	.listdir = fos_listdir,
+	.statvfs = fos_statvfs,
 	.now_realtime_ns = fos_realtime,
 	.now_file_ns = fos_file_time,
 	.now_monotonic_ns = fos_monotonic,

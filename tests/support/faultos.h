@@ -64,6 +64,7 @@ enum faultos_call {
 	FOS_MKDIR,
 	FOS_FLOCK,
 	FOS_LISTDIR,
+	FOS_FALLOCATE, /* recorded like a write of zeros (power cut) */
 	FOS_NCALLS
 };
 

@@ -659,7 +659,7 @@ Test(wal, pwrite_error_is_sticky)
 	faultos_install();
 	w = open_replay(NULL, &rs, 0);
 	cr_assert_eq(append_n(w, 1, 3, 30), 0);
-	faultos_fail_nth(FOS_PWRITE, 1, -ENOSPC);
+	faultos_fail_nth(FOS_PWRITE, 1, -EIO); /* a full disk is not (W8) */
 	cr_assert_eq(append_n(w, 4, 1, 30), -EIO);
 	cr_assert(wal_failed(w));
 	cr_assert_eq(append_n(w, 4, 1, 30), -EIO);
@@ -1356,7 +1356,7 @@ Test(wal, zero_fill_error_only_ends_preallocation_W7)
 	cr_assert_eq(append_n(w, 1, 5, 300), 0);
 	cr_assert_eq(wal_sync(w, 5), 0);
 	cr_assert(!wal_failed(w));
-	cr_assert_lt(file_size(seg_file(wal_current_seg(w))), 4096, "no zeros after the failure");
+	cr_assert(!wal_space_short(w), "the appends allocated their space themselves (W8)");
 	wal_close(w);
 	faultos_uninstall();
 	w = open_replay(&o, &rs, 0);
@@ -1399,6 +1399,151 @@ Test(wal, sync_async_lone_caller_leads_on_its_thread_W5)
 	cr_assert_geq(wal_durable_lsn(w), 3);
 	wal_get_stats(w, &st);
 	cr_assert_eq(st.syncs, 1);
+	wal_close(w);
+	recs_free(&rs);
+}
+
+/* ---- W8: a full disk --------------------------------------------------------- */
+
+/* Append records first.. until one fails; every failure must be a full disk
+ * (-ENOSPC), never a failed log. Returns the next lsn to append. */
+static uint64_t append_until_full(struct wal *w, uint64_t first, uint64_t max_n, int *err)
+{
+	uint64_t i = first;
+
+	*err = 0;
+	while (i < first + max_n && !(*err = append_n(w, i, 1, 3000)))
+		i++;
+	return i;
+}
+
+/* A table that fails the nth call of one kind made by the test's own
+ * thread (the appender) with a full disk; the sync thread's calls pass (a
+ * failed sync is sticky by W4/W5, and a full disk cannot fail an
+ * overwrite of allocated bytes or the open of a directory). */
+static struct txd_os_ops full_ops;
+static pthread_t full_thread;           /* set before the table is installed */
+static _Atomic enum faultos_call full_call;
+static _Atomic int full_err;
+static _Atomic uint64_t full_left; /* calls of full_call to let pass, then fail one */
+
+static bool full_now(enum faultos_call c)
+{
+	if (!pthread_equal(pthread_self(), full_thread) || c != full_call || !full_left)
+		return false;
+	return --full_left == 0;
+}
+
+static int full_open(const char *p, int f, mode_t m)
+{
+	return full_now(FOS_OPEN) ? full_err : faultos_ops.open(p, f, m);
+}
+
+static ssize_t full_pwrite(int fd, const void *b, size_t n, off_t off)
+{
+	return full_now(FOS_PWRITE) ? full_err : faultos_ops.pwrite(fd, b, n, off);
+}
+
+static int full_fallocate(int fd, off_t off, off_t len)
+{
+	return full_now(FOS_FALLOCATE) ? full_err : faultos_ops.fallocate(fd, off, len);
+}
+
+static int full_rename(const char *a, const char *b)
+{
+	return full_now(FOS_RENAME) ? full_err : faultos_ops.rename(a, b);
+}
+
+/* W8: ENOSPC (or EDQUOT) at every write, allocation and segment-creation
+ * step of an append (record, rotation, pre-allocation) fails that append
+ * only: nothing of it is in the log, the log is not failed, the next
+ * append succeeds with the next lsn, and replay gives exactly the records
+ * whose append succeeded. With pre-allocation (zeros ahead) and without. */
+Test(wal, enospc_at_every_step_fails_only_that_append_W8)
+{
+	static const enum faultos_call calls[] = { FOS_PWRITE, FOS_FALLOCATE, FOS_OPEN,
+						   FOS_RENAME };
+	static const int errs[] = { -ENOSPC, -EDQUOT };
+	unsigned seen_fail = 0, c, n, z;
+
+	full_ops = faultos_ops;
+	full_ops.open = full_open;
+	full_ops.pwrite = full_pwrite;
+	full_ops.fallocate = full_fallocate;
+	full_ops.rename = full_rename;
+	full_thread = pthread_self();
+	for (z = 0; z < 2; z++)
+	for (c = 0; c < sizeof(calls) / sizeof(calls[0]); c++)
+	for (n = 1; n <= 12; n++) {
+		struct wal_opts o = { .seg_size = 8192, .zero_ahead = z };
+		struct recs rs = { 0 };
+		struct wal *w;
+		uint64_t next;
+		int err, e = errs[n % 2];
+
+		nftw(waldir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+		faultos_install();
+		txd_os_set(&full_ops);
+		w = open_replay(&o, &rs, 0);
+		full_call = calls[c];
+		full_err = e;
+		full_left = n;
+		next = append_until_full(w, 1, 40, &err);
+		if (err) {
+			seen_fail++;
+			cr_assert_eq(err, e, "call %u n %u: %d, not a full disk", c, n, err);
+			cr_assert(!wal_failed(w), "call %u n %u: a full disk failed the log", c, n);
+			/* space came back: the same lsn goes on */
+			next = append_until_full(w, next, 10, &err);
+			cr_assert_eq(err, 0, "call %u n %u: append after the full disk: %d", c, n, err);
+		}
+		full_left = 0; /* wal_sync leads on this thread: its own failures are W5's */
+		cr_assert_eq(wal_sync(w, next - 1), 0, "call %u n %u", c, n);
+		wal_close(w);
+		faultos_uninstall();
+		w = open_replay(&o, &rs, 0);
+		cr_assert_eq(rs.n, next - 1, "call %u n %u: %zu records, %lu appended", c, n, rs.n,
+			     (unsigned long)(next - 1));
+		for (size_t k = 0; k < rs.n; k++) {
+			cr_assert_eq(rs.v[k].lsn, k + 1);
+			check_payload(&rs.v[k], k + 1, 3000);
+		}
+		wal_close(w);
+		recs_free(&rs);
+	}
+	cr_assert_gt(seen_fail, 40, "the faults reached appends (%u)", seen_fail);
+}
+
+/* W8: an ordinary record leaves WAL_HEADROOM of allocated log; a
+ * WAL_APPEND_RESERVE record may use it when the disk gives no more. */
+Test(wal, headroom_is_kept_for_reserve_records_W8)
+{
+	struct wal_opts o = { .seg_size = 4u << 20 };
+	struct recs rs = { 0 };
+	uint8_t buf[1000] = { 7 };
+	struct iovec iov = { buf, sizeof(buf) };
+	struct wal *w;
+	int r = 0, i, ordinary = 0;
+
+	faultos_install();
+	w = open_replay(&o, &rs, 0);
+	cr_assert_eq(wal_append(w, 1, &iov, 1, NULL), 0); /* allocates ALLOC_STEP */
+	/* from now on the disk is full */
+	for (i = 1; i <= 8; i++)
+		faultos_fail_nth(FOS_FALLOCATE, (uint64_t)i, -ENOSPC);
+	while (!r && ordinary < 10000)
+		if (!(r = wal_append(w, 1, &iov, 1, NULL)))
+			ordinary++;
+	cr_assert_eq(r, -ENOSPC);
+	cr_assert(wal_space_short(w));
+	/* what is left is the headroom: reserve records fit in it */
+	for (i = 0; i < (int)(WAL_HEADROOM / 2048); i++)
+		cr_assert_eq(wal_append_flags(w, 2, &iov, 1, WAL_APPEND_RESERVE, NULL), 0);
+	cr_assert(!wal_failed(w));
+	wal_close(w);
+	faultos_uninstall();
+	w = open_replay(&o, &rs, 0);
+	cr_assert_eq(rs.n, 1 + (size_t)ordinary + WAL_HEADROOM / 2048);
 	wal_close(w);
 	recs_free(&rs);
 }
