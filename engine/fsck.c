@@ -526,6 +526,46 @@ static void rec_failed(struct ctx *c, const struct seg *s, uint64_t off, uint64_
 	problem(c, true, "torn-tail", where, aff, "torn tail: %s: %s", desc, why);
 }
 
+int fsck_segment_check(const char *path, uint32_t num, uint64_t after, uint64_t upto,
+		       struct fsck_seg_check *out)
+{
+	struct seg s = {.num = num};
+	memset(out, 0, sizeof(*out));
+	int err = seg_hdr(path, &s);
+	if (err)
+		return err;
+	if (!s.ok) {
+		out->header_bad = true;
+		return 0;
+	}
+	out->first_lsn = s.first_lsn;
+	out->last_lsn = s.first_lsn - 1;
+	if (s.first_lsn > upto)
+		return 0;
+	if ((err = map_file(path, &s.m)))
+		return err;
+	uint64_t off = WAL_SEG_HDR_SIZE;
+	while (out->last_lsn < upto) {
+		const char *why = rec_bad(&s, off, out->last_lsn + 1);
+		if (why) {
+			/* the caller's upto is what this segment must hold (the
+			 * next one's first_lsn - 1, or the server's last lsn) */
+			out->bad = true;
+			out->bad_off = off;
+			snprintf(out->why, sizeof(out->why), "%s", why);
+			describe_rec(&s, off, out->desc, sizeof(out->desc));
+			break;
+		}
+		uint64_t total = rec_total(le32(s.m.p + off + 4));
+		if (++out->last_lsn > after)
+			out->records++;
+		out->bytes += total;
+		off += total;
+	}
+	unmap(&s.m);
+	return 0;
+}
+
 /* A segment before the one recovery starts in: every record up to limit
  * checked and counted; damage is reported, recovery does not read it. */
 static int old_segment(struct ctx *c, const struct seg *s, uint64_t limit, uint64_t *lastp,

@@ -120,6 +120,27 @@ struct fsck_result {
 	struct ns ns;                    /* opts.keep_ns: the namespace */
 };
 
+/* One WAL segment checked as scrub.h reads it while a server appends:
+ * every record from the segment's first up to lsn upto (W6: those reached
+ * the kernel whole), magic, length, lsn sequence and checksum (W1). */
+struct fsck_seg_check {
+	uint64_t first_lsn;        /* the header's (upto 0: only the header is read) */
+	uint64_t records;          /* checked, after `after` up to upto */
+	uint64_t bytes;            /* of every record walked */
+	uint64_t last_lsn;         /* the last valid one (first_lsn - 1: none) */
+	bool header_bad;           /* an invalid header: nothing walked */
+	bool bad;                  /* a record up to upto fails: */
+	uint64_t bad_off;          /*   where (its header's offset) */
+	char why[64];              /*   why ("checksum mismatch", ...) */
+	char desc[160];            /*   which ("commit 12 (txn 0, pid 4, 3 ops)") */
+};
+
+/* Segment file path (number num): 0 with out filled, -ENOENT (gone
+ * meanwhile: a checkpoint dropped it), or -errno. after: records with an
+ * lsn <= after are walked but not counted. */
+int fsck_segment_check(const char *path, uint32_t num, uint64_t after, uint64_t upto,
+		       struct fsck_seg_check *out);
+
 /* 0 once the store was checked (problems are in the counts), or: -TXD_ELOCKED
  * (r->holder set), -TXD_ENOTSTORE, -TXD_EFORMAT, -errno (operational). */
 int fsck_run(const char *dir, const struct fsck_opts *o, struct fsck_result *r);
