@@ -91,6 +91,7 @@ static void unmap(struct map *m)
 struct found {
 	enum fsck_sev sev;
 	bool fixable; /* what recovery (--repair) corrects */
+	bool note;    /* F4 */
 	struct fsck_problem p;
 };
 
@@ -104,7 +105,19 @@ struct ctx {
 	uint64_t (*txc)[2]; /* {txn, lsn} of the transaction commits walked */
 	uint32_t ntxc, captxc;
 	int stopped;      /* opts.record's non-zero */
+	bool note;        /* the next problem is a note (F4) */
+	uint64_t done_bytes, last_report; /* progress */
 };
+
+static void progress(struct ctx *c, bool force)
+{
+	if (!c->o->progress || (!force && c->done_bytes - c->last_report < (8u << 20)))
+		return;
+	c->last_report = c->done_bytes;
+	struct fsck_progress p = {.records = c->r->records, .bytes = c->done_bytes,
+				  .bytes_total = c->r->wal_bytes + c->r->pack_bytes};
+	c->o->progress(c->o->arg, &p);
+}
 
 static void problem(struct ctx *c, bool fixable, const char *kind, const char *where,
 		    const char *affects, const char *fmt, ...)
@@ -121,6 +134,8 @@ static void problem(struct ctx *c, bool fixable, const char *kind, const char *w
 	memset(x, 0, sizeof(*x));
 	x->sev = FSCK_ERROR;
 	x->fixable = fixable;
+	x->note = c->note;
+	c->note = false;
 	x->p.sev = FSCK_ERROR;
 	x->p.kind = kind;
 	snprintf(x->p.where, sizeof(x->p.where), "%s", where);
@@ -763,6 +778,8 @@ static int check_wal(struct ctx *c, struct ns *ns, uint64_t after)
 			r = walk_segment(c, ns, &s[i], next, after, &last);
 		}
 		unmap(&s[i].m);
+		c->done_bytes += s[i].size;
+		progress(c, true);
 		if (r) {
 			err = r < 0 ? r : 0;
 			break;
@@ -873,6 +890,8 @@ static int check_chunk(void *arg, uint64_t idx, struct chunk *ch)
 	int err = window_read(k, &loc, &bytes);
 	k->c->r->chunks++;
 	k->c->r->chunk_bytes += loc.len;
+	k->c->done_bytes += loc.len;
+	progress(k->c, false);
 	if (!err)
 		return 0;
 	if (err != -ENOENT && err != -EIO)
@@ -919,6 +938,7 @@ static int check_chunks(struct ctx *c, struct ns *ns)
 	if (!c->o->skip_chunks && !(k.w.buf = malloc(WINDOW)))
 		return -ENOMEM;
 	int err = ns_walk(ns, check_inode, &k);
+	progress(c, true);
 	window_close(&k.w);
 	free(k.w.buf);
 	return err;
@@ -1007,9 +1027,11 @@ static int check_txn_records(struct ctx *c)
 			problem(c, false, "txn-record", where, aff,
 				"not a transaction record (JSON with \"txid\": %" PRIu64 ")", id);
 		} else if (!strcmp(state, "active")) {
+			c->note = true; /* F4: not damage */
 			problem(c, true, "txn-record", where, aff,
-				"still active: recovery settles it (committed if the log holds its "
-				"commit, else aborted restart)");
+				"left active by a stop or crash: recovery settles it at the next "
+				"mount (committed if the log holds its commit, else aborted restart), "
+				"as --repair does now");
 		} else if (!strcmp(state, "committed") && cJSON_IsNumber(commit)) {
 			uint64_t lsn = (uint64_t)commit->valuedouble;
 			bool held = false, other = false;
@@ -1089,6 +1111,7 @@ static int lock_store(const char *dir, int how, pid_t *holder, int *fd_out)
 static int check_pass(struct ctx *c)
 {
 	struct fsck_result *r = c->r;
+	c->done_bytes = c->last_report = 0;
 	int err = read_format(c->dir, &r->format);
 	if (err)
 		return err;
@@ -1229,8 +1252,11 @@ int fsck_run(const char *dir, const struct fsck_opts *o, struct fsck_result *r)
 		free(before);
 	}
 	for (uint32_t k = 0; !err && k < c.nf; k++) {
-		c.f[k].p.sev = FSCK_ERROR;
-		r->errors++;
+		c.f[k].p.sev = c.f[k].note ? FSCK_NOTE : FSCK_ERROR;
+		if (c.f[k].note)
+			r->notes++;
+		else
+			r->errors++;
 		if (o->report)
 			o->report(o->arg, &c.f[k].p);
 	}

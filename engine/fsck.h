@@ -42,14 +42,19 @@
  *               recovery cuts it there and notes again the commits it
  *               replays (older ones stay out of .txdir/commits).
  *   txn.h T9    each dtc/transactions/ID.json is JSON naming its id; one
- *               still "active", or "committed" beyond the log, is what
- *               recovery settles (--repair); "committed" as a commit the
- *               log holds for another transaction is an error.
+ *               still "active" is a note (F4); "committed" beyond the log
+ *               is what recovery settles (--repair); "committed" as a
+ *               commit the log holds for another transaction is an error.
  * F2 --repair runs the engine's own recovery (txd_fs_open, txd_fs_close
  *    with its checkpoint) only when every problem found is one recovery
  *    handles or leaves alone (no damage in the middle, no hole, no commit
  *    that fails to apply), deletes invalid checkpoints first, then checks
  *    again: what is gone is reported FIXED, what is left ERROR.
+ * F4 A transaction record left "active" by a crash is not damage (as
+ *    e2fsck's journal replay is not): recovery records it "aborted
+ *    restart" at the next mount. It is a NOTE, counted in notes and not in
+ *    errors (exit 0 without --repair); --repair writes what recovery would
+ *    and reports it FIXED.
  * F3 Nothing is written without --repair: files are only read (through
  *    the os.h table), and the store's LOCK is taken shared (LOCK_SH) for
  *    the check, so a server cannot start meanwhile; a held LOCK (a
@@ -67,6 +72,7 @@
 enum fsck_sev {
 	FSCK_ERROR,   /* left uncorrected */
 	FSCK_FIXED,   /* corrected by --repair */
+	FSCK_NOTE,    /* not damage: what recovery settles at mount (F4) */
 };
 
 struct fsck_problem {
@@ -87,6 +93,13 @@ struct fsck_rec {
 	uint32_t len;
 };
 
+/* Progress for a bar (fsck.h's caller draws it): bytes read of the log and
+ * of chunks so far, of what the store's log and packs hold. */
+struct fsck_progress {
+	uint64_t records;
+	uint64_t bytes, bytes_total;
+};
+
 struct fsck_opts {
 	bool repair;
 	bool keep_ns;       /* keep the built namespace in the result */
@@ -95,6 +108,8 @@ struct fsck_opts {
 	/* every valid record after the checkpoint recovery uses; non-zero
 	 * stops the run and is returned */
 	int (*record)(void *arg, const struct fsck_rec *r);
+	/* called after each segment and every few MiB of chunks (optional) */
+	void (*progress)(void *arg, const struct fsck_progress *p);
 	void *arg;
 };
 
@@ -114,7 +129,7 @@ struct fsck_result {
 	uint64_t chunks, chunk_bytes;    /* verified */
 	uint64_t files, dirs, others, live_bytes;
 	uint64_t clog_records;
-	unsigned errors, fixed;
+	unsigned errors, fixed, notes;
 	pid_t holder;                    /* -TXD_ELOCKED: the server's pid */
 	bool have_ns;
 	struct ns ns;                    /* opts.keep_ns: the namespace */
