@@ -36,7 +36,12 @@
  *   chunk.h     every chunk of every live file's head version is read
  *               from its pack or WAL segment and its xxh64 compared; a
  *               bad or missing chunk names the file and bytes that read
- *               as EIO. Never repaired.
+ *               as EIO. Never repaired. Chunks are read in the order of
+ *               their bytes on disk (sorted by file and offset).
+ *   F5 A chunk inside a WAL record whose checksum held was verified with
+ *      it (the record's xxh64 covers its bytes and the chunk's own sum):
+ *      it is not read a second time, so fsck reads each byte of the store
+ *      once. One in a record that failed is read and named.
  *   clog.h      the commits log (derived): each record's checksum, ids
  *               increasing, none beyond the log's last commit. --repair:
  *               recovery cuts it there and notes again the commits it
