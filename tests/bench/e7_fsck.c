@@ -75,7 +75,7 @@ static double timed(const char *cmd)
 static uint64_t du_bytes(const char *store)
 {
 	char cmd[4200];
-	snprintf(cmd, sizeof(cmd), "find '%s' -type f -printf '%%s\\n' | awk '{s+=$1} END {print s}'",
+	snprintf(cmd, sizeof(cmd), "find '%s' -type f -printf '%%s\\n' | awk '{s+=$1} END {printf \"%%.0f\\n\", s}'",
 		 store);
 	FILE *p = popen(cmd, "r");
 	unsigned long long v = 0;
