@@ -126,6 +126,19 @@ static void unmap(struct map *m)
 	m->mapped = false;
 }
 
+/* Ask the kernel to start reading path now (asynchronously), so the next
+ * segment comes from the disk while this one is hashed. Real table only. */
+static void prefetch(const char *path)
+{
+	if (txd_os != &txd_os_real)
+		return;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+		close(fd);
+	}
+}
+
 /* A file of a store fsck holds locked (LOCK_SH: nothing truncates it
  * meanwhile), mapped read-only when the OS table is the real one: the
  * bytes are hashed where they sit in the page cache, with no copy and no
@@ -910,6 +923,11 @@ static int check_wal(struct ctx *c, struct ns *ns, uint64_t after)
 		const struct seg *next = i + 1 < end ? &s[i + 1] : NULL;
 		char path[4200];
 		snprintf(path, sizeof(path), "%s/seg-%08u", dir, s[i].num);
+		if (next) {
+			char np[4200];
+			snprintf(np, sizeof(np), "%s/seg-%08u", dir, next->num);
+			prefetch(np);
+		}
 		if ((err = txd_os == &txd_os_real ? map_offline(path, &s[i].m)
 						  : map_seg(path, &s[i].m, &segbuf, &segcap)))
 			goto out;
