@@ -9,8 +9,11 @@
  *   16 usage error
  * -n (the default) changes nothing; --repair does only what recovery does
  * anyway and never drops a record that checks out. One line per problem
- * ("SEVERITY KIND WHERE: WHAT; affects: ..."), then one summary line;
- * --json prints one object instead.
+ * ("SEVERITY KIND WHERE: WHAT; affects: ..."; SEVERITY ERROR, FIXED, or
+ * NOTE for what is not damage: a transaction record a crash left active,
+ * fsck.h F4), then one summary line; --json prints one object instead.
+ * On a terminal a progress bar goes to stderr while the store is read
+ * (progress.h), erased before any line is printed.
  *
  * Layering: fsck reads the store itself, so this command (like init) uses
  * the engine below txdir.h: engine/fsck.h, from the static library.
