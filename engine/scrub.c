@@ -218,6 +218,7 @@ static int check_wal(struct scrub *sc)
 		int e = fsck_segment_check(path, s.v[i], 0, 0, &c);
 		first[i] = e || c.header_bad ? 0 : c.first_lsn;
 	}
+	uint64_t prev_last = 0; /* the last lsn the segments so far held */
 	for (uint32_t i = 0; i < s.n && !stopping(sc); i++) {
 		char path[4200];
 		struct fsck_seg_check c;
@@ -236,6 +237,11 @@ static int check_wal(struct scrub *sc)
 		sc->bytes_total += c.bytes; /* the log's records count as they are read */
 		pthread_mutex_unlock(&sc->lock);
 		add_progress(sc, c.records, c.bytes, 0, 0);
+		if (c.header_bad && i > 0 && prev_last >= sc->upto_lsn)
+			continue; /* begun after the scrub did (its header may be
+				   * half-written yet): it holds nothing scrubbed */
+		if (!c.header_bad)
+			prev_last = c.last_lsn;
 		if (c.header_bad || c.bad) {
 			/* S2: still there? a checkpoint may have dropped it */
 			struct fsck_seg_check again;
