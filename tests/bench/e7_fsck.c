@@ -146,7 +146,7 @@ int main(void)
 	snprintf(t1, sizeof(t1), "%.0f MiB/s", fr);
 	snprintf(t2, sizeof(t2), "%.0f MiB/s cat", cr);
 	char what[160];
-	snprintf(what, sizeof(what), "fsck throughput, %ld files / %.1f GiB (vs cat)", files,
+	snprintf(what, sizeof(what), "fsck throughput, %ld files / %.2f GiB (vs cat)", files,
 		 (double)bytes / (1 << 30));
 	target_row(what, t1, t2, fr / cr, ">= 0.5", verdict(fr / cr, 0.5, true));
 	if (!getenv("E7_KEEP")) /* E7_KEEP=1: leave the store (profiling) */
