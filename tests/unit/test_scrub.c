@@ -23,9 +23,25 @@
 
 static char *store;
 static struct txd_fs *fs;
+static long threads_before; /* of this process before the store opened */
+
+/* Threads of this process (/proc/self/status). */
+static long threads(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long n = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Threads: %ld", &n) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return n;
+}
 
 static void setup(void)
 {
+	threads_before = threads();
 	store = tt_mkstore();
 	cr_assert_not_null(store);
 	struct txd_opts o = {.durability = TXD_DUR_FSYNC};
@@ -211,4 +227,5 @@ Test(scrub, close_while_running)
 	cr_assert_eq(start(0, 1), 0);
 	txd_fs_close(fs); /* ctl_upper_free → scrub_free stops and joins the thread */
 	fs = NULL;
+	cr_assert_eq(threads(), threads_before, "a thread outlived txd_fs_close");
 }
