@@ -476,6 +476,8 @@ int scrub_start(struct txd_fs *fs, uint32_t uid, uint64_t rate)
 	sc->phase = "plan";
 	pthread_mutex_unlock(&sc->lock);
 	int err = -pthread_create(&sc->thread, NULL, scrub_main, sc);
+	if (!err) /* named, for ps and top -H (and the tests: no thread outlives close) */
+		pthread_setname_np(sc->thread, "txd-scrub");
 	pthread_mutex_lock(&sc->lock);
 	if (err)
 		sc->state = SCRUB_FAILED;
