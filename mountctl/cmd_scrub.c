@@ -173,11 +173,12 @@ int cmd_scrub(const struct mc_cmd *cmd, int argc, char **argv)
 	double before = num(j, "id");
 	cJSON_Delete(j);
 	j = NULL;
+	/* before the start: a signal once the scrub runs must cancel it */
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
 	if ((rc = start(mnt, path, (uint64_t)mib << 20)))
 		goto out;
 	rc = SCRUB_EXIT_OPER;
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
 	struct mc_progress bar;
 	mc_progress_init(&bar, "scrub");
 	bool cancelled = false;

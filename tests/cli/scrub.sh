@@ -5,8 +5,9 @@
 # scrub runs; a second scrub meanwhile is EBUSY (8); nobody may not start one
 # (EPERM, 8) but may read the progress; a cancel ends it; a byte flipped in
 # a pack chunk and one in a WAL record of a live file while mounted are
-# found (4), naming the file, and reach events and stats; the progress bar
-# is drawn on a tty (script -qc) and not into a pipe; usage errors are 16.
+# found (4), naming the file, and reach events and stats; SIGINT cancels;
+# the progress bar is drawn on a tty (script -qc) and not into a pipe; usage
+# errors are 16.
 source "$(dirname "$0")/lib.bash"
 
 if ! can_mount; then
@@ -123,6 +124,17 @@ else
 fi
 echo cancel >"$M/.txdir/scrub"
 if wait_state cancelled; then ok "cancel ends the running scrub"; else not_ok "cancel ends the running scrub" "$(cat "$M/.txdir/scrub")"; fi
+
+# Ctrl-C on mountctl scrub cancels the scrub it started (and says so: 8)
+timeout -k 5 60 "$MOUNTCTL" scrub "$M" --rate 1 >"$T/int.out" 2>&1 &
+SPID=$!
+wait_state running
+kill -INT "$SPID"
+wait "$SPID"
+RC=$?
+OUT=$(cat "$T/int.out")
+expect "SIGINT cancels the scrub: 8, cancelled" 8 "$M: cancelled: "
+if [ "$(scrub_state)" = cancelled ]; then ok "... and the server's scrub is cancelled"; else not_ok "... and the server's scrub is cancelled" "$(cat "$M/.txdir/scrub")"; fi
 
 # ---- the progress bar: on a tty only -----------------------------------------------
 mc scrub "$M" --rate 10
