@@ -155,8 +155,11 @@ mc scrub "$M" --rate 0
 expect "a flipped byte in a pack chunk: 4, naming the file" 4 \
 	"^ERROR chunk objects/pack-[0-9]+ offset [0-9]+ length 32768: chunk checksum mismatch.*affects: file /big, inode [0-9]+, bytes 983040\\.\\.1015807"
 flip "$PACK" 1000000 # mended
-SEG=$(ls "$S"/coordination/dtc/wal/seg-* | tail -n 1)
-AT=$(offset_of "$SEG" scrub-wal-marker)
+AT=-1
+for SEG in "$S"/coordination/dtc/wal/seg-*; do # the segment holding the marker's record
+	AT=$(offset_of "$SEG" scrub-wal-marker)
+	[ "$AT" -gt 0 ] && break
+done
 if [ "$AT" -gt 0 ]; then
 	flip "$SEG" "$((AT + 3))"
 	mc scrub "$M" --rate 0
