@@ -94,6 +94,7 @@ struct evlog;
 struct inode;
 struct ns_prep;
 struct rec_buf;
+struct scrub;
 struct space;
 struct svc;
 struct txn;
@@ -138,6 +139,7 @@ struct txd_fs {
 	struct svc *svc;          /* svc.h: leases and the other services */
 	struct ctl_leases *ctl_leases; /* ctl_lease.c's names (the control tree's) */
 	struct ctl_states *ctl_states; /* ctl_state.c's waits (the control tree's) */
+	struct scrub *scrub;      /* scrub.h: the online verification (NULL: none yet) */
 	/* the control tree's teardown, registered by it when it first keeps
 	 * state (fs_free calls it: the data tree does not know the control tree) */
 	void (*upper_free)(struct txd_fs *fs);

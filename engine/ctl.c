@@ -11,6 +11,9 @@
  *     leases/             ctl_lease.c (kinds from CTL_LEASE_FIRST on)
  *     manifests/ temp/    multi-step operations in flight (none yet)
  *     recovery/           ctl_recovery.c (kinds from CTL_RECOVERY_FIRST on)
+ *     scrub               online verification (scrub.h): write "start
+ *                         [rate=BYTES_PER_S]" or "cancel", read the
+ *                         progress and problems as JSON
  *     state/              ctl_state.c (kinds from CTL_STATE_FIRST on)
  *     stats               Prometheus text
  *     status.json         struct txd_status as JSON (mountctl status)
@@ -57,6 +60,7 @@
 #include "events.h"
 #include "svc.h"
 #include "os.h"
+#include "scrub.h"
 #include "txn.h"
 
 enum ctl_kind {
@@ -77,6 +81,7 @@ enum ctl_kind {
 	CTL_DTC,        /* .txdir/dtc */
 	CTL_DTC_TXNS,   /* .txdir/dtc/transactions */
 	CTL_DTC_TXN,    /* .txdir/dtc/transactions/ID */
+	CTL_SCRUB,      /* .txdir/scrub (scrub.h) */
 };
 
 struct ctl_entry {
@@ -94,6 +99,7 @@ static const struct ctl_entry ctl_root[] = {
 	{"leases", (enum ctl_kind)CTL_LEASE_FIRST, true}, /* ctl_lease.c */
 	{"manifests", CTL_MANIFESTS, true},
 	{"recovery", (enum ctl_kind)CTL_RECOVERY_FIRST, true}, /* ctl_recovery.c */
+	{"scrub", CTL_SCRUB, false},
 	{"state", (enum ctl_kind)CTL_STATE_FIRST, true}, /* ctl_state.c */
 	{"stats", CTL_STATS, false},        {"status.json", CTL_STATUS, false},
 	{"temp", CTL_TEMP, true},           {"txn", CTL_TXNS, true},
@@ -242,6 +248,7 @@ static void render_stats(struct txd_fs *fs, struct sbuf *s)
 	       (double)st.open_handles);
 	metric(s, "txdir_inodes", "gauge", "Inodes in the namespace.", (double)st.inodes);
 	svc_stats(fs->svc, put_text, s);
+	scrub_stats(fs, put_text, s);
 	metric(s, "txdir_checksum_errors_total", "counter", "Chunks that failed verification.",
 	       (double)st.checksum_errors);
 	metric(s, "txdir_checkpoints_total", "counter", "Checkpoints written since start.",
@@ -394,6 +401,10 @@ static int render(struct txd_fs *fs, const struct txd_cred *c, const struct node
 	case CTL_STATUS:
 		render_status(fs, s);
 		return 0;
+	case CTL_SCRUB:
+		viewer_init(fs, c, &v);
+		txt = scrub_render(fs, path_visible, &v);
+		return take(s, txt, txt ? strlen(txt) : 0, txt ? 0 : -ENOMEM);
 	case CTL_EVENTS:
 		viewer_init(fs, c, &v);
 		err = ev_render(fs->events, fs_retain_oldest_ns(fs), path_visible, &v, v.uid, &txt,
@@ -483,7 +494,10 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 		a->size = 4096;
 		return 0;
 	}
-	a->mode = n->ctl == CTL_TXN_CTL ? S_IFREG | 0644
+	/* scrub: anyone may open it to write; the engine says who may start
+	 * one (EPERM, scrub.h S3) */
+	a->mode = n->ctl == CTL_SCRUB ? S_IFREG | 0666
+		  : n->ctl == CTL_TXN_CTL ? S_IFREG | 0644
 		  : t && kind_is_txn_record(n->ctl) ? S_IFREG | 0400 : S_IFREG | 0444;
 	a->nlink = 1;
 	/* Size 0, as procfs does: with the writeback cache the kernel keeps a
@@ -864,7 +878,7 @@ int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int fl
 	if (kind_is_dir(n->ctl))
 		return -EISDIR;
 	bool writable = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-	if (writable && n->ctl != CTL_TXN_CTL && !ctl_lease_writable(n->ctl) &&
+	if (writable && n->ctl != CTL_TXN_CTL && n->ctl != CTL_SCRUB && !ctl_lease_writable(n->ctl) &&
 	    !ctl_vote_writable(n->ctl) && !ctl_state_writable(n->ctl))
 		return -EACCES;
 	struct ctl_file *f = calloc(1, sizeof(*f));
@@ -1014,6 +1028,37 @@ static int txn_command(struct txd_fs *fs, const struct txd_cred *c, struct txn *
 	return -EINVAL;
 }
 
+/* One word per write(2) to .txdir/scrub: "start", "start rate=N" (bytes
+ * per second, 0 no limit), "cancel"; the write returns the outcome. */
+static ssize_t scrub_command(struct txd_fs *fs, const struct txd_cred *c, const char *cmd,
+			     size_t len)
+{
+	char word[64];
+	size_t size = len;
+	if (len >= sizeof(word))
+		return -EINVAL;
+	memcpy(word, cmd, len);
+	word[len] = 0;
+	while (len && (word[len - 1] == '\n' || word[len - 1] == ' '))
+		word[--len] = 0;
+	uint64_t rate = SCRUB_DEFAULT_RATE;
+	char *end = NULL;
+	bool start = !strcmp(word, "start");
+	if (!strncmp(word, "start rate=", 11) && word[11] >= '0' && word[11] <= '9') {
+		rate = strtoull(word + 11, &end, 10);
+		start = !*end;
+	}
+	if (!start && strcmp(word, "cancel"))
+		return -EINVAL;
+	uint32_t uid = c ? c->uid : 0;
+	pthread_mutex_lock(&fs->lock);
+	int err = start ? scrub_start(fs, uid, rate) : scrub_cancel(fs, uid);
+	if (!err)
+		fs->upper_free = ctl_upper_free; /* stops the thread at unmount */
+	pthread_mutex_unlock(&fs->lock);
+	return err ? err : (ssize_t)size;
+}
+
 ssize_t ctl_write(struct txd_fs *fs, const struct txd_cred *c, struct handle *h,
 		  const void *buf, size_t size, uint64_t off)
 {
@@ -1030,6 +1075,8 @@ ssize_t ctl_write_async(struct txd_fs *fs, const struct txd_cred *c, struct hand
 		return ctl_vote_write(fs, c, h->node, buf, size, off, &h->ctl->acc);
 	if (h->ctl && h->ctl->state)
 		return ctl_state_write(fs, c, h->ctl->state, buf, size, off);
+	if (h->node->ctl == CTL_SCRUB)
+		return scrub_command(fs, c, buf, size);
 	if (h->node->ctl != CTL_TXN_CTL)
 		return -EACCES;
 	if (size > CTL_TXN_CMD_MAX)
@@ -1101,6 +1148,7 @@ ssize_t ctl_listxattr(struct txd_fs *fs, struct node *n, char *buf, size_t size)
 
 void ctl_upper_free(struct txd_fs *fs)
 {
+	scrub_free(fs); /* its thread reads the namespace and the stores */
 	ctl_lease_free(fs);
 	ctl_state_free(fs);
 }

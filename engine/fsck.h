@@ -36,20 +36,30 @@
  *   chunk.h     every chunk of every live file's head version is read
  *               from its pack or WAL segment and its xxh64 compared; a
  *               bad or missing chunk names the file and bytes that read
- *               as EIO. Never repaired.
+ *               as EIO. Never repaired. Chunks are read in the order of
+ *               their bytes on disk (sorted by file and offset).
+ *   F5 A chunk inside a WAL record whose checksum held was verified with
+ *      it (the record's xxh64 covers its bytes and the chunk's own sum):
+ *      it is not read a second time, so fsck reads each byte of the store
+ *      once. One in a record that failed is read and named.
  *   clog.h      the commits log (derived): each record's checksum, ids
  *               increasing, none beyond the log's last commit. --repair:
  *               recovery cuts it there and notes again the commits it
  *               replays (older ones stay out of .txdir/commits).
  *   txn.h T9    each dtc/transactions/ID.json is JSON naming its id; one
- *               still "active", or "committed" beyond the log, is what
- *               recovery settles (--repair); "committed" as a commit the
- *               log holds for another transaction is an error.
+ *               still "active" is a note (F4); "committed" beyond the log
+ *               is what recovery settles (--repair); "committed" as a
+ *               commit the log holds for another transaction is an error.
  * F2 --repair runs the engine's own recovery (txd_fs_open, txd_fs_close
  *    with its checkpoint) only when every problem found is one recovery
  *    handles or leaves alone (no damage in the middle, no hole, no commit
  *    that fails to apply), deletes invalid checkpoints first, then checks
  *    again: what is gone is reported FIXED, what is left ERROR.
+ * F4 A transaction record left "active" by a crash is not damage (as
+ *    e2fsck's journal replay is not): recovery records it "aborted
+ *    restart" at the next mount. It is a NOTE, counted in notes and not in
+ *    errors (exit 0 without --repair); --repair writes what recovery would
+ *    and reports it FIXED.
  * F3 Nothing is written without --repair: files are only read (through
  *    the os.h table), and the store's LOCK is taken shared (LOCK_SH) for
  *    the check, so a server cannot start meanwhile; a held LOCK (a
@@ -67,6 +77,7 @@
 enum fsck_sev {
 	FSCK_ERROR,   /* left uncorrected */
 	FSCK_FIXED,   /* corrected by --repair */
+	FSCK_NOTE,    /* not damage: what recovery settles at mount (F4) */
 };
 
 struct fsck_problem {
@@ -87,6 +98,13 @@ struct fsck_rec {
 	uint32_t len;
 };
 
+/* Progress for a bar (fsck.h's caller draws it): bytes read of the log and
+ * of chunks so far, of what the store's log and packs hold. */
+struct fsck_progress {
+	uint64_t records;
+	uint64_t bytes, bytes_total;
+};
+
 struct fsck_opts {
 	bool repair;
 	bool keep_ns;       /* keep the built namespace in the result */
@@ -95,6 +113,8 @@ struct fsck_opts {
 	/* every valid record after the checkpoint recovery uses; non-zero
 	 * stops the run and is returned */
 	int (*record)(void *arg, const struct fsck_rec *r);
+	/* called after each segment and every few MiB of chunks (optional) */
+	void (*progress)(void *arg, const struct fsck_progress *p);
 	void *arg;
 };
 
@@ -114,11 +134,32 @@ struct fsck_result {
 	uint64_t chunks, chunk_bytes;    /* verified */
 	uint64_t files, dirs, others, live_bytes;
 	uint64_t clog_records;
-	unsigned errors, fixed;
+	unsigned errors, fixed, notes;
 	pid_t holder;                    /* -TXD_ELOCKED: the server's pid */
 	bool have_ns;
 	struct ns ns;                    /* opts.keep_ns: the namespace */
 };
+
+/* One WAL segment checked as scrub.h reads it while a server appends:
+ * every record from the segment's first up to lsn upto (W6: those reached
+ * the kernel whole), magic, length, lsn sequence and checksum (W1). */
+struct fsck_seg_check {
+	uint64_t first_lsn;        /* the header's (upto 0: only the header is read) */
+	uint64_t records;          /* checked, after `after` up to upto */
+	uint64_t bytes;            /* of every record walked */
+	uint64_t last_lsn;         /* the last valid one (first_lsn - 1: none) */
+	bool header_bad;           /* an invalid header: nothing walked */
+	bool bad;                  /* a record up to upto fails: */
+	uint64_t bad_off;          /*   where (its header's offset) */
+	char why[64];              /*   why ("checksum mismatch", ...) */
+	char desc[160];            /*   which ("commit 12 (txn 0, pid 4, 3 ops)") */
+};
+
+/* Segment file path (number num): 0 with out filled, -ENOENT (gone
+ * meanwhile: a checkpoint dropped it), or -errno. after: records with an
+ * lsn <= after are walked but not counted. */
+int fsck_segment_check(const char *path, uint32_t num, uint64_t after, uint64_t upto,
+		       struct fsck_seg_check *out);
 
 /* 0 once the store was checked (problems are in the counts), or: -TXD_ELOCKED
  * (r->holder set), -TXD_ENOTSTORE, -TXD_EFORMAT, -errno (operational). */

@@ -9,8 +9,11 @@
  *   16 usage error
  * -n (the default) changes nothing; --repair does only what recovery does
  * anyway and never drops a record that checks out. One line per problem
- * ("SEVERITY KIND WHERE: WHAT; affects: ..."), then one summary line;
- * --json prints one object instead.
+ * ("SEVERITY KIND WHERE: WHAT; affects: ..."; SEVERITY ERROR, FIXED, or
+ * NOTE for what is not damage: a transaction record a crash left active,
+ * fsck.h F4), then one summary line; --json prints one object instead.
+ * On a terminal a progress bar goes to stderr while the store is read
+ * (progress.h), erased before any line is printed.
  *
  * Layering: fsck reads the store itself, so this command (like init) uses
  * the engine below txdir.h: engine/fsck.h, from the static library.
@@ -26,6 +29,7 @@
 
 #include "fsck.h"
 #include "mountctl.h"
+#include "progress.h"
 #include "txdir.h"
 
 enum {
@@ -78,17 +82,25 @@ char *mc_store_mount_point(const char *store)
 
 static const char *sev_name(enum fsck_sev s)
 {
-	return s == FSCK_FIXED ? "FIXED" : "ERROR";
+	return s == FSCK_FIXED ? "FIXED" : s == FSCK_NOTE ? "NOTE" : "ERROR";
 }
 
 struct out {
 	bool json;
 	cJSON *problems;
+	struct mc_progress bar;
 };
+
+static void show_progress(void *arg, const struct fsck_progress *p)
+{
+	struct out *o = arg;
+	mc_progress_update(&o->bar, p->records, 0, p->bytes, p->bytes_total);
+}
 
 static void report(void *arg, const struct fsck_problem *p)
 {
 	struct out *o = arg;
+	mc_progress_end(&o->bar);
 	if (!o->json) {
 		printf("%s %s %s: %s; affects: %s\n", sev_name(p->sev), p->kind, p->where, p->what,
 		       p->affects);
@@ -169,9 +181,12 @@ int cmd_fsck(const struct mc_cmd *cmd, int argc, char **argv)
 	}
 	const char *store = argv[optind];
 	struct out o = {.json = json, .problems = cJSON_CreateArray()};
-	struct fsck_opts fo = {.repair = repair, .report = report, .arg = &o};
+	struct fsck_opts fo = {.repair = repair, .report = report, .progress = show_progress,
+			       .arg = &o};
 	struct fsck_result r;
+	mc_progress_init(&o.bar, "fsck");
 	int err = fsck_run(store, &fo, &r);
+	mc_progress_end(&o.bar);
 	if (err) {
 		cJSON_Delete(o.problems);
 		char *mnt = err == -TXD_ELOCKED ? mc_store_mount_point(store) : NULL;
@@ -193,6 +208,7 @@ int cmd_fsck(const struct mc_cmd *cmd, int argc, char **argv)
 		cJSON_AddNumberToObject(j, "exit", rc);
 		cJSON_AddNumberToObject(j, "errors", r.errors);
 		cJSON_AddNumberToObject(j, "corrected", r.fixed);
+		cJSON_AddNumberToObject(j, "notes", r.notes);
 		cJSON_AddItemToObject(j, "problems", o.problems);
 		add_summary(s, &r);
 		cJSON_AddItemToObject(j, "summary", s);
@@ -205,10 +221,13 @@ int cmd_fsck(const struct mc_cmd *cmd, int argc, char **argv)
 		printf("%s: %s: format %u, %u segments, lsn %" PRIu64 "..%" PRIu64 " (%" PRIu64
 		       " records, %" PRIu64 " commits), checkpoint %" PRIu64 " of %u, %" PRIu64
 		       " files, %" PRIu64 " directories, %" PRIu64 " bytes, %" PRIu64
-		       " chunks verified; %u errors, %u corrected\n",
+		       " chunks verified; %u errors, %u corrected, %u notes\n",
 		       store, status, r.format, r.segments, r.first_lsn, r.last_lsn, r.records,
 		       r.commits, r.ckpt_lsn, r.checkpoints, r.files, r.dirs, r.live_bytes, r.chunks,
-		       r.errors, r.fixed);
+		       r.errors, r.fixed, r.notes);
+		if (r.notes)
+			printf("%s: %u notes: not damage; the next mount settles them (as --repair "
+			       "does now)\n", store, r.notes);
 	}
 	fsck_result_free(&r);
 	return rc;

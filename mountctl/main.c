@@ -137,6 +137,16 @@ static const struct mc_cmd cmds[] = {
 	 "commits log) and never drops a commit that checks out. Refused while a\n"
 	 "server holds the store. Exit (as e2fsck): 0 clean, 1 corrected, 4 errors\n"
 	 "left, 8 operational error, 16 usage."},
+	{"scrub", cmd_scrub, "scrub MNT [--rate MiB/s] [--json] [-n]",
+	 "Verify a mounted store online, through the running server, without\n"
+	 "stopping it: every WAL record still in the log and every chunk of every\n"
+	 "live file are read and their checksums compared, on a background thread\n"
+	 "throttled to --rate MiB/s (default 64; 0: no limit). Progress on a\n"
+	 "terminal; then one line per problem (where, what, which file) and a\n"
+	 "summary, or --json. Only root or the mount's owner may start one; one\n"
+	 "at a time. Ctrl-C cancels it. Exit: 0 clean, 4 errors found, 8\n"
+	 "operational error (not a txdir mount, not allowed, one runs, cancelled),\n"
+	 "16 usage."},
 	{"inspect", cmd_inspect,
 	 "inspect STORE [summary|commits [--since ID] [--path P]|txn|leases|proposals|events|"
 	 "file PATH [--history]] [--json]",

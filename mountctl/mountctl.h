@@ -209,6 +209,8 @@ int cmd_state(const struct mc_cmd *cmd, int argc, char **argv);
 char *mc_store_mount_point(const char *store);
 int cmd_fsck(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_inspect(const struct mc_cmd *cmd, int argc, char **argv);
+/* ---- cmd_scrub.c ---------------------------------------------------------- */
+int cmd_scrub(const struct mc_cmd *cmd, int argc, char **argv);
 int cmd_not_implemented(const struct mc_cmd *cmd, int argc, char **argv);
 
 #endif

@@ -11,7 +11,7 @@
 # Install: /usr/share/bash-completion/completions/mountctl (make install
 # puts it there), or `source` it.
 
-_mountctl_cmds="init mount umount status check sync stats top run lease propose vote decision txn state fsck inspect help"
+_mountctl_cmds="init mount umount status check sync stats top run lease propose vote decision txn state fsck scrub inspect help"
 
 # Mount points of txdirfs servers, one per line (octal escapes undone).
 _mountctl_mounts() {
@@ -96,7 +96,7 @@ _mountctl() {
 		return 0
 		;;
 	-o | --timeout | --ttl | -w | --wait | -E | --conflict-exit-code | --retry | --name | \
-		--participants | --if-version | --as | --interval)
+		--participants | --if-version | --as | --interval | --rate)
 		return 0
 		;;
 	esac
@@ -105,7 +105,8 @@ _mountctl() {
 	for ((i = 2; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
 		-o | --timeout | --ttl | -w | --wait | -E | --conflict-exit-code | --retry | --name | \
-			--participants | --if-version | --as | --prepare | --payload | --log | --interval)
+			--participants | --if-version | --as | --prepare | --payload | --log | --interval | \
+			--rate)
 			((i++))
 			;;
 		-*) ;;
@@ -137,6 +138,7 @@ _mountctl() {
 			;;
 		propose) opts="--participants --payload --timeout --help" ;;
 		decision) opts="--wait --wait= --json --help" ;;
+		scrub) opts="--rate --json -n --help" ;;
 		txn) [ "${pos[0]}" = list ] && opts="--json --help" ;;
 		state)
 			case ${pos[0]} in
@@ -160,7 +162,7 @@ _mountctl() {
 	mount)
 		((n <= 1)) && COMPREPLY=($(compgen -d -- "$cur"))
 		;;
-	umount | status | check | sync | stats | top)
+	umount | status | check | sync | stats | top | scrub)
 		((n == 0)) && _mountctl_mounts_reply
 		;;
 	run)

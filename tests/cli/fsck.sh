@@ -253,6 +253,58 @@ chmod o-r "$X/coordination/events.log"
 mc fsck "$X"
 expect "private again: 0" 0 "clean"
 
+# ---- a transaction left active by a crash (fsck.h F4): a note, not damage ------
+A=$T/a
+mkdir -p "$T/ma"
+mc init "$A"
+mount_store "$A" "$T/ma"
+echo "before the crash" >"$T/ma/kept"
+mkdir "$T/ma/.txdir/txn/open"
+echo "never committed" >"$T/ma/.txdir/txn/open/root/lost"
+kill -9 "$SERVER_PID"
+timeout 10 fusermount3 -u "$T/ma" 2>/dev/null || timeout 10 fusermount3 -uz "$T/ma"
+for ((i = 0; i < 500; i++)); do # the dead server's flock goes with its fd
+	kill -0 "$SERVER_PID" 2>/dev/null || break
+	sleep 0.01
+done
+X=$T/a2
+cp -a "$A" "$X"
+mc fsck "$A" -n
+expect "an active transaction record after a crash: a NOTE, exit 0" 0 \
+	"^NOTE txn-record coordination/dtc/transactions/[0-9]+\.json: left active by a stop or crash: recovery settles it"
+expect "... and the summary says the next mount settles it" 0 "1 notes: not damage; the next mount settles them"
+mc fsck "$A" --json
+if [ "$RC" -eq 0 ] && python3 -c '
+import json, sys
+j = json.loads(sys.stdin.read())
+assert j["status"] == "clean" and j["errors"] == 0 and j["notes"] == 1, j
+assert [p["severity"] for p in j["problems"]] == ["NOTE"], j' <<<"$OUT"; then
+	ok "fsck --json: the note has severity NOTE, errors 0"
+else
+	not_ok "fsck --json: the note has severity NOTE, errors 0" "$OUT"
+fi
+mc fsck "$X" --repair
+expect "--repair writes what recovery would: FIXED, 1" 1 "^FIXED txn-record"
+mc fsck "$X"
+expect "after --repair: clean, no note" 0 "0 errors, 0 corrected, 0 notes"
+if grep -q '"state":"aborted"' "$X"/coordination/dtc/transactions/*.json; then
+	ok "the record now says aborted (restart)"
+else
+	not_ok "the record now says aborted (restart)" "$(cat "$X"/coordination/dtc/transactions/*.json)"
+fi
+
+# ---- the progress bar: on a tty only ------------------------------------------
+mc fsck "$K"
+if grep -q 'fsck \[' <<<"$OUT"; then not_ok "fsck: no progress bar into a pipe" "$OUT"; else ok "fsck: no progress bar into a pipe"; fi
+if command -v script >/dev/null && script --version 2>&1 | grep -q util-linux; then
+	OUT=$(timeout -k 5 60 script -qec "'$MOUNTCTL' fsck '$K'" /dev/null 2>&1)
+	RC=$?
+	expect "fsck on a tty: a progress bar (records, bytes), erased before the summary" 0 \
+		$'\rfsck \\[[#.]{20}\\] +[0-9]+%  [0-9]+ records  [0-9.]+ [KMG]?i?B/[0-9.]+ [KMG]?i?B  .*\r\033\\[K.*clean: format'
+else
+	skip "fsck's progress bar on a tty" "no util-linux script"
+fi
+
 # ---- usage and operational errors ---------------------------------------------
 mc fsck
 expect "fsck without STORE: 16" 16 "missing STORE"
