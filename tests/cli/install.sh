@@ -3,13 +3,13 @@
 # (PREFIX=/usr, as a package would), and what a packager and a user of the
 # library rely on:
 #   - every product lands where it should: binaries, libtxdir.so.VERSION with
-#     its soname link libtxdir.so.0 and linker name libtxdir.so, libtxdir.a,
+#     its soname link libtxdir.so.SOVERSION (Makefile) and linker name libtxdir.so, libtxdir.a,
 #     txdir.h, libtxdir.pc, the man pages, the bash completion and
 #     txdirfs@.service when their sources exist;
 #   - the shared library exports exactly the txd_* calls txdir.h declares,
-#     versioned LIBTXDIR_0 (or LIBTXDIR_0.N, calls added since), nothing internal (not the fault-injection table
+#     versioned LIBTXDIR_SOVERSION (or LIBTXDIR_SOVERSION.N, calls added since), nothing internal (not the fault-injection table
 #     txd_os_*): a program that names an internal symbol does not link;
-#   - its soname is libtxdir.so.0 and a program linked with
+#   - its soname is libtxdir.so.SOVERSION and a program linked with
 #     `pkg-config --cflags --libs libtxdir` records it (NEEDED) and runs
 #     against the installed copy (LD_LIBRARY_PATH);
 #   - the installed txdirfs works as fstab runs it: mount.fuse3 STORE MNT
@@ -23,6 +23,8 @@ BUILD_DIR=${TXDIR_BUILD:-$ROOT/build}
 case $BUILD_DIR in "$ROOT"/*) BUILD_DIR=${BUILD_DIR#"$ROOT"/} ;; esac
 D=$T/dest
 PREFIX=/usr
+# the soname's number, as the Makefile says (a release that breaks the ABI bumps it)
+SOV=$(sed -n 's/^SOVERSION := *//p' "$ROOT/Makefile")
 P=$D$PREFIX
 export LC_ALL=C
 
@@ -41,15 +43,15 @@ for f in bin/txdirfs bin/mountctl lib/libtxdir.a include/txdir.h lib/pkgconfig/l
 	if [ -f "$P/$f" ]; then ok "installed $f"; else not_ok "installed $f"; fi
 done
 real=$(cd "$P/lib" && ls libtxdir.so.*.*.* 2>/dev/null)
-if [[ $real =~ ^libtxdir\.so\.0\.[0-9]+\.[0-9]+$ ]] && [ -f "$P/lib/$real" ] && [ ! -L "$P/lib/$real" ]; then
-	ok "the library file is libtxdir.so.0.MINOR.PATCH ($real)"
+if [[ $real =~ ^libtxdir\.so\.$SOV\.[0-9]+\.[0-9]+$ ]] && [ -f "$P/lib/$real" ] && [ ! -L "$P/lib/$real" ]; then
+	ok "the library file is libtxdir.so.$SOV.MINOR.PATCH ($real)"
 else
-	not_ok "the library file is libtxdir.so.0.MINOR.PATCH" "$(ls -l "$P/lib")"
+	not_ok "the library file is libtxdir.so.$SOV.MINOR.PATCH" "$(ls -l "$P/lib")"
 fi
-if [ "$(readlink "$P/lib/libtxdir.so.0")" = "$real" ] && [ "$(readlink "$P/lib/libtxdir.so")" = libtxdir.so.0 ]; then
-	ok "links: libtxdir.so -> libtxdir.so.0 -> $real (relative)"
+if [ "$(readlink "$P/lib/libtxdir.so.$SOV")" = "$real" ] && [ "$(readlink "$P/lib/libtxdir.so")" = "libtxdir.so.$SOV" ]; then
+	ok "links: libtxdir.so -> libtxdir.so.$SOV -> $real (relative)"
 else
-	not_ok "links: libtxdir.so -> libtxdir.so.0 -> $real" "$(ls -l "$P/lib")"
+	not_ok "links: libtxdir.so -> libtxdir.so.$SOV -> $real" "$(ls -l "$P/lib")"
 fi
 if [ -f "$ROOT/mountctl/completion/mountctl.bash" ]; then
 	check "installed the bash completion (share/bash-completion/completions/mountctl)" \
@@ -93,14 +95,14 @@ if ! grep -q '^txd_os' <<<"$exported"; then
 else
 	not_ok "the fault-injection table (txd_os_*) is not exported"
 fi
-unversioned=$(nm -D --defined-only "$so" | awk '$2 != "A" && $3 !~ /@@LIBTXDIR_0(\.[0-9]+)?$/ { print $3 }')
+unversioned=$(nm -D --defined-only "$so" | awk -v sov="$SOV" '$2 != "A" && $3 !~ "@@LIBTXDIR_" sov "(\\.[0-9]+)?$" { print $3 }')
 if [ -z "$unversioned" ]; then
-	ok "every export carries a version LIBTXDIR_0 or LIBTXDIR_0.N"
+	ok "every export carries a version LIBTXDIR_$SOV or LIBTXDIR_$SOV.N"
 else
-	not_ok "every export carries a version LIBTXDIR_0 or LIBTXDIR_0.N" "$unversioned"
+	not_ok "every export carries a version LIBTXDIR_$SOV or LIBTXDIR_$SOV.N" "$unversioned"
 fi
 soname=$(readelf -d "$so" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
-if [ "$soname" = libtxdir.so.0 ]; then ok "soname libtxdir.so.0"; else not_ok "soname libtxdir.so.0" "soname '$soname'"; fi
+if [ "$soname" = "libtxdir.so.$SOV" ]; then ok "soname libtxdir.so.$SOV"; else not_ok "soname libtxdir.so.$SOV" "soname '$soname'"; fi
 
 # ---- a program built against the installed library ---------------------------------
 pc() { PKG_CONFIG_PATH="$P/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$D" timeout 10 pkg-config "$@"; }
@@ -148,19 +150,19 @@ OUT=$(cd "$T" && timeout 60 cc -o prog prog.c $flags 2>&1)
 RC=$?
 expect "cc prog.c \$(pkg-config --cflags --libs libtxdir) links" 0
 needed=$(readelf -d "$T/prog" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(libtxdir[^]]*\)\].*/\1/p')
-if [ "$needed" = libtxdir.so.0 ]; then
-	ok "the program records NEEDED libtxdir.so.0 (dynamic, by soname)"
+if [ "$needed" = "libtxdir.so.$SOV" ]; then
+	ok "the program records NEEDED libtxdir.so.$SOV (dynamic, by soname)"
 else
-	not_ok "the program records NEEDED libtxdir.so.0" "NEEDED '$needed'"
+	not_ok "the program records NEEDED libtxdir.so.$SOV" "NEEDED '$needed'"
 fi
 OUT=$(LD_LIBRARY_PATH="$P/lib" timeout 30 "$T/prog" "$T/libstore" 2>&1)
 RC=$?
 expect "the program runs against the installed library" 0 "^opened, durability fsync$"
-lib_used=$(LD_LIBRARY_PATH="$P/lib" timeout 10 ldd "$T/prog" 2>/dev/null | awk '$1 == "libtxdir.so.0" { print $3 }')
-if [ "$lib_used" = "$P/lib/libtxdir.so.0" ]; then
-	ok "ld.so loads the installed libtxdir.so.0"
+lib_used=$(LD_LIBRARY_PATH="$P/lib" timeout 10 ldd "$T/prog" 2>/dev/null | awk -v lib="libtxdir.so.$SOV" '$1 == lib { print $3 }')
+if [ "$lib_used" = "$P/lib/libtxdir.so.$SOV" ]; then
+	ok "ld.so loads the installed libtxdir.so.$SOV"
 else
-	not_ok "ld.so loads the installed libtxdir.so.0" "ldd says '$lib_used'"
+	not_ok "ld.so loads the installed libtxdir.so.$SOV" "ldd says '$lib_used'"
 fi
 # an internal engine symbol (the OS table) and the fault-injection setter
 cat >"$T/internal.c" <<'EOF'
