@@ -1607,7 +1607,7 @@ void wal_get_stats(struct wal *w, struct wal_stats *st)
 	st->synced_records = w->st_synced_records;
 	st->mem_bytes = w->abuf_cap;
 	st->disk_bytes = 0;
-	for (i = 0; i < w->nsegs; i++)
-		st->disk_bytes += w->segs[i].size;
+	for (i = 0; i < w->nsegs; i++) /* the current one: up to its append point */
+		st->disk_bytes += i + 1 == w->nsegs && w->fd >= 0 ? w->seg_off : w->segs[i].size;
 	pthread_mutex_unlock(&w->lock);
 }

@@ -207,7 +207,9 @@ int wal_list_segments(struct wal *w, uint32_t **segs, uint32_t *n);
 
 struct wal_stats {
 	uint64_t records, bytes, syncs, synced_records; /* records/sync = batch */
-	uint64_t disk_bytes;                            /* sum of segment sizes */
+	uint64_t disk_bytes;                            /* log bytes in the segments: their
+							 * sizes, the current one's append
+							 * point (not its zeros ahead, W7/W8) */
 	uint64_t mem_bytes;                             /* append buffer held */
 };
 void wal_get_stats(struct wal *w, struct wal_stats *st);

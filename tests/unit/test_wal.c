@@ -265,7 +265,11 @@ Test(wal, rotation_W4_and_segment_bookkeeping)
 	}
 	wal_get_stats(w, &st);
 	cr_assert_eq(st.records, 1000);
-	cr_assert_eq(st.disk_bytes, disk);
+	/* the full segments' sizes, and the current one up to its append
+	 * point (not the zeros allocated ahead of it, W8) */
+	uint64_t last = file_size(seg_file(segs[n - 1]));
+	cr_assert(st.disk_bytes > disk - last && st.disk_bytes <= disk, "%llu of %llu",
+		  (unsigned long long)st.disk_bytes, (unsigned long long)disk);
 	/* W4: rotations fsync nothing themselves; a sync settles them all. */
 	cr_assert_eq(wal_sync(w, 1000), 0);
 	cr_assert_eq(wal_durable_lsn(w), 1000);
