@@ -84,6 +84,16 @@ void chunk_unref(struct chunk *c);
 void chunk_get_loc(const struct chunk *c, struct chunk_loc *out);
 void chunk_set_loc(struct chunk *c, const struct chunk_loc *loc); /* relocation, C1 */
 uint64_t chunk_csum(const struct chunk *c);
+
+/* Live bytes per store file (gc.h G1): chunk objects naming file (their
+ * bytes and count) and working copies' spilled chunks in it (pins). false
+ * when the process's table was lost to an allocation failure (then nothing
+ * may be deleted on its word). Counts of every store open in the process
+ * add up (never below one store's own). */
+struct chunk_usage {
+	uint64_t live_bytes, chunks, pins;
+};
+bool chunk_usage_get(uint32_t file, struct chunk_usage *out);
 uint32_t chunk_len(const struct chunk *c);
 
 uint64_t chunk_checksum(const void *buf, size_t len);
@@ -128,6 +138,10 @@ int chunkstore_append(struct chunkstore *cs, const void *buf, uint32_t len,
 /* fdatasync every pack written since the last call. */
 int chunkstore_sync(struct chunkstore *cs);
 bool chunkstore_has_unsynced(struct chunkstore *cs);
+/* The pack being appended (UINT32_MAX: none yet); chunkstore_seal ends it,
+ * so the next append starts a new pack and GC may take the old one. */
+uint32_t chunkstore_current_pack(struct chunkstore *cs);
+void chunkstore_seal(struct chunkstore *cs);
 /* Read exactly loc->len bytes into buf and verify the checksum:
  * -EIO on mismatch (counted in checksum_errors), -EIO also if the file is
  * shorter, -ENOENT if it is gone. Descriptors are cached per file. */

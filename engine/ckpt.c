@@ -76,6 +76,7 @@
 #include "core.h"
 #include "dtc.h"
 #include "events.h"
+#include "gc.h"
 #include "os.h"
 #include "rec.h"
 #include "svc.h"
@@ -519,6 +520,7 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	 * store before it was appended (svc.h V3) */
 	uint32_t ver = fs->store.format >= 2 && fs->svc ? 2 : 1;
 	uint32_t cur = wal_current_seg(fs->wal);
+	uint64_t moves = gc_moves(fs); /* gc.h G5: relocations this walk sees */
 	struct ckw w = {.fs = fs, .fd = -1, .snap = lsn, .write = lsn != fs->ckpt_lsn,
 			.nclass = fs->ns.tabsize};
 	/* with nothing new to save, only drop segments readers let go of */
@@ -587,7 +589,12 @@ static int ckpt_write_locked(struct txd_fs *fs)
 			syslog(LOG_WARNING, "txdir: could not sync the event log, commit log or "
 					    "transaction records: WAL segments kept");
 	}
-	if (logs_durable)
+	/* gc.h G5: with nothing written, the last checkpoint names the
+	 * segments as they were before any relocation since its snapshot */
+	pthread_mutex_lock(&fs->lock);
+	bool settled = w.write || gc_segments_settled(fs);
+	pthread_mutex_unlock(&fs->lock);
+	if (logs_durable && settled)
 		drop_segments(&w, cur); /* K2: after the checkpoint is durable */
 	if (logs_durable && w.write &&
 	    (ev_trim(fs->events, oldest) || clog_trim(fs->clog, oldest)))
@@ -604,6 +611,7 @@ static int ckpt_write_locked(struct txd_fs *fs)
 				fs->rec_unsynced[fs->rec_unsynced_n++] = recs[k];
 	free(recs);
 	if (!err && w.write) {
+		gc_ckpt_written(fs, moves);
 		if (lsn > fs->ckpt_lsn)
 			fs->ckpt_lsn = lsn;
 		fs->ckpt_count++;

@@ -53,6 +53,8 @@
  *                        completion callbacks run with no WAL lock held
  *   5. evlog, clog locks the event and commit logs' own mutexes
  *                        (events.h, clog.h): leaves, taken under 2 or alone
+ *   6. chunk usage lock  the live-byte table (chunk.c, gc.h G1): a leaf,
+ *                        taken under any of the above or alone
  * So: never take a wfile lock while holding fs->lock. A path that has
  * fs->lock and needs a wfile (setattr, open after a pending truncation)
  * takes a share of it (fs_wf_get: nhandles keeps it alive), drops fs->lock,
@@ -82,6 +84,7 @@ struct ctl_leases;
 struct ctl_states;
 struct dtc_worker;
 struct evlog;
+struct gc;
 struct inode;
 struct ns_prep;
 struct rec_buf;
@@ -149,6 +152,7 @@ struct txd_fs {
 	uint64_t *rec_unsynced;   /* ended transactions' records to fsync (txn.h) */
 	uint32_t rec_unsynced_n, rec_unsynced_cap;
 	bool sweep_due;           /* a released snapshot left versions to free (ckpt.c) */
+	struct gc *gc;            /* gc.h: pending deletions, stats (NULL: no run yet) */
 	uint64_t start_ns;
 };
 

@@ -18,6 +18,7 @@
 #include "dtc.h"
 #include "dtree.h"
 #include "events.h"
+#include "gc.h"
 #include "os.h"
 #include "rec.h"
 #include "svc.h"
@@ -349,7 +350,11 @@ static void *ckpt_main(void *arg)
 			fs_expire_snapshots(fs, fs->opts.max_snapshot_age_s * 1000000000ull);
 		if (tick % 60 == 0)
 			txn_expire_records(fs, fs->opts.retain_s ? fs->opts.retain_s : 3600);
-		if (wal_bytes_appended(fs->wal) - fs->ckpt_wal_bytes <= CKPT_EVERY_BYTES ||
+		/* gc.h: every GC_EVERY_S, or after a checkpoint (below) */
+		if (tick % GC_EVERY_S == GC_EVERY_S - 1 && !fs->failed)
+			gc_run(fs); /* drops fs->lock for its I/O */
+		if ((wal_bytes_appended(fs->wal) - fs->ckpt_wal_bytes <= CKPT_EVERY_BYTES &&
+		     !gc_wants_ckpt(fs)) ||
 		    fs->failed) {
 			/* wake at least every second for housekeeping */
 			struct timespec until;
@@ -364,6 +369,8 @@ static void *ckpt_main(void *arg)
 			cJSON *f = cJSON_CreateObject();
 			cJSON_AddStringToObject(f, "reason", txd_strerror(err));
 			ev_emit(fs->events, fs_now_ns(), "checkpoint_failed", f);
+		} else {
+			gc_run(fs); /* delete what this checkpoint made free (G4) */
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -630,6 +637,7 @@ static void fs_free(struct txd_fs *fs)
 	}
 	free(fs->nodes);
 	free(fs->rec_unsynced);
+	gc_free(fs);
 	clog_close(fs->clog);
 	ev_close(fs->events);
 	fs->clog = NULL;
