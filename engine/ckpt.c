@@ -521,16 +521,26 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	uint32_t ver = fs->store.format >= 2 && fs->svc ? 2 : 1;
 	uint32_t cur = wal_current_seg(fs->wal);
 	uint64_t moves = gc_moves(fs); /* gc.h G5: relocations this walk sees */
-	struct ckw w = {.fs = fs, .fd = -1, .snap = lsn, .write = lsn != fs->ckpt_lsn,
-			.nclass = fs->ns.tabsize};
+	/* gc.h G4: GC waits for a checkpoint taken after it relocated; with
+	 * no commit since the last one it is rewritten at the same LSN, into
+	 * "ckpt-LSN.new" renamed over the old one once durable (either file
+	 * is a valid checkpoint of LSN: a crash leaves one or the other) */
+	bool rewrite = lsn == fs->ckpt_lsn && gc_ckpt_forced(fs);
+	struct ckw w = {.fs = fs, .fd = -1, .snap = lsn,
+			.write = lsn != fs->ckpt_lsn || rewrite, .nclass = fs->ns.tabsize};
 	/* with nothing new to save, only drop segments readers let go of */
-	char *path = w.write ? ckpt_path(fs, lsn) : NULL;
-	if (w.write && !path)
+	char *path = w.write ? ckpt_path(fs, lsn) : NULL, *tmp = NULL;
+	if (w.write && (!path || (rewrite && asprintf(&tmp, "%s.new", path) < 0))) {
+		free(path);
 		return -ENOMEM;
+	}
+	char *wpath = rewrite ? tmp : path; /* the file written */
+	uint64_t gen = w.write ? gc_ckpt_begin(fs) : 0;
 	/* noting segments alone needs no snapshot (drop_segments) */
 	int err = w.write ? ns_snapshot_take(&fs->ns, lsn) : 0;
 	if (err) {
 		free(path);
+		free(tmp);
 		return err;
 	}
 	/* prepared transactions as of lsn: replay after it finds the rest */
@@ -539,6 +549,7 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	if (w.write && ver >= 2 && (err = dtc_save(fs, &prepared, &nprepared))) {
 		ns_snapshot_release(&fs->ns, lsn);
 		free(path);
+		free(tmp);
 		return err;
 	}
 	rec_init(&w.b, 0, 0, 0);
@@ -550,7 +561,7 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	fs->rec_unsynced_n = fs->rec_unsynced_cap = 0;
 	pthread_mutex_unlock(&fs->lock);
 	if (w.write) {
-		w.fd = txd_os->open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		w.fd = txd_os->open(wpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		/* K0: chunks in packs and in the log must be durable before a
 		 * checkpoint names them: a power cut may not leave a checkpoint
 		 * ahead of the log */
@@ -571,7 +582,8 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	pthread_mutex_unlock(&fs->lock);
 	if (!err && w.write &&
 	    ((err = ckw_seal(&w)) || (err = ckw_write_out(&w)) || (err = write_trailer(&w)) ||
-	     (err = txd_os->fsync(w.fd)) || (err = os_fsync_dir(fs->store.ckpt_dir))))
+	     (err = txd_os->fsync(w.fd)) || (rewrite && (err = txd_os->rename(tmp, path))) ||
+	     (err = os_fsync_dir(fs->store.ckpt_dir))))
 		w.err = err;
 	bool logs_durable = false;
 	if (!err) {
@@ -602,7 +614,7 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	if (w.fd >= 0)
 		txd_os->close(w.fd);
 	if (err && w.write)
-		txd_os->unlink(path);
+		txd_os->unlink(wpath); /* a rewrite keeps the old file (or the new one) */
 	pthread_mutex_lock(&fs->lock);
 	if (!logs_durable) /* the next checkpoint tries them again */
 		for (uint32_t k = 0; k < nrecs; k++)
@@ -611,7 +623,7 @@ static int ckpt_write_locked(struct txd_fs *fs)
 				fs->rec_unsynced[fs->rec_unsynced_n++] = recs[k];
 	free(recs);
 	if (!err && w.write) {
-		gc_ckpt_written(fs, moves);
+		gc_ckpt_written(fs, moves, gen);
 		if (lsn > fs->ckpt_lsn)
 			fs->ckpt_lsn = lsn;
 		fs->ckpt_count++;
@@ -621,6 +633,7 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	free(w.segs);
 	free(w.inos);
 	free(path);
+	free(tmp);
 	return err;
 }
 

@@ -354,7 +354,7 @@ static void *ckpt_main(void *arg)
 		if (tick % GC_EVERY_S == GC_EVERY_S - 1 && !fs->failed)
 			gc_run(fs); /* drops fs->lock for its I/O */
 		if ((wal_bytes_appended(fs->wal) - fs->ckpt_wal_bytes <= CKPT_EVERY_BYTES &&
-		     !gc_wants_ckpt(fs)) ||
+		     !gc_ckpt_forced(fs)) ||
 		    fs->failed) {
 			/* wake at least every second for housekeeping */
 			struct timespec until;

@@ -22,7 +22,8 @@
 
 struct pending {
 	uint32_t file;
-	uint64_t lsn0, size;
+	uint64_t need_gen; /* the first checkpoint begun after T0 (G4 b) */
+	uint64_t size;
 };
 
 struct gc {
@@ -30,6 +31,7 @@ struct gc {
 	struct pending *pend;
 	uint32_t npend, cappend;
 	uint64_t moves, moves_ckpt; /* G5 */
+	uint64_t ckpt_begun, ckpt_done; /* written checkpoints: begun, durable (G4) */
 	struct gc_stats st;
 };
 
@@ -316,7 +318,6 @@ static void mark_pending(struct run *r)
 	if (txns_hold_locations(fs))
 		return; /* G4 (a): a later run tries again */
 	uint32_t cur = chunkstore_current_pack(fs->cs);
-	uint64_t lsn0 = wal_last_lsn(fs->wal);
 	for (uint32_t k = 0; k < r->nvic; k++) {
 		struct chunk_usage u;
 		uint32_t f = r->vic[k].file;
@@ -325,7 +326,7 @@ static void mark_pending(struct run *r)
 			continue;
 		if (array_grow((void **)&g->pend, &g->cappend, g->npend + 1, sizeof(*g->pend)))
 			return;
-		g->pend[g->npend++] = (struct pending){.file = f, .lsn0 = lsn0,
+		g->pend[g->npend++] = (struct pending){.file = f, .need_gen = g->ckpt_begun + 1,
 						       .size = r->vic[k].size};
 	}
 }
@@ -345,7 +346,7 @@ int gc_run(struct txd_fs *fs)
 	struct pending *due = NULL;
 	uint32_t ndue = 0, capdue = 0;
 	for (uint32_t k = 0; k < g->npend;) {
-		if (g->pend[k].lsn0 < fs->ckpt_lsn &&
+		if (g->pend[k].need_gen <= g->ckpt_done &&
 		    !array_grow((void **)&due, &capdue, ndue + 1, sizeof(*due))) {
 			due[ndue++] = g->pend[k];
 			g->pend[k] = g->pend[--g->npend];
@@ -393,14 +394,18 @@ void gc_get_stats(struct txd_fs *fs, struct gc_stats *out)
 		*out = fs->gc->st;
 }
 
-bool gc_wants_ckpt(struct txd_fs *fs)
+bool gc_ckpt_forced(struct txd_fs *fs)
 {
 	struct gc *g = fs->gc;
-	uint64_t last = wal_last_lsn(fs->wal);
 	for (uint32_t k = 0; g && k < g->npend; k++)
-		if (g->pend[k].lsn0 >= fs->ckpt_lsn && last > g->pend[k].lsn0)
+		if (g->pend[k].need_gen > g->ckpt_done)
 			return true;
 	return false;
+}
+
+uint64_t gc_ckpt_begin(struct txd_fs *fs)
+{
+	return fs->gc ? ++fs->gc->ckpt_begun : 0;
 }
 
 uint64_t gc_moves(struct txd_fs *fs)
@@ -408,10 +413,14 @@ uint64_t gc_moves(struct txd_fs *fs)
 	return fs->gc ? fs->gc->moves : 0;
 }
 
-void gc_ckpt_written(struct txd_fs *fs, uint64_t moves)
+void gc_ckpt_written(struct txd_fs *fs, uint64_t moves, uint64_t gen)
 {
-	if (fs->gc && moves > fs->gc->moves_ckpt)
+	if (!fs->gc)
+		return;
+	if (moves > fs->gc->moves_ckpt)
 		fs->gc->moves_ckpt = moves;
+	if (gen > fs->gc->ckpt_done)
+		fs->gc->ckpt_done = gen;
 }
 
 bool gc_segments_settled(struct txd_fs *fs)

@@ -24,7 +24,8 @@
  *      hold chunk_set_loc for those whose location is still the old one;
  *   5. in one hold (T0): each pack victim that no chunk object names and no
  *      working copy pins, while no transaction is active or prepared,
- *      becomes pending with lsn0 = the last LSN at T0 (G4).
+ *      becomes pending until a checkpoint begun after T0 is durable (G4);
+ *      the checkpoint thread writes one at its next tick (gc_ckpt_forced).
  *   WAL-segment victims need no step 5: the next written checkpoint no
  *   longer notes them and drops them (ckpt.c K2/K3), under G5.
  *
@@ -51,14 +52,15 @@
  *  G4 A pack is unlinked only if (a) at T0 no chunk object names it, no
  *     working copy pins it, no transaction is active or prepared (their
  *     logs and PREPARE records hold encoded locations that are no chunk
- *     objects) and it is not being appended, and (b) a checkpoint with an
- *     LSN > lsn0 (the last LSN at T0) is durable: its snapshot was taken
- *     after T0, so it names only current locations, and every record
- *     replayed after it was appended after T0 and cannot name the pack.
- *     Nothing can name it again after T0, so (a) still holds at (b).
- *     Consequence: an idle store gets the space back only after its next
- *     commit and checkpoint (gc_wants_ckpt asks the checkpoint thread for
- *     one as soon as there is a commit after T0).
+ *     objects) and it is not being appended, and (b) a checkpoint whose
+ *     snapshot hold came after T0 (gc_ckpt_begin counts them) is durable:
+ *     it names only current locations, and every record replayed after
+ *     it was appended after T0 and cannot name the pack. Nothing can name
+ *     it again after T0, so (a) still holds at (b). In an idle store that
+ *     checkpoint has the LSN of the last one: ckpt.c then rewrites it
+ *     (gc_ckpt_forced) as "ckpt-LSN.new", fsynced, renamed over the old
+ *     one, directory fsynced: either file is a valid checkpoint of LSN,
+ *     and the pack goes only after the rename is durable.
  *  G5 A checkpoint that writes nothing (its LSN is the last one's) drops
  *     WAL segments only if GC relocated nothing since the snapshot of the
  *     last written checkpoint (gc_moves): that checkpoint may still name
@@ -105,12 +107,17 @@ struct gc_stats {
 int gc_run(struct txd_fs *fs);
 /* fs->lock held. */
 void gc_get_stats(struct txd_fs *fs, struct gc_stats *out);
-/* A pending pack waits for a checkpoint and a commit after T0 exists (G4). */
-bool gc_wants_ckpt(struct txd_fs *fs);
+/* A pending pack waits for a checkpoint begun after T0 (G4 b): the
+ * checkpoint thread writes one, at the same LSN if nothing was committed.
+ * fs->lock held. */
+bool gc_ckpt_forced(struct txd_fs *fs);
+/* In the hold that takes a written checkpoint's snapshot: its number. */
+uint64_t gc_ckpt_begin(struct txd_fs *fs);
 /* Relocations so far (G5); fs->lock held. */
 uint64_t gc_moves(struct txd_fs *fs);
-/* A checkpoint whose snapshot saw moves relocations is durable (G5). */
-void gc_ckpt_written(struct txd_fs *fs, uint64_t moves);
+/* Checkpoint gen, whose snapshot saw moves relocations, is durable (G4,
+ * G5); fs->lock held. */
+void gc_ckpt_written(struct txd_fs *fs, uint64_t moves, uint64_t gen);
 /* G5: may a checkpoint that wrote nothing drop WAL segments? */
 bool gc_segments_settled(struct txd_fs *fs);
 void gc_free(struct txd_fs *fs);
