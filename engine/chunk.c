@@ -77,6 +77,7 @@ struct usage_ent {
 	uint32_t file;
 	bool used;
 	struct chunk_usage u;
+	uint64_t preps; /* commits prepared while this pack took appends */
 };
 
 static pthread_mutex_t usage_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -123,6 +124,30 @@ static struct usage_ent *usage_find(uint32_t file, bool add)
 	usage_tab[i].file = file;
 	usage_n++;
 	return &usage_tab[i];
+}
+
+static void usage_prep(uint32_t pack, int64_t n)
+{
+	pthread_mutex_lock(&usage_lock);
+	struct usage_ent *e = usage_lost ? NULL : usage_find(pack, true);
+	if (e)
+		e->preps += (uint64_t)n;
+	else
+		usage_lost = true;
+	pthread_mutex_unlock(&usage_lock);
+}
+
+uint64_t chunk_usage_preps_upto(uint32_t pack)
+{
+	uint64_t n = 0;
+	pthread_mutex_lock(&usage_lock);
+	for (uint32_t i = 0; i < usage_cap; i++)
+		if (usage_tab[i].used && !(usage_tab[i].file & CHUNK_FILE_WAL) &&
+		    usage_tab[i].file <= pack)
+			n += usage_tab[i].preps;
+	n += usage_lost;
+	pthread_mutex_unlock(&usage_lock);
+	return n;
 }
 
 static void usage_add(uint32_t file, int64_t bytes, int64_t chunks, int64_t pins)
@@ -934,6 +959,14 @@ int chunkstore_sync(struct chunkstore *cs)
 	}
 	pthread_mutex_unlock(&cs->wlock);
 	return r;
+}
+
+uint32_t chunkstore_append_target(struct chunkstore *cs)
+{
+	pthread_mutex_lock(&cs->wlock);
+	uint32_t no = cs->pack_fd >= 0 ? cs->pack_no : cs->next_pack;
+	pthread_mutex_unlock(&cs->wlock);
+	return no;
 }
 
 uint32_t chunkstore_current_pack(struct chunkstore *cs)
@@ -1763,11 +1796,17 @@ int wcopy_prepare(struct wcopy *w, struct wcopy_prep *p)
 			p->nchg++;
 	}
 	free(v);
+	/* gc.h G1: the caller may append these chunks to a pack (a large
+	 * commit) before its record makes them chunk objects */
+	p->pin_pack = chunkstore_append_target(w->cs);
+	usage_prep(p->pin_pack, 1);
 	return 0;
 }
 
 static void prep_release(struct wcopy_prep *p)
 {
+	if (p->chg)
+		usage_prep(p->pin_pack, -1);
 	free(p->chg);
 	p->chg = NULL;
 	p->nchg = 0;

@@ -94,6 +94,11 @@ struct chunk_usage {
 	uint64_t live_bytes, chunks, pins;
 };
 bool chunk_usage_get(uint32_t file, struct chunk_usage *out);
+/* Commits prepared (wcopy_prepare, not yet committed or abandoned) while a
+ * pack <= pack took appends: their chunks may be in such a pack without
+ * being chunk objects or pins yet (a large commit moves its inline chunks
+ * to a pack before its record). Non-zero also when the table was lost. */
+uint64_t chunk_usage_preps_upto(uint32_t pack);
 uint32_t chunk_len(const struct chunk *c);
 
 uint64_t chunk_checksum(const void *buf, size_t len);
@@ -141,6 +146,8 @@ bool chunkstore_has_unsynced(struct chunkstore *cs);
 /* The pack being appended (UINT32_MAX: none yet); chunkstore_seal ends it,
  * so the next append starts a new pack and GC may take the old one. */
 uint32_t chunkstore_current_pack(struct chunkstore *cs);
+/* The pack the next append goes to (the current one, or the next number). */
+uint32_t chunkstore_append_target(struct chunkstore *cs);
 void chunkstore_seal(struct chunkstore *cs);
 /* Read exactly loc->len bytes into buf and verify the checksum:
  * -EIO on mismatch (counted in checksum_errors), -EIO also if the file is
@@ -205,6 +212,7 @@ struct wcopy_prep {
 	uint32_t nchg;
 	uint64_t inline_bytes;     /* sum of len over inline changes */
 	bool has_spilled;
+	uint32_t pin_pack;         /* append target at prepare (gc.h G1) */
 };
 int wcopy_prepare(struct wcopy *w, struct wcopy_prep *p);
 int wcopy_commit(struct wcopy *w, struct wcopy_prep *p, struct cmap **map_out,

@@ -322,7 +322,7 @@ static void mark_pending(struct run *r)
 		struct chunk_usage u;
 		uint32_t f = r->vic[k].file;
 		if ((f & CHUNK_FILE_WAL) || f == cur || !chunk_usage_get(f, &u) || u.chunks ||
-		    u.pins)
+		    u.pins || chunk_usage_preps_upto(f))
 			continue;
 		if (array_grow((void **)&g->pend, &g->cappend, g->npend + 1, sizeof(*g->pend)))
 			return;

@@ -33,9 +33,11 @@
  *  G1 chunk.c counts, per store file (pack n or CHUNK_FILE_WAL|seg), the
  *     bytes and number of chunk objects naming it (chunk_new, the last
  *     chunk_unref, chunk_set_loc) and the spilled chunks of working copies
- *     in it (pins: they are no chunk objects until their commit). Exact
- *     whatever the thread, under its own leaf lock (core.h 6). A lost table
- *     (ENOMEM) makes GC delete nothing.
+ *     in it (pins: they are no chunk objects until their commit), and the
+ *     commits prepared while it took appends (preps: a large commit moves
+ *     its inline chunks to a pack, syncs it, then appends the record; in
+ *     between they are neither). Exact whatever the thread, under its own
+ *     leaf lock (core.h 6). A lost table (ENOMEM) makes GC delete nothing.
  *  G2 A victim is a pack other than the one being appended, or a WAL
  *     segment before the current one, whose live bytes are at most
  *     GC_LIVE_PCT % of its size on disk (all-dead files included: a tree
@@ -50,7 +52,8 @@
  *     name new chunks or chunk objects' current locations, read under
  *     fs->lock, which is also held for chunk_set_loc.
  *  G4 A pack is unlinked only if (a) at T0 no chunk object names it, no
- *     working copy pins it, no transaction is active or prepared (their
+ *     working copy pins it, no commit prepared while it or an older pack
+ *     took appends is in flight, no transaction is active or prepared (their
  *     logs and PREPARE records hold encoded locations that are no chunk
  *     objects) and it is not being appended, and (b) a checkpoint whose
  *     snapshot hold came after T0 (gc_ckpt_begin counts them) is durable:

@@ -324,6 +324,46 @@ Test(gc, G1_spilled_chunks_of_an_open_writer_pin_their_pack)
 	cr_assert_eq(fingerprint(), fp);
 }
 
+/* G1 preps: a large commit moves its inline chunks to the pack being
+ * appended, syncs it, and only then appends the record that makes them
+ * chunk objects. A whole GC cycle run in that window (from the
+ * will_block notice that comes just before that sync) must not delete
+ * the pack. */
+static bool hook_armed;
+
+static void hook_will_block(void *arg)
+{
+	(void)arg;
+	if (!hook_armed)
+		return;
+	hook_armed = false;
+	cr_assert_eq(run_gc(), 0);
+	cr_assert_eq(txd_checkpoint(fs), 0);
+	cr_assert_eq(run_gc(), 0);
+}
+
+Test(gc, G1_a_large_commit_between_its_pack_append_and_its_record_pins_the_pack)
+{
+	struct txd_notify nt = {.will_block = hook_will_block};
+	do_open();
+	txd_set_notify(fs, &nt);
+	put_big("a", 1);
+	put_big("b", 2);
+	put_big("c", 3);
+	cr_assert_eq(tt_put(fs, "late", "x", 1), 0);
+	rm("a");
+	rm("c");
+	hook_armed = true;
+	put_big("late", 4); /* its chunks land in pack 1, then GC runs */
+	cr_assert(!hook_armed, "the hook never ran");
+	check_big("late", 4);
+	check_big("b", 2);
+	uint64_t fp = fingerprint();
+	reopen();
+	cr_assert_eq(fingerprint(), fp);
+	check_big("late", 4);
+}
+
 /* ---- G3/G6: a snapshot reader reads its old version through GC --------------------- */
 Test(gc, G3_G6_snapshot_reader_keeps_reading_its_version_through_gc)
 {
