@@ -351,7 +351,7 @@ static void *ckpt_main(void *arg)
 		if (tick % 60 == 0)
 			txn_expire_records(fs, fs->opts.retain_s ? fs->opts.retain_s : 3600);
 		/* gc.h: every GC_EVERY_S, or after a checkpoint (below) */
-		if (tick % GC_EVERY_S == GC_EVERY_S - 1 && !fs->failed)
+		if (gc_due(fs) && !fs->failed)
 			gc_run(fs); /* drops fs->lock for its I/O */
 		if ((wal_bytes_appended(fs->wal) - fs->ckpt_wal_bytes <= CKPT_EVERY_BYTES &&
 		     !gc_ckpt_forced(fs)) ||

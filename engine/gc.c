@@ -32,6 +32,7 @@ struct gc {
 	uint32_t npend, cappend;
 	uint64_t moves, moves_ckpt; /* G5 */
 	uint64_t ckpt_begun, ckpt_done; /* written checkpoints: begun, durable (G4) */
+	uint64_t last_ns;               /* when the last run started (gc_due) */
 	struct gc_stats st;
 };
 
@@ -50,6 +51,7 @@ struct run {
 	struct gc *g;
 	struct victim *vic;
 	uint32_t nvic, capvic;
+	uint64_t vic_live; /* live bytes of the victims: what this run moves */
 	struct move *mv;
 	uint32_t nmv, capmv;
 	uint64_t dead;
@@ -123,8 +125,9 @@ static void delete_due(struct txd_fs *fs, struct gc *g, struct pending *due, uin
 }
 
 /* ---- step 2: victims (G2) ------------------------------------------------------ */
-static int add_victim(struct run *r, uint32_t file, uint64_t size)
+static int add_victim(struct run *r, uint32_t file, uint64_t size, uint64_t live)
 {
+	r->vic_live += live;
 	if (array_grow((void **)&r->vic, &r->capvic, r->nvic + 1, sizeof(*r->vic)))
 		return -ENOMEM;
 	r->vic[r->nvic].file = file;
@@ -132,17 +135,20 @@ static int add_victim(struct run *r, uint32_t file, uint64_t size)
 	return 0;
 }
 
-/* 1 if file is mostly dead; its dead bytes are added to r->dead. */
-static int consider(struct run *r, uint32_t file)
+/* 1 if file is mostly dead (and this run has room to move its live
+ * bytes: GC_RUN_BYTES, at least one victim per run); its dead bytes are
+ * added to r->dead either way. */
+static int consider(struct run *r, uint32_t file, uint64_t *size, uint64_t *live)
 {
 	struct chunk_usage u;
-	uint64_t size;
 	if (!chunk_usage_get(file, &u))
 		return -ENOMEM; /* G1: the table was lost */
-	if (file_size(r->fs, file, &size))
+	if (file_size(r->fs, file, size))
 		return 0;
-	r->dead += size > u.live_bytes ? size - u.live_bytes : 0;
-	return size && u.live_bytes * 100 <= (uint64_t)GC_LIVE_PCT * size;
+	*live = u.live_bytes;
+	r->dead += *size > u.live_bytes ? *size - u.live_bytes : 0;
+	return *size && u.live_bytes * 100 <= (uint64_t)GC_LIVE_PCT * *size &&
+	       (!r->nvic || r->vic_live + u.live_bytes <= GC_RUN_BYTES);
 }
 
 static int scan_pack(const char *name, void *arg)
@@ -154,14 +160,15 @@ static int scan_pack(const char *name, void *arg)
 	unsigned long no = strtoul(name + 5, &end, 10);
 	if (*end || no >= CHUNK_FILE_WAL || is_pending(r->g, (uint32_t)no))
 		return 0;
-	int v = consider(r, (uint32_t)no);
+	uint64_t size = 0, live = 0;
+	int v = consider(r, (uint32_t)no, &size, &live);
 	if (v <= 0)
 		return v;
-	if (no == chunkstore_current_pack(r->fs->cs))
+	if (no == chunkstore_current_pack(r->fs->cs)) {
 		chunkstore_seal(r->fs->cs); /* G2 */
-	uint64_t size = 0;
-	file_size(r->fs, (uint32_t)no, &size);
-	return add_victim(r, (uint32_t)no, size);
+		file_size(r->fs, (uint32_t)no, &size); /* appended meanwhile */
+	}
+	return add_victim(r, (uint32_t)no, size, live);
 }
 
 static int pick_victims(struct run *r)
@@ -177,11 +184,12 @@ static int pick_victims(struct run *r)
 		/* a segment without live chunks is the checkpoint's to drop */
 		if (!chunk_usage_get(file, &u) || !u.chunks)
 			continue;
-		int v = consider(r, file);
+		uint64_t size = 0, live = 0;
+		int v = consider(r, file, &size, &live);
 		if (v < 0)
 			err = v;
 		else if (v > 0)
-			err = add_victim(r, file, 0);
+			err = add_victim(r, file, 0, live);
 	}
 	free(segs);
 	return err;
@@ -342,6 +350,7 @@ int gc_run(struct txd_fs *fs)
 		return -EIO;
 	g->busy = true;
 	g->st.runs++;
+	g->last_ns = txd_os->now_monotonic_ns();
 	/* step 1: the packs whose checkpoint came (G4 b) */
 	struct pending *due = NULL;
 	uint32_t ndue = 0, capdue = 0;
@@ -394,9 +403,19 @@ void gc_get_stats(struct txd_fs *fs, struct gc_stats *out)
 		*out = fs->gc->st;
 }
 
+bool gc_due(struct txd_fs *fs)
+{
+	uint64_t now = txd_os->now_monotonic_ns();
+	if (!fs->gc && gc_get(fs))
+		fs->gc->last_ns = now; /* the first run GC_EVERY_S after the open */
+	return fs->gc && now - fs->gc->last_ns >= GC_EVERY_S * 1000000000ull;
+}
+
 bool gc_ckpt_forced(struct txd_fs *fs)
 {
 	struct gc *g = fs->gc;
+	if (g && g->moves != g->moves_ckpt)
+		return true; /* G5: relocated WAL chunks free their segments */
 	for (uint32_t k = 0; g && k < g->npend; k++)
 		if (g->pend[k].need_gen > g->ckpt_done)
 			return true;

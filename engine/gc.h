@@ -67,7 +67,8 @@
  *  G5 A checkpoint that writes nothing (its LSN is the last one's) drops
  *     WAL segments only if GC relocated nothing since the snapshot of the
  *     last written checkpoint (gc_moves): that checkpoint may still name
- *     the old segment.
+ *     the old segment. After a relocation gc_ckpt_forced asks for one at
+ *     the same LSN (as G4), so an idle store gets its segments back too.
  *  G6 A reader that took a chunk's location before its relocation and
  *     reads after its old file went gets -ENOENT, takes the location again
  *     and reads the new copy (chunk.c read_chunk, cmap_read).
@@ -93,6 +94,8 @@ struct txd_fs;
 #define GC_BATCH 256            /* inodes per hold of fs->lock (step 3) */
 #define GC_MOVE_BYTES (8u << 20) /* bytes relocated per sync and hold (step 4) */
 #define GC_EVERY_S 10           /* background runs at least this often */
+#define GC_RUN_BYTES (256ull << 20) /* live bytes one run moves at most (but
+                                       always one victim's) */
 
 struct gc_stats {
 	uint64_t runs;
@@ -110,6 +113,8 @@ struct gc_stats {
 int gc_run(struct txd_fs *fs);
 /* fs->lock held. */
 void gc_get_stats(struct txd_fs *fs, struct gc_stats *out);
+/* GC_EVERY_S passed since the last run began (or none ran); fs->lock held. */
+bool gc_due(struct txd_fs *fs);
 /* A pending pack waits for a checkpoint begun after T0 (G4 b): the
  * checkpoint thread writes one, at the same LSN if nothing was committed.
  * fs->lock held. */
