@@ -40,8 +40,9 @@
  *     leaf lock (core.h 6). A lost table (ENOMEM) makes GC delete nothing.
  *  G2 A victim is a pack other than the one being appended, or a WAL
  *     segment before the current one, whose live bytes are at most
- *     GC_LIVE_PCT % of its size on disk (all-dead files included: a tree
- *     half deleted qualifies). The
+ *     GC_LIVE_PCT % of its size on disk (all-dead files included; a tree
+ *     half deleted qualifies). Copying up to 60% to free 40% is the price
+ *     of reclaiming a half-deleted tree at all. The
  *     pack being appended is sealed first (chunkstore_seal) when it
  *     qualifies, so a tree written and half deleted in one mount is
  *     reclaimed too.
@@ -90,7 +91,9 @@
 
 struct txd_fs;
 
-#define GC_LIVE_PCT 50          /* G2 */
+#define GC_LIVE_PCT 60          /* G2: a tree half deleted qualifies even when
+                                   its live chunks' zero tails were not trimmed
+                                   as much as the dead ones' */
 #define GC_BATCH 256            /* inodes per hold of fs->lock (step 3) */
 #define GC_MOVE_BYTES (8u << 20) /* bytes relocated per sync and hold (step 4) */
 #define GC_EVERY_S 10           /* background runs at least this often */
