@@ -28,9 +28,10 @@ FSIZE=$((8 * MIB))
 DEAD=$((NFILES / 2 * FSIZE))
 
 pack_bytes() { # bytes of STORE/objects/pack-*
-	local s=0 f
+	local s=0 f sz
 	for f in "$TM_STORE"/objects/pack-*; do
-		[ -e "$f" ] && s=$((s + $(stat -c %s "$f")))
+		# a pack GC deletes between the glob and the stat counts nothing
+		sz=$(stat -c %s "$f" 2>/dev/null) && s=$((s + sz))
 	done
 	echo "$s"
 }
@@ -53,7 +54,9 @@ fill_tree() { # writes f0..f7, removes the even ones, keeps checksums of the res
 sums_ok() { (cd "$TM_MNT" && md5sum -c --quiet "$TM_DIR/sums") >/dev/null 2>&1; }
 
 shrunk() { # BEFORE: objects/ is smaller by >= 90% of the dead bytes
-	[ $(($1 - $(pack_bytes))) -ge $((DEAD * 9 / 10)) ]
+	local now
+	now=$(pack_bytes)
+	[ $(($1 - now)) -ge $((DEAD * 9 / 10)) ]
 }
 
 scenario_space_back() {
@@ -92,7 +95,7 @@ new_pack() { # a pack numbered above $1 exists (GC is writing)
 
 scenario_killed() {
 	fill_tree || { not_ok "killed: writing the tree"; return; }
-	local before top f
+	local before top f n
 	before=$(pack_bytes)
 	top=0
 	for f in "$TM_STORE"/objects/pack-*; do
