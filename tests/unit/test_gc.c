@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -394,6 +395,63 @@ Test(gc, G3_G6_snapshot_reader_keeps_reading_its_version_through_gc)
 	free(got);
 	cr_assert_eq(txd_release(fs, oo.fh), 0);
 	check_big("old", 9);
+	uint64_t fp = fingerprint();
+	reopen();
+	cr_assert_eq(fingerprint(), fp);
+}
+
+/* G3: commits and readers go on while GC relocates and deletes (a thread
+ * overwrites and reads back a file and reads a big one being relocated;
+ * TSan checks the locking in its pass). */
+static atomic_bool stop_worker;
+static atomic_int worker_errors, worker_rounds;
+
+static void *worker(void *arg)
+{
+	(void)arg;
+	char buf[40000];
+	for (unsigned i = 0; !atomic_load(&stop_worker) || i < 5; i++) {
+		fill(buf, sizeof(buf), 500 + i);
+		char *got = NULL;
+		size_t len = 0;
+		if (tt_put(fs, "w", buf, sizeof(buf)) || tt_get(fs, "w", &got, &len) ||
+		    len != sizeof(buf) || memcmp(got, buf, len))
+			atomic_fetch_add(&worker_errors, 1);
+		free(got);
+		got = NULL;
+		char *want = malloc(BIG);
+		fill(want, BIG, 2);
+		if (tt_get(fs, "b", &got, &len) || len != BIG || memcmp(got, want, BIG))
+			atomic_fetch_add(&worker_errors, 1);
+		free(want);
+		free(got);
+		atomic_fetch_add(&worker_rounds, 1);
+	}
+	return NULL;
+}
+
+Test(gc, G3_commits_and_readers_go_on_during_gc)
+{
+	do_open();
+	for (unsigned k = 0; k < 6; k++) {
+		char path[8] = {'a' + (char)k, 0};
+		put_big(path, k + 1);
+	}
+	rm("a");
+	rm("c");
+	rm("d");
+	rm("e");
+	atomic_store(&stop_worker, false);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, worker, NULL), 0);
+	for (int k = 0; k < 3; k++)
+		gc_cycle();
+	atomic_store(&stop_worker, true);
+	pthread_join(th, NULL);
+	cr_assert_eq(atomic_load(&worker_errors), 0, "G3: a commit or a read failed during GC");
+	cr_assert_gt(stats().bytes_reclaimed, 0);
+	check_big("b", 2);
+	check_big("f", 6);
 	uint64_t fp = fingerprint();
 	reopen();
 	cr_assert_eq(fingerprint(), fp);
