@@ -28,6 +28,7 @@ struct pending {
 
 struct gc {
 	bool busy;
+	pthread_cond_t idle; /* busy went false (waits on fs->lock) */
 	struct pending *pend;
 	uint32_t npend, cappend;
 	uint64_t moves, moves_ckpt; /* G5 */
@@ -59,8 +60,8 @@ struct run {
 
 static struct gc *gc_get(struct txd_fs *fs)
 {
-	if (!fs->gc)
-		fs->gc = calloc(1, sizeof(*fs->gc));
+	if (!fs->gc && (fs->gc = calloc(1, sizeof(*fs->gc))))
+		pthread_cond_init(&fs->gc->idle, NULL);
 	return fs->gc;
 }
 
@@ -344,8 +345,8 @@ int gc_run(struct txd_fs *fs)
 	struct gc *g = gc_get(fs);
 	if (!g)
 		return -ENOMEM;
-	if (g->busy)
-		return -EBUSY;
+	while (g->busy) /* the background run (or a caller's): after it */
+		pthread_cond_wait(&g->idle, &fs->lock);
 	if (fs->failed)
 		return -EIO;
 	g->busy = true;
@@ -387,6 +388,7 @@ int gc_run(struct txd_fs *fs)
 out:
 	g->st.pending = g->npend;
 	g->busy = false;
+	pthread_cond_broadcast(&g->idle);
 	pthread_mutex_unlock(&fs->lock);
 	for (uint32_t k = 0; k < r.nmv; k++)
 		chunk_unref(r.mv[k].c);
@@ -452,6 +454,7 @@ void gc_free(struct txd_fs *fs)
 	if (!fs->gc)
 		return;
 	free(fs->gc->pend);
+	pthread_cond_destroy(&fs->gc->idle);
 	free(fs->gc);
 	fs->gc = NULL;
 }

@@ -81,7 +81,8 @@
  *
  * Lock order: gc_run is called with fs->lock held and returns with it held,
  * dropping it for every I/O; one run per store at a time (a busy flag
- * under fs->lock). chunk.c's usage lock is a leaf.
+ * under fs->lock: a second caller waits for the first to end, then runs).
+ * chunk.c's usage lock is a leaf.
  */
 #ifndef TXD_GC_H
 #define TXD_GC_H
@@ -110,9 +111,10 @@ struct gc_stats {
 	uint64_t pending;           /* packs waiting for a checkpoint (G4) */
 };
 
-/* One run (steps 1-5); fs->lock held on entry and on return. -EBUSY if a
- * run is in progress, -EIO if the store failed; a failed read of one chunk
- * only leaves that chunk (and its file) in place. */
+/* One run (steps 1-5), after the one in progress if any; fs->lock held on
+ * entry and on return. -EIO if the store failed, -ENOMEM, or the error of
+ * a pack append or sync (nothing was named by then); a failed read of one
+ * chunk only leaves that chunk (and its file) in place. */
 int gc_run(struct txd_fs *fs);
 /* fs->lock held. */
 void gc_get_stats(struct txd_fs *fs, struct gc_stats *out);
