@@ -27,7 +27,7 @@
  *
  * Invariants.
  *  C1 A chunk's bytes never change after chunk_new; its location may change
- *     (relocation by a checkpoint) but always names identical bytes.
+ *     (relocation by GC, gc.h G3) but always names identical bytes.
  *  C2 A map reachable from a committed version is never modified in place.
  *     In-place updates happen only on nodes whose refcount is 1 (owned by one
  *     working copy).

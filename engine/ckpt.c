@@ -57,6 +57,12 @@
  *     without it, so no request waits for the checkpoint's I/O or for more
  *     than one batch of its walk. Replay starts after L, so a commit made
  *     during the checkpoint is applied exactly once on reload.
+ *  K8 GC (gc.h G4, G5) may ask for a checkpoint when nothing was committed
+ *     since the last one: it is rewritten at the same LSN into
+ *     "ckpt-LSN.new" (a name the loader passes over), fsynced, renamed over
+ *     "ckpt-LSN", and the directory fsynced: a crash leaves the old file or
+ *     the new one, both valid checkpoints of LSN; a failed rewrite unlinks
+ *     only the .new file.
  */
 #include <errno.h>
 #include <fcntl.h>
