@@ -10,14 +10,15 @@
  * nothing, then deletes them once that is durable.
  *
  * A run (gc_run; on the checkpoint thread after each checkpoint and every
- * GC_EVERY_S seconds, or from txd_gc):
+ * GC_EVERY_S seconds, the first GC_EVERY_S after the open):
  *   1. deletes the files an earlier run left pending whose condition (G4)
  *      now holds: chunkstore_forget_file, unlink, fsync of the directory;
  *   2. picks victims (G2) from the live-byte table (G1) and file sizes;
- *   3. collects references to the chunks of every retained version (heads
- *      and the older versions kept for snapshot readers, frozen nodes and
- *      registered snapshots) that lie in a victim, GC_BATCH inodes per hold
- *      of fs->lock;
+ *   3. collects references to the chunks of every retained version of the
+ *      main tree (heads and the older versions kept for snapshot readers,
+ *      frozen nodes and registered snapshots) that lie in a victim,
+ *      GC_BATCH inodes per hold of fs->lock (a chunk it does not reach, in
+ *      a transaction's view say, stays where it is and keeps its file: G1);
  *   4. without fs->lock: reads each chunk (chunkstore_read verifies its
  *      checksum; a chunk that fails stays where it is), appends it to the
  *      current pack, and every GC_MOVE_BYTES chunkstore_sync, then in one
