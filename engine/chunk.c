@@ -1468,6 +1468,8 @@ static int mem_chunk(struct wcopy *w, uint64_t idx, bool fill, uint32_t end, str
 		return -ENOMEM;
 	if (stored)
 		r = chunkstore_read(w->cs, &loc, buf);
+	if (r == -ENOENT && stored_loc(w, d, idx, &loc)) /* relocated meanwhile (gc.h G6) */
+		r = loc.len <= cap ? chunkstore_read(w->cs, &loc, buf) : -EIO;
 	if (!r && !d)
 		r = dirty_add(w, idx, &d);
 	if (r) {
