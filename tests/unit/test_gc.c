@@ -562,6 +562,7 @@ Test(gc, G5_idle_store_drops_relocated_segments_through_a_rewritten_checkpoint)
 static char *base;        /* a closed store: 4 files, 2 deleted, in packs */
 static uint64_t fp_before, fp_after; /* the tree without / with the poke */
 static uint64_t io_count[FOS_NCALLS];
+static uint32_t kseg; /* a segment of inline keepers among dead churn */
 
 static void copy_store(const char *from, const char *to)
 {
@@ -621,6 +622,21 @@ static void make_base(void)
 	cr_assert_neq(access(seg1, F_OK), 0, "the log's first segment is still there");
 	cr_assert_eq(tt_mkdir(fs, "d"), 0);
 	cr_assert_eq(tt_put(fs, "d/small", "small", 5), 0);
+	/* inline keepers among churn: mostly dead segments GC empties (G5) */
+	for (unsigned k = 0; k < 12; k++) {
+		char kb[2000];
+		snprintf(name, sizeof(name), "k%u", k);
+		fill(kb, sizeof(kb), 300 + k);
+		cr_assert_eq(tt_put(fs, name, kb, sizeof(kb)), 0);
+		for (unsigned j = 0; j < 4; j++)
+			cr_assert_eq(tt_put(fs, "churn", junk, sizeof(junk)), 0);
+	}
+	rm("churn");
+	cr_assert_eq(txd_checkpoint(fs), 0);
+	uint32_t kfile = first_chunk_file("k0");
+	cr_assert(kfile & CHUNK_FILE_WAL, "k0 is not inline");
+	kseg = kfile & ~CHUNK_FILE_WAL;
+	cr_assert(seg_file_exists(kseg));
 	reopen(); /* GC must also work on what a previous mount wrote */
 	fp_before = fingerprint();
 	txd_fs_close(fs);
@@ -636,6 +652,7 @@ static void make_base(void)
 	for (int c = 0; c < FOS_NCALLS; c++)
 		io_count[c] = faultos_count(c) - io_count[c];
 	cr_assert_gt(stats().bytes_reclaimed, 0, "the reference run reclaimed nothing");
+	cr_assert(!seg_file_exists(kseg), "the reference run kept the keepers' segment");
 	fp_after = fingerprint();
 	txd_fs_close(fs);
 	fs = NULL;
