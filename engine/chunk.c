@@ -66,6 +66,117 @@ struct chunk {
 	uint64_t csum;
 };
 
+/* ---- live bytes per store file (gc.h G1) ------------------------------------
+ * One process-wide table keyed by chunk_loc.file: bytes and count of chunk
+ * objects naming the file, and pins (working copies' spilled chunks, which
+ * are no chunk objects yet). Chunks of every store open in the process share
+ * it, so with two stores open a count is the sum of both: never below the
+ * true count of either, which errs on the side of keeping a file. A failed
+ * allocation makes the table unusable for good (usage_lost): GC then
+ * deletes nothing. usage_lock is a leaf (core.h: taken under any lock). */
+struct usage_ent {
+	uint32_t file;
+	bool used;
+	struct chunk_usage u;
+	uint64_t preps; /* commits prepared while this pack took appends */
+};
+
+static pthread_mutex_t usage_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct usage_ent *usage_tab;
+static uint32_t usage_cap, usage_n;
+static bool usage_lost;
+
+static uint32_t usage_slot(uint32_t file, uint32_t cap)
+{
+	return (uint32_t)(((uint64_t)file * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+}
+
+/* usage_lock held. NULL only when the table could not grow. */
+static struct usage_ent *usage_find(uint32_t file, bool add)
+{
+	uint32_t i;
+
+	for (i = usage_cap ? usage_slot(file, usage_cap) : 0; usage_cap && usage_tab[i].used;
+	     i = (i + 1) & (usage_cap - 1))
+		if (usage_tab[i].file == file)
+			return &usage_tab[i];
+	if (!add)
+		return NULL;
+	if (2 * (usage_n + 1) > usage_cap) {
+		uint32_t ncap = usage_cap ? usage_cap * 2 : 64, k;
+		struct usage_ent *nt = calloc(ncap, sizeof(*nt));
+
+		if (!nt)
+			return NULL;
+		for (k = 0; k < usage_cap; k++) {
+			if (!usage_tab[k].used)
+				continue;
+			for (i = usage_slot(usage_tab[k].file, ncap); nt[i].used; i = (i + 1) & (ncap - 1))
+				;
+			nt[i] = usage_tab[k];
+		}
+		free(usage_tab);
+		usage_tab = nt;
+		usage_cap = ncap;
+	}
+	for (i = usage_slot(file, usage_cap); usage_tab[i].used; i = (i + 1) & (usage_cap - 1))
+		;
+	usage_tab[i].used = true;
+	usage_tab[i].file = file;
+	usage_n++;
+	return &usage_tab[i];
+}
+
+static void usage_prep(uint32_t pack, int64_t n)
+{
+	pthread_mutex_lock(&usage_lock);
+	struct usage_ent *e = usage_lost ? NULL : usage_find(pack, true);
+	if (e)
+		e->preps += (uint64_t)n;
+	else
+		usage_lost = true;
+	pthread_mutex_unlock(&usage_lock);
+}
+
+uint64_t chunk_usage_preps_upto(uint32_t pack)
+{
+	uint64_t n = 0;
+	pthread_mutex_lock(&usage_lock);
+	for (uint32_t i = 0; i < usage_cap; i++)
+		if (usage_tab[i].used && !(usage_tab[i].file & CHUNK_FILE_WAL) &&
+		    usage_tab[i].file <= pack)
+			n += usage_tab[i].preps;
+	n += usage_lost;
+	pthread_mutex_unlock(&usage_lock);
+	return n;
+}
+
+static void usage_add(uint32_t file, int64_t bytes, int64_t chunks, int64_t pins)
+{
+	pthread_mutex_lock(&usage_lock);
+	struct usage_ent *e = usage_lost ? NULL : usage_find(file, true);
+	if (e) {
+		e->u.live_bytes += (uint64_t)bytes;
+		e->u.chunks += (uint64_t)chunks;
+		e->u.pins += (uint64_t)pins;
+	} else {
+		usage_lost = true;
+	}
+	pthread_mutex_unlock(&usage_lock);
+}
+
+bool chunk_usage_get(uint32_t file, struct chunk_usage *out)
+{
+	pthread_mutex_lock(&usage_lock);
+	struct usage_ent *e = usage_lost ? NULL : usage_find(file, false);
+	bool ok = !usage_lost;
+	memset(out, 0, sizeof(*out));
+	if (e)
+		*out = e->u;
+	pthread_mutex_unlock(&usage_lock);
+	return ok;
+}
+
 struct chunk *chunk_new(const struct chunk_loc *loc)
 {
 	struct chunk *c = malloc(sizeof(*c));
@@ -78,6 +189,7 @@ struct chunk *chunk_new(const struct chunk_loc *loc)
 	atomic_init(&c->off, loc->off);
 	c->len = loc->len;
 	c->csum = loc->csum;
+	usage_add(loc->file, loc->len, 1, 0);
 	return c;
 }
 
@@ -90,8 +202,10 @@ struct chunk *chunk_ref(struct chunk *c)
 
 void chunk_unref(struct chunk *c)
 {
-	if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+	if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
+		usage_add(atomic_load(&c->file), -(int64_t)c->len, -1, 0);
 		free(c);
+	}
 }
 
 void chunk_get_loc(const struct chunk *c, struct chunk_loc *out)
@@ -124,6 +238,11 @@ void chunk_set_loc(struct chunk *c, const struct chunk_loc *loc)
 			break;
 	}
 	atomic_thread_fence(memory_order_release);
+	uint32_t old = atomic_load_explicit(&c->file, memory_order_relaxed);
+	if (old != loc->file) { /* G1: the bytes now count for the new file */
+		usage_add(old, -(int64_t)c->len, -1, 0);
+		usage_add(loc->file, c->len, 1, 0);
+	}
 	atomic_store_explicit(&c->file, loc->file, memory_order_relaxed);
 	atomic_store_explicit(&c->off, loc->off, memory_order_relaxed);
 	atomic_store_explicit(&c->seq, s + 2, memory_order_release);
@@ -851,6 +970,30 @@ int chunkstore_sync(struct chunkstore *cs)
 	return r;
 }
 
+uint32_t chunkstore_append_target(struct chunkstore *cs)
+{
+	pthread_mutex_lock(&cs->wlock);
+	uint32_t no = cs->pack_fd >= 0 ? cs->pack_no : cs->next_pack;
+	pthread_mutex_unlock(&cs->wlock);
+	return no;
+}
+
+uint32_t chunkstore_current_pack(struct chunkstore *cs)
+{
+	pthread_mutex_lock(&cs->wlock);
+	uint32_t no = cs->pack_fd >= 0 ? cs->pack_no : UINT32_MAX;
+	pthread_mutex_unlock(&cs->wlock);
+	return no;
+}
+
+void chunkstore_seal(struct chunkstore *cs)
+{
+	/* its descriptor stays in the cache for reads and the next sync */
+	pthread_mutex_lock(&cs->wlock);
+	cs->pack_fd = -1;
+	pthread_mutex_unlock(&cs->wlock);
+}
+
 bool chunkstore_has_unsynced(struct chunkstore *cs)
 {
 	bool v;
@@ -913,6 +1056,9 @@ void chunkstore_forget_file(struct chunkstore *cs, uint32_t file)
 	uint32_t i;
 
 	pthread_mutex_lock(&cs->wlock);
+	for (i = 0; i < cs->nunsynced; i++) /* a deleted pack needs no sync */
+		if (cs->unsynced[i] == file && (cs->pack_fd < 0 || file != cs->pack_no))
+			cs->unsynced[i--] = cs->unsynced[--cs->nunsynced];
 	pthread_rwlock_wrlock(&cs->cache_lock);
 	for (i = 0; i < cs->nfds; i++) {
 		if (cs->fds[i].file != file)
@@ -946,6 +1092,13 @@ static int read_chunk(struct chunkstore *cs, const struct chunk *c, uint8_t *dst
 
 	chunk_get_loc(c, &loc);
 	r = chunkstore_read(cs, &loc, dst);
+	if (r == -ENOENT) { /* relocated and its old file deleted meanwhile (gc.h G6) */
+		uint32_t gone = loc.file;
+		uint64_t gone_off = loc.off;
+		chunk_get_loc(c, &loc);
+		if (loc.file != gone || loc.off != gone_off)
+			r = chunkstore_read(cs, &loc, dst);
+	}
 	if (!r && loc.len < TXD_CHUNK_SIZE)
 		memset(dst + loc.len, 0, TXD_CHUNK_SIZE - loc.len);
 	return r;
@@ -1002,6 +1155,7 @@ ssize_t cmap_read(struct chunkstore *cs, const struct cmap *m, uint64_t size, vo
 {
 	uint8_t *tmp = NULL, *out = buf;
 	size_t done = 0;
+	bool by_chunk = false;
 	int r = 0;
 
 	if (off >= size)
@@ -1020,8 +1174,14 @@ ssize_t cmap_read(struct chunkstore *cs, const struct cmap *m, uint64_t size, vo
 			piece = n - done;
 		if (!c) {
 			memset(out + done, 0, piece);
-		} else if (coff == 0 && (run = full_run(m, idx, n - done, &first)) > 0) {
+		} else if (!by_chunk && coff == 0 &&
+			   (run = full_run(m, idx, n - done, &first)) > 0) {
 			r = read_run(cs, m, idx, run, &first, out + done);
+			if (r == -ENOENT) { /* relocated meanwhile: chunk by chunk (G6) */
+				by_chunk = true;
+				r = 0;
+				continue;
+			}
 			if (r)
 				break;
 			piece = (size_t)run * TXD_CHUNK_SIZE;
@@ -1123,6 +1283,8 @@ static void mem_account(struct wcopy *w, int64_t delta)
 /* Free d's buffer (D_MEM) and leave it in state st. */
 static void buf_release(struct wcopy *w, struct dirty *d, enum dstate st)
 {
+	if ((d->state == D_SPILLED) != (st == D_SPILLED)) /* pins (gc.h G1) */
+		usage_add(d->loc.file, 0, 0, st == D_SPILLED ? 1 : -1);
 	if (d->state == D_MEM) {
 		w->nmem--;
 		mem_account(w, -(int64_t)d->cap);
@@ -1315,6 +1477,8 @@ static int mem_chunk(struct wcopy *w, uint64_t idx, bool fill, uint32_t end, str
 		return -ENOMEM;
 	if (stored)
 		r = chunkstore_read(w->cs, &loc, buf);
+	if (r == -ENOENT && stored_loc(w, d, idx, &loc)) /* relocated meanwhile (gc.h G6) */
+		r = loc.len <= cap ? chunkstore_read(w->cs, &loc, buf) : -EIO;
 	if (!r && !d)
 		r = dirty_add(w, idx, &d);
 	if (r) {
@@ -1322,6 +1486,8 @@ static int mem_chunk(struct wcopy *w, uint64_t idx, bool fill, uint32_t end, str
 		return r;
 	}
 	memset(buf + (stored ? loc.len : 0), 0, cap - (stored ? loc.len : 0));
+	if (d->state == D_SPILLED) /* no longer pins its pack (gc.h G1) */
+		usage_add(d->loc.file, 0, 0, -1);
 	d->state = D_MEM;
 	d->buf = buf;
 	d->cap = cap;
@@ -1641,11 +1807,17 @@ int wcopy_prepare(struct wcopy *w, struct wcopy_prep *p)
 			p->nchg++;
 	}
 	free(v);
+	/* gc.h G1: the caller may append these chunks to a pack (a large
+	 * commit) before its record makes them chunk objects */
+	p->pin_pack = chunkstore_append_target(w->cs);
+	usage_prep(p->pin_pack, 1);
 	return 0;
 }
 
 static void prep_release(struct wcopy_prep *p)
 {
+	if (p->chg)
+		usage_prep(p->pin_pack, -1);
 	free(p->chg);
 	p->chg = NULL;
 	p->nchg = 0;

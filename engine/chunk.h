@@ -27,7 +27,7 @@
  *
  * Invariants.
  *  C1 A chunk's bytes never change after chunk_new; its location may change
- *     (relocation by a checkpoint) but always names identical bytes.
+ *     (relocation by GC, gc.h G3) but always names identical bytes.
  *  C2 A map reachable from a committed version is never modified in place.
  *     In-place updates happen only on nodes whose refcount is 1 (owned by one
  *     working copy).
@@ -84,6 +84,21 @@ void chunk_unref(struct chunk *c);
 void chunk_get_loc(const struct chunk *c, struct chunk_loc *out);
 void chunk_set_loc(struct chunk *c, const struct chunk_loc *loc); /* relocation, C1 */
 uint64_t chunk_csum(const struct chunk *c);
+
+/* Live bytes per store file (gc.h G1): chunk objects naming file (their
+ * bytes and count) and working copies' spilled chunks in it (pins). false
+ * when the process's table was lost to an allocation failure (then nothing
+ * may be deleted on its word). Counts of every store open in the process
+ * add up (never below one store's own). */
+struct chunk_usage {
+	uint64_t live_bytes, chunks, pins;
+};
+bool chunk_usage_get(uint32_t file, struct chunk_usage *out);
+/* Commits prepared (wcopy_prepare, not yet committed or abandoned) while a
+ * pack <= pack took appends: their chunks may be in such a pack without
+ * being chunk objects or pins yet (a large commit moves its inline chunks
+ * to a pack before its record). Non-zero also when the table was lost. */
+uint64_t chunk_usage_preps_upto(uint32_t pack);
 uint32_t chunk_len(const struct chunk *c);
 
 uint64_t chunk_checksum(const void *buf, size_t len);
@@ -135,6 +150,12 @@ void chunkstore_set_space(struct chunkstore *cs, struct space *sp);
 /* fdatasync every pack written since the last call. */
 int chunkstore_sync(struct chunkstore *cs);
 bool chunkstore_has_unsynced(struct chunkstore *cs);
+/* The pack being appended (UINT32_MAX: none yet); chunkstore_seal ends it,
+ * so the next append starts a new pack and GC may take the old one. */
+uint32_t chunkstore_current_pack(struct chunkstore *cs);
+/* The pack the next append goes to (the current one, or the next number). */
+uint32_t chunkstore_append_target(struct chunkstore *cs);
+void chunkstore_seal(struct chunkstore *cs);
 /* Read exactly loc->len bytes into buf and verify the checksum:
  * -EIO on mismatch (counted in checksum_errors), -EIO also if the file is
  * shorter, -ENOENT if it is gone. Descriptors are cached per file. */
@@ -198,6 +219,7 @@ struct wcopy_prep {
 	uint32_t nchg;
 	uint64_t inline_bytes;     /* sum of len over inline changes */
 	bool has_spilled;
+	uint32_t pin_pack;         /* append target at prepare (gc.h G1) */
 };
 int wcopy_prepare(struct wcopy *w, struct wcopy_prep *p);
 int wcopy_commit(struct wcopy *w, struct wcopy_prep *p, struct cmap **map_out,

@@ -57,6 +57,12 @@
  *     without it, so no request waits for the checkpoint's I/O or for more
  *     than one batch of its walk. Replay starts after L, so a commit made
  *     during the checkpoint is applied exactly once on reload.
+ *  K8 GC (gc.h G4, G5) may ask for a checkpoint when nothing was committed
+ *     since the last one: it is rewritten at the same LSN into
+ *     "ckpt-LSN.new" (a name the loader passes over), fsynced, renamed over
+ *     "ckpt-LSN", and the directory fsynced: a crash leaves the old file or
+ *     the new one, both valid checkpoints of LSN; a failed rewrite unlinks
+ *     only the .new file.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -76,6 +82,7 @@
 #include "core.h"
 #include "dtc.h"
 #include "events.h"
+#include "gc.h"
 #include "os.h"
 #include "rec.h"
 #include "svc.h"
@@ -519,16 +526,27 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	 * store before it was appended (svc.h V3) */
 	uint32_t ver = fs->store.format >= 2 && fs->svc ? 2 : 1;
 	uint32_t cur = wal_current_seg(fs->wal);
-	struct ckw w = {.fs = fs, .fd = -1, .snap = lsn, .write = lsn != fs->ckpt_lsn,
-			.nclass = fs->ns.tabsize};
+	uint64_t moves = gc_moves(fs); /* gc.h G5: relocations this walk sees */
+	/* gc.h G4: GC waits for a checkpoint taken after it relocated; with
+	 * no commit since the last one it is rewritten at the same LSN, into
+	 * "ckpt-LSN.new" renamed over the old one once durable (either file
+	 * is a valid checkpoint of LSN: a crash leaves one or the other) */
+	bool rewrite = lsn == fs->ckpt_lsn && gc_ckpt_forced(fs);
+	struct ckw w = {.fs = fs, .fd = -1, .snap = lsn,
+			.write = lsn != fs->ckpt_lsn || rewrite, .nclass = fs->ns.tabsize};
 	/* with nothing new to save, only drop segments readers let go of */
-	char *path = w.write ? ckpt_path(fs, lsn) : NULL;
-	if (w.write && !path)
+	char *path = w.write ? ckpt_path(fs, lsn) : NULL, *tmp = NULL;
+	if (w.write && (!path || (rewrite && asprintf(&tmp, "%s.new", path) < 0))) {
+		free(path);
 		return -ENOMEM;
+	}
+	char *wpath = rewrite ? tmp : path; /* the file written */
+	uint64_t gen = w.write ? gc_ckpt_begin(fs) : 0;
 	/* noting segments alone needs no snapshot (drop_segments) */
 	int err = w.write ? ns_snapshot_take(&fs->ns, lsn) : 0;
 	if (err) {
 		free(path);
+		free(tmp);
 		return err;
 	}
 	/* prepared transactions as of lsn: replay after it finds the rest */
@@ -537,6 +555,7 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	if (w.write && ver >= 2 && (err = dtc_save(fs, &prepared, &nprepared))) {
 		ns_snapshot_release(&fs->ns, lsn);
 		free(path);
+		free(tmp);
 		return err;
 	}
 	rec_init(&w.b, 0, 0, 0);
@@ -548,7 +567,7 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	fs->rec_unsynced_n = fs->rec_unsynced_cap = 0;
 	pthread_mutex_unlock(&fs->lock);
 	if (w.write) {
-		w.fd = txd_os->open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		w.fd = txd_os->open(wpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		/* K0: chunks in packs and in the log must be durable before a
 		 * checkpoint names them: a power cut may not leave a checkpoint
 		 * ahead of the log */
@@ -569,7 +588,8 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	pthread_mutex_unlock(&fs->lock);
 	if (!err && w.write &&
 	    ((err = ckw_seal(&w)) || (err = ckw_write_out(&w)) || (err = write_trailer(&w)) ||
-	     (err = txd_os->fsync(w.fd)) || (err = os_fsync_dir(fs->store.ckpt_dir))))
+	     (err = txd_os->fsync(w.fd)) || (rewrite && (err = txd_os->rename(tmp, path))) ||
+	     (err = os_fsync_dir(fs->store.ckpt_dir))))
 		w.err = err;
 	bool logs_durable = false;
 	if (!err) {
@@ -587,7 +607,12 @@ static int ckpt_write_locked(struct txd_fs *fs)
 			syslog(LOG_WARNING, "txdir: could not sync the event log, commit log or "
 					    "transaction records: WAL segments kept");
 	}
-	if (logs_durable)
+	/* gc.h G5: with nothing written, the last checkpoint names the
+	 * segments as they were before any relocation since its snapshot */
+	pthread_mutex_lock(&fs->lock);
+	bool settled = w.write || gc_segments_settled(fs);
+	pthread_mutex_unlock(&fs->lock);
+	if (logs_durable && settled)
 		drop_segments(&w, cur); /* K2: after the checkpoint is durable */
 	if (logs_durable && w.write &&
 	    (ev_trim(fs->events, oldest) || clog_trim(fs->clog, oldest)))
@@ -595,7 +620,7 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	if (w.fd >= 0)
 		txd_os->close(w.fd);
 	if (err && w.write)
-		txd_os->unlink(path);
+		txd_os->unlink(wpath); /* a rewrite keeps the old file (or the new one) */
 	pthread_mutex_lock(&fs->lock);
 	if (!logs_durable) /* the next checkpoint tries them again */
 		for (uint32_t k = 0; k < nrecs; k++)
@@ -604,6 +629,7 @@ static int ckpt_write_locked(struct txd_fs *fs)
 				fs->rec_unsynced[fs->rec_unsynced_n++] = recs[k];
 	free(recs);
 	if (!err && w.write) {
+		gc_ckpt_written(fs, moves, gen);
 		if (lsn > fs->ckpt_lsn)
 			fs->ckpt_lsn = lsn;
 		fs->ckpt_count++;
@@ -613,6 +639,7 @@ static int ckpt_write_locked(struct txd_fs *fs)
 	free(w.segs);
 	free(w.inos);
 	free(path);
+	free(tmp);
 	return err;
 }
 

@@ -62,6 +62,8 @@
  *                        nothing else, space_release (only on a full
  *                        disk) runs under 2 like the WAL append it
  *                        makes room for
+ *   7. chunk usage lock  the live-byte table (chunk.c, gc.h G1): a leaf,
+ *                        taken under any of the above or alone
  * So: never take a wfile lock while holding fs->lock. A path that has
  * fs->lock and needs a wfile (setattr, open after a pending truncation)
  * takes a share of it (fs_wf_get: nhandles keeps it alive), drops fs->lock,
@@ -91,6 +93,7 @@ struct ctl_leases;
 struct ctl_states;
 struct dtc_worker;
 struct evlog;
+struct gc;
 struct inode;
 struct ns_prep;
 struct rec_buf;
@@ -166,6 +169,7 @@ struct txd_fs {
 	uint64_t *rec_unsynced;   /* ended transactions' records to fsync (txn.h) */
 	uint32_t rec_unsynced_n, rec_unsynced_cap;
 	bool sweep_due;           /* a released snapshot left versions to free (ckpt.c) */
+	struct gc *gc;            /* gc.h: pending deletions, stats (NULL: no run yet) */
 	uint64_t start_ns;
 };
 

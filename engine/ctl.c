@@ -58,6 +58,7 @@
 #include "dtc.h"
 #include "dtree.h"
 #include "events.h"
+#include "gc.h"
 #include "svc.h"
 #include "os.h"
 #include "scrub.h"
@@ -253,6 +254,16 @@ static void render_stats(struct txd_fs *fs, struct sbuf *s)
 	       (double)st.checksum_errors);
 	metric(s, "txdir_checkpoints_total", "counter", "Checkpoints written since start.",
 	       (double)st.checkpoints);
+	struct gc_stats gs;
+	gc_get_stats(fs, &gs);
+	metric(s, "txdir_gc_runs_total", "counter", "Garbage collection runs since start.",
+	       (double)gs.runs);
+	metric(s, "txdir_gc_bytes_reclaimed_total", "counter",
+	       "Bytes of pack files deleted by garbage collection since start.",
+	       (double)gs.bytes_reclaimed);
+	metric(s, "txdir_store_dead_bytes", "gauge",
+	       "Bytes of packs and old WAL segments no chunk uses (at the last GC run).",
+	       (double)gs.dead_bytes);
 	metric(s, "txdir_failed", "gauge", "1 when the store refuses changes after an I/O error.",
 	       st.failed);
 	metric(s, "txdir_disk_full", "gauge",

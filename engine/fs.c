@@ -19,6 +19,7 @@
 #include "dtc.h"
 #include "dtree.h"
 #include "events.h"
+#include "gc.h"
 #include "os.h"
 #include "rec.h"
 #include "space.h"
@@ -453,7 +454,11 @@ static void *ckpt_main(void *arg)
 		pthread_mutex_unlock(&fs->lock);
 		space_tick(fs->space, ckpt_bytes);
 		pthread_mutex_lock(&fs->lock);
-		if (wal_bytes_appended(fs->wal) - fs->ckpt_wal_bytes <= CKPT_EVERY_BYTES ||
+		/* gc.h: every GC_EVERY_S, or after a checkpoint (below) */
+		if (gc_due(fs) && !fs->failed)
+			gc_run(fs); /* drops fs->lock for its I/O */
+		if ((wal_bytes_appended(fs->wal) - fs->ckpt_wal_bytes <= CKPT_EVERY_BYTES &&
+		     !gc_ckpt_forced(fs)) ||
 		    fs->failed) {
 			/* wake at least every second for housekeeping */
 			struct timespec until;
@@ -468,6 +473,8 @@ static void *ckpt_main(void *arg)
 			cJSON *f = cJSON_CreateObject();
 			cJSON_AddStringToObject(f, "reason", txd_strerror(err));
 			ev_emit(fs->events, fs_now_ns(), "checkpoint_failed", f);
+		} else {
+			gc_run(fs); /* delete what this checkpoint made free (G4) */
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -741,6 +748,7 @@ static void fs_free(struct txd_fs *fs)
 	}
 	free(fs->nodes);
 	free(fs->rec_unsynced);
+	gc_free(fs);
 	clog_close(fs->clog);
 	ev_close(fs->events);
 	fs->clog = NULL;

@@ -23,6 +23,7 @@
 
 #include "chunk.h"
 #include "fsck.h"
+#include "gc.h"
 #include "ns.h"
 #include "os.h"
 #include "rec.h"
@@ -195,6 +196,7 @@ struct ctx {
 	struct segok *ok; /* F5: the byte ranges of records whose checksum held */
 	uint32_t nok, capok;
 	uint64_t done_bytes, last_report; /* progress */
+	uint32_t use_hint; /* r->uses index of the last file looked up */
 };
 
 /* F5: per segment walked, the byte ranges of its records whose checksum
@@ -268,6 +270,44 @@ static void progress(struct ctx *c, bool force)
 	struct fsck_progress p = {.records = c->r->records, .bytes = c->done_bytes,
 				  .bytes_total = c->r->wal_bytes + c->r->pack_bytes};
 	c->o->progress(c->o->arg, &p);
+}
+
+/* The entry of file in r->uses, added if new; NULL without memory (the
+ * garbage figures are then short, nothing else). */
+static struct fsck_use *use_of(struct ctx *c, uint32_t file)
+{
+	struct fsck_result *r = c->r;
+	if (c->use_hint < r->nuses && r->uses[c->use_hint].file == file)
+		return &r->uses[c->use_hint];
+	for (uint32_t k = 0; k < r->nuses; k++)
+		if (r->uses[k].file == file)
+			return &r->uses[c->use_hint = k];
+	struct fsck_use *n = realloc(r->uses, (r->nuses + 1) * sizeof(*n));
+	if (!n)
+		return NULL;
+	r->uses = n;
+	memset(&n[r->nuses], 0, sizeof(*n));
+	n[r->nuses].file = file;
+	return &r->uses[c->use_hint = r->nuses++];
+}
+
+/* What GC would take (gc.h G2), once sizes and live bytes are known. */
+static void note_gc(struct ctx *c)
+{
+	struct fsck_result *r = c->r;
+	uint32_t last_seg = 0;
+	for (uint32_t k = 0; k < r->nuses; k++)
+		if ((r->uses[k].file & CHUNK_FILE_WAL) &&
+		    (r->uses[k].file & ~CHUNK_FILE_WAL) > last_seg)
+			last_seg = r->uses[k].file & ~CHUNK_FILE_WAL;
+	for (uint32_t k = 0; k < r->nuses; k++) {
+		struct fsck_use *u = &r->uses[k];
+		bool seg = u->file & CHUNK_FILE_WAL;
+		u->gc = u->size && u->live * 100 <= (uint64_t)GC_LIVE_PCT * u->size &&
+			!(seg && (u->file & ~CHUNK_FILE_WAL) == last_seg);
+		if (u->gc)
+			r->gc_would_free += u->size > u->live ? u->size - u->live : 0;
+	}
 }
 
 static void problem(struct ctx *c, bool fixable, const char *kind, const char *where,
@@ -906,6 +946,9 @@ static int check_wal(struct ctx *c, struct ns *ns, uint64_t after)
 		if ((err = seg_hdr(path, &s[i])))
 			goto out;
 		c->r->wal_bytes += s[i].size;
+		struct fsck_use *u = use_of(c, CHUNK_FILE_WAL | s[i].num);
+		if (u)
+			u->size = s[i].size;
 	}
 	uint32_t start, end = seg_headers(c, s, n);
 	if (!seg_chain(c, s, after, &start, &end))
@@ -1039,6 +1082,9 @@ static int window_read(struct chk *k, const struct chunk_loc *loc, const uint8_t
 /* A chunk's bytes in a pack count as live (what GC could not free). */
 static void note_live(struct ctx *c, const struct chunk_loc *loc)
 {
+	struct fsck_use *u = use_of(c, loc->file);
+	if (u)
+		u->live += loc->len;
 	if (!(loc->file & CHUNK_FILE_WAL))
 		c->r->pack_live_bytes += loc->len;
 }
@@ -1339,8 +1385,12 @@ static int check_pass(struct ctx *c)
 		char path[4200];
 		struct stat st;
 		snprintf(path, sizeof(path), "%s/pack-%06u", obj, (unsigned)pk.v[k]);
-		if (!stat(path, &st))
-			r->pack_bytes += (uint64_t)st.st_size;
+		if (stat(path, &st))
+			continue;
+		r->pack_bytes += (uint64_t)st.st_size;
+		struct fsck_use *u = use_of(c, (uint32_t)pk.v[k]);
+		if (u)
+			u->size = (uint64_t)st.st_size;
 	}
 	free(pk.v);
 
@@ -1357,6 +1407,8 @@ static int check_pass(struct ctx *c)
 		ns_drop_unlinked(ns);
 		err = check_chunks(c, ns);
 	}
+	if (!err)
+		note_gc(c);
 	if (!err)
 		err = check_clog(c);
 	if (!err)
@@ -1427,7 +1479,9 @@ int fsck_run(const char *dir, const struct fsck_opts *o, struct fsck_result *r)
 		free_pass(&c);
 		if (r->have_ns)
 			ns_destroy(&r->ns);
+		free(r->uses);
 		memset(r, 0, sizeof(*r));
+		c.use_hint = 0;
 		c.f = NULL;
 		c.nf = c.capf = 0;
 		c.ntxc = 0;
@@ -1469,4 +1523,7 @@ void fsck_result_free(struct fsck_result *r)
 	if (r->have_ns)
 		ns_destroy(&r->ns);
 	r->have_ns = false;
+	free(r->uses);
+	r->uses = NULL;
+	r->nuses = 0;
 }

@@ -118,6 +118,15 @@ struct fsck_opts {
 	void *arg;
 };
 
+/* One store file (a pack, or CHUNK_FILE_WAL | segment): its size on disk
+ * and the bytes of it live files use; gc says GC would take it (gc.h G2:
+ * live <= GC_LIVE_PCT % of size; never the last segment). */
+struct fsck_use {
+	uint32_t file;
+	uint64_t size, live;
+	bool gc;
+};
+
 struct fsck_result {
 	unsigned format;
 	uint64_t store_bytes;            /* every file of the store */
@@ -131,6 +140,9 @@ struct fsck_result {
 	uint32_t packs;
 	uint64_t pack_bytes;
 	uint64_t pack_live_bytes;        /* of chunks live files use */
+	struct fsck_use *uses;           /* per pack and segment, packs first */
+	uint32_t nuses;
+	uint64_t gc_would_free;          /* size - live over the files GC takes */
 	uint64_t chunks, chunk_bytes;    /* verified */
 	uint64_t files, dirs, others, live_bytes;
 	uint64_t clog_records;

@@ -64,6 +64,30 @@ static void print_json(cJSON *j)
 }
 
 /* ---- summary ------------------------------------------------------------- */
+static void use_name(uint32_t file, char *buf, size_t n)
+{
+	if (file & 0x80000000u) /* chunk.h CHUNK_FILE_WAL */
+		snprintf(buf, n, "seg-%08u", file & ~0x80000000u);
+	else
+		snprintf(buf, n, "pack-%06u", file);
+}
+
+/* Garbage in packs and WAL segments: what each holds that no live file
+ * uses, and what GC would free (gc.h G2). */
+static void show_garbage(const struct fsck_result *r)
+{
+	printf("garbage      %" PRIu64 " bytes GC would free\n", r->gc_would_free);
+	for (uint32_t k = 0; k < r->nuses; k++) {
+		const struct fsck_use *u = &r->uses[k];
+		char name[32];
+		if (u->size <= u->live)
+			continue;
+		use_name(u->file, name, sizeof(name));
+		printf("  %-12s %12" PRIu64 " bytes, %12" PRIu64 " live, %12" PRIu64 " dead%s\n",
+		       name, u->size, u->live, u->size - u->live, u->gc ? "  (GC takes it)" : "");
+	}
+}
+
 static int show_summary(const struct iargs *a, const struct fsck_result *r)
 {
 	if (a->json) {
@@ -83,6 +107,22 @@ static int show_summary(const struct iargs *a, const struct fsck_result *r)
 		cJSON_AddNumberToObject(j, "pack_bytes", (double)r->pack_bytes);
 		cJSON_AddNumberToObject(j, "pack_garbage_bytes",
 					(double)(r->pack_bytes - r->pack_live_bytes));
+		cJSON_AddNumberToObject(j, "gc_would_free_bytes", (double)r->gc_would_free);
+		cJSON *g = cJSON_AddArrayToObject(j, "garbage");
+		for (uint32_t k = 0; g && k < r->nuses; k++) {
+			const struct fsck_use *u = &r->uses[k];
+			if (u->size <= u->live)
+				continue;
+			cJSON *e = cJSON_CreateObject();
+			char name[32];
+			use_name(u->file, name, sizeof(name));
+			cJSON_AddStringToObject(e, "file", name);
+			cJSON_AddNumberToObject(e, "size", (double)u->size);
+			cJSON_AddNumberToObject(e, "live", (double)u->live);
+			cJSON_AddNumberToObject(e, "dead", (double)(u->size - u->live));
+			cJSON_AddBoolToObject(e, "gc", u->gc);
+			cJSON_AddItemToArray(g, e);
+		}
 		cJSON_AddNumberToObject(j, "files", (double)r->files);
 		cJSON_AddNumberToObject(j, "directories", (double)r->dirs);
 		cJSON_AddNumberToObject(j, "live_bytes", (double)r->live_bytes);
@@ -102,6 +142,7 @@ static int show_summary(const struct iargs *a, const struct fsck_result *r)
 	       r->packs, r->pack_bytes, r->pack_bytes - r->pack_live_bytes);
 	printf("live         %" PRIu64 " files, %" PRIu64 " directories, %" PRIu64 " bytes\n",
 	       r->files, r->dirs, r->live_bytes);
+	show_garbage(r);
 	if (r->errors)
 		printf("problems     %u (run mountctl fsck %s)\n", r->errors, a->store);
 	return 0;

@@ -15,7 +15,8 @@
 # then state.sh (the global state document, 8 compare-and-swap writers).
 # then dtc.sh (fenced commits and prepared transactions) and dtcwork.sh (a
 # 3-participant deploy across processes, the server SIGKILLed in doubt),
-# then diskfull.sh (a full loop-mounted ext4 under the store; root only).
+# then diskfull.sh (a full loop-mounted ext4 under the store; root only),
+# then gc.sh (pack garbage collection: space back, a SIGKILL during GC).
 # A case that cannot run here (not root, no setpriv) is skipped, not passed:
 # it prints "# SKIP WHAT: REASON" (tests/check.sh collects those lines) and
 # counts in N skipped. The last line is "N passed, N failed, N skipped";
@@ -24,7 +25,7 @@
 # MOUNT_PARTS (default: all of them) runs only the named parts, so that
 # tests/check.sh can run one pass's mount suite as two jobs side by side:
 #   progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait
-#   lease leasework vote votework state dtc dtcwork diskfull
+#   lease leasework vote votework state dtc dtcwork diskfull gc
 # (progs: the tests/mount programs, native and mount).
 # MOUNT_NATIVE=0 leaves out the runs against the native directory alone (the
 # programs' [native] runs, fsx's native control): they test the tests, which
@@ -38,7 +39,7 @@ export TXDIRFS MOUNTCTL TXDIR_BUILD
 MOUNT_OPTS=allow_other,default_permissions
 PROG_TIMEOUT=${PROG_TIMEOUT:-240}
 
-MOUNT_PARTS=${MOUNT_PARTS:-progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait lease leasework vote votework state dtc dtcwork diskfull}
+MOUNT_PARTS=${MOUNT_PARTS:-progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait lease leasework vote votework state dtc dtcwork diskfull gc}
 part() { [[ " $MOUNT_PARTS " == *" $1 "* ]]; } # whether PART is to run
 
 # Per-phase time: "# time LABEL: W s wall, C s cpu" where cpu is the user+sys
@@ -312,6 +313,13 @@ if part leasework; then
 		not_ok "leasework: $LW not built"
 	fi
 	phase_end leasework
+fi
+
+# Pack garbage collection through the mount (issue 12 item 3).
+if part gc; then
+	phase_begin
+	run_prog "gc.sh" bash "$HERE/gc.sh"
+	phase_end gc.sh
 fi
 
 # The global state document through the mount (issue 11 item 3).
