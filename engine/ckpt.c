@@ -511,6 +511,13 @@ static void drop_segments(struct ckw *w, uint32_t cur)
 		bool live = false;
 		for (uint32_t j = 0; j < w->nsegs && !live; j++)
 			live = w->segs[j] == segs[k];
+		/* K3 also for chunk objects no version holds: an open file's
+		 * working copy keeps its own objects of what it committed (a
+		 * relocation moved only the versions' copies), so a segment
+		 * any object still names stays (gc.h G1; table lost: all stay) */
+		struct chunk_usage u;
+		if (!live && (!chunk_usage_get(CHUNK_FILE_WAL | segs[k], &u) || u.chunks || u.pins))
+			live = true;
 		if (segs[k] < cur && !live && wal_drop_segment(fs->wal, segs[k]) == 0)
 			chunkstore_forget_file(fs->cs, CHUNK_FILE_WAL | segs[k]);
 	}
