@@ -741,6 +741,10 @@ struct chunkstore {
 	pthread_mutex_t wlock; /* append state below; taken before cache_lock */
 	int pack_fd;           /* -1 until the first append of this open */
 	uint32_t pack_no, next_pack;
+	/* what chunkstore_append_target and chunkstore_current_pack answer,
+	 * kept with the fields above under wlock but read without it (every
+	 * commit asks; wlock is held across a pack's fdatasync) */
+	_Atomic uint32_t target_no, current_no;
 	uint64_t pack_off;
 	uint32_t *unsynced; /* packs written since the last chunkstore_sync */
 	uint32_t nunsynced, capunsynced;
@@ -765,6 +769,13 @@ static int parse_pack_name(const char *name, uint32_t *no)
 		return -1;
 	*no = (uint32_t)v;
 	return 0;
+}
+
+/* wlock held (or the store not shared yet). */
+static void publish_target(struct chunkstore *cs)
+{
+	atomic_store(&cs->target_no, cs->pack_fd >= 0 ? cs->pack_no : cs->next_pack);
+	atomic_store(&cs->current_no, cs->pack_fd >= 0 ? cs->pack_no : UINT32_MAX);
 }
 
 static int scan_pack_cb(const char *name, void *arg)
@@ -798,6 +809,7 @@ int chunkstore_open(const char *objdir, const char *waldir, struct chunkstore **
 	r = txd_os->listdir(objdir, scan_pack_cb, cs);
 	if (r)
 		goto out_free;
+	publish_target(cs);
 	pthread_mutex_init(&cs->wlock, NULL);
 	pthread_rwlock_init(&cs->cache_lock, NULL);
 	*out = cs;
@@ -889,6 +901,7 @@ static int pack_start(struct chunkstore *cs)
 	cs->pack_no = cs->next_pack++;
 	cs->pack_off = 0;
 	cs->dir_dirty = true;
+	publish_target(cs);
 	return 0;
 }
 
@@ -972,18 +985,12 @@ int chunkstore_sync(struct chunkstore *cs)
 
 uint32_t chunkstore_append_target(struct chunkstore *cs)
 {
-	pthread_mutex_lock(&cs->wlock);
-	uint32_t no = cs->pack_fd >= 0 ? cs->pack_no : cs->next_pack;
-	pthread_mutex_unlock(&cs->wlock);
-	return no;
+	return atomic_load(&cs->target_no); /* no wlock: see struct chunkstore */
 }
 
 uint32_t chunkstore_current_pack(struct chunkstore *cs)
 {
-	pthread_mutex_lock(&cs->wlock);
-	uint32_t no = cs->pack_fd >= 0 ? cs->pack_no : UINT32_MAX;
-	pthread_mutex_unlock(&cs->wlock);
-	return no;
+	return atomic_load(&cs->current_no);
 }
 
 void chunkstore_seal(struct chunkstore *cs)
@@ -991,6 +998,7 @@ void chunkstore_seal(struct chunkstore *cs)
 	/* its descriptor stays in the cache for reads and the next sync */
 	pthread_mutex_lock(&cs->wlock);
 	cs->pack_fd = -1;
+	publish_target(cs);
 	pthread_mutex_unlock(&cs->wlock);
 }
 
