@@ -171,6 +171,9 @@ int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct
 	uint64_t dsum;
 	if (!(err = wcopy_commit(wf->wc, &p, &map, &dsum)))
 		cmap_unref(map); /* the namespace built its own from the record */
+	else /* the record is in: the copy stays dirty and commits the same
+	      * content again later; p must not pin its packs (gc.h) */
+		wcopy_abandon(wf->wc, &p);
 	atomic_store(&wf->times_set, false);
 	atomic_store(&wf->written, false);
 	atomic_store(&wf->trunc_pending, false);
