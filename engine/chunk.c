@@ -47,6 +47,10 @@
 #include "space.h"
 
 #define PACK_MAX (1ull << 30)
+/* Packs rotate at a 32nd of the file system holding the store (at least
+ * PACK_MIN, at most PACK_MAX): GC moves a victim's live bytes before it
+ * can delete it, so on a small or full disk a victim must be small. */
+#define PACK_MIN (1ull << 20)
 #define WCOPY_MEM_BUDGET (16u << 20)
 /* In-memory chunk buffers grow in steps of this (C5). */
 #define WCOPY_BUF_STEP 4096u
@@ -737,6 +741,7 @@ struct fdent {
 struct chunkstore {
 	char *objdir, *waldir;
 	struct space *space;   /* space.h SP4 (NULL: none) */
+	uint64_t pack_max;     /* where packs rotate (PACK_MIN..PACK_MAX) */
 
 	pthread_mutex_t wlock; /* append state below; taken before cache_lock */
 	int pack_fd;           /* -1 until the first append of this open */
@@ -810,6 +815,9 @@ int chunkstore_open(const char *objdir, const char *waldir, struct chunkstore **
 	if (r)
 		goto out_free;
 	publish_target(cs);
+	struct statvfs fsst;
+	uint64_t total = txd_os->statvfs(objdir, &fsst) ? 0 : (uint64_t)fsst.f_blocks * fsst.f_frsize;
+	cs->pack_max = total / 32 < PACK_MIN ? PACK_MIN : total / 32 > PACK_MAX ? PACK_MAX : total / 32;
 	pthread_mutex_init(&cs->wlock, NULL);
 	pthread_rwlock_init(&cs->cache_lock, NULL);
 	*out = cs;
@@ -935,14 +943,20 @@ void chunkstore_set_space(struct chunkstore *cs, struct space *sp)
 int chunkstore_append(struct chunkstore *cs, const void *buf, uint32_t len,
 		      struct chunk_loc *loc)
 {
+	return chunkstore_append_flags(cs, buf, len, loc, 0);
+}
+
+int chunkstore_append_flags(struct chunkstore *cs, const void *buf, uint32_t len,
+			    struct chunk_loc *loc, unsigned flags)
+{
 	int r = 0;
 
 	if (len == 0 || len > TXD_CHUNK_SIZE)
 		return -EINVAL;
-	if ((r = space_may_grow(cs->space)))
+	if (!(flags & CHUNK_APPEND_FREES) && (r = space_may_grow(cs->space)))
 		return r; /* space.h SP4: nothing written */
 	pthread_mutex_lock(&cs->wlock);
-	if (cs->pack_fd < 0 || cs->pack_off + len > PACK_MAX)
+	if (cs->pack_fd < 0 || cs->pack_off + len > cs->pack_max)
 		r = pack_start(cs);
 	if (!r)
 		r = mark_unsynced(cs, cs->pack_no);

@@ -15,7 +15,9 @@
  *
  * Pack file format: raw chunk bytes appended back to back; no header needed
  * because every chunk is located and verified by the WAL record naming it.
- * Packs are append-only and rotate at 1 GiB; offsets fit in u64.
+ * Packs are append-only and rotate at a 32nd of the file system holding
+ * the store, between 1 MiB and 1 GiB (so GC can move a victim on a small or
+ * full disk); offsets fit in u64.
  *
  * Chunk maps (struct cmap) are persistent radix trees with fanout
  * CMAP_FANOUT and reference-counted nodes. Every committed version of a file
@@ -147,6 +149,12 @@ int chunkstore_append(struct chunkstore *cs, const void *buf, uint32_t len,
  * writes over them. */
 struct space;
 void chunkstore_set_space(struct chunkstore *cs, struct space *sp);
+/* chunkstore_append for GC's relocation (CHUNK_APPEND_FREES: it copies
+ * what lets a victim go, so SP4 does not refuse it; a full disk still
+ * fails the append). */
+#define CHUNK_APPEND_FREES 1u
+int chunkstore_append_flags(struct chunkstore *cs, const void *buf, uint32_t len,
+			    struct chunk_loc *loc, unsigned flags);
 /* fdatasync every pack written since the last call. */
 int chunkstore_sync(struct chunkstore *cs);
 bool chunkstore_has_unsynced(struct chunkstore *cs);

@@ -111,6 +111,8 @@ struct notice {
 	char name[];
 };
 
+#define FS_INLINE_MAX (4u << 20) /* a commit's inline bytes at most */
+
 struct txd_fs {
 	pthread_mutex_t lock;
 	struct store store;
@@ -118,6 +120,8 @@ struct txd_fs {
 	struct ns ns;
 	struct wal *wal;
 	struct chunkstore *cs;
+	uint64_t inline_max;      /* a commit's inline bytes at most (else packs): fsfile.c;
+				   * FS_INLINE_MAX, or an eighth of a WAL segment */
 	struct space *space;      /* space.h: the reserve, "disk full" */
 	uint64_t ckpt_bytes;      /* size of the newest checkpoint file (SP1) */
 	struct node **nodes;

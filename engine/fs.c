@@ -681,17 +681,41 @@ static void wal_will_block(void *arg)
 	fs_will_block(arg);
 }
 
+/* The WAL segment size when -o wal_segment_bytes is not given: 64 MiB, or
+ * a 32nd of a smaller file system (at least 4 MiB: a record that does not
+ * fit leaves the rest of a segment unused). Only whole segments
+ * before the current one go back to the disk (a checkpoint drops them,
+ * GC empties them: gc.h G8), so on a 64 MiB disk one 64 MiB segment would
+ * keep every deleted file's bytes. */
+static uint64_t default_seg_size(struct txd_fs *fs)
+{
+	struct statvfs sv;
+	uint64_t total = txd_os->statvfs(fs->store.wal_dir, &sv)
+				 ? 0
+				 : (uint64_t)sv.f_blocks * sv.f_frsize;
+	if (!total || total / 32 >= (64ull << 20))
+		return 0; /* the WAL's default */
+	return total / 32 < (4ull << 20) ? 4ull << 20 : total / 32;
+}
+
 static int fs_start(struct txd_fs *fs)
 {
 	struct wal_opts wo = {
 		.will_block = wal_will_block,
 		.will_block_arg = fs,
-		.seg_size = fs->opts.wal_segment_bytes,
+		.seg_size = fs->opts.wal_segment_bytes ? fs->opts.wal_segment_bytes
+						       : default_seg_size(fs),
 		.sync_interval_ms = fs->opts.durability == TXD_DUR_NONE
 					    ? 0
 					    : (fs->opts.commit_interval_ms ? fs->opts.commit_interval_ms
 									    : 1000),
 	};
+	/* with the small segments of a small disk, content past an eighth of
+	 * one goes to packs: a big inline record that does not fit leaves the
+	 * rest of a segment unused (a segment size given as an option keeps
+	 * FS_INLINE_MAX) */
+	uint64_t seg = wo.seg_size && !fs->opts.wal_segment_bytes ? wo.seg_size : 64ull << 20;
+	fs->inline_max = seg / 8 < FS_INLINE_MAX ? seg / 8 : FS_INLINE_MAX;
 	int err = chunkstore_open(fs->store.obj_dir, fs->store.wal_dir, &fs->cs);
 	fs->ckpt_bytes = newest_ckpt_bytes(fs);
 	if (!err)

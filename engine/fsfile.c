@@ -46,7 +46,6 @@
 #include "txn.h"
 
 /* Content beyond this much inline data goes to a pack before the record. */
-#define INLINE_MAX (4u << 20)
 
 /* ---- working copies ---------------------------------------------------------- */
 struct wfile *fs_wf_get(struct txd_fs *fs, struct inode *in)
@@ -149,7 +148,7 @@ int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct
 	if ((err = wcopy_prepare(wf->wc, &p)))
 		goto out_unlock;
 	/* a transaction's content waits in packs for its commit (txn.h) */
-	if (t || p.inline_bytes > INLINE_MAX)
+	if (t || p.inline_bytes > fs->inline_max)
 		err = spill_inline(fs, &p);
 	if (!err && !t && p.has_spilled && fs->opts.durability != TXD_DUR_NONE) {
 		fs_will_block(fs);

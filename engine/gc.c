@@ -11,11 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "chunk.h"
 #include "core.h"
 #include "gc.h"
 #include "os.h"
+#include "space.h"
 #include "txn.h"
 #include "util.h"
 #include "wal.h"
@@ -53,6 +55,7 @@ struct run {
 	struct victim *vic;
 	uint32_t nvic, capvic;
 	uint64_t vic_live; /* live bytes of the victims: what this run moves */
+	uint64_t budget;   /* at most this many (GC_RUN_BYTES, or the disk's room) */
 	struct move *mv;
 	uint32_t nmv, capmv;
 	uint64_t dead;
@@ -149,7 +152,7 @@ static int consider(struct run *r, uint32_t file, uint64_t *size, uint64_t *live
 	*live = u.live_bytes;
 	r->dead += *size > u.live_bytes ? *size - u.live_bytes : 0;
 	return *size && u.live_bytes * 100 <= (uint64_t)GC_LIVE_PCT * *size &&
-	       (!r->nvic || r->vic_live + u.live_bytes <= GC_RUN_BYTES);
+	       ((!r->nvic && r->budget == GC_RUN_BYTES) || r->vic_live + u.live_bytes <= r->budget);
 }
 
 static int scan_pack(const char *name, void *arg)
@@ -291,7 +294,11 @@ static int relocate(struct run *r)
 			continue; /* noted twice */
 		if (chunkstore_read(fs->cs, &m->from, buf))
 			continue; /* G3: a chunk that fails stays (and keeps its file) */
-		if ((err = chunkstore_append(fs->cs, buf, m->from.len, &m->to)))
+		err = chunkstore_append_flags(fs->cs, buf, m->from.len, &m->to, CHUNK_APPEND_FREES);
+		if ((err == -ENOSPC || err == -EDQUOT) && !space_release(fs->space))
+			err = chunkstore_append_flags(fs->cs, buf, m->from.len, &m->to,
+						      CHUNK_APPEND_FREES); /* G8: the reserve */
+		if (err)
 			break;
 		if (m->to.csum != m->from.csum) {
 			memset(&m->to, 0, sizeof(m->to));
@@ -365,10 +372,22 @@ int gc_run(struct txd_fs *fs)
 			k++;
 		}
 	}
-	struct run r = {.fs = fs, .g = g};
+	struct run r = {.fs = fs, .g = g, .budget = GC_RUN_BYTES};
 	pthread_mutex_unlock(&fs->lock);
 	delete_due(fs, g, due, ndue);
 	free(due);
+	/* G8: a run moves no more than the disk has room for (with the
+	 * reserve, space.h, which relocation may use): victims are deleted
+	 * only after a checkpoint, so their space comes back a run later */
+	struct statvfs sv;
+	uint64_t held = 0, reserve = 0;
+	space_get(fs->space, &reserve, &held);
+	if (!txd_os->statvfs(fs->store.obj_dir, &sv)) {
+		uint64_t room = (uint64_t)sv.f_bavail * sv.f_frsize + held;
+		room = room > GC_ROOM_SLACK ? room - GC_ROOM_SLACK : 0;
+		if (room < r.budget)
+			r.budget = room;
+	}
 	/* step 2 */
 	int err = pick_victims(&r);
 	pthread_mutex_lock(&fs->lock);

@@ -79,6 +79,16 @@
  *     end of a pack; after it, the checkpoint and the log still name the
  *     old file, which is not deleted before G4 holds; a pending list lost
  *     in a crash is found again (the files are still named by nothing).
+ *  G8 A full disk (space.h): relocation appends bypass SP4's refusal
+ *     (they are what gives space back), release the reserve when the disk
+ *     is full, and a run moves at most what the disk has room for (free
+ *     space plus the reserve, less GC_ROOM_SLACK; not even one victim
+ *     past it: copies that fill the disk leave no room for the checkpoint
+ *     that would let the victims go): they go a checkpoint later, and the
+ *     next run has their room. A victim whose live bytes exceed the room
+ *     waits (a 1 MiB file per WAL segment of a nearly full small disk).
+ *     Packs rotate at a 32nd of the file system (chunk.h), so a victim's
+ *     live bytes fit even on a small disk.
  *
  * Lock order: gc_run is called with fs->lock held and returns with it held,
  * dropping it for every I/O; one run per store at a time (a busy flag
@@ -101,6 +111,7 @@ struct txd_fs;
 #define GC_EVERY_S 10           /* background runs at least this often */
 #define GC_RUN_BYTES (256ull << 20) /* live bytes one run moves at most (but
                                        always one victim's) */
+#define GC_ROOM_SLACK (1ull << 20) /* G8: left free for the log and a checkpoint */
 
 struct gc_stats {
 	uint64_t runs;

@@ -261,8 +261,8 @@ fi
 # A full disk under the store (issue 12 item 3): a 64 MiB loop-mounted
 # ext4 filled through the mount gives ENOSPC, never EIO; what was closed
 # stays; rm works; status says disk full; kill -9 and remount while full;
-# space back (diskfull.sh; root only, else skipped; TXDIR_EXPECT_GC=1 adds
-# "delete half, write as much again").
+# space back, and GC's "delete half, write as much again" (diskfull.sh;
+# root only, else skipped).
 if part diskfull; then
 	phase_begin
 	run_prog "diskfull.sh" bash "$HERE/diskfull.sh"
