@@ -754,6 +754,8 @@ struct chunkstore {
 	uint32_t *unsynced; /* packs written since the last chunkstore_sync */
 	uint32_t nunsynced, capunsynced;
 	bool dir_dirty; /* a pack was created since the last sync */
+	int sync_err;   /* a failed fdatasync, for good: Linux reports a lost
+			 * write-back once, and the next fdatasync succeeds */
 
 	pthread_rwlock_t cache_lock;
 	struct fdent *fds;
@@ -981,11 +983,14 @@ int chunkstore_sync(struct chunkstore *cs)
 	int r = 0, fd;
 
 	pthread_mutex_lock(&cs->wlock);
+	r = cs->sync_err;
 	for (i = 0; i < cs->nunsynced && !r; i++) {
 		pthread_rwlock_rdlock(&cs->cache_lock);
 		fd = cache_find(cs, cs->unsynced[i]);
 		r = fd < 0 ? -EBADF : txd_os->fdatasync(fd);
 		pthread_rwlock_unlock(&cs->cache_lock);
+		if (r && r != -ENOSPC && r != -EDQUOT)
+			cs->sync_err = r; /* every later caller learns it too */
 	}
 	if (!r && cs->dir_dirty)
 		r = os_fsync_dir(cs->objdir);

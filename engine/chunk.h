@@ -155,7 +155,9 @@ void chunkstore_set_space(struct chunkstore *cs, struct space *sp);
 #define CHUNK_APPEND_FREES 1u
 int chunkstore_append_flags(struct chunkstore *cs, const void *buf, uint32_t len,
 			    struct chunk_loc *loc, unsigned flags);
-/* fdatasync every pack written since the last call. */
+/* fdatasync every pack written since the last call. A failure other than
+ * a full disk is returned to every later call too (its bytes may be lost:
+ * nothing may treat them as durable). */
 int chunkstore_sync(struct chunkstore *cs);
 bool chunkstore_has_unsynced(struct chunkstore *cs);
 /* The pack being appended (UINT32_MAX: none yet); chunkstore_seal ends it,

@@ -16,6 +16,7 @@
 
 #include "../../engine/chunk.h"
 #include "../../engine/os.h"
+#include "faultos.h"
 
 static char tmpdir[256], objdir[300], waldir[300];
 static struct chunkstore *cs;
@@ -732,4 +733,24 @@ Test(chunk, spill_path_sequential_write)
 	cmap_unref(c.replay);
 	free(buf);
 	free(rb);
+}
+
+/* A pack fdatasync that failed is reported to every later sync too: Linux
+ * reports a lost write-back once, and a retried fdatasync "succeeds" with
+ * the bytes gone (GC and a commit may both sync the same pack). */
+Test(chunk, failed_pack_sync_is_sticky)
+{
+	char buf[4096];
+	struct chunk_loc loc;
+	memset(buf, 7, sizeof(buf));
+	chunkstore_close(cs);
+	faultos_install();
+	cr_assert_eq(chunkstore_open(objdir, waldir, &cs), 0);
+	cr_assert_eq(chunkstore_append(cs, buf, sizeof(buf), &loc), 0);
+	faultos_fail_nth(FOS_FDATASYNC, 1, -EIO);
+	cr_assert_eq(chunkstore_sync(cs), -EIO);
+	cr_assert_eq(chunkstore_sync(cs), -EIO, "the second sync must not pass");
+	chunkstore_close(cs);
+	faultos_uninstall();
+	cr_assert_eq(chunkstore_open(objdir, waldir, &cs), 0);
 }
