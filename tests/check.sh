@@ -55,10 +55,11 @@ CHECK_JOBS=${CHECK_JOBS:-$(nproc 2>/dev/null || echo 2)}
 # 2026-12-07: plain progs 17 s, fsx 55, scenarios 2, crash 12, programs 11,
 # txncrash ~35 | nsdiff 107, redirect 4, ctllog 17, txnwait 4 (131 | 131);
 # ASan progs 28, fsx 81, scenarios 5, crash 20, programs 14, redirect 8 |
-# nsdiff 42, txncrash 88, ctllog 21, txnwait 5 (156 | 156). diskfull and gc
-# (a loop-mounted ext4, GC cycles: ~55 s) run in the plain pass; make
-# check-long runs them under ASan too (its mount suites run every part).
-MOUNT_SPLIT=${MOUNT_SPLIT-progs fsx scenarios crash programs txncrash lease vote/nsdiff redirect ctllog txnwait dtc leasework votework state dtcwork diskfull gc}
+# nsdiff 42, txncrash 88, ctllog 21, txnwait 5 (156 | 156). diskfull (a
+# loop-mounted ext4: GC end to end) runs in the plain pass; gc.sh (GC
+# cycles through a mount, ~33 s) and both under ASan run in make
+# check-long (its mount suites run every part).
+MOUNT_SPLIT=${MOUNT_SPLIT-progs fsx scenarios crash programs txncrash lease vote/nsdiff redirect ctllog txnwait dtc leasework votework state dtcwork diskfull}
 MOUNT_SPLIT_ASAN=${MOUNT_SPLIT_ASAN-progs fsx scenarios crash programs redirect lease vote/nsdiff txncrash ctllog txnwait dtc leasework votework state dtcwork}
 # CHECK_RUNNERS="LABEL=/abs/script ...": run these instead of the mount and
 # CLI runners (for tests of this script).
@@ -93,18 +94,22 @@ san_env() { # kind
 		if [ -f tests/lsan.supp ]; then
 			export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp"
 		fi
-		# nsdiff's 4 x 60 seeds and fsx's 20,000 operations a seed run in
-		# full in the plain pass; under ASan (3-5x the CPU) 4 x 20 seeds and
-		# 10,000 operations keep make check in its time (make check-long,
+		# nsdiff's 4 x 60 seeds, fsx's 20,000 operations a seed and the
+		# unit suites' exhaustive fault loops (test_gc G7, test_space) run
+		# in full in the plain pass; under ASan (3-5x the CPU) 4 x 10 seeds,
+		# 6,000 operations and every third fault step keep make check in
+		# its time (make check-long,
 		# tests/loop.sh: all of them, plain and ASan); the runs against the
 		# native directory alone (which test the tests) only in the plain pass
 		if [ "$1" = asan ]; then
-			export NSDIFF_SEEDS=${NSDIFF_SEEDS_ASAN:-20}
-			export FSX_OPS=${FSX_OPS_ASAN:-10000}
+			export NSDIFF_SEEDS=${NSDIFF_SEEDS_ASAN:-10}
+			export FSX_OPS=${FSX_OPS_ASAN:-6000}
+			export TXDIR_FAULT_STRIDE=${TXDIR_FAULT_STRIDE_ASAN:-3}
 			export MOUNT_NATIVE=0
 		fi
 	else
-		unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS NSDIFF_SEEDS FSX_OPS MOUNT_NATIVE
+		unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS NSDIFF_SEEDS FSX_OPS MOUNT_NATIVE \
+			TXDIR_FAULT_STRIDE
 	fi
 	# txncrash.sh's SIGKILL-around-commit cycles: 12 rounds (each of its 3
 	# kill points x 2 durabilities twice) in make check, its 36 in

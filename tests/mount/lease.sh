@@ -353,7 +353,8 @@ test_many_waiters() {
 			k= w=
 			read -r k _ <"/proc/$q/task/$q/children" 2>/dev/null
 			[ -n "$k" ] && { read -r w <"/proc/$k/wchan"; } 2>/dev/null
-			[[ $w == *request_wait_answer* ]] && c=$((c + 1))
+			# in READ, not still in OPEN: the file is open (fd 3)
+			[[ $w == *request_wait_answer* ]] && [ -e "/proc/$k/fd/3" ] && c=$((c + 1))
 		done
 		blocked=$c
 		[ "$c" -eq "$crowd" ]  # not $n: wait_for has a local n

@@ -8,6 +8,8 @@
 #ifndef TXD_TXDTEST_H
 #define TXD_TXDTEST_H
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,5 +49,15 @@ int tt_txn_end(struct txd_fs *fs, const char *name);
 int tt_fingerprint(struct txd_fs *fs, uint64_t *out);
 /* The listing itself (malloc'd text), for failure messages. */
 int tt_listing(struct txd_fs *fs, char **out);
+
+/* Exhaustive fault loops visit every TXDIR_FAULT_STRIDE-th step (default 1,
+ * every step; make check's ASan pass sets 3: the plain pass runs them all,
+ * tests/check.sh). */
+static inline uint64_t tt_fault_stride(void)
+{
+	const char *s = getenv("TXDIR_FAULT_STRIDE");
+	long v = s ? strtol(s, NULL, 10) : 1;
+	return v > 1 ? (uint64_t)v : 1;
+}
 
 #endif

@@ -204,7 +204,7 @@ static void matrix(enum op op)
 	cr_assert_eq(run(op, data, big), 0);
 	cr_assert_eq(tt_fingerprint(fs, &ref), 0);
 	for (size_t c = 0; c < sizeof(calls) / sizeof(calls[0]); c++) {
-		for (uint64_t n = 1; n <= 40; n++) {
+		for (uint64_t n = 1; n <= 40; n += tt_fault_stride()) {
 			close_store();
 			tt_rmtree(store);
 			free(store);
