@@ -69,6 +69,8 @@ struct wfile {
 	_Atomic bool times_set;     /* mtime_ns goes into the next content commit */
 	_Atomic bool written;       /* content written since the last commit (SPEC §3) */
 	_Atomic bool trunc_pending; /* an O_TRUNC not committed yet (fsfile.c) */
+	struct handle *_Atomic trunc_by; /* the handle whose O_TRUNC is pending: its
+					  * RELEASE, no other's, commits it alone */
 	_Atomic uint32_t nactive;   /* writable handles with something written (or
 				     * opened) since their last FLUSH: writers */
 	_Atomic int64_t mtime_ns;

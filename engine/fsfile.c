@@ -176,6 +176,7 @@ int fs_commit_content(struct txd_fs *fs, struct txn *t, struct inode *in, struct
 	atomic_store(&wf->times_set, false);
 	atomic_store(&wf->written, false);
 	atomic_store(&wf->trunc_pending, false);
+	atomic_store(&wf->trunc_by, NULL);
 	atomic_store(&wf->dirty_bytes, 0);
 out_unlock:
 	pthread_mutex_unlock(&wf->lock);
@@ -367,6 +368,7 @@ static int trunc_on_open(struct handle *h)
 		atomic_store(&h->wf->mtime_ns, fs_ts_ns(fs_now_ts()));
 		atomic_store(&h->wf->times_set, true);
 		atomic_store(&h->wf->trunc_pending, true);
+		atomic_store(&h->wf->trunc_by, h);
 	}
 	pthread_mutex_unlock(&h->wf->lock);
 	return err;
@@ -657,8 +659,11 @@ int fs_release(struct txd_fs *fs, struct handle *h)
 		pthread_mutex_unlock(&fs->lock);
 	}
 	/* the truncation this handle's O_TRUNC made, if nothing was written
-	 * after it (`: > file`), is committed at its RELEASE */
-	bool lone_trunc = h->writable && h->wf && (h->flags & O_TRUNC) &&
+	 * after it (`: > file`), is committed at its RELEASE. Only its own: an
+	 * earlier handle's RELEASE arrives asynchronously, possibly after the
+	 * next `open(O_TRUNC)` of a loop and before that one's writes reach
+	 * us (they sit in the writeback cache until its FLUSH) */
+	bool lone_trunc = h->writable && h->wf && atomic_load(&h->wf->trunc_by) == h &&
 			  atomic_load(&h->wf->trunc_pending) && !atomic_load(&h->wf->written);
 	if (last_writer || lone_trunc) {
 		/* backstop: RELEASE is asynchronous and its errors are lost */
@@ -667,8 +672,12 @@ int fs_release(struct txd_fs *fs, struct handle *h)
 			syslog(LOG_ERR, "txdir: commit at release of inode %llu failed: %s",
 			       (unsigned long long)h->in->ino, txd_strerror(err));
 	}
-	if (h->wf)
+	if (h->wf) {
+		/* h is freed below: its address must not name a truncation */
+		struct handle *mine = h;
+		atomic_compare_exchange_strong(&h->wf->trunc_by, &mine, NULL);
 		handle_quiet(h);
+	}
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = h->node;
 	if (h->snap)

@@ -88,6 +88,30 @@ Test(flush, truncation_commits_with_the_content_that_follows)
 	expect_file("f", "new");
 }
 
+/* A loop of `open(O_TRUNC); write; close`: the previous round's RELEASE is
+ * asynchronous and may arrive after the next round's OPEN truncated, before
+ * that round's writes reach the server (writeback cache). That RELEASE must
+ * not commit the next round's truncation alone (it is not the handle that
+ * made it): a crash then leaves the last closed version, never an empty
+ * file (the crash.sh rounds found it). */
+Test(flush, an_older_handles_release_leaves_a_newer_truncation_pending)
+{
+	reopen_with_faultos();
+	cr_assert_eq(tt_put(fs, "f", "old content", 11), 0);
+	struct txd_open_out a, b;
+	cr_assert_eq(txd_open(fs, NULL, node_of("f"), O_WRONLY | O_TRUNC, &a), 0);
+	cr_assert_eq(txd_write(fs, NULL, a.fh, "round 1", 7, 0), 7);
+	cr_assert_eq(txd_flush(fs, a.fh, &tt_cred, NULL), 0); /* round 1's close */
+	cr_assert_eq(txd_open(fs, NULL, node_of("f"), O_WRONLY | O_TRUNC, &b), 0);
+	uint64_t before = txd_current_lsn(fs);
+	cr_assert_eq(txd_release(fs, a.fh), 0); /* round 1's late RELEASE */
+	cr_expect_eq(txd_current_lsn(fs), before, "an older handle's RELEASE committed the truncation");
+	faultos_crash();
+	txd_release(fs, b.fh);
+	crash_and_recover();
+	expect_file("f", "round 1");
+}
+
 /* `: > f`: nothing is ever written; RELEASE commits the empty file. */
 Test(flush, release_commits_the_lone_truncation)
 {
