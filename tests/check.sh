@@ -94,27 +94,31 @@ san_env() { # kind
 		if [ -f tests/lsan.supp ]; then
 			export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp"
 		fi
-		# nsdiff's 4 x 60 seeds, fsx's 20,000 operations a seed and the
-		# unit suites' exhaustive fault loops (test_gc G7, test_space) run
-		# in full in the plain pass; under ASan (3-5x the CPU) 4 x 10 seeds,
-		# 6,000 operations and every third fault step keep make check in
-		# its time (make check-long,
-		# tests/loop.sh: all of them, plain and ASan); the runs against the
-		# native directory alone (which test the tests) only in the plain pass
+		# fsx's 20,000 operations a seed and the unit suites' exhaustive
+		# fault loops (test_gc G7, test_space) run in full in the plain
+		# pass; under ASan (3-5x the CPU) 4 x 10 nsdiff seeds, 4,000
+		# operations, every third fault step and 6 txncrash rounds keep
+		# make check in its time (make check-long, tests/loop.sh: all of
+		# them, plain and ASan); the runs against the native directory
+		# alone (which test the tests) only in the plain pass
 		if [ "$1" = asan ]; then
 			export NSDIFF_SEEDS=${NSDIFF_SEEDS_ASAN:-10}
-			export FSX_OPS=${FSX_OPS_ASAN:-6000}
+			export FSX_OPS=${FSX_OPS_ASAN:-4000}
 			export TXDIR_FAULT_STRIDE=${TXDIR_FAULT_STRIDE_ASAN:-3}
+			export TXNCRASH_ROUNDS=${TXNCRASH_ROUNDS_ASAN:-6}
 			export MOUNT_NATIVE=0
 		fi
 	else
 		unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS NSDIFF_SEEDS FSX_OPS MOUNT_NATIVE \
-			TXDIR_FAULT_STRIDE
+			TXDIR_FAULT_STRIDE TXNCRASH_ROUNDS
+		# nsdiff: 4 x 30 seeds in make check (116 s of CPU at 60 pushed
+		# make check past 15 minutes on CI), its 60 in make check-long
+		export NSDIFF_SEEDS=${NSDIFF_SEEDS_CHECK:-30}
 	fi
 	# txncrash.sh's SIGKILL-around-commit cycles: 12 rounds (each of its 3
-	# kill points x 2 durabilities twice) in make check, its 36 in
-	# make check-long
-	export TXNCRASH_ROUNDS=${TXNCRASH_ROUNDS_CHECK:-12}
+	# kill points x 2 durabilities twice) in make check's plain pass, 6
+	# under ASan, its 36 in make check-long
+	export TXNCRASH_ROUNDS=${TXNCRASH_ROUNDS:-${TXNCRASH_ROUNDS_CHECK:-12}}
 	# TSan: every report printed (not only the first), both stacks of a
 	# lock-order inversion; tests/tsan.supp holds only explained false
 	# positives
