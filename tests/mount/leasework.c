@@ -41,6 +41,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -49,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -128,14 +130,20 @@ static bool gone(int err)
 	return err == ENOTCONN || err == ECONNABORTED || err == ENOENT || err == EINTR;
 }
 
-/* Until MNT/.txdir/leases/active answers again (the server is back). */
+/* Whether MNT is a live FUSE mount. statfs always reaches the server
+ * (stat does not: the kernel answers it from cached attributes, even
+ * on a mount whose server is dead), and a detached MNT is not FUSE. */
+static bool up(void)
+{
+	struct statfs sf;
+
+	return statfs(W_MNT, &sf) == 0 && sf.f_type == FUSE_SUPER_MAGIC;
+}
+
+/* Until the server is back. */
 static void wait_up(void)
 {
-	char p[PATH_MAX];
-	struct stat st;
-
-	snprintf(p, sizeof(p), "%s/.txdir/leases/active", W_MNT);
-	while (stat(p, &st) < 0) {
+	while (!up()) {
 		if (now_us() > W_DEADLINE)
 			die("worker %d: the mount did not come back", W_ID);
 		usleep(10000);
@@ -165,19 +173,27 @@ static ssize_t read_file(const char *path, char *buf, size_t len)
 	return n;
 }
 
-/* The token of active/PID/crit, 0 if we do not hold it, -errno. */
+/* The token of active/PID/crit, 0 if we do not hold it, -errno. Asked of
+ * a live server: a dead or detached mount answers nothing about the
+ * lease (ENOTCONN, or ENOENT from the directory under it). */
 static long long held_token(void)
 {
 	char p[PATH_MAX], buf[64];
 	ssize_t n;
 
 	snprintf(p, sizeof(p), "%s/.txdir/leases/active/%d/%s/token", W_MNT, (int)getpid(), LEASE);
-	n = read_file(p, buf, sizeof(buf));
-	if (n == -ENOENT)
-		return 0;
-	if (n <= 0)
+	for (;;) {
+		check_deadline("reading our token");
+		wait_up();
+		n = read_file(p, buf, sizeof(buf));
+		if (n > 0)
+			return atoll(buf);
+		if (n == -ENOENT && up()) /* the server says: not ours */
+			return 0;
+		if (n < 0 && gone((int)-n))
+			continue; /* it went away meanwhile: ask the next one */
 		return n < 0 ? n : -EIO;
-	return atoll(buf);
+	}
 }
 
 static long long grab_mkdir(void)
@@ -280,15 +296,19 @@ static void release(long long tok)
 
 	snprintf(p, sizeof(p), "%s/.txdir/leases/active/%d/%s", W_MNT, (int)getpid(), LEASE);
 	while (rmdir(p) < 0) {
+		int rm_err = errno;
+		long long now;
+
 		check_deadline("releasing");
-		if (!gone(errno))
-			die("worker %d: rmdir %s: %s", W_ID, p, strerror(errno));
+		if (!gone(rm_err))
+			die("worker %d: rmdir %s: %s", W_ID, p, strerror(rm_err));
 		wait_up();
-		if (held_token() != tok) {
+		if ((now = held_token()) != tok) {
 			/* our rmdir may have been carried out with its answer
 			 * lost: then completed/TOKEN says we released it */
-			if (!released_by_us(tok))
-				wlog("lost %lld\n", tok); /* released while we held it */
+			if (!released_by_us(tok)) /* released while we held it */
+				wlog("lost %lld (rmdir: %s; then active/%d/%s/token: %lld)\n", tok,
+				     strerror(rm_err), (int)getpid(), LEASE, now);
 			return;
 		}
 	}
