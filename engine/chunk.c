@@ -972,6 +972,8 @@ int chunkstore_append_flags(struct chunkstore *cs, const void *buf, uint32_t len
 	loc->csum = chunk_checksum(buf, len);
 	cs->pack_off += len;
 	atomic_fetch_add(&cs->bytes_written, len);
+	if (flags & CHUNK_APPEND_PIN)
+		usage_add(loc->file, 0, 0, 1); /* before a rotation can seal it */
 out_unlock:
 	pthread_mutex_unlock(&cs->wlock);
 	return r;
@@ -1307,11 +1309,13 @@ static void mem_account(struct wcopy *w, int64_t delta)
 	atomic_fetch_add(&wcopy_mem_all, (uint64_t)delta);
 }
 
-/* Free d's buffer (D_MEM) and leave it in state st. */
+/* Free d's buffer (D_MEM) and leave it in state st. Entering D_SPILLED,
+ * the pin was taken by the append (CHUNK_APPEND_PIN); leaving it, it goes
+ * here. */
 static void buf_release(struct wcopy *w, struct dirty *d, enum dstate st)
 {
-	if ((d->state == D_SPILLED) != (st == D_SPILLED)) /* pins (gc.h G1) */
-		usage_add(d->loc.file, 0, 0, st == D_SPILLED ? 1 : -1);
+	if (d->state == D_SPILLED && st != D_SPILLED) /* pins (gc.h G1) */
+		usage_add(d->loc.file, 0, 0, -1);
 	if (d->state == D_MEM) {
 		w->nmem--;
 		mem_account(w, -(int64_t)d->cap);
@@ -1563,7 +1567,8 @@ static int spill(struct wcopy *w)
 			continue;
 		len = trimmed_len(d->buf, d->cap);
 		if (len)
-			r = chunkstore_append(w->cs, d->buf, len, &d->loc);
+			r = chunkstore_append_flags(w->cs, d->buf, len, &d->loc,
+						    CHUNK_APPEND_PIN);
 		if (r)
 			break;
 		buf_release(w, d, len ? D_SPILLED : D_ZERO);

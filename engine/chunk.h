@@ -153,6 +153,10 @@ void chunkstore_set_space(struct chunkstore *cs, struct space *sp);
  * what lets a victim go, so SP4 does not refuse it; a full disk still
  * fails the append). */
 #define CHUNK_APPEND_FREES 1u
+/* A working copy's spill: the chunk pins its pack (gc.h G1) from within
+ * the append, under the lock that rotates packs, so no GC run sees the
+ * pack unpinned and no longer appended to between the write and the pin. */
+#define CHUNK_APPEND_PIN 2u
 int chunkstore_append_flags(struct chunkstore *cs, const void *buf, uint32_t len,
 			    struct chunk_loc *loc, unsigned flags);
 /* fdatasync every pack written since the last call. A failure other than

@@ -34,7 +34,9 @@
  *  G1 chunk.c counts, per store file (pack n or CHUNK_FILE_WAL|seg), the
  *     bytes and number of chunk objects naming it (chunk_new, the last
  *     chunk_unref, chunk_set_loc) and the spilled chunks of working copies
- *     in it (pins: they are no chunk objects until their commit), and the
+ *     in it (pins: they are no chunk objects until their commit; a spill
+ *     pins from within its append, under the lock that rotates packs:
+ *     CHUNK_APPEND_PIN), and the
  *     commits prepared while it took appends (preps: a large commit moves
  *     its inline chunks to a pack, syncs it, then appends the record; in
  *     between they are neither). Exact whatever the thread, under its own
