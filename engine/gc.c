@@ -59,6 +59,10 @@ struct run {
 	struct move *mv;
 	uint32_t nmv, capmv;
 	uint64_t dead;
+	uint32_t hold_left; /* step 3: chunks this hold of fs->lock may still visit */
+	uint32_t walk_ord;  /* the version (ordinal, newest first) being walked */
+	uint32_t pause_ord; /* where a walk stopped when hold_left ran out: */
+	uint64_t pause_idx; /* version ordinal and chunk index */
 };
 
 static struct gc *gc_get(struct txd_fs *fs)
@@ -200,10 +204,19 @@ static int pick_victims(struct run *r)
 }
 
 /* ---- step 3: references of the chunks in victims ------------------------------- */
+#define PAUSE 1 /* note_move: the hold's chunk budget is spent */
+
+uint32_t gc_test_hold_chunks;
+
 static int note_move(void *arg, uint64_t idx, struct chunk *c)
 {
-	(void)idx;
 	struct run *r = arg;
+	if (!r->hold_left) {
+		r->pause_ord = r->walk_ord; /* not visited: the next hold starts here */
+		r->pause_idx = idx;
+		return PAUSE;
+	}
+	r->hold_left--;
 	struct chunk_loc loc;
 	chunk_get_loc(c, &loc);
 	if (!is_victim(r, loc.file))
@@ -215,25 +228,87 @@ static int note_move(void *arg, uint64_t idx, struct chunk *c)
 	return 0;
 }
 
-/* Buckets of the inode table in holds of GC_BATCH inodes. A doubling
- * between holds moves an inode of bucket j to j or j + old size, never
- * below the cursor if it was not visited yet: none is missed (one visited
- * twice is noted twice: harmless). A chunk missed anyway keeps its file
- * named (G1), so it is only not reclaimed. fs->lock held. */
+/* The chunks of the retained versions of in (distinct maps, newest
+ * first), from version ordinal ord's chunk index from on; PAUSE with
+ * r->pause_ord and r->pause_idx set when the hold's budget ran out. */
+static int walk_inode(struct run *r, const struct inode *in, uint32_t ord, uint64_t from)
+{
+	const struct cmap *prev = NULL;
+	uint32_t o = 0;
+	int err = 0;
+	for (const struct iver *v = in->head; v && !err; v = v->older) {
+		if (!S_ISREG(v->mode) || !v->map || v->map == prev)
+			continue;
+		prev = v->map;
+		if (o >= ord) {
+			r->walk_ord = o;
+			err = cmap_walk(v->map, o == ord ? from : 0, note_move, r);
+		}
+		o++;
+	}
+	return err;
+}
+
+/* Buckets of the inode table in holds of at most GC_BATCH inodes and
+ * GC_HOLD_CHUNKS chunks (a file of millions of chunks is walked over
+ * several holds). A doubling between holds moves an inode of bucket j to
+ * j or j + old size, never below the cursor if it was not visited yet:
+ * none is missed (one visited twice is noted twice: harmless). A walk
+ * paused inside a file resumes, after the hold, at the version (its
+ * ordinal, newest first) and chunk index where it stopped (a version made
+ * meanwhile shifts the ordinals: some chunks are then walked twice, or not
+ * at all), and goes on with the rest of its bucket if the file and the
+ * table are still as they were, else with the next bucket. Every pause of
+ * a file is further on in (ordinal, index) order, so the walk ends. A chunk missed keeps its file named (G1), so it is only
+ * not reclaimed. fs->lock held. */
 static int collect(struct run *r)
 {
 	struct txd_fs *fs = r->fs;
+	uint64_t k = 0, resume_ino = 0, resume_idx = 0, resume_tab = 0;
+	uint32_t resume_ord = 0;
 	int err = 0;
-	for (uint64_t k = 0; k < fs->ns.tabsize && !err;) {
+	while (k < fs->ns.tabsize && !err) {
 		uint32_t units = GC_BATCH;
-		for (; k < fs->ns.tabsize && units && !err; k++)
-			for (struct inode *in = fs->ns.tab[k]; in && !err; in = in->hnext) {
-				const struct cmap *prev = NULL;
-				for (struct iver *v = in->head; v && !err; v = v->older)
-					if (S_ISREG(v->mode) && v->map && v->map != prev)
-						err = cmap_walk(prev = v->map, 0, note_move, r);
+		const struct inode *next = fs->ns.tab[k];
+		r->hold_left = gc_test_hold_chunks ? gc_test_hold_chunks : GC_HOLD_CHUNKS;
+		if (resume_ino) {
+			const struct inode *in = ns_inode(&fs->ns, resume_ino);
+			bool same = in && fs->ns.tabsize == resume_tab;
+			next = NULL;
+			if (in && (err = walk_inode(r, in, resume_ord, resume_idx)) == PAUSE) {
+				/* a whole hold's budget from where it resumed
+				 * always gets further; never resume at or
+				 * before it again, so the walk ends */
+				if (r->pause_ord < resume_ord ||
+				    (r->pause_ord == resume_ord && r->pause_idx <= resume_idx)) {
+					r->pause_ord = resume_ord;
+					r->pause_idx = resume_idx + 1;
+				}
+				goto pause;
+			}
+			resume_ino = 0;
+			if (same) { /* the rest of its bucket */
+				next = in->hnext;
+			} else if (++k < fs->ns.tabsize) {
+				next = fs->ns.tab[k];
+			}
+		}
+		for (; k < fs->ns.tabsize && units && !err; next = ++k < fs->ns.tabsize ? fs->ns.tab[k] : NULL)
+			for (const struct inode *in = next; in && !err; in = in->hnext) {
+				if ((err = walk_inode(r, in, 0, 0)) == PAUSE) {
+					resume_ino = in->ino;
+					goto pause;
+				}
 				units -= units ? 1 : 0;
 			}
+		goto unlock;
+	pause:
+		err = 0;
+		r->g->st.collect_pauses++;
+		resume_ord = r->pause_ord;
+		resume_idx = r->pause_idx;
+		resume_tab = fs->ns.tabsize;
+	unlock:
 		pthread_mutex_unlock(&fs->lock);
 		sched_yield();
 		pthread_mutex_lock(&fs->lock);

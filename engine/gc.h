@@ -17,7 +17,8 @@
  *   3. collects references to the chunks of every retained version of the
  *      main tree (heads and the older versions kept for snapshot readers,
  *      frozen nodes and registered snapshots) that lie in a victim,
- *      GC_BATCH inodes per hold of fs->lock (a chunk it does not reach, in
+ *      GC_BATCH inodes and GC_HOLD_CHUNKS chunks per hold of fs->lock (a
+ *      large file over several holds; a chunk it does not reach, in
  *      a transaction's view say, stays where it is and keeps its file: G1);
  *   4. without fs->lock: reads each chunk (chunkstore_read verifies its
  *      checksum; a chunk that fails stays where it is), appends it to the
@@ -109,6 +110,7 @@ struct txd_fs;
                                    its live chunks' zero tails were not trimmed
                                    as much as the dead ones' */
 #define GC_BATCH 256            /* inodes per hold of fs->lock (step 3) */
+#define GC_HOLD_CHUNKS 16384u   /* chunks visited per hold (step 3) */
 #define GC_MOVE_BYTES (8u << 20) /* bytes relocated per sync and hold (step 4) */
 #define GC_EVERY_S 10           /* background runs at least this often */
 #define GC_RUN_BYTES (256ull << 20) /* live bytes one run moves at most (but
@@ -123,7 +125,11 @@ struct gc_stats {
 	uint64_t dead_bytes;        /* as of the last run: size - live over packs
 	                               and WAL segments before the current one */
 	uint64_t pending;           /* packs waiting for a checkpoint (G4) */
+	uint64_t collect_pauses;    /* step 3 walks paused inside a file */
 };
+
+/* Tests: chunks per hold of step 3 instead of GC_HOLD_CHUNKS (0: that). */
+extern uint32_t gc_test_hold_chunks;
 
 /* One run (steps 1-5), after the one in progress if any; fs->lock held on
  * entry and on return. -EIO if the store failed, -ENOMEM, or the error of
