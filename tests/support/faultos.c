@@ -37,6 +37,7 @@ struct fstate {
 	char *renamed_from;   /* an unsynced rename, undoable */
 	struct op *ops;
 	size_t nops, capops;
+	uint64_t pwrites;     /* pwrite calls to it since the reset */
 	struct fstate *next;
 };
 
@@ -327,6 +328,8 @@ static ssize_t fos_pwrite(int fd, const void *buf, size_t n, off_t off)
 	if (tear && tear->keep < n)
 		n = tear->keep;
 	f = fdmap_get(fd);
+	if (f)
+		f->pwrites++;
 	if (f && n)
 		record_write(f, fd, buf, n, off);
 	r = n ? txd_os_real.pwrite(fd, buf, n, off) : 0;
@@ -337,6 +340,15 @@ static ssize_t fos_pwrite(int fd, const void *buf, size_t n, off_t off)
 out_unlock:
 	pthread_mutex_unlock(&mu);
 	return r;
+}
+
+uint64_t faultos_pwrites_to(const char *path)
+{
+	pthread_mutex_lock(&mu);
+	struct fstate *f = fstate_find(path);
+	uint64_t n = f ? f->pwrites : 0;
+	pthread_mutex_unlock(&mu);
+	return n;
 }
 
 static int do_sync(enum faultos_call call, int fd)

@@ -75,6 +75,8 @@ void faultos_uninstall(void); /* txd_os_set(NULL) + faultos_reset() */
 void faultos_reset(void);     /* forget faults, counters, crash, tracking, clock */
 
 uint64_t faultos_count(enum faultos_call call); /* calls since reset */
+/* pwrite calls to the file at path (as opened) since the reset. */
+uint64_t faultos_pwrites_to(const char *path);
 
 void faultos_fail_nth(enum faultos_call call, uint64_t n, int err);
 void faultos_tear_nth_pwrite(uint64_t n, size_t keep, bool crash);

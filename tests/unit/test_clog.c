@@ -286,20 +286,26 @@ static void reopen_counted(void)
 Test(clog, records_are_written_in_batches)
 {
 	reopen_counted();
+	char log[600];
+	snprintf(log, sizeof(log), "%s/coordination/commits/log", store);
 	cr_assert_eq(tt_mkdir(fs, "d"), 0);
-	uint64_t from = last_id(), w0 = faultos_count(FOS_PWRITE);
+	uint64_t from = last_id(), w0 = faultos_pwrites_to(log);
 	char name[32];
 	for (int k = 0; k < 200; k++) {
 		snprintf(name, sizeof(name), "d/e%03d", k);
 		cr_assert_eq(tt_mkdir(fs, name), 0);
 	}
-	uint64_t commits = last_id() - from, writes = faultos_count(FOS_PWRITE) - w0;
+	/* the commit log's own pwrites: what else writes (the WAL, a
+	 * background checkpoint when the machine is slow) is not its cost */
+	uint64_t commits = last_id() - from, writes = faultos_pwrites_to(log) - w0;
 	cr_assert_geq(commits, 200);
-	cr_expect_leq(writes, commits + commits / 10, "%llu pwrites for %llu commits",
+	cr_expect_leq(writes, commits / 10, "%llu commit-log pwrites for %llu commits",
 		      (unsigned long long)writes, (unsigned long long)commits);
 	/* a record still in memory reads as one in the file */
 	cJSON *o = commit_json(last_id());
 	cr_assert_not_null(o);
+	cr_expect_gt(faultos_pwrites_to(log), w0 + writes,
+		     "the render wrote the pending records (else the count sees nothing)");
 	cr_expect(has_change(last_id(), "created", "/d/e199", NULL));
 	cJSON_Delete(o);
 }
