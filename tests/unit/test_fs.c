@@ -682,6 +682,12 @@ Test(fs, background_checkpoints_run)
 		cr_assert_eq(tt_put(fs, "b", vn, sizeof(vn)), 0);
 		txd_get_status(fs, &st);
 	}
+	/* a loaded machine may not have scheduled the thread yet: give it
+	 * up to 20 s to take its turn (the wait ends as soon as it ran) */
+	for (int k = 0; k < 2000 && st.checkpoints == 0; k++) {
+		usleep(10000);
+		txd_get_status(fs, &st);
+	}
 	cr_expect_gt(st.checkpoints, 0, "no background checkpoint after 80 MB of log");
 	reopen();
 	char *got;
