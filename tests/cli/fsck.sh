@@ -177,8 +177,21 @@ X=$T/pack
 cp -a "$C" "$X"
 flip "$X/objects/pack-000001" 5000000
 mc fsck "$X"
+# which bytes of /big sit at that offset depends on when the server's
+# working copy spilled what (the kernel's write-back order and sizes), so
+# the line is checked against itself: the chunk it names holds the flipped
+# offset, and the bytes of /big it names are that chunk's length, from a
+# chunk boundary
 expect "byte flipped in a pack: 4, names the file and its bytes" 4 \
-	"ERROR chunk objects/pack-000001 offset [0-9]+ length [0-9]+: .*file /big \\(inode [0-9]+\\), bytes 4980736\\.\\."
+	"ERROR chunk objects/pack-000001 offset [0-9]+ length [0-9]+: .*file /big \\(inode [0-9]+\\), bytes [0-9]+\\.\\.[0-9]+"
+read -r coff clen fa fb < <(sed -nE 's/.*ERROR chunk objects\/pack-000001 offset ([0-9]+) length ([0-9]+): .*file \/big \(inode [0-9]+\), bytes ([0-9]+)\.\.([0-9]+).*/\1 \2 \3 \4/p' <<<"$OUT" | head -n 1)
+if [ -n "${coff:-}" ] && [ "$coff" -le 5000000 ] && [ 5000000 -lt $((coff + clen)) ] &&
+	[ $((fa % 32768)) -eq 0 ] && [ $((fb - fa + 1)) -eq "$clen" ]; then
+	ok "the named chunk holds the flipped byte and the named bytes are its own"
+else
+	not_ok "the named chunk holds the flipped byte and the named bytes are its own" \
+		"offset ${coff:-?} length ${clen:-?}, bytes ${fa:-?}..${fb:-?}: $OUT"
+fi
 mc fsck --repair "$X"
 expect "--repair cannot mend a chunk: still 4" 4 "ERROR chunk"
 
