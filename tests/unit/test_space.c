@@ -111,7 +111,11 @@ Test(space, SP7_statfs_counts_a_released_reserve_as_used)
 
 	cr_assert_eq(txd_statfs(fs, &a), 0);
 	cr_assert_eq(space_release(fs->space), 0);
-	cr_assert_eq(space_release(fs->space), -ENOSPC, "nothing left to release");
+	/* nothing left to release, unless the checkpoint thread's tick (every
+	 * second: SP5, the disk has room) held it again in between (seen
+	 * under TSan) */
+	int again = space_release(fs->space);
+	cr_assert(again == -ENOSPC || again == 0, "a second release: %d", again);
 	cr_assert_eq(txd_statfs(fs, &b), 0);
 	/* the file gave its blocks back, and statfs took them off again */
 	int64_t diff = ((int64_t)b.f_bavail - (int64_t)a.f_bavail) * (int64_t)a.f_frsize;
