@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -315,6 +316,10 @@ static ssize_t fos_pread(int fd, void *buf, size_t n, off_t off)
 	return r ? r : txd_os_real.pread(fd, buf, n, off);
 }
 
+/* faultos_fail_next_pwrite_to: the next pwrite to a path holding it fails. */
+static char path_fault[256];
+static int path_fault_err;
+
 static ssize_t fos_pwrite(int fd, const void *buf, size_t n, off_t off)
 {
 	struct fault *tear;
@@ -325,9 +330,14 @@ static ssize_t fos_pwrite(int fd, const void *buf, size_t n, off_t off)
 	r = enter(FOS_PWRITE, &tear);
 	if (r)
 		goto out_unlock;
+	f = fdmap_get(fd);
+	if (path_fault[0] && f && strstr(f->path, path_fault)) {
+		path_fault[0] = '\0';
+		r = path_fault_err;
+		goto out_unlock;
+	}
 	if (tear && tear->keep < n)
 		n = tear->keep;
-	f = fdmap_get(fd);
 	if (f)
 		f->pwrites++;
 	if (f && n)
@@ -340,6 +350,14 @@ static ssize_t fos_pwrite(int fd, const void *buf, size_t n, off_t off)
 out_unlock:
 	pthread_mutex_unlock(&mu);
 	return r;
+}
+
+void faultos_fail_next_pwrite_to(const char *part, int err)
+{
+	pthread_mutex_lock(&mu);
+	snprintf(path_fault, sizeof(path_fault), "%s", part);
+	path_fault_err = err;
+	pthread_mutex_unlock(&mu);
 }
 
 uint64_t faultos_pwrites_to(const char *path)
@@ -566,6 +584,7 @@ void faultos_reset(void)
 	pthread_mutex_lock(&mu);
 	memset(counts, 0, sizeof(counts));
 	memset(faults, 0, sizeof(faults));
+	path_fault[0] = '\0';
 	crashed = false;
 	__atomic_store_n(&clock_off, 0, __ATOMIC_RELAXED);
 	forget_files();

@@ -75,6 +75,9 @@ void faultos_uninstall(void); /* txd_os_set(NULL) + faultos_reset() */
 void faultos_reset(void);     /* forget faults, counters, crash, tracking, clock */
 
 uint64_t faultos_count(enum faultos_call call); /* calls since reset */
+/* The next pwrite to a file whose path (as opened) contains part fails
+ * with err, whatever thread makes it and whatever else writes first. */
+void faultos_fail_next_pwrite_to(const char *part, int err);
 /* pwrite calls to the file at path (as opened) since the reset. */
 uint64_t faultos_pwrites_to(const char *path);
 
