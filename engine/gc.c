@@ -249,6 +249,12 @@ static int walk_inode(struct run *r, const struct inode *in, uint32_t ord, uint6
 	return err;
 }
 
+/* Bucket k of the inode table, NULL past its end. */
+static const struct inode *bucket(const struct txd_fs *fs, uint64_t k)
+{
+	return k < fs->ns.tabsize ? fs->ns.tab[k] : NULL;
+}
+
 /* Buckets of the inode table in holds of at most GC_BATCH inodes and
  * GC_HOLD_CHUNKS chunks (a file of millions of chunks is walked over
  * several holds). A doubling between holds moves an inode of bucket j to
@@ -259,8 +265,9 @@ static int walk_inode(struct run *r, const struct inode *in, uint32_t ord, uint6
  * meanwhile shifts the ordinals: some chunks are then walked twice, or not
  * at all), and goes on with the rest of its bucket if the file and the
  * table are still as they were, else with the next bucket. Every pause of
- * a file is further on in (ordinal, index) order, so the walk ends. A chunk missed keeps its file named (G1), so it is only
- * not reclaimed. fs->lock held. */
+ * a file is further on in (ordinal, index) order, so the walk ends. A
+ * chunk missed keeps its file named (G1), so it is only not reclaimed.
+ * fs->lock held. */
 static int collect(struct run *r)
 {
 	struct txd_fs *fs = r->fs;
@@ -269,12 +276,11 @@ static int collect(struct run *r)
 	int err = 0;
 	while (k < fs->ns.tabsize && !err) {
 		uint32_t units = GC_BATCH;
-		const struct inode *next = fs->ns.tab[k];
+		const struct inode *next = bucket(fs, k);
 		r->hold_left = gc_test_hold_chunks ? gc_test_hold_chunks : GC_HOLD_CHUNKS;
 		if (resume_ino) {
 			const struct inode *in = ns_inode(&fs->ns, resume_ino);
 			bool same = in && fs->ns.tabsize == resume_tab;
-			next = NULL;
 			if (in && (err = walk_inode(r, in, resume_ord, resume_idx)) == PAUSE) {
 				/* a whole hold's budget from where it resumed
 				 * always gets further; never resume at or
@@ -287,13 +293,9 @@ static int collect(struct run *r)
 				goto pause;
 			}
 			resume_ino = 0;
-			if (same) { /* the rest of its bucket */
-				next = in->hnext;
-			} else if (++k < fs->ns.tabsize) {
-				next = fs->ns.tab[k];
-			}
+			next = same ? in->hnext /* the rest of its bucket */ : bucket(fs, ++k);
 		}
-		for (; k < fs->ns.tabsize && units && !err; next = ++k < fs->ns.tabsize ? fs->ns.tab[k] : NULL)
+		for (; k < fs->ns.tabsize && units && !err; next = bucket(fs, ++k))
 			for (const struct inode *in = next; in && !err; in = in->hnext) {
 				if ((err = walk_inode(r, in, 0, 0)) == PAUSE) {
 					resume_ino = in->ino;

@@ -144,6 +144,18 @@ static void rm(const char *path)
 		txd_forget(fs, node, nlookup);
 }
 
+/* Creates path and opens it (flags): the handle. */
+static uint64_t create_open(const char *path, int flags)
+{
+	uint64_t parent;
+	const char *leaf;
+	struct txd_entry e;
+	struct txd_open_out oo;
+	cr_assert_eq(tt_resolve(fs, path, &parent, &leaf, NULL), 0);
+	cr_assert_eq(txd_create(fs, &tt_cred, parent, leaf, 0644, flags, &e, &oo), 0);
+	return oo.fh;
+}
+
 static uint64_t pack_bytes(void)
 {
 	return dir_bytes("objects", "pack-");
@@ -321,20 +333,15 @@ Test(gc, G1_spilled_chunks_of_an_open_writer_pin_their_pack)
 	char *buf = malloc(len);
 	cr_assert_not_null(buf);
 	fill(buf, len, 42);
-	uint64_t parent;
-	const char *leaf;
-	struct txd_entry e;
-	struct txd_open_out oo;
-	cr_assert_eq(tt_resolve(fs, "w", &parent, &leaf, NULL), 0);
-	cr_assert_eq(txd_create(fs, &tt_cred, parent, leaf, 0644, O_WRONLY, &e, &oo), 0);
+	uint64_t fh = create_open("w", O_WRONLY);
 	size_t first = 17u << 20; /* the second write spills the first (chunk.c) */
-	cr_assert_eq(txd_write(fs, NULL, oo.fh, buf, first, 0), (ssize_t)first);
-	cr_assert_eq(txd_write(fs, NULL, oo.fh, buf + first, len - first, first),
+	cr_assert_eq(txd_write(fs, NULL, fh, buf, first, 0), (ssize_t)first);
+	cr_assert_eq(txd_write(fs, NULL, fh, buf + first, len - first, first),
 		     (ssize_t)(len - first));
 	gc_cycle(); /* seals the pack (G2): live 4.5 of 38 MiB, the rest pinned */
 	gc_cycle();
-	cr_assert_eq(txd_flush(fs, oo.fh, &tt_cred, NULL), 0);
-	cr_assert_eq(txd_release(fs, oo.fh), 0);
+	cr_assert_eq(txd_flush(fs, fh, &tt_cred, NULL), 0);
+	cr_assert_eq(txd_release(fs, fh), 0);
 	char *got = NULL;
 	size_t glen = 0;
 	int err = tt_get(fs, "w", &got, &glen);
@@ -616,15 +623,10 @@ static uint64_t open_writer_through_segment_gc(char *buf, size_t len)
 {
 	opts.wal_segment_bytes = 256 << 10;
 	do_open();
-	uint64_t parent;
-	const char *leaf;
-	struct txd_entry e;
-	struct txd_open_out oo;
-	cr_assert_eq(tt_resolve(fs, "w", &parent, &leaf, NULL), 0);
-	cr_assert_eq(txd_create(fs, &tt_cred, parent, leaf, 0644, O_RDWR, &e, &oo), 0);
+	uint64_t fh = create_open("w", O_RDWR);
 	fill(buf, len, 5);
-	cr_assert_eq(txd_write(fs, &tt_cred, oo.fh, buf, len, 0), (ssize_t)len);
-	cr_assert_eq(txd_flush(fs, oo.fh, &tt_cred, NULL), 0); /* committed, inline */
+	cr_assert_eq(txd_write(fs, &tt_cred, fh, buf, len, 0), (ssize_t)len);
+	cr_assert_eq(txd_flush(fs, fh, &tt_cred, NULL), 0); /* committed, inline */
 	struct chunk_loc l = first_chunk_loc("w");
 	cr_assert(l.file & CHUNK_FILE_WAL);
 	char junk[20000];
@@ -639,7 +641,7 @@ static uint64_t open_writer_through_segment_gc(char *buf, size_t len)
 	cr_assert_eq(tt_put(fs, "poke", "x", 1), 0);
 	cr_assert_eq(txd_checkpoint(fs), 0);
 	cr_assert_eq(run_gc(), 0);
-	return oo.fh;
+	return fh;
 }
 
 Test(gc, G1_open_writer_reads_its_committed_inline_chunk_after_segment_gc)
