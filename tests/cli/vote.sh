@@ -267,9 +267,11 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	asuser "$MOUNTCTL" decision "$M" n1 --wait=10
 	expect "nobody: decision: committed, 0" 0 "^committed$"
 	asuser "$MOUNTCTL" propose "$M" n2 --participants x,y --timeout 120
-	timeout -k 5 60 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+	# from /: run re-enters its working directory as nobody, and the
+	# checkout may sit in a directory only root can enter (mktemp -d)
+	(cd / && exec timeout -k 5 60 setpriv --reuid=nobody --regid=nogroup --clear-groups \
 		"$MOUNTCTL" run "$M" --name nt --prepare n2 --as x -- sh -c "echo nobody > '$M/pub/nfile'" \
-		>"$T/n.out" 2>&1 &
+		>"$T/n.out" 2>&1) &
 	NPID=$!
 	until_true 300 status_is nt "prepared n2"
 	mc vote "$M" n2 y no
