@@ -42,8 +42,10 @@
  *                        handles' links, transactions, control tree, events
  *                        (cond vars txn_cv, ckpt_cv wait on it)
  *   2b. service locks    the coordination services' own locks (svc.h):
- *                        lease, vote, state, each alone (never two at once),
- *                        then svc's leaves (its queue, up_lock, the cleanup
+ *                        state or vote, then lease (only lease_get, to
+ *                        check a fence: state.h S11, vote.h V14; the lease
+ *                        service never takes another service's lock), never
+ *                        state and vote at once; then svc's leaves (its queue, up_lock, the cleanup
  *                        queue, the listeners' wait lists). Taken under 2
  *                        only to read (lease_get for a fenced commit, txn.h;
  *                        vote_outcome); a call that logs and waits for a

@@ -555,7 +555,8 @@ static int replace(struct txd_fs *fs, const struct txd_cred *c, const char *doc,
 		   uint64_t if_version, const struct fence *fe, bool wait, uint64_t *ticket)
 {
 	struct state_who by = { .pid = c ? (uint32_t)c->pid : 0, .uid = c ? c->uid : 0 };
-	struct state_fence sf = { .check = fence_check, .arg = (void *)fe };
+	struct state_fence sf = { .check = fence_check, .arg = (void *)fe,
+				  .lease = fe ? fe->name : NULL, .token = fe ? fe->token : 0 };
 	struct state_result r;
 	int err;
 

@@ -743,6 +743,13 @@ static int info_json(struct txd_fs *fs, const struct vote_info *vi, char **buf, 
 	add_time(o, "deadline", vi->deadline_ns);
 	cJSON_AddNumberToObject(o, "timeout", (double)vi->timeout_ns / 1e9);
 	ev_add_u64(o, "payload_bytes", vi->payload_len);
+	if (vi->fence[0]) { /* vote.h V14: a fenced state replace */
+		cJSON *f = cJSON_AddObjectToObject(o, "fence");
+		if (f) {
+			cJSON_AddStringToObject(f, "lease", vi->fence);
+			ev_add_u64(f, "token", vi->fence_token);
+		}
+	}
 	struct jparts j = {.arr = cJSON_AddArrayToObject(o, "participants")};
 	(void)vote_list_participants(vsvc(fs), vi->name, json_part, &j);
 	if (vi->state == VOTE_DECIDED) {

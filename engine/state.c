@@ -537,6 +537,8 @@ static int propose(struct state_svc *s, struct sdoc *d, uint64_t if_version,
 		if ((err = vote_create_reserved(s->opts.vote, name)) != -EEXIST)
 			break;
 	}
+	if (!err && fence) /* S11: checked again where the vote commits */
+		err = vote_set_fence(s->opts.vote, name, fence->lease, fence->token);
 	if (!err && !(err = vote_set_payload(s->opts.vote, name, d->b, d->len)) &&
 	    !(err = vote_set_participants(s->opts.vote, name, parts, strlen(parts), NULL)) &&
 	    !(err = vote_sync(s->opts.vote, name))) { /* vote.h V13: durable before it returns */
@@ -693,6 +695,19 @@ static int apply_committed(struct state_svc *s, const char *name, uint64_t v,
 	return publish(s, d, lsn);
 }
 
+/* An aborted state proposal's error: -ESTALE when its fence failed at the
+ * vote's commit point (S11, vote.h V14), else -ECANCELED. */
+static int aborted_err(struct state_svc *s, const char *proposal)
+{
+	char reason[VOTE_REASON_MAX + 64];
+	enum vote_outcome o;
+
+	if (!vote_outcome(s->opts.vote, proposal, &o, reason, sizeof(reason)) &&
+	    !strncmp(reason, VOTE_FENCE_REASON, strlen(VOTE_FENCE_REASON)))
+		return -ESTALE;
+	return -ECANCELED;
+}
+
 void state_decided(struct state_svc *s, const char *proposal, enum vote_outcome o)
 {
 	struct state_who by;
@@ -710,7 +725,7 @@ void state_decided(struct state_svc *s, const char *proposal, enum vote_outcome 
 	seq = s->pseq;
 	by = s->pby;
 	pthread_mutex_unlock(&s->lock);
-	r = o == VOTE_COMMITTED ? apply_committed(s, proposal, v, &by) : -ECANCELED;
+	r = o == VOTE_COMMITTED ? apply_committed(s, proposal, v, &by) : aborted_err(s, proposal);
 	pthread_mutex_lock(&s->lock);
 	s->done[seq % 8].seq = seq;
 	s->done[seq % 8].result = r;

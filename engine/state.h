@@ -70,9 +70,12 @@
  *     while one is open gets -EBUSY at once.
  *  S11 Fenced replace (the update's if_lease, SPEC §4): fence->check runs
  *     under s->lock right before the REPLACE record is appended (plain
- *     mode) or before the proposal is opened (participants mode: the vote
- *     is the commit point of a 2PC replace); non-zero (-ESTALE): nothing
- *     logged, nothing applied.
+ *     mode) or before the proposal is opened (participants mode); non-zero
+ *     (-ESTALE): nothing logged, nothing applied. In participants mode the
+ *     proposal also carries the fence (vote_set_fence, vote.h V14), so the
+ *     vote's commit point checks it again: a lease lost while the vote ran
+ *     aborts the proposal ("lease NAME not held with token T"), nothing is
+ *     applied, and the waiter gets -ESTALE rather than -ECANCELED.
  *
  * Invariants.
  *  S1 A replace is durable before it is visible (opts.sync: durability !=
@@ -172,10 +175,14 @@ struct state_opts {
 	struct vote_svc *vote;     /* participants mode; NULL: plain mode only */
 };
 
-/* S11: 0 while the fence holds, else -ESTALE; under s->lock. */
+/* S11: check: 0 while the fence holds, else -ESTALE; under s->lock. lease
+ * and token: the same fence for the vote's commit point (participants
+ * mode; vote.h V14, checked there by the vote service's hooks.fence). */
 struct state_fence {
 	int (*check)(void *arg);
 	void *arg;
+	const char *lease;
+	uint64_t token;
 };
 
 struct state_result {
@@ -216,7 +223,8 @@ int state_submit(struct state_svc *s, const char *doc, size_t len, uint64_t if_v
 		 const struct state_who *by, const struct state_fence *fence, unsigned flags,
 		 struct state_result *res);
 /* The outcome of the proposal of ticket: waits (no timeout of its own: the
- * vote's timeout decides). 0 and *version, -ECANCELED, -EIO. */
+ * vote's timeout decides). 0 and *version, -ECANCELED, -ESTALE (S11: the
+ * fence failed at the vote's commit point), -EIO. */
 int state_wait(struct state_svc *s, uint64_t ticket, uint64_t *version);
 /* state_wait without a thread: the outcome now (as state_wait) if the
  * proposal has ended, else -EINPROGRESS and later done(arg, outcome)

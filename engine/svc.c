@@ -144,6 +144,15 @@ static void vote_log_event(struct svc *s, const struct vote_event *ev, bool deri
 	ev_emit(s->events, ev->time_ns, type, o);
 }
 
+/* vote.h V14, under the vote lock: lease_get only reads (core.h 2b). */
+static int vote_fence(void *arg, const char *lease, uint64_t token)
+{
+	struct svc *s = arg;
+	struct lease_info li;
+
+	return lease_get(s->lease, lease, &li) || li.token != token ? -ESTALE : 0;
+}
+
 static void on_vote_event(void *arg, const struct vote_event *ev)
 {
 	struct svc *s = arg;
@@ -1045,7 +1054,7 @@ int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out)
 	struct vote_opts vo = {.sync = opts->sync_grants, .max_proposals = opts->max_proposals,
 			       .retain_ns = opts->vote_retain_ns};
 	struct vote_backend vbe = {.append = be_vote_append, .sync = be_vote_sync, .arg = s};
-	struct vote_hooks vh = {.event = on_vote_event, .arg = s};
+	struct vote_hooks vh = {.event = on_vote_event, .fence = vote_fence, .arg = s};
 	if ((err = vote_open(&vo, &vbe, &vh, &s->vote)))
 		goto out_lease;
 	s->state_be = state_wal_backend(w);

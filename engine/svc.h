@@ -110,7 +110,8 @@
  *     snapshot), "VOTE" (vote.h snapshot), "STAT" (state.h snapshot); an
  *     unknown tag is -TXD_EFORMAT.
  *
- * Lock order: core.h, level 2b: each service's lock alone, then svc's own
+ * Lock order: core.h, level 2b: a service's lock, then (only to read a
+ * fence: state.h S11, vote.h V14) the lease service's, then svc's own
  * leaves. A service call that logs (grant, renew, release, vote, replace...)
  * waits for a WAL sync and is made without fs->lock (a RESERVE sync holds
  * the lease lock across an fsync); reads (lease_get, vote_outcome) may be

@@ -6,6 +6,7 @@
 #include "vote.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,9 @@ struct prop {
 	unsigned nb;
 	enum vote_outcome outcome;
 	char *reason;
-	uint64_t lsn; /* its last CREATE/PARAM/OPEN record */
+	char *fence; /* V14: the lease, or NULL */
+	uint64_t fence_token;
+	uint64_t lsn; /* its last CREATE/PARAM/FENCE/OPEN record */
 	uint64_t decide_lsn;
 };
 
@@ -61,7 +64,8 @@ struct vrec {
 	uint64_t time_ns;	      /* CREATE created, OPEN opened, VOTE, DECIDE */
 	uint64_t deadline_ns;	      /* OPEN */
 	uint64_t timeout_ns;	      /* PARAM */
-	const uint8_t *data;	      /* PARAM payload, OPEN list, VOTE/DECIDE reason */
+	uint64_t token;		      /* FENCE */
+	const uint8_t *data;	      /* PARAM payload, OPEN list, VOTE/DECIDE reason, FENCE lease */
 	size_t dlen;
 	uint32_t count;	    /* OPEN */
 	bool yes, external; /* VOTE */
@@ -248,6 +252,7 @@ static void prop_free(struct prop *p)
 	free(p->b);
 	free(p->payload);
 	free(p->reason);
+	free(p->fence);
 	free(p);
 }
 
@@ -304,8 +309,8 @@ static struct pev *ev_push(struct evbuf *eb, enum vote_event_kind kind, const st
 
 static size_t rec_fixed(uint8_t kind)
 {
-	static const size_t fixed[] = {0, 32, 32, 40, 32, 32, 24};
-	return kind >= VREC_CREATE && kind <= VREC_REMOVE ? fixed[kind] : 0;
+	static const size_t fixed[] = {0, 32, 32, 40, 32, 32, 24, 32};
+	return kind >= VREC_CREATE && kind <= VREC_FENCE ? fixed[kind] : 0;
 }
 
 /* malloc'd encoding of r. */
@@ -348,6 +353,10 @@ static uint8_t *rec_encode(const struct vrec *r, size_t *len)
 		put16(b + 18, (uint16_t)r->dlen);
 		put64(b + 24, r->time_ns);
 		break;
+	case VREC_FENCE:
+		put64(b + 16, r->token);
+		put16(b + 24, (uint16_t)r->dlen);
+		break;
 	default: /* VREC_REMOVE */
 		put32(b + 16, r->uid);
 		break;
@@ -369,7 +378,7 @@ static int rec_decode(const void *payload, size_t len, struct vrec *r)
 	memset(r, 0, sizeof(*r));
 	if (len < 16)
 		return -TXD_ECORRUPT;
-	if (b[0] != 1 || b[1] < VREC_CREATE || b[1] > VREC_REMOVE)
+	if (b[0] != 1 || b[1] < VREC_CREATE || b[1] > VREC_FENCE)
 		return -TXD_EFORMAT;
 	r->kind = b[1];
 	fixed = rec_fixed(r->kind);
@@ -418,6 +427,13 @@ static int rec_decode(const void *payload, size_t len, struct vrec *r)
 		r->dlen = get16(b + 18);
 		r->time_ns = get64(b + 24);
 		if (r->outcome != VOTE_COMMITTED && r->outcome != VOTE_ABORTED)
+			return -TXD_ECORRUPT;
+		break;
+	case VREC_FENCE:
+		r->token = get64(b + 16);
+		r->dlen = get16(b + 24);
+		if (r->dlen == 0 || r->dlen > VOTE_NAME_MAX ||
+		    (len == fixed + nl + r->dlen && memchr(b + fixed + nl, 0, r->dlen)))
 			return -TXD_ECORRUPT;
 		break;
 	default:
@@ -526,6 +542,20 @@ static struct prop *apply(struct vote_svc *v, const struct vrec *r, bool live, i
 		p->payload_len = r->dlen;
 		p->timeout_ns = r->timeout_ns;
 		p->param_set = true;
+		return p;
+	}
+	case VREC_FENCE: {
+		char *lease;
+
+		if (p->state != VOTE_CREATED)
+			return NULL;
+		if (!(lease = strndup((const char *)r->data, r->dlen))) {
+			*err = -ENOMEM;
+			return NULL;
+		}
+		free(p->fence);
+		p->fence = lease;
+		p->fence_token = r->token;
 		return p;
 	}
 	case VREC_OPEN:
@@ -644,10 +674,20 @@ static void timeout_reason(const struct prop *p, char *reason, size_t size)
 	}
 }
 
-/* Log p's decision (DECIDING) and queue its DECIDED report. Lock held. */
+/* Log p's decision (DECIDING) and queue its DECIDED report; a commit of a
+ * fenced proposal whose lease is gone aborts instead (V14). Lock held. */
 static int decide(struct vote_svc *v, struct prop *p, enum vote_outcome o, const char *reason,
 		  struct evbuf *eb)
 {
+	char stale[VOTE_NAME_MAX + 64];
+
+	if (o == VOTE_COMMITTED && p->fence &&
+	    (!v->hooks.fence || v->hooks.fence(v->hooks.arg, p->fence, p->fence_token))) {
+		o = VOTE_ABORTED;
+		snprintf(stale, sizeof(stale), VOTE_FENCE_REASON "%s not held with token %" PRIu64,
+			 p->fence, p->fence_token);
+		reason = stale;
+	}
 	struct vrec r = {.kind = VREC_DECIDE,
 			 .id = p->id,
 			 .outcome = (uint8_t)o,
@@ -899,6 +939,16 @@ static int snap_prop(struct snapbuf *sb, const struct prop *p)
 		if ((err = snap_add(sb, &r)))
 			return err;
 	}
+	if (p->fence) {
+		r = (struct vrec){.kind = VREC_FENCE,
+				  .id = p->id,
+				  .token = p->fence_token,
+				  .data = (const uint8_t *)p->fence,
+				  .dlen = strlen(p->fence)};
+		strcpy(r.name, p->name);
+		if ((err = snap_add(sb, &r)))
+			return err;
+	}
 	if (p->state == VOTE_CREATED)
 		return 0;
 	size_t ll;
@@ -1103,6 +1153,37 @@ static int set_param(struct vote_svc *v, const char *proposal, const void *buf, 
 int vote_set_payload(struct vote_svc *v, const char *proposal, const void *buf, size_t len)
 {
 	return set_param(v, proposal, buf, len, true, 0);
+}
+
+int vote_set_fence(struct vote_svc *v, const char *proposal, const char *lease, uint64_t token)
+{
+	struct evbuf eb = {.lazy = true}; /* V13 */
+	size_t ll = lease ? strlen(lease) : 0;
+	struct prop *p;
+	int err;
+
+	if (vote_name_check(proposal) || ll == 0 || ll > VOTE_NAME_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&v->lock);
+	if (!(p = prop_find(v, proposal))) {
+		err = -ENOENT;
+	} else if (p->fence) {
+		err = strcmp(p->fence, lease) || p->fence_token != token ? -EEXIST : 0;
+	} else if (p->state != VOTE_CREATED) {
+		err = -EROFS;
+	} else {
+		struct vrec r = {.kind = VREC_FENCE,
+				 .id = p->id,
+				 .token = token,
+				 .data = (const uint8_t *)lease,
+				 .dlen = ll};
+		strcpy(r.name, p->name);
+		err = log_apply(v, &r, NULL, &eb.lsn);
+		if (!err)
+			p->lsn = eb.lsn;
+	}
+	pthread_mutex_unlock(&v->lock);
+	return finish(v, &eb, err);
 }
 
 int vote_set_timeout(struct vote_svc *v, const char *proposal, uint64_t timeout_ns)
@@ -1440,6 +1521,10 @@ static void info_of(const struct prop *p, struct vote_info *vi)
 	vi->deadline_ns = p->deadline_ns;
 	vi->timeout_ns = p->timeout_ns;
 	vi->payload_len = p->payload_len;
+	if (p->fence) {
+		snprintf(vi->fence, sizeof(vi->fence), "%s", p->fence);
+		vi->fence_token = p->fence_token;
+	}
 	vi->participants = p->nb;
 	for (unsigned i = 0; i < p->nb; i++) {
 		vi->yes += p->b[i].vote == 1;

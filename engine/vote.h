@@ -12,6 +12,7 @@
  *
  *   (none) --vote_create (mkdir)--> CREATED     CREATE record
  *   CREATED --vote_set_payload / vote_set_timeout--> CREATED  PARAM record
+ *   CREATED --vote_set_fence--> CREATED                       FENCE record
  *   CREATED --vote_set_participants--> OPEN     OPEN record (the deadline)
  *   OPEN --vote_cast yes/no--> OPEN             VOTE record
  *   OPEN --first "no" | last "yes" (vote_cast, vote_cast_external) |
@@ -104,6 +105,19 @@
  *     file of it (a control handle's fsync waits for the whole log). The
  *     "opened" event (hooks.event) may then name a proposal that is gone.
  *
+ *  V14 Fenced proposals (SPEC §4 "fencing"; the state service's replace
+ *     with if_lease, state.h S11): a proposal may carry one fence, a lease
+ *     name and token (vote_set_fence, before it opens; a FENCE record).
+ *     Whenever it would decide committed (its last "yes", live or at
+ *     vote_start), hooks.fence is asked under v->lock whether that lease
+ *     is still held with that token; if not (or there is no hooks.fence),
+ *     it decides aborted "lease NAME not held with token T" instead
+ *     (VOTE_FENCE_REASON). So the commit point of the vote is also the
+ *     fence's check point: a holder that paused past its lease and lost
+ *     it cannot get a proposal committed after a successor was granted.
+ *     The vote service reads no lease itself: the fence is an opaque name
+ *     and number to it.
+ *
  * External votes (shared.md; the DTC): a prepared transaction's PREPARE
  * record is its vote, so vote_cast_external registers the vote in memory
  * without a VOTE record; when it decides, the DECIDE record is logged and
@@ -114,7 +128,8 @@
  * are in the snapshot like the others (marked external), so a replayed
  * PREPARE over a snapshot is "the same vote again".
  *
- * Lock order: v->lock, then the backend's append (the WAL's lock). A
+ * Lock order: v->lock, then hooks.fence (the lease service's lock: it only
+ * reads, lease_get), then the backend's append (the WAL's lock). A
  * backend sync is always made with v->lock released. hooks.event runs with
  * no service lock held, on the thread that acted (a voter's, the tick's).
  * Call nothing here with fs->lock held: votes and decisions block on the
@@ -134,11 +149,14 @@
  *   DECIDE  16 u8 outcome, 17 u8 zero, 18 u16 reason_len, 20 u32 zero,
  *           24 u64 decided_ns                         32 + name + reason
  *   REMOVE  16 u32 by_uid, 20 u32 zero                        24 + name
+ *   FENCE   16 u64 token, 24 u16 lease_len, 26 u16 zero, 28 u32 zero
+ *                                                   32 + name + lease
  * All times CLOCK_REALTIME ns. Names are not NUL-terminated (lengths).
  *
  * Snapshot (vote_snapshot_encode): u32 magic "TXVS", u32 version 1,
  * u64 next_id, u32 count, then count x (u32 len, record): for each
- * proposal, its CREATE, PARAM (when payload or timeout was set), OPEN, one
+ * proposal, its CREATE, PARAM (when payload or timeout was set), FENCE
+ * (when set), OPEN, one
  * VOTE per cast vote (external ones too) and DECIDE, in that order.
  * Decoding replays them (V8).
  */
@@ -159,8 +177,9 @@
 #define VOTE_TIMEOUT_MAX_NS	(365ull * 86400ull * 1000000000ull)
 #define VOTE_RETAIN_DEFAULT_NS	(3600ull * 1000000000ull)
 #define VOTE_RESERVED_PREFIX	"state-" /* V12: state.h STATE_PROPOSAL_PREFIX */
+#define VOTE_FENCE_REASON	"lease " /* V14: how a fence's abort reason begins */
 
-enum { VREC_CREATE = 1, VREC_PARAM, VREC_OPEN, VREC_VOTE, VREC_DECIDE, VREC_REMOVE };
+enum { VREC_CREATE = 1, VREC_PARAM, VREC_OPEN, VREC_VOTE, VREC_DECIDE, VREC_REMOVE, VREC_FENCE };
 
 struct vote_svc;
 enum vote_outcome { VOTE_OPEN = 0, VOTE_COMMITTED = 1, VOTE_ABORTED = 2 };
@@ -194,6 +213,10 @@ struct vote_event {
 
 struct vote_hooks {
 	void (*event)(void *arg, const struct vote_event *ev); /* may be NULL */
+	/* V14: 0 while lease (a name, 1..255 bytes) is held with token, else
+	 * non-zero. Under v->lock: it must only read, and never call this
+	 * service. NULL: every fence is stale. */
+	int (*fence)(void *arg, const char *lease, uint64_t token);
 	void *arg;
 };
 
@@ -212,6 +235,8 @@ struct vote_info {
 	uint64_t created_ns, opened_ns, decided_ns, deadline_ns; /* realtime; 0 unset */
 	uint64_t timeout_ns;
 	size_t payload_len;
+	char fence[VOTE_NAME_MAX + 1]; /* V14: the fence's lease, "" none */
+	uint64_t fence_token;
 	unsigned participants, yes, no;
 	enum vote_outcome outcome; /* VOTE_OPEN unless DECIDED */
 	char reason[VOTE_REASON_MAX + 64];
@@ -259,6 +284,11 @@ int vote_create_reserved(struct vote_svc *v, const char *proposal);
 /* V4. -ENOENT no such proposal, -EROFS opened, -EFBIG, -EINVAL, -EIO. */
 int vote_set_payload(struct vote_svc *v, const char *proposal, const void *buf, size_t len);
 int vote_set_timeout(struct vote_svc *v, const char *proposal, uint64_t timeout_ns);
+/* V14: the proposal commits only while lease (1..255 bytes, no NUL) is
+ * held with token. Appended, not synced (V13). -ENOENT, -EROFS opened,
+ * -EEXIST a different fence already set (the same again: 0), -EINVAL,
+ * -EIO. */
+int vote_set_fence(struct vote_svc *v, const char *proposal, const char *lease, uint64_t token);
 /* V4: the list as written (separators per V4); by as vote_cast's. 0 (opened, or the same
  * list again), -EEXIST a different list, -EINVAL, -ENOENT, -EIO. */
 /* V13: the proposal's records so far (create, payload, timeout, opening)

@@ -20,8 +20,17 @@ if [ "$(id -u)" != 0 ] || ! command -v setpriv >/dev/null || ! command -v unshar
 	finish
 	exit
 fi
+chmod 755 "$T"
 if ! setpriv --reuid=nobody --regid=nogroup --clear-groups test -x "$MOUNTCTL"; then
-	# a clone in a 0700 directory (mktemp -d) hides the binaries from nobody
+	# a clone in a 0700 directory (mktemp -d) hides the binaries from
+	# nobody: run copies from $T (both are linked statically with libtxdir)
+	mkdir -p "$T/bin"
+	cp "$MOUNTCTL" "$T/bin/mountctl" && cp "$TXDIRFS" "$T/bin/txdirfs" &&
+		chmod 755 "$T/bin" "$T/bin/mountctl" "$T/bin/txdirfs"
+	MOUNTCTL=$T/bin/mountctl TXDIRFS=$T/bin/txdirfs
+	export TXDIRFS
+fi
+if ! setpriv --reuid=nobody --regid=nogroup --clear-groups test -x "$MOUNTCTL"; then
 	skip "mountctl mount as a non-root user (every case)" "nobody cannot run $MOUNTCTL here"
 	finish
 	exit
@@ -34,7 +43,6 @@ fi
 FM=$(command -v fusermount3)
 FM_REAL=$(readlink -f "$FM")
 
-chmod 755 "$T"
 # case NAME OPTS SETUP: runs, in a private mount namespace, SETUP (root's
 # shell commands) then `mountctl mount [-o OPTS] STORE MNT` as nobody; if
 # that mounted, lists the mount and unmounts it as nobody, still inside.

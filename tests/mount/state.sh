@@ -31,7 +31,9 @@
 #                 (close of update: ECANCELED); emptied: plain mode again.
 #   fenced        update with if_lease: the held token applies; after the
 #                 lease moved (released, granted again: a new token) the old
-#                 token is ESTALE and nothing applied.
+#                 token is ESTALE and nothing applied; with participants,
+#                 a lease lost while the vote runs aborts the proposal
+#                 (close ESTALE, nothing applied).
 #   restart       txdirfs SIGKILLed right after a replace: the remount shows
 #                 it, with its version; SIGKILLed with a state proposal
 #                 open: pending after the remount, its vote commits it.
@@ -453,6 +455,23 @@ test_fenced() {
 	[ "$out" = ESTALE ] && [ "$(py version "$S")" = "$v" ] && [ "$cur" -gt "$tok" ] &&
 		ok "fenced: after the lease moved (token $tok -> $cur) the old token is ESTALE, nothing applied" ||
 		not_ok "fenced: moved: $out version $(py version "$S")"
+	# participants mode: the lease moves while the vote runs; the commit
+	# point checks the fence again (vote.h V14)
+	local C=$TM_MNT/.txdir/consensus P=state-$((v + 1)) pid new
+	echo alice bob >"$S/participants" || { not_ok "fenced 2pc: participants"; rmdir "$A/job"; return; }
+	out=$WORKD/fence2pc.out
+	py putwait "$S/update" "{\"if_version\": $v, \"if_lease\": {\"name\": \"job\", \"token\": $cur}, \"document\": [\"late\"]}" >"$out" &
+	pid=$!
+	BG+=("$pid")
+	voter "$P" alice yes && rmdir "$A/job" && mkdir "$A/job" && new=$(cat "$A/job/token") &&
+		echo yes >"$C/votes/$P/bob" && wait "$pid"
+	[ "$(tr '\n' ' ' <"$out")" = "opened ESTALE " ] && [ "$(py version "$S")" = "$v" ] &&
+		[ "$(cat "$C/decisions/$P")" = "aborted lease job not held with token $cur" ] &&
+		python3 -c 'import json,sys; f=json.load(open(sys.argv[1]))["fence"]; assert f=={"lease":"job","token":int(sys.argv[2])}, f' \
+			"$C/proposals/$P/info.json" "$cur" &&
+		ok "fenced 2pc: the lease moved during the vote ($cur -> $new): both yes, yet aborted, close ESTALE, nothing applied" ||
+		not_ok "fenced 2pc: '$(tr '\n' ' ' <"$out")' decision '$(cat "$C/decisions/$P")' version $(py version "$S")"
+	: >"$S/participants"
 	rmdir "$A/job"
 }
 

@@ -1297,14 +1297,52 @@ Test(state, S11_if_lease_held_wrong_token_released)
 	free(store);
 }
 
-Test(state, S11_if_lease_in_participants_mode_is_checked_at_the_opening)
+/* Participants mode: the fence is checked when the proposal opens, and
+ * again where the vote commits (vote.h V14). */
+Test(state, S11_if_lease_in_participants_mode_is_checked_at_opening_and_commit)
 {
-	char *store;
-	struct txd_fs *fs = open_with_parts(&store, "alice");
+	char *store, why[128] = "";
+	struct txd_fs *fs = open_with_parts(&store, "alice,bob");
+	enum vote_outcome o;
+	uint64_t fh;
 
 	cr_assert_eq(lease_grab(fs, "job"), 0);
 	uint64_t tok = lease_token(fs, "job");
 	cr_assert_eq(fenced_update(fs, 0, "job", tok + 1, "1"), -ESTALE);
+	expect_pending(fs, NULL);
+
+	/* held at the opening and at the commit: applied */
+	char env[256];
+	snprintf(env, sizeof(env),
+		 "{\"if_version\": 0, \"if_lease\": {\"name\": \"job\", \"token\": %" PRIu64
+		 "}, \"document\": [1]}", tok);
+	expect_ok(update_write(fs, env, &fh));
+	expect_pending(fs, "state-1");
+	expect_ok(cast(fs, "state-1", "alice", true));
+	expect_ok(cast(fs, "state-1", "bob", true));
+	expect_ok(update_close(fs, fh));
+	expect_file(fs, DOC, "[1]\n");
+	cr_assert_eq(xversion(fs), 1);
+
+	/* lost (released, then granted again) while the vote ran: refused */
+	snprintf(env, sizeof(env),
+		 "{\"if_version\": 1, \"if_lease\": {\"name\": \"job\", \"token\": %" PRIu64
+		 "}, \"document\": [2]}", tok);
+	expect_ok(update_write(fs, env, &fh));
+	expect_pending(fs, "state-2");
+	expect_ok(cast(fs, "state-2", "alice", true));
+	cr_assert_eq(lease_drop(fs, "job"), 0);
+	cr_assert_eq(lease_grab(fs, "job"), 0);
+	cr_assert_gt(lease_token(fs, "job"), tok);
+	expect_ok(cast(fs, "state-2", "bob", true));
+	cr_assert_eq(update_close(fs, fh), -ESTALE);
+	cr_assert_eq(vote_outcome(svc_vote(fs->svc), "state-2", &o, why, sizeof(why)), 0);
+	cr_assert_eq(o, VOTE_ABORTED);
+	char want[128];
+	snprintf(want, sizeof(want), "lease job not held with token %" PRIu64, tok);
+	cr_assert_str_eq(why, want);
+	expect_file(fs, DOC, "[1]\n");
+	cr_assert_eq(xversion(fs), 1);
 	expect_pending(fs, NULL);
 	txd_fs_close(fs);
 	tt_rmtree(store);

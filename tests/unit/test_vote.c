@@ -69,6 +69,18 @@ static void on_event(void *arg, const struct vote_event *ev)
 static struct memlog mlog;
 static struct vote_svc *svc;
 
+/* V14: the one lease the tests' fence hook knows, and its token. */
+static char held_lease[64];
+static uint64_t held_token;
+static int fence_calls;
+
+static int on_fence(void *arg, const char *lease, uint64_t token)
+{
+	(void)arg;
+	fence_calls++;
+	return strcmp(lease, held_lease) || token != held_token ? -ESTALE : 0;
+}
+
 static struct vote_opts opts(void)
 {
 	return (struct vote_opts){.sync = true, .max_proposals = 4, .retain_ns = 100 * S};
@@ -78,7 +90,7 @@ static struct vote_svc *open_svc(const struct vote_opts *o)
 {
 	struct lease_backend lb = memlog_backend(&mlog);
 	struct vote_backend be = {.append = lb.append, .sync = lb.sync, .arg = lb.arg};
-	struct vote_hooks h = {.event = on_event, .arg = &seen};
+	struct vote_hooks h = {.event = on_event, .fence = on_fence, .arg = &seen};
 	struct vote_svc *v;
 
 	cr_assert_eq(vote_open(o, &be, &h, &v), 0);
@@ -116,6 +128,9 @@ static void setup(void)
 
 	memset(&seen, 0, sizeof(seen));
 	pthread_mutex_init(&seen.lock, NULL);
+	snprintf(held_lease, sizeof(held_lease), "job");
+	held_token = 5;
+	fence_calls = 0;
 	clk_os = txd_os_real;
 	clk_os.now_realtime_ns = t_rt;
 	clk_os.now_monotonic_ns = t_mono;
@@ -191,10 +206,11 @@ static void state_of(struct vote_svc *v, char *out, size_t cap)
 
 		cr_assert_eq(vote_get(v, sb.names[i], &vi), 0);
 		sb.n += (size_t)snprintf(out + sb.n, cap - sb.n,
-					 "%s id%lu st%d uid%u o%d [%s] t%lu pl%zu dl%lu:", vi.name,
-					 (unsigned long)vi.id, vi.state, vi.uid, vi.outcome,
+					 "%s id%lu st%d uid%u o%d [%s] t%lu pl%zu dl%lu f%s/%lu:",
+					 vi.name, (unsigned long)vi.id, vi.state, vi.uid, vi.outcome,
 					 vi.reason, (unsigned long)vi.timeout_ns, vi.payload_len,
-					 (unsigned long)vi.deadline_ns);
+					 (unsigned long)vi.deadline_ns, vi.fence,
+					 (unsigned long)vi.fence_token);
 		(void)vote_list_participants(v, sb.names[i], add_part, &sb);
 		sb.n += (size_t)snprintf(out + sb.n, cap - sb.n, "\n");
 	}
@@ -645,6 +661,7 @@ static void busy_history(struct vote_svc *v)
 	cr_assert_eq(vote_create(v, "b", 1000), 0);
 	cr_assert_eq(vote_set_payload(v, "b", "pay", 3), 0);
 	cr_assert_eq(vote_set_timeout(v, "b", 7 * S), 0);
+	cr_assert_eq(vote_set_fence(v, "b", "job", 9), 0);
 	cr_assert_eq(vote_set_participants(v, "b", "x", 1, NULL), 0);
 	cr_assert_eq(vote_cast(v, "a", "y", true, NULL), 0);
 	cr_assert_eq(vote_create(v, "gone", 1000), 0);
@@ -686,6 +703,7 @@ Test(vote, V8_snapshot_then_overlapping_replay_is_the_same_state)
 		vote_close(a);
 	}
 	cr_assert(strstr(want, "[no from x: disk full]"), "%s", want);
+	cr_assert(strstr(want, "fjob/9:"), "%s", want);
 }
 
 Test(vote, V8_replay_twice_is_the_same_state)
@@ -704,6 +722,101 @@ Test(vote, V8_replay_twice_is_the_same_state)
 	state_of(b, got, sizeof(got));
 	cr_assert_str_eq(got, want);
 	vote_close(b);
+}
+
+/* ---- V14: fenced proposals --------------------------------------------------------- */
+
+static void propose_fenced(struct vote_svc *v, const char *p, const char *lease, uint64_t tok,
+			   const char *list)
+{
+	cr_assert_eq(vote_create(v, p, 1000), 0, "create %s", p);
+	cr_assert_eq(vote_set_fence(v, p, lease, tok), 0, "fence %s", p);
+	cr_assert_eq(vote_set_participants(v, p, list, strlen(list), NULL), 0, "open %s", p);
+}
+
+Test(vote, V14_a_fenced_proposal_commits_only_while_its_lease_is_held)
+{
+	char reason[VOTE_REASON_MAX + 64];
+	struct vote_info vi;
+
+	/* held all along: committed */
+	propose_fenced(svc, "held", "job", 5, "a,b");
+	cr_assert_eq(vote_cast(svc, "held", "a", true, NULL), 0);
+	cr_assert_eq(vote_cast(svc, "held", "b", true, NULL), 0);
+	cr_assert_eq(outcome(svc, "held", reason), VOTE_COMMITTED);
+	cr_assert_gt(fence_calls, 0, "the commit point asked the fence");
+	cr_assert_eq(vote_get(svc, "held", &vi), 0);
+	cr_assert_str_eq(vi.fence, "job");
+	cr_assert_eq(vi.fence_token, 5);
+
+	/* the lease went to a successor (token 6) between the votes */
+	propose_fenced(svc, "lost", "job", 5, "a,b");
+	cr_assert_eq(vote_cast(svc, "lost", "a", true, NULL), 0);
+	held_token = 6;
+	cr_assert_eq(vote_cast(svc, "lost", "b", true, NULL), 0, "the vote itself counted");
+	cr_assert_eq(outcome(svc, "lost", reason), VOTE_ABORTED);
+	cr_assert_str_eq(reason, "lease job not held with token 5");
+	cr_assert(!strncmp(reason, VOTE_FENCE_REASON, strlen(VOTE_FENCE_REASON)));
+	cr_assert_eq(vote_cast(svc, "lost", "b", true, NULL), 0, "a retry still succeeds");
+
+	/* a "no" still decides as a "no"; the fence is asked only to commit */
+	fence_calls = 0;
+	propose_fenced(svc, "no", "job", 5, "a,b");
+	cr_assert_eq(vote_cast(svc, "no", "a", false, NULL), 0);
+	cr_assert_eq(outcome(svc, "no", reason), VOTE_ABORTED);
+	cr_assert_str_eq(reason, "no from a");
+	cr_assert_eq(fence_calls, 0);
+
+	/* unfenced proposals never ask */
+	propose(svc, "plain", 1000, "a");
+	cr_assert_eq(vote_cast(svc, "plain", "a", true, NULL), 0);
+	cr_assert_eq(outcome(svc, "plain", NULL), VOTE_COMMITTED);
+	cr_assert_eq(fence_calls, 0);
+}
+
+Test(vote, V14_set_fence_errnos)
+{
+	cr_assert_eq(vote_create(svc, "p", 1000), 0);
+	cr_assert_eq(vote_set_fence(svc, "nope", "job", 1), -ENOENT);
+	cr_assert_eq(vote_set_fence(svc, "p", "", 1), -EINVAL);
+	cr_assert_eq(vote_set_fence(svc, "p", NULL, 1), -EINVAL);
+	cr_assert_eq(vote_set_fence(svc, "bad name", "job", 1), -EINVAL);
+	cr_assert_eq(vote_set_fence(svc, "p", "job", 1), 0);
+	cr_assert_eq(vote_set_fence(svc, "p", "job", 1), 0, "the same fence again");
+	cr_assert_eq(vote_set_fence(svc, "p", "job", 2), -EEXIST);
+	cr_assert_eq(vote_set_fence(svc, "p", "other", 1), -EEXIST);
+	cr_assert_eq(vote_set_participants(svc, "p", "a", 1, NULL), 0);
+	cr_assert_eq(vote_set_fence(svc, "p", "job", 1), 0, "the same fence, opened");
+	cr_assert_eq(vote_create(svc, "q", 1000), 0);
+	cr_assert_eq(vote_set_participants(svc, "q", "a", 1, NULL), 0);
+	cr_assert_eq(vote_set_fence(svc, "q", "job", 1), -EROFS, "only before it opens");
+}
+
+/* The fence survives a restart (its FENCE record), and vote_start, deciding
+ * a proposal whose last "yes" the log has but not its DECIDE, asks it too. */
+Test(vote, V14_the_fence_survives_a_restart_and_is_asked_at_start)
+{
+	struct vote_opts o = opts();
+	char reason[VOTE_REASON_MAX + 64];
+
+	propose_fenced(svc, "r", "job", 5, "a,b");
+	cr_assert_eq(vote_cast(svc, "r", "a", true, NULL), 0);
+	held_token = 7;
+	svc = restart(svc, mlog.n, &o);
+	cr_assert_eq(vote_cast(svc, "r", "b", true, NULL), 0);
+	cr_assert_eq(outcome(svc, "r", reason), VOTE_ABORTED);
+	cr_assert_str_eq(reason, "lease job not held with token 5");
+
+	held_token = 5;
+	propose_fenced(svc, "s", "job", 5, "a");
+	size_t before = mlog.n;
+	cr_assert_eq(vote_cast(svc, "s", "a", true, NULL), 0);
+	cr_assert_eq(outcome(svc, "s", NULL), VOTE_COMMITTED);
+	cr_assert_eq(mlog.n, before + 2, "VOTE and DECIDE");
+	held_token = 8; /* lost while the server was down */
+	svc = restart(svc, mlog.n - 1, &o); /* the DECIDE record lost */
+	cr_assert_eq(outcome(svc, "s", reason), VOTE_ABORTED);
+	cr_assert_str_eq(reason, "lease job not held with token 5");
 }
 
 Test(vote, replay_refuses_garbage)
