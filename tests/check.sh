@@ -111,19 +111,19 @@ san_env() { # kind
 	else
 		unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS NSDIFF_SEEDS FSX_OPS MOUNT_NATIVE \
 			TXDIR_FAULT_STRIDE TXNCRASH_ROUNDS
-		# nsdiff: 4 x 30 seeds and fsx 12,000 operations a seed in make
+		# nsdiff: 4 x 24 seeds and fsx 12,000 operations a seed in make
 		# check (116 s of CPU at 60 seeds pushed make check past 15
 		# minutes on CI), its 60 and 20,000 in make check-long
-		export NSDIFF_SEEDS=${NSDIFF_SEEDS_CHECK:-30}
+		export NSDIFF_SEEDS=${NSDIFF_SEEDS_CHECK:-24}
 		export FSX_OPS=${FSX_OPS_CHECK:-12000}
 	fi
 	# race.c's deadlock loops: 4 s a test in make check (8 in
 	# check-long); a deadlock shows within a second
 	export RACE_SECONDS=${RACE_SECONDS_CHECK:-4}
-	# txncrash.sh's SIGKILL-around-commit cycles: 12 rounds (each of its 3
-	# kill points x 2 durabilities twice) in make check's plain pass, 6
+	# txncrash.sh's SIGKILL-around-commit cycles: 8 rounds (each of its 3
+	# kill points x 2 durabilities at least once) in make check's plain pass, 6
 	# under ASan, its 36 in make check-long
-	export TXNCRASH_ROUNDS=${TXNCRASH_ROUNDS:-${TXNCRASH_ROUNDS_CHECK:-12}}
+	export TXNCRASH_ROUNDS=${TXNCRASH_ROUNDS:-${TXNCRASH_ROUNDS_CHECK:-8}}
 	# TSan: every report printed (not only the first), both stacks of a
 	# lock-order inversion; tests/tsan.supp holds only explained false
 	# positives
