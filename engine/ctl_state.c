@@ -76,6 +76,8 @@ struct sfile {
 	bool ready;
 	uint64_t result;            /* changed: the new version */
 	uint64_t ticket;            /* update: a proposal opened at a write */
+	size_t plen;                /* participants: the list's bytes in buf ... */
+	uint64_t pend;              /* ... written up to this offset */
 	struct ctl_waiter cw;       /* changed: its reader's deferred read and poll */
 };
 
@@ -724,18 +726,25 @@ ssize_t ctl_state_write(struct txd_fs *fs, const struct txd_cred *c, struct sfil
 		f->buf = nb;
 		f->cap = cap;
 	}
+	if (f->kind == S_PARTS) {
+		/* a one-word control file: each write acts (SPEC §3); one that
+		 * continues this open file's earlier writes acts on the list
+		 * they make together (`{ echo alice; echo bob; } >`) */
+		size_t keep = off && off == f->pend ? f->plen : 0; /* <= off: fits */
+		memcpy(f->buf + keep, buf, size);
+		f->len = f->plen = keep + size;
+		f->pend = off + size;
+		f->dirty = true;
+		err = act(fs, c, f);
+		goto out_unlock;
+	}
 	if (off > f->len)
 		memset(f->buf + f->len, 0, off - f->len); /* a hole: NULs, not JSON */
 	memcpy(f->buf + off, buf, size);
 	if (off + size > f->len)
 		f->len = off + size;
 	f->dirty = true;
-	if (f->kind == S_PARTS) {
-		/* a one-word control file: each write acts (SPEC §3) */
-		memmove(f->buf, f->buf + off, size);
-		f->len = size;
-		err = act(fs, c, f);
-	} else if (f->kind == S_UPDATE && complete_object(f)) {
+	if (f->kind == S_UPDATE && complete_object(f)) {
 		err = act(fs, c, f);
 	}
 out_unlock:

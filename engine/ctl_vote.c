@@ -569,6 +569,8 @@ int ctl_vote_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *par
 	int err = vote_create(vsvc(fs), name, c ? c->uid : 0);
 	if (!err)
 		err = vote_get(vsvc(fs), name, &vi);
+	if (!err) /* never opened, it goes after its timeout (V10): the tick learns when */
+		svc_kick(fs->svc);
 	retake(u);
 	return err ? err : ctl_entry(fs, V_PROP, vi.id, e);
 }
@@ -586,6 +588,8 @@ int ctl_vote_rmdir(struct txd_fs *fs, const struct txd_cred *c, struct node *par
 }
 
 /* ---- writes ----------------------------------------------------------------------- */
+#define PARTS_MAX (256 * 1024) /* bytes of a participants list: 1,024 names of 255 */
+
 static int act(struct txd_fs *fs, const struct txd_cred *c, struct node *n, const char *buf,
 	       size_t size)
 {
@@ -608,46 +612,76 @@ static int act(struct txd_fs *fs, const struct txd_cred *c, struct node *n, cons
 	if ((err = by_id(fs, n->ctl_key, &vi)))
 		return err;
 	/* timeout and participants do not wait for a sync (V13): inline */
-	if (n->ctl == V_TIMEOUT)
-		return (err = vote_parse_timeout(buf, size, &ns))
-			       ? err
-			       : vote_set_timeout(vsvc(fs), vi.name, ns);
+	if (n->ctl == V_TIMEOUT) {
+		if (!(err = vote_parse_timeout(buf, size, &ns)) &&
+		    !(err = vote_set_timeout(vsvc(fs), vi.name, ns)))
+			svc_kick(fs->svc); /* a never-opened one's removal moved (V10) */
+		return err;
+	}
 	(void)who(fs, c, &by);
 	return vote_set_participants(vsvc(fs), vi.name, buf, size, &by);
+}
+
+/* Keep buf at offset off of acc (a file's bytes by offset). */
+static int acc_put(struct ctl_vote_acc *acc, const void *buf, size_t size, uint64_t off)
+{
+	if (off + size > acc->cap) {
+		size_t cap = acc->cap ? acc->cap : 4096;
+		while (cap < off + size)
+			cap *= 2;
+		char *nb = realloc(acc->buf, cap);
+		if (!nb)
+			return -ENOMEM;
+		acc->buf = nb;
+		acc->cap = cap;
+	}
+	if (off > acc->len)
+		memset(acc->buf + acc->len, 0, off - acc->len);
+	memcpy(acc->buf + off, buf, size);
+	if (off + size > acc->len)
+		acc->len = off + size;
+	return 0;
 }
 
 ssize_t ctl_vote_write(struct txd_fs *fs, const struct txd_cred *c, struct node *n, const void *buf,
 		       size_t size, uint64_t off, struct ctl_vote_acc *acc)
 {
+	int err;
+
 	if (n->ctl == V_PAYLOAD) {
 		/* a document: buffered, set at FLUSH (SPEC §3) */
 		if (size == 0) /* writes nothing (and acc->buf may be NULL yet) */
 			return 0;
 		if (off + size > VOTE_PAYLOAD_MAX)
 			return acc->err = -EFBIG;
-		if (off + size > acc->cap) {
-			size_t cap = acc->cap ? acc->cap : 4096;
-			while (cap < off + size)
-				cap *= 2;
-			char *nb = realloc(acc->buf, cap);
-			if (!nb)
-				return -ENOMEM;
-			acc->buf = nb;
-			acc->cap = cap;
-		}
-		if (off > acc->len)
-			memset(acc->buf + acc->len, 0, off - acc->len);
-		memcpy(acc->buf + off, buf, size);
-		if (off + size > acc->len)
-			acc->len = off + size;
+		if ((err = acc_put(acc, buf, size, off)))
+			return err;
 		acc->dirty = true;
 		return (ssize_t)size;
 	}
 	if (!ctl_vote_writable(n->ctl))
 		return -EACCES;
-	if (size > 256 * 1024)
+	if (size > PARTS_MAX)
 		return -EINVAL; /* a list of at most 1024 names of 255 bytes */
-	int err = act(fs, c, n, buf, size);
+	if (n->ctl != V_PARTS || size == 0)
+		return (err = act(fs, c, n, buf, size)) ? err : (ssize_t)size;
+	if (off > PARTS_MAX - size)
+		return -EINVAL;
+	/* participants: each write acts (SPEC §3). One that continues this
+	 * open file's earlier writes acts on the list they make together
+	 * (vote.h V15: `{ echo alice; echo bob; } > participants`). */
+	if ((err = acc_put(acc, buf, size, off)))
+		return err;
+	if (off == 0 || off != acc->pend)
+		acc->pbase = off;
+	acc->pend = off + size;
+	err = act(fs, c, n, acc->buf + acc->pbase, acc->pend - acc->pbase);
+	if (err == -EEXIST && acc->pbase != off) {
+		struct vote_info vi;
+		if (!(err = by_id(fs, n->ctl_key, &vi)))
+			err = vote_extend_participants(vsvc(fs), vi.name, acc->buf + acc->pbase,
+						       acc->pend - acc->pbase);
+	}
 	return err ? err : (ssize_t)size;
 }
 
@@ -870,13 +904,15 @@ static void on_vote_event(void *arg, const struct vote_event *ev)
 	struct ctl_votes *cv = arg;
 	struct ctl_wakes wl = {.n = 0};
 
-	if (ev->kind != VEV_DECIDED)
+	if (ev->kind != VEV_DECIDED && ev->kind != VEV_REMOVED)
 		return;
 	pthread_mutex_lock(&cv->wlock);
 	for (struct vwait *w = cv->waits.next; w != &cv->waits; w = w->next) {
 		if (w->ready || w->id != ev->id)
 			continue;
-		if (ev->outcome == VOTE_COMMITTED)
+		if (ev->kind == VEV_REMOVED)
+			w->err = -ENOENT; /* never decided, and gone */
+		else if (ev->outcome == VOTE_COMMITTED)
 			snprintf(w->text, sizeof(w->text), "committed\n");
 		else
 			snprintf(w->text, sizeof(w->text), "aborted %s\n", ev->reason);
@@ -952,6 +988,10 @@ ssize_t ctl_vote_wait_read(struct txd_fs *fs, struct vwait *w, void *buf, size_t
 		n = ctl_waiter_defer(&w->cw, nonblock, done, arg);
 		pthread_mutex_unlock(&cv->wlock);
 		return n;
+	}
+	if (w->err) {
+		pthread_mutex_unlock(&cv->wlock);
+		return w->err;
 	}
 	size_t len = strlen(w->text);
 	n = off >= len ? 0 : (ssize_t)(len - off < size ? len - off : size);

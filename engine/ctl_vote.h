@@ -86,10 +86,11 @@ struct node;
 /* A writable handle's buffered document (payload), kept by ctl.c per open
  * file and freed by it at release. */
 struct ctl_vote_acc {
-	char *buf;
+	char *buf;	     /* the bytes written, by offset */
 	size_t len, cap;
 	bool dirty;
-	int err; /* a write that failed: FLUSH returns it */
+	int err;	     /* a write that failed: FLUSH returns it */
+	uint64_t pbase, pend; /* participants: the list written in pieces (vote.h V15) */
 };
 
 bool ctl_vote_owns(unsigned kind);

@@ -157,7 +157,7 @@ static void on_vote_event(void *arg, const struct vote_event *ev)
 {
 	struct svc *s = arg;
 
-	if (s->events)
+	if (s->events && ev->kind != VEV_REMOVED)
 		vote_log_event(s, ev, false);
 	if (ev->kind == VEV_OPENED)
 		svc_kick(s); /* the tick learns the new deadline */

@@ -487,6 +487,38 @@ static int ballots_from_list(struct prop *p, const uint8_t *list, size_t len, ui
 	return 0;
 }
 
+/* V15: an OPEN record of an open proposal whose list begins with its
+ * participants, in order, and has more: the others join. Anything else
+ * (the same list again in replay) is skipped. */
+static struct prop *extend(struct prop *p, const struct vrec *r, int *err)
+{
+	struct prop q = {0};
+
+	if (r->count <= p->nb)
+		return NULL;
+	if ((*err = ballots_from_list(&q, r->data, r->dlen, r->count)))
+		return NULL;
+	bool prefix = true;
+	for (unsigned i = 0; i < p->nb && prefix; i++)
+		prefix = !strcmp(p->b[i].name, q.b[i].name);
+	struct ballot *nb = prefix ? realloc(p->b, q.nb * sizeof(*nb)) : NULL;
+	if (!nb) {
+		if (prefix)
+			*err = -ENOMEM;
+		for (unsigned i = 0; i < q.nb; i++)
+			free(q.b[i].name);
+		free(q.b);
+		return NULL;
+	}
+	for (unsigned i = 0; i < p->nb; i++)
+		free(q.b[i].name);
+	memcpy(nb + p->nb, q.b + p->nb, (q.nb - p->nb) * sizeof(*nb));
+	free(q.b);
+	p->b = nb;
+	p->nb = q.nb;
+	return p;
+}
+
 /* The one place state changes. live: a record just appended (a DECIDE
  * makes the proposal DECIDING); else replay or snapshot (V8 skips).
  * Returns the proposal touched (NULL if skipped), or sets *err. */
@@ -559,6 +591,8 @@ static struct prop *apply(struct vote_svc *v, const struct vrec *r, bool live, i
 		return p;
 	}
 	case VREC_OPEN:
+		if (p->state == VOTE_OPENED || p->state == VOTE_DECIDING)
+			return extend(p, r, err); /* V15 */
 		if (p->state != VOTE_CREATED)
 			return NULL;
 		if ((*err = ballots_from_list(p, r->data, r->dlen, r->count)))
@@ -1316,6 +1350,72 @@ int vote_set_participants(struct vote_svc *v, const char *proposal, const char *
 	return finish(v, &eb, err);
 }
 
+int vote_extend_participants(struct vote_svc *v, const char *proposal, const char *list,
+			     size_t len)
+{
+	struct evbuf eb = {.lazy = true}; /* V13 */
+	uint8_t *l, *full = NULL;
+	size_t ll, fl = 0;
+	uint32_t count;
+	struct prop *p;
+	int err;
+
+	if (vote_name_check(proposal))
+		return -EINVAL;
+	if ((err = parse_list(list, len, &l, &ll, &count)))
+		return err;
+	pthread_mutex_lock(&v->lock);
+	if (!(p = prop_find(v, proposal)) || p->state == VOTE_CREATED) {
+		err = -ENOENT;
+	} else if (same_list(p, l, ll, count)) {
+		err = 0;
+		eb.lsn = p->lsn;
+	} else if (p->state != VOTE_OPENED) {
+		err = -EROFS;
+	} else {
+		/* the record's list: the participants in their order, then the
+		 * new names in the written order (extend() wants that prefix) */
+		if (!(full = malloc(ll + 1))) {
+			err = -ENOMEM;
+			goto out;
+		}
+		for (unsigned i = 0; i < p->nb; i++) {
+			size_t k = strlen(p->b[i].name) + 1;
+			bool listed = false;
+			for (size_t o = 0; o < ll && !listed; o += strlen((char *)l + o) + 1)
+				listed = !strcmp((char *)l + o, p->b[i].name);
+			if (!listed || fl + k > ll) {
+				err = -EEXIST; /* a name left out: not an extension */
+				goto out;
+			}
+			memcpy(full + fl, p->b[i].name, k);
+			fl += k;
+		}
+		for (size_t o = 0; o < ll; o += strlen((char *)l + o) + 1)
+			if (!ballot_find(p, (char *)l + o)) {
+				size_t k = strlen((char *)l + o) + 1;
+				memcpy(full + fl, l + o, k);
+				fl += k;
+			}
+		struct vrec r = {.kind = VREC_OPEN,
+				 .id = p->id,
+				 .data = full,
+				 .dlen = fl,
+				 .count = count,
+				 .time_ns = p->opened_ns,
+				 .deadline_ns = p->deadline_ns};
+		strcpy(r.name, p->name);
+		err = log_apply(v, &r, NULL, &eb.lsn);
+		if (!err)
+			p->lsn = eb.lsn;
+	}
+out:
+	pthread_mutex_unlock(&v->lock);
+	free(l);
+	free(full);
+	return finish(v, &eb, err);
+}
+
 /* vote_cast and vote_cast_external. log: write a VOTE record (else the
  * caller's record is the vote). */
 static int cast(struct vote_svc *v, const char *proposal, const char *participant, bool yes,
@@ -1451,6 +1551,7 @@ int vote_remove(struct vote_svc *v, const char *proposal, uint32_t uid)
 	} else {
 		struct vrec r = {.kind = VREC_REMOVE, .id = p->id, .uid = uid};
 		strcpy(r.name, p->name);
+		ev_push(&eb, VEV_REMOVED, p); /* before log_apply frees p */
 		err = log_apply(v, &r, NULL, &eb.lsn);
 	}
 	pthread_mutex_unlock(&v->lock);
@@ -1492,8 +1593,11 @@ int vote_tick(struct vote_svc *v, uint64_t *next)
 				gone = p->decided_ns + v->opts.retain_ns;
 			if (!gone)
 				continue;
-			if (gone <= now_rt && !*pin_find(v, p->name))
+			if (gone <= now_rt && !*pin_find(v, p->name)) {
+				if (p->state == VOTE_CREATED) /* no decision will come */
+					ev_push(&eb, VEV_REMOVED, p);
 				prop_drop(v, p); /* V10: not logged, replay repeats it */
+			}
 			else if (gone <= now_rt) /* pinned: again once unpinned */
 				nx = min_next(nx, now_mono + 1000000000ull);
 			else

@@ -117,6 +117,16 @@
  *     it cannot get a proposal committed after a successor was granted.
  *     The vote service reads no lease itself: the fence is an opaque name
  *     and number to it.
+ *  V15 A list written in pieces (a shell's `{ echo alice; echo bob; } >
+ *     participants` makes one write(2) a line, and SPEC §3 acts on each):
+ *     vote_extend_participants, for the writes after the first through
+ *     the same open file, adds the names not yet listed while the vote is
+ *     open — an OPEN record with the whole list (the participants first,
+ *     in order; opened and deadline unchanged), which replay applies as
+ *     the same extension. Only additions: a list that leaves out a
+ *     participant is -EEXIST (V4), and after the decision -EROFS. Adding
+ *     participants can only make a commit harder, never easier, so a vote
+ *     cast between the pieces stands.
  *
  * External votes (shared.md; the DTC): a prepared transaction's PREPARE
  * record is its vote, so vote_cast_external registers the vote in memory
@@ -192,7 +202,9 @@ struct vote_backend {
 	void *arg;
 };
 
-enum vote_event_kind { VEV_OPENED = 1, VEV_VOTE, VEV_DECIDED };
+/* VEV_REMOVED: a proposal that was never decided is gone (rmdir, or its
+ * timeout while never opened: V10, V11), so no decision will come. */
+enum vote_event_kind { VEV_OPENED = 1, VEV_VOTE, VEV_DECIDED, VEV_REMOVED };
 
 /* Valid during the call only. */
 struct vote_event {
@@ -291,6 +303,11 @@ int vote_set_timeout(struct vote_svc *v, const char *proposal, uint64_t timeout_
 int vote_set_fence(struct vote_svc *v, const char *proposal, const char *lease, uint64_t token);
 /* V4: the list as written (separators per V4); by as vote_cast's. 0 (opened, or the same
  * list again), -EEXIST a different list, -EINVAL, -ENOENT, -EIO. */
+/* V15: list (as vote_set_participants) holds every participant of the
+ * open proposal and more: those join. 0 (also: the same list), -EEXIST a
+ * participant left out, -EROFS decided, -ENOENT not open, -EINVAL, -EIO. */
+int vote_extend_participants(struct vote_svc *v, const char *proposal, const char *list,
+			     size_t len);
 /* V13: the proposal's records so far (create, payload, timeout, opening)
  * made durable now, for a caller that must not lose it (the state
  * service's replace, whose rename returns once the proposal is open).

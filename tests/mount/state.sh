@@ -371,6 +371,9 @@ voter() { # proposal name ballot
 
 test_participants() {
 	local S=$TM_MNT/.txdir/state C=$TM_MNT/.txdir/consensus v out pid P w1 w2 wout
+	{ echo alice; echo bob; } >"$S/participants" && [ "$(cat "$S/participants")" = alice,bob ] &&
+		ok "participants: { echo alice; echo bob; } > participants: both, read back normalised" ||
+		{ not_ok "participants: pieces: '$(cat "$S/participants")'"; return; }
 	echo alice bob >"$S/participants" && [ "$(cat "$S/participants")" = alice,bob ] &&
 		ok "participants: written, read back normalised" ||
 		{ not_ok "participants: '$(cat "$S/participants")'"; return; }

@@ -12,6 +12,10 @@
 #                 EEXIST), duplicated or empty EINVAL; payload over 1 MiB
 #                 EFBIG at close; timeout/payload after opening EROFS; bad
 #                 proposal names EINVAL; rmdir of an open proposal EBUSY.
+#   pieces        `{ echo alice; echo bob; echo carol; } > participants`
+#                 (a write a line) opens the vote with all three.
+#   never opened  removed after its timeout with nothing else happening;
+#                 a blocked reader of its wait gets ENOENT.
 #   first no      the first no decides at once: "aborted no from bob".
 #   wait          a reader of wait blocks (O_NONBLOCK: EAGAIN; poll: not
 #                 ready) and gets the decision when the last vote comes; a
@@ -176,6 +180,37 @@ except OSError as e: print(errno.errorcode[e.errno])' "$C/proposals/bad/payload"
 	check "errnos: mkdir in decisions EPERM" "$(derr mkdir "$C/decisions/x")" EPERM
 }
 
+# A list written in pieces (one write(2) a line) makes one list (vote.h V15).
+test_pieces() {
+	mkdir "$C/proposals/pc" || { not_ok "pieces: mkdir"; return; }
+	{ echo alice; echo bob; echo carol; } >"$C/proposals/pc/participants"
+	local rc=$?
+	check "pieces: { echo alice; echo bob; echo carol; } > participants: one list" \
+		"$rc $(tr '\n' ' ' <"$C/proposals/pc/participants")" "0 alice bob carol "
+	echo yes >"$C/votes/pc/alice"
+	check "pieces: alice's yes alone does not decide" "$(ls "$C/decisions" | grep -c '^pc$')" 0
+	check "pieces: a later open file may not add (write-once)" \
+		"$(werr "$C/proposals/pc/participants" "alice,bob,carol,dave")" EEXIST
+	echo yes >"$C/votes/pc/bob" && echo yes >"$C/votes/pc/carol"
+	check "pieces: all three yes commit" "$(cat "$C/decisions/pc")" committed
+}
+
+# A never-opened proposal goes after its timeout, and a reader of its wait
+# learns it (ENOENT) rather than waiting for ever (V10).
+test_never_opened() {
+	mkdir "$C/proposals/stale" && echo 1 >"$C/proposals/stale/timeout" ||
+		{ not_ok "never opened: mkdir"; return; }
+	local out=$TM_DIR/stale.out pid
+	(timeout 30 cat "$C/proposals/stale/wait" >/dev/null 2>&1; echo "rc=$?" >"$out") &
+	pid=$!
+	BG+=("$pid")
+	wait_for 100 test ! -e "$C/proposals/stale" &&
+		check "never opened: gone after its 1 s timeout, without other traffic" ok ok ||
+		not_ok "never opened: still there: $(ls "$C/proposals")"
+	wait "$pid"
+	check "never opened: its wait reader ends (ENOENT), not at its own timeout" "$(cat "$out")" rc=1
+}
+
 test_first_no() {
 	propose n "alice,bob,carol" || { not_ok "first no: open"; return; }
 	echo yes >"$C/votes/n/alice"
@@ -282,6 +317,8 @@ tm_mount "$OPTS" || { not_ok "mount"; tm_summary; exit 1; }
 C=$TM_MNT/.txdir/consensus
 test_basic
 test_errnos
+test_pieces
+test_never_opened
 test_first_no
 test_wait
 test_nobody

@@ -45,7 +45,7 @@ static void advance(uint64_t ns)
 
 struct seen {
 	pthread_mutex_t lock;
-	int opened, votes, decided;
+	int opened, votes, decided, removed;
 	char last[64][128]; /* "P outcome reason" of each decision */
 };
 
@@ -60,6 +60,8 @@ static void on_event(void *arg, const struct vote_event *ev)
 		w->opened++;
 	else if (ev->kind == VEV_VOTE)
 		w->votes++;
+	else if (ev->kind == VEV_REMOVED)
+		w->removed++;
 	else if (w->decided < 64)
 		snprintf(w->last[w->decided++], 128, "%s %s %s", ev->proposal,
 			 vote_outcome_name(ev->outcome), ev->reason);
@@ -508,8 +510,10 @@ Test(vote, V10_retention_removes_decided_and_never_opened)
 	cr_assert_eq(vote_tick(svc, &next), 0);
 	cr_assert_eq(next, clk_mono + 10 * S, "the never-opened one goes first");
 	advance(10 * S);
+	cr_assert_eq(seen.removed, 0);
 	cr_assert_eq(vote_tick(svc, &next), 0);
 	cr_assert_eq(vote_get(svc, "never", &vi), -ENOENT, "never opened: gone after its timeout");
+	cr_assert_eq(seen.removed, 1, "its waiters learn no decision will come");
 	cr_assert_eq(vote_get(svc, "d", &vi), 0);
 	cr_assert_eq(next, clk_mono + 90 * S);
 	advance(90 * S - 1);
@@ -518,6 +522,7 @@ Test(vote, V10_retention_removes_decided_and_never_opened)
 	advance(1);
 	cr_assert_eq(vote_tick(svc, &next), 0);
 	cr_assert_eq(vote_get(svc, "d", &vi), -ENOENT, "removed after it");
+	cr_assert_eq(seen.removed, 1, "a decided one's removal is no news");
 	cr_assert_eq(next, 0);
 	/* a restart repeats the removals from the records' stamps */
 	svc = restart(svc, mlog.n, &(struct vote_opts){.sync = true, .retain_ns = 100 * S});
@@ -536,6 +541,7 @@ Test(vote, V11_remove_rules)
 	cr_assert_eq(vote_remove(svc, "open", 1000), -EBUSY);
 	cr_assert_eq(vote_remove(svc, "nope", 1000), -ENOENT);
 	cr_assert_eq(vote_remove(svc, "c", 0), 0, "root may");
+	cr_assert_eq(seen.removed, 1);
 	cr_assert_eq(vote_create(svc, "c", 1000), 0);
 	cr_assert_eq(vote_remove(svc, "c", 1000), 0, "its creator may");
 	cr_assert_eq(vote_cast(svc, "open", "a", false, NULL), 0);
@@ -817,6 +823,56 @@ Test(vote, V14_the_fence_survives_a_restart_and_is_asked_at_start)
 	svc = restart(svc, mlog.n - 1, &o); /* the DECIDE record lost */
 	cr_assert_eq(outcome(svc, "s", reason), VOTE_ABORTED);
 	cr_assert_str_eq(reason, "lease job not held with token 5");
+}
+
+/* ---- V15: a list written in pieces ----------------------------------------------------- */
+
+Test(vote, V15_extend_adds_names_while_open_and_replays)
+{
+	struct vote_opts o = opts();
+	char reason[VOTE_REASON_MAX + 64], want[4096], got[4096];
+
+	propose(svc, "x", 1000, "alice\n");
+	cr_assert_eq(vote_extend_participants(svc, "x", "alice\nbob\n", 10), 0);
+	cr_assert_eq(vote_cast(svc, "x", "alice", true, NULL), 0, "a vote between the pieces");
+	cr_assert_eq(outcome(svc, "x", NULL), VOTE_OPEN, "alice's yes did not decide yet");
+	cr_assert_eq(vote_extend_participants(svc, "x", "alice\nbob\ncarol\n", 16), 0);
+	cr_assert_eq(vote_extend_participants(svc, "x", "carol,alice,bob", 15), 0, "the same set");
+	cr_assert_eq(vote_extend_participants(svc, "x", "alice,carol,dave", 16), -EEXIST,
+		     "bob left out");
+	cr_assert_eq(vote_extend_participants(svc, "x", "alice,,", 7), -EEXIST, "a subset");
+	cr_assert_eq(vote_extend_participants(svc, "x", "alice alice", 11), -EINVAL);
+	cr_assert_eq(vote_extend_participants(svc, "nope", "a", 1), -ENOENT);
+	cr_assert_eq(vote_create(svc, "created", 1000), 0);
+	cr_assert_eq(vote_extend_participants(svc, "created", "a", 1), -ENOENT, "not open");
+	struct vote_info vi;
+	cr_assert_eq(vote_get(svc, "x", &vi), 0);
+	cr_assert_eq(vi.participants, 3);
+	cr_assert_eq(vi.yes, 1);
+	cr_assert_eq(vote_cast(svc, "x", "bob", true, NULL), 0);
+	state_of(svc, want, sizeof(want));
+	/* replay and a snapshot give the same three participants */
+	struct vote_svc *b = open_svc(&o);
+	cr_assert_eq(replay_range(b, 0, mlog.n), 0);
+	cr_assert_eq(replay_range(b, 0, mlog.n), 0);
+	cr_assert_eq(vote_start(b), 0);
+	state_of(b, got, sizeof(got));
+	cr_assert_str_eq(got, want);
+	void *snap;
+	size_t len;
+	cr_assert_eq(vote_snapshot_encode(b, &snap, &len), 0);
+	vote_close(b);
+	b = open_svc(&o);
+	cr_assert_eq(vote_snapshot_decode(b, snap, len), 0);
+	cr_assert_eq(replay_range(b, 0, mlog.n), 0);
+	cr_assert_eq(vote_start(b), 0);
+	state_of(b, got, sizeof(got));
+	cr_assert_str_eq(got, want);
+	free(snap);
+	vote_close(b);
+	cr_assert_eq(vote_cast(svc, "x", "carol", true, NULL), 0);
+	cr_assert_eq(outcome(svc, "x", reason), VOTE_COMMITTED);
+	cr_assert_eq(vote_extend_participants(svc, "x", "alice,bob,carol,dave", 20), -EROFS);
 }
 
 Test(vote, replay_refuses_garbage)
