@@ -602,12 +602,12 @@ static int prepare(struct txd_fs *fs, struct txn *t, const char *proposal, const
 		return t->state == TXN_PREPARED	   ? -EBUSY
 		       : t->state == TXN_COMMITTED ? -EINVAL
 						   : -EBUSY;
-	enum vote_outcome o;
-	int err = vote_outcome(svc_vote(fs->svc), proposal, &o, NULL, 0);
+	/* a vote it could not cast refuses the prepare with nothing changed:
+	 * P unknown, not open or decided, NAME not a participant, or NAME
+	 * voted no already */
+	int err = vote_check_cast(svc_vote(fs->svc), proposal, participant, true);
 	if (err)
 		return err;
-	if (o != VOTE_OPEN)
-		return -EROFS;
 	err = txn_commit_checks(fs, t);
 	if (err && t->state == TXN_ABORTED) { /* a lost conflict: vote no, with why */
 		char *why = strdup(t->status);

@@ -14,8 +14,10 @@
  *                  record (dtc_prepare): RESOLVE record--> TXN_ABORTED
  *
  * dtc_prepare runs steps 1-2b of a commit (txn.h; busy cases leave it
- * active with last_error), checks that P is open (vote_outcome: -ENOENT
- * unknown, -EROFS decided; nothing changes), makes the packs durable and
+ * active with last_error), checks that its vote could be cast
+ * (vote_check_cast: -ENOENT P unknown or not open or NAME not a
+ * participant, -EROFS decided, -EEXIST NAME voted no; nothing changes,
+ * the transaction stays active), makes the packs durable and
  * appends ONE WAL_REC_PREPARE record — txid, P, NAME, the transaction's
  * name, uid, its write set (entries and inodes), its ops (the commit
  * record's body without the directory merge) and, per directory it

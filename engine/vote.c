@@ -1418,6 +1418,26 @@ out:
 
 /* vote_cast and vote_cast_external. log: write a VOTE record (else the
  * caller's record is the vote). */
+int vote_check_cast(struct vote_svc *v, const char *proposal, const char *participant, bool yes)
+{
+	struct ballot *b;
+	struct prop *p;
+	int err = 0;
+
+	if (vote_name_check(proposal) || vote_name_check(participant))
+		return -EINVAL;
+	pthread_mutex_lock(&v->lock);
+	if (!(p = prop_find(v, proposal)) || p->state == VOTE_CREATED ||
+	    !(b = ballot_find(p, participant)))
+		err = -ENOENT;
+	else if (p->state != VOTE_OPENED || overdue(p, txd_os->now_monotonic_ns()))
+		err = -EROFS;
+	else if (b->vote >= 0 && b->vote != (int8_t)yes)
+		err = -EEXIST;
+	pthread_mutex_unlock(&v->lock);
+	return err;
+}
+
 static int cast(struct vote_svc *v, const char *proposal, const char *participant, bool yes,
 		const char *reason, bool log, const struct proc_id *by)
 {

@@ -324,6 +324,12 @@ int vote_cast(struct vote_svc *v, const char *proposal, const char *participant,
  * already cast), -EROFS (already decided), -EINVAL (bad names), -EIO. */
 int vote_cast_external(struct vote_svc *v, const char *proposal, const char *participant, bool yes,
 		       const char *reason, bool replaying);
+/* What a cast of this vote would meet, without casting (a read: takes
+ * v->lock only): 0 (it would count, or the same vote is there), -ENOENT (no
+ * such open proposal, or participant), -EEXIST (a different vote is
+ * there), -EROFS (decided, or past its deadline), -EINVAL. For a caller
+ * that must not act before a vote it cannot cast (a prepare, dtc.h). */
+int vote_check_cast(struct vote_svc *v, const char *proposal, const char *participant, bool yes);
 /* V11. -ENOENT, -EPERM, -EBUSY, -EIO. */
 int vote_remove(struct vote_svc *v, const char *proposal, uint32_t uid);
 /* Decide the overdue (V2), remove what retention removes (V10). *next (may

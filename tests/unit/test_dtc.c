@@ -482,6 +482,17 @@ Test(dtc, bad_prepares)
 		cr_expect_eq(tt_txn_cmd(fs, "t", bad[k]), -EINVAL, "\"%s\"", bad[k]);
 	cr_expect_eq(prepare("t", "nosuch", "alice"), -ENOENT);
 	expect_status_prefix("t", "active");
+	/* a vote it could not cast: refused before anything, still active */
+	cr_expect_eq(prepare("t", "P", "alcie"), -ENOENT, "not a participant");
+	expect_status_prefix("t", "active");
+	cr_assert_eq(tt_mkdir(fs, ".txdir/consensus/proposals/C"), 0);
+	cr_expect_eq(prepare("t", "C", "alice"), -ENOENT, "created, not open");
+	expect_status_prefix("t", "active");
+	open_proposal("N");
+	cr_assert_eq(vote("N", "alice", false), 0);
+	cr_assert_eq(outcome("N"), VOTE_ABORTED);
+	cr_expect_eq(prepare("t", "N", "alice"), -EROFS, "decided");
+	expect_status_prefix("t", "active");
 	cr_assert_eq(prepare("t", "P", "alice"), 0);
 	cr_expect_eq(prepare("t", "P", "alice"), 0); /* the same again */
 	cr_expect_eq(prepare("t", "P", "bob"), -EBUSY);
