@@ -589,12 +589,74 @@ static int parse_fence(const cJSON *l, struct fence *fe)
 
 /* update's envelope: 0 and *doc (malloc'd), *if_version, *fenced and *fe
  * (if_lease); -EINVAL. */
+/* Past the JSON value at b[k] (valid JSON: state_check_json). */
+static size_t skip_value(const char *b, size_t len, size_t k)
+{
+	int depth = 0;
+
+	do {
+		if (b[k] == '"') {
+			for (k++; k < len && b[k] != '"'; k++)
+				if (b[k] == '\\')
+					k++;
+			k++;
+		} else if (b[k] == '{' || b[k] == '[') {
+			depth++;
+			k++;
+		} else if (b[k] == '}' || b[k] == ']') {
+			depth--;
+			k++;
+		} else if (depth > 0) {
+			k++;
+		} else { /* a number, true, false, null */
+			while (k < len && !strchr(",}] \t\r\n", b[k]))
+				k++;
+		}
+	} while (k < len && depth > 0);
+	return k;
+}
+
+/* The bytes of top-level member name of the JSON object b (valid JSON),
+ * when its key is written without escapes: 0, else -ENOENT. */
+static int raw_member(const char *b, size_t len, const char *name, const char **val,
+		      size_t *vlen)
+{
+	size_t k = 0, nl = strlen(name);
+
+#define WS() while (k < len && strchr(" \t\r\n", b[k]) && b[k]) k++
+	WS();
+	if (k >= len || b[k++] != '{')
+		return -ENOENT;
+	for (;;) {
+		WS();
+		if (k >= len || b[k] != '"')
+			return -ENOENT;
+		size_t ks = k + 1, ke = skip_value(b, len, k) - 1; /* the key's quotes */
+		k = ke + 1;
+		WS();
+		if (k >= len || b[k++] != ':')
+			return -ENOENT;
+		WS();
+		size_t vs = k;
+		k = skip_value(b, len, k);
+		if (ke - ks == nl && !memcmp(b + ks, name, nl)) {
+			*val = b + vs;
+			*vlen = k - vs;
+			return 0;
+		}
+		WS();
+		if (k >= len || b[k++] != ',')
+			return -ENOENT;
+	}
+#undef WS
+}
+
 static int parse_update(const char *b, size_t len, char **doc, uint64_t *if_version,
 			bool *fenced, struct fence *fe)
 {
 	cJSON *o, *it;
 	const cJSON *v = NULL, *d = NULL, *l = NULL;
-	int err = state_check(b, len) == 0 ? 0 : -EINVAL;
+	int err = state_check_json(b, len);
 
 	if (err)
 		return err;
@@ -619,7 +681,13 @@ static int parse_update(const char *b, size_t len, char **doc, uint64_t *if_vers
 	if (!err && l)
 		err = parse_fence(l, fe);
 	if (!err) {
-		char *p = cJSON_PrintUnformatted(d);
+		/* the document's own bytes (numbers, key order and spacing as
+		 * written, as a plain write keeps them); cJSON's rendering only
+		 * if "document" was spelt with escapes */
+		const char *raw = NULL;
+		size_t rl = 0;
+		char *p = raw_member(b, len, "document", &raw, &rl) ? cJSON_PrintUnformatted(d)
+								    : strndup(raw, rl);
 		size_t n = p ? strlen(p) : 0;
 		char *nl = p ? realloc(p, n + 2) : NULL;
 		if (!nl) {
@@ -696,7 +764,7 @@ static bool complete_object(const struct sfile *f)
 	/* parse only what could be whole: '{' ... '}' (a document written in
 	 * many writes is not parsed at each one) */
 	return e - k >= 2 && f->buf[k] == '{' && f->buf[e - 1] == '}' &&
-	       state_check(f->buf, f->len) == 0;
+	       state_check_json(f->buf, f->len) == 0;
 }
 
 ssize_t ctl_state_write(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f,

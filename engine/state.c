@@ -194,11 +194,14 @@ void state_close(struct state_svc *s)
 
 int state_check(const char *doc, size_t len)
 {
+	return len > STATE_DOC_MAX ? -EFBIG : state_check_json(doc, len);
+}
+
+int state_check_json(const char *doc, size_t len)
+{
 	const char *end = NULL;
 	cJSON *j;
 
-	if (len > STATE_DOC_MAX)
-		return -EFBIG;
 	if (len == 0)
 		return -EINVAL;
 	/* cJSON skips every byte <= 32 as whitespace: a NUL or another control

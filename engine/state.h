@@ -207,6 +207,9 @@ int state_snapshot_decode(struct state_svc *s, const void *buf, size_t len);
 /* 0 if doc (len bytes, need not be NUL-terminated) is one JSON value with
  * only whitespace around it, of at most STATE_DOC_MAX bytes; -EFBIG, -EINVAL. */
 int state_check(const char *doc, size_t len);
+/* The same without the size limit (an update's envelope holds a document
+ * of up to STATE_DOC_MAX bytes and more): 0 or -EINVAL. */
+int state_check_json(const char *doc, size_t len);
 
 /* Replace the document (S1-S4, S6). if_version: STATE_ANY or the version
  * the caller read. *version (may be NULL) gets the new version.

@@ -655,7 +655,7 @@ Test(state, ctl_update_compare_and_swap)
 
 	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
 	cr_assert_eq(tt_put(fs, UPD, u0, strlen(u0)), 0);
-	expect_file(fs, DOC, "{\"n\":1}\n");
+	expect_file(fs, DOC, "{\"n\": 1}\n");
 	cr_assert_eq(tt_put(fs, UPD, u0, strlen(u0)), -EBUSY, "stale");
 	const char *bad[] = { "{\"document\": 1}", "{\"if_version\": \"1\", \"document\": 1}",
 			      "{\"if_version\": 1.5, \"document\": 1}",
@@ -668,6 +668,40 @@ Test(state, ctl_update_compare_and_swap)
 	const char *u1 = "{\"if_version\": 1, \"document\": [true]}";
 	cr_assert_eq(tt_put(fs, UPD, u1, strlen(u1)), 0);
 	cr_assert_eq(xversion(fs), 2);
+	txd_fs_close(fs);
+	tt_rmtree(store);
+	free(store);
+}
+
+/* update keeps the document's own bytes (big numbers, spacing, order), and
+ * its limit is the document's, not the envelope's */
+Test(state, ctl_update_keeps_the_documents_bytes_up_to_the_limit)
+{
+	char *store = tt_mkstore();
+	struct txd_fs *fs;
+
+	cr_assert_eq(txd_fs_open(store, &DUR, &fs, NULL), 0);
+	const char *u0 = "{\"document\" :{\"id\": 12345678901234567890123, \"f\": 1.10,"
+			 " \"s\": \"}]\\\"{\"} , \"if_version\": 0}";
+	cr_assert_eq(tt_put(fs, UPD, u0, strlen(u0)), 0);
+	expect_file(fs, DOC, "{\"id\": 12345678901234567890123, \"f\": 1.10, \"s\": \"}]\\\"{\"}\n");
+	const char *u1 = "{\"if_version\": 1, \"\\u0064ocument\": [1, 2]}";
+	cr_assert_eq(tt_put(fs, UPD, u1, strlen(u1)), 0, "an escaped key: parsed");
+	expect_file(fs, DOC, "[1,2]\n");
+	/* a document of STATE_DOC_MAX bytes (with its newline) in an envelope */
+	size_t dl = STATE_DOC_MAX - 1;
+	char *big = malloc(dl + 64);
+	int h = sprintf(big, "{\"if_version\": 2, \"document\": \"");
+	memset(big + h, 'x', dl - 2);
+	sprintf(big + h + dl - 2, "\"}");
+	cr_assert_eq(tt_put(fs, UPD, big, strlen(big)), 0, "1 MiB document: %zu bytes", strlen(big));
+	cr_assert_eq(xversion(fs), 3);
+	h = sprintf(big, "{\"if_version\": 3, \"document\": \"");
+	memset(big + h, 'y', dl - 1);
+	sprintf(big + h + dl - 1, "\"}");
+	cr_assert_eq(tt_put(fs, UPD, big, strlen(big)), -EFBIG, "one byte more");
+	cr_assert_eq(xversion(fs), 3);
+	free(big);
 	txd_fs_close(fs);
 	tt_rmtree(store);
 	free(store);
@@ -880,7 +914,7 @@ Test(state, V9_a_replace_event_lost_with_the_event_log_is_derived_once)
  * renamed over the document. After a process death or a power cut at any
  * I/O call: the document is the old or a new one, whole, with its own
  * version, and every acknowledged replace survived (S1, S6). */
-static const char *const GEN[] = { "{}\n", "{\"gen\": 1}", "[\"gen\",2]\n", "{\"gen\": 3}" };
+static const char *const GEN[] = { "{}\n", "{\"gen\": 1}", "[\"gen\", 2]\n", "{\"gen\": 3}" };
 
 static int workload3(struct txd_fs *fs)
 {
@@ -1088,7 +1122,7 @@ Test(state, S8_update_close_returns_committed_after_the_votes)
 	cr_assert_eq(xversion(fs), 0);
 	cr_assert_eq(cast(fs, "state-1", "bob", true), 0);
 	cr_assert_eq(update_close(fs, fh), 0);
-	expect_file(fs, DOC, "{\"n\":1}\n");
+	expect_file(fs, DOC, "{\"n\": 1}\n");
 	cr_assert_eq(xversion(fs), 1);
 	expect_pending(fs, NULL);
 	txd_fs_close(fs);
