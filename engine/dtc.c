@@ -589,8 +589,6 @@ static int prepare(struct txd_fs *fs, struct txn *t, const char *proposal, const
 			       : -EBUSY;
 	if (t->state != TXN_ACTIVE)
 		return t->state == TXN_COMMITTED ? -EINVAL : -EBUSY;
-	if (t->readonly || !t->log.nops)
-		return -EINVAL;
 	if (!fs->svc)
 		return -ENOENT;
 	txn_wait_writers(fs, t);

@@ -28,9 +28,11 @@
  * for the record's sync, then casts the vote (vote_cast_external yes). A
  * refused cast (P vanished or was decided meanwhile) resolves it as aborted
  * (RESOLVE record) and the prepare fails with that errno.
- * Refused without any change: read-only or empty transactions (-EINVAL:
- * nothing to vote on; PostgreSQL's PREPARE of a read-only transaction only
- * ends it), names not per SPEC §6 (-EINVAL), a writer in the view past the
+ * An empty or read-only transaction prepares too (a PREPARE record with
+ * no ops, nothing locked): a worker that had nothing to change still
+ * votes yes, or every other worker's vote would time out waiting for it,
+ * and the decision ends it (committed: an empty commit record).
+ * Refused without any change: names not per SPEC §6 (-EINVAL), a writer in the view past the
  * bound or in the main tree on its write set (-EBUSY, last_error), another
  * prepare of a prepared one (-EBUSY; the same P and NAME again: 0), an
  * ended one (as a commit again, txn.h T7; -EINVAL once committed).

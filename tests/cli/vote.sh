@@ -242,6 +242,24 @@ expect "run --prepare with CMD failing: CMD's code, voted no" 3 "voted no as w1 
 mc decision "$M" d3
 expect "CMD failing aborted P: no from w1" 1 "^aborted no from w1$"
 
+# CMD changed nothing (an rsync with nothing to do): it still votes yes, so
+# the other participant's yes commits
+mc propose "$M" d4 --participants w1,v --timeout 120
+timeout -k 5 60 "$MOUNTCTL" run "$M" --name t4 --prepare d4 --as w1 -- true >"$T/r4.out" 2>&1 &
+RPID=$!
+if until_true 300 status_is t4 "prepared d4"; then
+	ok "run --prepare of a CMD that changed nothing: prepared d4, its yes cast"
+else
+	not_ok "run --prepare of a CMD that changed nothing: prepared d4" "$(timeout 5 cat "$M/.txdir/txn/t4/status" 2>&1; cat "$T/r4.out")"
+fi
+mc vote "$M" d4 v yes
+wait "$RPID"
+RC=$?
+OUT=$(cat "$T/r4.out")
+expect "run --prepare of a CMD that changed nothing: exit 0 once committed" 0
+mc decision "$M" d4
+expect "the decision: committed (w1's yes counted)" 0 "^committed$"
+
 mc run "$M" --prepare nope --as w1 -- touch "$B/ran"
 expect "run --prepare of a missing proposal: 125" 125 "no proposal nope"
 if [ -e "$B/ran" ]; then not_ok "CMD did not run"; else ok "CMD did not run"; fi

@@ -135,8 +135,10 @@ test_prepare_bad() {
 		[ "$(write_err "$T/pb/ctl" "prepare P as a b")" = EINVAL ] &&
 		[ "$(write_err "$T/pb/ctl" "prepare P as")" = EINVAL ] &&
 		ok "prepare bad: malformed is EINVAL" || not_ok "prepare bad: malformed"
-	mkdir "$T/pe" && [ "$(write_err "$T/pe/ctl" "prepare P as alice")" = EINVAL ] &&
-		ok "prepare bad: an empty transaction is EINVAL" || not_ok "prepare bad: empty"
+	mkdir "$T/pe" && [ "$(write_err "$T/pe/ctl" "prepare nosuch as alice")" = ENOENT ] &&
+		grep -q '^active' "$T/pe/status" &&
+		ok "prepare bad: an empty transaction's prepare meets what its vote would (ENOENT), still active" ||
+		not_ok "prepare bad: empty: $(cat "$T/pe/status")"
 	rmdir "$T/pb" "$T/pe"
 }
 

@@ -469,11 +469,6 @@ Test(dtc, the_write_set_is_locked_while_prepared)
 Test(dtc, bad_prepares)
 {
 	open_proposal("P");
-	cr_assert_eq(tt_txn_begin(fs, "empty"), 0);
-	cr_expect_eq(prepare("empty", "P", "alice"), -EINVAL);
-	cr_assert_eq(tt_txn_begin(fs, "ro"), 0);
-	cr_assert_eq(tt_txn_cmd(fs, "ro", "readonly"), 0);
-	cr_expect_eq(prepare("ro", "P", "alice"), -EINVAL);
 	txn_with_file("t", "f", "x");
 	static const char *const bad[] = {
 		"prepare P",	    "prepare P as",	  "prepare P as ",  "prepare P  as a",
@@ -501,6 +496,28 @@ Test(dtc, bad_prepares)
 	txn_with_file("late", "l", "x");
 	cr_expect_eq(prepare("late", "D", "alice"), -EROFS);
 	expect_status_prefix("late", "active");
+}
+
+/* A worker with nothing to change (an empty or read-only transaction)
+ * still votes: it prepares (nothing locked), and the decision ends it. */
+Test(dtc, an_empty_or_read_only_transaction_prepares_and_votes)
+{
+	open_proposal("P");
+	cr_assert_eq(tt_txn_begin(fs, "empty"), 0);
+	cr_assert_eq(prepare("empty", "P", "alice"), 0);
+	expect_file(".txdir/txn/empty/status", "prepared P\n");
+	cr_assert_eq(tt_txn_begin(fs, "ro"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "ro", "readonly"), 0);
+	cr_assert_eq(prepare("ro", "P", "bob"), 0);
+	cr_assert_eq(outcome("P"), VOTE_COMMITTED, "both voted yes");
+	expect_status_prefix("empty", "committed");
+	expect_status_prefix("ro", "committed");
+	open_proposal("Q");
+	cr_assert_eq(tt_txn_begin(fs, "e2"), 0);
+	cr_assert_eq(prepare("e2", "Q", "alice"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "e2", "abort"), -EBUSY, "prepared (D1)");
+	cr_assert_eq(vote("Q", "bob", false), 0);
+	expect_status_prefix("e2", "aborted decision proposal=Q");
 }
 
 Test(dtc, a_conflicting_prepare_votes_no_with_the_reason)
@@ -541,6 +558,24 @@ Test(dtc, a_restart_keeps_it_prepared_and_the_decision_resolves_it)
 	expect_status_prefix("t", "committed ");
 	reopen();
 	expect_applied();
+}
+
+Test(dtc, an_empty_prepared_transaction_survives_restarts_too)
+{
+	open_proposal("P");
+	cr_assert_eq(tt_txn_begin(fs, "e"), 0);
+	cr_assert_eq(prepare("e", "P", "alice"), 0);
+	reopen(); /* a checkpoint at close, replay */
+	expect_status_prefix("e", "prepared P");
+	cr_expect_eq(tt_txn_end(fs, "e"), -EBUSY);
+	cr_assert_eq(vote("P", "bob", true), 0);
+	expect_status_prefix("e", "committed ");
+	open_proposal("Q");
+	cr_assert_eq(tt_txn_begin(fs, "f"), 0);
+	cr_assert_eq(prepare("f", "Q", "alice"), 0);
+	reopen();
+	cr_assert_eq(vote("Q", "bob", false), 0);
+	expect_status_prefix("f", "aborted decision proposal=Q reason=no from bob");
 }
 
 /* D5 */
