@@ -11,6 +11,7 @@
  * the checkpoint, so those before it must be in the file by then.
  */
 #include "clog.h"
+#include "json.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -769,7 +770,7 @@ unlock:
 	}
 	cJSON *o = render_body(rec + HDR_LEN, rlen - HDR_LEN, ok, arg);
 	free(rec);
-	char *txt = o ? cJSON_PrintUnformatted(o) : NULL;
+	char *txt = o ? json_print(o, false) : NULL;
 	cJSON_Delete(o);
 	if (!txt)
 		return -ENOMEM;

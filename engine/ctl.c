@@ -59,6 +59,7 @@
 #include "dtree.h"
 #include "events.h"
 #include "gc.h"
+#include "json.h"
 #include "svc.h"
 #include "os.h"
 #include "scrub.h"
@@ -191,7 +192,7 @@ static void render_status(struct txd_fs *fs, struct sbuf *s)
 	cJSON_AddStringToObject(o, "disk_full_reason", st.disk_full_why);
 	cJSON_AddNumberToObject(o, "reserve_bytes", (double)st.reserve_bytes);
 	cJSON_AddNumberToObject(o, "reserve_held", (double)st.reserve_held);
-	char *txt = cJSON_Print(o);
+	char *txt = json_print(o, true);
 	if (txt)
 		sb_printf(s, "%s\n", txt);
 	free(txt);
@@ -379,7 +380,7 @@ static int take(struct sbuf *s, char *txt, size_t len, int err)
  * it names none, so only root reads it. */
 static uint32_t record_uid(const char *json)
 {
-	cJSON *o = cJSON_Parse(json);
+	cJSON *o = json_parse_str(json);
 	const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "uid");
 	uint32_t uid = cJSON_IsNumber(u) ? (uint32_t)u->valuedouble : UINT32_MAX;
 	cJSON_Delete(o);

@@ -30,6 +30,7 @@
 #include "events.h"
 #include "core.h"
 #include "dtree.h"
+#include "json.h"
 #include "svc.h"
 #include "os.h"
 #include "util.h"
@@ -1058,7 +1059,7 @@ static cJSON *lease_json(const struct lease_info *li, const char *command)
 
 static int json_out(cJSON *o, char **buf, size_t *len)
 {
-	char *txt = o ? cJSON_Print(o) : NULL;
+	char *txt = o ? json_print(o, true) : NULL;
 	cJSON_Delete(o);
 	if (!txt)
 		return -ENOMEM;

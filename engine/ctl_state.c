@@ -3,6 +3,7 @@
  */
 #include "ctl_state.h"
 #include "ctl_wait.h"
+#include "json.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -421,7 +422,7 @@ static char *render_info(struct txd_fs *fs)
 		cJSON_AddStringToObject(o, "proposal", pname);
 	else
 		cJSON_AddNullToObject(o, "proposal");
-	txt = cJSON_Print(o);
+	txt = json_print(o, true);
 	cJSON_Delete(o);
 	return txt;
 }
@@ -660,7 +661,7 @@ static int parse_update(const char *b, size_t len, char **doc, uint64_t *if_vers
 
 	if (err)
 		return err;
-	o = cJSON_ParseWithLength(b, len);
+	o = json_parse(b, len);
 	if (!cJSON_IsObject(o))
 		err = -EINVAL;
 	cJSON_ArrayForEach(it, o) {
@@ -686,7 +687,7 @@ static int parse_update(const char *b, size_t len, char **doc, uint64_t *if_vers
 		 * if "document" was spelt with escapes */
 		const char *raw = NULL;
 		size_t rl = 0;
-		char *p = raw_member(b, len, "document", &raw, &rl) ? cJSON_PrintUnformatted(d)
+		char *p = raw_member(b, len, "document", &raw, &rl) ? json_print(d, false)
 								    : strndup(raw, rl);
 		size_t n = p ? strlen(p) : 0;
 		char *nl = p ? realloc(p, n + 2) : NULL;

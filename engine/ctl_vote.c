@@ -22,6 +22,7 @@
 #include "ctl_vote.h"
 #include "ctl_wait.h"
 #include "events.h"
+#include "json.h"
 #include "os.h"
 #include "svc.h"
 #include "util.h"
@@ -794,7 +795,7 @@ static int info_json(struct txd_fs *fs, const struct vote_info *vi, char **buf, 
 	} else {
 		cJSON_AddNullToObject(o, "outcome");
 	}
-	char *txt = cJSON_Print(o);
+	char *txt = json_print(o, true);
 	cJSON_Delete(o);
 	if (!txt)
 		return -ENOMEM;

@@ -3,6 +3,7 @@
  * "<time_ns> <json>" lines, rendered when .txdir/events is opened.
  */
 #include "events.h"
+#include "json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -157,7 +158,7 @@ static void note_commit(struct evlog *ev, const char *json, size_t len)
 {
 	if (len < 30 || !memmem(json, len, "\"type\":\"txn_commit\"", 19))
 		return;
-	cJSON *o = cJSON_ParseWithLength(json, len);
+	cJSON *o = json_parse(json, len);
 	cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "commit");
 	/* a number out of u64's range (a damaged line) would be undefined
 	 * behaviour to convert: it is not a commit */
@@ -247,7 +248,7 @@ void ev_emit(struct evlog *ev, uint64_t time_ns, const char *type, cJSON *fields
 	cJSON_AddStringToObject(o, "type", type);
 	for (cJSON *f = fields ? fields->child : NULL; f; f = f->next)
 		cJSON_AddItemReferenceToObject(o, f->string, f);
-	char *json = cJSON_PrintUnformatted(o);
+	char *json = json_print(o, false);
 	if (!json) {
 		cJSON_Delete(o);
 		goto out;
@@ -418,7 +419,7 @@ static char *filtered(const char *json, size_t len, ev_path_ok_fn ok, void *arg,
 	bool has_private = uid != 0 && memmem(json, len, "\"private\"", 9);
 	if (!has_path && !has_private)
 		return NULL;
-	cJSON *o = cJSON_ParseWithLength(json, len);
+	cJSON *o = json_parse(json, len);
 	cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "path");
 	cJSON *owner = cJSON_GetObjectItemCaseSensitive(o, "uid");
 	bool hide_path = has_path && cJSON_IsString(p) && !ok(arg, p->valuestring);
@@ -430,7 +431,7 @@ static char *filtered(const char *json, size_t len, ev_path_ok_fn ok, void *arg,
 	if (hide_private)
 		cJSON_ReplaceItemInObjectCaseSensitive(o, "private", cJSON_CreateString("(hidden)"));
 	if (hide_path || hide_private)
-		out = cJSON_PrintUnformatted(o);
+		out = json_print(o, false);
 	cJSON_Delete(o);
 	return out;
 }

@@ -24,6 +24,7 @@
 #include "chunk.h"
 #include "fsck.h"
 #include "gc.h"
+#include "json.h"
 #include "ns.h"
 #include "os.h"
 #include "rec.h"
@@ -1257,7 +1258,7 @@ static int check_txn_records(struct ctx *c)
 		if (m.len && (text = strndup((const char *)m.p, m.len)) == NULL)
 			err = -ENOMEM;
 		unmap(&m);
-		cJSON *j = text ? cJSON_Parse(text) : NULL;
+		cJSON *j = text ? json_parse_str(text) : NULL;
 		free(text);
 		const cJSON *txid = j ? cJSON_GetObjectItemCaseSensitive(j, "txid") : NULL;
 		const cJSON *commit = j ? cJSON_GetObjectItemCaseSensitive(j, "commit") : NULL;

@@ -3,6 +3,7 @@
  * (journal.h) over the event log.
  */
 #include "journal.h"
+#include "json.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -185,7 +186,7 @@ static void each_line(const char *txt, size_t len, void (*fn)(void *arg, const c
 		nl = memchr(line, '\n', (size_t)(txt + len - line));
 		if (!nl)
 			nl = txt + len;
-		cJSON *o = cJSON_ParseWithLength(line, (size_t)(nl - line));
+		cJSON *o = json_parse(line, (size_t)(nl - line));
 		if (o)
 			fn(arg, line, (size_t)(nl - line), o);
 		cJSON_Delete(o);
@@ -409,8 +410,8 @@ int journal_render_dead(const struct journal_proc *p, const char *txt, size_t le
 	each_line(txt, len, collect_line, &c);
 	if (!c.dead_line)
 		return -ENOENT;
-	cJSON *o = cJSON_ParseWithLength(c.dead_line, c.dead_len);
-	char *s = o ? cJSON_Print(o) : NULL;
+	cJSON *o = json_parse(c.dead_line, c.dead_len);
+	char *s = o ? json_print(o, true) : NULL;
 	cJSON_Delete(o);
 	if (!s)
 		return -ENOMEM;

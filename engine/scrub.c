@@ -18,6 +18,7 @@
 #include "core.h"
 #include "events.h"
 #include "fsck.h"
+#include "json.h"
 #include "ns.h"
 #include "os.h"
 #include "scrub.h"
@@ -567,7 +568,7 @@ char *scrub_render(struct txd_fs *fs, bool (*visible)(void *arg, const char *pat
 	pthread_mutex_unlock(&sc->lock);
 	cJSON_AddItemToObject(o, "problems", probs);
 out:;
-	char *txt = cJSON_PrintUnformatted(o);
+	char *txt = json_print(o, false);
 	cJSON_Delete(o);
 	char *line = txt ? malloc(strlen(txt) + 2) : NULL;
 	if (line)

@@ -2,6 +2,7 @@
  * svc.c — the services host (svc.h).
  */
 #include "svc.h"
+#include "json.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -186,7 +187,7 @@ static void derive_vote_events(struct svc *s)
 			*nl = 0;
 		if (!strstr(line, "\"decision\""))
 			continue;
-		cJSON *o = cJSON_Parse(line);
+		cJSON *o = json_parse_str(line);
 		const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "proposal");
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
 		for (size_t i = 0; cJSON_IsString(pr) && cJSON_IsNumber(id) && i < s->nvrp; i++)
@@ -359,7 +360,7 @@ static int logged_tokens(struct svc *s, struct logged *lg)
 			*nl = 0;
 		if (!strstr(line, "\"lease_"))
 			continue;
-		cJSON *o = cJSON_Parse(line);
+		cJSON *o = json_parse_str(line);
 		const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
 		const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "token");
 		const cJSON *rn = cJSON_GetObjectItemCaseSensitive(o, "renewed_ns");
@@ -820,7 +821,7 @@ static struct cq_ent *cq_enter(struct svc *s, const struct proc_id *id)
 	(void)lease_list(s->lease, add_held_by, &h);
 	e->c.id = *id;
 	e->c.detected_ns = txd_os->now_realtime_ns();
-	e->c.leases_json = cJSON_PrintUnformatted(h.names);
+	e->c.leases_json = json_print(h.names, false);
 	cJSON_Delete(h.names);
 	if (!e->c.leases_json) {
 		free(e);

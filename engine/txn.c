@@ -19,6 +19,7 @@
 #include "core.h"
 #include "dtc.h"
 #include "events.h"
+#include "json.h"
 #include "lease.h"
 #include "os.h"
 #include "rec.h"
@@ -286,7 +287,7 @@ static cJSON *read_record(struct txd_fs *fs, uint64_t id)
 	cJSON *j = NULL;
 	if (dir && asprintf(&path, "%s/%" PRIu64 ".json", dir, id) >= 0 &&
 	    os_read_file(path, &text, &len) == 0)
-		j = cJSON_Parse(text);
+		j = json_parse_str(text);
 	free(text);
 	free(path);
 	free(dir);
@@ -295,7 +296,7 @@ static cJSON *read_record(struct txd_fs *fs, uint64_t id)
 
 static void write_json_record(struct txd_fs *fs, uint64_t id, cJSON *j)
 {
-	char *dir = records_dir(fs), name[32], *text = cJSON_PrintUnformatted(j), *line = NULL;
+	char *dir = records_dir(fs), name[32], *text = json_print(j, false), *line = NULL;
 	snprintf(name, sizeof(name), "%" PRIu64 ".json", id);
 	if (dir && text && asprintf(&line, "%s\n", text) >= 0)
 		os_write_file_durable(dir, name, line, strlen(line)); /* as write_record's end */
@@ -1499,7 +1500,7 @@ char *txn_info_json(struct txd_fs *fs, const struct txn *t)
 	cJSON_AddItemToObject(o, "participant",
 			      t->participant ? cJSON_CreateString(t->participant) : cJSON_CreateNull());
 	cJSON_AddBoolToObject(o, "in_doubt", t->in_doubt);
-	char *text = cJSON_PrintUnformatted(o), *out = NULL;
+	char *text = json_print(o, false), *out = NULL;
 	cJSON_Delete(o);
 	if (text && asprintf(&out, "%s\n", text) < 0)
 		out = NULL;

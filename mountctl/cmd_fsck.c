@@ -28,6 +28,7 @@
 #include <cjson/cJSON.h>
 
 #include "fsck.h"
+#include "json.h"
 #include "mountctl.h"
 #include "progress.h"
 #include "txdir.h"
@@ -212,7 +213,7 @@ int cmd_fsck(const struct mc_cmd *cmd, int argc, char **argv)
 		cJSON_AddItemToObject(j, "problems", o.problems);
 		add_summary(s, &r);
 		cJSON_AddItemToObject(j, "summary", s);
-		char *t = cJSON_Print(j);
+		char *t = json_print(j, true);
 		printf("%s\n", t);
 		free(t);
 		cJSON_Delete(j);

@@ -33,6 +33,7 @@
 #include <cjson/cJSON.h>
 
 #include "fsck.h"
+#include "json.h"
 #include "mountctl.h"
 #include "ns.h"
 #include "rec.h"
@@ -57,7 +58,7 @@ static void rfc3339(uint64_t ns, char *buf, size_t cap)
 
 static void print_json(cJSON *j)
 {
-	char *t = cJSON_Print(j);
+	char *t = json_print(j, true);
 	printf("%s\n", t);
 	free(t);
 	cJSON_Delete(j);
@@ -333,7 +334,7 @@ static int show_events(const struct iargs *a)
 		char *sp = strchr(line, ' ');
 		if (!sp)
 			continue;
-		cJSON *e = cJSON_Parse(sp + 1);
+		cJSON *e = json_parse_str(sp + 1);
 		cJSON *t = e ? cJSON_GetObjectItem(e, "type") : NULL;
 		if (!cJSON_IsString(t) || !type_wanted(a->what, t->valuestring)) {
 			cJSON_Delete(e); /* E4: a torn line is skipped */
@@ -356,7 +357,7 @@ static int show_events(const struct iargs *a)
 	{
 		cJSON *t = cJSON_DetachItemFromObject(e, "time");
 		cJSON *ty = cJSON_DetachItemFromObject(e, "type");
-		char *rest = cJSON_PrintUnformatted(e);
+		char *rest = json_print(e, false);
 		printf("%-20s %-16s %s\n", cJSON_IsString(t) ? t->valuestring : "?",
 		       ty->valuestring, rest);
 		free(rest);

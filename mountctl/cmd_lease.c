@@ -69,6 +69,7 @@
 #include <cjson/cJSON.h>
 
 #include "mountctl.h"
+#include "json.h"
 
 #define LEASE_EXIT_BUSY 1
 #define LEASE_EXIT_LOST 122
@@ -952,7 +953,7 @@ static void fill_row(const char *mnt, struct lease_row *row)
 	read_leaf(dir, "owner", row->owner, sizeof(row->owner));
 	p = mc_join(dir, "info.json");
 	if (mc_read_file(p, MC_PROBE_MS, &text) >= 0)
-		row->doc = cJSON_Parse(text);
+		row->doc = json_parse_str(text);
 	if (!cJSON_IsObject(row->doc)) {
 		cJSON_Delete(row->doc);
 		row->doc = cJSON_CreateObject();
@@ -1033,7 +1034,7 @@ static int lease_list_cmd(const struct mc_cmd *cmd, int argc, char **argv)
 			cJSON_AddItemToArray(arr, rows[i].doc);
 			rows[i].doc = NULL;
 		}
-		text = cJSON_Print(doc);
+		text = json_print(doc, true);
 		printf("%s\n", text);
 		free(text);
 		cJSON_Delete(doc);

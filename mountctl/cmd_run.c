@@ -67,6 +67,7 @@
 #include <cjson/cJSON.h>
 
 #include "mountctl.h"
+#include "json.h"
 
 #define RUN_NAME_MAX 64
 #define RUN_RETRY -1 /* run_attempt: the commit lost; try again */
@@ -232,7 +233,7 @@ static void txn_id(const struct run_opts *o, const char *name, char *id, size_t 
 	cJSON *doc = NULL, *txid;
 
 	snprintf(id, len, "?");
-	if (mc_read_file(path, MC_PROBE_MS, &text) >= 0 && (doc = cJSON_Parse(text))) {
+	if (mc_read_file(path, MC_PROBE_MS, &text) >= 0 && (doc = json_parse_str(text))) {
 		txid = cJSON_GetObjectItemCaseSensitive(doc, "txid");
 		if (cJSON_IsNumber(txid))
 			snprintf(id, len, "%.0f", txid->valuedouble);
@@ -339,7 +340,7 @@ static char *last_error(const struct run_opts *o, const char *name)
 	char *path = mc_txn_path(o->mnt, name, "info.json"), *text = NULL, *out = NULL;
 	cJSON *doc = NULL, *e;
 
-	if (mc_read_file(path, MC_PROBE_MS, &text) >= 0 && (doc = cJSON_Parse(text))) {
+	if (mc_read_file(path, MC_PROBE_MS, &text) >= 0 && (doc = json_parse_str(text))) {
 		e = cJSON_GetObjectItemCaseSensitive(doc, "last_error");
 		if (cJSON_IsString(e) && *e->valuestring)
 			out = mc_strdup(e->valuestring);

@@ -28,6 +28,7 @@
 #include <cjson/cJSON.h>
 
 #include "mountctl.h"
+#include "json.h"
 #include "progress.h"
 
 enum {
@@ -66,7 +67,7 @@ static cJSON *read_state(const char *path)
 		mc_err("scrub", "%s: %s", path, strerror((int)-n));
 		return NULL;
 	}
-	cJSON *j = cJSON_Parse(text);
+	cJSON *j = json_parse_str(text);
 	if (!j)
 		mc_err("scrub", "%s: not JSON", path);
 	free(text);
@@ -209,7 +210,7 @@ int cmd_scrub(const struct mc_cmd *cmd, int argc, char **argv)
 		cJSON_AddStringToObject(j, "mount", mnt);
 		cJSON_AddStringToObject(j, "status", status);
 		cJSON_AddNumberToObject(j, "exit", rc);
-		char *t = cJSON_Print(j);
+		char *t = json_print(j, true);
 		printf("%s\n", t);
 		free(t);
 	} else {

@@ -51,6 +51,7 @@
 #include <cjson/cJSON.h>
 
 #include "mountctl.h"
+#include "json.h"
 
 #define STATE_DIR ".txdir/state"
 #define DOC_NAME "global_state.json"
@@ -84,7 +85,7 @@ static int read_version(const char *mnt, unsigned long long *out)
 		return errno || end == buf ? -EIO : 0;
 	}
 	path = spath(mnt, "info.json");
-	if (mc_read_file(path, MC_PROBE_MS, &text) >= 0 && (doc = cJSON_Parse(text))) {
+	if (mc_read_file(path, MC_PROBE_MS, &text) >= 0 && (doc = json_parse_str(text))) {
 		v = cJSON_GetObjectItemCaseSensitive(doc, "version");
 		if (cJSON_IsNumber(v) && v->valuedouble >= 0) {
 			*out = (unsigned long long)v->valuedouble;

@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "mountctl.h"
+#include "json.h"
 
 /* Parses one label value starting after the opening quote; unescapes in
  * place. Returns the position after the closing quote, or NULL. */
@@ -114,7 +115,7 @@ static int print_json(const struct mc_cmd *cmd, char *text)
 		}
 		cJSON_AddItemToArray(arr, m);
 	}
-	s = cJSON_Print(doc);
+	s = json_print(doc, true);
 	if (s)
 		puts(s);
 	else

@@ -27,6 +27,7 @@
 #include <cjson/cJSON.h>
 
 #include "mountctl.h"
+#include "json.h"
 
 enum health {
 	HEALTH_OK = 0,
@@ -58,7 +59,7 @@ static cJSON *load_status(const char *mnt, char **raw, const char **why, bool *d
 		*why = n == -ETIMEDOUT ? "not answering" : "cannot read .txdir/status.json";
 		return NULL;
 	}
-	doc = cJSON_Parse(*raw);
+	doc = json_parse_str(*raw);
 	if (!cJSON_IsObject(doc)) {
 		cJSON_Delete(doc);
 		*why = ".txdir/status.json is not a JSON object";
@@ -310,7 +311,7 @@ int cmd_check(const struct mc_cmd *cmd, int argc, char **argv)
 		cJSON_AddStringToObject(o, "health", names[h]);
 		cJSON_AddStringToObject(o, "reason", why);
 		cJSON_AddNumberToObject(o, "exit_code", h);
-		s = cJSON_PrintUnformatted(o);
+		s = json_print(o, false);
 		if (s)
 			puts(s);
 		free(s);

@@ -37,6 +37,7 @@
 #include <cjson/cJSON.h>
 
 #include "mountctl.h"
+#include "json.h"
 
 /* ---- watching: shared with status --watch ---------------------------------- */
 static volatile sig_atomic_t watch_stop;
@@ -238,7 +239,7 @@ static int take_sample(const char *mnt, struct sample *s)
 	path = mc_join(mnt, ".txdir/status.json");
 	n = mc_read_file(path, MC_PROBE_MS, &text);
 	free(path);
-	doc = n >= 0 ? cJSON_Parse(text) : NULL;
+	doc = n >= 0 ? json_parse_str(text) : NULL;
 	copy_str(doc, "store", s->store, sizeof(s->store));
 	copy_str(doc, "durability", s->durability, sizeof(s->durability));
 	cJSON_Delete(doc);

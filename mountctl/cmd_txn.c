@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "mountctl.h"
+#include "json.h"
 
 static bool has_string(const cJSON *doc, const char *key)
 {
@@ -31,7 +32,7 @@ static cJSON *txn_doc(const char *mnt, const char *name, char **raw)
 {
 	char *path = mc_txn_path(mnt, name, "info.json"), *text = NULL, *status;
 	ssize_t n = mc_read_file(path, MC_PROBE_MS, &text);
-	cJSON *doc = n >= 0 ? cJSON_Parse(text) : NULL;
+	cJSON *doc = n >= 0 ? json_parse_str(text) : NULL;
 
 	free(path);
 	*raw = NULL;
@@ -167,7 +168,7 @@ static void print_json(cJSON *list, char **raw)
 
 	printf("{\"transactions\":[");
 	cJSON_ArrayForEach(t, list) {
-		char *s = raw[i] ? NULL : cJSON_PrintUnformatted(t);
+		char *s = raw[i] ? NULL : json_print(t, false);
 
 		printf("%s\n%s", i ? "," : "", raw[i] ? raw[i] : s);
 		free(s);

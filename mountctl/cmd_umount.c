@@ -26,6 +26,7 @@
 #include <cjson/cJSON.h>
 
 #include "mountctl.h"
+#include "json.h"
 
 #define SERVER_EXIT_WAIT_S 30
 
@@ -38,7 +39,7 @@ static pid_t server_pid(const char *mnt)
 
 	if (mc_read_file(path, MC_PROBE_MS, &text) < 0)
 		goto out_free;
-	doc = cJSON_Parse(text);
+	doc = json_parse_str(text);
 	if (doc) {
 		cJSON *p = cJSON_GetObjectItemCaseSensitive(doc, "pid");
 		cJSON *s = cJSON_GetObjectItemCaseSensitive(doc, "store");

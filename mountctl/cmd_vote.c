@@ -52,6 +52,7 @@
 #include <cjson/cJSON.h>
 
 #include "mountctl.h"
+#include "json.h"
 
 #define CONSENSUS ".txdir/consensus"
 #define PAYLOAD_MAX (1024 * 1024) /* SPEC §5 */
@@ -550,10 +551,10 @@ static void print_json(const char *mnt, const char *p, int outcome, const char *
 	if (outcome == DEC_ABORTED)
 		cJSON_AddStringToObject(doc, "reason", reason);
 	if (mc_read_file(path, MC_PROBE_MS, &text) >= 0)
-		info = cJSON_Parse(text);
+		info = json_parse_str(text);
 	if (info)
 		cJSON_AddItemToObject(doc, "info", info);
-	out = cJSON_Print(doc);
+	out = json_print(doc, true);
 	printf("%s\n", out);
 	free(out);
 	free(text);

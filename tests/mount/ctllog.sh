@@ -4,6 +4,9 @@
 #
 #   json          a transaction named `a b"q` and a path holding `"`: every
 #                 line of events, info.json and every commits/ID parse as JSON
+#   bytes         names holding 0xff (a file, a lease, a transaction, a
+#                 proposal and a participant): every JSON file stays valid
+#                 UTF-8 JSON and Python reads the names back (json.h)
 #   kill -9       the events of a committed transaction survive SIGKILL of
 #                 the server (not only a checkpoint or an unmount)
 #   tail -1       `tail -1 .txdir/events` prints the newest event, after each
@@ -66,6 +69,49 @@ test_json() {
 	[ $bad = 0 ] && ok "json: events, info.json and commits/ID parse with \" in names" ||
 		not_ok "json: invalid JSON in the control tree"
 	tm_umount >/dev/null || not_ok "json: unmount"
+}
+
+# Names that are not UTF-8 (a byte 0xff): every JSON file and line stays
+# valid UTF-8 JSON, and Python reads the names back as their bytes (json.h:
+# \udcXX escapes, PEP 383).
+test_bytes() {
+	local M out pid n
+	tm_mount "$OPTS" || { not_ok "bytes: mount"; return; }
+	M=$TM_MNT
+	n=$(printf 'n\xff')
+	sleep 120 &
+	pid=$!
+	BG+=("$pid")
+	echo x >"$M/f$n" && mkdir "$M/.txdir/leases/active/$pid/l$n" && mkdir "$M/.txdir/txn/t$n" &&
+		echo y >"$M/.txdir/txn/t$n/root/v$n" && echo commit >"$M/.txdir/txn/t$n/ctl" &&
+		mkdir "$M/.txdir/consensus/proposals/p$n" &&
+		echo "a,b$n" >"$M/.txdir/consensus/proposals/p$n/participants" &&
+		echo yes >"$M/.txdir/consensus/votes/p$n/a" && echo yes >"$M/.txdir/consensus/votes/p$n/b$n" ||
+		{ not_ok "bytes: setup"; kill "$pid"; tm_umount; return; }
+	out=$(T python3 - "$M" "$pid" <<'PY' 2>&1
+import glob, json, os, sys
+M, pid = os.fsencode(sys.argv[1]), sys.argv[2].encode()
+def load(p):
+    b = open(p, "rb").read()
+    b.decode("utf-8")  # strict: raises on a raw byte
+    return [json.loads(l) for l in b.splitlines() if l.strip()] if p.endswith(b"events") else [json.loads(b)]
+files = [M + b"/.txdir/events", M + b"/.txdir/leases/active/" + pid + b"/ln\xff/info.json",
+         M + b"/.txdir/consensus/proposals/pn\xff/info.json", M + b"/.txdir/txn/tn\xff/info.json"]
+files += glob.glob(M + b"/.txdir/commits/*") + glob.glob(M + b"/.txdir/dtc/transactions/*")
+text = ""
+for f in files:
+    for j in load(f):
+        text += json.dumps(j, ensure_ascii=False)
+for want in ["fn\udcff", "ln\udcff", "pn\udcff", "tn\udcff", "vn\udcff", "bn\udcff"]:
+    if want not in text:
+        sys.exit("no %s in %d files" % (want, len(files)))
+print("ok", len(files))
+PY
+)
+	[[ $out == ok* ]] && ok "bytes: a name with 0xff in events, leases, proposals, transactions, commits: valid JSON, read back ($out files)" ||
+		not_ok "bytes: $out"
+	kill "$pid"
+	tm_umount >/dev/null || not_ok "bytes: unmount"
 }
 
 test_kill9() {
@@ -242,6 +288,7 @@ test_stats() {
 }
 
 test_json
+test_bytes
 test_kill9
 test_tail
 test_kinds
