@@ -59,6 +59,21 @@ if ! timeout 10 mkdir "$L/active/$$/probe" 2>"$T/probe.err"; then
 fi
 timeout 10 rmdir "$L/active/$$/probe"
 
+# CMD exits while mountctl checks its grant: the server releases a dead
+# holder's lease at once, and that is not a lost lease (CMD's code, never
+# 122). Checking without pause (TXDIR_LEASE_CHECK_MS=0) makes the race
+# likely: before the fix 6 runs in 20 exited 122.
+codes=""
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	TXDIR_LEASE_CHECK_MS=0 timeout -k 5 30 "$MOUNTCTL" lease "$M" race -- sh -c 'sleep 0.05; exit 7' 2>>"$T/race.err"
+	codes="$codes$? "
+done
+if [ "$codes" = "7 7 7 7 7 7 7 7 7 7 " ]; then
+	ok "CMD exiting during a grant check: its own code, 10 of 10"
+else
+	not_ok "CMD exiting during a grant check: its own code" "exits: $codes$(tail -n 3 "$T/race.err")"
+fi
+
 wait_file() { # PATH: the barrier; fails after 20 s
 	local i
 	for ((i = 0; i < 2000; i++)); do
