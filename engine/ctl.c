@@ -881,7 +881,16 @@ int ctl_rename(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 	ctl_enter(fs, parent);
 	if (ctl_state_owns(parent->ctl) && ctl_state_owns(newparent->ctl))
 		return ctl_state_rename(fs, c, parent, name, newparent, newname, flags);
-	return -EXDEV; /* control objects do not move */
+	return ctl_rename_err(parent) == -EXDEV ? -EXDEV : ctl_rename_err(newparent);
+}
+
+int ctl_rename_err(const struct node *n)
+{
+	/* The state directory's files are documents: EXDEV, so mv falls back
+	 * to a copy (SPEC §6). Everything else does not move, and EPERM stops
+	 * mv before it copies: a copy's mkdir would grant a lease or create a
+	 * proposal, its writes would vote. */
+	return ctl_state_owns(n->ctl) ? -EXDEV : -EPERM;
 }
 
 int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int flags,

@@ -72,6 +72,10 @@ int ctl_create(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 	       const char *name, mode_t mode, struct txd_entry *e);
 int ctl_rename(struct txd_fs *fs, const struct txd_cred *c, struct node *parent,
 	       const char *name, struct node *newparent, const char *newname, unsigned flags);
+/* The errno of a rename between directory n of the control tree and
+ * anywhere it cannot go (another control directory, the data tree):
+ * -EXDEV for .txdir/state/ (mv then copies a document), else -EPERM. */
+int ctl_rename_err(const struct node *n);
 /* The control tree's teardown (fs->upper_free, set by the adapter that
  * first keeps state): every adapter's free. */
 void ctl_upper_free(struct txd_fs *fs);

@@ -11,7 +11,8 @@
  *   flush, fsync  a control handle → ctl (a state document acts)
  *   create      a control parent → ctl (a temp file of .txdir/state)
  *   rename      either parent a control node → ctl (temp files of
- *               .txdir/state; EXDEV between the trees)
+ *               .txdir/state; EXDEV between state/ and elsewhere,
+ *               EPERM for every other control object: ctl_rename_err)
  *   getxattr, listxattr  a control node → ctl (user.txdir.version of
  *               the state document)
  *   opendir, releasedir, forget: handle and node bookkeeping for both
@@ -306,7 +307,7 @@ int txd_rename(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, con
 	struct node *p = fs_node(fs, parent), *np = fs_node(fs, newparent);
 	int err = !p || !np ? -ESTALE
 		  : p->ctl && np->ctl ? ctl_rename(fs, c, p, name, np, newname, flags)
-				      : -EXDEV; /* between the data and the control tree */
+		  : ctl_rename_err(p->ctl ? p : np); /* between the data and the control tree */
 	pthread_mutex_unlock(&fs->lock);
 	fs_notify_flush(fs);
 	return err;

@@ -59,6 +59,23 @@ if ! timeout 10 mkdir "$L/active/$$/probe" 2>"$T/probe.err"; then
 fi
 timeout 10 rmdir "$L/active/$$/probe"
 
+# mv of a lease (within the control tree, or a directory into it) is
+# refused with EPERM, so mv stops: with EXDEV it copied, and the copy's
+# mkdir granted a new lease
+mkdir "$L/active/$$/mvsrc" && mkdir "$M/mvdata" || not_ok "mv: setup"
+timeout 10 mv "$L/active/$$/mvsrc" "$L/active/$$/mvdst" 2>"$T/mv1.err"
+rc1=$?
+timeout 10 mv "$M/mvdata" "$L/active/$$/mvdst2" 2>"$T/mv2.err"
+rc2=$?
+if [ "$rc1" != 0 ] && [ "$rc2" != 0 ] && [ -d "$L/active/$$/mvsrc" ] && [ -d "$M/mvdata" ] &&
+	[ ! -e "$L/active/$$/mvdst" ] && [ ! -e "$L/active/$$/mvdst2" ] &&
+	grep -q "Operation not permitted" "$T/mv1.err" && grep -q "Operation not permitted" "$T/mv2.err"; then
+	ok "mv of a lease, or of a directory into leases/: EPERM, nothing granted or moved"
+else
+	not_ok "mv of a lease: refused, nothing granted" "rc $rc1 $rc2: $(cat "$T/mv1.err" "$T/mv2.err"; ls "$L/active/$$")"
+fi
+rmdir "$L/active/$$/mvsrc" "$M/mvdata" 2>/dev/null
+
 # CMD exits while mountctl checks its grant: the server releases a dead
 # holder's lease at once, and that is not a lost lease (CMD's code, never
 # 122). Checking without pause (TXDIR_LEASE_CHECK_MS=0) makes the race
