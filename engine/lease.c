@@ -572,7 +572,9 @@ int lease_open(const struct lease_opts *opts, const struct lease_backend *be,
 	if (!s->opts.max_waiters)
 		s->opts.max_waiters = 1024;
 	if (!s->opts.completed_keep)
-		s->opts.completed_keep = 1024;
+		s->opts.completed_keep = 16384;
+	if (!s->opts.completed_retain_ns)
+		s->opts.completed_retain_ns = 3600ull * 1000000000ull;
 	s->ring = calloc(s->opts.completed_keep, sizeof(*s->ring));
 	if (!s->ring) {
 		free(s);
@@ -1221,7 +1223,14 @@ int lease_list_completed(struct lease_svc *s,
 {
 	int err = 0;
 
+	uint64_t now = txd_os->now_realtime_ns();
+
 	pthread_mutex_lock(&s->lock);
+	/* L4: past the retention they go, oldest first (ended in ring order) */
+	while (s->ring_n && s->ring[s->ring_start].ended_ns + s->opts.completed_retain_ns < now) {
+		s->ring_start = (s->ring_start + 1) % s->opts.completed_keep;
+		s->ring_n--;
+	}
 	for (size_t i = 0; !err && i < s->ring_n; i++)
 		err = fn(arg, &s->ring[(s->ring_start + i) % s->opts.completed_keep]);
 	pthread_mutex_unlock(&s->lock);

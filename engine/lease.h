@@ -47,7 +47,8 @@
  *     expiries and breaks race: each finds the grant by name and token under
  *     the lock, the first removes it and appends one RELEASE record, the
  *     others get -ENOENT. Each release leaves one completed record (who,
- *     token, how it ended).
+ *     token, how it ended), kept for opts.completed_retain_ns (the mount's
+ *     retention) but at most the newest opts.completed_keep.
  *  L5 Waiters are granted strictly first come, first served: a release
  *     promotes the head of the name's queue, in the same locked step.
  *  L6 A registration that would close a cycle in the wait-for graph fails
@@ -220,7 +221,9 @@ struct lease_opts {
 	bool sync_grants;            /* durability != none: sync before returning */
 	uint32_t max_leases;         /* per uid; 0 = 1024 */
 	uint32_t max_waiters;        /* per uid; 0 = 1024 */
-	uint32_t completed_keep;     /* completed records kept; 0 = 1024 */
+	uint32_t completed_keep;     /* completed records kept at most; 0 = 16384 */
+	uint64_t completed_retain_ns; /* and only this long after their end
+				       * (CLOCK_REALTIME); 0 = 1 h */
 };
 
 struct lease_stats {

@@ -1045,6 +1045,7 @@ int svc_open(struct wal *w, const struct svc_opts *opts, struct svc **out)
 		goto out_journal;
 	lease_proc_set_death(s->lp, svc_death, s);
 	struct lease_opts lo = {.sync_grants = opts->sync_grants,
+				.completed_retain_ns = opts->vote_retain_ns,
 				.max_leases = opts->max_leases,
 				.max_waiters = opts->max_waiters};
 	proc_boot(s->proc, lo.boot);

@@ -19,6 +19,7 @@
 #include "../../engine/lease.h"
 #include "../../engine/lease_proc.h"
 #include "../../engine/lease_wal.h"
+#include "../../engine/os.h"
 #include "../../engine/rec.h"
 #include "../../engine/txdir.h"
 #include "memlog.h"
@@ -361,6 +362,65 @@ Test(lease, L4_exactly_one_release_under_races)
 		cr_assert_eq(cnt[1], 1, "one completed record per grant");
 	}
 	cr_assert_eq(world.watches, 0, "every watch dropped");
+}
+
+static uint64_t fake_rt;
+static uint64_t fake_realtime(void)
+{
+	return fake_rt;
+}
+
+static int list_tokens(void *arg, const struct lease_completed *c)
+{
+	uint64_t *p = arg;
+
+	p[p[0] + 1] = c->lease.token;
+	p[0]++;
+	return 0;
+}
+
+/* L4: completed records are kept for the retention, at most the newest
+ * completed_keep. */
+Test(lease, L4_completed_records_kept_for_the_retention_at_most_keep)
+{
+	struct txd_os_ops os = txd_os_real;
+	struct lease_who a = WHO(100, 1000);
+	struct lease_opts o = opts();
+	uint64_t t, tok[8], seen[16];
+
+	os.now_realtime_ns = fake_realtime;
+	fake_rt = 1700000000ull * 1000000000ull;
+	txd_os_set(&os);
+	o.completed_keep = 4;
+	o.completed_retain_ns = 10ull * 1000000000ull;
+	lease_close(svc);
+	svc = open_svc(&o);
+	cr_assert_eq(lease_start(svc), 0);
+	for (int i = 0; i < 6; i++) {
+		cr_assert_eq(lease_grant(svc, "c", &a, &a.proc, 0, &t), 0);
+		cr_assert_eq(lease_release(svc, "c", t, &a), 0);
+		tok[i] = t;
+	}
+	seen[0] = 0;
+	lease_list_completed(svc, list_tokens, seen);
+	cr_assert_eq(seen[0], 4, "at most completed_keep");
+	cr_assert_eq(seen[1], tok[2], "the newest four, oldest first");
+	cr_assert_eq(seen[4], tok[5]);
+	fake_rt += 5ull * 1000000000ull;
+	cr_assert_eq(lease_grant(svc, "c", &a, &a.proc, 0, &t), 0);
+	cr_assert_eq(lease_release(svc, "c", t, &a), 0);
+	fake_rt += 6ull * 1000000000ull; /* the first six ended 11 s ago */
+	seen[0] = 0;
+	lease_list_completed(svc, list_tokens, seen);
+	cr_assert_eq(seen[0], 1, "past the retention they go");
+	cr_assert_eq(seen[1], t);
+	fake_rt += 5ull * 1000000000ull;
+	seen[0] = 0;
+	lease_list_completed(svc, list_tokens, seen);
+	cr_assert_eq(seen[0], 0);
+	lease_close(svc);
+	svc = NULL;
+	txd_os_set(NULL);
 }
 
 /* ---- L5 FIFO ---------------------------------------------------------------------------- */
