@@ -851,7 +851,7 @@ static int grab(struct txd_fs *fs, const struct txd_cred *c, uint32_t pid, const
 	struct proc_id target;
 	struct lease_cycle cycle;
 	uint64_t token = 0;
-	int err = lease_name_check(name);
+	int err = strlen(name) > LEASE_NAME_MAX ? -ENAMETOOLONG : lease_name_check(name);
 	uint32_t id = err ? 0 : intern(fs, name);
 
 	if (err || !id)

@@ -396,6 +396,8 @@ int proc_may_act_for(struct proc *p, uint32_t caller_uid, uint32_t target,
 
 	if (r)
 		return r == -EINVAL ? -ESRCH : r;
+	if (id->pid != target)
+		return -ESRCH; /* P3: a thread's id, not a process's */
 	/* P2: a zombie has exited; a thread's process is checked on its own */
 	if (state ? state == 'Z' || state == 'X' : !proc_alive(p, id))
 		return -ESRCH;

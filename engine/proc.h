@@ -30,7 +30,10 @@
  *  P3 proc_may_act_for (SPEC §5 "Who may do what"): root may act for any
  *     live process; anyone else for a live process of their own uid (which
  *     covers the caller's own process and its same-uid ancestors). A dead
- *     or unknown target is -ESRCH, a live one of another uid -EPERM.
+ *     or unknown target is -ESRCH, a live one of another uid -EPERM. The
+ *     target is a process id: a thread id that is not its process's
+ *     (/proc/TID exists, but TID names no process) is -ESRCH too, so a
+ *     lease taken as active/TID/NAME never lands in another directory.
  *  P4 The watcher reports each watched process's death exactly once, within
  *     1 s of it (a pidfd becomes readable at exit), and never reports a
  *     process that is alive: a watch on an id that is already dead (or whose

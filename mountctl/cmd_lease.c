@@ -1017,17 +1017,49 @@ static int collect(const char *mnt, struct lease_row **rows, size_t *nrows)
 	return 0;
 }
 
+static int print_rows(struct lease_row *rows, size_t n, bool json, char *mnt, int code);
+
+/* lease list MNT [NAME]: every held lease, or NAME's (exit 1 when NAME is
+ * not held). */
 static int lease_list_cmd(const struct mc_cmd *cmd, int argc, char **argv)
 {
 	struct lease_row *rows;
 	size_t n;
 	char *mnt;
+	const char *only = NULL; /* NAME: that lease alone */
 	bool json;
-	int r = mc_read_mnt_args(cmd, argc, argv, &json, &mnt);
+	int first, r = mc_parse_read_opts(cmd, argc, argv, &json, &first);
 
 	if (r >= 0)
 		return r;
+	if (argc - first == 2) {
+		only = argv[first + 1];
+		if (!mc_coord_name_ok(only))
+			return mc_usage(cmd, "NAME: 1 to 255 bytes, no '/', whitespace or control characters");
+		argc--;
+	}
+	if ((r = mc_mnt_arg(cmd, argc, argv, first, &mnt)) >= 0)
+		return r;
 	r = check_mount("lease list", mnt, MC_EXIT_FAIL);
+	if (r == 0 && only) {
+		r = collect(mnt, &rows, &n) < 0 ? MC_EXIT_FAIL : 0;
+		size_t k = 0;
+		for (size_t i = 0; !r && i < n; i++) {
+			if (strcmp(rows[i].name, only) == 0) {
+				rows[k++] = rows[i];
+				continue;
+			}
+			free(rows[i].name);
+			free(rows[i].pid);
+			cJSON_Delete(rows[i].doc);
+		}
+		if (r)
+			mc_err("lease list", "cannot list %s/.txdir/leases/active", mnt);
+		else
+			return print_rows(rows, k, json, mnt, k ? MC_EXIT_OK : MC_EXIT_FAIL);
+		free(mnt);
+		return r;
+	}
 	if (r == 0 && collect(mnt, &rows, &n) < 0) {
 		mc_err("lease list", "cannot list %s/.txdir/leases/active", mnt);
 		r = MC_EXIT_FAIL;
@@ -1036,6 +1068,12 @@ static int lease_list_cmd(const struct mc_cmd *cmd, int argc, char **argv)
 		free(mnt);
 		return r;
 	}
+	return print_rows(rows, n, json, mnt, MC_EXIT_OK);
+}
+
+/* Prints and frees rows (and mnt); returns code. */
+static int print_rows(struct lease_row *rows, size_t n, bool json, char *mnt, int code)
+{
 	if (json) {
 		cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "leases");
 		char *text;
@@ -1062,7 +1100,7 @@ static int lease_list_cmd(const struct mc_cmd *cmd, int argc, char **argv)
 	}
 	free(rows);
 	free(mnt);
-	return MC_EXIT_OK;
+	return code;
 }
 
 /* ---- break ----------------------------------------------------------------------- */

@@ -73,7 +73,7 @@ static const struct mc_cmd cmds[] = {
 	 "no as NAME. Killing mountctl meanwhile leaves the transaction prepared:\n"
 	 "it commits or aborts with P all the same."},
 	{"lease", cmd_lease,
-	 "lease MNT NAME [-n | -w SECS] [-E CODE] [--ttl S] -- CMD ... | lease list MNT [--json] | "
+	 "lease MNT NAME [-n | -w SECS] [-E CODE] [--ttl S] -- CMD ... | lease list MNT [NAME] [--json] | "
 	 "lease break MNT NAME",
 	 "Run CMD holding lease NAME of MNT/.txdir/leases, as flock(1) does with a\n"
 	 "lock: the lease is held for CMD's process (killing mountctl does not\n"

@@ -76,6 +76,45 @@ else
 fi
 rmdir "$L/active/$$/mvsrc" "$M/mvdata" 2>/dev/null
 
+# lease list MNT NAME: that lease alone, exit 1 when nobody holds it
+mkdir "$L/active/$$/listed" || not_ok "list NAME: setup"
+mc lease list "$M" listed
+expect "lease list MNT NAME: the one lease" 0 "^listed +[0-9]+ +$$ "
+if [ "$(grep -c . <<<"$OUT")" = 2 ]; then ok "lease list MNT NAME: header and one row"; else not_ok "lease list MNT NAME: one row" "$OUT"; fi
+mc lease list "$M" nobody-holds-this
+expect "lease list MNT NAME of a free name: 1" 1
+mc lease list "$M" listed --json
+expect "lease list MNT NAME --json" 0 '"name":[[:space:]]+"listed"'
+rmdir "$L/active/$$/listed"
+
+# a name over 255 bytes: ENAMETOOLONG (as ext4); a thread's id names no
+# process: ENOENT, the lease never lands in the process's directory
+long=$(printf 'x%.0s' $(seq 256))
+if ! mkdir "$L/active/$$/$long" 2>"$T/long.err" && grep -q "File name too long" "$T/long.err"; then
+	ok "a 256-byte lease name: ENAMETOOLONG"
+else
+	not_ok "a 256-byte lease name: ENAMETOOLONG" "$(cat "$T/long.err")"
+fi
+out=$(timeout 20 python3 - "$L" <<'PY'
+import os, sys, threading
+ev = threading.Event()
+t = threading.Thread(target=ev.wait, args=(15,))
+t.start()
+tid = [x for x in os.listdir("/proc/%d/task" % os.getpid()) if int(x) != os.getpid()][0]
+try:
+    os.mkdir("%s/active/%s/thr" % (sys.argv[1], tid))
+    print("granted", os.path.isdir("%s/active/%s/thr" % (sys.argv[1], tid)))
+except OSError as e:
+    print(os.strerror(e.errno))
+ev.set()
+PY
+)
+if [ "$out" = "No such file or directory" ] && [ ! -e "$L/by-name/thr" ]; then
+	ok "mkdir active/TID/NAME for a thread id: ENOENT, nothing granted"
+else
+	not_ok "mkdir active/TID/NAME for a thread id: ENOENT" "$out; $(ls -l "$L/by-name" 2>&1)"
+fi
+
 # CMD exits while mountctl checks its grant: the server releases a dead
 # holder's lease at once, and that is not a lost lease (CMD's code, never
 # 122). Checking without pause (TXDIR_LEASE_CHECK_MS=0) makes the race

@@ -184,8 +184,10 @@ Test(proc, P3_may_act_for)
 	fake(401, 401, 400, 1000, 2, 'S');
 	fake(1, 1, 0, 0, 1, 'S');
 	fake(402, 402, 1, 1000, 3, 'Z');
+	fake(403, 401, 400, 1000, 4, 'S'); /* a thread of 401 */
 	cr_assert_eq(proc_open(root, &p), 0);
 	cr_assert_eq(proc_may_act_for(p, 1000, 401, &id), 0);
+	cr_assert_eq(proc_may_act_for(p, 0, 403, &id), -ESRCH, "a thread's id names no process");
 	cr_assert_eq(proc_may_act_for(p, 1000, 400, &id), 0, "same-uid ancestor");
 	cr_assert_eq(proc_may_act_for(p, 1000, 1, &id), -EPERM, "PID 1 is not yours");
 	cr_assert_eq(proc_may_act_for(p, 0, 1, &id), 0, "root: any");
