@@ -523,7 +523,8 @@ static int finish(struct lease_svc *s, struct evbuf *eb, int err)
 
 	for (size_t i = 0; i < eb->n; i++)
 		need |= eb->ev[i].kind == LEV_RELEASE ? eb->ev[i].how != LEASE_END_RELEASE
-						     : eb->ev[i].kind != LEV_DEADLOCK;
+						     : eb->ev[i].kind == LEV_GRANT ||
+							       eb->ev[i].kind == LEV_RENEW;
 	pthread_mutex_lock(&s->lock);
 	lsn = s->last_lsn;
 	pthread_mutex_unlock(&s->lock);
@@ -903,8 +904,19 @@ int lease_break(struct lease_svc *s, const char *name, uint64_t token,
 	return end_grant(s, name, token, by, LEASE_END_BREAK);
 }
 
-/* Remove waiter id from ln's queue; true if it was there. */
-static bool unqueue(struct lease_svc *s, struct lname *ln, const struct proc_id *id)
+/* A waiter as the lease it waits for (LEV_WAIT, LEV_WAIT_END). */
+static struct lease_info wait_info(const struct lname *ln, const struct waiter *w)
+{
+	struct lease_info li = { .holder = w->proc, .uid = w->uid, .ttl_ns = w->ttl_ns };
+
+	memcpy(li.name, ln->info.name, sizeof(li.name)); /* info.name always (struct lname) */
+	return li;
+}
+
+/* Remove waiter id from ln's queue; true if it was there. With eb, a
+ * LEV_WAIT_END report of how it left. */
+static bool unqueue(struct lease_svc *s, struct lname *ln, const struct proc_id *id,
+		    struct evbuf *eb, enum lease_end how)
 {
 	for (struct waiter **pp = &ln->qhead; *pp; pp = &(*pp)->next) {
 		struct waiter *w = *pp;
@@ -921,6 +933,9 @@ static bool unqueue(struct lease_svc *s, struct lname *ln, const struct proc_id 
 		uc = uid_get(s, w->uid);
 		if (uc && uc->waiters)
 			uc->waiters--;
+		if (eb)
+			ev_push(eb, &(struct lease_event){ .kind = LEV_WAIT_END, .how = how,
+							   .lease = wait_info(ln, w) });
 		s->st.waiters--;
 		if (s->hooks.unwatch)
 			s->hooks.unwatch(s->hooks.arg, id);
@@ -943,7 +958,7 @@ int lease_owner_died(struct lease_svc *s, const struct proc_id *id)
 		while (!err && ln) {
 			struct lname *next = ln->next;
 
-			unqueue(s, ln, id);
+			unqueue(s, ln, id, &eb, LEASE_END_DEATH);
 			if (ln->state != G_FREE && proc_same(&ln->info.holder, id)) {
 				who.uid = ln->info.uid;
 				err = release_locked(s, ln, LEASE_END_DEATH, &who, &eb);
@@ -1149,6 +1164,7 @@ int lease_wait(struct lease_svc *s, const char *name, const struct lease_who *by
 	s->st.waiters++;
 	if (s->hooks.watch)
 		s->hooks.watch(s->hooks.arg, waiter);
+	ev_push(&eb, &(struct lease_event){ .kind = LEV_WAIT, .lease = wait_info(ln, w), .by = *by });
 out_put:
 	free(d);
 	if (ln)
@@ -1164,6 +1180,7 @@ out_unlock:
 int lease_wait_cancel(struct lease_svc *s, const char *name, const struct lease_who *by,
 		      const struct proc_id *waiter)
 {
+	struct evbuf eb = { 0 };
 	struct lname *ln;
 	struct waiter *w;
 	int err = lease_name_check(name);
@@ -1180,11 +1197,11 @@ int lease_wait_cancel(struct lease_svc *s, const char *name, const struct lease_
 	else if (by->uid != 0 && by->uid != w->uid && !proc_same(&by->proc, waiter))
 		err = -EPERM;
 	else {
-		unqueue(s, ln, waiter);
+		unqueue(s, ln, waiter, &eb, LEASE_END_RELEASE);
 		lname_put(s, ln);
 	}
 	pthread_mutex_unlock(&s->lock);
-	return err;
+	return finish(s, &eb, err);
 }
 
 /* ---- reading ------------------------------------------------------------------- */

@@ -182,12 +182,16 @@ struct lease_cycle {
 	} step[LEASE_CYCLE_MAX];
 };
 
-enum lease_event_kind { LEV_GRANT = 1, LEV_RENEW, LEV_RELEASE, LEV_DEADLOCK };
+/* LEV_WAIT: a process joined a name's queue; LEV_WAIT_END: it left the
+ * queue without a grant (withdrawn: how RELEASE; its death: how DEATH).
+ * For both, lease.name, lease.holder (the waiter) and lease.uid; waits are
+ * in memory only (no record), so these are reports, never synced. */
+enum lease_event_kind { LEV_GRANT = 1, LEV_RENEW, LEV_RELEASE, LEV_DEADLOCK, LEV_WAIT, LEV_WAIT_END };
 
 struct lease_event {
 	enum lease_event_kind kind;
-	struct lease_info lease;       /* GRANT, RENEW, RELEASE */
-	enum lease_end how;            /* RELEASE */
+	struct lease_info lease;       /* GRANT, RENEW, RELEASE; WAIT, WAIT_END (above) */
+	enum lease_end how;            /* RELEASE, WAIT_END */
 	struct lease_who by;           /* RELEASE: who; DEADLOCK: the refused waiter */
 	const struct lease_cycle *cycle; /* DEADLOCK (valid during the call) */
 	uint64_t time_ns;              /* RENEW: its record's renewed_ns (realtime) */

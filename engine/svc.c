@@ -495,6 +495,22 @@ static void log_event(struct svc *s, const struct lease_event *ev, uint64_t time
 		ev_add_u64(o, "by_uid", ev->by.uid);
 		ev_add_u64(o, "by_start", ev->by.proc.start); /* its journal (journal.h) */
 		break;
+	case LEV_WAIT: /* the waiter's journal has it too (pid, start) */
+		type = "lease_wait";
+		cJSON_AddStringToObject(o, "name", ev->lease.name);
+		ev_add_u64(o, "pid", ev->lease.holder.pid);
+		ev_add_u64(o, "start", ev->lease.holder.start);
+		ev_add_u64(o, "uid", ev->lease.uid);
+		break;
+	case LEV_WAIT_END:
+		type = "lease_wait_end";
+		cJSON_AddStringToObject(o, "name", ev->lease.name);
+		ev_add_u64(o, "pid", ev->lease.holder.pid);
+		ev_add_u64(o, "start", ev->lease.holder.start);
+		ev_add_u64(o, "uid", ev->lease.uid);
+		cJSON_AddStringToObject(o, "how", ev->how == LEASE_END_RELEASE ? "withdrawn"
+									   : lease_end_name(ev->how));
+		break;
 	case LEV_DEADLOCK: {
 		ev_add_u64(o, "pid", ev->by.proc.pid);
 		ev_add_u64(o, "start", ev->by.proc.start);

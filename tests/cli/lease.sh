@@ -115,6 +115,29 @@ else
 	not_ok "mkdir active/TID/NAME for a thread id: ENOENT" "$out; $(ls -l "$L/by-name" 2>&1)"
 fi
 
+# joining and leaving a wait queue are events, in the waiter's journal too
+mkdir "$L/active/$$/qd" || not_ok "wait events: setup"
+sleep 60 &
+W=$!
+mkdir "$L/waiting/$W/qd" && rmdir "$L/waiting/$W/qd"
+j=$M/.txdir/recovery/journals/$W/journal
+if grep -q "\"type\":\"lease_wait\",\"name\":\"qd\",\"pid\":$W," "$M/.txdir/events" &&
+	grep -q "\"type\":\"lease_wait_end\",\"name\":\"qd\",\"pid\":$W,.*\"how\":\"withdrawn\"" "$M/.txdir/events" &&
+	grep -q '"type":"lease_wait"' "$j" && grep -q '"type":"lease_wait_end"' "$j"; then
+	ok "joining and leaving a wait queue: lease_wait, lease_wait_end (withdrawn), in the waiter's journal"
+else
+	not_ok "wait events" "$(grep -a lease_wait "$M/.txdir/events"; ls "$M/.txdir/recovery/journals" 2>&1)"
+fi
+mkdir "$L/waiting/$W/qd" && kill "$W" && wait "$W" 2>/dev/null
+found=0
+for ((i = 0; i < 400 && !found; i++)); do # the death is seen within 1 s (proc.h P4)
+	grep -q "\"type\":\"lease_wait_end\",\"name\":\"qd\",\"pid\":$W,.*\"how\":\"death\"" "$M/.txdir/events" &&
+		found=1 || sleep 0.01
+done
+[ "$found" = 1 ] && ok "a waiter's death: lease_wait_end (death)" ||
+	not_ok "a waiter's death: lease_wait_end" "$(grep -a lease_wait "$M/.txdir/events")"
+rmdir "$L/active/$$/qd"
+
 # CMD exits while mountctl checks its grant: the server releases a dead
 # holder's lease at once, and that is not a lost lease (CMD's code, never
 # 122). Checking without pause (TXDIR_LEASE_CHECK_MS=0) makes the race
