@@ -1189,7 +1189,8 @@ static int prebuild(struct txd_fs *fs, struct txn *t, pid_t pid, struct prebuilt
 /* The fence of a commit (txn.h "Fenced commits"), checked at the commit
  * point: in the fs->lock hold that appends the record. The lease service's
  * lock is taken under fs->lock (lease_get only reads). -ESTALE aborts t
- * ("aborted fenced ..."), as a PostgreSQL COMMIT that fails rolls back. */
+ * ("aborted conflict lease=..."), as a PostgreSQL COMMIT that fails rolls
+ * back. */
 static int fence_check(struct txd_fs *fs, struct txn *t, const struct txn_fence *fence)
 {
 	if (!fence || !fence->lease)
@@ -1202,12 +1203,13 @@ static int fence_check(struct txd_fs *fs, struct txn *t, const struct txn_fence 
 	char held[32] = "none";
 	if (!err)
 		snprintf(held, sizeof(held), "%" PRIu64, li.token);
-	txn_set_status(t, "aborted fenced lease=%s token=%" PRIu64 " held=%s", fence->lease,
+	txn_set_status(t, "aborted conflict lease=%s token=%" PRIu64 " held=%s", fence->lease,
 		       fence->token, held);
 	txn_end(fs, t, TXN_ABORTED);
 	cJSON *f = cJSON_CreateObject();
 	ev_add_u64(f, "txn", t->id);
-	cJSON_AddStringToObject(f, "reason", "fenced");
+	cJSON_AddStringToObject(f, "reason", "conflict");
+	cJSON_AddBoolToObject(f, "fenced", true);
 	cJSON_AddStringToObject(f, "lease", fence->lease);
 	ev_add_u64(f, "token", fence->token);
 	ev_emit(fs->events, fs_now_ns(), "txn_abort", f);

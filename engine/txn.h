@@ -43,7 +43,7 @@
  * A failed commit applies nothing. status is one line (SPEC §4): "active",
  * "prepared P" (dtc.h), "committed ID" or "aborted REASON key=value...
  * path=P" — REASON one word (conflict, request, rmdir, abandoned,
- * snapshot-too-old, restart, fenced, decision), the path (or another free
+ * snapshot-too-old, restart, decision), the path (or another free
  * text: a decision's reason) last with '\n' and '\\' escaped: "aborted
  * conflict winner=12 path=/a b". last_error (info.json) has the same shape:
  * "busy reason=open-in-view path=/f", "busy reason=main-tree-writer
@@ -62,8 +62,10 @@
  * checks ran, and a commit whose check ran after the holder lost its lease
  * is refused. A refused fenced commit is final, as a PostgreSQL COMMIT that
  * fails rolls the transaction back: -ESTALE, nothing applied, status
- * "aborted fenced lease=NAME token=T held=U|none" (event txn_abort with
- * reason "fenced"); committing again reports EBUSY (T7). A malformed
+ * "aborted conflict lease=NAME token=T held=U|none" (a conflict
+ * with the lease's successor, SPEC §4's reason words; event txn_abort with
+ * reason "conflict" and "fenced": true); committing again reports EBUSY
+ * (T7). A malformed
  * command (name per SPEC §6, token a decimal > 0) is -EINVAL and changes
  * nothing. The fence is also checked first, before the conflict checks, so a
  * holder that lost its lease learns that (ESTALE) rather than a conflict with

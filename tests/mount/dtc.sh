@@ -5,7 +5,7 @@
 #
 #   fenced        "commit if-lease NAME TOKEN" with the held token commits;
 #                 a wrong token, a released lease: ESTALE, nothing applied,
-#                 status "aborted fenced ..."; malformed: EINVAL.
+#                 status "aborted conflict lease=..."; malformed: EINVAL.
 #   prepare bad   "prepare P as NAME" of an unknown proposal: ENOENT, still
 #                 active; malformed or of an empty transaction: EINVAL.
 #   prepare       (with the vote service's .txdir/consensus, else skipped)
@@ -70,7 +70,7 @@ test_fenced() {
 		ok "fenced: the held token commits" || not_ok "fenced: held token: $(cat "$T/good/status")"
 	mkdir "$T/wrong" && echo wrong >"$T/wrong/root/w"
 	[ "$(write_err "$T/wrong/ctl" "commit if-lease job $((tok + 1))")" = ESTALE ] && [ ! -e "$TM_MNT/w" ] &&
-		grep -q "^aborted fenced lease=job token=$((tok + 1)) held=$tok" "$T/wrong/status" &&
+		grep -q "^aborted conflict lease=job token=$((tok + 1)) held=$tok" "$T/wrong/status" &&
 		ok "fenced: a wrong token is ESTALE, nothing applied, status says why" ||
 		not_ok "fenced: wrong token: $(cat "$T/wrong/status")"
 	mkdir "$T/bad" && echo bad >"$T/bad/root/b"
@@ -117,10 +117,10 @@ test_paused() {
 	wait "$hp"
 	rc=$?
 	[ "$rc" = 0 ] && [ "$(cat "$D/old.out")" = ESTALE ] && [ "$(cat "$TM_MNT/data")" = new ] &&
-		[ ! -e "$TM_MNT/old-only" ] && grep -q "^aborted fenced lease=lock token=$tok held=$new" "$T/old/status" &&
+		[ ! -e "$TM_MNT/old-only" ] && grep -q "^aborted conflict lease=lock token=$tok held=$new" "$T/old/status" &&
 		ok "paused: the resumed old holder's fenced commit is refused (ESTALE); the successor's data stays" ||
 		not_ok "paused: old holder rc=$rc out=$(cat "$D/old.out" 2>&1) data=$(cat "$TM_MNT/data") status=$(cat "$T/old/status")"
-	grep -q '"type":"txn_abort".*"reason":"fenced"' "$TM_MNT/.txdir/events" &&
+	grep -q '"type":"txn_abort".*"reason":"conflict","fenced":true' "$TM_MNT/.txdir/events" &&
 		ok "paused: the refusal is an event" || not_ok "paused: no txn_abort fenced event"
 	rmdir "$L/active/$$/lock" "$T/old" "$T/new"
 }

@@ -155,7 +155,7 @@ Test(dtc, fenced_commit_with_a_wrong_token_is_estale_and_applies_nothing)
 	txn_with_file("t", "f", "stale");
 	cr_assert_eq(fenced("t", "job", tok + 1), -ESTALE);
 	expect_absent("f");
-	expect_status_prefix("t", "aborted fenced lease=job");
+	expect_status_prefix("t", "aborted conflict lease=job");
 	/* T7: the outcome again */
 	cr_expect_eq(tt_txn_cmd(fs, "t", "commit"), -EBUSY);
 	expect_absent("f");
@@ -225,7 +225,7 @@ Test(dtc, a_lost_lease_is_reported_before_a_conflict)
 	txn_with_file("new", "f", "new");
 	cr_assert_eq(fenced("new", "job", token_of("job")), 0);
 	cr_assert_eq(fenced("old", "job", old), -ESTALE);
-	expect_status_prefix("old", "aborted fenced lease=job");
+	expect_status_prefix("old", "aborted conflict lease=job");
 	expect_file("f", "new");
 }
 
@@ -254,7 +254,7 @@ Test(dtc, a_release_during_the_unlocked_build_is_seen_at_the_commit_point)
 	cr_expect_eq(err, -ESTALE);
 	expect_absent("f000");
 	expect_absent("f299");
-	expect_status_prefix("t", "aborted fenced lease=job");
+	expect_status_prefix("t", "aborted conflict lease=job");
 }
 
 /* A fenced commit deferred behind the view's writer (txn.h T8) checks the
@@ -297,7 +297,7 @@ Test(dtc, a_deferred_fenced_commit_checks_the_lease_when_it_completes)
 	cr_assert_eq(sem_timedwait(&a.sem, &until), 0);
 	cr_expect_eq(a.err, -ESTALE);
 	expect_absent("f");
-	expect_status_prefix("t", "aborted fenced lease=job");
+	expect_status_prefix("t", "aborted conflict lease=job");
 	txd_release(fs, c.fh);
 }
 
