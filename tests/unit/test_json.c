@@ -30,6 +30,8 @@ static bool valid_utf8(const unsigned char *s)
 	return true;
 }
 
+TestSuite(json, .timeout = 30);
+
 static char *round_trip(const char *name, char **text)
 {
 	cJSON *o = cJSON_CreateObject();
