@@ -827,6 +827,68 @@ void txn_key_path(struct txd_fs *fs, const struct txn_key *k, char *buf, size_t 
 
 /* Step 2 of txn.h: first committer wins. A lost conflict is final: the
  * status names the winner and the path. */
+/* A directory the view moved (to a new parent) that existed at S. */
+struct moved {
+	uint64_t dir, parent; /* the view's new parent */
+};
+
+/* Would committing t cut directories off the tree? Each directory the view
+ * moved goes under its view parent; walking up from there through the tree
+ * the commit would make (moved directories: their view parent; others: the
+ * main tree's, or the view's for those the view created) must reach the
+ * root without meeting the directory itself. Two transactions that each
+ * move a directory into the other (t1: X into Y, t2: Y into X) touch no
+ * common entry, so only this catches the cycle. 0, or the directory. */
+static uint64_t cycle_check(struct txd_fs *fs, struct txn *t)
+{
+	struct moved *mv = NULL;
+	size_t n = 0, cap = 0;
+	uint64_t found = 0;
+
+	for (uint32_t k = 0; k < t->nkeys; k++) {
+		const struct txn_key *key = &t->keys[k];
+		struct inode *vp = ns_inode(&t->ns, key->parent);
+		uint64_t d = vp && vp->dir ? ns_lookup_at(vp->dir, key->name, strlen(key->name),
+							   UINT64_MAX)
+					   : 0;
+		struct inode *vd = d ? ns_inode(&t->ns, d) : NULL;
+		struct inode *md = d && existed(fs, t, d) ? ns_inode(&fs->ns, d) : NULL;
+		if (!vd || !md || !vd->dir || vd->parent == md->parent)
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? 2 * cap : 8;
+			struct moved *nm = realloc(mv, nc * sizeof(*nm));
+			if (!nm)
+				break; /* no memory: the walk cannot run; commit as before */
+			mv = nm;
+			cap = nc;
+		}
+		mv[n++] = (struct moved){.dir = d, .parent = vd->parent};
+	}
+	for (size_t i = 0; i < n && !found; i++) {
+		uint64_t a = mv[i].parent;
+		for (unsigned steps = 0; a && a != NS_ROOT_INO && steps < 1u << 20; steps++) {
+			if (a == mv[i].dir) {
+				found = a;
+				break;
+			}
+			size_t j = 0;
+			while (j < n && mv[j].dir != a)
+				j++;
+			struct inode *m = existed(fs, t, a) ? ns_inode(&fs->ns, a) : NULL;
+			struct inode *x = j < n ? NULL : m ? m : ns_inode(&t->ns, a);
+			if (j < n)
+				a = mv[j].parent;
+			else if (x)
+				a = x->parent;
+			else
+				break;
+		}
+	}
+	free(mv);
+	return found;
+}
+
 static int validate(struct txd_fs *fs, struct txn *t)
 {
 	char path[4096], e[TXN_LINE];
@@ -851,6 +913,17 @@ static int validate(struct txd_fs *fs, struct txn *t)
 				       txn_esc_path(path, e, sizeof(e)));
 			return -EBUSY;
 		}
+	}
+	uint64_t cyc = cycle_check(fs, t);
+	if (cyc) {
+		struct inode *m = ns_inode(&fs->ns, cyc);
+		path[0] = 0;
+		if (m)
+			ns_path(&fs->ns, m, path, sizeof(path));
+		txn_set_status(t, "aborted conflict winner=%" PRIu64 " path=%s",
+			       m ? m->head->commit : wal_last_lsn(fs->wal),
+			       txn_esc_path(path, e, sizeof(e)));
+		return -EBUSY;
 	}
 	for (uint32_t k = 0; k < t->ndirs; k++) {
 		/* a directory the view removed must end up empty: every entry the

@@ -220,6 +220,48 @@ Test(txn, rename_rename_and_delete_write_conflict)
 	expect_file("w", "written");
 }
 
+/* Two transactions that each move a directory into the other touch no
+ * common entry; committing both would cut both (and their files) off the
+ * tree. The second is a conflict. Also through a directory the view made,
+ * and against a main-tree move. */
+Test(txn, crossed_directory_moves_conflict_instead_of_a_cycle)
+{
+	cr_assert_eq(tt_mkdir(fs, "r"), 0);
+	cr_assert_eq(tt_mkdir(fs, "r/X"), 0);
+	cr_assert_eq(tt_mkdir(fs, "r/Y"), 0);
+	cr_assert_eq(tt_put(fs, "r/X/fx", "keep", 4), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t1"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t2"), 0);
+	cr_assert_eq(tt_rename(fs, vpath("t1", "r/X"), vpath("t1", "r/Y/X"), 0), 0);
+	cr_assert_eq(tt_rename(fs, vpath("t2", "r/Y"), vpath("t2", "r/X/Y"), 0), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "t1", "commit"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "t2", "commit"), -EBUSY, "a cycle");
+	char *st = status("t2");
+	cr_expect(!strncmp(st, "aborted conflict winner=", 24), "%s", st);
+	free(st);
+	expect_file("r/Y/X/fx", "keep");
+
+	/* through a directory the view created: Y into X/new, X is in Y now */
+	cr_assert_eq(tt_txn_begin(fs, "t3"), 0);
+	cr_assert_eq(tt_mkdir(fs, vpath("t3", "r/Y/X/new")), 0);
+	cr_assert_eq(tt_rename(fs, vpath("t3", "r/Y"), vpath("t3", "r/Y/X/new/Y"), 0), -EINVAL,
+		     "the view refuses a move into its own subtree, as ext4");
+	cr_assert_eq(tt_txn_cmd(fs, "t3", "abort"), 0);
+	cr_assert_eq(tt_mkdir(fs, "r/Z"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t4"), 0);
+	cr_assert_eq(tt_mkdir(fs, vpath("t4", "r/Z/new")), 0);
+	cr_assert_eq(tt_rename(fs, vpath("t4", "r/Y"), vpath("t4", "r/Z/new/Y"), 0), 0);
+	cr_assert_eq(tt_rename(fs, "r/Z", "r/Y/X/Z", 0), 0); /* the main tree: Z into Y */
+	cr_expect_eq(tt_txn_cmd(fs, "t4", "commit"), -EBUSY, "Y into Z/new, Z in Y");
+	expect_file("r/Y/X/fx", "keep");
+
+	/* a move that makes no cycle still commits */
+	cr_assert_eq(tt_txn_begin(fs, "t5"), 0);
+	cr_assert_eq(tt_rename(fs, vpath("t5", "r/Y/X"), vpath("t5", "r/X2"), 0), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "t5", "commit"), 0);
+	expect_file("r/X2/fx", "keep");
+}
+
 /* Snapshot isolation allows write skew (documented, not a bug). */
 Test(txn, write_skew_is_allowed)
 {
