@@ -676,6 +676,15 @@ int fs_setattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
 	}
 	/* the working copy: the handle's, or a share of the file's (own) */
 	bool own = !(h && h->wf);
+	if ((sa->valid & TXD_SET_SIZE) && own && n->nsnap > 0) {
+		/* truncate(2) by path of a file snapshot readers hold: as a
+		 * writer's open (F1), freeze their node and answer ESTALE; the
+		 * kernel looks the name up again (retry_estale) and truncates
+		 * a fresh node id, so the readers keep their size and bytes */
+		fs_freeze_node(fs, n);
+		err = -ESTALE;
+		goto out_unlock;
+	}
 	struct wfile *wf = own ? NULL : h->wf;
 	if (own && ((sa->valid & TXD_SET_SIZE) || (in->wf && times_only(&rest)))) {
 		if (!(wf = fs_wf_get(fs, in))) {

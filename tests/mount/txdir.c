@@ -106,6 +106,36 @@ static void t_snapshot_reader(const char *d)
 	CHECK_OK(close(a));
 }
 
+/* truncate(2) by path (no open, one SETATTR) of a file a snapshot reader
+ * holds: the reader keeps its size and bytes, the path sees the new size,
+ * shrinking and growing. */
+static void t_truncate_by_path_keeps_readers(const char *d)
+{
+	char f[4096], buf[64];
+	struct stat st;
+	int a, b;
+
+	PATHF(f, "%s/f", d);
+	CHECK_OK(tc_write_pattern(f, 4000, 5));
+	a = CHECK_OK(open(f, O_RDONLY));
+	CHECK_OK(truncate(f, 2));
+	CHECK_OK(fstat(a, &st));
+	CHECK(st.st_size == 4000);
+	CHECK(tc_fd_has_pattern(a, 4000, 5));
+	CHECK_OK(stat(f, &st));
+	CHECK(st.st_size == 2);
+	b = CHECK_OK(open(f, O_RDONLY));
+	CHECK_OK(truncate(f, 9000));
+	CHECK_OK(fstat(b, &st));
+	CHECK(st.st_size == 2);
+	CHECK(pread(b, buf, sizeof(buf), 0) == 2);
+	CHECK_OK(stat(f, &st));
+	CHECK(st.st_size == 9000);
+	CHECK(tc_fd_has_pattern(a, 4000, 5)); /* still */
+	CHECK_OK(close(a));
+	CHECK_OK(close(b));
+}
+
 /* Ext4 sharing: a handle opened while a writer has the file open shares the
  * working copy and sees uncommitted writes. */
 static void t_shared_while_writing(const char *d)
@@ -352,6 +382,7 @@ static const struct tcase cases[] = {
 	{"meta_xattrs", t_meta_xattrs, TC_MOUNT_ONLY},
 	{"meta_xattrs_change", t_meta_xattrs_change, TC_MOUNT_ONLY},
 	{"snapshot_reader", t_snapshot_reader, TC_MOUNT_ONLY},
+	{"truncate_by_path_keeps_readers", t_truncate_by_path_keeps_readers, TC_MOUNT_ONLY},
 	{"shared_while_writing", t_shared_while_writing, 0},
 	{"rename_over_with_reader", t_rename_over_with_reader, 0},
 	{"ctl_hidden", t_ctl_hidden, TC_MOUNT_ONLY},
