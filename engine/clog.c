@@ -731,13 +731,16 @@ static cJSON *render_body(const uint8_t *b, size_t len, clog_path_ok_fn ok, void
 		at += 9;
 		if (!get_str(b, len, &at, path) || !get_str(b, len, &at, from))
 			break;
-		bool show = !ok || (ok(arg, path) && (!from[0] || ok(arg, from)));
+		int level = !ok ? 2 : ok(arg, path, s);
+		if (level && from[0] && ok && !ok(arg, from, 0))
+			level = 0;
+		bool show = level > 0;
 		cJSON *c = cJSON_CreateObject();
 		cJSON_AddStringToObject(c, "op", kind_name(kind));
 		cJSON_AddStringToObject(c, "path", show ? path : "(hidden)");
 		if (from[0])
 			cJSON_AddStringToObject(c, "from", show ? from : "(hidden)");
-		if (s && show) {
+		if (s && level == 2) {
 			snprintf(sum, sizeof(sum), "xxh64:%016" PRIx64, s);
 			cJSON_AddStringToObject(c, "checksum", sum);
 		}

@@ -60,8 +60,10 @@ void clog_note_drop(struct clog_note *note);
 /* Id of the k-th newest commit no older than oldest_ns; false past the end. */
 bool clog_nth_newest(struct clog *cl, uint64_t oldest_ns, uint64_t k, uint64_t *id);
 bool clog_has(struct clog *cl, uint64_t id, uint64_t oldest_ns);
-/* Filter for paths (C5): true when the reader may see path. */
-typedef bool (*clog_path_ok_fn)(void *arg, const char *path);
+/* Filter for paths (C5): what the reader may see of a change to path
+ * whose content checksum is sum (0: none): 0 nothing (the path shows as
+ * "(hidden)"), 1 the path, 2 the path and the checksum. */
+typedef int (*clog_path_ok_fn)(void *arg, const char *path, uint64_t sum);
 /* Commit id as JSON into *out (malloc'd, *len bytes); -ENOENT if not
  * retained. ok may be NULL (show every path). */
 int clog_render(struct clog *cl, uint64_t id, uint64_t oldest_ns, clog_path_ok_fn ok, void *arg,

@@ -48,6 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chunk.h"
 #include "clog.h"
 #include "core.h"
 #include "ctl.h"
@@ -340,29 +341,58 @@ static bool viewer_may(const struct viewer *v, const struct inode *in, unsigned 
 	return (bits & want) == want;
 }
 
-/* The rule of the header comment, against the current main tree. */
-static bool path_visible(void *arg, const char *path)
+/* The rule of the header comment, against the current main tree: the
+ * inode path names now if v may see that name (search every directory on
+ * the way, list the last one), else NULL. A name that does not resolve now
+ * is not shown: its directory may have been renamed away and another made
+ * in its place (mkdir -m700 hr; ...; mv hr hr.old; mkdir hr), and the
+ * log does not say which directory held it. */
+static struct inode *visible_inode(const struct viewer *v, const char *path)
 {
-	const struct viewer *v = arg;
-	if (v->uid == 0)
-		return true;
 	struct ns *ns = &v->fs->ns;
 	struct inode *dir = ns_inode(ns, NS_ROOT_INO);
 	const char *p = path;
 	while (*p == '/')
 		p++;
+	if (!*p)
+		return dir;
 	for (;;) {
 		const char *slash = strchr(p, '/');
 		bool last = !slash;
+		size_t len = last ? strlen(p) : (size_t)(slash - p);
 		if (!dir || !S_ISDIR(dir->head->mode) || !dir->dir ||
 		    !viewer_may(v, dir, last ? 5 : 1))
-			return false;
-		if (last)
-			return true;
-		struct dent *d = ns_dir_find(dir->dir, p, (size_t)(slash - p));
-		dir = d && d->ino ? ns_inode(ns, d->ino) : NULL;
+			return NULL;
+		struct dent *d = ns_dir_find(dir->dir, p, len);
+		struct inode *in = d && d->ino ? ns_inode(ns, d->ino) : NULL;
+		if (last || !in)
+			return in;
+		dir = in;
 		p = slash + 1;
 	}
+}
+
+static bool path_visible(void *arg, const char *path)
+{
+	const struct viewer *v = arg;
+	return v->uid == 0 || visible_inode(v, path) != NULL;
+}
+
+/* commits/ID (clog.h C5): the path as above; its checksum only if v may
+ * read the file now and it still has that content — so the log tells
+ * nothing of content v could not read (a checksum of a small secret can
+ * be guessed). */
+static int commit_path_level(void *arg, const char *path, uint64_t sum)
+{
+	const struct viewer *v = arg;
+	if (v->uid == 0)
+		return 2;
+	struct inode *in = visible_inode(v, path);
+	if (!in)
+		return 0;
+	bool same = sum && S_ISREG(in->head->mode) &&
+		    digest_final(in->head->dsum, in->head->size) == sum;
+	return same && viewer_may(v, in, 4) ? 2 : 1;
 }
 
 /* s takes over a rendering of events or a commit (err: none). */
@@ -424,7 +454,7 @@ static int render(struct txd_fs *fs, const struct txd_cred *c, const struct node
 		return take(s, txt, len, err);
 	case CTL_COMMIT:
 		viewer_init(fs, c, &v);
-		err = clog_render(fs->clog, n->ctl_key, fs_retain_oldest_ns(fs), path_visible, &v,
+		err = clog_render(fs->clog, n->ctl_key, fs_retain_oldest_ns(fs), commit_path_level, &v,
 				  &txt, &len);
 		return take(s, txt, len, err);
 	case CTL_TXN_CTL:
@@ -500,8 +530,11 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 		a->gid = t->gid;
 	}
 	if (kind_is_dir(n->ctl)) {
-		/* .txdir/txn is like /tmp: anyone may begin one */
-		a->mode = n->ctl == CTL_TXNS ? S_IFDIR | 01777 : t ? S_IFDIR | 0755 : S_IFDIR | 0555;
+		/* .txdir/txn is like /tmp: anyone may begin one; a transaction's
+		 * own directory (its ctl, records and the view root/) is its
+		 * creator's alone: the view holds work nobody else may see
+		 * before it commits (the status and info.json are 0400 too) */
+		a->mode = n->ctl == CTL_TXNS ? S_IFDIR | 01777 : t ? S_IFDIR | 0700 : S_IFDIR | 0555;
 		a->nlink = 2;
 		a->size = 4096;
 		return 0;

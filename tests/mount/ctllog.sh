@@ -215,6 +215,11 @@ test_leak() {
 	mkdir "$TM_MNT/.txdir/txn/open"
 	mkdir -m 700 "$TM_MNT/.txdir/txn/open/root/private3" &&
 		echo u >"$TM_MNT/.txdir/txn/open/root/private3/SECRET_open_45"
+	# a 0700 directory renamed away and a public one made in its place: the
+	# old names must not show through the new directory
+	mkdir -m 700 "$TM_MNT/hr" && echo l >"$TM_MNT/hr/SECRET_moved_48" &&
+		mv "$TM_MNT/hr" "$TM_MNT/hr.old" && mkdir -m 755 "$TM_MNT/hr" ||
+		not_ok "no leak: renamed directory setup"
 	root=$(cd "$TM_MNT/.txdir" && cat events commits/* txn/*/info.json txn/*/status \
 		dtc/transactions/* 2>/dev/null | grep -c SECRET_)
 	seen=$(cd "$TM_MNT/.txdir" && as_nobody sh -c 'cat events commits/* txn/*/info.json \
@@ -224,6 +229,39 @@ test_leak() {
 	else
 		not_ok "no leak: nobody read: $(echo $seen) (root: $root lines)"
 	fi
+	# a file nobody may read, in a directory nobody may list: its commit
+	# shows the path but not the checksum (a small secret's checksum can be
+	# guessed); a file nobody may read shows its checksum to root only
+	(umask 077 && echo 583921 >"$TM_MNT/vaultpin") && echo pub >"$TM_MNT/public_file" ||
+		not_ok "no leak: checksum setup"
+	local sums
+	sums=$(cd "$TM_MNT/.txdir" && as_nobody sh -c 'cat commits/*' | python3 -c '
+import json, sys
+text, out = sys.stdin.read(), []
+dec, i = json.JSONDecoder(), 0
+while i < len(text):
+    while i < len(text) and text[i].isspace():
+        i += 1
+    if i >= len(text):
+        break
+    o, i = dec.raw_decode(text, i)
+    for c in o["changes"]:
+        if c["path"] in ("/vaultpin", "/public_file") and "checksum" in c:
+            out.append(c["path"])
+print(" ".join(sorted(set(out))))')
+	[ "$sums" = "/public_file" ] &&
+		ok "no leak: a checksum only for content the reader may read (vaultpin 0600: none)" ||
+		not_ok "no leak: checksums nobody saw: '$sums'"
+	# a transaction's view is its creator's (the directory is 0700)
+	mkdir "$TM_MNT/.txdir/txn/vw" && echo d >"$TM_MNT/.txdir/txn/vw/root/view_draft" ||
+		not_ok "no leak: view setup"
+	if as_nobody ls "$TM_MNT/.txdir/txn/vw/root" >/dev/null 2>&1 ||
+		as_nobody cat "$TM_MNT/.txdir/txn/vw/root/view_draft" >/dev/null 2>&1; then
+		not_ok "no leak: nobody read root's transaction view"
+	else
+		ok "no leak: another user's transaction view is closed (EACCES)"
+	fi
+	rmdir "$TM_MNT/.txdir/txn/vw" 2>/dev/null
 	# what the data tree shows, .txdir shows: a 0750 directory of group 4
 	# is listable by a member through a supplementary group only
 	mkdir -m 750 "$TM_MNT/grp" && chgrp 4 "$TM_MNT/grp" && echo g >"$TM_MNT/grp/GROUP_name_47"
