@@ -863,7 +863,8 @@ int ctl_mkdir(struct txd_fs *fs, const struct txd_cred *c, struct node *parent, 
 	size_t len = strlen(name);
 	if (len == 0 || len > TXD_NAME_MAX)
 		return len ? -ENAMETOOLONG : -EINVAL;
-	if (strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+	/* SPEC §6: no '/', whitespace or control characters, not . or .. */
+	if (lease_name_check(name))
 		return -EINVAL;
 	struct txn *t;
 	int err = txn_begin(fs, name, c, &t);

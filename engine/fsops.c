@@ -258,8 +258,12 @@ int txd_link(struct txd_fs *fs, const struct txd_cred *c, uint64_t node, uint64_
 		err = -EXDEV;
 		goto out_unlock;
 	}
-	if ((err = dir_node(fs, newparent, &p)))
+	if ((err = dir_node(fs, newparent, &p))) {
+		struct node *np = fs_node(fs, newparent);
+		if (np && np->ctl && n->txn)
+			err = -EXDEV; /* SPEC §4: a link between a view and anything else */
 		goto out_unlock;
+	}
 	if (p->txn != n->txn || fs_node_stale(n)) {
 		err = fs_node_stale(n) ? -ESTALE : -EXDEV; /* views never share entries */
 		goto out_unlock;

@@ -82,6 +82,7 @@ struct txd_opts {
 	uint32_t txn_grace_s;        /* abandoned transactions abort after; 0 = 600 */
 	uint32_t max_leases;         /* per uid (root unlimited; EDQUOT); 0 = 1024 */
 	uint32_t max_waiters;        /* per uid lease waiters; 0 = 1024 */
+	uint32_t max_txns;           /* per uid active or prepared transactions; 0 = 1024 */
 	bool show_ctl;               /* list .txdir in the root's readdir */
 	/* tuning (tests use small values): 0 = defaults */
 	uint64_t checkpoint_bytes;   /* log volume between background checkpoints (256 MiB) */

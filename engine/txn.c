@@ -557,6 +557,12 @@ int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, str
 	pid_t creator = c->pid;
 	if (txn_find(fs, name))
 		return -EEXIST;
+	/* SPEC §6: a per-uid limit (each one holds a snapshot); root unlimited */
+	uint32_t limit = fs->opts.max_txns ? fs->opts.max_txns : 1024, mine = 0;
+	for (struct txn *o = fs->txns; c->uid && o; o = o->next)
+		mine += o->uid == c->uid && (o->state == TXN_ACTIVE || o->state == TXN_PREPARED);
+	if (c->uid && mine >= limit)
+		return -EDQUOT;
 	struct txn *t = calloc(1, sizeof(*t));
 	if (!t || !(t->name = strdup(name)) || ns_init(&t->ns)) {
 		if (t)

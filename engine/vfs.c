@@ -307,6 +307,7 @@ int txd_rename(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, con
 	struct node *p = fs_node(fs, parent), *np = fs_node(fs, newparent);
 	int err = !p || !np ? -ESTALE
 		  : p->ctl && np->ctl ? ctl_rename(fs, c, p, name, np, newname, flags)
+		  : (p->ctl ? np : p)->txn ? -EXDEV /* SPEC §4: a view and anything else */
 		  : ctl_rename_err(p->ctl ? p : np); /* between the data and the control tree */
 	pthread_mutex_unlock(&fs->lock);
 	fs_notify_flush(fs);

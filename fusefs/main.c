@@ -14,6 +14,8 @@
  *   txn_grace=SECONDS           abandoned transactions abort after (default 600)
  *   max_leases=N, max_waiters=N per-uid lease and waiter limits (default 1024
  *                               each; EDQUOT past them; root is not limited)
+ *   max_txns=N                  per-uid open transactions (default 1024;
+ *                               EDQUOT past it; root is not limited)
  *   showctl                     list .txdir in the root directory
  *   nonempty                    mount over a directory that holds files
  *                               (hiding them); refused without it. libfuse 3
@@ -105,11 +107,13 @@ struct cli {
 	char *store;
 	char *durability;
 	char *commit_interval;
-	unsigned int retain_s;
-	unsigned int max_snapshot_age_s;
-	unsigned int txn_grace_s;
-	unsigned int max_leases, max_waiters;
-	unsigned int read_ahead_kb;
+	/* numbers as written: parsed strictly (fuse_opt's %u took "-1" as
+	 * 4294967295) */
+	char *retain_s;
+	char *max_snapshot_age_s;
+	char *txn_grace_s;
+	char *max_leases, *max_waiters, *max_txns;
+	char *read_ahead_kb;
 	int show_ctl;
 	int nonempty;
 	int allow_shared_store;
@@ -124,12 +128,13 @@ enum { KEY_FSNAME = 1, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMISSIONS };
 static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("durability=%s", durability),
 	CLI_OPT("commit_interval=%s", commit_interval),
-	CLI_OPT("retain=%u", retain_s),
-	CLI_OPT("max_snapshot_age=%u", max_snapshot_age_s),
-	CLI_OPT("txn_grace=%u", txn_grace_s),
-	CLI_OPT("max_leases=%u", max_leases),
-	CLI_OPT("max_waiters=%u", max_waiters),
-	CLI_OPT("read_ahead_kb=%u", read_ahead_kb),
+	CLI_OPT("retain=%s", retain_s),
+	CLI_OPT("max_snapshot_age=%s", max_snapshot_age_s),
+	CLI_OPT("txn_grace=%s", txn_grace_s),
+	CLI_OPT("max_leases=%s", max_leases),
+	CLI_OPT("max_waiters=%s", max_waiters),
+	CLI_OPT("max_txns=%s", max_txns),
+	CLI_OPT("read_ahead_kb=%s", read_ahead_kb),
 	CLI_OPT("showctl", show_ctl),
 	CLI_OPT("nonempty", nonempty),
 	CLI_OPT("allow_shared_store", allow_shared_store),
@@ -200,6 +205,7 @@ static void usage(const char *prog)
 	       "    -o max_snapshot_age=SECONDS    bound old versions kept for readers\n"
 	       "    -o txn_grace=SECONDS           abort abandoned transactions after (600)\n"
 	       "    -o max_leases=N, max_waiters=N per-uid lease limits (1024 each)\n"
+	       "    -o max_txns=N                  per-uid open transactions (1024)\n"
 	       "    -o showctl                     list .txdir in the root directory\n"
 	       "    -o nonempty                    mount over a directory that holds files\n"
 	       "    -o allow_shared_store          mount a store other users can read\n"
@@ -247,16 +253,35 @@ static int parse_interval_ms(const char *s, uint32_t *out)
 	return 0;
 }
 
+/* -o NAME=VALUE, a whole decimal number 0..UINT32_MAX (no sign, no
+ * spaces); NULL: not given (*out unchanged). 0, or -1 said why. */
+static int parse_u32(const char *name, const char *v, uint32_t *out)
+{
+	char *end;
+	unsigned long long n;
+
+	if (!v)
+		return 0;
+	errno = 0;
+	n = *v >= '0' && *v <= '9' ? strtoull(v, &end, 10) : 0;
+	if (*v < '0' || *v > '9' || errno || *end || n > UINT32_MAX) {
+		tx_log(LOG_ERR, "bad %s=%s (a whole number from 0 to %u)", name, v, UINT32_MAX);
+		return -1;
+	}
+	*out = (uint32_t)n;
+	return 0;
+}
+
 static int engine_opts(const struct cli *c, struct txd_opts *o)
 {
-	*o = (struct txd_opts){
-		.retain_s = c->retain_s,
-		.max_snapshot_age_s = c->max_snapshot_age_s,
-		.txn_grace_s = c->txn_grace_s,
-		.max_leases = c->max_leases,
-		.max_waiters = c->max_waiters,
-		.show_ctl = c->show_ctl,
-	};
+	*o = (struct txd_opts){.show_ctl = c->show_ctl};
+	if (parse_u32("retain", c->retain_s, &o->retain_s) ||
+	    parse_u32("max_snapshot_age", c->max_snapshot_age_s, &o->max_snapshot_age_s) ||
+	    parse_u32("txn_grace", c->txn_grace_s, &o->txn_grace_s) ||
+	    parse_u32("max_leases", c->max_leases, &o->max_leases) ||
+	    parse_u32("max_waiters", c->max_waiters, &o->max_waiters) ||
+	    parse_u32("max_txns", c->max_txns, &o->max_txns))
+		return -1;
 	if (c->durability && parse_durability(c->durability, &o->durability)) {
 		tx_log(LOG_ERR, "bad durability=%s (fsync, full or none)", c->durability);
 		return -1;
@@ -437,7 +462,7 @@ static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *fo,
 	return tx_loop_run(se, fo->singlethread ? 1 : max, sigs);
 }
 
-static unsigned int read_ahead_kb; /* -o read_ahead_kb */
+static uint32_t read_ahead_kb; /* -o read_ahead_kb */
 static const char *mount_point;
 static bool initialized; /* INIT answered */
 
@@ -554,7 +579,7 @@ int main(int argc, char *argv[])
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_cmdline_opts fo = {0};
 	struct fuse_conn_info_opts *conn_opts = NULL;
-	struct cli cli = {.read_ahead_kb = TXDIRFS_READ_AHEAD_KB};
+	struct cli cli = {0};
 	struct txd_opts o;
 	sigset_t sigs;
 	char store[PATH_MAX];
@@ -595,7 +620,9 @@ int main(int argc, char *argv[])
 	}
 	if (check_store_private(store, cli.allow_shared_store))
 		goto out;
-	read_ahead_kb = cli.read_ahead_kb;
+	read_ahead_kb = TXDIRFS_READ_AHEAD_KB;
+	if (parse_u32("read_ahead_kb", cli.read_ahead_kb, &read_ahead_kb))
+		goto out;
 	if (!cli.has_fsname && add_fsname(&args, store))
 		goto out;
 	/* The engine checks no permissions: the kernel does, with
@@ -621,6 +648,13 @@ out:
 	free(cli.store);
 	free(cli.durability);
 	free(cli.commit_interval);
+	free(cli.retain_s);
+	free(cli.max_snapshot_age_s);
+	free(cli.txn_grace_s);
+	free(cli.max_leases);
+	free(cli.max_waiters);
+	free(cli.max_txns);
+	free(cli.read_ahead_kb);
 	fuse_opt_free_args(&args);
 	return status;
 }

@@ -2,7 +2,7 @@
 # tests/mount/ctllog.sh — the control tree's records (SPEC §5 "Records,
 # journals and logs"; issue 9 defects 4 and 10):
 #
-#   json          a transaction named `a b"q` and a path holding `"`: every
+#   json          a transaction named `a"q\b` (names hold no whitespace: EINVAL) and a path holding `"`: every
 #                 line of events, info.json and every commits/ID parse as JSON
 #   bytes         names holding 0xff (a file, a lease, a transaction, a
 #                 proposal and a participant): every JSON file stays valid
@@ -56,12 +56,12 @@ txn_commit() { # name cmd...
 test_json() {
 	local bad=0 c
 	tm_mount "$OPTS" || { not_ok "json: mount"; return; }
-	echo q >"$TM_MNT/quote\"d name" && mkdir "$TM_MNT/.txdir/txn/a b\"q" ||
+	echo q >"$TM_MNT/quote\"d name" && mkdir "$TM_MNT/.txdir/txn/a\"q\\b" ||
 		{ not_ok "json: setup"; tm_umount; return; }
-	echo x >"$TM_MNT/.txdir/txn/a b\"q/root/in \"view\""
+	echo x >"$TM_MNT/.txdir/txn/a\"q\\b/root/in \"view\""
 	T cat "$TM_MNT/.txdir/events" | json_lines || { bad=1; echo "# events:"; cat "$TM_MNT/.txdir/events"; }
-	T cat "$TM_MNT/.txdir/txn/a b\"q/info.json" | json_lines ||
-		{ bad=1; echo "# info.json:"; cat "$TM_MNT/.txdir/txn/a b\"q/info.json"; }
+	T cat "$TM_MNT/.txdir/txn/a\"q\\b/info.json" | json_lines ||
+		{ bad=1; echo "# info.json:"; cat "$TM_MNT/.txdir/txn/a\"q\\b/info.json"; }
 	for c in "$TM_MNT"/.txdir/commits/*; do
 		T cat "$c" | json_lines || { bad=1; echo "# $c:"; cat "$c"; }
 	done

@@ -308,6 +308,34 @@ Test(txn, bad_commands_and_names)
 	memset(longname, 'n', 256);
 	longname[256] = 0;
 	cr_expect_eq(tt_txn_begin(fs, longname), -ENAMETOOLONG);
+	/* SPEC §6: no whitespace or control characters */
+	cr_expect_eq(tt_txn_begin(fs, "bad name"), -EINVAL);
+	cr_expect_eq(tt_txn_begin(fs, "tab\tx"), -EINVAL);
+	cr_expect_eq(tt_txn_begin(fs, "nl\nx"), -EINVAL);
+	cr_expect_eq(tt_txn_begin(fs, "del\x7f"), -EINVAL);
+}
+
+/* SPEC §6: a per-uid limit on open transactions (EDQUOT), root unlimited;
+ * ended ones do not count. */
+Test(txn, per_uid_limit_EDQUOT)
+{
+	struct txd_cred u = tt_cred;
+	struct txd_entry e;
+	uint64_t txns;
+	const char *leaf;
+
+	u.uid = 1000;
+	u.pid = getpid();
+	fs->opts.max_txns = 2;
+	cr_assert_eq(tt_resolve(fs, ".txdir/txn/x", &txns, &leaf, NULL), 0);
+	cr_assert_eq(txd_mkdir(fs, &u, txns, "u1", 0755, &e), 0);
+	cr_assert_eq(txd_mkdir(fs, &u, txns, "u2", 0755, &e), 0);
+	cr_expect_eq(txd_mkdir(fs, &u, txns, "u3", 0755, &e), -EDQUOT);
+	cr_assert_eq(tt_txn_begin(fs, "r1"), 0, "root is not limited");
+	cr_assert_eq(tt_txn_begin(fs, "r2"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "r3"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "u1", "abort"), 0);
+	cr_expect_eq(txd_mkdir(fs, &u, txns, "u3", 0755, &e), 0, "an ended one does not count");
 }
 
 /* A read-only transaction is one consistent snapshot and refuses changes. */
@@ -757,9 +785,9 @@ Test(txn, status_line_parses_whatever_the_path)
 /* info.json is valid JSON whatever the name holds, with every field. */
 Test(txn, info_json_is_json)
 {
-	cr_assert_eq(tt_txn_begin(fs, "a b\"q\\"), 0);
-	cJSON *j = info("a b\"q\\");
-	cr_expect_str_eq(jstr(j, "name"), "a b\"q\\");
+	cr_assert_eq(tt_txn_begin(fs, "a\"q\\b"), 0);
+	cJSON *j = info("a\"q\\b");
+	cr_expect_str_eq(jstr(j, "name"), "a\"q\\b");
 	cr_expect_str_eq(jstr(j, "status"), "active");
 	cr_expect_str_eq(jstr(j, "state"), "active");
 	cr_expect_not_null(cJSON_GetObjectItemCaseSensitive(j, "last_error"));
