@@ -112,6 +112,23 @@ int store_init(const char *dir)
 	return os_write_file_durable(dir, "FORMAT", STORE_FORMAT, strlen(STORE_FORMAT));
 }
 
+static int check_format(const char *dir, unsigned *format);
+
+const char *txd_format_problem(const char *dir, char *buf, size_t cap)
+{
+	unsigned v = 0;
+	int err = check_format(dir, &v);
+	if (err == -TXD_EFORMAT && v > STORE_FORMAT_VERSION)
+		snprintf(buf, cap, "store format %u; this build reads formats 1 to %u", v,
+			 STORE_FORMAT_VERSION);
+	else if (err == -TXD_EFORMAT)
+		snprintf(buf, cap, "FORMAT is not \"txdir-store N\" (this build reads formats 1 to %u)",
+			 STORE_FORMAT_VERSION);
+	else
+		snprintf(buf, cap, "%s", err ? txd_strerror(err) : "the format is readable");
+	return buf;
+}
+
 /* S5: "txdir-store N\n" with N in 1..STORE_FORMAT_VERSION (a NUL or
  * anything else inside must not pass). */
 static int check_format(const char *dir, unsigned *format)

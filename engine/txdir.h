@@ -67,6 +67,10 @@ enum {
 };
 /* Static string for any code (engine's or errno). */
 const char *txd_strerror(int err);
+/* Why store dir's FORMAT is refused (after -TXD_EFORMAT), naming both
+ * formats: "store format 9; this build reads formats 1 to 3", or "FORMAT
+ * is not \"txdir-store N\"". Into buf (cap bytes); returns buf. */
+const char *txd_format_problem(const char *dir, char *buf, size_t cap);
 
 enum txd_durability {
 	TXD_DUR_FSYNC = 0, /* fsync/fdatasync, txn commit durable; rest within interval */

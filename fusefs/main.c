@@ -448,7 +448,10 @@ static int open_engine(const char *store, const struct txd_opts *o)
 		tx_log(LOG_ERR, "%s is not a txdir store: run mountctl init %s", store, store);
 	else if (rc == -TXD_ENOTSTORE)
 		tx_log(LOG_ERR, "%s is not a txdir store (it has files but no FORMAT)", store);
-	else if (rc < 0)
+	else if (rc == -TXD_EFORMAT) {
+		char why[160];
+		tx_log(LOG_ERR, "%s: %s", store, txd_format_problem(store, why, sizeof(why)));
+	} else if (rc < 0)
 		tx_log(LOG_ERR, "%s: %s", store, txd_strerror(rc));
 	return rc;
 }

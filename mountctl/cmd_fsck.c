@@ -194,7 +194,10 @@ int cmd_fsck(const struct mc_cmd *cmd, int argc, char **argv)
 		if (err == -TXD_ELOCKED)
 			mc_err(cmd->name, "%s: mounted by txdirfs pid %ld%s%s: unmount it first", store,
 			       (long)r.holder, mnt ? " at " : "", mnt ? mnt : "");
-		else
+		else if (err == -TXD_EFORMAT) {
+			char why[160];
+			mc_err(cmd->name, "%s: %s", store, txd_format_problem(store, why, sizeof(why)));
+		} else
 			mc_err(cmd->name, "%s: %s", store, txd_strerror(err));
 		free(mnt);
 		fsck_result_free(&r);

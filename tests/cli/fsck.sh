@@ -121,6 +121,16 @@ else
 fi
 mount_and_compare "clean store" "$K" "$T/k.sums"
 
+# ---- a store of a newer format: refused, naming both formats (SPEC §7) ------
+N=$T/newer
+mc init "$N"
+echo "txdir-store 999" >"$N/FORMAT"
+mc fsck "$N"
+expect "fsck of a newer format: 8, names both formats" 8 "store format 999; this build reads formats 1 to [0-9]+"
+mkdir -p "$T/mn"
+mount_store "$N" "$T/mn"
+expect "mount of a newer format: refused, names both formats" 1 "store format 999; this build reads formats 1 to [0-9]+"
+
 # ---- the crashed store C (everything only in the log) ------------------------
 C=$T/c
 mkdir -p "$T/mc"
