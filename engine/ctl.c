@@ -1066,12 +1066,15 @@ static int txn_command(struct txd_fs *fs, const struct txd_cred *c, struct txn *
 		return done ? dtc_prepare_async(fs, t, c ? c->pid : 0, p, name, done, arg)
 			    : dtc_prepare(fs, t, c ? c->pid : 0, p, name);
 	}
-	if (len == 5 && memcmp(cmd, "abort", 5) == 0) {
+	/* "abort", or "abort busy": mountctl run giving up on a busy path
+	 * (SPEC §2: it ends "aborted busy") */
+	if ((len == 5 && memcmp(cmd, "abort", 5) == 0) ||
+	    (len == 10 && memcmp(cmd, "abort busy", 10) == 0)) {
 		if (t->state == TXN_COMMITTED)
 			return -EINVAL; /* too late */
 		if (t->state == TXN_PREPARED)
 			return -EBUSY; /* only the decision ends it (txn.h) */
-		txn_abort(fs, t, "request");
+		txn_abort(fs, t, len == 10 ? "busy" : "request");
 		return 0;
 	}
 	if (len == 8 && memcmp(cmd, "readonly", 8) == 0) {

@@ -245,12 +245,12 @@ static void txn_id(const struct run_opts *o, const char *name, char *id, size_t 
 
 /* Aborts (if still active) and removes the record; false if the server
  * turned out to be gone. */
-static bool end_txn(const struct run_opts *o, const char *name, bool abort_it)
+static bool end_txn(const struct run_opts *o, const char *name, const char *abort_word)
 {
 	int r = 0;
 
-	if (abort_it)
-		r = mc_txn_ctl(o->mnt, name, "abort");
+	if (abort_word)
+		r = mc_txn_ctl(o->mnt, name, abort_word);
 	if (server_gone(r))
 		return false;
 	r = mc_txn_remove(o->mnt, name);
@@ -430,6 +430,11 @@ static int commit_txn(const struct run_opts *o, const char *name, const char *id
 	}
 	if (o->prepare)
 		prepare_refused(o, name, r, status);
+	else if (r == -ENOENT && !status)
+		/* the transaction is gone: the server restarted meanwhile and
+		 * ended it (dtc/transactions/ID: aborted restart) */
+		mc_err("run", "server gone: nothing committed (it restarted while %s ran; "
+		       "%s/.txdir/dtc/transactions/%s says aborted restart)", o->argv[0], o->mnt, id);
 	else
 		mc_err("run", "commit of %s failed: %s%s%s", name, strerror(-r), status ? ": " : "",
 		       status ? status : "");
@@ -689,7 +694,7 @@ static int run_attempt(const struct run_opts *o, char **why)
 		r = mc_txn_ctl(o->mnt, name, "readonly");
 		if (r < 0) {
 			mc_err("run", "cannot make transaction %s read-only: %s", name, strerror(-r));
-			end_txn(o, name, true);
+			end_txn(o, name, "abort");
 			return MC_EXIT_OWN;
 		}
 	}
@@ -712,7 +717,11 @@ static int run_attempt(const struct run_opts *o, char **why)
 		vote_no(o, what, sizeof(what));
 	if (r == RUN_GONE)
 		return MC_EXIT_OWN; /* commit_txn said what happened */
-	if (!end_txn(o, name, r != 0) && r != 0) {
+	/* gave up on a busy path: the record says "aborted busy" (SPEC §2) */
+	const char *word = r == 0 ? NULL
+			   : r == RUN_RETRY && *why && !strncmp(*why, "busy", 4) ? "abort busy"
+										  : "abort";
+	if (!end_txn(o, name, word) && r != 0) {
 		if (*what)
 			mc_err("run", "server gone: nothing committed (%s)", what);
 		else
