@@ -4,6 +4,7 @@
 #include "json.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,9 +44,51 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 	return len;
 }
 
+/* A whole number cJSON would print in exponent form (1.79667878396348e+15
+ * for an id read back from our own JSON): |v| >= 1e15 and exact in a
+ * double. */
+static bool big_int(const cJSON *n)
+{
+	double v = n->valuedouble;
+	return cJSON_IsNumber(n) && (v >= 1e15 || v <= -1e15) && v <= 9007199254740992.0 &&
+	       v >= -9007199254740992.0 && v == (double)(long long)v;
+}
+
+static bool has_big_int(const cJSON *o)
+{
+	for (const cJSON *c = o; c; c = c->next)
+		if (big_int(c) || (c->child && has_big_int(c->child)))
+			return true;
+	return false;
+}
+
+/* Big whole numbers as raw digits (J3). */
+static void ints_raw(cJSON *o)
+{
+	for (cJSON *c = o; c; c = c->next) {
+		if (c->child)
+			ints_raw(c->child);
+		if (!big_int(c))
+			continue;
+		char buf[32];
+		snprintf(buf, sizeof(buf), "%lld", (long long)c->valuedouble);
+		char *d = strdup(buf);
+		if (!d)
+			continue;
+		c->type = cJSON_Raw | (c->type & cJSON_StringIsConst);
+		c->valuestring = d;
+	}
+}
+
 char *json_print(const cJSON *o, bool formatted)
 {
+	cJSON *dup = o && has_big_int(o) ? cJSON_Duplicate(o, true) : NULL;
+	if (dup) {
+		ints_raw(dup);
+		o = dup;
+	}
 	char *t = formatted ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
+	cJSON_Delete(dup);
 	size_t bad = 0, n;
 
 	if (!t)

@@ -17,6 +17,9 @@
  *  J1 json_print's output is valid UTF-8 whatever bytes the strings of o
  *     hold (bytes >= 0x80 appear only inside strings in cJSON's output, so
  *     rewriting them there cannot touch the syntax).
+ *  J3 A whole number of 15 or more digits (up to 2^53: exact in a double)
+ *     prints as its digits, never in exponent form (an id read back and
+ *     printed again must still grep as itself).
  *  J2 json_parse(json_print(o)) holds the same bytes as o: \udcXX escapes
  *     (XX >= 80) become the byte again before cJSON reads the text (cJSON
  *     itself refuses a lone surrogate).

@@ -95,3 +95,23 @@ Test(json, parse_keeps_other_escapes_and_surrogate_pairs)
 	cr_assert_null(json_parse_str("{"));
 	cr_assert_null(json_parse_str(NULL));
 }
+
+Test(json, J3_big_whole_numbers_print_as_digits)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "txid", 1796678783963480.0);
+	cJSON_AddNumberToObject(o, "neg", -1234567890123456.0);
+	cJSON_AddNumberToObject(o, "small", 42);
+	cJSON_AddNumberToObject(o, "frac", 1.5e15 + 0.5);
+	cJSON *a = cJSON_AddArrayToObject(o, "in");
+	cJSON_AddItemToArray(a, cJSON_CreateNumber(9007199254740992.0));
+	char *t = json_print(o, false);
+	cr_assert_str_eq(t, "{\"txid\":1796678783963480,\"neg\":-1234567890123456,\"small\":42,"
+			    "\"frac\":1500000000000000.5,\"in\":[9007199254740992]}");
+	cJSON *back = json_parse_str(t);
+	cr_assert_eq(cJSON_GetObjectItem(back, "txid")->valuedouble, 1796678783963480.0);
+	cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(o, "txid")), "the caller's tree is unchanged");
+	cJSON_Delete(back);
+	free(t);
+	cJSON_Delete(o);
+}
