@@ -715,8 +715,9 @@ static void rec_failed(struct ctx *c, const struct seg *s, uint64_t off, uint64_
 		snprintf(aff, sizeof(aff),
 			 "%" PRIu64 " valid records after it (lsn %" PRIu64 "..%" PRIu64
 			 ") that recovery would drop with it: --repair leaves it (after a "
-			 "power cut these may be writes that never all reached the disk; "
-			 "mounting drops them)",
+			 "power cut these may be writes that never all reached the disk, and "
+			 "mounting after the reboot drops them; in the boot that wrote them "
+			 "it is damage, and mounting refuses the store)",
 			 n, first, lastv);
 		problem(c, false, "wal", where, aff, "damage in the middle of the log: %s: %s", desc,
 			why);

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 /* Everything the engine creates is private to the server's user: the
  * store holds every file's content, whatever its mode on the mount, so no
@@ -182,6 +183,26 @@ static uint64_t real_now_monotonic_ns(void)
 	return clock_ns(CLOCK_MONOTONIC);
 }
 
+static uint64_t real_boot_id(void)
+{
+	static uint64_t id; /* read once: it changes only with a reboot */
+	uint64_t v = __atomic_load_n(&id, __ATOMIC_RELAXED);
+	if (v)
+		return v;
+	char buf[64];
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf));
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return 0;
+	v = XXH64(buf, (size_t)n, 0x7478646972626f6full);
+	if (!v)
+		v = 1;
+	__atomic_store_n(&id, v, __ATOMIC_RELAXED);
+	return v;
+}
+
 const struct txd_os_ops txd_os_real = {
 	.open = real_open,
 	.close = real_close,
@@ -201,6 +222,7 @@ const struct txd_os_ops txd_os_real = {
 	.now_realtime_ns = real_now_realtime_ns,
 	.now_file_ns = real_now_file_ns,
 	.now_monotonic_ns = real_now_monotonic_ns,
+	.boot_id = real_boot_id,
 };
 
 const struct txd_os_ops *txd_os_table = &txd_os_real;

@@ -51,6 +51,10 @@ struct txd_os_ops {
 	 * dirty the inode (no extra SETATTR round trip and commit per file). */
 	uint64_t (*now_file_ns)(void);
 	uint64_t (*now_monotonic_ns)(void);  /* CLOCK_MONOTONIC */
+	/* A number that stays the same until the machine reboots (a hash of
+	 * /proc/sys/kernel/random/boot_id); 0 when unknown. Tests model a
+	 * power cut as a reboot with it (wal.h W9). */
+	uint64_t (*boot_id)(void);
 };
 
 extern const struct txd_os_ops txd_os_real;

@@ -51,11 +51,13 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,6 +88,7 @@ struct seginfo {
 struct seg_hdr {
 	uint32_t seg;
 	uint64_t first_lsn, prev_end_lsn, salt;
+	uint64_t boot; /* W9: the boot it was created in (txd_os->boot_id); 0 unknown */
 	bool pending; /* W4: the previous segment may not be durable yet */
 };
 
@@ -270,6 +273,7 @@ static void seg_hdr_encode(const struct seg_hdr *h, uint8_t *b)
 	put_le64(b + 24, h->prev_end_lsn);
 	put_le64(b + 32, h->salt);
 	b[40] = h->pending ? SEG_FLAG_PENDING : 0;
+	put_le64(b + 41, h->boot);
 	put_le64(b + 56, XXH64(b, 56, 0));
 }
 
@@ -283,6 +287,7 @@ static bool seg_hdr_decode(const uint8_t *b, uint32_t seg, struct seg_hdr *h)
 	h->prev_end_lsn = get_le64(b + 24);
 	h->salt = get_le64(b + 32);
 	h->pending = b[40] & SEG_FLAG_PENDING;
+	h->boot = get_le64(b + 41);
 	return h->first_lsn == h->prev_end_lsn + 1;
 }
 
@@ -384,6 +389,7 @@ static int seg_start(struct wal *w, uint32_t seg, bool pending)
 		.first_lsn = w->last_lsn + 1,
 		.prev_end_lsn = w->last_lsn,
 		.salt = random_salt(),
+		.boot = txd_os->boot_id ? txd_os->boot_id() : 0,
 		.pending = pending,
 	};
 	uint64_t size = WAL_SEG_HDR_SIZE;
@@ -892,6 +898,36 @@ static int replay_record(struct replay_ctx *c, struct seg_reader *rd, const stru
 	return c->fn_ret ? 2 : 0;
 }
 
+/* W9: does a valid record (magic, a later lsn, its checksum with h's salt)
+ * follow the bad one at off, in a segment created in this boot? Without a
+ * reboot every append reached the page cache in order, so that is damage,
+ * not a torn tail: replay must not end the log there and drop them. */
+static bool damaged_mid_log(struct replay_ctx *c, struct seg_reader *rd, const struct seg_hdr *h,
+			    uint64_t off)
+{
+	uint64_t now = txd_os->boot_id ? txd_os->boot_id() : 0;
+	const uint8_t *p;
+
+	if (!h->boot || h->boot != now)
+		return false; /* a reboot since: a power cut may reorder the tail */
+	for (uint64_t o = off + 8; reader_get(rd, o, WAL_REC_HDR_SIZE, &p) == 0; o += 8) {
+		uint32_t len = get_le32(p + 4);
+		uint64_t lsn = get_le64(p + 8);
+		if (get_le32(p) != REC_MAGIC || len > WAL_MAX_RECORD || lsn <= c->last ||
+		    reader_get(rd, o, (size_t)rec_total(len), &p))
+			continue;
+		if (rec_checksum(p, p + WAL_REC_HDR_SIZE, len, h->salt) != get_le64(p + 24))
+			continue;
+		syslog(LOG_ERR,
+		       "txdir: %s/seg-%08u: the record at offset %" PRIu64 " (lsn %" PRIu64
+		       ") is damaged and a valid record (lsn %" PRIu64 ") follows it at offset %" PRIu64
+		       ": the log is damaged, not torn; refusing to drop the rest (mountctl fsck)",
+		       c->w->dir, h->seg, off, c->last + 1, lsn, o);
+		return true;
+	}
+	return false;
+}
+
 /*
  * Replay the records of segment i. limit is the prev_end_lsn of the next
  * segment (W3: records up to it must all be valid; 1 when one is not), or
@@ -911,6 +947,8 @@ static int replay_segment(struct replay_ctx *c, uint32_t i, uint64_t limit, int 
 		if (r)
 			break;
 	}
+	if (r == 1 && limit == UINT64_MAX && damaged_mid_log(c, &rd, h, off))
+		r = -TXD_ECORRUPT; /* W9 */
 	if (r == 1)
 		r = limit == UINT64_MAX ? 0 : 1; /* the caller decides (W3, W4) */
 	else if (r == 2)

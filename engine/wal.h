@@ -20,7 +20,8 @@
  *                         segment, as found when this one was opened
  *    32  u64 salt         random; mixed into every record checksum
  *    40  u8    flags        1 = PENDING (W4), else 0
- *    41  u8[15] reserved  zero
+ *    41  u64   boot         txd_os->boot_id of its creation (W9); 0 unknown
+ *    49  u8[7] reserved     zero
  *    56  u64 checksum     xxh64 of bytes 0..55
  *
  *   record (32-byte header + payload, 8-byte aligned: padding is zero)
@@ -40,6 +41,15 @@
  *     error. The bytes after it are never overwritten: after every open,
  *     appends go to a fresh segment whose prev_end_lsn fixes where the older
  *     segment ended, so replay is the same every time.
+ *  W9 Damage is not a tail. W2 holds after a reboot (a power cut may write
+ *     the unsynced tail out of order, so a bad record may precede good
+ *     ones). But in a last segment created in the current boot (its header's
+ *     boot equals txd_os->boot_id) every append reached the page cache in
+ *     order (W6), so a bad record followed by a valid one (magic, a later
+ *     lsn, its checksum with the segment's salt) is damage: wal_replay
+ *     returns -TXD_ECORRUPT and logs where, rather than ending the log
+ *     there and dropping acknowledged commits. The store does not mount;
+ *     mountctl fsck reports the damage with the records behind it.
  *  W3 A bad record in a segment that is not the last, before its
  *     prev_end_lsn, is corruption: wal_replay returns -TXD_ECORRUPT and
  *     changes nothing on disk.

@@ -451,7 +451,10 @@ static int open_engine(const char *store, const struct txd_opts *o)
 	else if (rc == -TXD_EFORMAT) {
 		char why[160];
 		tx_log(LOG_ERR, "%s: %s", store, txd_format_problem(store, why, sizeof(why)));
-	} else if (rc < 0)
+	} else if (rc == -TXD_ECORRUPT)
+		tx_log(LOG_ERR, "%s: %s (mountctl fsck %s says where and what it affects)", store,
+		       txd_strerror(rc), store);
+	else if (rc < 0)
 		tx_log(LOG_ERR, "%s: %s", store, txd_strerror(rc));
 	return rc;
 }

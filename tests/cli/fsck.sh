@@ -165,6 +165,14 @@ mc fsck --repair "$X"
 expect "--repair refuses to drop the commits after it: still 4" 4 "--repair leaves it"
 [ "$(store_sum "$X")" = "$before" ] && ok "the refused repair changed nothing" ||
 	not_ok "the refused repair changed nothing"
+# and mounting it (this boot wrote the segment: damage, not a torn tail,
+# wal.h W9) refuses rather than dropping the commits after it
+mkdir -p "$T/mx"
+wal_before=$(store_sum "$X/coordination/dtc/wal")
+mount_store "$X" "$T/mx"
+expect "mount of a store damaged mid-log: refused, names fsck" 1 "store damaged: .*mountctl fsck $X says where"
+[ "$(store_sum "$X/coordination/dtc/wal")" = "$wal_before" ] &&
+	ok "the refused mount left the log as it was" || not_ok "the refused mount left the log as it was"
 
 # torn tail: the last record cut in the middle
 X=$T/torn

@@ -547,6 +547,14 @@ static uint64_t fos_monotonic(void)
 	return txd_os_real.now_monotonic_ns() + (uint64_t)__atomic_load_n(&clock_off, __ATOMIC_RELAXED);
 }
 
+static uint64_t boots; /* power cuts so far: each is a reboot (os.h boot_id) */
+
+static uint64_t fos_boot_id(void)
+{
+	uint64_t real = txd_os_real.boot_id();
+	return real ^ (__atomic_load_n(&boots, __ATOMIC_RELAXED) * 0x9e3779b97f4a7c15ull);
+}
+
 const struct txd_os_ops faultos_ops = {
 	.open = fos_open,
 	.close = fos_close,
@@ -566,6 +574,7 @@ const struct txd_os_ops faultos_ops = {
 	.now_realtime_ns = fos_realtime,
 	.now_file_ns = fos_file_time,
 	.now_monotonic_ns = fos_monotonic,
+	.boot_id = fos_boot_id,
 };
 
 /* ---- control ------------------------------------------------------------------ */
@@ -726,6 +735,7 @@ void faultos_power_cut(uint64_t seed)
 
 	pthread_mutex_lock(&mu);
 	crashed = true;
+	__atomic_add_fetch(&boots, 1, __ATOMIC_RELAXED);
 	for (f = files; f; f = f->next)
 		cut_file(f, &s);
 	forget_files();

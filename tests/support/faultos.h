@@ -21,7 +21,8 @@
  *   Process death (faultos_crash): every later call fails with -EIO, except
  *   close, which really closes (so tests do not leak descriptors). Files keep
  *   every byte written before the crash — what the kernel would have.
- *   Power cut (faultos_power_cut(seed)): process death plus loss of what was
+ *   Power cut (faultos_power_cut(seed)): a reboot (boot_id changes) and
+ *   process death, plus loss of what was
  *   not made durable, modelled like SQLite's crash VFS. For every file the
  *   table saw, it remembers the writes and truncations since that file's last
  *   fsync/fdatasync (with their pre-images). The cut restores each file to its

@@ -389,6 +389,45 @@ Test(wal, garbage_tail_ends_log_W2)
 	recs_free(&rs);
 }
 
+/* W9: a damaged record with valid ones after it, in a segment of this boot,
+ * is damage: replay refuses (-TXD_ECORRUPT) instead of dropping them; after
+ * a reboot (a power cut may reorder the unsynced tail) the log ends there. */
+Test(wal, damage_mid_log_is_not_a_tail_W9)
+{
+	struct recs rs = { 0 };
+	struct wal *w = open_replay(NULL, &rs, 0);
+	uint64_t rec5;
+	uint32_t seg;
+	int fd;
+
+	cr_assert_eq(append_n(w, 1, 10, 300), 0);
+	cr_assert_eq(wal_sync(w, 10), 0);
+	seg = last_pos.seg;
+	/* ten records of one size, one after the other: the 5th's payload */
+	uint64_t size = (last_pos.payload_off - WAL_REC_HDR_SIZE - WAL_SEG_HDR_SIZE) / 9;
+	rec5 = WAL_SEG_HDR_SIZE + 4 * size + WAL_REC_HDR_SIZE + 10;
+	wal_close(w);
+	recs_free(&rs);
+	fd = open(seg_file(seg), O_RDWR);
+	uint8_t b;
+	cr_assert_eq(pread(fd, &b, 1, (off_t)rec5), 1);
+	b ^= 0x40;
+	cr_assert_eq(pwrite(fd, &b, 1, (off_t)rec5), 1);
+	close(fd);
+	w = open_replay(NULL, &rs, -TXD_ECORRUPT);
+	wal_close(w);
+	recs_free(&rs);
+	/* the same bytes after a reboot: a torn tail, the first four stay */
+	faultos_install();
+	faultos_power_cut(1);
+	faultos_revive();
+	w = open_replay(NULL, &rs, 0);
+	cr_assert_eq(rs.n, 4, "after a reboot the log ends at the damage (W2)");
+	wal_close(w);
+	recs_free(&rs);
+	faultos_uninstall();
+}
+
 Test(wal, stale_record_with_wrong_lsn_is_not_replayed_W1)
 {
 	struct recs rs = { 0 };
