@@ -191,14 +191,27 @@ int cmd_fsck(const struct mc_cmd *cmd, int argc, char **argv)
 	if (err) {
 		cJSON_Delete(o.problems);
 		char *mnt = err == -TXD_ELOCKED ? mc_store_mount_point(store) : NULL;
+		char why[512];
 		if (err == -TXD_ELOCKED)
-			mc_err(cmd->name, "%s: mounted by txdirfs pid %ld%s%s: unmount it first", store,
-			       (long)r.holder, mnt ? " at " : "", mnt ? mnt : "");
-		else if (err == -TXD_EFORMAT) {
-			char why[160];
-			mc_err(cmd->name, "%s: %s", store, txd_format_problem(store, why, sizeof(why)));
-		} else
-			mc_err(cmd->name, "%s: %s", store, txd_strerror(err));
+			snprintf(why, sizeof(why), "mounted by txdirfs pid %ld%s%s: unmount it first",
+				 (long)r.holder, mnt ? " at " : "", mnt ? mnt : "");
+		else if (err == -TXD_EFORMAT)
+			txd_format_problem(store, why, sizeof(why));
+		else
+			snprintf(why, sizeof(why), "%s", txd_strerror(err));
+		mc_err(cmd->name, "%s: %s", store, why);
+		if (json) { /* --json: one object on stdout whatever happened */
+			cJSON *j = cJSON_CreateObject();
+			cJSON_AddStringToObject(j, "store", store);
+			cJSON_AddStringToObject(j, "status", "error");
+			cJSON_AddNumberToObject(j, "exit", FSCK_EXIT_OPER);
+			cJSON_AddStringToObject(j, "error", why);
+			char *t = json_print(j, true);
+			if (t)
+				printf("%s\n", t);
+			free(t);
+			cJSON_Delete(j);
+		}
 		free(mnt);
 		fsck_result_free(&r);
 		return FSCK_EXIT_OPER;

@@ -98,6 +98,14 @@ expect "a transaction commits in K" 0
 sums "$T/mk" >"$T/k.sums"
 mc fsck "$K"
 expect "fsck of a mounted store: 8, names the server and the mount" 8 "mounted by txdirfs pid $SERVER_PID at $T/mk: unmount it first"
+OUT=$(timeout 60 "$MOUNTCTL" fsck --json "$K" 2>/dev/null)
+RC=$?
+expect "fsck --json of a mounted store: 8, still one JSON object on stdout" 8
+if python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["status"]=="error" and j["exit"]==8 and "unmount it first" in j["error"]' <<<"$OUT"; then
+	ok "fsck --json error object: status error, exit 8, the reason"
+else
+	not_ok "fsck --json error object" "$OUT"
+fi
 mc inspect "$K"
 expect "inspect of a mounted store says so: 1" 1 "is mounted \\(txdirfs pid $SERVER_PID\\) at $T/mk"
 mc umount "$T/mk"
