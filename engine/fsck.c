@@ -1351,6 +1351,65 @@ static int lock_store(const char *dir, int how, pid_t *holder, int *fd_out)
 	return 0;
 }
 
+/* Every directory that is linked (nlink > 0) must be reachable from the
+ * root: two moves that each put a directory inside the other would leave
+ * both (and their files) cut off the tree, a cycle no lookup reaches
+ * (txn.c's commit refuses that since; a store written before may hold one). */
+static void check_tree(struct ctx *c, struct ns *ns)
+{
+	uint64_t cap = 1024, n = 0, head = 0, *queue = malloc(cap * sizeof(*queue));
+	uint64_t setcap = 1;
+	while (setcap < 4 * ns->ninodes + 64)
+		setcap <<= 1;
+	uint64_t *set = calloc(setcap, sizeof(*set)); /* reached directory inos (0: empty) */
+	if (!queue || !set)
+		goto out;
+#define SEEN(ino)                                                                        \
+	({                                                                               \
+		uint64_t h_ = ((ino) * 0x9e3779b97f4a7c15ull) & (setcap - 1);             \
+		while (set[h_] && set[h_] != (ino))                                      \
+			h_ = (h_ + 1) & (setcap - 1);                                    \
+		bool was_ = set[h_] == (ino);                                            \
+		set[h_] = (ino);                                                         \
+		was_;                                                                    \
+	})
+	SEEN(NS_ROOT_INO);
+	queue[n++] = NS_ROOT_INO;
+	while (head < n) {
+		struct inode *d = ns_inode(ns, queue[head++]);
+		if (!d || !d->dir)
+			continue;
+		for (struct dent *e = ns_dir_next(d->dir, 0); e; e = ns_dir_next(d->dir, e->cookie)) {
+			struct inode *ch = e->ino ? ns_inode(ns, e->ino) : NULL;
+			if (!ch || !ch->dir || SEEN(e->ino))
+				continue;
+			if (n == cap) {
+				uint64_t *nq = realloc(queue, 2 * cap * sizeof(*nq));
+				if (!nq)
+					goto out;
+				queue = nq;
+				cap *= 2;
+			}
+			queue[n++] = e->ino;
+		}
+	}
+	for (uint64_t b = 0; b < ns->tabsize; b++)
+		for (struct inode *in = ns->tab[b]; in; in = in->hnext) {
+			if (!in->dir || !in->head || in->head->nlink == 0 || SEEN(in->ino))
+				continue;
+			char where[64];
+			snprintf(where, sizeof(where), "directory inode %" PRIu64, in->ino);
+			problem(c, false, "tree", where,
+				"it and everything below it are unreachable from / (in a cycle of "
+				"directories or under one); --repair leaves it",
+				"directory not reachable from the root");
+		}
+#undef SEEN
+out:
+	free(queue);
+	free(set);
+}
+
 /* One pass over the whole store; problems into c->f. */
 static int check_pass(struct ctx *c)
 {
@@ -1407,6 +1466,7 @@ static int check_pass(struct ctx *c)
 		err = check_wal(c, ns, r->ckpt_lsn);
 	if (!err) {
 		ns_drop_unlinked(ns);
+		check_tree(c, ns);
 		err = check_chunks(c, ns);
 	}
 	if (!err)

@@ -26,6 +26,7 @@
 #include "../../engine/store.h"
 #include "../../engine/wal.h"
 #include "../../engine/txdir.h"
+#include "../../engine/txn.h"
 #include "../support/faultos.h"
 #include "../support/txdtest.h"
 
@@ -182,6 +183,33 @@ Test(fsck, many_segments_clean)
 	cr_assert_eq(r.files, 60);
 	cr_assert_geq(r.commits, 120); /* create + content per file */
 	cr_assert_eq(r.segments, count_segments());
+	fsck_result_free(&r);
+}
+
+/* Two directories moved into each other (a store written before txn.c
+ * refused it): fsck names both as unreachable from the root. */
+Test(fsck, directories_cut_off_the_tree_are_found)
+{
+	struct txd_fs *fs;
+	cr_assert_eq(txd_fs_open(store, NULL, &fs, NULL), 0);
+	cr_assert_eq(tt_mkdir(fs, "X"), 0);
+	cr_assert_eq(tt_mkdir(fs, "Y"), 0);
+	cr_assert_eq(tt_put(fs, "X/f", "lost", 4), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t1"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "t2"), 0);
+	cr_assert_eq(tt_rename(fs, ".txdir/txn/t1/root/X", ".txdir/txn/t1/root/Y/X", 0), 0);
+	cr_assert_eq(tt_rename(fs, ".txdir/txn/t2/root/Y", ".txdir/txn/t2/root/X/Y", 0), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "t1", "commit"), 0);
+	txn_test_skip_cycle_check = true;
+	int err = tt_txn_cmd(fs, "t2", "commit");
+	txn_test_skip_cycle_check = false;
+	cr_assert_eq(err, 0, "the cycle was made");
+	txd_fs_close(fs);
+	struct got g;
+	struct fsck_result r;
+	cr_assert_eq(run(&g, false, &r), 0);
+	cr_expect_eq(r.errors, 2, "X and Y");
+	cr_expect(has(&g, "tree", "directory not reachable from the root"));
 	fsck_result_free(&r);
 }
 
