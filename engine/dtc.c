@@ -46,9 +46,14 @@ static bool view_removes(struct txn *t, uint64_t ino)
 
 bool dtc_overlap(struct txd_fs *fs, struct txn *t, char *path, size_t cap)
 {
+	bool moves = txn_moves_dir(fs, t);
 	for (struct txn *p = fs->txns; p; p = p->next) {
 		if (p == t || p->state != TXN_PREPARED)
 			continue;
+		if (moves && p->moves_dir) { /* D9 */
+			snprintf(path, cap, "/ (a directory move while %s moves one)", p->name);
+			return true;
+		}
 		for (uint32_t k = 0; k < t->nkeys; k++)
 			if (txn_has_key(p, t->keys[k].parent, t->keys[k].name,
 					strlen(t->keys[k].name)) ||
@@ -144,10 +149,13 @@ int dtc_locked_check(struct txd_fs *fs, const uint8_t *ops, size_t len)
 		}
 		if (name && (size_t)nl + (size_t)(name - (const char *)body) > olen)
 			name = NULL;
+		/* D9: a directory bound under a new parent (a move) */
+		struct inode *moved = set && olen >= 16 ? ns_inode(&fs->ns, get64(body + 8)) : NULL;
+		bool dir_move = moved && moved->dir && moved->parent != parent;
 		for (struct txn *p = fs->txns; p; p = p->next) {
 			if (p->state != TXN_PREPARED || p->id == txid)
 				continue;
-			if ((name && txn_has_key(p, parent, name, nl)) ||
+			if ((dir_move && p->moves_dir) || (name && txn_has_key(p, parent, name, nl)) ||
 			    (ino && txn_has_ino(p, ino)) ||
 			    (set && in_set(p->prmdirs, p->nprmdirs, parent)) ||
 			    (gone && in_set(p->pdirs, p->npdirs, ino)))
@@ -647,6 +655,7 @@ static int prepare(struct txd_fs *fs, struct txn *t, const char *proposal, const
 	t->prep = rec;
 	t->prep_len = len;
 	t->prep_lsn = pos.lsn;
+	t->moves_dir = txn_moves_dir(fs, t); /* D9, before the view is frozen */
 	t->state = TXN_PREPARED;
 	t->last_error[0] = 0;
 	ckpt_snapshot_release(fs, t->snap); /* the view is frozen (T3) */
@@ -865,6 +874,7 @@ int dtc_replay_prepare(struct txd_fs *fs, const void *payload, size_t len, uint6
 	t->snap = v.snap;
 	t->snap_released = true;
 	t->in_doubt = true;
+	t->moves_dir = true; /* D9: no view to tell; until it resolves, no other moves */
 	t->state = TXN_PREPARED;
 	t->uid = v.uid;
 	t->gid = v.gid;

@@ -88,6 +88,16 @@
  *     it; replay skips a PREPARE whose txid is known. Its packs stay
  *     (nothing collects packs).
  *
+ *  D9 Directory moves. A commit that moves a directory is checked against
+ *     the tree it makes (txn.c: no directory ends up inside itself); a
+ *     prepared transaction's moves apply later, at the decision, without
+ *     validation (D2). So while a prepared transaction moves a directory
+ *     (t->moves_dir; a rebuilt one is assumed to), every other directory
+ *     move — a plain rename in the main tree (dtc_locked_check), another
+ *     transaction's commit or prepare (dtc_overlap) — is -EBUSY until it
+ *     resolves: two moves that each put a directory inside the other could
+ *     otherwise cut both off the tree.
+ *
  * Deferred prepare (dtc_prepare_async: "prepare P as NAME" written to ctl
  * through FUSE). A prepare waits — for the view's writers (bounded, as a
  * commit's step 1), for the packs' and its record's sync, and for its vote

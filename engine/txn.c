@@ -847,11 +847,12 @@ struct moved {
  * root without meeting the directory itself. Two transactions that each
  * move a directory into the other (t1: X into Y, t2: Y into X) touch no
  * common entry, so only this catches the cycle. 0, or the directory. */
-static uint64_t cycle_check(struct txd_fs *fs, struct txn *t)
+/* The directories t's view moved that existed at S (malloc'd in *out,
+ * NULL when none or no memory). */
+static size_t moved_dirs(struct txd_fs *fs, struct txn *t, struct moved **out)
 {
 	struct moved *mv = NULL;
 	size_t n = 0, cap = 0;
-	uint64_t found = 0;
 
 	for (uint32_t k = 0; k < t->nkeys; k++) {
 		const struct txn_key *key = &t->keys[k];
@@ -873,6 +874,24 @@ static uint64_t cycle_check(struct txd_fs *fs, struct txn *t)
 		}
 		mv[n++] = (struct moved){.dir = d, .parent = vd->parent};
 	}
+	*out = mv;
+	return n;
+}
+
+bool txn_moves_dir(struct txd_fs *fs, struct txn *t)
+{
+	struct moved *mv;
+	size_t n = moved_dirs(fs, t, &mv);
+	free(mv);
+	return n > 0;
+}
+
+static uint64_t cycle_check(struct txd_fs *fs, struct txn *t)
+{
+	struct moved *mv;
+	size_t n = moved_dirs(fs, t, &mv);
+	uint64_t found = 0;
+
 	for (size_t i = 0; i < n && !found; i++) {
 		uint64_t a = mv[i].parent;
 		for (unsigned steps = 0; a && a != NS_ROOT_INO && steps < 1u << 20; steps++) {

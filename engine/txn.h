@@ -181,6 +181,7 @@ struct txn {
 	uint32_t npdirs, nprmdirs;
 	bool snap_released;    /* S released at prepare (or never taken: replayed) */
 	bool in_doubt;         /* rebuilt from the log: no view, no creator */
+	bool moves_dir;        /* prepared: it moves a directory (dtc.h D9) */
 	bool pinned;           /* its proposal pinned against retention (dtc.h D7) */
 };
 
@@ -212,6 +213,8 @@ int txn_commit_async(struct txd_fs *fs, struct txn *t, pid_t pid,
 /* txn_commit_async (done NULL: txn_commit) with a fence (may be NULL):
  * -ESTALE when the lease is not held with the token at the commit point
  * ("Fenced commits" above). */
+/* Does t's view move a directory that existed at its snapshot? */
+bool txn_moves_dir(struct txd_fs *fs, struct txn *t);
 /* Tests only: commit without the directory-cycle check (fsck's tree check
  * needs a store that holds a cycle, as one written before it could). */
 extern bool txn_test_skip_cycle_check;

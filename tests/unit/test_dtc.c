@@ -578,6 +578,32 @@ Test(dtc, an_empty_prepared_transaction_survives_restarts_too)
 	expect_status_prefix("f", "aborted decision proposal=Q reason=no from bob");
 }
 
+/* D9: while a prepared transaction moves a directory, no other directory
+ * moves (a plain rename, a commit, a prepare): the pair could cut both off
+ * the tree, and a prepared move is not validated again at its decision. */
+Test(dtc, directory_moves_wait_for_a_prepared_one)
+{
+	open_proposal("P");
+	cr_assert_eq(tt_mkdir(fs, "J"), 0);
+	cr_assert_eq(tt_mkdir(fs, "K"), 0);
+	cr_assert_eq(tt_put(fs, "J/fj", "j", 1), 0);
+	cr_assert_eq(tt_put(fs, "K/fk", "k", 1), 0);
+	cr_assert_eq(tt_txn_begin(fs, "tj"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "tk"), 0);
+	cr_assert_eq(tt_rename(fs, ".txdir/txn/tj/root/J", ".txdir/txn/tj/root/K/J", 0), 0);
+	cr_assert_eq(tt_rename(fs, ".txdir/txn/tk/root/K", ".txdir/txn/tk/root/J/K", 0), 0);
+	cr_assert_eq(prepare("tj", "P", "alice"), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "tk", "commit"), -EBUSY, "a move while tj's is prepared");
+	expect_status_prefix("tk", "active");
+	cr_expect_eq(tt_rename(fs, "K", "J/K", 0), -EBUSY, "a main-tree directory move too");
+	cr_assert_eq(tt_put(fs, "K/other", "o", 1), 0); /* other changes go on */
+	cr_assert_eq(vote("P", "bob", true), 0);
+	expect_file("K/J/fj", "j");
+	cr_expect_eq(tt_txn_cmd(fs, "tk", "commit"), -EBUSY, "now the cycle check refuses it");
+	expect_file("K/fk", "k");
+	expect_file("K/J/fj", "j");
+}
+
 /* D5 */
 Test(dtc, a_decision_made_while_down_resolves_at_start)
 {
