@@ -80,6 +80,17 @@ static void ints_raw(cJSON *o)
 	}
 }
 
+bool json_utf8_valid(const char *s, size_t n)
+{
+	for (size_t k = 0; k < n;) {
+		size_t l = utf8_len((const unsigned char *)s + k, n - k);
+		if (!l)
+			return false;
+		k += l;
+	}
+	return true;
+}
+
 char *json_print(const cJSON *o, bool formatted)
 {
 	cJSON *dup = o && has_big_int(o) ? cJSON_Duplicate(o, true) : NULL;

@@ -32,6 +32,8 @@
 
 #include <cjson/cJSON.h>
 
+/* n bytes of s are valid UTF-8 (RFC 3629; JSON texts are, RFC 8259). */
+bool json_utf8_valid(const char *s, size_t n);
 /* cJSON_Print (formatted) or cJSON_PrintUnformatted, then J1. malloc'd
  * (free()), NULL on ENOMEM. */
 char *json_print(const cJSON *o, bool formatted);

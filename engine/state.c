@@ -8,6 +8,7 @@
  * and a later one's covered it: S2).
  */
 #include "state.h"
+#include "json.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -203,6 +204,10 @@ int state_check_json(const char *doc, size_t len)
 	cJSON *j;
 
 	if (len == 0)
+		return -EINVAL;
+	/* RFC 8259: a JSON text is UTF-8; a raw 0xff would make every reader
+	 * of the document (and mountctl state get --json) fail */
+	if (!json_utf8_valid(doc, len))
 		return -EINVAL;
 	/* cJSON skips every byte <= 32 as whitespace: a NUL or another control
 	 * byte between tokens is not JSON (RFC 8259), and a NUL would cut the

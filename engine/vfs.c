@@ -301,14 +301,27 @@ int txd_create(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, con
 int txd_rename(struct txd_fs *fs, const struct txd_cred *c, uint64_t parent, const char *name,
 	       uint64_t newparent, const char *newname, unsigned int flags)
 {
-	if (kind_of(fs, parent) != CONTROL && kind_of(fs, newparent) != CONTROL)
+	if (kind_of(fs, parent) != CONTROL && kind_of(fs, newparent) != CONTROL) {
+		/* the root's (or a view root's) ".txdir" is the control tree: a
+		 * data directory renamed over it would hide it for good */
+		pthread_mutex_lock(&fs->lock);
+		struct node *np = fs_node(fs, newparent);
+		bool ctl_name = np && (newparent == TXD_ROOT_NODE || fs_view_root(np)) &&
+				strcmp(newname, CTL_DIRNAME) == 0;
+		pthread_mutex_unlock(&fs->lock);
+		if (ctl_name)
+			return -EPERM;
 		return fs_rename(fs, c, parent, name, newparent, newname, flags);
+	}
 	pthread_mutex_lock(&fs->lock);
 	struct node *p = fs_node(fs, parent), *np = fs_node(fs, newparent);
+	/* between the data tree (a view too) and the control tree: EXDEV only
+	 * for .txdir/state (a document mv may copy); everything else EPERM,
+	 * so mv never copies a lease, a proposal or a wait file (a copy's
+	 * mkdir would grant a lease; reading a wait file blocks) */
 	int err = !p || !np ? -ESTALE
 		  : p->ctl && np->ctl ? ctl_rename(fs, c, p, name, np, newname, flags)
-		  : (p->ctl ? np : p)->txn ? -EXDEV /* SPEC §4: a view and anything else */
-		  : ctl_rename_err(p->ctl ? p : np); /* between the data and the control tree */
+		  : ctl_rename_err(p->ctl ? p : np);
 	pthread_mutex_unlock(&fs->lock);
 	fs_notify_flush(fs);
 	return err;

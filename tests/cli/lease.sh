@@ -75,6 +75,21 @@ else
 	not_ok "mv of a lease: refused, nothing granted" "rc $rc1 $rc2: $(cat "$T/mv1.err" "$T/mv2.err"; ls "$L/active/$$")"
 fi
 rmdir "$L/active/$$/mvsrc" "$M/mvdata" 2>/dev/null
+# from a transaction's view too (mountctl run), and a data directory can
+# never be renamed over the root's .txdir
+sleep 60 &
+H=$!
+timeout 60 "$MOUNTCTL" run "$M" -- sh -c "mkdir '$M/nd' && mv '$M/nd' '$L/active/$H/viaview'" >/dev/null 2>&1
+mkdir "$M/dd" 2>/dev/null
+timeout 10 mv -T "$M/dd" "$M/.txdir" 2>/dev/null
+rc3=$?
+if [ ! -e "$L/active/$H/viaview" ] && [ "$rc3" != 0 ] && [ -e "$M/.txdir/status.json" ]; then
+	ok "mv from a view into leases/: refused, no lease; mv -T dir .txdir: refused"
+else
+	not_ok "mv from a view / over .txdir" "rc $rc3; $(ls "$L/active/$H" 2>&1); $(ls "$M/.txdir" 2>&1 | head -3)"
+fi
+kill "$H" 2>/dev/null
+rmdir "$M/dd" 2>/dev/null
 
 # lease list MNT NAME: that lease alone, exit 1 when nobody holds it
 mkdir "$L/active/$$/listed" || not_ok "list NAME: setup"

@@ -700,7 +700,16 @@ Test(state, ctl_update_keeps_the_documents_bytes_up_to_the_limit)
 	memset(big + h, 'y', dl - 1);
 	sprintf(big + h + dl - 1, "\"}");
 	cr_assert_eq(tt_put(fs, UPD, big, strlen(big)), -EFBIG, "one byte more");
-	cr_assert_eq(xversion(fs), 3);
+	/* RFC 8259: a raw byte that is not UTF-8 is not JSON (EINVAL), through
+	 * update and through the document itself; an escape is fine */
+	const char *raw = "{\"if_version\": 3, \"document\": {\"s\": \"\xff\"}}";
+	cr_assert_eq(tt_put(fs, UPD, raw, strlen(raw)), -EINVAL);
+	cr_assert_eq(xversion(fs), 3, "after update: %lu", (unsigned long)xversion(fs));
+	cr_assert_eq(tt_put(fs, DOC, "[\"\xff\"]", 5), -EINVAL);
+	cr_assert_eq(xversion(fs), 3, "after doc: %lu", (unsigned long)xversion(fs));
+	const char *esc = "{\"if_version\": 3, \"document\": [\"\\u00ff caf\xc3\xa9\"]}";
+	cr_assert_eq(tt_put(fs, UPD, esc, strlen(esc)), 0);
+	cr_assert_eq(xversion(fs), 4);
 	free(big);
 	txd_fs_close(fs);
 	tt_rmtree(store);
