@@ -703,6 +703,7 @@ static int fs_start(struct txd_fs *fs)
 	struct wal_opts wo = {
 		.will_block = wal_will_block,
 		.will_block_arg = fs,
+		.same_boot = fs->store.same_boot, /* wal.h W9 */
 		.seg_size = fs->opts.wal_segment_bytes ? fs->opts.wal_segment_bytes
 						       : default_seg_size(fs),
 		.sync_interval_ms = fs->opts.durability == TXD_DUR_NONE

@@ -2,6 +2,7 @@
  * store.c — creating, locking and checking a store directory (store.h).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -191,8 +192,16 @@ static int take_lock(struct store *st, pid_t *holder)
 		txd_os->close(fd);
 		return err == -EWOULDBLOCK ? -TXD_ELOCKED : err;
 	}
-	char buf[32];
-	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	/* LOCK holds "PID BOOT\n": the last server's boot (txd_os->boot_id), so
+	 * recovery knows whether a power cut can have happened since (W9) */
+	char old[64] = {0}, buf[64];
+	uint64_t boot = txd_os->boot_id ? txd_os->boot_id() : 0, was = 0;
+	if (txd_os->pread(fd, old, sizeof(old) - 1, 0) > 0) {
+		char *sp = strchr(old, ' ');
+		was = sp ? strtoull(sp + 1, NULL, 16) : 0;
+	}
+	st->same_boot = boot && was == boot;
+	int n = snprintf(buf, sizeof(buf), "%ld %016" PRIx64 "\n", (long)getpid(), boot);
 	if ((err = txd_os->ftruncate(fd, 0)) || (err = os_pwrite_full(fd, buf, n, 0))) {
 		txd_os->close(fd);
 		return err;

@@ -12,7 +12,8 @@
  *                          transaction records (WAL_REC_VOTE, _STATE,
  *                          _PREPARE, _RESOLVE), renews with their time, and
  *                          the services' section as a container (svc.h V8)
- *   LOCK                   flock(LOCK_EX) by the open server; holds its pid
+ *   LOCK                   flock(LOCK_EX) by the open server; holds "PID BOOT"
+ *                          (its pid; the boot it runs in, hex: wal.h W9)
  *   objects/               pack files (chunk.h)
  *   coordination/...       the seed layout; dtc/wal holds the WAL segments,
  *                          dtc/checkpoints the checkpoints
@@ -51,6 +52,7 @@ struct store {
 	char *dir;
 	char *wal_dir, *obj_dir, *ckpt_dir, *coord_dir;
 	int lock_fd;
+	bool same_boot; /* LOCK: the last server ran in this boot (wal.h W9) */
 	_Atomic unsigned format; /* 1..STORE_FORMAT_VERSION, as FORMAT says */
 };
 

@@ -115,6 +115,7 @@ struct wal {
 	pthread_t thread;
 	bool stopping, syncing, failed, replayed;
 	bool zero_ahead, zero_wanted; /* W7; zero_wanted: the thread was told */
+	bool same_boot;               /* W9: opts.same_boot */
 	bool space_short; /* W8: the disk refused space; no zero-ahead until
 	                     an allocation succeeds again */
 	void (*will_block)(void *arg);
@@ -741,6 +742,7 @@ int wal_open(const char *dir, const struct wal_opts *opts, struct wal **out)
 	w->seg_size = opts && opts->seg_size ? opts->seg_size : DEFAULT_SEG_SIZE;
 	w->interval_ns = opts ? (uint64_t)opts->sync_interval_ms * 1000000u : 0;
 	w->zero_ahead = opts && (opts->zero_ahead || opts->sync_interval_ms);
+	w->same_boot = opts && opts->same_boot;
 	w->will_block = opts ? opts->will_block : NULL;
 	w->will_block_arg = opts ? opts->will_block_arg : NULL;
 	r = txd_os->mkdir(dir, 0755);
@@ -1037,6 +1039,15 @@ static int cut_tail(struct replay_ctx *c, uint32_t i, uint32_t n)
 	uint32_t j;
 	int r;
 
+	if (w->same_boot) { /* W9: no power cut since: damage, not a lost rotation */
+		syslog(LOG_ERR,
+		       "txdir: %s/seg-%08u: the log ends here (a header that does not read "
+		       "back, or records missing before a later segment) though no reboot "
+		       "happened since the last server ran: the log is damaged; refusing to cut "
+		       "it (mountctl fsck)",
+		       w->dir, w->segs[i].seg);
+		return -TXD_ECORRUPT;
+	}
 	for (j = i + 1; j < n; j++) {
 		r = read_header(w, j, &h);
 		if (r < 0 || (!r && !h.pending))

@@ -49,7 +49,11 @@
  *     lsn, its checksum with the segment's salt) is damage: wal_replay
  *     returns -TXD_ECORRUPT and logs where, rather than ending the log
  *     there and dropping acknowledged commits. The store does not mount;
- *     mountctl fsck reports the damage with the records behind it.
+ *     mountctl fsck reports the damage with the records behind it. Likewise
+ *     with opts.same_boot (the last server ran in this boot): what W4 reads
+ *     as a power cut's lost rotation (an unreadable header, a segment that
+ *     ends early before a pending one, a gap) is damage then, and
+ *     -TXD_ECORRUPT rather than cutting the log there.
  *  W3 A bad record in a segment that is not the last, before its
  *     prev_end_lsn, is corruption: wal_replay returns -TXD_ECORRUPT and
  *     changes nothing on disk.
@@ -146,6 +150,11 @@ struct wal_opts {
 	 * just before that thread blocks in fdatasync (no WAL lock held). */
 	void (*will_block)(void *arg);
 	void *will_block_arg;
+	/* W9: the last server of this store ran in the current boot (the
+	 * store's LOCK says so): no power cut since, so a segment header that
+	 * does not read back, a segment ending before the next one's
+	 * prev_end_lsn, or a gap in the chain is damage, not a lost tail */
+	bool same_boot;
 };
 
 /* Where a record's payload landed, so callers can name byte ranges inside

@@ -182,6 +182,18 @@ expect "mount of a store damaged mid-log: refused, names fsck" 1 "store damaged:
 [ "$(store_sum "$X/coordination/dtc/wal")" = "$wal_before" ] &&
 	ok "the refused mount left the log as it was" || not_ok "the refused mount left the log as it was"
 
+# a flipped byte in the segment's header, after a crash in this boot:
+# damage, not a power cut's lost rotation; the mount is refused and the log
+# is not cut (it was: every file gone)
+X=$T/hdr
+cp -a "$C" "$X"
+flip "$X/coordination/dtc/wal/seg-00000001" 50
+wal_before=$(store_sum "$X/coordination/dtc/wal")
+mount_store "$X" "$T/mx"
+expect "mount with a damaged segment header: refused, names fsck" 1 "store damaged: .*mountctl fsck $X says where"
+[ "$(store_sum "$X/coordination/dtc/wal")" = "$wal_before" ] &&
+	ok "the refused mount did not cut the log" || not_ok "the refused mount did not cut the log"
+
 # torn tail: the last record cut in the middle
 X=$T/torn
 cp -a "$C" "$X"

@@ -8,6 +8,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,9 +104,13 @@ Test(store, roundtrip_init_open_close_reopen)
 	cr_assert_not_null(strstr(st.ckpt_dir, "coordination/dtc/checkpoints"));
 	cr_assert_not_null(strstr(st.obj_dir, "objects"));
 	cr_assert_geq(st.lock_fd, 0);
-	char pid[32];
-	snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	cr_assert_str_eq(read_text("LOCK"), pid, "S3: LOCK holds the opener's pid");
+	char pid[64];
+	snprintf(pid, sizeof(pid), "%ld %016" PRIx64 "\n", (long)getpid(), txd_os->boot_id());
+	cr_assert_str_eq(read_text("LOCK"), pid, "S3: LOCK holds the opener's pid and boot");
+	cr_assert_not(st.same_boot, "a fresh store: no server ran before");
+	store_close(&st);
+	cr_assert_eq(store_open(dir, &st, NULL), 0);
+	cr_assert(st.same_boot, "W9: the last opener ran in this boot");
 	store_close(&st);
 	cr_assert_eq(st.lock_fd, -1);
 	store_close(&st); /* closing twice is harmless */

@@ -428,6 +428,34 @@ Test(wal, damage_mid_log_is_not_a_tail_W9)
 	faultos_uninstall();
 }
 
+/* W9 with opts.same_boot (no reboot since the last server): a segment
+ * header that does not read back is damage, not a lost rotation. */
+Test(wal, damaged_header_in_the_same_boot_is_corruption_W9)
+{
+	struct recs rs = { 0 };
+	struct wal_opts same = { .same_boot = true };
+	struct wal *w = open_replay(&same, &rs, 0);
+	uint32_t seg;
+	int fd;
+
+	cr_assert_eq(append_n(w, 1, 30, 300), 0);
+	cr_assert_eq(wal_sync(w, 30), 0);
+	seg = last_pos.seg;
+	wal_close(w);
+	recs_free(&rs);
+	fd = open(seg_file(seg), O_RDWR);
+	uint8_t b;
+	cr_assert_eq(pread(fd, &b, 1, 50), 1); /* a reserved byte of the header */
+	b ^= 0x01;
+	cr_assert_eq(pwrite(fd, &b, 1, 50), 1);
+	close(fd);
+	uint64_t before = file_size(seg_file(seg));
+	w = open_replay(&same, &rs, -TXD_ECORRUPT);
+	wal_close(w);
+	recs_free(&rs);
+	cr_assert_eq(file_size(seg_file(seg)), before, "nothing cut");
+}
+
 Test(wal, stale_record_with_wrong_lsn_is_not_replayed_W1)
 {
 	struct recs rs = { 0 };
