@@ -72,6 +72,9 @@ struct sfile {
 	char *buf;
 	size_t len, cap;
 	bool dirty;                 /* written since the last act */
+	int write_err;              /* a write failed (the limit, or acting at a write):
+	                             * FLUSH says it too, as the kernel may have turned
+	                             * it into a short count the writer ignored */
 	uint64_t temp;              /* S_TEMP: its id */
 	uint64_t version;           /* changed: the version at open */
 	bool ready;
@@ -778,8 +781,15 @@ ssize_t ctl_state_write(struct txd_fs *fs, const struct txd_cred *c, struct sfil
 		return -EACCES;
 	if (f->kind == S_TEMP)
 		return temp_write(fs, f, buf, size, off);
-	if (off > max || size > max - off)
+	if (off > max || size > max - off) {
+		/* the kernel splits a big write(2): the writer may see only a
+		 * short count, so its close must say it too (nothing applies) */
+		pthread_mutex_lock(&f->lock);
+		f->write_err = -EFBIG;
+		f->dirty = false;
+		pthread_mutex_unlock(&f->lock);
 		return -EFBIG;
+	}
 	if (size == 0) /* writes nothing (and f->buf may be NULL yet) */
 		return 0;
 	pthread_mutex_lock(&f->lock);
@@ -815,6 +825,8 @@ ssize_t ctl_state_write(struct txd_fs *fs, const struct txd_cred *c, struct sfil
 	f->dirty = true;
 	if (f->kind == S_UPDATE && complete_object(f)) {
 		err = act(fs, c, f);
+		if (err)
+			f->write_err = err;
 	}
 out_unlock:
 	pthread_mutex_unlock(&f->lock);
@@ -829,8 +841,14 @@ int ctl_state_flush_async(struct txd_fs *fs, const struct txd_cred *c, struct sf
 	if (f->kind != S_DOC && f->kind != S_UPDATE && f->kind != S_PARTS)
 		return 0; /* a temp file holds its bytes already */
 	pthread_mutex_lock(&f->lock);
-	if (f->dirty)
+	if (f->write_err) {
+		err = f->write_err;
+		f->write_err = 0;
+		f->dirty = false;
+		f->len = 0; /* the next writes start a new document */
+	} else if (f->dirty) {
 		err = act(fs, c, f);
+	}
 	if (!err && f->ticket) {
 		/* a participants-mode replace: the FLUSH gives its outcome */
 		uint64_t t = f->ticket;

@@ -223,6 +223,23 @@ test_replace() {
 			"$S/global_state.json" &&
 		ok "replace: a ${out#* }-byte document in 4 KiB writes acts once at close (version $v)" ||
 		not_ok "replace: big document: $out, version $v"
+	# one write(2) of an update over the limit: the kernel splits it and the
+	# writer sees a short count; close must still say EFBIG
+	out=$(timeout 60 python3 -c '
+import errno, os, sys
+doc = ("{\"if_version\": 2, \"document\": \"" + "x" * ((1 << 20) + 10) + "\"}").encode()
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+try:
+    os.write(fd, doc)
+except OSError:
+    pass
+try:
+    os.close(fd); print("OK")
+except OSError as e:
+    print(errno.errorcode[e.errno])' "$S/update")
+	[ "$out" = EFBIG ] && [ "$(py version "$S")" = 2 ] &&
+		ok "update: one write of a document over 1 MiB: close returns EFBIG, nothing applied" ||
+		not_ok "update: over the limit in one write: close $out, version $(py version "$S")"
 	out=$(py put "$S/global_state.json" '{"service": ')
 	[ "$out" = EINVAL ] && [ "$(py version "$S")" = 2 ] &&
 		python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["items"])==2000' \
