@@ -150,6 +150,8 @@ static int check_format(const char *dir, unsigned *format)
 	if (len > k + 1 && memcmp(buf, pre, k) == 0 && buf[len - 1] == '\n') {
 		for (; k < len - 1 && buf[k] >= '0' && buf[k] <= '9' && v < 100000; k++)
 			v = v * 10 + (unsigned)(buf[k] - '0');
+		if (k < len - 1 && buf[k] >= '0' && buf[k] <= '9')
+			v = 0; /* more digits than any format: not a number we name */
 	}
 	if (k != len - 1 || v < 1 || buf[sizeof(pre) - 1] == '0') {
 		err = -TXD_EFORMAT;

@@ -708,7 +708,10 @@ int cmd_inspect(const struct mc_cmd *cmd, int argc, char **argv)
 			mc_err(cmd->name, "%s is mounted (txdirfs pid %ld)%s%s: inspect reads only an "
 			       "unmounted store; read %s/.txdir/ instead", a.store, (long)r.holder,
 			       mnt ? " at " : "", mnt ? mnt : "", mnt ? mnt : "the mount's");
-		else
+		else if (err == -TXD_EFORMAT) {
+			char why[160];
+			mc_err(cmd->name, "%s: %s", a.store, txd_format_problem(a.store, why, sizeof(why)));
+		} else
 			mc_err(cmd->name, "%s: %s", a.store, txd_strerror(err));
 		free(mnt);
 		free(vs.v);
