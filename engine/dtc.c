@@ -46,11 +46,13 @@ static bool view_removes(struct txn *t, uint64_t ino)
 
 bool dtc_overlap(struct txd_fs *fs, struct txn *t, char *path, size_t cap)
 {
-	bool moves = txn_moves_dir(fs, t);
+	int moves = -1; /* t moves a directory: asked once, only if one is prepared that does */
 	for (struct txn *p = fs->txns; p; p = p->next) {
 		if (p == t || p->state != TXN_PREPARED)
 			continue;
-		if (moves && p->moves_dir) { /* D9 */
+		if (p->moves_dir && moves < 0)
+			moves = txn_moves_dir(fs, t);
+		if (p->moves_dir && moves > 0) { /* D9 */
 			snprintf(path, cap, "/ (a directory move while %s moves one)", p->name);
 			return true;
 		}

@@ -1351,6 +1351,18 @@ static int lock_store(const char *dir, int how, pid_t *holder, int *fd_out)
 	return 0;
 }
 
+/* Add ino to the open-addressing set (cap a power of two, 0 = empty);
+ * true if it was there already. */
+static bool seen_add(uint64_t *set, uint64_t cap, uint64_t ino)
+{
+	uint64_t h = (ino * 0x9e3779b97f4a7c15ull) & (cap - 1);
+	while (set[h] && set[h] != ino)
+		h = (h + 1) & (cap - 1);
+	bool was = set[h] == ino;
+	set[h] = ino;
+	return was;
+}
+
 /* Every directory that is linked (nlink > 0) must be reachable from the
  * root: two moves that each put a directory inside the other would leave
  * both (and their files) cut off the tree, a cycle no lookup reaches
@@ -1364,16 +1376,7 @@ static void check_tree(struct ctx *c, struct ns *ns)
 	uint64_t *set = calloc(setcap, sizeof(*set)); /* reached directory inos (0: empty) */
 	if (!queue || !set)
 		goto out;
-#define SEEN(ino)                                                                        \
-	({                                                                               \
-		uint64_t h_ = ((ino) * 0x9e3779b97f4a7c15ull) & (setcap - 1);             \
-		while (set[h_] && set[h_] != (ino))                                      \
-			h_ = (h_ + 1) & (setcap - 1);                                    \
-		bool was_ = set[h_] == (ino);                                            \
-		set[h_] = (ino);                                                         \
-		was_;                                                                    \
-	})
-	SEEN(NS_ROOT_INO);
+	seen_add(set, setcap, NS_ROOT_INO);
 	queue[n++] = NS_ROOT_INO;
 	while (head < n) {
 		struct inode *d = ns_inode(ns, queue[head++]);
@@ -1381,7 +1384,7 @@ static void check_tree(struct ctx *c, struct ns *ns)
 			continue;
 		for (struct dent *e = ns_dir_next(d->dir, 0); e; e = ns_dir_next(d->dir, e->cookie)) {
 			struct inode *ch = e->ino ? ns_inode(ns, e->ino) : NULL;
-			if (!ch || !ch->dir || SEEN(e->ino))
+			if (!ch || !ch->dir || seen_add(set, setcap, e->ino))
 				continue;
 			if (n == cap) {
 				uint64_t *nq = realloc(queue, 2 * cap * sizeof(*nq));
@@ -1395,7 +1398,7 @@ static void check_tree(struct ctx *c, struct ns *ns)
 	}
 	for (uint64_t b = 0; b < ns->tabsize; b++)
 		for (struct inode *in = ns->tab[b]; in; in = in->hnext) {
-			if (!in->dir || !in->head || in->head->nlink == 0 || SEEN(in->ino))
+			if (!in->dir || !in->head || in->head->nlink == 0 || seen_add(set, setcap, in->ino))
 				continue;
 			char where[64];
 			snprintf(where, sizeof(where), "directory inode %" PRIu64, in->ino);
@@ -1404,7 +1407,6 @@ static void check_tree(struct ctx *c, struct ns *ns)
 				"directories or under one); --repair leaves it",
 				"directory not reachable from the root");
 		}
-#undef SEEN
 out:
 	free(queue);
 	free(set);

@@ -1374,23 +1374,22 @@ int vote_extend_participants(struct vote_svc *v, const char *proposal, const cha
 		err = -EROFS;
 	} else {
 		/* the record's list: the participants in their order, then the
-		 * new names in the written order (extend() wants that prefix) */
-		if (!(full = malloc(ll + 1))) {
+		 * new names in the written order (extend() wants that prefix);
+		 * names are distinct (parse_list), so all are kept when as many
+		 * of the written ones are participants */
+		unsigned kept = 0;
+		for (size_t o = 0; o < ll; o += strlen((char *)l + o) + 1)
+			kept += ballot_find(p, (char *)l + o) != NULL;
+		uint8_t *grown = NULL;
+		if (kept < p->nb) {
+			err = -EEXIST; /* a participant left out: not an extension */
+			goto out;
+		}
+		if (!(full = list_of(p, &fl)) || !(grown = realloc(full, fl + ll))) {
 			err = -ENOMEM;
 			goto out;
 		}
-		for (unsigned i = 0; i < p->nb; i++) {
-			size_t k = strlen(p->b[i].name) + 1;
-			bool listed = false;
-			for (size_t o = 0; o < ll && !listed; o += strlen((char *)l + o) + 1)
-				listed = !strcmp((char *)l + o, p->b[i].name);
-			if (!listed || fl + k > ll) {
-				err = -EEXIST; /* a name left out: not an extension */
-				goto out;
-			}
-			memcpy(full + fl, p->b[i].name, k);
-			fl += k;
-		}
+		full = grown;
 		for (size_t o = 0; o < ll; o += strlen((char *)l + o) + 1)
 			if (!ballot_find(p, (char *)l + o)) {
 				size_t k = strlen((char *)l + o) + 1;
