@@ -9,7 +9,7 @@ static const char *const msgs[TXD_ELAST - TXD_EBASE] = {
 	[TXD_ECORRUPT - TXD_EBASE] = "store damaged: a checksummed record or chunk does not match",
 	[TXD_EFORMAT - TXD_EBASE] = "unknown store format",
 	[TXD_ELOCKED - TXD_EBASE] = "store is in use by another txdirfs",
-	[TXD_ENOTSTORE - TXD_EBASE] = "not a txdir store (and not empty)",
+	[TXD_ENOTSTORE - TXD_EBASE] = "not a txdir store (no FORMAT file; mountctl init makes one)",
 	[TXD_EFAILED - TXD_EBASE] = "store failed earlier; remount to recover",
 };
 

@@ -1318,6 +1318,9 @@ static int read_format(const char *dir, unsigned *fmt)
 	char path[4096], *buf = NULL;
 	snprintf(path, sizeof(path), "%s/FORMAT", dir);
 	int err = os_read_file(path, &buf, NULL);
+	struct stat st;
+	if (err == -ENOENT && stat(dir, &st)) /* no directory at all: say that */
+		return -errno;
 	if (err)
 		return err == -ENOENT ? -TXD_ENOTSTORE : err;
 	unsigned v;

@@ -200,18 +200,8 @@ int cmd_fsck(const struct mc_cmd *cmd, int argc, char **argv)
 		else
 			snprintf(why, sizeof(why), "%s", txd_strerror(err));
 		mc_err(cmd->name, "%s: %s", store, why);
-		if (json) { /* --json: one object on stdout whatever happened */
-			cJSON *j = cJSON_CreateObject();
-			cJSON_AddStringToObject(j, "store", store);
-			cJSON_AddStringToObject(j, "status", "error");
-			cJSON_AddNumberToObject(j, "exit", FSCK_EXIT_OPER);
-			cJSON_AddStringToObject(j, "error", why);
-			char *t = json_print(j, true);
-			if (t)
-				printf("%s\n", t);
-			free(t);
-			cJSON_Delete(j);
-		}
+		if (json) /* --json: one object on stdout whatever happened */
+			mc_json_error("store", store, FSCK_EXIT_OPER);
 		free(mnt);
 		fsck_result_free(&r);
 		return FSCK_EXIT_OPER;

@@ -160,6 +160,8 @@ int cmd_scrub(const struct mc_cmd *cmd, int argc, char **argv)
 	char *mnt = mc_abspath(argv[optind]);
 	if (!mnt) {
 		mc_err(cmd->name, "%s: %s", argv[optind], strerror(errno));
+		if (json)
+			mc_json_error("mount", argv[optind], SCRUB_EXIT_OPER);
 		return SCRUB_EXIT_OPER;
 	}
 	int rc = SCRUB_EXIT_OPER, st = mc_mnt_state(mnt);
@@ -217,6 +219,8 @@ int cmd_scrub(const struct mc_cmd *cmd, int argc, char **argv)
 		print_text(mnt, j, status);
 	}
 out:
+	if (json && rc == SCRUB_EXIT_OPER && !j) /* failed before the server's object */
+		mc_json_error("mount", mnt, rc);
 	cJSON_Delete(j);
 	free(path);
 	free(mnt);

@@ -209,6 +209,8 @@ static int show_status(const struct mc_cmd *cmd, const char *mnt, bool json)
 	if (!doc) {
 		mc_err(cmd->name, "%s: %s", mnt, why);
 		r = MC_EXIT_FAIL;
+		if (json)
+			mc_json_error("mount_point", mnt, r);
 		goto out_free;
 	}
 	if (json) {

@@ -64,8 +64,13 @@ int mc_parse_read_opts(const struct mc_cmd *cmd, int argc, char **argv, bool *js
 		       int *optind_out);
 
 /* ---- util.c ---------------------------------------------------------------- */
-/* "mountctl: CMD: MESSAGE\n" on stderr. */
+/* "mountctl: CMD: MESSAGE\n" on stderr; MESSAGE is also kept for
+ * mc_json_error. */
 void mc_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* For --json when a command fails before it has its document: one object
+ * {KEY: target, "status": "error", "exit": code, "error": the last
+ * mc_err MESSAGE} on stdout, so a script reading stdout always gets JSON. */
+void mc_json_error(const char *key, const char *target, int code);
 
 /* Absolute, normalized path of path without touching its last component (a
  * stale mount point cannot be stat'ed). Caller frees. NULL with errno set. */

@@ -21,17 +21,36 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
+#include "json.h"
 #include "mountctl.h"
+
+static char last_err[1024];
 
 void mc_err(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "mountctl: %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(last_err, sizeof(last_err), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "mountctl: %s: %s\n", cmd, last_err);
+}
+
+void mc_json_error(const char *key, const char *target, int code)
+{
+	cJSON *j = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(j, key, target);
+	cJSON_AddStringToObject(j, "status", "error");
+	cJSON_AddNumberToObject(j, "exit", code);
+	cJSON_AddStringToObject(j, "error", last_err);
+	char *t = json_print(j, true);
+	if (t)
+		printf("%s\n", t);
+	free(t);
+	cJSON_Delete(j);
 }
 
 static void *xmalloc(size_t n)

@@ -77,4 +77,26 @@ expect "umount of a plain directory: exit 1" 1 "not mounted"
 mc status "$T/does-not-exist"
 expect "status of a missing path: exit 1" 1 "No such file or directory"
 
+# --json: stdout is one JSON object even when the command fails early
+json_error() { # WHAT EXIT ARGS...: stdout parses, says "error" and EXIT
+	local what=$1 want=$2 out rc
+	shift 2
+	out=$(timeout 20 "$MOUNTCTL" "$@" 2>/dev/null)
+	rc=$?
+	if [ "$rc" -eq "$want" ] && python3 -c 'import json, sys
+d = json.loads(sys.stdin.read())
+assert d["status"] == "error" and d["exit"] == int(sys.argv[1]) and d["error"], d' "$want" <<<"$out" 2>/dev/null; then
+		ok "$what"
+	else
+		not_ok "$what" "exit $rc, stdout: $out"
+	fi
+}
+json_error "status --json of a plain directory: a JSON error on stdout" 1 status --json "$T/plain"
+json_error "scrub --json of a plain directory: a JSON error on stdout" 8 scrub --json "$T/plain"
+json_error "fsck --json of a missing store: a JSON error on stdout" 8 fsck --json "$T/does-not-exist"
+mc fsck "$T/does-not-exist"
+expect "fsck of a missing path names it missing" 8 "does-not-exist: No such file or directory"
+mc inspect "$T/plain"
+expect "inspect of a directory without FORMAT says what is missing" 1 "not a txdir store \(no FORMAT"
+
 finish
