@@ -655,12 +655,13 @@ static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct 
 		       (!ctl_vote_owns(kind) || ctl_vote_cacheable(kind)) && /* and proposals */
 		       (!ctl_state_owns(kind) || kind == ctl_state_root_kind());
 	/* Files that always exist keep their name cached (no LOOKUP at each
-	 * open: status, stats, the state document and update), never their
-	 * attributes (mtime changes server-side). A rename over one (a temp
-	 * file over global_state.json) drops the kernel's entry itself. */
+	 * open: status, stats, the state's update and participants), never
+	 * their attributes (mtime changes server-side). Not the state
+	 * document: each version is a node id of its own. */
 	e->cache_entry = !kind_is_dir(kind) &&
 			 (kind == CTL_EVENTS || kind == CTL_STATS || kind == CTL_STATUS ||
-			  (ctl_state_owns(kind) && ctl_state_fixed_file(kind)));
+			  (ctl_state_owns(kind) && ctl_state_fixed_file(kind) &&
+			   !ctl_state_versioned(kind)));
 	return 0;
 }
 

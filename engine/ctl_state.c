@@ -153,6 +153,11 @@ bool ctl_state_fixed_file(unsigned kind)
 	return kind > S_DIR && kind < S_END && kind != S_TEMP;
 }
 
+bool ctl_state_versioned(unsigned kind)
+{
+	return kind == S_DOC;
+}
+
 bool ctl_state_writable(unsigned kind)
 {
 	return kind == S_DOC || kind == S_UPDATE || kind == S_TEMP || kind == S_PARTS;
@@ -222,6 +227,14 @@ static bool temp_may(const struct txd_cred *c, const struct stemp *t)
 	return !c || c->uid == 0 || c->uid == t->uid;
 }
 
+/* The node key of a fixed file: the document's is its version, so each
+ * version has its own node id (SPEC §3: an open file keeps the bytes and
+ * the user.txdir.version of the version it opened; state.h S12). */
+static uint64_t file_key(struct txd_fs *fs, unsigned kind)
+{
+	return kind == S_DOC ? state_version(ssvc(fs)) : 0;
+}
+
 int ctl_state_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 		     struct txd_entry *e)
 {
@@ -229,7 +242,7 @@ int ctl_state_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 		return -ENOTDIR;
 	for (size_t k = 0; k < NFILES; k++)
 		if (strcmp(name, files[k].name) == 0)
-			return ctl_entry(fs, files[k].kind, 0, e);
+			return ctl_entry(fs, files[k].kind, file_key(fs, files[k].kind), e);
 	struct ctl_states *cs = cstate(fs);
 	uint64_t id = 0;
 	if (cs) {
@@ -283,7 +296,8 @@ int ctl_state_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus
 	if (n->ctl != S_DIR)
 		return -ENOTDIR;
 	for (uint64_t k = off < 3 ? 0 : off - 2; k < NFILES; k++)
-		if (ctl_fill(fs, files[k].name, files[k].kind, 0, plus, k + 3, fill, arg))
+		if (ctl_fill(fs, files[k].name, files[k].kind, file_key(fs, files[k].kind), plus,
+			     k + 3, fill, arg))
 			return 0;
 	/* then the temp files: offset 3 + NFILES + k is the k-th */
 	struct ctl_states *cs = cstate(fs);
@@ -435,7 +449,6 @@ int ctl_state_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, 
 {
 	struct ctl_states *cs = cstate(fs);
 	struct sfile *f = calloc(1, sizeof(*f));
-	uint64_t version;
 	int err = 0;
 
 	if (!f || !cs) {
@@ -447,7 +460,9 @@ int ctl_state_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, 
 	*buf = NULL;
 	*len = 0;
 	if (n->ctl == S_DOC && (flags & O_ACCMODE) != O_WRONLY) {
-		err = state_get(ssvc(fs), buf, len, &version);
+		/* this node's version; -ESTALE when it is long gone: the
+		 * kernel looks the name up again and opens the new node */
+		err = state_get_at(ssvc(fs), n->ctl_key, buf, len);
 	} else if (n->ctl == S_TEMP) {
 		/* a plain file: O_TRUNC truncates at open, a read sees the bytes
 		 * as of open */
@@ -513,9 +528,10 @@ ssize_t ctl_state_getxattr(struct txd_fs *fs, struct node *n, const char *name, 
 	char v[24];
 	int len;
 
+	(void)fs;
 	if (n->ctl != S_DOC || strcmp(name, XATTR_VERSION) != 0)
 		return -ENODATA;
-	len = snprintf(v, sizeof(v), "%" PRIu64, state_version(ssvc(fs)));
+	len = snprintf(v, sizeof(v), "%" PRIu64, n->ctl_key); /* the node's version */
 	if (size == 0)
 		return len;
 	if (size < (size_t)len)

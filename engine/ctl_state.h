@@ -97,6 +97,9 @@ bool ctl_state_is_dir(unsigned kind);
 unsigned ctl_state_root_kind(void);
 /* A file of .txdir/state/ that always exists (not a temp file). */
 bool ctl_state_fixed_file(unsigned kind);
+/* Its node id changes with every version (the document's): the kernel
+ * must look the name up at each use, not keep it. */
+bool ctl_state_versioned(unsigned kind);
 
 /* Called by ctl.c with fs->lock held. */
 int ctl_state_lookup(struct txd_fs *fs, struct node *parent, const char *name,

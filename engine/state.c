@@ -36,6 +36,8 @@ struct state_svc {
 	struct state_opts opts;
 	struct state_backend be;
 	struct sdoc *vis, *newest;
+	struct sdoc *past[STATE_PAST]; /* the versions visible before vis (S12) */
+	unsigned past_next;         /* the slot the next one goes to */
 	bool failed;                /* S6 */
 	uint64_t replaces;
 	/* participants mode (S7-S10) */
@@ -152,6 +154,16 @@ static struct sdoc *sdoc_get(struct sdoc *d)
 	return d;
 }
 
+/* d (a reference the caller gives) becomes the visible document; the old
+ * one joins the past ones (S12). s->lock held. */
+static void set_visible(struct state_svc *s, struct sdoc *d)
+{
+	unsigned k = s->past_next++ % STATE_PAST;
+	sdoc_put(s->past[k]);
+	s->past[k] = s->vis;
+	s->vis = d;
+}
+
 int state_open(const struct state_opts *opts, const struct state_backend *be,
 	       struct state_svc **out)
 {
@@ -187,6 +199,8 @@ void state_close(struct state_svc *s)
 	s->waiters = NULL;
 	sdoc_put(s->vis);
 	sdoc_put(s->newest);
+	for (unsigned k = 0; k < STATE_PAST; k++)
+		sdoc_put(s->past[k]);
 	free(s->parts);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->lock);
@@ -344,9 +358,8 @@ int state_replay(struct state_svc *s, const void *payload, size_t len)
 		pthread_mutex_unlock(&s->lock);
 		return -ENOMEM;
 	}
-	sdoc_put(s->vis);
 	sdoc_put(s->newest);
-	s->vis = d;
+	set_visible(s, d);
 	s->newest = sdoc_get(d);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
@@ -470,10 +483,8 @@ static int publish(struct state_svc *s, struct sdoc *d, uint64_t lsn)
 	}
 	/* durable -> visible, unless a later version already is (S2) */
 	pthread_mutex_lock(&s->lock);
-	if (d->version > s->vis->version) {
-		sdoc_put(s->vis);
-		s->vis = sdoc_get(d);
-	}
+	if (d->version > s->vis->version)
+		set_visible(s, sdoc_get(d));
 	s->replaces++;
 	pthread_mutex_unlock(&s->lock);
 	ev = (struct state_event){ .version = d->version, .time_ns = d->time_ns, .by = d->by,
@@ -913,6 +924,33 @@ int state_get(struct state_svc *s, char **doc, size_t *len, uint64_t *version)
 		*doc = b;
 		*len = d->len;
 		*version = d->version;
+	}
+	pthread_mutex_lock(&s->lock);
+	sdoc_put(d);
+	pthread_mutex_unlock(&s->lock);
+	return b ? 0 : -ENOMEM;
+}
+
+int state_get_at(struct state_svc *s, uint64_t version, char **doc, size_t *len)
+{
+	struct sdoc *d = NULL;
+	char *b = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->vis->version == version)
+		d = s->vis;
+	for (unsigned k = 0; !d && k < STATE_PAST; k++)
+		if (s->past[k] && s->past[k]->version == version)
+			d = s->past[k];
+	if (d)
+		sdoc_get(d);
+	pthread_mutex_unlock(&s->lock);
+	if (!d)
+		return -ESTALE;
+	if ((b = malloc(d->len + 1))) {
+		memcpy(b, d->b, d->len + 1);
+		*doc = b;
+		*len = d->len;
 	}
 	pthread_mutex_lock(&s->lock);
 	sdoc_put(d);

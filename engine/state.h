@@ -99,6 +99,10 @@
  *     later replace returns -EIO, reads go on with the visible document;
  *     only a restart (replay) reconciles memory with the log. A replace
  *     told -EIO may or may not survive a restart — whole, never torn.
+ *  S12 The last STATE_PAST documents visible before the current one stay
+ *     readable by version (state_get_at), so a reader that learnt a
+ *     version a moment ago still gets that version's bytes (the control
+ *     tree gives each version its own node id: SPEC §3). Older: -ESTALE.
  *
  * Lock order: state->lock, then a fence's check (the lease service's lock:
  * lease_get only reads), then the backend's append (log order = version
@@ -138,6 +142,7 @@
 
 #define STATE_DOC_MAX (1u << 20)   /* bytes of a document: -EFBIG above */
 #define STATE_ANY UINT64_MAX       /* state_replace: no compare-and-swap */
+#define STATE_PAST 8               /* S12: earlier versions kept readable */
 #define STATE_REC_HDR 32
 
 enum { SREC_REPLACE = 1, SREC_PARTICIPANTS = 2 };
@@ -260,6 +265,9 @@ uint64_t state_newest(struct state_svc *s);
 /* A malloc'd copy of the visible document (NUL-terminated, *len without
  * the NUL) and its version. -ENOMEM. */
 int state_get(struct state_svc *s, char **doc, size_t *len, uint64_t *version);
+/* The document of version (S12): the visible one or one of the STATE_PAST
+ * before it, as state_get; -ESTALE when it is older, -ENOMEM. */
+int state_get_at(struct state_svc *s, uint64_t version, char **doc, size_t *len);
 uint64_t state_version(struct state_svc *s);
 /* The visible document's version, time, writer and size (time 0 and the
  * server at version 0). */

@@ -20,8 +20,13 @@
 #                 nobody: EDQUOT; nobody's mv over the document.
 #   nobody        nobody reads, replaces and updates the document.
 #   cas8          8 processes increment one counter by compare-and-swap
-#                 through update (retrying on EBUSY): the final count equals
-#                 the successful swaps, and the version moved by as many.
+#                 through update (retrying on EBUSY; half read the version
+#                 by path, half by fgetxattr of the file they read): the
+#                 final count equals the successful swaps, and the version
+#                 moved by as many.
+#   cached names  participants' name stays cached; the document's does not
+#                 (a node id per version): an open document keeps its bytes
+#                 and user.txdir.version across an update.
 #   participants  echo alice bob > participants: a replace is a 2PC proposal
 #                 state-V; the update's close returns 0 once background
 #                 voters (waiting for the proposal to exist: the barrier)
@@ -102,8 +107,45 @@ def cas_worker(d, n):
             sys.exit(1)
     print(busy)
 
+def casfd_worker(d, n):
+    """cas_worker reading the version and the document through one open
+    file (fgetxattr): a pair that must belong together (SPEC §3)."""
+    busy = 0
+    done = 0
+    while done < n:
+        fd = os.open(d + "/global_state.json", os.O_RDONLY)
+        v = int(os.getxattr(fd, "user.txdir.version"))
+        raw = os.pread(fd, 1 << 20, 0)
+        os.close(fd)
+        doc = json.loads(raw)
+        doc["count"] = doc.get("count", 0) + 1
+        r = put(d + "/update", json.dumps({"if_version": v, "document": doc}).encode())
+        if r == "OK":
+            done += 1
+        elif r == "EBUSY":
+            busy += 1
+        else:
+            print("error", r)
+            sys.exit(1)
+    print(busy)
+
+def fdpair(d):
+    """An open document keeps its version and bytes across an update; the
+    path shows the new ones: prints the four."""
+    g = d + "/global_state.json"
+    fd = os.open(g, os.O_RDONLY)
+    v = int(os.getxattr(fd, "user.txdir.version"))
+    r = put(d + "/update", json.dumps({"if_version": v, "document": {"mark": v + 1}}).encode())
+    print(r, os.getxattr(fd, "user.txdir.version").decode(), os.pread(fd, 100, 0).decode().strip(),
+          os.getxattr(g, "user.txdir.version").decode(), open(g).read().strip())
+    os.close(fd)
+
 cmd = sys.argv[1]
-if cmd == "put":
+if cmd == "fdpair":
+    fdpair(sys.argv[2])
+elif cmd == "casfd":
+    casfd_worker(sys.argv[2], int(sys.argv[3]))
+elif cmd == "put":
     print(put(sys.argv[2], sys.argv[3].encode()))
 elif cmd == "putbig":
     doc = json.dumps({"items": [{"k": i, "v": "x" * 50} for i in range(int(sys.argv[3]))]})
@@ -186,21 +228,30 @@ test_read() {
 		ok "read: state/ lists its files" || not_ok "read: ls: $(ls "$S")"
 }
 
-# The files of state/ always exist: their names stay cached (no LOOKUP at
-# each open), their content and version never (each read is the current
-# document, also right after a temp file is renamed over it).
+# The fixed files of state/ keep their names cached (no LOOKUP at each
+# open), their content never; the document is a node id per version (an
+# open file keeps its version's bytes and user.txdir.version), so its name
+# is looked up at each use and each read is the current document, also
+# right after a temp file is renamed over it.
 lookups() {
 	awk -F' ' '/^txdir_fuse_requests_total\{op="lookup"\}/ { print $2 }' "$TM_MNT/.txdir/stats"
 }
 test_cached_names() {
 	local S=$TM_MNT/.txdir/state a b i
-	cat "$S/global_state.json" >/dev/null
+	cat "$S/participants" >/dev/null
 	a=$(lookups)
-	for ((i = 0; i < 20; i++)); do cat "$S/global_state.json" >/dev/null; done
+	for ((i = 0; i < 20; i++)); do cat "$S/participants" >/dev/null; done
 	b=$(lookups)
 	[ -n "$a" ] && [ $((b - a)) -lt 10 ] &&
-		ok "cached names: 20 reads of global_state.json cost $((b - a)) lookups" ||
+		ok "cached names: 20 reads of participants cost $((b - a)) lookups" ||
 		not_ok "cached names: 20 reads cost $((b - a)) lookups ($a -> $b)"
+	local out v
+	printf '{"pre": 1}\n' >"$S/global_state.json"
+	v=$(py version "$S")
+	out=$(py fdpair "$S")
+	[ "$out" = "OK $v {\"pre\": 1} $((v + 1)) {\"mark\": $((v + 1))}" ] &&
+		ok "versions: an open document keeps its bytes and version across an update; the path shows the new ($out)" ||
+		not_ok "versions: fd and path after an update: '$out' (version was $v)"
 	printf '{"n": 1}\n' >"$S/global_state.json" && [ "$(cat "$S/global_state.json")" = '{"n": 1}' ] &&
 		printf '{"n": 2}\n' >"$S/cn.tmp" && mv "$S/cn.tmp" "$S/global_state.json" &&
 		[ "$(cat "$S/global_state.json")" = '{"n": 2}' ] &&
@@ -367,8 +418,8 @@ test_cas8() {
 	v0=$(py version "$S")
 	out=$WORKD/cas
 	mkdir -p "$out"
-	for p in 1 2 3 4 5 6 7 8; do
-		timeout 120 python3 "$PY" cas "$S" "$n" >"$out/$p" 2>&1 &
+	for p in 1 2 3 4 5 6 7 8; do # half read the version by path, half through the open file
+		timeout 120 python3 "$PY" "$( ((p % 2)) && echo cas || echo casfd)" "$S" "$n" >"$out/$p" 2>&1 &
 		pids+=($!)
 	done
 	for p in "${pids[@]}"; do wait "$p" || rc=1; done

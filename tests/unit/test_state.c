@@ -181,6 +181,27 @@ Test(state, S2_replace_stores_the_bytes_and_bumps_the_version_by_one)
 	cr_assert_eq(state_replaces(svc), 4);
 }
 
+Test(state, S12_earlier_versions_stay_readable_by_version)
+{
+	char *d = NULL, want[32];
+	size_t len;
+
+	for (int k = 1; k <= STATE_PAST + 3; k++) {
+		snprintf(want, sizeof(want), "[%d]", k);
+		cr_assert_eq(put(svc, want, STATE_ANY), 0);
+	}
+	uint64_t cur = state_version(svc);
+	for (uint64_t v = cur - STATE_PAST; v <= cur; v++) {
+		cr_assert_eq(state_get_at(svc, v, &d, &len), 0, "version %lu", (unsigned long)v);
+		snprintf(want, sizeof(want), "[%lu]", (unsigned long)v);
+		cr_assert_str_eq(d, want);
+		cr_assert_eq(len, strlen(want));
+		free(d);
+	}
+	cr_assert_eq(state_get_at(svc, cur - STATE_PAST - 1, &d, &len), -ESTALE, "too old");
+	cr_assert_eq(state_get_at(svc, cur + 1, &d, &len), -ESTALE, "not yet");
+}
+
 Test(state, S4_invalid_json_is_refused_and_the_old_document_stays)
 {
 	const char *bad[] = { "", "   \n", "{", "{\"a\":}", "{} {}", "{}x", "nul", "[1,]",
