@@ -66,6 +66,10 @@
  *                        makes room for
  *   7. chunk usage lock  the live-byte table (chunk.c, gc.h G1): a leaf,
  *                        taken under any of the above or alone
+ *   8. fl->lock          the advisory file locks (filelock.h): a leaf,
+ *                        taken alone (vfs.c finds the file's key under
+ *                        fs->lock, drops it, then locks); a granted
+ *                        request's callback runs with no lock held
  * So: never take a wfile lock while holding fs->lock. A path that has
  * fs->lock and needs a wfile (setattr, open after a pending truncation)
  * takes a share of it (fs_wf_get: nhandles keeps it alive), drops fs->lock,
@@ -101,6 +105,7 @@ struct ns_prep;
 struct rec_buf;
 struct scrub;
 struct space;
+struct fl_table;
 struct svc;
 struct txn;
 struct txn_restart;
@@ -125,6 +130,7 @@ struct txd_fs {
 	uint64_t inline_max;      /* a commit's inline bytes at most (else packs): fsfile.c;
 				   * FS_INLINE_MAX, or an eighth of a WAL segment */
 	struct space *space;      /* space.h: the reserve, "disk full" */
+	struct fl_table *locks;   /* filelock.h: advisory locks, per file */
 	uint64_t ckpt_bytes;      /* size of the newest checkpoint file (SP1) */
 	struct node **nodes;
 	uint64_t nodes_size, nnodes, next_node;

@@ -19,6 +19,7 @@
 #include "dtc.h"
 #include "dtree.h"
 #include "events.h"
+#include "filelock.h"
 #include "gc.h"
 #include "os.h"
 #include "rec.h"
@@ -732,6 +733,8 @@ static int fs_start(struct txd_fs *fs)
 	if (!err)
 		err = fs_svc_open(fs);
 	if (!err)
+		err = fl_open(&fs->locks);
+	if (!err)
 		err = fs_recover(fs);
 	if (!err)
 		err = svc_start(fs->svc); /* after replay: lease L8 */
@@ -747,6 +750,8 @@ static int fs_start(struct txd_fs *fs)
 
 static void fs_free(struct txd_fs *fs)
 {
+	fl_close(fs->locks); /* waiting lock requests are answered EIO */
+	fs->locks = NULL;
 	ckpt_stop(fs);
 	dtc_stop(fs); /* deferred prepares call into the vote service */
 	svc_close(fs->svc); /* before the WAL and the event log it writes to */

@@ -334,6 +334,34 @@ int txd_fsync_prepare(struct txd_fs *fs, uint64_t fh, const struct txd_cred *c,
 /* RELEASE carries no caller (the kernel sends none): a commit it makes
  * carries the pid that opened the handle. */
 int txd_release(struct txd_fs *fs, uint64_t fh);
+/* ---- advisory locks: fcntl(2) record locks and flock(2) (filelock.h) ----
+ * Kept per file, not per node id, so a lock taken through a node id that a
+ * writer's open has since replaced still excludes the openers of the new
+ * one (SPEC §3). owner: the kernel's lock owner (POSIX: one per process'
+ * file table; flock: one per open file description). A range is [start,
+ * end], end TXD_LOCK_END for "to the end of the file". */
+#define TXD_LOCK_END UINT64_MAX
+struct txd_lock {
+	short type; /* F_RDLCK, F_WRLCK, F_UNLCK */
+	uint64_t start, end;
+	uint32_t pid;
+};
+/* F_GETLK: *l becomes the first conflicting lock (with its pid), or its
+ * type F_UNLCK. -EBADF for an unknown handle. */
+int txd_getlk(struct txd_fs *fs, uint64_t fh, uint64_t owner, struct txd_lock *l);
+/* F_SETLK(W) (flock: false) or flock(2) (flock: true; the whole file).
+ * 0, -EAGAIN, -EDEADLK, -ENOLCK, -EINVAL; with wait, -EINPROGRESS: done(arg,
+ * err) later, exactly once, from the thread that granted it (no engine
+ * lock held), unless txd_lock_cancel(fs, arg) returns 0. intr (may be
+ * NULL): the caller's interrupt sets *intr, then calls txd_lock_cancel; a
+ * request not yet queued then is not (-EINTR). */
+int txd_setlk(struct txd_fs *fs, uint64_t fh, uint64_t owner, bool flock,
+	      const struct txd_lock *l, bool wait, const _Atomic bool *intr,
+	      void (*done)(void *arg, int err), void *arg);
+int txd_lock_cancel(struct txd_fs *fs, void *arg);
+/* close(2) (FLUSH: the POSIX locks of owner on the file) and the last close
+ * of an open file description (RELEASE: its flock lock). */
+void txd_unlock_owner(struct txd_fs *fs, uint64_t fh, uint64_t owner, bool flock);
 /* FALLOCATE carries no kill flag: a caller other than root (taken as the
  * one holding CAP_FSETID: FUSE passes no capabilities) drops the set-id
  * bits, as fallocate(2) does on ext4, in a commit carrying c->pid. */

@@ -29,6 +29,7 @@
 #include "core.h"
 #include "ctl.h"
 #include "dtree.h"
+#include "filelock.h"
 #include "txn.h"
 #include "wal.h"
 
@@ -501,4 +502,65 @@ int txd_release(struct txd_fs *fs, uint64_t fh)
 	h->magic = 0;
 	free(h);
 	return 0;
+}
+
+/* ---- advisory locks (filelock.h) -------------------------------------------
+ * A lock belongs to the file, whatever node id it comes through: a data
+ * file is its view and inode number (hard links share it, as on ext4), a
+ * control file its node id. The key is found under fs->lock; filelock's own
+ * lock is taken after (core.h 8). */
+static int lock_key(struct txd_fs *fs, uint64_t fh, struct fl_key *k)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct handle *h = fs_file_handle(fh);
+	int err = h ? 0 : -EBADF;
+	if (h && is_ctl(h))
+		*k = (struct fl_key){.view = FL_VIEW_CTL, .ino = h->node->id};
+	else if (h)
+		*k = (struct fl_key){.view = h->node->txn ? h->node->txn->id : 0, .ino = h->in->ino};
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+static struct fl_req lock_req(bool flock, uint64_t owner, const struct txd_lock *l)
+{
+	return (struct fl_req){.kind = flock ? FL_FLOCK : FL_POSIX, .type = l->type,
+			       .start = flock ? 0 : l->start, .end = flock ? FL_END : l->end,
+			       .owner = owner, .pid = l->pid};
+}
+
+int txd_getlk(struct txd_fs *fs, uint64_t fh, uint64_t owner, struct txd_lock *l)
+{
+	struct fl_key k;
+	int err = lock_key(fs, fh, &k);
+	if (err)
+		return err;
+	struct fl_req r = lock_req(false, owner, l);
+	fl_test(fs->locks, &k, &r);
+	*l = (struct txd_lock){.type = r.type, .start = r.start, .end = r.end, .pid = r.pid};
+	return 0;
+}
+
+int txd_setlk(struct txd_fs *fs, uint64_t fh, uint64_t owner, bool flock,
+	      const struct txd_lock *l, bool wait, const _Atomic bool *intr,
+	      void (*done)(void *arg, int err), void *arg)
+{
+	struct fl_key k;
+	int err = lock_key(fs, fh, &k);
+	if (err)
+		return err;
+	struct fl_req r = lock_req(flock, owner, l);
+	return fl_set(fs->locks, &k, &r, wait, intr, done, arg);
+}
+
+int txd_lock_cancel(struct txd_fs *fs, void *arg)
+{
+	return fl_cancel(fs->locks, arg);
+}
+
+void txd_unlock_owner(struct txd_fs *fs, uint64_t fh, uint64_t owner, bool flock)
+{
+	struct fl_key k;
+	if (fl_any(fs->locks) && !lock_key(fs, fh, &k))
+		fl_release_owner(fs->locks, &k, flock ? FL_FLOCK : FL_POSIX, owner);
 }

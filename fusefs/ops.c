@@ -8,9 +8,11 @@
  * asks for it. FLUSH, FSYNC and FSYNCDIR reply from the durability callback.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 
 #include "txdirfs.h"
 
@@ -69,6 +71,10 @@ static void tx_init(void *userdata, struct fuse_conn_info *conn)
 	/* O_TRUNC reaches the engine inside OPEN, so the truncation joins the
 	 * handle's content commit (`cmd > file` never commits an empty file). */
 	want(conn, FUSE_CAP_ATOMIC_O_TRUNC);
+	/* Advisory locks are the server's (filelock.h): one file shows under
+	 * several node ids, and the kernel would keep locks per node id. */
+	want(conn, FUSE_CAP_POSIX_LOCKS);
+	want(conn, FUSE_CAP_FLOCK_LOCKS);
 	/* A node id's bytes never change behind the kernel: no mtime-driven
 	 * page cache drops. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
@@ -370,6 +376,8 @@ static void tx_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int rc;
 
 	(void)ino;
+	/* close(2) drops the caller's record locks on the file (POSIX) */
+	txd_unlock_owner(FS, fi->fh, fi->lock_owner, false);
 	if (txd_flush_may_wait(FS, fi->fh)) { /* a control file: may answer later */
 		tx_flush_deferrable(req, &c, fi->fh);
 		return;
@@ -386,7 +394,61 @@ static void tx_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void tx_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
+	if (fi->flock_release) /* the open file description's flock(2) lock */
+		txd_unlock_owner(FS, fi->fh, fi->lock_owner, true);
 	reply_rc(req, txd_release(FS, fi->fh), "release");
+}
+
+/* ---- advisory locks (the engine's: filelock.h) ----------------------------- */
+
+/* libfuse hands record locks over as struct flock with l_whence SEEK_SET
+ * and l_len 0 for "to the end". */
+static struct txd_lock lock_of(const struct flock *f)
+{
+	return (struct txd_lock){.type = f->l_type, .start = (uint64_t)f->l_start,
+				 .end = f->l_len > 0 ? (uint64_t)(f->l_start + f->l_len - 1)
+						     : TXD_LOCK_END,
+				 .pid = (uint32_t)f->l_pid};
+}
+
+static void tx_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		     struct flock *lock)
+{
+	struct txd_lock l = lock_of(lock);
+	int rc;
+
+	(void)ino;
+	rc = txd_getlk(FS, fi->fh, fi->lock_owner, &l);
+	if (rc < 0) {
+		fuse_reply_err(req, tx_errno(rc, "getlk"));
+		return;
+	}
+	lock->l_type = l.type;
+	lock->l_whence = SEEK_SET;
+	lock->l_start = (off_t)l.start;
+	lock->l_len = l.end >= (uint64_t)INT64_MAX ? 0 : (off_t)(l.end - l.start + 1);
+	lock->l_pid = (pid_t)l.pid;
+	fuse_reply_lock(req, lock);
+}
+
+static void tx_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		     struct flock *lock, int sleep)
+{
+	struct txd_lock l = lock_of(lock);
+
+	(void)ino;
+	tx_lock_deferrable(req, fi->fh, fi->lock_owner, false, &l, sleep != 0);
+}
+
+static void tx_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
+{
+	struct txd_lock l = {.type = (op & LOCK_UN)   ? F_UNLCK
+				    : (op & LOCK_EX) ? F_WRLCK
+						     : F_RDLCK,
+			     .end = TXD_LOCK_END, .pid = (uint32_t)fuse_req_ctx(req)->pid};
+
+	(void)ino;
+	tx_lock_deferrable(req, fi->fh, fi->lock_owner, true, &l, !(op & LOCK_NB));
 }
 
 static void fsync_handle(fuse_req_t req, uint64_t fh, const char *op)
@@ -619,6 +681,9 @@ const struct fuse_lowlevel_ops txdirfs_ops = {
 	.release = tx_release,
 	.fsync = tx_fsync,
 	.fallocate = tx_fallocate,
+	.getlk = tx_getlk,
+	.setlk = tx_setlk,
+	.flock = tx_flock,
 	.opendir = tx_opendir,
 	.readdir = tx_readdir,
 	.readdirplus = tx_readdirplus,

@@ -473,6 +473,67 @@ void tx_read_deferrable(fuse_req_t req, uint64_t fh, size_t size, uint64_t off)
 	free(buf);
 }
 
+/* ---- deferred lock requests (F_SETLKW, flock(2) without LOCK_NB) ----------
+ * The interrupt function sets intr first, then asks the engine to withdraw
+ * the request: an interrupt that arrives before the engine has queued it
+ * (libfuse runs the function at registration if the interrupt came first)
+ * makes txd_setlk answer -EINTR instead of queueing, so it is never lost.
+ * The request keeps p until it is answered: withdrawn (the interrupt
+ * function frees it and answers EINTR through the notifier), granted (the
+ * callback), or answered at once (the worker). */
+struct pending_lock {
+	fuse_req_t req;
+	_Atomic bool intr;
+};
+
+static void on_lock_interrupt(fuse_req_t req, void *arg)
+{
+	struct pending_lock *p = arg;
+	struct tx_note *n;
+
+	atomic_store(&p->intr, true);
+	if (!(n = tx_note_eintr(req)))
+		return;
+	if (txd_lock_cancel(txdirfs.fs, p) != 0) {
+		free(n); /* not queued yet (the worker answers EINTR) or granted */
+		return;
+	}
+	free(p);
+	tx_note_post(n);
+}
+
+/* Engine thread, no engine lock held: granted (0), or unmounting (-EIO). */
+static void on_lock_done(void *arg, int err)
+{
+	struct pending_lock *p = arg;
+
+	fuse_req_interrupt_func(p->req, NULL, NULL);
+	fuse_reply_err(p->req, err < 0 ? tx_errno(err, "setlk") : 0);
+	free(p);
+}
+
+void tx_lock_deferrable(fuse_req_t req, uint64_t fh, uint64_t owner, bool flock,
+			const struct txd_lock *l, bool wait)
+{
+	struct pending_lock *p = wait ? calloc(1, sizeof(*p)) : NULL;
+	int rc;
+
+	if (!p) {
+		rc = wait ? -ENOLCK : txd_setlk(txdirfs.fs, fh, owner, flock, l, false, NULL, NULL, NULL);
+		fuse_reply_err(req, rc < 0 ? tx_errno(rc, "setlk") : 0);
+		return;
+	}
+	p->req = req;
+	atomic_init(&p->intr, false);
+	fuse_req_interrupt_func(req, on_lock_interrupt, p);
+	rc = txd_setlk(txdirfs.fs, fh, owner, flock, l, true, &p->intr, on_lock_done, p);
+	if (rc == -EINPROGRESS)
+		return; /* p belongs to the callbacks now */
+	fuse_req_interrupt_func(req, NULL, NULL);
+	free(p);
+	fuse_reply_err(req, rc < 0 ? tx_errno(rc, "setlk") : 0);
+}
+
 /* poll(2) of a wait file: the engine keeps ph until the wait is over. */
 static void on_poll_wake(void *arg)
 {

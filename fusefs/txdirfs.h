@@ -91,6 +91,10 @@ void tx_flush_deferrable(fuse_req_t req, const struct txd_cred *c, uint64_t fh);
 /* A read that may wait (txd_read_async: a lease wait file): answered now,
  * or later by the engine's callback, or EINTR on FUSE_INTERRUPT. */
 void tx_read_deferrable(fuse_req_t req, uint64_t fh, size_t size, uint64_t off);
+/* A record lock or flock(2) request (txd_setlk): answered now, or, when it
+ * waits, once granted; an interrupt withdraws it and answers EINTR. */
+void tx_lock_deferrable(fuse_req_t req, uint64_t fh, uint64_t owner, bool flock,
+			const struct txd_lock *l, bool wait);
 /* FUSE POLL (txd_poll): ph is kept by the engine until the file is ready. */
 void tx_poll(fuse_req_t req, uint64_t fh, struct fuse_pollhandle *ph);
 
