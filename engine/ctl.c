@@ -59,6 +59,7 @@
 #include "dtc.h"
 #include "dtree.h"
 #include "events.h"
+#include "filelock.h"
 #include "gc.h"
 #include "json.h"
 #include "svc.h"
@@ -250,6 +251,12 @@ static void render_stats(struct txd_fs *fs, struct sbuf *s)
 	metric(s, "txdir_open_handles", "gauge", "Open file and directory handles.",
 	       (double)st.open_handles);
 	metric(s, "txdir_inodes", "gauge", "Inodes in the namespace.", (double)st.inodes);
+	uint64_t locks = 0, lock_waits = 0;
+	fl_counts(fs->locks, &locks, &lock_waits);
+	metric(s, "txdir_file_locks", "gauge", "Advisory locks held (fcntl record locks, flock).",
+	       (double)locks);
+	metric(s, "txdir_file_lock_waiters", "gauge", "Lock requests waiting (F_SETLKW, flock).",
+	       (double)lock_waits);
 	svc_stats(fs->svc, put_text, s);
 	scrub_stats(fs, put_text, s);
 	metric(s, "txdir_checksum_errors_total", "counter", "Chunks that failed verification.",

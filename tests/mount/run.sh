@@ -39,7 +39,7 @@ export TXDIRFS MOUNTCTL TXDIR_BUILD
 MOUNT_OPTS=allow_other,default_permissions
 PROG_TIMEOUT=${PROG_TIMEOUT:-240}
 
-MOUNT_PARTS=${MOUNT_PARTS:-progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait lease leasework vote votework state dtc dtcwork diskfull gc}
+MOUNT_PARTS=${MOUNT_PARTS:-progs fsx nsdiff scenarios crash programs redirect txncrash ctllog txnwait lease leasework vote votework state locks dtc dtcwork diskfull gc}
 part() { [[ " $MOUNT_PARTS " == *" $1 "* ]]; } # whether PART is to run
 
 # Per-phase time: "# time LABEL: W s wall, C s cpu" where cpu is the user+sys
@@ -327,6 +327,11 @@ if part state; then
 	phase_begin
 	run_prog "state.sh" bash "$HERE/state.sh"
 	phase_end state.sh
+fi
+if part locks; then
+	phase_begin
+	run_prog "locks.sh" bash "$HERE/locks.sh"
+	phase_end locks.sh
 fi
 
 tm_summary
