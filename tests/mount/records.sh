@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# tests/mount/records.sh — the control tree's record directories (SPEC §5
+# "Records, journals and logs"; records probe of session 10):
+#
+#   storeview     dtc/wal/ lists the store's WAL segments and
+#                 dtc/checkpoints/ its checkpoints (also after a restart
+#                 that wrote one), each file a short JSON (name, bytes, lsn
+#                 range), read-only 0444 root's, never the segment's bytes
+#
+# Bounded polls synchronise, never sleeps. The last line is
+# "N passed, N failed, N skipped". Environment: TXDIRFS, MOUNTCTL, TXDIR_BUILD.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+TXDIR_BUILD=${TXDIR_BUILD:-$(dirname "$TXDIRFS")}
+export TXDIRFS MOUNTCTL TXDIR_BUILD
+. "$HERE/lib.sh"
+export LC_ALL=C
+
+OPTS=allow_other,default_permissions
+
+as_nobody() { # shell command
+	setpriv --reuid=nobody --regid=nogroup --clear-groups sh -c "$1" 2>&1
+}
+
+# python3 CODE FILE: CODE sees the parsed object as d.
+json_ok() { # file code
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert '"$2" "$1" 2>/dev/null
+}
+
+test_storeview() {
+	local D=$TM_MNT/.txdir/dtc S=$TM_STORE/coordination/dtc f segs ck
+	[ "$(ls "$D" | tr '\n' ' ')" = "checkpoints participant_inbox transactions wal " ] &&
+		ok "storeview: dtc/ lists checkpoints participant_inbox transactions wal" ||
+		not_ok "storeview: ls dtc: $(ls "$D" 2>&1 | tr '\n' ' ')"
+	echo a >"$TM_MNT/f1" && echo b >"$TM_MNT/f2" || { not_ok "storeview: write"; return; }
+	segs=$(ls "$S/wal" | grep -E '^seg-[0-9]+$' | tr '\n' ' ')
+	[ -n "$segs" ] && [ "$(ls "$D/wal" | tr '\n' ' ')" = "$segs" ] &&
+		ok "storeview: dtc/wal/ lists the store's segments ($segs)" ||
+		not_ok "storeview: dtc/wal: '$(ls "$D/wal" 2>&1 | tr '\n' ' ')', store: '$segs'"
+	f=$D/wal/${segs%% *}
+	json_ok "$f" 'd["name"]=="'"${segs%% *}"'" and d["bytes"]>=64 and d["first_lsn"]==1 and d["last_lsn"]>=2 and d["records"]==d["last_lsn"] and d["current"]' &&
+		ok "storeview: $(cat "$f")" || not_ok "storeview: segment file: $(cat "$f" 2>&1)"
+	[ "$(stat -c '%a %u %F' "$f" "$D/wal" | sed 's/ empty//')" = "444 0 regular file
+555 0 directory" ] && ok "storeview: segment files 0444 root's, dtc/wal 0555" ||
+		not_ok "storeview: stat: $(stat -c '%a %u %F' "$f" "$D/wal")"
+	echo x 2>/dev/null >"$f" && not_ok "storeview: a segment file is writable" ||
+		ok "storeview: a segment file refuses a write"
+	[ "$(wc -c <"$f")" -lt 400 ] && ! grep -q TXDWALSG "$f" &&
+		ok "storeview: never the segment's bytes" || not_ok "storeview: $(head -c 200 "$f" | od -c | head -3)"
+	for f in seg-1 seg-000000001 "seg-+0000001" seg-99999999; do
+		[ -e "$D/wal/$f" ] && not_ok "storeview: dtc/wal/$f resolves"
+	done
+	ok "storeview: dtc/wal/ resolves only listed canonical names"
+	tm_stop >/dev/null || { not_ok "storeview: unmount"; return; }
+	tm_start "$OPTS" || { not_ok "storeview: remount"; return; }
+	ck=$(ls "$S/checkpoints" | grep -E '^ckpt-[0-9a-f]{16}$' | tr '\n' ' ')
+	[ -n "$ck" ] && [ "$(ls "$D/checkpoints" | tr '\n' ' ')" = "$ck" ] &&
+		ok "storeview: dtc/checkpoints/ lists the store's checkpoints ($ck)" ||
+		not_ok "storeview: dtc/checkpoints: '$(ls "$D/checkpoints" 2>&1 | tr '\n' ' ')', store: '$ck'"
+	f=$D/checkpoints/${ck%% *}
+	json_ok "$f" 'd["name"]=="'"${ck%% *}"'" and d["lsn"]==int("'"${ck%% *}"'"[5:],16) and d["bytes"]=='"$(stat -c %s "$S/checkpoints/${ck%% *}" 2>/dev/null || echo -1)" &&
+		ok "storeview: $(cat "$f")" || not_ok "storeview: checkpoint file: $(cat "$f" 2>&1)"
+	[ "$(ls "$D/wal" | tr '\n' ' ')" = "$(ls "$S/wal" | grep -E '^seg-[0-9]+$' | tr '\n' ' ')" ] &&
+		ok "storeview: after the restart dtc/wal/ still matches the store" ||
+		not_ok "storeview: after restart: $(ls "$D/wal" | tr '\n' ' ') vs $(ls "$S/wal" | tr '\n' ' ')"
+	as_nobody "cat '$f'" | grep -q '"lsn"' && ok "storeview: anyone reads them (informational)" ||
+		not_ok "storeview: nobody: $(as_nobody "cat '$f'")"
+}
+
+tm_mount "$OPTS" || { echo "not ok - mount"; echo "0 passed, 1 failed"; exit 1; }
+test_storeview
+tm_umount >/dev/null || not_ok "unmount"
+
+tm_summary
