@@ -72,6 +72,7 @@
 #include "os.h"
 #include "scrub.h"
 #include "txn.h"
+#include "util.h"
 #include "wal.h"
 
 enum ctl_kind {
@@ -812,9 +813,9 @@ int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct 
 		return -ENOENT;
 	}
 	if (parent->ctl == CTL_COMMITS) {
-		char *end;
-		uint64_t id = strtoull(name, &end, 10);
-		if (*end || !clog_has(fs->clog, id, fs_retain_oldest_ns(fs)))
+		uint64_t id; /* only the name readdir lists (util.h) */
+		if (!dec_parse(name, strlen(name), &id) ||
+		    !clog_has(fs->clog, id, fs_retain_oldest_ns(fs)))
 			return -ENOENT;
 		return ctl_node(fs, CTL_COMMIT, id, e);
 	}
@@ -850,9 +851,10 @@ int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct 
 		return ctl_node(fs, parent->ctl == CTL_DTC_WAL ? CTL_DTC_SEG : CTL_DTC_CKPT, key, e);
 	}
 	if (parent->ctl == CTL_DTC_TXNS) {
-		char *end;
-		uint64_t id = strtoull(name, &end, 10);
-		return *end || !txn_record_exists(fs, id) ? -ENOENT : ctl_node(fs, CTL_DTC_TXN, id, e);
+		uint64_t id;
+		return !dec_parse(name, strlen(name), &id) || !txn_record_exists(fs, id)
+			       ? -ENOENT
+			       : ctl_node(fs, CTL_DTC_TXN, id, e);
 	}
 	return kind_is_dir(parent->ctl) ? -ENOENT : -ENOTDIR;
 }

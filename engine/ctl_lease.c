@@ -467,7 +467,6 @@ int ctl_lease_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 	struct lease_info li;
 	uint32_t pid, id;
 	uint64_t token;
-	char *end;
 
 	switch (parent->ctl) {
 	case L_ROOT:
@@ -497,9 +496,8 @@ int ctl_lease_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 		/* one node per holder: the kernel caches a symlink's target */
 		return ctl_entry(fs, L_LINK, lkey(id, li.holder.pid), e);
 	case L_COMPLETED:
-		token = strtoull(name, &end, 10);
-		if (!*name || *end || *name == '0')
-			return -ENOENT;
+		if (!dec_parse(name, strlen(name), &token) || !token)
+			return -ENOENT; /* only the name readdir lists (util.h) */
 		return ctl_entry(fs, L_DONE, token, e);
 	case L_WPID:
 		if (lease_name_check(name))

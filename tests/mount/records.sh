@@ -6,6 +6,10 @@
 #                 dtc/checkpoints/ its checkpoints (also after a restart
 #                 that wrote one), each file a short JSON (name, bytes, lsn
 #                 range), read-only 0444 root's, never the segment's bytes
+#   aliases       numeric record names resolve only as readdir lists them
+#                 (canonical decimal): commits/0N, +N, " N", dtc/transactions/
+#                 +ID, journals/0PID, dead_processes/00PID, PID.0START,
+#                 leases/completed/+TOKEN are ENOENT
 #
 # Bounded polls synchronise, never sleeps. The last line is
 # "N passed, N failed, N skipped". Environment: TXDIRFS, MOUNTCTL, TXDIR_BUILD.
@@ -67,8 +71,51 @@ test_storeview() {
 		not_ok "storeview: nobody: $(as_nobody "cat '$f'")"
 }
 
+# absent NAME PATH...: none of the paths resolves.
+absent() {
+	local name=$1 p bad=
+	shift
+	for p; do
+		[ -e "$p" ] && bad+=" '${p##*/.txdir/}'"
+	done
+	[ -z "$bad" ] && ok "aliases: $name" || not_ok "aliases: $name: resolve:$bad"
+}
+
+test_aliases() {
+	local X=$TM_MNT/.txdir id txid pid start tok
+	echo a >"$TM_MNT/al" || { not_ok "aliases: write"; return; }
+	id=$(ls "$X/commits" | head -n 1)
+	[ -e "$X/commits/$id" ] || { not_ok "aliases: commits/$id"; return; }
+	absent "commits/0$id, +$id, ' $id', '$id '" "$X/commits/0$id" "$X/commits/+$id" \
+		"$X/commits/ $id" "$X/commits/$id " "$X/commits/00$id"
+	mkdir "$X/txn/al" && rmdir "$X/txn/al" || { not_ok "aliases: txn"; return; }
+	txid=$(ls "$X/dtc/transactions" | head -n 1)
+	[ -e "$X/dtc/transactions/$txid" ] || { not_ok "aliases: transactions/$txid"; return; }
+	absent "dtc/transactions/+ID, 0ID, ' ID'" "$X/dtc/transactions/+$txid" \
+		"$X/dtc/transactions/0$txid" "$X/dtc/transactions/ $txid"
+	tm_start_holder
+	pid=$HOLDER
+	start=$(cut -d' ' -f22 "/proc/$pid/stat")
+	mkdir "$X/leases/active/$pid/al" || { not_ok "aliases: lease"; return; }
+	tok=$(cat "$X/leases/active/$pid/al/token")
+	kill -KILL "$pid"
+	wait_for 50 test -e "$X/recovery/dead_processes/$pid"
+	[ -e "$X/recovery/journals/$pid.$start" ] && [ -e "$X/recovery/dead_processes/$pid" ] ||
+		{ not_ok "aliases: journals/$pid.$start, dead_processes/$pid"; return; }
+	absent "journals/0PID, +PID, PID.0START, PID.+START" "$X/recovery/journals/0$pid" \
+		"$X/recovery/journals/+$pid" "$X/recovery/journals/ $pid" \
+		"$X/recovery/journals/$pid.0$start" "$X/recovery/journals/$pid.+$start" \
+		"$X/recovery/journals/0$pid.$start"
+	absent "dead_processes/00PID, +PID" "$X/recovery/dead_processes/00$pid" \
+		"$X/recovery/dead_processes/+$pid" "$X/recovery/dead_processes/$pid.0$start"
+	[ -e "$X/leases/completed/$tok" ] || { not_ok "aliases: completed/$tok"; return; }
+	absent "leases/completed/+TOKEN, ' TOKEN'" "$X/leases/completed/+$tok" \
+		"$X/leases/completed/ $tok" "$X/leases/completed/0$tok"
+}
+
 tm_mount "$OPTS" || { echo "not ok - mount"; echo "0 passed, 1 failed"; exit 1; }
 test_storeview
+test_aliases
 tm_umount >/dev/null || not_ok "unmount"
 
 tm_summary
