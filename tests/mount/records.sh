@@ -10,6 +10,9 @@
 #                 (canonical decimal): commits/0N, +N, " N", dtc/transactions/
 #                 +ID, journals/0PID, dead_processes/00PID, PID.0START,
 #                 leases/completed/+TOKEN are ENOENT
+#   comm          a process named "a<newline>b\\c<0xff>" holds a lease: owner
+#                 (a line) escapes it, info.json and `mountctl lease list
+#                 --json` carry the raw name (JSON-escaped; 0xff as \udcff)
 #
 # Bounded polls synchronise, never sleeps. The last line is
 # "N passed, N failed, N skipped". Environment: TXDIRFS, MOUNTCTL, TXDIR_BUILD.
@@ -113,9 +116,23 @@ test_aliases() {
 		"$X/leases/completed/ $tok" "$X/leases/completed/0$tok"
 }
 
+test_comm() {
+	local out
+	out=$(timeout 60 python3 "$HERE/records_comm.py" "$TM_MNT" "$MOUNTCTL" 2>&1) ||
+		{ not_ok "comm: records_comm.py: $out"; return; }
+	python3 -c 'import json,sys; d=json.loads(sys.argv[1])
+raw = "a\nb\\c\xff"
+assert " command=a\\nb\\\\c" in d["owner"] and d["owner"].count("\n") == 1, "owner"
+assert d["info"] == raw, "info.json"
+assert d["list"] == [raw], "lease list --json"' "$out" &&
+		ok "comm: owner escapes the name; info.json and lease list --json carry it raw" ||
+		not_ok "comm: $out"
+}
+
 tm_mount "$OPTS" || { echo "not ok - mount"; echo "0 passed, 1 failed"; exit 1; }
 test_storeview
 test_aliases
+test_comm
 tm_umount >/dev/null || not_ok "unmount"
 
 tm_summary
