@@ -13,6 +13,9 @@
 #   comm          a process named "a<newline>b\\c<0xff>" holds a lease: owner
 #                 (a line) escapes it, info.json and `mountctl lease list
 #                 --json` carry the raw name (JSON-escaped; 0xff as \udcff)
+#   limits        -o max_proposals=2,max_state_temps=1: nobody's third
+#                 proposal and second temp file in state/ get EDQUOT; root
+#                 is not limited (SPEC §6: configurable per-uid limits)
 #
 # Bounded polls synchronise, never sleeps. The last line is
 # "N passed, N failed, N skipped". Environment: TXDIRFS, MOUNTCTL, TXDIR_BUILD.
@@ -129,10 +132,27 @@ assert d["list"] == [raw], "lease list --json"' "$out" &&
 		not_ok "comm: $out"
 }
 
+test_limits() {
+	local C S out
+	tm_mount "$OPTS,max_proposals=2,max_state_temps=1" || { not_ok "limits: mount"; return; }
+	C=$TM_MNT/.txdir/consensus/proposals
+	S=$TM_MNT/.txdir/state
+	out=$(as_nobody "mkdir $C/q1 && mkdir $C/q2 && mkdir $C/q3; ls $C | tr '\n' ' '")
+	grep -q 'Disk quota exceeded' <<<"$out" && grep -q 'q1 q2 $' <<<"$out" &&
+		ok "limits: past max_proposals=2 nobody gets EDQUOT" || not_ok "limits: proposals: $out"
+	out=$(as_nobody "echo a >$S/t1 && echo b >$S/t2; ls $S | grep -c '^t[12]\$'")
+	grep -q 'Disk quota exceeded' <<<"$out" && grep -q '^1$' <<<"$out" &&
+		ok "limits: past max_state_temps=1 nobody gets EDQUOT" || not_ok "limits: temps: $out"
+	mkdir "$C/r1" "$C/r2" "$C/r3" && echo a >"$S/u1" && echo b >"$S/u2" &&
+		ok "limits: root is not limited" || not_ok "limits: root limited"
+	tm_umount >/dev/null || not_ok "limits: unmount"
+}
+
 tm_mount "$OPTS" || { echo "not ok - mount"; echo "0 passed, 1 failed"; exit 1; }
 test_storeview
 test_aliases
 test_comm
 tm_umount >/dev/null || not_ok "unmount"
+test_limits
 
 tm_summary
