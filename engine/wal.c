@@ -1656,12 +1656,14 @@ int wal_segments(struct wal *w, struct wal_seg_info **out, uint32_t *n)
 		v[i].first_lsn = si->first_lsn;
 		if (!si->first_lsn)
 			continue;
-		if (current)
+		if (current) {
 			v[i].last_lsn = w->last_lsn;
-		else if (i + 1 < w->nsegs && w->segs[i + 1].seg == si->seg + 1 &&
-			 w->segs[i + 1].first_lsn)
+			v[i].last_known = true;
+		} else if (i + 1 < w->nsegs && w->segs[i + 1].seg == si->seg + 1 &&
+			   w->segs[i + 1].first_lsn) {
 			v[i].last_lsn = w->segs[i + 1].first_lsn - 1; /* its prev_end_lsn */
-		v[i].last_known = current || v[i].last_lsn;
+			v[i].last_known = true;
+		}
 	}
 	*n = v ? w->nsegs : 0;
 	pthread_mutex_unlock(&w->lock);
