@@ -112,6 +112,7 @@ test_reuse() {
 	out=$(timeout 60 python3 "$HERE/pidreuse.py" "$TM_MNT")
 	rc=$?
 	[ "$rc" = 2 ] && { skip "reuse" "the pid was not reused in 200 forks"; return; }
+	[ "$rc" = 3 ] && { skip "reuse" "cannot steer pids ($out)"; return; }
 	[ "$rc" = 0 ] || { not_ok "reuse: pidreuse.py rc=$rc: $out"; return; }
 	python3 -c 'import json,sys; d=json.loads(sys.argv[1]); p=str(d["pid"]); o=p+"."+str(d["a_start"])
 assert d["a_start"]!=d["b_start"]

@@ -8,7 +8,8 @@ what the control tree shows it under its pid:
   {"pid", "a_start", "b_start", "journals": [names of A's pid],
    "deads": [...], "journal": errno name or "content", "dead": ...,
    "old_dead": ... (dead_processes/PID.A_START)}
-Exit 2 (and no line) when the pid could not be reused in 200 forks."""
+Exit 2 (and no line) when the pid could not be reused in 200 forks, 3 when
+ns_last_pid cannot be written."""
 import errno, json, os, sys, time
 
 M = sys.argv[1]
@@ -42,8 +43,12 @@ for _ in range(50):  # the death watcher records it within 1 s
         break
     time.sleep(0.1)
 for _ in range(200):
-    with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-        f.write(str(a - 1))
+    try:
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(a - 1))
+    except OSError as e:  # not root, or no CAP_SYS_ADMIN over the pid namespace
+        print(f"ns_last_pid: {e}")
+        sys.exit(3)
     b = os.fork()
     if b == 0:
         me = os.getpid()
