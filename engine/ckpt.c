@@ -834,3 +834,35 @@ out:
 	free(l.lsn);
 	return err;
 }
+
+static int cmp_asc(const void *a, const void *b)
+{
+	return -cmp_desc(a, b);
+}
+
+int ckpt_list(struct txd_fs *fs, uint64_t **lsns, uint32_t *n)
+{
+	struct cklist l = {0};
+	int err = txd_os->listdir(fs->store.ckpt_dir, list_ckpt, &l);
+	if (err) {
+		free(l.lsn);
+		return err;
+	}
+	if (l.n)
+		qsort(l.lsn, l.n, sizeof(*l.lsn), cmp_asc);
+	*lsns = l.lsn;
+	*n = l.n;
+	return 0;
+}
+
+int ckpt_file_size(struct txd_fs *fs, uint64_t lsn, uint64_t *bytes)
+{
+	char *path = ckpt_path(fs, lsn);
+	int fd = path ? txd_os->open(path, O_RDONLY | O_CLOEXEC, 0) : -ENOMEM;
+	free(path);
+	if (fd < 0)
+		return fd;
+	int err = txd_os->fstat_size(fd, bytes);
+	txd_os->close(fd);
+	return err;
+}

@@ -23,4 +23,10 @@ void ckpt_snapshot_release(struct txd_fs *fs, uint64_t s);
 /* fs->lock held; released between batches. */
 void ckpt_sweep(struct txd_fs *fs);
 
+/* The checkpoint files on disk, their LSNs ascending (the control tree's
+ * dtc/checkpoints/, informational); *lsns malloc'd (NULL when none). */
+int ckpt_list(struct txd_fs *fs, uint64_t **lsns, uint32_t *n);
+/* The size of checkpoint lsn's file; -ENOENT when it is gone. */
+int ckpt_file_size(struct txd_fs *fs, uint64_t lsn, uint64_t *bytes);
+
 #endif

@@ -5,6 +5,11 @@
  *                         -o showctl), like ZFS's .zfs
  *     commits/ID          one commit: time, pid, transaction, changes with
  *                         checksums (JSON); the directory lists newest first
+ *     dtc/transactions/ID a transaction's record (txn.h)
+ *     dtc/wal/seg-N       one WAL segment: a short JSON (name, bytes, lsn
+ *                         range: wal_segments), never its bytes (SPEC §6:
+ *                         the store is private)
+ *     dtc/checkpoints/ckpt-LSN  one checkpoint: name, lsn, bytes (JSON)
  *     consensus/          ctl_vote.c (kinds from CTL_VOTE_FIRST on), and
  *                         dtc/participant_inbox/ too
  *     events              one JSON object per line
@@ -36,6 +41,7 @@
  * and root only: they name paths of its private view.
  */
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -49,6 +55,7 @@
 #include <unistd.h>
 
 #include "chunk.h"
+#include "ckpt.h"
 #include "clog.h"
 #include "core.h"
 #include "ctl.h"
@@ -66,6 +73,8 @@
 #include "os.h"
 #include "scrub.h"
 #include "txn.h"
+#include "util.h"
+#include "wal.h"
 
 enum ctl_kind {
 	CTL_NONE,
@@ -85,6 +94,10 @@ enum ctl_kind {
 	CTL_DTC,        /* .txdir/dtc */
 	CTL_DTC_TXNS,   /* .txdir/dtc/transactions */
 	CTL_DTC_TXN,    /* .txdir/dtc/transactions/ID */
+	CTL_DTC_WAL,    /* .txdir/dtc/wal */
+	CTL_DTC_SEG,    /* .txdir/dtc/wal/seg-N (key: N) */
+	CTL_DTC_CKPTS,  /* .txdir/dtc/checkpoints */
+	CTL_DTC_CKPT,   /* .txdir/dtc/checkpoints/ckpt-LSN (key: LSN) */
 	CTL_SCRUB,      /* .txdir/scrub (scrub.h) */
 };
 
@@ -424,6 +437,87 @@ static uint32_t record_uid(const char *json)
 	return uid;
 }
 
+/* ---- dtc/wal/ and dtc/checkpoints/ (informational) ---------------------------------- */
+#define SEG_NAME "seg-%08" PRIu32
+#define CKPT_NAME "ckpt-%016" PRIx64
+
+/* Segment seg of the WAL now; -ENOENT when it is gone (dropped). */
+static int seg_info(struct txd_fs *fs, uint64_t seg, struct wal_seg_info *out)
+{
+	struct wal_seg_info *v;
+	uint32_t n;
+	int err = wal_segments(fs->wal, &v, &n);
+	if (err)
+		return err;
+	err = -ENOENT;
+	for (uint32_t k = 0; k < n && err; k++)
+		if (v[k].seg == seg) {
+			*out = v[k];
+			err = 0;
+		}
+	free(v);
+	return err;
+}
+
+static int render_seg(struct txd_fs *fs, uint64_t seg, struct sbuf *s)
+{
+	struct wal_seg_info i;
+	int err = seg_info(fs, seg, &i);
+	if (err)
+		return err;
+	sb_printf(s, "{\"name\":\"" SEG_NAME "\",\"seg\":%" PRIu32 ",\"bytes\":%" PRIu64, i.seg,
+		  i.seg, i.bytes);
+	if (i.first_lsn)
+		sb_printf(s, ",\"first_lsn\":%" PRIu64, i.first_lsn);
+	if (i.first_lsn && i.last_known)
+		sb_printf(s, ",\"last_lsn\":%" PRIu64 ",\"records\":%" PRIu64, i.last_lsn,
+			  i.last_lsn + 1 - i.first_lsn);
+	sb_printf(s, ",\"current\":%s}\n", seg == wal_current_seg(fs->wal) ? "true" : "false");
+	return 0;
+}
+
+static int render_ckpt(struct txd_fs *fs, uint64_t lsn, struct sbuf *s)
+{
+	uint64_t bytes;
+	int err = ckpt_file_size(fs, lsn, &bytes);
+	if (err)
+		return err;
+	sb_printf(s, "{\"name\":\"" CKPT_NAME "\",\"lsn\":%" PRIu64 ",\"bytes\":%" PRIu64 "}\n",
+		  lsn, lsn, bytes);
+	return 0;
+}
+
+/* Does kind/key (a segment or a checkpoint) exist now? */
+static bool store_file_exists(struct txd_fs *fs, enum ctl_kind kind, uint64_t key)
+{
+	struct wal_seg_info i;
+	uint64_t bytes;
+	return kind == CTL_DTC_SEG ? seg_info(fs, key, &i) == 0 : ckpt_file_size(fs, key, &bytes) == 0;
+}
+
+/* The key of a name of dtc/wal/ or dtc/checkpoints/: only the canonical
+ * name (as readdir lists it) matches. */
+static int store_file_key(enum ctl_kind dir, const char *name, uint64_t *key)
+{
+	const char *prefix = dir == CTL_DTC_WAL ? "seg-" : "ckpt-";
+	size_t pl = strlen(prefix);
+	char *end, canon[32];
+	if (strncmp(name, prefix, pl) || !isxdigit((unsigned char)name[pl]))
+		return -ENOENT;
+	errno = 0;
+	uint64_t k = strtoull(name + pl, &end, dir == CTL_DTC_WAL ? 10 : 16);
+	if (*end || errno || (dir == CTL_DTC_WAL && k > UINT32_MAX))
+		return -ENOENT;
+	if (dir == CTL_DTC_WAL)
+		snprintf(canon, sizeof(canon), SEG_NAME, (uint32_t)k);
+	else
+		snprintf(canon, sizeof(canon), CKPT_NAME, k);
+	if (strcmp(canon, name))
+		return -ENOENT;
+	*key = k;
+	return 0;
+}
+
 static int render(struct txd_fs *fs, const struct txd_cred *c, const struct node *n,
 		  struct sbuf *s)
 {
@@ -466,6 +560,10 @@ static int render(struct txd_fs *fs, const struct txd_cred *c, const struct node
 		return take(s, txt, len, err);
 	case CTL_TXN_CTL:
 		return 0; /* write-only: commands */
+	case CTL_DTC_SEG:
+		return render_seg(fs, n->ctl_key, s);
+	case CTL_DTC_CKPT:
+		return render_ckpt(fs, n->ctl_key, s);
 	case CTL_TXN_STATUS:
 	case CTL_TXN_INFO:
 	case CTL_DTC_TXN: {
@@ -506,7 +604,8 @@ static bool kind_is_dir(enum ctl_kind k)
 	if (ctl_state_owns(k))
 		return ctl_state_is_dir(k);
 	return k == CTL_ROOT || k == CTL_COMMITS || k == CTL_MANIFESTS || k == CTL_TEMP ||
-	       k == CTL_TXNS || k == CTL_TXN || k == CTL_DTC || k == CTL_DTC_TXNS;
+	       k == CTL_TXNS || k == CTL_TXN || k == CTL_DTC || k == CTL_DTC_TXNS ||
+	       k == CTL_DTC_WAL || k == CTL_DTC_CKPTS;
 }
 
 /* A transaction's record files (header comment: its owner's). */
@@ -560,6 +659,9 @@ int ctl_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 	 * ENOENT for a commit gone meanwhile. */
 	if (n->ctl == CTL_COMMIT && !clog_has(fs->clog, n->ctl_key, fs_retain_oldest_ns(fs)))
 		return -ENOENT; /* gone meanwhile (retention) */
+	if ((n->ctl == CTL_DTC_SEG || n->ctl == CTL_DTC_CKPT) &&
+	    !store_file_exists(fs, n->ctl, n->ctl_key))
+		return -ENOENT; /* dropped by a checkpoint meanwhile */
 	if (kind_is_txn_record(n->ctl) && !t) {
 		/* dtc/transactions/ID of a transaction gone from memory (before a
 		 * restart, or removed): the record on disk, still its owner's */
@@ -657,6 +759,7 @@ static int ctl_node(struct txd_fs *fs, enum ctl_kind kind, uint64_t key, struct 
 	 * at every open and never cached. A transaction's directory only goes
 	 * away by rmdir, which drops the kernel's entry itself. */
 	e->cacheable = kind_is_dir(kind) && kind != CTL_COMMITS && kind != CTL_DTC_TXNS &&
+		       kind != CTL_DTC_WAL && kind != CTL_DTC_CKPTS && /* their entries change */
 		       (!ctl_lease_owns(kind) || ctl_lease_cacheable(kind)) && /* leases come and go */
 		       !ctl_recovery_owns(kind) && /* so do journals */
 		       (!ctl_vote_owns(kind) || ctl_vote_cacheable(kind)) && /* and proposals */
@@ -717,9 +820,9 @@ int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct 
 		return -ENOENT;
 	}
 	if (parent->ctl == CTL_COMMITS) {
-		char *end;
-		uint64_t id = strtoull(name, &end, 10);
-		if (*end || !clog_has(fs->clog, id, fs_retain_oldest_ns(fs)))
+		uint64_t id; /* only the name readdir lists (util.h) */
+		if (!dec_parse(name, strlen(name), &id) ||
+		    !clog_has(fs->clog, id, fs_retain_oldest_ns(fs)))
 			return -ENOENT;
 		return ctl_node(fs, CTL_COMMIT, id, e);
 	}
@@ -739,12 +842,26 @@ int ctl_lookup(struct txd_fs *fs, struct node *parent, const char *name, struct 
 		return ctl_node(fs, (enum ctl_kind)ctl_vote_inbox_kind(), 0, e);
 	if (ctl_state_owns(parent->ctl))
 		return ctl_state_lookup(fs, parent, name, e);
-	if (parent->ctl == CTL_DTC)
-		return strcmp(name, "transactions") ? -ENOENT : ctl_node(fs, CTL_DTC_TXNS, 0, e);
+	if (parent->ctl == CTL_DTC) {
+		static const struct ctl_entry dtc[] = {{"checkpoints", CTL_DTC_CKPTS, true},
+						       {"transactions", CTL_DTC_TXNS, true},
+						       {"wal", CTL_DTC_WAL, true}};
+		for (size_t k = 0; k < sizeof(dtc) / sizeof(dtc[0]); k++)
+			if (strcmp(name, dtc[k].name) == 0)
+				return ctl_node(fs, dtc[k].kind, 0, e);
+		return -ENOENT;
+	}
+	if (parent->ctl == CTL_DTC_WAL || parent->ctl == CTL_DTC_CKPTS) {
+		uint64_t key;
+		if (store_file_key(parent->ctl, name, &key))
+			return -ENOENT;
+		return ctl_node(fs, parent->ctl == CTL_DTC_WAL ? CTL_DTC_SEG : CTL_DTC_CKPT, key, e);
+	}
 	if (parent->ctl == CTL_DTC_TXNS) {
-		char *end;
-		uint64_t id = strtoull(name, &end, 10);
-		return *end || !txn_record_exists(fs, id) ? -ENOENT : ctl_node(fs, CTL_DTC_TXN, id, e);
+		uint64_t id;
+		return !dec_parse(name, strlen(name), &id) || !txn_record_exists(fs, id)
+			       ? -ENOENT
+			       : ctl_node(fs, CTL_DTC_TXN, id, e);
 	}
 	return kind_is_dir(parent->ctl) ? -ENOENT : -ENOTDIR;
 }
@@ -778,6 +895,29 @@ static int readdir_commits(struct txd_fs *fs, uint64_t off, bool plus, txd_fill_
 			break;
 	}
 	return 0;
+}
+
+/* dtc/wal/ and dtc/checkpoints/: offset 3 + k is the k-th, oldest first. */
+static int readdir_store_files(struct txd_fs *fs, enum ctl_kind dir, uint64_t off, bool plus,
+			       txd_fill_fn fill, void *arg)
+{
+	struct wal_seg_info *segs = NULL;
+	uint64_t *lsns = NULL;
+	uint32_t n = 0;
+	int err = dir == CTL_DTC_WAL ? wal_segments(fs->wal, &segs, &n) : ckpt_list(fs, &lsns, &n);
+	for (uint64_t k = off < 3 ? 0 : off - 2; !err && k < n; k++) {
+		char name[32];
+		if (segs)
+			snprintf(name, sizeof(name), SEG_NAME, segs[k].seg);
+		else
+			snprintf(name, sizeof(name), CKPT_NAME, lsns[k]);
+		if (ctl_emit(fs, name, segs ? CTL_DTC_SEG : CTL_DTC_CKPT, segs ? segs[k].seg : lsns[k],
+			     plus, k + 3, fill, arg))
+			break;
+	}
+	free(segs);
+	free(lsns);
+	return err;
 }
 
 int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_fill_fn fill,
@@ -833,12 +973,21 @@ int ctl_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool plus, txd_
 		return 0;
 	}
 	if (n->ctl == CTL_DTC) {
-		if (off < 3 && ctl_emit(fs, "participant_inbox", (enum ctl_kind)ctl_vote_inbox_kind(),
-					0, plus, 3, fill, arg))
-			return 0;
-		return off < 4 ? (ctl_emit(fs, "transactions", CTL_DTC_TXNS, 0, plus, 4, fill, arg), 0)
-			       : 0;
+		static const struct ctl_entry dtc[] = {
+			{"checkpoints", CTL_DTC_CKPTS, true},
+			{"participant_inbox", CTL_NONE, true}, /* ctl_vote.c's */
+			{"transactions", CTL_DTC_TXNS, true},
+			{"wal", CTL_DTC_WAL, true}};
+		for (uint64_t k = off < 3 ? 0 : off - 2; k < sizeof(dtc) / sizeof(dtc[0]); k++) {
+			enum ctl_kind kind = dtc[k].kind ? dtc[k].kind
+							 : (enum ctl_kind)ctl_vote_inbox_kind();
+			if (ctl_emit(fs, dtc[k].name, kind, 0, plus, k + 3, fill, arg))
+				break;
+		}
+		return 0;
 	}
+	if (n->ctl == CTL_DTC_WAL || n->ctl == CTL_DTC_CKPTS)
+		return readdir_store_files(fs, n->ctl, off, plus, fill, arg);
 	if (n->ctl == CTL_TXN) {
 		for (uint64_t k = off < 3 ? 0 : off - 2; k < NTXN; k++)
 			if (ctl_emit(fs, ctl_txn[k].name, ctl_txn[k].kind, n->ctl_key, plus, k + 3, fill,

@@ -467,7 +467,6 @@ int ctl_lease_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 	struct lease_info li;
 	uint32_t pid, id;
 	uint64_t token;
-	char *end;
 
 	switch (parent->ctl) {
 	case L_ROOT:
@@ -497,9 +496,8 @@ int ctl_lease_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 		/* one node per holder: the kernel caches a symlink's target */
 		return ctl_entry(fs, L_LINK, lkey(id, li.holder.pid), e);
 	case L_COMPLETED:
-		token = strtoull(name, &end, 10);
-		if (!*name || *end || *name == '0')
-			return -ENOENT;
+		if (!dec_parse(name, strlen(name), &token) || !token)
+			return -ENOENT; /* only the name readdir lists (util.h) */
 		return ctl_entry(fs, L_DONE, token, e);
 	case L_WPID:
 		if (lease_name_check(name))
@@ -998,21 +996,29 @@ ssize_t ctl_lease_write(struct txd_fs *fs, const struct txd_cred *c, struct hand
 }
 
 /* ---- rendering ----------------------------------------------------------------- */
-/* A process's command, escaped as the status line escapes a path (SPEC §4:
- * \n and \\), plus \" and \xHH for other control bytes. */
-static void command_of(uint32_t pid, char *out, size_t cap)
+/* A process's command as the kernel has it (/proc/PID/comm without the
+ * kernel's newline; "" when unreadable): raw bytes, NUL-terminated. */
+static void command_raw(uint32_t pid, char *out, size_t cap)
 {
-	char path[64], raw[64] = "";
-	size_t o = 0;
+	char path[64];
 	snprintf(path, sizeof(path), "/proc/%" PRIu32 "/comm", pid);
 	int fd = txd_os->open(path, O_RDONLY | O_CLOEXEC, 0);
-	ssize_t n = fd >= 0 ? txd_os->pread(fd, raw, sizeof(raw) - 1, 0) : 0;
+	ssize_t n = fd >= 0 ? txd_os->pread(fd, out, cap - 1, 0) : 0;
 	if (fd >= 0)
 		txd_os->close(fd);
-	if (n > 0 && raw[n - 1] == '\n')
+	if (n > 0 && out[n - 1] == '\n')
 		n--; /* the kernel's own newline (a \n inside the name stays) */
-	for (ssize_t k = 0; k < (n > 0 ? n : 0) && o + 5 < cap; k++) {
-		unsigned char ch = (unsigned char)raw[k];
+	out[n > 0 ? n : 0] = 0;
+}
+
+/* For a line (owner): raw escaped as the status line escapes a path (SPEC
+ * §4: \n and \\), plus \" and \xHH for other control bytes. JSON
+ * (info.json) carries the raw name instead (json.h escapes it). */
+static void command_line(const char *raw, char *out, size_t cap)
+{
+	size_t o = 0;
+	for (const char *p = raw; *p && o + 5 < cap; p++) {
+		unsigned char ch = (unsigned char)*p;
 		if (ch == '\n')
 			o += (size_t)snprintf(out + o, cap - o, "\\n");
 		else if (ch == '\\' || ch == '"')
@@ -1093,7 +1099,7 @@ static int render_done(struct txd_fs *fs, uint64_t token, char **buf, size_t *le
 int ctl_lease_render(struct txd_fs *fs, struct node *n, char **buf, size_t *len)
 {
 	struct lease_info li;
-	char cmd[256], t[64];
+	char cmd[256], raw[64], t[64];
 	int err, k;
 
 	if (n->ctl == L_DONE)
@@ -1132,13 +1138,14 @@ int ctl_lease_render(struct txd_fs *fs, struct node *n, char **buf, size_t *len)
 		k = asprintf(buf, "%" PRIu64 "\n", (uint64_t)(li.ttl_ns / 1000000000ull));
 		break;
 	case L_OWNER:
-		command_of(li.holder.pid, cmd, sizeof(cmd));
+		command_raw(li.holder.pid, raw, sizeof(raw));
+		command_line(raw, cmd, sizeof(cmd));
 		k = asprintf(buf, "pid=%" PRIu32 " start=%" PRIu64 " uid=%" PRIu32 " command=%s\n",
 			     li.holder.pid, li.holder.start, li.uid, cmd);
 		break;
 	case L_INFO: {
-		command_of(li.holder.pid, cmd, sizeof(cmd));
-		return json_out(lease_json(&li, cmd), buf, len);
+		command_raw(li.holder.pid, raw, sizeof(raw));
+		return json_out(lease_json(&li, raw), buf, len); /* raw: JSON escapes it */
 	}
 	default:
 		return -EINVAL;

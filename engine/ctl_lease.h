@@ -13,7 +13,8 @@
  *                           command=C", C escaped \\ \n \" \xHH), token,
  *                           acquired, expires (RFC 3339 or "never"), ttl
  *                           (seconds, 0 = none; write renews and sets it),
- *                           info.json, released (a read blocks until the
+ *                           info.json (its command raw: JSON escapes it),
+ *                           released (a read blocks until the
  *                           grant current at open ends, then prints how:
  *                           release, death, expiry, break...)
  *     by-name/              1777, each link owned by the lease's uid

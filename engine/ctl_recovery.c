@@ -3,6 +3,8 @@
  * (ctl_recovery.h).
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,6 +14,7 @@
 #include "core.h"
 #include "dtree.h"
 #include "journal.h"
+#include "proc.h"
 #include "svc.h"
 
 enum {
@@ -59,6 +62,18 @@ static bool present(struct txd_fs *fs, unsigned kind, uint64_t key)
 	return kind == R_DEAD ? p.dead_ns && p.dead_ns >= oldest : p.last_ns >= oldest;
 }
 
+/* Does a live process other than p hold p's pid now (SPEC §6: records are
+ * keyed by (pid, start time))? Then the plain name "PID" is the live
+ * process's, and p, the newest of the records, shows only as PID.START. A
+ * pid that is a thread of another process names no process: not reused. */
+static bool pid_reused(struct txd_fs *fs, const struct journal_proc *p)
+{
+	struct proc_id id;
+	if (proc_identify(svc_proc(fs->svc), p->pid, &id))
+		return false;
+	return id.pid == p->pid && id.start != p->start;
+}
+
 int ctl_recovery_lookup(struct txd_fs *fs, struct node *parent, const char *name,
 			struct txd_entry *e)
 {
@@ -75,6 +90,8 @@ int ctl_recovery_lookup(struct txd_fs *fs, struct node *parent, const char *name
 	case R_DEADS: {
 		bool dead = parent->ctl == R_DEADS;
 		int err = journal_find(jr(fs), name, oldest, dead, &p);
+		if (!err && !strchr(name, '.') && pid_reused(fs, &p))
+			err = -ENOENT; /* "PID" is the live process's: no records yet */
 		return err ? err : ctl_entry(fs, dead ? R_DEAD : R_JPID, p.id, e);
 	}
 	case R_JPID:
@@ -104,7 +121,7 @@ int ctl_recovery_getattr(struct txd_fs *fs, struct node *n, struct txd_attr *a)
 struct names {
 	struct {
 		char name[48];
-		uint64_t id;
+		struct journal_proc p;
 	} *v;
 	size_t n, cap;
 };
@@ -122,7 +139,7 @@ static int add_name(void *arg, const struct journal_proc *p, const char *name)
 	}
 	strncpy(ns->v[ns->n].name, name, sizeof(ns->v[ns->n].name) - 1);
 	ns->v[ns->n].name[sizeof(ns->v[ns->n].name) - 1] = 0;
-	ns->v[ns->n++].id = p->id;
+	ns->v[ns->n++].p = *p;
 	return 0;
 }
 
@@ -153,10 +170,15 @@ int ctl_recovery_readdir(struct txd_fs *fs, struct node *n, uint64_t off, bool p
 	struct names ns = {0};
 	journal_prune(jr(fs), oldest); /* J4: the index forgets what is gone */
 	int err = journal_list(jr(fs), oldest, dead, add_name, &ns);
-	for (uint64_t k = k0; !err && k < ns.n; k++)
-		if (ctl_fill(fs, ns.v[k].name, dead ? R_DEAD : R_JPID, ns.v[k].id, plus, k + 3, fill,
+	for (uint64_t k = k0; !err && k < ns.n; k++) {
+		const struct journal_proc *p = &ns.v[k].p;
+		if (p->newest && pid_reused(fs, p)) /* as lookup: PID.START only */
+			snprintf(ns.v[k].name, sizeof(ns.v[k].name), "%" PRIu32 ".%" PRIu64, p->pid,
+				 p->start);
+		if (ctl_fill(fs, ns.v[k].name, dead ? R_DEAD : R_JPID, p->id, plus, k + 3, fill,
 			     arg))
 			break;
+	}
 	free(ns.v);
 	return err;
 }

@@ -15,6 +15,11 @@
  * PID names (journal.h J3): "PID" is the newest process of that pid; every
  * process is also reachable as "PID.START" (start time in clock ticks, as
  * proc.h), and readdir lists the older processes of a reused pid that way.
+ * One more rule here, where /proc is known (SPEC §6): when a live process
+ * other than the newest recorded one holds the pid now, "PID" is that live
+ * process's (absent until it has records) and every recorded one shows
+ * only as PID.START, so a process never reads a dead one's records as its
+ * own.
  *
  * Visibility (txdir(7) "The control tree"): a journal and a dead-process
  * record are cut from `events` as the reader sees it — paths the reader

@@ -50,7 +50,8 @@ static const struct {
 
 /* update's envelope around a document of STATE_DOC_MAX bytes */
 #define UPDATE_MAX (STATE_DOC_MAX + 4096)
-#define STATE_TEMP_MAX 16 /* temp files per uid (root is not limited): EDQUOT */
+#define STATE_TEMP_MAX 16 /* temp files per uid by default (-o max_state_temps=, txd_opts;
+			   * root is not limited): EDQUOT */
 
 /* A temp file beside the document (volatile: memory only). tlock. */
 struct stemp {
@@ -353,7 +354,8 @@ int ctl_state_create(struct txd_fs *fs, const struct txd_cred *c, struct node *p
 		pthread_mutex_unlock(&cs->tlock);
 		return -EEXIST;
 	}
-	if (uid != 0 && mine >= STATE_TEMP_MAX) {
+	if (uid != 0 && mine >= (fs->opts.max_state_temps ? fs->opts.max_state_temps
+							    : STATE_TEMP_MAX)) {
 		pthread_mutex_unlock(&cs->tlock);
 		return -EDQUOT;
 	}

@@ -47,8 +47,9 @@
  *                         unlink, rename): any other name. Its owner's
  *                         (mode from create & ~umask | 0600; others EACCES
  *                         at open, EPERM at unlink and rename), at most
- *                         STATE_DOC_MAX bytes (EFBIG), STATE_TEMP_MAX (16)
- *                         per uid (EDQUOT; root is not limited). VOLATILE:
+ *                         STATE_DOC_MAX bytes (EFBIG), STATE_TEMP_MAX (16;
+ *                         -o max_state_temps=) per uid (EDQUOT; root is not
+ *                         limited). VOLATILE:
  *                         in memory only, gone at a restart. Renamed over
  *                         global_state.json its bytes replace the document
  *                         (`jq … > tmp && mv tmp global_state.json`):

@@ -667,6 +667,7 @@ static int fs_svc_open(struct txd_fs *fs)
 	struct svc_opts so = {.sync_grants = fs->opts.durability != TXD_DUR_NONE,
 			      .events = fs->events, .max_leases = fs->opts.max_leases,
 			      .max_waiters = fs->opts.max_waiters,
+			      .max_proposals = fs->opts.max_proposals,
 			      /* -o retain= (SPEC §5): decided proposals too */
 			      .vote_retain_ns = (uint64_t)fs->opts.retain_s * 1000000000ull};
 	if (fs->store.format < STORE_FORMAT_VERSION) {

@@ -4,6 +4,7 @@
  */
 #include "journal.h"
 #include "json.h"
+#include "util.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -282,18 +283,13 @@ int journal_list(struct journal *j, uint64_t oldest_ns, bool dead,
 int journal_find(struct journal *j, const char *name, uint64_t oldest_ns, bool dead,
 		 struct journal_proc *out)
 {
-	char *end;
-	unsigned long long pid = strtoull(name, &end, 10), start = 0;
-	bool exact = *end == '.';
-	if (end == name || name[0] < '0' || name[0] > '9' || pid > UINT32_MAX)
-		return -ENOENT;
-	if (exact) {
-		const char *s = end + 1;
-		start = strtoull(s, &end, 10);
-		if (end == s || *s < '0' || *s > '9')
-			return -ENOENT;
-	}
-	if (*end)
+	/* only the names journal_list gives: canonical decimals (util.h) */
+	const char *dot = strchr(name, '.');
+	uint64_t pid, start = 0;
+	bool exact = dot != NULL;
+	size_t plen = exact ? (size_t)(dot - name) : strlen(name);
+	if (!dec_parse(name, plen, &pid) || pid > UINT32_MAX ||
+	    (exact && !dec_parse(dot + 1, strlen(dot + 1), &start)))
 		return -ENOENT;
 	int err = -ENOENT;
 	pthread_mutex_lock(&j->lock);

@@ -20,3 +20,18 @@ int array_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
 	*cap = ncap;
 	return 0;
 }
+
+bool dec_parse(const char *s, size_t n, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (!n || (s[0] == '0' && n > 1))
+		return false;
+	for (size_t k = 0; k < n; k++) {
+		unsigned d = (unsigned)(s[k] - '0');
+		if (d > 9 || v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return true;
+}

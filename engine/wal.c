@@ -83,6 +83,7 @@ static const uint8_t zeros[ZERO_BUF];
 struct seginfo {
 	uint32_t seg;
 	uint64_t size;
+	uint64_t first_lsn; /* from its header (0: not read yet), for wal_segments */
 };
 
 struct seg_hdr {
@@ -300,6 +301,7 @@ static int seginfo_add(struct wal *w, uint32_t seg, uint64_t size)
 		return r;
 	w->segs[w->nsegs].seg = seg;
 	w->segs[w->nsegs].size = size;
+	w->segs[w->nsegs].first_lsn = 0;
 	w->nsegs++;
 	return 0;
 }
@@ -415,7 +417,10 @@ static int seg_start(struct wal *w, uint32_t seg, bool pending)
 	w->cur_pending = pending;
 	w->zero_wanted = false;
 	pthread_cond_signal(&w->work_cv); /* W7: zeros ahead of the new segment */
-	return seginfo_add(w, seg, WAL_SEG_HDR_SIZE);
+	r = seginfo_add(w, seg, WAL_SEG_HDR_SIZE);
+	if (!r)
+		w->segs[w->nsegs - 1].first_lsn = h.first_lsn;
+	return r;
 }
 
 /* Lock held. W4: no fsync here (the caller may hold its own locks, up to
@@ -990,6 +995,8 @@ static int read_header(struct wal *w, uint32_t i, struct seg_hdr *h)
 	r = size < WAL_SEG_HDR_SIZE ? 1 : os_pread_full(fd, b, sizeof(b), 0);
 	if (!r && !seg_hdr_decode(b, w->segs[i].seg, h))
 		r = 1;
+	if (!r)
+		w->segs[i].first_lsn = h->first_lsn;
 	txd_os->close(fd);
 	return r;
 }
@@ -1635,6 +1642,33 @@ int wal_list_segments(struct wal *w, uint32_t **segs, uint32_t *n)
 out_unlock:
 	pthread_mutex_unlock(&w->lock);
 	return r;
+}
+
+int wal_segments(struct wal *w, struct wal_seg_info **out, uint32_t *n)
+{
+	pthread_mutex_lock(&w->lock);
+	struct wal_seg_info *v = calloc(w->nsegs ? w->nsegs : 1, sizeof(*v));
+	for (uint32_t i = 0; v && i < w->nsegs; i++) {
+		const struct seginfo *si = &w->segs[i];
+		bool current = i + 1 == w->nsegs && w->fd >= 0;
+		v[i].seg = si->seg;
+		v[i].bytes = current ? w->seg_off : si->size; /* as wal_get_stats */
+		v[i].first_lsn = si->first_lsn;
+		if (!si->first_lsn)
+			continue;
+		if (current) {
+			v[i].last_lsn = w->last_lsn;
+			v[i].last_known = true;
+		} else if (i + 1 < w->nsegs && w->segs[i + 1].seg == si->seg + 1 &&
+			   w->segs[i + 1].first_lsn) {
+			v[i].last_lsn = w->segs[i + 1].first_lsn - 1; /* its prev_end_lsn */
+			v[i].last_known = true;
+		}
+	}
+	*n = v ? w->nsegs : 0;
+	pthread_mutex_unlock(&w->lock);
+	*out = v;
+	return v ? 0 : -ENOMEM;
 }
 
 uint64_t wal_bytes_appended(struct wal *w)

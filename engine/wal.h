@@ -224,6 +224,20 @@ int wal_drop_segment(struct wal *w, uint32_t seg);
 /* Segments present on disk, oldest first; *n set. Caller frees *segs. */
 int wal_list_segments(struct wal *w, uint32_t **segs, uint32_t *n);
 
+/* One segment as the control tree's dtc/wal/ shows it (informational). */
+struct wal_seg_info {
+	uint32_t seg;
+	uint64_t bytes;     /* its size (the current one: its append point) */
+	uint64_t first_lsn; /* the lsn its first record has or would have (0: its
+			     * header was not read: not known) */
+	uint64_t last_lsn;  /* its last record's (first_lsn - 1: none) */
+	bool last_known;    /* last_lsn is known: the current segment, or the
+			     * next one is on disk (its header's prev_end_lsn) */
+};
+/* Segments present on disk, oldest first, with what is known of them
+ * without any I/O. Caller frees *out. */
+int wal_segments(struct wal *w, struct wal_seg_info **out, uint32_t *n);
+
 struct wal_stats {
 	uint64_t records, bytes, syncs, synced_records; /* records/sync = batch */
 	uint64_t disk_bytes;                            /* log bytes in the segments: their

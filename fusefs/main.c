@@ -16,6 +16,9 @@
  *                               each; EDQUOT past them; root is not limited)
  *   max_txns=N                  per-uid open transactions (default 1024;
  *                               EDQUOT past it; root is not limited)
+ *   max_proposals=N             per-uid proposals (default 1024), and
+ *   max_state_temps=N           temp files in .txdir/state (default 16);
+ *                               EDQUOT past them; root is not limited
  *   showctl                     list .txdir in the root directory
  *   nonempty                    mount over a directory that holds files
  *                               (hiding them); refused without it. libfuse 3
@@ -112,7 +115,7 @@ struct cli {
 	char *retain_s;
 	char *max_snapshot_age_s;
 	char *txn_grace_s;
-	char *max_leases, *max_waiters, *max_txns;
+	char *max_leases, *max_waiters, *max_txns, *max_proposals, *max_state_temps;
 	char *read_ahead_kb;
 	int show_ctl;
 	int nonempty;
@@ -134,6 +137,8 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("max_leases=%s", max_leases),
 	CLI_OPT("max_waiters=%s", max_waiters),
 	CLI_OPT("max_txns=%s", max_txns),
+	CLI_OPT("max_proposals=%s", max_proposals),
+	CLI_OPT("max_state_temps=%s", max_state_temps),
 	CLI_OPT("read_ahead_kb=%s", read_ahead_kb),
 	CLI_OPT("showctl", show_ctl),
 	CLI_OPT("nonempty", nonempty),
@@ -206,6 +211,8 @@ static void usage(const char *prog)
 	       "    -o txn_grace=SECONDS           abort abandoned transactions after (600)\n"
 	       "    -o max_leases=N, max_waiters=N per-uid lease limits (1024 each)\n"
 	       "    -o max_txns=N                  per-uid open transactions (1024)\n"
+	       "    -o max_proposals=N             per-uid proposals (1024)\n"
+	       "    -o max_state_temps=N           per-uid temp files in .txdir/state (16)\n"
 	       "    -o showctl                     list .txdir in the root directory\n"
 	       "    -o nonempty                    mount over a directory that holds files\n"
 	       "    -o allow_shared_store          mount a store other users can read\n"
@@ -280,7 +287,9 @@ static int engine_opts(const struct cli *c, struct txd_opts *o)
 	    parse_u32("txn_grace", c->txn_grace_s, &o->txn_grace_s) ||
 	    parse_u32("max_leases", c->max_leases, &o->max_leases) ||
 	    parse_u32("max_waiters", c->max_waiters, &o->max_waiters) ||
-	    parse_u32("max_txns", c->max_txns, &o->max_txns))
+	    parse_u32("max_txns", c->max_txns, &o->max_txns) ||
+	    parse_u32("max_proposals", c->max_proposals, &o->max_proposals) ||
+	    parse_u32("max_state_temps", c->max_state_temps, &o->max_state_temps))
 		return -1;
 	if (c->durability && parse_durability(c->durability, &o->durability)) {
 		tx_log(LOG_ERR, "bad durability=%s (fsync, full or none)", c->durability);
@@ -660,6 +669,8 @@ out:
 	free(cli.max_leases);
 	free(cli.max_waiters);
 	free(cli.max_txns);
+	free(cli.max_proposals);
+	free(cli.max_state_temps);
 	free(cli.read_ahead_kb);
 	fuse_opt_free_args(&args);
 	return status;

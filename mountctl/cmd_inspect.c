@@ -56,6 +56,15 @@ static void rfc3339(uint64_t ns, char *buf, size_t cap)
 	strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* Text output: a name or path escaped for one line (mc_esc_line); the
+ * --json output carries them raw (JSON-escaped). */
+static void put_esc(const char *s)
+{
+	char *e = mc_esc_line(s ? s : "");
+	fputs(e, stdout);
+	free(e);
+}
+
 static void print_json(cJSON *j)
 {
 	char *t = json_print(j, true);
@@ -131,7 +140,9 @@ static int show_summary(const struct iargs *a, const struct fsck_result *r)
 		print_json(j);
 		return 0;
 	}
-	printf("store        %s\n", a->store);
+	printf("store        ");
+	put_esc(a->store);
+	printf("\n");
 	printf("format       %u\n", r->format);
 	printf("size         %" PRIu64 " bytes\n", r->store_bytes);
 	printf("commits      %" PRIu64 " in the log (%" PRIu64 " records)\n", r->commits,
@@ -144,8 +155,11 @@ static int show_summary(const struct iargs *a, const struct fsck_result *r)
 	printf("live         %" PRIu64 " files, %" PRIu64 " directories, %" PRIu64 " bytes\n",
 	       r->files, r->dirs, r->live_bytes);
 	show_garbage(r);
-	if (r->errors)
-		printf("problems     %u (run mountctl fsck %s)\n", r->errors, a->store);
+	if (r->errors) {
+		printf("problems     %u (run mountctl fsck ", r->errors);
+		put_esc(a->store);
+		printf(")\n");
+	}
 	return 0;
 }
 
@@ -292,17 +306,23 @@ static void print_commits(cJSON *arr)
 	cJSON_ArrayForEach(c, arr)
 	{
 		cJSON *p, *paths = cJSON_GetObjectItem(c, "paths");
-		printf("%-8.0f %-20s %-6.0f %-8.0f", cJSON_GetObjectItem(c, "id")->valuedouble,
-		       cJSON_GetObjectItem(c, "time")->valuestring,
+		char *time = mc_esc_line(cJSON_GetObjectItem(c, "time")->valuestring);
+		printf("%-8.0f %-20s %-6.0f %-8.0f", cJSON_GetObjectItem(c, "id")->valuedouble, time,
 		       cJSON_GetObjectItem(c, "txn")->valuedouble,
 		       cJSON_GetObjectItem(c, "pid")->valuedouble);
+		free(time);
 		const char *sep = " ";
 		cJSON_ArrayForEach(p, paths)
 		{
 			cJSON *from = cJSON_GetObjectItem(p, "from");
-			printf("%s%s %s%s%s", sep, cJSON_GetObjectItem(p, "kind")->valuestring,
-			       from ? from->valuestring : "", from ? " -> " : "",
-			       cJSON_GetObjectItem(p, "path")->valuestring);
+			printf("%s", sep);
+			put_esc(cJSON_GetObjectItem(p, "kind")->valuestring);
+			printf(" ");
+			if (cJSON_IsString(from)) {
+				put_esc(from->valuestring);
+				printf(" -> ");
+			}
+			put_esc(cJSON_GetObjectItem(p, "path")->valuestring);
 			sep = ", ";
 		}
 		printf("\n");
@@ -357,10 +377,14 @@ static int show_events(const struct iargs *a)
 	{
 		cJSON *t = cJSON_DetachItemFromObject(e, "time");
 		cJSON *ty = cJSON_DetachItemFromObject(e, "type");
-		char *rest = json_print(e, false);
-		printf("%-20s %-16s %s\n", cJSON_IsString(t) ? t->valuestring : "?",
-		       ty->valuestring, rest);
+		char *rest = json_print(e, false), *safe = mc_json_tty(rest);
+		char *time = mc_esc_line(cJSON_IsString(t) ? t->valuestring : "?");
+		char *type = mc_esc_line(ty->valuestring);
+		printf("%-20s %-16s %s\n", time, type, safe);
 		free(rest);
+		free(safe);
+		free(time);
+		free(type);
 		cJSON_Delete(t);
 		cJSON_Delete(ty);
 	}
@@ -551,7 +575,10 @@ static int show_file(const struct iargs *a, struct fsck_result *r, const struct 
 	struct inode *in = lookup(&r->ns, a->path);
 	struct iver *v = in ? in->head : NULL;
 	if (!v) {
-		mc_err("inspect", "%s: no such file in %s", a->path, a->store);
+		char *ep = mc_esc_line(a->path), *es = mc_esc_line(a->store);
+		mc_err("inspect", "%s: no such file in %s", ep, es);
+		free(ep);
+		free(es);
 		return MC_EXIT_FAIL;
 	}
 	uint64_t chunks = 0;
@@ -594,9 +621,11 @@ static int show_file(const struct iargs *a, struct fsck_result *r, const struct 
 		print_json(j);
 		return 0;
 	}
-	printf("path     %s\ninode    %" PRIu64 "\ntype     %s\nmode     %04o\nowner    %u:%u\n"
+	printf("path     ");
+	put_esc(a->path);
+	printf("\ninode    %" PRIu64 "\ntype     %s\nmode     %04o\nowner    %u:%u\n"
 	       "size     %" PRIu64 "\nmtime    %s\ncommit   %" PRIu64 "\n",
-	       a->path, in->ino, cJSON_GetObjectItem(j, "type")->valuestring, v->mode & 07777,
+	       in->ino, cJSON_GetObjectItem(j, "type")->valuestring, v->mode & 07777,
 	       v->uid, v->gid, v->size, mt, v->commit);
 	if (S_ISREG(v->mode))
 		printf("chunks   %" PRIu64 " (%" PRIu64 " bytes stored)\nchecksum %s\n", chunks,
@@ -608,10 +637,11 @@ static int show_file(const struct iargs *a, struct fsck_result *r, const struct 
 		cJSON_ArrayForEach(v, versions)
 		{
 			cJSON *sum = cJSON_GetObjectItem(v, "checksum");
+			char *esum = mc_esc_line(cJSON_IsString(sum) ? sum->valuestring : "-");
 			printf("%-8.0f %-20s %-12.0f %s\n", cJSON_GetObjectItem(v, "commit")->valuedouble,
 			       cJSON_GetObjectItem(v, "time")->valuestring,
-			       cJSON_GetObjectItem(v, "size")->valuedouble,
-			       cJSON_IsString(sum) ? sum->valuestring : "-");
+			       cJSON_GetObjectItem(v, "size")->valuedouble, esum);
+			free(esum);
 		}
 	}
 	if (hist) {

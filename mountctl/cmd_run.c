@@ -90,6 +90,7 @@ struct run_opts {
 /* What one run of CMD and its descendants came to. */
 struct run_result {
 	int code;        /* CMD's exit code, or 128+signal */
+	int signal;      /* the signal that killed CMD (0: it exited, code is its own) */
 	int interrupted; /* signal that must stop the run (0: none) */
 };
 
@@ -622,6 +623,7 @@ static bool reap(pid_t cmd_pid, bool *cmd_done, struct run_result *res)
 			return errno != ECHILD;
 		if (p == cmd_pid) {
 			res->code = status_code(status);
+			res->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 			*cmd_done = true;
 		}
 	}
@@ -671,14 +673,16 @@ static int run_cmd(const struct run_opts *o, const char *view, struct run_result
 
 /* ---- one attempt ------------------------------------------------------------- */
 
-/* "sh exited 3", "sh was killed by signal 9 (Killed)". */
-static void describe_exit(const struct run_opts *o, int code, char *buf, size_t len)
+/* "sh exited 3", "sh was killed by signal 9 (Killed)": from how CMD ended
+ * (waitpid's status), not from the code, since a CMD may exit 137 itself. */
+static void describe_exit(const struct run_opts *o, const struct run_result *res, char *buf,
+			  size_t len)
 {
-	if (code > 128 && code < 128 + NSIG)
-		snprintf(buf, len, "%s was killed by signal %d (%s)", o->argv[0], code - 128,
-			 strsignal(code - 128));
+	if (res->signal)
+		snprintf(buf, len, "%s was killed by signal %d (%s)", o->argv[0], res->signal,
+			 strsignal(res->signal));
 	else
-		snprintf(buf, len, "%s exited %d", o->argv[0], code);
+		snprintf(buf, len, "%s exited %d", o->argv[0], res->code);
 }
 
 static int run_attempt(const struct run_opts *o, char **why)
@@ -709,7 +713,7 @@ static int run_attempt(const struct run_opts *o, char **why)
 	} else if (r == 0 && (o->read_only || res.code != 0)) {
 		r = res.code;
 		if (!o->read_only)
-			describe_exit(o, res.code, what, sizeof(what));
+			describe_exit(o, &res, what, sizeof(what));
 	} else if (r == 0) {
 		r = finish_txn(o, name, id, why);
 	}

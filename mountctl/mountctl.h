@@ -72,6 +72,17 @@ void mc_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf,
  * mc_err MESSAGE} on stdout, so a script reading stdout always gets JSON. */
 void mc_json_error(const char *key, const char *target, int code);
 
+/* A name or path for a line of text output, escaped as the status line
+ * escapes a path (SPEC §4, §6: \n and \\), and every other control byte
+ * (C0, DEL, C1), and every byte that is not part of valid UTF-8, as \xNN:
+ * the line always parses and nothing reaches the terminal raw. Caller
+ * frees; never NULL (aborts). */
+char *mc_esc_line(const char *s);
+/* JSON text (json_print's) made terminal-safe without changing its value:
+ * DEL and C1 controls, which JSON may hold raw, become \u00NN. Caller
+ * frees; never NULL. */
+char *mc_json_tty(const char *json);
+
 /* Absolute, normalized path of path without touching its last component (a
  * stale mount point cannot be stat'ed). Caller frees. NULL with errno set. */
 char *mc_abspath(const char *path);

@@ -87,6 +87,79 @@ char *mc_join(const char *dir, const char *name)
 	return p;
 }
 
+/* The length of the valid UTF-8 sequence s starts (1..4), 0 if none
+ * (overlong, surrogate, past U+10FFFF, truncated). */
+static size_t utf8_seq(const unsigned char *s)
+{
+	unsigned c = s[0];
+	size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+		 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+	for (size_t k = 1; k < n; k++)
+		if ((s[k] & 0xc0) != 0x80)
+			return 0;
+	if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) ||
+	    (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))
+		return 0;
+	return n;
+}
+
+/* A C1 control (U+0080..U+009F) at s, a valid 2-byte sequence. */
+static bool is_c1(const unsigned char *s)
+{
+	return s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f;
+}
+
+static char *esc_alloc(size_t n)
+{
+	char *o = malloc(n);
+	if (!o)
+		abort();
+	return o;
+}
+
+char *mc_esc_line(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	char *o = esc_alloc(4 * strlen(s) + 1), *w = o;
+	while (*p) {
+		size_t n = utf8_seq(p);
+		if (*p == '\n' || *p == '\\') {
+			*w++ = '\\';
+			*w++ = *p++ == '\n' ? 'n' : '\\';
+		} else if (n == 1 && *p >= 0x20 && *p != 0x7f) {
+			*w++ = (char)*p++;
+		} else if (n > 1 && !is_c1(p)) {
+			memcpy(w, p, n);
+			w += n;
+			p += n;
+		} else { /* a control byte, a C1 control's bytes, not UTF-8 */
+			for (size_t k = 0; k < (n ? n : 1); k++)
+				w += sprintf(w, "\\x%02x", *p++);
+		}
+	}
+	*w = 0;
+	return o;
+}
+
+char *mc_json_tty(const char *json)
+{
+	const unsigned char *p = (const unsigned char *)json;
+	char *o = esc_alloc(6 * strlen(json) + 1), *w = o;
+	while (*p) {
+		if (*p == 0x7f) {
+			w += sprintf(w, "\\u007f");
+			p++;
+		} else if (is_c1(p)) {
+			w += sprintf(w, "\\u00%02x", p[1]);
+			p += 2;
+		} else {
+			*w++ = (char)*p++;
+		}
+	}
+	*w = 0;
+	return o;
+}
+
 char *mc_abspath(const char *path)
 {
 	char *copy = mc_strdup(path), *slash, *base, *parent, *out = NULL;

@@ -144,6 +144,74 @@ expect "file that is not there: 1" 1 "no such file"
 [ "$(store_sum "$S")" = "$before" ] && ok "inspect changed nothing in the store" ||
 	not_ok "inspect changed nothing in the store"
 
+# Hostile names (records probe R4): a newline, a backslash, a byte that is not
+# UTF-8, ESC, DEL and a C1 control in file names; every line-oriented output
+# escapes them as the status line does (\n, \\, other control bytes and
+# non-UTF-8 as \xNN): no forged row, nothing raw reaches the terminal.
+S2=$T/s2
+M2=$T/m2
+mkdir -p "$M2"
+mc init "$S2"
+mount_store "$S2" "$M2"
+python3 -c '
+import os, sys
+m = os.fsencode(sys.argv[1])
+for n in [b"ev\nFAKE 999 2026 fake-line", b"bs\\x", b"bad\xff", b"esc\x1b[31mred", b"del\x7f", b"c1\xc2\x9b"]:
+    open(m + b"/" + n, "w").write("z")
+os.mkdir(m + b"/.txdir/txn/ha"); os.mkdir(m + b"/.txdir/txn/hb")
+for t in (b"ha", b"hb"):
+    open(m + b"/.txdir/txn/" + t + b"/root/tx\x1b[31m\x7f\xc2\x9bred", "w").write(t.decode())
+open(m + b"/.txdir/txn/ha/ctl", "w").write("commit")
+try:
+    open(m + b"/.txdir/txn/hb/ctl", "w").write("commit")
+except OSError:
+    pass
+os.rmdir(m + b"/.txdir/txn/hb")
+' "$M2" || not_ok "hostile names created"
+mc umount "$M2"
+expect "umount (hostile names)" 0
+# lines_clean NAME FILE [WANT...]: no byte below 0x20 but the line ends, no
+# DEL, no C1 control, valid UTF-8, no forged row; each WANT is in FILE.
+lines_clean() {
+	local name=$1 f=$2
+	shift 2
+	if python3 -c '
+import sys
+b = open(sys.argv[1], "rb").read()
+b.decode("utf-8")
+s = b.decode("utf-8")
+bad = [c for c in s if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) < 0xa0]
+assert not bad, bad
+assert not any(l.startswith("FAKE") for l in s.split("\n")), "forged row"
+for w in sys.argv[2:]:
+    assert w in s, w
+' "$f" "$@" 2>"$T/py.err"; then
+		ok "$name"
+	else
+		not_ok "$name" "$(cat "$T/py.err"): $(cat -A "$f")"
+	fi
+}
+timeout 40 "$MOUNTCTL" inspect "$S2" commits >"$T/hc.out" 2>&1
+lines_clean "commits escapes hostile paths" "$T/hc.out" '/ev\nFAKE 999 2026 fake-line' \
+	'/bs\\x' '/bad\xff' '/esc\x1b[31mred' '/del\x7f' '/c1\xc2\x9b'
+timeout 40 "$MOUNTCTL" inspect "$S2" file "$(printf '/ev\nFAKE 999 2026 fake-line')" --history \
+	>"$T/hf.out" 2>&1
+lines_clean "file --history escapes the path and the history rows" "$T/hf.out" \
+	'path     /ev\nFAKE 999 2026 fake-line' 'created /ev\nFAKE'
+for w in txn events leases proposals; do
+	timeout 40 "$MOUNTCTL" inspect "$S2" "$w" >"$T/h$w.out" 2>&1
+	lines_clean "$w: no raw control byte" "$T/h$w.out"
+done
+grep -q 'txn_conflict.*tx\\u001b\[31m\\u007f\\u009bred' "$T/htxn.out" && ok "txn: the conflict's path as JSON" ||
+	not_ok "txn: the conflict's path as JSON" "$(cat -A "$T/htxn.out")"
+timeout 40 "$MOUNTCTL" inspect "$S2" commits --json >"$T/hj.out" 2>&1
+python3 -c '
+import json, os, sys
+j = json.load(open(sys.argv[1]))
+ps = [os.fsencode(p["path"]) for c in j["commits"] for p in c["paths"]]
+assert b"/bad\xff" in ps and b"/ev\nFAKE 999 2026 fake-line" in ps, ps
+' "$T/hj.out" && ok "commits --json keeps the raw names" || not_ok "commits --json" "$(cat "$T/hj.out")"
+
 mc inspect "$S" bogus
 expect "unknown WHAT: 2" 2 "unknown WHAT"
 mc inspect "$S" summary --since 3

@@ -158,7 +158,7 @@ expect "nothing is mounted after a failed mount" 2
 
 # Number options are whole decimal numbers: "-1" is refused, not read as
 # 4294967295 (fuse_opt's %u did that)
-for bad in retain=-1 txn_grace=-3 read_ahead_kb=-1 max_txns=x max_leases=4294967296; do
+for bad in retain=-1 txn_grace=-3 read_ahead_kb=-1 max_txns=x max_leases=4294967296 max_proposals=-2 max_state_temps=1x; do
 	mount_store "$S" "$M" -o "$bad"
 	expect "mount -o $bad is refused, saying why" 1 "bad ${bad%%=*}=${bad#*=} \(a whole number"
 	if mountpoint -q "$M"; then not_ok "-o $bad: nothing mounted"; timeout 10 fusermount3 -uz "$M"; fi

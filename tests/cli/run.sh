@@ -79,7 +79,11 @@ mc run "$M" -- sh -c "echo x > '$M/failed'; exit 3"
 expect "CMD's exit code is passed through, and why nothing was committed" 3 "^mountctl: run: aborted: sh exited 3$"
 if [ ! -e "$M/failed" ]; then ok "a failed CMD's writes are aborted"; else not_ok "a failed CMD's writes are aborted"; fi
 mc run "$M" -- sh -c "echo x > '$M/killed'; kill -9 \$\$"
-expect "CMD killed by SIGKILL: exit 137" 137
+expect "CMD killed by SIGKILL: exit 137, said so" 137 "^mountctl: run: aborted: sh was killed by signal 9 \(Killed\)$"
+for c in 129 137 143 255; do # exits, not signals (records probe R6)
+	mc run "$M" -- sh -c "exit $c"
+	expect "CMD exiting $c: exit $c, 'sh exited $c'" "$c" "^mountctl: run: aborted: sh exited $c$"
+done
 if [ ! -e "$M/killed" ]; then ok "a killed CMD's writes are aborted"; else not_ok "a killed CMD's writes are aborted"; fi
 mc run "$M" -- no-such-command-txdir
 expect "CMD not found: exit 127, one line" 127 "^mountctl: run: no-such-command-txdir: No such file"

@@ -10,6 +10,10 @@
 #   nobody        as nobody: a journal shows no more than `events` shows
 #                 nobody (a transaction's private status reads "(hidden)"),
 #                 root sees it.
+#   reuse         a live process whose pid an earlier, dead process had
+#                 (forced through ns_last_pid, pidreuse.py) sees neither the
+#                 dead one's journal nor its dead_processes record under the
+#                 plain PID: those show only as PID.START (SPEC §6).
 #   restart       a holder killed while txdirfs is down (SIGKILL) gets its
 #                 dead_processes record at start-up; another restart keeps
 #                 every journal and dead-process record.
@@ -103,6 +107,22 @@ test_nobody() {
 	rmdir "$T/ja" "$T/jb"
 }
 
+test_reuse() {
+	local out rc
+	out=$(timeout 60 python3 "$HERE/pidreuse.py" "$TM_MNT")
+	rc=$?
+	[ "$rc" = 2 ] && { skip "reuse" "the pid was not reused in 200 forks"; return; }
+	[ "$rc" = 3 ] && { skip "reuse" "cannot steer pids ($out)"; return; }
+	[ "$rc" = 0 ] || { not_ok "reuse: pidreuse.py rc=$rc: $out"; return; }
+	python3 -c 'import json,sys; d=json.loads(sys.argv[1]); p=str(d["pid"]); o=p+"."+str(d["a_start"])
+assert d["a_start"]!=d["b_start"]
+assert d["journals"]==[o] and d["deads"]==[o], "listing"
+assert d["journal"]=="ENOENT" and d["dead"]=="ENOENT", "plain name"
+assert d["old_dead"]=="content" and d["old_journal"]=="content", "PID.START"' "$out" &&
+		ok "reuse: a live reused pid is not shown the dead process's records; they read as PID.START" ||
+		not_ok "reuse: $out"
+}
+
 test_restart() {
 	local R L D tok live
 	mount_killable "$OPTS" || { not_ok "restart: mount"; return; }
@@ -141,6 +161,7 @@ tm_mount "$OPTS" || { echo "not ok - mount"; echo "0 passed, 1 failed"; exit 1; 
 test_journal
 test_death
 test_nobody
+test_reuse
 tm_umount >/dev/null || not_ok "unmount"
 test_restart
 

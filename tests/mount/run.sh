@@ -232,6 +232,8 @@ fi
 if part ctllog; then
 	phase_begin
 	run_prog "ctllog.sh" bash "$HERE/ctllog.sh"
+	# dtc/wal/, dtc/checkpoints/, canonical names only (records.sh).
+	run_prog "records.sh" bash "$HERE/records.sh"
 	phase_end ctllog.sh
 fi
 # A commit waiting for its view's writers (deferred, interruptible), and

@@ -226,6 +226,13 @@ Test(journal, J3_a_reused_pid_never_shares_a_journal)
 	cr_assert_eq(journal_find(jr, "42x", 0, false, &p), -ENOENT);
 	cr_assert_eq(journal_find(jr, "-1", 0, false, &p), -ENOENT);
 	cr_assert_eq(journal_find(jr, "42", 0, true, &p), -ENOENT, "not dead");
+	/* only the canonical names journal_list gives (records probe R7) */
+	static const char *const aliases[] = {"042", "+42", " 42", "42 ", "42.0100", "42.+100",
+					      "042.100", "42.", ".100", "42.100.1",
+					      "99999999999999999999999"};
+	for (size_t k = 0; k < sizeof(aliases) / sizeof(aliases[0]); k++)
+		cr_assert_eq(journal_find(jr, aliases[k], 0, false, &p), -ENOENT, "'%s'",
+			     aliases[k]);
 }
 
 Test(journal, J4_retention_drops_old_processes)
