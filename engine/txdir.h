@@ -49,7 +49,7 @@
 
 /* libtxdir.so exports what this header declares and nothing else: the engine
  * is compiled with -fvisibility=hidden and engine/libtxdir.map versions the
- * txd_* names (LIBTXDIR_1). Declare public calls above the pop below. */
+ * txd_* names (LIBTXDIR_2). Declare public calls above the pop below. */
 #pragma GCC visibility push(default)
 
 #define TXD_ROOT_NODE 1
