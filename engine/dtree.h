@@ -177,6 +177,12 @@ int fs_release(struct txd_fs *fs, struct handle *h);
 struct handle *fs_file_handle(uint64_t fh);
 /* Freeze n on its current version (F1) and invalidate its name. */
 void fs_freeze_node(struct txd_fs *fs, struct node *n);
+/* A writer froze in's node for its open or truncate (F1) and will retry on
+ * the fresh node id: readers join the working copy until it comes (at most
+ * a second), so the retry does not freeze again. fs->lock held. */
+void fs_writer_due(struct inode *in, pid_t pid);
+/* pid's writable open or truncate arrived: its window ends. */
+void fs_writer_came(struct inode *in, pid_t pid);
 /* Release snapshots older than max_snapshot_age (handles then read ESTALE).
  * fs->lock held. */
 void fs_expire_snapshots(struct txd_fs *fs, uint64_t max_age_ns);

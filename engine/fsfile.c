@@ -290,6 +290,39 @@ void fs_expire_snapshots(struct txd_fs *fs, uint64_t max_age_ns)
 			txn_abort(fs, t, "snapshot-too-old");
 }
 
+/* F1 and the kernel's single retry. A writer's open (or truncate by path)
+ * that froze a node answers ESTALE, and the kernel looks the name up once
+ * more and retries on the fresh node id. A reader that opened that fresh
+ * node in between as a snapshot would make the retry freeze again, and the
+ * second ESTALE would reach the program. So for WRITER_DUE_NS after such a
+ * freeze, readers of the inode join its working copy instead, as readers
+ * opened while a writer has the file open do (SPEC §3): the writer's open
+ * came first. The last such writer's arrival (by pid) ends the window
+ * early; other writers of the file leave it to its time. fs->lock held. */
+#define WRITER_DUE_NS 1000000000ull
+
+void fs_writer_due(struct inode *in, pid_t pid)
+{
+	in->writer_due_ns = txd_os->now_monotonic_ns();
+	in->writer_due_pid = (uint32_t)pid;
+}
+
+void fs_writer_came(struct inode *in, pid_t pid)
+{
+	if (in->writer_due_ns && in->writer_due_pid == (uint32_t)pid)
+		in->writer_due_ns = 0;
+}
+
+static bool writer_due(struct inode *in)
+{
+	if (!in->writer_due_ns)
+		return false;
+	if (txd_os->now_monotonic_ns() - in->writer_due_ns < WRITER_DUE_NS)
+		return true;
+	in->writer_due_ns = 0; /* it never came */
+	return false;
+}
+
 static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h)
 {
 	struct inode *in = n->in;
@@ -302,7 +335,10 @@ static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h
 	 * written since the last commit (SPEC §3); quiet writers whose close
 	 * returned do not count, RELEASE or not */
 	struct wfile *shared = in->wf;
-	if (h->writable || (shared && (atomic_load(&shared->nactive) || atomic_load(&shared->written)))) {
+	if (h->writable)
+		fs_writer_came(in, h->pid);
+	if (h->writable || writer_due(in) ||
+	    (shared && (atomic_load(&shared->nactive) || atomic_load(&shared->written)))) {
 		h->wf = fs_wf_get(fs, in); /* clang: no ! on an _Atomic assignment */
 		if (!h->wf)
 			return -ENOMEM;
@@ -329,8 +365,13 @@ static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h
 static int open_node(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
 		     struct txd_open_out *out)
 {
-	if (n->frozen || (n->txn && n->txn->state != TXN_ACTIVE))
-		return -ESTALE; /* a newer node id holds this name: look it up again */
+	if (n->frozen || (n->txn && n->txn->state != TXN_ACTIVE)) {
+		/* a newer node id holds this name: look it up again; a writer
+		 * is due there (its retry must not meet a new snapshot) */
+		if (n->frozen && open_writable(flags))
+			fs_writer_due(n->in, h->pid);
+		return -ESTALE;
+	}
 	if (n->txn && n->txn->readonly && open_writable(flags))
 		return -EROFS;
 	struct inode *in = n->in;
@@ -345,6 +386,7 @@ static int open_node(struct txd_fs *fs, struct node *n, int flags, struct handle
 	 * readers opened) */
 	if (open_writable(flags) && n->nsnap > 0) {
 		fs_freeze_node(fs, n);
+		fs_writer_due(in, h->pid);
 		return -ESTALE;
 	}
 	int err = attach(fs, n, flags, h);

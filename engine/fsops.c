@@ -686,9 +686,12 @@ int fs_setattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
 		 * kernel looks the name up again (retry_estale) and truncates
 		 * a fresh node id, so the readers keep their size and bytes */
 		fs_freeze_node(fs, n);
+		fs_writer_due(in, c ? c->pid : 0);
 		err = -ESTALE;
 		goto out_unlock;
 	}
+	if (sa->valid & TXD_SET_SIZE)
+		fs_writer_came(in, c ? c->pid : 0); /* a truncate that froze the node (F1) */
 	struct wfile *wf = own ? NULL : h->wf;
 	if (own && ((sa->valid & TXD_SET_SIZE) || (in->wf && times_only(&rest)))) {
 		if (!(wf = fs_wf_get(fs, in))) {

@@ -120,6 +120,10 @@ struct inode {
 	uint32_t pins;        /* nodes and handles referring to it (fs.c) */
 	void *live;           /* fs.c: current live node for this inode */
 	void *wf;             /* fs.c: shared working copy while open */
+	uint64_t writer_due_ns; /* fs.c: a writer's open (or truncate by path)
+				 * froze the node at this monotonic time and is
+				 * on its way to the fresh node id (F1) */
+	uint32_t writer_due_pid; /* the last such writer */
 	bool freed;           /* OP_FREE applied while pinned */
 };
 
