@@ -97,6 +97,7 @@ struct chunkstore;
 struct clog;
 struct ctl_leases;
 struct ctl_states;
+struct ctl_held;
 struct dtc_worker;
 struct evlog;
 struct gc;
@@ -154,6 +155,7 @@ struct txd_fs {
 	struct svc *svc;          /* svc.h: leases and the other services */
 	struct ctl_leases *ctl_leases; /* ctl_lease.c's names (the control tree's) */
 	struct ctl_states *ctl_states; /* ctl_state.c's waits (the control tree's) */
+	struct ctl_held *ctl_held;     /* ctl.c: bytes open renderings hold, per uid */
 	struct scrub *scrub;      /* scrub.h: the online verification (NULL: none yet) */
 	/* the control tree's teardown, registered by it when it first keeps
 	 * state (fs_free calls it: the data tree does not know the control tree) */

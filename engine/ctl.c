@@ -138,6 +138,7 @@ static const struct ctl_entry ctl_txn[] = {
 struct ctl_file {
 	char *buf;
 	size_t len;
+	uint32_t uid;      /* whose max_ctl_mib the rendering counts against */
 	struct lwait *wait; /* a lease wait file (ctl_lease.h) */
 	struct vwait *vwait; /* a vote wait file (ctl_vote.h) */
 	struct ctl_vote_acc acc; /* a document being written (ctl_vote.h) */
@@ -1084,6 +1085,66 @@ int ctl_rename_err(const struct node *n)
 	return ctl_state_owns(n->ctl) ? -EXDEV : -EPERM;
 }
 
+/* ---- what open renderings hold (SPEC §6: no user can exhaust the server) ----
+ * Each open of a rendered file (events, commits/ID, journals...) keeps its
+ * snapshot for its life. The bytes a uid's open files hold are counted
+ * (fs->ctl_held, under fs->lock); an open by a uid other than root that
+ * would take them past -o max_ctl_mib (256 MiB) is refused with EDQUOT. */
+static uint64_t held_max(const struct txd_fs *fs)
+{
+	return (fs->opts.max_ctl_mib ? fs->opts.max_ctl_mib : 256) * (1ull << 20);
+}
+
+struct ctl_held {
+	struct ctl_held *next;
+	uint32_t uid;
+	uint64_t bytes;
+};
+
+static struct ctl_held *held_of(struct txd_fs *fs, uint32_t uid, bool create)
+{
+	for (struct ctl_held *e = fs->ctl_held; e; e = e->next)
+		if (e->uid == uid)
+			return e;
+	struct ctl_held *e = create ? calloc(1, sizeof(*e)) : NULL;
+	if (e) {
+		e->uid = uid;
+		e->next = fs->ctl_held;
+		fs->ctl_held = e;
+	}
+	return e;
+}
+
+/* fs->lock held. 0, or -EDQUOT (nothing counted). */
+static int held_add(struct txd_fs *fs, uint32_t uid, uint64_t bytes)
+{
+	if (!bytes)
+		return 0;
+	struct ctl_held *e = held_of(fs, uid, true);
+	if (!e)
+		return -ENOMEM;
+	if (uid != 0 && e->bytes + bytes > held_max(fs))
+		return -EDQUOT;
+	e->bytes += bytes;
+	return 0;
+}
+
+/* fs->lock held. */
+static void held_sub(struct txd_fs *fs, uint32_t uid, uint64_t bytes)
+{
+	struct ctl_held *e = bytes ? held_of(fs, uid, false) : NULL;
+	if (!e)
+		return;
+	e->bytes -= bytes < e->bytes ? bytes : e->bytes;
+	if (e->bytes)
+		return;
+	struct ctl_held **pp = &fs->ctl_held;
+	while (*pp != e)
+		pp = &(*pp)->next;
+	*pp = e->next;
+	free(e);
+}
+
 int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int flags,
 	     struct handle *h, struct txd_open_out *out)
 {
@@ -1114,6 +1175,9 @@ int ctl_open(struct txd_fs *fs, const struct txd_cred *c, struct node *n, int fl
 	} else {
 		err = render(fs, c, n, &s);
 	}
+	f->uid = c ? c->uid : 0;
+	if (!err)
+		err = held_add(fs, f->uid, s.len);
 	if (err) {
 		free(s.p);
 		free(f);
@@ -1366,6 +1430,11 @@ void ctl_upper_free(struct txd_fs *fs)
 	scrub_free(fs); /* its thread reads the namespace and the stores */
 	ctl_lease_free(fs);
 	ctl_state_free(fs);
+	while (fs->ctl_held) {
+		struct ctl_held *next = fs->ctl_held->next;
+		free(fs->ctl_held);
+		fs->ctl_held = next;
+	}
 }
 
 void ctl_release(struct txd_fs *fs, struct handle *h)
@@ -1377,6 +1446,9 @@ void ctl_release(struct txd_fs *fs, struct handle *h)
 	if (h->ctl && h->ctl->state)
 		ctl_state_release(fs, h->ctl->state);
 	if (h->ctl) {
+		pthread_mutex_lock(&fs->lock);
+		held_sub(fs, h->ctl->uid, h->ctl->len);
+		pthread_mutex_unlock(&fs->lock);
 		free(h->ctl->buf);
 		free(h->ctl->acc.buf);
 	}

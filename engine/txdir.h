@@ -89,6 +89,8 @@ struct txd_opts {
 	uint32_t max_txns;           /* per uid active or prepared transactions; 0 = 1024 */
 	uint32_t max_proposals;      /* per uid open or kept proposals; 0 = 1024 */
 	uint32_t max_state_temps;    /* per uid temp files in .txdir/state; 0 = 16 */
+	uint32_t max_ctl_mib;        /* per uid MiB open control-file renderings hold
+				      * (events, commits/ID...); 0 = 256 */
 	bool show_ctl;               /* list .txdir in the root's readdir */
 	/* tuning (tests use small values): 0 = defaults */
 	uint64_t checkpoint_bytes;   /* log volume between background checkpoints (256 MiB) */

@@ -19,6 +19,9 @@
  *   max_proposals=N             per-uid proposals (default 1024), and
  *   max_state_temps=N           temp files in .txdir/state (default 16);
  *                               EDQUOT past them; root is not limited
+ *   max_ctl_mib=N               per-uid MiB that open control files
+ *                               (events, commits/ID, journals) hold
+ *                               (default 256; EDQUOT past it; not root)
  *   showctl                     list .txdir in the root directory
  *   nonempty                    mount over a directory that holds files
  *                               (hiding them); refused without it. libfuse 3
@@ -43,6 +46,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -115,7 +119,7 @@ struct cli {
 	char *retain_s;
 	char *max_snapshot_age_s;
 	char *txn_grace_s;
-	char *max_leases, *max_waiters, *max_txns, *max_proposals, *max_state_temps;
+	char *max_leases, *max_waiters, *max_txns, *max_proposals, *max_state_temps, *max_ctl_mib;
 	char *read_ahead_kb;
 	int show_ctl;
 	int nonempty;
@@ -139,6 +143,7 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("max_txns=%s", max_txns),
 	CLI_OPT("max_proposals=%s", max_proposals),
 	CLI_OPT("max_state_temps=%s", max_state_temps),
+	CLI_OPT("max_ctl_mib=%s", max_ctl_mib),
 	CLI_OPT("read_ahead_kb=%s", read_ahead_kb),
 	CLI_OPT("showctl", show_ctl),
 	CLI_OPT("nonempty", nonempty),
@@ -213,6 +218,7 @@ static void usage(const char *prog)
 	       "    -o max_txns=N                  per-uid open transactions (1024)\n"
 	       "    -o max_proposals=N             per-uid proposals (1024)\n"
 	       "    -o max_state_temps=N           per-uid temp files in .txdir/state (16)\n"
+	       "    -o max_ctl_mib=N               per-uid MiB open control files hold (256)\n"
 	       "    -o showctl                     list .txdir in the root directory\n"
 	       "    -o nonempty                    mount over a directory that holds files\n"
 	       "    -o allow_shared_store          mount a store other users can read\n"
@@ -289,7 +295,8 @@ static int engine_opts(const struct cli *c, struct txd_opts *o)
 	    parse_u32("max_waiters", c->max_waiters, &o->max_waiters) ||
 	    parse_u32("max_txns", c->max_txns, &o->max_txns) ||
 	    parse_u32("max_proposals", c->max_proposals, &o->max_proposals) ||
-	    parse_u32("max_state_temps", c->max_state_temps, &o->max_state_temps))
+	    parse_u32("max_state_temps", c->max_state_temps, &o->max_state_temps) ||
+	    parse_u32("max_ctl_mib", c->max_ctl_mib, &o->max_ctl_mib))
 		return -1;
 	if (c->durability && parse_durability(c->durability, &o->durability)) {
 		tx_log(LOG_ERR, "bad durability=%s (fsync, full or none)", c->durability);
@@ -600,6 +607,11 @@ int main(int argc, char *argv[])
 	char store[PATH_MAX];
 	int status = 1;
 
+	/* Large buffers (control-file renderings, chunk buffers) are mapped
+	 * on their own and go back to the system when freed: a fixed
+	 * threshold stops glibc from raising it after the first big free and
+	 * then keeping hundreds of MiB of freed renderings in its heap. */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	fuse_set_log_func(fuse_log_to_ours);
 	if (fuse_opt_parse(&args, &cli, cli_spec, cli_proc))
 		goto out;
@@ -671,6 +683,7 @@ out:
 	free(cli.max_txns);
 	free(cli.max_proposals);
 	free(cli.max_state_temps);
+	free(cli.max_ctl_mib);
 	free(cli.read_ahead_kb);
 	fuse_opt_free_args(&args);
 	return status;

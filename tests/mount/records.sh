@@ -15,7 +15,9 @@
 #                 --json` carry the raw name (JSON-escaped; 0xff as \udcff)
 #   limits        -o max_proposals=2,max_state_temps=1: nobody's third
 #                 proposal and second temp file in state/ get EDQUOT; root
-#                 is not limited (SPEC §6: configurable per-uid limits)
+#                 is not limited (SPEC §6: configurable per-uid limits);
+#                 -o max_ctl_mib=1: nobody's open renderings of events stop
+#                 at 1 MiB (EDQUOT), root's do not
 #
 # Bounded polls synchronise, never sleeps. The last line is
 # "N passed, N failed, N skipped". Environment: TXDIRFS, MOUNTCTL, TXDIR_BUILD.
@@ -154,6 +156,41 @@ test_limits() {
 	mkdir "$C/r1" "$C/r2" "$C/r3" && echo a >"$S/u1" && echo b >"$S/u2" &&
 		ok "limits: root is not limited" || not_ok "limits: root limited"
 	tm_umount >/dev/null || not_ok "limits: unmount"
+	# open renderings: with max_ctl_mib=1, nobody holding `events` open
+	# again and again gets EDQUOT once 1 MiB is held, and opens again
+	# once it closed them; root is not limited
+	tm_mount "$OPTS,max_ctl_mib=1" || { not_ok "limits: mount (ctl)"; return; }
+	local i
+	for ((i = 0; i < 300; i++)); do
+		mkdir "$TM_MNT/.txdir/txn/pad$i" && rmdir "$TM_MNT/.txdir/txn/pad$i" || break
+	done
+	out=$(as_nobody "timeout 60 python3 -c '
+import errno, os, sys
+ev = sys.argv[1] + \"/.txdir/events\"
+size = len(open(ev, \"rb\").read())
+fds = []
+try:
+    while len(fds) < 5000:
+        fds.append(os.open(ev, os.O_RDONLY))
+    print(\"no limit\", len(fds), size)
+except OSError as e:
+    held = len(fds) * size
+    for f in fds:
+        os.close(f)
+    again = os.open(ev, os.O_RDONLY)
+    print(errno.errorcode[e.errno], \"held\", held <= (1 << 20), \"again ok\", size > 1000)
+' $TM_MNT")
+	[ "$out" = "EDQUOT held True again ok True" ] &&
+		ok "limits: past max_ctl_mib=1 nobody's opens of events get EDQUOT, and open again after closing" ||
+		not_ok "limits: ctl renderings: $out"
+	out=$(timeout 60 python3 -c '
+import os, sys
+ev = sys.argv[1] + "/.txdir/events"
+fds = [os.open(ev, os.O_RDONLY) for i in range(400)]
+print(len(fds))' "$TM_MNT" 2>&1)
+	[ "$out" = 400 ] && ok "limits: root holds 400 renderings of events" ||
+		not_ok "limits: root's renderings: $out"
+	tm_umount >/dev/null || not_ok "limits: unmount (ctl)"
 }
 
 tm_mount "$OPTS" || { echo "not ok - mount"; echo "0 passed, 1 failed"; exit 1; }
