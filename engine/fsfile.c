@@ -75,6 +75,15 @@ void fs_wf_put(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile 
 {
 	if (--wf->nhandles > 0)
 		return;
+	/* Content that never committed (its close and the RELEASE backstop
+	 * failed: a full disk, an I/O error) goes with the copy. The kernel
+	 * still has it in the node id's page cache and size, which the
+	 * writeback cache never takes back from the server: retire that node
+	 * id (F1) so the name shows the committed version again, instead of
+	 * the old bytes under the written size. */
+	if ((atomic_load(&wf->written) || atomic_load(&wf->trunc_pending)) && in->wf == wf &&
+	    in->live && !((struct node *)in->live)->frozen)
+		fs_freeze_node(fs, in->live);
 	if (in->wf == wf)
 		in->wf = NULL; /* else a transaction commit detached it already */
 	wcopy_free(wf->wc);
@@ -736,7 +745,10 @@ int fs_release(struct txd_fs *fs, struct handle *h)
 		n->txn->nopen--;
 	fs_handle_closed(fs, h);
 	fs_node_put(fs, n);
+	bool notices = fs->notices != NULL; /* a retired node id (fs_wf_put) */
 	pthread_mutex_unlock(&fs->lock);
+	if (notices)
+		fs_notify_flush(fs);
 	h->magic = 0;
 	free(h);
 	return err;

@@ -154,6 +154,33 @@ Test(fs, truncation_belongs_to_the_content_commit)
 	expect_file("f", "old content");
 }
 
+/* Content whose close and RELEASE backstop both failed is gone; the kernel
+ * would still show it under its node id (page cache and size, which the
+ * writeback cache never takes back), so that node id is retired: the name
+ * resolves to a fresh one showing the committed version (posix probe D8). */
+Test(fs, content_that_never_committed_retires_its_node)
+{
+	cr_assert_eq(tt_put(fs, "f", "old", 3), 0);
+	txd_fs_close(fs);
+	fs = NULL;
+	faultos_install(); /* before the open: faults name files as opened */
+	reopen();
+	uint64_t node, again;
+	struct txd_open_out w;
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
+	cr_assert_eq(txd_write(fs, NULL, w.fh, "much newer content", 18, 0), 18);
+	faultos_fail_next_pwrite_to("seg-", -ENOSPC);
+	cr_assert_neq(txd_flush(fs, w.fh, NULL, NULL), 0, "the close fails");
+	faultos_fail_next_pwrite_to("seg-", -ENOSPC);
+	txd_release(fs, w.fh); /* the backstop fails too: the content is gone */
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &again), 0);
+	cr_expect_neq(again, node, "a fresh node id for the name");
+	struct txd_open_out r;
+	cr_expect_eq(txd_open(fs, NULL, node, O_RDONLY, &r), -ESTALE, "the old one is retired");
+	expect_file("f", "old");
+}
+
 Test(fs, rename_flags_and_rules)
 {
 	cr_assert_eq(tt_put(fs, "a", "A", 1), 0);
