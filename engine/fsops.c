@@ -20,6 +20,11 @@
 #include "txn.h"
 
 #define XATTR_VALUE_MAX 65536
+/* All user.* attributes of one file, encoded (6 bytes + name + value
+ * each): they live in memory with the file's version and in every
+ * checkpoint, so one file may not hold more than this (ENOSPC, as ext4
+ * when an inode's attribute space is full). */
+#define XATTR_FILE_MAX (256 * 1024)
 #define XATTR_PREFIX "user."
 #define TXD_XATTR_PREFIX "user.txdir."
 
@@ -898,6 +903,12 @@ static int xattr_change(struct txd_fs *fs, const struct txd_cred *c, uint64_t no
 	}
 	if ((flags & XATTR_CREATE) && exists) {
 		err = -EEXIST;
+		goto out_unlock;
+	}
+	const struct xattrs *xa = n->in->head->xa;
+	uint64_t total = (xa ? xa->len : 0) - (exists ? 6 + strlen(name) + vlen : 0);
+	if (!del && total + 6 + strlen(name) + size > XATTR_FILE_MAX) {
+		err = -ENOSPC;
 		goto out_unlock;
 	}
 	struct rec_buf b;

@@ -270,6 +270,29 @@ Test(fs, names_are_checked)
 }
 
 /* SPEC §3: user.txdir.* readable by name, never listed, never writable. */
+/* One file's user.* attributes stay under XATTR_FILE_MAX (memory and
+ * checkpoints hold them): past it ENOSPC, replacing within it still works
+ * (posix probe D10: values without limit grew the server to ~0.9 GB). */
+Test(fs, xattrs_of_one_file_are_bounded)
+{
+	cr_assert_eq(tt_put(fs, "f", "x", 1), 0);
+	uint64_t node;
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
+	static char big[65536];
+	memset(big, 'v', sizeof(big));
+	char name[32];
+	int k, err = 0;
+	for (k = 0; k < 64 && !err; k++) {
+		snprintf(name, sizeof(name), "user.v%d", k);
+		err = txd_setxattr(fs, NULL, node, name, big, sizeof(big), 0);
+	}
+	cr_expect_eq(err, -ENOSPC, "a full file: %d after %d values", err, k);
+	cr_expect_eq(k, 4, "three 64 KiB values fit, the fourth does not");
+	cr_expect_eq(txd_setxattr(fs, NULL, node, "user.v0", "small", 5, XATTR_REPLACE), 0,
+		     "a replace that shrinks fits");
+	cr_expect_eq(txd_setxattr(fs, NULL, node, "user.v3", big, 60000, 0), 0, "then room again");
+}
+
 Test(fs, metadata_xattrs)
 {
 	cr_assert_eq(tt_put(fs, "f", "abc", 3), 0);
