@@ -175,6 +175,9 @@ ssize_t fs_write(struct txd_fs *fs, const struct txd_cred *c, struct handle *h, 
 int fs_release(struct txd_fs *fs, struct handle *h);
 /* The handle behind a FUSE fh of a file (NULL: not one). */
 struct handle *fs_file_handle(uint64_t fh);
+/* The largest file: 16 TiB (a write, truncate or fallocate past it is
+ * EFBIG, as ext4's limit with 4 KiB blocks). */
+#define FS_FILE_MAX (1ull << 44)
 /* Freeze n on its current version (F1) and invalidate its name. */
 void fs_freeze_node(struct txd_fs *fs, struct node *n);
 /* A writer froze in's node for its open or truncate (F1) and will retry on

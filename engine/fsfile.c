@@ -642,7 +642,7 @@ ssize_t fs_write(struct txd_fs *fs, const struct txd_cred *c, struct handle *h, 
 		return -EBADF;
 	if (fs->failed)
 		return -EIO;
-	if (off + size < off || off + size > (1ull << 44))
+	if (off + size < off || off + size > FS_FILE_MAX)
 		return -EFBIG;
 	int kerr = handle_kill_suidgid(fs, c, h, c && c->kill_suidgid);
 	if (kerr)
@@ -764,7 +764,7 @@ int txd_fallocate(struct txd_fs *fs, const struct txd_cred *c, uint64_t fh, int 
 		return -EOPNOTSUPP;
 	if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
 		return -EINVAL;
-	if (off + len < off || off + len > (1ull << 44))
+	if (off + len < off || off + len > FS_FILE_MAX)
 		return -EFBIG;
 	/* no kill flag on FALLOCATE: root keeps the bits (CAP_FSETID), any
 	 * other caller drops them (txdir.h) */

@@ -679,7 +679,10 @@ int fs_setattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
 		rest.valid &= ~TXD_SET_KILL_SUIDGID;
 	rest.valid &= ~TXD_SET_SIZE;
 	if (sa->valid & TXD_SET_SIZE) {
-		err = in->dir ? -EISDIR : !S_ISREG(in->head->mode) ? -EINVAL : 0;
+		err = in->dir		       ? -EISDIR
+		      : !S_ISREG(in->head->mode) ? -EINVAL
+		      : sa->size > FS_FILE_MAX   ? -EFBIG
+						 : 0;
 		if (err)
 			goto out_unlock;
 	}

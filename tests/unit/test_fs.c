@@ -293,6 +293,25 @@ Test(fs, xattrs_of_one_file_are_bounded)
 	cr_expect_eq(txd_setxattr(fs, NULL, node, "user.v3", big, 60000, 0), 0, "then room again");
 }
 
+/* As ext4 (4 KiB blocks): no file past 16 TiB; a truncate there is EFBIG
+ * at once, not a size that a later commit cannot keep (posix probe D7). */
+Test(fs, no_file_past_16_TiB)
+{
+	cr_assert_eq(tt_put(fs, "f", "x", 1), 0);
+	uint64_t node;
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
+	struct txd_setattr sa = {.valid = TXD_SET_SIZE, .size = 1ull << 62};
+	cr_expect_eq(txd_setattr(fs, NULL, node, &sa, 0, NULL), -EFBIG);
+	sa.size = (1ull << 44) + 1;
+	cr_expect_eq(txd_setattr(fs, NULL, node, &sa, 0, NULL), -EFBIG);
+	sa.size = 1ull << 44;
+	cr_expect_eq(txd_setattr(fs, NULL, node, &sa, 0, NULL), 0, "16 TiB itself is fine");
+	struct txd_open_out w;
+	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
+	cr_expect_eq(txd_write(fs, NULL, w.fh, "y", 1, 1ull << 44), -EFBIG);
+	cr_assert_eq(txd_release(fs, w.fh), 0);
+}
+
 Test(fs, metadata_xattrs)
 {
 	cr_assert_eq(tt_put(fs, "f", "abc", 3), 0);
