@@ -717,6 +717,16 @@ int fs_setattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
 		fs_wf_put(fs, n->txn, in, wf);
 	if (!err && rest.valid && !pending)
 		err = fs_node_stale(n) ? -ESTALE : setattr_meta(fs, c, n, &rest);
+	/* Times changed through an older node id (futimens on a descriptor
+	 * opened before a writer moved the name on): the kernel keeps the
+	 * live node id's mtime and size as its own (writeback cache) and
+	 * would never show them, so that node id is retired as for any
+	 * server-side change (F1), unless a writer has it open. */
+	struct node *live = in->live;
+	if (!err && n->frozen && live && live != n && !live->frozen &&
+	    (rest.valid & (TXD_SET_MTIME | TXD_SET_MTIME_NOW | TXD_SET_ATIME | TXD_SET_ATIME_NOW)) &&
+	    !(in->wf && ((struct wfile *)in->wf)->nwriters))
+		fs_freeze_node(fs, live);
 	if (!err && out)
 		fs_attr(fs, n, out);
 out_unlock:

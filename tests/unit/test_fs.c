@@ -312,6 +312,36 @@ Test(fs, no_file_past_16_TiB)
 	cr_assert_eq(txd_release(fs, w.fh), 0);
 }
 
+/* futimens through a descriptor opened before a writer moved the name to a
+ * fresh node id: the file gets the times, and the live node id is retired
+ * so the kernel, which keeps a node id's mtime as its own, shows them
+ * (posix probe D6: the change reported success and never showed). */
+Test(fs, times_through_an_older_node_id_reach_the_name)
+{
+	cr_assert_eq(tt_put(fs, "f", "old", 3), 0);
+	uint64_t old_node, live, now_node;
+	struct txd_open_out r, w;
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &old_node), 0);
+	cr_assert_eq(txd_open(fs, NULL, old_node, O_RDONLY, &r), 0);
+	cr_assert_eq(txd_open(fs, NULL, old_node, O_WRONLY, &w), -ESTALE, "the reader's node freezes");
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &live), 0);
+	cr_assert_neq(live, old_node);
+	cr_assert_eq(txd_open(fs, NULL, live, O_WRONLY | O_TRUNC, &w), 0);
+	cr_assert_eq(txd_write(fs, NULL, w.fh, "newer", 5, 0), 5);
+	cr_assert_eq(txd_flush(fs, w.fh, NULL, NULL), 0);
+	cr_assert_eq(txd_release(fs, w.fh), 0);
+	struct txd_setattr sa = {.valid = TXD_SET_MTIME | TXD_SET_ATIME,
+				 .mtime = {.tv_sec = 2000}, .atime = {.tv_sec = 1000}};
+	cr_assert_eq(txd_setattr(fs, NULL, old_node, &sa, r.fh, NULL), 0);
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &now_node), 0);
+	cr_expect_neq(now_node, live, "the live node id is retired");
+	struct txd_attr a;
+	cr_assert_eq(txd_getattr(fs, now_node, &a), 0);
+	cr_expect_eq(a.mtime.tv_sec, 2000);
+	expect_file("f", "newer");
+	cr_assert_eq(txd_release(fs, r.fh), 0);
+}
+
 Test(fs, metadata_xattrs)
 {
 	cr_assert_eq(tt_put(fs, "f", "abc", 3), 0);
