@@ -373,16 +373,35 @@ static int encode(struct clog_note *nt, struct ns *ns, struct wbuf *w)
 	at_n = w->len;
 	put(w, &n, 4);
 	char path[PATH_CAP];
-	/* new names: created, linked, or renamed from a name it lost */
+	/* The net change (a transaction's record holds every step of its
+	 * view): a name only if it holds its file once the commit applied (a
+	 * temp name created and renamed away or removed in the same commit
+	 * never existed for anyone), and a file that replaced the one at its
+	 * path says so once: "modified" for a new file there, "renamed" with
+	 * the name it came from; the replaced file is not also "removed". */
 	for (size_t k = 0; k < nt->n; k++) {
 		struct nop *o = &nt->op[k];
-		if (o->what != N_SET || !child_path(ns, o->parent, o->name, path))
+		if (o->what != N_SET || bound(ns, o->parent, o->name, strlen(o->name)) != o->ino ||
+		    !child_path(ns, o->parent, o->name, path))
+			continue;
+		bool dup = false; /* one entry per name (set twice in one commit) */
+		for (size_t j = 0; j < k && !dup; j++)
+			dup = nt->op[j].what == N_SET && nt->op[j].ino == o->ino &&
+			      nt->op[j].parent == o->parent && !strcmp(nt->op[j].name, o->name);
+		if (dup)
 			continue;
 		struct nop *d = del_of(nt, dk, ndels, o->ino);
 		if (d)
 			d->used = true;
-		put_chg(w, &n, d ? 'R' : o->existed ? 'L' : 'C', checksum(ns, o->ino), path,
-			d ? d->old : NULL);
+		struct nop *gone = NULL; /* the file this one replaced at path */
+		for (size_t j = 0; j < nt->n && !gone; j++)
+			if (nt->op[j].what == N_DEL && !nt->op[j].used && nt->op[j].ino != o->ino &&
+			    !strcmp(nt->op[j].old, path))
+				gone = &nt->op[j];
+		if (gone)
+			gone->used = true;
+		put_chg(w, &n, d ? 'R' : gone ? 'M' : o->existed ? 'L' : 'C', checksum(ns, o->ino),
+			path, d ? d->old : NULL);
 	}
 	for (size_t k = 0; k < nt->n; k++)
 		if (nt->op[k].what == N_DEL && !nt->op[k].used)

@@ -82,6 +82,37 @@ Test(clog, c2_kinds_and_checksums)
 	cJSON_Delete(o);
 }
 
+/* A transaction's record is its net change (records probe R12): an rsync
+ * style replace (temp name, rename over) is one "modified"; a name created
+ * and removed, or renamed away, inside the transaction is not there; a
+ * removed file is "removed" once. */
+Test(clog, c2_a_transaction_lists_its_net_change)
+{
+	cr_assert_eq(tt_put(fs, "c1", "v1", 2), 0);
+	cr_assert_eq(tt_put(fs, "gone", "g", 1), 0);
+	cr_assert_eq(tt_txn_begin(fs, "dep"), 0);
+	cr_assert_eq(tt_put(fs, ".txdir/txn/dep/root/.c1.tmp", "v2-longer", 9), 0);
+	cr_assert_eq(tt_rename(fs, ".txdir/txn/dep/root/.c1.tmp", ".txdir/txn/dep/root/c1", 0), 0);
+	cr_assert_eq(tt_put(fs, ".txdir/txn/dep/root/phantom", "p", 1), 0);
+	cr_assert_eq(tt_unlink(fs, ".txdir/txn/dep/root/phantom"), 0);
+	cr_assert_eq(tt_put(fs, ".txdir/txn/dep/root/first", "f", 1), 0);
+	cr_assert_eq(tt_rename(fs, ".txdir/txn/dep/root/first", ".txdir/txn/dep/root/final", 0), 0);
+	cr_assert_eq(tt_unlink(fs, ".txdir/txn/dep/root/gone"), 0);
+	cr_assert_eq(tt_txn_cmd(fs, "dep", "commit"), 0);
+	cJSON *o = commit_json(last_id()), *c;
+	cr_assert_not_null(o);
+	char got[512] = "";
+	cJSON_ArrayForEach(c, cJSON_GetObjectItem(o, "changes"))
+	{
+		size_t at = strlen(got);
+		snprintf(got + at, sizeof(got) - at, "%s %s;", cJSON_GetObjectItem(c, "op")->valuestring,
+			 cJSON_GetObjectItem(c, "path")->valuestring);
+	}
+	cr_expect_str_eq(got, "modified /c1;created /final;removed /gone;");
+	cr_expect_eq(cJSON_GetObjectItem(o, "changes_total")->valueint, 3);
+	cJSON_Delete(o);
+}
+
 /* C2 at scale: a 3,000-file transaction lists every path. */
 Test(clog, c2_every_path_of_a_big_commit)
 {
