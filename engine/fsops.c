@@ -600,10 +600,15 @@ static int setattr_wfile(struct txd_fs *fs, const struct txd_cred *c, struct nod
 		err = wcopy_truncate(wf->wc, sa->size);
 		if (!err) {
 			atomic_store(&wf->size, wcopy_size(wf->wc));
-			if (own)
+			if (own) {
+				/* truncate(2) marks mtime and ctime, even to the
+				 * same size (as ext4: the VFS asks for both) */
 				atomic_store(&wf->written, true);
-			else
+				atomic_store(&wf->mtime_ns, fs_ts_ns(fs_now_ts()));
+				atomic_store(&wf->times_set, true);
+			} else {
 				fs_handle_wrote(fs, h); /* ftruncate counts as writing */
+			}
 		}
 	}
 	if (!err && times_only(rest) && wcopy_dirty(wf->wc)) {

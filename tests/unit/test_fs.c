@@ -342,6 +342,26 @@ Test(fs, times_through_an_older_node_id_reach_the_name)
 	cr_assert_eq(txd_release(fs, r.fh), 0);
 }
 
+/* truncate(2) marks mtime and ctime even to the same size, as ext4 (posix
+ * probe D3: only ftruncate did). */
+Test(fs, truncate_to_the_same_size_marks_the_times)
+{
+	cr_assert_eq(tt_put(fs, "f", "ab", 2), 0);
+	uint64_t node;
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
+	struct txd_setattr t = {.valid = TXD_SET_MTIME | TXD_SET_CTIME, .mtime = {.tv_sec = 1000},
+				.ctime = {.tv_sec = 1000}};
+	cr_assert_eq(txd_setattr(fs, NULL, node, &t, 0, NULL), 0);
+	struct txd_setattr sa = {.valid = TXD_SET_SIZE, .size = 2};
+	cr_assert_eq(txd_setattr(fs, NULL, node, &sa, 0, NULL), 0);
+	struct txd_attr a;
+	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
+	cr_assert_eq(txd_getattr(fs, node, &a), 0);
+	cr_expect_gt(a.mtime.tv_sec, 1000);
+	cr_expect_gt(a.ctime.tv_sec, 1000);
+	cr_expect_eq(a.size, 2);
+}
+
 Test(fs, metadata_xattrs)
 {
 	cr_assert_eq(tt_put(fs, "f", "abc", 3), 0);
