@@ -1268,6 +1268,25 @@ int lease_list_waiters(struct lease_svc *s, const char *name,
 	return err;
 }
 
+int lease_standing(struct lease_svc *s, const char *name, uint32_t pid, struct lease_info *out)
+{
+	struct lname *ln;
+	int err = -ENOENT;
+
+	pthread_mutex_lock(&s->lock);
+	ln = lname_find(s, name);
+	if (ln && ln->state != G_FREE && ln->info.holder.pid == pid) {
+		err = ln->state == G_HELD ? 0 : 1;
+		if (!err)
+			*out = ln->info;
+	}
+	for (struct waiter *w = ln && err < 0 ? ln->qhead : NULL; w; w = w->next)
+		if (w->proc.pid == pid)
+			err = 1;
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
 void lease_get_stats(struct lease_svc *s, struct lease_stats *st)
 {
 	pthread_mutex_lock(&s->lock);

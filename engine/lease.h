@@ -313,6 +313,11 @@ int lease_list_completed(struct lease_svc *s,
 int lease_list_waiters(struct lease_svc *s, const char *name,
 		       int (*fn)(void *arg, const struct proc_id *waiter), void *arg);
 void lease_get_stats(struct lease_svc *s, struct lease_stats *st);
+/* Where process pid stands on name, in one look under the lock: 0 with the
+ * grant in *out when pid holds name (HELD); 1 when pid waits for name or its
+ * grant is being made durable (L3: taken from the queue, not yet visible);
+ * -ENOENT when neither. */
+int lease_standing(struct lease_svc *s, const char *name, uint32_t pid, struct lease_info *out);
 
 const char *lease_end_name(enum lease_end how); /* "release", "death", ... */
 

@@ -19,6 +19,9 @@
 #                 entry then goes away.
 #   fifo          `mountctl lease -w` uses the queue: 16 waiters queued one
 #                 after another are granted in that order, tokens rising.
+#   turns         two processes take turns on one name through the queue
+#                 (lease_turns.py, 2 x 500 rounds): the waiting entry and its
+#                 granted never vanish (ENOENT) while the process is queued.
 #   bad input     names with whitespace (EINVAL), a PID that is not a number
 #                 or dead (ENOENT), ttl garbage/0/negative (EINVAL) and huge
 #                 (ERANGE), a process name with \n and " escaped in owner.
@@ -410,6 +413,13 @@ test_fifo() {
 	kill -KILL "$h"
 }
 
+test_turns() {
+	local out
+	out=$(timeout -k 5 120 python3 "$HERE/lease_turns.py" "$TM_MNT" 500 2>&1) &&
+		ok "turns: 1000 queued grabs, waiting entry and granted never ENOENT" ||
+		not_ok "turns: $out"
+}
+
 test_bad() {
 	local L=$TM_MNT/.txdir/leases A e
 	A=$L/active/$$
@@ -562,6 +572,7 @@ test_death
 test_waits
 test_many_waiters
 test_fifo
+test_turns
 test_bad
 test_view
 test_events
