@@ -192,7 +192,9 @@ struct lease_event {
 	enum lease_event_kind kind;
 	struct lease_info lease;       /* GRANT, RENEW, RELEASE; WAIT, WAIT_END (above) */
 	enum lease_end how;            /* RELEASE, WAIT_END */
-	struct lease_who by;           /* RELEASE: who; DEADLOCK: the refused waiter */
+	/* RELEASE: who; GRANT: who asked (zero: from the queue); DEADLOCK:
+	 * who asked (lease.name, lease.holder: the refused waiter, lease.uid) */
+	struct lease_who by;
 	const struct lease_cycle *cycle; /* DEADLOCK (valid during the call) */
 	uint64_t time_ns;              /* RENEW: its record's renewed_ns (realtime) */
 };

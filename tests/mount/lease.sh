@@ -329,6 +329,16 @@ sys.stdout.write("%s %s" % (r != [], os.read(fd, 64).decode()))' "$L/by-name/q/r
 		ok "waits: a wait that closes a cycle is EDEADLK" || not_ok "waits: deadlock not refused"
 	grep '"type":"lease_deadlock"' "$TM_MNT/.txdir/events" | grep -q "\"pid\":$a" &&
 		ok "waits: the cycle is in events" || not_ok "waits: no deadlock event"
+	# filed under the refused waiter B (its journal), with who asked (by_pid)
+	grep '"type":"lease_deadlock"' "$TM_MNT/.txdir/recovery/journals/$b/journal" 2>/dev/null |
+		grep -q "\"pid\":$b,.*\"by_pid\":[1-9]" &&
+		ok "waits: the refusal is in the refused waiter's journal" ||
+		not_ok "waits: deadlock not in journals/$b: $(grep lease_deadlock "$TM_MNT/.txdir/events")"
+	# a grant on behalf of another process names who asked (records probe R15)
+	grep '"type":"lease_grant","name":"d1"' "$TM_MNT/.txdir/events" |
+		grep -q "\"pid\":$a,.*\"by_pid\":[1-9]" &&
+		ok "waits: a grant made for another process records who asked" ||
+		not_ok "waits: lease_grant d1 without by_pid: $(grep '"name":"d1"' "$TM_MNT/.txdir/events")"
 	kill -KILL "$a" "$b"
 }
 
