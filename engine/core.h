@@ -203,6 +203,10 @@ void fs_queue_inval(struct txd_fs *fs, uint64_t parent_node, const char *name);
  * caller replies (a transaction commit): see txd_commit_needs_wait. */
 void fs_set_must_wait(void);
 uint64_t fs_now_ns(void);
+/* SPEC §5: FUSE reports the calling thread's id; records name, and
+ * liveness watches, its process (Tgid: proc.h P1). tid itself when it is
+ * 0, unknown (gone) or there is no service. */
+pid_t fs_process_of(struct txd_fs *fs, pid_t tid);
 /* An operation is about to return err to its caller: a full disk
  * (-ENOSPC, -EDQUOT) makes the store "disk full" (space.h SP6); err is
  * returned. */

@@ -366,27 +366,18 @@ static int all_done(struct txd_fs *fs, struct dones *d)
 	return d->err;
 }
 
-struct waitq {
-	uint32_t pid;
-	bool found;
-};
-
-static int find_waiter(void *arg, const struct proc_id *w)
+/* Where pid stands on name, in one look (lease_standing: a grant between
+ * two looks, or one still being made durable, is not missed): 0 and the
+ * grant in *li when pid holds name, 1 when it waits (li zeroed), -ENOENT.
+ * fs->lock held, released meanwhile. */
+static int standing(struct txd_fs *fs, const char *name, uint32_t pid, struct lease_info *li)
 {
-	struct waitq *q = arg;
-	if (w->pid == q->pid)
-		q->found = true;
-	return 0;
-}
-
-/* Does pid wait for name? (fs->lock held, released meanwhile.) */
-static bool waits_for(struct txd_fs *fs, const char *name, uint32_t pid)
-{
-	struct waitq q = {.pid = pid};
 	struct unlocked u = drop(fs);
-	lease_list_waiters(lsvc(fs), name, find_waiter, &q);
+	int r = lease_standing(lsvc(fs), name, pid, li);
 	retake(u);
-	return q.found;
+	if (r)
+		memset(li, 0, sizeof(*li));
+	return r;
 }
 
 /* The process making the request (P1: its Tgid), or the server (engine
@@ -564,10 +555,10 @@ static int wait_entry(struct txd_fs *fs, uint64_t key, struct lease_info *li)
 	char copy[LEASE_NAME_MAX + 1];
 	snprintf(copy, sizeof(copy), "%s", name);
 	struct ctl_leases *cl = state(fs);
-	if (held_by(fs, copy, pid, li) == 0)
+	int r = standing(fs, copy, pid, li);
+	if (r == 0)
 		return cl && entry_gone(cl, key, li->token) ? -ENOENT : 0;
-	memset(li, 0, sizeof(*li));
-	return waits_for(fs, copy, pid) ? 0 : -ENOENT;
+	return r > 0 ? 0 : r;
 }
 
 /* The grant whose token is key (a lease node's or its files'), if it is
@@ -1226,16 +1217,18 @@ int ctl_lease_wait_open(struct txd_fs *fs, struct node *n, struct lwait **out)
 	w->prev->next = w;
 	cl->waits.prev = w;
 	pthread_mutex_unlock(&cl->wlock);
-	err = current(fs, w->name, &li);
+	/* granted: one look at pid's standing (a grant between a "holds?"
+	 * and a "waits?" look would be missed) */
+	err = w->granted ? standing(fs, w->name, w->pid, &li) : current(fs, w->name, &li);
 	pthread_mutex_lock(&cl->wlock);
 	if (!w->ready && !w->granted && (err || li.token != w->token))
 		w->ready = true; /* ended before the registration */
-	else if (!w->ready && w->granted && !err && li.holder.pid == w->pid) {
+	else if (!w->ready && w->granted && err == 0) {
 		w->ready = true; /* granted already */
 		w->result = li.token;
 	}
 	pthread_mutex_unlock(&cl->wlock);
-	if (w->granted && !w->ready && !waits_for(fs, w->name, w->pid)) {
+	if (w->granted && !w->ready && err < 0) {
 		ctl_lease_wait_close(fs, w);
 		return -ENOENT; /* neither waits nor holds (any more) */
 	}

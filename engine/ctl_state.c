@@ -578,7 +578,8 @@ static int fence_check(void *arg)
 static int replace(struct txd_fs *fs, const struct txd_cred *c, const char *doc, size_t len,
 		   uint64_t if_version, const struct fence *fe, bool wait, uint64_t *ticket)
 {
-	struct state_who by = { .pid = c ? (uint32_t)c->pid : 0, .uid = c ? c->uid : 0 };
+	struct state_who by = { .pid = c ? (uint32_t)fs_process_of(fs, c->pid) : 0,
+			.uid = c ? c->uid : 0 };
 	struct state_fence sf = { .check = fence_check, .arg = (void *)fe,
 				  .lease = fe ? fe->name : NULL, .token = fe ? fe->token : 0 };
 	struct state_result r;
@@ -738,7 +739,8 @@ static int act(struct txd_fs *fs, const struct txd_cred *c, struct sfile *f)
 
 	f->dirty = false;
 	if (f->kind == S_PARTS) {
-		struct state_who by = { .pid = c ? (uint32_t)c->pid : 0, .uid = c ? c->uid : 0 };
+		struct state_who by = { .pid = c ? (uint32_t)fs_process_of(fs, c->pid) : 0,
+				.uid = c ? c->uid : 0 };
 		fs_will_block(fs);
 		err = state_set_participants(ssvc(fs), f->buf ? f->buf : "", f->len, &by);
 	} else if (f->kind == S_DOC) {

@@ -268,6 +268,14 @@ void fs_will_block(struct txd_fs *fs)
 }
 
 /* ---- the commit pipeline (core.h steps 3-4) --------------------------------------- */
+pid_t fs_process_of(struct txd_fs *fs, pid_t tid)
+{
+	struct proc_id id;
+	if (tid <= 0 || !fs->svc || proc_identify(svc_proc(fs->svc), (uint32_t)tid, &id))
+		return tid;
+	return (pid_t)id.pid;
+}
+
 int fs_commit(struct txd_fs *fs, struct rec_buf *b, struct wal_pos *posp)
 {
 	return fs_commit_prep(fs, b, NULL, posp);
@@ -327,6 +335,8 @@ int fs_commit_prep(struct txd_fs *fs, struct rec_buf *b, struct ns_prep *prep,
 	struct iovec stack[8], *iov = stack;
 	if (n > 8 && !(iov = malloc(sizeof(*iov) * n)))
 		return -ENOMEM;
+	/* the caller's process, not its thread (commits/ID "pid") */
+	rec_set_pid(b, (uint32_t)fs_process_of(fs, (pid_t)rec_pid(b)));
 	int err = rec_finish(b, iov);
 	if (err < 0)
 		goto out;

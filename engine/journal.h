@@ -23,7 +23,8 @@
  *    release of P's lease, a deadlock P was refused, P's dead_process
  *    record, a transaction P began);
  *  - an event with "by_pid" = P.pid and "by_start" = P.start (a lease P
- *    released or broke);
+ *    released or broke, a grant P asked for another process, a wait P
+ *    asked for another process and was refused: a deadlock);
  *  - an event with "txn" = T where T's txn_begin event belongs to P (the
  *    transaction's commit, conflict and abort).
  * An event that names a pid without a start time (an older binary's) is

@@ -443,10 +443,11 @@ static int reserve(struct lease_svc *s)
 	return err;
 }
 
-/* Grant ln to holder (lock held; ln is G_FREE). */
+/* Grant ln to holder (lock held; ln is G_FREE). by: who asked, in the
+ * event (NULL: from the queue, at a release). */
 static int grant_locked(struct lease_svc *s, struct lname *ln, uint32_t uid,
-			const struct proc_id *holder, uint64_t ttl_ns, struct evbuf *eb,
-			uint64_t *token)
+			const struct proc_id *holder, uint64_t ttl_ns, const struct lease_who *by,
+			struct evbuf *eb, uint64_t *token)
 {
 	struct lrec r = { .kind = LREC_GRANT };
 	uint64_t now = txd_os->now_monotonic_ns();
@@ -467,7 +468,10 @@ static int grant_locked(struct lease_svc *s, struct lname *ln, uint32_t uid,
 	s->next_token++;
 	if (s->hooks.watch)
 		s->hooks.watch(s->hooks.arg, holder); /* a dead holder is reported at once */
-	ev_push(eb, &(struct lease_event){ .kind = LEV_GRANT, .lease = ln->info });
+	struct lease_event ev = { .kind = LEV_GRANT, .lease = ln->info };
+	if (by)
+		ev.by = *by;
+	ev_push(eb, &ev);
 	if (token)
 		*token = r.li.token;
 	return 0;
@@ -506,7 +510,7 @@ static int release_locked(struct lease_svc *s, struct lname *ln, enum lease_end 
 	uc = uid_get(s, w->uid);
 	if (uc && uc->waiters)
 		uc->waiters--;
-	err = grant_locked(s, ln, w->uid, &w->proc, w->ttl_ns, eb, NULL);
+	err = grant_locked(s, ln, w->uid, &w->proc, w->ttl_ns, NULL, eb, NULL);
 	/* The grant watches the holder now; the wait's own watch ends. */
 	if (s->hooks.unwatch)
 		s->hooks.unwatch(s->hooks.arg, &w->proc);
@@ -820,7 +824,7 @@ int lease_grant(struct lease_svc *s, const char *name, const struct lease_who *b
 		err = -ENOMEM;
 		goto out_unlock;
 	}
-	err = grant_locked(s, ln, by->uid, holder, ttl_ns, &eb, &tok);
+	err = grant_locked(s, ln, by->uid, holder, ttl_ns, by, &eb, &tok);
 	if (err)
 		lname_put(s, ln);
 out_unlock:
@@ -1115,7 +1119,7 @@ int lease_wait(struct lease_svc *s, const char *name, const struct lease_who *by
 		if (by->uid != 0 && uc->leases >= s->opts.max_leases)
 			err = -EDQUOT;
 		else
-			err = grant_locked(s, ln, by->uid, waiter, ttl_ns, &eb, token);
+			err = grant_locked(s, ln, by->uid, waiter, ttl_ns, by, &eb, token);
 		goto out_put;
 	}
 	if (ln->state != G_FREE && proc_same(&ln->info.holder, waiter)) {
@@ -1147,8 +1151,12 @@ int lease_wait(struct lease_svc *s, const char *name, const struct lease_who *by
 	if (through(s, d, ln, NULL, 0)) {
 		free(w);
 		err = -EDEADLK;
-		ev_push(&eb, &(struct lease_event){ .kind = LEV_DEADLOCK, .by = *by,
-						    .cycle = cycle });
+		/* filed under the refused waiter, with who asked (by) */
+		struct lease_event dl = { .kind = LEV_DEADLOCK, .by = *by, .cycle = cycle };
+		strcpy(dl.lease.name, ln->info.name);
+		dl.lease.holder = *waiter;
+		dl.lease.uid = by->uid;
+		ev_push(&eb, &dl);
 		goto out_put;
 	}
 	memset(cycle, 0, sizeof(*cycle));
@@ -1264,6 +1272,25 @@ int lease_list_waiters(struct lease_svc *s, const char *name,
 	ln = lname_find(s, name);
 	for (struct waiter *w = ln ? ln->qhead : NULL; !err && w; w = w->next)
 		err = fn(arg, &w->proc);
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+int lease_standing(struct lease_svc *s, const char *name, uint32_t pid, struct lease_info *out)
+{
+	struct lname *ln;
+	int err = -ENOENT;
+
+	pthread_mutex_lock(&s->lock);
+	ln = lname_find(s, name);
+	if (ln && ln->state != G_FREE && ln->info.holder.pid == pid) {
+		err = ln->state == G_HELD ? 0 : 1;
+		if (!err)
+			*out = ln->info;
+	}
+	for (struct waiter *w = ln && err < 0 ? ln->qhead : NULL; w; w = w->next)
+		if (w->proc.pid == pid)
+			err = 1;
 	pthread_mutex_unlock(&s->lock);
 	return err;
 }

@@ -192,7 +192,9 @@ struct lease_event {
 	enum lease_event_kind kind;
 	struct lease_info lease;       /* GRANT, RENEW, RELEASE; WAIT, WAIT_END (above) */
 	enum lease_end how;            /* RELEASE, WAIT_END */
-	struct lease_who by;           /* RELEASE: who; DEADLOCK: the refused waiter */
+	/* RELEASE: who; GRANT: who asked (zero: from the queue); DEADLOCK:
+	 * who asked (lease.name, lease.holder: the refused waiter, lease.uid) */
+	struct lease_who by;
 	const struct lease_cycle *cycle; /* DEADLOCK (valid during the call) */
 	uint64_t time_ns;              /* RENEW: its record's renewed_ns (realtime) */
 };
@@ -313,6 +315,11 @@ int lease_list_completed(struct lease_svc *s,
 int lease_list_waiters(struct lease_svc *s, const char *name,
 		       int (*fn)(void *arg, const struct proc_id *waiter), void *arg);
 void lease_get_stats(struct lease_svc *s, struct lease_stats *st);
+/* Where process pid stands on name, in one look under the lock: 0 with the
+ * grant in *out when pid holds name (HELD); 1 when pid waits for name or its
+ * grant is being made durable (L3: taken from the queue, not yet visible);
+ * -ENOENT when neither. */
+int lease_standing(struct lease_svc *s, const char *name, uint32_t pid, struct lease_info *out);
 
 const char *lease_end_name(enum lease_end how); /* "release", "death", ... */
 

@@ -57,6 +57,17 @@ static uint8_t *op_begin(struct rec_buf *b, enum rec_op op, size_t n)
 	return p + OP_HDR;
 }
 
+uint32_t rec_pid(const struct rec_buf *b)
+{
+	return b->len >= REC_HDR_SIZE ? get32(b->ops + 16) : 0;
+}
+
+void rec_set_pid(struct rec_buf *b, uint32_t pid)
+{
+	if (b->len >= REC_HDR_SIZE)
+		put32(b->ops + 16, pid);
+}
+
 void rec_init(struct rec_buf *b, uint64_t txn, uint64_t time_ns, uint32_t pid)
 {
 	memset(b, 0, sizeof(*b));

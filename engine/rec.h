@@ -149,6 +149,9 @@ struct rec_buf {
 };
 
 void rec_init(struct rec_buf *b, uint64_t txn, uint64_t time_ns, uint32_t pid);
+/* The header's pid, and a new one (after rec_init; 0 when it failed). */
+uint32_t rec_pid(const struct rec_buf *b);
+void rec_set_pid(struct rec_buf *b, uint32_t pid);
 /* n more bytes at the end of the ops (NULL and b->err set on ENOMEM). */
 uint8_t *rec_reserve(struct rec_buf *b, size_t n);
 void rec_release(struct rec_buf *b);

@@ -478,6 +478,11 @@ static void log_event(struct svc *s, const struct lease_event *ev, uint64_t time
 	case LEV_GRANT:
 		type = "lease_grant";
 		add_holder(o, &ev->lease);
+		if (ev->by.proc.pid) { /* who asked: its journal too (journal.h) */
+			ev_add_u64(o, "by_pid", ev->by.proc.pid);
+			ev_add_u64(o, "by_uid", ev->by.uid);
+			ev_add_u64(o, "by_start", ev->by.proc.start);
+		}
 		break;
 	case LEV_RENEW:
 		type = "lease_renew";
@@ -511,10 +516,14 @@ static void log_event(struct svc *s, const struct lease_event *ev, uint64_t time
 		cJSON_AddStringToObject(o, "how", ev->how == LEASE_END_RELEASE ? "withdrawn"
 									   : lease_end_name(ev->how));
 		break;
-	case LEV_DEADLOCK: {
-		ev_add_u64(o, "pid", ev->by.proc.pid);
-		ev_add_u64(o, "start", ev->by.proc.start);
-		ev_add_u64(o, "uid", ev->by.uid);
+	case LEV_DEADLOCK: { /* the refused waiter's journal, and who asked */
+		cJSON_AddStringToObject(o, "name", ev->lease.name);
+		ev_add_u64(o, "pid", ev->lease.holder.pid);
+		ev_add_u64(o, "start", ev->lease.holder.start);
+		ev_add_u64(o, "uid", ev->lease.uid);
+		ev_add_u64(o, "by_pid", ev->by.proc.pid);
+		ev_add_u64(o, "by_uid", ev->by.uid);
+		ev_add_u64(o, "by_start", ev->by.proc.start);
 		cJSON *cyc = cJSON_AddArrayToObject(o, "cycle");
 		for (unsigned k = 0; ev->cycle && cyc && k < ev->cycle->n; k++) {
 			cJSON *st = cJSON_CreateObject();

@@ -554,7 +554,8 @@ void txn_reap_abandoned(struct txd_fs *fs, uint32_t grace_s)
 
 int txn_begin(struct txd_fs *fs, const char *name, const struct txd_cred *c, struct txn **out)
 {
-	pid_t creator = c->pid;
+	/* its process, not the calling thread: the reaper watches it (SPEC §4) */
+	pid_t creator = fs_process_of(fs, c->pid);
 	if (txn_find(fs, name))
 		return -EEXIST;
 	/* SPEC §6: a per-uid limit (each one holds a snapshot); root unlimited */

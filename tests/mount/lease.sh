@@ -19,6 +19,9 @@
 #                 entry then goes away.
 #   fifo          `mountctl lease -w` uses the queue: 16 waiters queued one
 #                 after another are granted in that order, tokens rising.
+#   turns         two processes take turns on one name through the queue
+#                 (lease_turns.py, 2 x 500 rounds): the waiting entry and its
+#                 granted never vanish (ENOENT) while the process is queued.
 #   bad input     names with whitespace (EINVAL), a PID that is not a number
 #                 or dead (ENOENT), ttl garbage/0/negative (EINVAL) and huge
 #                 (ERANGE), a process name with \n and " escaped in owner.
@@ -326,6 +329,16 @@ sys.stdout.write("%s %s" % (r != [], os.read(fd, 64).decode()))' "$L/by-name/q/r
 		ok "waits: a wait that closes a cycle is EDEADLK" || not_ok "waits: deadlock not refused"
 	grep '"type":"lease_deadlock"' "$TM_MNT/.txdir/events" | grep -q "\"pid\":$a" &&
 		ok "waits: the cycle is in events" || not_ok "waits: no deadlock event"
+	# filed under the refused waiter B (its journal), with who asked (by_pid)
+	grep '"type":"lease_deadlock"' "$TM_MNT/.txdir/recovery/journals/$b/journal" 2>/dev/null |
+		grep -q "\"pid\":$b,.*\"by_pid\":[1-9]" &&
+		ok "waits: the refusal is in the refused waiter's journal" ||
+		not_ok "waits: deadlock not in journals/$b: $(grep lease_deadlock "$TM_MNT/.txdir/events")"
+	# a grant on behalf of another process names who asked (records probe R15)
+	grep '"type":"lease_grant","name":"d1"' "$TM_MNT/.txdir/events" |
+		grep -q "\"pid\":$a,.*\"by_pid\":[1-9]" &&
+		ok "waits: a grant made for another process records who asked" ||
+		not_ok "waits: lease_grant d1 without by_pid: $(grep '"name":"d1"' "$TM_MNT/.txdir/events")"
 	kill -KILL "$a" "$b"
 }
 
@@ -408,6 +421,13 @@ test_fifo() {
 		ok "fifo: tokens rise in grant order" ||
 		not_ok "fifo: tokens $(cut -d' ' -f2 "$TM_DIR/fifo.order" | tr '\n' ' ')"
 	kill -KILL "$h"
+}
+
+test_turns() {
+	local out
+	out=$(timeout -k 5 120 python3 "$HERE/lease_turns.py" "$TM_MNT" 500 2>&1) &&
+		ok "turns: 1000 queued grabs, waiting entry and granted never ENOENT" ||
+		not_ok "turns: $out"
 }
 
 test_bad() {
@@ -562,6 +582,7 @@ test_death
 test_waits
 test_many_waiters
 test_fifo
+test_turns
 test_bad
 test_view
 test_events

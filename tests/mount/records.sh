@@ -18,6 +18,11 @@
 #                 is not limited (SPEC §6: configurable per-uid limits);
 #                 -o max_ctl_mib=1: nobody's open renderings of events stop
 #                 at 1 MiB (EDQUOT), root's do not
+#   thread        a transaction begun, a file written and the state
+#                 document replaced from a worker thread are recorded under
+#                 the process (txn_begin pid, journals/PID, creator_pid,
+#                 commits/ID pid, state_replace pid), never the thread id
+#                 (records probe R10; records_thread.py)
 #
 # Bounded polls synchronise, never sleeps. The last line is
 # "N passed, N failed, N skipped". Environment: TXDIRFS, MOUNTCTL, TXDIR_BUILD.
@@ -193,10 +198,18 @@ print(len(fds))' "$TM_MNT" 2>&1)
 	tm_umount >/dev/null || not_ok "limits: unmount (ctl)"
 }
 
+test_thread() {
+	local out
+	out=$(timeout -k 5 60 python3 "$HERE/records_thread.py" "$TM_MNT" 2>&1) &&
+		ok "thread: records name the process, not the calling thread" ||
+		not_ok "thread: $(echo "$out" | grep -v '^ok' | tr '\n' ' ')"
+}
+
 tm_mount "$OPTS" || { echo "not ok - mount"; echo "0 passed, 1 failed"; exit 1; }
 test_storeview
 test_aliases
 test_comm
+test_thread
 tm_umount >/dev/null || not_ok "unmount"
 test_limits
 
