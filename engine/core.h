@@ -66,7 +66,9 @@
  *                        makes room for
  *   7. chunk usage lock  the live-byte table (chunk.c, gc.h G1): a leaf,
  *                        taken under any of the above or alone
- *   8. fl->lock          the advisory file locks (filelock.h): a leaf,
+ *   8. fs->tgid_lock     fs_process_of's thread -> process cache: a leaf,
+ *                        taken under 2 or alone, nothing taken under it
+ *   9. fl->lock          the advisory file locks (filelock.h): a leaf,
  *                        taken alone (vfs.c finds the file's key under
  *                        fs->lock, drops it, then locks); a granted
  *                        request's callback runs with no lock held
@@ -132,6 +134,14 @@ struct txd_fs {
 				   * FS_INLINE_MAX, or an eighth of a WAL segment */
 	struct space *space;      /* space.h: the reserve, "disk full" */
 	struct fl_table *locks;   /* filelock.h: advisory locks, per file */
+	/* fs_process_of: thread id -> process, trusted for a second (a leaf
+	 * lock; a thread has no pidfd to vouch for it, so without this every
+	 * commit from a thread would read /proc twice) */
+	pthread_mutex_t tgid_lock;
+	struct {
+		uint32_t tid, tgid;
+		uint64_t until_ns;
+	} tgid_cache[64];
 	uint64_t ckpt_bytes;      /* size of the newest checkpoint file (SP1) */
 	struct node **nodes;
 	uint64_t nodes_size, nnodes, next_node;

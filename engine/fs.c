@@ -271,8 +271,26 @@ void fs_will_block(struct txd_fs *fs)
 pid_t fs_process_of(struct txd_fs *fs, pid_t tid)
 {
 	struct proc_id id;
-	if (tid <= 0 || !fs->svc || proc_identify(svc_proc(fs->svc), (uint32_t)tid, &id))
+	if (tid <= 0 || !fs->svc)
 		return tid;
+	uint64_t now = txd_os->now_monotonic_ns();
+	unsigned k = (unsigned)tid % 64;
+	pthread_mutex_lock(&fs->tgid_lock);
+	pid_t hit = fs->tgid_cache[k].tid == (uint32_t)tid && now < fs->tgid_cache[k].until_ns
+			    ? (pid_t)fs->tgid_cache[k].tgid
+			    : 0;
+	pthread_mutex_unlock(&fs->tgid_lock);
+	if (hit)
+		return hit;
+	if (proc_identify(svc_proc(fs->svc), (uint32_t)tid, &id))
+		return tid;
+	if (id.pid != (uint32_t)tid) { /* a thread: remember its process */
+		pthread_mutex_lock(&fs->tgid_lock);
+		fs->tgid_cache[k].tid = (uint32_t)tid;
+		fs->tgid_cache[k].tgid = id.pid;
+		fs->tgid_cache[k].until_ns = now + 1000000000ull;
+		pthread_mutex_unlock(&fs->tgid_lock);
+	}
 	return (pid_t)id.pid;
 }
 
@@ -801,6 +819,7 @@ static void fs_free(struct txd_fs *fs)
 		chunkstore_close(fs->cs);
 	space_close(fs->space);
 	store_close(&fs->store);
+	pthread_mutex_destroy(&fs->tgid_lock);
 	pthread_mutex_destroy(&fs->lock);
 	free(fs);
 }
@@ -835,6 +854,7 @@ int txd_fs_open(const char *dir, const struct txd_opts *opts, struct txd_fs **ou
 	fs->dt.renamed = dt_renamed;
 	fs->dt.has_writer = dt_has_writer;
 	pthread_mutex_init(&fs->lock, NULL);
+	pthread_mutex_init(&fs->tgid_lock, NULL);
 	if (opts)
 		fs->opts = *opts;
 	fs->next_node = TXD_ROOT_NODE;

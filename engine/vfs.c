@@ -508,7 +508,7 @@ int txd_release(struct txd_fs *fs, uint64_t fh)
  * A lock belongs to the file, whatever node id it comes through: a data
  * file is its view and inode number (hard links share it, as on ext4), a
  * control file its node id. The key is found under fs->lock; filelock's own
- * lock is taken after (core.h 8). */
+ * lock is taken after (core.h 9). */
 static int lock_key(struct txd_fs *fs, uint64_t fh, struct fl_key *k)
 {
 	pthread_mutex_lock(&fs->lock);
