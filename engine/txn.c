@@ -399,6 +399,12 @@ void txn_records_settle(struct txd_fs *fs)
 		cJSON_ReplaceItemInObjectCaseSensitive(j, "txid", cJSON_CreateRaw(digits));
 		cJSON_ReplaceItemInObjectCaseSensitive(j, "ended", cJSON_Duplicate(now, true));
 		cJSON_ReplaceItemInObjectCaseSensitive(j, "open_handles", cJSON_CreateNumber(0));
+		if (!commit) /* the record dates from its begin: its write set is unknown */
+			for (const char *const *w = (const char *const[]){"ops", "entries_changed",
+									     "files_changed", NULL};
+			     *w; w++)
+				if (cJSON_GetObjectItemCaseSensitive(j, *w))
+					cJSON_ReplaceItemInObjectCaseSensitive(j, *w, cJSON_CreateNull());
 		write_json_record(fs, r->ids[k], j);
 		if (commit) {
 			/* replay derived its event already: once per commit (E2) */

@@ -1015,6 +1015,8 @@ Test(txn, records_across_restarts)
 	cr_expect_not_null(strstr(rl, "\"state\":\"committed\""), "the log decides: %s", rl);
 	cr_expect_not_null(strstr(rr, "\"state\":\"aborted\""), "%s", rr);
 	cr_expect_not_null(strstr(rr, "\"status\":\"aborted restart\""), "%s", rr);
+	cr_expect_not_null(strstr(rr, "\"files_changed\":null"),
+			   "its write set is unknown, not empty (records probe R9): %s", rr);
 	char want[48];
 	snprintf(want, sizeof(want), "\"txid\":%llu,", (unsigned long long)r);
 	cr_expect_not_null(strstr(rr, want), "exact ids: %s", rr);
