@@ -58,6 +58,8 @@ struct node {
 	uint64_t ctl_key;    /* e.g. a commit id */
 	struct node *ctl_next; /* fs->ctl_nodes chain: one node id per object */
 	uint64_t ctl_via;    /* the view (txn id, 0 = main) it was reached from */
+	bool retired;        /* frozen because the kernel's caches of it are wrong
+			      * (lost content, times set elsewhere): never reopened */
 };
 
 struct wfile {

@@ -82,8 +82,10 @@ void fs_wf_put(struct txd_fs *fs, struct txn *t, struct inode *in, struct wfile 
 	 * id (F1) so the name shows the committed version again, instead of
 	 * the old bytes under the written size. */
 	if ((atomic_load(&wf->written) || atomic_load(&wf->trunc_pending)) && in->wf == wf &&
-	    in->live && !((struct node *)in->live)->frozen)
+	    in->live && !((struct node *)in->live)->frozen) {
+		((struct node *)in->live)->retired = true;
 		fs_freeze_node(fs, in->live);
+	}
 	if (in->wf == wf)
 		in->wf = NULL; /* else a transaction commit detached it already */
 	wcopy_free(wf->wc);
@@ -340,6 +342,13 @@ static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h
 	h->node = n;
 	h->in = in;
 	h->writable = open_writable(flags);
+	if (n->frozen) { /* a reader of a node frozen on the current version */
+		h->snap = n->frozen;
+		ns_iver_pin(h->snap);
+		n->nsnap++;
+		snap_link(fs, h);
+		goto opened;
+	}
 	/* a reader shares the working copy only while it holds content
 	 * written since the last commit (SPEC §3); quiet writers whose close
 	 * returned do not count, RELEASE or not */
@@ -364,6 +373,7 @@ static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h
 		n->nsnap++;
 		snap_link(fs, h);
 	}
+opened:
 	n->nopen++;
 	if (n->txn)
 		n->txn->nopen++;
@@ -374,7 +384,18 @@ static int attach(struct txd_fs *fs, struct node *n, int flags, struct handle *h
 static int open_node(struct txd_fs *fs, struct node *n, int flags, struct handle *h,
 		     struct txd_open_out *out)
 {
-	if (n->frozen || (n->txn && n->txn->state != TXN_ACTIVE)) {
+	/* A node frozen on the version that is still the file's current one
+	 * (a writer or truncate froze it and has not committed yet) shows a
+	 * reader exactly what the live node would: the reader opens it, as a
+	 * snapshot, rather than ESTALE and a second race for the fresh node
+	 * id with the writer's next freeze. Not while a writer holds unwritten
+	 * content: a reader then shares it through the live node (SPEC §3). */
+	struct wfile *live_wf = n->in->wf;
+	bool frozen_current = n->frozen && !n->retired && !open_writable(flags) &&
+			      n->frozen == n->in->head &&
+			      !(n->txn && n->txn->state != TXN_ACTIVE) &&
+			      !(live_wf && (atomic_load(&live_wf->nactive) || atomic_load(&live_wf->written)));
+	if ((n->frozen && !frozen_current) || (n->txn && n->txn->state != TXN_ACTIVE)) {
 		/* a newer node id holds this name: look it up again; a writer
 		 * is due there (its retry must not meet a new snapshot) */
 		if (n->frozen && open_writable(flags))

@@ -730,8 +730,10 @@ int fs_setattr(struct txd_fs *fs, const struct txd_cred *c, uint64_t node,
 	struct node *live = in->live;
 	if (!err && n->frozen && live && live != n && !live->frozen &&
 	    (rest.valid & (TXD_SET_MTIME | TXD_SET_MTIME_NOW | TXD_SET_ATIME | TXD_SET_ATIME_NOW)) &&
-	    !(in->wf && ((struct wfile *)in->wf)->nwriters))
+	    !(in->wf && ((struct wfile *)in->wf)->nwriters)) {
+		live->retired = true;
 		fs_freeze_node(fs, live);
+	}
 	if (!err && out)
 		fs_attr(fs, n, out);
 out_unlock:

@@ -170,8 +170,12 @@ Test(fs, content_that_never_committed_retires_its_node)
 	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &node), 0);
 	cr_assert_eq(txd_open(fs, NULL, node, O_WRONLY, &w), 0);
 	cr_assert_eq(txd_write(fs, NULL, w.fh, "much newer content", 18, 0), 18);
+	/* the log idle first: the sync thread's zeroing ahead (wal.h W7)
+	 * must not take the fault meant for the commit */
+	cr_assert_eq(txd_sync_wait(fs), 0);
 	faultos_fail_next_pwrite_to("seg-", -ENOSPC);
 	cr_assert_neq(txd_flush(fs, w.fh, NULL, NULL), 0, "the close fails");
+	cr_assert_eq(txd_sync_wait(fs), 0);
 	faultos_fail_next_pwrite_to("seg-", -ENOSPC);
 	txd_release(fs, w.fh); /* the backstop fails too: the content is gone */
 	cr_assert_eq(tt_resolve(fs, "f", NULL, NULL, &again), 0);
