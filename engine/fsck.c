@@ -180,6 +180,7 @@ struct found {
 	enum fsck_sev sev;
 	bool fixable; /* what recovery (--repair) corrects */
 	bool note;    /* F4 */
+	uint64_t ckpt; /* F6: an invalid checkpoint's lsn (0: another problem) */
 	struct fsck_problem p;
 };
 
@@ -507,11 +508,14 @@ static int check_ckpts(struct ctx *c, struct ns *ns, struct nums *ck, uint64_t *
 		}
 		/* K1: recovery passes over it; whether it can is the log's
 		 * business (a hole after the older one is reported there) */
+		uint32_t nf = c->nf;
 		problem(c, true, "checkpoint", where,
 			loaded ? "nothing: recovery uses a newer checkpoint"
 			       : "nothing committed if the log covers it: recovery uses an older "
 				 "checkpoint and replays more of the log",
 			"invalid checkpoint (lsn %" PRIu64 "): %s", ck->v[k], why);
+		if (c->nf > nf)
+			c->f[nf].ckpt = ck->v[k]; /* F6: settled after the log */
 		if (!loaded) {
 			ns_destroy(ns);
 			if ((err = ns_init(ns)))
@@ -1467,8 +1471,19 @@ static int check_pass(struct ctx *c)
 	struct nums ck;
 	err = check_ckpts(c, ns, &ck, &r->ckpt_lsn);
 	free(ck.v);
+	bool refused = c->stop_repair;
+	c->stop_repair = false;
 	if (!err)
 		err = check_wal(c, ns, r->ckpt_lsn);
+	/* F6: an invalid checkpoint is a note when recovery needs nothing of
+	 * it: a newer one is used, or the log it replays (no hole, nothing it
+	 * refuses or loses) reaches past the checkpoint's lsn */
+	for (uint32_t k = 0; !err && k < c->nf; k++) {
+		uint64_t l = c->f[k].ckpt;
+		if (l && (l <= r->ckpt_lsn || (!c->stop_repair && r->last_lsn >= l)))
+			c->f[k].note = true;
+	}
+	c->stop_repair |= refused;
 	if (!err) {
 		ns_drop_unlinked(ns);
 		check_tree(c, ns);

@@ -60,6 +60,12 @@
  *    restart" at the next mount. It is a NOTE, counted in notes and not in
  *    errors (exit 0 without --repair); --repair writes what recovery would
  *    and reports it FIXED.
+ * F6 An invalid checkpoint (torn by a kill during its write, a flipped
+ *    byte) that recovery passes over with nothing lost is a NOTE like F4:
+ *    a newer checkpoint is used, or the log recovery replays (no hole,
+ *    nothing it refuses or loses) reaches past the checkpoint's lsn.
+ *    Otherwise (its segments gone, say) recovery needed it: an ERROR.
+ *    --repair drops it and reports it FIXED.
  * F3 Nothing is written without --repair: files are only read (through
  *    the os.h table), and the store's LOCK is taken shared (LOCK_SH) for
  *    the check, so a server cannot start meanwhile; a held LOCK (a
@@ -77,7 +83,7 @@
 enum fsck_sev {
 	FSCK_ERROR,   /* left uncorrected */
 	FSCK_FIXED,   /* corrected by --repair */
-	FSCK_NOTE,    /* not damage: what recovery settles at mount (F4) */
+	FSCK_NOTE,    /* not damage: what recovery settles at mount (F4, F6) */
 };
 
 struct fsck_problem {

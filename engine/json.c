@@ -54,10 +54,14 @@ static bool big_int(const cJSON *n)
 	       v >= -9007199254740992.0 && v == (double)(long long)v;
 }
 
+/* Whether o itself, or anything inside it, is a big int: not o's
+ * siblings (o may be one element of a long array: records R11). */
 static bool has_big_int(const cJSON *o)
 {
-	for (const cJSON *c = o; c; c = c->next)
-		if (big_int(c) || (c->child && has_big_int(c->child)))
+	if (big_int(o))
+		return true;
+	for (const cJSON *c = o->child; c; c = c->next)
+		if (has_big_int(c))
 			return true;
 	return false;
 }

@@ -11,7 +11,8 @@
  * anyway and never drops a record that checks out. One line per problem
  * ("SEVERITY KIND WHERE: WHAT; affects: ..."; SEVERITY ERROR, FIXED, or
  * NOTE for what is not damage: a transaction record a crash left active,
- * fsck.h F4), then one summary line; --json prints one object instead.
+ * fsck.h F4; an invalid checkpoint recovery needs nothing of, F6), then
+ * one summary line; --json prints one object instead.
  * On a terminal a progress bar goes to stderr while the store is read
  * (progress.h), erased before any line is printed.
  *

@@ -42,8 +42,9 @@
  * the transaction; 125 mountctl's own error, including a commit or prepare
  * that failed for a reason other than a conflict.
  *
- * Signals: SIGINT, SIGTERM and SIGHUP stay blocked in mountctl and are
- * taken with sigwaitinfo(), together with SIGCHLD, so no wait can miss one.
+ * Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT stay blocked in mountctl and
+ * are taken with sigwaitinfo(), together with SIGCHLD, so no wait can miss
+ * one.
  * One sent with kill(2) is forwarded to CMD; one from the terminal is not
  * (CMD is in the same foreground process group and got it already). CMD's
  * status then decides. One that arrives after CMD has exited, while
@@ -102,6 +103,7 @@ static void forwarded_signals(sigset_t *set)
 	sigaddset(set, SIGINT);
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGQUIT); /* Ctrl-\ must not orphan CMD either */
 }
 
 /* ---- options ------------------------------------------------------------- */
@@ -474,8 +476,8 @@ static void vote_no(const struct run_opts *o, char *what, size_t len)
 			 "aborts at its timeout", o->as, o->prepare, strerror(-r));
 }
 
-/* Blocks in proposals/P/wait until P is decided (SIGINT, SIGTERM and
- * SIGHUP end mountctl meanwhile: the prepared transaction does not need
+/* Blocks in proposals/P/wait until P is decided (SIGINT, SIGTERM, SIGHUP
+ * and SIGQUIT end mountctl meanwhile: the prepared transaction does not need
  * it). 0 with the decision in buf, or -errno. */
 static int read_wait(const struct run_opts *o, char *buf, size_t len)
 {

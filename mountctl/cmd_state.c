@@ -13,8 +13,8 @@
  *
  * get prints the document as the server has it; --json prints
  * {"version": N, "document": ...} with the document's own text (not
- * re-rendered, so its numbers keep every digit), the version read before
- * and after the document and the pair retried until they agree.
+ * re-rendered, so its numbers keep every digit) and its version, both
+ * read through one open file (a node id per version: always a real pair).
  *
  * set checks FILE (standard input without one, or "-") is one JSON value
  * locally first, saying where it is not. Without --if-version it is last
@@ -127,22 +127,79 @@ static int pending_proposal(const char *mnt, char *out, size_t size)
 
 /* ---- get -------------------------------------------------------------------- */
 
+/* Reads the document and its version through ONE open file: each
+ * version is a node id of its own (engine/state.h S12), so the open file's
+ * user.txdir.version and bytes are always a real pair, however many
+ * writers replace the document meanwhile. *text (NUL-terminated, caller
+ * frees) and its length, or -errno; *vr: 0 with *version set, or -errno
+ * (without the xattr, an older server: info.json's version, best effort). */
+static ssize_t read_pair(const char *mnt, const char *path, char **text,
+			 unsigned long long *version, int *vr)
+{
+	size_t len = 0, cap = 4096;
+	char vbuf[32], *end, *buf;
+	ssize_t n;
+	int fd;
+
+	*text = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = fgetxattr(fd, "user.txdir.version", vbuf, sizeof(vbuf) - 1);
+	if (n > 0) {
+		vbuf[n] = '\0';
+		errno = 0;
+		*version = strtoull(vbuf, &end, 10);
+		*vr = errno || end == vbuf ? -EIO : 0;
+	} else {
+		*vr = read_version(mnt, version);
+	}
+	buf = malloc(cap);
+	n = buf ? 0 : -ENOMEM;
+	while (buf) {
+		if (len + 1 >= cap) {
+			char *nb = realloc(buf, cap * 2);
+
+			if (!nb) {
+				n = -ENOMEM;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			n = n < 0 ? -errno : 0;
+			break;
+		}
+		len += (size_t)n;
+	}
+	if (n < 0) {
+		close(fd);
+		free(buf);
+		return n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	*text = buf;
+	return (ssize_t)len;
+}
+
 static int state_get(const char *mnt, bool json)
 {
 	char *path = spath(mnt, DOC_NAME), *text = NULL;
-	unsigned long long v1 = 0, v2 = 0;
-	ssize_t n = -EIO;
+	unsigned long long v1 = 0;
 	cJSON *check;
-	int r = MC_EXIT_FAIL, vr = -ENODATA;
+	ssize_t n;
+	int r = MC_EXIT_FAIL, vr = 0;
 
-	for (int i = 0; i < VERSION_TRIES; i++) {
-		free(text);
-		text = NULL;
-		vr = json ? read_version(mnt, &v1) : 0;
-		n = mc_read_file(path, MC_PROBE_MS, &text);
-		if (n < 0 || !json || vr < 0 || read_version(mnt, &v2) < 0 || v1 == v2)
-			break;
-	}
+	/* -ESTALE: STATE_PAST newer versions came between the open and the
+	 * read (S12); a fresh open gets the current one. */
+	n = read_pair(mnt, path, &text, &v1, &vr);
+	for (int i = 1; i < VERSION_TRIES && n == -ESTALE; i++)
+		n = read_pair(mnt, path, &text, &v1, &vr);
 	if (n < 0) {
 		mc_err("state get", "cannot read %s: %s", path, strerror((int)-n));
 		goto out_free;

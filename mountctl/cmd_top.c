@@ -1,6 +1,6 @@
 /*
- * cmd_top.c — `mountctl top MNT [--once] [--interval S]`: a live view of a
- * mount from two samples of MNT/.txdir/stats (and status.json for the
+ * cmd_top.c — `mountctl top MNT [--once] [--interval S] [--json]`: a live
+ * view of a mount from two samples of MNT/.txdir/stats (and status.json for the
  * heading), one frame per interval (default 1 s).
  *
  * Rates are the difference of two samples over the time between them:
@@ -16,7 +16,8 @@
  * On a terminal each frame clears the screen first (ESC [H ESC [2J); on
  * anything else (a pipe, a file, watch(1)) frames are plain text separated
  * by a blank line, with no escape codes. --once prints one frame, after one
- * interval, and exits.
+ * interval, and exits. --json prints each frame as one JSON object on one
+ * line (the same figures, null where "-"; as status --watch --json does).
  *
  * Exit: 0 (--once printed its frame, or SIGINT/SIGTERM ended the view);
  * 1 MNT is not a txdir mount or its stats cannot be read; 2 usage.
@@ -357,18 +358,81 @@ static void top_frame(const char *mnt, const struct sample *a, const struct samp
 		printf("  %-16s %12.1f\n", rates[i].name, rates[i].n);
 }
 
+/* A figure, or null when the server does not export it ("-"). */
+static void add_num(cJSON *o, const char *name, double v)
+{
+	if (isnan(v))
+		cJSON_AddNullToObject(o, name);
+	else
+		cJSON_AddNumberToObject(o, name, v);
+}
+
+static double rate(double a, double b, double dt)
+{
+	if (isnan(a) || isnan(b) || dt <= 0)
+		return NAN;
+	return b >= a ? (b - a) / dt : 0.0;
+}
+
+/* --json: the frame as one JSON object on one line (the same figures;
+ * null for "-"). */
+static void top_json(const char *mnt, const struct sample *a, const struct sample *b)
+{
+	cJSON *o = cJSON_CreateObject(), *ops = cJSON_CreateObject();
+	double dt = b->t - a->t, total = 0;
+	char *text;
+
+	cJSON_AddStringToObject(o, "mount_point", mnt);
+	cJSON_AddStringToObject(o, "store", b->store);
+	cJSON_AddStringToObject(o, "durability", b->durability);
+	cJSON_AddNumberToObject(o, "interval_s", dt);
+	cJSON_AddBoolToObject(o, "failed", b->failed > 0);
+	add_num(o, "commits_per_s", rate(a->commits, b->commits, dt));
+	add_num(o, "wal_bytes_per_s", rate(a->bytes, b->bytes, dt));
+	add_num(o, "fsyncs_per_s", rate(a->syncs, b->syncs, dt));
+	add_num(o, "conflicts_per_s", rate(a->conflicts, b->conflicts, dt));
+	add_num(o, "group_commit_batch",
+		!isnan(a->batch_sum) && !isnan(b->batch_sum) && b->batch_count > a->batch_count
+			? (b->batch_sum - a->batch_sum) / (b->batch_count - a->batch_count)
+			: NAN);
+	add_num(o, "commits_total", b->commits);
+	add_num(o, "transactions_open", b->txns);
+	add_num(o, "transactions_prepared", b->prepared);
+	add_num(o, "leases_held", b->held);
+	add_num(o, "lease_waiters", b->waiters);
+	add_num(o, "proposals_open", b->proposals);
+	add_num(o, "open_handles", b->handles);
+	add_num(o, "oldest_snapshot_age_s", b->snap_age);
+	for (int i = 0; i < b->nops; i++) {
+		double d = b->ops[i].n - op_count(a, b->ops[i].name);
+
+		if (d <= 0 || dt <= 0)
+			continue;
+		cJSON_AddNumberToObject(ops, b->ops[i].name, d / dt);
+		total += d / dt;
+	}
+	add_num(o, "fuse_requests_per_s", b->nops ? total : NAN);
+	cJSON_AddItemToObject(o, "fuse_requests_per_s_by_op", ops);
+	text = json_print(o, false);
+	if (text)
+		puts(text);
+	free(text);
+	cJSON_Delete(o);
+}
+
 /* ---- the command ----------------------------------------------------------- */
 int cmd_top(const struct mc_cmd *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"once", no_argument, NULL, '1'},
 		{"interval", required_argument, NULL, 'i'},
+		{"json", no_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct sample a, b;
 	double interval = 1;
-	bool once = false, tty = isatty(STDOUT_FILENO);
+	bool once = false, json = false, tty = isatty(STDOUT_FILENO);
 	char *mnt = NULL;
 	int c, r, st;
 
@@ -378,6 +442,9 @@ int cmd_top(const struct mc_cmd *cmd, int argc, char **argv)
 		switch (c) {
 		case '1':
 			once = true;
+			break;
+		case 'j':
+			json = true;
 			break;
 		case 'i':
 		case 'n':
@@ -406,9 +473,14 @@ int cmd_top(const struct mc_cmd *cmd, int argc, char **argv)
 		r = take_sample(mnt, &b);
 		if (r)
 			break;
-		mc_watch_frame(tty);
-		top_frame(mnt, &a, &b);
-		mc_watch_frame_end(tty);
+		if (json) {
+			top_json(mnt, &a, &b);
+			fflush(stdout);
+		} else {
+			mc_watch_frame(tty);
+			top_frame(mnt, &a, &b);
+			mc_watch_frame_end(tty);
+		}
 		if (once)
 			break;
 		a = b;

@@ -40,7 +40,7 @@ static const struct mc_cmd cmds[] = {
 	 "Make every commit made so far on MNT durable (fsync of the mount point)."},
 	{"stats", cmd_stats, "stats MNT [--json]",
 	 "Print the metrics of MNT/.txdir/stats (Prometheus text format)."},
-	{"top", cmd_top, "top MNT [--once] [--interval S]",
+	{"top", cmd_top, "top MNT [--once] [--interval S] [--json]",
 	 "A live view of MNT from MNT/.txdir/stats, refreshed every S seconds\n"
 	 "(default 1): commits/s, WAL bytes/s, fsyncs/s, the group-commit batch,\n"
 	 "conflicts/s, open and prepared transactions, leases held and waiters,\n"
@@ -48,6 +48,8 @@ static const struct mc_cmd cmds[] = {
 	 "requests/s by operation. Rates are the difference of two samples. On a\n"
 	 "terminal the screen is redrawn; otherwise (a pipe, watch(1)) one plain\n"
 	 "frame per interval, separated by a blank line, with no escape codes.\n"
+	 "--json: each frame as one JSON object on one line (null for a figure\n"
+	 "the server does not export).\n"
 	 "--once: one frame after one interval, then exit. Exit 0 (--once, or\n"
 	 "ended by SIGINT/SIGTERM); 1 MNT is not a txdir mount or its stats are\n"
 	 "unreadable; 2 usage."},
@@ -62,8 +64,8 @@ static const struct mc_cmd cmds[] = {
 	 "after --retry N fresh runs of CMD; 126/127 CMD cannot run / not found;\n"
 	 "125 mountctl's own error. --read-only: one consistent snapshot, writes\n"
 	 "fail EROFS, nothing is committed, exit is CMD's. --name: the\n"
-	 "transaction's name (default run-PID-RANDOM). SIGINT/SIGTERM/SIGHUP sent\n"
-	 "to mountctl go to CMD. Cooperative isolation, not a sandbox: see\n"
+	 "transaction's name (default run-PID-RANDOM). SIGINT/SIGTERM/SIGHUP/SIGQUIT\n"
+	 "sent to mountctl go to CMD. Cooperative isolation, not a sandbox: see\n"
 	 "mountctl(1).\n"
 	 "--prepare P --as NAME: instead of committing, the transaction joins\n"
 	 "two-phase commit proposal P as participant NAME (\"prepare P as NAME\":\n"

@@ -127,7 +127,7 @@ _mountctl() {
 		umount) opts="--lazy --help" ;;
 		status) opts="--json --watch --interval --help" ;;
 		check | stats) opts="--json --help" ;;
-		top) opts="--once --interval --help" ;;
+		top) opts="--once --interval --json --help" ;;
 		run) opts="--read-only --name --retry --conflict-exit-code --prepare --as --help --" ;;
 		lease)
 			case ${pos[0]} in

@@ -241,6 +241,20 @@ kill -TERM "$MCPID"
 run_wait
 expect "CMD that handles the forwarded SIGTERM and exits 0 commits" 0
 if [ "$(content "$M/trapped")" = handled ]; then ok "its change is committed"; else not_ok "its change is committed"; fi
+# SIGQUIT (Ctrl-\, or kill -QUIT) is forwarded too: mountctl must not die
+# alone and leave CMD running orphaned with its transaction active.
+rm -f "$B"/*
+run_bg run "$M" --name quit -- sh -c "echo x > '$M/quit'; echo \$\$ > '$B/pid'; touch '$B/ready'; exec sleep 30"
+wait_file "$B/ready"
+kill -QUIT "$MCPID"
+run_wait
+expect "SIGQUIT to mountctl is forwarded to CMD: exit 131, said so" 131 \
+	"^mountctl: run: aborted: sh was killed by signal 3 \(Quit\)$"
+qpid=$(cat "$B/pid")
+if ! kill -0 "$qpid" 2>/dev/null; then ok "CMD is not left running after SIGQUIT"; else
+	not_ok "CMD is not left running after SIGQUIT" "pid $qpid alive"; kill -9 "$qpid"; fi
+if [ ! -e "$M/quit" ]; then ok "the SIGQUIT run is aborted"; else not_ok "the SIGQUIT run is aborted"; fi
+no_records "the SIGQUIT run removes its transaction's record"
 
 # ---- real programs -------------------------------------------------------------
 mkdir -p "$T/src/sub/deep"

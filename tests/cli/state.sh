@@ -8,7 +8,9 @@
 #   set FILE and set from standard input (0, "version N", the version
 #   bumped, no temp file left in .txdir/state), --if-version current (0)
 #   and stale (75, "stale: version is now M", the document unchanged),
-#   invalid JSON (1, the document unchanged); and as nobody on an
+#   invalid JSON (1, the document unchanged); get --json under 4
+#   concurrent compare-and-swap writers always prints a version with its
+#   own document; and as nobody on an
 #   allow_other,default_permissions mount.
 #
 # Tests that need the server's state document skip (with a reason) on a
@@ -130,6 +132,60 @@ if python3 -c 'import json,sys; assert json.load(sys.stdin)["count"] == 3' <<<"$
 timeout 10 bash -c "printf '{broken' > '$D/global_state.json'" 2>/dev/null
 mc state get "$M"
 if python3 -c 'import json,sys; assert json.load(sys.stdin)["count"] == 3' <<<"$OUT" 2>/dev/null; then ok "an invalid raw write keeps the old document"; else not_ok "an invalid raw write keeps the old document" "$OUT"; fi
+
+# ---- get --json under concurrent writers: always a real pair ---------------------
+# 4 writers swap {"v": V+1} in as version V+1 (each document names its own
+# version) until the stop file appears; meanwhile every state get --json
+# must print a version with that version's document (races probe D5).
+cat >"$T/sgw.py" <<'PY'
+import errno, os, sys, json
+d, stop, ready = sys.argv[1], sys.argv[2], sys.argv[3]
+swapped = False
+while not os.path.exists(stop):
+    try:
+        v = int(os.getxattr(d + "/global_state.json", "user.txdir.version"))
+        fd = os.open(d + "/update", os.O_WRONLY)
+        try:
+            os.write(fd, json.dumps({"if_version": v, "document": {"v": v + 1}}).encode())
+        finally:
+            os.close(fd)
+    except OSError as e:  # EBUSY: lost the swap; try again
+        if e.errno != errno.EBUSY:
+            print("writer:", e, file=sys.stderr)
+        continue
+    if not swapped:
+        swapped = True
+        open(ready, "w").close()
+PY
+rm -f "$T/sg.stop" "$T"/sg.ready.*
+wpids=()
+for w in 1 2 3 4; do
+	timeout -k 5 600 python3 "$T/sgw.py" "$D" "$T/sg.stop" "$T/sg.ready.$w" &
+	wpids+=($!)
+done
+for ((i = 0; i < 2000; i++)); do
+	[ "$(ls "$T" | grep -c '^sg\.ready\.')" = 4 ] && break
+	sleep 0.01
+done
+bad=0 gets=0 firstbad=""
+for ((i = 0; i < 60; i++)); do
+	mc state get --json "$M"
+	[ "$RC" = 0 ] || { bad=$((bad + 1)); firstbad=${firstbad:-"exit $RC: $OUT"}; continue; }
+	gets=$((gets + 1))
+	if [ "$(json_get 'd["document"].get("v") == d["version"]')" != True ]; then
+		bad=$((bad + 1))
+		firstbad=${firstbad:-$OUT}
+	fi
+done
+touch "$T/sg.stop"
+wfail=0
+for p in "${wpids[@]}"; do wait "$p" || wfail=$?; done
+if [ "$bad" = 0 ] && [ "$wfail" = 0 ] && [ "$gets" = 60 ]; then
+	ok "state get --json with 4 concurrent writers: 60 of 60 a version with its own document"
+else
+	not_ok "state get --json with 4 concurrent writers: a version with its own document" \
+		"$bad of 60 wrong (first: $firstbad), writers' exit: $wfail"
+fi
 
 # ---- participants mode: every replace a 2PC proposal (state.h) -------------------
 C=$M/.txdir/consensus

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # tests/cli/top.sh — `mountctl top` and `mountctl status --watch` against a
-# real txdirfs: usage errors (2), not a txdir mount (1), `top --once` while
-# a writer loop runs shows commits/s > 0 and WAL bytes/s > 0, the leases
-# held after a grab (mkdir .txdir/leases/active/PID/NAME) and the open
-# transactions after a mkdir .txdir/txn/NAME, FUSE requests/s by op, and no
+# real txdirfs: usage errors (2), not a txdir mount (1), `top --once` (and
+# --json: one object per frame) while a writer loop runs shows commits/s
+# > 0 and WAL bytes/s > 0, the leases held after a grab (mkdir
+# .txdir/leases/active/PID/NAME) and the open transactions after a mkdir
+# .txdir/txn/NAME, FUSE requests/s by op, and no
 # escape codes when piped; `status --watch` piped prints plain frames until
 # SIGINT ends it with 0; top on an unmounted directory exits 1.
 #
@@ -112,6 +113,23 @@ else
 fi
 frames=$(grep -c '^txdir top' <<<"$OUT")
 [ "$frames" = 1 ] && ok "--once: one frame" || not_ok "--once: one frame" "$frames frames"
+
+# --json (SPEC §2: every read command takes it): one object per frame, on
+# one line, the same figures
+OUT=$(timeout -k 5 30 "$MOUNTCTL" top "$M" --once --interval 0.5 --json 2>&1 | cat)
+RC=${PIPESTATUS[0]}
+expect "top --once --json while writing: 0" 0 "^\{"
+if [ "$(grep -c . <<<"$OUT")" = 1 ] && python3 -c '
+import json, sys
+j = json.loads(sys.argv[1])
+assert j["commits_per_s"] > 0 and j["transactions_open"] == 1, j
+assert j["wal_bytes_per_s"] > 0 and j["fuse_requests_per_s_by_op"].get("write", 0) > 0, j
+assert j["mount_point"] == sys.argv[2] and isinstance(j["interval_s"], (int, float)), j
+' "$OUT" "$M"; then
+	ok "top --json: one object on one line, commits/s, open transactions, writes by op"
+else
+	not_ok "top --json: one object on one line with the figures" "$OUT"
+fi
 
 : >"$B/stop"
 wait "$WPID"
