@@ -514,7 +514,7 @@ static int check_ckpts(struct ctx *c, struct ns *ns, struct nums *ck, uint64_t *
 			       : "nothing committed if the log covers it: recovery uses an older "
 				 "checkpoint and replays more of the log",
 			"invalid checkpoint (lsn %" PRIu64 "): %s", ck->v[k], why);
-		if (c->nf > nf)
+		if (c->nf > nf && strstr(why, "(torn)"))
 			c->f[nf].ckpt = ck->v[k]; /* F6: settled after the log */
 		if (!loaded) {
 			ns_destroy(ns);

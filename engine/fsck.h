@@ -60,12 +60,14 @@
  *    restart" at the next mount. It is a NOTE, counted in notes and not in
  *    errors (exit 0 without --repair); --repair writes what recovery would
  *    and reports it FIXED.
- * F6 An invalid checkpoint (torn by a kill during its write, a flipped
- *    byte) that recovery passes over with nothing lost is a NOTE like F4:
- *    a newer checkpoint is used, or the log recovery replays (no hole,
- *    nothing it refuses or loses) reaches past the checkpoint's lsn.
- *    Otherwise (its segments gone, say) recovery needed it: an ERROR.
- *    --repair drops it and reports it FIXED.
+ * F6 A torn checkpoint (it ends early: a kill during its write) that
+ *    recovery passes over with nothing lost is a NOTE like F4: a newer
+ *    checkpoint is used, or the log recovery replays (no hole, nothing it
+ *    refuses or loses) reaches past the checkpoint's lsn. Otherwise (its
+ *    segments gone, say) recovery needed it: an ERROR. A checkpoint of
+ *    full length whose checksums fail is damage (a flipped byte): an
+ *    ERROR whatever the log holds. --repair drops either and reports it
+ *    FIXED.
  * F3 Nothing is written without --repair: files are only read (through
  *    the os.h table), and the store's LOCK is taken shared (LOCK_SH) for
  *    the check, so a server cannot start meanwhile; a held LOCK (a

@@ -234,22 +234,29 @@ mc fsck --repair "$X"
 expect "--repair cannot mend a chunk: still 4" 4 "ERROR chunk"
 
 # ---- damage in K (a checkpoint holds everything) ------------------------------
-# a checkpoint the log still covers (as a SIGKILL during the shutdown
-# checkpoint tears it): recovery passes over it and replays the log, nothing
-# committed is lost: a NOTE (fsck.h F6), exit 0; --repair drops it
+# a checkpoint torn by a SIGKILL during its write (it ends early) that the
+# log still covers: recovery passes over it and replays the log, nothing
+# committed is lost: a NOTE (fsck.h F6), exit 0. The same with the log it
+# replaces gone: recovery needs it, an ERROR. A flipped byte in a whole
+# checkpoint is damage, an ERROR whatever the log holds; --repair drops it.
 X=$T/ck
 cp -a "$K" "$X"
 CK=$(ls "$X"/coordination/dtc/checkpoints/ckpt-*)
-flip "$CK" $(($(stat -c %s "$CK") / 2))
-cp -a "$X" "$T/ck-nolog"
-mc fsck "$X" -n
-expect "byte flipped in a checkpoint the log covers: a NOTE, exit 0" 0 \
-	"^NOTE checkpoint .*ckpt-[0-9a-f]+ offset [0-9]+: invalid checkpoint"
+cp -a "$X" "$T/ck-torn"
+TCK=$(ls "$T"/ck-torn/coordination/dtc/checkpoints/ckpt-*)
+truncate -s $(($(stat -c %s "$TCK") / 2)) "$TCK"
+cp -a "$T/ck-torn" "$T/ck-nolog"
+mc fsck "$T/ck-torn" -n
+expect "a torn checkpoint the log covers: a NOTE, exit 0" 0 \
+	"^NOTE checkpoint .*ckpt-[0-9a-f]+ offset [0-9]+: invalid checkpoint.*torn"
 expect "... no error" 0 " 0 errors, 0 corrected, 1 notes"
-# the same checkpoint with the log it replaces gone: recovery needs it
 rm -f "$T"/ck-nolog/coordination/dtc/wal/seg-*
 mc fsck "$T/ck-nolog" -n
-expect "a damaged checkpoint whose log is gone: an ERROR, exit 4" 4 \
+expect "a torn checkpoint whose log is gone: an ERROR, exit 4" 4 \
+	"^ERROR checkpoint .*ckpt-[0-9a-f]+ offset [0-9]+: invalid checkpoint"
+flip "$CK" $(($(stat -c %s "$CK") / 2))
+mc fsck "$X" -n
+expect "byte flipped in a checkpoint: an ERROR, exit 4" 4 \
 	"^ERROR checkpoint .*ckpt-[0-9a-f]+ offset [0-9]+: invalid checkpoint"
 mc fsck --repair "$X"
 expect "--repair drops it (recovery replays the log): 1" 1 "FIXED checkpoint"
