@@ -134,9 +134,10 @@ struct txd_fs {
 				   * FS_INLINE_MAX, or an eighth of a WAL segment */
 	struct space *space;      /* space.h: the reserve, "disk full" */
 	struct fl_table *locks;   /* filelock.h: advisory locks, per file */
-	/* fs_process_of: thread id -> process, trusted for a second (a leaf
-	 * lock; a thread has no pidfd to vouch for it, so without this every
-	 * commit from a thread would read /proc twice) */
+	/* fs_process_of: caller id -> process, trusted for a second (a leaf
+	 * lock): a commit asks for every caller, and a thread has no pidfd to
+	 * vouch for it, so without this each commit would poll a pidfd or,
+	 * from a thread, read /proc twice, under fs->lock */
 	pthread_mutex_t tgid_lock;
 	struct {
 		uint32_t tid, tgid;

@@ -284,13 +284,11 @@ pid_t fs_process_of(struct txd_fs *fs, pid_t tid)
 		return hit;
 	if (proc_identify(svc_proc(fs->svc), (uint32_t)tid, &id))
 		return tid;
-	if (id.pid != (uint32_t)tid) { /* a thread: remember its process */
-		pthread_mutex_lock(&fs->tgid_lock);
-		fs->tgid_cache[k].tid = (uint32_t)tid;
-		fs->tgid_cache[k].tgid = id.pid;
-		fs->tgid_cache[k].until_ns = now + 1000000000ull;
-		pthread_mutex_unlock(&fs->tgid_lock);
-	}
+	pthread_mutex_lock(&fs->tgid_lock); /* remembered: no syscall per commit */
+	fs->tgid_cache[k].tid = (uint32_t)tid;
+	fs->tgid_cache[k].tgid = id.pid;
+	fs->tgid_cache[k].until_ns = now + 1000000000ull;
+	pthread_mutex_unlock(&fs->tgid_lock);
 	return (pid_t)id.pid;
 }
 
