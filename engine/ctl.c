@@ -45,6 +45,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1451,6 +1452,11 @@ void ctl_release(struct txd_fs *fs, struct handle *h)
 		pthread_mutex_unlock(&fs->lock);
 		free(h->ctl->buf);
 		free(h->ctl->acc.buf);
+		/* a big rendering gone: give the heap's free pages back (glibc
+		 * keeps them otherwise; mapping every big buffer on its own
+		 * instead made each chunk buffer a fresh, slow page fault) */
+		if (h->ctl->len >= (1u << 20))
+			malloc_trim(0);
 	}
 	free(h->ctl);
 	h->ctl = NULL;

@@ -46,7 +46,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <malloc.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -607,11 +606,6 @@ int main(int argc, char *argv[])
 	char store[PATH_MAX];
 	int status = 1;
 
-	/* Large buffers (control-file renderings, chunk buffers) are mapped
-	 * on their own and go back to the system when freed: a fixed
-	 * threshold stops glibc from raising it after the first big free and
-	 * then keeping hundreds of MiB of freed renderings in its heap. */
-	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	fuse_set_log_func(fuse_log_to_ours);
 	if (fuse_opt_parse(&args, &cli, cli_spec, cli_proc))
 		goto out;

@@ -59,8 +59,8 @@ CHECK_JOBS=${CHECK_JOBS:-$(nproc 2>/dev/null || echo 2)}
 # loop-mounted ext4: GC end to end) runs in the plain pass; gc.sh (GC
 # cycles through a mount, ~33 s) and both under ASan run in make
 # check-long (its mount suites run every part).
-MOUNT_SPLIT=${MOUNT_SPLIT-progs fsx scenarios crash programs txncrash lease vote/nsdiff redirect ctllog txnwait dtc leasework votework state dtcwork diskfull}
-MOUNT_SPLIT_ASAN=${MOUNT_SPLIT_ASAN-progs fsx scenarios crash programs redirect lease vote/nsdiff txncrash ctllog txnwait dtc leasework votework state dtcwork}
+MOUNT_SPLIT=${MOUNT_SPLIT-progs fsx scenarios crash programs txncrash lease vote locks/nsdiff redirect ctllog txnwait dtc leasework votework state dtcwork diskfull}
+MOUNT_SPLIT_ASAN=${MOUNT_SPLIT_ASAN-progs fsx scenarios crash programs redirect lease vote locks/nsdiff txncrash ctllog txnwait dtc leasework votework state dtcwork}
 # CHECK_RUNNERS="LABEL=/abs/script ...": run these instead of the mount and
 # CLI runners (for tests of this script).
 

@@ -168,7 +168,7 @@ for ((i = 0; i < 2000; i++)); do
 	sleep 0.01
 done
 bad=0 gets=0 firstbad=""
-for ((i = 0; i < 60; i++)); do
+for ((i = 0; i < 20; i++)); do
 	mc state get --json "$M"
 	[ "$RC" = 0 ] || { bad=$((bad + 1)); firstbad=${firstbad:-"exit $RC: $OUT"}; continue; }
 	gets=$((gets + 1))
@@ -180,11 +180,11 @@ done
 touch "$T/sg.stop"
 wfail=0
 for p in "${wpids[@]}"; do wait "$p" || wfail=$?; done
-if [ "$bad" = 0 ] && [ "$wfail" = 0 ] && [ "$gets" = 60 ]; then
-	ok "state get --json with 4 concurrent writers: 60 of 60 a version with its own document"
+if [ "$bad" = 0 ] && [ "$wfail" = 0 ] && [ "$gets" = 20 ]; then
+	ok "state get --json with 4 concurrent writers: 20 of 20 a version with its own document"
 else
 	not_ok "state get --json with 4 concurrent writers: a version with its own document" \
-		"$bad of 60 wrong (first: $firstbad), writers' exit: $wfail"
+		"$bad of 20 wrong (first: $firstbad), writers' exit: $wfail"
 fi
 
 # ---- participants mode: every replace a 2PC proposal (state.h) -------------------

@@ -20,7 +20,7 @@
 #   fifo          `mountctl lease -w` uses the queue: 16 waiters queued one
 #                 after another are granted in that order, tokens rising.
 #   turns         two processes take turns on one name through the queue
-#                 (lease_turns.py, 2 x 500 rounds): the waiting entry and its
+#                 (lease_turns.py, 2 x 250 rounds): the waiting entry and its
 #                 granted never vanish (ENOENT) while the process is queued.
 #   bad input     names with whitespace (EINVAL), a PID that is not a number
 #                 or dead (ENOENT), ttl garbage/0/negative (EINVAL) and huge
@@ -425,8 +425,8 @@ test_fifo() {
 
 test_turns() {
 	local out
-	out=$(timeout -k 5 120 python3 "$HERE/lease_turns.py" "$TM_MNT" 500 2>&1) &&
-		ok "turns: 1000 queued grabs, waiting entry and granted never ENOENT" ||
+	out=$(timeout -k 5 120 python3 "$HERE/lease_turns.py" "$TM_MNT" 250 2>&1) &&
+		ok "turns: 500 queued grabs, waiting entry and granted never ENOENT" ||
 		not_ok "turns: $out"
 }
 

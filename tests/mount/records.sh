@@ -166,7 +166,7 @@ test_limits() {
 	# once it closed them; root is not limited
 	tm_mount "$OPTS,max_ctl_mib=1" || { not_ok "limits: mount (ctl)"; return; }
 	local i
-	for ((i = 0; i < 300; i++)); do
+	for ((i = 0; i < 150; i++)); do
 		mkdir "$TM_MNT/.txdir/txn/pad$i" && rmdir "$TM_MNT/.txdir/txn/pad$i" || break
 	done
 	out=$(as_nobody "timeout 60 python3 -c '
@@ -191,9 +191,9 @@ except OSError as e:
 	out=$(timeout 60 python3 -c '
 import os, sys
 ev = sys.argv[1] + "/.txdir/events"
-fds = [os.open(ev, os.O_RDONLY) for i in range(400)]
+fds = [os.open(ev, os.O_RDONLY) for i in range(100)]
 print(len(fds))' "$TM_MNT" 2>&1)
-	[ "$out" = 400 ] && ok "limits: root holds 400 renderings of events" ||
+	[ "$out" = 100 ] && ok "limits: root holds 100 renderings of events" ||
 		not_ok "limits: root's renderings: $out"
 	tm_umount >/dev/null || not_ok "limits: unmount (ctl)"
 }

@@ -120,12 +120,12 @@ scenario_showctl() {
 # ESTALE, which the kernel retries once on the fresh node id; a reader that
 # took a snapshot of that fresh node in between made the retry fail too, and
 # `echo x > f` failed with "Stale file handle" (dtree.h fs_writer_due), and
-# readers lost the same race under truncate churn. 3 s each.
+# readers lost the same race under truncate churn. 2 s each.
 scenario_no_estale() {
 	local out roles
 	tm_mount "" || { not_ok "no ESTALE: mount"; return; }
 	for roles in w,r t,r; do
-		out=$(timeout 60 python3 - "$TM_MNT" 3 "$roles" <<'EOF_PY'
+		out=$(timeout 60 python3 - "$TM_MNT" 2 "$roles" <<'EOF_PY'
 import errno, os, sys, time
 m, dur, roles = sys.argv[1], float(sys.argv[2]), sys.argv[3].split(",")
 f = m + "/estale"
