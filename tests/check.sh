@@ -102,8 +102,8 @@ san_env() { # kind
 		# them, plain and ASan); the runs against the native directory
 		# alone (which test the tests) only in the plain pass
 		if [ "$1" = asan ]; then
-			export NSDIFF_SEEDS=${NSDIFF_SEEDS_ASAN:-10}
-			export FSX_OPS=${FSX_OPS_ASAN:-4000}
+			export NSDIFF_SEEDS=${NSDIFF_SEEDS_ASAN:-8}
+			export FSX_OPS=${FSX_OPS_ASAN:-3000}
 			export TXDIR_FAULT_STRIDE=${TXDIR_FAULT_STRIDE_ASAN:-3}
 			export TXNCRASH_ROUNDS=${TXNCRASH_ROUNDS_ASAN:-6}
 			export MOUNT_NATIVE=0
@@ -114,7 +114,7 @@ san_env() { # kind
 		# nsdiff: 4 x 24 seeds and fsx 12,000 operations a seed in make
 		# check (116 s of CPU at 60 seeds pushed make check past 15
 		# minutes on CI), its 60 and 20,000 in make check-long
-		export NSDIFF_SEEDS=${NSDIFF_SEEDS_CHECK:-24}
+		export NSDIFF_SEEDS=${NSDIFF_SEEDS_CHECK:-18}
 		export FSX_OPS=${FSX_OPS_CHECK:-12000}
 	fi
 	# race.c's deadlock loops: 4 s a test in make check (8 in
