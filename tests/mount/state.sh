@@ -84,39 +84,30 @@ def put(path, data, chunk=4096):
 def version(d):
     return int(os.getxattr(d + "/global_state.json", "user.txdir.version"))
 
-def cas_worker(d, n):
-    """n successful compare-and-swap increments of doc["count"]; prints
-    the number of EBUSY retries."""
-    busy = 0
-    done = 0
-    while done < n:
-        # the version first: the document opened after it may be newer,
-        # and then the swap is refused (EBUSY), never applied over it
-        v = version(d)
-        with open(d + "/global_state.json", "rb") as f:
-            raw = f.read()
-        doc = json.loads(raw)
-        doc["count"] = doc.get("count", 0) + 1
-        r = put(d + "/update", json.dumps({"if_version": v, "document": doc}).encode())
-        if r == "OK":
-            done += 1
-        elif r == "EBUSY":
-            busy += 1
-        else:
-            print("error", r)
-            sys.exit(1)
-    print(busy)
+def read_by_path(d):
+    # the version first: the document opened after it may be newer, and
+    # then the swap is refused (EBUSY), never applied over it
+    v = version(d)
+    with open(d + "/global_state.json", "rb") as f:
+        return v, f.read()
 
-def casfd_worker(d, n):
-    """cas_worker reading the version and the document through one open
-    file (fgetxattr): a pair that must belong together (SPEC §3)."""
+def read_one_fd(d):
+    """The version (fgetxattr) and the document through one open file: a
+    pair that must belong together (SPEC §3)."""
+    fd = os.open(d + "/global_state.json", os.O_RDONLY)
+    try:
+        return int(os.getxattr(fd, "user.txdir.version")), os.pread(fd, 1 << 20, 0)
+    finally:
+        os.close(fd)
+
+def cas_worker(d, n, read):
+    """n successful compare-and-swap increments of doc["count"], reading
+    the version and document with read; prints the number of EBUSY
+    retries."""
     busy = 0
     done = 0
     while done < n:
-        fd = os.open(d + "/global_state.json", os.O_RDONLY)
-        v = int(os.getxattr(fd, "user.txdir.version"))
-        raw = os.pread(fd, 1 << 20, 0)
-        os.close(fd)
+        v, raw = read(d)
         doc = json.loads(raw)
         doc["count"] = doc.get("count", 0) + 1
         r = put(d + "/update", json.dumps({"if_version": v, "document": doc}).encode())
@@ -144,7 +135,7 @@ cmd = sys.argv[1]
 if cmd == "fdpair":
     fdpair(sys.argv[2])
 elif cmd == "casfd":
-    casfd_worker(sys.argv[2], int(sys.argv[3]))
+    cas_worker(sys.argv[2], int(sys.argv[3]), read_one_fd)
 elif cmd == "put":
     print(put(sys.argv[2], sys.argv[3].encode()))
 elif cmd == "putbig":
@@ -198,7 +189,7 @@ elif cmd == "putintr":
         r = errno.errorcode[e.errno]
     print(r, "fast" if time.monotonic() - t0 < 5 else "slow")
 elif cmd == "cas":
-    cas_worker(sys.argv[2], int(sys.argv[3]))
+    cas_worker(sys.argv[2], int(sys.argv[3]), read_by_path)
 EOF
 chmod 644 "$PY"
 
