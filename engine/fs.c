@@ -487,6 +487,10 @@ static void *ckpt_main(void *arg)
 		if ((wal_bytes_appended(fs->wal) - fs->ckpt_wal_bytes <= CKPT_EVERY_BYTES &&
 		     !gc_ckpt_forced(fs)) ||
 		    fs->failed) {
+			/* the steps above drop fs->lock: a stop asked meanwhile
+			 * signalled nobody, so look before sleeping */
+			if (fs->ckpt_stop)
+				break;
 			/* wake at least every second for housekeeping */
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);

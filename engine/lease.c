@@ -61,8 +61,8 @@ struct lease_svc {
 	uint64_t reserved_upto;     /* tokens < this are durably reserved */
 	uint64_t max_token;         /* highest token granted (L7) */
 	uint64_t last_lsn;          /* highest lsn appended */
-	struct lease_completed *ring;
-	size_t ring_start, ring_n;
+	struct lease_completed *ring; /* grows to opts.completed_keep as needed */
+	size_t ring_start, ring_n, ring_cap;
 	struct lease_stats st;
 	bool loading;               /* snapshot decode: no L7 skipping */
 	int failed;                 /* L10: sticky */
@@ -316,15 +316,42 @@ static int rec_decode(const void *payload, size_t len, struct lrec *r)
 	return 0;
 }
 
-static void completed_push(struct lease_svc *s, const struct lease_completed *c)
+/* Room for one more completed record: the ring doubles (in order, from 0)
+ * up to completed_keep. -ENOMEM leaves it as it was. */
+static int ring_grow(struct lease_svc *s)
 {
 	size_t keep = s->opts.completed_keep;
+	size_t cap = s->ring_cap ? s->ring_cap * 2 : 64;
+	struct lease_completed *r;
 
-	if (s->ring_n < keep) {
-		s->ring[(s->ring_start + s->ring_n++) % keep] = *c;
+	if (cap > keep)
+		cap = keep;
+	r = malloc(cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->ring_n; i++)
+		r[i] = s->ring[(s->ring_start + i) % s->ring_cap];
+	free(s->ring);
+	s->ring = r;
+	s->ring_cap = cap;
+	s->ring_start = 0;
+	return 0;
+}
+
+/* Keep c (the oldest goes once completed_keep are kept). Without memory to
+ * grow, the oldest goes early: these records are a view of the past (L4),
+ * never what a decision depends on. */
+static void completed_push(struct lease_svc *s, const struct lease_completed *c)
+{
+	if (s->ring_n == s->ring_cap && s->ring_cap < s->opts.completed_keep)
+		(void)ring_grow(s);
+	if (!s->ring_cap)
+		return;
+	if (s->ring_n < s->ring_cap) {
+		s->ring[(s->ring_start + s->ring_n++) % s->ring_cap] = *c;
 	} else {
 		s->ring[s->ring_start] = *c;
-		s->ring_start = (s->ring_start + 1) % keep;
+		s->ring_start = (s->ring_start + 1) % s->ring_cap;
 	}
 }
 
@@ -580,11 +607,6 @@ int lease_open(const struct lease_opts *opts, const struct lease_backend *be,
 		s->opts.completed_keep = 16384;
 	if (!s->opts.completed_retain_ns)
 		s->opts.completed_retain_ns = 3600ull * 1000000000ull;
-	s->ring = calloc(s->opts.completed_keep, sizeof(*s->ring));
-	if (!s->ring) {
-		free(s);
-		return -ENOMEM;
-	}
 	s->be = *be;
 	if (hooks)
 		s->hooks = *hooks;
@@ -678,7 +700,7 @@ int lease_snapshot_encode(struct lease_svc *s, void **buf, size_t *len)
 	err = snap_add(&sb, &r);
 	for (size_t i = 0; !err && i < s->ring_n; i++) {
 		const struct lease_completed *c =
-			&s->ring[(s->ring_start + i) % s->opts.completed_keep];
+			&s->ring[(s->ring_start + i) % s->ring_cap];
 
 		r = (struct lrec){ .kind = LREC_GRANT, .li = c->lease };
 		err = snap_add(&sb, &r);
@@ -1253,11 +1275,11 @@ int lease_list_completed(struct lease_svc *s,
 	pthread_mutex_lock(&s->lock);
 	/* L4: past the retention they go, oldest first (ended in ring order) */
 	while (s->ring_n && s->ring[s->ring_start].ended_ns + s->opts.completed_retain_ns < now) {
-		s->ring_start = (s->ring_start + 1) % s->opts.completed_keep;
+		s->ring_start = (s->ring_start + 1) % s->ring_cap;
 		s->ring_n--;
 	}
 	for (size_t i = 0; !err && i < s->ring_n; i++)
-		err = fn(arg, &s->ring[(s->ring_start + i) % s->opts.completed_keep]);
+		err = fn(arg, &s->ring[(s->ring_start + i) % s->ring_cap]);
 	pthread_mutex_unlock(&s->lock);
 	return err;
 }

@@ -423,6 +423,38 @@ Test(lease, L4_completed_records_kept_for_the_retention_at_most_keep)
 	txd_os_set(NULL);
 }
 
+/* L4: the kept records grow with use (a mount starts with none allocated)
+ * and wrap at completed_keep, past every size they grow through. */
+Test(lease, L4_completed_records_grow_and_wrap_in_order)
+{
+	struct lease_who a = WHO(100, 1000);
+	struct lease_opts o = opts();
+	static uint64_t tok[300], seen[301];
+	uint64_t t;
+
+	o.completed_keep = 200;
+	lease_close(svc);
+	svc = open_svc(&o);
+	cr_assert_eq(lease_start(svc), 0);
+	for (int i = 0; i < 300; i++) {
+		cr_assert_eq(lease_grant(svc, "g", &a, &a.proc, 0, &t), 0);
+		cr_assert_eq(lease_release(svc, "g", t, &a), 0);
+		tok[i] = t;
+		if (i == 130) { /* grown through 64 and 128, not yet at the cap */
+			seen[0] = 0;
+			lease_list_completed(svc, list_tokens, seen);
+			cr_assert_eq(seen[0], 131);
+			for (int k = 0; k <= 130; k++)
+				cr_assert_eq(seen[k + 1], tok[k]);
+		}
+	}
+	seen[0] = 0;
+	lease_list_completed(svc, list_tokens, seen);
+	cr_assert_eq(seen[0], 200, "at most completed_keep");
+	for (int k = 0; k < 200; k++)
+		cr_assert_eq(seen[k + 1], tok[100 + k], "the newest 200, oldest first");
+}
+
 /* ---- L5 FIFO ---------------------------------------------------------------------------- */
 
 Test(lease, L5_waiters_granted_first_come_first_served)
