@@ -31,9 +31,11 @@
 #
 # Jobs: every unit binary of a pass, each half of its mount runner
 # (MOUNT_SPLIT, MOUNT_SPLIT_ASAN: tests/mount/run.sh's MOUNT_PARTS), its fuzz
-# replay and each CLI script is one job; CHECK_JOBS (default: the number of CPUs)
-# jobs run at once, the longest first (the order of LONG_FIRST below, taken
-# from measured CPU times), each into its own output file, which is printed
+# replay and each CLI script is one job; CHECK_JOBS (default: the number of
+# CPUs + 1: a job waits on fsync, servers and children about a third of its
+# wall time, measured as the table's wall and CPU sums) jobs run at once,
+# the longest first (the order of LONG_FIRST below, taken from measured CPU
+# times), each into its own output file, which is printed
 # whole when the job ends (so outputs never interleave). The jobs share
 # nothing: every mount, store and temp dir is a fresh one of its own.
 #
@@ -49,7 +51,7 @@ ROOT=$PWD
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 MOUNT_TIMEOUT=${MOUNT_TIMEOUT:-600}
 CLI_TIMEOUT=${CLI_TIMEOUT:-300}
-CHECK_JOBS=${CHECK_JOBS:-$(nproc 2>/dev/null || echo 2)}
+CHECK_JOBS=${CHECK_JOBS:-$(($(nproc 2>/dev/null || echo 2) + 1))}
 # The two halves of a pass's mount suite, balanced on the CPU time (user+sys,
 # servers included) each part took under make check's settings on
 # 2026-12-07: plain progs 17 s, fsx 55, scenarios 2, crash 12, programs 11,
@@ -60,7 +62,7 @@ CHECK_JOBS=${CHECK_JOBS:-$(nproc 2>/dev/null || echo 2)}
 # cycles through a mount, ~33 s) and both under ASan run in make
 # check-long (its mount suites run every part).
 MOUNT_SPLIT=${MOUNT_SPLIT-progs fsx scenarios crash programs txncrash lease vote locks/nsdiff redirect ctllog txnwait dtc leasework votework state dtcwork diskfull}
-MOUNT_SPLIT_ASAN=${MOUNT_SPLIT_ASAN-progs fsx scenarios crash programs redirect lease vote locks/nsdiff txncrash ctllog txnwait dtc leasework votework state dtcwork}
+MOUNT_SPLIT_ASAN=${MOUNT_SPLIT_ASAN-progs fsx scenarios crash programs redirect lease vote locks txnwait dtc/nsdiff txncrash ctllog leasework votework state dtcwork}
 # CHECK_RUNNERS="LABEL=/abs/script ...": run these instead of the mount and
 # CLI runners (for tests of this script).
 
@@ -96,7 +98,7 @@ san_env() { # kind
 		fi
 		# fsx's 20,000 operations a seed and the unit suites' exhaustive
 		# fault loops (test_gc G7, test_space) run in full in the plain
-		# pass; under ASan (3-5x the CPU) 4 x 10 nsdiff seeds, 4,000
+		# pass; under ASan (3-5x the CPU) 4 x 8 nsdiff seeds, 3,000
 		# operations, every third fault step and 6 txncrash rounds keep
 		# make check in its time (make check-long, tests/loop.sh: all of
 		# them, plain and ASan); the runs against the native directory
