@@ -14,7 +14,8 @@
  *   c     write a checkpoint (txd_checkpoint)
  *   other the whole step is one write to ctl
  * then rmdir .txdir/txn/NAME. A fresh store per input (durability none, in
- * the scratch directory), so an input reproduces alone. Properties: no crash, sanitizer report or
+ * the scratch directory), so an input reproduces alone (FUZZ_STORE_REUSE:
+ * one store for many, fuzz.h). Properties: no crash, sanitizer report or
  * leak; a ctl write returns its size or a negative errno; after a write of
  * "commit" succeeded, "abort" is refused (-EINVAL: too late).
  */
@@ -37,10 +38,12 @@ static void store_close(void)
 		fuzz_clear(store, 1);
 }
 
-/* A fresh store per input: every crash reproduces from its input alone. */
+/* A fresh store per input (or per FUZZ_STORE_REUSE inputs: fuzz.h). */
 static int store_get(void)
 {
 	static bool registered;
+	if (fs && !fuzz_store_due())
+		return 0; /* FUZZ_STORE_REUSE (fuzz.h) */
 	if (!registered)
 		atexit(store_close);
 	registered = true;
