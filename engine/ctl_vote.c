@@ -644,6 +644,30 @@ static int acc_put(struct ctl_vote_acc *acc, const void *buf, size_t size, uint6
 	return 0;
 }
 
+static bool is_sep(char ch)
+{
+	return ch == ',' || ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+/* Act on the participants list written so far through this open file
+ * (acc->pbase..pend). When an earlier part of it acted already, the list
+ * that part opened is extended (V15). */
+static int parts_act(struct txd_fs *fs, const struct txd_cred *c, struct node *n,
+		     struct ctl_vote_acc *acc)
+{
+	bool more = acc->parts_acted;
+	int err = act(fs, c, n, acc->buf + acc->pbase, acc->pend - acc->pbase);
+
+	acc->parts_acted = true;
+	if (err == -EEXIST && more) {
+		struct vote_info vi;
+		if (!(err = by_id(fs, n->ctl_key, &vi)))
+			err = vote_extend_participants(vsvc(fs), vi.name, acc->buf + acc->pbase,
+						       acc->pend - acc->pbase);
+	}
+	return err;
+}
+
 ssize_t ctl_vote_write(struct txd_fs *fs, const struct txd_cred *c, struct node *n, const void *buf,
 		       size_t size, uint64_t off, struct ctl_vote_acc *acc)
 {
@@ -673,17 +697,19 @@ ssize_t ctl_vote_write(struct txd_fs *fs, const struct txd_cred *c, struct node 
 	 * (vote.h V15: `{ echo alice; echo bob; } > participants`). */
 	if ((err = acc_put(acc, buf, size, off)))
 		return err;
-	if (off == 0 || off != acc->pend)
+	if (off == 0 || off != acc->pend) {
 		acc->pbase = off;
-	acc->pend = off + size;
-	err = act(fs, c, n, acc->buf + acc->pbase, acc->pend - acc->pbase);
-	if (err == -EEXIST && acc->pbase != off) {
-		struct vote_info vi;
-		if (!(err = by_id(fs, n->ctl_key, &vi)))
-			err = vote_extend_participants(vsvc(fs), vi.name, acc->buf + acc->pbase,
-						       acc->pend - acc->pbase);
+		acc->parts_acted = false;
 	}
-	return err ? err : (ssize_t)size;
+	acc->pend = off + size;
+	/* A buffer-sized write (a multiple of 4 KiB: stdio, dd and cp write a
+	 * long list so, and the rest follows) that ends inside a name waits
+	 * for the rest of the name: the next write, or FLUSH. Any other write
+	 * acts at once, so its errors reach the writer (SPEC §3). */
+	acc->parts_held = size % 4096 == 0 && !is_sep(acc->buf[acc->pend - 1]);
+	if (acc->parts_held)
+		return (ssize_t)size;
+	return (err = parts_act(fs, c, n, acc)) ? err : (ssize_t)size;
 }
 
 int ctl_vote_flush(struct txd_fs *fs, const struct txd_cred *c, struct node *n,
@@ -692,7 +718,11 @@ int ctl_vote_flush(struct txd_fs *fs, const struct txd_cred *c, struct node *n,
 	struct vote_info vi;
 	int err = acc->err;
 
-	(void)c;
+	if (n->ctl == V_PARTS && acc->parts_held && !err) {
+		/* the list's last name, held since its write (above) */
+		acc->parts_held = false;
+		return parts_act(fs, c, n, acc);
+	}
 	if (n->ctl != V_PAYLOAD || !acc->dirty || err) {
 		acc->err = 0;
 		return err;

@@ -91,6 +91,8 @@ struct ctl_vote_acc {
 	bool dirty;
 	int err;	     /* a write that failed: FLUSH returns it */
 	uint64_t pbase, pend; /* participants: the list written in pieces (vote.h V15) */
+	bool parts_held;      /* the bytes so far end inside a name: act at the next write or FLUSH */
+	bool parts_acted;     /* a write of this list (from pbase) acted already */
 };
 
 bool ctl_vote_owns(unsigned kind);
@@ -118,10 +120,12 @@ bool ctl_vote_writable(unsigned kind);
 /* A create in a directory of this kind: -ENOENT in votes/P (a participant
  * not in the list: SPEC §5), else -EPERM. */
 int ctl_vote_create_err(unsigned kind);
-/* A write (fs->lock NOT held): acts at once, or buffers into acc (payload). */
+/* A write (fs->lock NOT held): acts at once, or buffers into acc (payload;
+ * participants whose bytes end inside a name, until the name ends or FLUSH). */
 ssize_t ctl_vote_write(struct txd_fs *fs, const struct txd_cred *c, struct node *n, const void *buf,
 		       size_t size, uint64_t off, struct ctl_vote_acc *acc);
-/* FLUSH of a writable handle (fs->lock NOT held): sets a buffered payload. */
+/* FLUSH of a writable handle (fs->lock NOT held): sets a buffered payload,
+ * or acts on participants held by the write that ended inside a name. */
 int ctl_vote_flush(struct txd_fs *fs, const struct txd_cred *c, struct node *n,
 		   struct ctl_vote_acc *acc);
 

@@ -126,7 +126,9 @@
  *     the same extension. Only additions: a list that leaves out a
  *     participant is -EEXIST (V4), and after the decision -EROFS. Adding
  *     participants can only make a commit harder, never easier, so a vote
- *     cast between the pieces stands.
+ *     cast between the pieces stands. (A 4 KiB piece that stdio cut inside
+ *     a name is held by the control tree until the name is whole:
+ *     ctl_vote.h.)
  *
  * External votes (shared.md; the DTC): a prepared transaction's PREPARE
  * record is its vote, so vote_cast_external registers the vote in memory

@@ -13,7 +13,9 @@
 #                 EFBIG at close; timeout/payload after opening EROFS; bad
 #                 proposal names EINVAL; rmdir of an open proposal EBUSY.
 #   pieces        `{ echo alice; echo bob; echo carol; } > participants`
-#                 (a write a line) opens the vote with all three.
+#                 (a write a line) opens the vote with all three; a
+#                 list of 500 names written 4 KiB at a time (dd bs=4096)
+#                 is cut inside no name, a bad name after the cut fails.
 #   never opened  removed after its timeout with nothing else happening;
 #                 a blocked reader of its wait gets ENOENT.
 #   first no      the first no decides at once: "aborted no from bob".
@@ -195,6 +197,25 @@ test_pieces() {
 	check "pieces: all three yes commit" "$(cat "$C/decisions/pc")" committed
 }
 
+# A long list written 4 KiB at a time (stdio, dd) cut inside a name: the
+# piece waits for the rest of the name (ctl_vote.h), so no name is cut.
+test_pieces_4k() {
+	local i list="$TM_DIR/list4k" got
+	mkdir "$C/proposals/pk" || { not_ok "pieces 4k: mkdir"; return; }
+	for ((i = 0; i < 500; i++)); do printf 'partic%05d\n' "$i"; done >"$list"
+	timeout 10 dd if="$list" of="$C/proposals/pk/participants" bs=4096 status=none
+	local rc=$?
+	got=$(tr ',' '\n' <"$C/proposals/pk/participants")
+	check "pieces 4k: dd bs=4096 of 500 names (6,000 bytes, cut at byte 4,096): all, none cut" \
+		"$rc $(grep -cx 'partic[0-9]\{5\}' <<<"$got") $(wc -l <<<"$got")" "0 500 500"
+	mkdir "$C/proposals/pk2" || { not_ok "pieces 4k: mkdir pk2"; return; }
+	# the held piece acts at close: a bad name there is close's error
+	{ head -c 4090 "$list"; printf 'x/y\n'; } >"$list.bad"
+	check "pieces 4k: a bad name after the cut fails the write that completes it" \
+		"$(timeout 10 dd if="$list.bad" of="$C/proposals/pk2/participants" bs=4096 2>&1 |
+			grep -o 'Invalid argument' | head -n 1)" "Invalid argument"
+}
+
 # A never-opened proposal goes after its timeout, and a reader of its wait
 # learns it (ENOENT) rather than waiting for ever (V10).
 test_never_opened() {
@@ -318,6 +339,7 @@ C=$TM_MNT/.txdir/consensus
 test_basic
 test_errnos
 test_pieces
+test_pieces_4k
 test_never_opened
 test_first_no
 test_wait
