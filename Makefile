@@ -128,7 +128,7 @@ LIBRARIES := $(if $(ENGINE_SRC),$(LIBA) $(LIBSO) $(LIBSO_LINKS))
 BUILD_PKGS := gcc make libc6-dev pkg-config libfuse3-dev fuse3 libcjson-dev \
 	libxxhash-dev attr
 CHECK_PKGS := $(BUILD_PKGS) libcriterion-dev libattr1-dev python3 rsync git sqlite3 \
-	procps util-linux binutils
+	procps util-linux binutils strace
 BENCH_PKGS := $(BUILD_PKGS) fio sqlite3 libsqlite3-dev python3 e2fsprogs
 DEPS_PKGS := $(BUILD_PKGS)
 

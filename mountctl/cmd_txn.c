@@ -28,13 +28,12 @@ static bool has_string(const cJSON *doc, const char *key)
 /* NAME's info.json with "name" and "status" (from the status file) filled
  * in; never NULL. *raw: the server's text when it already had both (caller
  * frees), else NULL. */
-static cJSON *txn_doc(const char *mnt, const char *name, char **raw)
+/* A transaction's row from its info.json (text, n: as mc_read_files gives
+ * them; taken) and its status line (status: the file's text or NULL). */
+static cJSON *txn_doc(const char *name, char *text, ssize_t n, const char *status, char **raw)
 {
-	char *path = mc_txn_path(mnt, name, "info.json"), *text = NULL, *status;
-	ssize_t n = mc_read_file(path, MC_PROBE_MS, &text);
 	cJSON *doc = n >= 0 ? json_parse_str(text) : NULL;
 
-	free(path);
 	*raw = NULL;
 	if (!cJSON_IsObject(doc)) {
 		cJSON_Delete(doc);
@@ -48,10 +47,8 @@ static cJSON *txn_doc(const char *mnt, const char *name, char **raw)
 	free(text);
 	if (!has_string(doc, "name"))
 		cJSON_AddStringToObject(doc, "name", name);
-	status = mc_txn_status(mnt, name);
 	cJSON_DeleteItemFromObjectCaseSensitive(doc, "status");
 	cJSON_AddStringToObject(doc, "status", status ? status : "unknown");
-	free(status);
 	return doc;
 }
 
@@ -193,10 +190,30 @@ static int txn_list(const char *name, const char *mnt, bool json)
 	}
 	list = cJSON_CreateArray();
 	raw = calloc(n + 1, sizeof(*raw));
-	if (!list || !raw)
+	/* every info.json and status in one reader process (mc_read_files) */
+	char **paths = calloc(2 * n + 1, sizeof(*paths)), **texts = calloc(2 * n + 1, sizeof(*texts));
+	ssize_t *lens = calloc(2 * n + 1, sizeof(*lens));
+	if (!list || !raw || !paths || !texts || !lens)
 		abort();
-	for (size_t i = 0; i < n; i++)
-		cJSON_AddItemToArray(list, txn_doc(mnt, names[i], &raw[i]));
+	for (size_t i = 0; i < n; i++) {
+		paths[2 * i] = mc_txn_path(mnt, names[i], "info.json");
+		paths[2 * i + 1] = mc_txn_path(mnt, names[i], "status");
+	}
+	mc_read_files(paths, 2 * n, MC_PROBE_MS + (int)(n < 10000 ? n : 10000) * 10, texts, lens);
+	for (size_t i = 0; i < n; i++) {
+		char *st = texts[2 * i + 1];
+		ssize_t sn = lens[2 * i + 1];
+
+		while (st && sn > 0 && (st[sn - 1] == '\n' || st[sn - 1] == ' '))
+			st[--sn] = '\0';
+		cJSON_AddItemToArray(list, txn_doc(names[i], texts[2 * i], lens[2 * i], st, &raw[i]));
+		free(st);
+		free(paths[2 * i]);
+		free(paths[2 * i + 1]);
+	}
+	free(paths);
+	free(texts);
+	free(lens);
 	if (json)
 		print_json(list, raw);
 	else

@@ -98,6 +98,11 @@ int mc_probe(const char *path, bool open_dir, int timeout_ms);
 /* Reads a whole file in a child with a deadline. *out is NUL-terminated,
  * caller frees. Returns the length, -errno, or -ETIMEDOUT. */
 ssize_t mc_read_file(const char *path, int timeout_ms, char **out);
+/* mc_read_file for n paths in one child process (a list of hundreds costs
+ * one fork, not hundreds): out[i] the text (malloc'd, NUL-terminated) and
+ * lens[i] its length, or out[i] NULL and lens[i] -errno (-ETIMEDOUT for
+ * what the deadline, timeout_ms for the whole batch, cut off). */
+void mc_read_files(char *const *paths, size_t n, int timeout_ms, char **out, ssize_t *lens);
 
 /* Looks abs_mnt up in /proc/self/mountinfo (last mount wins). 1 found (its
  * fstype in *fstype, caller frees, if fstype is not NULL), 0 not mounted. */

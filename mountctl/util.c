@@ -369,6 +369,122 @@ out_free:
 	return ret;
 }
 
+/* Child side of mc_read_files: for each path, a header (i32 0 or errno,
+ * u32 length) then the bytes; exits 0 (or EPIPE if the parent is gone). */
+static void __attribute__((noreturn)) read_many_child(char *const *paths, size_t n, int wfd)
+{
+	size_t cap = 65536;
+	char *buf = malloc(cap);
+
+	if (!buf)
+		_exit(ENOMEM);
+	for (size_t i = 0; i < n; i++) {
+		int32_t err = 0;
+		size_t len = 0;
+		int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0)
+			err = errno;
+		while (fd >= 0) {
+			if (cap - len < 4096) {
+				char *nb = realloc(buf, cap * 2);
+
+				if (!nb) {
+					err = ENOMEM;
+					break;
+				}
+				buf = nb;
+				cap *= 2;
+			}
+			ssize_t k = read(fd, buf + len, cap - len);
+
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0) {
+				err = k < 0 ? errno : 0;
+				break;
+			}
+			len += (size_t)k;
+		}
+		if (fd >= 0)
+			close(fd);
+		if (err)
+			len = 0;
+		uint32_t l32 = (uint32_t)len;
+		char hdr[8];
+
+		memcpy(hdr, &err, 4);
+		memcpy(hdr + 4, &l32, 4);
+		for (size_t off = 0, total = 8 + len; off < total;) {
+			const char *from = off < 8 ? hdr + off : buf + (off - 8);
+			size_t chunk = off < 8 ? 8 - off : total - off;
+			ssize_t w = write(wfd, from, chunk);
+
+			if (w < 0 && errno != EINTR)
+				_exit(EPIPE);
+			if (w > 0)
+				off += (size_t)w;
+		}
+	}
+	_exit(0);
+}
+
+void mc_read_files(char *const *paths, size_t n, int timeout_ms, char **out, ssize_t *lens)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	size_t len = 0, cap = 65536, at = 0;
+	char *buf = xmalloc(cap);
+	int pfd[2];
+	pid_t pid = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		out[i] = NULL;
+		lens[i] = -ETIMEDOUT;
+	}
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		for (size_t i = 0; i < n; i++)
+			lens[i] = -errno;
+		free(buf);
+		return;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		read_many_child(paths, n, pfd[1]);
+	}
+	if (pid < 0)
+		for (size_t i = 0; i < n; i++)
+			lens[i] = -errno;
+	close(pfd[1]);
+	if (pid > 0) {
+		len = drain_until(pfd[0], &buf, &cap, deadline);
+		/* EOF came with the child's exit; past the deadline it is killed */
+		(void)wait_deadline(pid, deadline);
+	}
+	close(pfd[0]);
+	for (size_t i = 0; i < n && len - at >= 8; i++) {
+		int32_t err;
+		uint32_t l32;
+
+		memcpy(&err, buf + at, 4);
+		memcpy(&l32, buf + at + 4, 4);
+		if (len - at - 8 < l32)
+			break; /* cut by the deadline */
+		at += 8;
+		if (err) {
+			lens[i] = -err;
+		} else {
+			out[i] = xmalloc((size_t)l32 + 1);
+			memcpy(out[i], buf + at, l32);
+			out[i][l32] = '\0';
+			lens[i] = (ssize_t)l32;
+		}
+		at += l32;
+	}
+	free(buf);
+}
+
 /* Undoes mountinfo's octal escapes (\040 for space, ...) in place. */
 static void unescape_octal(char *s)
 {

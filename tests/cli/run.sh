@@ -126,6 +126,18 @@ mc txn list "$M"
 expect "txn list shows the active run" 0 "^run-[0-9]+-[0-9a-f]+ .* active$"
 mc txn list --json "$M"
 expect "txn list --json" 0 '"status":[[:space:]]*"active"'
+# many transactions: every row, read by one reader process (not two a row)
+for ((i = 0; i < 300; i++)); do mkdir "$M/.txdir/txn/many$i" || break; done
+rows=$(timeout 60 "$MOUNTCTL" txn list "$M" | grep -c '^many[0-9]* .* active$')
+forks=$(timeout 60 strace -f -qq -e trace=clone,clone3,fork,vfork -o "$T/trace" \
+	"$MOUNTCTL" txn list "$M" >/dev/null 2>&1; grep -c 'clone\|fork' "$T/trace")
+if [ "$rows" = 300 ] && [ "$forks" -le 5 ]; then
+	ok "txn list of 300 more transactions: every row, $forks processes (probes and one reader)"
+else
+	not_ok "txn list of 300 more transactions: every row, one reader process (not 2 a row)" \
+		"rows $rows, forks $forks"
+fi
+for ((i = 0; i < 300; i++)); do rmdir "$M/.txdir/txn/many$i"; done
 mc umount "$M"
 expect "umount is refused while a run is active" 1 "active transaction"
 touch "$B/checked"
