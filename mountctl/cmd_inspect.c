@@ -56,6 +56,18 @@ static void rfc3339(uint64_t ns, char *buf, size_t cap)
 	strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* With milliseconds, as the mount's commits/ID and events write times. */
+static void rfc3339_ms(uint64_t ns, char *buf, size_t cap)
+{
+	time_t s = (time_t)(ns / 1000000000u);
+	struct tm tm;
+	char sec[32];
+
+	gmtime_r(&s, &tm);
+	strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, cap, "%s.%03uZ", sec, (unsigned)(ns / 1000000u % 1000u));
+}
+
 /* Text output: a name or path escaped for one line (mc_esc_line); the
  * --json output carries them raw (JSON-escaped). */
 static void put_esc(const char *s)
@@ -217,7 +229,7 @@ static cJSON *clog_record(const struct iargs *a, const uint8_t *b, uint32_t blen
 		return NULL;
 	cJSON *j = cJSON_CreateObject(), *paths = cJSON_CreateArray();
 	char ts[40];
-	rfc3339(t, ts, sizeof(ts));
+	rfc3339_ms(t, ts, sizeof(ts));
 	cJSON_AddNumberToObject(j, "id", (double)id);
 	cJSON_AddStringToObject(j, "time", ts);
 	cJSON_AddNumberToObject(j, "txn", (double)txn);
@@ -237,7 +249,7 @@ static cJSON *clog_record(const struct iargs *a, const uint8_t *b, uint32_t blen
 		at += 13 + pl + fl;
 		cJSON *e = cJSON_CreateObject();
 		char *ps = strndup(path, pl), *fs = strndup(from, fl);
-		cJSON_AddStringToObject(e, "kind", kind_name(kind));
+		cJSON_AddStringToObject(e, "op", kind_name(kind));
 		cJSON_AddStringToObject(e, "path", ps ? ps : "");
 		if (fl)
 			cJSON_AddStringToObject(e, "from", fs ? fs : "");
@@ -253,7 +265,8 @@ static cJSON *clog_record(const struct iargs *a, const uint8_t *b, uint32_t blen
 		free(fs);
 		cJSON_AddItemToArray(paths, e);
 	}
-	cJSON_AddItemToObject(j, "paths", paths);
+	cJSON_AddItemToObject(j, "changes", paths);
+	cJSON_AddNumberToObject(j, "changes_total", n);
 	if (!hit) {
 		cJSON_Delete(j);
 		return NULL;
@@ -305,7 +318,7 @@ static void print_commits(cJSON *arr)
 	cJSON *c;
 	cJSON_ArrayForEach(c, arr)
 	{
-		cJSON *p, *paths = cJSON_GetObjectItem(c, "paths");
+		cJSON *p, *paths = cJSON_GetObjectItem(c, "changes");
 		char *time = mc_esc_line(cJSON_GetObjectItem(c, "time")->valuestring);
 		printf("%-8.0f %-20s %-6.0f %-8.0f", cJSON_GetObjectItem(c, "id")->valuedouble, time,
 		       cJSON_GetObjectItem(c, "txn")->valuedouble,
@@ -316,7 +329,7 @@ static void print_commits(cJSON *arr)
 		{
 			cJSON *from = cJSON_GetObjectItem(p, "from");
 			printf("%s", sep);
-			put_esc(cJSON_GetObjectItem(p, "kind")->valuestring);
+			put_esc(cJSON_GetObjectItem(p, "op")->valuestring);
 			printf(" ");
 			if (cJSON_IsString(from)) {
 				put_esc(from->valuestring);
@@ -463,9 +476,9 @@ static cJSON *file_names(cJSON *clog, const char *path)
 	cJSON_AddItemToArray(names, name_span(path, 0, 1e300));
 	for (c = clog->child ? clog->child->prev : NULL; c; c = c == clog->child ? NULL : c->prev) {
 		double id = cJSON_GetObjectItem(c, "id")->valuedouble;
-		cJSON_ArrayForEach(p, cJSON_GetObjectItem(c, "paths"))
+		cJSON_ArrayForEach(p, cJSON_GetObjectItem(c, "changes"))
 		{
-			const char *kind = cJSON_GetObjectItem(p, "kind")->valuestring;
+			const char *kind = cJSON_GetObjectItem(p, "op")->valuestring;
 			const char *to = cJSON_GetObjectItem(p, "path")->valuestring;
 			cJSON *from = cJSON_GetObjectItem(p, "from");
 			cJSON_ArrayForEach(n, names)
@@ -496,7 +509,7 @@ static cJSON *file_history(cJSON *clog, cJSON *names)
 	cJSON_ArrayForEach(c, clog)
 	{
 		bool hit = false;
-		cJSON_ArrayForEach(p, cJSON_GetObjectItem(c, "paths"))
+		cJSON_ArrayForEach(p, cJSON_GetObjectItem(c, "changes"))
 		{
 			cJSON *from = cJSON_GetObjectItem(p, "from");
 			double id = cJSON_GetObjectItem(c, "id")->valuedouble;
@@ -518,7 +531,7 @@ static const char *clog_checksum(cJSON *clog, cJSON *names, uint64_t id)
 	{
 		if ((uint64_t)cJSON_GetObjectItem(c, "id")->valuedouble != id)
 			continue;
-		cJSON_ArrayForEach(p, cJSON_GetObjectItem(c, "paths"))
+		cJSON_ArrayForEach(p, cJSON_GetObjectItem(c, "changes"))
 		{
 			cJSON *sum = cJSON_GetObjectItem(p, "checksum");
 			if (cJSON_IsString(sum) &&

@@ -54,6 +54,8 @@ mc propose "$M" p1 --participants a,b --timeout 30
 expect "a proposal" 0
 mc vote "$M" p1 a yes
 mc vote "$M" p1 b yes
+last_id=$(ls "$M/.txdir/commits" | sort -n | tail -n 1)
+cat "$M/.txdir/commits/$last_id" >"$T/commit_live.json"
 mc inspect "$S"
 expect "inspect of the mounted store: refused, exit 1" 1 "is mounted \\(txdirfs pid $SERVER_PID\\) at $M"
 mc umount "$M"
@@ -86,19 +88,26 @@ pyjson "commits --json: every change, ids increasing" '
 c = j["commits"]
 ids = [x["id"] for x in c]
 assert ids == sorted(ids) and len(set(ids)) == len(ids), ids
-ch = [(p["kind"], p["path"]) for x in c for p in x["paths"]]
+ch = [(p["op"], p["path"]) for x in c for p in x["changes"]]
 for want in [("created", "/docs/a.txt"), ("renamed", "/docs/c.txt"), ("removed", "/tmp.txt"),
              ("created", "/data.bin"), ("created", "/docs/txn.txt")]:
     assert want in ch, (want, ch)
 assert any(x["txn"] != 0 for x in c), "the transaction commit has its txn id"
-m = [p for x in c for p in x["paths"] if p["path"] == "/docs/a.txt" and p["kind"] == "modified"]
+m = [p for x in c for p in x["changes"] if p["path"] == "/docs/a.txt" and p["op"] == "modified"]
 assert m and m[-1]["checksum"].startswith("xxh64:"), m'
+pyjson "commits --json: a commit reads as .txdir/commits/ID does (same fields)" '
+live = json.load(open("'"$T"'/commit_live.json"))
+off = [x for x in j["commits"] if x["id"] == live["id"]]
+assert len(off) == 1, (live["id"], [x["id"] for x in j["commits"]])
+off = off[0]
+for k in ("id", "time", "pid", "txn", "changes", "changes_total"):
+    assert off[k] == live[k], (k, off[k], live[k])'
 mc inspect "$S" commits --path /docs --json
 pyjson "commits --path /docs: only commits naming it" '
 assert j["commits"], j
 for x in j["commits"]:
     assert any(p["path"].startswith("/docs") or p.get("from", "").startswith("/docs")
-               for p in x["paths"]), x'
+               for p in x["changes"]), x'
 last=$(python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["commits"][-1]["id"])' <<<"$OUT")
 mc inspect "$S" commits --since "$last" --json
 pyjson "commits --since ID: that one and later" "
@@ -128,12 +137,12 @@ mc inspect "$S" file /docs/a.txt --history --json
 pyjson "file --history" '
 assert j["type"] == "file" and j["size"] == 6 and j["chunks"] == 1, j
 assert j["checksum"].startswith("xxh64:") and j["mode"] == 0o644, j
-assert [p["path"] for x in j["history"] for p in x["paths"]].count("/docs/a.txt") >= 2, j'
+assert [p["path"] for x in j["history"] for p in x["changes"]].count("/docs/a.txt") >= 2, j'
 mc inspect "$S" file /docs/c.txt --history --json
 pyjson "file --history follows a rename: versions with sizes and checksums" '
 v = j["versions"]
 assert v and v[-1]["size"] == 15 and v[-1]["checksum"] == j["checksum"], j
-k = [(p["kind"], p["path"]) for x in j["history"] for p in x["paths"]]
+k = [(p["op"], p["path"]) for x in j["history"] for p in x["changes"]]
 assert ("created", "/docs/b.txt") in k and ("renamed", "/docs/c.txt") in k, k
 assert ("created", "/docs/a.txt") not in k, k'
 mc inspect "$S" file /docs/c.txt
@@ -208,7 +217,7 @@ timeout 40 "$MOUNTCTL" inspect "$S2" commits --json >"$T/hj.out" 2>&1
 python3 -c '
 import json, os, sys
 j = json.load(open(sys.argv[1]))
-ps = [os.fsencode(p["path"]) for c in j["commits"] for p in c["paths"]]
+ps = [os.fsencode(p["path"]) for c in j["commits"] for p in c["changes"]]
 assert b"/bad\xff" in ps and b"/ev\nFAKE 999 2026 fake-line" in ps, ps
 ' "$T/hj.out" && ok "commits --json keeps the raw names" || not_ok "commits --json" "$(cat "$T/hj.out")"
 
