@@ -601,14 +601,33 @@ static int apply_dent(struct ns *ns, const struct rec_opv *op, uint64_t commit)
 	return err;
 }
 
-void ns_path(struct ns *ns, const struct inode *in, char *buf, size_t cap)
+/* The name in's parent (in->name_parent) bound to it at snapshot snap, for
+ * an inode whose name is gone now (removed after snap); NULL if none. */
+static const char *name_at(struct ns *ns, const struct inode *in, uint64_t snap)
+{
+	const struct inode *p = ns_inode(ns, in->name_parent);
+	uint64_t ino;
+
+	if (!p || !p->dir)
+		return NULL;
+	for (const struct dent *e = ns_dir_next_at(p->dir, 0, snap, &ino); e;
+	     e = ns_dir_next_at(p->dir, e->cookie, snap, &ino))
+		if (ino == in->ino)
+			return e->name;
+	return NULL;
+}
+
+static void path_of(struct ns *ns, const struct inode *in, uint64_t snap, char *buf, size_t cap)
 {
 	/* collect names leaf-first, then write them root-first */
 	const char *parts[64];
 	int n = 0;
 	while (in && in->ino != NS_ROOT_INO && n < 64) {
-		parts[n++] = in->name ? in->name->name : "?";
-		in = in->name ? ns_inode(ns, in->name_parent) : NULL;
+		const char *name = in->name ? in->name->name : NULL;
+		if (!name && snap)
+			name = name_at(ns, in, snap);
+		parts[n++] = name ? name : "?";
+		in = in->name || (name && snap) ? ns_inode(ns, in->name_parent) : NULL;
 	}
 	size_t at = 0;
 	buf[0] = 0;
@@ -622,6 +641,16 @@ void ns_path(struct ns *ns, const struct inode *in, char *buf, size_t cap)
 			break;
 		at += (size_t)w;
 	}
+}
+
+void ns_path(struct ns *ns, const struct inode *in, char *buf, size_t cap)
+{
+	path_of(ns, in, 0, buf, cap);
+}
+
+void ns_path_at(struct ns *ns, const struct inode *in, uint64_t snap, char *buf, size_t cap)
+{
+	path_of(ns, in, snap, buf, cap);
 }
 
 static int add_len(void *arg, uint64_t idx, struct chunk *c)

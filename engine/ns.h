@@ -221,6 +221,9 @@ const uint8_t *xattrs_get(const struct xattrs *xa, const char *name, uint32_t *l
 
 /* A path of in for humans ("/a/b"), into buf; "?" parts where unknown. */
 void ns_path(struct ns *ns, const struct inode *in, char *buf, size_t cap);
+/* The same, where a name removed since snapshot snap is its name at snap
+ * (a transaction's conflict with a winner that removed what it changed). */
+void ns_path_at(struct ns *ns, const struct inode *in, uint64_t snap, char *buf, size_t cap);
 
 /* Visit every inode (checkpoints, stats); stop on non-zero. */
 int ns_walk(struct ns *ns, int (*cb)(void *arg, struct inode *in), void *arg);

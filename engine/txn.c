@@ -827,15 +827,23 @@ static void set_last_error(struct txn *t, const char *reason, const char *path)
 	t->last_error_ns = fs_now_ns();
 }
 
-void txn_key_path(struct txd_fs *fs, const struct txn_key *k, char *buf, size_t cap)
+/* As txn_key_path; a directory removed since snap (non-zero) is named as
+ * it was at snap. */
+static void txn_key_path_at(struct txd_fs *fs, const struct txn_key *k, uint64_t snap, char *buf,
+			    size_t cap)
 {
 	struct inode *p = ns_inode(&fs->ns, k->parent);
 	char dir[4096];
 	if (p)
-		ns_path(&fs->ns, p, dir, sizeof(dir));
+		ns_path_at(&fs->ns, p, snap, dir, sizeof(dir));
 	else
 		snprintf(dir, sizeof(dir), "?");
 	snprintf(buf, cap, "%.3500s%s%.255s", dir, strcmp(dir, "/") ? "/" : "", k->name);
+}
+
+void txn_key_path(struct txd_fs *fs, const struct txn_key *k, char *buf, size_t cap)
+{
+	txn_key_path_at(fs, k, 0, buf, cap);
 }
 
 /* Step 2 of txn.h: first committer wins. A lost conflict is final: the
@@ -942,7 +950,7 @@ static int validate(struct txd_fs *fs, struct txn *t)
 				winner = d ? d->commit : wal_last_lsn(fs->wal);
 		}
 		if (winner) {
-			txn_key_path(fs, key, path, sizeof(path));
+			txn_key_path_at(fs, key, t->snap, path, sizeof(path));
 			txn_set_status(t, "aborted conflict winner=%" PRIu64 " path=%s", winner,
 				       txn_esc_path(path, e, sizeof(e)));
 			return -EBUSY;
@@ -984,10 +992,10 @@ static int validate(struct txd_fs *fs, struct txn *t)
 			continue;
 		struct inode *v = ns_inode(&t->ns, t->inos[k]);
 		path[0] = 0;
-		if (m)
-			ns_path(&fs->ns, m, path, sizeof(path));
+		if (m) /* removed in the main tree since t->snap: its name then */
+			ns_path_at(&fs->ns, m, t->snap, path, sizeof(path));
 		else if (v)
-			ns_path(&t->ns, v, path, sizeof(path)); /* removed in the main tree */
+			ns_path(&t->ns, v, path, sizeof(path));
 		txn_set_status(t, "aborted conflict winner=%" PRIu64 " path=%s",
 			       m ? m->head->commit : wal_last_lsn(fs->wal),
 			       txn_esc_path(path, e, sizeof(e)));

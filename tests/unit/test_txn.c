@@ -782,6 +782,32 @@ Test(txn, status_line_parses_whatever_the_path)
 	cr_assert_eq(tt_txn_end(fs, "m"), 0);
 }
 
+/* A conflict with a winner that removed the file, or its directory, names
+ * the path the loser changed (as it was at its snapshot), never "/?". */
+Test(txn, conflict_on_what_the_winner_removed_names_the_path)
+{
+	uint64_t root;
+
+	cr_assert_eq(tt_resolve(fs, "", NULL, NULL, &root), 0);
+	for (int rmdir_too = 0; rmdir_too < 2; rmdir_too++) {
+		cr_assert_eq(tt_mkdir(fs, "gone"), 0);
+		cr_assert_eq(tt_put(fs, "gone/f", "base", 4), 0);
+		cr_assert_eq(tt_txn_begin(fs, "x"), 0);
+		cr_assert_eq(tt_put(fs, vpath("x", "gone/f"), "from x", 6), 0);
+		cr_assert_eq(tt_unlink(fs, "gone/f"), 0);
+		if (rmdir_too)
+			cr_assert_eq(txd_rmdir(fs, NULL, root, "gone"), 0);
+		cr_expect_eq(tt_txn_cmd(fs, "x", "commit"), -EBUSY);
+		char *st = status("x");
+		cr_expect_eq(strncmp(st, "aborted conflict winner=", 24), 0, "%s", st);
+		cr_expect(strstr(st, " path=/gone/f\n") != NULL, "rmdir %d: %s", rmdir_too, st);
+		free(st);
+		cr_assert_eq(tt_txn_end(fs, "x"), 0);
+		if (!rmdir_too)
+			cr_assert_eq(txd_rmdir(fs, NULL, root, "gone"), 0);
+	}
+}
+
 /* info.json is valid JSON whatever the name holds, with every field. */
 Test(txn, info_json_is_json)
 {
