@@ -1034,8 +1034,11 @@ static int lease_list_cmd(const struct mc_cmd *cmd, int argc, char **argv)
 		return r;
 	if (argc - first == 2) {
 		only = argv[first + 1];
-		if (!mc_coord_name_ok(only))
-			return mc_usage(cmd, "NAME: 1 to 255 bytes, no '/', whitespace or control characters");
+		if (!mc_coord_name_ok(only)) {
+			/* bad input, as for `lease MNT NAME`: mountctl's own error */
+			mc_usage(cmd, "NAME: 1 to 255 bytes, no '/', whitespace or control characters");
+			return MC_EXIT_OWN;
+		}
 		argc--;
 	}
 	if ((r = mc_mnt_arg(cmd, argc, argv, first, &mnt)) >= 0)
@@ -1117,8 +1120,10 @@ static int lease_break_cmd(const struct mc_cmd *cmd, int argc, char **argv)
 	}
 	if (argc != 3)
 		return mc_usage(cmd, "lease break MNT NAME");
-	if (!mc_coord_name_ok(argv[2]))
-		return mc_usage(cmd, "NAME: no '/', whitespace or control characters");
+	if (!mc_coord_name_ok(argv[2])) {
+		mc_usage(cmd, "NAME: 1 to 255 bytes, no '/', whitespace or control characters");
+		return MC_EXIT_OWN;
+	}
 	mnt = mc_abspath(argv[1]);
 	if (!mnt) {
 		mc_err("lease break", "%s: %s", argv[1], strerror(errno));

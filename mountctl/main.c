@@ -2,9 +2,11 @@
  * main.c — mountctl's command table, help and dispatch. Each command lives
  * in its own file (cmd_*.c); this file only finds it and prints help.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mountctl.h"
 
@@ -187,8 +189,10 @@ void mc_help(const struct mc_cmd *cmd)
 
 int mc_usage(const struct mc_cmd *cmd, const char *why)
 {
-	if (why)
+	if (why) {
 		fprintf(stderr, "mountctl: %s: %s\n", cmd->name, why);
+		mc_err_keep(why);
+	}
 	fprintf(stderr, "usage: mountctl %s\n", cmd->synopsis);
 	return MC_EXIT_USAGE;
 }
@@ -219,6 +223,59 @@ int mc_parse_read_opts(const struct mc_cmd *cmd, int argc, char **argv, bool *js
 	}
 	*optind_out = optind;
 	return -1;
+}
+
+/* ---- --json: stdout is JSON, also when a command fails ------------------- */
+static unsigned long long out_bytes;
+
+static ssize_t out_write(void *cookie, const char *buf, size_t n)
+{
+	size_t done = 0;
+
+	(void)cookie;
+	while (done < n) {
+		ssize_t w = write(STDOUT_FILENO, buf + done, n - done);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return done ? (ssize_t)done : -1;
+		done += (size_t)w;
+	}
+	out_bytes += n;
+	return (ssize_t)n;
+}
+
+/* --json among the command's own arguments (not CMD's, after "--"). */
+static bool wants_json(int argc, char **argv)
+{
+	for (int i = 2; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--json"))
+			return true;
+	return false;
+}
+
+/* Every read command takes --json (SPEC §2): one that fails before it
+ * printed anything (a message on stderr only) still prints a JSON object,
+ * {"command": NAME, "status": "error", "exit": CODE, "error": MESSAGE},
+ * as status --json does, so `mountctl X --json | jq` always reads JSON.
+ * stdout is counted through a cookie stream for that. */
+static int run_json(const struct mc_cmd *cmd, int argc, char **argv)
+{
+	cookie_io_functions_t io = {.write = out_write};
+	FILE *f = fopencookie(NULL, "w", io);
+	int rc;
+
+	if (f)
+		stdout = f;
+	rc = cmd->run(cmd, argc - 1, argv + 1);
+	if (rc != MC_EXIT_OK && out_bytes == 0 && mc_err_said()) {
+		fflush(stdout);
+		if (out_bytes == 0)
+			mc_json_error("command", cmd->name, rc);
+	}
+	fflush(stdout);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -257,5 +314,7 @@ int main(int argc, char **argv)
 		print_overview(stderr);
 		return MC_EXIT_USAGE;
 	}
+	if (wants_json(argc, argv))
+		return run_json(cmd, argc, argv);
 	return cmd->run(cmd, argc - 1, argv + 1);
 }

@@ -71,6 +71,11 @@ void mc_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf,
  * {KEY: target, "status": "error", "exit": code, "error": the last
  * mc_err MESSAGE} on stdout, so a script reading stdout always gets JSON. */
 void mc_json_error(const char *key, const char *target, int code);
+/* Whether mc_err said something (main.c: a --json command that failed
+ * without printing anything gets mc_json_error's object). */
+bool mc_err_said(void);
+/* Keep msg as the last error (for mc_json_error) without printing it. */
+void mc_err_keep(const char *msg);
 
 /* A name or path for a line of text output, escaped as the status line
  * escapes a path (SPEC §4, §6: \n and \\), and every other control byte

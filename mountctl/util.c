@@ -27,15 +27,28 @@
 #include "mountctl.h"
 
 static char last_err[1024];
+static bool err_said;
+
+bool mc_err_said(void)
+{
+	return err_said;
+}
 
 void mc_err(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
+	err_said = true;
 	va_start(ap, fmt);
 	vsnprintf(last_err, sizeof(last_err), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "mountctl: %s: %s\n", cmd, last_err);
+}
+
+void mc_err_keep(const char *msg)
+{
+	err_said = true;
+	snprintf(last_err, sizeof(last_err), "%s", msg);
 }
 
 void mc_json_error(const char *key, const char *target, int code)

@@ -94,6 +94,19 @@ assert d["status"] == "error" and d["exit"] == int(sys.argv[1]) and d["error"], 
 json_error "status --json of a plain directory: a JSON error on stdout" 1 status --json "$T/plain"
 json_error "scrub --json of a plain directory: a JSON error on stdout" 8 scrub --json "$T/plain"
 json_error "fsck --json of a missing store: a JSON error on stdout" 8 fsck --json "$T/does-not-exist"
+# every read command: a JSON error object when it fails before its document
+for c in "stats 1" "txn_list 1" "lease_list 1" "state_get 1" "top_--once 1" "decision 125"; do
+	set -- ${c%% *}
+	want=${c##* }
+	args=(${1//_/ })
+	[ "${args[0]}" = decision ] && extra=(P) || extra=()
+	json_error "${args[*]} --json of a plain directory: a JSON error on stdout" "$want" \
+		"${args[@]}" "$T/plain" "${extra[@]}" --json
+done
+mc lease list "$T/plain" bad/name
+expect "lease list with a bad NAME: mountctl's own error, 125 (as lease MNT NAME)" 125 "NAME: 1 to 255"
+mc lease break "$T/plain" "bad name"
+expect "lease break with a bad NAME: 125" 125 "NAME: 1 to 255"
 mc fsck "$T/does-not-exist"
 expect "fsck of a missing path names it missing" 8 "does-not-exist: No such file or directory"
 mc inspect "$T/plain"
