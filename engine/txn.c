@@ -931,6 +931,27 @@ static uint64_t cycle_check(struct txd_fs *fs, struct txn *t)
 	return found;
 }
 
+/* A directory whose rights were taken since t's snapshot: p or a directory
+ * above it whose mode, owner or group changed, or that was moved, after
+ * t->snap. The kernel checked the view's entry changes against the view's
+ * copy of those directories; on ext4 a create or unlink checks the
+ * directory as it is now, so such a change conflicts (SPEC §6: a right the
+ * owner took away is not exercised later). Root's transactions are not
+ * checked (root is not refused anyway). Returns it, or NULL. */
+static struct inode *rights_changed(struct txd_fs *fs, struct txn *t, struct inode *p)
+{
+	for (int depth = 0; p && t->uid != 0 && depth < 4096; depth++) {
+		const struct iver *then = ns_iver_at(p, t->snap), *now = p->head;
+		if (!then || then->mode != now->mode || then->uid != now->uid ||
+		    then->gid != now->gid || (p->name && p->name->commit > t->snap))
+			return p;
+		if (p->ino == NS_ROOT_INO || !p->name)
+			break;
+		p = ns_inode(&fs->ns, p->name_parent);
+	}
+	return NULL;
+}
+
 static int validate(struct txd_fs *fs, struct txn *t)
 {
 	char path[4096], e[TXN_LINE];
@@ -948,6 +969,13 @@ static int validate(struct txd_fs *fs, struct txn *t)
 			struct dent *d = ns_dir_find(p->dir, key->name, strlen(key->name));
 			if (ino_now != ino_then || (d && d->commit > t->snap))
 				winner = d ? d->commit : wal_last_lsn(fs->wal);
+			struct inode *r = winner ? NULL : rights_changed(fs, t, p);
+			if (r) {
+				ns_path(&fs->ns, r, path, sizeof(path));
+				txn_set_status(t, "aborted conflict winner=%" PRIu64 " path=%s",
+					       r->head->commit, txn_esc_path(path, e, sizeof(e)));
+				return -EBUSY;
+			}
 		}
 		if (winner) {
 			txn_key_path_at(fs, key, t->snap, path, sizeof(path));
@@ -988,6 +1016,14 @@ static int validate(struct txd_fs *fs, struct txn *t)
 	}
 	for (uint32_t k = 0; k < t->ninos; k++) {
 		struct inode *m = ns_inode(&fs->ns, t->inos[k]);
+		struct inode *r = m && m->name ? rights_changed(fs, t, ns_inode(&fs->ns, m->name_parent))
+					     : NULL;
+		if (r) { /* a file changed in a directory whose rights were taken */
+			ns_path(&fs->ns, r, path, sizeof(path));
+			txn_set_status(t, "aborted conflict winner=%" PRIu64 " path=%s",
+				       r->head->commit, txn_esc_path(path, e, sizeof(e)));
+			return -EBUSY;
+		}
 		if (m && m->head->commit <= t->snap)
 			continue;
 		struct inode *v = ns_inode(&t->ns, t->inos[k]);

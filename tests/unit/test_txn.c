@@ -808,6 +808,74 @@ Test(txn, conflict_on_what_the_winner_removed_names_the_path)
 	}
 }
 
+/* SPEC §6: a user's transaction begun before the owner took rights away
+ * from a directory (chmod 700, chown, a move) can no longer create, remove
+ * or change anything in it: its commit conflicts; root's is not checked. */
+Test(txn, rights_taken_from_a_directory_after_begin_conflict)
+{
+	struct txd_cred u = tt_cred;
+	struct txd_entry e;
+	uint64_t txns, d;
+	const char *leaf;
+
+	u.uid = 1000;
+	u.pid = getpid();
+	cr_assert_eq(tt_resolve(fs, ".txdir/txn/x", &txns, &leaf, NULL), 0);
+	for (int how = 0; how < 4; how++) {
+		char name[16];
+		snprintf(name, sizeof(name), "lock%d", how);
+		cr_assert_eq(tt_mkdir(fs, name), 0);
+		cr_assert_eq(tt_resolve(fs, name, NULL, NULL, &d), 0);
+		struct txd_setattr sa = {.valid = TXD_SET_MODE, .mode = 0777};
+		cr_assert_eq(txd_setattr(fs, NULL, d, &sa, 0, NULL), 0);
+		char f[32];
+		snprintf(f, sizeof(f), "%s/important", name);
+		cr_assert_eq(tt_put(fs, f, "keep", 4), 0);
+		cr_assert_eq(txd_mkdir(fs, &u, txns, "u", 0755, &e), 0);
+		txd_forget(fs, e.node, 1);
+		if (how < 3)
+			snprintf(f, sizeof(f), "%s/planted", name);
+		cr_assert_eq(tt_put(fs, vpath("u", f), "evil", 4), 0); /* 3: overwrite */
+		if (how == 0 || how == 3) {
+			sa.mode = 0700; /* chmod 700 */
+			cr_assert_eq(txd_setattr(fs, NULL, d, &sa, 0, NULL), 0);
+		} else if (how == 1) {
+			sa = (struct txd_setattr){.valid = TXD_SET_UID, .uid = 4242}; /* chown */
+			cr_assert_eq(txd_setattr(fs, NULL, d, &sa, 0, NULL), 0);
+		} else {
+			cr_assert_eq(tt_mkdir(fs, "private"), 0); /* mv into a 0700 tree */
+			char to[32];
+			snprintf(to, sizeof(to), "private/%s", name);
+			cr_assert_eq(tt_rename(fs, name, to, 0), 0);
+		}
+		cr_expect_eq(tt_txn_cmd(fs, "u", "commit"), -EBUSY, "how %d", how);
+		char *st = status("u");
+		cr_expect_eq(strncmp(st, "aborted conflict", 16), 0, "how %d: %s", how, st);
+		free(st);
+		cr_assert_eq(tt_txn_end(fs, "u"), 0);
+		if (how == 2)
+			snprintf(f, sizeof(f), "private/%s/planted", name);
+		char *data;
+		size_t len;
+		if (how < 3) {
+			cr_expect_neq(tt_get(fs, f, &data, &len), 0, "nothing planted (how %d)", how);
+		} else {
+			cr_assert_eq(tt_get(fs, f, &data, &len), 0);
+			cr_expect(len == 4 && !memcmp(data, "keep", 4), "not overwritten");
+			free(data);
+		}
+	}
+	/* root's transaction is not checked */
+	cr_assert_eq(tt_mkdir(fs, "rootdir"), 0);
+	cr_assert_eq(tt_txn_begin(fs, "r"), 0);
+	cr_assert_eq(tt_put(fs, vpath("r", "rootdir/new"), "r", 1), 0);
+	cr_assert_eq(tt_resolve(fs, "rootdir", NULL, NULL, &d), 0);
+	struct txd_setattr sa = {.valid = TXD_SET_MODE, .mode = 0700};
+	cr_assert_eq(txd_setattr(fs, NULL, d, &sa, 0, NULL), 0);
+	cr_expect_eq(tt_txn_cmd(fs, "r", "commit"), 0);
+	cr_assert_eq(tt_txn_end(fs, "r"), 0);
+}
+
 /* info.json is valid JSON whatever the name holds, with every field. */
 Test(txn, info_json_is_json)
 {
