@@ -143,7 +143,7 @@ static bool child_path(struct ns *ns, uint64_t parent, const char *name, char *b
 	struct inode *p = ns_inode(ns, parent);
 	if (!p)
 		return false;
-	ns_path(ns, p, buf, PATH_CAP);
+	ns_path(ns, p, buf, PATH_CAP - strnlen(name, 255) - 1); /* room for the name */
 	size_t at = strlen(buf);
 	snprintf(buf + at, PATH_CAP - at, "%s%s", at == 1 ? "" : "/", name);
 	return true;

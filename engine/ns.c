@@ -619,28 +619,50 @@ static const char *name_at(struct ns *ns, const struct inode *in, uint64_t snap)
 
 static void path_of(struct ns *ns, const struct inode *in, uint64_t snap, char *buf, size_t cap)
 {
-	/* collect names leaf-first, then write them root-first */
-	const char *parts[64];
-	int n = 0;
-	while (in && in->ino != NS_ROOT_INO && n < 64) {
+	/* collect names leaf-first (any depth), then write them root-first */
+	const char *stack[64], **parts = stack;
+	size_t n = 0, max = 64, total = 0;
+	while (in && in->ino != NS_ROOT_INO && n < (1u << 20)) {
 		const char *name = in->name ? in->name->name : NULL;
 		if (!name && snap)
 			name = name_at(ns, in, snap);
+		if (n == max) {
+			const char **more = malloc(2 * max * sizeof(*more));
+			if (!more)
+				break;
+			memcpy(more, parts, n * sizeof(*parts));
+			if (parts != stack)
+				free(parts);
+			parts = more;
+			max *= 2;
+		}
 		parts[n++] = name ? name : "?";
+		total += 1 + strlen(parts[n - 1]);
 		in = in->name || (name && snap) ? ns_inode(ns, in->name_parent) : NULL;
 	}
-	size_t at = 0;
+	size_t at = 0, first = n;
 	buf[0] = 0;
 	if (n == 0 && cap > 1) {
 		buf[0] = '/';
 		buf[1] = 0;
 	}
-	while (n-- > 0 && at + 1 < cap) {
-		int w = snprintf(buf + at, cap - at, "/%s", parts[n]);
+	/* longer than cap: the leaf end, after an explicit mark that the
+	 * start was cut (never a shorter path that looks whole) */
+	if (total >= cap && cap > 8) {
+		size_t keep = 0;
+		first = 0;
+		while (first < n && keep + 1 + strlen(parts[first]) + 4 < cap)
+			keep += 1 + strlen(parts[first++]);
+		at = (size_t)snprintf(buf, cap, "/\u2026");
+	}
+	while (first-- > 0 && at + 1 < cap) {
+		int w = snprintf(buf + at, cap - at, "/%s", parts[first]);
 		if (w < 0)
 			break;
 		at += (size_t)w;
 	}
+	if (parts != stack)
+		free(parts);
 }
 
 void ns_path(struct ns *ns, const struct inode *in, char *buf, size_t cap)

@@ -113,6 +113,48 @@ Test(clog, c2_a_transaction_lists_its_net_change)
 	cJSON_Delete(o);
 }
 
+/* C2: a path of any depth is the whole path (70 directories deep: all
+ * 72 components); one longer than a record's path (4 KiB) starts with an
+ * explicit "/\u2026" mark, then its leaf end — never a shorter path that
+ * looks whole. */
+Test(clog, c2_deep_paths_whole_or_marked_cut)
+{
+	char path[8192] = "deep";
+	size_t at = 4;
+
+	cr_assert_eq(tt_mkdir(fs, path), 0);
+	for (int i = 0; i < 70; i++) {
+		at += (size_t)snprintf(path + at, sizeof(path) - at, "/d");
+		cr_assert_eq(tt_mkdir(fs, path), 0);
+	}
+	snprintf(path + at, sizeof(path) - at, "/leaf");
+	uint64_t from = last_id() + 1;
+	cr_assert_eq(tt_put(fs, path, "x", 1), 0);
+	char want[8192];
+	snprintf(want, sizeof(want), "/%s", path);
+	cr_expect(has_change(from, "created", want, NULL), "whole path %s", want);
+
+	/* 1,500 levels of "/dd" (4.5 KiB): marked, leaf end kept */
+	at = (size_t)snprintf(path, sizeof(path), "long");
+	cr_assert_eq(tt_mkdir(fs, path), 0);
+	for (int i = 0; i < 1500; i++) {
+		at += (size_t)snprintf(path + at, sizeof(path) - at, "/dd");
+		cr_assert_eq(tt_mkdir(fs, path), 0);
+	}
+	snprintf(path + at, sizeof(path) - at, "/end");
+	from = last_id() + 1;
+	cr_assert_eq(tt_put(fs, path, "x", 1), 0);
+	cJSON *o = commit_json(from);
+	cr_assert_not_null(o);
+	const char *got = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "changes"), 0),
+					      "path")->valuestring;
+	cr_expect(strncmp(got, "/\u2026/", 5) == 0, "marked: %.40s", got);
+	cr_expect(strlen(got) > 4000 && strlen(got) < 4096, "%zu bytes", strlen(got));
+	cr_expect(strcmp(got + strlen(got) - 7, "/dd/end") == 0, "leaf end: %s",
+		  got + strlen(got) - 12);
+	cJSON_Delete(o);
+}
+
 /* C2 at scale: a 3,000-file transaction lists every path. */
 Test(clog, c2_every_path_of_a_big_commit)
 {
