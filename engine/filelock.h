@@ -53,9 +53,9 @@
 
 enum fl_kind { FL_POSIX = 1, FL_FLOCK = 2 };
 
-/* A file: the view it belongs to (0 the main tree, a transaction's id, or
- * FL_VIEW_CTL for control files) and its inode number there (a control
- * file's node id). */
+/* A file: 0 for data files (the main tree and every transaction view
+ * share a file's locks: its copies keep its inode number) or FL_VIEW_CTL
+ * for control files, and its inode number (a control file's node id). */
 #define FL_VIEW_CTL UINT64_MAX
 struct fl_key {
 	uint64_t view, ino;

@@ -506,9 +506,11 @@ int txd_release(struct txd_fs *fs, uint64_t fh)
 
 /* ---- advisory locks (filelock.h) -------------------------------------------
  * A lock belongs to the file, whatever node id it comes through: a data
- * file is its view and inode number (hard links share it, as on ext4), a
- * control file its node id. The key is found under fs->lock; filelock's own
- * lock is taken after (core.h 9). */
+ * file is its inode number (hard links share it, as on ext4; so do a
+ * file's copies in transaction views, which keep its number: `flock
+ * /path/lock job` excludes a job run under `mountctl run` too, and views'
+ * new files get numbers of their own), a control file its node id. The key
+ * is found under fs->lock; filelock's own lock is taken after (core.h 9). */
 static int lock_key(struct txd_fs *fs, uint64_t fh, struct fl_key *k)
 {
 	pthread_mutex_lock(&fs->lock);
@@ -517,7 +519,7 @@ static int lock_key(struct txd_fs *fs, uint64_t fh, struct fl_key *k)
 	if (h && is_ctl(h))
 		*k = (struct fl_key){.view = FL_VIEW_CTL, .ino = h->node->id};
 	else if (h)
-		*k = (struct fl_key){.view = h->node->txn ? h->node->txn->id : 0, .ino = h->in->ino};
+		*k = (struct fl_key){.view = 0, .ino = h->in->ino};
 	pthread_mutex_unlock(&fs->lock);
 	return err;
 }

@@ -8,6 +8,8 @@
 #              second `flock -n` is refused while the job runs (before: the
 #              job's `>>` moved the name to a new node id and the second
 #              flock locked that one).
+#   views      a lock holds across transaction views: the main tree and a
+#              `mountctl run`, and two runs, exclude each other.
 #   split      flock and fcntl locks taken through a read-only descriptor
 #              still exclude a process that opens the file for writing
 #              after that; F_GETLK names the holder's pid.
@@ -216,6 +218,39 @@ test_flock1() {
 		not_ok "flock1: second flock exit $rc, file: $(tr '\n' ' ' <"$f")"
 }
 
+# A lock is per file, also across transaction views: a job under `mountctl
+# run` and one in the main tree, or two runs, exclude each other (SPEC §1's
+# cron guard `flock /path/lock job`).
+test_views() {
+	local f=$TM_MNT/guard.lock started=$WORKD/vstarted go=$WORKD/vgo pid rc1 rc2 rc3
+	: >"$f"
+	mkfifo "$go"
+	timeout 60 flock -x "$f" -c ": > '$started'; read x < '$go'" &
+	pid=$!
+	BG+=("$pid")
+	wait_for 300 test -e "$started" || { not_ok "views: the holder did not start"; return; }
+	timeout 30 "$MOUNTCTL" run "$TM_MNT" -- flock -n -x "$f" true
+	rc1=$?
+	echo go >"$go"
+	wait "$pid"
+	rm -f "$started" "$go"
+	mkfifo "$go"
+	timeout 60 "$MOUNTCTL" run "$TM_MNT" -- flock -x "$f" -c ": > '$started'; read x < '$go'" &
+	pid=$!
+	BG+=("$pid")
+	wait_for 300 test -e "$started" || { not_ok "views: the run holder did not start"; return; }
+	timeout 30 "$MOUNTCTL" run "$TM_MNT" -- flock -n -x "$f" true
+	rc2=$?
+	timeout 10 flock -n -x "$f" true
+	rc3=$?
+	echo go >"$go"
+	wait "$pid"
+	check_eq() { [ "$2" = "$3" ] && ok "$1" || not_ok "$1: got $2, want $3"; }
+	check_eq "views: main tree holds flock: flock -n inside mountctl run is refused (1)" "$rc1" 1
+	check_eq "views: a run holds it: flock -n in another run is refused (1)" "$rc2" 1
+	check_eq "views: a run holds it: flock -n in the main tree is refused (1)" "$rc3" 1
+}
+
 test_split() {
 	local out
 	out=$(py split "$TM_MNT")
@@ -312,6 +347,7 @@ test_nobody() {
 
 tm_mount "$OPTS" || { echo "not ok - mount"; echo "0 passed, 1 failed"; exit 1; }
 test_flock1
+test_views
 test_split
 test_wait
 test_death
