@@ -89,7 +89,7 @@ SUPPORT_OBJ := $(call obj,$(SUPPORT_SRC))
 # libtxdir.so.$(VERSION) is the file, libtxdir.so.$(SOVERSION) its soname
 # (what programs record and ld.so looks for), libtxdir.so the linker name
 # (-ltxdir). engine/libtxdir.map says when each changes.
-VERSION := 2.0.0
+VERSION := 2.1.0
 SOVERSION := 2
 LIBA := $(BUILD)/libtxdir.a
 LIBSO_FILE := libtxdir.so.$(VERSION)

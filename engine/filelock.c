@@ -23,6 +23,7 @@ struct lk {
 	short type;
 	uint64_t start, end, owner;
 	uint32_t pid;
+	uint64_t fh; /* L9 */
 };
 
 struct ffile;
@@ -171,7 +172,7 @@ static int apply(struct fl_table *fl, struct ffile *f, const struct fl_req *r)
 			return -ENOLCK;
 		}
 		*nl = (struct lk){.kind = r->kind, .type = r->type, .start = r->start, .end = r->end,
-				  .owner = r->owner, .pid = r->pid};
+				  .owner = r->owner, .pid = r->pid, .fh = r->fh};
 	}
 	for (struct lk **pp = &f->locks; *pp;) {
 		struct lk *l = *pp;
@@ -379,6 +380,30 @@ void fl_release_owner(struct fl_table *fl, const struct fl_key *k, enum fl_kind 
 	for (struct lk **pp = f ? &f->locks : NULL; pp && *pp;) {
 		struct lk *l = *pp;
 		if (l->kind == kind && l->owner == owner) {
+			*pp = l->next;
+			free(l);
+			fl->nlocks--;
+			gone = true;
+		} else {
+			pp = &l->next;
+		}
+	}
+	if (gone)
+		granted = wake(fl, f);
+	maybe_free(fl, f);
+	pthread_mutex_unlock(&fl->lock);
+	finish(granted);
+}
+
+void fl_release_fh(struct fl_table *fl, const struct fl_key *k, uint64_t fh)
+{
+	pthread_mutex_lock(&fl->lock);
+	struct ffile *f = find(fl, k, false);
+	struct waiter *granted = NULL;
+	bool gone = false;
+	for (struct lk **pp = f ? &f->locks : NULL; pp && *pp;) {
+		struct lk *l = *pp;
+		if (l->kind == FL_POSIX && l->fh == fh) {
 			*pp = l->next;
 			free(l);
 			fl->nlocks--;

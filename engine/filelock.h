@@ -36,6 +36,8 @@
  *  L8 Locks live in memory only: a server restart drops them (as a
  *     reboot does on ext4); the kernel's files of the old mount are gone
  *     with it.
+ *  L9 Open file description locks (F_OFD_SETLK, owner = the description)
+ *     go at its last close: fl_release_fh.
  *
  * Lock order: fl->lock is a leaf. done callbacks run after it is dropped,
  * on the thread whose unlock, release or cancel granted them (or in
@@ -69,6 +71,7 @@ struct fl_req {
 	uint64_t start, end;
 	uint64_t owner;
 	uint32_t pid;
+	uint64_t fh; /* the open file description it came through (L9) */
 };
 
 struct fl_table;
@@ -95,6 +98,13 @@ void fl_test(struct fl_table *fl, const struct fl_key *k, struct fl_req *r);
  * longer conflict are granted. */
 void fl_release_owner(struct fl_table *fl, const struct fl_key *k, enum fl_kind kind,
 		      uint64_t owner);
+/* L9: the POSIX locks taken through open file description fh go with its
+ * last close (RELEASE). Those are the OFD locks (F_OFD_SETLK: their owner
+ * is the description, and the kernel sends no unlock for them to a server
+ * that keeps the locks): a process's own record locks went at its close(2)
+ * of that descriptor already (fl_release_owner at FLUSH), before any
+ * RELEASE of it. */
+void fl_release_fh(struct fl_table *fl, const struct fl_key *k, uint64_t fh);
 /* Whether any lock is held at all: a cheap look (no lock taken) for
  * close(2), which has nothing to release on a file system nobody locks. */
 bool fl_any(struct fl_table *fl);

@@ -366,6 +366,10 @@ int txd_lock_cancel(struct txd_fs *fs, void *arg);
 /* close(2) (FLUSH: the POSIX locks of owner on the file) and the last close
  * of an open file description (RELEASE: its flock lock). */
 void txd_unlock_owner(struct txd_fs *fs, uint64_t fh, uint64_t owner, bool flock);
+/* The last close of an open file description (RELEASE): the record locks
+ * taken through it that are still there, its F_OFD_SETLK locks (filelock.h
+ * L9). */
+void txd_unlock_fh(struct txd_fs *fs, uint64_t fh);
 /* FALLOCATE carries no kill flag: a caller other than root (taken as the
  * one holding CAP_FSETID: FUSE passes no capabilities) drops the set-id
  * bits, as fallocate(2) does on ext4, in a commit carrying c->pid. */

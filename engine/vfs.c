@@ -524,11 +524,11 @@ static int lock_key(struct txd_fs *fs, uint64_t fh, struct fl_key *k)
 	return err;
 }
 
-static struct fl_req lock_req(bool flock, uint64_t owner, const struct txd_lock *l)
+static struct fl_req lock_req(bool flock, uint64_t owner, const struct txd_lock *l, uint64_t fh)
 {
 	return (struct fl_req){.kind = flock ? FL_FLOCK : FL_POSIX, .type = l->type,
 			       .start = flock ? 0 : l->start, .end = flock ? FL_END : l->end,
-			       .owner = owner, .pid = l->pid};
+			       .owner = owner, .pid = l->pid, .fh = fh};
 }
 
 int txd_getlk(struct txd_fs *fs, uint64_t fh, uint64_t owner, struct txd_lock *l)
@@ -537,7 +537,7 @@ int txd_getlk(struct txd_fs *fs, uint64_t fh, uint64_t owner, struct txd_lock *l
 	int err = lock_key(fs, fh, &k);
 	if (err)
 		return err;
-	struct fl_req r = lock_req(false, owner, l);
+	struct fl_req r = lock_req(false, owner, l, fh);
 	fl_test(fs->locks, &k, &r);
 	*l = (struct txd_lock){.type = r.type, .start = r.start, .end = r.end, .pid = r.pid};
 	return 0;
@@ -551,7 +551,7 @@ int txd_setlk(struct txd_fs *fs, uint64_t fh, uint64_t owner, bool flock,
 	int err = lock_key(fs, fh, &k);
 	if (err)
 		return err;
-	struct fl_req r = lock_req(flock, owner, l);
+	struct fl_req r = lock_req(flock, owner, l, fh);
 	return fl_set(fs->locks, &k, &r, wait, intr, done, arg);
 }
 
@@ -565,4 +565,11 @@ void txd_unlock_owner(struct txd_fs *fs, uint64_t fh, uint64_t owner, bool flock
 	struct fl_key k;
 	if (fl_any(fs->locks) && !lock_key(fs, fh, &k))
 		fl_release_owner(fs->locks, &k, flock ? FL_FLOCK : FL_POSIX, owner);
+}
+
+void txd_unlock_fh(struct txd_fs *fs, uint64_t fh)
+{
+	struct fl_key k;
+	if (fl_any(fs->locks) && !lock_key(fs, fh, &k))
+		fl_release_fh(fs->locks, &k, fh);
 }

@@ -396,6 +396,7 @@ static void tx_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	(void)ino;
 	if (fi->flock_release) /* the open file description's flock(2) lock */
 		txd_unlock_owner(FS, fi->fh, fi->lock_owner, true);
+	txd_unlock_fh(FS, fi->fh); /* and its F_OFD_SETLK locks */
 	reply_rc(req, txd_release(FS, fi->fh), "release");
 }
 

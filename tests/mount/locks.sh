@@ -10,6 +10,8 @@
 #              flock locked that one).
 #   views      a lock holds across transaction views: the main tree and a
 #              `mountctl run`, and two runs, exclude each other.
+#   ofd        F_OFD_SETLK locks go at the description's last close and
+#              at the holder's death.
 #   split      flock and fcntl locks taken through a read-only descriptor
 #              still exclude a process that opens the file for writing
 #              after that; F_GETLK names the holder's pid.
@@ -251,6 +253,55 @@ test_views() {
 	check_eq "views: a run holds it: flock -n in the main tree is refused (1)" "$rc3" 1
 }
 
+# F_OFD_SETLK locks belong to the open file description: they go at its
+# last close and when the process dies (the kernel sends no unlock for them
+# to a server that keeps the locks: filelock.h L9).
+test_ofd() {
+	local f=$TM_MNT/ofd.lock out
+	: >"$f"
+	out=$(timeout 30 python3 - "$f" <<'PYOFD'
+import fcntl, os, struct, sys
+f = sys.argv[1]
+req = lambda t: struct.pack("@hhqqi4x", t, 0, 0, 0, 0)
+def try_lock():
+    fd = os.open(f, os.O_RDWR)
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, req(fcntl.F_WRLCK))
+        return fd, "got"
+    except OSError as e:
+        os.close(fd)
+        return None, "busy"
+def other_process_can_lock():
+    # a traditional POSIX lock from another process (its own owner: a
+    # freed description's address, reused by a later open, cannot alias)
+    pid = os.fork()
+    if pid == 0:
+        fd = os.open(f, os.O_RDWR)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os._exit(0)
+        except OSError:
+            os._exit(1)
+    return "got" if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 else "busy"
+a, r1 = try_lock()
+b, r2 = try_lock()          # another description: refused while a holds it
+os.close(a)                 # a's last close drops its lock
+r3 = other_process_can_lock()
+pid = os.fork()
+if pid == 0:
+    try_lock()              # taken by a child that then dies with it open
+    os._exit(0)
+os.waitpid(pid, 0)
+r4 = other_process_can_lock()
+print(r1, r2, r3, r4)
+PYOFD
+)
+	[ "$out" = "got busy got got" ] && ok "ofd: F_OFD_SETLK is exclusive, released at the last close and at the holder's death" ||
+		not_ok "ofd: got '$out', want 'got busy got got'"
+	[ "$(stat_of txdir_file_locks)" -le 1 ] && ok "ofd: no lock left behind" ||
+		not_ok "ofd: txdir_file_locks $(stat_of txdir_file_locks)"
+}
+
 test_split() {
 	local out
 	out=$(py split "$TM_MNT")
@@ -348,6 +399,7 @@ test_nobody() {
 tm_mount "$OPTS" || { echo "not ok - mount"; echo "0 passed, 1 failed"; exit 1; }
 test_flock1
 test_views
+test_ofd
 test_split
 test_wait
 test_death
