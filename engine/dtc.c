@@ -612,8 +612,8 @@ static int prepare(struct txd_fs *fs, struct txn *t, const char *proposal, const
 						   : -EBUSY;
 	/* a vote it could not cast refuses the prepare with nothing changed:
 	 * P unknown, not open or decided, NAME not a participant, or NAME
-	 * voted no already */
-	int err = vote_check_cast(svc_vote(fs->svc), proposal, participant, true);
+	 * voted already (its vote stands for one transaction) */
+	int err = vote_check_unvoted(svc_vote(fs->svc), proposal, participant);
 	if (err)
 		return err;
 	err = txn_commit_checks(fs, t);

@@ -15,8 +15,9 @@
  *
  * dtc_prepare runs steps 1-2b of a commit (txn.h; busy cases leave it
  * active with last_error), checks that its vote could be cast
- * (vote_check_cast: -ENOENT P unknown or not open or NAME not a
- * participant, -EROFS decided, -EEXIST NAME voted no; nothing changes,
+ * (vote_check_unvoted: -ENOENT P unknown or not open or NAME not a
+ * participant, -EROFS decided, -EEXIST NAME voted already, yes or no — by
+ * a plain vote or another prepared transaction; nothing changes,
  * the transaction stays active), makes the packs durable and
  * appends ONE WAL_REC_PREPARE record — txid, P, NAME, the transaction's
  * name, uid, its write set (entries and inodes), its ops (the commit

@@ -1417,7 +1417,21 @@ out:
 
 /* vote_cast and vote_cast_external. log: write a VOTE record (else the
  * caller's record is the vote). */
+static int check_cast(struct vote_svc *v, const char *proposal, const char *participant, bool yes,
+		      bool unvoted);
+
 int vote_check_cast(struct vote_svc *v, const char *proposal, const char *participant, bool yes)
+{
+	return check_cast(v, proposal, participant, yes, false);
+}
+
+int vote_check_unvoted(struct vote_svc *v, const char *proposal, const char *participant)
+{
+	return check_cast(v, proposal, participant, true, true);
+}
+
+static int check_cast(struct vote_svc *v, const char *proposal, const char *participant, bool yes,
+		      bool unvoted)
 {
 	struct ballot *b;
 	struct prop *p;
@@ -1431,7 +1445,7 @@ int vote_check_cast(struct vote_svc *v, const char *proposal, const char *partic
 		err = -ENOENT;
 	else if (p->state != VOTE_OPENED || overdue(p, txd_os->now_monotonic_ns()))
 		err = -EROFS;
-	else if (b->vote >= 0 && b->vote != (int8_t)yes)
+	else if (b->vote >= 0 && (unvoted || b->vote != (int8_t)yes))
 		err = -EEXIST;
 	pthread_mutex_unlock(&v->lock);
 	return err;

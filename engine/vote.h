@@ -332,6 +332,12 @@ int vote_cast_external(struct vote_svc *v, const char *proposal, const char *par
  * there), -EROFS (decided, or past its deadline), -EINVAL. For a caller
  * that must not act before a vote it cannot cast (a prepare, dtc.h). */
 int vote_check_cast(struct vote_svc *v, const char *proposal, const char *participant, bool yes);
+/* The same for a prepared transaction's vote (dtc.h): any vote there
+ * already, yes or no, is -EEXIST — a participant's vote stands for one
+ * transaction, so a second transaction prepared as the same participant,
+ * or one prepared after a plain vote, is refused (as PostgreSQL refuses a
+ * second PREPARE TRANSACTION with a gid in use). */
+int vote_check_unvoted(struct vote_svc *v, const char *proposal, const char *participant);
 /* V11. -ENOENT, -EPERM, -EBUSY, -EIO. */
 int vote_remove(struct vote_svc *v, const char *proposal, uint32_t uid);
 /* Decide the overdue (V2), remove what retention removes (V10). *next (may

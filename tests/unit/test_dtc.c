@@ -498,6 +498,28 @@ Test(dtc, bad_prepares)
 	expect_status_prefix("late", "active");
 }
 
+/* A participant's vote stands for one transaction: a second transaction
+ * prepared as the same participant, or one prepared after that participant
+ * voted by hand, is refused (-EEXIST, still active) — else one yes would
+ * commit both (as PostgreSQL refuses a second PREPARE TRANSACTION 'gid'). */
+Test(dtc, one_transaction_per_participant)
+{
+	open_proposal("P");
+	txn_with_file("t1", "f1", "x");
+	txn_with_file("t2", "f2", "y");
+	cr_assert_eq(prepare("t1", "P", "alice"), 0);
+	cr_expect_eq(prepare("t2", "P", "alice"), -EEXIST, "alice is t1's already");
+	expect_status_prefix("t2", "active");
+	open_proposal("Q");
+	cr_assert_eq(vote("Q", "alice", true), 0);
+	cr_expect_eq(prepare("t2", "Q", "alice"), -EEXIST, "alice voted by hand");
+	expect_status_prefix("t2", "active");
+	cr_assert_eq(prepare("t2", "P", "bob"), 0, "as the other participant it may");
+	cr_assert_eq(outcome("P"), VOTE_COMMITTED);
+	expect_file("f1", "x");
+	expect_file("f2", "y");
+}
+
 /* A worker with nothing to change (an empty or read-only transaction)
  * still votes: it prepares (nothing locked), and the decision ends it. */
 Test(dtc, an_empty_or_read_only_transaction_prepares_and_votes)
