@@ -354,9 +354,14 @@ static char *last_error(const struct run_opts *o, const char *name)
 	return out;
 }
 
-/* One line for a prepare the server refused (not a conflict). */
-static void prepare_refused(const struct run_opts *o, const char *name, int err,
-			    const char *status)
+static char *consensus_path(const struct run_opts *o, const char *rel, const char *leaf);
+
+/* One line for a prepare the server refused (not a conflict), and the exit
+ * code: MC_EXIT_PREP_ABORTED when P was decided aborted before the
+ * prepare (SPEC §2: 76 when P's decision aborted it), else mountctl's own
+ * error. */
+static int prepare_refused(const struct run_opts *o, const char *name, int err,
+			   const char *status)
 {
 	const char *p = o->prepare, *as = o->as;
 
@@ -365,16 +370,32 @@ static void prepare_refused(const struct run_opts *o, const char *name, int err,
 		mc_err("run", "cannot prepare %s: no open proposal %s with participant %s", name, p,
 		       as);
 		break;
-	case -EROFS:
-		mc_err("run", "cannot prepare %s: %s is already decided", name, p);
+	case -EROFS: {
+		char *path = consensus_path(o, "decisions", NULL), *d = NULL;
+		ssize_t n = mc_read_file(path, MC_PROBE_MS, &d);
+
+		free(path);
+		while (n > 0 && (d[n - 1] == '\n' || d[n - 1] == ' '))
+			d[--n] = '\0';
+		if (n > 0 && strncmp(d, "aborted", 7) == 0) {
+			mc_err("run", "aborted: %s was aborted: %s", p, d + (d[7] == ' ' ? 8 : 7));
+			free(d);
+			return MC_EXIT_PREP_ABORTED;
+		}
+		mc_err("run", "cannot prepare %s: %s is already decided%s%s%s", name, p,
+		       n > 0 ? " (" : "", n > 0 ? d : "", n > 0 ? ", without this run)" : "");
+		free(d);
 		break;
+	}
 	case -EEXIST:
-		mc_err("run", "cannot prepare %s: %s already voted otherwise on %s", name, as, p);
+		mc_err("run", "cannot prepare %s: %s has voted already on %s (a participant's vote "
+			      "stands for one transaction)", name, as, p);
 		break;
 	default:
 		mc_err("run", "prepare of %s as %s on %s failed: %s%s%s", name, as, p,
 		       strerror(-err), status ? ": " : "", status ? status : "");
 	}
+	return MC_EXIT_OWN;
 }
 
 /* Commits (or, with --prepare, prepares: word is the ctl command). 0,
@@ -431,9 +452,12 @@ static int commit_txn(const struct run_opts *o, const char *name, const char *id
 		free(status);
 		return RUN_RETRY;
 	}
-	if (o->prepare)
-		prepare_refused(o, name, r, status);
-	else if (r == -ENOENT && !status)
+	if (o->prepare) {
+		r = prepare_refused(o, name, r, status);
+		free(status);
+		return r;
+	}
+	if (r == -ENOENT && !status)
 		/* the transaction is gone: the server restarted meanwhile and
 		 * ended it (dtc/transactions/ID: aborted restart) */
 		mc_err("run", "server gone: nothing committed (it restarted while %s ran; "
@@ -469,11 +493,22 @@ static void vote_no(const struct run_opts *o, char *what, size_t len)
 	if (r == -ENOENT)
 		r = mc_write_whole(path, O_CREAT, "no\n", 3);
 	free(path);
-	if (r == 0)
+	if (r == -EROFS) { /* decided already: say how, not "at its timeout" */
+		char *dp = consensus_path(o, "decisions", NULL), *d = NULL;
+		ssize_t n = mc_read_file(dp, MC_PROBE_MS, &d);
+
+		free(dp);
+		while (n > 0 && (d[n - 1] == '\n' || d[n - 1] == ' '))
+			d[--n] = '\0';
+		snprintf(what + used, len - used, "; %s is already decided: %s", o->prepare,
+			 n > 0 ? d : "decided");
+		free(d);
+	} else if (r == 0) {
 		snprintf(what + used, len - used, "; voted no as %s on %s", o->as, o->prepare);
-	else
+	} else {
 		snprintf(what + used, len - used, "; could not vote no as %s on %s (%s): it "
 			 "aborts at its timeout", o->as, o->prepare, strerror(-r));
+	}
 }
 
 /* Blocks in proposals/P/wait until P is decided (SIGINT, SIGTERM, SIGHUP

@@ -304,6 +304,34 @@ else
 	skip "vote as nobody" "needs root and setpriv"
 fi
 
+# run --prepare on a proposal decided before it prepared (probe C3)
+mc propose "$M" gone1 --participants w1,w2 --timeout 30
+mc vote "$M" gone1 w2 no
+mc run "$M" --prepare gone1 --as w1 -- sh -c "echo x > '$M/gone1.f'"
+expect "run --prepare after P was aborted: 76, says why" 76 "aborted: gone1 was aborted: no from w2"
+[ ! -e "$M/gone1.f" ] && ok "run --prepare after P was aborted: nothing applied" ||
+	not_ok "run --prepare after P was aborted: nothing applied"
+mc propose "$M" gone2 --participants w1,w2 --timeout 30
+mc vote "$M" gone2 w1 yes
+mc vote "$M" gone2 w2 yes
+mc run "$M" --prepare gone2 --as w1 -- true
+expect "run --prepare after P committed without it: 125, names the decision" 125 \
+	"already decided \(committed, without this run\)"
+mc propose "$M" gone3 --participants w1,w2 --timeout 30
+mc vote "$M" gone3 w2 no
+mc run "$M" --prepare gone3 --as w1 -- sh -c "exit 3"
+expect "a failed CMD on an aborted P: CMD's code, the decision named" 3 \
+	"gone3 is already decided: aborted no from w2"
+# one transaction per participant (dtc.h): a second --as w1 is refused
+mc propose "$M" twice --participants w1,w2 --timeout 30
+mkdir "$M/.txdir/txn/tw1" && echo a >"$M/.txdir/txn/tw1/root/tw1.f" &&
+	echo "prepare twice as w1" >"$M/.txdir/txn/tw1/ctl"
+mc run "$M" --prepare twice --as w1 -- true
+expect "run --prepare as a participant another transaction prepared as: 125" 125 \
+	"w1 has voted already on twice"
+mc vote "$M" twice w2 no
+rmdir "$M/.txdir/txn/tw1" 2>/dev/null
+
 mc umount "$M"
 expect "umount" 0
 finish
