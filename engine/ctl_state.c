@@ -602,9 +602,8 @@ static int parse_fence(const cJSON *l, struct fence *fe)
 
 	if (!cJSON_IsObject(l) || cJSON_GetArraySize(l) != 2 || !cJSON_IsString(n) ||
 	    !cJSON_IsNumber(t) || t->valuedouble < 0 || t->valuedouble > 9007199254740992.0 ||
-	    t->valuedouble != floor(t->valuedouble) || !*n->valuestring ||
-	    strlen(n->valuestring) > LEASE_NAME_MAX)
-		return -EINVAL;
+	    t->valuedouble != floor(t->valuedouble) || lease_name_check(n->valuestring))
+		return -EINVAL; /* a malformed name is EINVAL, never "lost the lease" */
 	snprintf(fe->name, sizeof(fe->name), "%s", n->valuestring);
 	fe->token = (uint64_t)t->valuedouble;
 	return 0;

@@ -512,6 +512,14 @@ test_fenced() {
 		ok "fenced: an update with the held lease's token applies" ||
 		not_ok "fenced: held: $out"
 	v=$((v + 1))
+	# a malformed lease name is EINVAL (SPEC §6), never ESTALE ("lost it")
+	local bad got=""
+	for bad in 'a b' 'a/b' '..' 'a\tb'; do
+		got+="$(py put "$S/update" "{\"if_version\": $v, \"if_lease\": {\"name\": \"$bad\", \"token\": 5}, \"document\": 1}") "
+	done
+	[ "$got" = "EINVAL EINVAL EINVAL EINVAL " ] && [ "$(py version "$S")" = "$v" ] &&
+		ok "fenced: a malformed if_lease name (space, /, .., tab) is EINVAL, nothing applied" ||
+		not_ok "fenced: malformed names: $got"
 	rmdir "$A/job" && mkdir "$A/job" && cur=$(cat "$A/job/token") || { not_ok "fenced: regrab"; return; }
 	out=$(py put "$S/update" "{\"if_version\": $v, \"if_lease\": {\"name\": \"job\", \"token\": $tok}, \"document\": [\"old\"]}")
 	[ "$out" = ESTALE ] && [ "$(py version "$S")" = "$v" ] && [ "$cur" -gt "$tok" ] &&
