@@ -173,7 +173,7 @@ char *mc_json_tty(const char *json)
 	return o;
 }
 
-char *mc_abspath(const char *path)
+static char *abspath_once(const char *path)
 {
 	char *copy = mc_strdup(path), *slash, *base, *parent, *out = NULL;
 	size_t n = strlen(copy);
@@ -208,6 +208,38 @@ char *mc_abspath(const char *path)
 	free(parent);
 out_free:
 	free(copy);
+	return out;
+}
+
+/* The directories above are resolved by realpath(3); the last component is
+ * never stat()ed (a dead mount there would hang us), only readlink()ed: a
+ * symlink to a mount point (`/srv/app -> /srv/releases/7`) resolves as
+ * mountpoint(1) does. At most 40 links, as the kernel. */
+char *mc_abspath(const char *path)
+{
+	char *out = abspath_once(path);
+
+	for (int links = 0; out && links < 40; links++) {
+		char target[PATH_MAX + 1];
+		ssize_t k = readlink(out, target, PATH_MAX);
+
+		if (k <= 0)
+			break;
+		target[k] = '\0';
+		char *next, *dir = mc_strdup(out), *slash = strrchr(dir, '/');
+
+		if (target[0] == '/' || !slash) {
+			next = abspath_once(target);
+		} else {
+			slash[slash == dir ? 1 : 0] = '\0';
+			char *joined = mc_join(dir, target);
+			next = abspath_once(joined);
+			free(joined);
+		}
+		free(dir);
+		free(out);
+		out = next;
+	}
 	return out;
 }
 

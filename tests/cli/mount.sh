@@ -39,6 +39,15 @@ for field in store durability commits wal_bytes versions_retained open_handles \
 done
 mc check "$M"
 expect "check of a healthy mount: 0" 0 "^ok: "
+# a symlink to the mount point (a deploy layout) is the mount, as for
+# mountpoint(1): absolute and relative links
+ln -s "$M" "$T/link-abs" && mkdir -p "$T/ld" && ln -s "../$(basename "$M")" "$T/ld/rel"
+mc check "$T/link-abs"
+expect "check through an absolute symlink to the mount: 0" 0 "^ok: $M$"
+mc check "$T/ld/rel/"
+expect "check through a relative symlink (and a trailing /): 0" 0 "^ok: $M$"
+mc run "$T/link-abs" -- true
+expect "run through a symlink to the mount: 0" 0
 
 echo "hello" >"$M/greeting" 2>/dev/null
 mc sync "$M"
