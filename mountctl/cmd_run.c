@@ -44,7 +44,8 @@
  *
  * Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT stay blocked in mountctl and
  * are taken with sigwaitinfo(), together with SIGCHLD, so no wait can miss
- * one.
+ * one. SIGUSR1 and SIGUSR2 are passed on to CMD (or, once it exited, to
+ * its descendants) and do not end the run.
  * One sent with kill(2) is forwarded to CMD; one from the terminal is not
  * (CMD is in the same foreground process group and got it already). CMD's
  * status then decides. One that arrives after CMD has exited, while
@@ -104,6 +105,14 @@ static void forwarded_signals(sigset_t *set)
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGHUP);
 	sigaddset(set, SIGQUIT); /* Ctrl-\ must not orphan CMD either */
+}
+
+/* SIGUSR1, SIGUSR2: meant for CMD (`dd` reports its progress on USR1),
+ * passed on and never the end of the run; by default they would kill
+ * mountctl alone and leave CMD writing into a transaction nobody commits. */
+static bool passed_on(int sig)
+{
+	return sig == SIGUSR1 || sig == SIGUSR2;
 }
 
 /* ---- options ------------------------------------------------------------- */
@@ -677,10 +686,19 @@ static void wait_all(pid_t cmd_pid, struct run_result *res)
 
 	forwarded_signals(&set);
 	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	while (reap(cmd_pid, &cmd_done, res)) {
 		sig = sigwaitinfo(&set, &si);
 		if (sig < 0 || sig == SIGCHLD)
 			continue;
+		if (passed_on(sig)) {
+			if (cmd_done)
+				signal_children(sig);
+			else
+				kill(cmd_pid, sig);
+			continue;
+		}
 		if (cmd_done) {
 			res->interrupted = sig;
 			signal_children(sig);
@@ -801,6 +819,8 @@ static int prepare_parent(void)
 	signal(SIGCHLD, SIG_DFL);
 	forwarded_signals(&set);
 	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGUSR1); /* passed on to CMD (wait_all), for the whole run */
+	sigaddset(&set, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &set, &saved_mask);
 	return 0;
 }

@@ -253,6 +253,24 @@ kill -TERM "$MCPID"
 run_wait
 expect "CMD that handles the forwarded SIGTERM and exits 0 commits" 0
 if [ "$(content "$M/trapped")" = handled ]; then ok "its change is committed"; else not_ok "its change is committed"; fi
+# SIGUSR1/SIGUSR2 are passed on to CMD and do not end the run (before:
+# they killed mountctl alone; CMD wrote on into a transaction nobody commits)
+rm -f "$B"/*
+run_bg run "$M" -- sh -c "trap 'echo one >> \"$M/usr\"' USR1; trap 'echo two >> \"$M/usr\"' USR2;
+	touch '$B/ready'; until [ -e '$B/go' ]; do sleep 0.02; done; echo done >> '$M/usr'"
+wait_file "$B/ready"
+kill -USR1 "$MCPID"
+kill -USR2 "$MCPID"
+until_lines() { [ "$(wc -l <"$M/usr" 2>/dev/null)" = 2 ]; }
+for ((i = 0; i < 500; i++)); do until_lines && break; sleep 0.01; done
+touch "$B/go"
+run_wait
+expect "SIGUSR1 and SIGUSR2 to mountctl reach CMD and the run goes on: exit 0" 0
+if [ "$(sort "$M/usr" 2>/dev/null | tr '\n' ' ')" = "done one two " ]; then
+	ok "CMD handled both and its writes are committed"
+else
+	not_ok "CMD handled both and its writes are committed" "$(cat "$M/usr" 2>&1)"
+fi
 # SIGQUIT (Ctrl-\, or kill -QUIT) is forwarded too: mountctl must not die
 # alone and leave CMD running orphaned with its transaction active.
 rm -f "$B"/*
