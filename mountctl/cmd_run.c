@@ -607,10 +607,18 @@ static int finish_txn(const struct run_opts *o, const char *name, const char *id
 	r = commit_txn(o, name, id, word, why);
 	free(word);
 	if (r == RUN_RETRY) {
-		/* a conflict: the transaction voted no and is aborted */
-		char *more;
+		/* a conflict: the server voted no and aborted the transaction.
+		 * A busy path (another prepared transaction's lock, a main-tree
+		 * writer) leaves it active and unvoted: vote no here, so P
+		 * aborts now rather than at its timeout while the others'
+		 * prepared locks block every writer of their paths. */
+		char what[600] = "", *more;
 
-		if (asprintf(&more, "%s (voted no as %s on %s)", *why, o->as, o->prepare) >= 0) {
+		if (*why && !strncmp(*why, "busy", 4))
+			vote_no(o, what, sizeof(what));
+		else
+			snprintf(what, sizeof(what), "; voted no as %s on %s", o->as, o->prepare);
+		if (asprintf(&more, "%s (%s)", *why, what + 2) >= 0) {
 			free(*why);
 			*why = more;
 		}

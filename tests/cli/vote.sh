@@ -322,6 +322,17 @@ mc vote "$M" gone3 w2 no
 mc run "$M" --prepare gone3 --as w1 -- sh -c "exit 3"
 expect "a failed CMD on an aborted P: CMD's code, the decision named" 3 \
 	"gone3 is already decided: aborted no from w2"
+# a prepare refused busy (a main-tree writer holds the path) votes no, so P
+# aborts now, not at its timeout (probe C7)
+mc propose "$M" busy1 --participants w1,w2 --timeout 120
+echo base >"$M/held.f"
+exec 7>>"$M/held.f"
+mc run "$M" --prepare busy1 --as w1 -- sh -c "echo w1 > '$M/held.f'"
+exec 7>&-
+expect "run --prepare meeting a busy path: 75, voted no" 75 "busy reason=main-tree-writer .*voted no as w1 on busy1"
+[ "$(cat "$M/.txdir/consensus/decisions/busy1" 2>/dev/null)" = "aborted no from w1" ] &&
+	ok "its no decided P at once" ||
+	not_ok "its no decided P at once" "$(cat "$M/.txdir/consensus/decisions/busy1" 2>&1)"
 # one transaction per participant (dtc.h): a second --as w1 is refused
 mc propose "$M" twice --participants w1,w2 --timeout 30
 mkdir "$M/.txdir/txn/tw1" && echo a >"$M/.txdir/txn/tw1/root/tw1.f" &&
