@@ -160,9 +160,11 @@ static void note_commit(struct evlog *ev, const char *json, size_t len)
 		return;
 	cJSON *o = json_parse(json, len);
 	cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "commit");
-	/* a number out of u64's range (a damaged line) would be undefined
-	 * behaviour to convert: it is not a commit */
-	if (cJSON_IsNumber(c) && c->valuedouble >= 0 && c->valuedouble < 0x1p64 &&
+	/* a commit id is below 2^53 (an LSN; JSON numbers are exact up to
+	 * there): a larger number is a damaged line, not a commit — trusted,
+	 * it would lift last_commit past every real commit, and the commit
+	 * events replay re-adds after a crash (E2) would all be skipped */
+	if (cJSON_IsNumber(c) && c->valuedouble >= 0 && c->valuedouble < 0x1p53 &&
 	    (uint64_t)c->valuedouble > ev->last_commit)
 		ev->last_commit = (uint64_t)c->valuedouble;
 	cJSON_Delete(o);

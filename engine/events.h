@@ -19,6 +19,9 @@
  *     is as durable as the action: ev_sync makes the file durable, and at
  *     start-up the engine derives the events of commits the WAL holds but the
  *     log lacks (ev_commit_replayed), so a power loss loses none either.
+ *     (Which those are is told by the highest "commit" of the log's
+ *     txn_commit lines; one of 2^53 or more is a damaged line, not a
+ *     commit id, and cannot hide later commits' events.)
  *  E3 ev_render shows the events no older than `oldest_ns`, oldest first;
  *     ev_trim drops older ones from the file. Memory does not grow with
  *     history.
