@@ -601,7 +601,11 @@ static int prepare(struct txd_fs *fs, struct txn *t, const char *proposal, const
 		return t->state == TXN_COMMITTED ? -EINVAL : -EBUSY;
 	if (!fs->svc)
 		return -ENOENT;
-	txn_wait_writers(fs, t);
+	/* No wait for the view's writable handles here (a commit waits up to
+	 * TXN_BUSY_WAIT_MS): prepares run one at a time, so one user's open
+	 * files would hold everyone's prepares back 2 s each. A view still
+	 * open for writing is EBUSY at once (open-in-view, in last_error);
+	 * the caller retries (mountctl run does, for a bounded time). */
 	if (t->state == TXN_ACTIVE && t->log.nops)
 		txn_sync_packs(fs);
 	while (t->committing)

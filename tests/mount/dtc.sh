@@ -194,25 +194,31 @@ test_prepare() {
 		ok "prepare: the decision after the restart commits it" || not_ok "prepare: resolve after restart"
 }
 
-# SIGTERM while a prepare waits on the prepare thread (for a writer in its
-# view, up to TXN_BUSY_WAIT_MS): the server answers it, or gives it up,
-# before its FUSE session goes, and exits cleanly — no reply on a freed
-# session (the ASan pass runs this against an ASan txdirfs).
+# A prepare whose view is still open for writing is EBUSY at once, not
+# after a wait on the prepare thread (prepares run one at a time: one
+# user's open files would hold everyone's back). Then SIGTERM with that
+# transaction active and its file open: the server exits cleanly, no reply
+# on a freed session (the ASan pass runs this against an ASan txdirfs).
 test_prepare_at_stop() {
-	local T=$TM_MNT/.txdir/txn fd pid log=$TM_LOG rc=0
+	local T=$TM_MNT/.txdir/txn fd log=$TM_LOG rc=0 out
 	propose PS && mkdir "$T/ts" && echo x >"$T/ts/root/sfile" || { not_ok "stop: setup"; return; }
 	exec {fd}>"$T/ts/root/held"
-	(exec timeout 30 sh -c 'printf "prepare PS as alice\n" >"$1"' sh "$T/ts/ctl") 2>/dev/null &
-	pid=$!
-	wait_for 100 in_fuse_wait "$pid" || not_ok "stop: the prepare does not wait"
+	out=$(timeout 30 python3 -c 'import os,sys
+try:
+    fd = os.open(sys.argv[1], os.O_WRONLY); os.write(fd, b"prepare PS as alice\n"); os.close(fd); print("OK")
+except OSError as e:
+    print(os.strerror(e.errno))' "$T/ts/ctl")
+	[ "$out" = "Device or resource busy" ] && grep -q 'busy reason=open-in-view path=/held' "$T/ts/info.json" &&
+		[ "$(cat "$T/ts/status")" = active ] &&
+		ok "stop: a prepare with a file of its view open for writing: EBUSY at once, still active" ||
+		not_ok "stop: prepare with an open writer: $out / $(cat "$T/ts/status")"
 	kill -TERM "$TM_PID"
 	wait "$TM_PID" || rc=$?
 	exec {fd}>&-
-	wait "$pid" 2>/dev/null
 	if [ "$rc" -eq 0 ] && ! grep -q 'Sanitizer\|runtime error' "$log"; then
-		ok "stop: SIGTERM with a prepare in flight: clean exit"
+		ok "stop: SIGTERM with the transaction's file open: clean exit"
 	else
-		not_ok "stop: SIGTERM with a prepare in flight: exit $rc"
+		not_ok "stop: SIGTERM with the transaction's file open: exit $rc"
 		grep -A14 'Direct leak\|ERROR' "$log" | head -60 | sed 's/^/#   /'
 	fi
 	TM_PID=
