@@ -150,6 +150,11 @@ static const char *line_json(const char *line, size_t len, uint64_t *ns)
 	*ns = strtoull(line, &end, 10);
 	if (end >= line + len || *end != ' ' || end[1] != '{' || line[len - 1] != '}')
 		return NULL;
+	/* a raw control byte is never in a line cJSON wrote (it escapes
+	 * them): a torn page of zeros, or other damage (E4) */
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)line[i] < 0x20)
+			return NULL;
 	return end + 1;
 }
 

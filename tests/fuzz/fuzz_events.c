@@ -13,8 +13,10 @@
  *    for a reader other than root and the line's "uid";
  *  - ev_last_commit only grows when a commit event is appended.
  * Known gap, not checked here (see the report in the commit): ev_render
- * shows a line that merely looks like "<digits> {...}" without parsing it,
- * so a garbage line such as "1 {x}" is shown although E1/E4 say it is not.
+ * shows a line that merely looks like "<digits> {...}" and holds no raw
+ * control byte without parsing it, so a garbage line such as "1 {x}" is
+ * shown although E1/E4 say it is not (a line with a NUL, as a torn page of
+ * zeros leaves, is skipped: corpus regress-nul-in-key).
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
