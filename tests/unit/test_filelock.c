@@ -67,6 +67,22 @@ Test(filelock, L2_readers_share_a_writer_excludes)
 	cr_assert_eq(set(&V1, px(F_WRLCK, 0, FL_END, 9)), 0, "the same inode in a view is apart");
 }
 
+/* L9: an open file description's locks (F_OFD_SETLK, owner = the
+ * description) go at its last close, fl_release_fh; others' stay. */
+Test(filelock, L9_ofd_locks_go_with_their_description)
+{
+	struct fl_req a = px(F_WRLCK, 0, 99, 1), b = px(F_WRLCK, 200, 299, 2), c;
+	a.fh = 11;
+	b.fh = 12;
+	cr_assert_eq(set(&F1, a), 0);
+	cr_assert_eq(set(&F1, b), 0);
+	fl_release_fh(fl, &F1, 11);
+	c = px(F_WRLCK, 0, 99, 3);
+	cr_expect_eq(set(&F1, c), 0, "the description's lock went with it");
+	c = px(F_WRLCK, 200, 299, 3);
+	cr_expect_eq(set(&F1, c), -EAGAIN, "another description's stays");
+}
+
 Test(filelock, L1_posix_and_flock_never_interact)
 {
 	cr_assert_eq(set(&F1, px(F_WRLCK, 0, FL_END, 1)), 0);
