@@ -518,9 +518,17 @@ static int kill_on_open(struct txd_fs *fs, const struct txd_cred *c, uint64_t no
 		return 0;
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = fs_node(fs, node);
+	uint32_t before = n && n->in ? n->in->head->mode : 0;
 	int err = n ? fs_kill_suidgid(fs, c, n) : -ESTALE;
+	/* the kernel drops only size and times after a truncating open: its
+	 * cached mode would show the dropped bits until the attribute
+	 * timeout (statx asking for the mode alone) */
+	bool dropped = !err && n && n->in && n->in->head->mode != before;
+	uint64_t id = n ? n->id : 0;
 	pthread_mutex_unlock(&fs->lock);
 	fs_notify_flush(fs);
+	if (dropped && fs->notify.inval_inode)
+		fs->notify.inval_inode(fs->notify.arg, id);
 	return err;
 }
 
