@@ -266,8 +266,11 @@ static int run_json(const struct mc_cmd *cmd, int argc, char **argv)
 	FILE *f = fopencookie(NULL, "w", io);
 	int rc;
 
-	if (f)
+	if (f) {
+		if (isatty(STDOUT_FILENO)) /* as glibc buffers a terminal's stdout */
+			setvbuf(f, NULL, _IOLBF, 0);
 		stdout = f;
+	}
 	rc = cmd->run(cmd, argc - 1, argv + 1);
 	if (rc != MC_EXIT_OK && out_bytes == 0 && mc_err_said()) {
 		fflush(stdout);
