@@ -370,8 +370,10 @@ void fl_test(struct fl_table *fl, const struct fl_key *k, struct fl_req *r)
 	pthread_mutex_unlock(&fl->lock);
 }
 
-void fl_release_owner(struct fl_table *fl, const struct fl_key *k, enum fl_kind kind,
-		      uint64_t owner)
+/* Every lock of the file that match() picks goes; waiters that no longer
+ * conflict are granted. */
+static void release_where(struct fl_table *fl, const struct fl_key *k,
+			  bool (*match)(const struct lk *l, const void *arg), const void *arg)
 {
 	pthread_mutex_lock(&fl->lock);
 	struct ffile *f = find(fl, k, false);
@@ -379,7 +381,7 @@ void fl_release_owner(struct fl_table *fl, const struct fl_key *k, enum fl_kind 
 	bool gone = false;
 	for (struct lk **pp = f ? &f->locks : NULL; pp && *pp;) {
 		struct lk *l = *pp;
-		if (l->kind == kind && l->owner == owner) {
+		if (match(l, arg)) {
 			*pp = l->next;
 			free(l);
 			fl->nlocks--;
@@ -395,28 +397,32 @@ void fl_release_owner(struct fl_table *fl, const struct fl_key *k, enum fl_kind 
 	finish(granted);
 }
 
+struct owner_of {
+	enum fl_kind kind;
+	uint64_t owner;
+};
+
+static bool is_owners(const struct lk *l, const void *arg)
+{
+	const struct owner_of *o = arg;
+	return l->kind == o->kind && l->owner == o->owner;
+}
+
+static bool via_fh(const struct lk *l, const void *arg)
+{
+	return l->kind == FL_POSIX && l->fh == *(const uint64_t *)arg;
+}
+
+void fl_release_owner(struct fl_table *fl, const struct fl_key *k, enum fl_kind kind,
+		      uint64_t owner)
+{
+	struct owner_of o = {kind, owner};
+	release_where(fl, k, is_owners, &o);
+}
+
 void fl_release_fh(struct fl_table *fl, const struct fl_key *k, uint64_t fh)
 {
-	pthread_mutex_lock(&fl->lock);
-	struct ffile *f = find(fl, k, false);
-	struct waiter *granted = NULL;
-	bool gone = false;
-	for (struct lk **pp = f ? &f->locks : NULL; pp && *pp;) {
-		struct lk *l = *pp;
-		if (l->kind == FL_POSIX && l->fh == fh) {
-			*pp = l->next;
-			free(l);
-			fl->nlocks--;
-			gone = true;
-		} else {
-			pp = &l->next;
-		}
-	}
-	if (gone)
-		granted = wake(fl, f);
-	maybe_free(fl, f);
-	pthread_mutex_unlock(&fl->lock);
-	finish(granted);
+	release_where(fl, k, via_fh, &fh);
 }
 
 bool fl_any(struct fl_table *fl)

@@ -365,6 +365,19 @@ static char *last_error(const struct run_opts *o, const char *name)
 
 static char *consensus_path(const struct run_opts *o, const char *rel, const char *leaf);
 
+/* P's decision line (decisions/P, trailing blanks cut), or NULL. Caller
+ * frees. */
+static char *decision_of(const struct run_opts *o)
+{
+	char *path = consensus_path(o, "decisions", NULL), *d = NULL;
+	ssize_t n = mc_read_file(path, MC_PROBE_MS, &d);
+
+	free(path);
+	while (n > 0 && (d[n - 1] == '\n' || d[n - 1] == ' '))
+		d[--n] = '\0';
+	return d;
+}
+
 /* One line for a prepare the server refused (not a conflict), and the exit
  * code: MC_EXIT_PREP_ABORTED when P was decided aborted before the
  * prepare (SPEC §2: 76 when P's decision aborted it), else mountctl's own
@@ -380,12 +393,9 @@ static int prepare_refused(const struct run_opts *o, const char *name, int err,
 		       as);
 		break;
 	case -EROFS: {
-		char *path = consensus_path(o, "decisions", NULL), *d = NULL;
-		ssize_t n = mc_read_file(path, MC_PROBE_MS, &d);
+		char *d = decision_of(o);
+		size_t n = d ? strlen(d) : 0;
 
-		free(path);
-		while (n > 0 && (d[n - 1] == '\n' || d[n - 1] == ' '))
-			d[--n] = '\0';
 		if (n > 0 && strncmp(d, "aborted", 7) == 0) {
 			mc_err("run", "aborted: %s was aborted: %s", p, d + (d[7] == ' ' ? 8 : 7));
 			free(d);
@@ -503,14 +513,10 @@ static void vote_no(const struct run_opts *o, char *what, size_t len)
 		r = mc_write_whole(path, O_CREAT, "no\n", 3);
 	free(path);
 	if (r == -EROFS) { /* decided already: say how, not "at its timeout" */
-		char *dp = consensus_path(o, "decisions", NULL), *d = NULL;
-		ssize_t n = mc_read_file(dp, MC_PROBE_MS, &d);
+		char *d = decision_of(o);
 
-		free(dp);
-		while (n > 0 && (d[n - 1] == '\n' || d[n - 1] == ' '))
-			d[--n] = '\0';
 		snprintf(what + used, len - used, "; %s is already decided: %s", o->prepare,
-			 n > 0 ? d : "decided");
+			 d && *d ? d : "decided");
 		free(d);
 	} else if (r == 0) {
 		snprintf(what + used, len - used, "; voted no as %s on %s", o->as, o->prepare);
